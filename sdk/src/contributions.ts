@@ -1,0 +1,90 @@
+import type { Middleware, ParameterizedContext } from 'koa';
+import type { EventBus } from './events.js';
+
+/** The Koa context a route handler receives. */
+export type RouteContext = ParameterizedContext<Record<string, unknown>, { params: Record<string, string> }>;
+
+/** An HTTP route a plugin adds to the server. Paths use `:param` segments. */
+export interface RouteContribution {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  path: string;
+  handler: (ctx: RouteContext) => unknown | Promise<unknown>;
+  /** Who may call it; `public` needs no key even when keys are configured. Default `user`. */
+  access?: 'public' | 'user' | 'admin';
+}
+
+/** Middleware a plugin inserts around every request, named for the moment it runs. */
+export interface Hooks {
+  /** Runs first for every request, before routing. */
+  onRequest?: Middleware;
+  /** Transforms an inference input before it reaches the model. */
+  preInference?(input: InferenceHookInput): Promise<InferenceHookInput> | InferenceHookInput;
+  /** Transforms an inference output before it is sent. */
+  postInference?(output: InferenceHookOutput): Promise<InferenceHookOutput> | InferenceHookOutput;
+}
+
+/** What `preInference` sees: the model addressed and its request body. */
+export interface InferenceHookInput {
+  model: string;
+  version?: string;
+  body: Record<string, unknown>;
+}
+
+/** What `postInference` sees: the model addressed and the response body. */
+export interface InferenceHookOutput {
+  model: string;
+  version?: string;
+  body: Record<string, unknown>;
+}
+
+/** Something that ships telemetry out; it only subscribes to the event bus. */
+export interface Exporter {
+  readonly name: string;
+  start?(events: EventBus): void | Promise<void>;
+  /** Sends what is buffered; called on shutdown. */
+  flush?(): Promise<void>;
+  stop?(): void | Promise<void>;
+}
+
+/** A request waiting to be scheduled, as a strategy sees it. */
+export interface Schedulable {
+  readonly id: string;
+  readonly priority: 'high' | 'normal' | 'low';
+  /** Milliseconds since the epoch when it was admitted. */
+  readonly enqueuedAt: number;
+  /** Estimated cost (tokens or batch items). */
+  readonly cost: number;
+}
+
+/** Policy for who runs next: given the waiting requests, the order to take them in. */
+export interface SchedulerStrategy {
+  readonly name: string;
+  /** Indices into `waiting`, in the order they should be taken. */
+  order(waiting: readonly Schedulable[], now: number): number[];
+}
+
+/** Policy for what a bounded cache evicts. */
+export interface CachePolicy {
+  readonly name: string;
+  onInsert(key: string, bytes: number): void;
+  onAccess(key: string): void;
+  onRemove(key: string): void;
+  /** The next key to evict, or undefined when nothing may be evicted. */
+  victim(): string | undefined;
+}
+
+/** A model file format the engine can load (onnx, gguf, safetensors …). */
+export interface ModelFormat {
+  readonly name: string;
+  /** True when this format can load the file or folder at `path`. */
+  detect(path: string): Promise<boolean>;
+}
+
+/** Chooses which model and version serve a request (A/B, canary, aliases). */
+export interface ModelRouter {
+  readonly name: string;
+  /** The model and version to use, or undefined to leave the choice to the next router. */
+  route(request: { model: string; version?: string; headers: Record<string, string | string[] | undefined> }):
+    | { model: string; version?: string }
+    | undefined;
+}

@@ -1,0 +1,54 @@
+import type { Backend } from './backend.js';
+import type { CachePolicy, Exporter, Hooks, ModelFormat, ModelRouter, RouteContribution, SchedulerStrategy } from './contributions.js';
+
+/** A typed handle naming an extension point; the type parameter is what contributors provide. */
+export interface ExtensionPointRef<T> {
+  readonly id: string;
+  /** Phantom field carrying the contribution type; never set. */
+  readonly __type?: T;
+}
+
+/** Declares an extension point handle (for a plugin's own sub-extensions). */
+export function extensionPoint<T>(id: string): ExtensionPointRef<T> {
+  return Object.freeze({ id });
+}
+
+/** The extension points the kernel defines. */
+export const ExtensionPoints = {
+  backend: extensionPoint<Backend>('backend'),
+  schedulerStrategy: extensionPoint<SchedulerStrategy>('schedulerStrategy'),
+  cachePolicy: extensionPoint<CachePolicy>('cachePolicy'),
+  hooks: extensionPoint<Hooks>('hooks'),
+  exporter: extensionPoint<Exporter>('exporter'),
+  modelFormat: extensionPoint<ModelFormat>('modelFormat'),
+  routes: extensionPoint<RouteContribution>('routes'),
+  router: extensionPoint<ModelRouter>('router'),
+} as const;
+
+/** One contribution at an extension point, with who made it. */
+export interface Contribution<T> {
+  readonly value: T;
+  /** Unique among one plugin's contributions to one point. */
+  readonly name: string;
+  readonly priority: number;
+  readonly pluginId: string;
+  readonly pluginVersion: string;
+}
+
+/** A live, read-only view of an extension point. Contributions come and go under hot reload: look them up per use. */
+export interface ExtensionPointView<T> {
+  readonly id: string;
+  /** Every contribution, highest priority first. */
+  list(): readonly Contribution<T>[];
+  /** The highest-priority contribution. */
+  first(): Contribution<T> | undefined;
+  /** The contribution with this name (from any plugin). */
+  find(name: string): Contribution<T> | undefined;
+  /**
+   * Runs `fn` with a contribution while holding it: a plugin being reloaded or disabled waits for
+   * such uses to finish before it is disposed.
+   */
+  use<R>(contribution: Contribution<T>, fn: (value: T) => R | Promise<R>): Promise<R>;
+  /** Called whenever a contribution comes or goes; returns the function that unsubscribes. */
+  onChange(listener: (change: 'added' | 'removed', contribution: Contribution<T>) => void): () => void;
+}

@@ -1,0 +1,79 @@
+import type { DependencyContainer } from 'tsyringe';
+import type { EventBus } from './events.js';
+import type { Contribution, ExtensionPointRef, ExtensionPointView } from './extension-points.js';
+import type { Logger } from './logger.js';
+
+/** The version of the kernel API this SDK describes; manifests name a semver range of it in `kernelApi`. */
+export const KERNEL_API_VERSION = '1.0.0';
+
+/** The `nucleus` section of a plugin's package.json. */
+export interface PluginManifest {
+  /** Unique id, lowercase with dashes: `backend-cpu`. */
+  id: string;
+  /** The plugin's semver version. */
+  version: string;
+  /** Semver range of the kernel API the plugin works with. */
+  kernelApi: string;
+  /** One line saying what the plugin does. */
+  description?: string;
+  /** Capabilities offered, as `point:name` (`backend:cpu`, `routes:kserve-v2`). */
+  provides?: string[];
+  /** Other plugins this one needs, by id, each with a semver range. */
+  requires?: Record<string, string>;
+  /** JSON Schema of the plugin's config section (`plugin.<id>` in the config). */
+  configSchema?: Record<string, unknown>;
+  /** Module to import, relative to the package folder. */
+  entry: string;
+  /** Whether the plugin activates at start when config does not say. Default true. */
+  enabledByDefault?: boolean;
+}
+
+/** Options of one contribution. */
+export interface ContributeOptions {
+  /** Higher wins where one contribution is chosen. Default 0. */
+  priority?: number;
+  /** Unique among this plugin's contributions to that point; defaults to the value's `name` or the point id. */
+  name?: string;
+}
+
+/** What a plugin receives when it activates. Everything it registers here is dropped when it is deactivated. */
+export interface PluginContext<C = Record<string, unknown>> {
+  readonly id: string;
+  readonly version: string;
+  /** This plugin's config section, validated against its schema with defaults applied. */
+  readonly config: C;
+  readonly logger: Logger;
+  readonly events: EventBus;
+  /** This activation's own child container; the kernel's services resolve through it. */
+  readonly container: DependencyContainer;
+  /** Aborted when this activation starts to deactivate. */
+  readonly signal: AbortSignal;
+  /** Adds a contribution to an extension point. */
+  contribute<T>(point: ExtensionPointRef<T>, value: T, options?: ContributeOptions): Contribution<T>;
+  /** A live view of an extension point. */
+  extensionPoint<T>(point: ExtensionPointRef<T>): ExtensionPointView<T>;
+  /** Reads the effective server config at a dotted path. */
+  configValue(path: string): unknown;
+  /** Runs when this activation is disposed, after its in-flight uses have drained; last registered runs first. */
+  onDispose(fn: () => void | Promise<void>): void;
+}
+
+/** What a plugin's entry module exports as default. */
+export interface PluginDefinition<C = Record<string, unknown>> {
+  /** Wires the plugin: contribute to extension points, subscribe to events. Throwing marks the plugin failed. */
+  activate(ctx: PluginContext<C>): void | Promise<void>;
+  /** Optional extra teardown before the disposers registered with `onDispose` run. */
+  deactivate?(ctx: PluginContext<C>): void | Promise<void>;
+}
+
+const PLUGIN_BRAND = Symbol.for('nucleus.plugin');
+
+/** Declares a plugin; export the result as the entry module's default export. */
+export function definePlugin<C = Record<string, unknown>>(definition: PluginDefinition<C>): PluginDefinition<C> {
+  return Object.assign(Object.create(null), definition, { [PLUGIN_BRAND]: true }) as PluginDefinition<C>;
+}
+
+/** True when a value was made by {@link definePlugin}. */
+export function isPluginDefinition(value: unknown): value is PluginDefinition<Record<string, unknown>> {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[PLUGIN_BRAND] === true;
+}
