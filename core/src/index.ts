@@ -1,1 +1,5 @@
-export const placeholder = 1;
+export { Kernel, type KernelOptions } from './kernel/kernel.js';
+export type { PluginInfo } from './kernel/plugin-host.js';
+export { validatePluginDir, type PluginValidation } from './kernel/plugin-validation.js';
+export { NucleusServer } from './server/nucleus-server.js';
+export { HttpServer } from './server/http-server.js';

@@ -6,3 +6,4 @@ export * from './extension-points.js';
 export * from './logger.js';
 export * from './plugin.js';
 export * from './plugin-state.js';
+export * from './services.js';

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../kernel/config/index.js';
+import { configCommand } from './config-command.js';
+import { pluginNewCommand, pluginsCommand } from './plugins-command.js';
+import { serveCommand } from './serve-command.js';
+import { ExitCode, UsageError } from './exit-codes.js';
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('nucleus')
+  .description('Nucleus: a model-inference runtime for Node.js, built from plugins.')
+  .version(version, '-v, --version')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+program.addCommand(serveCommand());
+program.addCommand(pluginsCommand());
+program.addCommand(pluginNewCommand());
+program.addCommand(configCommand());
+program.addHelpText(
+  'after',
+  `
+Exit codes: 0 ok, 1 failure, 2 bad usage or invalid config.
+Every config key can also be set in the environment: server.port → NUCLEUS_SERVER_PORT.`,
+);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+  } else if (err instanceof ConfigError || err instanceof UsageError) {
+    process.stderr.write(`nucleus: ${err.message}\n`);
+    process.exitCode = ExitCode.usage;
+  } else {
+    process.stderr.write(`nucleus: ${(err as Error).message ?? String(err)}\n`);
+    process.exitCode = ExitCode.failure;
+  }
+}

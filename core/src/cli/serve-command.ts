@@ -1,0 +1,55 @@
+import { Command } from 'commander';
+import { NucleusServer } from '../server/nucleus-server.js';
+import { collect, setOverrides, splitPair, withConfigOptions, type ConfigOptions } from './cli-options.js';
+
+interface ServeOptions extends ConfigOptions {
+  host?: string;
+  port?: string;
+  model: string[];
+  backend?: string;
+  watch: boolean;
+}
+
+/** The overrides `serve`'s flags make, as dotted config paths. */
+export function serveOverrides(opts: ServeOptions): Record<string, unknown> {
+  const cli: Record<string, unknown> = setOverrides(opts);
+  if (opts.host !== undefined) cli['server.host'] = opts.host;
+  if (opts.port !== undefined) cli['server.port'] = opts.port;
+  if (opts.backend !== undefined) cli['backend'] = opts.backend;
+  if (opts.watch === false) cli['plugins.watch'] = false;
+  if (opts.model.length) cli['models'] = opts.model.map((m) => {
+    const [name, path] = splitPair(m, '--model');
+    return { name, path };
+  });
+  return cli;
+}
+
+/** `nucleus serve`: start the server. */
+export function serveCommand(): Command {
+  return withConfigOptions(new Command('serve'))
+    .description('start the server (HTTP, SSE and WebSocket on one port)')
+    .option('-H, --host <host>', 'address to listen on (server.host, default 127.0.0.1)')
+    .option('-p, --port <port>', 'port to listen on (server.port, default 8080; 0 picks a free one)')
+    .option('-m, --model <name=path>', 'serve a model: an ONNX file or folder, or a .gguf file (repeatable)', collect, [])
+    .option('-b, --backend <name>', 'execution backend: auto, cpu, cuda or rocm (backend)')
+    .option('--no-watch', 'do not hot-reload plugins when their files change (plugins.watch)')
+    .action(async (opts: ServeOptions) => {
+      const server = await NucleusServer.start({ file: opts.config, cli: serveOverrides(opts) });
+      process.stdout.write(`nucleus listening on ${server.url}\n`);
+      let stopping = false;
+      const shutdown = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        server.kernel.logger.info({ signal }, 'shutting down');
+        server.stop().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            server.kernel.logger.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.once('SIGTERM', () => shutdown('SIGTERM'));
+      process.once('SIGINT', () => shutdown('SIGINT'));
+    });
+}

@@ -1,0 +1,75 @@
+import type { Contribution, ExtensionPointView } from '@nucleus/sdk';
+import type { ActivationLease } from './activation-lease.js';
+
+type ChangeListener<T> = (change: 'added' | 'removed', contribution: Contribution<T>) => void;
+
+interface Entry<T> {
+  contribution: Contribution<T>;
+  lease: ActivationLease;
+  /** Insertion order, so equal priorities keep a stable order. */
+  seq: number;
+}
+
+/** One extension point: its contributors, ordered by priority, and the change listeners. */
+export class ExtensionPoint<T> implements ExtensionPointView<T> {
+  private entries: Entry<T>[] = [];
+  private readonly listeners = new Set<ChangeListener<T>>();
+  /** Kept past removal: a contribution swapped out a moment ago is still held by its old instance's lease. */
+  private readonly leases = new WeakMap<Contribution<T>, ActivationLease>();
+  private seq = 0;
+
+  constructor(readonly id: string) {}
+
+  list(): readonly Contribution<T>[] {
+    return this.entries.map((e) => e.contribution);
+  }
+
+  first(): Contribution<T> | undefined {
+    return this.entries[0]?.contribution;
+  }
+
+  find(name: string): Contribution<T> | undefined {
+    return this.entries.find((e) => e.contribution.name === name)?.contribution;
+  }
+
+  async use<R>(contribution: Contribution<T>, fn: (value: T) => R | Promise<R>): Promise<R> {
+    const lease = this.leases.get(contribution);
+    lease?.acquire();
+    try {
+      return await fn(contribution.value);
+    } finally {
+      lease?.release();
+    }
+  }
+
+  onChange(listener: ChangeListener<T>): () => void {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
+  }
+
+  /**
+   * Removes every contribution held by `remove` and adds `add`, in one step: no caller ever
+   * sees the point with both or neither. Returns the changes so the caller can announce them.
+   */
+  swap(remove: ActivationLease | undefined, add: ReadonlyArray<{ contribution: Contribution<T>; lease: ActivationLease }>) {
+    const removed = remove ? this.entries.filter((e) => e.lease === remove) : [];
+    const kept = remove ? this.entries.filter((e) => e.lease !== remove) : this.entries;
+    const added = add.map((a) => ({ ...a, seq: this.seq++ }));
+    for (const a of added) this.leases.set(a.contribution, a.lease);
+    this.entries = [...kept, ...added].sort(
+      (a, b) => b.contribution.priority - a.contribution.priority || a.seq - b.seq,
+    );
+    return { removed: removed.map((e) => e.contribution), added: added.map((e) => e.contribution) };
+  }
+
+  /** Tells this point's listeners about a change. */
+  notify(change: 'added' | 'removed', contribution: Contribution<T>): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(change, contribution);
+      } catch {
+        // A listener's failure is its own; the change has happened either way.
+      }
+    }
+  }
+}

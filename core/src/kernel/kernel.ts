@@ -1,0 +1,116 @@
+import 'reflect-metadata';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { Logger } from '@nucleus/sdk';
+import { Services } from '@nucleus/sdk';
+import type { DestinationStream } from 'pino';
+import { container as rootContainer, type DependencyContainer } from 'tsyringe';
+import { ConfigStore, loadConfig, type LoadConfigOptions } from './config/index.js';
+import { TypedEventBus } from './event-bus.js';
+import { ExtensionRegistry } from './extension-registry.js';
+import { HealthState } from './health.js';
+import { createLogger, type LogLevel } from './logger.js';
+import type { DiscoveryOptions } from './plugin-discovery.js';
+import { discoverPlugins } from './plugin-discovery.js';
+import { PluginHost } from './plugin-host.js';
+import { PluginWatcher } from './plugin-watcher.js';
+import { defaultProjectRoot } from './project-root.js';
+
+/** How to build a kernel. */
+export interface KernelOptions extends Pick<LoadConfigOptions, 'file' | 'env' | 'cli'> {
+  /** Folder whose `plugins/` and `node_modules/` are scanned; defaults to the Nucleus checkout or the current directory. */
+  projectRoot?: string;
+  /** Replaces the default plugin folders (`<root>/plugins`), e.g. for tests. */
+  pluginFolders?: string[];
+  /** Replaces the default `node_modules` folders scanned for `nucleus-plugin` packages. */
+  nodeModules?: string[];
+  /** Where JSON log lines go; stdout by default. */
+  logDestination?: DestinationStream;
+}
+
+/**
+ * The microkernel: a root container, the extension points, the event bus, the config and the plugin
+ * host. It knows no plugin; everything a user can switch on or off arrives through the host.
+ */
+export class Kernel {
+  readonly container: DependencyContainer;
+  readonly events: TypedEventBus;
+  readonly extensions: ExtensionRegistry;
+  readonly health = new HealthState();
+  readonly plugins: PluginHost;
+  private watcher?: PluginWatcher;
+
+  private constructor(
+    readonly config: ConfigStore,
+    readonly logger: Logger & { level: string },
+    private readonly discovery: DiscoveryOptions,
+  ) {
+    this.events = new TypedEventBus(logger);
+    this.extensions = new ExtensionRegistry(this.events);
+    // A child of tsyringe's global container, so two kernels in one process (tests) never share state.
+    this.container = rootContainer.createChildContainer();
+    this.container.register(Services.events, { useValue: this.events });
+    this.container.register(Services.logger, { useValue: logger });
+    this.plugins = new PluginHost({
+      container: this.container,
+      registry: this.extensions,
+      events: this.events,
+      logger,
+      configValue: (path) => config.get(path),
+      config: { pluginConfig: (id) => (config.get(`plugin.${id}`) as Record<string, unknown> | undefined) ?? {} },
+      discovery,
+      disabled: config.get('plugins.disabled') as string[],
+      drainTimeoutMs: config.get('plugins.drainTimeoutMs') as number,
+    });
+    config.onChange((path, value, previous) => {
+      this.events.emit('config.changed', { path, value, previous });
+      if (path === 'logging.level') logger.level = value as string;
+    });
+  }
+
+  /**
+   * Reads the config, discovers plugins and validates the whole config, each plugin's section against
+   * its own schema. Throws `ConfigError` naming every bad key.
+   */
+  static create(options: KernelOptions = {}): Kernel {
+    const root = options.projectRoot ?? defaultProjectRoot();
+    const base = loadConfig({ file: options.file, env: options.env, cli: options.cli, ignoreUnknownPluginSections: true });
+    const dirs = (base.config.plugins.dirs as string[]).map((d) => (isAbsolute(d) ? d : resolve(d)));
+    const discovery: DiscoveryOptions = {
+      pluginFolders: options.pluginFolders ?? [join(root, 'plugins')],
+      nodeModules: options.nodeModules ?? [join(root, 'node_modules')],
+      configDirs: dirs,
+    };
+    const pluginSchemas = Object.fromEntries(
+      discoverPlugins(discovery)
+        .filter((p) => p.manifest?.configSchema)
+        .map((p) => [p.manifest!.id, p.manifest!.configSchema!]),
+    );
+    const loaded = loadConfig({ file: options.file, env: options.env, cli: options.cli, pluginSchemas });
+    const config = new ConfigStore(loaded);
+    const logger = createLogger({ level: config.get('logging.level') as LogLevel, destination: options.logDestination });
+    for (const warning of loaded.warnings) logger.warn(warning);
+    return new Kernel(config, logger, discovery);
+  }
+
+  /** Discovers and activates plugins, then watches their folders when `plugins.watch` is on. */
+  async start(): Promise<void> {
+    this.plugins.discover();
+    await this.plugins.start();
+    if (this.config.get('plugins.watch')) {
+      const folders = [
+        ...this.discovery.pluginFolders.map((dir) => ({ dir, source: 'folder' as const })),
+        ...this.discovery.configDirs.map((dir) => ({ dir, source: 'config' as const })),
+      ];
+      this.watcher = new PluginWatcher(this.plugins, folders, this.logger);
+      await this.watcher.start();
+    }
+    this.health.setPhase('running');
+  }
+
+  /** Stops watching and deactivates every plugin, dependents first. */
+  async stop(): Promise<void> {
+    this.health.setPhase('stopping');
+    await this.watcher?.stop();
+    await this.plugins.stop();
+  }
+}

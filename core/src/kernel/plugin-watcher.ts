@@ -1,0 +1,80 @@
+import { existsSync } from 'node:fs';
+import { basename, dirname, join, relative, sep } from 'node:path';
+import type { Logger } from '@nucleus/sdk';
+import { watch, type FSWatcher } from 'chokidar';
+import type { PluginSource } from './plugin-discovery.js';
+import type { PluginHost } from './plugin-host.js';
+
+const IGNORED = /(^|[/\\])(node_modules|src|test|\.git)([/\\]|$)|\.(ts|map|tsbuildinfo)$/;
+
+/**
+ * Watches plugin folders and reloads a plugin when its built files or manifest change, and activates
+ * a plugin folder that appears in a watched folder of plugins. Changes are debounced per plugin so
+ * that a build writing many files triggers one reload.
+ */
+export class PluginWatcher {
+  private watcher?: FSWatcher;
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly host: PluginHost,
+    private readonly folders: ReadonlyArray<{ dir: string; source: PluginSource }>,
+    private readonly logger: Logger,
+    private readonly debounceMs = 150,
+  ) {}
+
+  /** Starts watching; resolves once the initial scan is done. */
+  async start(): Promise<void> {
+    const pluginDirs = this.host.pluginDirs().map((p) => p.dir);
+    const roots = [...new Set([...pluginDirs, ...this.folders.map((f) => f.dir).filter(existsSync)])];
+    this.watcher = watch(roots, { ignoreInitial: true, ignored: (p) => IGNORED.test(p), depth: 4 });
+    this.watcher.on('all', (_event, path) => this.onChange(path));
+    this.watcher.on('error', (err) => this.logger.warn({ err }, 'plugin watcher error'));
+    await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
+  }
+
+  /** Stops watching and drops pending reloads. */
+  async stop(): Promise<void> {
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    await this.watcher?.close();
+  }
+
+  private onChange(path: string): void {
+    const plugin = this.host.pluginDirs().find((p) => path === p.dir || path.startsWith(p.dir + sep));
+    if (plugin) return this.debounce(plugin.dir, () => this.reload(plugin.id));
+    // A new folder in a folder of plugins: wait for its package.json.
+    const folder = this.folders.find((f) => dirname(path) !== f.dir && path.startsWith(f.dir + sep));
+    if (folder && basename(path) === 'package.json') {
+      const dir = join(folder.dir, relative(folder.dir, path).split(sep)[0]!);
+      this.debounce(dir, () => this.add(dir, folder.source));
+    }
+  }
+
+  private debounce(key: string, fn: () => Promise<void>): void {
+    clearTimeout(this.timers.get(key));
+    this.timers.set(
+      key,
+      setTimeout(() => {
+        this.timers.delete(key);
+        void fn();
+      }, this.debounceMs),
+    );
+  }
+
+  private async reload(id: string): Promise<void> {
+    try {
+      const info = await this.host.reload(id);
+      this.logger.info({ id, version: info.version, state: info.state }, 'plugin changed on disk; reloaded');
+    } catch (err) {
+      this.logger.warn({ id, error: (err as Error).message }, 'plugin changed on disk; reload failed');
+    }
+  }
+
+  private async add(dir: string, source: PluginSource): Promise<void> {
+    const info = await this.host.addDir(dir, source);
+    if (!info) return;
+    this.logger.info({ id: info.id, state: info.state }, 'new plugin folder found');
+    await this.watcher?.add(dir);
+  }
+}

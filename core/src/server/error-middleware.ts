@@ -1,0 +1,37 @@
+import type { Logger } from '@nucleus/sdk';
+import { NucleusError, toNucleusError } from '@nucleus/sdk';
+import type { Context, Next } from 'koa';
+
+/** Koa and its middleware throw `http-errors` objects; keep their status and message when they are meant for the client. */
+function fromHttpError(err: unknown): NucleusError | undefined {
+  const e = err as { status?: number; statusCode?: number; expose?: boolean; message?: string; type?: string };
+  const status = e?.status ?? e?.statusCode;
+  if (typeof status !== 'number' || status < 400 || status >= 500 || !e.expose) return undefined;
+  const code = status === 413 ? 'payload_too_large' : status === 415 ? 'unsupported_media_type' : 'bad_request';
+  return new NucleusError(status, code, e.message ?? 'bad request');
+}
+
+/**
+ * The one place where errors become responses: every error, thrown anywhere below, leaves as
+ * `{"error":{"message","type","code"}}` with its status and headers. Server faults are logged with
+ * their stack and answered without it.
+ */
+export function errorMiddleware(logger: Logger) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        throw new NucleusError(404, 'route_not_found', `no route for ${ctx.method} ${ctx.path}; GET /v2 or /admin/plugins list what this server offers`);
+      }
+    } catch (err) {
+      const error = fromHttpError(err) ?? toNucleusError(err);
+      if (error.status >= 500) logger.error({ err, requestId: ctx.state.requestId, path: ctx.path }, 'request failed');
+      if (ctx.headerSent || !ctx.writable) return;
+      ctx.status = error.status;
+      ctx.set(error.headers);
+      ctx.body = error.status >= 500 && error.code === 'internal_error'
+        ? new NucleusError(500, 'internal_error', `internal error (request ${ctx.state.requestId}): ${error.message}`).toBody()
+        : error.toBody();
+    }
+  };
+}

@@ -1,0 +1,117 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Hooks } from '@nucleus/sdk';
+import { badRequest, ExtensionPoints } from '@nucleus/sdk';
+import { bodyParser } from '@koa/bodyparser';
+import Koa, { type Context, type Next } from 'koa';
+import type { Kernel } from '../kernel/kernel.js';
+import { Authenticator, type ApiKey } from './auth.js';
+import { errorMiddleware } from './error-middleware.js';
+import { kernelRoutes } from './kernel-routes.js';
+import { requestIdMiddleware } from './request-id.js';
+import { RouteTable } from './route-table.js';
+import { WsHub } from './ws-hub.js';
+
+/**
+ * The HTTP and WebSocket front of a kernel: request ids, the error body, JSON parsing, `onRequest`
+ * hooks, then the route table (kernel routes and plugin routes).
+ */
+export class HttpServer {
+  readonly app = new Koa();
+  readonly routes: RouteTable;
+  private server?: Server;
+  private ws?: WsHub;
+
+  constructor(private readonly kernel: Kernel) {
+    const { events, logger, config } = kernel;
+    const auth = new Authenticator(() => this.apiKeys());
+    this.routes = new RouteTable(kernel.extensions.point(ExtensionPoints.routes), kernelRoutes(kernel), auth);
+    const hooks = kernel.extensions.point(ExtensionPoints.hooks);
+
+    this.app.proxy = false;
+    this.app.use(requestIdMiddleware);
+    this.app.use(async (ctx: Context, next: Next) => {
+      const started = performance.now();
+      const { requestId } = ctx.state as { requestId: string };
+      events.emit('request.start', { requestId, method: ctx.method, path: ctx.path });
+      try {
+        await next();
+      } finally {
+        const body = ctx.body as { error?: { code?: string } } | undefined;
+        events.emit('request.end', {
+          requestId,
+          method: ctx.method,
+          path: ctx.path,
+          route: (ctx.state.route as string | undefined) ?? 'unmatched',
+          status: ctx.status,
+          durationMs: performance.now() - started,
+          ...(ctx.status >= 400 && body?.error?.code ? { errorCode: body.error.code } : {}),
+        });
+      }
+    });
+    this.app.use(errorMiddleware(logger));
+    this.app.use(
+      bodyParser({
+        enableTypes: ['json'],
+        jsonLimit: config.get('server.bodyLimitBytes') as number,
+        onError: (err: Error) => {
+          const tooLarge = (err as { status?: number }).status === 413;
+          if (tooLarge) throw Object.assign(new Error(`request body is larger than server.bodyLimitBytes (${config.get('server.bodyLimitBytes')} bytes)`), { status: 413, expose: true });
+          throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
+        },
+      }),
+    );
+    this.app.use(async (ctx: Context, next: Next) => {
+      const chain = hooks.list().filter((c) => c.value.onRequest);
+      let i = 0;
+      const step = async (): Promise<void> => {
+        const c = chain[i++];
+        if (!c) return next();
+        await hooks.use(c, (h: Hooks) => h.onRequest!(ctx, step));
+      };
+      await step();
+    });
+    this.app.use(this.routes.middleware());
+  }
+
+  /** Starts listening; port 0 picks a free port. */
+  async listen(host: string, port: number): Promise<{ host: string; port: number; url: string }> {
+    const server = createServer(this.app.callback());
+    server.requestTimeout = this.kernel.config.get('server.requestTimeoutMs') as number;
+    this.ws = new WsHub(this.kernel.events, this.kernel.logger, (req) => {
+      const keys = this.apiKeys();
+      if (!keys.length) return undefined;
+      const header = req.headers.authorization ?? '';
+      const token = /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? new URL(req.url ?? '/', 'http://x').searchParams.get('token');
+      return keys.some((k) => k.key === token) ? undefined : 'this socket needs an API key: send "Authorization: Bearer <key>" or ?token=<key>';
+    });
+    this.ws.attach(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    this.server = server;
+    const address = server.address() as AddressInfo;
+    const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return { host: address.address, port: address.port, url: `http://${shown}:${address.port}` };
+  }
+
+  /** Stops accepting, closes sockets, and waits for open requests to end. */
+  async close(): Promise<void> {
+    this.ws?.close();
+    const server = this.server;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    });
+  }
+
+  private apiKeys(): ApiKey[] {
+    const keys = [...((this.kernel.config.get('auth.keys') as ApiKey[] | undefined) ?? [])];
+    const adminKey = this.kernel.config.get('auth.adminKey') as string | undefined;
+    if (adminKey) keys.push({ key: adminKey, role: 'admin', name: 'admin' });
+    return keys;
+  }
+}

@@ -1,0 +1,55 @@
+import type { RouteContribution } from '@nucleus/sdk';
+import { badRequest } from '@nucleus/sdk';
+import type { Kernel } from '../kernel/kernel.js';
+
+/** The kernel's own routes: liveness, readiness and the admin API. */
+export function kernelRoutes(kernel: Kernel): RouteContribution[] {
+  const { plugins, health, config } = kernel;
+  return [
+    { method: 'GET', path: '/health', access: 'public', handler: () => ({ status: 'ok' }) },
+    {
+      method: 'GET',
+      path: '/ready',
+      access: 'public',
+      handler: (ctx) => {
+        const report = health.report();
+        ctx.status = report.ready ? 200 : 503;
+        ctx.body = report.ready
+          ? report
+          : {
+              ...report,
+              error: {
+                message: `not ready (${report.status})${report.conditions.length ? ': ' + report.conditions.map((c) => `${c.key}: ${c.reason}`).join('; ') : ''}`,
+                type: 'unavailable_error',
+                code: `server_${report.status}`,
+              },
+            };
+      },
+    },
+    { method: 'GET', path: '/admin/plugins', access: 'admin', handler: () => ({ plugins: plugins.list() }) },
+    { method: 'GET', path: '/admin/plugins/:id', access: 'admin', handler: (ctx) => plugins.get(ctx.params.id!) },
+    { method: 'POST', path: '/admin/plugins/:id/enable', access: 'admin', handler: (ctx) => plugins.enable(ctx.params.id!) },
+    { method: 'POST', path: '/admin/plugins/:id/disable', access: 'admin', handler: (ctx) => plugins.disable(ctx.params.id!) },
+    { method: 'POST', path: '/admin/plugins/:id/reload', access: 'admin', handler: (ctx) => plugins.reload(ctx.params.id!) },
+    { method: 'GET', path: '/admin/extensions', access: 'admin', handler: () => ({ extensionPoints: kernel.extensions.describe() }) },
+    {
+      method: 'GET',
+      path: '/admin/config',
+      access: 'admin',
+      handler: () => ({ config: config.redacted(), sources: Object.fromEntries(config.sources()), runtimeKeys: config.runtimeKeys() }),
+    },
+    {
+      method: 'PATCH',
+      path: '/admin/config',
+      access: 'admin',
+      handler: (ctx) => {
+        const body = (ctx.request as { body?: unknown }).body;
+        if (!body || typeof body !== 'object' || Array.isArray(body)) {
+          throw badRequest('invalid_body', 'send a JSON object of changes, e.g. {"queue.highWatermark": 200} or {"queue": {"highWatermark": 200}}');
+        }
+        const changed = config.patch(body as Record<string, unknown>, { kind: 'runtime', name: 'PATCH /admin/config' });
+        return { changed, config: config.redacted() };
+      },
+    },
+  ];
+}

@@ -1,0 +1,9 @@
+/** Tokens under which the kernel registers its services in every plugin's container (`ctx.container.resolve(Services.events)`). */
+export const Services = {
+  /** The {@link EventBus}. */
+  events: 'nucleus.events',
+  /** The kernel's root {@link Logger}. */
+  logger: 'nucleus.logger',
+  /** The plugin's {@link PluginContext} (only in a plugin's own container). */
+  context: 'nucleus.pluginContext',
+} as const;
