@@ -1,0 +1,436 @@
+/**
+ * The JSON Schema of the kernel's config. Everything else here — env names, coercion, validation,
+ * defaults, the `NucleusConfig` type and the README's reference table — is derived from it, so a key
+ * is added in exactly one place.
+ *
+ * Annotations beyond draft-07: `x-runtime` (may change without restart), `x-secret` (redacted in
+ * print and in error messages), `x-env` (an extra env var name), `x-path` (a file-system path; a
+ * relative one in the config file is resolved against the file's folder).
+ */
+
+/** A JSON Schema (draft-07) with the config annotations; loose on purpose, since plugins bring their own. */
+export interface JsonSchema {
+  readonly type?: JsonType | readonly JsonType[];
+  readonly description?: string;
+  readonly default?: unknown;
+  readonly properties?: { readonly [key: string]: JsonSchema };
+  readonly required?: readonly string[];
+  readonly additionalProperties?: boolean | JsonSchema;
+  readonly items?: JsonSchema;
+  readonly enum?: readonly unknown[];
+  readonly minimum?: number;
+  readonly maximum?: number;
+  readonly exclusiveMinimum?: number;
+  readonly exclusiveMaximum?: number;
+  readonly minLength?: number;
+  readonly pattern?: string;
+  readonly 'x-runtime'?: boolean;
+  readonly 'x-secret'?: boolean;
+  readonly 'x-env'?: string;
+  readonly 'x-path'?: boolean;
+  readonly [keyword: string]: unknown;
+}
+
+/** The primitive types of JSON Schema. */
+export type JsonType = 'string' | 'integer' | 'number' | 'boolean' | 'null' | 'array' | 'object';
+
+const MiB = 1024 * 1024;
+
+/** The core config schema; plugin sections are added under `plugin.<id>` by {@link configSchemaWithPlugins}. */
+export const CORE_CONFIG_SCHEMA = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  title: 'Nucleus configuration',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    server: {
+      type: 'object',
+      description: 'The HTTP server.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        host: {
+          type: 'string',
+          minLength: 1,
+          description: 'Address to listen on; 0.0.0.0 exposes the server to the network.',
+          default: '127.0.0.1',
+        },
+        port: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 65535,
+          description: 'TCP port to listen on.',
+          default: 8080,
+        },
+        bodyLimitBytes: {
+          type: 'integer',
+          minimum: 1,
+          description: 'Largest request body accepted; larger ones get 413.',
+          default: 10 * MiB,
+        },
+        requestTimeoutMs: {
+          type: 'integer',
+          minimum: 0,
+          description: 'A request still running after this long is aborted with 408; 0 never times out.',
+          default: 300_000,
+        },
+      },
+    },
+    auth: {
+      type: 'object',
+      description: 'API keys. With no keys configured every route is open.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        keys: {
+          type: 'array',
+          description: 'API keys clients send as `Authorization: Bearer <key>`; `admin` keys may also call the admin API.',
+          default: [],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['key', 'role'],
+            properties: {
+              key: { type: 'string', minLength: 16, description: 'The secret itself, at least 16 characters.', 'x-secret': true },
+              role: { type: 'string', enum: ['admin', 'user'], description: 'What the key may call.' },
+              name: { type: 'string', description: 'A label for logs and metrics, so the key itself is never logged.' },
+            },
+          },
+        },
+        adminKey: {
+          type: ['string', 'null'],
+          minLength: 16,
+          description: 'A single admin key, handy for containers where a key list is awkward; null means none.',
+          default: null,
+          'x-secret': true,
+          'x-env': 'NUCLEUS_ADMIN_KEY',
+        },
+      },
+    },
+    plugins: {
+      type: 'object',
+      description: 'Plugin discovery and lifecycle.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        dirs: {
+          type: 'array',
+          description: 'Extra folders to discover plugins in, besides node_modules.',
+          default: [],
+          items: { type: 'string', minLength: 1, 'x-path': true },
+        },
+        watch: {
+          type: 'boolean',
+          description: 'Reload a plugin when its files change.',
+          default: true,
+        },
+        disabled: {
+          type: 'array',
+          description: 'Ids of plugins not to activate even when discovered.',
+          default: [],
+          items: { type: 'string', minLength: 1 },
+        },
+        drainTimeoutMs: {
+          type: 'integer',
+          minimum: 0,
+          description: 'How long a plugin being unloaded may finish in-flight work before it is disposed anyway.',
+          default: 10_000,
+        },
+      },
+    },
+    backend: {
+      type: 'string',
+      minLength: 1,
+      description: 'Backend for models that do not name one: `auto` picks the best available; plugins add names (`cpu`, `cuda` …).',
+      default: 'auto',
+    },
+    models: {
+      type: 'array',
+      description: 'Models to load at start.',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'path'],
+        properties: {
+          name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', description: 'Name the API serves the model under.' },
+          path: { type: 'string', minLength: 1, description: 'The .onnx file or model folder.', 'x-path': true },
+          version: { type: 'string', minLength: 1, description: 'Version label; several versions of one name may be loaded.' },
+          backend: { type: 'string', minLength: 1, description: 'Overrides the top-level `backend` for this model.' },
+          maxBatchSize: { type: 'integer', minimum: 1, description: 'Overrides `batching.maxBatchSize` for this model.' },
+          maxQueueDelayMs: { type: 'number', minimum: 0, description: 'Overrides `batching.maxQueueDelayMs` for this model.' },
+          batching: { type: 'boolean', description: 'Whether requests to this model are batched; off for models without a batch dimension.' },
+          warmup: {
+            type: ['boolean', 'integer'],
+            minimum: 0,
+            description: 'Dummy runs after load (true = 1) so the first request does not pay for lazy initialisation.',
+          },
+        },
+      },
+    },
+    modelRepository: {
+      type: ['string', 'null'],
+      minLength: 1,
+      description: 'A folder of models (`<name>/<version>/model.onnx`) to serve besides `models`; null means none.',
+      default: null,
+      'x-path': true,
+    },
+    queue: {
+      type: 'object',
+      description: 'Admission control in front of the scheduler.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        highWatermark: {
+          type: 'integer',
+          minimum: 1,
+          description: 'Queued requests at which new ones are refused with 503.',
+          default: 1000,
+          'x-runtime': true,
+        },
+        lowWatermark: {
+          type: 'integer',
+          minimum: 0,
+          description: 'Queued requests below which admission reopens; below highWatermark so it does not flap.',
+          default: 500,
+          'x-runtime': true,
+        },
+        timeoutMs: {
+          type: 'integer',
+          minimum: 1,
+          description: 'A request waiting in the queue longer than this fails with 503.',
+          default: 30_000,
+          'x-runtime': true,
+        },
+      },
+    },
+    scheduler: {
+      type: 'object',
+      description: 'Which queued request runs next.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        strategy: {
+          type: 'string',
+          pattern: '^[a-z][a-z0-9-]*$',
+          description: 'Scheduling strategy by name (`fifo`, `priority`; plugins add more).',
+          default: 'priority',
+          'x-runtime': true,
+        },
+        maxRunning: {
+          type: 'integer',
+          minimum: 1,
+          description: 'Requests running at once across all models.',
+          default: 32,
+          'x-runtime': true,
+        },
+        batchWindowMs: {
+          type: 'number',
+          minimum: 0,
+          description: 'How long a generation step waits for more sequences to join it.',
+          default: 50,
+        },
+        maxBatchSize: {
+          type: 'integer',
+          minimum: 1,
+          description: 'Most sequences in one generation step (continuous batching).',
+          default: 32,
+          'x-runtime': true,
+        },
+      },
+    },
+    batching: {
+      type: 'object',
+      description: 'Dynamic batching of single-shot requests; per-model settings override these.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        maxBatchSize: {
+          type: 'integer',
+          minimum: 1,
+          description: 'Largest batch the batcher forms.',
+          default: 32,
+          'x-runtime': true,
+        },
+        maxQueueDelayMs: {
+          type: 'number',
+          minimum: 0,
+          description: 'How long a request may wait for others to fill its batch.',
+          default: 2,
+          'x-runtime': true,
+        },
+      },
+    },
+    logging: {
+      type: 'object',
+      description: 'Logs.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        level: {
+          type: 'string',
+          enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
+          description: 'Least severe level written.',
+          default: 'info',
+          'x-runtime': true,
+        },
+        format: {
+          type: 'string',
+          enum: ['json', 'pretty'],
+          description: 'One JSON object per line, or coloured text for a terminal.',
+          default: 'json',
+        },
+        logPayloads: {
+          type: 'boolean',
+          description: 'Log request and response bodies; they may hold user data.',
+          default: false,
+        },
+      },
+    },
+    workers: {
+      type: 'object',
+      description: 'Worker threads that run inference off the event loop.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        perModel: {
+          type: 'integer',
+          minimum: 1,
+          description: 'Worker threads (one session each) per loaded model version.',
+          default: 1,
+        },
+      },
+    },
+    plugin: {
+      type: 'object',
+      description: "Each plugin's own section, by plugin id, validated against that plugin's schema.",
+      default: {},
+      properties: {},
+      additionalProperties: { type: 'object' },
+    },
+  },
+} as const satisfies JsonSchema;
+
+/** The effective config type, derived from a schema: keys with a default or listed in `required` are present. */
+export type FromSchema<S> = S extends { readonly enum: readonly (infer E)[] }
+  ? E
+  : S extends { readonly type: readonly (infer T)[] }
+    ? TypeOfSchema<T, S>
+    : S extends { readonly type: infer T }
+      ? TypeOfSchema<T, S>
+      : unknown;
+
+type TypeOfSchema<T, S> = T extends 'string'
+  ? string
+  : T extends 'integer' | 'number'
+    ? number
+    : T extends 'boolean'
+      ? boolean
+      : T extends 'null'
+        ? null
+        : T extends 'array'
+          ? S extends { readonly items: infer I }
+            ? FromSchema<I>[]
+            : unknown[]
+          : T extends 'object'
+            ? ObjectOfSchema<S>
+            : never;
+
+type PresentKeys<S, P> = {
+  [K in keyof P]: P[K] extends { readonly default: unknown }
+    ? K
+    : S extends { readonly required: readonly (infer R)[] }
+      ? K extends R
+        ? K
+        : never
+      : never;
+}[keyof P];
+
+type Flatten<T> = { [K in keyof T]: T[K] };
+
+type ObjectOfSchema<S> = S extends { readonly properties: infer P }
+  ? Flatten<
+      { -readonly [K in PresentKeys<S, P> & keyof P]: FromSchema<P[K]> } & {
+        -readonly [K in Exclude<keyof P, PresentKeys<S, P>>]?: FromSchema<P[K]>;
+      }
+    > &
+      (S extends { readonly additionalProperties: infer A extends object } ? Record<string, FromSchema<A>> : unknown)
+  : S extends { readonly additionalProperties: infer A extends object }
+    ? Record<string, FromSchema<A>>
+    : Record<string, unknown>;
+
+/** The kernel's effective config, as validated and with defaults applied. */
+export type NucleusConfig = FromSchema<typeof CORE_CONFIG_SCHEMA>;
+
+/** The core schema with each plugin's schema placed at `plugin.<id>`; the result is a fresh, mutable object. */
+export function configSchemaWithPlugins(pluginSchemas: Readonly<Record<string, JsonSchema>> = {}): JsonSchema {
+  const schema = structuredClone(CORE_CONFIG_SCHEMA) as unknown as { properties: { plugin: { properties: Record<string, unknown> } } };
+  for (const [id, pluginSchema] of Object.entries(pluginSchemas)) {
+    // A plugin section is always an object; its schema may leave `default` out, which would leave the section missing.
+    schema.properties.plugin.properties[id] = { type: 'object', default: {}, ...structuredClone(pluginSchema) };
+  }
+  return schema as unknown as JsonSchema;
+}
+
+/** One settable key of the config: a schema node that is not an object with `properties`. */
+export interface ConfigKey {
+  /** Dotted path, e.g. `queue.highWatermark` or `plugin.backend-cpu.intraOpNumThreads`. */
+  readonly path: string;
+  readonly segments: readonly string[];
+  readonly schema: JsonSchema;
+  /** Whether the key may be changed with a runtime patch. */
+  readonly runtime: boolean;
+  /** Whether the value (or any part of it) is redacted. */
+  readonly secret: boolean;
+}
+
+/** Every settable key of a schema, in schema order; objects with `properties` are folders, everything else is a key. */
+export function configKeys(schema: JsonSchema): ConfigKey[] {
+  const keys: ConfigKey[] = [];
+  const walk = (node: JsonSchema, segments: string[]): void => {
+    for (const [name, child] of Object.entries(node.properties ?? {})) {
+      const path = [...segments, name];
+      if (child.properties !== undefined) {
+        walk(child, path);
+      } else {
+        keys.push({ path: path.join('.'), segments: path, schema: child, runtime: child['x-runtime'] === true, secret: containsSecret(child) });
+      }
+    }
+  };
+  walk(schema, []);
+  return keys;
+}
+
+/** True when a schema or anything under it is marked `x-secret`. */
+export function containsSecret(schema: JsonSchema): boolean {
+  if (schema['x-secret'] === true) return true;
+  if (schema.items !== undefined && containsSecret(schema.items)) return true;
+  if (typeof schema.additionalProperties === 'object' && containsSecret(schema.additionalProperties)) return true;
+  return Object.values(schema.properties ?? {}).some(containsSecret);
+}
+
+/**
+ * Rules that span keys, which draft-07 cannot say. Kept beside the schema so a patch and a load see
+ * the same rules.
+ */
+export function configInvariantIssues(config: Readonly<Record<string, unknown>>): { path: string; message: string }[] {
+  const issues: { path: string; message: string }[] = [];
+  const queue = config['queue'] as { highWatermark?: number; lowWatermark?: number } | undefined;
+  if (queue?.highWatermark !== undefined && queue.lowWatermark !== undefined && queue.lowWatermark >= queue.highWatermark) {
+    issues.push({
+      path: 'queue.lowWatermark',
+      message: `queue.lowWatermark (${queue.lowWatermark}) must be below queue.highWatermark (${queue.highWatermark})`,
+    });
+  }
+  const models = config['models'] as { name: string; version?: string }[] | undefined;
+  const seen = new Set<string>();
+  for (const [i, model] of (models ?? []).entries()) {
+    const id = `${model.name}@${model.version ?? ''}`;
+    if (seen.has(id)) {
+      const label = model.version === undefined ? `"${model.name}"` : `"${model.name}" version "${model.version}"`;
+      issues.push({ path: `models.${i}`, message: `models.${i}: model ${label} is listed twice` });
+    }
+    seen.add(id);
+  }
+  return issues;
+}
