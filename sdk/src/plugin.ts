@@ -32,7 +32,7 @@ export interface PluginManifest {
 export interface ContributeOptions {
   /** Higher wins where one contribution is chosen. Default 0. */
   priority?: number;
-  /** Unique among this plugin's contributions to that point; defaults to the value's `name` or the point id. */
+  /** Unique among this plugin's contributions to that point; defaults to the value's `name`, else `<plugin>:<point>:<n>`. */
   name?: string;
 }
 

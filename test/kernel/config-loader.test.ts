@@ -109,15 +109,15 @@ describe('config loader', () => {
   it('names the key, the expectation and the source of an invalid env value', () => {
     const err = configError({ env: { NUCLEUS_SERVER_PORT: 'abc' } });
     assert.equal(err.issues.length, 1);
-    assert.equal(err.issues[0]?.message, 'server.port must be an integer from 1 to 65535; got "abc" from env NUCLEUS_SERVER_PORT');
+    assert.equal(err.issues[0]?.message, 'server.port must be an integer from 0 to 65535; got "abc" from env NUCLEUS_SERVER_PORT');
     assert.equal(err.issues[0]?.path, 'server.port');
     assert.deepEqual(err.issues[0]?.source, { kind: 'env', name: 'NUCLEUS_SERVER_PORT' });
-    assert.equal(err.message, 'Invalid configuration: server.port must be an integer from 1 to 65535; got "abc" from env NUCLEUS_SERVER_PORT');
+    assert.equal(err.message, 'Invalid configuration: server.port must be an integer from 0 to 65535; got "abc" from env NUCLEUS_SERVER_PORT');
   });
 
   it('reports a value that parses but is out of range, from the command line', () => {
     const err = configError({ env: {}, cli: { 'server.port': '70000' } });
-    assert.equal(err.issues[0]?.message, 'server.port must be an integer from 1 to 65535; got 70000 from command line');
+    assert.equal(err.issues[0]?.message, 'server.port must be an integer from 0 to 65535; got 70000 from command line');
   });
 
   it('lists every problem in the file at once, with lines', () => {
@@ -179,9 +179,9 @@ describe('config loader', () => {
   });
 
   it('never repeats a secret in an error message', () => {
-    const err = configError({ env: { NUCLEUS_ADMIN_KEY: 'short-secret' } });
-    assert.equal(err.issues[0]?.message, 'auth.adminKey must be a string of at least 16 characters or null; got *** from env NUCLEUS_ADMIN_KEY');
-    assert.doesNotMatch(err.message, /short-secret/);
+    const err = configError({ env: { NUCLEUS_AUTH_KEYS: '[{"key": "secret-secret-secret", "role": "root"}]' } });
+    assert.match(err.issues[0]!.message, /^auth\.keys\.0\.role must be one of/);
+    assert.doesNotMatch(err.message, /secret-secret/);
     const json = configError({ env: { NUCLEUS_AUTH_KEYS: '[{"key": "secret-secret-secret", role: "user"}]' } });
     assert.doesNotMatch(json.message, /secret-secret/);
     assert.match(json.message, /auth\.keys must be an array of objects written as JSON; got \*\*\* from env NUCLEUS_AUTH_KEYS, which is not valid JSON/);

@@ -38,7 +38,7 @@ describe('config schema and reference', () => {
       assert.equal(cells[5], key.runtime ? 'yes' : '', `${key.path}: runtime column`);
       if (key.schema.default !== undefined) assert.equal(cells[4], `\`${JSON.stringify(key.schema.default)}\``, `${key.path}: default column`);
     }
-    assert.match(rows.get('server.port')!, /^\| `server\.port` \| `NUCLEUS_SERVER_PORT` \| integer \(≥ 1, ≤ 65535\) \| `8080` \| {2}\| TCP port to listen on\. \|$/);
+    assert.match(rows.get('server.port')!, /^\| `server\.port` \| `NUCLEUS_SERVER_PORT` \| integer \(≥ 0, ≤ 65535\) \| `8080` \| {2}\| TCP port to listen on; 0 picks a free port\. \|$/);
     assert.match(rows.get('auth.adminKey')!, /`NUCLEUS_AUTH_ADMIN_KEY`<br>`NUCLEUS_ADMIN_KEY` \| string \\\| null/);
     assert.match(rows.get('logging.level')!, /"trace" \\\| "debug"/);
     assert.match(rows.get('models[].name')!, /Required\. Name the API serves the model under\./);

@@ -55,7 +55,8 @@ export class PluginActivation {
       signal: this.abort.signal,
       contribute<T>(point: ExtensionPointRef<T>, value: T, options: ContributeOptions = {}): Contribution<T> {
         const ownName = (value as { name?: unknown } | null)?.name;
-        const name = options.name ?? (typeof ownName === 'string' ? ownName : point.id);
+        const unnamed = [...names].filter((k) => k.startsWith(`${point.id}/`)).length;
+        const name = options.name ?? (typeof ownName === 'string' ? ownName : `${manifest.id}:${point.id}:${unnamed}`);
         const key = `${point.id}/${name}`;
         if (names.has(key)) throw new Error(`plugin ${manifest.id} contributed "${name}" to ${point.id} twice; give each a distinct name`);
         names.add(key);

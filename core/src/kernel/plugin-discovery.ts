@@ -8,6 +8,8 @@ export type PluginSource = 'folder' | 'package' | 'config';
 
 /** A plugin folder found on disk, with its manifest or the reason it is invalid. */
 export interface DiscoveredPlugin {
+  /** The manifest's id; for an invalid manifest its id field when readable, else the package name. */
+  id: string;
   dir: string;
   source: PluginSource;
   packageName: string;
@@ -48,14 +50,17 @@ export function inspectPluginDir(dir: string, source: PluginSource): DiscoveredP
   try {
     pkg = readPackage(dir);
   } catch (err) {
-    return { dir, source, packageName: dir, error: `cannot read ${join(dir, 'package.json')}: ${(err as Error).message}` };
+    return { id: dir, dir, source, packageName: dir, error: `cannot read ${join(dir, 'package.json')}: ${(err as Error).message}` };
   }
-  if (!pkg) return { dir, source, packageName: dir, error: `no package.json in ${dir}` };
+  if (!pkg) return { id: dir, dir, source, packageName: dir, error: `no package.json in ${dir}` };
   const packageName = typeof pkg.name === 'string' ? pkg.name : dir;
   try {
-    return { dir, source, packageName, manifest: validateManifest(pkg, join(dir, 'package.json')) };
+    const manifest = validateManifest(pkg, join(dir, 'package.json'));
+    return { id: manifest.id, dir, source, packageName, manifest };
   } catch (err) {
-    return { dir, source, packageName, error: err instanceof ManifestError ? err.message : String(err) };
+    const rawId = (pkg.nucleus as { id?: unknown } | undefined)?.id;
+    const id = typeof rawId === 'string' ? rawId : packageName;
+    return { id, dir, source, packageName, error: err instanceof ManifestError ? err.message : String(err) };
   }
 }
 
@@ -84,7 +89,7 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveredPlugin[] {
   };
   for (const dir of options.configDirs) {
     if (!existsSync(dir)) {
-      found.push({ dir, source: 'config', packageName: dir, error: `plugin folder ${dir} does not exist` });
+      found.push({ id: dir, dir, source: 'config', packageName: dir, error: `plugin folder ${dir} does not exist` });
     } else if (existsSync(join(dir, 'package.json'))) {
       add(dir, 'config');
     } else {

@@ -290,7 +290,7 @@ export class PluginHost {
   }
 
   private addFound(found: DiscoveredPlugin): PluginRecord | undefined {
-    const id = found.manifest?.id ?? found.packageName;
+    const id = found.id;
     const existing = this.records.get(id);
     if (existing) {
       this.log.warn({ id, kept: existing.found.dir, ignored: found.dir }, 'two plugins share an id; the first found is used');

@@ -57,9 +57,9 @@ export const CORE_CONFIG_SCHEMA = {
         },
         port: {
           type: 'integer',
-          minimum: 1,
+          minimum: 0,
           maximum: 65535,
-          description: 'TCP port to listen on.',
+          description: 'TCP port to listen on; 0 picks a free port.',
           default: 8080,
         },
         bodyLimitBytes: {
@@ -91,7 +91,7 @@ export const CORE_CONFIG_SCHEMA = {
             additionalProperties: false,
             required: ['key', 'role'],
             properties: {
-              key: { type: 'string', minLength: 16, description: 'The secret itself, at least 16 characters.', 'x-secret': true },
+              key: { type: 'string', minLength: 1, description: 'The secret itself; use a long random string.', 'x-secret': true },
               role: { type: 'string', enum: ['admin', 'user'], description: 'What the key may call.' },
               name: { type: 'string', description: 'A label for logs and metrics, so the key itself is never logged.' },
             },
@@ -99,7 +99,7 @@ export const CORE_CONFIG_SCHEMA = {
         },
         adminKey: {
           type: ['string', 'null'],
-          minLength: 16,
+          minLength: 1,
           description: 'A single admin key, handy for containers where a key list is awkward; null means none.',
           default: null,
           'x-secret': true,
