@@ -51,13 +51,16 @@ export default definePlugin({
   return dir;
 }
 
-/** A plugin contributing `GET /<id>/version`, answering its version and the tag from its second file. */
+/** A plugin contributing `GET /<id>/version`, answering its version and the tag from its second file; it fails when used after disposal. */
 export function routePlugin(id: string, version: string, extra: Partial<FixturePlugin> = {}): FixturePlugin {
   return {
     id,
     version,
-    activate: `ctx.contribute(ExtensionPoints.routes, { method: 'GET', path: '/${id}/version', access: 'public',
-      handler: async () => { await new Promise((r) => setTimeout(r, 2)); return { version: ctx.version, tag }; } });`,
+    // The handler fails if its instance was disposed under it: reload must drain before disposing.
+    activate: `let disposed = false; ctx.onDispose(() => { disposed = true; });
+      ctx.contribute(ExtensionPoints.routes, { method: 'GET', path: '/${id}/version', access: 'public',
+      handler: async () => { await new Promise((r) => setTimeout(r, 2));
+        if (disposed) throw new Error('used after dispose'); return { version: ctx.version, tag }; } });`,
     ...extra,
   };
 }
