@@ -19,6 +19,9 @@ program.addCommand(serveCommand());
 program.addCommand(pluginsCommand());
 program.addCommand(pluginNewCommand());
 program.addCommand(configCommand());
+// Subcommands do not inherit these settings: without them commander exits 1 by itself on a usage error.
+const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];
+for (const c of everyCommand(program)) c.exitOverride().showHelpAfterError('(run with --help for usage)');
 program.addHelpText(
   'after',
   `

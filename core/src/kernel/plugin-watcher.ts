@@ -5,7 +5,8 @@ import { watch, type FSWatcher } from 'chokidar';
 import type { PluginSource } from './plugin-discovery.js';
 import type { PluginHost } from './plugin-host.js';
 
-const IGNORED = /(^|[/\\])(node_modules|src|test|\.git)([/\\]|$)|\.(ts|map|tsbuildinfo)$/;
+// TypeScript sources and build metadata change before the build output does; only the output matters.
+const IGNORED = /(^|[/\\])(node_modules|\.git)([/\\]|$)|\.(ts|mts|cts|map|tsbuildinfo)$/;
 
 /**
  * Watches plugin folders and reloads a plugin when its built files or manifest change, and activates

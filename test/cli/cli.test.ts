@@ -1,0 +1,124 @@
+import { strict as assert } from 'node:assert';
+import { spawn, spawnSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { writePlugin } from '../helpers/plugin-fixtures.js';
+
+/** Runs the CLI with only the variables given (plus PATH), so the caller's NUCLEUS_* cannot leak in. */
+function nucleus(args: string[], env: Record<string, string> = {}) {
+  const res = spawnSync(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 30_000 });
+  return { code: res.status, out: res.stdout, err: res.stderr };
+}
+
+const SHIPPED = ['backend-cpu', 'backend-cuda', 'backend-rocm', 'metrics', 'quant-int8', 'spec-decode'];
+
+describe('nucleus CLI', function () {
+  this.timeout(60_000);
+
+  it('prints help for every command', () => {
+    const top = nucleus(['--help']);
+    assert.equal(top.code, 0);
+    for (const cmd of ['serve', 'plugins', 'plugin', 'config']) assert.match(top.out, new RegExp(`\\b${cmd}\\b`));
+    const serve = nucleus(['serve', '--help']);
+    for (const flag of ['--host', '--port', '--config', '--model', '--backend']) assert.match(serve.out, new RegExp(flag));
+    assert.equal(nucleus(['plugins', 'list', '--help']).code, 0);
+  });
+
+  it('exits 2 on an unknown command or option', () => {
+    assert.equal(nucleus(['frobnicate']).code, 2);
+    assert.equal(nucleus(['serve', '--no-such-flag']).code, 2);
+  });
+
+  it('lists the shipped plugins with versions and states', () => {
+    const res = nucleus(['plugins', 'list', '--json']);
+    assert.equal(res.code, 0, res.err);
+    const plugins = JSON.parse(res.out) as Array<{ id: string; version: string; state: string }>;
+    for (const id of SHIPPED) {
+      const p = plugins.find((x) => x.id === id);
+      assert.ok(p, `${id} listed`);
+      assert.match(p.version, /^\d+\.\d+\.\d+/);
+      assert.equal(p.state, 'resolved');
+    }
+    const table = nucleus(['plugins', 'list']).out;
+    assert.match(table.split('\n')[0]!, /^ID\s+VERSION\s+STATE\s+PROVIDES/);
+    assert.match(table, /backend-cpu\s+\d+\.\d+\.\d+\s+resolved\s+backend:cpu/);
+  });
+
+  it('prints the effective config with each value’s source', () => {
+    const res = nucleus(['config', 'print', '--json', '--set', 'queue.timeoutMs=500'], { NUCLEUS_SERVER_PORT: '9123', NUCLEUS_ADMIN_KEY: 'secret-admin' });
+    assert.equal(res.code, 0, res.err);
+    const { config, sources } = JSON.parse(res.out) as { config: { server: { port: number }; auth: { adminKey: string } }; sources: Record<string, string> };
+    assert.equal(config.server.port, 9123);
+    assert.equal(sources['server.port'], 'env NUCLEUS_SERVER_PORT');
+    assert.equal(sources['queue.timeoutMs'], 'command line');
+    assert.equal(sources['server.host'], 'default');
+    assert.equal(config.auth.adminKey, '***');
+    const table = nucleus(['config', 'print'], { NUCLEUS_SERVER_PORT: '9123' }).out;
+    assert.match(table, /server\.port\s+9123\s+env NUCLEUS_SERVER_PORT\s+NUCLEUS_SERVER_PORT/);
+  });
+
+  it('refuses an invalid config with the key named and exit code 2', () => {
+    const dir = tempDir('cli-config');
+    try {
+      const file = join(dir, 'nucleus.yaml');
+      writeFileSync(file, 'server:\n  port: 99999\n');
+      const res = nucleus(['config', 'print', '--config', file]);
+      assert.equal(res.code, 2);
+      assert.match(res.err, /server\.port must be an integer from 0 to 65535; got 99999 from file .*nucleus\.yaml:2/);
+      const env = nucleus(['serve'], { NUCLEUS_QUEUE_HIGH_WATERMARK: 'lots' });
+      assert.equal(env.code, 2);
+      assert.match(env.err, /queue\.highWatermark .*NUCLEUS_QUEUE_HIGH_WATERMARK/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('validates a plugin folder, naming what is wrong', () => {
+    const dir = tempDir('cli-validate');
+    try {
+      const ok = nucleus(['plugins', 'validate', writePlugin(dir, { id: 'fine' })]);
+      assert.equal(ok.code, 0, ok.err);
+      assert.match(ok.out, /ok: fine@1\.0\.0/);
+      const bad = nucleus(['plugins', 'validate', writePlugin(dir, { id: 'wrong', kernelApi: '^9.0.0', manifest: { entry: './missing.js' } })]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.err, /nucleus\.kernelApi: \^9\.0\.0 does not include this kernel's API/);
+      assert.match(bad.err, /nucleus\.entry: \.\/missing\.js does not exist/);
+      assert.equal(nucleus(['plugins', 'validate', join(REPO_ROOT, 'plugins/backend-cpu')]).code, 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('serves, answers health, and exits 0 on SIGTERM', async () => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--no-watch'], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH ?? '', NUCLEUS_LOGGING_LEVEL: 'warn', NUCLEUS_ADMIN_KEY: 'secret-admin' },
+    });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 30_000);
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /nucleus listening on (http:\/\/\S+)/.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            resolve(m[1]!);
+          }
+        });
+      });
+      assert.equal((await fetch(`${url}/health`)).status, 200);
+      const plugins = (await (await fetch(`${url}/admin/plugins`, { headers: { authorization: 'Bearer secret-admin' } })).json()) as { plugins: Array<{ id: string; state: string }> };
+      for (const id of SHIPPED) assert.ok(plugins.plugins.some((p) => p.id === id), `${id} in /admin/plugins`);
+      const reload = await fetch(`${url}/admin/plugins/backend-cpu/reload`, { method: 'POST', headers: { authorization: 'Bearer secret-admin' } });
+      assert.equal(reload.status, 200);
+      assert.equal((await fetch(`${url}/health`)).status, 200);
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
