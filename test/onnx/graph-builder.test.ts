@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { GraphBuilder, decodeModel } from '@nucleus/sdk/onnx';
-import { f32, runModel } from './ort-session.js';
+import { OrtTensor, f32, runModel } from './ort-session.js';
 
 describe('GraphBuilder', () => {
   it('generates unique node and value names and never reuses a declared one', () => {
@@ -51,6 +51,22 @@ describe('GraphBuilder', () => {
     const out = await runModel(model, { x: f32([-1, 2, -3], [3]) });
     assert.deepEqual(Array.from(out.negated!.data as Float32Array), [-0, -2, -0]);
     assert.deepEqual(Array.from(out.echo!.data as Float32Array), [-1, 2, -3]);
+  });
+
+  it('a rename reaches subgraphs that already read the value', async () => {
+    const g = new GraphBuilder('outer');
+    const cond = g.input('cond', 'bool', []);
+    const doubled = g.ops.mul(g.input('x', 'float32', [2]), 2);
+    const body = new GraphBuilder('body', { outerScope: g });
+    body.output(body.ops.add(doubled, 1), 'float32', [2]);
+    const other = new GraphBuilder('other', { outerScope: g });
+    other.output(other.ops.neg(doubled), 'float32', [2]);
+    g.output(g.node('If', [cond], { then_branch: body.toGraph(), else_branch: other.toGraph() }), 'float32', [2], { name: 'y' });
+    g.output(doubled, 'float32', [2], { name: 'doubled' });
+    const model = g.toModel();
+    const out = await runModel(model, { cond: new OrtTensor('bool', [true], []), x: f32([1, -3], [2]) });
+    assert.deepEqual(Array.from(out.y!.data as Float32Array), [3, -5]);
+    assert.deepEqual(Array.from(out.doubled!.data as Float32Array), [2, -6]);
   });
 
   it('refuses a graph that reads an undefined value or produces no outputs', () => {

@@ -313,16 +313,25 @@ export class GraphBuilder {
 
   private rename(from: string, to: string): void {
     this.claim(to);
-    for (const node of this.graph.nodes) {
-      node.inputs = node.inputs.map((i) => (i === from ? to : i));
-      node.outputs = node.outputs.map((o) => (o === from ? to : o));
-    }
-    for (const v of this.graph.valueInfo) if (v.name === from) v.name = to;
+    renameIn(this.graph, from, to);
     const producer = this.producers.get(from)!;
     this.producers.delete(from);
     this.producers.set(to, producer);
     this.aliases.set(from, to);
   }
+}
+
+// Subgraphs already attached (If/Loop bodies reading the value) must follow the rename too.
+function renameIn(graph: OnnxGraph, from: string, to: string): void {
+  for (const node of graph.nodes) {
+    node.inputs = node.inputs.map((i) => (i === from ? to : i));
+    node.outputs = node.outputs.map((o) => (o === from ? to : o));
+    for (const a of Object.values(node.attributes)) {
+      if (a.type === 'graph') renameIn(a.value, from, to);
+      else if (a.type === 'graphs') for (const g of a.value) renameIn(g, from, to);
+    }
+  }
+  for (const v of graph.valueInfo) if (v.name === from) v.name = to;
 }
 
 function collectDomains(graph: OnnxGraph, into: Set<string>): void {
