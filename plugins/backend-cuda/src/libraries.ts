@@ -1,0 +1,91 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { exists, list, readText, type CommandRunner } from './host.js';
+
+/** Where onnxruntime-node keeps its native files for this platform. */
+export interface OrtInstall {
+  packageDir: string;
+  version?: string;
+  /** `bin/napi-v<N>/<platform>/<arch>`, the folder holding `onnxruntime_binding.node`; absent when this platform has no binary. */
+  binaryDir?: string;
+}
+
+/** Finds the native folder of an onnxruntime-node package: the newest `bin/napi-v*` with a binding for this platform. */
+export async function locateOrtInstall(packageDir: string, platform: string, arch: string): Promise<OrtInstall> {
+  const pkg = await readText('/', join(packageDir, 'package.json'));
+  let version: string | undefined;
+  try {
+    version = pkg === undefined ? undefined : (JSON.parse(pkg) as { version?: string }).version;
+  } catch {
+    version = undefined;
+  }
+  const napi = (await list('/', join(packageDir, 'bin')))
+    .filter((d) => /^napi-v\d+$/.test(d))
+    .sort((a, b) => Number(b.slice(6)) - Number(a.slice(6)));
+  for (const dir of napi) {
+    const binaryDir = join(packageDir, 'bin', dir, platform, arch);
+    if (await exists('/', join(binaryDir, 'onnxruntime_binding.node'))) {
+      return { packageDir, ...(version !== undefined && { version }), binaryDir };
+    }
+  }
+  return { packageDir, ...(version !== undefined && { version }) };
+}
+
+/** Which of `names` are present in `dir`. */
+export async function presentFiles(dir: string, names: readonly string[]): Promise<{ present: string[]; missing: string[] }> {
+  const present: string[] = [];
+  const missing: string[] = [];
+  for (const name of names) ((await exists('/', join(dir, name))) ? present : missing).push(name);
+  return { present, missing };
+}
+
+/** Which of `keys` appear in a native binding: a binding can only read an option object's property if its name is in the binary. */
+export async function bindingMentions(bindingPath: string, keys: readonly string[]): Promise<Set<string>> {
+  try {
+    const text = (await readFile(bindingPath)).toString('latin1');
+    return new Set(keys.filter((k) => text.includes(k)));
+  } catch {
+    return new Set();
+  }
+}
+
+/** Where the dynamic loader would find some shared libraries. */
+export interface LibrarySearch {
+  found: Record<string, string>;
+  missing: string[];
+  /** False when ldconfig could not be asked and only common folders were scanned, so `missing` may be wrong. */
+  conclusive: boolean;
+}
+
+// Searched when ldconfig is unavailable (minimal containers): where CUDA, cuDNN and TensorRT packages install.
+const FALLBACK_DIRS = ['/usr/local/cuda/lib64', '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib'];
+
+/** Looks for shared libraries the way the loader would: `LD_LIBRARY_PATH`, then the ldconfig cache (or common folders without one). */
+export async function findSharedLibraries(
+  names: readonly string[],
+  options: { root: string; run: CommandRunner; ldLibraryPath?: string },
+): Promise<LibrarySearch> {
+  const found: Record<string, string> = {};
+  const scan = async (dirs: readonly string[]): Promise<void> => {
+    for (const name of names) {
+      if (found[name] !== undefined) continue;
+      for (const dir of dirs) {
+        if (await exists(options.root, join(dir, name))) {
+          found[name] = join(dir, name);
+          break;
+        }
+      }
+    }
+  };
+  await scan((options.ldLibraryPath ?? '').split(':').filter((d) => d !== ''));
+  const ldconfig = await options.run('ldconfig', ['-p']);
+  if (ldconfig.ok) {
+    for (const line of ldconfig.stdout.split('\n')) {
+      const m = line.match(/^\s*(\S+)\s+\(.*\)\s+=>\s+(\S+)/);
+      if (m?.[1] !== undefined && m[2] !== undefined && names.includes(m[1])) found[m[1]] ??= m[2];
+    }
+  } else {
+    await scan(FALLBACK_DIRS);
+  }
+  return { found, missing: names.filter((n) => found[n] === undefined), conclusive: ldconfig.ok };
+}
