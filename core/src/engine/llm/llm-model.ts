@@ -1,0 +1,62 @@
+/**
+ * The contract between model formats (ONNX export folders, GGUF, llama2.c) and the generation
+ * engine: whatever the source, loading yields an ONNX decoder graph on disk, its architecture facts
+ * and a tokenizer that can be rebuilt inside a worker thread from plain data.
+ */
+
+/** Architecture facts the generation loop needs. */
+export interface DecoderConfig {
+  architecture: 'llama';
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Longest prompt plus completion, in tokens. */
+  maxContext: number;
+  bosTokenId?: number;
+  eosTokenIds: number[];
+  padTokenId?: number;
+  /**
+   * `generic`: the Hugging Face / Optimum decoder layout — inputs `input_ids`, `attention_mask`,
+   * `position_ids`, `past_key_values.N.key|value` [batch, kvHeads, past, headDim]; outputs `logits`,
+   * `present.N.key|value`. `contrib`: a graph Nucleus built with ORT contrib ops (GroupQueryAttention
+   * over a shared KV buffer, RotaryEmbedding …); its I/O is described by `contribIo`.
+   */
+  graphStyle: 'generic' | 'contrib';
+  /** Element type of the KV cache tensors. */
+  kvDtype: 'float32' | 'float16';
+}
+
+/** Plain data a tokenizer is rebuilt from, so it can cross into a worker thread. */
+export type TokenizerSpec =
+  | { kind: 'hf'; tokenizerJson: unknown; tokenizerConfig: unknown }
+  | { kind: 'sentencepiece'; pieces: string[]; scores: number[]; types: number[]; bosTokenId?: number; eosTokenIds: number[]; unkTokenId?: number; addDummyPrefix: boolean; byteFallback: boolean }
+  | { kind: 'gpt2-bpe'; pieces: string[]; merges: string[]; types: number[]; bosTokenId?: number; eosTokenIds: number[] }
+  | { kind: 'llama2c'; pieces: string[]; scores: number[]; bosTokenId: number; eosTokenIds: number[] };
+
+/** Text ↔ token ids. */
+export interface LlmTokenizer {
+  readonly vocabSize: number;
+  readonly bosTokenId?: number;
+  readonly eosTokenIds: readonly number[];
+  /** Token ids of `text`; `addBos` prepends BOS where the model uses one. */
+  encode(text: string, options?: { addBos?: boolean }): number[];
+  /** Text of `ids`; special tokens (BOS, EOS …) are left out unless `keepSpecial`. */
+  decode(ids: readonly number[], options?: { keepSpecial?: boolean }): string;
+  /** An incremental decoder that only ever emits whole UTF-8 characters. */
+  createStreamDecoder(): { push(id: number): string; flush(): string };
+}
+
+/** A loaded decoder model, ready to be opened by a generation worker. */
+export interface LoadedLlm {
+  name: string;
+  source: 'onnx-folder' | 'gguf' | 'llama2c' | 'builtin';
+  config: DecoderConfig;
+  /** The ONNX decoder the worker opens (for GGUF and llama2.c, generated into the model cache). */
+  onnxPath: string;
+  tokenizer: TokenizerSpec;
+  /** Jinja chat template, when the model has one. */
+  chatTemplate?: string;
+}

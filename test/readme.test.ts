@@ -1,0 +1,20 @@
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { configReferenceBlock, README_MARKERS } from '@nucleus/core/internal/cli/readme-reference';
+import { REPO_ROOT } from './helpers/paths.js';
+
+describe('README', () => {
+  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+
+  it('holds the config reference generated from the current schemas (npm run docs updates it)', () => {
+    const [start, end] = README_MARKERS;
+    const block = readme.slice(readme.indexOf(start) + start.length, readme.indexOf(end)).trim();
+    assert.equal(block, configReferenceBlock(), 'README.md config reference is stale: run `npm run docs`');
+  });
+
+  it('shows the two quick-start commands', () => {
+    assert.match(readme, /npm ci && npx nucleus serve/);
+    assert.match(readme, /^npm test\b/m);
+  });
+});
