@@ -1,7 +1,7 @@
 import type { Backend, BackendProbe, SessionOptions } from '@nucleus/sdk';
 import { CPU_DEFAULTS, type CpuBackendConfig } from './config.js';
 import { cpuProbe, defaultIntraOpThreads, readCpuFacts, type CpuProbeInputs } from './detect.js';
-import { applyOverrides, type OptionKind } from './options.js';
+import { applyOverrides, type OptionKind } from '@nucleus/sdk/backend-kit';
 
 const OPTION_KINDS: { readonly [K in keyof CpuBackendConfig]: OptionKind } = {
   intraOpNumThreads: { type: 'integer', min: 0 },

@@ -1,7 +1,7 @@
 import type { Backend, SessionOptions } from '@nucleus/sdk';
 import { CUDA_DEFAULTS, type CudaBackendConfig } from './config.js';
 import { detectCuda, type CudaProbe, type CudaProbeInputs } from './detect.js';
-import { applyOverrides, type OptionKind } from './options.js';
+import { applyOverrides, type OptionKind } from '@nucleus/sdk/backend-kit';
 
 const OPTION_KINDS: { readonly [K in keyof CudaBackendConfig]: OptionKind } = {
   deviceId: { type: 'integer', min: 0 },

@@ -1,24 +1,11 @@
 import { join } from 'node:path';
 import type { BackendProbe, DeviceInfo } from '@nucleus/sdk';
-import { execFileRunner, listOrtBackends, resolveOrtPackageDir, type CommandRunner, type OrtBackendInfo } from './host.js';
-import { bindingMentions, findSharedLibraries, locateOrtInstall, presentFiles } from './libraries.js';
+import { execFileRunner, listOrtBackends, resolveOrtPackageDir, type MachineInputs, type OrtBackendInfo } from '@nucleus/sdk/backend-kit';
+import { bindingMentions, findSharedLibraries, locateOrtInstall, presentFiles } from '@nucleus/sdk/backend-kit';
 import { queryNvidiaSmi, readProcDriverNvidia, type NvidiaProcGpu, type NvidiaSmiGpu } from './nvidia.js';
 
-/** What CUDA detection looks at; every field has a default that looks at this machine. */
-export interface CudaProbeInputs {
-  /** Filesystem root holding `proc/driver/nvidia`; default `/`. */
-  root?: string;
-  /** Runs nvidia-smi and ldconfig; default `execFile` with a 5 s timeout. */
-  run?: CommandRunner;
-  /** The onnxruntime-node package folder, `null` for "not installed"; default: resolved from this plugin. */
-  ortPackageDir?: string | null;
-  /** `listSupportedBackends()` of that package; default loads it. */
-  ortBackends?: () => readonly OrtBackendInfo[];
-  platform?: string;
-  arch?: string;
-  /** Reads `CUDA_VISIBLE_DEVICES` and `LD_LIBRARY_PATH`; default `process.env`. */
-  env?: Readonly<Record<string, string | undefined>>;
-}
+/** What CUDA detection reads (`env`: CUDA_VISIBLE_DEVICES, LD_LIBRARY_PATH). */
+export type CudaProbeInputs = MachineInputs;
 
 /** What the backend's config asks detection to check. */
 export interface CudaProbeOptions {
@@ -192,7 +179,7 @@ export async function detectCuda(inputs: CudaProbeInputs = {}, options: CudaProb
   const onnxruntime: CudaProbeDetails['onnxruntime'] = { providers: [], missingLibraries: [] };
   const tensorrt: CudaProbeDetails['tensorrt'] = { enabled: options.tensorrt, available: false };
   let cudaRuntime: CudaProbeDetails['cudaRuntime'];
-  const packageDir = inputs.ortPackageDir === undefined ? resolveOrtPackageDir() : (inputs.ortPackageDir ?? undefined);
+  const packageDir = inputs.ortPackageDir === undefined ? resolveOrtPackageDir(import.meta.url) : (inputs.ortPackageDir ?? undefined);
   if (packageDir === undefined) {
     problems.push('onnxruntime-node is not installed where the backend-cuda plugin can load it: run npm install');
   } else {
@@ -201,7 +188,7 @@ export async function detectCuda(inputs: CudaProbeInputs = {}, options: CudaProb
     Object.assign(onnxruntime, { packageDir, ...(install.version && { version: install.version }), ...(install.binaryDir && { binaryDir: install.binaryDir }) });
     let providers: readonly OrtBackendInfo[] = [];
     try {
-      providers = (inputs.ortBackends ?? listOrtBackends)();
+      providers = inputs.ortBackends ? inputs.ortBackends() : listOrtBackends(import.meta.url);
     } catch (err) {
       problems.push(`${ortName} could not be loaded: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -17,8 +17,8 @@ export {
   type CudaProbeInputs,
   type CudaProbeOptions,
 } from './detect.js';
-export { execFileRunner, type CommandResult, type CommandRunner, type OrtBackendInfo } from './host.js';
-export { findSharedLibraries, locateOrtInstall, type LibrarySearch, type OrtInstall } from './libraries.js';
+export { execFileRunner, type CommandResult, type CommandRunner, type OrtBackendInfo } from '@nucleus/sdk/backend-kit';
+export { findSharedLibraries, locateOrtInstall, type LibrarySearch, type OrtInstall } from '@nucleus/sdk/backend-kit';
 export {
   NVIDIA_SMI_FIELDS,
   nvidiaSmiArgs,

@@ -1,4 +1,4 @@
-import { describeFailure, exists, list, readText, type CommandRunner } from './host.js';
+import { describeFailure, exists, list, readText, type CommandRunner } from '@nucleus/sdk/backend-kit';
 
 /** The fields Nucleus asks nvidia-smi for, in column order. */
 export const NVIDIA_SMI_FIELDS = [

@@ -1,4 +1,4 @@
-import { describeFailure, list, readText, type CommandRunner } from './host.js';
+import { describeFailure, list, readText, type CommandRunner } from '@nucleus/sdk/backend-kit';
 
 /** AMD's PCI vendor id as KFD reports it (0x1002). */
 export const AMD_VENDOR_ID = 0x1002;

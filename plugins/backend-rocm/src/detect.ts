@@ -1,24 +1,11 @@
 import type { BackendProbe, DeviceInfo } from '@nucleus/sdk';
 import { readDrmDevice, readKfdTopology, queryRocmSmi, AMD_VENDOR_ID, type KfdGpu, type RocmSmiCard } from './amd.js';
 import type { RocmProvider } from './config.js';
-import { exists, execFileRunner, listOrtBackends, resolveOrtPackageDir, type CommandRunner, type OrtBackendInfo } from './host.js';
-import { locateOrtInstall, presentFiles } from './libraries.js';
+import { exists, execFileRunner, listOrtBackends, resolveOrtPackageDir, type MachineInputs, type OrtBackendInfo } from '@nucleus/sdk/backend-kit';
+import { locateOrtInstall, presentFiles } from '@nucleus/sdk/backend-kit';
 
-/** What ROCm detection looks at; every field has a default that looks at this machine. */
-export interface RocmProbeInputs {
-  /** Filesystem root holding `dev/kfd`, `sys/class/kfd` and `sys/class/drm`; default `/`. */
-  root?: string;
-  /** Runs rocm-smi; default `execFile` with a 5 s timeout. */
-  run?: CommandRunner;
-  /** The onnxruntime-node package folder, `null` for "not installed"; default: resolved from this plugin. */
-  ortPackageDir?: string | null;
-  /** `listSupportedBackends()` of that package; default loads it. */
-  ortBackends?: () => readonly OrtBackendInfo[];
-  platform?: string;
-  arch?: string;
-  /** Reads `HIP_VISIBLE_DEVICES` and `ROCR_VISIBLE_DEVICES`; default `process.env`. */
-  env?: Readonly<Record<string, string | undefined>>;
-}
+/** What ROCm detection reads (`env`: HIP_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES). */
+export type RocmProbeInputs = MachineInputs;
 
 /** What the backend's config asks detection to check. */
 export interface RocmProbeOptions {
@@ -133,7 +120,7 @@ export async function detectRocm(inputs: RocmProbeInputs = {}, options: RocmProb
   // onnxruntime-node's AMD providers.
   const onnxruntime: RocmProbeDetails['onnxruntime'] = { providers: [] };
   let provider: 'migraphx' | 'rocm' | undefined;
-  const packageDir = inputs.ortPackageDir === undefined ? resolveOrtPackageDir() : (inputs.ortPackageDir ?? undefined);
+  const packageDir = inputs.ortPackageDir === undefined ? resolveOrtPackageDir(import.meta.url) : (inputs.ortPackageDir ?? undefined);
   if (packageDir === undefined) {
     problems.push('onnxruntime-node is not installed where the backend-rocm plugin can load it: run npm install');
   } else {
@@ -142,7 +129,7 @@ export async function detectRocm(inputs: RocmProbeInputs = {}, options: RocmProb
     Object.assign(onnxruntime, { packageDir, ...(install.version && { version: install.version }), ...(install.binaryDir && { binaryDir: install.binaryDir }) });
     let offered: readonly OrtBackendInfo[] | undefined;
     try {
-      offered = (inputs.ortBackends ?? listOrtBackends)();
+      offered = inputs.ortBackends ? inputs.ortBackends() : listOrtBackends(import.meta.url);
     } catch (err) {
       problems.push(`${ortName} could not be loaded: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -18,7 +18,7 @@ export {
 } from './amd.js';
 export { ROCM_DEFAULTS, type RocmBackendConfig, type RocmProvider } from './config.js';
 export { applyVisibleDevices, detectRocm, ORT_AMD_LIBRARIES, type RocmProbe, type RocmProbeDetails, type RocmProbeInputs, type RocmProbeOptions } from './detect.js';
-export { execFileRunner, type CommandResult, type CommandRunner, type OrtBackendInfo } from './host.js';
+export { execFileRunner, type CommandResult, type CommandRunner, type OrtBackendInfo } from '@nucleus/sdk/backend-kit';
 export { RocmBackend } from './rocm-backend.js';
 
 /** The backend-rocm plugin: contributes the `rocm` backend. */

@@ -1,7 +1,7 @@
 import type { Backend, SessionOptions } from '@nucleus/sdk';
 import { ROCM_DEFAULTS, type RocmBackendConfig } from './config.js';
 import { detectRocm, type RocmProbe, type RocmProbeInputs } from './detect.js';
-import { applyOverrides, type OptionKind } from './options.js';
+import { applyOverrides, type OptionKind } from '@nucleus/sdk/backend-kit';
 
 const OPTION_KINDS: { readonly [K in keyof RocmBackendConfig]: OptionKind } = {
   deviceId: { type: 'integer', min: 0 },

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { exists, list, readText, type CommandRunner } from './host.js';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { exists, list, readText, type CommandRunner } from './host-inspection.js';
 
 /** Where onnxruntime-node keeps its native files for this platform. */
 export interface OrtInstall {
@@ -88,4 +89,42 @@ export async function findSharedLibraries(
     await scan(FALLBACK_DIRS);
   }
   return { found, missing: names.filter((n) => found[n] === undefined), conclusive: ldconfig.ok };
+}
+
+/** The folder of the onnxruntime-node package a module at `from` (its `import.meta.url`) would load, or undefined when none is installed. */
+export function resolveOrtPackageDir(from: string): string | undefined {
+  try {
+    return dirname(createRequire(from).resolve('onnxruntime-node/package.json'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** One provider as `listSupportedBackends()` of onnxruntime-node reports it. */
+export interface OrtBackendInfo {
+  name: string;
+  /** False when its libraries are not shipped in the npm package and must be installed separately. */
+  bundled: boolean;
+}
+
+/** Asks the onnxruntime-node a module at `from` would load which providers its binding was built with; loads the native binding. */
+export function listOrtBackends(from: string): readonly OrtBackendInfo[] {
+  const ort = createRequire(from)('onnxruntime-node') as { listSupportedBackends(): OrtBackendInfo[] };
+  return ort.listSupportedBackends();
+}
+
+/** What a backend's detection reads from the machine; each defaults to the real thing and is replaced by fixtures in tests. */
+export interface MachineInputs {
+  /** Filesystem root that `/proc`, `/sys` and `/dev` are read under; default `/`. */
+  root?: string;
+  /** Runs vendor tools and ldconfig; default `execFile` with a 5 s timeout. */
+  run?: CommandRunner;
+  /** The onnxruntime-node package folder, `null` for "not installed"; default: resolved from the plugin. */
+  ortPackageDir?: string | null;
+  /** `listSupportedBackends()` of that package; default loads it. */
+  ortBackends?: () => readonly OrtBackendInfo[];
+  platform?: string;
+  arch?: string;
+  /** Environment read for visible-device and library-path variables; default `process.env`. */
+  env?: Readonly<Record<string, string | undefined>>;
 }

@@ -1,7 +1,6 @@
 import { execFile } from 'node:child_process';
 import { access, readdir, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 
 /** What running a tool gave: its output, or why there is none. */
 export type CommandResult =
@@ -59,26 +58,4 @@ export async function list(root: string, path: string): Promise<string[]> {
   } catch {
     return [];
   }
-}
-
-/** The folder of the onnxruntime-node package this plugin would load, or undefined when it is not installed. */
-export function resolveOrtPackageDir(): string | undefined {
-  try {
-    return dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
-  } catch {
-    return undefined;
-  }
-}
-
-/** One provider as `listSupportedBackends()` of onnxruntime-node reports it. */
-export interface OrtBackendInfo {
-  name: string;
-  /** False when its libraries are not shipped in the npm package and must be installed separately. */
-  bundled: boolean;
-}
-
-/** Asks the installed onnxruntime-node which providers its binding was built with; loads the native binding. */
-export function listOrtBackends(): readonly OrtBackendInfo[] {
-  const ort = createRequire(import.meta.url)('onnxruntime-node') as { listSupportedBackends(): OrtBackendInfo[] };
-  return ort.listSupportedBackends();
 }
