@@ -38,7 +38,6 @@ export function pluginsCommand(): Command {
     .action(async (opts: ListOptions) => {
       if (opts.url) return printPlugins(await fetchPlugins(opts.url, opts.key ?? process.env.NUCLEUS_ADMIN_KEY), opts.json);
       const kernel = Kernel.create({ file: opts.config, cli: setOverrides(opts) });
-      kernel.plugins.discover();
       kernel.plugins.resolve();
       printPlugins(kernel.plugins.list(), opts.json);
     });

@@ -68,8 +68,8 @@ export class Kernel {
   }
 
   /**
-   * Reads the config, discovers plugins and validates the whole config, each plugin's section against
-   * its own schema. Throws `ConfigError` naming every bad key.
+   * Reads the config, discovers plugins (once) and validates the whole config, each plugin's section
+   * against its own schema. Throws `ConfigError` naming every bad key.
    */
   static create(options: KernelOptions = {}): Kernel {
     const root = options.projectRoot ?? defaultProjectRoot();
@@ -80,21 +80,21 @@ export class Kernel {
       nodeModules: options.nodeModules ?? [join(root, 'node_modules')],
       configDirs: dirs,
     };
+    const found = discoverPlugins(discovery);
     const pluginSchemas = Object.fromEntries(
-      discoverPlugins(discovery)
-        .filter((p) => p.manifest?.configSchema)
-        .map((p) => [p.manifest!.id, p.manifest!.configSchema!]),
+      found.filter((p) => p.manifest?.configSchema).map((p) => [p.manifest!.id, p.manifest!.configSchema!]),
     );
     const loaded = loadConfig({ file: options.file, env: options.env, cli: options.cli, pluginSchemas });
     const config = new ConfigStore(loaded);
     const logger = createLogger({ level: config.get('logging.level') as LogLevel, destination: options.logDestination });
     for (const warning of loaded.warnings) logger.warn(warning);
-    return new Kernel(config, logger, discovery);
+    const kernel = new Kernel(config, logger, discovery);
+    kernel.plugins.adopt(found);
+    return kernel;
   }
 
-  /** Discovers and activates plugins, then watches their folders when `plugins.watch` is on. */
+  /** Activates the discovered plugins, then watches their folders when `plugins.watch` is on. */
   async start(): Promise<void> {
-    this.plugins.discover();
     await this.plugins.start();
     if (this.config.get('plugins.watch')) {
       const folders = [

@@ -82,7 +82,12 @@ export class PluginHost {
 
   /** Finds plugins and records them as discovered (or failed, with the manifest problem). */
   discover(): PluginInfo[] {
-    for (const found of discoverPlugins(this.options.discovery)) this.addFound(found);
+    return this.adopt(discoverPlugins(this.options.discovery));
+  }
+
+  /** Records plugins found by an earlier scan, so start-up reads the disk once. */
+  adopt(found: readonly DiscoveredPlugin[]): PluginInfo[] {
+    for (const f of found) this.addFound(f);
     return this.list();
   }
 
