@@ -14,6 +14,223 @@ export interface NucleusEvents {
   'model.unloaded': { model: string; version: string };
   'model.failed': { model: string; version: string; error: string };
   'backend.fallback': { requested: string; chosen: string; reason: string };
+
+  // Telemetry. Durations are measured by the emitter; a consumer takes the moment of delivery as the end of
+  // what an event describes. `requestId` is the server's request id (`x-request-id`) when an HTTP request
+  // started the work, so exporters can join engine events to request events. Counts are per event (deltas)
+  // unless a field says it is cumulative.
+
+  /** One tensor inference request finished, ok or not. */
+  'inference.end': {
+    model: string;
+    version: string;
+    requestId?: string;
+    /** Requests in the batch this one ran in (1 when unbatched, 0 when it never ran). */
+    batchSize: number;
+    /** Time from admission to dispatch to a worker. */
+    queueMs: number;
+    /** Time the batch spent in the worker (session run plus transfer). */
+    computeMs: number;
+    ok: boolean;
+    /** The NucleusError code when `ok` is false. */
+    errorCode?: string;
+  };
+  /** The batcher ran one batch. */
+  'batch.executed': {
+    model: string;
+    version: string;
+    /** Requests in the batch. */
+    size: number;
+    /** Fraction of the batch tensor that is padding, 0 to 1 (0 when inputs were not ragged). */
+    paddingRatio: number;
+    durationMs: number;
+    /** The requests it carried, where known. */
+    requestIds?: string[];
+    /** The worker that ran it. */
+    worker?: number;
+  };
+  /** A queue's depth changed; `model` is absent for the server-wide admission queue. */
+  'queue.depth': { model?: string; priority: TelemetryPriority; depth: number };
+  /** A generation (LLM) request was admitted to its engine. */
+  'generation.start': {
+    model: string;
+    version?: string;
+    requestId: string;
+    promptTokens: number;
+    /** Prompt tokens served from the prefix cache. */
+    cachedPromptTokens?: number;
+    maxTokens?: number;
+    priority: TelemetryPriority;
+  };
+  /** A group of tokens of one generation was sent to its client (engines post tokens in small groups, not one event per token). */
+  'generation.tokens': {
+    model: string;
+    version?: string;
+    requestId: string;
+    /** Tokens in this group. */
+    tokens: number;
+    /** Completion tokens so far, this group included (cumulative). */
+    totalTokens: number;
+    /** Gaps between consecutive tokens of this group, in ms, where the engine measured them. */
+    itlMs?: number[];
+  };
+  /** A generation (LLM) request finished, for whatever reason. */
+  'generation.end': {
+    model: string;
+    version?: string;
+    requestId: string;
+    promptTokens: number;
+    completionTokens: number;
+    /** Time to first token from admission; absent when no token was produced. */
+    ttftMs?: number;
+    /** Mean inter-token latency over the completion; absent with fewer than two tokens. */
+    meanItlMs?: number;
+    /** From admission to the last token or the failure. */
+    durationMs: number;
+    /** Time waiting before prefill started. */
+    queueMs?: number;
+    finishReason: GenerationFinishReason;
+    priority: TelemetryPriority;
+    /** The NucleusError code when `finishReason` is `error`. */
+    errorCode?: string;
+  };
+  /** A group of engine steps ran back to back in a worker (prefill or decode), for tracing and step metrics. */
+  'engine.steps': {
+    model: string;
+    version?: string;
+    phase: 'prefill' | 'decode';
+    /** Steps in this group. */
+    steps: number;
+    /** Mean sequences per step (the continuous batch size). */
+    sequences: number;
+    /** Tokens processed (prefill) or produced (decode) in the group. */
+    tokens: number;
+    durationMs: number;
+    /** The requests whose sequences took part, where known. */
+    requestIds?: string[];
+  };
+  /** A snapshot of an LLM engine's scheduler, sent when it changes or periodically. */
+  'engine.stats': {
+    model: string;
+    version?: string;
+    /** Sequences in the running batch. */
+    running: number;
+    /** Sequences admitted but not yet running. */
+    waiting: number;
+    /** Sequences swapped or preempted out of the running batch. */
+    preempted?: number;
+    /** Fraction of KV cache in use, 0 to 1. */
+    kvCacheUsage?: number;
+    /** Total preemptions since the engine started (cumulative). */
+    preemptionsTotal?: number;
+  };
+  /** A snapshot of a cache (prefix cache, tokenizer cache …); hits, misses and evictions are cumulative since it was created. */
+  'cache.stats': {
+    /** Which cache: `prefix`, `kv`, `tokenizer` … */
+    name: string;
+    model?: string;
+    hits: number;
+    misses: number;
+    evictions: number;
+    bytes: number;
+    capacityBytes: number;
+    entries?: number;
+  };
+  /** A worker thread or process of a model became healthy or unhealthy. */
+  'worker.health': {
+    model: string;
+    version?: string;
+    /** The worker's index within the model's pool. */
+    worker: number;
+    healthy: boolean;
+    reason?: string;
+    /** Restarts of this worker slot so far (cumulative). */
+    restarts?: number;
+  };
+  /** Speculative decoding: drafted and accepted tokens since the previous event of this model. */
+  'spec.acceptance': {
+    model: string;
+    version?: string;
+    /** `draft-model`, `prompt-lookup` … */
+    method: string;
+    proposedTokens: number;
+    acceptedTokens: number;
+  };
+  /** Memory and load of one compute device, sent by whoever measures it (a backend, a monitor). */
+  'device.stats': {
+    /** The backend owning the device: `cuda`, `rocm` … */
+    backend: string;
+    device: number;
+    name?: string;
+    memoryUsedBytes: number;
+    memoryTotalBytes: number;
+    utilizationPercent?: number;
+  };
+  /** The stats plugin's periodic snapshot (also the `metrics` WebSocket topic). */
+  'stats.snapshot': StatsSnapshot;
+  /** An alert rule started firing. */
+  'alert.fired': AlertNotice;
+  /** A firing alert rule went back to normal. */
+  'alert.resolved': AlertNotice;
+}
+
+/** Priority classes of queued work, as schedulers see them. */
+export type TelemetryPriority = 'high' | 'normal' | 'low';
+
+/** Why a generation ended: a stop condition, the token limit, the client going away, or a failure. */
+export type GenerationFinishReason = 'stop' | 'length' | 'abort' | 'error';
+
+/** Latency percentiles over a window, in ms; null where the window holds no sample. */
+export interface LatencySummary {
+  count: number;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+  mean: number | null;
+  max: number | null;
+}
+
+/** The server's state as the stats plugin sees it from events: `GET /server/stats` and the `metrics` topic. */
+export interface StatsSnapshot {
+  /** ISO time of the snapshot. */
+  at: string;
+  /** The sliding window throughput and latency are computed over, in seconds. */
+  windowS: number;
+  throughput: { requestsPerS: number; inferencesPerS: number; generatedTokensPerS: number; promptTokensPerS: number };
+  requests: { inFlight: number; total: number; errors: number; errorRate: number; latency: LatencySummary };
+  /** Depth of each queue by model (`*` for the server-wide queue) and priority. */
+  queues: Array<{ model: string; priority: TelemetryPriority; depth: number }>;
+  batches: { active: number; total: number; meanSize: number; meanPaddingRatio: number };
+  /** Per model: running and waiting sequences, KV cache usage, latency. */
+  models: Array<{
+    model: string;
+    version?: string;
+    running: number;
+    waiting: number;
+    kvCacheUsage?: number;
+    latency: LatencySummary;
+    ttft: LatencySummary;
+  }>;
+  workers: Array<{ model: string; version?: string; worker: number; healthy: boolean; reason?: string; restarts?: number }>;
+  caches: Array<{ name: string; model?: string; hits: number; misses: number; hitRate: number | null; evictions: number; bytes: number; capacityBytes: number; usage: number | null }>;
+  process: { rssBytes: number; heapUsedBytes: number; cpuPercent: number; eventLoopLagMs: number; uptimeS: number };
+}
+
+/** An alert as it is announced on the bus. */
+export interface AlertNotice {
+  /** The rule's name. */
+  name: string;
+  severity: 'info' | 'warning' | 'critical';
+  /** What the rule measured and the threshold it crossed, in words. */
+  summary: string;
+  /** The measured value. */
+  value: number;
+  threshold: number;
+  labels: Record<string, string>;
+  /** ISO time the alert started firing. */
+  startsAt: string;
+  /** ISO time it resolved; only on `alert.resolved`. */
+  endsAt?: string;
 }
 
 /** The name of a kernel event. */
