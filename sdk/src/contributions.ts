@@ -56,11 +56,29 @@ export interface Schedulable {
   readonly cost: number;
 }
 
-/** Policy for who runs next: given the waiting requests, the order to take them in. */
+/** The load of one inference worker, as a routing strategy sees it. */
+export interface WorkerLoad {
+  readonly id: string;
+  readonly healthy: boolean;
+  /** Batches or generation steps it is running now. */
+  readonly activeBatches: number;
+  /** Requests it has accepted and not yet answered. */
+  readonly inflight: number;
+  /** Device or host memory it may still allocate, when known. */
+  readonly freeMemoryBytes?: number;
+}
+
+/**
+ * Scheduling policy, apart from the mechanism that runs it. A strategy orders the waiting queue
+ * (`order`), routes work to one of several workers (`pickWorker`), or both; the engine uses the
+ * strategy named in config (`scheduler.strategy`, `workers.routing`).
+ */
 export interface SchedulerStrategy {
   readonly name: string;
   /** Indices into `waiting`, in the order they should be taken. */
-  order(waiting: readonly Schedulable[], now: number): number[];
+  order?(waiting: readonly Schedulable[], now: number): number[];
+  /** Index into `workers` of the one to send a request of `estimatedBytes` to, or -1 when none fits. */
+  pickWorker?(workers: readonly WorkerLoad[], request: { estimatedBytes: number }): number;
 }
 
 /** Policy for what a bounded cache evicts. */
