@@ -86,7 +86,11 @@ export class Kernel {
     );
     const loaded = loadConfig({ file: options.file, env: options.env, cli: options.cli, pluginSchemas });
     const config = new ConfigStore(loaded);
-    const logger = createLogger({ level: config.get('logging.level') as LogLevel, destination: options.logDestination });
+    const logger = createLogger({
+      level: config.get('logging.level') as LogLevel,
+      format: config.get('logging.format') as 'json' | 'pretty',
+      destination: options.logDestination,
+    });
     for (const warning of loaded.warnings) logger.warn(warning);
     const kernel = new Kernel(config, logger, discovery);
     kernel.plugins.adopt(found);
