@@ -31,7 +31,7 @@ export interface DecoderConfig {
 
 /** Plain data a tokenizer is rebuilt from, so it can cross into a worker thread. */
 export type TokenizerSpec =
-  | { kind: 'hf'; tokenizerJson: unknown; tokenizerConfig: unknown }
+  | { kind: 'hf'; tokenizerJson: unknown; tokenizerConfig: unknown; /** From config.json / generation_config.json, which win over tokenizer_config.json. */ bosTokenId?: number; eosTokenIds?: number[] }
   | { kind: 'sentencepiece'; pieces: string[]; scores: number[]; types: number[]; bosTokenId?: number; eosTokenIds: number[]; unkTokenId?: number; addDummyPrefix: boolean; byteFallback: boolean }
   | { kind: 'gpt2-bpe'; pieces: string[]; merges: string[]; types: number[]; bosTokenId?: number; eosTokenIds: number[] }
   | { kind: 'llama2c'; pieces: string[]; scores: number[]; bosTokenId: number; eosTokenIds: number[] };

@@ -1,0 +1,154 @@
+import { GraphBuilder, type OnnxModel, type Value } from '@nucleus/sdk/onnx';
+import { ropeTables, type RopeLayout } from './rope.js';
+import { checkLlamaWeights, type LlamaArchitecture, type LlamaWeights } from './llama-weights.js';
+
+/** Which decoder graph `buildLlamaGraph` writes. */
+export interface LlamaGraphOptions {
+  /** The pairing the weights were trained with; GGUF `llama` and llama2.c are `interleaved`, HF checkpoints `half`. */
+  ropeLayout: RopeLayout;
+  /** `generic`: standard ops, Optimum I/O. `contrib`: ORT com.microsoft ops (see `CONTRIB_IO`). */
+  style: 'generic' | 'contrib';
+  /** Graph name. */
+  name?: string;
+  /** Written into the model's metadata_props. */
+  metadata?: Record<string, string>;
+}
+
+/** The ai.onnx opset the Llama graphs target. */
+export const LLAMA_GRAPH_OPSET = 17;
+
+/**
+ * Builds a Llama decoder (RMSNorm, GQA attention with RoPE, SwiGLU FFN) as an ONNX model. Both styles take the
+ * same weights and compute the same numbers; they differ in I/O and in which ops carry attention.
+ */
+export function buildLlamaGraph(weights: LlamaWeights, arch: LlamaArchitecture, options: LlamaGraphOptions): OnnxModel {
+  checkLlamaWeights(weights, arch);
+  if (arch.headDim % 2 !== 0) throw new Error(`head dim ${arch.headDim} is odd; RoPE needs pairs`);
+  if (arch.numHeads % arch.numKvHeads !== 0) throw new Error(`${arch.numHeads} heads do not split into ${arch.numKvHeads} kv groups`);
+  if (options.style === 'contrib') throw new Error('the contrib graph style is not available yet');
+  const g = new GraphBuilder(options.name ?? 'llama_decoder', { opset: LLAMA_GRAPH_OPSET });
+  buildGeneric(g, weights, arch, options.ropeLayout);
+  return g.toModel({
+    producer: 'nucleus',
+    docString: `Llama decoder (${options.style} style, ${options.ropeLayout} RoPE).`,
+    metadata: { 'nucleus.graph_style': options.style, 'nucleus.rope_layout': options.ropeLayout, ...(options.metadata ?? {}) },
+  });
+}
+
+/** `[rows, cols]` row-major → `[cols, rows]`, because MatMul wants `x · Wᵀ` with Wᵀ stored `[in, out]`. */
+export function transposeMatrix(w: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) out[c * rows + r] = w[base + c]!;
+  }
+  return out;
+}
+
+function buildGeneric(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ropeLayout: RopeLayout): void {
+  const o = g.ops;
+  const H = a.hiddenSize;
+  const D = a.headDim;
+  const groups = a.numHeads / a.numKvHeads;
+
+  const inputIds = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
+  const attentionMask = g.input('attention_mask', 'int64', ['batch_size', 'total_sequence_length']);
+  const positionIds = g.input('position_ids', 'int64', ['batch_size', 'sequence_length']);
+  const pasts: { key: Value; value: Value }[] = [];
+  for (let l = 0; l < a.numLayers; l++) {
+    const shape = ['batch_size', a.numKvHeads, 'past_sequence_length', D];
+    pasts.push({
+      key: g.input(`past_key_values.${l}.key`, 'float32', shape),
+      value: g.input(`past_key_values.${l}.value`, 'float32', shape),
+    });
+  }
+
+  const linear = (x: Value, name: string, matrix: Float32Array, outDim: number, inDim: number): Value =>
+    o.matMul(x, g.initializer(`${name}.weight`, transposeMatrix(matrix, outDim, inDim), [inDim, outDim]));
+  // llama2.c's order: weight · (x · 1/sqrt(mean(x²) + eps)).
+  const rmsNorm = (x: Value, name: string, weight: Float32Array): Value => {
+    const meanSquare = o.reduceMean(o.mul(x, x), [-1]);
+    const inv = g.node('Reciprocal', [o.sqrt(o.add(meanSquare, a.rmsNormEps))]);
+    return o.mul(o.mul(x, inv), g.initializer(`${name}.weight`, weight, [H]));
+  };
+
+  // RoPE: cos/sin rows picked by position id, shaped to broadcast over the head axis.
+  const tables = ropeTables(a.maxPositions, D, a.ropeTheta);
+  const cosTable = g.initializer('rope.cos', tables.cos, [a.maxPositions, D / 2]);
+  const sinTable = g.initializer('rope.sin', tables.sin, [a.maxPositions, D / 2]);
+  const cos = o.gather(cosTable, positionIds, 0); // [B,S,D/2]
+  const sin = o.gather(sinTable, positionIds, 0);
+  const rope =
+    ropeLayout === 'interleaved'
+      ? ropeInterleaved(g, o.unsqueeze(cos, [2, 4]), o.unsqueeze(sin, [2, 4]), D)
+      : ropeHalf(g, o.unsqueeze(cos, [2]), o.unsqueeze(sin, [2]), D);
+
+  // Mask [B,1,1,S,T]: key j is visible to query i (at cache index past+i) when j ≤ past+i and attention_mask[b,j] = 1.
+  const seqLen = o.shape(inputIds, { start: 1, end: 2 });
+  const totalLen = o.shape(attentionMask, { start: 1, end: 2 });
+  const one = g.scalar(1, 'int64');
+  const keyIndex = o.range(g.scalar(0, 'int64'), o.squeeze(totalLen, [0]), one);
+  const queryIndex = o.range(o.squeeze(o.sub(totalLen, seqLen), [0]), o.squeeze(totalLen, [0]), one);
+  const causal = g.node('Not', [o.greater(o.unsqueeze(keyIndex, [0]), o.unsqueeze(queryIndex, [1]))]); // [S,T]
+  const padVisible = o.unsqueeze(o.cast(attentionMask, 'bool'), [1, 2, 3]); // [B,1,1,1,T]
+  const visible = g.node('And', [causal, padVisible]);
+  const masked = g.scalar(-1e9);
+  const scale = g.scalar(Math.sqrt(D));
+
+  let x = o.gather(g.initializer('model.embed_tokens.weight', w.tokenEmbedding, [a.vocabSize, H]), inputIds, 0);
+  for (let l = 0; l < a.numLayers; l++) {
+    const lw = w.layers[l]!;
+    const p = `model.layers.${l}`;
+    const n = rmsNorm(x, `${p}.input_layernorm`, lw.attnNorm);
+    const q = rope(o.reshape(linear(n, `${p}.self_attn.q_proj`, lw.q, a.numHeads * D, H), [0, 0, a.numHeads, D]));
+    const k = rope(o.reshape(linear(n, `${p}.self_attn.k_proj`, lw.k, a.numKvHeads * D, H), [0, 0, a.numKvHeads, D]));
+    const v = o.reshape(linear(n, `${p}.self_attn.v_proj`, lw.v, a.numKvHeads * D, H), [0, 0, a.numKvHeads, D]);
+    const presentKey = o.concat([pasts[l]!.key, o.transpose(k, [0, 2, 1, 3])], 2, { outputs: [`present.${l}.key`] });
+    const presentValue = o.concat([pasts[l]!.value, o.transpose(v, [0, 2, 1, 3])], 2, { outputs: [`present.${l}.value`] });
+    g.output(presentKey, 'float32', ['batch_size', a.numKvHeads, 'total_sequence_length', D]);
+    g.output(presentValue, 'float32', ['batch_size', a.numKvHeads, 'total_sequence_length', D]);
+
+    // Query head h reads kv head floor(h / groups): group the query heads instead of copying the cache.
+    const qGrouped = o.reshape(o.transpose(q, [0, 2, 1, 3]), [0, a.numKvHeads, groups, -1, D]); // [B,kv,g,S,D]
+    const kT = o.unsqueeze(o.transpose(presentKey, [0, 1, 3, 2]), [2]); // [B,kv,1,D,T]
+    const scores = o.div(o.matMul(qGrouped, kT), scale); // [B,kv,g,S,T]
+    const probs = o.softmax(o.where(visible, scores, masked), -1);
+    const context = o.matMul(probs, o.unsqueeze(presentValue, [2])); // [B,kv,g,S,D]
+    const merged = o.reshape(o.transpose(o.reshape(context, [0, a.numHeads, -1, D]), [0, 2, 1, 3]), [0, 0, a.numHeads * D]);
+    x = o.add(x, linear(merged, `${p}.self_attn.o_proj`, lw.o, H, a.numHeads * D));
+
+    const m = rmsNorm(x, `${p}.post_attention_layernorm`, lw.ffnNorm);
+    const gate = linear(m, `${p}.mlp.gate_proj`, lw.gate, a.intermediateSize, H);
+    const up = linear(m, `${p}.mlp.up_proj`, lw.up, a.intermediateSize, H);
+    const act = o.mul(o.mul(gate, o.sigmoid(gate)), up);
+    x = o.add(x, linear(act, `${p}.mlp.down_proj`, lw.down, H, a.intermediateSize));
+  }
+  const final = rmsNorm(x, 'model.norm', w.finalNorm);
+  const logits = o.matMul(final, g.initializer('lm_head.weight', transposeMatrix(w.lmHead ?? w.tokenEmbedding, a.vocabSize, H), [H, a.vocabSize]), {
+    outputs: ['logits'],
+  });
+  g.output(logits, 'float32', ['batch_size', 'sequence_length', a.vocabSize]);
+}
+
+// x [B,S,heads,D]; cos/sin [B,S,1,D/2,1]. Pairs (2i, 2i+1) rotate by angle i.
+function ropeInterleaved(g: GraphBuilder, cos: Value, sin: Value, D: number): (x: Value) => Value {
+  const o = g.ops;
+  return (x) => {
+    const pairs = o.reshape(x, [0, 0, 0, D / 2, 2]);
+    const [even, odd] = g.nodeMulti('Split', [pairs, g.int64s([1, 1])], 2, { axis: 4 }) as [Value, Value];
+    const outEven = o.sub(o.mul(even, cos), o.mul(odd, sin));
+    const outOdd = o.add(o.mul(even, sin), o.mul(odd, cos));
+    return o.reshape(o.concat([outEven, outOdd], 4), [0, 0, 0, D]);
+  };
+}
+
+// x [B,S,heads,D]; cos/sin [B,S,1,D/2]. Pairs (i, i + D/2) rotate by angle i.
+function ropeHalf(g: GraphBuilder, cos: Value, sin: Value, D: number): (x: Value) => Value {
+  const o = g.ops;
+  return (x) => {
+    const [first, second] = g.nodeMulti('Split', [x, g.int64s([D / 2, D / 2])], 2, { axis: 3 }) as [Value, Value];
+    const outFirst = o.sub(o.mul(first, cos), o.mul(second, sin));
+    const outSecond = o.add(o.mul(second, cos), o.mul(first, sin));
+    return o.concat([outFirst, outSecond], 3);
+  };
+}

@@ -1,0 +1,35 @@
+import { stat } from 'node:fs/promises';
+import { loadOnnxFolder } from './formats/onnx-folder.js';
+import type { LoadedLlm } from './llm-model.js';
+import { ensureTinyLlama } from './tiny-llama.js';
+
+/** How `loadLlm` treats a model. */
+export interface LoadLlmOptions {
+  /** Name the model is known by; default: the file or folder name. */
+  name?: string;
+  /** Cap on prompt + completion tokens; the model's own limit applies when lower. */
+  maxContext?: number;
+  /** Where generated ONNX graphs (from GGUF, llama2.c) are cached; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
+  cacheDir?: string;
+  /** The tokenizer file (`tok512.bin` …) a llama2.c checkpoint needs. */
+  tokenizerPath?: string;
+  /** Graph style to build for GGUF / llama2.c; ONNX folders are always `generic`. Default `generic`. */
+  graphStyle?: 'generic' | 'contrib';
+}
+
+/**
+ * Loads a decoder LLM from a Hugging Face / Optimum ONNX export folder, a `.gguf` file or a llama2.c `.bin`
+ * checkpoint, into the one shape the generation engine runs.
+ */
+export async function loadLlm(path: string, options: LoadLlmOptions = {}): Promise<LoadedLlm> {
+  const info = await stat(path);
+  if (info.isDirectory()) return loadOnnxFolder(path, options);
+  throw new Error(`${path}: not a model folder (GGUF and llama2.c files are not supported yet)`);
+}
+
+/** The built-in tiny-random Llama, generated into the model cache on first use. */
+export async function loadTinyLlama(options: Pick<LoadLlmOptions, 'cacheDir' | 'maxContext'> = {}): Promise<LoadedLlm> {
+  const dir = await ensureTinyLlama(options.cacheDir);
+  const loaded = await loadOnnxFolder(dir, { name: 'tiny-llama', ...(options.maxContext ? { maxContext: options.maxContext } : {}) });
+  return { ...loaded, source: 'builtin' };
+}
