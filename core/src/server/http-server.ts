@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Hooks } from '@nucleus/sdk';
-import { badRequest, ExtensionPoints } from '@nucleus/sdk';
+import { badRequest, ExtensionPoints, unavailable } from '@nucleus/sdk';
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
@@ -51,6 +51,14 @@ export class HttpServer {
       }
     });
     this.app.use(errorMiddleware(logger));
+    this.app.use(async (ctx: Context, next: Next) => {
+      // While draining for shutdown, requests arriving on kept-alive connections are refused, not queued.
+      if (kernel.health.report().status === 'stopping' && ctx.path !== '/health') {
+        ctx.set('connection', 'close');
+        throw unavailable('server_shutting_down', 'the server is shutting down; retry against another instance', 1);
+      }
+      await next();
+    });
     this.app.use(
       bodyParser({
         enableTypes: ['json'],
@@ -97,15 +105,23 @@ export class HttpServer {
     return { host: address.address, port: address.port, url: `http://${shown}:${address.port}` };
   }
 
-  /** Stops accepting, closes sockets, and waits for open requests to end. */
-  async close(): Promise<void> {
+  /**
+   * Stops accepting connections and waits for requests in flight to end; after `graceMs` the
+   * connections still open are closed. Resolves whether everything finished in time.
+   */
+  async close(graceMs = Infinity): Promise<boolean> {
     this.ws?.close();
     const server = this.server;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
+    if (!server) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await new Promise<boolean>((resolve) => {
+      server.close(() => resolve(true));
       server.closeIdleConnections();
+      if (Number.isFinite(graceMs)) timer = setTimeout(() => resolve(false), graceMs);
     });
+    clearTimeout(timer);
+    if (!finished) server.closeAllConnections();
+    return finished;
   }
 
   private apiKeys(): ApiKey[] {

@@ -1,3 +1,4 @@
+import { ExtensionPoints } from '@nucleus/sdk';
 import { Kernel, type KernelOptions } from '../kernel/kernel.js';
 import { HttpServer } from './http-server.js';
 
@@ -24,10 +25,30 @@ export class NucleusServer {
     }
   }
 
-  /** Stops taking requests (readiness goes 503), waits for open ones, then deactivates plugins. */
+  /**
+   * Graceful shutdown: readiness goes 503 and new requests are refused, requests in flight finish
+   * (up to `server.shutdownTimeoutMs`), exporters flush, then plugins deactivate.
+   */
   async stop(): Promise<void> {
-    this.kernel.health.setPhase('stopping');
-    await this.http.close();
-    await this.kernel.stop();
+    const { kernel } = this;
+    kernel.health.setPhase('stopping');
+    const finished = await this.http.close(kernel.config.get('server.shutdownTimeoutMs') as number);
+    if (!finished) kernel.logger.warn('shutdown deadline passed; closed the connections still open');
+    await flushExporters(kernel);
+    await kernel.stop();
   }
+}
+
+/** Asks every exporter to send what it buffered; one that fails or hangs is logged and skipped. */
+async function flushExporters(kernel: Kernel): Promise<void> {
+  const exporters = kernel.extensions.point(ExtensionPoints.exporter).list();
+  await Promise.all(
+    exporters.map(async (c) => {
+      try {
+        await Promise.race([c.value.flush?.(), new Promise((_, reject) => setTimeout(() => reject(new Error('flush timed out after 5 s')), 5000).unref())]);
+      } catch (err) {
+        kernel.logger.warn({ exporter: c.name, plugin: c.pluginId, err }, 'exporter flush failed');
+      }
+    }),
+  );
 }

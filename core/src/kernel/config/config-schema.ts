@@ -74,6 +74,12 @@ export const CORE_CONFIG_SCHEMA = {
           description: 'A request still running after this long is aborted with 408; 0 never times out.',
           default: 300_000,
         },
+        shutdownTimeoutMs: {
+          type: 'integer',
+          minimum: 0,
+          description: 'On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are closed.',
+          default: 30_000,
+        },
       },
     },
     auth: {
