@@ -1,0 +1,54 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { MachineInfo } from './machine.js';
+import type { RunStats } from './stats.js';
+
+/** One row of a result table. */
+export interface ResultRow {
+  label: string;
+  stats: RunStats;
+  /** Throughput relative to the suite's baseline row. */
+  ratio?: number;
+  note?: string;
+}
+
+/** A titled table of results. */
+export interface ResultTable {
+  title: string;
+  unit: string;
+  rows: ResultRow[];
+}
+
+const RESULTS = fileURLToPath(new URL('../results/', import.meta.url));
+
+function fmt(n: number, digits = 1): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : '–';
+}
+
+/** Renders tables and the machine as Markdown. */
+export function renderMarkdown(suite: string, machine: MachineInfo, tables: readonly ResultTable[], notes: readonly string[]): string {
+  const lines = [
+    `# ${suite} benchmark`,
+    '',
+    `Recorded ${machine.date} on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB (${machine.os}); Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}.`,
+    '',
+  ];
+  for (const t of tables) {
+    lines.push(`## ${t.title}`, '', `| run | ${t.unit}/s | ratio | p50 ms | p99 ms | errors | note |`, '| --- | ---: | ---: | ---: | ---: | ---: | --- |');
+    for (const r of t.rows) {
+      lines.push(`| ${r.label} | ${fmt(r.stats.throughput)} | ${r.ratio === undefined ? '' : fmt(r.ratio, 2)} | ${fmt(r.stats.p50Ms, 2)} | ${fmt(r.stats.p99Ms, 2)} | ${r.stats.errors} | ${r.note ?? ''} |`);
+    }
+    lines.push('');
+  }
+  if (notes.length) lines.push('## Notes', '', ...notes.map((n) => `- ${n}`), '');
+  return lines.join('\n');
+}
+
+/** Writes `<suite>.md` and `<suite>.json` under bench/results/ and returns the Markdown. */
+export function record(suite: string, machine: MachineInfo, tables: readonly ResultTable[], notes: readonly string[]): string {
+  mkdirSync(RESULTS, { recursive: true });
+  const markdown = renderMarkdown(suite, machine, tables, notes);
+  writeFileSync(`${RESULTS}${suite}.md`, markdown);
+  writeFileSync(`${RESULTS}${suite}.json`, JSON.stringify({ suite, machine, tables, notes }, null, 2) + '\n');
+  return markdown;
+}

@@ -1,0 +1,117 @@
+import * as ort from 'onnxruntime-node';
+import { NucleusServer } from '@nucleus/core';
+import { ensureBuiltinModels } from '@nucleus/core/internal/engine/builtin-models/index';
+import { machineInfo } from './machine.js';
+import { record, type ResultRow, type ResultTable } from './report.js';
+import { closedLoop, timeLoop, type RunStats } from './stats.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+
+interface Case {
+  model: string;
+  input: string;
+  /** Shape of one item, without the batch dimension. */
+  item: number[];
+}
+
+const CASES: Case[] = [
+  { model: 'mlp-classifier', input: 'input', item: [4] },
+  { model: 'resnet-tiny', input: 'input', item: [3, 224, 224] },
+];
+
+function randomData(n: number): Float32Array {
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = Math.sin(i * 12.9898) * 0.5;
+  return data;
+}
+
+async function rawOrt(modelPath: string, c: Case, batch: number): Promise<RunStats> {
+  const session = await ort.InferenceSession.create(modelPath, { graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } });
+  const size = c.item.reduce((a, b) => a * b, 1);
+  const feeds = { [c.input]: new ort.Tensor('float32', randomData(size * batch), [batch, ...c.item]) };
+  try {
+    return await timeLoop(() => session.run(feeds), SECONDS, 3, batch);
+  } finally {
+    await session.release();
+  }
+}
+
+function inferBody(c: Case): string {
+  const size = c.item.reduce((a, b) => a * b, 1);
+  return JSON.stringify({ inputs: [{ name: c.input, shape: [1, ...c.item], datatype: 'FP32', data: Array.from(randomData(size)) }] });
+}
+
+async function post(url: string, body: string): Promise<boolean> {
+  const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+  await res.arrayBuffer();
+  return res.ok;
+}
+
+/** While `load` runs, polls /health every 20 ms and returns its latencies. */
+async function healthDuring<T>(base: string, load: Promise<T>): Promise<{ result: T; healthMs: number[] }> {
+  const healthMs: number[] = [];
+  let done = false;
+  const poller = (async () => {
+    while (!done) {
+      const t = performance.now();
+      await (await fetch(`${base}/health`)).arrayBuffer();
+      healthMs.push(performance.now() - t);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  const result = await load;
+  done = true;
+  await poller;
+  return { result, healthMs };
+}
+
+/** The tensor-model suite: raw ORT batch 1 and 32 against the server under 1, 16 and 64 clients. */
+export async function tensorSuite(): Promise<string> {
+  const models = await ensureBuiltinModels();
+  const pathOf = (name: string) => models.find((m) => m.name === name)!.modelPath;
+  const server = await NucleusServer.start({ env: {}, cli: { 'server.port': 0, 'plugins.watch': false, 'logging.level': 'warn' } });
+  const tables: ResultTable[] = [];
+  const notes: string[] = [];
+  try {
+    for (const c of CASES) {
+      const raw1 = await rawOrt(pathOf(c.model), c, 1);
+      const raw32 = await rawOrt(pathOf(c.model), c, 32);
+      const rows: ResultRow[] = [
+        { label: 'raw onnxruntime-node, batch 1, in a loop', stats: raw1, ratio: 1 },
+        { label: 'raw onnxruntime-node, batch 32, in a loop', stats: raw32, ratio: raw32.throughput / raw1.throughput },
+      ];
+      const url = `${server.url}/v2/models/${c.model}/infer`;
+      const body = inferBody(c);
+      for (const clients of [1, 16, 64]) {
+        const { result, healthMs } = await healthDuring(server.url, closedLoop(() => post(url, body), clients, SECONDS));
+        const healthP99 = [...healthMs].sort((a, b) => a - b)[Math.max(0, Math.ceil(healthMs.length * 0.99) - 1)] ?? NaN;
+        rows.push({
+          label: `server, KServe v2 over HTTP, ${clients} client${clients > 1 ? 's' : ''}`,
+          stats: result,
+          ratio: result.throughput / raw1.throughput,
+          note: `/health p99 ${healthP99.toFixed(1)} ms`,
+        });
+      }
+      tables.push({ title: `${c.model} (${c.item.join('×')} per item)`, unit: 'items', rows });
+    }
+    // Seed 001 asks 10,000 predictions/s with p99 < 100 ms for small tabular models.
+    const tab: Case = { model: 'tabular-classifier', input: 'features', item: [8] };
+    const tabRaw = await rawOrt(pathOf(tab.model), tab, 1);
+    const tabServer = await closedLoop(() => post(`${server.url}/v2/models/${tab.model}/infer`, inferBody(tab)), 64, SECONDS);
+    tables.push({
+      title: 'tabular-classifier, one row per request (target: 10,000 predictions/s, p99 < 100 ms)',
+      unit: 'predictions',
+      rows: [
+        { label: 'raw onnxruntime-node, batch 1, in a loop', stats: tabRaw, ratio: 1 },
+        { label: 'server, KServe v2 over HTTP, 64 clients', stats: tabServer, ratio: tabServer.throughput / tabRaw.throughput },
+      ],
+    });
+    notes.push(
+      `Each run lasts ${SECONDS} s after warm-up; ratios compare throughput with raw onnxruntime-node at batch 1 in the same run.`,
+      'The load generator runs in the same process as the server, so on a 2-core machine client and server compete for the same cores.',
+    );
+  } finally {
+    await server.stop();
+  }
+  return record('tensor', machineInfo(), tables, notes);
+}
