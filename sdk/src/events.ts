@@ -35,7 +35,9 @@ export interface NucleusEvents {
     /** The NucleusError code when `ok` is false. */
     errorCode?: string;
   };
-  /** The batcher ran one batch. */
+  /** The batcher dispatched a batch to a worker. */
+  'batch.start': { model: string; version: string; size: number; worker?: number };
+  /** A batch came back from its worker (ok or not). */
   'batch.executed': {
     model: string;
     version: string;
@@ -190,30 +192,55 @@ export interface LatencySummary {
   max: number | null;
 }
 
-/** The server's state as the stats plugin sees it from events: `GET /server/stats` and the `metrics` topic. */
+/** The server's state as the stats plugin sees it from events: `GET /server/stats` and the `metrics` WebSocket topic. */
 export interface StatsSnapshot {
   /** ISO time of the snapshot. */
   at: string;
-  /** The sliding window throughput and latency are computed over, in seconds. */
+  uptimeS: number;
+  /** The sliding window that rates, counts marked "in the window" and latencies cover, in seconds. */
   windowS: number;
   throughput: { requestsPerS: number; inferencesPerS: number; generatedTokensPerS: number; promptTokensPerS: number };
-  requests: { inFlight: number; total: number; errors: number; errorRate: number; latency: LatencySummary };
-  /** Depth of each queue by model (`*` for the server-wide queue) and priority. */
-  queues: Array<{ model: string; priority: TelemetryPriority; depth: number }>;
-  batches: { active: number; total: number; meanSize: number; meanPaddingRatio: number };
-  /** Per model: running and waiting sequences, KV cache usage, latency. */
-  models: Array<{
-    model: string;
-    version?: string;
-    running: number;
-    waiting: number;
-    kvCacheUsage?: number;
+  requests: {
+    /** HTTP requests started and not yet answered. */
+    inFlight: number;
+    /** HTTP requests answered since start. */
+    total: number;
+    /** In the window: answered, answered 5xx, answered 4xx, and the 5xx share. */
+    window: { count: number; errors: number; clientErrors: number; errorRate: number };
     latency: LatencySummary;
-    ttft: LatencySummary;
-  }>;
-  workers: Array<{ model: string; version?: string; worker: number; healthy: boolean; reason?: string; restarts?: number }>;
-  caches: Array<{ name: string; model?: string; hits: number; misses: number; hitRate: number | null; evictions: number; bytes: number; capacityBytes: number; usage: number | null }>;
-  process: { rssBytes: number; heapUsedBytes: number; cpuPercent: number; eventLoopLagMs: number; uptimeS: number };
+  };
+  /** Depth of each queue by model (`*` for the server-wide queue) and priority, as last reported. */
+  queues: Array<{ model: string; priority: TelemetryPriority; depth: number }>;
+  batches: {
+    /** Batches started and not yet finished (only where the engine reports `batch.start`). */
+    active: number;
+    /** Batches run since start. */
+    total: number;
+    window: { count: number; meanSize: number | null; meanPaddingRatio: number | null };
+  };
+  models: ModelStats[];
+  workers: Array<NucleusEvents['worker.health']>;
+  caches: Array<NucleusEvents['cache.stats'] & { hitRate: number | null; usage: number | null }>;
+  devices: Array<NucleusEvents['device.stats']>;
+  process: { rssBytes: number; heapUsedBytes: number; cpuPercent: number; eventLoopLagMs: number };
+}
+
+/** One model version's share of a {@link StatsSnapshot}. */
+export interface ModelStats {
+  model: string;
+  version?: string;
+  /** Inference and generation requests finished in the window, and how many of them failed. */
+  requests: number;
+  errors: number;
+  /** Sequences running and waiting, as the engine last reported. */
+  running: number;
+  waiting: number;
+  kvCacheUsage?: number;
+  activeBatches: number;
+  /** End-to-end latency (queue plus compute, or the whole generation). */
+  latency: LatencySummary;
+  /** Time to first token; empty for tensor models. */
+  ttft: LatencySummary;
 }
 
 /** An alert as it is announced on the bus. */

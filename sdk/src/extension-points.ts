@@ -1,5 +1,6 @@
 import type { Backend } from './backend.js';
 import type { CachePolicy, Exporter, Hooks, ModelFormat, ModelRouter, RouteContribution, SchedulerStrategy } from './contributions.js';
+import type { WsTopic } from './observability.js';
 
 /** A typed handle naming an extension point; the type parameter is what contributors provide. */
 export interface ExtensionPointRef<T> {
@@ -23,6 +24,8 @@ export const ExtensionPoints = {
   modelFormat: extensionPoint<ModelFormat>('modelFormat'),
   routes: extensionPoint<RouteContribution>('routes'),
   router: extensionPoint<ModelRouter>('router'),
+  /** WebSocket topics plugins add to `/ws`. */
+  wsTopics: extensionPoint<WsTopic>('wsTopics'),
 } as const;
 
 /** One contribution at an extension point, with who made it. */

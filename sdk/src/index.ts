@@ -4,6 +4,7 @@ export * from './errors.js';
 export * from './events.js';
 export * from './extension-points.js';
 export * from './logger.js';
+export * from './observability.js';
 export * from './plugin.js';
 export * from './plugin-state.js';
 export * from './services.js';

@@ -6,4 +6,6 @@ export const Services = {
   logger: 'nucleus.logger',
   /** The plugin's {@link PluginContext} (only in a plugin's own container). */
   context: 'nucleus.pluginContext',
+  /** The read-only {@link PluginDirectory}: every plugin and its state. */
+  plugins: 'nucleus.plugins',
 } as const;
