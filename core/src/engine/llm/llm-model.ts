@@ -32,8 +32,8 @@ export interface DecoderConfig {
 /** Plain data a tokenizer is rebuilt from, so it can cross into a worker thread. */
 export type TokenizerSpec =
   | { kind: 'hf'; tokenizerJson: unknown; tokenizerConfig: unknown; /** From config.json / generation_config.json, which win over tokenizer_config.json. */ bosTokenId?: number; eosTokenIds?: number[] }
-  | { kind: 'sentencepiece'; pieces: string[]; scores: number[]; types: number[]; bosTokenId?: number; eosTokenIds: number[]; unkTokenId?: number; addDummyPrefix: boolean; byteFallback: boolean }
-  | { kind: 'gpt2-bpe'; pieces: string[]; merges: string[]; types: number[]; bosTokenId?: number; eosTokenIds: number[] }
+  | { kind: 'sentencepiece'; pieces: string[]; scores: number[]; types: number[]; bosTokenId?: number; eosTokenIds: number[]; unkTokenId?: number; addDummyPrefix: boolean; byteFallback: boolean; /** Whether BOS goes first (GGUF add_bos_token); default true. */ addBos?: boolean }
+  | { kind: 'gpt2-bpe'; pieces: string[]; merges: string[]; types: number[]; bosTokenId?: number; eosTokenIds: number[]; /** Pre-tokenizer (GGUF tokenizer.ggml.pre); default GPT-2's. */ pre?: string; /** Whether BOS goes first; default true. */ addBos?: boolean }
   | { kind: 'llama2c'; pieces: string[]; scores: number[]; bosTokenId: number; eosTokenIds: number[] };
 
 /** Text ↔ token ids. */
@@ -45,8 +45,12 @@ export interface LlmTokenizer {
   encode(text: string, options?: { addBos?: boolean }): number[];
   /** Text of `ids`; special tokens (BOS, EOS …) are left out unless `keepSpecial`. */
   decode(ids: readonly number[], options?: { keepSpecial?: boolean }): string;
-  /** An incremental decoder that only ever emits whole UTF-8 characters. */
-  createStreamDecoder(): { push(id: number): string; flush(): string };
+  /**
+   * An incremental decoder that only ever emits whole UTF-8 characters. `prefix`: the ids before the first pushed
+   * one (the prompt), so text continues correctly (a SentencePiece leading space is dropped only at the very start);
+   * `keepSpecial`: emit special tokens' text too.
+   */
+  createStreamDecoder(options?: { prefix?: readonly number[]; keepSpecial?: boolean }): { push(id: number): string; flush(): string };
 }
 
 /** A loaded decoder model, ready to be opened by a generation worker. */

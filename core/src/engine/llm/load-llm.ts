@@ -1,11 +1,14 @@
 import { stat } from 'node:fs/promises';
+import { loadGguf } from './formats/gguf/load-gguf.js';
+import { loadLlama2c } from './formats/llama2c/load-llama2c.js';
 import { loadOnnxFolder } from './formats/onnx-folder.js';
+import { UnsupportedModelError } from './formats/unsupported-model-error.js';
 import type { LoadedLlm } from './llm-model.js';
 import { ensureTinyLlama } from './tiny-llama.js';
 
 /** How `loadLlm` treats a model. */
 export interface LoadLlmOptions {
-  /** Name the model is known by; default: the file or folder name. */
+  /** Name the model is known by; default: the model's own name, else the file or folder name. */
   name?: string;
   /** Cap on prompt + completion tokens; the model's own limit applies when lower. */
   maxContext?: number;
@@ -19,12 +22,19 @@ export interface LoadLlmOptions {
 
 /**
  * Loads a decoder LLM from a Hugging Face / Optimum ONNX export folder, a `.gguf` file or a llama2.c `.bin`
- * checkpoint, into the one shape the generation engine runs.
+ * checkpoint (with `tokenizerPath`), into the one shape the generation engine runs.
  */
 export async function loadLlm(path: string, options: LoadLlmOptions = {}): Promise<LoadedLlm> {
   const info = await stat(path);
   if (info.isDirectory()) return loadOnnxFolder(path, options);
-  throw new Error(`${path}: not a model folder (GGUF and llama2.c files are not supported yet)`);
+  if (/\.gguf$/i.test(path)) return loadGguf(path, options);
+  if (/\.bin$/i.test(path)) {
+    if (!options.tokenizerPath) {
+      throw new UnsupportedModelError(`llama2.c checkpoint ${path}`, ['no tokenizer: pass tokenizerPath (e.g. tok512.bin or tokenizer.bin)']);
+    }
+    return loadLlama2c(path, { ...options, tokenizerPath: options.tokenizerPath });
+  }
+  throw new UnsupportedModelError(path, ['unknown model format: expected an ONNX export folder, a .gguf file or a llama2.c .bin checkpoint']);
 }
 
 /** The built-in tiny-random Llama, generated into the model cache on first use. */

@@ -17,6 +17,9 @@ export interface LlamaGraphOptions {
 /** The ai.onnx opset the Llama graphs target. */
 export const LLAMA_GRAPH_OPSET = 17;
 
+/** Bumped whenever the graphs built from the same weights change, so cached ones are rebuilt. */
+export const LLAMA_GRAPH_REVISION = 1;
+
 /**
  * Builds a Llama decoder (RMSNorm, GQA attention with RoPE, SwiGLU FFN) as an ONNX model. Both styles take the
  * same weights and compute the same numbers; they differ in I/O and in which ops carry attention.

@@ -1,6 +1,6 @@
 import { Tokenizer } from '@huggingface/tokenizers';
 import type { LlmTokenizer } from '../llm-model.js';
-import { WindowStreamDecoder, type StreamDecoder } from './stream-decoder.js';
+import { WindowStreamDecoder, type StreamDecoder, type StreamDecoderOptions } from './stream-decoder.js';
 
 interface TokenizerConfigJson {
   bos_token?: string | { content?: string };
@@ -65,7 +65,8 @@ export class HfTokenizer implements LlmTokenizer {
     return this.tokenizer.decode(kept, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
   }
 
-  createStreamDecoder(): StreamDecoder {
-    return new WindowStreamDecoder((ids) => this.decode(ids));
+  createStreamDecoder(options: StreamDecoderOptions = {}): StreamDecoder {
+    const keepSpecial = options.keepSpecial ?? false;
+    return new WindowStreamDecoder((ids) => this.decode(ids, { keepSpecial }), options.prefix);
   }
 }

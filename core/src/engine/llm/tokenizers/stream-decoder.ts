@@ -6,19 +6,30 @@ export interface StreamDecoder {
   flush(): string;
 }
 
+/** How a stream decoder starts. */
+export interface StreamDecoderOptions {
+  /** Ids already in the sequence before the first pushed one (the prompt): decoding continues from them, so e.g. a SentencePiece leading space is only dropped when the text starts here. */
+  prefix?: readonly number[];
+  /** Emit the text of special tokens (BOS, EOS, chat markers) too. */
+  keepSpecial?: boolean;
+}
+
 /**
  * Stream decoding for tokenizers that know each token's bytes: bytes are joined across tokens, and the UTF-8
  * decoder holds back a character until its last byte has come.
  */
 export class ByteStreamDecoder implements StreamDecoder {
   private readonly utf8 = new TextDecoder('utf-8', { fatal: false });
-  private first = true;
 
-  constructor(private readonly bytesOf: (id: number, first: boolean) => Uint8Array) {}
+  /** `bytesOf` gets whether no text token has come yet; it says whether `id` was a text token. */
+  constructor(
+    private readonly bytesOf: (id: number, atStart: boolean) => { bytes: Uint8Array; text: boolean },
+    private atStart = true,
+  ) {}
 
   push(id: number): string {
-    const bytes = this.bytesOf(id, this.first);
-    if (bytes.length > 0) this.first = false;
+    const { bytes, text } = this.bytesOf(id, this.atStart);
+    if (text) this.atStart = false;
     return this.utf8.decode(bytes, { stream: true });
   }
 
@@ -37,7 +48,15 @@ export class WindowStreamDecoder implements StreamDecoder {
   private prefixOffset = 0;
   private readOffset = 0;
 
-  constructor(private readonly decode: (ids: readonly number[]) => string) {}
+  /** `prefix` ids give the first pushed token its left context; they are never emitted. */
+  constructor(
+    private readonly decode: (ids: readonly number[]) => string,
+    prefix: readonly number[] = [],
+  ) {
+    // A few ids of context are enough for any decoder that looks left (spaces, byte runs).
+    this.ids = prefix.slice(-4);
+    this.readOffset = this.ids.length;
+  }
 
   push(id: number): string {
     this.ids.push(id);

@@ -1,0 +1,53 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { saveModel, type OnnxModel } from '@nucleus/sdk/onnx';
+
+/** Hex SHA-256 of a file, streamed (model files can be gigabytes). */
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+// ONNX protobufs stop at 2 GiB; above this much weight data, tensors go to an external file next to the graph.
+const EXTERNAL_DATA_ABOVE_BYTES = 1 << 30;
+
+/**
+ * The path of a graph Nucleus generated from a model file, cached as `<cacheDir>/<kind>/<key>/model.onnx`: built by
+ * `build` on the first call, reused after. The folder appears by rename, so concurrent loaders never read half a file.
+ */
+export async function ensureGeneratedGraph(cacheDir: string, kind: string, key: string, build: () => OnnxModel): Promise<{ path: string; created: boolean }> {
+  const dir = join(cacheDir, kind, key);
+  const path = join(dir, 'model.onnx');
+  const isComplete = async (): Promise<boolean> => {
+    try {
+      return (JSON.parse(await readFile(join(dir, 'complete.json'), 'utf8')) as { key?: string }).key === key;
+    } catch {
+      return false;
+    }
+  };
+  if (await isComplete()) return { path, created: false };
+  const model = build();
+  const weightBytes = model.graph.initializers.reduce((n, t) => n + ((t.data as { byteLength?: number }).byteLength ?? 0), 0);
+  const tmp = `${dir}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  try {
+    await mkdir(tmp, { recursive: true });
+    await saveModel(join(tmp, 'model.onnx'), model, weightBytes > EXTERNAL_DATA_ABOVE_BYTES ? { externalDataThresholdBytes: 1024 } : {});
+    await writeFile(join(tmp, 'complete.json'), `${JSON.stringify({ key, createdAt: new Date().toISOString() })}\n`);
+    try {
+      await rename(tmp, dir);
+    } catch (err) {
+      // A concurrent loader put the same folder in place first: theirs is as good as ours. Anything else is stale.
+      if (await isComplete()) return { path, created: false };
+      await rm(dir, { recursive: true, force: true });
+      await rename(tmp, dir).catch(() => {
+        throw err;
+      });
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  return { path, created: true };
+}
