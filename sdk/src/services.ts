@@ -8,4 +8,6 @@ export const Services = {
   context: 'nucleus.pluginContext',
   /** The read-only {@link PluginDirectory}: every plugin and its state. */
   plugins: 'nucleus.plugins',
+  /** The tensor-model {@link InferenceService}: list, run, load and unload models. */
+  inference: 'nucleus.inference',
 } as const;
