@@ -3,3 +3,4 @@ export type { PluginInfo } from './kernel/plugin-host.js';
 export { validatePluginDir, type PluginValidation } from './kernel/plugin-validation.js';
 export { NucleusServer } from './server/nucleus-server.js';
 export { HttpServer } from './server/http-server.js';
+export { InferenceEngine, type InferenceEngineOptions } from './engine/inference-engine.js';

@@ -1,9 +1,10 @@
 import 'reflect-metadata';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from '@nucleus/sdk';
-import { Services } from '@nucleus/sdk';
+import { ExtensionPoints, Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
+import { InferenceEngine } from '../engine/inference-engine.js';
 import { ConfigStore, loadConfig, type LoadConfigOptions } from './config/index.js';
 import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
@@ -25,6 +26,8 @@ export interface KernelOptions extends Pick<LoadConfigOptions, 'file' | 'env' | 
   nodeModules?: string[];
   /** Where JSON log lines go; stdout by default. */
   logDestination?: DestinationStream;
+  /** Serve the generated built-in models when no model is configured (default true). */
+  builtinModels?: boolean;
 }
 
 /**
@@ -37,12 +40,15 @@ export class Kernel {
   readonly extensions: ExtensionRegistry;
   readonly health = new HealthState();
   readonly plugins: PluginHost;
+  /** The tensor-model engine, also registered as `Services.inference`. */
+  readonly inference: InferenceEngine;
   private watcher?: PluginWatcher;
 
   private constructor(
     readonly config: ConfigStore,
     readonly logger: Logger & { level: string },
     private readonly discovery: DiscoveryOptions,
+    builtinModels: boolean,
   ) {
     this.events = new TypedEventBus(logger);
     this.extensions = new ExtensionRegistry(this.events);
@@ -50,6 +56,15 @@ export class Kernel {
     this.container = rootContainer.createChildContainer();
     this.container.register(Services.events, { useValue: this.events });
     this.container.register(Services.logger, { useValue: logger });
+    this.inference = new InferenceEngine({
+      config,
+      events: this.events,
+      logger,
+      health: this.health,
+      backends: this.extensions.point(ExtensionPoints.backend),
+      builtinModels,
+    });
+    this.container.register(Services.inference, { useValue: this.inference });
     this.plugins = new PluginHost({
       container: this.container,
       registry: this.extensions,
@@ -92,14 +107,15 @@ export class Kernel {
       destination: options.logDestination,
     });
     for (const warning of loaded.warnings) logger.warn(warning);
-    const kernel = new Kernel(config, logger, discovery);
+    const kernel = new Kernel(config, logger, discovery, options.builtinModels ?? true);
     kernel.plugins.adopt(found);
     return kernel;
   }
 
-  /** Activates the discovered plugins, then watches their folders when `plugins.watch` is on. */
+  /** Activates the discovered plugins, loads the models (on the backends the plugins gave), then watches plugin folders when `plugins.watch` is on. */
   async start(): Promise<void> {
     await this.plugins.start();
+    await this.inference.start();
     if (this.config.get('plugins.watch')) {
       const folders = [
         ...this.discovery.pluginFolders.map((dir) => ({ dir, source: 'folder' as const })),
@@ -111,10 +127,11 @@ export class Kernel {
     this.health.setPhase('running');
   }
 
-  /** Stops watching and deactivates every plugin, dependents first. */
+  /** Stops watching, unloads the models, then deactivates every plugin, dependents first. */
   async stop(): Promise<void> {
     this.health.setPhase('stopping');
     await this.watcher?.stop();
+    await this.inference.stop();
     await this.plugins.stop();
   }
 }

@@ -1,0 +1,280 @@
+import { NucleusError, unavailable, type Logger, type Tensor } from '@nucleus/sdk';
+import type { BatchAssembler, BatchStats } from './batch-assembler.js';
+
+/** The knobs of a batcher, read afresh for every batch so runtime config changes apply at once. */
+export interface BatchSettings {
+  /** Most rows (first-dimension entries) in one batch; 1 turns batching off. */
+  maxBatchSize: number;
+  /** How long the oldest request may wait for others before its batch goes anyway. */
+  maxQueueDelayMs: number;
+  /** A batch is sent at once when it reaches the largest of these. */
+  preferredBatchSizes: readonly number[];
+  /** Requests queued beyond this are refused with 503. */
+  maxQueued: number;
+  /** A request that waited longer than this is failed with 503 instead of run. */
+  queueTimeoutMs: number;
+}
+
+/** Options of a {@link DynamicBatcher}. */
+export interface DynamicBatcherOptions {
+  /** `model@version`, for logs and errors. */
+  label: string;
+  settings: () => BatchSettings;
+  assembler: BatchAssembler;
+  /** Runs one batch; the outputs are split back per request. */
+  run: (inputs: Record<string, Tensor>) => Promise<{ outputs: Record<string, Tensor>; runMs: number }>;
+  /** Batches that may run at once (one per worker). */
+  concurrency: () => number;
+  logger?: Logger;
+  /** Told after every batch (for the `batch.executed` event). */
+  onBatch?(batch: { size: number; paddingRatio: number; durationMs: number; requestIds: string[] }): void;
+  /** Told whenever the number of queued requests changes (for the `queue.depth` event). */
+  onDepth?(depth: number): void;
+}
+
+/** One request's outputs and what its batch was like. */
+export interface BatchedResult {
+  outputs: Record<string, Tensor>;
+  /** Requests in the batch it ran in. */
+  batchSize: number;
+  /** From submission to dispatch. */
+  queueMs: number;
+  /** From dispatch to the split outputs (worker run and transfer). */
+  computeMs: number;
+}
+
+/** Per-request options of {@link DynamicBatcher.submit}. */
+export interface SubmitOptions {
+  signal?: AbortSignal;
+  requestId?: string;
+}
+
+interface Item {
+  inputs: Record<string, Tensor>;
+  rows: number;
+  enqueuedAt: number;
+  requestId?: string;
+  resolve(result: BatchedResult): void;
+  reject(err: Error): void;
+  detach(): void;
+}
+
+/** Counters for `/status`. */
+export interface BatcherStats {
+  queued: number;
+  inFlight: number;
+  batches: number;
+  batchedRequests: number;
+}
+
+/** The error a request gets when its signal aborts before its batch was dispatched. */
+export function cancelledError(label: string): NucleusError {
+  return new NucleusError(499, 'request_cancelled', `the request to ${label} was cancelled before it ran`);
+}
+
+/**
+ * Forms batches from queued requests: a batch goes when it is full (or reaches the largest preferred size), when
+ * its oldest request has waited `maxQueueDelayMs`, and only while a worker is free — so under load, requests
+ * gather while the model is busy. Requests that cannot share a batch (different lengths without padding) wait for
+ * the next one, in arrival order. A request whose signal aborts before dispatch leaves the queue.
+ */
+export class DynamicBatcher {
+  readonly #queue: Item[] = [];
+  #inFlight = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = 0;
+  #closed = false;
+  #batches = 0;
+  #batchedRequests = 0;
+  readonly #idle = new Set<() => void>();
+
+  constructor(private readonly options: DynamicBatcherOptions) {}
+
+  /** Queues a validated request of `rows` rows; resolves with its own outputs. */
+  submit(inputs: Record<string, Tensor>, rows: number, options: SubmitOptions = {}): Promise<BatchedResult> {
+    const { signal, requestId } = options;
+    if (this.#closed) return Promise.reject(unavailable('model_unloading', `${this.options.label} is being unloaded`));
+    if (signal?.aborted) return Promise.reject(cancelledError(this.options.label));
+    const settings = this.options.settings();
+    if (this.#queue.length >= settings.maxQueued) {
+      return Promise.reject(unavailable('queue_full', `${this.options.label} has ${this.#queue.length} requests queued (queue.highWatermark); retry later`, 1));
+    }
+    return new Promise((resolve, reject) => {
+      const item: Item = { inputs, rows, enqueuedAt: performance.now(), resolve, reject, detach: () => undefined, ...(requestId !== undefined && { requestId }) };
+      if (signal) {
+        const onAbort = (): void => {
+          const at = this.#queue.indexOf(item);
+          if (at < 0) return;
+          this.#queue.splice(at, 1);
+          this.options.onDepth?.(this.#queue.length);
+          reject(cancelledError(this.options.label));
+          this.#notifyIdle();
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        item.detach = () => signal.removeEventListener('abort', onAbort);
+      }
+      this.#queue.push(item);
+      this.options.onDepth?.(this.#queue.length);
+      this.#pump();
+    });
+  }
+
+  /** Queue and batch counters. */
+  stats(): BatcherStats {
+    return { queued: this.#queue.length, inFlight: this.#inFlight, batches: this.#batches, batchedRequests: this.#batchedRequests };
+  }
+
+  /** Stops taking requests, sends what is queued without waiting for the delay, and waits (up to `timeoutMs`) until all have run. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#closed = true;
+    this.#pump();
+    if (this.#queue.length === 0 && this.#inFlight === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#idle.add(done);
+    });
+    clearTimeout(this.#timer);
+    const left = this.#queue.splice(0);
+    if (left.length > 0) this.options.onDepth?.(0);
+    for (const item of left) {
+      item.detach();
+      item.reject(unavailable('model_unloading', `${this.options.label} was unloaded before the request ran`));
+    }
+  }
+
+  #pump(): void {
+    const settings = this.options.settings();
+    while (this.#queue.length > 0 && this.#inFlight < Math.max(1, this.options.concurrency())) {
+      const now = performance.now();
+      this.#expire(now, settings);
+      if (this.#queue.length === 0) break;
+      const { items, rows } = this.#candidate(settings);
+      const waited = now - this.#queue[0]!.enqueuedAt;
+      const largestPreferred = settings.preferredBatchSizes.length ? Math.max(...settings.preferredBatchSizes) : Infinity;
+      const full = rows >= settings.maxBatchSize || rows >= largestPreferred || items.length < this.#compatibleQueued(items);
+      if (!full && !this.#closed && waited < settings.maxQueueDelayMs) {
+        this.#arm(this.#queue[0]!.enqueuedAt + settings.maxQueueDelayMs - now);
+        return;
+      }
+      this.#dispatch(this.#preferred(items, settings));
+    }
+  }
+
+  // Requests that may join the oldest one, in order, up to the row limit; a request larger than the limit goes alone.
+  #candidate(settings: BatchSettings): { items: Item[]; rows: number } {
+    const head = this.#queue[0]!;
+    const items = [head];
+    let rows = head.rows;
+    if (settings.maxBatchSize <= 1) return { items, rows };
+    for (let i = 1; i < this.#queue.length && rows < settings.maxBatchSize; i++) {
+      const item = this.#queue[i]!;
+      if (rows + item.rows > settings.maxBatchSize) continue;
+      if (!this.options.assembler.canJoin(head.inputs, item.inputs)) continue;
+      items.push(item);
+      rows += item.rows;
+    }
+    return { items, rows };
+  }
+
+  // How many queued requests could join the head: when the candidate already holds fewer (rows ran out), it is full.
+  #compatibleQueued(items: Item[]): number {
+    if (items.length === this.#queue.length) return items.length;
+    let n = 0;
+    for (const item of this.#queue) if (item === items[0] || this.options.assembler.canJoin(items[0]!.inputs, item.inputs)) n++;
+    return n;
+  }
+
+  // When the delay forces a batch smaller than full, trim it to the largest preferred size it reaches.
+  #preferred(items: Item[], settings: BatchSettings): Item[] {
+    if (settings.preferredBatchSizes.length === 0) return items;
+    let rows = 0;
+    const prefixRows = items.map((item) => (rows += item.rows));
+    const target = [...settings.preferredBatchSizes].sort((a, b) => b - a).find((size) => prefixRows.includes(size));
+    return target === undefined ? items : items.slice(0, prefixRows.indexOf(target) + 1);
+  }
+
+  #expire(now: number, settings: BatchSettings): void {
+    for (let i = this.#queue.length - 1; i >= 0; i--) {
+      const item = this.#queue[i]!;
+      if (now - item.enqueuedAt <= settings.queueTimeoutMs) continue;
+      this.#queue.splice(i, 1);
+      this.options.onDepth?.(this.#queue.length);
+      item.detach();
+      item.reject(unavailable('queue_timeout', `the request waited more than ${settings.queueTimeoutMs} ms (queue.timeoutMs) for ${this.options.label}; retry later`, 1));
+    }
+  }
+
+  #arm(delayMs: number): void {
+    const at = performance.now() + delayMs;
+    if (this.#timer && this.#timerAt <= at) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#pump();
+    }, Math.max(0, delayMs));
+  }
+
+  #dispatch(items: Item[]): void {
+    for (const item of items) {
+      this.#queue.splice(this.#queue.indexOf(item), 1);
+      item.detach();
+    }
+    this.options.onDepth?.(this.#queue.length);
+    this.#inFlight++;
+    this.#batches++;
+    this.#batchedRequests += items.length;
+    void this.#runBatch(items).finally(() => {
+      this.#inFlight--;
+      this.#pump();
+      this.#notifyIdle();
+    });
+  }
+
+  async #runBatch(items: Item[]): Promise<void> {
+    const { assembler, label, logger } = this.options;
+    const dispatched = performance.now();
+    try {
+      const { inputs, layout, stats } = assembler.assemble(items.map((i) => i.inputs));
+      const { outputs, runMs } = await this.options.run(inputs);
+      const parts = items.length === 1 ? [outputs] : assembler.split(outputs, layout);
+      const done = performance.now();
+      this.#log(stats, runMs, logger, label);
+      this.options.onBatch?.({
+        size: items.length,
+        paddingRatio: stats.paddingOverhead,
+        durationMs: done - dispatched,
+        requestIds: items.flatMap((i) => (i.requestId === undefined ? [] : [i.requestId])),
+      });
+      items.forEach((item, k) =>
+        item.resolve({ outputs: parts[k]!, batchSize: items.length, queueMs: dispatched - item.enqueuedAt, computeMs: done - dispatched }),
+      );
+    } catch (err) {
+      for (const item of items) item.reject(err as Error);
+    }
+  }
+
+  #log(stats: BatchStats, runMs: number, logger: Logger | undefined, label: string): void {
+    logger?.debug(
+      {
+        model: label,
+        size: stats.requests,
+        rows: stats.rows,
+        ...(stats.averageLength !== undefined && { averageLength: Math.round(stats.averageLength * 100) / 100 }),
+        paddingOverhead: Math.round(stats.paddingOverhead * 1000) / 1000,
+        runMs: Math.round(runMs * 100) / 100,
+      },
+      'batch',
+    );
+  }
+
+  #notifyIdle(): void {
+    if (this.#queue.length > 0 || this.#inFlight > 0) return;
+    for (const done of [...this.#idle]) done();
+    this.#idle.clear();
+  }
+}

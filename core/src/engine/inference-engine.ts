@@ -1,0 +1,337 @@
+import { performance } from 'node:perf_hooks';
+import {
+  NucleusError,
+  notFound,
+  toNucleusError,
+  unavailable,
+  type Backend,
+  type BackendReport,
+  type EventBus,
+  type ExtensionPointView,
+  type InferenceService,
+  type InferRequest,
+  type InferResult,
+  type Logger,
+  type ModelInfo,
+  type ModelVersionInfo,
+  type ModelVersionState,
+  type RepositoryEntry,
+} from '@nucleus/sdk';
+import type { HealthState } from '../kernel/health.js';
+import { BackendSelector, CPU_BACKEND } from './backend-selector.js';
+import { withDefaultCpu } from './default-cpu-backend.js';
+import { LoadedModel } from './loaded-model.js';
+import { readModelManifest, verifyChecksums, type ModelManifest } from './model-manifest.js';
+import { compareVersions, ModelRepository, type ConfiguredModel, type ModelSource, type SourceProblem } from './model-repository.js';
+
+/** What the engine needs from the kernel. */
+export interface InferenceEngineOptions {
+  /** Reads the effective config at a dotted path (`batching.maxBatchSize`); runtime changes apply to the next batch. */
+  config: { get(path: string): unknown };
+  events: EventBus;
+  logger: Logger;
+  health: HealthState;
+  backends: ExtensionPointView<Backend>;
+  /** Serve the generated built-in models when no model is configured. Default true. */
+  builtinModels?: boolean;
+  /** Where the built-in models are generated; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
+  cacheDir?: string;
+}
+
+interface VersionEntry {
+  name: string;
+  version: string;
+  source?: ModelSource;
+  model?: LoadedModel;
+  state: ModelVersionState;
+  reason?: string;
+}
+
+function label(name: string, version: string): string {
+  return `model '${name}' version '${version}'`;
+}
+
+/**
+ * The tensor-model engine: finds model versions in the configured sources, loads each into worker threads with
+ * its backend, batches and runs requests, and loads or unloads models on demand. It is the kernel's
+ * {@link InferenceService}; API plugins reach it through `Services.inference`.
+ */
+export class InferenceEngine implements InferenceService {
+  readonly #entries = new Map<string, Map<string, VersionEntry>>();
+  readonly #selector: BackendSelector;
+  readonly #repository: ModelRepository;
+  readonly #log: Logger;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly options: InferenceEngineOptions) {
+    this.#log = options.logger.child({ component: 'engine' });
+    this.#selector = new BackendSelector(withDefaultCpu(options.backends), { events: options.events, logger: this.#log });
+    const repository = options.config.get('modelRepository');
+    this.#repository = new ModelRepository({
+      models: (options.config.get('models') as ConfiguredModel[] | undefined) ?? [],
+      repository: typeof repository === 'string' ? repository : null,
+      builtinModels: options.builtinModels ?? true,
+      ...(options.cacheDir !== undefined && { cacheDir: options.cacheDir }),
+      logger: this.#log,
+    });
+  }
+
+  /** Loads every model version the sources hold; one that fails is reported (`model.failed`, /ready degraded) and the rest load. */
+  start(): Promise<void> {
+    return this.#serial(async () => {
+      const { sources, problems } = await this.#repository.scan();
+      for (const problem of problems) this.#reportProblem(problem);
+      if (this.#repository.servesBuiltins) this.#log.info({ models: sources.map((s) => s.name) }, 'no models configured; serving the built-in models');
+      for (const source of sources) await this.#load(source).catch(() => undefined);
+    });
+  }
+
+  /** Unloads everything, letting queued and running requests finish first. */
+  stop(): Promise<void> {
+    return this.#serial(async () => {
+      const loaded = [...this.#entries.values()].flatMap((m) => [...m.values()]).filter((e) => e.model);
+      await Promise.all(loaded.map((e) => this.#unloadEntry(e)));
+    });
+  }
+
+  list(): ModelInfo[] {
+    return [...this.#entries.keys()].sort().map((name) => this.#modelInfo(name));
+  }
+
+  model(name: string): ModelInfo {
+    this.#versions(name);
+    return this.#modelInfo(name);
+  }
+
+  get(name: string, version?: string): ModelVersionInfo {
+    const versions = this.#versions(name);
+    if (version !== undefined) return this.#info(this.#version(name, versions, version));
+    const chosen = this.#defaultEntry(versions) ?? [...versions.values()].sort((a, b) => compareVersions(b.version, a.version))[0]!;
+    return this.#info(chosen);
+  }
+
+  async infer(request: InferRequest): Promise<InferResult> {
+    const model = this.loadedModel(request.model, request.version);
+    const outputs = await model.infer(request.inputs, request.outputs, {
+      ...(request.signal !== undefined && { signal: request.signal }),
+      ...(request.requestId !== undefined && { requestId: request.requestId }),
+    });
+    return { model: request.model, version: model.options.source.version, outputs };
+  }
+
+  /** The serving instance of a version (the default one when omitted): 404 when unknown, 503 when not ready. */
+  loadedModel(name: string, version?: string): LoadedModel {
+    const versions = this.#versions(name);
+    if (version !== undefined) {
+      const entry = this.#version(name, versions, version);
+      if (entry.model?.state === 'ready') return entry.model;
+      throw unavailable('model_not_ready', `${label(name, version)} is ${entry.state}${entry.reason ? `: ${entry.reason}` : ''}`);
+    }
+    const entry = this.#defaultEntry(versions);
+    if (entry?.model) return entry.model;
+    const states = [...versions.values()].map((e) => `${e.version}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`).join('; ');
+    throw unavailable('model_not_ready', `model '${name}' has no ready version (${states})`);
+  }
+
+  load(name: string): Promise<ModelInfo> {
+    return this.#serial(async () => {
+      const { sources, problems } = await this.#repository.scan();
+      const mine = sources.filter((s) => s.name === name);
+      const theirProblems = problems.filter((p) => p.name === name);
+      for (const problem of theirProblems) this.#reportProblem(problem);
+      if (mine.length === 0) {
+        if (theirProblems.length > 0) throw new NucleusError(422, 'model_load_failed', theirProblems.map((p) => p.reason).join('; '));
+        throw notFound('model_not_found', `no model source holds a model named '${name}'; POST /v2/repository/index lists what can be loaded`);
+      }
+      const errors: NucleusError[] = [];
+      for (const source of mine) await this.#load(source).catch((err: unknown) => errors.push(toNucleusError(err)));
+      // Versions that left the sources go too, the way a repository reload does.
+      for (const entry of [...(this.#entries.get(name)?.values() ?? [])]) {
+        if (entry.model && !mine.some((s) => s.version === entry.version)) await this.#unloadEntry(entry);
+      }
+      if (errors.length > 0) {
+        const first = errors[0]!;
+        throw new NucleusError(first.status, first.code, errors.map((e) => e.message).join('; '));
+      }
+      return this.#modelInfo(name);
+    });
+  }
+
+  unload(name: string, version?: string): Promise<void> {
+    return this.#serial(async () => {
+      const versions = this.#versions(name);
+      const targets = version === undefined ? [...versions.values()] : [this.#version(name, versions, version)];
+      const loaded = targets.filter((e) => e.model);
+      if (loaded.length === 0) throw notFound('model_not_loaded', `${version === undefined ? `model '${name}'` : label(name, version)} is not loaded`);
+      await Promise.all(loaded.map((e) => this.#unloadEntry(e)));
+    });
+  }
+
+  async index(): Promise<RepositoryEntry[]> {
+    const { sources, problems } = await this.#repository.scan();
+    const rows = new Map<string, RepositoryEntry>();
+    const key = (n: string, v: string): string => `${n}\u0000${v}`;
+    for (const s of sources) rows.set(key(s.name, s.version), { name: s.name, version: s.version, state: 'unavailable' });
+    for (const p of problems) rows.set(key(p.name, p.version), { name: p.name, version: p.version, state: 'failed', reason: p.reason });
+    for (const versions of this.#entries.values()) {
+      for (const e of versions.values()) {
+        rows.set(key(e.name, e.version), { name: e.name, version: e.version, state: e.state, ...(e.reason !== undefined && { reason: e.reason }) });
+      }
+    }
+    return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name) || compareVersions(a.version, b.version));
+  }
+
+  /** Every installed backend with its probe. */
+  async backends(): Promise<BackendReport[]> {
+    return (await this.#selector.status()).map((s) => (s.pluginId === 'kernel' ? { name: s.name, rank: s.rank, probe: s.probe } : s));
+  }
+
+  async #load(source: ModelSource): Promise<void> {
+    const { name, version } = source;
+    const versions = this.#entries.get(name) ?? new Map<string, VersionEntry>();
+    this.#entries.set(name, versions);
+    const entry: VersionEntry = versions.get(version) ?? { name, version, state: 'loading' };
+    versions.set(version, entry);
+    const previous = entry.model;
+    entry.source = source;
+    if (!previous) entry.state = 'loading';
+    this.options.events.emit('model.loading', { model: name, version });
+    const started = performance.now();
+    try {
+      const manifest: ModelManifest = source.manifestPath ? await readModelManifest(source.manifestPath) : {};
+      if (source.manifestPath) await verifyChecksums(source.modelPath, manifest, source.manifestPath);
+      const requested = source.options.backend ?? (this.options.config.get('backend') as string | undefined) ?? 'auto';
+      const selection = await this.#selector.select(requested);
+      const cpu = this.#selector.find(CPU_BACKEND);
+      const model = await LoadedModel.open({
+        source,
+        manifest,
+        backend: {
+          name: selection.backend.name,
+          requested,
+          options: selection.backend.sessionOptions(),
+          ...(selection.fallbackReason !== undefined && { fallbackReason: selection.fallbackReason }),
+        },
+        ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
+        workers: (this.options.config.get('workers.perModel') as number | undefined) ?? 1,
+        defaults: () => ({
+          maxBatchSize: (this.options.config.get('batching.maxBatchSize') as number | undefined) ?? 32,
+          maxQueueDelayMs: (this.options.config.get('batching.maxQueueDelayMs') as number | undefined) ?? 2,
+          maxQueued: (this.options.config.get('queue.highWatermark') as number | undefined) ?? 1000,
+          queueTimeoutMs: (this.options.config.get('queue.timeoutMs') as number | undefined) ?? 30_000,
+        }),
+        logger: this.#log.child({ model: name, version }),
+        events: this.options.events,
+      });
+      const fallback = model.backend.fallbackReason;
+      if (model.backend.rejected && fallback !== undefined) this.#selector.reportFallback(requested, fallback);
+      const healthKey = `backend:${name}@${version}`;
+      if (fallback !== undefined) this.options.health.set({ key: healthKey, severity: 'degraded', reason: `${label(name, version)}: ${fallback}` });
+      else this.options.health.clear(healthKey);
+      this.options.health.clear(`model:${name}@${version}`);
+      entry.model = model;
+      entry.state = 'ready';
+      delete entry.reason;
+      const durationMs = performance.now() - started;
+      this.options.events.emit('model.loaded', { model: name, version, durationMs, backend: model.backend.name });
+      this.#log.info({ model: name, version, backend: model.backend.name, durationMs: Math.round(durationMs), batching: model.batching.enabled }, 'model loaded');
+      if (previous) await previous.close(this.#drainMs());
+    } catch (err) {
+      const error = toNucleusError(err);
+      if (previous) {
+        entry.state = 'ready';
+        entry.reason = `reload failed, the previous load keeps serving: ${error.message}`;
+      } else {
+        entry.state = 'failed';
+        entry.reason = error.message;
+        this.options.health.set({ key: `model:${name}@${version}`, severity: 'degraded', reason: `${label(name, version)} failed to load: ${error.message}` });
+      }
+      this.options.events.emit('model.failed', { model: name, version, error: error.message });
+      this.#log.error({ model: name, version, error: error.message }, 'model failed to load');
+      throw error;
+    }
+  }
+
+  async #unloadEntry(entry: VersionEntry): Promise<void> {
+    const model = entry.model;
+    if (!model) return;
+    entry.state = 'unloading';
+    await model.close(this.#drainMs());
+    entry.model = undefined;
+    entry.state = 'unavailable';
+    delete entry.reason;
+    this.options.health.clear(`backend:${entry.name}@${entry.version}`);
+    this.options.health.clear(`model:${entry.name}@${entry.version}`);
+    this.options.events.emit('model.unloaded', { model: entry.name, version: entry.version });
+    this.#log.info({ model: entry.name, version: entry.version }, 'model unloaded');
+  }
+
+  #reportProblem(problem: SourceProblem): void {
+    const versions = this.#entries.get(problem.name) ?? new Map<string, VersionEntry>();
+    if (problem.name !== '*') this.#entries.set(problem.name, versions);
+    if (!versions.get(problem.version)?.model) versions.set(problem.version, { name: problem.name, version: problem.version, state: 'failed', reason: problem.reason });
+    this.options.health.set({ key: `model:${problem.name}@${problem.version}`, severity: 'degraded', reason: problem.reason });
+    this.options.events.emit('model.failed', { model: problem.name, version: problem.version, error: problem.reason });
+    this.#log.error({ model: problem.name, version: problem.version, error: problem.reason }, 'model cannot be loaded');
+  }
+
+  #versions(name: string): Map<string, VersionEntry> {
+    const versions = this.#entries.get(name);
+    if (!versions || versions.size === 0) {
+      const known = [...this.#entries.keys()].sort().join(', ') || 'none';
+      throw notFound('model_not_found', `no model named '${name}' (models: ${known})`);
+    }
+    return versions;
+  }
+
+  #version(name: string, versions: Map<string, VersionEntry>, version: string): VersionEntry {
+    const entry = versions.get(version);
+    if (!entry) {
+      const known = [...versions.keys()].sort(compareVersions).join(', ');
+      throw notFound('version_not_found', `model '${name}' has no version '${version}' (versions: ${known})`);
+    }
+    return entry;
+  }
+
+  #defaultEntry(versions: Map<string, VersionEntry>): VersionEntry | undefined {
+    return [...versions.values()].filter((e) => e.model?.state === 'ready').sort((a, b) => compareVersions(b.version, a.version))[0];
+  }
+
+  #info(entry: VersionEntry): ModelVersionInfo {
+    if (entry.model) {
+      const info = entry.model.info();
+      return { ...info, state: entry.state, ...(entry.reason !== undefined && { reason: entry.reason }) };
+    }
+    return {
+      name: entry.name,
+      version: entry.version,
+      state: entry.state,
+      ...(entry.reason !== undefined && { reason: entry.reason }),
+      origin: entry.source?.origin ?? 'config',
+      path: entry.source?.modelPath ?? '',
+      inputs: [],
+      outputs: [],
+      metadata: {},
+    };
+  }
+
+  #modelInfo(name: string): ModelInfo {
+    const versions = this.#entries.get(name)!;
+    const chosen = this.#defaultEntry(versions);
+    return {
+      name,
+      ...(chosen && { defaultVersion: chosen.version }),
+      versions: [...versions.values()].sort((a, b) => compareVersions(a.version, b.version)).map((e) => this.#info(e)),
+    };
+  }
+
+  #drainMs(): number {
+    return (this.options.config.get('plugins.drainTimeoutMs') as number | undefined) ?? 10_000;
+  }
+
+  #serial<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(op, op);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+}

@@ -1,0 +1,252 @@
+import { performance } from 'node:perf_hooks';
+import {
+  allocateTensorData,
+  elementCount,
+  isBigIntDataType,
+  unavailable,
+  type BatchingInfo,
+  type EventBus,
+  type Logger,
+  type ModelVersionInfo,
+  type ModelVersionState,
+  type SessionOptions,
+  type Tensor,
+} from '@nucleus/sdk';
+import { BatchAssembler } from './batching/batch-assembler.js';
+import { DynamicBatcher, type BatchSettings, type SubmitOptions } from './batching/dynamic-batcher.js';
+import type { ModelManifest } from './model-manifest.js';
+import type { ModelSource } from './model-repository.js';
+import { ModelSignature } from './model-signature.js';
+import { WorkerPool } from './workers/worker-pool.js';
+
+/** The settings a loaded model is opened with. */
+export interface LoadedModelOptions {
+  source: ModelSource;
+  manifest: ModelManifest;
+  /** The chosen backend and the session options it gave. */
+  backend: { name: string; requested: string; options: SessionOptions; fallbackReason?: string };
+  /** The CPU backend's options, to retry on when ORT rejects the chosen provider. */
+  fallback?: { name: string; options: SessionOptions };
+  /** Worker threads (sessions) for this version. */
+  workers: number;
+  /** Global batching and queue settings, read per batch. */
+  defaults: () => { maxBatchSize: number; maxQueueDelayMs: number; maxQueued: number; queueTimeoutMs: number };
+  logger: Logger;
+  /** Receives `inference.end`, `batch.executed`, `queue.depth` and `worker.health`. */
+  events?: Pick<EventBus, 'emit'>;
+}
+
+/** What the session reported about where it runs. */
+export interface LoadedBackend {
+  name: string;
+  requested: string;
+  fallbackReason?: string;
+  /** True when ORT itself rejected the requested provider (as opposed to the selector choosing CPU). */
+  rejected: boolean;
+}
+
+/**
+ * One model version in service: its worker threads, its signature and its batcher. Requests are checked against
+ * the signature, batched, and run off the event loop.
+ */
+export class LoadedModel {
+  readonly label: string;
+  readonly signature: ModelSignature;
+  readonly backend: LoadedBackend;
+  readonly batching: BatchingInfo;
+  state: ModelVersionState = 'ready';
+  readonly #pool: WorkerPool;
+  readonly #batcher: DynamicBatcher;
+  #requests = 0;
+  #failures = 0;
+
+  private constructor(
+    readonly options: LoadedModelOptions,
+    pool: WorkerPool,
+    signature: ModelSignature,
+    backend: LoadedBackend,
+  ) {
+    const { source, manifest } = options;
+    this.label = signature.label;
+    this.#pool = pool;
+    this.signature = signature;
+    this.backend = backend;
+    const batchable = signature.batchable();
+    const configured = source.options.batching ?? manifest.batching?.enabled;
+    const padding = signature.paddable();
+    const usePadding = batchable.ok && (manifest.batching?.padding ?? padding.ok) && padding.ok;
+    const enabled = batchable.ok && configured !== false;
+    const fixed = {
+      maxBatchSize: source.options.maxBatchSize ?? manifest.batching?.maxBatchSize,
+      maxQueueDelayMs: source.options.maxQueueDelayMs ?? manifest.batching?.maxQueueDelayMs,
+    };
+    const preferredBatchSizes = manifest.batching?.preferredBatchSizes ?? [];
+    const settings = (): BatchSettings => {
+      const d = options.defaults();
+      return {
+        maxBatchSize: enabled ? (fixed.maxBatchSize ?? d.maxBatchSize) : 1,
+        maxQueueDelayMs: enabled ? (fixed.maxQueueDelayMs ?? d.maxQueueDelayMs) : 0,
+        preferredBatchSizes: enabled ? preferredBatchSizes : [],
+        maxQueued: d.maxQueued,
+        queueTimeoutMs: d.queueTimeoutMs,
+      };
+    };
+    const now = settings();
+    this.batching = {
+      enabled,
+      ...(!enabled && { reason: batchable.ok ? 'batching is switched off for this model' : `cannot batch: ${batchable.reason}` }),
+      maxBatchSize: now.maxBatchSize,
+      maxQueueDelayMs: now.maxQueueDelayMs,
+      preferredBatchSizes: [...now.preferredBatchSizes],
+      padding: enabled && usePadding,
+    };
+    const ids = { model: source.name, version: source.version };
+    const events = options.events;
+    this.#batcher = new DynamicBatcher({
+      label: this.label,
+      settings,
+      assembler: new BatchAssembler(signature.inputs, signature.outputs, enabled && usePadding),
+      run: (inputs) => this.#pool.run(inputs),
+      concurrency: () => pool.workers.length,
+      logger: options.logger,
+      ...(events && {
+        onBatch: (b: { size: number; paddingRatio: number; durationMs: number; requestIds: string[] }) =>
+          events.emit('batch.executed', { ...ids, size: b.size, paddingRatio: b.paddingRatio, durationMs: b.durationMs, ...(b.requestIds.length > 0 && { requestIds: b.requestIds }) }),
+        onDepth: (depth: number) => events.emit('queue.depth', { ...ids, priority: 'normal', depth }),
+      }),
+    });
+  }
+
+  /** Starts the workers, reads the signature from the session, and runs the warm-up; closes everything on failure. */
+  static async open(options: LoadedModelOptions): Promise<LoadedModel> {
+    const { source, manifest } = options;
+    const label = `model '${source.name}' version '${source.version}'`;
+    const pool = new WorkerPool(
+      { label: `${source.name}@${source.version}`, modelPath: source.modelPath, backend: options.backend, ...(options.fallback && { fallback: options.fallback }) },
+      options.workers,
+      {
+        logger: options.logger,
+        ...(options.events && {
+          onHealth: (worker: number, health: { healthy: boolean; reason?: string; restarts: number }) =>
+            options.events!.emit('worker.health', { model: source.name, version: source.version, worker, ...health }),
+        }),
+      },
+    );
+    const ready = await pool.start();
+    let model: LoadedModel;
+    try {
+      const signature = new ModelSignature(label, ready, manifest);
+      for (const warning of signature.manifestMismatches(manifest)) options.logger.warn({ model: source.name, version: source.version }, warning);
+      model = new LoadedModel(options, pool, signature, {
+        name: ready.backend,
+        requested: options.backend.requested,
+        ...(ready.fallbackReason !== undefined && { fallbackReason: ready.fallbackReason }),
+        rejected: ready.rejected,
+      });
+      await model.#warmup(warmupRuns(source.options.warmup));
+    } catch (err) {
+      await pool.close(0);
+      throw err;
+    }
+    return model;
+  }
+
+  /** Checks the inputs, batches the request and returns the outputs asked for. */
+  async infer(inputs: Record<string, Tensor>, outputNames?: readonly string[], options: SubmitOptions = {}): Promise<Record<string, Tensor>> {
+    if (this.state !== 'ready') throw unavailable('model_not_ready', `${this.label} is ${this.state}`);
+    const { rows } = this.signature.validate(inputs);
+    const wanted = this.signature.selectOutputs(outputNames);
+    this.#requests++;
+    const { source } = this.options;
+    const started = performance.now();
+    const requestId = options.requestId !== undefined ? { requestId: options.requestId } : {};
+    try {
+      const { outputs, batchSize, queueMs, computeMs } = await this.#batcher.submit(inputs, rows, options);
+      this.options.events?.emit('inference.end', { model: source.name, version: source.version, ...requestId, batchSize, queueMs, computeMs, ok: true });
+      return Object.fromEntries(wanted.filter((n) => outputs[n] !== undefined).map((n) => [n, outputs[n]!]));
+    } catch (err) {
+      this.#failures++;
+      const code = (err as { code?: unknown }).code;
+      this.options.events?.emit('inference.end', {
+        model: source.name,
+        version: source.version,
+        ...requestId,
+        batchSize: 0,
+        queueMs: performance.now() - started,
+        computeMs: 0,
+        ok: false,
+        ...(typeof code === 'string' && { errorCode: code }),
+      });
+      throw err;
+    }
+  }
+
+  /** The worker threads, for `/status` and for tests that kill one. */
+  get pool(): WorkerPool {
+    return this.#pool;
+  }
+
+  /** What the API shows about this version. */
+  info(): ModelVersionInfo {
+    const { source, manifest } = this.options;
+    const stats = this.#batcher.stats();
+    const { inputs: _i, outputs: _o, batching: _b, ...metadata } = manifest;
+    return {
+      name: source.name,
+      version: source.version,
+      state: this.state,
+      origin: source.origin,
+      path: source.modelPath,
+      inputs: this.signature.inputs,
+      outputs: this.signature.outputs,
+      metadata,
+      batching: this.batching,
+      status: {
+        backend: this.backend.name,
+        requestedBackend: this.backend.requested,
+        ...(this.backend.fallbackReason !== undefined && { fallbackReason: this.backend.fallbackReason }),
+        queued: stats.queued,
+        inFlight: this.#pool.pending,
+        workers: this.#pool.workers.length,
+        workerRestarts: this.#pool.restarts,
+        requests: this.#requests,
+        failures: this.#failures,
+        batches: stats.batches,
+        meanBatchSize: stats.batches === 0 ? 0 : Math.round((stats.batchedRequests / stats.batches) * 100) / 100,
+      },
+    };
+  }
+
+  /** Stops taking requests, lets queued and running ones finish (up to `drainMs`), then ends the workers. */
+  async close(drainMs: number): Promise<void> {
+    this.state = 'unloading';
+    const started = performance.now();
+    await this.#batcher.drain(drainMs);
+    await this.#pool.close(Math.max(0, drainMs - (performance.now() - started)));
+  }
+
+  // Dummy runs so the first real request does not pay for ORT's lazy initialisation: variable dims as 1, masks as 1.
+  async #warmup(runs: number): Promise<void> {
+    const dummy = (): Record<string, Tensor> => {
+      const inputs: Record<string, Tensor> = {};
+      for (const meta of this.signature.inputs) {
+        const shape = meta.shape.map((d) => (d === -1 ? 1 : d));
+        const data = allocateTensorData(meta.dtype, elementCount(shape));
+        if (/mask/i.test(meta.name)) (data as Uint8Array).fill((isBigIntDataType(meta.dtype) ? 1n : 1) as number);
+        inputs[meta.name] = { dtype: meta.dtype, shape, data };
+      }
+      return inputs;
+    };
+    try {
+      for (let i = 0; i < runs; i++) await Promise.all(this.#pool.workers.map((w) => w.run(dummy())));
+    } catch (err) {
+      this.options.logger.warn({ model: this.options.source.name, version: this.options.source.version, err: (err as Error).message }, 'warm-up run failed');
+    }
+  }
+}
+
+function warmupRuns(warmup: boolean | number | undefined): number {
+  if (warmup === undefined || warmup === true) return 1;
+  if (warmup === false) return 0;
+  return warmup;
+}

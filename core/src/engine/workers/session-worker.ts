@@ -1,0 +1,228 @@
+import { Worker } from 'node:worker_threads';
+import { NucleusError, unavailable, type Logger, type Tensor } from '@nucleus/sdk';
+import { packTensors, unpackTensors, type FromWorker, type SessionWorkerSpec, type ToWorker, type WireValueMetadata } from './worker-messages.js';
+
+/** What a worker reports once its session is open. */
+export interface SessionReady {
+  /** The backend the session really runs on. */
+  backend: string;
+  fallbackReason?: string;
+  /** True when ORT rejected the chosen backend's provider and the session fell back. */
+  rejected: boolean;
+  inputs: WireValueMetadata[];
+  outputs: WireValueMetadata[];
+}
+
+/** The outputs of one run and how long ORT took. */
+export interface RunResult {
+  outputs: Record<string, Tensor>;
+  runMs: number;
+}
+
+/** Options of a {@link SessionWorker}. */
+export interface SessionWorkerOptions {
+  logger?: Logger;
+  /** A worker that dies this many times in a row without finishing a run is given up. Default 5. */
+  maxConsecutiveRestarts?: number;
+  /** Told when the thread dies (healthy: false) and when a restarted one is serving again (healthy: true). */
+  onHealth?(health: { healthy: boolean; reason?: string; restarts: number }): void;
+}
+
+interface Pending {
+  resolve(result: RunResult): void;
+  reject(err: Error): void;
+}
+
+const THREAD_ENTRY = new URL('./session-thread.js', import.meta.url);
+
+/**
+ * One worker thread owning one ORT session. Runs cross as messages with transferred buffers. When the thread
+ * dies, every run it was holding is rejected at once (503 `worker_exited`) and a fresh thread is started; runs
+ * sent meanwhile wait for it.
+ */
+export class SessionWorker {
+  #worker: Worker | undefined;
+  #control: Int32Array | undefined;
+  #exited: Promise<void> = Promise.resolve();
+  #ready: Promise<SessionReady> | undefined;
+  #info: SessionReady | undefined;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #closing = false;
+  #restarts = 0;
+  #consecutive = 0;
+  #lastExit: string | undefined;
+  readonly #maxConsecutive: number;
+  readonly #log: Logger | undefined;
+  readonly #onHealth: SessionWorkerOptions['onHealth'];
+
+  constructor(
+    readonly spec: SessionWorkerSpec,
+    options: SessionWorkerOptions = {},
+  ) {
+    this.#log = options.logger;
+    this.#maxConsecutive = options.maxConsecutiveRestarts ?? 5;
+    this.#onHealth = options.onHealth;
+  }
+
+  /** Starts the thread and opens the session; rejects with the session error when it cannot be opened. */
+  start(): Promise<SessionReady> {
+    this.#ready ??= this.#spawn();
+    return this.#ready;
+  }
+
+  /** Runs the session once; rejects with 503 `worker_exited` when the thread dies before answering. */
+  async run(inputs: Record<string, Tensor>): Promise<RunResult> {
+    if (this.#closing) throw unavailable('model_unloading', `${this.spec.label} is being unloaded`);
+    const ready = this.#ready ?? this.start();
+    await ready;
+    const worker = this.#worker;
+    if (!worker || this.#closing) throw unavailable('worker_unavailable', `the worker for ${this.spec.label} is not running${this.#lastExit ? ` (${this.#lastExit})` : ''}`);
+    const id = this.#nextId++;
+    const { wire, transfer } = packTensors(inputs);
+    return new Promise<RunResult>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      const message: ToWorker = { type: 'run', id, inputs: wire };
+      worker.postMessage(message, transfer);
+    });
+  }
+
+  /** Runs sent and not yet answered. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /** Times the thread died and was started again. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /** What the session reported when it opened. */
+  get info(): SessionReady | undefined {
+    return this.#info;
+  }
+
+  /**
+   * Ends the thread the way a crash would, right after the run in progress (ending it inside an ORT run would abort
+   * the process): its other pending runs are rejected and a fresh thread takes over.
+   */
+  async kill(): Promise<void> {
+    const worker = this.#worker;
+    if (!worker) return;
+    const exited = this.#exited;
+    if (this.#control) Atomics.store(this.#control, 0, 1);
+    const message: ToWorker = { type: 'exit', code: 70 };
+    worker.postMessage(message);
+    await exited;
+  }
+
+  /**
+   * Waits up to `drainMs` for pending runs, then asks the thread to release its session and end; runs still pending
+   * are rejected. A thread stuck in a long run is left to end on its own rather than cut off mid-run.
+   */
+  async close(drainMs = 10_000): Promise<void> {
+    this.#closing = true;
+    const deadline = Date.now() + drainMs;
+    while (this.#pending.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const worker = this.#worker;
+    this.#worker = undefined;
+    this.#rejectAll(unavailable('model_unloading', `${this.spec.label} was unloaded before the request finished`));
+    if (!worker) return;
+    const exited = this.#exited;
+    const message: ToWorker = { type: 'close' };
+    worker.postMessage(message);
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = await Promise.race([exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(5000, drainMs))))]);
+    clearTimeout(timer);
+    if (gaveUp) {
+      worker.unref();
+      this.#log?.warn({ model: this.spec.label }, 'session worker is still in a run; leaving it to end after the run');
+    }
+  }
+
+  #spawn(): Promise<SessionReady> {
+    return new Promise<SessionReady>((resolve, reject) => {
+      const control = new SharedArrayBuffer(4);
+      const worker = new Worker(THREAD_ENTRY, { workerData: { ...this.spec, control }, name: `session ${this.spec.label}` });
+      let markExited: () => void = () => undefined;
+      const exited = new Promise<void>((r) => (markExited = r));
+      let opened = false;
+      let lastError: string | undefined;
+      worker.on('message', (message: FromWorker) => {
+        switch (message.type) {
+          case 'ready': {
+            opened = true;
+            this.#worker = worker;
+            this.#control = new Int32Array(control);
+            this.#exited = exited;
+            const { type: _type, ...info } = message;
+            this.#info = info;
+            if (this.#restarts > 0) this.#onHealth?.({ healthy: true, restarts: this.#restarts });
+            resolve(info);
+            break;
+          }
+          case 'init-error':
+            reject(new NucleusError(500, message.code, `could not open ${this.spec.label}: ${message.message}`));
+            void worker.terminate();
+            break;
+          case 'result': {
+            this.#consecutive = 0;
+            const p = this.#pending.get(message.id);
+            this.#pending.delete(message.id);
+            p?.resolve({ outputs: unpackTensors(message.outputs), runMs: message.runMs });
+            break;
+          }
+          case 'error': {
+            this.#consecutive = 0;
+            const p = this.#pending.get(message.id);
+            this.#pending.delete(message.id);
+            p?.reject(new NucleusError(500, message.code, `${this.spec.label} failed to run: ${message.message}`));
+            break;
+          }
+        }
+      });
+      worker.on('error', (err) => {
+        lastError = err.message;
+      });
+      worker.on('exit', (code) => {
+        markExited();
+        if (!opened) {
+          reject(new NucleusError(500, 'worker_exited', `the worker for ${this.spec.label} exited (code ${code}) before its session opened${lastError ? `: ${lastError}` : ''}`));
+          return;
+        }
+        if (this.#worker !== worker) return;
+        this.#worker = undefined;
+        const why = lastError ? `it threw: ${lastError}` : `exit code ${code}`;
+        this.#lastExit = `the worker exited (${why})`;
+        this.#rejectAll(
+          new NucleusError(503, 'worker_exited', `the worker running ${this.spec.label} stopped (${why}) before answering; the request was not completed, retry it`),
+        );
+        if (this.#closing) return;
+        this.#onHealth?.({ healthy: false, reason: this.#lastExit, restarts: this.#restarts });
+        this.#restart(why);
+      });
+    });
+  }
+
+  #restart(why: string): void {
+    this.#restarts++;
+    this.#consecutive++;
+    if (this.#consecutive > this.#maxConsecutive) {
+      this.#log?.error({ model: this.spec.label, restarts: this.#restarts }, 'session worker keeps dying; giving up');
+      this.#ready = Promise.reject(unavailable('worker_unavailable', `the worker for ${this.spec.label} died ${this.#consecutive} times in a row (last: ${why}); reload the model`));
+      this.#ready.catch(() => undefined);
+      return;
+    }
+    this.#log?.warn({ model: this.spec.label, reason: why, restarts: this.#restarts }, 'session worker died; starting a new one');
+    const delayMs = this.#consecutive <= 1 ? 0 : Math.min(5000, 100 * 2 ** (this.#consecutive - 2));
+    const ready = new Promise<void>((r) => setTimeout(r, delayMs)).then(() => this.#spawn());
+    ready.catch((err: unknown) => this.#log?.error({ model: this.spec.label, err }, 'session worker could not be restarted'));
+    this.#ready = ready;
+  }
+
+  #rejectAll(err: Error): void {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(err);
+  }
+}
