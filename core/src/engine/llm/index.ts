@@ -1,5 +1,5 @@
 // Decoder LLMs: the contract with the generation engine, model formats, graph construction and tokenizers.
-export type { DecoderConfig, LlmTokenizer, LoadedLlm, TokenizerSpec } from './llm-model.js';
+export type { ContribIo, DecoderConfig, LlmTokenizer, LoadedLlm, TokenizerSpec } from './llm-model.js';
 export { loadLlm, loadTinyLlama, type LoadLlmOptions } from './load-llm.js';
 export { renderChatTemplate, DEFAULT_CHAT_TEMPLATE, type ChatTemplateMessage, type ChatTemplateOptions } from './chat-template.js';
 export { loadOnnxFolder, checkGenericLayout } from './formats/onnx-folder.js';
@@ -19,7 +19,7 @@ export {
 export { loadLlama2c, llama2cWeights, readLlama2cHeader, readLlama2cTokenizer, type Llama2cHeader, type LoadLlama2cOptions } from './formats/llama2c/load-llama2c.js';
 export { ensureGeneratedGraph, sha256File } from './formats/graph-cache.js';
 export { UnsupportedModelError } from './formats/unsupported-model-error.js';
-export { buildLlamaGraph, LLAMA_GRAPH_OPSET, LLAMA_GRAPH_REVISION, transposeMatrix, type LlamaGraphOptions } from './graph/llama-graph.js';
+export { buildLlamaGraph, CONTRIB_IO, LLAMA_GRAPH_OPSET, LLAMA_GRAPH_REVISION, transposeMatrix, type LlamaGraphOptions } from './graph/llama-graph.js';
 export { checkLlamaWeights, type LlamaArchitecture, type LlamaLayerWeights, type LlamaWeights } from './graph/llama-weights.js';
 export { ropeTables, type RopeLayout } from './graph/rope.js';
 export { createTokenizer } from './tokenizers/create-tokenizer.js';

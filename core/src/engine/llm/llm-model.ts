@@ -27,6 +27,31 @@ export interface DecoderConfig {
   graphStyle: 'generic' | 'contrib';
   /** Element type of the KV cache tensors. */
   kvDtype: 'float32' | 'float16';
+  /** Set when `graphStyle` is `contrib`: the names and rules of its I/O. */
+  contribIo?: ContribIo;
+}
+
+/**
+ * I/O of a `contrib` graph (GroupQueryAttention). Rows are right-padded: row b's cache holds its tokens at indices
+ * 0..seqlens_k[b], and a decode step writes its token at index seqlens_k[b]. Feeds: `input_ids` int64 [batch, seq],
+ * `positionIds` int64 [batch, seq] (each token's index in its row), `seqlensK` int32 [batch] (row's past + new − 1),
+ * `totalSequenceLength` int32 scalar (longest row's past + new), past KV float32 [batch, kvHeads, P, headDim].
+ * Fetches: `logits` [batch, seq, vocab], present KV [batch, kvHeads, max(P, total), headDim].
+ */
+export interface ContribIo {
+  positionIds: string;
+  seqlensK: string;
+  totalSequenceLength: string;
+  /** Name patterns, `%d` = layer index. */
+  pastKey: string;
+  pastValue: string;
+  presentKey: string;
+  presentValue: string;
+  padding: 'right';
+  /** Feeding a max-context buffer as past and pre-allocating the same tensor as its present fetch makes ORT update it in place. */
+  sharedBuffer: boolean;
+  /** A step with seq > 1 and a non-empty past must be batch 1 (a prompt step of several rows starts from an empty past). */
+  multiTokenStepNeedsBatch1: boolean;
 }
 
 /** Plain data a tokenizer is rebuilt from, so it can cross into a worker thread. */

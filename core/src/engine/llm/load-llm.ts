@@ -4,7 +4,10 @@ import { loadLlama2c } from './formats/llama2c/load-llama2c.js';
 import { loadOnnxFolder } from './formats/onnx-folder.js';
 import { UnsupportedModelError } from './formats/unsupported-model-error.js';
 import type { LoadedLlm } from './llm-model.js';
-import { ensureTinyLlama } from './tiny-llama.js';
+import { defaultModelCacheDir } from '../builtin-models/ensure-builtin-models.js';
+import { ensureGeneratedGraph } from './formats/graph-cache.js';
+import { buildLlamaGraph, CONTRIB_IO, LLAMA_GRAPH_REVISION } from './graph/llama-graph.js';
+import { ensureTinyLlama, tinyLlamaWeights, TINY_LLAMA_ARCH, TINY_LLAMA_REVISION } from './tiny-llama.js';
 
 /** How `loadLlm` treats a model. */
 export interface LoadLlmOptions {
@@ -37,9 +40,16 @@ export async function loadLlm(path: string, options: LoadLlmOptions = {}): Promi
   throw new UnsupportedModelError(path, ['unknown model format: expected an ONNX export folder, a .gguf file or a llama2.c .bin checkpoint']);
 }
 
-/** The built-in tiny-random Llama, generated into the model cache on first use. */
-export async function loadTinyLlama(options: Pick<LoadLlmOptions, 'cacheDir' | 'maxContext'> = {}): Promise<LoadedLlm> {
+/**
+ * The built-in tiny-random Llama, generated into the model cache on first use. With `graphStyle: 'contrib'` the same
+ * weights come as a contrib-style graph (the folder itself holds the generic one, as an Optimum export would).
+ */
+export async function loadTinyLlama(options: Pick<LoadLlmOptions, 'cacheDir' | 'maxContext' | 'graphStyle'> = {}): Promise<LoadedLlm> {
   const dir = await ensureTinyLlama(options.cacheDir);
   const loaded = await loadOnnxFolder(dir, { name: 'tiny-llama', ...(options.maxContext ? { maxContext: options.maxContext } : {}) });
-  return { ...loaded, source: 'builtin' };
+  if (options.graphStyle !== 'contrib') return { ...loaded, source: 'builtin' };
+  const { path } = await ensureGeneratedGraph(options.cacheDir ?? defaultModelCacheDir(), 'builtin', `tiny-llama-r${TINY_LLAMA_REVISION}-contrib-r${LLAMA_GRAPH_REVISION}`, () =>
+    buildLlamaGraph(tinyLlamaWeights(), TINY_LLAMA_ARCH, { ropeLayout: 'half', style: 'contrib', name: 'tiny_llama' }),
+  );
+  return { ...loaded, source: 'builtin', onnxPath: path, config: { ...loaded.config, graphStyle: 'contrib', contribIo: { ...CONTRIB_IO } } };
 }

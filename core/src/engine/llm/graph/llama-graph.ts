@@ -1,4 +1,5 @@
-import { GraphBuilder, type OnnxModel, type Value } from '@nucleus/sdk/onnx';
+import { attr, GraphBuilder, type OnnxModel, type Value } from '@nucleus/sdk/onnx';
+import type { ContribIo } from '../llm-model.js';
 import { ropeTables, type RopeLayout } from './rope.js';
 import { checkLlamaWeights, type LlamaArchitecture, type LlamaWeights } from './llama-weights.js';
 
@@ -6,8 +7,13 @@ import { checkLlamaWeights, type LlamaArchitecture, type LlamaWeights } from './
 export interface LlamaGraphOptions {
   /** The pairing the weights were trained with; GGUF `llama` and llama2.c are `interleaved`, HF checkpoints `half`. */
   ropeLayout: RopeLayout;
-  /** `generic`: standard ops, Optimum I/O. `contrib`: ORT com.microsoft ops (see `CONTRIB_IO`). */
+  /** `generic`: standard ops, Optimum I/O. `contrib`: ORT com.microsoft ops, I/O as `CONTRIB_IO` says. */
   style: 'generic' | 'contrib';
+  /**
+   * Contrib style only: RoPE inside GroupQueryAttention (`fused`, needs head size % 16 = 0 on ORT's CPU kernel) or
+   * as RotaryEmbedding nodes (`separate`). Default `auto`: fused where the head size allows.
+   */
+  rotary?: 'auto' | 'fused' | 'separate';
   /** Graph name. */
   name?: string;
   /** Written into the model's metadata_props. */
@@ -16,6 +22,22 @@ export interface LlamaGraphOptions {
 
 /** The ai.onnx opset the Llama graphs target. */
 export const LLAMA_GRAPH_OPSET = 17;
+
+/** I/O of the contrib style (see `ContribIo`), with the names this builder gives it. */
+export const CONTRIB_IO: ContribIo = {
+  positionIds: 'position_ids',
+  seqlensK: 'seqlens_k',
+  totalSequenceLength: 'total_sequence_length',
+  pastKey: 'past_key_values.%d.key',
+  pastValue: 'past_key_values.%d.value',
+  presentKey: 'present.%d.key',
+  presentValue: 'present.%d.value',
+  padding: 'right',
+  sharedBuffer: true,
+  multiTokenStepNeedsBatch1: true,
+};
+
+const MS_DOMAIN = 'com.microsoft';
 
 /** Bumped whenever the graphs built from the same weights change, so cached ones are rebuilt. */
 export const LLAMA_GRAPH_REVISION = 1;
@@ -28,10 +50,18 @@ export function buildLlamaGraph(weights: LlamaWeights, arch: LlamaArchitecture, 
   checkLlamaWeights(weights, arch);
   if (arch.headDim % 2 !== 0) throw new Error(`head dim ${arch.headDim} is odd; RoPE needs pairs`);
   if (arch.numHeads % arch.numKvHeads !== 0) throw new Error(`${arch.numHeads} heads do not split into ${arch.numKvHeads} kv groups`);
-  if (options.style === 'contrib') throw new Error('the contrib graph style is not available yet');
   const g = new GraphBuilder(options.name ?? 'llama_decoder', { opset: LLAMA_GRAPH_OPSET });
-  buildGeneric(g, weights, arch, options.ropeLayout);
+  if (options.style === 'contrib') {
+    const rotary = options.rotary ?? 'auto';
+    if (rotary === 'fused' && arch.headDim % 16 !== 0) {
+      throw new Error(`GroupQueryAttention's own RoPE needs head size % 16 = 0, this model's is ${arch.headDim}`);
+    }
+    buildContrib(g, weights, arch, options.ropeLayout, rotary === 'fused' || (rotary === 'auto' && arch.headDim % 16 === 0));
+  } else {
+    buildGeneric(g, weights, arch, options.ropeLayout);
+  }
   return g.toModel({
+    opsets: options.style === 'contrib' ? { [MS_DOMAIN]: 1 } : {},
     producer: 'nucleus',
     docString: `Llama decoder (${options.style} style, ${options.ropeLayout} RoPE).`,
     metadata: { 'nucleus.graph_style': options.style, 'nucleus.rope_layout': options.ropeLayout, ...(options.metadata ?? {}) },
@@ -128,6 +158,106 @@ function buildGeneric(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
   }
   const final = rmsNorm(x, 'model.norm', w.finalNorm);
   const logits = o.matMul(final, g.initializer('lm_head.weight', transposeMatrix(w.lmHead ?? w.tokenEmbedding, a.vocabSize, H), [H, a.vocabSize]), {
+    outputs: ['logits'],
+  });
+  g.output(logits, 'float32', ['batch_size', 'sequence_length', a.vocabSize]);
+}
+
+function buildContrib(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ropeLayout: RopeLayout, fusedRotary: boolean): void {
+  const o = g.ops;
+  const H = a.hiddenSize;
+  const D = a.headDim;
+  const qDim = a.numHeads * D;
+  const kvDim = a.numKvHeads * D;
+  const ms = { domain: MS_DOMAIN };
+
+  const inputIds = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
+  const positionIds = g.input('position_ids', 'int64', ['batch_size', 'sequence_length']);
+  const seqlensK = g.input('seqlens_k', 'int32', ['batch_size']);
+  const totalLength = g.input('total_sequence_length', 'int32', []);
+  const pasts: { key: Value; value: Value }[] = [];
+  for (let l = 0; l < a.numLayers; l++) {
+    const shape = ['batch_size', a.numKvHeads, 'past_sequence_length', D];
+    pasts.push({
+      key: g.input(`past_key_values.${l}.key`, 'float32', shape),
+      value: g.input(`past_key_values.${l}.value`, 'float32', shape),
+    });
+  }
+
+  const tables = ropeTables(a.maxPositions, D, a.ropeTheta);
+  const cosCache = g.initializer('rope.cos', tables.cos, [a.maxPositions, D / 2]);
+  const sinCache = g.initializer('rope.sin', tables.sin, [a.maxPositions, D / 2]);
+  const interleaved = ropeLayout === 'interleaved' ? 1 : 0;
+  const eps = attr.float(a.rmsNormEps);
+  const norm = (name: string, weight: Float32Array): Value => g.initializer(`${name}.weight`, weight, [H]);
+  const matrix = (name: string, m: Float32Array, outDim: number, inDim: number): Value =>
+    g.initializer(`${name}.weight`, transposeMatrix(m, outDim, inDim), [inDim, outDim]);
+  // x + skip, then RMSNorm of the sum: outputs (normalized, mean, inv_std_var, sum); mean and inv_std are unused.
+  let skipNorms = 0;
+  const skipNorm = (x: Value, skip: Value, gamma: Value): { normed: Value; sum: Value } => {
+    const n = skipNorms++;
+    const [normed, , , sum] = g.nodeMulti('SkipSimplifiedLayerNormalization', [x, skip, gamma], 4, { epsilon: eps }, {
+      ...ms,
+      outputs: [`skip_norm_${n}.normed`, '', '', `skip_norm_${n}.residual`],
+    });
+    return { normed: normed!, sum: sum! };
+  };
+
+  let residual = o.gather(g.initializer('model.embed_tokens.weight', w.tokenEmbedding, [a.vocabSize, H]), inputIds, 0);
+  // ORT registers SimplifiedLayerNormalization (RMSNorm) in the default domain.
+  let normed = g.node('SimplifiedLayerNormalization', [residual, norm('model.layers.0.input_layernorm', w.layers[0]!.attnNorm)], {
+    axis: -1,
+    epsilon: eps,
+  });
+  for (let l = 0; l < a.numLayers; l++) {
+    const lw = w.layers[l]!;
+    const p = `model.layers.${l}`;
+    // One GEMM for q, k and v.
+    const qkvWeight = new Float32Array((qDim + 2 * kvDim) * H);
+    qkvWeight.set(lw.q, 0);
+    qkvWeight.set(lw.k, qDim * H);
+    qkvWeight.set(lw.v, (qDim + kvDim) * H);
+    const qkv = o.matMul(normed, matrix(`${p}.self_attn.qkv_proj`, qkvWeight, qDim + 2 * kvDim, H));
+    let attnInputs: (Value | null)[];
+    if (fusedRotary) {
+      attnInputs = [qkv, null, null];
+    } else {
+      const [q, k, v] = g.nodeMulti('Split', [qkv, g.int64s([qDim, kvDim, kvDim])], 3, { axis: 2 }) as [Value, Value, Value];
+      const rotate = (x: Value): Value => g.node('RotaryEmbedding', [x, positionIds, cosCache, sinCache], { interleaved }, ms);
+      attnInputs = [rotate(q), rotate(k), v];
+    }
+    const [attn, presentKey, presentValue] = g.nodeMulti(
+      'GroupQueryAttention',
+      [...attnInputs, pasts[l]!.key, pasts[l]!.value, seqlensK, totalLength, ...(fusedRotary ? [cosCache, sinCache] : [])],
+      3,
+      {
+        num_heads: a.numHeads,
+        kv_num_heads: a.numKvHeads,
+        scale: attr.float(1 / Math.sqrt(D)),
+        do_rotary: fusedRotary ? 1 : 0,
+        rotary_interleaved: fusedRotary ? interleaved : undefined,
+      },
+      { ...ms, outputs: [`${p}.attn_out`, `present.${l}.key`, `present.${l}.value`] },
+    ) as [Value, Value, Value];
+    g.output(presentKey, 'float32', ['batch_size', a.numKvHeads, 'present_sequence_length', D]);
+    g.output(presentValue, 'float32', ['batch_size', a.numKvHeads, 'present_sequence_length', D]);
+
+    const attnOut = o.matMul(attn, matrix(`${p}.self_attn.o_proj`, lw.o, H, qDim));
+    const post = skipNorm(attnOut, residual, norm(`${p}.post_attention_layernorm`, lw.ffnNorm));
+    residual = post.sum;
+    const gateUp = new Float32Array(2 * a.intermediateSize * H);
+    gateUp.set(lw.gate, 0);
+    gateUp.set(lw.up, a.intermediateSize * H);
+    const [gate, up] = g.nodeMulti('Split', [o.matMul(post.normed, matrix(`${p}.mlp.gate_up_proj`, gateUp, 2 * a.intermediateSize, H)), g.int64s([a.intermediateSize, a.intermediateSize])], 2, {
+      axis: 2,
+    }) as [Value, Value];
+    const ffnOut = o.matMul(o.mul(o.mul(gate, o.sigmoid(gate)), up), matrix(`${p}.mlp.down_proj`, lw.down, H, a.intermediateSize));
+    const nextNorm = l + 1 < a.numLayers ? norm(`model.layers.${l + 1}.input_layernorm`, w.layers[l + 1]!.attnNorm) : norm('model.norm', w.finalNorm);
+    const next = skipNorm(ffnOut, residual, nextNorm);
+    residual = next.sum;
+    normed = next.normed;
+  }
+  const logits = o.matMul(normed, g.initializer('lm_head.weight', transposeMatrix(w.lmHead ?? w.tokenEmbedding, a.vocabSize, H), [H, a.vocabSize]), {
     outputs: ['logits'],
   });
   g.output(logits, 'float32', ['batch_size', 'sequence_length', a.vocabSize]);

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { defaultModelCacheDir } from '../../../builtin-models/ensure-builtin-models.js';
-import { buildLlamaGraph, LLAMA_GRAPH_REVISION } from '../../graph/llama-graph.js';
+import { buildLlamaGraph, CONTRIB_IO, LLAMA_GRAPH_REVISION } from '../../graph/llama-graph.js';
 import type { LlamaArchitecture, LlamaLayerWeights, LlamaWeights } from '../../graph/llama-weights.js';
 import type { DecoderConfig, LoadedLlm, TokenizerSpec } from '../../llm-model.js';
 import { BPE_PRE_TOKENIZERS } from '../../tokenizers/gpt2-bpe-tokenizer.js';
@@ -61,6 +61,7 @@ export async function loadGguf(path: string, options: LoadGgufOptions = {}): Pro
     eosTokenIds: model.eosTokenIds,
     graphStyle: style,
     kvDtype: 'float32',
+    ...(style === 'contrib' ? { contribIo: { ...CONTRIB_IO } } : {}),
   };
   if (model.bosTokenId !== undefined) config.bosTokenId = model.bosTokenId;
   const loaded: LoadedLlm = { name: options.name ?? model.name, source: 'gguf', config, onnxPath, tokenizer: model.tokenizer };

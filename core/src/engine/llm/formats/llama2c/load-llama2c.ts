@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { defaultModelCacheDir } from '../../../builtin-models/ensure-builtin-models.js';
-import { buildLlamaGraph, LLAMA_GRAPH_REVISION } from '../../graph/llama-graph.js';
+import { buildLlamaGraph, CONTRIB_IO, LLAMA_GRAPH_REVISION } from '../../graph/llama-graph.js';
 import type { LlamaArchitecture, LlamaWeights } from '../../graph/llama-weights.js';
 import type { DecoderConfig, LoadedLlm, TokenizerSpec } from '../../llm-model.js';
 import { ensureGeneratedGraph, sha256File } from '../graph-cache.js';
@@ -104,6 +104,7 @@ export async function loadLlama2c(path: string, options: LoadLlama2cOptions): Pr
     eosTokenIds: tokenizer.kind === 'llama2c' ? tokenizer.eosTokenIds : [2],
     graphStyle: style,
     kvDtype: 'float32',
+    ...(style === 'contrib' ? { contribIo: { ...CONTRIB_IO } } : {}),
   };
   return { name: options.name ?? basename(path).replace(/\.bin$/, ''), source: 'llama2c', config, onnxPath, tokenizer };
 }
