@@ -3,6 +3,7 @@ export * from './contributions.js';
 export * from './errors.js';
 export * from './events.js';
 export * from './extension-points.js';
+export * from './generation.js';
 export * from './inference.js';
 export * from './logger.js';
 export * from './observability.js';

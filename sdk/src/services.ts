@@ -10,4 +10,6 @@ export const Services = {
   plugins: 'nucleus.plugins',
   /** The tensor-model {@link InferenceService}: list, run, load and unload models. */
   inference: 'nucleus.inference',
+  /** The text-generation {@link GenerationService}: list models, generate, embed. */
+  generation: 'nucleus.generation',
 } as const;

@@ -1,0 +1,170 @@
+/** Who is admitted first when sequences wait for a slot in a generation engine. */
+export type GenerationPriority = 'high' | 'normal' | 'low';
+
+/**
+ * Why one choice of a generation ended: `stop` the model's end-of-sequence token, `length` the token limit or
+ * the context window, `stop_sequence` one of the request's stop strings, `cancelled` the caller went away.
+ */
+export type FinishReason = 'stop' | 'length' | 'stop_sequence' | 'cancelled';
+
+/** One chat turn; `content` is plain text (API surfaces flatten multi-part content before calling the engine). */
+export interface ChatMessage {
+  role: string;
+  content: string;
+  name?: string;
+}
+
+/** How tokens are picked; every field is optional and has the engine's default. */
+export interface SamplingOptions {
+  /** 0 picks the most likely token (greedy); default 1. */
+  temperature?: number;
+  /** Nucleus sampling: the smallest set of tokens whose probability adds up to `topP`; default 1 (off). */
+  topP?: number;
+  /** Only the `topK` most likely tokens; 0 or absent is off. */
+  topK?: number;
+  /** Same seed, same request, same model → same output. */
+  seed?: number;
+  /** Divides positive (multiplies negative) logits of tokens already in prompt or output; 1 is off. */
+  repetitionPenalty?: number;
+  /** OpenAI's penalty per occurrence of a token in the output so far; 0 is off. */
+  frequencyPenalty?: number;
+  /** OpenAI's penalty for a token that occurs in the output at all; 0 is off. */
+  presencePenalty?: number;
+  /** Most tokens to generate per choice; default: what is left of the context window. */
+  maxTokens?: number;
+  /** Strings that end a choice when the output contains them; they are never part of the output. */
+  stop?: string[];
+  /** Keep going past the end-of-sequence token (benchmarks). */
+  ignoreEos?: boolean;
+}
+
+/** One generation call: a plain prompt (text or token ids) or chat messages, plus sampling options. */
+export interface GenerateRequest extends SamplingOptions {
+  model: string;
+  /** Text, or token ids fed as they are. Exactly one of `prompt` and `messages`. */
+  prompt?: string | number[];
+  /** Chat turns, rendered with the model's chat template. */
+  messages?: ChatMessage[];
+  /** Whether the rendered chat ends with the assistant's turn opened; default true. */
+  addGenerationPrompt?: boolean;
+  /** Independent choices generated for the prompt; default 1. */
+  n?: number;
+  /** Default `normal`. */
+  priority?: GenerationPriority;
+  /** The server's request id, carried into telemetry. */
+  requestId?: string;
+}
+
+/** Something a generation stream yields, in order: tokens and finishes per choice, then one `done`. */
+export type GenerationEvent =
+  | {
+      type: 'token';
+      /** The choice this token belongs to. */
+      index: number;
+      tokenId: number;
+      /**
+       * Output text this token released: may be empty (an incomplete UTF-8 character, or text held back because
+       * it could be the start of a stop sequence) or hold text of earlier tokens released now.
+       */
+      text: string;
+    }
+  | {
+      type: 'finish';
+      index: number;
+      finishReason: FinishReason;
+      /** Text released at the finish (what was held back and turned out not to be a stop sequence). */
+      text: string;
+      /** The stop string that ended the choice, for `stop_sequence`. */
+      stopSequence?: string;
+      /** Tokens this choice generated. */
+      completionTokens: number;
+    }
+  | { type: 'done'; usage: GenerationUsage };
+
+/** Token counts of one request; `completionTokens` adds up every choice. */
+export interface GenerationUsage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+/**
+ * An admitted generation: iterate it for its events. Leaving the iteration early (break, return, throw) cancels
+ * the generation and frees its slot; a failure in the engine is thrown from the iteration as a NucleusError.
+ */
+export interface GenerationStream extends AsyncIterable<GenerationEvent> {
+  /** Unique id of this generation. */
+  readonly id: string;
+  /** The model that serves it. */
+  readonly model: string;
+  /** Tokens of the (rendered) prompt. */
+  readonly promptTokens: number;
+  /** The completion limit per choice that applies (the request's, or what the context window leaves). */
+  readonly maxTokens: number;
+  /** Unix time in seconds when it was admitted. */
+  readonly created: number;
+}
+
+/** What a generation-capable model is and can do. */
+export interface GenerationModelInfo {
+  name: string;
+  /** `llm` generates text (and embeds with last-token pooling); `embedding` only embeds. */
+  kind: 'llm' | 'embedding';
+  /** Where the model came from: a built-in generator or a path in config. */
+  origin: 'builtin' | 'config';
+  /** `loading` until its worker is up; `idle` for a built-in that starts on first use. */
+  state: 'idle' | 'loading' | 'ready' | 'failed';
+  /** Why it failed. */
+  reason?: string;
+  /** Longest prompt plus completion, in tokens. */
+  maxContext: number;
+  /** Width of the vectors `embed` returns. */
+  dimensions?: number;
+  /** Whether it has a chat template of its own (otherwise a plain fallback format is used). */
+  chatTemplate: boolean;
+  /** Unix time in seconds when the server learned of it. */
+  created: number;
+  /** Sequences running and waiting in its engine now. */
+  running: number;
+  waiting: number;
+}
+
+/** How token vectors become one vector: mean over tokens, the first token (CLS), or the last token. */
+export type EmbeddingPooling = 'mean' | 'cls' | 'last';
+
+/** One embedding call: each input (text or token ids) becomes one vector. */
+export interface EmbedRequest {
+  model: string;
+  input: string | string[] | number[] | number[][];
+  /** Default: `mean` for encoders, `last` for decoders. */
+  pooling?: EmbeddingPooling;
+  /** Scale each vector to length 1; default true. */
+  normalize?: boolean;
+  /** Keep only the first `dimensions` values (then normalise). */
+  dimensions?: number;
+  requestId?: string;
+}
+
+/** The vectors of an {@link EmbedRequest}, in input order. */
+export interface EmbedResult {
+  model: string;
+  embeddings: Float32Array[];
+  /** Tokens across all inputs. */
+  promptTokens: number;
+}
+
+/**
+ * The text-generation engine as plugins see it (registered under `Services.generation`). Errors are
+ * NucleusErrors thrown before anything streams: 404 for an unknown model, 400 for a request the model cannot
+ * take (a prompt that does not fit the context window says the limit), 503 when the engine cannot run it.
+ */
+export interface GenerationService {
+  /** Every model the engine serves. */
+  list(): GenerationModelInfo[];
+  /** One model; 404 when unknown. */
+  get(name: string): GenerationModelInfo;
+  /** Validates and admits a generation; the stream then yields its tokens. `signal` aborting cancels it. */
+  generate(request: GenerateRequest, signal?: AbortSignal): Promise<GenerationStream>;
+  /** Embeds the inputs as one batch. */
+  embed(request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult>;
+}
