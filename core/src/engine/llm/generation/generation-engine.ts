@@ -1,0 +1,501 @@
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import {
+  badRequest,
+  NucleusError,
+  notFound,
+  toNucleusError,
+  unavailable,
+  type Backend,
+  type EmbedRequest,
+  type EmbedResult,
+  type EventBus,
+  type ExtensionPointView,
+  type GenerateRequest,
+  type GenerationEvent,
+  type GenerationModelInfo,
+  type GenerationService,
+  type GenerationStream,
+  type Logger,
+} from '@nucleus/sdk';
+import { BackendSelector, CPU_BACKEND } from '../../backend-selector.js';
+import { BERT_TINY_CONFIG } from '../../builtin-models/bert-tiny.js';
+import { defaultModelCacheDir, ensureBuiltinModels } from '../../builtin-models/ensure-builtin-models.js';
+import { withDefaultCpu } from '../../default-cpu-backend.js';
+import { loadLlm, loadTinyLlama } from '../load-llm.js';
+import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
+import type { GenerationThreadSpec, WireGenerateRequest } from './generation-messages.js';
+import { GenerationWorker, type EventChannel } from './generation-worker.js';
+import type { SchedulerSettings } from './scheduler.js';
+
+/** What the engine needs from the kernel. */
+export interface GenerationEngineOptions {
+  /** Reads the effective config at a dotted path; `onChange` lets runtime scheduler changes reach running workers. */
+  config: { get(path: string): unknown; onChange?(listener: (path: string, value: unknown) => void): () => void };
+  events: EventBus;
+  logger: Logger;
+  backends: ExtensionPointView<Backend>;
+  /** Serve the built-in tiny chat model and tiny embedding model when no model is configured. Default true. */
+  builtinModels?: boolean;
+  /** Where built-in and generated models live; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
+  cacheDir?: string;
+  /** Longest gap between two token groups a worker posts. Default 10 ms. */
+  flushIntervalMs?: number;
+}
+
+/** The model-specific part of a thread spec; backend and scheduler are added when the worker starts. */
+type ModelSpec = Pick<GenerationThreadSpec, 'onnxPath' | 'role' | 'decoder' | 'encoder'>;
+
+interface ServedModel {
+  name: string;
+  kind: 'llm' | 'embedding';
+  origin: 'builtin' | 'config';
+  created: number;
+  state: GenerationModelInfo['state'];
+  reason?: string;
+  /** Known before the model is open (built-ins); the worker's report replaces it. */
+  maxContext: number;
+  dimensions?: number;
+  chatTemplate: boolean;
+  backend?: string;
+  prepare(): Promise<ModelSpec>;
+  worker?: GenerationWorker;
+  starting?: Promise<GenerationWorker>;
+}
+
+/** The name the built-in tiny embedding model is served under. */
+export const BUILTIN_EMBEDDING_MODEL = 'bert-tiny';
+
+/** The name the built-in tiny chat model is served under. */
+export const BUILTIN_CHAT_MODEL = TINY_LLAMA_NAME;
+
+/**
+ * True for a path the generation engine loads as an LLM: a `.gguf` file, a llama2.c `.bin` checkpoint, or a
+ * Hugging Face export folder (`config.json` beside a tokenizer). Tensor-model folders have neither.
+ */
+export function isLlmModelPath(path: string): boolean {
+  if (/\.(gguf|bin)$/i.test(path)) return true;
+  try {
+    if (!statSync(path).isDirectory()) return false;
+  } catch {
+    return false;
+  }
+  return existsSync(join(path, 'config.json')) && (existsSync(join(path, 'tokenizer.json')) || existsSync(join(path, 'tokenizer_config.json')));
+}
+
+const LIMITS = { maxN: 16, maxStop: 16 };
+
+/**
+ * The text-generation engine: one worker thread per model runs the continuous-batching loop (or the embedding
+ * runs); this main-thread side only validates, admits, relays token groups and cancels. It is the kernel's
+ * {@link GenerationService}; API plugins reach it through `Services.generation`.
+ */
+export class GenerationEngine implements GenerationService {
+  readonly #models = new Map<string, ServedModel>();
+  readonly #selector: BackendSelector;
+  readonly #log: Logger;
+  readonly #cacheDir: string;
+  #offConfig: (() => void) | undefined;
+  #stopped = false;
+
+  constructor(private readonly options: GenerationEngineOptions) {
+    this.#log = options.logger.child({ component: 'generation' });
+    this.#selector = new BackendSelector(withDefaultCpu(options.backends), { events: options.events, logger: this.#log });
+    this.#cacheDir = options.cacheDir ?? defaultModelCacheDir();
+  }
+
+  /**
+   * Registers the models: configured LLMs are opened now (a failure marks that model failed and the rest go on);
+   * built-ins start on their first request, so a server that never generates never pays for them.
+   */
+  async start(): Promise<void> {
+    this.#stopped = false;
+    const configured = ((this.options.config.get('models') as { name: string; path: string; backend?: string }[] | undefined) ?? []);
+    const llms = configured.filter((m) => isLlmModelPath(m.path));
+    for (const m of llms) this.#add(this.#configuredModel(m.name, m.path, m.backend));
+    if ((this.options.builtinModels ?? true) && configured.length === 0) {
+      this.#add(this.#builtinChat());
+      this.#add(this.#builtinEmbedding());
+    }
+    this.#offConfig = this.options.config.onChange?.((path) => {
+      if (path.startsWith('scheduler.')) for (const m of this.#models.values()) m.worker?.configure(this.#schedulerSettings());
+    });
+    await Promise.all(llms.map((m) => this.#worker(this.#models.get(m.name)!).catch(() => undefined)));
+  }
+
+  /** Stops every worker; requests still running end with 503 `model_unloading`. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#offConfig?.();
+    const workers = [...this.#models.values()].map((m) => m.worker).filter((w) => w !== undefined);
+    this.#models.clear();
+    await Promise.all(workers.map((w) => w.close()));
+  }
+
+  list(): GenerationModelInfo[] {
+    return [...this.#models.values()].map((m) => this.#info(m));
+  }
+
+  get(name: string): GenerationModelInfo {
+    return this.#info(this.#find(name));
+  }
+
+  async generate(request: GenerateRequest, signal?: AbortSignal): Promise<GenerationStream> {
+    const model = this.#find(request.model);
+    if (model.kind !== 'llm') throw badRequest('model_cannot_generate', `model '${model.name}' is an embedding model; it cannot generate text`, 'model');
+    const wire = toWire(request);
+    const worker = await this.#worker(model);
+    const admittedAt = performance.now();
+    const { admission, events } = await worker.generate(wire, signal);
+    const id = randomId();
+    const priority = request.priority ?? 'normal';
+    this.options.events.emit('generation.start', {
+      model: model.name,
+      requestId: request.requestId ?? id,
+      promptTokens: admission.promptTokens,
+      maxTokens: admission.maxTokens,
+      priority,
+    });
+    return new AdmittedGeneration(id, model.name, admission.promptTokens, admission.maxTokens, events, (summary) => {
+      this.options.events.emit('generation.end', {
+        model: model.name,
+        requestId: request.requestId ?? id,
+        promptTokens: admission.promptTokens,
+        completionTokens: summary.completionTokens,
+        ...(summary.firstTokenAt !== undefined && { ttftMs: summary.firstTokenAt - admittedAt }),
+        ...(summary.completionTokens > 1 &&
+          summary.firstTokenAt !== undefined && { meanItlMs: (summary.endedAt - summary.firstTokenAt) / (summary.completionTokens - 1) }),
+        durationMs: summary.endedAt - admittedAt,
+        finishReason: summary.finishReason,
+        priority,
+        ...(summary.errorCode !== undefined && { errorCode: summary.errorCode }),
+      });
+    });
+  }
+
+  async embed(request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult> {
+    const model = this.#find(request.model);
+    const inputs = normalizeInputs(request.input);
+    if (request.dimensions !== undefined && (!Number.isInteger(request.dimensions) || request.dimensions < 1)) {
+      throw badRequest('invalid_dimensions', 'dimensions must be a positive integer', 'dimensions');
+    }
+    if (request.pooling !== undefined && !['mean', 'cls', 'last'].includes(request.pooling)) {
+      throw badRequest('invalid_pooling', `pooling must be mean, cls or last, not ${JSON.stringify(request.pooling)}`, 'pooling');
+    }
+    const worker = await this.#worker(model);
+    const { vectors, promptTokens } = await worker.embed(
+      {
+        inputs,
+        normalize: request.normalize ?? true,
+        ...(request.pooling !== undefined && { pooling: request.pooling }),
+        ...(request.dimensions !== undefined && { dimensions: request.dimensions }),
+      },
+      signal,
+    );
+    return { model: model.name, embeddings: vectors, promptTokens };
+  }
+
+  #find(name: string): ServedModel {
+    const model = this.#models.get(name);
+    if (!model) {
+      const known = [...this.#models.keys()].join(', ') || 'none';
+      throw notFound('model_not_found', `The model '${name}' does not exist (served here: ${known})`);
+    }
+    return model;
+  }
+
+  #add(model: ServedModel): void {
+    this.#models.set(model.name, model);
+  }
+
+  #worker(model: ServedModel): Promise<GenerationWorker> {
+    if (this.#stopped) return Promise.reject(unavailable('server_stopping', 'the server is shutting down'));
+    if (model.worker && model.state === 'ready') return Promise.resolve(model.worker);
+    model.starting ??= this.#open(model).finally(() => (model.starting = undefined));
+    return model.starting;
+  }
+
+  async #open(model: ServedModel): Promise<GenerationWorker> {
+    model.state = 'loading';
+    this.options.events.emit('model.loading', { model: model.name, version: '1' });
+    const started = performance.now();
+    try {
+      const spec = await model.prepare();
+      const requested = model.backend ?? (this.options.config.get('backend') as string | undefined) ?? 'auto';
+      const selection = await this.#selector.select(requested);
+      const cpu = this.#selector.find(CPU_BACKEND);
+      const worker =
+        model.worker ??
+        new GenerationWorker(
+          {
+            label: model.name,
+            ...spec,
+            backend: {
+              name: selection.backend.name,
+              requested,
+              options: selection.backend.sessionOptions(),
+              ...(selection.fallbackReason !== undefined && { fallbackReason: selection.fallbackReason }),
+            },
+            ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
+            scheduler: this.#schedulerSettings(),
+            flushIntervalMs: this.options.flushIntervalMs ?? 10,
+          },
+          {
+            logger: this.#log.child({ model: model.name }),
+            observer: {
+              onGroup: ({ running, waiting, steps }) => {
+                this.options.events.emit('engine.stats', { model: model.name, running, waiting });
+                for (const s of steps) {
+                  this.options.events.emit('engine.steps', {
+                    model: model.name,
+                    phase: s.phase,
+                    steps: s.steps,
+                    sequences: s.steps > 0 ? s.sequences / s.steps : 0,
+                    tokens: s.tokens,
+                    durationMs: s.durationMs,
+                  });
+                }
+              },
+            },
+          },
+        );
+      model.worker = worker;
+      const ready = await worker.start();
+      if (this.#stopped) {
+        await worker.close();
+        throw unavailable('server_stopping', 'the server is shutting down');
+      }
+      model.maxContext = ready.maxContext;
+      if (ready.dimensions !== undefined) model.dimensions = ready.dimensions;
+      model.state = 'ready';
+      delete model.reason;
+      const durationMs = performance.now() - started;
+      this.options.events.emit('model.loaded', { model: model.name, version: '1', durationMs, backend: ready.backend });
+      this.#log.info({ model: model.name, backend: ready.backend, durationMs: Math.round(durationMs) }, 'generation model ready');
+      return worker;
+    } catch (err) {
+      const error = toNucleusError(err);
+      model.state = 'failed';
+      model.reason = error.message;
+      model.worker = undefined;
+      this.options.events.emit('model.failed', { model: model.name, version: '1', error: error.message });
+      this.#log.error({ model: model.name, err: error.message }, 'generation model failed to load');
+      throw new NucleusError(503, 'model_unavailable', `model '${model.name}' could not be loaded: ${error.message}`);
+    }
+  }
+
+  #schedulerSettings(): SchedulerSettings {
+    const get = (path: string) => this.options.config.get(path);
+    const strategy = get('scheduler.strategy');
+    return {
+      maxRunning: (get('scheduler.maxRunning') as number | undefined) ?? 32,
+      maxBatchSize: (get('scheduler.maxBatchSize') as number | undefined) ?? 32,
+      batchWindowMs: (get('scheduler.batchWindowMs') as number | undefined) ?? 50,
+      // Strategies from plugins run on the main thread; inside the worker only these two exist.
+      strategy: strategy === 'fifo' ? 'fifo' : 'priority',
+    };
+  }
+
+  #info(m: ServedModel): GenerationModelInfo {
+    return {
+      name: m.name,
+      kind: m.kind,
+      origin: m.origin,
+      state: m.state,
+      ...(m.reason !== undefined && { reason: m.reason }),
+      maxContext: m.maxContext,
+      ...(m.dimensions !== undefined && { dimensions: m.dimensions }),
+      chatTemplate: m.chatTemplate,
+      created: m.created,
+      running: m.worker?.running ?? 0,
+      waiting: m.worker?.waiting ?? 0,
+    };
+  }
+
+  #builtinChat(): ServedModel {
+    return {
+      name: BUILTIN_CHAT_MODEL,
+      kind: 'llm',
+      origin: 'builtin',
+      created: nowS(),
+      state: 'idle',
+      maxContext: TINY_LLAMA_ARCH.maxPositions,
+      dimensions: TINY_LLAMA_ARCH.hiddenSize,
+      chatTemplate: true,
+      prepare: async () => {
+        const llm = await loadTinyLlama({ cacheDir: this.#cacheDir });
+        return { role: 'decoder', onnxPath: llm.onnxPath, decoder: { config: llm.config, tokenizer: llm.tokenizer, ...(llm.chatTemplate !== undefined && { chatTemplate: llm.chatTemplate }) } };
+      },
+    };
+  }
+
+  #builtinEmbedding(): ServedModel {
+    return {
+      name: BUILTIN_EMBEDDING_MODEL,
+      kind: 'embedding',
+      origin: 'builtin',
+      created: nowS(),
+      state: 'idle',
+      maxContext: BERT_TINY_CONFIG.maxPositions,
+      dimensions: BERT_TINY_CONFIG.hidden,
+      chatTemplate: false,
+      prepare: async () => {
+        const [bert] = await ensureBuiltinModels(this.#cacheDir, { names: [BUILTIN_EMBEDDING_MODEL] });
+        return {
+          role: 'encoder',
+          onnxPath: bert!.modelPath,
+          encoder: { hiddenSize: BERT_TINY_CONFIG.hidden, maxPositions: BERT_TINY_CONFIG.maxPositions, vocabSize: BERT_TINY_CONFIG.vocabSize, pooling: 'mean' },
+        };
+      },
+    };
+  }
+
+  #configuredModel(name: string, path: string, backend: string | undefined): ServedModel {
+    const model: ServedModel = {
+      name,
+      kind: 'llm',
+      origin: 'config',
+      created: nowS(),
+      state: 'loading',
+      maxContext: 0,
+      chatTemplate: false,
+      ...(backend !== undefined && { backend }),
+      prepare: async () => {
+        const llm = await loadLlm(path, { name, cacheDir: this.#cacheDir });
+        model.maxContext = llm.config.maxContext;
+        model.dimensions = llm.config.hiddenSize;
+        model.chatTemplate = llm.chatTemplate !== undefined;
+        return { role: 'decoder', onnxPath: llm.onnxPath, decoder: { config: llm.config, tokenizer: llm.tokenizer, ...(llm.chatTemplate !== undefined && { chatTemplate: llm.chatTemplate }) } };
+      },
+    };
+    return model;
+  }
+}
+
+/** Checks what the thread cannot check better and turns the request into plain data for it. */
+function toWire(r: GenerateRequest): WireGenerateRequest {
+  const hasPrompt = r.prompt !== undefined;
+  const hasMessages = r.messages !== undefined;
+  if (hasPrompt === hasMessages) throw badRequest('missing_prompt', hasPrompt ? 'send either prompt or messages, not both' : 'the request needs a prompt or messages', hasPrompt ? 'messages' : 'prompt');
+  if (hasMessages) {
+    if (!Array.isArray(r.messages) || r.messages.length === 0) throw badRequest('invalid_messages', 'messages must be a non-empty list', 'messages');
+    for (const [i, m] of r.messages.entries()) {
+      if (typeof m?.role !== 'string' || typeof m.content !== 'string') throw badRequest('invalid_messages', `messages[${i}] needs a string role and a string content`, 'messages');
+    }
+  }
+  const n = r.n ?? 1;
+  intIn(n, 1, LIMITS.maxN, 'n');
+  if (r.temperature !== undefined) numIn(r.temperature, 0, Infinity, 'temperature');
+  if (r.topP !== undefined && !(r.topP > 0 && r.topP <= 1)) throw badRequest('invalid_top_p', 'top_p must be in (0, 1]', 'top_p');
+  // -1 is how vLLM spells "off".
+  const topK = r.topK === -1 ? 0 : r.topK;
+  if (topK !== undefined) intIn(topK, 0, Number.MAX_SAFE_INTEGER, 'top_k');
+  if (r.repetitionPenalty !== undefined && !(r.repetitionPenalty > 0)) throw badRequest('invalid_repetition_penalty', 'repetition_penalty must be greater than 0', 'repetition_penalty');
+  if (r.frequencyPenalty !== undefined) numIn(r.frequencyPenalty, -2, 2, 'frequency_penalty');
+  if (r.presencePenalty !== undefined) numIn(r.presencePenalty, -2, 2, 'presence_penalty');
+  if (r.maxTokens !== undefined) intIn(r.maxTokens, 1, Number.MAX_SAFE_INTEGER, 'max_tokens');
+  if (r.seed !== undefined && !Number.isSafeInteger(r.seed)) throw badRequest('invalid_seed', 'seed must be an integer', 'seed');
+  const stop = r.stop ?? [];
+  if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string')) throw badRequest('invalid_stop', 'stop must be a string or a list of strings', 'stop');
+  if (stop.length > LIMITS.maxStop) throw badRequest('invalid_stop', `at most ${LIMITS.maxStop} stop sequences`, 'stop');
+  if (r.priority !== undefined && !['high', 'normal', 'low'].includes(r.priority)) throw badRequest('invalid_priority', 'priority must be high, normal or low', 'priority');
+  if (r.prompt !== undefined && typeof r.prompt !== 'string' && !(Array.isArray(r.prompt) && r.prompt.every((t) => typeof t === 'number'))) {
+    throw badRequest('invalid_prompt', 'prompt must be a string or a list of token ids', 'prompt');
+  }
+  return {
+    ...(r.prompt !== undefined && { prompt: r.prompt }),
+    ...(r.messages !== undefined && { messages: r.messages.map((m) => ({ role: m.role, content: m.content, ...(m.name !== undefined && { name: m.name }) })) }),
+    addGenerationPrompt: r.addGenerationPrompt ?? true,
+    n,
+    priority: r.priority ?? 'normal',
+    ...(r.temperature !== undefined && { temperature: r.temperature }),
+    ...(r.topP !== undefined && { topP: r.topP }),
+    ...(topK !== undefined && { topK }),
+    ...(r.seed !== undefined && { seed: r.seed }),
+    ...(r.repetitionPenalty !== undefined && { repetitionPenalty: r.repetitionPenalty }),
+    ...(r.frequencyPenalty !== undefined && { frequencyPenalty: r.frequencyPenalty }),
+    ...(r.presencePenalty !== undefined && { presencePenalty: r.presencePenalty }),
+    ...(r.maxTokens !== undefined && { maxTokens: r.maxTokens }),
+    stop: stop.filter((s) => s.length > 0),
+    ignoreEos: r.ignoreEos ?? false,
+  };
+}
+
+function intIn(v: unknown, min: number, max: number, param: string): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw badRequest(`invalid_${param}`, `${param} must be an integer${max === Number.MAX_SAFE_INTEGER ? ` of at least ${min}` : ` from ${min} to ${max}`}`, param);
+  }
+}
+
+function numIn(v: unknown, min: number, max: number, param: string): void {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+    throw badRequest(`invalid_${param}`, `${param} must be a number${max === Infinity ? ` of at least ${min}` : ` from ${min} to ${max}`}`, param);
+  }
+}
+
+function normalizeInputs(input: EmbedRequest['input']): (string | number[])[] {
+  const bad = () => badRequest('invalid_input', 'input must be a string, a list of strings, a list of token ids, or a list of such lists', 'input');
+  if (typeof input === 'string') return [input];
+  if (!Array.isArray(input) || input.length === 0) throw bad();
+  if (input.every((x) => typeof x === 'number')) return [input as number[]];
+  if (input.every((x) => typeof x === 'string' || (Array.isArray(x) && x.every((t) => typeof t === 'number')))) return input as (string | number[])[];
+  throw bad();
+}
+
+function nowS(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+function randomId(): string {
+  return crypto.randomUUID().replaceAll('-', '');
+}
+
+interface GenerationSummary {
+  completionTokens: number;
+  firstTokenAt?: number;
+  endedAt: number;
+  finishReason: 'stop' | 'length' | 'abort' | 'error';
+  errorCode?: string;
+}
+
+/** An admitted generation: its events, with telemetry taken on the way through. */
+class AdmittedGeneration implements GenerationStream {
+  readonly created = nowS();
+
+  constructor(
+    readonly id: string,
+    readonly model: string,
+    readonly promptTokens: number,
+    readonly maxTokens: number,
+    private readonly channel: EventChannel,
+    private readonly onEnd: (summary: GenerationSummary) => void,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncIterator<GenerationEvent> {
+    let firstTokenAt: number | undefined;
+    let completionTokens = 0;
+    let reason: GenerationSummary['finishReason'] = 'abort';
+    let errorCode: string | undefined;
+    try {
+      for await (const event of this.channel) {
+        if (event.type === 'token' && firstTokenAt === undefined) firstTokenAt = performance.now();
+        if (event.type === 'finish') reason = event.finishReason === 'cancelled' ? 'abort' : event.finishReason === 'length' ? 'length' : 'stop';
+        if (event.type === 'done') completionTokens = event.usage.completionTokens;
+        yield event;
+      }
+    } catch (err) {
+      reason = 'error';
+      errorCode = toNucleusError(err).code;
+      throw err;
+    } finally {
+      this.onEnd({
+        completionTokens,
+        ...(firstTokenAt !== undefined && { firstTokenAt }),
+        endedAt: performance.now(),
+        finishReason: reason,
+        ...(errorCode !== undefined && { errorCode }),
+      });
+    }
+  }
+}

@@ -1,0 +1,101 @@
+import type { ChatMessage, EmbeddingPooling, FinishReason, GenerationPriority, SessionOptions } from '@nucleus/sdk';
+import type { DecoderConfig, TokenizerSpec } from '../llm-model.js';
+import type { SchedulerSettings } from './scheduler.js';
+
+/** The encoder facts an embedding thread needs (for built-in encoders without a tokenizer of their own). */
+export interface EncoderSpec {
+  hiddenSize: number;
+  /** Longest input in tokens, special tokens included. */
+  maxPositions: number;
+  vocabSize: number;
+  /** Pooling when a request names none. */
+  pooling: EmbeddingPooling;
+}
+
+/** What a generation thread opens: plain data, since it crosses into the thread. */
+export interface GenerationThreadSpec {
+  /** The model's name, for messages and the thread's name. */
+  label: string;
+  onnxPath: string;
+  /** A decoder runs the generation loop (and embeds with last-token pooling); an encoder only embeds. */
+  role: 'decoder' | 'encoder';
+  /** For decoders. */
+  decoder?: { config: DecoderConfig; tokenizer: TokenizerSpec; chatTemplate?: string };
+  /** For encoders; their tokenizer is the byte tokenizer. */
+  encoder?: EncoderSpec;
+  /** The backend chosen on the main thread and the session options it gave. */
+  backend: { name: string; requested: string; options: SessionOptions; fallbackReason?: string };
+  /** Where to retry when ORT rejects the backend's provider. */
+  fallback?: { name: string; options: SessionOptions };
+  scheduler: SchedulerSettings;
+  /** Tokens are posted to the main thread in groups at most this far apart. */
+  flushIntervalMs: number;
+}
+
+/** A generation request as it crosses into the thread (the signal stays on the main thread). */
+export interface WireGenerateRequest {
+  prompt?: string | number[];
+  messages?: ChatMessage[];
+  addGenerationPrompt: boolean;
+  n: number;
+  priority: GenerationPriority;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+  repetitionPenalty?: number;
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  maxTokens?: number;
+  stop: string[];
+  ignoreEos: boolean;
+}
+
+/** An embedding request as it crosses into the thread. */
+export interface WireEmbedRequest {
+  inputs: (string | number[])[];
+  pooling?: EmbeddingPooling;
+  normalize: boolean;
+  dimensions?: number;
+}
+
+/** Messages the main thread sends a generation thread. */
+export type ToGenerationThread =
+  | { type: 'submit'; id: number; request: WireGenerateRequest }
+  | { type: 'cancel'; id: number }
+  | { type: 'embed'; id: number; request: WireEmbedRequest }
+  | { type: 'configure'; scheduler: Partial<SchedulerSettings> };
+
+/** One thing that happened to one choice of one request, as posted in a group. */
+export type WireGenerationEvent =
+  | { kind: 'token'; id: number; index: number; tokenId: number; text: string }
+  | { kind: 'finish'; id: number; index: number; reason: FinishReason; text: string; completionTokens: number; stop?: string }
+  | { kind: 'fail'; id: number; status: number; code: string; message: string };
+
+/** Telemetry of the steps since the last report. */
+export interface WireStepStats {
+  phase: 'prefill' | 'decode';
+  steps: number;
+  /** Summed over steps: divide by `steps` for the mean batch. */
+  sequences: number;
+  tokens: number;
+  durationMs: number;
+}
+
+/** Messages a generation thread sends the main thread. */
+export type FromGenerationThread =
+  | {
+      type: 'ready';
+      backend: string;
+      fallbackReason?: string;
+      maxContext: number;
+      /** Width of the vectors `embed` returns. */
+      dimensions?: number;
+    }
+  | { type: 'init-error'; message: string; code: string }
+  | { type: 'admitted'; id: number; promptTokens: number; maxTokens: number }
+  | { type: 'rejected'; id: number; status: number; code: string; message: string; param?: string }
+  /** A group of events, with the loop's state and the steps run since the previous group. */
+  | { type: 'events'; events: WireGenerationEvent[]; running: number; waiting: number; steps: WireStepStats[] }
+  | { type: 'embedded'; id: number; vectors: Float32Array[]; promptTokens: number }
+  | { type: 'embed-error'; id: number; status: number; code: string; message: string; param?: string };

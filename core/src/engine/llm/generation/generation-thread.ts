@@ -1,0 +1,276 @@
+// The body of a generation worker thread. It owns the ORT session, so `session.run` blocks this thread and never
+// the server's event loop, and it runs the whole engine loop here: admit, schedule, step, sample, stop checks,
+// emit. The main thread only submits requests and relays the token groups this thread posts.
+import { randomInt } from 'node:crypto';
+import { parentPort, workerData } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import { NucleusError, toNucleusError, type Backend, type SessionOptions } from '@nucleus/sdk';
+import { createBackendSession } from '../../backend-session.js';
+import type { LlmTokenizer } from '../llm-model.js';
+import { createTokenizer } from '../tokenizers/create-tokenizer.js';
+import { chatRenderer } from './chat-prompt.js';
+import { DecoderSession } from './decoder-session.js';
+import { Embedder } from './embedding/embedder.js';
+import type { FromGenerationThread, GenerationThreadSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
+import { GenerationLoop, type LoopSink } from './generation-loop.js';
+import { Outbox } from './outbox.js';
+import { buildPrompt, type ChatRenderer } from './prompt-builder.js';
+import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
+import { GenerationScheduler } from './scheduler.js';
+
+ort.env.logLevel = 'fatal';
+
+const port = parentPort!;
+const spec = workerData as GenerationThreadSpec;
+
+function post(message: FromGenerationThread, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(message, transfer);
+}
+
+// The backends live in plugins on the main thread; here they are only their session options.
+function optionsBackend(name: string, options: SessionOptions): Backend {
+  return { name, rank: 0, probe: async () => ({ usable: true, devices: [], executionProviders: [] }), sessionOptions: () => options };
+}
+
+async function openSession(model: string | Uint8Array): Promise<{ session: ort.InferenceSession; backend: string; fallbackReason?: string }> {
+  const created = await createBackendSession(
+    model,
+    {
+      backend: optionsBackend(spec.backend.name, spec.backend.options),
+      probe: { usable: true, devices: [], executionProviders: [] },
+      requested: spec.backend.requested,
+      ...(spec.backend.fallbackReason !== undefined && { fallbackReason: spec.backend.fallbackReason }),
+    },
+    spec.fallback ? { fallback: optionsBackend(spec.fallback.name, spec.fallback.options) } : {},
+  );
+  return { session: created.session, backend: created.backend.name, ...(created.fallbackReason !== undefined && { fallbackReason: created.fallbackReason }) };
+}
+
+/** One admitted request: which loop sequences are its choices. */
+interface Admitted {
+  seqIds: number[];
+}
+
+/** The generation side of a decoder thread: requests in, sequences into the loop, token groups out. */
+class DecoderEngine {
+  readonly loop: GenerationLoop;
+  readonly outbox: Outbox;
+  readonly #tokenizer: LlmTokenizer;
+  readonly #renderChat: ChatRenderer;
+  readonly #maxContext: number;
+  readonly #eos: number[];
+  readonly #requests = new Map<number, Admitted>();
+  /** Loop sequence id → request id and choice index. */
+  readonly #choices = new Map<number, { request: number; index: number }>();
+  #nextSeq = 1;
+
+  constructor(session: ort.InferenceSession, readonly scheduler: GenerationScheduler) {
+    const d = spec.decoder!;
+    this.#tokenizer = createTokenizer(d.tokenizer);
+    this.#renderChat = chatRenderer(d.chatTemplate, this.#tokenizer);
+    this.#maxContext = d.config.maxContext;
+    this.#eos = [...new Set([...d.config.eosTokenIds, ...this.#tokenizer.eosTokenIds])];
+    this.outbox = new Outbox((events, steps) => post({ type: 'events', events, running: this.loop.running, waiting: this.loop.waiting, steps }), spec.flushIntervalMs);
+    const sink: LoopSink = {
+      token: (seq, tokenId, text) => {
+        const c = this.#choices.get(seq)!;
+        this.outbox.push({ kind: 'token', id: c.request, index: c.index, tokenId, text });
+      },
+      finish: (seq, reason, text, completionTokens, stop) => {
+        const c = this.#release(seq);
+        if (c) this.outbox.push({ kind: 'finish', id: c.request, index: c.index, reason, text, completionTokens, ...(stop !== undefined && { stop }) });
+      },
+      fail: (seqs, err) => {
+        const e = toNucleusError(err);
+        const failed = new Set<number>();
+        for (const seq of seqs) {
+          const c = this.#choices.get(seq);
+          if (c) failed.add(c.request);
+        }
+        for (const request of failed) this.#failRequest(request, new NucleusError(500, 'generation_failed', `the model failed to run: ${e.message}`));
+      },
+    };
+    this.loop = new GenerationLoop({ runner: new DecoderSession(session, d.config), scheduler, sink, maxContext: this.#maxContext });
+  }
+
+  get maxContext(): number {
+    return this.#maxContext;
+  }
+
+  submit(id: number, request: WireGenerateRequest): void {
+    let prompt;
+    try {
+      prompt = buildPrompt(request, this.#tokenizer, this.#renderChat, this.#maxContext);
+    } catch (err) {
+      const e = toNucleusError(err);
+      post({ type: 'rejected', id, status: e.status, code: e.code, message: e.message, ...(e.param !== undefined && { param: e.param }) });
+      return;
+    }
+    const params: SamplingParams = {
+      temperature: request.temperature ?? DEFAULT_SAMPLING.temperature,
+      topP: request.topP ?? DEFAULT_SAMPLING.topP,
+      topK: request.topK ?? DEFAULT_SAMPLING.topK,
+      repetitionPenalty: request.repetitionPenalty ?? DEFAULT_SAMPLING.repetitionPenalty,
+      frequencyPenalty: request.frequencyPenalty ?? DEFAULT_SAMPLING.frequencyPenalty,
+      presencePenalty: request.presencePenalty ?? DEFAULT_SAMPLING.presencePenalty,
+    };
+    const admitted: Admitted = { seqIds: [] };
+    this.#requests.set(id, admitted);
+    post({ type: 'admitted', id, promptTokens: prompt.ids.length, maxTokens: prompt.maxTokens });
+    for (let index = 0; index < request.n; index++) {
+      const seq = this.#nextSeq++;
+      admitted.seqIds.push(seq);
+      this.#choices.set(seq, { request: id, index });
+      this.loop.add({
+        id: seq,
+        promptIds: prompt.ids,
+        params,
+        // Choices of one seeded request differ from each other, and each is reproducible.
+        seed: request.seed !== undefined ? (request.seed + index) >>> 0 : randomInt(0, 2 ** 32 - 1),
+        maxTokens: prompt.maxTokens,
+        stop: request.stop,
+        eosTokenIds: this.#eos,
+        ignoreEos: request.ignoreEos,
+        priority: request.priority,
+        // Decoding continues the prompt, so text at the seam (a leading space, a split character) comes out right.
+        decoder: this.#tokenizer.createStreamDecoder({ prefix: prompt.ids }),
+      });
+    }
+  }
+
+  cancel(id: number): void {
+    const admitted = this.#requests.get(id);
+    if (!admitted) return;
+    for (const seq of admitted.seqIds) this.loop.cancel(seq);
+  }
+
+  #release(seq: number): { request: number; index: number } | undefined {
+    const c = this.#choices.get(seq);
+    if (!c) return undefined;
+    this.#choices.delete(seq);
+    const admitted = this.#requests.get(c.request);
+    if (admitted && !admitted.seqIds.some((s) => this.#choices.has(s))) this.#requests.delete(c.request);
+    return c;
+  }
+
+  #failRequest(request: number, err: NucleusError): void {
+    const admitted = this.#requests.get(request);
+    if (!admitted) return;
+    // Its other choices may still be running or waiting: take them out quietly.
+    for (const seq of admitted.seqIds) {
+      if (!this.#choices.has(seq)) continue;
+      this.#choices.delete(seq);
+      this.loop.cancel(seq);
+    }
+    this.#requests.delete(request);
+    this.outbox.push({ kind: 'fail', id: request, status: err.status, code: err.code, message: err.message });
+  }
+}
+
+let wake: (() => void) | undefined;
+// A message that came while the loop was busy must not be slept through.
+let woken = false;
+function wakeUp(): void {
+  const w = wake;
+  wake = undefined;
+  if (w) w();
+  else woken = true;
+}
+
+function sleep(ms: number | undefined): Promise<void> {
+  if (woken) {
+    woken = false;
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    const timer = ms === undefined ? undefined : setTimeout(() => wakeUp(), Math.max(0, ms));
+    wake = () => {
+      if (timer) clearTimeout(timer);
+      woken = false;
+      resolve();
+    };
+  });
+}
+
+const yieldToEvents = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+async function main(): Promise<void> {
+  let opened: Awaited<ReturnType<typeof openSession>>;
+  try {
+    opened = await openSession(spec.onnxPath);
+  } catch (err) {
+    const e = toNucleusError(err);
+    post({ type: 'init-error', message: e.message, code: e.code === 'internal_error' ? 'session_create_failed' : e.code });
+    return;
+  }
+  const scheduler = new GenerationScheduler(spec.scheduler);
+  let engine: DecoderEngine | undefined;
+  let embedder: Embedder;
+  try {
+    if (spec.role === 'decoder') {
+      engine = new DecoderEngine(opened.session, scheduler);
+      embedder = Embedder.forDecoder(spec, createTokenizer(spec.decoder!.tokenizer), (model) => openSession(model).then((o) => o.session));
+    } else {
+      embedder = Embedder.forEncoder(spec, opened.session);
+    }
+  } catch (err) {
+    post({ type: 'init-error', message: err instanceof Error ? err.message : String(err), code: 'model_unsupported' });
+    return;
+  }
+  post({
+    type: 'ready',
+    backend: opened.backend,
+    ...(opened.fallbackReason !== undefined && { fallbackReason: opened.fallbackReason }),
+    maxContext: engine?.maxContext ?? spec.encoder!.maxPositions,
+    ...(embedder.dimensions !== undefined && { dimensions: embedder.dimensions }),
+  });
+
+  const embeds: { id: number; request: WireEmbedRequest }[] = [];
+  port.on('message', (message: ToGenerationThread) => {
+    switch (message.type) {
+      case 'submit':
+        if (engine) engine.submit(message.id, message.request);
+        else post({ type: 'rejected', id: message.id, status: 400, code: 'model_cannot_generate', message: `${spec.label} is an embedding model; it cannot generate text` });
+        break;
+      case 'cancel':
+        engine?.cancel(message.id);
+        break;
+      case 'embed':
+        embeds.push({ id: message.id, request: message.request });
+        break;
+      case 'configure':
+        scheduler.update(message.scheduler);
+        break;
+    }
+    wakeUp();
+  });
+
+  // The loop: embeddings between steps, then one iteration of generation; sleep only when there is nothing to do.
+  for (;;) {
+    while (embeds.length > 0) {
+      const job = embeds.shift()!;
+      try {
+        const { vectors, promptTokens } = await embedder.embed(job.request);
+        post({ type: 'embedded', id: job.id, vectors, promptTokens }, vectors.map((v) => v.buffer as ArrayBuffer));
+      } catch (err) {
+        const e = toNucleusError(err);
+        post({ type: 'embed-error', id: job.id, status: e.status, code: e.code, message: e.message, ...(e.param !== undefined && { param: e.param }) });
+      }
+    }
+    if (!engine) {
+      await sleep(undefined);
+      continue;
+    }
+    const result = await engine.loop.iterate();
+    for (const step of result.steps) engine.outbox.record(step);
+    if (result.idle) {
+      engine.outbox.flush();
+      if (embeds.length === 0) await sleep(result.wakeInMs);
+    } else {
+      engine.outbox.flushIfDue();
+      await yieldToEvents();
+    }
+  }
+}
+
+void main();

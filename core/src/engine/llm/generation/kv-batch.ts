@@ -1,0 +1,128 @@
+/** KV cache element storage: float32, or float16 as raw bits. */
+export type KvArray = Float32Array | Uint16Array;
+
+/** The shape facts of a decoder's KV cache. */
+export interface KvLayout {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  dtype: 'float32' | 'float16';
+}
+
+/** One layer's key and value tensors, each `[rows, kvHeads, pastLength, headDim]`. */
+export interface KvLayer {
+  key: KvArray;
+  value: KvArray;
+}
+
+/** Which row of which batch a row of a new batch comes from. */
+export interface RowSource {
+  batch: KvBatch;
+  row: number;
+}
+
+/**
+ * The KV cache of the running batch in the generic (Hugging Face / Optimum) layout: every row left-padded to a
+ * common past length, its real tokens at the end, the padding masked out by `attention_mask`. While the rows stay
+ * the same, each step's `present` tensors become the next step's past as they are — no copy; only when sequences
+ * join or leave is the cache re-packed ({@link KvBatch.gather}).
+ */
+export class KvBatch {
+  private constructor(
+    readonly layout: KvLayout,
+    /** Real tokens in the cache, per row. */
+    readonly lengths: readonly number[],
+    /** Positions per row in the tensors (real tokens plus left padding). */
+    readonly pastLength: number,
+    readonly layers: readonly KvLayer[],
+  ) {}
+
+  /** A batch from tensors a session returned; `lengths[r]` real tokens sit at the end of row r. */
+  static fromTensors(layout: KvLayout, lengths: readonly number[], pastLength: number, layers: readonly KvLayer[]): KvBatch {
+    const expected = lengths.length * layout.numKvHeads * pastLength * layout.headDim;
+    for (const [i, l] of layers.entries()) {
+      if (l.key.length !== expected || l.value.length !== expected) {
+        throw new Error(`layer ${i}: KV tensors hold ${l.key.length}/${l.value.length} values, expected ${expected} for ${lengths.length} rows × ${pastLength} positions`);
+      }
+    }
+    for (const n of lengths) if (n > pastLength) throw new Error(`a row holds ${n} tokens but the cache is ${pastLength} long`);
+    return new KvBatch(layout, [...lengths], pastLength, layers);
+  }
+
+  /** A cache with no positions for `rows` rows (the past of a prefill). */
+  static empty(layout: KvLayout, rows: number): KvBatch {
+    const layers = Array.from({ length: layout.numLayers }, () => ({ key: allocate(layout, 0), value: allocate(layout, 0) }));
+    return new KvBatch(layout, new Array<number>(rows).fill(0), 0, layers);
+  }
+
+  /**
+   * A new batch holding the given rows, in that order, left-padded to the longest of them. Rows may come from
+   * several batches (the running batch and a freshly prefilled one) or be a subset of one (sequences left).
+   */
+  static gather(layout: KvLayout, sources: readonly RowSource[]): KvBatch {
+    const lengths = sources.map((s) => s.batch.lengths[s.row]!);
+    const past = Math.max(0, ...lengths);
+    const { numKvHeads: H, headDim: D } = layout;
+    const rowSize = H * past * D;
+    const layers: KvLayer[] = [];
+    for (let l = 0; l < layout.numLayers; l++) {
+      const key = allocate(layout, sources.length * rowSize);
+      const value = allocate(layout, sources.length * rowSize);
+      sources.forEach((s, r) => {
+        const len = lengths[r]!;
+        if (len === 0) return;
+        const src = s.batch.layers[l]!;
+        const srcPast = s.batch.pastLength;
+        for (let h = 0; h < H; h++) {
+          const from = ((s.row * H + h) * srcPast + (srcPast - len)) * D;
+          const to = ((r * H + h) * past + (past - len)) * D;
+          key.set(src.key.subarray(from, from + len * D), to);
+          value.set(src.value.subarray(from, from + len * D), to);
+        }
+      });
+      layers.push({ key, value });
+    }
+    return new KvBatch(layout, lengths, past, layers);
+  }
+
+  /** Rows in the batch. */
+  get rows(): number {
+    return this.lengths.length;
+  }
+
+  /** The tensor shape of one layer's key or value. */
+  get shape(): [number, number, number, number] {
+    return [this.rows, this.layout.numKvHeads, this.pastLength, this.layout.headDim];
+  }
+
+  /**
+   * The `attention_mask` for a step that appends `newTokens` positions to every row: `[rows, past + newTokens]`,
+   * 0 over each row's left padding, 1 over its real tokens and the new ones.
+   */
+  attentionMask(newTokens: number): BigInt64Array {
+    const width = this.pastLength + newTokens;
+    const mask = new BigInt64Array(this.rows * width);
+    this.lengths.forEach((len, r) => mask.fill(1n, r * width + (this.pastLength - len), (r + 1) * width));
+    return mask;
+  }
+
+  /** The cache after a step that appended `newTokens` to every row: the step's `present` tensors, as they are. */
+  advance(presents: readonly KvLayer[], newTokens: number): KvBatch {
+    return KvBatch.fromTensors(
+      this.layout,
+      this.lengths.map((n) => n + newTokens),
+      this.pastLength + newTokens,
+      presents,
+    );
+  }
+
+  /** Bytes the tensors hold (padding included). */
+  get bytes(): number {
+    const per = this.layout.dtype === 'float16' ? 2 : 4;
+    return this.layers.length * 2 * this.rows * this.layout.numKvHeads * this.pastLength * this.layout.headDim * per;
+  }
+}
+
+function allocate(layout: KvLayout, length: number): KvArray {
+  return layout.dtype === 'float16' ? new Uint16Array(length) : new Float32Array(length);
+}

@@ -1,0 +1,197 @@
+import { float16FromBits } from '@nucleus/sdk/onnx';
+import { SeededRandom } from '../../builtin-models/seeded-random.js';
+
+/** Sampling settings with every default filled in. */
+export interface SamplingParams {
+  /** 0 is greedy. */
+  temperature: number;
+  /** 1 is off. */
+  topP: number;
+  /** 0 is off. */
+  topK: number;
+  /** 1 is off. */
+  repetitionPenalty: number;
+  /** 0 is off. */
+  frequencyPenalty: number;
+  /** 0 is off. */
+  presencePenalty: number;
+}
+
+/** The defaults OpenAI-style APIs use: plain sampling at temperature 1, every filter off. */
+export const DEFAULT_SAMPLING: SamplingParams = {
+  temperature: 1,
+  topP: 1,
+  topK: 0,
+  repetitionPenalty: 1,
+  frequencyPenalty: 0,
+  presencePenalty: 0,
+};
+
+/** A float32 view of one row of logits, or float16 bits to be widened. */
+export type LogitsRow = Float32Array | { float16: Uint16Array };
+
+/** True when the settings can only ever pick the most likely token. */
+export function isGreedy(params: SamplingParams): boolean {
+  return params.temperature === 0 || params.topK === 1;
+}
+
+/**
+ * Picks the next token of one sequence from its logits: penalties, then temperature, top-k and top-p, then a
+ * draw from the sequence's own seeded generator, so one seed always gives one output whatever else is batched
+ * beside it. It remembers which tokens the prompt and the output hold, for the penalties.
+ */
+export class Sampler {
+  readonly #params: SamplingParams;
+  readonly #rng: SeededRandom;
+  /** Occurrences in the output (frequency and presence penalties). */
+  readonly #outputCounts = new Map<number, number>();
+  /** Tokens seen anywhere, prompt included (repetition penalty). */
+  readonly #seen = new Set<number>();
+  #scratch = new Float32Array(0);
+  #order = new Int32Array(0);
+
+  constructor(params: SamplingParams, seed: number, promptIds: readonly number[] = []) {
+    this.#params = params;
+    this.#rng = new SeededRandom(seed);
+    if (params.repetitionPenalty !== 1) for (const id of promptIds) this.#seen.add(id);
+  }
+
+  /** Records a generated token for the penalties (the loop calls this for every token it appends). */
+  accept(tokenId: number): void {
+    this.#outputCounts.set(tokenId, (this.#outputCounts.get(tokenId) ?? 0) + 1);
+    if (this.#params.repetitionPenalty !== 1) this.#seen.add(tokenId);
+  }
+
+  /** The next token id for these logits (one vocabulary row). */
+  sample(row: LogitsRow): number {
+    const logits = this.#prepare(row);
+    const p = this.#params;
+    if (isGreedy(p)) return argmax(logits);
+    return this.#draw(logits);
+  }
+
+  // Copies the row into scratch space and applies the penalties there.
+  #prepare(row: LogitsRow): Float32Array {
+    const n = row instanceof Float32Array ? row.length : row.float16.length;
+    if (this.#scratch.length !== n) this.#scratch = new Float32Array(n);
+    const out = this.#scratch;
+    if (row instanceof Float32Array) out.set(row);
+    else for (let i = 0; i < n; i++) out[i] = float16FromBits(row.float16[i]!);
+    const p = this.#params;
+    if (p.repetitionPenalty !== 1) {
+      for (const id of this.#seen) {
+        if (id < 0 || id >= n) continue;
+        const v = out[id]!;
+        out[id] = v > 0 ? v / p.repetitionPenalty : v * p.repetitionPenalty;
+      }
+    }
+    if (p.frequencyPenalty !== 0 || p.presencePenalty !== 0) {
+      for (const [id, count] of this.#outputCounts) {
+        if (id < 0 || id >= n) continue;
+        out[id] = out[id]! - count * p.frequencyPenalty - p.presencePenalty;
+      }
+    }
+    return out;
+  }
+
+  #draw(logits: Float32Array): number {
+    const p = this.#params;
+    const n = logits.length;
+    // Softmax at temperature T, in place: logits become unnormalised probabilities.
+    let max = -Infinity;
+    for (let i = 0; i < n; i++) if (logits[i]! > max) max = logits[i]!;
+    const invT = 1 / p.temperature;
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const e = Math.exp((logits[i]! - max) * invT);
+      logits[i] = e;
+      total += e;
+    }
+    const candidates = this.#candidates(logits, total);
+    if (candidates === undefined) return drawFrom(logits, total, this.#rng.next());
+    let mass = 0;
+    for (const id of candidates) mass += logits[id]!;
+    let target = this.#rng.next() * mass;
+    for (const id of candidates) {
+      target -= logits[id]!;
+      if (target < 0) return id;
+    }
+    return candidates[candidates.length - 1]!;
+  }
+
+  /**
+   * The ids top-k and top-p keep, most likely first; undefined when both are off. Sorting the whole vocabulary
+   * for every token is too slow for large vocabularies, so only tokens above a probability threshold are sorted:
+   * the threshold is the largest one that still keeps `topK` tokens or a mass of `topP`.
+   */
+  #candidates(probs: Float32Array, total: number): number[] | undefined {
+    const p = this.#params;
+    const n = probs.length;
+    const k = p.topK > 0 ? Math.min(p.topK, n) : n;
+    const useTopP = p.topP < 1;
+    if (k >= n && !useTopP) return undefined;
+    const wantMass = useTopP ? p.topP * total : total;
+    // Binary search a threshold t: tokens with prob ≥ t must number ≥ k... or carry ≥ wantMass, whichever needs fewer.
+    let lo = 0;
+    let hi = 1;
+    for (let i = 0; i < n; i++) if (probs[i]! > lo) lo = probs[i]!;
+    hi = lo;
+    lo = 0;
+    for (let iter = 0; iter < 40; iter++) {
+      const mid = (lo + hi) / 2;
+      let count = 0;
+      let mass = 0;
+      for (let i = 0; i < n; i++) {
+        const v = probs[i]!;
+        if (v >= mid) {
+          count++;
+          mass += v;
+        }
+      }
+      if (count >= k || mass >= wantMass) lo = mid;
+      else hi = mid;
+    }
+    if (this.#order.length < n) this.#order = new Int32Array(n);
+    let m = 0;
+    for (let i = 0; i < n; i++) if (probs[i]! >= lo) this.#order[m++] = i;
+    const ids = Array.from(this.#order.subarray(0, m));
+    ids.sort((a, b) => probs[b]! - probs[a]! || a - b);
+    let keep = Math.min(k, ids.length);
+    if (useTopP) {
+      let mass = 0;
+      for (let i = 0; i < keep; i++) {
+        mass += probs[ids[i]!]!;
+        if (mass >= wantMass) {
+          keep = i + 1;
+          break;
+        }
+      }
+    }
+    return ids.slice(0, Math.max(1, keep));
+  }
+}
+
+/** Index of the largest value; the lowest index wins a tie. */
+export function argmax(values: ArrayLike<number>): number {
+  let best = 0;
+  let bestValue = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v > bestValue) {
+      bestValue = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+function drawFrom(probs: Float32Array, total: number, u: number): number {
+  let target = u * total;
+  for (let i = 0; i < probs.length; i++) {
+    target -= probs[i]!;
+    if (target < 0) return i;
+  }
+  // Rounding left a sliver: take the last token with any probability.
+  for (let i = probs.length - 1; i >= 0; i--) if (probs[i]! > 0) return i;
+  return 0;
+}

@@ -1,0 +1,191 @@
+import { strict as assert } from 'node:assert';
+import type { InferenceSession } from 'onnxruntime-node';
+import { createTokenizer, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
+import { GenerationLoop, type LoopSink, type SequenceInit } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
+import { KvBatch } from '@nucleus/core/internal/engine/llm/generation/kv-batch';
+import { DEFAULT_SAMPLING, type SamplingParams } from '@nucleus/core/internal/engine/llm/generation/sampler';
+import { GenerationScheduler, type SchedulerSettings } from '@nucleus/core/internal/engine/llm/generation/scheduler';
+import { openTinyLlama } from './helpers.js';
+
+interface Outcome {
+  tokens: number[];
+  text: string;
+  reason?: string;
+  stop?: string;
+  completionTokens?: number;
+}
+
+const GREEDY: SamplingParams = { ...DEFAULT_SAMPLING, temperature: 0 };
+
+describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
+  let llm: LoadedLlm;
+  let session: InferenceSession;
+  let runner: DecoderSession;
+  let tokenizer: LlmTokenizer;
+
+  before(async () => {
+    ({ llm, session, runner } = await openTinyLlama());
+    tokenizer = createTokenizer(llm.tokenizer);
+  });
+  after(async () => {
+    await session?.release();
+  });
+
+  const PROMPTS = [
+    'Once upon a time',
+    'The little dog was running and jumping in the grass.',
+    'Lily',
+    'She liked to play in the park with her friends. One day the sun was shining',
+    'Café, naïve, héllo',
+    'and the birds were singing',
+  ];
+
+  function sequence(id: number, prompt: string, overrides: Partial<SequenceInit> = {}): SequenceInit {
+    const promptIds = tokenizer.encode(prompt, { addBos: true });
+    return {
+      id,
+      promptIds,
+      params: GREEDY,
+      seed: 1234 + id,
+      maxTokens: 30,
+      stop: [],
+      eosTokenIds: llm.config.eosTokenIds,
+      ignoreEos: true,
+      priority: 'normal',
+      decoder: tokenizer.createStreamDecoder({ prefix: promptIds }),
+      ...overrides,
+    };
+  }
+
+  /** Runs sequences through one loop; `joins[i]` are added before iteration i. Bounded by `maxIterations`. */
+  async function drive(
+    joins: SequenceInit[][],
+    options: { settings?: Partial<SchedulerSettings>; onIteration?: (i: number, loop: GenerationLoop) => void; maxIterations?: number } = {},
+  ): Promise<{ outcomes: Map<number, Outcome>; batchSizes: number[]; finishOrder: number[] }> {
+    const outcomes = new Map<number, Outcome>();
+    const finishOrder: number[] = [];
+    const get = (id: number) => outcomes.get(id) ?? outcomes.set(id, { tokens: [], text: '' }).get(id)!;
+    const sink: LoopSink = {
+      token: (id, tokenId, text) => {
+        get(id).tokens.push(tokenId);
+        get(id).text += text;
+      },
+      finish: (id, reason, text, completionTokens, stop) => {
+        const o = get(id);
+        finishOrder.push(id);
+        o.text += text;
+        o.reason = reason;
+        o.completionTokens = completionTokens;
+        if (stop !== undefined) o.stop = stop;
+      },
+      fail: (_ids, err) => {
+        throw err;
+      },
+    };
+    const scheduler = new GenerationScheduler({ maxRunning: 32, maxBatchSize: 32, batchWindowMs: 0, strategy: 'priority', ...options.settings });
+    const loop = new GenerationLoop({ runner, scheduler, sink, maxContext: llm.config.maxContext });
+    const batchSizes: number[] = [];
+    const total = joins.flat().length;
+    for (let i = 0; i < (options.maxIterations ?? 500); i++) {
+      for (const s of joins[i] ?? []) {
+        get(s.id);
+        loop.add(s);
+      }
+      options.onIteration?.(i, loop);
+      const result = await loop.iterate();
+      for (const step of result.steps) if (step.phase === 'decode') batchSizes.push(step.sequences);
+      const done = [...outcomes.values()].filter((o) => o.reason !== undefined).length;
+      if (done === total && i >= joins.length) break;
+    }
+    return { outcomes, batchSizes, finishOrder };
+  }
+
+  it('decodes sequences that join the batch at different steps exactly as each one decoded alone (greedy)', async () => {
+    const alone = new Map<number, Outcome>();
+    for (const [i, p] of PROMPTS.entries()) {
+      const { outcomes } = await drive([[sequence(i, p)]]);
+      alone.set(i, outcomes.get(i)!);
+    }
+    // Two start together, the rest arrive while they are decoding, one only after the first ones left.
+    const joins: SequenceInit[][] = [];
+    const at = [0, 0, 3, 7, 12, 35];
+    PROMPTS.forEach((p, i) => (joins[at[i]!] ??= []).push(sequence(i, p)));
+    const { outcomes, batchSizes } = await drive(joins);
+    for (const [i] of PROMPTS.entries()) {
+      const together = outcomes.get(i)!;
+      assert.equal(together.tokens.length, 30, `sequence ${i} generated 30 tokens`);
+      assert.deepEqual(together.tokens, alone.get(i)!.tokens, `sequence ${i}: batched tokens differ from the tokens it gets alone`);
+      assert.equal(together.text, alone.get(i)!.text);
+      assert.equal(together.reason, 'length');
+    }
+    assert.ok(Math.max(...batchSizes) >= 4, `the batch really held several sequences (largest decode batch ${Math.max(...batchSizes)})`);
+    assert.ok(batchSizes.includes(1), 'the last sequence ran alone after the others left');
+  });
+
+  it('gives a seeded sampled sequence the same tokens whatever runs beside it', async () => {
+    const params: SamplingParams = { ...DEFAULT_SAMPLING, temperature: 0.9, topP: 0.95, topK: 50 };
+    const alone = (await drive([[sequence(1, PROMPTS[1]!, { params, seed: 42 })]])).outcomes.get(1)!;
+    const crowd = [0, 2, 3].map((i) => sequence(i, PROMPTS[i]!, { params, seed: 7 + i }));
+    const together = (await drive([[crowd[0]!], [sequence(1, PROMPTS[1]!, { params, seed: 42 }), crowd[1]!], [crowd[2]!]])).outcomes.get(1)!;
+    assert.deepEqual(together.tokens, alone.tokens);
+    const otherSeed = (await drive([[sequence(1, PROMPTS[1]!, { params, seed: 43 })]])).outcomes.get(1)!;
+    assert.notDeepEqual(otherSeed.tokens, alone.tokens, 'another seed samples other tokens');
+  });
+
+  it('drops a cancelled running sequence before the next step; the others continue unchanged', async () => {
+    const reference = (await drive([[sequence(0, PROMPTS[0]!)], [sequence(1, PROMPTS[1]!)]])).outcomes;
+    let runningAfterCancel = -1;
+    const { outcomes } = await drive([[sequence(0, PROMPTS[0]!)], [sequence(1, PROMPTS[1]!)]], {
+      onIteration: (i, loop) => {
+        if (i === 5) loop.cancel(0);
+        if (i === 6) runningAfterCancel = loop.running;
+      },
+    });
+    assert.equal(outcomes.get(0)!.reason, 'cancelled');
+    assert.ok(outcomes.get(0)!.tokens.length < 30 && outcomes.get(0)!.tokens.length >= 4, `cancelled after a few tokens (${outcomes.get(0)!.tokens.length})`);
+    assert.deepEqual(outcomes.get(0)!.tokens, reference.get(0)!.tokens.slice(0, outcomes.get(0)!.tokens.length));
+    assert.equal(runningAfterCancel, 1, 'its slot was freed within one step');
+    assert.deepEqual(outcomes.get(1)!.tokens, reference.get(1)!.tokens);
+  });
+
+  it('finishes with stop at an end-of-sequence token, which is counted but not emitted', async () => {
+    const plain = (await drive([[sequence(0, PROMPTS[3]!, { maxTokens: 20 })]])).outcomes.get(0)!;
+    // Declare the 6th generated token an end-of-sequence token: the output must end right before it.
+    const eos = plain.tokens[5]!;
+    const first = plain.tokens.indexOf(eos);
+    const stopped = (await drive([[sequence(0, PROMPTS[3]!, { maxTokens: 20, ignoreEos: false, eosTokenIds: [eos] })]])).outcomes.get(0)!;
+    assert.equal(stopped.reason, 'stop');
+    assert.deepEqual(stopped.tokens, plain.tokens.slice(0, first));
+    assert.equal(stopped.completionTokens, first + 1);
+  });
+
+  it('admits by priority when slots are scarce, and by arrival within a priority', async () => {
+    const low = sequence(0, PROMPTS[0]!, { priority: 'low', maxTokens: 3 });
+    const normal = sequence(1, PROMPTS[1]!, { priority: 'normal', maxTokens: 3 });
+    const high = sequence(2, PROMPTS[2]!, { priority: 'high', maxTokens: 3 });
+    const normal2 = sequence(3, PROMPTS[3]!, { priority: 'normal', maxTokens: 3 });
+    const { finishOrder, batchSizes } = await drive([[low, normal, high, normal2]], { settings: { maxRunning: 1 } });
+    assert.deepEqual(finishOrder, [2, 1, 3, 0]);
+    assert.equal(Math.max(...batchSizes), 1, 'never more than maxRunning sequences in a step');
+    const fifo = await drive([[low, normal, high, normal2].map((s) => ({ ...s, decoder: tokenizer.createStreamDecoder({ prefix: s.promptIds }) }))], {
+      settings: { maxRunning: 1, strategy: 'fifo' },
+    });
+    assert.deepEqual(fifo.finishOrder, [0, 1, 2, 3]);
+  });
+
+  it('re-packs the KV cache left-padded when rows join and leave', () => {
+    const layout = { numLayers: 1, numKvHeads: 1, headDim: 2, dtype: 'float32' as const };
+    // Row 0 holds 2 tokens in a cache 3 long, row 1 holds 3.
+    const a = KvBatch.fromTensors(layout, [2, 3], 3, [{ key: Float32Array.from([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]), value: new Float32Array(12) }]);
+    const b = KvBatch.fromTensors(layout, [1], 1, [{ key: Float32Array.from([9, 9]), value: new Float32Array(2) }]);
+    const g = KvBatch.gather(layout, [
+      { batch: b, row: 0 },
+      { batch: a, row: 0 },
+    ]);
+    assert.deepEqual(g.lengths, [1, 2]);
+    assert.equal(g.pastLength, 2);
+    assert.deepEqual(Array.from(g.layers[0]!.key), [0, 0, 9, 9, 1, 1, 2, 2]);
+    assert.deepEqual(Array.from(g.attentionMask(1)), [0n, 1n, 1n, 1n, 1n, 1n]);
+  });
+});
