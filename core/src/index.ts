@@ -4,3 +4,4 @@ export { validatePluginDir, type PluginValidation } from './kernel/plugin-valida
 export { NucleusServer } from './server/nucleus-server.js';
 export { HttpServer } from './server/http-server.js';
 export { InferenceEngine, type InferenceEngineOptions } from './engine/inference-engine.js';
+export { GenerationEngine, isLlmModelPath, type GenerationEngineOptions } from './engine/llm/generation/generation-engine.js';

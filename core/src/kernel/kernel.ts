@@ -5,6 +5,7 @@ import { ExtensionPoints, Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { InferenceEngine } from '../engine/inference-engine.js';
+import { GenerationEngine } from '../engine/llm/generation/generation-engine.js';
 import { ConfigStore, loadConfig, type LoadConfigOptions } from './config/index.js';
 import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
@@ -42,6 +43,8 @@ export class Kernel {
   readonly plugins: PluginHost;
   /** The tensor-model engine, also registered as `Services.inference`. */
   readonly inference: InferenceEngine;
+  /** The text-generation engine (LLMs and embedding models), also registered as `Services.generation`. */
+  readonly generation: GenerationEngine;
   private watcher?: PluginWatcher;
 
   private constructor(
@@ -65,6 +68,8 @@ export class Kernel {
       builtinModels,
     });
     this.container.register(Services.inference, { useValue: this.inference });
+    this.generation = new GenerationEngine({ config, events: this.events, logger, backends: this.extensions.point(ExtensionPoints.backend), builtinModels });
+    this.container.register(Services.generation, { useValue: this.generation });
     this.plugins = new PluginHost({
       container: this.container,
       registry: this.extensions,
@@ -116,6 +121,7 @@ export class Kernel {
   async start(): Promise<void> {
     await this.plugins.start();
     await this.inference.start();
+    await this.generation.start();
     if (this.config.get('plugins.watch')) {
       const folders = [
         ...this.discovery.pluginFolders.map((dir) => ({ dir, source: 'folder' as const })),
@@ -131,7 +137,7 @@ export class Kernel {
   async stop(): Promise<void> {
     this.health.setPhase('stopping');
     await this.watcher?.stop();
-    await this.inference.stop();
+    await Promise.all([this.inference.stop(), this.generation.stop()]);
     await this.plugins.stop();
   }
 }
