@@ -99,7 +99,8 @@ export class SentencePieceTokenizer implements LlmTokenizer {
     let atStart = true;
     for (const id of ids) {
       const bytes = this.tokenBytes(id, atStart, options.keepSpecial ?? false);
-      if (this.isText(id)) atStart = false;
+      // The dummy prefix's space is dropped only when nothing has been printed before it.
+      if (bytes.length > 0) atStart = false;
       chunks.push(bytes);
     }
     return new TextDecoder().decode(concatBytes(chunks));
@@ -108,7 +109,10 @@ export class SentencePieceTokenizer implements LlmTokenizer {
   createStreamDecoder(options: StreamDecoderOptions = {}): StreamDecoder {
     const atStart = !(options.prefix ?? []).some((id) => this.isText(id));
     return new ByteStreamDecoder(
-      (id, start) => ({ bytes: this.tokenBytes(id, start, options.keepSpecial ?? false), text: this.isText(id) }),
+      (id, start) => {
+        const bytes = this.tokenBytes(id, start, options.keepSpecial ?? false);
+        return { bytes, text: bytes.length > 0 };
+      },
       atStart,
     );
   }

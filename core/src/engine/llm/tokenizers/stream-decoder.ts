@@ -21,7 +21,7 @@ export interface StreamDecoderOptions {
 export class ByteStreamDecoder implements StreamDecoder {
   private readonly utf8 = new TextDecoder('utf-8', { fatal: false });
 
-  /** `bytesOf` gets whether no text token has come yet; it says whether `id` was a text token. */
+  /** `bytesOf` gets whether nothing has been printed yet (`atStart`); `text` says whether this token printed something. */
   constructor(
     private readonly bytesOf: (id: number, atStart: boolean) => { bytes: Uint8Array; text: boolean },
     private atStart = true,
