@@ -175,8 +175,13 @@ describe('GGUF', () => {
       const second = await loadLlm(path, { cacheDir });
       assert.equal(second.onnxPath, first.onnxPath);
       assert.equal(statSync(second.onnxPath).mtimeMs, mtime);
+      // A changed file is hashed again and gets its own graph.
+      writeTestLlamaGguf(path, { metadata: { 'general.name': m.str('test-llama-changed') } });
+      const changed = await loadLlm(path, { cacheDir });
+      assert.notEqual(changed.onnxPath, first.onnxPath);
+      assert.ok(changed.onnxPath.includes(await sha256File(path)));
       const contrib = await loadLlm(path, { cacheDir, graphStyle: 'contrib' });
-      assert.notEqual(contrib.onnxPath, first.onnxPath);
+      assert.notEqual(contrib.onnxPath, changed.onnxPath);
       assert.equal(contrib.config.graphStyle, 'contrib');
       assert.equal(contrib.config.contribIo?.seqlensK, 'seqlens_k');
     });

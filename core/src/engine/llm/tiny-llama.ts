@@ -77,6 +77,8 @@ export function tinyLlamaTokenizer(): { tokenizerJson: Record<string, unknown>; 
   const vocab: Record<string, number> = {};
   BYTE_TO_CHAR.forEach((c, i) => (vocab[c] = i));
   merges.forEach(([l, r], i) => (vocab[l + r] = 256 + i));
+  // The ids in TINY_LLAMA_ARCH assume every merge made a new piece.
+  if (Object.keys(vocab).length !== 256 + MERGES) throw new Error('tiny Llama tokenizer: merges did not give distinct pieces');
   const specialBase = 256 + merges.length;
   const added = TINY_LLAMA_SPECIAL_TOKENS.map((content, i) => ({
     id: specialBase + i,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { saveModel, type OnnxModel } from '@nucleus/sdk/onnx';
 
@@ -9,6 +9,32 @@ export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+/**
+ * `sha256File`, remembered in `<cacheDir>/sha256-index.json` by real path, size and mtime, so a large model is hashed
+ * once rather than on every load.
+ */
+export async function sha256FileCached(path: string, cacheDir: string): Promise<string> {
+  const indexPath = join(cacheDir, 'sha256-index.json');
+  const real = await realpath(path);
+  const info = await stat(real);
+  const stamp = `${info.size}:${info.mtimeMs}`;
+  let index: Record<string, { stamp: string; sha256: string }> = {};
+  try {
+    index = JSON.parse(await readFile(indexPath, 'utf8')) as typeof index;
+  } catch {
+    // No index yet, or a torn one: start afresh.
+  }
+  const hit = index[real];
+  if (hit?.stamp === stamp) return hit.sha256;
+  const sha256 = await sha256File(real);
+  index[real] = { stamp, sha256 };
+  await mkdir(cacheDir, { recursive: true });
+  const tmp = `${indexPath}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  await writeFile(tmp, `${JSON.stringify(index, null, 2)}\n`);
+  await rename(tmp, indexPath);
+  return sha256;
 }
 
 // ONNX protobufs stop at 2 GiB; above this much weight data, tensors go to an external file next to the graph.

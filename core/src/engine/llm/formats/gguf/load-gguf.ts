@@ -5,7 +5,7 @@ import type { LlamaArchitecture, LlamaLayerWeights, LlamaWeights } from '../../g
 import type { DecoderConfig, LoadedLlm, TokenizerSpec } from '../../llm-model.js';
 import { BPE_PRE_TOKENIZERS } from '../../tokenizers/gpt2-bpe-tokenizer.js';
 import { TokenType } from '../../tokenizers/token-types.js';
-import { ensureGeneratedGraph, sha256File } from '../graph-cache.js';
+import { ensureGeneratedGraph, sha256FileCached } from '../graph-cache.js';
 import { UnsupportedModelError } from '../unsupported-model-error.js';
 import { GGML_READABLE_TYPES, ggmlTypeName, readGguf, readTensorF32, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf-reader.js';
 
@@ -38,8 +38,9 @@ export interface GgufLlama {
 export async function loadGguf(path: string, options: LoadGgufOptions = {}): Promise<LoadedLlm> {
   const model = inspectGguf(path);
   const style = options.graphStyle ?? 'generic';
-  const sha = await sha256File(path);
-  const { path: onnxPath } = await ensureGeneratedGraph(options.cacheDir ?? defaultModelCacheDir(), 'gguf', `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`, () =>
+  const cacheDir = options.cacheDir ?? defaultModelCacheDir();
+  const sha = await sha256FileCached(path, cacheDir);
+  const { path: onnxPath } = await ensureGeneratedGraph(cacheDir, 'gguf', `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`, () =>
     buildLlamaGraph(readGgufWeights(model.file, model.arch), model.arch, {
       // llama.cpp's `llama` architecture rotates adjacent pairs; its converter permutes HF's Wq/Wk to match.
       ropeLayout: 'interleaved',

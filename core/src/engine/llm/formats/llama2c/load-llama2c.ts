@@ -4,7 +4,7 @@ import { defaultModelCacheDir } from '../../../builtin-models/ensure-builtin-mod
 import { buildLlamaGraph, CONTRIB_IO, LLAMA_GRAPH_REVISION } from '../../graph/llama-graph.js';
 import type { LlamaArchitecture, LlamaWeights } from '../../graph/llama-weights.js';
 import type { DecoderConfig, LoadedLlm, TokenizerSpec } from '../../llm-model.js';
-import { ensureGeneratedGraph, sha256File } from '../graph-cache.js';
+import { ensureGeneratedGraph, sha256FileCached } from '../graph-cache.js';
 import { UnsupportedModelError } from '../unsupported-model-error.js';
 
 /** Options for `loadLlama2c`. */
@@ -82,8 +82,9 @@ export async function loadLlama2c(path: string, options: LoadLlama2cOptions): Pr
   };
   const tokenizer = await readLlama2cTokenizer(options.tokenizerPath, h.vocabSize);
   const style = options.graphStyle ?? 'generic';
-  const sha = await sha256File(path);
-  const { path: onnxPath } = await ensureGeneratedGraph(options.cacheDir ?? defaultModelCacheDir(), 'llama2c', `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`, () =>
+  const cacheDir = options.cacheDir ?? defaultModelCacheDir();
+  const sha = await sha256FileCached(path, cacheDir);
+  const { path: onnxPath } = await ensureGeneratedGraph(cacheDir, 'llama2c', `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`, () =>
     buildLlamaGraph(llama2cWeights(bytes, h), arch, {
       ropeLayout: 'interleaved',
       style,
