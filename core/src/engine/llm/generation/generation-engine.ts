@@ -196,6 +196,11 @@ export class GenerationEngine implements GenerationService {
     return { model: model.name, embeddings: vectors, promptTokens };
   }
 
+  /** Ends a model's worker thread the way a crash would (for tests and operators); the next request starts a new one. */
+  async killWorker(name: string): Promise<void> {
+    await this.#find(name).worker?.kill();
+  }
+
   #find(name: string): ServedModel {
     const model = this.#models.get(name);
     if (!model) {

@@ -64,7 +64,9 @@ export type ToGenerationThread =
   | { type: 'submit'; id: number; request: WireGenerateRequest }
   | { type: 'cancel'; id: number }
   | { type: 'embed'; id: number; request: WireEmbedRequest }
-  | { type: 'configure'; scheduler: Partial<SchedulerSettings> };
+  | { type: 'configure'; scheduler: Partial<SchedulerSettings> }
+  /** Finish the current step, release the sessions and end the thread with `code`. */
+  | { type: 'exit'; code: number };
 
 /** One thing that happened to one choice of one request, as posted in a group. */
 export type WireGenerationEvent =

@@ -226,6 +226,7 @@ async function main(): Promise<void> {
   });
 
   const embeds: { id: number; request: WireEmbedRequest }[] = [];
+  let exitCode: number | undefined;
   port.on('message', (message: ToGenerationThread) => {
     switch (message.type) {
       case 'submit':
@@ -241,12 +242,22 @@ async function main(): Promise<void> {
       case 'configure':
         scheduler.update(message.scheduler);
         break;
+      case 'exit':
+        exitCode = message.code;
+        break;
     }
     wakeUp();
   });
 
   // The loop: embeddings between steps, then one iteration of generation; sleep only when there is nothing to do.
   for (;;) {
+    if (exitCode !== undefined) {
+      // Ending a thread while ORT holds a session (let alone runs it) can abort the whole process: release first.
+      engine?.outbox.flush();
+      await embedder.release();
+      await opened.session.release();
+      process.exit(exitCode);
+    }
     while (embeds.length > 0) {
       const job = embeds.shift()!;
       try {

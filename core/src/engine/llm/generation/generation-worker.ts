@@ -220,13 +220,31 @@ export class GenerationWorker {
     if (this.#worker) this.#send(this.#worker, { type: 'configure', scheduler: settings });
   }
 
+  /** Ends the thread the way a crash would: its requests fail with 503 and the next request starts a fresh thread. */
+  async kill(): Promise<void> {
+    const worker = this.#worker;
+    if (worker) await this.#exit(worker, 1);
+  }
+
   /** Ends the thread; requests still running fail with 503 `model_unloading`. */
   async close(): Promise<void> {
     this.#closing = true;
     const worker = this.#worker;
     this.#worker = undefined;
     this.#failAll(unavailable('model_unloading', `${this.spec.label} was stopped before the request finished`));
-    await worker?.terminate();
+    if (worker) await this.#exit(worker, 0);
+  }
+
+  // Asks the thread to release its sessions and end after the current step; terminates it only if it does not.
+  #exit(worker: Worker, code: number, timeoutMs = 10_000): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => void worker.terminate().then(() => resolve()), timeoutMs);
+      worker.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.#send(worker, { type: 'exit', code });
+    });
   }
 
   async #live(): Promise<Worker> {

@@ -48,7 +48,7 @@ export class Sampler {
   /** Tokens seen anywhere, prompt included (repetition penalty). */
   readonly #seen = new Set<number>();
   #scratch = new Float32Array(0);
-  #order = new Int32Array(0);
+  #buckets = new Uint8Array(0);
 
   constructor(params: SamplingParams, seed: number, promptIds: readonly number[] = []) {
     this.#params = params;
@@ -103,7 +103,9 @@ export class Sampler {
     const invT = 1 / p.temperature;
     let total = 0;
     for (let i = 0; i < n; i++) {
-      const e = Math.exp((logits[i]! - max) * invT);
+      const d = (logits[i]! - max) * invT;
+      // Below e^-30 a token weighs less than float32 rounding of the total: skip the exp.
+      const e = d < -30 ? 0 : Math.exp(d);
       logits[i] = e;
       total += e;
     }
@@ -120,9 +122,10 @@ export class Sampler {
   }
 
   /**
-   * The ids top-k and top-p keep, most likely first; undefined when both are off. Sorting the whole vocabulary
-   * for every token is too slow for large vocabularies, so only tokens above a probability threshold are sorted:
-   * the threshold is the largest one that still keeps `topK` tokens or a mass of `topP`.
+   * The ids top-k and top-p keep (in no meaningful order); undefined when both are off. Sorting the whole vocabulary
+   * for every token is too slow for large vocabularies, so tokens are first bucketed by the binary exponent of
+   * their probability relative to the most likely one (a factor of two per bucket); only the buckets down to the
+   * one where `topK` tokens or a mass of `topP` is reached are sorted.
    */
   #candidates(probs: Float32Array, total: number): number[] | undefined {
     const p = this.#params;
@@ -130,46 +133,64 @@ export class Sampler {
     const k = p.topK > 0 ? Math.min(p.topK, n) : n;
     const useTopP = p.topP < 1;
     if (k >= n && !useTopP) return undefined;
-    const wantMass = useTopP ? p.topP * total : total;
-    // Binary search a threshold t: tokens with prob ≥ t must number ≥ k... or carry ≥ wantMass, whichever needs fewer.
-    let lo = 0;
-    let hi = 1;
-    for (let i = 0; i < n; i++) if (probs[i]! > lo) lo = probs[i]!;
-    hi = lo;
-    lo = 0;
-    for (let iter = 0; iter < 40; iter++) {
-      const mid = (lo + hi) / 2;
-      let count = 0;
-      let mass = 0;
-      for (let i = 0; i < n; i++) {
-        const v = probs[i]!;
-        if (v >= mid) {
-          count++;
-          mass += v;
-        }
-      }
-      if (count >= k || mass >= wantMass) lo = mid;
-      else hi = mid;
+    // A hair below the target, so a set that reaches top_p exactly is not lost to rounding.
+    const wantMass = (useTopP ? p.topP : 1) * total * (1 - 1e-6);
+    // probs are exp((l - max) / T), all in (0, 1]: the float exponent says how many halvings below the top.
+    const bits = new Int32Array(probs.buffer, probs.byteOffset, n);
+    if (this.#buckets.length < n) this.#buckets = new Uint8Array(n);
+    const buckets = this.#buckets;
+    const count = new Float64Array(BUCKETS);
+    const mass = new Float64Array(BUCKETS);
+    for (let i = 0; i < n; i++) {
+      const b = Math.min(BUCKETS - 1, 127 - ((bits[i]! >>> 23) & 0xff));
+      buckets[i] = b;
+      count[b]!++;
+      mass[b]! += probs[i]!;
     }
-    if (this.#order.length < n) this.#order = new Int32Array(n);
+    let last = BUCKETS - 1;
+    let c = 0;
     let m = 0;
-    for (let i = 0; i < n; i++) if (probs[i]! >= lo) this.#order[m++] = i;
-    const ids = Array.from(this.#order.subarray(0, m));
-    ids.sort((a, b) => probs[b]! - probs[a]! || a - b);
-    let keep = Math.min(k, ids.length);
+    for (let b = 0; b < BUCKETS; b++) {
+      c += count[b]!;
+      m += mass[b]!;
+      if (c >= k || m >= wantMass) {
+        last = b;
+        break;
+      }
+    }
+    // Buckets above the boundary are kept whole (everything in them beats the boundary bucket); only the boundary
+    // bucket is sorted, to find exactly where top-k or top-p cuts it.
+    const kept: number[] = [];
+    const boundary: number[] = [];
+    let keptMass = 0;
+    for (let i = 0; i < n; i++) {
+      if (probs[i] === 0) continue;
+      const b = buckets[i]!;
+      if (b < last) {
+        kept.push(i);
+        keptMass += probs[i]!;
+      } else if (b === last) boundary.push(i);
+    }
+    boundary.sort((a, b) => probs[b]! - probs[a]! || a - b);
+    let take = Math.min(boundary.length, k - kept.length);
     if (useTopP) {
-      let mass = 0;
-      for (let i = 0; i < keep; i++) {
-        mass += probs[ids[i]!]!;
-        if (mass >= wantMass) {
-          keep = i + 1;
+      let sum = keptMass;
+      for (let i = 0; i < take; i++) {
+        sum += probs[boundary[i]!]!;
+        if (sum >= wantMass) {
+          take = i + 1;
           break;
         }
       }
     }
-    return ids.slice(0, Math.max(1, keep));
+    for (let i = 0; i < Math.max(0, take); i++) kept.push(boundary[i]!);
+    if (kept.length === 0) kept.push(boundary[0] ?? argmax(probs));
+    return kept;
   }
 }
+
+/** Probability buckets of a factor of two each; the last one takes everything smaller. */
+const BUCKETS = 64;
 
 /** Index of the largest value; the lowest index wins a tie. */
 export function argmax(values: ArrayLike<number>): number {

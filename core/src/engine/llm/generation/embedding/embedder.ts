@@ -26,7 +26,16 @@ interface Backbone {
  * state of the last token). Rows are right-padded and masked, so each row's vector is what it would be alone.
  */
 export class Embedder {
-  private constructor(private readonly backbone: () => Promise<Backbone>, readonly dimensions: number) {}
+  private constructor(
+    private readonly backbone: () => Promise<Backbone>,
+    readonly dimensions: number,
+    private readonly ownSession?: () => ort.InferenceSession | undefined,
+  ) {}
+
+  /** Releases the session this embedder opened itself (a decoder's hidden-state graph). */
+  async release(): Promise<void> {
+    await this.ownSession?.()?.release();
+  }
 
   /** An encoder session with the byte tokenizer and the output `last_hidden_state` (or its first output). */
   static forEncoder(spec: GenerationThreadSpec, session: ort.InferenceSession): Embedder {
@@ -62,9 +71,11 @@ export class Embedder {
   static forDecoder(spec: GenerationThreadSpec, tokenizer: LlmTokenizer, open: (model: string | Uint8Array) => Promise<ort.InferenceSession>): Embedder {
     const { config } = spec.decoder!;
     let ready: Promise<Backbone> | undefined;
+    let opened: ort.InferenceSession | undefined;
     const start = async (): Promise<Backbone> => {
       const exposed = await hiddenStateModel(spec.onnxPath, config.hiddenSize, config.kvDtype);
       const session = await open(exposed.model);
+      opened = session;
       const padId = config.padTokenId ?? config.eosTokenIds[0] ?? 0;
       return {
         tokenize: (input, index) => (typeof input === 'string' ? tokenizer.encode(input, { addBos: true }) : checkIds(input, config.vocabSize, index)),
@@ -98,7 +109,7 @@ export class Embedder {
         },
       };
     };
-    return new Embedder(() => (ready ??= start()), config.hiddenSize);
+    return new Embedder(() => (ready ??= start()), config.hiddenSize, () => opened);
   }
 
   /** One vector per input, in order, and the tokens they held. */
