@@ -1,0 +1,27 @@
+import { definePlugin, ExtensionPoints, Services, unavailable, type GenerationService } from '@nucleus/sdk';
+import { nativeRoutes } from './native-routes.js';
+import { openAiRoutes, type RouteDeps } from './openai-routes.js';
+
+/** This plugin's config section (`plugin.api-openai`). */
+export interface ApiOpenAiConfig {
+  maxPromptsPerRequest: number;
+}
+
+/**
+ * The OpenAI-compatible `/v1` API and the native `/generate`, `/chat` and `/embeddings` endpoints. They reach the
+ * engine only through `Services.generation`, looked up per request.
+ */
+export default definePlugin<ApiOpenAiConfig>({
+  activate(ctx) {
+    const deps: RouteDeps = {
+      generation: () => {
+        if (!ctx.container.isRegistered(Services.generation, true)) {
+          throw unavailable('generation_unavailable', 'this server runs no text-generation engine');
+        }
+        return ctx.container.resolve<GenerationService>(Services.generation);
+      },
+      maxPromptsPerRequest: ctx.config.maxPromptsPerRequest ?? 16,
+    };
+    for (const route of [...openAiRoutes(deps), ...nativeRoutes(deps)]) ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
+  },
+});

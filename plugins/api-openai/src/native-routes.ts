@@ -1,0 +1,132 @@
+import type { GenerateRequest, RouteContext, RouteContribution } from '@nucleus/sdk';
+import type { RouteDeps } from './openai-routes.js';
+import { bodyOf, chatMessagesOf, collect, disconnectSignal, refuseUnsupported, responseId, samplingOf, unixNow, usageBody, type BodyMessage, type SamplingBody } from './request-mapping.js';
+import { CHAT_SCHEMA, EMBEDDING_SCHEMA, GENERATE_SCHEMA, validator } from './schemas.js';
+import { SseStream } from './sse-stream.js';
+import type { EmbeddingBody } from './openai-routes.js';
+
+/** `POST /generate` body. */
+export interface GenerateBody extends SamplingBody {
+  prompt: string | number[];
+}
+
+/** `POST /chat` body. */
+export interface NativeChatBody extends SamplingBody {
+  messages: BodyMessage[];
+  add_generation_prompt?: boolean | null;
+}
+
+const checkGenerate = validator<GenerateBody>(GENERATE_SCHEMA);
+const checkChat = validator<NativeChatBody>(CHAT_SCHEMA);
+const checkEmbedding = validator<EmbeddingBody>(EMBEDDING_SCHEMA);
+
+/**
+ * Nucleus's own generation API: `/generate` (prompt), `/chat` (messages) and `/embeddings`. Answers carry the
+ * server's request id, every choice's text, token ids, finish reason (`stop`, `length` or `stop_sequence`) and
+ * usage; streams are SSE events of `{id, request_id, index, token: {id, text}, finish_reason}`.
+ */
+export function nativeRoutes(deps: RouteDeps): RouteContribution[] {
+  return [
+    {
+      method: 'POST',
+      path: '/generate',
+      handler: (ctx) => {
+        const body = checkGenerate(bodyOf(ctx));
+        return generate(ctx, deps, body, { prompt: body.prompt });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/chat',
+      handler: (ctx) => {
+        const body = checkChat(bodyOf(ctx));
+        return generate(ctx, deps, body, {
+          messages: chatMessagesOf(body.messages),
+          ...(body.add_generation_prompt != null && { addGenerationPrompt: body.add_generation_prompt }),
+        });
+      },
+    },
+    { method: 'POST', path: '/embeddings', handler: (ctx) => embeddings(ctx, deps) },
+  ];
+}
+
+async function generate(ctx: RouteContext, deps: RouteDeps, body: SamplingBody, input: Pick<GenerateRequest, 'prompt' | 'messages' | 'addGenerationPrompt'>): Promise<unknown> {
+  refuseUnsupported(body);
+  const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
+  const request: GenerateRequest = { model: body.model, ...input, ...samplingOf(body), requestId };
+  const n = request.n ?? 1;
+  const stream = await deps.generation(ctx).generate(request, disconnectSignal(ctx));
+  const id = responseId('gen');
+  const chat = input.messages !== undefined;
+  if (!body.stream) {
+    const result = await collect(stream, n);
+    return {
+      id,
+      request_id: requestId,
+      object: chat ? 'chat' : 'generation',
+      created: stream.created,
+      model: stream.model,
+      choices: result.choices.map((c) => ({
+        index: c.index,
+        text: c.text,
+        ...(chat && { message: { role: 'assistant', content: c.text } }),
+        token_ids: c.tokenIds,
+        finish_reason: c.finishReason,
+        stop_sequence: c.stopSequence ?? null,
+      })),
+      usage: usageBody(result.usage),
+    };
+  }
+  const sse = SseStream.open(ctx);
+  try {
+    for await (const event of stream) {
+      if (sse.closed) break;
+      if (event.type === 'token') {
+        await sse.send({ id, request_id: requestId, index: event.index, token: { id: event.tokenId, text: event.text }, finish_reason: null });
+      } else if (event.type === 'finish') {
+        await sse.send({
+          id,
+          request_id: requestId,
+          index: event.index,
+          token: null,
+          text: event.text,
+          finish_reason: event.finishReason,
+          stop_sequence: event.stopSequence ?? null,
+          completion_tokens: event.completionTokens,
+        });
+      } else {
+        await sse.send({ id, request_id: requestId, done: true, usage: usageBody(event.usage) }, 'done');
+      }
+    }
+  } catch (err) {
+    await sse.error(err);
+  } finally {
+    sse.end();
+  }
+  return undefined;
+}
+
+async function embeddings(ctx: RouteContext, deps: RouteDeps): Promise<unknown> {
+  const body = checkEmbedding(bodyOf(ctx));
+  const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
+  const result = await deps.generation(ctx).embed(
+    {
+      model: body.model,
+      input: body.input,
+      ...(body.dimensions != null && { dimensions: body.dimensions }),
+      ...(body.pooling != null && { pooling: body.pooling }),
+      ...(body.normalize != null && { normalize: body.normalize }),
+      requestId,
+    },
+    disconnectSignal(ctx),
+  );
+  return {
+    id: responseId('emb'),
+    request_id: requestId,
+    object: 'list',
+    created: unixNow(),
+    model: result.model,
+    data: result.embeddings.map((v, index) => ({ index, embedding: Array.from(v) })),
+    usage: { prompt_tokens: result.promptTokens, total_tokens: result.promptTokens },
+  };
+}

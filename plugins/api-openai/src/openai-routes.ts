@@ -1,0 +1,264 @@
+import { badRequest, type GenerateRequest, type GenerationService, type GenerationStream, type GenerationUsage, type RouteContext, type RouteContribution } from '@nucleus/sdk';
+import { mergeStreams } from './merge-streams.js';
+import {
+  bodyOf,
+  chatMessagesOf,
+  collect,
+  disconnectSignal,
+  openAiFinishReason,
+  refuseUnsupported,
+  responseId,
+  samplingOf,
+  usageBody,
+  type BodyMessage,
+  type SamplingBody,
+} from './request-mapping.js';
+import { CHAT_COMPLETION_SCHEMA, COMPLETION_SCHEMA, EMBEDDING_SCHEMA, validator } from './schemas.js';
+import { SseStream } from './sse-stream.js';
+
+/** `POST /v1/chat/completions` body. */
+export interface ChatCompletionBody extends SamplingBody {
+  messages: BodyMessage[];
+}
+
+/** `POST /v1/completions` body. */
+export interface CompletionBody extends SamplingBody {
+  prompt: string | string[] | number[] | number[][];
+  echo?: boolean | null;
+}
+
+/** `POST /v1/embeddings` body. */
+export interface EmbeddingBody {
+  model: string;
+  input: string | string[] | number[] | number[][];
+  encoding_format?: 'float' | 'base64' | null;
+  dimensions?: number | null;
+  pooling?: 'mean' | 'cls' | 'last' | null;
+  normalize?: boolean | null;
+}
+
+const checkChat = validator<ChatCompletionBody>(CHAT_COMPLETION_SCHEMA);
+const checkCompletion = validator<CompletionBody>(COMPLETION_SCHEMA);
+const checkEmbedding = validator<EmbeddingBody>(EMBEDDING_SCHEMA);
+
+/** What the routes need: the engine (looked up per request, so a kernel without one answers 503) and limits. */
+export interface RouteDeps {
+  generation(ctx: RouteContext): GenerationService;
+  maxPromptsPerRequest: number;
+}
+
+/** The OpenAI-compatible routes: models, completions, chat completions and embeddings, streamed as the official clients expect. */
+export function openAiRoutes(deps: RouteDeps): RouteContribution[] {
+  return [
+    { method: 'GET', path: '/v1/models', handler: (ctx) => ({ object: 'list', data: deps.generation(ctx).list().map(modelObject) }) },
+    { method: 'GET', path: '/v1/models/:model', handler: (ctx) => modelObject(deps.generation(ctx).get(ctx.params.model!)) },
+    { method: 'POST', path: '/v1/chat/completions', handler: (ctx) => chatCompletions(ctx, deps) },
+    { method: 'POST', path: '/v1/completions', handler: (ctx) => completions(ctx, deps) },
+    { method: 'POST', path: '/v1/embeddings', handler: (ctx) => embeddings(ctx, deps) },
+  ];
+}
+
+function modelObject(m: { name: string; created: number; maxContext: number; kind: string }) {
+  return { id: m.name, object: 'model', created: m.created, owned_by: 'nucleus', max_model_len: m.maxContext };
+}
+
+async function chatCompletions(ctx: RouteContext, deps: RouteDeps): Promise<unknown> {
+  const body = checkChat(bodyOf(ctx));
+  refuseUnsupported(body);
+  const signal = disconnectSignal(ctx);
+  const request: GenerateRequest = {
+    model: body.model,
+    messages: chatMessagesOf(body.messages),
+    ...samplingOf(body),
+    requestId: (ctx.state as { requestId?: string }).requestId ?? '',
+  };
+  const n = request.n ?? 1;
+  // Admission happens before anything is written: a bad request still gets its own status code.
+  const stream = await deps.generation(ctx).generate(request, signal);
+  const id = responseId('chatcmpl');
+  if (!body.stream) {
+    const result = await collect(stream, n);
+    return {
+      id,
+      object: 'chat.completion',
+      created: stream.created,
+      model: stream.model,
+      choices: result.choices.map((c) => ({
+        index: c.index,
+        message: { role: 'assistant', content: c.text },
+        logprobs: null,
+        finish_reason: openAiFinishReason(c.finishReason),
+        stop_reason: c.stopSequence ?? null,
+      })),
+      usage: usageBody(result.usage),
+    };
+  }
+  const includeUsage = body.stream_options?.include_usage === true;
+  const chunk = (choices: unknown[], usage?: GenerationUsage) => ({
+    id,
+    object: 'chat.completion.chunk',
+    created: stream.created,
+    model: stream.model,
+    choices,
+    ...(includeUsage && { usage: usage ? usageBody(usage) : null }),
+  });
+  const delta = (index: number, d: Record<string, unknown>, finish: string | null = null, stop?: string) => ({
+    index,
+    delta: d,
+    logprobs: null,
+    finish_reason: finish,
+    ...(finish !== null && { stop_reason: stop ?? null }),
+  });
+  const sse = SseStream.open(ctx);
+  try {
+    for (let i = 0; i < n; i++) await sse.send(chunk([delta(i, { role: 'assistant', content: '' })]));
+    for await (const event of stream) {
+      if (sse.closed) break;
+      if (event.type === 'token') {
+        if (event.text) await sse.send(chunk([delta(event.index, { content: event.text })]));
+      } else if (event.type === 'finish') {
+        if (event.text) await sse.send(chunk([delta(event.index, { content: event.text })]));
+        await sse.send(chunk([delta(event.index, {}, openAiFinishReason(event.finishReason), event.stopSequence)]));
+      } else if (includeUsage) {
+        await sse.send(chunk([], event.usage));
+      }
+    }
+    await sse.send('[DONE]');
+  } catch (err) {
+    await sse.error(err);
+  } finally {
+    sse.end();
+  }
+  return undefined;
+}
+
+async function completions(ctx: RouteContext, deps: RouteDeps): Promise<unknown> {
+  const body = checkCompletion(bodyOf(ctx));
+  refuseUnsupported(body);
+  const prompts = promptList(body.prompt);
+  if (prompts.length > deps.maxPromptsPerRequest) {
+    throw badRequest('too_many_prompts', `at most ${deps.maxPromptsPerRequest} prompts per request (got ${prompts.length})`, 'prompt');
+  }
+  if (body.echo && prompts.some((p) => typeof p !== 'string')) throw badRequest('unsupported_field', "'echo' needs text prompts, not token ids", 'echo');
+  const signal = disconnectSignal(ctx);
+  const controller = new AbortController();
+  signal.addEventListener('abort', () => controller.abort(), { once: true });
+  // The legacy completions API defaults to 16 tokens (as OpenAI and vLLM do); chat uses what the context leaves.
+  const sampling = { maxTokens: 16, ...samplingOf(body) };
+  const n = sampling.n ?? 1;
+  const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
+  const service = deps.generation(ctx);
+  let streams: GenerationStream[];
+  try {
+    streams = await Promise.all(prompts.map((prompt) => service.generate({ model: body.model, prompt, ...sampling, requestId }, controller.signal)));
+  } catch (err) {
+    // One prompt was refused: the others were admitted and must not run on.
+    controller.abort();
+    throw err;
+  }
+  const id = responseId('cmpl');
+  const first = streams[0]!;
+  const echo = (p: number) => (body.echo ? (prompts[p] as string) : '');
+  if (!body.stream) {
+    try {
+      const results = await Promise.all(streams.map((s) => collect(s, n)));
+      const usage = results.reduce(
+        (u, r) => ({ promptTokens: u.promptTokens + r.usage.promptTokens, completionTokens: u.completionTokens + r.usage.completionTokens, totalTokens: u.totalTokens + r.usage.totalTokens }),
+        { promptTokens: 0, completionTokens: 0, totalTokens: 0 },
+      );
+      return {
+        id,
+        object: 'text_completion',
+        created: first.created,
+        model: first.model,
+        choices: results.flatMap((r, p) =>
+          r.choices.map((c) => ({
+            index: p * n + c.index,
+            text: echo(p) + c.text,
+            logprobs: null,
+            finish_reason: openAiFinishReason(c.finishReason),
+            stop_reason: c.stopSequence ?? null,
+          })),
+        ),
+        usage: usageBody(usage),
+      };
+    } catch (err) {
+      controller.abort();
+      throw err;
+    }
+  }
+  const includeUsage = body.stream_options?.include_usage === true;
+  const chunk = (choices: unknown[], usage?: GenerationUsage) => ({
+    id,
+    object: 'text_completion',
+    created: first.created,
+    model: first.model,
+    choices,
+    ...(includeUsage && { usage: usage ? usageBody(usage) : null }),
+  });
+  const choice = (index: number, text: string, finish: string | null = null, stop?: string) => ({
+    index,
+    text,
+    logprobs: null,
+    finish_reason: finish,
+    ...(finish !== null && { stop_reason: stop ?? null }),
+  });
+  const sse = SseStream.open(ctx);
+  const total = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
+  try {
+    if (body.echo) for (let p = 0; p < prompts.length; p++) for (let i = 0; i < n; i++) await sse.send(chunk([choice(p * n + i, echo(p))]));
+    for await (const { source, event } of mergeStreams(streams)) {
+      if (sse.closed) break;
+      if (event.type === 'token') {
+        if (event.text) await sse.send(chunk([choice(source * n + event.index, event.text)]));
+      } else if (event.type === 'finish') {
+        await sse.send(chunk([choice(source * n + event.index, event.text, openAiFinishReason(event.finishReason), event.stopSequence)]));
+      } else {
+        total.promptTokens += event.usage.promptTokens;
+        total.completionTokens += event.usage.completionTokens;
+        total.totalTokens += event.usage.totalTokens;
+      }
+    }
+    if (includeUsage && !sse.closed) await sse.send(chunk([], total));
+    await sse.send('[DONE]');
+  } catch (err) {
+    controller.abort();
+    await sse.error(err);
+  } finally {
+    sse.end();
+  }
+  return undefined;
+}
+
+function promptList(prompt: CompletionBody['prompt']): (string | number[])[] {
+  if (typeof prompt === 'string') return [prompt];
+  if (prompt.every((p) => typeof p === 'number')) return [prompt as number[]];
+  return prompt as (string | number[])[];
+}
+
+async function embeddings(ctx: RouteContext, deps: RouteDeps): Promise<unknown> {
+  const body = checkEmbedding(bodyOf(ctx));
+  const result = await deps.generation(ctx).embed(
+    {
+      model: body.model,
+      input: body.input,
+      ...(body.dimensions != null && { dimensions: body.dimensions }),
+      ...(body.pooling != null && { pooling: body.pooling }),
+      ...(body.normalize != null && { normalize: body.normalize }),
+      requestId: (ctx.state as { requestId?: string }).requestId ?? '',
+    },
+    disconnectSignal(ctx),
+  );
+  const base64 = body.encoding_format === 'base64';
+  return {
+    object: 'list',
+    data: result.embeddings.map((v, index) => ({
+      object: 'embedding',
+      index,
+      // base64 is the little-endian float32 bytes, which is what the official clients decode.
+      embedding: base64 ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : Array.from(v),
+    })),
+    model: result.model,
+    usage: { prompt_tokens: result.promptTokens, total_tokens: result.promptTokens },
+  };
+}

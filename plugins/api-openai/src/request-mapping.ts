@@ -1,0 +1,164 @@
+import { randomBytes } from 'node:crypto';
+import {
+  badRequest,
+  type ChatMessage,
+  type FinishReason,
+  type GenerateRequest,
+  type GenerationPriority,
+  type GenerationStream,
+  type GenerationUsage,
+  type RouteContext,
+} from '@nucleus/sdk';
+
+/** Sampling fields as the HTTP APIs spell them (OpenAI names, plus the vLLM extras). */
+export interface SamplingBody {
+  model: string;
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  top_k?: number | null;
+  n?: number | null;
+  seed?: number | null;
+  stop?: string | string[] | null;
+  frequency_penalty?: number | null;
+  presence_penalty?: number | null;
+  repetition_penalty?: number | null;
+  ignore_eos?: boolean | null;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean | null } | null;
+  priority?: GenerationPriority | number | null;
+  [extra: string]: unknown;
+}
+
+/** A chat message as clients send it: content may be a list of parts. */
+export interface BodyMessage {
+  role: string;
+  content?: string | { type: string; text?: string }[] | null;
+  name?: string;
+}
+
+/** Fields OpenAI defines that change what is generated and that this server does not do: refused, not ignored. */
+const UNSUPPORTED: Record<string, (v: unknown) => boolean> = {
+  tools: (v) => Array.isArray(v) && v.length > 0,
+  functions: (v) => Array.isArray(v) && v.length > 0,
+  logit_bias: (v) => v !== null && typeof v === 'object' && Object.keys(v).length > 0,
+  logprobs: (v) => v === true || (typeof v === 'number' && v > 0),
+  best_of: (v) => typeof v === 'number' && v > 1,
+  suffix: (v) => typeof v === 'string' && v.length > 0,
+  response_format: (v) => v !== null && typeof v === 'object' && (v as { type?: unknown }).type !== 'text',
+};
+
+/** Throws 400 for a field the server would otherwise silently ignore although it changes the output. */
+export function refuseUnsupported(body: Record<string, unknown>): void {
+  for (const [field, isUsed] of Object.entries(UNSUPPORTED)) {
+    if (body[field] !== undefined && isUsed(body[field])) throw badRequest('unsupported_field', `'${field}' is not supported by this server`, field);
+  }
+}
+
+/** The engine's sampling options from a body; null means "not given", as the OpenAI clients send it. */
+export function samplingOf(body: SamplingBody): Omit<GenerateRequest, 'model' | 'prompt' | 'messages'> {
+  const out: Omit<GenerateRequest, 'model' | 'prompt' | 'messages'> = {};
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+  if (maxTokens != null) out.maxTokens = maxTokens;
+  if (body.temperature != null) out.temperature = body.temperature;
+  if (body.top_p != null) out.topP = body.top_p;
+  if (body.top_k != null) out.topK = body.top_k;
+  if (body.n != null) out.n = body.n;
+  if (body.seed != null) out.seed = body.seed;
+  if (body.stop != null) out.stop = typeof body.stop === 'string' ? [body.stop] : body.stop;
+  if (body.frequency_penalty != null) out.frequencyPenalty = body.frequency_penalty;
+  if (body.presence_penalty != null) out.presencePenalty = body.presence_penalty;
+  if (body.repetition_penalty != null) out.repetitionPenalty = body.repetition_penalty;
+  if (body.ignore_eos != null) out.ignoreEos = body.ignore_eos;
+  if (body.priority != null) out.priority = priorityOf(body.priority);
+  return out;
+}
+
+// vLLM spells priority as a number where lower goes first; Nucleus has three classes.
+function priorityOf(p: GenerationPriority | number): GenerationPriority {
+  if (typeof p === 'string') return p;
+  return p < 0 ? 'high' : p > 0 ? 'low' : 'normal';
+}
+
+/** Messages with their content flattened to text (the parts' texts joined). */
+export function chatMessagesOf(messages: BodyMessage[]): ChatMessage[] {
+  return messages.map((m, i) => {
+    let content: string;
+    if (typeof m.content === 'string') content = m.content;
+    else if (m.content == null) content = '';
+    else {
+      const other = m.content.find((p) => p.type !== 'text');
+      if (other) throw badRequest('unsupported_content', `messages[${i}] has a '${other.type}' part; only text parts are supported`, 'messages');
+      content = m.content.map((p) => p.text ?? '').join('');
+    }
+    return { role: m.role, content, ...(m.name !== undefined && { name: m.name }) };
+  });
+}
+
+/** OpenAI's finish reasons: a stop string is `stop` too. */
+export function openAiFinishReason(reason: FinishReason): 'stop' | 'length' {
+  return reason === 'length' ? 'length' : 'stop';
+}
+
+/** A random id with an OpenAI-style prefix (`chatcmpl-…`, `cmpl-…`). */
+export function responseId(prefix: string): string {
+  return `${prefix}-${randomBytes(12).toString('hex')}`;
+}
+
+/** Unix time in seconds. */
+export function unixNow(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+/** Usage in the APIs' snake case. */
+export function usageBody(u: GenerationUsage): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
+  return { prompt_tokens: u.promptTokens, completion_tokens: u.completionTokens, total_tokens: u.totalTokens };
+}
+
+/** The parsed JSON body (the server's body parser put it there). */
+export function bodyOf(ctx: RouteContext): unknown {
+  return (ctx.request as { body?: unknown }).body;
+}
+
+/** Aborts when the client disconnects before the response is complete (for requests answered in one piece). */
+export function disconnectSignal(ctx: RouteContext): AbortSignal {
+  const controller = new AbortController();
+  ctx.res.once('close', () => {
+    if (!ctx.res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+/** One choice, gathered from a stream. */
+export interface CollectedChoice {
+  index: number;
+  text: string;
+  tokenIds: number[];
+  finishReason: FinishReason;
+  stopSequence?: string;
+}
+
+/** A whole generation, gathered for a non-streaming answer. */
+export interface Collected {
+  choices: CollectedChoice[];
+  usage: GenerationUsage;
+}
+
+/** Reads a stream to its end. */
+export async function collect(stream: GenerationStream, choices: number): Promise<Collected> {
+  const out: CollectedChoice[] = Array.from({ length: choices }, (_, index) => ({ index, text: '', tokenIds: [], finishReason: 'stop' as FinishReason }));
+  let usage: GenerationUsage = { promptTokens: stream.promptTokens, completionTokens: 0, totalTokens: stream.promptTokens };
+  for await (const event of stream) {
+    if (event.type === 'token') {
+      out[event.index]!.text += event.text;
+      out[event.index]!.tokenIds.push(event.tokenId);
+    } else if (event.type === 'finish') {
+      const c = out[event.index]!;
+      c.text += event.text;
+      c.finishReason = event.finishReason;
+      if (event.stopSequence !== undefined) c.stopSequence = event.stopSequence;
+    } else usage = event.usage;
+  }
+  return { choices: out, usage };
+}

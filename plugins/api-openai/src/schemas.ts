@@ -1,0 +1,129 @@
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { badRequest } from '@nucleus/sdk';
+
+// Request bodies as JSON Schemas: types are checked here, value ranges that depend on the model by the engine.
+// Unknown fields are allowed, as the official clients send fields a server may not know.
+
+const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
+const int = (minimum?: number) => nullable({ type: 'integer', ...(minimum !== undefined && { minimum }) });
+const num = () => nullable({ type: 'number' });
+const stop = nullable({ anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] });
+const tokenIds = { type: 'array', items: { type: 'integer', minimum: 0 } };
+const priority = nullable({ anyOf: [{ enum: ['high', 'normal', 'low'] }, { type: 'integer' }] });
+
+/** Sampling fields shared by every generation endpoint, OpenAI names plus the vLLM extras. */
+const sampling = {
+  max_tokens: int(1),
+  temperature: num(),
+  top_p: num(),
+  top_k: int(),
+  n: int(1),
+  seed: int(),
+  stop,
+  frequency_penalty: num(),
+  presence_penalty: num(),
+  repetition_penalty: num(),
+  ignore_eos: nullable({ type: 'boolean' }),
+  stream: nullable({ type: 'boolean' }),
+  stream_options: nullable({ type: 'object', properties: { include_usage: nullable({ type: 'boolean' }) } }),
+  priority,
+};
+
+const content = nullable({
+  anyOf: [
+    { type: 'string' },
+    {
+      type: 'array',
+      items: { type: 'object', required: ['type'], properties: { type: { type: 'string' }, text: { type: 'string' } } },
+    },
+  ],
+});
+
+const messages = {
+  type: 'array',
+  minItems: 1,
+  items: { type: 'object', required: ['role'], properties: { role: { type: 'string' }, content, name: { type: 'string' } } },
+};
+
+/** `POST /v1/chat/completions`. */
+export const CHAT_COMPLETION_SCHEMA = {
+  type: 'object',
+  required: ['model', 'messages'],
+  properties: { model: { type: 'string', minLength: 1 }, messages, ...sampling, max_completion_tokens: int(1) },
+};
+
+/** `POST /v1/completions`. */
+export const COMPLETION_SCHEMA = {
+  type: 'object',
+  required: ['model', 'prompt'],
+  properties: {
+    model: { type: 'string', minLength: 1 },
+    prompt: {
+      anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, minItems: 1 }, { ...tokenIds, minItems: 1 }, { type: 'array', items: tokenIds, minItems: 1 }],
+    },
+    echo: nullable({ type: 'boolean' }),
+    ...sampling,
+  },
+};
+
+/** `POST /v1/embeddings` and `POST /embeddings`. */
+export const EMBEDDING_SCHEMA = {
+  type: 'object',
+  required: ['model', 'input'],
+  properties: {
+    model: { type: 'string', minLength: 1 },
+    input: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, minItems: 1 }, { ...tokenIds, minItems: 1 }, { type: 'array', items: tokenIds, minItems: 1 }] },
+    encoding_format: nullable({ enum: ['float', 'base64'] }),
+    dimensions: int(1),
+    pooling: nullable({ enum: ['mean', 'cls', 'last'] }),
+    normalize: nullable({ type: 'boolean' }),
+  },
+};
+
+/** `POST /generate`. */
+export const GENERATE_SCHEMA = {
+  type: 'object',
+  required: ['model', 'prompt'],
+  properties: { model: { type: 'string', minLength: 1 }, prompt: { anyOf: [{ type: 'string' }, { ...tokenIds, minItems: 1 }] }, ...sampling },
+};
+
+/** `POST /chat`. */
+export const CHAT_SCHEMA = {
+  type: 'object',
+  required: ['model', 'messages'],
+  properties: { model: { type: 'string', minLength: 1 }, messages, add_generation_prompt: nullable({ type: 'boolean' }), ...sampling },
+};
+
+const ajv = new Ajv({ allErrors: false, strict: false });
+
+/** A compiled check that throws 400 naming the first bad field. */
+export function validator<T>(schema: Record<string, unknown>): (body: unknown) => T {
+  const validate: ValidateFunction = ajv.compile(schema);
+  return (body) => {
+    if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
+      throw badRequest('invalid_request', 'the request body must be a JSON object (send Content-Type: application/json)');
+    }
+    if (!validate(body)) throw schemaError(validate.errors?.[0]);
+    return body as T;
+  };
+}
+
+function schemaError(error: ErrorObject | undefined): Error {
+  if (!error) return badRequest('invalid_request', 'the request body is invalid');
+  if (error.keyword === 'required') {
+    const field = (error.params as { missingProperty: string }).missingProperty;
+    return badRequest('missing_field', `'${field}' is a required property`, field);
+  }
+  const path = error.instancePath.replace(/^\//, '').replaceAll('/', '.');
+  const field = path || 'body';
+  const param = path.split('.')[0] || undefined;
+  // anyOf failures report every branch; name the field and what it may be instead.
+  const message = error.keyword === 'anyOf' || error.keyword === 'type' || error.keyword === 'enum' ? describe(error) : error.message ?? 'is invalid';
+  return badRequest('invalid_field', `'${field}' ${message}`, param);
+}
+
+function describe(error: ErrorObject): string {
+  if (error.keyword === 'enum') return `must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
+  if (error.keyword === 'type') return `must be ${(error.params as { type: string }).type}`;
+  return 'has the wrong type';
+}
