@@ -1,7 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
+import { REPO_ROOT } from '../helpers/paths.js';
 import { parseIds, requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
 import { generateAll, testEngine } from './engine-helpers.js';
 
@@ -35,5 +37,32 @@ describe('GenerationEngine on stories260K (llama2.c reference outputs)', () => {
     assert.equal(b.usage!.promptTokens, fromPrompt.prompt.length);
     assert.deepEqual(b.tokens[0], fromPrompt.next.slice(forced));
     assert.equal('Once upon a time' + b.texts[0], read('reference-prompt-64.txt'));
+  });
+});
+
+describe('a server configured with a GGUF model', () => {
+  let kit: TestKernel | undefined;
+  before(async function () {
+    requireStories(this);
+    kit = await startTestKernel({
+      plugins: [join(REPO_ROOT, 'plugins', 'api-openai')],
+      config: { models: [{ name: 'stories', path: join(STORIES_DIR, 'stories260K.gguf') }] },
+    });
+  });
+  after(async () => {
+    await kit?.stop();
+  });
+
+  it('serves it through /v1 only, ready, with no built-in model in either engine', async () => {
+    assert.equal((await kit!.request('/ready')).status, 200, 'the tensor engine does not try to load the GGUF');
+    assert.deepEqual(kit!.kernel.inference.list(), []);
+    assert.deepEqual(
+      kit!.kernel.generation.list().map((m) => m.name),
+      ['stories'],
+    );
+    const res = await kit!.request('/v1/completions', { body: { model: 'stories', prompt: 'Once upon a time', max_tokens: 10, temperature: 0 } });
+    const body = res.body as { choices: { text: string }[] };
+    assert.equal(body.choices[0]!.text, read('reference-prompt-64.txt').slice('Once upon a time'.length).slice(0, body.choices[0]!.text.length));
+    assert.ok(body.choices[0]!.text.length > 10);
   });
 });

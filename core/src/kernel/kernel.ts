@@ -5,7 +5,7 @@ import { ExtensionPoints, Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { InferenceEngine } from '../engine/inference-engine.js';
-import { GenerationEngine } from '../engine/llm/generation/generation-engine.js';
+import { GenerationEngine, isLlmModelPath } from '../engine/llm/generation/generation-engine.js';
 import { ConfigStore, loadConfig, type LoadConfigOptions } from './config/index.js';
 import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
@@ -60,12 +60,13 @@ export class Kernel {
     this.container.register(Services.events, { useValue: this.events });
     this.container.register(Services.logger, { useValue: logger });
     this.inference = new InferenceEngine({
-      config,
+      config: tensorModelsOnly(config),
       events: this.events,
       logger,
       health: this.health,
       backends: this.extensions.point(ExtensionPoints.backend),
-      builtinModels,
+      // Built-ins stand in for "nothing configured"; an LLM in `models` counts as configured.
+      builtinModels: builtinModels && ((config.get('models') as unknown[] | undefined) ?? []).length === 0,
     });
     this.container.register(Services.inference, { useValue: this.inference });
     this.generation = new GenerationEngine({ config, events: this.events, logger, backends: this.extensions.point(ExtensionPoints.backend), builtinModels });
@@ -140,4 +141,15 @@ export class Kernel {
     await Promise.all([this.inference.stop(), this.generation.stop()]);
     await this.plugins.stop();
   }
+}
+
+// Each configured model goes to the engine that loads it: LLM files and folders (GGUF, llama2.c, Hugging Face
+// exports) to the generation engine, everything else to the tensor engine.
+function tensorModelsOnly(config: ConfigStore): { get(path: string): unknown } {
+  return {
+    get: (path) => {
+      const value = config.get(path);
+      return path === 'models' && Array.isArray(value) ? value.filter((m: { path: string }) => !isLlmModelPath(m.path)) : value;
+    },
+  };
 }

@@ -2,16 +2,14 @@ import { definePlugin, ExtensionPoints, Services, unavailable, type GenerationSe
 import { nativeRoutes } from './native-routes.js';
 import { openAiRoutes, type RouteDeps } from './openai-routes.js';
 
-/** This plugin's config section (`plugin.api-openai`). */
-export interface ApiOpenAiConfig {
-  maxPromptsPerRequest: number;
-}
+/** Most prompts one `/v1/completions` request may carry as a list. */
+const MAX_PROMPTS_PER_REQUEST = 16;
 
 /**
  * The OpenAI-compatible `/v1` API and the native `/generate`, `/chat` and `/embeddings` endpoints. They reach the
  * engine only through `Services.generation`, looked up per request.
  */
-export default definePlugin<ApiOpenAiConfig>({
+export default definePlugin({
   activate(ctx) {
     const deps: RouteDeps = {
       generation: () => {
@@ -20,7 +18,7 @@ export default definePlugin<ApiOpenAiConfig>({
         }
         return ctx.container.resolve<GenerationService>(Services.generation);
       },
-      maxPromptsPerRequest: ctx.config.maxPromptsPerRequest ?? 16,
+      maxPromptsPerRequest: MAX_PROMPTS_PER_REQUEST,
     };
     for (const route of [...openAiRoutes(deps), ...nativeRoutes(deps)]) ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
   },
