@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { Logger } from '@nucleus/sdk';
+import type { Logger, PluginDirectory } from '@nucleus/sdk';
 import { ExtensionPoints, Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
@@ -82,6 +82,8 @@ export class Kernel {
       disabled: config.get('plugins.disabled') as string[],
       drainTimeoutMs: config.get('plugins.drainTimeoutMs') as number,
     });
+    const directory: PluginDirectory = { list: () => this.plugins.list() };
+    this.container.register(Services.plugins, { useValue: directory });
     config.onChange((path, value, previous) => {
       this.events.emit('config.changed', { path, value, previous });
       if (path === 'logging.level') logger.level = value as string;

@@ -25,7 +25,7 @@ export function errorMiddleware(logger: Logger) {
       }
     } catch (err) {
       const error = fromHttpError(err) ?? toNucleusError(err);
-      if (error.status >= 500) logger.error({ err, requestId: ctx.state.requestId, path: ctx.path }, 'request failed');
+      if (error.status >= 500) ((ctx.state.log as Logger | undefined) ?? logger).error({ err, requestId: ctx.state.requestId, path: ctx.path }, 'request failed');
       if (ctx.headerSent || !ctx.writable) return;
       ctx.status = error.status;
       ctx.set(error.headers);

@@ -10,6 +10,7 @@ import { Authenticator, type ApiKey } from './auth.js';
 import { errorMiddleware } from './error-middleware.js';
 import { kernelRoutes } from './kernel-routes.js';
 import { requestIdMiddleware } from './request-id.js';
+import { requestLoggerMiddleware } from './request-logger.js';
 import { RouteTable } from './route-table.js';
 import { WsHub } from './ws-hub.js';
 
@@ -31,6 +32,7 @@ export class HttpServer {
 
     this.app.proxy = false;
     this.app.use(requestIdMiddleware);
+    this.app.use(requestLoggerMiddleware(logger, () => config.get('logging.logPayloads') === true));
     this.app.use(async (ctx: Context, next: Next) => {
       const started = performance.now();
       const { requestId } = ctx.state as { requestId: string };
@@ -93,7 +95,7 @@ export class HttpServer {
       const header = req.headers.authorization ?? '';
       const token = /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? new URL(req.url ?? '/', 'http://x').searchParams.get('token');
       return keys.some((k) => k.key === token) ? undefined : 'this socket needs an API key: send "Authorization: Bearer <key>" or ?token=<key>';
-    });
+    }, this.kernel.extensions.point(ExtensionPoints.wsTopics));
     this.ws.attach(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

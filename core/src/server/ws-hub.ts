@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
-import type { EventBus, EventType, Logger, NucleusEvents } from '@nucleus/sdk';
+import type { EventBus, EventType, ExtensionPointView, Logger, NucleusEvents, WsTopic } from '@nucleus/sdk';
 import { WebSocketServer, type WebSocket } from 'ws';
 
 /** The topics a WebSocket client can subscribe to, and the kernel events each carries. */
@@ -19,20 +19,33 @@ interface Client {
 /**
  * The WebSocket hub on `/ws`: clients send `{"type":"subscribe","topics":[…]}` and receive kernel
  * events as `{"type":"event","topic","event","data"}`. Bad messages get an error frame, never a close.
+ * Besides {@link WS_TOPICS}, plugins add topics at the `wsTopics` extension point.
  */
 export class WsHub {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
   private readonly clients = new Set<Client>();
   private readonly unsubscribe: () => void;
   private readonly heartbeat: NodeJS.Timeout;
+  private readonly offTopics: () => void;
+  private topicCache: Record<string, readonly EventType[]> | undefined;
 
   constructor(
     events: EventBus,
     private readonly logger: Logger,
     private readonly authorize: (req: IncomingMessage) => string | undefined,
+    private readonly pluginTopics?: ExtensionPointView<WsTopic>,
   ) {
     this.unsubscribe = events.onAny((type, data) => this.broadcast(type, data));
     this.heartbeat = setInterval(() => this.ping(), 30_000).unref();
+    this.offTopics = pluginTopics?.onChange(() => (this.topicCache = undefined)) ?? (() => {});
+  }
+
+  /** Every topic a client may subscribe to now, with the events it carries: the built-in ones, then the plugins'. */
+  topics(): Record<string, readonly EventType[]> {
+    if (this.topicCache) return this.topicCache;
+    const topics: Record<string, readonly EventType[]> = { ...WS_TOPICS };
+    for (const c of this.pluginTopics?.list() ?? []) if (!(c.value.name in topics)) topics[c.value.name] = c.value.events;
+    return (this.topicCache = topics);
   }
 
   /** Takes over HTTP upgrades to `/ws` on this server. */
@@ -58,6 +71,7 @@ export class WsHub {
   close(): void {
     clearInterval(this.heartbeat);
     this.unsubscribe();
+    this.offTopics();
     for (const c of this.clients) c.socket.terminate();
     this.wss.close();
   }
@@ -69,7 +83,7 @@ export class WsHub {
     socket.on('close', () => this.clients.delete(client));
     socket.on('error', (err) => this.logger.debug({ err }, 'websocket error'));
     socket.on('message', (raw) => this.onMessage(client, raw.toString()));
-    this.send(client, { type: 'welcome', topics: Object.keys(WS_TOPICS) });
+    this.send(client, { type: 'welcome', topics: Object.keys(this.topics()) });
   }
 
   private onMessage(client: Client, raw: string): void {
@@ -84,9 +98,10 @@ export class WsHub {
       return this.sendError(client, 'unknown_type', `unknown message type ${JSON.stringify(msg.type)}; use "subscribe", "unsubscribe" or "ping"`);
     }
     const topics = Array.isArray(msg.topics) ? msg.topics : [];
-    const unknown = topics.filter((t) => typeof t !== 'string' || !(t in WS_TOPICS));
+    const known = this.topics();
+    const unknown = topics.filter((t) => typeof t !== 'string' || !(t in known));
     if (!topics.length || unknown.length) {
-      return this.sendError(client, 'invalid_topics', `topics must be a non-empty list of ${Object.keys(WS_TOPICS).join(', ')}`);
+      return this.sendError(client, 'invalid_topics', `topics must be a non-empty list of ${Object.keys(known).join(', ')}`);
     }
     for (const t of topics as string[]) msg.type === 'subscribe' ? client.topics.add(t) : client.topics.delete(t);
     this.send(client, { type: msg.type === 'subscribe' ? 'subscribed' : 'unsubscribed', topics: [...client.topics] });
@@ -94,7 +109,7 @@ export class WsHub {
 
   private broadcast<K extends EventType>(type: K, data: NucleusEvents[K]): void {
     if (!this.clients.size) return;
-    for (const [topic, types] of Object.entries(WS_TOPICS)) {
+    for (const [topic, types] of Object.entries(this.topics())) {
       if (!types.includes(type)) continue;
       for (const c of this.clients) if (c.topics.has(topic)) this.send(c, { type: 'event', topic, event: type, data });
     }
