@@ -1,0 +1,27 @@
+import { definePlugin, ExtensionPoints, Services, type InferenceService } from '@nucleus/sdk';
+import { kserveRoutes, noEngine } from './kserve-routes.js';
+import { nativeRoutes } from './native-routes.js';
+
+export { decodeInputs, kserveRoutes, PLATFORM, type ServerIdentity } from './kserve-routes.js';
+export { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType, type KServeDatatype } from './kserve-datatypes.js';
+export { decodeNativeInputs, nativeRoutes } from './native-routes.js';
+export { flatten, fromTensorData, nest, shapeOfNested, toTensorData } from './tensor-json.js';
+
+/** The api-kserve plugin's config section (`plugin.api-kserve`). */
+export interface ApiKServeConfig {
+  serverName: string;
+}
+
+/** KServe v2 REST and the native tensor endpoints, served by the kernel's inference engine. */
+export default definePlugin<ApiKServeConfig>({
+  activate(ctx) {
+    const service = (): InferenceService => {
+      if (!ctx.container.isRegistered(Services.inference, true)) throw noEngine();
+      return ctx.container.resolve<InferenceService>(Services.inference);
+    };
+    const identity = { name: ctx.config.serverName, version: ctx.version };
+    for (const route of [...kserveRoutes(service, identity), ...nativeRoutes(service)]) {
+      ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
+    }
+  },
+});

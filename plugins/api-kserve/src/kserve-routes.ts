@@ -1,0 +1,194 @@
+import {
+  badRequest,
+  elementCount,
+  NucleusError,
+  type InferenceService,
+  type ModelVersionInfo,
+  type RouteContext,
+  type RouteContribution,
+  type Tensor,
+  type TensorMetadata,
+} from '@nucleus/sdk';
+import { clientSignal, requestBody, requestId } from './http-helpers.js';
+import { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType } from './kserve-datatypes.js';
+import { checkBody, validators, type KServeInferBody } from './request-schemas.js';
+import { flatten, fromTensorData, toTensorData } from './tensor-json.js';
+
+/** The platform string the protocol reports for ONNX models. */
+export const PLATFORM = 'onnxruntime_onnx';
+
+/** What GET /v2 reports. */
+export interface ServerIdentity {
+  name: string;
+  version: string;
+}
+
+function tensorMetadata(t: TensorMetadata): { name: string; datatype: string; shape: number[] } {
+  return { name: t.name, datatype: kserveDatatype(t.dtype), shape: t.shape };
+}
+
+function describeInputs(info: ModelVersionInfo): string {
+  return info.inputs.map((t) => `${t.name} (${kserveDatatype(t.dtype)} [${t.shape.join(',')}])`).join(', ');
+}
+
+/** Turns a v2 request's inputs into tensors, checking names and datatypes against the model in protocol terms. */
+export function decodeInputs(body: KServeInferBody, info: ModelVersionInfo): Record<string, Tensor> {
+  const label = `model '${info.name}' version '${info.version}'`;
+  const inputs: Record<string, Tensor> = {};
+  for (const input of body.inputs) {
+    if (inputs[input.name]) throw badRequest('duplicate_input', `input '${input.name}' is given twice`, input.name);
+    const meta = info.inputs.find((t) => t.name === input.name);
+    if (!meta && info.inputs.length > 0) {
+      throw badRequest('unknown_input', `${label} has no input named '${input.name}'; its inputs are ${describeInputs(info)}`, input.name);
+    }
+    const dtype = tensorDataType(input.datatype);
+    if (dtype === undefined) {
+      throw badRequest('invalid_datatype', `input '${input.name}' has datatype '${input.datatype}', which this server does not serve (it serves ${SUPPORTED_DATATYPES.join(', ')})`, input.name);
+    }
+    if (meta && meta.dtype !== dtype) {
+      throw badRequest('invalid_datatype', `input '${input.name}' has datatype ${input.datatype}, but ${label} expects ${kserveDatatype(meta.dtype)}`, input.name);
+    }
+    const values = flatten(input.data);
+    const count = elementCount(input.shape);
+    if (values.length !== count) {
+      throw badRequest(
+        'invalid_tensor_data',
+        `input '${input.name}' has shape [${input.shape.join(',')}], which holds ${count} values, but its data holds ${values.length}`,
+        input.name,
+      );
+    }
+    inputs[input.name] = { dtype, shape: input.shape, data: toTensorData(values, dtype, input.name, input.datatype) };
+  }
+  return inputs;
+}
+
+/**
+ * The Open Inference Protocol v2 REST routes: server and model health and metadata, inference, and the model
+ * repository extension (admin only).
+ */
+export function kserveRoutes(service: () => InferenceService, identity: ServerIdentity): RouteContribution[] {
+  const versionOf = (ctx: RouteContext): string | undefined => ctx.params.version;
+
+  const metadata = (ctx: RouteContext) => {
+    const name = ctx.params.model!;
+    const version = versionOf(ctx);
+    const engine = service();
+    const info = engine.get(name, version);
+    const versions =
+      version !== undefined
+        ? [info.version]
+        : engine
+            .model(name)
+            .versions.filter((v) => v.state === 'ready')
+            .map((v) => v.version);
+    return { name, versions, platform: PLATFORM, inputs: info.inputs.map(tensorMetadata), outputs: info.outputs.map(tensorMetadata) };
+  };
+
+  const modelReady = (ctx: RouteContext) => {
+    const name = ctx.params.model!;
+    const info = service().get(name, versionOf(ctx));
+    const ready = info.state === 'ready';
+    ctx.status = ready ? 200 : 503;
+    ctx.body = {
+      name,
+      ...(versionOf(ctx) !== undefined && { version: info.version }),
+      ready,
+      ...(!ready && {
+        error: { message: `model '${name}' version '${info.version}' is ${info.state}${info.reason ? `: ${info.reason}` : ''}`, type: 'unavailable_error', code: 'model_not_ready' },
+      }),
+    };
+  };
+
+  const infer = async (ctx: RouteContext) => {
+    const name = ctx.params.model!;
+    const version = versionOf(ctx);
+    const body = checkBody(validators.kserveInfer, requestBody(ctx) ?? {}, 'inference request');
+    const engine = service();
+    const info = engine.get(name, version);
+    const inputs = decodeInputs(body, info);
+    const wanted = body.outputs?.map((o) => o.name);
+    const result = await engine.infer({
+      model: name,
+      ...(version !== undefined && { version }),
+      inputs,
+      ...(wanted && { outputs: wanted }),
+      signal: clientSignal(ctx),
+      ...(requestId(ctx) !== undefined && { requestId: requestId(ctx)! }),
+    });
+    const order = wanted ?? info.outputs.map((t) => t.name);
+    return {
+      model_name: result.model,
+      model_version: result.version,
+      ...(body.id !== undefined && { id: body.id }),
+      outputs: order
+        .filter((n) => result.outputs[n] !== undefined)
+        .map((n) => {
+          const t = result.outputs[n]!;
+          return { name: n, datatype: kserveDatatype(t.dtype), shape: t.shape, data: fromTensorData(t) };
+        }),
+    };
+  };
+
+  const serverReady = (ctx: RouteContext) => {
+    const versions = service().list().flatMap((m) => m.versions);
+    const blocking = versions.filter((v) => v.state === 'loading' || v.state === 'failed');
+    const ready = blocking.length === 0;
+    ctx.status = ready ? 200 : 503;
+    ctx.body = {
+      ready,
+      ...(!ready && {
+        error: {
+          message: `not ready: ${blocking.map((v) => `model '${v.name}' version '${v.version}' is ${v.state}${v.reason ? ` (${v.reason})` : ''}`).join('; ')}`,
+          type: 'unavailable_error',
+          code: 'server_not_ready',
+        },
+      }),
+    };
+  };
+
+  const repositoryIndex = async (ctx: RouteContext) => {
+    const body = checkBody(validators.repositoryIndex, requestBody(ctx) ?? {}, 'repository index request');
+    const rows = await service().index();
+    return rows
+      .filter((r) => body.ready !== true || r.state === 'ready')
+      .map((r) => ({ name: r.name, version: r.version, state: r.state.toUpperCase(), ...(r.reason !== undefined && { reason: r.reason }) }));
+  };
+
+  const routes: RouteContribution[] = [
+    { method: 'GET', path: '/v2', access: 'public', handler: () => ({ name: identity.name, version: identity.version, extensions: ['model_repository'] }) },
+    { method: 'GET', path: '/v2/health/live', access: 'public', handler: () => ({ live: true }) },
+    { method: 'GET', path: '/v2/health/ready', access: 'public', handler: serverReady },
+    { method: 'POST', path: '/v2/repository/index', access: 'admin', handler: repositoryIndex },
+    {
+      method: 'POST',
+      path: '/v2/repository/models/:model/load',
+      access: 'admin',
+      handler: async (ctx) => {
+        await service().load(ctx.params.model!);
+        return {};
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v2/repository/models/:model/unload',
+      access: 'admin',
+      handler: async (ctx) => {
+        await service().unload(ctx.params.model!);
+        return {};
+      },
+    },
+  ];
+  for (const base of ['/v2/models/:model', '/v2/models/:model/versions/:version']) {
+    routes.push(
+      { method: 'GET', path: base, handler: metadata },
+      { method: 'GET', path: `${base}/ready`, handler: modelReady },
+      { method: 'POST', path: `${base}/infer`, handler: infer },
+    );
+  }
+  return routes;
+}
+
+/** The error a route answers when the engine is not there (the kernel registered no inference service). */
+export function noEngine(): NucleusError {
+  return new NucleusError(503, 'engine_unavailable', 'the inference engine is not running in this server');
+}

@@ -1,0 +1,151 @@
+import {
+  badRequest,
+  elementCount,
+  isTensorDataType,
+  toNucleusError,
+  type InferenceService,
+  type InferResult,
+  type ModelVersionInfo,
+  type RouteContext,
+  type RouteContribution,
+  type Tensor,
+} from '@nucleus/sdk';
+import { clientSignal, requestBody, requestId } from './http-helpers.js';
+import { checkBody, validators, type NativeInferBody } from './request-schemas.js';
+import { flatten, fromTensorData, nest, shapeOfNested, toTensorData } from './tensor-json.js';
+
+function isFlatForm(value: unknown): value is { data: unknown; shape: unknown; dtype?: unknown } {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && 'data' in value;
+}
+
+/** Native inputs (nested lists, or `{data, shape, dtype?}`) as tensors of the dtypes the model declares. */
+export function decodeNativeInputs(inputs: Record<string, unknown>, info: ModelVersionInfo): Record<string, Tensor> {
+  const label = `model '${info.name}' version '${info.version}'`;
+  const out: Record<string, Tensor> = {};
+  for (const [name, value] of Object.entries(inputs)) {
+    const meta = info.inputs.find((t) => t.name === name);
+    if (!meta) {
+      const expected = info.inputs.map((t) => `${t.name} (${t.dtype} [${t.shape.join(',')}])`).join(', ');
+      throw badRequest('unknown_input', `${label} has no input named '${name}'; its inputs are ${expected}`, name);
+    }
+    let shape: number[];
+    let values: unknown[];
+    if (isFlatForm(value)) {
+      const { data, shape: given, dtype } = value;
+      if (!Array.isArray(given) || !given.every((d) => Number.isInteger(d) && d >= 0)) {
+        throw badRequest('invalid_shape', `input '${name}': shape must be a list of non-negative integers, got ${JSON.stringify(given)}`, name);
+      }
+      if (dtype !== undefined && (!isTensorDataType(dtype) || dtype !== meta.dtype)) {
+        throw badRequest('invalid_datatype', `input '${name}' is ${String(dtype)}, but ${label} expects ${meta.dtype}`, name);
+      }
+      shape = given as number[];
+      values = flatten(data);
+      if (values.length !== elementCount(shape)) {
+        throw badRequest('invalid_tensor_data', `input '${name}' has shape [${shape.join(',')}], which holds ${elementCount(shape)} values, but its data holds ${values.length}`, name);
+      }
+    } else {
+      shape = shapeOfNested(value, name);
+      values = flatten(value);
+    }
+    out[name] = { dtype: meta.dtype, shape, data: toTensorData(values, meta.dtype, name) };
+  }
+  return out;
+}
+
+function encodeResult(result: InferResult): { model: string; version: string; outputs: Record<string, unknown>; shapes: Record<string, number[]>; dtypes: Record<string, string> } {
+  const outputs: Record<string, unknown> = {};
+  const shapes: Record<string, number[]> = {};
+  const dtypes: Record<string, string> = {};
+  for (const [name, t] of Object.entries(result.outputs)) {
+    outputs[name] = nest(fromTensorData(t), t.shape);
+    shapes[name] = t.shape;
+    dtypes[name] = t.dtype;
+  }
+  return { model: result.model, version: result.version, outputs, shapes, dtypes };
+}
+
+/**
+ * The native endpoints: `POST /infer` with nested lists, `POST /batch_infer` (each item answered on its own),
+ * `GET /models` and `GET /status`.
+ */
+export function nativeRoutes(service: () => InferenceService): RouteContribution[] {
+  const runOne = async (raw: unknown, ctx: RouteContext, signal: AbortSignal) => {
+    const body: NativeInferBody = checkBody(validators.nativeInfer, raw, 'inference request');
+    const engine = service();
+    const version = body.version === undefined ? undefined : String(body.version);
+    const info = engine.get(body.model, version);
+    const id = requestId(ctx);
+    const result = await engine.infer({
+      model: body.model,
+      ...(version !== undefined && { version }),
+      inputs: decodeNativeInputs(body.inputs, info),
+      ...(body.outputs && { outputs: body.outputs }),
+      signal,
+      ...(id !== undefined && { requestId: id }),
+    });
+    return encodeResult(result);
+  };
+
+  return [
+    { method: 'POST', path: '/infer', handler: (ctx) => runOne(requestBody(ctx) ?? {}, ctx, clientSignal(ctx)) },
+    {
+      method: 'POST',
+      path: '/batch_infer',
+      handler: async (ctx) => {
+        const raw = requestBody(ctx);
+        const body = checkBody(validators.batchInfer, Array.isArray(raw) ? { requests: raw } : (raw ?? {}), 'batch request');
+        const signal = clientSignal(ctx);
+        // Items run concurrently, so the batcher can put them in one batch; each fails on its own.
+        const settled = await Promise.allSettled(body.requests.map((item) => runOne(item, ctx, signal)));
+        return {
+          results: settled.map((s) => {
+            if (s.status === 'fulfilled') return { status: 200, ...s.value };
+            const error = toNucleusError(s.reason);
+            return { status: error.status, ...error.toBody() };
+          }),
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/models',
+      handler: () => ({
+        models: service()
+          .list()
+          .map((m) => ({
+            name: m.name,
+            ...(m.defaultVersion !== undefined && { defaultVersion: m.defaultVersion }),
+            versions: m.versions.map(({ status: _status, ...v }) => v),
+          })),
+      }),
+    },
+    {
+      method: 'GET',
+      path: '/status',
+      handler: async () => {
+        const engine = service();
+        const models = engine.list().map((m) => ({
+          name: m.name,
+          ...(m.defaultVersion !== undefined && { defaultVersion: m.defaultVersion }),
+          loadedVersions: m.versions.filter((v) => v.state === 'ready').map((v) => v.version),
+          versions: m.versions.map((v) => ({
+            version: v.version,
+            state: v.state,
+            ...(v.reason !== undefined && { reason: v.reason }),
+            ...(v.status && {
+              backend: v.status.backend,
+              requestedBackend: v.status.requestedBackend,
+              ...(v.status.fallbackReason !== undefined && { fallbackReason: v.status.fallbackReason }),
+              queue: { queued: v.status.queued, inFlight: v.status.inFlight },
+              workers: { count: v.status.workers, restarts: v.status.workerRestarts },
+              requests: { total: v.status.requests, failed: v.status.failures },
+              batches: { total: v.status.batches, meanSize: v.status.meanBatchSize },
+            }),
+            ...(v.batching && { batching: v.batching }),
+          })),
+        }));
+        return { models, backends: await engine.backends() };
+      },
+    },
+  ];
+}
