@@ -11,6 +11,11 @@ ort.env.logLevel = 'fatal';
 
 const port = parentPort!;
 const spec = workerData as SessionWorkerSpec;
+const control = spec.control ? new Int32Array(spec.control) : undefined;
+
+function killed(): boolean {
+  return control !== undefined && Atomics.load(control, 0) === 1;
+}
 
 function post(message: FromWorker, transfer: ArrayBuffer[] = []): void {
   port.postMessage(message, transfer);
@@ -72,11 +77,10 @@ async function main(): Promise<void> {
 
   // One message at a time: a run never overlaps another, and `close` waits for the runs sent before it. Ending
   // the thread while ORT is inside a run aborts the whole process, so the thread only ever ends between runs.
-  const control = spec.control ? new Int32Array(spec.control) : undefined;
   let chain: Promise<void> = Promise.resolve();
   port.on('message', (message: ToWorker) => {
     chain = chain.then(async () => {
-      if (control && Atomics.load(control, 0) === 1) process.exit(70);
+      if (killed()) process.exit(70);
       if (message.type === 'exit') process.exit(message.code);
       if (message.type === 'close') {
         await session.release();
@@ -93,6 +97,8 @@ async function run(session: ort.InferenceSession, outputNames: readonly string[]
     for (const t of inputs) feeds[t.name] = new ort.Tensor(t.dtype, t.data as never, t.shape);
     const started = performance.now();
     const result = await session.run(feeds);
+    // Killed while this run was in progress: die without answering, as a crash would.
+    if (killed()) process.exit(70);
     const runMs = performance.now() - started;
     const outputs: WireTensor[] = [];
     const transfer: ArrayBuffer[] = [];

@@ -103,8 +103,8 @@ export class SessionWorker {
   }
 
   /**
-   * Ends the thread the way a crash would, right after the run in progress (ending it inside an ORT run would abort
-   * the process): its other pending runs are rejected and a fresh thread takes over.
+   * Ends the thread the way a crash would: the run in progress finishes inside ORT (ending a thread mid-run aborts
+   * the process) but is never answered, every pending run is rejected, and a fresh thread takes over.
    */
   async kill(): Promise<void> {
     const worker = this.#worker;

@@ -1,0 +1,229 @@
+import { strict as assert } from 'node:assert';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Kernel } from '@nucleus/core';
+import type { NucleusError, NucleusEvents } from '@nucleus/sdk';
+import { tempDir } from '../helpers/paths.js';
+import { builtinModel, f32, scaleModel, startKernel, writeVersion } from './engine-fixtures.js';
+
+type Seen = Array<[string, unknown]>;
+
+function record(k: Kernel, seen: Seen): void {
+  for (const type of ['model.loading', 'model.loaded', 'model.unloaded', 'model.failed', 'backend.fallback'] as const) {
+    k.events.on(type, (payload: NucleusEvents[typeof type]) => seen.push([type, payload]));
+  }
+}
+
+const x = f32([1, 2, 3, 4], [1, 4]);
+
+describe('model repository and lifecycle', () => {
+  let repo: string;
+  let kernel: Kernel;
+  const seen: Seen = [];
+
+  before(async () => {
+    repo = tempDir('model-repo');
+    writeVersion(repo, 'scale', '1', scaleModel(1), {
+      description: 'Multiplies by one.',
+      metrics: { accuracy: 0.5 },
+      trainingDate: '2026-01-02',
+      inputs: [{ name: 'x', dtype: 'float32', shape: ['batch', 4], description: 'Four numbers.' }],
+      outputs: [{ name: 'y', description: 'The numbers, scaled.' }],
+    });
+    writeVersion(repo, 'scale', '2', scaleModel(2));
+    writeVersion(repo, 'scale', '10', scaleModel(10));
+    writeVersion(repo, 'tampered', '1', scaleModel(3), { sha256: 'ab'.repeat(32) });
+    mkdirSync(join(repo, 'empty', '1'), { recursive: true });
+    kernel = await startKernel({ modelRepository: repo }, { before: (k) => record(k, seen) });
+  });
+  after(async () => {
+    await kernel.stop();
+    rmSync(repo, { recursive: true, force: true });
+  });
+
+  it('loads every version, addresses each, and serves the highest by default (numerically: 10 > 2)', async () => {
+    assert.deepEqual(
+      kernel.inference.model('scale').versions.map((v) => [v.version, v.state]),
+      [
+        ['1', 'ready'],
+        ['2', 'ready'],
+        ['10', 'ready'],
+      ],
+    );
+    assert.equal(kernel.inference.model('scale').defaultVersion, '10');
+    for (const [version, factor] of [
+      ['1', 1],
+      ['2', 2],
+      ['10', 10],
+    ] as const) {
+      const r = await kernel.inference.infer({ model: 'scale', version, inputs: { x } });
+      assert.equal(r.version, version);
+      assert.deepEqual(Array.from(r.outputs.y!.data as Float32Array), [1, 2, 3, 4].map((v) => v * factor));
+    }
+    const byDefault = await kernel.inference.infer({ model: 'scale', inputs: { x } });
+    assert.equal(byDefault.version, '10');
+  });
+
+  it('reads names, dtypes and shapes from the session (symbolic dims as -1) and descriptions from model.json', () => {
+    const v1 = kernel.inference.get('scale', '1');
+    assert.deepEqual(v1.inputs, [{ name: 'x', dtype: 'float32', shape: [-1, 4], dimNames: ['batch', null], description: 'Four numbers.' }]);
+    assert.deepEqual(v1.outputs, [{ name: 'y', dtype: 'float32', shape: [-1, 4], dimNames: ['batch', null], description: 'The numbers, scaled.' }]);
+    assert.equal(v1.metadata.description, 'Multiplies by one.');
+    assert.deepEqual(v1.metadata.metrics, { accuracy: 0.5 });
+    assert.equal(v1.metadata.trainingDate, '2026-01-02');
+    assert.match(String(v1.metadata.sha256), /^[0-9a-f]{64}$/);
+    assert.equal(v1.origin, 'repository');
+  });
+
+  it('refuses a model whose sha256 does not match its model.json, with the reason, and keeps serving the rest', async () => {
+    const failed = seen.find(([type, p]) => type === 'model.failed' && (p as { model: string }).model === 'tampered');
+    assert.ok(failed, 'model.failed was emitted for the tampered model');
+    assert.match((failed[1] as { error: string }).error, /has sha256 [0-9a-f]{64}, but .*model\.json says abab.*refusing to load it/);
+    const info = kernel.inference.get('tampered');
+    assert.equal(info.state, 'failed');
+    await assert.rejects(kernel.inference.infer({ model: 'tampered', inputs: { x } }), (err: NucleusError) => err.status === 503 && /sha256/.test(err.message));
+    const report = kernel.health.report();
+    assert.equal(report.status, 'degraded');
+    assert.ok(report.conditions.some((c) => c.key === 'model:tampered@1' && /sha256/.test(c.reason)));
+    assert.ok(report.conditions.some((c) => c.key === 'model:empty@1' && /has no model\.onnx/.test(c.reason)));
+  });
+
+  it('emits loading then loaded for each version, with the backend', () => {
+    const loaded = seen.filter(([t, p]) => t === 'model.loaded' && (p as { model: string }).model === 'scale').map(([, p]) => p as NucleusEvents['model.loaded']);
+    assert.deepEqual(loaded.map((p) => [p.version, p.backend]).sort(), [
+      ['1', 'cpu'],
+      ['10', 'cpu'],
+      ['2', 'cpu'],
+    ]);
+    const first = seen.findIndex(([t, p]) => t === 'model.loading' && (p as { model: string }).model === 'scale');
+    const done = seen.findIndex(([t, p]) => t === 'model.loaded' && (p as { model: string }).model === 'scale');
+    assert.ok(first >= 0 && first < done);
+  });
+
+  it('unloads a version, falls back to the next highest, and loads it again on request', async () => {
+    await kernel.inference.unload('scale', '10');
+    assert.ok(seen.some(([t, p]) => t === 'model.unloaded' && (p as { version: string }).version === '10'));
+    assert.equal(kernel.inference.get('scale', '10').state, 'unavailable');
+    assert.equal((await kernel.inference.infer({ model: 'scale', inputs: { x } })).version, '2');
+    await assert.rejects(kernel.inference.infer({ model: 'scale', version: '10', inputs: { x } }), (err: NucleusError) => err.status === 503);
+    const index = await kernel.inference.index();
+    assert.deepEqual(
+      index.filter((r) => r.name === 'scale').map((r) => [r.version, r.state]),
+      [
+        ['1', 'ready'],
+        ['2', 'ready'],
+        ['10', 'unavailable'],
+      ],
+    );
+    await kernel.inference.load('scale');
+    assert.equal((await kernel.inference.infer({ model: 'scale', inputs: { x } })).version, '10');
+    await assert.rejects(kernel.inference.load('nothing-here'), (err: NucleusError) => err.status === 404);
+  });
+
+  it('answers unknown models and versions with 404 naming what exists', async () => {
+    await assert.rejects(kernel.inference.infer({ model: 'nope', inputs: { x } }), (err: NucleusError) => err.status === 404 && err.code === 'model_not_found' && /scale/.test(err.message));
+    await assert.rejects(
+      kernel.inference.infer({ model: 'scale', version: '3', inputs: { x } }),
+      (err: NucleusError) => err.status === 404 && err.code === 'version_not_found' && /versions: 1, 2, 10/.test(err.message),
+    );
+  });
+});
+
+describe('configured models', () => {
+  it('takes a model.onnx file, a version folder or a folder of versions, and reports a missing path', async () => {
+    const root = tempDir('configured');
+    const mlp = await builtinModel('mlp-classifier');
+    const fileOnly = join(root, 'loose');
+    mkdirSync(fileOnly);
+    copyFileSync(mlp.modelPath, join(fileOnly, 'classifier.onnx'));
+    writeVersion(join(root, 'versions'), 'scale', '4', scaleModel(4));
+    writeVersion(join(root, 'versions'), 'scale', '5', scaleModel(5));
+    const seen: Seen = [];
+    const kernel = await startKernel(
+      {
+        models: [
+          { name: 'from-file', path: join(fileOnly, 'classifier.onnx'), version: '7' },
+          { name: 'from-version-dir', path: mlp.dir },
+          { name: 'from-model-dir', path: join(root, 'versions', 'scale') },
+          { name: 'missing', path: join(root, 'does-not-exist.onnx') },
+        ],
+      },
+      { before: (k) => record(k, seen) },
+    );
+    try {
+      assert.deepEqual(
+        kernel.inference.list().map((m) => [m.name, m.versions.map((v) => `${v.version}:${v.state}`)]),
+        [
+          ['from-file', ['7:ready']],
+          ['from-model-dir', ['4:ready', '5:ready']],
+          ['from-version-dir', ['1:ready']],
+          ['missing', ['1:failed']],
+        ],
+      );
+      assert.match(kernel.inference.get('missing').reason!, /does-not-exist\.onnx does not exist/);
+      // model.json beside a version folder is read (the built-in's labels).
+      assert.deepEqual(kernel.inference.get('from-version-dir').metadata.labels, ['class_0', 'class_1', 'class_2']);
+      const r = await kernel.inference.infer({ model: 'from-file', inputs: { input: x } });
+      assert.deepEqual(r.outputs.probabilities!.shape, [1, 3]);
+    } finally {
+      await kernel.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('falls back to CPU when the configured backend is missing: backend.fallback, a degraded /ready, and the reason in status', async () => {
+    const mlp = await builtinModel('mlp-classifier');
+    const seen: Seen = [];
+    const kernel = await startKernel({ backend: 'cuda', models: [{ name: 'mlp', path: mlp.dir }] }, { before: (k) => record(k, seen) });
+    try {
+      const fallback = seen.find(([t]) => t === 'backend.fallback')?.[1] as NucleusEvents['backend.fallback'] | undefined;
+      assert.ok(fallback);
+      assert.equal(fallback.requested, 'cuda');
+      assert.equal(fallback.chosen, 'cpu');
+      const status = kernel.inference.get('mlp').status!;
+      assert.equal(status.backend, 'cpu');
+      assert.equal(status.requestedBackend, 'cuda');
+      assert.match(status.fallbackReason!, /backend 'cuda' is not installed/);
+      const report = kernel.health.report();
+      assert.equal(report.status, 'degraded');
+      assert.ok(report.conditions.some((c) => c.key === 'backend:mlp@1' && c.severity === 'degraded'));
+      const r = await kernel.inference.infer({ model: 'mlp', inputs: { input: x } });
+      assert.deepEqual(r.outputs.label!.shape, [1]);
+    } finally {
+      await kernel.stop();
+    }
+  });
+
+  it('serves the built-in models when nothing is configured', async () => {
+    const kernel = await startKernel({}, { builtinModels: true });
+    try {
+      assert.deepEqual(
+        kernel.inference.list().map((m) => [m.name, m.defaultVersion, m.versions[0]!.origin]),
+        [
+          ['bert-tiny', '1', 'builtin'],
+          ['mlp-classifier', '1', 'builtin'],
+          ['multi-io', '1', 'builtin'],
+          ['resnet-tiny', '1', 'builtin'],
+          ['tabular-classifier', '1', 'builtin'],
+        ],
+      );
+    } finally {
+      await kernel.stop();
+    }
+  });
+
+  it('refuses a model.json that is not valid, naming the field', async () => {
+    const root = tempDir('bad-manifest');
+    const dir = writeVersion(root, 'scale', '1', scaleModel(1));
+    writeFileSync(join(dir, 'model.json'), JSON.stringify({ sha256: 'short', batching: { maxBatchSize: 0 } }));
+    const kernel = await startKernel({ modelRepository: root });
+    try {
+      const info = kernel.inference.get('scale');
+      assert.equal(info.state, 'failed');
+      assert.match(info.reason!, /not a valid model\.json: \/sha256 must match pattern/);
+    } finally {
+      await kernel.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
