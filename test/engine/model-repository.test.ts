@@ -194,6 +194,28 @@ describe('configured models', () => {
     }
   });
 
+  it('spreads batches over several workers per version (workers.perModel), with the same answers', async () => {
+    const mlp = await builtinModel('mlp-classifier');
+    const kernel = await startKernel({ 'workers.perModel': 2, models: [{ name: 'mlp', path: mlp.dir, maxBatchSize: 2, maxQueueDelayMs: 0 }] });
+    try {
+      const status = () => kernel.inference.get('mlp').status!;
+      assert.equal(status().workers, 2);
+      const workers = kernel.inference.loadedModel('mlp').pool.workers;
+      const before = workers.map((w) => w.runs);
+      const results = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => kernel.inference.infer({ model: 'mlp', inputs: { input: f32([i, 1, 2, 3], [1, 4]) } })),
+      );
+      const ran = workers.map((w, k) => w.runs - before[k]!);
+      assert.ok(ran.every((n) => n > 0), `runs per worker: ${ran.join(', ')}`);
+      for (const [i, r] of results.entries()) {
+        const alone = await kernel.inference.infer({ model: 'mlp', inputs: { input: f32([i, 1, 2, 3], [1, 4]) } });
+        assert.deepEqual(r.outputs, alone.outputs);
+      }
+    } finally {
+      await kernel.stop();
+    }
+  });
+
   it('serves the built-in models when nothing is configured', async () => {
     const kernel = await startKernel({}, { builtinModels: true });
     try {

@@ -48,6 +48,8 @@ export class SessionWorker {
   #info: SessionReady | undefined;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
+  #assigned = 0;
+  #runs = 0;
   #closing = false;
   #restarts = 0;
   #consecutive = 0;
@@ -73,6 +75,18 @@ export class SessionWorker {
 
   /** Runs the session once; rejects with 503 `worker_exited` when the thread dies before answering. */
   async run(inputs: Record<string, Tensor>): Promise<RunResult> {
+    // Counted from the call, not from the post, so a pool choosing the least busy worker sees runs still starting.
+    this.#assigned++;
+    try {
+      const result = await this.#run(inputs);
+      this.#runs++;
+      return result;
+    } finally {
+      this.#assigned--;
+    }
+  }
+
+  async #run(inputs: Record<string, Tensor>): Promise<RunResult> {
     if (this.#closing) throw unavailable('model_unloading', `${this.spec.label} is being unloaded`);
     const ready = this.#ready ?? this.start();
     await ready;
@@ -87,9 +101,14 @@ export class SessionWorker {
     });
   }
 
-  /** Runs sent and not yet answered. */
+  /** Runs asked for and not yet answered. */
   get pending(): number {
-    return this.#pending.size;
+    return this.#assigned;
+  }
+
+  /** Runs answered so far. */
+  get runs(): number {
+    return this.#runs;
   }
 
   /** Times the thread died and was started again. */
@@ -123,7 +142,7 @@ export class SessionWorker {
   async close(drainMs = 10_000): Promise<void> {
     this.#closing = true;
     const deadline = Date.now() + drainMs;
-    while (this.#pending.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while (this.#assigned > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     const worker = this.#worker;
     this.#worker = undefined;
     this.#rejectAll(unavailable('model_unloading', `${this.spec.label} was unloaded before the request finished`));

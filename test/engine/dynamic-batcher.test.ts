@@ -1,0 +1,74 @@
+import { strict as assert } from 'node:assert';
+import { BatchAssembler, DynamicBatcher, type BatchSettings } from '@nucleus/core/internal/engine/index';
+import type { NucleusError, Tensor, TensorMetadata } from '@nucleus/sdk';
+
+// The batching policy on its own: the "model" here doubles its input on the main thread, so the test sees exactly
+// which requests went together. The real-model behaviour is pinned in batching.test.ts.
+const X: TensorMetadata = { name: 'x', dtype: 'float32', shape: [-1, 1], dimNames: ['batch', null] };
+
+function batcher(settings: Partial<BatchSettings>, gate?: Promise<void>) {
+  const sizes: number[] = [];
+  const b = new DynamicBatcher({
+    label: 'double',
+    settings: () => ({ maxBatchSize: 8, maxQueueDelayMs: 1000, preferredBatchSizes: [], maxQueued: 100, queueTimeoutMs: 30_000, ...settings }),
+    assembler: new BatchAssembler([X], [X], false),
+    concurrency: () => 1,
+    run: async (inputs) => {
+      await gate;
+      const x = inputs.x!;
+      sizes.push(x.shape[0]!);
+      return { outputs: { x: { ...x, data: (x.data as Float32Array).map((v) => v * 2) } }, runMs: 0 };
+    },
+  });
+  const submit = (v: number) => b.submit({ x: { dtype: 'float32', shape: [1, 1], data: Float32Array.of(v) } as Tensor }, 1);
+  return { b, sizes, submit };
+}
+
+describe('dynamic batcher policy', () => {
+  it('sends a batch as soon as it is full, without waiting for the delay', async () => {
+    const { sizes, submit } = batcher({ maxBatchSize: 4, maxQueueDelayMs: 60_000 });
+    const results = await Promise.all([1, 2, 3, 4].map(submit));
+    assert.deepEqual(sizes, [4]);
+    assert.deepEqual(results.map((r) => Array.from(r.outputs.x!.data as Float32Array)), [[2], [4], [6], [8]]);
+    assert.deepEqual(results.map((r) => r.batchSize), [4, 4, 4, 4]);
+  });
+
+  it('sends at the largest preferred size and keeps the rest for the next batch', async () => {
+    const { sizes, submit } = batcher({ maxBatchSize: 8, maxQueueDelayMs: 50, preferredBatchSizes: [2, 3] });
+    await Promise.all([1, 2, 3, 4, 5].map(submit));
+    assert.deepEqual(sizes, [3, 2]);
+  });
+
+  it('waits up to the delay for a partial batch, and gathers requests while the model is busy', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const { sizes, submit } = batcher({ maxBatchSize: 8, maxQueueDelayMs: 5 }, gate);
+    const first = submit(1);
+    await new Promise((r) => setTimeout(r, 30));
+    const rest = [2, 3, 4].map(submit);
+    await new Promise((r) => setTimeout(r, 30));
+    open();
+    await Promise.all([first, ...rest]);
+    assert.deepEqual(sizes, [1, 3]);
+  });
+
+  it('refuses requests beyond the queue limit with 503 and Retry-After', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const { submit } = batcher({ maxBatchSize: 1, maxQueueDelayMs: 0, maxQueued: 2 }, gate);
+    const running = submit(1);
+    const queued = [submit(2), submit(3)];
+    await assert.rejects(submit(4), (err: NucleusError) => err.status === 503 && err.code === 'queue_full' && err.headers['retry-after'] === '1');
+    open();
+    await Promise.all([running, ...queued]);
+  });
+
+  it('drains on close: queued requests still run, new ones are refused', async () => {
+    const { b, sizes, submit } = batcher({ maxBatchSize: 8, maxQueueDelayMs: 60_000 });
+    const pending = [submit(1), submit(2)];
+    await b.drain(5000);
+    await Promise.all(pending);
+    assert.deepEqual(sizes, [2]);
+    await assert.rejects(submit(3), (err: NucleusError) => err.code === 'model_unloading');
+  });
+});
