@@ -202,6 +202,25 @@ describe('metrics plugin config', () => {
   });
 });
 
+describe('metrics plugin reload', () => {
+  it('reloads cleanly: no metric registered twice, process metrics kept, states current', async () => {
+    const ADMIN = 'admin-key-0123456789';
+    const kit = await startTestKernel({ plugins: [pluginDir('metrics')], env: { NUCLEUS_ADMIN_KEY: ADMIN } });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await kit.request('/admin/plugins/metrics/reload', { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+      }
+      const exposition = new Exposition((await kit.request('/metrics')).body as string);
+      assert.ok(exposition.value('process_resident_memory_bytes') > 0);
+      assert.equal(exposition.value('nucleus:plugin_state', { plugin: 'metrics', state: 'active' }), 1);
+      assert.equal(kit.kernel.plugins.get('metrics').state, 'active');
+    } finally {
+      await kit.stop();
+    }
+  });
+});
+
 describe('metrics plugin GPU gauges', () => {
   let folder: string;
   let kit: TestKernel;

@@ -5,6 +5,23 @@ import { DeviceMonitor } from './device-monitor.js';
 import { MetricsListener } from './metrics-listener.js';
 import { NucleusMetrics } from './nucleus-metrics.js';
 
+const PROCESS_REGISTRY = Symbol.for('nucleus.metrics.processRegistry');
+
+/**
+ * The standard process and Node.js metrics, collected once per process: prom-client's collectors start
+ * observers (GC, event-loop delay) that cannot be stopped, so a new set per activation would leak one set
+ * per hot reload.
+ */
+function processRegistry(): Registry {
+  const holder = globalThis as { [PROCESS_REGISTRY]?: Registry };
+  if (!holder[PROCESS_REGISTRY]) {
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    holder[PROCESS_REGISTRY] = registry;
+  }
+  return holder[PROCESS_REGISTRY];
+}
+
 /** The metrics plugin's config section (`plugin.metrics`), as its schema in package.json defines it. */
 export interface MetricsConfig {
   namespace: string;
@@ -21,19 +38,19 @@ export default definePlugin<MetricsConfig>({
   async activate(ctx) {
     const config = ctx.config;
     // One registry per activation: a hot reload starts clean instead of registering twice.
-    const registry = new Registry();
-    if (config.processMetrics) collectDefaultMetrics({ register: registry });
+    const own = new Registry();
     const devices = new DeviceMonitor(
       ctx.extensionPoint(ExtensionPoints.backend),
       config.deviceProbeIntervalS * 1000,
       (d) => metrics.setDevice(d),
       ctx.logger,
     );
-    const metrics = new NucleusMetrics(registry, {
+    const metrics = new NucleusMetrics(own, {
       namespace: config.namespace,
       throughputWindowS: config.throughputWindowS,
       refreshDevices: () => devices.refresh(),
     });
+    const registry = config.processMetrics ? Registry.merge([own, processRegistry()]) : own;
     const detach = metrics.attach(ctx.events);
     ctx.onDispose(() => {
       detach();
