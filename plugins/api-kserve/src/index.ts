@@ -1,7 +1,9 @@
 import { definePlugin, ExtensionPoints, Services, type InferenceService } from '@nucleus/sdk';
+import { InferencePipeline } from './inference-pipeline.js';
 import { kserveRoutes, noEngine } from './kserve-routes.js';
 import { nativeRoutes } from './native-routes.js';
 
+export { InferencePipeline, type RoutedRequest } from './inference-pipeline.js';
 export { decodeInputs, kserveRoutes, PLATFORM, type ServerIdentity } from './kserve-routes.js';
 export { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType, type KServeDatatype } from './kserve-datatypes.js';
 export { decodeNativeInputs, nativeRoutes } from './native-routes.js';
@@ -20,7 +22,8 @@ export default definePlugin<ApiKServeConfig>({
       return ctx.container.resolve<InferenceService>(Services.inference);
     };
     const identity = { name: ctx.config.serverName, version: ctx.version };
-    for (const route of [...kserveRoutes(service, identity), ...nativeRoutes(service)]) {
+    const pipeline = new InferencePipeline(ctx);
+    for (const route of [...kserveRoutes(service, identity, pipeline), ...nativeRoutes(service, pipeline)]) {
       ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
     }
   },

@@ -10,6 +10,7 @@ import {
   type TensorMetadata,
 } from '@nucleus/sdk';
 import { clientSignal, requestBody, requestId } from './http-helpers.js';
+import type { InferencePipeline } from './inference-pipeline.js';
 import { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType } from './kserve-datatypes.js';
 import { checkBody, validators, type KServeInferBody } from './request-schemas.js';
 import { flatten, fromTensorData, toTensorData } from './tensor-json.js';
@@ -66,7 +67,7 @@ export function decodeInputs(body: KServeInferBody, info: ModelVersionInfo): Rec
  * The Open Inference Protocol v2 REST routes: server and model health and metadata, inference, and the model
  * repository extension (admin only).
  */
-export function kserveRoutes(service: () => InferenceService, identity: ServerIdentity): RouteContribution[] {
+export function kserveRoutes(service: () => InferenceService, identity: ServerIdentity, pipeline: InferencePipeline): RouteContribution[] {
   const versionOf = (ctx: RouteContext): string | undefined => ctx.params.version;
 
   const metadata = (ctx: RouteContext) => {
@@ -100,9 +101,14 @@ export function kserveRoutes(service: () => InferenceService, identity: ServerId
   };
 
   const infer = async (ctx: RouteContext) => {
-    const name = ctx.params.model!;
-    const version = versionOf(ctx);
-    const body = checkBody(validators.kserveInfer, requestBody(ctx) ?? {}, 'inference request');
+    const raw = checkBody(validators.kserveInfer, requestBody(ctx) ?? {}, 'inference request');
+    const addressed = versionOf(ctx);
+    const request = { model: ctx.params.model!, ...(addressed !== undefined && { version: addressed }), body: raw as unknown as Record<string, unknown> };
+    return pipeline.run(ctx, request, ({ model, version, body }) => runInfer(ctx, model, version, body));
+  };
+
+  const runInfer = async (ctx: RouteContext, name: string, version: string | undefined, hooked: unknown) => {
+    const body = checkBody(validators.kserveInfer, hooked, 'inference request');
     const engine = service();
     const info = engine.get(name, version);
     const inputs = decodeInputs(body, info);

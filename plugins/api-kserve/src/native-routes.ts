@@ -11,6 +11,7 @@ import {
   type Tensor,
 } from '@nucleus/sdk';
 import { clientSignal, requestBody, requestId } from './http-helpers.js';
+import type { InferencePipeline } from './inference-pipeline.js';
 import { checkBody, validators, type NativeInferBody } from './request-schemas.js';
 import { flatten, fromTensorData, nest, shapeOfNested, toTensorData } from './tensor-json.js';
 
@@ -68,11 +69,21 @@ function encodeResult(result: InferResult): { model: string; version: string; ou
  * The native endpoints: `POST /infer` with nested lists, `POST /batch_infer` (each item answered on its own),
  * `GET /models` and `GET /status`.
  */
-export function nativeRoutes(service: () => InferenceService): RouteContribution[] {
+export function nativeRoutes(service: () => InferenceService, pipeline: InferencePipeline): RouteContribution[] {
   const runOne = async (raw: unknown, ctx: RouteContext, signal: AbortSignal) => {
-    const body: NativeInferBody = checkBody(validators.nativeInfer, raw, 'inference request');
+    const checked: NativeInferBody = checkBody(validators.nativeInfer, raw, 'inference request');
+    const request = {
+      model: checked.model,
+      ...(checked.version !== undefined && { version: String(checked.version) }),
+      body: checked as unknown as Record<string, unknown>,
+    };
+    return pipeline.run(ctx, request, (routed) => runRouted(routed.model, routed.version, routed.body, ctx, signal));
+  };
+
+  const runRouted = async (model: string, routedVersion: string | undefined, hooked: unknown, ctx: RouteContext, signal: AbortSignal) => {
+    const body: NativeInferBody = { ...checkBody(validators.nativeInfer, hooked, 'inference request'), model };
     const engine = service();
-    const version = body.version === undefined ? undefined : String(body.version);
+    const version = routedVersion;
     const info = engine.get(body.model, version);
     const id = requestId(ctx);
     const result = await engine.infer({
@@ -83,7 +94,7 @@ export function nativeRoutes(service: () => InferenceService): RouteContribution
       signal,
       ...(id !== undefined && { requestId: id }),
     });
-    return encodeResult(result);
+    return encodeResult(result) as unknown as Record<string, unknown>;
   };
 
   return [
