@@ -140,6 +140,8 @@ describe('tracing plugin', () => {
 
   it('marks server errors on the request span and traces requests refused before routing', async () => {
     collector.received.length = 0;
+    const health = await kit.request('/health');
+    assert.equal(health.headers.get('traceparent'), null, 'health checks are not traced by default');
     assert.equal((await kit.request('/work/fail', { body: {} })).status, 500);
     assert.equal((await kit.request('/work/ok', { body: '{"broken', headers: { 'content-type': 'application/json' } })).status, 400);
     await flush();
@@ -147,6 +149,7 @@ describe('tracing plugin', () => {
     const failed = all.find((s) => s.name === 'POST /work/:kind' && attr(s, 'http.response.status_code') === 500)!;
     assert.equal(failed.status?.code, 2, 'ERROR');
     assert.equal(failed.parentSpanId ?? '', '', 'no traceparent: a new trace');
+    assert.equal(all.some((s) => attr(s, 'url.path') === '/health'), false);
     const refused = all.find((s) => attr(s, 'http.response.status_code') === 400)!;
     assert.ok(refused, 'a request refused by the body parser still has a span');
     assert.equal(attr(refused, 'nucleus.error_code'), 'invalid_json');
@@ -158,7 +161,7 @@ describe('tracing plugin sampling and a collector that is away', () => {
     const closedPort = await freePort();
     const kit = await startTestKernel({
       plugins: [pluginDir('tracing')],
-      config: { 'plugin.tracing': { endpoint: `http://127.0.0.1:${closedPort}/v1/traces`, sampleRatio: 0, exportIntervalMs: 20, exportTimeoutMs: 300 } },
+      config: { 'plugin.tracing': { endpoint: `http://127.0.0.1:${closedPort}/v1/traces`, sampleRatio: 0, exportIntervalMs: 20, exportTimeoutMs: 300, ignorePaths: [] } },
     });
     try {
       const unsampled = await kit.request('/health');

@@ -34,6 +34,8 @@ interface OpenGeneration {
 export interface EventTracerOptions {
   /** A span per group of engine steps, linked to the generations that took part. */
   stepSpans: boolean;
+  /** Request paths that get no span (health checks, scrapes). */
+  ignorePaths: readonly string[];
 }
 
 /**
@@ -46,11 +48,14 @@ export class EventTracer {
   private readonly propagator = new W3CTraceContextPropagator();
   private readonly requests = new Map<string, OpenRequest>();
   private readonly generations = new Map<string, OpenGeneration>();
+  private readonly ignored: ReadonlySet<string>;
 
   constructor(
     private readonly tracer: Tracer,
     private readonly options: EventTracerOptions,
-  ) {}
+  ) {
+    this.ignored = new Set(options.ignorePaths);
+  }
 
   /** The `onRequest` hook: continues the caller's trace, exposes the ids on `ctx.state` and the response, and adds them to the request logger. */
   hooks(): Hooks {
@@ -58,24 +63,23 @@ export class EventTracer {
       onRequest: async (ctx, next) => {
         const state = ctx.state as Partial<RequestState>;
         const requestId = state.requestId;
+        if (requestId === undefined || this.ignored.has(ctx.path)) return next();
         const parent = this.propagator.extract(ROOT_CONTEXT, ctx.headers, {
           keys: (carrier) => Object.keys(carrier),
           get: (carrier, key) => carrier[key],
         });
-        const open = requestId === undefined ? undefined : this.requests.get(requestId);
+        const open = this.requests.get(requestId);
         const span = this.tracer.startSpan(
           ctx.method,
           {
             kind: SpanKind.SERVER,
             startTime: hr(open?.startedAt ?? now()),
-            attributes: { 'http.request.method': ctx.method, 'url.path': ctx.path, ...(requestId ? { 'nucleus.request_id': requestId } : {}) },
+            attributes: { 'http.request.method': ctx.method, 'url.path': ctx.path, 'nucleus.request_id': requestId },
           },
           parent,
         );
         const sc = span.spanContext();
-        if (requestId !== undefined) {
-          this.remember(this.requests, requestId, { span, context: trace.setSpan(parent, span), startedAt: open?.startedAt ?? now() }, (r) => r.span?.end());
-        }
+        this.remember(this.requests, requestId, { span, context: trace.setSpan(parent, span), startedAt: open?.startedAt ?? now() }, (r) => r.span?.end());
         const sameTrace = state.traceId === sc.traceId;
         state.traceId = sc.traceId;
         state.spanId = sc.spanId;
@@ -98,7 +102,12 @@ export class EventTracer {
         }
       };
     const offs = [
-      events.on('request.start', guard<'request.start'>((e) => this.remember(this.requests, e.requestId, { startedAt: now() }, (r) => r.span?.end()))),
+      events.on(
+        'request.start',
+        guard<'request.start'>((e) => {
+          if (!this.ignored.has(e.path)) this.remember(this.requests, e.requestId, { startedAt: now() }, (r) => r.span?.end());
+        }),
+      ),
       events.on('request.end', guard<'request.end'>((e) => this.requestEnd(e))),
       events.on('inference.end', guard<'inference.end'>((e) => this.inferenceEnd(e))),
       events.on('batch.executed', guard<'batch.executed'>((e) => this.batchExecuted(e))),
@@ -117,6 +126,7 @@ export class EventTracer {
   }
 
   private requestEnd(e: NucleusEvents['request.end']): void {
+    if (this.ignored.has(e.path)) return;
     const open = this.requests.get(e.requestId);
     this.requests.delete(e.requestId);
     // A request refused before the hooks ran (bad JSON, too large, shutting down) still gets its span, without a caller's parent.

@@ -15,6 +15,7 @@ export interface TracingConfig {
   maxQueueSize: number;
   exportTimeoutMs: number;
   stepSpans: boolean;
+  ignorePaths: string[];
 }
 
 /**
@@ -41,7 +42,7 @@ export default definePlugin<TracingConfig>({
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
       spanProcessors: processors,
     });
-    const tracer = new EventTracer(provider.getTracer('nucleus', ctx.version), { stepSpans: config.stepSpans });
+    const tracer = new EventTracer(provider.getTracer('nucleus', ctx.version), { stepSpans: config.stepSpans, ignorePaths: config.ignorePaths });
     const detach = tracer.attach(ctx.events, ctx.logger);
     // Spans that could not be sent are logged by LoggingExporter; flushing and stopping never throw, and never
     // wait much longer than one export, so a collector that is away cannot hold up a shutdown.
