@@ -129,6 +129,20 @@ describe('dynamic batching on real models', () => {
     assert.ok(logged.some((l) => typeof l.averageLength === 'number' && (l.paddingOverhead as number) > 0 && (l.size as number) > 1), 'batches are logged at debug with size, average length and padding');
   });
 
+  it('fails only the bad request of a batch: the others are run again alone', async () => {
+    const good = { input_ids: i64([1, 2, 3], [1, 3]), attention_mask: i64([1, 1, 1], [1, 3]) };
+    // Longer than the 128 positions the encoder has: ORT refuses the whole batch it is in.
+    const bad = { input_ids: i64(new Array(200).fill(1), [1, 200]), attention_mask: i64(new Array(200).fill(1), [1, 200]) };
+    // Sent together, so they share a batch (padding on, 50 ms delay).
+    const [ok, failed] = await Promise.allSettled([kernel.inference.infer({ model: 'bert', inputs: good }), kernel.inference.infer({ model: 'bert', inputs: bad })]);
+    assert.equal(ok.status, 'fulfilled');
+    assert.deepEqual((ok as PromiseFulfilledResult<{ outputs: Record<string, Tensor> }>).value.outputs.last_hidden_state!.shape, [1, 3, 32]);
+    assert.equal(failed.status, 'rejected');
+    const err = (failed as PromiseRejectedResult).reason as NucleusError;
+    assert.equal(err.code, 'inference_failed');
+    assert.match(err.message, /model 'bert' version '1'|bert@1/);
+  });
+
   it('takes an aborted request out of its batch before dispatch', async () => {
     const before = ofModel('slow-mlp').length;
     const controller = new AbortController();

@@ -254,7 +254,22 @@ export class DynamicBatcher {
         item.resolve({ outputs: parts[k]!, batchSize: items.length, queueMs: dispatched - item.enqueuedAt, computeMs: done - dispatched }),
       );
     } catch (err) {
+      // One bad request (say, a sequence longer than the model takes) must not fail the others it was batched
+      // with: run each alone. A dead worker is not a bad request; its error stands for all.
+      if (items.length > 1 && (err as { code?: unknown }).code === 'inference_failed') return this.#runAlone(items);
       for (const item of items) item.reject(err as Error);
+    }
+  }
+
+  async #runAlone(items: Item[]): Promise<void> {
+    for (const item of items) {
+      const dispatched = performance.now();
+      try {
+        const { outputs } = await this.options.run(this.options.assembler.assemble([item.inputs]).inputs);
+        item.resolve({ outputs, batchSize: 1, queueMs: dispatched - item.enqueuedAt, computeMs: performance.now() - dispatched });
+      } catch (err) {
+        item.reject(err as Error);
+      }
     }
   }
 
