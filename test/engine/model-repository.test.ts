@@ -1,10 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kernel } from '@nucleus/core';
 import type { NucleusError, NucleusEvents } from '@nucleus/sdk';
 import { tempDir } from '../helpers/paths.js';
-import { builtinModel, f32, scaleModel, startKernel, writeVersion } from './engine-fixtures.js';
+import { GraphBuilder, saveModel } from '@nucleus/sdk/onnx';
+import { builtinModel, f32, floats, scaleModel, sha256, startKernel, writeVersion } from './engine-fixtures.js';
 
 type Seen = Array<[string, unknown]>;
 
@@ -231,6 +232,39 @@ describe('configured models', () => {
       );
     } finally {
       await kernel.stop();
+    }
+  });
+
+  it('loads a model with external data, checking the data file against model.json too', async () => {
+    const root = tempDir('external-data');
+    const weights = floats(64 * 8, 4);
+    const build = (): GraphBuilder => {
+      const g = new GraphBuilder('ext');
+      const y = g.ops.matMul(g.input('x', 'float32', ['batch', 64]), g.initializer('w', weights, [64, 8]), { outputs: ['y'] });
+      g.output(y, 'float32', ['batch', 8]);
+      return g;
+    };
+    const write = async (name: string): Promise<string> => {
+      const dir = join(root, name, '1');
+      const saved = await saveModel(join(dir, 'model.onnx'), build().toModel({ producer: 'nucleus-test' }), { externalDataThresholdBytes: 256 });
+      assert.deepEqual(saved.externalTensors, ['w']);
+      const manifest = { sha256: sha256(readFileSync(join(dir, 'model.onnx'))), externalData: { 'model.onnx.data': sha256(readFileSync(saved.externalDataPath!)) } };
+      writeFileSync(join(dir, 'model.json'), JSON.stringify(manifest));
+      return saved.externalDataPath!;
+    };
+    await write('ext');
+    appendFileSync(await write('ext-tampered'), Buffer.from([1, 2, 3, 4]));
+    const kernel = await startKernel({ modelRepository: root });
+    try {
+      const r = await kernel.inference.infer({ model: 'ext', inputs: { x: f32(new Array(64).fill(1), [1, 64]) } });
+      const expected = Array.from({ length: 8 }, (_, j) => Math.fround(Array.from({ length: 64 }, (_, i) => weights[i * 8 + j]!).reduce((a, v) => a + v, 0)));
+      (r.outputs.y!.data as Float32Array).forEach((v, j) => assert.ok(Math.abs(v - expected[j]!) < 1e-4, `y[${j}] = ${v}, expected ${expected[j]}`));
+      const tampered = kernel.inference.get('ext-tampered');
+      assert.equal(tampered.state, 'failed');
+      assert.match(tampered.reason!, /model\.onnx\.data has sha256 .* refusing to load it/);
+    } finally {
+      await kernel.stop();
+      rmSync(root, { recursive: true, force: true });
     }
   });
 
