@@ -12,6 +12,8 @@ describe('backend plugins in a running kernel', () => {
     kit = await startTestKernel({
       plugins: ['backend-cpu', 'backend-cuda', 'backend-rocm'].map((p) => join(REPO_ROOT, 'plugins', p)),
       config: { 'plugin.backend-cpu.deterministic': true, 'plugin.backend-cuda.tensorrt': { enabled: true } },
+      // No model loads, so no probe has yet found TensorRT missing when the options are first read.
+      builtinModels: false,
     });
   });
   after(async () => {

@@ -9,6 +9,8 @@ export interface TestKernelOptions {
   builtinPlugins?: boolean;
   /** Config overrides as dotted path → value, e.g. `{ 'plugin.my-hooks.greeting': 'hi' }`. */
   config?: Record<string, unknown>;
+  /** Serve the generated built-in models when no model is configured (default true, as `nucleus serve` does). */
+  builtinModels?: boolean;
   /** Environment variables to read `NUCLEUS_*` from; none by default, so the caller's shell cannot leak in. */
   env?: Record<string, string>;
 }
@@ -35,6 +37,7 @@ export interface TestKernel {
 export async function startTestKernel(options: TestKernelOptions = {}): Promise<TestKernel> {
   const server = await NucleusServer.start({
     env: options.env ?? {},
+    builtinModels: options.builtinModels ?? true,
     ...(options.builtinPlugins ? {} : { pluginFolders: [], nodeModules: [] }),
     cli: {
       'server.host': '127.0.0.1',
