@@ -79,7 +79,15 @@ export class InferenceEngine implements InferenceService {
   /** Loads every model version the sources hold; one that fails is reported (`model.failed`, /ready degraded) and the rest load. */
   start(): Promise<void> {
     return this.#serial(async () => {
-      const { sources, problems } = await this.#repository.scan();
+      let found: Awaited<ReturnType<ModelRepository['scan']>>;
+      try {
+        found = await this.#repository.scan();
+      } catch (err) {
+        // A source that cannot be read (say, a read-only cache for the built-ins) must not keep the server down.
+        this.#reportProblem({ name: '*', version: '*', path: '', reason: `model sources could not be read: ${(err as Error).message}` });
+        return;
+      }
+      const { sources, problems } = found;
       for (const problem of problems) this.#reportProblem(problem);
       if (this.#repository.servesBuiltins) this.#log.info({ models: sources.map((s) => s.name) }, 'no models configured; serving the built-in models');
       for (const source of sources) await this.#load(source).catch(() => undefined);
