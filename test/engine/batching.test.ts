@@ -103,6 +103,18 @@ describe('dynamic batching on real models', () => {
     assert.equal(ofModel('mlp-solo').every((b) => b.size === 1), true, 'batching: false runs requests one by one');
   });
 
+  it('applies a runtime change of batching.maxBatchSize to the next batches', async () => {
+    kernel.config.patch({ 'batching.maxBatchSize': 3 }, 'test');
+    try {
+      assert.equal(kernel.inference.get('mlp').batching!.maxBatchSize, 3);
+      const before = ofModel('mlp').length;
+      await Promise.all(Array.from({ length: 9 }, (_, i) => kernel.inference.infer({ model: 'mlp', inputs: { input: f32([i, 0, 0, 1], [1, 4]) } })));
+      assert.deepEqual(ofModel('mlp').slice(before).map((b) => b.size), [3, 3, 3]);
+    } finally {
+      kernel.config.patch({ 'batching.maxBatchSize': 32 }, 'test');
+    }
+  });
+
   it('pads ragged encoder requests into one batch and gives the same embeddings as unpadded runs', async () => {
     const lengths = [3, 9, 5, 12, 1, 7];
     const requests = lengths.map((n, k) => ({
@@ -125,7 +137,7 @@ describe('dynamic batching on real models', () => {
       for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
       assert.ok(worst <= 1e-5, `request ${k} (length ${lengths[k]}) differs by ${worst}`);
     }
-    const logged = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'batch' && l.model === "model 'bert' version '1'");
+    const logged = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'batch' && l.model === 'bert' && l.version === '1');
     assert.ok(logged.some((l) => typeof l.averageLength === 'number' && (l.paddingOverhead as number) > 0 && (l.size as number) > 1), 'batches are logged at debug with size, average length and padding');
   });
 

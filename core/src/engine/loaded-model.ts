@@ -53,7 +53,8 @@ export class LoadedModel {
   readonly label: string;
   readonly signature: ModelSignature;
   readonly backend: LoadedBackend;
-  readonly batching: BatchingInfo;
+  readonly #batching: Omit<BatchingInfo, 'maxBatchSize' | 'maxQueueDelayMs' | 'preferredBatchSizes'>;
+  readonly #settings: () => BatchSettings;
   state: ModelVersionState = 'ready';
   readonly #pool: WorkerPool;
   readonly #batcher: DynamicBatcher;
@@ -91,13 +92,10 @@ export class LoadedModel {
         queueTimeoutMs: d.queueTimeoutMs,
       };
     };
-    const now = settings();
-    this.batching = {
+    this.#settings = settings;
+    this.#batching = {
       enabled,
       ...(!enabled && { reason: batchable.ok ? 'batching is switched off for this model' : `cannot batch: ${batchable.reason}` }),
-      maxBatchSize: now.maxBatchSize,
-      maxQueueDelayMs: now.maxQueueDelayMs,
-      preferredBatchSizes: [...now.preferredBatchSizes],
       padding: enabled && usePadding,
     };
     const ids = { model: source.name, version: source.version };
@@ -179,6 +177,12 @@ export class LoadedModel {
       });
       throw err;
     }
+  }
+
+  /** How requests are batched now (global settings are runtime-adjustable). */
+  get batching(): BatchingInfo {
+    const now = this.#settings();
+    return { ...this.#batching, maxBatchSize: now.maxBatchSize, maxQueueDelayMs: now.maxQueueDelayMs, preferredBatchSizes: [...now.preferredBatchSizes] };
   }
 
   /** The worker threads, for `/status` and for tests that kill one. */

@@ -236,14 +236,14 @@ export class DynamicBatcher {
   }
 
   async #runBatch(items: Item[]): Promise<void> {
-    const { assembler, label, logger } = this.options;
+    const { assembler, logger } = this.options;
     const dispatched = performance.now();
     try {
       const { inputs, layout, stats } = assembler.assemble(items.map((i) => i.inputs));
       const { outputs, runMs } = await this.options.run(inputs);
       const parts = items.length === 1 ? [outputs] : assembler.split(outputs, layout);
       const done = performance.now();
-      this.#log(stats, runMs, logger, label);
+      this.#log(stats, runMs, logger);
       this.options.onBatch?.({
         size: items.length,
         paddingRatio: stats.paddingOverhead,
@@ -273,10 +273,10 @@ export class DynamicBatcher {
     }
   }
 
-  #log(stats: BatchStats, runMs: number, logger: Logger | undefined, label: string): void {
+  // The logger carries the model and version; a line per batch says how full and how padded it was.
+  #log(stats: BatchStats, runMs: number, logger: Logger | undefined): void {
     logger?.debug(
       {
-        model: label,
         size: stats.requests,
         rows: stats.rows,
         ...(stats.averageLength !== undefined && { averageLength: Math.round(stats.averageLength * 100) / 100 }),
