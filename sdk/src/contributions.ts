@@ -89,7 +89,16 @@ export interface CachePolicy {
   onRemove(key: string): void;
   /** The next key to evict, or undefined when nothing may be evicted. */
   victim(): string | undefined;
+  /**
+   * URL of an ES module whose default export is a {@link CachePolicyFactory} for this policy. Caches that live in
+   * worker threads (the LLM prefix cache) cannot call a main-thread object synchronously, so they import this module
+   * and keep their own instance; a policy without it serves main-thread caches only.
+   */
+  readonly module?: string;
 }
+
+/** Makes a fresh, empty instance of a cache policy (one per cache); the default export of {@link CachePolicy.module}. */
+export type CachePolicyFactory = () => CachePolicy;
 
 /** A model file format the engine can load (onnx, gguf, safetensors …). */
 export interface ModelFormat {

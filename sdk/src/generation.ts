@@ -53,6 +53,11 @@ export interface GenerateRequest extends SamplingOptions {
   priority?: GenerationPriority;
   /** The server's request id, carried into telemetry. */
   requestId?: string;
+  /**
+   * The conversation this turn belongs to: the prefix-cache entries it creates or reuses are tagged with it, and
+   * {@link GenerationService.releaseConversation} drops those no other conversation uses.
+   */
+  conversationId?: string;
 }
 
 /** Something a generation stream yields, in order: tokens and finishes per choice, then one `done`. */
@@ -86,6 +91,8 @@ export interface GenerationUsage {
   promptTokens: number;
   completionTokens: number;
   totalTokens: number;
+  /** Prompt tokens whose KV came from the prefix cache instead of being computed (first choice), where the engine has one. */
+  cachedPromptTokens?: number;
 }
 
 /**
@@ -167,4 +174,9 @@ export interface GenerationService {
   generate(request: GenerateRequest, signal?: AbortSignal): Promise<GenerationStream>;
   /** Embeds the inputs as one batch. */
   embed(request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult>;
+  /**
+   * Ends a conversation for caching: drops the prefix-cache entries tagged with `conversationId` that no other
+   * conversation (or untagged request) uses, in `model` or in every model. Resolves to the bytes freed.
+   */
+  releaseConversation?(conversationId: string, model?: string): Promise<number>;
 }

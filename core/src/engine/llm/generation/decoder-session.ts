@@ -12,8 +12,11 @@ export interface StepResult {
 /** The mechanism of one step, apart from who is in it: the loop only ever calls these two. */
 export interface DecoderRunner {
   readonly layout: KvLayout;
-  /** Runs prompts (left-padded into one batch) from an empty cache. */
-  prefill(prompts: readonly (readonly number[])[]): Promise<StepResult>;
+  /**
+   * Runs prompts (left-padded into one batch) from an empty cache, or, with `past`, from each row's cached prefix
+   * (`past` has one row per prompt; a prompt is then only the tokens after its row's prefix).
+   */
+  prefill(prompts: readonly (readonly number[])[], past?: KvBatch): Promise<StepResult>;
   /** Appends one token to every row of `kv`. */
   decode(kv: KvBatch, tokens: readonly number[]): Promise<StepResult>;
 }
@@ -60,28 +63,32 @@ export class DecoderSession implements DecoderRunner {
     for (let l = 0; l < config.numLayers; l++) this.#fetches.push(`present.${l}.key`, `present.${l}.value`);
   }
 
-  async prefill(prompts: readonly (readonly number[])[]): Promise<StepResult> {
+  async prefill(prompts: readonly (readonly number[])[], past?: KvBatch): Promise<StepResult> {
     const rows = prompts.length;
+    const base = past ?? KvBatch.empty(this.layout, rows);
+    if (base.rows !== rows) throw new Error(`a prefill of ${rows} prompts got a past of ${base.rows} rows`);
     const width = Math.max(...prompts.map((p) => p.length));
+    const P = base.pastLength;
+    // Mask columns: the past as the cache has it (left padding, then the row's cached tokens), then the new tokens,
+    // left-padded to the widest. A row with a cached prefix and a shorter prompt has padding between the two.
+    const total = P + width;
     const ids = new Array<number>(rows * width).fill(this.#padId);
-    const mask = new BigInt64Array(rows * width);
+    const mask = new BigInt64Array(rows * total);
     const positions = new BigInt64Array(rows * width);
     prompts.forEach((p, r) => {
+      const cached = base.lengths[r]!;
+      mask.fill(1n, r * total + P - cached, r * total + P);
       const pad = width - p.length;
       for (let i = 0; i < p.length; i++) {
         ids[r * width + pad + i] = p[i]!;
-        mask[r * width + pad + i] = 1n;
-        positions[r * width + pad + i] = BigInt(i);
+        mask[r * total + P + pad + i] = 1n;
+        positions[r * width + pad + i] = BigInt(cached + i);
       }
     });
-    const past = KvBatch.empty(this.layout, rows);
-    const out = await this.#run(past, ids, width, mask, positions);
-    const kv = KvBatch.fromTensors(
-      this.layout,
-      prompts.map((p) => p.length),
-      width,
-      out.presents,
-    );
+    const out = await this.#run(base, ids, width, mask, positions);
+    const lengths = prompts.map((p, r) => base.lengths[r]! + p.length);
+    const gapless = prompts.every((p, r) => p.length === width || base.lengths[r] === 0);
+    const kv = gapless ? KvBatch.fromTensors(this.layout, lengths, total, out.presents) : closeGaps(this.layout, out.presents, base, prompts, width);
     return { logits: out.logits, kv };
   }
 
@@ -131,4 +138,34 @@ export class DecoderSession implements DecoderRunner {
     }
     return { logits: logitRows, presents };
   }
+}
+
+// The present of a prefill from a past where some rows have padding between their cached tokens and their new ones:
+// each row's two runs of real tokens are copied together, left-padded as KvBatch expects.
+function closeGaps(layout: KvLayout, presents: readonly KvLayer[], past: KvBatch, prompts: readonly (readonly number[])[], width: number): KvBatch {
+  const { numKvHeads: H, headDim: D } = layout;
+  const P = past.pastLength;
+  const from = P + width;
+  const lengths = prompts.map((p, r) => past.lengths[r]! + p.length);
+  const to = Math.max(...lengths);
+  const layers = presents.map((layer) => {
+    const out = { key: allocate(layout, prompts.length * H * to * D), value: allocate(layout, prompts.length * H * to * D) };
+    prompts.forEach((p, r) => {
+      const cached = past.lengths[r]!;
+      for (let h = 0; h < H; h++) {
+        const src = (r * H + h) * from * D;
+        const dst = ((r * H + h) * to + (to - lengths[r]!)) * D;
+        for (const kind of ['key', 'value'] as const) {
+          out[kind].set(layer[kind].subarray(src + (P - cached) * D, src + P * D), dst);
+          out[kind].set(layer[kind].subarray(src + (from - p.length) * D, src + from * D), dst + cached * D);
+        }
+      }
+    });
+    return out;
+  });
+  return KvBatch.fromTensors(layout, lengths, to, layers);
+}
+
+function allocate(layout: KvLayout, length: number): KvArray {
+  return layout.dtype === 'float16' ? new Uint16Array(length) : new Float32Array(length);
 }

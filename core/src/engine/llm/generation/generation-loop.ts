@@ -1,6 +1,8 @@
 import type { FinishReason, GenerationPriority } from '@nucleus/sdk';
+import { blockFromRow, pastFromBlocks } from '../prefix-cache/kv-blocks.js';
+import type { PrefixCache } from '../prefix-cache/prefix-cache.js';
 import type { DecoderRunner, StepResult } from './decoder-session.js';
-import { KvBatch, type RowSource } from './kv-batch.js';
+import { KvBatch, type KvArray, type RowSource } from './kv-batch.js';
 import { Sampler, type LogitsRow, type SamplingParams } from './sampler.js';
 import type { GenerationScheduler, WaitingSequence } from './scheduler.js';
 import { StopMatcher } from './stop-matcher.js';
@@ -25,6 +27,8 @@ export interface SequenceInit {
   ignoreEos: boolean;
   priority: GenerationPriority;
   decoder: TextStreamDecoder;
+  /** The conversation the sequence belongs to; its prefix-cache blocks are tagged with it. */
+  conversationId?: string;
 }
 
 /** Where the loop sends what sequences produce. */
@@ -35,6 +39,8 @@ export interface LoopSink {
   finish(id: number, reason: FinishReason, text: string, completionTokens: number, stop?: string): void;
   /** A step failed; these sequences are dropped. */
   fail(ids: readonly number[], err: unknown): void;
+  /** A sequence was prefilled; `cachedTokens` of its prompt came from the prefix cache. */
+  prefilled?(id: number, cachedTokens: number): void;
 }
 
 /** Steps run in one call of {@link GenerationLoop.iterate}, for telemetry. */
@@ -43,6 +49,8 @@ export interface StepReport {
   sequences: number;
   /** Prompt tokens processed (prefill) or tokens produced (decode). */
   tokens: number;
+  /** Prefill: prompt tokens whose KV came from the prefix cache, and were not processed. */
+  cachedTokens?: number;
   durationMs: number;
 }
 
@@ -66,6 +74,10 @@ class Sequence implements WaitingSequence {
   generated = 0;
   lastToken = -1;
   cancelled = false;
+  /** Every token generated so far, for the prefix cache. */
+  readonly generatedIds: number[] = [];
+  /** Prompt tokens served from the prefix cache. */
+  cachedTokens = 0;
 
   constructor(
     readonly init: SequenceInit,
@@ -93,14 +105,16 @@ export class GenerationLoop {
   readonly #sink: LoopSink;
   readonly #maxContext: number;
   readonly #now: () => number;
+  readonly #cache: PrefixCache | undefined;
   #waiting: Sequence[] = [];
   /** Running sequences, in the row order of `#kv`. */
   #running: Sequence[] = [];
   #kv: KvBatch | undefined;
   #arrivals = 0;
 
-  constructor(options: { runner: DecoderRunner; scheduler: GenerationScheduler; sink: LoopSink; maxContext: number; now?: () => number }) {
+  constructor(options: { runner: DecoderRunner; scheduler: GenerationScheduler; sink: LoopSink; maxContext: number; now?: () => number; prefixCache?: PrefixCache }) {
     this.#runner = options.runner;
+    this.#cache = options.prefixCache;
     this.#scheduler = options.scheduler;
     this.#sink = options.sink;
     this.#maxContext = options.maxContext;
@@ -143,37 +157,79 @@ export class GenerationLoop {
       const admitted = new Set(plan.admit.map((w) => w.id));
       const joining = this.#waiting.filter((s) => admitted.has(s.id));
       this.#waiting = this.#waiting.filter((s) => !admitted.has(s.id));
-      steps.push(await this.#prefill(plan.admit.map((w) => joining.find((s) => s.id === w.id)!)));
+      steps.push(...(await this.#prefill(plan.admit.map((w) => joining.find((s) => s.id === w.id)!))));
     }
     if (this.#running.length > 0) steps.push(await this.#decode());
     if (steps.length === 0) return { idle: true, ...(plan.wakeInMs !== undefined && { wakeInMs: plan.wakeInMs }), steps };
     return { idle: false, steps };
   }
 
-  async #prefill(joining: Sequence[]): Promise<StepReport> {
-    const started = this.#now();
-    const tokens = joining.reduce((n, s) => n + s.init.promptIds.length, 0);
-    let result: StepResult;
-    try {
-      result = await this.#runner.prefill(joining.map((s) => s.init.promptIds));
-    } catch (err) {
-      this.#sink.fail(
-        joining.map((s) => s.id),
-        err,
-      );
-      return { phase: 'prefill', sequences: joining.length, tokens, durationMs: this.#now() - started };
+  // Newcomers whose prompts start with cached blocks are prefilled from that KV, apart from those starting from
+  // nothing, so neither group pays for the other's padding.
+  async #prefill(joining: Sequence[]): Promise<StepReport[]> {
+    const cold: Sequence[] = [];
+    const warm: Sequence[] = [];
+    const cachedBlocks: KvArray[][] = [];
+    for (const seq of joining) {
+      // At least one prompt token is computed: its logits give the first generated token.
+      const match = this.#cache?.match(seq.init.promptIds, seq.init.promptIds.length - 1, seq.init.conversationId);
+      if (match && match.tokens > 0) {
+        seq.cachedTokens = match.tokens;
+        warm.push(seq);
+        cachedBlocks.push(match.blocks);
+      } else cold.push(seq);
     }
+    // Copied out now: prefilling the cold group may evict the blocks the warm one starts from.
+    const past = warm.length > 0 ? pastFromBlocks(this.#runner.layout, cachedBlocks, this.#cache!.blockTokens) : undefined;
+    const steps: StepReport[] = [];
     const survivors: RowSource[] = [];
-    joining.forEach((seq, row) => {
-      if (this.#accept(seq, result.logits[row]!, result.kv.lengths[row]!)) survivors.push({ batch: result.kv, row });
-    });
+    const joined: Sequence[] = [];
+    for (const [group, from] of [[cold, undefined], [warm, past]] as const) {
+      if (group.length === 0) continue;
+      const started = this.#now();
+      const tokens = group.reduce((n, s) => n + s.init.promptIds.length - s.cachedTokens, 0);
+      const cachedTokens = group.reduce((n, s) => n + s.cachedTokens, 0);
+      steps.push({ phase: 'prefill', sequences: group.length, tokens, ...(cachedTokens > 0 && { cachedTokens }), durationMs: 0 });
+      let result: StepResult;
+      try {
+        result = await this.#runner.prefill(
+          group.map((s) => (s.cachedTokens > 0 ? s.init.promptIds.slice(s.cachedTokens) : s.init.promptIds)),
+          from,
+        );
+      } catch (err) {
+        this.#sink.fail(
+          group.map((s) => s.id),
+          err,
+        );
+        steps.at(-1)!.durationMs = this.#now() - started;
+        continue;
+      }
+      group.forEach((seq, row) => {
+        this.#sink.prefilled?.(seq.id, seq.cachedTokens);
+        this.#retain(seq, result.kv, row);
+        if (this.#accept(seq, result.logits[row]!, result.kv.lengths[row]!)) {
+          survivors.push({ batch: result.kv, row });
+          joined.push(seq);
+        }
+      });
+      steps.at(-1)!.durationMs = this.#now() - started;
+    }
     const kept: RowSource[] = this.#kv ? this.#running.map((_, row) => ({ batch: this.#kv!, row })) : [];
-    const joined = survivors.map((s) => joining[s.row]!);
     if (joined.length > 0) {
       this.#running = [...this.#running, ...joined];
       this.#kv = KvBatch.gather(this.#runner.layout, [...kept, ...survivors]);
     }
-    return { phase: 'prefill', sequences: joining.length, tokens, durationMs: this.#now() - started };
+    return steps;
+  }
+
+  // Keeps the whole blocks of a sequence's KV (row `row` of `kv`) in the prefix cache: its prompt after the prefill,
+  // its prompt and output when it ends, so a later prompt that repeats them (the next turn of a chat) starts there.
+  #retain(seq: Sequence, kv: KvBatch, row: number): void {
+    const cache = this.#cache;
+    const length = kv.lengths[row]!;
+    if (!cache || length < cache.blockTokens) return;
+    const ids = seq.generatedIds.length === 0 ? seq.init.promptIds : [...seq.init.promptIds, ...seq.generatedIds];
+    cache.insert(ids, length, (first) => blockFromRow(kv, row, first, cache.blockTokens), seq.init.conversationId);
   }
 
   async #decode(): Promise<StepReport> {
@@ -197,6 +253,7 @@ export class GenerationLoop {
     const keep: number[] = [];
     running.forEach((seq, row) => {
       if (this.#accept(seq, result.logits[row]!, result.kv.lengths[row]!)) keep.push(row);
+      else this.#retain(seq, result.kv, row);
     });
     this.#kv = result.kv;
     this.#keepRows(keep);
@@ -213,6 +270,7 @@ export class GenerationLoop {
     seq.sampler.accept(token);
     seq.generated++;
     seq.lastToken = token;
+    seq.generatedIds.push(token);
     if (seq.eos.has(token)) return this.#end(seq, 'stop');
     const check = seq.stop.push(seq.init.decoder.push(token));
     this.#sink.token(seq.id, token, check.text);
@@ -240,8 +298,10 @@ export class GenerationLoop {
     if (!this.#running.some((s) => s.cancelled)) return;
     const keep: number[] = [];
     this.#running.forEach((seq, row) => {
-      if (seq.cancelled) this.#sink.finish(seq.id, 'cancelled', '', seq.generated);
-      else keep.push(row);
+      if (seq.cancelled) {
+        this.#retain(seq, this.#kv!, row);
+        this.#sink.finish(seq.id, 'cancelled', '', seq.generated);
+      } else keep.push(row);
     });
     this.#keepRows(keep);
   }
