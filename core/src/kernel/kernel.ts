@@ -69,7 +69,14 @@ export class Kernel {
       builtinModels: builtinModels && ((config.get('models') as unknown[] | undefined) ?? []).length === 0,
     });
     this.container.register(Services.inference, { useValue: this.inference });
-    this.generation = new GenerationEngine({ config, events: this.events, logger, backends: this.extensions.point(ExtensionPoints.backend), builtinModels });
+    this.generation = new GenerationEngine({
+      config,
+      events: this.events,
+      logger,
+      backends: this.extensions.point(ExtensionPoints.backend),
+      cachePolicies: this.extensions.point(ExtensionPoints.cachePolicy),
+      builtinModels,
+    });
     this.container.register(Services.generation, { useValue: this.generation });
     this.plugins = new PluginHost({
       container: this.container,

@@ -47,6 +47,17 @@ export function nativeRoutes(deps: RouteDeps): RouteContribution[] {
       },
     },
     { method: 'POST', path: '/embeddings', handler: (ctx) => embeddings(ctx, deps) },
+    {
+      // A conversation ended: its prefix-cache entries that nothing else uses are freed (optionally `?model=`).
+      method: 'DELETE',
+      path: '/conversations/:id',
+      handler: async (ctx) => {
+        const model = typeof ctx.query['model'] === 'string' ? ctx.query['model'] : undefined;
+        const service = deps.generation(ctx);
+        const bytes = service.releaseConversation ? await service.releaseConversation(ctx.params.id!, model) : 0;
+        return { id: ctx.params.id, object: 'conversation.released', released_bytes: bytes };
+      },
+    },
   ];
 }
 

@@ -28,6 +28,8 @@ export interface SamplingBody {
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean | null } | null;
   priority?: GenerationPriority | number | null;
+  /** Tags the prefix-cache entries of this turn; `DELETE /conversations/:id` releases them. */
+  conversation_id?: string | null;
   [extra: string]: unknown;
 }
 
@@ -72,6 +74,7 @@ export function samplingOf(body: SamplingBody): Omit<GenerateRequest, 'model' | 
   if (body.repetition_penalty != null) out.repetitionPenalty = body.repetition_penalty;
   if (body.ignore_eos != null) out.ignoreEos = body.ignore_eos;
   if (body.priority != null) out.priority = priorityOf(body.priority);
+  if (body.conversation_id != null) out.conversationId = body.conversation_id;
   return out;
 }
 
@@ -111,9 +114,14 @@ export function unixNow(): number {
   return Math.floor(Date.now() / 1000);
 }
 
-/** Usage in the APIs' snake case. */
-export function usageBody(u: GenerationUsage): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
-  return { prompt_tokens: u.promptTokens, completion_tokens: u.completionTokens, total_tokens: u.totalTokens };
+/** Usage in the APIs' snake case; `prompt_tokens_details.cached_tokens` as OpenAI reports prefix-cache hits. */
+export function usageBody(u: GenerationUsage): { prompt_tokens: number; completion_tokens: number; total_tokens: number; prompt_tokens_details?: { cached_tokens: number } } {
+  return {
+    prompt_tokens: u.promptTokens,
+    completion_tokens: u.completionTokens,
+    total_tokens: u.totalTokens,
+    ...(u.cachedPromptTokens !== undefined && { prompt_tokens_details: { cached_tokens: u.cachedPromptTokens } }),
+  };
 }
 
 /** The parsed JSON body (the server's body parser put it there). */

@@ -27,6 +27,7 @@ const sampling = {
   stream: nullable({ type: 'boolean' }),
   stream_options: nullable({ type: 'object', properties: { include_usage: nullable({ type: 'boolean' }) } }),
   priority,
+  conversation_id: nullable({ type: 'string', minLength: 1, maxLength: 256 }),
 };
 
 const content = nullable({

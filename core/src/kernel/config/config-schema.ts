@@ -307,6 +307,46 @@ export const CORE_CONFIG_SCHEMA = {
         },
       },
     },
+    cache: {
+      type: 'object',
+      description: 'Caches of the engines.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        prefix: {
+          type: 'object',
+          description: 'The LLM prefix cache: prompts that start alike reuse the KV of their shared start instead of computing it again.',
+          default: {},
+          additionalProperties: false,
+          properties: {
+            enabled: {
+              type: 'boolean',
+              description: 'Keep the KV of prompts (and of finished outputs) in blocks for later prompts that start with the same tokens.',
+              default: true,
+            },
+            maxBytes: {
+              type: ['integer', 'null'],
+              minimum: 0,
+              description: 'Most bytes of KV each LLM keeps; beyond it the cache policy evicts. null: 80% of the memory free when a model starts, shared by the LLMs served.',
+              default: null,
+              'x-runtime': true,
+            },
+            blockTokens: {
+              type: 'integer',
+              minimum: 1,
+              description: 'Tokens per block: prompts share, and the policy evicts, whole blocks.',
+              default: 16,
+            },
+            policy: {
+              type: 'string',
+              pattern: '^[a-z][a-z0-9-]*$',
+              description: 'Eviction policy by name, from the `cachePolicy` contributions of plugins (`lru` from cache-lru).',
+              default: 'lru',
+            },
+          },
+        },
+      },
+    },
     plugin: {
       type: 'object',
       description: "Each plugin's own section, by plugin id, validated against that plugin's schema.",

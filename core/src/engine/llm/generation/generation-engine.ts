@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
+import { freemem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
@@ -8,6 +9,7 @@ import {
   toNucleusError,
   unavailable,
   type Backend,
+  type CachePolicy,
   type EmbedRequest,
   type EmbedResult,
   type EventBus,
@@ -25,7 +27,7 @@ import { defaultModelCacheDir, ensureBuiltinModels } from '../../builtin-models/
 import { withDefaultCpu } from '../../default-cpu-backend.js';
 import { loadLlm, loadTinyLlama } from '../load-llm.js';
 import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
-import type { GenerationThreadSpec, WireGenerateRequest } from './generation-messages.js';
+import type { GenerationThreadSpec, PrefixCacheSpec, WireGenerateRequest } from './generation-messages.js';
 import { GenerationWorker, type EventChannel } from './generation-worker.js';
 import type { SchedulerSettings } from './scheduler.js';
 
@@ -36,6 +38,8 @@ export interface GenerationEngineOptions {
   events: EventBus;
   logger: Logger;
   backends: ExtensionPointView<Backend>;
+  /** Cache policies plugins contribute; the prefix cache uses the one `cache.prefix.policy` names. Without it, no prefix cache. */
+  cachePolicies?: ExtensionPointView<CachePolicy>;
   /** Serve the built-in tiny chat model and tiny embedding model when no model is configured. Default true. */
   builtinModels?: boolean;
   /** Where built-in and generated models live; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
@@ -120,6 +124,7 @@ export class GenerationEngine implements GenerationService {
     }
     this.#offConfig = this.options.config.onChange?.((path) => {
       if (path.startsWith('scheduler.')) for (const m of this.#models.values()) m.worker?.configure(this.#schedulerSettings());
+      if (path === 'cache.prefix.maxBytes') for (const m of this.#models.values()) m.worker?.configurePrefixCache(this.#prefixCacheBytes());
     });
     await Promise.all(llms.map((m) => this.#worker(this.#models.get(m.name)!).catch(() => undefined)));
   }
@@ -154,6 +159,7 @@ export class GenerationEngine implements GenerationService {
       model: model.name,
       requestId: request.requestId ?? id,
       promptTokens: admission.promptTokens,
+      ...(admission.cachedTokens !== undefined && { cachedPromptTokens: admission.cachedTokens }),
       maxTokens: admission.maxTokens,
       priority,
     });
@@ -194,6 +200,13 @@ export class GenerationEngine implements GenerationService {
       signal,
     );
     return { model: model.name, embeddings: vectors, promptTokens };
+  }
+
+  async releaseConversation(conversationId: string, model?: string): Promise<number> {
+    if (typeof conversationId !== 'string' || conversationId.length === 0) throw badRequest('invalid_conversation_id', 'conversation_id must be a non-empty string', 'conversation_id');
+    const models = model === undefined ? [...this.#models.values()] : [this.#find(model)];
+    const freed = await Promise.all(models.map((m) => m.worker?.releaseConversation(conversationId) ?? 0));
+    return freed.reduce((a, b) => a + b, 0);
   }
 
   /** Ends a model's worker thread the way a crash would (for tests and operators); the next request starts a new one. */
@@ -245,12 +258,17 @@ export class GenerationEngine implements GenerationService {
             ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 10,
+            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model.name)),
           },
           {
             logger: this.#log.child({ model: model.name }),
             observer: {
-              onGroup: ({ running, waiting, steps }) => {
+              onGroup: ({ running, waiting, steps, cache }) => {
                 this.options.events.emit('engine.stats', { model: model.name, running, waiting });
+                if (cache) {
+                  const { hits, misses, evictions, bytes, capacityBytes, entries } = cache;
+                  this.options.events.emit('cache.stats', { name: 'prefix', model: model.name, hits, misses, evictions, bytes, capacityBytes, entries });
+                }
                 for (const s of steps) {
                   this.options.events.emit('engine.steps', {
                     model: model.name,
@@ -271,6 +289,7 @@ export class GenerationEngine implements GenerationService {
         await worker.close();
         throw unavailable('server_stopping', 'the server is shutting down');
       }
+      if (ready.prefixCacheError !== undefined) this.#log.warn({ model: model.name, reason: ready.prefixCacheError }, 'prefix cache off: its cache policy could not be loaded in the worker');
       model.maxContext = ready.maxContext;
       if (ready.dimensions !== undefined) model.dimensions = ready.dimensions;
       model.state = 'ready';
@@ -288,6 +307,28 @@ export class GenerationEngine implements GenerationService {
       this.#log.error({ model: model.name, err: error.message }, 'generation model failed to load');
       throw new NucleusError(503, 'model_unavailable', `model '${model.name}' could not be loaded: ${error.message}`);
     }
+  }
+
+  // The prefix cache of a new decoder thread, or nothing when it is off or no usable policy is contributed.
+  #prefixCacheSpec(model: string): { prefixCache: PrefixCacheSpec } | undefined {
+    const get = (path: string) => this.options.config.get(path);
+    if (get('cache.prefix.enabled') === false) return undefined;
+    const name = (get('cache.prefix.policy') as string | undefined) ?? 'lru';
+    const policy = this.options.cachePolicies?.find(name)?.value;
+    if (!policy?.module) {
+      const why = policy ? `the '${name}' cache policy has no module a worker thread can load` : `no plugin contributes a cache policy named '${name}' (cache-lru provides 'lru')`;
+      this.#log.warn({ model, reason: why }, 'prefix cache off');
+      return undefined;
+    }
+    return { prefixCache: { maxBytes: this.#prefixCacheBytes(), blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16, policy: name, policyModule: policy.module } };
+  }
+
+  // `cache.prefix.maxBytes`, or by default 80% of the memory free now, shared by the LLMs served.
+  #prefixCacheBytes(): number {
+    const configured = this.options.config.get('cache.prefix.maxBytes');
+    if (typeof configured === 'number') return configured;
+    const llms = [...this.#models.values()].filter((m) => m.kind === 'llm').length;
+    return Math.floor((freemem() * 0.8) / Math.max(1, llms));
   }
 
   #schedulerSettings(): SchedulerSettings {
@@ -405,6 +446,9 @@ function toWire(r: GenerateRequest): WireGenerateRequest {
   if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string')) throw badRequest('invalid_stop', 'stop must be a string or a list of strings', 'stop');
   if (stop.length > LIMITS.maxStop) throw badRequest('invalid_stop', `at most ${LIMITS.maxStop} stop sequences`, 'stop');
   if (r.priority !== undefined && !['high', 'normal', 'low'].includes(r.priority)) throw badRequest('invalid_priority', 'priority must be high, normal or low', 'priority');
+  if (r.conversationId !== undefined && (typeof r.conversationId !== 'string' || r.conversationId.length === 0 || r.conversationId.length > 256)) {
+    throw badRequest('invalid_conversation_id', 'conversation_id must be a string of 1 to 256 characters', 'conversation_id');
+  }
   if (r.prompt !== undefined && typeof r.prompt !== 'string' && !(Array.isArray(r.prompt) && r.prompt.every((t) => typeof t === 'number'))) {
     throw badRequest('invalid_prompt', 'prompt must be a string or a list of token ids', 'prompt');
   }
@@ -424,6 +468,7 @@ function toWire(r: GenerateRequest): WireGenerateRequest {
     ...(r.maxTokens !== undefined && { maxTokens: r.maxTokens }),
     stop: stop.filter((s) => s.length > 0),
     ignoreEos: r.ignoreEos ?? false,
+    ...(r.conversationId !== undefined && { conversationId: r.conversationId }),
   };
 }
 

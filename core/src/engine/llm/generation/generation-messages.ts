@@ -1,5 +1,6 @@
 import type { ChatMessage, EmbeddingPooling, FinishReason, GenerationPriority, SessionOptions } from '@nucleus/sdk';
 import type { DecoderConfig, TokenizerSpec } from '../llm-model.js';
+import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** The encoder facts an embedding thread needs (for built-in encoders without a tokenizer of their own). */
@@ -30,6 +31,18 @@ export interface GenerationThreadSpec {
   scheduler: SchedulerSettings;
   /** Tokens are posted to the main thread in groups at most this far apart. */
   flushIntervalMs: number;
+  /** The prefix cache of a decoder; absent when it is off. */
+  prefixCache?: PrefixCacheSpec;
+}
+
+/** How a decoder thread builds its prefix cache. */
+export interface PrefixCacheSpec {
+  maxBytes: number;
+  blockTokens: number;
+  /** The cache policy's name, for messages. */
+  policy: string;
+  /** The module the thread imports for its own instance of the policy (a main-thread object cannot be called from here). */
+  policyModule: string;
 }
 
 /** A generation request as it crosses into the thread (the signal stays on the main thread). */
@@ -49,6 +62,7 @@ export interface WireGenerateRequest {
   maxTokens?: number;
   stop: string[];
   ignoreEos: boolean;
+  conversationId?: string;
 }
 
 /** An embedding request as it crosses into the thread. */
@@ -64,14 +78,16 @@ export type ToGenerationThread =
   | { type: 'submit'; id: number; request: WireGenerateRequest }
   | { type: 'cancel'; id: number }
   | { type: 'embed'; id: number; request: WireEmbedRequest }
-  | { type: 'configure'; scheduler: Partial<SchedulerSettings> }
+  | { type: 'configure'; scheduler?: Partial<SchedulerSettings>; prefixCacheMaxBytes?: number }
+  /** Drop the prefix-cache blocks of a conversation; answered with `released`. */
+  | { type: 'release'; id: number; conversationId: string }
   /** Finish the current step, release the sessions and end the thread with `code`. */
   | { type: 'exit'; code: number };
 
 /** One thing that happened to one choice of one request, as posted in a group. */
 export type WireGenerationEvent =
   | { kind: 'token'; id: number; index: number; tokenId: number; text: string }
-  | { kind: 'finish'; id: number; index: number; reason: FinishReason; text: string; completionTokens: number; stop?: string }
+  | { kind: 'finish'; id: number; index: number; reason: FinishReason; text: string; completionTokens: number; stop?: string; /** Prompt tokens this choice took from the prefix cache. */ cachedTokens?: number }
   | { kind: 'fail'; id: number; status: number; code: string; message: string };
 
 /** Telemetry of the steps since the last report. */
@@ -93,11 +109,14 @@ export type FromGenerationThread =
       maxContext: number;
       /** Width of the vectors `embed` returns. */
       dimensions?: number;
+      /** Why the configured prefix cache could not be set up (the thread runs without one). */
+      prefixCacheError?: string;
     }
   | { type: 'init-error'; message: string; code: string }
-  | { type: 'admitted'; id: number; promptTokens: number; maxTokens: number }
+  | { type: 'admitted'; id: number; promptTokens: number; maxTokens: number; /** Prompt tokens the prefix cache held at admission. */ cachedTokens?: number }
   | { type: 'rejected'; id: number; status: number; code: string; message: string; param?: string }
   /** A group of events, with the loop's state and the steps run since the previous group. */
-  | { type: 'events'; events: WireGenerationEvent[]; running: number; waiting: number; steps: WireStepStats[] }
+  | { type: 'events'; events: WireGenerationEvent[]; running: number; waiting: number; steps: WireStepStats[]; /** The prefix cache, when it changed since the last group. */ cache?: PrefixCacheStats }
+  | { type: 'released'; id: number; bytes: number }
   | { type: 'embedded'; id: number; vectors: Float32Array[]; promptTokens: number }
   | { type: 'embed-error'; id: number; status: number; code: string; message: string; param?: string };

@@ -4,14 +4,15 @@
 import { randomInt } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
-import { NucleusError, toNucleusError, type Backend, type SessionOptions } from '@nucleus/sdk';
+import { NucleusError, toNucleusError, type Backend, type CachePolicy, type CachePolicyFactory, type SessionOptions } from '@nucleus/sdk';
 import { createBackendSession } from '../../backend-session.js';
 import type { LlmTokenizer } from '../llm-model.js';
+import { PrefixCache, type PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import { createTokenizer } from '../tokenizers/create-tokenizer.js';
 import { chatRenderer } from './chat-prompt.js';
-import { DecoderSession } from './decoder-session.js';
+import { DecoderSession, kvLayoutOf } from './decoder-session.js';
 import { Embedder } from './embedding/embedder.js';
-import type { FromGenerationThread, GenerationThreadSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
+import type { FromGenerationThread, GenerationThreadSpec, PrefixCacheSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
 import { GenerationLoop, type LoopSink } from './generation-loop.js';
 import { Outbox } from './outbox.js';
 import { buildPrompt, type ChatRenderer } from './prompt-builder.js';
@@ -46,6 +47,22 @@ async function openSession(model: string | Uint8Array): Promise<{ session: ort.I
   return { session: created.session, backend: created.backend.name, ...(created.fallbackReason !== undefined && { fallbackReason: created.fallbackReason }) };
 }
 
+/**
+ * The prefix cache lives here, beside the KV it holds, and decides evictions synchronously inside a step; the cache
+ * policy plugins contribute lives on the main thread and cannot be called from here. So the main thread sends the
+ * module the chosen policy names (`CachePolicy.module`) and this thread imports it for an instance of its own: the
+ * same code, one instance per cache, no message per eviction.
+ */
+async function openPrefixCache(cacheSpec: PrefixCacheSpec): Promise<PrefixCache> {
+  const imported = (await import(cacheSpec.policyModule)) as { default?: unknown };
+  if (typeof imported.default !== 'function') throw new Error(`${cacheSpec.policyModule} has no default export that creates a cache policy`);
+  const policy = (imported.default as CachePolicyFactory)() as Partial<CachePolicy> | undefined;
+  for (const method of ['onInsert', 'onAccess', 'onRemove', 'victim'] as const) {
+    if (typeof policy?.[method] !== 'function') throw new Error(`the '${cacheSpec.policy}' cache policy from ${cacheSpec.policyModule} has no ${method}()`);
+  }
+  return new PrefixCache({ layout: kvLayoutOf(spec.decoder!.config), blockTokens: cacheSpec.blockTokens, maxBytes: cacheSpec.maxBytes, policy: policy as CachePolicy });
+}
+
 /** One admitted request: which loop sequences are its choices. */
 interface Admitted {
   seqIds: number[];
@@ -62,23 +79,49 @@ class DecoderEngine {
   readonly #requests = new Map<number, Admitted>();
   /** Loop sequence id → request id and choice index. */
   readonly #choices = new Map<number, { request: number; index: number }>();
+  /** Loop sequence id → prompt tokens it took from the prefix cache. */
+  readonly #cached = new Map<number, number>();
   #nextSeq = 1;
+  #lastStats: string | undefined;
 
-  constructor(session: ort.InferenceSession, readonly scheduler: GenerationScheduler) {
+  constructor(
+    session: ort.InferenceSession,
+    readonly scheduler: GenerationScheduler,
+    readonly prefixCache?: PrefixCache,
+  ) {
     const d = spec.decoder!;
     this.#tokenizer = createTokenizer(d.tokenizer);
     this.#renderChat = chatRenderer(d.chatTemplate, this.#tokenizer);
     this.#maxContext = d.config.maxContext;
     this.#eos = [...new Set([...d.config.eosTokenIds, ...this.#tokenizer.eosTokenIds])];
-    this.outbox = new Outbox((events, steps) => post({ type: 'events', events, running: this.loop.running, waiting: this.loop.waiting, steps }), spec.flushIntervalMs);
+    this.outbox = new Outbox((events, steps) => {
+      const cache = this.#cacheStatsIfChanged();
+      post({ type: 'events', events, running: this.loop.running, waiting: this.loop.waiting, steps, ...(cache && { cache }) });
+    }, spec.flushIntervalMs);
     const sink: LoopSink = {
       token: (seq, tokenId, text) => {
         const c = this.#choices.get(seq)!;
         this.outbox.push({ kind: 'token', id: c.request, index: c.index, tokenId, text });
       },
       finish: (seq, reason, text, completionTokens, stop) => {
+        const cachedTokens = this.#cached.get(seq);
+        this.#cached.delete(seq);
         const c = this.#release(seq);
-        if (c) this.outbox.push({ kind: 'finish', id: c.request, index: c.index, reason, text, completionTokens, ...(stop !== undefined && { stop }) });
+        if (c) {
+          this.outbox.push({
+            kind: 'finish',
+            id: c.request,
+            index: c.index,
+            reason,
+            text,
+            completionTokens,
+            ...(stop !== undefined && { stop }),
+            ...(cachedTokens !== undefined && { cachedTokens }),
+          });
+        }
+      },
+      prefilled: (seq, cachedTokens) => {
+        if (this.prefixCache) this.#cached.set(seq, cachedTokens);
       },
       fail: (seqs, err) => {
         const e = toNucleusError(err);
@@ -90,7 +133,7 @@ class DecoderEngine {
         for (const request of failed) this.#failRequest(request, new NucleusError(500, 'generation_failed', `the model failed to run: ${e.message}`));
       },
     };
-    this.loop = new GenerationLoop({ runner: new DecoderSession(session, d.config), scheduler, sink, maxContext: this.#maxContext });
+    this.loop = new GenerationLoop({ runner: new DecoderSession(session, d.config), scheduler, sink, maxContext: this.#maxContext, ...(prefixCache && { prefixCache }) });
   }
 
   get maxContext(): number {
@@ -116,7 +159,8 @@ class DecoderEngine {
     };
     const admitted: Admitted = { seqIds: [] };
     this.#requests.set(id, admitted);
-    post({ type: 'admitted', id, promptTokens: prompt.ids.length, maxTokens: prompt.maxTokens });
+    const cachedTokens = this.prefixCache?.peek(prompt.ids, prompt.ids.length - 1);
+    post({ type: 'admitted', id, promptTokens: prompt.ids.length, maxTokens: prompt.maxTokens, ...(cachedTokens !== undefined && { cachedTokens }) });
     for (let index = 0; index < request.n; index++) {
       const seq = this.#nextSeq++;
       admitted.seqIds.push(seq);
@@ -134,6 +178,7 @@ class DecoderEngine {
         priority: request.priority,
         // Decoding continues the prompt, so text at the seam (a leading space, a split character) comes out right.
         decoder: this.#tokenizer.createStreamDecoder({ prefix: prompt.ids }),
+        ...(request.conversationId !== undefined && { conversationId: request.conversationId }),
       });
     }
   }
@@ -142,6 +187,21 @@ class DecoderEngine {
     const admitted = this.#requests.get(id);
     if (!admitted) return;
     for (const seq of admitted.seqIds) this.loop.cancel(seq);
+  }
+
+  /** Drops a conversation's prefix-cache blocks; the bytes freed. */
+  releaseConversation(conversationId: string): number {
+    return this.prefixCache?.releaseConversation(conversationId) ?? 0;
+  }
+
+  // The cache's stats when they differ from the last ones posted.
+  #cacheStatsIfChanged(): PrefixCacheStats | undefined {
+    if (!this.prefixCache) return undefined;
+    const stats = this.prefixCache.stats;
+    const key = JSON.stringify(stats);
+    if (key === this.#lastStats) return undefined;
+    this.#lastStats = key;
+    return stats;
   }
 
   #release(seq: number): { request: number; index: number } | undefined {
@@ -206,9 +266,18 @@ async function main(): Promise<void> {
   const scheduler = new GenerationScheduler(spec.scheduler);
   let engine: DecoderEngine | undefined;
   let embedder: Embedder;
+  let prefixCache: PrefixCache | undefined;
+  let prefixCacheError: string | undefined;
+  if (spec.role === 'decoder' && spec.prefixCache) {
+    try {
+      prefixCache = await openPrefixCache(spec.prefixCache);
+    } catch (err) {
+      prefixCacheError = err instanceof Error ? err.message : String(err);
+    }
+  }
   try {
     if (spec.role === 'decoder') {
-      engine = new DecoderEngine(opened.session, scheduler);
+      engine = new DecoderEngine(opened.session, scheduler, prefixCache);
       embedder = Embedder.forDecoder(spec, createTokenizer(spec.decoder!.tokenizer), (model) => openSession(model).then((o) => o.session));
     } else {
       embedder = Embedder.forEncoder(spec, opened.session);
@@ -223,6 +292,7 @@ async function main(): Promise<void> {
     ...(opened.fallbackReason !== undefined && { fallbackReason: opened.fallbackReason }),
     maxContext: engine?.maxContext ?? spec.encoder!.maxPositions,
     ...(embedder.dimensions !== undefined && { dimensions: embedder.dimensions }),
+    ...(prefixCacheError !== undefined && { prefixCacheError }),
   });
 
   const embeds: { id: number; request: WireEmbedRequest }[] = [];
@@ -240,8 +310,19 @@ async function main(): Promise<void> {
         embeds.push({ id: message.id, request: message.request });
         break;
       case 'configure':
-        scheduler.update(message.scheduler);
+        if (message.scheduler) scheduler.update(message.scheduler);
+        if (message.prefixCacheMaxBytes !== undefined && engine?.prefixCache) {
+          engine.prefixCache.resize(message.prefixCacheMaxBytes);
+          engine.outbox.flush(true);
+        }
         break;
+      case 'release': {
+        const bytes = engine?.releaseConversation(message.conversationId) ?? 0;
+        // The stats changed with nothing else to post: say so now, before the answer.
+        engine?.outbox.flush(true);
+        post({ type: 'released', id: message.id, bytes });
+        break;
+      }
       case 'exit':
         exitCode = message.code;
         break;

@@ -9,6 +9,7 @@ import type {
   WireGenerationEvent,
   WireStepStats,
 } from './generation-messages.js';
+import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** What a generation thread reports once its session is open. */
@@ -17,18 +18,22 @@ export interface GenerationThreadReady {
   fallbackReason?: string;
   maxContext: number;
   dimensions?: number;
+  /** Why the configured prefix cache is off in this thread. */
+  prefixCacheError?: string;
 }
 
 /** What the thread said about a submitted request. */
 export interface Admission {
   promptTokens: number;
   maxTokens: number;
+  /** Prompt tokens the prefix cache held at admission (absent without a cache). */
+  cachedTokens?: number;
 }
 
 /** Hooks a {@link GenerationWorker} calls with what the thread reports, for telemetry. */
 export interface GenerationWorkerObserver {
   /** A group of events arrived, with the loop's state and the steps since the last group. */
-  onGroup?(state: { running: number; waiting: number; steps: WireStepStats[] }): void;
+  onGroup?(state: { running: number; waiting: number; steps: WireStepStats[]; cache?: PrefixCacheStats }): void;
 }
 
 /** The events of one admitted request as they arrive, consumed by one reader. */
@@ -39,6 +44,7 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
   #waiter: (() => void) | undefined;
   #finished = 0;
   #completionTokens = 0;
+  #cachedTokens: number | undefined;
   /** Called once when the request has ended, to drop listeners. */
   onEnd: (() => void) | undefined;
 
@@ -62,6 +68,7 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
     } else {
       this.#finished++;
       this.#completionTokens += event.completionTokens;
+      if (event.cachedTokens !== undefined) this.#cachedTokens = Math.max(this.#cachedTokens ?? 0, event.cachedTokens);
       this.#queue.push({
         type: 'finish',
         index: event.index,
@@ -71,7 +78,12 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
         ...(event.stop !== undefined && { stopSequence: event.stop }),
       });
       if (this.#finished === this.choices) {
-        const usage = { promptTokens: this.promptTokens, completionTokens: this.#completionTokens, totalTokens: this.promptTokens + this.#completionTokens };
+        const usage = {
+          promptTokens: this.promptTokens,
+          completionTokens: this.#completionTokens,
+          totalTokens: this.promptTokens + this.#completionTokens,
+          ...(this.#cachedTokens !== undefined && { cachedPromptTokens: this.#cachedTokens }),
+        };
         this.#queue.push({ type: 'done', usage });
         this.#ended = true;
       }
@@ -143,6 +155,7 @@ export class GenerationWorker {
   readonly #admissions = new Map<number, PendingAdmission>();
   readonly #channels = new Map<number, EventChannel>();
   readonly #embeds = new Map<number, PendingEmbed>();
+  readonly #releases = new Map<number, { resolve(bytes: number): void; reject(err: Error): void }>();
   #nextId = 1;
   #closing = false;
   #running = 0;
@@ -212,6 +225,23 @@ export class GenerationWorker {
       this.#embeds.set(id, { resolve, reject });
       this.#send(worker, { type: 'embed', id, request });
     });
+  }
+
+  /** Drops a conversation's prefix-cache blocks in the thread; resolves to the bytes freed (0 when no thread runs). */
+  releaseConversation(conversationId: string): Promise<number> {
+    const worker = this.#worker;
+    if (!worker) return Promise.resolve(0);
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#releases.set(id, { resolve, reject });
+      this.#send(worker, { type: 'release', id, conversationId });
+    });
+  }
+
+  /** Changes the prefix cache's limit in the running thread (and in threads started later). */
+  configurePrefixCache(maxBytes: number): void {
+    if (this.spec.prefixCache) this.spec.prefixCache.maxBytes = maxBytes;
+    if (this.#worker) this.#send(this.#worker, { type: 'configure', prefixCacheMaxBytes: maxBytes });
   }
 
   /** Changes the scheduler settings of the running thread. */
@@ -293,7 +323,7 @@ export class GenerationWorker {
             if (!pending) break;
             const channel = new EventChannel(pending.n, message.promptTokens, () => this.#cancel(message.id, true));
             this.#channels.set(message.id, channel);
-            pending.resolve({ promptTokens: message.promptTokens, maxTokens: message.maxTokens });
+            pending.resolve({ promptTokens: message.promptTokens, maxTokens: message.maxTokens, ...(message.cachedTokens !== undefined && { cachedTokens: message.cachedTokens }) });
             break;
           }
           case 'rejected': {
@@ -311,8 +341,14 @@ export class GenerationWorker {
               channel.push(event);
               if (channel.ended) this.#end(event.id, channel);
             }
-            this.options.observer?.onGroup?.({ running: message.running, waiting: message.waiting, steps: message.steps });
+            this.options.observer?.onGroup?.({ running: message.running, waiting: message.waiting, steps: message.steps, ...(message.cache && { cache: message.cache }) });
             break;
+          case 'released': {
+            const pending = this.#releases.get(message.id);
+            this.#releases.delete(message.id);
+            pending?.resolve(message.bytes);
+            break;
+          }
           case 'embedded': {
             const pending = this.#embeds.get(message.id);
             this.#embeds.delete(message.id);
@@ -356,6 +392,9 @@ export class GenerationWorker {
   #failAll(err: NucleusError): void {
     for (const p of this.#admissions.values()) p.reject(err);
     for (const p of this.#embeds.values()) p.reject(err);
+    // A thread that ended took its cache with it: nothing is left to release.
+    for (const p of this.#releases.values()) p.resolve(0);
+    this.#releases.clear();
     for (const c of this.#channels.values()) {
       c.fail(err);
       c.onEnd?.();

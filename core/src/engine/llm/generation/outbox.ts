@@ -40,9 +40,9 @@ export class Outbox {
     if (this.#urgent || this.now() - this.#lastPost >= this.intervalMs) this.flush();
   }
 
-  /** Posts whatever is pending. */
-  flush(): void {
-    if (this.#events.length === 0 && this.#steps.size === 0) return;
+  /** Posts whatever is pending; with `always`, posts even an empty group (state the main thread should hear of now). */
+  flush(always = false): void {
+    if (!always && this.#events.length === 0 && this.#steps.size === 0) return;
     const events = this.#events;
     const steps = [...this.#steps.values()];
     this.#events = [];

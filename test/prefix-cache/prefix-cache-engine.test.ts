@@ -1,0 +1,157 @@
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CachePolicy, Contribution, EventType, ExtensionPointView } from '@nucleus/sdk';
+import { LruPolicy } from '@nucleus/plugin-cache-lru';
+import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
+import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
+import { createLogger } from '@nucleus/core/internal/kernel/logger';
+import { parseIds, requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
+import { generateAll, ofType } from '../llm-engine/engine-helpers.js';
+
+/** The `cachePolicy` extension point as the kernel shows it, with the cache-lru plugin's contribution. */
+function policies(...values: CachePolicy[]): ExtensionPointView<CachePolicy> {
+  const list: Contribution<CachePolicy>[] = values.map((value) => ({ value, name: value.name, priority: 0, pluginId: 'cache-lru', pluginVersion: '0.1.0' }));
+  return {
+    id: 'cachePolicy',
+    list: () => list,
+    first: () => list[0],
+    find: (name) => list.find((c) => c.name === name),
+    use: (c, fn) => Promise.resolve(fn(c.value)),
+    onChange: () => () => undefined,
+  };
+}
+
+/** A generation engine with the prefix cache on, as the kernel builds it. */
+function cachedEngine(config: Record<string, unknown> = {}, cachePolicies = policies(new LruPolicy())) {
+  const logger = createLogger({ level: 'silent' });
+  const events = new TypedEventBus(logger);
+  const emitted: { type: EventType; payload: unknown }[] = [];
+  events.onAny((type, payload) => emitted.push({ type, payload }));
+  const values: Record<string, unknown> = { 'scheduler.batchWindowMs': 5, 'cache.prefix.maxBytes': 32 * 1024 * 1024, ...config };
+  const engine = new GenerationEngine({
+    config: { get: (path) => values[path] },
+    events,
+    logger,
+    backends: { id: 'backend', list: () => [], first: () => undefined, find: () => undefined, use: (c, fn) => Promise.resolve(fn(c.value)), onChange: () => () => undefined },
+    cachePolicies,
+  });
+  return { engine, emitted };
+}
+
+const prefillTokens = (emitted: { type: EventType; payload: unknown }[]) =>
+  ofType(emitted, 'engine.steps')
+    .filter((s) => s.phase === 'prefill')
+    .reduce((n, s) => n + s.tokens, 0);
+
+const SYSTEM = 'You are a helpful storyteller. Tell short, kind stories about animals in the forest, with a happy ending and simple words. ';
+
+describe('prefix cache in the generation engine (tiny Llama, worker thread)', () => {
+  let engine: GenerationEngine;
+  let emitted: { type: EventType; payload: unknown }[];
+  before(async () => {
+    ({ engine, emitted } = cachedEngine());
+    await engine.start();
+  });
+  after(async () => {
+    await engine?.stop();
+  });
+
+  it('serves a repeated prefix from the cache: same tokens, fewer prefill tokens, usage and cache.stats say so', async () => {
+    const request = { model: 'tiny-llama', prompt: SYSTEM + 'Once upon a time', maxTokens: 20, temperature: 0, ignoreEos: true };
+    const before = emitted.length;
+    const first = await generateAll(engine, request);
+    const coldPrefill = prefillTokens(emitted.slice(before));
+    assert.equal(first.usage!.cachedPromptTokens, 0);
+    assert.equal(coldPrefill, first.usage!.promptTokens);
+    const mark = emitted.length;
+    const second = await generateAll(engine, request);
+    assert.deepEqual(second.tokens, first.tokens);
+    assert.equal(second.texts[0], first.texts[0]);
+    const cached = second.usage!.cachedPromptTokens!;
+    assert.equal(cached, Math.floor((second.usage!.promptTokens - 1) / 16) * 16);
+    assert.equal(prefillTokens(emitted.slice(mark)), second.usage!.promptTokens - cached, 'only the uncached suffix was prefilled');
+    const start = ofType(emitted.slice(mark), 'generation.start')[0]!;
+    assert.equal(start.cachedPromptTokens, cached);
+    const stats = ofType(emitted, 'cache.stats').at(-1)!;
+    assert.equal(stats.name, 'prefix');
+    assert.equal(stats.model, 'tiny-llama');
+    assert.ok(stats.hits >= cached / 16 && stats.misses > 0 && stats.bytes > 0 && stats.entries! > 0);
+    assert.equal(stats.capacityBytes, 32 * 1024 * 1024);
+  });
+
+  it('releases the blocks of a conversation when it ends', async () => {
+    const turn = { model: 'tiny-llama', messages: [{ role: 'user', content: 'Tell me a long story about a brave little mouse and a cat.' }], maxTokens: 30, temperature: 0, ignoreEos: true, conversationId: 'c-42' };
+    const reply = await generateAll(engine, turn);
+    const next = await generateAll(engine, { ...turn, messages: [...turn.messages, { role: 'assistant', content: reply.texts[0]! }, { role: 'user', content: 'And then?' }] });
+    assert.ok(next.usage!.cachedPromptTokens! >= 16, `the second turn reused the first (${next.usage!.cachedPromptTokens} tokens)`);
+    const entries = ofType(emitted, 'cache.stats').at(-1)!.entries!;
+    const freed = await engine.releaseConversation('c-42');
+    assert.ok(freed > 0);
+    const after = ofType(emitted, 'cache.stats').at(-1)!;
+    assert.ok(after.entries! < entries, 'the conversation\'s blocks are gone');
+    assert.equal(await engine.releaseConversation('c-42'), 0);
+    await assert.rejects(engine.generate({ ...turn, conversationId: '' }), /conversation_id/);
+  });
+});
+
+describe('prefix cache limit in the generation engine', () => {
+  it('evicts to stay within cache.prefix.maxBytes', async () => {
+    // Two layers × (K, V) × 2 KV heads × 16 tokens × 16 dims × 4 bytes + 16 token ids: 8256 bytes a block.
+    const { engine, emitted } = cachedEngine({ 'cache.prefix.maxBytes': 5 * 8256 });
+    try {
+      await engine.start();
+      for (let i = 0; i < 6; i++) {
+        await generateAll(engine, { model: 'tiny-llama', prompt: `${i} ${SYSTEM}`, maxTokens: 4, temperature: 0, ignoreEos: true });
+      }
+      const stats = ofType(emitted, 'cache.stats');
+      assert.ok(stats.every((s) => s.bytes <= s.capacityBytes), 'never over the limit');
+      assert.ok(stats.at(-1)!.evictions > 0 && stats.at(-1)!.entries! <= 5);
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it('runs without a prefix cache when no plugin contributes the configured policy', async () => {
+    const { engine, emitted } = cachedEngine({ 'cache.prefix.policy': 'lfu' });
+    try {
+      await engine.start();
+      const out = await generateAll(engine, { model: 'tiny-llama', prompt: SYSTEM, maxTokens: 3, temperature: 0 });
+      assert.equal(out.usage!.cachedPromptTokens, undefined);
+      assert.equal(ofType(emitted, 'cache.stats').length, 0);
+    } finally {
+      await engine.stop();
+    }
+  });
+});
+
+describe('prefix cache on stories260K (llama2.c reference output)', () => {
+  let engine: GenerationEngine | undefined;
+  let emitted: { type: EventType; payload: unknown }[];
+  before(async function () {
+    requireStories(this);
+    ({ engine, emitted } = cachedEngine({ models: [{ name: 'stories', path: join(STORIES_DIR, 'stories260K.gguf') }] }));
+    await engine.start();
+  });
+  after(async () => {
+    await engine?.stop();
+  });
+
+  it('continues the greedy reference exactly from cached and from computed prefixes', async () => {
+    const ref = parseIds(readFileSync(join(STORIES_DIR, 'reference-greedy-200.ids.txt'), 'utf8'));
+    // The reference is the model's own greedy continuation of BOS, so any start of it continues the same way.
+    const run = (n: number) => generateAll(engine!, { model: 'stories', prompt: [...ref.prompt, ...ref.next.slice(0, n)], maxTokens: 40, temperature: 0, ignoreEos: true });
+    const mark = emitted.length;
+    const cold = await run(100);
+    const warm = await run(100);
+    const longer = await run(130);
+    assert.deepEqual(cold.tokens[0], ref.next.slice(100, 140));
+    assert.deepEqual(warm.tokens[0], ref.next.slice(100, 140));
+    assert.deepEqual(longer.tokens[0], ref.next.slice(130, 170));
+    assert.equal(cold.usage!.cachedPromptTokens, 0);
+    assert.equal(warm.usage!.cachedPromptTokens, 96);
+    // The first run kept its prompt and its output: the longer prompt is all cached but its last block.
+    assert.equal(longer.usage!.cachedPromptTokens, 128);
+    assert.equal(prefillTokens(emitted.slice(mark)), 101 + 5 + 3);
+  });
+});
