@@ -40,11 +40,11 @@ describe('observability of a real inference request', () => {
 
     const metrics = new Exposition((await kit.request('/metrics')).body as string);
     const m = { model_name: 'mlp-classifier', model_version: '1' };
-    assert.equal(metrics.value('nucleus:request_success_total', { ...m, finished_reason: 'stop' }), 1);
-    assert.equal(metrics.count('nucleus:e2e_request_latency_seconds', m), 1);
-    assert.ok(metrics.count('nucleus:batch_size', m) >= 1);
-    assert.equal(metrics.value('nucleus:model_loaded', m), 1);
-    assert.ok(metrics.count('nucleus:http_request_duration_seconds', { method: 'POST', route: '/infer', status: '200' }) >= 1);
+    assert.equal(metrics.value('nucleus_request_success_total', { ...m, finished_reason: 'stop' }), 1);
+    assert.equal(metrics.count('nucleus_e2e_request_latency_seconds', m), 1);
+    assert.ok(metrics.count('nucleus_batch_size', m) >= 1);
+    assert.equal(metrics.value('nucleus_model_loaded', m), 1);
+    assert.ok(metrics.count('nucleus_http_request_duration_seconds', { method: 'POST', route: '/infer', status: '200' }) >= 1);
 
     const latency = (await kit.request('/server/stats/latency?model=mlp-classifier', { headers })).body as { latency: LatencySummary };
     assert.equal(latency.latency.count, 1);

@@ -17,6 +17,8 @@ function processRegistry(): Registry {
   if (!holder[PROCESS_REGISTRY]) {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
+    // Gauges named like counters; their labelled twins (nodejs_active_handles …) carry the same numbers.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
     holder[PROCESS_REGISTRY] = registry;
   }
   return holder[PROCESS_REGISTRY];

@@ -24,7 +24,7 @@ type ModelLabel = (typeof MODEL)[number];
 
 /** How {@link NucleusMetrics} names and computes its metrics. */
 export interface NucleusMetricsOptions {
-  /** Prefix before the colon: `nucleus` gives `nucleus:time_to_first_token_seconds`; `vllm` gives vLLM's own names. */
+  /** Name prefix: `nucleus` gives `nucleus_time_to_first_token_seconds`; `vllm` gives vLLM's own `vllm:…` names. */
   namespace: string;
   /** The window the `avg_*_throughput_toks_per_s` gauges average over. */
   throughputWindowS: number;
@@ -32,8 +32,15 @@ export interface NucleusMetricsOptions {
   refreshDevices?: () => Promise<void>;
 }
 
+/** vLLM names that promtool's lint rejects, and what they are called outside the `vllm` namespace. */
+export const LINT_CLEAN_NAMES: Readonly<Record<string, string>> = {
+  avg_prompt_throughput_toks_per_s: 'avg_prompt_throughput_tokens_per_second',
+  avg_generation_throughput_toks_per_s: 'avg_generation_throughput_tokens_per_second',
+  iteration_tokens_total: 'iteration_tokens',
+};
+
 /**
- * Every Nucleus metric, vLLM-style (`<namespace>:<name>`), in one registry and fed only by kernel
+ * Every Nucleus metric, vLLM-style (`<namespace>_<name>`, or vLLM's own `vllm:<name>`), in one registry and fed only by kernel
  * events: {@link NucleusMetrics.attach} subscribes, and the returned function unsubscribes.
  */
 export class NucleusMetrics {
@@ -53,7 +60,9 @@ export class NucleusMetrics {
   ) {
     this.ns = options.namespace;
     const registers = [registry];
-    const name = (n: string) => `${this.ns}:${n}`;
+    // `vllm` serves vLLM's exact names (colon after the namespace, as its dashboards expect); any other
+    // namespace gets promtool-clean names: an underscore, and spelled-out units.
+    const name = (n: string) => (this.ns === 'vllm' ? `vllm:${n}` : `${this.ns}_${LINT_CLEAN_NAMES[n] ?? n}`);
     const counter = <L extends string>(n: string, help: string, labelNames: readonly L[]) => new Counter<L>({ name: name(n), help, labelNames, registers });
     const gauge = <L extends string>(n: string, help: string, labelNames: readonly L[]) => new Gauge<L>({ name: name(n), help, labelNames, registers });
     const histogram = <L extends string>(n: string, help: string, labelNames: readonly L[], buckets: number[]) =>
