@@ -53,6 +53,8 @@ export interface GenerateRequest extends SamplingOptions {
   priority?: GenerationPriority;
   /** The server's request id, carried into telemetry. */
   requestId?: string;
+  /** Milliseconds the request may wait for a running slot before it fails with 408 (when shorter than `queue.timeoutMs`). */
+  deadlineMs?: number;
   /**
    * The conversation this turn belongs to: the prefix-cache entries it creates or reuses are tagged with it, and
    * {@link GenerationService.releaseConversation} drops those no other conversation uses.

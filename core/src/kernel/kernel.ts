@@ -75,6 +75,7 @@ export class Kernel {
       logger,
       backends: this.extensions.point(ExtensionPoints.backend),
       cachePolicies: this.extensions.point(ExtensionPoints.cachePolicy),
+      strategies: this.extensions.point(ExtensionPoints.schedulerStrategy),
       builtinModels,
     });
     this.container.register(Services.generation, { useValue: this.generation });

@@ -58,6 +58,18 @@ export function openAiRoutes(deps: RouteDeps): RouteContribution[] {
   ];
 }
 
+/**
+ * The request's own queueing deadline from the `X-Request-Timeout-Ms` header (milliseconds): a request still waiting
+ * for a running slot when it passes is answered 408, like one that outwaits `queue.timeoutMs`.
+ */
+function deadlineOf(ctx: RouteContext): { deadlineMs?: number } {
+  const raw = ctx.get('x-request-timeout-ms');
+  if (raw === '') return {};
+  const ms = Number(raw);
+  if (!Number.isFinite(ms) || ms <= 0) throw badRequest('invalid_timeout', 'the X-Request-Timeout-Ms header must be a positive number of milliseconds', 'x-request-timeout-ms');
+  return { deadlineMs: ms };
+}
+
 function modelObject(m: { name: string; created: number; maxContext: number; kind: string }) {
   return { id: m.name, object: 'model', created: m.created, owned_by: 'nucleus', max_model_len: m.maxContext };
 }
@@ -71,6 +83,7 @@ async function chatCompletions(ctx: RouteContext, deps: RouteDeps): Promise<unkn
     messages: chatMessagesOf(body.messages),
     ...samplingOf(body),
     requestId: (ctx.state as { requestId?: string }).requestId ?? '',
+    ...deadlineOf(ctx),
   };
   const n = request.n ?? 1;
   // Admission happens before anything is written: a bad request still gets its own status code.
@@ -148,9 +161,10 @@ async function completions(ctx: RouteContext, deps: RouteDeps): Promise<unknown>
   const n = sampling.n ?? 1;
   const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
   const service = deps.generation(ctx);
+  const deadline = deadlineOf(ctx);
   let streams: GenerationStream[];
   try {
-    streams = await Promise.all(prompts.map((prompt) => service.generate({ model: body.model, prompt, ...sampling, requestId }, controller.signal)));
+    streams = await Promise.all(prompts.map((prompt) => service.generate({ model: body.model, prompt, ...sampling, requestId, ...deadline }, controller.signal)));
   } catch (err) {
     // One prompt was refused: the others were admitted and must not run on.
     controller.abort();

@@ -20,7 +20,9 @@ import {
   type GenerationService,
   type GenerationStream,
   type Logger,
+  type SchedulerStrategy,
 } from '@nucleus/sdk';
+import { AdmissionGate } from '../../admission/admission-gate.js';
 import { BackendSelector, CPU_BACKEND } from '../../backend-selector.js';
 import { BERT_TINY_CONFIG } from '../../builtin-models/bert-tiny.js';
 import { defaultModelCacheDir, ensureBuiltinModels } from '../../builtin-models/ensure-builtin-models.js';
@@ -40,6 +42,8 @@ export interface GenerationEngineOptions {
   backends: ExtensionPointView<Backend>;
   /** Cache policies plugins contribute; the prefix cache uses the one `cache.prefix.policy` names. Without it, no prefix cache. */
   cachePolicies?: ExtensionPointView<CachePolicy>;
+  /** Queue strategies plugins contribute; `scheduler.strategy` names the one that orders requests waiting for a slot. */
+  strategies?: ExtensionPointView<SchedulerStrategy>;
   /** Serve the built-in tiny chat model and tiny embedding model when no model is configured. Default true. */
   builtinModels?: boolean;
   /** Where built-in and generated models live; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
@@ -102,11 +106,25 @@ export class GenerationEngine implements GenerationService {
   readonly #cacheDir: string;
   #offConfig: (() => void) | undefined;
   #stopped = false;
+  /** Server-wide admission of generations: `scheduler.maxRunning` run, the rest wait (queue.*). */
+  readonly #gate: AdmissionGate;
 
   constructor(private readonly options: GenerationEngineOptions) {
     this.#log = options.logger.child({ component: 'generation' });
     this.#selector = new BackendSelector(withDefaultCpu(options.backends), { events: options.events, logger: this.#log });
     this.#cacheDir = options.cacheDir ?? defaultModelCacheDir();
+    this.#gate = new AdmissionGate({
+      config: options.config,
+      strategies: options.strategies,
+      onDepth: (depth) => {
+        for (const priority of ['high', 'normal', 'low'] as const) options.events.emit('queue.depth', { priority, depth: depth[priority] });
+      },
+    });
+  }
+
+  /** Generations holding a running slot, and those waiting for one. */
+  get admission(): { running: number; waiting: number; shedding: boolean } {
+    return { running: this.#gate.running, waiting: this.#gate.waiting, shedding: this.#gate.queue.isShedding };
   }
 
   /**
@@ -133,6 +151,7 @@ export class GenerationEngine implements GenerationService {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#offConfig?.();
+    this.#gate.queue.rejectAll(unavailable('server_stopping', 'the server is shutting down'));
     const workers = [...this.#models.values()].map((m) => m.worker).filter((w) => w !== undefined);
     this.#models.clear();
     await Promise.all(workers.map((w) => w.close()));
@@ -150,9 +169,23 @@ export class GenerationEngine implements GenerationService {
     const model = this.#find(request.model);
     if (model.kind !== 'llm') throw badRequest('model_cannot_generate', `model '${model.name}' is an embedding model; it cannot generate text`, 'model');
     const wire = toWire(request);
-    const worker = await this.#worker(model);
+    const slot = await this.#gate.acquire({
+      priority: wire.priority,
+      ...(request.deadlineMs !== undefined && { deadlineMs: request.deadlineMs }),
+      ...(signal !== undefined && { signal }),
+    });
+    let admitted: Awaited<ReturnType<GenerationWorker['generate']>>;
     const admittedAt = performance.now();
-    const { admission, events } = await worker.generate(wire, signal);
+    try {
+      const worker = await this.#worker(model);
+      admitted = await worker.generate(wire, signal);
+    } catch (err) {
+      slot.release();
+      throw err;
+    }
+    const { admission, events } = admitted;
+    // A cancelled request frees its slot even when nobody reads its stream any more.
+    signal?.addEventListener('abort', () => slot.release(), { once: true });
     const id = randomId();
     const priority = request.priority ?? 'normal';
     this.options.events.emit('generation.start', {
@@ -164,6 +197,7 @@ export class GenerationEngine implements GenerationService {
       priority,
     });
     return new AdmittedGeneration(id, model.name, admission.promptTokens, admission.maxTokens, events, (summary) => {
+      slot.release();
       this.options.events.emit('generation.end', {
         model: model.name,
         requestId: request.requestId ?? id,

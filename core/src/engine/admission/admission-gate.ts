@@ -1,0 +1,148 @@
+import type { ExtensionPointView, SchedulerStrategy } from '@nucleus/sdk';
+import { AdmissionQueue, type Priority } from './admission-queue.js';
+
+const RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
+
+/** The order used when `scheduler.strategy` names `fifo`: arrival only. */
+export const BUILTIN_FIFO: SchedulerStrategy = {
+  name: 'fifo',
+  order: (waiting) => waiting.map((w, i) => [w.enqueuedAt, i] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([, i]) => i),
+};
+
+/** The order used when no plugin contributes the configured strategy: high before normal before low, then arrival. */
+export const BUILTIN_PRIORITY: SchedulerStrategy = {
+  name: 'priority',
+  order: (waiting) =>
+    waiting
+      .map((w, i) => ({ w, i }))
+      .sort((a, b) => RANK[a.w.priority] - RANK[b.w.priority] || a.w.enqueuedAt - b.w.enqueuedAt || a.i - b.i)
+      .map((x) => x.i),
+};
+
+/** Finds the queue strategy `name` among contributions, falling back to the built-in fifo or priority order. */
+export function resolveStrategy(name: string | undefined, strategies: ExtensionPointView<SchedulerStrategy> | undefined): SchedulerStrategy {
+  const contributed = name === undefined ? undefined : strategies?.find(name)?.value;
+  if (contributed?.order) return contributed;
+  return name === 'fifo' ? BUILTIN_FIFO : BUILTIN_PRIORITY;
+}
+
+/** What an {@link AdmissionGate} reads from the kernel; every value is read at each use, so runtime changes apply. */
+export interface AdmissionGateOptions {
+  config: { get(path: string): unknown; onChange?(listener: (path: string, value: unknown) => void): () => void };
+  /** `schedulerStrategy` contributions; `scheduler.strategy` names one. */
+  strategies?: ExtensionPointView<SchedulerStrategy> | undefined;
+  /** Requests that may run at once; default `scheduler.maxRunning`. */
+  capacity?: () => number;
+  /** Told whenever the waiting depth changes. */
+  onDepth?(depth: Record<Priority, number>): void;
+}
+
+/** A held running slot; `release` is idempotent. */
+export interface AdmissionSlot {
+  release(): void;
+}
+
+/** Per-request options of {@link AdmissionGate.acquire}. */
+export interface AcquireOptions {
+  priority?: Priority;
+  /** The request's own deadline, in ms from now; honoured when shorter than `queue.timeoutMs`. */
+  deadlineMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Bounds how many requests run at once: a request takes a free slot at once when nobody waits, otherwise it waits
+ * in an {@link AdmissionQueue} (503 past the high watermark until it drains below the low one, 408 after
+ * `queue.timeoutMs` or its own deadline, 499 when its client leaves). Freed slots go to waiting requests in the
+ * configured strategy's order.
+ */
+export class AdmissionGate {
+  readonly queue: AdmissionQueue<() => void>;
+  #running = 0;
+  readonly #offConfig: (() => void) | undefined;
+
+  constructor(private readonly options: AdmissionGateOptions) {
+    const get = (path: string, fallback: number) => {
+      const v = options.config.get(path);
+      return typeof v === 'number' ? v : fallback;
+    };
+    this.queue = new AdmissionQueue({
+      highWatermark: () => get('queue.highWatermark', 1000),
+      lowWatermark: () => get('queue.lowWatermark', 500),
+      timeoutMs: () => get('queue.timeoutMs', 30_000),
+      strategy: () => resolveStrategy(options.config.get('scheduler.strategy') as string | undefined, options.strategies),
+      ...(options.onDepth && { onDepth: options.onDepth }),
+    });
+    // A raised limit lets waiting requests in at once, not at the next release.
+    this.#offConfig = options.config.onChange?.((path) => {
+      if (path.startsWith('scheduler.') || path.startsWith('queue.')) this.pump();
+    });
+  }
+
+  /** Requests holding a slot. */
+  get running(): number {
+    return this.#running;
+  }
+
+  /** Requests waiting for a slot. */
+  get waiting(): number {
+    return this.queue.depth;
+  }
+
+  /** Waits for a running slot; rejects with the queue's 503, 408 or 499. */
+  async acquire(options: AcquireOptions = {}): Promise<AdmissionSlot> {
+    if (this.queue.depth === 0 && this.#running < this.#capacity()) return this.#grant();
+    let granted!: () => void;
+    const taken = new Promise<void>((resolve) => (granted = resolve));
+    const ticket = this.queue.admit(granted, {
+      ...(options.priority !== undefined && { priority: options.priority }),
+      ...(options.deadlineMs !== undefined && { deadlineMs: options.deadlineMs }),
+      ...(options.signal !== undefined && { signal: options.signal }),
+    });
+    // A slot may be free now (a release raced with this admission).
+    this.pump();
+    const outcome = await Promise.race([taken.then(() => undefined), ticket.rejected]);
+    if (outcome) throw outcome;
+    // The slot was counted when the ticket was taken.
+    return this.#slot();
+  }
+
+  /** Hands free slots to waiting requests. */
+  pump(): void {
+    const free = this.#capacity() - this.#running;
+    if (free <= 0) return;
+    for (const ticket of this.queue.take(free)) {
+      this.#running++;
+      ticket.payload();
+    }
+  }
+
+  /** Stops following config changes. */
+  close(): void {
+    this.#offConfig?.();
+  }
+
+  #grant(): AdmissionSlot {
+    this.#running++;
+    return this.#slot();
+  }
+
+  #slot(): AdmissionSlot {
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.#running--;
+        this.pump();
+      },
+    };
+  }
+
+  #capacity(): number {
+    const fromOption = this.options.capacity?.();
+    if (fromOption !== undefined) return Math.max(1, fromOption);
+    const v = this.options.config.get('scheduler.maxRunning');
+    return Math.max(1, typeof v === 'number' ? v : 32);
+  }
+}
