@@ -1,11 +1,13 @@
 import { definePlugin, ExtensionPoints, Services, type InferenceService } from '@nucleus/sdk';
 import { InferencePipeline } from './inference-pipeline.js';
 import { kserveRoutes, noEngine } from './kserve-routes.js';
+import { monitorRoutes } from './monitor-routes.js';
 import { nativeRoutes } from './native-routes.js';
 
 export { InferencePipeline, type RoutedRequest } from './inference-pipeline.js';
 export { decodeInputs, kserveRoutes, PLATFORM, type ServerIdentity } from './kserve-routes.js';
 export { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType, type KServeDatatype } from './kserve-datatypes.js';
+export { monitorRoutes, probeGpuBackends, type GpuBackendReport } from './monitor-routes.js';
 export { decodeNativeInputs, nativeRoutes } from './native-routes.js';
 export { flatten, fromTensorData, nest, shapeOfNested, toTensorData } from './tensor-json.js';
 
@@ -14,7 +16,7 @@ export interface ApiKServeConfig {
   serverName: string;
 }
 
-/** KServe v2 REST and the native tensor endpoints, served by the kernel's inference engine. */
+/** KServe v2 REST, the native tensor endpoints and the GPU and memory monitors, served by the kernel's inference engine. */
 export default definePlugin<ApiKServeConfig>({
   activate(ctx) {
     const service = (): InferenceService => {
@@ -23,7 +25,7 @@ export default definePlugin<ApiKServeConfig>({
     };
     const identity = { name: ctx.config.serverName, version: ctx.version };
     const pipeline = new InferencePipeline(ctx);
-    for (const route of [...kserveRoutes(service, identity, pipeline), ...nativeRoutes(service, pipeline)]) {
+    for (const route of [...kserveRoutes(service, identity, pipeline), ...nativeRoutes(service, pipeline), ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend))]) {
       ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
     }
   },

@@ -101,9 +101,10 @@ export function kserveRoutes(service: () => InferenceService, identity: ServerId
   };
 
   const infer = async (ctx: RouteContext) => {
-    const raw = checkBody(validators.kserveInfer, requestBody(ctx) ?? {}, 'inference request');
+    // Only the envelope is checked before the hooks: a hook may build `inputs`; runInfer checks the rest.
+    const raw = checkBody(validators.kserveEnvelope, requestBody(ctx) ?? {}, 'inference request');
     const addressed = versionOf(ctx);
-    const request = { model: ctx.params.model!, ...(addressed !== undefined && { version: addressed }), body: raw as unknown as Record<string, unknown> };
+    const request = { model: ctx.params.model!, ...(addressed !== undefined && { version: addressed }), body: raw };
     return pipeline.run(ctx, request, ({ model, version, body }) => runInfer(ctx, model, version, body));
   };
 

@@ -13,6 +13,7 @@ import {
 import { clientSignal, requestBody, requestId } from './http-helpers.js';
 import type { InferencePipeline } from './inference-pipeline.js';
 import { checkBody, validators, type NativeInferBody } from './request-schemas.js';
+import { SseStream } from './sse-stream.js';
 import { flatten, fromTensorData, nest, shapeOfNested, toTensorData } from './tensor-json.js';
 
 function isFlatForm(value: unknown): value is { data: unknown; shape: unknown; dtype?: unknown } {
@@ -67,15 +68,16 @@ function encodeResult(result: InferResult): { model: string; version: string; ou
 
 /**
  * The native endpoints: `POST /infer` with nested lists, `POST /batch_infer` (each item answered on its own),
- * `GET /models` and `GET /status`.
+ * `POST /stream_infer` (each item sent as an SSE event as soon as it finishes), `GET /models` and `GET /status`.
  */
 export function nativeRoutes(service: () => InferenceService, pipeline: InferencePipeline): RouteContribution[] {
   const runOne = async (raw: unknown, ctx: RouteContext, signal: AbortSignal) => {
-    const checked: NativeInferBody = checkBody(validators.nativeInfer, raw, 'inference request');
+    // Only the address is checked before the hooks: a hook may build `inputs`; runRouted checks the rest.
+    const checked = checkBody(validators.nativeAddress, raw, 'inference request');
     const request = {
       model: checked.model,
       ...(checked.version !== undefined && { version: String(checked.version) }),
-      body: checked as unknown as Record<string, unknown>,
+      body: checked as Record<string, unknown>,
     };
     return pipeline.run(ctx, request, (routed) => runRouted(routed.model, routed.version, routed.body, ctx, signal));
   };
@@ -115,6 +117,32 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
             return { status: error.status, ...error.toBody() };
           }),
         };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/stream_infer',
+      handler: async (ctx) => {
+        const raw = requestBody(ctx);
+        const body = checkBody(validators.batchInfer, Array.isArray(raw) ? { requests: raw } : (raw ?? {}), 'stream request');
+        const sse = SseStream.open(ctx);
+        // Items run concurrently (so they batch together) and each is sent as soon as it settles, failing alone.
+        let failed = 0;
+        await Promise.all(
+          body.requests.map(async (item, index) => {
+            let event: Record<string, unknown>;
+            try {
+              event = { index, status: 200, ...(await runOne(item, ctx, sse.signal)) };
+            } catch (err) {
+              const error = toNucleusError(err);
+              failed++;
+              event = { index, status: error.status, ...error.toBody() };
+            }
+            await sse.send(event);
+          }),
+        );
+        await sse.send({ count: body.requests.length, failed }, 'done');
+        sse.end();
       },
     },
     {

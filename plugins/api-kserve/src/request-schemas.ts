@@ -27,7 +27,7 @@ export interface NativeInferBody {
   outputs?: string[];
 }
 
-/** A `/batch_infer` body. */
+/** A `/batch_infer` (and `/stream_infer`) body. */
 export interface BatchInferBody {
   requests: unknown[];
 }
@@ -75,12 +75,25 @@ export const NATIVE_INFER_SCHEMA = {
   },
 } as const;
 
-/** Native `/batch_infer` request: a list of `/infer` bodies, each checked on its own. */
+/** Native `/batch_infer` and `/stream_infer` request: a list of `/infer` bodies, each checked on its own. */
 export const BATCH_INFER_SCHEMA = {
   type: 'object',
   required: ['requests'],
   properties: { requests: { type: 'array', minItems: 1, maxItems: 1024, items: {} } },
 } as const;
+
+/**
+ * What a native request must hold before the `preInference` hooks run: the model it addresses. The rest is checked
+ * against {@link NATIVE_INFER_SCHEMA} after the hooks, so a hook may build `inputs` (say, from `features`).
+ */
+export const NATIVE_ADDRESS_SCHEMA = {
+  type: 'object',
+  required: ['model'],
+  properties: { model: { type: 'string', minLength: 1 }, version: { type: ['string', 'integer'] } },
+} as const;
+
+/** What a v2 request must be before the `preInference` hooks run; the full check follows the hooks. */
+export const KSERVE_ENVELOPE_SCHEMA = { type: 'object' } as const;
 
 /** Repository extension: index request. */
 export const REPOSITORY_INDEX_SCHEMA = {
@@ -95,6 +108,8 @@ export const validators = {
   kserveInfer: ajv.compile<KServeInferBody>(KSERVE_INFER_SCHEMA),
   nativeInfer: ajv.compile<NativeInferBody>(NATIVE_INFER_SCHEMA),
   batchInfer: ajv.compile<BatchInferBody>(BATCH_INFER_SCHEMA),
+  nativeAddress: ajv.compile<{ model: string; version?: string | number }>(NATIVE_ADDRESS_SCHEMA),
+  kserveEnvelope: ajv.compile<Record<string, unknown>>(KSERVE_ENVELOPE_SCHEMA),
   repositoryIndex: ajv.compile<{ ready?: boolean }>(REPOSITORY_INDEX_SCHEMA),
 };
 

@@ -1,0 +1,124 @@
+import { stat } from 'node:fs/promises';
+import { freemem, totalmem } from 'node:os';
+import type { Backend, ExtensionPointView, InferenceService, RouteContribution } from '@nucleus/sdk';
+
+/** How long one backend probe may take before /monitor/gpu answers without it. */
+const PROBE_TIMEOUT_MS = 3000;
+
+/** One GPU backend as `/monitor/gpu` reports it: its devices when usable, else why not. */
+export interface GpuBackendReport {
+  backend: string;
+  pluginId: string;
+  usable: boolean;
+  reason?: string;
+  devices: Array<{
+    id: number;
+    name: string;
+    vendor: string;
+    memoryTotalBytes?: number;
+    memoryFreeBytes?: number;
+    memoryUsedBytes?: number;
+    utilizationPercent?: number;
+    driverVersion?: string;
+  }>;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Probes every non-CPU backend contribution; a probe that throws or hangs is reported as unusable with its error. */
+export async function probeGpuBackends(backends: ExtensionPointView<Backend>): Promise<GpuBackendReport[]> {
+  const gpus = backends.list().filter((c) => c.value.name !== 'cpu');
+  return Promise.all(
+    gpus.map(async (c): Promise<GpuBackendReport> => {
+      const base = { backend: c.value.name, pluginId: c.pluginId };
+      try {
+        const probe = await backends.use(c, (b) => withTimeout(b.probe(), PROBE_TIMEOUT_MS, `the ${c.value.name} probe`));
+        return {
+          ...base,
+          usable: probe.usable,
+          ...(probe.reason !== undefined && { reason: probe.reason }),
+          devices: probe.devices
+            .filter((d) => d.vendor !== 'cpu')
+            .map((d) => ({
+              id: d.id,
+              name: d.name,
+              vendor: d.vendor,
+              ...(d.memoryTotalBytes !== undefined && { memoryTotalBytes: d.memoryTotalBytes }),
+              ...(d.memoryFreeBytes !== undefined && { memoryFreeBytes: d.memoryFreeBytes }),
+              ...(d.memoryTotalBytes !== undefined && d.memoryFreeBytes !== undefined && { memoryUsedBytes: d.memoryTotalBytes - d.memoryFreeBytes }),
+              ...(d.utilizationPercent !== undefined && { utilizationPercent: d.utilizationPercent }),
+              ...(d.driverVersion !== undefined && { driverVersion: d.driverVersion }),
+            })),
+        };
+      } catch (err) {
+        return { ...base, usable: false, reason: (err as Error).message, devices: [] };
+      }
+    }),
+  );
+}
+
+async function fileBytes(path: string): Promise<number | undefined> {
+  if (!path) return undefined;
+  try {
+    const s = await stat(path);
+    return s.isFile() ? s.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `GET /monitor/gpu` (every device of the GPU backends' probes, and each unusable backend's reason) and
+ * `GET /monitor/memory` (host memory, this process, and an estimate per loaded model version).
+ */
+export function monitorRoutes(service: () => InferenceService, backends: ExtensionPointView<Backend>): RouteContribution[] {
+  return [
+    {
+      method: 'GET',
+      path: '/monitor/gpu',
+      handler: async () => {
+        const reports = await probeGpuBackends(backends);
+        return {
+          devices: reports.flatMap((r) => r.devices.map((d) => ({ backend: r.backend, ...d }))),
+          backends: reports,
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/monitor/memory',
+      handler: async () => {
+        const mem = process.memoryUsage();
+        const versions = service()
+          .list()
+          .flatMap((m) => m.versions)
+          .filter((v) => v.state === 'ready');
+        const models = await Promise.all(
+          versions.map(async (v) => {
+            const bytes = await fileBytes(v.path);
+            // Workers do not report their own heap yet: the estimate is the model file, which ORT holds once per worker.
+            const workers = v.status?.workers ?? 1;
+            return {
+              name: v.name,
+              version: v.version,
+              ...(v.status && { backend: v.status.backend }),
+              workers,
+              ...(bytes !== undefined && { modelFileBytes: bytes, estimatedBytes: bytes * workers }),
+            };
+          }),
+        );
+        return {
+          host: { totalBytes: totalmem(), freeBytes: freemem() },
+          process: { rssBytes: mem.rss, heapTotalBytes: mem.heapTotal, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, arrayBuffersBytes: mem.arrayBuffers },
+          models,
+        };
+      },
+    },
+  ];
+}
