@@ -1,4 +1,4 @@
-import type { Logger, Tensor } from '@nucleus/sdk';
+import { NucleusError, type Logger, type Tensor } from '@nucleus/sdk';
 import { SessionWorker, type RunResult, type SessionReady } from './session-worker.js';
 import type { SessionWorkerSpec } from './worker-messages.js';
 
@@ -9,7 +9,12 @@ export class WorkerPool {
   constructor(
     spec: SessionWorkerSpec,
     size: number,
-    options: { logger?: Logger; onHealth?(worker: number, health: { healthy: boolean; reason?: string; restarts: number }): void } = {},
+    private readonly options: {
+      logger?: Logger;
+      onHealth?(worker: number, health: { healthy: boolean; reason?: string; restarts: number }): void;
+      /** Told when a run is retried on another replica. */
+      onRetry?(error: NucleusError): void;
+    } = {},
   ) {
     this.workers = Array.from(
       { length: Math.max(1, size) },
@@ -32,11 +37,31 @@ export class WorkerPool {
     return (results[0] as PromiseFulfilledResult<SessionReady>).value;
   }
 
-  /** Runs on the replica with the fewest pending runs. */
-  run(inputs: Record<string, Tensor>): Promise<RunResult> {
-    let best = this.workers[0]!;
-    for (const w of this.workers) if (w.pending < best.pending) best = w;
-    return best.run(inputs);
+  /**
+   * Runs on the replica with the fewest pending runs. A tensor run has no side effects, so when that replica dies
+   * before answering, the run is sent once more to another replica (with a copy of the inputs: the first send moved
+   * their buffers to the dead thread) instead of failing the whole batch.
+   */
+  async run(inputs: Record<string, Tensor>): Promise<RunResult> {
+    const first = this.#leastBusy();
+    if (this.workers.length < 2) return first.run(inputs);
+    const spare = copyTensors(inputs);
+    try {
+      return await first.run(inputs);
+    } catch (err) {
+      if (!(err instanceof NucleusError) || (err.code !== 'worker_exited' && err.code !== 'worker_unavailable')) throw err;
+      const other = this.#leastBusy(first);
+      this.options.logger?.warn({ err: err.message }, 'a replica died before answering; running the batch once more on another replica');
+      this.options.onRetry?.(err);
+      return other.run(spare);
+    }
+  }
+
+  #leastBusy(except?: SessionWorker): SessionWorker {
+    const candidates = this.workers.filter((w) => w !== except);
+    let best = candidates[0] ?? this.workers[0]!;
+    for (const w of candidates) if (w.pending < best.pending) best = w;
+    return best;
   }
 
   /** Runs sent to any replica and not yet answered. */
@@ -53,4 +78,10 @@ export class WorkerPool {
   async close(drainMs?: number): Promise<void> {
     await Promise.all(this.workers.map((w) => w.close(drainMs)));
   }
+}
+
+function copyTensors(inputs: Record<string, Tensor>): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(inputs)) out[name] = { dtype: t.dtype, shape: [...t.shape], data: t.data.slice() as Tensor['data'] };
+  return out;
 }
