@@ -5,3 +5,4 @@ export { NucleusServer } from './server/nucleus-server.js';
 export { HttpServer } from './server/http-server.js';
 export { InferenceEngine, type InferenceEngineOptions } from './engine/inference-engine.js';
 export { GenerationEngine, isLlmModelPath, type GenerationEngineOptions } from './engine/llm/generation/generation-engine.js';
+export { inferCallback, InferenceEmitter, type InferCallback, type InferenceEmitterEvents } from './engine/inference-callbacks.js';
