@@ -226,6 +226,7 @@ export class InferenceEngine implements InferenceService {
           maxBatchSize: (this.options.config.get('batching.maxBatchSize') as number | undefined) ?? 32,
           maxQueueDelayMs: (this.options.config.get('batching.maxQueueDelayMs') as number | undefined) ?? 2,
           maxQueued: (this.options.config.get('queue.highWatermark') as number | undefined) ?? 1000,
+          reopenBelow: (this.options.config.get('queue.lowWatermark') as number | undefined) ?? 500,
           queueTimeoutMs: (this.options.config.get('queue.timeoutMs') as number | undefined) ?? 30_000,
         }),
         logger: this.#log.child({ model: name, version }),

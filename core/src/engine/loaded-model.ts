@@ -30,7 +30,7 @@ export interface LoadedModelOptions {
   /** Worker threads (sessions) for this version. */
   workers: number;
   /** Global batching and queue settings, read per batch. */
-  defaults: () => { maxBatchSize: number; maxQueueDelayMs: number; maxQueued: number; queueTimeoutMs: number };
+  defaults: () => { maxBatchSize: number; maxQueueDelayMs: number; maxQueued: number; reopenBelow?: number; queueTimeoutMs: number };
   logger: Logger;
   /** Receives `inference.end`, `batch.executed`, `queue.depth` and `worker.health`. */
   events?: Pick<EventBus, 'emit'>;
@@ -89,6 +89,7 @@ export class LoadedModel {
         maxQueueDelayMs: enabled ? (fixed.maxQueueDelayMs ?? d.maxQueueDelayMs) : 0,
         preferredBatchSizes: enabled ? preferredBatchSizes : [],
         maxQueued: d.maxQueued,
+        ...(d.reopenBelow !== undefined && { reopenBelow: d.reopenBelow }),
         queueTimeoutMs: d.queueTimeoutMs,
       };
     };

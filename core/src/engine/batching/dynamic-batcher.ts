@@ -9,9 +9,11 @@ export interface BatchSettings {
   maxQueueDelayMs: number;
   /** A batch is sent at once when it reaches the largest of these. */
   preferredBatchSizes: readonly number[];
-  /** Requests queued beyond this are refused with 503. */
+  /** Requests queued beyond this are refused with 503 (`queue.highWatermark`). */
   maxQueued: number;
-  /** A request that waited longer than this is failed with 503 instead of run. */
+  /** Once full, the queue admits again only below this many (`queue.lowWatermark`), so it does not flap. Default: `maxQueued`. */
+  reopenBelow?: number;
+  /** A request that waited longer than this is failed with 408 instead of run, as the generation queue does. */
   queueTimeoutMs: number;
 }
 
@@ -86,6 +88,7 @@ export class DynamicBatcher {
   #closed = false;
   #batches = 0;
   #batchedRequests = 0;
+  #shedding = false;
   readonly #idle = new Set<() => void>();
 
   constructor(private readonly options: DynamicBatcherOptions) {}
@@ -96,7 +99,11 @@ export class DynamicBatcher {
     if (this.#closed) return Promise.reject(unavailable('model_unloading', `${this.options.label} is being unloaded`));
     if (signal?.aborted) return Promise.reject(cancelledError(this.options.label));
     const settings = this.options.settings();
-    if (this.#queue.length >= settings.maxQueued) {
+    // Hysteresis, as in the AdmissionQueue: full at the high watermark, open again below the low one.
+    const reopenBelow = Math.min(settings.reopenBelow ?? settings.maxQueued, settings.maxQueued);
+    if (this.#queue.length >= settings.maxQueued) this.#shedding = true;
+    else if (this.#queue.length < reopenBelow) this.#shedding = false;
+    if (this.#shedding) {
       return Promise.reject(unavailable('queue_full', `${this.options.label} has ${this.#queue.length} requests queued (queue.highWatermark); retry later`, 1));
     }
     return new Promise((resolve, reject) => {
@@ -204,7 +211,7 @@ export class DynamicBatcher {
       this.#queue.splice(i, 1);
       this.options.onDepth?.(this.#queue.length);
       item.detach();
-      item.reject(unavailable('queue_timeout', `the request waited more than ${settings.queueTimeoutMs} ms (queue.timeoutMs) for ${this.options.label}; retry later`, 1));
+      item.reject(new NucleusError(408, 'queue_timeout', `the request waited more than ${settings.queueTimeoutMs} ms (queue.timeoutMs) for ${this.options.label}; retry later`));
     }
   }
 
