@@ -204,7 +204,7 @@ export const CORE_CONFIG_SCHEMA = {
         timeoutMs: {
           type: 'integer',
           minimum: 1,
-          description: 'A request waiting in the queue longer than this fails with 503.',
+          description: 'A request waiting in the queue longer than this fails with 408 (a request may ask for less with the X-Request-Timeout-Ms header).',
           default: 30_000,
           'x-runtime': true,
         },
