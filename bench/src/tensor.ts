@@ -98,15 +98,46 @@ export async function tensorSuite(): Promise<string> {
     const tab: Case = { model: 'tabular-classifier', input: 'features', item: [8] };
     const tabRaw = await rawOrt(pathOf(tab.model), tab, 1);
     const tabServer = await closedLoop(() => post(`${server.url}/v2/models/${tab.model}/infer`, inferBody(tab)), 64, SECONDS);
+    // What limits it: the same HTTP stack answering /health only (no body, no engine), and rows sent 64 to a request.
+    const health = await closedLoop(async () => {
+      const res = await fetch(`${server.url}/health`);
+      await res.arrayBuffer();
+      return res.ok;
+    }, 64, SECONDS);
+    const rows64 = JSON.stringify({
+      inputs: [{ name: tab.input, shape: [64, 8], datatype: 'FP32', data: Array.from(randomData(64 * 8)) }],
+    });
+    const tabRows64 = await closedLoop(() => post(`${server.url}/v2/models/${tab.model}/infer`, rows64), 16, SECONDS);
+    tabRows64.throughput *= 64;
+    const record1 = Object.fromEntries(['age', 'annual_income', 'debt_ratio', 'open_credit_lines', 'late_payments_12m', 'years_employed', 'loan_amount', 'savings_balance'].map((n, i) => [n, i + 1]));
+    const tabFeatures = await closedLoop(() => post(`${server.url}/infer`, JSON.stringify({ model: tab.model, features: record1 })), 64, SECONDS);
     tables.push({
-      title: 'tabular-classifier, one row per request (target: 10,000 predictions/s, p99 < 100 ms)',
+      title: 'tabular-classifier (target: 10,000 predictions/s, p99 < 100 ms)',
       unit: 'predictions',
       rows: [
         { label: 'raw onnxruntime-node, batch 1, in a loop', stats: tabRaw, ratio: 1 },
-        { label: 'server, KServe v2 over HTTP, 64 clients', stats: tabServer, ratio: tabServer.throughput / tabRaw.throughput },
+        { label: 'server, KServe v2 over HTTP, 1 row per request, 64 clients', stats: tabServer, ratio: tabServer.throughput / tabRaw.throughput },
+        { label: 'server, native /infer with named features, 64 clients', stats: tabFeatures, ratio: tabFeatures.throughput / tabRaw.throughput },
+        { label: 'server, KServe v2 over HTTP, 64 rows per request, 16 clients', stats: tabRows64, ratio: tabRows64.throughput / tabRaw.throughput, note: 'p50/p99 per request of 64 rows' },
+        { label: 'server, GET /health only (HTTP ceiling), 64 clients', stats: health, ratio: health.throughput / tabRaw.throughput, note: 'requests/s, no model' },
       ],
     });
+    const f = (n: number) => Math.round(n).toLocaleString('en-US');
+    const perRequestMs = (1000 * 2) / tabServer.throughput;
     notes.push(
+      `Tabular target (10,000 predictions/s, p99 < 100 ms over HTTP): one row per request reaches ${f(tabServer.throughput)} predictions/s ` +
+        `(p99 ${tabServer.p99Ms.toFixed(0)} ms), ${(tabServer.throughput / 100).toFixed(0)}% of the target; 64 rows per request reach ` +
+        `${f(tabRows64.throughput)} predictions/s with p99 ${tabRows64.p99Ms.toFixed(0)} ms per request, ${tabRows64.throughput >= 10_000 && tabRows64.p99Ms < 100 ? 'which meets it' : 'which misses it'}.`,
+      `What limits one row per request is the per-request HTTP cost, not the model: raw ORT does ${f(tabRaw.throughput)} single-row runs/s, ` +
+        `while the same server answers only ${f(health.throughput)} requests/s to GET /health (no body, no engine) with the same 64 in-process clients. ` +
+        `That is about ${perRequestMs.toFixed(2)} core-ms per inference request on 2 cores, split between the fetch (undici) client, Node's HTTP parser, ` +
+        `Koa's middleware chain (request id, auth, logging, events, body parsing) and JSON encode/decode; the tree ensemble itself costs ~0.01 ms.`,
+      'Batch delay is not the limit: with 64 clients waiting the batcher fills batches at once (maxQueueDelayMs only applies to a partial batch), ' +
+        'and the 64-row requests show the engine path (validation, worker-thread hop, ORT) sustaining far more rows than HTTP can deliver one by one. ' +
+        `The named-features row (features hook: one get() and the encoding, native /infer) answers ${f(tabFeatures.throughput)} requests/s against ${f(tabServer.throughput)} for the v2 row: the hook is not what limits it.`,
+      'Reaching 10,000 single-row requests/s would need the load generator on other cores (here it shares the same 2), several server ' +
+        'processes (node:cluster) or the gRPC/binary protocol; on this 2-core machine the practical way is to send rows in batches (/batch_infer items are ' +
+        'one request each, so put rows in one tensor or use records with the features plugin).',
       `Each run lasts ${SECONDS} s after warm-up; ratios compare throughput with raw onnxruntime-node at batch 1 in the same run.`,
       'The load generator runs in the same process as the server, so on a 2-core machine client and server compete for the same cores.',
     );
