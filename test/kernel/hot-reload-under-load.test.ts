@@ -38,6 +38,8 @@ describe('hot reload under load', function () {
       env: {},
       pluginFolders: [folder],
       nodeModules: [],
+      // No models: the heap and handle counts measure the plugin host, not model engines warming up.
+      builtinModels: false,
       cli: { 'server.port': 0, 'plugins.watch': true, 'logging.level': 'silent' },
     });
     let stop = false;
