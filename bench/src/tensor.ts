@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
-import { NucleusServer } from '@nucleus/core';
 import { ensureBuiltinModels } from '@nucleus/core/internal/engine/builtin-models/index';
 import { machineInfo } from './machine.js';
+import { startServerProcess } from './server-process.js';
 import { record, type ResultRow, type ResultTable } from './report.js';
 import { closedLoop, timeLoop, type RunStats } from './stats.js';
 
@@ -69,7 +69,7 @@ async function healthDuring<T>(base: string, load: Promise<T>): Promise<{ result
 export async function tensorSuite(): Promise<string> {
   const models = await ensureBuiltinModels();
   const pathOf = (name: string) => models.find((m) => m.name === name)!.modelPath;
-  const server = await NucleusServer.start({ env: {}, cli: { 'server.port': 0, 'plugins.watch': false, 'logging.level': 'warn' } });
+  const server = await startServerProcess();
   const tables: ResultTable[] = [];
   const notes: string[] = [];
   try {
@@ -129,7 +129,7 @@ export async function tensorSuite(): Promise<string> {
         `(p99 ${tabServer.p99Ms.toFixed(0)} ms), ${(tabServer.throughput / 100).toFixed(0)}% of the target; 64 rows per request reach ` +
         `${f(tabRows64.throughput)} predictions/s with p99 ${tabRows64.p99Ms.toFixed(0)} ms per request, ${tabRows64.throughput >= 10_000 && tabRows64.p99Ms < 100 ? 'which meets it' : 'which misses it'}.`,
       `What limits one row per request is the per-request HTTP cost, not the model: raw ORT does ${f(tabRaw.throughput)} single-row runs/s, ` +
-        `while the same server answers only ${f(health.throughput)} requests/s to GET /health (no body, no engine) with the same 64 in-process clients. ` +
+        `while the same server answers only ${f(health.throughput)} requests/s to GET /health (no body, no engine) with the same 64 clients. ` +
         `That is about ${perRequestMs.toFixed(2)} core-ms per inference request on 2 cores, split between the fetch (undici) client, Node's HTTP parser, ` +
         `Koa's middleware chain (request id, auth, logging, events, body parsing) and JSON encode/decode; the tree ensemble itself costs ~0.01 ms.`,
       'Batch delay is not the limit: with 64 clients waiting the batcher fills batches at once (maxQueueDelayMs only applies to a partial batch), ' +
@@ -139,7 +139,7 @@ export async function tensorSuite(): Promise<string> {
         'processes (node:cluster) or the gRPC/binary protocol; on this 2-core machine the practical way is to send rows in batches (/batch_infer items are ' +
         'one request each, so put rows in one tensor or use records with the features plugin).',
       `Each run lasts ${SECONDS} s after warm-up; ratios compare throughput with raw onnxruntime-node at batch 1 in the same run.`,
-      'The load generator runs in the same process as the server, so on a 2-core machine client and server compete for the same cores.',
+      'The server runs in its own process (`nucleus serve`); the load generator and raw ORT runs share the same 2 cores with it, so client and server compete for CPU but not for an event loop.',
     );
   } finally {
     await server.stop();
