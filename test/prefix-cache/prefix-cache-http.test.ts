@@ -25,10 +25,10 @@ describe('prefix cache over HTTP (api-openai, cache-lru, metrics)', () => {
     assert.ok(second.usage.prompt_tokens_details.cached_tokens >= 32, `the system prompt came from the cache (${JSON.stringify(second.usage)})`);
     const metrics = new Exposition((await kit!.request('/metrics')).body as string);
     const labels = { cache: 'prefix', model_name: 'tiny-llama' };
-    assert.ok(metrics.value('nucleus:cache_hits_total', labels) >= 2);
-    assert.ok(metrics.value('nucleus:cache_usage_bytes', labels) > 0);
-    assert.equal(metrics.value('nucleus:cache_capacity_bytes', labels), 8 * 1024 * 1024);
-    assert.ok(metrics.value('nucleus:prefix_cache_hits_total', { model_name: 'tiny-llama' }) >= 32);
+    assert.ok(metrics.value('nucleus_cache_hits_total', labels) >= 2);
+    assert.ok(metrics.value('nucleus_cache_usage_bytes', labels) > 0);
+    assert.equal(metrics.value('nucleus_cache_capacity_bytes', labels), 8 * 1024 * 1024);
+    assert.ok(metrics.value('nucleus_prefix_cache_hits_total', { model_name: 'tiny-llama' }) >= 32);
     const released = await kit!.request('/conversations/talk-1', { method: 'DELETE' });
     assert.equal(released.status, 200);
     assert.ok((released.body as { released_bytes: number }).released_bytes > 0);

@@ -1,0 +1,415 @@
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NucleusServer } from '@nucleus/core';
+import { createTokenizer, ensureTinyLlama, loadLlm, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import { machineInfo } from './machine.js';
+import { record, type ResultRow, type ResultTable } from './report.js';
+import { quantile, type RunStats } from './stats.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const STORIES = join(REPO, '..', 'shared', 'models', 'stories260K', 'stories260K.gguf');
+const SCRATCH = join(REPO, 'bench', 'results', 'tmp');
+
+/** What one model is benchmarked with. */
+interface ModelCase {
+  name: string;
+  llm: LoadedLlm;
+  tokenizer: LlmTokenizer;
+  /** Tokens each stream generates in the decode runs. */
+  decodeTokens: number;
+  /** Length of the shared prefix in the prefix-cache runs, and of the prompt in the prefill runs. */
+  longPrompt: number;
+}
+
+/** One streamed generation as the client saw it. */
+interface Streamed {
+  ttftMs: number;
+  totalMs: number;
+  tokens: number;
+  cachedTokens: number;
+}
+
+// Reads an SSE stream of the native /generate route: one `token` event per token, then `done` with usage.
+async function streamGenerate(base: string, body: Record<string, unknown>): Promise<Streamed> {
+  const started = performance.now();
+  const res = await fetch(`${base}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
+  if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+  let ttftMs = NaN;
+  let tokens = 0;
+  let cachedTokens = 0;
+  let buffer = '';
+  const decoder = new TextDecoder();
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const frame = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = frame.split('\n').find((l) => l.startsWith('data: '));
+      if (!data) continue;
+      const event = JSON.parse(data.slice(6)) as { token?: { id: number } | null; done?: boolean; usage?: { prompt_tokens_details?: { cached_tokens: number } }; error?: { message: string } };
+      if (event.error) throw new Error(event.error.message);
+      if (event.token) {
+        if (tokens === 0) ttftMs = performance.now() - started;
+        tokens++;
+      }
+      if (event.done) cachedTokens = event.usage?.prompt_tokens_details?.cached_tokens ?? 0;
+    }
+  }
+  return { ttftMs, totalMs: performance.now() - started, tokens, cachedTokens };
+}
+
+/** Deterministic token ids in `[3, vocab)`, different for every `seed`. */
+function tokenIds(seed: number, n: number, vocab: number): number[] {
+  let x = (seed * 2654435761 + 12345) >>> 0;
+  return Array.from({ length: n }, () => {
+    x = (x * 1664525 + 1013904223) >>> 0;
+    return 3 + (x % (vocab - 3));
+  });
+}
+
+/** `clients` streams in a closed loop for `seconds`; tokens per second over all of them, TTFT and decode rate per stream. */
+async function concurrentStreams(base: string, clients: number, seconds: number, request: (i: number) => Record<string, unknown>): Promise<{ stats: RunStats; perStreamDecode: number; meanCached: number }> {
+  const results: Streamed[] = [];
+  let errors = 0;
+  let n = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < end) {
+        try {
+          results.push(await streamGenerate(base, request(n++)));
+        } catch {
+          errors++;
+        }
+      }
+    }),
+  );
+  const elapsed = (performance.now() - start) / 1000;
+  const tokens = results.reduce((s, r) => s + r.tokens, 0);
+  const ttfts = results.map((r) => r.ttftMs);
+  const decode = results.filter((r) => r.tokens > 1).map((r) => ((r.tokens - 1) * 1000) / (r.totalMs - r.ttftMs));
+  return {
+    stats: { throughput: tokens / elapsed, p50Ms: quantile(ttfts, 0.5), p99Ms: quantile(ttfts, 0.99), count: results.length, errors, seconds: elapsed },
+    perStreamDecode: decode.reduce((a, b) => a + b, 0) / Math.max(1, decode.length),
+    meanCached: results.reduce((s, r) => s + r.cachedTokens, 0) / Math.max(1, results.length),
+  };
+}
+
+/** Requests one after another for `seconds` (at least `min`); TTFT percentiles, and prompt tokens per second of TTFT. */
+async function sequentialTtft(base: string, seconds: number, request: (i: number) => Record<string, unknown>, promptTokens: number, min = 5): Promise<{ stats: RunStats; meanCached: number }> {
+  const ttfts: number[] = [];
+  let cached = 0;
+  const start = performance.now();
+  for (let i = 0; i < min || performance.now() - start < seconds * 1000; i++) {
+    const r = await streamGenerate(base, request(i));
+    ttfts.push(r.ttftMs);
+    cached += r.cachedTokens;
+  }
+  const elapsed = (performance.now() - start) / 1000;
+  const p50 = quantile(ttfts, 0.5);
+  return { stats: { throughput: (promptTokens * 1000) / p50, p50Ms: p50, p99Ms: quantile(ttfts, 0.99), count: ttfts.length, errors: 0, seconds: elapsed }, meanCached: cached / ttfts.length };
+}
+
+async function startServer(models: { name: string; path: string }[], extra: Record<string, unknown> = {}): Promise<NucleusServer> {
+  return NucleusServer.start({
+    env: {},
+    cli: {
+      'server.port': 0,
+      'plugins.watch': false,
+      'logging.level': 'warn',
+      // Tracing would try to export spans; the bench measures the engine.
+      'plugins.disabled': ['tracing', 'alerts'],
+      // One stream alone should not wait for company: the default 50 ms window would dominate TTFT on these tiny models.
+      'scheduler.batchWindowMs': 2,
+      models,
+      ...extra,
+    },
+  });
+}
+
+/** Nucleus over HTTP: decode rates at 1/4/16/32 streams, prefill rate, and TTFT of a long shared prefix with and without the prefix cache. */
+async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise<{ rows: ResultRow[]; single: number; ttft: number; prefill: number; greedy: string }> {
+  const rows: ResultRow[] = [];
+  const server = await startServer([{ name: c.name, path }]);
+  const base = server.url;
+  const vocab = c.llm.config.vocabSize;
+  const bos = c.llm.config.bosTokenId;
+  const start = (ids: number[]) => (bos === undefined ? ids : [bos, ...ids]);
+  let single = NaN;
+  let ttft = NaN;
+  let greedy = '';
+  let prefill = NaN;
+  try {
+    // Warm-up, and the greedy text the transformers.js run is compared with.
+    const warm = await fetch(`${base}/generate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: c.name, prompt: 'Once upon a time', max_tokens: 24, temperature: 0, ignore_eos: true }),
+    });
+    greedy = ((await warm.json()) as { choices: { text: string }[] }).choices[0]!.text;
+    const decodeBody = (i: number) => ({ model: c.name, prompt: start(tokenIds(i + 1, 4, vocab)), max_tokens: c.decodeTokens, temperature: 0, ignore_eos: true });
+    for (const clients of [1, 4, 16, 32]) {
+      const r = await concurrentStreams(base, clients, SECONDS, decodeBody);
+      if (clients === 1) single = r.stats.throughput;
+      rows.push({
+        label: `Nucleus, ${clients} stream${clients > 1 ? 's' : ''} × ${c.decodeTokens} tokens (p50/p99 = TTFT)`,
+        stats: r.stats,
+        ratio: r.stats.throughput / single,
+        note: `${r.stats.count} requests; ${r.perStreamDecode.toFixed(0)} tok/s per stream after its first token`,
+      });
+    }
+    // TTFT without HTTP, through the engine API in this process, as transformers.js is measured.
+    const inProcess: number[] = [];
+    const t0 = performance.now();
+    while (inProcess.length < 5 || performance.now() - t0 < SECONDS * 1000) {
+      const t = performance.now();
+      const stream = await server.kernel.generation.generate({ model: c.name, prompt: 'Once upon a time', maxTokens: 1, temperature: 0 });
+      for await (const e of stream) if (e.type === 'token') break;
+      inProcess.push(performance.now() - t);
+    }
+    ttft = quantile(inProcess, 0.5);
+    rows.push({
+      label: `Nucleus engine API in process (no HTTP), 'Once upon a time', first token (TTFT)`,
+      stats: { throughput: 1000 / ttft, p50Ms: ttft, p99Ms: quantile(inProcess, 0.99), count: inProcess.length, errors: 0, seconds: (performance.now() - t0) / 1000 },
+      note: 'tokens/s column: requests/s at TTFT p50',
+    });
+    // Prefill: long prompts that share nothing (their first tokens differ), one token out.
+    const prefillSteps: { tokens: number; ms: number } = { tokens: 0, ms: 0 };
+    const off = server.kernel.events.on('engine.steps', (e) => {
+      if (e.phase !== 'prefill') return;
+      prefillSteps.tokens += e.tokens;
+      prefillSteps.ms += e.durationMs;
+    });
+    const prefillRun = await sequentialTtft(base, SECONDS, (i) => ({ model: c.name, prompt: start(tokenIds(1000 + i, c.longPrompt, vocab)), max_tokens: 1, temperature: 0 }), c.longPrompt + 1);
+    off();
+    prefill = prefillRun.stats.throughput;
+    rows.push({
+      label: `Nucleus, prefill of ${c.longPrompt + 1}-token prompts, one at a time (tokens/s of TTFT p50)`,
+      stats: prefillRun.stats,
+      note: `engine prefill steps alone: ${((prefillSteps.tokens * 1000) / prefillSteps.ms).toFixed(0)} tok/s`,
+    });
+    // A long shared prefix (a system prompt) and a short question that differs each time.
+    const shared = start(tokenIds(7, c.longPrompt - 8, vocab));
+    const sharedBody = (i: number) => ({ model: c.name, prompt: [...shared, ...tokenIds(5000 + i, 8, vocab)], max_tokens: 1, temperature: 0 });
+    const cached = await sequentialTtft(base, SECONDS, sharedBody, shared.length + 8);
+    await server.stop();
+    const plain = await startServer([{ name: c.name, path }], { 'cache.prefix.enabled': false });
+    try {
+      const uncached = await sequentialTtft(plain.url, SECONDS, sharedBody, shared.length + 8);
+      rows.push({ label: `Nucleus, ${shared.length}-token shared prefix + 8 new, no prefix cache (TTFT)`, stats: uncached.stats, ratio: 1 });
+      rows.push({
+        label: `Nucleus, ${shared.length}-token shared prefix + 8 new, prefix cache (TTFT)`,
+        stats: cached.stats,
+        ratio: uncached.stats.p50Ms / cached.stats.p50Ms,
+        note: `${cached.meanCached.toFixed(0)} prompt tokens from the cache on average; ratio = TTFT p50 without / with`,
+      });
+    } finally {
+      await plain.stop();
+    }
+  } catch (err) {
+    notes.push(`${c.name}: Nucleus run failed: ${err instanceof Error ? err.message : String(err)}`);
+    await server.stop().catch(() => undefined);
+  }
+  return { rows, single, ttft, prefill, greedy };
+}
+
+// transformers.js wants `config.json`, `tokenizer.json` and `onnx/model.onnx` in one folder.
+async function transformersFolder(c: ModelCase, sourceConfigDir: string | undefined): Promise<string> {
+  const dir = join(SCRATCH, 'transformers', c.name);
+  await mkdir(join(dir, 'onnx'), { recursive: true });
+  await copyFile(c.llm.onnxPath, join(dir, 'onnx', 'model.onnx'));
+  if (sourceConfigDir) {
+    for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
+      if (existsSync(join(sourceConfigDir, f))) await copyFile(join(sourceConfigDir, f), join(dir, f));
+    }
+  }
+  return dir;
+}
+
+/**
+ * A Hugging Face `tokenizer.json` for a SentencePiece BPE vocabulary read from a GGUF (as the `transformers` Llama
+ * converter writes it): merges are every split of a piece into two pieces, ranked by the merged piece's score.
+ */
+function sentencePieceTokenizerJson(pieces: string[], scores: number[], bos: number, eos: number): unknown {
+  const vocab: Record<string, number> = {};
+  pieces.forEach((p, i) => (vocab[p] = i));
+  const merges: { pair: string; score: number; id: number }[] = [];
+  pieces.forEach((p, id) => {
+    if (id < 3 || /^<0x[0-9A-F]{2}>$/.test(p)) return;
+    for (let i = 1; i < p.length; i++) {
+      const [l, r] = [p.slice(0, i), p.slice(i)];
+      if (vocab[l] !== undefined && vocab[r] !== undefined) merges.push({ pair: `${l} ${r}`, score: scores[id]!, id });
+    }
+  });
+  merges.sort((a, b) => b.score - a.score || a.id - b.id);
+  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [special(0, pieces[0]!), special(bos, pieces[bos]!), special(eos, pieces[eos]!)],
+    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    pre_tokenizer: null,
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: pieces[bos], type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [{ SpecialToken: { id: pieces[bos], type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      special_tokens: { [pieces[bos]!]: { id: pieces[bos], ids: [bos], tokens: [pieces[bos]] } },
+    },
+    decoder: {
+      type: 'Sequence',
+      decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }],
+    },
+    model: { type: 'BPE', dropout: null, unk_token: pieces[0], continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges: merges.map((m) => m.pair) },
+  };
+}
+
+/** The stories260K folder for transformers.js: our ONNX graph of the GGUF, a Llama config and a tokenizer.json from its vocabulary. */
+async function storiesTransformersFolder(c: ModelCase): Promise<string> {
+  const dir = await transformersFolder(c, undefined);
+  const spec = c.llm.tokenizer;
+  if (spec.kind !== 'sentencepiece') throw new Error(`expected a SentencePiece vocabulary, got ${spec.kind}`);
+  const { pieces, scores } = spec;
+  const cfg = c.llm.config;
+  const bos = cfg.bosTokenId ?? 1;
+  const eos = cfg.eosTokenIds[0] ?? 2;
+  await writeFile(
+    join(dir, 'config.json'),
+    JSON.stringify({
+      architectures: ['LlamaForCausalLM'],
+      model_type: 'llama',
+      vocab_size: cfg.vocabSize,
+      hidden_size: cfg.hiddenSize,
+      num_hidden_layers: cfg.numLayers,
+      num_attention_heads: cfg.numHeads,
+      num_key_value_heads: cfg.numKvHeads,
+      head_dim: cfg.headDim,
+      max_position_embeddings: cfg.maxContext,
+      bos_token_id: bos,
+      eos_token_id: eos,
+      pad_token_id: 0,
+      use_cache: true,
+    }),
+  );
+  await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(sentencePieceTokenizerJson(pieces, scores, bos, eos)));
+  await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'LlamaTokenizer', add_bos_token: true, add_eos_token: false, bos_token: pieces[bos], eos_token: pieces[eos], unk_token: pieces[0], legacy: true, clean_up_tokenization_spaces: false }));
+  return dir;
+}
+
+type Generator = (text: string, options: Record<string, unknown>) => Promise<{ generated_text: string }[]>;
+
+/** The same model through @huggingface/transformers' text-generation pipeline on onnxruntime-node, single stream. */
+async function transformersRuns(
+  c: ModelCase,
+  folder: string,
+  prompt: string,
+  ours: { single: number; ttft: number; prefill: number },
+  notes: string[],
+): Promise<{ rows: ResultRow[]; decode: number; ttft: number; prefill: number; greedy: string } | undefined> {
+  let lib: { env: { allowRemoteModels: boolean; allowLocalModels: boolean; localModelPath: string }; pipeline: (task: string, model: string, options: Record<string, unknown>) => Promise<Generator> };
+  try {
+    lib = (await import('@huggingface/transformers' as string)) as typeof lib;
+  } catch (err) {
+    notes.push(`transformers.js is not installed (${err instanceof Error ? err.message : String(err)}); no comparison.`);
+    return undefined;
+  }
+  lib.env.allowRemoteModels = false;
+  lib.env.allowLocalModels = true;
+  lib.env.localModelPath = dirname(folder) + '/';
+  let generate: Generator;
+  try {
+    generate = await lib.pipeline('text-generation', c.name, { dtype: 'fp32', device: 'cpu' });
+  } catch (err) {
+    notes.push(`${c.name}: transformers.js could not load the model from ${folder}: ${err instanceof Error ? err.message : String(err)}`);
+    return undefined;
+  }
+  const rows: ResultRow[] = [];
+  const greedy = (await generate('Once upon a time', { max_new_tokens: 24, min_new_tokens: 24, do_sample: false, return_full_text: false }))[0]!.generated_text;
+  const time = async (fn: () => Promise<unknown>): Promise<number[]> => {
+    const ms: number[] = [];
+    const start = performance.now();
+    while (ms.length < 3 || performance.now() - start < SECONDS * 1000) {
+      const t = performance.now();
+      await fn();
+      ms.push(performance.now() - t);
+    }
+    return ms;
+  };
+  // TTFT: one new token; decode: the rest of a run of decodeTokens, as for Nucleus.
+  const first = await time(() => generate('Once upon a time', { max_new_tokens: 1, do_sample: false }));
+  const full = await time(() => generate('Once upon a time', { max_new_tokens: c.decodeTokens, min_new_tokens: c.decodeTokens, do_sample: false }));
+  const ttft = quantile(first, 0.5);
+  const whole = quantile(full, 0.5);
+  const decode = (c.decodeTokens * 1000) / whole;
+  rows.push({
+    label: `transformers.js pipeline, 1 stream × ${c.decodeTokens} tokens (p50/p99 = TTFT of 'Once upon a time')`,
+    stats: { throughput: decode, p50Ms: ttft, p99Ms: quantile(first, 0.99), count: full.length, errors: 0, seconds: SECONDS },
+    ratio: decode / ours.single,
+    note: `${(((c.decodeTokens - 1) * 1000) / (whole - ttft)).toFixed(0)} tok/s after the first token; in process, no HTTP; ratio: against Nucleus 1 stream`,
+  });
+  const promptTokens = c.tokenizer.encode(prompt, { addBos: true }).length;
+  const prefillMs = await time(() => generate(prompt, { max_new_tokens: 1, do_sample: false }));
+  const prefill = (promptTokens * 1000) / quantile(prefillMs, 0.5);
+  rows.push({
+    label: `transformers.js pipeline, prefill of a ${promptTokens}-token text prompt (tokens/s of TTFT p50)`,
+    stats: { throughput: prefill, p50Ms: quantile(prefillMs, 0.5), p99Ms: quantile(prefillMs, 0.99), count: prefillMs.length, errors: 0, seconds: SECONDS },
+    ratio: prefill / ours.prefill,
+    note: 'in process, no HTTP; ratio: against the Nucleus prefill row',
+  });
+  return { rows, decode, ttft, prefill, greedy };
+}
+
+/** Story text of about `tokens` tokens (BOS included) for prompts given as text. */
+function textOfLength(tokenizer: LlmTokenizer, tokens: number): string {
+  const words = 'Once upon a time there was a little girl named Lily. She loved to play outside in the park with her friends, and every day she'.split(' ');
+  let text = '';
+  for (let i = 0; tokenizer.encode(text, { addBos: true }).length < tokens; i++) text += (i ? ' ' : '') + words[i % words.length];
+  return text;
+}
+
+/** The LLM suite: Nucleus on the tiny Llama and stories260K over HTTP, against transformers.js on the same graphs. */
+export async function llmSuite(): Promise<string> {
+  const tables: ResultTable[] = [];
+  const notes: string[] = [];
+  const cases: { c: ModelCase; path: string; folder: () => Promise<string> }[] = [];
+  const tinyDir = await ensureTinyLlama();
+  const tiny = await loadLlm(tinyDir, { name: 'tiny-llama' });
+  const tinyCase: ModelCase = { name: 'tiny-llama', llm: tiny, tokenizer: createTokenizer(tiny.tokenizer), decodeTokens: 128, longPrompt: 192 };
+  cases.push({ c: tinyCase, path: tinyDir, folder: () => transformersFolder(tinyCase, tinyDir) });
+  if (existsSync(STORIES)) {
+    const stories = await loadLlm(STORIES, { name: 'stories260K' });
+    const storiesCase: ModelCase = { name: 'stories260K', llm: stories, tokenizer: createTokenizer(stories.tokenizer), decodeTokens: 256, longPrompt: 384 };
+    cases.push({ c: storiesCase, path: STORIES, folder: () => storiesTransformersFolder(storiesCase) });
+  } else {
+    notes.push(`stories260K skipped: ${STORIES} is absent.`);
+  }
+  const summary: string[] = [];
+  for (const { c, path, folder } of cases) {
+    const ours = await nucleusRuns(c, path, notes);
+    const rows = [...ours.rows];
+    const theirs = await transformersRuns(c, await folder(), textOfLength(c.tokenizer, c.longPrompt + 1), ours, notes);
+    if (theirs) {
+      rows.push(...theirs.rows);
+      notes.push(
+        `${c.name}: greedy text of 'Once upon a time' (24 tokens) ${theirs.greedy === ours.greedy ? 'is the same' : 'differs'} in Nucleus and transformers.js` +
+          (theirs.greedy === ours.greedy ? '.' : `: Nucleus ${JSON.stringify(ours.greedy)}, transformers.js ${JSON.stringify(theirs.greedy)}.`),
+      );
+      summary.push(
+        `${c.name}, Nucleus against transformers.js, 1 stream: decode ${(ours.single / theirs.decode).toFixed(2)}× (Nucleus over HTTP / transformers.js in process), TTFT ${(ours.ttft / theirs.ttft).toFixed(1)}× longer (both in process), prefill ${(ours.prefill / theirs.prefill).toFixed(2)}× (Nucleus over HTTP / transformers.js in process).`,
+      );
+    }
+    tables.push({ title: `${c.name} (${c.llm.config.numLayers} layers, hidden ${c.llm.config.hiddenSize}, vocab ${c.llm.config.vocabSize}, context ${c.llm.config.maxContext})`, unit: 'tokens', rows });
+  }
+  notes.push(
+    ...summary,
+    `Each run lasts ${SECONDS} s. Decode rows: tokens/s summed over all streams (ratio: against 1 stream); p50/p99 are TTFT in ms. Prefill rows: prompt tokens per second of TTFT p50. Prefix-cache rows: ratio is TTFT p50 without the cache over with it.`,
+    'Nucleus runs through HTTP (native /generate, SSE) with greedy sampling, ignore_eos and scheduler.batchWindowMs 2; the load generator shares the process (and the 2 cores) with the server.',
+    'transformers.js runs the same ONNX graph through its text-generation pipeline on onnxruntime-node in this process, one stream (it has no continuous batching); its ratio column compares with Nucleus at 1 stream.',
+  );
+  return record('llm', machineInfo(), tables, notes);
+}
