@@ -34,6 +34,7 @@ describe('config store', () => {
       'batching.maxBatchSize',
       'batching.maxQueueDelayMs',
       'logging.level',
+      'cache.prefix.maxBytes',
       'plugin.backend-cpu.allowSpinning',
     ]);
   });
