@@ -79,6 +79,8 @@ class DecoderEngine {
   readonly #requests = new Map<number, Admitted>();
   /** Loop sequence id → request id and choice index. */
   readonly #choices = new Map<number, { request: number; index: number }>();
+  /** Loop sequences that have emitted a token: the first one of each is posted at once. */
+  readonly #streaming = new Set<number>();
   /** Loop sequence id → prompt tokens it took from the prefix cache. */
   readonly #cached = new Map<number, number>();
   #nextSeq = 1;
@@ -101,9 +103,12 @@ class DecoderEngine {
     const sink: LoopSink = {
       token: (seq, tokenId, text) => {
         const c = this.#choices.get(seq)!;
-        this.outbox.push({ kind: 'token', id: c.request, index: c.index, tokenId, text });
+        const first = !this.#streaming.has(seq);
+        if (first) this.#streaming.add(seq);
+        this.outbox.push({ kind: 'token', id: c.request, index: c.index, tokenId, text }, first);
       },
       finish: (seq, reason, text, completionTokens, stop) => {
+        this.#streaming.delete(seq);
         const cachedTokens = this.#cached.get(seq);
         this.#cached.delete(seq);
         const c = this.#release(seq);
@@ -218,6 +223,8 @@ class DecoderEngine {
     if (!admitted) return;
     // Its other choices may still be running or waiting: take them out quietly.
     for (const seq of admitted.seqIds) {
+      this.#streaming.delete(seq);
+      this.#cached.delete(seq);
       if (!this.#choices.has(seq)) continue;
       this.#choices.delete(seq);
       this.loop.cancel(seq);

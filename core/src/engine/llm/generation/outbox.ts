@@ -18,10 +18,13 @@ export class Outbox {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Adds an event; finishes and failures make the next `flushIfDue` post at once. */
-  push(event: WireGenerationEvent): void {
+  /**
+   * Adds an event; finishes, failures and `urgent` tokens (a sequence's first, whose wait is its time to first
+   * token) make the next `flushIfDue` post at once.
+   */
+  push(event: WireGenerationEvent, urgent = false): void {
     this.#events.push(event);
-    if (event.kind !== 'token') this.#urgent = true;
+    if (urgent || event.kind !== 'token') this.#urgent = true;
   }
 
   /** Adds step telemetry to the next post. */
