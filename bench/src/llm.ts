@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { GenerationService } from '@nucleus/sdk';
 import { NucleusServer } from '@nucleus/core';
 import { createTokenizer, ensureTinyLlama, loadLlm, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
 import { machineInfo } from './machine.js';
@@ -62,6 +63,22 @@ async function streamGenerate(base: string, body: Record<string, unknown>): Prom
   return { ttftMs, totalMs: performance.now() - started, tokens, cachedTokens };
 }
 
+/** One generation through the engine API in this process (no HTTP, no SSE), timed as {@link streamGenerate} is. */
+async function engineGenerate(generation: GenerationService, body: { model: string; prompt: number[]; max_tokens: number }): Promise<Streamed> {
+  const started = performance.now();
+  const stream = await generation.generate({ model: body.model, prompt: body.prompt, maxTokens: body.max_tokens, temperature: 0, ignoreEos: true });
+  let ttftMs = NaN;
+  let tokens = 0;
+  let cachedTokens = 0;
+  for await (const e of stream) {
+    if (e.type === 'token') {
+      if (tokens === 0) ttftMs = performance.now() - started;
+      tokens++;
+    } else if (e.type === 'done') cachedTokens = e.usage.cachedPromptTokens ?? 0;
+  }
+  return { ttftMs, totalMs: performance.now() - started, tokens, cachedTokens };
+}
+
 /** Deterministic token ids in `[3, vocab)`, different for every `seed`. */
 function tokenIds(seed: number, n: number, vocab: number): number[] {
   let x = (seed * 2654435761 + 12345) >>> 0;
@@ -72,7 +89,7 @@ function tokenIds(seed: number, n: number, vocab: number): number[] {
 }
 
 /** `clients` streams in a closed loop for `seconds`; tokens per second over all of them, TTFT and decode rate per stream. */
-async function concurrentStreams(base: string, clients: number, seconds: number, request: (i: number) => Record<string, unknown>): Promise<{ stats: RunStats; perStreamDecode: number; meanCached: number }> {
+async function concurrentStreams(clients: number, seconds: number, run: (i: number) => Promise<Streamed>): Promise<{ stats: RunStats; perStreamDecode: number; meanCached: number }> {
   const results: Streamed[] = [];
   let errors = 0;
   let n = 0;
@@ -82,7 +99,7 @@ async function concurrentStreams(base: string, clients: number, seconds: number,
     Array.from({ length: clients }, async () => {
       while (performance.now() < end) {
         try {
-          results.push(await streamGenerate(base, request(n++)));
+          results.push(await run(n++));
         } catch {
           errors++;
         }
@@ -91,7 +108,8 @@ async function concurrentStreams(base: string, clients: number, seconds: number,
   );
   const elapsed = (performance.now() - start) / 1000;
   const tokens = results.reduce((s, r) => s + r.tokens, 0);
-  const ttfts = results.map((r) => r.ttftMs);
+  // A request that produced no token has no TTFT (ignore_eos makes that rare).
+  const ttfts = results.map((r) => r.ttftMs).filter(Number.isFinite);
   const decode = results.filter((r) => r.tokens > 1).map((r) => ((r.tokens - 1) * 1000) / (r.totalMs - r.ttftMs));
   return {
     stats: { throughput: tokens / elapsed, p50Ms: quantile(ttfts, 0.5), p99Ms: quantile(ttfts, 0.99), count: results.length, errors, seconds: elapsed },
@@ -107,6 +125,7 @@ async function sequentialTtft(base: string, seconds: number, request: (i: number
   const start = performance.now();
   for (let i = 0; i < min || performance.now() - start < seconds * 1000; i++) {
     const r = await streamGenerate(base, request(i));
+    if (!Number.isFinite(r.ttftMs)) throw new Error('a request produced no token');
     ttfts.push(r.ttftMs);
     cached += r.cachedTokens;
   }
@@ -154,13 +173,25 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
     greedy = ((await warm.json()) as { choices: { text: string }[] }).choices[0]!.text;
     const decodeBody = (i: number) => ({ model: c.name, prompt: start(tokenIds(i + 1, 4, vocab)), max_tokens: c.decodeTokens, temperature: 0, ignore_eos: true });
     for (const clients of [1, 4, 16, 32]) {
-      const r = await concurrentStreams(base, clients, SECONDS, decodeBody);
+      const r = await concurrentStreams(clients, SECONDS, (i) => streamGenerate(base, decodeBody(i)));
       if (clients === 1) single = r.stats.throughput;
       rows.push({
-        label: `Nucleus, ${clients} stream${clients > 1 ? 's' : ''} × ${c.decodeTokens} tokens (p50/p99 = TTFT)`,
+        label: `Nucleus over HTTP (SSE), ${clients} stream${clients > 1 ? 's' : ''} × ${c.decodeTokens} tokens (p50/p99 = TTFT)`,
         stats: r.stats,
         ratio: r.stats.throughput / single,
         note: `${r.stats.count} requests; ${r.perStreamDecode.toFixed(0)} tok/s per stream after its first token`,
+      });
+    }
+    // The same through the engine API in this process: what the engine does without HTTP and SSE framing.
+    let engineSingle = NaN;
+    for (const clients of [1, 4, 16, 32]) {
+      const r = await concurrentStreams(clients, SECONDS, (i) => engineGenerate(server.kernel.generation, decodeBody(i)));
+      if (clients === 1) engineSingle = r.stats.throughput;
+      rows.push({
+        label: `Nucleus engine API in process, ${clients} stream${clients > 1 ? 's' : ''} × ${c.decodeTokens} tokens (p50/p99 = TTFT)`,
+        stats: r.stats,
+        ratio: r.stats.throughput / engineSingle,
+        note: `${r.stats.count} requests; ${r.perStreamDecode.toFixed(0)} tok/s per stream after its first token; ratio: against 1 stream in process`,
       });
     }
     // TTFT without HTTP, through the engine API in this process, as transformers.js is measured.
@@ -168,7 +199,7 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
     const t0 = performance.now();
     while (inProcess.length < 5 || performance.now() - t0 < SECONDS * 1000) {
       const t = performance.now();
-      const stream = await server.kernel.generation.generate({ model: c.name, prompt: 'Once upon a time', maxTokens: 1, temperature: 0 });
+      const stream = await server.kernel.generation.generate({ model: c.name, prompt: 'Once upon a time', maxTokens: 1, temperature: 0, ignoreEos: true });
       for await (const e of stream) if (e.type === 'token') break;
       inProcess.push(performance.now() - t);
     }
@@ -185,7 +216,7 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
       prefillSteps.tokens += e.tokens;
       prefillSteps.ms += e.durationMs;
     });
-    const prefillRun = await sequentialTtft(base, SECONDS, (i) => ({ model: c.name, prompt: start(tokenIds(1000 + i, c.longPrompt, vocab)), max_tokens: 1, temperature: 0 }), c.longPrompt + 1);
+    const prefillRun = await sequentialTtft(base, SECONDS, (i) => ({ model: c.name, prompt: start(tokenIds(1000 + i, c.longPrompt, vocab)), max_tokens: 1, temperature: 0, ignore_eos: true }), c.longPrompt + 1);
     off();
     prefill = prefillRun.stats.throughput;
     rows.push({
@@ -195,7 +226,7 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
     });
     // A long shared prefix (a system prompt) and a short question that differs each time.
     const shared = start(tokenIds(7, c.longPrompt - 8, vocab));
-    const sharedBody = (i: number) => ({ model: c.name, prompt: [...shared, ...tokenIds(5000 + i, 8, vocab)], max_tokens: 1, temperature: 0 });
+    const sharedBody = (i: number) => ({ model: c.name, prompt: [...shared, ...tokenIds(5000 + i, 8, vocab)], max_tokens: 1, temperature: 0, ignore_eos: true });
     const cached = await sequentialTtft(base, SECONDS, sharedBody, shared.length + 8);
     await server.stop();
     const plain = await startServer([{ name: c.name, path }], { 'cache.prefix.enabled': false });
@@ -407,8 +438,8 @@ export async function llmSuite(): Promise<string> {
   }
   notes.push(
     ...summary,
-    `Each run lasts ${SECONDS} s. Decode rows: tokens/s summed over all streams (ratio: against 1 stream); p50/p99 are TTFT in ms. Prefill rows: prompt tokens per second of TTFT p50. Prefix-cache rows: ratio is TTFT p50 without the cache over with it.`,
-    'Nucleus runs through HTTP (native /generate, SSE) with greedy sampling, ignore_eos and scheduler.batchWindowMs 2; the load generator shares the process (and the 2 cores) with the server.',
+    `Each run lasts ${SECONDS} s. Decode rows: tokens/s summed over all streams (ratio: against 1 stream of the same kind); p50/p99 are TTFT in ms. Prefill rows: prompt tokens per second of TTFT p50. Prefix-cache rows: ratio is TTFT p50 without the cache over with it.`,
+    'Nucleus runs through HTTP (native /generate, SSE, one event per token) with greedy sampling, ignore_eos and scheduler.batchWindowMs 2; the load generator shares the process (and the 2 cores) with the server and its generation worker. The engine-API rows call the generation service in the same process (no HTTP, no SSE): the gap between the two is what the HTTP and SSE framing of every token costs the main thread here.',
     'transformers.js runs the same ONNX graph through its text-generation pipeline on onnxruntime-node in this process, one stream (it has no continuous batching); its ratio column compares with Nucleus at 1 stream.',
   );
   return record('llm', machineInfo(), tables, notes);
