@@ -112,17 +112,6 @@ export class PrefixCache {
     return this.#blocks.has(key);
   }
 
-  /** The keys of the whole blocks of `ids` (the first `count` tokens), in order. */
-  keysOf(ids: readonly number[], count = ids.length): string[] {
-    const keys: string[] = [];
-    let parent: string | undefined;
-    for (let i = 0; (i + 1) * this.blockTokens <= count; i++) {
-      parent = blockKey(parent, ids, i * this.blockTokens, this.blockTokens);
-      keys.push(parent);
-    }
-    return keys;
-  }
-
   /** Tokens of `ids` the cache could serve now, at most `maxTokens`; changes nothing (no stats, no recency). */
   peek(ids: readonly number[], maxTokens = ids.length): number {
     return this.#walk(ids, maxTokens).length * this.blockTokens;
