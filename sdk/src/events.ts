@@ -149,6 +149,8 @@ export interface NucleusEvents {
     /** Restarts of this worker slot so far (cumulative). */
     restarts?: number;
   };
+  /** A model version's circuit breaker changed state: `open` fails requests fast, `half-open` lets one trial through. */
+  'breaker.state': { model: string; version: string; state: 'closed' | 'open' | 'half-open'; reason: string };
   /** Speculative decoding: drafted and accepted tokens since the previous event of this model. */
   'spec.acceptance': {
     model: string;

@@ -79,6 +79,8 @@ export interface ModelVersionStatus {
   batches: number;
   /** Mean requests per batch so far. */
   meanBatchSize: number;
+  /** The circuit breaker: `open` while the version fails fast with 503 `circuit_open`. */
+  breaker?: { state: 'closed' | 'open' | 'half-open'; consecutiveFailures: number; retryAfterMs?: number; reason?: string };
 }
 
 /** The lifecycle of a model version. */

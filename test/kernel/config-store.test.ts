@@ -34,6 +34,9 @@ describe('config store', () => {
       'batching.maxBatchSize',
       'batching.maxQueueDelayMs',
       'logging.level',
+      'workers.runTimeoutMs',
+      'breaker.failureThreshold',
+      'breaker.cooldownMs',
       'cache.prefix.maxBytes',
       'plugin.backend-cpu.allowSpinning',
     ]);

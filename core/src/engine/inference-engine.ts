@@ -20,6 +20,7 @@ import {
 import type { HealthState } from '../kernel/health.js';
 import { BackendSelector, CPU_BACKEND } from './backend-selector.js';
 import { withDefaultCpu } from './default-cpu-backend.js';
+import type { BreakerState } from './circuit-breaker.js';
 import { LoadedModel } from './loaded-model.js';
 import { readModelManifest, verifyChecksums, type ModelManifest } from './model-manifest.js';
 import { compareVersions, ModelRepository, type ConfiguredModel, type ModelSource, type SourceProblem } from './model-repository.js';
@@ -231,6 +232,14 @@ export class InferenceEngine implements InferenceService {
         }),
         logger: this.#log.child({ model: name, version }),
         events: this.options.events,
+        breaker: {
+          settings: () => ({
+            failureThreshold: (this.options.config.get('breaker.failureThreshold') as number | undefined) ?? 5,
+            cooldownMs: (this.options.config.get('breaker.cooldownMs') as number | undefined) ?? 10_000,
+          }),
+          onChange: (state, reason) => this.#breakerChanged(name, version, state, reason),
+        },
+        runTimeoutMs: () => (this.options.config.get('workers.runTimeoutMs') as number | undefined) ?? 0,
       });
       const fallback = model.backend.fallbackReason;
       if (model.backend.rejected && fallback !== undefined) this.#selector.reportFallback(requested, fallback);
@@ -238,6 +247,7 @@ export class InferenceEngine implements InferenceService {
       if (fallback !== undefined) this.options.health.set({ key: healthKey, severity: 'degraded', reason: `${label(name, version)}: ${fallback}` });
       else this.options.health.clear(healthKey);
       this.options.health.clear(`model:${name}@${version}`);
+      this.options.health.clear(`breaker:${name}@${version}`);
       entry.model = model;
       entry.state = 'ready';
       delete entry.reason;
@@ -271,8 +281,18 @@ export class InferenceEngine implements InferenceService {
     delete entry.reason;
     this.options.health.clear(`backend:${entry.name}@${entry.version}`);
     this.options.health.clear(`model:${entry.name}@${entry.version}`);
+    this.options.health.clear(`breaker:${entry.name}@${entry.version}`);
     this.options.events.emit('model.unloaded', { model: entry.name, version: entry.version });
     this.#log.info({ model: entry.name, version: entry.version }, 'model unloaded');
+  }
+
+  // An open breaker makes /ready say why; the event lets dashboards and alerts follow it.
+  #breakerChanged(name: string, version: string, state: BreakerState, reason: string): void {
+    const key = `breaker:${name}@${version}`;
+    if (state === 'closed') this.options.health.clear(key);
+    else this.options.health.set({ key, severity: 'degraded', reason: `${label(name, version)}: circuit breaker ${state}: ${reason}` });
+    this.options.events.emit('breaker.state', { model: name, version, state, reason });
+    this.#log[state === 'closed' ? 'info' : 'warn']({ model: name, version, state, reason }, 'circuit breaker');
   }
 
   #reportProblem(problem: SourceProblem): void {

@@ -13,6 +13,7 @@ import {
   type Tensor,
 } from '@nucleus/sdk';
 import { BatchAssembler } from './batching/batch-assembler.js';
+import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { DynamicBatcher, type BatchSettings, type SubmitOptions } from './batching/dynamic-batcher.js';
 import type { ModelManifest } from './model-manifest.js';
 import type { ModelSource } from './model-repository.js';
@@ -34,6 +35,10 @@ export interface LoadedModelOptions {
   logger: Logger;
   /** Receives `inference.end`, `batch.executed`, `queue.depth` and `worker.health`. */
   events?: Pick<EventBus, 'emit'>;
+  /** The circuit breaker's settings (read on each use) and who hears its state changes. */
+  breaker?: { settings(): { failureThreshold: number; cooldownMs: number }; onChange?(state: BreakerState, reason: string): void };
+  /** A run taking longer than this marks its worker hung: it is replaced and the run fails (or is retried). 0: never. */
+  runTimeoutMs?: () => number;
 }
 
 /** What the session reported about where it runs. */
@@ -58,6 +63,7 @@ export class LoadedModel {
   state: ModelVersionState = 'ready';
   readonly #pool: WorkerPool;
   readonly #batcher: DynamicBatcher;
+  readonly #breaker: CircuitBreaker | undefined;
   #requests = 0;
   #failures = 0;
 
@@ -101,6 +107,7 @@ export class LoadedModel {
     };
     const ids = { model: source.name, version: source.version };
     const events = options.events;
+    this.#breaker = options.breaker && new CircuitBreaker({ label: signature.label, settings: options.breaker.settings, ...(options.breaker.onChange && { onChange: options.breaker.onChange }) });
     this.#batcher = new DynamicBatcher({
       label: this.label,
       settings,
@@ -125,6 +132,7 @@ export class LoadedModel {
       options.workers,
       {
         logger: options.logger,
+        ...(options.runTimeoutMs && { runTimeoutMs: options.runTimeoutMs }),
         ...(options.events && {
           onHealth: (worker: number, health: { healthy: boolean; reason?: string; restarts: number }) =>
             options.events!.emit('worker.health', { model: source.name, version: source.version, worker, ...health }),
@@ -155,16 +163,19 @@ export class LoadedModel {
     if (this.state !== 'ready') throw unavailable('model_not_ready', `${this.label} is ${this.state}`);
     const { rows } = this.signature.validate(inputs);
     const wanted = this.signature.selectOutputs(outputNames);
+    this.#breaker?.admit();
     this.#requests++;
     const { source } = this.options;
     const started = performance.now();
     const requestId = options.requestId !== undefined ? { requestId: options.requestId } : {};
     try {
       const { outputs, batchSize, queueMs, computeMs } = await this.#batcher.submit(inputs, rows, options);
+      this.#breaker?.succeeded();
       this.options.events?.emit('inference.end', { model: source.name, version: source.version, ...requestId, batchSize, queueMs, computeMs, ok: true });
       return Object.fromEntries(wanted.filter((n) => outputs[n] !== undefined).map((n) => [n, outputs[n]!]));
     } catch (err) {
       this.#failures++;
+      this.#breaker?.failed(err);
       const code = (err as { code?: unknown }).code;
       this.options.events?.emit('inference.end', {
         model: source.name,
@@ -218,6 +229,7 @@ export class LoadedModel {
         failures: this.#failures,
         batches: stats.batches,
         meanBatchSize: stats.batches === 0 ? 0 : Math.round((stats.batchedRequests / stats.batches) * 100) / 100,
+        ...(this.#breaker && { breaker: this.#breaker.status() }),
       },
     };
   }

@@ -15,10 +15,12 @@ export interface ConfiguredModel {
   maxQueueDelayMs?: number;
   batching?: boolean;
   warmup?: boolean | number;
+  /** Serve without it when it fails to load at start. */
+  optional?: boolean;
 }
 
 /** Per-model serving options from the config. */
-export type ModelOptions = Omit<ConfiguredModel, 'name' | 'path' | 'version'>;
+export type ModelOptions = Omit<ConfiguredModel, 'name' | 'path' | 'version' | 'optional'>;
 
 /** One model version found on disk, ready to be loaded. */
 export interface ModelSource {
@@ -111,7 +113,7 @@ export class ModelRepository {
   }
 
   async #configured(entry: ConfiguredModel, add: (s: ModelSource) => void, problems: SourceProblem[]): Promise<void> {
-    const { name, path, version, ...options } = entry;
+    const { name, path, version, optional: _optional, ...options } = entry;
     const problem = (reason: string, v = version ?? '1'): void => void problems.push({ name, version: v, path, reason });
     if (!existsSync(path)) return problem(`models entry "${name}": ${path} does not exist`);
     if (!(await isDir(path))) {

@@ -133,6 +133,13 @@ export class Kernel {
     await this.plugins.start();
     await this.inference.start();
     await this.generation.start();
+    const missing = this.#requiredModelsMissing();
+    if (missing.length > 0) {
+      await this.stop();
+      throw new Error(
+        `${missing.join('; ')} (set models[].optional: true or startup.requireModels: false to start without ${missing.length === 1 ? 'it' : 'them'})`,
+      );
+    }
     if (this.config.get('plugins.watch')) {
       const folders = [
         ...this.discovery.pluginFolders.map((dir) => ({ dir, source: 'folder' as const })),
@@ -142,6 +149,29 @@ export class Kernel {
       await this.watcher.start();
     }
     this.health.setPhase('running');
+  }
+
+  // Configured models that must serve and do not: each as "model 'x' failed to load: why". Built-ins never count.
+  #requiredModelsMissing(): string[] {
+    if (this.config.get('startup.requireModels') === false) return [];
+    const configured = (this.config.get('models') as { name: string; path: string; optional?: boolean }[] | undefined) ?? [];
+    const missing: string[] = [];
+    for (const m of configured.filter((c) => c.optional !== true)) {
+      let reason: string | undefined;
+      if (isLlmModelPath(m.path)) {
+        const info = this.generation.get(m.name);
+        if (info.state === 'failed') reason = info.reason ?? 'unknown error';
+      } else {
+        try {
+          const versions = this.inference.model(m.name).versions;
+          if (!versions.some((v) => v.state === 'ready')) reason = versions.map((v) => v.reason ?? v.state).join('; ');
+        } catch (err) {
+          reason = (err as Error).message;
+        }
+      }
+      if (reason !== undefined) missing.push(`model '${m.name}' failed to load: ${reason}`);
+    }
+    return missing;
   }
 
   /** Stops watching, unloads the models, then deactivates every plugin, dependents first. */

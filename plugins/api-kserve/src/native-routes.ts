@@ -179,6 +179,7 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
               workers: { count: v.status.workers, restarts: v.status.workerRestarts },
               requests: { total: v.status.requests, failed: v.status.failures },
               batches: { total: v.status.batches, meanSize: v.status.meanBatchSize },
+              ...(v.status.breaker && { breaker: v.status.breaker }),
             }),
             ...(v.batching && { batching: v.batching }),
           })),

@@ -86,6 +86,10 @@ async function main(): Promise<void> {
         await session.release();
         process.exit(0);
       }
+      if (message.type === 'test-block') {
+        testBlock(message.ms);
+        if (killed()) process.exit(70);
+      }
       if (message.type === 'run') await run(session, outputNames, message.id, message.inputs);
     });
   });
@@ -114,6 +118,12 @@ async function run(session: ort.InferenceSession, outputNames: readonly string[]
   } catch (err) {
     post({ type: 'error', id, message: err instanceof Error ? err.message : String(err), code: 'inference_failed' });
   }
+}
+
+// Test support only: a synchronous busy-wait stands in for a run that hangs inside ORT, which JS cannot interrupt.
+function testBlock(ms: number): void {
+  const until = Date.now() + ms;
+  while (Date.now() < until) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
 }
 
 void main();

@@ -26,6 +26,8 @@ export interface SessionWorkerOptions {
   maxConsecutiveRestarts?: number;
   /** Told when the thread dies (healthy: false) and when a restarted one is serving again (healthy: true). */
   onHealth?(health: { healthy: boolean; reason?: string; restarts: number }): void;
+  /** A run unanswered after this long (ms, read per run; 0 = never) marks the thread hung: it is replaced and its runs fail with 503 `worker_hung`. */
+  runTimeoutMs?: () => number;
 }
 
 interface Pending {
@@ -57,6 +59,7 @@ export class SessionWorker {
   readonly #maxConsecutive: number;
   readonly #log: Logger | undefined;
   readonly #onHealth: SessionWorkerOptions['onHealth'];
+  readonly #runTimeoutMs: SessionWorkerOptions['runTimeoutMs'];
 
   constructor(
     readonly spec: SessionWorkerSpec,
@@ -65,6 +68,7 @@ export class SessionWorker {
     this.#log = options.logger;
     this.#maxConsecutive = options.maxConsecutiveRestarts ?? 5;
     this.#onHealth = options.onHealth;
+    this.#runTimeoutMs = options.runTimeoutMs;
   }
 
   /** Starts the thread and opens the session; rejects with the session error when it cannot be opened. */
@@ -94,11 +98,38 @@ export class SessionWorker {
     if (!worker || this.#closing) throw unavailable('worker_unavailable', `the worker for ${this.spec.label} is not running${this.#lastExit ? ` (${this.#lastExit})` : ''}`);
     const id = this.#nextId++;
     const { wire, transfer } = packTensors(inputs);
+    const timeoutMs = this.#runTimeoutMs?.() ?? 0;
     return new Promise<RunResult>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
+      const timer = timeoutMs > 0 ? setTimeout(() => this.#hung(worker, timeoutMs), timeoutMs) : undefined;
+      timer?.unref();
+      this.#pending.set(id, {
+        resolve: (r) => (clearTimeout(timer), resolve(r)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
       const message: ToWorker = { type: 'run', id, inputs: wire };
       worker.postMessage(message, transfer);
     });
+  }
+
+  /** Test support only: keeps the thread busy for `ms` without answering, as a run hung in native code would. */
+  testOnlyBlock(ms: number): void {
+    const message: ToWorker = { type: 'test-block', ms };
+    this.#worker?.postMessage(message);
+  }
+
+  // A thread cannot be ended while ORT is inside a run (that aborts the process), so a hung one is cut loose: told
+  // to exit once its run returns, no longer waited for, and replaced by a fresh thread at once.
+  #hung(worker: Worker, timeoutMs: number): void {
+    if (this.#worker !== worker || this.#closing) return;
+    this.#worker = undefined;
+    if (this.#control) Atomics.store(this.#control, 0, 1);
+    worker.unref();
+    const why = `a run did not finish within ${timeoutMs} ms (workers.runTimeoutMs)`;
+    this.#lastExit = `the worker hung (${why})`;
+    this.#log?.error({ model: this.spec.label, timeoutMs }, 'session worker hung; replacing it');
+    this.#rejectAll(new NucleusError(503, 'worker_hung', `the worker running ${this.spec.label} hung: ${why}; it was replaced and the request was not completed, retry it`));
+    this.#onHealth?.({ healthy: false, reason: this.#lastExit, restarts: this.#restarts });
+    this.#restart(why);
   }
 
   /** Runs asked for and not yet answered. */
@@ -171,6 +202,13 @@ export class SessionWorker {
         switch (message.type) {
           case 'ready': {
             opened = true;
+            if (this.#closing) {
+              // Closed while this replacement thread was starting: it must not outlive the model.
+              const close: ToWorker = { type: 'close' };
+              worker.postMessage(close);
+              reject(unavailable('model_unloading', `${this.spec.label} was unloaded while its worker was starting`));
+              break;
+            }
             this.#worker = worker;
             this.#control = new Int32Array(control);
             this.#exited = exited;

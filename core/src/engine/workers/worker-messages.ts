@@ -35,7 +35,9 @@ export type ToWorker =
   /** Release the session and end the thread, after the runs sent before. */
   | { type: 'close' }
   /** End the thread now, as a crash would (after the run in progress, if any). */
-  | { type: 'exit'; code: number };
+  | { type: 'exit'; code: number }
+  /** Test support only: keep the thread busy for `ms` without answering, as a run stuck in native code would. */
+  | { type: 'test-block'; ms: number };
 
 /** Messages a worker sends the main thread. */
 export type FromWorker =

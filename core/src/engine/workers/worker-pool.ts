@@ -12,6 +12,8 @@ export class WorkerPool {
     private readonly options: {
       logger?: Logger;
       onHealth?(worker: number, health: { healthy: boolean; reason?: string; restarts: number }): void;
+      /** Passed to each replica: see `SessionWorkerOptions.runTimeoutMs`. */
+      runTimeoutMs?: () => number;
       /** Told when a run is retried on another replica. */
       onRetry?(error: NucleusError): void;
     } = {},
@@ -22,6 +24,7 @@ export class WorkerPool {
         new SessionWorker(spec, {
           ...(options.logger && { logger: options.logger }),
           ...(options.onHealth && { onHealth: (health) => options.onHealth!(i, health) }),
+          ...(options.runTimeoutMs && { runTimeoutMs: options.runTimeoutMs }),
         }),
     );
   }
@@ -49,9 +52,9 @@ export class WorkerPool {
     try {
       return await first.run(inputs);
     } catch (err) {
-      if (!(err instanceof NucleusError) || (err.code !== 'worker_exited' && err.code !== 'worker_unavailable')) throw err;
+      if (!(err instanceof NucleusError) || !['worker_exited', 'worker_unavailable', 'worker_hung'].includes(err.code)) throw err;
       const other = this.#leastBusy(first);
-      this.options.logger?.warn({ err: err.message }, 'a replica died before answering; running the batch once more on another replica');
+      this.options.logger?.warn({ err: err.message }, 'a replica died or hung before answering; running the batch once more on another replica');
       this.options.onRetry?.(err);
       return other.run(spare);
     }

@@ -166,6 +166,10 @@ export const CORE_CONFIG_SCHEMA = {
           maxBatchSize: { type: 'integer', minimum: 1, description: 'Overrides `batching.maxBatchSize` for this model.' },
           maxQueueDelayMs: { type: 'number', minimum: 0, description: 'Overrides `batching.maxQueueDelayMs` for this model.' },
           batching: { type: 'boolean', description: 'Whether requests to this model are batched; off for models without a batch dimension.' },
+          optional: {
+            type: 'boolean',
+            description: 'Serve without this model when it fails to load at start (/ready degraded) instead of exiting; see `startup.requireModels`.',
+          },
           warmup: {
             type: ['boolean', 'integer'],
             minimum: 0,
@@ -304,6 +308,50 @@ export const CORE_CONFIG_SCHEMA = {
           minimum: 1,
           description: 'Worker threads (one session each) per loaded model version.',
           default: 1,
+        },
+        runTimeoutMs: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'A worker whose run takes longer than this is taken as hung: it is replaced, and its runs are retried on another replica or fail with 503 `worker_hung`; 0 never times out.',
+          default: 60_000,
+          'x-runtime': true,
+        },
+      },
+    },
+    breaker: {
+      type: 'object',
+      description: 'Per-model-version circuit breaker: a version that keeps failing answers 503 `circuit_open` at once instead of running.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        failureThreshold: {
+          type: 'integer',
+          minimum: 1,
+          description: 'Server-side failures in a row (run errors, crashed or hung workers; not 4xx) that open the breaker.',
+          default: 5,
+          'x-runtime': true,
+        },
+        cooldownMs: {
+          type: 'integer',
+          minimum: 0,
+          description: 'How long an open breaker refuses requests (with Retry-After) before letting one trial request through.',
+          default: 10_000,
+          'x-runtime': true,
+        },
+      },
+    },
+    startup: {
+      type: 'object',
+      description: 'What a start with problems does.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        requireModels: {
+          type: 'boolean',
+          description:
+            'When true, `nucleus serve` exits 1 if a configured model fails to load at start (unless its `models[].optional` is true); when false it serves without it, /ready degraded. Built-in models never stop a start.',
+          default: true,
         },
       },
     },
