@@ -1,8 +1,10 @@
 import { llmSuite } from './llm.js';
+import { soakSuite } from './soak.js';
 import { tensorSuite } from './tensor.js';
 
 /** Every benchmark suite by name; each records its results and returns them as Markdown. */
 export const suites: Record<string, () => Promise<string>> = {
   tensor: tensorSuite,
   llm: llmSuite,
+  soak: soakSuite,
 };
