@@ -133,13 +133,6 @@ export class Kernel {
     await this.plugins.start();
     await this.inference.start();
     await this.generation.start();
-    const missing = this.#requiredModelsMissing();
-    if (missing.length > 0) {
-      await this.stop();
-      throw new Error(
-        `${missing.join('; ')} (set models[].optional: true or startup.requireModels: false to start without ${missing.length === 1 ? 'it' : 'them'})`,
-      );
-    }
     if (this.config.get('plugins.watch')) {
       const folders = [
         ...this.discovery.pluginFolders.map((dir) => ({ dir, source: 'folder' as const })),
@@ -151,8 +144,8 @@ export class Kernel {
     this.health.setPhase('running');
   }
 
-  // Configured models that must serve and do not: each as "model 'x' failed to load: why". Built-ins never count.
-  #requiredModelsMissing(): string[] {
+  /** Configured models that must serve (`startup.requireModels`, `models[].optional`) and do not, each with why; built-ins never count. */
+  requiredModelsMissing(): string[] {
     if (this.config.get('startup.requireModels') === false) return [];
     const configured = (this.config.get('models') as { name: string; path: string; optional?: boolean }[] | undefined) ?? [];
     const missing: string[] = [];

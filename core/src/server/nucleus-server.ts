@@ -10,10 +10,16 @@ export class NucleusServer {
     readonly url: string,
   ) {}
 
-  /** Builds the kernel, activates plugins and listens on `server.host`:`server.port` from the config. */
+  /** Builds the kernel, activates plugins and listens on `server.host`:`server.port` from the config; rejects when a required model failed to load. */
   static async start(options: KernelOptions = {}): Promise<NucleusServer> {
     const kernel = Kernel.create(options);
     await kernel.start();
+    // A server missing a model it was told to serve would look healthy to a supervisor; refuse to start instead.
+    const missing = kernel.requiredModelsMissing();
+    if (missing.length > 0) {
+      await kernel.stop();
+      throw new Error(`${missing.join('; ')} (set models[].optional: true or startup.requireModels: false to start without ${missing.length === 1 ? 'it' : 'them'})`);
+    }
     const http = new HttpServer(kernel);
     try {
       const { url } = await http.listen(kernel.config.get('server.host') as string, kernel.config.get('server.port') as number);
