@@ -31,6 +31,12 @@ export class HttpServer {
     const hooks = kernel.extensions.point(ExtensionPoints.hooks);
 
     this.app.proxy = false;
+    // Koa's default prints every stream error's stack to stderr; a client that hangs up mid-stream is routine.
+    this.app.on('error', (err: NodeJS.ErrnoException) => {
+      const clientGone = err.code === 'EPIPE' || err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE';
+      if (clientGone) logger.debug({ code: err.code }, 'client closed the connection mid-response');
+      else logger.warn({ err }, 'response stream error');
+    });
     this.app.use(requestIdMiddleware);
     this.app.use(requestLoggerMiddleware(logger, () => config.get('logging.logPayloads') === true));
     this.app.use(async (ctx: Context, next: Next) => {
