@@ -10,3 +10,4 @@ export * from './observability.js';
 export * from './plugin.js';
 export * from './plugin-state.js';
 export * from './services.js';
+export * from './sse-stream.js';

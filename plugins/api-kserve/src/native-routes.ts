@@ -13,7 +13,7 @@ import {
 import { clientSignal, requestBody, requestId } from './http-helpers.js';
 import type { InferencePipeline } from './inference-pipeline.js';
 import { checkBody, validators, type NativeInferBody } from './request-schemas.js';
-import { SseStream } from './sse-stream.js';
+import { SseStream } from '@nucleus/sdk';
 import { flatten, fromTensorData, nest, shapeOfNested, toTensorData } from './tensor-json.js';
 
 function isFlatForm(value: unknown): value is { data: unknown; shape: unknown; dtype?: unknown } {

@@ -2,7 +2,7 @@ import type { GenerateRequest, RouteContext, RouteContribution } from '@nucleus/
 import type { RouteDeps } from './openai-routes.js';
 import { bodyOf, chatMessagesOf, collect, disconnectSignal, refuseUnsupported, responseId, samplingOf, unixNow, usageBody, type BodyMessage, type SamplingBody } from './request-mapping.js';
 import { CHAT_SCHEMA, EMBEDDING_SCHEMA, GENERATE_SCHEMA, validator } from './schemas.js';
-import { SseStream } from './sse-stream.js';
+import { SseStream } from '@nucleus/sdk';
 import type { EmbeddingBody } from './openai-routes.js';
 
 /** `POST /generate` body. */

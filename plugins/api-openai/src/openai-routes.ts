@@ -14,7 +14,7 @@ import {
   type SamplingBody,
 } from './request-mapping.js';
 import { CHAT_COMPLETION_SCHEMA, COMPLETION_SCHEMA, EMBEDDING_SCHEMA, validator } from './schemas.js';
-import { SseStream } from './sse-stream.js';
+import { SseStream } from '@nucleus/sdk';
 
 /** `POST /v1/chat/completions` body. */
 export interface ChatCompletionBody extends SamplingBody {

@@ -1,9 +1,10 @@
 import type { ServerResponse } from 'node:http';
-import type { RouteContext } from '@nucleus/sdk';
+import type { RouteContext } from './contributions.js';
+import { toNucleusError } from './errors.js';
 
 /**
  * A Server-Sent Events response written straight to the socket (Koa stays out of the way once it is open).
- * `signal` aborts when the client goes away, so the requests behind the stream can be dropped; writes wait
+ * `signal` aborts when the client goes away, so the work behind the stream (a generation, a batch of requests) can be dropped; writes wait
  * for the socket to drain so a slow reader holds the producer back instead of filling memory.
  */
 export class SseStream {
@@ -44,12 +45,17 @@ export class SseStream {
     return this.#closed || this.#abort.signal.aborted;
   }
 
-  /** Sends one event: a JSON value as its data, with an optional event name. */
+  /** Sends one event: a JSON value (or a raw string such as `[DONE]`) as its data, with an optional event name. */
   async send(data: unknown, event?: string): Promise<void> {
     if (this.closed) return;
-    const payload = JSON.stringify(data);
+    const payload = typeof data === 'string' ? data : JSON.stringify(data);
     const frame = `${event ? `event: ${event}\n` : ''}data: ${payload}\n\n`;
     if (!this.#res.write(frame)) await this.#drained();
+  }
+
+  /** Sends the error as an `error` event carrying `{"error":{message,type,code}}`. */
+  async error(err: unknown): Promise<void> {
+    await this.send(toNucleusError(err).toBody(), 'error');
   }
 
   /** Ends the response. */
