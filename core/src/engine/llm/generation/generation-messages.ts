@@ -1,4 +1,4 @@
-import type { ChatMessage, EmbeddingPooling, FinishReason, GenerationPriority, SessionOptions } from '@nucleus/sdk';
+import type { ChatMessage, EmbeddingPooling, FinishReason, GenerationPriority, SamplingOptions, SessionOptions } from '@nucleus/sdk';
 import type { DecoderConfig, TokenizerSpec } from '../llm-model.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { SchedulerSettings } from './scheduler.js';
@@ -46,20 +46,12 @@ export interface PrefixCacheSpec {
 }
 
 /** A generation request as it crosses into the thread (the signal stays on the main thread). */
-export interface WireGenerateRequest {
+export interface WireGenerateRequest extends Omit<SamplingOptions, 'stop' | 'ignoreEos'> {
   prompt?: string | number[];
   messages?: ChatMessage[];
   addGenerationPrompt: boolean;
   n: number;
   priority: GenerationPriority;
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  seed?: number;
-  repetitionPenalty?: number;
-  frequencyPenalty?: number;
-  presencePenalty?: number;
-  maxTokens?: number;
   stop: string[];
   ignoreEos: boolean;
   conversationId?: string;
