@@ -6,6 +6,12 @@ import { pluginNewCommand, pluginsCommand } from './plugins-command.js';
 import { serveCommand } from './serve-command.js';
 import { ExitCode, UsageError } from './exit-codes.js';
 
+// Output piped into `head` and closed early is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const program = new Command('nucleus')
