@@ -4,10 +4,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GenerationService } from '@nucleus/sdk';
 import { NucleusServer } from '@nucleus/core';
-import { createTokenizer, ensureTinyLlama, loadLlm, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import * as ort from 'onnxruntime-node';
+import { createTokenizer, ensureTinyLlama, loadLlm, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
+import { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import { machineInfo } from './machine.js';
 import { record, type ResultRow, type ResultTable } from './report.js';
-import { quantile, type RunStats } from './stats.js';
+import { quantile, summarise, type RunStats } from './stats.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -403,6 +406,59 @@ function textOfLength(tokenizer: LlmTokenizer, tokens: number): string {
   return text;
 }
 
+const WARMUP_STEPS = 8;
+
+/**
+ * Decode steps straight on the runners, in this thread (no worker, HTTP or sampling): the generic graph, whose KV
+ * cache is concatenated into new tensors every step, against the contrib graph updating its shared buffers in place.
+ * Each stream prefills 16 tokens, then `steps` measured steps (after a few unmeasured ones) run for all streams together.
+ */
+export async function runnerDecodeRows(generic: LoadedLlm, contrib: LoadedLlm, steps: number): Promise<ResultRow[]> {
+  const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } };
+  const sessions = { generic: await ort.InferenceSession.create(generic.onnxPath, options), contrib: await ort.InferenceSession.create(contrib.onnxPath, options) };
+  const rows: ResultRow[] = [];
+  try {
+    for (const streams of [1, 16]) {
+      const prompts = Array.from({ length: streams }, (_, i) => tokenIds(i + 1, 16, generic.config.vocabSize));
+      const tokens = new Array<number>(streams).fill(1);
+      const rates: Record<string, RunStats> = {};
+      for (const style of ['generic', 'contrib'] as const) {
+        const latencies: number[] = [];
+        if (style === 'generic') {
+          const runner = new DecoderSession(sessions.generic, generic.config);
+          let kv = (await runner.prefill(prompts)).kv;
+          for (let i = 0; i < steps + WARMUP_STEPS; i++) {
+            const t = performance.now();
+            kv = (await runner.decode(kv, tokens)).kv;
+            if (i >= WARMUP_STEPS) latencies.push(performance.now() - t);
+          }
+        } else {
+          const runner = new ContribDecoderSession(sessions.contrib, contrib.config, { initialRows: streams });
+          await runner.admit(prompts);
+          for (let i = 0; i < steps + WARMUP_STEPS; i++) {
+            const t = performance.now();
+            await runner.decode(tokens);
+            if (i >= WARMUP_STEPS) latencies.push(performance.now() - t);
+          }
+        }
+        const decodeMs = latencies.reduce((a, b) => a + b, 0);
+        rates[style] = summarise(latencies, decodeMs / 1000, steps * streams);
+      }
+      rows.push({ label: `runner decode, generic graph, ${streams} stream${streams > 1 ? 's' : ''} (p50/p99: ms per step)`, stats: rates['generic']! });
+      rows.push({
+        label: `runner decode, contrib graph (shared in-place KV), ${streams} stream${streams > 1 ? 's' : ''} (p50/p99: ms per step)`,
+        stats: rates['contrib']!,
+        ratio: rates['contrib']!.throughput / rates['generic']!.throughput,
+        note: 'ratio: contrib over generic',
+      });
+    }
+  } finally {
+    await sessions.generic.release();
+    await sessions.contrib.release();
+  }
+  return rows;
+}
+
 /** The LLM suite: Nucleus on the tiny Llama and stories260K over HTTP, against transformers.js on the same graphs. */
 export async function llmSuite(): Promise<string> {
   const tables: ResultTable[] = [];
@@ -434,6 +490,8 @@ export async function llmSuite(): Promise<string> {
         `${c.name}, Nucleus against transformers.js, 1 stream: decode ${(ours.single / theirs.decode).toFixed(2)}× (Nucleus over HTTP / transformers.js in process), TTFT ${(ours.ttft / theirs.ttft).toFixed(1)}× longer (both in process), prefill ${(ours.prefill / theirs.prefill).toFixed(2)}× (Nucleus over HTTP / transformers.js in process).`,
       );
     }
+    if (c.name === 'tiny-llama') rows.push(...(await runnerDecodeRows(c.llm, await loadTinyLlama({ graphStyle: 'contrib' }), c.decodeTokens)));
+    else if (c.name === 'stories260K') rows.push(...(await runnerDecodeRows(c.llm, await loadLlm(STORIES, { name: 'stories260K', graphStyle: 'contrib' }), c.decodeTokens)));
     tables.push({ title: `${c.name} (${c.llm.config.numLayers} layers, hidden ${c.llm.config.hiddenSize}, vocab ${c.llm.config.vocabSize}, context ${c.llm.config.maxContext})`, unit: 'tokens', rows });
   }
   notes.push(

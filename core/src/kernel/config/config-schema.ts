@@ -163,6 +163,12 @@ export const CORE_CONFIG_SCHEMA = {
           path: { type: 'string', minLength: 1, description: 'The .onnx file or model folder.', 'x-path': true },
           version: { type: 'string', minLength: 1, description: 'Version label; several versions of one name may be loaded.' },
           backend: { type: 'string', minLength: 1, description: 'Overrides the top-level `backend` for this model.' },
+          graphStyle: {
+            type: 'string',
+            enum: ['generic', 'contrib'],
+            description:
+              'LLMs Nucleus builds a graph for (GGUF, llama2.c): `contrib` uses ORT contrib ops (GroupQueryAttention over a shared, in-place KV buffer per layer) instead of the generic layout; the prefix cache is off for such a model. ONNX export folders are always `generic`.',
+          },
           maxBatchSize: { type: 'integer', minimum: 1, description: 'Overrides `batching.maxBatchSize` for this model.' },
           maxQueueDelayMs: { type: 'number', minimum: 0, description: 'Overrides `batching.maxQueueDelayMs` for this model.' },
           batching: { type: 'boolean', description: 'Whether requests to this model are batched; off for models without a batch dimension.' },

@@ -133,9 +133,9 @@ export class GenerationEngine implements GenerationService {
    */
   async start(): Promise<void> {
     this.#stopped = false;
-    const configured = ((this.options.config.get('models') as { name: string; path: string; backend?: string }[] | undefined) ?? []);
+    const configured = (this.options.config.get('models') as { name: string; path: string; backend?: string; graphStyle?: 'generic' | 'contrib' }[] | undefined) ?? [];
     const llms = configured.filter((m) => isLlmModelPath(m.path));
-    for (const m of llms) this.#add(this.#configuredModel(m.name, m.path, m.backend));
+    for (const m of llms) this.#add(this.#configuredModel(m.name, m.path, m.backend, m.graphStyle));
     if ((this.options.builtinModels ?? true) && configured.length === 0) {
       this.#add(this.#builtinChat());
       this.#add(this.#builtinEmbedding());
@@ -292,7 +292,7 @@ export class GenerationEngine implements GenerationService {
             ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 10,
-            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model.name)),
+            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model.name, spec.decoder?.config.graphStyle)),
           },
           {
             logger: this.#log.child({ model: model.name }),
@@ -344,9 +344,13 @@ export class GenerationEngine implements GenerationService {
   }
 
   // The prefix cache of a new decoder thread, or nothing when it is off or no usable policy is contributed.
-  #prefixCacheSpec(model: string): { prefixCache: PrefixCacheSpec } | undefined {
+  #prefixCacheSpec(model: string, graphStyle?: 'generic' | 'contrib'): { prefixCache: PrefixCacheSpec } | undefined {
     const get = (path: string) => this.options.config.get(path);
     if (get('cache.prefix.enabled') === false) return undefined;
+    if (graphStyle === 'contrib') {
+      this.#log.warn({ model, reason: 'a contrib-style graph keeps its KV cache in shared per-row buffers, which the prefix cache does not read or fill yet' }, 'prefix cache off');
+      return undefined;
+    }
     const name = (get('cache.prefix.policy') as string | undefined) ?? 'lru';
     const policy = this.options.cachePolicies?.find(name)?.value;
     if (!policy?.module) {
@@ -431,7 +435,7 @@ export class GenerationEngine implements GenerationService {
     };
   }
 
-  #configuredModel(name: string, path: string, backend: string | undefined): ServedModel {
+  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: 'generic' | 'contrib'): ServedModel {
     const model: ServedModel = {
       name,
       kind: 'llm',
@@ -442,7 +446,7 @@ export class GenerationEngine implements GenerationService {
       chatTemplate: false,
       ...(backend !== undefined && { backend }),
       prepare: async () => {
-        const llm = await loadLlm(path, { name, cacheDir: this.#cacheDir });
+        const llm = await loadLlm(path, { name, cacheDir: this.#cacheDir, ...(graphStyle && { graphStyle }) });
         model.maxContext = llm.config.maxContext;
         model.dimensions = llm.config.hiddenSize;
         model.chatTemplate = llm.chatTemplate !== undefined;

@@ -1,6 +1,7 @@
 import type { FinishReason, GenerationPriority } from '@nucleus/sdk';
 import { blockFromRow, pastFromBlocks } from '../prefix-cache/kv-blocks.js';
 import type { PrefixCache } from '../prefix-cache/prefix-cache.js';
+import { isResidentKvRunner, type ResidentKvRunner } from './contrib-session.js';
 import type { DecoderRunner, StepResult } from './decoder-session.js';
 import { KvBatch, type KvArray, type RowSource } from './kv-batch.js';
 import { Sampler, type LogitsRow, type SamplingParams } from './sampler.js';
@@ -101,6 +102,8 @@ class Sequence implements WaitingSequence {
  */
 export class GenerationLoop {
   readonly #runner: DecoderRunner;
+  /** Set when the runner keeps the KV cache itself (contrib graphs); `#kv` then stays unset. */
+  readonly #resident: ResidentKvRunner | undefined;
   readonly #scheduler: GenerationScheduler;
   readonly #sink: LoopSink;
   readonly #maxContext: number;
@@ -112,8 +115,12 @@ export class GenerationLoop {
   #kv: KvBatch | undefined;
   #arrivals = 0;
 
-  constructor(options: { runner: DecoderRunner; scheduler: GenerationScheduler; sink: LoopSink; maxContext: number; now?: () => number; prefixCache?: PrefixCache }) {
-    this.#runner = options.runner;
+  constructor(options: { runner: DecoderRunner | ResidentKvRunner; scheduler: GenerationScheduler; sink: LoopSink; maxContext: number; now?: () => number; prefixCache?: PrefixCache }) {
+    if (isResidentKvRunner(options.runner)) {
+      if (options.prefixCache) throw new Error('the prefix cache does not work with a runner that keeps the KV cache itself');
+      this.#resident = options.runner;
+    }
+    this.#runner = options.runner as DecoderRunner;
     this.#cache = options.prefixCache;
     this.#scheduler = options.scheduler;
     this.#sink = options.sink;
@@ -157,9 +164,10 @@ export class GenerationLoop {
       const admitted = new Set(plan.admit.map((w) => w.id));
       const joining = this.#waiting.filter((s) => admitted.has(s.id));
       this.#waiting = this.#waiting.filter((s) => !admitted.has(s.id));
-      steps.push(...(await this.#prefill(plan.admit.map((w) => joining.find((s) => s.id === w.id)!))));
+      const ordered = plan.admit.map((w) => joining.find((s) => s.id === w.id)!);
+      steps.push(...(await (this.#resident ? this.#prefillResident(this.#resident, ordered) : this.#prefill(ordered))));
     }
-    if (this.#running.length > 0) steps.push(await this.#decode());
+    if (this.#running.length > 0) steps.push(await (this.#resident ? this.#decodeResident(this.#resident) : this.#decode()));
     if (steps.length === 0) return { idle: true, ...(plan.wakeInMs !== undefined && { wakeInMs: plan.wakeInMs }), steps };
     return { idle: false, steps };
   }
@@ -222,12 +230,64 @@ export class GenerationLoop {
     return steps;
   }
 
+  // The newcomers go into rows after the running ones, all from an empty cache in one step; those that end at their
+  // first token leave again at once.
+  async #prefillResident(runner: ResidentKvRunner, joining: Sequence[]): Promise<StepReport[]> {
+    const started = this.#now();
+    const step: StepReport = { phase: 'prefill', sequences: joining.length, tokens: joining.reduce((n, s) => n + s.init.promptIds.length, 0), durationMs: 0 };
+    let logits: LogitsRow[];
+    try {
+      logits = await runner.admit(joining.map((s) => s.init.promptIds));
+    } catch (err) {
+      this.#sink.fail(
+        joining.map((s) => s.id),
+        err,
+      );
+      step.durationMs = this.#now() - started;
+      return [step];
+    }
+    const first = this.#running.length;
+    const keep = this.#running.map((_, row) => row);
+    joining.forEach((seq, i) => {
+      this.#sink.prefilled?.(seq.id, 0);
+      if (this.#accept(seq, logits[i]!, runner.lengths[first + i]!)) keep.push(first + i);
+    });
+    this.#running = [...this.#running, ...joining];
+    this.#keepRows(keep);
+    step.durationMs = this.#now() - started;
+    return [step];
+  }
+
+  async #decodeResident(runner: ResidentKvRunner): Promise<StepReport> {
+    const started = this.#now();
+    const running = this.#running;
+    let logits: LogitsRow[];
+    try {
+      logits = await runner.decode(running.map((s) => s.lastToken));
+    } catch (err) {
+      this.#running = [];
+      runner.clear();
+      this.#sink.fail(
+        running.map((s) => s.id),
+        err,
+      );
+      return { phase: 'decode', sequences: running.length, tokens: 0, durationMs: this.#now() - started };
+    }
+    const keep: number[] = [];
+    running.forEach((seq, row) => {
+      if (this.#accept(seq, logits[row]!, runner.lengths[row]!)) keep.push(row);
+    });
+    this.#keepRows(keep);
+    return { phase: 'decode', sequences: running.length, tokens: running.length, durationMs: this.#now() - started };
+  }
+
   // Keeps the whole blocks of a sequence's KV (row `row` of `kv`) in the prefix cache: its prompt after the prefill,
   // its prompt and output when it ends, so a later prompt that repeats them (the next turn of a chat) starts there.
   #retain(seq: Sequence, kv: KvBatch, row: number): void {
     const cache = this.#cache;
+    if (!cache) return;
     const length = kv.lengths[row]!;
-    if (!cache || length < cache.blockTokens) return;
+    if (length < cache.blockTokens) return;
     const ids = seq.generatedIds.length === 0 ? seq.init.promptIds : [...seq.init.promptIds, ...seq.generatedIds];
     cache.insert(ids, length, (first) => blockFromRow(kv, row, first, cache.blockTokens), seq.init.conversationId);
   }
@@ -309,6 +369,11 @@ export class GenerationLoop {
   // Re-packs the cache when rows left; the rows that stay keep their order.
   #keepRows(rows: number[]): void {
     if (rows.length === this.#running.length) return;
+    if (this.#resident) {
+      this.#resident.keepRows(rows);
+      this.#running = rows.map((r) => this.#running[r]!);
+      return;
+    }
     const kv = this.#kv!;
     this.#running = rows.map((r) => this.#running[r]!);
     this.#kv = rows.length === 0 ? undefined : KvBatch.gather(this.#runner.layout, rows.map((row) => ({ batch: kv, row })));

@@ -10,6 +10,7 @@ import type { LlmTokenizer } from '../llm-model.js';
 import { PrefixCache, type PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import { createTokenizer } from '../tokenizers/create-tokenizer.js';
 import { chatRenderer } from './chat-prompt.js';
+import { ContribDecoderSession, isResidentKvRunner } from './contrib-session.js';
 import { DecoderSession, kvLayoutOf } from './decoder-session.js';
 import { Embedder } from './embedding/embedder.js';
 import type { FromGenerationThread, GenerationThreadSpec, PrefixCacheSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
@@ -138,7 +139,10 @@ class DecoderEngine {
         for (const request of failed) this.#failRequest(request, new NucleusError(500, 'generation_failed', `the model failed to run: ${e.message}`));
       },
     };
-    this.loop = new GenerationLoop({ runner: new DecoderSession(session, d.config), scheduler, sink, maxContext: this.#maxContext, ...(prefixCache && { prefixCache }) });
+    // A contrib graph runs over KV buffers its runner keeps, sized for the scheduler's batch (they grow if it rises).
+    const runner =
+      d.config.graphStyle === 'contrib' ? new ContribDecoderSession(session, d.config, { initialRows: scheduler.capacity }) : new DecoderSession(session, d.config);
+    this.loop = new GenerationLoop({ runner, scheduler, sink, maxContext: this.#maxContext, ...(prefixCache && !isResidentKvRunner(runner) && { prefixCache }) });
   }
 
   get maxContext(): number {
