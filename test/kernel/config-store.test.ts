@@ -34,6 +34,8 @@ describe('config store', () => {
       'batching.maxBatchSize',
       'batching.maxQueueDelayMs',
       'logging.level',
+      'workers.perModel',
+      'workers.routing',
       'workers.runTimeoutMs',
       'breaker.failureThreshold',
       'breaker.cooldownMs',

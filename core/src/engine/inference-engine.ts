@@ -16,6 +16,7 @@ import {
   type ModelVersionInfo,
   type ModelVersionState,
   type RepositoryEntry,
+  type SchedulerStrategy,
 } from '@nucleus/sdk';
 import type { HealthState } from '../kernel/health.js';
 import { BackendSelector, CPU_BACKEND } from './backend-selector.js';
@@ -28,11 +29,13 @@ import { compareVersions, ModelRepository, type ConfiguredModel, type ModelSourc
 /** What the engine needs from the kernel. */
 export interface InferenceEngineOptions {
   /** Reads the effective config at a dotted path (`batching.maxBatchSize`); runtime changes apply to the next batch. */
-  config: { get(path: string): unknown };
+  config: { get(path: string): unknown; onChange?(listener: (path: string, value: unknown) => void): () => void };
   events: EventBus;
   logger: Logger;
   health: HealthState;
   backends: ExtensionPointView<Backend>;
+  /** `schedulerStrategy` contributions; `workers.routing` names the one that picks a replica for each batch. */
+  strategies?: ExtensionPointView<SchedulerStrategy>;
   /** Serve the generated built-in models when no model is configured. Default true. */
   builtinModels?: boolean;
   /** Where the built-in models are generated; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
@@ -75,6 +78,27 @@ export class InferenceEngine implements InferenceService {
       ...(options.cacheDir !== undefined && { cacheDir: options.cacheDir }),
       logger: this.#log,
     });
+    // Replicas follow `workers.perModel` while serving: added ones open first, retired ones finish their runs.
+    options.config.onChange?.((path) => {
+      if (path !== 'workers.perModel' && path !== 'workers') return;
+      const size = this.#perModel();
+      for (const versions of this.#entries.values()) {
+        for (const entry of versions.values()) {
+          entry.model?.pool.resize(size).catch((err: unknown) => this.#log.error({ model: entry.name, version: entry.version, err: (err as Error).message }, 'replicas could not be resized'));
+        }
+      }
+    });
+  }
+
+  #perModel(): number {
+    return (this.options.config.get('workers.perModel') as number | undefined) ?? 1;
+  }
+
+  // The named strategy when a plugin contributes one with `pickWorker`; otherwise the pool's own least-busy choice.
+  #routing(): SchedulerStrategy | undefined {
+    const name = (this.options.config.get('workers.routing') as string | undefined) ?? 'least-loaded';
+    const strategy = this.options.strategies?.find(name)?.value;
+    return strategy?.pickWorker ? strategy : undefined;
   }
 
   /** Loads every model version the sources hold; one that fails is reported (`model.failed`, /ready degraded) and the rest load. */
@@ -222,7 +246,8 @@ export class InferenceEngine implements InferenceService {
           ...(selection.fallbackReason !== undefined && { fallbackReason: selection.fallbackReason }),
         },
         ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
-        workers: (this.options.config.get('workers.perModel') as number | undefined) ?? 1,
+        workers: this.#perModel(),
+        routing: () => this.#routing(),
         defaults: () => ({
           maxBatchSize: (this.options.config.get('batching.maxBatchSize') as number | undefined) ?? 32,
           maxQueueDelayMs: (this.options.config.get('batching.maxQueueDelayMs') as number | undefined) ?? 2,
@@ -241,6 +266,8 @@ export class InferenceEngine implements InferenceService {
         },
         runTimeoutMs: () => (this.options.config.get('workers.runTimeoutMs') as number | undefined) ?? 0,
       });
+      // The size may have changed while the model was loading.
+      if (model.pool.workers.length !== this.#perModel()) void model.pool.resize(this.#perModel());
       const fallback = model.backend.fallbackReason;
       if (model.backend.rejected && fallback !== undefined) this.#selector.reportFallback(requested, fallback);
       const healthKey = `backend:${name}@${version}`;

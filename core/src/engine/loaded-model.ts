@@ -9,6 +9,7 @@ import {
   type Logger,
   type ModelVersionInfo,
   type ModelVersionState,
+  type SchedulerStrategy,
   type SessionOptions,
   type Tensor,
 } from '@nucleus/sdk';
@@ -39,6 +40,8 @@ export interface LoadedModelOptions {
   breaker?: { settings(): { failureThreshold: number; cooldownMs: number }; onChange?(state: BreakerState, reason: string): void };
   /** A run taking longer than this marks its worker hung: it is replaced and the run fails (or is retried). 0: never. */
   runTimeoutMs?: () => number;
+  /** The strategy that picks a replica for each batch (read per batch); none means the least busy. */
+  routing?: () => SchedulerStrategy | undefined;
 }
 
 /** What the session reported about where it runs. */
@@ -133,6 +136,7 @@ export class LoadedModel {
       {
         logger: options.logger,
         ...(options.runTimeoutMs && { runTimeoutMs: options.runTimeoutMs }),
+        ...(options.routing && { routing: options.routing }),
         ...(options.events && {
           onHealth: (worker: number, health: { healthy: boolean; reason?: string; restarts: number }) =>
             options.events!.emit('worker.health', { model: source.name, version: source.version, worker, ...health }),

@@ -65,6 +65,7 @@ export class Kernel {
       logger,
       health: this.health,
       backends: this.extensions.point(ExtensionPoints.backend),
+      strategies: this.extensions.point(ExtensionPoints.schedulerStrategy),
       // Built-ins stand in for "nothing configured"; an LLM in `models` counts as configured.
       builtinModels: builtinModels && ((config.get('models') as unknown[] | undefined) ?? []).length === 0,
     });
@@ -178,8 +179,9 @@ export class Kernel {
 
 // Each configured model goes to the engine that loads it: LLM files and folders (GGUF, llama2.c, Hugging Face
 // exports) to the generation engine, everything else to the tensor engine.
-function tensorModelsOnly(config: ConfigStore): { get(path: string): unknown } {
+function tensorModelsOnly(config: ConfigStore): { get(path: string): unknown; onChange: ConfigStore['onChange'] } {
   return {
+    onChange: (listener) => config.onChange(listener),
     get: (path) => {
       const value = config.get(path);
       return path === 'models' && Array.isArray(value) ? value.filter((m: { path: string }) => !isLlmModelPath(m.path)) : value;

@@ -1,86 +1,286 @@
-import { NucleusError, type Logger, type Tensor } from '@nucleus/sdk';
+import { freemem } from 'node:os';
+import { NucleusError, type Logger, type SchedulerStrategy, type Tensor, type WorkerLoad } from '@nucleus/sdk';
 import { SessionWorker, type RunResult, type SessionReady } from './session-worker.js';
 import type { SessionWorkerSpec } from './worker-messages.js';
 
-/** Replicas of one model version's session, each in its own thread; a run goes to the least busy one. */
+/** Options of a {@link WorkerPool}. */
+export interface WorkerPoolOptions {
+  logger?: Logger;
+  onHealth?(worker: number, health: { healthy: boolean; reason?: string; restarts: number }): void;
+  /** Passed to each replica: see `SessionWorkerOptions.runTimeoutMs`. */
+  runTimeoutMs?: () => number;
+  /** Told when a run is retried on another replica. */
+  onRetry?(error: NucleusError): void;
+  /** The strategy that picks a replica (read per run); none, or one without `pickWorker`, means the least busy. */
+  routing?: () => SchedulerStrategy | undefined;
+  /**
+   * Memory the host or device may still allocate, read per run; undefined when unknown. Default: host free memory
+   * for replicas on the CPU backend, unknown for the rest.
+   */
+  freeMemoryBytes?: (worker: SessionWorker) => number | undefined;
+  /** A batch's estimated peak memory is its input bytes times this (outputs and intermediates). Default 3. */
+  memoryFactor?: number;
+}
+
+const RETRYABLE = ['worker_exited', 'worker_unavailable', 'worker_hung'];
+
+/**
+ * Replicas of one model version's session, each in its own thread. A run goes to the replica the routing strategy
+ * picks from the replicas' loads; replicas can be added and retired while serving ({@link resize}).
+ */
 export class WorkerPool {
-  readonly workers: readonly SessionWorker[];
+  #workers: SessionWorker[] = [];
+  readonly #retiring = new Set<SessionWorker>();
+  readonly #healthy = new Map<SessionWorker, boolean>();
+  readonly #ids = new Map<SessionWorker, number>();
+  // Estimated bytes of the batches each replica is running, taken off the free-memory figure: the host does not
+  // show an allocation until the run makes it.
+  readonly #reserved = new Map<SessionWorker, number>();
+  // Batches routed to each replica and not yet answered; counted from the choice, not from the post to the thread.
+  readonly #active = new Map<SessionWorker, number>();
+  readonly #waiters = new Set<() => void>();
+  #nextId = 0;
+  // Batches routed and not yet answered.
+  #routed = 0;
+  #target: number;
+  #resizing: Promise<void> = Promise.resolve();
+  #started = false;
+  #closed = false;
 
   constructor(
-    spec: SessionWorkerSpec,
+    readonly spec: SessionWorkerSpec,
     size: number,
-    private readonly options: {
-      logger?: Logger;
-      onHealth?(worker: number, health: { healthy: boolean; reason?: string; restarts: number }): void;
-      /** Passed to each replica: see `SessionWorkerOptions.runTimeoutMs`. */
-      runTimeoutMs?: () => number;
-      /** Told when a run is retried on another replica. */
-      onRetry?(error: NucleusError): void;
-    } = {},
+    private readonly options: WorkerPoolOptions = {},
   ) {
-    this.workers = Array.from(
-      { length: Math.max(1, size) },
-      (_, i) =>
-        new SessionWorker(spec, {
-          ...(options.logger && { logger: options.logger }),
-          ...(options.onHealth && { onHealth: (health) => options.onHealth!(i, health) }),
-          ...(options.runTimeoutMs && { runTimeoutMs: options.runTimeoutMs }),
-        }),
-    );
+    this.#target = Math.max(1, size);
+    for (let i = 0; i < this.#target; i++) this.#workers.push(this.#create());
+  }
+
+  /** The replicas taking new runs (not those being retired). */
+  get workers(): readonly SessionWorker[] {
+    return this.#workers;
   }
 
   /** Opens every replica; rejects (after closing the rest) when any cannot open. */
   async start(): Promise<SessionReady> {
-    const results = await Promise.allSettled(this.workers.map((w) => w.start()));
+    const results = await Promise.allSettled(this.#workers.map((w) => w.start()));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       await this.close(0);
       throw failed.reason;
     }
+    this.#started = true;
     return (results[0] as PromiseFulfilledResult<SessionReady>).value;
   }
 
   /**
-   * Runs on the replica with the fewest pending runs. A tensor run has no side effects, so when that replica dies
-   * before answering, the run is sent once more to another replica (with a copy of the inputs: the first send moved
-   * their buffers to the dead thread) instead of failing the whole batch.
+   * Grows or shrinks the pool to `size` replicas. New replicas take runs once their session is open; a retired one
+   * takes no new runs and ends after the runs it holds are answered, so no request is dropped.
+   */
+  resize(size: number): Promise<void> {
+    this.#target = Math.max(1, size);
+    const step = async (): Promise<void> => {
+      if (this.#closed || !this.#started) return;
+      const target = this.#target;
+      if (target > this.#workers.length) {
+        const added = Array.from({ length: target - this.#workers.length }, () => this.#create());
+        const results = await Promise.allSettled(added.map((w) => w.start()));
+        for (const [i, r] of results.entries()) {
+          const w = added[i]!;
+          if (r.status === 'fulfilled' && !this.#closed) this.#workers.push(w);
+          else {
+            if (r.status === 'rejected') this.options.logger?.error({ model: this.spec.label, err: (r.reason as Error).message }, 'a new replica could not open');
+            this.#forget(w);
+            void w.close(0);
+          }
+        }
+        this.options.logger?.info({ model: this.spec.label, replicas: this.#workers.length }, 'replicas added');
+        this.#wake();
+      } else if (target < this.#workers.length) {
+        const retired = this.#workers.slice(target);
+        this.#workers = this.#workers.slice(0, target);
+        this.options.logger?.info({ model: this.spec.label, replicas: target, retiring: retired.length }, 'replicas retiring after their runs');
+        await Promise.all(retired.map((w) => this.#retire(w)));
+      }
+      // A change made while this one was under way is applied next.
+      if (this.#target !== this.#workers.length && !this.#closed) await step();
+    };
+    this.#resizing = this.#resizing.then(step, step);
+    return this.#resizing;
+  }
+
+  /**
+   * Runs on the replica the routing strategy picks; when it answers -1 (no replica has room) the run waits for one to
+   * finish a run. A tensor run has no side effects, so when that replica dies before answering, the run is sent once
+   * more to another replica (with a copy of the inputs: the first send moved their buffers to the dead thread)
+   * instead of failing the whole batch.
    */
   async run(inputs: Record<string, Tensor>): Promise<RunResult> {
-    const first = this.#leastBusy();
-    if (this.workers.length < 2) return first.run(inputs);
+    const estimatedBytes = estimateBytes(inputs) * (this.options.memoryFactor ?? 3);
+    const first = await this.#pick(estimatedBytes);
+    if (this.#workers.length < 2) return this.#runOn(first, inputs, estimatedBytes);
     const spare = copyTensors(inputs);
     try {
-      return await first.run(inputs);
+      return await this.#runOn(first, inputs, estimatedBytes);
     } catch (err) {
-      if (!(err instanceof NucleusError) || !['worker_exited', 'worker_unavailable', 'worker_hung'].includes(err.code)) throw err;
+      if (!(err instanceof NucleusError) || !RETRYABLE.includes(err.code)) throw err;
       const other = this.#leastBusy(first);
       this.options.logger?.warn({ err: err.message }, 'a replica died or hung before answering; running the batch once more on another replica');
       this.options.onRetry?.(err);
-      return other.run(spare);
+      this.#reserve(other, estimatedBytes);
+      return this.#runOn(other, spare, estimatedBytes);
     }
   }
 
+  /** The load of each replica taking runs, as a routing strategy sees it. */
+  loads(): WorkerLoad[] {
+    return this.#workers.map((w) => {
+      const free = this.#freeMemory(w);
+      return {
+        id: String(this.#ids.get(w)),
+        healthy: this.#healthy.get(w) !== false,
+        activeBatches: this.#activeOn(w),
+        inflight: Math.max(this.#activeOn(w), w.pending),
+        ...(free !== undefined && { freeMemoryBytes: Math.max(0, free - this.#reservedTotal()) }),
+      };
+    });
+  }
+
+  /** Runs waiting for a replica with room. */
+  get waiting(): number {
+    return this.#waiters.size;
+  }
+
+  // Chooses a replica and reserves the batch's memory on it in the same tick, so runs routed together see each other.
+  async #pick(estimatedBytes: number): Promise<SessionWorker> {
+    for (;;) {
+      const strategy = this.options.routing?.();
+      let chosen: SessionWorker | undefined;
+      if (!strategy?.pickWorker || this.#closed) chosen = this.#leastBusy();
+      else {
+        const index = strategy.pickWorker(this.loads(), { estimatedBytes });
+        chosen = index >= 0 ? this.#workers[index] : undefined;
+        // Waiting only helps while some run can finish and give its memory back; with nothing running the figure
+        // will not change, and refusing for ever would hang the request.
+        if (!chosen && this.#routed === 0) {
+          this.options.logger?.warn({ model: this.spec.label, estimatedBytes, strategy: strategy.name }, 'no replica reports room for the batch and none is busy; running it on the least busy one');
+          chosen = this.#leastBusy();
+        }
+      }
+      if (chosen) {
+        this.#reserve(chosen, estimatedBytes);
+        return chosen;
+      }
+      await new Promise<void>((resolve) => this.#waiters.add(resolve));
+    }
+  }
+
+  #reserve(worker: SessionWorker, estimatedBytes: number): void {
+    this.#routed++;
+    this.#active.set(worker, this.#activeOn(worker) + 1);
+    this.#reserved.set(worker, (this.#reserved.get(worker) ?? 0) + estimatedBytes);
+  }
+
+  // Runs a batch already reserved on `worker`, and gives the reservation back when it is answered.
+  async #runOn(worker: SessionWorker, inputs: Record<string, Tensor>, estimatedBytes: number): Promise<RunResult> {
+    try {
+      return await worker.run(inputs);
+    } finally {
+      this.#routed--;
+      this.#active.set(worker, Math.max(0, this.#activeOn(worker) - 1));
+      this.#reserved.set(worker, Math.max(0, (this.#reserved.get(worker) ?? 0) - estimatedBytes));
+      this.#wake();
+    }
+  }
+
+  #activeOn(worker: SessionWorker): number {
+    return this.#active.get(worker) ?? 0;
+  }
+
+  #wake(): void {
+    const waiters = [...this.#waiters];
+    this.#waiters.clear();
+    for (const w of waiters) w();
+  }
+
+  #freeMemory(worker: SessionWorker): number | undefined {
+    if (this.options.freeMemoryBytes) return this.options.freeMemoryBytes(worker);
+    return (worker.info?.backend ?? this.spec.backend.name) === 'cpu' ? freemem() : undefined;
+  }
+
+  #reservedTotal(): number {
+    let total = 0;
+    for (const bytes of this.#reserved.values()) total += bytes;
+    return total;
+  }
+
   #leastBusy(except?: SessionWorker): SessionWorker {
-    const candidates = this.workers.filter((w) => w !== except);
-    let best = candidates[0] ?? this.workers[0]!;
-    for (const w of candidates) if (w.pending < best.pending) best = w;
+    const candidates = this.#workers.filter((w) => w !== except);
+    let best = candidates[0] ?? this.#workers[0]!;
+    const busy = (w: SessionWorker): number => Math.max(this.#activeOn(w), w.pending);
+    for (const w of candidates) if (busy(w) < busy(best)) best = w;
     return best;
   }
 
-  /** Runs sent to any replica and not yet answered. */
+  #create(): SessionWorker {
+    const id = this.#nextId++;
+    const options = this.options;
+    const worker: SessionWorker = new SessionWorker(this.spec, {
+      ...(options.logger && { logger: options.logger }),
+      onHealth: (health) => {
+        this.#healthy.set(worker, health.healthy);
+        options.onHealth?.(id, health);
+      },
+      ...(options.runTimeoutMs && { runTimeoutMs: options.runTimeoutMs }),
+    });
+    this.#ids.set(worker, id);
+    return worker;
+  }
+
+  async #retire(worker: SessionWorker): Promise<void> {
+    this.#retiring.add(worker);
+    try {
+      // Its runs were sent before it was retired: close waits for them (with no deadline beyond the run timeout).
+      while (worker.pending > 0 || this.#activeOn(worker) > 0) await new Promise((r) => setTimeout(r, 10));
+      await worker.close(0);
+    } finally {
+      this.#retiring.delete(worker);
+      this.#forget(worker);
+    }
+  }
+
+  #forget(worker: SessionWorker): void {
+    this.#healthy.delete(worker);
+    this.#ids.delete(worker);
+    this.#reserved.delete(worker);
+    this.#active.delete(worker);
+  }
+
+  /** Runs sent to any replica (retiring ones included) and not yet answered. */
   get pending(): number {
-    return this.workers.reduce((n, w) => n + w.pending, 0);
+    let n = 0;
+    for (const w of this.#workers) n += w.pending;
+    for (const w of this.#retiring) n += w.pending;
+    return n;
   }
 
   /** Restarts across replicas. */
   get restarts(): number {
-    return this.workers.reduce((n, w) => n + w.restarts, 0);
+    return this.#workers.reduce((n, w) => n + w.restarts, 0);
   }
 
   /** Closes every replica after its pending runs drain (up to `drainMs`). */
   async close(drainMs?: number): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.close(drainMs)));
+    this.#closed = true;
+    this.#wake();
+    await Promise.all([...this.#workers, ...this.#retiring].map((w) => w.close(drainMs)));
   }
+}
+
+function estimateBytes(inputs: Record<string, Tensor>): number {
+  let bytes = 0;
+  for (const t of Object.values(inputs)) bytes += t.data.byteLength;
+  return bytes;
 }
 
 function copyTensors(inputs: Record<string, Tensor>): Record<string, Tensor> {

@@ -312,8 +312,17 @@ export const CORE_CONFIG_SCHEMA = {
         perModel: {
           type: 'integer',
           minimum: 1,
-          description: 'Worker threads (one session each) per loaded model version.',
+          description:
+            'Worker threads (one session each) per loaded model version. A change applies while serving: new replicas open before taking runs, retired ones finish their runs first.',
           default: 1,
+          'x-runtime': true,
+        },
+        routing: {
+          type: 'string',
+          description:
+            'The `schedulerStrategy` contribution (`round-robin`, `least-loaded`, `memory-aware`, or a plugin\'s) whose `pickWorker` chooses the replica for each batch; when none by that name is installed, the least busy replica.',
+          default: 'least-loaded',
+          'x-runtime': true,
         },
         runTimeoutMs: {
           type: 'integer',
