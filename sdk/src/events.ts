@@ -151,6 +151,8 @@ export interface NucleusEvents {
   };
   /** A model version's circuit breaker changed state: `open` fails requests fast, `half-open` lets one trial through. */
   'breaker.state': { model: string; version: string; state: 'closed' | 'open' | 'half-open'; reason: string };
+  /** A request for `model` was served by its configured fallback model, because `model` could not take it (`reason`). */
+  'model.fallback': { model: string; fallback: string; reason: string; requestId?: string };
   /** Speculative decoding: drafted and accepted tokens since the previous event of this model. */
   'spec.acceptance': {
     model: string;

@@ -51,6 +51,15 @@ interface VersionEntry {
   reason?: string;
 }
 
+// Same input names and dtypes, and dimensions that agree wherever both are fixed.
+function sameInputs(a: readonly { name: string; dtype: string; shape: readonly number[] }[], b: readonly { name: string; dtype: string; shape: readonly number[] }[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((x) => {
+    const y = b.find((t) => t.name === x.name);
+    return y !== undefined && y.dtype === x.dtype && y.shape.length === x.shape.length && x.shape.every((d, i) => d < 0 || y.shape[i]! < 0 || d === y.shape[i]);
+  });
+}
+
 function label(name: string, version: string): string {
   return `model '${name}' version '${version}'`;
 }
@@ -144,6 +153,38 @@ export class InferenceEngine implements InferenceService {
   }
 
   async infer(request: InferRequest): Promise<InferResult> {
+    try {
+      return await this.#inferOn(request);
+    } catch (err) {
+      const fallback = this.#fallbackFor(request, err);
+      if (!fallback) throw err;
+      const reason = `${(err as NucleusError).code}: ${(err as NucleusError).message}`;
+      this.options.events.emit('model.fallback', { model: request.model, fallback, reason, ...(request.requestId !== undefined && { requestId: request.requestId }) });
+      this.#log.warn({ model: request.model, fallback, reason }, 'serving the request with the fallback model');
+      const { version: _unused, ...rest } = request;
+      return this.#inferOn({ ...rest, model: fallback });
+    }
+  }
+
+  // The configured fallback of a model that cannot take the request now (breaker open, nothing ready), when it is
+  // ready and takes the same inputs; undefined otherwise, so the caller sees the first error.
+  #fallbackFor(request: InferRequest, err: unknown): string | undefined {
+    if (!(err instanceof NucleusError) || !['circuit_open', 'model_not_ready'].includes(err.code)) return undefined;
+    const models = (this.options.config.get('models') as ConfiguredModel[] | undefined) ?? [];
+    const fallback = models.find((m) => m.name === request.model)?.fallback;
+    if (fallback === undefined || fallback === request.model) return undefined;
+    let target: LoadedModel;
+    try {
+      target = this.loadedModel(fallback);
+    } catch {
+      return undefined;
+    }
+    const mine = [...(this.#entries.get(request.model)?.values() ?? [])].find((e) => e.model)?.model;
+    const expected = mine ? mine.signature.inputs : Object.entries(request.inputs).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape.map(() => -1) }));
+    return sameInputs(expected, target.signature.inputs) ? fallback : undefined;
+  }
+
+  async #inferOn(request: InferRequest): Promise<InferResult> {
     const model = this.loadedModel(request.model, request.version);
     const outputs = await model.infer(request.inputs, request.outputs, {
       ...(request.signal !== undefined && { signal: request.signal }),

@@ -17,10 +17,12 @@ export interface ConfiguredModel {
   warmup?: boolean | number;
   /** Serve without it when it fails to load at start. */
   optional?: boolean;
+  /** Another model that serves this one's requests while this one cannot (breaker open, not ready). */
+  fallback?: string;
 }
 
 /** Per-model serving options from the config. */
-export type ModelOptions = Omit<ConfiguredModel, 'name' | 'path' | 'version' | 'optional'>;
+export type ModelOptions = Omit<ConfiguredModel, 'name' | 'path' | 'version' | 'optional' | 'fallback'>;
 
 /** One model version found on disk, ready to be loaded. */
 export interface ModelSource {

@@ -176,6 +176,12 @@ export const CORE_CONFIG_SCHEMA = {
             type: 'boolean',
             description: 'Serve without this model when it fails to load at start (/ready degraded) instead of exiting; see `startup.requireModels`.',
           },
+          fallback: {
+            type: 'string',
+            minLength: 1,
+            description:
+              'Another model that answers this one\'s requests while its circuit breaker is open or it has no ready version, when its inputs match; the response names the model that answered.',
+          },
           warmup: {
             type: ['boolean', 'integer'],
             minimum: 0,
