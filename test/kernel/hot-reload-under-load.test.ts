@@ -43,12 +43,19 @@ describe('hot reload under load', function () {
       cli: { 'server.port': 0, 'plugins.watch': true, 'logging.level': 'silent' },
     });
     let stop = false;
+    let paused = false;
+    let inflight = 0;
     const failures: string[] = [];
     const seen = new Set<string>();
     let ok = 0;
     const client = async () => {
       let last = 0;
       while (!stop) {
+        if (paused) {
+          await new Promise((r) => setTimeout(r, 5));
+          continue;
+        }
+        inflight++;
         try {
           const res = await fetch(`${server.url}/svc/version`);
           const body = (await res.json()) as { version?: string; tag?: string };
@@ -63,9 +70,22 @@ describe('hot reload under load', function () {
           }
         } catch (err) {
           failures.push(String(err));
+        } finally {
+          inflight--;
         }
       }
     };
+    // Both measurements are taken with the clients paused and nothing in flight, so they compare like with like.
+    const quietly = async <T>(measure: () => T): Promise<T> => {
+      paused = true;
+      await until(() => inflight === 0, 10_000, 'requests in flight to finish');
+      await new Promise((r) => setTimeout(r, 100));
+      gc();
+      const result = measure();
+      paused = false;
+      return result;
+    };
+    const snapshot = () => ({ heap: process.memoryUsage().heapUsed, handles: handles() });
     const reloadTo = async (n: number) => {
       writePlugin(folder, routePlugin('svc', `1.0.${n}`));
       await until(() => server.kernel.plugins.get('svc').reloads >= n, 10_000, `reload ${n}`);
@@ -78,18 +98,12 @@ describe('hot reload under load', function () {
       // Warm up: the first reloads load code paths once; measure after them.
       await reloadTo(1);
       await reloadTo(2);
-      await new Promise((r) => setTimeout(r, 300));
-      gc();
-      const heapBefore = process.memoryUsage().heapUsed;
-      const handlesBefore = handles();
+      const before = await quietly(snapshot);
       for (let n = 3; n <= RELOADS; n++) await reloadTo(n);
-      await new Promise((r) => setTimeout(r, 300));
+      const after = await quietly(snapshot);
       stop = true;
       await Promise.all(clients);
-      await new Promise((r) => setTimeout(r, 100));
-      gc();
-      const heapAfter = process.memoryUsage().heapUsed;
-      const handlesAfter = handles();
+      const [heapBefore, heapAfter, handlesBefore, handlesAfter] = [before.heap, after.heap, before.handles, after.handles];
 
       assert.deepEqual(failures, []);
       assert.ok(ok > RELOADS * 10, `only ${ok} requests went through`);
