@@ -8,6 +8,7 @@ import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
 import { Authenticator, type ApiKey } from './auth.js';
 import { errorMiddleware } from './error-middleware.js';
+import { BodyTooLargeError, JsonParserPool, JsonSyntaxError, readBody } from './json-offload.js';
 import { kernelRoutes } from './kernel-routes.js';
 import { requestIdMiddleware } from './request-id.js';
 import { requestLoggerMiddleware } from './request-logger.js';
@@ -23,6 +24,7 @@ export class HttpServer {
   readonly routes: RouteTable;
   private server?: Server;
   private ws?: WsHub;
+  private parsers?: JsonParserPool;
 
   constructor(private readonly kernel: Kernel) {
     const { events, logger, config } = kernel;
@@ -67,13 +69,43 @@ export class HttpServer {
       }
       await next();
     });
+    const tooLarge = () =>
+      Object.assign(new Error(`request body is larger than server.bodyLimitBytes (${config.get('server.bodyLimitBytes')} bytes)`), { status: 413, expose: true });
+    // Large JSON bodies (a tensor as a list of numbers) are parsed on a worker thread: JSON.parse of a few MB would
+    // hold the event loop for tens of ms per request. Bodies without a Content-Length or compressed take the usual path.
+    this.app.use(async (ctx: Context, next: Next) => {
+      const threshold = config.get('server.offloadJsonBytes') as number;
+      const length = Number(ctx.get('content-length'));
+      const encoding = ctx.get('content-encoding').toLowerCase();
+      if (!threshold || !(length > threshold) || (encoding && encoding !== 'identity') || !ctx.is('json') || (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH')) {
+        return next();
+      }
+      let bytes: Uint8Array;
+      try {
+        bytes = await readBody(ctx.req, length, config.get('server.bodyLimitBytes') as number);
+      } catch (err) {
+        if (err instanceof BodyTooLargeError) {
+          ctx.set('connection', 'close');
+          throw tooLarge();
+        }
+        throw err;
+      }
+      this.parsers ??= new JsonParserPool();
+      try {
+        // Only v2 inference bodies get their `inputs[i].data` as typed arrays.
+        ctx.request.body = await this.parsers.parse(bytes, /^\/v2\/models\/.+\/infer$/.test(ctx.path));
+      } catch (err) {
+        if (err instanceof JsonSyntaxError) throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
+        throw err;
+      }
+      await next();
+    });
     this.app.use(
       bodyParser({
         enableTypes: ['json'],
         jsonLimit: config.get('server.bodyLimitBytes') as number,
         onError: (err: Error) => {
-          const tooLarge = (err as { status?: number }).status === 413;
-          if (tooLarge) throw Object.assign(new Error(`request body is larger than server.bodyLimitBytes (${config.get('server.bodyLimitBytes')} bytes)`), { status: 413, expose: true });
+          if ((err as { status?: number }).status === 413) throw tooLarge();
           throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
         },
       }),
@@ -120,7 +152,10 @@ export class HttpServer {
   async close(graceMs = Infinity): Promise<boolean> {
     this.ws?.close();
     const server = this.server;
-    if (!server) return true;
+    if (!server) {
+      await this.closeParsers();
+      return true;
+    }
     let timer: NodeJS.Timeout | undefined;
     const finished = await new Promise<boolean>((resolve) => {
       server.close(() => resolve(true));
@@ -129,7 +164,14 @@ export class HttpServer {
     });
     clearTimeout(timer);
     if (!finished) server.closeAllConnections();
+    await this.closeParsers();
     return finished;
+  }
+
+  private async closeParsers(): Promise<void> {
+    const parsers = this.parsers;
+    this.parsers = undefined;
+    await parsers?.close();
   }
 
   private apiKeys(): ApiKey[] {

@@ -9,7 +9,7 @@ export { decodeInputs, kserveRoutes, PLATFORM, type ServerIdentity } from './kse
 export { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType, type KServeDatatype } from './kserve-datatypes.js';
 export { monitorRoutes, probeGpuBackends, type GpuBackendReport } from './monitor-routes.js';
 export { decodeNativeInputs, nativeRoutes } from './native-routes.js';
-export { flatten, fromTensorData, nest, shapeOfNested, toTensorData } from './tensor-json.js';
+export { flatten, fromTensorData, nest, shapeOfNested, tensorValues, toTensorData } from './tensor-json.js';
 
 /** The api-kserve plugin's config section (`plugin.api-kserve`). */
 export interface ApiKServeConfig {

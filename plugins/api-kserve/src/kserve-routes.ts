@@ -13,7 +13,7 @@ import { clientSignal, requestBody, requestId } from './http-helpers.js';
 import type { InferencePipeline } from './inference-pipeline.js';
 import { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType } from './kserve-datatypes.js';
 import { checkBody, validators, type KServeInferBody } from './request-schemas.js';
-import { flatten, fromTensorData, toTensorData } from './tensor-json.js';
+import { fromTensorData, tensorValues, toTensorData } from './tensor-json.js';
 
 /** The platform string the protocol reports for ONNX models. */
 export const PLATFORM = 'onnxruntime_onnx';
@@ -49,7 +49,7 @@ export function decodeInputs(body: KServeInferBody, info: ModelVersionInfo): Rec
     if (meta && meta.dtype !== dtype) {
       throw badRequest('invalid_datatype', `input '${input.name}' has datatype ${input.datatype}, but ${label} expects ${kserveDatatype(meta.dtype)}`, input.name);
     }
-    const values = flatten(input.data);
+    const values = tensorValues(input.data);
     const count = elementCount(input.shape);
     if (values.length !== count) {
       throw badRequest(

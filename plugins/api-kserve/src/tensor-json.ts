@@ -48,12 +48,27 @@ export function flatten(value: JsonTensorData): unknown[] {
   return (value as unknown[]).flat(Infinity);
 }
 
+/**
+ * The elements of a v2 input's `data`: a typed array as it is (the server's JSON parser thread hands large tensors
+ * over that way), else {@link flatten}.
+ */
+export function tensorValues(value: JsonTensorData): ArrayLike<unknown> {
+  if (ArrayBuffer.isView(value) && !(value instanceof DataView)) return value as unknown as ArrayLike<unknown>;
+  return flatten(value);
+}
+
 function describe(v: unknown): string {
   return typeof v === 'string' ? JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}…` : v) : String(v);
 }
 
-/** JSON elements as a typed array of `dtype`; 400 naming `input` and the first element that does not fit. */
-export function toTensorData(values: readonly unknown[], dtype: TensorDataType, input: string, typeName: string = dtype): TensorData {
+/**
+ * JSON elements as a typed array of `dtype`; 400 naming `input` and the first element that does not fit. A typed
+ * array that already is `dtype`'s kind is returned as it is, without a copy.
+ */
+export function toTensorData(values: ArrayLike<unknown>, dtype: TensorDataType, input: string, typeName: string = dtype): TensorData {
+  if (dtype !== 'bool' && dtype !== 'float16' && ArrayBuffer.isView(values) && values.constructor === allocateTensorData(dtype, 0).constructor) {
+    return values as unknown as TensorData;
+  }
   const data = allocateTensorData(dtype, values.length);
   const bad = (i: number, want: string): never => {
     throw badRequest('invalid_tensor_data', `input '${input}': element ${i} is ${describe(values[i])}, but ${typeName} needs ${want}`, input);

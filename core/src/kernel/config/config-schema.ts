@@ -68,6 +68,13 @@ export const CORE_CONFIG_SCHEMA = {
           description: 'Largest request body accepted; larger ones get 413.',
           default: 10 * MiB,
         },
+        offloadJsonBytes: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'JSON bodies larger than this (by Content-Length) are parsed on a worker thread, keeping the event loop free; KServe v2 tensor data comes back as typed arrays. 0 parses every body on the main thread.',
+          default: 256 * 1024,
+        },
         requestTimeoutMs: {
           type: 'integer',
           minimum: 0,

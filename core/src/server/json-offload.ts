@@ -1,0 +1,138 @@
+import type { IncomingMessage } from 'node:http';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { ParseJob, ParseResult } from './json-parse-thread.js';
+
+const THREAD = new URL('./json-parse-thread.js', import.meta.url);
+
+/** Raised for a body that is not valid JSON; the message is the parser's. */
+export class JsonSyntaxError extends Error {}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  worker: Worker;
+}
+
+/**
+ * A small pool of worker threads (1 or 2) that parse large JSON bodies off the event loop. The lists of numbers
+ * that are KServe v2 `inputs[i].data` come back as typed arrays whose buffers are transferred, so handing the
+ * result back costs little more than the envelope. Threads start on first use and do not keep the process alive.
+ */
+export class JsonParserPool {
+  readonly size: number;
+  private readonly workers: Worker[] = [];
+  private readonly load = new Map<Worker, number>();
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+
+  constructor(size = Math.min(2, availableParallelism())) {
+    this.size = Math.max(1, Math.min(2, size));
+  }
+
+  /** Parses `bytes` (transferred: the caller must not use them again); `tensors` types v2 tensor data. */
+  parse(bytes: Uint8Array, tensors: boolean): Promise<unknown> {
+    if (this.closed) return Promise.reject(new Error('the JSON parser pool is closed'));
+    const worker = this.pick();
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, worker });
+      this.load.set(worker, (this.load.get(worker) ?? 0) + 1);
+      const job: ParseJob = { id, bytes, tensors };
+      const owns = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer);
+      worker.postMessage(job, owns ? [bytes.buffer as ArrayBuffer] : []);
+    });
+  }
+
+  /** Stops the threads; parses in flight fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const workers = this.workers.splice(0);
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+
+  private pick(): Worker {
+    if (this.workers.length < this.size && this.workers.every((w) => (this.load.get(w) ?? 0) > 0)) return this.spawn();
+    let best = this.workers[0]!;
+    for (const w of this.workers) if ((this.load.get(w) ?? 0) < (this.load.get(best) ?? 0)) best = w;
+    return best;
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(THREAD);
+    worker.unref();
+    this.workers.push(worker);
+    this.load.set(worker, 0);
+    worker.on('message', (result: ParseResult) => {
+      const job = this.pending.get(result.id);
+      if (!job) return;
+      this.pending.delete(result.id);
+      this.load.set(worker, Math.max(0, (this.load.get(worker) ?? 1) - 1));
+      if (result.ok) job.resolve(result.value);
+      else job.reject(new JsonSyntaxError(result.message));
+    });
+    const fail = (err: Error): void => {
+      const i = this.workers.indexOf(worker);
+      if (i >= 0) this.workers.splice(i, 1);
+      this.load.delete(worker);
+      for (const [id, job] of this.pending) {
+        if (job.worker !== worker) continue;
+        this.pending.delete(id);
+        job.reject(err);
+      }
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`the JSON parser thread exited (code ${code})`)));
+    return worker;
+  }
+}
+
+/** Raised when a body grows past the limit while it is read. */
+export class BodyTooLargeError extends Error {}
+
+/** Reads a request body of `length` bytes (its Content-Length) into one buffer it owns. */
+export function readBody(req: IncomingMessage, length: number, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    if (length > limit) {
+      reject(new BodyTooLargeError());
+      return;
+    }
+    const out = new Uint8Array(length);
+    let filled = 0;
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      if (filled + chunk.length > length) {
+        cleanup();
+        req.resume();
+        reject(Object.assign(new Error('request body is longer than its Content-Length'), { status: 400, expose: true }));
+        return;
+      }
+      out.set(chunk, filled);
+      filled += chunk.length;
+    };
+    const onEnd = (): void => {
+      cleanup();
+      if (filled !== length) reject(Object.assign(new Error('request body is shorter than its Content-Length'), { status: 400, expose: true }));
+      else resolve(out);
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    const onClose = (): void => {
+      if (filled === length) return;
+      cleanup();
+      reject(Object.assign(new Error('the client closed the connection before sending the body'), { status: 400, expose: true }));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}
