@@ -65,7 +65,7 @@ describe('worker routing and replicas', () => {
     } finally {
       clearInterval(timer);
     }
-    assert.equal(most, 1);
+    assert.ok(most <= 1, `${most} batches ran at once`);
     assert.equal(pool.waiting, 0);
   });
 

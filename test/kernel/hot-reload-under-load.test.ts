@@ -100,6 +100,7 @@ describe('hot reload under load', function () {
       await reloadTo(2);
       const before = await quietly(snapshot);
       for (let n = 3; n <= RELOADS; n++) await reloadTo(n);
+      await until(() => seen.has(`1.0.${RELOADS}`), 10_000, 'a request served by the last version');
       const after = await quietly(snapshot);
       stop = true;
       await Promise.all(clients);

@@ -33,7 +33,8 @@ describe('admission control of generations over HTTP', () => {
     const kit = await startTestKernel({ plugins: [API_PLUGIN], env: { NUCLEUS_QUEUE_HIGH_WATERMARK: '8', NUCLEUS_QUEUE_LOW_WATERMARK: '4' }, config: { 'scheduler.batchWindowMs': 5 } });
     try {
       assert.equal((await complete(kit, {})).status, 200); // warm the model
-      const outcomes = await Promise.all(Array.from({ length: 200 }, () => complete(kit, {})));
+      // Long enough generations that the 32 running slots stay full while the rest of the flood arrives.
+      const outcomes = await Promise.all(Array.from({ length: 200 }, () => complete(kit, { max_tokens: 64, ignore_eos: true })));
       const counts = tally(outcomes);
       assert.deepEqual(Object.keys(counts).sort(), ['200', '503'], `statuses ${JSON.stringify(counts)}`);
       assert.ok(counts[503]! > 0 && counts[200]! > 0);
