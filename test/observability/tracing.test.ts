@@ -63,7 +63,7 @@ describe('tracing plugin', () => {
     writePlugin(folder, {
       id: 'engine-like',
       activate: `
-        ctx.contribute(ExtensionPoints.routes, { method: 'POST', path: '/work/:kind', access: 'public', handler: async (http) => {
+        ctx.contribute(ExtensionPoints.routes, { method: 'POST', path: '/job/:kind', access: 'public', handler: async (http) => {
           const requestId = http.state.requestId;
           const ev = ctx.events;
           ev.emit('inference.end', { model: 'resnet', version: '1', requestId, batchSize: 2, queueMs: 5, computeMs: 10, ok: true });
@@ -90,7 +90,7 @@ describe('tracing plugin', () => {
   });
 
   it('exports the request span under the caller’s trace, with queue, compute, generation and streaming children', async () => {
-    const res = await kit.request('/work/ok', { body: {}, headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` } });
+    const res = await kit.request('/job/ok', { body: {}, headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` } });
     assert.equal(res.status, 200);
     await flush();
     const all = spans();
@@ -98,13 +98,13 @@ describe('tracing plugin', () => {
     const resource = (collector.on('/v1/traces')[0]!.body as ExportRequest).resourceSpans[0]!.resource.attributes;
     assert.equal(resource.find((a) => a.key === 'service.name')?.value.stringValue, 'nucleus-test');
 
-    const server = all.find((s) => s.name === 'POST /work/:kind')!;
+    const server = all.find((s) => s.name === 'POST /job/:kind')!;
     assert.ok(server, 'the request span is named after its route template');
     assert.equal(server.kind, 2, 'SERVER');
     assert.equal(server.traceId, TRACE_ID);
     assert.equal(server.parentSpanId, CALLER_SPAN);
     assert.equal(attr(server, 'http.response.status_code'), 200);
-    assert.equal(attr(server, 'http.route'), '/work/:kind');
+    assert.equal(attr(server, 'http.route'), '/job/:kind');
     assert.equal(attr(server, 'nucleus.request_id'), res.headers.get('x-request-id'));
     assert.equal(res.headers.get('traceparent'), `00-${TRACE_ID}-${server.spanId}-01`);
 
@@ -142,11 +142,11 @@ describe('tracing plugin', () => {
     collector.received.length = 0;
     const health = await kit.request('/health');
     assert.equal(health.headers.get('traceparent'), null, 'health checks are not traced by default');
-    assert.equal((await kit.request('/work/fail', { body: {} })).status, 500);
-    assert.equal((await kit.request('/work/ok', { body: '{"broken', headers: { 'content-type': 'application/json' } })).status, 400);
+    assert.equal((await kit.request('/job/fail', { body: {} })).status, 500);
+    assert.equal((await kit.request('/job/ok', { body: '{"broken', headers: { 'content-type': 'application/json' } })).status, 400);
     await flush();
     const all = spans();
-    const failed = all.find((s) => s.name === 'POST /work/:kind' && attr(s, 'http.response.status_code') === 500)!;
+    const failed = all.find((s) => s.name === 'POST /job/:kind' && attr(s, 'http.response.status_code') === 500)!;
     assert.equal(failed.status?.code, 2, 'ERROR');
     assert.equal(failed.parentSpanId ?? '', '', 'no traceparent: a new trace');
     assert.equal(all.some((s) => attr(s, 'url.path') === '/health'), false);
