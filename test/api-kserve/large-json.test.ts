@@ -1,8 +1,7 @@
 import { strict as assert } from 'node:assert';
-import { performance } from 'node:perf_hooks';
 import type { TestKernel } from '@nucleus/sdk/testing';
 import { floats } from '../engine/engine-fixtures.js';
-import { ADMIN_KEY, startKServe } from './kserve-fixtures.js';
+import { ADMIN_KEY, healthUnderLoad, startKServe } from './kserve-fixtures.js';
 
 const headers = { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` };
 
@@ -83,40 +82,7 @@ describe('large JSON bodies parsed off the event loop', () => {
   it('keeps /health quick while 16 clients send large bodies', async () => {
     const body = Buffer.from(imageBody(1, 9));
     const url = new URL('/v2/models/resnet-tiny/infer', offloaded.url);
-    let stop = false;
-    let completed = 0;
-    const hammer = async (): Promise<void> => {
-      while (!stop) {
-        const res = await fetch(url, { method: 'POST', headers, body });
-        const text = await res.text();
-        assert.equal(res.status, 200, text);
-        completed++;
-      }
-    };
-    const clients = Array.from({ length: 16 }, () => hammer());
-    const failed = Promise.all(clients).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    for (let i = 0; i < 1000 && completed < 16; i++) {
-      const err = await Promise.race([failed, new Promise((r) => setTimeout(() => r(undefined), 10))]);
-      if (err) throw err;
-    }
-    assert.ok(completed >= 16, 'the load never started');
-    const latencies: number[] = [];
-    for (let i = 0; i < 60; i++) {
-      const started = performance.now();
-      const res = await fetch(new URL('/health', offloaded.url));
-      await res.text();
-      latencies.push(performance.now() - started);
-      assert.equal(res.status, 200);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    stop = true;
-    await Promise.all(clients);
-    latencies.sort((a, b) => a - b);
-    const p50 = latencies[Math.floor(latencies.length * 0.5)]!;
-    const p99 = latencies[Math.floor(latencies.length * 0.99)]!;
+    const { p50, p99 } = await healthUnderLoad({ base: offloaded.url, url, headers, body, clients: 16, probes: 60 });
     assert.ok(p99 < 200, `/health p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms with 16 clients sending large bodies`);
   });
 });
