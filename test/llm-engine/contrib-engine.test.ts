@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { createTokenizer, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
-import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
+import { CONTRIB_SPAN_STEP, ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { GenerationLoop, type LoopSink, type SequenceInit } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
@@ -110,7 +110,6 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
     const at = [0, 0, 3, 7, 12, 45];
     PROMPTS.forEach((p, i) => (joins[at[i]!] ??= []).push(sequence(i, p, i === 1 ? { maxTokens: 5 } : {})));
     const runner = new ContribDecoderSession(session, llm.config, { initialRows: 4 });
-    const bytes = runner.bytes;
     const { outcomes, batchSizes } = await drive(runner, joins);
     for (const [i] of PROMPTS.entries()) {
       const want = i === 1 ? alone.get(i)!.tokens.slice(0, 5) : alone.get(i)!.tokens;
@@ -120,7 +119,7 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
     }
     assert.ok(Math.max(...batchSizes) >= 4, `the batch held several sequences (largest ${Math.max(...batchSizes)})`);
     assert.ok(batchSizes.includes(1), 'the last sequence ran alone');
-    assert.equal(runner.bytes, bytes, 'the KV buffers were never reallocated');
+    assert.equal(runner.capacity, 4, 'the rows never outgrew the first buffers');
     assert.deepEqual(runner.lengths, []);
   });
 
@@ -133,6 +132,25 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
     assert.equal(outcomes.get(0)!.reason, 'cancelled');
     assert.deepEqual(outcomes.get(2)!.tokens, reference.tokens);
     assert.ok(runner.capacity >= 3);
+  });
+
+  it('re-lays its rows when the longest outgrows the span and again when it leaves, without changing a token', async () => {
+    const long = sequence(0, PROMPTS.join(' '), { maxTokens: 4 });
+    const short = sequence(1, PROMPTS[2]!, { maxTokens: 40 });
+    const alone = [
+      (await drive(new ContribDecoderSession(session, llm.config), [[long]])).outcomes.get(0)!,
+      (await drive(new ContribDecoderSession(session, llm.config), [[short]])).outcomes.get(1)!,
+    ];
+    const runner = new ContribDecoderSession(session, llm.config, { initialRows: 2 });
+    const spans: number[] = [runner.span];
+    const { outcomes } = await drive(runner, [[sequence(0, PROMPTS.join(' '), { maxTokens: 4 }), sequence(1, PROMPTS[2]!, { maxTokens: 40 })]], () => spans.push(runner.span));
+    assert.deepEqual(outcomes.get(0)!.tokens, alone[0]!.tokens);
+    assert.deepEqual(outcomes.get(1)!.tokens, alone[1]!.tokens);
+    assert.ok(long.promptIds.length > 2 * CONTRIB_SPAN_STEP, `the long prompt spans several steps (${long.promptIds.length} tokens)`);
+    assert.equal(spans[0], CONTRIB_SPAN_STEP);
+    assert.ok(Math.max(...spans) >= long.promptIds.length, `the span grew to the long prompt (spans ${[...new Set(spans)].join(', ')})`);
+    assert.ok(spans.at(-1)! < Math.max(...spans) && spans.at(-1)! <= llm.config.maxContext, 'the span shrank once the long row left');
+    assert.ok(spans.every((s) => s % CONTRIB_SPAN_STEP === 0 || s === llm.config.maxContext));
   });
 
   it('tracks the length of every row across admit, decode and keepRows', async () => {

@@ -2,6 +2,7 @@ import * as ort from 'onnxruntime-node';
 import type { ContribIo, DecoderConfig } from '../llm-model.js';
 import { kvLayoutOf } from './decoder-session.js';
 import type { KvArray, KvLayout } from './kv-batch.js';
+import { allocateBlock } from '../prefix-cache/kv-blocks.js';
 import type { LogitsRow } from './sampler.js';
 
 /**
@@ -14,14 +15,25 @@ export interface ResidentKvRunner {
   readonly layout: KvLayout;
   /** Tokens cached per row, in row order. */
   readonly lengths: readonly number[];
-  /** Prefills prompts from an empty cache into new rows after the running ones; the last position's logits of each. */
-  admit(prompts: readonly (readonly number[])[]): Promise<LogitsRow[]>;
+  /**
+   * Prefills prompts into new rows after the running ones; the last position's logits of each. With `prefixes`, a
+   * prompt whose entry is set starts from that cached KV (its prompt is then only the tokens after the prefix).
+   */
+  admit(prompts: readonly (readonly number[])[], prefixes?: readonly (CachedPrefix | undefined)[]): Promise<LogitsRow[]>;
   /** Appends one token to every row. */
   decode(tokens: readonly number[]): Promise<LogitsRow[]>;
   /** Keeps these rows (ascending), moved down to rows 0..n−1 in that order. */
   keepRows(rows: readonly number[]): void;
   /** Drops every row (after a failed step). */
   clear(): void;
+  /** A prefix-cache block: tokens `first .. first + blockTokens` of row `row`, every layer (see `kv-blocks.ts`). */
+  blockAt(row: number, first: number, blockTokens: number): KvArray;
+}
+
+/** KV of a prompt's first tokens, as prefix-cache blocks of `blockTokens` tokens each, in order. */
+export interface CachedPrefix {
+  blocks: readonly KvArray[];
+  blockTokens: number;
 }
 
 /** Whether a runner keeps the KV cache itself. */
@@ -29,12 +41,23 @@ export function isResidentKvRunner(runner: object): runner is ResidentKvRunner {
   return (runner as { resident?: unknown }).resident === true;
 }
 
+/** Positions per row in the KV buffers grow and shrink in steps of this many (see {@link ContribDecoderSession}). */
+export const CONTRIB_SPAN_STEP = 32;
+
 /**
  * Runs a contrib-style graph (GroupQueryAttention over right-padded rows, see `ContribIo`) with one pre-allocated
- * buffer per layer and part, `[rows, kvHeads, maxContext, headDim]`. The running rows' slice of it is fed as the past
- * and bound as the present output, so ORT writes each step's new token in place: nothing is copied or concatenated
- * per step; a row that leaves costs one move of the rows after it. Prompts start from an empty cache (ORT takes a
- * multi-token step over a non-empty cache only at batch 1), so the prefix cache does not feed this runner.
+ * buffer per layer and part, `[rows, kvHeads, span, headDim]`. The running rows' slice of it is fed as the past and
+ * bound as the present output, so ORT writes each step's new token in place and nothing is concatenated per step; a
+ * row that leaves costs one move of the rows after it.
+ *
+ * onnxruntime-node hands every fetched output back as a fresh copy, the pre-allocated ones included, so each step
+ * still copies the slice it ran over once. That is why `span` (positions per row) is not the model's context: it
+ * follows the longest running row, rounded up to {@link CONTRIB_SPAN_STEP} and capped at the context, growing when a
+ * row reaches it and halving when the rows that stay need half. A step then copies about what a generic-graph step
+ * copies (which concatenates the cache and copies it out), and its attention reads each row's own length only.
+ *
+ * Prompts of several rows start from an empty cache in one step; a prompt that starts from cached prefix blocks is
+ * written after its prefix in a step of its own (ORT takes a multi-token step over a non-empty cache only at batch 1).
  */
 export class ContribDecoderSession implements ResidentKvRunner {
   readonly resident = true;
@@ -43,8 +66,8 @@ export class ContribDecoderSession implements ResidentKvRunner {
   readonly #io: ContribIo;
   readonly #maxContext: number;
   readonly #padId: number;
-  readonly #rowSize: number;
   #capacity = 0;
+  #span = 0;
   #keys: KvArray[] = [];
   #values: KvArray[] = [];
   #lengths: number[] = [];
@@ -56,12 +79,11 @@ export class ContribDecoderSession implements ResidentKvRunner {
     this.layout = kvLayoutOf(config);
     this.#maxContext = config.maxContext;
     this.#padId = config.padTokenId ?? config.eosTokenIds[0] ?? 0;
-    this.#rowSize = config.numKvHeads * config.maxContext * config.headDim;
     const inputs = new Set(session.inputNames);
     for (const name of ['input_ids', this.#io.positionIds, this.#io.seqlensK, this.#io.totalSequenceLength]) {
       if (!inputs.has(name)) throw new Error(`the contrib decoder has no '${name}' input (inputs: ${session.inputNames.join(', ')})`);
     }
-    this.#grow(Math.max(1, options.initialRows ?? 1));
+    this.#reshape(Math.max(1, options.initialRows ?? 1), this.#spanFor(1));
   }
 
   get lengths(): readonly number[] {
@@ -73,18 +95,109 @@ export class ContribDecoderSession implements ResidentKvRunner {
     return this.#capacity;
   }
 
-  async admit(prompts: readonly (readonly number[])[]): Promise<LogitsRow[]> {
-    if (prompts.length === 0) return [];
+  /** Positions per row the buffers hold now. */
+  get span(): number {
+    return this.#span;
+  }
+
+  async admit(prompts: readonly (readonly number[])[], prefixes: readonly (CachedPrefix | undefined)[] = []): Promise<LogitsRow[]> {
+    const cached = prompts.map((_, i) => (prefixes[i] ? prefixes[i].blocks.length * prefixes[i].blockTokens : 0));
+    prompts.forEach((p, i) => {
+      if (p.length === 0) throw new Error('an empty prompt cannot be prefilled');
+      if (cached[i]! + p.length > this.#maxContext) throw new Error(`a prompt of ${cached[i]! + p.length} tokens does not fit the ${this.#maxContext}-token context`);
+    });
+    const first = this.#lengths.length;
+    const out: LogitsRow[] = [];
+    try {
+      for (let i = 0; i < prompts.length; ) {
+        if (cached[i]! > 0) {
+          out.push(await this.#admitAfterPrefix(prompts[i]!, prefixes[i]!));
+          i++;
+          continue;
+        }
+        let end = i + 1;
+        while (end < prompts.length && cached[end] === 0) end++;
+        out.push(...(await this.#admitFromEmpty(prompts.slice(i, end))));
+        i = end;
+      }
+    } catch (err) {
+      this.#lengths.length = first;
+      throw err;
+    }
+    return out;
+  }
+
+  async decode(tokens: readonly number[]): Promise<LogitsRow[]> {
+    const rows = this.#lengths.length;
+    if (tokens.length !== rows) throw new Error(`a decode step of ${tokens.length} tokens for ${rows} rows`);
+    if (rows === 0) return [];
+    for (const n of this.#lengths) if (n >= this.#maxContext) throw new Error(`a row is full: ${n} of ${this.#maxContext} tokens`);
+    const totals = this.#lengths.map((n) => n + 1);
+    const total = Math.max(...totals);
+    this.#fit(rows, total);
+    const ids = BigInt64Array.from(tokens, (t) => BigInt(t));
+    const positions = BigInt64Array.from(this.#lengths, (n) => BigInt(n));
+    const logits = await this.#run(0, rows, ids, positions, 1, totals, total, totals.map(() => 1));
+    for (let r = 0; r < rows; r++) this.#lengths[r]!++;
+    return logits;
+  }
+
+  keepRows(rows: readonly number[]): void {
+    const { numKvHeads: H, headDim: D } = this.layout;
+    const S = this.#span;
+    rows.forEach((from, to) => {
+      if (from < to || from >= this.#lengths.length || (to > 0 && from <= rows[to - 1]!)) throw new Error(`keepRows needs ascending rows, got ${rows.join(', ')}`);
+      if (from === to) return;
+      const used = this.#lengths[from]! * D;
+      for (const buffers of [this.#keys, this.#values]) {
+        for (const buffer of buffers) {
+          for (let h = 0; h < H; h++) {
+            const src = (from * H + h) * S * D;
+            buffer.copyWithin((to * H + h) * S * D, src, src + used);
+          }
+        }
+      }
+    });
+    this.#lengths = rows.map((r) => this.#lengths[r]!);
+    // The longest row left: when the next step needs half the span or less, the rows are re-laid tighter.
+    const wanted = this.#spanFor(Math.max(1, ...this.#lengths.map((n) => n + 1)));
+    if (wanted * 2 <= this.#span) this.#reshape(this.#capacity, wanted);
+  }
+
+  clear(): void {
+    this.#lengths = [];
+  }
+
+  blockAt(row: number, first: number, blockTokens: number): KvArray {
+    const { numKvHeads: H, headDim: D } = this.layout;
+    const len = this.#lengths[row];
+    if (len === undefined || first < 0 || first + blockTokens > len) throw new Error(`tokens ${first}..${first + blockTokens} are outside row ${row}, which holds ${len ?? 0}`);
+    const block = allocateBlock(this.layout, blockTokens);
+    const S = this.#span;
+    for (let l = 0; l < this.layout.numLayers; l++) {
+      [this.#keys[l]!, this.#values[l]!].forEach((src, kind) => {
+        for (let h = 0; h < H; h++) {
+          const from = ((row * H + h) * S + first) * D;
+          block.set(src.subarray(from, from + blockTokens * D), ((l * 2 + kind) * H + h) * blockTokens * D);
+        }
+      });
+    }
+    return block;
+  }
+
+  /** Bytes the KV buffers hold. */
+  get bytes(): number {
+    const per = this.layout.dtype === 'float16' ? 2 : 4;
+    return this.layout.numLayers * 2 * this.#capacity * this.layout.numKvHeads * this.#span * this.layout.headDim * per;
+  }
+
+  // Prompts from an empty cache, right-padded into one step: row r's tokens at 0..len−1; the padding writes KV past
+  // the row's length, which no step reads before a decode overwrites it.
+  async #admitFromEmpty(prompts: readonly (readonly number[])[]): Promise<LogitsRow[]> {
     const first = this.#lengths.length;
     const rows = prompts.length;
-    for (const p of prompts) {
-      if (p.length === 0) throw new Error('an empty prompt cannot be prefilled');
-      if (p.length > this.#maxContext) throw new Error(`a prompt of ${p.length} tokens does not fit the ${this.#maxContext}-token context`);
-    }
-    this.#grow(first + rows);
-    // Right-padded: row r's tokens at 0..len−1; the padding writes KV past the row's length, which no step reads
-    // before a decode overwrites it.
     const width = Math.max(...prompts.map((p) => p.length));
+    this.#fit(first + rows, width);
     const ids = new BigInt64Array(rows * width).fill(BigInt(this.#padId));
     const positions = new BigInt64Array(rows * width);
     prompts.forEach((p, r) => {
@@ -99,46 +212,30 @@ export class ContribDecoderSession implements ResidentKvRunner {
     return logits;
   }
 
-  async decode(tokens: readonly number[]): Promise<LogitsRow[]> {
-    const rows = this.#lengths.length;
-    if (tokens.length !== rows) throw new Error(`a decode step of ${tokens.length} tokens for ${rows} rows`);
-    if (rows === 0) return [];
-    for (const n of this.#lengths) if (n >= this.#maxContext) throw new Error(`a row is full: ${n} of ${this.#maxContext} tokens`);
-    const ids = BigInt64Array.from(tokens, (t) => BigInt(t));
-    const positions = BigInt64Array.from(this.#lengths, (n) => BigInt(n));
-    const totals = this.#lengths.map((n) => n + 1);
-    const logits = await this.#run(0, rows, ids, positions, 1, totals, Math.max(...totals), totals.map(() => 1));
-    for (let r = 0; r < rows; r++) this.#lengths[r]!++;
-    return logits;
-  }
-
-  keepRows(rows: readonly number[]): void {
+  // One prompt after its cached prefix: the prefix blocks are copied into a new row, then the rest runs over them.
+  async #admitAfterPrefix(prompt: readonly number[], prefix: CachedPrefix): Promise<LogitsRow> {
     const { numKvHeads: H, headDim: D } = this.layout;
-    const C = this.#maxContext;
-    rows.forEach((from, to) => {
-      if (from < to || from >= this.#lengths.length || (to > 0 && from <= rows[to - 1]!)) throw new Error(`keepRows needs ascending rows, got ${rows.join(', ')}`);
-      if (from === to) return;
-      const used = this.#lengths[from]! * D;
-      for (const buffers of [this.#keys, this.#values]) {
-        for (const buffer of buffers) {
+    const row = this.#lengths.length;
+    const B = prefix.blockTokens;
+    const cached = prefix.blocks.length * B;
+    const total = cached + prompt.length;
+    this.#fit(row + 1, total);
+    const S = this.#span;
+    prefix.blocks.forEach((block, b) => {
+      for (let l = 0; l < this.layout.numLayers; l++) {
+        [this.#keys[l]!, this.#values[l]!].forEach((dst, kind) => {
           for (let h = 0; h < H; h++) {
-            const src = (from * H + h) * C * D;
-            buffer.copyWithin((to * H + h) * C * D, src, src + used);
+            const from = ((l * 2 + kind) * H + h) * B * D;
+            dst.set(block.subarray(from, from + B * D), ((row * H + h) * S + b * B) * D);
           }
-        }
+        });
       }
     });
-    this.#lengths = rows.map((r) => this.#lengths[r]!);
-  }
-
-  clear(): void {
-    this.#lengths = [];
-  }
-
-  /** Bytes the KV buffers hold. */
-  get bytes(): number {
-    const per = this.layout.dtype === 'float16' ? 2 : 4;
-    return this.layout.numLayers * 2 * this.#capacity * this.#rowSize * per;
+    const ids = BigInt64Array.from(prompt, (t) => BigInt(t));
+    const positions = BigInt64Array.from(prompt, (_, i) => BigInt(cached + i));
+    const [logits] = await this.#run(row, 1, ids, positions, prompt.length, [total], total, [prompt.length]);
+    this.#lengths.push(total);
+    return logits!;
   }
 
   // One run over rows first..first+rows−1: their slice of each buffer is both the past and the present.
@@ -160,9 +257,11 @@ export class ContribDecoderSession implements ResidentKvRunner {
       [io.totalSequenceLength]: new ort.Tensor('int32', Int32Array.of(total), []),
     };
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
-    const shape = [rows, this.layout.numKvHeads, this.#maxContext, this.layout.headDim];
-    const from = first * this.#rowSize;
-    const to = (first + rows) * this.#rowSize;
+    const { numKvHeads: H, headDim: D } = this.layout;
+    const shape = [rows, H, this.#span, D];
+    const rowSize = H * this.#span * D;
+    const from = first * rowSize;
+    const to = (first + rows) * rowSize;
     for (let l = 0; l < this.layout.numLayers; l++) {
       const key = new ort.Tensor(this.layout.dtype, this.#keys[l]!.subarray(from, to), shape);
       const value = new ort.Tensor(this.layout.dtype, this.#values[l]!.subarray(from, to), shape);
@@ -182,20 +281,42 @@ export class ContribDecoderSession implements ResidentKvRunner {
     return out;
   }
 
-  // Makes room for `rows` rows, doubling; the rows in use are copied over once.
-  #grow(rows: number): void {
-    if (rows <= this.#capacity) return;
-    const capacity = Math.max(rows, this.#capacity * 2);
-    const size = capacity * this.#rowSize;
-    const used = this.#lengths.length * this.#rowSize;
-    const make = (old: KvArray | undefined): KvArray => {
+  // The span that holds `positions` positions per row.
+  #spanFor(positions: number): number {
+    return Math.min(this.#maxContext, Math.ceil(positions / CONTRIB_SPAN_STEP) * CONTRIB_SPAN_STEP);
+  }
+
+  // Makes room for `rows` rows of `positions` positions each: rows grow doubling, the span to the next step.
+  #fit(rows: number, positions: number): void {
+    const span = positions > this.#span ? this.#spanFor(positions) : this.#span;
+    this.#reshape(rows <= this.#capacity ? this.#capacity : Math.max(rows, this.#capacity * 2), span);
+  }
+
+  // New buffers of `capacity` rows × `span` positions when either changes; the tokens of the rows in use move over.
+  #reshape(capacity: number, span: number): void {
+    if (capacity === this.#capacity && span === this.#span) return;
+    const { numKvHeads: H, headDim: D } = this.layout;
+    const size = capacity * H * span * D;
+    const old = this.#span;
+    const move = (from: KvArray | undefined): KvArray => {
       const next = this.layout.dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size);
-      if (old && used > 0) next.set(old.subarray(0, used));
+      if (!from) return next;
+      if (old === span) {
+        next.set(from.subarray(0, this.#lengths.length * H * span * D));
+        return next;
+      }
+      this.#lengths.forEach((n, r) => {
+        for (let h = 0; h < H; h++) {
+          const src = (r * H + h) * old * D;
+          next.set(from.subarray(src, src + n * D), (r * H + h) * span * D);
+        }
+      });
       return next;
     };
-    this.#keys = Array.from({ length: this.layout.numLayers }, (_, l) => make(this.#keys[l]));
-    this.#values = Array.from({ length: this.layout.numLayers }, (_, l) => make(this.#values[l]));
+    this.#keys = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#keys[l]));
+    this.#values = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#values[l]));
     this.#capacity = capacity;
+    this.#span = span;
   }
 }
 
