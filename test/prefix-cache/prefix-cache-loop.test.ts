@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
-import type { InferenceSession } from 'onnxruntime-node';
+import * as ort from 'onnxruntime-node';
 import { LruPolicy } from '@nucleus/plugin-cache-lru';
-import { createTokenizer, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import { createTokenizer, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import { GenerationLoop, type LoopSink, type SequenceInit, type StepReport } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
 import { DEFAULT_SAMPLING } from '@nucleus/core/internal/engine/llm/generation/sampler';
@@ -12,14 +13,21 @@ import { openTinyLlama } from '../llm-engine/helpers.js';
 const SHARED =
   'You are a helpful storyteller. Tell short, kind stories about animals in the forest, with a happy ending and simple words. ';
 
-describe('GenerationLoop with a prefix cache (tiny Llama, real ORT in this thread)', () => {
+// Both graph styles: the generic runner re-packs cached blocks into left-padded past tensors, the contrib runner copies
+// them into its shared per-row buffers and runs the rest of the prompt over them.
+for (const style of ['generic', 'contrib'] as const) describe(`GenerationLoop with a prefix cache (tiny Llama, ${style} graph, real ORT in this thread)`, () => {
   let llm: LoadedLlm;
-  let session: InferenceSession;
-  let runner: DecoderSession;
+  let session: ort.InferenceSession;
+  let runner: DecoderSession | ContribDecoderSession;
   let tokenizer: LlmTokenizer;
 
   before(async () => {
-    ({ llm, session, runner } = await openTinyLlama());
+    if (style === 'generic') ({ llm, session, runner } = await openTinyLlama());
+    else {
+      llm = await loadTinyLlama({ graphStyle: 'contrib' });
+      session = await ort.InferenceSession.create(llm.onnxPath, { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+      runner = new ContribDecoderSession(session, llm.config, { initialRows: 2 });
+    }
     tokenizer = createTokenizer(llm.tokenizer);
   });
   after(async () => {

@@ -292,7 +292,7 @@ export class GenerationEngine implements GenerationService {
             ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 10,
-            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model.name, spec.decoder?.config.graphStyle)),
+            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model.name)),
           },
           {
             logger: this.#log.child({ model: model.name }),
@@ -344,13 +344,9 @@ export class GenerationEngine implements GenerationService {
   }
 
   // The prefix cache of a new decoder thread, or nothing when it is off or no usable policy is contributed.
-  #prefixCacheSpec(model: string, graphStyle?: 'generic' | 'contrib'): { prefixCache: PrefixCacheSpec } | undefined {
+  #prefixCacheSpec(model: string): { prefixCache: PrefixCacheSpec } | undefined {
     const get = (path: string) => this.options.config.get(path);
     if (get('cache.prefix.enabled') === false) return undefined;
-    if (graphStyle === 'contrib') {
-      this.#log.warn({ model, reason: 'a contrib-style graph keeps its KV cache in shared per-row buffers, which the prefix cache does not read or fill yet' }, 'prefix cache off');
-      return undefined;
-    }
     const name = (get('cache.prefix.policy') as string | undefined) ?? 'lru';
     const policy = this.options.cachePolicies?.find(name)?.value;
     if (!policy?.module) {

@@ -1,7 +1,7 @@
 import type { FinishReason, GenerationPriority } from '@nucleus/sdk';
 import { blockFromRow, pastFromBlocks } from '../prefix-cache/kv-blocks.js';
 import type { PrefixCache } from '../prefix-cache/prefix-cache.js';
-import { isResidentKvRunner, type ResidentKvRunner } from './contrib-session.js';
+import { isResidentKvRunner, type CachedPrefix, type ResidentKvRunner } from './contrib-session.js';
 import type { DecoderRunner, StepResult } from './decoder-session.js';
 import { KvBatch, type KvArray, type RowSource } from './kv-batch.js';
 import { Sampler, type LogitsRow, type SamplingParams } from './sampler.js';
@@ -116,10 +116,7 @@ export class GenerationLoop {
   #arrivals = 0;
 
   constructor(options: { runner: DecoderRunner | ResidentKvRunner; scheduler: GenerationScheduler; sink: LoopSink; maxContext: number; now?: () => number; prefixCache?: PrefixCache }) {
-    if (isResidentKvRunner(options.runner)) {
-      if (options.prefixCache) throw new Error('the prefix cache does not work with a runner that keeps the KV cache itself');
-      this.#resident = options.runner;
-    }
+    if (isResidentKvRunner(options.runner)) this.#resident = options.runner;
     this.#runner = options.runner as DecoderRunner;
     this.#cache = options.prefixCache;
     this.#scheduler = options.scheduler;
@@ -230,14 +227,30 @@ export class GenerationLoop {
     return steps;
   }
 
-  // The newcomers go into rows after the running ones, all from an empty cache in one step; those that end at their
-  // first token leave again at once.
+  // The newcomers go into rows after the running ones, those without cached blocks from an empty cache in one step, the
+  // others each after its cached prefix; those that end at their first token leave again at once.
   async #prefillResident(runner: ResidentKvRunner, joining: Sequence[]): Promise<StepReport[]> {
     const started = this.#now();
-    const step: StepReport = { phase: 'prefill', sequences: joining.length, tokens: joining.reduce((n, s) => n + s.init.promptIds.length, 0), durationMs: 0 };
+    const prefixes = joining.map((seq): CachedPrefix | undefined => {
+      const match = this.#cache?.match(seq.init.promptIds, seq.init.promptIds.length - 1, seq.init.conversationId);
+      if (!match || match.tokens === 0) return undefined;
+      seq.cachedTokens = match.tokens;
+      return { blocks: match.blocks, blockTokens: this.#cache!.blockTokens };
+    });
+    const cachedTokens = joining.reduce((n, s) => n + s.cachedTokens, 0);
+    const step: StepReport = {
+      phase: 'prefill',
+      sequences: joining.length,
+      tokens: joining.reduce((n, s) => n + s.init.promptIds.length - s.cachedTokens, 0),
+      ...(cachedTokens > 0 && { cachedTokens }),
+      durationMs: 0,
+    };
     let logits: LogitsRow[];
     try {
-      logits = await runner.admit(joining.map((s) => s.init.promptIds));
+      logits = await runner.admit(
+        joining.map((s) => (s.cachedTokens > 0 ? s.init.promptIds.slice(s.cachedTokens) : s.init.promptIds)),
+        prefixes,
+      );
     } catch (err) {
       this.#sink.fail(
         joining.map((s) => s.id),
@@ -249,7 +262,8 @@ export class GenerationLoop {
     const first = this.#running.length;
     const keep = this.#running.map((_, row) => row);
     joining.forEach((seq, i) => {
-      this.#sink.prefilled?.(seq.id, 0);
+      this.#sink.prefilled?.(seq.id, seq.cachedTokens);
+      this.#retain(seq, runner, first + i);
       if (this.#accept(seq, logits[i]!, runner.lengths[first + i]!)) keep.push(first + i);
     });
     this.#running = [...this.#running, ...joining];
@@ -276,6 +290,7 @@ export class GenerationLoop {
     const keep: number[] = [];
     running.forEach((seq, row) => {
       if (this.#accept(seq, logits[row]!, runner.lengths[row]!)) keep.push(row);
+      else this.#retain(seq, runner, row);
     });
     this.#keepRows(keep);
     return { phase: 'decode', sequences: running.length, tokens: running.length, durationMs: this.#now() - started };
@@ -283,13 +298,14 @@ export class GenerationLoop {
 
   // Keeps the whole blocks of a sequence's KV (row `row` of `kv`) in the prefix cache: its prompt after the prefill,
   // its prompt and output when it ends, so a later prompt that repeats them (the next turn of a chat) starts there.
-  #retain(seq: Sequence, kv: KvBatch, row: number): void {
+  #retain(seq: Sequence, kv: KvBatch | ResidentKvRunner, row: number): void {
     const cache = this.#cache;
     if (!cache) return;
     const length = kv.lengths[row]!;
     if (length < cache.blockTokens) return;
     const ids = seq.generatedIds.length === 0 ? seq.init.promptIds : [...seq.init.promptIds, ...seq.generatedIds];
-    cache.insert(ids, length, (first) => blockFromRow(kv, row, first, cache.blockTokens), seq.init.conversationId);
+    const blockAt = isResidentKvRunner(kv) ? (first: number) => kv.blockAt(row, first, cache.blockTokens) : (first: number) => blockFromRow(kv, row, first, cache.blockTokens);
+    cache.insert(ids, length, blockAt, seq.init.conversationId);
   }
 
   async #decode(): Promise<StepReport> {
@@ -359,7 +375,7 @@ export class GenerationLoop {
     const keep: number[] = [];
     this.#running.forEach((seq, row) => {
       if (seq.cancelled) {
-        this.#retain(seq, this.#kv!, row);
+        this.#retain(seq, this.#resident ?? this.#kv!, row);
         this.#sink.finish(seq.id, 'cancelled', '', seq.generated);
       } else keep.push(row);
     });

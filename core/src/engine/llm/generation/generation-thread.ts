@@ -10,7 +10,7 @@ import type { LlmTokenizer } from '../llm-model.js';
 import { PrefixCache, type PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import { createTokenizer } from '../tokenizers/create-tokenizer.js';
 import { chatRenderer } from './chat-prompt.js';
-import { ContribDecoderSession, isResidentKvRunner } from './contrib-session.js';
+import { ContribDecoderSession } from './contrib-session.js';
 import { DecoderSession, kvLayoutOf } from './decoder-session.js';
 import { Embedder } from './embedding/embedder.js';
 import type { FromGenerationThread, GenerationThreadSpec, PrefixCacheSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
@@ -142,7 +142,7 @@ class DecoderEngine {
     // A contrib graph runs over KV buffers its runner keeps, sized for the scheduler's batch (they grow if it rises).
     const runner =
       d.config.graphStyle === 'contrib' ? new ContribDecoderSession(session, d.config, { initialRows: scheduler.capacity }) : new DecoderSession(session, d.config);
-    this.loop = new GenerationLoop({ runner, scheduler, sink, maxContext: this.#maxContext, ...(prefixCache && !isResidentKvRunner(runner) && { prefixCache }) });
+    this.loop = new GenerationLoop({ runner, scheduler, sink, maxContext: this.#maxContext, ...(prefixCache && { prefixCache }) });
   }
 
   get maxContext(): number {
