@@ -125,12 +125,12 @@ describe('prefix cache limit in the generation engine', () => {
   });
 });
 
-describe('prefix cache on stories260K (llama2.c reference output)', () => {
+for (const graphStyle of ['generic', 'contrib'] as const) describe(`prefix cache on stories260K, ${graphStyle} graph (llama2.c reference output)`, () => {
   let engine: GenerationEngine | undefined;
   let emitted: { type: EventType; payload: unknown }[];
   before(async function () {
     requireStories(this);
-    ({ engine, emitted } = cachedEngine({ models: [{ name: 'stories', path: join(STORIES_DIR, 'stories260K.gguf') }] }));
+    ({ engine, emitted } = cachedEngine({ models: [{ name: 'stories', path: join(STORIES_DIR, 'stories260K.gguf'), graphStyle }] }));
     await engine.start();
   });
   after(async () => {
