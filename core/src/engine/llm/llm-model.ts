@@ -48,7 +48,7 @@ export interface ContribIo {
   presentKey: string;
   presentValue: string;
   padding: 'right';
-  /** Feeding a max-context buffer as past and pre-allocating the same tensor as its present fetch makes ORT update it in place. */
+  /** Feeding a buffer as past and pre-allocating the same tensor as its present fetch makes ORT update it in place (present length = max(P, total)). */
   sharedBuffer: boolean;
   /** A step with seq > 1 and a non-empty past must be batch 1 (a prompt step of several rows starts from an empty past). */
   multiTokenStepNeedsBatch1: boolean;
