@@ -174,6 +174,12 @@ export interface GenerationService {
   get(name: string): GenerationModelInfo;
   /** Validates and admits a generation; the stream then yields its tokens. `signal` aborting cancels it. */
   generate(request: GenerateRequest, signal?: AbortSignal): Promise<GenerationStream>;
+  /**
+   * Validates and admits several generations of one model as one unit (a multi-prompt completion): they take one
+   * running slot each, all at once, and wait in the queue as one entry; either all are admitted or none is. 400 when
+   * there are more than can ever run at once.
+   */
+  generateBatch?(requests: readonly GenerateRequest[], signal?: AbortSignal): Promise<GenerationStream[]>;
   /** Embeds the inputs as one batch. */
   embed(request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult>;
   /**

@@ -166,50 +166,82 @@ export class GenerationEngine implements GenerationService {
   }
 
   async generate(request: GenerateRequest, signal?: AbortSignal): Promise<GenerationStream> {
-    const model = this.#find(request.model);
+    const [stream] = await this.#admit([request], signal);
+    return stream!;
+  }
+
+  async generateBatch(requests: readonly GenerateRequest[], signal?: AbortSignal): Promise<GenerationStream[]> {
+    if (!Array.isArray(requests) || requests.length === 0) throw badRequest('missing_prompt', 'the request needs at least one prompt', 'prompt');
+    const model = requests[0]!.model;
+    if (requests.some((r) => r.model !== model)) throw badRequest('invalid_model', 'the generations of one request must all use one model', 'model');
+    const capacity = this.#gate.capacity;
+    if (requests.length > capacity) {
+      throw badRequest(
+        'too_many_prompts',
+        `the request has ${requests.length} prompts, but at most ${capacity} generations run at once (scheduler.maxRunning); send at most ${capacity} prompts per request`,
+        'prompt',
+      );
+    }
+    return this.#admit(requests, signal);
+  }
+
+  // Admits the generations as one unit: one queue entry costing a running slot each, all submitted together;
+  // when one is refused, those already submitted are cancelled and every slot is given back.
+  async #admit(requests: readonly GenerateRequest[], signal?: AbortSignal): Promise<GenerationStream[]> {
+    const model = this.#find(requests[0]!.model);
     if (model.kind !== 'llm') throw badRequest('model_cannot_generate', `model '${model.name}' is an embedding model; it cannot generate text`, 'model');
-    const wire = toWire(request);
+    const wires = requests.map(toWire);
+    const first = requests[0]!;
     const slot = await this.#gate.acquire({
-      priority: wire.priority,
-      ...(request.deadlineMs !== undefined && { deadlineMs: request.deadlineMs }),
+      priority: wires[0]!.priority,
+      cost: wires.length,
+      ...(first.deadlineMs !== undefined && { deadlineMs: first.deadlineMs }),
       ...(signal !== undefined && { signal }),
     });
-    let admitted: Awaited<ReturnType<GenerationWorker['generate']>>;
     const admittedAt = performance.now();
+    let admitted: Awaited<ReturnType<GenerationWorker['generate']>>[];
     try {
       const worker = await this.#worker(model);
-      admitted = await worker.generate(wire, signal);
+      const settled = await Promise.allSettled(wires.map((wire) => worker.generate(wire, signal)));
+      const refused = settled.find((r) => r.status === 'rejected');
+      if (refused) {
+        for (const r of settled) if (r.status === 'fulfilled') void r.value.events[Symbol.asyncIterator]().return?.();
+        throw refused.reason;
+      }
+      admitted = settled.map((r) => (r as PromiseFulfilledResult<(typeof admitted)[number]>).value);
     } catch (err) {
       slot.release();
       throw err;
     }
-    const { admission, events } = admitted;
-    // A cancelled request frees its slot even when nobody reads its stream any more.
+    // A cancelled request frees its slots even when nobody reads its streams any more.
     signal?.addEventListener('abort', () => slot.release(), { once: true });
-    const id = randomId();
-    const priority = request.priority ?? 'normal';
-    this.options.events.emit('generation.start', {
-      model: model.name,
-      requestId: request.requestId ?? id,
-      promptTokens: admission.promptTokens,
-      ...(admission.cachedTokens !== undefined && { cachedPromptTokens: admission.cachedTokens }),
-      maxTokens: admission.maxTokens,
-      priority,
-    });
-    return new AdmittedGeneration(id, model.name, admission.promptTokens, admission.maxTokens, events, (summary) => {
-      slot.release();
-      this.options.events.emit('generation.end', {
+    return admitted.map(({ admission, events }, i) => {
+      const request = requests[i]!;
+      const id = randomId();
+      const priority = request.priority ?? 'normal';
+      this.options.events.emit('generation.start', {
         model: model.name,
         requestId: request.requestId ?? id,
         promptTokens: admission.promptTokens,
-        completionTokens: summary.completionTokens,
-        ...(summary.firstTokenAt !== undefined && { ttftMs: summary.firstTokenAt - admittedAt }),
-        ...(summary.completionTokens > 1 &&
-          summary.firstTokenAt !== undefined && { meanItlMs: (summary.endedAt - summary.firstTokenAt) / (summary.completionTokens - 1) }),
-        durationMs: summary.endedAt - admittedAt,
-        finishReason: summary.finishReason,
+        ...(admission.cachedTokens !== undefined && { cachedPromptTokens: admission.cachedTokens }),
+        maxTokens: admission.maxTokens,
         priority,
-        ...(summary.errorCode !== undefined && { errorCode: summary.errorCode }),
+      });
+      return new AdmittedGeneration(id, model.name, admission.promptTokens, admission.maxTokens, events, (summary) => {
+        slot.release(1);
+        this.options.events.emit('generation.end', {
+          model: model.name,
+          requestId: request.requestId ?? id,
+          promptTokens: admission.promptTokens,
+          completionTokens: summary.completionTokens,
+          ...(summary.firstTokenAt !== undefined && { ttftMs: summary.firstTokenAt - admittedAt }),
+          ...(summary.completionTokens > 1 &&
+            summary.firstTokenAt !== undefined && { meanItlMs: (summary.endedAt - summary.firstTokenAt) / (summary.completionTokens - 1) }),
+          durationMs: summary.endedAt - admittedAt,
+          finishReason: summary.finishReason,
+          priority,
+          ...(summary.errorCode !== undefined && { errorCode: summary.errorCode }),
+        });
       });
     });
   }
