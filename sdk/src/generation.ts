@@ -136,6 +136,8 @@ export interface GenerationModelInfo {
   /** Sequences running and waiting in its engine now. */
   running: number;
   waiting: number;
+  /** The circuit breaker of an LLM: `open` while its generations fail fast with 503 `circuit_open`. */
+  breaker?: { state: 'closed' | 'open' | 'half-open'; consecutiveFailures: number; retryAfterMs?: number; reason?: string };
 }
 
 /** How token vectors become one vector: mean over tokens, the first token (CLS), or the last token. */

@@ -74,6 +74,7 @@ export class Kernel {
       config,
       events: this.events,
       logger,
+      health: this.health,
       backends: this.extensions.point(ExtensionPoints.backend),
       cachePolicies: this.extensions.point(ExtensionPoints.cachePolicy),
       strategies: this.extensions.point(ExtensionPoints.schedulerStrategy),

@@ -187,7 +187,7 @@ export const CORE_CONFIG_SCHEMA = {
             type: 'string',
             minLength: 1,
             description:
-              'Another model that answers this one\'s requests while its circuit breaker is open or it has no ready version, when its inputs match; the response names the model that answered.',
+              'Another model that answers this one\'s requests while its circuit breaker is open or it has no ready version, when its inputs match (for an LLM: another LLM served here); the response names the model that answered.',
           },
           warmup: {
             type: ['boolean', 'integer'],

@@ -22,13 +22,16 @@ import {
   type Logger,
   type SchedulerStrategy,
 } from '@nucleus/sdk';
+import type { HealthState } from '../../../kernel/health.js';
 import { AdmissionGate } from '../../admission/admission-gate.js';
 import { BackendSelector, CPU_BACKEND } from '../../backend-selector.js';
+import { CircuitBreaker, type BreakerState } from '../../circuit-breaker.js';
 import { BERT_TINY_CONFIG } from '../../builtin-models/bert-tiny.js';
 import { defaultModelCacheDir, ensureBuiltinModels } from '../../builtin-models/ensure-builtin-models.js';
 import { withDefaultCpu } from '../../default-cpu-backend.js';
 import { loadLlm, loadTinyLlama } from '../load-llm.js';
 import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
+import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type { GenerationThreadSpec, PrefixCacheSpec, WireGenerateRequest } from './generation-messages.js';
 import { GenerationWorker, type EventChannel } from './generation-worker.js';
 import type { SchedulerSettings } from './scheduler.js';
@@ -39,6 +42,8 @@ export interface GenerationEngineOptions {
   config: { get(path: string): unknown; onChange?(listener: (path: string, value: unknown) => void): () => void };
   events: EventBus;
   logger: Logger;
+  /** Where an open circuit breaker marks the server degraded (`/ready`). */
+  health?: HealthState;
   backends: ExtensionPointView<Backend>;
   /** Cache policies plugins contribute; the prefix cache uses the one `cache.prefix.policy` names. Without it, no prefix cache. */
   cachePolicies?: ExtensionPointView<CachePolicy>;
@@ -50,6 +55,8 @@ export interface GenerationEngineOptions {
   cacheDir?: string;
   /** Longest gap between two token groups a worker posts. Default 10 ms. */
   flushIntervalMs?: number;
+  /** Test hook only: decoder runs fail as this says, to exercise recovery on a real model. Never set when serving. */
+  faultInjection?: GenerationFaultInjection;
 }
 
 /** The model-specific part of a thread spec; backend and scheduler are added when the worker starts. */
@@ -68,6 +75,8 @@ interface ServedModel {
   chatTemplate: boolean;
   backend?: string;
   prepare(): Promise<ModelSpec>;
+  /** Fails generations fast (503 `circuit_open`) while the model keeps failing. */
+  breaker: CircuitBreaker;
   worker?: GenerationWorker;
   starting?: Promise<GenerationWorker>;
 }
@@ -153,6 +162,7 @@ export class GenerationEngine implements GenerationService {
     this.#offConfig?.();
     this.#gate.queue.rejectAll(unavailable('server_stopping', 'the server is shutting down'));
     const workers = [...this.#models.values()].map((m) => m.worker).filter((w) => w !== undefined);
+    for (const name of this.#models.keys()) this.options.health?.clear(`breaker:${name}`);
     this.#models.clear();
     await Promise.all(workers.map((w) => w.close()));
   }
@@ -188,16 +198,25 @@ export class GenerationEngine implements GenerationService {
   // Admits the generations as one unit: one queue entry costing a running slot each, all submitted together;
   // when one is refused, those already submitted are cancelled and every slot is given back.
   async #admit(requests: readonly GenerateRequest[], signal?: AbortSignal): Promise<GenerationStream[]> {
-    const model = this.#find(requests[0]!.model);
-    if (model.kind !== 'llm') throw badRequest('model_cannot_generate', `model '${model.name}' is an embedding model; it cannot generate text`, 'model');
+    const requested = this.#find(requests[0]!.model);
+    if (requested.kind !== 'llm') throw badRequest('model_cannot_generate', `model '${requested.name}' is an embedding model; it cannot generate text`, 'model');
     const wires = requests.map(toWire);
     const first = requests[0]!;
-    const slot = await this.#gate.acquire({
-      priority: wires[0]!.priority,
-      cost: wires.length,
-      ...(first.deadlineMs !== undefined && { deadlineMs: first.deadlineMs }),
-      ...(signal !== undefined && { signal }),
-    });
+    const model = this.#pass(requested, first.requestId);
+    const breaker = model.breaker;
+    let slot: Awaited<ReturnType<AdmissionGate['acquire']>>;
+    try {
+      slot = await this.#gate.acquire({
+        priority: wires[0]!.priority,
+        cost: wires.length,
+        ...(first.deadlineMs !== undefined && { deadlineMs: first.deadlineMs }),
+        ...(signal !== undefined && { signal }),
+      });
+    } catch (err) {
+      // Shed, timed out or cancelled in the queue: nothing learnt about the model.
+      breaker.ignored();
+      throw err;
+    }
     const admittedAt = performance.now();
     let admitted: Awaited<ReturnType<GenerationWorker['generate']>>[];
     try {
@@ -211,6 +230,7 @@ export class GenerationEngine implements GenerationService {
       admitted = settled.map((r) => (r as PromiseFulfilledResult<(typeof admitted)[number]>).value);
     } catch (err) {
       slot.release();
+      breaker.failed(err);
       throw err;
     }
     // A cancelled request frees its slots even when nobody reads its streams any more.
@@ -229,6 +249,9 @@ export class GenerationEngine implements GenerationService {
       });
       return new AdmittedGeneration(id, model.name, admission.promptTokens, admission.maxTokens, events, (summary) => {
         slot.release(1);
+        if (summary.error !== undefined) breaker.failed(summary.error, failureKeyOf(summary.error));
+        else if (summary.finishReason === 'abort') breaker.ignored();
+        else breaker.succeeded();
         this.options.events.emit('generation.end', {
           model: model.name,
           requestId: request.requestId ?? id,
@@ -289,8 +312,53 @@ export class GenerationEngine implements GenerationService {
     return model;
   }
 
-  #add(model: ServedModel): void {
-    this.#models.set(model.name, model);
+  #add(model: Omit<ServedModel, 'breaker'>): void {
+    const name = model.name;
+    const breaker = new CircuitBreaker({
+      label: `model '${name}'`,
+      settings: () => ({
+        failureThreshold: (this.options.config.get('breaker.failureThreshold') as number | undefined) ?? 5,
+        cooldownMs: (this.options.config.get('breaker.cooldownMs') as number | undefined) ?? 10_000,
+      }),
+      onChange: (state, reason) => this.#breakerChanged(name, state, reason),
+    });
+    // In place: a configured model's `prepare` writes to this very object.
+    Object.assign(model, { breaker });
+    this.#models.set(name, model as ServedModel);
+  }
+
+  // As the tensor engine does: an open breaker makes /ready degraded with why, and the event lets dashboards follow.
+  #breakerChanged(name: string, state: BreakerState, reason: string): void {
+    const key = `breaker:${name}`;
+    if (state === 'closed') this.options.health?.clear(key);
+    else this.options.health?.set({ key, severity: 'degraded', reason: `model '${name}': circuit breaker ${state}: ${reason}` });
+    this.options.events.emit('breaker.state', { model: name, version: '1', state, reason });
+    this.#log[state === 'closed' ? 'info' : 'warn']({ model: name, state, reason }, 'circuit breaker');
+  }
+
+  // The model that takes a request for `model`: itself when its breaker lets the request through, otherwise its
+  // configured fallback (`models[].fallback`, another LLM served here) when that one's breaker does; else the
+  // first refusal. The breaker that let it through must hear how the request ended.
+  #pass(model: ServedModel, requestId: string | undefined): ServedModel {
+    try {
+      model.breaker.admit();
+      return model;
+    } catch (err) {
+      const configured = (this.options.config.get('models') as { name: string; fallback?: string }[] | undefined) ?? [];
+      const name = configured.find((m) => m.name === model.name)?.fallback;
+      const fallback = name === undefined || name === model.name ? undefined : this.#models.get(name);
+      if (!fallback || fallback.kind !== 'llm' || fallback.state === 'failed') throw err;
+      try {
+        fallback.breaker.admit();
+      } catch {
+        // The fallback is failing too: the client hears about the model it asked for.
+        throw err;
+      }
+      const reason = `${(err as NucleusError).code}: ${(err as NucleusError).message}`;
+      this.options.events.emit('model.fallback', { model: model.name, fallback: fallback.name, reason, ...(requestId !== undefined && { requestId }) });
+      this.#log.warn({ model: model.name, fallback: fallback.name, reason }, 'serving the request with the fallback model');
+      return fallback;
+    }
   }
 
   #worker(model: ServedModel): Promise<GenerationWorker> {
@@ -325,6 +393,7 @@ export class GenerationEngine implements GenerationService {
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 10,
             ...(spec.role === 'decoder' && this.#prefixCacheSpec(model.name, spec.decoder?.config.graphStyle)),
+            ...(this.options.faultInjection && { faultInjection: this.options.faultInjection }),
           },
           {
             logger: this.#log.child({ model: model.name }),
@@ -426,10 +495,11 @@ export class GenerationEngine implements GenerationService {
       created: m.created,
       running: m.worker?.running ?? 0,
       waiting: m.worker?.waiting ?? 0,
+      ...(m.kind === 'llm' && { breaker: m.breaker.status() }),
     };
   }
 
-  #builtinChat(): ServedModel {
+  #builtinChat(): Omit<ServedModel, 'breaker'> {
     return {
       name: BUILTIN_CHAT_MODEL,
       kind: 'llm',
@@ -446,7 +516,7 @@ export class GenerationEngine implements GenerationService {
     };
   }
 
-  #builtinEmbedding(): ServedModel {
+  #builtinEmbedding(): Omit<ServedModel, 'breaker'> {
     return {
       name: BUILTIN_EMBEDDING_MODEL,
       kind: 'embedding',
@@ -467,8 +537,8 @@ export class GenerationEngine implements GenerationService {
     };
   }
 
-  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: 'generic' | 'contrib'): ServedModel {
-    const model: ServedModel = {
+  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: 'generic' | 'contrib'): Omit<ServedModel, 'breaker'> {
+    const model: Omit<ServedModel, 'breaker'> = {
       name,
       kind: 'llm',
       origin: 'config',
@@ -571,12 +641,20 @@ function randomId(): string {
   return crypto.randomUUID().replaceAll('-', '');
 }
 
+// The key the thread gives the failures of one step, so the requests it ended count once against the breaker.
+function failureKeyOf(err: unknown): string | undefined {
+  const cause = (err as { cause?: { failure?: unknown } } | undefined)?.cause;
+  return typeof cause?.failure === 'string' ? cause.failure : undefined;
+}
+
 interface GenerationSummary {
   completionTokens: number;
   firstTokenAt?: number;
   endedAt: number;
   finishReason: 'stop' | 'length' | 'abort' | 'error';
   errorCode?: string;
+  /** What the generation failed with. */
+  error?: NucleusError;
 }
 
 /** An admitted generation: its events, with telemetry taken on the way through. */
@@ -597,6 +675,7 @@ class AdmittedGeneration implements GenerationStream {
     let completionTokens = 0;
     let reason: GenerationSummary['finishReason'] = 'abort';
     let errorCode: string | undefined;
+    let error: NucleusError | undefined;
     try {
       for await (const event of this.channel) {
         if (event.type === 'token' && firstTokenAt === undefined) firstTokenAt = performance.now();
@@ -606,7 +685,8 @@ class AdmittedGeneration implements GenerationStream {
       }
     } catch (err) {
       reason = 'error';
-      errorCode = toNucleusError(err).code;
+      error = toNucleusError(err);
+      errorCode = error.code;
       throw err;
     } finally {
       this.onEnd({
@@ -615,6 +695,7 @@ class AdmittedGeneration implements GenerationStream {
         endedAt: performance.now(),
         finishReason: reason,
         ...(errorCode !== undefined && { errorCode }),
+        ...(error !== undefined && { error }),
       });
     }
   }
