@@ -369,6 +369,29 @@ export const CORE_CONFIG_SCHEMA = {
         },
       },
     },
+    memory: {
+      type: 'object',
+      description: 'Memory pressure: when free memory runs low the engines take less at once, and recover when it is free again.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        pressureFreeBytes: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'Free memory below which the server is under pressure: LLM running sequences and step batches, and tensor batch sizes, are halved and LLM prefix caches evict to half their budget, until 10% more than this is free again. 0: off.',
+          default: 0,
+          'x-runtime': true,
+        },
+        checkIntervalMs: {
+          type: 'integer',
+          minimum: 10,
+          description: 'How often free memory is measured against `memory.pressureFreeBytes`.',
+          default: 1000,
+          'x-runtime': true,
+        },
+      },
+    },
     startup: {
       type: 'object',
       description: 'What a start with problems does.',

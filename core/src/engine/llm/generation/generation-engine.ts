@@ -26,6 +26,7 @@ import type { HealthState } from '../../../kernel/health.js';
 import { AdmissionGate } from '../../admission/admission-gate.js';
 import { BackendSelector, CPU_BACKEND } from '../../backend-selector.js';
 import { CircuitBreaker, type BreakerState } from '../../circuit-breaker.js';
+import type { MemoryPressure } from '../../memory-pressure.js';
 import { BERT_TINY_CONFIG } from '../../builtin-models/bert-tiny.js';
 import { defaultModelCacheDir, ensureBuiltinModels } from '../../builtin-models/ensure-builtin-models.js';
 import { withDefaultCpu } from '../../default-cpu-backend.js';
@@ -44,6 +45,8 @@ export interface GenerationEngineOptions {
   logger: Logger;
   /** Where an open circuit breaker marks the server degraded (`/ready`). */
   health?: HealthState;
+  /** Under memory pressure workers run fewer sequences at once and prefix caches keep less. */
+  memory?: MemoryPressure;
   backends: ExtensionPointView<Backend>;
   /** Cache policies plugins contribute; the prefix cache uses the one `cache.prefix.policy` names. Without it, no prefix cache. */
   cachePolicies?: ExtensionPointView<CachePolicy>;
@@ -75,6 +78,8 @@ interface ServedModel {
   chatTemplate: boolean;
   backend?: string;
   prepare(): Promise<ModelSpec>;
+  /** The prefix cache's budget as configured (memory pressure lowers what applies); absent without a cache. */
+  cacheBytes?: number;
   /** Fails generations fast (503 `circuit_open`) while the model keeps failing. */
   breaker: CircuitBreaker;
   worker?: GenerationWorker;
@@ -114,6 +119,7 @@ export class GenerationEngine implements GenerationService {
   readonly #log: Logger;
   readonly #cacheDir: string;
   #offConfig: (() => void) | undefined;
+  #offMemory: (() => void) | undefined;
   #stopped = false;
   /** Server-wide admission of generations: `scheduler.maxRunning` run, the rest wait (queue.*). */
   readonly #gate: AdmissionGate;
@@ -151,7 +157,20 @@ export class GenerationEngine implements GenerationService {
     }
     this.#offConfig = this.options.config.onChange?.((path) => {
       if (path.startsWith('scheduler.')) for (const m of this.#models.values()) m.worker?.configure(this.#schedulerSettings());
-      if (path === 'cache.prefix.maxBytes') for (const m of this.#models.values()) m.worker?.configurePrefixCache(this.#prefixCacheBytes());
+      if (path === 'cache.prefix.maxBytes') {
+        for (const m of this.#models.values()) {
+          if (m.cacheBytes === undefined) continue;
+          m.cacheBytes = this.#prefixCacheBytes();
+          m.worker?.configurePrefixCache(this.#shrink(m.cacheBytes));
+        }
+      }
+    });
+    // Pressure starting or ending reaches running workers at once: fewer sequences per step, a smaller cache.
+    this.#offMemory = this.options.memory?.onChange(() => {
+      for (const m of this.#models.values()) {
+        m.worker?.configure(this.#schedulerSettings());
+        if (m.cacheBytes !== undefined) m.worker?.configurePrefixCache(this.#shrink(m.cacheBytes));
+      }
     });
     await Promise.all(llms.map((m) => this.#worker(this.#models.get(m.name)!).catch(() => undefined)));
   }
@@ -160,6 +179,7 @@ export class GenerationEngine implements GenerationService {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#offConfig?.();
+    this.#offMemory?.();
     this.#gate.queue.rejectAll(unavailable('server_stopping', 'the server is shutting down'));
     const workers = [...this.#models.values()].map((m) => m.worker).filter((w) => w !== undefined);
     for (const name of this.#models.keys()) this.options.health?.clear(`breaker:${name}`);
@@ -392,7 +412,7 @@ export class GenerationEngine implements GenerationService {
             ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 10,
-            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model.name, spec.decoder?.config.graphStyle)),
+            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model, spec.decoder?.config.graphStyle)),
             ...(this.options.faultInjection && { faultInjection: this.options.faultInjection }),
           },
           {
@@ -445,7 +465,8 @@ export class GenerationEngine implements GenerationService {
   }
 
   // The prefix cache of a new decoder thread, or nothing when it is off or no usable policy is contributed.
-  #prefixCacheSpec(model: string, graphStyle?: 'generic' | 'contrib'): { prefixCache: PrefixCacheSpec } | undefined {
+  #prefixCacheSpec(served: ServedModel, graphStyle?: 'generic' | 'contrib'): { prefixCache: PrefixCacheSpec } | undefined {
+    const model = served.name;
     const get = (path: string) => this.options.config.get(path);
     if (get('cache.prefix.enabled') === false) return undefined;
     if (graphStyle === 'contrib') {
@@ -459,7 +480,8 @@ export class GenerationEngine implements GenerationService {
       this.#log.warn({ model, reason: why }, 'prefix cache off');
       return undefined;
     }
-    return { prefixCache: { maxBytes: this.#prefixCacheBytes(), blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16, policy: name, policyModule: policy.module } };
+    served.cacheBytes = this.#prefixCacheBytes();
+    return { prefixCache: { maxBytes: this.#shrink(served.cacheBytes), blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16, policy: name, policyModule: policy.module } };
   }
 
   // `cache.prefix.maxBytes`, or by default 80% of the memory free now, shared by the LLMs served.
@@ -470,12 +492,17 @@ export class GenerationEngine implements GenerationService {
     return Math.floor((freemem() * 0.8) / Math.max(1, llms));
   }
 
+  // A size as it applies now: halved under memory pressure.
+  #shrink(size: number): number {
+    return this.options.memory?.shrink(size) ?? size;
+  }
+
   #schedulerSettings(): SchedulerSettings {
     const get = (path: string) => this.options.config.get(path);
     const strategy = get('scheduler.strategy');
     return {
-      maxRunning: (get('scheduler.maxRunning') as number | undefined) ?? 32,
-      maxBatchSize: (get('scheduler.maxBatchSize') as number | undefined) ?? 32,
+      maxRunning: this.#shrink((get('scheduler.maxRunning') as number | undefined) ?? 32),
+      maxBatchSize: this.#shrink((get('scheduler.maxBatchSize') as number | undefined) ?? 32),
       batchWindowMs: (get('scheduler.batchWindowMs') as number | undefined) ?? 50,
       // Strategies from plugins run on the main thread; inside the worker only these two exist.
       strategy: strategy === 'fifo' ? 'fifo' : 'priority',
