@@ -39,7 +39,7 @@ describe('fault injection: circuit breaker of an LLM', () => {
   });
 
   it('opens after N failed generations, answers 503 circuit_open with Retry-After, shows in /ready and events, and a good trial closes it', async () => {
-    kit = await startTestKernel({ plugins: [API_PLUGIN], config: { 'breaker.failureThreshold': 2, 'breaker.cooldownMs': 800, 'scheduler.batchWindowMs': 5 } });
+    kit = await startTestKernel({ plugins: [API_PLUGIN, join(REPO_ROOT, 'plugins', 'api-kserve')], config: { 'breaker.failureThreshold': 2, 'breaker.cooldownMs': 800, 'scheduler.batchWindowMs': 5 } });
     const k = kit.kernel;
     const events: NucleusEvents['breaker.state'][] = [];
     k.events.on('breaker.state', (e) => events.push(e));
@@ -60,6 +60,11 @@ describe('fault injection: circuit breaker of an LLM', () => {
     assert.equal(report.status, 'degraded');
     assert.ok(report.conditions.some((c) => c.key === 'breaker:tiny-llama' && /circuit breaker open/.test(c.reason)), JSON.stringify(report));
     assert.deepEqual(events.map((e) => [e.model, e.state]), [['tiny-llama', 'open']]);
+    const status = (await (await fetch(new URL('/status', kit.url))).json()) as { llms: { name: string; breaker?: { state: string; consecutiveFailures: number; retryAfterMs?: number } }[] };
+    const llm = status.llms.find((m) => m.name === 'tiny-llama');
+    assert.equal(llm?.breaker?.state, 'open', JSON.stringify(status.llms));
+    assert.equal(llm.breaker.consecutiveFailures, 2);
+    assert.ok(llm.breaker.retryAfterMs! > 0);
 
     await new Promise((r) => setTimeout(r, 850));
     assert.equal(k.generation.get('tiny-llama').breaker?.state, 'half-open');
