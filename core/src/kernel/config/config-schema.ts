@@ -349,14 +349,14 @@ export const CORE_CONFIG_SCHEMA = {
     },
     breaker: {
       type: 'object',
-      description: 'Per-model-version circuit breaker: a version that keeps failing answers 503 `circuit_open` at once instead of running.',
+      description: 'Circuit breaker of each tensor model version and each LLM: one that keeps failing answers 503 `circuit_open` at once instead of running.',
       default: {},
       additionalProperties: false,
       properties: {
         failureThreshold: {
           type: 'integer',
           minimum: 1,
-          description: 'Server-side failures in a row (run errors, crashed or hung workers; not 4xx) that open the breaker.',
+          description: 'Server-side failures in a row (run errors, failed generation steps, crashed or hung workers; not 4xx) that open the breaker.',
           default: 5,
           'x-runtime': true,
         },

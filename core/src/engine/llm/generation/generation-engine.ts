@@ -254,7 +254,14 @@ export class GenerationEngine implements GenerationService {
       throw err;
     }
     // A cancelled request frees its slots even when nobody reads its streams any more.
-    signal?.addEventListener('abort', () => slot.release(), { once: true });
+    signal?.addEventListener(
+      'abort',
+      () => {
+        slot.release();
+        breaker.ignored();
+      },
+      { once: true },
+    );
     return admitted.map(({ admission, events }, i) => {
       const request = requests[i]!;
       const id = randomId();

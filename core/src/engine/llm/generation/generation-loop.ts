@@ -81,6 +81,9 @@ export interface IterationResult {
   steps: StepReport[];
 }
 
+/** Steps that go through at a row cap before twice as many rows are tried again. */
+const CAP_PROBE_STEPS = 32;
+
 class Sequence implements WaitingSequence {
   readonly id: number;
   readonly priority: GenerationPriority;
@@ -131,8 +134,12 @@ export class GenerationLoop {
   #running: Sequence[] = [];
   #kv: KvBatch | undefined;
   #arrivals = 0;
-  /** Most rows one step runs since an allocation failure split a step; cleared when the running batch empties. */
+  /**
+   * Most rows one step runs since an allocation failure split a step: doubled after every {@link CAP_PROBE_STEPS}
+   * steps that went through at it, cleared when it covers the batch or the running batch empties.
+   */
   #rowCap: number | undefined;
+  #stepsAtCap = 0;
   /** The prefix cache was emptied in this iteration already. */
   #flushed = false;
   readonly #recovery: StepRecovery = { cacheFlushes: 0, splits: 0, failedAlone: 0 };
@@ -201,7 +208,10 @@ export class GenerationLoop {
       steps.push(...(await (this.#resident ? this.#prefillResident(this.#resident, ordered) : this.#prefill(ordered))));
     }
     if (this.#running.length > 0) steps.push(await (this.#resident ? this.#decodeResident(this.#resident) : this.#decode()));
-    if (this.#running.length === 0) this.#rowCap = undefined;
+    if (this.#running.length === 0) {
+      this.#rowCap = undefined;
+      this.#stepsAtCap = 0;
+    }
     if (steps.length === 0) return { idle: true, ...(plan.wakeInMs !== undefined && { wakeInMs: plan.wakeInMs }), steps };
     return { idle: false, steps };
   }
@@ -395,6 +405,11 @@ export class GenerationLoop {
     const cap = this.#rowCap ?? rows.length;
     const parts: StepPart<R>[] = [];
     for (let i = 0; i < rows.length; i += cap) parts.push(...(await this.#tryPart(rows.slice(i, i + cap), run)));
+    // Memory may have come back: after a run of steps that went through at the cap, try twice as many rows.
+    if (this.#rowCap !== undefined && this.#rowCap === cap && parts.every((p) => p.ok) && ++this.#stepsAtCap >= CAP_PROBE_STEPS) {
+      this.#stepsAtCap = 0;
+      this.#rowCap = cap * 2 >= this.#scheduler.capacity ? undefined : cap * 2;
+    }
     return parts;
   }
 
@@ -419,7 +434,10 @@ export class GenerationLoop {
     this.#recovery.splits++;
     const half = Math.ceil(rows.length / 2);
     // Memory is short: later steps start at this size instead of failing at the full one first.
-    if (isAllocationFailure(error)) this.#rowCap = Math.min(this.#rowCap ?? half, half);
+    if (isAllocationFailure(error)) {
+      this.#rowCap = Math.min(this.#rowCap ?? half, half);
+      this.#stepsAtCap = 0;
+    }
     return [...(await this.#tryPart(rows.slice(0, half), run)), ...(await this.#tryPart(rows.slice(half), run))];
   }
 
