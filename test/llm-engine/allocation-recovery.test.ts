@@ -3,7 +3,7 @@ import type { CachePolicy, Contribution, EventType, ExtensionPointView, Generate
 import { NucleusError } from '@nucleus/sdk';
 import { LruPolicy } from '@nucleus/plugin-cache-lru';
 import { isAllocationFailure } from '@nucleus/core/internal/engine/llm/generation/allocation-failure';
-import type { GenerationFaultInjection } from '@nucleus/core/internal/engine/llm/generation/fault-injecting-runner';
+import { realAllocationFailure, type GenerationFaultInjection } from '@nucleus/core/internal/engine/llm/generation/fault-injecting-runner';
 import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
@@ -42,7 +42,7 @@ function prompt(length: number, seed: number): number[] {
 
 const request = (ids: number[], maxTokens: number): GenerateRequest => ({ model: 'tiny-llama', prompt: ids, maxTokens, temperature: 0, ignoreEos: true });
 
-describe('allocation failures in generation steps (tiny Llama, simulated memory limit with ORT error text)', () => {
+describe('allocation failures in generation steps (tiny Llama, a simulated memory limit failing a real ORT allocation)', () => {
   let reference: GenerationEngine | undefined;
   let engine: GenerationEngine | undefined;
   before(async () => {
@@ -57,9 +57,11 @@ describe('allocation failures in generation steps (tiny Llama, simulated memory 
     engine = undefined;
   });
 
-  it('recognises onnxruntime allocation failures by their messages', () => {
-    assert.ok(isAllocationFailure(new Error("Non-zero status code returned while running MatMul node. Name:'/m' Status Message: bfc_arena.cc:376 Failed to allocate memory for requested buffer of size 285081600")));
-    assert.ok(isAllocationFailure(new Error('std::bad_alloc')));
+  it('recognises onnxruntime allocation failures: a real one from ORT, and the messages of other allocators', async () => {
+    const real = await realAllocationFailure();
+    assert.match(real.message, /Failed to allocate memory for requested buffer of size \d+/);
+    assert.ok(isAllocationFailure(real));
+    assert.ok(isAllocationFailure(new Error("Non-zero status code returned while running ConstantOfShape node. Name:'ConstantOfShape' Status Message: std::bad_alloc")));
     assert.ok(isAllocationFailure(new Error('CUDA failure 2: out of memory ; GPU=0 ; hostname=x')));
     assert.ok(isAllocationFailure(new Error('Available memory of 1024 is smaller than requested bytes of 4096')));
     assert.ok(!isAllocationFailure(new Error('indices element out of data bounds, idx=300 must be within the inclusive range [-256,255]')));

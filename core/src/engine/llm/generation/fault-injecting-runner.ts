@@ -1,4 +1,5 @@
-import { ortAllocationFailureMessage } from './allocation-failure.js';
+import * as ort from 'onnxruntime-node';
+import { GraphBuilder } from '@nucleus/sdk/onnx';
 import type { DecoderRunner, StepResult } from './decoder-session.js';
 import type { KvBatch, KvLayout } from './kv-batch.js';
 
@@ -9,12 +10,43 @@ import type { KvBatch, KvLayout } from './kv-batch.js';
  */
 export interface GenerationFaultInjection {
   /**
-   * A simulated memory limit: a run whose present KV tensors (rows × positions after the step), plus the bytes the
-   * prefix cache holds, need more than this fails with ORT's own allocation error message, before it runs.
+   * A simulated memory limit: a step whose present KV tensors (rows × positions after the step), plus the bytes the
+   * prefix cache holds, need more than this fails the way a run that cannot get memory fails: onnxruntime is made
+   * to fail a real allocation, and its error is the step's.
    */
   memoryLimitBytes?: number;
   /** Every run fails with this message. */
   failRuns?: string;
+}
+
+let oversized: Promise<ort.InferenceSession> | undefined;
+
+/**
+ * Runs a one-node graph (`ConstantOfShape`) asking for a 256 TiB tensor, more than a 64-bit process can address
+ * (so not even an overcommitting kernel hands it out), so that onnxruntime's allocator really fails; resolves to the
+ * error onnxruntime throws for it.
+ */
+export async function realAllocationFailure(): Promise<Error> {
+  oversized ??= (() => {
+    const g = new GraphBuilder('oversized');
+    const shape = g.input('shape', 'int64', [1]);
+    g.output(g.node('ConstantOfShape', [shape]), 'float32', ['n']);
+    return ort.InferenceSession.create(g.toModel({ producer: 'nucleus-fault-injection' }).encode(), { logSeverityLevel: 4 });
+  })();
+  const session = await oversized;
+  try {
+    await session.run({ shape: new ort.Tensor('int64', BigInt64Array.from([2n ** 46n]), [1]) });
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
+  }
+  throw new Error('onnxruntime allocated a 256 TiB tensor; the simulated memory limit cannot fail this run');
+}
+
+/** Releases the session {@link realAllocationFailure} opened, if any (before a thread that used it ends). */
+export async function releaseAllocationFailureSession(): Promise<void> {
+  const session = oversized;
+  oversized = undefined;
+  await (await session)?.release();
 }
 
 /** A {@link DecoderRunner} that fails runs as {@link GenerationFaultInjection} says and otherwise runs the real one. */
@@ -35,21 +67,20 @@ export class FaultInjectingRunner implements DecoderRunner {
     return this.inner.layout;
   }
 
-  prefill(prompts: readonly (readonly number[])[], past?: KvBatch): Promise<StepResult> {
-    this.#check(prompts.length, (past?.pastLength ?? 0) + Math.max(...prompts.map((p) => p.length)));
+  async prefill(prompts: readonly (readonly number[])[], past?: KvBatch): Promise<StepResult> {
+    await this.#check(prompts.length, (past?.pastLength ?? 0) + Math.max(...prompts.map((p) => p.length)));
     return this.inner.prefill(prompts, past);
   }
 
-  decode(kv: KvBatch, tokens: readonly number[]): Promise<StepResult> {
-    this.#check(kv.rows, kv.pastLength + 1);
+  async decode(kv: KvBatch, tokens: readonly number[]): Promise<StepResult> {
+    await this.#check(kv.rows, kv.pastLength + 1);
     return this.inner.decode(kv, tokens);
   }
 
-  #check(rows: number, positions: number): void {
+  async #check(rows: number, positions: number): Promise<void> {
     if (this.faults.failRuns !== undefined) throw new Error(this.faults.failRuns);
     const limit = this.faults.memoryLimitBytes;
     if (limit === undefined) return;
-    const bytes = rows * positions * this.#perToken;
-    if (bytes + this.heldBytes() > limit) throw new Error(ortAllocationFailureMessage('MatMul', bytes));
+    if (rows * positions * this.#perToken + this.heldBytes() > limit) throw await realAllocationFailure();
   }
 }

@@ -14,7 +14,7 @@ import { chatRenderer } from './chat-prompt.js';
 import { ContribDecoderSession, isResidentKvRunner } from './contrib-session.js';
 import { DecoderSession, kvLayoutOf } from './decoder-session.js';
 import { Embedder } from './embedding/embedder.js';
-import { FaultInjectingRunner } from './fault-injecting-runner.js';
+import { FaultInjectingRunner, releaseAllocationFailureSession } from './fault-injecting-runner.js';
 import type { FromGenerationThread, GenerationThreadSpec, PrefixCacheSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
 import { GenerationLoop, type LoopSink } from './generation-loop.js';
 import { Outbox } from './outbox.js';
@@ -364,6 +364,7 @@ async function main(): Promise<void> {
       // Ending a thread while ORT holds a session (let alone runs it) can abort the whole process: release first.
       engine?.outbox.flush();
       await embedder.release();
+      await releaseAllocationFailureSession();
       await opened.session.release();
       process.exit(exitCode);
     }
