@@ -50,7 +50,7 @@ describe('memory pressure (real free memory against memory.pressureFreeBytes)', 
       config: {
         'scheduler.maxRunning': 8,
         'scheduler.maxBatchSize': 8,
-        'scheduler.batchWindowMs': 200,
+        'scheduler.batchWindowMs': 1000,
         'batching.maxBatchSize': 16,
         'cache.prefix.maxBytes': CACHE_BYTES,
         'memory.checkIntervalMs': 50,

@@ -46,7 +46,7 @@ describe('multi-prompt completions are admitted as one unit', () => {
     const kit = await startTestKernel({ plugins: [API_PLUGIN], config: { 'scheduler.maxRunning': 4, 'scheduler.batchWindowMs': 5 } });
     try {
       assert.equal((await complete(kit, { prompt: 'warm up' })).status, 200);
-      const long = complete(kit, { prompt: 'Once upon a time', max_tokens: 200, ignore_eos: true });
+      const long = complete(kit, { prompt: 'Once upon a time', max_tokens: 240, n: 4, ignore_eos: true });
       const admission = () => kit.kernel.generation.admission;
       await until(() => admission().running === 1, 20_000, 'the long generation to run');
       const four = complete(kit, { prompt: ['a', 'b', 'c', 'd'] });
