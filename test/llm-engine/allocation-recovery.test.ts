@@ -110,6 +110,7 @@ describe('allocation failures in generation steps (tiny Llama, a simulated memor
     assert.ok(err instanceof NucleusError);
     assert.equal(err.status, 503);
     assert.equal(err.code, 'insufficient_memory');
+    assert.equal(err.headers['retry-after'], '1');
     assert.match(err.message, /even in a step of its own.*Failed to allocate memory for requested buffer/);
     rest.forEach((r, i) => {
       assert.equal(r.status, 'fulfilled', `small prompt ${i}: ${String((r as PromiseRejectedResult).reason)}`);

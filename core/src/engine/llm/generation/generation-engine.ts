@@ -721,7 +721,9 @@ class AdmittedGeneration implements GenerationStream {
       reason = 'error';
       error = toNucleusError(err);
       errorCode = error.code;
-      throw err;
+      // A 503 from the thread (out of memory, a worker that died) is worth retrying: say when.
+      if (error.status === 503) error.headers['retry-after'] ??= '1';
+      throw error;
     } finally {
       this.onEnd({
         completionTokens,
