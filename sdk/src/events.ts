@@ -162,6 +162,8 @@ export interface NucleusEvents {
     proposedTokens: number;
     acceptedTokens: number;
   };
+  /** Free memory fell below `memory.pressureFreeBytes` (batch sizes shrink, caches evict more) or rose above it again. */
+  'memory.pressure': { underPressure: boolean; freeBytes: number; thresholdBytes: number };
   /** Memory and load of one compute device, sent by whoever measures it (a backend, a monitor). */
   'device.stats': {
     /** The backend owning the device: `cuda`, `rocm` … */
@@ -226,6 +228,8 @@ export interface StatsSnapshot {
   workers: Array<NucleusEvents['worker.health']>;
   caches: Array<NucleusEvents['cache.stats'] & { hitRate: number | null; usage: number | null }>;
   devices: Array<NucleusEvents['device.stats']>;
+  /** The last change of memory pressure, once there was one. */
+  memoryPressure?: NucleusEvents['memory.pressure'];
   process: { rssBytes: number; heapUsedBytes: number; cpuPercent: number; eventLoopLagMs: number };
 }
 

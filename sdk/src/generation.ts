@@ -136,6 +136,8 @@ export interface GenerationModelInfo {
   /** Sequences running and waiting in its engine now. */
   running: number;
   waiting: number;
+  /** The circuit breaker of an LLM: `open` while its generations fail fast with 503 `circuit_open`. */
+  breaker?: { state: 'closed' | 'open' | 'half-open'; consecutiveFailures: number; retryAfterMs?: number; reason?: string };
 }
 
 /** How token vectors become one vector: mean over tokens, the first token (CLS), or the last token. */
@@ -174,6 +176,12 @@ export interface GenerationService {
   get(name: string): GenerationModelInfo;
   /** Validates and admits a generation; the stream then yields its tokens. `signal` aborting cancels it. */
   generate(request: GenerateRequest, signal?: AbortSignal): Promise<GenerationStream>;
+  /**
+   * Validates and admits several generations of one model as one unit (a multi-prompt completion): they take one
+   * running slot each, all at once, and wait in the queue as one entry; either all are admitted or none is. 400 when
+   * there are more than can ever run at once.
+   */
+  generateBatch?(requests: readonly GenerateRequest[], signal?: AbortSignal): Promise<GenerationStream[]>;
   /** Embeds the inputs as one batch. */
   embed(request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult>;
   /**

@@ -39,6 +39,8 @@ describe('config store', () => {
       'workers.runTimeoutMs',
       'breaker.failureThreshold',
       'breaker.cooldownMs',
+      'memory.pressureFreeBytes',
+      'memory.checkIntervalMs',
       'cache.prefix.maxBytes',
       'plugin.backend-cpu.allowSpinning',
     ]);

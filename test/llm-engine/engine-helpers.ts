@@ -1,6 +1,6 @@
 // A generation engine as the kernel builds it, without the rest of the kernel: real workers, real ORT.
 import type { Backend, EventType, ExtensionPointView, GenerateRequest, GenerationEvent, GenerationService, NucleusEvents } from '@nucleus/sdk';
-import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
+import { GenerationEngine, type GenerationEngineOptions } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
 
@@ -14,13 +14,16 @@ const NO_BACKENDS: ExtensionPointView<Backend> = {
 };
 
 /** An engine on the built-in models (or `models` from config), its event bus and what it emitted. */
-export function testEngine(config: Record<string, unknown> = {}): { engine: GenerationEngine; events: TypedEventBus; emitted: { type: EventType; payload: unknown }[] } {
+export function testEngine(
+  config: Record<string, unknown> = {},
+  options: Partial<Pick<GenerationEngineOptions, 'faultInjection' | 'health'>> = {},
+): { engine: GenerationEngine; events: TypedEventBus; emitted: { type: EventType; payload: unknown }[] } {
   const logger = createLogger({ level: 'silent' });
   const events = new TypedEventBus(logger);
   const emitted: { type: EventType; payload: unknown }[] = [];
   events.onAny((type, payload) => emitted.push({ type, payload }));
   const values: Record<string, unknown> = { 'scheduler.batchWindowMs': 5, ...config };
-  const engine = new GenerationEngine({ config: { get: (path) => values[path] }, events, logger, backends: NO_BACKENDS });
+  const engine = new GenerationEngine({ config: { get: (path) => values[path] }, events, logger, backends: NO_BACKENDS, ...options });
   return { engine, events, emitted };
 }
 

@@ -98,4 +98,53 @@ describe('admission gate: running slots in front of an engine', () => {
     assert.equal(gate.waiting, 0);
     gate.close();
   });
+
+  it('admits a request costing several slots as one unit: all at once, never overtaken by cheaper ones, released per unit', async () => {
+    const config = liveConfig({ 'scheduler.maxRunning': 4, 'queue.highWatermark': 100, 'queue.lowWatermark': 50, 'queue.timeoutMs': 60_000 });
+    const gate = new AdmissionGate({ config });
+    const three = await gate.acquire({ cost: 3 });
+    assert.equal(gate.running, 3);
+    const order: string[] = [];
+    const pair = gate.acquire({ cost: 2 }).then((s) => (order.push('pair'), s));
+    const single = gate.acquire().then((s) => (order.push('single'), s));
+    await tick();
+    // One slot is free, but the pair at the head does not fit yet, and the single one may not jump it.
+    assert.deepEqual(order, []);
+    assert.equal(gate.waiting, 2);
+    three.release(1);
+    await tick();
+    assert.deepEqual(order, ['pair']);
+    assert.equal(gate.running, 4);
+    three.release(5); // more than is held: releases the 2 left, no more
+    await tick();
+    assert.deepEqual(order, ['pair', 'single']);
+    assert.equal(gate.running, 3);
+    (await pair).release();
+    (await single).release();
+    three.release();
+    assert.equal(gate.running, 0);
+    await assert.rejects(gate.acquire({ cost: 5 }), (err: { status: number; code: string; message: string }) => {
+      assert.equal(err.status, 400);
+      assert.equal(err.code, 'exceeds_capacity');
+      assert.match(err.message, /needs 5 running slots.*at most 4.*scheduler\.maxRunning/);
+      return true;
+    });
+    gate.close();
+  });
+
+  it('compares the slots the queue waits for, not its entries, with the watermarks', async () => {
+    const config = liveConfig({ 'scheduler.maxRunning': 4, 'queue.highWatermark': 4, 'queue.lowWatermark': 2, 'queue.timeoutMs': 60_000 });
+    const gate = new AdmissionGate({ config });
+    const all = await gate.acquire({ cost: 4 });
+    // One entry asking for 4 slots reaches the high watermark of 4 by itself.
+    const big = gate.acquire({ cost: 4 });
+    await tick();
+    assert.equal(gate.queue.queuedCost, 4);
+    await assert.rejects(gate.acquire(), (err: { status: number; message: string }) => err.status === 503 && /4 generations queued/.test(err.message));
+    all.release();
+    (await big).release();
+    assert.equal(gate.queue.isShedding, false);
+    (await gate.acquire()).release();
+    gate.close();
+  });
 });

@@ -48,6 +48,8 @@ export class CircuitBreaker {
   #trial = false;
   // One crash or one failed batch rejects many requests with the same error; it is one failure, not many.
   readonly #counted = new WeakSet<object>();
+  // The same for failures that reach requests as separate error objects (one failed generation step), by their key.
+  readonly #countedKeys = new Set<string>();
   readonly #now: () => number;
 
   constructor(private readonly options: CircuitBreakerOptions) {
@@ -77,12 +79,21 @@ export class CircuitBreaker {
     }
   }
 
-  /** A request let through failed; only server faults (see {@link isServerFault}) count, each error object once. */
-  failed(err: unknown): void {
+  /**
+   * A request let through failed; only server faults (see {@link isServerFault}) count, each error object once, and
+   * each `failureKey` once (errors of several requests that one failure caused).
+   */
+  failed(err: unknown, failureKey?: string): void {
     if (!isServerFault(err)) return this.ignored();
     if (typeof err === 'object' && err !== null) {
       if (this.#counted.has(err)) return this.ignored();
       this.#counted.add(err);
+    }
+    if (failureKey !== undefined) {
+      if (this.#countedKeys.has(failureKey)) return this.ignored();
+      this.#countedKeys.add(failureKey);
+      // Keys only matter while the requests of one failure end; keep the set small.
+      if (this.#countedKeys.size > 256) this.#countedKeys.delete(this.#countedKeys.values().next().value!);
     }
     this.#failures++;
     const reason = (err as Error).message;

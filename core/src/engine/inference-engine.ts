@@ -19,6 +19,7 @@ import {
   type SchedulerStrategy,
 } from '@nucleus/sdk';
 import type { HealthState } from '../kernel/health.js';
+import type { MemoryPressure } from './memory-pressure.js';
 import { BackendSelector, CPU_BACKEND } from './backend-selector.js';
 import { withDefaultCpu } from './default-cpu-backend.js';
 import type { BreakerState } from './circuit-breaker.js';
@@ -36,6 +37,8 @@ export interface InferenceEngineOptions {
   backends: ExtensionPointView<Backend>;
   /** `schedulerStrategy` contributions; `workers.routing` names the one that picks a replica for each batch. */
   strategies?: ExtensionPointView<SchedulerStrategy>;
+  /** Under memory pressure batches are smaller. */
+  memory?: MemoryPressure;
   /** Serve the generated built-in models when no model is configured. Default true. */
   builtinModels?: boolean;
   /** Where the built-in models are generated; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
@@ -295,6 +298,7 @@ export class InferenceEngine implements InferenceService {
           maxQueued: (this.options.config.get('queue.highWatermark') as number | undefined) ?? 1000,
           reopenBelow: (this.options.config.get('queue.lowWatermark') as number | undefined) ?? 500,
           queueTimeoutMs: (this.options.config.get('queue.timeoutMs') as number | undefined) ?? 30_000,
+          ...(this.options.memory && { shrinkBatchSize: (size: number) => this.options.memory!.shrink(size) }),
         }),
         logger: this.#log.child({ model: name, version }),
         events: this.options.events,

@@ -32,7 +32,15 @@ export interface LoadedModelOptions {
   /** Worker threads (sessions) for this version. */
   workers: number;
   /** Global batching and queue settings, read per batch. */
-  defaults: () => { maxBatchSize: number; maxQueueDelayMs: number; maxQueued: number; reopenBelow?: number; queueTimeoutMs: number };
+  defaults: () => {
+    maxBatchSize: number;
+    maxQueueDelayMs: number;
+    maxQueued: number;
+    reopenBelow?: number;
+    queueTimeoutMs: number;
+    /** The batch size that applies now to a configured one (smaller under memory pressure). */
+    shrinkBatchSize?(size: number): number;
+  };
   logger: Logger;
   /** Receives `inference.end`, `batch.executed`, `queue.depth` and `worker.health`. */
   events?: Pick<EventBus, 'emit'>;
@@ -94,7 +102,7 @@ export class LoadedModel {
     const settings = (): BatchSettings => {
       const d = options.defaults();
       return {
-        maxBatchSize: enabled ? (fixed.maxBatchSize ?? d.maxBatchSize) : 1,
+        maxBatchSize: enabled ? (d.shrinkBatchSize?.(fixed.maxBatchSize ?? d.maxBatchSize) ?? fixed.maxBatchSize ?? d.maxBatchSize) : 1,
         maxQueueDelayMs: enabled ? (fixed.maxQueueDelayMs ?? d.maxQueueDelayMs) : 0,
         preferredBatchSizes: enabled ? preferredBatchSizes : [],
         maxQueued: d.maxQueued,

@@ -5,6 +5,7 @@ import { ExtensionPoints, Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { InferenceEngine } from '../engine/inference-engine.js';
+import { MemoryPressure } from '../engine/memory-pressure.js';
 import { GenerationEngine, isLlmModelPath } from '../engine/llm/generation/generation-engine.js';
 import { ConfigStore, loadConfig, type LoadConfigOptions } from './config/index.js';
 import { TypedEventBus } from './event-bus.js';
@@ -45,6 +46,8 @@ export class Kernel {
   readonly inference: InferenceEngine;
   /** The text-generation engine (LLMs and embedding models), also registered as `Services.generation`. */
   readonly generation: GenerationEngine;
+  /** Free memory against `memory.pressureFreeBytes`; both engines take less at once under pressure. */
+  readonly memory: MemoryPressure;
   private watcher?: PluginWatcher;
 
   private constructor(
@@ -59,7 +62,9 @@ export class Kernel {
     this.container = rootContainer.createChildContainer();
     this.container.register(Services.events, { useValue: this.events });
     this.container.register(Services.logger, { useValue: logger });
+    this.memory = new MemoryPressure({ config, events: this.events, logger });
     this.inference = new InferenceEngine({
+      memory: this.memory,
       config: tensorModelsOnly(config),
       events: this.events,
       logger,
@@ -74,6 +79,8 @@ export class Kernel {
       config,
       events: this.events,
       logger,
+      health: this.health,
+      memory: this.memory,
       backends: this.extensions.point(ExtensionPoints.backend),
       cachePolicies: this.extensions.point(ExtensionPoints.cachePolicy),
       strategies: this.extensions.point(ExtensionPoints.schedulerStrategy),
@@ -132,6 +139,9 @@ export class Kernel {
   /** Activates the discovered plugins, loads the models (on the backends the plugins gave), then watches plugin folders when `plugins.watch` is on. */
   async start(): Promise<void> {
     await this.plugins.start();
+    // After the plugins, so that a stats plugin hears pressure that is there from the start; before the models,
+    // so that they open with the sizes that apply.
+    this.memory.start();
     await this.inference.start();
     await this.generation.start();
     if (this.config.get('plugins.watch')) {
@@ -173,6 +183,7 @@ export class Kernel {
     this.health.setPhase('stopping');
     await this.watcher?.stop();
     await Promise.all([this.inference.stop(), this.generation.stop()]);
+    this.memory.stop();
     await this.plugins.stop();
   }
 }

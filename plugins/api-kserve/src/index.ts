@@ -1,4 +1,4 @@
-import { definePlugin, ExtensionPoints, Services, type InferenceService } from '@nucleus/sdk';
+import { definePlugin, ExtensionPoints, Services, type GenerationService, type InferenceService } from '@nucleus/sdk';
 import { InferencePipeline } from './inference-pipeline.js';
 import { kserveRoutes, noEngine } from './kserve-routes.js';
 import { monitorRoutes } from './monitor-routes.js';
@@ -23,9 +23,11 @@ export default definePlugin<ApiKServeConfig>({
       if (!ctx.container.isRegistered(Services.inference, true)) throw noEngine();
       return ctx.container.resolve<InferenceService>(Services.inference);
     };
+    const generation = (): GenerationService | undefined =>
+      ctx.container.isRegistered(Services.generation, true) ? ctx.container.resolve<GenerationService>(Services.generation) : undefined;
     const identity = { name: ctx.config.serverName, version: ctx.version };
     const pipeline = new InferencePipeline(ctx);
-    for (const route of [...kserveRoutes(service, identity, pipeline), ...nativeRoutes(service, pipeline), ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend))]) {
+    for (const route of [...kserveRoutes(service, identity, pipeline), ...nativeRoutes(service, pipeline, generation), ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend))]) {
       ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
     }
   },

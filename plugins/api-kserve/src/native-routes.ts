@@ -3,6 +3,7 @@ import {
   elementCount,
   isTensorDataType,
   toNucleusError,
+  type GenerationService,
   type InferenceService,
   type InferResult,
   type ModelVersionInfo,
@@ -70,7 +71,7 @@ function encodeResult(result: InferResult): { model: string; version: string; ou
  * The native endpoints: `POST /infer` with nested lists, `POST /batch_infer` (each item answered on its own),
  * `POST /stream_infer` (each item sent as an SSE event as soon as it finishes), `GET /models` and `GET /status`.
  */
-export function nativeRoutes(service: () => InferenceService, pipeline: InferencePipeline): RouteContribution[] {
+export function nativeRoutes(service: () => InferenceService, pipeline: InferencePipeline, generation?: () => GenerationService | undefined): RouteContribution[] {
   const runOne = async (raw: unknown, ctx: RouteContext, signal: AbortSignal) => {
     // Only the address is checked before the hooks: a hook may build `inputs`; runRouted checks the rest.
     const checked = checkBody(validators.nativeAddress, raw, 'inference request');
@@ -184,7 +185,11 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
             ...(v.batching && { batching: v.batching }),
           })),
         }));
-        return { models, backends: await engine.backends() };
+        // The LLMs the generation engine serves, with their circuit breakers.
+        const llms = (generation?.()?.list() ?? [])
+          .filter((m) => m.kind === 'llm')
+          .map((m) => ({ name: m.name, state: m.state, ...(m.reason !== undefined && { reason: m.reason }), running: m.running, waiting: m.waiting, ...(m.breaker && { breaker: m.breaker }) }));
+        return { models, llms, backends: await engine.backends() };
       },
     },
   ];

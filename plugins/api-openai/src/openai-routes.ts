@@ -163,8 +163,14 @@ async function completions(ctx: RouteContext, deps: RouteDeps): Promise<unknown>
   const service = deps.generation(ctx);
   const deadline = deadlineOf(ctx);
   let streams: GenerationStream[];
+  const requests: GenerateRequest[] = prompts.map((prompt) => ({ model: body.model, prompt, ...sampling, requestId, ...deadline }));
   try {
-    streams = await Promise.all(prompts.map((prompt) => service.generate({ model: body.model, prompt, ...sampling, requestId, ...deadline }, controller.signal)));
+    // Several prompts are admitted as one unit (one queue entry, a running slot per prompt), so they never hold
+    // part of the slots while waiting for the rest; an engine without that admits them one by one.
+    streams =
+      requests.length > 1 && service.generateBatch
+        ? await service.generateBatch(requests, controller.signal)
+        : await Promise.all(requests.map((request) => service.generate(request, controller.signal)));
   } catch (err) {
     // One prompt was refused: the others were admitted and must not run on.
     controller.abort();

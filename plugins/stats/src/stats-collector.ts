@@ -86,6 +86,7 @@ export class StatsCollector {
   private readonly workers = new Map<string, NucleusEvents['worker.health']>();
   private readonly caches = new Map<string, NucleusEvents['cache.stats']>();
   private readonly devices = new Map<string, NucleusEvents['device.stats']>();
+  private memoryPressure: NucleusEvents['memory.pressure'] | undefined;
   private readonly countedTokens = new Map<string, number>();
 
   constructor(private readonly options: StatsCollectorOptions) {
@@ -170,6 +171,7 @@ export class StatsCollector {
       events.on('worker.health', (e) => this.workers.set(`${e.model}\u0000${e.version ?? ''}\u0000${e.worker}`, e)),
       events.on('cache.stats', (e) => this.caches.set(`${e.name}\u0000${e.model ?? ''}`, e)),
       events.on('device.stats', (e) => this.devices.set(`${e.backend}\u0000${e.device}`, e)),
+      events.on('memory.pressure', (e) => (this.memoryPressure = e)),
       events.on('model.unloaded', (e) => {
         this.models.delete(`${e.model}\u0000${e.version}`);
         for (const [key, w] of this.workers) if (w.model === e.model && (w.version ?? e.version) === e.version) this.workers.delete(key);
@@ -229,6 +231,7 @@ export class StatsCollector {
         usage: c.capacityBytes > 0 ? round(c.bytes / c.capacityBytes) : null,
       })),
       devices: [...this.devices.values()],
+      ...(this.memoryPressure && { memoryPressure: this.memoryPressure }),
       process,
     };
   }

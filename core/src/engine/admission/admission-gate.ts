@@ -1,4 +1,4 @@
-import type { ExtensionPointView, SchedulerStrategy } from '@nucleus/sdk';
+import { badRequest, type ExtensionPointView, type SchedulerStrategy } from '@nucleus/sdk';
 import { AdmissionQueue, type Priority } from './admission-queue.js';
 
 const RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
@@ -37,14 +37,17 @@ export interface AdmissionGateOptions {
   onDepth?(depth: Record<Priority, number>): void;
 }
 
-/** A held running slot; `release` is idempotent. */
+/** Held running slots (one per unit of cost); releasing more than is held releases what is left, never more. */
 export interface AdmissionSlot {
-  release(): void;
+  /** Gives back `units` of the slots (default: all still held). */
+  release(units?: number): void;
 }
 
 /** Per-request options of {@link AdmissionGate.acquire}. */
 export interface AcquireOptions {
   priority?: Priority;
+  /** Running slots the request takes at once (a multi-prompt completion takes one per prompt); default 1. */
+  cost?: number;
   /** The request's own deadline, in ms from now; honoured when shorter than `queue.timeoutMs`. */
   deadlineMs?: number;
   signal?: AbortSignal;
@@ -89,12 +92,27 @@ export class AdmissionGate {
     return this.queue.depth;
   }
 
-  /** Waits for a running slot; rejects with the queue's 503, 408 or 499. */
+  /** Requests that may run at once now (`scheduler.maxRunning`, or the capacity option). */
+  get capacity(): number {
+    return this.#capacity();
+  }
+
+  /**
+   * Waits until `cost` running slots are free, all at once; rejects with the queue's 503, 408 or 499, or with 400
+   * when the cost is more than the capacity, which could never be met.
+   */
   async acquire(options: AcquireOptions = {}): Promise<AdmissionSlot> {
-    if (this.queue.depth === 0 && this.#running < this.#capacity()) return this.#grant();
+    const cost = options.cost ?? 1;
+    const capacity = this.#capacity();
+    if (!Number.isInteger(cost) || cost < 1) throw new RangeError(`an admission cost is a positive integer, not ${cost}`);
+    if (cost > capacity) {
+      throw badRequest('exceeds_capacity', `the request needs ${cost} running slots at once, but at most ${capacity} run at once (scheduler.maxRunning)`);
+    }
+    if (this.queue.depth === 0 && this.#running + cost <= capacity) return this.#grant(cost);
     let granted!: () => void;
     const taken = new Promise<void>((resolve) => (granted = resolve));
     const ticket = this.queue.admit(granted, {
+      cost,
       ...(options.priority !== undefined && { priority: options.priority }),
       ...(options.deadlineMs !== undefined && { deadlineMs: options.deadlineMs }),
       ...(options.signal !== undefined && { signal: options.signal }),
@@ -103,16 +121,16 @@ export class AdmissionGate {
     this.pump();
     const outcome = await Promise.race([taken.then(() => undefined), ticket.rejected]);
     if (outcome) throw outcome;
-    // The slot was counted when the ticket was taken.
-    return this.#slot();
+    // The slots were counted when the ticket was taken.
+    return this.#slot(cost);
   }
 
-  /** Hands free slots to waiting requests. */
+  /** Hands free slots to waiting requests, in strategy order, as long as the next one's cost fits. */
   pump(): void {
     const free = this.#capacity() - this.#running;
     if (free <= 0) return;
-    for (const ticket of this.queue.take(free)) {
-      this.#running++;
+    for (const ticket of this.queue.takeWithin(free)) {
+      this.#running += ticket.cost;
       ticket.payload();
     }
   }
@@ -122,18 +140,19 @@ export class AdmissionGate {
     this.#offConfig?.();
   }
 
-  #grant(): AdmissionSlot {
-    this.#running++;
-    return this.#slot();
+  #grant(cost: number): AdmissionSlot {
+    this.#running += cost;
+    return this.#slot(cost);
   }
 
-  #slot(): AdmissionSlot {
-    let held = true;
+  #slot(cost: number): AdmissionSlot {
+    let held = cost;
     return {
-      release: () => {
-        if (!held) return;
-        held = false;
-        this.#running--;
+      release: (units = held) => {
+        const freed = Math.min(held, Math.max(0, units));
+        if (freed === 0) return;
+        held -= freed;
+        this.#running -= freed;
         this.pump();
       },
     };

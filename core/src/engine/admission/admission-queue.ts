@@ -58,6 +58,13 @@ export class AdmissionQueue<T> {
     return this.entries.length;
   }
 
+  /** Running slots the waiting requests ask for together (a multi-prompt request costs one per prompt); the watermarks compare this. */
+  get queuedCost(): number {
+    let cost = 0;
+    for (const e of this.entries) cost += e.ticket.cost;
+    return cost;
+  }
+
   /** Whether new requests are being refused. */
   get isShedding(): boolean {
     return this.shedding;
@@ -77,7 +84,7 @@ export class AdmissionQueue<T> {
   admit(payload: T, options: { priority?: Priority; cost?: number; deadlineMs?: number; signal?: AbortSignal } = {}): Ticket<T> {
     this.updateShedding();
     if (this.shedding) {
-      throw new NucleusError(503, 'server_overloaded', `the server is at capacity (${this.depth} requests queued, limit ${this.settings.highWatermark()}); retry shortly`, {
+      throw new NucleusError(503, 'server_overloaded', `the server is at capacity (${this.queuedCost} generations queued, limit ${this.settings.highWatermark()}); retry shortly`, {
         headers: { 'retry-after': '1' },
       });
     }
@@ -123,6 +130,23 @@ export class AdmissionQueue<T> {
     return order.filter((i) => taken.has(i)).map((i) => waiting[i]!);
   }
 
+  /**
+   * Takes requests in the strategy's order while their costs fit in `budget`, stopping at the first that does not
+   * fit: a costly request at the head is never overtaken by cheaper ones, so it cannot starve.
+   */
+  takeWithin(budget: number): Ticket<T>[] {
+    let left = budget;
+    let stopped = false;
+    return this.take(Number.MAX_SAFE_INTEGER, (ticket) => {
+      if (stopped || ticket.cost > left) {
+        stopped = true;
+        return false;
+      }
+      left -= ticket.cost;
+      return true;
+    });
+  }
+
   /** Calls `listener` whenever a request is admitted, so an idle engine loop can wake. */
   onAdmit(listener: () => void): () => void {
     this.listeners.add(listener);
@@ -158,8 +182,9 @@ export class AdmissionQueue<T> {
   }
 
   private updateShedding(): void {
-    if (!this.shedding && this.depth >= this.settings.highWatermark()) this.shedding = true;
-    else if (this.shedding && this.depth < this.settings.lowWatermark()) this.shedding = false;
+    const queued = this.queuedCost;
+    if (!this.shedding && queued >= this.settings.highWatermark()) this.shedding = true;
+    else if (this.shedding && queued < this.settings.lowWatermark()) this.shedding = false;
   }
 
   private now(): number {

@@ -187,7 +187,7 @@ export const CORE_CONFIG_SCHEMA = {
             type: 'string',
             minLength: 1,
             description:
-              'Another model that answers this one\'s requests while its circuit breaker is open or it has no ready version, when its inputs match; the response names the model that answered.',
+              'Another model that answers this one\'s requests while its circuit breaker is open or it has no ready version, when its inputs match (for an LLM: another LLM served here); the response names the model that answered.',
           },
           warmup: {
             type: ['boolean', 'integer'],
@@ -349,14 +349,14 @@ export const CORE_CONFIG_SCHEMA = {
     },
     breaker: {
       type: 'object',
-      description: 'Per-model-version circuit breaker: a version that keeps failing answers 503 `circuit_open` at once instead of running.',
+      description: 'Circuit breaker of each tensor model version and each LLM: one that keeps failing answers 503 `circuit_open` at once instead of running.',
       default: {},
       additionalProperties: false,
       properties: {
         failureThreshold: {
           type: 'integer',
           minimum: 1,
-          description: 'Server-side failures in a row (run errors, crashed or hung workers; not 4xx) that open the breaker.',
+          description: 'Server-side failures in a row (run errors, failed generation steps, crashed or hung workers; not 4xx) that open the breaker.',
           default: 5,
           'x-runtime': true,
         },
@@ -365,6 +365,29 @@ export const CORE_CONFIG_SCHEMA = {
           minimum: 0,
           description: 'How long an open breaker refuses requests (with Retry-After) before letting one trial request through.',
           default: 10_000,
+          'x-runtime': true,
+        },
+      },
+    },
+    memory: {
+      type: 'object',
+      description: 'Memory pressure: when free memory runs low the engines take less at once, and recover when it is free again.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        pressureFreeBytes: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'Free memory below which the server is under pressure: LLM running sequences and step batches, and tensor batch sizes, are halved and LLM prefix caches evict to half their budget, until 10% more than this is free again. 0: off.',
+          default: 0,
+          'x-runtime': true,
+        },
+        checkIntervalMs: {
+          type: 'integer',
+          minimum: 10,
+          description: 'How often free memory is measured against `memory.pressureFreeBytes`.',
+          default: 1000,
           'x-runtime': true,
         },
       },

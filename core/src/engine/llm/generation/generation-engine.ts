@@ -22,13 +22,17 @@ import {
   type Logger,
   type SchedulerStrategy,
 } from '@nucleus/sdk';
+import type { HealthState } from '../../../kernel/health.js';
 import { AdmissionGate } from '../../admission/admission-gate.js';
 import { BackendSelector, CPU_BACKEND } from '../../backend-selector.js';
+import { CircuitBreaker, type BreakerState } from '../../circuit-breaker.js';
+import type { MemoryPressure } from '../../memory-pressure.js';
 import { BERT_TINY_CONFIG } from '../../builtin-models/bert-tiny.js';
 import { defaultModelCacheDir, ensureBuiltinModels } from '../../builtin-models/ensure-builtin-models.js';
 import { withDefaultCpu } from '../../default-cpu-backend.js';
 import { loadLlm, loadTinyLlama } from '../load-llm.js';
 import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
+import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type { GenerationThreadSpec, PrefixCacheSpec, WireGenerateRequest } from './generation-messages.js';
 import { GenerationWorker, type EventChannel } from './generation-worker.js';
 import type { SchedulerSettings } from './scheduler.js';
@@ -39,6 +43,10 @@ export interface GenerationEngineOptions {
   config: { get(path: string): unknown; onChange?(listener: (path: string, value: unknown) => void): () => void };
   events: EventBus;
   logger: Logger;
+  /** Where an open circuit breaker marks the server degraded (`/ready`). */
+  health?: HealthState;
+  /** Under memory pressure workers run fewer sequences at once and prefix caches keep less. */
+  memory?: MemoryPressure;
   backends: ExtensionPointView<Backend>;
   /** Cache policies plugins contribute; the prefix cache uses the one `cache.prefix.policy` names. Without it, no prefix cache. */
   cachePolicies?: ExtensionPointView<CachePolicy>;
@@ -50,6 +58,8 @@ export interface GenerationEngineOptions {
   cacheDir?: string;
   /** Longest gap between two token groups a worker posts. Default 10 ms. */
   flushIntervalMs?: number;
+  /** Test hook only: decoder runs fail as this says, to exercise recovery on a real model. Never set when serving. */
+  faultInjection?: GenerationFaultInjection;
 }
 
 /** The model-specific part of a thread spec; backend and scheduler are added when the worker starts. */
@@ -68,6 +78,10 @@ interface ServedModel {
   chatTemplate: boolean;
   backend?: string;
   prepare(): Promise<ModelSpec>;
+  /** The prefix cache's budget as configured (memory pressure lowers what applies); absent without a cache. */
+  cacheBytes?: number;
+  /** Fails generations fast (503 `circuit_open`) while the model keeps failing. */
+  breaker: CircuitBreaker;
   worker?: GenerationWorker;
   starting?: Promise<GenerationWorker>;
 }
@@ -105,6 +119,7 @@ export class GenerationEngine implements GenerationService {
   readonly #log: Logger;
   readonly #cacheDir: string;
   #offConfig: (() => void) | undefined;
+  #offMemory: (() => void) | undefined;
   #stopped = false;
   /** Server-wide admission of generations: `scheduler.maxRunning` run, the rest wait (queue.*). */
   readonly #gate: AdmissionGate;
@@ -142,7 +157,20 @@ export class GenerationEngine implements GenerationService {
     }
     this.#offConfig = this.options.config.onChange?.((path) => {
       if (path.startsWith('scheduler.')) for (const m of this.#models.values()) m.worker?.configure(this.#schedulerSettings());
-      if (path === 'cache.prefix.maxBytes') for (const m of this.#models.values()) m.worker?.configurePrefixCache(this.#prefixCacheBytes());
+      if (path === 'cache.prefix.maxBytes') {
+        for (const m of this.#models.values()) {
+          if (m.cacheBytes === undefined) continue;
+          m.cacheBytes = this.#prefixCacheBytes();
+          m.worker?.configurePrefixCache(this.#shrink(m.cacheBytes));
+        }
+      }
+    });
+    // Pressure starting or ending reaches running workers at once: fewer sequences per step, a smaller cache.
+    this.#offMemory = this.options.memory?.onChange(() => {
+      for (const m of this.#models.values()) {
+        m.worker?.configure(this.#schedulerSettings());
+        if (m.cacheBytes !== undefined) m.worker?.configurePrefixCache(this.#shrink(m.cacheBytes));
+      }
     });
     await Promise.all(llms.map((m) => this.#worker(this.#models.get(m.name)!).catch(() => undefined)));
   }
@@ -151,8 +179,10 @@ export class GenerationEngine implements GenerationService {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#offConfig?.();
+    this.#offMemory?.();
     this.#gate.queue.rejectAll(unavailable('server_stopping', 'the server is shutting down'));
     const workers = [...this.#models.values()].map((m) => m.worker).filter((w) => w !== undefined);
+    for (const name of this.#models.keys()) this.options.health?.clear(`breaker:${name}`);
     this.#models.clear();
     await Promise.all(workers.map((w) => w.close()));
   }
@@ -166,50 +196,102 @@ export class GenerationEngine implements GenerationService {
   }
 
   async generate(request: GenerateRequest, signal?: AbortSignal): Promise<GenerationStream> {
-    const model = this.#find(request.model);
-    if (model.kind !== 'llm') throw badRequest('model_cannot_generate', `model '${model.name}' is an embedding model; it cannot generate text`, 'model');
-    const wire = toWire(request);
-    const slot = await this.#gate.acquire({
-      priority: wire.priority,
-      ...(request.deadlineMs !== undefined && { deadlineMs: request.deadlineMs }),
-      ...(signal !== undefined && { signal }),
-    });
-    let admitted: Awaited<ReturnType<GenerationWorker['generate']>>;
-    const admittedAt = performance.now();
+    const [stream] = await this.#admit([request], signal);
+    return stream!;
+  }
+
+  async generateBatch(requests: readonly GenerateRequest[], signal?: AbortSignal): Promise<GenerationStream[]> {
+    if (!Array.isArray(requests) || requests.length === 0) throw badRequest('missing_prompt', 'the request needs at least one prompt', 'prompt');
+    const model = requests[0]!.model;
+    if (requests.some((r) => r.model !== model)) throw badRequest('invalid_model', 'the generations of one request must all use one model', 'model');
+    const capacity = this.#gate.capacity;
+    if (requests.length > capacity) {
+      throw badRequest(
+        'too_many_prompts',
+        `the request has ${requests.length} prompts, but at most ${capacity} generations run at once (scheduler.maxRunning); send at most ${capacity} prompts per request`,
+        'prompt',
+      );
+    }
+    return this.#admit(requests, signal);
+  }
+
+  // Admits the generations as one unit: one queue entry costing a running slot each, all submitted together;
+  // when one is refused, those already submitted are cancelled and every slot is given back.
+  async #admit(requests: readonly GenerateRequest[], signal?: AbortSignal): Promise<GenerationStream[]> {
+    const requested = this.#find(requests[0]!.model);
+    if (requested.kind !== 'llm') throw badRequest('model_cannot_generate', `model '${requested.name}' is an embedding model; it cannot generate text`, 'model');
+    const wires = requests.map(toWire);
+    const first = requests[0]!;
+    const model = this.#pass(requested, first.requestId);
+    const breaker = model.breaker;
+    let slot: Awaited<ReturnType<AdmissionGate['acquire']>>;
     try {
-      const worker = await this.#worker(model);
-      admitted = await worker.generate(wire, signal);
+      slot = await this.#gate.acquire({
+        priority: wires[0]!.priority,
+        cost: wires.length,
+        ...(first.deadlineMs !== undefined && { deadlineMs: first.deadlineMs }),
+        ...(signal !== undefined && { signal }),
+      });
     } catch (err) {
-      slot.release();
+      // Shed, timed out or cancelled in the queue: nothing learnt about the model.
+      breaker.ignored();
       throw err;
     }
-    const { admission, events } = admitted;
-    // A cancelled request frees its slot even when nobody reads its stream any more.
-    signal?.addEventListener('abort', () => slot.release(), { once: true });
-    const id = randomId();
-    const priority = request.priority ?? 'normal';
-    this.options.events.emit('generation.start', {
-      model: model.name,
-      requestId: request.requestId ?? id,
-      promptTokens: admission.promptTokens,
-      ...(admission.cachedTokens !== undefined && { cachedPromptTokens: admission.cachedTokens }),
-      maxTokens: admission.maxTokens,
-      priority,
-    });
-    return new AdmittedGeneration(id, model.name, admission.promptTokens, admission.maxTokens, events, (summary) => {
+    const admittedAt = performance.now();
+    let admitted: Awaited<ReturnType<GenerationWorker['generate']>>[];
+    try {
+      const worker = await this.#worker(model);
+      const settled = await Promise.allSettled(wires.map((wire) => worker.generate(wire, signal)));
+      const refused = settled.find((r) => r.status === 'rejected');
+      if (refused) {
+        for (const r of settled) if (r.status === 'fulfilled') void r.value.events[Symbol.asyncIterator]().return?.();
+        throw refused.reason;
+      }
+      admitted = settled.map((r) => (r as PromiseFulfilledResult<(typeof admitted)[number]>).value);
+    } catch (err) {
       slot.release();
-      this.options.events.emit('generation.end', {
+      breaker.failed(err);
+      throw err;
+    }
+    // A cancelled request frees its slots even when nobody reads its streams any more.
+    signal?.addEventListener(
+      'abort',
+      () => {
+        slot.release();
+        breaker.ignored();
+      },
+      { once: true },
+    );
+    return admitted.map(({ admission, events }, i) => {
+      const request = requests[i]!;
+      const id = randomId();
+      const priority = request.priority ?? 'normal';
+      this.options.events.emit('generation.start', {
         model: model.name,
         requestId: request.requestId ?? id,
         promptTokens: admission.promptTokens,
-        completionTokens: summary.completionTokens,
-        ...(summary.firstTokenAt !== undefined && { ttftMs: summary.firstTokenAt - admittedAt }),
-        ...(summary.completionTokens > 1 &&
-          summary.firstTokenAt !== undefined && { meanItlMs: (summary.endedAt - summary.firstTokenAt) / (summary.completionTokens - 1) }),
-        durationMs: summary.endedAt - admittedAt,
-        finishReason: summary.finishReason,
+        ...(admission.cachedTokens !== undefined && { cachedPromptTokens: admission.cachedTokens }),
+        maxTokens: admission.maxTokens,
         priority,
-        ...(summary.errorCode !== undefined && { errorCode: summary.errorCode }),
+      });
+      return new AdmittedGeneration(id, model.name, admission.promptTokens, admission.maxTokens, events, (summary) => {
+        slot.release(1);
+        if (summary.error !== undefined) breaker.failed(summary.error, failureKeyOf(summary.error));
+        else if (summary.finishReason === 'abort') breaker.ignored();
+        else breaker.succeeded();
+        this.options.events.emit('generation.end', {
+          model: model.name,
+          requestId: request.requestId ?? id,
+          promptTokens: admission.promptTokens,
+          completionTokens: summary.completionTokens,
+          ...(summary.firstTokenAt !== undefined && { ttftMs: summary.firstTokenAt - admittedAt }),
+          ...(summary.completionTokens > 1 &&
+            summary.firstTokenAt !== undefined && { meanItlMs: (summary.endedAt - summary.firstTokenAt) / (summary.completionTokens - 1) }),
+          durationMs: summary.endedAt - admittedAt,
+          finishReason: summary.finishReason,
+          priority,
+          ...(summary.errorCode !== undefined && { errorCode: summary.errorCode }),
+        });
       });
     });
   }
@@ -257,8 +339,53 @@ export class GenerationEngine implements GenerationService {
     return model;
   }
 
-  #add(model: ServedModel): void {
-    this.#models.set(model.name, model);
+  #add(model: Omit<ServedModel, 'breaker'>): void {
+    const name = model.name;
+    const breaker = new CircuitBreaker({
+      label: `model '${name}'`,
+      settings: () => ({
+        failureThreshold: (this.options.config.get('breaker.failureThreshold') as number | undefined) ?? 5,
+        cooldownMs: (this.options.config.get('breaker.cooldownMs') as number | undefined) ?? 10_000,
+      }),
+      onChange: (state, reason) => this.#breakerChanged(name, state, reason),
+    });
+    // In place: a configured model's `prepare` writes to this very object.
+    Object.assign(model, { breaker });
+    this.#models.set(name, model as ServedModel);
+  }
+
+  // As the tensor engine does: an open breaker makes /ready degraded with why, and the event lets dashboards follow.
+  #breakerChanged(name: string, state: BreakerState, reason: string): void {
+    const key = `breaker:${name}`;
+    if (state === 'closed') this.options.health?.clear(key);
+    else this.options.health?.set({ key, severity: 'degraded', reason: `model '${name}': circuit breaker ${state}: ${reason}` });
+    this.options.events.emit('breaker.state', { model: name, version: '1', state, reason });
+    this.#log[state === 'closed' ? 'info' : 'warn']({ model: name, state, reason }, 'circuit breaker');
+  }
+
+  // The model that takes a request for `model`: itself when its breaker lets the request through, otherwise its
+  // configured fallback (`models[].fallback`, another LLM served here) when that one's breaker does; else the
+  // first refusal. The breaker that let it through must hear how the request ended.
+  #pass(model: ServedModel, requestId: string | undefined): ServedModel {
+    try {
+      model.breaker.admit();
+      return model;
+    } catch (err) {
+      const configured = (this.options.config.get('models') as { name: string; fallback?: string }[] | undefined) ?? [];
+      const name = configured.find((m) => m.name === model.name)?.fallback;
+      const fallback = name === undefined || name === model.name ? undefined : this.#models.get(name);
+      if (!fallback || fallback.kind !== 'llm' || fallback.state === 'failed') throw err;
+      try {
+        fallback.breaker.admit();
+      } catch {
+        // The fallback is failing too: the client hears about the model it asked for.
+        throw err;
+      }
+      const reason = `${(err as NucleusError).code}: ${(err as NucleusError).message}`;
+      this.options.events.emit('model.fallback', { model: model.name, fallback: fallback.name, reason, ...(requestId !== undefined && { requestId }) });
+      this.#log.warn({ model: model.name, fallback: fallback.name, reason }, 'serving the request with the fallback model');
+      return fallback;
+    }
   }
 
   #worker(model: ServedModel): Promise<GenerationWorker> {
@@ -292,7 +419,8 @@ export class GenerationEngine implements GenerationService {
             ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 10,
-            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model.name)),
+            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model)),
+            ...(this.options.faultInjection && { faultInjection: this.options.faultInjection }),
           },
           {
             logger: this.#log.child({ model: model.name }),
@@ -344,7 +472,8 @@ export class GenerationEngine implements GenerationService {
   }
 
   // The prefix cache of a new decoder thread, or nothing when it is off or no usable policy is contributed.
-  #prefixCacheSpec(model: string): { prefixCache: PrefixCacheSpec } | undefined {
+  #prefixCacheSpec(served: ServedModel): { prefixCache: PrefixCacheSpec } | undefined {
+    const model = served.name;
     const get = (path: string) => this.options.config.get(path);
     if (get('cache.prefix.enabled') === false) return undefined;
     const name = (get('cache.prefix.policy') as string | undefined) ?? 'lru';
@@ -354,7 +483,8 @@ export class GenerationEngine implements GenerationService {
       this.#log.warn({ model, reason: why }, 'prefix cache off');
       return undefined;
     }
-    return { prefixCache: { maxBytes: this.#prefixCacheBytes(), blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16, policy: name, policyModule: policy.module } };
+    served.cacheBytes = this.#prefixCacheBytes();
+    return { prefixCache: { maxBytes: this.#shrink(served.cacheBytes), blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16, policy: name, policyModule: policy.module } };
   }
 
   // `cache.prefix.maxBytes`, or by default 80% of the memory free now, shared by the LLMs served.
@@ -365,12 +495,17 @@ export class GenerationEngine implements GenerationService {
     return Math.floor((freemem() * 0.8) / Math.max(1, llms));
   }
 
+  // A size as it applies now: halved under memory pressure.
+  #shrink(size: number): number {
+    return this.options.memory?.shrink(size) ?? size;
+  }
+
   #schedulerSettings(): SchedulerSettings {
     const get = (path: string) => this.options.config.get(path);
     const strategy = get('scheduler.strategy');
     return {
-      maxRunning: (get('scheduler.maxRunning') as number | undefined) ?? 32,
-      maxBatchSize: (get('scheduler.maxBatchSize') as number | undefined) ?? 32,
+      maxRunning: this.#shrink((get('scheduler.maxRunning') as number | undefined) ?? 32),
+      maxBatchSize: this.#shrink((get('scheduler.maxBatchSize') as number | undefined) ?? 32),
       batchWindowMs: (get('scheduler.batchWindowMs') as number | undefined) ?? 50,
       // Strategies from plugins run on the main thread; inside the worker only these two exist.
       strategy: strategy === 'fifo' ? 'fifo' : 'priority',
@@ -390,10 +525,11 @@ export class GenerationEngine implements GenerationService {
       created: m.created,
       running: m.worker?.running ?? 0,
       waiting: m.worker?.waiting ?? 0,
+      ...(m.kind === 'llm' && { breaker: m.breaker.status() }),
     };
   }
 
-  #builtinChat(): ServedModel {
+  #builtinChat(): Omit<ServedModel, 'breaker'> {
     return {
       name: BUILTIN_CHAT_MODEL,
       kind: 'llm',
@@ -410,7 +546,7 @@ export class GenerationEngine implements GenerationService {
     };
   }
 
-  #builtinEmbedding(): ServedModel {
+  #builtinEmbedding(): Omit<ServedModel, 'breaker'> {
     return {
       name: BUILTIN_EMBEDDING_MODEL,
       kind: 'embedding',
@@ -431,8 +567,8 @@ export class GenerationEngine implements GenerationService {
     };
   }
 
-  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: 'generic' | 'contrib'): ServedModel {
-    const model: ServedModel = {
+  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: 'generic' | 'contrib'): Omit<ServedModel, 'breaker'> {
+    const model: Omit<ServedModel, 'breaker'> = {
       name,
       kind: 'llm',
       origin: 'config',
@@ -535,12 +671,20 @@ function randomId(): string {
   return crypto.randomUUID().replaceAll('-', '');
 }
 
+// The key the thread gives the failures of one step, so the requests it ended count once against the breaker.
+function failureKeyOf(err: unknown): string | undefined {
+  const cause = (err as { cause?: { failure?: unknown } } | undefined)?.cause;
+  return typeof cause?.failure === 'string' ? cause.failure : undefined;
+}
+
 interface GenerationSummary {
   completionTokens: number;
   firstTokenAt?: number;
   endedAt: number;
   finishReason: 'stop' | 'length' | 'abort' | 'error';
   errorCode?: string;
+  /** What the generation failed with. */
+  error?: NucleusError;
 }
 
 /** An admitted generation: its events, with telemetry taken on the way through. */
@@ -561,6 +705,7 @@ class AdmittedGeneration implements GenerationStream {
     let completionTokens = 0;
     let reason: GenerationSummary['finishReason'] = 'abort';
     let errorCode: string | undefined;
+    let error: NucleusError | undefined;
     try {
       for await (const event of this.channel) {
         if (event.type === 'token' && firstTokenAt === undefined) firstTokenAt = performance.now();
@@ -570,8 +715,11 @@ class AdmittedGeneration implements GenerationStream {
       }
     } catch (err) {
       reason = 'error';
-      errorCode = toNucleusError(err).code;
-      throw err;
+      error = toNucleusError(err);
+      errorCode = error.code;
+      // A 503 from the thread (out of memory, a worker that died) is worth retrying: say when.
+      if (error.status === 503) error.headers['retry-after'] ??= '1';
+      throw error;
     } finally {
       this.onEnd({
         completionTokens,
@@ -579,6 +727,7 @@ class AdmittedGeneration implements GenerationStream {
         endedAt: performance.now(),
         finishReason: reason,
         ...(errorCode !== undefined && { errorCode }),
+        ...(error !== undefined && { error }),
       });
     }
   }

@@ -1,8 +1,9 @@
 import type { FinishReason, GenerationPriority } from '@nucleus/sdk';
 import { blockFromRow, pastFromBlocks } from '../prefix-cache/kv-blocks.js';
 import type { PrefixCache } from '../prefix-cache/prefix-cache.js';
+import { isAllocationFailure } from './allocation-failure.js';
 import { isResidentKvRunner, type CachedPrefix, type ResidentKvRunner } from './contrib-session.js';
-import type { DecoderRunner, StepResult } from './decoder-session.js';
+import type { DecoderRunner } from './decoder-session.js';
 import { KvBatch, type KvArray, type RowSource } from './kv-batch.js';
 import { Sampler, type LogitsRow, type SamplingParams } from './sampler.js';
 import type { GenerationScheduler, WaitingSequence } from './scheduler.js';
@@ -38,7 +39,10 @@ export interface LoopSink {
   token(id: number, tokenId: number, text: string): void;
   /** A sequence ended; `text` is held-back output released at the end. */
   finish(id: number, reason: FinishReason, text: string, completionTokens: number, stop?: string): void;
-  /** A step failed; these sequences are dropped. */
+  /**
+   * A step failed for these sequences, also when run alone (and, for an allocation failure, with the prefix cache
+   * emptied); they are dropped, the others go on.
+   */
   fail(ids: readonly number[], err: unknown): void;
   /** A sequence was prefilled; `cachedTokens` of its prompt came from the prefix cache. */
   prefilled?(id: number, cachedTokens: number): void;
@@ -55,6 +59,19 @@ export interface StepReport {
   durationMs: number;
 }
 
+/** How the loop got through failed steps, counted since it started. */
+export interface StepRecovery {
+  /** Times an allocation failure emptied the prefix cache before the step was tried again. */
+  cacheFlushes: number;
+  /** Times a failed step was split into smaller batches. */
+  splits: number;
+  /** Sequences that failed even in a step of their own. */
+  failedAlone: number;
+}
+
+/** One part of a step run over some rows: its result, or the error it failed with alone. */
+type StepPart<R> = { ok: true; rows: number[]; result: R } | { ok: false; rows: number[]; error: unknown };
+
 /** The outcome of one iteration. */
 export interface IterationResult {
   /** Nothing ran: nothing is running, and nothing waiting may start yet. */
@@ -63,6 +80,9 @@ export interface IterationResult {
   wakeInMs?: number;
   steps: StepReport[];
 }
+
+/** Steps that go through at a row cap before twice as many rows are tried again. */
+const CAP_PROBE_STEPS = 32;
 
 class Sequence implements WaitingSequence {
   readonly id: number;
@@ -114,6 +134,15 @@ export class GenerationLoop {
   #running: Sequence[] = [];
   #kv: KvBatch | undefined;
   #arrivals = 0;
+  /**
+   * Most rows one step runs since an allocation failure split a step: doubled after every {@link CAP_PROBE_STEPS}
+   * steps that went through at it, cleared when it covers the batch or the running batch empties.
+   */
+  #rowCap: number | undefined;
+  #stepsAtCap = 0;
+  /** The prefix cache was emptied in this iteration already. */
+  #flushed = false;
+  readonly #recovery: StepRecovery = { cacheFlushes: 0, splits: 0, failedAlone: 0 };
 
   constructor(options: { runner: DecoderRunner | ResidentKvRunner; scheduler: GenerationScheduler; sink: LoopSink; maxContext: number; now?: () => number; prefixCache?: PrefixCache }) {
     if (isResidentKvRunner(options.runner)) this.#resident = options.runner;
@@ -133,6 +162,16 @@ export class GenerationLoop {
   /** Sequences waiting for a slot. */
   get waiting(): number {
     return this.#waiting.length;
+  }
+
+  /** How failed steps were got through so far. */
+  get recovery(): Readonly<StepRecovery> {
+    return this.#recovery;
+  }
+
+  /** Most rows a step runs while an allocation failure keeps steps split; undefined when not split. */
+  get rowCap(): number | undefined {
+    return this.#rowCap;
   }
 
   /** Queues a sequence; it joins the running batch when the scheduler admits it. */
@@ -155,6 +194,7 @@ export class GenerationLoop {
   /** One iteration: drop cancelled sequences, admit and prefill newcomers, then one decode step for all. */
   async iterate(): Promise<IterationResult> {
     const steps: StepReport[] = [];
+    this.#flushed = false;
     this.#dropCancelled();
     const plan = this.#scheduler.plan(this.#waiting, this.#running.length, this.#now());
     if (plan.admit.length > 0) {
@@ -165,6 +205,10 @@ export class GenerationLoop {
       steps.push(...(await (this.#resident ? this.#prefillResident(this.#resident, ordered) : this.#prefill(ordered))));
     }
     if (this.#running.length > 0) steps.push(await (this.#resident ? this.#decodeResident(this.#resident) : this.#decode()));
+    if (this.#running.length === 0) {
+      this.#rowCap = undefined;
+      this.#stepsAtCap = 0;
+    }
     if (steps.length === 0) return { idle: true, ...(plan.wakeInMs !== undefined && { wakeInMs: plan.wakeInMs }), steps };
     return { idle: false, steps };
   }
@@ -195,28 +239,33 @@ export class GenerationLoop {
       const tokens = group.reduce((n, s) => n + s.init.promptIds.length - s.cachedTokens, 0);
       const cachedTokens = group.reduce((n, s) => n + s.cachedTokens, 0);
       steps.push({ phase: 'prefill', sequences: group.length, tokens, ...(cachedTokens > 0 && { cachedTokens }), durationMs: 0 });
-      let result: StepResult;
-      try {
-        result = await this.#runner.prefill(
-          group.map((s) => (s.cachedTokens > 0 ? s.init.promptIds.slice(s.cachedTokens) : s.init.promptIds)),
-          from,
-        );
-      } catch (err) {
-        this.#sink.fail(
-          group.map((s) => s.id),
-          err,
-        );
-        steps.at(-1)!.durationMs = this.#now() - started;
-        continue;
-      }
-      group.forEach((seq, row) => {
-        this.#sink.prefilled?.(seq.id, seq.cachedTokens);
-        this.#retain(seq, result.kv, row);
-        if (this.#accept(seq, result.logits[row]!, result.kv.lengths[row]!)) {
-          survivors.push({ batch: result.kv, row });
-          joined.push(seq);
+      const parts = await this.#runSplit(
+        group.map((_, row) => row),
+        (rows) =>
+          this.#runner.prefill(
+            rows.map((r) => group[r]!).map((seq) => (seq.cachedTokens > 0 ? seq.init.promptIds.slice(seq.cachedTokens) : seq.init.promptIds)),
+            from && rows.length < group.length ? KvBatch.gather(this.#runner.layout, rows.map((row) => ({ batch: from, row }))) : from,
+          ),
+      );
+      for (const part of parts) {
+        if (!part.ok) {
+          this.#sink.fail(
+            part.rows.map((r) => group[r]!.id),
+            part.error,
+          );
+          continue;
         }
-      });
+        const result = part.result;
+        part.rows.forEach((r, row) => {
+          const seq = group[r]!;
+          this.#sink.prefilled?.(seq.id, seq.cachedTokens);
+          this.#retain(seq, result.kv, row);
+          if (this.#accept(seq, result.logits[row]!, result.kv.lengths[row]!)) {
+            survivors.push({ batch: result.kv, row });
+            joined.push(seq);
+          }
+        });
+      }
       steps.at(-1)!.durationMs = this.#now() - started;
     }
     const kept: RowSource[] = this.#kv ? this.#running.map((_, row) => ({ batch: this.#kv!, row })) : [];
@@ -311,29 +360,114 @@ export class GenerationLoop {
   async #decode(): Promise<StepReport> {
     const started = this.#now();
     const running = this.#running;
-    let result: StepResult;
-    try {
-      result = await this.#runner.decode(
-        this.#kv!,
-        running.map((s) => s.lastToken),
-      );
-    } catch (err) {
-      this.#running = [];
-      this.#kv = undefined;
-      this.#sink.fail(
-        running.map((s) => s.id),
-        err,
-      );
-      return { phase: 'decode', sequences: running.length, tokens: 0, durationMs: this.#now() - started };
+    const kv = this.#kv!;
+    const parts = await this.#runSplit(
+      running.map((_, row) => row),
+      (rows) =>
+        this.#runner.decode(
+          rows.length === running.length ? kv : KvBatch.gather(this.#runner.layout, rows.map((row) => ({ batch: kv, row }))),
+          rows.map((r) => running[r]!.lastToken),
+        ),
+    );
+    let stepKv: KvBatch;
+    let logits: LogitsRow[];
+    const only = parts.length === 1 ? parts[0]! : undefined;
+    if (only?.ok) {
+      stepKv = only.result.kv;
+      logits = only.result.logits;
+    } else {
+      // Split or partly failed: the rows that ran go on, gathered back into one batch in their order.
+      const sources: RowSource[] = [];
+      const kept: Sequence[] = [];
+      logits = [];
+      for (const part of parts) {
+        if (!part.ok) {
+          this.#sink.fail(
+            part.rows.map((r) => running[r]!.id),
+            part.error,
+          );
+          continue;
+        }
+        part.rows.forEach((r, i) => {
+          sources.push({ batch: part.result.kv, row: i });
+          logits.push(part.result.logits[i]!);
+          kept.push(running[r]!);
+        });
+      }
+      this.#running = kept;
+      if (kept.length === 0) {
+        this.#kv = undefined;
+        return { phase: 'decode', sequences: running.length, tokens: 0, durationMs: this.#now() - started };
+      }
+      stepKv = KvBatch.gather(this.#runner.layout, sources);
     }
     const keep: number[] = [];
-    running.forEach((seq, row) => {
-      if (this.#accept(seq, result.logits[row]!, result.kv.lengths[row]!)) keep.push(row);
-      else this.#retain(seq, result.kv, row);
+    this.#running.forEach((seq, row) => {
+      if (this.#accept(seq, logits[row]!, stepKv.lengths[row]!)) keep.push(row);
+      else this.#retain(seq, stepKv, row);
     });
-    this.#kv = result.kv;
+    this.#kv = stepKv;
+    const ran = this.#running.length;
     this.#keepRows(keep);
-    return { phase: 'decode', sequences: running.length, tokens: running.length, durationMs: this.#now() - started };
+    return { phase: 'decode', sequences: running.length, tokens: ran, durationMs: this.#now() - started };
+  }
+
+  /**
+   * Runs a step over `rows` (in chunks of the row cap while one holds). A part that fails is tried again: after an
+   * allocation failure with the prefix cache emptied (once per iteration), then in two halves, down to single rows;
+   * a row that fails alone is reported failed, so one bad or oversized sequence fails alone and the others go on.
+   */
+  async #runSplit<R>(rows: number[], run: (rows: number[]) => Promise<R>): Promise<StepPart<R>[]> {
+    const cap = this.#rowCap ?? rows.length;
+    const parts: StepPart<R>[] = [];
+    for (let i = 0; i < rows.length; i += cap) parts.push(...(await this.#tryPart(rows.slice(i, i + cap), run)));
+    // Memory may have come back: after a run of steps that went through at the cap, try twice as many rows.
+    if (this.#rowCap !== undefined && this.#rowCap === cap && parts.every((p) => p.ok) && ++this.#stepsAtCap >= CAP_PROBE_STEPS) {
+      this.#stepsAtCap = 0;
+      this.#rowCap = cap * 2 >= this.#scheduler.capacity ? undefined : cap * 2;
+    }
+    return parts;
+  }
+
+  async #tryPart<R>(rows: number[], run: (rows: number[]) => Promise<R>): Promise<StepPart<R>[]> {
+    let error: unknown;
+    try {
+      return [{ ok: true, rows, result: await run(rows) }];
+    } catch (err) {
+      error = err;
+    }
+    if (isAllocationFailure(error) && this.#flushCache()) {
+      try {
+        return [{ ok: true, rows, result: await run(rows) }];
+      } catch (err) {
+        error = err;
+      }
+    }
+    if (rows.length === 1) {
+      this.#recovery.failedAlone++;
+      return [{ ok: false, rows, error }];
+    }
+    this.#recovery.splits++;
+    const half = Math.ceil(rows.length / 2);
+    // Memory is short: later steps start at this size instead of failing at the full one first.
+    if (isAllocationFailure(error)) {
+      this.#rowCap = Math.min(this.#rowCap ?? half, half);
+      this.#stepsAtCap = 0;
+    }
+    return [...(await this.#tryPart(rows.slice(0, half), run)), ...(await this.#tryPart(rows.slice(half), run))];
+  }
+
+  // Frees the prefix cache's memory for a step that could not allocate (at most once per iteration); false when
+  // there was nothing to free.
+  #flushCache(): boolean {
+    const cache = this.#cache;
+    if (!cache || this.#flushed || cache.stats.bytes === 0) return false;
+    this.#flushed = true;
+    const capacity = cache.stats.capacityBytes;
+    cache.resize(0);
+    cache.resize(capacity);
+    this.#recovery.cacheFlushes++;
+    return true;
   }
 
   /** Samples a sequence's next token and applies the stop rules; true while the sequence goes on. */

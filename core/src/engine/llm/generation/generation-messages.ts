@@ -1,6 +1,7 @@
 import type { ChatMessage, EmbeddingPooling, FinishReason, GenerationPriority, SamplingOptions, SessionOptions } from '@nucleus/sdk';
 import type { DecoderConfig, TokenizerSpec } from '../llm-model.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
+import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** The encoder facts an embedding thread needs (for built-in encoders without a tokenizer of their own). */
@@ -33,6 +34,8 @@ export interface GenerationThreadSpec {
   flushIntervalMs: number;
   /** The prefix cache of a decoder; absent when it is off. */
   prefixCache?: PrefixCacheSpec;
+  /** Test hook only: runs of a decoder fail as this says (see {@link GenerationFaultInjection}). */
+  faultInjection?: GenerationFaultInjection;
 }
 
 /** How a decoder thread builds its prefix cache. */
@@ -80,7 +83,7 @@ export type ToGenerationThread =
 export type WireGenerationEvent =
   | { kind: 'token'; id: number; index: number; tokenId: number; text: string }
   | { kind: 'finish'; id: number; index: number; reason: FinishReason; text: string; completionTokens: number; stop?: string; /** Prompt tokens this choice took from the prefix cache. */ cachedTokens?: number }
-  | { kind: 'fail'; id: number; status: number; code: string; message: string };
+  | { kind: 'fail'; id: number; status: number; code: string; message: string; /** Shared by the requests one failed step ended, so it counts once. */ failure?: string };
 
 /** Telemetry of the steps since the last report. */
 export interface WireStepStats {

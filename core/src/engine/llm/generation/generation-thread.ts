@@ -1,7 +1,7 @@
 // The body of a generation worker thread. It owns the ORT session, so `session.run` blocks this thread and never
 // the server's event loop, and it runs the whole engine loop here: admit, schedule, step, sample, stop checks,
 // emit. The main thread only submits requests and relays the token groups this thread posts.
-import { randomInt } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { NucleusError, toNucleusError, type Backend, type CachePolicy, type CachePolicyFactory, type SessionOptions } from '@nucleus/sdk';
@@ -9,10 +9,12 @@ import { createBackendSession } from '../../backend-session.js';
 import type { LlmTokenizer } from '../llm-model.js';
 import { PrefixCache, type PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import { createTokenizer } from '../tokenizers/create-tokenizer.js';
+import { isAllocationFailure } from './allocation-failure.js';
 import { chatRenderer } from './chat-prompt.js';
 import { ContribDecoderSession } from './contrib-session.js';
 import { DecoderSession, kvLayoutOf } from './decoder-session.js';
 import { Embedder } from './embedding/embedder.js';
+import { FaultInjectingRunner, releaseAllocationFailureSession } from './fault-injecting-runner.js';
 import type { FromGenerationThread, GenerationThreadSpec, PrefixCacheSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
 import { GenerationLoop, type LoopSink } from './generation-loop.js';
 import { Outbox } from './outbox.js';
@@ -86,6 +88,8 @@ class DecoderEngine {
   readonly #cached = new Map<number, number>();
   #nextSeq = 1;
   #lastStats: string | undefined;
+  /** Names the current loop iteration in failures, so the requests one failed step ends count as one failure. */
+  #iteration = randomUUID();
 
   constructor(
     session: ort.InferenceSession,
@@ -136,17 +140,30 @@ class DecoderEngine {
           const c = this.#choices.get(seq);
           if (c) failed.add(c.request);
         }
-        for (const request of failed) this.#failRequest(request, new NucleusError(500, 'generation_failed', `the model failed to run: ${e.message}`));
+        // Out of memory even alone, with the prefix cache emptied: the server is short of memory now, the model is fine.
+        const error = isAllocationFailure(err)
+          ? new NucleusError(503, 'insufficient_memory', `the model ran out of memory for this request, even in a step of its own with the prefix cache emptied; retry later or with a shorter prompt: ${e.message}`)
+          : new NucleusError(500, 'generation_failed', `the model failed to run: ${e.message}`);
+        for (const request of failed) this.#failRequest(request, error, this.#iteration);
       },
     };
     // A contrib graph runs over KV buffers its runner keeps, sized for the scheduler's batch (they grow if it rises).
-    const runner =
-      d.config.graphStyle === 'contrib' ? new ContribDecoderSession(session, d.config, { initialRows: scheduler.capacity }) : new DecoderSession(session, d.config);
+    const generic = () => {
+      const real = new DecoderSession(session, d.config);
+      return spec.faultInjection ? new FaultInjectingRunner(real, spec.faultInjection, () => prefixCache?.stats.bytes ?? 0) : real;
+    };
+    const runner = d.config.graphStyle === 'contrib' ? new ContribDecoderSession(session, d.config, { initialRows: scheduler.capacity }) : generic();
     this.loop = new GenerationLoop({ runner, scheduler, sink, maxContext: this.#maxContext, ...(prefixCache && { prefixCache }) });
   }
 
   get maxContext(): number {
     return this.#maxContext;
+  }
+
+  /** One iteration of the loop. */
+  iterate(): ReturnType<GenerationLoop['iterate']> {
+    this.#iteration = randomUUID();
+    return this.loop.iterate();
   }
 
   submit(id: number, request: WireGenerateRequest): void {
@@ -222,7 +239,7 @@ class DecoderEngine {
     return c;
   }
 
-  #failRequest(request: number, err: NucleusError): void {
+  #failRequest(request: number, err: NucleusError, failure?: string): void {
     const admitted = this.#requests.get(request);
     if (!admitted) return;
     // Its other choices may still be running or waiting: take them out quietly.
@@ -234,7 +251,7 @@ class DecoderEngine {
       this.loop.cancel(seq);
     }
     this.#requests.delete(request);
-    this.outbox.push({ kind: 'fail', id: request, status: err.status, code: err.code, message: err.message });
+    this.outbox.push({ kind: 'fail', id: request, status: err.status, code: err.code, message: err.message, ...(failure !== undefined && { failure }) });
   }
 }
 
@@ -347,6 +364,7 @@ async function main(): Promise<void> {
       // Ending a thread while ORT holds a session (let alone runs it) can abort the whole process: release first.
       engine?.outbox.flush();
       await embedder.release();
+      await releaseAllocationFailureSession();
       await opened.session.release();
       process.exit(exitCode);
     }
@@ -364,7 +382,7 @@ async function main(): Promise<void> {
       await sleep(undefined);
       continue;
     }
-    const result = await engine.loop.iterate();
+    const result = await engine.iterate();
     for (const step of result.steps) engine.outbox.record(step);
     if (result.idle) {
       engine.outbox.flush();

@@ -62,7 +62,7 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
   /** Adds an event from the thread; the last choice's finish adds the `done` event with usage. */
   push(event: WireGenerationEvent): void {
     if (this.#ended) return;
-    if (event.kind === 'fail') return this.fail(new NucleusError(event.status, event.code, event.message));
+    if (event.kind === 'fail') return this.fail(new NucleusError(event.status, event.code, event.message, event.failure === undefined ? {} : { cause: { failure: event.failure } }));
     if (event.kind === 'token') {
       this.#queue.push({ type: 'token', index: event.index, tokenId: event.tokenId, text: event.text });
     } else {

@@ -1,0 +1,86 @@
+import * as ort from 'onnxruntime-node';
+import { GraphBuilder } from '@nucleus/sdk/onnx';
+import type { DecoderRunner, StepResult } from './decoder-session.js';
+import type { KvBatch, KvLayout } from './kv-batch.js';
+
+/**
+ * Fault injection, a test hook only (`GenerationEngineOptions.faultInjection`; nothing in config sets it): makes a
+ * decoder's runs fail the way onnxruntime does, so that the engine's recovery from failed steps can be tested on a
+ * real model. Never set it when serving.
+ */
+export interface GenerationFaultInjection {
+  /**
+   * A simulated memory limit: a step whose present KV tensors (rows × positions after the step), plus the bytes the
+   * prefix cache holds, need more than this fails the way a run that cannot get memory fails: onnxruntime is made
+   * to fail a real allocation, and its error is the step's.
+   */
+  memoryLimitBytes?: number;
+  /** Every run fails with this message. */
+  failRuns?: string;
+}
+
+let oversized: Promise<ort.InferenceSession> | undefined;
+
+/**
+ * Runs a one-node graph (`ConstantOfShape`) asking for a 256 TiB tensor, more than a 64-bit process can address
+ * (so not even an overcommitting kernel hands it out), so that onnxruntime's allocator really fails; resolves to the
+ * error onnxruntime throws for it.
+ */
+export async function realAllocationFailure(): Promise<Error> {
+  oversized ??= (() => {
+    const g = new GraphBuilder('oversized');
+    const shape = g.input('shape', 'int64', [1]);
+    g.output(g.node('ConstantOfShape', [shape]), 'float32', ['n']);
+    return ort.InferenceSession.create(g.toModel({ producer: 'nucleus-fault-injection' }).encode(), { logSeverityLevel: 4 });
+  })();
+  const session = await oversized;
+  try {
+    await session.run({ shape: new ort.Tensor('int64', BigInt64Array.from([2n ** 46n]), [1]) });
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
+  }
+  throw new Error('onnxruntime allocated a 256 TiB tensor; the simulated memory limit cannot fail this run');
+}
+
+/** Releases the session {@link realAllocationFailure} opened, if any (before a thread that used it ends). */
+export async function releaseAllocationFailureSession(): Promise<void> {
+  const session = oversized;
+  oversized = undefined;
+  await (await session)?.release();
+}
+
+/** A {@link DecoderRunner} that fails runs as {@link GenerationFaultInjection} says and otherwise runs the real one. */
+export class FaultInjectingRunner implements DecoderRunner {
+  readonly #perToken: number;
+
+  constructor(
+    private readonly inner: DecoderRunner,
+    private readonly faults: GenerationFaultInjection,
+    /** Bytes held besides the step (the prefix cache). */
+    private readonly heldBytes: () => number,
+  ) {
+    const l: KvLayout = inner.layout;
+    this.#perToken = l.numLayers * 2 * l.numKvHeads * l.headDim * (l.dtype === 'float16' ? 2 : 4);
+  }
+
+  get layout(): KvLayout {
+    return this.inner.layout;
+  }
+
+  async prefill(prompts: readonly (readonly number[])[], past?: KvBatch): Promise<StepResult> {
+    await this.#check(prompts.length, (past?.pastLength ?? 0) + Math.max(...prompts.map((p) => p.length)));
+    return this.inner.prefill(prompts, past);
+  }
+
+  async decode(kv: KvBatch, tokens: readonly number[]): Promise<StepResult> {
+    await this.#check(kv.rows, kv.pastLength + 1);
+    return this.inner.decode(kv, tokens);
+  }
+
+  async #check(rows: number, positions: number): Promise<void> {
+    if (this.faults.failRuns !== undefined) throw new Error(this.faults.failRuns);
+    const limit = this.faults.memoryLimitBytes;
+    if (limit === undefined) return;
+    if (rows * positions * this.#perToken + this.heldBytes() > limit) throw await realAllocationFailure();
+  }
+}
