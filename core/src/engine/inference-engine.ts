@@ -11,6 +11,7 @@ import {
   type InferenceService,
   type InferRequest,
   type InferResult,
+  type ModelTransform,
   type Logger,
   type ModelInfo,
   type ModelVersionInfo,
@@ -24,6 +25,8 @@ import { withDefaultCpu } from './default-cpu-backend.js';
 import type { BreakerState } from './circuit-breaker.js';
 import { LoadedModel } from './loaded-model.js';
 import { readModelManifest, verifyChecksums, type ModelManifest } from './model-manifest.js';
+import { defaultModelCacheDir } from './builtin-models/index.js';
+import { applyModelTransform } from './model-transforms.js';
 import { compareVersions, ModelRepository, type ConfiguredModel, type ModelSource, type SourceProblem } from './model-repository.js';
 
 /** What the engine needs from the kernel. */
@@ -36,6 +39,8 @@ export interface InferenceEngineOptions {
   backends: ExtensionPointView<Backend>;
   /** `schedulerStrategy` contributions; `workers.routing` names the one that picks a replica for each batch. */
   strategies?: ExtensionPointView<SchedulerStrategy>;
+  /** Graph rewrites plugins contribute; `models[].quantize` names one. */
+  transforms?: ExtensionPointView<ModelTransform>;
   /** Serve the generated built-in models when no model is configured. Default true. */
   builtinModels?: boolean;
   /** Where the built-in models are generated; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
@@ -260,7 +265,8 @@ export class InferenceEngine implements InferenceService {
     return (await this.#selector.status()).map((s) => (s.pluginId === 'kernel' ? { name: s.name, rank: s.rank, probe: s.probe } : s));
   }
 
-  async #load(source: ModelSource): Promise<void> {
+  async #load(configured: ModelSource): Promise<void> {
+    let source = configured;
     const { name, version } = source;
     const versions = this.#entries.get(name) ?? new Map<string, VersionEntry>();
     this.#entries.set(name, versions);
@@ -274,6 +280,18 @@ export class InferenceEngine implements InferenceService {
     try {
       const manifest: ModelManifest = source.manifestPath ? await readModelManifest(source.manifestPath) : {};
       if (source.manifestPath) await verifyChecksums(source.modelPath, manifest, source.manifestPath);
+      if (source.options.quantize !== undefined) {
+        const modelPath = await applyModelTransform({
+          model: name,
+          kind: 'tensor',
+          path: source.modelPath,
+          transform: source.options.quantize,
+          transforms: this.options.transforms,
+          cacheDir: this.options.cacheDir ?? defaultModelCacheDir(),
+          logger: this.#log,
+        });
+        source = { ...source, modelPath };
+      }
       const requested = source.options.backend ?? (this.options.config.get('backend') as string | undefined) ?? 'auto';
       const selection = await this.#selector.select(requested);
       const cpu = this.#selector.find(CPU_BACKEND);
