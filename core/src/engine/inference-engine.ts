@@ -11,11 +11,11 @@ import {
   type InferenceService,
   type InferRequest,
   type InferResult,
-  type ModelTransform,
   type Logger,
   type ModelInfo,
   type ModelVersionInfo,
   type ModelVersionState,
+  type ModelTransform,
   type RepositoryEntry,
   type SchedulerStrategy,
 } from '@nucleus/sdk';
@@ -266,6 +266,7 @@ export class InferenceEngine implements InferenceService {
   }
 
   async #load(configured: ModelSource): Promise<void> {
+    // With `quantize`, the rewritten graph is what runs; the entry keeps the source as configured.
     let source = configured;
     const { name, version } = source;
     const versions = this.#entries.get(name) ?? new Map<string, VersionEntry>();
