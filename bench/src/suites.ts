@@ -1,4 +1,5 @@
 import { llmSuite } from './llm.js';
+import { quantSuite } from './quant.js';
 import { soakSuite } from './soak.js';
 import { tensorSuite } from './tensor.js';
 
@@ -7,4 +8,5 @@ export const suites: Record<string, () => Promise<string>> = {
   tensor: tensorSuite,
   llm: llmSuite,
   soak: soakSuite,
+  quant: quantSuite,
 };

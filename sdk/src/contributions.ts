@@ -1,5 +1,6 @@
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { EventBus } from './events.js';
+import type { OnnxModel } from './onnx/onnx-model.js';
 
 /** The Koa context a route handler receives. */
 export type RouteContext = ParameterizedContext<Record<string, unknown>, { params: Record<string, string> }>;
@@ -114,4 +115,39 @@ export interface ModelRouter {
   route(request: { model: string; version?: string; headers: Record<string, string | string[] | undefined> }):
     | { model: string; version?: string }
     | undefined;
+}
+
+/** What a {@link ModelTransform} is told about the model it rewrites. */
+export interface ModelTransformContext {
+  /** The name the model is served under. */
+  readonly model: string;
+  /** `tensor` for models the tensor engine serves, `llm` for decoder graphs (built from GGUF, llama2.c, or an export folder). */
+  readonly kind: 'tensor' | 'llm';
+  /** Where the graph was read from. */
+  readonly path: string;
+}
+
+/** What a transform reports about one rewrite, for the load log and the model's metadata. */
+export interface ModelTransformResult {
+  model: OnnxModel;
+  /** One line a user can read: what changed (`12 MatMul weights → int8, 3.9× smaller`). */
+  summary: string;
+}
+
+/**
+ * A rewrite of an ONNX graph applied when a model is loaded (`models[].quantize` names one): quantization, fusion,
+ * pruning. It runs once per model and its output is cached, so it may be slow; it must keep the graph's inputs and
+ * outputs as they are.
+ */
+export interface ModelTransform {
+  readonly name: string;
+  /** One line saying what it does, listed when a config names a transform that does not exist. */
+  readonly description?: string;
+  /**
+   * Changes whenever the same input would be rewritten differently (the plugin's options, its algorithm), so a cached
+   * result made under other settings is not reused.
+   */
+  readonly fingerprint: string;
+  /** Rewrites `model` (it may change it in place and return it). */
+  transform(model: OnnxModel, context: ModelTransformContext): ModelTransformResult | Promise<ModelTransformResult>;
 }

@@ -1,5 +1,5 @@
 import type { Backend } from './backend.js';
-import type { CachePolicy, Exporter, Hooks, ModelFormat, ModelRouter, RouteContribution, SchedulerStrategy } from './contributions.js';
+import type { CachePolicy, Exporter, Hooks, ModelFormat, ModelRouter, ModelTransform, RouteContribution, SchedulerStrategy } from './contributions.js';
 import type { WsTopic } from './observability.js';
 
 /** A typed handle naming an extension point; the type parameter is what contributors provide. */
@@ -24,6 +24,8 @@ export const ExtensionPoints = {
   modelFormat: extensionPoint<ModelFormat>('modelFormat'),
   routes: extensionPoint<RouteContribution>('routes'),
   router: extensionPoint<ModelRouter>('router'),
+  /** Graph rewrites a model can ask for at load (`models[].quantize`). */
+  modelTransform: extensionPoint<ModelTransform>('modelTransform'),
   /** WebSocket topics plugins add to `/ws`. */
   wsTopics: extensionPoint<WsTopic>('wsTopics'),
 } as const;

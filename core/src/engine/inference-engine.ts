@@ -15,6 +15,7 @@ import {
   type ModelInfo,
   type ModelVersionInfo,
   type ModelVersionState,
+  type ModelTransform,
   type RepositoryEntry,
   type SchedulerStrategy,
 } from '@nucleus/sdk';
@@ -25,6 +26,8 @@ import { withDefaultCpu } from './default-cpu-backend.js';
 import type { BreakerState } from './circuit-breaker.js';
 import { LoadedModel } from './loaded-model.js';
 import { readModelManifest, verifyChecksums, type ModelManifest } from './model-manifest.js';
+import { defaultModelCacheDir } from './builtin-models/index.js';
+import { applyModelTransform } from './model-transforms.js';
 import { compareVersions, ModelRepository, type ConfiguredModel, type ModelSource, type SourceProblem } from './model-repository.js';
 
 /** What the engine needs from the kernel. */
@@ -39,6 +42,8 @@ export interface InferenceEngineOptions {
   strategies?: ExtensionPointView<SchedulerStrategy>;
   /** Under memory pressure batches are smaller. */
   memory?: MemoryPressure;
+  /** Graph rewrites plugins contribute; `models[].quantize` names one. */
+  transforms?: ExtensionPointView<ModelTransform>;
   /** Serve the generated built-in models when no model is configured. Default true. */
   builtinModels?: boolean;
   /** Where the built-in models are generated; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
@@ -263,7 +268,9 @@ export class InferenceEngine implements InferenceService {
     return (await this.#selector.status()).map((s) => (s.pluginId === 'kernel' ? { name: s.name, rank: s.rank, probe: s.probe } : s));
   }
 
-  async #load(source: ModelSource): Promise<void> {
+  async #load(configured: ModelSource): Promise<void> {
+    // With `quantize`, the rewritten graph is what runs; the entry keeps the source as configured.
+    let source = configured;
     const { name, version } = source;
     const versions = this.#entries.get(name) ?? new Map<string, VersionEntry>();
     this.#entries.set(name, versions);
@@ -277,6 +284,18 @@ export class InferenceEngine implements InferenceService {
     try {
       const manifest: ModelManifest = source.manifestPath ? await readModelManifest(source.manifestPath) : {};
       if (source.manifestPath) await verifyChecksums(source.modelPath, manifest, source.manifestPath);
+      if (source.options.quantize !== undefined) {
+        const modelPath = await applyModelTransform({
+          model: name,
+          kind: 'tensor',
+          path: source.modelPath,
+          transform: source.options.quantize,
+          transforms: this.options.transforms,
+          cacheDir: this.options.cacheDir ?? defaultModelCacheDir(),
+          logger: this.#log,
+        });
+        source = { ...source, modelPath };
+      }
       const requested = source.options.backend ?? (this.options.config.get('backend') as string | undefined) ?? 'auto';
       const selection = await this.#selector.select(requested);
       const cpu = this.#selector.find(CPU_BACKEND);

@@ -19,6 +19,8 @@ export interface ConfiguredModel {
   optional?: boolean;
   /** Another model that serves this one's requests while this one cannot (breaker open, not ready). */
   fallback?: string;
+  /** A `modelTransform` applied at load (`int8`). */
+  quantize?: string;
 }
 
 /** Per-model serving options from the config. */

@@ -71,6 +71,7 @@ export class Kernel {
       health: this.health,
       backends: this.extensions.point(ExtensionPoints.backend),
       strategies: this.extensions.point(ExtensionPoints.schedulerStrategy),
+      transforms: this.extensions.point(ExtensionPoints.modelTransform),
       // Built-ins stand in for "nothing configured"; an LLM in `models` counts as configured.
       builtinModels: builtinModels && ((config.get('models') as unknown[] | undefined) ?? []).length === 0,
     });
@@ -84,6 +85,7 @@ export class Kernel {
       backends: this.extensions.point(ExtensionPoints.backend),
       cachePolicies: this.extensions.point(ExtensionPoints.cachePolicy),
       strategies: this.extensions.point(ExtensionPoints.schedulerStrategy),
+      transforms: this.extensions.point(ExtensionPoints.modelTransform),
       builtinModels,
     });
     this.container.register(Services.generation, { useValue: this.generation });

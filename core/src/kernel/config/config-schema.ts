@@ -189,6 +189,12 @@ export const CORE_CONFIG_SCHEMA = {
             description:
               'Another model that answers this one\'s requests while its circuit breaker is open or it has no ready version, when its inputs match (for an LLM: another LLM served here); the response names the model that answered.',
           },
+          quantize: {
+            type: 'string',
+            minLength: 1,
+            description:
+              'A graph rewrite applied when the model loads, named by the plugin that contributes it (`modelTransform`): `int8` (plugin quant-int8) stores MatMul weights as 8-bit blocks. The rewritten graph is cached; a name no active plugin offers fails the load with the list of those offered.',
+          },
           warmup: {
             type: ['boolean', 'integer'],
             minimum: 0,

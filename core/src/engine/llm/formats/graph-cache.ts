@@ -44,7 +44,12 @@ const EXTERNAL_DATA_ABOVE_BYTES = 1 << 30;
  * The path of a graph Nucleus generated from a model file, cached as `<cacheDir>/<kind>/<key>/model.onnx`: built by
  * `build` on the first call, reused after. The folder appears by rename, so concurrent loaders never read half a file.
  */
-export async function ensureGeneratedGraph(cacheDir: string, kind: string, key: string, build: () => OnnxModel): Promise<{ path: string; created: boolean }> {
+export async function ensureGeneratedGraph(
+  cacheDir: string,
+  kind: string,
+  key: string,
+  build: () => OnnxModel | Promise<OnnxModel>,
+): Promise<{ path: string; created: boolean }> {
   const dir = join(cacheDir, kind, key);
   const path = join(dir, 'model.onnx');
   const isComplete = async (): Promise<boolean> => {
@@ -55,7 +60,7 @@ export async function ensureGeneratedGraph(cacheDir: string, kind: string, key: 
     }
   };
   if (await isComplete()) return { path, created: false };
-  const model = build();
+  const model = await build();
   const weightBytes = model.graph.initializers.reduce((n, t) => n + ((t.data as { byteLength?: number }).byteLength ?? 0), 0);
   const tmp = `${dir}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   try {

@@ -20,6 +20,7 @@ import {
   type GenerationService,
   type GenerationStream,
   type Logger,
+  type ModelTransform,
   type SchedulerStrategy,
 } from '@nucleus/sdk';
 import type { HealthState } from '../../../kernel/health.js';
@@ -30,6 +31,7 @@ import type { MemoryPressure } from '../../memory-pressure.js';
 import { BERT_TINY_CONFIG } from '../../builtin-models/bert-tiny.js';
 import { defaultModelCacheDir, ensureBuiltinModels } from '../../builtin-models/ensure-builtin-models.js';
 import { withDefaultCpu } from '../../default-cpu-backend.js';
+import { applyModelTransform } from '../../model-transforms.js';
 import { loadLlm, loadTinyLlama } from '../load-llm.js';
 import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
@@ -52,6 +54,8 @@ export interface GenerationEngineOptions {
   cachePolicies?: ExtensionPointView<CachePolicy>;
   /** Queue strategies plugins contribute; `scheduler.strategy` names the one that orders requests waiting for a slot. */
   strategies?: ExtensionPointView<SchedulerStrategy>;
+  /** Graph rewrites plugins contribute; `models[].quantize` names one. */
+  transforms?: ExtensionPointView<ModelTransform>;
   /** Serve the built-in tiny chat model and tiny embedding model when no model is configured. Default true. */
   builtinModels?: boolean;
   /** Where built-in and generated models live; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
@@ -148,9 +152,9 @@ export class GenerationEngine implements GenerationService {
    */
   async start(): Promise<void> {
     this.#stopped = false;
-    const configured = (this.options.config.get('models') as { name: string; path: string; backend?: string; graphStyle?: 'generic' | 'contrib' }[] | undefined) ?? [];
+    const configured = (this.options.config.get('models') as { name: string; path: string; backend?: string; graphStyle?: 'generic' | 'contrib'; quantize?: string }[] | undefined) ?? [];
     const llms = configured.filter((m) => isLlmModelPath(m.path));
-    for (const m of llms) this.#add(this.#configuredModel(m.name, m.path, m.backend, m.graphStyle));
+    for (const m of llms) this.#add(this.#configuredModel(m.name, m.path, m.backend, m.graphStyle, m.quantize));
     if ((this.options.builtinModels ?? true) && configured.length === 0) {
       this.#add(this.#builtinChat());
       this.#add(this.#builtinEmbedding());
@@ -567,7 +571,7 @@ export class GenerationEngine implements GenerationService {
     };
   }
 
-  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: 'generic' | 'contrib'): Omit<ServedModel, 'breaker'> {
+  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: 'generic' | 'contrib', quantize?: string): Omit<ServedModel, 'breaker'> {
     const model: Omit<ServedModel, 'breaker'> = {
       name,
       kind: 'llm',
@@ -582,7 +586,11 @@ export class GenerationEngine implements GenerationService {
         model.maxContext = llm.config.maxContext;
         model.dimensions = llm.config.hiddenSize;
         model.chatTemplate = llm.chatTemplate !== undefined;
-        return { role: 'decoder', onnxPath: llm.onnxPath, decoder: { config: llm.config, tokenizer: llm.tokenizer, ...(llm.chatTemplate !== undefined && { chatTemplate: llm.chatTemplate }) } };
+        const onnxPath =
+          quantize === undefined
+            ? llm.onnxPath
+            : await applyModelTransform({ model: name, kind: 'llm', path: llm.onnxPath, transform: quantize, transforms: this.options.transforms, cacheDir: this.#cacheDir, logger: this.#log });
+        return { role: 'decoder', onnxPath, decoder: { config: llm.config, tokenizer: llm.tokenizer, ...(llm.chatTemplate !== undefined && { chatTemplate: llm.chatTemplate }) } };
       },
     };
     return model;

@@ -1,0 +1,58 @@
+import { createHash } from 'node:crypto';
+import { basename } from 'node:path';
+import { NucleusError, type ExtensionPointView, type Logger, type ModelTransform, type ModelTransformContext } from '@nucleus/sdk';
+import { loadModel } from '@nucleus/sdk/onnx';
+import { ensureGeneratedGraph, sha256FileCached } from './llm/formats/graph-cache.js';
+
+/** What `applyModelTransform` needs. */
+export interface ApplyModelTransformOptions extends ModelTransformContext {
+  /** The transform the config names (`models[].quantize`). */
+  transform: string;
+  /** The `modelTransform` extension point; absent means no transform is available. */
+  transforms: ExtensionPointView<ModelTransform> | undefined;
+  /** Where rewritten graphs are cached (`<cacheDir>/transformed/…`). */
+  cacheDir: string;
+  logger: Logger;
+}
+
+/** The names of the transforms plugins offer now, for error messages. */
+export function availableTransforms(transforms: ExtensionPointView<ModelTransform> | undefined): string[] {
+  return [...new Set((transforms?.list() ?? []).map((c) => c.name))].sort();
+}
+
+/**
+ * Rewrites the graph at `path` with the named `modelTransform` contribution and returns the path of the result. The
+ * result is cached by the source file's SHA-256, the transform's name, plugin version and fingerprint, so a model is
+ * rewritten once, not on every load. A name no active plugin offers fails with the list of those that are offered.
+ */
+export async function applyModelTransform(options: ApplyModelTransformOptions): Promise<string> {
+  const contribution = options.transforms?.find(options.transform);
+  if (!contribution) {
+    const available = availableTransforms(options.transforms);
+    throw new NucleusError(
+      422,
+      'model_transform_unavailable',
+      `model '${options.model}' asks for quantize "${options.transform}", but no active plugin provides a model transform by that name ` +
+        `(available: ${available.length > 0 ? available.join(', ') : 'none'})`,
+    );
+  }
+  const sha = await sha256FileCached(options.path, options.cacheDir);
+  const { pluginId, pluginVersion, value } = contribution;
+  const settings = createHash('sha256').update(`${pluginId}@${pluginVersion}\u0000${value.fingerprint}`).digest('hex').slice(0, 16);
+  const key = `${sha}-${options.transform}-${settings}`;
+  const context: ModelTransformContext = { model: options.model, kind: options.kind, path: options.path };
+  const started = performance.now();
+  let summary = '';
+  const { path, created } = await ensureGeneratedGraph(options.cacheDir, 'transformed', key, async () => {
+    const source = await loadModel(options.path);
+    const result = await options.transforms!.use(contribution, (t) => t.transform(source, context));
+    summary = result.summary;
+    result.model.metadataProps['nucleus.transform'] = `${options.transform} (${pluginId}@${pluginVersion}): ${summary}`;
+    result.model.metadataProps['nucleus.transform_source'] = basename(options.path);
+    return result.model;
+  });
+  const fields = { model: options.model, transform: options.transform, plugin: `${pluginId}@${pluginVersion}`, path };
+  if (created) options.logger.info({ ...fields, summary, durationMs: Math.round(performance.now() - started) }, 'model graph rewritten');
+  else options.logger.info(fields, 'model graph rewritten earlier; reusing it');
+  return path;
+}
