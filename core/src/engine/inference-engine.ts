@@ -25,7 +25,7 @@ import type { BreakerState } from './circuit-breaker.js';
 import { LoadedModel } from './loaded-model.js';
 import { readModelManifest, verifyChecksums, type ModelManifest } from './model-manifest.js';
 import { compareVersions, ModelRepository, type ConfiguredModel, type ModelSource, type SourceProblem } from './model-repository.js';
-import type { WorkerIsolation } from './workers/worker-handle.js';
+import { isolationFor } from './workers/isolation-for.js';
 
 /** What the engine needs from the kernel. */
 export interface InferenceEngineOptions {
@@ -307,7 +307,7 @@ export class InferenceEngine implements InferenceService {
           onChange: (state, reason) => this.#breakerChanged(name, version, state, reason),
         },
         runTimeoutMs: () => (this.options.config.get('workers.runTimeoutMs') as number | undefined) ?? 0,
-        isolation: source.options.isolation ?? (this.options.config.get('workers.isolation') as WorkerIsolation | undefined) ?? 'thread',
+        isolation: source.options.isolation ?? isolationFor(this.options.config, name),
         heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
       });
       // The size may have changed while the model was loading.

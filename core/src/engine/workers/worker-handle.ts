@@ -145,7 +145,8 @@ export class WorkerHandle extends EventEmitter {
       // Failing to spawn is the only error with no exit to follow.
       if (child.pid === undefined) this.#ended(1, `the process could not start: ${err.message}`);
     });
-    child.on('exit', (code, signal) => this.#ended(code ?? 128, this.#processExitReason(code, signal)));
+    // 'close', not 'exit': it comes once the IPC channel is drained too, so no message of the process arrives after it.
+    child.on('close', (code, signal) => this.#ended(code ?? 128, this.#processExitReason(code, signal)));
     const intervalMs = heartbeatTimeoutMs > 0 ? Math.max(20, Math.floor(heartbeatTimeoutMs / 5)) : 1000;
     const init = { type: 'process-init', entry: entry.href, data, heartbeatIntervalMs: intervalMs, heartbeatFd: HEARTBEAT_FD };
     child.send(init as never, undefined, {}, () => undefined);

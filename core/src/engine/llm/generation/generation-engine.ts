@@ -31,6 +31,7 @@ import { loadLlm, loadTinyLlama } from '../load-llm.js';
 import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
 import type { GenerationThreadSpec, PrefixCacheSpec, WireGenerateRequest } from './generation-messages.js';
 import { GenerationWorker, type EventChannel } from './generation-worker.js';
+import { isolationFor } from '../../workers/isolation-for.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** What the engine needs from the kernel. */
@@ -296,6 +297,9 @@ export class GenerationEngine implements GenerationService {
           },
           {
             logger: this.#log.child({ model: model.name }),
+            isolation: isolationFor(this.options.config, model.name),
+            heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
+            onHealth: (health) => this.options.events.emit('worker.health', { model: model.name, worker: 0, ...health }),
             observer: {
               onGroup: ({ running, waiting, steps, cache }) => {
                 this.options.events.emit('engine.stats', { model: model.name, running, waiting });
