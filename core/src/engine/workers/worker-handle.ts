@@ -120,6 +120,10 @@ export class WorkerHandle extends EventEmitter {
       stdio: ['ignore', 'inherit', 'pipe', 'ipc', 'pipe'],
       // Not the parent's flags (an inspector port would clash); the child needs none.
       execArgv: [],
+      // A process group of its own: Ctrl-C at a terminal signals the server, which drains and then closes its
+      // workers, rather than killing the workers under the requests still running. It still ends with the server:
+      // its IPC channel closes (see process-entry.ts).
+      detached: true,
     });
     this.#child = child;
     this.#lastBeat = Date.now();
