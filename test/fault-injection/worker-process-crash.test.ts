@@ -1,8 +1,10 @@
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import type { Kernel } from '@nucleus/core';
 import type { NucleusError, NucleusEvents, Tensor } from '@nucleus/sdk';
 import { call, startKServe } from '../api-kserve/kserve-fixtures.js';
 import { builtinModel, i64, startKernel, within } from '../engine/engine-fixtures.js';
+import { CLI, REPO_ROOT } from '../helpers/paths.js';
 
 type Health = NucleusEvents['worker.health'] & { at: number };
 
@@ -160,6 +162,45 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
     await until(() => !alive(pid), 5000, 'the hung process being killed');
     const next = await within(k.inference.infer({ model: 'bert', inputs: long(2) }), 10_000, 'the request after the hang');
     assert.deepEqual(next.outputs.last_hidden_state!.shape, [1, 128, 32]);
+  });
+
+  it('worker processes end with a server that is killed outright (no orphans)', async function () {
+    this.timeout(120_000);
+    const server = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, NUCLEUS_LOGGING_LEVEL: 'warn', NUCLEUS_PLUGINS_WATCH: 'false', NUCLEUS_WORKERS_ISOLATION: 'process' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let pids: number[] = [];
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no listening line in 60 s:\n${output}`)), 60_000);
+        const onData = (d: Buffer) => {
+          output += d.toString();
+          const m = /nucleus listening on (\S+)/.exec(output);
+          if (m) {
+            clearTimeout(timer);
+            resolve(m[1]!);
+          }
+        };
+        server.stdout!.on('data', onData);
+        server.stderr!.on('data', onData);
+        server.on('exit', (code) => reject(new Error(`exited ${code} before listening:\n${output}`)));
+      });
+      const status = (await (await fetch(`${url}/status`, { signal: AbortSignal.timeout(10_000) })).json()) as {
+        models: { versions: { workers?: { replicas?: { pid?: number }[] } }[] }[];
+      };
+      pids = status.models.flatMap((m) => m.versions.flatMap((v) => (v.workers?.replicas ?? []).map((r) => r.pid!)));
+      assert.ok(pids.length > 0 && pids.every((pid) => pid !== server.pid && alive(pid)), `worker processes: ${JSON.stringify(pids)}`);
+      const exited = new Promise<void>((resolve) => server.on('exit', () => resolve()));
+      server.kill('SIGKILL');
+      await exited;
+      await until(() => pids.every((pid) => !alive(pid)), 10_000, 'the worker processes ending with the server');
+    } finally {
+      if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+      for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
   });
 
   it('over HTTP: KServe v2 and native infer while a worker process is killed answer 200 or a definite JSON error', async () => {
