@@ -129,6 +129,30 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
     assert.equal(k.inference.get('bert').status!.workerRestarts, 1);
   });
 
+  it('a replica that keeps dying before it runs anything is given up after five restarts, with growing backoff; the other serves', async () => {
+    const { k, health } = await startBert({ 'workers.perModel': 2, 'breaker.failureThreshold': 1000 });
+    const victim = k.inference.loadedModel('bert').pool.workers[0]!;
+    for (let death = 1; death <= 6; death++) {
+      await until(() => victim.pid !== undefined, 15_000, `restart ${death - 1}`);
+      process.kill(victim.pid!, 'SIGKILL');
+      await until(() => health.filter((h) => !h.healthy).length === death, 5000, `death ${death} being seen`);
+    }
+    const downs = health.filter((h) => !h.healthy);
+    assert.deepEqual(
+      downs.map((h) => h.backoffMs),
+      [0, 100, 200, 400, 800, undefined],
+    );
+    assert.equal(downs[5]!.gaveUp, true);
+    const status = k.inference.get('bert').status!;
+    assert.deepEqual(
+      status.replicas!.map((r) => r.state),
+      ['failed', 'serving'],
+    );
+    assert.match(status.replicas![0]!.lastExit ?? '', /SIGKILL/);
+    const results = await within(Promise.all(Array.from({ length: 8 }, (_, i) => k.inference.infer({ model: 'bert', inputs: long(i) }))), 10_000, 'requests beside a given-up replica');
+    for (const r of results) assert.deepEqual(r.outputs.last_hidden_state!.shape, [1, 128, 32]);
+  });
+
   it('a frozen process (SIGSTOP) is noticed by its missing heartbeat, killed and replaced; the other replica serves meanwhile', async () => {
     const { k, health } = await startBert({ 'workers.perModel': 2, 'workers.heartbeatTimeoutMs': 1000, 'breaker.failureThreshold': 1000 });
     const model = k.inference.loadedModel('bert');
