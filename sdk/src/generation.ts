@@ -1,3 +1,5 @@
+import type { WorkerReplicaStatus } from './inference.js';
+
 /** Who is admitted first when sequences wait for a slot in a generation engine. */
 export type GenerationPriority = 'high' | 'normal' | 'low';
 
@@ -136,6 +138,8 @@ export interface GenerationModelInfo {
   /** Sequences running and waiting in its engine now. */
   running: number;
   waiting: number;
+  /** Its worker once started: thread or process, state, restarts, and for a process its pid and measured memory. */
+  worker?: WorkerReplicaStatus;
 }
 
 /** How token vectors become one vector: mean over tokens, the first token (CLS), or the last token. */

@@ -57,9 +57,15 @@ describe('fault injection: the generation worker as a child process (workers.iso
         ],
       );
       assert.match(health[0]!.reason ?? '', /SIGKILL/);
+      const worker = kit.kernel.generation.get('tiny-llama').worker!;
+      assert.equal(worker.isolation, 'process');
+      assert.equal(worker.state, 'serving');
+      assert.equal(worker.restarts, 1);
+      assert.ok(worker.pid !== undefined && worker.pid !== process.pid);
       const next = await post(false, 8);
       assert.equal(next.status, 200, next.text);
       assert.deepEqual(kit.kernel.generation.admission, { running: 0, waiting: 0, shedding: false });
+      assert.ok((kit.kernel.generation.get('tiny-llama').worker!.rssBytes ?? 0) > 10_000_000, 'the worker process reports its memory');
     } finally {
       await kit.stop();
     }

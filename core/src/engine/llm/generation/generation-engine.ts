@@ -398,6 +398,7 @@ export class GenerationEngine implements GenerationService {
       created: m.created,
       running: m.worker?.running ?? 0,
       waiting: m.worker?.waiting ?? 0,
+      ...(m.worker && { worker: m.worker.status() }),
     };
   }
 

@@ -1,4 +1,4 @@
-import { NucleusError, unavailable, type GenerationEvent, type Logger } from '@nucleus/sdk';
+import { NucleusError, unavailable, type GenerationEvent, type Logger, type WorkerReplicaStatus } from '@nucleus/sdk';
 import type { WorkerHealth } from '../../workers/session-worker.js';
 import { WorkerHandle, type WorkerIsolation } from '../../workers/worker-handle.js';
 import type {
@@ -198,6 +198,9 @@ export class GenerationWorker {
   #waiting = 0;
   #restarts = 0;
   #consecutive = 0;
+  #state: WorkerReplicaStatus['state'] = 'starting';
+  #finished = 0;
+  #lastExit: string | undefined;
 
   constructor(
     readonly spec: GenerationThreadSpec,
@@ -222,6 +225,23 @@ export class GenerationWorker {
   /** Times the worker died and was started again. */
   get restarts(): number {
     return this.#restarts;
+  }
+
+  /** The worker as `/status`-style reports show it (`runs`: requests finished; `pending`: requests in it now). */
+  status(): WorkerReplicaStatus {
+    const pid = this.pid;
+    const rssBytes = this.rssBytes;
+    return {
+      id: 0,
+      isolation: this.isolation,
+      state: this.#state,
+      ...(pid !== undefined && { pid }),
+      ...(rssBytes !== undefined && { rssBytes }),
+      restarts: this.#restarts,
+      runs: this.#finished,
+      pending: this.#channels.size + this.#admissions.size,
+      ...(this.#state !== 'serving' && this.#lastExit !== undefined && { lastExit: this.#lastExit }),
+    };
   }
 
   /** Starts the thread (once) and waits for its session; rejects with the session error. */
@@ -391,6 +411,7 @@ export class GenerationWorker {
               break;
             }
             this.#worker = worker;
+            this.#state = 'serving';
             const { type: _type, ...info } = message;
             this.#info = info;
             resolve(info);
@@ -434,7 +455,10 @@ export class GenerationWorker {
               const channel = this.#channels.get(event.id);
               if (!channel) continue;
               channel.push(event);
-              if (channel.ended) this.#end(event.id, channel);
+              if (channel.ended) {
+                this.#finished++;
+                this.#end(event.id, channel);
+              }
             }
             this.options.observer?.onGroup?.({ running: message.running, waiting: message.waiting, steps: message.steps, ...(message.cache && { cache: message.cache }) });
             break;
@@ -469,6 +493,8 @@ export class GenerationWorker {
         this.#ready = undefined;
         this.#running = 0;
         this.#waiting = 0;
+        this.#lastExit = `the worker exited (${why})`;
+        this.#state = 'restarting';
         const exited = new NucleusError(503, 'worker_exited', `the worker running ${this.spec.label} stopped (${why}); the request was not completed, retry it`);
         if (this.#closing) return this.#failAll(exited);
         this.#failStarted(exited);
@@ -507,6 +533,7 @@ export class GenerationWorker {
       log?.error({ model: this.spec.label, restarts: this.#restarts, reason: why }, 'generation worker keeps dying; not restarting it until the next request');
       this.#consecutive = 0;
       this.#failAll(unavailable('worker_unavailable', `the worker for ${this.spec.label} died ${MAX_CONSECUTIVE_RESTARTS + 1} times in a row (last: ${why}); retry later`));
+      this.#state = 'failed';
       this.options.onHealth?.({ healthy: false, reason: `the worker exited (${why})`, restarts: this.#restarts, gaveUp: true });
       return;
     }
@@ -524,6 +551,7 @@ export class GenerationWorker {
       },
       (err: unknown) => {
         log?.error({ model: this.spec.label, err }, 'generation worker could not be restarted');
+        this.#state = 'failed';
         if (this.#ready === ready) this.#ready = undefined;
         this.#failAll(new NucleusError(503, 'worker_unavailable', `${exited.message}; a new worker could not start: ${(err as Error).message}`));
       },
