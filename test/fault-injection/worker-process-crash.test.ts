@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import type { Kernel } from '@nucleus/core';
+import { loadConfig } from '@nucleus/core/kernel/config';
 import type { NucleusError, NucleusEvents, Tensor } from '@nucleus/sdk';
 import { call, startKServe } from '../api-kserve/kserve-fixtures.js';
 import { builtinModel, i64, startKernel, within } from '../engine/engine-fixtures.js';
@@ -48,6 +49,15 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
     );
     return { k: kernel, health };
   }
+
+  it('takes workers.isolation and models[].isolation as thread or process, and refuses anything else naming the key', () => {
+    const loaded = loadConfig({ env: { NUCLEUS_WORKERS_ISOLATION: 'process' }, cli: { models: [{ name: 'a', path: 'a.onnx', isolation: 'thread' }] } }).config;
+    assert.equal(loaded.workers.isolation, 'process');
+    assert.equal(loaded.models[0]!.isolation, 'thread');
+    assert.equal(loadConfig({ env: {} }).config.workers.isolation, 'thread', 'threads by default');
+    assert.throws(() => loadConfig({ env: {}, cli: { 'workers.isolation': 'fork' } }), /workers\.isolation/);
+    assert.throws(() => loadConfig({ env: {}, cli: { models: [{ name: 'a', path: 'a.onnx', isolation: 'fork' }] } }), /isolation/);
+  });
 
   it('serves from child processes whose pids and measured memory /status shows', async () => {
     const { k } = await startBert({ 'workers.perModel': 2 });
