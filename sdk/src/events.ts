@@ -148,6 +148,10 @@ export interface NucleusEvents {
     reason?: string;
     /** Restarts of this worker slot so far (cumulative). */
     restarts?: number;
+    /** Unhealthy: how long until the restart is tried (exponential backoff over the deaths in a row). */
+    backoffMs?: number;
+    /** Unhealthy: the worker died too often in a row and is not restarted any more. */
+    gaveUp?: boolean;
   };
   /** A model version's circuit breaker changed state: `open` fails requests fast, `half-open` lets one trial through. */
   'breaker.state': { model: string; version: string; state: 'closed' | 'open' | 'half-open'; reason: string };

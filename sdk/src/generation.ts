@@ -1,3 +1,5 @@
+import type { WorkerReplicaStatus } from './inference.js';
+
 /** Who is admitted first when sequences wait for a slot in a generation engine. */
 export type GenerationPriority = 'high' | 'normal' | 'low';
 
@@ -138,6 +140,8 @@ export interface GenerationModelInfo {
   waiting: number;
   /** The circuit breaker of an LLM: `open` while its generations fail fast with 503 `circuit_open`. */
   breaker?: { state: 'closed' | 'open' | 'half-open'; consecutiveFailures: number; retryAfterMs?: number; reason?: string };
+  /** Its worker once started: thread or process, state, restarts, and for a process its pid and measured memory. */
+  worker?: WorkerReplicaStatus;
 }
 
 /** How token vectors become one vector: mean over tokens, the first token (CLS), or the last token. */

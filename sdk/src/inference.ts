@@ -58,6 +58,25 @@ export interface BatchingInfo {
   padding: boolean;
 }
 
+/** One worker (replica) of a model version: its state and, for a child process, its pid and measured memory. */
+export interface WorkerReplicaStatus {
+  /** The worker's index within the model's pool (as in `worker.health` events). */
+  id: number;
+  isolation: 'thread' | 'process';
+  /** `restarting` after a death, during the backoff; `failed` once restarts were given up. */
+  state: 'starting' | 'serving' | 'restarting' | 'failed';
+  pid?: number;
+  /** The process's resident set size as its last heartbeat measured it (process isolation only). */
+  rssBytes?: number;
+  restarts: number;
+  /** Runs answered by this worker. */
+  runs: number;
+  /** Runs sent to it and not yet answered. */
+  pending: number;
+  /** Why it last ended, while it is not serving. */
+  lastExit?: string;
+}
+
 /** Where a model version runs and what it is doing now. */
 export interface ModelVersionStatus {
   /** The backend the session really runs on. */
@@ -74,6 +93,10 @@ export interface ModelVersionStatus {
   workers: number;
   /** Times a worker died and was started again. */
   workerRestarts: number;
+  /** Where the workers run: threads of the server process, or child processes of their own. */
+  isolation?: 'thread' | 'process';
+  /** Each worker (replica) taking runs. */
+  replicas?: WorkerReplicaStatus[];
   requests: number;
   failures: number;
   batches: number;

@@ -37,6 +37,7 @@ describe('config store', () => {
       'workers.perModel',
       'workers.routing',
       'workers.runTimeoutMs',
+      'workers.heartbeatTimeoutMs',
       'breaker.failureThreshold',
       'breaker.cooldownMs',
       'memory.pressureFreeBytes',

@@ -219,9 +219,14 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     const res = await post(kit, '/v1/chat/completions', { model: MODEL, messages, max_tokens: 200, ignore_eos: true, stream: true });
     assert.equal(res.status, 200);
     const reader = res.body!.getReader();
-    await reader.read();
-    await kit.kernel.generation.killWorker(MODEL);
+    // Killed once a token has streamed: a request with none yet would be run again on the restarted worker.
     let text = '';
+    while (!/"content":"[^"]/.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    await kit.kernel.generation.killWorker(MODEL);
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;

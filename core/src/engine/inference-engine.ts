@@ -29,6 +29,7 @@ import { readModelManifest, verifyChecksums, type ModelManifest } from './model-
 import { defaultModelCacheDir } from './builtin-models/index.js';
 import { applyModelTransform } from './model-transforms.js';
 import { compareVersions, ModelRepository, type ConfiguredModel, type ModelSource, type SourceProblem } from './model-repository.js';
+import { isolationFor } from './workers/isolation-for.js';
 
 /** What the engine needs from the kernel. */
 export interface InferenceEngineOptions {
@@ -329,6 +330,8 @@ export class InferenceEngine implements InferenceService {
           onChange: (state, reason) => this.#breakerChanged(name, version, state, reason),
         },
         runTimeoutMs: () => (this.options.config.get('workers.runTimeoutMs') as number | undefined) ?? 0,
+        isolation: source.options.isolation ?? isolationFor(this.options.config, name),
+        heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
       });
       // The size may have changed while the model was loading.
       if (model.pool.workers.length !== this.#perModel()) void model.pool.resize(this.#perModel());

@@ -19,6 +19,8 @@ import { DynamicBatcher, type BatchSettings, type SubmitOptions } from './batchi
 import type { ModelManifest } from './model-manifest.js';
 import type { ModelSource } from './model-repository.js';
 import { ModelSignature } from './model-signature.js';
+import type { WorkerHealth } from './workers/session-worker.js';
+import type { WorkerIsolation } from './workers/worker-handle.js';
 import { WorkerPool } from './workers/worker-pool.js';
 
 /** The settings a loaded model is opened with. */
@@ -29,8 +31,12 @@ export interface LoadedModelOptions {
   backend: { name: string; requested: string; options: SessionOptions; fallbackReason?: string };
   /** The CPU backend's options, to retry on when ORT rejects the chosen provider. */
   fallback?: { name: string; options: SessionOptions };
-  /** Worker threads (sessions) for this version. */
+  /** Workers (sessions) for this version. */
   workers: number;
+  /** Each worker a thread of this process (default) or a child process of its own. */
+  isolation?: WorkerIsolation;
+  /** Process isolation: a worker process silent this long (ms) is frozen and killed. Read at each worker start. */
+  heartbeatTimeoutMs?: () => number;
   /** Global batching and queue settings, read per batch. */
   defaults: () => {
     maxBatchSize: number;
@@ -145,8 +151,10 @@ export class LoadedModel {
         logger: options.logger,
         ...(options.runTimeoutMs && { runTimeoutMs: options.runTimeoutMs }),
         ...(options.routing && { routing: options.routing }),
+        ...(options.isolation && { isolation: options.isolation }),
+        ...(options.heartbeatTimeoutMs && { heartbeatTimeoutMs: options.heartbeatTimeoutMs }),
         ...(options.events && {
-          onHealth: (worker: number, health: { healthy: boolean; reason?: string; restarts: number }) =>
+          onHealth: (worker: number, health: WorkerHealth) =>
             options.events!.emit('worker.health', { model: source.name, version: source.version, worker, ...health }),
         }),
       },
@@ -209,7 +217,7 @@ export class LoadedModel {
     return { ...this.#batching, maxBatchSize: now.maxBatchSize, maxQueueDelayMs: now.maxQueueDelayMs, preferredBatchSizes: [...now.preferredBatchSizes] };
   }
 
-  /** The worker threads, for `/status` and for tests that kill one. */
+  /** The workers, for `/status` and for tests that kill one. */
   get pool(): WorkerPool {
     return this.#pool;
   }
@@ -237,6 +245,8 @@ export class LoadedModel {
         inFlight: this.#pool.pending,
         workers: this.#pool.workers.length,
         workerRestarts: this.#pool.restarts,
+        isolation: this.options.isolation ?? 'thread',
+        replicas: this.#pool.replicas(),
         requests: this.#requests,
         failures: this.#failures,
         batches: stats.batches,

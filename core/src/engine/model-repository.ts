@@ -15,6 +15,8 @@ export interface ConfiguredModel {
   maxQueueDelayMs?: number;
   batching?: boolean;
   warmup?: boolean | number;
+  /** Overrides `workers.isolation` for this model. */
+  isolation?: 'thread' | 'process';
   /** Serve without it when it fails to load at start. */
   optional?: boolean;
   /** Another model that serves this one's requests while this one cannot (breaker open, not ready). */

@@ -75,7 +75,8 @@ async function fileBytes(path: string): Promise<number | undefined> {
 
 /**
  * `GET /monitor/gpu` (every device of the GPU backends' probes, and each unusable backend's reason) and
- * `GET /monitor/memory` (host memory, this process, and an estimate per loaded model version).
+ * `GET /monitor/memory` (host memory, this process, and per loaded model version the memory its worker processes
+ * measured, or an estimate from the model file for worker threads).
  */
 export function monitorRoutes(service: () => InferenceService, backends: ExtensionPointView<Backend>): RouteContribution[] {
   return [
@@ -101,16 +102,21 @@ export function monitorRoutes(service: () => InferenceService, backends: Extensi
           .filter((v) => v.state === 'ready');
         const models = await Promise.all(
           versions.map(async (v) => {
-            const bytes = await fileBytes(v.path);
-            // Workers do not report their own heap yet: the estimate is the model file, which ORT holds once per worker.
             const workers = v.status?.workers ?? 1;
-            return {
-              name: v.name,
-              version: v.version,
-              ...(v.status && { backend: v.status.backend }),
-              workers,
-              ...(bytes !== undefined && { modelFileBytes: bytes, estimatedBytes: bytes * workers }),
-            };
+            const common = { name: v.name, version: v.version, ...(v.status && { backend: v.status.backend }), workers };
+            // Worker processes measure their own resident memory; threads share this process's, so for them the
+            // estimate is the model file, which ORT holds once per worker.
+            const replicas = v.status?.replicas ?? [];
+            if (replicas.length > 0 && replicas.every((r) => r.rssBytes !== undefined)) {
+              return {
+                ...common,
+                isolation: v.status?.isolation,
+                measuredBytes: replicas.reduce((n, r) => n + r.rssBytes!, 0),
+                replicas: replicas.map((r) => ({ id: r.id, ...(r.pid !== undefined && { pid: r.pid }), rssBytes: r.rssBytes! })),
+              };
+            }
+            const bytes = await fileBytes(v.path);
+            return { ...common, ...(bytes !== undefined && { modelFileBytes: bytes, estimatedBytes: bytes * workers }) };
           }),
         );
         return {

@@ -177,7 +177,12 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
               requestedBackend: v.status.requestedBackend,
               ...(v.status.fallbackReason !== undefined && { fallbackReason: v.status.fallbackReason }),
               queue: { queued: v.status.queued, inFlight: v.status.inFlight },
-              workers: { count: v.status.workers, restarts: v.status.workerRestarts },
+              workers: {
+                count: v.status.workers,
+                restarts: v.status.workerRestarts,
+                ...(v.status.isolation !== undefined && { isolation: v.status.isolation }),
+                ...(v.status.replicas && { replicas: v.status.replicas }),
+              },
               requests: { total: v.status.requests, failed: v.status.failures },
               batches: { total: v.status.batches, meanSize: v.status.meanBatchSize },
               ...(v.status.breaker && { breaker: v.status.breaker }),

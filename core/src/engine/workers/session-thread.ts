@@ -1,16 +1,17 @@
-// The body of a session worker thread: it owns one ORT session, so `session.run` blocks this thread and never
-// the server's event loop. Messages: `run` in, `result` or `error` out; `ready` or `init-error` once at start.
-import { parentPort, workerData } from 'node:worker_threads';
+// The body of a session worker, run as a thread or as a child process (see worker-port.ts): it owns one ORT session,
+// so `session.run` blocks this worker and never the server's event loop. Messages: `run` in, `result` or `error`
+// out; `ready` or `init-error` once at start.
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import type { Backend, SessionOptions, TensorData, TensorDataType } from '@nucleus/sdk';
 import { createBackendSession } from '../backend-session.js';
 import type { FromWorker, SessionWorkerSpec, ToWorker, WireTensor, WireValueMetadata } from './worker-messages.js';
+import { workerPort } from './worker-port.js';
 
 ort.env.logLevel = 'fatal';
 
-const port = parentPort!;
-const spec = workerData as SessionWorkerSpec;
+const port = workerPort();
+const spec = port.data as SessionWorkerSpec;
 const control = spec.control ? new Int32Array(spec.control) : undefined;
 
 function killed(): boolean {
@@ -18,7 +19,7 @@ function killed(): boolean {
 }
 
 function post(message: FromWorker, transfer: ArrayBuffer[] = []): void {
-  port.postMessage(message, transfer);
+  port.post(message, transfer);
 }
 
 // The backends live in plugins on the main thread; here they are only their session options.
@@ -78,7 +79,7 @@ async function main(): Promise<void> {
   // One message at a time: a run never overlaps another, and `close` waits for the runs sent before it. Ending
   // the thread while ORT is inside a run aborts the whole process, so the thread only ever ends between runs.
   let chain: Promise<void> = Promise.resolve();
-  port.on('message', (message: ToWorker) => {
+  port.on((message: ToWorker) => {
     chain = chain.then(async () => {
       if (killed()) process.exit(70);
       if (message.type === 'exit') process.exit(message.code);

@@ -1,5 +1,5 @@
-import { Worker } from 'node:worker_threads';
-import { NucleusError, unavailable, type Logger, type Tensor } from '@nucleus/sdk';
+import { NucleusError, unavailable, type Logger, type Tensor, type WorkerReplicaStatus } from '@nucleus/sdk';
+import { WorkerHandle, type WorkerIsolation } from './worker-handle.js';
 import { packTensors, unpackTensors, type FromWorker, type SessionWorkerSpec, type ToWorker, type WireValueMetadata } from './worker-messages.js';
 
 /** What a worker reports once its session is open. */
@@ -24,10 +24,29 @@ export interface SessionWorkerOptions {
   logger?: Logger;
   /** A worker that dies this many times in a row without finishing a run is given up. Default 5. */
   maxConsecutiveRestarts?: number;
-  /** Told when the thread dies (healthy: false) and when a restarted one is serving again (healthy: true). */
-  onHealth?(health: { healthy: boolean; reason?: string; restarts: number }): void;
+  /**
+   * Told when the worker dies (healthy: false, with the delay before the restart, or `gaveUp`) and when a restarted
+   * one is serving again (healthy: true).
+   */
+  onHealth?(health: WorkerHealth): void;
+  /** A thread of this process (default) or a child process of its own. */
+  isolation?: WorkerIsolation;
+  /** Process isolation: see `WorkerHandleOptions.heartbeatTimeoutMs` (read at each start). */
+  heartbeatTimeoutMs?: () => number;
   /** A run unanswered after this long (ms, read per run; 0 = never) marks the thread hung: it is replaced and its runs fail with 503 `worker_hung`. */
   runTimeoutMs?: () => number;
+}
+
+/** A change in a worker's health, as {@link SessionWorkerOptions.onHealth} hears it. */
+export interface WorkerHealth {
+  healthy: boolean;
+  reason?: string;
+  /** Restarts of this worker so far. */
+  restarts: number;
+  /** Unhealthy: how long until the restart is tried (exponential backoff over the deaths in a row). */
+  backoffMs?: number;
+  /** Unhealthy: the worker died too often in a row and is not restarted any more. */
+  gaveUp?: boolean;
 }
 
 interface Pending {
@@ -38,12 +57,14 @@ interface Pending {
 const THREAD_ENTRY = new URL('./session-thread.js', import.meta.url);
 
 /**
- * One worker thread owning one ORT session. Runs cross as messages with transferred buffers. When the thread
- * dies, every run it was holding is rejected at once (503 `worker_exited`) and a fresh thread is started; runs
+ * One worker — a thread, or a child process with process isolation — owning one ORT session. Runs cross as
+ * messages (transferred buffers to a thread, advanced-serialized copies to a process). When the worker dies, every
+ * run it was holding is rejected at once (503 `worker_exited`) and a fresh worker is started after a backoff; runs
  * sent meanwhile wait for it.
  */
 export class SessionWorker {
-  #worker: Worker | undefined;
+  #worker: WorkerHandle | undefined;
+  #state: WorkerReplicaStatus['state'] = 'starting';
   #control: Int32Array | undefined;
   #exited: Promise<void> = Promise.resolve();
   #ready: Promise<SessionReady> | undefined;
@@ -60,6 +81,9 @@ export class SessionWorker {
   readonly #log: Logger | undefined;
   readonly #onHealth: SessionWorkerOptions['onHealth'];
   readonly #runTimeoutMs: SessionWorkerOptions['runTimeoutMs'];
+  readonly #heartbeatTimeoutMs: SessionWorkerOptions['heartbeatTimeoutMs'];
+  /** Where this worker runs. */
+  readonly isolation: WorkerIsolation;
 
   constructor(
     readonly spec: SessionWorkerSpec,
@@ -69,6 +93,8 @@ export class SessionWorker {
     this.#maxConsecutive = options.maxConsecutiveRestarts ?? 5;
     this.#onHealth = options.onHealth;
     this.#runTimeoutMs = options.runTimeoutMs;
+    this.#heartbeatTimeoutMs = options.heartbeatTimeoutMs;
+    this.isolation = options.isolation ?? 'thread';
   }
 
   /** Starts the thread and opens the session; rejects with the session error when it cannot be opened. */
@@ -111,25 +137,28 @@ export class SessionWorker {
     });
   }
 
-  /** Test support only: keeps the thread busy for `ms` without answering, as a run hung in native code would. */
+  /** Test support only: keeps the worker busy for `ms` without answering, as a run hung in native code would. */
   testOnlyBlock(ms: number): void {
     const message: ToWorker = { type: 'test-block', ms };
     this.#worker?.postMessage(message);
   }
 
-  // A thread cannot be ended while ORT is inside a run (that aborts the process), so a hung one is cut loose: told
-  // to exit once its run returns, no longer waited for, and replaced by a fresh thread at once.
-  #hung(worker: Worker, timeoutMs: number): void {
+  // A hung process is killed (SIGKILL: nothing of it lives in this process). A thread cannot be ended while ORT is
+  // inside a run (that aborts the whole process), so a hung one is cut loose: told to exit once its run returns, no
+  // longer waited for. Either way a fresh worker replaces it.
+  #hung(worker: WorkerHandle, timeoutMs: number): void {
     if (this.#worker !== worker || this.#closing) return;
     this.#worker = undefined;
-    if (this.#control) Atomics.store(this.#control, 0, 1);
-    worker.unref();
     const why = `a run did not finish within ${timeoutMs} ms (workers.runTimeoutMs)`;
+    if (worker.killableMidRun) void worker.terminate(`the worker hung (${why}); killed it`);
+    else {
+      if (this.#control) Atomics.store(this.#control, 0, 1);
+      worker.unref();
+    }
     this.#lastExit = `the worker hung (${why})`;
-    this.#log?.error({ model: this.spec.label, timeoutMs }, 'session worker hung; replacing it');
+    this.#log?.error({ model: this.spec.label, timeoutMs, pid: worker.pid }, worker.killableMidRun ? 'session worker hung; killed it' : 'session worker hung; replacing it');
     this.#rejectAll(new NucleusError(503, 'worker_hung', `the worker running ${this.spec.label} hung: ${why}; it was replaced and the request was not completed, retry it`));
-    this.#onHealth?.({ healthy: false, reason: this.#lastExit, restarts: this.#restarts });
-    this.#restart(why);
+    this.#died(why);
   }
 
   /** Runs asked for and not yet answered. */
@@ -142,9 +171,36 @@ export class SessionWorker {
     return this.#runs;
   }
 
-  /** Times the thread died and was started again. */
+  /** Times the worker died and was started again. */
   get restarts(): number {
     return this.#restarts;
+  }
+
+  /** The worker's process id (process isolation, while it runs). */
+  get pid(): number | undefined {
+    return this.#worker?.pid;
+  }
+
+  /** The worker process's resident memory as last measured (process isolation only; undefined for a thread). */
+  get rssBytes(): number | undefined {
+    return this.#worker?.rssBytes;
+  }
+
+  /** What `/status` shows about this worker. */
+  status(id: number): WorkerReplicaStatus {
+    const pid = this.pid;
+    const rssBytes = this.rssBytes;
+    return {
+      id,
+      isolation: this.isolation,
+      state: this.#state,
+      ...(pid !== undefined && { pid }),
+      ...(rssBytes !== undefined && { rssBytes }),
+      restarts: this.#restarts,
+      runs: this.#runs,
+      pending: this.#assigned,
+      ...(this.#state !== 'serving' && this.#lastExit !== undefined && { lastExit: this.#lastExit }),
+    };
   }
 
   /** What the session reported when it opened. */
@@ -153,13 +209,19 @@ export class SessionWorker {
   }
 
   /**
-   * Ends the thread the way a crash would: the run in progress finishes inside ORT (ending a thread mid-run aborts
-   * the process) but is never answered, every pending run is rejected, and a fresh thread takes over.
+   * Ends the worker the way a crash would: every pending run is rejected and a fresh worker takes over. A process
+   * is killed at once (SIGKILL); in a thread the run in progress finishes inside ORT (ending a thread mid-run aborts
+   * the process) but is never answered.
    */
   async kill(): Promise<void> {
     const worker = this.#worker;
     if (!worker) return;
     const exited = this.#exited;
+    if (worker.killableMidRun) {
+      await worker.terminate();
+      await exited;
+      return;
+    }
     if (this.#control) Atomics.store(this.#control, 0, 1);
     const message: ToWorker = { type: 'exit', code: 70 };
     worker.postMessage(message);
@@ -184,7 +246,10 @@ export class SessionWorker {
     let timer: NodeJS.Timeout | undefined;
     const gaveUp = await Promise.race([exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(5000, drainMs))))]);
     clearTimeout(timer);
-    if (gaveUp) {
+    if (gaveUp && worker.killableMidRun) {
+      this.#log?.warn({ model: this.spec.label, pid: worker.pid }, 'session worker process did not end after close; killed it');
+      await worker.terminate('it did not end after close; killed it');
+    } else if (gaveUp) {
       worker.unref();
       this.#log?.warn({ model: this.spec.label }, 'session worker is still in a run; leaving it to end after the run');
     }
@@ -192,12 +257,15 @@ export class SessionWorker {
 
   #spawn(): Promise<SessionReady> {
     return new Promise<SessionReady>((resolve, reject) => {
-      const control = new SharedArrayBuffer(4);
-      const worker = new Worker(THREAD_ENTRY, { workerData: { ...this.spec, control }, name: `session ${this.spec.label}` });
-      let markExited: () => void = () => undefined;
-      const exited = new Promise<void>((r) => (markExited = r));
+      // A thread reads its kill flag from shared memory; a process is simply killed, so it needs none.
+      const control = this.isolation === 'thread' ? new SharedArrayBuffer(4) : undefined;
+      const worker = WorkerHandle.spawn(THREAD_ENTRY, { ...this.spec, ...(control && { control }) }, {
+        isolation: this.isolation,
+        name: `session ${this.spec.label}`,
+        ...(this.#heartbeatTimeoutMs && { heartbeatTimeoutMs: this.#heartbeatTimeoutMs() }),
+      });
+      const exited = worker.exited;
       let opened = false;
-      let lastError: string | undefined;
       worker.on('message', (message: FromWorker) => {
         switch (message.type) {
           case 'ready': {
@@ -210,11 +278,15 @@ export class SessionWorker {
               break;
             }
             this.#worker = worker;
-            this.#control = new Int32Array(control);
+            this.#control = control && new Int32Array(control);
             this.#exited = exited;
+            this.#state = 'serving';
             const { type: _type, ...info } = message;
             this.#info = info;
-            if (this.#restarts > 0) this.#onHealth?.({ healthy: true, restarts: this.#restarts });
+            if (this.#restarts > 0) {
+              this.#log?.info({ model: this.spec.label, restarts: this.#restarts, pid: worker.pid }, 'session worker is serving again');
+              this.#onHealth?.({ healthy: true, restarts: this.#restarts });
+            }
             resolve(info);
             break;
           }
@@ -238,42 +310,45 @@ export class SessionWorker {
           }
         }
       });
-      worker.on('error', (err) => {
-        lastError = err.message;
-      });
-      worker.on('exit', (code) => {
-        markExited();
+      worker.on('exit', (_code: number, why: string) => {
         if (!opened) {
-          reject(new NucleusError(500, 'worker_exited', `the worker for ${this.spec.label} exited (code ${code}) before its session opened${lastError ? `: ${lastError}` : ''}`));
+          reject(new NucleusError(500, 'worker_exited', `the worker for ${this.spec.label} exited before its session opened (${why})`));
           return;
         }
         if (this.#worker !== worker) return;
         this.#worker = undefined;
-        const why = lastError ? `it threw: ${lastError}` : `exit code ${code}`;
         this.#lastExit = `the worker exited (${why})`;
         this.#rejectAll(
           new NucleusError(503, 'worker_exited', `the worker running ${this.spec.label} stopped (${why}) before answering; the request was not completed, retry it`),
         );
         if (this.#closing) return;
-        this.#onHealth?.({ healthy: false, reason: this.#lastExit, restarts: this.#restarts });
-        this.#restart(why);
+        this.#died(why);
       });
     });
   }
 
-  #restart(why: string): void {
+  // Restarts the worker after a backoff that doubles with each death in a row (the first restart is immediate),
+  // or gives up once it has died too often in a row; either way the pool and the events hear of it.
+  #died(why: string): void {
     this.#restarts++;
     this.#consecutive++;
     if (this.#consecutive > this.#maxConsecutive) {
-      this.#log?.error({ model: this.spec.label, restarts: this.#restarts }, 'session worker keeps dying; giving up');
+      this.#state = 'failed';
+      this.#log?.error({ model: this.spec.label, restarts: this.#restarts, reason: why }, 'session worker keeps dying; giving up');
       this.#ready = Promise.reject(unavailable('worker_unavailable', `the worker for ${this.spec.label} died ${this.#consecutive} times in a row (last: ${why}); reload the model`));
       this.#ready.catch(() => undefined);
+      this.#onHealth?.({ healthy: false, reason: this.#lastExit ?? why, restarts: this.#restarts, gaveUp: true });
       return;
     }
-    this.#log?.warn({ model: this.spec.label, reason: why, restarts: this.#restarts }, 'session worker died; starting a new one');
-    const delayMs = this.#consecutive <= 1 ? 0 : Math.min(5000, 100 * 2 ** (this.#consecutive - 2));
-    const ready = new Promise<void>((r) => setTimeout(r, delayMs)).then(() => this.#spawn());
-    ready.catch((err: unknown) => this.#log?.error({ model: this.spec.label, err }, 'session worker could not be restarted'));
+    this.#state = 'restarting';
+    const backoffMs = this.#consecutive <= 1 ? 0 : Math.min(5000, 100 * 2 ** (this.#consecutive - 2));
+    this.#log?.warn({ model: this.spec.label, reason: why, restarts: this.#restarts, backoffMs }, 'session worker died; starting a new one');
+    this.#onHealth?.({ healthy: false, reason: this.#lastExit ?? why, restarts: this.#restarts, backoffMs });
+    const ready = new Promise<void>((r) => setTimeout(r, backoffMs)).then(() => this.#spawn());
+    ready.catch((err: unknown) => {
+      this.#state = 'failed';
+      this.#log?.error({ model: this.spec.label, err }, 'session worker could not be restarted');
+    });
     this.#ready = ready;
   }
 

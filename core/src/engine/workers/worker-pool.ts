@@ -1,14 +1,19 @@
 import { freemem } from 'node:os';
-import { NucleusError, type Logger, type SchedulerStrategy, type Tensor, type WorkerLoad } from '@nucleus/sdk';
-import { SessionWorker, type RunResult, type SessionReady } from './session-worker.js';
+import { NucleusError, type Logger, type SchedulerStrategy, type Tensor, type WorkerLoad, type WorkerReplicaStatus } from '@nucleus/sdk';
+import { SessionWorker, type RunResult, type SessionReady, type WorkerHealth } from './session-worker.js';
+import type { WorkerIsolation } from './worker-handle.js';
 import type { SessionWorkerSpec } from './worker-messages.js';
 
 /** Options of a {@link WorkerPool}. */
 export interface WorkerPoolOptions {
   logger?: Logger;
-  onHealth?(worker: number, health: { healthy: boolean; reason?: string; restarts: number }): void;
+  onHealth?(worker: number, health: WorkerHealth): void;
   /** Passed to each replica: see `SessionWorkerOptions.runTimeoutMs`. */
   runTimeoutMs?: () => number;
+  /** Each replica a thread (default) or a child process. */
+  isolation?: WorkerIsolation;
+  /** Passed to each replica: see `SessionWorkerOptions.heartbeatTimeoutMs`. */
+  heartbeatTimeoutMs?: () => number;
   /** Told when a run is retried on another replica. */
   onRetry?(error: NucleusError): void;
   /** The strategy that picks a replica (read per run); none, or one without `pickWorker`, means the least busy. */
@@ -25,8 +30,9 @@ export interface WorkerPoolOptions {
 const RETRYABLE = ['worker_exited', 'worker_unavailable', 'worker_hung'];
 
 /**
- * Replicas of one model version's session, each in its own thread. A run goes to the replica the routing strategy
- * picks from the replicas' loads; replicas can be added and retired while serving ({@link resize}).
+ * Replicas of one model version's session, each in its own thread or child process. A run goes to the replica the
+ * routing strategy picks from the replicas' loads; a replica that died is out of the choice until it serves again,
+ * and replicas can be added and retired while serving ({@link resize}).
  */
 export class WorkerPool {
   #workers: SessionWorker[] = [];
@@ -132,6 +138,11 @@ export class WorkerPool {
     }
   }
 
+  /** Each replica taking runs, as `/status` shows it. */
+  replicas(): WorkerReplicaStatus[] {
+    return this.#workers.map((w) => w.status(this.#ids.get(w) ?? -1));
+  }
+
   /** The load of each replica taking runs, as a routing strategy sees it. */
   loads(): WorkerLoad[] {
     return this.#workers.map((w) => {
@@ -214,8 +225,11 @@ export class WorkerPool {
     return total;
   }
 
+  // The least busy healthy replica (other than `except`); an unhealthy one only when no other is left.
   #leastBusy(except?: SessionWorker): SessionWorker {
-    const candidates = this.#workers.filter((w) => w !== except);
+    const others = this.#workers.filter((w) => w !== except);
+    const healthy = others.filter((w) => this.#healthy.get(w) !== false);
+    const candidates = healthy.length > 0 ? healthy : others;
     let best = candidates[0] ?? this.#workers[0]!;
     const busy = (w: SessionWorker): number => Math.max(this.#activeOn(w), w.pending);
     for (const w of candidates) if (busy(w) < busy(best)) best = w;
@@ -230,8 +244,12 @@ export class WorkerPool {
       onHealth: (health) => {
         this.#healthy.set(worker, health.healthy);
         options.onHealth?.(id, health);
+        // Runs waiting for a replica with room may have one again.
+        if (health.healthy) this.#wake();
       },
       ...(options.runTimeoutMs && { runTimeoutMs: options.runTimeoutMs }),
+      ...(options.isolation && { isolation: options.isolation }),
+      ...(options.heartbeatTimeoutMs && { heartbeatTimeoutMs: options.heartbeatTimeoutMs }),
     });
     this.#ids.set(worker, id);
     return worker;

@@ -200,6 +200,11 @@ export const CORE_CONFIG_SCHEMA = {
             minimum: 0,
             description: 'Dummy runs after load (true = 1) so the first request does not pay for lazy initialisation.',
           },
+          isolation: {
+            type: 'string',
+            enum: ['thread', 'process'],
+            description: 'Overrides `workers.isolation` for this model.',
+          },
         },
       },
     },
@@ -324,7 +329,7 @@ export const CORE_CONFIG_SCHEMA = {
     },
     workers: {
       type: 'object',
-      description: 'Worker threads that run inference off the event loop.',
+      description: 'Workers (threads or child processes) that run inference off the event loop.',
       default: {},
       additionalProperties: false,
       properties: {
@@ -332,7 +337,7 @@ export const CORE_CONFIG_SCHEMA = {
           type: 'integer',
           minimum: 1,
           description:
-            'Worker threads (one session each) per loaded model version. A change applies while serving: new replicas open before taking runs, retired ones finish their runs first.',
+            'Workers (one session each; threads or processes, see `workers.isolation`) per loaded model version. A change applies while serving: new replicas open before taking runs, retired ones finish their runs first.',
           default: 1,
           'x-runtime': true,
         },
@@ -349,6 +354,21 @@ export const CORE_CONFIG_SCHEMA = {
           description:
             'A worker whose run takes longer than this is taken as hung: it is replaced, and its runs are retried on another replica or fail with 503 `worker_hung`; 0 never times out.',
           default: 60_000,
+          'x-runtime': true,
+        },
+        isolation: {
+          type: 'string',
+          enum: ['thread', 'process'],
+          description:
+            'Where each worker runs: a thread of the server process, or a child process of its own, which survives a native crash (a crashed or frozen one is killed and restarted while the other replicas serve) and reports its measured memory. Applies to model versions loaded after the change.',
+          default: 'thread',
+        },
+        heartbeatTimeoutMs: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'With process isolation: a worker process whose heartbeat (sent from a thread of its own, so long runs do not silence it) stops for this long is taken as frozen and killed, and its runs are retried or fail with 503; 0 turns the check off. Applies to workers started after the change.',
+          default: 3000,
           'x-runtime': true,
         },
       },

@@ -37,6 +37,7 @@ import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type { GenerationThreadSpec, PrefixCacheSpec, WireGenerateRequest } from './generation-messages.js';
 import { GenerationWorker, type EventChannel } from './generation-worker.js';
+import { isolationFor } from '../../workers/isolation-for.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** What the engine needs from the kernel. */
@@ -428,6 +429,9 @@ export class GenerationEngine implements GenerationService {
           },
           {
             logger: this.#log.child({ model: model.name }),
+            isolation: isolationFor(this.options.config, model.name),
+            heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
+            onHealth: (health) => this.options.events.emit('worker.health', { model: model.name, worker: 0, ...health }),
             observer: {
               onGroup: ({ running, waiting, steps, cache }) => {
                 this.options.events.emit('engine.stats', { model: model.name, running, waiting });
@@ -530,6 +534,7 @@ export class GenerationEngine implements GenerationService {
       running: m.worker?.running ?? 0,
       waiting: m.worker?.waiting ?? 0,
       ...(m.kind === 'llm' && { breaker: m.breaker.status() }),
+      ...(m.worker && { worker: m.worker.status() }),
     };
   }
 

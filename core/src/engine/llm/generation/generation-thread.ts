@@ -1,8 +1,8 @@
-// The body of a generation worker thread. It owns the ORT session, so `session.run` blocks this thread and never
-// the server's event loop, and it runs the whole engine loop here: admit, schedule, step, sample, stop checks,
-// emit. The main thread only submits requests and relays the token groups this thread posts.
+// The body of a generation worker, run as a thread or as a child process (see workers/worker-port.ts). It owns the
+// ORT session, so `session.run` blocks this worker and never the server's event loop, and it runs the whole engine
+// loop here: admit, schedule, step, sample, stop checks, emit. The main thread only submits requests and relays the
+// token groups this worker posts.
 import { randomInt, randomUUID } from 'node:crypto';
-import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { NucleusError, toNucleusError, type Backend, type CachePolicy, type CachePolicyFactory, type SessionOptions } from '@nucleus/sdk';
 import { createBackendSession } from '../../backend-session.js';
@@ -21,14 +21,15 @@ import { Outbox } from './outbox.js';
 import { buildPrompt, type ChatRenderer } from './prompt-builder.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
 import { GenerationScheduler } from './scheduler.js';
+import { workerPort } from '../../workers/worker-port.js';
 
 ort.env.logLevel = 'fatal';
 
-const port = parentPort!;
-const spec = workerData as GenerationThreadSpec;
+const port = workerPort();
+const spec = port.data as GenerationThreadSpec;
 
 function post(message: FromGenerationThread, transfer: ArrayBuffer[] = []): void {
-  port.postMessage(message, transfer);
+  port.post(message, transfer);
 }
 
 // The backends live in plugins on the main thread; here they are only their session options.
@@ -325,7 +326,7 @@ async function main(): Promise<void> {
 
   const embeds: { id: number; request: WireEmbedRequest }[] = [];
   let exitCode: number | undefined;
-  port.on('message', (message: ToGenerationThread) => {
+  port.on((message: ToGenerationThread) => {
     switch (message.type) {
       case 'submit':
         if (engine) engine.submit(message.id, message.request);

@@ -1,5 +1,6 @@
-import { Worker } from 'node:worker_threads';
-import { NucleusError, unavailable, type GenerationEvent, type Logger } from '@nucleus/sdk';
+import { NucleusError, unavailable, type GenerationEvent, type Logger, type WorkerReplicaStatus } from '@nucleus/sdk';
+import type { WorkerHealth } from '../../workers/session-worker.js';
+import { WorkerHandle, type WorkerIsolation } from '../../workers/worker-handle.js';
 import type {
   FromGenerationThread,
   GenerationThreadSpec,
@@ -43,6 +44,7 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
   #ended = false;
   #waiter: (() => void) | undefined;
   #finished = 0;
+  #pushed = 0;
   #completionTokens = 0;
   #cachedTokens: number | undefined;
   /** Called once when the request has ended, to drop listeners. */
@@ -59,9 +61,15 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
     return this.#ended;
   }
 
+  /** Whether any event has arrived: until then the request can be run again from the start elsewhere. */
+  get started(): boolean {
+    return this.#pushed > 0;
+  }
+
   /** Adds an event from the thread; the last choice's finish adds the `done` event with usage. */
   push(event: WireGenerationEvent): void {
     if (this.#ended) return;
+    this.#pushed++;
     if (event.kind === 'fail') return this.fail(new NucleusError(event.status, event.code, event.message, event.failure === undefined ? {} : { cause: { failure: event.failure } }));
     if (event.kind === 'token') {
       this.#queue.push({ type: 'token', index: event.index, tokenId: event.tokenId, text: event.text });
@@ -139,32 +147,102 @@ interface PendingAdmission {
 interface PendingEmbed {
   resolve(result: { vectors: Float32Array[]; promptTokens: number }): void;
   reject(err: Error): void;
+  request: WireEmbedRequest;
+}
+
+/** A submitted request that has produced nothing yet, so a restarted worker can run it from the start. */
+interface Resubmittable {
+  request: WireGenerateRequest;
+  /** Workers it was sent to. */
+  attempts: number;
+}
+
+/** Options of a {@link GenerationWorker}. */
+export interface GenerationWorkerOptions {
+  logger?: Logger;
+  observer?: GenerationWorkerObserver;
+  /** A thread of this process (default) or a child process of its own. */
+  isolation?: WorkerIsolation;
+  /** Process isolation: see `WorkerHandleOptions.heartbeatTimeoutMs` (read at each start). */
+  heartbeatTimeoutMs?: () => number;
+  /** Told when the worker dies (with the backoff before its restart, or `gaveUp`) and when it serves again. */
+  onHealth?(health: WorkerHealth): void;
 }
 
 const THREAD_ENTRY = new URL('./generation-thread.js', import.meta.url);
+// Deaths in a row (with no step in between) after which restarting stops until the next request.
+const MAX_CONSECUTIVE_RESTARTS = 5;
+// Workers a request that has produced nothing is sent to before it fails: a request that kills each one is not
+// sent to the next for ever.
+const MAX_ATTEMPTS = 3;
 
 /**
- * The main thread's handle on one generation thread: submits requests, relays the thread's token groups into
- * each request's {@link EventChannel}, and sends cancellations. No reply is ever awaited per step. When the
- * thread dies, every request it held fails with 503 and the next request starts a fresh thread.
+ * The main thread's handle on one generation worker (a thread, or a child process with process isolation): submits
+ * requests, relays the worker's token groups into each request's {@link EventChannel}, and sends cancellations. No
+ * reply is ever awaited per step. When the worker dies it is restarted (with backoff); requests that have produced
+ * nothing yet are sent to the new worker, and those already streaming fail with 503 `worker_exited`, since their
+ * client has seen part of an answer that cannot be continued.
  */
 export class GenerationWorker {
-  #worker: Worker | undefined;
+  #worker: WorkerHandle | undefined;
   #ready: Promise<GenerationThreadReady> | undefined;
   #info: GenerationThreadReady | undefined;
   readonly #admissions = new Map<number, PendingAdmission>();
   readonly #channels = new Map<number, EventChannel>();
   readonly #embeds = new Map<number, PendingEmbed>();
   readonly #releases = new Map<number, { resolve(bytes: number): void; reject(err: Error): void }>();
+  readonly #resubmittable = new Map<number, Resubmittable>();
   #nextId = 1;
   #closing = false;
   #running = 0;
   #waiting = 0;
+  #restarts = 0;
+  #consecutive = 0;
+  #state: WorkerReplicaStatus['state'] = 'starting';
+  #finished = 0;
+  #lastExit: string | undefined;
 
   constructor(
     readonly spec: GenerationThreadSpec,
-    private readonly options: { logger?: Logger; observer?: GenerationWorkerObserver } = {},
+    private readonly options: GenerationWorkerOptions = {},
   ) {}
+
+  /** Where the worker runs. */
+  get isolation(): WorkerIsolation {
+    return this.options.isolation ?? 'thread';
+  }
+
+  /** The worker's process id (process isolation, while it runs). */
+  get pid(): number | undefined {
+    return this.#worker?.pid;
+  }
+
+  /** The worker process's resident memory as last measured (process isolation only). */
+  get rssBytes(): number | undefined {
+    return this.#worker?.rssBytes;
+  }
+
+  /** Times the worker died and was started again. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /** The worker as `/status`-style reports show it (`runs`: requests finished; `pending`: requests in it now). */
+  status(): WorkerReplicaStatus {
+    const pid = this.pid;
+    const rssBytes = this.rssBytes;
+    return {
+      id: 0,
+      isolation: this.isolation,
+      state: this.#state,
+      ...(pid !== undefined && { pid }),
+      ...(rssBytes !== undefined && { rssBytes }),
+      restarts: this.#restarts,
+      runs: this.#finished,
+      pending: this.#channels.size + this.#admissions.size,
+      ...(this.#state !== 'serving' && this.#lastExit !== undefined && { lastExit: this.#lastExit }),
+    };
+  }
 
   /** Starts the thread (once) and waits for its session; rejects with the session error. */
   start(): Promise<GenerationThreadReady> {
@@ -200,12 +278,17 @@ export class GenerationWorker {
     const worker = await this.#live();
     if (signal?.aborted) throw abortError();
     const id = this.#nextId++;
+    let pending!: PendingAdmission;
     const admission = await new Promise<Admission>((resolve, reject) => {
-      this.#admissions.set(id, { resolve, reject, n: request.n });
+      pending = { resolve, reject, n: request.n };
+      this.#admissions.set(id, pending);
+      this.#resubmittable.set(id, { request, attempts: 1 });
       this.#send(worker, { type: 'submit', id, request });
     });
-    const channel = this.#channels.get(id)!;
-    if (signal) {
+    // Taken from the admission, not from the map: a short request may have ended (and left the map) before this
+    // continuation runs, when its admission and its events came in one read from a worker process.
+    const channel = pending.channel!;
+    if (signal && !channel.ended) {
       const onAbort = () => this.#cancel(id, false);
       if (signal.aborted) onAbort();
       else {
@@ -222,7 +305,7 @@ export class GenerationWorker {
     if (signal?.aborted) throw abortError();
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      this.#embeds.set(id, { resolve, reject });
+      this.#embeds.set(id, { resolve, reject, request });
       this.#send(worker, { type: 'embed', id, request });
     });
   }
@@ -250,10 +333,15 @@ export class GenerationWorker {
     if (this.#worker) this.#send(this.#worker, { type: 'configure', scheduler: settings });
   }
 
-  /** Ends the thread the way a crash would: its requests fail with 503 and the next request starts a fresh thread. */
+  /**
+   * Ends the worker the way a crash would (a process with SIGKILL, a thread after its current step): requests
+   * already streaming fail with 503, the rest go to the restarted worker.
+   */
   async kill(): Promise<void> {
     const worker = this.#worker;
-    if (worker) await this.#exit(worker, 1);
+    if (!worker) return;
+    if (worker.killableMidRun) await worker.terminate();
+    else await this.#exit(worker, 1);
   }
 
   /** Ends the thread; requests still running fail with 503 `model_unloading`. */
@@ -265,11 +353,11 @@ export class GenerationWorker {
     if (worker) await this.#exit(worker, 0);
   }
 
-  // Asks the thread to release its sessions and end after the current step; terminates it only if it does not.
-  #exit(worker: Worker, code: number, timeoutMs = 10_000): Promise<void> {
+  // Asks the worker to release its sessions and end after the current step; terminates it only if it does not.
+  #exit(worker: WorkerHandle, code: number, timeoutMs = 10_000): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => void worker.terminate().then(() => resolve()), timeoutMs);
-      worker.once('exit', () => {
+      const timer = setTimeout(() => void worker.terminate('it did not end when asked; killed it').then(() => resolve()), timeoutMs);
+      void worker.exited.then(() => {
         clearTimeout(timer);
         resolve();
       });
@@ -277,7 +365,7 @@ export class GenerationWorker {
     });
   }
 
-  async #live(): Promise<Worker> {
+  async #live(): Promise<WorkerHandle> {
     if (this.#closing) throw unavailable('model_unloading', `${this.spec.label} is stopping`);
     await this.start();
     const worker = this.#worker;
@@ -285,29 +373,45 @@ export class GenerationWorker {
     return worker;
   }
 
-  #send(worker: Worker, message: ToGenerationThread): void {
+  #send(worker: WorkerHandle, message: ToGenerationThread): void {
     worker.postMessage(message);
   }
 
   // `readerGone`: nobody reads the channel any more, so it is dropped at once; otherwise its reader still gets
-  // the `cancelled` finishes the thread sends back.
+  // the `cancelled` finishes the thread sends back — or, while no worker runs (a restart), a cancellation at once.
   #cancel(id: number, readerGone: boolean): void {
     const channel = this.#channels.get(id);
     if (!channel) return;
     if (readerGone) this.#end(id, channel);
     if (this.#worker) this.#send(this.#worker, { type: 'cancel', id });
+    else if (!readerGone) {
+      channel.fail(abortError());
+      this.#end(id, channel);
+    }
   }
 
   #spawn(): Promise<GenerationThreadReady> {
     return new Promise<GenerationThreadReady>((resolve, reject) => {
-      const worker = new Worker(THREAD_ENTRY, { workerData: this.spec, name: `generation ${this.spec.label}` });
+      const worker = WorkerHandle.spawn(THREAD_ENTRY, this.spec, {
+        isolation: this.isolation,
+        name: `generation ${this.spec.label}`,
+        ...(this.options.heartbeatTimeoutMs && { heartbeatTimeoutMs: this.options.heartbeatTimeoutMs() }),
+      });
       let opened = false;
-      let lastError: string | undefined;
       worker.on('message', (message: FromGenerationThread) => {
+        // A worker that has been replaced may still have messages on the way; its requests are someone else's now.
+        if (opened && this.#worker !== worker) return;
         switch (message.type) {
           case 'ready': {
             opened = true;
+            if (this.#closing) {
+              // Stopped while this worker was starting: it must not outlive the model.
+              void this.#exit(worker, 0);
+              reject(unavailable('model_unloading', `${this.spec.label} was stopped while its worker was starting`));
+              break;
+            }
             this.#worker = worker;
+            this.#state = 'serving';
             const { type: _type, ...info } = message;
             this.#info = info;
             resolve(info);
@@ -320,8 +424,10 @@ export class GenerationWorker {
           case 'admitted': {
             const pending = this.#admissions.get(message.id);
             this.#admissions.delete(message.id);
+            // No admission waits for a request sent again after a restart: its channel already exists.
             if (!pending) break;
             const channel = new EventChannel(pending.n, message.promptTokens, () => this.#cancel(message.id, true));
+            pending.channel = channel;
             this.#channels.set(message.id, channel);
             pending.resolve({ promptTokens: message.promptTokens, maxTokens: message.maxTokens, ...(message.cachedTokens !== undefined && { cachedTokens: message.cachedTokens }) });
             break;
@@ -329,17 +435,30 @@ export class GenerationWorker {
           case 'rejected': {
             const pending = this.#admissions.get(message.id);
             this.#admissions.delete(message.id);
-            pending?.reject(new NucleusError(message.status, message.code, message.message, message.param === undefined ? {} : { param: message.param }));
+            this.#resubmittable.delete(message.id);
+            const err = new NucleusError(message.status, message.code, message.message, message.param === undefined ? {} : { param: message.param });
+            pending?.reject(err);
+            const channel = this.#channels.get(message.id);
+            if (!pending && channel) {
+              channel.fail(err);
+              this.#end(message.id, channel);
+            }
             break;
           }
           case 'events':
             this.#running = message.running;
             this.#waiting = message.waiting;
+            // The worker is stepping: the deaths before it no longer count as in a row.
+            this.#consecutive = 0;
             for (const event of message.events) {
+              this.#resubmittable.delete(event.id);
               const channel = this.#channels.get(event.id);
               if (!channel) continue;
               channel.push(event);
-              if (channel.ended) this.#end(event.id, channel);
+              if (channel.ended) {
+                this.#finished++;
+                this.#end(event.id, channel);
+              }
             }
             this.options.observer?.onGroup?.({ running: message.running, waiting: message.waiting, steps: message.steps, ...(message.cache && { cache: message.cache }) });
             break;
@@ -363,12 +482,9 @@ export class GenerationWorker {
           }
         }
       });
-      worker.on('error', (err) => {
-        lastError = err.message;
-      });
-      worker.on('exit', (code) => {
+      worker.on('exit', (_code: number, why: string) => {
         if (!opened) {
-          reject(new NucleusError(500, 'worker_exited', `the worker for ${this.spec.label} exited (code ${code}) before its session opened${lastError ? `: ${lastError}` : ''}`));
+          reject(new NucleusError(500, 'worker_exited', `the worker for ${this.spec.label} exited before its session opened (${why})`));
           this.#ready = undefined;
           return;
         }
@@ -377,19 +493,94 @@ export class GenerationWorker {
         this.#ready = undefined;
         this.#running = 0;
         this.#waiting = 0;
-        const why = lastError ? `it threw: ${lastError}` : `exit code ${code}`;
-        this.options.logger?.warn({ model: this.spec.label, reason: why }, 'generation worker died; the next request starts a new one');
-        this.#failAll(new NucleusError(503, 'worker_exited', `the worker running ${this.spec.label} stopped (${why}); the request was not completed, retry it`));
+        this.#lastExit = `the worker exited (${why})`;
+        this.#state = 'restarting';
+        const exited = new NucleusError(503, 'worker_exited', `the worker running ${this.spec.label} stopped (${why}); the request was not completed, retry it`);
+        if (this.#closing) return this.#failAll(exited);
+        this.#failStarted(exited);
+        this.#restart(why, exited);
       });
     });
   }
 
+  // Fails what cannot be run again: requests whose client has seen part of an answer, and those sent to too many
+  // workers already. The rest stay, to be sent to the next worker.
+  #failStarted(err: NucleusError): void {
+    for (const [id, channel] of this.#channels) {
+      const again = this.#resubmittable.get(id);
+      if (again && again.attempts < MAX_ATTEMPTS && !channel.started) continue;
+      channel.fail(err);
+      this.#end(id, channel);
+    }
+    for (const [id, pending] of this.#admissions) {
+      if ((this.#resubmittable.get(id)?.attempts ?? MAX_ATTEMPTS) < MAX_ATTEMPTS) continue;
+      this.#admissions.delete(id);
+      this.#resubmittable.delete(id);
+      pending.reject(err);
+    }
+    // A worker that ended took its cache with it: nothing is left to release.
+    for (const p of this.#releases.values()) p.resolve(0);
+    this.#releases.clear();
+  }
+
+  // Starts a new worker after a backoff that doubles with each death in a row (the first restart is immediate) and
+  // sends it what the dead one had not started; after too many deaths in a row it gives up until the next request.
+  #restart(why: string, exited: NucleusError): void {
+    this.#restarts++;
+    this.#consecutive++;
+    const log = this.options.logger;
+    if (this.#consecutive > MAX_CONSECUTIVE_RESTARTS) {
+      log?.error({ model: this.spec.label, restarts: this.#restarts, reason: why }, 'generation worker keeps dying; not restarting it until the next request');
+      this.#consecutive = 0;
+      this.#failAll(unavailable('worker_unavailable', `the worker for ${this.spec.label} died ${MAX_CONSECUTIVE_RESTARTS + 1} times in a row (last: ${why}); retry later`));
+      this.#state = 'failed';
+      this.options.onHealth?.({ healthy: false, reason: `the worker exited (${why})`, restarts: this.#restarts, gaveUp: true });
+      return;
+    }
+    const backoffMs = this.#consecutive <= 1 ? 0 : Math.min(5000, 100 * 2 ** (this.#consecutive - 2));
+    const requeued = this.#channels.size + this.#admissions.size + this.#embeds.size;
+    log?.warn({ model: this.spec.label, reason: why, restarts: this.#restarts, backoffMs, requeued }, 'generation worker died; starting a new one');
+    this.options.onHealth?.({ healthy: false, reason: `the worker exited (${why})`, restarts: this.#restarts, backoffMs });
+    const ready = new Promise<void>((r) => setTimeout(r, backoffMs)).then(() => this.#spawn());
+    this.#ready = ready;
+    ready.then(
+      () => {
+        log?.info({ model: this.spec.label, restarts: this.#restarts, pid: this.pid, requeued }, 'generation worker is serving again');
+        this.options.onHealth?.({ healthy: true, restarts: this.#restarts });
+        this.#resubmit();
+      },
+      (err: unknown) => {
+        log?.error({ model: this.spec.label, err }, 'generation worker could not be restarted');
+        this.#state = 'failed';
+        if (this.#ready === ready) this.#ready = undefined;
+        this.#failAll(new NucleusError(503, 'worker_unavailable', `${exited.message}; a new worker could not start: ${(err as Error).message}`));
+      },
+    );
+  }
+
+  // Sends the new worker the requests the dead one held and had not started.
+  #resubmit(): void {
+    const worker = this.#worker;
+    if (!worker) return;
+    for (const [id, again] of this.#resubmittable) {
+      if (!this.#channels.has(id) && !this.#admissions.has(id)) {
+        this.#resubmittable.delete(id);
+        continue;
+      }
+      again.attempts++;
+      this.#send(worker, { type: 'submit', id, request: again.request });
+    }
+    for (const [id, pending] of this.#embeds) this.#send(worker, { type: 'embed', id, request: pending.request });
+  }
+
   #end(id: number, channel: EventChannel): void {
     this.#channels.delete(id);
+    this.#resubmittable.delete(id);
     channel.onEnd?.();
   }
 
   #failAll(err: NucleusError): void {
+    this.#resubmittable.clear();
     for (const p of this.#admissions.values()) p.reject(err);
     for (const p of this.#embeds.values()) p.reject(err);
     // A thread that ended took its cache with it: nothing is left to release.

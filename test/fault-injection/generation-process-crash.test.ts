@@ -1,0 +1,73 @@
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import type { NucleusEvents } from '@nucleus/sdk';
+import { startTestKernel } from '@nucleus/sdk/testing';
+import { REPO_ROOT } from '../helpers/paths.js';
+import { within } from '../engine/engine-fixtures.js';
+
+const API_PLUGIN = join(REPO_ROOT, 'plugins', 'api-openai');
+
+describe('fault injection: the generation worker as a child process (workers.isolation = process)', () => {
+  it('a killed worker process is restarted: requests that had not streamed a token are run again and succeed, the streaming one ends with an error event, none hangs', async () => {
+    // One sequence per step, so the requests behind the first wait inside the worker without a token.
+    const kit = await startTestKernel({ plugins: [API_PLUGIN], config: { 'workers.isolation': 'process', 'scheduler.batchWindowMs': 5, 'scheduler.maxBatchSize': 1 } });
+    const health: NucleusEvents['worker.health'][] = [];
+    kit.kernel.events.on('worker.health', (e) => health.push(e));
+    try {
+      const post = (stream: boolean, maxTokens: number, onFirstChunk?: () => void) =>
+        fetch(new URL('/v1/completions', kit.url), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'tiny-llama', prompt: 'Once', max_tokens: maxTokens, ignore_eos: true, stream }),
+          signal: AbortSignal.timeout(60_000),
+        }).then(async (res) => {
+          let text = '';
+          const decoder = new TextDecoder();
+          for await (const chunk of res.body!) {
+            text += decoder.decode(chunk as Uint8Array, { stream: true });
+            if (text.includes('"text"')) onFirstChunk?.();
+          }
+          return { status: res.status, text };
+        });
+      const warm = await post(false, 8);
+      assert.equal(warm.status, 200, warm.text);
+      let streaming!: () => void;
+      const started = new Promise<void>((resolve) => (streaming = resolve));
+      const first = post(true, 240, () => streaming());
+      await started;
+      const behind = [post(false, 40), post(false, 40), post(true, 40)];
+      for (let i = 0; i < 5000 && kit.kernel.generation.admission.running < 4; i++) await new Promise((r) => setTimeout(r, 1));
+      assert.equal(kit.kernel.generation.admission.running, 4, 'all four requests hold a running slot');
+      await kit.kernel.generation.killWorker('tiny-llama');
+      const [a, b, c, d] = await within(Promise.all([first, ...behind]), 60_000, 'requests on the killed worker');
+      assert.equal(a!.status, 200);
+      assert.match(a!.text, /worker_exited/, `the request already streaming ends with an error event: ${a!.text.slice(-300)}`);
+      for (const r of [b!, c!]) {
+        assert.equal(r.status, 200, r.text);
+        assert.equal(JSON.parse(r.text).choices[0].finish_reason, 'length', 'run again on the new worker, to the end');
+      }
+      assert.equal(d!.status, 200);
+      assert.doesNotMatch(d!.text, /worker_exited/);
+      assert.match(d!.text, /"finish_reason":"length"/);
+      assert.deepEqual(
+        health.map((h) => [h.healthy, h.backoffMs]),
+        [
+          [false, 0],
+          [true, undefined],
+        ],
+      );
+      assert.match(health[0]!.reason ?? '', /SIGKILL/);
+      const worker = kit.kernel.generation.get('tiny-llama').worker!;
+      assert.equal(worker.isolation, 'process');
+      assert.equal(worker.state, 'serving');
+      assert.equal(worker.restarts, 1);
+      assert.ok(worker.pid !== undefined && worker.pid !== process.pid);
+      const next = await post(false, 8);
+      assert.equal(next.status, 200, next.text);
+      assert.deepEqual(kit.kernel.generation.admission, { running: 0, waiting: 0, shedding: false });
+      assert.ok((kit.kernel.generation.get('tiny-llama').worker!.rssBytes ?? 0) > 10_000_000, 'the worker process reports its memory');
+    } finally {
+      await kit.stop();
+    }
+  });
+});
