@@ -7,7 +7,7 @@ describe('Outbox (token groups a generation thread posts)', () => {
     let now = 0;
     const posts: WireGenerationEvent[][] = [];
     const outbox = new Outbox((events) => posts.push(events), 10, () => now);
-    const token = (tokenId: number): WireGenerationEvent => ({ kind: 'token', id: 1, index: 0, tokenId, text: 'x' });
+    const token = (tokenId: number): WireGenerationEvent => ({ kind: 'token', id: 1, index: 0, tokenId, text: 'x', sampledAt: now });
     outbox.flush(true);
     now = 1;
     outbox.push(token(1), true);

@@ -64,7 +64,7 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
     if (this.#ended) return;
     if (event.kind === 'fail') return this.fail(new NucleusError(event.status, event.code, event.message));
     if (event.kind === 'token') {
-      this.#queue.push({ type: 'token', index: event.index, tokenId: event.tokenId, text: event.text });
+      this.#queue.push({ type: 'token', index: event.index, tokenId: event.tokenId, text: event.text, sampledAt: event.sampledAt });
     } else {
       this.#finished++;
       this.#completionTokens += event.completionTokens;
