@@ -48,7 +48,10 @@ export interface GenerationEngineOptions {
   builtinModels?: boolean;
   /** Where built-in and generated models live; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
   cacheDir?: string;
-  /** Longest gap between two token groups a worker posts. Default 10 ms. */
+  /**
+   * Longest gap between two token groups a worker posts. Default 2 ms: a token may wait this long before it leaves
+   * the worker, out of the 10 ms it has from being sampled to reaching its client's socket.
+   */
   flushIntervalMs?: number;
 }
 
@@ -291,7 +294,7 @@ export class GenerationEngine implements GenerationService {
             },
             ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
             scheduler: this.#schedulerSettings(),
-            flushIntervalMs: this.options.flushIntervalMs ?? 10,
+            flushIntervalMs: this.options.flushIntervalMs ?? 2,
             ...(spec.role === 'decoder' && this.#prefixCacheSpec(model.name, spec.decoder?.config.graphStyle)),
           },
           {
