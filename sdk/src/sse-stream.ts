@@ -68,12 +68,12 @@ export class SseStream {
   }
 
   /**
-   * Sends a data-only event carrying a token sampled at `sampledAt` (on {@link tokenClock}); its delay to the socket
-   * goes to `onTokenDelivery`.
+   * Sends a data-only event carrying a token sampled at `sampledAt` (on {@link tokenClock}): a JSON value, or a string
+   * that is already its JSON text. Its delay to the socket goes to `onTokenDelivery`.
    */
   async sendToken(data: unknown, sampledAt: number | undefined): Promise<void> {
     if (this.closed) return;
-    const frame = `data: ${JSON.stringify(data)}\n\n`;
+    const frame = `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
     if (this.#delivery && sampledAt !== undefined) this.#pending.push(sampledAt);
     await this.#write(frame);
   }

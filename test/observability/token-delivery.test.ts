@@ -46,12 +46,31 @@ describe('token delivery: from sampling in the generation thread to the SSE sock
       stream(kit, '/generate', { model: MODEL, prompt: 'Once upon a time', max_tokens: 150, temperature: 0, ignore_eos: true }),
       stream(kit, '/generate', { model: MODEL, prompt: 'Lily', max_tokens: 20, temperature: 0, ignore_eos: true }),
     ]);
-    const chat = await stream(kit, '/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 16, temperature: 0, ignore_eos: true });
+    const chat = await stream(kit, '/v1/chat/completions', {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_tokens: 16,
+      temperature: 0,
+      ignore_eos: true,
+      stream_options: { include_usage: true },
+    });
     const tokenEvents = (s: { data: string[] }) => s.data.filter((d) => d !== '[DONE]' && (JSON.parse(d) as { token?: unknown }).token != null).length;
     const contentChunks = chat.data.filter((d) => d !== '[DONE]' && ((JSON.parse(d) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? '') !== '').length;
     assert.equal(tokenEvents(a), 150);
     assert.equal(tokenEvents(b), 20);
     assert.ok(contentChunks > 0, 'the chat stream carried text');
+
+    // Token frames are written out by hand: each must be exactly what JSON.stringify gives for its object.
+    for (const d of [...a.data, ...chat.data].filter((x) => x !== '[DONE]')) assert.equal(JSON.stringify(JSON.parse(d)), d);
+    for (const d of a.data.filter((x) => (JSON.parse(x) as { token?: unknown }).token != null)) {
+      assert.deepEqual(Object.keys(JSON.parse(d) as object), ['id', 'request_id', 'index', 'token', 'finish_reason']);
+    }
+    for (const d of chat.data.slice(1, 1 + contentChunks)) {
+      const c = JSON.parse(d) as { choices: object[]; usage: unknown };
+      assert.deepEqual(Object.keys(c), ['id', 'object', 'created', 'model', 'choices', 'usage']);
+      assert.deepEqual(Object.keys(c.choices[0]!), ['index', 'delta', 'logprobs', 'finish_reason']);
+      assert.equal(c.usage, null);
+    }
 
     // The events: one delay per token frame written, grouped per request, each within the request's own time.
     const delays = (s: { requestId: string }) => delivered.filter((e) => e.requestId === s.requestId).flatMap((e) => e.delaysMs);

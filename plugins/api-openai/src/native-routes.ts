@@ -89,11 +89,14 @@ async function generate(ctx: RouteContext, deps: RouteDeps, body: SamplingBody, 
     };
   }
   const sse = SseStream.open(ctx, deliveryReport(deps.events, stream.model, requestId));
+  // A token event is JSON.stringify of {id, request_id, index, token: {id, text}, finish_reason: null}, written out
+  // by hand: only the index, the token and its text change from one to the next.
+  const tokenHead = `{"id":${JSON.stringify(id)},"request_id":${JSON.stringify(requestId)},"index":`;
   try {
     for await (const event of stream) {
       if (sse.closed) break;
       if (event.type === 'token') {
-        await sse.sendToken({ id, request_id: requestId, index: event.index, token: { id: event.tokenId, text: event.text }, finish_reason: null }, event.sampledAt);
+        await sse.sendToken(`${tokenHead}${event.index},"token":{"id":${event.tokenId},"text":${JSON.stringify(event.text)}},"finish_reason":null}`, event.sampledAt);
       } else if (event.type === 'finish') {
         await sse.send({
           id,

@@ -127,12 +127,16 @@ async function chatCompletions(ctx: RouteContext, deps: RouteDeps): Promise<unkn
     ...(finish !== null && { stop_reason: stop ?? null }),
   });
   const sse = SseStream.open(ctx, deliveryReport(deps.events, stream.model, requestId));
+  // A content chunk is JSON.stringify of chunk([delta(index, {content})]), written out by hand: only the choice's
+  // index and its text change from one to the next.
+  const contentHead = `{"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${stream.created},"model":${JSON.stringify(stream.model)},"choices":[{"index":`;
+  const contentTail = `,"logprobs":null,"finish_reason":null}]${includeUsage ? ',"usage":null' : ''}}`;
   try {
     for (let i = 0; i < n; i++) await sse.send(chunk([delta(i, { role: 'assistant', content: '' })]));
     for await (const event of stream) {
       if (sse.closed) break;
       if (event.type === 'token') {
-        if (event.text) await sse.sendToken(chunk([delta(event.index, { content: event.text })]), event.sampledAt);
+        if (event.text) await sse.sendToken(`${contentHead}${event.index},"delta":{"content":${JSON.stringify(event.text)}}${contentTail}`, event.sampledAt);
       } else if (event.type === 'finish') {
         if (event.text) await sse.send(chunk([delta(event.index, { content: event.text })]));
         await sse.send(chunk([delta(event.index, {}, openAiFinishReason(event.finishReason), event.stopSequence)]));
