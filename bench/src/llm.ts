@@ -143,7 +143,8 @@ async function sequentialTtft(base: string, seconds: number, request: (i: number
 const SERVER_SETTINGS: Record<string, string> = {
   // Tracing would try to export spans; the bench measures the engine.
   'plugins.disabled': 'tracing,alerts',
-  // One stream alone should not wait for company: the default 50 ms window would dominate TTFT on these tiny models.
+  // A request on an idle engine starts at once whatever the window; one that arrives while others run waits for it,
+  // and the default 50 ms would dominate TTFT on these tiny models.
   'scheduler.batchWindowMs': '2',
 };
 
