@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +10,7 @@ import { createTokenizer, ensureTinyLlama, loadLlm, loadTinyLlama, type LlmToken
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import { machineInfo } from './machine.js';
+import { startServerProcess, type ServerProcess } from './server-process.js';
 import { record, type ResultRow, type ResultTable } from './report.js';
 import { quantile, summarise, type RunStats } from './stats.js';
 
@@ -137,36 +139,153 @@ async function sequentialTtft(base: string, seconds: number, request: (i: number
   return { stats: { throughput: (promptTokens * 1000) / p50, p50Ms: p50, p99Ms: quantile(ttfts, 0.99), count: ttfts.length, errors: 0, seconds: elapsed }, meanCached: cached / ttfts.length };
 }
 
-async function startServer(models: { name: string; path: string }[], extra: Record<string, unknown> = {}): Promise<NucleusServer> {
+/** The settings every Nucleus server of this suite runs with, as `nucleus serve` arguments and as config. */
+const SERVER_SETTINGS: Record<string, string> = {
+  // Tracing would try to export spans; the bench measures the engine.
+  'plugins.disabled': 'tracing,alerts',
+  // A request on an idle engine starts at once whatever the window; one that arrives while others run waits for it,
+  // and the default 50 ms would dominate TTFT on these tiny models.
+  'scheduler.batchWindowMs': '2',
+};
+
+/** `nucleus serve` for one model in a process of its own: the load generator (this process) never shares its event loop. */
+function serveProcess(c: ModelCase, path: string, extra: Record<string, string> = {}): Promise<ServerProcess> {
+  const settings = { ...SERVER_SETTINGS, ...extra };
+  return startServerProcess(['--model', `${c.name}=${path}`, ...Object.entries(settings).flatMap(([k, v]) => ['--set', `${k}=${v}`])]);
+}
+
+/** A server in this process, for the engine-API rows (no HTTP): what the engine does without HTTP and SSE. */
+async function startInProcess(models: { name: string; path: string }[]): Promise<NucleusServer> {
   return NucleusServer.start({
     env: {},
     cli: {
       'server.port': 0,
       'plugins.watch': false,
       'logging.level': 'warn',
-      // Tracing would try to export spans; the bench measures the engine.
-      'plugins.disabled': ['tracing', 'alerts'],
-      // One stream alone should not wait for company: the default 50 ms window would dominate TTFT on these tiny models.
-      'scheduler.batchWindowMs': 2,
+      'plugins.disabled': SERVER_SETTINGS['plugins.disabled']!.split(','),
+      'scheduler.batchWindowMs': Number(SERVER_SETTINGS['scheduler.batchWindowMs']),
       models,
-      ...extra,
     },
   });
 }
 
-/** Nucleus over HTTP: decode rates at 1/4/16/32 streams, prefill rate, and TTFT of a long shared prefix with and without the prefix cache. */
-async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise<{ rows: ResultRow[]; single: number; ttft: number; prefill: number; greedy: string }> {
+/** Samples of one metric family from a Prometheus exposition, with their labels. */
+function samples(exposition: string, name: string): { labels: Record<string, string>; value: number }[] {
+  const out: { labels: Record<string, string>; value: number }[] = [];
+  for (const line of exposition.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const m = /^[^{\s]+(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[1] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ labels, value: Number(m[2]) });
+  }
+  return out;
+}
+
+async function scrape(base: string): Promise<string> {
+  const res = await fetch(`${base}/metrics`);
+  if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
+  return res.text();
+}
+
+/** Cumulative bucket counts of `nucleus_token_delivery_seconds` for one model, by upper bound in seconds. */
+function deliveryBuckets(exposition: string, model: string): Map<number, number> {
+  const buckets = new Map<number, number>();
+  for (const s of samples(exposition, 'nucleus_token_delivery_seconds_bucket')) {
+    if (s.labels['model_name'] !== model) continue;
+    buckets.set(s.labels['le'] === '+Inf' ? Infinity : Number(s.labels['le']), s.value);
+  }
+  return buckets;
+}
+
+/**
+ * Token-to-socket delay between two scrapes: count, and p50/p99 in ms interpolated within the histogram's buckets
+ * (as Prometheus' histogram_quantile does).
+ */
+function deliveryBetween(before: string, after: string, model: string): { count: number; p50Ms: number; p99Ms: number } {
+  const a = deliveryBuckets(before, model);
+  const b = deliveryBuckets(after, model);
+  const bounds = [...b.keys()].sort((x, y) => x - y);
+  const cumulative = bounds.map((le) => (b.get(le) ?? 0) - (a.get(le) ?? 0));
+  const count = cumulative.at(-1) ?? 0;
+  const at = (q: number): number => {
+    if (count === 0) return NaN;
+    const rank = q * count;
+    const i = cumulative.findIndex((n) => n >= rank);
+    const upper = bounds[i]!;
+    const lower = i === 0 ? 0 : bounds[i - 1]!;
+    if (!Number.isFinite(upper)) return lower * 1000;
+    const below = i === 0 ? 0 : cumulative[i - 1]!;
+    const inBucket = cumulative[i]! - below;
+    return (lower + ((upper - lower) * (rank - below)) / Math.max(1, inBucket)) * 1000;
+  };
+  return { count, p50Ms: at(0.5), p99Ms: at(0.99) };
+}
+
+/** Sum of one histogram series (`<name>_sum`) whose labels include `labels`. */
+function histogramSum(exposition: string, name: string, labels: Record<string, string>): number {
+  return samples(exposition, `${name}_sum`)
+    .filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+    .reduce((n, s) => n + s.value, 0);
+}
+
+/**
+ * GETs /health back to back (10 ms apart) from a thread of its own, so the probe's timings do not wait on this
+ * process's event loop, busy reading the streams; `stop` returns every latency in ms.
+ */
+function probeHealth(base: string): { stop(): Promise<number[]> } {
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+    let running = true;
+    const ms = [];
+    parentPort.once('message', () => (running = false));
+    (async () => {
+      while (running) {
+        const t = performance.now();
+        const res = await fetch(workerData + '/health');
+        await res.arrayBuffer();
+        if (res.ok) ms.push(performance.now() - t);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      parentPort.postMessage(ms);
+    })();`,
+    { eval: true, workerData: base },
+  );
+  const done = new Promise<number[]>((resolve, reject) => {
+    worker.once('message', (ms: number[]) => resolve(ms));
+    worker.once('error', reject);
+  });
+  return {
+    stop: async () => {
+      worker.postMessage('stop');
+      const ms = await done;
+      await worker.terminate();
+      return ms;
+    },
+  };
+}
+
+/**
+ * Nucleus over HTTP, the server in its own process: decode rates at 1/4/16/32 streams with /health latency probed
+ * meanwhile and token-to-socket delay read from the server's metrics, prefill rate, and TTFT of a long shared prefix
+ * with and without the prefix cache. Then the engine API in this process (no HTTP).
+ */
+async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise<{ rows: ResultRow[]; single: number; ttft: number; prefill: number; greedy: string; latency: string[] }> {
   const rows: ResultRow[] = [];
-  const server = await startServer([{ name: c.name, path }]);
-  const base = server.url;
+  const latency: string[] = [];
   const vocab = c.llm.config.vocabSize;
   const bos = c.llm.config.bosTokenId;
   const start = (ids: number[]) => (bos === undefined ? ids : [bos, ...ids]);
+  const decodeBody = (i: number) => ({ model: c.name, prompt: start(tokenIds(i + 1, 4, vocab)), max_tokens: c.decodeTokens, temperature: 0, ignore_eos: true });
   let single = NaN;
   let ttft = NaN;
   let greedy = '';
   let prefill = NaN;
+  let server: ServerProcess | undefined;
   try {
+    server = await serveProcess(c, path);
+    const base = server.url;
     // Warm-up, and the greedy text the transformers.js run is compared with.
     const warm = await fetch(`${base}/generate`, {
       method: 'POST',
@@ -174,21 +293,70 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
       body: JSON.stringify({ model: c.name, prompt: 'Once upon a time', max_tokens: 24, temperature: 0, ignore_eos: true }),
     });
     greedy = ((await warm.json()) as { choices: { text: string }[] }).choices[0]!.text;
-    const decodeBody = (i: number) => ({ model: c.name, prompt: start(tokenIds(i + 1, 4, vocab)), max_tokens: c.decodeTokens, temperature: 0, ignore_eos: true });
     for (const clients of [1, 4, 16, 32]) {
+      const before = await scrape(base);
+      const probe = probeHealth(base);
       const r = await concurrentStreams(clients, SECONDS, (i) => streamGenerate(base, decodeBody(i)));
+      const health = await probe.stop();
+      const delivery = deliveryBetween(before, await scrape(base), c.name);
       if (clients === 1) single = r.stats.throughput;
       rows.push({
         label: `Nucleus over HTTP (SSE), ${clients} stream${clients > 1 ? 's' : ''} × ${c.decodeTokens} tokens (p50/p99 = TTFT)`,
         stats: r.stats,
         ratio: r.stats.throughput / single,
-        note: `${r.stats.count} requests; ${r.perStreamDecode.toFixed(0)} tok/s per stream after its first token`,
+        note:
+          `${r.stats.count} requests; ${r.perStreamDecode.toFixed(0)} tok/s per stream after its first token; ` +
+          `token to socket p50 ${delivery.p50Ms.toFixed(2)} / p99 ${delivery.p99Ms.toFixed(2)} ms over ${delivery.count} tokens; ` +
+          `/health p50 ${quantile(health, 0.5).toFixed(2)} / p99 ${quantile(health, 0.99).toFixed(2)} ms over ${health.length} probes`,
       });
+      if (clients === 32) {
+        const healthP99 = quantile(health, 0.99);
+        latency.push(
+          `${c.name}, 32 streams: /health p99 ${healthP99.toFixed(2)} ms (target < 50: ${healthP99 < 50 ? 'met' : 'NOT met'}); ` +
+            `token to socket p99 ${delivery.p99Ms.toFixed(2)} ms (target < 10: ${delivery.p99Ms < 10 ? 'met' : 'NOT met'}).`,
+        );
+      }
     }
+    // Prefill: long prompts that share nothing (their first tokens differ), one token out.
+    const beforePrefill = await scrape(base);
+    const prefillRun = await sequentialTtft(base, SECONDS, (i) => ({ model: c.name, prompt: start(tokenIds(1000 + i, c.longPrompt, vocab)), max_tokens: 1, temperature: 0, ignore_eos: true }), c.longPrompt + 1);
+    const afterPrefill = await scrape(base);
+    // One request at a time: every reported group holds one prefill step, so the sums of the per-group means add up.
+    const prefillPhase = { model_name: c.name, phase: 'prefill' };
+    const prefillTokens = histogramSum(afterPrefill, 'nucleus_iteration_tokens', prefillPhase) - histogramSum(beforePrefill, 'nucleus_iteration_tokens', prefillPhase);
+    const prefillSeconds =
+      histogramSum(afterPrefill, 'nucleus_engine_step_duration_seconds', prefillPhase) - histogramSum(beforePrefill, 'nucleus_engine_step_duration_seconds', prefillPhase);
+    prefill = prefillRun.stats.throughput;
+    rows.push({
+      label: `Nucleus, prefill of ${c.longPrompt + 1}-token prompts, one at a time (tokens/s of TTFT p50)`,
+      stats: prefillRun.stats,
+      note: `engine prefill steps alone: ${(prefillTokens / prefillSeconds).toFixed(0)} tok/s`,
+    });
+    // A long shared prefix (a system prompt) and a short question that differs each time.
+    const shared = start(tokenIds(7, c.longPrompt - 8, vocab));
+    const sharedBody = (i: number) => ({ model: c.name, prompt: [...shared, ...tokenIds(5000 + i, 8, vocab)], max_tokens: 1, temperature: 0, ignore_eos: true });
+    const cached = await sequentialTtft(base, SECONDS, sharedBody, shared.length + 8);
+    await server.stop();
+    server = await serveProcess(c, path, { 'cache.prefix.enabled': 'false' });
+    const uncached = await sequentialTtft(server.url, SECONDS, sharedBody, shared.length + 8);
+    rows.push({ label: `Nucleus, ${shared.length}-token shared prefix + 8 new, no prefix cache (TTFT)`, stats: uncached.stats, ratio: 1 });
+    rows.push({
+      label: `Nucleus, ${shared.length}-token shared prefix + 8 new, prefix cache (TTFT)`,
+      stats: cached.stats,
+      ratio: uncached.stats.p50Ms / cached.stats.p50Ms,
+      note: `${cached.meanCached.toFixed(0)} prompt tokens from the cache on average; ratio = TTFT p50 without / with`,
+    });
+  } catch (err) {
+    notes.push(`${c.name}: Nucleus run over HTTP failed: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    await server?.stop().catch(() => undefined);
+  }
+  const inProcess = await startInProcess([{ name: c.name, path }]);
+  try {
     // The same through the engine API in this process: what the engine does without HTTP and SSE framing.
     let engineSingle = NaN;
     for (const clients of [1, 4, 16, 32]) {
-      const r = await concurrentStreams(clients, SECONDS, (i) => engineGenerate(server.kernel.generation, decodeBody(i)));
+      const r = await concurrentStreams(clients, SECONDS, (i) => engineGenerate(inProcess.kernel.generation, decodeBody(i)));
       if (clients === 1) engineSingle = r.stats.throughput;
       rows.push({
         label: `Nucleus engine API in process, ${clients} stream${clients > 1 ? 's' : ''} × ${c.decodeTokens} tokens (p50/p99 = TTFT)`,
@@ -198,58 +366,26 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
       });
     }
     // TTFT without HTTP, through the engine API in this process, as transformers.js is measured.
-    const inProcess: number[] = [];
+    const firsts: number[] = [];
     const t0 = performance.now();
-    while (inProcess.length < 5 || performance.now() - t0 < SECONDS * 1000) {
+    while (firsts.length < 5 || performance.now() - t0 < SECONDS * 1000) {
       const t = performance.now();
-      const stream = await server.kernel.generation.generate({ model: c.name, prompt: 'Once upon a time', maxTokens: 1, temperature: 0, ignoreEos: true });
+      const stream = await inProcess.kernel.generation.generate({ model: c.name, prompt: 'Once upon a time', maxTokens: 1, temperature: 0, ignoreEos: true });
       for await (const e of stream) if (e.type === 'token') break;
-      inProcess.push(performance.now() - t);
+      firsts.push(performance.now() - t);
     }
-    ttft = quantile(inProcess, 0.5);
+    ttft = quantile(firsts, 0.5);
     rows.push({
       label: `Nucleus engine API in process (no HTTP), 'Once upon a time', first token (TTFT)`,
-      stats: { throughput: 1000 / ttft, p50Ms: ttft, p99Ms: quantile(inProcess, 0.99), count: inProcess.length, errors: 0, seconds: (performance.now() - t0) / 1000 },
+      stats: { throughput: 1000 / ttft, p50Ms: ttft, p99Ms: quantile(firsts, 0.99), count: firsts.length, errors: 0, seconds: (performance.now() - t0) / 1000 },
       note: 'tokens/s column: requests/s at TTFT p50',
     });
-    // Prefill: long prompts that share nothing (their first tokens differ), one token out.
-    const prefillSteps: { tokens: number; ms: number } = { tokens: 0, ms: 0 };
-    const off = server.kernel.events.on('engine.steps', (e) => {
-      if (e.phase !== 'prefill') return;
-      prefillSteps.tokens += e.tokens;
-      prefillSteps.ms += e.durationMs;
-    });
-    const prefillRun = await sequentialTtft(base, SECONDS, (i) => ({ model: c.name, prompt: start(tokenIds(1000 + i, c.longPrompt, vocab)), max_tokens: 1, temperature: 0, ignore_eos: true }), c.longPrompt + 1);
-    off();
-    prefill = prefillRun.stats.throughput;
-    rows.push({
-      label: `Nucleus, prefill of ${c.longPrompt + 1}-token prompts, one at a time (tokens/s of TTFT p50)`,
-      stats: prefillRun.stats,
-      note: `engine prefill steps alone: ${((prefillSteps.tokens * 1000) / prefillSteps.ms).toFixed(0)} tok/s`,
-    });
-    // A long shared prefix (a system prompt) and a short question that differs each time.
-    const shared = start(tokenIds(7, c.longPrompt - 8, vocab));
-    const sharedBody = (i: number) => ({ model: c.name, prompt: [...shared, ...tokenIds(5000 + i, 8, vocab)], max_tokens: 1, temperature: 0, ignore_eos: true });
-    const cached = await sequentialTtft(base, SECONDS, sharedBody, shared.length + 8);
-    await server.stop();
-    const plain = await startServer([{ name: c.name, path }], { 'cache.prefix.enabled': false });
-    try {
-      const uncached = await sequentialTtft(plain.url, SECONDS, sharedBody, shared.length + 8);
-      rows.push({ label: `Nucleus, ${shared.length}-token shared prefix + 8 new, no prefix cache (TTFT)`, stats: uncached.stats, ratio: 1 });
-      rows.push({
-        label: `Nucleus, ${shared.length}-token shared prefix + 8 new, prefix cache (TTFT)`,
-        stats: cached.stats,
-        ratio: uncached.stats.p50Ms / cached.stats.p50Ms,
-        note: `${cached.meanCached.toFixed(0)} prompt tokens from the cache on average; ratio = TTFT p50 without / with`,
-      });
-    } finally {
-      await plain.stop();
-    }
   } catch (err) {
-    notes.push(`${c.name}: Nucleus run failed: ${err instanceof Error ? err.message : String(err)}`);
-    await server.stop().catch(() => undefined);
+    notes.push(`${c.name}: Nucleus engine-API run failed: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    await inProcess.stop().catch(() => undefined);
   }
-  return { rows, single, ttft, prefill, greedy };
+  return { rows, single, ttft, prefill, greedy, latency };
 }
 
 // transformers.js wants `config.json`, `tokenizer.json` and `onnx/model.onnx` in one folder.
@@ -476,8 +612,10 @@ export async function llmSuite(): Promise<string> {
     notes.push(`stories260K skipped: ${STORIES} is absent.`);
   }
   const summary: string[] = [];
+  const latency: string[] = [];
   for (const { c, path, folder } of cases) {
     const ours = await nucleusRuns(c, path, notes);
+    latency.push(...ours.latency);
     const rows = [...ours.rows];
     const theirs = await transformersRuns(c, await folder(), textOfLength(c.tokenizer, c.longPrompt + 1), ours, notes);
     if (theirs) {
@@ -497,7 +635,8 @@ export async function llmSuite(): Promise<string> {
   notes.push(
     ...summary,
     `Each run lasts ${SECONDS} s. Decode rows: tokens/s summed over all streams (ratio: against 1 stream of the same kind); p50/p99 are TTFT in ms. Prefill rows: prompt tokens per second of TTFT p50. Prefix-cache rows: ratio is TTFT p50 without the cache over with it.`,
-    'Nucleus runs through HTTP (native /generate, SSE, one event per token) with greedy sampling, ignore_eos and scheduler.batchWindowMs 2; the load generator shares the process (and the 2 cores) with the server and its generation worker. The engine-API rows call the generation service in the same process (no HTTP, no SSE): the gap between the two is what the HTTP and SSE framing of every token costs the main thread here.',
+    ...latency,
+    'Nucleus runs through HTTP (native /generate, SSE, one event per token) with greedy sampling, ignore_eos and scheduler.batchWindowMs 2; the server (`nucleus serve`) runs in a process of its own, the load generator in this one, on the same cores. While the streams run, a thread of this process GETs /health every 10 ms; token to socket is the server\'s nucleus_token_delivery_seconds histogram over the run (from a token being sampled in the generation thread to its SSE write), p50/p99 interpolated within its buckets. The engine-API rows call the generation service of a server in this process (no HTTP, no SSE): the gap between the two is what the HTTP and SSE framing of every token costs.',
     'transformers.js runs the same ONNX graph through its text-generation pipeline on onnxruntime-node in this process, one stream (it has no continuous batching); its ratio column compares with Nucleus at 1 stream.',
   );
   return record('llm', machineInfo(), tables, notes);

@@ -76,6 +76,16 @@ export interface NucleusEvents {
     /** Gaps between consecutive tokens of this group, in ms, where the engine measured them. */
     itlMs?: number[];
   };
+  /**
+   * Tokens of one generation were written to its client's socket (SSE): for each, ms from being sampled in the
+   * engine to the write. Reported in groups, not one event per token.
+   */
+  'generation.delivery': {
+    model: string;
+    version?: string;
+    requestId: string;
+    delaysMs: number[];
+  };
   /** A generation (LLM) request finished, for whatever reason. */
   'generation.end': {
     model: string;
@@ -253,6 +263,8 @@ export interface ModelStats {
   latency: LatencySummary;
   /** Time to first token; empty for tensor models. */
   ttft: LatencySummary;
+  /** For streamed generations: from a token being sampled to its write to the client's socket; empty otherwise. */
+  tokenDelivery: LatencySummary;
 }
 
 /** An alert as it is announced on the bus. */

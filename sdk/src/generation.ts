@@ -76,6 +76,11 @@ export type GenerationEvent =
        * it could be the start of a stop sequence) or hold text of earlier tokens released now.
        */
       text: string;
+      /**
+       * When the engine sampled it, in ms since the epoch on a clock comparable across threads
+       * (`performance.timeOrigin + performance.now()`, as `tokenClock()` reads it), where the engine stamps tokens.
+       */
+      sampledAt?: number;
     }
   | {
       type: 'finish';

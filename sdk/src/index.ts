@@ -11,3 +11,4 @@ export * from './plugin.js';
 export * from './plugin-state.js';
 export * from './services.js';
 export * from './sse-stream.js';
+export * from './token-delivery.js';

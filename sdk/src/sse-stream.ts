@@ -1,6 +1,16 @@
 import type { ServerResponse } from 'node:http';
 import type { RouteContext } from './contributions.js';
 import { toNucleusError } from './errors.js';
+import { tokenClock, TokenDeliveryTimer } from './token-delivery.js';
+
+/** Options of {@link SseStream.open}. */
+export interface SseStreamOptions {
+  /**
+   * Receives, in groups, how long each token sent with {@link SseStream.sendToken} took from being sampled to being
+   * written to the socket, in ms.
+   */
+  onTokenDelivery?: (delaysMs: number[]) => void;
+}
 
 /**
  * A Server-Sent Events response written straight to the socket (Koa stays out of the way once it is open).
@@ -10,10 +20,15 @@ import { toNucleusError } from './errors.js';
 export class SseStream {
   readonly #res: ServerResponse;
   readonly #abort = new AbortController();
+  readonly #delivery: TokenDeliveryTimer | undefined;
+  /** Sample times of the tokens written since the response was corked. */
+  readonly #pending: number[] = [];
+  #corked = false;
   #closed = false;
 
-  private constructor(ctx: RouteContext) {
+  private constructor(ctx: RouteContext, options: SseStreamOptions) {
     this.#res = ctx.res;
+    if (options.onTokenDelivery) this.#delivery = new TokenDeliveryTimer(options.onTokenDelivery);
     // Koa's own status is what the request log and the request events report.
     ctx.status = 200;
     ctx.respond = false;
@@ -31,8 +46,8 @@ export class SseStream {
   }
 
   /** Opens the stream: status 200 and the SSE headers go out now. */
-  static open(ctx: RouteContext): SseStream {
-    return new SseStream(ctx);
+  static open(ctx: RouteContext, options: SseStreamOptions = {}): SseStream {
+    return new SseStream(ctx, options);
   }
 
   /** Aborted when the client disconnects before the stream ends. */
@@ -49,8 +64,38 @@ export class SseStream {
   async send(data: unknown, event?: string): Promise<void> {
     if (this.closed) return;
     const payload = typeof data === 'string' ? data : JSON.stringify(data);
-    const frame = `${event ? `event: ${event}\n` : ''}data: ${payload}\n\n`;
-    if (!this.#res.write(frame)) await this.#drained();
+    await this.#write(`${event ? `event: ${event}\n` : ''}data: ${payload}\n\n`);
+  }
+
+  /**
+   * Sends a data-only event carrying a token sampled at `sampledAt` (on {@link tokenClock}): a JSON value, or a string
+   * that is already its JSON text. Its delay to the socket goes to `onTokenDelivery`.
+   */
+  async sendToken(data: unknown, sampledAt: number | undefined): Promise<void> {
+    if (this.closed) return;
+    const frame = `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+    if (this.#delivery && sampledAt !== undefined) this.#pending.push(sampledAt);
+    await this.#write(frame);
+  }
+
+  // Frames written in one turn of the event loop (the tokens of one group the engine posted) leave in one write:
+  // the response is corked at the first and uncorked once the turn's callbacks and promises have run.
+  #write(frame: string): Promise<void> | undefined {
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#res.cork();
+      process.nextTick(() => this.#uncork());
+    }
+    return this.#res.write(frame) ? undefined : this.#drained();
+  }
+
+  #uncork(): void {
+    this.#corked = false;
+    this.#res.uncork();
+    if (this.#pending.length === 0) return;
+    const now = tokenClock();
+    for (const sampledAt of this.#pending) this.#delivery!.record(now - sampledAt);
+    this.#pending.length = 0;
   }
 
   /** Sends the error as an `error` event carrying `{"error":{message,type,code}}`. */
@@ -60,6 +105,8 @@ export class SseStream {
 
   /** Ends the response. */
   end(): void {
+    if (this.#corked) this.#uncork();
+    this.#delivery?.flush();
     if (this.#closed) return;
     this.#closed = true;
     this.#res.end();

@@ -55,7 +55,8 @@ describe('GenerationEngine (worker threads, real ORT, tiny Llama)', () => {
     const stepsBefore = ofType(emitted, 'engine.steps').length;
     const together = await Promise.all(
       PROMPTS.map(async (p, i) => {
-        await new Promise((r) => setTimeout(r, (i % 4) * 15));
+        // Within one batch window of each other: the first starts alone on the idle engine, the rest join it together.
+        await new Promise((r) => setTimeout(r, (i % 4) * 5));
         return generateAll(engine, request(p));
       }),
     );

@@ -64,8 +64,15 @@ describe('GenerationScheduler', () => {
   it('holds new arrivals for the batch window so they share a prefill, then admits them together', () => {
     const s = new GenerationScheduler({ maxRunning: 8, maxBatchSize: 8, batchWindowMs: 50, strategy: 'priority' });
     const waiting = [seq(1, 'normal', 0), seq(2, 'normal', 20)];
-    assert.deepEqual(s.plan(waiting, 0, 10), { admit: [], wakeInMs: 40 });
+    assert.deepEqual(s.plan(waiting, 1, 10), { admit: [], wakeInMs: 40 });
     assert.deepEqual(s.plan(waiting, 3, 50).admit.map((w) => w.id), [1, 2]);
+  });
+
+  it('starts what waits at once on an idle engine, where there is no step to share', () => {
+    const s = new GenerationScheduler({ maxRunning: 8, maxBatchSize: 8, batchWindowMs: 50, strategy: 'priority' });
+    assert.deepEqual(s.plan([seq(1, 'normal', 0)], 0, 0.1).admit.map((w) => w.id), [1]);
+    assert.deepEqual(s.plan([seq(1, 'normal', 0), seq(2, 'high', 0.2)], 0, 0.3).admit.map((w) => w.id), [2, 1]);
+    assert.deepEqual(s.plan([seq(3, 'normal', 0)], 1, 0.1), { admit: [], wakeInMs: 49.9 }, 'once something runs, newcomers wait for the window');
   });
 
   it('does not wait when the arrivals already fill the free slots', () => {

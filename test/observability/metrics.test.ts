@@ -123,6 +123,23 @@ describe('metrics plugin', () => {
     assert.ok(exposition.value('nucleus_avg_prompt_throughput_tokens_per_second', m) > 0);
   });
 
+  it('counts token delivery delays, reported in groups, into a histogram per model', async () => {
+    const ev = kit.kernel.events;
+    ev.emit('generation.delivery', { model: 'mistral', requestId: 'd1', delaysMs: [0.05, 0.3, 1, 4] });
+    ev.emit('generation.delivery', { model: 'mistral', requestId: 'd2', delaysMs: [9.9, 12, 2000] });
+    ev.emit('generation.delivery', { model: 'phi', version: '2', requestId: 'd3', delaysMs: [0.2] });
+    const exposition = await scrape();
+    const name = 'nucleus_token_delivery_seconds';
+    assert.equal(exposition.family(name).type, 'HISTOGRAM');
+    const m = { model_name: 'mistral', model_version: '' };
+    assert.equal(exposition.count(name, m), 7);
+    assert.ok(Math.abs(exposition.sum(name, m) - (0.05 + 0.3 + 1 + 4 + 9.9 + 12 + 2000) / 1000) < 1e-9);
+    const cumulative = { '0.0001': 1, '0.0005': 2, '0.001': 3, '0.005': 4, '0.01': 5, '0.015': 6, '1': 6, '+Inf': 7 };
+    for (const [le, n] of Object.entries(cumulative)) assert.equal(exposition.bucket(name, m, le), n, `le ${le}`);
+    assert.equal(exposition.count(name, { model_name: 'phi', model_version: '2' }), 1);
+    assert.equal(exposition.bucket(name, { model_name: 'phi', model_version: '2' }, '0.00025'), 1);
+  });
+
   it('turns cumulative cache, worker, device and model lifecycle reports into counters and gauges', async () => {
     const ev = kit.kernel.events;
     ev.emit('cache.stats', { name: 'prefix', model: 'llama', hits: 3, misses: 1, evictions: 0, bytes: 100, capacityBytes: 1000 });

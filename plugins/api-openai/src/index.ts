@@ -18,6 +18,7 @@ export default definePlugin({
         }
         return ctx.container.resolve<GenerationService>(Services.generation);
       },
+      events: ctx.events,
       maxPromptsPerRequest: MAX_PROMPTS_PER_REQUEST,
     };
     for (const route of [...openAiRoutes(deps), ...nativeRoutes(deps)]) ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });

@@ -1,6 +1,6 @@
 import type { GenerateRequest, RouteContext, RouteContribution } from '@nucleus/sdk';
 import type { RouteDeps } from './openai-routes.js';
-import { bodyOf, chatMessagesOf, collect, disconnectSignal, refuseUnsupported, responseId, samplingOf, unixNow, usageBody, type BodyMessage, type SamplingBody } from './request-mapping.js';
+import { bodyOf, chatMessagesOf, collect, deliveryReport, disconnectSignal, refuseUnsupported, responseId, samplingOf, unixNow, usageBody, type BodyMessage, type SamplingBody } from './request-mapping.js';
 import { CHAT_SCHEMA, EMBEDDING_SCHEMA, GENERATE_SCHEMA, validator } from './schemas.js';
 import { SseStream } from '@nucleus/sdk';
 import type { EmbeddingBody } from './openai-routes.js';
@@ -88,12 +88,15 @@ async function generate(ctx: RouteContext, deps: RouteDeps, body: SamplingBody, 
       usage: usageBody(result.usage),
     };
   }
-  const sse = SseStream.open(ctx);
+  const sse = SseStream.open(ctx, deliveryReport(deps.events, stream.model, requestId));
+  // A token event is JSON.stringify of {id, request_id, index, token: {id, text}, finish_reason: null}, written out
+  // by hand: only the index, the token and its text change from one to the next.
+  const tokenHead = `{"id":${JSON.stringify(id)},"request_id":${JSON.stringify(requestId)},"index":`;
   try {
     for await (const event of stream) {
       if (sse.closed) break;
       if (event.type === 'token') {
-        await sse.send({ id, request_id: requestId, index: event.index, token: { id: event.tokenId, text: event.text }, finish_reason: null });
+        await sse.sendToken(`${tokenHead}${event.index},"token":{"id":${event.tokenId},"text":${JSON.stringify(event.text)}},"finish_reason":null}`, event.sampledAt);
       } else if (event.type === 'finish') {
         await sse.send({
           id,

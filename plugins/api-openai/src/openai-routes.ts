@@ -1,9 +1,10 @@
-import { badRequest, type GenerateRequest, type GenerationService, type GenerationStream, type GenerationUsage, type RouteContext, type RouteContribution } from '@nucleus/sdk';
+import { badRequest, type EventBus, type GenerateRequest, type GenerationService, type GenerationStream, type GenerationUsage, type RouteContext, type RouteContribution } from '@nucleus/sdk';
 import { mergeStreams } from './merge-streams.js';
 import {
   bodyOf,
   chatMessagesOf,
   collect,
+  deliveryReport,
   disconnectSignal,
   openAiFinishReason,
   refuseUnsupported,
@@ -44,6 +45,8 @@ const checkEmbedding = validator<EmbeddingBody>(EMBEDDING_SCHEMA);
 /** What the routes need: the engine (looked up per request, so a kernel without one answers 503) and limits. */
 export interface RouteDeps {
   generation(ctx: RouteContext): GenerationService;
+  /** Where token delivery delays are reported (`generation.delivery`). */
+  events: EventBus;
   maxPromptsPerRequest: number;
 }
 
@@ -78,11 +81,12 @@ async function chatCompletions(ctx: RouteContext, deps: RouteDeps): Promise<unkn
   const body = checkChat(bodyOf(ctx));
   refuseUnsupported(body);
   const signal = disconnectSignal(ctx);
+  const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
   const request: GenerateRequest = {
     model: body.model,
     messages: chatMessagesOf(body.messages),
     ...samplingOf(body),
-    requestId: (ctx.state as { requestId?: string }).requestId ?? '',
+    requestId,
     ...deadlineOf(ctx),
   };
   const n = request.n ?? 1;
@@ -122,13 +126,17 @@ async function chatCompletions(ctx: RouteContext, deps: RouteDeps): Promise<unkn
     finish_reason: finish,
     ...(finish !== null && { stop_reason: stop ?? null }),
   });
-  const sse = SseStream.open(ctx);
+  const sse = SseStream.open(ctx, deliveryReport(deps.events, stream.model, requestId));
+  // A content chunk is JSON.stringify of chunk([delta(index, {content})]), written out by hand: only the choice's
+  // index and its text change from one to the next.
+  const contentHead = `{"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${stream.created},"model":${JSON.stringify(stream.model)},"choices":[{"index":`;
+  const contentTail = `,"logprobs":null,"finish_reason":null}]${includeUsage ? ',"usage":null' : ''}}`;
   try {
     for (let i = 0; i < n; i++) await sse.send(chunk([delta(i, { role: 'assistant', content: '' })]));
     for await (const event of stream) {
       if (sse.closed) break;
       if (event.type === 'token') {
-        if (event.text) await sse.send(chunk([delta(event.index, { content: event.text })]));
+        if (event.text) await sse.sendToken(`${contentHead}${event.index},"delta":{"content":${JSON.stringify(event.text)}}${contentTail}`, event.sampledAt);
       } else if (event.type === 'finish') {
         if (event.text) await sse.send(chunk([delta(event.index, { content: event.text })]));
         await sse.send(chunk([delta(event.index, {}, openAiFinishReason(event.finishReason), event.stopSequence)]));
@@ -223,14 +231,14 @@ async function completions(ctx: RouteContext, deps: RouteDeps): Promise<unknown>
     finish_reason: finish,
     ...(finish !== null && { stop_reason: stop ?? null }),
   });
-  const sse = SseStream.open(ctx);
+  const sse = SseStream.open(ctx, deliveryReport(deps.events, first.model, requestId));
   const total = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
   try {
     if (body.echo) for (let p = 0; p < prompts.length; p++) for (let i = 0; i < n; i++) await sse.send(chunk([choice(p * n + i, echo(p))]));
     for await (const { source, event } of mergeStreams(streams)) {
       if (sse.closed) break;
       if (event.type === 'token') {
-        if (event.text) await sse.send(chunk([choice(source * n + event.index, event.text)]));
+        if (event.text) await sse.sendToken(chunk([choice(source * n + event.index, event.text)]), event.sampledAt);
       } else if (event.type === 'finish') {
         await sse.send(chunk([choice(source * n + event.index, event.text, openAiFinishReason(event.finishReason), event.stopSequence)]));
       } else {

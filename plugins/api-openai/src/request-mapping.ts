@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto';
 import {
   badRequest,
   type ChatMessage,
+  type EventBus,
   type FinishReason,
   type GenerateRequest,
   type GenerationPriority,
   type GenerationStream,
   type GenerationUsage,
   type RouteContext,
+  type SseStreamOptions,
 } from '@nucleus/sdk';
 
 /** Sampling fields as the HTTP APIs spell them (OpenAI names, plus the vLLM extras). */
@@ -169,4 +171,9 @@ export async function collect(stream: GenerationStream, choices: number): Promis
     } else usage = event.usage;
   }
   return { choices: out, usage };
+}
+
+/** SSE options that report a stream's token delivery delays as `generation.delivery` events. */
+export function deliveryReport(events: EventBus, model: string, requestId: string): SseStreamOptions {
+  return { onTokenDelivery: (delaysMs) => events.emit('generation.delivery', { model, requestId, delaysMs }) };
 }

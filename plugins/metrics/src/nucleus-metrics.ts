@@ -1,6 +1,7 @@
 import type { EventBus, NucleusEvents, PluginSummary } from '@nucleus/sdk';
 import { PLUGIN_STATES, WindowedCounter } from '@nucleus/sdk';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { BucketHistogram } from './bucket-histogram.js';
 import { CumulativeCounter } from './cumulative-counter.js';
 
 /** Seconds buckets from sub-millisecond tensor runs to minutes-long generations. */
@@ -9,6 +10,8 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
 /** vLLM's inter-token latency buckets, with finer steps below 10 ms for small models. */
 const ITL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+/** From a token being sampled to its write to the client's socket: sub-millisecond steps up to the 10 ms target, then coarser. */
+const DELIVERY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 const TOKEN_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 const RATIO_BUCKETS = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
@@ -93,6 +96,7 @@ export class NucleusMetrics {
       decodeTime: histogram('request_decode_time_seconds', 'Time from the first token to the last.', MODEL, LATENCY_BUCKETS),
       ttft: histogram('time_to_first_token_seconds', 'Time to first token, from admission.', MODEL, TTFT_BUCKETS),
       itl: histogram('inter_token_latency_seconds', 'Gap between consecutive output tokens.', MODEL, ITL_BUCKETS),
+      tokenDelivery: new BucketHistogram(name('token_delivery_seconds'), "Time from a token being sampled in the engine to its write to the client's stream socket.", MODEL, DELIVERY_BUCKETS, registers),
       promptTokensTotal: counter('prompt_tokens_total', 'Prompt tokens processed.', MODEL),
       generationTokensTotal: counter('generation_tokens_total', 'Tokens generated.', MODEL),
       requestPromptTokens: histogram('request_prompt_tokens', 'Prompt tokens per generation request.', MODEL, TOKEN_BUCKETS),
@@ -212,6 +216,8 @@ export class NucleusMetrics {
           for (const gap of e.itlMs) m.itl.observe(labels, gap / 1000);
         }
       }),
+      // One value per streamed token: counted in bulk, without prom-client's work per observation.
+      events.on('generation.delivery', (e) => m.tokenDelivery.observeAll(model(e), e.delaysMs, 1 / 1000)),
       events.on('generation.end', (e) => this.generationEnd(e)),
       events.on('engine.steps', (e) => {
         if (e.steps <= 0) return;

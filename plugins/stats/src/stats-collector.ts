@@ -54,6 +54,7 @@ interface ModelRecord {
   latency: SlidingWindow;
   ttft: SlidingWindow;
   queue: SlidingWindow;
+  tokenDelivery: SlidingWindow;
   requests: WindowedCounter;
   errors: WindowedCounter;
 }
@@ -150,6 +151,11 @@ export class StatsCollector {
         if (e.ttftMs !== undefined) m.ttft.add(e.ttftMs);
         if (e.queueMs !== undefined) m.queue.add(e.queueMs);
       }),
+      events.on('generation.delivery', (e) => {
+        const window = this.model(e.model, e.version).tokenDelivery;
+        const at = Date.now();
+        for (const ms of e.delaysMs) window.add(ms, at);
+      }),
       events.on('engine.stats', (e) => {
         const m = this.model(e.model, e.version);
         m.running = e.running;
@@ -223,6 +229,7 @@ export class StatsCollector {
           activeBatches: m.activeBatches,
           latency: m.latency.summary(windowMs, now),
           ttft: m.ttft.summary(windowMs, now),
+          tokenDelivery: m.tokenDelivery.summary(windowMs, now),
         })),
       workers: [...this.workers.values()],
       caches: [...this.caches.values()].map((c) => ({
@@ -302,7 +309,7 @@ export class StatsCollector {
     let m = this.models.get(key);
     if (!m) {
       const counter = () => new WindowedCounter(this.retentionS);
-      m = { model, version: version ?? '', running: 0, waiting: 0, activeBatches: 0, latency: this.window(), ttft: this.window(), queue: this.window(), requests: counter(), errors: counter() };
+      m = { model, version: version ?? '', running: 0, waiting: 0, activeBatches: 0, latency: this.window(), ttft: this.window(), queue: this.window(), tokenDelivery: this.window(), requests: counter(), errors: counter() };
       this.models.set(key, m);
     }
     return m;

@@ -61,7 +61,10 @@ export interface GenerationEngineOptions {
   builtinModels?: boolean;
   /** Where built-in and generated models live; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
   cacheDir?: string;
-  /** Longest gap between two token groups a worker posts. Default 10 ms. */
+  /**
+   * Longest gap between two token groups a worker posts. Default 2 ms: a token may wait this long before it leaves
+   * the worker, out of the 10 ms it has from being sampled to reaching its client's socket.
+   */
   flushIntervalMs?: number;
   /** Test hook only: decoder runs fail as this says, to exercise recovery on a real model. Never set when serving. */
   faultInjection?: GenerationFaultInjection;
@@ -423,7 +426,7 @@ export class GenerationEngine implements GenerationService {
             },
             ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
             scheduler: this.#schedulerSettings(),
-            flushIntervalMs: this.options.flushIntervalMs ?? 10,
+            flushIntervalMs: this.options.flushIntervalMs ?? 2,
             ...(spec.role === 'decoder' && this.#prefixCacheSpec(model)),
             ...(this.options.faultInjection && { faultInjection: this.options.faultInjection }),
           },

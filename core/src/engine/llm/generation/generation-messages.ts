@@ -81,7 +81,15 @@ export type ToGenerationThread =
 
 /** One thing that happened to one choice of one request, as posted in a group. */
 export type WireGenerationEvent =
-  | { kind: 'token'; id: number; index: number; tokenId: number; text: string }
+  | {
+      kind: 'token';
+      id: number;
+      index: number;
+      tokenId: number;
+      text: string;
+      /** When it was sampled, on the clock comparable across threads (`performance.timeOrigin + performance.now()`). */
+      sampledAt: number;
+    }
   | { kind: 'finish'; id: number; index: number; reason: FinishReason; text: string; completionTokens: number; stop?: string; /** Prompt tokens this choice took from the prefix cache. */ cachedTokens?: number }
   | { kind: 'fail'; id: number; status: number; code: string; message: string; /** Shared by the requests one failed step ended, so it counts once. */ failure?: string };
 

@@ -111,7 +111,7 @@ class DecoderEngine {
         const c = this.#choices.get(seq)!;
         const first = !this.#streaming.has(seq);
         if (first) this.#streaming.add(seq);
-        this.outbox.push({ kind: 'token', id: c.request, index: c.index, tokenId, text }, first);
+        this.outbox.push({ kind: 'token', id: c.request, index: c.index, tokenId, text, sampledAt: performance.timeOrigin + performance.now() }, first);
       },
       finish: (seq, reason, text, completionTokens, stop) => {
         this.#streaming.delete(seq);

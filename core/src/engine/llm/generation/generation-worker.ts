@@ -72,7 +72,7 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
     this.#pushed++;
     if (event.kind === 'fail') return this.fail(new NucleusError(event.status, event.code, event.message, event.failure === undefined ? {} : { cause: { failure: event.failure } }));
     if (event.kind === 'token') {
-      this.#queue.push({ type: 'token', index: event.index, tokenId: event.tokenId, text: event.text });
+      this.#queue.push({ type: 'token', index: event.index, tokenId: event.tokenId, text: event.text, sampledAt: event.sampledAt });
     } else {
       this.#finished++;
       this.#completionTokens += event.completionTokens;

@@ -2,14 +2,18 @@ import type { WireGenerationEvent, WireStepStats } from './generation-messages.j
 import type { StepReport } from './generation-loop.js';
 
 /**
- * Groups what the loop produces into few messages: events wait until `intervalMs` has passed since the last
- * post, or until something finished, so the main thread gets small groups of tokens instead of one message per
- * token and step, and never has to answer.
+ * Groups what the loop produces into few messages, so the main thread gets small groups of tokens instead of one
+ * message per token and step, and never has to answer. Nothing waits longer than about `intervalMs`: the loop
+ * checks at the end of every iteration, so what is pending is held only when the next check (as far off as the
+ * last iteration took) still comes within `intervalMs` of the oldest pending event. Short steps are grouped; when a
+ * step takes as long as the interval, every iteration posts. Finishes and urgent tokens go out at once.
  */
 export class Outbox {
   #events: WireGenerationEvent[] = [];
   #steps = new Map<'prefill' | 'decode', WireStepStats>();
-  #lastPost = 0;
+  /** When the oldest pending event or step came. */
+  #pendingSince = 0;
+  #lastCheck: number | undefined;
   #urgent = false;
 
   constructor(
@@ -23,12 +27,14 @@ export class Outbox {
    * token) make the next `flushIfDue` post at once.
    */
   push(event: WireGenerationEvent, urgent = false): void {
+    if (this.#empty) this.#pendingSince = this.now();
     this.#events.push(event);
     if (urgent || event.kind !== 'token') this.#urgent = true;
   }
 
   /** Adds step telemetry to the next post. */
   record(step: StepReport): void {
+    if (this.#empty) this.#pendingSince = this.now();
     const s = this.#steps.get(step.phase) ?? { phase: step.phase, steps: 0, sequences: 0, tokens: 0, durationMs: 0 };
     s.steps++;
     s.sequences += step.sequences;
@@ -37,21 +43,27 @@ export class Outbox {
     this.#steps.set(step.phase, s);
   }
 
-  /** Posts when the interval has passed or something finished. */
+  /** Called at the end of every iteration of the loop: posts what should not wait for the next one. */
   flushIfDue(): void {
-    if (this.#events.length === 0 && this.#steps.size === 0) return;
-    if (this.#urgent || this.now() - this.#lastPost >= this.intervalMs) this.flush();
+    const now = this.now();
+    const sinceLastCheck = this.#lastCheck === undefined ? 0 : now - this.#lastCheck;
+    this.#lastCheck = now;
+    if (this.#empty) return;
+    if (this.#urgent || now + sinceLastCheck - this.#pendingSince >= this.intervalMs) this.flush();
+  }
+
+  get #empty(): boolean {
+    return this.#events.length === 0 && this.#steps.size === 0;
   }
 
   /** Posts whatever is pending; with `always`, posts even an empty group (state the main thread should hear of now). */
   flush(always = false): void {
-    if (!always && this.#events.length === 0 && this.#steps.size === 0) return;
+    if (!always && this.#empty) return;
     const events = this.#events;
     const steps = [...this.#steps.values()];
     this.#events = [];
     this.#steps = new Map();
     this.#urgent = false;
-    this.#lastPost = this.now();
     this.post(events, steps);
   }
 }

@@ -35,7 +35,9 @@ const RANK: Record<GenerationPriority, number> = { high: 0, normal: 1, low: 2 };
 /**
  * Policy of the generation loop: who joins the running batch, and when. New arrivals are held for up to the
  * batch window so they share one prefill, unless they already fill every free slot; the running batch keeps
- * decoding meanwhile. Free slots go to the waiting sequences in strategy order.
+ * decoding meanwhile. An idle engine (nothing running) holds nobody: there is no step to share yet, so what waits
+ * starts at once, as in vLLM, and those who arrive while it runs share the next prefill. Free slots go to the
+ * waiting sequences in strategy order.
  */
 export class GenerationScheduler {
   #settings: SchedulerSettings;
@@ -74,7 +76,7 @@ export class GenerationScheduler {
     const take = Math.min(free, this.#settings.maxBatchSize);
     const oldest = Math.min(...waiting.map((w) => w.arrivedAt));
     const windowLeft = this.#settings.batchWindowMs - (now - oldest);
-    if (windowLeft > 0 && waiting.length < take) return { admit: [], wakeInMs: windowLeft };
+    if (running > 0 && windowLeft > 0 && waiting.length < take) return { admit: [], wakeInMs: windowLeft };
     return { admit: this.order(waiting).slice(0, take) };
   }
 }
