@@ -1,7 +1,7 @@
 // The worker side of the channel to the main process, the same for both isolations: a worker thread talks over
 // `parentPort` and gets its spec as `workerData`; a child process talks over its IPC channel (advanced
 // serialization, so typed arrays cross as they are) and gets its spec in the first message (see process-entry.ts).
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 
 /** The worker's end of its channel to the main process. */
 export interface WorkerPort {
@@ -9,7 +9,11 @@ export interface WorkerPort {
   readonly data: unknown;
   /** Sends a message; in a thread the `transfer` buffers move without a copy, in a process they are copied. */
   post(message: unknown, transfer?: ArrayBuffer[]): void;
-  /** Receives the main process's messages, in order. */
+  /**
+   * Receives the main process's messages, in order. Messages that arrived together are handed over in one go, before
+   * anything the first one woke runs: a burst of requests sent at once is seen at once, as a loop that drains its
+   * input queue before it plans would see it.
+   */
   on<T>(handler: (message: T) => void): void;
 }
 
@@ -27,7 +31,12 @@ export function workerPort(): WorkerPort {
     return {
       data: workerData as unknown,
       post: (message, transfer = []) => port.postMessage(message, transfer),
-      on: <T>(handler: (message: T) => void) => void port.on('message', handler),
+      on: <T>(handler: (message: T) => void) =>
+        void port.on('message', (first: T) => {
+          handler(first);
+          // A thread's queued messages otherwise come one event-loop turn apart.
+          for (let next = receiveMessageOnPort(port); next; next = receiveMessageOnPort(port)) handler(next.message as T);
+        }),
     };
   }
   const send = process.send?.bind(process);
@@ -36,6 +45,7 @@ export function workerPort(): WorkerPort {
     data: processData.value,
     // A send after the parent went away has nowhere to go; the 'disconnect' handler ends the process.
     post: (message) => void send(message, undefined, {}, () => undefined),
+    // Messages read from the channel together are emitted together already.
     on: <T>(handler: (message: T) => void) => void process.on('message', handler as (message: unknown) => void),
   };
 }
