@@ -55,6 +55,9 @@ describe('allocation failures in generation steps', () => {
     assert.ok(isAllocationFailure(new Error("Non-zero status code returned while running ConstantOfShape node. Name:'ConstantOfShape' Status Message: std::bad_alloc")));
     assert.ok(isAllocationFailure(new Error('CUDA failure 2: out of memory ; GPU=0 ; hostname=x')));
     assert.ok(isAllocationFailure(new Error('Available memory of 1024 is smaller than requested bytes of 4096')));
+    // V8 failing a buffer as a contrib runner grows its own: 1 PiB, more than a 64-bit process can address.
+    assert.throws(() => new ArrayBuffer(2 ** 50), (err) => isAllocationFailure(err));
+    assert.ok(!isAllocationFailure(new RangeError('Invalid typed array length: -1')));
     assert.ok(!isAllocationFailure(new Error('indices element out of data bounds, idx=300 must be within the inclusive range [-256,255]')));
   });
 });

@@ -315,8 +315,11 @@ export class ContribDecoderSession implements ResidentKvRunner {
       });
       return next;
     };
-    this.#keys = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#keys[l]));
-    this.#values = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#values[l]));
+    // All allocated before any is swapped in: a failed allocation leaves the rows as they were.
+    const keys = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#keys[l]));
+    const values = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#values[l]));
+    this.#keys = keys;
+    this.#values = values;
     this.#capacity = capacity;
     this.#span = span;
   }
