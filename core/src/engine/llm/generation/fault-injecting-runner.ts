@@ -1,7 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '@nucleus/sdk/onnx';
-import type { CachedPrefix, ResidentKvRunner } from './contrib-session.js';
-import { isResidentKvRunner } from './contrib-session.js';
+import { isResidentKvRunner, type CachedPrefix, type ResidentKvRunner } from './contrib-session.js';
 import type { DecoderRunner, StepResult } from './decoder-session.js';
 import type { KvArray, KvBatch, KvLayout } from './kv-batch.js';
 import type { LogitsRow } from './sampler.js';
