@@ -138,6 +138,11 @@ export interface GenerationModelInfo {
   dimensions?: number;
   /** Whether it has a chat template of its own (otherwise a plain fallback format is used). */
   chatTemplate: boolean;
+  /**
+   * How an LLM's graph runs attention, once it is open: `contrib` (ORT GroupQueryAttention over KV buffers written in
+   * place) or `generic` (past and present KV tensors every step).
+   */
+  graphStyle?: 'generic' | 'contrib';
   /** Unix time in seconds when the server learned of it. */
   created: number;
   /** Sequences running and waiting in its engine now. */

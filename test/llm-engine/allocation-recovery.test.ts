@@ -5,6 +5,7 @@ import { LruPolicy } from '@nucleus/plugin-cache-lru';
 import { isAllocationFailure } from '@nucleus/core/internal/engine/llm/generation/allocation-failure';
 import { realAllocationFailure, type GenerationFaultInjection } from '@nucleus/core/internal/engine/llm/generation/fault-injecting-runner';
 import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
+import { ensureTinyLlama } from '@nucleus/core/internal/engine/llm/tiny-llama';
 import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
 import { generateAll, ofType, type Generated } from './engine-helpers.js';
@@ -17,13 +18,17 @@ function policies(): ExtensionPointView<CachePolicy> {
   return { id: 'cachePolicy', list: () => list, first: () => list[0], find: (n) => list.find((c) => c.name === n), use: (c, fn) => Promise.resolve(fn(c.value)), onChange: () => () => undefined };
 }
 
-/** An engine on the built-in tiny Llama whose runs fail as `faults` says (none: the reference). */
-function engineWith(faults: GenerationFaultInjection | undefined, config: Record<string, unknown> = {}) {
+/**
+ * An engine on the tiny Llama whose runs fail as `faults` says (none: the reference): the built-in model, which on
+ * the CPU backend is a contrib graph, or for `generic` its export folder configured as a model.
+ */
+async function engineWith(style: 'generic' | 'contrib', faults: GenerationFaultInjection | undefined, config: Record<string, unknown> = {}) {
   const logger = createLogger({ level: 'silent' });
   const events = new TypedEventBus(logger);
   const emitted: { type: EventType; payload: unknown }[] = [];
   events.onAny((type, payload) => emitted.push({ type, payload }));
-  const values: Record<string, unknown> = { 'scheduler.batchWindowMs': 300, 'cache.prefix.maxBytes': 32 * 1024 * 1024, ...config };
+  const model = style === 'generic' ? { models: [{ name: 'tiny-llama', path: await ensureTinyLlama() }] } : {};
+  const values: Record<string, unknown> = { 'scheduler.batchWindowMs': 300, 'cache.prefix.maxBytes': 32 * 1024 * 1024, ...model, ...config };
   const engine = new GenerationEngine({
     config: { get: (path) => values[path] },
     events,
@@ -42,21 +47,7 @@ function prompt(length: number, seed: number): number[] {
 
 const request = (ids: number[], maxTokens: number): GenerateRequest => ({ model: 'tiny-llama', prompt: ids, maxTokens, temperature: 0, ignoreEos: true });
 
-describe('allocation failures in generation steps (tiny Llama, a simulated memory limit failing a real ORT allocation)', () => {
-  let reference: GenerationEngine | undefined;
-  let engine: GenerationEngine | undefined;
-  before(async () => {
-    ({ engine: reference } = engineWith(undefined, { 'cache.prefix.enabled': false }));
-    await reference.start();
-  });
-  after(async () => {
-    await reference?.stop();
-  });
-  afterEach(async () => {
-    await engine?.stop();
-    engine = undefined;
-  });
-
+describe('allocation failures in generation steps', () => {
   it('recognises onnxruntime allocation failures: a real one from ORT, and the messages of other allocators', async () => {
     const real = await realAllocationFailure();
     assert.match(real.message, /Failed to allocate memory for requested buffer of size \d+/);
@@ -64,7 +55,30 @@ describe('allocation failures in generation steps (tiny Llama, a simulated memor
     assert.ok(isAllocationFailure(new Error("Non-zero status code returned while running ConstantOfShape node. Name:'ConstantOfShape' Status Message: std::bad_alloc")));
     assert.ok(isAllocationFailure(new Error('CUDA failure 2: out of memory ; GPU=0 ; hostname=x')));
     assert.ok(isAllocationFailure(new Error('Available memory of 1024 is smaller than requested bytes of 4096')));
+    // V8 failing a buffer as a contrib runner grows its own: 1 PiB, more than a 64-bit process can address.
+    assert.throws(() => new ArrayBuffer(2 ** 50), (err) => isAllocationFailure(err));
+    assert.ok(!isAllocationFailure(new RangeError('Invalid typed array length: -1')));
     assert.ok(!isAllocationFailure(new Error('indices element out of data bounds, idx=300 must be within the inclusive range [-256,255]')));
+  });
+});
+
+// Both graph styles, as served: the generic graph's steps are split by gathering rows, the contrib graph's by running
+// ranges of the rows its runner keeps.
+for (const style of ['generic', 'contrib'] as const) describe(`allocation failures in generation steps (tiny Llama, ${style} graph, a simulated memory limit failing a real ORT allocation)`, () => {
+  let reference: GenerationEngine | undefined;
+  let engine: GenerationEngine | undefined;
+  before(async () => {
+    ({ engine: reference } = await engineWith(style, undefined, { 'cache.prefix.enabled': false }));
+    await reference.start();
+    await generateAll(reference, request(prompt(4, 0), 1));
+    assert.equal(reference.get('tiny-llama').graphStyle, style);
+  });
+  after(async () => {
+    await reference?.stop();
+  });
+  afterEach(async () => {
+    await engine?.stop();
+    engine = undefined;
   });
 
   it('empties the prefix cache and retries a step that could not allocate; the outputs are those of a run without limit', async () => {
@@ -75,7 +89,7 @@ describe('allocation failures in generation steps (tiny Llama, a simulated memor
     // The two cached prompts (~100 KB) plus the pair's step (~130 KB) exceed the limit; the step alone does not.
     const limit = 200 * 1024;
     let emitted: { type: EventType; payload: unknown }[];
-    ({ engine, emitted } = engineWith({ memoryLimitBytes: limit }, { 'scheduler.batchWindowMs': 100 }));
+    ({ engine, emitted } = await engineWith(style, { memoryLimitBytes: limit }, { 'scheduler.batchWindowMs': 100 }));
     await engine.start();
     for (const ids of first) await generateAll(engine, request(ids, 8));
     const cache = () => ofType(emitted, 'cache.stats').at(-1)!;
@@ -91,7 +105,7 @@ describe('allocation failures in generation steps (tiny Llama, a simulated memor
     const expected: Generated[] = [];
     for (const ids of prompts) expected.push(await generateAll(reference!, request(ids, 16)));
     // Four rows of 76 positions need ~155 KB; two need ~78 KB.
-    ({ engine } = engineWith({ memoryLimitBytes: 100 * 1024 }, { 'cache.prefix.enabled': false }));
+    ({ engine } = await engineWith(style, { memoryLimitBytes: 100 * 1024 }, { 'cache.prefix.enabled': false }));
     await engine.start();
     const got = await Promise.all(prompts.map((ids) => generateAll(engine!, request(ids, 16))));
     got.forEach((g, i) => assert.deepEqual(g.tokens, expected[i]!.tokens, `prompt ${i}`));
@@ -101,7 +115,7 @@ describe('allocation failures in generation steps (tiny Llama, a simulated memor
     const small = [prompt(40, 20), prompt(40, 21)];
     const expected: Generated[] = [];
     for (const ids of small) expected.push(await generateAll(reference!, request(ids, 8)));
-    ({ engine } = engineWith({ memoryLimitBytes: 100 * 1024 }, { 'cache.prefix.enabled': false }));
+    ({ engine } = await engineWith(style, { memoryLimitBytes: 100 * 1024 }, { 'cache.prefix.enabled': false }));
     await engine.start();
     // 220 positions need ~112 KB: more than the limit on their own.
     const [big, ...rest] = await Promise.allSettled([generateAll(engine, request(prompt(220, 22), 8)), ...small.map((ids) => generateAll(engine!, request(ids, 8)))]);

@@ -153,6 +153,26 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
     assert.ok(spans.every((s) => s % CONTRIB_SPAN_STEP === 0 || s === llm.config.maxContext));
   });
 
+  it('decodes a range of its rows in place as a step over every row would, leaving the others as they were', async () => {
+    const prompts = [PROMPTS[0]!, PROMPTS[1]!, PROMPTS[2]!].map((p) => tokenizer.encode(p, { addBos: true }));
+    const whole = new ContribDecoderSession(session, llm.config, { initialRows: 3 });
+    const parts = new ContribDecoderSession(session, llm.config, { initialRows: 3 });
+    await whole.admit(prompts);
+    await parts.admit(prompts);
+    const tokens = [5, 6, 7];
+    for (let step = 0; step < 3; step++) {
+      const expected = (await whole.decode(tokens)).map((row) => Array.from(row as Float32Array));
+      // Rows 1..2, then row 0: between the two, row 0 has not moved.
+      const tail = (await parts.decode(tokens.slice(1), 1)).map((row) => Array.from(row as Float32Array));
+      assert.deepEqual(parts.lengths, [whole.lengths[0]! - 1, ...whole.lengths.slice(1)]);
+      const head = (await parts.decode(tokens.slice(0, 1), 0)).map((row) => Array.from(row as Float32Array));
+      assert.deepEqual(parts.lengths, whole.lengths);
+      [...head, ...tail].forEach((row, r) => row.forEach((v, i) => assert.ok(Math.abs(v - expected[r]![i]!) < 1e-5, `step ${step} row ${r} logit ${i}`)));
+    }
+    await assert.rejects(parts.decode([1, 2], 2), /from row 2 for 3 rows/);
+    await assert.rejects(parts.decode([1, 2]), /2 tokens from row 0 for 3 rows/);
+  });
+
   it('tracks the length of every row across admit, decode and keepRows', async () => {
     const runner = new ContribDecoderSession(session, llm.config, { initialRows: 2 });
     const ids = tokenizer.encode(PROMPTS[0]!, { addBos: true });

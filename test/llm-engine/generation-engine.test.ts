@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { NucleusError } from '@nucleus/sdk';
 import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
+import { ensureTinyLlama } from '@nucleus/core/internal/engine/llm/tiny-llama';
 import { generateAll, ofType, testEngine, type Generated } from './engine-helpers.js';
 import { until } from './helpers.js';
 
@@ -172,6 +173,22 @@ describe('GenerationEngine (worker threads, real ORT, tiny Llama)', () => {
       const [alone] = (await engine.embed({ model: 'tiny-llama', input })).embeddings;
       assert.equal(alone!.length, 64);
       alone!.forEach((v, d) => assert.ok(Math.abs(v - batch.embeddings[i]![d]!) < 1e-4, `input ${i} dim ${d}`));
+    }
+  });
+
+  it('embeds with its contrib graph (the built-in on the CPU) as the generic graph of the same weights does', async () => {
+    const inputs = ['Once upon a time', 'Lily', 'She liked to play in the park with her friends.'];
+    const contrib = await engine.embed({ model: 'tiny-llama', input: inputs });
+    assert.equal(engine.get('tiny-llama').graphStyle, 'contrib');
+    // The export folder the built-in is generated from, configured as a model: the same weights as a generic graph.
+    const { engine: generic } = testEngine({ models: [{ name: 'tiny-llama', path: await ensureTinyLlama() }] });
+    try {
+      await generic.start();
+      assert.equal(generic.get('tiny-llama').graphStyle, 'generic');
+      const expected = await generic.embed({ model: 'tiny-llama', input: inputs });
+      expected.embeddings.forEach((row, i) => row.forEach((v, d) => assert.ok(Math.abs(v - contrib.embeddings[i]![d]!) < 1e-4, `input ${i} dim ${d}`)));
+    } finally {
+      await generic.stop();
     }
   });
 });

@@ -22,8 +22,12 @@ const CASES: Case[] = [
   { file: 'stories260K.bin', options: { tokenizerPath: 'tok512.bin' }, reference: 'reference-greedy-200' },
   { file: 'stories260K-q8_0.gguf', reference: 'reference-q8_0-greedy-200' },
   { file: 'stories260K-convert-llama2c-q8_0.gguf', reference: 'reference-q8_0-greedy-200' },
+  // The style the engine builds on the CPU backend, for every source.
   { file: 'stories260K.gguf', options: { graphStyle: 'contrib' }, reference: 'reference-greedy-200' },
+  { file: 'stories260K-convert-llama2c.gguf', options: { graphStyle: 'contrib' }, reference: 'reference-greedy-200' },
+  { file: 'stories260K.bin', options: { tokenizerPath: 'tok512.bin', graphStyle: 'contrib' }, reference: 'reference-greedy-200' },
   { file: 'stories260K-q8_0.gguf', options: { graphStyle: 'contrib' }, reference: 'reference-q8_0-greedy-200' },
+  { file: 'stories260K-convert-llama2c-q8_0.gguf', options: { graphStyle: 'contrib' }, reference: 'reference-q8_0-greedy-200' },
 ];
 
 const read = (name: string): string => readFileSync(join(STORIES_DIR, name), 'utf8');

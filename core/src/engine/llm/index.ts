@@ -1,6 +1,7 @@
 // Decoder LLMs: the contract with the generation engine, model formats, graph construction and tokenizers.
 export type { ContribIo, DecoderConfig, LlmTokenizer, LoadedLlm, TokenizerSpec } from './llm-model.js';
 export { loadLlm, loadTinyLlama, type LoadLlmOptions } from './load-llm.js';
+export { chooseGraphStyle, type GraphStyle, type GraphStyleChoice } from './graph-style.js';
 export { renderChatTemplate, DEFAULT_CHAT_TEMPLATE, type ChatTemplateMessage, type ChatTemplateOptions } from './chat-template.js';
 export { loadOnnxFolder, checkGenericLayout } from './formats/onnx-folder.js';
 export { loadGguf, inspectGguf, readGgufWeights, type GgufLlama, type LoadGgufOptions } from './formats/gguf/load-gguf.js';

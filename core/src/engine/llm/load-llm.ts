@@ -19,7 +19,10 @@ export interface LoadLlmOptions {
   cacheDir?: string;
   /** The tokenizer file (`tok512.bin` …) a llama2.c checkpoint needs. */
   tokenizerPath?: string;
-  /** Graph style to build for GGUF / llama2.c; ONNX folders are always `generic`. Default `generic`. */
+  /**
+   * Graph style to build for GGUF / llama2.c; ONNX folders are always `generic`. Default `generic`; the generation
+   * engine passes the style `chooseGraphStyle` picks for the model's backend.
+   */
   graphStyle?: 'generic' | 'contrib';
 }
 

@@ -20,12 +20,13 @@ export interface ResidentKvRunner {
    * prompt whose entry is set starts from that cached KV (its prompt is then only the tokens after the prefix).
    */
   admit(prompts: readonly (readonly number[])[], prefixes?: readonly (CachedPrefix | undefined)[]): Promise<LogitsRow[]>;
-  /** Appends one token to every row. */
-  decode(tokens: readonly number[]): Promise<LogitsRow[]>;
+  /**
+   * Appends one token to every row, or with `first` to rows `first .. first + tokens.length − 1` only (the others
+   * keep their length). A step that fails leaves every row as it was, so it can be tried again, also over fewer rows.
+   */
+  decode(tokens: readonly number[], first?: number): Promise<LogitsRow[]>;
   /** Keeps these rows (ascending), moved down to rows 0..n−1 in that order. */
   keepRows(rows: readonly number[]): void;
-  /** Drops every row (after a failed step). */
-  clear(): void;
   /** A prefix-cache block: tokens `first .. first + blockTokens` of row `row`, every layer (see `kv-blocks.ts`). */
   blockAt(row: number, first: number, blockTokens: number): KvArray;
 }
@@ -127,18 +128,23 @@ export class ContribDecoderSession implements ResidentKvRunner {
     return out;
   }
 
-  async decode(tokens: readonly number[]): Promise<LogitsRow[]> {
-    const rows = this.#lengths.length;
-    if (tokens.length !== rows) throw new Error(`a decode step of ${tokens.length} tokens for ${rows} rows`);
+  // Rows first..first+rows−1 are the slice of the buffers the step runs over; the rows outside it are not read.
+  async decode(tokens: readonly number[], first?: number): Promise<LogitsRow[]> {
+    const rows = tokens.length;
+    const start = first ?? 0;
+    if (first === undefined ? rows !== this.#lengths.length : start < 0 || start + rows > this.#lengths.length) {
+      throw new Error(`a decode step of ${rows} tokens from row ${start} for ${this.#lengths.length} rows`);
+    }
     if (rows === 0) return [];
-    for (const n of this.#lengths) if (n >= this.#maxContext) throw new Error(`a row is full: ${n} of ${this.#maxContext} tokens`);
-    const totals = this.#lengths.map((n) => n + 1);
+    const lengths = this.#lengths.slice(start, start + rows);
+    for (const n of lengths) if (n >= this.#maxContext) throw new Error(`a row is full: ${n} of ${this.#maxContext} tokens`);
+    const totals = lengths.map((n) => n + 1);
     const total = Math.max(...totals);
-    this.#fit(rows, total);
+    this.#fit(this.#lengths.length, total);
     const ids = BigInt64Array.from(tokens, (t) => BigInt(t));
-    const positions = BigInt64Array.from(this.#lengths, (n) => BigInt(n));
-    const logits = await this.#run(0, rows, ids, positions, 1, totals, total, totals.map(() => 1));
-    for (let r = 0; r < rows; r++) this.#lengths[r]!++;
+    const positions = BigInt64Array.from(lengths, (n) => BigInt(n));
+    const logits = await this.#run(start, rows, ids, positions, 1, totals, total, totals.map(() => 1));
+    for (let r = start; r < start + rows; r++) this.#lengths[r]!++;
     return logits;
   }
 
@@ -162,10 +168,6 @@ export class ContribDecoderSession implements ResidentKvRunner {
     // The longest row left: when the next step needs half the span or less, the rows are re-laid tighter.
     const wanted = this.#spanFor(Math.max(1, ...this.#lengths.map((n) => n + 1)));
     if (wanted * 2 <= this.#span) this.#reshape(this.#capacity, wanted);
-  }
-
-  clear(): void {
-    this.#lengths = [];
   }
 
   blockAt(row: number, first: number, blockTokens: number): KvArray {
@@ -313,8 +315,11 @@ export class ContribDecoderSession implements ResidentKvRunner {
       });
       return next;
     };
-    this.#keys = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#keys[l]));
-    this.#values = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#values[l]));
+    // All allocated before any is swapped in: a failed allocation leaves the rows as they were.
+    const keys = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#keys[l]));
+    const values = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#values[l]));
+    this.#keys = keys;
+    this.#values = values;
     this.#capacity = capacity;
     this.#span = span;
   }

@@ -1,7 +1,9 @@
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '@nucleus/sdk/onnx';
+import { isResidentKvRunner, type CachedPrefix, type ResidentKvRunner } from './contrib-session.js';
 import type { DecoderRunner, StepResult } from './decoder-session.js';
-import type { KvBatch, KvLayout } from './kv-batch.js';
+import type { KvArray, KvBatch, KvLayout } from './kv-batch.js';
+import type { LogitsRow } from './sampler.js';
 
 /**
  * Fault injection, a test hook only (`GenerationEngineOptions.faultInjection`; nothing in config sets it): makes a
@@ -10,8 +12,8 @@ import type { KvBatch, KvLayout } from './kv-batch.js';
  */
 export interface GenerationFaultInjection {
   /**
-   * A simulated memory limit: a step whose present KV tensors (rows × positions after the step), plus the bytes the
-   * prefix cache holds, need more than this fails the way a run that cannot get memory fails: onnxruntime is made
+   * A simulated memory limit: a step whose present KV tensors (rows × positions after the step, the longest row's for
+   * every row, for either graph style), plus the bytes the prefix cache holds, need more than this fails the way a run that cannot get memory fails: onnxruntime is made
    * to fail a real allocation, and its error is the step's.
    */
   memoryLimitBytes?: number;
@@ -49,18 +51,43 @@ export async function releaseAllocationFailureSession(): Promise<void> {
   await (await session)?.release();
 }
 
-/** A {@link DecoderRunner} that fails runs as {@link GenerationFaultInjection} says and otherwise runs the real one. */
-export class FaultInjectingRunner implements DecoderRunner {
+/** `runner`, failing runs as `faults` says (a {@link ResidentKvRunner} stays one). */
+export function withFaultInjection(runner: DecoderRunner | ResidentKvRunner, faults: GenerationFaultInjection, heldBytes: () => number): DecoderRunner | ResidentKvRunner {
+  return isResidentKvRunner(runner) ? new FaultInjectingResidentRunner(runner, faults, heldBytes) : new FaultInjectingRunner(runner, faults, heldBytes);
+}
+
+/** Fails a step as {@link GenerationFaultInjection} says: a run over `rows` rows of `positions` positions each. */
+class FaultCheck {
   readonly #perToken: number;
 
   constructor(
-    private readonly inner: DecoderRunner,
+    layout: KvLayout,
     private readonly faults: GenerationFaultInjection,
     /** Bytes held besides the step (the prefix cache). */
     private readonly heldBytes: () => number,
   ) {
-    const l: KvLayout = inner.layout;
-    this.#perToken = l.numLayers * 2 * l.numKvHeads * l.headDim * (l.dtype === 'float16' ? 2 : 4);
+    this.#perToken = layout.numLayers * 2 * layout.numKvHeads * layout.headDim * (layout.dtype === 'float16' ? 2 : 4);
+  }
+
+  async check(rows: number, positions: number): Promise<void> {
+    if (this.faults.failRuns !== undefined) throw new Error(this.faults.failRuns);
+    const limit = this.faults.memoryLimitBytes;
+    if (limit === undefined) return;
+    if (rows * positions * this.#perToken + this.heldBytes() > limit) throw await realAllocationFailure();
+  }
+}
+
+/** A {@link DecoderRunner} that fails runs as {@link GenerationFaultInjection} says and otherwise runs the real one. */
+export class FaultInjectingRunner implements DecoderRunner {
+  readonly #faults: FaultCheck;
+
+  constructor(
+    private readonly inner: DecoderRunner,
+    faults: GenerationFaultInjection,
+    /** Bytes held besides the step (the prefix cache). */
+    heldBytes: () => number,
+  ) {
+    this.#faults = new FaultCheck(inner.layout, faults, heldBytes);
   }
 
   get layout(): KvLayout {
@@ -68,19 +95,58 @@ export class FaultInjectingRunner implements DecoderRunner {
   }
 
   async prefill(prompts: readonly (readonly number[])[], past?: KvBatch): Promise<StepResult> {
-    await this.#check(prompts.length, (past?.pastLength ?? 0) + Math.max(...prompts.map((p) => p.length)));
+    await this.#faults.check(prompts.length, (past?.pastLength ?? 0) + Math.max(...prompts.map((p) => p.length)));
     return this.inner.prefill(prompts, past);
   }
 
   async decode(kv: KvBatch, tokens: readonly number[]): Promise<StepResult> {
-    await this.#check(kv.rows, kv.pastLength + 1);
+    await this.#faults.check(kv.rows, kv.pastLength + 1);
     return this.inner.decode(kv, tokens);
   }
+}
 
-  async #check(rows: number, positions: number): Promise<void> {
-    if (this.faults.failRuns !== undefined) throw new Error(this.faults.failRuns);
-    const limit = this.faults.memoryLimitBytes;
-    if (limit === undefined) return;
-    if (rows * positions * this.#perToken + this.heldBytes() > limit) throw await realAllocationFailure();
+/**
+ * A {@link ResidentKvRunner} that fails steps as {@link GenerationFaultInjection} says and otherwise runs the real
+ * one; a failed step leaves the real runner's rows as they were, as a failed ORT run does.
+ */
+export class FaultInjectingResidentRunner implements ResidentKvRunner {
+  readonly resident = true;
+  readonly #faults: FaultCheck;
+
+  constructor(
+    private readonly inner: ResidentKvRunner,
+    faults: GenerationFaultInjection,
+    /** Bytes held besides the step (the prefix cache). */
+    heldBytes: () => number,
+  ) {
+    this.#faults = new FaultCheck(inner.layout, faults, heldBytes);
+  }
+
+  get layout(): KvLayout {
+    return this.inner.layout;
+  }
+
+  get lengths(): readonly number[] {
+    return this.inner.lengths;
+  }
+
+  async admit(prompts: readonly (readonly number[])[], prefixes: readonly (CachedPrefix | undefined)[] = []): Promise<LogitsRow[]> {
+    const positions = prompts.map((p, i) => p.length + (prefixes[i] ? prefixes[i].blocks.length * prefixes[i].blockTokens : 0));
+    await this.#faults.check(prompts.length, Math.max(...positions));
+    return this.inner.admit(prompts, prefixes);
+  }
+
+  async decode(tokens: readonly number[], first?: number): Promise<LogitsRow[]> {
+    const start = first ?? 0;
+    await this.#faults.check(tokens.length, Math.max(0, ...this.inner.lengths.slice(start, start + tokens.length)) + 1);
+    return this.inner.decode(tokens, first);
+  }
+
+  keepRows(rows: readonly number[]): void {
+    this.inner.keepRows(rows);
+  }
+
+  blockAt(row: number, first: number, blockTokens: number): KvArray {
+    return this.inner.blockAt(row, first, blockTokens);
   }
 }

@@ -32,6 +32,7 @@ import { BERT_TINY_CONFIG } from '../../builtin-models/bert-tiny.js';
 import { defaultModelCacheDir, ensureBuiltinModels } from '../../builtin-models/ensure-builtin-models.js';
 import { withDefaultCpu } from '../../default-cpu-backend.js';
 import { applyModelTransform } from '../../model-transforms.js';
+import { chooseGraphStyle, type GraphStyle } from '../graph-style.js';
 import { loadLlm, loadTinyLlama } from '../load-llm.js';
 import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
@@ -85,7 +86,10 @@ interface ServedModel {
   dimensions?: number;
   chatTemplate: boolean;
   backend?: string;
-  prepare(): Promise<ModelSpec>;
+  /** How its graph runs, once prepared (LLMs). */
+  graphStyle?: GraphStyle;
+  /** The graph and settings to run, for the backend the session is opened on. */
+  prepare(backend: string): Promise<ModelSpec>;
   /** The prefix cache's budget as configured (memory pressure lowers what applies); absent without a cache. */
   cacheBytes?: number;
   /** Fails generations fast (503 `circuit_open`) while the model keeps failing. */
@@ -156,7 +160,7 @@ export class GenerationEngine implements GenerationService {
    */
   async start(): Promise<void> {
     this.#stopped = false;
-    const configured = (this.options.config.get('models') as { name: string; path: string; backend?: string; graphStyle?: 'generic' | 'contrib'; quantize?: string }[] | undefined) ?? [];
+    const configured = (this.options.config.get('models') as { name: string; path: string; backend?: string; graphStyle?: GraphStyle; quantize?: string }[] | undefined) ?? [];
     const llms = configured.filter((m) => isLlmModelPath(m.path));
     for (const m of llms) this.#add(this.#configuredModel(m.name, m.path, m.backend, m.graphStyle, m.quantize));
     if ((this.options.builtinModels ?? true) && configured.length === 0) {
@@ -408,9 +412,9 @@ export class GenerationEngine implements GenerationService {
     this.options.events.emit('model.loading', { model: model.name, version: '1' });
     const started = performance.now();
     try {
-      const spec = await model.prepare();
       const requested = model.backend ?? (this.options.config.get('backend') as string | undefined) ?? 'auto';
       const selection = await this.#selector.select(requested);
+      const spec = await model.prepare(selection.backend.name);
       const cpu = this.#selector.find(CPU_BACKEND);
       const worker =
         model.worker ??
@@ -533,6 +537,7 @@ export class GenerationEngine implements GenerationService {
       maxContext: m.maxContext,
       ...(m.dimensions !== undefined && { dimensions: m.dimensions }),
       chatTemplate: m.chatTemplate,
+      ...(m.graphStyle !== undefined && { graphStyle: m.graphStyle }),
       created: m.created,
       running: m.worker?.running ?? 0,
       waiting: m.worker?.waiting ?? 0,
@@ -542,7 +547,7 @@ export class GenerationEngine implements GenerationService {
   }
 
   #builtinChat(): Omit<ServedModel, 'breaker'> {
-    return {
+    const model: Omit<ServedModel, 'breaker'> = {
       name: BUILTIN_CHAT_MODEL,
       kind: 'llm',
       origin: 'builtin',
@@ -551,11 +556,13 @@ export class GenerationEngine implements GenerationService {
       maxContext: TINY_LLAMA_ARCH.maxPositions,
       dimensions: TINY_LLAMA_ARCH.hiddenSize,
       chatTemplate: true,
-      prepare: async () => {
-        const llm = await loadTinyLlama({ cacheDir: this.#cacheDir });
+      prepare: async (backend) => {
+        const graphStyle = this.#graphStyle(model, { builtByNucleus: true, backend });
+        const llm = await loadTinyLlama({ cacheDir: this.#cacheDir, graphStyle });
         return { role: 'decoder', onnxPath: llm.onnxPath, decoder: { config: llm.config, tokenizer: llm.tokenizer, ...(llm.chatTemplate !== undefined && { chatTemplate: llm.chatTemplate }) } };
       },
     };
+    return model;
   }
 
   #builtinEmbedding(): Omit<ServedModel, 'breaker'> {
@@ -579,7 +586,15 @@ export class GenerationEngine implements GenerationService {
     };
   }
 
-  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: 'generic' | 'contrib', quantize?: string): Omit<ServedModel, 'breaker'> {
+  // The graph style a model opens with (see `chooseGraphStyle`), recorded for its info and logged.
+  #graphStyle(model: Omit<ServedModel, 'breaker'>, of: Parameters<typeof chooseGraphStyle>[0]): GraphStyle {
+    const { style, reason } = chooseGraphStyle(of);
+    model.graphStyle = style;
+    this.#log.info({ model: model.name, graphStyle: style, backend: of.backend, reason }, 'graph style');
+    return style;
+  }
+
+  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: GraphStyle, quantize?: string): Omit<ServedModel, 'breaker'> {
     const model: Omit<ServedModel, 'breaker'> = {
       name,
       kind: 'llm',
@@ -589,8 +604,10 @@ export class GenerationEngine implements GenerationService {
       maxContext: 0,
       chatTemplate: false,
       ...(backend !== undefined && { backend }),
-      prepare: async () => {
-        const llm = await loadLlm(path, { name, cacheDir: this.#cacheDir, ...(graphStyle && { graphStyle }) });
+      prepare: async (selected) => {
+        // GGUF and llama2.c checkpoints become graphs Nucleus builds; an export folder brings its own.
+        const style = this.#graphStyle(model, { ...(graphStyle && { configured: graphStyle }), builtByNucleus: /\.(gguf|bin)$/i.test(path), backend: selected });
+        const llm = await loadLlm(path, { name, cacheDir: this.#cacheDir, graphStyle: style });
         model.maxContext = llm.config.maxContext;
         model.dimensions = llm.config.hiddenSize;
         model.chatTemplate = llm.chatTemplate !== undefined;

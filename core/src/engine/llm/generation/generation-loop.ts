@@ -277,13 +277,16 @@ export class GenerationLoop {
   }
 
   // The newcomers go into rows after the running ones, those without cached blocks from an empty cache in one step, the
-  // others each after its cached prefix; those that end at their first token leave again at once.
+  // others each after its cached prefix; those that end at their first token leave again at once. A failed admission
+  // adds no rows, so after an allocation failure the newcomers are admitted in parts as the generic prefill is split,
+  // each part's rows after the last part's; newcomers that fail alone fail, the running rows are not touched.
   async #prefillResident(runner: ResidentKvRunner, joining: Sequence[]): Promise<StepReport[]> {
     const started = this.#now();
     const prefixes = joining.map((seq): CachedPrefix | undefined => {
       const match = this.#cache?.match(seq.init.promptIds, seq.init.promptIds.length - 1, seq.init.conversationId);
       if (!match || match.tokens === 0) return undefined;
       seq.cachedTokens = match.tokens;
+      // The blocks stay with the prefix even when an allocation failure empties the cache.
       return { blocks: match.blocks, blockTokens: this.#cache!.blockTokens };
     });
     const cachedTokens = joining.reduce((n, s) => n + s.cachedTokens, 0);
@@ -294,55 +297,74 @@ export class GenerationLoop {
       ...(cachedTokens > 0 && { cachedTokens }),
       durationMs: 0,
     };
-    let logits: LogitsRow[];
-    try {
-      logits = await runner.admit(
-        joining.map((s) => (s.cachedTokens > 0 ? s.init.promptIds.slice(s.cachedTokens) : s.init.promptIds)),
-        prefixes,
-      );
-    } catch (err) {
-      this.#sink.fail(
-        joining.map((s) => s.id),
-        err,
-      );
-      step.durationMs = this.#now() - started;
-      return [step];
+    const parts = await this.#runSplit(
+      joining.map((_, i) => i),
+      (rows) =>
+        runner.admit(
+          rows.map((i) => joining[i]!).map((s) => (s.cachedTokens > 0 ? s.init.promptIds.slice(s.cachedTokens) : s.init.promptIds)),
+          rows.map((i) => prefixes[i]),
+        ),
+    );
+    const joined: Sequence[] = [];
+    const logits: LogitsRow[] = [];
+    for (const part of parts) {
+      if (!part.ok) {
+        this.#sink.fail(
+          part.rows.map((i) => joining[i]!.id),
+          part.error,
+        );
+        continue;
+      }
+      part.rows.forEach((i, k) => {
+        joined.push(joining[i]!);
+        logits.push(part.result[k]!);
+      });
     }
     const first = this.#running.length;
     const keep = this.#running.map((_, row) => row);
-    joining.forEach((seq, i) => {
+    joined.forEach((seq, k) => {
       this.#sink.prefilled?.(seq.id, seq.cachedTokens);
-      this.#retain(seq, runner, first + i);
-      if (this.#accept(seq, logits[i]!, runner.lengths[first + i]!)) keep.push(first + i);
+      this.#retain(seq, runner, first + k);
+      if (this.#accept(seq, logits[k]!, runner.lengths[first + k]!)) keep.push(first + k);
     });
-    this.#running = [...this.#running, ...joining];
+    this.#running = [...this.#running, ...joined];
     this.#keepRows(keep);
     step.durationMs = this.#now() - started;
     return [step];
   }
 
+  // One decode step over the runner's rows; split as the generic one is, each part a run of adjacent rows (the runner
+  // decodes a range of rows in place). Rows that fail alone are dropped, the others have their token.
   async #decodeResident(runner: ResidentKvRunner): Promise<StepReport> {
     const started = this.#now();
     const running = this.#running;
-    let logits: LogitsRow[];
-    try {
-      logits = await runner.decode(running.map((s) => s.lastToken));
-    } catch (err) {
-      this.#running = [];
-      runner.clear();
-      this.#sink.fail(
-        running.map((s) => s.id),
-        err,
-      );
-      return { phase: 'decode', sequences: running.length, tokens: 0, durationMs: this.#now() - started };
-    }
+    const parts = await this.#runSplit(
+      running.map((_, row) => row),
+      (rows) =>
+        runner.decode(
+          rows.map((r) => running[r]!.lastToken),
+          rows[0],
+        ),
+    );
     const keep: number[] = [];
-    running.forEach((seq, row) => {
-      if (this.#accept(seq, logits[row]!, runner.lengths[row]!)) keep.push(row);
-      else this.#retain(seq, runner, row);
-    });
+    let ran = 0;
+    for (const part of parts) {
+      if (!part.ok) {
+        this.#sink.fail(
+          part.rows.map((r) => running[r]!.id),
+          part.error,
+        );
+        continue;
+      }
+      ran += part.rows.length;
+      part.rows.forEach((row, k) => {
+        const seq = running[row]!;
+        if (this.#accept(seq, part.result[k]!, runner.lengths[row]!)) keep.push(row);
+        else this.#retain(seq, runner, row);
+      });
+    }
     this.#keepRows(keep);
-    return { phase: 'decode', sequences: running.length, tokens: running.length, durationMs: this.#now() - started };
+    return { phase: 'decode', sequences: running.length, tokens: ran, durationMs: this.#now() - started };
   }
 
   // Keeps the whole blocks of a sequence's KV (row `row` of `kv`) in the prefix cache: its prompt after the prefill,
@@ -416,6 +438,7 @@ export class GenerationLoop {
    * Runs a step over `rows` (in chunks of the row cap while one holds). A part that fails is tried again: after an
    * allocation failure with the prefix cache emptied (once per iteration), then in two halves, down to single rows;
    * a row that fails alone is reported failed, so one bad or oversized sequence fails alone and the others go on.
+   * Every part is a run of adjacent entries of `rows`, run in order (a resident runner's parts depend on both).
    */
   async #runSplit<R>(rows: number[], run: (rows: number[]) => Promise<R>): Promise<StepPart<R>[]> {
     const cap = this.#rowCap ?? rows.length;

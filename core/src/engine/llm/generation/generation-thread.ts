@@ -14,7 +14,7 @@ import { chatRenderer } from './chat-prompt.js';
 import { ContribDecoderSession } from './contrib-session.js';
 import { DecoderSession, kvLayoutOf } from './decoder-session.js';
 import { Embedder } from './embedding/embedder.js';
-import { FaultInjectingRunner, releaseAllocationFailureSession } from './fault-injecting-runner.js';
+import { releaseAllocationFailureSession, withFaultInjection } from './fault-injecting-runner.js';
 import type { FromGenerationThread, GenerationThreadSpec, PrefixCacheSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
 import { GenerationLoop, type LoopSink } from './generation-loop.js';
 import { Outbox } from './outbox.js';
@@ -149,11 +149,8 @@ class DecoderEngine {
       },
     };
     // A contrib graph runs over KV buffers its runner keeps, sized for the scheduler's batch (they grow if it rises).
-    const generic = () => {
-      const real = new DecoderSession(session, d.config);
-      return spec.faultInjection ? new FaultInjectingRunner(real, spec.faultInjection, () => prefixCache?.stats.bytes ?? 0) : real;
-    };
-    const runner = d.config.graphStyle === 'contrib' ? new ContribDecoderSession(session, d.config, { initialRows: scheduler.capacity }) : generic();
+    const real = d.config.graphStyle === 'contrib' ? new ContribDecoderSession(session, d.config, { initialRows: scheduler.capacity }) : new DecoderSession(session, d.config);
+    const runner = spec.faultInjection ? withFaultInjection(real, spec.faultInjection, () => prefixCache?.stats.bytes ?? 0) : real;
     this.loop = new GenerationLoop({ runner, scheduler, sink, maxContext: this.#maxContext, ...(prefixCache && { prefixCache }) });
   }
 

@@ -94,14 +94,24 @@ export class Embedder {
               positions[i * width + t] = BigInt(t);
             }),
           );
-          const feeds: Record<string, ort.Tensor> = {
-            input_ids: new ort.Tensor('int64', ids, [n, width]),
-            attention_mask: new ort.Tensor('int64', mask, [n, width]),
-          };
-          if (session.inputNames.includes('position_ids')) feeds['position_ids'] = new ort.Tensor('int64', positions, [n, width]);
-          const empty = config.kvDtype === 'float16' ? new Uint16Array(0) : new Float32Array(0);
-          for (let l = 0; l < config.numLayers; l++) {
-            for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor(config.kvDtype, empty, [n, config.numKvHeads, 0, config.headDim]);
+          const empty = () => new ort.Tensor(config.kvDtype, config.kvDtype === 'float16' ? new Uint16Array(0) : new Float32Array(0), [n, config.numKvHeads, 0, config.headDim]);
+          const io = config.graphStyle === 'contrib' ? config.contribIo : undefined;
+          const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', ids, [n, width]) };
+          if (io) {
+            // GroupQueryAttention takes right-padded rows by their lengths instead of a mask.
+            feeds[io.positionIds] = new ort.Tensor('int64', positions, [n, width]);
+            feeds[io.seqlensK] = new ort.Tensor('int32', Int32Array.from(rows, (r) => r.length - 1), [n]);
+            feeds[io.totalSequenceLength] = new ort.Tensor('int32', Int32Array.of(width), []);
+            for (let l = 0; l < config.numLayers; l++) {
+              feeds[io.pastKey.replace('%d', String(l))] = empty();
+              feeds[io.pastValue.replace('%d', String(l))] = empty();
+            }
+          } else {
+            feeds['attention_mask'] = new ort.Tensor('int64', mask, [n, width]);
+            if (session.inputNames.includes('position_ids')) feeds['position_ids'] = new ort.Tensor('int64', positions, [n, width]);
+            for (let l = 0; l < config.numLayers; l++) {
+              for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = empty();
+            }
           }
           const out = (await session.run(feeds, [exposed.output]))[exposed.output]!;
           if (out.type === 'float16') return Float32Array.from(out.data as Uint16Array, float16FromBits);
