@@ -2,7 +2,9 @@ import { strict as assert } from 'node:assert';
 import type { Kernel } from '@nucleus/core';
 import { BatchAssembler } from '@nucleus/core/internal/engine/index';
 import type { NucleusError, NucleusEvents, Tensor, TensorMetadata } from '@nucleus/sdk';
-import { builtinModel, f32, floats, i64, runDirect, startKernel, within } from './engine-fixtures.js';
+import { readFileSync } from 'node:fs';
+import { tempDir } from '../helpers/paths.js';
+import { builtinModel, f32, floats, i64, runDirect, startKernel, within, writeVersion } from './engine-fixtures.js';
 
 function meta(name: string, dtype: TensorMetadata['dtype'], dims: Array<number | string>): TensorMetadata {
   return {
@@ -68,6 +70,8 @@ describe('dynamic batching on real models', () => {
   before(async () => {
     mlpPath = (await builtinModel('mlp-classifier')).modelPath;
     bertPath = (await builtinModel('bert-tiny')).modelPath;
+    // model.json asks for batches of 3; the config entry of one of the two models says 4 instead.
+    const prefDir = writeVersion(tempDir('preferred'), 'pref', '1', readFileSync(mlpPath), { batching: { preferredBatchSizes: [3] } });
     kernel = await startKernel(
       {
         models: [
@@ -75,6 +79,8 @@ describe('dynamic batching on real models', () => {
           { name: 'mlp-solo', path: mlpPath, batching: false },
           { name: 'bert', path: bertPath, maxQueueDelayMs: 50 },
           { name: 'slow-mlp', path: mlpPath, maxQueueDelayMs: 300 },
+          { name: 'pref-manifest', path: prefDir, maxQueueDelayMs: 60_000 },
+          { name: 'pref-config', path: prefDir, maxQueueDelayMs: 60_000, preferredBatchSizes: [4] },
         ],
       },
       { before: (k) => k.events.on('batch.executed', (e) => batches.push(e)), logLines },
@@ -113,6 +119,18 @@ describe('dynamic batching on real models', () => {
     } finally {
       kernel.config.patch({ 'batching.maxBatchSize': 32 }, 'test');
     }
+  });
+
+  it('takes preferred batch sizes from the model entry over model.json, and sends such a batch without the delay', async () => {
+    assert.deepEqual(kernel.inference.get('pref-manifest').batching!.preferredBatchSizes, [3]);
+    assert.deepEqual(kernel.inference.get('pref-config').batching!.preferredBatchSizes, [4]);
+    const send = (model: string, n: number) =>
+      within(Promise.all(Array.from({ length: n }, (_, i) => kernel.inference.infer({ model, inputs: { input: f32([i, 1, 0, 0], [1, 4]) } }))), 20_000, `${n} requests to ${model}`);
+    // Both wait 60 s for a partial batch: only a preferred size lets them go.
+    await send('pref-config', 4);
+    assert.deepEqual(ofModel('pref-config').map((b) => b.size), [4]);
+    await send('pref-manifest', 3);
+    assert.deepEqual(ofModel('pref-manifest').map((b) => b.size), [3]);
   });
 
   it('pads ragged encoder requests into one batch and gives the same embeddings as unpadded runs', async () => {
