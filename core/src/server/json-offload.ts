@@ -93,16 +93,22 @@ export class BodyTooLargeError extends Error {}
 
 /**
  * Reads a request body into one buffer it owns. With its Content-Length (`length`) the buffer is allocated once and
- * filled as chunks arrive; without one (chunked transfer) the chunks are kept and joined once at the end.
+ * filled as chunks arrive; without one (chunked transfer) the chunks are kept and joined once at the end. With
+ * `alignAt`, the body is placed in its buffer so that byte `alignAt` of it sits on an 8-byte boundary: tensor bytes
+ * starting there can be viewed as any typed array without a copy.
  */
-export function readBody(req: IncomingMessage, length: number | undefined, limit: number): Promise<Uint8Array> {
+export function readBody(req: IncomingMessage, length: number | undefined, limit: number, alignAt = 0): Promise<Uint8Array> {
+  const allocate = (n: number): Uint8Array => {
+    const pad = (8 - (alignAt % 8)) % 8;
+    return pad === 0 ? new Uint8Array(n) : new Uint8Array(new ArrayBuffer(n + pad), pad, n);
+  };
   return new Promise((resolve, reject) => {
     const known = length !== undefined && Number.isSafeInteger(length) && length >= 0;
     if (known && length > limit) {
       reject(new BodyTooLargeError());
       return;
     }
-    const out = known ? new Uint8Array(length) : undefined;
+    const out = known ? allocate(length) : undefined;
     const chunks: Buffer[] = [];
     let filled = 0;
     const cleanup = (): void => {
@@ -135,7 +141,7 @@ export function readBody(req: IncomingMessage, length: number | undefined, limit
     const onEnd = (): void => {
       cleanup();
       if (!out) {
-        const joined = new Uint8Array(filled);
+        const joined = allocate(filled);
         let at = 0;
         for (const chunk of chunks) {
           joined.set(chunk, at);
