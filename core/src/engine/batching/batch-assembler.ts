@@ -1,4 +1,4 @@
-import { allocateTensorData, elementCount, NucleusError, type Tensor, type TensorData, type TensorMetadata } from '@nucleus/sdk';
+import { allocateTensorData, elementCount, NucleusError, type Tensor, type TensorData, type TensorDataType, type TensorMetadata } from '@nucleus/sdk';
 
 /** Where each request's rows and lengths sit inside an assembled batch. */
 export interface BatchLayout {
@@ -30,6 +30,16 @@ function sameTail(a: readonly number[], b: readonly number[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 1; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * A tensor array of `length` elements whose contents are left as they come (not zeroed), in a buffer of its own so
+ * it can be transferred: for a batch that every request fills completely, zeroing would be wasted work.
+ */
+function uninitialized(dtype: TensorDataType, length: number): TensorData {
+  const Ctor = allocateTensorData(dtype, 0).constructor as { new (buffer: ArrayBufferLike, offset: number, length: number): TensorData; BYTES_PER_ELEMENT: number };
+  const bytes = Buffer.allocUnsafeSlow(length * Ctor.BYTES_PER_ELEMENT);
+  return new Ctor(bytes.buffer, bytes.byteOffset, length);
 }
 
 /** Copies `src` (shape `from`) into `dst` (shape `to`, every dim ≥) at the same indices, starting at `dst` row `row`. */
@@ -115,7 +125,8 @@ export class BatchAssembler {
     for (const meta of this.inputs) {
       const shapes = items.map((item) => item[meta.name]!.shape);
       const target = shapes[0]!.map((_d, i) => (i === 0 ? totalRows : Math.max(...shapes.map((s) => s[i]!))));
-      const data = allocateTensorData(meta.dtype, elementCount(target));
+      const filled = shapes.every((shape) => sameTail(shape, target));
+      const data = filled ? uninitialized(meta.dtype, elementCount(target)) : allocateTensorData(meta.dtype, elementCount(target));
       items.forEach((item, k) => copyInto(item[meta.name]!.data, shapes[k]!, data, target, offsets[k]!));
       inputs[meta.name] = { dtype: meta.dtype, shape: target, data };
       real += shapes.reduce((n, s) => n + elementCount(s), 0);
