@@ -53,6 +53,23 @@ describe('batch assembly', () => {
     assert.deepEqual(Array.from(l!.hidden!.data as Float32Array), [8, 9, 10, 11, 12, 13, 14, 15]);
   });
 
+  it('assembles in slices, letting other work run between them, into exactly what one pass builds', async () => {
+    const a = new BatchAssembler([meta('x', 'float32', ['batch', 1000]), meta('n', 'int64', ['batch'])], [], false);
+    const items = Array.from({ length: 6 }, (_, i) => ({ x: f32(floats(1000, i + 1), [1, 1000]), n: i64([i], [1]) }));
+    let ran = 0;
+    let stop = false;
+    const other = (): void => {
+      ran++;
+      if (!stop) setImmediate(other);
+    };
+    setImmediate(other);
+    const sliced = await a.assembleInSlices(items, 8000).finally(() => (stop = true));
+    // 4000 bytes a request: the loop gets a turn after every two requests' `x`, three turns in all.
+    assert.ok(ran >= 3, `other work ran ${ran} times during the assembly`);
+    assert.deepEqual(sliced, a.assemble(items));
+    assert.deepEqual(Array.from(sliced.inputs.n!.data as BigInt64Array), [0n, 1n, 2n, 3n, 4n, 5n]);
+  });
+
   it('keeps ragged requests apart when padding is off', () => {
     const a = new BatchAssembler([meta('x', 'float32', ['batch', 'n'])], [meta('y', 'float32', ['batch'])], false);
     assert.equal(a.canJoin({ x: f32([1, 2], [1, 2]) }, { x: f32([1, 2, 3], [1, 3]) }), false);

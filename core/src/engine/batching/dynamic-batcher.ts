@@ -1,6 +1,9 @@
 import { NucleusError, unavailable, type Logger, type Tensor } from '@nucleus/sdk';
 import type { BatchAssembler, BatchStats } from './batch-assembler.js';
 
+/** Bytes a batch assembly copies before it lets the event loop run other work. */
+const ASSEMBLY_SLICE_BYTES = 4 * 1024 * 1024;
+
 /** The knobs of a batcher, read afresh for every batch so runtime config changes apply at once. */
 export interface BatchSettings {
   /** Most rows (first-dimension entries) in one batch; 1 turns batching off. */
@@ -257,7 +260,10 @@ export class DynamicBatcher {
     const { assembler, logger } = this.options;
     const dispatched = performance.now();
     try {
-      const { inputs, layout, stats } = assembler.assemble(items.map((i) => i.inputs));
+      const { inputs, layout, stats } = await assembler.assembleInSlices(
+        items.map((i) => i.inputs),
+        ASSEMBLY_SLICE_BYTES,
+      );
       const { outputs, runMs } = await this.options.run(inputs);
       const parts = items.length === 1 ? [outputs] : assembler.split(outputs, layout);
       const done = performance.now();
