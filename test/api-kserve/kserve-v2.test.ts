@@ -22,7 +22,7 @@ describe('KServe v2 REST over loopback', () => {
   it('answers server metadata, liveness and readiness', async () => {
     const meta = await kit.request('/v2');
     assert.equal(meta.status, 200);
-    assert.deepEqual(meta.body, { name: 'nucleus', version: '0.1.0', extensions: ['model_repository'] });
+    assert.deepEqual(meta.body, { name: 'nucleus', version: '0.1.0', extensions: ['model_repository', 'binary_tensor_data'] });
     assert.deepEqual((await kit.request('/v2/health/live')).body, { live: true });
     const ready = await kit.request('/v2/health/ready');
     assert.equal(ready.status, 200);

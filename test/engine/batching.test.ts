@@ -2,7 +2,9 @@ import { strict as assert } from 'node:assert';
 import type { Kernel } from '@nucleus/core';
 import { BatchAssembler } from '@nucleus/core/internal/engine/index';
 import type { NucleusError, NucleusEvents, Tensor, TensorMetadata } from '@nucleus/sdk';
-import { builtinModel, f32, floats, i64, runDirect, startKernel, within } from './engine-fixtures.js';
+import { readFileSync } from 'node:fs';
+import { tempDir } from '../helpers/paths.js';
+import { builtinModel, f32, floats, i64, runDirect, startKernel, within, writeVersion } from './engine-fixtures.js';
 
 function meta(name: string, dtype: TensorMetadata['dtype'], dims: Array<number | string>): TensorMetadata {
   return {
@@ -51,6 +53,23 @@ describe('batch assembly', () => {
     assert.deepEqual(Array.from(l!.hidden!.data as Float32Array), [8, 9, 10, 11, 12, 13, 14, 15]);
   });
 
+  it('assembles in slices, letting other work run between them, into exactly what one pass builds', async () => {
+    const a = new BatchAssembler([meta('x', 'float32', ['batch', 1000]), meta('n', 'int64', ['batch'])], [], false);
+    const items = Array.from({ length: 6 }, (_, i) => ({ x: f32(floats(1000, i + 1), [1, 1000]), n: i64([i], [1]) }));
+    let ran = 0;
+    let stop = false;
+    const other = (): void => {
+      ran++;
+      if (!stop) setImmediate(other);
+    };
+    setImmediate(other);
+    const sliced = await a.assembleInSlices(items, 8000).finally(() => (stop = true));
+    // 4000 bytes a request: the loop gets a turn after every two requests' `x`, three turns in all.
+    assert.ok(ran >= 3, `other work ran ${ran} times during the assembly`);
+    assert.deepEqual(sliced, a.assemble(items));
+    assert.deepEqual(Array.from(sliced.inputs.n!.data as BigInt64Array), [0n, 1n, 2n, 3n, 4n, 5n]);
+  });
+
   it('keeps ragged requests apart when padding is off', () => {
     const a = new BatchAssembler([meta('x', 'float32', ['batch', 'n'])], [meta('y', 'float32', ['batch'])], false);
     assert.equal(a.canJoin({ x: f32([1, 2], [1, 2]) }, { x: f32([1, 2, 3], [1, 3]) }), false);
@@ -68,6 +87,8 @@ describe('dynamic batching on real models', () => {
   before(async () => {
     mlpPath = (await builtinModel('mlp-classifier')).modelPath;
     bertPath = (await builtinModel('bert-tiny')).modelPath;
+    // model.json asks for batches of 3; the config entry of one of the two models says 4 instead.
+    const prefDir = writeVersion(tempDir('preferred'), 'pref', '1', readFileSync(mlpPath), { batching: { preferredBatchSizes: [3] } });
     kernel = await startKernel(
       {
         models: [
@@ -75,6 +96,8 @@ describe('dynamic batching on real models', () => {
           { name: 'mlp-solo', path: mlpPath, batching: false },
           { name: 'bert', path: bertPath, maxQueueDelayMs: 50 },
           { name: 'slow-mlp', path: mlpPath, maxQueueDelayMs: 300 },
+          { name: 'pref-manifest', path: prefDir, maxQueueDelayMs: 60_000 },
+          { name: 'pref-config', path: prefDir, maxQueueDelayMs: 60_000, preferredBatchSizes: [4] },
         ],
       },
       { before: (k) => k.events.on('batch.executed', (e) => batches.push(e)), logLines },
@@ -113,6 +136,18 @@ describe('dynamic batching on real models', () => {
     } finally {
       kernel.config.patch({ 'batching.maxBatchSize': 32 }, 'test');
     }
+  });
+
+  it('takes preferred batch sizes from the model entry over model.json, and sends such a batch without the delay', async () => {
+    assert.deepEqual(kernel.inference.get('pref-manifest').batching!.preferredBatchSizes, [3]);
+    assert.deepEqual(kernel.inference.get('pref-config').batching!.preferredBatchSizes, [4]);
+    const send = (model: string, n: number) =>
+      within(Promise.all(Array.from({ length: n }, (_, i) => kernel.inference.infer({ model, inputs: { input: f32([i, 1, 0, 0], [1, 4]) } }))), 20_000, `${n} requests to ${model}`);
+    // Both wait 60 s for a partial batch: only a preferred size lets them go.
+    await send('pref-config', 4);
+    assert.deepEqual(ofModel('pref-config').map((b) => b.size), [4]);
+    await send('pref-manifest', 3);
+    assert.deepEqual(ofModel('pref-manifest').map((b) => b.size), [3]);
   });
 
   it('pads ragged encoder requests into one batch and gives the same embeddings as unpadded runs', async () => {

@@ -33,10 +33,43 @@ describe('dynamic batcher policy', () => {
     assert.deepEqual(results.map((r) => r.batchSize), [4, 4, 4, 4]);
   });
 
-  it('sends at the largest preferred size and keeps the rest for the next batch', async () => {
-    const { sizes, submit } = batcher({ maxBatchSize: 8, maxQueueDelayMs: 50, preferredBatchSizes: [2, 3] });
+  it('sends a preferred size as soon as the queue can form one, without waiting for the delay', async () => {
+    const { sizes, submit } = batcher({ maxBatchSize: 8, maxQueueDelayMs: 60_000, preferredBatchSizes: [2, 3] });
+    // 1 waits; 1+2 form 2 and go; 3, 4, 5 queue while that batch runs and then go as 3, the largest they form.
     await Promise.all([1, 2, 3, 4, 5].map(submit));
-    assert.deepEqual(sizes, [3, 2]);
+    assert.deepEqual(sizes, [2, 3]);
+  });
+
+  it('sends the largest preferred size the queue can form and keeps the rest, which goes whole after the delay', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const { sizes, submit } = batcher({ maxBatchSize: 8, maxQueueDelayMs: 40, preferredBatchSizes: [2, 4] }, gate);
+    const first = [1, 2].map(submit);
+    const rest = [3, 4, 5, 6, 7].map(submit);
+    await new Promise((r) => setTimeout(r, 80));
+    // The model is busy with the first batch: the other five wait, although the delay has passed.
+    assert.deepEqual(sizes, []);
+    open();
+    const results = await Promise.all([...first, ...rest]);
+    assert.deepEqual(sizes, [2, 4, 1]);
+    assert.deepEqual(results.map((r) => r.batchSize), [2, 2, 4, 4, 4, 4, 1]);
+    assert.deepEqual(results.map((r) => (r.outputs.x!.data as Float32Array)[0]), [2, 4, 6, 8, 10, 12, 14]);
+  });
+
+  it('waits the delay when no preferred size can be formed, then sends everything', async () => {
+    const { sizes, submit } = batcher({ maxBatchSize: 8, maxQueueDelayMs: 40, preferredBatchSizes: [4] });
+    const started = performance.now();
+    await Promise.all([1, 2, 3].map(submit));
+    assert.ok(performance.now() - started >= 35, 'three requests form no preferred size: they waited for the delay');
+    assert.deepEqual(sizes, [3]);
+  });
+
+  it('counts rows, not requests, and sends a full batch at once when rows skip every preferred size', async () => {
+    const { b, sizes } = batcher({ maxBatchSize: 8, maxQueueDelayMs: 60_000, preferredBatchSizes: [3] });
+    const two = (v: number) => b.submit({ x: { dtype: 'float32', shape: [2, 1], data: Float32Array.of(v, v) } as Tensor }, 2);
+    const results = await Promise.all([1, 2, 3, 4].map(two));
+    assert.deepEqual(sizes, [8]);
+    assert.deepEqual(results.map((r) => Array.from(r.outputs.x!.data as Float32Array)), [[2, 2], [4, 4], [6, 6], [8, 8]]);
   });
 
   it('waits up to the delay for a partial batch, and gathers requests while the model is busy', async () => {

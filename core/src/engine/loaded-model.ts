@@ -104,7 +104,7 @@ export class LoadedModel {
       maxBatchSize: source.options.maxBatchSize ?? manifest.batching?.maxBatchSize,
       maxQueueDelayMs: source.options.maxQueueDelayMs ?? manifest.batching?.maxQueueDelayMs,
     };
-    const preferredBatchSizes = manifest.batching?.preferredBatchSizes ?? [];
+    const preferredBatchSizes = source.options.preferredBatchSizes ?? manifest.batching?.preferredBatchSizes ?? [];
     const settings = (): BatchSettings => {
       const d = options.defaults();
       return {

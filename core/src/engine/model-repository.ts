@@ -13,6 +13,8 @@ export interface ConfiguredModel {
   backend?: string;
   maxBatchSize?: number;
   maxQueueDelayMs?: number;
+  /** Overrides model.json's `batching.preferredBatchSizes`. */
+  preferredBatchSizes?: number[];
   batching?: boolean;
   warmup?: boolean | number;
   /** Overrides `workers.isolation` for this model. */

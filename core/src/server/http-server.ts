@@ -8,6 +8,7 @@ import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
 import { Authenticator, type ApiKey } from './auth.js';
 import { errorMiddleware } from './error-middleware.js';
+import { decodeContent, INFERENCE_HEADER_LENGTH, parseInferenceHeader, splitInferenceBody } from './binary-body.js';
 import { BodyTooLargeError, JsonParserPool, JsonSyntaxError, readBody } from './json-offload.js';
 import { kernelRoutes } from './kernel-routes.js';
 import { requestIdMiddleware } from './request-id.js';
@@ -71,18 +72,9 @@ export class HttpServer {
     });
     const tooLarge = () =>
       Object.assign(new Error(`request body is larger than server.bodyLimitBytes (${config.get('server.bodyLimitBytes')} bytes)`), { status: 413, expose: true });
-    // Large JSON bodies (a tensor as a list of numbers) are parsed on a worker thread: JSON.parse of a few MB would
-    // hold the event loop for tens of ms per request. Bodies without a Content-Length or compressed take the usual path.
-    this.app.use(async (ctx: Context, next: Next) => {
-      const threshold = config.get('server.offloadJsonBytes') as number;
-      const length = Number(ctx.get('content-length'));
-      const encoding = ctx.get('content-encoding').toLowerCase();
-      if (!threshold || !(length > threshold) || (encoding && encoding !== 'identity') || !ctx.is('json') || (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH')) {
-        return next();
-      }
-      let bytes: Uint8Array;
+    const read = async (ctx: Context, length: number | undefined, alignAt?: number): Promise<Uint8Array> => {
       try {
-        bytes = await readBody(ctx.req, length, config.get('server.bodyLimitBytes') as number);
+        return await readBody(ctx.req, length, config.get('server.bodyLimitBytes') as number, alignAt);
       } catch (err) {
         if (err instanceof BodyTooLargeError) {
           ctx.set('connection', 'close');
@@ -90,10 +82,50 @@ export class HttpServer {
         }
         throw err;
       }
+    };
+    const v2Infer = (ctx: Context) => /^\/v2\/models\/.+\/infer$/.test(ctx.path);
+    // KServe v2 binary tensor data: a JSON inference header, then raw tensor bytes. The header is parsed (on a worker
+    // thread when large); the bytes after it stay where they were received, as `ctx.request.binaryData`, for the route
+    // to view its tensors over.
+    this.app.use(async (ctx: Context, next: Next) => {
+      const declared = ctx.get(INFERENCE_HEADER_LENGTH);
+      if (!declared || (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH')) return next();
+      const contentLength = ctx.get('content-length');
+      // The tensor bytes after the header land 8-byte aligned, so the route views them without a copy.
+      const headerLength = Number(declared);
+      const raw = await read(ctx, contentLength ? Number(contentLength) : undefined, Number.isSafeInteger(headerLength) ? headerLength : 0);
+      const body = await decodeContent(raw, ctx.get('content-encoding'), config.get('server.bodyLimitBytes') as number);
+      const { header, binary } = splitInferenceBody(body, declared);
+      const threshold = config.get('server.offloadJsonBytes') as number;
+      if (threshold && header.byteLength > threshold) {
+        this.parsers ??= new JsonParserPool();
+        try {
+          // A copy of the header alone: posting a view would clone the whole body with it.
+          ctx.request.body = await this.parsers.parse(header.slice(), v2Infer(ctx));
+        } catch (err) {
+          if (err instanceof JsonSyntaxError) throw badRequest('invalid_json', `the JSON inference header is not valid JSON: ${err.message}`);
+          throw err;
+        }
+      } else {
+        ctx.request.body = parseInferenceHeader(header);
+      }
+      (ctx.request as { binaryData?: Uint8Array }).binaryData = binary;
+      await next();
+    });
+    // Large JSON bodies (a tensor as a list of numbers) are parsed on a worker thread: JSON.parse of a few MB would
+    // hold the event loop for tens of ms per request. Bodies without a Content-Length or compressed take the usual path.
+    this.app.use(async (ctx: Context, next: Next) => {
+      const threshold = config.get('server.offloadJsonBytes') as number;
+      const length = Number(ctx.get('content-length'));
+      const encoding = ctx.get('content-encoding').toLowerCase();
+      if (ctx.request.body !== undefined || !threshold || !(length > threshold) || (encoding && encoding !== 'identity') || !ctx.is('json') || (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH')) {
+        return next();
+      }
+      const bytes = await read(ctx, length);
       this.parsers ??= new JsonParserPool();
       try {
         // Only v2 inference bodies get their `inputs[i].data` as typed arrays.
-        ctx.request.body = await this.parsers.parse(bytes, /^\/v2\/models\/.+\/infer$/.test(ctx.path));
+        ctx.request.body = await this.parsers.parse(bytes, v2Infer(ctx));
       } catch (err) {
         if (err instanceof JsonSyntaxError) throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
         throw err;

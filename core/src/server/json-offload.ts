@@ -91,14 +91,25 @@ export class JsonParserPool {
 /** Raised when a body grows past the limit while it is read. */
 export class BodyTooLargeError extends Error {}
 
-/** Reads a request body of `length` bytes (its Content-Length) into one buffer it owns. */
-export function readBody(req: IncomingMessage, length: number, limit: number): Promise<Uint8Array> {
+/**
+ * Reads a request body into one buffer it owns. With its Content-Length (`length`) the buffer is allocated once and
+ * filled as chunks arrive; without one (chunked transfer) the chunks are kept and joined once at the end. With
+ * `alignAt`, the body is placed in its buffer so that byte `alignAt` of it sits on an 8-byte boundary: tensor bytes
+ * starting there can be viewed as any typed array without a copy.
+ */
+export function readBody(req: IncomingMessage, length: number | undefined, limit: number, alignAt = 0): Promise<Uint8Array> {
+  const allocate = (n: number): Uint8Array => {
+    const pad = (8 - (alignAt % 8)) % 8;
+    return pad === 0 ? new Uint8Array(n) : new Uint8Array(new ArrayBuffer(n + pad), pad, n);
+  };
   return new Promise((resolve, reject) => {
-    if (length > limit) {
+    const known = length !== undefined && Number.isSafeInteger(length) && length >= 0;
+    if (known && length > limit) {
       reject(new BodyTooLargeError());
       return;
     }
-    const out = new Uint8Array(length);
+    const out = known ? allocate(length) : undefined;
+    const chunks: Buffer[] = [];
     let filled = 0;
     const cleanup = (): void => {
       req.off('data', onData);
@@ -106,19 +117,40 @@ export function readBody(req: IncomingMessage, length: number, limit: number): P
       req.off('error', onError);
       req.off('close', onClose);
     };
+    const fail = (err: Error): void => {
+      cleanup();
+      req.resume();
+      reject(err);
+    };
     const onData = (chunk: Buffer): void => {
-      if (filled + chunk.length > length) {
-        cleanup();
-        req.resume();
-        reject(Object.assign(new Error('request body is longer than its Content-Length'), { status: 400, expose: true }));
-        return;
+      if (out) {
+        if (filled + chunk.length > out.length) {
+          fail(Object.assign(new Error('request body is longer than its Content-Length'), { status: 400, expose: true }));
+          return;
+        }
+        out.set(chunk, filled);
+      } else {
+        if (filled + chunk.length > limit) {
+          fail(new BodyTooLargeError());
+          return;
+        }
+        chunks.push(chunk);
       }
-      out.set(chunk, filled);
       filled += chunk.length;
     };
     const onEnd = (): void => {
       cleanup();
-      if (filled !== length) reject(Object.assign(new Error('request body is shorter than its Content-Length'), { status: 400, expose: true }));
+      if (!out) {
+        const joined = allocate(filled);
+        let at = 0;
+        for (const chunk of chunks) {
+          joined.set(chunk, at);
+          at += chunk.length;
+        }
+        resolve(joined);
+        return;
+      }
+      if (filled !== out.length) reject(Object.assign(new Error('request body is shorter than its Content-Length'), { status: 400, expose: true }));
       else resolve(out);
     };
     const onError = (err: Error): void => {
@@ -126,7 +158,7 @@ export function readBody(req: IncomingMessage, length: number, limit: number): P
       reject(err);
     };
     const onClose = (): void => {
-      if (filled === length) return;
+      if (out && filled === out.length) return;
       cleanup();
       reject(Object.assign(new Error('the client closed the connection before sending the body'), { status: 400, expose: true }));
     };

@@ -5,6 +5,11 @@ export function requestBody(ctx: RouteContext): unknown {
   return (ctx.request as { body?: unknown }).body;
 }
 
+/** The bytes after the JSON inference header of a binary v2 request (`Inference-Header-Content-Length`), or undefined. */
+export function binaryData(ctx: RouteContext): Uint8Array | undefined {
+  return (ctx.request as { binaryData?: Uint8Array }).binaryData;
+}
+
 /** An AbortSignal that fires when the client goes away before the response is sent. */
 export function clientSignal(ctx: RouteContext): AbortSignal {
   const controller = new AbortController();

@@ -4,6 +4,7 @@ import { kserveRoutes, noEngine } from './kserve-routes.js';
 import { monitorRoutes } from './monitor-routes.js';
 import { nativeRoutes } from './native-routes.js';
 
+export { attachBinaryInputs, BINARY_EXTENSION, binaryResponse, binaryTensorData, wantsBinary } from './binary-tensors.js';
 export { InferencePipeline, type RoutedRequest } from './inference-pipeline.js';
 export { decodeInputs, kserveRoutes, PLATFORM, type ServerIdentity } from './kserve-routes.js';
 export { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType, type KServeDatatype } from './kserve-datatypes.js';

@@ -9,7 +9,8 @@ import {
   type Tensor,
   type TensorMetadata,
 } from '@nucleus/sdk';
-import { clientSignal, requestBody, requestId } from './http-helpers.js';
+import { attachBinaryInputs, BINARY_EXTENSION, binaryResponse, binaryTensorData, isBinaryInput, tensorBytes, wantsBinary } from './binary-tensors.js';
+import { binaryData, clientSignal, requestBody, requestId } from './http-helpers.js';
 import type { InferencePipeline } from './inference-pipeline.js';
 import { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType } from './kserve-datatypes.js';
 import { checkBody, validators, type KServeInferBody } from './request-schemas.js';
@@ -49,8 +50,13 @@ export function decodeInputs(body: KServeInferBody, info: ModelVersionInfo): Rec
     if (meta && meta.dtype !== dtype) {
       throw badRequest('invalid_datatype', `input '${input.name}' has datatype ${input.datatype}, but ${label} expects ${kserveDatatype(meta.dtype)}`, input.name);
     }
-    const values = tensorValues(input.data);
     const count = elementCount(input.shape);
+    if (isBinaryInput(input) && ArrayBuffer.isView(input.data)) {
+      // Sizes were checked against the shape when the bytes were taken from the body.
+      inputs[input.name] = { dtype, shape: input.shape, data: binaryTensorData(input.data, dtype, input.name, input.datatype) };
+      continue;
+    }
+    const values = tensorValues(input.data);
     if (values.length !== count) {
       throw badRequest(
         'invalid_tensor_data',
@@ -103,9 +109,17 @@ export function kserveRoutes(service: () => InferenceService, identity: ServerId
   const infer = async (ctx: RouteContext) => {
     // Only the envelope is checked before the hooks: a hook may build `inputs`; runInfer checks the rest.
     const raw = checkBody(validators.kserveEnvelope, requestBody(ctx) ?? {}, 'inference request');
+    // Binary inputs get their data (viewed over the received bytes) before the hooks, so a hook sees every tensor.
+    attachBinaryInputs(raw, binaryData(ctx));
     const addressed = versionOf(ctx);
     const request = { model: ctx.params.model!, ...(addressed !== undefined && { version: addressed }), body: raw };
-    return pipeline.run(ctx, request, ({ model, version, body }) => runInfer(ctx, model, version, body));
+    const response = await pipeline.run(ctx, request, ({ model, version, body }) => runInfer(ctx, model, version, body));
+    const binary = binaryResponse(response);
+    if (!binary) return response;
+    ctx.set('Inference-Header-Content-Length', String(binary.headerLength));
+    ctx.type = 'application/octet-stream';
+    ctx.body = binary.body;
+    return undefined;
   };
 
   const runInfer = async (ctx: RouteContext, name: string, version: string | undefined, hooked: unknown) => {
@@ -131,7 +145,10 @@ export function kserveRoutes(service: () => InferenceService, identity: ServerId
         .filter((n) => result.outputs[n] !== undefined)
         .map((n) => {
           const t = result.outputs[n]!;
-          return { name: n, datatype: kserveDatatype(t.dtype), shape: t.shape, data: fromTensorData(t) };
+          const head = { name: n, datatype: kserveDatatype(t.dtype), shape: t.shape };
+          // A binary output keeps its typed array until the response is written, where its bytes go behind the JSON.
+          if (wantsBinary(body, n)) return { ...head, parameters: { binary_data_size: tensorBytes(t).byteLength }, data: t.data };
+          return { ...head, data: fromTensorData(t) };
         }),
     };
   };
@@ -162,7 +179,7 @@ export function kserveRoutes(service: () => InferenceService, identity: ServerId
   };
 
   const routes: RouteContribution[] = [
-    { method: 'GET', path: '/v2', access: 'public', handler: () => ({ name: identity.name, version: identity.version, extensions: ['model_repository'] }) },
+    { method: 'GET', path: '/v2', access: 'public', handler: () => ({ name: identity.name, version: identity.version, extensions: ['model_repository', BINARY_EXTENSION] }) },
     { method: 'GET', path: '/v2/health/live', access: 'public', handler: () => ({ live: true }) },
     { method: 'GET', path: '/v2/health/ready', access: 'public', handler: serverReady },
     { method: 'POST', path: '/v2/repository/index', access: 'admin', handler: repositoryIndex },

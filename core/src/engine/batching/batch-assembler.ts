@@ -1,4 +1,4 @@
-import { allocateTensorData, elementCount, NucleusError, type Tensor, type TensorData, type TensorMetadata } from '@nucleus/sdk';
+import { allocateTensorData, elementCount, NucleusError, type Tensor, type TensorData, type TensorDataType, type TensorMetadata } from '@nucleus/sdk';
 
 /** Where each request's rows and lengths sit inside an assembled batch. */
 export interface BatchLayout {
@@ -8,6 +8,13 @@ export interface BatchLayout {
   /** Size of each named variable dimension (`sequence`) per request, for cutting padded outputs back. */
   dimSizes: Array<Map<string, number>>;
   totalRows: number;
+}
+
+/** A batch's inputs, where each request sits in them, and what the batch cost in padding. */
+export interface AssembledBatch {
+  inputs: Record<string, Tensor>;
+  layout: BatchLayout;
+  stats: BatchStats;
 }
 
 /** What one batch cost in padding, for the debug log. */
@@ -30,6 +37,16 @@ function sameTail(a: readonly number[], b: readonly number[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 1; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * A tensor array of `length` elements whose contents are left as they come (not zeroed), in a buffer of its own so
+ * it can be transferred: for a batch that every request fills completely, zeroing would be wasted work.
+ */
+function uninitialized(dtype: TensorDataType, length: number): TensorData {
+  const Ctor = allocateTensorData(dtype, 0).constructor as { new (buffer: ArrayBufferLike, offset: number, length: number): TensorData; BYTES_PER_ELEMENT: number };
+  const bytes = Buffer.allocUnsafeSlow(length * Ctor.BYTES_PER_ELEMENT);
+  return new Ctor(bytes.buffer, bytes.byteOffset, length);
 }
 
 /** Copies `src` (shape `from`) into `dst` (shape `to`, every dim ≥) at the same indices, starting at `dst` row `row`. */
@@ -96,7 +113,35 @@ export class BatchAssembler {
   }
 
   /** One set of model inputs holding every request, and where each one sits. */
-  assemble(items: readonly Record<string, Tensor>[]): { inputs: Record<string, Tensor>; layout: BatchLayout; stats: BatchStats } {
+  assemble(items: readonly Record<string, Tensor>[]): AssembledBatch {
+    const steps = this.#build(items);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /**
+   * As {@link assemble}, but yields to the event loop after every `sliceBytes` copied: a batch of many large
+   * tensors (32 images of 600 KB, where first touches of fresh memory dominate) would otherwise hold the loop for
+   * tens of ms, and requests such as /health wait behind it.
+   */
+  async assembleInSlices(items: readonly Record<string, Tensor>[], sliceBytes: number): Promise<AssembledBatch> {
+    const steps = this.#build(items);
+    let copied = 0;
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+      copied += step.value;
+      if (copied >= sliceBytes) {
+        copied = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+  }
+
+  // The assembly, one request's tensor at a time; yields the bytes each copy wrote.
+  *#build(items: readonly Record<string, Tensor>[]): Generator<number, AssembledBatch> {
     const rows = items.map((item) => item[this.inputs[0]!.name]!.shape[0] ?? 1);
     const offsets: number[] = [];
     let totalRows = 0;
@@ -115,8 +160,13 @@ export class BatchAssembler {
     for (const meta of this.inputs) {
       const shapes = items.map((item) => item[meta.name]!.shape);
       const target = shapes[0]!.map((_d, i) => (i === 0 ? totalRows : Math.max(...shapes.map((s) => s[i]!))));
-      const data = allocateTensorData(meta.dtype, elementCount(target));
-      items.forEach((item, k) => copyInto(item[meta.name]!.data, shapes[k]!, data, target, offsets[k]!));
+      const filled = shapes.every((shape) => sameTail(shape, target));
+      const data = filled ? uninitialized(meta.dtype, elementCount(target)) : allocateTensorData(meta.dtype, elementCount(target));
+      for (const [k, item] of items.entries()) {
+        const src = item[meta.name]!.data;
+        copyInto(src, shapes[k]!, data, target, offsets[k]!);
+        yield src.byteLength;
+      }
       inputs[meta.name] = { dtype: meta.dtype, shape: target, data };
       real += shapes.reduce((n, s) => n + elementCount(s), 0);
       padded += data.length;

@@ -1,13 +1,16 @@
 import { NucleusError, unavailable, type Logger, type Tensor } from '@nucleus/sdk';
 import type { BatchAssembler, BatchStats } from './batch-assembler.js';
 
+/** Bytes a batch assembly copies before it lets the event loop run other work. */
+const ASSEMBLY_SLICE_BYTES = 4 * 1024 * 1024;
+
 /** The knobs of a batcher, read afresh for every batch so runtime config changes apply at once. */
 export interface BatchSettings {
   /** Most rows (first-dimension entries) in one batch; 1 turns batching off. */
   maxBatchSize: number;
   /** How long the oldest request may wait for others before its batch goes anyway. */
   maxQueueDelayMs: number;
-  /** A batch is sent at once when it reaches the largest of these. */
+  /** Batch sizes (in rows) sent at once as soon as the queue can form one; the largest formable wins. */
   preferredBatchSizes: readonly number[];
   /** Requests queued beyond this are refused with 503 (`queue.highWatermark`). */
   maxQueued: number;
@@ -75,8 +78,9 @@ export function cancelledError(label: string): NucleusError {
 }
 
 /**
- * Forms batches from queued requests: a batch goes when it is full (or reaches the largest preferred size), when
- * its oldest request has waited `maxQueueDelayMs`, and only while a worker is free — so under load, requests
+ * Forms batches from queued requests, with Triton's dynamic batcher's rules: when the queue can form a preferred
+ * batch size, the largest such batch goes at once; otherwise a batch goes, whole, when it is full or when its
+ * oldest request has waited `maxQueueDelayMs`. Batches go only while a worker is free, so under load requests
  * gather while the model is busy. Requests that cannot share a batch (different lengths without padding) wait for
  * the next one, in arrival order. A request whose signal aborts before dispatch leaves the queue.
  */
@@ -160,14 +164,21 @@ export class DynamicBatcher {
       this.#expire(now, settings);
       if (this.#queue.length === 0) break;
       const { items, rows } = this.#candidate(settings);
+      // Triton's rule: a batch of a preferred size goes at once (the largest one the queue can form); otherwise
+      // the batch waits until it is full or its oldest request has waited the delay.
+      const preferred = this.#preferred(items, settings);
+      if (preferred) {
+        this.#dispatch(preferred);
+        continue;
+      }
       const waited = now - this.#queue[0]!.enqueuedAt;
-      const largestPreferred = settings.preferredBatchSizes.length ? Math.max(...settings.preferredBatchSizes) : Infinity;
-      const full = rows >= settings.maxBatchSize || rows >= largestPreferred || items.length < this.#compatibleQueued(items);
+      const full = rows >= settings.maxBatchSize || items.length < this.#compatibleQueued(items);
       if (!full && !this.#closed && waited < settings.maxQueueDelayMs) {
         this.#arm(this.#queue[0]!.enqueuedAt + settings.maxQueueDelayMs - now);
         return;
       }
-      this.#dispatch(this.#preferred(items, settings));
+      // No preferred size fits: everything that may go together goes.
+      this.#dispatch(items);
     }
   }
 
@@ -195,13 +206,16 @@ export class DynamicBatcher {
     return n;
   }
 
-  // When the delay forces a batch smaller than full, trim it to the largest preferred size it reaches.
-  #preferred(items: Item[], settings: BatchSettings): Item[] {
-    if (settings.preferredBatchSizes.length === 0) return items;
+  // The longest prefix of the candidate whose rows make a preferred size, or undefined when none does.
+  #preferred(items: Item[], settings: BatchSettings): Item[] | undefined {
+    if (settings.preferredBatchSizes.length === 0) return undefined;
     let rows = 0;
-    const prefixRows = items.map((item) => (rows += item.rows));
-    const target = [...settings.preferredBatchSizes].sort((a, b) => b - a).find((size) => prefixRows.includes(size));
-    return target === undefined ? items : items.slice(0, prefixRows.indexOf(target) + 1);
+    let end = -1;
+    for (let i = 0; i < items.length; i++) {
+      rows += items[i]!.rows;
+      if (settings.preferredBatchSizes.includes(rows)) end = i;
+    }
+    return end < 0 ? undefined : items.slice(0, end + 1);
   }
 
   #expire(now: number, settings: BatchSettings): void {
@@ -246,7 +260,10 @@ export class DynamicBatcher {
     const { assembler, logger } = this.options;
     const dispatched = performance.now();
     try {
-      const { inputs, layout, stats } = assembler.assemble(items.map((i) => i.inputs));
+      const { inputs, layout, stats } = await assembler.assembleInSlices(
+        items.map((i) => i.inputs),
+        ASSEMBLY_SLICE_BYTES,
+      );
       const { outputs, runMs } = await this.options.run(inputs);
       const parts = items.length === 1 ? [outputs] : assembler.split(outputs, layout);
       const done = performance.now();

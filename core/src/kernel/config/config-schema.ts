@@ -178,6 +178,12 @@ export const CORE_CONFIG_SCHEMA = {
           },
           maxBatchSize: { type: 'integer', minimum: 1, description: 'Overrides `batching.maxBatchSize` for this model.' },
           maxQueueDelayMs: { type: 'number', minimum: 0, description: 'Overrides `batching.maxQueueDelayMs` for this model.' },
+          preferredBatchSizes: {
+            type: 'array',
+            items: { type: 'integer', minimum: 1 },
+            description:
+              "Batch sizes the dynamic batcher sends at once when the queue can form one (the largest it can); otherwise a batch waits up to `maxQueueDelayMs` and goes whole. Overrides model.json's `batching.preferredBatchSizes`.",
+          },
           batching: { type: 'boolean', description: 'Whether requests to this model are batched; off for models without a batch dimension.' },
           optional: {
             type: 'boolean',
