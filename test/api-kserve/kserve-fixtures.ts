@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { startTestKernel, type TestKernel, type TestResponse } from '@nucleus/sdk/testing';
 import { REPO_ROOT } from '../helpers/paths.js';
 
@@ -25,9 +26,30 @@ export function errorOf(res: TestResponse): { message: string; type: string; cod
   return (res.body as { error: { message: string; type: string; code: string; param?: string } }).error;
 }
 
+// The load generator of healthUnderLoad, in a thread of its own so that its work (writing large bodies, reading
+// answers) does not hold up the event loop the server and the /health probes share.
+const LOAD_THREAD = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { url, headers, body, clients } = workerData;
+let stop = false;
+parentPort.on('message', () => (stop = true));
+const hammer = async () => {
+  while (!stop) {
+    const res = await fetch(url, { method: 'POST', headers, body });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error('status ' + res.status + ': ' + text);
+    parentPort.postMessage({ completed: 1 });
+  }
+};
+Promise.all(Array.from({ length: clients }, hammer)).then(
+  () => parentPort.postMessage({ done: true }),
+  (err) => parentPort.postMessage({ done: true, error: String(err && err.message || err) }),
+);
+`;
+
 /**
- * Keeps `clients` closed-loop clients POSTing `body` to `url` (each must answer 200), waits until
- * every client has had an answer, then polls `/health` `probes` times, 10 ms apart. Returns the
+ * Keeps `clients` closed-loop clients (in a thread of their own) POSTing `body` to `url` (each must answer 200),
+ * waits until every client has had an answer, then polls `/health` `probes` times, 10 ms apart. Returns the
  * /health latency percentiles in ms.
  */
 export async function healthUnderLoad(options: {
@@ -40,27 +62,27 @@ export async function healthUnderLoad(options: {
   /** Called once the load is running, just before the first probe. */
   onLoaded?: () => void;
 }): Promise<{ p50: number; p99: number }> {
-  let stop = false;
   let completed = 0;
-  const hammer = async (): Promise<void> => {
-    while (!stop) {
-      const res = await fetch(options.url, { method: 'POST', headers: options.headers, body: options.body });
-      const text = await res.text();
-      assert.equal(res.status, 200, text);
-      completed++;
-    }
-  };
-  const clients = Array.from({ length: options.clients }, () => hammer());
+  let failure: string | undefined;
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  const load = new Worker(LOAD_THREAD, {
+    eval: true,
+    workerData: { url: options.url.href, headers: options.headers, body: new Uint8Array(options.body), clients: options.clients },
+  });
+  load.on('message', (m: { completed?: number; done?: boolean; error?: string }) => {
+    completed += m.completed ?? 0;
+    if (m.error !== undefined) failure = m.error;
+    if (m.done) finish();
+  });
+  load.on('error', (err) => {
+    failure = err.message;
+    finish();
+  });
   try {
-    const failed = Promise.all(clients).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
     // Let the load build up before measuring (bounded: a failing client ends the wait).
-    for (let i = 0; i < 1000 && completed < options.clients; i++) {
-      const err = await Promise.race([failed, new Promise((r) => setTimeout(() => r(undefined), 10))]);
-      if (err) throw err;
-    }
+    for (let i = 0; i < 1000 && completed < options.clients && failure === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(failure, undefined, `a load client failed: ${failure}`);
     assert.ok(completed >= options.clients, 'the load never started');
     options.onLoaded?.();
     const latencies: number[] = [];
@@ -72,10 +94,12 @@ export async function healthUnderLoad(options: {
       assert.equal(res.status, 200);
       await new Promise((r) => setTimeout(r, 10));
     }
+    assert.equal(failure, undefined, `a load client failed: ${failure}`);
     latencies.sort((a, b) => a - b);
     return { p50: latencies[Math.floor(latencies.length * 0.5)]!, p99: latencies[Math.floor(latencies.length * 0.99)]! };
   } finally {
-    stop = true;
-    await Promise.allSettled(clients);
+    load.postMessage('stop');
+    await Promise.race([finished, new Promise((r) => setTimeout(r, 30_000))]);
+    await load.terminate();
   }
 }
