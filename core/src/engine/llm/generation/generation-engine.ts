@@ -509,6 +509,10 @@ export class GenerationEngine implements GenerationService {
       if (ready.dimensions !== undefined) model.dimensions = ready.dimensions;
       model.state = 'ready';
       delete model.reason;
+      // The size may have changed while the model was loading.
+      if (spec.role === 'decoder' && replicas.workers.length !== replicasFor(this.options.config, model.name)) {
+        replicas.resize(replicasFor(this.options.config, model.name)).catch((err: unknown) => this.#log.error({ model: model.name, err: (err as Error).message }, 'replicas could not be resized'));
+      }
       const durationMs = performance.now() - started;
       this.options.events.emit('model.loaded', { model: model.name, version: '1', durationMs, backend: ready.backend });
       this.#log.info({ model: model.name, backend: ready.backend, replicas: size, durationMs: Math.round(durationMs) }, 'generation model ready');
