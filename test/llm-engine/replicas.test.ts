@@ -175,7 +175,7 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
 
   it('prefix affinity: each conversation stays on one replica, whose prefix cache serves its second turn; conversations spread over both', async function () {
     this.timeout(120_000);
-    const { engine } = await started(
+    const { engine, emitted, setConfig } = await started(
       { 'workers.perModel': 2, 'cache.prefix.maxBytes': 16 * 1024 * 1024 },
       { strategies: strategies(prefixAffinity, leastLoaded), cachePolicies: viewOf('cachePolicy', 'cache-lru', new LruPolicy()) },
     );
@@ -203,5 +203,15 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
       assert.ok((second.usage!.cachedPromptTokens ?? 0) >= 16, `${conversationId}: the second turn starts from the first's cached blocks (${second.usage!.cachedPromptTokens})`);
     }
     assert.equal(new Set(replicaOf.values()).size, 2, `conversations spread over both replicas: ${JSON.stringify([...replicaOf])}`);
+    // cache.stats: the two caches together, each of its own size; the counters do not go down when one retires.
+    const both = ofType(emitted, 'cache.stats').at(-1)!;
+    assert.equal(both.capacityBytes, 2 * 16 * 1024 * 1024);
+    assert.ok(both.hits >= 6 * 2 && both.misses > 0 && both.entries! > 0, JSON.stringify(both));
+    setConfig('workers.perModel', 1);
+    await until('one replica is left', () => replicasOf(engine).length === 1);
+    await generateAll(engine, greedy('A new story begins here'));
+    const one = ofType(emitted, 'cache.stats').at(-1)!;
+    assert.equal(one.capacityBytes, 16 * 1024 * 1024);
+    assert.ok(one.hits >= both.hits && one.misses > both.misses, `counters only grow: ${JSON.stringify(both)} then ${JSON.stringify(one)}`);
   });
 });

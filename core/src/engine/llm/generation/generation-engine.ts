@@ -97,6 +97,8 @@ interface ServedModel {
   starting?: Promise<GenerationReplicas>;
   /** Each replica's prefix cache as it last reported, by replica id. */
   cacheStats: Map<number, PrefixCacheStats>;
+  /** Counters of replica caches that are gone (retired, or restarted empty), so the model's totals never go down. */
+  cacheBase: { hits: number; misses: number; evictions: number };
 }
 
 /** The name the built-in tiny embedding model is served under. */
@@ -371,7 +373,7 @@ export class GenerationEngine implements GenerationService {
     return model;
   }
 
-  #add(model: Omit<ServedModel, 'breaker' | 'cacheStats'>): void {
+  #add(model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'>): void {
     const name = model.name;
     const breaker = new CircuitBreaker({
       label: `model '${name}'`,
@@ -383,7 +385,7 @@ export class GenerationEngine implements GenerationService {
     });
     // In place: a configured model's `prepare` writes to this very object.
     Object.assign(model, { breaker });
-    Object.assign(model, { cacheStats: new Map() });
+    Object.assign(model, { cacheStats: new Map(), cacheBase: { hits: 0, misses: 0, evictions: 0 } });
     this.#models.set(name, model as ServedModel);
   }
 
@@ -472,6 +474,9 @@ export class GenerationEngine implements GenerationService {
                 const replicas = model.replicas;
                 this.options.events.emit('engine.stats', { model: model.name, running: replicas?.running ?? 0, waiting: replicas?.waiting ?? 0 });
                 if (cache) {
+                  const last = model.cacheStats.get(id);
+                  // A restarted replica counts from zero again: what it had counted stays in the totals.
+                  if (last && (cache.hits < last.hits || cache.misses < last.misses || cache.evictions < last.evictions)) this.#keepCounters(model, last);
                   model.cacheStats.set(id, cache);
                   this.options.events.emit('cache.stats', { name: 'prefix', model: model.name, ...this.#cacheTotals(model) });
                 }
@@ -536,18 +541,26 @@ export class GenerationEngine implements GenerationService {
     return strategy?.pickWorker ? strategy : undefined;
   }
 
-  // The prefix caches of a model's replicas taken together (counters since each replica started).
+  // The prefix caches of a model's replicas taken together: sizes of those running now, counters since the model
+  // started (those of retired and restarted replicas included).
   #cacheTotals(model: ServedModel): Omit<PrefixCacheStats, 'released'> {
     const live = new Set((model.replicas?.all ?? []).map((w) => w.id));
-    const total = { hits: 0, misses: 0, evictions: 0, bytes: 0, capacityBytes: 0, entries: 0 };
+    const total = { ...model.cacheBase, bytes: 0, capacityBytes: 0, entries: 0 };
     for (const [id, c] of model.cacheStats) {
       if (!live.has(id)) {
+        this.#keepCounters(model, c);
         model.cacheStats.delete(id);
         continue;
       }
       for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += c[k];
     }
     return total;
+  }
+
+  #keepCounters(model: ServedModel, gone: PrefixCacheStats): void {
+    model.cacheBase.hits += gone.hits;
+    model.cacheBase.misses += gone.misses;
+    model.cacheBase.evictions += gone.evictions;
   }
 
   // The prefix cache of a new decoder thread, or nothing when it is off or no usable policy is contributed.
@@ -611,7 +624,7 @@ export class GenerationEngine implements GenerationService {
     };
   }
 
-  #builtinChat(): Omit<ServedModel, 'breaker' | 'cacheStats'> {
+  #builtinChat(): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> {
     return {
       name: BUILTIN_CHAT_MODEL,
       kind: 'llm',
@@ -628,7 +641,7 @@ export class GenerationEngine implements GenerationService {
     };
   }
 
-  #builtinEmbedding(): Omit<ServedModel, 'breaker' | 'cacheStats'> {
+  #builtinEmbedding(): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> {
     return {
       name: BUILTIN_EMBEDDING_MODEL,
       kind: 'embedding',
@@ -649,8 +662,8 @@ export class GenerationEngine implements GenerationService {
     };
   }
 
-  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: 'generic' | 'contrib', quantize?: string): Omit<ServedModel, 'breaker' | 'cacheStats'> {
-    const model: Omit<ServedModel, 'breaker' | 'cacheStats'> = {
+  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: 'generic' | 'contrib', quantize?: string): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> {
+    const model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> = {
       name,
       kind: 'llm',
       origin: 'config',
