@@ -61,7 +61,7 @@ export interface Schedulable {
 export interface WorkerLoad {
   readonly id: string;
   readonly healthy: boolean;
-  /** Batches or generation steps it is running now. */
+  /** Batches it is running now; for a generation worker, the sequences running and waiting in it. */
   readonly activeBatches: number;
   /** Requests it has accepted and not yet answered. */
   readonly inflight: number;
@@ -78,8 +78,12 @@ export interface SchedulerStrategy {
   readonly name: string;
   /** Indices into `waiting`, in the order they should be taken. */
   order?(waiting: readonly Schedulable[], now: number): number[];
-  /** Index into `workers` of the one to send a request of `estimatedBytes` to, or -1 when none fits. */
-  pickWorker?(workers: readonly WorkerLoad[], request: { estimatedBytes: number }): number;
+  /**
+   * Index into `workers` of the one to send a request of `estimatedBytes` to, or -1 when none fits. A generation
+   * request also carries `affinityKey` (its conversation id, or a digest of how its prompt begins): requests with
+   * one key share prefix-cache entries, so a strategy may keep them on one worker.
+   */
+  pickWorker?(workers: readonly WorkerLoad[], request: { estimatedBytes: number; affinityKey?: string }): number;
 }
 
 /** Policy for what a bounded cache evicts. */

@@ -150,8 +150,10 @@ export interface GenerationModelInfo {
   waiting: number;
   /** The circuit breaker of an LLM: `open` while its generations fail fast with 503 `circuit_open`. */
   breaker?: { state: 'closed' | 'open' | 'half-open'; consecutiveFailures: number; retryAfterMs?: number; reason?: string };
-  /** Its worker once started: thread or process, state, restarts, and for a process its pid and measured memory. */
+  /** Its first worker once started: thread or process, state, restarts, and for a process its pid and measured memory. */
   worker?: WorkerReplicaStatus;
+  /** An LLM's replicas (`workers.perModel`, `models[].workers`), each with its own session and prefix cache. */
+  workers?: WorkerReplicaStatus[];
 }
 
 /** How token vectors become one vector: mean over tokens, the first token (CLS), or the last token. */

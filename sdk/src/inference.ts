@@ -75,6 +75,11 @@ export interface WorkerReplicaStatus {
   pending: number;
   /** Why it last ended, while it is not serving. */
   lastExit?: string;
+  /** A generation worker: sequences running and waiting in its loop, as it last reported. */
+  running?: number;
+  waiting?: number;
+  /** A generation worker being retired: it takes no new requests and ends once those it holds finish. */
+  retiring?: boolean;
 }
 
 /** Where a model version runs and what it is doing now. */

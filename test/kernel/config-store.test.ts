@@ -36,6 +36,7 @@ describe('config store', () => {
       'logging.level',
       'workers.perModel',
       'workers.routing',
+      'workers.llmRouting',
       'workers.runTimeoutMs',
       'workers.heartbeatTimeoutMs',
       'breaker.failureThreshold',

@@ -1,5 +1,5 @@
 // A generation engine as the kernel builds it, without the rest of the kernel: real workers, real ORT.
-import type { Backend, EventType, ExtensionPointView, GenerateRequest, GenerationEvent, GenerationService, NucleusEvents } from '@nucleus/sdk';
+import type { Backend, Contribution, EventType, ExtensionPointView, GenerateRequest, GenerationEvent, GenerationService, NucleusEvents } from '@nucleus/sdk';
 import { GenerationEngine, type GenerationEngineOptions } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
@@ -13,18 +13,43 @@ const NO_BACKENDS: ExtensionPointView<Backend> = {
   onChange: () => () => undefined,
 };
 
-/** An engine on the built-in models (or `models` from config), its event bus and what it emitted. */
+/**
+ * An engine on the built-in models (or `models` from config), its event bus and what it emitted; `setConfig` changes
+ * a key while it serves, as a runtime config patch does.
+ */
 export function testEngine(
   config: Record<string, unknown> = {},
-  options: Partial<Pick<GenerationEngineOptions, 'faultInjection' | 'health'>> = {},
-): { engine: GenerationEngine; events: TypedEventBus; emitted: { type: EventType; payload: unknown }[] } {
+  options: Partial<Pick<GenerationEngineOptions, 'faultInjection' | 'health' | 'strategies' | 'cachePolicies'>> = {},
+): { engine: GenerationEngine; events: TypedEventBus; emitted: { type: EventType; payload: unknown }[]; setConfig(path: string, value: unknown): void } {
   const logger = createLogger({ level: 'silent' });
   const events = new TypedEventBus(logger);
   const emitted: { type: EventType; payload: unknown }[] = [];
   events.onAny((type, payload) => emitted.push({ type, payload }));
   const values: Record<string, unknown> = { 'scheduler.batchWindowMs': 5, ...config };
-  const engine = new GenerationEngine({ config: { get: (path) => values[path] }, events, logger, backends: NO_BACKENDS, ...options });
-  return { engine, events, emitted };
+  const listeners = new Set<(path: string, value: unknown) => void>();
+  const onChange = (listener: (path: string, value: unknown) => void) => {
+    listeners.add(listener);
+    return () => listeners.delete(listener);
+  };
+  const engine = new GenerationEngine({ config: { get: (path) => values[path], onChange }, events, logger, backends: NO_BACKENDS, ...options });
+  const setConfig = (path: string, value: unknown) => {
+    values[path] = value;
+    for (const listener of listeners) listener(path, value);
+  };
+  return { engine, events, emitted, setConfig };
+}
+
+/** An extension point as the kernel shows it, holding `values` (contributed by `pluginId`). */
+export function viewOf<T extends { name: string }>(id: string, pluginId: string, ...values: T[]): ExtensionPointView<T> {
+  const list: Contribution<T>[] = values.map((value) => ({ value, name: value.name, priority: 0, pluginId, pluginVersion: '0.1.0' }));
+  return {
+    id,
+    list: () => list,
+    first: () => list[0],
+    find: (name) => list.find((c) => c.name === name),
+    use: (c, fn) => Promise.resolve(fn(c.value)),
+    onChange: () => () => undefined,
+  };
 }
 
 /** What a generation produced, per choice. */

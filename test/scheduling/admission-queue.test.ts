@@ -4,7 +4,7 @@ import type { NucleusError, SchedulerStrategy } from '@nucleus/sdk';
 import { ExtensionPoints } from '@nucleus/sdk';
 import { startTestKernel } from '@nucleus/sdk/testing';
 import { AdmissionQueue, type Priority } from '@nucleus/core/internal/engine/admission/admission-queue';
-import { fifo, leastLoaded, memoryAware, priorityWithAging, roundRobin } from '@nucleus/plugin-scheduler';
+import { fifo, leastLoaded, memoryAware, prefixAffinity, priorityWithAging, roundRobin } from '@nucleus/plugin-scheduler';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 function queue(opts: { high?: number; low?: number; timeoutMs?: number; strategy?: SchedulerStrategy; clock?: { t: number } } = {}) {
@@ -142,11 +142,41 @@ describe('routing strategies', () => {
     assert.equal(memoryAware.pickWorker!(workers, { estimatedBytes: 10_000 }), -1);
   });
 
+  it('prefix-affinity keeps a key on one worker, spreads keys, moves only the keys of a worker that leaves, and passes over a much busier one', () => {
+    const pick = (workers: ReturnType<typeof w>[], affinityKey?: string, estimatedBytes = 0) =>
+      prefixAffinity.pickWorker!(workers, { estimatedBytes, ...(affinityKey !== undefined && { affinityKey }) });
+    const three = [w('0', 0, 0), w('1', 0, 0), w('2', 0, 0)];
+    const keys = Array.from({ length: 60 }, (_, i) => `conversation:talk-${i}`);
+    const chosen = keys.map((k) => pick(three, k));
+    assert.deepEqual(
+      keys.map((k) => pick(three, k)),
+      chosen,
+      'the same worker each time',
+    );
+    for (const i of [0, 1, 2]) assert.ok(chosen.filter((c) => c === i).length >= 10, `keys spread: worker ${i} has ${chosen.filter((c) => c === i).length} of 60`);
+    // Worker 2 unhealthy: only its keys move.
+    const withoutLast = [w('0', 0, 0), w('1', 0, 0), w('2', 0, 0, false)];
+    for (const [i, k] of keys.entries()) {
+      const now = pick(withoutLast, k);
+      if (chosen[i] !== 2) assert.equal(now, chosen[i], `${k} stays`);
+      else assert.notEqual(now, 2);
+    }
+    // Load: its worker is kept up to twice the least loaded one's sequences plus 4, then passed over.
+    const key = keys[0]!;
+    const own = chosen[0]!;
+    const loaded = (ownLoad: number, othersLoad: number) => three.map((x, i) => ({ ...x, activeBatches: i === own ? ownLoad : othersLoad }));
+    assert.equal(pick(loaded(6, 1), key), own);
+    assert.notEqual(pick(loaded(7, 1), key), own);
+    // No key: the least loaded; no worker with room: -1.
+    assert.equal(pick([w('a', 2, 2), w('b', 1, 1), w('c', 3, 3)]), 1);
+    assert.equal(pick([w('a', 0, 0, true, 100), w('b', 0, 0, true, 100)], key, 1000), -1);
+  });
+
   it('are contributed by the scheduler plugin', async () => {
     const kit = await startTestKernel({ plugins: [join(REPO_ROOT, 'plugins/scheduler')] });
     try {
       const names = kit.kernel.extensions.point(ExtensionPoints.schedulerStrategy).list().map((c) => c.name).sort();
-      assert.deepEqual(names, ['fifo', 'least-loaded', 'memory-aware', 'priority', 'round-robin']);
+      assert.deepEqual(names, ['fifo', 'least-loaded', 'memory-aware', 'prefix-affinity', 'priority', 'round-robin']);
     } finally {
       await kit.stop();
     }

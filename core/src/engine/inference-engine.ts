@@ -29,7 +29,7 @@ import { readModelManifest, verifyChecksums, type ModelManifest } from './model-
 import { defaultModelCacheDir } from './builtin-models/index.js';
 import { applyModelTransform } from './model-transforms.js';
 import { compareVersions, ModelRepository, type ConfiguredModel, type ModelSource, type SourceProblem } from './model-repository.js';
-import { isolationFor } from './workers/isolation-for.js';
+import { isolationFor, replicasFor } from './workers/isolation-for.js';
 
 /** What the engine needs from the kernel. */
 export interface InferenceEngineOptions {
@@ -99,17 +99,17 @@ export class InferenceEngine implements InferenceService {
     // Replicas follow `workers.perModel` while serving: added ones open first, retired ones finish their runs.
     options.config.onChange?.((path) => {
       if (path !== 'workers.perModel' && path !== 'workers') return;
-      const size = this.#perModel();
       for (const versions of this.#entries.values()) {
         for (const entry of versions.values()) {
-          entry.model?.pool.resize(size).catch((err: unknown) => this.#log.error({ model: entry.name, version: entry.version, err: (err as Error).message }, 'replicas could not be resized'));
+          entry.model?.pool.resize(this.#perModel(entry.name)).catch((err: unknown) => this.#log.error({ model: entry.name, version: entry.version, err: (err as Error).message }, 'replicas could not be resized'));
         }
       }
     });
   }
 
-  #perModel(): number {
-    return (this.options.config.get('workers.perModel') as number | undefined) ?? 1;
+  // `models[].workers` for a model that sets it, else `workers.perModel`.
+  #perModel(name: string): number {
+    return replicasFor(this.options.config, name);
   }
 
   // The named strategy when a plugin contributes one with `pickWorker`; otherwise the pool's own least-busy choice.
@@ -310,7 +310,7 @@ export class InferenceEngine implements InferenceService {
           ...(selection.fallbackReason !== undefined && { fallbackReason: selection.fallbackReason }),
         },
         ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
-        workers: this.#perModel(),
+        workers: this.#perModel(name),
         routing: () => this.#routing(),
         defaults: () => ({
           maxBatchSize: (this.options.config.get('batching.maxBatchSize') as number | undefined) ?? 32,
@@ -334,7 +334,7 @@ export class InferenceEngine implements InferenceService {
         heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
       });
       // The size may have changed while the model was loading.
-      if (model.pool.workers.length !== this.#perModel()) void model.pool.resize(this.#perModel());
+      if (model.pool.workers.length !== this.#perModel(name)) void model.pool.resize(this.#perModel(name));
       const fallback = model.backend.fallbackReason;
       if (model.backend.rejected && fallback !== undefined) this.#selector.reportFallback(requested, fallback);
       const healthKey = `backend:${name}@${version}`;

@@ -190,10 +190,18 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
             ...(v.batching && { batching: v.batching }),
           })),
         }));
-        // The LLMs the generation engine serves, with their circuit breakers.
+        // The LLMs the generation engine serves, with their circuit breakers and replicas.
         const llms = (generation?.()?.list() ?? [])
           .filter((m) => m.kind === 'llm')
-          .map((m) => ({ name: m.name, state: m.state, ...(m.reason !== undefined && { reason: m.reason }), running: m.running, waiting: m.waiting, ...(m.breaker && { breaker: m.breaker }) }));
+          .map((m) => ({
+            name: m.name,
+            state: m.state,
+            ...(m.reason !== undefined && { reason: m.reason }),
+            running: m.running,
+            waiting: m.waiting,
+            ...(m.breaker && { breaker: m.breaker }),
+            ...(m.workers && { workers: m.workers }),
+          }));
         return { models, llms, backends: await engine.backends() };
       },
     },

@@ -42,3 +42,40 @@ export const memoryAware: SchedulerStrategy = {
     return leastLoaded.pickWorker!(fits, request);
   },
 };
+
+// A request whose worker has more than this many sequences beyond the least loaded one (plus as many again as that
+// one has) goes to the least loaded instead: a cache hit does not pay for waiting behind a long queue.
+const AFFINITY_SLACK = 4;
+
+/**
+ * Requests with one `affinityKey` (a conversation, or prompts that begin alike) to one worker, so its prefix cache
+ * holds what they share: rendezvous hashing of the key over the healthy workers that have room, which moves only
+ * the keys of a worker that leaves or joins. A worker much busier than the least loaded one is passed over; a
+ * request without a key goes to the least loaded.
+ */
+export const prefixAffinity: SchedulerStrategy = {
+  name: 'prefix-affinity',
+  pickWorker(workers, request) {
+    const fits = workers.map((w) => ({ ...w, healthy: w.healthy && (w.freeMemoryBytes ?? Infinity) >= request.estimatedBytes }));
+    const least = leastLoaded.pickWorker!(fits, request);
+    if (least < 0 || request.affinityKey === undefined) return least;
+    let best = -1;
+    let bestScore = -1;
+    for (const i of healthyIndices(fits)) {
+      const score = fnv1a(`${request.affinityKey}\u0000${workers[i]!.id}`);
+      if (score > bestScore) [best, bestScore] = [i, score];
+    }
+    const min = workers[least]!.activeBatches;
+    return workers[best]!.activeBatches > min * 2 + AFFINITY_SLACK ? least : best;
+  },
+};
+
+// 32-bit FNV-1a: spreads short keys well enough for choosing among a few workers.
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}

@@ -211,6 +211,11 @@ export const CORE_CONFIG_SCHEMA = {
             enum: ['thread', 'process'],
             description: 'Overrides `workers.isolation` for this model.',
           },
+          workers: {
+            type: 'integer',
+            minimum: 1,
+            description: 'Overrides `workers.perModel` for this model: its replicas (for an LLM, each with its own session, scheduler and prefix cache).',
+          },
         },
       },
     },
@@ -343,7 +348,7 @@ export const CORE_CONFIG_SCHEMA = {
           type: 'integer',
           minimum: 1,
           description:
-            'Workers (one session each; threads or processes, see `workers.isolation`) per loaded model version. A change applies while serving: new replicas open before taking runs, retired ones finish their runs first.',
+            'Workers (one session each; threads or processes, see `workers.isolation`) per loaded model version, and per LLM (each with its own scheduler and prefix cache). A change applies while serving: new replicas open before taking runs, retired ones finish their runs (an LLM replica, its generations) first.',
           default: 1,
           'x-runtime': true,
         },
@@ -352,6 +357,13 @@ export const CORE_CONFIG_SCHEMA = {
           description:
             'The `schedulerStrategy` contribution (`round-robin`, `least-loaded`, `memory-aware`, or a plugin\'s) whose `pickWorker` chooses the replica for each batch; when none by that name is installed, the least busy replica.',
           default: 'least-loaded',
+          'x-runtime': true,
+        },
+        llmRouting: {
+          type: 'string',
+          description:
+            'The `schedulerStrategy` whose `pickWorker` chooses the replica of an LLM for each generation (loads: sequences running and waiting, estimated KV bytes against free memory). `prefix-affinity` keeps a conversation (`conversation_id`), or prompts that begin alike, on one replica so its prefix cache serves them, unless that replica is much busier than the least loaded; any `workers.routing` name works too. When none by that name is installed, the least busy replica.',
+          default: 'prefix-affinity',
           'x-runtime': true,
         },
         runTimeoutMs: {
@@ -458,7 +470,7 @@ export const CORE_CONFIG_SCHEMA = {
             maxBytes: {
               type: ['integer', 'null'],
               minimum: 0,
-              description: 'Most bytes of KV each LLM keeps; beyond it the cache policy evicts. null: 80% of the memory free when a model starts, shared by the LLMs served.',
+              description: 'Most bytes of KV each LLM replica keeps; beyond it the cache policy evicts. null: 80% of the memory free when a replica starts, shared by the LLMs served and their replicas.',
               default: null,
               'x-runtime': true,
             },

@@ -38,7 +38,9 @@ import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type { GenerationThreadSpec, PrefixCacheSpec, WireGenerateRequest } from './generation-messages.js';
 import { GenerationWorker, type EventChannel } from './generation-worker.js';
-import { isolationFor } from '../../workers/isolation-for.js';
+import { GenerationReplicas } from './generation-replicas.js';
+import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
+import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** What the engine needs from the kernel. */
@@ -94,8 +96,13 @@ interface ServedModel {
   cacheBytes?: number;
   /** Fails generations fast (503 `circuit_open`) while the model keeps failing. */
   breaker: CircuitBreaker;
-  worker?: GenerationWorker;
-  starting?: Promise<GenerationWorker>;
+  /** Its workers once started: one per replica (`workers.perModel`, `models[].workers`). */
+  replicas?: GenerationReplicas;
+  starting?: Promise<GenerationReplicas>;
+  /** Each replica's prefix cache as it last reported, by replica id. */
+  cacheStats: Map<number, PrefixCacheStats>;
+  /** Counters of replica caches that are gone (retired, or restarted empty), so the model's totals never go down. */
+  cacheBase: { hits: number; misses: number; evictions: number };
 }
 
 /** The name the built-in tiny embedding model is served under. */
@@ -168,20 +175,29 @@ export class GenerationEngine implements GenerationService {
       this.#add(this.#builtinEmbedding());
     }
     this.#offConfig = this.options.config.onChange?.((path) => {
-      if (path.startsWith('scheduler.')) for (const m of this.#models.values()) m.worker?.configure(this.#schedulerSettings());
+      if (path.startsWith('scheduler.')) for (const w of this.#allWorkers()) w.configure(this.#schedulerSettings());
       if (path === 'cache.prefix.maxBytes') {
         for (const m of this.#models.values()) {
           if (m.cacheBytes === undefined) continue;
-          m.cacheBytes = this.#prefixCacheBytes();
-          m.worker?.configurePrefixCache(this.#shrink(m.cacheBytes));
+          m.cacheBytes = this.#prefixCacheBytes(m);
+          for (const w of m.replicas?.all ?? []) w.configurePrefixCache(this.#shrink(m.cacheBytes));
+        }
+      }
+      // Replicas follow `workers.perModel` while serving: added ones open first, retired ones finish their generations.
+      if (path === 'workers.perModel' || path === 'workers' || path === 'models') {
+        for (const m of this.#models.values()) {
+          if (m.kind !== 'llm' || !m.replicas) continue;
+          m.replicas.resize(replicasFor(this.options.config, m.name)).catch((err: unknown) => this.#log.error({ model: m.name, err: (err as Error).message }, 'replicas could not be resized'));
         }
       }
     });
     // Pressure starting or ending reaches running workers at once: fewer sequences per step, a smaller cache.
     this.#offMemory = this.options.memory?.onChange(() => {
       for (const m of this.#models.values()) {
-        m.worker?.configure(this.#schedulerSettings());
-        if (m.cacheBytes !== undefined) m.worker?.configurePrefixCache(this.#shrink(m.cacheBytes));
+        for (const w of m.replicas?.all ?? []) {
+          w.configure(this.#schedulerSettings());
+          if (m.cacheBytes !== undefined) w.configurePrefixCache(this.#shrink(m.cacheBytes));
+        }
       }
     });
     await Promise.all(llms.map((m) => this.#worker(this.#models.get(m.name)!).catch(() => undefined)));
@@ -193,10 +209,14 @@ export class GenerationEngine implements GenerationService {
     this.#offConfig?.();
     this.#offMemory?.();
     this.#gate.queue.rejectAll(unavailable('server_stopping', 'the server is shutting down'));
-    const workers = [...this.#models.values()].map((m) => m.worker).filter((w) => w !== undefined);
+    const pools = [...this.#models.values()].map((m) => m.replicas).filter((p) => p !== undefined);
     for (const name of this.#models.keys()) this.options.health?.clear(`breaker:${name}`);
     this.#models.clear();
-    await Promise.all(workers.map((w) => w.close()));
+    await Promise.all(pools.map((p) => p.close()));
+  }
+
+  #allWorkers(): GenerationWorker[] {
+    return [...this.#models.values()].flatMap((m) => m.replicas?.all ?? []);
   }
 
   list(): GenerationModelInfo[] {
@@ -252,8 +272,8 @@ export class GenerationEngine implements GenerationService {
     const admittedAt = performance.now();
     let admitted: Awaited<ReturnType<GenerationWorker['generate']>>[];
     try {
-      const worker = await this.#worker(model);
-      const settled = await Promise.allSettled(wires.map((wire) => worker.generate(wire, signal)));
+      const replicas = await this.#worker(model);
+      const settled = await Promise.allSettled(wires.map((wire) => replicas.generate(wire, signal)));
       const refused = settled.find((r) => r.status === 'rejected');
       if (refused) {
         for (const r of settled) if (r.status === 'fulfilled') void r.value.events[Symbol.asyncIterator]().return?.();
@@ -317,8 +337,8 @@ export class GenerationEngine implements GenerationService {
     if (request.pooling !== undefined && !['mean', 'cls', 'last'].includes(request.pooling)) {
       throw badRequest('invalid_pooling', `pooling must be mean, cls or last, not ${JSON.stringify(request.pooling)}`, 'pooling');
     }
-    const worker = await this.#worker(model);
-    const { vectors, promptTokens } = await worker.embed(
+    const replicas = await this.#worker(model);
+    const { vectors, promptTokens } = await replicas.embed(
       {
         inputs,
         normalize: request.normalize ?? true,
@@ -333,13 +353,19 @@ export class GenerationEngine implements GenerationService {
   async releaseConversation(conversationId: string, model?: string): Promise<number> {
     if (typeof conversationId !== 'string' || conversationId.length === 0) throw badRequest('invalid_conversation_id', 'conversation_id must be a non-empty string', 'conversation_id');
     const models = model === undefined ? [...this.#models.values()] : [this.#find(model)];
-    const freed = await Promise.all(models.map((m) => m.worker?.releaseConversation(conversationId) ?? 0));
+    const freed = await Promise.all(models.map((m) => m.replicas?.releaseConversation(conversationId) ?? 0));
     return freed.reduce((a, b) => a + b, 0);
   }
 
-  /** Ends a model's worker thread the way a crash would (for tests and operators); the next request starts a new one. */
-  async killWorker(name: string): Promise<void> {
-    await this.#find(name).worker?.kill();
+  /**
+   * Ends one of a model's workers (the replica with index `replica`, default the first taking requests) the way a
+   * crash would, for tests and operators: it restarts, and what it held without a token runs on the other replicas.
+   */
+  async killWorker(name: string, replica?: number): Promise<void> {
+    const workers = this.#find(name).replicas?.workers ?? [];
+    const worker = replica === undefined ? workers[0] : workers.find((w) => w.id === replica);
+    if (replica !== undefined && !worker) throw notFound('replica_not_found', `model '${name}' has no replica ${replica} (replicas: ${workers.map((w) => w.id).join(', ') || 'none'})`);
+    await worker?.kill();
   }
 
   #find(name: string): ServedModel {
@@ -351,7 +377,7 @@ export class GenerationEngine implements GenerationService {
     return model;
   }
 
-  #add(model: Omit<ServedModel, 'breaker'>): void {
+  #add(model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'>): void {
     const name = model.name;
     const breaker = new CircuitBreaker({
       label: `model '${name}'`,
@@ -363,6 +389,7 @@ export class GenerationEngine implements GenerationService {
     });
     // In place: a configured model's `prepare` writes to this very object.
     Object.assign(model, { breaker });
+    Object.assign(model, { cacheStats: new Map(), cacheBase: { hits: 0, misses: 0, evictions: 0 } });
     this.#models.set(name, model as ServedModel);
   }
 
@@ -400,14 +427,14 @@ export class GenerationEngine implements GenerationService {
     }
   }
 
-  #worker(model: ServedModel): Promise<GenerationWorker> {
+  #worker(model: ServedModel): Promise<GenerationReplicas> {
     if (this.#stopped) return Promise.reject(unavailable('server_stopping', 'the server is shutting down'));
-    if (model.worker && model.state === 'ready') return Promise.resolve(model.worker);
+    if (model.replicas && model.state === 'ready') return Promise.resolve(model.replicas);
     model.starting ??= this.#open(model).finally(() => (model.starting = undefined));
     return model.starting;
   }
 
-  async #open(model: ServedModel): Promise<GenerationWorker> {
+  async #open(model: ServedModel): Promise<GenerationReplicas> {
     model.state = 'loading';
     this.options.events.emit('model.loading', { model: model.name, version: '1' });
     const started = performance.now();
@@ -416,8 +443,10 @@ export class GenerationEngine implements GenerationService {
       const selection = await this.#selector.select(requested);
       const spec = await model.prepare(selection.backend.name);
       const cpu = this.#selector.find(CPU_BACKEND);
-      const worker =
-        model.worker ??
+      const size = spec.role === 'decoder' ? replicasFor(this.options.config, model.name) : 1;
+      const decoder = spec.decoder?.config;
+      // Each replica gets a spec of its own: runtime changes (scheduler, cache size) are written into it.
+      const create = (id: number, reroute: (from: GenerationWorker) => GenerationWorker | undefined): GenerationWorker =>
         new GenerationWorker(
           {
             label: model.name,
@@ -435,16 +464,25 @@ export class GenerationEngine implements GenerationService {
             ...(this.options.faultInjection && { faultInjection: this.options.faultInjection }),
           },
           {
-            logger: this.#log.child({ model: model.name }),
+            id,
+            reroute,
+            logger: this.#log.child({ model: model.name, replica: id }),
             isolation: isolationFor(this.options.config, model.name),
             heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
-            onHealth: (health) => this.options.events.emit('worker.health', { model: model.name, worker: 0, ...health }),
+            onHealth: (health) => {
+              this.options.events.emit('worker.health', { model: model.name, worker: id, ...health });
+              if (health.healthy) model.replicas?.healthChanged();
+            },
             observer: {
-              onGroup: ({ running, waiting, steps, cache }) => {
-                this.options.events.emit('engine.stats', { model: model.name, running, waiting });
+              onGroup: ({ steps, cache }) => {
+                const replicas = model.replicas;
+                this.options.events.emit('engine.stats', { model: model.name, running: replicas?.running ?? 0, waiting: replicas?.waiting ?? 0 });
                 if (cache) {
-                  const { hits, misses, evictions, bytes, capacityBytes, entries } = cache;
-                  this.options.events.emit('cache.stats', { name: 'prefix', model: model.name, hits, misses, evictions, bytes, capacityBytes, entries });
+                  const last = model.cacheStats.get(id);
+                  // A restarted replica counts from zero again: what it had counted stays in the totals.
+                  if (last && (cache.hits < last.hits || cache.misses < last.misses || cache.evictions < last.evictions)) this.#keepCounters(model, last);
+                  model.cacheStats.set(id, cache);
+                  this.options.events.emit('cache.stats', { name: 'prefix', model: model.name, ...this.#cacheTotals(model) });
                 }
                 for (const s of steps) {
                   this.options.events.emit('engine.steps', {
@@ -460,10 +498,19 @@ export class GenerationEngine implements GenerationService {
             },
           },
         );
-      model.worker = worker;
-      const ready = await worker.start();
+      const replicas =
+        model.replicas ??
+        new GenerationReplicas(size, {
+          create,
+          logger: this.#log.child({ model: model.name }),
+          routing: () => this.#routing(),
+          freeMemoryBytes: () => (selection.backend.name === CPU_BACKEND ? freemem() : undefined),
+          ...(decoder && { kvBytesPerToken: 2 * decoder.numLayers * decoder.numKvHeads * decoder.headDim * (decoder.kvDtype === 'float16' ? 2 : 4), maxContext: decoder.maxContext }),
+        });
+      model.replicas = replicas;
+      const ready = await replicas.start();
       if (this.#stopped) {
-        await worker.close();
+        await replicas.close();
         throw unavailable('server_stopping', 'the server is shutting down');
       }
       if (ready.prefixCacheError !== undefined) this.#log.warn({ model: model.name, reason: ready.prefixCacheError }, 'prefix cache off: its cache policy could not be loaded in the worker');
@@ -471,19 +518,53 @@ export class GenerationEngine implements GenerationService {
       if (ready.dimensions !== undefined) model.dimensions = ready.dimensions;
       model.state = 'ready';
       delete model.reason;
+      // The size may have changed while the model was loading.
+      if (spec.role === 'decoder' && replicas.workers.length !== replicasFor(this.options.config, model.name)) {
+        replicas.resize(replicasFor(this.options.config, model.name)).catch((err: unknown) => this.#log.error({ model: model.name, err: (err as Error).message }, 'replicas could not be resized'));
+      }
       const durationMs = performance.now() - started;
       this.options.events.emit('model.loaded', { model: model.name, version: '1', durationMs, backend: ready.backend });
-      this.#log.info({ model: model.name, backend: ready.backend, durationMs: Math.round(durationMs) }, 'generation model ready');
-      return worker;
+      this.#log.info({ model: model.name, backend: ready.backend, replicas: size, durationMs: Math.round(durationMs) }, 'generation model ready');
+      return replicas;
     } catch (err) {
       const error = toNucleusError(err);
       model.state = 'failed';
       model.reason = error.message;
-      model.worker = undefined;
+      model.replicas = undefined;
       this.options.events.emit('model.failed', { model: model.name, version: '1', error: error.message });
       this.#log.error({ model: model.name, err: error.message }, 'generation model failed to load');
       throw new NucleusError(503, 'model_unavailable', `model '${model.name}' could not be loaded: ${error.message}`);
     }
+  }
+
+  // The routing strategy `workers.llmRouting` names when a plugin contributes one with `pickWorker`; otherwise the
+  // replicas' own least-busy choice.
+  #routing(): SchedulerStrategy | undefined {
+    const name = (this.options.config.get('workers.llmRouting') as string | undefined) ?? 'prefix-affinity';
+    const strategy = this.options.strategies?.find(name)?.value;
+    return strategy?.pickWorker ? strategy : undefined;
+  }
+
+  // The prefix caches of a model's replicas taken together: sizes of those running now, counters since the model
+  // started (those of retired and restarted replicas included).
+  #cacheTotals(model: ServedModel): Omit<PrefixCacheStats, 'released'> {
+    const live = new Set((model.replicas?.all ?? []).map((w) => w.id));
+    const total = { ...model.cacheBase, bytes: 0, capacityBytes: 0, entries: 0 };
+    for (const [id, c] of model.cacheStats) {
+      if (!live.has(id)) {
+        this.#keepCounters(model, c);
+        model.cacheStats.delete(id);
+        continue;
+      }
+      for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += c[k];
+    }
+    return total;
+  }
+
+  #keepCounters(model: ServedModel, gone: PrefixCacheStats): void {
+    model.cacheBase.hits += gone.hits;
+    model.cacheBase.misses += gone.misses;
+    model.cacheBase.evictions += gone.evictions;
   }
 
   // The prefix cache of a new decoder thread, or nothing when it is off or no usable policy is contributed.
@@ -498,16 +579,17 @@ export class GenerationEngine implements GenerationService {
       this.#log.warn({ model, reason: why }, 'prefix cache off');
       return undefined;
     }
-    served.cacheBytes = this.#prefixCacheBytes();
+    served.cacheBytes = this.#prefixCacheBytes(served);
     return { prefixCache: { maxBytes: this.#shrink(served.cacheBytes), blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16, policy: name, policyModule: policy.module } };
   }
 
-  // `cache.prefix.maxBytes`, or by default 80% of the memory free now, shared by the LLMs served.
-  #prefixCacheBytes(): number {
+  // `cache.prefix.maxBytes` for each replica, or by default 80% of the memory free now, shared by the LLMs served
+  // and by this model's replicas.
+  #prefixCacheBytes(model: ServedModel): number {
     const configured = this.options.config.get('cache.prefix.maxBytes');
     if (typeof configured === 'number') return configured;
     const llms = [...this.#models.values()].filter((m) => m.kind === 'llm').length;
-    return Math.floor((freemem() * 0.8) / Math.max(1, llms));
+    return Math.floor((freemem() * 0.8) / Math.max(1, llms) / replicasFor(this.options.config, model.name));
   }
 
   // A size as it applies now: halved under memory pressure.
@@ -539,15 +621,16 @@ export class GenerationEngine implements GenerationService {
       chatTemplate: m.chatTemplate,
       ...(m.graphStyle !== undefined && { graphStyle: m.graphStyle }),
       created: m.created,
-      running: m.worker?.running ?? 0,
-      waiting: m.worker?.waiting ?? 0,
+      running: m.replicas?.running ?? 0,
+      waiting: m.replicas?.waiting ?? 0,
       ...(m.kind === 'llm' && { breaker: m.breaker.status() }),
-      ...(m.worker && { worker: m.worker.status() }),
+      ...(m.replicas?.workers[0] && { worker: m.replicas.workers[0].status() }),
+      ...(m.replicas && { workers: m.replicas.replicas() }),
     };
   }
 
-  #builtinChat(): Omit<ServedModel, 'breaker'> {
-    const model: Omit<ServedModel, 'breaker'> = {
+  #builtinChat(): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> {
+    const model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> = {
       name: BUILTIN_CHAT_MODEL,
       kind: 'llm',
       origin: 'builtin',
@@ -565,7 +648,7 @@ export class GenerationEngine implements GenerationService {
     return model;
   }
 
-  #builtinEmbedding(): Omit<ServedModel, 'breaker'> {
+  #builtinEmbedding(): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> {
     return {
       name: BUILTIN_EMBEDDING_MODEL,
       kind: 'embedding',
@@ -587,15 +670,15 @@ export class GenerationEngine implements GenerationService {
   }
 
   // The graph style a model opens with (see `chooseGraphStyle`), recorded for its info and logged.
-  #graphStyle(model: Omit<ServedModel, 'breaker'>, of: Parameters<typeof chooseGraphStyle>[0]): GraphStyle {
+  #graphStyle(model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'>, of: Parameters<typeof chooseGraphStyle>[0]): GraphStyle {
     const { style, reason } = chooseGraphStyle(of);
     model.graphStyle = style;
     this.#log.info({ model: model.name, graphStyle: style, backend: of.backend, reason }, 'graph style');
     return style;
   }
 
-  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: GraphStyle, quantize?: string): Omit<ServedModel, 'breaker'> {
-    const model: Omit<ServedModel, 'breaker'> = {
+  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: GraphStyle, quantize?: string): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> {
+    const model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> = {
       name,
       kind: 'llm',
       origin: 'config',

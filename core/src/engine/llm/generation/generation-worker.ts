@@ -47,14 +47,28 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
   #pushed = 0;
   #completionTokens = 0;
   #cachedTokens: number | undefined;
-  /** Called once when the request has ended, to drop listeners. */
-  onEnd: (() => void) | undefined;
+  readonly #endListeners: (() => void)[] = [];
+
+  /**
+   * Cancels the request in the worker that holds it now (`readerGone`: nobody reads the channel any more). The
+   * worker sets it, and sets it again when the request moves to another replica.
+   */
+  cancel: (readerGone: boolean) => void = () => undefined;
 
   constructor(
     readonly choices: number,
     readonly promptTokens: number,
-    private readonly onReturn: () => void,
   ) {}
+
+  /** Calls `listener` once, when the request has ended and left its worker. */
+  onEnd(listener: () => void): void {
+    this.#endListeners.push(listener);
+  }
+
+  /** Called by the worker when the request has left it for good. */
+  notifyEnd(): void {
+    for (const listener of this.#endListeners.splice(0)) listener();
+  }
 
   /** Whether the request has ended (done, failed, or given up by its reader). */
   get ended(): boolean {
@@ -122,7 +136,7 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
         // The reader left early (a client that went away): the thread must drop the sequences.
         if (!this.#ended) {
           this.#ended = true;
-          this.onReturn();
+          this.cancel(true);
         }
         this.#queue = [];
         return { value: undefined, done: true };
@@ -159,6 +173,13 @@ interface Resubmittable {
 
 /** Options of a {@link GenerationWorker}. */
 export interface GenerationWorkerOptions {
+  /** The replica's index within its model's pool, as `status()` and `worker.health` events show it. Default 0. */
+  id?: number;
+  /**
+   * Another replica that serves now, for the requests this one held without a token when it died: they run there at
+   * once instead of waiting for this one's restart. Without it (or when it returns nothing) they wait for the restart.
+   */
+  reroute?: (from: GenerationWorker) => GenerationWorker | undefined;
   logger?: Logger;
   observer?: GenerationWorkerObserver;
   /** A thread of this process (default) or a child process of its own. */
@@ -227,19 +248,44 @@ export class GenerationWorker {
     return this.#restarts;
   }
 
+  /** The replica's index within its model's pool. */
+  get id(): number {
+    return this.options.id ?? 0;
+  }
+
+  /** Whether its worker runs and takes requests (not starting, restarting or given up). */
+  get serving(): boolean {
+    return this.#state === 'serving' && this.#worker !== undefined && !this.#closing;
+  }
+
+  /** Requests sent to it and not yet ended. */
+  get pending(): number {
+    return this.#channels.size + this.#admissions.size;
+  }
+
+  /** Sequences (choices) of the requests sent to it and not yet ended, counted on this side: no report lags. */
+  get sequences(): number {
+    let n = 0;
+    for (const p of this.#admissions.values()) n += p.n;
+    for (const c of this.#channels.values()) n += c.choices;
+    return n;
+  }
+
   /** The worker as `/status`-style reports show it (`runs`: requests finished; `pending`: requests in it now). */
   status(): WorkerReplicaStatus {
     const pid = this.pid;
     const rssBytes = this.rssBytes;
     return {
-      id: 0,
+      id: this.id,
       isolation: this.isolation,
       state: this.#state,
       ...(pid !== undefined && { pid }),
       ...(rssBytes !== undefined && { rssBytes }),
       restarts: this.#restarts,
       runs: this.#finished,
-      pending: this.#channels.size + this.#admissions.size,
+      pending: this.pending,
+      running: this.#running,
+      waiting: this.#waiting,
       ...(this.#state !== 'serving' && this.#lastExit !== undefined && { lastExit: this.#lastExit }),
     };
   }
@@ -275,7 +321,8 @@ export class GenerationWorker {
    * the channel its events arrive on. Aborting `signal` cancels it wherever it is.
    */
   async generate(request: WireGenerateRequest, signal?: AbortSignal): Promise<{ admission: Admission; events: EventChannel }> {
-    const worker = await this.#live();
+    // A worker that serves takes the request in this very tick, so `sequences` counts it before anything else is routed.
+    const worker = this.#worker && !this.#closing ? this.#worker : await this.#live();
     if (signal?.aborted) throw abortError();
     const id = this.#nextId++;
     let pending!: PendingAdmission;
@@ -289,11 +336,12 @@ export class GenerationWorker {
     // continuation runs, when its admission and its events came in one read from a worker process.
     const channel = pending.channel!;
     if (signal && !channel.ended) {
-      const onAbort = () => this.#cancel(id, false);
+      // Through the channel: the request may have moved to another replica by then.
+      const onAbort = () => channel.cancel(false);
       if (signal.aborted) onAbort();
       else {
         signal.addEventListener('abort', onAbort, { once: true });
-        channel.onEnd = () => signal.removeEventListener('abort', onAbort);
+        channel.onEnd(() => signal.removeEventListener('abort', onAbort));
       }
     }
     return { admission, events: channel };
@@ -426,7 +474,9 @@ export class GenerationWorker {
             this.#admissions.delete(message.id);
             // No admission waits for a request sent again after a restart: its channel already exists.
             if (!pending) break;
-            const channel = new EventChannel(pending.n, message.promptTokens, () => this.#cancel(message.id, true));
+            const channel = new EventChannel(pending.n, message.promptTokens);
+            const id = message.id;
+            channel.cancel = (readerGone) => this.#cancel(id, readerGone);
             pending.channel = channel;
             this.#channels.set(message.id, channel);
             pending.resolve({ promptTokens: message.promptTokens, maxTokens: message.maxTokens, ...(message.cachedTokens !== undefined && { cachedTokens: message.cachedTokens }) });
@@ -498,6 +548,7 @@ export class GenerationWorker {
         const exited = new NucleusError(503, 'worker_exited', `the worker running ${this.spec.label} stopped (${why}); the request was not completed, retry it`);
         if (this.#closing) return this.#failAll(exited);
         this.#failStarted(exited);
+        this.#handOff();
         this.#restart(why, exited);
       });
     });
@@ -521,6 +572,43 @@ export class GenerationWorker {
     // A worker that ended took its cache with it: nothing is left to release.
     for (const p of this.#releases.values()) p.resolve(0);
     this.#releases.clear();
+  }
+
+  // Sends the requests that can run again (no token yet) to other replicas that serve now, one by one as the pool
+  // routes them; those no replica takes stay for this one's restart.
+  #handOff(): void {
+    const reroute = this.options.reroute;
+    if (!reroute) return;
+    let moved = 0;
+    for (const [id, again] of this.#resubmittable) {
+      const channel = this.#channels.get(id);
+      const pending = this.#admissions.get(id);
+      if (!channel && !pending) continue;
+      const other = reroute(this);
+      if (!other || other === this) break;
+      this.#resubmittable.delete(id);
+      this.#channels.delete(id);
+      this.#admissions.delete(id);
+      other.#adopt(again, channel, pending);
+      moved++;
+    }
+    if (moved > 0) this.options.logger?.warn({ model: this.spec.label, replica: this.id, moved }, 'requests of a dead replica sent to the replicas that serve');
+  }
+
+  // Takes over a request another replica held and had not started: it keeps its channel (or its waiting admission),
+  // which now hears from this replica.
+  #adopt(again: Resubmittable, channel: EventChannel | undefined, pending: PendingAdmission | undefined): void {
+    const id = this.#nextId++;
+    this.#resubmittable.set(id, again);
+    if (channel) {
+      channel.cancel = (readerGone) => this.#cancel(id, readerGone);
+      this.#channels.set(id, channel);
+    } else if (pending) this.#admissions.set(id, pending);
+    // A replica that is not running now sends it when it serves again (#resubmit counts the attempt then).
+    if (this.#worker) {
+      again.attempts++;
+      this.#send(this.#worker, { type: 'submit', id, request: again.request });
+    }
   }
 
   // Starts a new worker after a backoff that doubles with each death in a row (the first restart is immediate) and
@@ -576,7 +664,7 @@ export class GenerationWorker {
   #end(id: number, channel: EventChannel): void {
     this.#channels.delete(id);
     this.#resubmittable.delete(id);
-    channel.onEnd?.();
+    channel.notifyEnd();
   }
 
   #failAll(err: NucleusError): void {
@@ -588,7 +676,7 @@ export class GenerationWorker {
     this.#releases.clear();
     for (const c of this.#channels.values()) {
       c.fail(err);
-      c.onEnd?.();
+      c.notifyEnd();
     }
     this.#admissions.clear();
     this.#embeds.clear();

@@ -1,0 +1,284 @@
+import { unavailable, type Logger, type SchedulerStrategy, type WorkerLoad, type WorkerReplicaStatus } from '@nucleus/sdk';
+import type { Admission, EventChannel, GenerationThreadReady, GenerationWorker } from './generation-worker.js';
+import type { WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
+
+/** Options of a {@link GenerationReplicas}. */
+export interface GenerationReplicasOptions {
+  /** Makes the replica with index `id`; it must pass `reroute` on to its {@link GenerationWorker}. */
+  create(id: number, reroute: (from: GenerationWorker) => GenerationWorker | undefined): GenerationWorker;
+  logger?: Logger;
+  /** The strategy whose `pickWorker` routes each request (read per request); none means the least busy replica. */
+  routing?: () => SchedulerStrategy | undefined;
+  /** Memory the host or device may still allocate, read per request; undefined when unknown. */
+  freeMemoryBytes?: () => number | undefined;
+  /** KV-cache bytes one token of one sequence takes, for a request's estimated memory; 0 when unknown. */
+  kvBytesPerToken?: number;
+  /** The model's context window, in tokens: a request without `maxTokens` may run up to it. */
+  maxContext?: number;
+}
+
+// Characters of a prompt (or of its first messages) that make its affinity key: roughly its first prefix-cache
+// block, which is what two requests must share for one to hit the other's cache.
+const AFFINITY_CHARS = 32;
+// Tokens of a token-id prompt that make its affinity key (the default `cache.prefix.blockTokens`).
+const AFFINITY_TOKENS = 16;
+
+/**
+ * The replicas of one LLM, each a {@link GenerationWorker} with its own session, scheduler and prefix cache. A
+ * request goes to the replica the routing strategy picks from their loads (sequences in each, estimated KV bytes
+ * against free memory, and the request's affinity key); a replica that is not serving is out of the choice until it
+ * serves again. A replica that dies hands the requests it held without a token to the others ({@link reroute}).
+ * Replicas are added and retired while serving ({@link resize}): new ones take requests once open, retired ones take
+ * none and end after the generations they hold.
+ */
+export class GenerationReplicas {
+  #workers: GenerationWorker[] = [];
+  readonly #retiring = new Set<GenerationWorker>();
+  readonly #waiters = new Set<() => void>();
+  #nextId = 0;
+  // Estimated KV bytes of the requests routed and not yet ended, taken off the free-memory figure: the host does not
+  // show an allocation until the sequences grow into it.
+  #reserved = 0;
+  // Requests routed and not yet ended.
+  #routed = 0;
+  #target: number;
+  #resizing: Promise<void> = Promise.resolve();
+  #started = false;
+  #closed = false;
+
+  constructor(
+    size: number,
+    private readonly options: GenerationReplicasOptions,
+  ) {
+    this.#target = Math.max(1, size);
+    for (let i = 0; i < this.#target; i++) this.#workers.push(this.#create());
+  }
+
+  /** The replicas taking new requests (not those being retired). */
+  get workers(): readonly GenerationWorker[] {
+    return this.#workers;
+  }
+
+  /** Every replica, those being retired included. */
+  get all(): GenerationWorker[] {
+    return [...this.#workers, ...this.#retiring];
+  }
+
+  /** Opens every replica; rejects (after closing the rest) when any cannot open. */
+  async start(): Promise<GenerationThreadReady> {
+    const results = await Promise.allSettled(this.#workers.map((w) => w.start()));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await this.close();
+      throw failed.reason;
+    }
+    this.#started = true;
+    return (results[0] as PromiseFulfilledResult<GenerationThreadReady>).value;
+  }
+
+  /**
+   * Grows or shrinks the pool to `size` replicas. New replicas take requests once their session is open; a retired
+   * one takes no new requests and ends after the generations it holds have finished, so none is dropped.
+   */
+  resize(size: number): Promise<void> {
+    this.#target = Math.max(1, size);
+    const step = async (): Promise<void> => {
+      if (this.#closed || !this.#started) return;
+      const target = this.#target;
+      const log = this.options.logger;
+      if (target > this.#workers.length) {
+        const added = Array.from({ length: target - this.#workers.length }, () => this.#create());
+        const results = await Promise.allSettled(added.map((w) => w.start()));
+        for (const [i, r] of results.entries()) {
+          const w = added[i]!;
+          if (r.status === 'fulfilled' && !this.#closed) this.#workers.push(w);
+          else {
+            if (r.status === 'rejected') log?.error({ replica: w.id, err: (r.reason as Error).message }, 'a new generation replica could not open');
+            void w.close();
+          }
+        }
+        log?.info({ replicas: this.#workers.length }, 'generation replicas added');
+        this.#wake();
+      } else if (target < this.#workers.length) {
+        const retired = this.#workers.slice(target);
+        this.#workers = this.#workers.slice(0, target);
+        log?.info({ replicas: target, retiring: retired.length }, 'generation replicas retiring after their generations');
+        await Promise.all(retired.map((w) => this.#retire(w)));
+      }
+      // A change made while this one was under way is applied next.
+      if (this.#target !== this.#workers.length && !this.#closed) await step();
+    };
+    this.#resizing = this.#resizing.then(step, step);
+    return this.#resizing;
+  }
+
+  /** Routes a request to a replica and submits it there; see {@link GenerationWorker.generate}. */
+  async generate(request: WireGenerateRequest, signal?: AbortSignal): Promise<{ admission: Admission; events: EventChannel }> {
+    const estimatedBytes = this.#estimate(request);
+    const key = affinityKey(request);
+    const worker = this.#choose(estimatedBytes, key) ?? (await this.#pick(estimatedBytes, key));
+    // Submitted in the tick it was chosen in: the replica counts its sequences at once (see GenerationWorker.generate).
+    const submitted = worker.generate(request, signal);
+    this.#routed++;
+    this.#reserved += estimatedBytes;
+    let given = false;
+    const giveBack = () => {
+      if (given) return;
+      given = true;
+      this.#routed--;
+      this.#reserved -= estimatedBytes;
+      this.#wake();
+    };
+    try {
+      const admitted = await submitted;
+      if (admitted.events.ended) giveBack();
+      else admitted.events.onEnd(giveBack);
+      return admitted;
+    } catch (err) {
+      giveBack();
+      throw err;
+    }
+  }
+
+  /** Embeds on the least busy replica that serves. */
+  embed(request: WireEmbedRequest, signal?: AbortSignal): Promise<{ vectors: Float32Array[]; promptTokens: number }> {
+    return this.#leastBusy().embed(request, signal);
+  }
+
+  /** Drops a conversation's prefix-cache blocks in every replica; resolves to the bytes freed. */
+  async releaseConversation(conversationId: string): Promise<number> {
+    const freed = await Promise.all(this.all.map((w) => w.releaseConversation(conversationId)));
+    return freed.reduce((a, b) => a + b, 0);
+  }
+
+  /** Each replica (retiring ones included, marked), as `/status` shows it. */
+  replicas(): WorkerReplicaStatus[] {
+    return [...this.#workers.map((w) => w.status()), ...[...this.#retiring].map((w) => ({ ...w.status(), retiring: true }))];
+  }
+
+  /** The load of each replica taking requests, as a routing strategy sees it. */
+  loads(): WorkerLoad[] {
+    const free = this.options.freeMemoryBytes?.();
+    return this.#workers.map((w) => ({
+      id: String(w.id),
+      healthy: w.serving,
+      activeBatches: w.sequences,
+      inflight: w.pending,
+      ...(free !== undefined && { freeMemoryBytes: Math.max(0, free - this.#reserved) }),
+    }));
+  }
+
+  /** Sequences running in every replica, as they last reported. */
+  get running(): number {
+    return this.all.reduce((n, w) => n + w.running, 0);
+  }
+
+  /** Sequences waiting in every replica, as they last reported. */
+  get waiting(): number {
+    return this.all.reduce((n, w) => n + w.waiting, 0);
+  }
+
+  /** Whether some replica serves now. */
+  get serving(): boolean {
+    return this.#workers.some((w) => w.serving);
+  }
+
+  /** Closes every replica; requests still running fail with 503 `model_unloading`. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#wake();
+    await Promise.all(this.all.map((w) => w.close()));
+  }
+
+  // The replica a request goes to, chosen and submitted to in one tick so that requests routed together see each
+  // other's load. When the strategy answers -1 (none has room) the request waits for one to end; with nothing routed
+  // the figures will not change, and refusing for ever would hang it, so it takes the least busy.
+  async #pick(estimatedBytes: number, key: string | undefined): Promise<GenerationWorker> {
+    for (;;) {
+      const chosen = this.#choose(estimatedBytes, key);
+      if (chosen) return chosen;
+      await new Promise<void>((resolve) => this.#waiters.add(resolve));
+    }
+  }
+
+  #choose(estimatedBytes: number, key: string | undefined): GenerationWorker | undefined {
+    if (this.#closed) throw unavailable('model_unloading', 'the model is stopping');
+    const strategy = this.options.routing?.();
+    if (!strategy?.pickWorker) return this.#leastBusy();
+    const index = strategy.pickWorker(this.loads(), { estimatedBytes, ...(key !== undefined && { affinityKey: key }) });
+    const chosen = index >= 0 ? this.#workers[index] : undefined;
+    if (chosen) return chosen;
+    // No replica serves (all restarting): the least busy one runs the request once it serves again.
+    if (!this.serving) return this.#leastBusy();
+    if (this.#routed === 0) {
+      this.options.logger?.warn({ estimatedBytes, strategy: strategy.name }, 'no replica reports room for the generation and none is busy; running it on the least busy one');
+      return this.#leastBusy();
+    }
+    return undefined;
+  }
+
+  // The least busy replica that serves (other than `except`); one that does not only when none serves.
+  #leastBusy(except?: GenerationWorker): GenerationWorker {
+    const others = this.#workers.filter((w) => w !== except);
+    const serving = others.filter((w) => w.serving);
+    const candidates = serving.length > 0 ? serving : others;
+    let best = candidates[0] ?? this.#workers[0]!;
+    for (const w of candidates) if (w.sequences < best.sequences) best = w;
+    return best;
+  }
+
+  // Where a dying replica's requests without a token go: the least busy other replica that serves now.
+  #reroute(from: GenerationWorker): GenerationWorker | undefined {
+    if (this.#closed) return undefined;
+    const other = this.#leastBusy(from);
+    return other !== from && other.serving ? other : undefined;
+  }
+
+  // A KV estimate: the prompt (about four characters a token) and the tokens it may generate, for each choice.
+  #estimate(request: WireGenerateRequest): number {
+    const perToken = this.options.kvBytesPerToken ?? 0;
+    if (perToken === 0) return 0;
+    const maxContext = this.options.maxContext ?? 0;
+    const chars = typeof request.prompt === 'string' ? request.prompt.length : (request.messages ?? []).reduce((n, m) => n + m.content.length, 0);
+    const prompt = Array.isArray(request.prompt) ? request.prompt.length : Math.ceil(chars / 4);
+    const tokens = prompt + (request.maxTokens ?? maxContext);
+    return perToken * (maxContext > 0 ? Math.min(maxContext, tokens) : tokens) * request.n;
+  }
+
+  #wake(): void {
+    const waiters = [...this.#waiters];
+    this.#waiters.clear();
+    for (const w of waiters) w();
+  }
+
+  #create(): GenerationWorker {
+    return this.options.create(this.#nextId++, (from) => this.#reroute(from));
+  }
+
+  async #retire(worker: GenerationWorker): Promise<void> {
+    this.#retiring.add(worker);
+    try {
+      // Its requests were routed before it was retired: they run to their end (or move on if it dies).
+      while (worker.pending > 0 && !this.#closed) await new Promise((r) => setTimeout(r, 10));
+      await worker.close();
+    } finally {
+      this.#retiring.delete(worker);
+    }
+  }
+
+  /** Wakes requests waiting for room once a replica serves again (after a restart). */
+  healthChanged(): void {
+    this.#wake();
+  }
+}
+
+/**
+ * What a request shares with others it should run beside: its conversation, or else how its prompt begins (the
+ * first characters of its text or of its messages, the first token ids) — roughly the first prefix-cache block.
+ */
+export function affinityKey(request: WireGenerateRequest): string | undefined {
+  if (request.conversationId !== undefined) return `conversation:${request.conversationId}`;
+  if (Array.isArray(request.prompt)) return request.prompt.length === 0 ? undefined : `tokens:${request.prompt.slice(0, AFFINITY_TOKENS).join(',')}`;
+  const text = typeof request.prompt === 'string' ? request.prompt : (request.messages ?? []).map((m) => `${m.role}\u0000${m.content}`).join('\u0001');
+  return text.length === 0 ? undefined : `text:${text.slice(0, AFFINITY_CHARS)}`;
+}
