@@ -175,6 +175,8 @@ export interface NucleusEvents {
     method: string;
     proposedTokens: number;
     acceptedTokens: number;
+    /** Drafts verified (one per sequence and step that had one); absent means one. */
+    drafts?: number;
   };
   /** Free memory fell below `memory.pressureFreeBytes` (batch sizes shrink, caches evict more) or rose above it again. */
   'memory.pressure': { underPressure: boolean; freeBytes: number; thresholdBytes: number };
