@@ -139,7 +139,7 @@ export class NucleusMetrics {
       cacheCapacity: gauge('cache_capacity_bytes', 'Bytes a cache may hold.', ['cache', 'model_name']),
       cacheUsage: gauge('cache_usage_perc', 'Fraction of a cache in use, 0 to 1.', ['cache', 'model_name']),
       // Speculative decoding.
-      specDrafts: counter('spec_decode_num_drafts_total', 'Speculative drafts proposed (reports received).', [...MODEL, 'method']),
+      specDrafts: counter('spec_decode_num_drafts_total', 'Speculative drafts verified (one per sequence and step that had one).', [...MODEL, 'method']),
       specDraftTokens: counter('spec_decode_num_draft_tokens_total', 'Draft tokens proposed.', [...MODEL, 'method']),
       specAccepted: counter('spec_decode_num_accepted_tokens_total', 'Draft tokens accepted.', [...MODEL, 'method']),
       // Models, workers, devices, plugins.
@@ -255,7 +255,7 @@ export class NucleusMetrics {
       }),
       events.on('spec.acceptance', (e) => {
         const labels = { ...model(e), method: e.method };
-        m.specDrafts.inc(labels);
+        m.specDrafts.inc(labels, e.drafts ?? 1);
         m.specDraftTokens.inc(labels, e.proposedTokens);
         m.specAccepted.inc(labels, e.acceptedTokens);
       }),
