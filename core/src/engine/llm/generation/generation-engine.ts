@@ -413,6 +413,7 @@ export class GenerationEngine implements GenerationService {
     this.options.events.emit('model.loading', { model: model.name, version: '1' });
     const started = performance.now();
     try {
+      const speculative = this.#speculativeSpec(model.name);
       const spec = await model.prepare();
       const requested = model.backend ?? (this.options.config.get('backend') as string | undefined) ?? 'auto';
       const selection = await this.#selector.select(requested);
@@ -433,7 +434,7 @@ export class GenerationEngine implements GenerationService {
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 2,
             ...(spec.role === 'decoder' && this.#prefixCacheSpec(model)),
-            ...(spec.role === 'decoder' && this.#speculativeSpec(model.name)),
+            ...(spec.role === 'decoder' && speculative),
             ...(this.options.faultInjection && { faultInjection: this.options.faultInjection }),
           },
           {
