@@ -267,6 +267,8 @@ export interface ModelStats {
   ttft: LatencySummary;
   /** For streamed generations: from a token being sampled to its write to the client's socket; empty otherwise. */
   tokenDelivery: LatencySummary;
+  /** Speculative decoding since the server started, per method; absent for models that do not speculate. */
+  speculation?: Array<{ method: string; drafts: number; draftTokens: number; acceptedTokens: number; acceptanceRate: number | null }>;
 }
 
 /** An alert as it is announced on the bus. */
