@@ -128,9 +128,10 @@ export interface DraftProposerSpec {
 export interface DraftProposer {
   /**
    * Up to `max` tokens likely to follow `tokens` (the sequence so far: prompt, then output). Fewer or none when it has
-   * no guess; a wrong guess costs a little compute and never changes the output.
+   * no guess; a wrong guess costs a little compute and never changes the output. A proposer that runs a model of its
+   * own (a draft model) answers with a promise.
    */
-  propose(tokens: readonly number[], max: number): number[];
+  propose(tokens: readonly number[], max: number): readonly number[] | Promise<readonly number[]>;
 }
 
 /** Makes a proposer from {@link DraftProposerSpec.options}; the default export of {@link DraftProposerSpec.module}. */

@@ -528,12 +528,12 @@ export class GenerationLoop {
     if (!spec || running.length > spec.maxBatch || this.#rowCap !== undefined) return undefined;
     const started = this.#now();
     const lengths = this.#resident ? this.#resident.lengths : this.#kv!.lengths;
-    const drafts = running.map((seq, row) => {
+    const drafts: number[][] = [];
+    for (const [row, seq] of running.entries()) {
       // Room for the drafts and the token after them: within max_tokens and the context window.
       const room = Math.min(spec.numSpeculativeTokens, seq.init.maxTokens - seq.generated - 1, this.#maxContext - lengths[row]! - 1);
-      if (room <= 0 || seq.cancelled) return [];
-      return spec.proposer.propose([...seq.init.promptIds, ...seq.generatedIds], room).slice(0, room);
-    });
+      drafts.push(room <= 0 || seq.cancelled ? [] : (await spec.proposer.propose([...seq.init.promptIds, ...seq.generatedIds], room)).slice(0, room));
+    }
     if (drafts.every((d) => d.length === 0)) return undefined;
     const before = [...lengths];
     let logits: LogitsRow[][];
