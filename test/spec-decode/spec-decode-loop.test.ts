@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { NgramProposer } from '@nucleus/plugin-spec-decode';
 import { createTokenizer, loadLlm, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
-import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
+import { ContribDecoderSession, type ResidentKvRunner } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
+import type { KvBatch } from '@nucleus/core/internal/engine/llm/generation/kv-batch';
 import { DecoderSession, type DecoderRunner } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import { GenerationLoop, type LoopSink, type SequenceInit, type Speculation, type StepReport } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
 import { DEFAULT_SAMPLING } from '@nucleus/core/internal/engine/llm/generation/sampler';
@@ -34,7 +35,7 @@ for (const model of ['tiny Llama', 'stories260K'] as const)
 for (const style of ['generic', 'contrib'] as const) describe(`GenerationLoop with speculative decoding (${model}, ${style} graph)`, () => {
   let llm: LoadedLlm;
   let session: ort.InferenceSession;
-  let runner: DecoderSession | ContribDecoderSession;
+  let runner: DecoderRunner | ResidentKvRunner;
   let tokenizer: LlmTokenizer;
   let cacheDir: string | undefined;
   const prompt = model === 'tiny Llama' ? REPETITIVE : STORY;
@@ -191,6 +192,51 @@ for (const style of ['generic', 'contrib'] as const) describe(`GenerationLoop wi
       assert.ok(['stop', 'stop_sequence'].includes(p.outcomes.get(1)!.reason!), JSON.stringify(overrides));
       assert.ok(p.outcomes.get(1)!.tokens.length < 80);
       assert.deepEqual(f.outcomes.get(1), p.outcomes.get(1), JSON.stringify(overrides));
+    }
+  });
+
+  it('falls back to a plain decode step when a verify step fails, with the cache as it was', async () => {
+    const plain = await drive([[sequence(1, prompt, { maxTokens: 60 }), sequence(2, 'Once upon a time', { maxTokens: 50 })]]);
+    const real = runner;
+    let calls = 0;
+    // Every third verify fails, the contrib one after it ran (its row's KV grew and must be cut back).
+    const failing =
+      real instanceof ContribDecoderSession
+        ? ({
+            resident: true,
+            layout: real.layout,
+            get lengths() {
+              return real.lengths;
+            },
+            admit: real.admit.bind(real),
+            decode: real.decode.bind(real),
+            keepRows: real.keepRows.bind(real),
+            clear: real.clear.bind(real),
+            blockAt: real.blockAt.bind(real),
+            truncate: real.truncate.bind(real),
+            verify: async (row: number, tokens: readonly number[]) => {
+              const logits = await real.verify(row, tokens);
+              if (++calls % 3 === 0) throw new Error('verify failed');
+              return logits;
+            },
+          } satisfies ResidentKvRunner)
+        : ({
+            layout: real.layout,
+            prefill: (real as DecoderSession).prefill.bind(real),
+            decode: (real as DecoderSession).decode.bind(real),
+            verify: async (kv: KvBatch, tokens: readonly (readonly number[])[]) => {
+              if (++calls % 3 === 0) throw new Error('verify failed');
+              return (real as DecoderSession).verify(kv, tokens);
+            },
+          } satisfies DecoderRunner);
+    runner = failing;
+    try {
+      const fast = await drive([[sequence(1, prompt, { maxTokens: 60 }), sequence(2, 'Once upon a time', { maxTokens: 50 })]], ngram());
+      assert.deepEqual(fast.outcomes, plain.outcomes);
+      assert.ok(calls >= 3, `verify failed at least once (${calls} calls)`);
+      assert.ok(fast.loop.speculation!.acceptedTokens > 0);
+    } finally {
+      runner = real;
     }
   });
 
