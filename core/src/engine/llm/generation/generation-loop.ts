@@ -529,10 +529,15 @@ export class GenerationLoop {
     const started = this.#now();
     const lengths = this.#resident ? this.#resident.lengths : this.#kv!.lengths;
     const drafts: number[][] = [];
-    for (const [row, seq] of running.entries()) {
-      // Room for the drafts and the token after them: within max_tokens and the context window.
-      const room = Math.min(spec.numSpeculativeTokens, seq.init.maxTokens - seq.generated - 1, this.#maxContext - lengths[row]! - 1);
-      drafts.push(room <= 0 || seq.cancelled ? [] : (await spec.proposer.propose([...seq.init.promptIds, ...seq.generatedIds], room)).slice(0, room));
+    try {
+      for (const [row, seq] of running.entries()) {
+        // Room for the drafts and the token after them: within max_tokens and the context window.
+        const room = Math.min(spec.numSpeculativeTokens, seq.init.maxTokens - seq.generated - 1, this.#maxContext - lengths[row]! - 1);
+        drafts.push(room <= 0 || seq.cancelled ? [] : (await spec.proposer.propose([...seq.init.promptIds, ...seq.generatedIds], room)).slice(0, room));
+      }
+    } catch {
+      // A proposer that fails costs its speedup, never a generation.
+      return undefined;
     }
     if (drafts.every((d) => d.length === 0)) return undefined;
     const before = [...lengths];
