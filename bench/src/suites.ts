@@ -1,6 +1,7 @@
 import { llmSuite } from './llm.js';
 import { quantSuite } from './quant.js';
 import { soakSuite } from './soak.js';
+import { specSuite } from './spec.js';
 import { tensorSuite } from './tensor.js';
 
 /** Every benchmark suite by name; each records its results and returns them as Markdown. */
@@ -9,4 +10,5 @@ export const suites: Record<string, () => Promise<string>> = {
   llm: llmSuite,
   soak: soakSuite,
   quant: quantSuite,
+  spec: specSuite,
 };

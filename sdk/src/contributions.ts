@@ -105,6 +105,42 @@ export interface CachePolicy {
 /** Makes a fresh, empty instance of a cache policy (one per cache); the default export of {@link CachePolicy.module}. */
 export type CachePolicyFactory = () => CachePolicy;
 
+/**
+ * A way to guess the next tokens of a sequence cheaply (speculative decoding): the generation loop runs the model once
+ * over the last token and the guesses, keeps the longest prefix the model agrees with and the model's own next token
+ * after it, so one step may give several tokens while the output stays what the model alone gives (exactly under
+ * greedy sampling, in distribution under sampling). A model names its method with `models[].speculative`.
+ *
+ * The loop lives in the model's worker, where a main-thread object cannot be called once per step: the worker imports
+ * {@link DraftProposerSpec.module} and calls its default export (a {@link DraftProposerFactory}) with
+ * {@link DraftProposerSpec.options} for a proposer of its own.
+ */
+export interface DraftProposerSpec {
+  /** The method's name, as `models[].speculative` gives it (`ngram` …). */
+  readonly name: string;
+  /** URL of an ES module whose default export is a {@link DraftProposerFactory}. */
+  readonly module: string;
+  /** Plain data (it crosses into the worker) handed to the factory. */
+  readonly options?: Readonly<Record<string, unknown>>;
+  /** Most draft tokens verified per step (k). */
+  readonly numSpeculativeTokens: number;
+  /** Speculate only while at most this many sequences run: on a full batch verifying costs more than it saves. */
+  readonly maxBatch: number;
+}
+
+/** Proposes draft tokens for one sequence at a time, inside the generation worker. */
+export interface DraftProposer {
+  /**
+   * Up to `max` tokens likely to follow `tokens` (the sequence so far: prompt, then output). Fewer or none when it has
+   * no guess; a wrong guess costs a little compute and never changes the output. A proposer that runs a model of its
+   * own (a draft model) answers with a promise.
+   */
+  propose(tokens: readonly number[], max: number): readonly number[] | Promise<readonly number[]>;
+}
+
+/** Makes a proposer from {@link DraftProposerSpec.options}; the default export of {@link DraftProposerSpec.module}. */
+export type DraftProposerFactory = (options: Readonly<Record<string, unknown>>) => DraftProposer;
+
 /** A model file format the engine can load (onnx, gguf, safetensors …). */
 export interface ModelFormat {
   readonly name: string;

@@ -175,6 +175,8 @@ export interface NucleusEvents {
     method: string;
     proposedTokens: number;
     acceptedTokens: number;
+    /** Drafts verified (one per sequence and step that had one); absent means one. */
+    drafts?: number;
   };
   /** Free memory fell below `memory.pressureFreeBytes` (batch sizes shrink, caches evict more) or rose above it again. */
   'memory.pressure': { underPressure: boolean; freeBytes: number; thresholdBytes: number };
@@ -265,6 +267,8 @@ export interface ModelStats {
   ttft: LatencySummary;
   /** For streamed generations: from a token being sampled to its write to the client's socket; empty otherwise. */
   tokenDelivery: LatencySummary;
+  /** Speculative decoding since the server started, per method; absent for models that do not speculate. */
+  speculation?: Array<{ method: string; drafts: number; draftTokens: number; acceptedTokens: number; acceptanceRate: number | null }>;
 }
 
 /** An alert as it is announced on the bus. */

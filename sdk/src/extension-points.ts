@@ -1,5 +1,5 @@
 import type { Backend } from './backend.js';
-import type { CachePolicy, Exporter, Hooks, ModelFormat, ModelRouter, ModelTransform, RouteContribution, SchedulerStrategy } from './contributions.js';
+import type { CachePolicy, DraftProposerSpec, Exporter, Hooks, ModelFormat, ModelRouter, ModelTransform, RouteContribution, SchedulerStrategy } from './contributions.js';
 import type { WsTopic } from './observability.js';
 
 /** A typed handle naming an extension point; the type parameter is what contributors provide. */
@@ -19,6 +19,8 @@ export const ExtensionPoints = {
   backend: extensionPoint<Backend>('backend'),
   schedulerStrategy: extensionPoint<SchedulerStrategy>('schedulerStrategy'),
   cachePolicy: extensionPoint<CachePolicy>('cachePolicy'),
+  /** Speculative decoding methods a model can ask for (`models[].speculative`). */
+  draftProposer: extensionPoint<DraftProposerSpec>('draftProposer'),
   hooks: extensionPoint<Hooks>('hooks'),
   exporter: extensionPoint<Exporter>('exporter'),
   modelFormat: extensionPoint<ModelFormat>('modelFormat'),

@@ -100,6 +100,8 @@ describe('metrics plugin', () => {
     ev.emit('engine.stats', { model: 'llama', running: 1, waiting: 0, kvCacheUsage: 0.1, preemptionsTotal: 3 });
     ev.emit('engine.steps', { model: 'llama', phase: 'decode', steps: 4, sequences: 2, tokens: 8, durationMs: 40 });
     ev.emit('spec.acceptance', { model: 'llama', method: 'prompt-lookup', proposedTokens: 8, acceptedTokens: 5 });
+    ev.emit('spec.acceptance', { model: 'llama', method: 'ngram', drafts: 3, proposedTokens: 10, acceptedTokens: 4 });
+    ev.emit('spec.acceptance', { model: 'llama', method: 'ngram', drafts: 2, proposedTokens: 6, acceptedTokens: 4 });
     const exposition = await scrape();
     assert.equal(exposition.value('nucleus_prompt_tokens_total', m), 14);
     assert.equal(exposition.value('nucleus_generation_tokens_total', m), 9, 'streamed groups plus the uncounted rest');
@@ -119,6 +121,11 @@ describe('metrics plugin', () => {
     assert.equal(exposition.sum('nucleus_iteration_tokens', { ...m, phase: 'decode' }), 2);
     assert.equal(exposition.value('nucleus_spec_decode_num_draft_tokens_total', { ...m, method: 'prompt-lookup' }), 8);
     assert.equal(exposition.value('nucleus_spec_decode_num_accepted_tokens_total', { ...m, method: 'prompt-lookup' }), 5);
+    assert.equal(exposition.value('nucleus_spec_decode_num_drafts_total', { ...m, method: 'prompt-lookup' }), 1, 'an event without drafts counts one');
+    assert.equal(exposition.value('nucleus_spec_decode_num_drafts_total', { ...m, method: 'ngram' }), 5);
+    assert.equal(exposition.value('nucleus_spec_decode_num_draft_tokens_total', { ...m, method: 'ngram' }), 16);
+    assert.equal(exposition.value('nucleus_spec_decode_draft_acceptance_rate', { ...m, method: 'ngram' }), 0.5);
+    assert.equal(exposition.value('nucleus_spec_decode_draft_acceptance_rate', { ...m, method: 'prompt-lookup' }), 5 / 8);
     assert.ok(exposition.value('nucleus_avg_generation_throughput_tokens_per_second', m) > 0);
     assert.ok(exposition.value('nucleus_avg_prompt_throughput_tokens_per_second', m) > 0);
   });

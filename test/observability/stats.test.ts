@@ -41,6 +41,8 @@ describe('stats plugin', () => {
     ev.emit('generation.tokens', { model: 'llama', requestId: 'g', tokens: 4, totalTokens: 4 });
     ev.emit('generation.end', { model: 'llama', requestId: 'g', promptTokens: 30, completionTokens: 10, ttftMs: 40, durationMs: 90, finishReason: 'stop', priority: 'normal' });
     ev.emit('engine.stats', { model: 'llama', running: 2, waiting: 1, kvCacheUsage: 0.25 });
+    ev.emit('spec.acceptance', { model: 'llama', method: 'ngram', drafts: 4, proposedTokens: 12, acceptedTokens: 3 });
+    ev.emit('spec.acceptance', { model: 'llama', method: 'ngram', drafts: 2, proposedTokens: 8, acceptedTokens: 7 });
     ev.emit('worker.health', { model: 'resnet', version: '1', worker: 0, healthy: false, reason: 'exited with code 134', restarts: 1 });
     ev.emit('cache.stats', { name: 'prefix', model: 'llama', hits: 6, misses: 2, evictions: 1, bytes: 512, capacityBytes: 2048 });
     ev.emit('device.stats', { backend: 'cuda', device: 0, memoryUsedBytes: 10, memoryTotalBytes: 100 });
@@ -63,6 +65,8 @@ describe('stats plugin', () => {
     assert.equal(resnet.latency.p50, 21);
     const llama = s.models.find((m) => m.model === 'llama')!;
     assert.deepEqual({ running: llama.running, waiting: llama.waiting, kv: llama.kvCacheUsage, ttft: llama.ttft.p99 }, { running: 2, waiting: 1, kv: 0.25, ttft: 40 });
+    assert.deepEqual(llama.speculation, [{ method: 'ngram', drafts: 6, draftTokens: 20, acceptedTokens: 10, acceptanceRate: 0.5 }]);
+    assert.equal(resnet.speculation, undefined);
     assert.deepEqual(s.workers, [{ model: 'resnet', version: '1', worker: 0, healthy: false, reason: 'exited with code 134', restarts: 1 }]);
     assert.deepEqual(s.caches.map((c) => [c.name, c.hitRate, c.usage]), [['prefix', 0.75, 0.25]]);
     assert.equal(s.devices[0]?.memoryTotalBytes, 100);

@@ -86,6 +86,7 @@ export class Kernel {
       cachePolicies: this.extensions.point(ExtensionPoints.cachePolicy),
       strategies: this.extensions.point(ExtensionPoints.schedulerStrategy),
       transforms: this.extensions.point(ExtensionPoints.modelTransform),
+      draftProposers: this.extensions.point(ExtensionPoints.draftProposer),
       builtinModels,
     });
     this.container.register(Services.generation, { useValue: this.generation });

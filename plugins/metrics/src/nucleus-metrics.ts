@@ -56,6 +56,8 @@ export class NucleusMetrics {
   private readonly open = new Map<string, { counted: number; itl: boolean }>();
   private readonly pluginVersions = new Map<string, string>();
   private readonly inFlight = new Map<string, number>();
+  /** Drafted and accepted tokens per model and method, for the acceptance rate. */
+  private readonly specTotals = new Map<string, { drafted: number; accepted: number }>();
 
   constructor(
     registry: Registry,
@@ -139,9 +141,10 @@ export class NucleusMetrics {
       cacheCapacity: gauge('cache_capacity_bytes', 'Bytes a cache may hold.', ['cache', 'model_name']),
       cacheUsage: gauge('cache_usage_perc', 'Fraction of a cache in use, 0 to 1.', ['cache', 'model_name']),
       // Speculative decoding.
-      specDrafts: counter('spec_decode_num_drafts_total', 'Speculative drafts proposed (reports received).', [...MODEL, 'method']),
+      specDrafts: counter('spec_decode_num_drafts_total', 'Speculative drafts verified (one per sequence and step that had one).', [...MODEL, 'method']),
       specDraftTokens: counter('spec_decode_num_draft_tokens_total', 'Draft tokens proposed.', [...MODEL, 'method']),
       specAccepted: counter('spec_decode_num_accepted_tokens_total', 'Draft tokens accepted.', [...MODEL, 'method']),
+      specAcceptance: gauge('spec_decode_draft_acceptance_rate', 'Accepted over drafted tokens since the server started, 0 to 1.', [...MODEL, 'method']),
       // Models, workers, devices, plugins.
       modelLoadTime: histogram('model_load_time_seconds', 'Time to load a model version.', [...MODEL, 'backend'], LOAD_BUCKETS),
       modelLoaded: gauge('model_loaded', '1 while a model version is loaded, 0 after it was unloaded or failed.', MODEL),
@@ -255,9 +258,15 @@ export class NucleusMetrics {
       }),
       events.on('spec.acceptance', (e) => {
         const labels = { ...model(e), method: e.method };
-        m.specDrafts.inc(labels);
+        m.specDrafts.inc(labels, e.drafts ?? 1);
         m.specDraftTokens.inc(labels, e.proposedTokens);
         m.specAccepted.inc(labels, e.acceptedTokens);
+        const key = JSON.stringify(labels);
+        const total = this.specTotals.get(key) ?? { drafted: 0, accepted: 0 };
+        total.drafted += e.proposedTokens;
+        total.accepted += e.acceptedTokens;
+        this.specTotals.set(key, total);
+        if (total.drafted > 0) m.specAcceptance.set(labels, total.accepted / total.drafted);
       }),
       events.on('worker.health', (e) => {
         const labels = { ...model(e), worker: String(e.worker) };

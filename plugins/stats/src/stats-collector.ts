@@ -57,6 +57,8 @@ interface ModelRecord {
   tokenDelivery: SlidingWindow;
   requests: WindowedCounter;
   errors: WindowedCounter;
+  /** Speculative decoding totals by method. */
+  speculation?: Map<string, { drafts: number; draftTokens: number; acceptedTokens: number }>;
 }
 
 /** Requests whose token counting is still open are kept at most this many. */
@@ -162,6 +164,15 @@ export class StatsCollector {
         m.waiting = e.waiting;
         if (e.kvCacheUsage !== undefined) m.kvCacheUsage = e.kvCacheUsage;
       }),
+      events.on('spec.acceptance', (e) => {
+        const m = this.model(e.model, e.version);
+        m.speculation ??= new Map();
+        const t = m.speculation.get(e.method) ?? { drafts: 0, draftTokens: 0, acceptedTokens: 0 };
+        t.drafts += e.drafts ?? 1;
+        t.draftTokens += e.proposedTokens;
+        t.acceptedTokens += e.acceptedTokens;
+        m.speculation.set(e.method, t);
+      }),
       events.on('queue.depth', (e) => {
         const model = e.model ?? '*';
         this.queues.set(`${model}\u0000${e.priority}`, { model, priority: e.priority, depth: e.depth });
@@ -230,6 +241,9 @@ export class StatsCollector {
           latency: m.latency.summary(windowMs, now),
           ttft: m.ttft.summary(windowMs, now),
           tokenDelivery: m.tokenDelivery.summary(windowMs, now),
+          ...(m.speculation && {
+            speculation: [...m.speculation].map(([method, t]) => ({ method, ...t, acceptanceRate: t.draftTokens > 0 ? round(t.acceptedTokens / t.draftTokens) : null })),
+          }),
         })),
       workers: [...this.workers.values()],
       caches: [...this.caches.values()].map((c) => ({

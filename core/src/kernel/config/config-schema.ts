@@ -201,6 +201,12 @@ export const CORE_CONFIG_SCHEMA = {
             description:
               'A graph rewrite applied when the model loads, named by the plugin that contributes it (`modelTransform`): `int8` (plugin quant-int8) stores MatMul weights as 8-bit blocks. The rewritten graph is cached; a name no active plugin offers fails the load with the list of those offered.',
           },
+          speculative: {
+            type: 'string',
+            minLength: 1,
+            description:
+              'Speculative decoding for this LLM, by the method a plugin contributes (`draftProposer`): `ngram` (plugin spec-decode) drafts tokens by prompt lookup and the model verifies them in one step, with the output unchanged (exact under greedy sampling). A name no active plugin offers fails the load with the list of those offered.',
+          },
           warmup: {
             type: ['boolean', 'integer'],
             minimum: 0,

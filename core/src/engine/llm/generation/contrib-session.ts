@@ -25,6 +25,13 @@ export interface ResidentKvRunner {
    * keep their length). A step that fails leaves every row as it was, so it can be tried again, also over fewer rows.
    */
   decode(tokens: readonly number[], first?: number): Promise<LogitsRow[]>;
+  /**
+   * Appends several tokens to one row (the last token and its drafts, speculative decoding) and gives the logits of
+   * every new position. Runners without it do not speculate.
+   */
+  verify?(row: number, tokens: readonly number[]): Promise<LogitsRow[]>;
+  /** Cuts a row back to its first `length` tokens (a verify step's rejected drafts). */
+  truncate?(row: number, length: number): void;
   /** Keeps these rows (ascending), moved down to rows 0..n−1 in that order. */
   keepRows(rows: readonly number[]): void;
   /** A prefix-cache block: tokens `first .. first + blockTokens` of row `row`, every layer (see `kv-blocks.ts`). */
@@ -148,6 +155,28 @@ export class ContribDecoderSession implements ResidentKvRunner {
     return logits;
   }
 
+  // A multi-token step over a non-empty cache runs at batch 1 in ORT's GroupQueryAttention, so a verify step is one
+  // row's own run; its rejected tokens stay in the buffer past the row's length, where nothing reads them.
+  async verify(row: number, tokens: readonly number[]): Promise<LogitsRow[]> {
+    const len = this.#lengths[row];
+    if (len === undefined) throw new Error(`row ${row} is not running`);
+    if (tokens.length === 0) throw new Error('a verify step needs at least one token');
+    const total = len + tokens.length;
+    if (total > this.#maxContext) throw new Error(`a verify step of ${tokens.length} tokens does not fit row ${row} (${len} of ${this.#maxContext} tokens)`);
+    this.#fit(this.#lengths.length, total);
+    const ids = BigInt64Array.from(tokens, (t) => BigInt(t));
+    const positions = BigInt64Array.from(tokens, (_, i) => BigInt(len + i));
+    const logits = await this.#run(row, 1, ids, positions, tokens.length, [total], total, [tokens.length], true);
+    this.#lengths[row] = total;
+    return logits;
+  }
+
+  truncate(row: number, length: number): void {
+    const len = this.#lengths[row];
+    if (len === undefined || length < 0 || length > len) throw new Error(`cannot cut row ${row} (${len ?? 0} tokens) to ${length}`);
+    this.#lengths[row] = length;
+  }
+
   keepRows(rows: readonly number[]): void {
     const { numKvHeads: H, headDim: D } = this.layout;
     const S = this.#span;
@@ -250,6 +279,7 @@ export class ContribDecoderSession implements ResidentKvRunner {
     totals: readonly number[],
     total: number,
     newTokens: readonly number[],
+    everyPosition = false,
   ): Promise<LogitsRow[]> {
     const io = this.#io;
     const feeds: Record<string, ort.Tensor> = {
@@ -277,8 +307,10 @@ export class ContribDecoderSession implements ResidentKvRunner {
     const [, seq, vocab] = logits.dims as number[];
     const out: LogitsRow[] = [];
     for (let r = 0; r < rows; r++) {
-      const at = (r * seq! + newTokens[r]! - 1) * vocab!;
-      out.push(logits.type === 'float16' ? { float16: (logits.data as Uint16Array).subarray(at, at + vocab!) } : (logits.data as Float32Array).subarray(at, at + vocab!));
+      for (let p = everyPosition ? 0 : newTokens[r]! - 1; p < newTokens[r]!; p++) {
+        const at = (r * seq! + p) * vocab!;
+        out.push(logits.type === 'float16' ? { float16: (logits.data as Uint16Array).subarray(at, at + vocab!) } : (logits.data as Float32Array).subarray(at, at + vocab!));
+      }
     }
     return out;
   }

@@ -19,6 +19,18 @@ export interface DecoderRunner {
   prefill(prompts: readonly (readonly number[])[], past?: KvBatch): Promise<StepResult>;
   /** Appends one token to every row of `kv`. */
   decode(kv: KvBatch, tokens: readonly number[]): Promise<StepResult>;
+  /**
+   * Appends the same number of tokens to every row (the last token and its drafts, speculative decoding) and gives
+   * the logits of every new position, `logits[row][i]` after the row's i-th new token. Runners without it do not
+   * speculate.
+   */
+  verify?(kv: KvBatch, tokens: readonly (readonly number[])[]): Promise<VerifyResult>;
+}
+
+/** What a verify step gives: every new position's logits per row, and the cache grown by all the new tokens. */
+export interface VerifyResult {
+  logits: LogitsRow[][];
+  kv: KvBatch;
 }
 
 /** The KV layout a decoder config implies. */
@@ -98,12 +110,27 @@ export class DecoderSession implements DecoderRunner {
     return { logits: out.logits, kv: kv.advance(out.presents, 1) };
   }
 
+  async verify(kv: KvBatch, tokens: readonly (readonly number[])[]): Promise<VerifyResult> {
+    const width = tokens[0]?.length ?? 0;
+    if (tokens.length !== kv.rows || width === 0 || tokens.some((t) => t.length !== width)) throw new Error(`a verify step needs ${kv.rows} rows of one non-zero width`);
+    const positions = new BigInt64Array(kv.rows * width);
+    kv.lengths.forEach((n, r) => {
+      for (let i = 0; i < width; i++) positions[r * width + i] = BigInt(n + i);
+    });
+    const out = await this.#run(kv, tokens.flat(), width, kv.attentionMask(width), positions, width);
+    const logits: LogitsRow[][] = [];
+    for (let r = 0; r < kv.rows; r++) logits.push(out.logits.slice(r * width, (r + 1) * width));
+    return { logits, kv: kv.advance(out.presents, width) };
+  }
+
+  // `last` positions' logits per row (the last one by default), row after row.
   async #run(
     past: KvBatch,
     ids: readonly number[],
     width: number,
     mask: BigInt64Array,
     positions: BigInt64Array,
+    last = 1,
   ): Promise<{ logits: LogitsRow[]; presents: KvLayer[] }> {
     const rows = past.rows;
     const feeds: Record<string, ort.Tensor> = {
@@ -125,12 +152,14 @@ export class DecoderSession implements DecoderRunner {
     const [, seq, vocab] = logits.dims as number[];
     const logitRows: LogitsRow[] = [];
     for (let r = 0; r < rows; r++) {
-      const from = (r * seq! + seq! - 1) * vocab!;
-      logitRows.push(
-        logits.type === 'float16'
-          ? { float16: (logits.data as Uint16Array).subarray(from, from + vocab!) }
-          : (logits.data as Float32Array).subarray(from, from + vocab!),
-      );
+      for (let p = seq! - last; p < seq!; p++) {
+        const from = (r * seq! + p) * vocab!;
+        logitRows.push(
+          logits.type === 'float16'
+            ? { float16: (logits.data as Uint16Array).subarray(from, from + vocab!) }
+            : (logits.data as Float32Array).subarray(from, from + vocab!),
+        );
+      }
     }
     const presents: KvLayer[] = [];
     for (let l = 0; l < this.layout.numLayers; l++) {

@@ -10,6 +10,7 @@ import {
   unavailable,
   type Backend,
   type CachePolicy,
+  type DraftProposerSpec,
   type EmbedRequest,
   type EmbedResult,
   type EventBus,
@@ -36,7 +37,7 @@ import { chooseGraphStyle, type GraphStyle } from '../graph-style.js';
 import { loadLlm, loadTinyLlama } from '../load-llm.js';
 import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
-import type { GenerationThreadSpec, PrefixCacheSpec, WireGenerateRequest } from './generation-messages.js';
+import type { GenerationThreadSpec, PrefixCacheSpec, SpeculativeSpec, WireGenerateRequest } from './generation-messages.js';
 import { GenerationWorker, type EventChannel } from './generation-worker.js';
 import { GenerationReplicas } from './generation-replicas.js';
 import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
@@ -60,6 +61,8 @@ export interface GenerationEngineOptions {
   strategies?: ExtensionPointView<SchedulerStrategy>;
   /** Graph rewrites plugins contribute; `models[].quantize` names one. */
   transforms?: ExtensionPointView<ModelTransform>;
+  /** Speculative decoding methods plugins contribute; `models[].speculative` names one. */
+  draftProposers?: ExtensionPointView<DraftProposerSpec>;
   /** Serve the built-in tiny chat model and tiny embedding model when no model is configured. Default true. */
   builtinModels?: boolean;
   /** Where built-in and generated models live; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
@@ -138,6 +141,8 @@ export class GenerationEngine implements GenerationService {
   readonly #log: Logger;
   readonly #cacheDir: string;
   #offConfig: (() => void) | undefined;
+  /** Speculation totals last reported per model, so events carry what changed. */
+  readonly #specTotals = new Map<string, { drafts: number; draftTokens: number; acceptedTokens: number }>();
   #offMemory: (() => void) | undefined;
   #stopped = false;
   /** Server-wide admission of generations: `scheduler.maxRunning` run, the rest wait (queue.*). */
@@ -439,6 +444,7 @@ export class GenerationEngine implements GenerationService {
     this.options.events.emit('model.loading', { model: model.name, version: '1' });
     const started = performance.now();
     try {
+      const speculative = this.#speculativeSpec(model.name);
       const requested = model.backend ?? (this.options.config.get('backend') as string | undefined) ?? 'auto';
       const selection = await this.#selector.select(requested);
       const spec = await model.prepare(selection.backend.name);
@@ -461,6 +467,7 @@ export class GenerationEngine implements GenerationService {
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 2,
             ...(spec.role === 'decoder' && this.#prefixCacheSpec(model)),
+            ...(spec.role === 'decoder' && speculative),
             ...(this.options.faultInjection && { faultInjection: this.options.faultInjection }),
           },
           {
@@ -474,7 +481,8 @@ export class GenerationEngine implements GenerationService {
               if (health.healthy) model.replicas?.healthChanged();
             },
             observer: {
-              onGroup: ({ steps, cache }) => {
+              onGroup: ({ steps, cache, speculation }) => {
+                if (speculation) this.#speculationStats(model.name, id, speculation);
                 const replicas = model.replicas;
                 this.options.events.emit('engine.stats', { model: model.name, running: replicas?.running ?? 0, waiting: replicas?.waiting ?? 0 });
                 if (cache) {
@@ -581,6 +589,41 @@ export class GenerationEngine implements GenerationService {
     }
     served.cacheBytes = this.#prefixCacheBytes(served);
     return { prefixCache: { maxBytes: this.#shrink(served.cacheBytes), blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16, policy: name, policyModule: policy.module } };
+  }
+
+  // Speculative decoding of a new decoder thread, as `models[].speculative` names it; a name no plugin offers fails the load.
+  #speculativeSpec(model: string): { speculative: SpeculativeSpec } | undefined {
+    const configured = (this.options.config.get('models') as { name: string; speculative?: string }[] | undefined) ?? [];
+    const method = configured.find((m) => m.name === model)?.speculative;
+    if (method === undefined) return undefined;
+    const found = this.options.draftProposers?.find(method)?.value;
+    if (!found) {
+      const available = [...new Set((this.options.draftProposers?.list() ?? []).map((c) => c.name))].sort();
+      throw new NucleusError(
+        422,
+        'speculative_method_unavailable',
+        `model '${model}' asks for speculative "${method}", but no active plugin provides a speculative decoding method by that name ` +
+          `(available: ${available.length > 0 ? available.join(', ') : 'none; the spec-decode plugin provides ngram'})`,
+      );
+    }
+    const { module, options, numSpeculativeTokens, maxBatch } = found;
+    return { speculative: { method, module, options: { ...options }, numSpeculativeTokens, maxBatch } };
+  }
+
+  // A replica's speculation totals as `spec.acceptance` events of what changed; a new worker starts from zero.
+  #speculationStats(model: string, replica: number, totals: { drafts: number; draftTokens: number; acceptedTokens: number }): void {
+    const key = `${model}\u0000${replica}`;
+    const last = this.#specTotals.get(key);
+    const since = last && totals.drafts >= last.drafts ? last : { drafts: 0, draftTokens: 0, acceptedTokens: 0 };
+    this.#specTotals.set(key, totals);
+    const method = (this.options.config.get('models') as { name: string; speculative?: string }[] | undefined)?.find((m) => m.name === model)?.speculative ?? 'unknown';
+    this.options.events.emit('spec.acceptance', {
+      model,
+      method,
+      drafts: totals.drafts - since.drafts,
+      proposedTokens: totals.draftTokens - since.draftTokens,
+      acceptedTokens: totals.acceptedTokens - since.acceptedTokens,
+    });
   }
 
   // `cache.prefix.maxBytes` for each replica, or by default 80% of the memory free now, shared by the LLMs served

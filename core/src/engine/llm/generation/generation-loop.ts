@@ -1,4 +1,4 @@
-import type { FinishReason, GenerationPriority } from '@nucleus/sdk';
+import type { DraftProposer, FinishReason, GenerationPriority } from '@nucleus/sdk';
 import { blockFromRow, pastFromBlocks } from '../prefix-cache/kv-blocks.js';
 import type { PrefixCache } from '../prefix-cache/prefix-cache.js';
 import { isAllocationFailure } from './allocation-failure.js';
@@ -67,6 +67,27 @@ export interface StepRecovery {
   splits: number;
   /** Sequences that failed even in a step of their own. */
   failedAlone: number;
+}
+
+/** Speculative decoding in the loop: who proposes drafts, how many tokens at most, up to what batch. */
+export interface Speculation {
+  /** The method's name, for telemetry (`ngram` …). */
+  method: string;
+  proposer: DraftProposer;
+  /** Most draft tokens verified per sequence and step (k). */
+  numSpeculativeTokens: number;
+  /** Speculate only while at most this many sequences run. */
+  maxBatch: number;
+}
+
+/** What speculation did, counted since the loop started. */
+export interface SpeculationStats {
+  /** Drafts verified: one per sequence and step that had one. */
+  drafts: number;
+  /** Draft tokens verified. */
+  draftTokens: number;
+  /** Draft tokens the model agreed with (each one a token gained over plain decoding). */
+  acceptedTokens: number;
 }
 
 /** One part of a step run over some rows: its result, or the error it failed with alone. */
@@ -143,8 +164,18 @@ export class GenerationLoop {
   /** The prefix cache was emptied in this iteration already. */
   #flushed = false;
   readonly #recovery: StepRecovery = { cacheFlushes: 0, splits: 0, failedAlone: 0 };
+  readonly #speculation: Speculation | undefined;
+  readonly #specStats: SpeculationStats = { drafts: 0, draftTokens: 0, acceptedTokens: 0 };
 
-  constructor(options: { runner: DecoderRunner | ResidentKvRunner; scheduler: GenerationScheduler; sink: LoopSink; maxContext: number; now?: () => number; prefixCache?: PrefixCache }) {
+  constructor(options: {
+    runner: DecoderRunner | ResidentKvRunner;
+    scheduler: GenerationScheduler;
+    sink: LoopSink;
+    maxContext: number;
+    now?: () => number;
+    prefixCache?: PrefixCache;
+    speculation?: Speculation;
+  }) {
     if (isResidentKvRunner(options.runner)) this.#resident = options.runner;
     this.#runner = options.runner as DecoderRunner;
     this.#cache = options.prefixCache;
@@ -152,6 +183,11 @@ export class GenerationLoop {
     this.#sink = options.sink;
     this.#maxContext = options.maxContext;
     this.#now = options.now ?? (() => performance.now());
+    if (options.speculation) {
+      const supported = this.#resident ? this.#resident.verify && this.#resident.truncate : this.#runner.verify;
+      if (!supported) throw new Error('this model runner cannot verify draft tokens; speculative decoding needs a runner with verify steps');
+      this.#speculation = options.speculation;
+    }
   }
 
   /** Sequences being decoded now. */
@@ -167,6 +203,11 @@ export class GenerationLoop {
   /** How failed steps were got through so far. */
   get recovery(): Readonly<StepRecovery> {
     return this.#recovery;
+  }
+
+  /** Drafted and accepted tokens so far; undefined without speculation. */
+  get speculation(): Readonly<SpeculationStats> | undefined {
+    return this.#speculation ? this.#specStats : undefined;
   }
 
   /** Most rows a step runs while an allocation failure keeps steps split; undefined when not split. */
@@ -204,7 +245,11 @@ export class GenerationLoop {
       const ordered = plan.admit.map((w) => joining.find((s) => s.id === w.id)!);
       steps.push(...(await (this.#resident ? this.#prefillResident(this.#resident, ordered) : this.#prefill(ordered))));
     }
-    if (this.#running.length > 0) steps.push(await (this.#resident ? this.#decodeResident(this.#resident) : this.#decode()));
+    if (this.#running.length > 0) {
+      const speculative = await this.#speculate();
+      if (speculative) steps.push(speculative);
+      else steps.push(await (this.#resident ? this.#decodeResident(this.#resident) : this.#decode()));
+    }
     if (this.#running.length === 0) {
       this.#rowCap = undefined;
       this.#stepsAtCap = 0;
@@ -493,6 +538,99 @@ export class GenerationLoop {
     return true;
   }
 
+  /**
+   * A speculative decode step, when speculation is on, few enough sequences run and some have drafts: one run over
+   * each sequence's last token and its drafts, then per sequence the longest prefix of drafts the model agrees with
+   * and the model's own token after it, emitted in order with the usual stop rules; the KV cache is cut back to the
+   * tokens kept. Undefined when it does not apply or its run failed (the plain decode step then runs, with its
+   * recovery); the cache is untouched then.
+   */
+  async #speculate(): Promise<StepReport | undefined> {
+    const spec = this.#speculation;
+    const running = this.#running;
+    if (!spec || running.length > spec.maxBatch || this.#rowCap !== undefined) return undefined;
+    const started = this.#now();
+    const lengths = this.#resident ? this.#resident.lengths : this.#kv!.lengths;
+    const drafts: number[][] = [];
+    try {
+      for (const [row, seq] of running.entries()) {
+        // Room for the drafts and the token after them: within max_tokens and the context window.
+        const room = Math.min(spec.numSpeculativeTokens, seq.init.maxTokens - seq.generated - 1, this.#maxContext - lengths[row]! - 1);
+        drafts.push(room <= 0 || seq.cancelled ? [] : (await spec.proposer.propose([...seq.init.promptIds, ...seq.generatedIds], room)).slice(0, room));
+      }
+    } catch {
+      // A proposer that fails costs its speedup, never a generation.
+      return undefined;
+    }
+    if (drafts.every((d) => d.length === 0)) return undefined;
+    const before = [...lengths];
+    let logits: LogitsRow[][];
+    let stepKv: KvBatch | undefined;
+    try {
+      if (this.#resident) {
+        const runner = this.#resident;
+        logits = [];
+        for (const [row, seq] of running.entries()) logits.push(await runner.verify!(row, [seq.lastToken, ...drafts[row]!]));
+      } else {
+        // One width for all rows: shorter drafts are padded with their last token, whose logits are never read.
+        const width = 1 + Math.max(...drafts.map((d) => d.length));
+        const tokens = running.map((seq, row) => {
+          const t = [seq.lastToken, ...drafts[row]!];
+          while (t.length < width) t.push(t[t.length - 1]!);
+          return t;
+        });
+        ({ logits, kv: stepKv } = await this.#runner.verify!(this.#kv!, tokens));
+      }
+    } catch {
+      if (this.#resident) running.forEach((_, row) => this.#resident!.truncate!(row, Math.min(before[row]!, this.#resident!.lengths[row]!)));
+      return undefined;
+    }
+    const keep: number[] = [];
+    const ended: number[] = [];
+    const kept: number[] = [];
+    let tokens = 0;
+    running.forEach((seq, row) => {
+      const draft = drafts[row]!;
+      if (draft.length > 0) {
+        this.#specStats.drafts++;
+        this.#specStats.draftTokens += draft.length;
+      }
+      if (seq.cancelled) {
+        this.#sink.finish(seq.id, 'cancelled', '', seq.generated);
+        kept.push(before[row]! + 1);
+        ended.push(row);
+        return;
+      }
+      // The tokens to append: drafts while the model agrees, then the model's own token.
+      const out: number[] = [];
+      for (let i = 0; i <= draft.length; i++) {
+        const token = i < draft.length ? seq.sampler.verify(logits[row]![i]!, draft[i]!) : seq.sampler.sample(logits[row]![i]!);
+        seq.sampler.accept(token);
+        out.push(token);
+        if (i < draft.length && token !== draft[i]) break;
+      }
+      this.#specStats.acceptedTokens += out.length - 1;
+      let emitted = 0;
+      let goesOn = true;
+      for (const token of out) {
+        emitted++;
+        tokens++;
+        // Token `emitted` puts the KV at the old length, the last token and the drafts before it.
+        goesOn = this.#emit(seq, token, before[row]! + emitted);
+        if (!goesOn) break;
+      }
+      kept.push(before[row]! + emitted);
+      if (goesOn) keep.push(row);
+      else ended.push(row);
+    });
+    if (this.#resident) running.forEach((_, row) => this.#resident!.truncate!(row, kept[row]!));
+    else if (kept.every((n, row) => n === stepKv!.lengths[row])) this.#kv = stepKv;
+    else this.#kv = KvBatch.gather(this.#runner.layout, running.map((_, row) => ({ batch: stepKv!, row, length: kept[row]! })));
+    for (const row of ended) this.#retain(running[row]!, this.#resident ?? this.#kv!, row);
+    this.#keepRows(keep);
+    return { phase: 'decode', sequences: running.length, tokens, durationMs: this.#now() - started };
+  }
+
   /** Samples a sequence's next token and applies the stop rules; true while the sequence goes on. */
   #accept(seq: Sequence, logits: LogitsRow, cached: number): boolean {
     if (seq.cancelled) {
@@ -501,6 +639,11 @@ export class GenerationLoop {
     }
     const token = seq.sampler.sample(logits);
     seq.sampler.accept(token);
+    return this.#emit(seq, token, cached);
+  }
+
+  /** Appends a sampled token (the sampler has accepted it) and applies the stop rules; true while the sequence goes on. */
+  #emit(seq: Sequence, token: number, cached: number): boolean {
     seq.generated++;
     seq.lastToken = token;
     seq.generatedIds.push(token);

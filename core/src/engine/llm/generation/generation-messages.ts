@@ -2,6 +2,7 @@ import type { ChatMessage, EmbeddingPooling, FinishReason, GenerationPriority, S
 import type { DecoderConfig, TokenizerSpec } from '../llm-model.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
+import type { SpeculationStats } from './generation-loop.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** The encoder facts an embedding thread needs (for built-in encoders without a tokenizer of their own). */
@@ -34,6 +35,8 @@ export interface GenerationThreadSpec {
   flushIntervalMs: number;
   /** The prefix cache of a decoder; absent when it is off. */
   prefixCache?: PrefixCacheSpec;
+  /** Speculative decoding of a decoder (`models[].speculative`); absent when it is off. */
+  speculative?: SpeculativeSpec;
   /** Test hook only: runs of a decoder fail as this says (see {@link GenerationFaultInjection}). */
   faultInjection?: GenerationFaultInjection;
 }
@@ -46,6 +49,16 @@ export interface PrefixCacheSpec {
   policy: string;
   /** The module the thread imports for its own instance of the policy (a main-thread object cannot be called from here). */
   policyModule: string;
+}
+
+/** How a decoder thread speculates: the method plugins contributed, as plain data (see `DraftProposerSpec`). */
+export interface SpeculativeSpec {
+  method: string;
+  /** The module the thread imports for its own proposer (its default export is a `DraftProposerFactory`). */
+  module: string;
+  options: Record<string, unknown>;
+  numSpeculativeTokens: number;
+  maxBatch: number;
 }
 
 /** A generation request as it crosses into the thread (the signal stays on the main thread). */
@@ -119,7 +132,17 @@ export type FromGenerationThread =
   | { type: 'admitted'; id: number; promptTokens: number; maxTokens: number; /** Prompt tokens the prefix cache held at admission. */ cachedTokens?: number }
   | { type: 'rejected'; id: number; status: number; code: string; message: string; param?: string }
   /** A group of events, with the loop's state and the steps run since the previous group. */
-  | { type: 'events'; events: WireGenerationEvent[]; running: number; waiting: number; steps: WireStepStats[]; /** The prefix cache, when it changed since the last group. */ cache?: PrefixCacheStats }
+  | {
+      type: 'events';
+      events: WireGenerationEvent[];
+      running: number;
+      waiting: number;
+      steps: WireStepStats[];
+      /** The prefix cache, when it changed since the last group. */
+      cache?: PrefixCacheStats;
+      /** Speculative decoding's totals, when they changed since the last group. */
+      speculation?: SpeculationStats;
+    }
   | { type: 'released'; id: number; bytes: number }
   | { type: 'embedded'; id: number; vectors: Float32Array[]; promptTokens: number }
   | { type: 'embed-error'; id: number; status: number; code: string; message: string; param?: string };

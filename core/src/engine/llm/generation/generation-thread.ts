@@ -4,7 +4,7 @@
 // token groups this worker posts.
 import { randomInt, randomUUID } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
-import { NucleusError, toNucleusError, type Backend, type CachePolicy, type CachePolicyFactory, type SessionOptions } from '@nucleus/sdk';
+import { NucleusError, toNucleusError, type Backend, type CachePolicy, type CachePolicyFactory, type DraftProposerFactory, type SessionOptions } from '@nucleus/sdk';
 import { createBackendSession } from '../../backend-session.js';
 import type { LlmTokenizer } from '../llm-model.js';
 import { PrefixCache, type PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
@@ -15,8 +15,8 @@ import { ContribDecoderSession } from './contrib-session.js';
 import { DecoderSession, kvLayoutOf } from './decoder-session.js';
 import { Embedder } from './embedding/embedder.js';
 import { releaseAllocationFailureSession, withFaultInjection } from './fault-injecting-runner.js';
-import type { FromGenerationThread, GenerationThreadSpec, PrefixCacheSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
-import { GenerationLoop, type LoopSink } from './generation-loop.js';
+import type { FromGenerationThread, GenerationThreadSpec, PrefixCacheSpec, SpeculativeSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
+import { GenerationLoop, type LoopSink, type Speculation } from './generation-loop.js';
 import { Outbox } from './outbox.js';
 import { buildPrompt, type ChatRenderer } from './prompt-builder.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
@@ -67,6 +67,15 @@ async function openPrefixCache(cacheSpec: PrefixCacheSpec): Promise<PrefixCache>
   return new PrefixCache({ layout: kvLayoutOf(spec.decoder!.config), blockTokens: cacheSpec.blockTokens, maxBytes: cacheSpec.maxBytes, policy: policy as CachePolicy });
 }
 
+/** Speculative decoding's proposer, from the module the method names, like the cache policy above. */
+async function openSpeculation(s: SpeculativeSpec): Promise<Speculation> {
+  const imported = (await import(s.module)) as { default?: unknown };
+  if (typeof imported.default !== 'function') throw new Error(`${s.module} has no default export that creates a draft proposer`);
+  const proposer = (imported.default as DraftProposerFactory)(s.options);
+  if (typeof proposer?.propose !== 'function') throw new Error(`the '${s.method}' speculative method from ${s.module} gave no propose()`);
+  return { method: s.method, proposer, numSpeculativeTokens: s.numSpeculativeTokens, maxBatch: s.maxBatch };
+}
+
 /** One admitted request: which loop sequences are its choices. */
 interface Admitted {
   seqIds: number[];
@@ -89,6 +98,7 @@ class DecoderEngine {
   readonly #cached = new Map<number, number>();
   #nextSeq = 1;
   #lastStats: string | undefined;
+  #lastSpeculation = 0;
   /** Names the current loop iteration in failures, so the requests one failed step ends count as one failure. */
   #iteration = randomUUID();
 
@@ -96,6 +106,7 @@ class DecoderEngine {
     session: ort.InferenceSession,
     readonly scheduler: GenerationScheduler,
     readonly prefixCache?: PrefixCache,
+    speculation?: Speculation,
   ) {
     const d = spec.decoder!;
     this.#tokenizer = createTokenizer(d.tokenizer);
@@ -104,7 +115,8 @@ class DecoderEngine {
     this.#eos = [...new Set([...d.config.eosTokenIds, ...this.#tokenizer.eosTokenIds])];
     this.outbox = new Outbox((events, steps) => {
       const cache = this.#cacheStatsIfChanged();
-      post({ type: 'events', events, running: this.loop.running, waiting: this.loop.waiting, steps, ...(cache && { cache }) });
+      const speculation = this.#speculationIfChanged();
+      post({ type: 'events', events, running: this.loop.running, waiting: this.loop.waiting, steps, ...(cache && { cache }), ...(speculation && { speculation }) });
     }, spec.flushIntervalMs);
     const sink: LoopSink = {
       token: (seq, tokenId, text) => {
@@ -151,7 +163,7 @@ class DecoderEngine {
     // A contrib graph runs over KV buffers its runner keeps, sized for the scheduler's batch (they grow if it rises).
     const real = d.config.graphStyle === 'contrib' ? new ContribDecoderSession(session, d.config, { initialRows: scheduler.capacity }) : new DecoderSession(session, d.config);
     const runner = spec.faultInjection ? withFaultInjection(real, spec.faultInjection, () => prefixCache?.stats.bytes ?? 0) : real;
-    this.loop = new GenerationLoop({ runner, scheduler, sink, maxContext: this.#maxContext, ...(prefixCache && { prefixCache }) });
+    this.loop = new GenerationLoop({ runner, scheduler, sink, maxContext: this.#maxContext, ...(prefixCache && { prefixCache }), ...(speculation && { speculation }) });
   }
 
   get maxContext(): number {
@@ -226,6 +238,14 @@ class DecoderEngine {
     if (key === this.#lastStats) return undefined;
     this.#lastStats = key;
     return stats;
+  }
+
+  // Speculation's totals when drafts were verified since the last ones posted.
+  #speculationIfChanged(): { drafts: number; draftTokens: number; acceptedTokens: number } | undefined {
+    const stats = this.loop.speculation;
+    if (!stats || stats.drafts === this.#lastSpeculation) return undefined;
+    this.#lastSpeculation = stats.drafts;
+    return { ...stats };
   }
 
   #release(seq: number): { request: number; index: number } | undefined {
@@ -303,7 +323,8 @@ async function main(): Promise<void> {
   }
   try {
     if (spec.role === 'decoder') {
-      engine = new DecoderEngine(opened.session, scheduler, prefixCache);
+      const speculation = spec.speculative && (await openSpeculation(spec.speculative));
+      engine = new DecoderEngine(opened.session, scheduler, prefixCache, speculation);
       embedder = Embedder.forDecoder(spec, createTokenizer(spec.decoder!.tokenizer), (model) => openSession(model).then((o) => o.session));
     } else {
       embedder = Embedder.forEncoder(spec, opened.session);

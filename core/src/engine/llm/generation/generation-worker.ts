@@ -11,6 +11,7 @@ import type {
   WireStepStats,
 } from './generation-messages.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
+import type { SpeculationStats } from './generation-loop.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** What a generation thread reports once its session is open. */
@@ -34,7 +35,7 @@ export interface Admission {
 /** Hooks a {@link GenerationWorker} calls with what the thread reports, for telemetry. */
 export interface GenerationWorkerObserver {
   /** A group of events arrived, with the loop's state and the steps since the last group. */
-  onGroup?(state: { running: number; waiting: number; steps: WireStepStats[]; cache?: PrefixCacheStats }): void;
+  onGroup?(state: { running: number; waiting: number; steps: WireStepStats[]; cache?: PrefixCacheStats; speculation?: SpeculationStats }): void;
 }
 
 /** The events of one admitted request as they arrive, consumed by one reader. */
@@ -510,7 +511,13 @@ export class GenerationWorker {
                 this.#end(event.id, channel);
               }
             }
-            this.options.observer?.onGroup?.({ running: message.running, waiting: message.waiting, steps: message.steps, ...(message.cache && { cache: message.cache }) });
+            this.options.observer?.onGroup?.({
+              running: message.running,
+              waiting: message.waiting,
+              steps: message.steps,
+              ...(message.cache && { cache: message.cache }),
+              ...(message.speculation && { speculation: message.speculation }),
+            });
             break;
           case 'released': {
             const pending = this.#releases.get(message.id);

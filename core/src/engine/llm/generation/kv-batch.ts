@@ -19,6 +19,8 @@ export interface KvLayer {
 export interface RowSource {
   batch: KvBatch;
   row: number;
+  /** Keep only the row's first this many tokens (rejected draft tokens dropped); default all. */
+  length?: number;
 }
 
 /**
@@ -57,10 +59,15 @@ export class KvBatch {
 
   /**
    * A new batch holding the given rows, in that order, left-padded to the longest of them. Rows may come from
-   * several batches (the running batch and a freshly prefilled one) or be a subset of one (sequences left).
+   * several batches (the running batch and a freshly prefilled one) or be a subset of one (sequences left), and may
+   * be cut short (a verify step's rejected draft tokens).
    */
   static gather(layout: KvLayout, sources: readonly RowSource[]): KvBatch {
-    const lengths = sources.map((s) => s.batch.lengths[s.row]!);
+    const lengths = sources.map((s) => {
+      const held = s.batch.lengths[s.row]!;
+      if (s.length !== undefined && (s.length < 0 || s.length > held)) throw new Error(`cannot keep ${s.length} tokens of a row that holds ${held}`);
+      return s.length ?? held;
+    });
     const past = Math.max(0, ...lengths);
     const { numKvHeads: H, headDim: D } = layout;
     const rowSize = H * past * D;
@@ -74,7 +81,7 @@ export class KvBatch {
         const src = s.batch.layers[l]!;
         const srcPast = s.batch.pastLength;
         for (let h = 0; h < H; h++) {
-          const from = ((s.row * H + h) * srcPast + (srcPast - len)) * D;
+          const from = ((s.row * H + h) * srcPast + (srcPast - s.batch.lengths[s.row]!)) * D;
           const to = ((r * H + h) * past + (past - len)) * D;
           key.set(src.key.subarray(from, from + len * D), to);
           value.set(src.value.subarray(from, from + len * D), to);

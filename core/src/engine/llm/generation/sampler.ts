@@ -70,6 +70,29 @@ export class Sampler {
     return this.#draw(logits);
   }
 
+  /**
+   * Verifies a draft token against these logits (speculative decoding) and gives the token to append: the draft when
+   * accepted, else a token drawn in its place. The draft is a guess with no probabilities of its own (one token for
+   * sure), so standard rejection sampling accepts it with the probability p(draft) the settings give it and otherwise
+   * draws from p with the draft taken out: the token appended is distributed exactly as {@link sample} would draw it.
+   * Greedy settings accept the draft only when it is the most likely token.
+   */
+  verify(row: LogitsRow, draft: number): number {
+    const logits = this.#prepare(row);
+    if (isGreedy(this.#params)) return argmax(logits);
+    const { candidates, total } = this.#weigh(logits);
+    const inSet = draft >= 0 && draft < logits.length && (candidates === undefined || candidates.includes(draft));
+    const mass = candidates === undefined ? total : candidates.reduce((m, id) => m + logits[id]!, 0);
+    const pDraft = inSet ? logits[draft]! : 0;
+    if (this.#rng.next() * mass < pDraft) return draft;
+    if (pDraft >= mass) return draft;
+    // Rejected: the residual max(p − q, 0) of a one-token guess is p without the draft.
+    if (inSet) logits[draft] = 0;
+    const rest = mass - pDraft;
+    if (candidates === undefined) return drawFrom(logits, rest, this.#rng.next());
+    return pick(logits, candidates, rest, this.#rng.next());
+  }
+
   // Copies the row into scratch space and applies the penalties there.
   #prepare(row: LogitsRow): Float32Array {
     const n = row instanceof Float32Array ? row.length : row.float16.length;
@@ -95,6 +118,15 @@ export class Sampler {
   }
 
   #draw(logits: Float32Array): number {
+    const { candidates, total } = this.#weigh(logits);
+    if (candidates === undefined) return drawFrom(logits, total, this.#rng.next());
+    let mass = 0;
+    for (const id of candidates) mass += logits[id]!;
+    return pick(logits, candidates, mass, this.#rng.next());
+  }
+
+  // Turns the logits into unnormalised probabilities in place, and gives the ids top-k and top-p keep (undefined: all).
+  #weigh(logits: Float32Array): { candidates: number[] | undefined; total: number } {
     const p = this.#params;
     const n = logits.length;
     // Softmax at temperature T, in place: logits become unnormalised probabilities.
@@ -109,16 +141,7 @@ export class Sampler {
       logits[i] = e;
       total += e;
     }
-    const candidates = this.#candidates(logits, total);
-    if (candidates === undefined) return drawFrom(logits, total, this.#rng.next());
-    let mass = 0;
-    for (const id of candidates) mass += logits[id]!;
-    let target = this.#rng.next() * mass;
-    for (const id of candidates) {
-      target -= logits[id]!;
-      if (target < 0) return id;
-    }
-    return candidates[candidates.length - 1]!;
+    return { candidates: this.#candidates(logits, total), total };
   }
 
   /**
@@ -204,6 +227,17 @@ export function argmax(values: ArrayLike<number>): number {
     }
   }
   return best;
+}
+
+// Draws among `candidates` by their weight in `probs` (`mass` in all).
+function pick(probs: Float32Array, candidates: readonly number[], mass: number, u: number): number {
+  let target = u * mass;
+  for (const id of candidates) {
+    target -= probs[id]!;
+    if (target < 0) return id;
+  }
+  for (let i = candidates.length - 1; i >= 0; i--) if (probs[candidates[i]!]! > 0) return candidates[i]!;
+  return candidates[candidates.length - 1]!;
 }
 
 function drawFrom(probs: Float32Array, total: number, u: number): number {
