@@ -241,7 +241,7 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     assert.equal(again.usage!.completion_tokens, 2);
   });
 
-  it('keeps /health answering quickly while 8+ streams generate', async () => {
+  it('keeps /health answering quickly while 10 streams of 2 choices generate', async () => {
     let generating = true;
     const latencies: number[] = [];
     const probe = (async () => {
@@ -264,7 +264,10 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     await probe;
     assert.ok(counts.every((c) => c > 10));
     assert.ok(latencies.length >= 5, `probed /health ${latencies.length} times while generating`);
-    const worst = Math.max(...latencies);
-    assert.ok(worst < 250, `slowest /health took ${worst.toFixed(1)} ms`);
+    // The median, not the worst: a shared machine may take the CPU away from this process now and then, which the
+    // benchmarks measure (bench/results/llm.md: /health p99 during 32 streams).
+    latencies.sort((a, b) => a - b);
+    const median = latencies[Math.floor(latencies.length / 2)]!;
+    assert.ok(median < 50, `/health median ${median.toFixed(1)} ms, slowest ${latencies.at(-1)!.toFixed(1)} ms`);
   });
 });
