@@ -10,6 +10,8 @@ interface StatusLlm {
   name: string;
   running: number;
   waiting: number;
+  graphStyle?: string;
+  stepRecovery?: { cacheFlushes: number; splits: number; failedAlone: number };
   workers?: (WorkerReplicaStatus & { running: number; waiting: number })[];
 }
 
@@ -44,6 +46,7 @@ describe('LLM replicas over HTTP (api-openai, api-kserve, scheduler, cache-lru; 
       ],
     );
     assert.ok(before.every((w) => w.pid !== undefined && w.pid !== process.pid) && before[0]!.pid !== before[1]!.pid, 'a process each');
+    assert.deepEqual((await llm()).stepRecovery, { cacheFlushes: 0, splits: 0, failedAlone: 0 }, 'no step failed');
     const at = before.find((w) => w.runs === 1)!.id;
     const answer = (first.body as { choices: { message: { content: string } }[] }).choices[0]!.message.content;
     const second = await ask('talk-7', [question, { role: 'assistant', content: answer }, { role: 'user', content: 'What did it eat?' }]);

@@ -200,6 +200,7 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
             running: m.running,
             waiting: m.waiting,
             ...(m.breaker && { breaker: m.breaker }),
+            ...(m.stepRecovery && { stepRecovery: m.stepRecovery }),
             ...(m.workers && { workers: m.workers }),
           }));
         return { models, llms, backends: await engine.backends() };

@@ -11,7 +11,7 @@ import type {
   WireStepStats,
 } from './generation-messages.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
-import type { SpeculationStats } from './generation-loop.js';
+import type { SpeculationStats, StepRecovery } from './generation-loop.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** What a generation thread reports once its session is open. */
@@ -35,7 +35,17 @@ export interface Admission {
 /** Hooks a {@link GenerationWorker} calls with what the thread reports, for telemetry. */
 export interface GenerationWorkerObserver {
   /** A group of events arrived, with the loop's state and the steps since the last group. */
-  onGroup?(state: { running: number; waiting: number; steps: WireStepStats[]; cache?: PrefixCacheStats; speculation?: SpeculationStats }): void;
+  onGroup?(state: {
+    running: number;
+    waiting: number;
+    steps: WireStepStats[];
+    cache?: PrefixCacheStats;
+    speculation?: SpeculationStats;
+    /** The loop's step-recovery counters, when they changed; they count from zero in each new thread or process. */
+    recovery?: StepRecovery;
+    /** Which thread or process of the replica reported (its restarts so far): counters start again in a new one. */
+    incarnation: number;
+  }): void;
 }
 
 /** The events of one admitted request as they arrive, consumed by one reader. */
@@ -517,6 +527,8 @@ export class GenerationWorker {
               steps: message.steps,
               ...(message.cache && { cache: message.cache }),
               ...(message.speculation && { speculation: message.speculation }),
+              ...(message.recovery && { recovery: message.recovery }),
+              incarnation: this.#restarts,
             });
             break;
           case 'released': {
