@@ -46,6 +46,8 @@ describe('LLM replicas over HTTP (api-openai, api-kserve, scheduler, cache-lru; 
       ],
     );
     assert.ok(before.every((w) => w.pid !== undefined && w.pid !== process.pid) && before[0]!.pid !== before[1]!.pid, 'a process each');
+    // The built-in model on the CPU backend runs the contrib graph.
+    assert.equal((await llm()).graphStyle, 'contrib');
     assert.deepEqual((await llm()).stepRecovery, { cacheFlushes: 0, splits: 0, failedAlone: 0 }, 'no step failed');
     const at = before.find((w) => w.runs === 1)!.id;
     const answer = (first.body as { choices: { message: { content: string } }[] }).choices[0]!.message.content;

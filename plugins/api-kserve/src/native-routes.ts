@@ -197,6 +197,7 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
             name: m.name,
             state: m.state,
             ...(m.reason !== undefined && { reason: m.reason }),
+            ...(m.graphStyle !== undefined && { graphStyle: m.graphStyle }),
             running: m.running,
             waiting: m.waiting,
             ...(m.breaker && { breaker: m.breaker }),
