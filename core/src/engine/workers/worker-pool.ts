@@ -14,6 +14,8 @@ export interface WorkerPoolOptions {
   isolation?: WorkerIsolation;
   /** Passed to each replica: see `SessionWorkerOptions.heartbeatTimeoutMs`. */
   heartbeatTimeoutMs?: () => number;
+  /** Passed to each replica: see `SessionWorkerOptions.maxConsecutiveRestarts`. */
+  maxConsecutiveRestarts?: () => number;
   /** Told when a run is retried on another replica. */
   onRetry?(error: NucleusError): void;
   /** The strategy that picks a replica (read per run); none, or one without `pickWorker`, means the least busy. */
@@ -250,6 +252,7 @@ export class WorkerPool {
       ...(options.runTimeoutMs && { runTimeoutMs: options.runTimeoutMs }),
       ...(options.isolation && { isolation: options.isolation }),
       ...(options.heartbeatTimeoutMs && { heartbeatTimeoutMs: options.heartbeatTimeoutMs }),
+      ...(options.maxConsecutiveRestarts && { maxConsecutiveRestarts: options.maxConsecutiveRestarts }),
     });
     this.#ids.set(worker, id);
     return worker;
