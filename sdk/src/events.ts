@@ -135,6 +135,8 @@ export interface NucleusEvents {
     kvCacheUsage?: number;
     /** Total preemptions since the engine started (cumulative). */
     preemptionsTotal?: number;
+    /** How the engine's steps got through allocation failures since it started (cumulative; absent while none did). */
+    stepRecovery?: { cacheFlushes: number; splits: number; failedAlone: number };
   };
   /** A snapshot of a cache (prefix cache, tokenizer cache …); hits, misses and evictions are cumulative since it was created. */
   'cache.stats': {

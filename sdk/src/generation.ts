@@ -150,10 +150,22 @@ export interface GenerationModelInfo {
   waiting: number;
   /** The circuit breaker of an LLM: `open` while its generations fail fast with 503 `circuit_open`. */
   breaker?: { state: 'closed' | 'open' | 'half-open'; consecutiveFailures: number; retryAfterMs?: number; reason?: string };
+  /** How an LLM's steps got through allocation failures since it started, over all its replicas. */
+  stepRecovery?: StepRecoveryTotals;
   /** Its first worker once started: thread or process, state, restarts, and for a process its pid and measured memory. */
   worker?: WorkerReplicaStatus;
   /** An LLM's replicas (`workers.perModel`, `models[].workers`), each with its own session and prefix cache. */
   workers?: WorkerReplicaStatus[];
+}
+
+/** Counters of an LLM engine's recovery from steps that could not allocate memory (cumulative). */
+export interface StepRecoveryTotals {
+  /** Times the prefix cache was emptied so that a step could be tried again. */
+  cacheFlushes: number;
+  /** Times a failed step was split into smaller batches. */
+  splits: number;
+  /** Sequences that failed even in a step of their own (503 `insufficient_memory`). */
+  failedAlone: number;
 }
 
 /** How token vectors become one vector: mean over tokens, the first token (CLS), or the last token. */

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CachedReading } from '@nucleus/core/internal/engine/workers/cached-reading';
 import { WorkerPool } from '@nucleus/core/internal/engine/workers/worker-pool';
 import type { SessionWorkerSpec } from '@nucleus/core/internal/engine/workers/worker-messages';
 import { leastLoaded, memoryAware, roundRobin } from '@nucleus/plugin-scheduler';
@@ -67,6 +68,39 @@ describe('worker routing and replicas', () => {
     }
     assert.ok(most <= 1, `${most} batches ran at once`);
     assert.equal(pool.waiting, 0);
+  });
+
+  it('a cached reading is read again only once it is older than its age limit, or when asked for a fresh one', () => {
+    let now = 1000;
+    let reads = 0;
+    const reading = new CachedReading(() => ++reads, 200, () => now);
+    assert.equal(reading.read(), 1);
+    now += 199;
+    assert.equal(reading.read(), 1, 'still young');
+    now += 1;
+    assert.equal(reading.read(), 2, 'as old as the limit');
+    assert.equal(reading.read(true), 3, 'fresh on demand');
+    assert.equal(reading.read(), 3);
+  });
+
+  it('memory-aware routing reads host free memory once per interval, not per batch; a batch that waited for room reads it afresh', async () => {
+    const batchBytes = 16 * 3;
+    let reads = 0;
+    let free = batchBytes * 100;
+    // A clock that never moves: every reading after the first comes from the cache unless one is asked for fresh.
+    const hostFreeMemory = new CachedReading(() => (reads++, free), 200, () => 0);
+    pool = new WorkerPool(spec(), 2, { routing: () => memoryAware, hostFreeMemory });
+    await pool.start();
+    for (let i = 0; i < 10; i++) assert.deepEqual([...(await pool.run(x())).outputs.y!.data], [2, 4, 6, 8]);
+    assert.equal(reads, 1, 'ten batches routed on one reading');
+    // Room for one batch at a time: the others wait, and each, once woken, routes on a new reading.
+    free = batchBytes * 1.5;
+    hostFreeMemory.read(true);
+    reads = 0;
+    const runs = Array.from({ length: 3 }, () => pool!.run(x()));
+    assert.equal(pool.waiting, 2, 'the reservation of the first batch leaves no room for the others');
+    for (const r of await Promise.all(runs)) assert.deepEqual([...r.outputs.y!.data], [2, 4, 6, 8]);
+    assert.ok(reads >= 2, `${reads} fresh readings for the batches that waited`);
   });
 
   it('routes through the strategy named by workers.routing, and follows workers.perModel 1 → 3 → 1 while 16 clients keep sending', async () => {

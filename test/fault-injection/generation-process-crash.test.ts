@@ -4,6 +4,7 @@ import type { NucleusEvents } from '@nucleus/sdk';
 import { startTestKernel } from '@nucleus/sdk/testing';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { within } from '../engine/engine-fixtures.js';
+import { generateAll, ofType, testEngine } from '../llm-engine/engine-helpers.js';
 
 const API_PLUGIN = join(REPO_ROOT, 'plugins', 'api-openai');
 
@@ -68,6 +69,36 @@ describe('fault injection: the generation worker as a child process (workers.iso
       assert.ok((kit.kernel.generation.get('tiny-llama').worker!.rssBytes ?? 0) > 10_000_000, 'the worker process reports its memory');
     } finally {
       await kit.stop();
+    }
+  });
+
+  it('workers.maxRestarts: 1 gives a replica that dies again before a step up at its second death; the next request starts it again', async () => {
+    const { engine, emitted } = testEngine({ 'workers.isolation': 'process', 'workers.maxRestarts': 1 });
+    await engine.start();
+    try {
+      const request = { model: 'tiny-llama', prompt: 'Once', maxTokens: 4, temperature: 0, ignoreEos: true };
+      await generateAll(engine, request);
+      const health = () => ofType(emitted, 'worker.health');
+      const until = async (check: () => boolean, what: string) => {
+        for (let i = 0; i < 3000 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+        assert.ok(check(), what);
+      };
+      await engine.killWorker('tiny-llama');
+      await until(() => health().some((h) => h.healthy), 'the replica serving again');
+      await engine.killWorker('tiny-llama');
+      await until(() => health().length === 3, 'the second death being seen');
+      assert.deepEqual(
+        health().map((h) => [h.healthy, h.backoffMs, h.gaveUp]),
+        [
+          [false, 0, undefined],
+          [true, undefined, undefined],
+          [false, undefined, true],
+        ],
+      );
+      assert.equal(engine.get('tiny-llama').worker!.state, 'failed');
+      assert.equal((await generateAll(engine, request)).tokens[0]!.length, 4);
+    } finally {
+      await engine.stop();
     }
   });
 });

@@ -163,6 +163,28 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
     for (const r of results) assert.deepEqual(r.outputs.last_hidden_state!.shape, [1, 128, 32]);
   });
 
+  it('workers.maxRestarts sets how many restarts in a row a replica gets before it is given up', async () => {
+    const { k, health } = await startBert({ 'workers.perModel': 2, 'breaker.failureThreshold': 1000, 'workers.maxRestarts': 1 });
+    const victim = k.inference.loadedModel('bert').pool.workers[0]!;
+    for (let death = 1; death <= 2; death++) {
+      await until(() => victim.pid !== undefined, 15_000, `restart ${death - 1}`);
+      process.kill(victim.pid!, 'SIGKILL');
+      await until(() => health.filter((h) => !h.healthy).length === death, 5000, `death ${death} being seen`);
+    }
+    const downs = health.filter((h) => !h.healthy);
+    assert.deepEqual(
+      downs.map((h) => [h.backoffMs, h.gaveUp]),
+      [
+        [0, undefined],
+        [undefined, true],
+      ],
+    );
+    assert.deepEqual(
+      k.inference.get('bert').status!.replicas!.map((r) => r.state),
+      ['failed', 'serving'],
+    );
+  });
+
   it('a frozen process (SIGSTOP) is noticed by its missing heartbeat, killed and replaced; the other replica serves meanwhile', async () => {
     const { k, health } = await startBert({ 'workers.perModel': 2, 'workers.heartbeatTimeoutMs': 1000, 'breaker.failureThreshold': 1000 });
     const model = k.inference.loadedModel('bert');

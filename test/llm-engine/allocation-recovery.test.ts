@@ -98,6 +98,11 @@ for (const style of ['generic', 'contrib'] as const) describe(`allocation failur
     const got = await Promise.all(pair.map((ids) => generateAll(engine!, request(ids, 8))));
     got.forEach((g, i) => assert.deepEqual(g.tokens, expected[i]!.tokens, `prompt ${i}`));
     assert.ok(cache().evictions > 0, 'the cache gave its blocks up');
+    // The worker's recovery counters reach the model's info and the engine's stats.
+    const recovery = engine.get('tiny-llama').stepRecovery!;
+    assert.ok(recovery.cacheFlushes >= 1, JSON.stringify(recovery));
+    assert.equal(recovery.failedAlone, 0);
+    assert.deepEqual(ofType(emitted, 'engine.stats').at(-1)!.stepRecovery, recovery);
   });
 
   it('splits a batch that cannot allocate even with the cache empty, and every sequence completes as it would alone', async () => {
@@ -105,10 +110,17 @@ for (const style of ['generic', 'contrib'] as const) describe(`allocation failur
     const expected: Generated[] = [];
     for (const ids of prompts) expected.push(await generateAll(reference!, request(ids, 16)));
     // Four rows of 76 positions need ~155 KB; two need ~78 KB.
-    ({ engine } = await engineWith(style, { memoryLimitBytes: 100 * 1024 }, { 'cache.prefix.enabled': false }));
+    let emitted: { type: EventType; payload: unknown }[];
+    ({ engine, emitted } = await engineWith(style, { memoryLimitBytes: 100 * 1024 }, { 'cache.prefix.enabled': false }));
     await engine.start();
+    assert.deepEqual(engine.get('tiny-llama').stepRecovery, { cacheFlushes: 0, splits: 0, failedAlone: 0 });
     const got = await Promise.all(prompts.map((ids) => generateAll(engine!, request(ids, 16))));
     got.forEach((g, i) => assert.deepEqual(g.tokens, expected[i]!.tokens, `prompt ${i}`));
+    const recovery = engine.get('tiny-llama').stepRecovery!;
+    assert.ok(recovery.splits >= 1, JSON.stringify(recovery));
+    assert.equal(recovery.cacheFlushes, 0, 'no cache to empty');
+    assert.equal(recovery.failedAlone, 0);
+    assert.deepEqual(ofType(emitted, 'engine.stats').at(-1)!.stepRecovery, recovery);
   });
 
   it('fails only the sequence that cannot allocate even alone, with 503 insufficient_memory; the others in its batch complete', async () => {
@@ -132,5 +144,8 @@ for (const style of ['generic', 'contrib'] as const) describe(`allocation failur
     });
     // The engine goes on serving.
     assert.deepEqual((await generateAll(engine, request(small[0]!, 8))).tokens, expected[0]!.tokens);
+    const recovery = engine.get('tiny-llama').stepRecovery!;
+    assert.equal(recovery.failedAlone, 1, JSON.stringify(recovery));
+    assert.ok(recovery.splits >= 1);
   });
 });

@@ -10,6 +10,8 @@ interface StatusLlm {
   name: string;
   running: number;
   waiting: number;
+  graphStyle?: string;
+  stepRecovery?: { cacheFlushes: number; splits: number; failedAlone: number };
   workers?: (WorkerReplicaStatus & { running: number; waiting: number })[];
 }
 
@@ -44,6 +46,22 @@ describe('LLM replicas over HTTP (api-openai, api-kserve, scheduler, cache-lru; 
       ],
     );
     assert.ok(before.every((w) => w.pid !== undefined && w.pid !== process.pid) && before[0]!.pid !== before[1]!.pid, 'a process each');
+    // The built-in model on the CPU backend runs the contrib graph.
+    assert.equal((await llm()).graphStyle, 'contrib');
+    assert.deepEqual((await llm()).stepRecovery, { cacheFlushes: 0, splits: 0, failedAlone: 0 }, 'no step failed');
+    // Each replica's process measures its own memory; /monitor/memory lists it beside the tensor models'.
+    const memory = (await kit!.request('/monitor/memory', { headers: auth })).body as {
+      llms: { name: string; isolation?: string; workers: number; measuredBytes?: number; replicas?: { id: number; pid?: number; rssBytes: number }[] }[];
+    };
+    const measured = memory.llms.find((m) => m.name === 'tiny-llama')!;
+    assert.equal(measured.isolation, 'process', JSON.stringify(memory.llms));
+    assert.equal(measured.workers, 2);
+    assert.deepEqual(
+      measured.replicas!.map((r) => [r.id, r.pid]),
+      before.map((w) => [w.id, w.pid]),
+    );
+    assert.ok(measured.replicas!.every((r) => r.rssBytes > 1024 * 1024), JSON.stringify(measured.replicas));
+    assert.equal(measured.measuredBytes, measured.replicas!.reduce((n, r) => n + r.rssBytes, 0));
     const at = before.find((w) => w.runs === 1)!.id;
     const answer = (first.body as { choices: { message: { content: string } }[] }).choices[0]!.message.content;
     const second = await ask('talk-7', [question, { role: 'assistant', content: answer }, { role: 'user', content: 'What did it eat?' }]);

@@ -98,6 +98,8 @@ describe('metrics plugin', () => {
     ev.emit('generation.end', { model: 'llama', requestId: 'g3', promptTokens: 4, completionTokens: 0, durationMs: 5, finishReason: 'error', errorCode: 'worker_crashed', priority: 'low' });
     ev.emit('engine.stats', { model: 'llama', running: 3, waiting: 2, kvCacheUsage: 0.4, preemptionsTotal: 1 });
     ev.emit('engine.stats', { model: 'llama', running: 1, waiting: 0, kvCacheUsage: 0.1, preemptionsTotal: 3 });
+    ev.emit('engine.stats', { model: 'llama', running: 1, waiting: 0, stepRecovery: { cacheFlushes: 1, splits: 2, failedAlone: 0 } });
+    ev.emit('engine.stats', { model: 'llama', running: 1, waiting: 0, stepRecovery: { cacheFlushes: 2, splits: 5, failedAlone: 1 } });
     ev.emit('engine.steps', { model: 'llama', phase: 'decode', steps: 4, sequences: 2, tokens: 8, durationMs: 40 });
     ev.emit('spec.acceptance', { model: 'llama', method: 'prompt-lookup', proposedTokens: 8, acceptedTokens: 5 });
     ev.emit('spec.acceptance', { model: 'llama', method: 'ngram', drafts: 3, proposedTokens: 10, acceptedTokens: 4 });
@@ -118,6 +120,9 @@ describe('metrics plugin', () => {
     assert.equal(exposition.value('nucleus_num_requests_waiting', m), 0);
     assert.equal(exposition.value('nucleus_kv_cache_usage_perc', m), 0.1);
     assert.equal(exposition.value('nucleus_num_preemptions_total', m), 3);
+    assert.equal(exposition.value('nucleus_engine_step_recoveries_total', { ...m, action: 'cache_flush' }), 2);
+    assert.equal(exposition.value('nucleus_engine_step_recoveries_total', { ...m, action: 'split' }), 5);
+    assert.equal(exposition.value('nucleus_engine_step_recoveries_total', { ...m, action: 'failed_alone' }), 1);
     assert.equal(exposition.sum('nucleus_iteration_tokens', { ...m, phase: 'decode' }), 2);
     assert.equal(exposition.value('nucleus_spec_decode_num_draft_tokens_total', { ...m, method: 'prompt-lookup' }), 8);
     assert.equal(exposition.value('nucleus_spec_decode_num_accepted_tokens_total', { ...m, method: 'prompt-lookup' }), 5);

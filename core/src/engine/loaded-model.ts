@@ -37,6 +37,8 @@ export interface LoadedModelOptions {
   isolation?: WorkerIsolation;
   /** Process isolation: a worker process silent this long (ms) is frozen and killed. Read at each worker start. */
   heartbeatTimeoutMs?: () => number;
+  /** Restarts in a row after which a worker that dies again is given up (`workers.maxRestarts`), read at each death. */
+  maxConsecutiveRestarts?: () => number;
   /** Global batching and queue settings, read per batch. */
   defaults: () => {
     maxBatchSize: number;
@@ -153,6 +155,7 @@ export class LoadedModel {
         ...(options.routing && { routing: options.routing }),
         ...(options.isolation && { isolation: options.isolation }),
         ...(options.heartbeatTimeoutMs && { heartbeatTimeoutMs: options.heartbeatTimeoutMs }),
+        ...(options.maxConsecutiveRestarts && { maxConsecutiveRestarts: options.maxConsecutiveRestarts }),
         ...(options.events && {
           onHealth: (worker: number, health: WorkerHealth) =>
             options.events!.emit('worker.health', { model: source.name, version: source.version, worker, ...health }),

@@ -28,7 +28,7 @@ export default definePlugin<ApiKServeConfig>({
       ctx.container.isRegistered(Services.generation, true) ? ctx.container.resolve<GenerationService>(Services.generation) : undefined;
     const identity = { name: ctx.config.serverName, version: ctx.version };
     const pipeline = new InferencePipeline(ctx);
-    for (const route of [...kserveRoutes(service, identity, pipeline), ...nativeRoutes(service, pipeline, generation), ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend))]) {
+    for (const route of [...kserveRoutes(service, identity, pipeline), ...nativeRoutes(service, pipeline, generation), ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation)]) {
       ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
     }
   },

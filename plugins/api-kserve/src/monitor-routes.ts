@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { freemem, totalmem } from 'node:os';
-import type { Backend, ExtensionPointView, InferenceService, RouteContribution } from '@nucleus/sdk';
+import type { Backend, ExtensionPointView, GenerationService, InferenceService, RouteContribution } from '@nucleus/sdk';
 
 /** How long one backend probe may take before /monitor/gpu answers without it. */
 const PROBE_TIMEOUT_MS = 3000;
@@ -76,9 +76,10 @@ async function fileBytes(path: string): Promise<number | undefined> {
 /**
  * `GET /monitor/gpu` (every device of the GPU backends' probes, and each unusable backend's reason) and
  * `GET /monitor/memory` (host memory, this process, and per loaded model version the memory its worker processes
- * measured, or an estimate from the model file for worker threads).
+ * measured, or an estimate from the model file for worker threads; per started LLM, the memory its worker processes
+ * measured).
  */
-export function monitorRoutes(service: () => InferenceService, backends: ExtensionPointView<Backend>): RouteContribution[] {
+export function monitorRoutes(service: () => InferenceService, backends: ExtensionPointView<Backend>, generation?: () => GenerationService | undefined): RouteContribution[] {
   return [
     {
       method: 'GET',
@@ -119,10 +120,25 @@ export function monitorRoutes(service: () => InferenceService, backends: Extensi
             return { ...common, ...(bytes !== undefined && { modelFileBytes: bytes, estimatedBytes: bytes * workers }) };
           }),
         );
+        // The generation engine's models with workers: a process each replica measures itself; threads are part of
+        // this process's memory.
+        const llms = (generation?.()?.list() ?? [])
+          .filter((m) => m.workers !== undefined && m.workers.length > 0)
+          .map((m) => {
+            const replicas = m.workers!;
+            const common = { name: m.name, kind: m.kind, ...(m.worker && { isolation: m.worker.isolation }), workers: replicas.length };
+            if (!replicas.every((r) => r.rssBytes !== undefined)) return common;
+            return {
+              ...common,
+              measuredBytes: replicas.reduce((n, r) => n + r.rssBytes!, 0),
+              replicas: replicas.map((r) => ({ id: r.id, ...(r.pid !== undefined && { pid: r.pid }), rssBytes: r.rssBytes!, ...(r.retiring && { retiring: true }) })),
+            };
+          });
         return {
           host: { totalBytes: totalmem(), freeBytes: freemem() },
           process: { rssBytes: mem.rss, heapTotalBytes: mem.heapTotal, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, arrayBuffersBytes: mem.arrayBuffers },
           models,
+          llms,
         };
       },
     },

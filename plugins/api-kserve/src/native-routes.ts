@@ -197,9 +197,11 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
             name: m.name,
             state: m.state,
             ...(m.reason !== undefined && { reason: m.reason }),
+            ...(m.graphStyle !== undefined && { graphStyle: m.graphStyle }),
             running: m.running,
             waiting: m.waiting,
             ...(m.breaker && { breaker: m.breaker }),
+            ...(m.stepRecovery && { stepRecovery: m.stepRecovery }),
             ...(m.workers && { workers: m.workers }),
           }));
         return { models, llms, backends: await engine.backends() };

@@ -123,6 +123,11 @@ export class NucleusMetrics {
       preempted: gauge('num_requests_preempted', 'Sequences preempted out of the running batch.', MODEL),
       kvUsage: gauge('kv_cache_usage_perc', 'Fraction of the KV cache in use, 0 to 1.', MODEL),
       preemptions: counter('num_preemptions_total', 'Sequences preempted since start.', MODEL),
+      stepRecoveries: counter(
+        'engine_step_recoveries_total',
+        'Recoveries from LLM engine steps that could not allocate memory, by action: the prefix cache emptied (cache_flush), the batch split (split), a sequence failed in a step of its own (failed_alone).',
+        [...MODEL, 'action'],
+      ),
       queueDepth: gauge('queue_depth', 'Requests waiting in a queue, by model ("*" for the server-wide queue) and priority.', ['model_name', 'priority']),
       batchSize: histogram('batch_size', 'Requests per executed batch.', MODEL, BATCH_BUCKETS),
       batchPadding: histogram('batch_padding_ratio', 'Fraction of an executed batch that is padding.', MODEL, RATIO_BUCKETS),
@@ -163,6 +168,7 @@ export class NucleusMetrics {
       cacheMisses: new CumulativeCounter(this.m.cacheMisses),
       cacheEvictions: new CumulativeCounter(this.m.cacheEvictions),
       preemptions: new CumulativeCounter(this.m.preemptions),
+      stepRecoveries: new CumulativeCounter(this.m.stepRecoveries),
       workerRestarts: new CumulativeCounter(this.m.workerRestarts),
     };
   }
@@ -235,6 +241,11 @@ export class NucleusMetrics {
         if (e.preempted !== undefined) m.preempted.set(labels, e.preempted);
         if (e.kvCacheUsage !== undefined) m.kvUsage.set(labels, e.kvCacheUsage);
         if (e.preemptionsTotal !== undefined) this.cumulative.preemptions.observe(labels, e.preemptionsTotal);
+        if (e.stepRecovery) {
+          this.cumulative.stepRecoveries.observe({ ...labels, action: 'cache_flush' }, e.stepRecovery.cacheFlushes);
+          this.cumulative.stepRecoveries.observe({ ...labels, action: 'split' }, e.stepRecovery.splits);
+          this.cumulative.stepRecoveries.observe({ ...labels, action: 'failed_alone' }, e.stepRecovery.failedAlone);
+        }
       }),
       events.on('queue.depth', (e) => m.queueDepth.set({ model_name: e.model ?? '*', priority: e.priority }, e.depth)),
       events.on('batch.start', (e) => this.batchesInFlight(model(e), +1)),

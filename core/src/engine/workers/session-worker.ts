@@ -22,8 +22,11 @@ export interface RunResult {
 /** Options of a {@link SessionWorker}. */
 export interface SessionWorkerOptions {
   logger?: Logger;
-  /** A worker that dies this many times in a row without finishing a run is given up. Default 5. */
-  maxConsecutiveRestarts?: number;
+  /**
+   * Restarts in a row (deaths without a run finished in between) after which the next death gives the worker up
+   * (`workers.maxRestarts`; read at each death). Default 5.
+   */
+  maxConsecutiveRestarts?: () => number;
   /**
    * Told when the worker dies (healthy: false, with the delay before the restart, or `gaveUp`) and when a restarted
    * one is serving again (healthy: true).
@@ -56,6 +59,9 @@ interface Pending {
 
 const THREAD_ENTRY = new URL('./session-thread.js', import.meta.url);
 
+/** Restarts in a row after which a worker that dies again is given up, unless `workers.maxRestarts` says otherwise. */
+export const DEFAULT_MAX_RESTARTS = 5;
+
 /**
  * One worker — a thread, or a child process with process isolation — owning one ORT session. Runs cross as
  * messages (transferred buffers to a thread, advanced-serialized copies to a process). When the worker dies, every
@@ -77,7 +83,7 @@ export class SessionWorker {
   #restarts = 0;
   #consecutive = 0;
   #lastExit: string | undefined;
-  readonly #maxConsecutive: number;
+  readonly #maxConsecutive: () => number;
   readonly #log: Logger | undefined;
   readonly #onHealth: SessionWorkerOptions['onHealth'];
   readonly #runTimeoutMs: SessionWorkerOptions['runTimeoutMs'];
@@ -90,7 +96,7 @@ export class SessionWorker {
     options: SessionWorkerOptions = {},
   ) {
     this.#log = options.logger;
-    this.#maxConsecutive = options.maxConsecutiveRestarts ?? 5;
+    this.#maxConsecutive = options.maxConsecutiveRestarts ?? (() => DEFAULT_MAX_RESTARTS);
     this.#onHealth = options.onHealth;
     this.#runTimeoutMs = options.runTimeoutMs;
     this.#heartbeatTimeoutMs = options.heartbeatTimeoutMs;
@@ -332,7 +338,7 @@ export class SessionWorker {
   #died(why: string): void {
     this.#restarts++;
     this.#consecutive++;
-    if (this.#consecutive > this.#maxConsecutive) {
+    if (this.#consecutive > this.#maxConsecutive()) {
       this.#state = 'failed';
       this.#log?.error({ model: this.spec.label, restarts: this.#restarts, reason: why }, 'session worker keeps dying; giving up');
       this.#ready = Promise.reject(unavailable('worker_unavailable', `the worker for ${this.spec.label} died ${this.#consecutive} times in a row (last: ${why}); reload the model`));

@@ -1,5 +1,6 @@
 import { freemem } from 'node:os';
 import { NucleusError, type Logger, type SchedulerStrategy, type Tensor, type WorkerLoad, type WorkerReplicaStatus } from '@nucleus/sdk';
+import { CachedReading } from './cached-reading.js';
 import { SessionWorker, type RunResult, type SessionReady, type WorkerHealth } from './session-worker.js';
 import type { WorkerIsolation } from './worker-handle.js';
 import type { SessionWorkerSpec } from './worker-messages.js';
@@ -14,6 +15,8 @@ export interface WorkerPoolOptions {
   isolation?: WorkerIsolation;
   /** Passed to each replica: see `SessionWorkerOptions.heartbeatTimeoutMs`. */
   heartbeatTimeoutMs?: () => number;
+  /** Passed to each replica: see `SessionWorkerOptions.maxConsecutiveRestarts`. */
+  maxConsecutiveRestarts?: () => number;
   /** Told when a run is retried on another replica. */
   onRetry?(error: NucleusError): void;
   /** The strategy that picks a replica (read per run); none, or one without `pickWorker`, means the least busy. */
@@ -25,7 +28,19 @@ export interface WorkerPoolOptions {
   freeMemoryBytes?: (worker: SessionWorker) => number | undefined;
   /** A batch's estimated peak memory is its input bytes times this (outputs and intermediates). Default 3. */
   memoryFactor?: number;
+  /**
+   * The host's free memory as the default `freeMemoryBytes` reads it. Default: `os.freemem()` read at most once per
+   * {@link FREE_MEMORY_MAX_AGE_MS}, which under load saves a system call per batch.
+   */
+  hostFreeMemory?: CachedReading<number>;
 }
+
+/**
+ * How long one reading of the host's free memory serves routing. Batches routed meanwhile are accounted for by their
+ * reservations; what it misses is memory other processes take or give back, and a batch waiting for room reads
+ * the host afresh.
+ */
+export const FREE_MEMORY_MAX_AGE_MS = 200;
 
 const RETRYABLE = ['worker_exited', 'worker_unavailable', 'worker_hung'];
 
@@ -46,6 +61,7 @@ export class WorkerPool {
   readonly #active = new Map<SessionWorker, number>();
   readonly #waiters = new Set<() => void>();
   #nextId = 0;
+  readonly #hostFree: CachedReading<number>;
   // Batches routed and not yet answered.
   #routed = 0;
   #target: number;
@@ -59,6 +75,7 @@ export class WorkerPool {
     private readonly options: WorkerPoolOptions = {},
   ) {
     this.#target = Math.max(1, size);
+    this.#hostFree = options.hostFreeMemory ?? new CachedReading(freemem, FREE_MEMORY_MAX_AGE_MS);
     for (let i = 0; i < this.#target; i++) this.#workers.push(this.#create());
   }
 
@@ -164,11 +181,14 @@ export class WorkerPool {
 
   // Chooses a replica and reserves the batch's memory on it in the same tick, so runs routed together see each other.
   async #pick(estimatedBytes: number): Promise<SessionWorker> {
+    let waited = false;
     for (;;) {
       const strategy = this.options.routing?.();
       let chosen: SessionWorker | undefined;
       if (!strategy?.pickWorker || this.#closed) chosen = this.#leastBusy();
       else {
+        // A batch that waited for room sees the memory given back since, not a reading from before.
+        if (waited) this.#hostFree.read(true);
         const index = strategy.pickWorker(this.loads(), { estimatedBytes });
         chosen = index >= 0 ? this.#workers[index] : undefined;
         // Waiting only helps while some run can finish and give its memory back; with nothing running the figure
@@ -183,6 +203,7 @@ export class WorkerPool {
         return chosen;
       }
       await new Promise<void>((resolve) => this.#waiters.add(resolve));
+      waited = true;
     }
   }
 
@@ -216,7 +237,7 @@ export class WorkerPool {
 
   #freeMemory(worker: SessionWorker): number | undefined {
     if (this.options.freeMemoryBytes) return this.options.freeMemoryBytes(worker);
-    return (worker.info?.backend ?? this.spec.backend.name) === 'cpu' ? freemem() : undefined;
+    return (worker.info?.backend ?? this.spec.backend.name) === 'cpu' ? this.#hostFree.read() : undefined;
   }
 
   #reservedTotal(): number {
@@ -250,6 +271,7 @@ export class WorkerPool {
       ...(options.runTimeoutMs && { runTimeoutMs: options.runTimeoutMs }),
       ...(options.isolation && { isolation: options.isolation }),
       ...(options.heartbeatTimeoutMs && { heartbeatTimeoutMs: options.heartbeatTimeoutMs }),
+      ...(options.maxConsecutiveRestarts && { maxConsecutiveRestarts: options.maxConsecutiveRestarts }),
     });
     this.#ids.set(worker, id);
     return worker;

@@ -395,6 +395,14 @@ export const CORE_CONFIG_SCHEMA = {
           default: 3000,
           'x-runtime': true,
         },
+        maxRestarts: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'Restarts in a row a worker gets: one that died this many times since it last did any work (a tensor run answered, an LLM step) is given up when it dies again — a tensor model version then answers 503 `worker_unavailable` until it is reloaded, an LLM replica fails what it holds with 503 `worker_unavailable` and starts again on the next request. Applies at the next death after the change.',
+          default: 5,
+          'x-runtime': true,
+        },
       },
     },
     breaker: {

@@ -40,7 +40,10 @@ import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type { GenerationThreadSpec, PrefixCacheSpec, SpeculativeSpec, WireGenerateRequest } from './generation-messages.js';
 import { GenerationWorker, type EventChannel } from './generation-worker.js';
 import { GenerationReplicas } from './generation-replicas.js';
+import type { StepRecovery } from './generation-loop.js';
+import { ReplicaCounters } from './replica-counters.js';
 import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
+import { DEFAULT_MAX_RESTARTS } from '../../workers/session-worker.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { SchedulerSettings } from './scheduler.js';
 
@@ -106,6 +109,8 @@ interface ServedModel {
   cacheStats: Map<number, PrefixCacheStats>;
   /** Counters of replica caches that are gone (retired, or restarted empty), so the model's totals never go down. */
   cacheBase: { hits: number; misses: number; evictions: number };
+  /** How its replicas got through steps that failed (allocation failures), counted since the model started. */
+  recovery: ReplicaCounters<keyof StepRecovery>;
 }
 
 /** The name the built-in tiny embedding model is served under. */
@@ -129,6 +134,8 @@ export function isLlmModelPath(path: string): boolean {
 }
 
 const LIMITS = { maxN: 16, maxStop: 16 };
+
+const RECOVERY_COUNTERS = ['cacheFlushes', 'splits', 'failedAlone'] as const satisfies readonly (keyof StepRecovery)[];
 
 /**
  * The text-generation engine: one worker thread per model runs the continuous-batching loop (or the embedding
@@ -382,7 +389,7 @@ export class GenerationEngine implements GenerationService {
     return model;
   }
 
-  #add(model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'>): void {
+  #add(model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'>): void {
     const name = model.name;
     const breaker = new CircuitBreaker({
       label: `model '${name}'`,
@@ -394,7 +401,7 @@ export class GenerationEngine implements GenerationService {
     });
     // In place: a configured model's `prepare` writes to this very object.
     Object.assign(model, { breaker });
-    Object.assign(model, { cacheStats: new Map(), cacheBase: { hits: 0, misses: 0, evictions: 0 } });
+    Object.assign(model, { cacheStats: new Map(), cacheBase: { hits: 0, misses: 0, evictions: 0 }, recovery: new ReplicaCounters(RECOVERY_COUNTERS) });
     this.#models.set(name, model as ServedModel);
   }
 
@@ -476,15 +483,23 @@ export class GenerationEngine implements GenerationService {
             logger: this.#log.child({ model: model.name, replica: id }),
             isolation: isolationFor(this.options.config, model.name),
             heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
+            maxConsecutiveRestarts: () => (this.options.config.get('workers.maxRestarts') as number | undefined) ?? DEFAULT_MAX_RESTARTS,
             onHealth: (health) => {
               this.options.events.emit('worker.health', { model: model.name, worker: id, ...health });
               if (health.healthy) model.replicas?.healthChanged();
             },
             observer: {
-              onGroup: ({ steps, cache, speculation }) => {
+              onGroup: ({ steps, cache, speculation, recovery, incarnation }) => {
                 if (speculation) this.#speculationStats(model.name, id, speculation);
+                if (recovery) model.recovery.report(id, incarnation, recovery);
                 const replicas = model.replicas;
-                this.options.events.emit('engine.stats', { model: model.name, running: replicas?.running ?? 0, waiting: replicas?.waiting ?? 0 });
+                const stepRecovery = this.#recoveryTotals(model);
+                this.options.events.emit('engine.stats', {
+                  model: model.name,
+                  running: replicas?.running ?? 0,
+                  waiting: replicas?.waiting ?? 0,
+                  ...(RECOVERY_COUNTERS.some((k) => stepRecovery[k] > 0) && { stepRecovery }),
+                });
                 if (cache) {
                   const last = model.cacheStats.get(id);
                   // A restarted replica counts from zero again: what it had counted stays in the totals.
@@ -567,6 +582,11 @@ export class GenerationEngine implements GenerationService {
       for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += c[k];
     }
     return total;
+  }
+
+  // The step-recovery counters of a model's replicas taken together, since the model started.
+  #recoveryTotals(model: ServedModel): StepRecovery {
+    return model.recovery.totals((model.replicas?.all ?? []).map((w) => w.id));
   }
 
   #keepCounters(model: ServedModel, gone: PrefixCacheStats): void {
@@ -666,14 +686,14 @@ export class GenerationEngine implements GenerationService {
       created: m.created,
       running: m.replicas?.running ?? 0,
       waiting: m.replicas?.waiting ?? 0,
-      ...(m.kind === 'llm' && { breaker: m.breaker.status() }),
+      ...(m.kind === 'llm' && { breaker: m.breaker.status(), stepRecovery: this.#recoveryTotals(m) }),
       ...(m.replicas?.workers[0] && { worker: m.replicas.workers[0].status() }),
       ...(m.replicas && { workers: m.replicas.replicas() }),
     };
   }
 
-  #builtinChat(): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> {
-    const model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> = {
+  #builtinChat(): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> {
+    const model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> = {
       name: BUILTIN_CHAT_MODEL,
       kind: 'llm',
       origin: 'builtin',
@@ -691,7 +711,7 @@ export class GenerationEngine implements GenerationService {
     return model;
   }
 
-  #builtinEmbedding(): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> {
+  #builtinEmbedding(): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> {
     return {
       name: BUILTIN_EMBEDDING_MODEL,
       kind: 'embedding',
@@ -713,15 +733,15 @@ export class GenerationEngine implements GenerationService {
   }
 
   // The graph style a model opens with (see `chooseGraphStyle`), recorded for its info and logged.
-  #graphStyle(model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'>, of: Parameters<typeof chooseGraphStyle>[0]): GraphStyle {
+  #graphStyle(model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'>, of: Parameters<typeof chooseGraphStyle>[0]): GraphStyle {
     const { style, reason } = chooseGraphStyle(of);
     model.graphStyle = style;
     this.#log.info({ model: model.name, graphStyle: style, backend: of.backend, reason }, 'graph style');
     return style;
   }
 
-  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: GraphStyle, quantize?: string): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> {
-    const model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase'> = {
+  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: GraphStyle, quantize?: string): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> {
+    const model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> = {
       name,
       kind: 'llm',
       origin: 'config',

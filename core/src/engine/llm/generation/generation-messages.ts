@@ -2,7 +2,7 @@ import type { ChatMessage, EmbeddingPooling, FinishReason, GenerationPriority, S
 import type { DecoderConfig, TokenizerSpec } from '../llm-model.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
-import type { SpeculationStats } from './generation-loop.js';
+import type { SpeculationStats, StepRecovery } from './generation-loop.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** The encoder facts an embedding thread needs (for built-in encoders without a tokenizer of their own). */
@@ -142,6 +142,8 @@ export type FromGenerationThread =
       cache?: PrefixCacheStats;
       /** Speculative decoding's totals, when they changed since the last group. */
       speculation?: SpeculationStats;
+      /** The loop's step-recovery counters (allocation failures), when they changed since the last group. */
+      recovery?: StepRecovery;
     }
   | { type: 'released'; id: number; bytes: number }
   | { type: 'embedded'; id: number; vectors: Float32Array[]; promptTokens: number }

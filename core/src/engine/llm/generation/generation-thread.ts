@@ -16,7 +16,7 @@ import { DecoderSession, kvLayoutOf } from './decoder-session.js';
 import { Embedder } from './embedding/embedder.js';
 import { releaseAllocationFailureSession, withFaultInjection } from './fault-injecting-runner.js';
 import type { FromGenerationThread, GenerationThreadSpec, PrefixCacheSpec, SpeculativeSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
-import { GenerationLoop, type LoopSink, type Speculation } from './generation-loop.js';
+import { GenerationLoop, type LoopSink, type Speculation, type StepRecovery } from './generation-loop.js';
 import { Outbox } from './outbox.js';
 import { buildPrompt, type ChatRenderer } from './prompt-builder.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
@@ -99,6 +99,7 @@ class DecoderEngine {
   #nextSeq = 1;
   #lastStats: string | undefined;
   #lastSpeculation = 0;
+  #lastRecovery = '';
   /** Names the current loop iteration in failures, so the requests one failed step ends count as one failure. */
   #iteration = randomUUID();
 
@@ -116,7 +117,17 @@ class DecoderEngine {
     this.outbox = new Outbox((events, steps) => {
       const cache = this.#cacheStatsIfChanged();
       const speculation = this.#speculationIfChanged();
-      post({ type: 'events', events, running: this.loop.running, waiting: this.loop.waiting, steps, ...(cache && { cache }), ...(speculation && { speculation }) });
+      const recovery = this.#recoveryIfChanged();
+      post({
+        type: 'events',
+        events,
+        running: this.loop.running,
+        waiting: this.loop.waiting,
+        steps,
+        ...(cache && { cache }),
+        ...(speculation && { speculation }),
+        ...(recovery && { recovery }),
+      });
     }, spec.flushIntervalMs);
     const sink: LoopSink = {
       token: (seq, tokenId, text) => {
@@ -246,6 +257,15 @@ class DecoderEngine {
     if (!stats || stats.drafts === this.#lastSpeculation) return undefined;
     this.#lastSpeculation = stats.drafts;
     return { ...stats };
+  }
+
+  // The loop's step-recovery counters when they changed since the last ones posted.
+  #recoveryIfChanged(): StepRecovery | undefined {
+    const recovery = this.loop.recovery;
+    const key = `${recovery.cacheFlushes},${recovery.splits},${recovery.failedAlone}`;
+    if (key === this.#lastRecovery || (this.#lastRecovery === '' && key === '0,0,0')) return undefined;
+    this.#lastRecovery = key;
+    return { ...recovery };
   }
 
   #release(seq: number): { request: number; index: number } | undefined {

@@ -1,5 +1,5 @@
 import { NucleusError, unavailable, type GenerationEvent, type Logger, type WorkerReplicaStatus } from '@nucleus/sdk';
-import type { WorkerHealth } from '../../workers/session-worker.js';
+import { DEFAULT_MAX_RESTARTS, type WorkerHealth } from '../../workers/session-worker.js';
 import { WorkerHandle, type WorkerIsolation } from '../../workers/worker-handle.js';
 import type {
   FromGenerationThread,
@@ -11,7 +11,7 @@ import type {
   WireStepStats,
 } from './generation-messages.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
-import type { SpeculationStats } from './generation-loop.js';
+import type { SpeculationStats, StepRecovery } from './generation-loop.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** What a generation thread reports once its session is open. */
@@ -35,7 +35,17 @@ export interface Admission {
 /** Hooks a {@link GenerationWorker} calls with what the thread reports, for telemetry. */
 export interface GenerationWorkerObserver {
   /** A group of events arrived, with the loop's state and the steps since the last group. */
-  onGroup?(state: { running: number; waiting: number; steps: WireStepStats[]; cache?: PrefixCacheStats; speculation?: SpeculationStats }): void;
+  onGroup?(state: {
+    running: number;
+    waiting: number;
+    steps: WireStepStats[];
+    cache?: PrefixCacheStats;
+    speculation?: SpeculationStats;
+    /** The loop's step-recovery counters, when they changed; they count from zero in each new thread or process. */
+    recovery?: StepRecovery;
+    /** Which thread or process of the replica reported (its restarts so far): counters start again in a new one. */
+    incarnation: number;
+  }): void;
 }
 
 /** The events of one admitted request as they arrive, consumed by one reader. */
@@ -187,13 +197,16 @@ export interface GenerationWorkerOptions {
   isolation?: WorkerIsolation;
   /** Process isolation: see `WorkerHandleOptions.heartbeatTimeoutMs` (read at each start). */
   heartbeatTimeoutMs?: () => number;
+  /**
+   * Restarts in a row (deaths with no step in between) after which the next death stops restarting until the next
+   * request (`workers.maxRestarts`; read at each death). Default 5.
+   */
+  maxConsecutiveRestarts?: () => number;
   /** Told when the worker dies (with the backoff before its restart, or `gaveUp`) and when it serves again. */
   onHealth?(health: WorkerHealth): void;
 }
 
 const THREAD_ENTRY = new URL('./generation-thread.js', import.meta.url);
-// Deaths in a row (with no step in between) after which restarting stops until the next request.
-const MAX_CONSECUTIVE_RESTARTS = 5;
 // Workers a request that has produced nothing is sent to before it fails: a request that kills each one is not
 // sent to the next for ever.
 const MAX_ATTEMPTS = 3;
@@ -517,6 +530,8 @@ export class GenerationWorker {
               steps: message.steps,
               ...(message.cache && { cache: message.cache }),
               ...(message.speculation && { speculation: message.speculation }),
+              ...(message.recovery && { recovery: message.recovery }),
+              incarnation: this.#restarts,
             });
             break;
           case 'released': {
@@ -624,10 +639,12 @@ export class GenerationWorker {
     this.#restarts++;
     this.#consecutive++;
     const log = this.options.logger;
-    if (this.#consecutive > MAX_CONSECUTIVE_RESTARTS) {
+    const maxRestarts = this.options.maxConsecutiveRestarts?.() ?? DEFAULT_MAX_RESTARTS;
+    if (this.#consecutive > maxRestarts) {
       log?.error({ model: this.spec.label, restarts: this.#restarts, reason: why }, 'generation worker keeps dying; not restarting it until the next request');
+      const deaths = this.#consecutive;
       this.#consecutive = 0;
-      this.#failAll(unavailable('worker_unavailable', `the worker for ${this.spec.label} died ${MAX_CONSECUTIVE_RESTARTS + 1} times in a row (last: ${why}); retry later`));
+      this.#failAll(unavailable('worker_unavailable', `the worker for ${this.spec.label} died ${deaths} times in a row (last: ${why}); retry later`));
       this.#state = 'failed';
       this.options.onHealth?.({ healthy: false, reason: `the worker exited (${why})`, restarts: this.#restarts, gaveUp: true });
       return;
