@@ -39,6 +39,7 @@ describe('config store', () => {
       'workers.llmRouting',
       'workers.runTimeoutMs',
       'workers.heartbeatTimeoutMs',
+      'workers.niceness',
       'workers.maxRestarts',
       'breaker.failureThreshold',
       'breaker.cooldownMs',

@@ -31,6 +31,7 @@ import { applyModelTransform } from './model-transforms.js';
 import { compareVersions, ModelRepository, type ConfiguredModel, type ModelSource, type SourceProblem } from './model-repository.js';
 import { isolationFor, replicasFor } from './workers/isolation-for.js';
 import { DEFAULT_MAX_RESTARTS } from './workers/session-worker.js';
+import { DEFAULT_WORKER_NICENESS } from './workers/worker-handle.js';
 
 /** What the engine needs from the kernel. */
 export interface InferenceEngineOptions {
@@ -333,6 +334,7 @@ export class InferenceEngine implements InferenceService {
         runTimeoutMs: () => (this.options.config.get('workers.runTimeoutMs') as number | undefined) ?? 0,
         isolation: source.options.isolation ?? isolationFor(this.options.config, name),
         heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
+        niceness: () => (this.options.config.get('workers.niceness') as number | undefined) ?? DEFAULT_WORKER_NICENESS,
         maxConsecutiveRestarts: () => (this.options.config.get('workers.maxRestarts') as number | undefined) ?? DEFAULT_MAX_RESTARTS,
       });
       // The size may have changed while the model was loading.

@@ -37,6 +37,7 @@ export interface LoadedModelOptions {
   isolation?: WorkerIsolation;
   /** Process isolation: a worker process silent this long (ms) is frozen and killed. Read at each worker start. */
   heartbeatTimeoutMs?: () => number;
+  niceness?: () => number;
   /** Restarts in a row after which a worker that dies again is given up (`workers.maxRestarts`), read at each death. */
   maxConsecutiveRestarts?: () => number;
   /** Global batching and queue settings, read per batch. */
@@ -155,6 +156,7 @@ export class LoadedModel {
         ...(options.routing && { routing: options.routing }),
         ...(options.isolation && { isolation: options.isolation }),
         ...(options.heartbeatTimeoutMs && { heartbeatTimeoutMs: options.heartbeatTimeoutMs }),
+        ...(options.niceness && { niceness: options.niceness }),
         ...(options.maxConsecutiveRestarts && { maxConsecutiveRestarts: options.maxConsecutiveRestarts }),
         ...(options.events && {
           onHealth: (worker: number, health: WorkerHealth) =>

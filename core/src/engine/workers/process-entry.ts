@@ -2,15 +2,17 @@
 // still loading is noticed too, then waits for its spec (the first IPC message) and loads the worker body named in
 // it — the same module a worker thread runs.
 import { Worker } from 'node:worker_threads';
-import { setProcessWorkerData } from './worker-port.js';
+import { lowerPriority, setProcessWorkerData } from './worker-port.js';
 
 /** The first message a worker process receives. */
 interface ProcessInit {
   type: 'process-init';
   /** The worker body's module URL (session-thread.js, generation-thread.js). */
   entry: string;
-  /** The body's spec, what a thread gets as `workerData`. */
+  /** The body's spec, what a thread gets as `workerData.spec`. */
   data: unknown;
+  /** The niceness the worker body runs at (see `WorkerHandleOptions.niceness`). */
+  niceness: number;
   /** How often the heartbeat thread reports, ms. */
   heartbeatIntervalMs: number;
   /** The file descriptor of the heartbeat pipe. */
@@ -32,6 +34,8 @@ process.once('message', (message: ProcessInit) => {
     name: 'heartbeat',
   });
   heartbeat.unref();
+  // After the heartbeat thread started, so that it keeps beating at the server's priority under full load.
+  lowerPriority(message.niceness);
   setProcessWorkerData(message.data);
   import(message.entry).catch((err: unknown) => {
     process.stderr.write(`worker process: could not load ${message.entry}: ${err instanceof Error ? err.stack : String(err)}\n`);

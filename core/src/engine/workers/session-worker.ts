@@ -36,6 +36,8 @@ export interface SessionWorkerOptions {
   isolation?: WorkerIsolation;
   /** Process isolation: see `WorkerHandleOptions.heartbeatTimeoutMs` (read at each start). */
   heartbeatTimeoutMs?: () => number;
+  /** See `WorkerHandleOptions.niceness` (read at each start). */
+  niceness?: () => number;
   /** A run unanswered after this long (ms, read per run; 0 = never) marks the thread hung: it is replaced and its runs fail with 503 `worker_hung`. */
   runTimeoutMs?: () => number;
 }
@@ -88,6 +90,7 @@ export class SessionWorker {
   readonly #onHealth: SessionWorkerOptions['onHealth'];
   readonly #runTimeoutMs: SessionWorkerOptions['runTimeoutMs'];
   readonly #heartbeatTimeoutMs: SessionWorkerOptions['heartbeatTimeoutMs'];
+  readonly #niceness: SessionWorkerOptions['niceness'];
   /** Where this worker runs. */
   readonly isolation: WorkerIsolation;
 
@@ -100,6 +103,7 @@ export class SessionWorker {
     this.#onHealth = options.onHealth;
     this.#runTimeoutMs = options.runTimeoutMs;
     this.#heartbeatTimeoutMs = options.heartbeatTimeoutMs;
+    this.#niceness = options.niceness;
     this.isolation = options.isolation ?? 'thread';
   }
 
@@ -269,6 +273,7 @@ export class SessionWorker {
         isolation: this.isolation,
         name: `session ${this.spec.label}`,
         ...(this.#heartbeatTimeoutMs && { heartbeatTimeoutMs: this.#heartbeatTimeoutMs() }),
+        ...(this.#niceness && { niceness: this.#niceness() }),
       });
       const exited = worker.exited;
       let opened = false;

@@ -17,6 +17,20 @@ export interface WorkerHandleOptions {
    * SIGKILL, which ends it like a crash. 0 turns the check off. Default 3000.
    */
   heartbeatTimeoutMs?: number;
+  /**
+   * The OS scheduling niceness the worker runs its session at (0–19; its ORT compute threads inherit it), so that
+   * under full load the server's event loop wins the CPU over inference. Default 0: as the server.
+   */
+  niceness?: number;
+}
+
+/** The niceness inference workers run at unless `workers.niceness` says otherwise (see {@link WorkerHandleOptions.niceness}). */
+export const DEFAULT_WORKER_NICENESS = 10;
+
+/** What a worker thread gets as `workerData`: its spec, and how it sets itself up first (see `workerPort`). */
+export interface WorkerBoot {
+  spec: unknown;
+  niceness: number;
 }
 
 const PROCESS_ENTRY = fileURLToPath(new URL('./process-entry.js', import.meta.url));
@@ -52,8 +66,9 @@ export class WorkerHandle extends EventEmitter {
   /** Starts `entry` (a worker body module using `workerPort()`) as a thread or a child process, with `data` as its spec. */
   static spawn(entry: URL, data: unknown, options: WorkerHandleOptions): WorkerHandle {
     const handle = new WorkerHandle(options.isolation);
-    if (options.isolation === 'thread') handle.#startThread(entry, data, options.name);
-    else handle.#startProcess(entry, data, options.heartbeatTimeoutMs ?? 3000);
+    const niceness = options.niceness ?? 0;
+    if (options.isolation === 'thread') handle.#startThread(entry, data, options.name, niceness);
+    else handle.#startProcess(entry, data, options.heartbeatTimeoutMs ?? 3000, niceness);
     return handle;
   }
 
@@ -105,8 +120,8 @@ export class WorkerHandle extends EventEmitter {
     this.#child?.unref();
   }
 
-  #startThread(entry: URL, data: unknown, name: string): void {
-    const thread = new Worker(entry, { workerData: data, name });
+  #startThread(entry: URL, data: unknown, name: string, niceness: number): void {
+    const thread = new Worker(entry, { workerData: { spec: data, niceness } satisfies WorkerBoot, name });
     this.#thread = thread;
     let lastError: string | undefined;
     thread.on('message', (message: unknown) => this.emit('message', message));
@@ -114,7 +129,7 @@ export class WorkerHandle extends EventEmitter {
     thread.on('exit', (code) => this.#ended(code, lastError ? `it threw: ${lastError}` : `exit code ${code}`));
   }
 
-  #startProcess(entry: URL, data: unknown, heartbeatTimeoutMs: number): void {
+  #startProcess(entry: URL, data: unknown, heartbeatTimeoutMs: number, niceness: number): void {
     const child = fork(PROCESS_ENTRY, [], {
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'pipe', 'ipc', 'pipe'],
@@ -152,7 +167,7 @@ export class WorkerHandle extends EventEmitter {
     // 'close', not 'exit': it comes once the IPC channel is drained too, so no message of the process arrives after it.
     child.on('close', (code, signal) => this.#ended(code ?? 128, this.#processExitReason(code, signal)));
     const intervalMs = heartbeatTimeoutMs > 0 ? Math.max(20, Math.floor(heartbeatTimeoutMs / 5)) : 1000;
-    const init = { type: 'process-init', entry: entry.href, data, heartbeatIntervalMs: intervalMs, heartbeatFd: HEARTBEAT_FD };
+    const init = { type: 'process-init', entry: entry.href, data, niceness, heartbeatIntervalMs: intervalMs, heartbeatFd: HEARTBEAT_FD };
     child.send(init as never, undefined, {}, () => undefined);
     if (heartbeatTimeoutMs > 0) this.#watchHeartbeat(heartbeatTimeoutMs);
   }

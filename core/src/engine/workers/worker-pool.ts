@@ -15,6 +15,8 @@ export interface WorkerPoolOptions {
   isolation?: WorkerIsolation;
   /** Passed to each replica: see `SessionWorkerOptions.heartbeatTimeoutMs`. */
   heartbeatTimeoutMs?: () => number;
+  /** Passed to each replica: see `SessionWorkerOptions.niceness`. */
+  niceness?: () => number;
   /** Passed to each replica: see `SessionWorkerOptions.maxConsecutiveRestarts`. */
   maxConsecutiveRestarts?: () => number;
   /** Told when a run is retried on another replica. */
@@ -271,6 +273,7 @@ export class WorkerPool {
       ...(options.runTimeoutMs && { runTimeoutMs: options.runTimeoutMs }),
       ...(options.isolation && { isolation: options.isolation }),
       ...(options.heartbeatTimeoutMs && { heartbeatTimeoutMs: options.heartbeatTimeoutMs }),
+      ...(options.niceness && { niceness: options.niceness }),
       ...(options.maxConsecutiveRestarts && { maxConsecutiveRestarts: options.maxConsecutiveRestarts }),
     });
     this.#ids.set(worker, id);

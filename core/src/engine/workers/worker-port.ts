@@ -1,7 +1,9 @@
 // The worker side of the channel to the main process, the same for both isolations: a worker thread talks over
 // `parentPort` and gets its spec as `workerData`; a child process talks over its IPC channel (advanced
 // serialization, so typed arrays cross as they are) and gets its spec in the first message (see process-entry.ts).
+import { setPriority } from 'node:os';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import type { WorkerBoot } from './worker-handle.js';
 
 /** The worker's end of its channel to the main process. */
 export interface WorkerPort {
@@ -24,12 +26,27 @@ export function setProcessWorkerData(data: unknown): void {
   processData = { value: data };
 }
 
+/**
+ * Lowers the scheduling priority of the calling thread (on Linux niceness is per thread, and threads started later,
+ * such as ORT's thread pool, inherit it); a value the OS refuses leaves it as it was.
+ */
+export function lowerPriority(niceness: number): void {
+  if (niceness <= 0) return;
+  try {
+    setPriority(Math.min(19, niceness));
+  } catch {
+    // Not permitted here: the worker runs at the server's priority.
+  }
+}
+
 /** The channel of the thread or child process this code runs in; throws on the main thread of the main process. */
 export function workerPort(): WorkerPort {
   if (parentPort) {
     const port = parentPort;
+    const boot = workerData as WorkerBoot;
+    lowerPriority(boot.niceness);
     return {
-      data: workerData as unknown,
+      data: boot.spec,
       post: (message, transfer = []) => port.postMessage(message, transfer),
       on: <T>(handler: (message: T) => void) =>
         void port.on('message', (first: T) => {

@@ -395,6 +395,15 @@ export const CORE_CONFIG_SCHEMA = {
           default: 3000,
           'x-runtime': true,
         },
+        niceness: {
+          type: 'integer',
+          minimum: 0,
+          maximum: 19,
+          description:
+            "OS scheduling niceness of the inference workers (threads or processes; ORT's compute threads inherit it). Above 0, the server's event loop (health checks, admission, relaying tokens) wins the CPU when inference saturates it, at no cost to inference on an otherwise idle host; 0 runs them at the server's priority, e.g. on a host shared with other work that should not pass inference. Applies to workers started after the change.",
+          default: 10,
+          'x-runtime': true,
+        },
         maxRestarts: {
           type: 'integer',
           minimum: 0,

@@ -44,6 +44,7 @@ import type { StepRecovery } from './generation-loop.js';
 import { ReplicaCounters } from './replica-counters.js';
 import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
 import { DEFAULT_MAX_RESTARTS } from '../../workers/session-worker.js';
+import { DEFAULT_WORKER_NICENESS } from '../../workers/worker-handle.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { SchedulerSettings } from './scheduler.js';
 
@@ -483,6 +484,7 @@ export class GenerationEngine implements GenerationService {
             logger: this.#log.child({ model: model.name, replica: id }),
             isolation: isolationFor(this.options.config, model.name),
             heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
+            niceness: () => (this.options.config.get('workers.niceness') as number | undefined) ?? DEFAULT_WORKER_NICENESS,
             maxConsecutiveRestarts: () => (this.options.config.get('workers.maxRestarts') as number | undefined) ?? DEFAULT_MAX_RESTARTS,
             onHealth: (health) => {
               this.options.events.emit('worker.health', { model: model.name, worker: id, ...health });

@@ -197,6 +197,8 @@ export interface GenerationWorkerOptions {
   isolation?: WorkerIsolation;
   /** Process isolation: see `WorkerHandleOptions.heartbeatTimeoutMs` (read at each start). */
   heartbeatTimeoutMs?: () => number;
+  /** See `WorkerHandleOptions.niceness` (read at each start). */
+  niceness?: () => number;
   /**
    * Restarts in a row (deaths with no step in between) after which the next death stops restarting until the next
    * request (`workers.maxRestarts`; read at each death). Default 5.
@@ -458,6 +460,7 @@ export class GenerationWorker {
         isolation: this.isolation,
         name: `generation ${this.spec.label}`,
         ...(this.options.heartbeatTimeoutMs && { heartbeatTimeoutMs: this.options.heartbeatTimeoutMs() }),
+        ...(this.options.niceness && { niceness: this.options.niceness() }),
       });
       let opened = false;
       worker.on('message', (message: FromGenerationThread) => {
