@@ -143,6 +143,12 @@ export interface GenerationModelInfo {
    * place) or `generic` (past and present KV tensors every step).
    */
   graphStyle?: 'generic' | 'contrib';
+  /** The backend its sessions run on, once it is open. */
+  backend?: string;
+  /** The backend config asked for (`backend`, `models[].backend`): `auto` or a name. */
+  requestedBackend?: string;
+  /** Why it runs on another backend than the one asked for; /ready is degraded meanwhile. */
+  fallbackReason?: string;
   /** Unix time in seconds when the server learned of it. */
   created: number;
   /** Sequences running and waiting in its engine now. */

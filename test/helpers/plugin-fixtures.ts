@@ -64,3 +64,15 @@ export function routePlugin(id: string, version: string, extra: Partial<FixtureP
     ...extra,
   };
 }
+
+/**
+ * Writes a plugin contributing backend `name`, whose probe finds no device (as a GPU backend's does on a machine
+ * without one): asked for, it falls back to CPU with `reason`.
+ */
+export function writeUnusableBackend(parent: string, name: string, reason = 'no device found'): string {
+  return writePlugin(parent, {
+    id: `backend-${name}`,
+    activate: `ctx.contribute(ExtensionPoints.backend, { name: ${JSON.stringify(name)}, rank: 50, sessionOptions: () => ({ executionProviders: ['cpu'] }),
+      probe: async () => ({ usable: false, reason: ${JSON.stringify(reason)}, devices: [], executionProviders: [] }) });`,
+  });
+}

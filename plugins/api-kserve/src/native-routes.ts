@@ -190,21 +190,28 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
             ...(v.batching && { batching: v.batching }),
           })),
         }));
-        // The LLMs the generation engine serves, with their circuit breakers and replicas.
-        const llms = (generation?.()?.list() ?? [])
-          .filter((m) => m.kind === 'llm')
-          .map((m) => ({
+        // The models the generation engine serves: LLMs with their circuit breakers and replicas, and embedding models;
+        // each with the backend it runs on, as a tensor model's version reports it.
+        const served = (generation?.()?.list() ?? []).map((m) => ({
+          kind: m.kind,
+          entry: {
             name: m.name,
             state: m.state,
             ...(m.reason !== undefined && { reason: m.reason }),
+            ...(m.backend !== undefined && { backend: m.backend }),
+            ...(m.requestedBackend !== undefined && { requestedBackend: m.requestedBackend }),
+            ...(m.fallbackReason !== undefined && { fallbackReason: m.fallbackReason }),
             ...(m.graphStyle !== undefined && { graphStyle: m.graphStyle }),
             running: m.running,
             waiting: m.waiting,
             ...(m.breaker && { breaker: m.breaker }),
             ...(m.stepRecovery && { stepRecovery: m.stepRecovery }),
             ...(m.workers && { workers: m.workers }),
-          }));
-        return { models, llms, backends: await engine.backends() };
+          },
+        }));
+        const llms = served.filter((m) => m.kind === 'llm').map((m) => m.entry);
+        const embeddings = served.filter((m) => m.kind === 'embedding').map((m) => m.entry);
+        return { models, llms, embeddings, backends: await engine.backends() };
       },
     },
   ];

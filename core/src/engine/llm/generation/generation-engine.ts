@@ -38,7 +38,7 @@ import { loadLlm, loadTinyLlama } from '../load-llm.js';
 import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type { GenerationThreadSpec, PrefixCacheSpec, SpeculativeSpec, WireGenerateRequest } from './generation-messages.js';
-import { GenerationWorker, type EventChannel } from './generation-worker.js';
+import { GenerationWorker, type EventChannel, type GenerationThreadReady } from './generation-worker.js';
 import { GenerationReplicas } from './generation-replicas.js';
 import type { StepRecovery } from './generation-loop.js';
 import { ReplicaCounters } from './replica-counters.js';
@@ -95,6 +95,8 @@ interface ServedModel {
   dimensions?: number;
   chatTemplate: boolean;
   backend?: string;
+  /** The backend its sessions run on once open, what was asked for, and why they run elsewhere when they do. */
+  running?: { backend: string; requested: string; fallbackReason?: string };
   /** How its graph runs, once prepared (LLMs). */
   graphStyle?: GraphStyle;
   /** The graph and settings to run, for the backend the session is opened on. */
@@ -112,6 +114,11 @@ interface ServedModel {
   cacheBase: { hits: number; misses: number; evictions: number };
   /** How its replicas got through steps that failed (allocation failures), counted since the model started. */
   recovery: ReplicaCounters<keyof StepRecovery>;
+}
+
+/** The health condition a model's backend fallback is reported under, as for a tensor model's version. */
+function backendKey(name: string): string {
+  return `backend:${name}@1`;
 }
 
 /** The name the built-in tiny embedding model is served under. */
@@ -223,7 +230,10 @@ export class GenerationEngine implements GenerationService {
     this.#offMemory?.();
     this.#gate.queue.rejectAll(unavailable('server_stopping', 'the server is shutting down'));
     const pools = [...this.#models.values()].map((m) => m.replicas).filter((p) => p !== undefined);
-    for (const name of this.#models.keys()) this.options.health?.clear(`breaker:${name}`);
+    for (const name of this.#models.keys()) {
+      this.options.health?.clear(`breaker:${name}`);
+      this.options.health?.clear(backendKey(name));
+    }
     this.#models.clear();
     await Promise.all(pools.map((p) => p.close()));
   }
@@ -540,6 +550,7 @@ export class GenerationEngine implements GenerationService {
       }
       if (ready.prefixCacheError !== undefined) this.#log.warn({ model: model.name, reason: ready.prefixCacheError }, 'prefix cache off: its cache policy could not be loaded in the worker');
       model.maxContext = ready.maxContext;
+      this.#backendChosen(model, requested, selection.backend.name, ready);
       if (ready.dimensions !== undefined) model.dimensions = ready.dimensions;
       model.state = 'ready';
       delete model.reason;
@@ -556,10 +567,23 @@ export class GenerationEngine implements GenerationService {
       model.state = 'failed';
       model.reason = error.message;
       model.replicas = undefined;
+      delete model.running;
+      this.options.health?.clear(backendKey(model.name));
       this.options.events.emit('model.failed', { model: model.name, version: '1', error: error.message });
       this.#log.error({ model: model.name, err: error.message }, 'generation model failed to load');
       throw new NucleusError(503, 'model_unavailable', `model '${model.name}' could not be loaded: ${error.message}`);
     }
+  }
+
+  // Where the model's sessions run: like a tensor model's, a fallback from the backend asked for (by the selector, or
+  // by ORT rejecting its provider) leaves /ready degraded with the reason under `backend:<model>@1`.
+  #backendChosen(model: ServedModel, requested: string, selected: string, ready: GenerationThreadReady): void {
+    const fallbackReason = ready.fallbackReason;
+    model.running = { backend: ready.backend, requested, ...(fallbackReason !== undefined && { fallbackReason }) };
+    if (ready.backend !== selected && fallbackReason !== undefined) this.#selector.reportFallback(requested, fallbackReason);
+    const key = backendKey(model.name);
+    if (fallbackReason !== undefined) this.options.health?.set({ key, severity: 'degraded', reason: `model '${model.name}' version '1': ${fallbackReason}` });
+    else this.options.health?.clear(key);
   }
 
   // The routing strategy `workers.llmRouting` names when a plugin contributes one with `pickWorker`; otherwise the
@@ -685,6 +709,11 @@ export class GenerationEngine implements GenerationService {
       ...(m.dimensions !== undefined && { dimensions: m.dimensions }),
       chatTemplate: m.chatTemplate,
       ...(m.graphStyle !== undefined && { graphStyle: m.graphStyle }),
+      ...(m.running && {
+        backend: m.running.backend,
+        requestedBackend: m.running.requested,
+        ...(m.running.fallbackReason !== undefined && { fallbackReason: m.running.fallbackReason }),
+      }),
       created: m.created,
       running: m.replicas?.running ?? 0,
       waiting: m.replicas?.waiting ?? 0,
