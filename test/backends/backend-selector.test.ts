@@ -78,11 +78,18 @@ describe('BackendSelector', () => {
     assert.deepEqual(warnings, [{ obj: { requested: 'cuda', chosen: 'cpu', reason }, msg: 'backend fallback' }]);
   });
 
-  it('a requested backend that is not installed falls back to CPU and lists what is', async () => {
-    const selector = new BackendSelector([new CpuBackend(), cudaOn('h100x2', 'cuda12')]);
-    const selection = await selector.select('rocm');
-    assert.equal(selection.backend.name, 'cpu');
-    assert.equal(selection.fallbackReason, "backend 'rocm' is not installed (installed: cuda, cpu); running on cpu instead");
+  it('a requested backend that is not installed is an error naming those that are, not a fallback', async () => {
+    const events: unknown[] = [];
+    const selector = new BackendSelector([new CpuBackend(), cudaOn('h100x2', 'cuda12')], { events: { emit: (...e: unknown[]) => void events.push(e) } as never });
+    for (const name of ['rocm', 'cdua', 'tpu']) {
+      await assert.rejects(selector.select(name), {
+        status: 422,
+        code: 'unknown_backend',
+        message: `backend '${name}' is not installed; the backends installed are auto, cuda, cpu`,
+      });
+    }
+    assert.deepEqual(events, []);
+    assert.deepEqual(selector.names(), ['auto', 'cuda', 'cpu']);
   });
 
   it('a usable requested backend is used even when a higher-ranked one is usable too', async () => {

@@ -30,6 +30,15 @@ describe('nucleus CLI', function () {
     assert.equal(nucleus(['serve', '--no-such-flag']).code, 2);
   });
 
+  it('exits 2 when serve is asked for a backend no plugin installs, naming those installed', () => {
+    for (const name of ['tpu', 'cdua']) {
+      const res = nucleus(['serve', '--port', '0', '--backend', name]);
+      assert.equal(res.code, 2, res.err);
+      assert.match(res.err, new RegExp(`^nucleus: Invalid configuration: backend '${name}' \\(from command line\\) is not installed; the backends installed are auto, (\\w+, )*cpu\\n$`));
+      for (const installed of ['cuda', 'rocm']) assert.match(res.err, new RegExp(`, ${installed},`));
+    }
+  });
+
   it('lists the shipped plugins with versions and states', () => {
     const res = nucleus(['plugins', 'list', '--json']);
     assert.equal(res.code, 0, res.err);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Kernel } from '@nucleus/core';
 import type { NucleusError, NucleusEvents } from '@nucleus/sdk';
 import { tempDir } from '../helpers/paths.js';
+import { writeUnusableBackend } from '../helpers/plugin-fixtures.js';
 import { GraphBuilder, saveModel } from '@nucleus/sdk/onnx';
 import { builtinModel, f32, floats, scaleModel, sha256, startKernel, writeVersion } from './engine-fixtures.js';
 
@@ -172,19 +173,21 @@ describe('configured models', () => {
     }
   });
 
-  it('falls back to CPU when the configured backend is missing: backend.fallback, a degraded /ready, and the reason in status', async () => {
+  it('falls back to CPU when the configured backend is unusable: backend.fallback, a degraded /ready, and the reason in status', async () => {
     const mlp = await builtinModel('mlp-classifier');
     const seen: Seen = [];
-    const kernel = await startKernel({ backend: 'cuda', models: [{ name: 'mlp', path: mlp.dir }] }, { before: (k) => record(k, seen) });
+    const plugins = tempDir('unusable-backend');
+    writeUnusableBackend(plugins, 'nogpu', 'no driver');
+    const kernel = await startKernel({ backend: 'nogpu', 'plugins.dirs': [plugins], models: [{ name: 'mlp', path: mlp.dir }] }, { before: (k) => record(k, seen) });
     try {
       const fallback = seen.find(([t]) => t === 'backend.fallback')?.[1] as NucleusEvents['backend.fallback'] | undefined;
       assert.ok(fallback);
-      assert.equal(fallback.requested, 'cuda');
+      assert.equal(fallback.requested, 'nogpu');
       assert.equal(fallback.chosen, 'cpu');
       const status = kernel.inference.get('mlp').status!;
       assert.equal(status.backend, 'cpu');
-      assert.equal(status.requestedBackend, 'cuda');
-      assert.match(status.fallbackReason!, /backend 'cuda' is not installed/);
+      assert.equal(status.requestedBackend, 'nogpu');
+      assert.equal(status.fallbackReason, "backend 'nogpu' is unusable: no driver; running on cpu instead");
       const report = kernel.health.report();
       assert.equal(report.status, 'degraded');
       assert.ok(report.conditions.some((c) => c.key === 'backend:mlp@1' && c.severity === 'degraded'));
@@ -192,6 +195,34 @@ describe('configured models', () => {
       assert.deepEqual(r.outputs.label!.shape, [1]);
     } finally {
       await kernel.stop();
+      rmSync(plugins, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to start with a backend no plugin installs, naming those that are; a model naming one fails alone', async () => {
+    const mlp = await builtinModel('mlp-classifier');
+    const plugins = tempDir('unusable-backend');
+    writeUnusableBackend(plugins, 'nogpu');
+    try {
+      for (const name of ['tpu', 'cdua']) {
+        await assert.rejects(startKernel({ backend: name, 'plugins.dirs': [plugins], models: [{ name: 'mlp', path: mlp.dir }] }), (err: Error) => {
+          assert.equal(err.name, 'ConfigError');
+          assert.equal(err.message, `Invalid configuration: backend '${name}' (from command line) is not installed; the backends installed are auto, nogpu, cpu`);
+          return true;
+        });
+      }
+      const kernel = await startKernel({ 'plugins.dirs': [plugins], models: [{ name: 'mlp', path: mlp.dir, backend: 'cdua' }, { name: 'ok', path: mlp.dir }] });
+      try {
+        const failed = kernel.inference.model('mlp').versions[0]!;
+        assert.equal(failed.state, 'failed');
+        assert.equal(failed.reason, "backend 'cdua' is not installed; the backends installed are auto, nogpu, cpu");
+        assert.equal(kernel.inference.model('ok').versions[0]!.state, 'ready');
+        assert.deepEqual(kernel.requiredModelsMissing(), ["model 'mlp' failed to load: backend 'cdua' is not installed; the backends installed are auto, nogpu, cpu"]);
+      } finally {
+        await kernel.stop();
+      }
+    } finally {
+      rmSync(plugins, { recursive: true, force: true });
     }
   });
 

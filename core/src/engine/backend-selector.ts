@@ -1,4 +1,5 @@
 import {
+  NucleusError,
   unavailable,
   type Backend,
   type BackendProbe,
@@ -54,6 +55,11 @@ interface CachedProbe {
 /** The name a config uses for CPU, and what every fallback lands on. */
 export const CPU_BACKEND = 'cpu';
 
+/** The error for a backend name no installed backend has, naming those that are. */
+export function unknownBackend(requested: string, names: readonly string[]): NucleusError {
+  return new NucleusError(422, 'unknown_backend', `backend '${requested}' is not installed; the backends installed are ${names.join(', ')}`);
+}
+
 function isView(source: BackendSource): source is ExtensionPointView<Backend> {
   return !Array.isArray(source);
 }
@@ -85,6 +91,11 @@ export class BackendSelector {
   /** The installed backends, highest rank first (ties: contribution priority, then order). */
   backends(): Backend[] {
     return this.#entries().map((e) => e.backend);
+  }
+
+  /** The names a config can give: `auto` and every installed backend's. */
+  names(): string[] {
+    return ['auto', ...new Set(this.#entries().map((e) => e.backend.name))];
   }
 
   /** The installed backend with this name, if any. */
@@ -121,8 +132,8 @@ export class BackendSelector {
 
   /**
    * The backend for a `backend:` config value. `auto` picks the usable backend with the highest rank; a named
-   * backend that is missing or unusable falls back to CPU, with `fallbackReason` saying why. Rejects with a 503
-   * only when not even CPU is usable.
+   * backend that is unusable falls back to CPU, with `fallbackReason` saying why. Rejects with a 422
+   * `unknown_backend` for a name no installed backend has, and with a 503 when not even CPU is usable.
    */
   async select(requested: string = 'auto', options: { refresh?: boolean } = {}): Promise<BackendSelection> {
     const entries = this.#entries();
@@ -138,15 +149,11 @@ export class BackendSelector {
       return { backend: chosen.backend, probe, requested };
     }
     const wanted = this.#find(requested);
-    let reason: string;
-    if (wanted === undefined) {
-      const installed = entries.map((e) => e.backend.name).join(', ') || 'none';
-      reason = `backend '${requested}' is not installed (installed: ${installed})`;
-    } else {
-      const probe = await this.probe(wanted.backend, options);
-      if (probe.usable) return { backend: wanted.backend, probe, requested };
-      reason = `backend '${requested}' is unusable: ${probe.reason ?? 'its probe gave no reason'}`;
-    }
+    // A name no plugin gives is a mistake in the config (a typo, a backend never installed), not a machine to fall back on.
+    if (wanted === undefined) throw unknownBackend(requested, this.names());
+    const probe = await this.probe(wanted.backend, options);
+    if (probe.usable) return { backend: wanted.backend, probe, requested };
+    const reason = `backend '${requested}' is unusable: ${probe.reason ?? 'its probe gave no reason'}`;
     if (requested === CPU_BACKEND) throw unavailable('no_backend', reason);
     const cpu = this.#find(CPU_BACKEND);
     const cpuProbe = cpu === undefined ? undefined : await this.probe(cpu.backend, options);

@@ -6,8 +6,10 @@ import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { InferenceEngine } from '../engine/inference-engine.js';
 import { MemoryPressure } from '../engine/memory-pressure.js';
+import { BackendSelector } from '../engine/backend-selector.js';
+import { withDefaultCpu } from '../engine/default-cpu-backend.js';
 import { GenerationEngine, isLlmModelPath } from '../engine/llm/generation/generation-engine.js';
-import { ConfigStore, loadConfig, type LoadConfigOptions } from './config/index.js';
+import { ConfigError, ConfigStore, describeSource, loadConfig, type LoadConfigOptions } from './config/index.js';
 import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
 import { HealthState } from './health.js';
@@ -142,6 +144,12 @@ export class Kernel {
   /** Activates the discovered plugins, loads the models (on the backends the plugins gave), then watches plugin folders when `plugins.watch` is on. */
   async start(): Promise<void> {
     await this.plugins.start();
+    // Backends come from plugins, so only now can `backend` be checked against the names they give.
+    const unknown = this.#unknownBackend();
+    if (unknown) {
+      await this.plugins.stop();
+      throw unknown;
+    }
     // After the plugins, so that a stats plugin hears pressure that is there from the start; before the models,
     // so that they open with the sizes that apply.
     this.memory.start();
@@ -156,6 +164,22 @@ export class Kernel {
       await this.watcher.start();
     }
     this.health.setPhase('running');
+  }
+
+  // `backend` naming no installed backend, as a config error naming those that are.
+  #unknownBackend(): ConfigError | undefined {
+    const requested = this.config.get('backend') as string | undefined;
+    if (requested === undefined) return undefined;
+    const selector = new BackendSelector(withDefaultCpu(this.extensions.point(ExtensionPoints.backend)));
+    if (requested === 'auto' || selector.find(requested) !== undefined) return undefined;
+    const source = this.config.sources().get('backend') ?? { kind: 'default' as const };
+    return new ConfigError([
+      {
+        path: 'backend',
+        message: `backend '${requested}' (from ${describeSource(source)}) is not installed; the backends installed are ${selector.names().join(', ')}`,
+        source,
+      },
+    ]);
   }
 
   /** Configured models that must serve (`startup.requireModels`, `models[].optional`) and do not, each with why; built-ins never count. */

@@ -154,7 +154,7 @@ export const CORE_CONFIG_SCHEMA = {
     backend: {
       type: 'string',
       minLength: 1,
-      description: 'Backend for models that do not name one: `auto` picks the best available; plugins add names (`cpu`, `cuda` …).',
+      description: 'Backend for models that do not name one: `auto` picks the best available; plugins add names (`cpu`, `cuda` …). A name no installed backend has stops the server at startup (exit 2); an installed one that is unusable here falls back to `cpu` and leaves /ready degraded.',
       default: 'auto',
     },
     models: {
@@ -169,7 +169,7 @@ export const CORE_CONFIG_SCHEMA = {
           name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', description: 'Name the API serves the model under.' },
           path: { type: 'string', minLength: 1, description: 'The .onnx file or model folder.', 'x-path': true },
           version: { type: 'string', minLength: 1, description: 'Version label; several versions of one name may be loaded.' },
-          backend: { type: 'string', minLength: 1, description: 'Overrides the top-level `backend` for this model.' },
+          backend: { type: 'string', minLength: 1, description: 'Overrides the top-level `backend` for this model; a name no installed backend has fails its load.' },
           graphStyle: {
             type: 'string',
             enum: ['generic', 'contrib'],
