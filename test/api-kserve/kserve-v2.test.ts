@@ -168,7 +168,7 @@ describe('KServe v2 REST over loopback', () => {
     assert.equal(index.status, 200);
     assert.deepEqual(
       (index.body as Array<{ name: string; version: string; state: string }>).map((r) => `${r.name}/${r.version}/${r.state}`),
-      ['bert-tiny/1/READY', 'mlp-classifier/1/READY', 'multi-io/1/READY', 'resnet-tiny/1/READY', 'tabular-classifier/1/READY'],
+      ['bert-tiny/1/READY', 'mlp-classifier/1/READY', 'multi-io/1/READY', 'resnet-tiny/1/READY', 'tabular-classifier/1/READY', 'tiny-llama/1/READY'],
     );
     assert.equal((await kit.request('/v2/repository/models/tabular-classifier/unload', { method: 'POST' })).status, 401);
 
@@ -183,7 +183,7 @@ describe('KServe v2 REST over loopback', () => {
     const unavailable = await call(kit, '/v2/repository/index', { method: 'POST', body: {} });
     assert.ok((unavailable.body as Array<{ name: string; state: string }>).some((r) => r.name === 'tabular-classifier' && r.state === 'UNAVAILABLE'));
     const readyOnly = await call(kit, '/v2/repository/index', { method: 'POST', body: { ready: true } });
-    assert.equal((readyOnly.body as unknown[]).length, 4);
+    assert.equal((readyOnly.body as unknown[]).length, 5);
 
     const load = await call(kit, '/v2/repository/models/tabular-classifier/load', { method: 'POST' });
     assert.deepEqual([load.status, load.body], [200, {}]);

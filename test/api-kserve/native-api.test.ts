@@ -99,8 +99,11 @@ describe('native inference endpoints', () => {
   it('GET /models lists models with versions, inputs, outputs and model.json metadata', async () => {
     const res = await call(kit, '/models');
     assert.equal(res.status, 200);
-    const models = (res.body as { models: Array<{ name: string; defaultVersion: string; versions: Array<Record<string, unknown>> }> }).models;
-    assert.deepEqual(models.map((m) => m.name), ['bert-tiny', 'mlp-classifier', 'multi-io', 'resnet-tiny', 'tabular-classifier']);
+    const listed = (res.body as { models: Array<{ name: string; kind: string; defaultVersion: string; versions: Array<Record<string, unknown>> }> }).models;
+    assert.deepEqual(listed.map((m) => `${m.name}:${m.kind}`), [
+      'bert-tiny:tensor', 'mlp-classifier:tensor', 'multi-io:tensor', 'resnet-tiny:tensor', 'tabular-classifier:tensor', 'tiny-llama:llm', 'bert-tiny:embedding',
+    ]);
+    const models = listed.filter((m) => m.kind === 'tensor');
     const tabular = models.find((m) => m.name === 'tabular-classifier')!.versions[0]!;
     assert.equal(tabular.state, 'ready');
     assert.equal((tabular.metadata as { framework: string }).framework, 'onnx');

@@ -1,11 +1,13 @@
 import { definePlugin, ExtensionPoints, Services, type GenerationService, type InferenceService } from '@nucleus/sdk';
 import { InferencePipeline } from './inference-pipeline.js';
+import { generateRoutes } from './generate-routes.js';
 import { kserveRoutes, noEngine } from './kserve-routes.js';
 import { monitorRoutes } from './monitor-routes.js';
 import { nativeRoutes } from './native-routes.js';
 
 export { attachBinaryInputs, BINARY_EXTENSION, binaryResponse, binaryTensorData, wantsBinary } from './binary-tensors.js';
 export { InferencePipeline, type RoutedRequest } from './inference-pipeline.js';
+export { generateRoutes, generationModel, llmMetadata, LLM_PLATFORM, parseGenerateBody, type GenerateBody } from './generate-routes.js';
 export { decodeInputs, kserveRoutes, PLATFORM, type ServerIdentity } from './kserve-routes.js';
 export { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType, type KServeDatatype } from './kserve-datatypes.js';
 export { monitorRoutes, probeGpuBackends, type GpuBackendReport } from './monitor-routes.js';
@@ -28,7 +30,7 @@ export default definePlugin<ApiKServeConfig>({
       ctx.container.isRegistered(Services.generation, true) ? ctx.container.resolve<GenerationService>(Services.generation) : undefined;
     const identity = { name: ctx.config.serverName, version: ctx.version };
     const pipeline = new InferencePipeline(ctx);
-    for (const route of [...kserveRoutes(service, identity, pipeline), ...nativeRoutes(service, pipeline, generation), ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation)]) {
+    for (const route of [...kserveRoutes(service, identity, pipeline, generation), ...generateRoutes(generation), ...nativeRoutes(service, pipeline, generation), ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation)]) {
       ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
     }
   },

@@ -2,6 +2,8 @@ import {
   badRequest,
   elementCount,
   NucleusError,
+  type GenerationModelInfo,
+  type GenerationService,
   type InferenceService,
   type ModelVersionInfo,
   type RouteContext,
@@ -10,6 +12,7 @@ import {
   type TensorMetadata,
 } from '@nucleus/sdk';
 import { attachBinaryInputs, BINARY_EXTENSION, binaryResponse, binaryTensorData, isBinaryInput, tensorBytes, wantsBinary } from './binary-tensors.js';
+import { GENERATION_VERSION, generationModel, llmMetadata } from './generate-routes.js';
 import { binaryData, clientSignal, requestBody, requestId } from './http-helpers.js';
 import type { InferencePipeline } from './inference-pipeline.js';
 import { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType } from './kserve-datatypes.js';
@@ -73,12 +76,28 @@ export function decodeInputs(body: KServeInferBody, info: ModelVersionInfo): Rec
  * The Open Inference Protocol v2 REST routes: server and model health and metadata, inference, and the model
  * repository extension (admin only).
  */
-export function kserveRoutes(service: () => InferenceService, identity: ServerIdentity, pipeline: InferencePipeline): RouteContribution[] {
+export function kserveRoutes(
+  service: () => InferenceService,
+  identity: ServerIdentity,
+  pipeline: InferencePipeline,
+  generation: () => GenerationService | undefined = () => undefined,
+): RouteContribution[] {
   const versionOf = (ctx: RouteContext): string | undefined => ctx.params.version;
+
+  // The LLM or embedding model under a name no tensor model has (a tensor model of that name comes first).
+  const generationOnly = (name: string, version: string | undefined): GenerationModelInfo | undefined => {
+    const engine = service();
+    if (engine.list().some((m) => m.name === name)) return undefined;
+    const llms = generation();
+    if (!llms?.list().some((m) => m.name === name)) return undefined;
+    return generationModel(llms, name, version);
+  };
 
   const metadata = (ctx: RouteContext) => {
     const name = ctx.params.model!;
     const version = versionOf(ctx);
+    const llm = generationOnly(name, version);
+    if (llm) return llmMetadata(llm);
     const engine = service();
     const info = engine.get(name, version);
     const versions =
@@ -93,15 +112,16 @@ export function kserveRoutes(service: () => InferenceService, identity: ServerId
 
   const modelReady = (ctx: RouteContext) => {
     const name = ctx.params.model!;
-    const info = service().get(name, versionOf(ctx));
-    const ready = info.state === 'ready';
+    // A built-in generation model that has not started yet (idle) takes requests: it starts on the first.
+    const info = generationOnly(name, versionOf(ctx)) ?? service().get(name, versionOf(ctx));
+    const ready = info.state === 'ready' || info.state === 'idle';
     ctx.status = ready ? 200 : 503;
     ctx.body = {
       name,
-      ...(versionOf(ctx) !== undefined && { version: info.version }),
+      ...(versionOf(ctx) !== undefined && { version: 'version' in info ? info.version : GENERATION_VERSION }),
       ready,
       ...(!ready && {
-        error: { message: `model '${name}' version '${info.version}' is ${info.state}${info.reason ? `: ${info.reason}` : ''}`, type: 'unavailable_error', code: 'model_not_ready' },
+        error: { message: `model '${name}' version '${'version' in info ? info.version : GENERATION_VERSION}' is ${info.state}${info.reason ? `: ${info.reason}` : ''}`, type: 'unavailable_error', code: 'model_not_ready' },
       }),
     };
   };
@@ -123,6 +143,9 @@ export function kserveRoutes(service: () => InferenceService, identity: ServerId
   };
 
   const runInfer = async (ctx: RouteContext, name: string, version: string | undefined, hooked: unknown) => {
+    if (generationOnly(name, version)) {
+      throw badRequest('model_cannot_infer', `model '${name}' is served by the generation engine; send its text to POST /v2/models/${name}/generate or /generate_stream`, 'model');
+    }
     const body = checkBody(validators.kserveInfer, hooked, 'inference request');
     const engine = service();
     const info = engine.get(name, version);
@@ -173,9 +196,17 @@ export function kserveRoutes(service: () => InferenceService, identity: ServerId
   const repositoryIndex = async (ctx: RouteContext) => {
     const body = checkBody(validators.repositoryIndex, requestBody(ctx) ?? {}, 'repository index request');
     const rows = await service().index();
-    return rows
+    const tensor = rows
       .filter((r) => body.ready !== true || r.state === 'ready')
       .map((r) => ({ name: r.name, version: r.version, state: r.state.toUpperCase(), ...(r.reason !== undefined && { reason: r.reason }) }));
+    // The generation engine's models too, under names no tensor model has; an idle built-in takes requests (READY).
+    const names = new Set(rows.map((r) => r.name));
+    const llms = (generation()?.list() ?? [])
+      .filter((m) => !names.has(m.name))
+      .map((m) => ({ name: m.name, version: GENERATION_VERSION, state: repositoryState(m.state), ...(m.reason !== undefined && { reason: m.reason }) }))
+      .filter((r) => body.ready !== true || r.state === 'READY');
+    // A stable sort by name keeps each tensor model's versions in the engine's order.
+    return [...tensor, ...llms].sort((a, b) => a.name.localeCompare(b.name));
   };
 
   const routes: RouteContribution[] = [
@@ -210,6 +241,13 @@ export function kserveRoutes(service: () => InferenceService, identity: ServerId
     );
   }
   return routes;
+}
+
+/** A generation model's state as the repository extension names states. */
+function repositoryState(state: GenerationModelInfo['state']): string {
+  if (state === 'idle' || state === 'ready') return 'READY';
+  if (state === 'loading') return 'LOADING';
+  return 'UNAVAILABLE';
 }
 
 /** The error a route answers when the engine is not there (the kernel registered no inference service). */

@@ -69,7 +69,8 @@ function encodeResult(result: InferResult): { model: string; version: string; ou
 
 /**
  * The native endpoints: `POST /infer` with nested lists, `POST /batch_infer` (each item answered on its own),
- * `POST /stream_infer` (each item sent as an SSE event as soon as it finishes), `GET /models` and `GET /status`.
+ * `POST /stream_infer` (each item sent as an SSE event as soon as it finishes), `GET /models` (tensor models, LLMs and
+ * embedding models, each with its `kind`) and `GET /status`.
  */
 export function nativeRoutes(service: () => InferenceService, pipeline: InferencePipeline, generation?: () => GenerationService | undefined): RouteContribution[] {
   const runOne = async (raw: unknown, ctx: RouteContext, signal: AbortSignal) => {
@@ -150,13 +151,28 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
       method: 'GET',
       path: '/models',
       handler: () => ({
-        models: service()
-          .list()
-          .map((m) => ({
+        models: [
+          ...service()
+            .list()
+            .map((m) => ({
+              name: m.name,
+              kind: 'tensor',
+              ...(m.defaultVersion !== undefined && { defaultVersion: m.defaultVersion }),
+              versions: m.versions.map(({ status: _status, ...v }) => v),
+            })),
+          // The LLMs and embedding models the generation engine serves (`idle`: a built-in that starts on its first request).
+          ...(generation?.()?.list() ?? []).map((m) => ({
             name: m.name,
-            ...(m.defaultVersion !== undefined && { defaultVersion: m.defaultVersion }),
-            versions: m.versions.map(({ status: _status, ...v }) => v),
+            kind: m.kind,
+            state: m.state,
+            ...(m.reason !== undefined && { reason: m.reason }),
+            maxContext: m.maxContext,
+            ...(m.dimensions !== undefined && { dimensions: m.dimensions }),
+            chatTemplate: m.chatTemplate,
+            ...(m.backend !== undefined && { backend: m.backend }),
+            versions: [{ version: '1', state: m.state }],
           })),
+        ],
       }),
     },
     {

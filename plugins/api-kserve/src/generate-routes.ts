@@ -1,0 +1,172 @@
+import {
+  badRequest,
+  notFound,
+  SseStream,
+  toNucleusError,
+  type GenerateRequest,
+  type GenerationModelInfo,
+  type GenerationService,
+  type GenerationStream,
+  type RouteContext,
+  type RouteContribution,
+} from '@nucleus/sdk';
+import { clientSignal, requestBody, requestId } from './http-helpers.js';
+
+/** The version every generation model is served under. */
+export const GENERATION_VERSION = '1';
+
+/** The platform string v2 model metadata reports for a model the generation engine serves. */
+export const LLM_PLATFORM = 'nucleus_llm';
+
+/**
+ * v2 model metadata of an LLM, in the shape Triton's LLM backends (vLLM, TensorRT-LLM) give: the prompt goes in as
+ * the string tensor `text_input`, the text comes out as `text_output`; `stream`, `sampling_parameters` and
+ * `exclude_input_in_output` are the optional inputs of the vLLM backend.
+ */
+export function llmMetadata(info: GenerationModelInfo): Record<string, unknown> {
+  return {
+    name: info.name,
+    versions: [GENERATION_VERSION],
+    platform: LLM_PLATFORM,
+    inputs: [
+      { name: 'text_input', datatype: 'BYTES', shape: [1] },
+      { name: 'stream', datatype: 'BOOL', shape: [1] },
+      { name: 'sampling_parameters', datatype: 'BYTES', shape: [1] },
+      { name: 'exclude_input_in_output', datatype: 'BOOL', shape: [1] },
+    ],
+    outputs: [{ name: 'text_output', datatype: 'BYTES', shape: [-1] }],
+  };
+}
+
+/** The generation model `name` addressed at `version` (only `1` exists); 404 when there is none. */
+export function generationModel(generation: GenerationService | undefined, name: string, version: string | undefined): GenerationModelInfo {
+  if (!generation) throw notFound('model_not_found', `no model named '${name}'`);
+  const info = generation.get(name);
+  if (version !== undefined && version !== GENERATION_VERSION) {
+    throw notFound('version_not_found', `model '${name}' has no version '${version}' (versions: ${GENERATION_VERSION})`);
+  }
+  return info;
+}
+
+type Checker = (value: unknown, field: string) => unknown;
+
+const number: Checker = (value, field) => {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw badRequest('invalid_parameter', `${field} must be a number, got ${JSON.stringify(value)}`, field);
+  return value;
+};
+const integer: Checker = (value, field) => {
+  if (!Number.isInteger(value)) throw badRequest('invalid_parameter', `${field} must be an integer, got ${JSON.stringify(value)}`, field);
+  return value;
+};
+const boolean: Checker = (value, field) => {
+  if (typeof value !== 'boolean') throw badRequest('invalid_parameter', `${field} must be true or false, got ${JSON.stringify(value)}`, field);
+  return value;
+};
+const strings: Checker = (value, field) => {
+  // TensorRT-LLM's `stop_words` is one string; vLLM's `stop` is a string or a list of them.
+  if (typeof value === 'string') return value === '' ? [] : [value];
+  if (Array.isArray(value) && value.every((s) => typeof s === 'string')) return value;
+  throw badRequest('invalid_parameter', `${field} must be a string or a list of strings, got ${JSON.stringify(value)}`, field);
+};
+
+/** The sampling parameters a generate request may give (in `parameters`, or at the top level as TensorRT-LLM's ensemble takes them), by name. */
+const PARAMETERS: Record<string, { key: keyof GenerateRequest | 'stream' | 'excludeInput'; check: Checker }> = {
+  max_tokens: { key: 'maxTokens', check: integer },
+  temperature: { key: 'temperature', check: number },
+  top_p: { key: 'topP', check: number },
+  top_k: { key: 'topK', check: integer },
+  seed: { key: 'seed', check: integer },
+  random_seed: { key: 'seed', check: integer },
+  stop: { key: 'stop', check: strings },
+  stop_words: { key: 'stop', check: strings },
+  repetition_penalty: { key: 'repetitionPenalty', check: number },
+  frequency_penalty: { key: 'frequencyPenalty', check: number },
+  presence_penalty: { key: 'presencePenalty', check: number },
+  ignore_eos: { key: 'ignoreEos', check: boolean },
+  stream: { key: 'stream', check: boolean },
+  exclude_input_in_output: { key: 'excludeInput', check: boolean },
+};
+
+/** A generate request as the engine takes it, and whether `text_output` starts with the prompt. */
+export interface GenerateBody {
+  request: GenerateRequest;
+  includeInput: boolean;
+}
+
+/** Checks a generate extension body, naming the field that is wrong (400). */
+export function parseGenerateBody(model: string, raw: unknown): GenerateBody {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw badRequest('invalid_body', 'generate request: the body must be a JSON object');
+  const body = raw as Record<string, unknown>;
+  const prompt = body.text_input;
+  if (prompt === undefined) throw badRequest('missing_text_input', 'generate request: text_input is required', 'text_input');
+  if (typeof prompt !== 'string') throw badRequest('invalid_text_input', `text_input must be a string, got ${JSON.stringify(prompt)}`, 'text_input');
+  const parameters = body.parameters ?? {};
+  if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) {
+    throw badRequest('invalid_parameter', `parameters must be an object, got ${JSON.stringify(parameters)}`, 'parameters');
+  }
+  const values: Record<string, unknown> = {};
+  const take = (name: string, value: unknown, field: string) => {
+    const known = PARAMETERS[name];
+    if (!known) throw badRequest('unknown_parameter', `${field} is not a generate parameter (known: ${Object.keys(PARAMETERS).join(', ')})`, field);
+    values[known.key] = known.check(value, field);
+  };
+  for (const [name, value] of Object.entries(body)) if (name !== 'text_input' && name !== 'parameters') take(name, value, name);
+  for (const [name, value] of Object.entries(parameters)) take(name, value, `parameters.${name}`);
+  const { stream: _stream, excludeInput, ...sampling } = values;
+  return { request: { ...(sampling as Partial<GenerateRequest>), model, prompt }, includeInput: excludeInput === false };
+}
+
+/** The text of a one-choice generation as it comes: each token's text and the finish's. */
+async function* texts(stream: GenerationStream): AsyncGenerator<string> {
+  for await (const event of stream) {
+    if (event.type === 'token' && event.text !== '') yield event.text;
+    else if (event.type === 'finish' && event.text !== '') yield event.text;
+  }
+}
+
+/**
+ * Triton's generate extension over the generation engine: `POST /v2/models/{model}[/versions/1]/generate` answers
+ * `{model_name, model_version, text_output}` once the text is complete; `…/generate_stream` sends one SSE `data:`
+ * event of that shape per piece of text as it is generated.
+ */
+export function generateRoutes(generation: () => GenerationService | undefined): RouteContribution[] {
+  const start = async (ctx: RouteContext, signal: AbortSignal): Promise<{ stream: GenerationStream; includeInput: boolean; prompt: string }> => {
+    const name = ctx.params.model!;
+    const service = generation();
+    generationModel(service, name, ctx.params.version);
+    const { request, includeInput } = parseGenerateBody(name, requestBody(ctx) ?? {});
+    const id = requestId(ctx);
+    const stream = await service!.generate({ ...request, ...(id !== undefined && { requestId: id }) }, signal);
+    return { stream, includeInput, prompt: request.prompt as string };
+  };
+
+  const generate = async (ctx: RouteContext) => {
+    const { stream, includeInput, prompt } = await start(ctx, clientSignal(ctx));
+    let text = includeInput ? prompt : '';
+    for await (const piece of texts(stream)) text += piece;
+    return { model_name: stream.model, model_version: GENERATION_VERSION, text_output: text };
+  };
+
+  const generateStream = async (ctx: RouteContext) => {
+    const controller = new AbortController();
+    // Admission and the checks answer with an HTTP status; once the stream is open, failures are events.
+    const { stream, includeInput, prompt } = await start(ctx, controller.signal);
+    const sse = SseStream.open(ctx);
+    sse.signal.addEventListener('abort', () => controller.abort(), { once: true });
+    const chunk = (text: string) => ({ model_name: stream.model, model_version: GENERATION_VERSION, text_output: text });
+    try {
+      if (includeInput && prompt !== '') await sse.send(chunk(prompt));
+      for await (const piece of texts(stream)) await sse.send(chunk(piece));
+    } catch (err) {
+      await sse.send(toNucleusError(err).toBody());
+    } finally {
+      sse.end();
+    }
+  };
+
+  const routes: RouteContribution[] = [];
+  for (const base of ['/v2/models/:model', '/v2/models/:model/versions/:version']) {
+    routes.push({ method: 'POST', path: `${base}/generate`, handler: generate }, { method: 'POST', path: `${base}/generate_stream`, handler: generateStream });
+  }
+  return routes;
+}
