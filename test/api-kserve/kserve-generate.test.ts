@@ -97,6 +97,8 @@ describe('KServe v2 and native listings of LLMs, and the generate extension (bui
     // TensorRT-LLM's ensemble takes its parameters at the top level.
     const flat = await generate(kit, 'tiny-llama', { text_input: prompt, max_tokens: 12, temperature: 0 }, 'versions/1/generate');
     assert.equal((flat.body as GenerateResponse).text_output, expected);
+    const vllm = await generate(kit, 'tiny-llama', { text_input: prompt, sampling_parameters: JSON.stringify({ max_tokens: 12, temperature: 0 }) });
+    assert.equal((vllm.body as GenerateResponse).text_output, expected);
     const withInput = await generate(kit, 'tiny-llama', { text_input: prompt, parameters: { max_tokens: 12, temperature: 0, exclude_input_in_output: false } });
     assert.equal((withInput.body as GenerateResponse).text_output, prompt + expected);
 
@@ -136,6 +138,8 @@ describe('KServe v2 and native listings of LLMs, and the generate extension (bui
         [{ text_input: 'hi', parameters: { beam_width: 2 } }, 'unknown_parameter', 'parameters.beam_width'],
         [{ text_input: 'hi', bad_key: 1 }, 'unknown_parameter', 'bad_key'],
         [{ text_input: 'hi', parameters: 'fast' }, 'invalid_parameter', 'parameters'],
+        [{ text_input: 'hi', sampling_parameters: '{"temperature":' }, 'invalid_parameter', 'sampling_parameters'],
+        [{ text_input: 'hi', sampling_parameters: JSON.stringify({ top_p: 'high' }) }, 'invalid_parameter', 'sampling_parameters.top_p'],
       ];
       for (const [body, code, param] of cases) {
         const res = await generate(kit, 'tiny-llama', body, path);

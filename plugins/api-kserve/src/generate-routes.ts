@@ -110,7 +110,20 @@ export function parseGenerateBody(model: string, raw: unknown): GenerateBody {
     if (!known) throw badRequest('unknown_parameter', `${field} is not a generate parameter (known: ${Object.keys(PARAMETERS).join(', ')})`, field);
     values[known.key] = known.check(value, field);
   };
-  for (const [name, value] of Object.entries(body)) if (name !== 'text_input' && name !== 'parameters') take(name, value, name);
+  for (const [name, value] of Object.entries(body)) if (!['text_input', 'parameters', 'sampling_parameters'].includes(name)) take(name, value, name);
+  // vLLM's `sampling_parameters` input: the parameters as JSON text.
+  if (body.sampling_parameters !== undefined) {
+    let sampling: unknown;
+    try {
+      sampling = typeof body.sampling_parameters === 'string' ? JSON.parse(body.sampling_parameters) : undefined;
+    } catch {
+      sampling = undefined;
+    }
+    if (typeof sampling !== 'object' || sampling === null || Array.isArray(sampling)) {
+      throw badRequest('invalid_parameter', `sampling_parameters must be a JSON object as text, got ${JSON.stringify(body.sampling_parameters)}`, 'sampling_parameters');
+    }
+    for (const [name, value] of Object.entries(sampling)) take(name, value, `sampling_parameters.${name}`);
+  }
   for (const [name, value] of Object.entries(parameters)) take(name, value, `parameters.${name}`);
   const { stream: _stream, excludeInput, ...sampling } = values;
   return { request: { ...(sampling as Partial<GenerateRequest>), model, prompt }, includeInput: excludeInput === false };
