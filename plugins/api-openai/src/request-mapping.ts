@@ -77,6 +77,8 @@ export function samplingOf(body: SamplingBody): Omit<GenerateRequest, 'model' | 
   if (body.ignore_eos != null) out.ignoreEos = body.ignore_eos;
   if (body.priority != null) out.priority = priorityOf(body.priority);
   if (body.conversation_id != null) out.conversationId = body.conversation_id;
+  // A response sent whole is seen only at its end: a generation cut short by a dying worker can run again unseen.
+  if (!body.stream) out.buffered = true;
   return out;
 }
 
