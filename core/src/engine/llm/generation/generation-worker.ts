@@ -632,8 +632,8 @@ export class GenerationWorker {
     this.#releases.clear();
   }
 
-  // Sends the requests that can run again (no token yet, or buffered) to other replicas that serve now, one by one as the pool
-  // routes them; those no replica takes stay for this one's restart.
+  // Sends the requests that can run again (no token yet, or buffered) to other replicas that serve now, one by one as
+  // the pool routes them; those no replica takes stay for this one's restart.
   #handOff(): void {
     const reroute = this.options.reroute;
     if (!reroute) return;
@@ -653,8 +653,8 @@ export class GenerationWorker {
     if (moved > 0) this.options.logger?.warn({ model: this.spec.label, replica: this.id, moved }, 'requests of a dead replica sent to the replicas that serve');
   }
 
-  // Takes over a request another replica held and had not started (or buffered, its partial output dropped): it keeps its channel (or its waiting admission),
-  // which now hears from this replica.
+  // Takes over a request another replica held and had not started (or a buffered one, its partial output dropped): it
+  // keeps its channel (or its waiting admission), which now hears from this replica.
   #adopt(again: Resubmittable, channel: EventChannel | undefined, pending: PendingAdmission | undefined): void {
     const id = this.#nextId++;
     this.#resubmittable.set(id, again);
