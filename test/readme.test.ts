@@ -13,6 +13,12 @@ describe('README', () => {
     assert.equal(block, configReferenceBlock(), 'README.md config reference is stale: run `npm run docs`');
   });
 
+  it('says in the quick start that setting the admin key makes the inference routes need a key', () => {
+    const quickStart = readme.slice(readme.indexOf('Try it:'), readme.indexOf('## Architecture'));
+    assert.match(quickStart, /NUCLEUS_ADMIN_KEY=/);
+    assert.match(quickStart, /inference routes[^.]*need a key[^.]*401/);
+  });
+
   it('shows the two quick-start commands', () => {
     assert.match(readme, /npm ci && npx nucleus serve/);
     assert.match(readme, /^npm test\b/m);

@@ -62,6 +62,12 @@ export interface GenerateRequest extends SamplingOptions {
    * {@link GenerationService.releaseConversation} drops those no other conversation uses.
    */
   conversationId?: string;
+  /**
+   * The caller gathers the whole answer before anyone sees any of it (a non-streamed response): its events are held
+   * until it ends, and when the worker running it dies it is run again from the start (a bounded number of times)
+   * instead of failing, since no part of it has been seen. Default false: events come as they are made.
+   */
+  buffered?: boolean;
 }
 
 /** Something a generation stream yields, in order: tokens and finishes per choice, then one `done`. */

@@ -72,6 +72,58 @@ describe('fault injection: the generation worker as a child process (workers.iso
     }
   });
 
+  it('non-streamed requests that had produced tokens when the worker process died are run again from the start and answer 200, their partial output dropped', async () => {
+    const kit = await startTestKernel({ plugins: [API_PLUGIN], config: { 'workers.isolation': 'process', 'scheduler.batchWindowMs': 5 } });
+    const order: string[] = [];
+    kit.kernel.events.on('worker.health', (e) => order.push(e.healthy ? 'serving again' : 'died'));
+    try {
+      const post = (path: string, body: Record<string, unknown>) =>
+        fetch(new URL(path, kit.url), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'tiny-llama', max_tokens: 200, ignore_eos: true, temperature: 0, ...body }),
+          signal: AbortSignal.timeout(60_000),
+        }).then(async (res) => ({ status: res.status, text: await res.text() }));
+      const warm = await post('/v1/completions', { prompt: 'Once', max_tokens: 4 });
+      assert.equal(warm.status, 200, warm.text);
+      // Killed as the first group of tokens arrives with both running: both have produced tokens, nobody has seen them.
+      let killed = false;
+      kit.kernel.events.on('engine.steps', (e) => {
+        if (e.phase !== 'decode') return;
+        if (killed) {
+          order.push('step');
+          return;
+        }
+        if (kit.kernel.generation.admission.running !== 2) return;
+        killed = true;
+        order.push('kill');
+        void kit.kernel.generation.killWorker('tiny-llama');
+      });
+      const [openai, native] = await within(
+        Promise.all([post('/v1/completions', { prompt: 'Once upon' }), post('/generate', { prompt: 'Once upon a' })]),
+        60_000,
+        'requests on the killed worker',
+      );
+      assert.ok(killed, 'the worker was killed while both ran');
+      assert.equal(openai.status, 200, openai.text);
+      assert.equal(native.status, 200, native.text);
+      const completion = JSON.parse(openai.text) as { choices: { finish_reason: string }[]; usage: { completion_tokens: number } };
+      assert.equal(completion.choices[0]!.finish_reason, 'length');
+      assert.equal(completion.usage.completion_tokens, 200, 'only the second run is counted');
+      const generation = JSON.parse(native.text) as { choices: { token_ids: number[]; finish_reason: string }[]; usage: { completion_tokens: number } };
+      assert.equal(generation.choices[0]!.finish_reason, 'length');
+      assert.equal(generation.choices[0]!.token_ids.length, 200, 'the tokens of the cut-short run are not in the answer');
+      assert.equal(generation.usage.completion_tokens, 200);
+      // They ran again on the restarted worker: its steps came after it served again.
+      const restarted = order.indexOf('serving again');
+      assert.ok(order.indexOf('died') > order.indexOf('kill'), order.join(', '));
+      assert.ok(restarted > 0 && order.indexOf('step', restarted) > restarted, order.join(', '));
+      assert.equal(kit.kernel.generation.get('tiny-llama').worker!.restarts, 1);
+    } finally {
+      await kit.stop();
+    }
+  });
+
   it('workers.maxRestarts: 1 gives a replica that dies again before a step up at its second death; the next request starts it again', async () => {
     const { engine, emitted } = testEngine({ 'workers.isolation': 'process', 'workers.maxRestarts': 1 });
     await engine.start();

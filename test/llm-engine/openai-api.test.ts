@@ -163,6 +163,43 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     assert.equal(((await notFound.json()) as { error: { code: string } }).error.code, 'model_not_found');
   });
 
+  it('says what a field may be, refuses unknown chat roles and empty embedding input, and asks for JSON when the body is not', async () => {
+    const refused = async (path: string, body: string, headers: Record<string, string>, status: number, code: string, message: RegExp) => {
+      const res = await fetch(new URL(path, kit.url), { method: 'POST', headers, body });
+      const json = (await res.json()) as { error: { message: string; type: string; code: string } };
+      assert.equal(res.status, status, `${path} ${body}: ${json.error?.message}`);
+      assert.equal(json.error.type, 'invalid_request_error');
+      assert.equal(json.error.code, code);
+      assert.match(json.error.message, message);
+    };
+    const json = { 'content-type': 'application/json' };
+    const inputs = /^'input' must be a non-empty string, a non-empty list of non-empty strings, a non-empty list of token ids \(integers\) or a non-empty list of such lists$/;
+    for (const input of [[], '', [''], [[]], {}]) {
+      await refused('/v1/embeddings', JSON.stringify({ model: 'bert-tiny', input }), json, 400, 'invalid_field', inputs);
+    }
+    assert.equal((await post(kit, '/v1/embeddings', { model: 'bert-tiny', input: ['a', 'b'] })).status, 200, 'a list of strings is taken');
+    const roles = /^'messages\.1\.role' must be one of "system", "developer", "user", "assistant", "tool"$/;
+    const wizard = JSON.stringify({ model: MODEL, messages: [messages[0], { role: 'wizard', content: 'abracadabra' }], max_tokens: 2 });
+    await refused('/v1/chat/completions', wizard, json, 400, 'invalid_field', roles);
+    await refused('/chat', wizard, json, 400, 'invalid_field', roles);
+    await refused('/generate', JSON.stringify({ model: MODEL, prompt: [] }), json, 400, 'invalid_field', /^'prompt' must be a string or a non-empty list of token ids \(integers\)$/);
+    await refused('/v1/completions', JSON.stringify({ model: MODEL, prompt: 7 }), json, 400, 'invalid_field', /^'prompt' must be a string, a non-empty list of strings, /);
+    await refused('/v1/completions', JSON.stringify({ model: MODEL, prompt: 'x', stop: 3 }), json, 400, 'invalid_field', /^'stop' must be a string or a list of strings$/);
+    for (const role of ['system', 'developer', 'tool']) {
+      const ok = await post(kit, '/v1/chat/completions', { model: MODEL, messages: [{ role, content: 'be brief' }, ...messages], max_tokens: 2 });
+      assert.equal(ok.status, 200, `role ${role}`);
+    }
+    // curl -d sends a form type; a client may send none.
+    const body = JSON.stringify({ model: MODEL, messages, max_tokens: 2 });
+    const mustBeJson = /^the request body must be JSON, sent with Content-Type: application\/json \((got application\/x-www-form-urlencoded|no Content-Type was sent)\)$/;
+    await refused('/v1/chat/completions', body, { 'content-type': 'application/x-www-form-urlencoded' }, 415, 'unsupported_media_type', mustBeJson);
+    await refused('/generate', JSON.stringify({ model: MODEL, prompt: 'x' }), { 'content-type': 'application/x-www-form-urlencoded' }, 415, 'unsupported_media_type', mustBeJson);
+    const untyped = await fetch(new URL('/v1/embeddings', kit.url), { method: 'POST', body: new Blob([JSON.stringify({ model: 'bert-tiny', input: 'x' })]) });
+    assert.equal(untyped.status, 415);
+    assert.match(((await untyped.json()) as { error: { message: string } }).error.message, mustBeJson);
+    await refused('/v1/completions', '', {}, 400, 'invalid_request', /^the request has no body: send a JSON object with Content-Type: application\/json$/);
+  });
+
   it('serves the native /generate, /chat and /embeddings with request ids, token events and usage', async () => {
     const whole = await kit.request('/generate', { body: { model: MODEL, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 }, headers: { 'x-request-id': 'req-native-1' } });
     assert.equal(whole.status, 200);

@@ -173,6 +173,35 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
     });
   }
 
+  it('a killed replica (thread): a buffered request that had produced tokens runs again from the start on the other replica, its partial output dropped', async function () {
+    this.timeout(120_000);
+    const { engine, events } = await started({ 'workers.perModel': 2, 'workers.isolation': 'thread' });
+    const prompt = PROMPTS[1]!;
+    let victim: WorkerReplicaStatus | undefined;
+    events.on('engine.steps', (e) => {
+      if (victim || e.phase !== 'decode') return;
+      // Tokens have been made and nobody has read them: the reader of a buffered request gets its events at its end.
+      victim = replicasOf(engine).find((w) => w.pending === 1);
+      if (victim) void engine.killWorker('tiny-llama', victim.id);
+    });
+    let read = 0;
+    const out = await within(
+      generateAll(engine, { ...greedy(prompt, 200), buffered: true }, undefined, () => read++),
+      60_000,
+      'the buffered request',
+    );
+    assert.ok(victim, 'the replica running it was killed');
+    assert.equal(out.tokens[0]!.length, 200, 'only the second run is read');
+    assert.deepEqual(out.tokens[0]!.slice(0, 24), solo.get(prompt)!.tokens[0], 'run from the start');
+    assert.equal(out.usage!.completionTokens, 200);
+    assert.equal(out.finishes[0]!.finishReason, 'length');
+    assert.equal(read, 202, '200 tokens, a finish and done');
+    const after = new Map(replicasOf(engine).map((w) => [w.id, w]));
+    assert.equal(after.get(victim.id)!.restarts, 1);
+    const other = [...after.values()].find((w) => w.id !== victim!.id)!;
+    assert.equal(other.runs, 1, 'the other replica ran it');
+  });
+
   it('prefix affinity: each conversation stays on one replica, whose prefix cache serves its second turn; conversations spread over both', async function () {
     this.timeout(120_000);
     const { engine, emitted, setConfig } = await started(

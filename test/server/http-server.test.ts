@@ -63,6 +63,23 @@ describe('HTTP server', () => {
     assert.match(fresh.headers.get('x-request-id')!, /^[0-9a-f-]{36}$/);
   });
 
+  it('answers a method a route does not take with 405, an Allow header and an error object, for kernel and plugin routes', async () => {
+    for (const [method, path, allow] of [
+      ['GET', '/svc/echo', 'POST'],
+      ['DELETE', '/health', 'HEAD, GET'],
+      ['GET', '/admin/plugins/svc/reload', 'POST'],
+    ] as const) {
+      const res = await kit.request(path, { method, headers: auth(ADMIN) });
+      assert.equal(res.status, 405, `${method} ${path}`);
+      assert.equal(res.headers.get('allow'), allow);
+      const error = (res.body as { error: { code: string; type: string; message: string } }).error;
+      assert.equal(error.code, 'method_not_allowed');
+      assert.equal(error.type, 'invalid_request_error');
+      assert.match(error.message, new RegExp(`^${method} is not allowed on ${path}`));
+    }
+    assert.equal((await kit.request('/svc/echo', { body: { a: 1 }, headers: auth(USER) })).status, 200, 'the allowed method still works');
+  });
+
   it('answers unparsable JSON with 400 and a server fault with 500, both as error objects', async () => {
     const bad = await kit.request('/svc/echo', { method: 'POST', body: '{"oops": ', headers: { 'content-type': 'application/json', ...auth(USER) } });
     assert.equal(bad.status, 400);

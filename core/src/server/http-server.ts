@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Hooks } from '@nucleus/sdk';
@@ -26,6 +26,10 @@ export class HttpServer {
   private server?: Server;
   private ws?: WsHub;
   private parsers?: JsonParserPool;
+  // Set once close() begins: requests from then on are refused; those in `inFlight` came before.
+  private draining = false;
+  private readonly inFlight = new Set<ServerResponse>();
+  private onDrained?: () => void;
 
   constructor(private readonly kernel: Kernel) {
     const { events, logger, config } = kernel;
@@ -63,9 +67,11 @@ export class HttpServer {
     });
     this.app.use(errorMiddleware(logger));
     this.app.use(async (ctx: Context, next: Next) => {
-      // While draining for shutdown, requests arriving on kept-alive connections are refused, not queued.
-      if (kernel.health.report().status === 'stopping' && ctx.path !== '/health') {
+      // While draining for shutdown, requests arriving on new or kept-alive connections are refused, not queued, and
+      // their connection is closed after the answer. /health and /ready answer as ever (/ready with 503: stopping).
+      if (this.draining || kernel.health.report().status === 'stopping') {
         ctx.set('connection', 'close');
+        if (ctx.path === '/health' || ctx.path === '/ready') return next();
         throw unavailable('server_shutting_down', 'the server is shutting down; retry against another instance', 1);
       }
       await next();
@@ -157,7 +163,17 @@ export class HttpServer {
 
   /** Starts listening; port 0 picks a free port. */
   async listen(host: string, port: number): Promise<{ host: string; port: number; url: string }> {
-    const server = createServer(this.app.callback());
+    const handle = this.app.callback();
+    const server = createServer((req, res) => {
+      if (!this.draining) {
+        this.inFlight.add(res);
+        res.once('close', () => {
+          this.inFlight.delete(res);
+          if (this.inFlight.size === 0) this.onDrained?.();
+        });
+      }
+      void handle(req, res);
+    });
     server.requestTimeout = this.kernel.config.get('server.requestTimeoutMs') as number;
     this.ws = new WsHub(this.kernel.events, this.kernel.logger, (req) => {
       const keys = this.apiKeys();
@@ -178,21 +194,36 @@ export class HttpServer {
   }
 
   /**
-   * Stops accepting connections and waits for requests in flight to end; after `graceMs` the
-   * connections still open are closed. Resolves whether everything finished in time.
+   * Drains, then stops: while the requests in flight finish, the listener stays open and every new request (on a
+   * new or a kept-alive connection) is answered 503 with `Retry-After` and `Connection: close` — a client learns the
+   * server is stopping instead of finding the port closed, and `/ready` reports it. Then the listener and the
+   * connections close; after `graceMs` in all, the connections still open are closed. Resolves whether everything
+   * finished in time.
    */
   async close(graceMs = Infinity): Promise<boolean> {
+    this.draining = true;
     this.ws?.close();
     const server = this.server;
     if (!server) {
       await this.closeParsers();
       return true;
     }
+    const deadline = performance.now() + graceMs;
     let timer: NodeJS.Timeout | undefined;
+    // Answers still to come close their connection: a client must not send more on one that is about to close.
+    for (const res of this.inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
+    const drained = await new Promise<boolean>((resolve) => {
+      if (this.inFlight.size === 0) return resolve(true);
+      this.onDrained = () => resolve(true);
+      if (Number.isFinite(graceMs)) timer = setTimeout(() => resolve(false), graceMs);
+    });
+    clearTimeout(timer);
+    this.onDrained = undefined;
     const finished = await new Promise<boolean>((resolve) => {
       server.close(() => resolve(true));
       server.closeIdleConnections();
-      if (Number.isFinite(graceMs)) timer = setTimeout(() => resolve(false), graceMs);
+      if (!drained) resolve(false);
+      else if (Number.isFinite(graceMs)) timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()));
     });
     clearTimeout(timer);
     if (!finished) server.closeAllConnections();

@@ -9,21 +9,29 @@ import type { Authenticator } from './auth.js';
  * each plugin handler runs under its activation's lease so a reload waits for it.
  */
 export class RouteTable {
-  private router: Router | undefined;
+  private dispatch: Middleware | undefined;
 
   constructor(
     private readonly point: ExtensionPointView<RouteContribution>,
     private readonly kernelRoutes: readonly RouteContribution[],
     private readonly auth: Authenticator,
   ) {
-    point.onChange(() => (this.router = undefined));
+    point.onChange(() => (this.dispatch = undefined));
   }
 
-  /** Koa middleware dispatching to the current routes. */
+  /**
+   * Koa middleware dispatching to the current routes. A path served under other methods only answers 405 with an
+   * `Allow` header (the error middleware gives it its body); `OPTIONS` answers with the `Allow` header.
+   */
   middleware(): Middleware {
     return (ctx: Context, next: Next) => {
-      this.router ??= this.build();
-      return this.router.routes()(ctx as never, next);
+      if (!this.dispatch) {
+        const router = this.build();
+        const routes = router.routes() as unknown as Middleware;
+        const allowed = router.allowedMethods() as unknown as Middleware;
+        this.dispatch = (c, n) => routes(c, () => allowed(c, n));
+      }
+      return this.dispatch(ctx, next);
     };
   }
 

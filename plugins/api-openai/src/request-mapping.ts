@@ -8,6 +8,7 @@ import {
   type GenerationPriority,
   type GenerationStream,
   type GenerationUsage,
+  NucleusError,
   type RouteContext,
   type SseStreamOptions,
 } from '@nucleus/sdk';
@@ -77,6 +78,8 @@ export function samplingOf(body: SamplingBody): Omit<GenerateRequest, 'model' | 
   if (body.ignore_eos != null) out.ignoreEos = body.ignore_eos;
   if (body.priority != null) out.priority = priorityOf(body.priority);
   if (body.conversation_id != null) out.conversationId = body.conversation_id;
+  // A response sent whole is seen only at its end: a generation cut short by a dying worker can run again unseen.
+  if (!body.stream) out.buffered = true;
   return out;
 }
 
@@ -126,8 +129,19 @@ export function usageBody(u: GenerationUsage): { prompt_tokens: number; completi
   };
 }
 
-/** The parsed JSON body (the server's body parser put it there). */
+/**
+ * The parsed JSON body (the server's body parser put it there). A body of another type is not parsed at all, so it
+ * is refused as such (415) rather than reported as missing every field; so is a request with no body (400).
+ */
 export function bodyOf(ctx: RouteContext): unknown {
+  const length = ctx.request.length as number | undefined;
+  if (length === 0 || (length === undefined && !ctx.get('transfer-encoding'))) {
+    throw badRequest('invalid_request', 'the request has no body: send a JSON object with Content-Type: application/json');
+  }
+  if (!ctx.is('json')) {
+    const type = ctx.get('content-type');
+    throw new NucleusError(415, 'unsupported_media_type', `the request body must be JSON, sent with Content-Type: application/json (${type ? `got ${type}` : 'no Content-Type was sent'})`);
+  }
   return (ctx.request as { body?: unknown }).body;
 }
 

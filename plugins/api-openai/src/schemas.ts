@@ -7,7 +7,7 @@ import { badRequest } from '@nucleus/sdk';
 const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
 const int = (minimum?: number) => nullable({ type: 'integer', ...(minimum !== undefined && { minimum }) });
 const num = () => nullable({ type: 'number' });
-const stop = nullable({ anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] });
+const stop = nullable({ description: 'a string or a list of strings', anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] });
 const tokenIds = { type: 'array', items: { type: 'integer', minimum: 0 } };
 const priority = nullable({ anyOf: [{ enum: ['high', 'normal', 'low'] }, { type: 'integer' }] });
 
@@ -40,10 +40,13 @@ const content = nullable({
   ],
 });
 
+/** The chat roles OpenAI accepts. */
+export const CHAT_ROLES = ['system', 'developer', 'user', 'assistant', 'tool'];
+
 const messages = {
   type: 'array',
   minItems: 1,
-  items: { type: 'object', required: ['role'], properties: { role: { type: 'string' }, content, name: { type: 'string' } } },
+  items: { type: 'object', required: ['role'], properties: { role: { enum: CHAT_ROLES }, content, name: { type: 'string' } } },
 };
 
 /** `POST /v1/chat/completions`. */
@@ -60,6 +63,7 @@ export const COMPLETION_SCHEMA = {
   properties: {
     model: { type: 'string', minLength: 1 },
     prompt: {
+      description: 'a string, a non-empty list of strings, a non-empty list of token ids (integers) or a non-empty list of such lists',
       anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, minItems: 1 }, { ...tokenIds, minItems: 1 }, { type: 'array', items: tokenIds, minItems: 1 }],
     },
     echo: nullable({ type: 'boolean' }),
@@ -73,7 +77,16 @@ export const EMBEDDING_SCHEMA = {
   required: ['model', 'input'],
   properties: {
     model: { type: 'string', minLength: 1 },
-    input: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, minItems: 1 }, { ...tokenIds, minItems: 1 }, { type: 'array', items: tokenIds, minItems: 1 }] },
+    // As OpenAI: no empty input, and no empty string in a list.
+    input: {
+      description: 'a non-empty string, a non-empty list of non-empty strings, a non-empty list of token ids (integers) or a non-empty list of such lists',
+      anyOf: [
+        { type: 'string', minLength: 1 },
+        { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
+        { ...tokenIds, minItems: 1 },
+        { type: 'array', items: { ...tokenIds, minItems: 1 }, minItems: 1 },
+      ],
+    },
     encoding_format: nullable({ enum: ['float', 'base64'] }),
     dimensions: int(1),
     pooling: nullable({ enum: ['mean', 'cls', 'last'] }),
@@ -85,7 +98,11 @@ export const EMBEDDING_SCHEMA = {
 export const GENERATE_SCHEMA = {
   type: 'object',
   required: ['model', 'prompt'],
-  properties: { model: { type: 'string', minLength: 1 }, prompt: { anyOf: [{ type: 'string' }, { ...tokenIds, minItems: 1 }] }, ...sampling },
+  properties: {
+    model: { type: 'string', minLength: 1 },
+    prompt: { description: 'a string or a non-empty list of token ids (integers)', anyOf: [{ type: 'string' }, { ...tokenIds, minItems: 1 }] },
+    ...sampling,
+  },
 };
 
 /** `POST /chat`. */
@@ -95,7 +112,8 @@ export const CHAT_SCHEMA = {
   properties: { model: { type: 'string', minLength: 1 }, messages, add_generation_prompt: nullable({ type: 'boolean' }), ...sampling },
 };
 
-const ajv = new Ajv({ allErrors: false, strict: false });
+// verbose: each error carries its schema, whose `description` says what a field with alternatives may be.
+const ajv = new Ajv({ allErrors: false, strict: false, verbose: true });
 
 /** A compiled check that throws 400 naming the first bad field. */
 export function validator<T>(schema: Record<string, unknown>): (body: unknown) => T {
@@ -104,12 +122,15 @@ export function validator<T>(schema: Record<string, unknown>): (body: unknown) =
     if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
       throw badRequest('invalid_request', 'the request body must be a JSON object (send Content-Type: application/json)');
     }
-    if (!validate(body)) throw schemaError(validate.errors?.[0]);
+    if (!validate(body)) throw schemaError(validate.errors ?? []);
     return body as T;
   };
 }
 
-function schemaError(error: ErrorObject | undefined): Error {
+function schemaError(errors: ErrorObject[]): Error {
+  // A field with alternatives (anyOf) fails with each alternative's error first, then its own: that one says what
+  // the field may be.
+  const error = errors.find((e) => e.keyword === 'anyOf' && describedAs(e) !== undefined) ?? errors[0];
   if (!error) return badRequest('invalid_request', 'the request body is invalid');
   if (error.keyword === 'required') {
     const field = (error.params as { missingProperty: string }).missingProperty;
@@ -123,7 +144,14 @@ function schemaError(error: ErrorObject | undefined): Error {
   return badRequest('invalid_field', `'${field}' ${message}`, param);
 }
 
+function describedAs(error: ErrorObject): string | undefined {
+  const description = (error.parentSchema as { description?: unknown } | undefined)?.description;
+  return typeof description === 'string' ? description : undefined;
+}
+
 function describe(error: ErrorObject): string {
+  const description = describedAs(error);
+  if (error.keyword === 'anyOf' && description !== undefined) return `must be ${description}`;
   if (error.keyword === 'enum') return `must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
   if (error.keyword === 'type') return `must be ${(error.params as { type: string }).type}`;
   return 'has the wrong type';

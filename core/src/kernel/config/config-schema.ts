@@ -84,7 +84,8 @@ export const CORE_CONFIG_SCHEMA = {
         shutdownTimeoutMs: {
           type: 'integer',
           minimum: 0,
-          description: 'On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are closed.',
+          description:
+            'On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are closed. Until then the server keeps listening and answers new requests 503 (with Retry-After); /ready reports stopping.',
           default: 30_000,
         },
       },

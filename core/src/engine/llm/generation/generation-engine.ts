@@ -849,6 +849,7 @@ function toWire(r: GenerateRequest): WireGenerateRequest {
     stop: stop.filter((s) => s.length > 0),
     ignoreEos: r.ignoreEos ?? false,
     ...(r.conversationId !== undefined && { conversationId: r.conversationId }),
+    ...(r.buffered === true && { buffered: true }),
   };
 }
 
@@ -918,7 +919,8 @@ class AdmittedGeneration implements GenerationStream {
     let error: NucleusError | undefined;
     try {
       for await (const event of this.channel) {
-        if (event.type === 'token' && firstTokenAt === undefined) firstTokenAt = performance.now();
+        // A buffered request's events come at its end: its first token is when the channel received it.
+        if (event.type === 'token' && firstTokenAt === undefined) firstTokenAt = this.channel.firstTokenAt ?? performance.now();
         if (event.type === 'finish') reason = event.finishReason === 'cancelled' ? 'abort' : event.finishReason === 'length' ? 'length' : 'stop';
         if (event.type === 'done') completionTokens = event.usage.completionTokens;
         yield event;

@@ -71,6 +71,8 @@ export interface WireGenerateRequest extends Omit<SamplingOptions, 'stop' | 'ign
   stop: string[];
   ignoreEos: boolean;
   conversationId?: string;
+  /** See `GenerateRequest.buffered`. */
+  buffered?: boolean;
 }
 
 /** An embedding request as it crosses into the thread. */

@@ -27,9 +27,9 @@ const AFFINITY_TOKENS = 16;
  * The replicas of one LLM, each a {@link GenerationWorker} with its own session, scheduler and prefix cache. A
  * request goes to the replica the routing strategy picks from their loads (sequences in each, estimated KV bytes
  * against free memory, and the request's affinity key); a replica that is not serving is out of the choice until it
- * serves again. A replica that dies hands the requests it held without a token to the others ({@link reroute}).
- * Replicas are added and retired while serving ({@link resize}): new ones take requests once open, retired ones take
- * none and end after the generations they hold.
+ * serves again. A replica that dies hands the requests it held without a token, or buffered ones whose output nobody
+ * has seen, to the others ({@link reroute}). Replicas are added and retired while serving ({@link resize}): new
+ * ones take requests once open, retired ones take none and end after the generations they hold.
  */
 export class GenerationReplicas {
   #workers: GenerationWorker[] = [];

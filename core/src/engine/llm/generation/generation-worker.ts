@@ -58,6 +58,7 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
   #pushed = 0;
   #completionTokens = 0;
   #cachedTokens: number | undefined;
+  #firstTokenAt: number | undefined;
   readonly #endListeners: (() => void)[] = [];
 
   /**
@@ -66,9 +67,14 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
    */
   cancel: (readerGone: boolean) => void = () => undefined;
 
+  /**
+   * `buffered`: the reader gets the events only once the request has ended (see `GenerateRequest.buffered`), so a
+   * run cut short by a dying worker can be dropped ({@link restart}) and made again unseen.
+   */
   constructor(
     readonly choices: number,
     readonly promptTokens: number,
+    readonly buffered = false,
   ) {}
 
   /** Calls `listener` once, when the request has ended and left its worker. */
@@ -91,12 +97,29 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
     return this.#pushed > 0;
   }
 
+  /** When (`performance.now()`) the first token of the current run arrived, whenever its reader reads it. */
+  get firstTokenAt(): number | undefined {
+    return this.#firstTokenAt;
+  }
+
+  /** Drops what a buffered request's run has produced so far, which nobody has read, to run it again from the start. */
+  restart(): void {
+    if (!this.buffered || this.#ended) return;
+    this.#queue = [];
+    this.#pushed = 0;
+    this.#finished = 0;
+    this.#completionTokens = 0;
+    this.#cachedTokens = undefined;
+    this.#firstTokenAt = undefined;
+  }
+
   /** Adds an event from the thread; the last choice's finish adds the `done` event with usage. */
   push(event: WireGenerationEvent): void {
     if (this.#ended) return;
     this.#pushed++;
     if (event.kind === 'fail') return this.fail(new NucleusError(event.status, event.code, event.message, event.failure === undefined ? {} : { cause: { failure: event.failure } }));
     if (event.kind === 'token') {
+      this.#firstTokenAt ??= performance.now();
       this.#queue.push({ type: 'token', index: event.index, tokenId: event.tokenId, text: event.text, sampledAt: event.sampledAt });
     } else {
       this.#finished++;
@@ -121,7 +144,7 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
         this.#ended = true;
       }
     }
-    this.#wake();
+    if (!this.buffered || this.#ended) this.#wake();
   }
 
   /** Ends the request with an error; the reader gets it after the events already queued. */
@@ -136,7 +159,8 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
     return {
       next: async () => {
         for (;;) {
-          const event = this.#queue.shift();
+          // A buffered request's events are read once it has ended: until then they may still be dropped.
+          const event = this.buffered && !this.#ended ? undefined : this.#queue.shift();
           if (event) return { value: event, done: false };
           if (this.#error) throw this.#error;
           if (this.#ended) return { value: undefined, done: true };
@@ -167,6 +191,7 @@ interface PendingAdmission {
   reject(err: Error): void;
   channel?: EventChannel;
   n: number;
+  buffered: boolean;
 }
 
 interface PendingEmbed {
@@ -175,7 +200,10 @@ interface PendingEmbed {
   request: WireEmbedRequest;
 }
 
-/** A submitted request that has produced nothing yet, so a restarted worker can run it from the start. */
+/**
+ * A submitted request that has produced nothing yet, or nothing anyone has read (buffered), so another or a restarted
+ * worker can run it from the start.
+ */
 interface Resubmittable {
   request: WireGenerateRequest;
   /** Workers it was sent to. */
@@ -217,8 +245,9 @@ const MAX_ATTEMPTS = 3;
  * The main thread's handle on one generation worker (a thread, or a child process with process isolation): submits
  * requests, relays the worker's token groups into each request's {@link EventChannel}, and sends cancellations. No
  * reply is ever awaited per step. When the worker dies it is restarted (with backoff); requests that have produced
- * nothing yet are sent to the new worker, and those already streaming fail with 503 `worker_exited`, since their
- * client has seen part of an answer that cannot be continued.
+ * nothing yet, and buffered ones whose partial output nobody has read (it is dropped), are run again from the start on
+ * another replica or the new worker, and those already streaming fail with 503 `worker_exited`, since their client
+ * has seen part of an answer that cannot be continued.
  */
 export class GenerationWorker {
   #worker: WorkerHandle | undefined;
@@ -343,7 +372,7 @@ export class GenerationWorker {
     const id = this.#nextId++;
     let pending!: PendingAdmission;
     const admission = await new Promise<Admission>((resolve, reject) => {
-      pending = { resolve, reject, n: request.n };
+      pending = { resolve, reject, n: request.n, buffered: request.buffered === true };
       this.#admissions.set(id, pending);
       this.#resubmittable.set(id, { request, attempts: 1 });
       this.#send(worker, { type: 'submit', id, request });
@@ -399,7 +428,7 @@ export class GenerationWorker {
 
   /**
    * Ends the worker the way a crash would (a process with SIGKILL, a thread after its current step): requests
-   * already streaming fail with 503, the rest go to the restarted worker.
+   * already streaming fail with 503, the rest (buffered ones from the start) go to the restarted worker.
    */
   async kill(): Promise<void> {
     const worker = this.#worker;
@@ -491,7 +520,7 @@ export class GenerationWorker {
             this.#admissions.delete(message.id);
             // No admission waits for a request sent again after a restart: its channel already exists.
             if (!pending) break;
-            const channel = new EventChannel(pending.n, message.promptTokens);
+            const channel = new EventChannel(pending.n, message.promptTokens, pending.buffered);
             const id = message.id;
             channel.cancel = (readerGone) => this.#cancel(id, readerGone);
             pending.channel = channel;
@@ -518,7 +547,8 @@ export class GenerationWorker {
             // The worker is stepping: the deaths before it no longer count as in a row.
             this.#consecutive = 0;
             for (const event of message.events) {
-              this.#resubmittable.delete(event.id);
+              // A buffered request can be run again until it ends: nobody has seen its events.
+              if (!this.#resubmittable.get(event.id)?.request.buffered) this.#resubmittable.delete(event.id);
               const channel = this.#channels.get(event.id);
               if (!channel) continue;
               channel.push(event);
@@ -580,11 +610,14 @@ export class GenerationWorker {
   }
 
   // Fails what cannot be run again: requests whose client has seen part of an answer, and those sent to too many
-  // workers already. The rest stay, to be sent to the next worker.
+  // workers already. The rest stay, to be sent to the next worker; a buffered one drops what it had produced.
   #failStarted(err: NucleusError): void {
     for (const [id, channel] of this.#channels) {
       const again = this.#resubmittable.get(id);
-      if (again && again.attempts < MAX_ATTEMPTS && !channel.started) continue;
+      if (again && again.attempts < MAX_ATTEMPTS && (!channel.started || channel.buffered)) {
+        channel.restart();
+        continue;
+      }
       channel.fail(err);
       this.#end(id, channel);
     }
@@ -599,8 +632,8 @@ export class GenerationWorker {
     this.#releases.clear();
   }
 
-  // Sends the requests that can run again (no token yet) to other replicas that serve now, one by one as the pool
-  // routes them; those no replica takes stay for this one's restart.
+  // Sends the requests that can run again (no token yet, or buffered) to other replicas that serve now, one by one as
+  // the pool routes them; those no replica takes stay for this one's restart.
   #handOff(): void {
     const reroute = this.options.reroute;
     if (!reroute) return;
@@ -620,8 +653,8 @@ export class GenerationWorker {
     if (moved > 0) this.options.logger?.warn({ model: this.spec.label, replica: this.id, moved }, 'requests of a dead replica sent to the replicas that serve');
   }
 
-  // Takes over a request another replica held and had not started: it keeps its channel (or its waiting admission),
-  // which now hears from this replica.
+  // Takes over a request another replica held and had not started (or a buffered one, its partial output dropped): it
+  // keeps its channel (or its waiting admission), which now hears from this replica.
   #adopt(again: Resubmittable, channel: EventChannel | undefined, pending: PendingAdmission | undefined): void {
     const id = this.#nextId++;
     this.#resubmittable.set(id, again);
@@ -673,7 +706,7 @@ export class GenerationWorker {
     );
   }
 
-  // Sends the new worker the requests the dead one held and had not started.
+  // Sends the new worker the requests the dead one held and had not started (or buffered ones, from the start).
   #resubmit(): void {
     const worker = this.#worker;
     if (!worker) return;
