@@ -50,13 +50,14 @@ describe('GenerationEngine (worker threads, real ORT, tiny Llama)', () => {
   });
 
   it('decodes concurrent requests in shared steps with the same tokens each gets alone', async () => {
-    const request = (prompt: string) => ({ model: 'tiny-llama', prompt, maxTokens: 24, temperature: 0, ignoreEos: true });
+    const request = (prompt: string) => ({ model: 'tiny-llama', prompt, maxTokens: 96, temperature: 0, ignoreEos: true });
     const alone: Generated[] = [];
     for (const p of PROMPTS) alone.push(await generateAll(engine, request(p)));
     const stepsBefore = ofType(emitted, 'engine.steps').length;
     const together = await Promise.all(
       PROMPTS.map(async (p, i) => {
-        // Within one batch window of each other: the first starts alone on the idle engine, the rest join it together.
+        // Within one batch window of each other, and long enough to overlap: the first ones start at once on the idle
+        // engine, the rest join them while they run.
         await new Promise((r) => setTimeout(r, (i % 4) * 5));
         return generateAll(engine, request(p));
       }),
