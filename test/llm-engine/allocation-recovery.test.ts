@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import type { CachePolicy, Contribution, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
 import { NucleusError } from '@nucleus/sdk';
 import { LruPolicy } from '@nucleus/plugin-cache-lru';
-import { isAllocationFailure } from '@nucleus/core/internal/engine/llm/generation/allocation-failure';
+import { isAllocationFailure } from '@nucleus/core/internal/engine/allocation-failure';
 import { realAllocationFailure, type GenerationFaultInjection } from '@nucleus/core/internal/engine/llm/generation/fault-injecting-runner';
 import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { ensureTinyLlama } from '@nucleus/core/internal/engine/llm/tiny-llama';

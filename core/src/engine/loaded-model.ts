@@ -3,6 +3,7 @@ import {
   allocateTensorData,
   elementCount,
   isBigIntDataType,
+  NucleusError,
   unavailable,
   type BatchingInfo,
   type EventBus,
@@ -13,6 +14,7 @@ import {
   type SessionOptions,
   type Tensor,
 } from '@nucleus/sdk';
+import { isAllocationFailure } from './allocation-failure.js';
 import { BatchAssembler } from './batching/batch-assembler.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { DynamicBatcher, type BatchSettings, type SubmitOptions } from './batching/dynamic-batcher.js';
@@ -284,7 +286,16 @@ export class LoadedModel {
     try {
       for (let i = 0; i < runs; i++) await Promise.all(this.#pool.workers.map((w) => w.run(dummy())));
     } catch (err) {
-      this.options.logger.warn({ model: this.options.source.name, version: this.options.source.version, err: (err as Error).message }, 'warm-up run failed');
+      const message = (err as Error).message;
+      // A model that cannot get the memory for one row of dummy inputs cannot serve anything: the load fails.
+      if (isAllocationFailure(message)) {
+        throw new NucleusError(
+          507,
+          'insufficient_memory',
+          `${this.label} ran out of memory in its warm-up run (one row of dummy inputs), so it cannot serve: ${message}; free memory (unload other models) or serve a smaller or quantized model (models[].quantize)`,
+        );
+      }
+      this.options.logger.warn({ model: this.options.source.name, version: this.options.source.version, err: message }, 'warm-up run failed');
     }
   }
 }

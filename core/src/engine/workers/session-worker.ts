@@ -1,4 +1,5 @@
 import { NucleusError, unavailable, type Logger, type Tensor, type WorkerReplicaStatus } from '@nucleus/sdk';
+import { openFailure } from '../allocation-failure.js';
 import { WorkerHandle, type WorkerIsolation } from './worker-handle.js';
 import { packTensors, unpackTensors, type FromWorker, type SessionWorkerSpec, type ToWorker, type WireValueMetadata } from './worker-messages.js';
 
@@ -302,7 +303,7 @@ export class SessionWorker {
             break;
           }
           case 'init-error':
-            reject(new NucleusError(500, message.code, `could not open ${this.spec.label}: ${message.message}`));
+            reject(openFailure(this.spec.label, message.code, message.message));
             void worker.terminate();
             break;
           case 'result': {

@@ -1,7 +1,7 @@
 import type { DraftProposer, FinishReason, GenerationPriority } from '@nucleus/sdk';
 import { blockFromRow, pastFromBlocks } from '../prefix-cache/kv-blocks.js';
 import type { PrefixCache } from '../prefix-cache/prefix-cache.js';
-import { isAllocationFailure } from './allocation-failure.js';
+import { isAllocationFailure } from '../../allocation-failure.js';
 import { isResidentKvRunner, type CachedPrefix, type ResidentKvRunner } from './contrib-session.js';
 import type { DecoderRunner } from './decoder-session.js';
 import { KvBatch, type KvArray, type RowSource } from './kv-batch.js';

@@ -9,7 +9,7 @@ import { createBackendSession } from '../../backend-session.js';
 import type { LlmTokenizer } from '../llm-model.js';
 import { PrefixCache, type PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import { createTokenizer } from '../tokenizers/create-tokenizer.js';
-import { isAllocationFailure } from './allocation-failure.js';
+import { isAllocationFailure } from '../../allocation-failure.js';
 import { chatRenderer } from './chat-prompt.js';
 import { ContribDecoderSession } from './contrib-session.js';
 import { DecoderSession, kvLayoutOf } from './decoder-session.js';

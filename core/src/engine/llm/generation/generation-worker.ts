@@ -1,4 +1,5 @@
 import { NucleusError, unavailable, type GenerationEvent, type Logger, type WorkerReplicaStatus } from '@nucleus/sdk';
+import { openFailure } from '../../allocation-failure.js';
 import { DEFAULT_MAX_RESTARTS, type WorkerHealth } from '../../workers/session-worker.js';
 import { WorkerHandle, type WorkerIsolation } from '../../workers/worker-handle.js';
 import type {
@@ -512,7 +513,7 @@ export class GenerationWorker {
             break;
           }
           case 'init-error':
-            reject(new NucleusError(500, message.code, `could not open ${this.spec.label}: ${message.message}`));
+            reject(openFailure(this.spec.label, message.code, message.message));
             void worker.terminate();
             break;
           case 'admitted': {
