@@ -1,6 +1,7 @@
 import { freemem } from 'node:os';
 import { NucleusError, type Logger, type SchedulerStrategy, type Tensor, type WorkerLoad, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { CachedReading } from './cached-reading.js';
+import { ReplicaSet } from './replica-set.js';
 import { SessionWorker, type RunResult, type SessionReady, type WorkerHealth } from './session-worker.js';
 import type { WorkerIsolation } from './worker-handle.js';
 import type { SessionWorkerSpec } from './worker-messages.js';
@@ -52,8 +53,7 @@ const RETRYABLE = ['worker_exited', 'worker_unavailable', 'worker_hung'];
  * and replicas can be added and retired while serving ({@link resize}).
  */
 export class WorkerPool {
-  #workers: SessionWorker[] = [];
-  readonly #retiring = new Set<SessionWorker>();
+  readonly #replicas: ReplicaSet<SessionWorker, SessionReady>;
   readonly #healthy = new Map<SessionWorker, boolean>();
   readonly #ids = new Map<SessionWorker, number>();
   // Estimated bytes of the batches each replica is running, taken off the free-memory figure: the host does not
@@ -66,36 +66,45 @@ export class WorkerPool {
   readonly #hostFree: CachedReading<number>;
   // Batches routed and not yet answered.
   #routed = 0;
-  #target: number;
-  #resizing: Promise<void> = Promise.resolve();
-  #started = false;
-  #closed = false;
 
   constructor(
     readonly spec: SessionWorkerSpec,
     size: number,
     private readonly options: WorkerPoolOptions = {},
   ) {
-    this.#target = Math.max(1, size);
     this.#hostFree = options.hostFreeMemory ?? new CachedReading(freemem, FREE_MEMORY_MAX_AGE_MS);
-    for (let i = 0; i < this.#target; i++) this.#workers.push(this.#create());
+    this.#replicas = new ReplicaSet(
+      size,
+      {
+        create: () => this.#create(),
+        start: (w) => w.start(),
+        // Its runs were sent before it was retired: it closes once they are answered (no deadline beyond the run timeout).
+        idle: async (w) => {
+          while (w.pending > 0 || this.#activeOn(w) > 0) await new Promise((r) => setTimeout(r, 10));
+        },
+        close: (w) => w.close(0),
+      },
+      {
+        onOpenFailed: (_w, err) => this.options.logger?.error({ model: this.spec.label, err: (err as Error).message }, 'a new replica could not open'),
+        onRemoved: (w) => this.#forget(w),
+        onAdded: () => {
+          this.options.logger?.info({ model: this.spec.label, replicas: this.workers.length }, 'replicas added');
+          this.#wake();
+        },
+        onRetiring: (retired) => this.options.logger?.info({ model: this.spec.label, replicas: this.workers.length, retiring: retired.length }, 'replicas retiring after their runs'),
+        onClose: () => this.#wake(),
+      },
+    );
   }
 
   /** The replicas taking new runs (not those being retired). */
   get workers(): readonly SessionWorker[] {
-    return this.#workers;
+    return this.#replicas.active;
   }
 
   /** Opens every replica; rejects (after closing the rest) when any cannot open. */
-  async start(): Promise<SessionReady> {
-    const results = await Promise.allSettled(this.#workers.map((w) => w.start()));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
-      await this.close(0);
-      throw failed.reason;
-    }
-    this.#started = true;
-    return (results[0] as PromiseFulfilledResult<SessionReady>).value;
+  start(): Promise<SessionReady> {
+    return this.#replicas.start();
   }
 
   /**
@@ -103,35 +112,7 @@ export class WorkerPool {
    * takes no new runs and ends after the runs it holds are answered, so no request is dropped.
    */
   resize(size: number): Promise<void> {
-    this.#target = Math.max(1, size);
-    const step = async (): Promise<void> => {
-      if (this.#closed || !this.#started) return;
-      const target = this.#target;
-      if (target > this.#workers.length) {
-        const added = Array.from({ length: target - this.#workers.length }, () => this.#create());
-        const results = await Promise.allSettled(added.map((w) => w.start()));
-        for (const [i, r] of results.entries()) {
-          const w = added[i]!;
-          if (r.status === 'fulfilled' && !this.#closed) this.#workers.push(w);
-          else {
-            if (r.status === 'rejected') this.options.logger?.error({ model: this.spec.label, err: (r.reason as Error).message }, 'a new replica could not open');
-            this.#forget(w);
-            void w.close(0);
-          }
-        }
-        this.options.logger?.info({ model: this.spec.label, replicas: this.#workers.length }, 'replicas added');
-        this.#wake();
-      } else if (target < this.#workers.length) {
-        const retired = this.#workers.slice(target);
-        this.#workers = this.#workers.slice(0, target);
-        this.options.logger?.info({ model: this.spec.label, replicas: target, retiring: retired.length }, 'replicas retiring after their runs');
-        await Promise.all(retired.map((w) => this.#retire(w)));
-      }
-      // A change made while this one was under way is applied next.
-      if (this.#target !== this.#workers.length && !this.#closed) await step();
-    };
-    this.#resizing = this.#resizing.then(step, step);
-    return this.#resizing;
+    return this.#replicas.resize(size);
   }
 
   /**
@@ -143,7 +124,7 @@ export class WorkerPool {
   async run(inputs: Record<string, Tensor>): Promise<RunResult> {
     const estimatedBytes = estimateBytes(inputs) * (this.options.memoryFactor ?? 3);
     const first = await this.#pick(estimatedBytes);
-    if (this.#workers.length < 2) return this.#runOn(first, inputs, estimatedBytes);
+    if (this.workers.length < 2) return this.#runOn(first, inputs, estimatedBytes);
     const spare = copyTensors(inputs);
     try {
       return await this.#runOn(first, inputs, estimatedBytes);
@@ -159,12 +140,12 @@ export class WorkerPool {
 
   /** Each replica taking runs, as `/status` shows it. */
   replicas(): WorkerReplicaStatus[] {
-    return this.#workers.map((w) => w.status(this.#ids.get(w) ?? -1));
+    return this.workers.map((w) => w.status(this.#ids.get(w) ?? -1));
   }
 
   /** The load of each replica taking runs, as a routing strategy sees it. */
   loads(): WorkerLoad[] {
-    return this.#workers.map((w) => {
+    return this.workers.map((w) => {
       const free = this.#freeMemory(w);
       return {
         id: String(this.#ids.get(w)),
@@ -187,12 +168,12 @@ export class WorkerPool {
     for (;;) {
       const strategy = this.options.routing?.();
       let chosen: SessionWorker | undefined;
-      if (!strategy?.pickWorker || this.#closed) chosen = this.#leastBusy();
+      if (!strategy?.pickWorker || this.#replicas.closed) chosen = this.#leastBusy();
       else {
         // A batch that waited for room sees the memory given back since, not a reading from before.
         if (waited) this.#hostFree.read(true);
         const index = strategy.pickWorker(this.loads(), { estimatedBytes });
-        chosen = index >= 0 ? this.#workers[index] : undefined;
+        chosen = index >= 0 ? this.workers[index] : undefined;
         // Waiting only helps while some run can finish and give its memory back; with nothing running the figure
         // will not change, and refusing for ever would hang the request.
         if (!chosen && this.#routed === 0) {
@@ -250,10 +231,10 @@ export class WorkerPool {
 
   // The least busy healthy replica (other than `except`); an unhealthy one only when no other is left.
   #leastBusy(except?: SessionWorker): SessionWorker {
-    const others = this.#workers.filter((w) => w !== except);
+    const others = this.workers.filter((w) => w !== except);
     const healthy = others.filter((w) => this.#healthy.get(w) !== false);
     const candidates = healthy.length > 0 ? healthy : others;
-    let best = candidates[0] ?? this.#workers[0]!;
+    let best = candidates[0] ?? this.workers[0]!;
     const busy = (w: SessionWorker): number => Math.max(this.#activeOn(w), w.pending);
     for (const w of candidates) if (busy(w) < busy(best)) best = w;
     return best;
@@ -280,18 +261,6 @@ export class WorkerPool {
     return worker;
   }
 
-  async #retire(worker: SessionWorker): Promise<void> {
-    this.#retiring.add(worker);
-    try {
-      // Its runs were sent before it was retired: close waits for them (with no deadline beyond the run timeout).
-      while (worker.pending > 0 || this.#activeOn(worker) > 0) await new Promise((r) => setTimeout(r, 10));
-      await worker.close(0);
-    } finally {
-      this.#retiring.delete(worker);
-      this.#forget(worker);
-    }
-  }
-
   #forget(worker: SessionWorker): void {
     this.#healthy.delete(worker);
     this.#ids.delete(worker);
@@ -302,21 +271,18 @@ export class WorkerPool {
   /** Runs sent to any replica (retiring ones included) and not yet answered. */
   get pending(): number {
     let n = 0;
-    for (const w of this.#workers) n += w.pending;
-    for (const w of this.#retiring) n += w.pending;
+    for (const w of this.#replicas.all) n += w.pending;
     return n;
   }
 
   /** Restarts across replicas. */
   get restarts(): number {
-    return this.#workers.reduce((n, w) => n + w.restarts, 0);
+    return this.workers.reduce((n, w) => n + w.restarts, 0);
   }
 
   /** Closes every replica after its pending runs drain (up to `drainMs`). */
-  async close(drainMs?: number): Promise<void> {
-    this.#closed = true;
-    this.#wake();
-    await Promise.all([...this.#workers, ...this.#retiring].map((w) => w.close(drainMs)));
+  close(drainMs?: number): Promise<void> {
+    return this.#replicas.close((w) => w.close(drainMs));
   }
 }
 

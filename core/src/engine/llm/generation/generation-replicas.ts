@@ -1,4 +1,5 @@
 import { unavailable, type Logger, type SchedulerStrategy, type WorkerLoad, type WorkerReplicaStatus } from '@nucleus/sdk';
+import { ReplicaSet } from '../../workers/replica-set.js';
 import type { Admission, EventChannel, GenerationThreadReady, GenerationWorker } from './generation-worker.js';
 import type { WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
 
@@ -32,8 +33,7 @@ const AFFINITY_TOKENS = 16;
  * ones take requests once open, retired ones take none and end after the generations they hold.
  */
 export class GenerationReplicas {
-  #workers: GenerationWorker[] = [];
-  readonly #retiring = new Set<GenerationWorker>();
+  readonly #replicas: ReplicaSet<GenerationWorker, GenerationThreadReady>;
   readonly #waiters = new Set<() => void>();
   #nextId = 0;
   // Estimated KV bytes of the requests routed and not yet ended, taken off the free-memory figure: the host does not
@@ -41,39 +41,47 @@ export class GenerationReplicas {
   #reserved = 0;
   // Requests routed and not yet ended.
   #routed = 0;
-  #target: number;
-  #resizing: Promise<void> = Promise.resolve();
-  #started = false;
-  #closed = false;
 
   constructor(
     size: number,
     private readonly options: GenerationReplicasOptions,
   ) {
-    this.#target = Math.max(1, size);
-    for (let i = 0; i < this.#target; i++) this.#workers.push(this.#create());
+    this.#replicas = new ReplicaSet(
+      size,
+      {
+        create: () => this.options.create(this.#nextId++, (from) => this.#reroute(from)),
+        start: (w) => w.start(),
+        // Its requests were routed before it was retired: they run to their end (or move on if it dies).
+        idle: async (w) => {
+          while (w.pending > 0 && !this.#replicas.closed) await new Promise((r) => setTimeout(r, 10));
+        },
+        close: (w) => w.close(),
+      },
+      {
+        onOpenFailed: (w, err) => this.options.logger?.error({ replica: w.id, err: (err as Error).message }, 'a new generation replica could not open'),
+        onAdded: () => {
+          this.options.logger?.info({ replicas: this.workers.length }, 'generation replicas added');
+          this.#wake();
+        },
+        onRetiring: (retired) => this.options.logger?.info({ replicas: this.workers.length, retiring: retired.length }, 'generation replicas retiring after their generations'),
+        onClose: () => this.#wake(),
+      },
+    );
   }
 
   /** The replicas taking new requests (not those being retired). */
   get workers(): readonly GenerationWorker[] {
-    return this.#workers;
+    return this.#replicas.active;
   }
 
   /** Every replica, those being retired included. */
   get all(): GenerationWorker[] {
-    return [...this.#workers, ...this.#retiring];
+    return this.#replicas.all;
   }
 
   /** Opens every replica; rejects (after closing the rest) when any cannot open. */
-  async start(): Promise<GenerationThreadReady> {
-    const results = await Promise.allSettled(this.#workers.map((w) => w.start()));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
-      await this.close();
-      throw failed.reason;
-    }
-    this.#started = true;
-    return (results[0] as PromiseFulfilledResult<GenerationThreadReady>).value;
+  start(): Promise<GenerationThreadReady> {
+    return this.#replicas.start();
   }
 
   /**
@@ -81,35 +89,7 @@ export class GenerationReplicas {
    * one takes no new requests and ends after the generations it holds have finished, so none is dropped.
    */
   resize(size: number): Promise<void> {
-    this.#target = Math.max(1, size);
-    const step = async (): Promise<void> => {
-      if (this.#closed || !this.#started) return;
-      const target = this.#target;
-      const log = this.options.logger;
-      if (target > this.#workers.length) {
-        const added = Array.from({ length: target - this.#workers.length }, () => this.#create());
-        const results = await Promise.allSettled(added.map((w) => w.start()));
-        for (const [i, r] of results.entries()) {
-          const w = added[i]!;
-          if (r.status === 'fulfilled' && !this.#closed) this.#workers.push(w);
-          else {
-            if (r.status === 'rejected') log?.error({ replica: w.id, err: (r.reason as Error).message }, 'a new generation replica could not open');
-            void w.close();
-          }
-        }
-        log?.info({ replicas: this.#workers.length }, 'generation replicas added');
-        this.#wake();
-      } else if (target < this.#workers.length) {
-        const retired = this.#workers.slice(target);
-        this.#workers = this.#workers.slice(0, target);
-        log?.info({ replicas: target, retiring: retired.length }, 'generation replicas retiring after their generations');
-        await Promise.all(retired.map((w) => this.#retire(w)));
-      }
-      // A change made while this one was under way is applied next.
-      if (this.#target !== this.#workers.length && !this.#closed) await step();
-    };
-    this.#resizing = this.#resizing.then(step, step);
-    return this.#resizing;
+    return this.#replicas.resize(size);
   }
 
   /** Routes a request to a replica and submits it there; see {@link GenerationWorker.generate}. */
@@ -153,13 +133,13 @@ export class GenerationReplicas {
 
   /** Each replica (retiring ones included, marked), as `/status` shows it. */
   replicas(): WorkerReplicaStatus[] {
-    return [...this.#workers.map((w) => w.status()), ...[...this.#retiring].map((w) => ({ ...w.status(), retiring: true }))];
+    return [...this.workers.map((w) => w.status()), ...[...this.#replicas.retiring].map((w) => ({ ...w.status(), retiring: true }))];
   }
 
   /** The load of each replica taking requests, as a routing strategy sees it. */
   loads(): WorkerLoad[] {
     const free = this.options.freeMemoryBytes?.();
-    return this.#workers.map((w) => ({
+    return this.workers.map((w) => ({
       id: String(w.id),
       healthy: w.serving,
       activeBatches: w.sequences,
@@ -180,14 +160,12 @@ export class GenerationReplicas {
 
   /** Whether some replica serves now. */
   get serving(): boolean {
-    return this.#workers.some((w) => w.serving);
+    return this.workers.some((w) => w.serving);
   }
 
   /** Closes every replica; requests still running fail with 503 `model_unloading`. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    this.#wake();
-    await Promise.all(this.all.map((w) => w.close()));
+  close(): Promise<void> {
+    return this.#replicas.close();
   }
 
   // The replica a request goes to, chosen and submitted to in one tick so that requests routed together see each
@@ -202,11 +180,11 @@ export class GenerationReplicas {
   }
 
   #choose(estimatedBytes: number, key: string | undefined): GenerationWorker | undefined {
-    if (this.#closed) throw unavailable('model_unloading', 'the model is stopping');
+    if (this.#replicas.closed) throw unavailable('model_unloading', 'the model is stopping');
     const strategy = this.options.routing?.();
     if (!strategy?.pickWorker) return this.#leastBusy();
     const index = strategy.pickWorker(this.loads(), { estimatedBytes, ...(key !== undefined && { affinityKey: key }) });
-    const chosen = index >= 0 ? this.#workers[index] : undefined;
+    const chosen = index >= 0 ? this.workers[index] : undefined;
     if (chosen) return chosen;
     // No replica serves (all restarting): the least busy one runs the request once it serves again.
     if (!this.serving) return this.#leastBusy();
@@ -219,17 +197,17 @@ export class GenerationReplicas {
 
   // The least busy replica that serves (other than `except`); one that does not only when none serves.
   #leastBusy(except?: GenerationWorker): GenerationWorker {
-    const others = this.#workers.filter((w) => w !== except);
+    const others = this.workers.filter((w) => w !== except);
     const serving = others.filter((w) => w.serving);
     const candidates = serving.length > 0 ? serving : others;
-    let best = candidates[0] ?? this.#workers[0]!;
+    let best = candidates[0] ?? this.workers[0]!;
     for (const w of candidates) if (w.sequences < best.sequences) best = w;
     return best;
   }
 
   // Where a dying replica's requests without a token go: the least busy other replica that serves now.
   #reroute(from: GenerationWorker): GenerationWorker | undefined {
-    if (this.#closed) return undefined;
+    if (this.#replicas.closed) return undefined;
     const other = this.#leastBusy(from);
     return other !== from && other.serving ? other : undefined;
   }
@@ -249,21 +227,6 @@ export class GenerationReplicas {
     const waiters = [...this.#waiters];
     this.#waiters.clear();
     for (const w of waiters) w();
-  }
-
-  #create(): GenerationWorker {
-    return this.options.create(this.#nextId++, (from) => this.#reroute(from));
-  }
-
-  async #retire(worker: GenerationWorker): Promise<void> {
-    this.#retiring.add(worker);
-    try {
-      // Its requests were routed before it was retired: they run to their end (or move on if it dies).
-      while (worker.pending > 0 && !this.#closed) await new Promise((r) => setTimeout(r, 10));
-      await worker.close();
-    } finally {
-      this.#retiring.delete(worker);
-    }
   }
 
   /** Wakes requests waiting for room once a replica serves again (after a restart). */
