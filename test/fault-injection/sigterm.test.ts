@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { CLI, REPO_ROOT } from '../helpers/paths.js';
+import { followServer } from '../helpers/server-child.js';
 
 /** Reads a streamed completion to its end; resolves with the status and the text, after the first token has come. */
 async function streamCompletion(url: string, onFirst: () => void): Promise<{ status: number; text: string; done: boolean }> {
@@ -31,23 +32,10 @@ describe('SIGTERM while generations run', () => {
       env: { ...process.env, NUCLEUS_LOGGING_LEVEL: 'warn', NUCLEUS_PLUGINS_WATCH: 'false', NUCLEUS_SCHEDULER_BATCH_WINDOW_MS: '5' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let output = '';
+    const followed = followServer(child);
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no listening line in 60 s:\n${output}`)), 60_000);
-        const onData = (d: Buffer) => {
-          output += d.toString();
-          const m = /nucleus listening on (\S+)/.exec(output);
-          if (m) {
-            clearTimeout(timer);
-            resolve(m[1]!);
-          }
-        };
-        child.stdout!.on('data', onData);
-        child.stderr!.on('data', onData);
-        child.on('exit', (code) => reject(new Error(`exited ${code} before listening:\n${output}`)));
-      });
+      const url = await followed.url;
       let started = 0;
       let allStarted!: () => void;
       const running = new Promise<void>((resolve) => (allStarted = resolve));
@@ -60,7 +48,7 @@ describe('SIGTERM while generations run', () => {
         assert.ok(r.done, `a stream ended without [DONE]:\n${r.text.slice(-300)}`);
         assert.doesNotMatch(r.text, /"error"/);
       }
-      assert.equal(await exited, 0, output);
+      assert.equal(await exited, 0, followed.output());
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }

@@ -6,6 +6,7 @@ import type { NucleusError, NucleusEvents, Tensor } from '@nucleus/sdk';
 import { call, startKServe } from '../api-kserve/kserve-fixtures.js';
 import { builtinModel, i64, startKernel, within } from '../engine/engine-fixtures.js';
 import { CLI, REPO_ROOT } from '../helpers/paths.js';
+import { followServer } from '../helpers/server-child.js';
 
 type Health = NucleusEvents['worker.health'] & { at: number };
 
@@ -227,23 +228,10 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
       env: { ...process.env, NUCLEUS_LOGGING_LEVEL: 'warn', NUCLEUS_PLUGINS_WATCH: 'false', NUCLEUS_WORKERS_ISOLATION: 'process' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let output = '';
+    const followed = followServer(server);
     let pids: number[] = [];
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no listening line in 60 s:\n${output}`)), 60_000);
-        const onData = (d: Buffer) => {
-          output += d.toString();
-          const m = /nucleus listening on (\S+)/.exec(output);
-          if (m) {
-            clearTimeout(timer);
-            resolve(m[1]!);
-          }
-        };
-        server.stdout!.on('data', onData);
-        server.stderr!.on('data', onData);
-        server.on('exit', (code) => reject(new Error(`exited ${code} before listening:\n${output}`)));
-      });
+      const url = await followed.url;
       const status = (await (await fetch(`${url}/status`, { signal: AbortSignal.timeout(10_000) })).json()) as {
         models: { versions: { workers?: { replicas?: { pid?: number }[] } }[] }[];
       };

@@ -1,0 +1,34 @@
+import type { ChildProcess } from 'node:child_process';
+
+/** A `nucleus serve` child process's output so far, and the URL it listens on once it says so. */
+export interface ServerChild {
+  url: Promise<string>;
+  /** Everything it wrote to stdout and stderr so far (for assertion messages). */
+  output(): string;
+}
+
+/**
+ * Follows a `nucleus serve` child: `url` resolves at its `nucleus listening on` line, and rejects when it exits
+ * first or says nothing of the kind within `timeoutMs`.
+ */
+export function followServer(child: ChildProcess, timeoutMs = 60_000): ServerChild {
+  let output = '';
+  const url = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no listening line in ${timeoutMs / 1000} s:\n${output}`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      output += d.toString();
+      const m = /nucleus listening on (\S+)/.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited ${code} before listening:\n${output}`));
+    });
+  });
+  return { url, output: () => output };
+}
