@@ -292,25 +292,14 @@ export class GenerationLoop {
             from && rows.length < group.length ? KvBatch.gather(this.#runner.layout, rows.map((row) => ({ batch: from, row }))) : from,
           ),
       );
-      for (const part of parts) {
-        if (!part.ok) {
-          this.#sink.fail(
-            part.rows.map((r) => group[r]!.id),
-            part.error,
-          );
-          continue;
+      this.#settle(parts, group, (seq, result, row) => {
+        this.#sink.prefilled?.(seq.id, seq.cachedTokens);
+        this.#retain(seq, result.kv, row);
+        if (this.#accept(seq, result.logits[row]!, result.kv.lengths[row]!)) {
+          survivors.push({ batch: result.kv, row });
+          joined.push(seq);
         }
-        const result = part.result;
-        part.rows.forEach((r, row) => {
-          const seq = group[r]!;
-          this.#sink.prefilled?.(seq.id, seq.cachedTokens);
-          this.#retain(seq, result.kv, row);
-          if (this.#accept(seq, result.logits[row]!, result.kv.lengths[row]!)) {
-            survivors.push({ batch: result.kv, row });
-            joined.push(seq);
-          }
-        });
-      }
+      });
       steps.at(-1)!.durationMs = this.#now() - started;
     }
     const kept: RowSource[] = this.#kv ? this.#running.map((_, row) => ({ batch: this.#kv!, row })) : [];
@@ -352,19 +341,10 @@ export class GenerationLoop {
     );
     const joined: Sequence[] = [];
     const logits: LogitsRow[] = [];
-    for (const part of parts) {
-      if (!part.ok) {
-        this.#sink.fail(
-          part.rows.map((i) => joining[i]!.id),
-          part.error,
-        );
-        continue;
-      }
-      part.rows.forEach((i, k) => {
-        joined.push(joining[i]!);
-        logits.push(part.result[k]!);
-      });
-    }
+    this.#settle(parts, joining, (seq, result, k) => {
+      joined.push(seq);
+      logits.push(result[k]!);
+    });
     const first = this.#running.length;
     const keep = this.#running.map((_, row) => row);
     joined.forEach((seq, k) => {
@@ -393,21 +373,11 @@ export class GenerationLoop {
     );
     const keep: number[] = [];
     let ran = 0;
-    for (const part of parts) {
-      if (!part.ok) {
-        this.#sink.fail(
-          part.rows.map((r) => running[r]!.id),
-          part.error,
-        );
-        continue;
-      }
-      ran += part.rows.length;
-      part.rows.forEach((row, k) => {
-        const seq = running[row]!;
-        if (this.#accept(seq, part.result[k]!, runner.lengths[row]!)) keep.push(row);
-        else this.#retain(seq, runner, row);
-      });
-    }
+    this.#settle(parts, running, (seq, result, k, row) => {
+      ran++;
+      if (this.#accept(seq, result[k]!, runner.lengths[row]!)) keep.push(row);
+      else this.#retain(seq, runner, row);
+    });
     this.#keepRows(keep);
     return { phase: 'decode', sequences: running.length, tokens: ran, durationMs: this.#now() - started };
   }
@@ -447,20 +417,11 @@ export class GenerationLoop {
       const sources: RowSource[] = [];
       const kept: Sequence[] = [];
       logits = [];
-      for (const part of parts) {
-        if (!part.ok) {
-          this.#sink.fail(
-            part.rows.map((r) => running[r]!.id),
-            part.error,
-          );
-          continue;
-        }
-        part.rows.forEach((r, i) => {
-          sources.push({ batch: part.result.kv, row: i });
-          logits.push(part.result.logits[i]!);
-          kept.push(running[r]!);
-        });
-      }
+      this.#settle(parts, running, (seq, result, i) => {
+        sources.push({ batch: result.kv, row: i });
+        logits.push(result.logits[i]!);
+        kept.push(seq);
+      });
       this.#running = kept;
       if (kept.length === 0) {
         this.#kv = undefined;
@@ -477,6 +438,21 @@ export class GenerationLoop {
     const ran = this.#running.length;
     this.#keepRows(keep);
     return { phase: 'decode', sequences: running.length, tokens: ran, durationMs: this.#now() - started };
+  }
+
+  // The outcome of a split step: the sequences of the parts that failed fail with their part's error; `each` gets every
+  // sequence of the parts that ran, with its part's result, its row in that result and its index in `sequences`.
+  #settle<R>(parts: readonly StepPart<R>[], sequences: readonly Sequence[], each: (seq: Sequence, result: R, row: number, index: number) => void): void {
+    for (const part of parts) {
+      if (!part.ok) {
+        this.#sink.fail(
+          part.rows.map((i) => sequences[i]!.id),
+          part.error,
+        );
+        continue;
+      }
+      part.rows.forEach((index, row) => each(sequences[index]!, part.result, row, index));
+    }
   }
 
   /**
