@@ -99,8 +99,21 @@ describe('ReplicaSet', () => {
     assert.deepEqual(failed, [1]);
     assert.deepEqual(removed, [1]);
     assert.equal(f.made[1]!.state, 'closed');
-    // The one that opened is kept, and the same resize makes another to meet its target.
+    // The one that opened is kept; the set stays smaller until the next resize, which tries again.
+    assert.deepEqual(f.ids(), [0, 2]);
+    await f.set.resize(3);
     assert.deepEqual(f.ids(), [0, 2, 3]);
+  });
+
+  it('tries a replica that cannot open once per resize, not for ever', async () => {
+    const f = fixture(1);
+    await f.set.start();
+    f.failNextOpens(1000);
+    await f.set.resize(3);
+    assert.deepEqual(f.ids(), [0]);
+    assert.equal(f.made.length, 3, 'two replicas were tried, once each');
+    await f.set.resize(2);
+    assert.equal(f.made.length, 4);
   });
 
   it('shrinks: a retired replica takes no new work and closes once its work is done', async () => {

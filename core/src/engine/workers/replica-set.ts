@@ -12,7 +12,7 @@ export interface ReplicaLifecycle<W, R> {
 
 /** What the pool built on a {@link ReplicaSet} does at each moment of its replicas' lives. */
 export interface ReplicaSetHooks<W> {
-  /** A replica made to grow the set could not open; it is closed and not kept. */
+  /** A replica made to grow the set could not open; it is closed and not kept, and the set stays smaller until the next resize. */
   onOpenFailed?(replica: W, error: unknown): void;
   /** A grow ended: the replicas that opened now take work. */
   onAdded?(): void;
@@ -111,8 +111,9 @@ export class ReplicaSet<W, R = void> {
         this.hooks.onRetiring?.(retired);
         await Promise.all(retired.map((w) => this.#retire(w)));
       }
-      // A change made while this one was under way is applied next.
-      if (this.#target !== this.#active.length && !this.#closed) await step();
+      // A change made while this one was under way is applied next. Replicas that failed to open are not tried again
+      // here (one that can never open would be retried for ever): the set stays smaller until the next resize.
+      if (this.#target !== target && !this.#closed) await step();
     };
     this.#resizing = this.#resizing.then(step, step);
     return this.#resizing;
