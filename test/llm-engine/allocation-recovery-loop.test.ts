@@ -6,8 +6,8 @@ import { ContribDecoderSession, type ResidentKvRunner } from '@nucleus/core/inte
 import { DecoderSession, type DecoderRunner } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import { withFaultInjection, type GenerationFaultInjection } from '@nucleus/core/internal/engine/llm/generation/fault-injecting-runner';
 import { GenerationLoop, type SequenceInit } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
-import { DEFAULT_SAMPLING } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { GenerationScheduler } from '@nucleus/core/internal/engine/llm/generation/scheduler';
+import { loopSequence } from './helpers.js';
 
 const PROMPTS = ['Once upon a time', 'Lily', 'The little dog', 'and the birds'];
 
@@ -40,21 +40,7 @@ for (const style of ['generic', 'contrib'] as const) describe(`GenerationLoop af
     return faults ? withFaultInjection(real, faults, () => 0) : real;
   };
 
-  const sequence = (id: number, text: string | number[], maxTokens = 110): SequenceInit => {
-    const promptIds = typeof text === 'string' ? tokenizer.encode(text, { addBos: true }) : text;
-    return {
-      id,
-      promptIds,
-      params: { ...DEFAULT_SAMPLING, temperature: 0 },
-      seed: 1,
-      maxTokens,
-      stop: [],
-      eosTokenIds: llm.config.eosTokenIds,
-      ignoreEos: true,
-      priority: 'normal',
-      decoder: tokenizer.createStreamDecoder({ prefix: promptIds }),
-    };
-  };
+  const sequence = (id: number, text: string | number[], maxTokens = 110): SequenceInit => loopSequence(tokenizer, llm, id, text, { seed: 1, maxTokens });
 
   interface Outcome {
     tokens: Map<number, number[]>;

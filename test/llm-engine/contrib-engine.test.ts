@@ -7,15 +7,13 @@ import { CONTRIB_SPAN_STEP, ContribDecoderSession } from '@nucleus/core/internal
 import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { GenerationLoop, type LoopSink, type SequenceInit } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
-import { DEFAULT_SAMPLING, type SamplingParams } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { GenerationScheduler } from '@nucleus/core/internal/engine/llm/generation/scheduler';
 import { parseIds, requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
 import { generateAll, testEngine } from './engine-helpers.js';
-import { openTinyLlama } from './helpers.js';
+import { LOOP_PROMPTS, loopSequence, openTinyLlama } from './helpers.js';
 
 ort.env.logLevel = 'fatal';
 
-const GREEDY: SamplingParams = { ...DEFAULT_SAMPLING, temperature: 0 };
 const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } };
 
 interface Outcome {
@@ -41,31 +39,10 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
     await generic?.session.release();
   });
 
-  const PROMPTS = [
-    'Once upon a time',
-    'The little dog was running and jumping in the grass.',
-    'Lily',
-    'She liked to play in the park with her friends. One day the sun was shining',
-    'Café, naïve, héllo',
-    'and the birds were singing',
-  ];
+  const PROMPTS = LOOP_PROMPTS;
 
-  function sequence(id: number, prompt: string, overrides: Partial<SequenceInit> = {}): SequenceInit {
-    const promptIds = tokenizer.encode(prompt, { addBos: true });
-    return {
-      id,
-      promptIds,
-      params: GREEDY,
-      seed: 1234 + id,
-      maxTokens: 30,
-      stop: [],
-      eosTokenIds: llm.config.eosTokenIds,
-      ignoreEos: true,
-      priority: 'normal',
-      decoder: tokenizer.createStreamDecoder({ prefix: promptIds }),
-      ...overrides,
-    };
-  }
+  const sequence = (id: number, prompt: string, overrides: Partial<SequenceInit> = {}): SequenceInit =>
+    loopSequence(tokenizer, llm, id, prompt, { seed: 1234 + id, ...overrides });
 
   async function drive(
     runner: ContribDecoderSession | DecoderSession,

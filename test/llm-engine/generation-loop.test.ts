@@ -6,7 +6,7 @@ import { GenerationLoop, type LoopSink, type SequenceInit } from '@nucleus/core/
 import { KvBatch } from '@nucleus/core/internal/engine/llm/generation/kv-batch';
 import { DEFAULT_SAMPLING, type SamplingParams } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { GenerationScheduler, type SchedulerSettings } from '@nucleus/core/internal/engine/llm/generation/scheduler';
-import { openTinyLlama } from './helpers.js';
+import { LOOP_PROMPTS, loopSequence, openTinyLlama } from './helpers.js';
 
 interface Outcome {
   tokens: number[];
@@ -16,7 +16,6 @@ interface Outcome {
   completionTokens?: number;
 }
 
-const GREEDY: SamplingParams = { ...DEFAULT_SAMPLING, temperature: 0 };
 
 describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
   let llm: LoadedLlm;
@@ -32,31 +31,10 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
     await session?.release();
   });
 
-  const PROMPTS = [
-    'Once upon a time',
-    'The little dog was running and jumping in the grass.',
-    'Lily',
-    'She liked to play in the park with her friends. One day the sun was shining',
-    'Café, naïve, héllo',
-    'and the birds were singing',
-  ];
+  const PROMPTS = LOOP_PROMPTS;
 
-  function sequence(id: number, prompt: string, overrides: Partial<SequenceInit> = {}): SequenceInit {
-    const promptIds = tokenizer.encode(prompt, { addBos: true });
-    return {
-      id,
-      promptIds,
-      params: GREEDY,
-      seed: 1234 + id,
-      maxTokens: 30,
-      stop: [],
-      eosTokenIds: llm.config.eosTokenIds,
-      ignoreEos: true,
-      priority: 'normal',
-      decoder: tokenizer.createStreamDecoder({ prefix: promptIds }),
-      ...overrides,
-    };
-  }
+  const sequence = (id: number, prompt: string, overrides: Partial<SequenceInit> = {}): SequenceInit =>
+    loopSequence(tokenizer, llm, id, prompt, { seed: 1234 + id, ...overrides });
 
   /** Runs sequences through one loop; `joins[i]` are added before iteration i. Bounded by `maxIterations`. */
   async function drive(

@@ -5,10 +5,9 @@ import { createTokenizer, loadTinyLlama, type LlmTokenizer, type LoadedLlm } fro
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import { GenerationLoop, type LoopSink, type SequenceInit, type StepReport } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
-import { DEFAULT_SAMPLING } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { GenerationScheduler } from '@nucleus/core/internal/engine/llm/generation/scheduler';
 import { PrefixCache } from '@nucleus/core/internal/engine/llm/prefix-cache/prefix-cache';
-import { openTinyLlama } from '../llm-engine/helpers.js';
+import { loopSequence, openTinyLlama } from '../llm-engine/helpers.js';
 
 const SHARED =
   'You are a helpful storyteller. Tell short, kind stories about animals in the forest, with a happy ending and simple words. ';
@@ -34,22 +33,8 @@ for (const style of ['generic', 'contrib'] as const) describe(`GenerationLoop wi
     await session?.release();
   });
 
-  function sequence(id: number, prompt: string | number[], overrides: Partial<SequenceInit> = {}): SequenceInit {
-    const promptIds = typeof prompt === 'string' ? tokenizer.encode(prompt, { addBos: true }) : prompt;
-    return {
-      id,
-      promptIds,
-      params: { ...DEFAULT_SAMPLING, temperature: 0 },
-      seed: id,
-      maxTokens: 24,
-      stop: [],
-      eosTokenIds: llm.config.eosTokenIds,
-      ignoreEos: true,
-      priority: 'normal',
-      decoder: tokenizer.createStreamDecoder({ prefix: promptIds }),
-      ...overrides,
-    };
-  }
+  const sequence = (id: number, prompt: string | number[], overrides: Partial<SequenceInit> = {}): SequenceInit =>
+    loopSequence(tokenizer, llm, id, prompt, { maxTokens: 24, ...overrides });
 
   function newCache(maxBytes = 64 * 1024 * 1024, blockTokens = 16): PrefixCache {
     return new PrefixCache({ layout: runner.layout, blockTokens, maxBytes, policy: new LruPolicy() });

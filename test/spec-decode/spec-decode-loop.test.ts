@@ -11,10 +11,9 @@ import { DecoderSession, type DecoderRunner } from '@nucleus/core/internal/engin
 import { GenerationLoop, type LoopSink, type SequenceInit, type Speculation, type StepReport } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
 import { DEFAULT_SAMPLING } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { GenerationScheduler } from '@nucleus/core/internal/engine/llm/generation/scheduler';
-import { openTinyLlama } from '../llm-engine/helpers.js';
+import { loopSequence, openTinyLlama } from '../llm-engine/helpers.js';
 import { requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
 
-const GREEDY = { ...DEFAULT_SAMPLING, temperature: 0 };
 const REPETITIVE = 'one two three four, one two three four, one two three four, one two three four, one two';
 const STORY = 'Lily and Ben went to the park. Lily saw a big red ball. Ben saw a big red ball too. Lily and Ben';
 const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } };
@@ -56,22 +55,8 @@ for (const style of ['generic', 'contrib'] as const) describe(`GenerationLoop wi
     if (cacheDir) rmSync(cacheDir, { recursive: true, force: true });
   });
 
-  function sequence(id: number, prompt: string, overrides: Partial<SequenceInit> = {}): SequenceInit {
-    const promptIds = tokenizer.encode(prompt, { addBos: true });
-    return {
-      id,
-      promptIds,
-      params: GREEDY,
-      seed: id,
-      maxTokens: 40,
-      stop: [],
-      eosTokenIds: llm.config.eosTokenIds,
-      ignoreEos: true,
-      priority: 'normal',
-      decoder: tokenizer.createStreamDecoder({ prefix: promptIds }),
-      ...overrides,
-    };
-  }
+  const sequence = (id: number, prompt: string, overrides: Partial<SequenceInit> = {}): SequenceInit =>
+    loopSequence(tokenizer, llm, id, prompt, { maxTokens: 40, ...overrides });
 
   const ngram = (k = 4, maxBatch = 4, min = 1, max = 3): Speculation => ({ method: 'ngram', proposer: new NgramProposer({ promptLookupMin: min, promptLookupMax: max }), numSpeculativeTokens: k, maxBatch });
 
