@@ -8,6 +8,7 @@ import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generatio
 import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { GenerationLoop, type LoopSink, type SequenceInit } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
 import { GenerationScheduler } from '@nucleus/core/internal/engine/llm/generation/scheduler';
+import type { LogitsRow } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { parseIds, requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
 import { generateAll, testEngine } from './engine-helpers.js';
 import { LOOP_PROMPTS, loopSequence, openTinyLlama } from './helpers.js';
@@ -148,6 +149,31 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
     }
     await assert.rejects(parts.decode([1, 2], 2), /from row 2 for 3 rows/);
     await assert.rejects(parts.decode([1, 2]), /2 tokens from row 0 for 3 rows/);
+  });
+
+  it('fetches only the new K and V from graphs that output them, with the logits and tokens of fetching the whole present', async () => {
+    const viaPresent = { ...llm.config, contribIo: { ...llm.config.contribIo!, newKey: undefined, newValue: undefined } };
+    const appending = new ContribDecoderSession(session, llm.config, { initialRows: 3 });
+    const fetching = new ContribDecoderSession(session, viaPresent, { initialRows: 3 });
+    assert.equal(appending.fetchesNewKvOnly, true, 'the built contrib graph outputs new.N.key|value');
+    assert.equal(fetching.fetchesNewKvOnly, false);
+    const prompts = [PROMPTS[0]!, PROMPTS[1]!, PROMPTS[3]!].map((p) => tokenizer.encode(p, { addBos: true }));
+    const close = (a: LogitsRow[], b: LogitsRow[], what: string) =>
+      a.forEach((row, r) => (row as Float32Array).forEach((v, i) => assert.ok(Math.abs(v - (b[r] as Float32Array)[i]!) < 1e-5, `${what}: row ${r} logit ${i}`)));
+    close(await appending.admit(prompts), await fetching.admit(prompts), 'prefill');
+    for (let step = 0; step < 8; step++) {
+      if (step === 4) {
+        appending.keepRows([0, 2]);
+        fetching.keepRows([0, 2]);
+      }
+      const tokens = appending.lengths.map((n) => (n * 7 + step) % llm.config.vocabSize);
+      close(await appending.decode(tokens), await fetching.decode(tokens), `decode ${step}`);
+    }
+    // And inside the loop: the same greedy tokens for sequences joining and leaving.
+    const joins = [[sequence(0, PROMPTS[0]!), sequence(1, PROMPTS[1]!, { maxTokens: 6 })], [], [sequence(2, PROMPTS[2]!)]];
+    const a = await drive(new ContribDecoderSession(session, llm.config, { initialRows: 2 }), joins);
+    const b = await drive(new ContribDecoderSession(session, viaPresent, { initialRows: 2 }), joins);
+    for (const id of [0, 1, 2]) assert.deepEqual(a.outcomes.get(id)!.tokens, b.outcomes.get(id)!.tokens, `sequence ${id}`);
   });
 
   it('tracks the length of every row across admit, decode and keepRows', async () => {

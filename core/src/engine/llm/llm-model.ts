@@ -47,6 +47,12 @@ export interface ContribIo {
   pastValue: string;
   presentKey: string;
   presentValue: string;
+  /**
+   * Outputs holding only the step's new K (after RoPE) and V, `[batch, seq, kvHeads × headDim]`, where the graph has
+   * them: a runner keeping the cache itself appends these to its buffers and fetches no present.
+   */
+  newKey?: string;
+  newValue?: string;
   padding: 'right';
   /** Feeding a buffer as past and pre-allocating the same tensor as its present fetch makes ORT update it in place (present length = max(P, total)). */
   sharedBuffer: boolean;

@@ -54,15 +54,19 @@ export const CONTRIB_SPAN_STEP = 32;
 
 /**
  * Runs a contrib-style graph (GroupQueryAttention over right-padded rows, see `ContribIo`) with one pre-allocated
- * buffer per layer and part, `[rows, kvHeads, span, headDim]`. The running rows' slice of it is fed as the past and
- * bound as the present output, so ORT writes each step's new token in place and nothing is concatenated per step; a
- * row that leaves costs one move of the rows after it.
+ * buffer per layer and part, `[rows, kvHeads, span, headDim]`. The running rows' slice of it is fed as the past, which
+ * onnxruntime-node hands to ORT without copying; a row that leaves costs one move of the rows after it.
  *
- * onnxruntime-node hands every fetched output back as a fresh copy, the pre-allocated ones included, so each step
- * still copies the slice it ran over once. That is why `span` (positions per row) is not the model's context: it
- * follows the longest running row, rounded up to {@link CONTRIB_SPAN_STEP} and capped at the context, growing when a
- * row reaches it and halving when the rows that stay need half. A step then copies about what a generic-graph step
- * copies (which concatenates the cache and copies it out), and its attention reads each row's own length only.
+ * Where the graph outputs each step's new K and V (`ContribIo.newKey`, our own graphs), only those are fetched and
+ * written after each row's tokens, so a step moves a few KiB however long the rows are. onnxruntime-node hands every
+ * fetched output back as a fresh copy, the pre-allocated ones included: fetching the present (the only way with
+ * other graphs, bound to the same buffer so ORT writes in place) copies the whole slice into new memory at every
+ * step, and the garbage collection of that memory then competes with the server for the CPU.
+ *
+ * `span` (positions per row) is not the model's context: it follows the longest running row, rounded up to
+ * {@link CONTRIB_SPAN_STEP} and capped at the context, growing when a row reaches it and halving when the rows that
+ * stay need half, so a present-fetching step copies about what a generic-graph step copies and attention reads each
+ * row's own length only.
  *
  * Prompts of several rows start from an empty cache in one step; a prompt that starts from cached prefix blocks is
  * written after its prefix in a step of its own (ORT takes a multi-token step over a non-empty cache only at batch 1).
@@ -74,6 +78,8 @@ export class ContribDecoderSession implements ResidentKvRunner {
   readonly #io: ContribIo;
   readonly #maxContext: number;
   readonly #padId: number;
+  /** Whether steps fetch only the new K and V (see the class comment). */
+  readonly #appends: boolean;
   #capacity = 0;
   #span = 0;
   #keys: KvArray[] = [];
@@ -91,6 +97,7 @@ export class ContribDecoderSession implements ResidentKvRunner {
     for (const name of ['input_ids', this.#io.positionIds, this.#io.seqlensK, this.#io.totalSequenceLength]) {
       if (!inputs.has(name)) throw new Error(`the contrib decoder has no '${name}' input (inputs: ${session.inputNames.join(', ')})`);
     }
+    this.#appends = this.#io.newKey !== undefined && this.#io.newValue !== undefined && session.outputNames.includes(name(this.#io.newKey, 0));
     this.#reshape(Math.max(1, options.initialRows ?? 1), this.#spanFor(1));
   }
 
@@ -101,6 +108,11 @@ export class ContribDecoderSession implements ResidentKvRunner {
   /** Rows the buffers hold now (they grow, doubling, as rows join). */
   get capacity(): number {
     return this.#capacity;
+  }
+
+  /** Whether steps fetch only the new K and V (graphs that output them) rather than the whole present. */
+  get fetchesNewKvOnly(): boolean {
+    return this.#appends;
   }
 
   /** Positions per row the buffers hold now. */
@@ -269,7 +281,8 @@ export class ContribDecoderSession implements ResidentKvRunner {
     return logits!;
   }
 
-  // One run over rows first..first+rows−1: their slice of each buffer is both the past and the present.
+  // One run over rows first..first+rows−1: their slice of each buffer is the past, and either the present too or the
+  // place the step's new K and V are written to after the run.
   async #run(
     first: number,
     rows: number,
@@ -299,10 +312,16 @@ export class ContribDecoderSession implements ResidentKvRunner {
       const value = new ort.Tensor(this.layout.dtype, this.#values[l]!.subarray(from, to), shape);
       feeds[name(io.pastKey, l)] = key;
       feeds[name(io.pastValue, l)] = value;
-      fetches[name(io.presentKey, l)] = key;
-      fetches[name(io.presentValue, l)] = value;
+      if (this.#appends) {
+        fetches[name(io.newKey!, l)] = null;
+        fetches[name(io.newValue!, l)] = null;
+      } else {
+        fetches[name(io.presentKey, l)] = key;
+        fetches[name(io.presentValue, l)] = value;
+      }
     }
     const result = await this.#session.run(feeds, fetches);
+    if (this.#appends) this.#append(result, first, rows, width, totals, newTokens);
     const logits = result['logits']!;
     const [, seq, vocab] = logits.dims as number[];
     const out: LogitsRow[] = [];
@@ -313,6 +332,29 @@ export class ContribDecoderSession implements ResidentKvRunner {
       }
     }
     return out;
+  }
+
+  // Row r's new tokens, the first newTokens[r] of the step's `width`, go after its past: positions totals[r] −
+  // newTokens[r] onward. The outputs are [rows, width, kvHeads × headDim]; the buffers [rows, kvHeads, span, headDim].
+  #append(result: ort.InferenceSession.OnnxValueMapType, first: number, rows: number, width: number, totals: readonly number[], newTokens: readonly number[]): void {
+    const { numKvHeads: H, headDim: D, numLayers } = this.layout;
+    const S = this.#span;
+    for (let l = 0; l < numLayers; l++) {
+      for (const [pattern, buffer] of [[this.#io.newKey!, this.#keys[l]!], [this.#io.newValue!, this.#values[l]!]] as const) {
+        const fresh = result[name(pattern, l)]!.data as KvArray;
+        for (let r = 0; r < rows; r++) {
+          const n = newTokens[r]!;
+          const at = totals[r]! - n;
+          for (let h = 0; h < H; h++) {
+            for (let t = 0; t < n; t++) {
+              const src = ((r * width + t) * H + h) * D;
+              const dst = (((first + r) * H + h) * S + at + t) * D;
+              for (let d = 0; d < D; d++) buffer[dst + d] = fresh[src + d]!;
+            }
+          }
+        }
+      }
+    }
   }
 
   // The span that holds `positions` positions per row.

@@ -10,10 +10,11 @@ export interface LlamaGraphOptions {
   /** `generic`: standard ops, Optimum I/O. `contrib`: ORT com.microsoft ops, I/O as `CONTRIB_IO` says. */
   style: 'generic' | 'contrib';
   /**
-   * Contrib style only: RoPE inside GroupQueryAttention (`fused`, needs head size % 16 = 0 on ORT's CPU kernel) or
-   * as RotaryEmbedding nodes (`separate`). Default `auto`: fused where the head size allows.
+   * Contrib style only: RoPE as RotaryEmbedding nodes (`separate`, the default) or inside GroupQueryAttention
+   * (`fused`, needs head size % 16 = 0 on ORT's CPU kernel). Only `separate` graphs output each step's new K and V
+   * (`CONTRIB_IO.newKey`), since fused RoPE rotates K where no output can reach it.
    */
-  rotary?: 'auto' | 'fused' | 'separate';
+  rotary?: 'fused' | 'separate';
   /** Graph name. */
   name?: string;
   /** Written into the model's metadata_props. */
@@ -32,6 +33,8 @@ export const CONTRIB_IO: ContribIo = {
   pastValue: 'past_key_values.%d.value',
   presentKey: 'present.%d.key',
   presentValue: 'present.%d.value',
+  newKey: 'new.%d.key',
+  newValue: 'new.%d.value',
   padding: 'right',
   sharedBuffer: true,
   multiTokenStepNeedsBatch1: true,
@@ -40,7 +43,7 @@ export const CONTRIB_IO: ContribIo = {
 const MS_DOMAIN = 'com.microsoft';
 
 /** Bumped whenever the graphs built from the same weights change, so cached ones are rebuilt. */
-export const LLAMA_GRAPH_REVISION = 1;
+export const LLAMA_GRAPH_REVISION = 2;
 
 /**
  * Builds a Llama decoder (RMSNorm, GQA attention with RoPE, SwiGLU FFN) as an ONNX model. Both styles take the
@@ -52,11 +55,11 @@ export function buildLlamaGraph(weights: LlamaWeights, arch: LlamaArchitecture, 
   if (arch.numHeads % arch.numKvHeads !== 0) throw new Error(`${arch.numHeads} heads do not split into ${arch.numKvHeads} kv groups`);
   const g = new GraphBuilder(options.name ?? 'llama_decoder', { opset: LLAMA_GRAPH_OPSET });
   if (options.style === 'contrib') {
-    const rotary = options.rotary ?? 'auto';
-    if (rotary === 'fused' && arch.headDim % 16 !== 0) {
+    const fused = options.rotary === 'fused';
+    if (fused && arch.headDim % 16 !== 0) {
       throw new Error(`GroupQueryAttention's own RoPE needs head size % 16 = 0, this model's is ${arch.headDim}`);
     }
-    buildContrib(g, weights, arch, options.ropeLayout, rotary === 'fused' || (rotary === 'auto' && arch.headDim % 16 === 0));
+    buildContrib(g, weights, arch, options.ropeLayout, fused);
   } else {
     buildGeneric(g, weights, arch, options.ropeLayout);
   }
@@ -222,9 +225,13 @@ function buildContrib(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
     if (fusedRotary) {
       attnInputs = [qkv, null, null];
     } else {
-      const [q, k, v] = g.nodeMulti('Split', [qkv, g.int64s([qDim, kvDim, kvDim])], 3, { axis: 2 }) as [Value, Value, Value];
-      const rotate = (x: Value): Value => g.node('RotaryEmbedding', [x, positionIds, cosCache, sinCache], { interleaved }, ms);
-      attnInputs = [rotate(q), rotate(k), v];
+      const [q, k, v] = g.nodeMulti('Split', [qkv, g.int64s([qDim, kvDim, kvDim])], 3, { axis: 2 }, { outputs: [`${p}.q`, `${p}.k`, `new.${l}.value`] }) as [Value, Value, Value];
+      const rotate = (x: Value, outputs?: string[]): Value => g.node('RotaryEmbedding', [x, positionIds, cosCache, sinCache], { interleaved }, { ...ms, ...(outputs && { outputs }) });
+      const rotatedK = rotate(k, [`new.${l}.key`]);
+      // The step's own K (rotated) and V: a runner that keeps the cache itself appends these and fetches no present.
+      g.output(rotatedK, 'float32', ['batch_size', 'sequence_length', kvDim]);
+      g.output(v, 'float32', ['batch_size', 'sequence_length', kvDim]);
+      attnInputs = [rotate(q), rotatedK, v];
     }
     const [attn, presentKey, presentValue] = g.nodeMulti(
       'GroupQueryAttention',
