@@ -166,4 +166,57 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
     assert.deepEqual(Array.from(g.layers[0]!.key), [0, 0, 9, 9, 1, 1, 2, 2]);
     assert.deepEqual(Array.from(g.attentionMask(1)), [0n, 1n, 1n, 1n, 1n, 1n]);
   });
+
+  it('frees a released batch at once, while the test still holds it, so no garbage collection could have', async () => {
+    const layout = { numLayers: 2, numKvHeads: 4, headDim: 64, dtype: 'float32' as const };
+    const size = 16 * 4 * 1024 * 64; // 16 MiB per tensor, 64 MiB in all
+    const layers = Array.from({ length: 2 }, () => ({ key: new Float32Array(size), value: new Float32Array(size) }));
+    const batch = KvBatch.fromTensors(layout, new Array<number>(16).fill(1024), 1024, layers);
+    const before = process.memoryUsage().arrayBuffers;
+    batch.release();
+    assert.ok(layers.every((l) => l.key.length === 0 && l.value.length === 0), 'the tensors are detached');
+    let freed = 0;
+    for (let turn = 0; turn < 100 && freed < batch.bytes - (1 << 20); turn++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      freed = before - process.memoryUsage().arrayBuffers;
+    }
+    assert.ok(freed >= batch.bytes - (1 << 20), `${(freed / 2 ** 20).toFixed(1)} MiB of ${(batch.bytes / 2 ** 20).toFixed(0)} came back`);
+  });
+
+  it('frees every cache it replaces as sequences join, decode and leave, and keeps the one it runs', async () => {
+    const made: KvBatch[] = [];
+    const recording = {
+      layout: runner.layout,
+      prefill: async (prompts: readonly (readonly number[])[], past?: KvBatch) => {
+        const r = await runner.prefill(prompts, past);
+        made.push(r.kv);
+        return r;
+      },
+      decode: async (kv: KvBatch, tokens: readonly number[]) => {
+        const r = await runner.decode(kv, tokens);
+        made.push(r.kv);
+        return r;
+      },
+    };
+    const sink: LoopSink = {
+      token: () => {},
+      finish: () => {},
+      fail: (_ids, err) => {
+        throw err;
+      },
+    };
+    const loop = new GenerationLoop({ runner: recording, scheduler: new GenerationScheduler({ maxRunning: 8, maxBatchSize: 8, batchWindowMs: 0, strategy: 'priority' }), sink, maxContext: llm.config.maxContext });
+    loop.add(sequence(0, PROMPTS[0]!, { maxTokens: 12 }));
+    loop.add(sequence(1, PROMPTS[1]!, { maxTokens: 4 }));
+    for (let i = 0; i < 6; i++) await loop.iterate();
+    loop.add(sequence(2, PROMPTS[2]!, { maxTokens: 30 }));
+    for (let i = 0; i < 8; i++) await loop.iterate();
+    const detached = (kv: KvBatch) => kv.layers.every((l) => l.key.buffer.byteLength === 0 && l.value.buffer.byteLength === 0);
+    assert.ok(made.length > 10, `${made.length} caches`);
+    assert.equal(loop.running, 1, 'sequences 0 and 1 have left');
+    assert.deepEqual(made.slice(0, -1).filter((kv) => !detached(kv)).length, 0, 'every cache a step returned was freed once replaced');
+    assert.ok(!detached(made.at(-1)!), "the last decode step's cache is the one running");
+    for (let i = 0; i < 40 && loop.running > 0; i++) await loop.iterate();
+    assert.equal(loop.running, 0, 'the sequence still running decoded on to its end from the kept cache');
+  });
 });

@@ -278,6 +278,7 @@ export class GenerationLoop {
     const steps: StepReport[] = [];
     const survivors: RowSource[] = [];
     const joined: Sequence[] = [];
+    const prefilled: KvBatch[] = [];
     for (const [group, from] of [[cold, undefined], [warm, past]] as const) {
       if (group.length === 0) continue;
       const started = this.#now();
@@ -292,6 +293,7 @@ export class GenerationLoop {
             from && rows.length < group.length ? KvBatch.gather(this.#runner.layout, rows.map((row) => ({ batch: from, row }))) : from,
           ),
       );
+      for (const part of parts) if (part.ok) prefilled.push(part.result.kv);
       this.#settle(parts, group, (seq, result, row) => {
         this.#sink.prefilled?.(seq.id, seq.cachedTokens);
         this.#retain(seq, result.kv, row);
@@ -305,8 +307,11 @@ export class GenerationLoop {
     const kept: RowSource[] = this.#kv ? this.#running.map((_, row) => ({ batch: this.#kv!, row })) : [];
     if (joined.length > 0) {
       this.#running = [...this.#running, ...joined];
-      this.#kv = KvBatch.gather(this.#runner.layout, [...kept, ...survivors]);
+      this.#replaceKv(KvBatch.gather(this.#runner.layout, [...kept, ...survivors]));
     }
+    // The prefill outputs were copied into the running batch, or their rows ended at the first token.
+    for (const part of prefilled) part.release();
+    past?.release();
     return steps;
   }
 
@@ -424,17 +429,18 @@ export class GenerationLoop {
       });
       this.#running = kept;
       if (kept.length === 0) {
-        this.#kv = undefined;
+        this.#replaceKv(undefined);
         return { phase: 'decode', sequences: running.length, tokens: 0, durationMs: this.#now() - started };
       }
       stepKv = KvBatch.gather(this.#runner.layout, sources);
+      for (const part of parts) if (part.ok) part.result.kv.release();
     }
     const keep: number[] = [];
     this.#running.forEach((seq, row) => {
       if (this.#accept(seq, logits[row]!, stepKv.lengths[row]!)) keep.push(row);
       else this.#retain(seq, stepKv, row);
     });
-    this.#kv = stepKv;
+    this.#replaceKv(stepKv);
     const ran = this.#running.length;
     this.#keepRows(keep);
     return { phase: 'decode', sequences: running.length, tokens: ran, durationMs: this.#now() - started };
@@ -600,8 +606,11 @@ export class GenerationLoop {
       else ended.push(row);
     });
     if (this.#resident) running.forEach((_, row) => this.#resident!.truncate!(row, kept[row]!));
-    else if (kept.every((n, row) => n === stepKv!.lengths[row])) this.#kv = stepKv;
-    else this.#kv = KvBatch.gather(this.#runner.layout, running.map((_, row) => ({ batch: stepKv!, row, length: kept[row]! })));
+    else if (kept.every((n, row) => n === stepKv!.lengths[row])) this.#replaceKv(stepKv);
+    else {
+      this.#replaceKv(KvBatch.gather(this.#runner.layout, running.map((_, row) => ({ batch: stepKv!, row, length: kept[row]! }))));
+      stepKv!.release();
+    }
     for (const row of ended) this.#retain(running[row]!, this.#resident ?? this.#kv!, row);
     this.#keepRows(keep);
     return { phase: 'decode', sequences: running.length, tokens, durationMs: this.#now() - started };
@@ -668,6 +677,13 @@ export class GenerationLoop {
     }
     const kv = this.#kv!;
     this.#running = rows.map((r) => this.#running[r]!);
-    this.#kv = rows.length === 0 ? undefined : KvBatch.gather(this.#runner.layout, rows.map((row) => ({ batch: kv, row })));
+    this.#replaceKv(rows.length === 0 ? undefined : KvBatch.gather(this.#runner.layout, rows.map((row) => ({ batch: kv, row }))));
+  }
+
+  // The running batch becomes `next`; the one it replaces is freed at once (see KvBatch.release).
+  #replaceKv(next: KvBatch | undefined): void {
+    const old = this.#kv;
+    this.#kv = next;
+    if (old && old !== next) old.release();
   }
 }
