@@ -1,7 +1,13 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Kernel } from '@nucleus/core';
 import { builtinModel, startKernel } from './engine-fixtures.js';
+import { REPO_ROOT } from '../helpers/paths.js';
+
+const RUNTIME_THREADS = pathToFileURL(join(REPO_ROOT, 'core/dist/engine/workers/runtime-threads.js')).href;
 
 // A task's niceness: field 19 of its /proc stat line (the 17th after the command name).
 function nicenessIn(statPath: string): number {
@@ -40,7 +46,28 @@ describe('inference workers run at workers.niceness', function () {
     const niceness = threadNiceness(pid);
     assert.equal(nicenessIn(`/proc/${pid}/stat`), 7, `the process's main thread (${niceness.join(' ')})`);
     assert.ok(niceness.filter((n) => n === 7).length >= 2, `niced threads: ${niceness.join(' ')}`);
-    assert.ok(niceness.includes(0), `the heartbeat thread keeps the server's priority: ${niceness.join(' ')}`);
+    // The heartbeat thread keeps the server's priority; the runtime's helper threads, which collect this process's
+    // garbage, are lowered with the body.
+    assert.equal(niceness.filter((n) => n === 0).length, 1, `only the heartbeat thread keeps the server's priority: ${niceness.join(' ')}`);
+  });
+
+  it("the runtime's helper threads (V8's garbage collection, libuv's pool) are lowered with the workers, the main thread is not", () => {
+    // A fresh process: before it starts threads of its own, the others are the runtime's.
+    const script = `
+      import { readdirSync, readFileSync } from 'node:fs';
+      import { lowerThreads, runtimeHelperThreads } from ${JSON.stringify(RUNTIME_THREADS)};
+      const nice = (tid) => { const s = readFileSync('/proc/self/task/' + tid + '/stat', 'utf8'); return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[16]); };
+      const helpers = runtimeHelperThreads();
+      const lowered = lowerThreads(helpers, 6);
+      const again = lowerThreads(helpers, 6);
+      console.log(JSON.stringify({ helpers: helpers.map(nice), main: nice(process.pid), lowered, again, listedMain: helpers.includes(process.pid) }));`;
+    const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as { helpers: number[]; main: number; lowered: number; again: number; listedMain: boolean };
+    assert.ok(out.helpers.length >= 1, 'V8 starts helper threads with every process');
+    assert.deepEqual([...new Set(out.helpers)], [6], `helper threads: ${out.helpers.join(' ')}`);
+    assert.equal(out.lowered, out.helpers.length);
+    assert.equal(out.again, 0, 'threads already that low are left alone');
+    assert.equal(out.main, 0);
+    assert.equal(out.listedMain, false);
   });
 
   it('0 leaves the workers at the server priority', async () => {

@@ -2,6 +2,7 @@
 // still loading is noticed too, then waits for its spec (the first IPC message) and loads the worker body named in
 // it — the same module a worker thread runs.
 import { Worker } from 'node:worker_threads';
+import { lowerThreads, runtimeHelperThreads } from './runtime-threads.js';
 import { lowerPriority, setProcessWorkerData } from './worker-port.js';
 
 /** The first message a worker process receives. */
@@ -27,6 +28,8 @@ process.once('message', (message: ProcessInit) => {
     process.stderr.write('worker process: the first message was not process-init\n');
     process.exit(2);
   }
+  // Nothing but the runtime's helper threads exist yet; they collect this process's garbage at the worker's priority.
+  lowerThreads(runtimeHelperThreads(), message.niceness);
   // The heartbeat runs in a thread of its own: ORT's session.run blocks this thread for the whole run, and a long
   // run is not a frozen process. A stopped or deadlocked process stops beating; the main process kills it.
   const heartbeat = new Worker(new URL('./heartbeat-thread.js', import.meta.url), {
