@@ -582,7 +582,7 @@ export async function runnerDecodeRows(generic: LoadedLlm, contrib: LoadedLlm, s
       }
       rows.push({ label: `runner decode, generic graph, ${streams} stream${streams > 1 ? 's' : ''} (p50/p99: ms per step)`, stats: rates['generic']! });
       rows.push({
-        label: `runner decode, contrib graph (shared in-place KV), ${streams} stream${streams > 1 ? 's' : ''} (p50/p99: ms per step)`,
+        label: `runner decode, contrib graph (resident KV, new K/V appended), ${streams} stream${streams > 1 ? 's' : ''} (p50/p99: ms per step)`,
         stats: rates['contrib']!,
         ratio: rates['contrib']!.throughput / rates['generic']!.throughput,
         note: 'ratio: contrib over generic',

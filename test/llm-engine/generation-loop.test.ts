@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import type { InferenceSession } from 'onnxruntime-node';
 import { createTokenizer, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
 import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
-import { GenerationLoop, type LoopSink, type SequenceInit } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
+import { FREE_NOW_MIN_BYTES, GenerationLoop, type LoopSink, type SequenceInit } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
 import { KvBatch } from '@nucleus/core/internal/engine/llm/generation/kv-batch';
 import { DEFAULT_SAMPLING, type SamplingParams } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { GenerationScheduler, type SchedulerSettings } from '@nucleus/core/internal/engine/llm/generation/scheduler';
@@ -205,7 +205,9 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
         throw err;
       },
     };
-    const loop = new GenerationLoop({ runner: recording, scheduler: new GenerationScheduler({ maxRunning: 8, maxBatchSize: 8, batchWindowMs: 0, strategy: 'priority' }), sink, maxContext: llm.config.maxContext });
+    // This model's caches are far below the default threshold: every one is freed here.
+    const scheduler = new GenerationScheduler({ maxRunning: 8, maxBatchSize: 8, batchWindowMs: 0, strategy: 'priority' });
+    const loop = new GenerationLoop({ runner: recording, scheduler, sink, maxContext: llm.config.maxContext, freeNowMinBytes: 0 });
     loop.add(sequence(0, PROMPTS[0]!, { maxTokens: 12 }));
     loop.add(sequence(1, PROMPTS[1]!, { maxTokens: 4 }));
     for (let i = 0; i < 6; i++) await loop.iterate();
@@ -218,5 +220,11 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
     assert.ok(!detached(made.at(-1)!), "the last decode step's cache is the one running");
     for (let i = 0; i < 40 && loop.running > 0; i++) await loop.iterate();
     assert.equal(loop.running, 0, 'the sequence still running decoded on to its end from the kept cache');
+    // By default caches this small are left to the garbage collector.
+    made.length = 0;
+    const byDefault = new GenerationLoop({ runner: recording, scheduler, sink, maxContext: llm.config.maxContext });
+    byDefault.add(sequence(3, PROMPTS[0]!, { maxTokens: 6 }));
+    for (let i = 0; i < 10 && (i === 0 || byDefault.running > 0); i++) await byDefault.iterate();
+    assert.ok(made.length > 3 && made.every((kv) => kv.bytes < FREE_NOW_MIN_BYTES && !detached(kv)));
   });
 });

@@ -136,6 +136,9 @@ class Sequence implements WaitingSequence {
   }
 }
 
+/** See the loop's `freeNowMinBytes` option. */
+export const FREE_NOW_MIN_BYTES = 256 * 1024;
+
 /**
  * The engine loop, one readable place: schedule (who joins), run one step for every running sequence, sample,
  * check stops, emit. Sequences join and leave the running batch between any two decode steps; the scheduler
@@ -166,6 +169,7 @@ export class GenerationLoop {
   readonly #recovery: StepRecovery = { cacheFlushes: 0, splits: 0, failedAlone: 0 };
   readonly #speculation: Speculation | undefined;
   readonly #specStats: SpeculationStats = { drafts: 0, draftTokens: 0, acceptedTokens: 0 };
+  readonly #freeNowMinBytes: number;
 
   constructor(options: {
     runner: DecoderRunner | ResidentKvRunner;
@@ -175,6 +179,12 @@ export class GenerationLoop {
     now?: () => number;
     prefixCache?: PrefixCache;
     speculation?: Speculation;
+    /**
+     * KV caches this large or larger are freed as soon as the loop replaces them (see `KvBatch.release`); smaller
+     * ones, whose memory hardly brings a collection sooner, are left to the garbage collector, which costs less than
+     * freeing them at every step. Default {@link FREE_NOW_MIN_BYTES}.
+     */
+    freeNowMinBytes?: number;
   }) {
     if (isResidentKvRunner(options.runner)) this.#resident = options.runner;
     this.#runner = options.runner as DecoderRunner;
@@ -182,6 +192,7 @@ export class GenerationLoop {
     this.#scheduler = options.scheduler;
     this.#sink = options.sink;
     this.#maxContext = options.maxContext;
+    this.#freeNowMinBytes = options.freeNowMinBytes ?? FREE_NOW_MIN_BYTES;
     this.#now = options.now ?? (() => performance.now());
     if (options.speculation) {
       const supported = this.#resident ? this.#resident.verify && this.#resident.truncate : this.#runner.verify;
@@ -310,8 +321,8 @@ export class GenerationLoop {
       this.#replaceKv(KvBatch.gather(this.#runner.layout, [...kept, ...survivors]));
     }
     // The prefill outputs were copied into the running batch, or their rows ended at the first token.
-    for (const part of prefilled) part.release();
-    past?.release();
+    for (const part of prefilled) this.#free(part);
+    if (past) this.#free(past);
     return steps;
   }
 
@@ -433,7 +444,7 @@ export class GenerationLoop {
         return { phase: 'decode', sequences: running.length, tokens: 0, durationMs: this.#now() - started };
       }
       stepKv = KvBatch.gather(this.#runner.layout, sources);
-      for (const part of parts) if (part.ok) part.result.kv.release();
+      for (const part of parts) if (part.ok) this.#free(part.result.kv);
     }
     const keep: number[] = [];
     this.#running.forEach((seq, row) => {
@@ -609,7 +620,7 @@ export class GenerationLoop {
     else if (kept.every((n, row) => n === stepKv!.lengths[row])) this.#replaceKv(stepKv);
     else {
       this.#replaceKv(KvBatch.gather(this.#runner.layout, running.map((_, row) => ({ batch: stepKv!, row, length: kept[row]! }))));
-      stepKv!.release();
+      this.#free(stepKv!);
     }
     for (const row of ended) this.#retain(running[row]!, this.#resident ?? this.#kv!, row);
     this.#keepRows(keep);
@@ -680,10 +691,15 @@ export class GenerationLoop {
     this.#replaceKv(rows.length === 0 ? undefined : KvBatch.gather(this.#runner.layout, rows.map((row) => ({ batch: kv, row }))));
   }
 
-  // The running batch becomes `next`; the one it replaces is freed at once (see KvBatch.release).
+  // The running batch becomes `next`; the one it replaces is freed.
   #replaceKv(next: KvBatch | undefined): void {
     const old = this.#kv;
     this.#kv = next;
-    if (old && old !== next) old.release();
+    if (old && old !== next) this.#free(old);
+  }
+
+  // A cache nothing uses any more: large ones go back at once (see the `freeNowMinBytes` option).
+  #free(kv: KvBatch): void {
+    if (kv.bytes >= this.#freeNowMinBytes) kv.release();
   }
 }
