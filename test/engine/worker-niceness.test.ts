@@ -51,7 +51,7 @@ describe('inference workers run at workers.niceness', function () {
     assert.equal(niceness.filter((n) => n === 0).length, 1, `only the heartbeat thread keeps the server's priority: ${niceness.join(' ')}`);
   });
 
-  it("the runtime's helper threads (V8's garbage collection, libuv's pool) are lowered with the workers, the main thread is not", () => {
+  it("a fresh process's helper threads (V8's garbage collection, libuv's pool) are found and lowered, its main thread is not", () => {
     // A fresh process: before it starts threads of its own, the others are the runtime's.
     const script = `
       import { readdirSync, readFileSync } from 'node:fs';

@@ -1,7 +1,5 @@
 import { Command } from 'commander';
 import { NucleusServer } from '../server/nucleus-server.js';
-import { lowerThreads, runtimeHelperThreads } from '../engine/workers/runtime-threads.js';
-import { DEFAULT_WORKER_NICENESS } from '../engine/workers/worker-handle.js';
 import { collect, setOverrides, splitPair, withConfigOptions, type ConfigOptions } from './cli-options.js';
 
 interface ServeOptions extends ConfigOptions {
@@ -36,10 +34,7 @@ export function serveCommand(): Command {
     .option('-b, --backend <name>', 'execution backend: auto, cpu, cuda or rocm (backend)')
     .option('--no-watch', 'do not hot-reload plugins when their files change (plugins.watch)')
     .action(async (opts: ServeOptions) => {
-      // Taken before the server starts threads of its own, so these are the runtime's (see runtimeHelperThreads).
-      const helpers = runtimeHelperThreads();
       const server = await NucleusServer.start({ file: opts.config, cli: serveOverrides(opts) });
-      lowerThreads(helpers, (server.kernel.config.get('workers.niceness') as number | undefined) ?? DEFAULT_WORKER_NICENESS);
       process.stdout.write(`nucleus listening on ${server.url}\n`);
       let stopping = false;
       const shutdown = (signal: string) => {

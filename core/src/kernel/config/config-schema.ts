@@ -401,7 +401,7 @@ export const CORE_CONFIG_SCHEMA = {
           minimum: 0,
           maximum: 19,
           description:
-            "OS scheduling niceness of the inference workers (threads or processes; ORT's compute threads inherit it). Above 0, the server's event loop (health checks, admission, relaying tokens) wins the CPU when inference saturates it, at no cost to inference on an otherwise idle host; 0 runs them at the server's priority, e.g. on a host shared with other work that should not pass inference. On Linux the runtime's helper threads (V8's garbage collection, which collects the workers' garbage too, and libuv's pool) run at it as well, in `nucleus serve` and in worker processes, as set at startup. Applies to workers started after the change.",
+            "OS scheduling niceness of the inference workers (threads or processes; ORT's compute threads inherit it). Above 0, the server's event loop (health checks, admission, relaying tokens) wins the CPU when inference saturates it, at no cost to inference on an otherwise idle host; 0 runs them at the server's priority, e.g. on a host shared with other work that should not pass inference. In worker processes (`workers.isolation: process`) on Linux, the runtime's helper threads (V8's garbage collection, libuv's pool) run at it as well. Applies to workers started after the change.",
           default: 10,
           'x-runtime': true,
         },
