@@ -9,8 +9,10 @@ import * as ort from 'onnxruntime-node';
 import { createTokenizer, ensureTinyLlama, loadLlm, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
+import { DEFAULT_WORKER_NICENESS } from '@nucleus/core/internal/engine/workers/worker-handle';
 import { machineInfo } from './machine.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
+import { concurrentStreams, streamGenerate, streamsFromThread, type Streamed, type StreamsResult } from './streams.js';
 import { record, type ResultRow, type ResultTable } from './report.js';
 import { quantile, summarise, type RunStats } from './stats.js';
 
@@ -28,44 +30,6 @@ interface ModelCase {
   decodeTokens: number;
   /** Length of the shared prefix in the prefix-cache runs, and of the prompt in the prefill runs. */
   longPrompt: number;
-}
-
-/** One streamed generation as the client saw it. */
-interface Streamed {
-  ttftMs: number;
-  totalMs: number;
-  tokens: number;
-  cachedTokens: number;
-}
-
-// Reads an SSE stream of the native /generate route: one `token` event per token, then `done` with usage.
-async function streamGenerate(base: string, body: Record<string, unknown>): Promise<Streamed> {
-  const started = performance.now();
-  const res = await fetch(`${base}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
-  if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-  let ttftMs = NaN;
-  let tokens = 0;
-  let cachedTokens = 0;
-  let buffer = '';
-  const decoder = new TextDecoder();
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const frame = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const data = frame.split('\n').find((l) => l.startsWith('data: '));
-      if (!data) continue;
-      const event = JSON.parse(data.slice(6)) as { token?: { id: number } | null; done?: boolean; usage?: { prompt_tokens_details?: { cached_tokens: number } }; error?: { message: string } };
-      if (event.error) throw new Error(event.error.message);
-      if (event.token) {
-        if (tokens === 0) ttftMs = performance.now() - started;
-        tokens++;
-      }
-      if (event.done) cachedTokens = event.usage?.prompt_tokens_details?.cached_tokens ?? 0;
-    }
-  }
-  return { ttftMs, totalMs: performance.now() - started, tokens, cachedTokens };
 }
 
 /** One generation through the engine API in this process (no HTTP, no SSE), timed as {@link streamGenerate} is. */
@@ -91,36 +55,6 @@ function tokenIds(seed: number, n: number, vocab: number): number[] {
     x = (x * 1664525 + 1013904223) >>> 0;
     return 3 + (x % (vocab - 3));
   });
-}
-
-/** `clients` streams in a closed loop for `seconds`; tokens per second over all of them, TTFT and decode rate per stream. */
-async function concurrentStreams(clients: number, seconds: number, run: (i: number) => Promise<Streamed>): Promise<{ stats: RunStats; perStreamDecode: number; meanCached: number }> {
-  const results: Streamed[] = [];
-  let errors = 0;
-  let n = 0;
-  const start = performance.now();
-  const end = start + seconds * 1000;
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (performance.now() < end) {
-        try {
-          results.push(await run(n++));
-        } catch {
-          errors++;
-        }
-      }
-    }),
-  );
-  const elapsed = (performance.now() - start) / 1000;
-  const tokens = results.reduce((s, r) => s + r.tokens, 0);
-  // A request that produced no token has no TTFT (ignore_eos makes that rare).
-  const ttfts = results.map((r) => r.ttftMs).filter(Number.isFinite);
-  const decode = results.filter((r) => r.tokens > 1).map((r) => ((r.tokens - 1) * 1000) / (r.totalMs - r.ttftMs));
-  return {
-    stats: { throughput: tokens / elapsed, p50Ms: quantile(ttfts, 0.5), p99Ms: quantile(ttfts, 0.99), count: results.length, errors, seconds: elapsed },
-    perStreamDecode: decode.reduce((a, b) => a + b, 0) / Math.max(1, decode.length),
-    meanCached: results.reduce((s, r) => s + r.cachedTokens, 0) / Math.max(1, results.length),
-  };
 }
 
 /** Requests one after another for `seconds` (at least `min`); TTFT percentiles, and prompt tokens per second of TTFT. */
@@ -293,15 +227,20 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
       body: JSON.stringify({ model: c.name, prompt: 'Once upon a time', max_tokens: 24, temperature: 0, ignore_eos: true }),
     });
     greedy = ((await warm.json()) as { choices: { text: string }[] }).choices[0]!.text;
-    for (const clients of [1, 4, 16, 32]) {
+    const bodies = Array.from({ length: 4096 }, (_, i) => decodeBody(i));
+    // The load generator runs at the inference workers' niceness (see streamsFromThread); the last run repeats 32
+    // streams with it at the server's priority, competing with the server's event loop as no remote client would.
+    const runs = [...[1, 4, 16, 32].map((clients) => ({ clients, niceness: DEFAULT_WORKER_NICENESS })), { clients: 32, niceness: 0 }];
+    for (const { clients, niceness } of runs) {
       const before = await scrape(base);
       const probe = probeHealth(base);
-      const r = await concurrentStreams(clients, SECONDS, (i) => streamGenerate(base, decodeBody(i)));
+      const r: StreamsResult = await streamsFromThread({ base, clients, seconds: SECONDS, bodies, niceness });
       const health = await probe.stop();
       const delivery = deliveryBetween(before, await scrape(base), c.name);
       if (clients === 1) single = r.stats.throughput;
+      const sharing = niceness === 0 ? ', load generator at the server priority' : '';
       rows.push({
-        label: `Nucleus over HTTP (SSE), ${clients} stream${clients > 1 ? 's' : ''} × ${c.decodeTokens} tokens (p50/p99 = TTFT)`,
+        label: `Nucleus over HTTP (SSE), ${clients} stream${clients > 1 ? 's' : ''} × ${c.decodeTokens} tokens${sharing} (p50/p99 = TTFT)`,
         stats: r.stats,
         ratio: r.stats.throughput / single,
         note:
@@ -312,7 +251,7 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
       if (clients === 32) {
         const healthP99 = quantile(health, 0.99);
         latency.push(
-          `${c.name}, 32 streams: /health p99 ${healthP99.toFixed(2)} ms (target < 50: ${healthP99 < 50 ? 'met' : 'NOT met'}); ` +
+          `${c.name}, 32 streams${sharing}: /health p99 ${healthP99.toFixed(2)} ms (target < 50: ${healthP99 < 50 ? 'met' : 'NOT met'}); ` +
             `token to socket p99 ${delivery.p99Ms.toFixed(2)} ms (target < 10: ${delivery.p99Ms < 10 ? 'met' : 'NOT met'}).`,
         );
       }
@@ -636,7 +575,7 @@ export async function llmSuite(): Promise<string> {
     ...summary,
     `Each run lasts ${SECONDS} s. Decode rows: tokens/s summed over all streams (ratio: against 1 stream of the same kind); p50/p99 are TTFT in ms. Prefill rows: prompt tokens per second of TTFT p50. Prefix-cache rows: ratio is TTFT p50 without the cache over with it.`,
     ...latency,
-    'Nucleus runs through HTTP (native /generate, SSE, one event per token) with greedy sampling, ignore_eos and scheduler.batchWindowMs 2; the server (`nucleus serve`) runs in a process of its own, the load generator in this one, on the same cores. While the streams run, a thread of this process GETs /health every 10 ms; token to socket is the server\'s nucleus_token_delivery_seconds histogram over the run (from a token being sampled in the generation thread to its SSE write), p50/p99 interpolated within its buckets. The engine-API rows call the generation service of a server in this process (no HTTP, no SSE): the gap between the two is what the HTTP and SSE framing of every token costs.',
+    'Nucleus runs through HTTP (native /generate, SSE, one event per token) with greedy sampling, ignore_eos and scheduler.batchWindowMs 2; the server (`nucleus serve`) runs in a process of its own, the load generator in a thread of this one, on the same cores, at the niceness of the inference workers (10), so that it takes its CPU from inference rather than from the server\'s event loop, as a client on another machine would not take it at all; the row marked "load generator at the server priority" repeats 32 streams without that. While the streams run, a thread of this process GETs /health every 10 ms; token to socket is the server\'s nucleus_token_delivery_seconds histogram over the run (from a token being sampled in the generation thread to its SSE write), p50/p99 interpolated within its buckets. The engine-API rows call the generation service of a server in this process (no HTTP, no SSE): the gap between the two is what the HTTP and SSE framing of every token costs.',
     'transformers.js runs the same ONNX graph through its text-generation pipeline on onnxruntime-node in this process, one stream (it has no continuous batching); its ratio column compares with Nucleus at 1 stream.',
   );
   return record('llm', machineInfo(), tables, notes);
