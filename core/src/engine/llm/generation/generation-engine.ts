@@ -72,8 +72,9 @@ export interface GenerationEngineOptions {
   /** Where built-in and generated models live; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
   cacheDir?: string;
   /**
-   * Longest gap between two token groups a worker posts. Default 2 ms: a token may wait this long before it leaves
-   * the worker, out of the 10 ms it has from being sampled to reaching its client's socket.
+   * Longest gap between two token groups a worker posts. Default 1 ms: a token may wait this long before it leaves
+   * the worker, out of the 10 ms it has from being sampled to reaching its client's socket. Steps longer than this
+   * (32 streams) post every step; shorter ones (one stream of a tiny model) are grouped, a few steps to a post.
    */
   flushIntervalMs?: number;
   /** Test hook only: decoder runs fail as this says, to exercise recovery on a real model. Never set when serving. */
@@ -483,7 +484,7 @@ export class GenerationEngine implements GenerationService {
             },
             ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
             scheduler: this.#schedulerSettings(),
-            flushIntervalMs: this.options.flushIntervalMs ?? 2,
+            flushIntervalMs: this.options.flushIntervalMs ?? 1,
             ...(spec.role === 'decoder' && this.#prefixCacheSpec(model)),
             ...(spec.role === 'decoder' && speculative),
             ...(this.options.faultInjection && { faultInjection: this.options.faultInjection }),
