@@ -152,6 +152,29 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
     assert.deepEqual(fifo.finishOrder, [0, 1, 2, 3]);
   });
 
+  it('tells the sink when the prefill is done, after the first tokens and before the decode step of the same iteration', async () => {
+    const events: string[] = [];
+    const sink: LoopSink = {
+      token: (id) => void events.push(`token ${id}`),
+      finish: (id) => void events.push(`finish ${id}`),
+      fail: (_ids, err) => {
+        throw err;
+      },
+      prefillDone: () => void events.push('prefill done'),
+    };
+    const loop = new GenerationLoop({ runner, scheduler: new GenerationScheduler({ maxRunning: 4, maxBatchSize: 4, batchWindowMs: 0, strategy: 'priority' }), sink, maxContext: llm.config.maxContext });
+    loop.add(sequence(0, PROMPTS[0]!, { maxTokens: 8 }));
+    await loop.iterate();
+    assert.deepEqual(events, ['token 0', 'prefill done', 'token 0']);
+    events.length = 0;
+    loop.add(sequence(1, PROMPTS[1]!, { maxTokens: 8 }));
+    await loop.iterate();
+    assert.deepEqual(events, ['token 1', 'prefill done', 'token 0', 'token 1']);
+    events.length = 0;
+    await loop.iterate();
+    assert.deepEqual(events, ['token 0', 'token 1'], 'an iteration without newcomers has no prefill to report');
+  });
+
   it('re-packs the KV cache left-padded when rows join and leave', () => {
     const layout = { numLayers: 1, numKvHeads: 1, headDim: 2, dtype: 'float32' as const };
     // Row 0 holds 2 tokens in a cache 3 long, row 1 holds 3.

@@ -46,6 +46,11 @@ export interface LoopSink {
   fail(ids: readonly number[], err: unknown): void;
   /** A sequence was prefilled; `cachedTokens` of its prompt came from the prefix cache. */
   prefilled?(id: number, cachedTokens: number): void;
+  /**
+   * The newcomers of this iteration were prefilled (their first tokens handed to `token`) and the decode step is
+   * next: a sink that groups tokens sends the first ones now rather than after that step.
+   */
+  prefillDone?(): void;
 }
 
 /** Steps run in one call of {@link GenerationLoop.iterate}, for telemetry. */
@@ -255,6 +260,7 @@ export class GenerationLoop {
       this.#waiting = this.#waiting.filter((s) => !admitted.has(s.id));
       const ordered = plan.admit.map((w) => joining.find((s) => s.id === w.id)!);
       steps.push(...(await (this.#resident ? this.#prefillResident(this.#resident, ordered) : this.#prefill(ordered))));
+      this.#sink.prefillDone?.();
     }
     if (this.#running.length > 0) {
       const speculative = await this.#speculate();
