@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { ensureBuiltinModels, SeededRandom } from '@nucleus/core/internal/engine/builtin-models/index';
 import { halfToFloat } from '@nucleus/core/internal/engine/llm/formats/gguf/gguf-reader';
 import { loadLlm, readGguf } from '@nucleus/core/internal/engine/llm/index';
-import { loadModel, type OnnxModel } from '@nucleus/sdk/onnx';
+import { GraphBuilder, loadModel, type OnnxModel } from '@nucleus/sdk/onnx';
 import { blockSizeFor, dequantizeBlocks, quantizeBlocks, quantizeInt8 } from '@nucleus/plugin-quant-int8';
 import { tempDir } from '../helpers/paths.js';
 import { DecoderRunner } from '../llm-formats/decoder-runner.js';
@@ -80,6 +80,29 @@ describe('quant-int8: 8-bit blocks', () => {
     assert.deepEqual(a.scales, b.scales);
   });
 
+  it('turn embedding lookups into GatherBlockQuantized over the rows, and say why a lookup stays float32', async () => {
+    const rng = new SeededRandom(6);
+    const g = new GraphBuilder('lookups', { opset: 17 });
+    const ids = g.input('ids', 'int64', ['n']);
+    const rows = rng.normals(10 * 64, 0.5);
+    g.output(g.ops.gather(g.initializer('table', rows, [10, 64]), ids, 0), 'float32', ['n', 64], { name: 'picked' });
+    g.output(g.ops.gather(g.initializer('narrow', rng.normals(10 * 40, 1), [10, 40]), ids, 0), 'float32', ['n', 40], { name: 'narrow_rows' });
+    g.output(g.ops.gather(g.initializer('columns', rng.normals(4 * 10, 1), [4, 10]), ids, 1), 'float32', [4, 'n'], { name: 'cols' });
+    const model = g.toModel({ producer: 'test' });
+    const report = quantizeInt8(model, { accuracyLevel: 0, blockSize: 32 });
+    assert.equal(report.embeddings, 1);
+    assert.deepEqual(report.skipped.map((s) => `${s.name}: ${s.reason}`), ['narrow: rows of 40 do not split into blocks of 32', 'columns: Gather along an axis other than the rows']);
+    assert.deepEqual(opTypes(model), ['GatherBlockQuantized', 'Gather', 'Gather']);
+    assert.equal(model.initializer('table'), undefined, 'the float table is gone');
+    const picked = [7, 0, 7, 3];
+    const out = await (await session(model)).run({ ids: new ort.Tensor('int64', BigInt64Array.from(picked, BigInt), [4]) });
+    const expected = dequantizeBlocks(quantizeBlocks(rows, 64, 10, 32, 'nk'), 64, 10); // [64, 10]: column r is row r
+    const got = out.picked!.data as Float32Array;
+    picked.forEach((r, i) => {
+      for (let h = 0; h < 64; h++) assert.ok(Math.abs(got[i * 64 + h]! - expected[h * 10 + r]!) < 1e-6, `row ${r} value ${h}`);
+    });
+  });
+
   it('use a smaller power-of-two block for narrow inputs', () => {
     assert.equal(blockSizeFor(4, 32), 16);
     assert.equal(blockSizeFor(20, 32), 32);
@@ -143,16 +166,18 @@ describe('quant-int8 on the built-in tensor models', function () {
     assert.ok(maxDiff(fastOut, ref) < 0.02, `int8 (int8 compute) vs float32: ${maxDiff(fastOut, ref)}`);
   });
 
-  it('BERT-tiny: every projection is 8-bit, weights 3.5× smaller, hidden states within 3% of float32', async () => {
+  it('BERT-tiny: every projection and embedding is 8-bit, weights 3.4× smaller, hidden states within 3% of float32', async () => {
     const float = await loadModel(bertPath);
     const int8 = await loadModel(bertPath);
     const report = quantizeInt8(int8);
     const matmuls = opTypes(float).filter((t) => t === 'MatMul').length;
     assert.equal(report.nodes, 12, '2 layers × (q, k, v, out, ffn in, ffn out)');
     assert.equal(opTypes(int8).filter((t) => t === 'MatMul').length, matmuls - 12, 'the attention products of activations stay MatMul');
-    assert.ok(report.floatBytes / report.int8Bytes > 3.5, `ratio ${report.floatBytes / report.int8Bytes}`);
+    assert.equal(report.embeddings, opTypes(float).filter((t) => t === 'Gather').length, 'every Gather reads an embedding table');
+    assert.ok(!opTypes(int8).includes('Gather'));
+    assert.ok(report.floatBytes / report.int8Bytes > 3.4, `ratio ${report.floatBytes / report.int8Bytes}`);
     assert.deepEqual(report.skipped, []);
-    // The file shrinks by what the projections saved, less new names and nodes (embeddings stay float32).
+    // The file shrinks by what the weights saved, less new names and nodes.
     assert.ok(float.encode().byteLength - int8.encode().byteLength > 0.9 * (report.floatBytes - report.int8Bytes));
     const seq = 24;
     const rng = new SeededRandom(11);
@@ -190,9 +215,10 @@ describe('quant-int8 on stories260K-q8_0.gguf', function () {
   it("keeps the file's own Q8_0 blocks: every int8 and every scale equal the GGUF bytes", async () => {
     const model = await loadModel(onnxPath);
     const report = quantizeInt8(model);
-    // 5 layers × 7 projections + the classifier; ffn_down is stored F32 in the file (rows of 172).
-    assert.equal(report.weights, 36);
-    assert.equal(report.lossless, 31, 'all but the five F32 ffn_down weights come back exactly');
+    // 5 layers × 7 projections, the classifier and the token embeddings; ffn_down is stored F32 in the file (rows of 172).
+    assert.equal(report.weights, 37);
+    assert.equal(report.embeddings, 1);
+    assert.equal(report.lossless, 32, 'all but the five F32 ffn_down weights come back exactly');
     const file = readGguf(join(STORIES_DIR, 'stories260K-q8_0.gguf'));
     const fd = openSync(file.path, 'r');
     try {
@@ -212,6 +238,8 @@ describe('quant-int8 on stories260K-q8_0.gguf', function () {
       };
       for (let l = 0; l < 5; l++) for (const [g, o] of ORDER) check(`blk.${l}.${g}.weight`, `model.layers.${l}.${o}.weight`);
       check('token_embd.weight', 'lm_head.weight');
+      // The embedding table, read by GatherBlockQuantized: the file's rows, block for block.
+      check('token_embd.weight', 'model.embed_tokens.weight');
     } finally {
       closeSync(fd);
     }

@@ -142,7 +142,7 @@ describe('models[].quantize: int8 on stories260K-q8_0.gguf through the generatio
     const graphs = await transformedGraphs(cache!.dir);
     assert.equal(graphs.length, 1);
     assert.ok(graphs[0]!.ops.has('MatMulNBits') && graphs[0]!.ops.has('GroupQueryAttention') && !graphs[0]!.ops.has('MatMul'));
-    assert.match(graphs[0]!.note, /21 MatMul\/Gemm nodes → MatMulNBits 8-bit over 21 weights \(16 exactly on an 8-bit grid\)/);
+    assert.match(graphs[0]!.note, /21 MatMul\/Gemm nodes → MatMulNBits and 1 Gather → GatherBlockQuantized, 8-bit over 22 weights \(17 exactly on an 8-bit grid\)/);
     const expected = parseIds(readFileSync(join(STORIES_DIR, 'reference-q8_0-greedy-200.ids.txt'), 'utf8'));
     const out = await generateAll(kit!.kernel.generation, { model: 'stories-int8', prompt: expected.prompt, maxTokens: 200, temperature: 0, ignoreEos: true });
     const ids = out.tokens[0]!;

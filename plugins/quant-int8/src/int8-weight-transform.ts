@@ -17,6 +17,8 @@ export interface Int8Options {
 export interface Int8Report {
   /** MatMul / Gemm nodes now running MatMulNBits. */
   nodes: number;
+  /** Gather nodes (embedding lookups) now running GatherBlockQuantized. */
+  embeddings: number;
   /** Distinct weight matrices stored 8-bit. */
   weights: number;
   /** Of those, how many came back exactly on dequantization (already 8-bit, e.g. GGUF Q8_0 blocks). */
@@ -24,7 +26,7 @@ export interface Int8Report {
   /** Bytes of the float weights replaced, and of their 8-bit blocks plus scales. */
   floatBytes: number;
   int8Bytes: number;
-  /** Weights left float, with why (`embedding used by Gather` …). */
+  /** Weights left float, with why (`B is float16` …). */
   skipped: { name: string; reason: string }[];
   /** Largest |w − scale·q| over every quantized weight. */
   maxError: number;
@@ -38,8 +40,9 @@ export const DEFAULT_INT8_OPTIONS: Int8Options = { accuracyLevel: 4, blockSize: 
 
 /**
  * Weight-only int8: every MatMul (and plain Gemm) whose B is a constant float32 matrix becomes a com.microsoft
- * MatMulNBits node with 8-bit blocks and one float scale per block. Inputs, outputs and every other node stay as
- * they are; embeddings read by Gather stay float32.
+ * MatMulNBits node with 8-bit blocks and one float scale per block, and every embedding lookup (a Gather of rows of a
+ * constant float32 matrix) a GatherBlockQuantized node over the same blocks along each row. Inputs, outputs and every
+ * other node stay as they are.
  */
 export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_INT8_OPTIONS): Int8Report {
   const graph = model.graph;
@@ -50,7 +53,7 @@ export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_IN
   for (const node of graph.nodes) for (const input of node.inputs) uses.set(input, (uses.get(input) ?? 0) + 1);
   for (const name of graphOutputs) uses.set(name, (uses.get(name) ?? 0) + 1);
 
-  const report: Int8Report = { nodes: 0, weights: 0, lossless: 0, floatBytes: 0, int8Bytes: 0, skipped: [], maxError: 0 };
+  const report: Int8Report = { nodes: 0, embeddings: 0, weights: 0, lossless: 0, floatBytes: 0, int8Bytes: 0, skipped: [], maxError: 0 };
   const quantized = new Map<string, { blocks: Int8Blocks; data: string; scales: string; K: number; N: number }>();
   const replaced = new Map<string, number>();
   const names = new Set([...initializers.keys(), ...graph.nodes.flatMap((n) => [...n.outputs, n.name])]);
@@ -59,6 +62,31 @@ export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_IN
     for (let i = 1; names.has(name); i++) name = `${base}_${i}`;
     names.add(name);
     return name;
+  };
+
+  const tally = (tensor: OnnxTensor, blocks: Int8Blocks, extraBytes = 0): void => {
+    report.weights++;
+    if (blocks.lossless) report.lossless++;
+    report.maxError = Math.max(report.maxError, blocks.maxError);
+    report.floatBytes += tensorByteLength(tensor);
+    report.int8Bytes += blocks.data.byteLength + blocks.scales.byteLength + extraBytes;
+  };
+
+  // An embedding: rows of a constant [rows, width] float32 matrix picked by index, blocks along each row.
+  const embeddings = new Map<string, { data: string; scales: string; zeroPoints: string; blockSize: number }>();
+  const embeddingOf = (node: OnnxNode): { tensor: OnnxTensor; blockSize: number } | string => {
+    const name = node.inputs[0] ?? '';
+    const tensor = initializers.get(name);
+    if (!tensor) return NOT_CONSTANT;
+    if (graphInputs.has(name)) return 'the table is also a graph input (callers may override it)';
+    if (tensor.dtype !== 'float32') return `the table is ${tensor.dtype}`;
+    if (tensor.dims.length !== 2) return `the table has rank ${tensor.dims.length}`;
+    if (tensor.external) return 'the table is external and not loaded';
+    if ((attrs(node).axis ?? 0) !== 0) return 'Gather along an axis other than the rows';
+    const width = tensor.dims[1]!;
+    const blockSize = blockSizeFor(width, options.blockSize);
+    if (width % blockSize !== 0) return `rows of ${width} do not split into blocks of ${blockSize}`;
+    return { tensor, blockSize };
   };
 
   const weightOf = (node: OnnxNode): { tensor: OnnxTensor; layout: WeightLayout } | string => {
@@ -78,6 +106,40 @@ export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_IN
 
   const nodes: OnnxNode[] = [];
   for (const node of graph.nodes) {
+    if (node.opType === 'Gather' && (node.domain === '' || node.domain === 'ai.onnx')) {
+      const found = embeddingOf(node);
+      if (typeof found === 'string') {
+        if (found !== NOT_CONSTANT) report.skipped.push({ name: node.inputs[0] ?? node.name, reason: found });
+        nodes.push(node);
+        continue;
+      }
+      const { tensor, blockSize } = found;
+      const [rows, width] = tensor.dims as [number, number];
+      let e = embeddings.get(tensor.name);
+      if (!e) {
+        // Row r's blocks are column r's of a transposed [width, rows] weight: the layout MatMulNBits reads.
+        const blocks = quantizeBlocks(tensor.data as Float32Array, width, rows, blockSize, 'nk');
+        const perRow = blocks.blocksPerColumn;
+        e = { data: fresh(`${tensor.name}.q8`), scales: fresh(`${tensor.name}.scales`), zeroPoints: fresh(`${tensor.name}.zero_points`), blockSize };
+        graph.initializers.push(createTensor(e.data, blocks.data, [rows, width], 'uint8'));
+        graph.initializers.push(createTensor(e.scales, blocks.scales, [rows, perRow]));
+        // The bytes are q + 128, as MatMulNBits stores them; GatherBlockQuantized is told so by its zero points.
+        graph.initializers.push(createTensor(e.zeroPoints, new Uint8Array(rows * perRow).fill(128), [rows, perRow], 'uint8'));
+        embeddings.set(tensor.name, e);
+        tally(tensor, blocks, rows * perRow);
+      }
+      replaced.set(tensor.name, (replaced.get(tensor.name) ?? 0) + 1);
+      nodes.push({
+        name: node.name,
+        opType: 'GatherBlockQuantized',
+        domain: MS_DOMAIN,
+        inputs: [e.data, node.inputs[1]!, e.scales, e.zeroPoints],
+        outputs: node.outputs,
+        attributes: { block_size: attr.int(e.blockSize), gather_axis: attr.int(0), quantize_axis: attr.int(1), bits: attr.int(8) },
+      });
+      report.embeddings++;
+      continue;
+    }
     const isGemm = node.opType === 'Gemm';
     if ((node.opType !== 'MatMul' && !isGemm) || (node.domain !== '' && node.domain !== 'ai.onnx')) {
       nodes.push(node);
@@ -106,11 +168,7 @@ export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_IN
       graph.initializers.push(createTensor(scales, blocks.scales, [N * blocks.blocksPerColumn]));
       q = { blocks, data, scales, K, N };
       quantized.set(key, q);
-      report.weights++;
-      if (blocks.lossless) report.lossless++;
-      report.maxError = Math.max(report.maxError, blocks.maxError);
-      report.floatBytes += tensorByteLength(tensor);
-      report.int8Bytes += blocks.data.byteLength + blocks.scales.byteLength;
+      tally(tensor, blocks);
     }
     replaced.set(tensor.name, (replaced.get(tensor.name) ?? 0) + 1);
     const bias = isGemm ? node.inputs[2] : undefined;
@@ -134,12 +192,12 @@ export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_IN
     report.nodes++;
   }
   graph.nodes = nodes;
-  // A float weight goes once nothing reads it any more (a weight also read by, say, a Gather stays).
+  // A float weight goes once nothing reads it any more (a weight also read by, say, a Transpose stays).
   graph.initializers = graph.initializers.filter((t) => !replaced.has(t.name) || (uses.get(t.name) ?? 0) > replaced.get(t.name)!);
   for (const [name, count] of replaced) {
-    if ((uses.get(name) ?? 0) > count) report.skipped.push({ name, reason: 'also read by a node that is not a MatMul: kept float32 beside its 8-bit copy' });
+    if ((uses.get(name) ?? 0) > count) report.skipped.push({ name, reason: 'also read by a node that is not a MatMul or Gather: kept float32 beside its 8-bit copy' });
   }
-  if (report.nodes > 0) model.opsets[MS_DOMAIN] = Math.max(model.opsets[MS_DOMAIN] ?? 1, 1);
+  if (report.nodes + report.embeddings > 0) model.opsets[MS_DOMAIN] = Math.max(model.opsets[MS_DOMAIN] ?? 1, 1);
   return report;
 }
 
@@ -154,10 +212,11 @@ function attrs(node: OnnxNode): Record<string, number> {
 
 /** One line for the load log. */
 export function describeInt8(report: Int8Report): string {
-  if (report.nodes === 0) return `no MatMul with a constant float32 weight; graph unchanged (${report.skipped.length} skipped)`;
+  if (report.nodes + report.embeddings === 0) return `no MatMul or embedding with a constant float32 weight; graph unchanged (${report.skipped.length} skipped)`;
   const ratio = report.int8Bytes > 0 ? report.floatBytes / report.int8Bytes : 0;
+  const embeddings = report.embeddings > 0 ? ` and ${report.embeddings} Gather → GatherBlockQuantized,` : '';
   return (
-    `${report.nodes} MatMul/Gemm nodes → MatMulNBits 8-bit over ${report.weights} weights (${report.lossless} exactly on an 8-bit grid), ` +
+    `${report.nodes} MatMul/Gemm nodes → MatMulNBits${embeddings} 8-bit over ${report.weights} weights (${report.lossless} exactly on an 8-bit grid), ` +
     `${(report.floatBytes / 1024).toFixed(1)} KiB → ${(report.int8Bytes / 1024).toFixed(1)} KiB (${ratio.toFixed(2)}× smaller)` +
     (report.skipped.length > 0 ? `; ${report.skipped.length} left float32` : '')
   );
@@ -166,12 +225,12 @@ export function describeInt8(report: Int8Report): string {
 /** The `int8` model transform the plugin contributes. */
 export class Int8WeightTransform implements ModelTransform {
   readonly name = 'int8';
-  readonly description = 'weight-only int8: MatMul weights as 8-bit blocks with per-block scales (ORT MatMulNBits)';
+  readonly description = 'weight-only int8: MatMul weights and embeddings as 8-bit blocks with per-block scales (ORT MatMulNBits, GatherBlockQuantized)';
   readonly fingerprint: string;
 
   constructor(readonly options: Int8Options = DEFAULT_INT8_OPTIONS) {
     // Bumped when the rewrite itself changes.
-    this.fingerprint = `int8-r1;block=${options.blockSize};accuracy=${options.accuracyLevel}`;
+    this.fingerprint = `int8-r2;block=${options.blockSize};accuracy=${options.accuracyLevel}`;
   }
 
   transform(model: OnnxModel, _context: ModelTransformContext): ModelTransformResult {
