@@ -114,7 +114,7 @@ async function caseRows(name: string, float: OnnxModel, config: DecoderConfig, r
       rows.push({
         label: label(what),
         stats: await decodeRate(bytes, config, streams),
-        note: `model ${(bytes.byteLength / 1024).toFixed(0)} KiB (${(floatBytes.byteLength / bytes.byteLength).toFixed(2)}× smaller; MatMul weights ${(report.floatBytes / report.int8Bytes).toFixed(2)}×)`,
+        note: `model ${(bytes.byteLength / 1024).toFixed(0)} KiB (${(floatBytes.byteLength / bytes.byteLength).toFixed(2)}× smaller; the weights it quantized ${(report.floatBytes / report.int8Bytes).toFixed(2)}×)`,
       });
       rows[rows.length - 1]!.ratio = rows[rows.length - 1]!.stats.throughput / base.throughput;
     }
