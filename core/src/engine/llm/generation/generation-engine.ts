@@ -42,7 +42,9 @@ import { GenerationWorker, type EventChannel, type GenerationThreadReady } from 
 import { GenerationReplicas } from './generation-replicas.js';
 import type { StepRecovery } from './generation-loop.js';
 import { ReplicaCounters } from './replica-counters.js';
+import { CachedReading } from '../../workers/cached-reading.js';
 import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
+import { FREE_MEMORY_MAX_AGE_MS } from '../../workers/worker-pool.js';
 import { DEFAULT_MAX_RESTARTS } from '../../workers/session-worker.js';
 import { DEFAULT_WORKER_NICENESS } from '../../workers/worker-handle.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
@@ -161,6 +163,8 @@ export class GenerationEngine implements GenerationService {
   readonly #specTotals = new Map<string, { drafts: number; draftTokens: number; acceptedTokens: number }>();
   #offMemory: (() => void) | undefined;
   #stopped = false;
+  /** The host's free memory for routing, read at most every {@link FREE_MEMORY_MAX_AGE_MS} (a request is routed per read). */
+  readonly #hostFree = new CachedReading(freemem, FREE_MEMORY_MAX_AGE_MS);
   /** Server-wide admission of generations: `scheduler.maxRunning` run, the rest wait (queue.*). */
   readonly #gate: AdmissionGate;
 
@@ -540,7 +544,7 @@ export class GenerationEngine implements GenerationService {
           create,
           logger: this.#log.child({ model: model.name }),
           routing: () => this.#routing(),
-          freeMemoryBytes: () => (selection.backend.name === CPU_BACKEND ? freemem() : undefined),
+          freeMemoryBytes: () => (selection.backend.name === CPU_BACKEND ? this.#hostFree.read() : undefined),
           ...(decoder && { kvBytesPerToken: 2 * decoder.numLayers * decoder.numKvHeads * decoder.headDim * (decoder.kvDtype === 'float16' ? 2 : 4), maxContext: decoder.maxContext }),
         });
       model.replicas = replicas;
