@@ -15,9 +15,16 @@ function nicenessIn(statPath: string): number {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
 }
 
-// The niceness of every thread of a process.
+// The niceness of every thread of a process; a thread that ends between the listing and the read is left out.
 function threadNiceness(pid: number | 'self'): number[] {
-  return readdirSync(`/proc/${pid}/task`).map((tid) => nicenessIn(`/proc/${pid}/task/${tid}/stat`));
+  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+    try {
+      return [nicenessIn(`/proc/${pid}/task/${tid}/stat`)];
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ESRCH') return [];
+      throw err;
+    }
+  });
 }
 
 describe('inference workers run at workers.niceness', function () {
