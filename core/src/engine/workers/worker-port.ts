@@ -1,8 +1,8 @@
 // The worker side of the channel to the main process, the same for both isolations: a worker thread talks over
 // `parentPort` and gets its spec as `workerData`; a child process talks over its IPC channel (advanced
 // serialization, so typed arrays cross as they are) and gets its spec in the first message (see process-entry.ts).
-import { setPriority } from 'node:os';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { lowerThreads } from './runtime-threads.js';
 import type { WorkerBoot } from './worker-handle.js';
 
 /** The worker's end of its channel to the main process. */
@@ -31,12 +31,8 @@ export function setProcessWorkerData(data: unknown): void {
  * such as ORT's thread pool, inherit it); a value the OS refuses leaves it as it was.
  */
 export function lowerPriority(niceness: number): void {
-  if (niceness <= 0) return;
-  try {
-    setPriority(Math.min(19, niceness));
-  } catch {
-    // Not permitted here: the worker runs at the server's priority.
-  }
+  // Thread id 0 is the calling thread.
+  lowerThreads([0], niceness);
 }
 
 /** The channel of the thread or child process this code runs in; throws on the main thread of the main process. */

@@ -1,4 +1,5 @@
 import { MessageChannel } from 'node:worker_threads';
+
 /** KV cache element storage: float32, or float16 as raw bits. */
 export type KvArray = Float32Array | Uint16Array;
 
