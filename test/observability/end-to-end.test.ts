@@ -49,10 +49,18 @@ describe('observability of a real inference request', () => {
     const latency = (await kit.request('/server/stats/latency?model=mlp-classifier', { headers })).body as { latency: LatencySummary };
     assert.equal(latency.latency.count, 1);
 
-    await kit.kernel.extensions.point<Exporter>(ExtensionPoints.exporter).find('otlp-traces')!.value.flush!();
-    const spans = collector
-      .on('/v1/traces')
-      .flatMap((r) => (r.body as { resourceSpans: Array<{ scopeSpans: Array<{ spans: Span[] }> }> }).resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)));
+    // A flush sends what is buffered; spans a timed export already took may still be on their way: wait for them.
+    const received = (): Span[] =>
+      collector
+        .on('/v1/traces')
+        .flatMap((r) => (r.body as { resourceSpans: Array<{ scopeSpans: Array<{ spans: Span[] }> }> }).resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)));
+    const complete = (all: Span[]) => ['POST /infer', 'inference mlp-classifier', 'batch mlp-classifier'].every((name) => all.some((s) => s.name === name));
+    let spans: Span[] = [];
+    for (let attempt = 0; attempt < 40 && !complete(spans); attempt++) {
+      await kit.kernel.extensions.point<Exporter>(ExtensionPoints.exporter).find('otlp-traces')!.value.flush!();
+      spans = received();
+      if (!complete(spans)) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     const server = spans.find((s) => s.name === 'POST /infer' && s.traceId === TRACE_ID);
     assert.ok(server, 'the request span continues the caller’s trace');
     const inference = spans.find((s) => s.name === 'inference mlp-classifier');
