@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { loadModel, OnnxModel } from '@nucleus/sdk/onnx';
 import { SeededRandom } from '@nucleus/core/internal/engine/builtin-models/index';
-import { buildLlamaGraph, CONTRIB_IO, loadLlm, type DecoderConfig, type LlamaArchitecture, type LlamaWeights } from '@nucleus/core/internal/engine/llm/index';
+import { buildLlamaGraph, builtDecoderConfig, loadLlm, type DecoderConfig, type LlamaArchitecture, type LlamaWeights } from '@nucleus/core/internal/engine/llm/index';
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import { quantizeInt8, type Int8Options } from '@nucleus/plugin-quant-int8';
 import { machineInfo } from './machine.js';
@@ -50,23 +50,6 @@ function randomLlama(a: LlamaArchitecture): LlamaWeights {
       up: m(a.intermediateSize, a.hiddenSize),
       down: m(a.hiddenSize, a.intermediateSize),
     })),
-  };
-}
-
-function midConfig(a: LlamaArchitecture): DecoderConfig {
-  return {
-    architecture: 'llama',
-    vocabSize: a.vocabSize,
-    hiddenSize: a.hiddenSize,
-    numLayers: a.numLayers,
-    numHeads: a.numHeads,
-    numKvHeads: a.numKvHeads,
-    headDim: a.headDim,
-    maxContext: a.maxPositions,
-    eosTokenIds: [2],
-    graphStyle: 'contrib',
-    kvDtype: 'float32',
-    contribIo: { ...CONTRIB_IO },
   };
 }
 
@@ -138,7 +121,7 @@ export async function quantSuite(): Promise<string> {
     notes.push('stories260K skipped: ../shared/models/stories260K is absent.');
   }
   const mid = buildLlamaGraph(randomLlama(MID_ARCH), MID_ARCH, { ropeLayout: 'interleaved', style: 'contrib', name: 'mid_llama' });
-  await caseRows('random Llama (dim 512, 4 layers, vocab 4096)', mid, midConfig(MID_ARCH), rows, notes);
+  await caseRows('random Llama (dim 512, 4 layers, vocab 4096)', mid, builtDecoderConfig(MID_ARCH, 'contrib', { eosTokenIds: [2] }), rows, notes);
   const tables: ResultTable[] = [{ title: 'Decode, contrib graph: float32 against int8 weights', unit: 'tokens', rows }];
   return record('quant', machineInfo(), tables, notes);
 }

@@ -20,7 +20,7 @@ export {
 export { loadLlama2c, llama2cWeights, readLlama2cHeader, readLlama2cTokenizer, type Llama2cHeader, type LoadLlama2cOptions } from './formats/llama2c/load-llama2c.js';
 export { ensureGeneratedGraph, sha256File, sha256FileCached } from './formats/graph-cache.js';
 export { UnsupportedModelError } from './formats/unsupported-model-error.js';
-export { buildLlamaGraph, CONTRIB_IO, LLAMA_GRAPH_OPSET, LLAMA_GRAPH_REVISION, transposeMatrix, type LlamaGraphOptions } from './graph/llama-graph.js';
+export { buildLlamaGraph, builtDecoderConfig, CONTRIB_IO, LLAMA_GRAPH_OPSET, LLAMA_GRAPH_REVISION, transposeMatrix, type LlamaGraphOptions } from './graph/llama-graph.js';
 export { checkLlamaWeights, type LlamaArchitecture, type LlamaLayerWeights, type LlamaWeights } from './graph/llama-weights.js';
 export { ropeTables, type RopeLayout } from './graph/rope.js';
 export { createTokenizer } from './tokenizers/create-tokenizer.js';

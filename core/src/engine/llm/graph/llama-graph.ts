@@ -1,5 +1,5 @@
 import { attr, GraphBuilder, type OnnxModel, type Value } from '@nucleus/sdk/onnx';
-import type { ContribIo } from '../llm-model.js';
+import type { ContribIo, DecoderConfig } from '../llm-model.js';
 import { ropeTables, type RopeLayout } from './rope.js';
 import { checkLlamaWeights, type LlamaArchitecture, type LlamaWeights } from './llama-weights.js';
 
@@ -39,6 +39,32 @@ export const CONTRIB_IO: ContribIo = {
   sharedBuffer: true,
   multiTokenStepNeedsBatch1: true,
 };
+
+/**
+ * The decoder config of a graph {@link buildLlamaGraph} wrote for `arch` in `style`: what the engine needs to run
+ * it. `maxContext` caps the architecture's positions.
+ */
+export function builtDecoderConfig(
+  arch: LlamaArchitecture,
+  style: 'generic' | 'contrib',
+  tokens: { eosTokenIds: number[]; bosTokenId?: number; maxContext?: number },
+): DecoderConfig {
+  return {
+    architecture: 'llama',
+    vocabSize: arch.vocabSize,
+    hiddenSize: arch.hiddenSize,
+    numLayers: arch.numLayers,
+    numHeads: arch.numHeads,
+    numKvHeads: arch.numKvHeads,
+    headDim: arch.headDim,
+    maxContext: Math.min(arch.maxPositions, tokens.maxContext ?? Infinity),
+    ...(tokens.bosTokenId !== undefined && { bosTokenId: tokens.bosTokenId }),
+    eosTokenIds: tokens.eosTokenIds,
+    graphStyle: style,
+    kvDtype: 'float32',
+    ...(style === 'contrib' ? { contribIo: { ...CONTRIB_IO } } : {}),
+  };
+}
 
 const MS_DOMAIN = 'com.microsoft';
 

@@ -1,8 +1,8 @@
 import { basename } from 'node:path';
 import { defaultModelCacheDir } from '../../../builtin-models/ensure-builtin-models.js';
-import { buildLlamaGraph, CONTRIB_IO, LLAMA_GRAPH_REVISION } from '../../graph/llama-graph.js';
+import { buildLlamaGraph, builtDecoderConfig, LLAMA_GRAPH_REVISION } from '../../graph/llama-graph.js';
 import type { LlamaArchitecture, LlamaLayerWeights, LlamaWeights } from '../../graph/llama-weights.js';
-import type { DecoderConfig, LoadedLlm, TokenizerSpec } from '../../llm-model.js';
+import type { LoadedLlm, TokenizerSpec } from '../../llm-model.js';
 import { BPE_PRE_TOKENIZERS } from '../../tokenizers/gpt2-bpe-tokenizer.js';
 import { TokenType } from '../../tokenizers/token-types.js';
 import { ensureGeneratedGraph, sha256FileCached } from '../graph-cache.js';
@@ -49,21 +49,7 @@ export async function loadGguf(path: string, options: LoadGgufOptions = {}): Pro
       metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
     }),
   );
-  const a = model.arch;
-  const config: DecoderConfig = {
-    architecture: 'llama',
-    vocabSize: a.vocabSize,
-    hiddenSize: a.hiddenSize,
-    numLayers: a.numLayers,
-    numHeads: a.numHeads,
-    numKvHeads: a.numKvHeads,
-    headDim: a.headDim,
-    maxContext: Math.min(a.maxPositions, options.maxContext ?? Infinity),
-    eosTokenIds: model.eosTokenIds,
-    graphStyle: style,
-    kvDtype: 'float32',
-    ...(style === 'contrib' ? { contribIo: { ...CONTRIB_IO } } : {}),
-  };
+  const config = builtDecoderConfig(model.arch, style, { eosTokenIds: model.eosTokenIds, ...(options.maxContext !== undefined && { maxContext: options.maxContext }) });
   if (model.bosTokenId !== undefined) config.bosTokenId = model.bosTokenId;
   const loaded: LoadedLlm = { name: options.name ?? model.name, source: 'gguf', config, onnxPath, tokenizer: model.tokenizer };
   if (model.chatTemplate !== undefined) loaded.chatTemplate = model.chatTemplate;

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { defaultModelCacheDir } from '../../../builtin-models/ensure-builtin-models.js';
-import { buildLlamaGraph, CONTRIB_IO, LLAMA_GRAPH_REVISION } from '../../graph/llama-graph.js';
+import { buildLlamaGraph, builtDecoderConfig, LLAMA_GRAPH_REVISION } from '../../graph/llama-graph.js';
 import type { LlamaArchitecture, LlamaWeights } from '../../graph/llama-weights.js';
-import type { DecoderConfig, LoadedLlm, TokenizerSpec } from '../../llm-model.js';
+import type { LoadedLlm, TokenizerSpec } from '../../llm-model.js';
 import { ensureGeneratedGraph, sha256FileCached } from '../graph-cache.js';
 import { UnsupportedModelError } from '../unsupported-model-error.js';
 
@@ -92,21 +92,11 @@ export async function loadLlama2c(path: string, options: LoadLlama2cOptions): Pr
       metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
     }),
   );
-  const config: DecoderConfig = {
-    architecture: 'llama',
-    vocabSize: h.vocabSize,
-    hiddenSize: h.dim,
-    numLayers: h.nLayers,
-    numHeads: h.nHeads,
-    numKvHeads: h.nKvHeads,
-    headDim,
-    maxContext: Math.min(h.seqLen, options.maxContext ?? Infinity),
+  const config = builtDecoderConfig(arch, style, {
     bosTokenId: 1,
     eosTokenIds: tokenizer.kind === 'llama2c' ? tokenizer.eosTokenIds : [2],
-    graphStyle: style,
-    kvDtype: 'float32',
-    ...(style === 'contrib' ? { contribIo: { ...CONTRIB_IO } } : {}),
-  };
+    ...(options.maxContext !== undefined && { maxContext: options.maxContext }),
+  });
   return { name: options.name ?? basename(path).replace(/\.bin$/, ''), source: 'llama2c', config, onnxPath, tokenizer };
 }
 
