@@ -4,5 +4,8 @@ export { validatePluginDir, type PluginValidation } from './kernel/plugin-valida
 export { NucleusServer } from './server/nucleus-server.js';
 export { HttpServer } from './server/http-server.js';
 export { InferenceEngine, type InferenceEngineOptions } from './engine/inference-engine.js';
-export { GenerationEngine, isLlmModelPath, type GenerationEngineOptions } from './engine/llm/generation/generation-engine.js';
+export { GenerationEngine, type GenerationEngineOptions } from './engine/llm/generation/generation-engine.js';
+export { ModelFormats, type ResolvedSource } from './engine/model-formats.js';
+export { Nucleus, type NucleusOptions } from './nucleus.js';
+export type { KernelModule } from './kernel/kernel-module.js';
 export { inferCallback, InferenceEmitter, type InferCallback, type InferenceEmitterEvents } from './engine/inference-callbacks.js';

@@ -1,5 +1,7 @@
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { EventBus } from './events.js';
+import type { LoadedLlm } from './llm/decoder-model.js';
+import type { Logger } from './logger.js';
 import type { OnnxModel } from './onnx/onnx-model.js';
 
 /** The Koa context a route handler receives. */
@@ -141,11 +143,57 @@ export interface DraftProposer {
 /** Makes a proposer from {@link DraftProposerSpec.options}; the default export of {@link DraftProposerSpec.module}. */
 export type DraftProposerFactory = (options: Readonly<Record<string, unknown>>) => DraftProposer;
 
-/** A model file format the engine can load (onnx, gguf, safetensors …). */
+/** A model source as formats see it. */
+export interface ModelSource {
+  /** As the user gave it (a config entry's `path`, an admin request's `source`). */
+  readonly source: string;
+  /** The absolute path it names on disk. */
+  readonly path: string;
+  readonly type: 'file' | 'directory';
+}
+
+/** A format's answer to "can you load this?". */
+export interface FormatMatch {
+  /** 0 to 1: how sure the format is that it loads the source; 0 says "not mine", with `reason` saying why. */
+  readonly confidence: number;
+  /** One line a user can read: what the format recognised, or why it will not load the source. */
+  readonly reason: string;
+  /** Which engine serves what it loads: `llm` (generation) or `tensor`. */
+  readonly kind: 'llm' | 'tensor';
+  /**
+   * True when the format builds the ONNX graph itself (from weights), so it can build the graph style the backend
+   * runs best; false when it serves the graph the source ships.
+   */
+  readonly buildsGraph?: boolean;
+}
+
+/** What a format is given to load a source. */
+export interface FormatLoadContext {
+  /** The name the model is served under. */
+  readonly name: string;
+  /** Where generated graphs and other derived files are cached. */
+  readonly cacheDir: string;
+  /** Graph style to build when the format builds its graph (see {@link FormatMatch.buildsGraph}). */
+  readonly graphStyle: 'generic' | 'contrib';
+  /** Cap on prompt + completion tokens; the model's own limit applies when lower. */
+  readonly maxContext?: number;
+  /** Format-specific settings from the model's config entry (`models[].tokenizer` …). */
+  readonly options: Readonly<Record<string, unknown>>;
+  readonly logger: Logger;
+}
+
+/**
+ * A model format (GGUF, an ONNX export folder, a checkpoint layout …): recognises a source and turns it into what an
+ * engine runs. Formats are plugins; when several claim a source, the most confident one loads it.
+ */
 export interface ModelFormat {
   readonly name: string;
-  /** True when this format can load the file or folder at `path`. */
-  detect(path: string): Promise<boolean>;
+  /** One line: the sources it loads, listed when no format accepts a source. */
+  readonly accepts: string;
+  /** Whether and how surely it loads `source`; undefined (or confidence 0) when it does not. */
+  detect(source: ModelSource): FormatMatch | undefined | Promise<FormatMatch | undefined>;
+  /** Loads a source it matched with kind `llm` into a decoder the generation engine opens. */
+  loadLlm?(source: ModelSource, context: FormatLoadContext): Promise<LoadedLlm>;
 }
 
 /** Chooses which model and version serve a request (A/B, canary, aliases). */

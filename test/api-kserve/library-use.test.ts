@@ -1,14 +1,14 @@
 import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
-import { inferCallback, InferenceEmitter, Kernel } from '@nucleus/core';
+import { inferCallback, InferenceEmitter, Nucleus } from '@nucleus/core';
 import type { InferResult, NucleusError } from '@nucleus/sdk';
 
 const input = (x: number) => ({ input: { dtype: 'float32' as const, shape: [1, 4], data: new Float32Array([x, 0.2, 0.3, 0.4]) } });
 
 describe('the engine as a library, without HTTP', () => {
-  let kernel: Kernel;
+  let kernel: Nucleus;
   before(async () => {
-    kernel = Kernel.create({ env: {}, pluginFolders: [], nodeModules: [], cli: { 'plugins.watch': false, 'logging.level': 'silent' } });
+    kernel = Nucleus.create({ env: {}, pluginFolders: [], nodeModules: [], cli: { 'plugins.watch': false, 'logging.level': 'silent' } });
     await kernel.start();
   });
   after(() => kernel.stop());

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import type { Kernel } from '@nucleus/core';
+import type { Nucleus } from '@nucleus/core';
 import { BatchAssembler } from '@nucleus/core/internal/engine/index';
 import type { NucleusError, NucleusEvents, Tensor, TensorMetadata } from '@nucleus/sdk';
 import { readFileSync } from 'node:fs';
@@ -78,7 +78,7 @@ describe('batch assembly', () => {
 });
 
 describe('dynamic batching on real models', () => {
-  let kernel: Kernel;
+  let kernel: Nucleus;
   let mlpPath: string;
   let bertPath: string;
   const batches: Array<NucleusEvents['batch.executed']> = [];

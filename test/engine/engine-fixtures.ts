@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kernel } from '@nucleus/core';
+import { Nucleus } from '@nucleus/core';
 import type { EnsuredModel } from '@nucleus/core/internal/engine/builtin-models/index';
 import { ensureBuiltinModels } from '@nucleus/core/internal/engine/builtin-models/index';
 import type { Tensor } from '@nucleus/sdk';
@@ -44,10 +44,10 @@ export function writeVersion(root: string, name: string, version: string, bytes:
 /** A started kernel without plugin discovery, quiet, serving what `config` names. */
 export async function startKernel(
   config: Record<string, unknown>,
-  options: { builtinModels?: boolean; before?: (k: Kernel) => void; logLines?: string[] } = {},
-): Promise<Kernel> {
+  options: { builtinModels?: boolean; before?: (k: Nucleus) => void; logLines?: string[] } = {},
+): Promise<Nucleus> {
   const lines = options.logLines;
-  const kernel = Kernel.create({
+  const kernel = Nucleus.create({
     env: {},
     pluginFolders: [],
     nodeModules: [],

@@ -1,10 +1,10 @@
 import { strict as assert } from 'node:assert';
-import type { Kernel } from '@nucleus/core';
+import type { Nucleus } from '@nucleus/core';
 import type { NucleusError, Tensor } from '@nucleus/sdk';
 import { builtinModel, f32, i64, runDirect, startKernel } from './engine-fixtures.js';
 
 describe('inputs checked against the model', () => {
-  let kernel: Kernel;
+  let kernel: Nucleus;
   let multiIoPath: string;
   before(async () => {
     const mlp = await builtinModel('mlp-classifier');

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { appendFileSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Kernel } from '@nucleus/core';
+import type { Nucleus } from '@nucleus/core';
 import type { NucleusError, NucleusEvents } from '@nucleus/sdk';
 import { tempDir } from '../helpers/paths.js';
 import { writeUnusableBackend } from '../helpers/plugin-fixtures.js';
@@ -10,7 +10,7 @@ import { builtinModel, f32, floats, scaleModel, sha256, startKernel, writeVersio
 
 type Seen = Array<[string, unknown]>;
 
-function record(k: Kernel, seen: Seen): void {
+function record(k: Nucleus, seen: Seen): void {
   for (const type of ['model.loading', 'model.loaded', 'model.unloaded', 'model.failed', 'backend.fallback'] as const) {
     k.events.on(type, (payload: NucleusEvents[typeof type]) => seen.push([type, payload]));
   }
@@ -20,7 +20,7 @@ const x = f32([1, 2, 3, 4], [1, 4]);
 
 describe('model repository and lifecycle', () => {
   let repo: string;
-  let kernel: Kernel;
+  let kernel: Nucleus;
   const seen: Seen = [];
 
   before(async () => {

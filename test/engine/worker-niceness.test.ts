@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Kernel } from '@nucleus/core';
+import type { Nucleus } from '@nucleus/core';
 import { builtinModel, startKernel } from './engine-fixtures.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
@@ -28,7 +28,7 @@ function threadNiceness(pid: number | 'self'): number[] {
 }
 
 describe('inference workers run at workers.niceness', function () {
-  let kernel: Kernel | undefined;
+  let kernel: Nucleus | undefined;
   before(function () {
     if (!existsSync('/proc/self/task')) this.skip();
   });

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Kernel } from '@nucleus/core';
+import type { Nucleus } from '@nucleus/core';
 import type { NucleusError, NucleusEvents } from '@nucleus/sdk';
 import { GraphBuilder } from '@nucleus/sdk/onnx';
 import { tempDir } from '../helpers/paths.js';
@@ -19,7 +19,7 @@ function lookupModel(): Uint8Array {
 }
 
 describe('fault injection: per-model circuit breaker', () => {
-  let kernel: Kernel | undefined;
+  let kernel: Nucleus | undefined;
   let root: string | undefined;
   afterEach(async () => {
     await kernel?.stop();

@@ -1,12 +1,12 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync, rmSync } from 'node:fs';
-import type { Kernel } from '@nucleus/core';
+import type { Nucleus } from '@nucleus/core';
 import type { NucleusError } from '@nucleus/sdk';
 import { tempDir } from '../helpers/paths.js';
 import { builtinModel, f32, floats, startKernel, writeVersion } from '../engine/engine-fixtures.js';
 
 describe('fault injection: corrupt model files', () => {
-  let kernel: Kernel | undefined;
+  let kernel: Nucleus | undefined;
   let root: string | undefined;
   afterEach(async () => {
     await kernel?.stop();

@@ -1,16 +1,16 @@
 import { strict as assert } from 'node:assert';
-import type { Kernel } from '@nucleus/core';
+import type { Nucleus } from '@nucleus/core';
 import type { NucleusError, NucleusEvents } from '@nucleus/sdk';
 import { builtinModel, f32, floats, startKernel, within } from '../engine/engine-fixtures.js';
 
 describe('fault injection: a worker hangs mid-run', () => {
-  let kernel: Kernel | undefined;
+  let kernel: Nucleus | undefined;
   afterEach(async () => {
     await kernel?.stop();
     kernel = undefined;
   });
 
-  const request = (k: Kernel) => {
+  const request = (k: Nucleus) => {
     const input = k.inference.get('mlp').inputs[0]!;
     const width = input.shape[1]!;
     return k.inference.infer({ model: 'mlp', inputs: { [input.name]: f32(floats(width), [1, width]) } });

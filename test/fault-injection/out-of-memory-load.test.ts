@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync, rmSync } from 'node:fs';
-import type { Kernel } from '@nucleus/core';
+import type { Nucleus } from '@nucleus/core';
 import type { NucleusError } from '@nucleus/sdk';
 import { GraphBuilder } from '@nucleus/sdk/onnx';
 import { tempDir } from '../helpers/paths.js';
@@ -18,7 +18,7 @@ function modelNeedingTooMuchMemory(): Uint8Array {
 }
 
 describe('fault injection: a model that does not fit in memory', () => {
-  let kernel: Kernel | undefined;
+  let kernel: Nucleus | undefined;
   let root: string | undefined;
   afterEach(async () => {
     await kernel?.stop();

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
-import type { Kernel } from '@nucleus/core';
+import type { Nucleus } from '@nucleus/core';
 import type { NucleusError } from '@nucleus/sdk';
 import { startTestKernel } from '@nucleus/sdk/testing';
 import { REPO_ROOT } from '../helpers/paths.js';
@@ -9,7 +9,7 @@ import { builtinModel, i64, startKernel, within } from '../engine/engine-fixture
 const API_PLUGIN = join(REPO_ROOT, 'plugins', 'api-openai');
 
 describe('fault injection: a worker dies mid-request', () => {
-  let kernel: Kernel | undefined;
+  let kernel: Nucleus | undefined;
   afterEach(async () => {
     await kernel?.stop();
     kernel = undefined;

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import type { Kernel } from '@nucleus/core';
+import type { Nucleus } from '@nucleus/core';
 import { loadConfig } from '@nucleus/core/kernel/config';
 import type { NucleusError, NucleusEvents, Tensor } from '@nucleus/sdk';
 import { call, startKServe } from '../api-kserve/kserve-fixtures.js';
@@ -30,7 +30,7 @@ async function until(check: () => boolean, ms: number, what: string, eager = fal
 }
 
 describe('fault injection: worker processes (workers.isolation = process)', () => {
-  let kernel: Kernel | undefined;
+  let kernel: Nucleus | undefined;
   afterEach(async () => {
     await kernel?.stop();
     kernel = undefined;
@@ -41,7 +41,7 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
     attention_mask: i64(new Array(128).fill(1), [1, 128]),
   });
 
-  async function startBert(config: Record<string, unknown>): Promise<{ k: Kernel; health: Health[] }> {
+  async function startBert(config: Record<string, unknown>): Promise<{ k: Nucleus; health: Health[] }> {
     const bert = await builtinModel('bert-tiny');
     const health: Health[] = [];
     kernel = await startKernel(

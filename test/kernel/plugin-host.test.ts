@@ -1,21 +1,21 @@
 import { strict as assert } from 'node:assert';
 import { rmSync } from 'node:fs';
 import { ExtensionPoints } from '@nucleus/sdk';
-import { Kernel } from '@nucleus/core';
+import { Nucleus } from '@nucleus/core';
 import { tempDir } from '../helpers/paths.js';
 import { routePlugin, writePlugin } from '../helpers/plugin-fixtures.js';
 
-function kernelOn(folder: string, cli: Record<string, unknown> = {}): Kernel {
-  return Kernel.create({ env: {}, pluginFolders: [folder], nodeModules: [], cli: { 'plugins.watch': false, 'logging.level': 'silent', ...cli } });
+function kernelOn(folder: string, cli: Record<string, unknown> = {}): Nucleus {
+  return Nucleus.create({ env: {}, pluginFolders: [folder], nodeModules: [], cli: { 'plugins.watch': false, 'logging.level': 'silent', ...cli } });
 }
 
-function states(kernel: Kernel): Record<string, string> {
+function states(kernel: Nucleus): Record<string, string> {
   return Object.fromEntries(kernel.plugins.list().map((p) => [p.id, p.state]));
 }
 
 describe('plugin host', () => {
   let folder: string;
-  let kernel: Kernel | undefined;
+  let kernel: Nucleus | undefined;
   beforeEach(() => (folder = tempDir('host')));
   afterEach(async () => {
     await kernel?.stop();

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import * as ort from 'onnxruntime-node';
-import { createTokenizer, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import { createTokenizer, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '../helpers/llm.js';
 import { isAllocationFailure } from '@nucleus/core/internal/engine/allocation-failure';
 import { ContribDecoderSession, type ResidentKvRunner } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import { DecoderSession, type DecoderRunner } from '@nucleus/core/internal/engine/llm/generation/decoder-session';

@@ -1,3 +1,4 @@
+import { testFormats } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
 import type { CachePolicy, Contribution, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
 import { NucleusError } from '@nucleus/sdk';
@@ -30,6 +31,7 @@ async function engineWith(style: 'generic' | 'contrib', faults: GenerationFaultI
   const model = style === 'generic' ? { models: [{ name: 'tiny-llama', path: await ensureTinyLlama() }] } : {};
   const values: Record<string, unknown> = { 'scheduler.batchWindowMs': 300, 'cache.prefix.maxBytes': 32 * 1024 * 1024, ...model, ...config };
   const engine = new GenerationEngine({
+    formats: testFormats,
     config: { get: (path) => values[path] },
     events,
     logger,

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { createTokenizer, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import { createTokenizer, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '../helpers/llm.js';
 import { CONTRIB_SPAN_STEP, ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';

@@ -1,4 +1,5 @@
 // A generation engine as the kernel builds it, without the rest of the kernel: real workers, real ORT.
+import { testFormats } from '../helpers/llm.js';
 import type { Backend, Contribution, EventType, ExtensionPointView, GenerateRequest, GenerationEvent, GenerationService, NucleusEvents } from '@nucleus/sdk';
 import { GenerationEngine, type GenerationEngineOptions } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
@@ -31,7 +32,7 @@ export function testEngine(
     listeners.add(listener);
     return () => listeners.delete(listener);
   };
-  const engine = new GenerationEngine({ config: { get: (path) => values[path], onChange }, events, logger, backends: NO_BACKENDS, ...options });
+  const engine = new GenerationEngine({ config: { get: (path) => values[path], onChange }, events, logger, backends: NO_BACKENDS, formats: testFormats, ...options });
   const setConfig = (path: string, value: unknown) => {
     values[path] = value;
     for (const listener of listeners) listener(path, value);

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import type { InferenceSession } from 'onnxruntime-node';
-import { createTokenizer, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import { createTokenizer, type LlmTokenizer, type LoadedLlm } from '../helpers/llm.js';
 import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import { FREE_NOW_MIN_BYTES, GenerationLoop, type LoopSink, type SequenceInit } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
 import { KvBatch } from '@nucleus/core/internal/engine/llm/generation/kv-batch';

@@ -1,8 +1,9 @@
+import { testFormats } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend, Contribution, ExtensionPointView } from '@nucleus/sdk';
-import { chooseGraphStyle } from '@nucleus/core/internal/engine/llm/index';
+import { chooseGraphStyle } from '../helpers/llm.js';
 import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
@@ -52,7 +53,7 @@ describe('GenerationEngine picks the graph style by the backend the model runs o
   const start = async (models: Record<string, unknown>[], backend?: string): Promise<GenerationEngine> => {
     const logger = createLogger({ level: 'silent' });
     const values: Record<string, unknown> = { models, 'scheduler.batchWindowMs': 5, ...(backend && { backend }) };
-    const engine = new GenerationEngine({ config: { get: (path) => values[path] }, events: new TypedEventBus(logger), logger, backends: backends([ACCELERATOR]) });
+    const engine = new GenerationEngine({ config: { get: (path) => values[path] }, events: new TypedEventBus(logger), logger, backends: backends([ACCELERATOR]), formats: testFormats });
     engines.push(engine);
     await engine.start();
     return engine;

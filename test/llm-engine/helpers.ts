@@ -1,7 +1,7 @@
 // Shared pieces of the generation-engine tests: the tiny-random Llama opened in this thread for loop-level tests,
 // the sequences those tests feed a loop, and small utilities for bounded waiting.
 import * as ort from 'onnxruntime-node';
-import { loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import { loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '../helpers/llm.js';
 import { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import type { SequenceInit } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
 import { DEFAULT_SAMPLING, type SamplingParams } from '@nucleus/core/internal/engine/llm/generation/sampler';

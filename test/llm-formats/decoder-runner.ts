@@ -1,7 +1,7 @@
 // A small single-purpose driver for the decoder graphs, running ORT directly: enough to prove the numbers (greedy
 // decoding, KV-cache steps, padded batches). The engine's real generation loop lives elsewhere.
 import * as ort from 'onnxruntime-node';
-import type { DecoderConfig } from '@nucleus/core/internal/engine/llm/index';
+import type { DecoderConfig } from '../helpers/llm.js';
 
 ort.env.logLevel = 'fatal';
 

@@ -1,3 +1,4 @@
+import type { NucleusError } from '@nucleus/sdk';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -11,7 +12,7 @@ import {
   readTensorF32,
   sha256File,
   UnsupportedModelError,
-} from '@nucleus/core/internal/engine/llm/index';
+} from '../helpers/llm.js';
 import { tempDir } from '../helpers/paths.js';
 import { DecoderRunner, maxAbsDiff } from './decoder-runner.js';
 import { GGML, TEST_ARCH, TEST_TEMPLATE, testVocab, writeTestLlamaGguf } from './gguf-fixtures.js';
@@ -239,13 +240,15 @@ describe('GGUF', () => {
       assert.match(text, /tensor output_norm\.weight is \[16, 2\], expected \[32\]/);
     });
 
-    it('an unknown file kind and a llama2.c checkpoint without its tokenizer', async () => {
-      const txt = join(dir, 'model.txt');
-      writeFileSync(txt, 'hello');
-      assert.match((await refusal(txt)).message, /unknown model format/);
-      const bin = join(dir, 'model.bin');
-      writeFileSync(bin, new Uint8Array(28));
-      assert.match((await refusal(bin)).message, /pass tokenizerPath/);
+    it('a file named .gguf without the GGUF magic is refused by name, with why', async () => {
+      const fake = join(dir, 'fake.gguf');
+      writeFileSync(fake, 'hello');
+      const err = await loadLlm(fake, { cacheDir: join(dir, 'cache') }).then(
+        () => assert.fail('loaded'),
+        (e: unknown) => e as NucleusError,
+      );
+      assert.equal(err.code, 'unsupported_model_format');
+      assert.match(err.message, /gguf: .*fake\.gguf is named \.gguf but does not start with the GGUF magic/);
     });
   });
 });

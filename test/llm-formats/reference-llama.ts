@@ -1,6 +1,6 @@
 // A plain float64 Llama forward pass, written from the model's definition (RMSNorm, RoPE, GQA, SwiGLU), to check
 // the ONNX graphs against something that shares no code with them.
-import type { LlamaArchitecture, LlamaWeights } from '@nucleus/core/internal/engine/llm/index';
+import type { LlamaArchitecture, LlamaWeights } from '../helpers/llm.js';
 
 /** y = W·x with W row-major [out, in]. */
 function linear(w: Float32Array, x: Float64Array, out: number, inDim: number): Float64Array {

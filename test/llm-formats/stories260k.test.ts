@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createTokenizer, loadLlm, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import { createTokenizer, loadLlm, type LoadedLlm } from '../helpers/llm.js';
 import { tempDir } from '../helpers/paths.js';
 import { DecoderRunner } from './decoder-runner.js';
 import { STORIES_DIR, parseIds, requireStories } from './llm-module.js';

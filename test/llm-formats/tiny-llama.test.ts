@@ -13,7 +13,7 @@ import {
   UnsupportedModelError,
   type DecoderConfig,
   type LoadedLlm,
-} from '@nucleus/core/internal/engine/llm/index';
+} from '../helpers/llm.js';
 import { tempDir } from '../helpers/paths.js';
 import { DecoderRunner, maxAbsDiff, type KvCache } from './decoder-runner.js';
 import { referenceLogits } from './reference-llama.js';
@@ -47,7 +47,7 @@ describe('tiny-random Llama', function () {
       assert.equal(config.model_type, 'llama');
       assert.equal(config.num_key_value_heads, 2);
       const loaded = await loadLlm(dir);
-      assert.equal(loaded.source, 'onnx-folder');
+      assert.equal(loaded.source, 'onnx');
       const expected: Partial<DecoderConfig> = {
         architecture: 'llama',
         vocabSize: V,

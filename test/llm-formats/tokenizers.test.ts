@@ -10,7 +10,7 @@ import {
   TINY_LLAMA_CHAT_TEMPLATE,
   type LlmTokenizer,
   type TokenizerSpec,
-} from '@nucleus/core/internal/engine/llm/index';
+} from '../helpers/llm.js';
 import { testVocab } from './gguf-fixtures.js';
 import { requireStories, STORIES_DIR } from './llm-module.js';
 

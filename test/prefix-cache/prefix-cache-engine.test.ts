@@ -1,3 +1,4 @@
+import { testFormats } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,6 +31,7 @@ function cachedEngine(config: Record<string, unknown> = {}, cachePolicies = poli
   events.onAny((type, payload) => emitted.push({ type, payload }));
   const values: Record<string, unknown> = { 'scheduler.batchWindowMs': 5, 'cache.prefix.maxBytes': 32 * 1024 * 1024, ...config };
   const engine = new GenerationEngine({
+    formats: testFormats,
     config: { get: (path) => values[path] },
     events,
     logger,

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import * as ort from 'onnxruntime-node';
 import { LruPolicy } from '@nucleus/plugin-cache-lru';
-import { createTokenizer, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import { createTokenizer, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '../helpers/llm.js';
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import { GenerationLoop, type LoopSink, type SequenceInit, type StepReport } from '@nucleus/core/internal/engine/llm/generation/generation-loop';

@@ -1,3 +1,4 @@
+import { ensureTinyLlama, TEST_MODEL_CACHE, testFormats } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,6 +32,7 @@ function engineWith(config: Record<string, unknown>, draftProposers?: ExtensionP
   events.onAny((type, payload) => emitted.push({ type, payload }));
   const values: Record<string, unknown> = { 'scheduler.batchWindowMs': 20, 'cache.prefix.maxBytes': 16 * 1024 * 1024, ...config };
   const engine = new GenerationEngine({
+    formats: testFormats,
     config: { get: (path) => values[path] },
     events,
     logger,
@@ -120,8 +122,8 @@ describe('models[].speculative names a method no plugin offers', () => {
     ['none at all', undefined, /asks for speculative "medusa".*the spec-decode plugin provides ngram/],
   ] as const) {
     it(`fails the model's load with a clear message when plugins offer ${what}`, async () => {
-      // The method is checked before the model file is read: this one does not exist.
-      const { engine } = engineWith({ models: [{ name: 'tiny', path: join(REPO_ROOT, 'no-such-model.gguf'), speculative: 'medusa' }] }, proposers);
+      // The method is checked before the model's graph is built or opened.
+      const { engine } = engineWith({ models: [{ name: 'tiny', path: await ensureTinyLlama(TEST_MODEL_CACHE), speculative: 'medusa' }] }, proposers);
       try {
         await engine.start().catch(() => undefined);
         await assert.rejects(engine.generate({ model: 'tiny', prompt: 'x', maxTokens: 1 }), message);

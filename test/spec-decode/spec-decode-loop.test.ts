@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { NgramProposer } from '@nucleus/plugin-spec-decode';
-import { createTokenizer, loadLlm, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '@nucleus/core/internal/engine/llm/index';
+import { createTokenizer, loadLlm, loadTinyLlama, type LlmTokenizer, type LoadedLlm } from '../helpers/llm.js';
 import { ContribDecoderSession, type ResidentKvRunner } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import type { KvBatch } from '@nucleus/core/internal/engine/llm/generation/kv-batch';
 import { DecoderSession, type DecoderRunner } from '@nucleus/core/internal/engine/llm/generation/decoder-session';

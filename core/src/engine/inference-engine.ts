@@ -92,7 +92,7 @@ export class InferenceEngine implements InferenceService {
     this.#selector = new BackendSelector(withDefaultCpu(options.backends), { events: options.events, logger: this.#log });
     const repository = options.config.get('modelRepository');
     this.#repository = new ModelRepository({
-      models: (options.config.get('models') as ConfiguredModel[] | undefined) ?? [],
+      models: () => (options.config.get('models') as ConfiguredModel[] | undefined) ?? [],
       repository: typeof repository === 'string' ? repository : null,
       builtinModels: options.builtinModels ?? true,
       ...(options.cacheDir !== undefined && { cacheDir: options.cacheDir }),

@@ -53,7 +53,8 @@ export interface SourceProblem {
 
 /** Where models come from. */
 export interface ModelRepositoryOptions {
-  models: readonly ConfiguredModel[];
+  /** The configured models it serves, read when it scans (which engine serves a model is known only once plugins are active). */
+  models: () => readonly ConfiguredModel[];
   /** A folder of `<name>/<version>/model.onnx`, or null. */
   repository: string | null;
   /** Serve the generated built-in models when nothing else is configured. */
@@ -93,7 +94,7 @@ export class ModelRepository {
 
   /** True when neither `models` nor `modelRepository` is configured, so the built-ins are served. */
   get servesBuiltins(): boolean {
-    return this.options.builtinModels && this.options.models.length === 0 && this.options.repository === null;
+    return this.options.builtinModels && this.options.models().length === 0 && this.options.repository === null;
   }
 
   /** Every loadable version and every problem found, in source order. */
@@ -110,7 +111,7 @@ export class ModelRepository {
       seen.add(key);
       sources.push(source);
     };
-    for (const entry of this.options.models) await this.#configured(entry, add, problems);
+    for (const entry of this.options.models()) await this.#configured(entry, add, problems);
     if (this.options.repository !== null) await this.#repository(this.options.repository, add, problems);
     if (this.servesBuiltins) {
       for (const m of await ensureBuiltinModels(this.options.cacheDir ?? defaultModelCacheDir())) {

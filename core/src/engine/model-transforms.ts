@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import { NucleusError, type ExtensionPointView, type Logger, type ModelTransform, type ModelTransformContext } from '@nucleus/sdk';
 import { loadModel } from '@nucleus/sdk/onnx';
-import { ensureGeneratedGraph, sha256FileCached } from './llm/formats/graph-cache.js';
+import { ensureGeneratedGraph, sha256FileCached } from '@nucleus/sdk/llm';
 
 /** What `applyModelTransform` needs. */
 export interface ApplyModelTransformOptions extends ModelTransformContext {

@@ -1,18 +1,19 @@
 import { ExtensionPoints } from '@nucleus/sdk';
-import { Kernel, type KernelOptions } from '../kernel/kernel.js';
+import type { Kernel } from '../kernel/kernel.js';
+import { Nucleus, type NucleusOptions } from '../nucleus.js';
 import { HttpServer } from './http-server.js';
 
 /** A running Nucleus: its kernel, its HTTP server and the URL it answers on. */
 export class NucleusServer {
   private constructor(
-    readonly kernel: Kernel,
+    readonly kernel: Nucleus,
     readonly http: HttpServer,
     readonly url: string,
   ) {}
 
   /** Builds the kernel, activates plugins and listens on `server.host`:`server.port` from the config; rejects when a required model failed to load. */
-  static async start(options: KernelOptions = {}): Promise<NucleusServer> {
-    const kernel = Kernel.create(options);
+  static async start(options: NucleusOptions = {}): Promise<NucleusServer> {
+    const kernel = Nucleus.create(options);
     await kernel.start();
     // A server missing a model it was told to serve would look healthy to a supervisor; refuse to start instead.
     const missing = kernel.requiredModelsMissing();

@@ -1,5 +1,22 @@
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import { NucleusServer } from '@nucleus/core';
-import type { Kernel } from '@nucleus/core';
+import type { Nucleus } from '@nucleus/core';
+
+/** The first-party model format plugins, where installed beside the SDK. */
+const FORMAT_PLUGINS = ['@nucleus/plugin-format-gguf', '@nucleus/plugin-format-onnx', '@nucleus/plugin-format-llama2c'];
+
+// Folders of the format plugins that resolve from here; a project without them gets none.
+function formatPluginDirs(): string[] {
+  const require = createRequire(import.meta.url);
+  return FORMAT_PLUGINS.flatMap((name) => {
+    try {
+      return [dirname(require.resolve(`${name}/package.json`))];
+    } catch {
+      return [];
+    }
+  });
+}
 
 /** How to boot a test kernel. */
 export interface TestKernelOptions {
@@ -7,6 +24,8 @@ export interface TestKernelOptions {
   plugins?: string[];
   /** Also load the plugins shipped in the project's `plugins/` folder. */
   builtinPlugins?: boolean;
+  /** Load the first-party model format plugins (GGUF, ONNX, llama2.c) even without `builtinPlugins`. Default true. */
+  formats?: boolean;
   /** Config overrides as dotted path → value, e.g. `{ 'plugin.my-hooks.greeting': 'hi' }`. */
   config?: Record<string, unknown>;
   /** Serve the generated built-in models when no model is configured (default true, as `nucleus serve` does). */
@@ -25,7 +44,7 @@ export interface TestResponse {
 
 /** An in-process kernel with its HTTP server on a free loopback port. */
 export interface TestKernel {
-  kernel: Kernel;
+  kernel: Nucleus;
   url: string;
   /** Sends a request to the server; a plain object body is sent as JSON. */
   request(path: string, init?: { method?: string; body?: unknown; headers?: Record<string, string> }): Promise<TestResponse>;
@@ -44,7 +63,7 @@ export async function startTestKernel(options: TestKernelOptions = {}): Promise<
       'server.port': 0,
       'plugins.watch': false,
       'logging.level': 'silent',
-      'plugins.dirs': options.plugins ?? [],
+      'plugins.dirs': [...(!options.builtinPlugins && options.formats !== false ? formatPluginDirs() : []), ...(options.plugins ?? [])],
       ...options.config,
     },
   });

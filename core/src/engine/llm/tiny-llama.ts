@@ -3,9 +3,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defaultModelCacheDir } from '../builtin-models/ensure-builtin-models.js';
 import { SeededRandom } from '../builtin-models/seeded-random.js';
-import { buildLlamaGraph } from './graph/llama-graph.js';
-import type { LlamaArchitecture, LlamaWeights } from './graph/llama-weights.js';
-import { GPT2_SPLIT, toByteLevel, BYTE_TO_CHAR } from './tokenizers/byte-level.js';
+import { BYTE_TO_CHAR, buildLlamaGraph, CONTRIB_IO, ensureGeneratedGraph, GPT2_SPLIT, LLAMA_GRAPH_REVISION, toByteLevel, type LlamaArchitecture, type LlamaWeights, type LoadedLlm } from '@nucleus/sdk/llm';
 
 /** The folder name of the tiny-random Llama under the model cache. */
 export const TINY_LLAMA_NAME = 'tiny-llama';
@@ -272,4 +270,15 @@ function learnMerges(text: string, count: number): [string, string][] {
     }
   }
   return merges;
+}
+
+/**
+ * The built-in tiny Llama as a contrib-style graph: the same weights as the folder's generic graph (which is what an
+ * Optimum export would ship), built with ORT's contrib ops into the model cache. `loaded` is the folder, loaded.
+ */
+export async function tinyLlamaContrib(loaded: LoadedLlm, cacheDir: string): Promise<LoadedLlm> {
+  const { path } = await ensureGeneratedGraph(cacheDir, 'builtin', `tiny-llama-r${TINY_LLAMA_REVISION}-contrib-r${LLAMA_GRAPH_REVISION}`, () =>
+    buildLlamaGraph(tinyLlamaWeights(), TINY_LLAMA_ARCH, { ropeLayout: 'half', style: 'contrib', name: 'tiny_llama' }),
+  );
+  return { ...loaded, onnxPath: path, config: { ...loaded.config, graphStyle: 'contrib', contribIo: { ...CONTRIB_IO } } };
 }

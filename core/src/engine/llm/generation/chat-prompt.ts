@@ -1,6 +1,6 @@
 import { Template } from '@huggingface/jinja';
 import { badRequest, type ChatMessage } from '@nucleus/sdk';
-import type { LlmTokenizer } from '../llm-model.js';
+import type { LlmTokenizer } from '@nucleus/sdk/llm';
 import type { ChatRenderer } from './prompt-builder.js';
 
 /** What a chat template is rendered with besides the messages. */

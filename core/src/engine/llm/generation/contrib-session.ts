@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import type { ContribIo, DecoderConfig } from '../llm-model.js';
+import type { ContribIo, DecoderConfig } from '@nucleus/sdk/llm';
 import { kvLayoutOf } from './decoder-session.js';
 import type { KvArray, KvLayout } from './kv-batch.js';
 import { allocateBlock } from '../prefix-cache/kv-blocks.js';

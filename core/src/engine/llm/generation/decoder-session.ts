@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import type { DecoderConfig } from '../llm-model.js';
+import type { DecoderConfig } from '@nucleus/sdk/llm';
 import { KvBatch, type KvArray, type KvLayer, type KvLayout } from './kv-batch.js';
 import type { LogitsRow } from './sampler.js';
 

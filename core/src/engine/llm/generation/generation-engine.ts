@@ -1,6 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
 import { freemem } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
   badRequest,
@@ -34,8 +32,8 @@ import { defaultModelCacheDir, ensureBuiltinModels } from '../../builtin-models/
 import { withDefaultCpu } from '../../default-cpu-backend.js';
 import { applyModelTransform } from '../../model-transforms.js';
 import { chooseGraphStyle, type GraphStyle } from '../graph-style.js';
-import { loadLlm, loadTinyLlama } from '../load-llm.js';
-import { TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
+import type { ModelFormats } from '../../model-formats.js';
+import { ensureTinyLlama, tinyLlamaContrib, TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type { GenerationThreadSpec, PrefixCacheSpec, SpeculativeSpec, WireGenerateRequest } from './generation-messages.js';
 import { GenerationWorker, type EventChannel, type GenerationThreadReady } from './generation-worker.js';
@@ -69,6 +67,13 @@ export interface GenerationEngineOptions {
   transforms?: ExtensionPointView<ModelTransform>;
   /** Speculative decoding methods plugins contribute; `models[].speculative` names one. */
   draftProposers?: ExtensionPointView<DraftProposerSpec>;
+  /** The active model formats; configured models load through the one that claims their source. */
+  formats: ModelFormats;
+  /**
+   * Which configured models are LLMs (the rest are tensor models), as the kernel's routing found; without it the
+   * engine asks the formats itself at start.
+   */
+  llmModels?: () => ReadonlySet<string>;
   /** Serve the built-in tiny chat model and tiny embedding model when no model is configured. Default true. */
   builtinModels?: boolean;
   /** Where built-in and generated models live; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
@@ -130,18 +135,15 @@ export const BUILTIN_EMBEDDING_MODEL = 'bert-tiny';
 /** The name the built-in tiny chat model is served under. */
 export const BUILTIN_CHAT_MODEL = TINY_LLAMA_NAME;
 
-/**
- * True for a path the generation engine loads as an LLM: a `.gguf` file, a llama2.c `.bin` checkpoint, or a
- * Hugging Face export folder (`config.json` beside a tokenizer). Tensor-model folders have neither.
- */
-export function isLlmModelPath(path: string): boolean {
-  if (/\.(gguf|bin)$/i.test(path)) return true;
-  try {
-    if (!statSync(path).isDirectory()) return false;
-  } catch {
-    return false;
-  }
-  return existsSync(join(path, 'config.json')) && (existsSync(join(path, 'tokenizer.json')) || existsSync(join(path, 'tokenizer_config.json')));
+/** A `models[]` entry the generation engine serves. */
+interface ConfiguredLlm {
+  name: string;
+  path: string;
+  backend?: string;
+  graphStyle?: GraphStyle;
+  quantize?: string;
+  /** Format-specific keys (`tokenizer` …), handed to the format. */
+  [key: string]: unknown;
 }
 
 const LIMITS = { maxN: 16, maxStop: 16 };
@@ -192,9 +194,10 @@ export class GenerationEngine implements GenerationService {
    */
   async start(): Promise<void> {
     this.#stopped = false;
-    const configured = (this.options.config.get('models') as { name: string; path: string; backend?: string; graphStyle?: GraphStyle; quantize?: string }[] | undefined) ?? [];
-    const llms = configured.filter((m) => isLlmModelPath(m.path));
-    for (const m of llms) this.#add(this.#configuredModel(m.name, m.path, m.backend, m.graphStyle, m.quantize));
+    const configured = (this.options.config.get('models') as ConfiguredLlm[] | undefined) ?? [];
+    const llmNames = this.options.llmModels?.() ?? (await this.#llmsAmong(configured));
+    const llms = configured.filter((m) => llmNames.has(m.name));
+    for (const m of llms) this.#add(this.#configuredModel(m));
     if ((this.options.builtinModels ?? true) && configured.length === 0) {
       this.#add(this.#builtinChat());
       this.#add(this.#builtinEmbedding());
@@ -226,6 +229,16 @@ export class GenerationEngine implements GenerationService {
       }
     });
     await Promise.all(llms.map((m) => this.#worker(this.#models.get(m.name)!).catch(() => undefined)));
+  }
+
+  // The configured models whose format loads them as LLMs, for an engine used without the kernel's routing.
+  async #llmsAmong(configured: readonly ConfiguredLlm[]): Promise<Set<string>> {
+    const names = new Set<string>();
+    for (const m of configured) {
+      const kind = await this.options.formats.resolve(m.path).then((r) => r.match.kind, () => undefined);
+      if (kind === 'llm') names.add(m.name);
+    }
+    return names;
   }
 
   /** Stops every worker; requests still running end with 503 `model_unloading`. */
@@ -740,7 +753,9 @@ export class GenerationEngine implements GenerationService {
       chatTemplate: true,
       prepare: async (backend) => {
         const graphStyle = this.#graphStyle(model, { builtByNucleus: true, backend });
-        const llm = await loadTinyLlama({ cacheDir: this.#cacheDir, graphStyle });
+        const dir = await ensureTinyLlama(this.#cacheDir);
+        const folder = await this.options.formats.loadLlm(dir, { name: BUILTIN_CHAT_MODEL, cacheDir: this.#cacheDir, options: {}, logger: this.#log });
+        const llm = graphStyle === 'contrib' ? await tinyLlamaContrib(folder, this.#cacheDir) : folder;
         return { role: 'decoder', onnxPath: llm.onnxPath, decoder: { config: llm.config, tokenizer: llm.tokenizer, ...(llm.chatTemplate !== undefined && { chatTemplate: llm.chatTemplate }) } };
       },
     };
@@ -776,7 +791,8 @@ export class GenerationEngine implements GenerationService {
     return style;
   }
 
-  #configuredModel(name: string, path: string, backend: string | undefined, graphStyle?: GraphStyle, quantize?: string): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> {
+  #configuredModel(entry: ConfiguredLlm): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> {
+    const { name, path, backend, graphStyle, quantize } = entry;
     const model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> = {
       name,
       kind: 'llm',
@@ -787,9 +803,10 @@ export class GenerationEngine implements GenerationService {
       chatTemplate: false,
       ...(backend !== undefined && { backend }),
       prepare: async (selected) => {
-        // GGUF and llama2.c checkpoints become graphs Nucleus builds; an export folder brings its own.
-        const style = this.#graphStyle(model, { ...(graphStyle && { configured: graphStyle }), builtByNucleus: /\.(gguf|bin)$/i.test(path), backend: selected });
-        const llm = await loadLlm(path, { name, cacheDir: this.#cacheDir, graphStyle: style });
+        // A format that builds its graph from weights builds the style the backend runs best; an export brings its own.
+        const { match } = await this.options.formats.resolve(path);
+        const style = this.#graphStyle(model, { ...(graphStyle && { configured: graphStyle }), builtByNucleus: match.buildsGraph === true, backend: selected });
+        const llm = await this.options.formats.loadLlm(path, { name, cacheDir: this.#cacheDir, graphStyle: style, options: entry, logger: this.#log });
         model.maxContext = llm.config.maxContext;
         model.dimensions = llm.config.hiddenSize;
         model.chatTemplate = llm.chatTemplate !== undefined;

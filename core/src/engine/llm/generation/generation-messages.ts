@@ -1,5 +1,5 @@
 import type { ChatMessage, EmbeddingPooling, FinishReason, GenerationPriority, SamplingOptions, SessionOptions } from '@nucleus/sdk';
-import type { DecoderConfig, TokenizerSpec } from '../llm-model.js';
+import type { DecoderConfig, TokenizerSpec } from '@nucleus/sdk/llm';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type { SpeculationStats, StepRecovery } from './generation-loop.js';

@@ -6,9 +6,8 @@ import { randomInt, randomUUID } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
 import { NucleusError, toNucleusError, type Backend, type CachePolicy, type CachePolicyFactory, type DraftProposerFactory, type SessionOptions } from '@nucleus/sdk';
 import { createBackendSession } from '../../backend-session.js';
-import type { LlmTokenizer } from '../llm-model.js';
+import { loadTokenizer, type LlmTokenizer } from '@nucleus/sdk/llm';
 import { PrefixCache, type PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
-import { createTokenizer } from '../tokenizers/create-tokenizer.js';
 import { isAllocationFailure } from '../../allocation-failure.js';
 import { chatRenderer } from './chat-prompt.js';
 import { ContribDecoderSession } from './contrib-session.js';
@@ -106,11 +105,12 @@ class DecoderEngine {
   constructor(
     session: ort.InferenceSession,
     readonly scheduler: GenerationScheduler,
+    tokenizer: LlmTokenizer,
     readonly prefixCache?: PrefixCache,
     speculation?: Speculation,
   ) {
     const d = spec.decoder!;
-    this.#tokenizer = createTokenizer(d.tokenizer);
+    this.#tokenizer = tokenizer;
     this.#renderChat = chatRenderer(d.chatTemplate, this.#tokenizer);
     this.#maxContext = d.config.maxContext;
     this.#eos = [...new Set([...d.config.eosTokenIds, ...this.#tokenizer.eosTokenIds])];
@@ -346,8 +346,10 @@ async function main(): Promise<void> {
   try {
     if (spec.role === 'decoder') {
       const speculation = spec.speculative && (await openSpeculation(spec.speculative));
-      engine = new DecoderEngine(opened.session, scheduler, prefixCache, speculation);
-      embedder = Embedder.forDecoder(spec, createTokenizer(spec.decoder!.tokenizer), (model) => openSession(model).then((o) => o.session));
+      // A format's own tokenizer module is imported here, inside the worker, like cache policies and proposers.
+      const tokenizer = await loadTokenizer(spec.decoder!.tokenizer);
+      engine = new DecoderEngine(opened.session, scheduler, tokenizer, prefixCache, speculation);
+      embedder = Embedder.forDecoder(spec, tokenizer, (model) => openSession(model).then((o) => o.session));
     } else {
       embedder = Embedder.forEncoder(spec, opened.session);
     }

@@ -1,5 +1,5 @@
 import { badRequest, type ChatMessage } from '@nucleus/sdk';
-import type { LlmTokenizer } from '../llm-model.js';
+import type { LlmTokenizer } from '@nucleus/sdk/llm';
 import type { WireGenerateRequest } from './generation-messages.js';
 
 /** Renders chat messages into prompt text (the model's template, or a fallback format). */

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { float16FromBits } from '@nucleus/sdk/onnx';
 import { badRequest, type EmbeddingPooling } from '@nucleus/sdk';
-import type { LlmTokenizer } from '../../llm-model.js';
+import type { LlmTokenizer } from '@nucleus/sdk/llm';
 import type { GenerationThreadSpec, WireEmbedRequest } from '../generation-messages.js';
 import { ByteTokenizer } from './byte-tokenizer.js';
 import { hiddenStateModel } from './hidden-state-model.js';

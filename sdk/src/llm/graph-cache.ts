@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { saveModel, type OnnxModel } from '@nucleus/sdk/onnx';
+import { saveModel, type OnnxModel } from '../onnx/index.js';
 
 /** Hex SHA-256 of a file, streamed (model files can be gigabytes). */
 export async function sha256File(path: string): Promise<string> {

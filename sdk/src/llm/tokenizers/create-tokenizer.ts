@@ -1,12 +1,16 @@
-import type { LlmTokenizer, TokenizerSpec } from '../llm-model.js';
+import type { LlmTokenizer, TokenizerFactory, TokenizerSpec } from '../decoder-model.js';
 import { Gpt2BpeTokenizer } from './gpt2-bpe-tokenizer.js';
 import { HfTokenizer } from './hf-tokenizer.js';
 import { SentencePieceTokenizer } from './sentencepiece-tokenizer.js';
-import { byteOfPiece, TokenType } from './token-types.js';
 
-/** Rebuilds a tokenizer from its plain-data spec (works the same in a worker thread). */
+/**
+ * Rebuilds one of the SDK's tokenizers from its plain-data spec (works the same in a worker thread). A `module` spec
+ * needs an import: use {@link loadTokenizer}.
+ */
 export function createTokenizer(spec: TokenizerSpec): LlmTokenizer {
   switch (spec.kind) {
+    case 'module':
+      throw new Error(`the tokenizer in ${spec.module} is imported on first use: load it with loadTokenizer`);
     case 'hf': {
       const ids: { bosTokenId?: number; eosTokenIds?: number[] } = {};
       if (spec.bosTokenId !== undefined) ids.bosTokenId = spec.bosTokenId;
@@ -23,8 +27,8 @@ export function createTokenizer(spec: TokenizerSpec): LlmTokenizer {
         ...(spec.unkTokenId !== undefined ? { unkTokenId: spec.unkTokenId } : {}),
         addDummyPrefix: spec.addDummyPrefix,
         byteFallback: spec.byteFallback,
-        spaceChar: '\u2581',
-        parseSpecial: true,
+        spaceChar: spec.spaceChar ?? '\u2581',
+        parseSpecial: spec.parseSpecial ?? true,
         addsBos: spec.addBos ?? true,
       });
     case 'gpt2-bpe':
@@ -37,25 +41,13 @@ export function createTokenizer(spec: TokenizerSpec): LlmTokenizer {
         ...(spec.pre !== undefined ? { pre: spec.pre } : {}),
         addsBos: spec.addBos ?? true,
       });
-    case 'llama2c': {
-      // tok512.bin has no types: bytes are the `<0xNN>` pieces, ids 0..2 unknown/BOS/EOS, the rest text.
-      const types = spec.pieces.map((p, id) =>
-        id === 0 ? TokenType.unknown : id === spec.bosTokenId || spec.eosTokenIds.includes(id) ? TokenType.control : byteOfPiece(p) !== undefined ? TokenType.byte : TokenType.normal,
-      );
-      return new SentencePieceTokenizer({
-        pieces: spec.pieces,
-        scores: spec.scores,
-        types,
-        bosTokenId: spec.bosTokenId,
-        eosTokenIds: spec.eosTokenIds,
-        unkTokenId: 0,
-        addDummyPrefix: true,
-        byteFallback: true,
-        spaceChar: ' ',
-        // run.c never reads special tokens out of the text.
-        parseSpecial: false,
-        addsBos: true,
-      });
-    }
   }
+}
+
+/** Any {@link TokenizerSpec}, a format's own `module` tokenizer included (imported on first use). */
+export async function loadTokenizer(spec: TokenizerSpec): Promise<LlmTokenizer> {
+  if (spec.kind !== 'module') return createTokenizer(spec);
+  const imported = (await import(spec.module)) as { default?: unknown };
+  if (typeof imported.default !== 'function') throw new Error(`${spec.module} has no default export that creates a tokenizer`);
+  return (imported.default as TokenizerFactory)(spec.options);
 }

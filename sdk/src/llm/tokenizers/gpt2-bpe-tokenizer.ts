@@ -1,4 +1,4 @@
-import type { LlmTokenizer } from '../llm-model.js';
+import type { LlmTokenizer } from '../decoder-model.js';
 import { fromByteLevel, GPT2_SPLIT, toByteLevel } from './byte-level.js';
 import { SpecialSplitter } from './special-splitter.js';
 import { ByteStreamDecoder, type StreamDecoder, type StreamDecoderOptions } from './stream-decoder.js';

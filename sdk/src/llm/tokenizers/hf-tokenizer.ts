@@ -1,5 +1,5 @@
 import { Tokenizer } from '@huggingface/tokenizers';
-import type { LlmTokenizer } from '../llm-model.js';
+import type { LlmTokenizer } from '../decoder-model.js';
 import { WindowStreamDecoder, type StreamDecoder, type StreamDecoderOptions } from './stream-decoder.js';
 
 interface TokenizerConfigJson {

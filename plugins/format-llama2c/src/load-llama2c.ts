@@ -1,11 +1,19 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { defaultModelCacheDir } from '../../../builtin-models/ensure-builtin-models.js';
-import { buildLlamaGraph, builtDecoderConfig, LLAMA_GRAPH_REVISION } from '../../graph/llama-graph.js';
-import type { LlamaArchitecture, LlamaWeights } from '../../graph/llama-weights.js';
-import type { LoadedLlm, TokenizerSpec } from '../../llm-model.js';
-import { ensureGeneratedGraph, sha256FileCached } from '../graph-cache.js';
-import { UnsupportedModelError } from '../unsupported-model-error.js';
+import {
+  buildLlamaGraph,
+  builtDecoderConfig,
+  byteOfPiece,
+  ensureGeneratedGraph,
+  LLAMA_GRAPH_REVISION,
+  sha256FileCached,
+  TokenType,
+  UnsupportedModelError,
+  type LlamaArchitecture,
+  type LlamaWeights,
+  type LoadedLlm,
+  type TokenizerSpec,
+} from '@nucleus/sdk/llm';
 
 /** Options for `loadLlama2c`. */
 export interface LoadLlama2cOptions {
@@ -13,7 +21,8 @@ export interface LoadLlama2cOptions {
   tokenizerPath: string;
   name?: string;
   maxContext?: number;
-  cacheDir?: string;
+  /** Where the generated graph is cached (`<cacheDir>/llama2c/<sha256>-<style>-r<revision>/`). */
+  cacheDir: string;
   graphStyle?: 'generic' | 'contrib';
 }
 
@@ -82,7 +91,7 @@ export async function loadLlama2c(path: string, options: LoadLlama2cOptions): Pr
   };
   const tokenizer = await readLlama2cTokenizer(options.tokenizerPath, h.vocabSize);
   const style = options.graphStyle ?? 'generic';
-  const cacheDir = options.cacheDir ?? defaultModelCacheDir();
+  const { cacheDir } = options;
   const sha = await sha256FileCached(path, cacheDir);
   const { path: onnxPath } = await ensureGeneratedGraph(cacheDir, 'llama2c', `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`, () =>
     buildLlamaGraph(llama2cWeights(bytes, h), arch, {
@@ -94,7 +103,7 @@ export async function loadLlama2c(path: string, options: LoadLlama2cOptions): Pr
   );
   const config = builtDecoderConfig(arch, style, {
     bosTokenId: 1,
-    eosTokenIds: tokenizer.kind === 'llama2c' ? tokenizer.eosTokenIds : [2],
+    eosTokenIds: tokenizer.kind === 'sentencepiece' ? tokenizer.eosTokenIds : [2],
     ...(options.maxContext !== undefined && { maxContext: options.maxContext }),
   });
   return { name: options.name ?? basename(path).replace(/\.bin$/, ''), source: 'llama2c', config, onnxPath, tokenizer };
@@ -118,10 +127,30 @@ export async function readLlama2cTokenizer(path: string, vocabSize: number): Pro
     at += n;
   }
   // run.c ends a story at BOS (1); 2 is the sentencepiece EOS.
-  return { kind: 'llama2c', pieces, scores, bosTokenId: 1, eosTokenIds: [2, 1] };
+  const bosTokenId = 1;
+  const eosTokenIds = [2, 1];
+  // tok512.bin has no types: bytes are the `<0xNN>` pieces, ids 0..2 unknown/BOS/EOS, the rest text.
+  const types = pieces.map((p, id) =>
+    id === 0 ? TokenType.unknown : id === bosTokenId || eosTokenIds.includes(id) ? TokenType.control : byteOfPiece(p) !== undefined ? TokenType.byte : TokenType.normal,
+  );
+  return {
+    kind: 'sentencepiece',
+    pieces,
+    scores,
+    types,
+    bosTokenId,
+    eosTokenIds,
+    unkTokenId: 0,
+    addDummyPrefix: true,
+    byteFallback: true,
+    spaceChar: ' ',
+    // run.c never reads special tokens out of the text.
+    parseSpecial: false,
+    addBos: true,
+  };
 }
 
-function floatCount(h: Llama2cHeader): number {
+export function floatCount(h: Llama2cHeader): number {
   const kv = (h.nKvHeads * h.dim) / h.nHeads;
   const headDim = h.dim / h.nHeads;
   const perLayer = 2 * h.dim + h.dim * h.dim * 2 + kv * h.dim * 2 + 3 * h.hiddenDim * h.dim;

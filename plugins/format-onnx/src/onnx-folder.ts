@@ -2,8 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { loadModel, type Dim, type ValueInfo } from '@nucleus/sdk/onnx';
-import type { DecoderConfig, LoadedLlm } from '../llm-model.js';
-import { UnsupportedModelError } from './unsupported-model-error.js';
+import { UnsupportedModelError, type DecoderConfig, type LoadedLlm } from '@nucleus/sdk/llm';
 
 /** The config.json fields of a Hugging Face Llama that the loader reads. */
 interface HfLlamaConfig {
@@ -107,7 +106,7 @@ export async function loadOnnxFolder(dir: string, options: { name?: string; maxC
 
   const loaded: LoadedLlm = {
     name: options.name ?? basename(dir),
-    source: 'onnx-folder',
+    source: 'onnx',
     config: decoder,
     onnxPath: join(dir, onnxRel!),
     tokenizer: {

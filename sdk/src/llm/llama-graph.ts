@@ -1,5 +1,5 @@
-import { attr, GraphBuilder, type OnnxModel, type Value } from '@nucleus/sdk/onnx';
-import type { ContribIo, DecoderConfig } from '../llm-model.js';
+import { attr, GraphBuilder, type OnnxModel, type Value } from '../onnx/index.js';
+import type { ContribIo, DecoderConfig } from './decoder-model.js';
 import { ropeTables, type RopeLayout } from './rope.js';
 import { checkLlamaWeights, type LlamaArchitecture, type LlamaWeights } from './llama-weights.js';
 

@@ -1,4 +1,4 @@
-import type { LlmTokenizer } from '../llm-model.js';
+import type { LlmTokenizer } from '../decoder-model.js';
 import { SpecialSplitter } from './special-splitter.js';
 import { ByteStreamDecoder, type StreamDecoder, type StreamDecoderOptions } from './stream-decoder.js';
 import { byteOfPiece, concatBytes, TokenType, utf8Bytes } from './token-types.js';

@@ -1,5 +1,5 @@
 /**
- * The contract between model formats (ONNX export folders, GGUF, llama2.c) and the generation
+ * The contract between model formats and the generation
  * engine: whatever the source, loading yields an ONNX decoder graph on disk, its architecture facts
  * and a tokenizer that can be rebuilt inside a worker thread from plain data.
  */
@@ -60,12 +60,35 @@ export interface ContribIo {
   multiTokenStepNeedsBatch1: boolean;
 }
 
-/** Plain data a tokenizer is rebuilt from, so it can cross into a worker thread. */
+/**
+ * Plain data a tokenizer is rebuilt from, so it can cross into a worker thread. The first three kinds are the
+ * tokenizers of `@nucleus/sdk/llm`; `module` names an ES module of a format's own whose default export is a
+ * {@link TokenizerFactory}, called with `options` inside the worker.
+ */
 export type TokenizerSpec =
   | { kind: 'hf'; tokenizerJson: unknown; tokenizerConfig: unknown; /** From config.json / generation_config.json, which win over tokenizer_config.json. */ bosTokenId?: number; eosTokenIds?: number[] }
-  | { kind: 'sentencepiece'; pieces: string[]; scores: number[]; types: number[]; bosTokenId?: number; eosTokenIds: number[]; unkTokenId?: number; addDummyPrefix: boolean; byteFallback: boolean; /** Whether BOS goes first (GGUF add_bos_token); default true. */ addBos?: boolean }
+  | {
+      kind: 'sentencepiece';
+      pieces: string[];
+      scores: number[];
+      types: number[];
+      bosTokenId?: number;
+      eosTokenIds: number[];
+      unkTokenId?: number;
+      addDummyPrefix: boolean;
+      byteFallback: boolean;
+      /** Whether BOS goes first (GGUF add_bos_token); default true. */
+      addBos?: boolean;
+      /** What stands for a space in pieces; default U+2581. */
+      spaceChar?: string;
+      /** Whether special tokens' text in a prompt becomes their ids; default true. */
+      parseSpecial?: boolean;
+    }
   | { kind: 'gpt2-bpe'; pieces: string[]; merges: string[]; types: number[]; bosTokenId?: number; eosTokenIds: number[]; /** Pre-tokenizer (GGUF tokenizer.ggml.pre); default GPT-2's. */ pre?: string; /** Whether BOS goes first; default true. */ addBos?: boolean }
-  | { kind: 'llama2c'; pieces: string[]; scores: number[]; bosTokenId: number; eosTokenIds: number[] };
+  | { kind: 'module'; /** URL of an ES module whose default export is a {@link TokenizerFactory}. */ module: string; options: unknown };
+
+/** Builds a tokenizer from a {@link TokenizerSpec}'s `options`; the default export of a `module` tokenizer. */
+export type TokenizerFactory = (options: unknown) => LlmTokenizer;
 
 /** Text ↔ token ids. */
 export interface LlmTokenizer {
@@ -87,7 +110,8 @@ export interface LlmTokenizer {
 /** A loaded decoder model, ready to be opened by a generation worker. */
 export interface LoadedLlm {
   name: string;
-  source: 'onnx-folder' | 'gguf' | 'llama2c' | 'builtin';
+  /** The format that loaded it (`ModelFormat.name`). */
+  source: string;
   config: DecoderConfig;
   /** The ONNX decoder the worker opens (for GGUF and llama2.c, generated into the model cache). */
   onnxPath: string;

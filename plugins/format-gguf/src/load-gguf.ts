@@ -1,19 +1,27 @@
 import { basename } from 'node:path';
-import { defaultModelCacheDir } from '../../../builtin-models/ensure-builtin-models.js';
-import { buildLlamaGraph, builtDecoderConfig, LLAMA_GRAPH_REVISION } from '../../graph/llama-graph.js';
-import type { LlamaArchitecture, LlamaLayerWeights, LlamaWeights } from '../../graph/llama-weights.js';
-import type { LoadedLlm, TokenizerSpec } from '../../llm-model.js';
-import { BPE_PRE_TOKENIZERS } from '../../tokenizers/gpt2-bpe-tokenizer.js';
-import { TokenType } from '../../tokenizers/token-types.js';
-import { ensureGeneratedGraph, sha256FileCached } from '../graph-cache.js';
-import { UnsupportedModelError } from '../unsupported-model-error.js';
+import {
+  BPE_PRE_TOKENIZERS,
+  buildLlamaGraph,
+  builtDecoderConfig,
+  ensureGeneratedGraph,
+  LLAMA_GRAPH_REVISION,
+  sha256FileCached,
+  TokenType,
+  UnsupportedModelError,
+  type LlamaArchitecture,
+  type LlamaLayerWeights,
+  type LlamaWeights,
+  type LoadedLlm,
+  type TokenizerSpec,
+} from '@nucleus/sdk/llm';
 import { GGML_READABLE_TYPES, ggmlTypeName, readGguf, readTensorF32, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf-reader.js';
 
 /** Options for `loadGguf`. */
 export interface LoadGgufOptions {
   name?: string;
   maxContext?: number;
-  cacheDir?: string;
+  /** Where the generated graph is cached (`<cacheDir>/gguf/<sha256>-<style>-r<revision>/`). */
+  cacheDir: string;
   graphStyle?: 'generic' | 'contrib';
 }
 
@@ -35,10 +43,10 @@ export interface GgufLlama {
  * and refuses with the full list; builds the ONNX graph (dequantized to float32) into the model cache keyed by the
  * file's SHA-256, reusing it on later loads; takes the tokenizer and chat template from the metadata.
  */
-export async function loadGguf(path: string, options: LoadGgufOptions = {}): Promise<LoadedLlm> {
+export async function loadGguf(path: string, options: LoadGgufOptions): Promise<LoadedLlm> {
   const model = inspectGguf(path);
   const style = options.graphStyle ?? 'generic';
-  const cacheDir = options.cacheDir ?? defaultModelCacheDir();
+  const { cacheDir } = options;
   const sha = await sha256FileCached(path, cacheDir);
   const { path: onnxPath } = await ensureGeneratedGraph(cacheDir, 'gguf', `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`, () =>
     buildLlamaGraph(readGgufWeights(model.file, model.arch), model.arch, {
@@ -211,7 +219,7 @@ function ggufTokenizer(
 ): { spec: TokenizerSpec; bosTokenId?: number; eosTokenIds: number[] } {
   const kind = md.get('tokenizer.ggml.model');
   const tokens = md.get('tokenizer.ggml.tokens');
-  const empty = { spec: { kind: 'llama2c', pieces: [], scores: [], bosTokenId: 0, eosTokenIds: [] } as TokenizerSpec, eosTokenIds: [] };
+  const empty = { spec: { kind: 'sentencepiece', pieces: [], scores: [], types: [], eosTokenIds: [], addDummyPrefix: false, byteFallback: false } as TokenizerSpec, eosTokenIds: [] };
   if (!Array.isArray(tokens) || tokens.some((t) => typeof t !== 'string')) {
     problems.push('tokenizer.ggml.tokens is missing');
     return empty;

@@ -1,4 +1,4 @@
-import { NucleusError } from '@nucleus/sdk';
+import { NucleusError } from '../errors.js';
 
 /** A model file Nucleus cannot run, with every reason at once so the user fixes them in one go. */
 export class UnsupportedModelError extends NucleusError {

@@ -1,0 +1,24 @@
+// LLM sources loaded the way the engine loads them: through the format plugins that claim them.
+import { fileURLToPath } from 'node:url';
+import { ModelFormats } from '@nucleus/core';
+import { ensureTinyLlama, tinyLlamaContrib } from '@nucleus/core/internal/engine/llm/index';
+import type { Logger } from '@nucleus/sdk';
+import type { LoadedLlm } from '@nucleus/sdk/llm';
+import { ggufFormat } from '@nucleus/plugin-format-gguf';
+import { onnxFormat } from '@nucleus/plugin-format-onnx';
+
+const CACHE_DIR = fileURLToPath(new URL('../../.cache/models', import.meta.url));
+const formats = new ModelFormats([ggufFormat, onnxFormat]);
+const quiet = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, fatal() {}, child: () => quiet } as unknown as Logger;
+
+/** A GGUF file or an export folder, loaded by the format that claims it. */
+export function loadLlm(path: string, options: { name?: string; graphStyle?: 'generic' | 'contrib' } = {}): Promise<LoadedLlm> {
+  const name = options.name ?? path.split('/').filter(Boolean).pop()!.replace(/\.gguf$/i, '');
+  return formats.loadLlm(path, { name, cacheDir: CACHE_DIR, options: {}, logger: quiet, ...(options.graphStyle && { graphStyle: options.graphStyle }) });
+}
+
+/** The built-in tiny-random Llama, generic or contrib. */
+export async function loadTinyLlama(options: { graphStyle?: 'generic' | 'contrib' } = {}): Promise<LoadedLlm> {
+  const folder = await loadLlm(await ensureTinyLlama(CACHE_DIR), { name: 'tiny-llama' });
+  return options.graphStyle === 'contrib' ? tinyLlamaContrib(folder, CACHE_DIR) : folder;
+}

@@ -1,0 +1,163 @@
+import type { Logger } from '@nucleus/sdk';
+import { ExtensionPoints, Services } from '@nucleus/sdk';
+import { ConfigError, describeSource } from '../kernel/config/index.js';
+import type { Kernel } from '../kernel/kernel.js';
+import type { KernelModule } from '../kernel/kernel-module.js';
+import { BackendSelector } from './backend-selector.js';
+import { withDefaultCpu } from './default-cpu-backend.js';
+import { InferenceEngine } from './inference-engine.js';
+import { GenerationEngine } from './llm/generation/generation-engine.js';
+import { MemoryPressure } from './memory-pressure.js';
+import { ModelFormats } from './model-formats.js';
+
+/** A `models[]` entry, as far as routing it to an engine goes. */
+interface ConfiguredModel {
+  name: string;
+  path: string;
+  optional?: boolean;
+}
+
+/**
+ * The engines as one kernel module: the tensor engine, the generation engine and the memory watch they share, built
+ * over the kernel's extension points and registered as `Services.inference` and `Services.generation`. At start, once
+ * the plugins (and so the formats) are active, each configured model goes to the engine its format says.
+ */
+export class Engines implements KernelModule {
+  readonly name = 'engines';
+  /** The tensor-model engine, also registered as `Services.inference`. */
+  readonly inference: InferenceEngine;
+  /** The text-generation engine (LLMs and embedding models), also registered as `Services.generation`. */
+  readonly generation: GenerationEngine;
+  /** Free memory against `memory.pressureFreeBytes`; both engines take less at once under pressure. */
+  readonly memory: MemoryPressure;
+  /** The `modelFormat` extension point, read. */
+  readonly formats: ModelFormats;
+  readonly #kernel: Kernel;
+  readonly #log: Logger;
+  /** Configured models a format loads as LLMs. */
+  readonly #llms = new Set<string>();
+  /** Configured models no format could load, with why. */
+  readonly #unresolved = new Map<string, string>();
+
+  constructor(kernel: Kernel, options: { builtinModels?: boolean } = {}) {
+    const { config, events, logger, health, extensions } = kernel;
+    this.#kernel = kernel;
+    this.#log = logger;
+    this.formats = new ModelFormats(extensions.point(ExtensionPoints.modelFormat), logger.child({ component: 'formats' }));
+    this.memory = new MemoryPressure({ config, events, logger });
+    const builtinModels = options.builtinModels ?? true;
+    this.inference = new InferenceEngine({
+      memory: this.memory,
+      config: {
+        onChange: (listener) => config.onChange(listener),
+        get: (path) => (path === 'models' ? this.#tensorModels() : config.get(path)),
+      },
+      events,
+      logger,
+      health,
+      backends: extensions.point(ExtensionPoints.backend),
+      strategies: extensions.point(ExtensionPoints.schedulerStrategy),
+      transforms: extensions.point(ExtensionPoints.modelTransform),
+      // Built-ins stand in for "nothing configured"; an LLM in `models` counts as configured.
+      builtinModels: builtinModels && this.#configured().length === 0,
+    });
+    this.generation = new GenerationEngine({
+      config,
+      events,
+      logger,
+      health,
+      memory: this.memory,
+      formats: this.formats,
+      llmModels: () => this.#llms,
+      backends: extensions.point(ExtensionPoints.backend),
+      cachePolicies: extensions.point(ExtensionPoints.cachePolicy),
+      strategies: extensions.point(ExtensionPoints.schedulerStrategy),
+      transforms: extensions.point(ExtensionPoints.modelTransform),
+      draftProposers: extensions.point(ExtensionPoints.draftProposer),
+      builtinModels,
+    });
+    kernel.container.register(Services.inference, { useValue: this.inference });
+    kernel.container.register(Services.generation, { useValue: this.generation });
+  }
+
+  async start(): Promise<void> {
+    // Backends come from plugins, so only now can `backend` be checked against the names they give.
+    const unknown = this.#unknownBackend();
+    if (unknown) throw unknown;
+    await this.#route();
+    // After the plugins, so that a stats plugin hears pressure that is there from the start; before the models,
+    // so that they open with the sizes that apply.
+    this.memory.start();
+    await this.inference.start();
+    await this.generation.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.inference.stop(), this.generation.stop()]);
+    this.memory.stop();
+  }
+
+  requiredModelsMissing(): string[] {
+    if (this.#kernel.config.get('startup.requireModels') === false) return [];
+    const missing: string[] = [];
+    for (const m of this.#configured().filter((c) => c.optional !== true)) {
+      let reason = this.#unresolved.get(m.name);
+      if (reason === undefined && this.#llms.has(m.name)) {
+        const info = this.generation.get(m.name);
+        if (info.state === 'failed') reason = info.reason ?? 'unknown error';
+      } else if (reason === undefined) {
+        try {
+          const versions = this.inference.model(m.name).versions;
+          if (!versions.some((v) => v.state === 'ready')) reason = versions.map((v) => v.reason ?? v.state).join('; ');
+        } catch (err) {
+          reason = (err as Error).message;
+        }
+      }
+      if (reason !== undefined) missing.push(`model '${m.name}' failed to load: ${reason}`);
+    }
+    return missing;
+  }
+
+  #configured(): ConfiguredModel[] {
+    return (this.#kernel.config.get('models') as ConfiguredModel[] | undefined) ?? [];
+  }
+
+  // Asks the formats which engine serves each configured model; one no format loads serves nowhere, with why.
+  async #route(): Promise<void> {
+    this.#llms.clear();
+    this.#unresolved.clear();
+    for (const m of this.#configured()) {
+      try {
+        const { match, format } = await this.formats.resolve(m.path);
+        if (match.kind === 'llm') this.#llms.add(m.name);
+        this.#log.debug({ model: m.name, format: format?.name ?? 'onnx graph', kind: match.kind, reason: match.reason }, 'model format');
+      } catch (err) {
+        const reason = (err as Error).message;
+        this.#unresolved.set(m.name, reason);
+        this.#kernel.events.emit('model.failed', { model: m.name, version: '1', error: reason });
+        this.#log.error({ model: m.name, path: m.path, err: reason }, 'model failed to load');
+      }
+    }
+  }
+
+  #tensorModels(): ConfiguredModel[] {
+    return this.#configured().filter((m) => !this.#llms.has(m.name) && !this.#unresolved.has(m.name));
+  }
+
+  // `backend` naming no installed backend, as a config error naming those that are.
+  #unknownBackend(): ConfigError | undefined {
+    const { config, extensions } = this.#kernel;
+    const requested = config.get('backend') as string | undefined;
+    if (requested === undefined) return undefined;
+    const selector = new BackendSelector(withDefaultCpu(extensions.point(ExtensionPoints.backend)));
+    if (requested === 'auto' || selector.find(requested) !== undefined) return undefined;
+    const source = config.sources().get('backend') ?? { kind: 'default' as const };
+    return new ConfigError([
+      {
+        path: 'backend',
+        message: `backend '${requested}' (from ${describeSource(source)}) is not installed; the backends installed are ${selector.names().join(', ')}`,
+        source,
+      },
+    ]);
+  }
+}

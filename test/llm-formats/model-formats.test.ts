@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ModelFormats } from '@nucleus/core';
+import type { Logger, ModelFormat, NucleusError } from '@nucleus/sdk';
+import { ggufFormat, llama2cFormat, loadLlm, onnxFormat, testFormats } from '../helpers/llm.js';
+import { tempDir } from '../helpers/paths.js';
+import { requireStories, STORIES_DIR } from './llm-module.js';
+
+async function refusal(promise: Promise<unknown>): Promise<NucleusError> {
+  return promise.then(
+    () => assert.fail('it was accepted'),
+    (e: unknown) => e as NucleusError,
+  );
+}
+
+describe('model formats: which format loads a source', () => {
+  const dir = tempDir('formats');
+
+  it('each first-party format claims its own sources, with the engine each goes to', async function () {
+    requireStories(this);
+    const gguf = await testFormats.resolve(join(STORIES_DIR, 'stories260K.gguf'));
+    assert.deepEqual([gguf.format?.name, gguf.match.kind, gguf.match.buildsGraph], ['gguf', 'llm', true]);
+    const bin = await testFormats.resolve(join(STORIES_DIR, 'stories260K.bin'));
+    assert.deepEqual([bin.format?.name, bin.match.kind, bin.match.buildsGraph], ['llama2c', 'llm', true]);
+    const onnxFile = join(dir, 'model.onnx');
+    writeFileSync(onnxFile, 'not parsed by detection');
+    const onnx = await testFormats.resolve(onnxFile);
+    assert.deepEqual([onnx.format?.name, onnx.match.kind], ['onnx', 'tensor']);
+  });
+
+  it('a source no format claims is a 400 listing the active formats and what each accepts', async () => {
+    const txt = join(dir, 'model.txt');
+    writeFileSync(txt, 'hello');
+    const err = await refusal(testFormats.resolve(txt));
+    assert.deepEqual([err.status, err.code], [400, 'unsupported_model_format']);
+    assert.match(err.message, /no active model format loads .*model\.txt/);
+    assert.match(err.message, /Active formats: gguf \(a \.gguf file.*\); onnx \(.*\); llama2c \(a llama2\.c \.bin checkpoint/);
+    const none = await refusal(new ModelFormats([]).resolve(txt));
+    assert.match(none.message, /No model format plugin is active: enable one/);
+  });
+
+  it('a missing source says it does not exist, not a raw ENOENT', async () => {
+    const err = await refusal(testFormats.resolve(join(dir, 'nowhere.gguf')));
+    assert.deepEqual([err.status, err.code], [400, 'model_source_not_found']);
+    assert.match(err.message, /nowhere\.gguf does not exist; check the path/);
+  });
+
+  it('a PyTorch pickle is refused with why and what to convert it to', async () => {
+    const pth = join(dir, 'model.pth');
+    writeFileSync(pth, 'PK');
+    const err = await refusal(testFormats.resolve(pth));
+    assert.match(err.message, /onnx: .*model\.pth is a PyTorch checkpoint: pickles are not loaded, because reading one can run arbitrary code/);
+    assert.match(err.message, /torch\.onnx\.export/);
+  });
+
+  it('a .bin that is not a llama2.c checkpoint is refused by the llama2c format, saying why', async () => {
+    const bin = join(dir, 'weights.bin');
+    writeFileSync(bin, new Uint8Array(28));
+    const err = await refusal(testFormats.resolve(bin));
+    assert.match(err.message, /llama2c: .*weights\.bin is a \.bin file without a llama2\.c header/);
+  });
+
+  it('a llama2.c checkpoint takes its tokenizer from the config, from beside it, or says how to give one', async function () {
+    requireStories(this);
+    const alone = join(dir, 'alone');
+    mkdirSync(alone, { recursive: true });
+    const bin = join(alone, 'stories260K.bin');
+    copyFileSync(join(STORIES_DIR, 'stories260K.bin'), bin);
+    const err = await refusal(loadLlm(bin, { cacheDir: join(dir, 'cache') }));
+    assert.equal(err.code, 'unsupported_model');
+    assert.match(err.message, /no tokenizer: set the model's "tokenizer" config key .* or put one beside the checkpoint as .*tok512\.bin or .*tokenizer\.bin/);
+    const configured = await loadLlm(bin, { cacheDir: join(dir, 'cache'), tokenizerPath: join(STORIES_DIR, 'tok512.bin') });
+    assert.equal(configured.config.vocabSize, 512);
+    copyFileSync(join(STORIES_DIR, 'tok512.bin'), join(alone, 'tok512.bin'));
+    const beside = await loadLlm(bin, { cacheDir: join(dir, 'cache') });
+    assert.deepEqual(beside.tokenizer, configured.tokenizer);
+  });
+
+  it('when two formats claim a source, the more confident loads it and the choice is logged', async function () {
+    requireStories(this);
+    const lines: string[] = [];
+    const logger = { info: (o: object, msg: string) => lines.push(`${msg} ${JSON.stringify(o)}`), debug() {}, warn() {}, error() {}, child: () => logger } as unknown as Logger;
+    const eager: ModelFormat = { name: 'eager', accepts: 'anything', detect: () => ({ confidence: 0.5, reason: 'claims everything', kind: 'llm' }) };
+    const formats = new ModelFormats([eager, ggufFormat, onnxFormat, llama2cFormat], logger);
+    const chosen = await formats.resolve(join(STORIES_DIR, 'stories260K.gguf'));
+    assert.equal(chosen.format?.name, 'gguf');
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /several formats claim .*the most confident, gguf, loads it/);
+    assert.match(lines[0]!, /eager \(0\.5: claims everything\)/);
+  });
+});
