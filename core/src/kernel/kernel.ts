@@ -5,6 +5,7 @@ import { ExtensionPoints, Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { InferenceEngine } from '../engine/inference-engine.js';
+import { EngineModelRegistry } from '../engine/engine-model-registry.js';
 import { MemoryPressure } from '../engine/memory-pressure.js';
 import { BackendSelector } from '../engine/backend-selector.js';
 import { withDefaultCpu } from '../engine/default-cpu-backend.js';
@@ -92,6 +93,7 @@ export class Kernel {
       builtinModels,
     });
     this.container.register(Services.generation, { useValue: this.generation });
+    this.container.register(Services.models, { useValue: new EngineModelRegistry({ inference: this.inference, generation: this.generation, config }) });
     this.plugins = new PluginHost({
       container: this.container,
       registry: this.extensions,
