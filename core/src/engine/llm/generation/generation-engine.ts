@@ -180,7 +180,7 @@ export class GenerationEngine implements GenerationService {
   readonly #hostFree = new CachedReading(freemem, FREE_MEMORY_MAX_AGE_MS);
   /** Server-wide admission of generations: `scheduler.maxRunning` run, the rest wait (queue.*). */
   readonly #gate: AdmissionGate;
-  /** Run-time loads, swaps and unloads, one at a time. */
+  /** Run-time loads, swaps and unloads, one at a time per model name. */
   readonly #lifecycle = new LifecycleQueue();
   /** Replicas of swapped-out and unloaded models still finishing their generations; `stop` closes them too. */
   readonly #draining = new Set<GenerationReplicas>();
@@ -418,7 +418,7 @@ export class GenerationEngine implements GenerationService {
    * and warmed up. 409 when the name is taken; 400 saying why when it cannot be loaded.
    */
   load(spec: LlmModelSpec): Promise<GenerationModelInfo> {
-    return this.#lifecycle.run(async () => {
+    return this.#lifecycle.run(spec.name, async () => {
       if (this.#models.has(spec.name)) throw new NucleusError(409, 'model_exists', `a model named '${spec.name}' is already served; swap it (POST /admin/models/${spec.name}/swap) or unload it first`);
       const model = await this.#openBeside(spec, '1');
       this.#models.set(spec.name, model);
@@ -434,7 +434,7 @@ export class GenerationEngine implements GenerationService {
    * warm-up that fails leaves the old model serving and throws 400 saying why.
    */
   swap(name: string, spec: Omit<LlmModelSpec, 'name'>, options: { drainTimeoutMs?: number } = {}): Promise<GenerationModelInfo> {
-    return this.#lifecycle.run(async () => {
+    return this.#lifecycle.run(name, async () => {
       const old = this.#find(name);
       const model = await this.#openBeside({ ...spec, name }, String(Number(old.version) + 1 || 2), old);
       old.retired = true;
@@ -452,7 +452,7 @@ export class GenerationEngine implements GenerationService {
    * `drainTimeoutMs`, after which they end with a 503 `model_unloading` error), then its workers close.
    */
   unload(name: string, options: { drainTimeoutMs?: number } = {}): Promise<void> {
-    return this.#lifecycle.run(async () => {
+    return this.#lifecycle.run(name, async () => {
       const model = this.#find(name);
       model.retired = true;
       this.#models.delete(name);

@@ -33,13 +33,20 @@ export async function drain(workers: () => readonly GenerationWorker[], timeoutM
   }
 }
 
-/** Runs lifecycle operations (load, swap, unload) one after another, so two never change one model at once. */
+/**
+ * Runs the lifecycle operations (load, swap, unload) of one model name one after another, so two never change one
+ * model at once; those of different names run side by side (a swap draining for a while holds up no other model).
+ */
 export class LifecycleQueue {
-  #tail: Promise<unknown> = Promise.resolve();
+  readonly #tails = new Map<string, Promise<unknown>>();
 
-  run<T>(op: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(op, op);
-    this.#tail = run.catch(() => undefined);
+  run<T>(name: string, op: () => Promise<T>): Promise<T> {
+    const run = (this.#tails.get(name) ?? Promise.resolve()).then(op, op);
+    const tail = run.catch(() => undefined);
+    this.#tails.set(name, tail);
+    void tail.then(() => {
+      if (this.#tails.get(name) === tail) this.#tails.delete(name);
+    });
     return run;
   }
 }
