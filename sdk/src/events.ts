@@ -13,6 +13,10 @@ export interface NucleusEvents {
   'model.loaded': { model: string; version: string; durationMs: number; backend: string };
   'model.unloaded': { model: string; version: string };
   'model.failed': { model: string; version: string; error: string };
+  /** A model was swapped at run time: new requests go to `toVersion`, loaded from `source`; the old version drained and closed. */
+  'model.swapped': { model: string; fromVersion: string; toVersion: string; source: string; durationMs: number };
+  /** A swap failed to load or warm up the new version; `rolledBack`: the old version still serves. */
+  'model.swapFailed': { model: string; source: string; error: string; rolledBack: boolean };
   'backend.fallback': { requested: string; chosen: string; reason: string };
 
   // Telemetry. Durations are measured by the emitter; a consumer takes the moment of delivery as the end of

@@ -132,8 +132,12 @@ export interface GenerationModelInfo {
   name: string;
   /** `llm` generates text (and embeds with last-token pooling); `embedding` only embeds. */
   kind: 'llm' | 'embedding';
-  /** Where the model came from: a built-in generator or a path in config. */
-  origin: 'builtin' | 'config';
+  /** Where the model came from: a built-in generator, a path in config, or a load at run time (`ModelRegistry`). */
+  origin: 'builtin' | 'config' | 'runtime';
+  /** Its version: 1 when first loaded, one more at each swap. */
+  version?: string;
+  /** The file or folder it was loaded from (absent for built-ins). */
+  path?: string;
   /** `loading` until its worker is up; `idle` for a built-in that starts on first use. */
   state: 'idle' | 'loading' | 'ready' | 'failed';
   /** Why it failed. */

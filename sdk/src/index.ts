@@ -6,6 +6,7 @@ export * from './extension-points.js';
 export * from './generation.js';
 export * from './inference.js';
 export * from './logger.js';
+export * from './model-registry.js';
 export * from './observability.js';
 export * from './plugin.js';
 export * from './plugin-state.js';

@@ -121,8 +121,8 @@ export interface ModelVersionInfo {
   state: ModelVersionState;
   /** Why the version is failed or unavailable. */
   reason?: string;
-  /** Where the files came from: `config`, `repository` or `builtin`. */
-  origin: 'config' | 'repository' | 'builtin';
+  /** Where the files came from: `config`, `repository`, `builtin`, or a load at run time (`runtime`). */
+  origin: 'config' | 'repository' | 'builtin' | 'runtime';
   path: string;
   inputs: TensorMetadata[];
   outputs: TensorMetadata[];

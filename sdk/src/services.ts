@@ -12,4 +12,6 @@ export const Services = {
   inference: 'nucleus.inference',
   /** The text-generation {@link GenerationService}: list models, generate, embed. */
   generation: 'nucleus.generation',
+  /** The {@link ModelRegistry}: load, swap and unload tensor models and LLMs at run time. */
+  models: 'nucleus.models',
 } as const;

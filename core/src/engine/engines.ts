@@ -8,6 +8,7 @@ import { withDefaultCpu } from './default-cpu-backend.js';
 import { InferenceEngine } from './inference-engine.js';
 import { GenerationEngine } from './llm/generation/generation-engine.js';
 import { MemoryPressure } from './memory-pressure.js';
+import { EngineModelRegistry } from './engine-model-registry.js';
 import { ModelFormats } from './model-formats.js';
 
 /** A `models[]` entry, as far as routing it to an engine goes. */
@@ -78,6 +79,7 @@ export class Engines implements KernelModule {
     });
     kernel.container.register(Services.inference, { useValue: this.inference });
     kernel.container.register(Services.generation, { useValue: this.generation });
+    kernel.container.register(Services.models, { useValue: new EngineModelRegistry({ inference: this.inference, generation: this.generation, config, formats: this.formats }) });
   }
 
   async start(): Promise<void> {

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import {
+  badRequest,
   NucleusError,
   notFound,
   toNucleusError,
@@ -86,6 +87,8 @@ export class InferenceEngine implements InferenceService {
   readonly #repository: ModelRepository;
   readonly #log: Logger;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Models loaded from a source at run time (`loadSource`, `swap`), by name: the sources beside the repository's. */
+  readonly #runtime = new Map<string, ConfiguredModel>();
 
   constructor(private readonly options: InferenceEngineOptions) {
     this.#log = options.logger.child({ component: 'engine' });
@@ -220,7 +223,7 @@ export class InferenceEngine implements InferenceService {
 
   load(name: string): Promise<ModelInfo> {
     return this.#serial(async () => {
-      const { sources, problems } = await this.#repository.scan();
+      const { sources, problems } = await this.#scan();
       const mine = sources.filter((s) => s.name === name);
       const theirProblems = problems.filter((p) => p.name === name);
       for (const problem of theirProblems) this.#reportProblem(problem);
@@ -242,13 +245,79 @@ export class InferenceEngine implements InferenceService {
     });
   }
 
-  unload(name: string, version?: string): Promise<void> {
+  /**
+   * Unloads one version, or every version, letting queued and running requests finish (up to `drainTimeoutMs`). A
+   * model loaded from a source at run time is forgotten once all of it is unloaded (404 afterwards); one the sources
+   * hold stays listed as unavailable, to be loaded again.
+   */
+  unload(name: string, version?: string, options: { drainTimeoutMs?: number } = {}): Promise<void> {
     return this.#serial(async () => {
       const versions = this.#versions(name);
       const targets = version === undefined ? [...versions.values()] : [this.#version(name, versions, version)];
       const loaded = targets.filter((e) => e.model);
       if (loaded.length === 0) throw notFound('model_not_loaded', `${version === undefined ? `model '${name}'` : label(name, version)} is not loaded`);
-      await Promise.all(loaded.map((e) => this.#unloadEntry(e)));
+      await Promise.all(loaded.map((e) => this.#unloadEntry(e, options.drainTimeoutMs)));
+      if (version === undefined && this.#runtime.delete(name)) for (const e of [...versions.values()]) this.#forget(e);
+    });
+  }
+
+  /**
+   * Loads a model from a source at run time, beside the sources the server found at start: a `.onnx` file, a
+   * version folder or a folder of version folders, with a `models[]` entry's settings. 409 when a version of that
+   * name is loaded; 400 saying why when the source cannot be loaded (nothing of it is kept then).
+   */
+  loadSource(spec: ConfiguredModel): Promise<ModelInfo> {
+    return this.#serial(async () => {
+      if ([...(this.#entries.get(spec.name)?.values() ?? [])].some((e) => e.model || e.state === 'loading')) {
+        throw new NucleusError(409, 'model_exists', `a model named '${spec.name}' is already loaded; swap it (POST /admin/models/${spec.name}/swap) or unload it first`);
+      }
+      const sources = await this.#runtimeSources(spec);
+      try {
+        for (const source of sources) await this.#load(source);
+      } catch (err) {
+        for (const source of sources) {
+          const entry = this.#entries.get(spec.name)?.get(source.version);
+          if (entry?.model) await this.#unloadEntry(entry);
+          if (entry) this.#forget(entry);
+        }
+        throw badRequest('model_load_failed', `model '${spec.name}' could not be loaded from ${spec.path}: ${toNucleusError(err).message}`, 'source');
+      }
+      this.#runtime.set(spec.name, spec);
+      return this.#modelInfo(spec.name);
+    });
+  }
+
+  /**
+   * Replaces a loaded model with the one at `spec.path`: it is loaded (and warmed up) as a new version beside the old
+   * ones, becomes the default from the moment it is ready, and the old versions then finish their queued and running
+   * requests (up to `drainTimeoutMs`) and unload. A load that fails leaves the old versions serving and throws 400.
+   */
+  swap(name: string, spec: Omit<ConfiguredModel, 'name'>, options: { drainTimeoutMs?: number } = {}): Promise<ModelInfo> {
+    return this.#serial(async () => {
+      const versions = this.#versions(name);
+      const old = [...versions.values()].filter((e) => e.model);
+      if (old.length === 0) throw notFound('model_not_loaded', `model '${name}' is not loaded; load it instead of swapping it`);
+      const top = [...versions.keys()].map(Number).filter(Number.isInteger);
+      const version = spec.version ?? String(Math.max(0, ...top) + 1);
+      if (versions.has(version)) throw badRequest('version_exists', `model '${name}' already has a version '${version}'; name a new one or leave version out`, 'version');
+      const { version: _asked, ...settings } = spec;
+      const found = await this.#runtimeSources({ ...settings, name });
+      if (found.length !== 1) throw badRequest('invalid_source', `${spec.path} holds ${found.length} versions of a model; a swap takes one: name a .onnx file or one version folder`, 'source');
+      const source = { ...found[0]!, version };
+      try {
+        await this.#load(source);
+      } catch (err) {
+        const entry = versions.get(version);
+        if (entry) this.#forget(entry);
+        const kept = old.map((e) => e.version).join(', ');
+        throw badRequest('model_load_failed', `model '${name}' could not be loaded from ${spec.path}: ${toNucleusError(err).message}; version ${kept} keeps serving`, 'source');
+      }
+      for (const entry of old) {
+        await this.#unloadEntry(entry, options.drainTimeoutMs);
+        this.#forget(entry);
+      }
+      this.#runtime.set(name, { ...settings, name, version, path: source.modelPath });
+      return this.#modelInfo(name);
     });
   }
 
@@ -369,11 +438,11 @@ export class InferenceEngine implements InferenceService {
     }
   }
 
-  async #unloadEntry(entry: VersionEntry): Promise<void> {
+  async #unloadEntry(entry: VersionEntry, drainMs = this.#drainMs()): Promise<void> {
     const model = entry.model;
     if (!model) return;
     entry.state = 'unloading';
-    await model.close(this.#drainMs());
+    await model.close(drainMs);
     entry.model = undefined;
     entry.state = 'unavailable';
     delete entry.reason;
@@ -391,6 +460,35 @@ export class InferenceEngine implements InferenceService {
     else this.options.health.set({ key, severity: 'degraded', reason: `${label(name, version)}: circuit breaker ${state}: ${reason}` });
     this.options.events.emit('breaker.state', { model: name, version, state, reason });
     this.#log[state === 'closed' ? 'info' : 'warn']({ model: name, version, state, reason }, 'circuit breaker');
+  }
+
+  // Drops a version that is not loaded from the list, with what /ready said about it; the name goes with its last version.
+  #forget(entry: VersionEntry): void {
+    const versions = this.#entries.get(entry.name);
+    versions?.delete(entry.version);
+    if (versions?.size === 0) this.#entries.delete(entry.name);
+    for (const key of ['model', 'backend', 'breaker']) this.options.health.clear(`${key}:${entry.name}@${entry.version}`);
+  }
+
+  // What the sources hold: the repository's (config, folder, built-ins), then the models loaded at run time.
+  async #scan(): Promise<{ sources: ModelSource[]; problems: SourceProblem[] }> {
+    const found = await this.#repository.scan();
+    if (this.#runtime.size === 0) return found;
+    const added = await this.#sourcesOf([...this.#runtime.values()]).scan();
+    return { sources: [...found.sources, ...added.sources.map((s) => ({ ...s, origin: 'runtime' as const }))], problems: [...found.problems, ...added.problems] };
+  }
+
+  // The versions a run-time source holds; 400 saying why when it holds none that can be loaded.
+  async #runtimeSources(spec: ConfiguredModel): Promise<ModelSource[]> {
+    const { sources, problems } = await this.#sourcesOf([spec]).scan();
+    if (problems.length > 0 || sources.length === 0) {
+      throw badRequest('invalid_source', problems.map((p) => p.reason).join('; ') || `${spec.path} holds no model`, 'source');
+    }
+    return sources.map((s) => ({ ...s, origin: 'runtime' as const }));
+  }
+
+  #sourcesOf(models: ConfiguredModel[]): ModelRepository {
+    return new ModelRepository({ models: () => models, repository: null, builtinModels: false, logger: this.#log });
   }
 
   #reportProblem(problem: SourceProblem): void {

@@ -25,6 +25,12 @@ export interface ConfiguredModel {
   fallback?: string;
   /** A `modelTransform` applied at load (`int8`). */
   quantize?: string;
+  /** LLMs Nucleus builds a graph for: the attention layout. */
+  graphStyle?: 'generic' | 'contrib';
+  /** LLMs: the speculative decoding method (`draftProposer`) by name. */
+  speculative?: string;
+  /** Overrides `workers.perModel` for this model. */
+  workers?: number;
 }
 
 /** Per-model serving options from the config. */
@@ -34,7 +40,7 @@ export type ModelOptions = Omit<ConfiguredModel, 'name' | 'path' | 'version' | '
 export interface ModelSource {
   name: string;
   version: string;
-  origin: 'config' | 'repository' | 'builtin';
+  origin: 'config' | 'repository' | 'builtin' | 'runtime';
   /** The version folder. */
   dir: string;
   modelPath: string;

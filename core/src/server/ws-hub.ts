@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 /** The topics a WebSocket client can subscribe to, and the kernel events each carries. */
 export const WS_TOPICS: Record<string, readonly EventType[]> = {
   plugins: ['plugin.state', 'plugin.reloaded', 'plugin.reloadFailed', 'extension.changed'],
-  models: ['model.loading', 'model.loaded', 'model.unloaded', 'model.failed', 'backend.fallback'],
+  models: ['model.loading', 'model.loaded', 'model.unloaded', 'model.failed', 'model.swapped', 'model.swapFailed', 'backend.fallback'],
   requests: ['request.start', 'request.end'],
   config: ['config.changed'],
 };

@@ -1,4 +1,4 @@
-import { definePlugin, ExtensionPoints, Services, type GenerationService, type InferenceService } from '@nucleus/sdk';
+import { definePlugin, ExtensionPoints, Services, type GenerationService, type InferenceService, type ModelRegistry } from '@nucleus/sdk';
 import { InferencePipeline } from './inference-pipeline.js';
 import { generateRoutes } from './generate-routes.js';
 import { kserveRoutes, noEngine } from './kserve-routes.js';
@@ -28,9 +28,10 @@ export default definePlugin<ApiKServeConfig>({
     };
     const generation = (): GenerationService | undefined =>
       ctx.container.isRegistered(Services.generation, true) ? ctx.container.resolve<GenerationService>(Services.generation) : undefined;
+    const models = (): ModelRegistry | undefined => (ctx.container.isRegistered(Services.models, true) ? ctx.container.resolve<ModelRegistry>(Services.models) : undefined);
     const identity = { name: ctx.config.serverName, version: ctx.version };
     const pipeline = new InferencePipeline(ctx);
-    for (const route of [...kserveRoutes(service, identity, pipeline, generation), ...generateRoutes(generation), ...nativeRoutes(service, pipeline, generation), ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation)]) {
+    for (const route of [...kserveRoutes(service, identity, pipeline, generation, models), ...generateRoutes(generation), ...nativeRoutes(service, pipeline, generation), ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation)]) {
       ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
     }
   },

@@ -5,6 +5,7 @@ import {
   type GenerationModelInfo,
   type GenerationService,
   type InferenceService,
+  type ModelRegistry,
   type ModelVersionInfo,
   type RouteContext,
   type RouteContribution,
@@ -81,6 +82,7 @@ export function kserveRoutes(
   identity: ServerIdentity,
   pipeline: InferencePipeline,
   generation: () => GenerationService | undefined = () => undefined,
+  models: () => ModelRegistry | undefined = () => undefined,
 ): RouteContribution[] {
   const versionOf = (ctx: RouteContext): string | undefined => ctx.params.version;
 
@@ -219,7 +221,10 @@ export function kserveRoutes(
       path: '/v2/repository/models/:model/load',
       access: 'admin',
       handler: async (ctx) => {
-        await service().load(ctx.params.model!);
+        // Through the model registry when the server has one, so LLMs load too and lifecycle events follow.
+        const registry = models();
+        if (registry) await registry.load({ name: ctx.params.model! });
+        else await service().load(ctx.params.model!);
         return {};
       },
     },
@@ -228,7 +233,9 @@ export function kserveRoutes(
       path: '/v2/repository/models/:model/unload',
       access: 'admin',
       handler: async (ctx) => {
-        await service().unload(ctx.params.model!);
+        const registry = models();
+        if (registry) await registry.unload(ctx.params.model!);
+        else await service().unload(ctx.params.model!);
         return {};
       },
     },

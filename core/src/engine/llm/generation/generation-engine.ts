@@ -31,6 +31,7 @@ import { BERT_TINY_CONFIG } from '../../builtin-models/bert-tiny.js';
 import { defaultModelCacheDir, ensureBuiltinModels } from '../../builtin-models/ensure-builtin-models.js';
 import { withDefaultCpu } from '../../default-cpu-backend.js';
 import { applyModelTransform } from '../../model-transforms.js';
+import type { ConfiguredModel } from '../../model-repository.js';
 import { chooseGraphStyle, type GraphStyle } from '../graph-style.js';
 import type { ModelFormats } from '../../model-formats.js';
 import { ensureTinyLlama, tinyLlamaContrib, TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
@@ -38,6 +39,7 @@ import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type { GenerationThreadSpec, PrefixCacheSpec, SpeculativeSpec, WireGenerateRequest } from './generation-messages.js';
 import { GenerationWorker, type EventChannel, type GenerationThreadReady } from './generation-worker.js';
 import { GenerationReplicas } from './generation-replicas.js';
+import { drain, LifecycleQueue, warmUp } from './generation-lifecycle.js';
 import type { StepRecovery } from './generation-loop.js';
 import { ReplicaCounters } from './replica-counters.js';
 import { CachedReading } from '../../workers/cached-reading.js';
@@ -91,10 +93,21 @@ export interface GenerationEngineOptions {
 /** The model-specific part of a thread spec; backend and scheduler are added when the worker starts. */
 type ModelSpec = Pick<GenerationThreadSpec, 'onnxPath' | 'role' | 'decoder' | 'encoder'>;
 
+/** An LLM to open while serving, as a `models[]` config entry gives it. */
+export type LlmModelSpec = Pick<ConfiguredModel, 'name' | 'path' | 'backend' | 'quantize' | 'graphStyle' | 'speculative' | 'workers' | 'isolation'>;
+
 interface ServedModel {
   name: string;
   kind: 'llm' | 'embedding';
-  origin: 'builtin' | 'config';
+  origin: 'builtin' | 'config' | 'runtime';
+  /** '1' when first opened, one more at each swap. */
+  version: string;
+  /** The file or folder it loads from (configured and run-time models). */
+  path?: string;
+  /** How it was loaded at run time; its settings stand in for a `models[]` entry of the config. */
+  spec?: LlmModelSpec;
+  /** Swapped out or unloaded: new requests go to its successor (or get 404) while it drains. */
+  retired?: boolean;
   created: number;
   state: GenerationModelInfo['state'];
   reason?: string;
@@ -169,6 +182,10 @@ export class GenerationEngine implements GenerationService {
   readonly #hostFree = new CachedReading(freemem, FREE_MEMORY_MAX_AGE_MS);
   /** Server-wide admission of generations: `scheduler.maxRunning` run, the rest wait (queue.*). */
   readonly #gate: AdmissionGate;
+  /** Run-time loads, swaps and unloads, one at a time per model name. */
+  readonly #lifecycle = new LifecycleQueue();
+  /** Replicas of swapped-out and unloaded models still finishing their generations; `stop` closes them too. */
+  readonly #draining = new Set<GenerationReplicas>();
 
   constructor(private readonly options: GenerationEngineOptions) {
     this.#log = options.logger.child({ component: 'generation' });
@@ -215,7 +232,7 @@ export class GenerationEngine implements GenerationService {
       if (path === 'workers.perModel' || path === 'workers' || path === 'models') {
         for (const m of this.#models.values()) {
           if (m.kind !== 'llm' || !m.replicas) continue;
-          m.replicas.resize(replicasFor(this.options.config, m.name)).catch((err: unknown) => this.#log.error({ model: m.name, err: (err as Error).message }, 'replicas could not be resized'));
+          m.replicas.resize(this.#replicaCount(m)).catch((err: unknown) => this.#log.error({ model: m.name, err: (err as Error).message }, 'replicas could not be resized'));
         }
       }
     });
@@ -247,7 +264,7 @@ export class GenerationEngine implements GenerationService {
     this.#offConfig?.();
     this.#offMemory?.();
     this.#gate.queue.rejectAll(unavailable('server_stopping', 'the server is shutting down'));
-    const pools = [...this.#models.values()].map((m) => m.replicas).filter((p) => p !== undefined);
+    const pools = [...[...this.#models.values()].map((m) => m.replicas).filter((p) => p !== undefined), ...this.#draining];
     for (const name of this.#models.keys()) {
       this.options.health?.clear(`breaker:${name}`);
       this.options.health?.clear(backendKey(name));
@@ -313,7 +330,7 @@ export class GenerationEngine implements GenerationService {
     const admittedAt = performance.now();
     let admitted: Awaited<ReturnType<GenerationWorker['generate']>>[];
     try {
-      const replicas = await this.#worker(model);
+      const replicas = await this.#worker(this.#serving(model));
       const settled = await Promise.allSettled(wires.map((wire) => replicas.generate(wire, signal)));
       const refused = settled.find((r) => r.status === 'rejected');
       if (refused) {
@@ -378,7 +395,7 @@ export class GenerationEngine implements GenerationService {
     if (request.pooling !== undefined && !['mean', 'cls', 'last'].includes(request.pooling)) {
       throw badRequest('invalid_pooling', `pooling must be mean, cls or last, not ${JSON.stringify(request.pooling)}`, 'pooling');
     }
-    const replicas = await this.#worker(model);
+    const replicas = await this.#worker(this.#serving(model));
     const { vectors, promptTokens } = await replicas.embed(
       {
         inputs,
@@ -409,6 +426,91 @@ export class GenerationEngine implements GenerationService {
     await worker?.kill();
   }
 
+  /**
+   * Opens an LLM while serving, from a spec shaped like a `models[]` entry, and serves it once its replicas are open
+   * and warmed up. 409 when the name is taken; 400 saying why when it cannot be loaded.
+   */
+  load(spec: LlmModelSpec): Promise<GenerationModelInfo> {
+    return this.#lifecycle.run(spec.name, async () => {
+      if (this.#models.has(spec.name)) throw new NucleusError(409, 'model_exists', `a model named '${spec.name}' is already served; swap it (POST /admin/models/${spec.name}/swap) or unload it first`);
+      const model = await this.#openBeside(spec, '1');
+      this.#models.set(spec.name, model);
+      this.#log.info({ model: spec.name, path: spec.path }, 'generation model loaded at run time');
+      return this.#info(model);
+    });
+  }
+
+  /**
+   * Replaces a served model with the one `spec` names: its replicas open beside the old ones and are warmed up with a
+   * one-token generation; then new requests (and those waiting for a slot) go to it from one instant on, while the
+   * generations already running finish on the old replicas (up to `drainTimeoutMs`), which then close. A load or
+   * warm-up that fails leaves the old model serving and throws 400 saying why.
+   */
+  swap(name: string, spec: Omit<LlmModelSpec, 'name'>, options: { drainTimeoutMs?: number } = {}): Promise<GenerationModelInfo> {
+    return this.#lifecycle.run(name, async () => {
+      const old = this.#find(name);
+      const model = await this.#openBeside({ ...spec, name }, String(Number(old.version) + 1 || 2), old);
+      old.retired = true;
+      this.#models.set(name, model);
+      // The old breaker's state belonged to the old files.
+      this.options.health?.clear(`breaker:${name}`);
+      this.#log.info({ model: name, from: old.version, to: model.version, path: spec.path }, 'generation model swapped; the old version drains');
+      await this.#retire(old, options.drainTimeoutMs);
+      return this.#info(model);
+    });
+  }
+
+  /**
+   * Stops serving a model: new requests get 404 at once, generations already running finish (up to
+   * `drainTimeoutMs`, after which they end with a 503 `model_unloading` error), then its workers close.
+   */
+  unload(name: string, options: { drainTimeoutMs?: number } = {}): Promise<void> {
+    return this.#lifecycle.run(name, async () => {
+      const model = this.#find(name);
+      model.retired = true;
+      this.#models.delete(name);
+      this.options.health?.clear(`breaker:${name}`);
+      this.options.health?.clear(backendKey(name));
+      await this.#retire(model, options.drainTimeoutMs);
+    });
+  }
+
+  // Opens a model from a spec beside whatever serves under its name, and warms up each replica.
+  async #openBeside(spec: LlmModelSpec, version: string, replacing?: ServedModel): Promise<ServedModel> {
+    const { name } = spec;
+    // In place: its `prepare` writes to the object `#configuredModel` made.
+    const model = this.#complete(Object.assign(this.#configuredModel(spec), { origin: 'runtime' as const, version, spec }));
+    try {
+      const replicas = await this.#worker(model);
+      if (model.kind === 'llm') await warmUp(replicas.workers, toWire({ model: name, prompt: 'Hello', maxTokens: 1, temperature: 0 }));
+      return model;
+    } catch (err) {
+      await model.replicas?.close();
+      model.replicas = undefined;
+      const error = toNucleusError(err);
+      // A failed open has been reported (`model.failed`) and kept its reason; a failed warm-up is reported here.
+      const opened = model.state !== 'failed';
+      const reason = opened ? `its warm-up generation failed: ${error.message}` : (model.reason ?? error.message);
+      if (opened) this.options.events.emit('model.failed', { model: name, version, error: reason });
+      const kept = replacing ? `; version ${replacing.version} keeps serving` : '';
+      throw badRequest('model_load_failed', `model '${name}' could not be loaded from ${spec.path}: ${reason}${kept}`, 'source');
+    }
+  }
+
+  // Lets a swapped-out or unloaded model finish what it runs, then closes its workers.
+  async #retire(model: ServedModel, drainTimeoutMs = (this.options.config.get('plugins.drainTimeoutMs') as number | undefined) ?? 10_000): Promise<void> {
+    const replicas = model.replicas ?? (await model.starting?.catch(() => undefined));
+    if (replicas) {
+      this.#draining.add(replicas);
+      const drained = await drain(() => replicas.all, drainTimeoutMs);
+      if (!drained) this.#log.warn({ model: model.name, version: model.version, drainTimeoutMs }, 'drain timeout ran out; generations still running end with model_unloading');
+      await replicas.close();
+      this.#draining.delete(replicas);
+    }
+    model.replicas = undefined;
+    this.options.events.emit('model.unloaded', { model: model.name, version: model.version });
+  }
+
   #find(name: string): ServedModel {
     const model = this.#models.get(name);
     if (!model) {
@@ -419,6 +521,11 @@ export class GenerationEngine implements GenerationService {
   }
 
   #add(model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'>): void {
+    this.#models.set(model.name, this.#complete(model));
+  }
+
+  // A model with its breaker and counters, not yet served under its name.
+  #complete(model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'>): ServedModel {
     const name = model.name;
     const breaker = new CircuitBreaker({
       label: `model '${name}'`,
@@ -431,7 +538,20 @@ export class GenerationEngine implements GenerationService {
     // In place: a configured model's `prepare` writes to this very object.
     Object.assign(model, { breaker });
     Object.assign(model, { cacheStats: new Map(), cacheBase: { hits: 0, misses: 0, evictions: 0 }, recovery: new ReplicaCounters(RECOVERY_COUNTERS) });
-    this.#models.set(name, model as ServedModel);
+    return model as ServedModel;
+  }
+
+  // The model that serves what was admitted for `model`: itself, or once it is retired the one that replaced it.
+  #serving(model: ServedModel): ServedModel {
+    if (!model.retired) return model;
+    const next = this.#models.get(model.name);
+    if (next) return next;
+    throw notFound('model_not_found', `The model '${model.name}' was unloaded`);
+  }
+
+  // Its replicas: the run-time spec's `workers`, else `models[].workers` or `workers.perModel`.
+  #replicaCount(model: ServedModel): number {
+    return model.spec?.workers ?? replicasFor(this.options.config, model.name);
   }
 
   // As the tensor engine does: an open breaker makes /ready degraded with why, and the event lets dashboards follow.
@@ -470,6 +590,8 @@ export class GenerationEngine implements GenerationService {
 
   #worker(model: ServedModel): Promise<GenerationReplicas> {
     if (this.#stopped) return Promise.reject(unavailable('server_stopping', 'the server is shutting down'));
+    // A retired model is never opened again: its replicas only finish what they hold.
+    if (model.retired && !model.replicas) return Promise.reject(unavailable('model_unloading', `model '${model.name}' was unloaded`));
     if (model.replicas && model.state === 'ready') return Promise.resolve(model.replicas);
     model.starting ??= this.#open(model).finally(() => (model.starting = undefined));
     return model.starting;
@@ -477,15 +599,15 @@ export class GenerationEngine implements GenerationService {
 
   async #open(model: ServedModel): Promise<GenerationReplicas> {
     model.state = 'loading';
-    this.options.events.emit('model.loading', { model: model.name, version: '1' });
+    this.options.events.emit('model.loading', { model: model.name, version: model.version });
     const started = performance.now();
     try {
-      const speculative = this.#speculativeSpec(model.name);
+      const speculative = this.#speculativeSpec(model.name, model.spec);
       const requested = model.backend ?? (this.options.config.get('backend') as string | undefined) ?? 'auto';
       const selection = await this.#selector.select(requested);
       const spec = await model.prepare(selection.backend.name);
       const cpu = this.#selector.find(CPU_BACKEND);
-      const size = spec.role === 'decoder' ? replicasFor(this.options.config, model.name) : 1;
+      const size = spec.role === 'decoder' ? this.#replicaCount(model) : 1;
       const decoder = spec.decoder?.config;
       // Each replica gets a spec of its own: runtime changes (scheduler, cache size) are written into it.
       const create = (id: number, reroute: (from: GenerationWorker) => GenerationWorker | undefined): GenerationWorker =>
@@ -510,7 +632,7 @@ export class GenerationEngine implements GenerationService {
             id,
             reroute,
             logger: this.#log.child({ model: model.name, replica: id }),
-            isolation: isolationFor(this.options.config, model.name),
+            isolation: model.spec?.isolation ?? isolationFor(this.options.config, model.name),
             heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
             niceness: () => (this.options.config.get('workers.niceness') as number | undefined) ?? DEFAULT_WORKER_NICENESS,
             maxConsecutiveRestarts: () => (this.options.config.get('workers.maxRestarts') as number | undefined) ?? DEFAULT_MAX_RESTARTS,
@@ -573,11 +695,11 @@ export class GenerationEngine implements GenerationService {
       model.state = 'ready';
       delete model.reason;
       // The size may have changed while the model was loading.
-      if (spec.role === 'decoder' && replicas.workers.length !== replicasFor(this.options.config, model.name)) {
-        replicas.resize(replicasFor(this.options.config, model.name)).catch((err: unknown) => this.#log.error({ model: model.name, err: (err as Error).message }, 'replicas could not be resized'));
+      if (spec.role === 'decoder' && replicas.workers.length !== this.#replicaCount(model)) {
+        replicas.resize(this.#replicaCount(model)).catch((err: unknown) => this.#log.error({ model: model.name, err: (err as Error).message }, 'replicas could not be resized'));
       }
       const durationMs = performance.now() - started;
-      this.options.events.emit('model.loaded', { model: model.name, version: '1', durationMs, backend: ready.backend });
+      this.options.events.emit('model.loaded', { model: model.name, version: model.version, durationMs, backend: ready.backend });
       this.#log.info({ model: model.name, backend: ready.backend, replicas: size, durationMs: Math.round(durationMs) }, 'generation model ready');
       return replicas;
     } catch (err) {
@@ -587,7 +709,7 @@ export class GenerationEngine implements GenerationService {
       model.replicas = undefined;
       delete model.running;
       this.options.health?.clear(backendKey(model.name));
-      this.options.events.emit('model.failed', { model: model.name, version: '1', error: error.message });
+      this.options.events.emit('model.failed', { model: model.name, version: model.version, error: error.message });
       this.#log.error({ model: model.name, err: error.message }, 'generation model failed to load');
       throw new NucleusError(503, 'model_unavailable', `model '${model.name}' could not be loaded: ${error.message}`);
     }
@@ -656,9 +778,10 @@ export class GenerationEngine implements GenerationService {
   }
 
   // Speculative decoding of a new decoder thread, as `models[].speculative` names it; a name no plugin offers fails the load.
-  #speculativeSpec(model: string): { speculative: SpeculativeSpec } | undefined {
+  #speculativeSpec(model: string, loaded?: LlmModelSpec): { speculative: SpeculativeSpec } | undefined {
     const configured = (this.options.config.get('models') as { name: string; speculative?: string }[] | undefined) ?? [];
-    const method = configured.find((m) => m.name === model)?.speculative;
+    // A model loaded at run time has its own settings; the config's entry of that name is not its.
+    const method = loaded ? loaded.speculative : configured.find((m) => m.name === model)?.speculative;
     if (method === undefined) return undefined;
     const found = this.options.draftProposers?.find(method)?.value;
     if (!found) {
@@ -696,7 +819,7 @@ export class GenerationEngine implements GenerationService {
     const configured = this.options.config.get('cache.prefix.maxBytes');
     if (typeof configured === 'number') return configured;
     const llms = [...this.#models.values()].filter((m) => m.kind === 'llm').length;
-    return Math.floor((freemem() * 0.8) / Math.max(1, llms) / replicasFor(this.options.config, model.name));
+    return Math.floor((freemem() * 0.8) / Math.max(1, llms) / this.#replicaCount(model));
   }
 
   // A size as it applies now: halved under memory pressure.
@@ -721,6 +844,8 @@ export class GenerationEngine implements GenerationService {
       name: m.name,
       kind: m.kind,
       origin: m.origin,
+      version: m.version,
+      ...(m.path !== undefined && { path: m.path }),
       state: m.state,
       ...(m.reason !== undefined && { reason: m.reason }),
       maxContext: m.maxContext,
@@ -746,6 +871,7 @@ export class GenerationEngine implements GenerationService {
       name: BUILTIN_CHAT_MODEL,
       kind: 'llm',
       origin: 'builtin',
+      version: '1',
       created: nowS(),
       state: 'idle',
       maxContext: TINY_LLAMA_ARCH.maxPositions,
@@ -767,6 +893,7 @@ export class GenerationEngine implements GenerationService {
       name: BUILTIN_EMBEDDING_MODEL,
       kind: 'embedding',
       origin: 'builtin',
+      version: '1',
       created: nowS(),
       state: 'idle',
       maxContext: BERT_TINY_CONFIG.maxPositions,
@@ -797,6 +924,8 @@ export class GenerationEngine implements GenerationService {
       name,
       kind: 'llm',
       origin: 'config',
+      version: '1',
+      path,
       created: nowS(),
       state: 'loading',
       maxContext: 0,

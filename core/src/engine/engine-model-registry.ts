@@ -1,0 +1,194 @@
+import {
+  badRequest,
+  NucleusError,
+  notFound,
+  type GenerationModelInfo,
+  type ModelInfo,
+  type ModelLoadRequest,
+  type ModelRegistry,
+  type ModelServingOptions,
+  type ModelSwapRequest,
+  type ModelUnloadOptions,
+  type RegisteredModel,
+  type RegisteredModelState,
+} from '@nucleus/sdk';
+import type { InferenceEngine } from './inference-engine.js';
+import type { ConfiguredModel } from './model-repository.js';
+import type { GenerationEngine, LlmModelSpec } from './llm/generation/generation-engine.js';
+import type { ModelFormats } from './model-formats.js';
+
+/** What the registry is built over. */
+export interface EngineModelRegistryOptions {
+  inference: InferenceEngine;
+  generation: GenerationEngine;
+  /** The effective config: configured LLMs are loaded again from their `models[]` entry. */
+  config: { get(path: string): unknown };
+  /** The active formats: the one that claims a source says which engine serves it. */
+  formats: ModelFormats;
+}
+
+/**
+ * The {@link ModelRegistry} over the kernel's two engines: a source goes to the generation engine when the format
+ * that claims it loads LLMs, and to the tensor engine otherwise; a name goes to whichever engine serves it.
+ */
+export class EngineModelRegistry implements ModelRegistry {
+  /** LLMs loaded at run time and since unloaded, so that a load by name alone (KServe's) finds their files again. */
+  readonly #llmSpecs = new Map<string, LlmModelSpec>();
+
+  constructor(private readonly options: EngineModelRegistryOptions) {}
+
+  list(): RegisteredModel[] {
+    const tensors = this.options.inference.list().map(tensorModel);
+    const llms = this.options.generation.list().map(generationModel);
+    return [...tensors, ...llms].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  get(name: string): RegisteredModel {
+    const llm = this.#llm(name);
+    if (llm) return generationModel(llm);
+    return tensorModel(this.options.inference.model(name));
+  }
+
+  async load(request: ModelLoadRequest): Promise<RegisteredModel> {
+    const { name, source, ...settings } = request;
+    if (source === undefined) return this.#reload(name);
+    if (this.#llm(name) || this.#tensorLoaded(name)) {
+      throw new NucleusError(409, 'model_exists', `a model named '${name}' is already loaded; swap it (POST /admin/models/${name}/swap) or unload it first`);
+    }
+    if (await this.#isLlmSource(source)) {
+      const spec = llmSpec(name, source, settings);
+      const info = await this.options.generation.load(spec);
+      this.#llmSpecs.set(name, spec);
+      return generationModel(info);
+    }
+    return tensorModel(await this.options.inference.loadSource({ ...tensorSettings(settings), name, path: source }));
+  }
+
+  async swap(name: string, request: ModelSwapRequest): Promise<RegisteredModel> {
+    const { source, drainTimeoutMs, ...settings } = request;
+    const drain = drainTimeoutMs === undefined ? {} : { drainTimeoutMs };
+    const llm = this.#llm(name);
+    if (!llm && !this.#tensorLoaded(name)) throw notFound('model_not_found', `no model named '${name}' is loaded (loaded: ${this.#names()}); load it with POST /admin/models`);
+    const isLlm = await this.#isLlmSource(source);
+    if (llm && !isLlm) throw badRequest('invalid_source', `model '${name}' is an LLM, but ${source} is not an LLM file or folder (a .gguf file, a llama2.c .bin or an ONNX export folder)`, 'source');
+    if (!llm && isLlm) throw badRequest('invalid_source', `model '${name}' is a tensor model, but ${source} is an LLM; load it under a name of its own`, 'source');
+    if (llm) {
+      const spec = llmSpec(name, source, settings);
+      const info = await this.options.generation.swap(name, spec, drain);
+      this.#llmSpecs.set(name, spec);
+      return generationModel(info);
+    }
+    return tensorModel(await this.options.inference.swap(name, { ...tensorSettings(settings), path: source }, drain));
+  }
+
+  async unload(name: string, options: ModelUnloadOptions = {}): Promise<void> {
+    const drain = options.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: options.drainTimeoutMs };
+    const llm = this.#llm(name);
+    if (llm) return this.options.generation.unload(name, drain);
+    if (!this.options.inference.list().some((m) => m.name === name)) throw notFound('model_not_found', `no model named '${name}' is loaded (loaded: ${this.#names()})`);
+    return this.options.inference.unload(name, undefined, drain);
+  }
+
+  // A load by name alone: an LLM from its config entry or the files it was last loaded from (again, when it still
+  // serves), anything else from the tensor engine's sources.
+  async #reload(name: string): Promise<RegisteredModel> {
+    const spec = (await this.#configuredLlm(name)) ?? this.#llmSpecs.get(name);
+    if (spec) {
+      const info = this.#llm(name) ? await this.options.generation.swap(name, spec) : await this.options.generation.load(spec);
+      return generationModel(info);
+    }
+    if (this.#llm(name)) throw badRequest('builtin_model', `model '${name}' is built in and loaded; there are no files to load it again from`, 'name');
+    return tensorModel(await this.options.inference.load(name));
+  }
+
+  #llm(name: string): GenerationModelInfo | undefined {
+    return this.options.generation.list().find((m) => m.name === name);
+  }
+
+  #tensorLoaded(name: string): boolean {
+    return this.options.inference.list().some((m) => m.name === name && m.versions.some((v) => v.state === 'ready' || v.state === 'loading'));
+  }
+
+  async #configuredLlm(name: string): Promise<LlmModelSpec | undefined> {
+    const models = (this.options.config.get('models') as ConfiguredModel[] | undefined) ?? [];
+    const entry = models.find((m) => m.name === name);
+    return entry && (await this.#isLlmSource(entry.path)) ? entry : undefined;
+  }
+
+  // Whether the format that claims `source` loads it as an LLM; a source no format claims (or missing) is a 400.
+  async #isLlmSource(source: string): Promise<boolean> {
+    return (await this.options.formats.resolve(source)).match.kind === 'llm';
+  }
+
+  #names(): string {
+    return this.list().map((m) => m.name).join(', ') || 'none';
+  }
+}
+
+// Which engine a source goes to. The one place this registry decides it, so that a change of how formats are
+// recognised is made here once.
+function llmSpec(name: string, path: string, o: ModelServingOptions): LlmModelSpec {
+  return {
+    name,
+    path,
+    ...(o.backend !== undefined && { backend: o.backend }),
+    ...(o.graphStyle !== undefined && { graphStyle: o.graphStyle }),
+    ...(o.quantize !== undefined && { quantize: o.quantize }),
+    ...(o.speculative !== undefined && { speculative: o.speculative }),
+    ...(o.workers !== undefined && { workers: o.workers }),
+    ...(o.isolation !== undefined && { isolation: o.isolation }),
+  };
+}
+
+// The settings a tensor model takes (an LLM's graph style and speculation mean nothing to it).
+function tensorSettings(o: ModelServingOptions): Omit<ConfiguredModel, 'name' | 'path'> {
+  const { graphStyle: _graphStyle, speculative: _speculative, ...rest } = o;
+  return rest;
+}
+
+function tensorModel(m: ModelInfo): RegisteredModel {
+  const serving = m.versions.find((v) => v.version === m.defaultVersion) ?? m.versions.at(-1);
+  const replicas = (v: ModelInfo['versions'][number]): number => v.status?.workers ?? 0;
+  return {
+    name: m.name,
+    kind: 'tensor',
+    origin: serving?.origin ?? 'config',
+    state: serving?.state ?? 'unavailable',
+    ...(m.defaultVersion !== undefined && { defaultVersion: m.defaultVersion }),
+    ...(serving?.status && { backend: serving.status.backend }),
+    replicas: serving ? replicas(serving) : 0,
+    versions: m.versions.map((v) => ({
+      version: v.version,
+      state: v.state,
+      ...(v.reason !== undefined && { reason: v.reason }),
+      ...(v.path !== '' && { source: v.path }),
+      ...(v.status && { backend: v.status.backend }),
+      replicas: replicas(v),
+    })),
+  };
+}
+
+function generationModel(m: GenerationModelInfo): RegisteredModel {
+  const version = m.version ?? '1';
+  const state: RegisteredModelState = m.state;
+  const replicas = m.workers?.length ?? 0;
+  return {
+    name: m.name,
+    kind: m.kind,
+    origin: m.origin,
+    state,
+    defaultVersion: version,
+    ...(m.backend !== undefined && { backend: m.backend }),
+    replicas,
+    versions: [
+      {
+        version,
+        state,
+        ...(m.reason !== undefined && { reason: m.reason }),
+        ...(m.path !== undefined && { source: m.path }),
+        ...(m.backend !== undefined && { backend: m.backend }),
+        replicas,
+      },
+    ],
+  };
+}

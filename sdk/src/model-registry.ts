@@ -1,0 +1,101 @@
+/**
+ * How a model is served, as a `models[]` config entry says it, without its name and path. Settings that only one
+ * engine reads are ignored by the other (`graphStyle`, `speculative` for LLMs; batching for tensor models).
+ */
+export interface ModelServingOptions {
+  /** Version label; a tensor model's swap defaults to one above its highest version. */
+  version?: string;
+  backend?: string;
+  /** LLMs Nucleus builds a graph for: `contrib` or `generic` attention (see the config's `models[].graphStyle`). */
+  graphStyle?: 'generic' | 'contrib';
+  /** A `modelTransform` applied at load (`int8`). */
+  quantize?: string;
+  /** LLMs: the speculative decoding method a plugin contributes (`ngram`). */
+  speculative?: string;
+  /** Replicas (worker threads or processes), each with its own session. */
+  workers?: number;
+  isolation?: 'thread' | 'process';
+  /** Tensor models: dummy runs after load (true = 1). */
+  warmup?: boolean | number;
+  maxBatchSize?: number;
+  maxQueueDelayMs?: number;
+  preferredBatchSizes?: number[];
+  batching?: boolean;
+}
+
+/** A model to load: its name and where its files are. */
+export interface ModelLoadRequest extends ModelServingOptions {
+  name: string;
+  /**
+   * A `.onnx` file or model folder (tensor model); a `.gguf` file, a llama2.c `.bin` checkpoint or an ONNX export
+   * folder (LLM). Omitted: the model is loaded again from where the server found it (config, model repository).
+   */
+  source?: string;
+}
+
+/** What a model is swapped to. */
+export interface ModelSwapRequest extends ModelServingOptions {
+  source: string;
+  /** How long generations and batches already running on the old version may take to finish before it closes. */
+  drainTimeoutMs?: number;
+}
+
+/** How a model is unloaded. */
+export interface ModelUnloadOptions {
+  /** How long work already running may take to finish before it ends with a 503 `model_unloading` error. */
+  drainTimeoutMs?: number;
+}
+
+/** The state of a model or one of its versions in the registry. */
+export type RegisteredModelState = 'idle' | 'loading' | 'ready' | 'unloading' | 'unavailable' | 'failed';
+
+/** One version of a {@link RegisteredModel}. */
+export interface RegisteredModelVersion {
+  version: string;
+  state: RegisteredModelState;
+  /** Why it failed or is unavailable. */
+  reason?: string;
+  /** The file or folder it was loaded from; absent for a built-in model not opened yet. */
+  source?: string;
+  /** The backend its sessions run on, once open. */
+  backend?: string;
+  /** Its workers (replicas) now. */
+  replicas: number;
+}
+
+/** A model as the registry lists it, whichever engine serves it. */
+export interface RegisteredModel {
+  name: string;
+  /** `tensor` models run through the tensor engine; `llm` and `embedding` models through the generation engine. */
+  kind: 'tensor' | 'llm' | 'embedding';
+  /** Where its files came from. */
+  origin: 'builtin' | 'config' | 'repository' | 'runtime';
+  /** The state of the version that answers requests (or of the newest one when none does). */
+  state: RegisteredModelState;
+  /** The version requests go to when they name none. */
+  defaultVersion?: string;
+  backend?: string;
+  /** Workers of the version that answers requests. */
+  replicas: number;
+  versions: RegisteredModelVersion[];
+}
+
+/**
+ * Loads, swaps and unloads models at run time, tensor models and LLMs alike (registered under `Services.models`).
+ * A swap opens the new version beside the old one, warms it up, switches new requests to it at once and lets the
+ * old one finish what it runs before it closes; a load or warm-up that fails leaves the old version serving. Errors
+ * are NucleusErrors: 400 for a source that cannot be loaded (saying why), 404 for an unknown model, 409 for a name
+ * already loaded.
+ */
+export interface ModelRegistry {
+  /** Every model, tensor and LLM, with its versions. */
+  list(): RegisteredModel[];
+  /** One model; 404 when unknown. */
+  get(name: string): RegisteredModel;
+  /** Loads a model from `source` (409 when the name is taken), or again from where the server found it. */
+  load(request: ModelLoadRequest): Promise<RegisteredModel>;
+  /** Replaces a loaded model with the one at `source`, without dropping a request. */
+  swap(name: string, request: ModelSwapRequest): Promise<RegisteredModel>;
+  /** New requests get 404 at once; running ones finish (up to the drain timeout); then its workers close. */
+  unload(name: string, options?: ModelUnloadOptions): Promise<void>;
+}
