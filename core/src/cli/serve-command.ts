@@ -30,7 +30,7 @@ export function serveCommand(): Command {
     .description('start the server (HTTP, SSE and WebSocket on one port)')
     .option('-H, --host <host>', 'address to listen on (server.host, default 127.0.0.1)')
     .option('-p, --port <port>', 'port to listen on (server.port, default 8080; 0 picks a free one)')
-    .option('-m, --model <name=path>', 'serve a model: an ONNX file or folder, or a .gguf file (repeatable)', collect, [])
+    .option('-m, --model <name=path>', 'serve a model from a file or folder an active model format loads (see `nucleus plugins list`); repeatable', collect, [])
     .option('-b, --backend <name>', 'execution backend: auto, cpu, cuda or rocm (backend)')
     .option('--no-watch', 'do not hot-reload plugins when their files change (plugins.watch)')
     .action(async (opts: ServeOptions) => {

@@ -70,7 +70,7 @@ export class EngineModelRegistry implements ModelRegistry {
     const llm = this.#llm(name);
     if (!llm && !this.#tensorLoaded(name)) throw notFound('model_not_found', `no model named '${name}' is loaded (loaded: ${this.#names()}); load it with POST /admin/models`);
     const isLlm = await this.#isLlmSource(source);
-    if (llm && !isLlm) throw badRequest('invalid_source', `model '${name}' is an LLM, but ${source} is not an LLM file or folder (a .gguf file, a llama2.c .bin or an ONNX export folder)`, 'source');
+    if (llm && !isLlm) throw badRequest('invalid_source', `model '${name}' is an LLM, but ${source} is served as a tensor model, not an LLM`, 'source');
     if (!llm && isLlm) throw badRequest('invalid_source', `model '${name}' is a tensor model, but ${source} is an LLM; load it under a name of its own`, 'source');
     if (llm) {
       const spec = llmSpec(name, source, settings);

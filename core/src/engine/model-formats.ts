@@ -66,7 +66,7 @@ export class ModelFormats {
       [
         `no active model format loads ${source}.`,
         ...refusals,
-        active.length ? `Active formats: ${active.join('; ')}.` : 'No model format plugin is active: enable one (format-gguf, format-onnx, format-llama2c …) with `nucleus plugins enable <id>` or the admin API.',
+        active.length ? `Active formats: ${active.join('; ')}.` : 'No model format plugin is active: enable one with the admin API (POST /admin/plugins/<id>/enable) or `plugins.disabled`; `nucleus plugins list` shows them.',
       ].join(' '),
     );
   }

@@ -11,7 +11,7 @@ export interface GraphStyleChoice {
 
 /**
  * The one place the generation engine decides a model's graph style. An explicit `models[].graphStyle` wins. A graph
- * Nucleus builds itself (GGUF, llama2.c, the built-in tiny Llama) is `contrib` when its session runs on the CPU
+ * Nucleus builds itself (by a format that builds it from weights, or the built-in tiny Llama) is `contrib` when its session runs on the CPU
  * backend: GroupQueryAttention over KV buffers written in place is exact and faster there than the generic graph.
  * On any other backend it is `generic`: ORT registers GroupQueryAttention on CUDA for float16/bfloat16 only, so a
  * float32 contrib graph would run its attention on the CPU. An ONNX export folder is the graph it ships: `generic`.

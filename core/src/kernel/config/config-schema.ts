@@ -175,7 +175,7 @@ export const CORE_CONFIG_SCHEMA = {
             type: 'string',
             enum: ['generic', 'contrib'],
             description:
-              'LLMs Nucleus builds a graph for (GGUF, llama2.c): `contrib` uses ORT contrib ops (GroupQueryAttention over a KV buffer per layer that the worker keeps, sized to the longest running sequence; a step reads it in place and returns only the new keys and values) instead of the generic layout (left-padded KV concatenated every step). Unset: `contrib` when the model runs on the CPU backend, `generic` on any other (ORT runs GroupQueryAttention on CUDA for float16/bfloat16 only). ONNX export folders are always `generic`.',
+              'LLMs whose format builds their graph from weights: `contrib` uses ORT contrib ops (GroupQueryAttention over a KV buffer per layer that the worker keeps, sized to the longest running sequence; a step reads it in place and returns only the new keys and values) instead of the generic layout (left-padded KV concatenated every step). Unset: `contrib` when the model runs on the CPU backend, `generic` on any other (ORT runs GroupQueryAttention on CUDA for float16/bfloat16 only). ONNX export folders are always `generic`.',
           },
           maxBatchSize: { type: 'integer', minimum: 1, description: 'Overrides `batching.maxBatchSize` for this model.' },
           maxQueueDelayMs: { type: 'number', minimum: 0, description: 'Overrides `batching.maxQueueDelayMs` for this model.' },
