@@ -136,8 +136,8 @@ export class Engines implements KernelModule {
       } catch (err) {
         const reason = (err as Error).message;
         this.#unresolved.set(m.name, reason);
-        this.#kernel.events.emit('model.failed', { model: m.name, version: '1', error: reason });
-        this.#log.error({ model: m.name, path: m.path, err: reason }, 'model failed to load');
+        // Listed with the tensor models (their list is where a failed source shows), with the formats' reason.
+        this.inference.reportUnloadable(m.name, m.path, reason);
       }
     }
   }

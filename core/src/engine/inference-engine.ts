@@ -491,6 +491,11 @@ export class InferenceEngine implements InferenceService {
     return new ModelRepository({ models: () => models, repository: null, builtinModels: false, logger: this.#log });
   }
 
+  /** Lists a configured model that cannot load (no format claims its source) as failed, with why. */
+  reportUnloadable(name: string, path: string, reason: string): void {
+    this.#reportProblem({ name, version: '1', path, reason });
+  }
+
   #reportProblem(problem: SourceProblem): void {
     const versions = this.#entries.get(problem.name) ?? new Map<string, VersionEntry>();
     if (problem.name !== '*') this.#entries.set(problem.name, versions);
