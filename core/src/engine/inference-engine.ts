@@ -49,7 +49,7 @@ export interface InferenceEngineOptions {
   transforms?: ExtensionPointView<ModelTransform>;
   /** Serve the generated built-in models when no model is configured. Default true. */
   builtinModels?: boolean;
-  /** Where the built-in models are generated; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
+  /** Where the built-in models are generated (`cache.dir`); default `<repo>/.cache/models`. */
   cacheDir?: string;
 }
 

@@ -13,7 +13,7 @@ import { ConfigError, ConfigStore, describeSource, loadConfig, type LoadConfigOp
 import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
 import { HealthState } from './health.js';
-import { createLogger, type LogLevel } from './logger.js';
+import { createLogger, type LogFormat, type LogLevel } from './logger.js';
 import type { DiscoveryOptions } from './plugin-discovery.js';
 import { discoverPlugins } from './plugin-discovery.js';
 import { PluginHost } from './plugin-host.js';
@@ -74,6 +74,7 @@ export class Kernel {
       backends: this.extensions.point(ExtensionPoints.backend),
       strategies: this.extensions.point(ExtensionPoints.schedulerStrategy),
       transforms: this.extensions.point(ExtensionPoints.modelTransform),
+      ...cacheDirOf(config),
       // Built-ins stand in for "nothing configured"; an LLM in `models` counts as configured.
       builtinModels: builtinModels && ((config.get('models') as unknown[] | undefined) ?? []).length === 0,
     });
@@ -89,6 +90,7 @@ export class Kernel {
       strategies: this.extensions.point(ExtensionPoints.schedulerStrategy),
       transforms: this.extensions.point(ExtensionPoints.modelTransform),
       draftProposers: this.extensions.point(ExtensionPoints.draftProposer),
+      ...cacheDirOf(config),
       builtinModels,
     });
     this.container.register(Services.generation, { useValue: this.generation });
@@ -117,8 +119,10 @@ export class Kernel {
    */
   static create(options: KernelOptions = {}): Kernel {
     const root = options.projectRoot ?? defaultProjectRoot();
-    const base = loadConfig({ file: options.file, env: options.env, cli: options.cli, ignoreUnknownPluginSections: true });
-    const dirs = (base.config.plugins.dirs as string[]).map((d) => (isAbsolute(d) ? d : resolve(d)));
+    // A first pass only for `plugins.dirs`; its problems are reported by the second, with those of plugin sections.
+    const base = loadConfig({ file: options.file, env: options.env, cli: options.cli, ignoreUnknownPluginSections: true, keepIssues: true });
+    const listed: unknown = base.config.plugins?.dirs;
+    const dirs = (Array.isArray(listed) ? listed.filter((d): d is string => typeof d === 'string') : []).map((d) => (isAbsolute(d) ? d : resolve(d)));
     const discovery: DiscoveryOptions = {
       pluginFolders: options.pluginFolders ?? [join(root, 'plugins')],
       nodeModules: options.nodeModules ?? [join(root, 'node_modules')],
@@ -132,7 +136,7 @@ export class Kernel {
     const config = new ConfigStore(loaded);
     const logger = createLogger({
       level: config.get('logging.level') as LogLevel,
-      format: config.get('logging.format') as 'json' | 'pretty',
+      format: config.get('logging.format') as LogFormat,
       destination: options.logDestination,
     });
     for (const warning of loaded.warnings) logger.warn(warning);
@@ -225,4 +229,10 @@ function tensorModelsOnly(config: ConfigStore): { get(path: string): unknown; on
       return path === 'models' && Array.isArray(value) ? value.filter((m: { path: string }) => !isLlmModelPath(m.path)) : value;
     },
   };
+}
+
+// `cache.dir` when set; otherwise the engines' own default (`.cache/models` in the project root).
+function cacheDirOf(config: ConfigStore): { cacheDir?: string } {
+  const dir = config.get('cache.dir') as string | null | undefined;
+  return typeof dir === 'string' ? { cacheDir: dir } : {};
 }
