@@ -1,7 +1,8 @@
 import { Command, CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
 import { ConfigError } from '../kernel/config/index.js';
+import { ListenError } from '../server/listen-error.js';
 import { configCommand } from './config-command.js';
+import { NUCLEUS_VERSION } from './nucleus-version.js';
 import { pluginNewCommand, pluginsCommand } from './plugins-command.js';
 import { serveCommand } from './serve-command.js';
 import { ExitCode, UsageError } from './exit-codes.js';
@@ -12,11 +13,9 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-
 const program = new Command('nucleus')
   .description('Nucleus: a model-inference runtime for Node.js, built from plugins.')
-  .version(version, '-v, --version')
+  .version(NUCLEUS_VERSION, '-v, --version')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
@@ -30,7 +29,7 @@ for (const c of everyCommand(program)) c.exitOverride().showHelpAfterError('(run
 program.addHelpText(
   'after',
   `
-Exit codes: 0 ok, 1 failure, 2 bad usage or invalid config.
+Exit codes: 0 ok, 1 failure, 2 bad usage or invalid config (a port in use included).
 Every config key can also be set in the environment: server.port → NUCLEUS_SERVER_PORT.`,
 );
 
@@ -39,7 +38,7 @@ try {
 } catch (err) {
   if (err instanceof CommanderError) {
     process.exitCode = err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
-  } else if (err instanceof ConfigError || err instanceof UsageError) {
+  } else if (err instanceof ConfigError || err instanceof UsageError || err instanceof ListenError) {
     process.stderr.write(`nucleus: ${err.message}\n`);
     process.exitCode = ExitCode.usage;
   } else {

@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import type { Logger } from '@nucleus/sdk';
 import { pino, type DestinationStream, type Level } from 'pino';
 import { PinoPretty } from 'pino-pretty';
@@ -30,7 +31,7 @@ export function createLogger(options: { level?: LogLevel; format?: LogFormat; de
     const colorize = options.destination === undefined && process.stdout.isTTY === true;
     destination =
       options.destination !== undefined
-        ? PinoPretty({ ...PRETTY_OPTIONS, colorize: false, destination: options.destination, sync: true })
+        ? PinoPretty({ ...PRETTY_OPTIONS, colorize: false, destination: asStream(options.destination), sync: true })
         : (pino.transport({ target: 'pino-pretty', options: { ...PRETTY_OPTIONS, colorize, destination: 1, sync: true } }) as DestinationStream);
   }
   return pino(
@@ -50,4 +51,15 @@ export function flushLogger(logger: Logger): Promise<void> {
   const flush = (logger as unknown as { flush?: (cb?: (err?: Error) => void) => void }).flush;
   if (typeof flush !== 'function') return Promise.resolve();
   return new Promise((resolve) => flush.call(logger, () => resolve()));
+}
+
+// pino takes any object with `write`; pino-pretty pipes into a real stream.
+function asStream(destination: DestinationStream): NodeJS.WritableStream {
+  if (typeof (destination as Partial<NodeJS.WritableStream>).on === 'function') return destination as unknown as NodeJS.WritableStream;
+  return new Writable({
+    write(chunk: Buffer | string, _encoding, callback) {
+      destination.write(chunk.toString());
+      callback();
+    },
+  });
 }
