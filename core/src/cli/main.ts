@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../kernel/config/index.js';
 import { ListenError } from '../server/listen-error.js';
 import { configCommand } from './config-command.js';
+import { doctorCommand } from './doctor-command.js';
 import { NUCLEUS_VERSION } from './nucleus-version.js';
 import { pluginNewCommand, pluginsCommand } from './plugins-command.js';
 import { serveCommand } from './serve-command.js';
@@ -23,6 +24,7 @@ program.addCommand(serveCommand());
 program.addCommand(pluginsCommand());
 program.addCommand(pluginNewCommand());
 program.addCommand(configCommand());
+program.addCommand(doctorCommand());
 // Subcommands do not inherit these settings: without them commander exits 1 by itself on a usage error.
 const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];
 for (const c of everyCommand(program)) c.exitOverride().showHelpAfterError('(run with --help for usage)');
@@ -30,6 +32,7 @@ program.addHelpText(
   'after',
   `
 Exit codes: 0 ok, 1 failure, 2 bad usage or invalid config (a port in use included).
+When something does not work, \`nucleus doctor\` checks this machine and the config and says what to fix.
 Every config key can also be set in the environment: server.port → NUCLEUS_SERVER_PORT.`,
 );
 
