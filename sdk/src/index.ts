@@ -9,6 +9,7 @@ export * from './logger.js';
 export * from './observability.js';
 export * from './plugin.js';
 export * from './plugin-state.js';
+export * from './progress.js';
 export * from './services.js';
 export * from './sse-stream.js';
 export * from './token-delivery.js';
