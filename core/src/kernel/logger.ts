@@ -15,8 +15,9 @@ export function resolveLogFormat(format: LogFormat | undefined, stream: { isTTY?
   return stream.isTTY === true ? 'pretty' : 'json';
 }
 
-// One line per event: time, level, message, then the fields as `key=value`-ish JSON on the same line.
-const PRETTY_OPTIONS = { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service', singleLine: true } as const;
+// One line per event: time, level, message, then the fields as JSON on the same line (`component` only says which
+// part of the server wrote it: noise on a terminal, useful to a log query).
+const PRETTY_OPTIONS = { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service,component', singleLine: true } as const;
 
 /**
  * Creates the kernel's logger: one JSON object per line (for log shippers), or one readable line per event for a
