@@ -19,6 +19,16 @@ describe('README', () => {
     assert.match(quickStart, /inference routes[^.]*need a key[^.]*401/);
   });
 
+  it('points library users to core/README.md and lists ten troubles with their fixes', () => {
+    const library = readme.slice(readme.indexOf('## Library use'), readme.indexOf('## Troubleshooting'));
+    assert.match(library, /\(core\/README\.md\)/);
+    assert.match(library, /Kernel\.create\(/);
+    const troubles = readme.slice(readme.indexOf('## Troubleshooting'));
+    const rows = troubles.split('\n## ')[0]!.split('\n').filter((l) => l.startsWith('| `'));
+    assert.equal(rows.length, 10, rows.join('\n'));
+    assert.match(troubles, /port 8080 is in use by another process; pass --port or set server\.port/);
+  });
+
   it('shows the two quick-start commands', () => {
     assert.match(readme, /npm ci && npx nucleus serve/);
     assert.match(readme, /^npm test\b/m);

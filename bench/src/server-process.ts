@@ -22,7 +22,7 @@ export function startServerProcess(args: string[] = [], env: Record<string, stri
     child.once('exit', (code) => reject(new Error(`nucleus serve exited with ${code}:\n${out}`)));
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /nucleus listening on (http:\/\/\S+)/.exec(out);
+      const m = /nucleus listening on (http:\/\/[^\s"]+)/.exec(out);
       if (!m) return;
       clearTimeout(timer);
       resolve({

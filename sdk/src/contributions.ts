@@ -3,6 +3,7 @@ import type { EventBus } from './events.js';
 import type { LoadedLlm } from './llm/decoder-model.js';
 import type { Logger } from './logger.js';
 import type { OnnxModel } from './onnx/onnx-model.js';
+import type { Progress } from './progress.js';
 
 /** The Koa context a route handler receives. */
 export type RouteContext = ParameterizedContext<Record<string, unknown>, { params: Record<string, string> }>;
@@ -213,6 +214,8 @@ export interface ModelTransformContext {
   readonly kind: 'tensor' | 'llm';
   /** Where the graph was read from. */
   readonly path: string;
+  /** Report how far the rewrite has got; a transform that runs for seconds on a large model should. */
+  readonly progress?: Progress;
 }
 
 /** What a transform reports about one rewrite, for the load log and the model's metadata. */

@@ -10,6 +10,7 @@ export * from './model-registry.js';
 export * from './observability.js';
 export * from './plugin.js';
 export * from './plugin-state.js';
+export * from './progress.js';
 export * from './services.js';
 export * from './sse-stream.js';
 export * from './token-delivery.js';

@@ -110,7 +110,7 @@ describe('nucleus CLI', function () {
         const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 30_000);
         child.stdout.on('data', (d: Buffer) => {
           out += d.toString();
-          const m = /nucleus listening on (http:\/\/\S+)/.exec(out);
+          const m = /nucleus listening on (http:\/\/[^\s"]+)/.exec(out);
           if (m) {
             clearTimeout(timer);
             resolve(m[1]!);

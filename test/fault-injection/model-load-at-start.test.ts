@@ -17,7 +17,7 @@ function serve(args: string[], env: Record<string, string> = {}): Promise<{ code
     const timer = setTimeout(() => (child.kill('SIGKILL'), reject(new Error(`serve neither exited nor listened in 60 s; stderr: ${stderr}`))), 60_000);
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
-      const url = /listening on (\S+)/.exec(stdout)?.[1];
+      const url = /nucleus listening on (http:\/\/[^\s"]+)/.exec(stdout)?.[1];
       if (url) {
         clearTimeout(timer);
         resolve({ code: null, stderr, url, stop: () => child.kill('SIGKILL') });

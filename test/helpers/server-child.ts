@@ -17,7 +17,7 @@ export function followServer(child: ChildProcess, timeoutMs = 60_000): ServerChi
     const timer = setTimeout(() => reject(new Error(`no listening line in ${timeoutMs / 1000} s:\n${output}`)), timeoutMs);
     const onData = (d: Buffer) => {
       output += d.toString();
-      const m = /nucleus listening on (\S+)/.exec(output);
+      const m = /nucleus listening on (http:\/\/[^\s"]+)/.exec(output);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]!);

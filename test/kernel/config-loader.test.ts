@@ -144,7 +144,10 @@ describe('config loader', () => {
 
   it('checks rules that span keys', () => {
     const err = configError({ env: { NUCLEUS_QUEUE_LOW_WATERMARK: '1000' } });
-    assert.equal(err.issues[0]?.message, 'queue.lowWatermark (1000) must be below queue.highWatermark (1000)');
+    assert.equal(
+      err.issues[0]?.message,
+      'queue.lowWatermark (1000) must be below queue.highWatermark (1000) (queue.lowWatermark from env NUCLEUS_QUEUE_LOW_WATERMARK, queue.highWatermark from default)',
+    );
     assert.deepEqual(err.issues[0]?.source, { kind: 'env', name: 'NUCLEUS_QUEUE_LOW_WATERMARK' });
     const twice = configError({ env: {}, cli: { models: [{ name: 'a', path: '/m' }, { name: 'a', path: '/n' }] } });
     assert.match(twice.issues[0]!.message, /model "a" is listed twice/);

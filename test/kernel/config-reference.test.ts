@@ -14,7 +14,7 @@ import { CPU_SCHEMA } from './config-fixtures.js';
 describe('config schema and reference', () => {
   it('gives every core key a description and a default', () => {
     const keys = configKeys(CORE_CONFIG_SCHEMA);
-    assert.equal(keys.length, 44, "the documented keys (server, auth, plugins, backend, models, queue, scheduler, batching, cache.prefix, breaker, memory, startup, workers, logging) and no more");
+    assert.equal(keys.length, 45, "the documented keys (server, auth, plugins, backend, models, queue, scheduler, batching, cache.dir, cache.prefix, breaker, memory, startup, workers, logging) and no more");
     for (const key of keys) {
       assert.ok(typeof key.schema.description === 'string' && key.schema.description.length > 0, `${key.path} has no description`);
       assert.ok('default' in key.schema, `${key.path} has no default`);

@@ -23,17 +23,13 @@ async function transformedGraphs(cacheDir: string): Promise<{ path: string; ops:
   return out;
 }
 
-// The kernel reads the model cache folder from the environment; each suite gets its own, so a graph rewritten by an
-// earlier run cannot stand in for this one's.
+// Each suite gets its own model cache folder (`cache.dir`), so a graph rewritten by an earlier run cannot stand in for
+// this one's.
 function isolatedCache(prefix: string): { dir: string; restore(): Promise<void> } {
-  const previous = process.env.NUCLEUS_CACHE_DIR;
   const dir = tempDir(prefix);
-  process.env.NUCLEUS_CACHE_DIR = dir;
   return {
     dir,
     async restore() {
-      if (previous === undefined) delete process.env.NUCLEUS_CACHE_DIR;
-      else process.env.NUCLEUS_CACHE_DIR = previous;
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -51,6 +47,7 @@ describe('models[].quantize on a tensor model', () => {
       plugins: [PLUGIN],
       builtinModels: false,
       config: {
+        'cache.dir': cache.dir,
         models: [
           { name: 'mlp-int8', path: mlpPath, quantize: 'int8' },
           { name: 'mlp', path: mlpPath },
@@ -115,7 +112,7 @@ describe('models[].quantize without the quant-int8 plugin', () => {
   it('refuses to start: the model cannot load and the message says why', async () => {
     const [mlp] = await ensureBuiltinModels(join(cache.dir, 'sources'), { names: ['mlp-classifier'] });
     await assert.rejects(
-      startTestKernel({ builtinModels: false, config: { models: [{ name: 'mlp', path: mlp!.modelPath, quantize: 'int8' }] } }),
+      startTestKernel({ builtinModels: false, config: { 'cache.dir': cache.dir, models: [{ name: 'mlp', path: mlp!.modelPath, quantize: 'int8' }] } }),
       /model 'mlp' failed to load: model 'mlp' asks for quantize "int8", but no active plugin provides a model transform by that name \(available: none\)/,
     );
   });
@@ -130,7 +127,7 @@ describe('models[].quantize: int8 on stories260K-q8_0.gguf through the generatio
     const path = join(STORIES_DIR, 'stories260K-q8_0.gguf');
     kit = await startTestKernel({
       plugins: [PLUGIN],
-      config: { models: [{ name: 'stories-int8', path, quantize: 'int8', graphStyle: 'contrib' }] },
+      config: { 'cache.dir': cache.dir, models: [{ name: 'stories-int8', path, quantize: 'int8', graphStyle: 'contrib' }] },
     });
   });
   after(async () => {

@@ -1,7 +1,9 @@
 import { Command, CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
 import { ConfigError } from '../kernel/config/index.js';
+import { ListenError } from '../server/listen-error.js';
 import { configCommand } from './config-command.js';
+import { doctorCommand } from './doctor-command.js';
+import { NUCLEUS_VERSION } from './nucleus-version.js';
 import { pluginNewCommand, pluginsCommand } from './plugins-command.js';
 import { serveCommand } from './serve-command.js';
 import { ExitCode, UsageError } from './exit-codes.js';
@@ -12,11 +14,9 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-
 const program = new Command('nucleus')
   .description('Nucleus: a model-inference runtime for Node.js, built from plugins.')
-  .version(version, '-v, --version')
+  .version(NUCLEUS_VERSION, '-v, --version')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
@@ -24,13 +24,15 @@ program.addCommand(serveCommand());
 program.addCommand(pluginsCommand());
 program.addCommand(pluginNewCommand());
 program.addCommand(configCommand());
+program.addCommand(doctorCommand());
 // Subcommands do not inherit these settings: without them commander exits 1 by itself on a usage error.
 const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];
 for (const c of everyCommand(program)) c.exitOverride().showHelpAfterError('(run with --help for usage)');
 program.addHelpText(
   'after',
   `
-Exit codes: 0 ok, 1 failure, 2 bad usage or invalid config.
+Exit codes: 0 ok, 1 failure, 2 bad usage or invalid config (a port in use included).
+When something does not work, \`nucleus doctor\` checks this machine and the config and says what to fix.
 Every config key can also be set in the environment: server.port → NUCLEUS_SERVER_PORT.`,
 );
 
@@ -39,7 +41,7 @@ try {
 } catch (err) {
   if (err instanceof CommanderError) {
     process.exitCode = err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
-  } else if (err instanceof ConfigError || err instanceof UsageError) {
+  } else if (err instanceof ConfigError || err instanceof UsageError || err instanceof ListenError) {
     process.stderr.write(`nucleus: ${err.message}\n`);
     process.exitCode = ExitCode.usage;
   } else {

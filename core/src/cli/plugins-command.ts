@@ -1,11 +1,13 @@
 import { Command } from 'commander';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { resolve } from 'node:path';
 import { scaffoldPlugin } from '@nucleus/sdk/scaffold';
 import type { PluginInfo } from '../kernel/plugin-host.js';
 import { Kernel } from '../kernel/kernel.js';
 import { validatePluginDir } from '../kernel/plugin-validation.js';
 import { setOverrides, withConfigOptions, type ConfigOptions } from './cli-options.js';
-import { ExitCode } from './exit-codes.js';
+import { ExitCode, UsageError } from './exit-codes.js';
 import { formatTable } from './format-table.js';
 
 interface ListOptions extends ConfigOptions {
@@ -15,10 +17,72 @@ interface ListOptions extends ConfigOptions {
 }
 
 async function fetchPlugins(url: string, key: string | undefined): Promise<PluginInfo[]> {
-  const res = await fetch(new URL('/admin/plugins', url), { headers: key ? { authorization: `Bearer ${key}` } : {} });
-  const body = (await res.json()) as { plugins?: PluginInfo[]; error?: { message: string } };
-  if (!res.ok) throw new Error(`${url} answered ${res.status}: ${body.error?.message ?? 'no message'}`);
+  let endpoint: URL;
+  try {
+    endpoint = new URL('/admin/plugins', url);
+  } catch {
+    endpoint = new URL('invalid:');
+  }
+  if (endpoint.protocol !== 'http:' && endpoint.protocol !== 'https:') {
+    throw new UsageError(`--url ${url} is not an http(s) URL; pass the server's address, e.g. --url http://127.0.0.1:8080`);
+  }
+  let res: { status: number; text: string };
+  try {
+    res = await httpGet(endpoint, key ? { authorization: `Bearer ${key}` } : {}, 10_000);
+  } catch (err) {
+    throw new Error(`cannot reach a Nucleus server at ${url}: ${requestCause(err, endpoint)}; check that \`nucleus serve\` runs there and that --url has its host and port (the server prints them at start)`);
+  }
+  const ok = res.status >= 200 && res.status < 300;
+  let body: { plugins?: PluginInfo[]; error?: { message: string } };
+  try {
+    body = JSON.parse(res.text) as typeof body;
+  } catch {
+    throw new Error(`${url} answered ${res.status} with something that is not JSON; is it a Nucleus server? (GET ${endpoint.href} should list plugins)`);
+  }
+  if (res.status === 401 || res.status === 403) {
+    throw new Error(`${url} answered ${res.status}: ${body.error?.message ?? 'not allowed'} (pass an admin key with --key or NUCLEUS_ADMIN_KEY)`);
+  }
+  if (!ok) throw new Error(`${url} answered ${res.status}: ${body.error?.message ?? 'no message'}`);
   return body.plugins ?? [];
+}
+
+/**
+ * A GET with node:http rather than fetch: fetch hides the cause behind "fetch failed" and refuses ports browsers
+ * block (1, 7, 9 …), where a user deserves "connection refused".
+ */
+function httpGet(url: URL, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; text: string }> {
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function requestCause(err: unknown, endpoint: URL): string {
+  const e = err as NodeJS.ErrnoException;
+  const port = endpoint.port || (endpoint.protocol === 'https:' ? '443' : '80');
+  switch (e.code) {
+    case 'ECONNREFUSED':
+      return `connection refused (nothing listens on ${endpoint.hostname}:${port})`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `the host name ${endpoint.hostname} does not resolve`;
+    case 'ECONNRESET':
+      return 'the connection was reset';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return `${endpoint.hostname} cannot be reached from this machine`;
+    default:
+      return e.message;
+  }
 }
 
 function printPlugins(plugins: PluginInfo[], json: boolean | undefined): void {

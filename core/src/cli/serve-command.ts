@@ -1,6 +1,9 @@
 import { Command } from 'commander';
+import { flushLogger, resolveLogFormat, type LogFormat } from '../kernel/logger.js';
 import { NucleusServer } from '../server/nucleus-server.js';
 import { collect, setOverrides, splitPair, withConfigOptions, type ConfigOptions } from './cli-options.js';
+import { NUCLEUS_VERSION } from './nucleus-version.js';
+import { startupBanner, startupLine, startupSummary } from './startup-banner.js';
 
 interface ServeOptions extends ConfigOptions {
   host?: string;
@@ -8,6 +11,7 @@ interface ServeOptions extends ConfigOptions {
   model: string[];
   backend?: string;
   watch: boolean;
+  logFormat?: string;
 }
 
 /** The overrides `serve`'s flags make, as dotted config paths. */
@@ -17,6 +21,7 @@ export function serveOverrides(opts: ServeOptions): Record<string, unknown> {
   if (opts.port !== undefined) cli['server.port'] = opts.port;
   if (opts.backend !== undefined) cli['backend'] = opts.backend;
   if (opts.watch === false) cli['plugins.watch'] = false;
+  if (opts.logFormat !== undefined) cli['logging.format'] = opts.logFormat;
   if (opts.model.length) cli['models'] = opts.model.map((m) => {
     const [name, path] = splitPair(m, '--model');
     return { name, path };
@@ -33,9 +38,10 @@ export function serveCommand(): Command {
     .option('-m, --model <name=path>', 'serve a model from a file or folder an active model format loads (see `nucleus plugins list`); repeatable', collect, [])
     .option('-b, --backend <name>', 'execution backend: auto, cpu, cuda or rocm (backend)')
     .option('--no-watch', 'do not hot-reload plugins when their files change (plugins.watch)')
+    .option('--log-format <format>', 'auto (pretty on a terminal, JSON otherwise), json or pretty (logging.format)')
     .action(async (opts: ServeOptions) => {
       const server = await NucleusServer.start({ file: opts.config, cli: serveOverrides(opts) });
-      process.stdout.write(`nucleus listening on ${server.url}\n`);
+      await announce(server);
       let stopping = false;
       const shutdown = (signal: string) => {
         if (stopping) return;
@@ -52,4 +58,17 @@ export function serveCommand(): Command {
       process.once('SIGTERM', () => shutdown('SIGTERM'));
       process.once('SIGINT', () => shutdown('SIGINT'));
     });
+}
+
+/**
+ * Says the server is up, whatever `logging.level` is (supervisors and scripts wait for it): a banner on a terminal,
+ * one JSON line in the log's own shape otherwise. Both carry `nucleus listening on <url>`.
+ */
+async function announce(server: NucleusServer): Promise<void> {
+  const pretty = resolveLogFormat(server.kernel.config.get('logging.format') as LogFormat) === 'pretty';
+  const terminal = process.stdout.isTTY === true;
+  const summary = startupSummary(server, NUCLEUS_VERSION, process.uptime() * 1000, terminal);
+  // Pretty lines are written from the logger's own thread: let the start-up lines out first.
+  await flushLogger(server.kernel.logger);
+  process.stdout.write(pretty ? startupBanner(summary, terminal && !process.env.NO_COLOR) : startupLine(summary));
 }

@@ -59,6 +59,7 @@ export class Engines implements KernelModule {
       backends: extensions.point(ExtensionPoints.backend),
       strategies: extensions.point(ExtensionPoints.schedulerStrategy),
       transforms: extensions.point(ExtensionPoints.modelTransform),
+      ...cacheDirOf(config),
       // Built-ins stand in for "nothing configured"; an LLM in `models` counts as configured.
       builtinModels: builtinModels && this.#configured().length === 0,
     });
@@ -75,6 +76,7 @@ export class Engines implements KernelModule {
       strategies: extensions.point(ExtensionPoints.schedulerStrategy),
       transforms: extensions.point(ExtensionPoints.modelTransform),
       draftProposers: extensions.point(ExtensionPoints.draftProposer),
+      ...cacheDirOf(config),
       builtinModels,
     });
     kernel.container.register(Services.inference, { useValue: this.inference });
@@ -162,4 +164,10 @@ export class Engines implements KernelModule {
       },
     ]);
   }
+}
+
+// `cache.dir` when set; otherwise the engines' own default (`.cache/models` in the project root).
+function cacheDirOf(config: { get(path: string): unknown }): { cacheDir?: string } {
+  const dir = config.get('cache.dir') as string | null | undefined;
+  return typeof dir === 'string' ? { cacheDir: dir } : {};
 }

@@ -17,10 +17,12 @@ import {
   type ModelVersionInfo,
   type ModelVersionState,
   type ModelTransform,
+  type Progress,
   type RepositoryEntry,
   type SchedulerStrategy,
 } from '@nucleus/sdk';
 import type { HealthState } from '../kernel/health.js';
+import { ProgressReporter } from '../kernel/progress-reporter.js';
 import type { MemoryPressure } from './memory-pressure.js';
 import { BackendSelector, CPU_BACKEND } from './backend-selector.js';
 import { withDefaultCpu } from './default-cpu-backend.js';
@@ -50,8 +52,10 @@ export interface InferenceEngineOptions {
   transforms?: ExtensionPointView<ModelTransform>;
   /** Serve the generated built-in models when no model is configured. Default true. */
   builtinModels?: boolean;
-  /** Where the built-in models are generated; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
+  /** Where the built-in models are generated (`cache.dir`); default `<repo>/.cache/models`. */
   cacheDir?: string;
+  /** A fresh {@link Progress} per long operation (hashing, quantizing); default: a terminal line or periodic log lines. */
+  progress?: () => Progress;
 }
 
 interface VersionEntry {
@@ -86,12 +90,15 @@ export class InferenceEngine implements InferenceService {
   readonly #selector: BackendSelector;
   readonly #repository: ModelRepository;
   readonly #log: Logger;
+  readonly #progress: () => Progress;
   #queue: Promise<unknown> = Promise.resolve();
   /** Models loaded from a source at run time (`loadSource`, `swap`), by name: the sources beside the repository's. */
   readonly #runtime = new Map<string, ConfiguredModel>();
 
   constructor(private readonly options: InferenceEngineOptions) {
     this.#log = options.logger.child({ component: 'engine' });
+    const reporter = new ProgressReporter({ logger: this.#log });
+    this.#progress = options.progress ?? (() => reporter.create());
     this.#selector = new BackendSelector(withDefaultCpu(options.backends), { events: options.events, logger: this.#log });
     const repository = options.config.get('modelRepository');
     this.#repository = new ModelRepository({
@@ -355,7 +362,7 @@ export class InferenceEngine implements InferenceService {
     const started = performance.now();
     try {
       const manifest: ModelManifest = source.manifestPath ? await readModelManifest(source.manifestPath) : {};
-      if (source.manifestPath) await verifyChecksums(source.modelPath, manifest, source.manifestPath);
+      if (source.manifestPath) await verifyChecksums(source.modelPath, manifest, source.manifestPath, this.#progress);
       if (source.options.quantize !== undefined) {
         const modelPath = await applyModelTransform({
           model: name,
@@ -365,6 +372,7 @@ export class InferenceEngine implements InferenceService {
           transforms: this.options.transforms,
           cacheDir: this.options.cacheDir ?? defaultModelCacheDir(),
           logger: this.#log,
+          progress: this.#progress(),
         });
         source = { ...source, modelPath };
       }

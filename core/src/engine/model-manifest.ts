@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { NucleusError } from '@nucleus/sdk';
+import { NucleusError, noProgress, type Progress } from '@nucleus/sdk';
 import { Ajv, type ErrorObject } from 'ajv';
 
 /** One input or output as model.json describes it. */
@@ -106,26 +106,30 @@ export async function readModelManifest(path: string): Promise<ModelManifest> {
   return parsed as ModelManifest;
 }
 
-/** Hex SHA-256 of a file, read as a stream so a large model does not block the event loop. */
-export function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(path)
-      .on('data', (chunk) => hash.update(chunk))
-      .on('error', reject)
-      .on('end', () => resolve(hash.digest('hex')));
-  });
+/** Hex SHA-256 of a file, read as a stream so a large model does not block the event loop; `progress` counts its bytes. */
+export async function sha256File(path: string, progress: Progress = noProgress): Promise<string> {
+  const hash = createHash('sha256');
+  progress.start((await stat(path)).size, `hashing ${basename(path)}`, 'bytes');
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) {
+      hash.update(chunk as Buffer);
+      progress.advance((chunk as Buffer).byteLength);
+    }
+  } finally {
+    progress.done();
+  }
+  return hash.digest('hex');
 }
 
-/** Refuses a model whose files do not hash to what model.json says (422 `checksum_mismatch`). */
-export async function verifyChecksums(modelPath: string, manifest: ModelManifest, manifestPath: string): Promise<void> {
+/** Refuses a model whose files do not hash to what model.json says (422 `checksum_mismatch`); `progress` gets one operation per file. */
+export async function verifyChecksums(modelPath: string, manifest: ModelManifest, manifestPath: string, progress: () => Progress = () => noProgress): Promise<void> {
   const checks: Array<[string, string]> = [];
   if (manifest.sha256) checks.push([modelPath, manifest.sha256]);
   for (const [file, sum] of Object.entries(manifest.externalData ?? {})) checks.push([join(dirname(modelPath), file), sum]);
   for (const [file, expected] of checks) {
     let actual: string;
     try {
-      actual = await sha256File(file);
+      actual = await sha256File(file, progress());
     } catch (err) {
       throw new NucleusError(422, 'model_file_missing', `${basename(file)} listed in ${manifestPath} cannot be read: ${(err as Error).message}`);
     }

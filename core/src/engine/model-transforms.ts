@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import { NucleusError, type ExtensionPointView, type Logger, type ModelTransform, type ModelTransformContext } from '@nucleus/sdk';
 import { loadModel } from '@nucleus/sdk/onnx';
+import { ProgressReporter } from '../kernel/progress-reporter.js';
 import { ensureGeneratedGraph, sha256FileCached } from '@nucleus/sdk/llm';
 
 /** What `applyModelTransform` needs. */
@@ -40,7 +41,9 @@ export async function applyModelTransform(options: ApplyModelTransformOptions): 
   const { pluginId, pluginVersion, value } = contribution;
   const settings = createHash('sha256').update(`${pluginId}@${pluginVersion}\u0000${value.fingerprint}`).digest('hex').slice(0, 16);
   const key = `${sha}-${options.transform}-${settings}`;
-  const context: ModelTransformContext = { model: options.model, kind: options.kind, path: options.path };
+  // A caller that passes no progress (the LLM engine) still gets the default: a terminal line or periodic log lines.
+  const progress = options.progress ?? new ProgressReporter({ logger: options.logger }).create();
+  const context: ModelTransformContext = { model: options.model, kind: options.kind, path: options.path, progress };
   const started = performance.now();
   let summary = '';
   const { path, created } = await ensureGeneratedGraph(options.cacheDir, 'transformed', key, async () => {

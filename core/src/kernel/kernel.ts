@@ -9,7 +9,7 @@ import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
 import { HealthState } from './health.js';
 import type { KernelModule } from './kernel-module.js';
-import { createLogger, type LogLevel } from './logger.js';
+import { createLogger, type LogFormat, type LogLevel } from './logger.js';
 import type { DiscoveryOptions } from './plugin-discovery.js';
 import { discoverPlugins } from './plugin-discovery.js';
 import { PluginHost } from './plugin-host.js';
@@ -86,8 +86,10 @@ export class Kernel {
   /** What a kernel is built from: the validated config, the logger and the plugins found (for subclasses' `create`). */
   protected static prepare(options: KernelOptions): { config: ConfigStore; logger: Logger & { level: string }; discovery: DiscoveryOptions; found: ReturnType<typeof discoverPlugins> } {
     const root = options.projectRoot ?? defaultProjectRoot();
-    const base = loadConfig({ file: options.file, env: options.env, cli: options.cli, ignoreUnknownPluginSections: true });
-    const dirs = (base.config.plugins.dirs as string[]).map((d) => (isAbsolute(d) ? d : resolve(d)));
+    // A first pass only for `plugins.dirs`; its problems are reported by the second, with those of plugin sections.
+    const base = loadConfig({ file: options.file, env: options.env, cli: options.cli, ignoreUnknownPluginSections: true, keepIssues: true });
+    const listed: unknown = base.config.plugins?.dirs;
+    const dirs = (Array.isArray(listed) ? listed.filter((d): d is string => typeof d === 'string') : []).map((d) => (isAbsolute(d) ? d : resolve(d)));
     const discovery: DiscoveryOptions = {
       pluginFolders: options.pluginFolders ?? [join(root, 'plugins')],
       nodeModules: options.nodeModules ?? [join(root, 'node_modules')],
@@ -101,7 +103,7 @@ export class Kernel {
     const config = new ConfigStore(loaded);
     const logger = createLogger({
       level: config.get('logging.level') as LogLevel,
-      format: config.get('logging.format') as 'json' | 'pretty',
+      format: config.get('logging.format') as LogFormat,
       destination: options.logDestination,
     });
     for (const warning of loaded.warnings) logger.warn(warning);

@@ -15,6 +15,7 @@ import { requestIdMiddleware } from './request-id.js';
 import { requestLoggerMiddleware } from './request-logger.js';
 import { RouteTable } from './route-table.js';
 import { WsHub } from './ws-hub.js';
+import { toListenError } from './listen-error.js';
 
 /**
  * The HTTP and WebSocket front of a kernel: request ids, the error body, JSON parsing, `onRequest`
@@ -184,7 +185,7 @@ export class HttpServer {
     }, this.kernel.extensions.point(ExtensionPoints.wsTopics));
     this.ws.attach(server);
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (err) => reject(toListenError(err, host, port)));
       server.listen(port, host, () => resolve());
     });
     this.server = server;

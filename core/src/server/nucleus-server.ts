@@ -2,6 +2,7 @@ import { ExtensionPoints } from '@nucleus/sdk';
 import type { Kernel } from '../kernel/kernel.js';
 import { Nucleus, type NucleusOptions } from '../nucleus.js';
 import { HttpServer } from './http-server.js';
+import { probeListen } from './listen-error.js';
 
 /** A running Nucleus: its kernel, its HTTP server and the URL it answers on. */
 export class NucleusServer {
@@ -14,6 +15,10 @@ export class NucleusServer {
   /** Builds the kernel, activates plugins and listens on `server.host`:`server.port` from the config; rejects when a required model failed to load. */
   static async start(options: NucleusOptions = {}): Promise<NucleusServer> {
     const kernel = Nucleus.create(options);
+    const host = kernel.config.get('server.host') as string;
+    const port = kernel.config.get('server.port') as number;
+    // Loading models can take minutes; a port someone else holds should not be found out only after that.
+    await probeListen(host, port);
     await kernel.start();
     // A server missing a model it was told to serve would look healthy to a supervisor; refuse to start instead.
     const missing = kernel.requiredModelsMissing();
@@ -23,8 +28,9 @@ export class NucleusServer {
     }
     const http = new HttpServer(kernel);
     try {
-      const { url } = await http.listen(kernel.config.get('server.host') as string, kernel.config.get('server.port') as number);
-      kernel.logger.info({ url, plugins: kernel.plugins.list().filter((p) => p.state === 'active').map((p) => `${p.id}@${p.version}`) }, 'nucleus listening');
+      const { url } = await http.listen(host, port);
+      // At debug: `nucleus serve` announces the URL itself, in its start-up banner.
+      kernel.logger.debug({ url, plugins: kernel.plugins.list().filter((p) => p.state === 'active').map((p) => `${p.id}@${p.version}`) }, 'nucleus listening');
       return new NucleusServer(kernel, http, url);
     } catch (err) {
       await kernel.stop();

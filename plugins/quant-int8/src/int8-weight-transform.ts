@@ -1,4 +1,4 @@
-import type { ModelTransform, ModelTransformContext, ModelTransformResult } from '@nucleus/sdk';
+import { noProgress, type ModelTransform, type ModelTransformContext, type ModelTransformResult, type Progress } from '@nucleus/sdk';
 import { attr, createTensor, tensorByteLength, type AttributeValue, type OnnxModel, type OnnxNode, type OnnxTensor } from '@nucleus/sdk/onnx';
 import { blockSizeFor, quantizeBlocks, type Int8Blocks, type WeightLayout } from './block-quantizer.js';
 
@@ -44,7 +44,7 @@ export const DEFAULT_INT8_OPTIONS: Int8Options = { accuracyLevel: 4, blockSize: 
  * constant float32 matrix) a GatherBlockQuantized node over the same blocks along each row. Inputs, outputs and every
  * other node stay as they are.
  */
-export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_INT8_OPTIONS): Int8Report {
+export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_INT8_OPTIONS, progress: Progress = noProgress): Int8Report {
   const graph = model.graph;
   const initializers = new Map(graph.initializers.map((t) => [t.name, t]));
   const graphInputs = new Set(graph.inputs.map((i) => i.name));
@@ -106,6 +106,8 @@ export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_IN
 
   const nodes: OnnxNode[] = [];
   for (const node of graph.nodes) {
+    // One unit per node of the source graph: the caller started the operation with their count.
+    progress.advance(1);
     if (node.opType === 'Gather' && (node.domain === '' || node.domain === 'ai.onnx')) {
       const found = embeddingOf(node);
       if (typeof found === 'string') {
@@ -233,8 +235,13 @@ export class Int8WeightTransform implements ModelTransform {
     this.fingerprint = `int8-r2;block=${options.blockSize};accuracy=${options.accuracyLevel}`;
   }
 
-  transform(model: OnnxModel, _context: ModelTransformContext): ModelTransformResult {
-    const report = quantizeInt8(model, this.options);
-    return { model, summary: describeInt8(report) };
+  transform(model: OnnxModel, context: ModelTransformContext): ModelTransformResult {
+    const progress = context.progress ?? noProgress;
+    progress.start(model.graph.nodes.length, `quantizing ${context.model} to int8`);
+    try {
+      return { model, summary: describeInt8(quantizeInt8(model, this.options, progress)) };
+    } finally {
+      progress.done();
+    }
   }
 }

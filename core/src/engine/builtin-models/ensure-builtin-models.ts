@@ -35,10 +35,8 @@ export interface EnsuredModel {
   manifest: BuiltinModelManifest;
 }
 
-/** `$NUCLEUS_CACHE_DIR`, else `<repo root>/.cache/models`. */
+/** `<repo root>/.cache/models`: where models are generated when the config's `cache.dir` (env NUCLEUS_CACHE_DIR) is unset. */
 export function defaultModelCacheDir(): string {
-  const fromEnv = process.env.NUCLEUS_CACHE_DIR;
-  if (fromEnv) return fromEnv;
   return join(findRepoRoot(), '.cache', 'models');
 }
 

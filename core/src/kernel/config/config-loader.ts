@@ -22,6 +22,11 @@ export interface LoadConfigOptions {
   cwd?: string;
   /** No warnings about sections and env vars of plugins not in `pluginSchemas`: for a first pass made before plugins are discovered. */
   ignoreUnknownPluginSections?: boolean;
+  /**
+   * Return the config as far as it could be built instead of throwing, with its problems in `issues`: for that first
+   * pass, so a bad core key does not hide the problems in plugin sections that only the second pass can check.
+   */
+  keepIssues?: boolean;
 }
 
 /** A parsed config file. */
@@ -57,6 +62,8 @@ export interface LoadedConfig {
   readonly warnings: string[];
   readonly layers: ConfigLayers;
   readonly pluginSchemas: Readonly<Record<string, JsonSchema>>;
+  /** With `keepIssues`: what is wrong (the values in `config` may then break the schema). Otherwise empty. */
+  readonly issues: readonly ConfigIssue[];
 }
 
 /** Builds the effective config: defaults, then the file, then env, then CLI; throws {@link ConfigError} listing every problem. */
@@ -76,8 +83,11 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   }
   const layers: ConfigLayers = { file, env: nucleusEnv, cli: { ...(options.cli ?? {}) }, cwd };
   const pluginSchemas = { ...(options.pluginSchemas ?? {}) };
-  const built = buildConfig(layers, pluginSchemas, new Map(), { ignoreUnknownPluginSections: options.ignoreUnknownPluginSections === true });
-  return { config: built.config, sources: built.sources, warnings: built.warnings, layers, pluginSchemas };
+  const built = buildConfig(layers, pluginSchemas, new Map(), {
+    ignoreUnknownPluginSections: options.ignoreUnknownPluginSections === true,
+    keepIssues: options.keepIssues === true,
+  });
+  return { config: built.config, sources: built.sources, warnings: built.warnings, layers, pluginSchemas, issues: built.issues };
 }
 
 /** The result of layering inputs over one schema; the store keeps the validator for patches. */
@@ -88,6 +98,8 @@ export interface BuiltConfig {
   readonly schema: JsonSchema;
   readonly keys: readonly ConfigKey[];
   readonly validator: ConfigValidator;
+  /** Empty unless built with `keepIssues`. */
+  readonly issues: readonly ConfigIssue[];
 }
 
 /** Layers defaults, file, env, CLI and runtime values over the schema of core plus plugins, and validates the result. */
@@ -95,7 +107,7 @@ export function buildConfig(
   layers: ConfigLayers,
   pluginSchemas: Readonly<Record<string, JsonSchema>>,
   runtime: ReadonlyMap<string, RuntimeValue>,
-  options: { ignoreUnknownPluginSections?: boolean } = {},
+  options: { ignoreUnknownPluginSections?: boolean; keepIssues?: boolean } = {},
 ): BuiltConfig {
   const schemaIssues = Object.entries(pluginSchemas).flatMap(([id, schema]) => pluginSchemaIssue(id, schema) ?? []);
   if (schemaIssues.length > 0) throw new ConfigError(schemaIssues);
@@ -124,7 +136,7 @@ export function buildConfig(
 
   const validator = new ConfigValidator(schema);
   const issues = [...layering.issues, ...validator.validate(layering.config, (segments) => originOf(layering.sources, layers.file, segments))];
-  if (issues.length > 0) throw new ConfigError(issues);
+  if (issues.length > 0 && options.keepIssues !== true) throw new ConfigError(issues);
   return {
     config: layering.config as unknown as NucleusConfig,
     sources: orderedSources(layering.sources, keys),
@@ -132,6 +144,7 @@ export function buildConfig(
     schema,
     keys,
     validator,
+    issues,
   };
 }
 
@@ -143,6 +156,9 @@ export function originOf(sources: ReadonlyMap<string, ConfigSource>, file: Confi
     if (source.kind === 'file' && file !== undefined) return fileSource(file, segments);
     return source;
   }
+  // An unknown section (`--set nosuch.key=1`) has no entry of its own, only its keys do.
+  const prefix = `${segments.join('.')}.`;
+  for (const [path, source] of sources) if (path.startsWith(prefix)) return source;
   return { kind: 'default' };
 }
 

@@ -334,9 +334,10 @@ export const CORE_CONFIG_SCHEMA = {
         },
         format: {
           type: 'string',
-          enum: ['json', 'pretty'],
-          description: 'One JSON object per line, or coloured text for a terminal.',
-          default: 'json',
+          enum: ['auto', 'json', 'pretty'],
+          description:
+            '`json`: one JSON object per line, for log shippers. `pretty`: one readable line per event, coloured on a terminal. `auto`: pretty when stdout is a terminal, JSON otherwise (`nucleus serve --log-format`).',
+          default: 'auto',
         },
         logPayloads: {
           type: 'boolean',
@@ -480,6 +481,14 @@ export const CORE_CONFIG_SCHEMA = {
       default: {},
       additionalProperties: false,
       properties: {
+        dir: {
+          type: ['string', 'null'],
+          minLength: 1,
+          description:
+            'Folder for the models Nucleus generates or rewrites: the built-in models, graphs built from GGUF and llama2.c files, quantized graphs and the file-hash index. null: `.cache/models` in the project root. `nucleus doctor` reports the free disk space there.',
+          default: null,
+          'x-path': true,
+        },
         prefix: {
           type: 'object',
           description: 'The LLM prefix cache: prompts that start alike reuse the KV of their shared start instead of computing it again.',
@@ -626,21 +635,25 @@ export function containsSecret(schema: JsonSchema): boolean {
  * Rules that span keys, which draft-07 cannot say. Kept beside the schema so a patch and a load see
  * the same rules.
  */
-export function configInvariantIssues(config: Readonly<Record<string, unknown>>): { path: string; message: string }[] {
-  const issues: { path: string; message: string }[] = [];
-  const queue = config['queue'] as { highWatermark?: number; lowWatermark?: number } | undefined;
-  if (queue?.highWatermark !== undefined && queue.lowWatermark !== undefined && queue.lowWatermark >= queue.highWatermark) {
+export function configInvariantIssues(config: Readonly<Record<string, unknown>>): { path: string; message: string; related?: string[] }[] {
+  // Runs on a config that may also break the schema (so every problem is reported at once): read values defensively.
+  const issues: { path: string; message: string; related?: string[] }[] = [];
+  const queue = config['queue'] as { highWatermark?: unknown; lowWatermark?: unknown } | undefined;
+  if (typeof queue?.highWatermark === 'number' && typeof queue.lowWatermark === 'number' && queue.lowWatermark >= queue.highWatermark) {
     issues.push({
       path: 'queue.lowWatermark',
       message: `queue.lowWatermark (${queue.lowWatermark}) must be below queue.highWatermark (${queue.highWatermark})`,
+      related: ['queue.highWatermark'],
     });
   }
-  const models = config['models'] as { name: string; version?: string }[] | undefined;
+  const models = Array.isArray(config['models']) ? (config['models'] as unknown[]) : [];
   const seen = new Set<string>();
-  for (const [i, model] of (models ?? []).entries()) {
-    const id = `${model.name}@${model.version ?? ''}`;
+  for (const [i, model] of models.entries()) {
+    if (typeof model !== 'object' || model === null || typeof (model as { name?: unknown }).name !== 'string') continue;
+    const { name, version } = model as { name: string; version?: string };
+    const id = `${name}@${version ?? ''}`;
     if (seen.has(id)) {
-      const label = model.version === undefined ? `"${model.name}"` : `"${model.name}" version "${model.version}"`;
+      const label = version === undefined ? `"${name}"` : `"${name}" version "${version}"`;
       issues.push({ path: `models.${i}`, message: `models.${i}: model ${label} is listed twice` });
     }
     seen.add(id);

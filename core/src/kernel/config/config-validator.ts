@@ -69,9 +69,14 @@ export class ConfigValidator {
 
   /** Validates in place (filling nested defaults) and returns every issue; empty means valid. */
   validate(config: Record<string, unknown>, originOf: OriginOf): ConfigIssue[] {
-    if (this.validateFn(config)) {
-      return configInvariantIssues(config).map((issue) => ({ ...issue, source: originOf(issue.path.split('.')) }));
-    }
+    // Rules across keys are checked even when single keys are wrong, so one run shows every problem.
+    const invariants = (): ConfigIssue[] =>
+      configInvariantIssues(config).map(({ path, message, related = [] }) => {
+        const source = originOf(path.split('.'));
+        const origins = related.length === 0 ? `from ${describeSource(source)}` : [path, ...related].map((p) => `${p} from ${describeSource(originOf(p.split('.')))}`).join(', ');
+        return { path, message: `${message} (${origins})`, source };
+      });
+    if (this.validateFn(config)) return invariants();
     const issues: ConfigIssue[] = [];
     const seen = new Set<string>();
     for (const error of this.validateFn.errors ?? []) {
@@ -83,7 +88,8 @@ export class ConfigValidator {
       seen.add(key);
       issues.push(issue);
     }
-    return issues;
+    // A rule across keys whose key already has a message of its own would say the same thing twice.
+    return [...issues, ...invariants().filter((issue) => !seen.has(`value:${issue.path}`))];
   }
 
   private toIssue(error: ErrorObject, originOf: OriginOf): ConfigIssue | undefined {
