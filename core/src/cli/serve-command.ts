@@ -15,9 +15,9 @@ export function serveOverrides(opts: ServeOptions): Record<string, unknown> {
   const cli: Record<string, unknown> = setOverrides(opts);
   if (opts.host !== undefined) cli['server.host'] = opts.host;
   if (opts.port !== undefined) cli['server.port'] = opts.port;
-  if (opts.backend !== undefined) cli['backend'] = opts.backend;
+  if (opts.backend !== undefined) cli.backend = opts.backend;
   if (opts.watch === false) cli['plugins.watch'] = false;
-  if (opts.model.length) cli['models'] = opts.model.map((m) => {
+  if (opts.model.length) cli.models = opts.model.map((m) => {
     const [name, path] = splitPair(m, '--model');
     return { name, path };
   });

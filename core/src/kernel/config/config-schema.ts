@@ -628,14 +628,14 @@ export function containsSecret(schema: JsonSchema): boolean {
  */
 export function configInvariantIssues(config: Readonly<Record<string, unknown>>): { path: string; message: string }[] {
   const issues: { path: string; message: string }[] = [];
-  const queue = config['queue'] as { highWatermark?: number; lowWatermark?: number } | undefined;
+  const queue = config.queue as { highWatermark?: number; lowWatermark?: number } | undefined;
   if (queue?.highWatermark !== undefined && queue.lowWatermark !== undefined && queue.lowWatermark >= queue.highWatermark) {
     issues.push({
       path: 'queue.lowWatermark',
       message: `queue.lowWatermark (${queue.lowWatermark}) must be below queue.highWatermark (${queue.highWatermark})`,
     });
   }
-  const models = config['models'] as { name: string; version?: string }[] | undefined;
+  const models = config.models as { name: string; version?: string }[] | undefined;
   const seen = new Set<string>();
   for (const [i, model] of (models ?? []).entries()) {
     const id = `${model.name}@${model.version ?? ''}`;
