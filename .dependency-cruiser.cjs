@@ -5,6 +5,9 @@
  * A workspace package resolves through its symlink to its built output (`@nucleus/core` →
  * `core/dist/index.js`); before a build it stays unresolved and is matched by its name instead.
  */
+
+/** A folder of the repository, also when depcruise runs in a folder below the root (`../../core/`). */
+const repo = (folders) => `^(\\.\\./)*${folders}/`;
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
@@ -16,8 +19,8 @@ module.exports = {
       severity: 'error',
       from: { path: '^plugins/([^/]+)/src/' },
       to: {
-        path: ['^(core|sdk|plugins)/', '^@nucleus/'],
-        pathNot: ['^plugins/$1/', '^sdk/(testing/)?dist/', '^@nucleus/sdk($|/)'],
+        path: [repo('(core|sdk|plugins)'), '^@nucleus/'],
+        pathNot: ['^plugins/$1/', repo('sdk/(testing/)?dist'), '^@nucleus/sdk($|/)'],
       },
     },
     {
@@ -39,14 +42,14 @@ module.exports = {
       comment: 'Core reaches plugins only through extension points, never by importing one.',
       severity: 'error',
       from: { path: '^core/' },
-      to: { path: ['^plugins/', '^@nucleus/(?!sdk($|/)|core($|/))'] },
+      to: { path: [repo('plugins'), '^@nucleus/(?!sdk($|/)|core($|/))'] },
     },
     {
       name: 'sdk-imports-no-core-or-plugin',
       comment: 'The SDK is what plugins build against; it depends on neither core nor any plugin.',
       severity: 'error',
       from: { path: '^sdk/src/' },
-      to: { path: ['^(core|plugins)/', '^@nucleus/(?!sdk($|/))'] },
+      to: { path: [repo('(core|plugins)'), '^@nucleus/(?!sdk($|/))'] },
     },
     {
       name: 'sdk-testing-imports-no-plugin',
@@ -55,7 +58,7 @@ module.exports = {
         'peer dependency of the SDK), but no plugin.',
       severity: 'error',
       from: { path: '^sdk/testing/' },
-      to: { path: ['^plugins/', '^@nucleus/(?!sdk($|/)|core($|/))'] },
+      to: { path: [repo('plugins'), '^@nucleus/(?!sdk($|/)|core($|/))'] },
     },
     {
       name: 'no-circular',
