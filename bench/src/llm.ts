@@ -129,8 +129,8 @@ async function scrape(base: string): Promise<string> {
 function deliveryBuckets(exposition: string, model: string): Map<number, number> {
   const buckets = new Map<number, number>();
   for (const s of samples(exposition, 'nucleus_token_delivery_seconds_bucket')) {
-    if (s.labels['model_name'] !== model) continue;
-    buckets.set(s.labels['le'] === '+Inf' ? Infinity : Number(s.labels['le']), s.value);
+    if (s.labels.model_name !== model) continue;
+    buckets.set(s.labels.le === '+Inf' ? Infinity : Number(s.labels.le), s.value);
   }
   return buckets;
 }
@@ -431,7 +431,7 @@ async function transformersRuns(
   }
   lib.env.allowRemoteModels = false;
   lib.env.allowLocalModels = true;
-  lib.env.localModelPath = dirname(folder) + '/';
+  lib.env.localModelPath = `${dirname(folder)}/`;
   let generate: Generator;
   try {
     generate = await lib.pipeline('text-generation', c.name, { dtype: 'fp32', device: 'cpu' });
@@ -521,11 +521,11 @@ export async function runnerDecodeRows(generic: LoadedLlm, contrib: LoadedLlm, s
         const decodeMs = latencies.reduce((a, b) => a + b, 0);
         rates[style] = summarise(latencies, decodeMs / 1000, steps * streams);
       }
-      rows.push({ label: `runner decode, generic graph, ${streams} stream${streams > 1 ? 's' : ''} (p50/p99: ms per step)`, stats: rates['generic']! });
+      rows.push({ label: `runner decode, generic graph, ${streams} stream${streams > 1 ? 's' : ''} (p50/p99: ms per step)`, stats: rates.generic! });
       rows.push({
         label: `runner decode, contrib graph (resident KV, new K/V appended), ${streams} stream${streams > 1 ? 's' : ''} (p50/p99: ms per step)`,
-        stats: rates['contrib']!,
-        ratio: rates['contrib']!.throughput / rates['generic']!.throughput,
+        stats: rates.contrib!,
+        ratio: rates.contrib!.throughput / rates.generic!.throughput,
         note: 'ratio: contrib over generic',
       });
     }

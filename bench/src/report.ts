@@ -49,6 +49,6 @@ export function record(suite: string, machine: MachineInfo, tables: readonly Res
   mkdirSync(RESULTS, { recursive: true });
   const markdown = renderMarkdown(suite, machine, tables, notes);
   writeFileSync(`${RESULTS}${suite}.md`, markdown);
-  writeFileSync(`${RESULTS}${suite}.json`, JSON.stringify({ suite, machine, tables, notes }, null, 2) + '\n');
+  writeFileSync(`${RESULTS}${suite}.json`, `${JSON.stringify({ suite, machine, tables, notes }, null, 2)}\n`);
   return markdown;
 }

@@ -10,5 +10,5 @@ if (unknown.length) {
 }
 for (const name of wanted.length ? wanted : Object.keys(suites)) {
   process.stdout.write(`\n== ${name} ==\n`);
-  process.stdout.write((await suites[name]!()) + '\n');
+  process.stdout.write(`${await suites[name]!()}\n`);
 }

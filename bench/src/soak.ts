@@ -129,7 +129,7 @@ export async function soakSuite(): Promise<string> {
   writeFileSync(md, full);
   const jsonPath = new URL('../results/soak.json', import.meta.url);
   const saved = JSON.parse(readFileSync(jsonPath, 'utf8')) as Record<string, unknown>;
-  writeFileSync(jsonPath, JSON.stringify({ ...saved, outcomes: rows, unanswered }, null, 2) + '\n');
+  writeFileSync(jsonPath, `${JSON.stringify({ ...saved, outcomes: rows, unanswered }, null, 2)}\n`);
   if (unanswered.length > 0) process.exitCode = 1;
   return full;
 }

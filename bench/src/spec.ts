@@ -80,7 +80,7 @@ export async function specSuite(): Promise<string> {
   // The plugin's defaults, then a looser match and a longer draft.
   const defaults = ngramMethod();
   const settings = [
-    { method: defaults, k: defaults.numSpeculativeTokens, label: `ngram k=${defaults.numSpeculativeTokens}, n ${defaults.options!['promptLookupMin']}–${defaults.options!['promptLookupMax']} (defaults)` },
+    { method: defaults, k: defaults.numSpeculativeTokens, label: `ngram k=${defaults.numSpeculativeTokens}, n ${defaults.options!.promptLookupMin}–${defaults.options!.promptLookupMax} (defaults)` },
     { method: ngramMethod({ promptLookupMin: 1, promptLookupMax: 3 }), k: 4, label: 'ngram k=4, n 1–3' },
     { method: ngramMethod({ promptLookupMin: 1, promptLookupMax: 3 }), k: 8, label: 'ngram k=8, n 1–3' },
   ];

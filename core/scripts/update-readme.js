@@ -10,5 +10,5 @@ const [start, end] = README_MARKERS;
 const from = text.indexOf(start);
 const to = text.indexOf(end);
 if (from < 0 || to < from) throw new Error(`README.md lacks the markers ${start} … ${end}`);
-writeFileSync(readme, text.slice(0, from + start.length) + '\n' + configReferenceBlock() + '\n' + text.slice(to));
+writeFileSync(readme, `${text.slice(0, from + start.length)}\n${configReferenceBlock()}\n${text.slice(to)}`);
 console.log('README.md config reference updated');

@@ -40,7 +40,7 @@ export function pluginFiles(name: string, sdkRange = SDK_RANGE): Record<string, 
       configSchema: {
         type: 'object',
         additionalProperties: false,
-        properties: { greeting: { type: 'string', default: 'hello', description: 'What GET /' + name + '/hello answers.' } },
+        properties: { greeting: { type: 'string', default: 'hello', description: `What GET /${name}/hello answers.` } },
       },
     },
     dependencies: { '@nucleus/sdk': sdkRange },
@@ -105,8 +105,8 @@ kernel, and \`nucleus serve\` loads it from a watched plugin folder (the project
 folder listed in \`plugins.dirs\`), reloading it in place whenever \`dist/\` changes.
 `;
   return {
-    'package.json': JSON.stringify(pkg, null, 2) + '\n',
-    'tsconfig.json': JSON.stringify(tsconfig, null, 2) + '\n',
+    'package.json': `${JSON.stringify(pkg, null, 2)}\n`,
+    'tsconfig.json': `${JSON.stringify(tsconfig, null, 2)}\n`,
     'src/index.ts': index,
     [`test/${name}.test.ts`]: test,
     'README.md': readme,

@@ -5,6 +5,7 @@ import { ADMIN_KEY, healthUnderLoad, startKServe } from './kserve-fixtures.js';
 
 const headers = { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` };
 
+// biome-ignore lint/suspicious/noExplicitAny: a JSON response body that the asserts read field by field
 async function post(kit: TestKernel, path: string, body: string | Buffer): Promise<{ status: number; body: any }> {
   const res = await fetch(new URL(path, kit.url), { method: 'POST', headers, body });
   const text = await res.text();

@@ -17,7 +17,7 @@ const cudaLibsHere = existsSync(join(ORT_BIN, 'libonnxruntime_providers_cuda.so'
 
 async function add(session: ort.InferenceSession): Promise<number[]> {
   const out = await session.run({ a: new ort.Tensor('float32', [1, 2], [2]), b: new ort.Tensor('float32', [3, 4], [2]) });
-  return Array.from(out['c']?.data as Float32Array);
+  return Array.from(out.c?.data as Float32Array);
 }
 
 function recorder() {

@@ -21,7 +21,7 @@ async function add(options: ort.InferenceSession.SessionOptions): Promise<number
   const session = await ort.InferenceSession.create(addModel(), options);
   try {
     const out = await session.run({ a: new ort.Tensor('float32', [1, 2, 3], [3]), b: new ort.Tensor('float32', [10, 20, 30], [3]) });
-    return Array.from(out['c']?.data as Float32Array);
+    return Array.from(out.c?.data as Float32Array);
   } finally {
     await session.release();
   }
@@ -35,7 +35,7 @@ describe('backend-cpu: probe', () => {
     const [device] = probe.devices;
     assert.equal(device?.name, os.cpus()[0]?.model.trim());
     assert.equal(device?.vendor, 'cpu');
-    assert.equal(device?.extra?.['cores'], os.cpus().length);
+    assert.equal(device?.extra?.cores, os.cpus().length);
     assert.ok((device?.memoryTotalBytes ?? 0) > 0 && (device?.memoryTotalBytes ?? 0) <= os.totalmem());
     assert.ok((device?.memoryFreeBytes ?? -1) >= 0 && (device?.memoryFreeBytes ?? Infinity) <= (device?.memoryTotalBytes ?? 0));
   });
@@ -55,7 +55,7 @@ describe('backend-cpu: probe', () => {
     });
     const backend = new CpuBackend({}, inputs);
     const probe = await backend.probe();
-    assert.equal(probe.details?.['intraOpNumThreads'], 2);
+    assert.equal(probe.details?.intraOpNumThreads, 2);
     assert.equal(backend.sessionOptions().intraOpNumThreads, 2);
     assert.equal(new CpuBackend({ intraOpNumThreads: 8 }, inputs).sessionOptions().intraOpNumThreads, 8);
   });

@@ -150,7 +150,7 @@ describe('backend-cuda: probing recorded machines', () => {
     const probe = await detectCuda({ root: m.root, run, ...ortInstall('cuda12'), platform: 'linux', arch: 'x64', env: {} });
     assert.equal(probe.usable, true);
     assert.deepEqual(
-      probe.devices.map((d) => [d.id, d.name, d.extra?.['busId'], d.memoryTotalBytes]),
+      probe.devices.map((d) => [d.id, d.name, d.extra?.busId, d.memoryTotalBytes]),
       [
         [0, 'NVIDIA H100 80GB HBM3', '0000:18:00.0', undefined],
         [1, 'NVIDIA H100 80GB HBM3', '0000:2a:00.0', undefined],
@@ -162,7 +162,7 @@ describe('backend-cuda: probing recorded machines', () => {
   it('applies CUDA_VISIBLE_DEVICES and checks deviceId against what CUDA will see', async () => {
     const inputs = { ...machine('h100x2'), ...ortInstall('cuda12'), platform: 'linux', arch: 'x64' };
     const one = await detectCuda({ ...inputs, env: { CUDA_VISIBLE_DEVICES: '1' } });
-    assert.deepEqual(one.devices.map((d) => [d.id, d.extra?.['nvidiaSmiIndex']]), [[0, 1]]);
+    assert.deepEqual(one.devices.map((d) => [d.id, d.extra?.nvidiaSmiIndex]), [[0, 1]]);
     const outOfRange = await detectCuda({ ...inputs, env: { CUDA_VISIBLE_DEVICES: '1' } }, { deviceId: 1, tensorrt: false });
     assert.equal(outOfRange.reason, 'deviceId 1 is configured but CUDA sees 1 GPU (id 0)');
     const none = await detectCuda({ ...inputs, env: { CUDA_VISIBLE_DEVICES: '' } });

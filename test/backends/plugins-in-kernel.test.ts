@@ -36,7 +36,7 @@ describe('backend plugins in a running kernel', () => {
     const view = kit.kernel.extensions.point<Backend>(ExtensionPoints.backend);
     const cpu = view.find('cpu')?.value.sessionOptions();
     assert.equal(cpu?.intraOpNumThreads, 1);
-    assert.equal((cpu?.extra as Record<string, string>)['session.use_deterministic_compute'], '1');
+    assert.equal((cpu?.extra as Record<string, string> | undefined)?.['session.use_deterministic_compute'], '1');
     const cuda = view.find('cuda')?.value.sessionOptions();
     assert.deepEqual(cuda?.executionProviders?.[0], {
       name: 'tensorrt',

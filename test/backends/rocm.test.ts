@@ -121,7 +121,7 @@ describe('backend-rocm: probing recorded machines', () => {
   it('HIP_VISIBLE_DEVICES renumbers the GPUs and bounds deviceId', async () => {
     const inputs = { ...machine('mi300x'), ...ortInstall('migraphx'), platform: 'linux', arch: 'x64' };
     const probe = await detectRocm({ ...inputs, env: { HIP_VISIBLE_DEVICES: '1' } }, { deviceId: 1, provider: 'auto' });
-    assert.deepEqual(probe.devices.map((d) => [d.id, d.extra?.['kfdNode']]), [[0, 3]]);
+    assert.deepEqual(probe.devices.map((d) => [d.id, d.extra?.kfdNode]), [[0, 3]]);
     assert.equal(probe.reason, 'deviceId 1 is configured but HIP sees 1 GPU (id 0)');
   });
 

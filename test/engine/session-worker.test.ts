@@ -39,7 +39,7 @@ describe('session worker', () => {
         ticks++;
       }, 5);
       const started = performance.now();
-      let result;
+      let result: Awaited<ReturnType<typeof worker.run>>;
       try {
         result = await worker.run({ input: { ...images, data: images.data.slice() } });
       } finally {

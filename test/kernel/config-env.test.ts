@@ -37,8 +37,8 @@ describe('config env names', () => {
       env: { NUCLEUS_PLUGIN_BACKEND_CPU_INTRA_OP_NUM_THREADS: '4', NUCLEUS_PLUGIN_BACKEND_CPU_ALLOW_SPINNING: '0' },
       pluginSchemas: { 'backend-cpu': CPU_SCHEMA },
     });
-    assert.equal(config.plugin['backend-cpu']?.['intraOpNumThreads'], 4);
-    assert.equal(config.plugin['backend-cpu']?.['allowSpinning'], false);
+    assert.equal(config.plugin['backend-cpu']?.intraOpNumThreads, 4);
+    assert.equal(config.plugin['backend-cpu']?.allowSpinning, false);
     assert.deepEqual(sources.get('plugin.backend-cpu.intraOpNumThreads'), { kind: 'env', name: 'NUCLEUS_PLUGIN_BACKEND_CPU_INTRA_OP_NUM_THREADS' });
   });
 

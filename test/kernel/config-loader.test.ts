@@ -48,8 +48,8 @@ describe('config loader', () => {
     assert.deepEqual(sources.get('server.host'), { kind: 'file', name: file, line: 3 });
     assert.equal(config.server.bodyLimitBytes, 10 * 1024 * 1024);
     assert.deepEqual(sources.get('server.bodyLimitBytes'), { kind: 'default' });
-    assert.equal(config.plugin['backend-cpu']?.['intraOpNumThreads'], 2);
-    assert.equal(config.plugin['backend-cpu']?.['graphOptimizationLevel'], 'all');
+    assert.equal(config.plugin['backend-cpu']?.intraOpNumThreads, 2);
+    assert.equal(config.plugin['backend-cpu']?.graphOptimizationLevel, 'all');
     assert.deepEqual(sources.get('plugin.backend-cpu.graphOptimizationLevel'), { kind: 'default' });
   });
 

@@ -141,7 +141,7 @@ describe('config store', () => {
     const shown = local.redacted();
     assert.equal(shown.auth.adminKey, REDACTED);
     assert.deepEqual(shown.auth.keys, [{ key: REDACTED, role: 'user', name: 'ci' }]);
-    assert.equal(shown.plugin['backend-cpu']?.['apiToken'], REDACTED);
+    assert.equal(shown.plugin['backend-cpu']?.apiToken, REDACTED);
     assert.equal(local.get('auth.adminKey'), 'admin-key-0123456789abcdef');
     const text = JSON.stringify(local.entries());
     assert.doesNotMatch(text, /0123456789abcdef|"tok"/);

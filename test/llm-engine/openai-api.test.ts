@@ -105,7 +105,7 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     const stream = await client.completions.create({ model: MODEL, prompt: prompts, n: 2, max_tokens: 6, seed: 3, stream: true, stream_options: { include_usage: true } });
     const texts = ['', '', '', ''];
     const finishes: (string | null)[] = [null, null, null, null];
-    let usage;
+    let usage: OpenAI.Completions.CompletionUsage | undefined;
     for await (const chunk of stream) {
       assert.equal(chunk.object, 'text_completion');
       for (const c of chunk.choices) {

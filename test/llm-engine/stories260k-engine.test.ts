@@ -49,7 +49,7 @@ for (const c of CASES) describe(`GenerationEngine on ${c.file}, ${c.graphStyle ?
     assert.equal(a.texts[0], read(`${c.reference}.txt`));
     assert.equal(b.usage!.promptTokens, fromPrompt.prompt.length);
     assert.deepEqual(b.tokens[0], fromPrompt.next.slice(forced));
-    assert.equal('Once upon a time' + b.texts[0], read('reference-prompt-64.txt'));
+    assert.equal(`Once upon a time${b.texts[0]}`, read('reference-prompt-64.txt'));
   });
 });
 

@@ -60,7 +60,7 @@ describe('prefix cache in the generation engine (tiny Llama, worker thread)', ()
   });
 
   it('serves a repeated prefix from the cache: same tokens, fewer prefill tokens, usage and cache.stats say so', async () => {
-    const request = { model: 'tiny-llama', prompt: SYSTEM + 'Once upon a time', maxTokens: 20, temperature: 0, ignoreEos: true };
+    const request = { model: 'tiny-llama', prompt: `${SYSTEM}Once upon a time`, maxTokens: 20, temperature: 0, ignoreEos: true };
     const before = emitted.length;
     const first = await generateAll(engine, request);
     const coldPrefill = prefillTokens(emitted.slice(before));

@@ -71,7 +71,7 @@ for (const style of ['generic', 'contrib'] as const) describe(`GenerationLoop wi
   const prefillTokens = (steps: StepReport[]) => steps.filter((s) => s.phase === 'prefill').reduce((n, s) => n + s.tokens, 0);
 
   it('gives a prompt the same greedy tokens from cached blocks as computed, and computes only the uncached suffix', async () => {
-    const prompt = SHARED + 'Once upon a time a little fox';
+    const prompt = `${SHARED}Once upon a time a little fox`;
     const ids = tokenizer.encode(prompt, { addBos: true });
     const cold = await drive([[sequence(1, prompt)]]);
     const cache = newCache();
@@ -90,16 +90,16 @@ for (const style of ['generic', 'contrib'] as const) describe(`GenerationLoop wi
 
   it('batches prompts with different cached prefixes and suffix lengths, and cold ones, exactly as each runs alone', async () => {
     const prompts = [
-      SHARED + 'Once upon a time a little fox',
-      SHARED + 'The bear',
-      SHARED + 'A small bird sang every morning on the old oak tree near the river, and',
+      `${SHARED}Once upon a time a little fox`,
+      `${SHARED}The bear`,
+      `${SHARED}A small bird sang every morning on the old oak tree near the river, and`,
       'Lily had a red ball.',
-      SHARED.slice(0, 40) + ' and then',
+      `${SHARED.slice(0, 40)} and then`,
     ];
     const alone = new Map<number, number[]>();
     for (const [i, p] of prompts.entries()) alone.set(i, (await drive([[sequence(i, p)]])).tokens.get(i)!);
     const cache = newCache();
-    await drive([[sequence(100, SHARED + 'Hello')]], cache);
+    await drive([[sequence(100, `${SHARED}Hello`)]], cache);
     // Warm rows with gaps between cached and new tokens, cold rows beside them, and late joiners.
     const { tokens, cached } = await drive([[0, 1, 3].map((i) => sequence(i, prompts[i]!)), [], [2, 4].map((i) => sequence(i, prompts[i]!))], cache);
     for (const [i] of prompts.entries()) assert.deepEqual(tokens.get(i), alone.get(i), `prompt ${i}`);
@@ -109,7 +109,7 @@ for (const style of ['generic', 'contrib'] as const) describe(`GenerationLoop wi
 
   it("keeps a finished sequence's prompt and output, so the next turn of a conversation starts from them", async () => {
     const cache = newCache();
-    const turn1 = sequence(1, SHARED + 'Tell me about the fox.', { maxTokens: 40 });
+    const turn1 = sequence(1, `${SHARED}Tell me about the fox.`, { maxTokens: 40 });
     const out = (await drive([[turn1]], cache)).tokens.get(1)!;
     const next = [...turn1.promptIds, ...out, ...tokenizer.encode(' And the owl?')];
     const warm = await drive([[sequence(2, next)]], cache);

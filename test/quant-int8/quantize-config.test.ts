@@ -73,7 +73,7 @@ describe('models[].quantize on a tensor model', () => {
     const rng = new SeededRandom(21);
     const x = rng.normals(32 * 4, 1.5);
     const run = async (model: string): Promise<Float32Array> =>
-      (await kit!.kernel.inference.infer({ model, inputs: { input: { dtype: 'float32', shape: [32, 4], data: x } } })).outputs['probabilities']!.data as Float32Array;
+      (await kit!.kernel.inference.infer({ model, inputs: { input: { dtype: 'float32', shape: [32, 4], data: x } } })).outputs.probabilities!.data as Float32Array;
     const [q, f] = await Promise.all([run('mlp-int8'), run('mlp')]);
     let diff = 0;
     for (let i = 0; i < q.length; i++) diff = Math.max(diff, Math.abs(q[i]! - f[i]!));

@@ -71,7 +71,7 @@ for (const graphStyle of ['generic', 'contrib'] as const) describe(`speculative 
     assert.deepEqual(a.tokens[0], fromBos.next);
     assert.equal(a.texts[0], read('reference-greedy-200.txt'));
     assert.deepEqual(b.tokens[0], fromPrompt.next.slice(forced));
-    assert.equal('Once upon a time' + b.texts[0], read('reference-prompt-64.txt'));
+    assert.equal(`Once upon a time${b.texts[0]}`, read('reference-prompt-64.txt'));
     assert.equal(a.usage!.completionTokens, fromBos.next.length);
     const reports = ofType(fast!.emitted, 'spec.acceptance');
     assert.ok(reports.length > 0 && reports.every((r) => r.model === 'stories' && r.method === 'ngram'));

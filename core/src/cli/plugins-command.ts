@@ -86,9 +86,9 @@ function requestCause(err: unknown, endpoint: URL): string {
 }
 
 function printPlugins(plugins: PluginInfo[], json: boolean | undefined): void {
-  if (json) return void process.stdout.write(JSON.stringify(plugins, null, 2) + '\n');
+  if (json) return void process.stdout.write(`${JSON.stringify(plugins, null, 2)}\n`);
   const rows = plugins.map((p) => [p.id, p.version, p.state, p.provides.join(', ') || '-', p.error ?? '']);
-  process.stdout.write(formatTable(['ID', 'VERSION', 'STATE', 'PROVIDES', 'ERROR'], rows) + '\n');
+  process.stdout.write(`${formatTable(['ID', 'VERSION', 'STATE', 'PROVIDES', 'ERROR'], rows)}\n`);
 }
 
 /** `nucleus plugins …`: list and validate plugins. */

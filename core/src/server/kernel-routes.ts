@@ -19,7 +19,7 @@ export function kernelRoutes(kernel: Kernel): RouteContribution[] {
           : {
               ...report,
               error: {
-                message: `not ready (${report.status})${report.conditions.length ? ': ' + report.conditions.map((c) => `${c.key}: ${c.reason}`).join('; ') : ''}`,
+                message: `not ready (${report.status})${report.conditions.length ? `: ${report.conditions.map((c) => `${c.key}: ${c.reason}`).join('; ')}` : ''}`,
                 type: 'unavailable_error',
                 code: `server_${report.status}`,
               },

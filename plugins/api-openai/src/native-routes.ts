@@ -52,7 +52,7 @@ export function nativeRoutes(deps: RouteDeps): RouteContribution[] {
       method: 'DELETE',
       path: '/conversations/:id',
       handler: async (ctx) => {
-        const model = typeof ctx.query['model'] === 'string' ? ctx.query['model'] : undefined;
+        const model = typeof ctx.query.model === 'string' ? ctx.query.model : undefined;
         const service = deps.generation(ctx);
         const bytes = service.releaseConversation ? await service.releaseConversation(ctx.params.id!, model) : 0;
         return { id: ctx.params.id, object: 'conversation.released', released_bytes: bytes };

@@ -164,7 +164,7 @@ export async function detectCuda(inputs: CudaProbeInputs = {}, options: CudaProb
   if (problems.length === 0 && driverVersion !== undefined && !versionAtLeast(driverVersion, MIN_DRIVER_VERSION)) {
     problems.push(`NVIDIA driver ${driverVersion} is too old for the CUDA 12 build of onnxruntime-node (needs ${MIN_DRIVER_VERSION} or newer)`);
   }
-  const visibleSetting = env['CUDA_VISIBLE_DEVICES'];
+  const visibleSetting = env.CUDA_VISIBLE_DEVICES;
   const visible = applyCudaVisibleDevices(gpus, visibleSetting);
   if (problems.length === 0 && visible.length === 0) {
     problems.push(`CUDA_VISIBLE_DEVICES=${JSON.stringify(visibleSetting)} hides every GPU from CUDA`);
@@ -211,7 +211,7 @@ export async function detectCuda(inputs: CudaProbeInputs = {}, options: CudaProb
           root,
           run,
           // The provider library's RUNPATH is $ORIGIN, so libraries copied next to it load too.
-          ldLibraryPath: [install.binaryDir, env['LD_LIBRARY_PATH'] ?? ''].join(':'),
+          ldLibraryPath: [install.binaryDir, env.LD_LIBRARY_PATH ?? ''].join(':'),
         });
         const missingCuda = search.missing.filter((n) => n !== TENSORRT_RUNTIME_LIBRARY);
         cudaRuntime = { found: search.found, missing: missingCuda };

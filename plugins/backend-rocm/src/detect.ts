@@ -107,8 +107,8 @@ export async function detectRocm(inputs: RocmProbeInputs = {}, options: RocmProb
   const cards = smi.status === 'ok' ? smi.cards : [];
   const all = await Promise.all(gpus.map((g, i) => toDevice(root, g, i, cards)));
   // ROCR_VISIBLE_DEVICES filters first, then HIP_VISIBLE_DEVICES indexes what is left.
-  const visibleSetting = env['HIP_VISIBLE_DEVICES'] ?? env['ROCR_VISIBLE_DEVICES'];
-  const visible = applyVisibleDevices(applyVisibleDevices(all, env['ROCR_VISIBLE_DEVICES']), env['HIP_VISIBLE_DEVICES']);
+  const visibleSetting = env.HIP_VISIBLE_DEVICES ?? env.ROCR_VISIBLE_DEVICES;
+  const visible = applyVisibleDevices(applyVisibleDevices(all, env.ROCR_VISIBLE_DEVICES), env.HIP_VISIBLE_DEVICES);
   const devices = visible.map((d, id) => ({ ...d, id }));
   if (problems.length === 0 && devices.length === 0) {
     problems.push(`HIP_VISIBLE_DEVICES / ROCR_VISIBLE_DEVICES (${JSON.stringify(visibleSetting)}) hide every GPU`);

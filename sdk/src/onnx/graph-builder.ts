@@ -1,34 +1,10 @@
-import { toAttribute, type AttributeInput, type AttributeValue } from './attribute.js';
+import { toAttribute, type AttributeInput } from './attribute.js';
 import type { DType } from './dtype.js';
-import { emptyGraph, tensorType, type Dim, type OnnxFunction, type OnnxGraph, type OnnxNode, type OpsetImports, type ValueInfo } from './graph-types.js';
+import { emptyGraph, tensorType, type AttributeValue, type Dim, type OnnxFunction, type OnnxGraph, type OnnxNode, type OpsetImports, type ValueInfo } from './graph-types.js';
 import { DEFAULT_OPSET, OnnxModel } from './onnx-model.js';
 import { OpHelpers } from './op-helpers.js';
+import type { InputRef, NodeEmitter, NodeOptions, Value, ValueRef } from './node-emitter.js';
 import { createTensor, type OnnxTensor, type TensorInput } from './tensor.js';
-
-/** A value in a graph under construction: a graph input, an initializer or a node output. */
-export interface Value {
-  readonly name: string;
-  /** Known for inputs and initializers; node outputs leave it unset. */
-  readonly dtype?: DType;
-  readonly shape?: readonly Dim[];
-}
-
-/** A value, or the name of one. */
-export type ValueRef = Value | string;
-
-/** A node input: a value, or `null` for an omitted optional input. */
-export type InputRef = ValueRef | null;
-
-/** Per-node settings beyond op type, inputs and attributes. */
-export interface NodeOptions {
-  /** Operator domain; `''` (default) is ai.onnx. */
-  domain?: string;
-  /** Node name; made unique. Default: the op type. */
-  name?: string;
-  /** Exact output names (must be unused). Default: generated from the node name. */
-  outputs?: readonly string[];
-  docString?: string;
-}
 
 /** Settings for a new `GraphBuilder`. */
 export interface GraphBuilderOptions {
@@ -67,7 +43,7 @@ interface OpsetRequirement {
  * Builds an ONNX graph step by step: declare inputs and weights, add nodes (each returns its output),
  * mark outputs, then `toModel()`. Names are checked for clashes and generated where not given.
  */
-export class GraphBuilder {
+export class GraphBuilder implements NodeEmitter {
   /** The graph's name. */
   readonly name: string;
   /** The ai.onnx opset the op helpers target. */

@@ -1,6 +1,33 @@
-import type { AttributeValue } from './attribute.js';
 import type { DType } from './dtype.js';
 import type { OnnxTensor } from './tensor.js';
+
+/** A 64-bit integer: a number where it is exact, a bigint beyond 2^53. */
+export type Int64 = number | bigint;
+
+/** A node attribute, tagged with its ONNX attribute type. */
+export type AttributeValue = (
+  | { type: 'float'; value: number }
+  | { type: 'int'; value: Int64 }
+  | { type: 'string'; value: string }
+  | { type: 'tensor'; value: OnnxTensor }
+  | { type: 'sparseTensor'; value: SparseTensor }
+  | { type: 'graph'; value: OnnxGraph }
+  | { type: 'typeProto'; value: ValueType }
+  | { type: 'floats'; value: number[] }
+  | { type: 'ints'; value: Int64[] }
+  | { type: 'strings'; value: string[] }
+  | { type: 'tensors'; value: OnnxTensor[] }
+  | { type: 'sparseTensors'; value: SparseTensor[] }
+  | { type: 'graphs'; value: OnnxGraph[] }
+  | { type: 'typeProtos'; value: ValueType[] }
+) & {
+  /** Inside a function body: take the value from this attribute of the calling node. */
+  refAttrName?: string;
+  docString?: string;
+};
+
+/** The ONNX attribute type names. */
+export type AttributeType = AttributeValue['type'];
 
 /** One dimension of a declared shape: a fixed size, a symbolic name (`dim_param`, e.g. `'batch'`), or `null` for unknown. */
 export type Dim = number | string | null;

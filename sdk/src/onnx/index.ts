@@ -1,5 +1,5 @@
 // @nucleus/sdk/onnx: build, read and write ONNX models in TypeScript.
-export { attr, toAttribute, type AttributeInput, type AttributeType, type AttributeValue, type Int64 } from './attribute.js';
+export { attr, toAttribute, type AttributeInput } from './attribute.js';
 export {
   DTYPES,
   allocate,
@@ -17,19 +17,15 @@ export {
   type NumericArray,
   type TensorValues,
 } from './dtype.js';
-export {
-  GraphBuilder,
-  type GraphBuilderOptions,
-  type InputRef,
-  type NodeOptions,
-  type ToModelOptions,
-  type Value,
-  type ValueRef,
-} from './graph-builder.js';
+export { GraphBuilder, type GraphBuilderOptions, type ToModelOptions } from './graph-builder.js';
+export type { InputRef, NodeEmitter, NodeOptions, Value, ValueRef } from './node-emitter.js';
 export {
   emptyGraph,
   tensorType,
+  type AttributeType,
+  type AttributeValue,
   type Dim,
+  type Int64,
   type OnnxFunction,
   type OnnxGraph,
   type OnnxNode,

@@ -1,4 +1,3 @@
-import type { AttributeType, AttributeValue, Int64 } from './attribute.js';
 import {
   allocate,
   dtypeFromCode,
@@ -11,7 +10,10 @@ import {
   type NumericArray,
 } from './dtype.js';
 import type {
+  AttributeType,
+  AttributeValue,
   Dim,
+  Int64,
   OnnxFunction,
   OnnxGraph,
   OnnxNode,

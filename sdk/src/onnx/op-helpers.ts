@@ -1,6 +1,6 @@
 import { attr } from './attribute.js';
 import { dtypeToCode, type DType } from './dtype.js';
-import type { GraphBuilder, InputRef, NodeOptions, Value, ValueRef } from './graph-builder.js';
+import type { InputRef, NodeEmitter, NodeOptions, Value, ValueRef } from './node-emitter.js';
 
 /** An operand of an elementwise helper: a value, or a plain number meaning a float32 scalar constant. */
 export type Operand = ValueRef | number;
@@ -20,7 +20,7 @@ export interface WindowOptions {
  * as an input from opset 13, as an attribute before). Each returns the node's output.
  */
 export class OpHelpers {
-  constructor(private readonly g: GraphBuilder) {}
+  constructor(private readonly g: NodeEmitter) {}
 
   private operand(v: Operand): ValueRef {
     return typeof v === 'number' ? this.g.scalar(v, 'float32') : v;

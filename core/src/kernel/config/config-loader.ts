@@ -285,7 +285,7 @@ class Layering {
         return;
       }
     }
-    const insideKey = this.keys.find((k) => path.startsWith(k.path + '.'));
+    const insideKey = this.keys.find((k) => path.startsWith(`${k.path}.`));
     if (insideKey !== undefined) {
       const source = sourceOf(segments);
       this.issues.push({ path, message: `${path} is inside the key ${insideKey.path}; set ${insideKey.path} as a whole (from ${describeSource(source)})`, source });
@@ -333,7 +333,7 @@ class Layering {
   }
 
   private knowsPlugin(id: string): boolean {
-    return this.schema.properties?.['plugin']?.properties?.[id] !== undefined;
+    return this.schema.properties?.plugin?.properties?.[id] !== undefined;
   }
 
   private schemaAt(segments: readonly string[]): JsonSchema | undefined {

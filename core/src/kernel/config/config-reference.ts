@@ -25,7 +25,7 @@ export function renderConfigReference(schema: JsonSchema): string {
     '`plugin.backend-cpu.intraOpNumThreads` is set by `NUCLEUS_PLUGIN_BACKEND_CPU_INTRA_OP_NUM_THREADS`.',
     'Keys marked runtime can be changed without a restart through the admin API.',
   );
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 function row(path: string, env: string, schema: JsonSchema, runtime: boolean, prefix = ''): string {

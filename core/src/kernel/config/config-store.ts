@@ -216,7 +216,7 @@ export class ConfigStore {
   }
 
   private isFolder(path: string): boolean {
-    return this.built.keys.some((key) => key.path.startsWith(path + '.'));
+    return this.built.keys.some((key) => key.path.startsWith(`${path}.`));
   }
 }
 

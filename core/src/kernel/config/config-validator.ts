@@ -169,7 +169,7 @@ function describeType(type: string, schema: JsonSchema): string {
     case 'string': {
       let text = schema.minLength === 1 ? 'a non-empty string' : schema.minLength !== undefined ? `a string of at least ${schema.minLength} characters` : 'a string';
       if (schema.pattern !== undefined) text += ` matching /${schema.pattern}/`;
-      if (typeof schema['format'] === 'string') text += ` in ${schema['format']} format`;
+      if (typeof schema.format === 'string') text += ` in ${schema.format} format`;
       return text;
     }
     case 'boolean':

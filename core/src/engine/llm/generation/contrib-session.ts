@@ -322,7 +322,7 @@ export class ContribDecoderSession implements ResidentKvRunner {
     }
     const result = await this.#session.run(feeds, fetches);
     if (this.#appends) this.#append(result, first, rows, width, totals, newTokens);
-    const logits = result['logits']!;
+    const logits = result.logits!;
     const [, seq, vocab] = logits.dims as number[];
     const out: LogitsRow[] = [];
     for (let r = 0; r < rows; r++) {

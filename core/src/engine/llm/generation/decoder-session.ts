@@ -140,15 +140,15 @@ export class DecoderSession implements DecoderRunner {
           : new ort.Tensor('int64', BigInt64Array.from(ids, (v) => BigInt(v)), [rows, width]),
       attention_mask: new ort.Tensor('int64', mask, [rows, mask.length / rows]),
     };
-    if (this.#hasPositions) feeds['position_ids'] = new ort.Tensor('int64', positions, [rows, width]);
-    if (this.#hasCacheBranch) feeds['use_cache_branch'] = new ort.Tensor('bool', new Uint8Array([past.pastLength > 0 ? 1 : 0]), [1]);
+    if (this.#hasPositions) feeds.position_ids = new ort.Tensor('int64', positions, [rows, width]);
+    if (this.#hasCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([past.pastLength > 0 ? 1 : 0]), [1]);
     const shape = past.shape;
     past.layers.forEach((layer, l) => {
       feeds[`past_key_values.${l}.key`] = new ort.Tensor(this.layout.dtype, layer.key, shape);
       feeds[`past_key_values.${l}.value`] = new ort.Tensor(this.layout.dtype, layer.value, shape);
     });
     const result = await this.#session.run(feeds, this.#fetches);
-    const logits = result['logits']!;
+    const logits = result.logits!;
     const [, seq, vocab] = logits.dims as number[];
     const logitRows: LogitsRow[] = [];
     for (let r = 0; r < rows; r++) {

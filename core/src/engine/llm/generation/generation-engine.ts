@@ -574,7 +574,7 @@ export class GenerationEngine implements GenerationService {
       const configured = (this.options.config.get('models') as { name: string; fallback?: string }[] | undefined) ?? [];
       const name = configured.find((m) => m.name === model.name)?.fallback;
       const fallback = name === undefined || name === model.name ? undefined : this.#models.get(name);
-      if (!fallback || fallback.kind !== 'llm' || fallback.state === 'failed') throw err;
+      if (fallback?.kind !== 'llm' || fallback.state === 'failed') throw err;
       try {
         fallback.breaker.admit();
       } catch {

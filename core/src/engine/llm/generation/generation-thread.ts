@@ -17,7 +17,7 @@ import { releaseAllocationFailureSession, withFaultInjection } from './fault-inj
 import type { FromGenerationThread, GenerationThreadSpec, PrefixCacheSpec, SpeculativeSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
 import { GenerationLoop, type LoopSink, type Speculation, type StepRecovery } from './generation-loop.js';
 import { Outbox } from './outbox.js';
-import { buildPrompt, type ChatRenderer } from './prompt-builder.js';
+import { type BuiltPrompt, buildPrompt, type ChatRenderer } from './prompt-builder.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
 import { GenerationScheduler } from './scheduler.js';
 import { workerPort } from '../../workers/worker-port.js';
@@ -190,7 +190,7 @@ class DecoderEngine {
   }
 
   submit(id: number, request: WireGenerateRequest): void {
-    let prompt;
+    let prompt: BuiltPrompt;
     try {
       prompt = buildPrompt(request, this.#tokenizer, this.#renderChat, this.#maxContext);
     } catch (err) {

@@ -56,7 +56,7 @@ export class Embedder {
           input_ids: new ort.Tensor('int64', ids, [rows.length, width]),
           attention_mask: new ort.Tensor('int64', mask, [rows.length, width]),
         };
-        if (session.inputNames.includes('token_type_ids')) feeds['token_type_ids'] = new ort.Tensor('int64', new BigInt64Array(rows.length * width), [rows.length, width]);
+        if (session.inputNames.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(rows.length * width), [rows.length, width]);
         const out = await session.run(feeds, [output]);
         return out[output]!.data as Float32Array;
       },
@@ -107,8 +107,8 @@ export class Embedder {
               feeds[io.pastValue.replace('%d', String(l))] = empty();
             }
           } else {
-            feeds['attention_mask'] = new ort.Tensor('int64', mask, [n, width]);
-            if (session.inputNames.includes('position_ids')) feeds['position_ids'] = new ort.Tensor('int64', positions, [n, width]);
+            feeds.attention_mask = new ort.Tensor('int64', mask, [n, width]);
+            if (session.inputNames.includes('position_ids')) feeds.position_ids = new ort.Tensor('int64', positions, [n, width]);
             for (let l = 0; l < config.numLayers; l++) {
               for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = empty();
             }
