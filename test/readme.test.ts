@@ -24,7 +24,10 @@ describe('README', () => {
     assert.match(library, /\(core\/README\.md\)/);
     assert.match(library, /Kernel\.create\(/);
     const troubles = readme.slice(readme.indexOf('## Troubleshooting'));
-    const rows = troubles.split('\n## ')[0]!.split('\n').filter((l) => l.startsWith('| `'));
+    const rows = troubles
+      .split('\n## ')[0]!
+      .split('\n')
+      .filter((l) => l.startsWith('| `'));
     assert.equal(rows.length, 10, rows.join('\n'));
     assert.match(troubles, /port 8080 is in use by another process; pass --port or set server\.port/);
   });

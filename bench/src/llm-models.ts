@@ -9,12 +9,35 @@ import { onnxFormat } from '@nucleus/plugin-format-onnx';
 
 const CACHE_DIR = fileURLToPath(new URL('../../.cache/models', import.meta.url));
 const formats = new ModelFormats([ggufFormat, onnxFormat]);
-const quiet = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, fatal() {}, child: () => quiet } as unknown as Logger;
+const quiet = {
+  trace() {},
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  fatal() {},
+  child: () => quiet,
+} as unknown as Logger;
 
 /** A GGUF file or an export folder, loaded by the format that claims it. */
-export function loadLlm(path: string, options: { name?: string; graphStyle?: 'generic' | 'contrib' } = {}): Promise<LoadedLlm> {
-  const name = options.name ?? path.split('/').filter(Boolean).pop()!.replace(/\.gguf$/i, '');
-  return formats.loadLlm(path, { name, cacheDir: CACHE_DIR, options: {}, logger: quiet, ...(options.graphStyle && { graphStyle: options.graphStyle }) });
+export function loadLlm(
+  path: string,
+  options: { name?: string; graphStyle?: 'generic' | 'contrib' } = {},
+): Promise<LoadedLlm> {
+  const name =
+    options.name ??
+    path
+      .split('/')
+      .filter(Boolean)
+      .pop()!
+      .replace(/\.gguf$/i, '');
+  return formats.loadLlm(path, {
+    name,
+    cacheDir: CACHE_DIR,
+    options: {},
+    logger: quiet,
+    ...(options.graphStyle && { graphStyle: options.graphStyle }),
+  });
 }
 
 /** The built-in tiny-random Llama, generic or contrib. */

@@ -35,9 +35,18 @@ interface ModelCase {
 }
 
 /** One generation through the engine API in this process (no HTTP, no SSE), timed as {@link streamGenerate} is. */
-async function engineGenerate(generation: GenerationService, body: { model: string; prompt: number[]; max_tokens: number }): Promise<Streamed> {
+async function engineGenerate(
+  generation: GenerationService,
+  body: { model: string; prompt: number[]; max_tokens: number },
+): Promise<Streamed> {
   const started = performance.now();
-  const stream = await generation.generate({ model: body.model, prompt: body.prompt, maxTokens: body.max_tokens, temperature: 0, ignoreEos: true });
+  const stream = await generation.generate({
+    model: body.model,
+    prompt: body.prompt,
+    maxTokens: body.max_tokens,
+    temperature: 0,
+    ignoreEos: true,
+  });
   let ttftMs = NaN;
   let tokens = 0;
   let cachedTokens = 0;
@@ -60,7 +69,13 @@ function tokenIds(seed: number, n: number, vocab: number): number[] {
 }
 
 /** Requests one after another for `seconds` (at least `min`); TTFT percentiles, and prompt tokens per second of TTFT. */
-async function sequentialTtft(base: string, seconds: number, request: (i: number) => Record<string, unknown>, promptTokens: number, min = 5): Promise<{ stats: RunStats; meanCached: number }> {
+async function sequentialTtft(
+  base: string,
+  seconds: number,
+  request: (i: number) => Record<string, unknown>,
+  promptTokens: number,
+  min = 5,
+): Promise<{ stats: RunStats; meanCached: number }> {
   const ttfts: number[] = [];
   let cached = 0;
   const start = performance.now();
@@ -72,7 +87,17 @@ async function sequentialTtft(base: string, seconds: number, request: (i: number
   }
   const elapsed = (performance.now() - start) / 1000;
   const p50 = quantile(ttfts, 0.5);
-  return { stats: { throughput: (promptTokens * 1000) / p50, p50Ms: p50, p99Ms: quantile(ttfts, 0.99), count: ttfts.length, errors: 0, seconds: elapsed }, meanCached: cached / ttfts.length };
+  return {
+    stats: {
+      throughput: (promptTokens * 1000) / p50,
+      p50Ms: p50,
+      p99Ms: quantile(ttfts, 0.99),
+      count: ttfts.length,
+      errors: 0,
+      seconds: elapsed,
+    },
+    meanCached: cached / ttfts.length,
+  };
 }
 
 /** The settings every Nucleus server of this suite runs with, as `nucleus serve` arguments and as config. */
@@ -87,7 +112,11 @@ const SERVER_SETTINGS: Record<string, string> = {
 /** `nucleus serve` for one model in a process of its own: the load generator (this process) never shares its event loop. */
 function serveProcess(c: ModelCase, path: string, extra: Record<string, string> = {}): Promise<ServerProcess> {
   const settings = { ...SERVER_SETTINGS, ...extra };
-  return startServerProcess(['--model', `${c.name}=${path}`, ...Object.entries(settings).flatMap(([k, v]) => ['--set', `${k}=${v}`])]);
+  return startServerProcess([
+    '--model',
+    `${c.name}=${path}`,
+    ...Object.entries(settings).flatMap(([k, v]) => ['--set', `${k}=${v}`]),
+  ]);
 }
 
 /** A server in this process, for the engine-API rows (no HTTP): what the engine does without HTTP and SSE. */
@@ -139,7 +168,11 @@ function deliveryBuckets(exposition: string, model: string): Map<number, number>
  * Token-to-socket delay between two scrapes: count, and p50/p99 in ms interpolated within the histogram's buckets
  * (as Prometheus' histogram_quantile does).
  */
-function deliveryBetween(before: string, after: string, model: string): { count: number; p50Ms: number; p99Ms: number } {
+function deliveryBetween(
+  before: string,
+  after: string,
+  model: string,
+): { count: number; p50Ms: number; p99Ms: number } {
   const a = deliveryBuckets(before, model);
   const b = deliveryBuckets(after, model);
   const bounds = [...b.keys()].sort((x, y) => x - y);
@@ -207,13 +240,23 @@ function probeHealth(base: string): { stop(): Promise<number[]> } {
  * meanwhile and token-to-socket delay read from the server's metrics, prefill rate, and TTFT of a long shared prefix
  * with and without the prefix cache. Then the engine API in this process (no HTTP).
  */
-async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise<{ rows: ResultRow[]; single: number; ttft: number; prefill: number; greedy: string; latency: string[] }> {
+async function nucleusRuns(
+  c: ModelCase,
+  path: string,
+  notes: string[],
+): Promise<{ rows: ResultRow[]; single: number; ttft: number; prefill: number; greedy: string; latency: string[] }> {
   const rows: ResultRow[] = [];
   const latency: string[] = [];
   const vocab = c.llm.config.vocabSize;
   const bos = c.llm.config.bosTokenId;
   const start = (ids: number[]) => (bos === undefined ? ids : [bos, ...ids]);
-  const decodeBody = (i: number) => ({ model: c.name, prompt: start(tokenIds(i + 1, 4, vocab)), max_tokens: c.decodeTokens, temperature: 0, ignore_eos: true });
+  const decodeBody = (i: number) => ({
+    model: c.name,
+    prompt: start(tokenIds(i + 1, 4, vocab)),
+    max_tokens: c.decodeTokens,
+    temperature: 0,
+    ignore_eos: true,
+  });
   let single = NaN;
   let ttft = NaN;
   let greedy = '';
@@ -226,13 +269,22 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
     const warm = await fetch(`${base}/generate`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: c.name, prompt: 'Once upon a time', max_tokens: 24, temperature: 0, ignore_eos: true }),
+      body: JSON.stringify({
+        model: c.name,
+        prompt: 'Once upon a time',
+        max_tokens: 24,
+        temperature: 0,
+        ignore_eos: true,
+      }),
     });
     greedy = ((await warm.json()) as { choices: { text: string }[] }).choices[0]!.text;
     const bodies = Array.from({ length: 4096 }, (_, i) => decodeBody(i));
     // The load generator runs at the inference workers' niceness (see streamsFromThread); the last run repeats 32
     // streams with it at the server's priority, competing with the server's event loop as no remote client would.
-    const runs = [...[1, 4, 16, 32].map((clients) => ({ clients, niceness: DEFAULT_WORKER_NICENESS })), { clients: 32, niceness: 0 }];
+    const runs = [
+      ...[1, 4, 16, 32].map((clients) => ({ clients, niceness: DEFAULT_WORKER_NICENESS })),
+      { clients: 32, niceness: 0 },
+    ];
     for (const { clients, niceness } of runs) {
       const before = await scrape(base);
       const probe = probeHealth(base);
@@ -260,13 +312,27 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
     }
     // Prefill: long prompts that share nothing (their first tokens differ), one token out.
     const beforePrefill = await scrape(base);
-    const prefillRun = await sequentialTtft(base, SECONDS, (i) => ({ model: c.name, prompt: start(tokenIds(1000 + i, c.longPrompt, vocab)), max_tokens: 1, temperature: 0, ignore_eos: true }), c.longPrompt + 1);
+    const prefillRun = await sequentialTtft(
+      base,
+      SECONDS,
+      (i) => ({
+        model: c.name,
+        prompt: start(tokenIds(1000 + i, c.longPrompt, vocab)),
+        max_tokens: 1,
+        temperature: 0,
+        ignore_eos: true,
+      }),
+      c.longPrompt + 1,
+    );
     const afterPrefill = await scrape(base);
     // One request at a time: every reported group holds one prefill step, so the sums of the per-group means add up.
     const prefillPhase = { model_name: c.name, phase: 'prefill' };
-    const prefillTokens = histogramSum(afterPrefill, 'nucleus_iteration_tokens', prefillPhase) - histogramSum(beforePrefill, 'nucleus_iteration_tokens', prefillPhase);
+    const prefillTokens =
+      histogramSum(afterPrefill, 'nucleus_iteration_tokens', prefillPhase) -
+      histogramSum(beforePrefill, 'nucleus_iteration_tokens', prefillPhase);
     const prefillSeconds =
-      histogramSum(afterPrefill, 'nucleus_engine_step_duration_seconds', prefillPhase) - histogramSum(beforePrefill, 'nucleus_engine_step_duration_seconds', prefillPhase);
+      histogramSum(afterPrefill, 'nucleus_engine_step_duration_seconds', prefillPhase) -
+      histogramSum(beforePrefill, 'nucleus_engine_step_duration_seconds', prefillPhase);
     prefill = prefillRun.stats.throughput;
     rows.push({
       label: `Nucleus, prefill of ${c.longPrompt + 1}-token prompts, one at a time (tokens/s of TTFT p50)`,
@@ -275,12 +341,22 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
     });
     // A long shared prefix (a system prompt) and a short question that differs each time.
     const shared = start(tokenIds(7, c.longPrompt - 8, vocab));
-    const sharedBody = (i: number) => ({ model: c.name, prompt: [...shared, ...tokenIds(5000 + i, 8, vocab)], max_tokens: 1, temperature: 0, ignore_eos: true });
+    const sharedBody = (i: number) => ({
+      model: c.name,
+      prompt: [...shared, ...tokenIds(5000 + i, 8, vocab)],
+      max_tokens: 1,
+      temperature: 0,
+      ignore_eos: true,
+    });
     const cached = await sequentialTtft(base, SECONDS, sharedBody, shared.length + 8);
     await server.stop();
     server = await serveProcess(c, path, { 'cache.prefix.enabled': 'false' });
     const uncached = await sequentialTtft(server.url, SECONDS, sharedBody, shared.length + 8);
-    rows.push({ label: `Nucleus, ${shared.length}-token shared prefix + 8 new, no prefix cache (TTFT)`, stats: uncached.stats, ratio: 1 });
+    rows.push({
+      label: `Nucleus, ${shared.length}-token shared prefix + 8 new, no prefix cache (TTFT)`,
+      stats: uncached.stats,
+      ratio: 1,
+    });
     rows.push({
       label: `Nucleus, ${shared.length}-token shared prefix + 8 new, prefix cache (TTFT)`,
       stats: cached.stats,
@@ -297,7 +373,9 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
     // The same through the engine API in this process: what the engine does without HTTP and SSE framing.
     let engineSingle = NaN;
     for (const clients of [1, 4, 16, 32]) {
-      const r = await concurrentStreams(clients, SECONDS, (i) => engineGenerate(inProcess.kernel.generation, decodeBody(i)));
+      const r = await concurrentStreams(clients, SECONDS, (i) =>
+        engineGenerate(inProcess.kernel.generation, decodeBody(i)),
+      );
       if (clients === 1) engineSingle = r.stats.throughput;
       rows.push({
         label: `Nucleus engine API in process, ${clients} stream${clients > 1 ? 's' : ''} × ${c.decodeTokens} tokens (p50/p99 = TTFT)`,
@@ -311,14 +389,27 @@ async function nucleusRuns(c: ModelCase, path: string, notes: string[]): Promise
     const t0 = performance.now();
     while (firsts.length < 5 || performance.now() - t0 < SECONDS * 1000) {
       const t = performance.now();
-      const stream = await inProcess.kernel.generation.generate({ model: c.name, prompt: 'Once upon a time', maxTokens: 1, temperature: 0, ignoreEos: true });
+      const stream = await inProcess.kernel.generation.generate({
+        model: c.name,
+        prompt: 'Once upon a time',
+        maxTokens: 1,
+        temperature: 0,
+        ignoreEos: true,
+      });
       for await (const e of stream) if (e.type === 'token') break;
       firsts.push(performance.now() - t);
     }
     ttft = quantile(firsts, 0.5);
     rows.push({
       label: `Nucleus engine API in process (no HTTP), 'Once upon a time', first token (TTFT)`,
-      stats: { throughput: 1000 / ttft, p50Ms: ttft, p99Ms: quantile(firsts, 0.99), count: firsts.length, errors: 0, seconds: (performance.now() - t0) / 1000 },
+      stats: {
+        throughput: 1000 / ttft,
+        p50Ms: ttft,
+        p99Ms: quantile(firsts, 0.99),
+        count: firsts.length,
+        errors: 0,
+        seconds: (performance.now() - t0) / 1000,
+      },
       note: 'tokens/s column: requests/s at TTFT p50',
     });
   } catch (err) {
@@ -335,7 +426,13 @@ async function transformersFolder(c: ModelCase, sourceConfigDir: string | undefi
   await mkdir(join(dir, 'onnx'), { recursive: true });
   await copyFile(c.llm.onnxPath, join(dir, 'onnx', 'model.onnx'));
   if (sourceConfigDir) {
-    for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
+    for (const f of [
+      'config.json',
+      'generation_config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'special_tokens_map.json',
+    ]) {
       if (existsSync(join(sourceConfigDir, f))) await copyFile(join(sourceConfigDir, f), join(dir, f));
     }
   }
@@ -358,25 +455,59 @@ function sentencePieceTokenizerJson(pieces: string[], scores: number[], bos: num
     }
   });
   merges.sort((a, b) => b.score - a.score || a.id - b.id);
-  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   return {
     version: '1.0',
     truncation: null,
     padding: null,
     added_tokens: [special(0, pieces[0]!), special(bos, pieces[bos]!), special(eos, pieces[eos]!)],
-    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    normalizer: {
+      type: 'Sequence',
+      normalizers: [
+        { type: 'Prepend', prepend: '▁' },
+        { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+      ],
+    },
     pre_tokenizer: null,
     post_processor: {
       type: 'TemplateProcessing',
       single: [{ SpecialToken: { id: pieces[bos], type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-      pair: [{ SpecialToken: { id: pieces[bos], type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      pair: [
+        { SpecialToken: { id: pieces[bos], type_id: 0 } },
+        { Sequence: { id: 'A', type_id: 0 } },
+        { Sequence: { id: 'B', type_id: 1 } },
+      ],
       special_tokens: { [pieces[bos]!]: { id: pieces[bos], ids: [bos], tokens: [pieces[bos]] } },
     },
     decoder: {
       type: 'Sequence',
-      decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }],
+      decoders: [
+        { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
+        { type: 'ByteFallback' },
+        { type: 'Fuse' },
+        { type: 'Strip', content: ' ', start: 1, stop: 0 },
+      ],
     },
-    model: { type: 'BPE', dropout: null, unk_token: pieces[0], continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges: merges.map((m) => m.pair) },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: pieces[0],
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: true,
+      byte_fallback: true,
+      ignore_merges: false,
+      vocab,
+      merges: merges.map((m) => m.pair),
+    },
   };
 }
 
@@ -408,7 +539,19 @@ async function storiesTransformersFolder(c: ModelCase): Promise<string> {
     }),
   );
   await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(sentencePieceTokenizerJson(pieces, scores, bos, eos)));
-  await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'LlamaTokenizer', add_bos_token: true, add_eos_token: false, bos_token: pieces[bos], eos_token: pieces[eos], unk_token: pieces[0], legacy: true, clean_up_tokenization_spaces: false }));
+  await writeFile(
+    join(dir, 'tokenizer_config.json'),
+    JSON.stringify({
+      tokenizer_class: 'LlamaTokenizer',
+      add_bos_token: true,
+      add_eos_token: false,
+      bos_token: pieces[bos],
+      eos_token: pieces[eos],
+      unk_token: pieces[0],
+      legacy: true,
+      clean_up_tokenization_spaces: false,
+    }),
+  );
   return dir;
 }
 
@@ -422,11 +565,16 @@ async function transformersRuns(
   ours: { single: number; ttft: number; prefill: number },
   notes: string[],
 ): Promise<{ rows: ResultRow[]; decode: number; ttft: number; prefill: number; greedy: string } | undefined> {
-  let lib: { env: { allowRemoteModels: boolean; allowLocalModels: boolean; localModelPath: string }; pipeline: (task: string, model: string, options: Record<string, unknown>) => Promise<Generator> };
+  let lib: {
+    env: { allowRemoteModels: boolean; allowLocalModels: boolean; localModelPath: string };
+    pipeline: (task: string, model: string, options: Record<string, unknown>) => Promise<Generator>;
+  };
   try {
     lib = (await import('@huggingface/transformers' as string)) as typeof lib;
   } catch (err) {
-    notes.push(`transformers.js is not installed (${err instanceof Error ? err.message : String(err)}); no comparison.`);
+    notes.push(
+      `transformers.js is not installed (${err instanceof Error ? err.message : String(err)}); no comparison.`,
+    );
     return undefined;
   }
   lib.env.allowRemoteModels = false;
@@ -436,11 +584,20 @@ async function transformersRuns(
   try {
     generate = await lib.pipeline('text-generation', c.name, { dtype: 'fp32', device: 'cpu' });
   } catch (err) {
-    notes.push(`${c.name}: transformers.js could not load the model from ${folder}: ${err instanceof Error ? err.message : String(err)}`);
+    notes.push(
+      `${c.name}: transformers.js could not load the model from ${folder}: ${err instanceof Error ? err.message : String(err)}`,
+    );
     return undefined;
   }
   const rows: ResultRow[] = [];
-  const greedy = (await generate('Once upon a time', { max_new_tokens: 24, min_new_tokens: 24, do_sample: false, return_full_text: false }))[0]!.generated_text;
+  const greedy = (
+    await generate('Once upon a time', {
+      max_new_tokens: 24,
+      min_new_tokens: 24,
+      do_sample: false,
+      return_full_text: false,
+    })
+  )[0]!.generated_text;
   const time = async (fn: () => Promise<unknown>): Promise<number[]> => {
     const ms: number[] = [];
     const start = performance.now();
@@ -453,13 +610,22 @@ async function transformersRuns(
   };
   // TTFT: one new token; decode: the rest of a run of decodeTokens, as for Nucleus.
   const first = await time(() => generate('Once upon a time', { max_new_tokens: 1, do_sample: false }));
-  const full = await time(() => generate('Once upon a time', { max_new_tokens: c.decodeTokens, min_new_tokens: c.decodeTokens, do_sample: false }));
+  const full = await time(() =>
+    generate('Once upon a time', { max_new_tokens: c.decodeTokens, min_new_tokens: c.decodeTokens, do_sample: false }),
+  );
   const ttft = quantile(first, 0.5);
   const whole = quantile(full, 0.5);
   const decode = (c.decodeTokens * 1000) / whole;
   rows.push({
     label: `transformers.js pipeline, 1 stream × ${c.decodeTokens} tokens (p50/p99 = TTFT of 'Once upon a time')`,
-    stats: { throughput: decode, p50Ms: ttft, p99Ms: quantile(first, 0.99), count: full.length, errors: 0, seconds: SECONDS },
+    stats: {
+      throughput: decode,
+      p50Ms: ttft,
+      p99Ms: quantile(first, 0.99),
+      count: full.length,
+      errors: 0,
+      seconds: SECONDS,
+    },
     ratio: decode / ours.single,
     note: `${(((c.decodeTokens - 1) * 1000) / (whole - ttft)).toFixed(0)} tok/s after the first token; in process, no HTTP; ratio: against Nucleus 1 stream`,
   });
@@ -468,7 +634,14 @@ async function transformersRuns(
   const prefill = (promptTokens * 1000) / quantile(prefillMs, 0.5);
   rows.push({
     label: `transformers.js pipeline, prefill of a ${promptTokens}-token text prompt (tokens/s of TTFT p50)`,
-    stats: { throughput: prefill, p50Ms: quantile(prefillMs, 0.5), p99Ms: quantile(prefillMs, 0.99), count: prefillMs.length, errors: 0, seconds: SECONDS },
+    stats: {
+      throughput: prefill,
+      p50Ms: quantile(prefillMs, 0.5),
+      p99Ms: quantile(prefillMs, 0.99),
+      count: prefillMs.length,
+      errors: 0,
+      seconds: SECONDS,
+    },
     ratio: prefill / ours.prefill,
     note: 'in process, no HTTP; ratio: against the Nucleus prefill row',
   });
@@ -477,9 +650,13 @@ async function transformersRuns(
 
 /** Story text of about `tokens` tokens (BOS included) for prompts given as text. */
 function textOfLength(tokenizer: LlmTokenizer, tokens: number): string {
-  const words = 'Once upon a time there was a little girl named Lily. She loved to play outside in the park with her friends, and every day she'.split(' ');
+  const words =
+    'Once upon a time there was a little girl named Lily. She loved to play outside in the park with her friends, and every day she'.split(
+      ' ',
+    );
   let text = '';
-  for (let i = 0; tokenizer.encode(text, { addBos: true }).length < tokens; i++) text += (i ? ' ' : '') + words[i % words.length];
+  for (let i = 0; tokenizer.encode(text, { addBos: true }).length < tokens; i++)
+    text += (i ? ' ' : '') + words[i % words.length];
   return text;
 }
 
@@ -491,8 +668,14 @@ const WARMUP_STEPS = 8;
  * Each stream prefills 16 tokens, then `steps` measured steps (after a few unmeasured ones) run for all streams together.
  */
 export async function runnerDecodeRows(generic: LoadedLlm, contrib: LoadedLlm, steps: number): Promise<ResultRow[]> {
-  const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } };
-  const sessions = { generic: await ort.InferenceSession.create(generic.onnxPath, options), contrib: await ort.InferenceSession.create(contrib.onnxPath, options) };
+  const options: ort.InferenceSession.SessionOptions = {
+    intraOpNumThreads: 1,
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  };
+  const sessions = {
+    generic: await ort.InferenceSession.create(generic.onnxPath, options),
+    contrib: await ort.InferenceSession.create(contrib.onnxPath, options),
+  };
   const rows: ResultRow[] = [];
   try {
     for (const streams of [1, 16]) {
@@ -521,7 +704,10 @@ export async function runnerDecodeRows(generic: LoadedLlm, contrib: LoadedLlm, s
         const decodeMs = latencies.reduce((a, b) => a + b, 0);
         rates[style] = summarise(latencies, decodeMs / 1000, steps * streams);
       }
-      rows.push({ label: `runner decode, generic graph, ${streams} stream${streams > 1 ? 's' : ''} (p50/p99: ms per step)`, stats: rates.generic! });
+      rows.push({
+        label: `runner decode, generic graph, ${streams} stream${streams > 1 ? 's' : ''} (p50/p99: ms per step)`,
+        stats: rates.generic!,
+      });
       rows.push({
         label: `runner decode, contrib graph (resident KV, new K/V appended), ${streams} stream${streams > 1 ? 's' : ''} (p50/p99: ms per step)`,
         stats: rates.contrib!,
@@ -543,11 +729,23 @@ export async function llmSuite(): Promise<string> {
   const cases: { c: ModelCase; path: string; folder: () => Promise<string> }[] = [];
   const tinyDir = await ensureTinyLlama();
   const tiny = await loadLlm(tinyDir, { name: 'tiny-llama' });
-  const tinyCase: ModelCase = { name: 'tiny-llama', llm: tiny, tokenizer: createTokenizer(tiny.tokenizer), decodeTokens: 128, longPrompt: 192 };
+  const tinyCase: ModelCase = {
+    name: 'tiny-llama',
+    llm: tiny,
+    tokenizer: createTokenizer(tiny.tokenizer),
+    decodeTokens: 128,
+    longPrompt: 192,
+  };
   cases.push({ c: tinyCase, path: tinyDir, folder: () => transformersFolder(tinyCase, tinyDir) });
   if (existsSync(STORIES)) {
     const stories = await loadLlm(STORIES, { name: 'stories260K' });
-    const storiesCase: ModelCase = { name: 'stories260K', llm: stories, tokenizer: createTokenizer(stories.tokenizer), decodeTokens: 256, longPrompt: 384 };
+    const storiesCase: ModelCase = {
+      name: 'stories260K',
+      llm: stories,
+      tokenizer: createTokenizer(stories.tokenizer),
+      decodeTokens: 256,
+      longPrompt: 384,
+    };
     cases.push({ c: storiesCase, path: STORIES, folder: () => storiesTransformersFolder(storiesCase) });
   } else {
     notes.push(`stories260K skipped: ${STORIES} is absent.`);
@@ -563,15 +761,29 @@ export async function llmSuite(): Promise<string> {
       rows.push(...theirs.rows);
       notes.push(
         `${c.name}: greedy text of 'Once upon a time' (24 tokens) ${theirs.greedy === ours.greedy ? 'is the same' : 'differs'} in Nucleus and transformers.js` +
-          (theirs.greedy === ours.greedy ? '.' : `: Nucleus ${JSON.stringify(ours.greedy)}, transformers.js ${JSON.stringify(theirs.greedy)}.`),
+          (theirs.greedy === ours.greedy
+            ? '.'
+            : `: Nucleus ${JSON.stringify(ours.greedy)}, transformers.js ${JSON.stringify(theirs.greedy)}.`),
       );
       summary.push(
         `${c.name}, Nucleus against transformers.js, 1 stream: decode ${(ours.single / theirs.decode).toFixed(2)}× (Nucleus over HTTP / transformers.js in process), TTFT ${(ours.ttft / theirs.ttft).toFixed(1)}× longer (both in process), prefill ${(ours.prefill / theirs.prefill).toFixed(2)}× (Nucleus over HTTP / transformers.js in process).`,
       );
     }
-    if (c.name === 'tiny-llama') rows.push(...(await runnerDecodeRows(c.llm, await loadTinyLlama({ graphStyle: 'contrib' }), c.decodeTokens)));
-    else if (c.name === 'stories260K') rows.push(...(await runnerDecodeRows(c.llm, await loadLlm(STORIES, { name: 'stories260K', graphStyle: 'contrib' }), c.decodeTokens)));
-    tables.push({ title: `${c.name} (${c.llm.config.numLayers} layers, hidden ${c.llm.config.hiddenSize}, vocab ${c.llm.config.vocabSize}, context ${c.llm.config.maxContext})`, unit: 'tokens', rows });
+    if (c.name === 'tiny-llama')
+      rows.push(...(await runnerDecodeRows(c.llm, await loadTinyLlama({ graphStyle: 'contrib' }), c.decodeTokens)));
+    else if (c.name === 'stories260K')
+      rows.push(
+        ...(await runnerDecodeRows(
+          c.llm,
+          await loadLlm(STORIES, { name: 'stories260K', graphStyle: 'contrib' }),
+          c.decodeTokens,
+        )),
+      );
+    tables.push({
+      title: `${c.name} (${c.llm.config.numLayers} layers, hidden ${c.llm.config.hiddenSize}, vocab ${c.llm.config.vocabSize}, context ${c.llm.config.maxContext})`,
+      unit: 'tokens',
+      rows,
+    });
   }
   notes.push(
     ...summary,

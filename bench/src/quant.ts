@@ -4,7 +4,13 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { loadModel, OnnxModel } from '@nucleus/sdk/onnx';
 import { SeededRandom } from '@nucleus/core/internal/engine/builtin-models/index';
-import { buildLlamaGraph, builtDecoderConfig, type DecoderConfig, type LlamaArchitecture, type LlamaWeights } from '@nucleus/sdk/llm';
+import {
+  buildLlamaGraph,
+  builtDecoderConfig,
+  type DecoderConfig,
+  type LlamaArchitecture,
+  type LlamaWeights,
+} from '@nucleus/sdk/llm';
 import { loadLlm } from './llm-models.js';
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import { quantizeInt8, type Int8Options } from '@nucleus/plugin-quant-int8';
@@ -64,7 +70,10 @@ function prompt(seed: number, n: number, vocab: number): number[] {
 
 // Decode steps on one contrib session, in this thread: each stream prefills 16 tokens, then STEPS measured steps.
 async function decodeRate(bytes: Uint8Array, config: DecoderConfig, streams: number): Promise<RunStats> {
-  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+  const session = await ort.InferenceSession.create(bytes, {
+    intraOpNumThreads: 1,
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
   try {
     const runner = new ContribDecoderSession(session, config, { initialRows: streams });
     await runner.admit(Array.from({ length: streams }, (_, i) => prompt(i + 1, 16, config.vocabSize)));
@@ -81,7 +90,13 @@ async function decodeRate(bytes: Uint8Array, config: DecoderConfig, streams: num
   }
 }
 
-async function caseRows(name: string, float: OnnxModel, config: DecoderConfig, rows: ResultRow[], notes: string[]): Promise<void> {
+async function caseRows(
+  name: string,
+  float: OnnxModel,
+  config: DecoderConfig,
+  rows: ResultRow[],
+  notes: string[],
+): Promise<void> {
   const floatBytes = float.encode();
   const variants: [string, Int8Options][] = [
     ['int8 weights, int8 compute (accuracy_level 4, default)', { accuracyLevel: 4, blockSize: 32 }],
@@ -103,7 +118,9 @@ async function caseRows(name: string, float: OnnxModel, config: DecoderConfig, r
       rows[rows.length - 1]!.ratio = rows[rows.length - 1]!.stats.throughput / base.throughput;
     }
   }
-  notes.push(`${name}: ratio is decode tokens/s of the int8 graph over the float32 graph, same session options (1 intra-op thread).`);
+  notes.push(
+    `${name}: ratio is decode tokens/s of the int8 graph over the float32 graph, same session options (1 intra-op thread).`,
+  );
 }
 
 // The transform rewrites in place; each variant starts from its own copy.
@@ -121,8 +138,20 @@ export async function quantSuite(): Promise<string> {
   } else {
     notes.push('stories260K skipped: ../shared/models/stories260K is absent.');
   }
-  const mid = buildLlamaGraph(randomLlama(MID_ARCH), MID_ARCH, { ropeLayout: 'interleaved', style: 'contrib', name: 'mid_llama' });
-  await caseRows('random Llama (dim 512, 4 layers, vocab 4096)', mid, builtDecoderConfig(MID_ARCH, 'contrib', { eosTokenIds: [2] }), rows, notes);
-  const tables: ResultTable[] = [{ title: 'Decode, contrib graph: float32 against int8 weights', unit: 'tokens', rows }];
+  const mid = buildLlamaGraph(randomLlama(MID_ARCH), MID_ARCH, {
+    ropeLayout: 'interleaved',
+    style: 'contrib',
+    name: 'mid_llama',
+  });
+  await caseRows(
+    'random Llama (dim 512, 4 layers, vocab 4096)',
+    mid,
+    builtDecoderConfig(MID_ARCH, 'contrib', { eosTokenIds: [2] }),
+    rows,
+    notes,
+  );
+  const tables: ResultTable[] = [
+    { title: 'Decode, contrib graph: float32 against int8 weights', unit: 'tokens', rows },
+  ];
   return record('quant', machineInfo(), tables, notes);
 }

@@ -26,7 +26,12 @@ function fmt(n: number, digits = 1): string {
 }
 
 /** Renders tables and the machine as Markdown. */
-export function renderMarkdown(suite: string, machine: MachineInfo, tables: readonly ResultTable[], notes: readonly string[]): string {
+export function renderMarkdown(
+  suite: string,
+  machine: MachineInfo,
+  tables: readonly ResultTable[],
+  notes: readonly string[],
+): string {
   const lines = [
     `# ${suite} benchmark`,
     '',
@@ -34,9 +39,16 @@ export function renderMarkdown(suite: string, machine: MachineInfo, tables: read
     '',
   ];
   for (const t of tables) {
-    lines.push(`## ${t.title}`, '', `| run | ${t.unit}/s | ratio | p50 ms | p99 ms | errors | note |`, '| --- | ---: | ---: | ---: | ---: | ---: | --- |');
+    lines.push(
+      `## ${t.title}`,
+      '',
+      `| run | ${t.unit}/s | ratio | p50 ms | p99 ms | errors | note |`,
+      '| --- | ---: | ---: | ---: | ---: | ---: | --- |',
+    );
     for (const r of t.rows) {
-      lines.push(`| ${r.label} | ${fmt(r.stats.throughput)} | ${r.ratio === undefined ? '' : fmt(r.ratio, 2)} | ${fmt(r.stats.p50Ms, 2)} | ${fmt(r.stats.p99Ms, 2)} | ${r.stats.errors} | ${r.note ?? ''} |`);
+      lines.push(
+        `| ${r.label} | ${fmt(r.stats.throughput)} | ${r.ratio === undefined ? '' : fmt(r.ratio, 2)} | ${fmt(r.stats.p50Ms, 2)} | ${fmt(r.stats.p99Ms, 2)} | ${r.stats.errors} | ${r.note ?? ''} |`,
+      );
     }
     lines.push('');
   }
@@ -45,7 +57,12 @@ export function renderMarkdown(suite: string, machine: MachineInfo, tables: read
 }
 
 /** Writes `<suite>.md` and `<suite>.json` under bench/results/ and returns the Markdown. */
-export function record(suite: string, machine: MachineInfo, tables: readonly ResultTable[], notes: readonly string[]): string {
+export function record(
+  suite: string,
+  machine: MachineInfo,
+  tables: readonly ResultTable[],
+  notes: readonly string[],
+): string {
   mkdirSync(RESULTS, { recursive: true });
   const markdown = renderMarkdown(suite, machine, tables, notes);
   writeFileSync(`${RESULTS}${suite}.md`, markdown);

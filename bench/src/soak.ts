@@ -20,9 +20,17 @@ interface Outcome {
 
 type Shot = (base: string, signal: AbortSignal) => Promise<{ result: string; detail?: string }>;
 
-const json = (body: unknown): RequestInit => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const json = (body: unknown): RequestInit => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(body),
+});
 
-async function plain(url: string, init: RequestInit, signal: AbortSignal): Promise<{ result: string; detail?: string }> {
+async function plain(
+  url: string,
+  init: RequestInit,
+  signal: AbortSignal,
+): Promise<{ result: string; detail?: string }> {
   const res = await fetch(url, { ...init, signal });
   const text = await res.text();
   return { result: String(res.status), ...(res.status >= 500 && { detail: text.slice(0, 200) }) };
@@ -30,7 +38,12 @@ async function plain(url: string, init: RequestInit, signal: AbortSignal): Promi
 
 // Reads an SSE stream to its end: completed when it ends with [DONE], errored when it carries an error event or
 // ends early, aborted when we cut it off on purpose after `abortAfter` chunks.
-async function stream(url: string, body: unknown, signal: AbortSignal, abortAfter?: number): Promise<{ result: string; detail?: string }> {
+async function stream(
+  url: string,
+  body: unknown,
+  signal: AbortSignal,
+  abortAfter?: number,
+): Promise<{ result: string; detail?: string }> {
   const cut = new AbortController();
   const both = AbortSignal.any([signal, cut.signal]);
   const res = await fetch(url, { ...json(body), signal: both });
@@ -52,24 +65,57 @@ async function stream(url: string, body: unknown, signal: AbortSignal, abortAfte
     throw err;
   }
   if (/"error"/.test(text)) return { result: 'stream errored', detail: text.slice(-200) };
-  return text.includes('[DONE]') ? { result: 'stream completed' } : { result: 'stream errored', detail: `ended without [DONE]: ${text.slice(-200)}` };
+  return text.includes('[DONE]')
+    ? { result: 'stream completed' }
+    : { result: 'stream errored', detail: `ended without [DONE]: ${text.slice(-200)}` };
 }
 
 const SHOTS: Record<string, Shot> = {
-  'tensor /infer': (b, s) => plain(`${b}/infer`, json({ model: 'mlp-classifier', inputs: { input: [[0.1, 0.2, 0.3, 0.4]] } }), s),
+  'tensor /infer': (b, s) =>
+    plain(`${b}/infer`, json({ model: 'mlp-classifier', inputs: { input: [[0.1, 0.2, 0.3, 0.4]] } }), s),
   'tensor /v2 infer': (b, s) =>
-    plain(`${b}/v2/models/mlp-classifier/infer`, json({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [0.5, 0.1, 0.2, 0.3] }] }), s),
-  'chat': (b, s) => plain(`${b}/v1/chat/completions`, json({ model: 'tiny-llama', messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 24 }), s),
+    plain(
+      `${b}/v2/models/mlp-classifier/infer`,
+      json({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [0.5, 0.1, 0.2, 0.3] }] }),
+      s,
+    ),
+  chat: (b, s) =>
+    plain(
+      `${b}/v1/chat/completions`,
+      json({ model: 'tiny-llama', messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 24 }),
+      s,
+    ),
   'chat stream': (b, s) =>
-    stream(`${b}/v1/chat/completions`, { model: 'tiny-llama', messages: [{ role: 'user', content: 'Tell a story' }], max_tokens: 32, stream: true }, s),
-  'completion': (b, s) => plain(`${b}/v1/completions`, json({ model: 'tiny-llama', prompt: 'The cat', max_tokens: 16 }), s),
+    stream(
+      `${b}/v1/chat/completions`,
+      { model: 'tiny-llama', messages: [{ role: 'user', content: 'Tell a story' }], max_tokens: 32, stream: true },
+      s,
+    ),
+  completion: (b, s) =>
+    plain(`${b}/v1/completions`, json({ model: 'tiny-llama', prompt: 'The cat', max_tokens: 16 }), s),
   'completion stream, cancelled': (b, s) =>
-    stream(`${b}/v1/completions`, { model: 'tiny-llama', prompt: 'Once', max_tokens: 200, ignore_eos: true, stream: true }, s, 3),
-  'embeddings': (b, s) => plain(`${b}/v1/embeddings`, json({ model: 'bert-tiny', input: ['hello world', 'soak test'] }), s),
-  'bad: invalid JSON': (b, s) => plain(`${b}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model": ' }, s),
+    stream(
+      `${b}/v1/completions`,
+      { model: 'tiny-llama', prompt: 'Once', max_tokens: 200, ignore_eos: true, stream: true },
+      s,
+      3,
+    ),
+  embeddings: (b, s) =>
+    plain(`${b}/v1/embeddings`, json({ model: 'bert-tiny', input: ['hello world', 'soak test'] }), s),
+  'bad: invalid JSON': (b, s) =>
+    plain(
+      `${b}/v1/chat/completions`,
+      { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model": ' },
+      s,
+    ),
   'bad: wrong shape': (b, s) =>
-    plain(`${b}/v2/models/mlp-classifier/infer`, json({ inputs: [{ name: 'input', shape: [1, 7], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6, 7] }] }), s),
-  'bad: unknown model': (b, s) => plain(`${b}/infer`, json({ model: 'no-such-model', inputs: { input: [[1, 2, 3, 4]] } }), s),
+    plain(
+      `${b}/v2/models/mlp-classifier/infer`,
+      json({ inputs: [{ name: 'input', shape: [1, 7], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6, 7] }] }),
+      s,
+    ),
+  'bad: unknown model': (b, s) =>
+    plain(`${b}/infer`, json({ model: 'no-such-model', inputs: { input: [[1, 2, 3, 4]] } }), s),
 };
 
 async function shoot(base: string, kind: string): Promise<Outcome> {
@@ -113,17 +159,36 @@ export async function soakSuite(): Promise<string> {
   const unanswered = outcomes.filter((o) => o.result === 'no answer');
   const serverErrors = outcomes.filter((o) => /^5/.test(o.result) || o.result === 'stream errored');
   const rows = [...counts].flatMap(([kind, byResult]) =>
-    [...byResult].map(([result, c]) => ({ kind, result, count: c.count, meanMs: Math.round(c.totalMs / c.count), maxMs: Math.round(c.maxMs) })),
+    [...byResult].map(([result, c]) => ({
+      kind,
+      result,
+      count: c.count,
+      meanMs: Math.round(c.totalMs / c.count),
+      maxMs: Math.round(c.maxMs),
+    })),
   );
   const machine = machineInfo();
   const notes = [
     `${SECONDS} s at concurrency ${CONCURRENCY} against one \`nucleus serve\` with the built-in models; ${outcomes.length} requests, ${unanswered.length} with no answer (client timeout ${CLIENT_TIMEOUT_MS / 1000} s).`,
-    ...(SECONDS < 600 ? [`A shorter run than the 10-minute soak (SOAK_SECONDS=600) this is meant for; run that one before relying on these numbers.`] : []),
+    ...(SECONDS < 600
+      ? [
+          `A shorter run than the 10-minute soak (SOAK_SECONDS=600) this is meant for; run that one before relying on these numbers.`,
+        ]
+      : []),
     ...unanswered.map((o) => `no answer: ${o.kind} after ${Math.round(o.ms)} ms: ${o.detail ?? ''}`),
-    ...serverErrors.slice(0, 10).map((o) => `server error: ${o.kind} ${o.result}: ${o.detail ?? ''}`.replace(/\|/g, '/').replace(/\n/g, ' ')),
+    ...serverErrors
+      .slice(0, 10)
+      .map((o) => `server error: ${o.kind} ${o.result}: ${o.detail ?? ''}`.replace(/\|/g, '/').replace(/\n/g, ' ')),
   ];
   const markdown = record('soak', machine, [], notes);
-  const table = ['## Outcomes', '', '| request | outcome | count | mean ms | max ms |', '| --- | --- | ---: | ---: | ---: |', ...rows.map((r) => `| ${r.kind} | ${r.result} | ${r.count} | ${r.meanMs} | ${r.maxMs} |`), ''];
+  const table = [
+    '## Outcomes',
+    '',
+    '| request | outcome | count | mean ms | max ms |',
+    '| --- | --- | ---: | ---: | ---: |',
+    ...rows.map((r) => `| ${r.kind} | ${r.result} | ${r.count} | ${r.meanMs} | ${r.maxMs} |`),
+    '',
+  ];
   const full = markdown.replace('## Notes', `${table.join('\n')}\n## Notes`);
   const md = new URL('../results/soak.md', import.meta.url);
   writeFileSync(md, full);

@@ -7,7 +7,12 @@ import { createTokenizer, type LlmTokenizer, type LoadedLlm } from '@nucleus/sdk
 import { loadLlm } from './llm-models.js';
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
-import { GenerationLoop, type LoopSink, type Speculation, type SpeculationStats } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
+import {
+  GenerationLoop,
+  type LoopSink,
+  type Speculation,
+  type SpeculationStats,
+} from '@nucleus/core/internal/engine/llm/generation/generation-loop';
 import { DEFAULT_SAMPLING } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { GenerationScheduler } from '@nucleus/core/internal/engine/llm/generation/scheduler';
 import { machineInfo } from './machine.js';
@@ -20,7 +25,10 @@ const TOKENS = Number(process.env.BENCH_SPEC_TOKENS ?? 200);
 const RUNS = Number(process.env.BENCH_SPEC_RUNS ?? 10);
 
 const PROMPTS: [string, string][] = [
-  ['repetitive prompt', 'Lily and Ben went to the park. Lily saw a big red ball. Ben saw a big red ball too. Lily and Ben played with the big red ball. Lily and Ben'],
+  [
+    'repetitive prompt',
+    'Lily and Ben went to the park. Lily saw a big red ball. Ben saw a big red ball too. Lily and Ben played with the big red ball. Lily and Ben',
+  ],
   ['non-repetitive prompt', 'Once upon a time'],
 ];
 
@@ -37,12 +45,27 @@ async function decodeRate(
   let seconds = 0;
   let spec: SpeculationStats | undefined;
   for (let run = 0; run < RUNS + 1; run++) {
-    const runner = llm.config.graphStyle === 'contrib' ? new ContribDecoderSession(session, llm.config) : new DecoderSession(session, llm.config);
+    const runner =
+      llm.config.graphStyle === 'contrib'
+        ? new ContribDecoderSession(session, llm.config)
+        : new DecoderSession(session, llm.config);
     let done = false;
     let produced = 0;
-    const sink: LoopSink = { token: () => void produced++, finish: () => void (done = true), fail: (_ids, err) => { throw err; } };
+    const sink: LoopSink = {
+      token: () => void produced++,
+      finish: () => void (done = true),
+      fail: (_ids, err) => {
+        throw err;
+      },
+    };
     const scheduler = new GenerationScheduler({ maxRunning: 1, maxBatchSize: 1, batchWindowMs: 0, strategy: 'fifo' });
-    const loop = new GenerationLoop({ runner, scheduler, sink, maxContext: llm.config.maxContext, ...(speculation && { speculation }) });
+    const loop = new GenerationLoop({
+      runner,
+      scheduler,
+      sink,
+      maxContext: llm.config.maxContext,
+      ...(speculation && { speculation }),
+    });
     const promptIds = tokenizer.encode(prompt, { addBos: true });
     loop.add({
       id: 1,
@@ -80,21 +103,33 @@ export async function specSuite(): Promise<string> {
   // The plugin's defaults, then a looser match and a longer draft.
   const defaults = ngramMethod();
   const settings = [
-    { method: defaults, k: defaults.numSpeculativeTokens, label: `ngram k=${defaults.numSpeculativeTokens}, n ${defaults.options!.promptLookupMin}–${defaults.options!.promptLookupMax} (defaults)` },
+    {
+      method: defaults,
+      k: defaults.numSpeculativeTokens,
+      label: `ngram k=${defaults.numSpeculativeTokens}, n ${defaults.options!.promptLookupMin}–${defaults.options!.promptLookupMax} (defaults)`,
+    },
     { method: ngramMethod({ promptLookupMin: 1, promptLookupMax: 3 }), k: 4, label: 'ngram k=4, n 1–3' },
     { method: ngramMethod({ promptLookupMin: 1, promptLookupMax: 3 }), k: 8, label: 'ngram k=8, n 1–3' },
   ];
   for (const graphStyle of ['generic', 'contrib'] as const) {
     const llm = await loadLlm(join(STORIES, 'stories260K.gguf'), { graphStyle });
     const tokenizer = createTokenizer(llm.tokenizer);
-    const session = await ort.InferenceSession.create(llm.onnxPath, { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+    const session = await ort.InferenceSession.create(llm.onnxPath, {
+      intraOpNumThreads: 1,
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    });
     try {
       const rows: ResultRow[] = [];
       for (const [name, prompt] of PROMPTS) {
         const base = await decodeRate(llm, tokenizer, session, prompt, undefined);
         rows.push({ label: `${name}: plain decoding`, stats: base.stats });
         for (const s of settings) {
-          const speculation: Speculation = { method: 'ngram', proposer: createNgramProposer(s.method.options ?? {}), numSpeculativeTokens: s.k, maxBatch: 1 };
+          const speculation: Speculation = {
+            method: 'ngram',
+            proposer: createNgramProposer(s.method.options ?? {}),
+            numSpeculativeTokens: s.k,
+            maxBatch: 1,
+          };
           const { stats, spec } = await decodeRate(llm, tokenizer, session, prompt, speculation);
           const rate = spec && spec.draftTokens > 0 ? spec.acceptedTokens / spec.draftTokens : 0;
           rows.push({
@@ -105,7 +140,11 @@ export async function specSuite(): Promise<string> {
           });
         }
       }
-      tables.push({ title: `stories260K, ${graphStyle} graph, 1 stream, ${TOKENS} greedy tokens`, unit: 'tokens', rows });
+      tables.push({
+        title: `stories260K, ${graphStyle} graph, 1 stream, ${TOKENS} greedy tokens`,
+        unit: 'tokens',
+        rows,
+      });
     } finally {
       await session.release();
     }

@@ -17,7 +17,12 @@ export function quantile(values: readonly number[], q: number): number {
 }
 
 /** Summarises latencies (ms) of `items` completed operations over `seconds`. */
-export function summarise(latenciesMs: readonly number[], seconds: number, items = latenciesMs.length, errors = 0): RunStats {
+export function summarise(
+  latenciesMs: readonly number[],
+  seconds: number,
+  items = latenciesMs.length,
+  errors = 0,
+): RunStats {
   return {
     throughput: items / seconds,
     p50Ms: quantile(latenciesMs, 0.5),
@@ -29,7 +34,12 @@ export function summarise(latenciesMs: readonly number[], seconds: number, items
 }
 
 /** Calls `op` back to back for `seconds` (after `warmup` calls) and measures each call. */
-export async function timeLoop(op: () => Promise<unknown>, seconds: number, warmup = 3, itemsPerOp = 1): Promise<RunStats> {
+export async function timeLoop(
+  op: () => Promise<unknown>,
+  seconds: number,
+  warmup = 3,
+  itemsPerOp = 1,
+): Promise<RunStats> {
   for (let i = 0; i < warmup; i++) await op();
   const latencies: number[] = [];
   const start = performance.now();

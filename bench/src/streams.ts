@@ -15,7 +15,11 @@ export interface Streamed {
 // Reads an SSE stream of the native /generate route: one `token` event per token, then `done` with usage.
 export async function streamGenerate(base: string, body: Record<string, unknown>): Promise<Streamed> {
   const started = performance.now();
-  const res = await fetch(`${base}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
+  const res = await fetch(`${base}/generate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true }),
+  });
   if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
   let ttftMs = NaN;
   let tokens = 0;
@@ -30,7 +34,12 @@ export async function streamGenerate(base: string, body: Record<string, unknown>
       buffer = buffer.slice(end + 2);
       const data = frame.split('\n').find((l) => l.startsWith('data: '));
       if (!data) continue;
-      const event = JSON.parse(data.slice(6)) as { token?: { id: number } | null; done?: boolean; usage?: { prompt_tokens_details?: { cached_tokens: number } }; error?: { message: string } };
+      const event = JSON.parse(data.slice(6)) as {
+        token?: { id: number } | null;
+        done?: boolean;
+        usage?: { prompt_tokens_details?: { cached_tokens: number } };
+        error?: { message: string };
+      };
       if (event.error) throw new Error(event.error.message);
       if (event.token) {
         if (tokens === 0) ttftMs = performance.now() - started;
@@ -42,9 +51,12 @@ export async function streamGenerate(base: string, body: Record<string, unknown>
   return { ttftMs, totalMs: performance.now() - started, tokens, cachedTokens };
 }
 
-
 /** `clients` streams in a closed loop for `seconds`; tokens per second over all of them, TTFT and decode rate per stream. */
-export async function concurrentStreams(clients: number, seconds: number, run: (i: number) => Promise<Streamed>): Promise<{ stats: RunStats; perStreamDecode: number; meanCached: number }> {
+export async function concurrentStreams(
+  clients: number,
+  seconds: number,
+  run: (i: number) => Promise<Streamed>,
+): Promise<{ stats: RunStats; perStreamDecode: number; meanCached: number }> {
   const results: Streamed[] = [];
   let errors = 0;
   let n = 0;
@@ -67,7 +79,14 @@ export async function concurrentStreams(clients: number, seconds: number, run: (
   const ttfts = results.map((r) => r.ttftMs).filter(Number.isFinite);
   const decode = results.filter((r) => r.tokens > 1).map((r) => ((r.tokens - 1) * 1000) / (r.totalMs - r.ttftMs));
   return {
-    stats: { throughput: tokens / elapsed, p50Ms: quantile(ttfts, 0.5), p99Ms: quantile(ttfts, 0.99), count: results.length, errors, seconds: elapsed },
+    stats: {
+      throughput: tokens / elapsed,
+      p50Ms: quantile(ttfts, 0.5),
+      p99Ms: quantile(ttfts, 0.99),
+      count: results.length,
+      errors,
+      seconds: elapsed,
+    },
     perStreamDecode: decode.reduce((a, b) => a + b, 0) / Math.max(1, decode.length),
     meanCached: results.reduce((s, r) => s + r.cachedTokens, 0) / Math.max(1, results.length),
   };
@@ -106,6 +125,8 @@ export function streamsFromThread(spec: LoadSpec): Promise<StreamsResult> {
 if (!isMainThread && parentPort) {
   const spec = workerData as LoadSpec;
   if (spec.niceness > 0) setPriority(spec.niceness);
-  const result = await concurrentStreams(spec.clients, spec.seconds, (i) => streamGenerate(spec.base, spec.bodies[i % spec.bodies.length]!));
+  const result = await concurrentStreams(spec.clients, spec.seconds, (i) =>
+    streamGenerate(spec.base, spec.bodies[i % spec.bodies.length]!),
+  );
   parentPort.postMessage(result);
 }

@@ -27,7 +27,10 @@ function randomData(n: number): Float32Array {
 }
 
 async function rawOrt(modelPath: string, c: Case, batch: number): Promise<RunStats> {
-  const session = await ort.InferenceSession.create(modelPath, { graphOptimizationLevel: 'all', extra: { session: { intra_op: { allow_spinning: '0' } } } });
+  const session = await ort.InferenceSession.create(modelPath, {
+    graphOptimizationLevel: 'all',
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
   const size = c.item.reduce((a, b) => a * b, 1);
   const feeds = { [c.input]: new ort.Tensor('float32', randomData(size * batch), [batch, ...c.item]) };
   try {
@@ -39,7 +42,9 @@ async function rawOrt(modelPath: string, c: Case, batch: number): Promise<RunSta
 
 function inferBody(c: Case): string {
   const size = c.item.reduce((a, b) => a * b, 1);
-  return JSON.stringify({ inputs: [{ name: c.input, shape: [1, ...c.item], datatype: 'FP32', data: Array.from(randomData(size)) }] });
+  return JSON.stringify({
+    inputs: [{ name: c.input, shape: [1, ...c.item], datatype: 'FP32', data: Array.from(randomData(size)) }],
+  });
 }
 
 /** A request body and its headers, encoded once and sent as they are by every client. */
@@ -56,15 +61,25 @@ function jsonRequest(c: Case): Encoded {
 function binaryRequest(c: Case): Encoded {
   const size = c.item.reduce((a, b) => a * b, 1);
   const data = randomData(size);
-  const header = Buffer.from(JSON.stringify({ inputs: [{ name: c.input, shape: [1, ...c.item], datatype: 'FP32', parameters: { binary_data_size: data.byteLength } }] }));
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [
+        { name: c.input, shape: [1, ...c.item], datatype: 'FP32', parameters: { binary_data_size: data.byteLength } },
+      ],
+    }),
+  );
   return {
     body: Buffer.concat([header, Buffer.from(data.buffer, data.byteOffset, data.byteLength)]),
-    headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.byteLength) },
+    headers: {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(header.byteLength),
+    },
   };
 }
 
 async function post(url: string, request: Encoded | string): Promise<boolean> {
-  const { body, headers } = typeof request === 'string' ? { body: request, headers: { 'content-type': 'application/json' } } : request;
+  const { body, headers } =
+    typeof request === 'string' ? { body: request, headers: { 'content-type': 'application/json' } } : request;
   const res = await fetch(url, { method: 'POST', body, headers });
   await res.arrayBuffer();
   return res.ok;
@@ -130,7 +145,10 @@ export async function tensorSuite(): Promise<string> {
       const bodies = { JSON: jsonRequest(c), binary: binaryRequest(c) };
       for (const clients of [1, 16, 64]) {
         for (const [kind, request] of Object.entries(bodies)) {
-          const { result, healthMs } = await healthDuring(server.url, closedLoop(() => post(url, request), clients, SECONDS));
+          const { result, healthMs } = await healthDuring(
+            server.url,
+            closedLoop(() => post(url, request), clients, SECONDS),
+          );
           const healthP99 = p99(healthMs);
           if (c.model === 'resnet-tiny') healthP99s.set(`${kind} ${clients}`, healthP99);
           if (c.model === 'resnet-tiny') throughputs.set(`${kind} ${clients}`, result.throughput);
@@ -147,29 +165,70 @@ export async function tensorSuite(): Promise<string> {
     // Seed 001 asks 10,000 predictions/s with p99 < 100 ms for small tabular models.
     const tab: Case = { model: 'tabular-classifier', input: 'features', item: [8] };
     const tabRaw = await rawOrt(pathOf(tab.model), tab, 1);
-    const tabServer = await closedLoop(() => post(`${server.url}/v2/models/${tab.model}/infer`, inferBody(tab)), 64, SECONDS);
+    const tabServer = await closedLoop(
+      () => post(`${server.url}/v2/models/${tab.model}/infer`, inferBody(tab)),
+      64,
+      SECONDS,
+    );
     // What limits it: the same HTTP stack answering /health only (no body, no engine), and rows sent 64 to a request.
-    const health = await closedLoop(async () => {
-      const res = await fetch(`${server.url}/health`);
-      await res.arrayBuffer();
-      return res.ok;
-    }, 64, SECONDS);
+    const health = await closedLoop(
+      async () => {
+        const res = await fetch(`${server.url}/health`);
+        await res.arrayBuffer();
+        return res.ok;
+      },
+      64,
+      SECONDS,
+    );
     const rows64 = JSON.stringify({
       inputs: [{ name: tab.input, shape: [64, 8], datatype: 'FP32', data: Array.from(randomData(64 * 8)) }],
     });
     const tabRows64 = await closedLoop(() => post(`${server.url}/v2/models/${tab.model}/infer`, rows64), 16, SECONDS);
     tabRows64.throughput *= 64;
-    const record1 = Object.fromEntries(['age', 'annual_income', 'debt_ratio', 'open_credit_lines', 'late_payments_12m', 'years_employed', 'loan_amount', 'savings_balance'].map((n, i) => [n, i + 1]));
-    const tabFeatures = await closedLoop(() => post(`${server.url}/infer`, JSON.stringify({ model: tab.model, features: record1 })), 64, SECONDS);
+    const record1 = Object.fromEntries(
+      [
+        'age',
+        'annual_income',
+        'debt_ratio',
+        'open_credit_lines',
+        'late_payments_12m',
+        'years_employed',
+        'loan_amount',
+        'savings_balance',
+      ].map((n, i) => [n, i + 1]),
+    );
+    const tabFeatures = await closedLoop(
+      () => post(`${server.url}/infer`, JSON.stringify({ model: tab.model, features: record1 })),
+      64,
+      SECONDS,
+    );
     tables.push({
       title: 'tabular-classifier (target: 10,000 predictions/s, p99 < 100 ms)',
       unit: 'predictions',
       rows: [
         { label: 'raw onnxruntime-node, batch 1, in a loop', stats: tabRaw, ratio: 1 },
-        { label: 'server, KServe v2 over HTTP, 1 row per request, 64 clients', stats: tabServer, ratio: tabServer.throughput / tabRaw.throughput },
-        { label: 'server, native /infer with named features, 64 clients', stats: tabFeatures, ratio: tabFeatures.throughput / tabRaw.throughput },
-        { label: 'server, KServe v2 over HTTP, 64 rows per request, 16 clients', stats: tabRows64, ratio: tabRows64.throughput / tabRaw.throughput, note: 'p50/p99 per request of 64 rows' },
-        { label: 'server, GET /health only (HTTP ceiling), 64 clients', stats: health, ratio: health.throughput / tabRaw.throughput, note: 'requests/s, no model' },
+        {
+          label: 'server, KServe v2 over HTTP, 1 row per request, 64 clients',
+          stats: tabServer,
+          ratio: tabServer.throughput / tabRaw.throughput,
+        },
+        {
+          label: 'server, native /infer with named features, 64 clients',
+          stats: tabFeatures,
+          ratio: tabFeatures.throughput / tabRaw.throughput,
+        },
+        {
+          label: 'server, KServe v2 over HTTP, 64 rows per request, 16 clients',
+          stats: tabRows64,
+          ratio: tabRows64.throughput / tabRaw.throughput,
+          note: 'p50/p99 per request of 64 rows',
+        },
+        {
+          label: 'server, GET /health only (HTTP ceiling), 64 clients',
+          stats: health,
+          ratio: health.throughput / tabRaw.throughput,
+          note: 'requests/s, no model',
+        },
       ],
     });
     const f = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -193,7 +252,7 @@ export async function tensorSuite(): Promise<string> {
         `At 64 clients the binary body serves ${(throughputs.get('binary 64') ?? NaN).toFixed(0)} images/s against ${(throughputs.get('JSON 64') ?? NaN).toFixed(0)} for JSON, ` +
         `with /health p99 ${(healthP99s.get('binary 64') ?? NaN).toFixed(0)} ms against ${(healthP99s.get('JSON 64') ?? NaN).toFixed(0)} ms (16 clients: ${(healthP99s.get('binary 16') ?? NaN).toFixed(0)} and ${(healthP99s.get('JSON 16') ?? NaN).toFixed(0)} ms). ` +
         'JSON bodies above server.offloadJsonBytes (256 KiB) are parsed on a worker thread; a binary body is read into one buffer with its tensor bytes 8-byte aligned and viewed in place, so the main thread only reads the socket, assembles batches and answers.',
-      '/health is polled every 20 ms from a worker thread of the load generator, so its latency is the server\'s and not the event loop of the process sending the load.',
+      "/health is polled every 20 ms from a worker thread of the load generator, so its latency is the server's and not the event loop of the process sending the load.",
       'The server runs in its own process (`nucleus serve`); the load generator and raw ORT runs share the same 2 cores with it, so client and server compete for CPU but not for an event loop.',
     );
   } finally {

@@ -8,4 +8,9 @@ export { GenerationEngine, type GenerationEngineOptions } from './engine/llm/gen
 export { ModelFormats, type ResolvedSource } from './engine/model-formats.js';
 export { Nucleus, type NucleusOptions } from './nucleus.js';
 export type { KernelModule } from './kernel/kernel-module.js';
-export { inferCallback, InferenceEmitter, type InferCallback, type InferenceEmitterEvents } from './engine/inference-callbacks.js';
+export {
+  inferCallback,
+  InferenceEmitter,
+  type InferCallback,
+  type InferenceEmitterEvents,
+} from './engine/inference-callbacks.js';

@@ -201,9 +201,11 @@ export interface ModelFormat {
 export interface ModelRouter {
   readonly name: string;
   /** The model and version to use, or undefined to leave the choice to the next router. */
-  route(request: { model: string; version?: string; headers: Record<string, string | string[] | undefined> }):
-    | { model: string; version?: string }
-    | undefined;
+  route(request: {
+    model: string;
+    version?: string;
+    headers: Record<string, string | string[] | undefined>;
+  }): { model: string; version?: string } | undefined;
 }
 
 /** What a {@link ModelTransform} is told about the model it rewrites. */

@@ -74,7 +74,12 @@ export function notFound(code: string, message: string): NucleusError {
 
 /** 503: the server cannot take the request now; `retryAfterS` becomes a Retry-After header. */
 export function unavailable(code: string, message: string, retryAfterS?: number): NucleusError {
-  return new NucleusError(503, code, message, retryAfterS === undefined ? {} : { headers: { 'retry-after': String(retryAfterS) } });
+  return new NucleusError(
+    503,
+    code,
+    message,
+    retryAfterS === undefined ? {} : { headers: { 'retry-after': String(retryAfterS) } },
+  );
 }
 
 /** Wraps anything thrown into a NucleusError, keeping typed ones as they are. */

@@ -8,7 +8,15 @@ export interface NucleusEvents {
   'extension.changed': { point: string; change: 'added' | 'removed'; pluginId: string; name: string };
   'config.changed': { path: string; value: unknown; previous: unknown };
   'request.start': { requestId: string; method: string; path: string };
-  'request.end': { requestId: string; method: string; path: string; route: string; status: number; durationMs: number; errorCode?: string };
+  'request.end': {
+    requestId: string;
+    method: string;
+    path: string;
+    route: string;
+    status: number;
+    durationMs: number;
+    errorCode?: string;
+  };
   'model.loading': { model: string; version: string };
   'model.loaded': { model: string; version: string; durationMs: number; backend: string };
   'model.unloaded': { model: string; version: string };
@@ -274,7 +282,13 @@ export interface ModelStats {
   /** For streamed generations: from a token being sampled to its write to the client's socket; empty otherwise. */
   tokenDelivery: LatencySummary;
   /** Speculative decoding since the server started, per method; absent for models that do not speculate. */
-  speculation?: Array<{ method: string; drafts: number; draftTokens: number; acceptedTokens: number; acceptanceRate: number | null }>;
+  speculation?: Array<{
+    method: string;
+    drafts: number;
+    draftTokens: number;
+    acceptedTokens: number;
+    acceptanceRate: number | null;
+  }>;
 }
 
 /** An alert as it is announced on the bus. */

@@ -1,5 +1,15 @@
 import type { Backend } from './backend.js';
-import type { CachePolicy, DraftProposerSpec, Exporter, Hooks, ModelFormat, ModelRouter, ModelTransform, RouteContribution, SchedulerStrategy } from './contributions.js';
+import type {
+  CachePolicy,
+  DraftProposerSpec,
+  Exporter,
+  Hooks,
+  ModelFormat,
+  ModelRouter,
+  ModelTransform,
+  RouteContribution,
+  SchedulerStrategy,
+} from './contributions.js';
 import type { WsTopic } from './observability.js';
 
 /** A typed handle naming an extension point; the type parameter is what contributors provide. */

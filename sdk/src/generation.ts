@@ -165,7 +165,12 @@ export interface GenerationModelInfo {
   running: number;
   waiting: number;
   /** The circuit breaker of an LLM: `open` while its generations fail fast with 503 `circuit_open`. */
-  breaker?: { state: 'closed' | 'open' | 'half-open'; consecutiveFailures: number; retryAfterMs?: number; reason?: string };
+  breaker?: {
+    state: 'closed' | 'open' | 'half-open';
+    consecutiveFailures: number;
+    retryAfterMs?: number;
+    reason?: string;
+  };
   /** How an LLM's steps got through allocation failures since it started, over all its replicas. */
   stepRecovery?: StepRecoveryTotals;
   /** Its first worker once started: thread or process, state, restarts, and for a process its pid and measured memory. */

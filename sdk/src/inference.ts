@@ -108,7 +108,12 @@ export interface ModelVersionStatus {
   /** Mean requests per batch so far. */
   meanBatchSize: number;
   /** The circuit breaker: `open` while the version fails fast with 503 `circuit_open`. */
-  breaker?: { state: 'closed' | 'open' | 'half-open'; consecutiveFailures: number; retryAfterMs?: number; reason?: string };
+  breaker?: {
+    state: 'closed' | 'open' | 'half-open';
+    consecutiveFailures: number;
+    retryAfterMs?: number;
+    reason?: string;
+  };
 }
 
 /** The lifecycle of a model version. */
@@ -250,7 +255,7 @@ export function toFloat16Bits(value: number): number {
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
+  const e = exp - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00;
   if (e <= 0) {
     if (e < -10) return sign;
@@ -259,11 +264,11 @@ export function toFloat16Bits(value: number): number {
     const half = mant >>> shift;
     const rest = mant & ((1 << shift) - 1);
     const mid = 1 << (shift - 1);
-    return sign | (half + (rest > mid || (rest === mid && (half & 1)) ? 1 : 0));
+    return sign | (half + (rest > mid || (rest === mid && half & 1) ? 1 : 0));
   }
   const rest = mant & 0x1fff;
   let bits = (e << 10) | (mant >>> 13);
-  if (rest > 0x1000 || (rest === 0x1000 && (bits & 1))) bits++;
+  if (rest > 0x1000 || (rest === 0x1000 && bits & 1)) bits++;
   return sign | bits;
 }
 

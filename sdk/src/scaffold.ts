@@ -116,7 +116,10 @@ folder listed in \`plugins.dirs\`), reloading it in place whenever \`dist/\` cha
 
 /** Writes a new plugin package into `parentDir/name`; refuses an invalid id or an existing folder. */
 export function scaffoldPlugin(options: ScaffoldOptions): { dir: string; files: string[] } {
-  if (!ID.test(options.name)) throw new Error(`plugin name "${options.name}" must be lowercase letters and digits, words joined by dashes (e.g. "my-hooks")`);
+  if (!ID.test(options.name))
+    throw new Error(
+      `plugin name "${options.name}" must be lowercase letters and digits, words joined by dashes (e.g. "my-hooks")`,
+    );
   const dir = join(options.parentDir, options.name);
   if (existsSync(dir)) throw new Error(`${dir} already exists`);
   const files = pluginFiles(options.name, options.sdkRange);

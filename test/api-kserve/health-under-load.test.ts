@@ -14,7 +14,18 @@ describe('health while the CNN is hammered', () => {
 
   it('answers /health quickly while inference requests keep the model busy', async () => {
     // Encoded once: re-encoding 2 MB per request would only load the client.
-    const body = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [2, 3, 224, 224], datatype: 'FP32', data: Array.from(floats(2 * 3 * 224 * 224, 9), (v) => Math.round(v * 1000) / 1000) }] }));
+    const body = Buffer.from(
+      JSON.stringify({
+        inputs: [
+          {
+            name: 'input',
+            shape: [2, 3, 224, 224],
+            datatype: 'FP32',
+            data: Array.from(floats(2 * 3 * 224 * 224, 9), (v) => Math.round(v * 1000) / 1000),
+          },
+        ],
+      }),
+    );
     const url = new URL('/v2/models/resnet-tiny/infer', kit.url);
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` };
     let busyBefore = 0;

@@ -22,7 +22,10 @@ describe('inference hooks and model routers around the KServe and native routes'
           postInference: (output) => ({ ...output, body: { ...output.body, servedBy: output.model + '@' + (output.version ?? 'default') } }),
         });`,
     });
-    kit = await startTestKernel({ plugins: [API_KSERVE, `${dir}/plugins`], config: { modelRepository: `${dir}/models` } });
+    kit = await startTestKernel({
+      plugins: [API_KSERVE, `${dir}/plugins`],
+      config: { modelRepository: `${dir}/models` },
+    });
   });
   after(async () => {
     await kit.stop();
@@ -33,7 +36,10 @@ describe('inference hooks and model routers around the KServe and native routes'
 
   it('lets a router pick the version from a header, and post hooks add to the response', async () => {
     const plain = await kit.request('/v2/models/scale/infer', { body: v2 });
-    assert.deepEqual([(plain.body as { model_version: string }).model_version, (plain.body as { servedBy: string }).servedBy], ['2', 'scale@default']);
+    assert.deepEqual(
+      [(plain.body as { model_version: string }).model_version, (plain.body as { servedBy: string }).servedBy],
+      ['2', 'scale@default'],
+    );
     const canary = await kit.request('/v2/models/scale/infer', { body: v2, headers: { 'x-canary': '1' } });
     assert.equal(canary.status, 200);
     const body = canary.body as { model_version: string; outputs: Array<{ data: number[] }>; servedBy: string };

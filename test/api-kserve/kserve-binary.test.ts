@@ -20,7 +20,12 @@ interface Output {
 
 interface Decoded {
   status: number;
-  header: { model_name?: string; id?: string; outputs: Output[]; error?: { message: string; code: string; param?: string } };
+  header: {
+    model_name?: string;
+    id?: string;
+    outputs: Output[];
+    error?: { message: string; code: string; param?: string };
+  };
   /** Each binary output's bytes, by name. */
   binary: Record<string, Uint8Array>;
   contentType: string;
@@ -40,7 +45,9 @@ function flagsModel(): Uint8Array {
 
 /** A body as Triton's Python client lays it out: `json.dumps` of the header (", " and ": " separators), then each binary input's bytes in order. */
 function tritonBody(header: unknown, ...tensors: Uint8Array[]): { body: Buffer; headerLength: number } {
-  const json = JSON.stringify(header).replace(/,(?=["{[\d-]|true|false|null)/g, ', ').replace(/":/g, '": ');
+  const json = JSON.stringify(header)
+    .replace(/,(?=["{[\d-]|true|false|null)/g, ', ')
+    .replace(/":/g, '": ');
   const head = Buffer.from(json);
   return { body: Buffer.concat([head, ...tensors]), headerLength: head.byteLength };
 }
@@ -91,10 +98,23 @@ describe('KServe v2 binary tensor data', () => {
   after(() => kit.stop());
 
   const post = (model: string, body: Uint8Array | string, headers: Record<string, string> = {}) =>
-    fetch(new URL(`/v2/models/${model}/infer`, kit.url), { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, ...headers }, body });
-  const binaryPost = (model: string, { body, headerLength }: { body: Buffer; headerLength: number }, headers: Record<string, string> = {}) =>
-    post(model, body, { 'inference-header-content-length': String(headerLength), 'content-type': 'application/octet-stream', ...headers }).then(decode);
-  const jsonPost = (model: string, body: unknown) => post(model, JSON.stringify(body), { 'content-type': 'application/json' }).then(decode);
+    fetch(new URL(`/v2/models/${model}/infer`, kit.url), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, ...headers },
+      body,
+    });
+  const binaryPost = (
+    model: string,
+    { body, headerLength }: { body: Buffer; headerLength: number },
+    headers: Record<string, string> = {},
+  ) =>
+    post(model, body, {
+      'inference-header-content-length': String(headerLength),
+      'content-type': 'application/octet-stream',
+      ...headers,
+    }).then(decode);
+  const jsonPost = (model: string, body: unknown) =>
+    post(model, JSON.stringify(body), { 'content-type': 'application/json' }).then(decode);
 
   it('lists binary_tensor_data among the server extensions', async () => {
     const meta = await kit.request('/v2');
@@ -117,7 +137,12 @@ describe('KServe v2 binary tensor data', () => {
         {
           id: 'b-1',
           inputs: [
-            { name: 'features', shape: [3, 6], datatype: 'FP32', parameters: { binary_data_size: features.byteLength } },
+            {
+              name: 'features',
+              shape: [3, 6],
+              datatype: 'FP32',
+              parameters: { binary_data_size: features.byteLength },
+            },
             { name: 'category', shape: [3], datatype: 'INT64', parameters: { binary_data_size: category.byteLength } },
           ],
           parameters: { binary_data_output: true },
@@ -165,7 +190,10 @@ describe('KServe v2 binary tensor data', () => {
     const res = await binaryPost('multi-io', body);
     assert.equal(res.status, 200, JSON.stringify(res.header));
     const direct = await runDirect(multiPath, { features: f32(features, [2, 6]), category: i64([1, 3], [2]) });
-    assert.deepEqual(res.header.outputs.map((o) => o.name), ['bucket', 'embedding']);
+    assert.deepEqual(
+      res.header.outputs.map((o) => o.name),
+      ['bucket', 'embedding'],
+    );
     assert.deepEqual(res.header.outputs[0]!.data, Array.from(direct.bucket!.data as BigInt64Array, Number));
     assert.equal(res.header.outputs[0]!.parameters, undefined);
     assert.deepEqual(new Float32Array(res.binary.embedding!.buffer), direct.embedding!.data);
@@ -179,7 +207,12 @@ describe('KServe v2 binary tensor data', () => {
       outputs: [{ name: 'embedding', parameters: { binary_data: true } }],
     });
     assert.deepEqual(new Float32Array(jsonIn.binary.embedding!.buffer), direct.embedding!.data);
-    const plain = await jsonPost('multi-io', { inputs: [{ name: 'features', shape: [2, 6], datatype: 'FP32', data: Array.from(features) }, { name: 'category', shape: [2], datatype: 'INT64', data: [1, 3] }] });
+    const plain = await jsonPost('multi-io', {
+      inputs: [
+        { name: 'features', shape: [2, 6], datatype: 'FP32', data: Array.from(features) },
+        { name: 'category', shape: [2], datatype: 'INT64', data: [1, 3] },
+      ],
+    });
     assert.match(plain.contentType, /^application\/json/);
     assert.deepEqual(Float32Array.from(plain.header.outputs[0]!.data as number[]), direct.embedding!.data);
   });
@@ -202,12 +235,18 @@ describe('KServe v2 binary tensor data', () => {
       ),
     );
     assert.equal(res.status, 200, JSON.stringify(res.header));
-    const direct = await runDirect(flagsPath, { flags: { dtype: 'bool', shape: [2, 3], data: flags }, half: { dtype: 'float16', shape: [2, 3], data: half } });
-    assert.deepEqual(res.header.outputs.map((o) => [o.name, o.datatype, o.parameters?.binary_data_size]), [
-      ['inverted', 'BOOL', 6],
-      ['masked', 'FP16', 12],
-      ['squared', 'FP16', 12],
-    ]);
+    const direct = await runDirect(flagsPath, {
+      flags: { dtype: 'bool', shape: [2, 3], data: flags },
+      half: { dtype: 'float16', shape: [2, 3], data: half },
+    });
+    assert.deepEqual(
+      res.header.outputs.map((o) => [o.name, o.datatype, o.parameters?.binary_data_size]),
+      [
+        ['inverted', 'BOOL', 6],
+        ['masked', 'FP16', 12],
+        ['squared', 'FP16', 12],
+      ],
+    );
     assert.deepEqual(Array.from(res.binary.inverted!), [0, 1, 0, 1, 1, 0]);
     assert.deepEqual(new Uint16Array(res.binary.masked!.buffer), direct.masked!.data);
     assert.deepEqual(new Uint16Array(res.binary.squared!.buffer), direct.squared!.data);
@@ -222,7 +261,18 @@ describe('KServe v2 binary tensor data', () => {
     assert.deepEqual(json.header.outputs[0]!.data, [false, true, false, true, true, false]);
     assert.deepEqual(json.header.outputs[2]!.data, [1, 4, 9, 0.25, 0, 25]);
 
-    const bad = await binaryPost('flags', tritonBody({ inputs: [{ name: 'flags', shape: [1, 3], datatype: 'BOOL', parameters: { binary_data_size: 3 } }, { name: 'half', shape: [1, 3], datatype: 'FP16', data: [1, 2, 3] }] }, Uint8Array.from([1, 2, 0])));
+    const bad = await binaryPost(
+      'flags',
+      tritonBody(
+        {
+          inputs: [
+            { name: 'flags', shape: [1, 3], datatype: 'BOOL', parameters: { binary_data_size: 3 } },
+            { name: 'half', shape: [1, 3], datatype: 'FP16', data: [1, 2, 3] },
+          ],
+        },
+        Uint8Array.from([1, 2, 0]),
+      ),
+    );
     assert.equal(bad.status, 400);
     assert.equal(bad.header.error!.param, 'flags');
     assert.match(bad.header.error!.message, /BOOL element 1 is byte 2, but BOOL needs 0 or 1/);
@@ -230,28 +280,47 @@ describe('KServe v2 binary tensor data', () => {
 
   it('answers the ResNet input sent as binary exactly as sent as JSON', async () => {
     const image = floats(3 * 224 * 224, 77);
-    const json = await jsonPost('resnet-tiny', { inputs: [{ name: 'input', shape: [1, 3, 224, 224], datatype: 'FP32', data: Array.from(image) }] });
+    const json = await jsonPost('resnet-tiny', {
+      inputs: [{ name: 'input', shape: [1, 3, 224, 224], datatype: 'FP32', data: Array.from(image) }],
+    });
     const binary = await binaryPost(
       'resnet-tiny',
-      tritonBody({ inputs: [{ name: 'input', shape: [1, 3, 224, 224], datatype: 'FP32', parameters: { binary_data_size: image.byteLength } }], outputs: [{ name: 'logits', parameters: { binary_data: true } }] }, bytesOf(image)),
+      tritonBody(
+        {
+          inputs: [
+            {
+              name: 'input',
+              shape: [1, 3, 224, 224],
+              datatype: 'FP32',
+              parameters: { binary_data_size: image.byteLength },
+            },
+          ],
+          outputs: [{ name: 'logits', parameters: { binary_data: true } }],
+        },
+        bytesOf(image),
+      ),
     );
     assert.equal(binary.status, 200, JSON.stringify(binary.header));
     assert.deepEqual(Array.from(new Float32Array(binary.binary.logits!.buffer)), json.header.outputs[0]!.data);
   });
 
-  it('reads a body laid out byte for byte as Triton\'s client library sends it, with no content type, chunked or gzipped', async () => {
+  it("reads a body laid out byte for byte as Triton's client library sends it, with no content type, chunked or gzipped", async () => {
     const rows = floats(2 * 4, 3);
     // tritonclient.http: InferInput.set_data_from_numpy(binary_data=True) and no requested outputs, so the request
     // asks for every output in binary; json.dumps spacing; no Content-Type header.
-    const header = '{"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}}], "parameters": {"binary_data_output": true}}';
+    const header =
+      '{"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}}], "parameters": {"binary_data_output": true}}';
     const body = Buffer.concat([Buffer.from(header), bytesOf(rows)]);
     const direct = await runDirect(mlpPath, { input: f32(rows, [2, 4]) });
     const check = (res: Decoded) => {
       assert.equal(res.status, 200, JSON.stringify(res.header));
-      assert.deepEqual(res.header.outputs.map((o) => [o.name, o.datatype, o.shape, o.parameters]), [
-        ['probabilities', 'FP32', [2, 3], { binary_data_size: 24 }],
-        ['label', 'INT64', [2], { binary_data_size: 16 }],
-      ]);
+      assert.deepEqual(
+        res.header.outputs.map((o) => [o.name, o.datatype, o.shape, o.parameters]),
+        [
+          ['probabilities', 'FP32', [2, 3], { binary_data_size: 24 }],
+          ['label', 'INT64', [2], { binary_data_size: 16 }],
+        ],
+      );
       assert.deepEqual(new Float32Array(res.binary.probabilities!.buffer), direct.probabilities!.data);
       assert.deepEqual(new BigInt64Array(res.binary.label!.buffer), direct.label!.data);
     };
@@ -296,19 +365,32 @@ describe('KServe v2 binary tensor data', () => {
       /'ten', which is not a byte count/,
     );
     await expect400(
-      await binaryPost('mlp-classifier', tritonBody({ inputs: [input({ parameters: { binary_data_size: 64 } })] }, bytesOf(rows))),
+      await binaryPost(
+        'mlp-classifier',
+        tritonBody({ inputs: [input({ parameters: { binary_data_size: 64 } })] }, bytesOf(rows)),
+      ),
       'invalid_binary_data',
       /input 'input' has binary_data_size 64, but only 32 bytes of binary data follow/,
       'input',
     );
     await expect400(
-      await binaryPost('mlp-classifier', tritonBody({ inputs: [input({ parameters: { binary_data_size: 28 } })] }, bytesOf(rows).subarray(0, 28))),
+      await binaryPost(
+        'mlp-classifier',
+        tritonBody({ inputs: [input({ parameters: { binary_data_size: 28 } })] }, bytesOf(rows).subarray(0, 28)),
+      ),
       'invalid_binary_data',
       /input 'input' has binary_data_size 28, but shape \[2,4\] of FP32 is 8 × 4 = 32 bytes/,
       'input',
     );
     await expect400(
-      await binaryPost('mlp-classifier', tritonBody({ inputs: [input({ parameters: { binary_data_size: 32 } })] }, bytesOf(rows), Uint8Array.of(1, 2, 3))),
+      await binaryPost(
+        'mlp-classifier',
+        tritonBody(
+          { inputs: [input({ parameters: { binary_data_size: 32 } })] },
+          bytesOf(rows),
+          Uint8Array.of(1, 2, 3),
+        ),
+      ),
       'invalid_binary_data',
       /35 bytes of binary data after its JSON inference header, but the inputs' binary_data_size add up to 32/,
       'input',
@@ -320,7 +402,13 @@ describe('KServe v2 binary tensor data', () => {
       'input',
     );
     await expect400(
-      await binaryPost('mlp-classifier', tritonBody({ inputs: [input({ data: Array.from(rows), parameters: { binary_data_size: 32 } })] }, bytesOf(rows))),
+      await binaryPost(
+        'mlp-classifier',
+        tritonBody(
+          { inputs: [input({ data: Array.from(rows), parameters: { binary_data_size: 32 } })] },
+          bytesOf(rows),
+        ),
+      ),
       'invalid_binary_data',
       /input 'input' has both data and parameters.binary_data_size/,
       'input',
@@ -330,25 +418,53 @@ describe('KServe v2 binary tensor data', () => {
     const word = (s: string) => Buffer.concat([Buffer.from(Uint32Array.of(s.length).buffer), Buffer.from(s)]);
     const strings = Buffer.concat([word('cat'), word('hippo')]);
     await expect400(
-      await binaryPost('mlp-classifier', tritonBody({ inputs: [{ name: 'text', shape: [2], datatype: 'BYTES', parameters: { binary_data_size: strings.length - 1 } }] }, strings.subarray(0, strings.length - 1))),
+      await binaryPost(
+        'mlp-classifier',
+        tritonBody(
+          {
+            inputs: [
+              { name: 'text', shape: [2], datatype: 'BYTES', parameters: { binary_data_size: strings.length - 1 } },
+            ],
+          },
+          strings.subarray(0, strings.length - 1),
+        ),
+      ),
       'invalid_binary_data',
       /input 'text': BYTES element 1 is 5 bytes long, but only 4 of its binary_data_size are left/,
       'text',
     );
     await expect400(
-      await binaryPost('mlp-classifier', tritonBody({ inputs: [{ name: 'text', shape: [3], datatype: 'BYTES', parameters: { binary_data_size: strings.length } }] }, strings)),
+      await binaryPost(
+        'mlp-classifier',
+        tritonBody(
+          {
+            inputs: [{ name: 'text', shape: [3], datatype: 'BYTES', parameters: { binary_data_size: strings.length } }],
+          },
+          strings,
+        ),
+      ),
       'invalid_binary_data',
       /input 'text' has shape of 3 elements, but its BYTES data holds 2/,
       'text',
     );
     await expect400(
-      await binaryPost('mlp-classifier', tritonBody({ inputs: [{ name: 'text', shape: [2], datatype: 'BYTES', parameters: { binary_data_size: strings.length } }] }, strings)),
+      await binaryPost(
+        'mlp-classifier',
+        tritonBody(
+          {
+            inputs: [{ name: 'text', shape: [2], datatype: 'BYTES', parameters: { binary_data_size: strings.length } }],
+          },
+          strings,
+        ),
+      ),
       'unknown_input',
       /has no input named 'text'/,
       'text',
     );
     await expect400(
-      await post('mlp-classifier', Buffer.concat([Buffer.from('{"inputs": ['), bytesOf(rows)]), { 'inference-header-content-length': '12' }).then(decode),
+      await post('mlp-classifier', Buffer.concat([Buffer.from('{"inputs": ['), bytesOf(rows)]), {
+        'inference-header-content-length': '12',
+      }).then(decode),
       'invalid_json',
       /JSON inference header .* is not valid JSON/,
     );

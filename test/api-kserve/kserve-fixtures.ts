@@ -17,7 +17,11 @@ export function startKServe(config: Record<string, unknown> = {}): Promise<TestK
 }
 
 /** Sends a request with the admin key (which, once configured, every non-public route needs). */
-export function call(kit: TestKernel, path: string, init: { method?: string; body?: unknown } = {}): Promise<TestResponse> {
+export function call(
+  kit: TestKernel,
+  path: string,
+  init: { method?: string; body?: unknown } = {},
+): Promise<TestResponse> {
   return kit.request(path, { ...init, headers: { authorization: `Bearer ${ADMIN_KEY}` } });
 }
 
@@ -68,7 +72,12 @@ export async function healthUnderLoad(options: {
   const finished = new Promise<void>((resolve) => (finish = resolve));
   const load = new Worker(LOAD_THREAD, {
     eval: true,
-    workerData: { url: options.url.href, headers: options.headers, body: new Uint8Array(options.body), clients: options.clients },
+    workerData: {
+      url: options.url.href,
+      headers: options.headers,
+      body: new Uint8Array(options.body),
+      clients: options.clients,
+    },
   });
   load.on('message', (m: { completed?: number; done?: boolean; error?: string }) => {
     completed += m.completed ?? 0;
@@ -81,7 +90,8 @@ export async function healthUnderLoad(options: {
   });
   try {
     // Let the load build up before measuring (bounded: a failing client ends the wait).
-    for (let i = 0; i < 1000 && completed < options.clients && failure === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 1000 && completed < options.clients && failure === undefined; i++)
+      await new Promise((r) => setTimeout(r, 10));
     assert.equal(failure, undefined, `a load client failed: ${failure}`);
     assert.ok(completed >= options.clients, 'the load never started');
     options.onLoaded?.();
@@ -96,7 +106,10 @@ export async function healthUnderLoad(options: {
     }
     assert.equal(failure, undefined, `a load client failed: ${failure}`);
     latencies.sort((a, b) => a - b);
-    return { p50: latencies[Math.floor(latencies.length * 0.5)]!, p99: latencies[Math.floor(latencies.length * 0.99)]! };
+    return {
+      p50: latencies[Math.floor(latencies.length * 0.5)]!,
+      p99: latencies[Math.floor(latencies.length * 0.99)]!,
+    };
   } finally {
     load.postMessage('stop');
     await Promise.race([finished, new Promise((r) => setTimeout(r, 30_000))]);

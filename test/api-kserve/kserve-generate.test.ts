@@ -41,7 +41,8 @@ async function generate(kit: TestKernel, model: string, body: unknown, path = 'g
 /** The greedy completion of the engine itself, for reference. */
 async function engineGreedy(kit: TestKernel, model: string, prompt: string, maxTokens: number): Promise<string> {
   let text = '';
-  for await (const e of await kit.kernel.generation.generate({ model, prompt, maxTokens, temperature: 0 })) if (e.type !== 'done') text += e.text;
+  for await (const e of await kit.kernel.generation.generate({ model, prompt, maxTokens, temperature: 0 }))
+    if (e.type !== 'done') text += e.text;
   return text;
 }
 
@@ -64,8 +65,15 @@ describe('KServe v2 and native listings of LLMs, and the generate extension (bui
     const embedding = models.find((m) => m.name === 'bert-tiny' && m.kind === 'embedding');
     assert.ok(embedding, 'the embedding model is listed beside the tensor model of the same name');
     assert.ok(models.some((m) => m.name === 'bert-tiny' && m.kind === 'tensor'));
-    const index = (await call(kit, '/v2/repository/index', { method: 'POST', body: { ready: true } })).body as Array<{ name: string; version: string; state: string }>;
-    assert.deepEqual(index.find((r) => r.name === 'tiny-llama'), { name: 'tiny-llama', version: '1', state: 'READY' });
+    const index = (await call(kit, '/v2/repository/index', { method: 'POST', body: { ready: true } })).body as Array<{
+      name: string;
+      version: string;
+      state: string;
+    }>;
+    assert.deepEqual(
+      index.find((r) => r.name === 'tiny-llama'),
+      { name: 'tiny-llama', version: '1', state: 'READY' },
+    );
     assert.equal(index.filter((r) => r.name === 'bert-tiny').length, 1, 'a name is one row');
   });
 
@@ -77,7 +85,10 @@ describe('KServe v2 and native listings of LLMs, and the generate extension (bui
     }
     const ready = await call(kit, '/v2/models/tiny-llama/ready');
     assert.deepEqual([ready.status, ready.body], [200, { name: 'tiny-llama', ready: true }]);
-    const infer = await call(kit, '/v2/models/tiny-llama/infer', { method: 'POST', body: { inputs: [{ name: 'text_input', shape: [1], datatype: 'BYTES', data: ['hi'] }] } });
+    const infer = await call(kit, '/v2/models/tiny-llama/infer', {
+      method: 'POST',
+      body: { inputs: [{ name: 'text_input', shape: [1], datatype: 'BYTES', data: ['hi'] }] },
+    });
     assert.equal(infer.status, 400);
     assert.equal(errorOf(infer).code, 'model_cannot_infer');
     assert.match(errorOf(infer).message, /POST \/v2\/models\/tiny-llama\/generate/);
@@ -91,18 +102,37 @@ describe('KServe v2 and native listings of LLMs, and the generate extension (bui
     const prompt = 'Once upon a time';
     const expected = await engineGreedy(kit, 'tiny-llama', prompt, 12);
     assert.ok(expected.length > 0);
-    const res = await generate(kit, 'tiny-llama', { text_input: prompt, parameters: { max_tokens: 12, temperature: 0 } });
+    const res = await generate(kit, 'tiny-llama', {
+      text_input: prompt,
+      parameters: { max_tokens: 12, temperature: 0 },
+    });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.deepEqual(res.body, { model_name: 'tiny-llama', model_version: '1', text_output: expected });
     // TensorRT-LLM's ensemble takes its parameters at the top level.
-    const flat = await generate(kit, 'tiny-llama', { text_input: prompt, max_tokens: 12, temperature: 0 }, 'versions/1/generate');
+    const flat = await generate(
+      kit,
+      'tiny-llama',
+      { text_input: prompt, max_tokens: 12, temperature: 0 },
+      'versions/1/generate',
+    );
     assert.equal((flat.body as GenerateResponse).text_output, expected);
-    const vllm = await generate(kit, 'tiny-llama', { text_input: prompt, sampling_parameters: JSON.stringify({ max_tokens: 12, temperature: 0 }) });
+    const vllm = await generate(kit, 'tiny-llama', {
+      text_input: prompt,
+      sampling_parameters: JSON.stringify({ max_tokens: 12, temperature: 0 }),
+    });
     assert.equal((vllm.body as GenerateResponse).text_output, expected);
-    const withInput = await generate(kit, 'tiny-llama', { text_input: prompt, parameters: { max_tokens: 12, temperature: 0, exclude_input_in_output: false } });
+    const withInput = await generate(kit, 'tiny-llama', {
+      text_input: prompt,
+      parameters: { max_tokens: 12, temperature: 0, exclude_input_in_output: false },
+    });
     assert.equal((withInput.body as GenerateResponse).text_output, prompt + expected);
 
-    const stream = await generate(kit, 'tiny-llama', { text_input: prompt, parameters: { max_tokens: 12, temperature: 0, stream: true } }, 'generate_stream');
+    const stream = await generate(
+      kit,
+      'tiny-llama',
+      { text_input: prompt, parameters: { max_tokens: 12, temperature: 0, stream: true } },
+      'generate_stream',
+    );
     assert.equal(stream.status, 200);
     assert.match(stream.headers.get('content-type') ?? '', /^text\/event-stream/);
     const chunks = sseEvents(stream.body as string) as GenerateResponse[];
@@ -115,11 +145,20 @@ describe('KServe v2 and native listings of LLMs, and the generate extension (bui
   it('applies the sampling parameters: max_tokens, stop, and the same seed giving the same text', async () => {
     const prompt = 'The little dog';
     const full = await engineGreedy(kit, 'tiny-llama', prompt, 16);
-    const short = await generate(kit, 'tiny-llama', { text_input: prompt, parameters: { max_tokens: 4, temperature: 0 } });
+    const short = await generate(kit, 'tiny-llama', {
+      text_input: prompt,
+      parameters: { max_tokens: 4, temperature: 0 },
+    });
     assert.equal(short.status, 200);
-    assert.ok(full.startsWith((short.body as GenerateResponse).text_output) && (short.body as GenerateResponse).text_output.length < full.length);
+    assert.ok(
+      full.startsWith((short.body as GenerateResponse).text_output) &&
+        (short.body as GenerateResponse).text_output.length < full.length,
+    );
     const stopAt = full.slice(3, 5);
-    const stopped = await generate(kit, 'tiny-llama', { text_input: prompt, parameters: { max_tokens: 16, temperature: 0, stop: [stopAt] } });
+    const stopped = await generate(kit, 'tiny-llama', {
+      text_input: prompt,
+      parameters: { max_tokens: 16, temperature: 0, stop: [stopAt] },
+    });
     assert.equal((stopped.body as GenerateResponse).text_output, full.slice(0, full.indexOf(stopAt)));
     const sampled = { text_input: prompt, parameters: { max_tokens: 16, temperature: 1, top_p: 0.9, seed: 7 } };
     const a = await generate(kit, 'tiny-llama', sampled);
@@ -139,7 +178,11 @@ describe('KServe v2 and native listings of LLMs, and the generate extension (bui
         [{ text_input: 'hi', bad_key: 1 }, 'unknown_parameter', 'bad_key'],
         [{ text_input: 'hi', parameters: 'fast' }, 'invalid_parameter', 'parameters'],
         [{ text_input: 'hi', sampling_parameters: '{"temperature":' }, 'invalid_parameter', 'sampling_parameters'],
-        [{ text_input: 'hi', sampling_parameters: JSON.stringify({ top_p: 'high' }) }, 'invalid_parameter', 'sampling_parameters.top_p'],
+        [
+          { text_input: 'hi', sampling_parameters: JSON.stringify({ top_p: 'high' }) },
+          'invalid_parameter',
+          'sampling_parameters.top_p',
+        ],
       ];
       for (const [body, code, param] of cases) {
         const res = await generate(kit, 'tiny-llama', body, path);
@@ -165,7 +208,11 @@ describe('the generate extension on stories260K (GGUF) agrees with /v1/completio
   let kit: TestKernel | undefined;
   before(async function () {
     if (!existsSync(gguf)) this.skip();
-    kit = await startTestKernel({ plugins: [API_KSERVE, pluginDir('api-openai')], env: { NUCLEUS_ADMIN_KEY: ADMIN_KEY }, config: { models: [{ name: 'stories', path: gguf }] } });
+    kit = await startTestKernel({
+      plugins: [API_KSERVE, pluginDir('api-openai')],
+      env: { NUCLEUS_ADMIN_KEY: ADMIN_KEY },
+      config: { models: [{ name: 'stories', path: gguf }] },
+    });
   });
   after(() => kit?.stop());
 
@@ -173,20 +220,34 @@ describe('the generate extension on stories260K (GGUF) agrees with /v1/completio
     const k = kit!;
     const models = ((await call(k, '/models')).body as { models: Array<Record<string, unknown>> }).models;
     const stories = models.find((m) => m.name === 'stories');
-    assert.deepEqual([stories?.kind, stories?.state, stories?.maxContext], ['llm', 'ready', k.kernel.generation.get('stories').maxContext]);
+    assert.deepEqual(
+      [stories?.kind, stories?.state, stories?.maxContext],
+      ['llm', 'ready', k.kernel.generation.get('stories').maxContext],
+    );
     const index = (await call(k, '/v2/repository/index', { method: 'POST', body: {} })).body;
     assert.deepEqual(index, [{ name: 'stories', version: '1', state: 'READY' }]);
     const meta = await call(k, '/v2/models/stories');
     assert.deepEqual([meta.status, meta.body], [200, { name: 'stories', ...LLM_METADATA }]);
 
     const prompt = 'Once upon a time, there was a little girl';
-    const completion = await call(k, '/v1/completions', { method: 'POST', body: { model: 'stories', prompt, max_tokens: 40, temperature: 0 } });
+    const completion = await call(k, '/v1/completions', {
+      method: 'POST',
+      body: { model: 'stories', prompt, max_tokens: 40, temperature: 0 },
+    });
     assert.equal(completion.status, 200, JSON.stringify(completion.body));
     const expected = (completion.body as { choices: Array<{ text: string }> }).choices[0]!.text;
     assert.ok(expected.length > 20, expected);
     const res = await generate(k, 'stories', { text_input: prompt, parameters: { max_tokens: 40, temperature: 0 } });
-    assert.deepEqual([res.status, res.body], [200, { model_name: 'stories', model_version: '1', text_output: expected }]);
-    const stream = await generate(k, 'stories', { text_input: prompt, parameters: { max_tokens: 40, temperature: 0 } }, 'generate_stream');
+    assert.deepEqual(
+      [res.status, res.body],
+      [200, { model_name: 'stories', model_version: '1', text_output: expected }],
+    );
+    const stream = await generate(
+      k,
+      'stories',
+      { text_input: prompt, parameters: { max_tokens: 40, temperature: 0 } },
+      'generate_stream',
+    );
     assert.equal((sseEvents(stream.body as string) as GenerateResponse[]).map((c) => c.text_output).join(''), expected);
   });
 });

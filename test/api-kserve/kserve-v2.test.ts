@@ -22,7 +22,11 @@ describe('KServe v2 REST over loopback', () => {
   it('answers server metadata, liveness and readiness', async () => {
     const meta = await kit.request('/v2');
     assert.equal(meta.status, 200);
-    assert.deepEqual(meta.body, { name: 'nucleus', version: '0.1.0', extensions: ['model_repository', 'binary_tensor_data'] });
+    assert.deepEqual(meta.body, {
+      name: 'nucleus',
+      version: '0.1.0',
+      extensions: ['model_repository', 'binary_tensor_data'],
+    });
     assert.deepEqual((await kit.request('/v2/health/live')).body, { live: true });
     const ready = await kit.request('/v2/health/ready');
     assert.equal(ready.status, 200);
@@ -91,8 +95,14 @@ describe('KServe v2 REST over loopback', () => {
     });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     const outputs = (res.body as InferResponse).outputs;
-    assert.deepEqual(outputs.map((o) => o.name), ['embedding']);
-    const direct = await runDirect(multi.modelPath, { features: f32(features.flat(), [2, 6]), category: i64([4, 0], [2]) });
+    assert.deepEqual(
+      outputs.map((o) => o.name),
+      ['embedding'],
+    );
+    const direct = await runDirect(multi.modelPath, {
+      features: f32(features.flat(), [2, 6]),
+      category: i64([4, 0], [2]),
+    });
     assert.deepEqual(Float32Array.from(outputs[0]!.data), direct.embedding!.data);
   });
 
@@ -107,7 +117,10 @@ describe('KServe v2 REST over loopback', () => {
 
     const dtype = await infer([{ name: 'input', shape: [1, 4], datatype: 'INT32', data: [1, 2, 3, 4] }]);
     assert.equal(dtype.status, 400);
-    assert.match(errorOf(dtype).message, /input 'input' has datatype INT32, but model 'mlp-classifier' version '1' expects FP32/);
+    assert.match(
+      errorOf(dtype).message,
+      /input 'input' has datatype INT32, but model 'mlp-classifier' version '1' expects FP32/,
+    );
 
     const name = await infer([{ name: 'pixels', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }]);
     assert.equal(name.status, 400);
@@ -126,7 +139,9 @@ describe('KServe v2 REST over loopback', () => {
     assert.equal(bytes.status, 400);
     assert.match(errorOf(bytes).message, /datatype 'BYTES', which this server does not serve/);
 
-    const body = await call(kit, '/v2/models/mlp-classifier/infer', { body: { inputs: [{ name: 'input', datatype: 'FP32', data: [] }] } });
+    const body = await call(kit, '/v2/models/mlp-classifier/infer', {
+      body: { inputs: [{ name: 'input', datatype: 'FP32', data: [] }] },
+    });
     assert.equal(body.status, 400);
     assert.equal(errorOf(body).code, 'invalid_body');
     assert.match(errorOf(body).message, /inputs\.0 must have required property 'shape'/);
@@ -159,7 +174,10 @@ describe('KServe v2 REST over loopback', () => {
     assert.equal(res.status, 200, JSON.stringify(res.body));
     const out = (res.body as InferResponse).outputs[0]!;
     assert.deepEqual(out.shape, [1, 5, 32]);
-    const direct = await runDirect(bert.modelPath, { input_ids: i64(ids, [1, 5]), attention_mask: i64([1, 1, 1, 1, 1], [1, 5]) });
+    const direct = await runDirect(bert.modelPath, {
+      input_ids: i64(ids, [1, 5]),
+      attention_mask: i64([1, 1, 1, 1, 1], [1, 5]),
+    });
     assert.deepEqual(Float32Array.from(out.data), direct.last_hidden_state!.data);
   });
 
@@ -167,21 +185,39 @@ describe('KServe v2 REST over loopback', () => {
     const index = await call(kit, '/v2/repository/index', { method: 'POST', body: {} });
     assert.equal(index.status, 200);
     assert.deepEqual(
-      (index.body as Array<{ name: string; version: string; state: string }>).map((r) => `${r.name}/${r.version}/${r.state}`),
-      ['bert-tiny/1/READY', 'mlp-classifier/1/READY', 'multi-io/1/READY', 'resnet-tiny/1/READY', 'tabular-classifier/1/READY', 'tiny-llama/1/READY'],
+      (index.body as Array<{ name: string; version: string; state: string }>).map(
+        (r) => `${r.name}/${r.version}/${r.state}`,
+      ),
+      [
+        'bert-tiny/1/READY',
+        'mlp-classifier/1/READY',
+        'multi-io/1/READY',
+        'resnet-tiny/1/READY',
+        'tabular-classifier/1/READY',
+        'tiny-llama/1/READY',
+      ],
     );
-    assert.equal((await kit.request('/v2/repository/models/tabular-classifier/unload', { method: 'POST' })).status, 401);
+    assert.equal(
+      (await kit.request('/v2/repository/models/tabular-classifier/unload', { method: 'POST' })).status,
+      401,
+    );
 
     const unload = await call(kit, '/v2/repository/models/tabular-classifier/unload', { method: 'POST' });
     assert.deepEqual([unload.status, unload.body], [200, {}]);
     const notReady = await call(kit, '/v2/models/tabular-classifier/ready');
     assert.equal(notReady.status, 503);
     assert.equal((notReady.body as { ready: boolean }).ready, false);
-    const refused = await call(kit, '/v2/models/tabular-classifier/infer', { body: { inputs: [{ name: 'features', shape: [1, 8], datatype: 'FP32', data: new Array(8).fill(0) }] } });
+    const refused = await call(kit, '/v2/models/tabular-classifier/infer', {
+      body: { inputs: [{ name: 'features', shape: [1, 8], datatype: 'FP32', data: new Array(8).fill(0) }] },
+    });
     assert.equal(refused.status, 503);
     assert.equal(errorOf(refused).code, 'model_not_ready');
     const unavailable = await call(kit, '/v2/repository/index', { method: 'POST', body: {} });
-    assert.ok((unavailable.body as Array<{ name: string; state: string }>).some((r) => r.name === 'tabular-classifier' && r.state === 'UNAVAILABLE'));
+    assert.ok(
+      (unavailable.body as Array<{ name: string; state: string }>).some(
+        (r) => r.name === 'tabular-classifier' && r.state === 'UNAVAILABLE',
+      ),
+    );
     const readyOnly = await call(kit, '/v2/repository/index', { method: 'POST', body: { ready: true } });
     assert.equal((readyOnly.body as unknown[]).length, 5);
 

@@ -29,7 +29,10 @@ describe('large JSON bodies parsed off the event loop', () => {
   let offloaded: TestKernel;
   let inline: TestKernel;
   before(async () => {
-    offloaded = await startKServe({ 'server.offloadJsonBytes': 256 * 1024, 'server.bodyLimitBytes': 1.5 * 1024 * 1024 });
+    offloaded = await startKServe({
+      'server.offloadJsonBytes': 256 * 1024,
+      'server.bodyLimitBytes': 1.5 * 1024 * 1024,
+    });
     inline = await startKServe({ 'server.offloadJsonBytes': 0 });
   });
   after(async () => {
@@ -84,6 +87,9 @@ describe('large JSON bodies parsed off the event loop', () => {
     const body = Buffer.from(imageBody(1, 9));
     const url = new URL('/v2/models/resnet-tiny/infer', offloaded.url);
     const { p50, p99 } = await healthUnderLoad({ base: offloaded.url, url, headers, body, clients: 16, probes: 60 });
-    assert.ok(p99 < 200, `/health p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms with 16 clients sending large bodies`);
+    assert.ok(
+      p99 < 200,
+      `/health p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms with 16 clients sending large bodies`,
+    );
   });
 });

@@ -3,12 +3,19 @@ import { once } from 'node:events';
 import { inferCallback, InferenceEmitter, Nucleus } from '@nucleus/core';
 import type { InferResult, NucleusError } from '@nucleus/sdk';
 
-const input = (x: number) => ({ input: { dtype: 'float32' as const, shape: [1, 4], data: new Float32Array([x, 0.2, 0.3, 0.4]) } });
+const input = (x: number) => ({
+  input: { dtype: 'float32' as const, shape: [1, 4], data: new Float32Array([x, 0.2, 0.3, 0.4]) },
+});
 
 describe('the engine as a library, without HTTP', () => {
   let kernel: Nucleus;
   before(async () => {
-    kernel = Nucleus.create({ env: {}, pluginFolders: [], nodeModules: [], cli: { 'plugins.watch': false, 'logging.level': 'silent' } });
+    kernel = Nucleus.create({
+      env: {},
+      pluginFolders: [],
+      nodeModules: [],
+      cli: { 'plugins.watch': false, 'logging.level': 'silent' },
+    });
     await kernel.start();
   });
   after(() => kernel.stop());
@@ -26,7 +33,9 @@ describe('the engine as a library, without HTTP', () => {
     );
     assert.equal(err, null);
     assert.deepEqual(result!.outputs, expected.outputs);
-    const failed = await new Promise<NucleusError | null>((resolve) => inferCallback(kernel.inference, { model: 'nope', inputs: input(0) }, (e) => resolve(e)));
+    const failed = await new Promise<NucleusError | null>((resolve) =>
+      inferCallback(kernel.inference, { model: 'nope', inputs: input(0) }, (e) => resolve(e)),
+    );
     assert.deepEqual([failed?.status, failed?.code], [404, 'model_not_found']);
   });
 
@@ -38,10 +47,19 @@ describe('the engine as a library, without HTTP', () => {
     emitter.on('failed', (tag, err) => failures.push([tag, err.code]));
     const idle = once(emitter, 'idle');
     for (let i = 0; i < 8; i++) emitter.submit(i, { model: 'mlp-classifier', inputs: input(i / 8) });
-    emitter.submit(99, { model: 'mlp-classifier', inputs: { input: { dtype: 'float32', shape: [1, 3], data: new Float32Array(3) } } });
+    emitter.submit(99, {
+      model: 'mlp-classifier',
+      inputs: { input: { dtype: 'float32', shape: [1, 3], data: new Float32Array(3) } },
+    });
     await idle;
-    assert.deepEqual(results.sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7]);
-    assert.deepEqual(failures.map(([tag]) => tag), [99]);
+    assert.deepEqual(
+      results.sort((a, b) => a - b),
+      [0, 1, 2, 3, 4, 5, 6, 7],
+    );
+    assert.deepEqual(
+      failures.map(([tag]) => tag),
+      [99],
+    );
     assert.equal(emitter.pending, 0);
   });
 });

@@ -36,7 +36,11 @@ describe('LLMs and embedding models report a backend fallback as tensor models d
   after(() => rmSync(plugins, { recursive: true, force: true }));
 
   it('a fallback leaves /ready degraded with a condition per model, and /status and the model info say why', async () => {
-    const kit = await startTestKernel({ plugins: [plugins, API_KSERVE], env: { NUCLEUS_ADMIN_KEY: ADMIN_KEY }, config: { backend: 'nogpu' } });
+    const kit = await startTestKernel({
+      plugins: [plugins, API_KSERVE],
+      env: { NUCLEUS_ADMIN_KEY: ADMIN_KEY },
+      config: { backend: 'nogpu' },
+    });
     try {
       await useGenerationModels(kit);
       const ready = await kit.request('/ready');
@@ -44,7 +48,11 @@ describe('LLMs and embedding models report a backend fallback as tensor models d
       const conditions = (ready.body as { conditions: Condition[] }).conditions;
       for (const model of ['tiny-llama', 'bert-tiny']) {
         const condition = conditions.find((c) => c.key === `backend:${model}@1`);
-        assert.deepEqual(condition, { key: `backend:${model}@1`, severity: 'degraded', reason: `model '${model}' version '1': ${FALLBACK}` });
+        assert.deepEqual(condition, {
+          key: `backend:${model}@1`,
+          severity: 'degraded',
+          reason: `model '${model}' version '1': ${FALLBACK}`,
+        });
         const info: GenerationModelInfo = kit.kernel.generation.get(model);
         assert.deepEqual([info.backend, info.requestedBackend, info.fallbackReason], ['cpu', 'nogpu', FALLBACK]);
       }
@@ -54,15 +62,26 @@ describe('LLMs and embedding models report a backend fallback as tensor models d
       const llm = status.llms.find((m) => m.name === 'tiny-llama');
       assert.deepEqual([llm?.backend, llm?.requestedBackend, llm?.fallbackReason], ['cpu', 'nogpu', FALLBACK]);
       const embedding = status.embeddings.find((m) => m.name === 'bert-tiny');
-      assert.deepEqual([embedding?.backend, embedding?.requestedBackend, embedding?.fallbackReason], ['cpu', 'nogpu', FALLBACK]);
-      assert.equal(status.llms.some((m) => m.name === 'bert-tiny'), false, 'an embedding model is not listed as an LLM');
+      assert.deepEqual(
+        [embedding?.backend, embedding?.requestedBackend, embedding?.fallbackReason],
+        ['cpu', 'nogpu', FALLBACK],
+      );
+      assert.equal(
+        status.llms.some((m) => m.name === 'bert-tiny'),
+        false,
+        'an embedding model is not listed as an LLM',
+      );
     } finally {
       await kit.stop();
     }
   });
 
   it('a backend that is used as asked gives no condition and no fallback reason', async () => {
-    const kit = await startTestKernel({ plugins: [plugins, API_KSERVE], env: { NUCLEUS_ADMIN_KEY: ADMIN_KEY }, config: { backend: 'cpu' } });
+    const kit = await startTestKernel({
+      plugins: [plugins, API_KSERVE],
+      env: { NUCLEUS_ADMIN_KEY: ADMIN_KEY },
+      config: { backend: 'cpu' },
+    });
     try {
       await useGenerationModels(kit);
       const ready = await kit.request('/ready');

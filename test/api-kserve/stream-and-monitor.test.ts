@@ -37,7 +37,9 @@ describe('api-kserve: /stream_infer and the monitors', () => {
     const res = await fetch(`${kit.url}/stream_infer`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` },
-      body: JSON.stringify({ requests: [row(0.1), { model: 'nope', inputs: { input: [[1]] } }, row(0.5), { model: 'mlp-classifier' }] }),
+      body: JSON.stringify({
+        requests: [row(0.1), { model: 'nope', inputs: { input: [[1]] } }, row(0.5), { model: 'mlp-classifier' }],
+      }),
     });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type')!, /text\/event-stream/);
@@ -63,15 +65,24 @@ describe('api-kserve: /stream_infer and the monitors', () => {
   });
 
   it('stops the remaining items when the client goes away', async () => {
-    const body = JSON.stringify({ requests: Array.from({ length: 60 }, (_, i) => ({ model: 'resnet-tiny', inputs: { input: { data: new Array(3 * 224 * 224).fill(i / 64), shape: [1, 3, 224, 224] } } })) });
+    const body = JSON.stringify({
+      requests: Array.from({ length: 60 }, (_, i) => ({
+        model: 'resnet-tiny',
+        inputs: { input: { data: new Array(3 * 224 * 224).fill(i / 64), shape: [1, 3, 224, 224] } },
+      })),
+    });
     const before = statusRequests(await call(kit, '/status'));
     await new Promise<void>((resolve, reject) => {
-      const req = httpRequest(`${kit.url}/stream_infer`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` } }, (res) => {
-        res.once('data', () => {
-          req.destroy();
-          resolve();
-        });
-      });
+      const req = httpRequest(
+        `${kit.url}/stream_infer`,
+        { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` } },
+        (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        },
+      );
       req.on('error', (err) => ((err as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve() : reject(err)));
       req.end(body);
     });
@@ -83,7 +94,10 @@ describe('api-kserve: /stream_infer and the monitors', () => {
   it('GET /monitor/gpu lists no device here and says why each GPU backend is unusable', async () => {
     const res = await call(kit, '/monitor/gpu');
     assert.equal(res.status, 200);
-    const body = res.body as { devices: unknown[]; backends: Array<{ backend: string; usable: boolean; reason?: string }> };
+    const body = res.body as {
+      devices: unknown[];
+      backends: Array<{ backend: string; usable: boolean; reason?: string }>;
+    };
     assert.deepEqual(body.devices, []);
     assert.deepEqual(body.backends.map((b) => b.backend).sort(), ['cuda', 'rocm']);
     for (const b of body.backends) {
@@ -103,11 +117,15 @@ describe('api-kserve: /stream_infer and the monitors', () => {
     assert.ok(body.host.totalBytes > body.host.freeBytes && body.host.freeBytes > 0);
     assert.ok(body.process.rssBytes > body.process.heapUsedBytes);
     const mlp = body.models.find((m) => m.name === 'mlp-classifier');
-    assert.ok(mlp && mlp.modelFileBytes! > 0 && mlp.estimatedBytes! >= mlp.modelFileBytes!, JSON.stringify(body.models));
+    assert.ok(
+      mlp && mlp.modelFileBytes! > 0 && mlp.estimatedBytes! >= mlp.modelFileBytes!,
+      JSON.stringify(body.models),
+    );
   });
 });
 
 function statusRequests(res: { body: unknown }): number {
-  const models = (res.body as { models: Array<{ name: string; versions: Array<{ requests?: { total: number } }> }> }).models;
+  const models = (res.body as { models: Array<{ name: string; versions: Array<{ requests?: { total: number } }> }> })
+    .models;
   return models.find((m) => m.name === 'resnet-tiny')!.versions.reduce((n, v) => n + (v.requests?.total ?? 0), 0);
 }

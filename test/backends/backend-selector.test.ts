@@ -6,7 +6,8 @@ import { RocmBackend } from '@nucleus/plugin-backend-rocm';
 import { BackendSelector, machine, ortInstall } from './helpers.js';
 
 const linux = { platform: 'linux', arch: 'x64', env: {} };
-const cudaOn = (m: string, ort: string, config = {}) => new CudaBackend(config, { ...machine(m), ...ortInstall(ort), ...linux });
+const cudaOn = (m: string, ort: string, config = {}) =>
+  new CudaBackend(config, { ...machine(m), ...ortInstall(ort), ...linux });
 const rocmOn = (m: string, ort: string) => new RocmBackend({}, { ...machine(m), ...ortInstall(ort), ...linux });
 
 /** Collects what the selector emits on the event bus. */
@@ -54,7 +55,10 @@ describe('BackendSelector', () => {
 
   it('auto takes CPU when no GPU backend is usable, without calling it a fallback', async () => {
     const { events, fallbacks } = recorder();
-    const selector = new BackendSelector([cudaOn('a10g-driver-only', 'cpu-only'), rocmOn('mi300x', 'cpu-only'), new CpuBackend()], { events });
+    const selector = new BackendSelector(
+      [cudaOn('a10g-driver-only', 'cpu-only'), rocmOn('mi300x', 'cpu-only'), new CpuBackend()],
+      { events },
+    );
     const selection = await selector.select('auto');
     assert.equal(selection.backend.name, 'cpu');
     assert.equal(selection.fallbackReason, undefined);
@@ -80,7 +84,9 @@ describe('BackendSelector', () => {
 
   it('a requested backend that is not installed is an error naming those that are, not a fallback', async () => {
     const events: unknown[] = [];
-    const selector = new BackendSelector([new CpuBackend(), cudaOn('h100x2', 'cuda12')], { events: { emit: (...e: unknown[]) => void events.push(e) } as never });
+    const selector = new BackendSelector([new CpuBackend(), cudaOn('h100x2', 'cuda12')], {
+      events: { emit: (...e: unknown[]) => void events.push(e) } as never,
+    });
     for (const name of ['rocm', 'cdua', 'tpu']) {
       await assert.rejects(selector.select(name), {
         status: 422,
@@ -107,7 +113,10 @@ describe('BackendSelector', () => {
       message:
         "backend 'cuda' is unusable: no NVIDIA driver: /proc/driver/nvidia is absent and nvidia-smi was not found, and the cpu backend is not installed",
     });
-    await assert.rejects(new BackendSelector([]).select('auto'), { code: 'no_backend', message: 'no usable backend: no backend plugin is active' });
+    await assert.rejects(new BackendSelector([]).select('auto'), {
+      code: 'no_backend',
+      message: 'no usable backend: no backend plugin is active',
+    });
   });
 
   it('reuses probes until the TTL passes or refresh() is called', async () => {
@@ -128,12 +137,28 @@ describe('BackendSelector', () => {
   });
 
   it('turns a probe that throws or hangs into an unusable backend with the reason', async () => {
-    const hanging: Backend = { name: 'npu', rank: 200, probe: () => new Promise<BackendProbe>(() => {}), sessionOptions: () => ({}) };
-    const throwing: Backend = { name: 'tpu', rank: 150, probe: () => Promise.reject(new Error('driver ioctl failed')), sessionOptions: () => ({}) };
+    const hanging: Backend = {
+      name: 'npu',
+      rank: 200,
+      probe: () => new Promise<BackendProbe>(() => {}),
+      sessionOptions: () => ({}),
+    };
+    const throwing: Backend = {
+      name: 'tpu',
+      rank: 150,
+      probe: () => Promise.reject(new Error('driver ioctl failed')),
+      sessionOptions: () => ({}),
+    };
     const selector = new BackendSelector([hanging, throwing, new CpuBackend()], { probeTimeoutMs: 50 });
     assert.equal((await selector.select('auto')).backend.name, 'cpu');
-    assert.equal((await selector.select('npu')).fallbackReason, "backend 'npu' is unusable: probe did not answer within 50 ms; running on cpu instead");
-    assert.equal((await selector.select('tpu')).fallbackReason, "backend 'tpu' is unusable: probe failed: driver ioctl failed; running on cpu instead");
+    assert.equal(
+      (await selector.select('npu')).fallbackReason,
+      "backend 'npu' is unusable: probe did not answer within 50 ms; running on cpu instead",
+    );
+    assert.equal(
+      (await selector.select('tpu')).fallbackReason,
+      "backend 'tpu' is unusable: probe failed: driver ioctl failed; running on cpu instead",
+    );
   });
 
   it('status() lists every backend, highest rank first, with its plugin and probe', async () => {

@@ -16,7 +16,10 @@ const ORT_BIN = join(REPO_ROOT, 'node_modules/onnxruntime-node/bin/napi-v6/linux
 const cudaLibsHere = existsSync(join(ORT_BIN, 'libonnxruntime_providers_cuda.so'));
 
 async function add(session: ort.InferenceSession): Promise<number[]> {
-  const out = await session.run({ a: new ort.Tensor('float32', [1, 2], [2]), b: new ort.Tensor('float32', [3, 4], [2]) });
+  const out = await session.run({
+    a: new ort.Tensor('float32', [1, 2], [2]),
+    b: new ort.Tensor('float32', [3, 4], [2]),
+  });
   return Array.from(out.c?.data as Float32Array);
 }
 
@@ -40,12 +43,16 @@ describe('createBackendSession against the real onnxruntime-node', () => {
     if (cudaLibsHere) this.skip();
     const cpu = new CpuBackend();
     // The recorded 2×H100 machine makes the selector choose CUDA; ORT on this machine then refuses it.
-    const selector = new BackendSelector([cpu, new CudaBackend({}, { ...machine('h100x2'), ...ortInstall('cuda12'), ...linux })]);
+    const selector = new BackendSelector([
+      cpu,
+      new CudaBackend({}, { ...machine('h100x2'), ...ortInstall('cuda12'), ...linux }),
+    ]);
     const selection = await selector.select('auto');
     assert.equal(selection.backend.name, 'cuda');
     const { events, fallbacks } = recorder();
     const result = await createBackendSession(addModel(), selection, { fallback: cpu, events });
-    const reason = 'ORT could not create a session on cuda (OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library); running on cpu instead';
+    const reason =
+      'ORT could not create a session on cuda (OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library); running on cpu instead';
     assert.equal(result.backend, cpu);
     assert.equal(result.fallbackReason, reason);
     assert.deepEqual(result.options.executionProviders, ['cpu']);
@@ -60,11 +67,17 @@ describe('createBackendSession against the real onnxruntime-node', () => {
     const path = join(dir, 'add.onnx');
     writeFileSync(path, addModel());
     const cpu = new CpuBackend();
-    const cuda = new CudaBackend({ tensorrt: { enabled: true, engineCache: false, engineCachePath: '' } }, { ...machine('h100x2'), ...ortInstall('cuda12'), ...linux });
+    const cuda = new CudaBackend(
+      { tensorrt: { enabled: true, engineCache: false, engineCachePath: '' } },
+      { ...machine('h100x2'), ...ortInstall('cuda12'), ...linux },
+    );
     const selection = await new BackendSelector([cpu, cuda]).select('cuda');
     assert.equal(selection.probe.executionProviders[0], 'tensorrt');
     const result = await createBackendSession(path, selection, { fallback: cpu });
-    assert.equal(result.fallbackReason, 'ORT could not create a session on cuda (OrtSessionOptionsAppendExecutionProvider_TensorRT: Failed to load shared library); running on cpu instead');
+    assert.equal(
+      result.fallbackReason,
+      'ORT could not create a session on cuda (OrtSessionOptionsAppendExecutionProvider_TensorRT: Failed to load shared library); running on cpu instead',
+    );
     assert.deepEqual(await add(result.session), [4, 6]);
     await result.session.release();
     rmSync(dir, { recursive: true, force: true });
@@ -78,7 +91,10 @@ describe('createBackendSession against the real onnxruntime-node', () => {
     const registered = ort.listSupportedBackends().map((b) => b.name);
     const result = await createBackendSession(addModel(), selection, { fallback: cpu });
     assert.equal(result.backend, cpu);
-    assert.equal(result.fallbackReason, `onnxruntime-node has no migraphx execution provider (it offers ${registered.join(', ')}); running on cpu instead`);
+    assert.equal(
+      result.fallbackReason,
+      `onnxruntime-node has no migraphx execution provider (it offers ${registered.join(', ')}); running on cpu instead`,
+    );
     assert.deepEqual(await add(result.session), [4, 6]);
     await result.session.release();
   });
@@ -99,10 +115,16 @@ describe('createBackendSession against the real onnxruntime-node', () => {
     const onCpu = await new BackendSelector([cpu]).select('cpu');
     await assert.rejects(createBackendSession(broken, onCpu, { fallback: cpu }), /NoSuchOp/);
     if (cudaLibsHere) return;
-    const onCuda = await new BackendSelector([cpu, new CudaBackend({}, { ...machine('h100x2'), ...ortInstall('cuda12'), ...linux })]).select('cuda');
+    const onCuda = await new BackendSelector([
+      cpu,
+      new CudaBackend({}, { ...machine('h100x2'), ...ortInstall('cuda12'), ...linux }),
+    ]).select('cuda');
     await assert.rejects(createBackendSession(broken, onCuda, { fallback: cpu }), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'session_create_failed');
-      assert.match(err.message, /^ORT could not create a session on cuda \(OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library\), and on cpu it failed too: .*NoSuchOp/);
+      assert.match(
+        err.message,
+        /^ORT could not create a session on cuda \(OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library\), and on cpu it failed too: .*NoSuchOp/,
+      );
       return true;
     });
     await assert.rejects(createBackendSession(addModel(), onCuda), /Failed to load shared library/);

@@ -8,7 +8,9 @@ import { ROCM_DEFAULTS } from '@nucleus/plugin-backend-rocm';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 function schemaOf(plugin: string): Record<string, unknown> {
-  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'plugins', plugin, 'package.json'), 'utf8')) as { nucleus: { configSchema: Record<string, unknown> } };
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'plugins', plugin, 'package.json'), 'utf8')) as {
+    nucleus: { configSchema: Record<string, unknown> };
+  };
   return pkg.nucleus.configSchema;
 }
 

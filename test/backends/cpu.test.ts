@@ -20,7 +20,10 @@ const bigHost: CpuHost = {
 async function add(options: ort.InferenceSession.SessionOptions): Promise<number[]> {
   const session = await ort.InferenceSession.create(addModel(), options);
   try {
-    const out = await session.run({ a: new ort.Tensor('float32', [1, 2, 3], [3]), b: new ort.Tensor('float32', [10, 20, 30], [3]) });
+    const out = await session.run({
+      a: new ort.Tensor('float32', [1, 2, 3], [3]),
+      b: new ort.Tensor('float32', [10, 20, 30], [3]),
+    });
     return Array.from(out.c?.data as Float32Array);
   } finally {
     await session.release();
@@ -37,7 +40,9 @@ describe('backend-cpu: probe', () => {
     assert.equal(device?.vendor, 'cpu');
     assert.equal(device?.extra?.cores, os.cpus().length);
     assert.ok((device?.memoryTotalBytes ?? 0) > 0 && (device?.memoryTotalBytes ?? 0) <= os.totalmem());
-    assert.ok((device?.memoryFreeBytes ?? -1) >= 0 && (device?.memoryFreeBytes ?? Infinity) <= (device?.memoryTotalBytes ?? 0));
+    assert.ok(
+      (device?.memoryFreeBytes ?? -1) >= 0 && (device?.memoryFreeBytes ?? Infinity) <= (device?.memoryTotalBytes ?? 0),
+    );
   });
 
   it('in a 2-CPU, 4 GiB cgroup on a 64-core host: reports the limits and uses 2 threads, not 64', async () => {
@@ -81,7 +86,10 @@ describe('backend-cpu: session options', () => {
   });
 
   it('deterministic mode: one thread each, sequential, ORT deterministic kernels, denormals kept, no spinning', () => {
-    const options = new CpuBackend({ deterministic: true, allowSpinning: true, executionMode: 'parallel', intraOpNumThreads: 8 }, inputs).sessionOptions();
+    const options = new CpuBackend(
+      { deterministic: true, allowSpinning: true, executionMode: 'parallel', intraOpNumThreads: 8 },
+      inputs,
+    ).sessionOptions();
     assert.deepEqual(options, {
       executionProviders: ['cpu'],
       intraOpNumThreads: 1,
@@ -96,12 +104,20 @@ describe('backend-cpu: session options', () => {
         'session.set_denormal_as_zero': '0',
       },
     });
-    assert.deepEqual(Object.keys(DETERMINISTIC_SESSION_CONFIG), ['session.use_deterministic_compute', 'session.set_denormal_as_zero']);
+    assert.deepEqual(Object.keys(DETERMINISTIC_SESSION_CONFIG), [
+      'session.use_deterministic_compute',
+      'session.set_denormal_as_zero',
+    ]);
   });
 
   it("lays a model's own options over the config, ignores other backends' keys and names a bad one", () => {
     const backend = new CpuBackend({ sessionConfig: { 'session.set_denormal_as_zero': '1' } }, inputs);
-    const options = backend.sessionOptions({ intraOpNumThreads: 1, graphOptimizationLevel: 'basic', deviceId: 3, sessionConfig: { 'session.disable_prepacking': '1' } });
+    const options = backend.sessionOptions({
+      intraOpNumThreads: 1,
+      graphOptimizationLevel: 'basic',
+      deviceId: 3,
+      sessionConfig: { 'session.disable_prepacking': '1' },
+    });
     assert.equal(options.intraOpNumThreads, 1);
     assert.equal(options.graphOptimizationLevel, 'basic');
     assert.equal((options.extra as Record<string, string>)['session.set_denormal_as_zero'], '1');
@@ -109,7 +125,8 @@ describe('backend-cpu: session options', () => {
     assert.throws(() => backend.sessionOptions({ graphOptimizationLevel: 'max' }), {
       status: 400,
       code: 'invalid_backend_option',
-      message: "cpu backend option 'graphOptimizationLevel' must be one of disabled, basic, extended, layout, all, got \"max\"",
+      message:
+        'cpu backend option \'graphOptimizationLevel\' must be one of disabled, basic, extended, layout, all, got "max"',
     });
   });
 
@@ -118,7 +135,9 @@ describe('backend-cpu: session options', () => {
       {},
       { deterministic: true },
       { allowSpinning: true, executionMode: 'parallel' as const, interOpNumThreads: 2, enableCpuMemArena: false },
-      ...(['disabled', 'basic', 'extended', 'layout'] as const).map((graphOptimizationLevel) => ({ graphOptimizationLevel })),
+      ...(['disabled', 'basic', 'extended', 'layout'] as const).map((graphOptimizationLevel) => ({
+        graphOptimizationLevel,
+      })),
     ]) {
       assert.deepEqual(await add(new CpuBackend(config).sessionOptions()), [11, 22, 33], JSON.stringify(config));
     }

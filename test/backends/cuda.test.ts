@@ -33,14 +33,25 @@ describe('backend-cuda: parsing what the driver and nvidia-smi say', () => {
   });
 
   it('leaves out fields nvidia-smi reports as [N/A] or [Not Supported], and skips lines it cannot read', () => {
-    const csv = '0, NVIDIA A100-SXM4-80GB, GPU-1, 81920, [N/A], [N/A], [Not Supported], 535.104.05, 8.0\nNo devices were found\n';
+    const csv =
+      '0, NVIDIA A100-SXM4-80GB, GPU-1, 81920, [N/A], [N/A], [Not Supported], 535.104.05, 8.0\nNo devices were found\n';
     const [gpu, ...rest] = parseNvidiaSmiCsv(csv);
-    assert.deepEqual(gpu, { index: 0, name: 'NVIDIA A100-SXM4-80GB', uuid: 'GPU-1', memoryTotalMiB: 81920, driverVersion: '535.104.05', computeCapability: '8.0' });
+    assert.deepEqual(gpu, {
+      index: 0,
+      name: 'NVIDIA A100-SXM4-80GB',
+      uuid: 'GPU-1',
+      memoryTotalMiB: 81920,
+      driverVersion: '535.104.05',
+      computeCapability: '8.0',
+    });
     assert.equal(rest.length, 0);
   });
 
   it('reads the driver version of the proprietary and the open kernel module', () => {
-    assert.equal(parseNvidiaDriverVersion(readFileSync(join(H100, 'root/proc/driver/nvidia/version'), 'utf8')), '550.90.07');
+    assert.equal(
+      parseNvidiaDriverVersion(readFileSync(join(H100, 'root/proc/driver/nvidia/version'), 'utf8')),
+      '550.90.07',
+    );
     const open = readFileSync(join(FIXTURES, 'machines/a10g-driver-only/root/proc/driver/nvidia/version'), 'utf8');
     assert.equal(parseNvidiaDriverVersion(open), '535.183.01');
   });
@@ -100,11 +111,17 @@ describe('backend-cuda: probing recorded machines', () => {
     assert.deepEqual(probe.details.cudaRuntime?.missing, []);
     assert.equal(probe.details.cudaRuntime?.found['libcudnn.so.9'], '/usr/lib/x86_64-linux-gnu/libcudnn.so.9');
     assert.deepEqual(probe.details.warnings, []);
-    assert.deepEqual(m.calls[0], { file: 'nvidia-smi', args: [`--query-gpu=${NVIDIA_SMI_FIELDS.join(',')}`, '--format=csv,noheader,nounits'] });
+    assert.deepEqual(m.calls[0], {
+      file: 'nvidia-smi',
+      args: [`--query-gpu=${NVIDIA_SMI_FIELDS.join(',')}`, '--format=csv,noheader,nounits'],
+    });
   });
 
   it('puts TensorRT first when it is enabled and its libraries are there', async () => {
-    const probe = await detectCuda({ ...machine('h100x2'), ...ortInstall('cuda12'), platform: 'linux', arch: 'x64', env: {} }, { deviceId: 1, tensorrt: true });
+    const probe = await detectCuda(
+      { ...machine('h100x2'), ...ortInstall('cuda12'), platform: 'linux', arch: 'x64', env: {} },
+      { deviceId: 1, tensorrt: true },
+    );
     assert.equal(probe.usable, true);
     assert.deepEqual(probe.details.tensorrt, { enabled: true, available: true });
     assert.deepEqual(probe.executionProviders, ['tensorrt', 'cuda', 'cpu']);
@@ -127,7 +144,13 @@ describe('backend-cuda: probing recorded machines', () => {
   });
 
   it('a machine with nothing: no driver, and both problems listed', async () => {
-    const probe = await detectCuda({ ...machine('nothing'), ...ortInstall('cpu-only'), platform: 'linux', arch: 'x64', env: {} });
+    const probe = await detectCuda({
+      ...machine('nothing'),
+      ...ortInstall('cpu-only'),
+      platform: 'linux',
+      arch: 'x64',
+      env: {},
+    });
     assert.equal(probe.usable, false);
     assert.equal(probe.reason, 'no NVIDIA driver: /proc/driver/nvidia is absent and nvidia-smi was not found');
     assert.deepEqual(probe.devices, []);
@@ -136,7 +159,13 @@ describe('backend-cuda: probing recorded machines', () => {
   });
 
   it('nvidia-smi in the image but no GPU given to the container: quotes nvidia-smi', async () => {
-    const probe = await detectCuda({ ...machine('nvidia-smi-no-driver'), ...ortInstall('cuda12'), platform: 'linux', arch: 'x64', env: {} });
+    const probe = await detectCuda({
+      ...machine('nvidia-smi-no-driver'),
+      ...ortInstall('cuda12'),
+      platform: 'linux',
+      arch: 'x64',
+      env: {},
+    });
     assert.equal(
       probe.reason,
       "no NVIDIA driver: /proc/driver/nvidia is absent and nvidia-smi failed: NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. " +
@@ -146,8 +175,16 @@ describe('backend-cuda: probing recorded machines', () => {
 
   it('without nvidia-smi, reads the GPUs from /proc/driver/nvidia (no memory figures) and warns', async () => {
     const m = machine('h100x2');
-    const run: typeof m.run = async (file, args) => (file === 'nvidia-smi' ? { ok: false, missing: true } : m.run(file, args));
-    const probe = await detectCuda({ root: m.root, run, ...ortInstall('cuda12'), platform: 'linux', arch: 'x64', env: {} });
+    const run: typeof m.run = async (file, args) =>
+      file === 'nvidia-smi' ? { ok: false, missing: true } : m.run(file, args);
+    const probe = await detectCuda({
+      root: m.root,
+      run,
+      ...ortInstall('cuda12'),
+      platform: 'linux',
+      arch: 'x64',
+      env: {},
+    });
     assert.equal(probe.usable, true);
     assert.deepEqual(
       probe.devices.map((d) => [d.id, d.name, d.extra?.busId, d.memoryTotalBytes]),
@@ -162,8 +199,14 @@ describe('backend-cuda: probing recorded machines', () => {
   it('applies CUDA_VISIBLE_DEVICES and checks deviceId against what CUDA will see', async () => {
     const inputs = { ...machine('h100x2'), ...ortInstall('cuda12'), platform: 'linux', arch: 'x64' };
     const one = await detectCuda({ ...inputs, env: { CUDA_VISIBLE_DEVICES: '1' } });
-    assert.deepEqual(one.devices.map((d) => [d.id, d.extra?.nvidiaSmiIndex]), [[0, 1]]);
-    const outOfRange = await detectCuda({ ...inputs, env: { CUDA_VISIBLE_DEVICES: '1' } }, { deviceId: 1, tensorrt: false });
+    assert.deepEqual(
+      one.devices.map((d) => [d.id, d.extra?.nvidiaSmiIndex]),
+      [[0, 1]],
+    );
+    const outOfRange = await detectCuda(
+      { ...inputs, env: { CUDA_VISIBLE_DEVICES: '1' } },
+      { deviceId: 1, tensorrt: false },
+    );
     assert.equal(outOfRange.reason, 'deviceId 1 is configured but CUDA sees 1 GPU (id 0)');
     const none = await detectCuda({ ...inputs, env: { CUDA_VISIBLE_DEVICES: '' } });
     assert.equal(none.reason, 'CUDA_VISIBLE_DEVICES="" hides every GPU from CUDA');
@@ -173,21 +216,46 @@ describe('backend-cuda: probing recorded machines', () => {
     const noCuda = await detectCuda({
       ...machine('nothing'),
       ortPackageDir: ortInstall('cpu-only').ortPackageDir,
-      ortBackends: () => [{ name: 'cpu', bundled: true }, { name: 'coreml', bundled: true }],
+      ortBackends: () => [
+        { name: 'cpu', bundled: true },
+        { name: 'coreml', bundled: true },
+      ],
       platform: 'linux',
       arch: 'x64',
       env: {},
     });
-    assert.equal(noCuda.details.problems[1], 'onnxruntime-node 1.30.0 for linux/x64 is built without the CUDA execution provider (the npm package has it for linux/x64 only)');
-    const arm = await detectCuda({ ...machine('nothing'), ...ortInstall('cpu-only'), platform: 'linux', arch: 'arm64', env: {} });
+    assert.equal(
+      noCuda.details.problems[1],
+      'onnxruntime-node 1.30.0 for linux/x64 is built without the CUDA execution provider (the npm package has it for linux/x64 only)',
+    );
+    const arm = await detectCuda({
+      ...machine('nothing'),
+      ...ortInstall('cpu-only'),
+      platform: 'linux',
+      arch: 'arm64',
+      env: {},
+    });
     assert.equal(arm.details.problems[1], 'onnxruntime-node 1.30.0 has no native binary for linux/arm64');
-    const absent = await detectCuda({ ...machine('nothing'), ortPackageDir: null, platform: 'linux', arch: 'x64', env: {} });
-    assert.equal(absent.details.problems[1], 'onnxruntime-node is not installed where the backend-cuda plugin can load it: run npm install');
+    const absent = await detectCuda({
+      ...machine('nothing'),
+      ortPackageDir: null,
+      platform: 'linux',
+      arch: 'x64',
+      env: {},
+    });
+    assert.equal(
+      absent.details.problems[1],
+      'onnxruntime-node is not installed where the backend-cuda plugin can load it: run npm install',
+    );
   });
 
   it('warns that this binding passes only deviceId when provider options are tuned', async () => {
     const backend = new CudaBackend(
-      { cudnnConvAlgoSearch: 'HEURISTIC', fp16: true, tensorrt: { enabled: true, engineCache: true, engineCachePath: '/var/cache/trt' } },
+      {
+        cudnnConvAlgoSearch: 'HEURISTIC',
+        fp16: true,
+        tensorrt: { enabled: true, engineCache: true, engineCachePath: '/var/cache/trt' },
+      },
       { ...machine('h100x2'), ...ortInstall('cuda12'), platform: 'linux', arch: 'x64', env: {} },
     );
     const probe = await backend.probe();
@@ -204,7 +272,10 @@ describe('backend-cuda: session options', () => {
 
   it('asks for CUDA on the configured device, then CPU for what CUDA cannot run', () => {
     const options = new CudaBackend({ deviceId: 1 }, inputs()).sessionOptions();
-    assert.deepEqual(options.executionProviders, [{ name: 'cuda', deviceId: 1, cudnn_conv_algo_search: 'EXHAUSTIVE' }, 'cpu']);
+    assert.deepEqual(options.executionProviders, [
+      { name: 'cuda', deviceId: 1, cudnn_conv_algo_search: 'EXHAUSTIVE' },
+      'cpu',
+    ]);
     assert.equal((options.extra as Record<string, string>)['session.intra_op.allow_spinning'], '0');
   });
 
@@ -218,9 +289,19 @@ describe('backend-cuda: session options', () => {
       trt_engine_cache_enable: true,
       trt_engine_cache_path: '/var/cache/trt',
     });
-    const withoutTrt = new CudaBackend(config, { ...inputs(), ...ortInstall('cuda12'), ortBackends: () => [{ name: 'cpu', bundled: true }, { name: 'cuda', bundled: false }] });
+    const withoutTrt = new CudaBackend(config, {
+      ...inputs(),
+      ...ortInstall('cuda12'),
+      ortBackends: () => [
+        { name: 'cpu', bundled: true },
+        { name: 'cuda', bundled: false },
+      ],
+    });
     const probe = await withoutTrt.probe();
-    assert.equal(probe.details.tensorrt.reason, 'onnxruntime-node 1.30.0 is built without the TensorRT execution provider');
+    assert.equal(
+      probe.details.tensorrt.reason,
+      'onnxruntime-node 1.30.0 is built without the TensorRT execution provider',
+    );
     assert.deepEqual(
       withoutTrt.sessionOptions().executionProviders?.map((ep) => (typeof ep === 'string' ? ep : ep.name)),
       ['cuda', 'cpu'],
@@ -239,7 +320,9 @@ describe('backend-cuda: session options', () => {
       status: 400,
       message: "cuda backend option 'deviceId' must be an integer >= 0, got -1",
     });
-    assert.throws(() => backend.sessionOptions({ tensorrt: { enabled: 'yes' } }), { message: "cuda backend option 'tensorrt.enabled' must be true or false, got \"yes\"" });
+    assert.throws(() => backend.sessionOptions({ tensorrt: { enabled: 'yes' } }), {
+      message: 'cuda backend option \'tensorrt.enabled\' must be true or false, got "yes"',
+    });
   });
 });
 
@@ -250,6 +333,9 @@ describe('backend-cuda: this machine', () => {
     assert.equal(probe.usable, false);
     assert.equal(probe.reason, 'no NVIDIA driver: /proc/driver/nvidia is absent and nvidia-smi was not found');
     // The installed onnxruntime-node was installed with its download script denied.
-    assert.match(probe.details.problems.join('\n'), /installed without CUDA libraries|built without the CUDA execution provider/);
+    assert.match(
+      probe.details.problems.join('\n'),
+      /installed without CUDA libraries|built without the CUDA execution provider/,
+    );
   });
 });

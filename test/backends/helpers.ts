@@ -35,7 +35,11 @@ export function machine(name: string): Machine {
 }
 
 /** Opens `ort/<name>`: an onnxruntime-node package folder and its recorded `listSupportedBackends()`. */
-export function ortInstall(name: string): { ortPackageDir: string; ortBackends: () => OrtBackendInfo[]; binaryDir: string } {
+export function ortInstall(name: string): {
+  ortPackageDir: string;
+  ortBackends: () => OrtBackendInfo[];
+  binaryDir: string;
+} {
   const dir = join(FIXTURES, 'ort', name);
   const backends = JSON.parse(readFileSync(join(dir, 'supported-backends.json'), 'utf8')) as OrtBackendInfo[];
   const ortPackageDir = join(dir, 'onnxruntime-node');

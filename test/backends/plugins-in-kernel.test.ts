@@ -52,12 +52,20 @@ describe('backend plugins in a running kernel', () => {
     const fallbacks: Array<NucleusEvents['backend.fallback']> = [];
     const off = kit.kernel.events.on('backend.fallback', (e) => fallbacks.push(e));
     try {
-      const selector = new BackendSelector(kit.kernel.extensions.point<Backend>(ExtensionPoints.backend), { events: kit.kernel.events });
+      const selector = new BackendSelector(kit.kernel.extensions.point<Backend>(ExtensionPoints.backend), {
+        events: kit.kernel.events,
+      });
       assert.equal((await selector.select('auto')).backend.name, 'cpu');
       const cuda = await selector.select('cuda');
       const rocm = await selector.select('rocm');
-      assert.equal(cuda.fallbackReason, "backend 'cuda' is unusable: no NVIDIA driver: /proc/driver/nvidia is absent and nvidia-smi was not found; running on cpu instead");
-      assert.equal(rocm.fallbackReason, "backend 'rocm' is unusable: no AMD GPU driver: /dev/kfd is absent and rocm-smi was not found; running on cpu instead");
+      assert.equal(
+        cuda.fallbackReason,
+        "backend 'cuda' is unusable: no NVIDIA driver: /proc/driver/nvidia is absent and nvidia-smi was not found; running on cpu instead",
+      );
+      assert.equal(
+        rocm.fallbackReason,
+        "backend 'rocm' is unusable: no AMD GPU driver: /dev/kfd is absent and rocm-smi was not found; running on cpu instead",
+      );
       assert.deepEqual(
         fallbacks.map((f) => [f.requested, f.chosen]),
         [
@@ -66,11 +74,14 @@ describe('backend plugins in a running kernel', () => {
         ],
       );
       const status = await selector.status();
-      assert.deepEqual(status.map((s) => [s.name, s.pluginId, s.probe.usable]), [
-        ['cuda', 'backend-cuda', false],
-        ['rocm', 'backend-rocm', false],
-        ['cpu', 'backend-cpu', true],
-      ]);
+      assert.deepEqual(
+        status.map((s) => [s.name, s.pluginId, s.probe.usable]),
+        [
+          ['cuda', 'backend-cuda', false],
+          ['rocm', 'backend-rocm', false],
+          ['cpu', 'backend-cpu', true],
+        ],
+      );
     } finally {
       off();
     }

@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { detectRocm, gfxTargetName, parseKfdProperties, parseRocmSmiJson, readKfdTopology, RocmBackend, ROCM_SMI_ARGS } from '@nucleus/plugin-backend-rocm';
+import {
+  detectRocm,
+  gfxTargetName,
+  parseKfdProperties,
+  parseRocmSmiJson,
+  readKfdTopology,
+  RocmBackend,
+  ROCM_SMI_ARGS,
+} from '@nucleus/plugin-backend-rocm';
 import { FIXTURES, machine, ortInstall } from './helpers.js';
 
 const MI300X = join(FIXTURES, 'machines/mi300x');
@@ -15,7 +23,9 @@ describe('backend-rocm: parsing KFD topology and rocm-smi', () => {
   });
 
   it('reads a node properties file, keeping 64-bit values as text', () => {
-    const props = parseKfdProperties(readFileSync(join(MI300X, 'root/sys/class/kfd/kfd/topology/nodes/2/properties'), 'utf8'));
+    const props = parseKfdProperties(
+      readFileSync(join(MI300X, 'root/sys/class/kfd/kfd/topology/nodes/2/properties'), 'utf8'),
+    );
     assert.equal(props.get('simd_count'), '1216');
     assert.equal(props.get('vendor_id'), '4098');
     assert.equal(props.get('unique_id'), '1594183536537186322');
@@ -35,12 +45,17 @@ describe('backend-rocm: parsing KFD topology and rocm-smi', () => {
       drmRenderMinor: 128,
       memoryBytes: VRAM,
     });
-    assert.deepEqual(gpus.map((g) => g.node), [2, 3]);
+    assert.deepEqual(
+      gpus.map((g) => g.node),
+      [2, 3],
+    );
   });
 
   it('reads rocm-smi JSON, also after the warnings it prints first', () => {
     const json = readFileSync(join(MI300X, 'commands/rocm-smi.stdout'), 'utf8');
-    const cards = parseRocmSmiJson(`WARNING: AMD GPU device(s) is/are in a low-power state. Check power control/runtime_status\n\n${json}`);
+    const cards = parseRocmSmiJson(
+      `WARNING: AMD GPU device(s) is/are in a low-power state. Check power control/runtime_status\n\n${json}`,
+    );
     assert.deepEqual(cards[1], {
       card: 'card1',
       productName: 'AMD Instinct MI300X OAM',
@@ -84,7 +99,10 @@ describe('backend-rocm: probing recorded machines', () => {
   });
 
   it('MI300X with an onnxruntime-node built with MIGraphX: usable', async () => {
-    const probe = await detectRocm({ ...machine('mi300x'), ...ortInstall('migraphx'), platform: 'linux', arch: 'x64', env: {} }, { deviceId: 1, provider: 'auto' });
+    const probe = await detectRocm(
+      { ...machine('mi300x'), ...ortInstall('migraphx'), platform: 'linux', arch: 'x64', env: {} },
+      { deviceId: 1, provider: 'auto' },
+    );
     assert.equal(probe.reason, undefined);
     assert.equal(probe.usable, true);
     assert.equal(probe.details.provider, 'migraphx');
@@ -92,13 +110,26 @@ describe('backend-rocm: probing recorded machines', () => {
   });
 
   it('asking for the ROCm provider of an ORT that only has MIGraphX says so', async () => {
-    const probe = await detectRocm({ ...machine('mi300x'), ...ortInstall('migraphx'), platform: 'linux', arch: 'x64', env: {} }, { deviceId: 0, provider: 'rocm' });
-    assert.match(probe.reason ?? '', /^onnxruntime-node 1\.30\.0 has no ROCm execution provider \(it offers cpu, migraphx\)/);
+    const probe = await detectRocm(
+      { ...machine('mi300x'), ...ortInstall('migraphx'), platform: 'linux', arch: 'x64', env: {} },
+      { deviceId: 0, provider: 'rocm' },
+    );
+    assert.match(
+      probe.reason ?? '',
+      /^onnxruntime-node 1\.30\.0 has no ROCm execution provider \(it offers cpu, migraphx\)/,
+    );
   });
 
   it('an ORT that lists MIGraphX without its library is unusable', async () => {
     const ort = ortInstall('migraphx');
-    const probe = await detectRocm({ ...machine('mi300x'), ortPackageDir: ortInstall('cpu-only').ortPackageDir, ortBackends: ort.ortBackends, platform: 'linux', arch: 'x64', env: {} });
+    const probe = await detectRocm({
+      ...machine('mi300x'),
+      ortPackageDir: ortInstall('cpu-only').ortPackageDir,
+      ortBackends: ort.ortBackends,
+      platform: 'linux',
+      arch: 'x64',
+      env: {},
+    });
     assert.equal(
       probe.reason,
       `onnxruntime-node 1.30.0 lists the MIGraphX provider but libonnxruntime_providers_migraphx.so is missing from ${ortInstall('cpu-only').binaryDir}`,
@@ -107,7 +138,14 @@ describe('backend-rocm: probing recorded machines', () => {
 
   it('without rocm-smi, names and memory come from sysfs', async () => {
     const m = machine('mi300x');
-    const probe = await detectRocm({ root: m.root, run: async () => ({ ok: false, missing: true }), ...ortInstall('migraphx'), platform: 'linux', arch: 'x64', env: {} });
+    const probe = await detectRocm({
+      root: m.root,
+      run: async () => ({ ok: false, missing: true }),
+      ...ortInstall('migraphx'),
+      platform: 'linux',
+      arch: 'x64',
+      env: {},
+    });
     assert.equal(probe.usable, true);
     assert.deepEqual(
       probe.devices.map((d) => [d.name, d.memoryTotalBytes, d.memoryFreeBytes]),
@@ -121,12 +159,21 @@ describe('backend-rocm: probing recorded machines', () => {
   it('HIP_VISIBLE_DEVICES renumbers the GPUs and bounds deviceId', async () => {
     const inputs = { ...machine('mi300x'), ...ortInstall('migraphx'), platform: 'linux', arch: 'x64' };
     const probe = await detectRocm({ ...inputs, env: { HIP_VISIBLE_DEVICES: '1' } }, { deviceId: 1, provider: 'auto' });
-    assert.deepEqual(probe.devices.map((d) => [d.id, d.extra?.kfdNode]), [[0, 3]]);
+    assert.deepEqual(
+      probe.devices.map((d) => [d.id, d.extra?.kfdNode]),
+      [[0, 3]],
+    );
     assert.equal(probe.reason, 'deviceId 1 is configured but HIP sees 1 GPU (id 0)');
   });
 
   it('a machine with nothing: no driver', async () => {
-    const probe = await detectRocm({ ...machine('nothing'), ...ortInstall('cpu-only'), platform: 'linux', arch: 'x64', env: {} });
+    const probe = await detectRocm({
+      ...machine('nothing'),
+      ...ortInstall('cpu-only'),
+      platform: 'linux',
+      arch: 'x64',
+      env: {},
+    });
     assert.equal(probe.reason, 'no AMD GPU driver: /dev/kfd is absent and rocm-smi was not found');
     assert.equal(probe.details.problems.length, 2);
   });
@@ -134,10 +181,19 @@ describe('backend-rocm: probing recorded machines', () => {
 
 describe('backend-rocm: session options', () => {
   it('asks for the provider the probe found, on the configured device, then CPU', async () => {
-    const backend = new RocmBackend({ deviceId: 1, fp16: true }, { ...machine('mi300x'), ...ortInstall('migraphx'), platform: 'linux', arch: 'x64', env: {} });
+    const backend = new RocmBackend(
+      { deviceId: 1, fp16: true },
+      { ...machine('mi300x'), ...ortInstall('migraphx'), platform: 'linux', arch: 'x64', env: {} },
+    );
     await backend.probe();
-    assert.deepEqual(backend.sessionOptions().executionProviders, [{ name: 'migraphx', deviceId: 1, migraphx_fp16_enable: true }, 'cpu']);
-    assert.deepEqual(backend.sessionOptions({ provider: 'rocm', deviceId: 0 }).executionProviders, [{ name: 'rocm', deviceId: 0 }, 'cpu']);
+    assert.deepEqual(backend.sessionOptions().executionProviders, [
+      { name: 'migraphx', deviceId: 1, migraphx_fp16_enable: true },
+      'cpu',
+    ]);
+    assert.deepEqual(backend.sessionOptions({ provider: 'rocm', deviceId: 0 }).executionProviders, [
+      { name: 'rocm', deviceId: 0 },
+      'cpu',
+    ]);
   });
 });
 

@@ -31,7 +31,9 @@ const root = protobuf.Root.fromJSON({
     ValueInfoProto: { fields: { name: { type: 'string', id: 1 }, type: { type: 'TypeProto', id: 2 } } },
     TypeProto: {
       fields: { tensorType: { type: 'Tensor', id: 1 } },
-      nested: { Tensor: { fields: { elemType: { type: 'int32', id: 1 }, shape: { type: 'TensorShapeProto', id: 2 } } } },
+      nested: {
+        Tensor: { fields: { elemType: { type: 'int32', id: 1 }, shape: { type: 'TensorShapeProto', id: 2 } } },
+      },
     },
     TensorShapeProto: {
       fields: { dim: { rule: 'repeated', type: 'Dimension', id: 1 } },
@@ -45,7 +47,10 @@ const FLOAT = 1;
 /** A valid ONNX model computing `c = a + b` on float vectors of any length (IR 8, opset 13). */
 export function addModel(opType = 'Add'): Uint8Array {
   const ModelProto = root.lookupType('ModelProto');
-  const vector = (name: string) => ({ name, type: { tensorType: { elemType: FLOAT, shape: { dim: [{ dimParam: 'n' }] } } } });
+  const vector = (name: string) => ({
+    name,
+    type: { tensorType: { elemType: FLOAT, shape: { dim: [{ dimParam: 'n' }] } } },
+  });
   const model = ModelProto.create({
     irVersion: 8,
     producerName: 'nucleus-tests',

@@ -29,7 +29,11 @@ function weights(model: OnnxModel, name: string): Float32Array {
 }
 
 function i64(values: number[], dims: number[]): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
+  return new ort.Tensor(
+    'int64',
+    BigInt64Array.from(values, (v) => BigInt(v)),
+    dims,
+  );
 }
 
 describe('built-in models', () => {
@@ -57,14 +61,22 @@ describe('built-in models', () => {
         const n = dims.reduce((a, b) => a * b, 1);
         if (input.dtype === 'float32') feeds[input.name] = new ort.Tensor('float32', pseudoRandom(n, 31), dims);
         else if (input.name === 'attention_mask') feeds[input.name] = i64(new Array(n).fill(1), dims);
-        else feeds[input.name] = i64(Array.from({ length: n }, (_, k) => (k * 7) % 5), dims);
+        else
+          feeds[input.name] = i64(
+            Array.from({ length: n }, (_, k) => (k * 7) % 5),
+            dims,
+          );
       }
       const out = await run(bytes, feeds);
       assert.deepEqual(Object.keys(out).sort(), metadata.outputs.map((o) => o.name).sort());
       for (const spec of metadata.outputs) {
         const t = out[spec.name]!;
         assert.equal(t.type, spec.dtype, `${spec.name} dtype`);
-        assert.deepEqual(t.dims, spec.shape.map((d) => (typeof d === 'string' ? SYMBOLS[d]! : d)), `${spec.name} shape`);
+        assert.deepEqual(
+          t.dims,
+          spec.shape.map((d) => (typeof d === 'string' ? SYMBOLS[d]! : d)),
+          `${spec.name} shape`,
+        );
         if (t.type === 'float32') assert.ok((t.data as Float32Array).every(Number.isFinite), `${spec.name} is finite`);
       }
     });
@@ -81,8 +93,12 @@ describe('built-in models', () => {
     const model = decodeModel(bytes);
     const x = pseudoRandom(5 * 4, 41).map((v) => v * 3);
     const out = await run(bytes, { input: new ort.Tensor('float32', x, [5, 4]) });
-    const h = matMul(x, weights(model, 'fc1.weight'), 5, 4, 16).map((v, i) => Math.max(0, v + weights(model, 'fc1.bias')[i % 16]!));
-    const logits = matMul(h, weights(model, 'fc2.weight'), 5, 16, 3).map((v, i) => v + weights(model, 'fc2.bias')[i % 3]!);
+    const h = matMul(x, weights(model, 'fc1.weight'), 5, 4, 16).map((v, i) =>
+      Math.max(0, v + weights(model, 'fc1.bias')[i % 16]!),
+    );
+    const logits = matMul(h, weights(model, 'fc2.weight'), 5, 16, 3).map(
+      (v, i) => v + weights(model, 'fc2.bias')[i % 3]!,
+    );
     const probs = softmaxRows(logits, 5, 3);
     assertClose(out.probabilities!.data as Float32Array, probs, 1e-5, 'probabilities');
     const labels = [0, 1, 2, 3, 4].map((r) => {
@@ -98,10 +114,15 @@ describe('built-in models', () => {
     const model = decodeModel(bytes);
     const features = pseudoRandom(4 * 6, 42);
     const category = [4, 0, 2, 2];
-    const out = await run(bytes, { features: new ort.Tensor('float32', features, [4, 6]), category: i64(category, [4]) });
+    const out = await run(bytes, {
+      features: new ort.Tensor('float32', features, [4, 6]),
+      category: i64(category, [4]),
+    });
     const table = weights(model, 'category_embedding');
     const mixed = Array.from(features, (v, i) => v + table[category[Math.floor(i / 6)]! * 6 + (i % 6)]!);
-    const emb = matMul(mixed, weights(model, 'proj.weight'), 4, 6, 4).map((v, i) => Math.tanh(v + weights(model, 'proj.bias')[i % 4]!));
+    const emb = matMul(mixed, weights(model, 'proj.weight'), 4, 6, 4).map((v, i) =>
+      Math.tanh(v + weights(model, 'proj.bias')[i % 4]!),
+    );
     assertClose(out.embedding!.data as Float32Array, emb, 1e-5, 'embedding');
     const buckets = [0, 1, 2, 3].map((r) => {
       const row = Array.from(emb.slice(r * 4, r * 4 + 4));
@@ -113,7 +134,10 @@ describe('built-in models', () => {
   it('tabular-classifier: the forest matches a tree walk over its own attributes, and carries its preprocessing', async () => {
     const { bytes, metadata } = builtin.buildTabularClassifier();
     assert.equal(metadata.preprocessing?.type, 'standardize');
-    assert.deepEqual(metadata.preprocessing?.features.map((f) => f.name), builtin.TABULAR_FEATURES.map((f) => f.name));
+    assert.deepEqual(
+      metadata.preprocessing?.features.map((f) => f.name),
+      builtin.TABULAR_FEATURES.map((f) => f.name),
+    );
     assert.equal(metadata.preprocessing?.features.length, 8);
     assert.ok(metadata.preprocessing?.features.every((f) => Number.isFinite(f.mean) && f.std > 0));
 
@@ -121,7 +145,13 @@ describe('built-in models', () => {
     assert.equal(node.domain, 'ai.onnx.ml');
     const ints = (n: OnnxNode, k: string) => (n.attributes[k]!.value as number[]).map(Number);
     const floats = (n: OnnxNode, k: string) => n.attributes[k]!.value as number[];
-    const [treeIds, nodeIds, featureIds, trueIds, falseIds] = ['nodes_treeids', 'nodes_nodeids', 'nodes_featureids', 'nodes_truenodeids', 'nodes_falsenodeids'].map((k) => ints(node, k));
+    const [treeIds, nodeIds, featureIds, trueIds, falseIds] = [
+      'nodes_treeids',
+      'nodes_nodeids',
+      'nodes_featureids',
+      'nodes_truenodeids',
+      'nodes_falsenodeids',
+    ].map((k) => ints(node, k));
     const values = floats(node, 'nodes_values');
     const modes = node.attributes.nodes_modes!.value as string[];
     const find = (tree: number, id: number) => treeIds!.findIndex((t, i) => t === tree && nodeIds![i] === id);
@@ -133,13 +163,15 @@ describe('built-in models', () => {
     for (let r = 0; r < rows; r++) {
       for (const tree of new Set(treeIds)) {
         let i = find(tree, 0);
-        while (modes[i] !== 'LEAF') i = find(tree, x[r * 8 + featureIds![i]!]! <= values[i]! ? trueIds![i]! : falseIds![i]!);
+        while (modes[i] !== 'LEAF')
+          i = find(tree, x[r * 8 + featureIds![i]!]! <= values[i]! ? trueIds![i]! : falseIds![i]!);
         const leaf = nodeIds![i]!;
         const cTree = ints(node, 'class_treeids');
         const cNode = ints(node, 'class_nodeids');
         const cIds = ints(node, 'class_ids');
         const cW = floats(node, 'class_weights');
-        for (let k = 0; k < cTree.length; k++) if (cTree[k] === tree && cNode[k] === leaf) scores[r * 3 + cIds[k]!]! += cW[k]!;
+        for (let k = 0; k < cTree.length; k++)
+          if (cTree[k] === tree && cNode[k] === leaf) scores[r * 3 + cIds[k]!]! += cW[k]!;
       }
     }
     const probs = softmaxRows(scores, rows, 3);
@@ -161,7 +193,10 @@ describe('built-in models', () => {
     type T = { data: Float64Array | Float32Array; dims: number[] };
     const conv = (t: T, name: string, stride: number): T => {
       const w = model.initializer(`${name}.weight`)!;
-      return conv2d(t.data, t.dims, w.data as Float32Array, w.dims, weights(model, `${name}.bias`), { stride, pad: (w.dims[2]! - 1) / 2 });
+      return conv2d(t.data, t.dims, w.data as Float32Array, w.dims, weights(model, `${name}.bias`), {
+        stride,
+        pad: (w.dims[2]! - 1) / 2,
+      });
     };
     const relu = (t: T): T => ({ data: t.data.map((v) => Math.max(0, v)) as Float64Array, dims: t.dims });
     const add = (a: T, b: T): T => ({ data: a.data.map((v, i) => v + b.data[i]!) as Float64Array, dims: a.dims });
@@ -183,10 +218,16 @@ describe('built-in models', () => {
     const b1 = relu(add(conv(relu(conv(stem, 'block1.conv1', 1)), 'block1.conv2', 1), stem));
     const b2 = relu(add(conv(relu(conv(b1, 'block2.conv1', 2)), 'block2.conv2', 1), conv(b1, 'block2.shortcut', 2)));
     assert.deepEqual(b2.dims, [1, 16, 28, 28]);
-    const pooled = Array.from({ length: 16 }, (_, ch) => Array.from(b2.data.subarray(ch * 784, ch * 784 + 784)).reduce((a, b) => a + b, 0) / 784);
+    const pooled = Array.from(
+      { length: 16 },
+      (_, ch) => Array.from(b2.data.subarray(ch * 784, ch * 784 + 784)).reduce((a, b) => a + b, 0) / 784,
+    );
     const fcW = weights(model, 'fc.weight');
     const fcB = weights(model, 'fc.bias');
-    const logits = Array.from({ length: 10 }, (_, k) => fcB[k]! + pooled.reduce((s, v, ch) => s + v * fcW[k * 16 + ch]!, 0));
+    const logits = Array.from(
+      { length: 10 },
+      (_, k) => fcB[k]! + pooled.reduce((s, v, ch) => s + v * fcW[k * 16 + ch]!, 0),
+    );
     assertClose(out.logits!.data as Float32Array, logits, 1e-5, 'logits');
   });
 
@@ -208,8 +249,13 @@ describe('built-in models', () => {
     assertClose(batched.subarray(7 * hidden, 7 * hidden + 4 * hidden), single, 1e-5, 'padded row at real positions');
 
     // The mask is what makes that true: attending to the padding changes the real positions.
-    const unmasked = await run(bytes, { input_ids: i64(padded, [1, 7]), attention_mask: i64(new Array(7).fill(1), [1, 7]) });
-    const drift = Math.max(...Array.from(single, (v, i) => Math.abs(v - (unmasked.last_hidden_state!.data as Float32Array)[i]!)));
+    const unmasked = await run(bytes, {
+      input_ids: i64(padded, [1, 7]),
+      attention_mask: i64(new Array(7).fill(1), [1, 7]),
+    });
+    const drift = Math.max(
+      ...Array.from(single, (v, i) => Math.abs(v - (unmasked.last_hidden_state!.data as Float32Array)[i]!)),
+    );
     assert.ok(drift > 1e-2, `ignoring the mask should change the output (max change ${drift})`);
 
     // The last op is a LayerNorm with unit scale and zero bias: each token vector has mean 0 and variance 1.
@@ -217,7 +263,10 @@ describe('built-in models', () => {
       const v = Array.from(single.subarray(p * hidden, (p + 1) * hidden));
       const mean = v.reduce((a, b) => a + b, 0) / hidden;
       const variance = v.reduce((a, b) => a + (b - mean) ** 2, 0) / hidden;
-      assert.ok(Math.abs(mean) < 1e-5 && Math.abs(variance - 1) < 1e-4, `token ${p}: mean ${mean}, variance ${variance}`);
+      assert.ok(
+        Math.abs(mean) < 1e-5 && Math.abs(variance - 1) < 1e-4,
+        `token ${p}: mean ${mean}, variance ${variance}`,
+      );
     }
     // Different tokens give different vectors.
     assert.ok(Math.abs(single[0]! - single[hidden]!) > 1e-3);

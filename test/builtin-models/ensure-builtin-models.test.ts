@@ -17,12 +17,18 @@ describe('ensureBuiltinModels', () => {
 
   it('writes <name>/1/model.onnx and model.json for every built-in model', async () => {
     const ensured = await builtin.ensureBuiltinModels(dir);
-    assert.deepEqual(ensured.map((m) => m.name), builtin.BUILTIN_MODELS.map((g) => g.name));
+    assert.deepEqual(
+      ensured.map((m) => m.name),
+      builtin.BUILTIN_MODELS.map((g) => g.name),
+    );
     for (const m of ensured) {
       assert.equal(m.created, true);
       assert.equal(m.modelPath, join(dir, m.name, '1', 'model.onnx'));
       const bytes = await readFile(m.modelPath);
-      const manifest = JSON.parse(await readFile(join(dir, m.name, '1', 'model.json'), 'utf8')) as Record<string, unknown>;
+      const manifest = JSON.parse(await readFile(join(dir, m.name, '1', 'model.json'), 'utf8')) as Record<
+        string,
+        unknown
+      >;
       assert.equal(manifest.name, m.name);
       assert.equal(manifest.version, 1);
       assert.equal(manifest.framework, 'onnx');
@@ -34,13 +40,18 @@ describe('ensureBuiltinModels', () => {
     }
     const tabular = ensured.find((m) => m.name === 'tabular-classifier')!;
     assert.equal(tabular.manifest.preprocessing?.features.length, 8);
-    assert.ok(ensured.filter((m) => m.name !== 'tabular-classifier').every((m) => m.manifest.preprocessing === undefined));
+    assert.ok(
+      ensured.filter((m) => m.name !== 'tabular-classifier').every((m) => m.manifest.preprocessing === undefined),
+    );
   });
 
   it('leaves valid files alone and rebuilds a corrupted or stale one', async () => {
     const before = await stat(join(dir, 'mlp-classifier', '1', 'model.onnx'));
     const again = await builtin.ensureBuiltinModels(dir);
-    assert.ok(again.every((m) => !m.created), 'nothing regenerated');
+    assert.ok(
+      again.every((m) => !m.created),
+      'nothing regenerated',
+    );
     assert.equal((await stat(join(dir, 'mlp-classifier', '1', 'model.onnx'))).mtimeMs, before.mtimeMs);
 
     await writeFile(join(dir, 'multi-io', '1', 'model.onnx'), 'garbage');
@@ -49,7 +60,10 @@ describe('ensureBuiltinModels', () => {
     stale.builtin.revision = -1;
     await writeFile(manifestPath, JSON.stringify(stale));
     const repaired = await builtin.ensureBuiltinModels(dir);
-    assert.deepEqual(repaired.filter((m) => m.created).map((m) => m.name), ['multi-io', 'bert-tiny']);
+    assert.deepEqual(
+      repaired.filter((m) => m.created).map((m) => m.name),
+      ['multi-io', 'bert-tiny'],
+    );
     const bytes = await readFile(join(dir, 'multi-io', '1', 'model.onnx'));
     assert.ok(bytes.equals(Buffer.from(builtin.buildMultiIoModel().bytes)));
   });
@@ -58,7 +72,10 @@ describe('ensureBuiltinModels', () => {
     const sub = await mkdtemp(join(tmpdir(), 'nucleus-models-'));
     try {
       const only = await builtin.ensureBuiltinModels(sub, { names: ['resnet-tiny'] });
-      assert.deepEqual(only.map((m) => m.name), ['resnet-tiny']);
+      assert.deepEqual(
+        only.map((m) => m.name),
+        ['resnet-tiny'],
+      );
       await assert.rejects(builtin.ensureBuiltinModels(sub, { names: ['nope'] }), /unknown built-in model\(s\): nope/);
     } finally {
       await rm(sub, { recursive: true, force: true });

@@ -9,13 +9,24 @@ import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
 
 /** Runs the CLI with only the variables given (plus PATH), so the caller's NUCLEUS_* cannot leak in. */
 function nucleus(args: string[], env: Record<string, string> = {}) {
-  const res = spawnSync(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 60_000 });
+  const res = spawnSync(process.execPath, [CLI, ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   return { code: res.status, out: res.stdout, err: res.stderr };
 }
 
 /** The same, asynchronously: for a command that talks to a server living in this process. */
-function nucleusAsync(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', ...env } });
+function nucleusAsync(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+  });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -38,7 +49,10 @@ describe('nucleus CLI: errors that say what to do', function () {
     try {
       const res = await nucleusAsync(['serve', '--host', '127.0.0.1', '--port', String(port), '--no-watch']);
       assert.equal(res.code, 2, res.err);
-      assert.equal(res.err, `nucleus: port ${port} is in use by another process; pass --port or set server.port (0 picks a free port)\n`);
+      assert.equal(
+        res.err,
+        `nucleus: port ${port} is in use by another process; pass --port or set server.port (0 picks a free port)\n`,
+      );
       assert.doesNotMatch(res.out, /model loaded/);
     } finally {
       server.close();
@@ -49,7 +63,10 @@ describe('nucleus CLI: errors that say what to do', function () {
     // 192.0.2.0/24 is reserved for documentation (RFC 5737): no machine has it.
     const res = nucleus(['serve', '--host', '192.0.2.1', '--port', '18089', '--no-watch']);
     assert.equal(res.code, 2, res.err);
-    assert.match(res.err, /^nucleus: 192\.0\.2\.1 is not an address of this machine; pass --host or set server\.host \(127\.0\.0\.1 for this machine only/);
+    assert.match(
+      res.err,
+      /^nucleus: 192\.0\.2\.1 is not an address of this machine; pass --host or set server\.host \(127\.0\.0\.1 for this machine only/,
+    );
   });
 
   it('serve with a config broken in several ways lists every problem and exits 2', () => {
@@ -60,9 +77,12 @@ describe('nucleus CLI: errors that say what to do', function () {
       const res = nucleus(['serve', '--config', file, '--log-format', 'loud']);
       assert.equal(res.code, 2, res.err);
       assert.match(res.err, /^nucleus: Invalid configuration \(3 problems\):\n/);
-      assert.match(res.err, new RegExp(`server\\.port must be an integer from 0 to 65535; got 99999 from file .*nucleus\\.yaml:2`));
+      assert.match(res.err, /server\.port must be an integer from 0 to 65535; got 99999 from file .*nucleus\.yaml:2/);
       assert.match(res.err, /logging\.format must be one of "auto", "json", "pretty"; got "loud" from command line/);
-      assert.match(res.err, /queue\.lowWatermark \(500\) must be below queue\.highWatermark \(10\) \(queue\.lowWatermark from default, queue\.highWatermark from file .*:4\)/);
+      assert.match(
+        res.err,
+        /queue\.lowWatermark \(500\) must be below queue\.highWatermark \(10\) \(queue\.lowWatermark from default, queue\.highWatermark from file .*:4\)/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -81,7 +101,10 @@ describe('nucleus CLI: errors that say what to do', function () {
   it('plugins list --url that is not an http URL exits 2', () => {
     const res = nucleus(['plugins', 'list', '--url', 'localhost:8080']);
     assert.equal(res.code, 2, res.err);
-    assert.match(res.err, /--url localhost:8080 is not an http\(s\) URL; pass the server's address, e.g\. --url http:\/\/127\.0\.0\.1:8080/);
+    assert.match(
+      res.err,
+      /--url localhost:8080 is not an http\(s\) URL; pass the server's address, e.g\. --url http:\/\/127\.0\.0\.1:8080/,
+    );
   });
 
   it('plugins list --url pointing at something that is not Nucleus says so', async () => {
@@ -91,7 +114,10 @@ describe('nucleus CLI: errors that say what to do', function () {
       const url = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
       const res = await nucleusAsync(['plugins', 'list', '--url', url]);
       assert.equal(res.code, 1, res.err);
-      assert.match(res.err, new RegExp(`^nucleus: ${url} answered 200 with something that is not JSON; is it a Nucleus server\\?`));
+      assert.match(
+        res.err,
+        new RegExp(`^nucleus: ${url} answered 200 with something that is not JSON; is it a Nucleus server\\?`),
+      );
     } finally {
       other.close();
     }

@@ -7,7 +7,12 @@ import { writePlugin } from '../helpers/plugin-fixtures.js';
 
 /** Runs the CLI with only the variables given (plus PATH), so the caller's NUCLEUS_* cannot leak in. */
 function nucleus(args: string[], env: Record<string, string> = {}) {
-  const res = spawnSync(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 30_000 });
+  const res = spawnSync(process.execPath, [CLI, ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   return { code: res.status, out: res.stdout, err: res.stderr };
 }
 
@@ -21,7 +26,8 @@ describe('nucleus CLI', function () {
     assert.equal(top.code, 0);
     for (const cmd of ['serve', 'plugins', 'plugin', 'config']) assert.match(top.out, new RegExp(`\\b${cmd}\\b`));
     const serve = nucleus(['serve', '--help']);
-    for (const flag of ['--host', '--port', '--config', '--model', '--backend']) assert.match(serve.out, new RegExp(flag));
+    for (const flag of ['--host', '--port', '--config', '--model', '--backend'])
+      assert.match(serve.out, new RegExp(flag));
     assert.equal(nucleus(['plugins', 'list', '--help']).code, 0);
   });
 
@@ -34,7 +40,12 @@ describe('nucleus CLI', function () {
     for (const name of ['tpu', 'cdua']) {
       const res = nucleus(['serve', '--port', '0', '--backend', name]);
       assert.equal(res.code, 2, res.err);
-      assert.match(res.err, new RegExp(`^nucleus: Invalid configuration: backend '${name}' \\(from command line\\) is not installed; the backends installed are auto, (\\w+, )*cpu\\n$`));
+      assert.match(
+        res.err,
+        new RegExp(
+          `^nucleus: Invalid configuration: backend '${name}' \\(from command line\\) is not installed; the backends installed are auto, (\\w+, )*cpu\\n$`,
+        ),
+      );
       for (const installed of ['cuda', 'rocm']) assert.match(res.err, new RegExp(`, ${installed},`));
     }
   });
@@ -55,9 +66,15 @@ describe('nucleus CLI', function () {
   });
 
   it('prints the effective config with each value’s source', () => {
-    const res = nucleus(['config', 'print', '--json', '--set', 'queue.timeoutMs=500'], { NUCLEUS_SERVER_PORT: '9123', NUCLEUS_ADMIN_KEY: 'secret-admin' });
+    const res = nucleus(['config', 'print', '--json', '--set', 'queue.timeoutMs=500'], {
+      NUCLEUS_SERVER_PORT: '9123',
+      NUCLEUS_ADMIN_KEY: 'secret-admin',
+    });
     assert.equal(res.code, 0, res.err);
-    const { config, sources } = JSON.parse(res.out) as { config: { server: { port: number }; auth: { adminKey: string } }; sources: Record<string, string> };
+    const { config, sources } = JSON.parse(res.out) as {
+      config: { server: { port: number }; auth: { adminKey: string } };
+      sources: Record<string, string>;
+    };
     assert.equal(config.server.port, 9123);
     assert.equal(sources['server.port'], 'env NUCLEUS_SERVER_PORT');
     assert.equal(sources['queue.timeoutMs'], 'command line');
@@ -89,7 +106,11 @@ describe('nucleus CLI', function () {
       const ok = nucleus(['plugins', 'validate', writePlugin(dir, { id: 'fine' })]);
       assert.equal(ok.code, 0, ok.err);
       assert.match(ok.out, /ok: fine@1\.0\.0/);
-      const bad = nucleus(['plugins', 'validate', writePlugin(dir, { id: 'wrong', kernelApi: '^9.0.0', manifest: { entry: './missing.js' } })]);
+      const bad = nucleus([
+        'plugins',
+        'validate',
+        writePlugin(dir, { id: 'wrong', kernelApi: '^9.0.0', manifest: { entry: './missing.js' } }),
+      ]);
       assert.equal(bad.code, 1);
       assert.match(bad.err, /nucleus\.kernelApi: \^9\.0\.0 does not include this kernel's API/);
       assert.match(bad.err, /nucleus\.entry: \.\/missing\.js does not exist/);
@@ -118,9 +139,18 @@ describe('nucleus CLI', function () {
         });
       });
       assert.equal((await fetch(`${url}/health`)).status, 200);
-      const plugins = (await (await fetch(`${url}/admin/plugins`, { headers: { authorization: 'Bearer secret-admin' } })).json()) as { plugins: Array<{ id: string; state: string }> };
-      for (const id of SHIPPED) assert.ok(plugins.plugins.some((p) => p.id === id), `${id} in /admin/plugins`);
-      const reload = await fetch(`${url}/admin/plugins/backend-cpu/reload`, { method: 'POST', headers: { authorization: 'Bearer secret-admin' } });
+      const plugins = (await (
+        await fetch(`${url}/admin/plugins`, { headers: { authorization: 'Bearer secret-admin' } })
+      ).json()) as { plugins: Array<{ id: string; state: string }> };
+      for (const id of SHIPPED)
+        assert.ok(
+          plugins.plugins.some((p) => p.id === id),
+          `${id} in /admin/plugins`,
+        );
+      const reload = await fetch(`${url}/admin/plugins/backend-cpu/reload`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer secret-admin' },
+      });
       assert.equal(reload.status, 200);
       assert.equal((await fetch(`${url}/health`)).status, 200);
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

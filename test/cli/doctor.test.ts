@@ -8,8 +8,14 @@ import { checkDisk, checkMemory, checkNode, type CheckResult } from '@nucleus/co
 import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { writePlugin } from '../helpers/plugin-fixtures.js';
 
-function doctor(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [CLI, 'doctor', ...args], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', ...env } });
+function doctor(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, [CLI, 'doctor', ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+  });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -42,12 +48,15 @@ describe('nucleus doctor', function () {
       assert.equal(res.code, 1, res.err);
       const { ok, checks } = JSON.parse(res.out) as { ok: boolean; checks: CheckResult[] };
       assert.equal(ok, false);
-      assert.deepEqual(checks.find((c) => c.name === 'port'), {
-        name: 'port',
-        status: 'fail',
-        message: `127.0.0.1:${port}: port ${port} is in use by another process`,
-        fix: 'pass --port or set server.port (0 picks a free port)',
-      });
+      assert.deepEqual(
+        checks.find((c) => c.name === 'port'),
+        {
+          name: 'port',
+          status: 'fail',
+          message: `127.0.0.1:${port}: port ${port} is in use by another process`,
+          fix: 'pass --port or set server.port (0 picks a free port)',
+        },
+      );
     } finally {
       holder.close();
     }
@@ -68,14 +77,20 @@ describe('nucleus doctor', function () {
     try {
       writePlugin(dir, { id: 'unbuilt', manifest: { entry: './dist/index.js' } });
       const config = join(dir, 'nucleus.yaml');
-      writeFileSync(config, `plugins:\n  dirs: [${JSON.stringify(dir)}]\nmodels:\n  - { name: gone, path: ./nowhere/model.onnx }\n`);
+      writeFileSync(
+        config,
+        `plugins:\n  dirs: [${JSON.stringify(dir)}]\nmodels:\n  - { name: gone, path: ./nowhere/model.onnx }\n`,
+      );
       const res = await doctor(['--config', config, '--port', '0', '--json'], { NUCLEUS_MODLES: '[]' });
       assert.equal(res.code, 1, res.err);
       const checks = new Map((JSON.parse(res.out) as { checks: CheckResult[] }).checks.map((c) => [c.name, c]));
       assert.equal(checks.get('config')?.status, 'warn');
       assert.match(checks.get('config')!.message, /NUCLEUS_MODLES is not the env var of any config key/);
       assert.equal(checks.get('plugins')?.status, 'fail');
-      assert.match(checks.get('plugins')!.message, /unbuilt: nucleus\.entry: \.\/dist\/index\.js does not exist; build the plugin first \(npm run build\)/);
+      assert.match(
+        checks.get('plugins')!.message,
+        /unbuilt: nucleus\.entry: \.\/dist\/index\.js does not exist; build the plugin first \(npm run build\)/,
+      );
       assert.equal(checks.get('models')?.status, 'fail');
       assert.equal(checks.get('models')?.message, `model 'gone': ${join(dir, 'nowhere/model.onnx')} does not exist`);
     } finally {
@@ -85,7 +100,12 @@ describe('nucleus doctor', function () {
 
   it('judges Node versions, memory and disk by their thresholds', async () => {
     assert.equal(checkNode('>=20.10', '20.20.0').status, 'ok');
-    assert.deepEqual(checkNode('>=20.10', '18.19.0'), { name: 'node', status: 'fail', message: 'v18.19.0 is outside >=20.10', fix: 'install a Node.js release in >=20.10 (nodejs.org, or nvm install 20)' });
+    assert.deepEqual(checkNode('>=20.10', '18.19.0'), {
+      name: 'node',
+      status: 'fail',
+      message: 'v18.19.0 is outside >=20.10',
+      fix: 'install a Node.js release in >=20.10 (nodejs.org, or nvm install 20)',
+    });
     assert.equal(checkMemory(8 * GiB, GiB / 4, 2 * GiB).status, 'ok');
     assert.equal(checkMemory(GiB, GiB / 4, 2 * GiB).status, 'warn');
     assert.equal(checkMemory(GiB / 8, GiB / 4, 2 * GiB).status, 'fail');
@@ -109,6 +129,9 @@ describe('nucleus doctor', function () {
       ],
       false,
     );
-    assert.equal(text.split('\n').slice(2).join('\n'), '  ok    node  v20\n  fail  port  in use\n              fix: pass --port\n\n1 failed\n');
+    assert.equal(
+      text.split('\n').slice(2).join('\n'),
+      '  ok    node  v20\n  fail  port  in use\n              fix: pass --port\n\n1 failed\n',
+    );
   });
 });

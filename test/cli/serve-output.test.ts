@@ -7,7 +7,10 @@ import { followServer } from '../helpers/server-child.js';
 const ENV = { PATH: process.env.PATH ?? '', NUCLEUS_ADMIN_KEY: 'admin-secret' };
 
 function serve(args: string[]): ChildProcess {
-  return spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--no-watch', ...args], { cwd: REPO_ROOT, env: ENV });
+  return spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--no-watch', ...args], {
+    cwd: REPO_ROOT,
+    env: ENV,
+  });
 }
 
 async function stop(child: ChildProcess): Promise<number | null> {
@@ -29,17 +32,28 @@ describe('nucleus serve: what it prints', function () {
       const url = await followed.url;
       // The start-up line comes after the load lines; give a last line a moment to arrive whole.
       await new Promise((resolve) => setTimeout(resolve, 200));
-      const lines = followed.output().split('\n').filter((l) => l !== '');
+      const lines = followed
+        .output()
+        .split('\n')
+        .filter((l) => l !== '');
       for (const line of lines) assert.doesNotThrow(() => JSON.parse(line), `not JSON: ${line}`);
-      const banner = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => typeof l.msg === 'string' && l.msg.startsWith('nucleus listening on'));
+      const banner = lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => typeof l.msg === 'string' && l.msg.startsWith('nucleus listening on'));
       assert.ok(banner, followed.output());
       assert.equal(banner.msg, `nucleus listening on ${url}`);
       assert.equal(banner.url, url);
       assert.equal(banner.level, 'info');
       assert.match(String(banner.version), /^\d+\.\d+\.\d+/);
       const models = banner.models as Array<{ name: string; kind: string; backend?: string; state: string }>;
-      assert.deepEqual(models.find((m) => m.name === 'mlp-classifier'), { name: 'mlp-classifier', kind: 'tensor', state: 'ready', backend: 'cpu' });
-      assert.ok(models.some((m) => m.kind === 'llm'), 'the built-in LLM is listed');
+      assert.deepEqual(
+        models.find((m) => m.name === 'mlp-classifier'),
+        { name: 'mlp-classifier', kind: 'tensor', state: 'ready', backend: 'cpu' },
+      );
+      assert.ok(
+        models.some((m) => m.kind === 'llm'),
+        'the built-in LLM is listed',
+      );
       const plugins = banner.plugins as { active: number; failed: number; total: number };
       assert.ok(plugins.active >= 6 && plugins.failed === 0, JSON.stringify(plugins));
       assert.deepEqual((banner.config as { cli: string[] }).cli, ['server.host', 'server.port', 'plugins.watch']);
@@ -57,6 +71,7 @@ describe('nucleus serve: what it prints', function () {
       const followed = followServer(child);
       const url = await followed.url;
       const out = followed.output();
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: a pipe must get no terminal colour codes
       assert.doesNotMatch(out, /\x1b\[/, 'no colour codes in a pipe');
       const loaded = out.split('\n').find((l) => l.includes('model loaded') && l.includes('mlp-classifier'));
       assert.ok(loaded, out);
@@ -64,7 +79,10 @@ describe('nucleus serve: what it prints', function () {
       assert.match(out, new RegExp(`➜ {2}nucleus listening on ${url.replace(/[.]/g, '\\.')}\\n`));
       assert.match(out, /\n {3}models {3}.*mlp-classifier \(cpu\)/);
       assert.match(out, /\n {3}plugins {2}\d+ active of \d+/);
-      assert.match(out, /\n {3}config {3}defaults \+ env NUCLEUS_ADMIN_KEY \+ command line \(server\.host, server\.port, plugins\.watch, logging\.format\)/);
+      assert.match(
+        out,
+        /\n {3}config {3}defaults \+ env NUCLEUS_ADMIN_KEY \+ command line \(server\.host, server\.port, plugins\.watch, logging\.format\)/,
+      );
       assert.match(out, /\n {3}stop {5}send SIGINT or SIGTERM/);
       assert.equal(await stop(child), 0);
     } finally {
@@ -74,8 +92,13 @@ describe('nucleus serve: what it prints', function () {
 
   it('on a terminal (auto), shows the coloured banner and pretty lines', async function () {
     if (!existsSync('/usr/bin/script')) this.skip(); // util-linux `script` gives the server a terminal
-    const command = [process.execPath, CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--no-watch'].map((a) => `'${a}'`).join(' ');
-    const child = spawn('/usr/bin/script', ['-qfec', command, '/dev/null'], { cwd: REPO_ROOT, env: { ...ENV, TERM: 'xterm' } });
+    const command = [process.execPath, CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--no-watch']
+      .map((a) => `'${a}'`)
+      .join(' ');
+    const child = spawn('/usr/bin/script', ['-qfec', command, '/dev/null'], {
+      cwd: REPO_ROOT,
+      env: { ...ENV, TERM: 'xterm' },
+    });
     try {
       // The URL is coloured here, so wait for the banner's last line rather than for the plain listening line.
       let out = '';
@@ -86,6 +109,7 @@ describe('nucleus serve: what it prints', function () {
           if (out.includes('press Ctrl+C')) resolve(clearTimeout(timer));
         });
       });
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the banner is checked for its terminal colour codes
       assert.match(out, /\x1b\[32m➜\x1b\[0m {2}nucleus listening on \x1b\[36m\x1b\[1mhttp:\/\/127\.0\.0\.1:\d+/);
       assert.match(out, /press Ctrl\+C/);
       assert.match(out, /INFO.*model loaded/);
@@ -101,12 +125,21 @@ describe('nucleus serve: what it prints', function () {
       const url = await followServer(child).url;
       const run = (args: string[], env: Record<string, string> = {}) => {
         // spawnSync would block this process's event loop, but the server is a child of its own.
-        const res = spawnSync(process.execPath, [CLI, 'plugins', 'list', '--url', url, ...args], { cwd: REPO_ROOT, env: { PATH: ENV.PATH, ...env }, encoding: 'utf8' });
+        const res = spawnSync(process.execPath, [CLI, 'plugins', 'list', '--url', url, ...args], {
+          cwd: REPO_ROOT,
+          env: { PATH: ENV.PATH, ...env },
+          encoding: 'utf8',
+        });
         return { code: res.status, out: res.stdout, err: res.stderr };
       };
       const denied = run([]);
       assert.equal(denied.code, 1);
-      assert.match(denied.err, new RegExp(`^nucleus: ${url.replace(/[.]/g, '\\.')} answered 401: .*\\(pass an admin key with --key or NUCLEUS_ADMIN_KEY\\)\\n$`));
+      assert.match(
+        denied.err,
+        new RegExp(
+          `^nucleus: ${url.replace(/[.]/g, '\\.')} answered 401: .*\\(pass an admin key with --key or NUCLEUS_ADMIN_KEY\\)\\n$`,
+        ),
+      );
       const listed = run(['--key', 'admin-secret']);
       assert.equal(listed.code, 0, listed.err);
       assert.match(listed.out, /backend-cpu\s+\d+\.\d+\.\d+\s+active/);

@@ -10,7 +10,14 @@ function batcher(settings: Partial<BatchSettings>, gate?: Promise<void>) {
   const sizes: number[] = [];
   const b = new DynamicBatcher({
     label: 'double',
-    settings: () => ({ maxBatchSize: 8, maxQueueDelayMs: 1000, preferredBatchSizes: [], maxQueued: 100, queueTimeoutMs: 30_000, ...settings }),
+    settings: () => ({
+      maxBatchSize: 8,
+      maxQueueDelayMs: 1000,
+      preferredBatchSizes: [],
+      maxQueued: 100,
+      queueTimeoutMs: 30_000,
+      ...settings,
+    }),
     assembler: new BatchAssembler([X], [X], false),
     concurrency: () => 1,
     run: async (inputs) => {
@@ -20,7 +27,8 @@ function batcher(settings: Partial<BatchSettings>, gate?: Promise<void>) {
       return { outputs: { x: { ...x, data: (x.data as Float32Array).map((v) => v * 2) } }, runMs: 0 };
     },
   });
-  const submit = (v: number) => b.submit({ x: { dtype: 'float32', shape: [1, 1], data: Float32Array.of(v) } as Tensor }, 1);
+  const submit = (v: number) =>
+    b.submit({ x: { dtype: 'float32', shape: [1, 1], data: Float32Array.of(v) } as Tensor }, 1);
   return { b, sizes, submit };
 }
 
@@ -29,8 +37,14 @@ describe('dynamic batcher policy', () => {
     const { sizes, submit } = batcher({ maxBatchSize: 4, maxQueueDelayMs: 60_000 });
     const results = await Promise.all([1, 2, 3, 4].map(submit));
     assert.deepEqual(sizes, [4]);
-    assert.deepEqual(results.map((r) => Array.from(r.outputs.x!.data as Float32Array)), [[2], [4], [6], [8]]);
-    assert.deepEqual(results.map((r) => r.batchSize), [4, 4, 4, 4]);
+    assert.deepEqual(
+      results.map((r) => Array.from(r.outputs.x!.data as Float32Array)),
+      [[2], [4], [6], [8]],
+    );
+    assert.deepEqual(
+      results.map((r) => r.batchSize),
+      [4, 4, 4, 4],
+    );
   });
 
   it('sends a preferred size as soon as the queue can form one, without waiting for the delay', async () => {
@@ -52,8 +66,14 @@ describe('dynamic batcher policy', () => {
     open();
     const results = await Promise.all([...first, ...rest]);
     assert.deepEqual(sizes, [2, 4, 1]);
-    assert.deepEqual(results.map((r) => r.batchSize), [2, 2, 4, 4, 4, 4, 1]);
-    assert.deepEqual(results.map((r) => (r.outputs.x!.data as Float32Array)[0]), [2, 4, 6, 8, 10, 12, 14]);
+    assert.deepEqual(
+      results.map((r) => r.batchSize),
+      [2, 2, 4, 4, 4, 4, 1],
+    );
+    assert.deepEqual(
+      results.map((r) => (r.outputs.x!.data as Float32Array)[0]),
+      [2, 4, 6, 8, 10, 12, 14],
+    );
   });
 
   it('waits the delay when no preferred size can be formed, then sends everything', async () => {
@@ -66,10 +86,19 @@ describe('dynamic batcher policy', () => {
 
   it('counts rows, not requests, and sends a full batch at once when rows skip every preferred size', async () => {
     const { b, sizes } = batcher({ maxBatchSize: 8, maxQueueDelayMs: 60_000, preferredBatchSizes: [3] });
-    const two = (v: number) => b.submit({ x: { dtype: 'float32', shape: [2, 1], data: Float32Array.of(v, v) } as Tensor }, 2);
+    const two = (v: number) =>
+      b.submit({ x: { dtype: 'float32', shape: [2, 1], data: Float32Array.of(v, v) } as Tensor }, 2);
     const results = await Promise.all([1, 2, 3, 4].map(two));
     assert.deepEqual(sizes, [8]);
-    assert.deepEqual(results.map((r) => Array.from(r.outputs.x!.data as Float32Array)), [[2, 2], [4, 4], [6, 6], [8, 8]]);
+    assert.deepEqual(
+      results.map((r) => Array.from(r.outputs.x!.data as Float32Array)),
+      [
+        [2, 2],
+        [4, 4],
+        [6, 6],
+        [8, 8],
+      ],
+    );
   });
 
   it('waits up to the delay for a partial batch, and gathers requests while the model is busy', async () => {
@@ -91,7 +120,10 @@ describe('dynamic batcher policy', () => {
     const { submit } = batcher({ maxBatchSize: 1, maxQueueDelayMs: 0, maxQueued: 2 }, gate);
     const running = submit(1);
     const queued = [submit(2), submit(3)];
-    await assert.rejects(submit(4), (err: NucleusError) => err.status === 503 && err.code === 'queue_full' && err.headers['retry-after'] === '1');
+    await assert.rejects(
+      submit(4),
+      (err: NucleusError) => err.status === 503 && err.code === 'queue_full' && err.headers['retry-after'] === '1',
+    );
     open();
     await Promise.all([running, ...queued]);
   });

@@ -33,11 +33,20 @@ export function sha256(bytes: Uint8Array): string {
 }
 
 /** Writes `<root>/<name>/<version>/model.onnx` + a model.json with the right sha256 (overridable). */
-export function writeVersion(root: string, name: string, version: string, bytes: Uint8Array, manifest: Record<string, unknown> = {}): string {
+export function writeVersion(
+  root: string,
+  name: string,
+  version: string,
+  bytes: Uint8Array,
+  manifest: Record<string, unknown> = {},
+): string {
   const dir = join(root, name, version);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'model.onnx'), bytes);
-  writeFileSync(join(dir, 'model.json'), JSON.stringify({ name, version, framework: 'onnx', sha256: sha256(bytes), ...manifest }, null, 2));
+  writeFileSync(
+    join(dir, 'model.json'),
+    JSON.stringify({ name, version, framework: 'onnx', sha256: sha256(bytes), ...manifest }, null, 2),
+  );
   return dir;
 }
 
@@ -65,10 +74,12 @@ export async function runDirect(modelPath: string, inputs: Record<string, Tensor
   const session = await ort.InferenceSession.create(modelPath, { executionProviders: ['cpu'] });
   try {
     const feeds: Record<string, ort.Tensor> = {};
-    for (const [name, t] of Object.entries(inputs)) feeds[name] = new ort.Tensor(t.dtype, t.data.slice() as never, t.shape);
+    for (const [name, t] of Object.entries(inputs))
+      feeds[name] = new ort.Tensor(t.dtype, t.data.slice() as never, t.shape);
     const result = await session.run(feeds);
     const out: Record<string, Tensor> = {};
-    for (const [name, v] of Object.entries(result)) out[name] = { dtype: v.type as Tensor['dtype'], shape: [...v.dims], data: (v.data as Float32Array).slice() };
+    for (const [name, v] of Object.entries(result))
+      out[name] = { dtype: v.type as Tensor['dtype'], shape: [...v.dims], data: (v.data as Float32Array).slice() };
     return out;
   } finally {
     await session.release();
@@ -100,7 +111,12 @@ export function i64(data: ArrayLike<number>, shape: number[]): Tensor {
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)))]);
+    return await Promise.race([
+      promise,
+      new Promise<never>(
+        (_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)),
+      ),
+    ]);
   } finally {
     clearTimeout(timer);
   }

@@ -60,7 +60,10 @@ describe('model repository and lifecycle', () => {
     ] as const) {
       const r = await kernel.inference.infer({ model: 'scale', version, inputs: { x } });
       assert.equal(r.version, version);
-      assert.deepEqual(Array.from(r.outputs.y!.data as Float32Array), [1, 2, 3, 4].map((v) => v * factor));
+      assert.deepEqual(
+        Array.from(r.outputs.y!.data as Float32Array),
+        [1, 2, 3, 4].map((v) => v * factor),
+      );
     }
     const byDefault = await kernel.inference.infer({ model: 'scale', inputs: { x } });
     assert.equal(byDefault.version, '10');
@@ -68,8 +71,12 @@ describe('model repository and lifecycle', () => {
 
   it('reads names, dtypes and shapes from the session (symbolic dims as -1) and descriptions from model.json', () => {
     const v1 = kernel.inference.get('scale', '1');
-    assert.deepEqual(v1.inputs, [{ name: 'x', dtype: 'float32', shape: [-1, 4], dimNames: ['batch', null], description: 'Four numbers.' }]);
-    assert.deepEqual(v1.outputs, [{ name: 'y', dtype: 'float32', shape: [-1, 4], dimNames: ['batch', null], description: 'The numbers, scaled.' }]);
+    assert.deepEqual(v1.inputs, [
+      { name: 'x', dtype: 'float32', shape: [-1, 4], dimNames: ['batch', null], description: 'Four numbers.' },
+    ]);
+    assert.deepEqual(v1.outputs, [
+      { name: 'y', dtype: 'float32', shape: [-1, 4], dimNames: ['batch', null], description: 'The numbers, scaled.' },
+    ]);
     assert.equal(v1.metadata.description, 'Multiplies by one.');
     assert.deepEqual(v1.metadata.metrics, { accuracy: 0.5 });
     assert.equal(v1.metadata.trainingDate, '2026-01-02');
@@ -80,10 +87,16 @@ describe('model repository and lifecycle', () => {
   it('refuses a model whose sha256 does not match its model.json, with the reason, and keeps serving the rest', async () => {
     const failed = seen.find(([type, p]) => type === 'model.failed' && (p as { model: string }).model === 'tampered');
     assert.ok(failed, 'model.failed was emitted for the tampered model');
-    assert.match((failed[1] as { error: string }).error, /has sha256 [0-9a-f]{64}, but .*model\.json says abab.*refusing to load it/);
+    assert.match(
+      (failed[1] as { error: string }).error,
+      /has sha256 [0-9a-f]{64}, but .*model\.json says abab.*refusing to load it/,
+    );
     const info = kernel.inference.get('tampered');
     assert.equal(info.state, 'failed');
-    await assert.rejects(kernel.inference.infer({ model: 'tampered', inputs: { x } }), (err: NucleusError) => err.status === 503 && /sha256/.test(err.message));
+    await assert.rejects(
+      kernel.inference.infer({ model: 'tampered', inputs: { x } }),
+      (err: NucleusError) => err.status === 503 && /sha256/.test(err.message),
+    );
     const report = kernel.health.report();
     assert.equal(report.status, 'degraded');
     assert.ok(report.conditions.some((c) => c.key === 'model:tampered@1' && /sha256/.test(c.reason)));
@@ -91,7 +104,9 @@ describe('model repository and lifecycle', () => {
   });
 
   it('emits loading then loaded for each version, with the backend', () => {
-    const loaded = seen.filter(([t, p]) => t === 'model.loaded' && (p as { model: string }).model === 'scale').map(([, p]) => p as NucleusEvents['model.loaded']);
+    const loaded = seen
+      .filter(([t, p]) => t === 'model.loaded' && (p as { model: string }).model === 'scale')
+      .map(([, p]) => p as NucleusEvents['model.loaded']);
     assert.deepEqual(loaded.map((p) => [p.version, p.backend]).sort(), [
       ['1', 'cpu'],
       ['10', 'cpu'],
@@ -107,7 +122,10 @@ describe('model repository and lifecycle', () => {
     assert.ok(seen.some(([t, p]) => t === 'model.unloaded' && (p as { version: string }).version === '10'));
     assert.equal(kernel.inference.get('scale', '10').state, 'unavailable');
     assert.equal((await kernel.inference.infer({ model: 'scale', inputs: { x } })).version, '2');
-    await assert.rejects(kernel.inference.infer({ model: 'scale', version: '10', inputs: { x } }), (err: NucleusError) => err.status === 503);
+    await assert.rejects(
+      kernel.inference.infer({ model: 'scale', version: '10', inputs: { x } }),
+      (err: NucleusError) => err.status === 503,
+    );
     const index = await kernel.inference.index();
     assert.deepEqual(
       index.filter((r) => r.name === 'scale').map((r) => [r.version, r.state]),
@@ -123,10 +141,14 @@ describe('model repository and lifecycle', () => {
   });
 
   it('answers unknown models and versions with 404 naming what exists', async () => {
-    await assert.rejects(kernel.inference.infer({ model: 'nope', inputs: { x } }), (err: NucleusError) => err.status === 404 && err.code === 'model_not_found' && /scale/.test(err.message));
+    await assert.rejects(
+      kernel.inference.infer({ model: 'nope', inputs: { x } }),
+      (err: NucleusError) => err.status === 404 && err.code === 'model_not_found' && /scale/.test(err.message),
+    );
     await assert.rejects(
       kernel.inference.infer({ model: 'scale', version: '3', inputs: { x } }),
-      (err: NucleusError) => err.status === 404 && err.code === 'version_not_found' && /versions: 1, 2, 10/.test(err.message),
+      (err: NucleusError) =>
+        err.status === 404 && err.code === 'version_not_found' && /versions: 1, 2, 10/.test(err.message),
     );
   });
 });
@@ -178,9 +200,14 @@ describe('configured models', () => {
     const seen: Seen = [];
     const plugins = tempDir('unusable-backend');
     writeUnusableBackend(plugins, 'nogpu', 'no driver');
-    const kernel = await startKernel({ backend: 'nogpu', 'plugins.dirs': [plugins], models: [{ name: 'mlp', path: mlp.dir }] }, { before: (k) => record(k, seen) });
+    const kernel = await startKernel(
+      { backend: 'nogpu', 'plugins.dirs': [plugins], models: [{ name: 'mlp', path: mlp.dir }] },
+      { before: (k) => record(k, seen) },
+    );
     try {
-      const fallback = seen.find(([t]) => t === 'backend.fallback')?.[1] as NucleusEvents['backend.fallback'] | undefined;
+      const fallback = seen.find(([t]) => t === 'backend.fallback')?.[1] as
+        | NucleusEvents['backend.fallback']
+        | undefined;
       assert.ok(fallback);
       assert.equal(fallback.requested, 'nogpu');
       assert.equal(fallback.chosen, 'cpu');
@@ -205,19 +232,33 @@ describe('configured models', () => {
     writeUnusableBackend(plugins, 'nogpu');
     try {
       for (const name of ['tpu', 'cdua']) {
-        await assert.rejects(startKernel({ backend: name, 'plugins.dirs': [plugins], models: [{ name: 'mlp', path: mlp.dir }] }), (err: Error) => {
-          assert.equal(err.name, 'ConfigError');
-          assert.equal(err.message, `Invalid configuration: backend '${name}' (from command line) is not installed; the backends installed are auto, nogpu, cpu`);
-          return true;
-        });
+        await assert.rejects(
+          startKernel({ backend: name, 'plugins.dirs': [plugins], models: [{ name: 'mlp', path: mlp.dir }] }),
+          (err: Error) => {
+            assert.equal(err.name, 'ConfigError');
+            assert.equal(
+              err.message,
+              `Invalid configuration: backend '${name}' (from command line) is not installed; the backends installed are auto, nogpu, cpu`,
+            );
+            return true;
+          },
+        );
       }
-      const kernel = await startKernel({ 'plugins.dirs': [plugins], models: [{ name: 'mlp', path: mlp.dir, backend: 'cdua' }, { name: 'ok', path: mlp.dir }] });
+      const kernel = await startKernel({
+        'plugins.dirs': [plugins],
+        models: [
+          { name: 'mlp', path: mlp.dir, backend: 'cdua' },
+          { name: 'ok', path: mlp.dir },
+        ],
+      });
       try {
         const failed = kernel.inference.model('mlp').versions[0]!;
         assert.equal(failed.state, 'failed');
         assert.equal(failed.reason, "backend 'cdua' is not installed; the backends installed are auto, nogpu, cpu");
         assert.equal(kernel.inference.model('ok').versions[0]!.state, 'ready');
-        assert.deepEqual(kernel.requiredModelsMissing(), ["model 'mlp' failed to load: backend 'cdua' is not installed; the backends installed are auto, nogpu, cpu"]);
+        assert.deepEqual(kernel.requiredModelsMissing(), [
+          "model 'mlp' failed to load: backend 'cdua' is not installed; the backends installed are auto, nogpu, cpu",
+        ]);
       } finally {
         await kernel.stop();
       }
@@ -228,17 +269,25 @@ describe('configured models', () => {
 
   it('spreads batches over several workers per version (workers.perModel), with the same answers', async () => {
     const mlp = await builtinModel('mlp-classifier');
-    const kernel = await startKernel({ 'workers.perModel': 2, models: [{ name: 'mlp', path: mlp.dir, maxBatchSize: 2, maxQueueDelayMs: 0 }] });
+    const kernel = await startKernel({
+      'workers.perModel': 2,
+      models: [{ name: 'mlp', path: mlp.dir, maxBatchSize: 2, maxQueueDelayMs: 0 }],
+    });
     try {
       const status = () => kernel.inference.get('mlp').status!;
       assert.equal(status().workers, 2);
       const workers = kernel.inference.loadedModel('mlp').pool.workers;
       const before = workers.map((w) => w.runs);
       const results = await Promise.all(
-        Array.from({ length: 12 }, (_, i) => kernel.inference.infer({ model: 'mlp', inputs: { input: f32([i, 1, 2, 3], [1, 4]) } })),
+        Array.from({ length: 12 }, (_, i) =>
+          kernel.inference.infer({ model: 'mlp', inputs: { input: f32([i, 1, 2, 3], [1, 4]) } }),
+        ),
       );
       const ran = workers.map((w, k) => w.runs - before[k]!);
-      assert.ok(ran.every((n) => n > 0), `runs per worker: ${ran.join(', ')}`);
+      assert.ok(
+        ran.every((n) => n > 0),
+        `runs per worker: ${ran.join(', ')}`,
+      );
       for (const [i, r] of results.entries()) {
         const alone = await kernel.inference.infer({ model: 'mlp', inputs: { input: f32([i, 1, 2, 3], [1, 4]) } });
         assert.deepEqual(r.outputs, alone.outputs);
@@ -271,15 +320,22 @@ describe('configured models', () => {
     const weights = floats(64 * 8, 4);
     const build = (): GraphBuilder => {
       const g = new GraphBuilder('ext');
-      const y = g.ops.matMul(g.input('x', 'float32', ['batch', 64]), g.initializer('w', weights, [64, 8]), { outputs: ['y'] });
+      const y = g.ops.matMul(g.input('x', 'float32', ['batch', 64]), g.initializer('w', weights, [64, 8]), {
+        outputs: ['y'],
+      });
       g.output(y, 'float32', ['batch', 8]);
       return g;
     };
     const write = async (name: string): Promise<string> => {
       const dir = join(root, name, '1');
-      const saved = await saveModel(join(dir, 'model.onnx'), build().toModel({ producer: 'nucleus-test' }), { externalDataThresholdBytes: 256 });
+      const saved = await saveModel(join(dir, 'model.onnx'), build().toModel({ producer: 'nucleus-test' }), {
+        externalDataThresholdBytes: 256,
+      });
       assert.deepEqual(saved.externalTensors, ['w']);
-      const manifest = { sha256: sha256(readFileSync(join(dir, 'model.onnx'))), externalData: { 'model.onnx.data': sha256(readFileSync(saved.externalDataPath!)) } };
+      const manifest = {
+        sha256: sha256(readFileSync(join(dir, 'model.onnx'))),
+        externalData: { 'model.onnx.data': sha256(readFileSync(saved.externalDataPath!)) },
+      };
       writeFileSync(join(dir, 'model.json'), JSON.stringify(manifest));
       return saved.externalDataPath!;
     };
@@ -288,8 +344,12 @@ describe('configured models', () => {
     const kernel = await startKernel({ modelRepository: root });
     try {
       const r = await kernel.inference.infer({ model: 'ext', inputs: { x: f32(new Array(64).fill(1), [1, 64]) } });
-      const expected = Array.from({ length: 8 }, (_, j) => Math.fround(Array.from({ length: 64 }, (_, i) => weights[i * 8 + j]!).reduce((a, v) => a + v, 0)));
-      (r.outputs.y!.data as Float32Array).forEach((v, j) => assert.ok(Math.abs(v - expected[j]!) < 1e-4, `y[${j}] = ${v}, expected ${expected[j]}`));
+      const expected = Array.from({ length: 8 }, (_, j) =>
+        Math.fround(Array.from({ length: 64 }, (_, i) => weights[i * 8 + j]!).reduce((a, v) => a + v, 0)),
+      );
+      (r.outputs.y!.data as Float32Array).forEach((v, j) =>
+        assert.ok(Math.abs(v - expected[j]!) < 1e-4, `y[${j}] = ${v}, expected ${expected[j]}`),
+      );
       const tampered = kernel.inference.get('ext-tampered');
       assert.equal(tampered.state, 'failed');
       assert.match(tampered.reason!, /model\.onnx\.data has sha256 .* refusing to load it/);

@@ -56,7 +56,10 @@ describe('ReplicaSet', () => {
   it('opens every replica at start and answers what the first one did', async () => {
     const f = fixture(3);
     assert.equal(await f.set.start(), 0);
-    assert.deepEqual(f.made.map((r) => r.state), ['open', 'open', 'open']);
+    assert.deepEqual(
+      f.made.map((r) => r.state),
+      ['open', 'open', 'open'],
+    );
     assert.equal(f.set.closed, false);
   });
 
@@ -65,7 +68,10 @@ describe('ReplicaSet', () => {
     const g = fixture(3, { onClose: () => closing++ });
     g.made[1]!.fail = true;
     await assert.rejects(g.set.start(), /replica 1 cannot open/);
-    assert.deepEqual(g.made.map((r) => r.state), ['closed', 'closed', 'closed']);
+    assert.deepEqual(
+      g.made.map((r) => r.state),
+      ['closed', 'closed', 'closed'],
+    );
     assert.equal(g.set.closed, true);
     assert.equal(closing, 1);
     // A closed set takes no more resizes.
@@ -119,7 +125,10 @@ describe('ReplicaSet', () => {
   it('shrinks: a retired replica takes no new work and closes once its work is done', async () => {
     const retiring: number[][] = [];
     const removed: number[] = [];
-    const f = fixture(3, { onRetiring: (rs) => retiring.push(rs.map((r) => r.id)), onRemoved: (r) => removed.push(r.id) });
+    const f = fixture(3, {
+      onRetiring: (rs) => retiring.push(rs.map((r) => r.id)),
+      onRemoved: (r) => removed.push(r.id),
+    });
     await f.set.start();
     f.made[2]!.work = 1;
     const shrinking = f.set.resize(1);
@@ -129,8 +138,14 @@ describe('ReplicaSet', () => {
     // The idle one has closed; the busy one is still retiring, open, until its work ends.
     assert.equal(f.made[1]!.state, 'closed');
     assert.equal(f.made[2]!.state, 'open');
-    assert.deepEqual([...f.set.retiring].map((r) => r.id), [2]);
-    assert.deepEqual(f.set.all.map((r) => r.id), [0, 2]);
+    assert.deepEqual(
+      [...f.set.retiring].map((r) => r.id),
+      [2],
+    );
+    assert.deepEqual(
+      f.set.all.map((r) => r.id),
+      [0, 2],
+    );
     f.made[2]!.work = 0;
     await shrinking;
     assert.equal(f.made[2]!.state, 'closed');

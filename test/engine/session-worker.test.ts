@@ -10,7 +10,11 @@ import { builtinModel, f32, floats, runDirect, within } from './engine-fixtures.
 const IMAGE = 3 * 224 * 224;
 
 function spec(modelPath: string): SessionWorkerSpec {
-  return { label: 'test@1', modelPath, backend: { name: 'cpu', requested: 'cpu', options: { executionProviders: ['cpu'] } } };
+  return {
+    label: 'test@1',
+    modelPath,
+    backend: { name: 'cpu', requested: 'cpu', options: { executionProviders: ['cpu'] } },
+  };
 }
 
 describe('session worker', () => {
@@ -24,7 +28,9 @@ describe('session worker', () => {
     try {
       const ready = await worker.start();
       assert.equal(ready.backend, 'cpu');
-      assert.deepEqual(ready.inputs, [{ name: 'input', isTensor: true, type: 'float32', shape: ['batch', 3, 224, 224] }]);
+      assert.deepEqual(ready.inputs, [
+        { name: 'input', isTensor: true, type: 'float32', shape: ['batch', 3, 224, 224] },
+      ]);
       // A batch long enough (hundreds of ms) that a run blocking this thread would show as one long gap.
       const images = f32(floats(192 * IMAGE, 3), [192, 3, 224, 224]);
       const expected = await runDirect(resnet, { input: images });
@@ -47,11 +53,17 @@ describe('session worker', () => {
       }
       const elapsed = performance.now() - started;
       assert.deepEqual(result.outputs.logits!.shape, [192, 10]);
-      assert.deepEqual(Array.from(result.outputs.logits!.data as Float32Array), Array.from(expected.logits!.data as Float32Array));
+      assert.deepEqual(
+        Array.from(result.outputs.logits!.data as Float32Array),
+        Array.from(expected.logits!.data as Float32Array),
+      );
       // A run on the main thread would have starved the timer for the whole run: no tick, one gap as long as the run.
       // The bounds leave room for a busy machine taking the CPU away from this thread now and then.
       assert.ok(ticks >= 5, `only ${ticks} ticks in ${elapsed.toFixed(0)} ms`);
-      assert.ok(longestGap < elapsed / 2, `the event loop stalled for ${longestGap.toFixed(0)} of the run's ${elapsed.toFixed(0)} ms`);
+      assert.ok(
+        longestGap < elapsed / 2,
+        `the event loop stalled for ${longestGap.toFixed(0)} of the run's ${elapsed.toFixed(0)} ms`,
+      );
     } finally {
       await worker.close(0);
     }
@@ -76,7 +88,11 @@ describe('session worker', () => {
         assert.match(r.reason.message, /test@1 stopped .* retry/);
       }
       assert.equal(worker.pending, 0);
-      const next = await within(worker.run({ input: f32(floats(IMAGE, 6), [1, 3, 224, 224]) }), 10_000, 'the run after the restart');
+      const next = await within(
+        worker.run({ input: f32(floats(IMAGE, 6), [1, 3, 224, 224]) }),
+        10_000,
+        'the run after the restart',
+      );
       assert.deepEqual(next.outputs.logits!.shape, [1, 10]);
       assert.equal(worker.restarts, 1);
     } finally {

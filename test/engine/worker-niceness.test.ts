@@ -21,13 +21,14 @@ function threadNiceness(pid: number | 'self'): number[] {
     try {
       return [nicenessIn(`/proc/${pid}/task/${tid}/stat`)];
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ESRCH') return [];
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ESRCH')
+        return [];
       throw err;
     }
   });
 }
 
-describe('inference workers run at workers.niceness', function () {
+describe('inference workers run at workers.niceness', () => {
   let kernel: Nucleus | undefined;
   before(function () {
     if (!existsSync('/proc/self/task')) this.skip();
@@ -40,7 +41,11 @@ describe('inference workers run at workers.niceness', function () {
   it('threads: the session thread and the ORT threads it starts are niced; the server thread is not', async () => {
     const mlp = await builtinModel('mlp-classifier');
     const before = threadNiceness('self').filter((n) => n === 7).length;
-    kernel = await startKernel({ models: [{ name: 'mlp', path: mlp.modelPath }], 'workers.niceness': 7, 'workers.perModel': 2 });
+    kernel = await startKernel({
+      models: [{ name: 'mlp', path: mlp.modelPath }],
+      'workers.niceness': 7,
+      'workers.perModel': 2,
+    });
     const niced = threadNiceness('self').filter((n) => n === 7).length - before;
     assert.ok(niced >= 2, `threads at niceness 7: ${niced} more than before (two session threads at least)`);
     assert.equal(nicenessIn('/proc/self/stat'), 0, 'the server thread keeps its priority');
@@ -48,14 +53,22 @@ describe('inference workers run at workers.niceness', function () {
 
   it('processes: the worker body and its ORT threads are niced, the heartbeat thread is not', async () => {
     const mlp = await builtinModel('mlp-classifier');
-    kernel = await startKernel({ models: [{ name: 'mlp', path: mlp.modelPath }], 'workers.niceness': 7, 'workers.isolation': 'process' });
+    kernel = await startKernel({
+      models: [{ name: 'mlp', path: mlp.modelPath }],
+      'workers.niceness': 7,
+      'workers.isolation': 'process',
+    });
     const pid = kernel.inference.loadedModel('mlp').pool.workers[0]!.pid!;
     const niceness = threadNiceness(pid);
     assert.equal(nicenessIn(`/proc/${pid}/stat`), 7, `the process's main thread (${niceness.join(' ')})`);
     assert.ok(niceness.filter((n) => n === 7).length >= 2, `niced threads: ${niceness.join(' ')}`);
     // The heartbeat thread keeps the server's priority; the runtime's helper threads, which collect this process's
     // garbage, are lowered with the body.
-    assert.equal(niceness.filter((n) => n === 0).length, 1, `only the heartbeat thread keeps the server's priority: ${niceness.join(' ')}`);
+    assert.equal(
+      niceness.filter((n) => n === 0).length,
+      1,
+      `only the heartbeat thread keeps the server's priority: ${niceness.join(' ')}`,
+    );
   });
 
   it("a fresh process's helper threads (V8's garbage collection, libuv's pool) are found and lowered, its main thread is not", () => {
@@ -68,7 +81,9 @@ describe('inference workers run at workers.niceness', function () {
       const lowered = lowerThreads(helpers, 6);
       const again = lowerThreads(helpers, 6);
       console.log(JSON.stringify({ helpers: helpers.map(nice), main: nice(process.pid), lowered, again, listedMain: helpers.includes(process.pid) }));`;
-    const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as { helpers: number[]; main: number; lowered: number; again: number; listedMain: boolean };
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }),
+    ) as { helpers: number[]; main: number; lowered: number; again: number; listedMain: boolean };
     assert.ok(out.helpers.length >= 1, 'V8 starts helper threads with every process');
     assert.deepEqual([...new Set(out.helpers)], [6], `helper threads: ${out.helpers.join(' ')}`);
     assert.equal(out.lowered, out.helpers.length);
@@ -79,7 +94,11 @@ describe('inference workers run at workers.niceness', function () {
 
   it('0 leaves the workers at the server priority', async () => {
     const mlp = await builtinModel('mlp-classifier');
-    kernel = await startKernel({ models: [{ name: 'mlp', path: mlp.modelPath }], 'workers.niceness': 0, 'workers.isolation': 'process' });
+    kernel = await startKernel({
+      models: [{ name: 'mlp', path: mlp.modelPath }],
+      'workers.niceness': 0,
+      'workers.isolation': 'process',
+    });
     const pid = kernel.inference.loadedModel('mlp').pool.workers[0]!.pid!;
     assert.deepEqual([...new Set(threadNiceness(pid))], [0]);
   });

@@ -26,7 +26,11 @@ describe('worker routing and replicas', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  const spec = (): SessionWorkerSpec => ({ label: 'scale@1', modelPath, backend: { name: 'cpu', requested: 'cpu', options: { executionProviders: ['cpu'] } } });
+  const spec = (): SessionWorkerSpec => ({
+    label: 'scale@1',
+    modelPath,
+    backend: { name: 'cpu', requested: 'cpu', options: { executionProviders: ['cpu'] } },
+  });
   const x = () => ({ x: f32([1, 2, 3, 4], [1, 4]) });
 
   it('round-robin spreads a sequence of batches across the replicas', async () => {
@@ -34,7 +38,10 @@ describe('worker routing and replicas', () => {
     pool = new WorkerPool(spec(), 3, { routing: () => strategy });
     await pool.start();
     for (let i = 0; i < 6; i++) assert.deepEqual([...(await pool.run(x())).outputs.y!.data], [2, 4, 6, 8]);
-    assert.deepEqual(pool.workers.map((w) => w.runs), [2, 2, 2]);
+    assert.deepEqual(
+      pool.workers.map((w) => w.runs),
+      [2, 2, 2],
+    );
   });
 
   it('least-loaded sends a batch to the idle replica, not the busy one', async () => {
@@ -73,7 +80,11 @@ describe('worker routing and replicas', () => {
   it('a cached reading is read again only once it is older than its age limit, or when asked for a fresh one', () => {
     let now = 1000;
     let reads = 0;
-    const reading = new CachedReading(() => ++reads, 200, () => now);
+    const reading = new CachedReading(
+      () => ++reads,
+      200,
+      () => now,
+    );
     assert.equal(reading.read(), 1);
     now += 199;
     assert.equal(reading.read(), 1, 'still young');
@@ -88,7 +99,11 @@ describe('worker routing and replicas', () => {
     let reads = 0;
     let free = batchBytes * 100;
     // A clock that never moves: every reading after the first comes from the cache unless one is asked for fresh.
-    const hostFreeMemory = new CachedReading(() => (reads++, free), 200, () => 0);
+    const hostFreeMemory = new CachedReading(
+      () => (reads++, free),
+      200,
+      () => 0,
+    );
     pool = new WorkerPool(spec(), 2, { routing: () => memoryAware, hostFreeMemory });
     await pool.start();
     for (let i = 0; i < 10; i++) assert.deepEqual([...(await pool.run(x())).outputs.y!.data], [2, 4, 6, 8]);
@@ -110,7 +125,11 @@ describe('worker routing and replicas', () => {
       kit = await startTestKernel({
         plugins: [join(REPO_ROOT, 'plugins/api-kserve'), join(REPO_ROOT, 'plugins/scheduler')],
         env: { NUCLEUS_ADMIN_KEY: ADMIN },
-        config: { modelRepository: join(dir, 'models'), 'workers.routing': 'round-robin', 'batching.maxQueueDelayMs': 0 },
+        config: {
+          modelRepository: join(dir, 'models'),
+          'workers.routing': 'round-robin',
+          'batching.maxQueueDelayMs': 0,
+        },
       });
       const k = kit;
       const model = () => k.kernel.inference.loadedModel('scale');
@@ -122,13 +141,18 @@ describe('worker routing and replicas', () => {
       const client = async (): Promise<void> => {
         while (!stop) {
           const res = await k.request('/v2/models/scale/infer', { body, headers: auth });
-          if (res.status === 200 && (res.body as { outputs: Array<{ data: number[] }> }).outputs[0]!.data[3] === 8) ok++;
+          if (res.status === 200 && (res.body as { outputs: Array<{ data: number[] }> }).outputs[0]!.data[3] === 8)
+            ok++;
           else failures.push(`${res.status} ${JSON.stringify(res.body)}`);
         }
       };
       const clients = Array.from({ length: 16 }, () => client());
       const patch = async (perModel: number): Promise<void> => {
-        const res = await k.request('/admin/config', { method: 'PATCH', body: { workers: { perModel } }, headers: auth });
+        const res = await k.request('/admin/config', {
+          method: 'PATCH',
+          body: { workers: { perModel } },
+          headers: auth,
+        });
         assert.equal(res.status, 200, JSON.stringify(res.body));
       };
       const until = async (what: string, check: () => boolean): Promise<void> => {
@@ -143,7 +167,10 @@ describe('worker routing and replicas', () => {
         await patch(3);
         await until('3 replicas', () => model().pool.workers.length === 3);
         const before = ok;
-        await until('traffic on the new replicas', () => ok > before + 30 && model().pool.workers.every((w) => w.runs > 0));
+        await until(
+          'traffic on the new replicas',
+          () => ok > before + 30 && model().pool.workers.every((w) => w.runs > 0),
+        );
         await patch(1);
         await until('1 replica', () => model().pool.workers.length === 1 && model().pool.pending <= 16);
         const after = ok;

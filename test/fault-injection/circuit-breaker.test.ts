@@ -31,7 +31,11 @@ describe('fault injection: per-model circuit breaker', () => {
     root = tempDir('breaker');
     const path = join(root, 'lookup.onnx');
     writeFileSync(path, lookupModel());
-    kernel = await startKernel({ models: [{ name: 'lookup', path }], 'breaker.failureThreshold': 3, 'breaker.cooldownMs': 400 });
+    kernel = await startKernel({
+      models: [{ name: 'lookup', path }],
+      'breaker.failureThreshold': 3,
+      'breaker.cooldownMs': 400,
+    });
     const events: NucleusEvents['breaker.state'][] = [];
     kernel.events.on('breaker.state', (e) => events.push(e));
     const k = kernel;
@@ -40,10 +44,14 @@ describe('fault injection: per-model circuit breaker', () => {
 
     assert.deepEqual([...(await infer(2)).outputs.row!.data], [20, 21]);
     for (let i = 0; i < 5; i++) {
-      await assert.rejects(k.inference.infer({ model: 'lookup', inputs: { idx: i64([1, 2], [2]) } }), (err: NucleusError) => err.status === 400);
+      await assert.rejects(
+        k.inference.infer({ model: 'lookup', inputs: { idx: i64([1, 2], [2]) } }),
+        (err: NucleusError) => err.status === 400,
+      );
     }
     assert.equal(breaker().state, 'closed', 'client errors do not count');
-    for (let i = 0; i < 3; i++) await assert.rejects(infer(99), (err: NucleusError) => err.status === 500 && err.code === 'inference_failed');
+    for (let i = 0; i < 3; i++)
+      await assert.rejects(infer(99), (err: NucleusError) => err.status === 500 && err.code === 'inference_failed');
     assert.equal(breaker().state, 'open');
     await assert.rejects(infer(1), (err: NucleusError) => {
       assert.equal(err.status, 503);
@@ -53,8 +61,14 @@ describe('fault injection: per-model circuit breaker', () => {
     });
     const health = k.health.report();
     assert.equal(health.status, 'degraded');
-    assert.ok(health.conditions.some((c) => c.key === 'breaker:lookup@1' && /circuit breaker open/.test(c.reason)), JSON.stringify(health));
-    assert.deepEqual(events.map((e) => [e.model, e.version, e.state]), [['lookup', '1', 'open']]);
+    assert.ok(
+      health.conditions.some((c) => c.key === 'breaker:lookup@1' && /circuit breaker open/.test(c.reason)),
+      JSON.stringify(health),
+    );
+    assert.deepEqual(
+      events.map((e) => [e.model, e.version, e.state]),
+      [['lookup', '1', 'open']],
+    );
 
     // After the cool-down one trial goes through; it fails, so the breaker opens again for another cool-down.
     await new Promise((r) => setTimeout(r, 450));
@@ -76,7 +90,11 @@ describe('fault injection: per-model circuit breaker', () => {
     root = tempDir('breaker-crash');
     const path = join(root, 'lookup.onnx');
     writeFileSync(path, lookupModel());
-    kernel = await startKernel({ models: [{ name: 'lookup', path }], 'breaker.failureThreshold': 2, 'breaker.cooldownMs': 60_000 });
+    kernel = await startKernel({
+      models: [{ name: 'lookup', path }],
+      'breaker.failureThreshold': 2,
+      'breaker.cooldownMs': 60_000,
+    });
     const k = kernel;
     const model = k.inference.loadedModel('lookup');
     for (let i = 0; i < 2; i++) {
@@ -88,6 +106,9 @@ describe('fault injection: per-model circuit breaker', () => {
       await assert.rejects(pending, (err: NucleusError) => err.status === 503 && err.code === 'worker_exited');
       await model.pool.workers[0]!.start();
     }
-    await assert.rejects(k.inference.infer({ model: 'lookup', inputs: { idx: i64([1], [1]) } }), (err: NucleusError) => err.code === 'circuit_open');
+    await assert.rejects(
+      k.inference.infer({ model: 'lookup', inputs: { idx: i64([1], [1]) } }),
+      (err: NucleusError) => err.code === 'circuit_open',
+    );
   });
 });

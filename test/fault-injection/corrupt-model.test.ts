@@ -18,7 +18,12 @@ describe('fault injection: corrupt model files', () => {
     root = tempDir('corrupt');
     const good = readFileSync((await builtinModel('mlp-classifier')).modelPath);
     writeVersion(root, 'good', '1', good);
-    writeVersion(root, 'garbage', '1', Uint8Array.from({ length: 512 }, (_, i) => (i * 37) & 0xff));
+    writeVersion(
+      root,
+      'garbage',
+      '1',
+      Uint8Array.from({ length: 512 }, (_, i) => (i * 37) & 0xff),
+    );
     writeVersion(root, 'tampered', '1', good, { sha256: '0'.repeat(64) });
     kernel = await startKernel({ modelRepository: root });
     assert.equal(kernel.inference.get('good').state, 'ready');
@@ -28,13 +33,22 @@ describe('fault injection: corrupt model files', () => {
     const tampered = kernel.inference.get('tampered');
     assert.equal(tampered.state, 'failed');
     assert.match(tampered.reason ?? '', /sha|checksum/i);
-    await assert.rejects(kernel.inference.infer({ model: 'tampered', inputs: {} }), (err: NucleusError) => err.status === 503 && /tampered/.test(err.message));
+    await assert.rejects(
+      kernel.inference.infer({ model: 'tampered', inputs: {} }),
+      (err: NucleusError) => err.status === 503 && /tampered/.test(err.message),
+    );
     const health = kernel.health.report();
     assert.equal(health.status, 'degraded');
-    assert.ok(health.conditions.some((c) => /tampered/.test(c.reason)) && health.conditions.some((c) => /garbage/.test(c.reason)));
+    assert.ok(
+      health.conditions.some((c) => /tampered/.test(c.reason)) &&
+        health.conditions.some((c) => /garbage/.test(c.reason)),
+    );
     const input = kernel.inference.get('good').inputs[0]!;
     const width = input.shape[1]!;
-    const out = await kernel.inference.infer({ model: 'good', inputs: { [input.name]: f32(floats(width), [1, width]) } });
+    const out = await kernel.inference.infer({
+      model: 'good',
+      inputs: { [input.name]: f32(floats(width), [1, width]) },
+    });
     assert.equal(out.model, 'good');
   });
 });

@@ -11,7 +11,11 @@ import { scaleModel } from '../engine/engine-fixtures.js';
 function lookupModel(offset: number): Uint8Array {
   const g = new GraphBuilder('lookup');
   const idx = g.input('idx', 'int64', [1]);
-  const table = g.initializer('table', Float32Array.from([0, 1, 10, 11, 20, 21, 30, 31].map((v) => v + offset)), [4, 2]);
+  const table = g.initializer(
+    'table',
+    Float32Array.from([0, 1, 10, 11, 20, 21, 30, 31].map((v) => v + offset)),
+    [4, 2],
+  );
   const row = g.ops.gather(table, idx, 0, { outputs: ['row'] });
   g.output(row, 'float32', [1, 2]);
   return g.toModel({ producer: 'nucleus-test' }).encode();
@@ -30,7 +34,12 @@ describe('fault injection: fallback model', () => {
 
   it('serves a model whose breaker is open with its fallback when the inputs match, and says which model answered', async () => {
     root = tempDir('fallback');
-    for (const [name, bytes] of [['primary', lookupModel(0)], ['backup', lookupModel(100)], ['other', scaleModel(2)]] as const) writeFileSync(join(root, `${name}.onnx`), bytes);
+    for (const [name, bytes] of [
+      ['primary', lookupModel(0)],
+      ['backup', lookupModel(100)],
+      ['other', scaleModel(2)],
+    ] as const)
+      writeFileSync(join(root, `${name}.onnx`), bytes);
     kit = await startTestKernel({
       plugins: [join(REPO_ROOT, 'plugins/api-kserve')],
       builtinModels: false,
@@ -53,7 +62,8 @@ describe('fault injection: fallback model', () => {
     const plain = await infer('primary', 1);
     assert.equal(plain.status, 200);
     assert.equal((plain.body as { model_name: string }).model_name, 'primary');
-    for (let i = 0; i < 2; i++) assert.equal((await infer('primary', 99)).status, 500, 'a failed run is not sent to the fallback');
+    for (let i = 0; i < 2; i++)
+      assert.equal((await infer('primary', 99)).status, 500, 'a failed run is not sent to the fallback');
     assert.equal(k.kernel.inference.get('primary').status!.breaker!.state, 'open');
 
     const served = await infer('primary', 1);
@@ -61,7 +71,10 @@ describe('fault injection: fallback model', () => {
     const answer = served.body as { model_name: string; outputs: Array<{ data: number[] }> };
     assert.equal(answer.model_name, 'backup');
     assert.deepEqual(answer.outputs[0]!.data, [110, 111]);
-    assert.deepEqual(events.map((e) => [e.model, e.fallback]), [['primary', 'backup']]);
+    assert.deepEqual(
+      events.map((e) => [e.model, e.fallback]),
+      [['primary', 'backup']],
+    );
     assert.match(events[0]!.reason, /^circuit_open: /);
 
     // A fallback with other inputs cannot answer: the client sees the breaker's 503 as before.

@@ -11,7 +11,10 @@ const API_PLUGIN = join(REPO_ROOT, 'plugins', 'api-openai');
 describe('fault injection: the generation worker as a child process (workers.isolation = process)', () => {
   it('a killed worker process is restarted: requests that had not streamed a token are run again and succeed, the streaming one ends with an error event, none hangs', async () => {
     // One sequence per step, so the requests behind the first wait inside the worker without a token.
-    const kit = await startTestKernel({ plugins: [API_PLUGIN], config: { 'workers.isolation': 'process', 'scheduler.batchWindowMs': 5, 'scheduler.maxBatchSize': 1 } });
+    const kit = await startTestKernel({
+      plugins: [API_PLUGIN],
+      config: { 'workers.isolation': 'process', 'scheduler.batchWindowMs': 5, 'scheduler.maxBatchSize': 1 },
+    });
     const health: NucleusEvents['worker.health'][] = [];
     kit.kernel.events.on('worker.health', (e) => health.push(e));
     try {
@@ -19,7 +22,13 @@ describe('fault injection: the generation worker as a child process (workers.iso
         fetch(new URL('/v1/completions', kit.url), {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'tiny-llama', prompt: 'Once', max_tokens: maxTokens, ignore_eos: true, stream }),
+          body: JSON.stringify({
+            model: 'tiny-llama',
+            prompt: 'Once',
+            max_tokens: maxTokens,
+            ignore_eos: true,
+            stream,
+          }),
           signal: AbortSignal.timeout(60_000),
         }).then(async (res) => {
           let text = '';
@@ -37,12 +46,17 @@ describe('fault injection: the generation worker as a child process (workers.iso
       const first = post(true, 240, () => streaming());
       await started;
       const behind = [post(false, 40), post(false, 40), post(true, 40)];
-      for (let i = 0; i < 5000 && kit.kernel.generation.admission.running < 4; i++) await new Promise((r) => setTimeout(r, 1));
+      for (let i = 0; i < 5000 && kit.kernel.generation.admission.running < 4; i++)
+        await new Promise((r) => setTimeout(r, 1));
       assert.equal(kit.kernel.generation.admission.running, 4, 'all four requests hold a running slot');
       await kit.kernel.generation.killWorker('tiny-llama');
       const [a, b, c, d] = await within(Promise.all([first, ...behind]), 60_000, 'requests on the killed worker');
       assert.equal(a!.status, 200);
-      assert.match(a!.text, /worker_exited/, `the request already streaming ends with an error event: ${a!.text.slice(-300)}`);
+      assert.match(
+        a!.text,
+        /worker_exited/,
+        `the request already streaming ends with an error event: ${a!.text.slice(-300)}`,
+      );
       for (const r of [b!, c!]) {
         assert.equal(r.status, 200, r.text);
         assert.equal(JSON.parse(r.text).choices[0].finish_reason, 'length', 'run again on the new worker, to the end');
@@ -66,14 +80,20 @@ describe('fault injection: the generation worker as a child process (workers.iso
       const next = await post(false, 8);
       assert.equal(next.status, 200, next.text);
       assert.deepEqual(kit.kernel.generation.admission, { running: 0, waiting: 0, shedding: false });
-      assert.ok((kit.kernel.generation.get('tiny-llama').worker!.rssBytes ?? 0) > 10_000_000, 'the worker process reports its memory');
+      assert.ok(
+        (kit.kernel.generation.get('tiny-llama').worker!.rssBytes ?? 0) > 10_000_000,
+        'the worker process reports its memory',
+      );
     } finally {
       await kit.stop();
     }
   });
 
   it('non-streamed requests that had produced tokens when the worker process died are run again from the start and answer 200, their partial output dropped', async () => {
-    const kit = await startTestKernel({ plugins: [API_PLUGIN], config: { 'workers.isolation': 'process', 'scheduler.batchWindowMs': 5 } });
+    const kit = await startTestKernel({
+      plugins: [API_PLUGIN],
+      config: { 'workers.isolation': 'process', 'scheduler.batchWindowMs': 5 },
+    });
     const order: string[] = [];
     kit.kernel.events.on('worker.health', (e) => order.push(e.healthy ? 'serving again' : 'died'));
     try {
@@ -107,12 +127,22 @@ describe('fault injection: the generation worker as a child process (workers.iso
       assert.ok(killed, 'the worker was killed while both ran');
       assert.equal(openai.status, 200, openai.text);
       assert.equal(native.status, 200, native.text);
-      const completion = JSON.parse(openai.text) as { choices: { finish_reason: string }[]; usage: { completion_tokens: number } };
+      const completion = JSON.parse(openai.text) as {
+        choices: { finish_reason: string }[];
+        usage: { completion_tokens: number };
+      };
       assert.equal(completion.choices[0]!.finish_reason, 'length');
       assert.equal(completion.usage.completion_tokens, 200, 'only the second run is counted');
-      const generation = JSON.parse(native.text) as { choices: { token_ids: number[]; finish_reason: string }[]; usage: { completion_tokens: number } };
+      const generation = JSON.parse(native.text) as {
+        choices: { token_ids: number[]; finish_reason: string }[];
+        usage: { completion_tokens: number };
+      };
       assert.equal(generation.choices[0]!.finish_reason, 'length');
-      assert.equal(generation.choices[0]!.token_ids.length, 200, 'the tokens of the cut-short run are not in the answer');
+      assert.equal(
+        generation.choices[0]!.token_ids.length,
+        200,
+        'the tokens of the cut-short run are not in the answer',
+      );
       assert.equal(generation.usage.completion_tokens, 200);
       // They ran again on the restarted worker: its steps came after it served again.
       const restarted = order.indexOf('serving again');

@@ -18,14 +18,22 @@ describe('fault injection: a worker hangs mid-run', () => {
 
   it('with one replica, runs on the hung worker get a definite 503 worker_hung after workers.runTimeoutMs, and a fresh worker serves the next one', async () => {
     const mlp = await builtinModel('mlp-classifier');
-    kernel = await startKernel({ models: [{ name: 'mlp', path: mlp.modelPath }], 'workers.runTimeoutMs': 300, 'breaker.failureThreshold': 100 });
+    kernel = await startKernel({
+      models: [{ name: 'mlp', path: mlp.modelPath }],
+      'workers.runTimeoutMs': 300,
+      'breaker.failureThreshold': 100,
+    });
     const k = kernel;
     const health: NucleusEvents['worker.health'][] = [];
     k.events.on('worker.health', (e) => health.push(e));
     const worker = k.inference.loadedModel('mlp').pool.workers[0]!;
     worker.testOnlyBlock(5000);
     const started = Date.now();
-    const settled = await within(Promise.allSettled([request(k), request(k), request(k)]), 10_000, 'requests on the hung worker');
+    const settled = await within(
+      Promise.allSettled([request(k), request(k), request(k)]),
+      10_000,
+      'requests on the hung worker',
+    );
     for (const s of settled) {
       assert.equal(s.status, 'rejected');
       assert.equal((s.reason as NucleusError).status, 503);
@@ -34,19 +42,32 @@ describe('fault injection: a worker hangs mid-run', () => {
     assert.ok(Date.now() - started < 3000, 'the timeout, not the 5 s block, answered them');
     const next = await within(request(k), 10_000, 'the request after the hang');
     assert.equal(next.model, 'mlp');
-    assert.deepEqual(health.map((h) => h.healthy), [false, true]);
+    assert.deepEqual(
+      health.map((h) => h.healthy),
+      [false, true],
+    );
     assert.match(health[0]!.reason ?? '', /hung/);
     assert.equal(k.inference.get('mlp').status!.workerRestarts, 1);
   });
 
   it('with two replicas, a run on the hung replica is retried on the healthy one and succeeds', async () => {
     const mlp = await builtinModel('mlp-classifier');
-    kernel = await startKernel({ models: [{ name: 'mlp', path: mlp.modelPath }], 'workers.perModel': 2, 'workers.runTimeoutMs': 300 });
+    kernel = await startKernel({
+      models: [{ name: 'mlp', path: mlp.modelPath }],
+      'workers.perModel': 2,
+      'workers.runTimeoutMs': 300,
+    });
     const k = kernel;
     const workers = k.inference.loadedModel('mlp').pool.workers;
     workers[0]!.testOnlyBlock(5000);
-    const settled = await within(Promise.allSettled(Array.from({ length: 10 }, () => request(k))), 10_000, 'requests with one hung replica');
-    const failed = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => (s.reason as Error).message);
+    const settled = await within(
+      Promise.allSettled(Array.from({ length: 10 }, () => request(k))),
+      10_000,
+      'requests with one hung replica',
+    );
+    const failed = settled
+      .filter((s): s is PromiseRejectedResult => s.status === 'rejected')
+      .map((s) => (s.reason as Error).message);
     assert.deepEqual(failed, []);
     assert.equal(k.inference.get('mlp').status!.workerRestarts, 1, 'the hung replica was replaced');
   });

@@ -13,7 +13,13 @@ const API_PLUGIN = join(REPO_ROOT, 'plugins', 'api-openai');
 // A generation whose worker thread is ended the way a crash would, once its first token has come: the stream fails
 // with 503 worker_exited, a server-side failure.
 async function crashMidGeneration(engine: GenerationEngine, model: string): Promise<NucleusError> {
-  const stream: GenerationStream = await engine.generate({ model, prompt: 'Once upon a time', maxTokens: 200, n: 4, ignoreEos: true });
+  const stream: GenerationStream = await engine.generate({
+    model,
+    prompt: 'Once upon a time',
+    maxTokens: 200,
+    n: 4,
+    ignoreEos: true,
+  });
   const it = stream[Symbol.asyncIterator]();
   await it.next();
   await engine.killWorker(model);
@@ -26,8 +32,21 @@ async function crashMidGeneration(engine: GenerationEngine, model: string): Prom
   assert.fail('the generation outlived its worker');
 }
 
-async function post(kit: TestKernel, path: string, body: unknown): Promise<{ status: number; headers: Headers; body: { error?: { code?: string; message?: string }; model?: string } }> {
-  const res = await fetch(new URL(path, kit.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(60_000) });
+async function post(
+  kit: TestKernel,
+  path: string,
+  body: unknown,
+): Promise<{
+  status: number;
+  headers: Headers;
+  body: { error?: { code?: string; message?: string }; model?: string };
+}> {
+  const res = await fetch(new URL(path, kit.url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(60_000),
+  });
   return { status: res.status, headers: res.headers, body: (await res.json()) as never };
 }
 
@@ -39,15 +58,22 @@ describe('fault injection: circuit breaker of an LLM', () => {
   });
 
   it('opens after N failed generations, answers 503 circuit_open with Retry-After, shows in /ready and events, and a good trial closes it', async () => {
-    kit = await startTestKernel({ plugins: [API_PLUGIN, join(REPO_ROOT, 'plugins', 'api-kserve')], config: { 'breaker.failureThreshold': 2, 'breaker.cooldownMs': 800, 'scheduler.batchWindowMs': 5 } });
+    kit = await startTestKernel({
+      plugins: [API_PLUGIN, join(REPO_ROOT, 'plugins', 'api-kserve')],
+      config: { 'breaker.failureThreshold': 2, 'breaker.cooldownMs': 800, 'scheduler.batchWindowMs': 5 },
+    });
     const k = kit.kernel;
     const events: NucleusEvents['breaker.state'][] = [];
     k.events.on('breaker.state', (e) => events.push(e));
     const complete = () => post(kit!, '/v1/completions', { model: 'tiny-llama', prompt: 'Lily', max_tokens: 4 });
     assert.equal((await complete()).status, 200);
     // A request the model refuses says nothing about whether it works.
-    assert.equal((await post(kit, '/v1/completions', { model: 'tiny-llama', prompt: 'Lily', max_tokens: 100_000 })).status, 400);
-    for (let i = 0; i < 2; i++) assert.equal((await crashMidGeneration(k.generation, 'tiny-llama')).code, 'worker_exited');
+    assert.equal(
+      (await post(kit, '/v1/completions', { model: 'tiny-llama', prompt: 'Lily', max_tokens: 100_000 })).status,
+      400,
+    );
+    for (let i = 0; i < 2; i++)
+      assert.equal((await crashMidGeneration(k.generation, 'tiny-llama')).code, 'worker_exited');
     assert.equal(k.generation.get('tiny-llama').breaker?.state, 'open');
     const refused = await complete();
     assert.equal(refused.status, 503);
@@ -58,9 +84,17 @@ describe('fault injection: circuit breaker of an LLM', () => {
     const report = (await ready.json()) as { status: string; conditions: { key: string; reason: string }[] };
     assert.equal(ready.status, 503);
     assert.equal(report.status, 'degraded');
-    assert.ok(report.conditions.some((c) => c.key === 'breaker:tiny-llama' && /circuit breaker open/.test(c.reason)), JSON.stringify(report));
-    assert.deepEqual(events.map((e) => [e.model, e.state]), [['tiny-llama', 'open']]);
-    const status = (await (await fetch(new URL('/status', kit.url))).json()) as { llms: { name: string; breaker?: { state: string; consecutiveFailures: number; retryAfterMs?: number } }[] };
+    assert.ok(
+      report.conditions.some((c) => c.key === 'breaker:tiny-llama' && /circuit breaker open/.test(c.reason)),
+      JSON.stringify(report),
+    );
+    assert.deepEqual(
+      events.map((e) => [e.model, e.state]),
+      [['tiny-llama', 'open']],
+    );
+    const status = (await (await fetch(new URL('/status', kit.url))).json()) as {
+      llms: { name: string; breaker?: { state: string; consecutiveFailures: number; retryAfterMs?: number } }[];
+    };
     const llm = status.llms.find((m) => m.name === 'tiny-llama');
     assert.equal(llm?.breaker?.state, 'open', JSON.stringify(status.llms));
     assert.equal(llm.breaker.consecutiveFailures, 2);
@@ -71,13 +105,21 @@ describe('fault injection: circuit breaker of an LLM', () => {
     assert.equal((await complete()).status, 200);
     assert.equal(k.generation.get('tiny-llama').breaker?.state, 'closed');
     assert.equal((await fetch(new URL('/ready', kit.url))).status, 200);
-    assert.deepEqual(events.map((e) => e.state), ['open', 'half-open', 'closed']);
+    assert.deepEqual(
+      events.map((e) => e.state),
+      ['open', 'half-open', 'closed'],
+    );
   });
 
   it('counts the requests one failed step ends as one failure, and opens on failed steps', async () => {
     const { engine } = testEngine(
       { 'breaker.failureThreshold': 2, 'breaker.cooldownMs': 60_000, 'scheduler.batchWindowMs': 300 },
-      { faultInjection: { failRuns: "Non-zero status code returned while running Gather node. Name:'/embed' Status Message: indices element out of data bounds" } },
+      {
+        faultInjection: {
+          failRuns:
+            "Non-zero status code returned while running Gather node. Name:'/embed' Status Message: indices element out of data bounds",
+        },
+      },
     );
     try {
       await engine.start();
@@ -92,12 +134,19 @@ describe('fault injection: circuit breaker of an LLM', () => {
         assert.match(err.message, /indices element out of data bounds/);
       }
       assert.deepEqual(
-        { state: engine.get('tiny-llama').breaker?.state, failures: engine.get('tiny-llama').breaker?.consecutiveFailures },
+        {
+          state: engine.get('tiny-llama').breaker?.state,
+          failures: engine.get('tiny-llama').breaker?.consecutiveFailures,
+        },
         { state: 'closed', failures: 1 },
       );
       await assert.rejects(run('Lily'), (err: NucleusError) => err.code === 'generation_failed');
       assert.equal(engine.get('tiny-llama').breaker?.state, 'open');
-      await assert.rejects(run('Lily'), (err: NucleusError) => err.status === 503 && err.code === 'circuit_open' && Number(err.headers['retry-after']) >= 1);
+      await assert.rejects(
+        run('Lily'),
+        (err: NucleusError) =>
+          err.status === 503 && err.code === 'circuit_open' && Number(err.headers['retry-after']) >= 1,
+      );
     } finally {
       await engine.stop();
     }
@@ -118,7 +167,13 @@ describe('fault injection: circuit breaker of an LLM', () => {
       await engine.start();
       for (let i = 0; i < 2; i++) assert.equal((await crashMidGeneration(engine, 'primary')).code, 'worker_exited');
       assert.equal(engine.get('primary').breaker?.state, 'open');
-      const stream = await engine.generate({ model: 'primary', prompt: 'Once upon a time', maxTokens: 8, temperature: 0, ignoreEos: true });
+      const stream = await engine.generate({
+        model: 'primary',
+        prompt: 'Once upon a time',
+        maxTokens: 8,
+        temperature: 0,
+        ignoreEos: true,
+      });
       assert.equal(stream.model, 'backup');
       let tokens = 0;
       for await (const e of stream) if (e.type === 'token') tokens++;

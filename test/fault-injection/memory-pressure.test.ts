@@ -24,7 +24,12 @@ async function peakRunning(kit: TestKernel): Promise<number> {
     const answer = await fetch(new URL('/v1/completions', kit.url), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'tiny-llama', prompt: Array.from({ length: 8 }, (_, i) => `story ${i}`), max_tokens: 24, ignore_eos: true }),
+      body: JSON.stringify({
+        model: 'tiny-llama',
+        prompt: Array.from({ length: 8 }, (_, i) => `story ${i}`),
+        max_tokens: 24,
+        ignore_eos: true,
+      }),
       signal: AbortSignal.timeout(60_000),
     });
     assert.equal(answer.status, 200, await answer.clone().text());
@@ -57,10 +62,14 @@ describe('memory pressure (real free memory against memory.pressureFreeBytes)', 
     const k = kit.kernel;
     const changes: NucleusEvents['memory.pressure'][] = [];
     k.events.on('memory.pressure', (e) => changes.push(e));
-    const tensor = k.inference.list().map((m) => k.inference.get(m.name)).find((v) => v.batching?.enabled);
+    const tensor = k.inference
+      .list()
+      .map((m) => k.inference.get(m.name))
+      .find((v) => v.batching?.enabled);
     assert.ok(tensor, 'a built-in tensor model that batches');
     const batchSize = () => k.inference.get(tensor.name).batching!.maxBatchSize;
-    const cacheCapacity = async () => (await stats(kit!)).caches.find((c) => c.name === 'prefix' && c.model === 'tiny-llama')?.capacityBytes;
+    const cacheCapacity = async () =>
+      (await stats(kit!)).caches.find((c) => c.name === 'prefix' && c.model === 'tiny-llama')?.capacityBytes;
     assert.equal(batchSize(), 16);
     assert.equal(await peakRunning(kit), 8, 'all eight run together without pressure');
     assert.equal(await cacheCapacity(), CACHE_BYTES);

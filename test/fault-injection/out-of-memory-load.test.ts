@@ -38,11 +38,17 @@ describe('fault injection: a model that does not fit in memory', () => {
     assert.ok(kernel.health.report().conditions.some((c) => /huge/.test(c.reason)));
 
     // Loading it again, explicitly, gives the same definite error.
-    await assert.rejects(kernel.inference.load('huge'), (err: NucleusError) => err.status === 507 && err.code === 'insufficient_memory');
+    await assert.rejects(
+      kernel.inference.load('huge'),
+      (err: NucleusError) => err.status === 507 && err.code === 'insufficient_memory',
+    );
 
     const input = kernel.inference.get('good').inputs[0]!;
     const width = input.shape[1]!;
-    const out = await kernel.inference.infer({ model: 'good', inputs: { [input.name]: f32(floats(width), [1, width]) } });
+    const out = await kernel.inference.infer({
+      model: 'good',
+      inputs: { [input.name]: f32(floats(width), [1, width]) },
+    });
     assert.equal(out.model, 'good');
   });
 });

@@ -4,11 +4,20 @@ import { CLI, REPO_ROOT } from '../helpers/paths.js';
 import { followServer } from '../helpers/server-child.js';
 
 /** Reads a streamed completion to its end; resolves with the status and the text, after the first token has come. */
-async function streamCompletion(url: string, onFirst: () => void): Promise<{ status: number; text: string; done: boolean }> {
+async function streamCompletion(
+  url: string,
+  onFirst: () => void,
+): Promise<{ status: number; text: string; done: boolean }> {
   const res = await fetch(`${url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'tiny-llama', prompt: 'Once upon a time', max_tokens: 48, ignore_eos: true, stream: true }),
+    body: JSON.stringify({
+      model: 'tiny-llama',
+      prompt: 'Once upon a time',
+      max_tokens: 48,
+      ignore_eos: true,
+      stream: true,
+    }),
     signal: AbortSignal.timeout(60_000),
   });
   let text = '';
@@ -29,7 +38,12 @@ describe('SIGTERM while generations run', () => {
     this.timeout(120_000);
     const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1'], {
       cwd: REPO_ROOT,
-      env: { ...process.env, NUCLEUS_LOGGING_LEVEL: 'warn', NUCLEUS_PLUGINS_WATCH: 'false', NUCLEUS_SCHEDULER_BATCH_WINDOW_MS: '5' },
+      env: {
+        ...process.env,
+        NUCLEUS_LOGGING_LEVEL: 'warn',
+        NUCLEUS_PLUGINS_WATCH: 'false',
+        NUCLEUS_SCHEDULER_BATCH_WINDOW_MS: '5',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const followed = followServer(child);

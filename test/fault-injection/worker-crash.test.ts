@@ -17,17 +17,31 @@ describe('fault injection: a worker dies mid-request', () => {
 
   it('tensor: with two replicas, every request pending on the killed one is re-run on the other and succeeds', async () => {
     const bert = await builtinModel('bert-tiny');
-    kernel = await startKernel({ models: [{ name: 'bert', path: bert.modelPath }], 'workers.perModel': 2, 'batching.maxBatchSize': 4 });
+    kernel = await startKernel({
+      models: [{ name: 'bert', path: bert.modelPath }],
+      'workers.perModel': 2,
+      'batching.maxBatchSize': 4,
+    });
     const model = kernel.inference.loadedModel('bert');
-    const long = () => ({ input_ids: i64(new Array(128).fill(5), [1, 128]), attention_mask: i64(new Array(128).fill(1), [1, 128]) });
+    const long = () => ({
+      input_ids: i64(new Array(128).fill(5), [1, 128]),
+      attention_mask: i64(new Array(128).fill(1), [1, 128]),
+    });
     const pending = Array.from({ length: 40 }, () => kernel!.inference.infer({ model: 'bert', inputs: long() }));
     await new Promise((r) => setTimeout(r, 5));
     const victim = model.pool.workers.find((w) => w.pending > 0) ?? model.pool.workers[0]!;
     await victim.kill();
     const settled = await within(Promise.allSettled(pending), 30_000, 'requests to the killed replica');
-    const failed = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => (s.reason as NucleusError).message);
+    const failed = settled
+      .filter((s): s is PromiseRejectedResult => s.status === 'rejected')
+      .map((s) => (s.reason as NucleusError).message);
     assert.deepEqual(failed, [], 'no request fails: the batch is retried on the healthy replica');
-    for (const s of settled) assert.deepEqual((s as PromiseFulfilledResult<{ outputs: Record<string, { shape: number[] }> }>).value.outputs.last_hidden_state!.shape, [1, 128, 32]);
+    for (const s of settled)
+      assert.deepEqual(
+        (s as PromiseFulfilledResult<{ outputs: Record<string, { shape: number[] }> }>).value.outputs.last_hidden_state!
+          .shape,
+        [1, 128, 32],
+      );
     assert.equal(kernel.inference.get('bert').status!.workerRestarts, 1);
   });
 
@@ -35,7 +49,10 @@ describe('fault injection: a worker dies mid-request', () => {
     const bert = await builtinModel('bert-tiny');
     kernel = await startKernel({ models: [{ name: 'bert', path: bert.modelPath }], 'workers.perModel': 1 });
     const model = kernel.inference.loadedModel('bert');
-    const long = () => ({ input_ids: i64(new Array(128).fill(5), [1, 128]), attention_mask: i64(new Array(128).fill(1), [1, 128]) });
+    const long = () => ({
+      input_ids: i64(new Array(128).fill(5), [1, 128]),
+      attention_mask: i64(new Array(128).fill(1), [1, 128]),
+    });
     const pending = Array.from({ length: 20 }, () => kernel!.inference.infer({ model: 'bert', inputs: long() }));
     await new Promise((r) => setTimeout(r, 5));
     await model.pool.workers[0]!.kill();
@@ -79,7 +96,10 @@ describe('fault injection: a worker dies mid-request', () => {
           assert.ok(/worker_exited/.test(r.text) || /"finish_reason":"length"/.test(r.text), r.text.slice(-300));
         }
       }
-      assert.ok(results.some((r) => /worker_exited/.test(r.text)), 'the kill hit at least one running request');
+      assert.ok(
+        results.some((r) => /worker_exited/.test(r.text)),
+        'the kill hit at least one running request',
+      );
       assert.equal((await post(false)).status, 200);
       assert.deepEqual(kit.kernel.generation.admission, { running: 0, waiting: 0, shedding: false });
     } finally {

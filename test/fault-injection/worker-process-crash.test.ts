@@ -37,7 +37,10 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
   });
 
   const long = (seed: number): Record<string, Tensor> => ({
-    input_ids: i64(Array.from({ length: 128 }, (_, i) => (seed * 7 + i) % 90), [1, 128]),
+    input_ids: i64(
+      Array.from({ length: 128 }, (_, i) => (seed * 7 + i) % 90),
+      [1, 128],
+    ),
     attention_mask: i64(new Array(128).fill(1), [1, 128]),
   });
 
@@ -52,12 +55,18 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
   }
 
   it('takes workers.isolation and models[].isolation as thread or process, and refuses anything else naming the key', () => {
-    const loaded = loadConfig({ env: { NUCLEUS_WORKERS_ISOLATION: 'process' }, cli: { models: [{ name: 'a', path: 'a.onnx', isolation: 'thread' }] } }).config;
+    const loaded = loadConfig({
+      env: { NUCLEUS_WORKERS_ISOLATION: 'process' },
+      cli: { models: [{ name: 'a', path: 'a.onnx', isolation: 'thread' }] },
+    }).config;
     assert.equal(loaded.workers.isolation, 'process');
     assert.equal(loaded.models[0]!.isolation, 'thread');
     assert.equal(loadConfig({ env: {} }).config.workers.isolation, 'thread', 'threads by default');
     assert.throws(() => loadConfig({ env: {}, cli: { 'workers.isolation': 'fork' } }), /workers\.isolation/);
-    assert.throws(() => loadConfig({ env: {}, cli: { models: [{ name: 'a', path: 'a.onnx', isolation: 'fork' }] } }), /isolation/);
+    assert.throws(
+      () => loadConfig({ env: {}, cli: { models: [{ name: 'a', path: 'a.onnx', isolation: 'fork' }] } }),
+      /isolation/,
+    );
   });
 
   it('serves from child processes whose pids and measured memory /status shows', async () => {
@@ -68,19 +77,32 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
     assert.equal(replicas.length, 2);
     for (const r of replicas) {
       assert.equal(r.state, 'serving');
-      assert.ok(r.pid !== undefined && r.pid !== process.pid && alive(r.pid), `replica ${r.id} runs in a process of its own`);
+      assert.ok(
+        r.pid !== undefined && r.pid !== process.pid && alive(r.pid),
+        `replica ${r.id} runs in a process of its own`,
+      );
     }
     assert.notEqual(replicas[0]!.pid, replicas[1]!.pid);
-    await until(() => (k.inference.get('bert').status!.replicas ?? []).every((r) => (r.rssBytes ?? 0) > 10_000_000), 5000, 'a memory report from each replica');
+    await until(
+      () => (k.inference.get('bert').status!.replicas ?? []).every((r) => (r.rssBytes ?? 0) > 10_000_000),
+      5000,
+      'a memory report from each replica',
+    );
     const result = await k.inference.infer({ model: 'bert', inputs: long(1) });
     assert.deepEqual(result.outputs.last_hidden_state!.shape, [1, 128, 32]);
   });
 
   it('SIGKILL with two replicas: every accepted request gets its correct result, the death is seen at once and the replica restarts with backoff', async () => {
-    const { k, health } = await startBert({ 'workers.perModel': 2, 'batching.maxBatchSize': 4, 'breaker.failureThreshold': 1000 });
+    const { k, health } = await startBert({
+      'workers.perModel': 2,
+      'batching.maxBatchSize': 4,
+      'breaker.failureThreshold': 1000,
+    });
     const model = k.inference.loadedModel('bert');
     // The answers each input must get, from a run before any fault.
-    const expected = await Promise.all(Array.from({ length: 80 }, (_, i) => k.inference.infer({ model: 'bert', inputs: long(i) })));
+    const expected = await Promise.all(
+      Array.from({ length: 80 }, (_, i) => k.inference.infer({ model: 'bert', inputs: long(i) })),
+    );
     const pending = Array.from({ length: 80 }, (_, i) => k.inference.infer({ model: 'bert', inputs: long(i) }));
     await until(() => model.pool.workers.some((w) => w.pending > 0), 5000, 'a run in flight', true);
     const victim = model.pool.workers.find((w) => w.pending > 0)!;
@@ -88,7 +110,9 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
     const killedAt = Date.now();
     process.kill(pid, 'SIGKILL');
     const settled = await within(Promise.allSettled(pending), 30_000, 'requests to the killed replica');
-    const failed = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => (s.reason as NucleusError).message);
+    const failed = settled
+      .filter((s): s is PromiseRejectedResult => s.status === 'rejected')
+      .map((s) => (s.reason as NucleusError).message);
     assert.deepEqual(failed, [], 'no request fails: the batches are re-run on the healthy replica');
     for (const [i, s] of settled.entries()) {
       const got = (s as PromiseFulfilledResult<{ outputs: Record<string, Tensor> }>).value.outputs.last_hidden_state!;
@@ -117,7 +141,11 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
       status.replicas!.map((r) => r.state),
       ['serving', 'serving'],
     );
-    const next = await within(k.inference.infer({ model: 'bert', inputs: long(3) }), 10_000, 'a request after the restarts');
+    const next = await within(
+      k.inference.infer({ model: 'bert', inputs: long(3) }),
+      10_000,
+      'a request after the restarts',
+    );
     assert.deepEqual(next.outputs.last_hidden_state!.data, expected[3]!.outputs.last_hidden_state!.data);
   });
 
@@ -160,12 +188,20 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
       ['failed', 'serving'],
     );
     assert.match(status.replicas![0]!.lastExit ?? '', /SIGKILL/);
-    const results = await within(Promise.all(Array.from({ length: 8 }, (_, i) => k.inference.infer({ model: 'bert', inputs: long(i) }))), 10_000, 'requests beside a given-up replica');
+    const results = await within(
+      Promise.all(Array.from({ length: 8 }, (_, i) => k.inference.infer({ model: 'bert', inputs: long(i) }))),
+      10_000,
+      'requests beside a given-up replica',
+    );
     for (const r of results) assert.deepEqual(r.outputs.last_hidden_state!.shape, [1, 128, 32]);
   });
 
   it('workers.maxRestarts sets how many restarts in a row a replica gets before it is given up', async () => {
-    const { k, health } = await startBert({ 'workers.perModel': 2, 'breaker.failureThreshold': 1000, 'workers.maxRestarts': 1 });
+    const { k, health } = await startBert({
+      'workers.perModel': 2,
+      'breaker.failureThreshold': 1000,
+      'workers.maxRestarts': 1,
+    });
     const victim = k.inference.loadedModel('bert').pool.workers[0]!;
     for (let death = 1; death <= 2; death++) {
       await until(() => victim.pid !== undefined, 15_000, `restart ${death - 1}`);
@@ -187,14 +223,22 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
   });
 
   it('a frozen process (SIGSTOP) is noticed by its missing heartbeat, killed and replaced; the other replica serves meanwhile', async () => {
-    const { k, health } = await startBert({ 'workers.perModel': 2, 'workers.heartbeatTimeoutMs': 1000, 'breaker.failureThreshold': 1000 });
+    const { k, health } = await startBert({
+      'workers.perModel': 2,
+      'workers.heartbeatTimeoutMs': 1000,
+      'breaker.failureThreshold': 1000,
+    });
     const model = k.inference.loadedModel('bert');
     const victim = model.pool.workers[0]!;
     const pid = victim.pid!;
     const stoppedAt = Date.now();
     process.kill(pid, 'SIGSTOP');
     try {
-      const results = await within(Promise.all(Array.from({ length: 10 }, (_, i) => k.inference.infer({ model: 'bert', inputs: long(i) }))), 30_000, 'requests beside a frozen replica');
+      const results = await within(
+        Promise.all(Array.from({ length: 10 }, (_, i) => k.inference.infer({ model: 'bert', inputs: long(i) }))),
+        30_000,
+        'requests beside a frozen replica',
+      );
       for (const r of results) assert.deepEqual(r.outputs.last_hidden_state!.shape, [1, 128, 32]);
       await until(() => health.some((h) => !h.healthy), 5000, 'the frozen process being noticed');
       const down = health.find((h) => !h.healthy)!;
@@ -209,15 +253,27 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
   });
 
   it('a hung run is ended by killing its process (workers.runTimeoutMs), not cut loose', async () => {
-    const { k } = await startBert({ 'workers.perModel': 1, 'workers.runTimeoutMs': 300, 'breaker.failureThreshold': 1000 });
+    const { k } = await startBert({
+      'workers.perModel': 1,
+      'workers.runTimeoutMs': 300,
+      'breaker.failureThreshold': 1000,
+    });
     const worker = k.inference.loadedModel('bert').pool.workers[0]!;
     const pid = worker.pid!;
     worker.testOnlyBlock(60_000);
-    const settled = await within(Promise.allSettled([k.inference.infer({ model: 'bert', inputs: long(1) })]), 10_000, 'the request on the hung worker');
+    const settled = await within(
+      Promise.allSettled([k.inference.infer({ model: 'bert', inputs: long(1) })]),
+      10_000,
+      'the request on the hung worker',
+    );
     assert.equal(settled[0]!.status, 'rejected');
     assert.equal(((settled[0] as PromiseRejectedResult).reason as NucleusError).code, 'worker_hung');
     await until(() => !alive(pid), 5000, 'the hung process being killed');
-    const next = await within(k.inference.infer({ model: 'bert', inputs: long(2) }), 10_000, 'the request after the hang');
+    const next = await within(
+      k.inference.infer({ model: 'bert', inputs: long(2) }),
+      10_000,
+      'the request after the hang',
+    );
     assert.deepEqual(next.outputs.last_hidden_state!.shape, [1, 128, 32]);
   });
 
@@ -225,7 +281,12 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
     this.timeout(120_000);
     const server = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1'], {
       cwd: REPO_ROOT,
-      env: { ...process.env, NUCLEUS_LOGGING_LEVEL: 'warn', NUCLEUS_PLUGINS_WATCH: 'false', NUCLEUS_WORKERS_ISOLATION: 'process' },
+      env: {
+        ...process.env,
+        NUCLEUS_LOGGING_LEVEL: 'warn',
+        NUCLEUS_PLUGINS_WATCH: 'false',
+        NUCLEUS_WORKERS_ISOLATION: 'process',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const followed = followServer(server);
@@ -236,7 +297,10 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
         models: { versions: { workers?: { replicas?: { pid?: number }[] } }[] }[];
       };
       pids = status.models.flatMap((m) => m.versions.flatMap((v) => (v.workers?.replicas ?? []).map((r) => r.pid!)));
-      assert.ok(pids.length > 0 && pids.every((pid) => pid !== server.pid && alive(pid)), `worker processes: ${JSON.stringify(pids)}`);
+      assert.ok(
+        pids.length > 0 && pids.every((pid) => pid !== server.pid && alive(pid)),
+        `worker processes: ${JSON.stringify(pids)}`,
+      );
       const exited = new Promise<void>((resolve) => server.on('exit', () => resolve()));
       server.kill('SIGKILL');
       await exited;
@@ -248,7 +312,11 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
   });
 
   it('over HTTP: KServe v2 and native infer while a worker process is killed answer 200 or a definite JSON error', async () => {
-    const kit = await startKServe({ 'workers.isolation': 'process', 'workers.perModel': 2, 'breaker.failureThreshold': 1000 });
+    const kit = await startKServe({
+      'workers.isolation': 'process',
+      'workers.perModel': 2,
+      'breaker.failureThreshold': 1000,
+    });
     try {
       const ids = Array.from({ length: 128 }, (_, i) => i % 90);
       const v2 = () =>
@@ -260,7 +328,10 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
             ],
           },
         });
-      const native = () => call(kit, '/infer', { body: { model: 'bert-tiny', inputs: { input_ids: [ids], attention_mask: [new Array(128).fill(1)] } } });
+      const native = () =>
+        call(kit, '/infer', {
+          body: { model: 'bert-tiny', inputs: { input_ids: [ids], attention_mask: [new Array(128).fill(1)] } },
+        });
       const before = await v2();
       assert.equal(before.status, 200, JSON.stringify(before.body));
       const model = kit.kernel.inference.loadedModel('bert-tiny');
@@ -275,20 +346,32 @@ describe('fault injection: worker processes (workers.isolation = process)', () =
       }
       const ok = responses.filter((r) => r.status === 200);
       assert.ok(ok.length > 0);
-      const v2ok = ok.find((r) => (r.body as { outputs?: unknown }).outputs && !(r.body as { model?: unknown }).model) ?? ok[0]!;
+      const v2ok =
+        ok.find((r) => (r.body as { outputs?: unknown }).outputs && !(r.body as { model?: unknown }).model) ?? ok[0]!;
       assert.ok(JSON.stringify(v2ok.body).length > 100);
       const status = await call(kit, '/status');
       assert.equal(status.status, 200);
-      const versions = (status.body as { models: { name: string; versions: { workers: { restarts: number; isolation: string } }[] }[] }).models.find((m) => m.name === 'bert-tiny')!.versions;
+      const versions = (
+        status.body as { models: { name: string; versions: { workers: { restarts: number; isolation: string } }[] }[] }
+      ).models.find((m) => m.name === 'bert-tiny')!.versions;
       assert.equal(versions[0]!.workers.isolation, 'process');
       assert.equal(versions[0]!.workers.restarts, 1);
       const after = await v2();
       assert.equal(after.status, 200, JSON.stringify(after.body));
       // Worker processes report what they really hold, in place of the estimate from the model file.
-      await until(() => (model.info().status?.replicas ?? []).every((r) => r.rssBytes !== undefined), 5000, 'memory reports from the new replica');
+      await until(
+        () => (model.info().status?.replicas ?? []).every((r) => r.rssBytes !== undefined),
+        5000,
+        'memory reports from the new replica',
+      );
       const memory = await call(kit, '/monitor/memory');
       assert.equal(memory.status, 200);
-      type MemoryRow = { name: string; measuredBytes?: number; estimatedBytes?: number; replicas?: { pid: number; rssBytes: number }[] };
+      type MemoryRow = {
+        name: string;
+        measuredBytes?: number;
+        estimatedBytes?: number;
+        replicas?: { pid: number; rssBytes: number }[];
+      };
       const bert = (memory.body as { models: MemoryRow[] }).models.find((m) => m.name === 'bert-tiny')!;
       assert.equal(bert.estimatedBytes, undefined);
       assert.equal(bert.replicas!.length, 2);

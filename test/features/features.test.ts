@@ -20,8 +20,26 @@ const STATS: Array<[string, number, number]> = [
   ['savings_balance', 9800, 12500],
 ];
 
-const applicant = { age: 29, annual_income: 38000, debt_ratio: 0.52, open_credit_lines: 3, late_payments_12m: 2, years_employed: 1.5, loan_amount: 22000, savings_balance: 1200 };
-const retiree = { age: 67, annual_income: 61000, debt_ratio: 0.1, open_credit_lines: 12, late_payments_12m: 0, years_employed: 30, loan_amount: 5000, savings_balance: 90000 };
+const applicant = {
+  age: 29,
+  annual_income: 38000,
+  debt_ratio: 0.52,
+  open_credit_lines: 3,
+  late_payments_12m: 2,
+  years_employed: 1.5,
+  loan_amount: 22000,
+  savings_balance: 1200,
+};
+const retiree = {
+  age: 67,
+  annual_income: 61000,
+  debt_ratio: 0.1,
+  open_credit_lines: 12,
+  late_payments_12m: 0,
+  years_employed: 30,
+  loan_amount: 5000,
+  savings_balance: 90000,
+};
 
 function standardize(record: Record<string, number>): number[] {
   return STATS.map(([name, mean, std]) => (record[name]! - mean) / std);
@@ -35,7 +53,9 @@ describe('features plugin: named features to the tabular model', () => {
   after(() => kit.stop());
 
   it('answers /infer with features exactly as a manual standardise-then-infer call', async () => {
-    const manual = await kit.request('/infer', { body: { model: 'tabular-classifier', inputs: { features: [standardize(applicant)] } } });
+    const manual = await kit.request('/infer', {
+      body: { model: 'tabular-classifier', inputs: { features: [standardize(applicant)] } },
+    });
     const hooked = await kit.request('/infer', { body: { model: 'tabular-classifier', features: applicant } });
     assert.equal(hooked.status, 200, JSON.stringify(hooked.body));
     assert.deepEqual(hooked.body, manual.body);
@@ -43,19 +63,34 @@ describe('features plugin: named features to the tabular model', () => {
 
   it('answers /v2/.../infer with features, and records as a batch', async () => {
     const manual = await kit.request('/v2/models/tabular-classifier/infer', {
-      body: { inputs: [{ name: 'features', shape: [2, 8], datatype: 'FP32', data: [...standardize(applicant), ...standardize(retiree)] }] },
+      body: {
+        inputs: [
+          {
+            name: 'features',
+            shape: [2, 8],
+            datatype: 'FP32',
+            data: [...standardize(applicant), ...standardize(retiree)],
+          },
+        ],
+      },
     });
-    const hooked = await kit.request('/v2/models/tabular-classifier/infer', { body: { records: [applicant, retiree] } });
+    const hooked = await kit.request('/v2/models/tabular-classifier/infer', {
+      body: { records: [applicant, retiree] },
+    });
     assert.equal(hooked.status, 200, JSON.stringify(hooked.body));
     assert.deepEqual(hooked.body, manual.body);
     const single = await kit.request('/v2/models/tabular-classifier/infer', { body: { features: retiree } });
     const outputs = (single.body as { outputs: Array<{ name: string; data: number[] }> }).outputs;
     const batchOutputs = (hooked.body as { outputs: Array<{ name: string; data: number[] }> }).outputs;
-    assert.deepEqual(outputs.find((o) => o.name === 'label')!.data, [batchOutputs.find((o) => o.name === 'label')!.data[1]]);
+    assert.deepEqual(outputs.find((o) => o.name === 'label')!.data, [
+      batchOutputs.find((o) => o.name === 'label')!.data[1],
+    ]);
   });
 
   it('refuses unknown feature names with a 400 naming them', async () => {
-    const res = await kit.request('/infer', { body: { model: 'tabular-classifier', features: { ...applicant, shoe_size: 44, zodiac: 'leo' } } });
+    const res = await kit.request('/infer', {
+      body: { model: 'tabular-classifier', features: { ...applicant, shoe_size: 44, zodiac: 'leo' } },
+    });
     assert.equal(res.status, 400);
     const error = errorOf(res);
     assert.equal(error.code, 'unknown_feature');
@@ -96,7 +131,9 @@ describe('features plugin: one-hot vocabularies and defaults from model.json', (
   });
 
   it('one-hot encodes categories, standardises numbers and fills defaults', async () => {
-    const res = await kit.request('/infer', { body: { model: 'scale', records: [{ color: 'red', size: 14, flag: 1 }, {}, { size: null, flag: true }] } });
+    const res = await kit.request('/infer', {
+      body: { model: 'scale', records: [{ color: 'red', size: 14, flag: 1 }, {}, { size: null, flag: true }] },
+    });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.deepEqual((res.body as { outputs: { y: number[][] } }).outputs.y, [
       [1, 0, 2, 1],
@@ -106,7 +143,9 @@ describe('features plugin: one-hot vocabularies and defaults from model.json', (
   });
 
   it('refuses a category outside the vocabulary, naming the feature and record', async () => {
-    const res = await kit.request('/infer', { body: { model: 'scale', records: [{ color: 'red' }, { color: 'blue' }] } });
+    const res = await kit.request('/infer', {
+      body: { model: 'scale', records: [{ color: 'red' }, { color: 'blue' }] },
+    });
     assert.equal(res.status, 400);
     assert.equal(errorOf(res).param, 'color');
     assert.match(errorOf(res).message, /record 1.*"blue".*"red", "green"/);

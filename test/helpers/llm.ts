@@ -21,7 +21,15 @@ export const TEST_MODEL_CACHE = join(REPO_ROOT, '.cache', 'models');
 /** The first-party formats, resolved as the engine resolves them. */
 export const testFormats = new ModelFormats([ggufFormat, onnxFormat, llama2cFormat]);
 
-const silent = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, fatal() {}, child: () => silent } as unknown as import('@nucleus/sdk').Logger;
+const silent = {
+  trace() {},
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  fatal() {},
+  child: () => silent,
+} as unknown as import('@nucleus/sdk').Logger;
 
 /** Options of {@link loadLlm}. */
 export interface LoadLlmOptions {
@@ -36,7 +44,13 @@ export interface LoadLlmOptions {
 /** Loads any LLM source through the format that claims it. */
 export function loadLlm(path: string, options: LoadLlmOptions = {}): Promise<LoadedLlm> {
   return testFormats.loadLlm(path, {
-    name: options.name ?? path.split('/').filter(Boolean).pop()!.replace(/\.(gguf|bin)$/i, ''),
+    name:
+      options.name ??
+      path
+        .split('/')
+        .filter(Boolean)
+        .pop()!
+        .replace(/\.(gguf|bin)$/i, ''),
     cacheDir: options.cacheDir ?? TEST_MODEL_CACHE,
     ...(options.graphStyle !== undefined && { graphStyle: options.graphStyle }),
     ...(options.maxContext !== undefined && { maxContext: options.maxContext }),
@@ -46,8 +60,14 @@ export function loadLlm(path: string, options: LoadLlmOptions = {}): Promise<Loa
 }
 
 /** The built-in tiny-random Llama (generated into the cache on first use), generic or contrib. */
-export async function loadTinyLlama(options: Pick<LoadLlmOptions, 'cacheDir' | 'maxContext' | 'graphStyle'> = {}): Promise<LoadedLlm> {
+export async function loadTinyLlama(
+  options: Pick<LoadLlmOptions, 'cacheDir' | 'maxContext' | 'graphStyle'> = {},
+): Promise<LoadedLlm> {
   const cacheDir = options.cacheDir ?? TEST_MODEL_CACHE;
-  const folder = await loadLlm(await ensureTinyLlama(cacheDir), { name: 'tiny-llama', cacheDir, ...(options.maxContext !== undefined && { maxContext: options.maxContext }) });
+  const folder = await loadLlm(await ensureTinyLlama(cacheDir), {
+    name: 'tiny-llama',
+    cacheDir,
+    ...(options.maxContext !== undefined && { maxContext: options.maxContext }),
+  });
   return options.graphStyle === 'contrib' ? tinyLlamaContrib(folder, cacheDir) : folder;
 }

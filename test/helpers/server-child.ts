@@ -14,7 +14,10 @@ export interface ServerChild {
 export function followServer(child: ChildProcess, timeoutMs = 60_000): ServerChild {
   let output = '';
   const url = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line in ${timeoutMs / 1000} s:\n${output}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`no listening line in ${timeoutMs / 1000} s:\n${output}`)),
+      timeoutMs,
+    );
     const onData = (d: Buffer) => {
       output += d.toString();
       const m = /nucleus listening on (http:\/\/[^\s"]+)/.exec(output);

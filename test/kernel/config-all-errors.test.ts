@@ -38,26 +38,56 @@ describe('config: every problem at once', () => {
   it('says nothing about a rule across keys when one of its keys is already wrong on its own', () => {
     const messages = issuesOf(load({ env: {}, cli: { 'queue.lowWatermark': -1, 'queue.highWatermark': 0 } }));
     assert.equal(messages.length, 2, messages.join('\n'));
-    assert.ok(messages.every((m) => !m.includes('must be below')), messages.join('\n'));
+    assert.ok(
+      messages.every((m) => !m.includes('must be below')),
+      messages.join('\n'),
+    );
   });
 
   it('survives a config so wrong the rules across keys cannot read it', () => {
-    const messages = issuesOf(load({ env: {}, cli: { models: [null, 3, { name: 'a', path: '/m' }, { name: 'a', path: '/m' }], queue: { highWatermark: 'x' } } }));
-    assert.ok(messages.some((m) => m.startsWith('models.0 must be an object')), messages.join('\n'));
-    assert.ok(messages.some((m) => /model "a" is listed twice/.test(m)), messages.join('\n'));
+    const messages = issuesOf(
+      load({
+        env: {},
+        cli: { models: [null, 3, { name: 'a', path: '/m' }, { name: 'a', path: '/m' }], queue: { highWatermark: 'x' } },
+      }),
+    );
+    assert.ok(
+      messages.some((m) => m.startsWith('models.0 must be an object')),
+      messages.join('\n'),
+    );
+    assert.ok(
+      messages.some((m) => /model "a" is listed twice/.test(m)),
+      messages.join('\n'),
+    );
   });
 
   it('names the source of an unknown section set from the command line', () => {
-    assert.deepEqual(issuesOf(load({ env: {}, cli: { 'nosuch.key': '1' } })), ['nosuch is not a config key; found in command line']);
+    assert.deepEqual(issuesOf(load({ env: {}, cli: { 'nosuch.key': '1' } })), [
+      'nosuch is not a config key; found in command line',
+    ]);
   });
 
   it('reports bad core keys and bad plugin sections from one start, not one after the other', () => {
     const messages = issuesOf(() =>
-      Kernel.create({ env: { NUCLEUS_SERVER_PORT: 'abc' }, cli: { 'plugin.backend-cpu.intraOpNumThreads': '-1', 'logging.level': 'loud' } }),
+      Kernel.create({
+        env: { NUCLEUS_SERVER_PORT: 'abc' },
+        cli: { 'plugin.backend-cpu.intraOpNumThreads': '-1', 'logging.level': 'loud' },
+      }),
     );
-    assert.ok(messages.some((m) => m.startsWith('server.port must be an integer from 0 to 65535; got "abc" from env NUCLEUS_SERVER_PORT')), messages.join('\n'));
-    assert.ok(messages.some((m) => m.startsWith('logging.level must be one of')), messages.join('\n'));
-    assert.ok(messages.some((m) => m.startsWith('plugin.backend-cpu.intraOpNumThreads must be an integer at least 0')), messages.join('\n'));
+    assert.ok(
+      messages.some((m) =>
+        m.startsWith('server.port must be an integer from 0 to 65535; got "abc" from env NUCLEUS_SERVER_PORT'),
+      ),
+      messages.join('\n'),
+    );
+    assert.ok(
+      messages.some((m) => m.startsWith('logging.level must be one of')),
+      messages.join('\n'),
+    );
+    assert.ok(
+      messages.some((m) => m.startsWith('plugin.backend-cpu.intraOpNumThreads must be an integer at least 0')),
+      messages.join('\n'),
+    );
   });
 });
 
@@ -71,7 +101,10 @@ describe('config: cache.dir', () => {
   });
 
   it('reads a relative folder from the command line against the working directory', () => {
-    assert.equal(loadConfig({ env: {}, cli: { 'cache.dir': 'cache' }, cwd: '/srv/app' }).config.cache.dir, '/srv/app/cache');
+    assert.equal(
+      loadConfig({ env: {}, cli: { 'cache.dir': 'cache' }, cwd: '/srv/app' }).config.cache.dir,
+      '/srv/app/cache',
+    );
   });
 
   describe('in a running server', () => {
@@ -112,7 +145,10 @@ describe('PATCH /admin/config: every problem at once', () => {
     assert.equal(res.status, 400);
     const { error } = res.body as { error: { code: string; message: string } };
     assert.equal(error.code, 'config_invalid');
-    assert.match(error.message, /batching\.maxBatchSize must be an integer at least 1; got 0 from runtime patch by PATCH \/admin\/config/);
+    assert.match(
+      error.message,
+      /batching\.maxBatchSize must be an integer at least 1; got 0 from runtime patch by PATCH \/admin\/config/,
+    );
     assert.match(error.message, /queue\.lowWatermark \(500\) must be below queue\.highWatermark \(100\)/);
     assert.equal(kit!.kernel.config.get('queue.highWatermark'), 1000);
   });

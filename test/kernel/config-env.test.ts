@@ -25,7 +25,10 @@ describe('config env names', () => {
     const keys = configKeys(configSchemaWithPlugins({ 'backend-cpu': CPU_SCHEMA }));
     const table = envNameTable(keys);
     assert.equal(table.byName.get('NUCLEUS_QUEUE_HIGH_WATERMARK')?.path, 'queue.highWatermark');
-    assert.equal(table.byName.get('NUCLEUS_PLUGIN_BACKEND_CPU_INTRA_OP_NUM_THREADS')?.path, 'plugin.backend-cpu.intraOpNumThreads');
+    assert.equal(
+      table.byName.get('NUCLEUS_PLUGIN_BACKEND_CPU_INTRA_OP_NUM_THREADS')?.path,
+      'plugin.backend-cpu.intraOpNumThreads',
+    );
     assert.equal(table.byName.get('NUCLEUS_ADMIN_KEY')?.path, 'auth.adminKey');
     assert.equal(table.byName.get('NUCLEUS_AUTH_ADMIN_KEY')?.path, 'auth.adminKey');
     assert.equal(table.ambiguous.size, 0);
@@ -39,7 +42,10 @@ describe('config env names', () => {
     });
     assert.equal(config.plugin['backend-cpu']?.intraOpNumThreads, 4);
     assert.equal(config.plugin['backend-cpu']?.allowSpinning, false);
-    assert.deepEqual(sources.get('plugin.backend-cpu.intraOpNumThreads'), { kind: 'env', name: 'NUCLEUS_PLUGIN_BACKEND_CPU_INTRA_OP_NUM_THREADS' });
+    assert.deepEqual(sources.get('plugin.backend-cpu.intraOpNumThreads'), {
+      kind: 'env',
+      name: 'NUCLEUS_PLUGIN_BACKEND_CPU_INTRA_OP_NUM_THREADS',
+    });
   });
 
   it('refuses an env name two plugin keys map to, naming both', () => {
@@ -47,10 +53,15 @@ describe('config env names', () => {
       'a-b': { type: 'object', properties: { c: { type: 'string' } } },
       a: { type: 'object', properties: { 'b-c': { type: 'string' } } },
     } as const;
-    assert.deepEqual([...envNameTable(configKeys(configSchemaWithPlugins(pluginSchemas))).ambiguous.keys()], ['NUCLEUS_PLUGIN_A_B_C']);
+    assert.deepEqual(
+      [...envNameTable(configKeys(configSchemaWithPlugins(pluginSchemas))).ambiguous.keys()],
+      ['NUCLEUS_PLUGIN_A_B_C'],
+    );
     assert.throws(
       () => loadConfig({ env: { NUCLEUS_PLUGIN_A_B_C: 'x' }, pluginSchemas }),
-      (err: unknown) => err instanceof ConfigError && /NUCLEUS_PLUGIN_A_B_C could mean any of plugin\.a-b\.c, plugin\.a\.b-c/.test(err.message),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        /NUCLEUS_PLUGIN_A_B_C could mean any of plugin\.a-b\.c, plugin\.a\.b-c/.test(err.message),
     );
   });
 
@@ -90,7 +101,9 @@ describe('config env names', () => {
       (err: unknown) =>
         err instanceof ConfigError &&
         err.issues.length === 1 &&
-        err.issues[0]!.message.startsWith('models must be an array of objects written as JSON; got "[{\\"name\\": \\"tiny\\",}]" from env NUCLEUS_MODELS, which is not valid JSON ('),
+        err.issues[0]!.message.startsWith(
+          'models must be an array of objects written as JSON; got "[{\\"name\\": \\"tiny\\",}]" from env NUCLEUS_MODELS, which is not valid JSON (',
+        ),
     );
   });
 
@@ -108,7 +121,10 @@ describe('config env names', () => {
     assert.deepEqual(coerceString('true', { type: ['boolean', 'integer'] }), { ok: true, value: true });
     assert.deepEqual(coerceString('null', { type: ['string', 'null'] }), { ok: true, value: 'null' });
     assert.deepEqual(coerceString('null', { type: ['integer', 'null'] }), { ok: true, value: null });
-    assert.deepEqual(coerceString(' 8080 ', CORE_CONFIG_SCHEMA.properties.server.properties.port), { ok: true, value: 8080 });
+    assert.deepEqual(coerceString(' 8080 ', CORE_CONFIG_SCHEMA.properties.server.properties.port), {
+      ok: true,
+      value: 8080,
+    });
     assert.deepEqual(coerceString('{"a":1}', { type: 'object' }), { ok: true, value: { a: 1 } });
     assert.equal(coerceString('{a:1}', { type: 'object' }).ok, false);
   });

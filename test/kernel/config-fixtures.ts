@@ -15,7 +15,12 @@ export const CPU_SCHEMA: JsonSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    intraOpNumThreads: { type: 'integer', minimum: 0, default: 0, description: 'Threads inside one operator; 0 lets ORT choose.' },
+    intraOpNumThreads: {
+      type: 'integer',
+      minimum: 0,
+      default: 0,
+      description: 'Threads inside one operator; 0 lets ORT choose.',
+    },
     graphOptimizationLevel: {
       type: 'string',
       enum: ['disabled', 'basic', 'extended', 'layout', 'all'],

@@ -54,15 +54,27 @@ describe('config loader', () => {
   });
 
   it('reads a JSON file to the same config as the YAML one', () => {
-    const fromYaml = loadConfig({ file: fixture('nucleus.yaml'), env: {}, pluginSchemas: { 'backend-cpu': CPU_SCHEMA } });
-    const fromJson = loadConfig({ file: fixture('nucleus.json'), env: {}, pluginSchemas: { 'backend-cpu': CPU_SCHEMA } });
+    const fromYaml = loadConfig({
+      file: fixture('nucleus.yaml'),
+      env: {},
+      pluginSchemas: { 'backend-cpu': CPU_SCHEMA },
+    });
+    const fromJson = loadConfig({
+      file: fixture('nucleus.json'),
+      env: {},
+      pluginSchemas: { 'backend-cpu': CPU_SCHEMA },
+    });
     assert.deepEqual(fromJson.config, fromYaml.config);
     assert.equal(fromJson.sources.get('logging.format')?.kind, 'file');
     assert.equal(fromJson.sources.get('logging.format')?.line, 3);
   });
 
   it('resolves relative paths in the file against its folder, and from env against cwd', () => {
-    const { config } = loadConfig({ file: fixture('nucleus.yaml'), env: { NUCLEUS_MODEL_REPOSITORY: 'repo' }, cwd: '/srv/nucleus' });
+    const { config } = loadConfig({
+      file: fixture('nucleus.yaml'),
+      env: { NUCLEUS_MODEL_REPOSITORY: 'repo' },
+      cwd: '/srv/nucleus',
+    });
     assert.equal(config.models[0]?.path, join(FIXTURE_DIR, 'models/tiny.onnx'));
     assert.deepEqual(config.plugins.dirs, [join(FIXTURE_DIR, 'extra-plugins')]);
     assert.equal(config.modelRepository, '/srv/nucleus/repo');
@@ -109,10 +121,16 @@ describe('config loader', () => {
   it('names the key, the expectation and the source of an invalid env value', () => {
     const err = configError({ env: { NUCLEUS_SERVER_PORT: 'abc' } });
     assert.equal(err.issues.length, 1);
-    assert.equal(err.issues[0]?.message, 'server.port must be an integer from 0 to 65535; got "abc" from env NUCLEUS_SERVER_PORT');
+    assert.equal(
+      err.issues[0]?.message,
+      'server.port must be an integer from 0 to 65535; got "abc" from env NUCLEUS_SERVER_PORT',
+    );
     assert.equal(err.issues[0]?.path, 'server.port');
     assert.deepEqual(err.issues[0]?.source, { kind: 'env', name: 'NUCLEUS_SERVER_PORT' });
-    assert.equal(err.message, 'Invalid configuration: server.port must be an integer from 0 to 65535; got "abc" from env NUCLEUS_SERVER_PORT');
+    assert.equal(
+      err.message,
+      'Invalid configuration: server.port must be an integer from 0 to 65535; got "abc" from env NUCLEUS_SERVER_PORT',
+    );
   });
 
   it('reports a value that parses but is out of range, from the command line', () => {
@@ -124,17 +142,31 @@ describe('config loader', () => {
     const file = fixture('invalid.yaml');
     const err = configError({ file, env: {} });
     const messages = err.issues.map((issue) => issue.message);
-    assert.ok(messages.includes(`logging.level must be one of "trace", "debug", "info", "warn", "error", "fatal", "silent"; got "loud" from file ${file}:4`), messages.join('\n'));
-    assert.ok(messages.includes(`sever is not a config key (did you mean "server"?); found in file ${file}:5`), messages.join('\n'));
+    assert.ok(
+      messages.includes(
+        `logging.level must be one of "trace", "debug", "info", "warn", "error", "fatal", "silent"; got "loud" from file ${file}:4`,
+      ),
+      messages.join('\n'),
+    );
+    assert.ok(
+      messages.includes(`sever is not a config key (did you mean "server"?); found in file ${file}:5`),
+      messages.join('\n'),
+    );
     assert.ok(messages.includes(`models.0.path is required; missing in file ${file}:8`), messages.join('\n'));
-    assert.ok(messages.includes(`models.0.maxBatchSize must be an integer at least 1; got 0 from file ${file}:9`), messages.join('\n'));
+    assert.ok(
+      messages.includes(`models.0.maxBatchSize must be an integer at least 1; got 0 from file ${file}:9`),
+      messages.join('\n'),
+    );
     assert.equal(err.issues.length, 4);
     assert.match(err.message, /^Invalid configuration \(4 problems\):\n {2}- /);
   });
 
   it('refuses an unknown key from the command line', () => {
     const err = configError({ env: {}, cli: { 'server.prot': '9000' } });
-    assert.equal(err.issues[0]?.message, 'server.prot is not a config key (did you mean "server.port"?); found in command line');
+    assert.equal(
+      err.issues[0]?.message,
+      'server.prot is not a config key (did you mean "server.port"?); found in command line',
+    );
   });
 
   it('refuses a path inside a key that is set as a whole', () => {
@@ -149,7 +181,15 @@ describe('config loader', () => {
       'queue.lowWatermark (1000) must be below queue.highWatermark (1000) (queue.lowWatermark from env NUCLEUS_QUEUE_LOW_WATERMARK, queue.highWatermark from default)',
     );
     assert.deepEqual(err.issues[0]?.source, { kind: 'env', name: 'NUCLEUS_QUEUE_LOW_WATERMARK' });
-    const twice = configError({ env: {}, cli: { models: [{ name: 'a', path: '/m' }, { name: 'a', path: '/n' }] } });
+    const twice = configError({
+      env: {},
+      cli: {
+        models: [
+          { name: 'a', path: '/m' },
+          { name: 'a', path: '/n' },
+        ],
+      },
+    });
     assert.match(twice.issues[0]!.message, /model "a" is listed twice/);
   });
 
@@ -164,12 +204,19 @@ describe('config loader', () => {
     assert.deepEqual(config.plugin['backend-cpu'], { intraOpNumThreads: 2 });
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]!, /plugin\.backend-cpu is set .* but no plugin "backend-cpu" is known/);
-    const quiet = loadConfig({ file: fixture('nucleus.yaml'), env: { NUCLEUS_PLUGIN_X_Y: '1' }, ignoreUnknownPluginSections: true });
+    const quiet = loadConfig({
+      file: fixture('nucleus.yaml'),
+      env: { NUCLEUS_PLUGIN_X_Y: '1' },
+      ignoreUnknownPluginSections: true,
+    });
     assert.deepEqual(quiet.warnings, []);
   });
 
   it('validates plugin sections against their schemas', () => {
-    const err = configError({ env: { NUCLEUS_PLUGIN_BACKEND_CPU_GRAPH_OPTIMIZATION_LEVEL: 'max' }, pluginSchemas: { 'backend-cpu': CPU_SCHEMA } });
+    const err = configError({
+      env: { NUCLEUS_PLUGIN_BACKEND_CPU_GRAPH_OPTIMIZATION_LEVEL: 'max' },
+      pluginSchemas: { 'backend-cpu': CPU_SCHEMA },
+    });
     assert.equal(
       err.issues[0]?.message,
       'plugin.backend-cpu.graphOptimizationLevel must be one of "disabled", "basic", "extended", "layout", "all"; got "max" from env NUCLEUS_PLUGIN_BACKEND_CPU_GRAPH_OPTIMIZATION_LEVEL',
@@ -177,7 +224,10 @@ describe('config loader', () => {
   });
 
   it('blames a broken plugin schema on its plugin', () => {
-    const err = configError({ env: {}, pluginSchemas: { broken: { type: 'object', properties: { a: { type: 'integer', minimun: 1 } } } } });
+    const err = configError({
+      env: {},
+      pluginSchemas: { broken: { type: 'object', properties: { a: { type: 'integer', minimun: 1 } } } },
+    });
     assert.match(err.issues[0]!.message, /plugin "broken" declares an invalid config schema: .*minimun/);
   });
 
@@ -187,6 +237,9 @@ describe('config loader', () => {
     assert.doesNotMatch(err.message, /secret-secret/);
     const json = configError({ env: { NUCLEUS_AUTH_KEYS: '[{"key": "secret-secret-secret", role: "user"}]' } });
     assert.doesNotMatch(json.message, /secret-secret/);
-    assert.match(json.message, /auth\.keys must be an array of objects written as JSON; got \*\*\* from env NUCLEUS_AUTH_KEYS, which is not valid JSON/);
+    assert.match(
+      json.message,
+      /auth\.keys must be an array of objects written as JSON; got \*\*\* from env NUCLEUS_AUTH_KEYS, which is not valid JSON/,
+    );
   });
 });

@@ -14,9 +14,16 @@ import { CPU_SCHEMA } from './config-fixtures.js';
 describe('config schema and reference', () => {
   it('gives every core key a description and a default', () => {
     const keys = configKeys(CORE_CONFIG_SCHEMA);
-    assert.equal(keys.length, 45, "the documented keys (server, auth, plugins, backend, models, queue, scheduler, batching, cache.dir, cache.prefix, breaker, memory, startup, workers, logging) and no more");
+    assert.equal(
+      keys.length,
+      45,
+      'the documented keys (server, auth, plugins, backend, models, queue, scheduler, batching, cache.dir, cache.prefix, breaker, memory, startup, workers, logging) and no more',
+    );
     for (const key of keys) {
-      assert.ok(typeof key.schema.description === 'string' && key.schema.description.length > 0, `${key.path} has no description`);
+      assert.ok(
+        typeof key.schema.description === 'string' && key.schema.description.length > 0,
+        `${key.path} has no description`,
+      );
       assert.ok('default' in key.schema, `${key.path} has no default`);
     }
   });
@@ -36,9 +43,13 @@ describe('config schema and reference', () => {
       assert.ok(row.includes(`\`${envName(key.path)}\``), `${key.path}: no env var in ${row}`);
       const cells = row.split(/(?<!\\)\|/).map((cell) => cell.trim());
       assert.equal(cells[5], key.runtime ? 'yes' : '', `${key.path}: runtime column`);
-      if (key.schema.default !== undefined) assert.equal(cells[4], `\`${JSON.stringify(key.schema.default)}\``, `${key.path}: default column`);
+      if (key.schema.default !== undefined)
+        assert.equal(cells[4], `\`${JSON.stringify(key.schema.default)}\``, `${key.path}: default column`);
     }
-    assert.match(rows.get('server.port')!, /^\| `server\.port` \| `NUCLEUS_SERVER_PORT` \| integer \(≥ 0, ≤ 65535\) \| `8080` \| {2}\| TCP port to listen on; 0 picks a free port\. \|$/);
+    assert.match(
+      rows.get('server.port')!,
+      /^\| `server\.port` \| `NUCLEUS_SERVER_PORT` \| integer \(≥ 0, ≤ 65535\) \| `8080` \| {2}\| TCP port to listen on; 0 picks a free port\. \|$/,
+    );
     assert.match(rows.get('auth.adminKey')!, /`NUCLEUS_AUTH_ADMIN_KEY`<br>`NUCLEUS_ADMIN_KEY` \| string \\\| null/);
     assert.match(rows.get('logging.level')!, /"trace" \\\| "debug"/);
     assert.match(rows.get('models[].name')!, /Required\. Name the API serves the model under\./);

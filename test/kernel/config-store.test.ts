@@ -66,7 +66,10 @@ describe('config store', () => {
   });
 
   it('accepts the nested form and plugin keys, and stays quiet about values that did not change', () => {
-    store.patch({ scheduler: { strategy: 'fifo', maxRunning: 32 }, plugin: { 'backend-cpu': { allowSpinning: true } } }, { kind: 'runtime', name: 'PATCH /admin/config' });
+    store.patch(
+      { scheduler: { strategy: 'fifo', maxRunning: 32 }, plugin: { 'backend-cpu': { allowSpinning: true } } },
+      { kind: 'runtime', name: 'PATCH /admin/config' },
+    );
     assert.deepEqual(changes, [
       ['scheduler.strategy', 'fifo', 'priority'],
       ['plugin.backend-cpu.allowSpinning', true, false],
@@ -76,7 +79,9 @@ describe('config store', () => {
   });
 
   it('refuses keys that need a restart, naming them, and applies nothing', () => {
-    const err = refusal(() => store.patch({ 'queue.highWatermark': 2000, 'server.port': 9000, plugins: { watch: false } }));
+    const err = refusal(() =>
+      store.patch({ 'queue.highWatermark': 2000, 'server.port': 9000, plugins: { watch: false } }),
+    );
     assert.equal(err.status, 400);
     assert.equal(err.code, 'config_not_runtime_adjustable');
     assert.equal(err.param, 'server.port');
@@ -122,7 +127,10 @@ describe('config store', () => {
 
   it('keeps calling listeners when one throws, and reports the error', () => {
     const errors: string[] = [];
-    const local = ConfigStore.load({ env: {} }, { onListenerError: (error, path) => errors.push(`${path}: ${(error as Error).message}`) });
+    const local = ConfigStore.load(
+      { env: {} },
+      { onListenerError: (error, path) => errors.push(`${path}: ${(error as Error).message}`) },
+    );
     const seen: string[] = [];
     local.onChange(() => {
       throw new Error('boom');
@@ -137,7 +145,11 @@ describe('config store', () => {
   });
 
   it('redacts secrets for printing and leaves the real values in place', () => {
-    const local = ConfigStore.load({ file: fixture('secrets.yaml'), env: { NUCLEUS_PLUGIN_BACKEND_CPU_API_TOKEN: 'tok' }, pluginSchemas: { 'backend-cpu': CPU_SCHEMA } });
+    const local = ConfigStore.load({
+      file: fixture('secrets.yaml'),
+      env: { NUCLEUS_PLUGIN_BACKEND_CPU_API_TOKEN: 'tok' },
+      pluginSchemas: { 'backend-cpu': CPU_SCHEMA },
+    });
     const shown = local.redacted();
     assert.equal(shown.auth.adminKey, REDACTED);
     assert.deepEqual(shown.auth.keys, [{ key: REDACTED, role: 'user', name: 'ci' }]);
@@ -159,7 +171,13 @@ describe('config store', () => {
   it('lists every key with a value, its env var and source, for config print', () => {
     const rows = store.entries();
     const port = rows.find((row) => row.path === 'server.port');
-    assert.deepEqual(port, { path: 'server.port', env: 'NUCLEUS_SERVER_PORT', value: 8080, source: { kind: 'default' }, runtime: false });
+    assert.deepEqual(port, {
+      path: 'server.port',
+      env: 'NUCLEUS_SERVER_PORT',
+      value: 8080,
+      source: { kind: 'default' },
+      runtime: false,
+    });
     assert.equal(rows.find((row) => row.path === 'logging.level')?.runtime, true);
     assert.equal(rows[0]?.path, 'server.host');
   });
@@ -173,7 +191,11 @@ describe('config store', () => {
     assert.deepEqual(local.get('plugin.backend-cpu'), { intraOpNumThreads: 2, allowSpinning: 'true' });
     local.patch({ 'logging.level': 'warn' });
     local.setPluginSchema('backend-cpu', CPU_SCHEMA);
-    assert.deepEqual(local.get('plugin.backend-cpu'), { intraOpNumThreads: 2, graphOptimizationLevel: 'basic', allowSpinning: true });
+    assert.deepEqual(local.get('plugin.backend-cpu'), {
+      intraOpNumThreads: 2,
+      graphOptimizationLevel: 'basic',
+      allowSpinning: true,
+    });
     assert.equal(local.sources().get('plugin.backend-cpu.intraOpNumThreads')?.kind, 'file');
     assert.equal(local.get('logging.level'), 'warn', 'runtime values survive');
     assert.ok(local.runtimeKeys().includes('plugin.backend-cpu.allowSpinning'));
@@ -182,12 +204,23 @@ describe('config store', () => {
 
   it('refuses a plugin schema its section does not satisfy, and keeps the old state', () => {
     const local = ConfigStore.load({ file: fixture('nucleus.yaml'), env: {} });
-    const strict = { type: 'object', additionalProperties: false, properties: { intraOpNumThreads: { type: 'integer', maximum: 1 } } } as const;
+    const strict = {
+      type: 'object',
+      additionalProperties: false,
+      properties: { intraOpNumThreads: { type: 'integer', maximum: 1 } },
+    } as const;
     assert.throws(
       () => local.setPluginSchema('backend-cpu', strict),
-      (err: unknown) => err instanceof ConfigError && /plugin\.backend-cpu\.intraOpNumThreads must be an integer at most 1; got 2 from file .*nucleus\.yaml:20/.test(err.message),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        /plugin\.backend-cpu\.intraOpNumThreads must be an integer at most 1; got 2 from file .*nucleus\.yaml:20/.test(
+          err.message,
+        ),
     );
     assert.deepEqual(local.get('plugin.backend-cpu'), { intraOpNumThreads: 2 });
-    assert.deepEqual(local.runtimeKeys().filter((key) => key.startsWith('plugin.')), []);
+    assert.deepEqual(
+      local.runtimeKeys().filter((key) => key.startsWith('plugin.')),
+      [],
+    );
   });
 });

@@ -17,7 +17,10 @@ describe('extension points', () => {
       { pointId: 'backend', contribution: contribution('rocm', 'c', 0) },
     ]);
     const point = registry.point('backend');
-    assert.deepEqual(point.list().map((c) => c.name), ['cuda', 'cpu', 'rocm']);
+    assert.deepEqual(
+      point.list().map((c) => c.name),
+      ['cuda', 'cpu', 'rocm'],
+    );
     assert.equal(point.first()?.name, 'cuda');
     assert.equal(point.find('rocm')?.pluginId, 'c');
   });
@@ -33,11 +36,19 @@ describe('extension points', () => {
     const seen: string[] = [];
     // While listeners run, both points must already show the new state.
     events.on('extension.changed', (e) => {
-      seen.push(`${e.change}:${e.point}:${registry.point('routes').list().length}${registry.point('hooks').list().length}`);
+      seen.push(
+        `${e.change}:${e.point}:${registry.point('routes').list().length}${registry.point('hooks').list().length}`,
+      );
     });
     const v2 = new ActivationLease();
     registry.commit(v1, v2, [{ pointId: 'routes', contribution: contribution('r2', 'p') }]);
-    assert.deepEqual(registry.point('routes').list().map((c) => c.name), ['r2']);
+    assert.deepEqual(
+      registry
+        .point('routes')
+        .list()
+        .map((c) => c.name),
+      ['r2'],
+    );
     assert.deepEqual(registry.point('hooks').list(), []);
     assert.deepEqual(seen.sort(), ['added:routes:10', 'removed:hooks:10', 'removed:routes:10']);
   });

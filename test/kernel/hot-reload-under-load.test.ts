@@ -104,7 +104,12 @@ describe('hot reload under load', function () {
       const after = await quietly(snapshot);
       stop = true;
       await Promise.all(clients);
-      const [heapBefore, heapAfter, handlesBefore, handlesAfter] = [before.heap, after.heap, before.handles, after.handles];
+      const [heapBefore, heapAfter, handlesBefore, handlesAfter] = [
+        before.heap,
+        after.heap,
+        before.handles,
+        after.handles,
+      ];
 
       assert.deepEqual(failures, []);
       assert.ok(ok > RELOADS * 10, `only ${ok} requests went through`);
@@ -114,7 +119,10 @@ describe('hot reload under load', function () {
       assert.ok(growthMb < 8, `heap grew ${growthMb.toFixed(1)} MB over ${RELOADS - 2} reloads`);
       for (const kind of new Set([...Object.keys(handlesBefore), ...Object.keys(handlesAfter)])) {
         // Pooled client sockets may close; nothing may accumulate.
-        assert.ok((handlesAfter[kind] ?? 0) <= (handlesBefore[kind] ?? 0) + 2, `${kind}: ${handlesBefore[kind] ?? 0} → ${handlesAfter[kind] ?? 0}`);
+        assert.ok(
+          (handlesAfter[kind] ?? 0) <= (handlesBefore[kind] ?? 0) + 2,
+          `${kind}: ${handlesBefore[kind] ?? 0} → ${handlesAfter[kind] ?? 0}`,
+        );
       }
       assert.equal(server.kernel.extensions.point('routes').list().length, 1, 'exactly one instance contributes');
     } finally {

@@ -21,7 +21,10 @@ describe('logger formats', () => {
     logger.info({ model: 'mlp', durationMs: 12, nested: { a: [1, 2] } }, 'model loaded');
     logger.warn('careful');
     assert.equal(out.lines.length, 2, out.lines.join('\n'));
-    assert.match(out.lines[0]!, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: model loaded \{"model":"mlp","durationMs":12,"nested":\{"a":\[1,2\]\}\}$/);
+    assert.match(
+      out.lines[0]!,
+      /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: model loaded \{"model":"mlp","durationMs":12,"nested":\{"a":\[1,2\]\}\}$/,
+    );
     assert.match(out.lines[1]!, /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: careful$/);
   });
 

@@ -6,7 +6,12 @@ import { tempDir } from '../helpers/paths.js';
 import { routePlugin, writePlugin } from '../helpers/plugin-fixtures.js';
 
 function kernelOn(folder: string, cli: Record<string, unknown> = {}): Nucleus {
-  return Nucleus.create({ env: {}, pluginFolders: [folder], nodeModules: [], cli: { 'plugins.watch': false, 'logging.level': 'silent', ...cli } });
+  return Nucleus.create({
+    env: {},
+    pluginFolders: [folder],
+    nodeModules: [],
+    cli: { 'plugins.watch': false, 'logging.level': 'silent', ...cli },
+  });
 }
 
 function states(kernel: Nucleus): Record<string, string> {
@@ -27,16 +32,33 @@ describe('plugin host', () => {
     const log: string[] = [];
     (globalThis as Record<string, unknown>).__activations = log;
     writePlugin(folder, { id: 'base', activate: 'globalThis.__activations.push(ctx.id);' });
-    writePlugin(folder, { id: 'mid', requires: { base: '^1.0.0' }, activate: 'globalThis.__activations.push(ctx.id);' });
-    writePlugin(folder, { id: 'top', requires: { mid: '^1.0.0', base: '>=1.0.0' }, activate: 'globalThis.__activations.push(ctx.id);' });
+    writePlugin(folder, {
+      id: 'mid',
+      requires: { base: '^1.0.0' },
+      activate: 'globalThis.__activations.push(ctx.id);',
+    });
+    writePlugin(folder, {
+      id: 'top',
+      requires: { mid: '^1.0.0', base: '>=1.0.0' },
+      activate: 'globalThis.__activations.push(ctx.id);',
+    });
     writePlugin(folder, { id: 'broken', activate: "throw new Error('cannot reach the licence server');" });
     writePlugin(folder, { id: 'needs-broken', requires: { broken: '*' } });
     kernel = kernelOn(folder);
     await kernel.start();
     assert.deepEqual(log, ['base', 'mid', 'top']);
-    assert.deepEqual(states(kernel), { base: 'active', broken: 'failed', mid: 'active', 'needs-broken': 'failed', top: 'active' });
+    assert.deepEqual(states(kernel), {
+      base: 'active',
+      broken: 'failed',
+      mid: 'active',
+      'needs-broken': 'failed',
+      top: 'active',
+    });
     assert.equal(kernel.plugins.get('broken').error, 'cannot reach the licence server');
-    assert.match(kernel.plugins.get('needs-broken').error!, /requires plugin "broken", which is failed: cannot reach the licence server/);
+    assert.match(
+      kernel.plugins.get('needs-broken').error!,
+      /requires plugin "broken", which is failed: cannot reach the licence server/,
+    );
   });
 
   it('marks invalid manifests and unmet ranges as failed with the reason, and honours plugins.disabled', async () => {
@@ -47,7 +69,13 @@ describe('plugin host', () => {
     writePlugin(folder, { id: 'off' });
     kernel = kernelOn(folder, { 'plugins.disabled': ['off'] });
     await kernel.start();
-    assert.deepEqual(states(kernel), { bad: 'failed', base: 'active', future: 'failed', off: 'inactive', 'old-dep': 'failed' });
+    assert.deepEqual(states(kernel), {
+      bad: 'failed',
+      base: 'active',
+      future: 'failed',
+      off: 'inactive',
+      'old-dep': 'failed',
+    });
     assert.match(kernel.plugins.get('bad').error!, /nucleus\.version: must be a valid semver/);
     assert.equal(kernel.plugins.get('future').error, 'needs kernel API ^2.0.0, but this kernel provides 1.0.0');
     assert.equal(kernel.plugins.get('old-dep').error, 'requires plugin "base" ^3.0.0, but version 1.4.0 is installed');
@@ -56,7 +84,10 @@ describe('plugin host', () => {
   it('gives each plugin its validated config section with defaults', async () => {
     writePlugin(folder, {
       id: 'configured',
-      configSchema: { type: 'object', properties: { size: { type: 'integer', default: 4 }, name: { type: 'string', default: 'x' } } },
+      configSchema: {
+        type: 'object',
+        properties: { size: { type: 'integer', default: 4 }, name: { type: 'string', default: 'x' } },
+      },
       activate: "ctx.contribute(ExtensionPoints.hooks, { name: 'cfg', config: ctx.config });",
     });
     kernel = kernelOn(folder, { 'plugin.configured.size': '9' });
@@ -67,7 +98,10 @@ describe('plugin host', () => {
 
   it('reloads a plugin in place: new version and files swapped in, old one drained and disposed', async () => {
     (globalThis as Record<string, unknown>).__disposed = [];
-    const dir = writePlugin(folder, routePlugin('svc', '1.0.0', { deactivate: 'globalThis.__disposed.push(ctx.version);' }));
+    const dir = writePlugin(
+      folder,
+      routePlugin('svc', '1.0.0', { deactivate: 'globalThis.__disposed.push(ctx.version);' }),
+    );
     kernel = kernelOn(folder);
     await kernel.start();
     const routes = kernel.extensions.point(ExtensionPoints.routes);
@@ -116,7 +150,10 @@ describe('plugin host', () => {
     assert.equal(kernel.plugins.get('user').reloads, 1, 'the dependent was reloaded against the new instance');
     await assert.rejects(kernel.plugins.disable('base'), /cannot disable "base": active plugins require it \(user\)/);
     writePlugin(folder, { id: 'base', version: '2.0.0' });
-    await assert.rejects(kernel.plugins.reload('base'), /version 2\.0\.0 does not satisfy "user", which requires base \^1\.0\.0/);
+    await assert.rejects(
+      kernel.plugins.reload('base'),
+      /version 2\.0\.0 does not satisfy "user", which requires base \^1\.0\.0/,
+    );
     await kernel.plugins.disable('user');
     await kernel.plugins.disable('base');
     assert.deepEqual(states(kernel), { base: 'inactive', user: 'inactive' });
@@ -134,6 +171,12 @@ describe('plugin host', () => {
     kernel.events.on('plugin.state', (e) => seen.push(`${e.id}:${e.previous}->${e.state}`));
     await kernel.start();
     await kernel.plugins.disable('solo');
-    assert.deepEqual(seen, ['solo:discovered->resolved', 'solo:resolved->activating', 'solo:activating->active', 'solo:active->deactivating', 'solo:deactivating->inactive']);
+    assert.deepEqual(seen, [
+      'solo:discovered->resolved',
+      'solo:resolved->activating',
+      'solo:activating->active',
+      'solo:active->deactivating',
+      'solo:deactivating->inactive',
+    ]);
   });
 });

@@ -9,11 +9,20 @@ function m(id: string, version = '1.0.0', requires?: Record<string, string>, ker
 describe('plugin resolver', () => {
   it('orders activation so every plugin comes after what it requires', () => {
     const { order, problems } = resolvePlugins(
-      [m('api', '1.0.0', { engine: '^1.0.0', auth: '^2.0.0' }), m('engine', '1.2.0', { backend: '>=1' }), m('backend'), m('auth', '2.1.0')],
+      [
+        m('api', '1.0.0', { engine: '^1.0.0', auth: '^2.0.0' }),
+        m('engine', '1.2.0', { backend: '>=1' }),
+        m('backend'),
+        m('auth', '2.1.0'),
+      ],
       '1.0.0',
     );
     assert.equal(problems.size, 0);
-    for (const [before, after] of [['engine', 'api'], ['auth', 'api'], ['backend', 'engine']]) {
+    for (const [before, after] of [
+      ['engine', 'api'],
+      ['auth', 'api'],
+      ['backend', 'engine'],
+    ]) {
       assert.ok(order.indexOf(before!) < order.indexOf(after!), `${before} before ${after} in ${order.join(',')}`);
     }
   });
@@ -26,7 +35,12 @@ describe('plugin resolver', () => {
 
   it('reports missing and out-of-range dependencies, and what depends on them', () => {
     const { order, problems } = resolvePlugins(
-      [m('a', '1.0.0', { ghost: '^1.0.0' }), m('b', '1.0.0', { c: '^2.0.0' }), m('c', '1.5.0'), m('d', '1.0.0', { b: '*' })],
+      [
+        m('a', '1.0.0', { ghost: '^1.0.0' }),
+        m('b', '1.0.0', { c: '^2.0.0' }),
+        m('c', '1.5.0'),
+        m('d', '1.0.0', { b: '*' }),
+      ],
       '1.0.0',
     );
     assert.deepEqual(order, ['c']);
@@ -36,7 +50,12 @@ describe('plugin resolver', () => {
   });
 
   it('reports a dependency cycle with its path and keeps the rest', () => {
-    const manifests = [m('x', '1.0.0', { y: '*' }), m('y', '1.0.0', { z: '*' }), m('z', '1.0.0', { x: '*' }), m('free')];
+    const manifests = [
+      m('x', '1.0.0', { y: '*' }),
+      m('y', '1.0.0', { z: '*' }),
+      m('z', '1.0.0', { x: '*' }),
+      m('free'),
+    ];
     assert.deepEqual(findCycles(manifests), [['x', 'y', 'z']]);
     const { order, problems } = resolvePlugins(manifests, '1.0.0');
     assert.deepEqual(order, ['free']);

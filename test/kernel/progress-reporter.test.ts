@@ -47,7 +47,14 @@ describe('progress', () => {
       const stream = { isTTY: false, write: () => assert.fail('nothing is drawn when stderr is not a terminal') };
       const progress = new ProgressReporter({ logger, now: clock.now, stream }).create();
       progress.start(4 * GiB, 'hashing big.gguf', 'bytes');
-      for (const [ms, gib] of [[500, 0.5], [1900, 0.5], [2000, 0.5], [3000, 0.5], [4100, 1], [5000, 0.5]] as const) {
+      for (const [ms, gib] of [
+        [500, 0.5],
+        [1900, 0.5],
+        [2000, 0.5],
+        [3000, 0.5],
+        [4100, 1],
+        [5000, 0.5],
+      ] as const) {
         clock.at(ms);
         progress.advance(gib * GiB);
       }
@@ -56,18 +63,40 @@ describe('progress', () => {
       progress.advance(GiB);
       assert.deepEqual(
         lines.map((l) => l.msg),
-        ['hashing big.gguf: 37% (1.50 GiB / 4.00 GiB)', 'hashing big.gguf: 75% (3.00 GiB / 4.00 GiB)', 'hashing big.gguf: done in 5.5 s'],
+        [
+          'hashing big.gguf: 37% (1.50 GiB / 4.00 GiB)',
+          'hashing big.gguf: 75% (3.00 GiB / 4.00 GiB)',
+          'hashing big.gguf: done in 5.5 s',
+        ],
       );
       assert.deepEqual(
-        { operation: lines[1]!.operation, completed: lines[1]!.completed, total: lines[1]!.total, unit: lines[1]!.unit, percent: lines[1]!.percent, elapsedMs: lines[1]!.elapsedMs },
-        { operation: 'hashing big.gguf', completed: 3 * GiB, total: 4 * GiB, unit: 'bytes', percent: 75, elapsedMs: 4100 },
+        {
+          operation: lines[1]!.operation,
+          completed: lines[1]!.completed,
+          total: lines[1]!.total,
+          unit: lines[1]!.unit,
+          percent: lines[1]!.percent,
+          elapsedMs: lines[1]!.elapsedMs,
+        },
+        {
+          operation: 'hashing big.gguf',
+          completed: 3 * GiB,
+          total: 4 * GiB,
+          unit: 'bytes',
+          percent: 75,
+          elapsedMs: 4100,
+        },
       );
     });
 
     it('says nothing at all about an operation that ends within two seconds', () => {
       const { logger, lines } = recordingLogger();
       const clock = fakeClock();
-      const progress = new ProgressReporter({ logger, now: clock.now, stream: { write: () => assert.fail('not a terminal') } }).create();
+      const progress = new ProgressReporter({
+        logger,
+        now: clock.now,
+        stream: { write: () => assert.fail('not a terminal') },
+      }).create();
       progress.start(10, 'quantizing mlp to int8');
       for (let i = 1; i <= 10; i++) {
         clock.at(i * 150);
@@ -106,7 +135,10 @@ describe('progress', () => {
         '\r\x1b[Kquantizing stories to int8 [###############-----] 75% (30 / 40) 2 s',
         '\r\x1b[K',
       ]);
-      assert.deepEqual(lines.map((l) => l.msg), ['quantizing stories to int8: done in 3.0 s']);
+      assert.deepEqual(
+        lines.map((l) => l.msg),
+        ['quantizing stories to int8: done in 3.0 s'],
+      );
     });
 
     it('shows operations running at once side by side on the one line, cut to the terminal width', () => {
@@ -145,7 +177,12 @@ describe('progress', () => {
       assert.equal(progress.advanced, statSync(file).size);
       // verifyChecksums, as the engine calls it, asks for one Progress per file it hashes.
       const perFile: RecordingProgress[] = [];
-      await verifyChecksums(file, { sha256: sum }, join(dir, 'model.json'), () => (perFile.push(new RecordingProgress()), perFile.at(-1)!));
+      await verifyChecksums(
+        file,
+        { sha256: sum },
+        join(dir, 'model.json'),
+        () => (perFile.push(new RecordingProgress()), perFile.at(-1)!),
+      );
       assert.equal(perFile.length, 1);
       assert.equal(perFile[0]!.advanced, statSync(file).size);
     });
@@ -157,13 +194,32 @@ describe('progress', () => {
       g.output(g.ops.relu(g.ops.matMul(x, w)), 'float32', [1, 8], { name: 'y' });
       const model = g.toModel();
       const progress = new RecordingProgress();
-      const result = new Int8WeightTransform().transform(model, { model: 'mm', kind: 'tensor', path: '/m.onnx', progress });
+      const result = new Int8WeightTransform().transform(model, {
+        model: 'mm',
+        kind: 'tensor',
+        path: '/m.onnx',
+        progress,
+      });
       assert.match(result.summary, /^1 MatMul\/Gemm nodes → MatMulNBits/);
       assert.deepEqual(progress.calls, ['start 2 quantizing mm to int8 items', 'done']);
       assert.equal(progress.advanced, 2);
       const broken = new RecordingProgress();
-      const bad = { graph: { nodes: [{ opType: 'MatMul', domain: '', inputs: ['x', 'w'], outputs: ['y'], name: 'n', attributes: {} }], initializers: null, inputs: [], outputs: [] } };
-      assert.throws(() => new Int8WeightTransform().transform(bad as never, { model: 'bad', kind: 'tensor', path: '/b.onnx', progress: broken }));
+      const bad = {
+        graph: {
+          nodes: [{ opType: 'MatMul', domain: '', inputs: ['x', 'w'], outputs: ['y'], name: 'n', attributes: {} }],
+          initializers: null,
+          inputs: [],
+          outputs: [],
+        },
+      };
+      assert.throws(() =>
+        new Int8WeightTransform().transform(bad as never, {
+          model: 'bad',
+          kind: 'tensor',
+          path: '/b.onnx',
+          progress: broken,
+        }),
+      );
       assert.deepEqual(broken.calls, ['start 1 quantizing bad to int8 items', 'done']);
     });
   });

@@ -6,7 +6,11 @@ import { createTokenizer, loadTinyLlama, type LlmTokenizer, type LoadedLlm } fro
 import { CONTRIB_SPAN_STEP, ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
-import { GenerationLoop, type LoopSink, type SequenceInit } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
+import {
+  GenerationLoop,
+  type LoopSink,
+  type SequenceInit,
+} from '@nucleus/core/internal/engine/llm/generation/generation-loop';
 import { GenerationScheduler } from '@nucleus/core/internal/engine/llm/generation/scheduler';
 import type { LogitsRow } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { parseIds, requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
@@ -15,7 +19,10 @@ import { LOOP_PROMPTS, loopSequence, openTinyLlama } from './helpers.js';
 
 ort.env.logLevel = 'fatal';
 
-const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } };
+const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
+  intraOpNumThreads: 1,
+  extra: { session: { intra_op: { allow_spinning: '0' } } },
+};
 
 interface Outcome {
   tokens: number[];
@@ -59,7 +66,12 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
         throw err;
       },
     };
-    const scheduler = new GenerationScheduler({ maxRunning: 32, maxBatchSize: 32, batchWindowMs: 0, strategy: 'priority' });
+    const scheduler = new GenerationScheduler({
+      maxRunning: 32,
+      maxBatchSize: 32,
+      batchWindowMs: 0,
+      strategy: 'priority',
+    });
     const loop = new GenerationLoop({ runner, scheduler, sink, maxContext: llm.config.maxContext });
     const batchSizes: number[] = [];
     const total = joins.flat().length;
@@ -91,9 +103,17 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
     const { outcomes, batchSizes } = await drive(runner, joins);
     for (const [i] of PROMPTS.entries()) {
       const want = i === 1 ? alone.get(i)!.tokens.slice(0, 5) : alone.get(i)!.tokens;
-      assert.deepEqual(outcomes.get(i)!.tokens, want, `sequence ${i}: batched tokens differ from the tokens it gets alone`);
+      assert.deepEqual(
+        outcomes.get(i)!.tokens,
+        want,
+        `sequence ${i}: batched tokens differ from the tokens it gets alone`,
+      );
       assert.equal(outcomes.get(i)!.reason, 'length');
-      assert.deepEqual(alone.get(i)!.tokens, genericAlone.get(i)!.tokens, `sequence ${i}: contrib and generic graphs disagree`);
+      assert.deepEqual(
+        alone.get(i)!.tokens,
+        genericAlone.get(i)!.tokens,
+        `sequence ${i}: contrib and generic graphs disagree`,
+      );
     }
     assert.ok(Math.max(...batchSizes) >= 4, `the batch held several sequences (largest ${Math.max(...batchSizes)})`);
     assert.ok(batchSizes.includes(1), 'the last sequence ran alone');
@@ -102,11 +122,17 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
   });
 
   it('keeps the others exact when a running sequence is cancelled, and grows its buffers past the first rows', async () => {
-    const reference = (await drive(new ContribDecoderSession(session, llm.config), [[sequence(2, PROMPTS[2]!)]])).outcomes.get(2)!;
+    const reference = (
+      await drive(new ContribDecoderSession(session, llm.config), [[sequence(2, PROMPTS[2]!)]])
+    ).outcomes.get(2)!;
     const runner = new ContribDecoderSession(session, llm.config, { initialRows: 1 });
-    const { outcomes } = await drive(runner, [[sequence(0, PROMPTS[0]!), sequence(1, PROMPTS[1]!)], [sequence(2, PROMPTS[2]!)]], (i, loop) => {
-      if (i === 4) loop.cancel(0);
-    });
+    const { outcomes } = await drive(
+      runner,
+      [[sequence(0, PROMPTS[0]!), sequence(1, PROMPTS[1]!)], [sequence(2, PROMPTS[2]!)]],
+      (i, loop) => {
+        if (i === 4) loop.cancel(0);
+      },
+    );
     assert.equal(outcomes.get(0)!.reason, 'cancelled');
     assert.deepEqual(outcomes.get(2)!.tokens, reference.tokens);
     assert.ok(runner.capacity >= 3);
@@ -121,13 +147,26 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
     ];
     const runner = new ContribDecoderSession(session, llm.config, { initialRows: 2 });
     const spans: number[] = [runner.span];
-    const { outcomes } = await drive(runner, [[sequence(0, PROMPTS.join(' '), { maxTokens: 4 }), sequence(1, PROMPTS[2]!, { maxTokens: 40 })]], () => spans.push(runner.span));
+    const { outcomes } = await drive(
+      runner,
+      [[sequence(0, PROMPTS.join(' '), { maxTokens: 4 }), sequence(1, PROMPTS[2]!, { maxTokens: 40 })]],
+      () => spans.push(runner.span),
+    );
     assert.deepEqual(outcomes.get(0)!.tokens, alone[0]!.tokens);
     assert.deepEqual(outcomes.get(1)!.tokens, alone[1]!.tokens);
-    assert.ok(long.promptIds.length > 2 * CONTRIB_SPAN_STEP, `the long prompt spans several steps (${long.promptIds.length} tokens)`);
+    assert.ok(
+      long.promptIds.length > 2 * CONTRIB_SPAN_STEP,
+      `the long prompt spans several steps (${long.promptIds.length} tokens)`,
+    );
     assert.equal(spans[0], CONTRIB_SPAN_STEP);
-    assert.ok(Math.max(...spans) >= long.promptIds.length, `the span grew to the long prompt (spans ${[...new Set(spans)].join(', ')})`);
-    assert.ok(spans.at(-1)! < Math.max(...spans) && spans.at(-1)! <= llm.config.maxContext, 'the span shrank once the long row left');
+    assert.ok(
+      Math.max(...spans) >= long.promptIds.length,
+      `the span grew to the long prompt (spans ${[...new Set(spans)].join(', ')})`,
+    );
+    assert.ok(
+      spans.at(-1)! < Math.max(...spans) && spans.at(-1)! <= llm.config.maxContext,
+      'the span shrank once the long row left',
+    );
     assert.ok(spans.every((s) => s % CONTRIB_SPAN_STEP === 0 || s === llm.config.maxContext));
   });
 
@@ -145,21 +184,30 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
       assert.deepEqual(parts.lengths, [whole.lengths[0]! - 1, ...whole.lengths.slice(1)]);
       const head = (await parts.decode(tokens.slice(0, 1), 0)).map((row) => Array.from(row as Float32Array));
       assert.deepEqual(parts.lengths, whole.lengths);
-      [...head, ...tail].forEach((row, r) => row.forEach((v, i) => assert.ok(Math.abs(v - expected[r]![i]!) < 1e-5, `step ${step} row ${r} logit ${i}`)));
+      [...head, ...tail].forEach((row, r) =>
+        row.forEach((v, i) => assert.ok(Math.abs(v - expected[r]![i]!) < 1e-5, `step ${step} row ${r} logit ${i}`)),
+      );
     }
     await assert.rejects(parts.decode([1, 2], 2), /from row 2 for 3 rows/);
     await assert.rejects(parts.decode([1, 2]), /2 tokens from row 0 for 3 rows/);
   });
 
   it('fetches only the new K and V from graphs that output them, with the logits and tokens of fetching the whole present', async () => {
-    const viaPresent = { ...llm.config, contribIo: { ...llm.config.contribIo!, newKey: undefined, newValue: undefined } };
+    const viaPresent = {
+      ...llm.config,
+      contribIo: { ...llm.config.contribIo!, newKey: undefined, newValue: undefined },
+    };
     const appending = new ContribDecoderSession(session, llm.config, { initialRows: 3 });
     const fetching = new ContribDecoderSession(session, viaPresent, { initialRows: 3 });
     assert.equal(appending.fetchesNewKvOnly, true, 'the built contrib graph outputs new.N.key|value');
     assert.equal(fetching.fetchesNewKvOnly, false);
     const prompts = [PROMPTS[0]!, PROMPTS[1]!, PROMPTS[3]!].map((p) => tokenizer.encode(p, { addBos: true }));
     const close = (a: LogitsRow[], b: LogitsRow[], what: string) =>
-      a.forEach((row, r) => (row as Float32Array).forEach((v, i) => assert.ok(Math.abs(v - (b[r] as Float32Array)[i]!) < 1e-5, `${what}: row ${r} logit ${i}`)));
+      a.forEach((row, r) =>
+        (row as Float32Array).forEach((v, i) =>
+          assert.ok(Math.abs(v - (b[r] as Float32Array)[i]!) < 1e-5, `${what}: row ${r} logit ${i}`),
+        ),
+      );
     close(await appending.admit(prompts), await fetching.admit(prompts), 'prefill');
     for (let step = 0; step < 8; step++) {
       if (step === 4) {
@@ -170,10 +218,15 @@ describe('GenerationLoop with the contrib runner on the tiny Llama', () => {
       close(await appending.decode(tokens), await fetching.decode(tokens), `decode ${step}`);
     }
     // And inside the loop: the same greedy tokens for sequences joining and leaving.
-    const joins = [[sequence(0, PROMPTS[0]!), sequence(1, PROMPTS[1]!, { maxTokens: 6 })], [], [sequence(2, PROMPTS[2]!)]];
+    const joins = [
+      [sequence(0, PROMPTS[0]!), sequence(1, PROMPTS[1]!, { maxTokens: 6 })],
+      [],
+      [sequence(2, PROMPTS[2]!)],
+    ];
     const a = await drive(new ContribDecoderSession(session, llm.config, { initialRows: 2 }), joins);
     const b = await drive(new ContribDecoderSession(session, viaPresent, { initialRows: 2 }), joins);
-    for (const id of [0, 1, 2]) assert.deepEqual(a.outcomes.get(id)!.tokens, b.outcomes.get(id)!.tokens, `sequence ${id}`);
+    for (const id of [0, 1, 2])
+      assert.deepEqual(a.outcomes.get(id)!.tokens, b.outcomes.get(id)!.tokens, `sequence ${id}`);
   });
 
   it('tracks the length of every row across admit, decode and keepRows', async () => {
@@ -195,7 +248,10 @@ describe('GenerationEngine on stories260K with graphStyle contrib', () => {
 
   before(async function () {
     requireStories(this);
-    ({ engine } = testEngine({ models: [{ name: 'stories', path: join(STORIES_DIR, 'stories260K.gguf'), graphStyle: 'contrib' }], 'scheduler.batchWindowMs': 20 }));
+    ({ engine } = testEngine({
+      models: [{ name: 'stories', path: join(STORIES_DIR, 'stories260K.gguf'), graphStyle: 'contrib' }],
+      'scheduler.batchWindowMs': 20,
+    }));
     await engine.start();
   });
   after(async () => {
@@ -207,8 +263,20 @@ describe('GenerationEngine on stories260K with graphStyle contrib', () => {
     const fromPrompt = parseIds(read('reference-prompt-64.ids.txt'));
     const forced = fromPrompt.prompt.length - 1;
     const [a, b] = await Promise.all([
-      generateAll(engine!, { model: 'stories', prompt: fromBos.prompt, maxTokens: fromBos.next.length, temperature: 0, ignoreEos: true }),
-      generateAll(engine!, { model: 'stories', prompt: 'Once upon a time', maxTokens: fromPrompt.next.length - forced, temperature: 0, ignoreEos: true }),
+      generateAll(engine!, {
+        model: 'stories',
+        prompt: fromBos.prompt,
+        maxTokens: fromBos.next.length,
+        temperature: 0,
+        ignoreEos: true,
+      }),
+      generateAll(engine!, {
+        model: 'stories',
+        prompt: 'Once upon a time',
+        maxTokens: fromPrompt.next.length - forced,
+        temperature: 0,
+        ignoreEos: true,
+      }),
     ]);
     assert.deepEqual(a.tokens[0], fromBos.next);
     assert.equal(a.texts[0], read('reference-greedy-200.txt'));

@@ -1,7 +1,19 @@
 // A generation engine as the kernel builds it, without the rest of the kernel: real workers, real ORT.
 import { testFormats } from '../helpers/llm.js';
-import type { Backend, Contribution, EventType, ExtensionPointView, GenerateRequest, GenerationEvent, GenerationService, NucleusEvents } from '@nucleus/sdk';
-import { GenerationEngine, type GenerationEngineOptions } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
+import type {
+  Backend,
+  Contribution,
+  EventType,
+  ExtensionPointView,
+  GenerateRequest,
+  GenerationEvent,
+  GenerationService,
+  NucleusEvents,
+} from '@nucleus/sdk';
+import {
+  GenerationEngine,
+  type GenerationEngineOptions,
+} from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
 
@@ -21,7 +33,12 @@ const NO_BACKENDS: ExtensionPointView<Backend> = {
 export function testEngine(
   config: Record<string, unknown> = {},
   options: Partial<Pick<GenerationEngineOptions, 'faultInjection' | 'health' | 'strategies' | 'cachePolicies'>> = {},
-): { engine: GenerationEngine; events: TypedEventBus; emitted: { type: EventType; payload: unknown }[]; setConfig(path: string, value: unknown): void } {
+): {
+  engine: GenerationEngine;
+  events: TypedEventBus;
+  emitted: { type: EventType; payload: unknown }[];
+  setConfig(path: string, value: unknown): void;
+} {
   const logger = createLogger({ level: 'silent' });
   const events = new TypedEventBus(logger);
   const emitted: { type: EventType; payload: unknown }[] = [];
@@ -32,7 +49,14 @@ export function testEngine(
     listeners.add(listener);
     return () => listeners.delete(listener);
   };
-  const engine = new GenerationEngine({ config: { get: (path) => values[path], onChange }, events, logger, backends: NO_BACKENDS, formats: testFormats, ...options });
+  const engine = new GenerationEngine({
+    config: { get: (path) => values[path], onChange },
+    events,
+    logger,
+    backends: NO_BACKENDS,
+    formats: testFormats,
+    ...options,
+  });
   const setConfig = (path: string, value: unknown) => {
     values[path] = value;
     for (const listener of listeners) listener(path, value);
@@ -41,8 +65,18 @@ export function testEngine(
 }
 
 /** An extension point as the kernel shows it, holding `values` (contributed by `pluginId`). */
-export function viewOf<T extends { name: string }>(id: string, pluginId: string, ...values: T[]): ExtensionPointView<T> {
-  const list: Contribution<T>[] = values.map((value) => ({ value, name: value.name, priority: 0, pluginId, pluginVersion: '0.1.0' }));
+export function viewOf<T extends { name: string }>(
+  id: string,
+  pluginId: string,
+  ...values: T[]
+): ExtensionPointView<T> {
+  const list: Contribution<T>[] = values.map((value) => ({
+    value,
+    name: value.name,
+    priority: 0,
+    pluginId,
+    pluginVersion: '0.1.0',
+  }));
   return {
     id,
     list: () => list,
@@ -63,7 +97,12 @@ export interface Generated {
 }
 
 /** Runs a generation to its end, keeping every event. */
-export async function generateAll(service: GenerationService, request: GenerateRequest, signal?: AbortSignal, onEvent?: (e: GenerationEvent) => void): Promise<Generated> {
+export async function generateAll(
+  service: GenerationService,
+  request: GenerateRequest,
+  signal?: AbortSignal,
+  onEvent?: (e: GenerationEvent) => void,
+): Promise<Generated> {
   const stream = await service.generate(request, signal);
   const n = request.n ?? 1;
   const out: Generated = { tokens: [], texts: [], pieces: [], finishes: [] };
@@ -87,6 +126,9 @@ export async function generateAll(service: GenerationService, request: GenerateR
 }
 
 /** Events of one type, typed. */
-export function ofType<K extends EventType>(emitted: { type: EventType; payload: unknown }[], type: K): NucleusEvents[K][] {
+export function ofType<K extends EventType>(
+  emitted: { type: EventType; payload: unknown }[],
+  type: K,
+): NucleusEvents[K][] {
   return emitted.filter((e) => e.type === type).map((e) => e.payload as NucleusEvents[K]);
 }

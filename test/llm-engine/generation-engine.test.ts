@@ -43,14 +43,26 @@ describe('GenerationEngine (worker threads, real ORT, tiny Llama)', () => {
   it('serves the built-in chat and embedding models, each starting on its first request', async () => {
     const names = engine.list().map((m) => `${m.name}:${m.kind}:${m.state}`);
     assert.deepEqual(names.sort(), ['bert-tiny:embedding:idle', 'tiny-llama:llm:idle']);
-    const out = await generateAll(engine, { model: 'tiny-llama', prompt: 'Hello', maxTokens: 4, temperature: 0, ignoreEos: true });
+    const out = await generateAll(engine, {
+      model: 'tiny-llama',
+      prompt: 'Hello',
+      maxTokens: 4,
+      temperature: 0,
+      ignoreEos: true,
+    });
     assert.equal(out.tokens[0]!.length, 4);
     assert.equal(engine.get('tiny-llama').state, 'ready');
     assert.equal(engine.get('tiny-llama').maxContext, 256);
   });
 
   it('decodes concurrent requests in shared steps with the same tokens each gets alone', async () => {
-    const request = (prompt: string) => ({ model: 'tiny-llama', prompt, maxTokens: 96, temperature: 0, ignoreEos: true });
+    const request = (prompt: string) => ({
+      model: 'tiny-llama',
+      prompt,
+      maxTokens: 96,
+      temperature: 0,
+      ignoreEos: true,
+    });
     const alone: Generated[] = [];
     for (const p of PROMPTS) alone.push(await generateAll(engine, request(p)));
     const stepsBefore = ofType(emitted, 'engine.steps').length;
@@ -67,17 +79,32 @@ describe('GenerationEngine (worker threads, real ORT, tiny Llama)', () => {
       assert.equal(t.texts[0], alone[i]!.texts[0]);
       assert.deepEqual(t.usage, alone[i]!.usage);
     });
-    const decode = ofType(emitted, 'engine.steps').slice(stepsBefore).filter((s) => s.phase === 'decode');
+    const decode = ofType(emitted, 'engine.steps')
+      .slice(stepsBefore)
+      .filter((s) => s.phase === 'decode');
     assert.ok(Math.max(...decode.map((s) => s.sequences)) > 2, 'steps ran several sequences at once');
   });
 
   it('repeats a seeded sampled generation exactly; its choices differ from each other', async () => {
-    const request = { model: 'tiny-llama', prompt: 'Once upon a time', maxTokens: 16, temperature: 1, topP: 0.95, seed: 99, n: 3, ignoreEos: true };
+    const request = {
+      model: 'tiny-llama',
+      prompt: 'Once upon a time',
+      maxTokens: 16,
+      temperature: 1,
+      topP: 0.95,
+      seed: 99,
+      n: 3,
+      ignoreEos: true,
+    };
     const a = await generateAll(engine, request);
     const b = await generateAll(engine, request);
     assert.deepEqual(a.tokens, b.tokens);
     assert.equal(new Set(a.tokens.map((t) => t.join(','))).size, 3, 'three different choices');
-    assert.deepEqual(a.usage, { promptTokens: a.usage!.promptTokens, completionTokens: 48, totalTokens: a.usage!.promptTokens + 48 });
+    assert.deepEqual(a.usage, {
+      promptTokens: a.usage!.promptTokens,
+      completionTokens: 48,
+      totalTokens: a.usage!.promptTokens + 48,
+    });
   });
 
   it('ends at a stop sequence that spans tokens, and never sends any part of it', async () => {
@@ -104,11 +131,22 @@ describe('GenerationEngine (worker threads, real ORT, tiny Llama)', () => {
   });
 
   it('answers 400 with the limit when prompt and max_tokens exceed the context window, 404 for an unknown model', async () => {
-    await rejects(engine.generate({ model: 'tiny-llama', prompt: 'Hello there', maxTokens: 300 }), 400, /maximum context length is 256 tokens/);
-    await rejects(engine.generate({ model: 'tiny-llama', prompt: 'x'.repeat(600) }), 400, /maximum context length is 256 tokens/);
+    await rejects(
+      engine.generate({ model: 'tiny-llama', prompt: 'Hello there', maxTokens: 300 }),
+      400,
+      /maximum context length is 256 tokens/,
+    );
+    await rejects(
+      engine.generate({ model: 'tiny-llama', prompt: 'x'.repeat(600) }),
+      400,
+      /maximum context length is 256 tokens/,
+    );
     await rejects(engine.generate({ model: 'gpt-17', prompt: 'Hello' }), 404, /gpt-17/);
     await rejects(engine.generate({ model: 'bert-tiny', prompt: 'Hello' }), 400, /embedding model/);
-    await rejects(engine.generate({ model: 'tiny-llama', prompt: 'a', messages: [{ role: 'user', content: 'b' }] }), 400);
+    await rejects(
+      engine.generate({ model: 'tiny-llama', prompt: 'a', messages: [{ role: 'user', content: 'b' }] }),
+      400,
+    );
     await rejects(engine.generate({ model: 'tiny-llama', prompt: 'a', n: 0 }), 400, /n must be/);
     await rejects(engine.generate({ model: 'tiny-llama', prompt: [1, 99999] }), 400, /outside the vocabulary/);
   });
@@ -118,12 +156,20 @@ describe('GenerationEngine (worker threads, real ORT, tiny Llama)', () => {
     await small.start();
     try {
       const controller = new AbortController();
-      const long = generateAll(small, { model: 'tiny-llama', prompt: 'Once', maxTokens: 240, ignoreEos: true, temperature: 0 }, controller.signal, (e) => {
-        if (e.type === 'token') controller.abort();
-      });
+      const long = generateAll(
+        small,
+        { model: 'tiny-llama', prompt: 'Once', maxTokens: 240, ignoreEos: true, temperature: 0 },
+        controller.signal,
+        (e) => {
+          if (e.type === 'token') controller.abort();
+        },
+      );
       const cut = await long;
       assert.equal(cut.finishes[0]!.finishReason, 'cancelled');
-      assert.ok(cut.finishes[0]!.completionTokens < 240, `cancelled early (${cut.finishes[0]!.completionTokens} tokens)`);
+      assert.ok(
+        cut.finishes[0]!.completionTokens < 240,
+        `cancelled early (${cut.finishes[0]!.completionTokens} tokens)`,
+      );
       await until(() => small.get('tiny-llama').running === 0, 2000, 'the slot to be freed');
       const next = await generateAll(small, { model: 'tiny-llama', prompt: 'Once', maxTokens: 5, ignoreEos: true });
       assert.equal(next.finishes[0]!.finishReason, 'length');
@@ -151,7 +197,10 @@ describe('GenerationEngine (worker threads, real ORT, tiny Llama)', () => {
     const inputs = ['hello', 'a much longer sentence than the first', 'héllo wörld'];
     const batch = await engine.embed({ model: 'bert-tiny', input: inputs });
     assert.equal(batch.embeddings.length, 3);
-    assert.equal(batch.promptTokens, inputs.reduce((n, s) => n + new TextEncoder().encode(s).length + 2, 0));
+    assert.equal(
+      batch.promptTokens,
+      inputs.reduce((n, s) => n + new TextEncoder().encode(s).length + 2, 0),
+    );
     for (const [i, input] of inputs.entries()) {
       const [alone] = (await engine.embed({ model: 'bert-tiny', input })).embeddings;
       assert.equal(alone!.length, 32);
@@ -159,7 +208,10 @@ describe('GenerationEngine (worker threads, real ORT, tiny Llama)', () => {
       assert.ok(Math.abs(Math.hypot(...alone!) - 1) < 1e-5);
     }
     const cls = (await engine.embed({ model: 'bert-tiny', input: 'hello', pooling: 'cls' })).embeddings[0]!;
-    assert.ok(cls.some((v, d) => Math.abs(v - batch.embeddings[0]![d]!) > 1e-3), 'CLS pooling differs from mean pooling');
+    assert.ok(
+      cls.some((v, d) => Math.abs(v - batch.embeddings[0]![d]!) > 1e-3),
+      'CLS pooling differs from mean pooling',
+    );
     const raw = (await engine.embed({ model: 'bert-tiny', input: 'hello', normalize: false })).embeddings[0]!;
     assert.ok(Math.abs(Math.hypot(...raw) - 1) > 1e-3);
     const short = (await engine.embed({ model: 'bert-tiny', input: 'hello', dimensions: 8 })).embeddings[0]!;
@@ -187,7 +239,9 @@ describe('GenerationEngine (worker threads, real ORT, tiny Llama)', () => {
       await generic.start();
       assert.equal(generic.get('tiny-llama').graphStyle, 'generic');
       const expected = await generic.embed({ model: 'tiny-llama', input: inputs });
-      expected.embeddings.forEach((row, i) => row.forEach((v, d) => assert.ok(Math.abs(v - contrib.embeddings[i]![d]!) < 1e-4, `input ${i} dim ${d}`)));
+      expected.embeddings.forEach((row, i) =>
+        row.forEach((v, d) => assert.ok(Math.abs(v - contrib.embeddings[i]![d]!) < 1e-4, `input ${i} dim ${d}`)),
+      );
     } finally {
       await generic.stop();
     }

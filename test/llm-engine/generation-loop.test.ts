@@ -2,7 +2,12 @@ import { strict as assert } from 'node:assert';
 import type { InferenceSession } from 'onnxruntime-node';
 import { createTokenizer, type LlmTokenizer, type LoadedLlm } from '../helpers/llm.js';
 import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
-import { FREE_NOW_MIN_BYTES, GenerationLoop, type LoopSink, type SequenceInit } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
+import {
+  FREE_NOW_MIN_BYTES,
+  GenerationLoop,
+  type LoopSink,
+  type SequenceInit,
+} from '@nucleus/core/internal/engine/llm/generation/generation-loop';
 import { KvBatch } from '@nucleus/core/internal/engine/llm/generation/kv-batch';
 import { DEFAULT_SAMPLING, type SamplingParams } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { GenerationScheduler, type SchedulerSettings } from '@nucleus/core/internal/engine/llm/generation/scheduler';
@@ -15,7 +20,6 @@ interface Outcome {
   stop?: string;
   completionTokens?: number;
 }
-
 
 describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
   let llm: LoadedLlm;
@@ -39,7 +43,11 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
   /** Runs sequences through one loop; `joins[i]` are added before iteration i. Bounded by `maxIterations`. */
   async function drive(
     joins: SequenceInit[][],
-    options: { settings?: Partial<SchedulerSettings>; onIteration?: (i: number, loop: GenerationLoop) => void; maxIterations?: number } = {},
+    options: {
+      settings?: Partial<SchedulerSettings>;
+      onIteration?: (i: number, loop: GenerationLoop) => void;
+      maxIterations?: number;
+    } = {},
   ): Promise<{ outcomes: Map<number, Outcome>; batchSizes: number[]; finishOrder: number[] }> {
     const outcomes = new Map<number, Outcome>();
     const finishOrder: number[] = [];
@@ -61,7 +69,13 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
         throw err;
       },
     };
-    const scheduler = new GenerationScheduler({ maxRunning: 32, maxBatchSize: 32, batchWindowMs: 0, strategy: 'priority', ...options.settings });
+    const scheduler = new GenerationScheduler({
+      maxRunning: 32,
+      maxBatchSize: 32,
+      batchWindowMs: 0,
+      strategy: 'priority',
+      ...options.settings,
+    });
     const loop = new GenerationLoop({ runner, scheduler, sink, maxContext: llm.config.maxContext });
     const batchSizes: number[] = [];
     const total = joins.flat().length;
@@ -93,11 +107,18 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
     for (const [i] of PROMPTS.entries()) {
       const together = outcomes.get(i)!;
       assert.equal(together.tokens.length, 30, `sequence ${i} generated 30 tokens`);
-      assert.deepEqual(together.tokens, alone.get(i)!.tokens, `sequence ${i}: batched tokens differ from the tokens it gets alone`);
+      assert.deepEqual(
+        together.tokens,
+        alone.get(i)!.tokens,
+        `sequence ${i}: batched tokens differ from the tokens it gets alone`,
+      );
       assert.equal(together.text, alone.get(i)!.text);
       assert.equal(together.reason, 'length');
     }
-    assert.ok(Math.max(...batchSizes) >= 4, `the batch really held several sequences (largest decode batch ${Math.max(...batchSizes)})`);
+    assert.ok(
+      Math.max(...batchSizes) >= 4,
+      `the batch really held several sequences (largest decode batch ${Math.max(...batchSizes)})`,
+    );
     assert.ok(batchSizes.includes(1), 'the last sequence ran alone after the others left');
   });
 
@@ -105,7 +126,9 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
     const params: SamplingParams = { ...DEFAULT_SAMPLING, temperature: 0.9, topP: 0.95, topK: 50 };
     const alone = (await drive([[sequence(1, PROMPTS[1]!, { params, seed: 42 })]])).outcomes.get(1)!;
     const crowd = [0, 2, 3].map((i) => sequence(i, PROMPTS[i]!, { params, seed: 7 + i }));
-    const together = (await drive([[crowd[0]!], [sequence(1, PROMPTS[1]!, { params, seed: 42 }), crowd[1]!], [crowd[2]!]])).outcomes.get(1)!;
+    const together = (
+      await drive([[crowd[0]!], [sequence(1, PROMPTS[1]!, { params, seed: 42 }), crowd[1]!], [crowd[2]!]])
+    ).outcomes.get(1)!;
     assert.deepEqual(together.tokens, alone.tokens);
     const otherSeed = (await drive([[sequence(1, PROMPTS[1]!, { params, seed: 43 })]])).outcomes.get(1)!;
     assert.notDeepEqual(otherSeed.tokens, alone.tokens, 'another seed samples other tokens');
@@ -121,7 +144,10 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
       },
     });
     assert.equal(outcomes.get(0)!.reason, 'cancelled');
-    assert.ok(outcomes.get(0)!.tokens.length < 30 && outcomes.get(0)!.tokens.length >= 4, `cancelled after a few tokens (${outcomes.get(0)!.tokens.length})`);
+    assert.ok(
+      outcomes.get(0)!.tokens.length < 30 && outcomes.get(0)!.tokens.length >= 4,
+      `cancelled after a few tokens (${outcomes.get(0)!.tokens.length})`,
+    );
     assert.deepEqual(outcomes.get(0)!.tokens, reference.get(0)!.tokens.slice(0, outcomes.get(0)!.tokens.length));
     assert.equal(runningAfterCancel, 1, 'its slot was freed within one step');
     assert.deepEqual(outcomes.get(1)!.tokens, reference.get(1)!.tokens);
@@ -132,7 +158,9 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
     // Declare the 6th generated token an end-of-sequence token: the output must end right before it.
     const eos = plain.tokens[5]!;
     const first = plain.tokens.indexOf(eos);
-    const stopped = (await drive([[sequence(0, PROMPTS[3]!, { maxTokens: 20, ignoreEos: false, eosTokenIds: [eos] })]])).outcomes.get(0)!;
+    const stopped = (
+      await drive([[sequence(0, PROMPTS[3]!, { maxTokens: 20, ignoreEos: false, eosTokenIds: [eos] })]])
+    ).outcomes.get(0)!;
     assert.equal(stopped.reason, 'stop');
     assert.deepEqual(stopped.tokens, plain.tokens.slice(0, first));
     assert.equal(stopped.completionTokens, first + 1);
@@ -146,9 +174,17 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
     const { finishOrder, batchSizes } = await drive([[low, normal, high, normal2]], { settings: { maxRunning: 1 } });
     assert.deepEqual(finishOrder, [2, 1, 3, 0]);
     assert.equal(Math.max(...batchSizes), 1, 'never more than maxRunning sequences in a step');
-    const fifo = await drive([[low, normal, high, normal2].map((s) => ({ ...s, decoder: tokenizer.createStreamDecoder({ prefix: s.promptIds }) }))], {
-      settings: { maxRunning: 1, strategy: 'fifo' },
-    });
+    const fifo = await drive(
+      [
+        [low, normal, high, normal2].map((s) => ({
+          ...s,
+          decoder: tokenizer.createStreamDecoder({ prefix: s.promptIds }),
+        })),
+      ],
+      {
+        settings: { maxRunning: 1, strategy: 'fifo' },
+      },
+    );
     assert.deepEqual(fifo.finishOrder, [0, 1, 2, 3]);
   });
 
@@ -162,7 +198,12 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
       },
       prefillDone: () => void events.push('prefill done'),
     };
-    const loop = new GenerationLoop({ runner, scheduler: new GenerationScheduler({ maxRunning: 4, maxBatchSize: 4, batchWindowMs: 0, strategy: 'priority' }), sink, maxContext: llm.config.maxContext });
+    const loop = new GenerationLoop({
+      runner,
+      scheduler: new GenerationScheduler({ maxRunning: 4, maxBatchSize: 4, batchWindowMs: 0, strategy: 'priority' }),
+      sink,
+      maxContext: llm.config.maxContext,
+    });
     loop.add(sequence(0, PROMPTS[0]!, { maxTokens: 8 }));
     await loop.iterate();
     assert.deepEqual(events, ['token 0', 'prefill done', 'token 0']);
@@ -178,7 +219,9 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
   it('re-packs the KV cache left-padded when rows join and leave', () => {
     const layout = { numLayers: 1, numKvHeads: 1, headDim: 2, dtype: 'float32' as const };
     // Row 0 holds 2 tokens in a cache 3 long, row 1 holds 3.
-    const a = KvBatch.fromTensors(layout, [2, 3], 3, [{ key: Float32Array.from([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]), value: new Float32Array(12) }]);
+    const a = KvBatch.fromTensors(layout, [2, 3], 3, [
+      { key: Float32Array.from([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]), value: new Float32Array(12) },
+    ]);
     const b = KvBatch.fromTensors(layout, [1], 1, [{ key: Float32Array.from([9, 9]), value: new Float32Array(2) }]);
     const g = KvBatch.gather(layout, [
       { batch: b, row: 0 },
@@ -197,13 +240,19 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
     const batch = KvBatch.fromTensors(layout, new Array<number>(16).fill(1024), 1024, layers);
     const before = process.memoryUsage().arrayBuffers;
     batch.release();
-    assert.ok(layers.every((l) => l.key.length === 0 && l.value.length === 0), 'the tensors are detached');
+    assert.ok(
+      layers.every((l) => l.key.length === 0 && l.value.length === 0),
+      'the tensors are detached',
+    );
     let freed = 0;
     for (let turn = 0; turn < 100 && freed < batch.bytes - (1 << 20); turn++) {
       await new Promise((resolve) => setTimeout(resolve, 5));
       freed = before - process.memoryUsage().arrayBuffers;
     }
-    assert.ok(freed >= batch.bytes - (1 << 20), `${(freed / 2 ** 20).toFixed(1)} MiB of ${(batch.bytes / 2 ** 20).toFixed(0)} came back`);
+    assert.ok(
+      freed >= batch.bytes - (1 << 20),
+      `${(freed / 2 ** 20).toFixed(1)} MiB of ${(batch.bytes / 2 ** 20).toFixed(0)} came back`,
+    );
   });
 
   it('frees every cache it replaces as sequences join, decode and leave, and keeps the one it runs', async () => {
@@ -229,17 +278,33 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
       },
     };
     // This model's caches are far below the default threshold: every one is freed here.
-    const scheduler = new GenerationScheduler({ maxRunning: 8, maxBatchSize: 8, batchWindowMs: 0, strategy: 'priority' });
-    const loop = new GenerationLoop({ runner: recording, scheduler, sink, maxContext: llm.config.maxContext, freeNowMinBytes: 0 });
+    const scheduler = new GenerationScheduler({
+      maxRunning: 8,
+      maxBatchSize: 8,
+      batchWindowMs: 0,
+      strategy: 'priority',
+    });
+    const loop = new GenerationLoop({
+      runner: recording,
+      scheduler,
+      sink,
+      maxContext: llm.config.maxContext,
+      freeNowMinBytes: 0,
+    });
     loop.add(sequence(0, PROMPTS[0]!, { maxTokens: 12 }));
     loop.add(sequence(1, PROMPTS[1]!, { maxTokens: 4 }));
     for (let i = 0; i < 6; i++) await loop.iterate();
     loop.add(sequence(2, PROMPTS[2]!, { maxTokens: 30 }));
     for (let i = 0; i < 8; i++) await loop.iterate();
-    const detached = (kv: KvBatch) => kv.layers.every((l) => l.key.buffer.byteLength === 0 && l.value.buffer.byteLength === 0);
+    const detached = (kv: KvBatch) =>
+      kv.layers.every((l) => l.key.buffer.byteLength === 0 && l.value.buffer.byteLength === 0);
     assert.ok(made.length > 10, `${made.length} caches`);
     assert.equal(loop.running, 1, 'sequences 0 and 1 have left');
-    assert.deepEqual(made.slice(0, -1).filter((kv) => !detached(kv)).length, 0, 'every cache a step returned was freed once replaced');
+    assert.deepEqual(
+      made.slice(0, -1).filter((kv) => !detached(kv)).length,
+      0,
+      'every cache a step returned was freed once replaced',
+    );
     assert.ok(!detached(made.at(-1)!), "the last decode step's cache is the one running");
     for (let i = 0; i < 40 && loop.running > 0; i++) await loop.iterate();
     assert.equal(loop.running, 0, 'the sequence still running decoded on to its end from the kept cache');

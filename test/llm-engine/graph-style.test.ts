@@ -35,7 +35,10 @@ const ACCELERATOR: Backend = {
 };
 
 function backends(list: Backend[]): ExtensionPointView<Backend> {
-  const contributions = list.map((value) => ({ value, name: value.name, priority: 0, pluginId: 'test', pluginVersion: '0.1.0' }) as Contribution<Backend>);
+  const contributions = list.map(
+    (value) =>
+      ({ value, name: value.name, priority: 0, pluginId: 'test', pluginVersion: '0.1.0' }) as Contribution<Backend>,
+  );
   return {
     id: 'backend',
     list: () => contributions,
@@ -53,7 +56,13 @@ describe('GenerationEngine picks the graph style by the backend the model runs o
   const start = async (models: Record<string, unknown>[], backend?: string): Promise<GenerationEngine> => {
     const logger = createLogger({ level: 'silent' });
     const values: Record<string, unknown> = { models, 'scheduler.batchWindowMs': 5, ...(backend && { backend }) };
-    const engine = new GenerationEngine({ config: { get: (path) => values[path] }, events: new TypedEventBus(logger), logger, backends: backends([ACCELERATOR]), formats: testFormats });
+    const engine = new GenerationEngine({
+      config: { get: (path) => values[path] },
+      events: new TypedEventBus(logger),
+      logger,
+      backends: backends([ACCELERATOR]),
+      formats: testFormats,
+    });
     engines.push(engine);
     await engine.start();
     return engine;
@@ -67,7 +76,15 @@ describe('GenerationEngine picks the graph style by the backend the model runs o
 
   const path = join(STORIES_DIR, 'stories260K.gguf');
   const greedy = async (engine: GenerationEngine): Promise<number[]> =>
-    (await generateAll(engine, { model: 'stories', prompt: 'Once upon a time', maxTokens: 20, temperature: 0, ignoreEos: true })).tokens[0]!;
+    (
+      await generateAll(engine, {
+        model: 'stories',
+        prompt: 'Once upon a time',
+        maxTokens: 20,
+        temperature: 0,
+        ignoreEos: true,
+      })
+    ).tokens[0]!;
 
   it('generic on another backend, contrib on the CPU one, either when configured; each gives the reference', async () => {
     const fromPrompt = parseIds(read('reference-prompt-64.ids.txt'));

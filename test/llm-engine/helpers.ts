@@ -9,9 +9,16 @@ import { DEFAULT_SAMPLING, type SamplingParams } from '@nucleus/core/internal/en
 ort.env.logLevel = 'fatal';
 
 /** The built-in tiny Llama and a decoder session on it, in this thread. */
-export async function openTinyLlama(): Promise<{ llm: LoadedLlm; session: ort.InferenceSession; runner: DecoderSession }> {
+export async function openTinyLlama(): Promise<{
+  llm: LoadedLlm;
+  session: ort.InferenceSession;
+  runner: DecoderSession;
+}> {
   const llm = await loadTinyLlama();
-  const session = await ort.InferenceSession.create(llm.onnxPath, { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+  const session = await ort.InferenceSession.create(llm.onnxPath, {
+    intraOpNumThreads: 1,
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
   return { llm, session, runner: new DecoderSession(session, llm.config) };
 }
 

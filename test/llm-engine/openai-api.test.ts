@@ -18,13 +18,26 @@ function parseSse(text: string): { event?: string; data: string }[] {
     .map((block) => {
       const lines = block.split('\n');
       const event = lines.find((l) => l.startsWith('event: '))?.slice(7);
-      const data = lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+      const data = lines
+        .filter((l) => l.startsWith('data: '))
+        .map((l) => l.slice(6))
+        .join('\n');
       return { ...(event !== undefined && { event }), data };
     });
 }
 
-async function post(kit: TestKernel, path: string, body: unknown, init: { signal?: AbortSignal } = {}): Promise<Response> {
-  return fetch(new URL(path, kit.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init });
+async function post(
+  kit: TestKernel,
+  path: string,
+  body: unknown,
+  init: { signal?: AbortSignal } = {},
+): Promise<Response> {
+  return fetch(new URL(path, kit.url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    ...init,
+  });
 }
 
 describe('OpenAI-compatible and native generation API over loopback', () => {
@@ -49,12 +62,19 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
       assert.equal(typeof m.created, 'number');
     }
     assert.equal((await client.models.retrieve(MODEL)).id, MODEL);
-    await assert.rejects(client.models.retrieve('no-such-model'), (err: unknown) => err instanceof OpenAI.NotFoundError);
+    await assert.rejects(
+      client.models.retrieve('no-such-model'),
+      (err: unknown) => err instanceof OpenAI.NotFoundError,
+    );
   });
 
   it('streams chat.completion.chunk objects as the official client parses them, the same text as without streaming', async () => {
     // ignore_eos (a vLLM extra) keeps the random model going to max_tokens.
-    const request = { model: MODEL, messages, max_tokens: 12, seed: 7, temperature: 0.8, ignore_eos: true } as { model: string; messages: typeof messages; max_tokens: number };
+    const request = { model: MODEL, messages, max_tokens: 12, seed: 7, temperature: 0.8, ignore_eos: true } as {
+      model: string;
+      messages: typeof messages;
+      max_tokens: number;
+    };
     const whole = await client.chat.completions.create(request);
     assert.equal(whole.object, 'chat.completion');
     assert.match(whole.id, /^chatcmpl-/);
@@ -63,7 +83,11 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     assert.equal(whole.usage!.completion_tokens, 12);
     assert.equal(whole.usage!.total_tokens, whole.usage!.prompt_tokens + 12);
 
-    const stream = await client.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } });
+    const stream = await client.chat.completions.create({
+      ...request,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     const chunks: ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     assert.ok(chunks.length >= 3);
@@ -78,7 +102,8 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     const last = choiceChunks[choiceChunks.length - 1]!;
     assert.equal(last.choices[0]!.finish_reason, 'length');
     for (const c of choiceChunks.slice(0, -1)) assert.equal(c.choices[0]!.finish_reason, null);
-    for (const c of choiceChunks) assert.equal(c.usage, null, 'usage is null on choice chunks when include_usage is set');
+    for (const c of choiceChunks)
+      assert.equal(c.usage, null, 'usage is null on choice chunks when include_usage is set');
     const final = chunks[chunks.length - 1]!;
     assert.deepEqual(final.choices, []);
     assert.deepEqual(final.usage, whole.usage);
@@ -100,9 +125,20 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     const prompts = ['Once upon a time', 'Lily liked'];
     const whole = await client.completions.create({ model: MODEL, prompt: prompts, n: 2, max_tokens: 6, seed: 3 });
     assert.equal(whole.object, 'text_completion');
-    assert.deepEqual(whole.choices.map((c) => c.index), [0, 1, 2, 3]);
+    assert.deepEqual(
+      whole.choices.map((c) => c.index),
+      [0, 1, 2, 3],
+    );
     assert.equal(whole.usage!.completion_tokens, 24);
-    const stream = await client.completions.create({ model: MODEL, prompt: prompts, n: 2, max_tokens: 6, seed: 3, stream: true, stream_options: { include_usage: true } });
+    const stream = await client.completions.create({
+      model: MODEL,
+      prompt: prompts,
+      n: 2,
+      max_tokens: 6,
+      seed: 3,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     const texts = ['', '', '', ''];
     const finishes: (string | null)[] = [null, null, null, null];
     let usage: OpenAI.Completions.CompletionUsage | undefined;
@@ -115,7 +151,10 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
       }
       if (chunk.usage) usage = chunk.usage;
     }
-    assert.deepEqual(texts, whole.choices.map((c) => c.text));
+    assert.deepEqual(
+      texts,
+      whole.choices.map((c) => c.text),
+    );
     assert.deepEqual(finishes, ['length', 'length', 'length', 'length']);
     assert.deepEqual(usage, whole.usage);
     const echoed = await client.completions.create({ model: MODEL, prompt: 'Lily', max_tokens: 2, echo: true });
@@ -128,7 +167,11 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     assert.equal(viaClient.data.length, 2);
     assert.equal(viaClient.data[1]!.index, 1);
     assert.equal(viaClient.usage.prompt_tokens, 14);
-    const raw = await post(kit, '/v1/embeddings', { model: 'bert-tiny', input: ['hello', 'world'], encoding_format: 'float' });
+    const raw = await post(kit, '/v1/embeddings', {
+      model: 'bert-tiny',
+      input: ['hello', 'world'],
+      encoding_format: 'float',
+    });
     const floats = (await raw.json()) as { data: { embedding: number[] }[] };
     viaClient.data.forEach((d, i) => {
       assert.equal(d.embedding.length, 32);
@@ -151,20 +194,42 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     await bad('/v1/chat/completions', { model: MODEL }, 'missing_field', /'messages' is a required property/);
     await bad('/v1/chat/completions', { messages }, 'missing_field', /'model'/);
     await bad('/v1/chat/completions', { model: MODEL, messages, temperature: 'hot' }, 'invalid_field', /temperature/);
-    await bad('/v1/chat/completions', { model: MODEL, messages, max_tokens: 1000 }, 'context_length_exceeded', /maximum context length is 256 tokens/);
-    await bad('/v1/chat/completions', { model: MODEL, messages, tools: [{ type: 'function', function: { name: 'f' } }] }, 'unsupported_field');
+    await bad(
+      '/v1/chat/completions',
+      { model: MODEL, messages, max_tokens: 1000 },
+      'context_length_exceeded',
+      /maximum context length is 256 tokens/,
+    );
+    await bad(
+      '/v1/chat/completions',
+      { model: MODEL, messages, tools: [{ type: 'function', function: { name: 'f' } }] },
+      'unsupported_field',
+    );
     await bad('/v1/completions', { model: MODEL, prompt: 'x'.repeat(400) }, 'context_length_exceeded', /256/);
     await bad('/generate', { model: MODEL }, 'missing_field');
     await bad('/v1/embeddings', { model: 'bert-tiny', input: 'x'.repeat(300) }, 'context_length_exceeded', /128/);
-    await assert.rejects(client.chat.completions.create({ model: 'no-such-model', messages }), (err: unknown) => err instanceof OpenAI.NotFoundError && err.status === 404);
-    await assert.rejects(client.chat.completions.create({ model: MODEL, messages, max_tokens: 999 }), (err: unknown) => err instanceof OpenAI.BadRequestError);
+    await assert.rejects(
+      client.chat.completions.create({ model: 'no-such-model', messages }),
+      (err: unknown) => err instanceof OpenAI.NotFoundError && err.status === 404,
+    );
+    await assert.rejects(
+      client.chat.completions.create({ model: MODEL, messages, max_tokens: 999 }),
+      (err: unknown) => err instanceof OpenAI.BadRequestError,
+    );
     const notFound = await post(kit, '/generate', { model: 'nope', prompt: 'x' });
     assert.equal(notFound.status, 404);
     assert.equal(((await notFound.json()) as { error: { code: string } }).error.code, 'model_not_found');
   });
 
   it('says what a field may be, refuses unknown chat roles and empty embedding input, and asks for JSON when the body is not', async () => {
-    const refused = async (path: string, body: string, headers: Record<string, string>, status: number, code: string, message: RegExp) => {
+    const refused = async (
+      path: string,
+      body: string,
+      headers: Record<string, string>,
+      status: number,
+      code: string,
+      message: RegExp,
+    ) => {
       const res = await fetch(new URL(path, kit.url), { method: 'POST', headers, body });
       const json = (await res.json()) as { error: { message: string; type: string; code: string } };
       assert.equal(res.status, status, `${path} ${body}: ${json.error?.message}`);
@@ -173,49 +238,142 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
       assert.match(json.error.message, message);
     };
     const json = { 'content-type': 'application/json' };
-    const inputs = /^'input' must be a non-empty string, a non-empty list of non-empty strings, a non-empty list of token ids \(integers\) or a non-empty list of such lists$/;
+    const inputs =
+      /^'input' must be a non-empty string, a non-empty list of non-empty strings, a non-empty list of token ids \(integers\) or a non-empty list of such lists$/;
     for (const input of [[], '', [''], [[]], {}]) {
-      await refused('/v1/embeddings', JSON.stringify({ model: 'bert-tiny', input }), json, 400, 'invalid_field', inputs);
+      await refused(
+        '/v1/embeddings',
+        JSON.stringify({ model: 'bert-tiny', input }),
+        json,
+        400,
+        'invalid_field',
+        inputs,
+      );
     }
-    assert.equal((await post(kit, '/v1/embeddings', { model: 'bert-tiny', input: ['a', 'b'] })).status, 200, 'a list of strings is taken');
+    assert.equal(
+      (await post(kit, '/v1/embeddings', { model: 'bert-tiny', input: ['a', 'b'] })).status,
+      200,
+      'a list of strings is taken',
+    );
     const roles = /^'messages\.1\.role' must be one of "system", "developer", "user", "assistant", "tool"$/;
-    const wizard = JSON.stringify({ model: MODEL, messages: [messages[0], { role: 'wizard', content: 'abracadabra' }], max_tokens: 2 });
+    const wizard = JSON.stringify({
+      model: MODEL,
+      messages: [messages[0], { role: 'wizard', content: 'abracadabra' }],
+      max_tokens: 2,
+    });
     await refused('/v1/chat/completions', wizard, json, 400, 'invalid_field', roles);
     await refused('/chat', wizard, json, 400, 'invalid_field', roles);
-    await refused('/generate', JSON.stringify({ model: MODEL, prompt: [] }), json, 400, 'invalid_field', /^'prompt' must be a string or a non-empty list of token ids \(integers\)$/);
-    await refused('/v1/completions', JSON.stringify({ model: MODEL, prompt: 7 }), json, 400, 'invalid_field', /^'prompt' must be a string, a non-empty list of strings, /);
-    await refused('/v1/completions', JSON.stringify({ model: MODEL, prompt: 'x', stop: 3 }), json, 400, 'invalid_field', /^'stop' must be a string or a list of strings$/);
+    await refused(
+      '/generate',
+      JSON.stringify({ model: MODEL, prompt: [] }),
+      json,
+      400,
+      'invalid_field',
+      /^'prompt' must be a string or a non-empty list of token ids \(integers\)$/,
+    );
+    await refused(
+      '/v1/completions',
+      JSON.stringify({ model: MODEL, prompt: 7 }),
+      json,
+      400,
+      'invalid_field',
+      /^'prompt' must be a string, a non-empty list of strings, /,
+    );
+    await refused(
+      '/v1/completions',
+      JSON.stringify({ model: MODEL, prompt: 'x', stop: 3 }),
+      json,
+      400,
+      'invalid_field',
+      /^'stop' must be a string or a list of strings$/,
+    );
     for (const role of ['system', 'developer', 'tool']) {
-      const ok = await post(kit, '/v1/chat/completions', { model: MODEL, messages: [{ role, content: 'be brief' }, ...messages], max_tokens: 2 });
+      const ok = await post(kit, '/v1/chat/completions', {
+        model: MODEL,
+        messages: [{ role, content: 'be brief' }, ...messages],
+        max_tokens: 2,
+      });
       assert.equal(ok.status, 200, `role ${role}`);
     }
     // curl -d sends a form type; a client may send none.
     const body = JSON.stringify({ model: MODEL, messages, max_tokens: 2 });
-    const mustBeJson = /^the request body must be JSON, sent with Content-Type: application\/json \((got application\/x-www-form-urlencoded|no Content-Type was sent)\)$/;
-    await refused('/v1/chat/completions', body, { 'content-type': 'application/x-www-form-urlencoded' }, 415, 'unsupported_media_type', mustBeJson);
-    await refused('/generate', JSON.stringify({ model: MODEL, prompt: 'x' }), { 'content-type': 'application/x-www-form-urlencoded' }, 415, 'unsupported_media_type', mustBeJson);
-    const untyped = await fetch(new URL('/v1/embeddings', kit.url), { method: 'POST', body: new Blob([JSON.stringify({ model: 'bert-tiny', input: 'x' })]) });
+    const mustBeJson =
+      /^the request body must be JSON, sent with Content-Type: application\/json \((got application\/x-www-form-urlencoded|no Content-Type was sent)\)$/;
+    await refused(
+      '/v1/chat/completions',
+      body,
+      { 'content-type': 'application/x-www-form-urlencoded' },
+      415,
+      'unsupported_media_type',
+      mustBeJson,
+    );
+    await refused(
+      '/generate',
+      JSON.stringify({ model: MODEL, prompt: 'x' }),
+      { 'content-type': 'application/x-www-form-urlencoded' },
+      415,
+      'unsupported_media_type',
+      mustBeJson,
+    );
+    const untyped = await fetch(new URL('/v1/embeddings', kit.url), {
+      method: 'POST',
+      body: new Blob([JSON.stringify({ model: 'bert-tiny', input: 'x' })]),
+    });
     assert.equal(untyped.status, 415);
     assert.match(((await untyped.json()) as { error: { message: string } }).error.message, mustBeJson);
-    await refused('/v1/completions', '', {}, 400, 'invalid_request', /^the request has no body: send a JSON object with Content-Type: application\/json$/);
+    await refused(
+      '/v1/completions',
+      '',
+      {},
+      400,
+      'invalid_request',
+      /^the request has no body: send a JSON object with Content-Type: application\/json$/,
+    );
   });
 
   it('serves the native /generate, /chat and /embeddings with request ids, token events and usage', async () => {
-    const whole = await kit.request('/generate', { body: { model: MODEL, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 }, headers: { 'x-request-id': 'req-native-1' } });
+    const whole = await kit.request('/generate', {
+      body: { model: MODEL, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 },
+      headers: { 'x-request-id': 'req-native-1' },
+    });
     assert.equal(whole.status, 200);
-    const body = whole.body as { id: string; request_id: string; choices: { index: number; text: string; token_ids: number[]; finish_reason: string }[]; usage: { completion_tokens: number } };
+    const body = whole.body as {
+      id: string;
+      request_id: string;
+      choices: { index: number; text: string; token_ids: number[]; finish_reason: string }[];
+      usage: { completion_tokens: number };
+    };
     assert.equal(body.request_id, 'req-native-1');
     assert.match(body.id, /^gen-/);
     assert.equal(body.choices[0]!.token_ids.length, 8);
     assert.equal(body.choices[0]!.finish_reason, 'length');
     assert.equal(body.usage.completion_tokens, 8);
 
-    const res = await post(kit, '/generate', { model: MODEL, prompt: 'Once upon a time', max_tokens: 8, temperature: 0, stream: true });
+    const res = await post(kit, '/generate', {
+      model: MODEL,
+      prompt: 'Once upon a time',
+      max_tokens: 8,
+      temperature: 0,
+      stream: true,
+    });
     const events = parseSse(await res.text());
     const done = events.find((e) => e.event === 'done')!;
-    const data = events.filter((e) => e.event === undefined).map((e) => JSON.parse(e.data) as { index: number; token: { id: number; text: string } | null; text?: string; finish_reason: string | null });
+    const data = events
+      .filter((e) => e.event === undefined)
+      .map(
+        (e) =>
+          JSON.parse(e.data) as {
+            index: number;
+            token: { id: number; text: string } | null;
+            text?: string;
+            finish_reason: string | null;
+          },
+      );
     const tokens = data.filter((d) => d.token !== null);
-    assert.deepEqual(tokens.map((d) => d.token!.id), body.choices[0]!.token_ids);
+    assert.deepEqual(
+      tokens.map((d) => d.token!.id),
+      body.choices[0]!.token_ids,
+    );
     assert.ok(tokens.every((d) => d.index === 0 && d.finish_reason === null));
     const finish = data[data.length - 1]!;
     assert.equal(finish.finish_reason, 'length');
@@ -223,12 +381,17 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     assert.equal((JSON.parse(done.data) as { usage: { completion_tokens: number } }).usage.completion_tokens, 8);
 
     const chat = await kit.request('/chat', { body: { model: MODEL, messages, max_tokens: 4, stop: ['zzz'] } });
-    const chatBody = chat.body as { choices: { message: { role: string; content: string }; finish_reason: string }[]; usage: { prompt_tokens: number } };
+    const chatBody = chat.body as {
+      choices: { message: { role: string; content: string }; finish_reason: string }[];
+      usage: { prompt_tokens: number };
+    };
     assert.equal(chatBody.choices[0]!.message.role, 'assistant');
     const openai = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 4 });
     assert.equal(chatBody.usage.prompt_tokens, openai.usage!.prompt_tokens, 'both APIs count the same prompt');
 
-    const emb = await kit.request('/embeddings', { body: { model: 'bert-tiny', input: 'hello', pooling: 'cls', normalize: false } });
+    const emb = await kit.request('/embeddings', {
+      body: { model: 'bert-tiny', input: 'hello', pooling: 'cls', normalize: false },
+    });
     const embBody = emb.body as { data: { index: number; embedding: number[] }[]; usage: { prompt_tokens: number } };
     assert.equal(embBody.data[0]!.embedding.length, 32);
     assert.equal(embBody.usage.prompt_tokens, 7);
@@ -239,7 +402,12 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     const off = kit.kernel.events.on('generation.end', (e) => ends.push(e.finishReason));
     try {
       const controller = new AbortController();
-      const res = await post(kit, '/v1/chat/completions', { model: MODEL, messages, max_tokens: 200, ignore_eos: true, stream: true, n: 8 }, { signal: controller.signal });
+      const res = await post(
+        kit,
+        '/v1/chat/completions',
+        { model: MODEL, messages, max_tokens: 200, ignore_eos: true, stream: true, n: 8 },
+        { signal: controller.signal },
+      );
       assert.equal(res.status, 200);
       const reader = res.body!.getReader();
       const { value } = await reader.read();
@@ -253,7 +421,13 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
   });
 
   it('ends a stream with an SSE error event when the engine fails mid-stream', async () => {
-    const res = await post(kit, '/v1/chat/completions', { model: MODEL, messages, max_tokens: 200, ignore_eos: true, stream: true });
+    const res = await post(kit, '/v1/chat/completions', {
+      model: MODEL,
+      messages,
+      max_tokens: 200,
+      ignore_eos: true,
+      stream: true,
+    });
     assert.equal(res.status, 200);
     const reader = res.body!.getReader();
     // Killed once a token has streamed: a request with none yet would be run again on the restarted worker.
@@ -291,7 +465,14 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
       }
     })();
     const streams = Array.from({ length: 10 }, async (_, i) => {
-      const s = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: `story ${i}` }], max_tokens: 200, n: 2, ignore_eos: true, stream: true } as never);
+      const s = await client.chat.completions.create({
+        model: MODEL,
+        messages: [{ role: 'user', content: `story ${i}` }],
+        max_tokens: 200,
+        n: 2,
+        ignore_eos: true,
+        stream: true,
+      } as never);
       let chunks = 0;
       for await (const _chunk of s as unknown as AsyncIterable<ChatCompletionChunk>) chunks++;
       return chunks;

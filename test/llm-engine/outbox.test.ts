@@ -6,8 +6,19 @@ describe('Outbox (token groups a generation thread posts)', () => {
   it('holds tokens for the interval, but posts a first token and a finish at once', () => {
     let now = 0;
     const posts: WireGenerationEvent[][] = [];
-    const outbox = new Outbox((events) => posts.push(events), 10, () => now);
-    const token = (tokenId: number): WireGenerationEvent => ({ kind: 'token', id: 1, index: 0, tokenId, text: 'x', sampledAt: now });
+    const outbox = new Outbox(
+      (events) => posts.push(events),
+      10,
+      () => now,
+    );
+    const token = (tokenId: number): WireGenerationEvent => ({
+      kind: 'token',
+      id: 1,
+      index: 0,
+      tokenId,
+      text: 'x',
+      sampledAt: now,
+    });
     outbox.flush(true);
     now = 1;
     outbox.push(token(1), true);
@@ -22,7 +33,10 @@ describe('Outbox (token groups a generation thread posts)', () => {
     assert.equal(posts.length, 2, 'later tokens wait for the interval');
     now = 11;
     outbox.flushIfDue();
-    assert.deepEqual(posts[2]!.map((e) => (e.kind === 'token' ? e.tokenId : -1)), [2, 3]);
+    assert.deepEqual(
+      posts[2]!.map((e) => (e.kind === 'token' ? e.tokenId : -1)),
+      [2, 3],
+    );
     now = 12;
     outbox.push({ kind: 'finish', id: 1, index: 0, reason: 'stop', text: '', completionTokens: 3 });
     outbox.flushIfDue();
@@ -32,8 +46,19 @@ describe('Outbox (token groups a generation thread posts)', () => {
   it('posts every iteration once an iteration takes as long as the interval, so no token waits out another step', () => {
     let now = 0;
     const posts: WireGenerationEvent[][] = [];
-    const outbox = new Outbox((events) => posts.push(events), 4, () => now);
-    const token = (tokenId: number): WireGenerationEvent => ({ kind: 'token', id: 1, index: 0, tokenId, text: 'x', sampledAt: now });
+    const outbox = new Outbox(
+      (events) => posts.push(events),
+      4,
+      () => now,
+    );
+    const token = (tokenId: number): WireGenerationEvent => ({
+      kind: 'token',
+      id: 1,
+      index: 0,
+      tokenId,
+      text: 'x',
+      sampledAt: now,
+    });
     // Fast steps (1 ms): tokens are grouped, none held much past the interval.
     for (let step = 1; step <= 8; step++) {
       now = step;

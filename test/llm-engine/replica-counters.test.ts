@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { ReplicaCounters } from '@nucleus/core/internal/engine/llm/generation/replica-counters';
 
-describe('ReplicaCounters (a model\'s counters summed over its replicas)', () => {
+describe("ReplicaCounters (a model's counters summed over its replicas)", () => {
   it('sums the replicas and never goes down when a replica restarts or is retired', () => {
     const c = new ReplicaCounters(['splits', 'failedAlone'] as const);
     assert.deepEqual(c.totals([]), { splits: 0, failedAlone: 0 });

@@ -8,9 +8,22 @@ import { generateAll, ofType, testEngine, viewOf, type Generated } from './engin
 
 const strategies = (...values: SchedulerStrategy[]) => viewOf('schedulerStrategy', 'scheduler', ...values);
 
-const PROMPTS = ['Once upon a time', 'The little dog', 'Tom and Lily went to the park', 'One day, a bird', 'The sun was', 'Sam had a red ball'];
+const PROMPTS = [
+  'Once upon a time',
+  'The little dog',
+  'Tom and Lily went to the park',
+  'One day, a bird',
+  'The sun was',
+  'Sam had a red ball',
+];
 
-const greedy = (prompt: string, maxTokens = 24): GenerateRequest => ({ model: 'tiny-llama', prompt, maxTokens, temperature: 0, ignoreEos: true });
+const greedy = (prompt: string, maxTokens = 24): GenerateRequest => ({
+  model: 'tiny-llama',
+  prompt,
+  maxTokens,
+  temperature: 0,
+  ignoreEos: true,
+});
 
 const replicasOf = (engine: GenerationEngine): WorkerReplicaStatus[] => engine.get('tiny-llama').workers ?? [];
 
@@ -50,9 +63,16 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
   });
 
   it('two replicas serve concurrent greedy requests: each output equals the prompt alone, and both replicas serve', async () => {
-    const { engine, emitted } = await started({ 'workers.perModel': 2, 'workers.llmRouting': 'least-loaded' }, { strategies: strategies(leastLoaded) });
+    const { engine, emitted } = await started(
+      { 'workers.perModel': 2, 'workers.llmRouting': 'least-loaded' },
+      { strategies: strategies(leastLoaded) },
+    );
     // The built-in model opens on its first request: these twelve arrive while it loads, and are routed together.
-    const outputs = await within(Promise.all([...PROMPTS, ...PROMPTS].map((p) => generateAll(engine, greedy(p)))), 60_000, 'concurrent requests');
+    const outputs = await within(
+      Promise.all([...PROMPTS, ...PROMPTS].map((p) => generateAll(engine, greedy(p)))),
+      60_000,
+      'concurrent requests',
+    );
     const info = engine.get('tiny-llama');
     assert.deepEqual(
       info.workers!.map((w) => [w.id, w.state, w.isolation]),
@@ -84,7 +104,10 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
 
   it('resizes 1 → 3 → 1 while clients stream: new replicas take requests, retired ones finish theirs, none is dropped', async function () {
     this.timeout(120_000);
-    const { engine, setConfig } = await started({ 'workers.perModel': 1, 'workers.llmRouting': 'least-loaded' }, { strategies: strategies(leastLoaded) });
+    const { engine, setConfig } = await started(
+      { 'workers.perModel': 1, 'workers.llmRouting': 'least-loaded' },
+      { strategies: strategies(leastLoaded) },
+    );
     let stop = false;
     const results: { prompt: string; out?: Generated; error?: unknown }[] = [];
     // Four clients, each streaming one request after another until told to stop.
@@ -102,13 +125,20 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
       await until('the first requests finished', () => results.length >= 4);
       assert.equal(replicasOf(engine).length, 1);
       setConfig('workers.perModel', 3);
-      await until('three replicas serve', () => replicasOf(engine).filter((w) => w.state === 'serving' && !w.retiring).length === 3);
+      await until(
+        'three replicas serve',
+        () => replicasOf(engine).filter((w) => w.state === 'serving' && !w.retiring).length === 3,
+      );
       await until('the new replicas served requests', () => replicasOf(engine).every((w) => w.runs >= 2));
       const retiring = replicasOf(engine).filter((w) => w.id !== 0);
       assert.ok(retiring.every((w) => w.runs >= 2));
       setConfig('workers.perModel', 1);
       // Retired at once from routing; each ends once its generations have finished.
-      await until('the retired replicas still run generations', () => replicasOf(engine).some((w) => w.retiring === true && w.pending > 0), 5_000);
+      await until(
+        'the retired replicas still run generations',
+        () => replicasOf(engine).some((w) => w.retiring === true && w.pending > 0),
+        5_000,
+      );
       await until('the extra replicas are gone', () => replicasOf(engine).length === 1);
       assert.equal(replicasOf(engine)[0]!.id, 0);
       const before = results.length;
@@ -151,7 +181,8 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
       assert.equal(other.pending, 0);
       await engine.killWorker('tiny-llama', victim.id);
       const outs = await within(Promise.all(waiting), 60_000, 'the requests of the killed replica');
-      for (const out of outs) assert.deepEqual(out.tokens, solo.get(prompt)!.tokens, 'run from the start on the other replica');
+      for (const out of outs)
+        assert.deepEqual(out.tokens, solo.get(prompt)!.tokens, 'run from the start on the other replica');
       const ended = await within(long, 60_000, 'the streaming request');
       assert.ok('error' in ended, 'the request that had streamed tokens cannot be continued');
       const error = (ended as { error: NucleusError }).error;
@@ -164,7 +195,10 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
       await until('the killed replica serves again', () => replicasOf(engine).every((w) => w.state === 'serving'));
       if (isolation === 'process') {
         const pids = replicasOf(engine).map((w) => w.pid);
-        assert.ok(pids.every((pid) => pid !== undefined && pid !== process.pid) && new Set(pids).size === 2, 'a process each');
+        assert.ok(
+          pids.every((pid) => pid !== undefined && pid !== process.pid) && new Set(pids).size === 2,
+          'a process each',
+        );
         assert.ok((after.get(other.id)!.rssBytes ?? 0) > 10_000_000, 'the replica process reports its memory');
       }
       const next = await generateAll(engine, greedy(prompt));
@@ -206,7 +240,10 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
     this.timeout(120_000);
     const { engine, emitted, setConfig } = await started(
       { 'workers.perModel': 2, 'cache.prefix.maxBytes': 16 * 1024 * 1024 },
-      { strategies: strategies(prefixAffinity, leastLoaded), cachePolicies: viewOf('cachePolicy', 'cache-lru', new LruPolicy()) },
+      {
+        strategies: strategies(prefixAffinity, leastLoaded),
+        cachePolicies: viewOf('cachePolicy', 'cache-lru', new LruPolicy()),
+      },
     );
     const served = (before: WorkerReplicaStatus[]): number => {
       const now = replicasOf(engine);
@@ -220,18 +257,43 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
     for (const [i, withId] of [true, true, true, false, false, false].entries()) {
       const conversationId = `talk-${i}`;
       const user = `${PROMPTS[i]} in the forest with a kind old owl and a small fox who liked to sing.`;
-      const turn1 = { model: 'tiny-llama', messages: [{ role: 'user', content: user }], maxTokens: 16, temperature: 0, ignoreEos: true, ...(withId && { conversationId }) };
+      const turn1 = {
+        model: 'tiny-llama',
+        messages: [{ role: 'user', content: user }],
+        maxTokens: 16,
+        temperature: 0,
+        ignoreEos: true,
+        ...(withId && { conversationId }),
+      };
       let before = replicasOf(engine);
       const first = await generateAll(engine, turn1);
       const at = served(before);
       replicaOf.set(conversationId, at);
-      const turn2 = { ...turn1, messages: [...turn1.messages, { role: 'assistant', content: first.texts[0]! }, { role: 'user', content: 'And then?' }] };
+      const turn2 = {
+        ...turn1,
+        messages: [
+          ...turn1.messages,
+          { role: 'assistant', content: first.texts[0]! },
+          { role: 'user', content: 'And then?' },
+        ],
+      };
       before = replicasOf(engine);
       const second = await generateAll(engine, turn2);
-      assert.equal(served(before), at, `${conversationId} (${withId ? 'conversation id' : 'same first message'}): the second turn on the replica of the first`);
-      assert.ok((second.usage!.cachedPromptTokens ?? 0) >= 16, `${conversationId}: the second turn starts from the first's cached blocks (${second.usage!.cachedPromptTokens})`);
+      assert.equal(
+        served(before),
+        at,
+        `${conversationId} (${withId ? 'conversation id' : 'same first message'}): the second turn on the replica of the first`,
+      );
+      assert.ok(
+        (second.usage!.cachedPromptTokens ?? 0) >= 16,
+        `${conversationId}: the second turn starts from the first's cached blocks (${second.usage!.cachedPromptTokens})`,
+      );
     }
-    assert.equal(new Set(replicaOf.values()).size, 2, `conversations spread over both replicas: ${JSON.stringify([...replicaOf])}`);
+    assert.equal(
+      new Set(replicaOf.values()).size,
+      2,
+      `conversations spread over both replicas: ${JSON.stringify([...replicaOf])}`,
+    );
     // cache.stats: the two caches together, each of its own size; the counters do not go down when one retires.
     const both = ofType(emitted, 'cache.stats').at(-1)!;
     assert.equal(both.capacityBytes, 2 * 16 * 1024 * 1024);
@@ -241,6 +303,9 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
     await generateAll(engine, greedy('A new story begins here'));
     const one = ofType(emitted, 'cache.stats').at(-1)!;
     assert.equal(one.capacityBytes, 16 * 1024 * 1024);
-    assert.ok(one.hits >= both.hits && one.misses > both.misses, `counters only grow: ${JSON.stringify(both)} then ${JSON.stringify(one)}`);
+    assert.ok(
+      one.hits >= both.hits && one.misses > both.misses,
+      `counters only grow: ${JSON.stringify(both)} then ${JSON.stringify(one)}`,
+    );
   });
 });

@@ -51,7 +51,11 @@ describe('Sampler', () => {
   it('keeps the smallest set whose probability reaches top_p', () => {
     assert.deepEqual(new Set(draws({ topP: 0.8 }, logits, 2000)), new Set([1, 3]));
     assert.deepEqual(new Set(draws({ topP: 0.81 }, logits, 2000)), new Set([1, 2, 3]));
-    assert.deepEqual(new Set(draws({ topP: 0.4 }, logits, 500)), new Set([1]), 'the top token alone when it already reaches top_p');
+    assert.deepEqual(
+      new Set(draws({ topP: 0.4 }, logits, 500)),
+      new Set([1]),
+      'the top token alone when it already reaches top_p',
+    );
   });
 
   it('combines top_k and top_p on a large vocabulary', () => {
@@ -78,7 +82,11 @@ describe('Sampler', () => {
     const negative = new Sampler({ ...DEFAULT_SAMPLING, temperature: 0, repetitionPenalty: 1.2 }, 1);
     negative.accept(0);
     negative.accept(1);
-    assert.equal(negative.sample(Float32Array.from([-1, -1.05, -1.1, -5])), 2, 'negative logits of seen tokens get more negative');
+    assert.equal(
+      negative.sample(Float32Array.from([-1, -1.05, -1.1, -5])),
+      2,
+      'negative logits of seen tokens get more negative',
+    );
   });
 
   it('applies frequency and presence penalties per occurrence in the output', () => {

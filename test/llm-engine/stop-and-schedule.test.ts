@@ -30,7 +30,7 @@ describe('StopMatcher', () => {
   });
 
   it('releases held text at the end when no stop completed', () => {
-    assert.deepEqual(run(['</s>'], ['x <', '/s']).emitted, ['x ', '', '<\/s']);
+    assert.deepEqual(run(['</s>'], ['x <', '/s']).emitted, ['x ', '', '</s']);
   });
 
   it('handles overlapping prefixes (aab in aaab)', () => {
@@ -59,25 +59,46 @@ describe('StopMatcher', () => {
 });
 
 describe('GenerationScheduler', () => {
-  const seq = (id: number, priority: WaitingSequence['priority'], arrivedAt: number): WaitingSequence => ({ id, priority, arrivedAt, order: id });
+  const seq = (id: number, priority: WaitingSequence['priority'], arrivedAt: number): WaitingSequence => ({
+    id,
+    priority,
+    arrivedAt,
+    order: id,
+  });
 
   it('holds new arrivals for the batch window so they share a prefill, then admits them together', () => {
     const s = new GenerationScheduler({ maxRunning: 8, maxBatchSize: 8, batchWindowMs: 50, strategy: 'priority' });
     const waiting = [seq(1, 'normal', 0), seq(2, 'normal', 20)];
     assert.deepEqual(s.plan(waiting, 1, 10), { admit: [], wakeInMs: 40 });
-    assert.deepEqual(s.plan(waiting, 3, 50).admit.map((w) => w.id), [1, 2]);
+    assert.deepEqual(
+      s.plan(waiting, 3, 50).admit.map((w) => w.id),
+      [1, 2],
+    );
   });
 
   it('starts what waits at once on an idle engine, where there is no step to share', () => {
     const s = new GenerationScheduler({ maxRunning: 8, maxBatchSize: 8, batchWindowMs: 50, strategy: 'priority' });
-    assert.deepEqual(s.plan([seq(1, 'normal', 0)], 0, 0.1).admit.map((w) => w.id), [1]);
-    assert.deepEqual(s.plan([seq(1, 'normal', 0), seq(2, 'high', 0.2)], 0, 0.3).admit.map((w) => w.id), [2, 1]);
-    assert.deepEqual(s.plan([seq(3, 'normal', 0)], 1, 0.1), { admit: [], wakeInMs: 49.9 }, 'once something runs, newcomers wait for the window');
+    assert.deepEqual(
+      s.plan([seq(1, 'normal', 0)], 0, 0.1).admit.map((w) => w.id),
+      [1],
+    );
+    assert.deepEqual(
+      s.plan([seq(1, 'normal', 0), seq(2, 'high', 0.2)], 0, 0.3).admit.map((w) => w.id),
+      [2, 1],
+    );
+    assert.deepEqual(
+      s.plan([seq(3, 'normal', 0)], 1, 0.1),
+      { admit: [], wakeInMs: 49.9 },
+      'once something runs, newcomers wait for the window',
+    );
   });
 
   it('does not wait when the arrivals already fill the free slots', () => {
     const s = new GenerationScheduler({ maxRunning: 4, maxBatchSize: 32, batchWindowMs: 50, strategy: 'priority' });
-    assert.deepEqual(s.plan([seq(1, 'normal', 0), seq(2, 'normal', 0)], 2, 1).admit.map((w) => w.id), [1, 2]);
+    assert.deepEqual(
+      s.plan([seq(1, 'normal', 0), seq(2, 'normal', 0)], 2, 1).admit.map((w) => w.id),
+      [1, 2],
+    );
     assert.deepEqual(s.plan([seq(1, 'normal', 0)], 4, 100), { admit: [] }, 'no free slot');
   });
 
@@ -85,16 +106,33 @@ describe('GenerationScheduler', () => {
     const s = new GenerationScheduler({ maxRunning: 10, maxBatchSize: 3, batchWindowMs: 0, strategy: 'fifo' });
     const waiting = [1, 2, 3, 4, 5].map((i) => seq(i, 'normal', 0));
     assert.equal(s.capacity, 3);
-    assert.deepEqual(s.plan(waiting, 0, 0).admit.map((w) => w.id), [1, 2, 3]);
+    assert.deepEqual(
+      s.plan(waiting, 0, 0).admit.map((w) => w.id),
+      [1, 2, 3],
+    );
     s.update({ maxBatchSize: 32, maxRunning: 4 });
-    assert.deepEqual(s.plan(waiting, 2, 0).admit.map((w) => w.id), [1, 2]);
+    assert.deepEqual(
+      s.plan(waiting, 2, 0).admit.map((w) => w.id),
+      [1, 2],
+    );
   });
 
   it('orders by priority then arrival, or by arrival alone with fifo', () => {
     const waiting = [seq(1, 'low', 0), seq(2, 'normal', 1), seq(3, 'high', 2), seq(4, 'normal', 3)];
-    const priority = new GenerationScheduler({ maxRunning: 2, maxBatchSize: 8, batchWindowMs: 0, strategy: 'priority' });
-    assert.deepEqual(priority.plan(waiting, 0, 10).admit.map((w) => w.id), [3, 2]);
+    const priority = new GenerationScheduler({
+      maxRunning: 2,
+      maxBatchSize: 8,
+      batchWindowMs: 0,
+      strategy: 'priority',
+    });
+    assert.deepEqual(
+      priority.plan(waiting, 0, 10).admit.map((w) => w.id),
+      [3, 2],
+    );
     const fifo = new GenerationScheduler({ maxRunning: 2, maxBatchSize: 8, batchWindowMs: 0, strategy: 'fifo' });
-    assert.deepEqual(fifo.plan(waiting, 0, 10).admit.map((w) => w.id), [1, 2]);
+    assert.deepEqual(
+      fifo.plan(waiting, 0, 10).admit.map((w) => w.id),
+      [1, 2],
+    );
   });
 });

@@ -24,7 +24,11 @@ export interface StepResult {
 }
 
 function int64(values: readonly number[], dims: number[]): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
+  return new ort.Tensor(
+    'int64',
+    BigInt64Array.from(values, (v) => BigInt(v)),
+    dims,
+  );
 }
 
 /** Index of the largest value in `logits[from, from + n)` (first on ties, as run.c's argmax). */
@@ -50,7 +54,10 @@ export class DecoderRunner {
   ) {}
 
   static async open(onnx: string | Uint8Array, config: DecoderConfig): Promise<DecoderRunner> {
-    const session = typeof onnx === 'string' ? await ort.InferenceSession.create(onnx, sessionOptions) : await ort.InferenceSession.create(onnx, sessionOptions);
+    const session =
+      typeof onnx === 'string'
+        ? await ort.InferenceSession.create(onnx, sessionOptions)
+        : await ort.InferenceSession.create(onnx, sessionOptions);
     return new DecoderRunner(session, config);
   }
 
@@ -63,7 +70,8 @@ export class DecoderRunner {
     const c = this.config;
     const cache: KvCache = new Map();
     for (let l = 0; l < c.numLayers; l++) {
-      for (const part of ['key', 'value']) cache.set(`${l}.${part}`, new ort.Tensor('float32', new Float32Array(0), [batch, c.numKvHeads, 0, c.headDim]));
+      for (const part of ['key', 'value'])
+        cache.set(`${l}.${part}`, new ort.Tensor('float32', new Float32Array(0), [batch, c.numKvHeads, 0, c.headDim]));
     }
     return cache;
   }
@@ -91,7 +99,11 @@ export class DecoderRunner {
     const feeds: Feeds = {
       input_ids: int64(ids.flat(), [batch, seq]),
       position_ids: int64(positions.flat(), [batch, seq]),
-      seqlens_k: new ort.Tensor('int32', Int32Array.from(totals, (t) => t - 1), [batch]),
+      seqlens_k: new ort.Tensor(
+        'int32',
+        Int32Array.from(totals, (t) => t - 1),
+        [batch],
+      ),
       total_sequence_length: new ort.Tensor('int32', Int32Array.of(Math.max(...totals)), []),
     };
     for (const [k, t] of cache) feeds[`past_key_values.${k}`] = t;

@@ -8,7 +8,29 @@ import { f16Bytes, f32Bytes, m, q8Bytes, writeGguf, type Meta, type RawTensor } 
 export const GGML = { F32: 0, F16: 1, Q8_0: 8, Q4_K: 12 } as const;
 
 /** Text pieces of the test vocabulary after `<unk>`, `<s>`, `</s>`, `<|user|>` and the 256 byte tokens; later = lower score. */
-export const TEXT_PIECES = ['▁héllo', '▁hé', 'llo', 'll', '▁h', '▁', 'h', 'é', 'l', 'o', 'e', 'a', 'b', 'c', 'bc', 'ab', '▁the', 'the', 't', 'i', 'th'];
+export const TEXT_PIECES = [
+  '▁héllo',
+  '▁hé',
+  'llo',
+  'll',
+  '▁h',
+  '▁',
+  'h',
+  'é',
+  'l',
+  'o',
+  'e',
+  'a',
+  'b',
+  'c',
+  'bc',
+  'ab',
+  '▁the',
+  'the',
+  't',
+  'i',
+  'th',
+];
 
 /** The test vocabulary: pieces, scores, token types. */
 export function testVocab(): { pieces: string[]; scores: number[]; types: number[] } {
@@ -47,7 +69,10 @@ export const TEST_ARCH: LlamaArchitecture = {
 export const TEST_TEMPLATE = "{% for m in messages %}<|user|>{{ m['content'] }}{% endfor %}";
 
 /** Writes the test GGUF to `path`; returns the weights its (quantized) bytes decode to. */
-export function writeTestLlamaGguf(path: string, overrides: { metadata?: Record<string, Meta>; tensors?: (t: RawTensor[]) => RawTensor[] } = {}): LlamaWeights {
+export function writeTestLlamaGguf(
+  path: string,
+  overrides: { metadata?: Record<string, Meta>; tensors?: (t: RawTensor[]) => RawTensor[] } = {},
+): LlamaWeights {
   const a = TEST_ARCH;
   const rng = new SeededRandom(11);
   const H = a.hiddenSize;
@@ -64,7 +89,13 @@ export function writeTestLlamaGguf(path: string, overrides: { metadata?: Record<
   // ggml dims: [in, out] (row length first).
   const matrix = (name: string, out: number, inDim: number, kind: 'F32' | 'F16' | 'Q8_0'): Float32Array =>
     add(name, [inDim, out], kind, rng.normals(out * inDim, 1 / Math.sqrt(inDim)));
-  const norm = (name: string): Float32Array => add(name, [H], 'F32', Float32Array.from(rng.normals(H, 0.1), (v) => 1 + v));
+  const norm = (name: string): Float32Array =>
+    add(
+      name,
+      [H],
+      'F32',
+      Float32Array.from(rng.normals(H, 0.1), (v) => 1 + v),
+    );
   const q = a.numHeads * a.headDim;
   const kv = a.numKvHeads * a.headDim;
   const tokenEmbedding = add('token_embd.weight', [H, a.vocabSize], 'Q8_0', rng.normals(a.vocabSize * H, 1));

@@ -10,7 +10,21 @@ export type Meta =
   | { t: 'str'; v: string }
   | { t: 'arr'; of: Meta['t']; v: Meta[] };
 
-const TYPE_CODE: Record<Meta['t'], number> = { u8: 0, i8: 1, u16: 2, i16: 3, u32: 4, i32: 5, f32: 6, bool: 7, str: 8, arr: 9, u64: 10, i64: 11, f64: 12 };
+const TYPE_CODE: Record<Meta['t'], number> = {
+  u8: 0,
+  i8: 1,
+  u16: 2,
+  i16: 3,
+  u32: 4,
+  i32: 5,
+  f32: 6,
+  bool: 7,
+  str: 8,
+  arr: 9,
+  u64: 10,
+  i64: 11,
+  f64: 12,
+};
 
 /** Shorthands. */
 export const m = {
@@ -57,18 +71,41 @@ class Out {
   value(x: Meta): void {
     const b = Buffer.alloc(8);
     switch (x.t) {
-      case 'u8': b.writeUInt8(x.v); return this.push(b.subarray(0, 1));
-      case 'i8': b.writeInt8(x.v); return this.push(b.subarray(0, 1));
-      case 'u16': b.writeUInt16LE(x.v); return this.push(b.subarray(0, 2));
-      case 'i16': b.writeInt16LE(x.v); return this.push(b.subarray(0, 2));
-      case 'u32': b.writeUInt32LE(x.v); return this.push(b.subarray(0, 4));
-      case 'i32': b.writeInt32LE(x.v); return this.push(b.subarray(0, 4));
-      case 'f32': b.writeFloatLE(x.v); return this.push(b.subarray(0, 4));
-      case 'f64': b.writeDoubleLE(x.v); return this.push(b);
-      case 'u64': b.writeBigUInt64LE(x.v); return this.push(b);
-      case 'i64': b.writeBigInt64LE(x.v); return this.push(b);
-      case 'bool': b.writeUInt8(x.v ? 1 : 0); return this.push(b.subarray(0, 1));
-      case 'str': return this.str(x.v);
+      case 'u8':
+        b.writeUInt8(x.v);
+        return this.push(b.subarray(0, 1));
+      case 'i8':
+        b.writeInt8(x.v);
+        return this.push(b.subarray(0, 1));
+      case 'u16':
+        b.writeUInt16LE(x.v);
+        return this.push(b.subarray(0, 2));
+      case 'i16':
+        b.writeInt16LE(x.v);
+        return this.push(b.subarray(0, 2));
+      case 'u32':
+        b.writeUInt32LE(x.v);
+        return this.push(b.subarray(0, 4));
+      case 'i32':
+        b.writeInt32LE(x.v);
+        return this.push(b.subarray(0, 4));
+      case 'f32':
+        b.writeFloatLE(x.v);
+        return this.push(b.subarray(0, 4));
+      case 'f64':
+        b.writeDoubleLE(x.v);
+        return this.push(b);
+      case 'u64':
+        b.writeBigUInt64LE(x.v);
+        return this.push(b);
+      case 'i64':
+        b.writeBigInt64LE(x.v);
+        return this.push(b);
+      case 'bool':
+        b.writeUInt8(x.v ? 1 : 0);
+        return this.push(b.subarray(0, 1));
+      case 'str':
+        return this.str(x.v);
       case 'arr':
         this.u32(TYPE_CODE[x.of]);
         this.u64(x.v.length);
@@ -85,7 +122,12 @@ class Out {
 }
 
 /** Writes a GGUF file. */
-export function writeGguf(path: string, metadata: Record<string, Meta>, tensors: readonly RawTensor[], options: { version?: number; alignment?: number } = {}): void {
+export function writeGguf(
+  path: string,
+  metadata: Record<string, Meta>,
+  tensors: readonly RawTensor[],
+  options: { version?: number; alignment?: number } = {},
+): void {
   const alignment = options.alignment ?? 32;
   const out = new Out();
   out.u32(0x46554747);

@@ -61,10 +61,15 @@ describe('GGUF', () => {
       const path = join(dir, 'types.gguf');
       const a = Float32Array.from({ length: 3 }, (_, i) => i + 0.5);
       const q = q8Bytes(Float32Array.from({ length: 64 }, (_, i) => Math.sin(i)));
-      writeGguf(path, everyType, [
-        { name: 'a', dims: [3], type: GGML.F32, data: f32Bytes(a) },
-        { name: 'q', dims: [32, 2], type: GGML.Q8_0, data: q.bytes },
-      ], { alignment: 64 });
+      writeGguf(
+        path,
+        everyType,
+        [
+          { name: 'a', dims: [3], type: GGML.F32, data: f32Bytes(a) },
+          { name: 'q', dims: [32, 2], type: GGML.Q8_0, data: q.bytes },
+        ],
+        { alignment: 64 },
+      );
       const f = readGguf(path);
       assert.equal(f.version, 3);
       assert.equal(f.alignment, 64);
@@ -107,7 +112,10 @@ describe('GGUF', () => {
       assert.throws(() => readGguf(v1), /GGUF version 1/);
       const bad = join(dir, 'bad.gguf');
       writeFileSync(bad, Buffer.from('GGML0000000000000000000000'));
-      assert.throws(() => readGguf(bad), (e: unknown) => e instanceof GgufFormatError && /bad magic/.test(e.message));
+      assert.throws(
+        () => readGguf(bad),
+        (e: unknown) => e instanceof GgufFormatError && /bad magic/.test(e.message),
+      );
       const cut = join(dir, 'cut.gguf');
       writeGguf(cut, everyType, []);
       writeFileSync(cut, readFileSync(cut).subarray(0, 100));
@@ -158,7 +166,12 @@ describe('GGUF', () => {
       const runner = await DecoderRunner.open(llm.onnxPath, llm.config);
       try {
         const tokens = [1, 260, 270, 279, 265, 266];
-        const r = await runner.stepGeneric([tokens], [tokens.map(() => 1)], [tokens.map((_, i) => i)], runner.emptyCache(1));
+        const r = await runner.stepGeneric(
+          [tokens],
+          [tokens.map(() => 1)],
+          [tokens.map((_, i) => i)],
+          runner.emptyCache(1),
+        );
         const ref = referenceLogits(weights, TEST_ARCH, tokens, 'interleaved');
         tokens.forEach((_, s) => assert.ok(maxAbsDiff(runner.row(r, 0, s), ref[s]!) < 1e-4, `position ${s}`));
       } finally {
@@ -212,7 +225,10 @@ describe('GGUF', () => {
           'gemma.rope.scaling.type': m.str('yarn'),
           'tokenizer.ggml.model': m.str('bert'),
         },
-        tensors: (ts) => ts.map((t) => (t.name === 'blk.0.attn_q.weight' ? { ...t, type: GGML.Q4_K, data: new Uint8Array(144 * 4) } : t)),
+        tensors: (ts) =>
+          ts.map((t) =>
+            t.name === 'blk.0.attn_q.weight' ? { ...t, type: GGML.Q4_K, data: new Uint8Array(144 * 4) } : t,
+          ),
       });
       const err = await refusal(path);
       const text = err.message;
@@ -229,7 +245,9 @@ describe('GGUF', () => {
       writeTestLlamaGguf(path, {
         metadata: { 'llama.expert_count': m.u32(8) },
         tensors: (ts) => [
-          ...ts.filter((t) => t.name !== 'blk.1.ffn_up.weight').map((t) => (t.name === 'output_norm.weight' ? { ...t, dims: [16, 2] } : t)),
+          ...ts
+            .filter((t) => t.name !== 'blk.1.ffn_up.weight')
+            .map((t) => (t.name === 'output_norm.weight' ? { ...t, dims: [16, 2] } : t)),
           { name: 'blk.0.attn_q.bias', dims: [32], type: GGML.F32, data: new Uint8Array(128) },
         ],
       });

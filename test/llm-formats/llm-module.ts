@@ -23,7 +23,11 @@ export function parseIds(text: string): { prompt: number[]; next: number[] } {
   const line = (name: string): number[] => {
     const found = text.split('\n').find((l) => l.startsWith(`${name}:`));
     if (!found) throw new Error(`no ${name}: line`);
-    return found.slice(name.length + 1).trim().split(/\s+/).map(Number);
+    return found
+      .slice(name.length + 1)
+      .trim()
+      .split(/\s+/)
+      .map(Number);
   };
   return { prompt: line('prompt'), next: line('next') };
 }

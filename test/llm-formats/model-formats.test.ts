@@ -35,7 +35,10 @@ describe('model formats: which format loads a source', () => {
     const err = await refusal(testFormats.resolve(txt));
     assert.deepEqual([err.status, err.code], [400, 'unsupported_model_format']);
     assert.match(err.message, /no active model format loads .*model\.txt/);
-    assert.match(err.message, /Active formats: gguf \(a \.gguf file.*\); onnx \(.*\); llama2c \(a llama2\.c \.bin checkpoint/);
+    assert.match(
+      err.message,
+      /Active formats: gguf \(a \.gguf file.*\); onnx \(.*\); llama2c \(a llama2\.c \.bin checkpoint/,
+    );
     const none = await refusal(new ModelFormats([]).resolve(txt));
     assert.match(none.message, /No model format plugin is active: enable one/);
   });
@@ -50,7 +53,10 @@ describe('model formats: which format loads a source', () => {
     const pth = join(dir, 'model.pth');
     writeFileSync(pth, 'PK');
     const err = await refusal(testFormats.resolve(pth));
-    assert.match(err.message, /onnx: .*model\.pth is a PyTorch checkpoint: pickles are not loaded, because reading one can run arbitrary code/);
+    assert.match(
+      err.message,
+      /onnx: .*model\.pth is a PyTorch checkpoint: pickles are not loaded, because reading one can run arbitrary code/,
+    );
     assert.match(err.message, /torch\.onnx\.export/);
   });
 
@@ -69,8 +75,14 @@ describe('model formats: which format loads a source', () => {
     copyFileSync(join(STORIES_DIR, 'stories260K.bin'), bin);
     const err = await refusal(loadLlm(bin, { cacheDir: join(dir, 'cache') }));
     assert.equal(err.code, 'unsupported_model');
-    assert.match(err.message, /no tokenizer: set the model's "tokenizer" config key .* or put one beside the checkpoint as .*tok512\.bin or .*tokenizer\.bin/);
-    const configured = await loadLlm(bin, { cacheDir: join(dir, 'cache'), tokenizerPath: join(STORIES_DIR, 'tok512.bin') });
+    assert.match(
+      err.message,
+      /no tokenizer: set the model's "tokenizer" config key .* or put one beside the checkpoint as .*tok512\.bin or .*tokenizer\.bin/,
+    );
+    const configured = await loadLlm(bin, {
+      cacheDir: join(dir, 'cache'),
+      tokenizerPath: join(STORIES_DIR, 'tok512.bin'),
+    });
     assert.equal(configured.config.vocabSize, 512);
     copyFileSync(join(STORIES_DIR, 'tok512.bin'), join(alone, 'tok512.bin'));
     const beside = await loadLlm(bin, { cacheDir: join(dir, 'cache') });
@@ -80,8 +92,18 @@ describe('model formats: which format loads a source', () => {
   it('when two formats claim a source, the more confident loads it and the choice is logged', async function () {
     requireStories(this);
     const lines: string[] = [];
-    const logger = { info: (o: object, msg: string) => lines.push(`${msg} ${JSON.stringify(o)}`), debug() {}, warn() {}, error() {}, child: () => logger } as unknown as Logger;
-    const eager: ModelFormat = { name: 'eager', accepts: 'anything', detect: () => ({ confidence: 0.5, reason: 'claims everything', kind: 'llm' }) };
+    const logger = {
+      info: (o: object, msg: string) => lines.push(`${msg} ${JSON.stringify(o)}`),
+      debug() {},
+      warn() {},
+      error() {},
+      child: () => logger,
+    } as unknown as Logger;
+    const eager: ModelFormat = {
+      name: 'eager',
+      accepts: 'anything',
+      detect: () => ({ confidence: 0.5, reason: 'claims everything', kind: 'llm' }),
+    };
     const formats = new ModelFormats([eager, ggufFormat, onnxFormat, llama2cFormat], logger);
     const chosen = await formats.resolve(join(STORIES_DIR, 'stories260K.gguf'));
     assert.equal(chosen.format?.name, 'gguf');

@@ -21,10 +21,17 @@ function rmsNorm(x: Float64Array, weight: Float32Array, eps: number): Float64Arr
 }
 
 // Rotates each head of `v` in place for position `pos`.
-function rope(v: Float64Array, heads: number, d: number, pos: number, theta: number, layout: 'interleaved' | 'half'): void {
+function rope(
+  v: Float64Array,
+  heads: number,
+  d: number,
+  pos: number,
+  theta: number,
+  layout: 'interleaved' | 'half',
+): void {
   for (let h = 0; h < heads; h++) {
     for (let i = 0; i < d / 2; i++) {
-      const angle = pos * Math.pow(theta, (-2 * i) / d);
+      const angle = pos * theta ** ((-2 * i) / d);
       const [a, b] = layout === 'interleaved' ? [h * d + 2 * i, h * d + 2 * i + 1] : [h * d + i, h * d + i + d / 2];
       const x0 = v[a]!;
       const x1 = v[b]!;
@@ -35,7 +42,12 @@ function rope(v: Float64Array, heads: number, d: number, pos: number, theta: num
 }
 
 /** Logits [tokens.length × vocab] of one sequence starting at position 0. */
-export function referenceLogits(w: LlamaWeights, a: LlamaArchitecture, tokens: readonly number[], layout: 'interleaved' | 'half'): Float64Array[] {
+export function referenceLogits(
+  w: LlamaWeights,
+  a: LlamaArchitecture,
+  tokens: readonly number[],
+  layout: 'interleaved' | 'half',
+): Float64Array[] {
   const H = a.hiddenSize;
   const D = a.headDim;
   const group = a.numHeads / a.numKvHeads;

@@ -25,14 +25,22 @@ const CASES: Case[] = [
   // The style the engine builds on the CPU backend, for every source.
   { file: 'stories260K.gguf', options: { graphStyle: 'contrib' }, reference: 'reference-greedy-200' },
   { file: 'stories260K-convert-llama2c.gguf', options: { graphStyle: 'contrib' }, reference: 'reference-greedy-200' },
-  { file: 'stories260K.bin', options: { tokenizerPath: 'tok512.bin', graphStyle: 'contrib' }, reference: 'reference-greedy-200' },
+  {
+    file: 'stories260K.bin',
+    options: { tokenizerPath: 'tok512.bin', graphStyle: 'contrib' },
+    reference: 'reference-greedy-200',
+  },
   { file: 'stories260K-q8_0.gguf', options: { graphStyle: 'contrib' }, reference: 'reference-q8_0-greedy-200' },
-  { file: 'stories260K-convert-llama2c-q8_0.gguf', options: { graphStyle: 'contrib' }, reference: 'reference-q8_0-greedy-200' },
+  {
+    file: 'stories260K-convert-llama2c-q8_0.gguf',
+    options: { graphStyle: 'contrib' },
+    reference: 'reference-q8_0-greedy-200',
+  },
 ];
 
 const read = (name: string): string => readFileSync(join(STORIES_DIR, name), 'utf8');
 
-describe('stories260K reproduces llama2.c run.c exactly (greedy, float32)', function () {
+describe('stories260K reproduces llama2.c run.c exactly (greedy, float32)', () => {
   let cacheDir: string;
   before(function () {
     requireStories(this);
@@ -50,7 +58,11 @@ describe('stories260K reproduces llama2.c run.c exactly (greedy, float32)', func
       before(async function () {
         requireStories(this);
         const tokenizerPath = c.options?.tokenizerPath ? join(STORIES_DIR, c.options.tokenizerPath) : undefined;
-        llm = await loadLlm(join(STORIES_DIR, c.file), { cacheDir, ...(tokenizerPath ? { tokenizerPath } : {}), graphStyle: style });
+        llm = await loadLlm(join(STORIES_DIR, c.file), {
+          cacheDir,
+          ...(tokenizerPath ? { tokenizerPath } : {}),
+          graphStyle: style,
+        });
         runner = await DecoderRunner.open(llm.onnxPath, llm.config);
       });
       after(async () => {

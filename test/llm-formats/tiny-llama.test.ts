@@ -20,7 +20,7 @@ import { referenceLogits } from './reference-llama.js';
 
 const TOL = 1e-4;
 
-describe('tiny-random Llama', function () {
+describe('tiny-random Llama', () => {
   let cacheDir: string;
   let llm: LoadedLlm;
   let generic: DecoderRunner;
@@ -77,7 +77,10 @@ describe('tiny-random Llama', function () {
       const dir = join(cacheDir, 'broken-export');
       await cp(await ensureTinyLlama(cacheDir), dir, { recursive: true });
       const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
-      await writeFile(join(dir, 'config.json'), JSON.stringify({ ...config, model_type: 'mistral', num_hidden_layers: 3, num_key_value_heads: 4 }));
+      await writeFile(
+        join(dir, 'config.json'),
+        JSON.stringify({ ...config, model_type: 'mistral', num_hidden_layers: 3, num_key_value_heads: 4 }),
+      );
       await rm(join(dir, 'tokenizer.json'));
       const err = await loadLlm(dir).then(
         () => assert.fail('loaded'),
@@ -96,15 +99,30 @@ describe('tiny-random Llama', function () {
   it('logits equal a float64 reference forward pass (half-split RoPE, GQA)', async () => {
     const tokens = [296, 40, 257, 99, 101, 32, 117, 112];
     const ref = referenceLogits(tinyLlamaWeights(), TINY_LLAMA_ARCH, tokens, 'half');
-    const r = await generic.stepGeneric([tokens], [tokens.map(() => 1)], [tokens.map((_, i) => i)], generic.emptyCache(1));
+    const r = await generic.stepGeneric(
+      [tokens],
+      [tokens.map(() => 1)],
+      [tokens.map((_, i) => i)],
+      generic.emptyCache(1),
+    );
     tokens.forEach((_, s) => assert.ok(maxAbsDiff(generic.row(r, 0, s), ref[s]!) < TOL, `position ${s}`));
   });
 
   it('with the KV cache, every step gives the logits of a full recomputation', async () => {
     const tokens = [296, 72, 105, 32, 116, 104, 101, 114, 101, 33, 10, 298];
-    const full = await generic.stepGeneric([tokens], [tokens.map(() => 1)], [tokens.map((_, i) => i)], generic.emptyCache(1));
+    const full = await generic.stepGeneric(
+      [tokens],
+      [tokens.map(() => 1)],
+      [tokens.map((_, i) => i)],
+      generic.emptyCache(1),
+    );
     const prefill = 5;
-    let r = await generic.stepGeneric([tokens.slice(0, prefill)], [Array(prefill).fill(1)], [[0, 1, 2, 3, 4]], generic.emptyCache(1));
+    let r = await generic.stepGeneric(
+      [tokens.slice(0, prefill)],
+      [Array(prefill).fill(1)],
+      [[0, 1, 2, 3, 4]],
+      generic.emptyCache(1),
+    );
     for (let s = 0; s < prefill; s++) assert.ok(maxAbsDiff(generic.row(r, 0, s), generic.row(full, 0, s)) < TOL);
     for (let pos = prefill; pos < tokens.length; pos++) {
       r = await generic.stepGeneric([[tokens[pos]!]], [Array(pos + 1).fill(1)], [[pos]], r.cache);
@@ -129,16 +147,32 @@ describe('tiny-random Llama', function () {
     const alone: { cache: KvCache; length: number }[] = [];
     for (const [b, r] of rows.entries()) {
       const single = await generic.stepGeneric([r], [r.map(() => 1)], [r.map((_, i) => i)], generic.emptyCache(1));
-      assert.ok(maxAbsDiff(generic.row(batch, b, width - 1), generic.row(single, 0, r.length - 1)) < TOL, `row ${b} prefill`);
+      assert.ok(
+        maxAbsDiff(generic.row(batch, b, width - 1), generic.row(single, 0, r.length - 1)) < TOL,
+        `row ${b} prefill`,
+      );
       alone.push({ cache: single.cache, length: r.length });
     }
     const next = [97, 98, 99];
     for (let step = 0; step < 3; step++) {
       mask = mask.map((m) => [...m, 1]);
-      batch = await generic.stepGeneric(next.map((t) => [t + step]), mask, alone.map((a) => [a.length]), batch.cache);
+      batch = await generic.stepGeneric(
+        next.map((t) => [t + step]),
+        mask,
+        alone.map((a) => [a.length]),
+        batch.cache,
+      );
       for (const [b, a] of alone.entries()) {
-        const single = await generic.stepGeneric([[next[b]! + step]], [Array(a.length + 1).fill(1)], [[a.length]], a.cache);
-        assert.ok(maxAbsDiff(generic.row(batch, b, 0), generic.row(single, 0, 0)) < TOL, `row ${b} decode step ${step}`);
+        const single = await generic.stepGeneric(
+          [[next[b]! + step]],
+          [Array(a.length + 1).fill(1)],
+          [[a.length]],
+          a.cache,
+        );
+        assert.ok(
+          maxAbsDiff(generic.row(batch, b, 0), generic.row(single, 0, 0)) < TOL,
+          `row ${b} decode step ${step}`,
+        );
         alone[b] = { cache: single.cache, length: a.length + 1 };
       }
     }
@@ -147,7 +181,12 @@ describe('tiny-random Llama', function () {
   describe('contrib graph (GroupQueryAttention, RotaryEmbedding, SkipSimplifiedLayerNormalization)', () => {
     it('agrees with the generic graph within 1e-4 over prefill and 6 decode steps', async () => {
       const prompt = [296, 298, 117, 115, 101, 114, 10, 72, 105];
-      let g = await generic.stepGeneric([prompt], [prompt.map(() => 1)], [prompt.map((_, i) => i)], generic.emptyCache(1));
+      let g = await generic.stepGeneric(
+        [prompt],
+        [prompt.map(() => 1)],
+        [prompt.map((_, i) => i)],
+        generic.emptyCache(1),
+      );
       let c = await contrib.stepContrib([prompt], [prompt.map((_, i) => i)], [prompt.length], contrib.emptyCache(1));
       assert.ok(maxAbsDiff(g.logits, c.logits) < TOL, 'prefill');
       let length = prompt.length;
@@ -162,7 +201,11 @@ describe('tiny-random Llama', function () {
 
     it('both RoPE placements (fused into GroupQueryAttention, separate RotaryEmbedding) give the same logits', async () => {
       const weights = tinyLlamaWeights();
-      const separate = buildLlamaGraph(weights, TINY_LLAMA_ARCH, { ropeLayout: 'half', style: 'contrib', rotary: 'separate' });
+      const separate = buildLlamaGraph(weights, TINY_LLAMA_ARCH, {
+        ropeLayout: 'half',
+        style: 'contrib',
+        rotary: 'separate',
+      });
       assert.ok(separate.graph.nodes.some((n) => n.opType === 'RotaryEmbedding'));
       const runner = await DecoderRunner.open(separate.encode(), { ...contrib.config });
       try {
@@ -189,15 +232,31 @@ describe('tiny-random Llama', function () {
       let batch = await contrib.stepContrib(ids, positions, lengths, contrib.emptyCache(3));
       for (const [b, r] of rows.entries()) {
         const single = await generic.stepGeneric([r], [r.map(() => 1)], [r.map((_, i) => i)], generic.emptyCache(1));
-        assert.ok(maxAbsDiff(contrib.row(batch, b, r.length - 1), generic.row(single, 0, r.length - 1)) < TOL, `row ${b} prefill`);
+        assert.ok(
+          maxAbsDiff(contrib.row(batch, b, r.length - 1), generic.row(single, 0, r.length - 1)) < TOL,
+          `row ${b} prefill`,
+        );
       }
       for (let step = 0; step < 3; step++) {
         const tokens = [60 + step, 70 + step, 80 + step];
-        batch = await contrib.stepContrib(tokens.map((t) => [t]), lengths.map((n) => [n]), lengths.map((n) => n + 1), batch.cache);
+        batch = await contrib.stepContrib(
+          tokens.map((t) => [t]),
+          lengths.map((n) => [n]),
+          lengths.map((n) => n + 1),
+          batch.cache,
+        );
         for (const [b, r] of rows.entries()) {
           const seq = [...r, ...Array.from({ length: step + 1 }, (_, s) => [60, 70, 80][b]! + s)];
-          const single = await generic.stepGeneric([seq], [seq.map(() => 1)], [seq.map((_, i) => i)], generic.emptyCache(1));
-          assert.ok(maxAbsDiff(contrib.row(batch, b, 0), generic.row(single, 0, seq.length - 1)) < TOL, `row ${b} decode step ${step}`);
+          const single = await generic.stepGeneric(
+            [seq],
+            [seq.map(() => 1)],
+            [seq.map((_, i) => i)],
+            generic.emptyCache(1),
+          );
+          assert.ok(
+            maxAbsDiff(contrib.row(batch, b, 0), generic.row(single, 0, seq.length - 1)) < TOL,
+            `row ${b} decode step ${step}`,
+          );
         }
         lengths = lengths.map((n) => n + 1);
       }
@@ -215,7 +274,11 @@ describe('tiny-random Llama', function () {
     const ids = tokenizer.encode(prompt, { addBos: true });
     assert.equal(ids.filter((id) => id === tokenizer.bosTokenId).length, 1);
     assert.equal(ids[0], tokenizer.bosTokenId);
-    assert.equal(ids.filter((id) => tokenizer.eosTokenIds.includes(id)).length, 1, 'the <|im_end|> after "Hi" is one EOS token');
+    assert.equal(
+      ids.filter((id) => tokenizer.eosTokenIds.includes(id)).length,
+      1,
+      'the <|im_end|> after "Hi" is one EOS token',
+    );
     assert.equal(tokenizer.decode(ids), 'user\nHi\nassistant\n');
     assert.equal(tokenizer.decode(ids, { keepSpecial: true }), prompt);
   });

@@ -15,7 +15,11 @@ import { testVocab } from './gguf-fixtures.js';
 import { requireStories, STORIES_DIR } from './llm-module.js';
 
 /** Pushes ids one by one; returns what each push emitted, and the flush. */
-function stream(tokenizer: LlmTokenizer, ids: readonly number[], prefix?: readonly number[]): { pieces: string[]; text: string } {
+function stream(
+  tokenizer: LlmTokenizer,
+  ids: readonly number[],
+  prefix?: readonly number[],
+): { pieces: string[]; text: string } {
   const decoder = tokenizer.createStreamDecoder(prefix ? { prefix } : {});
   const pieces = ids.map((id) => decoder.push(id));
   const text = pieces.join('') + decoder.flush();
@@ -24,7 +28,15 @@ function stream(tokenizer: LlmTokenizer, ids: readonly number[], prefix?: readon
 
 function sentencePiece(): { tokenizer: LlmTokenizer; pieces: string[] } {
   const v = testVocab();
-  const spec: TokenizerSpec = { kind: 'sentencepiece', ...v, bosTokenId: 1, eosTokenIds: [2], unkTokenId: 0, addDummyPrefix: true, byteFallback: true };
+  const spec: TokenizerSpec = {
+    kind: 'sentencepiece',
+    ...v,
+    bosTokenId: 1,
+    eosTokenIds: [2],
+    unkTokenId: 0,
+    addDummyPrefix: true,
+    byteFallback: true,
+  };
   return { tokenizer: createTokenizer(spec), pieces: v.pieces };
 }
 
@@ -118,9 +130,20 @@ describe('LLM tokenizers', () => {
       for (const [p, id] of Object.entries(model.vocab)) pieces[id] = p;
       for (const t of added) pieces[t.id] = t.content;
       const types = pieces.map((_, id) => (added.some((t) => t.id === id) ? 3 : 1));
-      const bpe = createTokenizer({ kind: 'gpt2-bpe', pieces, merges: model.merges, types, bosTokenId: added[0]!.id, eosTokenIds: [added[3]!.id] });
+      const bpe = createTokenizer({
+        kind: 'gpt2-bpe',
+        pieces,
+        merges: model.merges,
+        types,
+        bosTokenId: added[0]!.id,
+        eosTokenIds: [added[3]!.id],
+      });
       const hf = tinyHf();
-      for (const text of ['Once upon a time, there was a little girl.', "They're playing — 42 times!\n\n  ok", 'héllo 🙂 <|im_start|>user\nHi<|im_end|>']) {
+      for (const text of [
+        'Once upon a time, there was a little girl.',
+        "They're playing — 42 times!\n\n  ok",
+        'héllo 🙂 <|im_start|>user\nHi<|im_end|>',
+      ]) {
         assert.deepEqual(bpe.encode(text), hf.encode(text), text);
         assert.equal(bpe.decode(bpe.encode(text), { keepSpecial: true }), text);
       }
@@ -137,21 +160,31 @@ describe('LLM tokenizers', () => {
 
     it('renders a model template with BOS and the generation prompt', () => {
       assert.equal(
-        renderChatTemplate(TINY_LLAMA_CHAT_TEMPLATE, messages, { addGenerationPrompt: true, bosToken: '<|begin_of_text|>' }),
+        renderChatTemplate(TINY_LLAMA_CHAT_TEMPLATE, messages, {
+          addGenerationPrompt: true,
+          bosToken: '<|begin_of_text|>',
+        }),
         '<|begin_of_text|><|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n',
       );
       assert.equal(renderChatTemplate(TINY_LLAMA_CHAT_TEMPLATE, messages).endsWith('<|im_end|>\n'), true);
     });
 
     it('falls back to ChatML when the model brings no template', () => {
-      assert.equal(renderChatTemplate(undefined, messages, { addGenerationPrompt: true }), renderChatTemplate(DEFAULT_CHAT_TEMPLATE, messages, { addGenerationPrompt: true }));
+      assert.equal(
+        renderChatTemplate(undefined, messages, { addGenerationPrompt: true }),
+        renderChatTemplate(DEFAULT_CHAT_TEMPLATE, messages, { addGenerationPrompt: true }),
+      );
       assert.ok(renderChatTemplate(undefined, messages).startsWith('<|im_start|>system\nBe brief.<|im_end|>'));
     });
 
     it('raise_exception in a template throws with its message; eos_token and extra variables reach the template', () => {
-      const strict = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}";
+      const strict =
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}";
       assert.throws(() => renderChatTemplate(strict, messages), /System role not supported/);
-      assert.equal(renderChatTemplate('{{ eos_token }}|{{ greeting }}', [], { eosToken: '</s>', extra: { greeting: 'hey' } }), '</s>|hey');
+      assert.equal(
+        renderChatTemplate('{{ eos_token }}|{{ greeting }}', [], { eosToken: '</s>', extra: { greeting: 'hey' } }),
+        '</s>|hey',
+      );
     });
   });
 });

@@ -28,7 +28,8 @@ describe('the model-lifecycle plugin: /admin/models over the model registry', ()
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const models = async (): Promise<RegisteredModel[]> => ((await admin(kit, '/admin/models')).body as { models: RegisteredModel[] }).models;
+  const models = async (): Promise<RegisteredModel[]> =>
+    ((await admin(kit, '/admin/models')).body as { models: RegisteredModel[] }).models;
 
   it('lists every model, tensor and LLM, with versions, state, backend and replicas, for admins only', async () => {
     assert.equal((await kit.request('/admin/models')).status, 401);
@@ -36,7 +37,10 @@ describe('the model-lifecycle plugin: /admin/models over the model registry', ()
     assert.equal(res.status, 200);
     const byName = new Map((res.body as { models: RegisteredModel[] }).models.map((m) => [m.name, m]));
     const mlp = byName.get('mlp-classifier')!;
-    assert.deepEqual([mlp.kind, mlp.origin, mlp.state, mlp.defaultVersion, mlp.backend, mlp.replicas], ['tensor', 'builtin', 'ready', '1', 'cpu', 1]);
+    assert.deepEqual(
+      [mlp.kind, mlp.origin, mlp.state, mlp.defaultVersion, mlp.backend, mlp.replicas],
+      ['tensor', 'builtin', 'ready', '1', 'cpu', 1],
+    );
     assert.match(mlp.versions[0]!.source!, /model\.onnx$/);
     const llm = byName.get('tiny-llama')!;
     assert.deepEqual([llm.kind, llm.origin, llm.versions.length], ['llm', 'builtin', 1]);
@@ -48,7 +52,10 @@ describe('the model-lifecycle plugin: /admin/models over the model registry', ()
     const loaded = await admin(kit, '/admin/models', { body: { name: 'tl', source: gguf, workers: 1 } });
     assert.equal(loaded.status, 201, JSON.stringify(loaded.body));
     const model = (loaded.body as { model: RegisteredModel }).model;
-    assert.deepEqual([model.name, model.kind, model.origin, model.state, model.replicas, model.versions[0]!.source], ['tl', 'llm', 'runtime', 'ready', 1, gguf]);
+    assert.deepEqual(
+      [model.name, model.kind, model.origin, model.state, model.replicas, model.versions[0]!.source],
+      ['tl', 'llm', 'runtime', 'ready', 1, gguf],
+    );
     assert.ok((await streamCompletion(kit, { model: 'tl', prompt: PROMPT, max_tokens: 8 })).complete);
 
     const twice = await admin(kit, '/admin/models', { body: { name: 'tl', source: gguf } });
@@ -79,7 +86,9 @@ describe('the model-lifecycle plugin: /admin/models over the model registry', ()
     assert.match(errorOf(broken).message, /broken\.gguf.*version 1 keeps serving/);
     const missing = await admin(kit, '/admin/models/tl/swap', { body: { source: join(dir, 'nowhere.gguf') } });
     assert.deepEqual([missing.status, errorOf(missing).code], [400, 'model_source_not_found']);
-    const tensor = await admin(kit, '/admin/models/tl/swap', { body: { source: (await models()).find((m) => m.name === 'mlp-classifier')!.versions[0]!.source } });
+    const tensor = await admin(kit, '/admin/models/tl/swap', {
+      body: { source: (await models()).find((m) => m.name === 'mlp-classifier')!.versions[0]!.source },
+    });
     assert.deepEqual([tensor.status, errorOf(tensor).code], [400, 'invalid_source']);
 
     const after = await streamCompletion(kit, { model: 'tl', prompt: PROMPT, max_tokens: 8 });
@@ -87,7 +96,14 @@ describe('the model-lifecycle plugin: /admin/models over the model registry', ()
     assert.equal(after.text, before.text);
     const tl = (await models()).find((m) => m.name === 'tl')!;
     assert.deepEqual([tl.state, tl.defaultVersion], ['ready', '1']);
-    assert.deepEqual(swapFailed.map((e) => [e.model, e.rolledBack]), [['tl', true], ['tl', true], ['tl', true]]);
+    assert.deepEqual(
+      swapFailed.map((e) => [e.model, e.rolledBack]),
+      [
+        ['tl', true],
+        ['tl', true],
+        ['tl', true],
+      ],
+    );
 
     const unknown = await admin(kit, '/admin/models/ghost/swap', { body: { source: gguf } });
     assert.deepEqual([unknown.status, errorOf(unknown).code], [404, 'model_not_found']);
@@ -111,20 +127,32 @@ describe('the model-lifecycle plugin: /admin/models over the model registry', ()
     const sources = new Map((await models()).map((m) => [m.name, m.versions[0]!.source!]));
     const loaded = await admin(kit, '/admin/models', { body: { name: 'clf', source: sources.get('mlp-classifier') } });
     assert.equal(loaded.status, 201, JSON.stringify(loaded.body));
-    assert.deepEqual((await admin(kit, '/v2/models/clf')).body, { ...((await admin(kit, '/v2/models/mlp-classifier')).body as object), name: 'clf' });
-    const infer = await admin(kit, '/v2/models/clf/infer', { body: { inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [0.1, 0.2, 0.3, 0.4] }] } });
+    assert.deepEqual((await admin(kit, '/v2/models/clf')).body, {
+      ...((await admin(kit, '/v2/models/mlp-classifier')).body as object),
+      name: 'clf',
+    });
+    const infer = await admin(kit, '/v2/models/clf/infer', {
+      body: { inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [0.1, 0.2, 0.3, 0.4] }] },
+    });
     assert.equal(infer.status, 200, JSON.stringify(infer.body));
 
     const swapped = await admin(kit, '/admin/models/clf/swap', { body: { source: sources.get('tabular-classifier') } });
     assert.equal(swapped.status, 200, JSON.stringify(swapped.body));
     const model = (swapped.body as { model: RegisteredModel }).model;
     assert.deepEqual([model.defaultVersion, model.versions.map((v) => `${v.version}:${v.state}`)], ['2', ['2:ready']]);
-    const meta = (await admin(kit, '/v2/models/clf')).body as { versions: string[]; inputs: { name: string; shape: number[] }[] };
+    const meta = (await admin(kit, '/v2/models/clf')).body as {
+      versions: string[];
+      inputs: { name: string; shape: number[] }[];
+    };
     assert.deepEqual([meta.versions, meta.inputs.map((i) => [i.name, i.shape])], [['2'], [['features', [-1, 8]]]]);
 
     const broken = await admin(kit, '/admin/models/clf/swap', { body: { source: join(dir, 'broken.gguf') } });
     assert.equal(broken.status, 400);
-    assert.equal(((await admin(kit, '/v2/models/clf')).body as { versions: string[] }).versions[0], '2', 'the failed swap left version 2 serving');
+    assert.equal(
+      ((await admin(kit, '/v2/models/clf')).body as { versions: string[] }).versions[0],
+      '2',
+      'the failed swap left version 2 serving',
+    );
 
     assert.equal((await admin(kit, '/admin/models/clf', { method: 'DELETE' })).status, 200);
     const gone = await admin(kit, '/v2/models/clf');

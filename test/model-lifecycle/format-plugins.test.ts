@@ -5,7 +5,10 @@ import { requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
 import { admin, errorOf, startLifecycleKernel } from './lifecycle-fixtures.js';
 
 async function greedy(kit: TestKernel, model: string): Promise<string> {
-  const res = await admin(kit, '/v1/completions', { method: 'POST', body: { model, prompt: 'Once upon a time', max_tokens: 12, temperature: 0 } });
+  const res = await admin(kit, '/v1/completions', {
+    method: 'POST',
+    body: { model, prompt: 'Once upon a time', max_tokens: 12, temperature: 0 },
+  });
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return (res.body as { choices: { text: string }[] }).choices[0]!.text;
 }

@@ -17,7 +17,11 @@ export function startLifecycleKernel(config: Record<string, unknown> = {}): Prom
 }
 
 /** A request with the admin key. */
-export function admin(kit: TestKernel, path: string, init: { method?: string; body?: unknown } = {}): Promise<TestResponse> {
+export function admin(
+  kit: TestKernel,
+  path: string,
+  init: { method?: string; body?: unknown } = {},
+): Promise<TestResponse> {
   return kit.request(path, { ...init, headers: { authorization: `Bearer ${ADMIN}` } });
 }
 

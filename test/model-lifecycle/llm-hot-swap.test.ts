@@ -6,14 +6,21 @@ import type { TestKernel } from '@nucleus/sdk/testing';
 import { tempDir } from '../helpers/paths.js';
 import { writeTestLlamaGguf } from '../llm-formats/gguf-fixtures.js';
 import { requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
-import { admin, errorOf, startLifecycleKernel, streamCompletion, until, type StreamOutcome } from './lifecycle-fixtures.js';
+import {
+  admin,
+  errorOf,
+  startLifecycleKernel,
+  streamCompletion,
+  until,
+  type StreamOutcome,
+} from './lifecycle-fixtures.js';
 
 const PROMPT = 'Once upon a time';
 const TOKENS = 24;
 const CLIENTS = 8;
 
 // Phases of the run, in order; each stream records the phase it started in and the one it ended in.
-const enum Phase {
+enum Phase {
   Loaded,
   Swapping,
   Swapped,
@@ -60,12 +67,20 @@ describe('an LLM loaded, swapped to another file and unloaded through the admin 
     assert.equal((await admin(k, '/admin/models/probe', { method: 'DELETE' })).status, 200);
     const newText = probe.text;
 
-    const loaded = await admin(k, '/admin/models', { body: { name: 'story', source: join(STORIES_DIR, 'stories260K.gguf') } });
+    const loaded = await admin(k, '/admin/models', {
+      body: { name: 'story', source: join(STORIES_DIR, 'stories260K.gguf') },
+    });
     assert.equal(loaded.status, 201, JSON.stringify(loaded.body));
     const before = (loaded.body as { model: RegisteredModel }).model;
-    assert.deepEqual([before.kind, before.state, before.defaultVersion, before.versions[0]!.source], ['llm', 'ready', '1', join(STORIES_DIR, 'stories260K.gguf')]);
+    assert.deepEqual(
+      [before.kind, before.state, before.defaultVersion, before.versions[0]!.source],
+      ['llm', 'ready', '1', join(STORIES_DIR, 'stories260K.gguf')],
+    );
     const oldText = (await streamCompletion(k, { model: 'story', prompt: PROMPT, max_tokens: TOKENS })).text;
-    assert.ok(reference.startsWith(oldText) && oldText.length > 40, `stories260K answers its reference text: ${JSON.stringify(oldText)}`);
+    assert.ok(
+      reference.startsWith(oldText) && oldText.length > 40,
+      `stories260K answers its reference text: ${JSON.stringify(oldText)}`,
+    );
     assert.notEqual(newText, oldText);
 
     let phase = Phase.Loaded;
@@ -76,7 +91,9 @@ describe('an LLM loaded, swapped to another file and unloaded through the admin 
       for (let i = 0; i < 2000; i++) {
         const started = phase;
         inFlight++;
-        const outcome = await streamCompletion(k, { model: 'story', prompt: PROMPT, max_tokens: TOKENS }).finally(() => inFlight--);
+        const outcome = await streamCompletion(k, { model: 'story', prompt: PROMPT, max_tokens: TOKENS }).finally(
+          () => inFlight--,
+        );
         runs.push({ ...outcome, client: id, started, ended: phase });
         if (outcome.status === 404 && started >= Phase.Unloading) return;
         if (outcome.status !== 200) return;
@@ -91,7 +108,10 @@ describe('an LLM loaded, swapped to another file and unloaded through the admin 
     phase = Phase.Swapped;
     assert.equal(swap.status, 200, JSON.stringify(swap.body));
     const after = (swap.body as { model: RegisteredModel }).model;
-    assert.deepEqual([after.state, after.defaultVersion, after.versions.map((v) => v.source)], ['ready', '2', [newFile]]);
+    assert.deepEqual(
+      [after.state, after.defaultVersion, after.versions.map((v) => v.source)],
+      ['ready', '2', [newFile]],
+    );
 
     await until(() => done(Phase.Swapped) >= CLIENTS, 'streams after the swap');
     // Unload while streams run: they finish on the old replicas; new requests get 404.
@@ -102,7 +122,9 @@ describe('an LLM loaded, swapped to another file and unloaded through the admin 
     assert.equal(unload.status, 200, JSON.stringify(unload.body));
     await Promise.all(clients);
 
-    const failed = runs.filter((r) => !(r.status === 200 && r.complete) && !(r.status === 404 && r.started >= Phase.Unloading));
+    const failed = runs.filter(
+      (r) => !(r.status === 200 && r.complete) && !(r.status === 404 && r.started >= Phase.Unloading),
+    );
     assert.deepEqual(failed, [], 'no request failed');
     for (const r of runs.filter((r) => r.status === 404)) assert.equal(r.error?.code, 'model_not_found');
     assert.equal(runs.filter((r) => r.status === 404).length, CLIENTS, 'each client got 404 once the model was gone');
@@ -111,31 +133,54 @@ describe('an LLM loaded, swapped to another file and unloaded through the admin 
     for (const r of runs.filter((r) => r.status === 200)) {
       if (r.ended < Phase.Swapping) assert.equal(r.text, oldText, `client ${r.client}, before the swap`);
       else if (r.started >= Phase.Swapped) assert.equal(r.text, newText, `client ${r.client}, after the swap`);
-      else assert.ok(r.text === oldText || r.text === newText, `client ${r.client}, during the swap: ${JSON.stringify(r.text)}`);
+      else
+        assert.ok(
+          r.text === oldText || r.text === newText,
+          `client ${r.client}, during the swap: ${JSON.stringify(r.text)}`,
+        );
     }
-    const straddling = runs.filter((r) => r.status === 200 && r.started <= Phase.Unloading && r.ended >= Phase.Unloading);
+    const straddling = runs.filter(
+      (r) => r.status === 200 && r.started <= Phase.Unloading && r.ended >= Phase.Unloading,
+    );
     assert.ok(straddling.length >= 1, 'streams running when the unload began finished');
     assert.ok(runs.filter((r) => r.started === Phase.Swapping).length >= 1, 'streams ran while the swap was under way');
 
     const swapped = events.filter((e) => e.type === 'model.swapped').map((e) => e.payload);
-    assert.deepEqual(swapped.map((p) => { const { durationMs: _d, ...rest } = p as NucleusEvents['model.swapped']; return rest; }), [
-      { model: 'story', fromVersion: '1', toVersion: '2', source: newFile },
-    ]);
-    const unloaded = events.filter((e) => e.type === 'model.unloaded' && (e.payload as { model: string }).model === 'story').map((e) => (e.payload as { version: string }).version);
+    assert.deepEqual(
+      swapped.map((p) => {
+        const { durationMs: _d, ...rest } = p as NucleusEvents['model.swapped'];
+        return rest;
+      }),
+      [{ model: 'story', fromVersion: '1', toVersion: '2', source: newFile }],
+    );
+    const unloaded = events
+      .filter((e) => e.type === 'model.unloaded' && (e.payload as { model: string }).model === 'story')
+      .map((e) => (e.payload as { version: string }).version);
     assert.deepEqual(unloaded, ['1', '2'], 'the old version closed after the swap, the new one at the unload');
     const listed = (await admin(k, '/admin/models')).body as { models: RegisteredModel[] };
     assert.ok(!listed.models.some((m) => m.name === 'story'));
-    const gone = await k.request('/v1/completions', { body: { model: 'story', prompt: PROMPT, max_tokens: 4 }, headers: { authorization: 'Bearer admin-key-0123456789' } });
+    const gone = await k.request('/v1/completions', {
+      body: { model: 'story', prompt: PROMPT, max_tokens: 4 },
+      headers: { authorization: 'Bearer admin-key-0123456789' },
+    });
     assert.deepEqual([gone.status, errorOf(gone).code], [404, 'model_not_found']);
   });
 
   it('ends a stream still running when the drain timeout runs out with a model_unloading error event', async () => {
     const k = kit!;
-    assert.equal((await admin(k, '/admin/models', { body: { name: 'long', source: join(STORIES_DIR, 'stories260K.gguf') } })).status, 201);
+    assert.equal(
+      (await admin(k, '/admin/models', { body: { name: 'long', source: join(STORIES_DIR, 'stories260K.gguf') } }))
+        .status,
+      201,
+    );
     let unloading: Promise<unknown> | undefined;
-    const stream = await streamCompletion(k, { model: 'long', prompt: PROMPT, max_tokens: 480, ignore_eos: true }, () => {
-      unloading = admin(k, '/admin/models/long?drainTimeoutMs=0', { method: 'DELETE' });
-    });
+    const stream = await streamCompletion(
+      k,
+      { model: 'long', prompt: PROMPT, max_tokens: 480, ignore_eos: true },
+      () => {
+        unloading = admin(k, '/admin/models/long?drainTimeoutMs=0', { method: 'DELETE' });
+      },
+    );
     const res = (await unloading) as { status: number };
     assert.equal(res.status, 200);
     assert.equal(stream.status, 200);

@@ -10,7 +10,14 @@ interface WebhookBody {
   status: 'firing' | 'resolved';
   receiver: string;
   commonLabels: Record<string, string>;
-  alerts: Array<{ status: string; labels: Record<string, string>; annotations: Record<string, string>; startsAt: string; endsAt: string; fingerprint: string }>;
+  alerts: Array<{
+    status: string;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+    startsAt: string;
+    endsAt: string;
+    fingerprint: string;
+  }>;
 }
 
 /** One alert as `POST /api/v2/alerts` takes it. */
@@ -47,7 +54,15 @@ describe('alerts plugin', () => {
           labels: { instance: 'test-1' },
           cooldownS: 0,
           rules: [
-            { name: 'SlowResnet', metric: 'latency_p99', model: 'resnet', threshold: 100, windowS: 1, minSamples: 3, severity: 'critical' },
+            {
+              name: 'SlowResnet',
+              metric: 'latency_p99',
+              model: 'resnet',
+              threshold: 100,
+              windowS: 1,
+              minSamples: 3,
+              severity: 'critical',
+            },
             { name: 'FailingRequests', metric: 'error_rate', threshold: 0.5, windowS: 60, minSamples: 4 },
             { name: 'NoTokens', metric: 'token_rate', op: '<', threshold: 1, windowS: 60, minSamples: 0, forS: 3600 },
           ],
@@ -68,14 +83,31 @@ describe('alerts plugin', () => {
     ws.send(JSON.stringify({ type: 'subscribe', topics: ['alerts'] }));
     await until(() => frames.some((f) => f.type === 'subscribed'), 'the alerts topic');
     try {
-      for (const ms of [20, 30, 400]) kit.kernel.events.emit('inference.end', { model: 'resnet', version: '1', batchSize: 1, queueMs: 0, computeMs: ms, ok: true });
+      for (const ms of [20, 30, 400])
+        kit.kernel.events.emit('inference.end', {
+          model: 'resnet',
+          version: '1',
+          batchSize: 1,
+          queueMs: 0,
+          computeMs: ms,
+          ok: true,
+        });
       await until(() => webhooks().length > 0 && alertmanager().length > 0, 'the notifications');
       const hook = webhooks()[0]!;
       assert.equal(hook.version, '4');
       assert.equal(hook.status, 'firing');
       assert.equal(receiver.on('/hook')[0]!.headers.authorization, 'Bearer hook-secret');
-      assert.deepEqual(hook.alerts[0]!.labels, { alertname: 'SlowResnet', severity: 'critical', instance: 'test-1', metric: 'latency_p99', model: 'resnet' });
-      assert.match(hook.alerts[0]!.annotations.summary!, /latency_p99 for model resnet is 400ms over the last 1s \(threshold > 100ms\)/);
+      assert.deepEqual(hook.alerts[0]!.labels, {
+        alertname: 'SlowResnet',
+        severity: 'critical',
+        instance: 'test-1',
+        metric: 'latency_p99',
+        model: 'resnet',
+      });
+      assert.match(
+        hook.alerts[0]!.annotations.summary!,
+        /latency_p99 for model resnet is 400ms over the last 1s \(threshold > 100ms\)/,
+      );
       assert.match(hook.alerts[0]!.fingerprint, /^[0-9a-f]{16}$/);
       const am = alertmanager()[0]!;
       assert.equal(am.length, 1);
@@ -84,9 +116,16 @@ describe('alerts plugin', () => {
       assert.ok(Date.parse(am[0]!.startsAt) > 0);
       await until(() => frames.some((f) => f.event === 'alert.fired'), 'alert.fired on /ws');
       const s = await status();
-      assert.deepEqual(s.firing.map((a) => a.name), ['SlowResnet']);
+      assert.deepEqual(
+        s.firing.map((a) => a.name),
+        ['SlowResnet'],
+      );
       assert.equal(s.rules.find((r) => r.name === 'SlowResnet')!.state, 'firing');
-      assert.equal(s.rules.find((r) => r.name === 'NoTokens')!.state, 'pending', 'below threshold but not for forS yet');
+      assert.equal(
+        s.rules.find((r) => r.name === 'NoTokens')!.state,
+        'pending',
+        'below threshold but not for forS yet',
+      );
       assert.equal(s.rules.find((r) => r.name === 'FailingRequests')!.state, 'no_data');
 
       // The window is 1 s: once the slow samples age out, the alert resolves, with an end time.
@@ -108,9 +147,20 @@ describe('alerts plugin', () => {
     await new Promise((r) => setTimeout(r, 100));
     assert.equal((await status()).rules.find((r) => r.name === 'FailingRequests')!.state, 'ok');
     for (let i = 0; i < 10; i++) {
-      kit.kernel.events.emit('request.end', { requestId: `x${i}`, method: 'POST', path: '/v1/x', route: '/v1/x', status: 503, durationMs: 1, errorCode: 'overloaded' });
+      kit.kernel.events.emit('request.end', {
+        requestId: `x${i}`,
+        method: 'POST',
+        path: '/v1/x',
+        route: '/v1/x',
+        status: 503,
+        durationMs: 1,
+        errorCode: 'overloaded',
+      });
     }
-    await until(() => webhooks().some((b) => b.alerts.some((a) => a.labels.alertname === 'FailingRequests')), 'the error-rate alert');
+    await until(
+      () => webhooks().some((b) => b.alerts.some((a) => a.labels.alertname === 'FailingRequests')),
+      'the error-rate alert',
+    );
     const rule = (await status()).rules.find((r) => r.name === 'FailingRequests')!;
     assert.equal(rule.state, 'firing');
     assert.ok(rule.value! > 0.5);
@@ -123,7 +173,16 @@ describe('alerts plugin rate limiting', () => {
     const rules = Array.from({ length: 8 }, (_, i) => ({ name: `Memory${i}`, metric: 'rss_bytes', threshold: 1 }));
     const kit = await startTestKernel({
       plugins: [pluginDir('alerts')],
-      config: { 'plugin.alerts': { evaluateIntervalMs: 20, log: false, maxNotificationsPerMinute: 3, repeatIntervalS: 1, webhooks: [{ url: `${receiver.url}/hook` }], rules } },
+      config: {
+        'plugin.alerts': {
+          evaluateIntervalMs: 20,
+          log: false,
+          maxNotificationsPerMinute: 3,
+          repeatIntervalS: 1,
+          webhooks: [{ url: `${receiver.url}/hook` }],
+          rules,
+        },
+      },
     });
     try {
       await until(() => receiver.on('/hook').length > 0, 'the first notification');
@@ -133,7 +192,10 @@ describe('alerts plugin rate limiting', () => {
       const s = (await kit.request('/server/alerts')).body as AlertsStatus;
       assert.equal(s.firing.length, 8, 'every rule still fires; only notifications are limited');
       assert.ok(s.suppressedNotifications >= 5 + 8, 'the first 5 and the repeats after 1 s were dropped');
-      assert.ok(s.rules.every((r) => r.value! > 1e6), 'memory is measured in bytes');
+      assert.ok(
+        s.rules.every((r) => r.value! > 1e6),
+        'memory is measured in bytes',
+      );
     } finally {
       await kit.stop();
       await receiver.close();
@@ -143,7 +205,12 @@ describe('alerts plugin rate limiting', () => {
   it('refuses two rules with one name, failing the plugin and nothing else', async () => {
     const kit = await startTestKernel({
       plugins: [pluginDir('alerts')],
-      config: { 'plugin.alerts.rules': [{ name: 'Twice', metric: 'rss_bytes', threshold: 1 }, { name: 'Twice', metric: 'heap_used_bytes', threshold: 1 }] },
+      config: {
+        'plugin.alerts.rules': [
+          { name: 'Twice', metric: 'rss_bytes', threshold: 1 },
+          { name: 'Twice', metric: 'heap_used_bytes', threshold: 1 },
+        ],
+      },
     });
     try {
       const info = kit.kernel.plugins.get('alerts');

@@ -36,7 +36,8 @@ export class Exposition {
       .split('\n')
       .filter((line) => !/^# TYPE \S+ (histogram|summary)$/.test(line))
       .join('\n');
-    for (const f of parsePrometheusTextFormat(untyped)) this.samples.set(f.name, [...(this.samples.get(f.name) ?? []), ...f.metrics]);
+    for (const f of parsePrometheusTextFormat(untyped))
+      this.samples.set(f.name, [...(this.samples.get(f.name) ?? []), ...f.metrics]);
   }
 
   /** The family with this name; fails when absent. */
@@ -48,7 +49,9 @@ export class Exposition {
 
   /** The first sample named `name` (a family, or `x_bucket`/`x_sum`/`x_count`) whose labels include `labels`; fails when none does. */
   sample(name: string, labels: Record<string, string> = {}): PrometheusSample {
-    const s = (this.samples.get(name) ?? []).find((m) => Object.entries(labels).every(([k, v]) => (m.labels?.[k] ?? '') === v));
+    const s = (this.samples.get(name) ?? []).find((m) =>
+      Object.entries(labels).every(([k, v]) => (m.labels?.[k] ?? '') === v),
+    );
     assert.ok(s, `${name}${JSON.stringify(labels)} is exposed`);
     return s;
   }

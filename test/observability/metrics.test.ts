@@ -19,7 +19,10 @@ describe('metrics plugin', () => {
   before(async () => {
     folder = tempDir('metrics');
     // An exporter that throws on every request: requests must not notice.
-    writePlugin(folder, { id: 'broken-exporter', activate: `ctx.events.on('request.end', () => { throw new Error('exporter down'); });` });
+    writePlugin(folder, {
+      id: 'broken-exporter',
+      activate: `ctx.events.on('request.end', () => { throw new Error('exporter down'); });`,
+    });
     kit = await startTestKernel({ plugins: [pluginDir('metrics'), pluginDir('stats'), folder] });
   });
   after(async () => {
@@ -32,7 +35,10 @@ describe('metrics plugin', () => {
     assert.ok(exposition.families.size > 40);
     for (const f of exposition.families.values()) {
       assert.ok(f.help.length > 0, `${f.name} has HELP`);
-      assert.ok(/^(nucleus|process|nodejs)_/.test(f.name), `${f.name} is in the nucleus_ family or a standard process metric`);
+      assert.ok(
+        /^(nucleus|process|nodejs)_/.test(f.name),
+        `${f.name} is in the nucleus_ family or a standard process metric`,
+      );
     }
     assert.ok(exposition.value('process_resident_memory_bytes') > 0);
     assert.ok(exposition.value('process_cpu_seconds_total') >= 0);
@@ -52,8 +58,14 @@ describe('metrics plugin', () => {
     const missing = await kit.request('/no/such/thing');
     assert.equal(missing.status, 404);
     const exposition = await scrape();
-    assert.ok(exposition.count('nucleus_http_request_duration_seconds', { method: 'GET', route: '/health', status: '200' }) >= 1);
-    assert.equal(exposition.value('nucleus_http_request_errors_total', { route: 'unmatched', code: 'route_not_found' }), 1);
+    assert.ok(
+      exposition.count('nucleus_http_request_duration_seconds', { method: 'GET', route: '/health', status: '200' }) >=
+        1,
+    );
+    assert.equal(
+      exposition.value('nucleus_http_request_errors_total', { route: 'unmatched', code: 'route_not_found' }),
+      1,
+    );
     // The scrape itself is the one request in flight.
     assert.equal(exposition.value('nucleus_http_requests_in_flight'), 1);
   });
@@ -65,8 +77,25 @@ describe('metrics plugin', () => {
     ev.emit('batch.start', { model: 'resnet', version: '2', size: 4 });
     ev.emit('batch.start', { model: 'resnet', version: '2', size: 2 });
     ev.emit('batch.executed', { model: 'resnet', version: '2', size: 4, paddingRatio: 0.25, durationMs: 12 });
-    for (let i = 0; i < 4; i++) ev.emit('inference.end', { model: 'resnet', version: '2', requestId: `r${i}`, batchSize: 4, queueMs: 3, computeMs: 12, ok: true });
-    ev.emit('inference.end', { model: 'resnet', version: '2', batchSize: 0, queueMs: 30000, computeMs: 0, ok: false, errorCode: 'queue_timeout' });
+    for (let i = 0; i < 4; i++)
+      ev.emit('inference.end', {
+        model: 'resnet',
+        version: '2',
+        requestId: `r${i}`,
+        batchSize: 4,
+        queueMs: 3,
+        computeMs: 12,
+        ok: true,
+      });
+    ev.emit('inference.end', {
+      model: 'resnet',
+      version: '2',
+      batchSize: 0,
+      queueMs: 30000,
+      computeMs: 0,
+      ok: false,
+      errorCode: 'queue_timeout',
+    });
     const m = { model_name: 'resnet', model_version: '2' };
     const exposition = await scrape();
     assert.equal(exposition.value('nucleus_queue_depth', { model_name: 'resnet', priority: 'high' }), 3);
@@ -88,18 +117,64 @@ describe('metrics plugin', () => {
   it('turns generation events into vLLM-style token, TTFT and inter-token metrics', async () => {
     const ev = kit.kernel.events;
     const m = { model_name: 'llama', model_version: '' };
-    ev.emit('generation.start', { model: 'llama', requestId: 'g1', promptTokens: 10, cachedPromptTokens: 6, priority: 'normal' });
+    ev.emit('generation.start', {
+      model: 'llama',
+      requestId: 'g1',
+      promptTokens: 10,
+      cachedPromptTokens: 6,
+      priority: 'normal',
+    });
     ev.emit('generation.tokens', { model: 'llama', requestId: 'g1', tokens: 2, totalTokens: 2, itlMs: [20] });
     ev.emit('generation.tokens', { model: 'llama', requestId: 'g1', tokens: 3, totalTokens: 5, itlMs: [20, 30, 30] });
-    ev.emit('generation.end', { model: 'llama', requestId: 'g1', promptTokens: 10, completionTokens: 6, ttftMs: 50, meanItlMs: 25, durationMs: 200, queueMs: 10, finishReason: 'length', priority: 'normal' });
+    ev.emit('generation.end', {
+      model: 'llama',
+      requestId: 'g1',
+      promptTokens: 10,
+      completionTokens: 6,
+      ttftMs: 50,
+      meanItlMs: 25,
+      durationMs: 200,
+      queueMs: 10,
+      finishReason: 'length',
+      priority: 'normal',
+    });
     // An engine that sends no token groups: the mean gap stands in for each gap.
     ev.emit('generation.start', { model: 'llama', requestId: 'g2', promptTokens: 4, priority: 'high' });
-    ev.emit('generation.end', { model: 'llama', requestId: 'g2', promptTokens: 4, completionTokens: 3, ttftMs: 40, meanItlMs: 10, durationMs: 60, finishReason: 'stop', priority: 'high' });
-    ev.emit('generation.end', { model: 'llama', requestId: 'g3', promptTokens: 4, completionTokens: 0, durationMs: 5, finishReason: 'error', errorCode: 'worker_crashed', priority: 'low' });
+    ev.emit('generation.end', {
+      model: 'llama',
+      requestId: 'g2',
+      promptTokens: 4,
+      completionTokens: 3,
+      ttftMs: 40,
+      meanItlMs: 10,
+      durationMs: 60,
+      finishReason: 'stop',
+      priority: 'high',
+    });
+    ev.emit('generation.end', {
+      model: 'llama',
+      requestId: 'g3',
+      promptTokens: 4,
+      completionTokens: 0,
+      durationMs: 5,
+      finishReason: 'error',
+      errorCode: 'worker_crashed',
+      priority: 'low',
+    });
     ev.emit('engine.stats', { model: 'llama', running: 3, waiting: 2, kvCacheUsage: 0.4, preemptionsTotal: 1 });
     ev.emit('engine.stats', { model: 'llama', running: 1, waiting: 0, kvCacheUsage: 0.1, preemptionsTotal: 3 });
-    ev.emit('engine.stats', { model: 'llama', running: 1, waiting: 0, stepRecovery: { cacheFlushes: 1, splits: 2, failedAlone: 0 } });
-    ev.emit('engine.stats', { model: 'llama', running: 1, waiting: 0, stepRecovery: { cacheFlushes: 2, splits: 5, failedAlone: 1 } });
+    ev.emit('engine.stats', {
+      model: 'llama',
+      running: 1,
+      waiting: 0,
+      stepRecovery: { cacheFlushes: 1, splits: 2, failedAlone: 0 },
+    });
+    ev.emit('engine.stats', {
+      model: 'llama',
+      running: 1,
+      waiting: 0,
+      stepRecovery: { cacheFlushes: 2, splits: 5, failedAlone: 1 },
+    });
     ev.emit('engine.steps', { model: 'llama', phase: 'decode', steps: 4, sequences: 2, tokens: 8, durationMs: 40 });
     ev.emit('spec.acceptance', { model: 'llama', method: 'prompt-lookup', proposedTokens: 8, acceptedTokens: 5 });
     ev.emit('spec.acceptance', { model: 'llama', method: 'ngram', drafts: 3, proposedTokens: 10, acceptedTokens: 4 });
@@ -125,12 +200,22 @@ describe('metrics plugin', () => {
     assert.equal(exposition.value('nucleus_engine_step_recoveries_total', { ...m, action: 'failed_alone' }), 1);
     assert.equal(exposition.sum('nucleus_iteration_tokens', { ...m, phase: 'decode' }), 2);
     assert.equal(exposition.value('nucleus_spec_decode_num_draft_tokens_total', { ...m, method: 'prompt-lookup' }), 8);
-    assert.equal(exposition.value('nucleus_spec_decode_num_accepted_tokens_total', { ...m, method: 'prompt-lookup' }), 5);
-    assert.equal(exposition.value('nucleus_spec_decode_num_drafts_total', { ...m, method: 'prompt-lookup' }), 1, 'an event without drafts counts one');
+    assert.equal(
+      exposition.value('nucleus_spec_decode_num_accepted_tokens_total', { ...m, method: 'prompt-lookup' }),
+      5,
+    );
+    assert.equal(
+      exposition.value('nucleus_spec_decode_num_drafts_total', { ...m, method: 'prompt-lookup' }),
+      1,
+      'an event without drafts counts one',
+    );
     assert.equal(exposition.value('nucleus_spec_decode_num_drafts_total', { ...m, method: 'ngram' }), 5);
     assert.equal(exposition.value('nucleus_spec_decode_num_draft_tokens_total', { ...m, method: 'ngram' }), 16);
     assert.equal(exposition.value('nucleus_spec_decode_draft_acceptance_rate', { ...m, method: 'ngram' }), 0.5);
-    assert.equal(exposition.value('nucleus_spec_decode_draft_acceptance_rate', { ...m, method: 'prompt-lookup' }), 5 / 8);
+    assert.equal(
+      exposition.value('nucleus_spec_decode_draft_acceptance_rate', { ...m, method: 'prompt-lookup' }),
+      5 / 8,
+    );
     assert.ok(exposition.value('nucleus_avg_generation_throughput_tokens_per_second', m) > 0);
     assert.ok(exposition.value('nucleus_avg_prompt_throughput_tokens_per_second', m) > 0);
   });
@@ -154,11 +239,41 @@ describe('metrics plugin', () => {
 
   it('turns cumulative cache, worker, device and model lifecycle reports into counters and gauges', async () => {
     const ev = kit.kernel.events;
-    ev.emit('cache.stats', { name: 'prefix', model: 'llama', hits: 3, misses: 1, evictions: 0, bytes: 100, capacityBytes: 1000 });
-    ev.emit('cache.stats', { name: 'prefix', model: 'llama', hits: 9, misses: 3, evictions: 2, bytes: 500, capacityBytes: 1000 });
+    ev.emit('cache.stats', {
+      name: 'prefix',
+      model: 'llama',
+      hits: 3,
+      misses: 1,
+      evictions: 0,
+      bytes: 100,
+      capacityBytes: 1000,
+    });
+    ev.emit('cache.stats', {
+      name: 'prefix',
+      model: 'llama',
+      hits: 9,
+      misses: 3,
+      evictions: 2,
+      bytes: 500,
+      capacityBytes: 1000,
+    });
     ev.emit('worker.health', { model: 'resnet', version: '2', worker: 0, healthy: true, restarts: 0 });
-    ev.emit('worker.health', { model: 'resnet', version: '2', worker: 1, healthy: false, reason: 'exited with code 1', restarts: 2 });
-    ev.emit('device.stats', { backend: 'cuda', device: 0, name: 'NVIDIA H100', memoryUsedBytes: 2 ** 30, memoryTotalBytes: 80 * 2 ** 30, utilizationPercent: 35 });
+    ev.emit('worker.health', {
+      model: 'resnet',
+      version: '2',
+      worker: 1,
+      healthy: false,
+      reason: 'exited with code 1',
+      restarts: 2,
+    });
+    ev.emit('device.stats', {
+      backend: 'cuda',
+      device: 0,
+      name: 'NVIDIA H100',
+      memoryUsedBytes: 2 ** 30,
+      memoryTotalBytes: 80 * 2 ** 30,
+      utilizationPercent: 35,
+    });
     ev.emit('model.loading', { model: 'bert', version: '7' });
     ev.emit('model.loaded', { model: 'bert', version: '7', durationMs: 1500, backend: 'cpu' });
     ev.emit('model.unloaded', { model: 'bert', version: '7' });
@@ -200,7 +315,16 @@ describe('metrics plugin config', () => {
       config: { 'plugin.metrics': { namespace: 'vllm', port, path: '/prometheus', processMetrics: false } },
     });
     try {
-      kit.kernel.events.emit('generation.end', { model: 'llama', requestId: 'x', promptTokens: 3, completionTokens: 2, ttftMs: 12, durationMs: 30, finishReason: 'stop', priority: 'normal' });
+      kit.kernel.events.emit('generation.end', {
+        model: 'llama',
+        requestId: 'x',
+        promptTokens: 3,
+        completionTokens: 2,
+        ttftMs: 12,
+        durationMs: 30,
+        finishReason: 'stop',
+        priority: 'normal',
+      });
       const own = await fetch(`http://127.0.0.1:${port}/prometheus`);
       assert.equal(own.status, 200);
       const exposition = new Exposition(await own.text());
@@ -223,7 +347,10 @@ describe('metrics plugin reload', () => {
     const kit = await startTestKernel({ plugins: [pluginDir('metrics')], env: { NUCLEUS_ADMIN_KEY: ADMIN } });
     try {
       for (let i = 0; i < 3; i++) {
-        const res = await kit.request('/admin/plugins/metrics/reload', { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
+        const res = await kit.request('/admin/plugins/metrics/reload', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${ADMIN}` },
+        });
         assert.equal(res.status, 200, JSON.stringify(res.body));
       }
       const exposition = new Exposition((await kit.request('/metrics')).body as string);
@@ -252,7 +379,10 @@ describe('metrics plugin GPU gauges', () => {
         ctx.contribute(ExtensionPoints.backend, { name: 'nogpu', rank: -10, sessionOptions: () => ({ executionProviders: ['cpu'] }),
           probe: async () => { globalThis.noGpuProbes = (globalThis.noGpuProbes ?? 0) + 1; return { usable: false, reason: 'no driver', devices: [], executionProviders: [] }; } });`,
     });
-    kit = await startTestKernel({ plugins: [folder, pluginDir('metrics')], config: { 'plugin.metrics.deviceProbeIntervalS': 0.05 } });
+    kit = await startTestKernel({
+      plugins: [folder, pluginDir('metrics')],
+      config: { 'plugin.metrics.deviceProbeIntervalS': 0.05 },
+    });
     probes.fakeGpuProbes = 0;
     probes.noGpuProbes = 0;
   });

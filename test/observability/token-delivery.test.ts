@@ -18,12 +18,24 @@ function sseData(text: string): string[] {
 }
 
 /** Streams one request; its data payloads and how long it took from sending to the end of the body, in ms. */
-async function stream(kit: TestKernel, path: string, body: Record<string, unknown>): Promise<{ data: string[]; requestId: string; elapsedMs: number }> {
+async function stream(
+  kit: TestKernel,
+  path: string,
+  body: Record<string, unknown>,
+): Promise<{ data: string[]; requestId: string; elapsedMs: number }> {
   const started = performance.now();
-  const res = await fetch(new URL(path, kit.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
+  const res = await fetch(new URL(path, kit.url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true }),
+  });
   assert.equal(res.status, 200);
   const text = await res.text();
-  return { data: sseData(text), requestId: res.headers.get('x-request-id') ?? '', elapsedMs: performance.now() - started };
+  return {
+    data: sseData(text),
+    requestId: res.headers.get('x-request-id') ?? '',
+    elapsedMs: performance.now() - started,
+  };
 }
 
 describe('token delivery: from sampling in the generation thread to the SSE socket', () => {
@@ -32,7 +44,10 @@ describe('token delivery: from sampling in the generation thread to the SSE sock
   let off: () => void;
 
   before(async () => {
-    kit = await startTestKernel({ plugins: [API_PLUGIN, pluginDir('metrics'), pluginDir('stats')], config: { 'scheduler.batchWindowMs': 5 } });
+    kit = await startTestKernel({
+      plugins: [API_PLUGIN, pluginDir('metrics'), pluginDir('stats')],
+      config: { 'scheduler.batchWindowMs': 5 },
+    });
     off = kit.kernel.events.on('generation.delivery', (e) => delivered.push(e));
   });
   after(async () => {
@@ -43,7 +58,13 @@ describe('token delivery: from sampling in the generation thread to the SSE sock
   it('measures every streamed token once, with a delay between zero and the request time, in the metric and in /server/stats', async () => {
     // Two native streams at once (one long enough to report in several groups) and an OpenAI chat stream.
     const [a, b] = await Promise.all([
-      stream(kit, '/generate', { model: MODEL, prompt: 'Once upon a time', max_tokens: 150, temperature: 0, ignore_eos: true }),
+      stream(kit, '/generate', {
+        model: MODEL,
+        prompt: 'Once upon a time',
+        max_tokens: 150,
+        temperature: 0,
+        ignore_eos: true,
+      }),
       stream(kit, '/generate', { model: MODEL, prompt: 'Lily', max_tokens: 20, temperature: 0, ignore_eos: true }),
     ]);
     const chat = await stream(kit, '/v1/chat/completions', {
@@ -54,14 +75,20 @@ describe('token delivery: from sampling in the generation thread to the SSE sock
       ignore_eos: true,
       stream_options: { include_usage: true },
     });
-    const tokenEvents = (s: { data: string[] }) => s.data.filter((d) => d !== '[DONE]' && (JSON.parse(d) as { token?: unknown }).token != null).length;
-    const contentChunks = chat.data.filter((d) => d !== '[DONE]' && ((JSON.parse(d) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? '') !== '').length;
+    const tokenEvents = (s: { data: string[] }) =>
+      s.data.filter((d) => d !== '[DONE]' && (JSON.parse(d) as { token?: unknown }).token != null).length;
+    const contentChunks = chat.data.filter(
+      (d) =>
+        d !== '[DONE]' &&
+        ((JSON.parse(d) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? '') !== '',
+    ).length;
     assert.equal(tokenEvents(a), 150);
     assert.equal(tokenEvents(b), 20);
     assert.ok(contentChunks > 0, 'the chat stream carried text');
 
     // Token frames are written out by hand: each must be exactly what JSON.stringify gives for its object.
-    for (const d of [...a.data, ...chat.data].filter((x) => x !== '[DONE]')) assert.equal(JSON.stringify(JSON.parse(d)), d);
+    for (const d of [...a.data, ...chat.data].filter((x) => x !== '[DONE]'))
+      assert.equal(JSON.stringify(JSON.parse(d)), d);
     for (const d of a.data.filter((x) => (JSON.parse(x) as { token?: unknown }).token != null)) {
       assert.deepEqual(Object.keys(JSON.parse(d) as object), ['id', 'request_id', 'index', 'token', 'finish_reason']);
     }
@@ -73,14 +100,23 @@ describe('token delivery: from sampling in the generation thread to the SSE sock
     }
 
     // The events: one delay per token frame written, grouped per request, each within the request's own time.
-    const delays = (s: { requestId: string }) => delivered.filter((e) => e.requestId === s.requestId).flatMap((e) => e.delaysMs);
-    for (const [s, frames] of [[a, 150], [b, 20], [chat, contentChunks]] as const) {
+    const delays = (s: { requestId: string }) =>
+      delivered.filter((e) => e.requestId === s.requestId).flatMap((e) => e.delaysMs);
+    for (const [s, frames] of [
+      [a, 150],
+      [b, 20],
+      [chat, contentChunks],
+    ] as const) {
       assert.ok(s.requestId, 'the response names its request id');
       const ms = delays(s);
       assert.equal(ms.length, frames, `one delay per token frame of ${s.requestId}`);
-      for (const d of ms) assert.ok(d >= 0 && d <= s.elapsedMs, `delay ${d} ms lies within the request's ${s.elapsedMs.toFixed(1)} ms`);
+      for (const d of ms)
+        assert.ok(d >= 0 && d <= s.elapsedMs, `delay ${d} ms lies within the request's ${s.elapsedMs.toFixed(1)} ms`);
     }
-    assert.ok(delivered.filter((e) => e.requestId === a.requestId).length >= 2, 'a long stream reports in several groups');
+    assert.ok(
+      delivered.filter((e) => e.requestId === a.requestId).length >= 2,
+      'a long stream reports in several groups',
+    );
     assert.ok(delivered.every((e) => e.model === MODEL));
     const total = 150 + 20 + contentChunks;
 

@@ -34,7 +34,10 @@ interface OtlpSpan {
 }
 
 interface ExportRequest {
-  resourceSpans: Array<{ resource: { attributes: Array<{ key: string; value: AnyValue }> }; scopeSpans: Array<{ spans: OtlpSpan[] }> }>;
+  resourceSpans: Array<{
+    resource: { attributes: Array<{ key: string; value: AnyValue }> };
+    scopeSpans: Array<{ spans: OtlpSpan[] }>;
+  }>;
 }
 
 function attr(span: OtlpSpan, key: string): unknown {
@@ -53,8 +56,11 @@ describe('tracing plugin', () => {
   let folder: string;
   let kit: TestKernel;
   const spans = (): OtlpSpan[] =>
-    collector.on('/v1/traces').flatMap((r) => (r.body as ExportRequest).resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)));
-  const flush = () => kit.kernel.extensions.point<Exporter>(ExtensionPoints.exporter).find('otlp-traces')!.value.flush!();
+    collector
+      .on('/v1/traces')
+      .flatMap((r) => (r.body as ExportRequest).resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)));
+  const flush = () =>
+    kit.kernel.extensions.point<Exporter>(ExtensionPoints.exporter).find('otlp-traces')!.value.flush!();
 
   before(async () => {
     collector = await Receiver.start();
@@ -80,7 +86,14 @@ describe('tracing plugin', () => {
     });
     kit = await startTestKernel({
       plugins: [pluginDir('tracing'), folder],
-      config: { 'plugin.tracing': { endpoint: `${collector.url}/v1/traces`, serviceName: 'nucleus-test', exportIntervalMs: 50, headers: { 'x-api-key': 'k' } } },
+      config: {
+        'plugin.tracing': {
+          endpoint: `${collector.url}/v1/traces`,
+          serviceName: 'nucleus-test',
+          exportIntervalMs: 50,
+          headers: { 'x-api-key': 'k' },
+        },
+      },
     });
   });
   after(async () => {
@@ -90,11 +103,18 @@ describe('tracing plugin', () => {
   });
 
   it('exports the request span under the caller’s trace, with queue, compute, generation and streaming children', async () => {
-    const res = await kit.request('/job/ok', { body: {}, headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` } });
+    const res = await kit.request('/job/ok', {
+      body: {},
+      headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` },
+    });
     assert.equal(res.status, 200);
     await flush();
     const all = spans();
-    assert.ok(collector.received.every((r) => r.headers['content-type'] === 'application/json' && r.headers['x-api-key'] === 'k'));
+    assert.ok(
+      collector.received.every(
+        (r) => r.headers['content-type'] === 'application/json' && r.headers['x-api-key'] === 'k',
+      ),
+    );
     const resource = (collector.on('/v1/traces')[0]!.body as ExportRequest).resourceSpans[0]!.resource.attributes;
     assert.equal(resource.find((a) => a.key === 'service.name')?.value.stringValue, 'nucleus-test');
 
@@ -124,7 +144,10 @@ describe('tracing plugin', () => {
     assert.equal(attr(generate, 'gen_ai.usage.input_tokens'), 7);
     assert.equal(attr(generate, 'gen_ai.usage.output_tokens'), 4);
     assert.deepEqual(attr(generate, 'gen_ai.response.finish_reasons'), ['stop']);
-    assert.deepEqual(generate.events?.map((e) => e.name), ['first_tokens', 'tokens']);
+    assert.deepEqual(
+      generate.events?.map((e) => e.name),
+      ['first_tokens', 'tokens'],
+    );
     assert.ok(Math.abs(durationMs(childOf(generate, 'prefill')) - 18) < 1);
     const decode = childOf(generate, 'decode');
     assert.equal(attr(decode, 'gen_ai.usage.output_tokens'), 4);
@@ -132,9 +155,16 @@ describe('tracing plugin', () => {
 
     const batch = all.find((s) => s.name === 'batch resnet')!;
     assert.notEqual(batch.traceId, TRACE_ID, 'a batch is its own trace');
-    assert.deepEqual(batch.links?.map((l) => [l.traceId, l.spanId]), [[TRACE_ID, server.spanId]], 'linked to the requests it served that are known');
+    assert.deepEqual(
+      batch.links?.map((l) => [l.traceId, l.spanId]),
+      [[TRACE_ID, server.spanId]],
+      'linked to the requests it served that are known',
+    );
     const steps = all.find((s) => s.name === 'engine.decode llama')!;
-    assert.deepEqual(steps.links?.map((l) => l.spanId), [generate.spanId]);
+    assert.deepEqual(
+      steps.links?.map((l) => l.spanId),
+      [generate.spanId],
+    );
     assert.equal(attr(steps, 'nucleus.steps'), 3);
   });
 
@@ -143,13 +173,19 @@ describe('tracing plugin', () => {
     const health = await kit.request('/health');
     assert.equal(health.headers.get('traceparent'), null, 'health checks are not traced by default');
     assert.equal((await kit.request('/job/fail', { body: {} })).status, 500);
-    assert.equal((await kit.request('/job/ok', { body: '{"broken', headers: { 'content-type': 'application/json' } })).status, 400);
+    assert.equal(
+      (await kit.request('/job/ok', { body: '{"broken', headers: { 'content-type': 'application/json' } })).status,
+      400,
+    );
     await flush();
     const all = spans();
     const failed = all.find((s) => s.name === 'POST /job/:kind' && attr(s, 'http.response.status_code') === 500)!;
     assert.equal(failed.status?.code, 2, 'ERROR');
     assert.equal(failed.parentSpanId ?? '', '', 'no traceparent: a new trace');
-    assert.equal(all.some((s) => attr(s, 'url.path') === '/health'), false);
+    assert.equal(
+      all.some((s) => attr(s, 'url.path') === '/health'),
+      false,
+    );
     const refused = all.find((s) => attr(s, 'http.response.status_code') === 400)!;
     assert.ok(refused, 'a request refused by the body parser still has a span');
     assert.equal(attr(refused, 'nucleus.error_code'), 'invalid_json');
@@ -161,12 +197,24 @@ describe('tracing plugin sampling and a collector that is away', () => {
     const closedPort = await freePort();
     const kit = await startTestKernel({
       plugins: [pluginDir('tracing')],
-      config: { 'plugin.tracing': { endpoint: `http://127.0.0.1:${closedPort}/v1/traces`, sampleRatio: 0, exportIntervalMs: 20, exportTimeoutMs: 300, ignorePaths: [] } },
+      config: {
+        'plugin.tracing': {
+          endpoint: `http://127.0.0.1:${closedPort}/v1/traces`,
+          sampleRatio: 0,
+          exportIntervalMs: 20,
+          exportTimeoutMs: 300,
+          ignorePaths: [],
+        },
+      },
     });
     try {
       const unsampled = await kit.request('/health');
       assert.equal(unsampled.status, 200);
-      assert.match(unsampled.headers.get('traceparent') ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/, 'a trace id even when not recorded');
+      assert.match(
+        unsampled.headers.get('traceparent') ?? '',
+        /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/,
+        'a trace id even when not recorded',
+      );
       const sampled = await kit.request('/health', { headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` } });
       assert.equal(sampled.status, 200);
       assert.match(sampled.headers.get('traceparent') ?? '', new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-01$`));

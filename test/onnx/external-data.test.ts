@@ -21,7 +21,10 @@ describe('saveModel with external data', () => {
     const w1 = pseudoRandom(64 * 128, 21);
     const w2 = pseudoRandom(128 * 8, 22);
     const h = g.ops.matMul(x, g.initializer('w1', w1, [64, 128]));
-    const y = g.ops.matMul(g.ops.add(h, g.initializer('small', new Float32Array([0.5]), [1])), g.initializer('w2', w2, [128, 8]));
+    const y = g.ops.matMul(
+      g.ops.add(h, g.initializer('small', new Float32Array([0.5]), [1])),
+      g.initializer('w2', w2, [128, 8]),
+    );
     g.output(y, 'float32', ['batch', 8], { name: 'y' });
     return { model: g.toModel({ producer: 'nucleus' }), w1, w2 };
   }
@@ -46,7 +49,13 @@ describe('saveModel with external data', () => {
 
     const xData = pseudoRandom(2 * 64, 23);
     const out = await runModel(path, { x: f32(xData, [2, 64]) });
-    const ref = matMul(Array.from(matMul(xData, w1, 2, 64, 128), (v) => v + 0.5), w2, 2, 128, 8);
+    const ref = matMul(
+      Array.from(matMul(xData, w1, 2, 64, 128), (v) => v + 0.5),
+      w2,
+      2,
+      128,
+      8,
+    );
     assertClose(out.y!.data as Float32Array, ref, 1e-3, 'y');
     const inline = await runModel(model, { x: f32(xData, [2, 64]) });
     assert.deepEqual(Array.from(out.y!.data as Float32Array), Array.from(inline.y!.data as Float32Array));

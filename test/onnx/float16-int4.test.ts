@@ -14,7 +14,28 @@ import { pseudoRandom } from './reference.js';
 import { f32, runModel } from './ort-session.js';
 
 // Values that exercise rounding ties, subnormals, overflow and the extremes of each format.
-const SPECIAL = [0, -0, 1, -2, 0.5, 0.1, 1 / 3, 65504, 65520, 70000, 1e-8, 6e-8, 2 ** -24, 3 * 2 ** -25, 2 ** -14, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 3.4e38, -Infinity, 1e-40];
+const SPECIAL = [
+  0,
+  -0,
+  1,
+  -2,
+  0.5,
+  0.1,
+  1 / 3,
+  65504,
+  65520,
+  70000,
+  1e-8,
+  6e-8,
+  2 ** -24,
+  3 * 2 ** -25,
+  2 ** -14,
+  1 + 2 ** -11,
+  1 + 3 * 2 ** -11,
+  3.4e38,
+  -Infinity,
+  1e-40,
+];
 
 describe('float16, bfloat16 and int4 storage', () => {
   it('float16Bits and bfloat16Bits round exactly as ORT Cast does', async () => {
@@ -28,7 +49,10 @@ describe('float16, bfloat16 and int4 storage', () => {
     const out = await runModel(g.toModel(), { x: f32(values, [values.length]) });
     const f32values = Float32Array.from(values);
     assert.deepEqual(Array.from(out.h!.data as Uint16Array), Array.from(f32values, float16Bits));
-    assert.deepEqual(Array.from(out.bf!.data as Float32Array), Array.from(f32values, (v) => bfloat16FromBits(bfloat16Bits(v))));
+    assert.deepEqual(
+      Array.from(out.bf!.data as Float32Array),
+      Array.from(f32values, (v) => bfloat16FromBits(bfloat16Bits(v))),
+    );
   });
 
   it('a float16 initializer made from plain numbers reads back in ORT as the rounded values', async () => {
@@ -60,6 +84,9 @@ describe('float16, bfloat16 and int4 storage', () => {
     const model = g.toModel();
     assert.equal(model.irVersion, 10);
     const out = await runModel(model, {});
-    assert.deepEqual(Array.from(out.y!.data as Float32Array), values.map((v) => v * 0.5));
+    assert.deepEqual(
+      Array.from(out.y!.data as Float32Array),
+      values.map((v) => v * 0.5),
+    );
   });
 });

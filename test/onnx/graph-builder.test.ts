@@ -14,7 +14,11 @@ describe('GraphBuilder', () => {
     const graph = g.toGraph();
     const names = graph.nodes.map((n) => n.name);
     assert.deepEqual(names, ['Relu', 'Relu_1', 'Relu_2']);
-    const values = [...graph.inputs.map((i) => i.name), ...graph.initializers.map((t) => t.name), ...graph.nodes.flatMap((n) => n.outputs)];
+    const values = [
+      ...graph.inputs.map((i) => i.name),
+      ...graph.initializers.map((t) => t.name),
+      ...graph.nodes.flatMap((n) => n.outputs),
+    ];
     assert.equal(new Set(values).size, values.length, `duplicate value names in ${values.join(', ')}`);
     assert.notEqual(a.name, 'Relu_out', 'a generated output avoids the initializer name');
     assert.throws(() => g.input('x', 'float32', [1]), /name x is already used/);
@@ -28,7 +32,13 @@ describe('GraphBuilder', () => {
     g.scalar(1, 'int64');
     const graph = g.toGraph();
     assert.equal(graph.initializers.length, 2);
-    assert.deepEqual(graph.initializers.map((t) => [t.dtype, t.dims]), [['float32', []], ['int64', []]]);
+    assert.deepEqual(
+      graph.initializers.map((t) => [t.dtype, t.dims]),
+      [
+        ['float32', []],
+        ['int64', []],
+      ],
+    );
   });
 
   it('renames a produced value to the requested output name, and old references follow', async () => {
@@ -42,12 +52,14 @@ describe('GraphBuilder', () => {
     g.output(x, 'float32', [3], { name: 'echo' });
     const model = g.toModel();
     const graph = decodeModel(model.encode()).graph;
-    assert.deepEqual(graph.outputs.map((o) => o.name), ['activated', 'negated', 'echo']);
-    assert.deepEqual(graph.nodes.map((n) => `${n.opType}(${n.inputs.join(',')})->${n.outputs.join(',')}`), [
-      'Relu(x)->activated',
-      'Neg(activated)->negated',
-      'Identity(x)->echo',
-    ]);
+    assert.deepEqual(
+      graph.outputs.map((o) => o.name),
+      ['activated', 'negated', 'echo'],
+    );
+    assert.deepEqual(
+      graph.nodes.map((n) => `${n.opType}(${n.inputs.join(',')})->${n.outputs.join(',')}`),
+      ['Relu(x)->activated', 'Neg(activated)->negated', 'Identity(x)->echo'],
+    );
     const out = await runModel(model, { x: f32([-1, 2, -3], [3]) });
     assert.deepEqual(Array.from(out.negated!.data as Float32Array), [-0, -2, -0]);
     assert.deepEqual(Array.from(out.echo!.data as Float32Array), [-1, 2, -3]);
@@ -61,7 +73,9 @@ describe('GraphBuilder', () => {
     body.output(body.ops.add(doubled, 1), 'float32', [2]);
     const other = new GraphBuilder('other', { outerScope: g });
     other.output(other.ops.neg(doubled), 'float32', [2]);
-    g.output(g.node('If', [cond], { then_branch: body.toGraph(), else_branch: other.toGraph() }), 'float32', [2], { name: 'y' });
+    g.output(g.node('If', [cond], { then_branch: body.toGraph(), else_branch: other.toGraph() }), 'float32', [2], {
+      name: 'y',
+    });
     g.output(doubled, 'float32', [2], { name: 'doubled' });
     const model = g.toModel();
     const out = await runModel(model, { cond: new OrtTensor('bool', [true], []), x: f32([1, -3], [2]) });
@@ -89,8 +103,15 @@ describe('GraphBuilder', () => {
     const old = new GraphBuilder('old', { opset: 12 });
     const x = old.input('x', 'float32', [1, 2]);
     old.output(old.ops.unsqueeze(x, [0]), 'float32', [1, 1, 2]);
-    assert.deepEqual(old.toGraph().nodes[0]!.attributes.axes, { type: 'ints', value: [0] }, 'before opset 13 axes are an attribute');
-    assert.throws(() => old.toModel({ opsets: { '': 13 } }), /Unsqueeze with axes as an attribute needs opset '' in \[1, 13\)/);
+    assert.deepEqual(
+      old.toGraph().nodes[0]!.attributes.axes,
+      { type: 'ints', value: [0] },
+      'before opset 13 axes are an attribute',
+    );
+    assert.throws(
+      () => old.toModel({ opsets: { '': 13 } }),
+      /Unsqueeze with axes as an attribute needs opset '' in \[1, 13\)/,
+    );
     assert.equal(old.toModel().irVersion, 7);
 
     const ln = new GraphBuilder('ln', { opset: 16 });

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import protobuf from 'protobufjs';
-import { GraphBuilder, OnnxModel, attr, createTensor, decodeModel, emptyGraph, type OnnxTensor } from '@nucleus/sdk/onnx';
+import {
+  GraphBuilder,
+  OnnxModel,
+  attr,
+  createTensor,
+  decodeModel,
+  emptyGraph,
+  type OnnxTensor,
+} from '@nucleus/sdk/onnx';
 
 function roundTrip(model: OnnxModel): OnnxModel {
   return decodeModel(model.encode());
@@ -41,7 +49,11 @@ describe('ONNX model encode → decode', () => {
       // A scalar keeps an empty (known, rank-0) shape; it must not turn into "unknown rank".
       { name: 's', type: { kind: 'tensor', dtype: 'int64', shape: [] } },
     ]);
-    assert.deepEqual(back.graph.outputs[0], { name: 'y', type: { kind: 'tensor', dtype: 'float32', shape: ['batch', 4, null] }, docString: 'out' });
+    assert.deepEqual(back.graph.outputs[0], {
+      name: 'y',
+      type: { kind: 'tensor', dtype: 'float32', shape: ['batch', 4, null] },
+      docString: 'out',
+    });
     assert.deepEqual(back.graph.valueInfo, [{ name: 'y', type: { kind: 'tensor', dtype: 'float32' } }]);
     assert.deepEqual(
       back.graph.nodes.map((n) => [n.name, n.opType, n.domain, n.inputs, n.outputs]),
@@ -135,7 +147,12 @@ describe('ONNX model encode → decode', () => {
       assert.equal(b.data.constructor, t.data.constructor, t.name);
       if (Array.isArray(t.data)) assert.deepEqual(b.data, t.data);
       else {
-        const bytes = (v: OnnxTensor) => Buffer.from((v.data as Uint8Array).buffer, (v.data as Uint8Array).byteOffset, (v.data as Uint8Array).byteLength);
+        const bytes = (v: OnnxTensor) =>
+          Buffer.from(
+            (v.data as Uint8Array).buffer,
+            (v.data as Uint8Array).byteOffset,
+            (v.data as Uint8Array).byteLength,
+          );
         assert.ok(bytes(b).equals(bytes(t)), `${t.name} bytes differ`);
       }
     }
@@ -145,7 +162,13 @@ describe('ONNX model encode → decode', () => {
     // A second, independent schema for the few fields involved: it also pins the field numbers on the wire.
     const root = protobuf.Root.fromJSON({
       nested: {
-        M: { fields: { ir_version: { id: 1, type: 'int64' }, graph: { id: 7, type: 'G' }, opset: { id: 8, type: 'O', rule: 'repeated' } } },
+        M: {
+          fields: {
+            ir_version: { id: 1, type: 'int64' },
+            graph: { id: 7, type: 'G' },
+            opset: { id: 8, type: 'O', rule: 'repeated' },
+          },
+        },
         O: { fields: { domain: { id: 1, type: 'string' }, version: { id: 2, type: 'int64' } } },
         G: { fields: { name: { id: 2, type: 'string' }, initializer: { id: 5, type: 'T', rule: 'repeated' } } },
         T: {

@@ -75,7 +75,9 @@ describe('graphs from GraphBuilder run in onnxruntime-node', () => {
     const x = g.input('x', 'float32', [3, 8]);
     const scale = pseudoRandom(8, 8);
     const bias = pseudoRandom(8, 9);
-    const y = g.ops.layerNormalization(x, g.initializer('scale', scale, [8]), g.initializer('bias', bias, [8]), { epsilon: 1e-3 });
+    const y = g.ops.layerNormalization(x, g.initializer('scale', scale, [8]), g.initializer('bias', bias, [8]), {
+      epsilon: 1e-3,
+    });
     g.output(y, 'float32', [3, 8], { name: 'y' });
     const xData = pseudoRandom(24, 10).map((v, i) => v * (i % 5) + i / 10);
     const out = await runModel(g.toModel(), { x: f32(xData, [3, 8]) });
@@ -90,7 +92,12 @@ describe('graphs from GraphBuilder run in onnxruntime-node', () => {
     const idData = [5, 0, 3, 3, 1, 2];
     const out = await runModel(g.toModel(), { ids: i64(idData, [2, 3]) });
     assert.deepEqual(out.e!.dims, [2, 3, 4]);
-    assertClose(out.e!.data as Float32Array, idData.flatMap((id) => Array.from(table.slice(id * 4, id * 4 + 4))), 0, 'gather');
+    assertClose(
+      out.e!.data as Float32Array,
+      idData.flatMap((id) => Array.from(table.slice(id * 4, id * 4 + 4))),
+      0,
+      'gather',
+    );
   });
 
   it('Gemm takes float attributes; a whole-number alpha given as a plain number is an INT and ORT refuses it', async () => {
@@ -107,7 +114,12 @@ describe('graphs from GraphBuilder run in onnxruntime-node', () => {
     const bT = pseudoRandom(12, 12);
     const b = new Float32Array(12);
     for (let i = 0; i < 4; i++) for (let j = 0; j < 3; j++) b[j * 4 + i] = bT[i * 3 + j]!;
-    assertClose(out.y!.data as Float32Array, matMul(aData, b, 2, 3, 4).map((v) => 2 * v), 1e-5, 'gemm');
+    assertClose(
+      out.y!.data as Float32Array,
+      matMul(aData, b, 2, 3, 4).map((v) => 2 * v),
+      1e-5,
+      'gemm',
+    );
 
     await assert.rejects(loadSession(build(2)), /Mismatched attribute type in 'Gemm : alpha'/);
   });
@@ -124,7 +136,8 @@ describe('graphs from GraphBuilder run in onnxruntime-node', () => {
     const out = await runModel(g.toModel(), { x: f32(xData, [2, 6]) });
     // r[a][b][c] = x[a][b*2+c]; t[c][a][b] = r[a][b][c]
     const expected: number[] = [];
-    for (let c = 0; c < 2; c++) for (let a = 0; a < 2; a++) for (let b = 0; b < 3; b++) expected.push(a * 6 + b * 2 + c);
+    for (let c = 0; c < 2; c++)
+      for (let a = 0; a < 2; a++) for (let b = 0; b < 3; b++) expected.push(a * 6 + b * 2 + c);
     assert.deepEqual(out.u!.dims, [2, 1, 2, 3]);
     assert.deepEqual(Array.from(out.u!.data as Float32Array), expected);
     assert.deepEqual(out.s!.dims, [2, 2, 3]);
@@ -147,7 +160,8 @@ describe('graphs from GraphBuilder run in onnxruntime-node', () => {
       createTensor('str', ['hello', 'wörld'], [2], 'string'),
     ];
     const g = new GraphBuilder('dtypes');
-    for (const t of tensors) g.output(g.ops.identity(g.addInitializer(t)), t.dtype as DType, t.dims, { name: `${t.name}_out` });
+    for (const t of tensors)
+      g.output(g.ops.identity(g.addInitializer(t)), t.dtype as DType, t.dims, { name: `${t.name}_out` });
     const out = await runModel(g.toModel(), {});
     for (const t of tensors) {
       const o = out[`${t.name}_out`]!;
@@ -191,9 +205,14 @@ describe('graphs from GraphBuilder run in onnxruntime-node', () => {
     thenB.output(thenB.ops.mul(x, 2), 'float32', [3]);
     const elseB = new GraphBuilder('else', { outerScope: g });
     elseB.output(elseB.ops.add(x, 1), 'float32', [3]);
-    g.output(g.node('If', [cond], { then_branch: thenB.toGraph(), else_branch: elseB.toGraph() }), 'float32', [3], { name: 'y' });
+    g.output(g.node('If', [cond], { then_branch: thenB.toGraph(), else_branch: elseB.toGraph() }), 'float32', [3], {
+      name: 'y',
+    });
     const model = g.toModel();
-    for (const [c, expected] of [[true, [2, -4, 1]], [false, [2, -1, 1.5]]] as const) {
+    for (const [c, expected] of [
+      [true, [2, -4, 1]],
+      [false, [2, -1, 1.5]],
+    ] as const) {
       const out = await runModel(model, { cond: new OrtTensor('bool', [c], []), x: f32([1, -2, 0.5], [3]) });
       assert.deepEqual(Array.from(out.y!.data as Float32Array), expected);
     }

@@ -8,7 +8,10 @@ ort.env.logLevel = 'fatal';
 export const OrtTensor = ort.Tensor;
 
 /** Encodes `model`, loads it into a fresh CPU session and runs it once. */
-export async function runModel(model: OnnxModel | Uint8Array | string, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+export async function runModel(
+  model: OnnxModel | Uint8Array | string,
+  feeds: Record<string, ort.Tensor>,
+): Promise<Record<string, ort.Tensor>> {
   const session =
     typeof model === 'string'
       ? await ort.InferenceSession.create(model, sessionOptions)
@@ -38,5 +41,9 @@ export function f32(data: ArrayLike<number>, dims: number[]): ort.Tensor {
 
 /** An int64 ORT tensor. */
 export function i64(data: ArrayLike<number>, dims: number[]): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from(Array.from(data), (v) => BigInt(v)), dims);
+  return new ort.Tensor(
+    'int64',
+    BigInt64Array.from(Array.from(data), (v) => BigInt(v)),
+    dims,
+  );
 }

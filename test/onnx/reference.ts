@@ -27,7 +27,14 @@ export function softmaxRows(x: ArrayLike<number>, rows: number, n: number): Floa
 }
 
 /** LayerNorm over the last axis of [rows, n]. */
-export function layerNormRows(x: ArrayLike<number>, rows: number, n: number, scale: ArrayLike<number>, bias: ArrayLike<number>, eps: number): Float64Array {
+export function layerNormRows(
+  x: ArrayLike<number>,
+  rows: number,
+  n: number,
+  scale: ArrayLike<number>,
+  bias: ArrayLike<number>,
+  eps: number,
+): Float64Array {
   const out = new Float64Array(rows * n);
   for (let r = 0; r < rows; r++) {
     let mean = 0;
@@ -69,7 +76,8 @@ export function conv2d(
                 const ix = xx * o.stride - o.pad + kx;
                 if (iy < 0 || ix < 0 || iy >= h! || ix >= w!) continue;
                 const c = g * cinPerGroup + ci;
-                s += x[((b * cin! + c) * h! + iy) * w! + ix]! * weight[((co * cinPerGroup + ci) * kh! + ky) * kw! + kx]!;
+                s +=
+                  x[((b * cin! + c) * h! + iy) * w! + ix]! * weight[((co * cinPerGroup + ci) * kh! + ky) * kw! + kx]!;
               }
           out[((b * cout! + co) * oh + y) * ow + xx] = s;
         }
@@ -90,7 +98,10 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
       at = i;
     }
   }
-  assert.ok(worst <= tol, `${what}: element ${at} is ${actual[at]}, expected ${expected[at]} (|diff| ${worst} > ${tol})`);
+  assert.ok(
+    worst <= tol,
+    `${what}: element ${at} is ${actual[at]}, expected ${expected[at]} (|diff| ${worst} > ${tol})`,
+  );
 }
 
 /** Deterministic pseudo-random floats in [-1, 1). */

@@ -12,7 +12,13 @@ import { generateAll, ofType } from '../llm-engine/engine-helpers.js';
 
 /** The `cachePolicy` extension point as the kernel shows it, with the cache-lru plugin's contribution. */
 function policies(...values: CachePolicy[]): ExtensionPointView<CachePolicy> {
-  const list: Contribution<CachePolicy>[] = values.map((value) => ({ value, name: value.name, priority: 0, pluginId: 'cache-lru', pluginVersion: '0.1.0' }));
+  const list: Contribution<CachePolicy>[] = values.map((value) => ({
+    value,
+    name: value.name,
+    priority: 0,
+    pluginId: 'cache-lru',
+    pluginVersion: '0.1.0',
+  }));
   return {
     id: 'cachePolicy',
     list: () => list,
@@ -29,13 +35,24 @@ function cachedEngine(config: Record<string, unknown> = {}, cachePolicies = poli
   const events = new TypedEventBus(logger);
   const emitted: { type: EventType; payload: unknown }[] = [];
   events.onAny((type, payload) => emitted.push({ type, payload }));
-  const values: Record<string, unknown> = { 'scheduler.batchWindowMs': 5, 'cache.prefix.maxBytes': 32 * 1024 * 1024, ...config };
+  const values: Record<string, unknown> = {
+    'scheduler.batchWindowMs': 5,
+    'cache.prefix.maxBytes': 32 * 1024 * 1024,
+    ...config,
+  };
   const engine = new GenerationEngine({
     formats: testFormats,
     config: { get: (path) => values[path] },
     events,
     logger,
-    backends: { id: 'backend', list: () => [], first: () => undefined, find: () => undefined, use: (c, fn) => Promise.resolve(fn(c.value)), onChange: () => () => undefined },
+    backends: {
+      id: 'backend',
+      list: () => [],
+      first: () => undefined,
+      find: () => undefined,
+      use: (c, fn) => Promise.resolve(fn(c.value)),
+      onChange: () => () => undefined,
+    },
     cachePolicies,
   });
   return { engine, emitted };
@@ -46,7 +63,8 @@ const prefillTokens = (emitted: { type: EventType; payload: unknown }[]) =>
     .filter((s) => s.phase === 'prefill')
     .reduce((n, s) => n + s.tokens, 0);
 
-const SYSTEM = 'You are a helpful storyteller. Tell short, kind stories about animals in the forest, with a happy ending and simple words. ';
+const SYSTEM =
+  'You are a helpful storyteller. Tell short, kind stories about animals in the forest, with a happy ending and simple words. ';
 
 describe('prefix cache in the generation engine (tiny Llama, worker thread)', () => {
   let engine: GenerationEngine;
@@ -60,7 +78,13 @@ describe('prefix cache in the generation engine (tiny Llama, worker thread)', ()
   });
 
   it('serves a repeated prefix from the cache: same tokens, fewer prefill tokens, usage and cache.stats say so', async () => {
-    const request = { model: 'tiny-llama', prompt: `${SYSTEM}Once upon a time`, maxTokens: 20, temperature: 0, ignoreEos: true };
+    const request = {
+      model: 'tiny-llama',
+      prompt: `${SYSTEM}Once upon a time`,
+      maxTokens: 20,
+      temperature: 0,
+      ignoreEos: true,
+    };
     const before = emitted.length;
     const first = await generateAll(engine, request);
     const coldPrefill = prefillTokens(emitted.slice(before));
@@ -72,7 +96,11 @@ describe('prefix cache in the generation engine (tiny Llama, worker thread)', ()
     assert.equal(second.texts[0], first.texts[0]);
     const cached = second.usage!.cachedPromptTokens!;
     assert.equal(cached, Math.floor((second.usage!.promptTokens - 1) / 16) * 16);
-    assert.equal(prefillTokens(emitted.slice(mark)), second.usage!.promptTokens - cached, 'only the uncached suffix was prefilled');
+    assert.equal(
+      prefillTokens(emitted.slice(mark)),
+      second.usage!.promptTokens - cached,
+      'only the uncached suffix was prefilled',
+    );
     const start = ofType(emitted.slice(mark), 'generation.start')[0]!;
     assert.equal(start.cachedPromptTokens, cached);
     const stats = ofType(emitted, 'cache.stats').at(-1)!;
@@ -83,15 +111,32 @@ describe('prefix cache in the generation engine (tiny Llama, worker thread)', ()
   });
 
   it('releases the blocks of a conversation when it ends', async () => {
-    const turn = { model: 'tiny-llama', messages: [{ role: 'user', content: 'Tell me a long story about a brave little mouse and a cat.' }], maxTokens: 30, temperature: 0, ignoreEos: true, conversationId: 'c-42' };
+    const turn = {
+      model: 'tiny-llama',
+      messages: [{ role: 'user', content: 'Tell me a long story about a brave little mouse and a cat.' }],
+      maxTokens: 30,
+      temperature: 0,
+      ignoreEos: true,
+      conversationId: 'c-42',
+    };
     const reply = await generateAll(engine, turn);
-    const next = await generateAll(engine, { ...turn, messages: [...turn.messages, { role: 'assistant', content: reply.texts[0]! }, { role: 'user', content: 'And then?' }] });
-    assert.ok(next.usage!.cachedPromptTokens! >= 16, `the second turn reused the first (${next.usage!.cachedPromptTokens} tokens)`);
+    const next = await generateAll(engine, {
+      ...turn,
+      messages: [
+        ...turn.messages,
+        { role: 'assistant', content: reply.texts[0]! },
+        { role: 'user', content: 'And then?' },
+      ],
+    });
+    assert.ok(
+      next.usage!.cachedPromptTokens! >= 16,
+      `the second turn reused the first (${next.usage!.cachedPromptTokens} tokens)`,
+    );
     const entries = ofType(emitted, 'cache.stats').at(-1)!.entries!;
     const freed = await engine.releaseConversation('c-42');
     assert.ok(freed > 0);
     const after = ofType(emitted, 'cache.stats').at(-1)!;
-    assert.ok(after.entries! < entries, 'the conversation\'s blocks are gone');
+    assert.ok(after.entries! < entries, "the conversation's blocks are gone");
     assert.equal(await engine.releaseConversation('c-42'), 0);
     await assert.rejects(engine.generate({ ...turn, conversationId: '' }), /conversation_id/);
   });
@@ -104,10 +149,19 @@ describe('prefix cache limit in the generation engine', () => {
     try {
       await engine.start();
       for (let i = 0; i < 6; i++) {
-        await generateAll(engine, { model: 'tiny-llama', prompt: `${i} ${SYSTEM}`, maxTokens: 4, temperature: 0, ignoreEos: true });
+        await generateAll(engine, {
+          model: 'tiny-llama',
+          prompt: `${i} ${SYSTEM}`,
+          maxTokens: 4,
+          temperature: 0,
+          ignoreEos: true,
+        });
       }
       const stats = ofType(emitted, 'cache.stats');
-      assert.ok(stats.every((s) => s.bytes <= s.capacityBytes), 'never over the limit');
+      assert.ok(
+        stats.every((s) => s.bytes <= s.capacityBytes),
+        'never over the limit',
+      );
       assert.ok(stats.at(-1)!.evictions > 0 && stats.at(-1)!.entries! <= 5);
     } finally {
       await engine.stop();
@@ -127,33 +181,43 @@ describe('prefix cache limit in the generation engine', () => {
   });
 });
 
-for (const graphStyle of ['generic', 'contrib'] as const) describe(`prefix cache on stories260K, ${graphStyle} graph (llama2.c reference output)`, () => {
-  let engine: GenerationEngine | undefined;
-  let emitted: { type: EventType; payload: unknown }[];
-  before(async function () {
-    requireStories(this);
-    ({ engine, emitted } = cachedEngine({ models: [{ name: 'stories', path: join(STORIES_DIR, 'stories260K.gguf'), graphStyle }] }));
-    await engine.start();
-  });
-  after(async () => {
-    await engine?.stop();
-  });
+for (const graphStyle of ['generic', 'contrib'] as const)
+  describe(`prefix cache on stories260K, ${graphStyle} graph (llama2.c reference output)`, () => {
+    let engine: GenerationEngine | undefined;
+    let emitted: { type: EventType; payload: unknown }[];
+    before(async function () {
+      requireStories(this);
+      ({ engine, emitted } = cachedEngine({
+        models: [{ name: 'stories', path: join(STORIES_DIR, 'stories260K.gguf'), graphStyle }],
+      }));
+      await engine.start();
+    });
+    after(async () => {
+      await engine?.stop();
+    });
 
-  it('continues the greedy reference exactly from cached and from computed prefixes', async () => {
-    const ref = parseIds(readFileSync(join(STORIES_DIR, 'reference-greedy-200.ids.txt'), 'utf8'));
-    // The reference is the model's own greedy continuation of BOS, so any start of it continues the same way.
-    const run = (n: number) => generateAll(engine!, { model: 'stories', prompt: [...ref.prompt, ...ref.next.slice(0, n)], maxTokens: 40, temperature: 0, ignoreEos: true });
-    const mark = emitted.length;
-    const cold = await run(100);
-    const warm = await run(100);
-    const longer = await run(130);
-    assert.deepEqual(cold.tokens[0], ref.next.slice(100, 140));
-    assert.deepEqual(warm.tokens[0], ref.next.slice(100, 140));
-    assert.deepEqual(longer.tokens[0], ref.next.slice(130, 170));
-    assert.equal(cold.usage!.cachedPromptTokens, 0);
-    assert.equal(warm.usage!.cachedPromptTokens, 96);
-    // The first run kept its prompt and its output: the longer prompt is all cached but its last block.
-    assert.equal(longer.usage!.cachedPromptTokens, 128);
-    assert.equal(prefillTokens(emitted.slice(mark)), 101 + 5 + 3);
+    it('continues the greedy reference exactly from cached and from computed prefixes', async () => {
+      const ref = parseIds(readFileSync(join(STORIES_DIR, 'reference-greedy-200.ids.txt'), 'utf8'));
+      // The reference is the model's own greedy continuation of BOS, so any start of it continues the same way.
+      const run = (n: number) =>
+        generateAll(engine!, {
+          model: 'stories',
+          prompt: [...ref.prompt, ...ref.next.slice(0, n)],
+          maxTokens: 40,
+          temperature: 0,
+          ignoreEos: true,
+        });
+      const mark = emitted.length;
+      const cold = await run(100);
+      const warm = await run(100);
+      const longer = await run(130);
+      assert.deepEqual(cold.tokens[0], ref.next.slice(100, 140));
+      assert.deepEqual(warm.tokens[0], ref.next.slice(100, 140));
+      assert.deepEqual(longer.tokens[0], ref.next.slice(130, 170));
+      assert.equal(cold.usage!.cachedPromptTokens, 0);
+      assert.equal(warm.usage!.cachedPromptTokens, 96);
+      // The first run kept its prompt and its output: the longer prompt is all cached but its last block.
+      assert.equal(longer.usage!.cachedPromptTokens, 128);
+      assert.equal(prefillTokens(emitted.slice(mark)), 101 + 5 + 3);
+    });
   });
-});

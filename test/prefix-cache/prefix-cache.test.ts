@@ -9,7 +9,8 @@ const LAYOUT: KvLayout = { numLayers: 2, numKvHeads: 2, headDim: 4, dtype: 'floa
 const B = 4;
 
 /** A block whose values say which tokens it holds, so a test can tell blocks apart. */
-const blockOf = (ids: readonly number[]) => (first: number) => Float32Array.from({ length: blockElements(LAYOUT, B) }, (_, i) => ids[first + (i % B)]! * 1000 + i);
+const blockOf = (ids: readonly number[]) => (first: number) =>
+  Float32Array.from({ length: blockElements(LAYOUT, B) }, (_, i) => ids[first + (i % B)]! * 1000 + i);
 
 const seq = (start: number, n: number) => Array.from({ length: n }, (_, i) => start + i);
 
@@ -89,7 +90,7 @@ describe('PrefixCache', () => {
     assert.ok(cache.stats.bytes <= cache.stats.capacityBytes);
   });
 
-  it('releases a conversation\'s blocks except those another conversation or an untagged request uses', () => {
+  it("releases a conversation's blocks except those another conversation or an untagged request uses", () => {
     const cache = new PrefixCache({ layout: LAYOUT, blockTokens: B, maxBytes: 1 << 20, policy: new LruPolicy() });
     const sys = seq(1, 8);
     const c1 = [...sys, ...seq(100, 8)];
@@ -120,12 +121,19 @@ describe('PrefixCache', () => {
     const restoredPolicy = createLruPolicy() as LruPolicy;
     const restored = PrefixCache.deserialize(bytes, restoredPolicy, LAYOUT);
     assert.deepEqual(restored.stats, cache.stats);
-    assert.deepEqual(Buffer.from(restored.serialize()), Buffer.from(bytes), 'serializing the restored cache gives the same bytes');
+    assert.deepEqual(
+      Buffer.from(restored.serialize()),
+      Buffer.from(bytes),
+      'serializing the restored cache gives the same bytes',
+    );
     assert.deepEqual(restoredPolicy.keys(), policy.keys(), 'the policy was rebuilt in the same recency order');
     for (const p of prompts) {
       const [x, y] = [cache.match(p), restored.match(p)];
       assert.equal(y.tokens, x.tokens);
-      assert.deepEqual(y.blocks.map((b) => Array.from(b)), x.blocks.map((b) => Array.from(b)));
+      assert.deepEqual(
+        y.blocks.map((b) => Array.from(b)),
+        x.blocks.map((b) => Array.from(b)),
+      );
     }
     // Both evict the same blocks next, and release the same conversation.
     const more = seq(300, 8);
@@ -134,7 +142,10 @@ describe('PrefixCache', () => {
     assert.deepEqual(Buffer.from(restored.serialize()), Buffer.from(cache.serialize()));
     assert.equal(restored.releaseConversation('conv'), cache.releaseConversation('conv'));
     assert.throws(() => PrefixCache.deserialize(bytes.subarray(0, bytes.length - 3), createLruPolicy()), /truncated/);
-    assert.throws(() => PrefixCache.deserialize(bytes, createLruPolicy(), { ...LAYOUT, headDim: 8 }), /another KV layout/);
+    assert.throws(
+      () => PrefixCache.deserialize(bytes, createLruPolicy(), { ...LAYOUT, headDim: 8 }),
+      /another KV layout/,
+    );
     assert.throws(() => PrefixCache.deserialize(new Uint8Array(16), createLruPolicy()), /bad magic/);
   });
 });

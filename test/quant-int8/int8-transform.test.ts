@@ -43,7 +43,8 @@ describe('quant-int8: 8-bit blocks', () => {
         for (let k = b * 32; k < Math.min(K, b * 32 + 32); k++) amax = Math.max(amax, Math.abs(w[k * N + n]!));
         const scale = q.scales[n * 3 + b]!;
         assert.equal(scale, Math.fround(amax / 127));
-        for (let k = b * 32; k < Math.min(K, b * 32 + 32); k++) assert.ok(Math.abs(back[k * N + n]! - w[k * N + n]!) <= scale / 2 + 1e-7);
+        for (let k = b * 32; k < Math.min(K, b * 32 + 32); k++)
+          assert.ok(Math.abs(back[k * N + n]! - w[k * N + n]!) <= scale / 2 + 1e-7);
       }
       for (let i = K - 64; i < 32; i++) assert.equal(q.data[(n * 3 + 2) * 32 + i], 128, 'padding past K is zero');
     }
@@ -59,7 +60,8 @@ describe('quant-int8: 8-bit blocks', () => {
     for (let n = 0; n < N; n++) for (let b = 0; b < 2; b++) ints[b * 32 * N + n] = b ? -127 : 127;
     const scaleOf = (n: number, b: number): number => halfToFloat(0x2000 + 97 * n + 13 * b); // float16 values
     const w = new Float32Array(K * N);
-    for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) w[k * N + n] = ints[k * N + n]! * scaleOf(n, Math.floor(k / 32));
+    for (let k = 0; k < K; k++)
+      for (let n = 0; n < N; n++) w[k * N + n] = ints[k * N + n]! * scaleOf(n, Math.floor(k / 32));
     const q = quantizeBlocks(w, K, N, 32);
     assert.equal(q.lossless, true);
     for (let n = 0; n < N; n++) {
@@ -86,20 +88,30 @@ describe('quant-int8: 8-bit blocks', () => {
     const ids = g.input('ids', 'int64', ['n']);
     const rows = rng.normals(10 * 64, 0.5);
     g.output(g.ops.gather(g.initializer('table', rows, [10, 64]), ids, 0), 'float32', ['n', 64], { name: 'picked' });
-    g.output(g.ops.gather(g.initializer('narrow', rng.normals(10 * 40, 1), [10, 40]), ids, 0), 'float32', ['n', 40], { name: 'narrow_rows' });
-    g.output(g.ops.gather(g.initializer('columns', rng.normals(4 * 10, 1), [4, 10]), ids, 1), 'float32', [4, 'n'], { name: 'cols' });
+    g.output(g.ops.gather(g.initializer('narrow', rng.normals(10 * 40, 1), [10, 40]), ids, 0), 'float32', ['n', 40], {
+      name: 'narrow_rows',
+    });
+    g.output(g.ops.gather(g.initializer('columns', rng.normals(4 * 10, 1), [4, 10]), ids, 1), 'float32', [4, 'n'], {
+      name: 'cols',
+    });
     const model = g.toModel({ producer: 'test' });
     const report = quantizeInt8(model, { accuracyLevel: 0, blockSize: 32 });
     assert.equal(report.embeddings, 1);
-    assert.deepEqual(report.skipped.map((s) => `${s.name}: ${s.reason}`), ['narrow: rows of 40 do not split into blocks of 32', 'columns: Gather along an axis other than the rows']);
+    assert.deepEqual(
+      report.skipped.map((s) => `${s.name}: ${s.reason}`),
+      ['narrow: rows of 40 do not split into blocks of 32', 'columns: Gather along an axis other than the rows'],
+    );
     assert.deepEqual(opTypes(model), ['GatherBlockQuantized', 'Gather', 'Gather']);
     assert.equal(model.initializer('table'), undefined, 'the float table is gone');
     const picked = [7, 0, 7, 3];
-    const out = await (await session(model)).run({ ids: new ort.Tensor('int64', BigInt64Array.from(picked, BigInt), [4]) });
+    const out = await (await session(model)).run({
+      ids: new ort.Tensor('int64', BigInt64Array.from(picked, BigInt), [4]),
+    });
     const expected = dequantizeBlocks(quantizeBlocks(rows, 64, 10, 32, 'nk'), 64, 10); // [64, 10]: column r is row r
     const got = out.picked!.data as Float32Array;
     picked.forEach((r, i) => {
-      for (let h = 0; h < 64; h++) assert.ok(Math.abs(got[i * 64 + h]! - expected[h * 10 + r]!) < 1e-6, `row ${r} value ${h}`);
+      for (let h = 0; h < 64; h++)
+        assert.ok(Math.abs(got[i * 64 + h]! - expected[h * 10 + r]!) < 1e-6, `row ${r} value ${h}`);
     });
   });
 
@@ -111,7 +123,7 @@ describe('quant-int8: 8-bit blocks', () => {
   });
 });
 
-describe('quant-int8 on the built-in tensor models', function () {
+describe('quant-int8 on the built-in tensor models', () => {
   let cacheDir: string;
   let mlpPath: string;
   let bertPath: string;
@@ -146,7 +158,9 @@ describe('quant-int8 on the built-in tensor models', function () {
     const x = rng.normals(batch * 4, 1.5);
     const expected = new Float32Array(batch * 3);
     for (let r = 0; r < batch; r++) {
-      const h = Array.from({ length: 16 }, (_, j) => Math.max(0, b1[j]! + [0, 1, 2, 3].reduce((s, k) => s + x[r * 4 + k]! * dq1[k * 16 + j]!, 0)));
+      const h = Array.from({ length: 16 }, (_, j) =>
+        Math.max(0, b1[j]! + [0, 1, 2, 3].reduce((s, k) => s + x[r * 4 + k]! * dq1[k * 16 + j]!, 0)),
+      );
       const logits = Array.from({ length: 3 }, (_, c) => b2[c]! + h.reduce((s, v, j) => s + v * dq2[j * 3 + c]!, 0));
       const m = Math.max(...logits);
       const e = logits.map((l) => Math.exp(l - m));
@@ -155,7 +169,10 @@ describe('quant-int8 on the built-in tensor models', function () {
     }
     const feeds = { input: new ort.Tensor('float32', x, [batch, 4]) };
     const got = (await (await session(int8)).run(feeds)).probabilities!.data as Float32Array;
-    assert.ok(maxDiff(got, expected) < 1e-6, `int8 graph vs plain computation on its weights: ${maxDiff(got, expected)}`);
+    assert.ok(
+      maxDiff(got, expected) < 1e-6,
+      `int8 graph vs plain computation on its weights: ${maxDiff(got, expected)}`,
+    );
 
     // Against float32: the fast kernel (int8 activations) stays within 0.02 of the probabilities.
     const fast = await loadModel(mlpPath);
@@ -172,8 +189,16 @@ describe('quant-int8 on the built-in tensor models', function () {
     const report = quantizeInt8(int8);
     const matmuls = opTypes(float).filter((t) => t === 'MatMul').length;
     assert.equal(report.nodes, 12, '2 layers × (q, k, v, out, ffn in, ffn out)');
-    assert.equal(opTypes(int8).filter((t) => t === 'MatMul').length, matmuls - 12, 'the attention products of activations stay MatMul');
-    assert.equal(report.embeddings, opTypes(float).filter((t) => t === 'Gather').length, 'every Gather reads an embedding table');
+    assert.equal(
+      opTypes(int8).filter((t) => t === 'MatMul').length,
+      matmuls - 12,
+      'the attention products of activations stay MatMul',
+    );
+    assert.equal(
+      report.embeddings,
+      opTypes(float).filter((t) => t === 'Gather').length,
+      'every Gather reads an embedding table',
+    );
     assert.ok(!opTypes(int8).includes('Gather'));
     assert.ok(report.floatBytes / report.int8Bytes > 3.4, `ratio ${report.floatBytes / report.int8Bytes}`);
     assert.deepEqual(report.skipped, []);
@@ -183,7 +208,10 @@ describe('quant-int8 on the built-in tensor models', function () {
     const rng = new SeededRandom(11);
     const ids = BigInt64Array.from({ length: 2 * seq }, () => BigInt(Math.floor(rng.next() * 1024)));
     const mask = BigInt64Array.from({ length: 2 * seq }, (_, i) => (i >= seq && i % seq >= 20 ? 0n : 1n));
-    const feeds = { input_ids: new ort.Tensor('int64', ids, [2, seq]), attention_mask: new ort.Tensor('int64', mask, [2, seq]) };
+    const feeds = {
+      input_ids: new ort.Tensor('int64', ids, [2, seq]),
+      attention_mask: new ort.Tensor('int64', mask, [2, seq]),
+    };
     const ref = (await (await session(float)).run(feeds)).last_hidden_state!.data as Float32Array;
     const got = (await (await session(int8)).run(feeds)).last_hidden_state!.data as Float32Array;
     const rel = maxDiff(got, ref) / maxAbs(ref);
@@ -191,7 +219,7 @@ describe('quant-int8 on the built-in tensor models', function () {
   });
 });
 
-describe('quant-int8 on stories260K-q8_0.gguf', function () {
+describe('quant-int8 on stories260K-q8_0.gguf', () => {
   const ORDER: [gguf: string, graph: string][] = [
     ['attn_q', 'self_attn.q_proj'],
     ['attn_k', 'self_attn.k_proj'],
@@ -236,7 +264,8 @@ describe('quant-int8 on stories260K-q8_0.gguf', function () {
           for (let j = 0; j < 32; j++) assert.equal(data[block * 32 + j]! - 128, raw.readInt8(block * 34 + 2 + j));
         }
       };
-      for (let l = 0; l < 5; l++) for (const [g, o] of ORDER) check(`blk.${l}.${g}.weight`, `model.layers.${l}.${o}.weight`);
+      for (let l = 0; l < 5; l++)
+        for (const [g, o] of ORDER) check(`blk.${l}.${g}.weight`, `model.layers.${l}.${o}.weight`);
       check('token_embd.weight', 'lm_head.weight');
       // The embedding table, read by GatherBlockQuantized: the file's rows, block for block.
       check('token_embd.weight', 'model.embed_tokens.weight');
@@ -267,7 +296,9 @@ describe('quant-int8 on stories260K-q8_0.gguf', function () {
     assert.deepEqual(exact, { prefix: 200, same: 200 });
     // Quantizing activations too moves the logits a little; the F32 and Q8_0 references themselves part after id 114.
     const fast = await agreement(4);
-    console.log(`      int8 compute (accuracy_level 4), generic graph: first ${fast.prefix} of 200 ids agree, ${fast.same} positions equal`);
+    console.log(
+      `      int8 compute (accuracy_level 4), generic graph: first ${fast.prefix} of 200 ids agree, ${fast.same} positions equal`,
+    );
     assert.ok(fast.prefix >= 114, `only the first ${fast.prefix} ids agree`);
   });
 });

@@ -18,7 +18,11 @@ async function transformedGraphs(cacheDir: string): Promise<{ path: string; ops:
   for (const key of readdirSync(root)) {
     const path = join(root, key, 'model.onnx');
     const model = await loadModel(path);
-    out.push({ path, ops: new Set(model.graph.nodes.map((n) => n.opType)), note: model.metadataProps['nucleus.transform'] ?? '' });
+    out.push({
+      path,
+      ops: new Set(model.graph.nodes.map((n) => n.opType)),
+      note: model.metadataProps['nucleus.transform'] ?? '',
+    });
   }
   return out;
 }
@@ -73,7 +77,8 @@ describe('models[].quantize on a tensor model', () => {
     const rng = new SeededRandom(21);
     const x = rng.normals(32 * 4, 1.5);
     const run = async (model: string): Promise<Float32Array> =>
-      (await kit!.kernel.inference.infer({ model, inputs: { input: { dtype: 'float32', shape: [32, 4], data: x } } })).outputs.probabilities!.data as Float32Array;
+      (await kit!.kernel.inference.infer({ model, inputs: { input: { dtype: 'float32', shape: [32, 4], data: x } } }))
+        .outputs.probabilities!.data as Float32Array;
     const [q, f] = await Promise.all([run('mlp-int8'), run('mlp')]);
     let diff = 0;
     for (let i = 0; i < q.length; i++) diff = Math.max(diff, Math.abs(q[i]! - f[i]!));
@@ -83,13 +88,19 @@ describe('models[].quantize on a tensor model', () => {
   it('an unknown transform fails that model with the names on offer', () => {
     const info = kit!.kernel.inference.get('mlp-int4');
     assert.equal(info.state, 'failed');
-    assert.match(info.reason!, /model 'mlp-int4' asks for quantize "int4", but no active plugin provides a model transform by that name \(available: int8\)/);
+    assert.match(
+      info.reason!,
+      /model 'mlp-int4' asks for quantize "int4", but no active plugin provides a model transform by that name \(available: int8\)/,
+    );
   });
 
   it('with the plugin disabled, loading it again is refused and says no transform is available', async () => {
     await kit!.kernel.plugins.disable('quant-int8');
     try {
-      await assert.rejects(kit!.kernel.inference.load('mlp-int8'), /asks for quantize "int8", but no active plugin provides a model transform by that name \(available: none\)/);
+      await assert.rejects(
+        kit!.kernel.inference.load('mlp-int8'),
+        /asks for quantize "int8", but no active plugin provides a model transform by that name \(available: none\)/,
+      );
       // The plain model is untouched by it.
       await kit!.kernel.inference.load('mlp');
     } finally {
@@ -112,7 +123,10 @@ describe('models[].quantize without the quant-int8 plugin', () => {
   it('refuses to start: the model cannot load and the message says why', async () => {
     const [mlp] = await ensureBuiltinModels(join(cache.dir, 'sources'), { names: ['mlp-classifier'] });
     await assert.rejects(
-      startTestKernel({ builtinModels: false, config: { 'cache.dir': cache.dir, models: [{ name: 'mlp', path: mlp!.modelPath, quantize: 'int8' }] } }),
+      startTestKernel({
+        builtinModels: false,
+        config: { 'cache.dir': cache.dir, models: [{ name: 'mlp', path: mlp!.modelPath, quantize: 'int8' }] },
+      }),
       /model 'mlp' failed to load: model 'mlp' asks for quantize "int8", but no active plugin provides a model transform by that name \(available: none\)/,
     );
   });
@@ -127,7 +141,10 @@ describe('models[].quantize: int8 on stories260K-q8_0.gguf through the generatio
     const path = join(STORIES_DIR, 'stories260K-q8_0.gguf');
     kit = await startTestKernel({
       plugins: [PLUGIN],
-      config: { 'cache.dir': cache.dir, models: [{ name: 'stories-int8', path, quantize: 'int8', graphStyle: 'contrib' }] },
+      config: {
+        'cache.dir': cache.dir,
+        models: [{ name: 'stories-int8', path, quantize: 'int8', graphStyle: 'contrib' }],
+      },
     });
   });
   after(async () => {
@@ -138,10 +155,21 @@ describe('models[].quantize: int8 on stories260K-q8_0.gguf through the generatio
   it('runs the 8-bit graph and reports how many of the 200 greedy ids agree with reference-q8_0-greedy-200', async () => {
     const graphs = await transformedGraphs(cache!.dir);
     assert.equal(graphs.length, 1);
-    assert.ok(graphs[0]!.ops.has('MatMulNBits') && graphs[0]!.ops.has('GroupQueryAttention') && !graphs[0]!.ops.has('MatMul'));
-    assert.match(graphs[0]!.note, /21 MatMul\/Gemm nodes → MatMulNBits and 1 Gather → GatherBlockQuantized, 8-bit over 22 weights \(17 exactly on an 8-bit grid\)/);
+    assert.ok(
+      graphs[0]!.ops.has('MatMulNBits') && graphs[0]!.ops.has('GroupQueryAttention') && !graphs[0]!.ops.has('MatMul'),
+    );
+    assert.match(
+      graphs[0]!.note,
+      /21 MatMul\/Gemm nodes → MatMulNBits and 1 Gather → GatherBlockQuantized, 8-bit over 22 weights \(17 exactly on an 8-bit grid\)/,
+    );
     const expected = parseIds(readFileSync(join(STORIES_DIR, 'reference-q8_0-greedy-200.ids.txt'), 'utf8'));
-    const out = await generateAll(kit!.kernel.generation, { model: 'stories-int8', prompt: expected.prompt, maxTokens: 200, temperature: 0, ignoreEos: true });
+    const out = await generateAll(kit!.kernel.generation, {
+      model: 'stories-int8',
+      prompt: expected.prompt,
+      maxTokens: 200,
+      temperature: 0,
+      ignoreEos: true,
+    });
     const ids = out.tokens[0]!;
     assert.equal(ids.length, 200);
     let prefix = 0;

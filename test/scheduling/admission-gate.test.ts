@@ -19,19 +19,31 @@ function liveConfig(values: Record<string, unknown>) {
 }
 
 function strategies(...list: SchedulerStrategy[]): ExtensionPointView<SchedulerStrategy> {
-  const contributions = list.map((value) => ({ name: value.name, value }) as unknown as Contribution<SchedulerStrategy>);
-  return { find: (name: string) => contributions.find((c) => c.name === name) } as unknown as ExtensionPointView<SchedulerStrategy>;
+  const contributions = list.map(
+    (value) => ({ name: value.name, value }) as unknown as Contribution<SchedulerStrategy>,
+  );
+  return {
+    find: (name: string) => contributions.find((c) => c.name === name),
+  } as unknown as ExtensionPointView<SchedulerStrategy>;
 }
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
 describe('admission gate: running slots in front of an engine', () => {
   it('lets waiting requests in by priority when a slot frees, and a raised scheduler.maxRunning applies at once', async () => {
-    const config = liveConfig({ 'scheduler.maxRunning': 1, 'scheduler.strategy': 'priority', 'queue.highWatermark': 10, 'queue.lowWatermark': 5, 'queue.timeoutMs': 5000 });
+    const config = liveConfig({
+      'scheduler.maxRunning': 1,
+      'scheduler.strategy': 'priority',
+      'queue.highWatermark': 10,
+      'queue.lowWatermark': 5,
+      'queue.timeoutMs': 5000,
+    });
     const gate = new AdmissionGate({ config });
     const first = await gate.acquire();
     const order: string[] = [];
-    const waiters = (['low', 'normal', 'high', 'low'] as const).map((priority, i) => gate.acquire({ priority }).then((slot) => (order.push(`${priority}${i}`), slot)));
+    const waiters = (['low', 'normal', 'high', 'low'] as const).map((priority, i) =>
+      gate.acquire({ priority }).then((slot) => (order.push(`${priority}${i}`), slot)),
+    );
     await tick();
     assert.equal(gate.waiting, 4);
     first.release();
@@ -70,11 +82,20 @@ describe('admission gate: running slots in front of an engine', () => {
   });
 
   it('sheds with 503 + Retry-After past the high watermark until below the low one; 408 after the queue timeout or deadline', async () => {
-    const config = liveConfig({ 'scheduler.maxRunning': 1, 'queue.highWatermark': 3, 'queue.lowWatermark': 1, 'queue.timeoutMs': 60_000 });
+    const config = liveConfig({
+      'scheduler.maxRunning': 1,
+      'queue.highWatermark': 3,
+      'queue.lowWatermark': 1,
+      'queue.timeoutMs': 60_000,
+    });
     const gate = new AdmissionGate({ config });
     const running = await gate.acquire();
     const waiting = [0, 1, 2].map(() => gate.acquire());
-    await assert.rejects(gate.acquire(), (err: { status: number; headers: Record<string, string> }) => err.status === 503 && err.headers['retry-after'] === '1');
+    await assert.rejects(
+      gate.acquire(),
+      (err: { status: number; headers: Record<string, string> }) =>
+        err.status === 503 && err.headers['retry-after'] === '1',
+    );
     running.release();
     const a = await waiting[0]!;
     // Two wait, then one: not below the low watermark of 1, so still shedding.
@@ -86,9 +107,15 @@ describe('admission gate: running slots in front of an engine', () => {
     // None waits: admission reopens.
     const c = await waiting[2]!;
     const deadline = gate.acquire({ deadlineMs: 10 });
-    await assert.rejects(deadline, (err: { status: number; code: string }) => err.status === 408 && err.code === 'queue_timeout');
+    await assert.rejects(
+      deadline,
+      (err: { status: number; code: string }) => err.status === 408 && err.code === 'queue_timeout',
+    );
     config.set('queue.timeoutMs', 5);
-    await assert.rejects(gate.acquire(), (err: { status: number; message: string }) => err.status === 408 && /queue\.timeoutMs/.test(err.message));
+    await assert.rejects(
+      gate.acquire(),
+      (err: { status: number; message: string }) => err.status === 408 && /queue\.timeoutMs/.test(err.message),
+    );
     const controller = new AbortController();
     const gone = gate.acquire({ signal: controller.signal });
     controller.abort();
@@ -100,7 +127,12 @@ describe('admission gate: running slots in front of an engine', () => {
   });
 
   it('admits a request costing several slots as one unit: all at once, never overtaken by cheaper ones, released per unit', async () => {
-    const config = liveConfig({ 'scheduler.maxRunning': 4, 'queue.highWatermark': 100, 'queue.lowWatermark': 50, 'queue.timeoutMs': 60_000 });
+    const config = liveConfig({
+      'scheduler.maxRunning': 4,
+      'queue.highWatermark': 100,
+      'queue.lowWatermark': 50,
+      'queue.timeoutMs': 60_000,
+    });
     const gate = new AdmissionGate({ config });
     const three = await gate.acquire({ cost: 3 });
     assert.equal(gate.running, 3);
@@ -133,14 +165,22 @@ describe('admission gate: running slots in front of an engine', () => {
   });
 
   it('compares the slots the queue waits for, not its entries, with the watermarks', async () => {
-    const config = liveConfig({ 'scheduler.maxRunning': 4, 'queue.highWatermark': 4, 'queue.lowWatermark': 2, 'queue.timeoutMs': 60_000 });
+    const config = liveConfig({
+      'scheduler.maxRunning': 4,
+      'queue.highWatermark': 4,
+      'queue.lowWatermark': 2,
+      'queue.timeoutMs': 60_000,
+    });
     const gate = new AdmissionGate({ config });
     const all = await gate.acquire({ cost: 4 });
     // One entry asking for 4 slots reaches the high watermark of 4 by itself.
     const big = gate.acquire({ cost: 4 });
     await tick();
     assert.equal(gate.queue.queuedCost, 4);
-    await assert.rejects(gate.acquire(), (err: { status: number; message: string }) => err.status === 503 && /4 generations queued/.test(err.message));
+    await assert.rejects(
+      gate.acquire(),
+      (err: { status: number; message: string }) => err.status === 503 && /4 generations queued/.test(err.message),
+    );
     all.release();
     (await big).release();
     assert.equal(gate.queue.isShedding, false);

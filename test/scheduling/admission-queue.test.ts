@@ -4,10 +4,19 @@ import type { NucleusError, SchedulerStrategy } from '@nucleus/sdk';
 import { ExtensionPoints } from '@nucleus/sdk';
 import { startTestKernel } from '@nucleus/sdk/testing';
 import { AdmissionQueue, type Priority } from '@nucleus/core/internal/engine/admission/admission-queue';
-import { fifo, leastLoaded, memoryAware, prefixAffinity, priorityWithAging, roundRobin } from '@nucleus/plugin-scheduler';
+import {
+  fifo,
+  leastLoaded,
+  memoryAware,
+  prefixAffinity,
+  priorityWithAging,
+  roundRobin,
+} from '@nucleus/plugin-scheduler';
 import { REPO_ROOT } from '../helpers/paths.js';
 
-function queue(opts: { high?: number; low?: number; timeoutMs?: number; strategy?: SchedulerStrategy; clock?: { t: number } } = {}) {
+function queue(
+  opts: { high?: number; low?: number; timeoutMs?: number; strategy?: SchedulerStrategy; clock?: { t: number } } = {},
+) {
   return new AdmissionQueue<string>({
     highWatermark: () => opts.high ?? 1000,
     lowWatermark: () => opts.low ?? 500,
@@ -21,7 +30,11 @@ describe('admission queue', () => {
   it('sheds at the high watermark with 503 and Retry-After, and reopens only below the low one', () => {
     const q = queue({ high: 4, low: 2 });
     for (let i = 0; i < 4; i++) q.admit(`r${i}`);
-    assert.throws(() => q.admit('r4'), (err: NucleusError) => err.status === 503 && err.headers['retry-after'] === '1' && err.code === 'server_overloaded');
+    assert.throws(
+      () => q.admit('r4'),
+      (err: NucleusError) =>
+        err.status === 503 && err.headers['retry-after'] === '1' && err.code === 'server_overloaded',
+    );
     q.take(1);
     assert.equal(q.depth, 3);
     assert.throws(() => q.admit('r5'), /at capacity/, 'still shedding between the watermarks');
@@ -56,26 +69,44 @@ describe('admission queue', () => {
     const kept = q.admit('kept');
     controller.abort();
     assert.equal((await gone.rejected).code, 'client_closed_request');
-    assert.deepEqual(q.take(10).map((t) => t.payload), ['kept']);
-    const late = await Promise.race([kept.rejected.then(() => 'rejected'), new Promise((r) => setTimeout(() => r('quiet'), 50))]);
+    assert.deepEqual(
+      q.take(10).map((t) => t.payload),
+      ['kept'],
+    );
+    const late = await Promise.race([
+      kept.rejected.then(() => 'rejected'),
+      new Promise((r) => setTimeout(() => r('quiet'), 50)),
+    ]);
     assert.equal(late, 'quiet');
   });
 
   it('takes high before normal before low, oldest first within a class', () => {
     const clock = { t: 0 };
     const q = queue({ clock });
-    const order: Array<[string, Priority]> = [['l1', 'low'], ['n1', 'normal'], ['h1', 'high'], ['n2', 'normal'], ['h2', 'high']];
+    const order: Array<[string, Priority]> = [
+      ['l1', 'low'],
+      ['n1', 'normal'],
+      ['h1', 'high'],
+      ['n2', 'normal'],
+      ['h2', 'high'],
+    ];
     for (const [p, priority] of order) {
       q.admit(p, { priority });
       clock.t++;
     }
-    assert.deepEqual(q.take(5).map((t) => t.payload), ['h1', 'h2', 'n1', 'n2', 'l1']);
+    assert.deepEqual(
+      q.take(5).map((t) => t.payload),
+      ['h1', 'h2', 'n1', 'n2', 'l1'],
+    );
     const f = queue({ strategy: fifo, clock });
     for (const [p, priority] of order) {
       f.admit(p, { priority });
       clock.t++;
     }
-    assert.deepEqual(f.take(5).map((t) => t.payload), ['l1', 'n1', 'h1', 'n2', 'h2']);
+    assert.deepEqual(
+      f.take(5).map((t) => t.payload),
+      ['l1', 'n1', 'h1', 'n2', 'h2'],
+    );
   });
 
   it('never starves low priority: behind a steady stream of high requests it is taken within 2 × agingMs', () => {
@@ -111,7 +142,10 @@ describe('admission queue', () => {
       servedBefore.push(ticket!.enqueuedAt);
     }
     assert.ok(servedBefore.length < 1999, 'low was served');
-    assert.ok(Math.max(...servedBefore) <= 1000 + 2 * agingMs, `a high request from t=${Math.max(...servedBefore)} went first`);
+    assert.ok(
+      Math.max(...servedBefore) <= 1000 + 2 * agingMs,
+      `a high request from t=${Math.max(...servedBefore)} went first`,
+    );
   });
 });
 
@@ -127,12 +161,18 @@ describe('routing strategies', () => {
   it('round-robin cycles through healthy workers only', () => {
     const rr = roundRobin();
     const workers = [w('a', 0, 0), w('b', 0, 0, false), w('c', 0, 0)];
-    assert.deepEqual([0, 1, 2, 3].map(() => rr.pickWorker!(workers, { estimatedBytes: 0 })), [0, 2, 0, 2]);
+    assert.deepEqual(
+      [0, 1, 2, 3].map(() => rr.pickWorker!(workers, { estimatedBytes: 0 })),
+      [0, 2, 0, 2],
+    );
     assert.equal(rr.pickWorker!([w('x', 0, 0, false)], { estimatedBytes: 0 }), -1);
   });
 
   it('least-loaded picks the fewest active batches, then the fewest in flight', () => {
-    assert.equal(leastLoaded.pickWorker!([w('a', 2, 1), w('b', 1, 9), w('c', 1, 3), w('d', 0, 0, false)], { estimatedBytes: 0 }), 2);
+    assert.equal(
+      leastLoaded.pickWorker!([w('a', 2, 1), w('b', 1, 9), w('c', 1, 3), w('d', 0, 0, false)], { estimatedBytes: 0 }),
+      2,
+    );
   });
 
   it('memory-aware skips workers without room for the batch, and says when none has any', () => {
@@ -153,7 +193,11 @@ describe('routing strategies', () => {
       chosen,
       'the same worker each time',
     );
-    for (const i of [0, 1, 2]) assert.ok(chosen.filter((c) => c === i).length >= 10, `keys spread: worker ${i} has ${chosen.filter((c) => c === i).length} of 60`);
+    for (const i of [0, 1, 2])
+      assert.ok(
+        chosen.filter((c) => c === i).length >= 10,
+        `keys spread: worker ${i} has ${chosen.filter((c) => c === i).length} of 60`,
+      );
     // Worker 2 unhealthy: only its keys move.
     const withoutLast = [w('0', 0, 0), w('1', 0, 0), w('2', 0, 0, false)];
     for (const [i, k] of keys.entries()) {
@@ -164,7 +208,8 @@ describe('routing strategies', () => {
     // Load: its worker is kept up to twice the least loaded one's sequences plus 4, then passed over.
     const key = keys[0]!;
     const own = chosen[0]!;
-    const loaded = (ownLoad: number, othersLoad: number) => three.map((x, i) => ({ ...x, activeBatches: i === own ? ownLoad : othersLoad }));
+    const loaded = (ownLoad: number, othersLoad: number) =>
+      three.map((x, i) => ({ ...x, activeBatches: i === own ? ownLoad : othersLoad }));
     assert.equal(pick(loaded(6, 1), key), own);
     assert.notEqual(pick(loaded(7, 1), key), own);
     // No key: the least loaded; no worker with room: -1.
@@ -175,7 +220,11 @@ describe('routing strategies', () => {
   it('are contributed by the scheduler plugin', async () => {
     const kit = await startTestKernel({ plugins: [join(REPO_ROOT, 'plugins/scheduler')] });
     try {
-      const names = kit.kernel.extensions.point(ExtensionPoints.schedulerStrategy).list().map((c) => c.name).sort();
+      const names = kit.kernel.extensions
+        .point(ExtensionPoints.schedulerStrategy)
+        .list()
+        .map((c) => c.name)
+        .sort();
       assert.deepEqual(names, ['fifo', 'least-loaded', 'memory-aware', 'prefix-affinity', 'priority', 'round-robin']);
     } finally {
       await kit.stop();

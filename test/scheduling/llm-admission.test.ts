@@ -12,14 +12,22 @@ interface Outcome {
   body: { error?: { code?: string; message?: string } };
 }
 
-async function complete(kit: TestKernel, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<Outcome> {
+async function complete(
+  kit: TestKernel,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<Outcome> {
   const res = await fetch(new URL('/v1/completions', kit.url), {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ model: MODEL, prompt: 'Once upon a time', max_tokens: 4, ...body }),
     signal: AbortSignal.timeout(100_000),
   });
-  return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as Outcome['body'] };
+  return {
+    status: res.status,
+    retryAfter: res.headers.get('retry-after'),
+    body: (await res.json()) as Outcome['body'],
+  };
 }
 
 function tally(outcomes: Outcome[]): Record<number, number> {
@@ -30,11 +38,17 @@ function tally(outcomes: Outcome[]): Record<number, number> {
 
 describe('admission control of generations over HTTP', () => {
   it('sheds a flood of 200 completions past the high watermark with 503 + Retry-After, answers all, then accepts again', async () => {
-    const kit = await startTestKernel({ plugins: [API_PLUGIN], env: { NUCLEUS_QUEUE_HIGH_WATERMARK: '8', NUCLEUS_QUEUE_LOW_WATERMARK: '4' }, config: { 'scheduler.batchWindowMs': 5 } });
+    const kit = await startTestKernel({
+      plugins: [API_PLUGIN],
+      env: { NUCLEUS_QUEUE_HIGH_WATERMARK: '8', NUCLEUS_QUEUE_LOW_WATERMARK: '4' },
+      config: { 'scheduler.batchWindowMs': 5 },
+    });
     try {
       assert.equal((await complete(kit, {})).status, 200); // warm the model
       // Long enough generations that the 32 running slots stay full while the rest of the flood arrives.
-      const outcomes = await Promise.all(Array.from({ length: 200 }, () => complete(kit, { max_tokens: 64, ignore_eos: true })));
+      const outcomes = await Promise.all(
+        Array.from({ length: 200 }, () => complete(kit, { max_tokens: 64, ignore_eos: true })),
+      );
       const counts = tally(outcomes);
       assert.deepEqual(Object.keys(counts).sort(), ['200', '503'], `statuses ${JSON.stringify(counts)}`);
       assert.ok(counts[503]! > 0 && counts[200]! > 0);
@@ -53,7 +67,11 @@ describe('admission control of generations over HTTP', () => {
   });
 
   it('answers 408 with an error object to requests that outwait queue.timeoutMs; the rest complete', async () => {
-    const kit = await startTestKernel({ plugins: [API_PLUGIN], env: { NUCLEUS_QUEUE_TIMEOUT_MS: '1', NUCLEUS_SCHEDULER_MAX_RUNNING: '1' }, config: { 'scheduler.batchWindowMs': 5 } });
+    const kit = await startTestKernel({
+      plugins: [API_PLUGIN],
+      env: { NUCLEUS_QUEUE_TIMEOUT_MS: '1', NUCLEUS_SCHEDULER_MAX_RUNNING: '1' },
+      config: { 'scheduler.batchWindowMs': 5 },
+    });
     try {
       const outcomes = await Promise.all(Array.from({ length: 20 }, () => complete(kit, {})));
       const counts = tally(outcomes);
@@ -65,7 +83,10 @@ describe('admission control of generations over HTTP', () => {
   });
 
   it('honours a request deadline from X-Request-Timeout-Ms, and a runtime change of queue.timeoutMs', async () => {
-    const kit = await startTestKernel({ plugins: [API_PLUGIN], config: { 'scheduler.maxRunning': 1, 'scheduler.batchWindowMs': 5 } });
+    const kit = await startTestKernel({
+      plugins: [API_PLUGIN],
+      config: { 'scheduler.maxRunning': 1, 'scheduler.batchWindowMs': 5 },
+    });
     try {
       const long = complete(kit, { max_tokens: 200, ignore_eos: true });
       await new Promise((r) => setTimeout(r, 30));

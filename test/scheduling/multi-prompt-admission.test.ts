@@ -9,7 +9,11 @@ const MODEL = 'tiny-llama';
 
 interface Answer {
   status: number;
-  body: { choices?: { index: number; text: string }[]; usage?: { completion_tokens: number }; error?: { code?: string; message?: string; param?: string } };
+  body: {
+    choices?: { index: number; text: string }[];
+    usage?: { completion_tokens: number };
+    error?: { code?: string; message?: string; param?: string };
+  };
 }
 
 async function complete(kit: TestKernel, body: Record<string, unknown>): Promise<Answer> {
@@ -26,7 +30,10 @@ describe('multi-prompt completions are admitted as one unit', () => {
   it('refuses more prompts than can ever run at once with 400 naming scheduler.maxRunning, instead of waiting for a 408', async () => {
     // Each prompt taking its own slot, two would run and the third wait for a slot the first two never give back
     // (their streams are read only once all three are admitted): the request would end in 408.
-    const kit = await startTestKernel({ plugins: [API_PLUGIN], config: { 'scheduler.maxRunning': 2, 'scheduler.batchWindowMs': 5, 'queue.timeoutMs': 3000 } });
+    const kit = await startTestKernel({
+      plugins: [API_PLUGIN],
+      config: { 'scheduler.maxRunning': 2, 'scheduler.batchWindowMs': 5, 'queue.timeoutMs': 3000 },
+    });
     try {
       const refused = await complete(kit, { prompt: ['Once upon a time', 'Lily', 'The dog'] });
       assert.equal(refused.status, 400, JSON.stringify(refused.body));
@@ -35,7 +42,10 @@ describe('multi-prompt completions are admitted as one unit', () => {
       assert.match(refused.body.error?.message ?? '', /3 prompts.*at most 2.*scheduler\.maxRunning/);
       const fits = await complete(kit, { prompt: ['Once upon a time', 'Lily'] });
       assert.equal(fits.status, 200, JSON.stringify(fits.body));
-      assert.deepEqual(fits.body.choices!.map((c) => c.index), [0, 1]);
+      assert.deepEqual(
+        fits.body.choices!.map((c) => c.index),
+        [0, 1],
+      );
       assert.deepEqual(kit.kernel.generation.admission, { running: 0, waiting: 0, shedding: false });
     } finally {
       await kit.stop();
@@ -43,7 +53,10 @@ describe('multi-prompt completions are admitted as one unit', () => {
   });
 
   it('waits as one queue entry without holding part of the slots, then runs every prompt', async () => {
-    const kit = await startTestKernel({ plugins: [API_PLUGIN], config: { 'scheduler.maxRunning': 4, 'scheduler.batchWindowMs': 5 } });
+    const kit = await startTestKernel({
+      plugins: [API_PLUGIN],
+      config: { 'scheduler.maxRunning': 4, 'scheduler.batchWindowMs': 5 },
+    });
     try {
       assert.equal((await complete(kit, { prompt: 'warm up' })).status, 200);
       const long = complete(kit, { prompt: 'Once upon a time', max_tokens: 240, n: 4, ignore_eos: true });
@@ -56,7 +69,10 @@ describe('multi-prompt completions are admitted as one unit', () => {
       const [l, f] = await Promise.all([long, four]);
       assert.equal(l.status, 200);
       assert.equal(f.status, 200, JSON.stringify(f.body));
-      assert.deepEqual(f.body.choices!.map((c) => c.index), [0, 1, 2, 3]);
+      assert.deepEqual(
+        f.body.choices!.map((c) => c.index),
+        [0, 1, 2, 3],
+      );
       assert.deepEqual(admission(), { running: 0, waiting: 0, shedding: false });
     } finally {
       await kit.stop();

@@ -9,7 +9,14 @@ function heldBatcher(settings: Partial<BatchSettings>) {
   const holds: (() => void)[] = [];
   const b = new DynamicBatcher({
     label: 'held',
-    settings: () => ({ maxBatchSize: 1, maxQueueDelayMs: 0, preferredBatchSizes: [], maxQueued: 100, queueTimeoutMs: 30_000, ...settings }),
+    settings: () => ({
+      maxBatchSize: 1,
+      maxQueueDelayMs: 0,
+      preferredBatchSizes: [],
+      maxQueued: 100,
+      queueTimeoutMs: 30_000,
+      ...settings,
+    }),
     assembler: new BatchAssembler([X], [X], false),
     concurrency: () => 1,
     run: async (inputs) => {
@@ -17,7 +24,8 @@ function heldBatcher(settings: Partial<BatchSettings>) {
       return { outputs: { x: inputs.x! }, runMs: 0 };
     },
   });
-  const submit = (v: number) => b.submit({ x: { dtype: 'float32', shape: [1, 1], data: Float32Array.of(v) } as Tensor }, 1);
+  const submit = (v: number) =>
+    b.submit({ x: { dtype: 'float32', shape: [1, 1], data: Float32Array.of(v) } as Tensor }, 1);
   const release = async () => {
     holds.shift()?.();
     await new Promise((r) => setTimeout(r, 5));

@@ -22,7 +22,13 @@ describe('plugin scaffolder', function () {
       env: {},
       pluginFolders: [],
       nodeModules: [],
-      cli: { 'server.port': 0, 'plugins.watch': true, 'plugins.dirs': [parent], 'logging.level': 'silent', 'plugin.hello-world.greeting': 'hot' },
+      cli: {
+        'server.port': 0,
+        'plugins.watch': true,
+        'plugins.dirs': [parent],
+        'logging.level': 'silent',
+        'plugin.hello-world.greeting': 'hot',
+      },
     });
     try {
       const created = run(process.execPath, [CLI, 'plugin', 'new', 'hello-world', '--dir', parent], REPO_ROOT);
@@ -53,7 +59,10 @@ describe('plugin scaffolder', function () {
   it('refuses names that are not plugin ids and folders that exist', () => {
     const parent = tempDir('scaffold-bad');
     try {
-      assert.throws(() => scaffoldPlugin({ name: 'Bad Name', parentDir: parent }), /must be lowercase letters and digits/);
+      assert.throws(
+        () => scaffoldPlugin({ name: 'Bad Name', parentDir: parent }),
+        /must be lowercase letters and digits/,
+      );
       scaffoldPlugin({ name: 'twice', parentDir: parent });
       assert.throws(() => scaffoldPlugin({ name: 'twice', parentDir: parent }), /already exists/);
     } finally {

@@ -40,7 +40,11 @@ describe('HTTP server', () => {
   });
 
   it('goes 503 on /ready with the reason while degraded', async () => {
-    kit.kernel.health.set({ key: 'backend', severity: 'degraded', reason: 'cuda requested but unusable: no NVIDIA driver; running on cpu' });
+    kit.kernel.health.set({
+      key: 'backend',
+      severity: 'degraded',
+      reason: 'cuda requested but unusable: no NVIDIA driver; running on cpu',
+    });
     try {
       const res = await kit.request('/ready');
       assert.equal(res.status, 503);
@@ -77,11 +81,19 @@ describe('HTTP server', () => {
       assert.equal(error.type, 'invalid_request_error');
       assert.match(error.message, new RegExp(`^${method} is not allowed on ${path}`));
     }
-    assert.equal((await kit.request('/svc/echo', { body: { a: 1 }, headers: auth(USER) })).status, 200, 'the allowed method still works');
+    assert.equal(
+      (await kit.request('/svc/echo', { body: { a: 1 }, headers: auth(USER) })).status,
+      200,
+      'the allowed method still works',
+    );
   });
 
   it('answers unparsable JSON with 400 and a server fault with 500, both as error objects', async () => {
-    const bad = await kit.request('/svc/echo', { method: 'POST', body: '{"oops": ', headers: { 'content-type': 'application/json', ...auth(USER) } });
+    const bad = await kit.request('/svc/echo', {
+      method: 'POST',
+      body: '{"oops": ',
+      headers: { 'content-type': 'application/json', ...auth(USER) },
+    });
     assert.equal(bad.status, 400);
     assert.equal((bad.body as { error: { code: string } }).error.code, 'invalid_json');
     const ok = await kit.request('/svc/echo', { body: { a: 1 }, headers: auth(USER) });
@@ -106,7 +118,9 @@ describe('HTTP server', () => {
     assert.match((user.body as { error: { message: string } }).error.message, /needs an admin key/);
     const admin = await kit.request('/admin/plugins', { headers: auth(ADMIN) });
     assert.equal(admin.status, 200);
-    const svc = (admin.body as { plugins: Array<{ id: string; version: string; state: string }> }).plugins.find((p) => p.id === 'svc');
+    const svc = (admin.body as { plugins: Array<{ id: string; version: string; state: string }> }).plugins.find(
+      (p) => p.id === 'svc',
+    );
     assert.deepEqual({ version: svc?.version, state: svc?.state }, { version: '1.0.0', state: 'active' });
   });
 
@@ -114,9 +128,15 @@ describe('HTTP server', () => {
     const reload = await kit.request('/admin/plugins/svc/reload', { method: 'POST', headers: auth(ADMIN) });
     assert.equal(reload.status, 200);
     assert.equal((reload.body as { reloads: number }).reloads, 1);
-    assert.equal((await kit.request('/admin/plugins/svc/disable', { method: 'POST', headers: auth(ADMIN) })).status, 200);
+    assert.equal(
+      (await kit.request('/admin/plugins/svc/disable', { method: 'POST', headers: auth(ADMIN) })).status,
+      200,
+    );
     assert.equal((await kit.request('/svc/version')).status, 404, 'a disabled plugin’s routes are gone');
-    assert.equal((await kit.request('/admin/plugins/svc/enable', { method: 'POST', headers: auth(ADMIN) })).status, 200);
+    assert.equal(
+      (await kit.request('/admin/plugins/svc/enable', { method: 'POST', headers: auth(ADMIN) })).status,
+      200,
+    );
     assert.equal((await kit.request('/svc/version')).status, 200);
     const missing = await kit.request('/admin/plugins/ghost/reload', { method: 'POST', headers: auth(ADMIN) });
     assert.equal(missing.status, 404);
@@ -127,11 +147,19 @@ describe('HTTP server', () => {
     const changes: string[] = [];
     const off = kit.kernel.events.on('config.changed', (e) => changes.push(`${e.path}=${String(e.value)}`));
     try {
-      const ok = await kit.request('/admin/config', { method: 'PATCH', body: { queue: { highWatermark: 64, lowWatermark: 32 } }, headers: auth(ADMIN) });
+      const ok = await kit.request('/admin/config', {
+        method: 'PATCH',
+        body: { queue: { highWatermark: 64, lowWatermark: 32 } },
+        headers: auth(ADMIN),
+      });
       assert.equal(ok.status, 200);
       assert.equal(kit.kernel.config.get('queue.highWatermark'), 64);
       assert.deepEqual(changes.sort(), ['queue.highWatermark=64', 'queue.lowWatermark=32']);
-      const refused = await kit.request('/admin/config', { method: 'PATCH', body: { 'server.port': 1 }, headers: auth(ADMIN) });
+      const refused = await kit.request('/admin/config', {
+        method: 'PATCH',
+        body: { 'server.port': 1 },
+        headers: auth(ADMIN),
+      });
       assert.equal(refused.status, 400);
       assert.match((refused.body as { error: { message: string } }).error.message, /server\.port/);
       const view = await kit.request('/admin/config', { headers: auth(ADMIN) });
@@ -155,10 +183,17 @@ describe('HTTP server', () => {
     await until(() => messages.some((m) => m.type === 'subscribed'));
     await kit.request('/admin/plugins/svc/reload', { method: 'POST', headers: auth(ADMIN) });
     await until(() => messages.some((m) => m.event === 'plugin.reloaded'));
-    assert.ok(messages.some((m) => m.type === 'error'), 'bad JSON gets an error frame');
+    assert.ok(
+      messages.some((m) => m.type === 'error'),
+      'bad JSON gets an error frame',
+    );
     ws.close();
     const anonymous = new WebSocket(`${kit.url.replace('http', 'ws')}/ws`);
-    const status = await new Promise<number>((resolve) => anonymous.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)).once('error', () => resolve(-1)));
+    const status = await new Promise<number>((resolve) =>
+      anonymous
+        .once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0))
+        .once('error', () => resolve(-1)),
+    );
     assert.equal(status, 401);
   });
 });

@@ -5,7 +5,10 @@ import { NucleusServer } from '@nucleus/core';
 import { tempDir } from '../helpers/paths.js';
 import { writePlugin } from '../helpers/plugin-fixtures.js';
 
-function get(url: string, agent: Agent | false): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
+function get(
+  url: string,
+  agent: Agent | false,
+): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     request(url, { agent }, (res) => {
       let body = '';
@@ -30,7 +33,12 @@ describe('graceful shutdown', () => {
         ctx.contribute(ExtensionPoints.exporter, { name: 'recorder', flush: async () => { log.push('flushed'); } });`,
       deactivate: `globalThis.__shutdownLog.push('deactivated');`,
     });
-    const server = await NucleusServer.start({ env: {}, pluginFolders: [folder], nodeModules: [], cli: { 'server.port': 0, 'plugins.watch': false, 'logging.level': 'silent' } });
+    const server = await NucleusServer.start({
+      env: {},
+      pluginFolders: [folder],
+      nodeModules: [],
+      cli: { 'server.port': 0, 'plugins.watch': false, 'logging.level': 'silent' },
+    });
     const agent = new Agent({ keepAlive: true });
     try {
       const inflight = get(`${server.url}/slow`, agent);
@@ -62,7 +70,12 @@ describe('graceful shutdown', () => {
         ctx.contribute(ExtensionPoints.routes, { method: 'GET', path: '/gated', access: 'public',
           handler: async () => { await new Promise((r) => { gate.release = r; gate.entered(); }); return { done: true }; } });`,
     });
-    const server = await NucleusServer.start({ env: {}, pluginFolders: [folder], nodeModules: [], cli: { 'server.port': 0, 'plugins.watch': false, 'logging.level': 'silent' } });
+    const server = await NucleusServer.start({
+      env: {},
+      pluginFolders: [folder],
+      nodeModules: [],
+      cli: { 'server.port': 0, 'plugins.watch': false, 'logging.level': 'silent' },
+    });
     const idle = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
       // A kept-alive connection, idle when the server starts to stop.

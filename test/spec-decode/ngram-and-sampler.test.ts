@@ -28,7 +28,10 @@ describe('NgramProposer (prompt lookup)', () => {
   it('refuses settings that cannot work', () => {
     assert.throws(() => new NgramProposer({ promptLookupMin: 0 }), /promptLookupMin/);
     assert.throws(() => new NgramProposer({ promptLookupMin: 3, promptLookupMax: 2 }), /promptLookupMax/);
-    assert.throws(() => ngramMethod({ promptLookupMin: 5, promptLookupMax: 4 }), /promptLookupMax \(4\) is below promptLookupMin \(5\)/);
+    assert.throws(
+      () => ngramMethod({ promptLookupMin: 5, promptLookupMax: 4 }),
+      /promptLookupMax \(4\) is below promptLookupMin \(5\)/,
+    );
   });
 
   it('describes the ngram method for the draftProposer extension point', () => {
@@ -61,7 +64,12 @@ describe('Sampler.verify (rejection sampling of a drafted token)', () => {
       const expected = frequencies(params, (s) => s.sample(LOGITS));
       for (const draft of [0, 2, 4]) {
         const got = frequencies(params, (s) => s.verify(LOGITS, draft));
-        got.forEach((f, id) => assert.ok(Math.abs(f - expected[id]!) < 0.015, `draft ${draft}: token ${id} at ${f.toFixed(3)}, sample() gives ${expected[id]!.toFixed(3)}`));
+        got.forEach((f, id) =>
+          assert.ok(
+            Math.abs(f - expected[id]!) < 0.015,
+            `draft ${draft}: token ${id} at ${f.toFixed(3)}, sample() gives ${expected[id]!.toFixed(3)}`,
+          ),
+        );
       }
     });
   }

@@ -2,7 +2,14 @@ import { ensureTinyLlama, TEST_MODEL_CACHE, testFormats } from '../helpers/llm.j
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CachePolicy, Contribution, DraftProposerSpec, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
+import type {
+  CachePolicy,
+  Contribution,
+  DraftProposerSpec,
+  EventType,
+  ExtensionPointView,
+  GenerateRequest,
+} from '@nucleus/sdk';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import { LruPolicy } from '@nucleus/plugin-cache-lru';
 import { ngramMethod } from '@nucleus/plugin-spec-decode';
@@ -20,8 +27,21 @@ const STORY = 'Lily and Ben went to the park. Lily saw a big red ball. Ben saw a
 
 /** An extension point as the kernel shows it, holding these contributions. */
 function point<T extends { name: string }>(id: string, pluginId: string, ...values: T[]): ExtensionPointView<T> {
-  const list: Contribution<T>[] = values.map((value) => ({ value, name: value.name, priority: 0, pluginId, pluginVersion: '0.1.0' }));
-  return { id, list: () => list, first: () => list[0], find: (name) => list.find((c) => c.name === name), use: (c, fn) => Promise.resolve(fn(c.value)), onChange: () => () => undefined };
+  const list: Contribution<T>[] = values.map((value) => ({
+    value,
+    name: value.name,
+    priority: 0,
+    pluginId,
+    pluginVersion: '0.1.0',
+  }));
+  return {
+    id,
+    list: () => list,
+    first: () => list[0],
+    find: (name) => list.find((c) => c.name === name),
+    use: (c, fn) => Promise.resolve(fn(c.value)),
+    onChange: () => () => undefined,
+  };
 }
 
 /** A generation engine as the kernel builds it, with these speculative methods (and the LRU prefix cache). */
@@ -30,7 +50,11 @@ function engineWith(config: Record<string, unknown>, draftProposers?: ExtensionP
   const events = new TypedEventBus(logger);
   const emitted: { type: EventType; payload: unknown }[] = [];
   events.onAny((type, payload) => emitted.push({ type, payload }));
-  const values: Record<string, unknown> = { 'scheduler.batchWindowMs': 20, 'cache.prefix.maxBytes': 16 * 1024 * 1024, ...config };
+  const values: Record<string, unknown> = {
+    'scheduler.batchWindowMs': 20,
+    'cache.prefix.maxBytes': 16 * 1024 * 1024,
+    ...config,
+  };
   const engine = new GenerationEngine({
     formats: testFormats,
     config: { get: (path) => values[path] },
@@ -45,85 +69,120 @@ function engineWith(config: Record<string, unknown>, draftProposers?: ExtensionP
 
 // The whole engine (worker, loop, proposer loaded in the worker from the plugin's module) on the trained stories260K:
 // with speculation it must still give llama2.c's published greedy outputs, and what plain decoding streams.
-for (const graphStyle of ['generic', 'contrib'] as const) describe(`speculative decoding in the generation engine (stories260K, ${graphStyle} graph)`, () => {
-  let fast: ReturnType<typeof engineWith> | undefined;
-  let plain: ReturnType<typeof engineWith> | undefined;
+for (const graphStyle of ['generic', 'contrib'] as const)
+  describe(`speculative decoding in the generation engine (stories260K, ${graphStyle} graph)`, () => {
+    let fast: ReturnType<typeof engineWith> | undefined;
+    let plain: ReturnType<typeof engineWith> | undefined;
 
-  before(async function () {
-    requireStories(this);
-    fast = engineWith({ models: [{ name: 'stories', path: STORIES, graphStyle, speculative: 'ngram' }] }, point('draftProposer', 'spec-decode', ngramMethod({ promptLookupMin: 1 })));
-    plain = engineWith({ models: [{ name: 'stories', path: STORIES, graphStyle }] });
-    await Promise.all([fast.engine.start(), plain.engine.start()]);
-  });
-  after(async () => {
-    await fast?.engine.stop();
-    await plain?.engine.stop();
-  });
-
-  it('gives both greedy references, token for token and byte for byte, decoded together, with drafts accepted', async () => {
-    const fromBos = parseIds(read('reference-greedy-200.ids.txt'));
-    const fromPrompt = parseIds(read('reference-prompt-64.ids.txt'));
-    const forced = fromPrompt.prompt.length - 1;
-    const [a, b] = await Promise.all([
-      generateAll(fast!.engine, { model: 'stories', prompt: fromBos.prompt, maxTokens: fromBos.next.length, temperature: 0, ignoreEos: true }),
-      generateAll(fast!.engine, { model: 'stories', prompt: 'Once upon a time', maxTokens: fromPrompt.next.length - forced, temperature: 0, ignoreEos: true }),
-    ]);
-    assert.deepEqual(a.tokens[0], fromBos.next);
-    assert.equal(a.texts[0], read('reference-greedy-200.txt'));
-    assert.deepEqual(b.tokens[0], fromPrompt.next.slice(forced));
-    assert.equal(`Once upon a time${b.texts[0]}`, read('reference-prompt-64.txt'));
-    assert.equal(a.usage!.completionTokens, fromBos.next.length);
-    const reports = ofType(fast!.emitted, 'spec.acceptance');
-    assert.ok(reports.length > 0 && reports.every((r) => r.model === 'stories' && r.method === 'ngram'));
-    const sum = (k: 'drafts' | 'proposedTokens' | 'acceptedTokens') => reports.reduce((n, r) => n + (r[k] ?? 0), 0);
-    assert.ok(sum('drafts') > 0 && sum('proposedTokens') >= sum('drafts'));
-    assert.ok(sum('acceptedTokens') > 0 && sum('acceptedTokens') <= sum('proposedTokens'), `accepted ${sum('acceptedTokens')} of ${sum('proposedTokens')}`);
-  });
-
-  it('streams what plain decoding streams: pieces, stop sequences, max_tokens, a prefix-cache hit', async () => {
-    const stop = 'ball';
-    const requests: GenerateRequest[] = [
-      { model: 'stories', prompt: STORY, maxTokens: 60, temperature: 0, stop: [stop] },
-      { model: 'stories', prompt: STORY, maxTokens: 7, temperature: 0, ignoreEos: true },
-      { model: 'stories', prompt: STORY, maxTokens: 120, temperature: 0 },
-      // The same again: its prompt now comes from the prefix cache.
-      { model: 'stories', prompt: STORY, maxTokens: 120, temperature: 0 },
-    ];
-    for (const [i, request] of requests.entries()) {
-      const f = await generateAll(fast!.engine, request);
-      if (i === 3) assert.ok(f.usage!.cachedPromptTokens! > 0, 'the prompt came from the prefix cache');
-      const p = await generateAll(plain!.engine, request);
-      assert.deepEqual(f.pieces, p.pieces, JSON.stringify(request));
-      assert.deepEqual(f.tokens, p.tokens);
-      assert.deepEqual(
-        f.finishes.map((x) => [x.finishReason, x.text, x.stopSequence]),
-        p.finishes.map((x) => [x.finishReason, x.text, x.stopSequence]),
+    before(async function () {
+      requireStories(this);
+      fast = engineWith(
+        { models: [{ name: 'stories', path: STORIES, graphStyle, speculative: 'ngram' }] },
+        point('draftProposer', 'spec-decode', ngramMethod({ promptLookupMin: 1 })),
       );
-      assert.equal(f.usage!.completionTokens, p.usage!.completionTokens);
-    }
-    const stopped = await generateAll(fast!.engine, requests[0]!);
-    assert.equal(stopped.finishes[0]!.finishReason, 'stop_sequence');
-    assert.ok(!stopped.texts[0]!.includes(stop));
-  });
+      plain = engineWith({ models: [{ name: 'stories', path: STORIES, graphStyle }] });
+      await Promise.all([fast.engine.start(), plain.engine.start()]);
+    });
+    after(async () => {
+      await fast?.engine.stop();
+      await plain?.engine.stop();
+    });
 
-  it('samples with a seed reproducibly', async () => {
-    const request: GenerateRequest = { model: 'stories', prompt: STORY, maxTokens: 80, temperature: 0.8, topP: 0.95, seed: 11, n: 2, ignoreEos: true };
-    const [a, b] = [await generateAll(fast!.engine, request), await generateAll(fast!.engine, request)];
-    assert.deepEqual(a.tokens, b.tokens);
-    assert.equal(a.tokens[0]!.length, 80);
-    assert.notDeepEqual(a.tokens[0], a.tokens[1]);
-    for (const t of a.tokens.flat()) assert.ok(t >= 0 && t < 512);
+    it('gives both greedy references, token for token and byte for byte, decoded together, with drafts accepted', async () => {
+      const fromBos = parseIds(read('reference-greedy-200.ids.txt'));
+      const fromPrompt = parseIds(read('reference-prompt-64.ids.txt'));
+      const forced = fromPrompt.prompt.length - 1;
+      const [a, b] = await Promise.all([
+        generateAll(fast!.engine, {
+          model: 'stories',
+          prompt: fromBos.prompt,
+          maxTokens: fromBos.next.length,
+          temperature: 0,
+          ignoreEos: true,
+        }),
+        generateAll(fast!.engine, {
+          model: 'stories',
+          prompt: 'Once upon a time',
+          maxTokens: fromPrompt.next.length - forced,
+          temperature: 0,
+          ignoreEos: true,
+        }),
+      ]);
+      assert.deepEqual(a.tokens[0], fromBos.next);
+      assert.equal(a.texts[0], read('reference-greedy-200.txt'));
+      assert.deepEqual(b.tokens[0], fromPrompt.next.slice(forced));
+      assert.equal(`Once upon a time${b.texts[0]}`, read('reference-prompt-64.txt'));
+      assert.equal(a.usage!.completionTokens, fromBos.next.length);
+      const reports = ofType(fast!.emitted, 'spec.acceptance');
+      assert.ok(reports.length > 0 && reports.every((r) => r.model === 'stories' && r.method === 'ngram'));
+      const sum = (k: 'drafts' | 'proposedTokens' | 'acceptedTokens') => reports.reduce((n, r) => n + (r[k] ?? 0), 0);
+      assert.ok(sum('drafts') > 0 && sum('proposedTokens') >= sum('drafts'));
+      assert.ok(
+        sum('acceptedTokens') > 0 && sum('acceptedTokens') <= sum('proposedTokens'),
+        `accepted ${sum('acceptedTokens')} of ${sum('proposedTokens')}`,
+      );
+    });
+
+    it('streams what plain decoding streams: pieces, stop sequences, max_tokens, a prefix-cache hit', async () => {
+      const stop = 'ball';
+      const requests: GenerateRequest[] = [
+        { model: 'stories', prompt: STORY, maxTokens: 60, temperature: 0, stop: [stop] },
+        { model: 'stories', prompt: STORY, maxTokens: 7, temperature: 0, ignoreEos: true },
+        { model: 'stories', prompt: STORY, maxTokens: 120, temperature: 0 },
+        // The same again: its prompt now comes from the prefix cache.
+        { model: 'stories', prompt: STORY, maxTokens: 120, temperature: 0 },
+      ];
+      for (const [i, request] of requests.entries()) {
+        const f = await generateAll(fast!.engine, request);
+        if (i === 3) assert.ok(f.usage!.cachedPromptTokens! > 0, 'the prompt came from the prefix cache');
+        const p = await generateAll(plain!.engine, request);
+        assert.deepEqual(f.pieces, p.pieces, JSON.stringify(request));
+        assert.deepEqual(f.tokens, p.tokens);
+        assert.deepEqual(
+          f.finishes.map((x) => [x.finishReason, x.text, x.stopSequence]),
+          p.finishes.map((x) => [x.finishReason, x.text, x.stopSequence]),
+        );
+        assert.equal(f.usage!.completionTokens, p.usage!.completionTokens);
+      }
+      const stopped = await generateAll(fast!.engine, requests[0]!);
+      assert.equal(stopped.finishes[0]!.finishReason, 'stop_sequence');
+      assert.ok(!stopped.texts[0]!.includes(stop));
+    });
+
+    it('samples with a seed reproducibly', async () => {
+      const request: GenerateRequest = {
+        model: 'stories',
+        prompt: STORY,
+        maxTokens: 80,
+        temperature: 0.8,
+        topP: 0.95,
+        seed: 11,
+        n: 2,
+        ignoreEos: true,
+      };
+      const [a, b] = [await generateAll(fast!.engine, request), await generateAll(fast!.engine, request)];
+      assert.deepEqual(a.tokens, b.tokens);
+      assert.equal(a.tokens[0]!.length, 80);
+      assert.notDeepEqual(a.tokens[0], a.tokens[1]);
+      for (const t of a.tokens.flat()) assert.ok(t >= 0 && t < 512);
+    });
   });
-});
 
 describe('models[].speculative names a method no plugin offers', () => {
   for (const [what, proposers, message] of [
-    ['another method', point('draftProposer', 'spec-decode', ngramMethod()), /asks for speculative "medusa".*available: ngram/],
+    [
+      'another method',
+      point('draftProposer', 'spec-decode', ngramMethod()),
+      /asks for speculative "medusa".*available: ngram/,
+    ],
     ['none at all', undefined, /asks for speculative "medusa".*the spec-decode plugin provides ngram/],
   ] as const) {
     it(`fails the model's load with a clear message when plugins offer ${what}`, async () => {
       // The method is checked before the model's graph is built or opened.
-      const { engine } = engineWith({ models: [{ name: 'tiny', path: await ensureTinyLlama(TEST_MODEL_CACHE), speculative: 'medusa' }] }, proposers);
+      const { engine } = engineWith(
+        { models: [{ name: 'tiny', path: await ensureTinyLlama(TEST_MODEL_CACHE), speculative: 'medusa' }] },
+        proposers,
+      );
       try {
         await engine.start().catch(() => undefined);
         await assert.rejects(engine.generate({ model: 'tiny', prompt: 'x', maxTokens: 1 }), message);
@@ -140,7 +199,10 @@ describe('a server with the spec-decode plugin', () => {
     requireStories(this);
     kit = await startTestKernel({
       plugins: ['spec-decode', 'api-openai', 'metrics'].map((id) => join(REPO_ROOT, 'plugins', id)),
-      config: { models: [{ name: 'stories', path: STORIES, speculative: 'ngram' }], 'plugin.spec-decode': { numSpeculativeTokens: 3, promptLookupMin: 1 } },
+      config: {
+        models: [{ name: 'stories', path: STORIES, speculative: 'ngram' }],
+        'plugin.spec-decode': { numSpeculativeTokens: 3, promptLookupMin: 1 },
+      },
     });
   });
   after(async () => {
@@ -148,7 +210,9 @@ describe('a server with the spec-decode plugin', () => {
   });
 
   it('serves completions and counts drafted and accepted tokens in /metrics', async () => {
-    const res = await kit!.request('/v1/completions', { body: { model: 'stories', prompt: STORY, max_tokens: 80, temperature: 0, ignore_eos: true } });
+    const res = await kit!.request('/v1/completions', {
+      body: { model: 'stories', prompt: STORY, max_tokens: 80, temperature: 0, ignore_eos: true },
+    });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal((res.body as { usage: { completion_tokens: number } }).usage.completion_tokens, 80);
     const labels = { model_name: 'stories', method: 'ngram' };

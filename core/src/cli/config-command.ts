@@ -13,7 +13,9 @@ export function configCommand(): Command {
     .action((opts: ConfigOptions & { json?: boolean }) => {
       const store = Kernel.create({ file: opts.config, cli: setOverrides(opts) }).config;
       if (opts.json) {
-        const sources = Object.fromEntries([...store.sources()].map(([path, source]) => [path, describeSource(source)]));
+        const sources = Object.fromEntries(
+          [...store.sources()].map(([path, source]) => [path, describeSource(source)]),
+        );
         return void process.stdout.write(`${JSON.stringify({ config: store.redacted(), sources }, null, 2)}\n`);
       }
       const rows = store.entries().map((e) => [e.path, JSON.stringify(e.value), describeSource(e.source), e.env ?? '']);
@@ -24,7 +26,9 @@ export function configCommand(): Command {
     .option('--markdown', 'print the reference table instead')
     .action((opts: ConfigOptions & { markdown?: boolean }) => {
       const schema = Kernel.create({ file: opts.config, cli: setOverrides(opts) }).config.schema();
-      process.stdout.write(opts.markdown ? `${renderConfigReference(schema)}\n` : `${JSON.stringify(schema, null, 2)}\n`);
+      process.stdout.write(
+        opts.markdown ? `${renderConfigReference(schema)}\n` : `${JSON.stringify(schema, null, 2)}\n`,
+      );
     });
   return config;
 }

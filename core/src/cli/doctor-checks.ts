@@ -43,9 +43,17 @@ const gib = (bytes: number): string => `${(bytes / GiB).toFixed(1)} GiB`;
 
 /** Runs every check, in an order where an earlier failure explains a later one. */
 export async function runDoctor(options: DoctorOptions = {}): Promise<CheckResult[]> {
-  const results: CheckResult[] = [checkNode(options.nodeRange ?? '>=20.10', options.nodeVersion ?? process.versions.node)];
+  const results: CheckResult[] = [
+    checkNode(options.nodeRange ?? '>=20.10', options.nodeVersion ?? process.versions.node),
+  ];
   results.push(await checkOnnxRuntime());
-  results.push(checkMemory(options.freeMemoryBytes?.() ?? freemem(), options.failMemoryBytes ?? 256 * MiB, options.warnMemoryBytes ?? 2 * GiB));
+  results.push(
+    checkMemory(
+      options.freeMemoryBytes?.() ?? freemem(),
+      options.failMemoryBytes ?? 256 * MiB,
+      options.warnMemoryBytes ?? 2 * GiB,
+    ),
+  );
   let kernel: Kernel | undefined;
   // The warnings a start would log (an env var that sets nothing, a section of an unknown plugin) become the check's.
   const warnings: string[] = [];
@@ -56,14 +64,22 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<CheckResul
     results.push(
       warnings.length === 0
         ? { name: 'config', status: 'ok', message: origin }
-        : { name: 'config', status: 'warn', message: [origin, ...warnings.map((w) => `- ${w}`)].join('\n'), fix: 'remove or correct what the warnings name' },
+        : {
+            name: 'config',
+            status: 'warn',
+            message: [origin, ...warnings.map((w) => `- ${w}`)].join('\n'),
+            fix: 'remove or correct what the warnings name',
+          },
     );
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     results.push({
       name: 'config',
       status: 'fail',
-      message: err.issues.length === 1 ? err.issues[0]!.message : `${err.issues.length} problems:\n${err.issues.map((i) => `- ${i.message}`).join('\n')}`,
+      message:
+        err.issues.length === 1
+          ? err.issues[0]!.message
+          : `${err.issues.length} problems:\n${err.issues.map((i) => `- ${i.message}`).join('\n')}`,
       fix: 'change the keys named, where the message says they were set; `nucleus config schema --markdown` lists every key',
     });
   }
@@ -71,7 +87,8 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<CheckResul
   results.push(await checkDisk(cacheDir, options.failDiskBytes ?? 512 * MiB, options.warnDiskBytes ?? 5 * GiB));
   if (kernel === undefined) {
     const skipped = 'not checked: the config is invalid';
-    for (const name of ['port', 'plugins', 'models']) results.push({ name, status: 'warn', message: skipped, fix: 'fix the config first' });
+    for (const name of ['port', 'plugins', 'models'])
+      results.push({ name, status: 'warn', message: skipped, fix: 'fix the config first' });
     return results;
   }
   results.push(await checkPort(kernel.config));
@@ -82,8 +99,14 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<CheckResul
 
 /** The Node.js version against the range Nucleus needs. */
 export function checkNode(range: string, version: string): CheckResult {
-  if (semver.satisfies(version, range)) return { name: 'node', status: 'ok', message: `v${version} (Nucleus needs ${range})` };
-  return { name: 'node', status: 'fail', message: `v${version} is outside ${range}`, fix: `install a Node.js release in ${range} (nodejs.org, or nvm install 20)` };
+  if (semver.satisfies(version, range))
+    return { name: 'node', status: 'ok', message: `v${version} (Nucleus needs ${range})` };
+  return {
+    name: 'node',
+    status: 'fail',
+    message: `v${version} is outside ${range}`,
+    fix: `install a Node.js release in ${range} (nodejs.org, or nvm install 20)`,
+  };
 }
 
 /** onnxruntime-node loads, lists its execution providers and runs a one-node graph. */
@@ -103,7 +126,7 @@ export async function checkOnnxRuntime(): Promise<CheckResult> {
   const backends = ort.listSupportedBackends();
   const bundled = backends.filter((b) => b.bundled).map((b) => b.name);
   const absent = backends.filter((b) => !b.bundled).map((b) => b.name);
-  const providers = `providers: ${bundled.join(', ')}` + (absent.length > 0 ? `; not installed: ${absent.join(', ')}` : '');
+  const providers = `providers: ${bundled.join(', ')}${absent.length > 0 ? `; not installed: ${absent.join(', ')}` : ''}`;
   try {
     const g = new GraphBuilder('doctor');
     const x = g.input('x', 'float32', [2]);
@@ -115,17 +138,38 @@ export async function checkOnnxRuntime(): Promise<CheckResult> {
     const data = y?.data as Float32Array | undefined;
     if (data?.[0] !== 2 || data[1] !== 4) throw new Error(`a test graph computed ${String(data)} instead of 2,4`);
   } catch (err) {
-    return { name, status: 'fail', message: `onnxruntime-node ${ort.env.versions.node} loads but cannot run a graph: ${(err as Error).message}`, fix: 'reinstall with `npm ci`' };
+    return {
+      name,
+      status: 'fail',
+      message: `onnxruntime-node ${ort.env.versions.node} loads but cannot run a graph: ${(err as Error).message}`,
+      fix: 'reinstall with `npm ci`',
+    };
   }
   const gpuHint = absent.includes('cuda') ? ' (NVIDIA GPUs: see "Backends" in the README)' : '';
-  return { name, status: 'ok', message: `onnxruntime-node ${ort.env.versions.node} runs a test graph; ${providers}${gpuHint}` };
+  return {
+    name,
+    status: 'ok',
+    message: `onnxruntime-node ${ort.env.versions.node} runs a test graph; ${providers}${gpuHint}`,
+  };
 }
 
 /** Free memory (MemAvailable on Linux) against what loading a model takes. */
 export function checkMemory(free: number, failBelow: number, warnBelow: number): CheckResult {
   const message = `${gib(free)} free of ${gib(totalmem())}`;
-  if (free < failBelow) return { name: 'memory', status: 'fail', message, fix: `free memory (stop other processes): models need at least ${gib(failBelow)} to open` };
-  if (free < warnBelow) return { name: 'memory', status: 'warn', message, fix: 'large models may fail to load with 507 insufficient_memory; serve smaller or quantized ones (models[].quantize: int8)' };
+  if (free < failBelow)
+    return {
+      name: 'memory',
+      status: 'fail',
+      message,
+      fix: `free memory (stop other processes): models need at least ${gib(failBelow)} to open`,
+    };
+  if (free < warnBelow)
+    return {
+      name: 'memory',
+      status: 'warn',
+      message,
+      fix: 'large models may fail to load with 507 insufficient_memory; serve smaller or quantized ones (models[].quantize: int8)',
+    };
   return { name: 'memory', status: 'ok', message };
 }
 
@@ -143,7 +187,8 @@ export async function checkDisk(dir: string, failBelow: number, warnBelow: numbe
   const free = stats.bavail * stats.bsize;
   const message = `${gib(free)} free for the model cache ${dir}`;
   if (free < failBelow) return { name: 'disk', status: 'fail', message, fix };
-  if (free < warnBelow) return { name: 'disk', status: 'warn', message, fix: `graphs built from large models may not fit; ${fix}` };
+  if (free < warnBelow)
+    return { name: 'disk', status: 'warn', message, fix: `graphs built from large models may not fit; ${fix}` };
   return { name: 'disk', status: 'ok', message };
 }
 
@@ -153,14 +198,23 @@ export async function checkPort(config: ConfigStore): Promise<CheckResult> {
   const port = config.get('server.port') as number;
   try {
     await probeListen(host, port);
-    return { name: 'port', status: 'ok', message: port === 0 ? `${host}: port 0 picks a free port` : `${host}:${port} is free` };
+    return {
+      name: 'port',
+      status: 'ok',
+      message: port === 0 ? `${host}: port 0 picks a free port` : `${host}:${port} is free`,
+    };
   } catch (err) {
     if (!(err instanceof ListenError)) throw err;
     // The message is "<what>; <what to do>".
     const cut = err.message.indexOf('; ');
     return cut < 0
       ? { name: 'port', status: 'fail', message: err.message }
-      : { name: 'port', status: 'fail', message: `${host}:${port}: ${err.message.slice(0, cut)}`, fix: err.message.slice(cut + 2) };
+      : {
+          name: 'port',
+          status: 'fail',
+          message: `${host}:${port}: ${err.message.slice(0, cut)}`,
+          fix: err.message.slice(cut + 2),
+        };
   }
 }
 
@@ -176,14 +230,22 @@ export async function checkPlugins(kernel: Kernel): Promise<CheckResult> {
     for (const problem of validation.problems) problems.push(`${p.id}: ${problem}`);
   }
   const backend = kernel.config.get('backend') as string;
-  const installed = ['auto', 'cpu', ...plugins.filter((p) => p.state === 'resolved').flatMap((p) => p.provides.filter((c) => c.startsWith('backend:')).map((c) => c.slice(8)))];
+  const installed = [
+    'auto',
+    'cpu',
+    ...plugins
+      .filter((p) => p.state === 'resolved')
+      .flatMap((p) => p.provides.filter((c) => c.startsWith('backend:')).map((c) => c.slice(8))),
+  ];
   if (!installed.includes(backend)) {
     const source = describeSource(kernel.config.sources().get('backend') ?? { kind: 'default' });
-    problems.push(`backend '${backend}' (from ${source}) is not installed; the backends installed are ${[...new Set(installed)].join(', ')}`);
+    problems.push(
+      `backend '${backend}' (from ${source}) is not installed; the backends installed are ${[...new Set(installed)].join(', ')}`,
+    );
   }
   const active = plugins.filter((p) => p.state === 'resolved').length;
   const inactive = plugins.filter((p) => p.state === 'inactive').length;
-  const summary = `${active} valid` + (inactive > 0 ? `, ${inactive} disabled` : '');
+  const summary = `${active} valid${inactive > 0 ? `, ${inactive} disabled` : ''}`;
   if (problems.length === 0) return { name: 'plugins', status: 'ok', message: summary };
   return {
     name: 'plugins',
@@ -196,22 +258,32 @@ export async function checkPlugins(kernel: Kernel): Promise<CheckResult> {
 /** Each configured model's path exists. */
 export function checkModels(config: ConfigStore): CheckResult {
   const models = (config.get('models') as { name: string; path: string; optional?: boolean }[] | undefined) ?? [];
-  if (models.length === 0) return { name: 'models', status: 'ok', message: 'none configured: the built-in models will be served' };
+  if (models.length === 0)
+    return { name: 'models', status: 'ok', message: 'none configured: the built-in models will be served' };
   const missing = models.filter((m) => !existsSync(m.path));
-  if (missing.length === 0) return { name: 'models', status: 'ok', message: `${models.length} configured, every path exists` };
+  if (missing.length === 0)
+    return { name: 'models', status: 'ok', message: `${models.length} configured, every path exists` };
   const required = missing.some((m) => m.optional !== true);
   return {
     name: 'models',
     status: required ? 'fail' : 'warn',
     message: missing.map((m) => `model '${m.name}': ${m.path} does not exist`).join('\n'),
-    fix: 'correct models[].path (relative paths in a config file are read from the file\'s folder), or mark the model optional: true',
+    fix: "correct models[].path (relative paths in a config file are read from the file's folder), or mark the model optional: true",
   };
 }
 
 // "defaults", or the file and the variables that set something.
 function configOrigin(config: ConfigStore): string {
   const kinds = new Set<string>();
-  for (const source of config.sources().values()) if (source.kind !== 'default') kinds.add(source.kind === 'file' ? describeSource({ kind: 'file', name: source.name }) : source.kind === 'cli' ? 'command line' : source.kind);
+  for (const source of config.sources().values())
+    if (source.kind !== 'default')
+      kinds.add(
+        source.kind === 'file'
+          ? describeSource({ kind: 'file', name: source.name })
+          : source.kind === 'cli'
+            ? 'command line'
+            : source.kind,
+      );
   return kinds.size === 0 ? 'defaults only' : `defaults + ${[...kinds].join(' + ')}`;
 }
 

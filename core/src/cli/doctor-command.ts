@@ -13,7 +13,9 @@ interface DoctorCommandOptions extends ConfigOptions {
 /** `nucleus doctor`: checks this machine and the config, and says what to fix; exits 1 when a check fails. */
 export function doctorCommand(): Command {
   return withConfigOptions(new Command('doctor'))
-    .description('check Node.js, onnxruntime-node, memory, disk, the config, the port and the plugins, and say what to fix')
+    .description(
+      'check Node.js, onnxruntime-node, memory, disk, the config, the port and the plugins, and say what to fix',
+    )
     .option('-H, --host <host>', 'check this address instead of server.host')
     .option('-p, --port <port>', 'check this port instead of server.port')
     .option('--json', 'print JSON: { ok, checks: [{ name, status, message, fix }] }')
@@ -23,7 +25,7 @@ export function doctorCommand(): Command {
       if (opts.port !== undefined) cli['server.port'] = opts.port;
       const checks = await runDoctor({ file: opts.config, cli });
       const failed = checks.filter((c) => c.status === 'fail').length;
-      if (opts.json) process.stdout.write(JSON.stringify({ ok: failed === 0, checks }, null, 2) + '\n');
+      if (opts.json) process.stdout.write(`${JSON.stringify({ ok: failed === 0, checks }, null, 2)}\n`);
       else process.stdout.write(formatChecks(checks, process.stdout.isTTY === true && !process.env.NO_COLOR));
       if (failed > 0) process.exitCode = ExitCode.failure;
     });
@@ -47,6 +49,11 @@ export function formatChecks(checks: CheckResult[], colors: boolean): string {
   const warned = checks.filter((c) => c.status === 'warn').length;
   lines.push('');
   if (failed + warned === 0) lines.push('everything looks fine');
-  else lines.push([failed > 0 ? `${failed} failed` : '', warned > 0 ? `${warned} warning${warned === 1 ? '' : 's'}` : ''].filter(Boolean).join(', '));
-  return lines.join('\n') + '\n';
+  else
+    lines.push(
+      [failed > 0 ? `${failed} failed` : '', warned > 0 ? `${warned} warning${warned === 1 ? '' : 's'}` : '']
+        .filter(Boolean)
+        .join(', '),
+    );
+  return `${lines.join('\n')}\n`;
 }

@@ -24,23 +24,31 @@ async function fetchPlugins(url: string, key: string | undefined): Promise<Plugi
     endpoint = new URL('invalid:');
   }
   if (endpoint.protocol !== 'http:' && endpoint.protocol !== 'https:') {
-    throw new UsageError(`--url ${url} is not an http(s) URL; pass the server's address, e.g. --url http://127.0.0.1:8080`);
+    throw new UsageError(
+      `--url ${url} is not an http(s) URL; pass the server's address, e.g. --url http://127.0.0.1:8080`,
+    );
   }
   let res: { status: number; text: string };
   try {
     res = await httpGet(endpoint, key ? { authorization: `Bearer ${key}` } : {}, 10_000);
   } catch (err) {
-    throw new Error(`cannot reach a Nucleus server at ${url}: ${requestCause(err, endpoint)}; check that \`nucleus serve\` runs there and that --url has its host and port (the server prints them at start)`);
+    throw new Error(
+      `cannot reach a Nucleus server at ${url}: ${requestCause(err, endpoint)}; check that \`nucleus serve\` runs there and that --url has its host and port (the server prints them at start)`,
+    );
   }
   const ok = res.status >= 200 && res.status < 300;
   let body: { plugins?: PluginInfo[]; error?: { message: string } };
   try {
     body = JSON.parse(res.text) as typeof body;
   } catch {
-    throw new Error(`${url} answered ${res.status} with something that is not JSON; is it a Nucleus server? (GET ${endpoint.href} should list plugins)`);
+    throw new Error(
+      `${url} answered ${res.status} with something that is not JSON; is it a Nucleus server? (GET ${endpoint.href} should list plugins)`,
+    );
   }
   if (res.status === 401 || res.status === 403) {
-    throw new Error(`${url} answered ${res.status}: ${body.error?.message ?? 'not allowed'} (pass an admin key with --key or NUCLEUS_ADMIN_KEY)`);
+    throw new Error(
+      `${url} answered ${res.status}: ${body.error?.message ?? 'not allowed'} (pass an admin key with --key or NUCLEUS_ADMIN_KEY)`,
+    );
   }
   if (!ok) throw new Error(`${url} answered ${res.status}: ${body.error?.message ?? 'no message'}`);
   return body.plugins ?? [];
@@ -50,7 +58,11 @@ async function fetchPlugins(url: string, key: string | undefined): Promise<Plugi
  * A GET with node:http rather than fetch: fetch hides the cause behind "fetch failed" and refuses ports browsers
  * block (1, 7, 9 …), where a user deserves "connection refused".
  */
-function httpGet(url: URL, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; text: string }> {
+function httpGet(
+  url: URL,
+  headers: Record<string, string>,
+  timeoutMs: number,
+): Promise<{ status: number; text: string }> {
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const req = request(url, { headers, timeout: timeoutMs }, (res) => {
@@ -60,7 +72,9 @@ function httpGet(url: URL, headers: Record<string, string>, timeoutMs: number): 
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
       res.on('error', reject);
     });
-    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
+    req.on('timeout', () =>
+      req.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })),
+    );
     req.on('error', reject);
     req.end();
   });
@@ -100,14 +114,15 @@ export function pluginsCommand(): Command {
     .option('--url <url>', 'ask a running server (its admin API) for live states')
     .option('--key <key>', 'admin key for --url (default: NUCLEUS_ADMIN_KEY)')
     .action(async (opts: ListOptions) => {
-      if (opts.url) return printPlugins(await fetchPlugins(opts.url, opts.key ?? process.env.NUCLEUS_ADMIN_KEY), opts.json);
+      if (opts.url)
+        return printPlugins(await fetchPlugins(opts.url, opts.key ?? process.env.NUCLEUS_ADMIN_KEY), opts.json);
       const kernel = Kernel.create({ file: opts.config, cli: setOverrides(opts) });
       kernel.plugins.resolve();
       printPlugins(kernel.plugins.list(), opts.json);
     });
   plugins
     .command('validate <dir>')
-    .description("check a plugin folder: manifest, kernel API range, entry and its export")
+    .description('check a plugin folder: manifest, kernel API range, entry and its export')
     .action(async (dir: string) => {
       const result = await validatePluginDir(dir);
       const name = result.manifest ? `${result.manifest.id}@${result.manifest.version}` : resolve(dir);

@@ -19,13 +19,14 @@ export function serveOverrides(opts: ServeOptions): Record<string, unknown> {
   const cli: Record<string, unknown> = setOverrides(opts);
   if (opts.host !== undefined) cli['server.host'] = opts.host;
   if (opts.port !== undefined) cli['server.port'] = opts.port;
-  if (opts.backend !== undefined) cli['backend'] = opts.backend;
+  if (opts.backend !== undefined) cli.backend = opts.backend;
   if (opts.watch === false) cli['plugins.watch'] = false;
   if (opts.logFormat !== undefined) cli['logging.format'] = opts.logFormat;
-  if (opts.model.length) cli['models'] = opts.model.map((m) => {
-    const [name, path] = splitPair(m, '--model');
-    return { name, path };
-  });
+  if (opts.model.length)
+    cli.models = opts.model.map((m) => {
+      const [name, path] = splitPair(m, '--model');
+      return { name, path };
+    });
   return cli;
 }
 
@@ -35,7 +36,12 @@ export function serveCommand(): Command {
     .description('start the server (HTTP, SSE and WebSocket on one port)')
     .option('-H, --host <host>', 'address to listen on (server.host, default 127.0.0.1)')
     .option('-p, --port <port>', 'port to listen on (server.port, default 8080; 0 picks a free one)')
-    .option('-m, --model <name=path>', 'serve a model from a file or folder an active model format loads (see `nucleus plugins list`); repeatable', collect, [])
+    .option(
+      '-m, --model <name=path>',
+      'serve a model from a file or folder an active model format loads (see `nucleus plugins list`); repeatable',
+      collect,
+      [],
+    )
     .option('-b, --backend <name>', 'execution backend: auto, cpu, cuda or rocm (backend)')
     .option('--no-watch', 'do not hot-reload plugins when their files change (plugins.watch)')
     .option('--log-format <format>', 'auto (pretty on a terminal, JSON otherwise), json or pretty (logging.format)')

@@ -15,26 +15,47 @@ export interface StartupSummary {
 }
 
 /** Gathers the summary from a started server. */
-export function startupSummary(server: NucleusServer, version: string, readyInMs: number, terminal: boolean): StartupSummary {
+export function startupSummary(
+  server: NucleusServer,
+  version: string,
+  readyInMs: number,
+  terminal: boolean,
+): StartupSummary {
   const { kernel } = server;
   const models: StartupSummary['models'] = [];
   for (const model of kernel.inference.list()) {
     const version = model.versions.find((v) => v.version === model.defaultVersion) ?? model.versions[0];
-    models.push({ name: model.name, kind: 'tensor', state: version?.state ?? 'unknown', ...(version?.status?.backend !== undefined && { backend: version.status.backend }) });
+    models.push({
+      name: model.name,
+      kind: 'tensor',
+      state: version?.state ?? 'unknown',
+      ...(version?.status?.backend !== undefined && { backend: version.status.backend }),
+    });
   }
-  for (const model of kernel.generation.list()) models.push({ name: model.name, kind: model.kind, state: model.state, ...(model.backend !== undefined && { backend: model.backend }) });
+  for (const model of kernel.generation.list())
+    models.push({
+      name: model.name,
+      kind: model.kind,
+      state: model.state,
+      ...(model.backend !== undefined && { backend: model.backend }),
+    });
   const plugins = kernel.plugins.list();
   const config: StartupSummary['config'] = { env: [], cli: [] };
   for (const [path, source] of kernel.config.sources()) {
     if (source.kind === 'file' && source.name !== undefined) config.file = source.name;
-    if (source.kind === 'env' && source.name !== undefined && !config.env.includes(source.name)) config.env.push(source.name);
+    if (source.kind === 'env' && source.name !== undefined && !config.env.includes(source.name))
+      config.env.push(source.name);
     if (source.kind === 'cli') config.cli.push(path);
   }
   return {
     version,
     url: server.url,
     models,
-    plugins: { active: plugins.filter((p) => p.state === 'active').length, failed: plugins.filter((p) => p.state === 'failed').length, total: plugins.length },
+    plugins: {
+      active: plugins.filter((p) => p.state === 'active').length,
+      failed: plugins.filter((p) => p.state === 'failed').length,
+      total: plugins.length,
+    },
     config,
     readyInMs: Math.round(readyInMs),
     // A terminal user presses keys; a supervisor sends signals. Either way requests in flight finish first.
@@ -44,7 +65,13 @@ export function startupSummary(server: NucleusServer, version: string, readyInMs
 
 /** The summary as one JSON log line, shaped like the logger's lines (level, time, service, msg). */
 export function startupLine(summary: StartupSummary, now = new Date()): string {
-  return JSON.stringify({ level: 'info', time: now.toISOString(), service: 'nucleus', msg: `nucleus listening on ${summary.url}`, ...summary }) + '\n';
+  return `${JSON.stringify({
+    level: 'info',
+    time: now.toISOString(),
+    service: 'nucleus',
+    msg: `nucleus listening on ${summary.url}`,
+    ...summary,
+  })}\n`;
 }
 
 /** The summary as a few lines for a terminal; `colors` adds ANSI colours. */
@@ -61,15 +88,20 @@ export function startupBanner(summary: StartupSummary, colors: boolean): string 
     if (m.state === 'idle') return `${m.name} ${dim(`(${kind}starts on first request)`)}`;
     return `${m.name} ${yellow(`(${kind}${m.state})`)}`;
   };
-  const list = (models: StartupSummary['models']) => (models.length === 0 ? dim('none') : models.map(describe).join(', '));
+  const list = (models: StartupSummary['models']) =>
+    models.length === 0 ? dim('none') : models.map(describe).join(', ');
   const { active, failed, total } = summary.plugins;
-  const plugins = `${active} active` + (failed > 0 ? `, ${yellow(`${failed} failed`)} (nucleus plugins list)` : '') + dim(` of ${total}`);
+  const plugins =
+    `${active} active` +
+    (failed > 0 ? `, ${yellow(`${failed} failed`)} (nucleus plugins list)` : '') +
+    dim(` of ${total}`);
   const sources = [
     summary.config.file !== undefined ? describeSource({ kind: 'file', name: summary.config.file }) : undefined,
     summary.config.env.length > 0 ? `env ${summary.config.env.join(', ')}` : undefined,
     summary.config.cli.length > 0 ? `command line (${summary.config.cli.join(', ')})` : undefined,
   ].filter((s) => s !== undefined);
-  const config = (sources.length > 0 ? `defaults + ${sources.join(' + ')}` : 'defaults') + dim('  (nucleus config print)');
+  const config =
+    (sources.length > 0 ? `defaults + ${sources.join(' + ')}` : 'defaults') + dim('  (nucleus config print)');
   const row = (label: string, value: string) => `   ${dim(label.padEnd(9))}${value}`;
   return [
     '',

@@ -57,7 +57,11 @@ export const CPU_BACKEND = 'cpu';
 
 /** The error for a backend name no installed backend has, naming those that are. */
 export function unknownBackend(requested: string, names: readonly string[]): NucleusError {
-  return new NucleusError(422, 'unknown_backend', `backend '${requested}' is not installed; the backends installed are ${names.join(', ')}`);
+  return new NucleusError(
+    422,
+    'unknown_backend',
+    `backend '${requested}' is not installed; the backends installed are ${names.join(', ')}`,
+  );
 }
 
 function isView(source: BackendSource): source is ExtensionPointView<Backend> {
@@ -158,7 +162,10 @@ export class BackendSelector {
     const cpu = this.#find(CPU_BACKEND);
     const cpuProbe = cpu === undefined ? undefined : await this.probe(cpu.backend, options);
     if (cpu === undefined || cpuProbe === undefined || !cpuProbe.usable) {
-      const why = cpu === undefined ? 'the cpu backend is not installed' : `the cpu backend is unusable: ${cpuProbe?.reason ?? 'no reason given'}`;
+      const why =
+        cpu === undefined
+          ? 'the cpu backend is not installed'
+          : `the cpu backend is unusable: ${cpuProbe?.reason ?? 'no reason given'}`;
       throw unavailable('no_backend', `${reason}, and ${why}`);
     }
     const fallbackReason = `${reason}; running on cpu instead`;
@@ -182,7 +189,9 @@ export class BackendSelector {
       ? source.list().map((c) => ({ backend: c.value, contribution: c }))
       : source.map((item) => (isContribution(item) ? { backend: item.value, contribution: item } : { backend: item }));
     // Array.prototype.sort is stable, so equal rank and priority keep contribution order.
-    return items.sort((a, b) => b.backend.rank - a.backend.rank || (b.contribution?.priority ?? 0) - (a.contribution?.priority ?? 0));
+    return items.sort(
+      (a, b) => b.backend.rank - a.backend.rank || (b.contribution?.priority ?? 0) - (a.contribution?.priority ?? 0),
+    );
   }
 
   #find(name: string): Entry | undefined {
@@ -195,7 +204,13 @@ export class BackendSelector {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<BackendProbe>((resolve) => {
       timer = setTimeout(
-        () => resolve({ usable: false, reason: `probe did not answer within ${this.#timeoutMs} ms`, devices: [], executionProviders: [] }),
+        () =>
+          resolve({
+            usable: false,
+            reason: `probe did not answer within ${this.#timeoutMs} ms`,
+            devices: [],
+            executionProviders: [],
+          }),
         this.#timeoutMs,
       );
       timer.unref();

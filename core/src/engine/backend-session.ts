@@ -30,12 +30,19 @@ function providerNames(options: SessionOptions): string[] {
 }
 
 function open(model: string | Uint8Array, options: SessionOptions): Promise<ort.InferenceSession> {
-  return typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options);
+  return typeof model === 'string'
+    ? ort.InferenceSession.create(model, options)
+    : ort.InferenceSession.create(model, options);
 }
 
 function firstLine(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
-  return message.split('\n').find((l) => l.trim() !== '')?.trim() ?? message;
+  return (
+    message
+      .split('\n')
+      .find((l) => l.trim() !== '')
+      ?.trim() ?? message
+  );
 }
 
 /**
@@ -78,10 +85,22 @@ export async function createBackendSession(
   try {
     session = await open(model, fallbackOptions);
   } catch (err) {
-    throw new NucleusError(500, 'session_create_failed', `${rejection}, and on ${fallback.name} it failed too: ${firstLine(err)}`, { cause: err });
+    throw new NucleusError(
+      500,
+      'session_create_failed',
+      `${rejection}, and on ${fallback.name} it failed too: ${firstLine(err)}`,
+      { cause: err },
+    );
   }
   const fallbackReason = `${rejection}; running on ${fallback.name} instead`;
-  options.logger?.warn({ requested: selection.requested, chosen: fallback.name, reason: fallbackReason }, 'backend fallback');
-  options.events?.emit('backend.fallback', { requested: selection.requested, chosen: fallback.name, reason: fallbackReason });
+  options.logger?.warn(
+    { requested: selection.requested, chosen: fallback.name, reason: fallbackReason },
+    'backend fallback',
+  );
+  options.events?.emit('backend.fallback', {
+    requested: selection.requested,
+    chosen: fallback.name,
+    reason: fallbackReason,
+  });
   return { session, backend: fallback, options: fallbackOptions, fallbackReason };
 }

@@ -26,7 +26,13 @@ export interface CircuitBreakerOptions {
 
 // Failures that are the server's fault: a run that errored, a worker that died, hung or cannot start. Client errors,
 // queue timeouts, load shedding and unloading say nothing about whether the model works.
-const SERVER_FAULTS = new Set(['inference_failed', 'worker_exited', 'worker_unavailable', 'worker_hung', 'generation_failed']);
+const SERVER_FAULTS = new Set([
+  'inference_failed',
+  'worker_exited',
+  'worker_unavailable',
+  'worker_hung',
+  'generation_failed',
+]);
 
 /** Whether an error counts against a breaker. */
 export function isServerFault(err: unknown): boolean {

@@ -41,7 +41,8 @@ export function withDefaultCpu(view: ExtensionPointView<Backend>): ExtensionPoin
     list,
     first: () => list()[0],
     find: (name) => list().find((c) => c.name === name),
-    use: (contribution, fn) => (contribution === DEFAULT_CONTRIBUTION ? Promise.resolve(fn(contribution.value)) : view.use(contribution, fn)),
+    use: (contribution, fn) =>
+      contribution === DEFAULT_CONTRIBUTION ? Promise.resolve(fn(contribution.value)) : view.use(contribution, fn),
     onChange: (listener) => view.onChange(listener),
   };
 }

@@ -53,7 +53,11 @@ export class EngineModelRegistry implements ModelRegistry {
     const { name, source, ...settings } = request;
     if (source === undefined) return this.#reload(name);
     if (this.#llm(name) || this.#tensorLoaded(name)) {
-      throw new NucleusError(409, 'model_exists', `a model named '${name}' is already loaded; swap it (POST /admin/models/${name}/swap) or unload it first`);
+      throw new NucleusError(
+        409,
+        'model_exists',
+        `a model named '${name}' is already loaded; swap it (POST /admin/models/${name}/swap) or unload it first`,
+      );
     }
     if (await this.#isLlmSource(source)) {
       const spec = llmSpec(name, source, settings);
@@ -68,10 +72,24 @@ export class EngineModelRegistry implements ModelRegistry {
     const { source, drainTimeoutMs, ...settings } = request;
     const drain = drainTimeoutMs === undefined ? {} : { drainTimeoutMs };
     const llm = this.#llm(name);
-    if (!llm && !this.#tensorLoaded(name)) throw notFound('model_not_found', `no model named '${name}' is loaded (loaded: ${this.#names()}); load it with POST /admin/models`);
+    if (!llm && !this.#tensorLoaded(name))
+      throw notFound(
+        'model_not_found',
+        `no model named '${name}' is loaded (loaded: ${this.#names()}); load it with POST /admin/models`,
+      );
     const isLlm = await this.#isLlmSource(source);
-    if (llm && !isLlm) throw badRequest('invalid_source', `model '${name}' is an LLM, but ${source} is served as a tensor model, not an LLM`, 'source');
-    if (!llm && isLlm) throw badRequest('invalid_source', `model '${name}' is a tensor model, but ${source} is an LLM; load it under a name of its own`, 'source');
+    if (llm && !isLlm)
+      throw badRequest(
+        'invalid_source',
+        `model '${name}' is an LLM, but ${source} is served as a tensor model, not an LLM`,
+        'source',
+      );
+    if (!llm && isLlm)
+      throw badRequest(
+        'invalid_source',
+        `model '${name}' is a tensor model, but ${source} is an LLM; load it under a name of its own`,
+        'source',
+      );
     if (llm) {
       const spec = llmSpec(name, source, settings);
       const info = await this.options.generation.swap(name, spec, drain);
@@ -85,7 +103,8 @@ export class EngineModelRegistry implements ModelRegistry {
     const drain = options.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: options.drainTimeoutMs };
     const llm = this.#llm(name);
     if (llm) return this.options.generation.unload(name, drain);
-    if (!this.options.inference.list().some((m) => m.name === name)) throw notFound('model_not_found', `no model named '${name}' is loaded (loaded: ${this.#names()})`);
+    if (!this.options.inference.list().some((m) => m.name === name))
+      throw notFound('model_not_found', `no model named '${name}' is loaded (loaded: ${this.#names()})`);
     return this.options.inference.unload(name, undefined, drain);
   }
 
@@ -94,10 +113,17 @@ export class EngineModelRegistry implements ModelRegistry {
   async #reload(name: string): Promise<RegisteredModel> {
     const spec = (await this.#configuredLlm(name)) ?? this.#llmSpecs.get(name);
     if (spec) {
-      const info = this.#llm(name) ? await this.options.generation.swap(name, spec) : await this.options.generation.load(spec);
+      const info = this.#llm(name)
+        ? await this.options.generation.swap(name, spec)
+        : await this.options.generation.load(spec);
       return generationModel(info);
     }
-    if (this.#llm(name)) throw badRequest('builtin_model', `model '${name}' is built in and loaded; there are no files to load it again from`, 'name');
+    if (this.#llm(name))
+      throw badRequest(
+        'builtin_model',
+        `model '${name}' is built in and loaded; there are no files to load it again from`,
+        'name',
+      );
     return tensorModel(await this.options.inference.load(name));
   }
 
@@ -106,7 +132,9 @@ export class EngineModelRegistry implements ModelRegistry {
   }
 
   #tensorLoaded(name: string): boolean {
-    return this.options.inference.list().some((m) => m.name === name && m.versions.some((v) => v.state === 'ready' || v.state === 'loading'));
+    return this.options.inference
+      .list()
+      .some((m) => m.name === name && m.versions.some((v) => v.state === 'ready' || v.state === 'loading'));
   }
 
   async #configuredLlm(name: string): Promise<LlmModelSpec | undefined> {
@@ -121,7 +149,11 @@ export class EngineModelRegistry implements ModelRegistry {
   }
 
   #names(): string {
-    return this.list().map((m) => m.name).join(', ') || 'none';
+    return (
+      this.list()
+        .map((m) => m.name)
+        .join(', ') || 'none'
+    );
   }
 }
 

@@ -44,7 +44,10 @@ export class Engines implements KernelModule {
     const { config, events, logger, health, extensions } = kernel;
     this.#kernel = kernel;
     this.#log = logger;
-    this.formats = new ModelFormats(extensions.point(ExtensionPoints.modelFormat), logger.child({ component: 'formats' }));
+    this.formats = new ModelFormats(
+      extensions.point(ExtensionPoints.modelFormat),
+      logger.child({ component: 'formats' }),
+    );
     this.memory = new MemoryPressure({ config, events, logger });
     const builtinModels = options.builtinModels ?? true;
     this.inference = new InferenceEngine({
@@ -81,7 +84,14 @@ export class Engines implements KernelModule {
     });
     kernel.container.register(Services.inference, { useValue: this.inference });
     kernel.container.register(Services.generation, { useValue: this.generation });
-    kernel.container.register(Services.models, { useValue: new EngineModelRegistry({ inference: this.inference, generation: this.generation, config, formats: this.formats }) });
+    kernel.container.register(Services.models, {
+      useValue: new EngineModelRegistry({
+        inference: this.inference,
+        generation: this.generation,
+        config,
+        formats: this.formats,
+      }),
+    });
   }
 
   async start(): Promise<void> {
@@ -134,7 +144,10 @@ export class Engines implements KernelModule {
       try {
         const { match, format } = await this.formats.resolve(m.path);
         if (match.kind === 'llm') this.#llms.add(m.name);
-        this.#log.debug({ model: m.name, format: format?.name ?? 'onnx graph', kind: match.kind, reason: match.reason }, 'model format');
+        this.#log.debug(
+          { model: m.name, format: format?.name ?? 'onnx graph', kind: match.kind, reason: match.reason },
+          'model format',
+        );
       } catch (err) {
         const reason = (err as Error).message;
         this.#unresolved.set(m.name, reason);

@@ -1,5 +1,11 @@
 import { EventEmitter } from 'node:events';
-import { toNucleusError, type InferenceService, type InferRequest, type InferResult, type NucleusError } from '@nucleus/sdk';
+import {
+  toNucleusError,
+  type InferenceService,
+  type InferRequest,
+  type InferResult,
+  type NucleusError,
+} from '@nucleus/sdk';
 
 /** A Node-style callback for one inference: an error (always a NucleusError) or the result. */
 export type InferCallback = (err: NucleusError | null, result?: InferResult) => void;
@@ -9,7 +15,11 @@ export type InferCallback = (err: NucleusError | null, result?: InferResult) => 
  * style. The callback runs outside the engine's promise chain, so a callback that throws is not taken for a
  * failed inference.
  */
-export function inferCallback(service: Pick<InferenceService, 'infer'>, request: InferRequest, callback: InferCallback): void {
+export function inferCallback(
+  service: Pick<InferenceService, 'infer'>,
+  request: InferRequest,
+  callback: InferCallback,
+): void {
   service.infer(request).then(
     (result) => queueMicrotask(() => callback(null, result)),
     (err: unknown) => queueMicrotask(() => callback(toNucleusError(err))),

@@ -31,7 +31,13 @@ import { LoadedModel } from './loaded-model.js';
 import { readModelManifest, verifyChecksums, type ModelManifest } from './model-manifest.js';
 import { defaultModelCacheDir } from './builtin-models/index.js';
 import { applyModelTransform } from './model-transforms.js';
-import { compareVersions, ModelRepository, type ConfiguredModel, type ModelSource, type SourceProblem } from './model-repository.js';
+import {
+  compareVersions,
+  ModelRepository,
+  type ConfiguredModel,
+  type ModelSource,
+  type SourceProblem,
+} from './model-repository.js';
 import { isolationFor, replicasFor } from './workers/isolation-for.js';
 import { DEFAULT_MAX_RESTARTS } from './workers/session-worker.js';
 import { DEFAULT_WORKER_NICENESS } from './workers/worker-handle.js';
@@ -68,11 +74,19 @@ interface VersionEntry {
 }
 
 // Same input names and dtypes, and dimensions that agree wherever both are fixed.
-function sameInputs(a: readonly { name: string; dtype: string; shape: readonly number[] }[], b: readonly { name: string; dtype: string; shape: readonly number[] }[]): boolean {
+function sameInputs(
+  a: readonly { name: string; dtype: string; shape: readonly number[] }[],
+  b: readonly { name: string; dtype: string; shape: readonly number[] }[],
+): boolean {
   if (a.length !== b.length) return false;
   return a.every((x) => {
     const y = b.find((t) => t.name === x.name);
-    return y !== undefined && y.dtype === x.dtype && y.shape.length === x.shape.length && x.shape.every((d, i) => d < 0 || y.shape[i]! < 0 || d === y.shape[i]);
+    return (
+      y !== undefined &&
+      y.dtype === x.dtype &&
+      y.shape.length === x.shape.length &&
+      x.shape.every((d, i) => d < 0 || y.shape[i]! < 0 || d === y.shape[i])
+    );
   });
 }
 
@@ -99,7 +113,10 @@ export class InferenceEngine implements InferenceService {
     this.#log = options.logger.child({ component: 'engine' });
     const reporter = new ProgressReporter({ logger: this.#log });
     this.#progress = options.progress ?? (() => reporter.create());
-    this.#selector = new BackendSelector(withDefaultCpu(options.backends), { events: options.events, logger: this.#log });
+    this.#selector = new BackendSelector(withDefaultCpu(options.backends), {
+      events: options.events,
+      logger: this.#log,
+    });
     const repository = options.config.get('modelRepository');
     this.#repository = new ModelRepository({
       models: () => (options.config.get('models') as ConfiguredModel[] | undefined) ?? [],
@@ -113,7 +130,14 @@ export class InferenceEngine implements InferenceService {
       if (path !== 'workers.perModel' && path !== 'workers') return;
       for (const versions of this.#entries.values()) {
         for (const entry of versions.values()) {
-          entry.model?.pool.resize(this.#perModel(entry.name)).catch((err: unknown) => this.#log.error({ model: entry.name, version: entry.version, err: (err as Error).message }, 'replicas could not be resized'));
+          entry.model?.pool
+            .resize(this.#perModel(entry.name))
+            .catch((err: unknown) =>
+              this.#log.error(
+                { model: entry.name, version: entry.version, err: (err as Error).message },
+                'replicas could not be resized',
+              ),
+            );
         }
       }
     });
@@ -139,12 +163,18 @@ export class InferenceEngine implements InferenceService {
         found = await this.#repository.scan();
       } catch (err) {
         // A source that cannot be read (say, a read-only cache for the built-ins) must not keep the server down.
-        this.#reportProblem({ name: '*', version: '*', path: '', reason: `model sources could not be read: ${(err as Error).message}` });
+        this.#reportProblem({
+          name: '*',
+          version: '*',
+          path: '',
+          reason: `model sources could not be read: ${(err as Error).message}`,
+        });
         return;
       }
       const { sources, problems } = found;
       for (const problem of problems) this.#reportProblem(problem);
-      if (this.#repository.servesBuiltins) this.#log.info({ models: sources.map((s) => s.name) }, 'no models configured; serving the built-in models');
+      if (this.#repository.servesBuiltins)
+        this.#log.info({ models: sources.map((s) => s.name) }, 'no models configured; serving the built-in models');
       for (const source of sources) await this.#load(source).catch(() => undefined);
     });
   }
@@ -169,7 +199,8 @@ export class InferenceEngine implements InferenceService {
   get(name: string, version?: string): ModelVersionInfo {
     const versions = this.#versions(name);
     if (version !== undefined) return this.#info(this.#version(name, versions, version));
-    const chosen = this.#defaultEntry(versions) ?? [...versions.values()].sort((a, b) => compareVersions(b.version, a.version))[0]!;
+    const chosen =
+      this.#defaultEntry(versions) ?? [...versions.values()].sort((a, b) => compareVersions(b.version, a.version))[0]!;
     return this.#info(chosen);
   }
 
@@ -180,7 +211,12 @@ export class InferenceEngine implements InferenceService {
       const fallback = this.#fallbackFor(request, err);
       if (!fallback) throw err;
       const reason = `${(err as NucleusError).code}: ${(err as NucleusError).message}`;
-      this.options.events.emit('model.fallback', { model: request.model, fallback, reason, ...(request.requestId !== undefined && { requestId: request.requestId }) });
+      this.options.events.emit('model.fallback', {
+        model: request.model,
+        fallback,
+        reason,
+        ...(request.requestId !== undefined && { requestId: request.requestId }),
+      });
       this.#log.warn({ model: request.model, fallback, reason }, 'serving the request with the fallback model');
       const { version: _unused, ...rest } = request;
       return this.#inferOn({ ...rest, model: fallback });
@@ -201,7 +237,9 @@ export class InferenceEngine implements InferenceService {
       return undefined;
     }
     const mine = [...(this.#entries.get(request.model)?.values() ?? [])].find((e) => e.model)?.model;
-    const expected = mine ? mine.signature.inputs : Object.entries(request.inputs).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape.map(() => -1) }));
+    const expected = mine
+      ? mine.signature.inputs
+      : Object.entries(request.inputs).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape.map(() => -1) }));
     return sameInputs(expected, target.signature.inputs) ? fallback : undefined;
   }
 
@@ -220,11 +258,16 @@ export class InferenceEngine implements InferenceService {
     if (version !== undefined) {
       const entry = this.#version(name, versions, version);
       if (entry.model?.state === 'ready') return entry.model;
-      throw unavailable('model_not_ready', `${label(name, version)} is ${entry.state}${entry.reason ? `: ${entry.reason}` : ''}`);
+      throw unavailable(
+        'model_not_ready',
+        `${label(name, version)} is ${entry.state}${entry.reason ? `: ${entry.reason}` : ''}`,
+      );
     }
     const entry = this.#defaultEntry(versions);
     if (entry?.model) return entry.model;
-    const states = [...versions.values()].map((e) => `${e.version}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`).join('; ');
+    const states = [...versions.values()]
+      .map((e) => `${e.version}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`)
+      .join('; ');
     throw unavailable('model_not_ready', `model '${name}' has no ready version (${states})`);
   }
 
@@ -235,8 +278,12 @@ export class InferenceEngine implements InferenceService {
       const theirProblems = problems.filter((p) => p.name === name);
       for (const problem of theirProblems) this.#reportProblem(problem);
       if (mine.length === 0) {
-        if (theirProblems.length > 0) throw new NucleusError(422, 'model_load_failed', theirProblems.map((p) => p.reason).join('; '));
-        throw notFound('model_not_found', `no model source holds a model named '${name}'; POST /v2/repository/index lists what can be loaded`);
+        if (theirProblems.length > 0)
+          throw new NucleusError(422, 'model_load_failed', theirProblems.map((p) => p.reason).join('; '));
+        throw notFound(
+          'model_not_found',
+          `no model source holds a model named '${name}'; POST /v2/repository/index lists what can be loaded`,
+        );
       }
       const errors: NucleusError[] = [];
       for (const source of mine) await this.#load(source).catch((err: unknown) => errors.push(toNucleusError(err)));
@@ -262,7 +309,11 @@ export class InferenceEngine implements InferenceService {
       const versions = this.#versions(name);
       const targets = version === undefined ? [...versions.values()] : [this.#version(name, versions, version)];
       const loaded = targets.filter((e) => e.model);
-      if (loaded.length === 0) throw notFound('model_not_loaded', `${version === undefined ? `model '${name}'` : label(name, version)} is not loaded`);
+      if (loaded.length === 0)
+        throw notFound(
+          'model_not_loaded',
+          `${version === undefined ? `model '${name}'` : label(name, version)} is not loaded`,
+        );
       await Promise.all(loaded.map((e) => this.#unloadEntry(e, options.drainTimeoutMs)));
       if (version === undefined && this.#runtime.delete(name)) for (const e of [...versions.values()]) this.#forget(e);
     });
@@ -276,7 +327,11 @@ export class InferenceEngine implements InferenceService {
   loadSource(spec: ConfiguredModel): Promise<ModelInfo> {
     return this.#serial(async () => {
       if ([...(this.#entries.get(spec.name)?.values() ?? [])].some((e) => e.model || e.state === 'loading')) {
-        throw new NucleusError(409, 'model_exists', `a model named '${spec.name}' is already loaded; swap it (POST /admin/models/${spec.name}/swap) or unload it first`);
+        throw new NucleusError(
+          409,
+          'model_exists',
+          `a model named '${spec.name}' is already loaded; swap it (POST /admin/models/${spec.name}/swap) or unload it first`,
+        );
       }
       const sources = await this.#runtimeSources(spec);
       try {
@@ -287,7 +342,11 @@ export class InferenceEngine implements InferenceService {
           if (entry?.model) await this.#unloadEntry(entry);
           if (entry) this.#forget(entry);
         }
-        throw badRequest('model_load_failed', `model '${spec.name}' could not be loaded from ${spec.path}: ${toNucleusError(err).message}`, 'source');
+        throw badRequest(
+          'model_load_failed',
+          `model '${spec.name}' could not be loaded from ${spec.path}: ${toNucleusError(err).message}`,
+          'source',
+        );
       }
       this.#runtime.set(spec.name, spec);
       return this.#modelInfo(spec.name);
@@ -299,17 +358,32 @@ export class InferenceEngine implements InferenceService {
    * ones, becomes the default from the moment it is ready, and the old versions then finish their queued and running
    * requests (up to `drainTimeoutMs`) and unload. A load that fails leaves the old versions serving and throws 400.
    */
-  swap(name: string, spec: Omit<ConfiguredModel, 'name'>, options: { drainTimeoutMs?: number } = {}): Promise<ModelInfo> {
+  swap(
+    name: string,
+    spec: Omit<ConfiguredModel, 'name'>,
+    options: { drainTimeoutMs?: number } = {},
+  ): Promise<ModelInfo> {
     return this.#serial(async () => {
       const versions = this.#versions(name);
       const old = [...versions.values()].filter((e) => e.model);
-      if (old.length === 0) throw notFound('model_not_loaded', `model '${name}' is not loaded; load it instead of swapping it`);
+      if (old.length === 0)
+        throw notFound('model_not_loaded', `model '${name}' is not loaded; load it instead of swapping it`);
       const top = [...versions.keys()].map(Number).filter(Number.isInteger);
       const version = spec.version ?? String(Math.max(0, ...top) + 1);
-      if (versions.has(version)) throw badRequest('version_exists', `model '${name}' already has a version '${version}'; name a new one or leave version out`, 'version');
+      if (versions.has(version))
+        throw badRequest(
+          'version_exists',
+          `model '${name}' already has a version '${version}'; name a new one or leave version out`,
+          'version',
+        );
       const { version: _asked, ...settings } = spec;
       const found = await this.#runtimeSources({ ...settings, name });
-      if (found.length !== 1) throw badRequest('invalid_source', `${spec.path} holds ${found.length} versions of a model; a swap takes one: name a .onnx file or one version folder`, 'source');
+      if (found.length !== 1)
+        throw badRequest(
+          'invalid_source',
+          `${spec.path} holds ${found.length} versions of a model; a swap takes one: name a .onnx file or one version folder`,
+          'source',
+        );
       const source = { ...found[0]!, version };
       try {
         await this.#load(source);
@@ -317,7 +391,11 @@ export class InferenceEngine implements InferenceService {
         const entry = versions.get(version);
         if (entry) this.#forget(entry);
         const kept = old.map((e) => e.version).join(', ');
-        throw badRequest('model_load_failed', `model '${name}' could not be loaded from ${spec.path}: ${toNucleusError(err).message}; version ${kept} keeps serving`, 'source');
+        throw badRequest(
+          'model_load_failed',
+          `model '${name}' could not be loaded from ${spec.path}: ${toNucleusError(err).message}; version ${kept} keeps serving`,
+          'source',
+        );
       }
       for (const entry of old) {
         await this.#unloadEntry(entry, options.drainTimeoutMs);
@@ -332,11 +410,18 @@ export class InferenceEngine implements InferenceService {
     const { sources, problems } = await this.#repository.scan();
     const rows = new Map<string, RepositoryEntry>();
     const key = (n: string, v: string): string => `${n}\u0000${v}`;
-    for (const s of sources) rows.set(key(s.name, s.version), { name: s.name, version: s.version, state: 'unavailable' });
-    for (const p of problems) rows.set(key(p.name, p.version), { name: p.name, version: p.version, state: 'failed', reason: p.reason });
+    for (const s of sources)
+      rows.set(key(s.name, s.version), { name: s.name, version: s.version, state: 'unavailable' });
+    for (const p of problems)
+      rows.set(key(p.name, p.version), { name: p.name, version: p.version, state: 'failed', reason: p.reason });
     for (const versions of this.#entries.values()) {
       for (const e of versions.values()) {
-        rows.set(key(e.name, e.version), { name: e.name, version: e.version, state: e.state, ...(e.reason !== undefined && { reason: e.reason }) });
+        rows.set(key(e.name, e.version), {
+          name: e.name,
+          version: e.version,
+          state: e.state,
+          ...(e.reason !== undefined && { reason: e.reason }),
+        });
       }
     }
     return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name) || compareVersions(a.version, b.version));
@@ -344,7 +429,9 @@ export class InferenceEngine implements InferenceService {
 
   /** Every installed backend with its probe. */
   async backends(): Promise<BackendReport[]> {
-    return (await this.#selector.status()).map((s) => (s.pluginId === 'kernel' ? { name: s.name, rank: s.rank, probe: s.probe } : s));
+    return (await this.#selector.status()).map((s) =>
+      s.pluginId === 'kernel' ? { name: s.name, rank: s.rank, probe: s.probe } : s,
+    );
   }
 
   async #load(configured: ModelSource): Promise<void> {
@@ -388,7 +475,8 @@ export class InferenceEngine implements InferenceService {
           options: selection.backend.sessionOptions(),
           ...(selection.fallbackReason !== undefined && { fallbackReason: selection.fallbackReason }),
         },
-        ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
+        ...(cpu &&
+          selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
         workers: this.#perModel(name),
         routing: () => this.#routing(),
         defaults: () => ({
@@ -412,14 +500,20 @@ export class InferenceEngine implements InferenceService {
         isolation: source.options.isolation ?? isolationFor(this.options.config, name),
         heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
         niceness: () => (this.options.config.get('workers.niceness') as number | undefined) ?? DEFAULT_WORKER_NICENESS,
-        maxConsecutiveRestarts: () => (this.options.config.get('workers.maxRestarts') as number | undefined) ?? DEFAULT_MAX_RESTARTS,
+        maxConsecutiveRestarts: () =>
+          (this.options.config.get('workers.maxRestarts') as number | undefined) ?? DEFAULT_MAX_RESTARTS,
       });
       // The size may have changed while the model was loading.
       if (model.pool.workers.length !== this.#perModel(name)) void model.pool.resize(this.#perModel(name));
       const fallback = model.backend.fallbackReason;
       if (model.backend.rejected && fallback !== undefined) this.#selector.reportFallback(requested, fallback);
       const healthKey = `backend:${name}@${version}`;
-      if (fallback !== undefined) this.options.health.set({ key: healthKey, severity: 'degraded', reason: `${label(name, version)}: ${fallback}` });
+      if (fallback !== undefined)
+        this.options.health.set({
+          key: healthKey,
+          severity: 'degraded',
+          reason: `${label(name, version)}: ${fallback}`,
+        });
       else this.options.health.clear(healthKey);
       this.options.health.clear(`model:${name}@${version}`);
       this.options.health.clear(`breaker:${name}@${version}`);
@@ -428,7 +522,16 @@ export class InferenceEngine implements InferenceService {
       delete entry.reason;
       const durationMs = performance.now() - started;
       this.options.events.emit('model.loaded', { model: name, version, durationMs, backend: model.backend.name });
-      this.#log.info({ model: name, version, backend: model.backend.name, durationMs: Math.round(durationMs), batching: model.batching.enabled }, 'model loaded');
+      this.#log.info(
+        {
+          model: name,
+          version,
+          backend: model.backend.name,
+          durationMs: Math.round(durationMs),
+          batching: model.batching.enabled,
+        },
+        'model loaded',
+      );
       if (previous) await previous.close(this.#drainMs());
     } catch (err) {
       const error = toNucleusError(err);
@@ -438,7 +541,11 @@ export class InferenceEngine implements InferenceService {
       } else {
         entry.state = 'failed';
         entry.reason = error.message;
-        this.options.health.set({ key: `model:${name}@${version}`, severity: 'degraded', reason: `${label(name, version)} failed to load: ${error.message}` });
+        this.options.health.set({
+          key: `model:${name}@${version}`,
+          severity: 'degraded',
+          reason: `${label(name, version)} failed to load: ${error.message}`,
+        });
       }
       this.options.events.emit('model.failed', { model: name, version, error: error.message });
       this.#log.error({ model: name, version, error: error.message }, 'model failed to load');
@@ -465,7 +572,12 @@ export class InferenceEngine implements InferenceService {
   #breakerChanged(name: string, version: string, state: BreakerState, reason: string): void {
     const key = `breaker:${name}@${version}`;
     if (state === 'closed') this.options.health.clear(key);
-    else this.options.health.set({ key, severity: 'degraded', reason: `${label(name, version)}: circuit breaker ${state}: ${reason}` });
+    else
+      this.options.health.set({
+        key,
+        severity: 'degraded',
+        reason: `${label(name, version)}: circuit breaker ${state}: ${reason}`,
+      });
     this.options.events.emit('breaker.state', { model: name, version, state, reason });
     this.#log[state === 'closed' ? 'info' : 'warn']({ model: name, version, state, reason }, 'circuit breaker');
   }
@@ -475,7 +587,8 @@ export class InferenceEngine implements InferenceService {
     const versions = this.#entries.get(entry.name);
     versions?.delete(entry.version);
     if (versions?.size === 0) this.#entries.delete(entry.name);
-    for (const key of ['model', 'backend', 'breaker']) this.options.health.clear(`${key}:${entry.name}@${entry.version}`);
+    for (const key of ['model', 'backend', 'breaker'])
+      this.options.health.clear(`${key}:${entry.name}@${entry.version}`);
   }
 
   // What the sources hold: the repository's (config, folder, built-ins), then the models loaded at run time.
@@ -483,14 +596,21 @@ export class InferenceEngine implements InferenceService {
     const found = await this.#repository.scan();
     if (this.#runtime.size === 0) return found;
     const added = await this.#sourcesOf([...this.#runtime.values()]).scan();
-    return { sources: [...found.sources, ...added.sources.map((s) => ({ ...s, origin: 'runtime' as const }))], problems: [...found.problems, ...added.problems] };
+    return {
+      sources: [...found.sources, ...added.sources.map((s) => ({ ...s, origin: 'runtime' as const }))],
+      problems: [...found.problems, ...added.problems],
+    };
   }
 
   // The versions a run-time source holds; 400 saying why when it holds none that can be loaded.
   async #runtimeSources(spec: ConfiguredModel): Promise<ModelSource[]> {
     const { sources, problems } = await this.#sourcesOf([spec]).scan();
     if (problems.length > 0 || sources.length === 0) {
-      throw badRequest('invalid_source', problems.map((p) => p.reason).join('; ') || `${spec.path} holds no model`, 'source');
+      throw badRequest(
+        'invalid_source',
+        problems.map((p) => p.reason).join('; ') || `${spec.path} holds no model`,
+        'source',
+      );
     }
     return sources.map((s) => ({ ...s, origin: 'runtime' as const }));
   }
@@ -507,8 +627,18 @@ export class InferenceEngine implements InferenceService {
   #reportProblem(problem: SourceProblem): void {
     const versions = this.#entries.get(problem.name) ?? new Map<string, VersionEntry>();
     if (problem.name !== '*') this.#entries.set(problem.name, versions);
-    if (!versions.get(problem.version)?.model) versions.set(problem.version, { name: problem.name, version: problem.version, state: 'failed', reason: problem.reason });
-    this.options.health.set({ key: `model:${problem.name}@${problem.version}`, severity: 'degraded', reason: problem.reason });
+    if (!versions.get(problem.version)?.model)
+      versions.set(problem.version, {
+        name: problem.name,
+        version: problem.version,
+        state: 'failed',
+        reason: problem.reason,
+      });
+    this.options.health.set({
+      key: `model:${problem.name}@${problem.version}`,
+      severity: 'degraded',
+      reason: problem.reason,
+    });
     this.options.events.emit('model.failed', { model: problem.name, version: problem.version, error: problem.reason });
     this.#log.error({ model: problem.name, version: problem.version, error: problem.reason }, 'model cannot be loaded');
   }
@@ -532,7 +662,9 @@ export class InferenceEngine implements InferenceService {
   }
 
   #defaultEntry(versions: Map<string, VersionEntry>): VersionEntry | undefined {
-    return [...versions.values()].filter((e) => e.model?.state === 'ready').sort((a, b) => compareVersions(b.version, a.version))[0];
+    return [...versions.values()]
+      .filter((e) => e.model?.state === 'ready')
+      .sort((a, b) => compareVersions(b.version, a.version))[0];
   }
 
   #info(entry: VersionEntry): ModelVersionInfo {

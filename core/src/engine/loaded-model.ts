@@ -56,7 +56,10 @@ export interface LoadedModelOptions {
   /** Receives `inference.end`, `batch.executed`, `queue.depth` and `worker.health`. */
   events?: Pick<EventBus, 'emit'>;
   /** The circuit breaker's settings (read on each use) and who hears its state changes. */
-  breaker?: { settings(): { failureThreshold: number; cooldownMs: number }; onChange?(state: BreakerState, reason: string): void };
+  breaker?: {
+    settings(): { failureThreshold: number; cooldownMs: number };
+    onChange?(state: BreakerState, reason: string): void;
+  };
   /** A run taking longer than this marks its worker hung: it is replaced and the run fails (or is retried). 0: never. */
   runTimeoutMs?: () => number;
   /** The strategy that picks a replica for each batch (read per batch); none means the least busy. */
@@ -113,7 +116,9 @@ export class LoadedModel {
     const settings = (): BatchSettings => {
       const d = options.defaults();
       return {
-        maxBatchSize: enabled ? (d.shrinkBatchSize?.(fixed.maxBatchSize ?? d.maxBatchSize) ?? fixed.maxBatchSize ?? d.maxBatchSize) : 1,
+        maxBatchSize: enabled
+          ? (d.shrinkBatchSize?.(fixed.maxBatchSize ?? d.maxBatchSize) ?? fixed.maxBatchSize ?? d.maxBatchSize)
+          : 1,
         maxQueueDelayMs: enabled ? (fixed.maxQueueDelayMs ?? d.maxQueueDelayMs) : 0,
         preferredBatchSizes: enabled ? preferredBatchSizes : [],
         maxQueued: d.maxQueued,
@@ -124,12 +129,20 @@ export class LoadedModel {
     this.#settings = settings;
     this.#batching = {
       enabled,
-      ...(!enabled && { reason: batchable.ok ? 'batching is switched off for this model' : `cannot batch: ${batchable.reason}` }),
+      ...(!enabled && {
+        reason: batchable.ok ? 'batching is switched off for this model' : `cannot batch: ${batchable.reason}`,
+      }),
       padding: enabled && usePadding,
     };
     const ids = { model: source.name, version: source.version };
     const events = options.events;
-    this.#breaker = options.breaker && new CircuitBreaker({ label: signature.label, settings: options.breaker.settings, ...(options.breaker.onChange && { onChange: options.breaker.onChange }) });
+    this.#breaker =
+      options.breaker &&
+      new CircuitBreaker({
+        label: signature.label,
+        settings: options.breaker.settings,
+        ...(options.breaker.onChange && { onChange: options.breaker.onChange }),
+      });
     this.#batcher = new DynamicBatcher({
       label: this.label,
       settings,
@@ -139,7 +152,13 @@ export class LoadedModel {
       logger: options.logger,
       ...(events && {
         onBatch: (b: { size: number; paddingRatio: number; durationMs: number; requestIds: string[] }) =>
-          events.emit('batch.executed', { ...ids, size: b.size, paddingRatio: b.paddingRatio, durationMs: b.durationMs, ...(b.requestIds.length > 0 && { requestIds: b.requestIds }) }),
+          events.emit('batch.executed', {
+            ...ids,
+            size: b.size,
+            paddingRatio: b.paddingRatio,
+            durationMs: b.durationMs,
+            ...(b.requestIds.length > 0 && { requestIds: b.requestIds }),
+          }),
         onDepth: (depth: number) => events.emit('queue.depth', { ...ids, priority: 'normal', depth }),
       }),
     });
@@ -150,7 +169,12 @@ export class LoadedModel {
     const { source, manifest } = options;
     const label = `model '${source.name}' version '${source.version}'`;
     const pool = new WorkerPool(
-      { label: `${source.name}@${source.version}`, modelPath: source.modelPath, backend: options.backend, ...(options.fallback && { fallback: options.fallback }) },
+      {
+        label: `${source.name}@${source.version}`,
+        modelPath: source.modelPath,
+        backend: options.backend,
+        ...(options.fallback && { fallback: options.fallback }),
+      },
       options.workers,
       {
         logger: options.logger,
@@ -170,7 +194,8 @@ export class LoadedModel {
     let model: LoadedModel;
     try {
       const signature = new ModelSignature(label, ready, manifest);
-      for (const warning of signature.manifestMismatches(manifest)) options.logger.warn({ model: source.name, version: source.version }, warning);
+      for (const warning of signature.manifestMismatches(manifest))
+        options.logger.warn({ model: source.name, version: source.version }, warning);
       model = new LoadedModel(options, pool, signature, {
         name: ready.backend,
         requested: options.backend.requested,
@@ -186,7 +211,11 @@ export class LoadedModel {
   }
 
   /** Checks the inputs, batches the request and returns the outputs asked for. */
-  async infer(inputs: Record<string, Tensor>, outputNames?: readonly string[], options: SubmitOptions = {}): Promise<Record<string, Tensor>> {
+  async infer(
+    inputs: Record<string, Tensor>,
+    outputNames?: readonly string[],
+    options: SubmitOptions = {},
+  ): Promise<Record<string, Tensor>> {
     if (this.state !== 'ready') throw unavailable('model_not_ready', `${this.label} is ${this.state}`);
     const { rows } = this.signature.validate(inputs);
     const wanted = this.signature.selectOutputs(outputNames);
@@ -198,7 +227,15 @@ export class LoadedModel {
     try {
       const { outputs, batchSize, queueMs, computeMs } = await this.#batcher.submit(inputs, rows, options);
       this.#breaker?.succeeded();
-      this.options.events?.emit('inference.end', { model: source.name, version: source.version, ...requestId, batchSize, queueMs, computeMs, ok: true });
+      this.options.events?.emit('inference.end', {
+        model: source.name,
+        version: source.version,
+        ...requestId,
+        batchSize,
+        queueMs,
+        computeMs,
+        ok: true,
+      });
       return Object.fromEntries(wanted.filter((n) => outputs[n] !== undefined).map((n) => [n, outputs[n]!]));
     } catch (err) {
       this.#failures++;
@@ -221,7 +258,12 @@ export class LoadedModel {
   /** How requests are batched now (global settings are runtime-adjustable). */
   get batching(): BatchingInfo {
     const now = this.#settings();
-    return { ...this.#batching, maxBatchSize: now.maxBatchSize, maxQueueDelayMs: now.maxQueueDelayMs, preferredBatchSizes: [...now.preferredBatchSizes] };
+    return {
+      ...this.#batching,
+      maxBatchSize: now.maxBatchSize,
+      maxQueueDelayMs: now.maxQueueDelayMs,
+      preferredBatchSizes: [...now.preferredBatchSizes],
+    };
   }
 
   /** The workers, for `/status` and for tests that kill one. */
@@ -295,7 +337,10 @@ export class LoadedModel {
           `${this.label} ran out of memory in its warm-up run (one row of dummy inputs), so it cannot serve: ${message}; free memory (unload other models) or serve a smaller or quantized model (models[].quantize)`,
         );
       }
-      this.options.logger.warn({ model: this.options.source.name, version: this.options.source.version, err: message }, 'warm-up run failed');
+      this.options.logger.warn(
+        { model: this.options.source.name, version: this.options.source.version, err: message },
+        'warm-up run failed',
+      );
     }
   }
 }

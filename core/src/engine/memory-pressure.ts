@@ -91,8 +91,16 @@ export class MemoryPressure {
     this.#status = { underPressure: under, freeBytes: free, thresholdBytes: threshold };
     if (under !== was) {
       this.options.events.emit('memory.pressure', { ...this.#status });
-      if (under) this.#log.warn({ freeBytes: free, thresholdBytes: threshold }, 'memory pressure: batch sizes and running sequences halved, prefix caches evict to half');
-      else this.#log.info({ freeBytes: free, thresholdBytes: threshold }, 'memory pressure over: batch sizes and caches back to their settings');
+      if (under)
+        this.#log.warn(
+          { freeBytes: free, thresholdBytes: threshold },
+          'memory pressure: batch sizes and running sequences halved, prefix caches evict to half',
+        );
+      else
+        this.#log.info(
+          { freeBytes: free, thresholdBytes: threshold },
+          'memory pressure over: batch sizes and caches back to their settings',
+        );
       for (const listener of this.#listeners) listener(under);
     }
     return this.status();

@@ -1,7 +1,15 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { NucleusError, type ExtensionPointView, type FormatLoadContext, type FormatMatch, type Logger, type ModelFormat, type ModelSource } from '@nucleus/sdk';
+import {
+  NucleusError,
+  type ExtensionPointView,
+  type FormatLoadContext,
+  type FormatMatch,
+  type Logger,
+  type ModelFormat,
+  type ModelSource,
+} from '@nucleus/sdk';
 import type { LoadedLlm } from '@nucleus/sdk/llm';
 
 /** What resolving a source found: the format that loads it (none for a plain graph), and which engine serves it. */
@@ -23,7 +31,9 @@ export class ModelFormats {
   readonly #log: Logger | undefined;
 
   constructor(formats: ExtensionPointView<ModelFormat> | readonly ModelFormat[], logger?: Logger) {
-    this.#formats = Array.isArray(formats) ? () => formats as readonly ModelFormat[] : () => (formats as ExtensionPointView<ModelFormat>).list().map((c) => c.value);
+    this.#formats = Array.isArray(formats)
+      ? () => formats as readonly ModelFormat[]
+      : () => (formats as ExtensionPointView<ModelFormat>).list().map((c) => c.value);
     this.#log = logger;
   }
 
@@ -46,12 +56,18 @@ export class ModelFormats {
       }
       if (match) answers.push({ format, match });
     }
-    const claims = answers.filter((a) => a.match.confidence > 0).sort((a, b) => b.match.confidence - a.match.confidence);
+    const claims = answers
+      .filter((a) => a.match.confidence > 0)
+      .sort((a, b) => b.match.confidence - a.match.confidence);
     const chosen = claims[0];
     if (chosen) {
       if (claims.length > 1) {
         this.#log?.info(
-          { source, format: chosen.format.name, candidates: claims.map((c) => `${c.format.name} (${c.match.confidence}: ${c.match.reason})`) },
+          {
+            source,
+            format: chosen.format.name,
+            candidates: claims.map((c) => `${c.format.name} (${c.match.confidence}: ${c.match.reason})`),
+          },
           `several formats claim ${source}; the most confident, ${chosen.format.name}, loads it`,
         );
       }
@@ -66,17 +82,26 @@ export class ModelFormats {
       [
         `no active model format loads ${source}.`,
         ...refusals,
-        active.length ? `Active formats: ${active.join('; ')}.` : 'No model format plugin is active: enable one with the admin API (POST /admin/plugins/<id>/enable) or `plugins.disabled`; `nucleus plugins list` shows them.',
+        active.length
+          ? `Active formats: ${active.join('; ')}.`
+          : 'No model format plugin is active: enable one with the admin API (POST /admin/plugins/<id>/enable) or `plugins.disabled`; `nucleus plugins list` shows them.',
       ].join(' '),
     );
   }
 
   /** Resolves `source` and loads it as a decoder LLM with the format that claims it. */
-  async loadLlm(source: string, context: Omit<FormatLoadContext, 'graphStyle'> & { graphStyle?: FormatLoadContext['graphStyle'] }): Promise<LoadedLlm & { buildsGraph: boolean }> {
+  async loadLlm(
+    source: string,
+    context: Omit<FormatLoadContext, 'graphStyle'> & { graphStyle?: FormatLoadContext['graphStyle'] },
+  ): Promise<LoadedLlm & { buildsGraph: boolean }> {
     const resolved = await this.resolve(source);
     const { format, match } = resolved;
     if (!format?.loadLlm || match.kind !== 'llm') {
-      throw new NucleusError(400, 'unsupported_model_format', `${source} is ${match.reason}, which is served as a tensor model, not a language model`);
+      throw new NucleusError(
+        400,
+        'unsupported_model_format',
+        `${source} is ${match.reason}, which is served as a tensor model, not a language model`,
+      );
     }
     const loaded = await format.loadLlm(resolved.source, { ...context, graphStyle: context.graphStyle ?? 'generic' });
     return { ...loaded, buildsGraph: match.buildsGraph === true };
@@ -87,8 +112,17 @@ export class ModelFormats {
 export async function describe(source: string): Promise<ModelSource> {
   const path = resolve(source);
   const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
-    const why = err.code === 'ENOENT' ? 'does not exist' : err.code === 'EACCES' ? 'cannot be read (permission denied)' : `cannot be read (${err.code ?? err.message})`;
-    throw new NucleusError(400, 'model_source_not_found', `model source ${source} ${why}${source === path ? '' : ` (resolved to ${path})`}; check the path`);
+    const why =
+      err.code === 'ENOENT'
+        ? 'does not exist'
+        : err.code === 'EACCES'
+          ? 'cannot be read (permission denied)'
+          : `cannot be read (${err.code ?? err.message})`;
+    throw new NucleusError(
+      400,
+      'model_source_not_found',
+      `model source ${source} ${why}${source === path ? '' : ` (resolved to ${path})`}; check the path`,
+    );
   });
   return { source, path, type: info.isDirectory() ? 'directory' : 'file' };
 }
@@ -97,5 +131,7 @@ export async function describe(source: string): Promise<ModelSource> {
 function isOnnxGraph(model: ModelSource): boolean {
   if (model.type === 'file') return model.path.endsWith('.onnx');
   if (existsSync(join(model.path, 'model.onnx'))) return true;
-  return readdirSync(model.path, { withFileTypes: true }).some((d) => d.isDirectory() && existsSync(join(model.path, d.name, 'model.onnx')));
+  return readdirSync(model.path, { withFileTypes: true }).some(
+    (d) => d.isDirectory() && existsSync(join(model.path, d.name, 'model.onnx')),
+  );
 }

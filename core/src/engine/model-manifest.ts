@@ -102,7 +102,12 @@ export async function readModelManifest(path: string): Promise<ModelManifest> {
   } catch (err) {
     throw new NucleusError(422, 'invalid_model_manifest', `${path} is not readable JSON: ${(err as Error).message}`);
   }
-  if (!validate(parsed)) throw new NucleusError(422, 'invalid_model_manifest', `${path} is not a valid model.json: ${describe(validate.errors)}`);
+  if (!validate(parsed))
+    throw new NucleusError(
+      422,
+      'invalid_model_manifest',
+      `${path} is not a valid model.json: ${describe(validate.errors)}`,
+    );
   return parsed as ModelManifest;
 }
 
@@ -122,16 +127,26 @@ export async function sha256File(path: string, progress: Progress = noProgress):
 }
 
 /** Refuses a model whose files do not hash to what model.json says (422 `checksum_mismatch`); `progress` gets one operation per file. */
-export async function verifyChecksums(modelPath: string, manifest: ModelManifest, manifestPath: string, progress: () => Progress = () => noProgress): Promise<void> {
+export async function verifyChecksums(
+  modelPath: string,
+  manifest: ModelManifest,
+  manifestPath: string,
+  progress: () => Progress = () => noProgress,
+): Promise<void> {
   const checks: Array<[string, string]> = [];
   if (manifest.sha256) checks.push([modelPath, manifest.sha256]);
-  for (const [file, sum] of Object.entries(manifest.externalData ?? {})) checks.push([join(dirname(modelPath), file), sum]);
+  for (const [file, sum] of Object.entries(manifest.externalData ?? {}))
+    checks.push([join(dirname(modelPath), file), sum]);
   for (const [file, expected] of checks) {
     let actual: string;
     try {
       actual = await sha256File(file, progress());
     } catch (err) {
-      throw new NucleusError(422, 'model_file_missing', `${basename(file)} listed in ${manifestPath} cannot be read: ${(err as Error).message}`);
+      throw new NucleusError(
+        422,
+        'model_file_missing',
+        `${basename(file)} listed in ${manifestPath} cannot be read: ${(err as Error).message}`,
+      );
     }
     if (actual !== expected.toLowerCase()) {
       throw new NucleusError(

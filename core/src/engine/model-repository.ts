@@ -83,7 +83,10 @@ export function compareVersions(a: string, b: string): number {
 }
 
 async function isDir(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isDirectory(), () => false);
+  return stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 }
 
 function manifestBeside(modelPath: string): string | undefined {
@@ -111,7 +114,10 @@ export class ModelRepository {
     const add = (source: ModelSource): void => {
       const key = `${source.name}\u0000${source.version}`;
       if (seen.has(key)) {
-        this.options.logger?.warn({ model: source.name, version: source.version, ignored: source.modelPath }, 'model version found twice; the first source wins');
+        this.options.logger?.warn(
+          { model: source.name, version: source.version, ignored: source.modelPath },
+          'model version found twice; the first source wins',
+        );
         return;
       }
       seen.add(key);
@@ -121,7 +127,15 @@ export class ModelRepository {
     if (this.options.repository !== null) await this.#repository(this.options.repository, add, problems);
     if (this.servesBuiltins) {
       for (const m of await ensureBuiltinModels(this.options.cacheDir ?? defaultModelCacheDir())) {
-        add({ name: m.name, version: String(m.version), origin: 'builtin', dir: m.dir, modelPath: m.modelPath, manifestPath: m.manifestPath, options: {} });
+        add({
+          name: m.name,
+          version: String(m.version),
+          origin: 'builtin',
+          dir: m.dir,
+          modelPath: m.modelPath,
+          manifestPath: m.manifestPath,
+          options: {},
+        });
       }
     }
     return { sources, problems };
@@ -129,22 +143,41 @@ export class ModelRepository {
 
   async #configured(entry: ConfiguredModel, add: (s: ModelSource) => void, problems: SourceProblem[]): Promise<void> {
     const { name, path, version, optional: _optional, ...options } = entry;
-    const problem = (reason: string, v = version ?? '1'): void => void problems.push({ name, version: v, path, reason });
+    const problem = (reason: string, v = version ?? '1'): void =>
+      void problems.push({ name, version: v, path, reason });
     if (!existsSync(path)) return problem(`models entry "${name}": ${path} does not exist`);
     if (!(await isDir(path))) {
       if (!path.endsWith('.onnx')) return problem(`models entry "${name}": ${path} is not an .onnx file or a folder`);
       const folder = basename(dirname(path));
-      add({ name, version: version ?? (/^\d+$/.test(folder) ? folder : '1'), origin: 'config', dir: dirname(path), modelPath: path, ...this.#manifest(path), options });
+      add({
+        name,
+        version: version ?? (/^\d+$/.test(folder) ? folder : '1'),
+        origin: 'config',
+        dir: dirname(path),
+        modelPath: path,
+        ...this.#manifest(path),
+        options,
+      });
       return;
     }
     const direct = join(path, MODEL_FILE);
     if (existsSync(direct)) {
       const folder = basename(path);
-      add({ name, version: version ?? (/^\d+$/.test(folder) ? folder : '1'), origin: 'config', dir: path, modelPath: direct, ...this.#manifest(direct), options });
+      add({
+        name,
+        version: version ?? (/^\d+$/.test(folder) ? folder : '1'),
+        origin: 'config',
+        dir: path,
+        modelPath: direct,
+        ...this.#manifest(direct),
+        options,
+      });
       return;
     }
     // A model folder of version folders: serve each, or only the one named.
-    const versions = (await readdir(path, { withFileTypes: true })).filter((d) => d.isDirectory() && existsSync(join(path, d.name, MODEL_FILE)));
+    const versions = (await readdir(path, { withFileTypes: true })).filter(
+      (d) => d.isDirectory() && existsSync(join(path, d.name, MODEL_FILE)),
+    );
     const chosen = version === undefined ? versions : versions.filter((d) => d.name === version);
     if (chosen.length === 0) {
       return problem(
@@ -155,7 +188,15 @@ export class ModelRepository {
     }
     for (const d of chosen) {
       const modelPath = join(path, d.name, MODEL_FILE);
-      add({ name, version: d.name, origin: 'config', dir: join(path, d.name), modelPath, ...this.#manifest(modelPath), options });
+      add({
+        name,
+        version: d.name,
+        origin: 'config',
+        dir: join(path, d.name),
+        modelPath,
+        ...this.#manifest(modelPath),
+        options,
+      });
     }
   }
 
@@ -164,17 +205,35 @@ export class ModelRepository {
       problems.push({ name: '*', version: '*', path: root, reason: `modelRepository ${root} is not a folder` });
       return;
     }
-    const models = (await readdir(root, { withFileTypes: true })).filter((d) => d.isDirectory() && NAME.test(d.name)).sort((a, b) => a.name.localeCompare(b.name));
+    const models = (await readdir(root, { withFileTypes: true }))
+      .filter((d) => d.isDirectory() && NAME.test(d.name))
+      .sort((a, b) => a.name.localeCompare(b.name));
     for (const model of models) {
       const dir = join(root, model.name);
-      const versions = (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort(compareVersions);
+      const versions = (await readdir(dir, { withFileTypes: true }))
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name)
+        .sort(compareVersions);
       for (const version of versions) {
         const modelPath = join(dir, version, MODEL_FILE);
         if (!existsSync(modelPath)) {
-          problems.push({ name: model.name, version, path: join(dir, version), reason: `${join(dir, version)} has no ${MODEL_FILE}` });
+          problems.push({
+            name: model.name,
+            version,
+            path: join(dir, version),
+            reason: `${join(dir, version)} has no ${MODEL_FILE}`,
+          });
           continue;
         }
-        add({ name: model.name, version, origin: 'repository', dir: join(dir, version), modelPath, ...this.#manifest(modelPath), options: {} });
+        add({
+          name: model.name,
+          version,
+          origin: 'repository',
+          dir: join(dir, version),
+          modelPath,
+          ...this.#manifest(modelPath),
+          options: {},
+        });
       }
     }
   }

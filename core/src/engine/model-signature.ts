@@ -25,10 +25,24 @@ function describeOne(t: TensorMetadata): string {
   return `${t.name} (${t.dtype} ${formatShape(t.shape)})`;
 }
 
-function fromOrt(kind: 'input' | 'output', v: WireValueMetadata, described: ManifestTensor | undefined, label: string): TensorMetadata {
-  if (!v.isTensor || v.type === undefined) throw new NucleusError(422, 'unsupported_model', `${label}: ${kind} '${v.name}' is not a tensor; Nucleus serves tensor models only`);
+function fromOrt(
+  kind: 'input' | 'output',
+  v: WireValueMetadata,
+  described: ManifestTensor | undefined,
+  label: string,
+): TensorMetadata {
+  if (!v.isTensor || v.type === undefined)
+    throw new NucleusError(
+      422,
+      'unsupported_model',
+      `${label}: ${kind} '${v.name}' is not a tensor; Nucleus serves tensor models only`,
+    );
   if (!isTensorDataType(v.type)) {
-    throw new NucleusError(422, 'unsupported_model', `${label}: ${kind} '${v.name}' holds ${v.type}; Nucleus serves numeric and bool tensors only`);
+    throw new NucleusError(
+      422,
+      'unsupported_model',
+      `${label}: ${kind} '${v.name}' holds ${v.type}; Nucleus serves numeric and bool tensors only`,
+    );
   }
   const dims = v.shape ?? [];
   return {
@@ -53,8 +67,22 @@ export class ModelSignature {
     session: { inputs: readonly WireValueMetadata[]; outputs: readonly WireValueMetadata[] },
     manifest: { inputs?: readonly ManifestTensor[]; outputs?: readonly ManifestTensor[] } = {},
   ) {
-    this.inputs = session.inputs.map((v) => fromOrt('input', v, manifest.inputs?.find((m) => m.name === v.name), label));
-    this.outputs = session.outputs.map((v) => fromOrt('output', v, manifest.outputs?.find((m) => m.name === v.name), label));
+    this.inputs = session.inputs.map((v) =>
+      fromOrt(
+        'input',
+        v,
+        manifest.inputs?.find((m) => m.name === v.name),
+        label,
+      ),
+    );
+    this.outputs = session.outputs.map((v) =>
+      fromOrt(
+        'output',
+        v,
+        manifest.outputs?.find((m) => m.name === v.name),
+        label,
+      ),
+    );
   }
 
   /** Names model.json describes that the model does not have, or whose dtype disagrees; worth a warning. */
@@ -67,7 +95,8 @@ export class ModelSignature {
       for (const d of declared) {
         const a = actual.find((t) => t.name === d.name);
         if (!a) out.push(`model.json describes ${kind} '${d.name}', which the model does not have`);
-        else if (d.dtype !== undefined && d.dtype !== a.dtype) out.push(`model.json says ${kind} '${d.name}' is ${d.dtype}, the model says ${a.dtype}`);
+        else if (d.dtype !== undefined && d.dtype !== a.dtype)
+          out.push(`model.json says ${kind} '${d.name}' is ${d.dtype}, the model says ${a.dtype}`);
       }
     }
     return out;
@@ -94,14 +123,17 @@ export class ModelSignature {
    * dimension is named after an input dimension, so outputs can be cut back to each request's length.
    */
   paddable(): Verdict {
-    if (!this.inputs.some((t) => /attention_mask/i.test(t.name))) return { ok: false, reason: 'the model has no attention_mask input' };
+    if (!this.inputs.some((t) => /attention_mask/i.test(t.name)))
+      return { ok: false, reason: 'the model has no attention_mask input' };
     const inputDims = new Set(this.inputs.flatMap((t) => t.dimNames.slice(1).filter((n): n is string => n !== null)));
     for (const t of [...this.inputs, ...this.outputs]) {
       for (let i = 1; i < t.shape.length; i++) {
         if (t.shape[i] !== -1) continue;
         const name = t.dimNames[i];
-        if (name === null || name === undefined) return { ok: false, reason: `dimension ${i} of '${t.name}' is variable but unnamed` };
-        if (!inputDims.has(name)) return { ok: false, reason: `output dimension '${name}' of '${t.name}' matches no input dimension` };
+        if (name === null || name === undefined)
+          return { ok: false, reason: `dimension ${i} of '${t.name}' is variable but unnamed` };
+        if (!inputDims.has(name))
+          return { ok: false, reason: `output dimension '${name}' of '${t.name}' matches no input dimension` };
       }
     }
     return { ok: true };
@@ -112,22 +144,45 @@ export class ModelSignature {
     const expected = (): string => this.inputs.map(describeOne).join(', ');
     for (const name of Object.keys(given)) {
       if (!this.inputs.some((t) => t.name === name)) {
-        throw badRequest('unknown_input', `${this.label} has no input named '${name}'; its inputs are ${expected()}`, name);
+        throw badRequest(
+          'unknown_input',
+          `${this.label} has no input named '${name}'; its inputs are ${expected()}`,
+          name,
+        );
       }
     }
     const dimSizes = new Map<string, { size: number; input: string }>();
     let rows = 1;
     for (const meta of this.inputs) {
       const t = given[meta.name];
-      if (t === undefined) throw badRequest('missing_input', `input '${meta.name}' is missing; ${this.label} expects ${expected()}`, meta.name);
-      if (!isTensorDataType(t.dtype)) throw badRequest('invalid_datatype', `input '${meta.name}' has unknown datatype '${String(t.dtype)}'; expected ${meta.dtype}`, meta.name);
+      if (t === undefined)
+        throw badRequest(
+          'missing_input',
+          `input '${meta.name}' is missing; ${this.label} expects ${expected()}`,
+          meta.name,
+        );
+      if (!isTensorDataType(t.dtype))
+        throw badRequest(
+          'invalid_datatype',
+          `input '${meta.name}' has unknown datatype '${String(t.dtype)}'; expected ${meta.dtype}`,
+          meta.name,
+        );
       if (t.dtype !== meta.dtype) {
-        throw badRequest('invalid_datatype', `input '${meta.name}' is ${t.dtype}, but ${this.label} expects ${meta.dtype}`, meta.name);
+        throw badRequest(
+          'invalid_datatype',
+          `input '${meta.name}' is ${t.dtype}, but ${this.label} expects ${meta.dtype}`,
+          meta.name,
+        );
       }
       if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) {
-        throw badRequest('invalid_shape', `input '${meta.name}' has shape ${JSON.stringify(t.shape)}; a shape is a list of non-negative integers`, meta.name);
+        throw badRequest(
+          'invalid_shape',
+          `input '${meta.name}' has shape ${JSON.stringify(t.shape)}; a shape is a list of non-negative integers`,
+          meta.name,
+        );
       }
-      const wrongDim = t.shape.length === meta.shape.length ? meta.shape.findIndex((d, i) => d !== -1 && d !== t.shape[i]) : -2;
+      const wrongDim =
+        t.shape.length === meta.shape.length ? meta.shape.findIndex((d, i) => d !== -1 && d !== t.shape[i]) : -2;
       if (wrongDim !== -1) {
         const why =
           wrongDim === -2
@@ -162,7 +217,11 @@ export class ModelSignature {
       }
       if (meta === this.inputs[0]) rows = t.shape[0] ?? 1;
       else if (meta.shape[0] === -1 && this.inputs[0]!.shape[0] === -1 && t.shape[0] !== rows) {
-        throw badRequest('invalid_shape', `inputs '${this.inputs[0]!.name}' and '${meta.name}' disagree on the batch dimension (${rows} vs ${t.shape[0]})`, meta.name);
+        throw badRequest(
+          'invalid_shape',
+          `inputs '${this.inputs[0]!.name}' and '${meta.name}' disagree on the batch dimension (${rows} vs ${t.shape[0]})`,
+          meta.name,
+        );
       }
     }
     return { rows };
@@ -173,7 +232,11 @@ export class ModelSignature {
     if (names === undefined || names.length === 0) return this.outputs.map((t) => t.name);
     for (const name of names) {
       if (!this.outputs.some((t) => t.name === name)) {
-        throw badRequest('unknown_output', `${this.label} has no output named '${name}'; its outputs are ${this.outputs.map(describeOne).join(', ')}`, name);
+        throw badRequest(
+          'unknown_output',
+          `${this.label} has no output named '${name}'; its outputs are ${this.outputs.map(describeOne).join(', ')}`,
+          name,
+        );
       }
     }
     return [...names];

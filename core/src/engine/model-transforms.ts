@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
-import { NucleusError, type ExtensionPointView, type Logger, type ModelTransform, type ModelTransformContext } from '@nucleus/sdk';
+import {
+  NucleusError,
+  type ExtensionPointView,
+  type Logger,
+  type ModelTransform,
+  type ModelTransformContext,
+} from '@nucleus/sdk';
 import { loadModel } from '@nucleus/sdk/onnx';
 import { ProgressReporter } from '../kernel/progress-reporter.js';
 import { ensureGeneratedGraph, sha256FileCached } from '@nucleus/sdk/llm';
@@ -39,7 +45,10 @@ export async function applyModelTransform(options: ApplyModelTransformOptions): 
   }
   const sha = await sha256FileCached(options.path, options.cacheDir);
   const { pluginId, pluginVersion, value } = contribution;
-  const settings = createHash('sha256').update(`${pluginId}@${pluginVersion}\u0000${value.fingerprint}`).digest('hex').slice(0, 16);
+  const settings = createHash('sha256')
+    .update(`${pluginId}@${pluginVersion}\u0000${value.fingerprint}`)
+    .digest('hex')
+    .slice(0, 16);
   const key = `${sha}-${options.transform}-${settings}`;
   // A caller that passes no progress (the LLM engine) still gets the default: a terminal line or periodic log lines.
   const progress = options.progress ?? new ProgressReporter({ logger: options.logger }).create();
@@ -55,7 +64,11 @@ export async function applyModelTransform(options: ApplyModelTransformOptions): 
     return result.model;
   });
   const fields = { model: options.model, transform: options.transform, plugin: `${pluginId}@${pluginVersion}`, path };
-  if (created) options.logger.info({ ...fields, summary, durationMs: Math.round(performance.now() - started) }, 'model graph rewritten');
+  if (created)
+    options.logger.info(
+      { ...fields, summary, durationMs: Math.round(performance.now() - started) },
+      'model graph rewritten',
+    );
   else options.logger.info(fields, 'model graph rewritten earlier; reusing it');
   return path;
 }

@@ -51,7 +51,10 @@ export class ExtensionPoint<T> implements ExtensionPointView<T> {
    * Removes every contribution held by `remove` and adds `add`, in one step: no caller ever
    * sees the point with both or neither. Returns the changes so the caller can announce them.
    */
-  swap(remove: ActivationLease | undefined, add: ReadonlyArray<{ contribution: Contribution<T>; lease: ActivationLease }>) {
+  swap(
+    remove: ActivationLease | undefined,
+    add: ReadonlyArray<{ contribution: Contribution<T>; lease: ActivationLease }>,
+  ) {
     const removed = remove ? this.entries.filter((e) => e.lease === remove) : [];
     const kept = remove ? this.entries.filter((e) => e.lease !== remove) : this.entries;
     const added = add.map((a) => ({ ...a, seq: this.seq++ }));

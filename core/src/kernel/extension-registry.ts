@@ -23,10 +23,15 @@ export class ExtensionRegistry {
   }
 
   /** Every point's id with its contributions, for the admin API. */
-  describe(): Array<{ id: string; contributions: Array<{ name: string; pluginId: string; pluginVersion: string; priority: number }> }> {
+  describe(): Array<{
+    id: string;
+    contributions: Array<{ name: string; pluginId: string; pluginVersion: string; priority: number }>;
+  }> {
     return [...this.points.values()].map((p) => ({
       id: p.id,
-      contributions: p.list().map(({ name, pluginId, pluginVersion, priority }) => ({ name, pluginId, pluginVersion, priority })),
+      contributions: p
+        .list()
+        .map(({ name, pluginId, pluginVersion, priority }) => ({ name, pluginId, pluginVersion, priority })),
     }));
   }
 
@@ -35,14 +40,24 @@ export class ExtensionRegistry {
    * once, then announces the changes. With `previous` undefined this is a first activation; with
    * `staged` empty it is a removal.
    */
-  commit(previous: ActivationLease | undefined, next: ActivationLease | undefined, staged: readonly StagedContribution[]): void {
+  commit(
+    previous: ActivationLease | undefined,
+    next: ActivationLease | undefined,
+    staged: readonly StagedContribution[],
+  ): void {
     const touched = new Set<string>(staged.map((s) => s.pointId));
     if (previous) for (const point of this.points.values()) touched.add(point.id);
-    const changes: Array<{ point: ExtensionPoint<unknown>; removed: Contribution<unknown>[]; added: Contribution<unknown>[] }> = [];
+    const changes: Array<{
+      point: ExtensionPoint<unknown>;
+      removed: Contribution<unknown>[];
+      added: Contribution<unknown>[];
+    }> = [];
     // All swaps happen before any listener runs, so no listener sees a half-swapped kernel.
     for (const id of touched) {
       const point = this.point<unknown>(id);
-      const add = next ? staged.filter((s) => s.pointId === id).map((s) => ({ contribution: s.contribution, lease: next })) : [];
+      const add = next
+        ? staged.filter((s) => s.pointId === id).map((s) => ({ contribution: s.contribution, lease: next }))
+        : [];
       const { removed, added } = point.swap(previous, add);
       if (removed.length || added.length) changes.push({ point, removed, added });
     }

@@ -84,12 +84,25 @@ export class Kernel {
   }
 
   /** What a kernel is built from: the validated config, the logger and the plugins found (for subclasses' `create`). */
-  protected static prepare(options: KernelOptions): { config: ConfigStore; logger: Logger & { level: string }; discovery: DiscoveryOptions; found: ReturnType<typeof discoverPlugins> } {
+  protected static prepare(options: KernelOptions): {
+    config: ConfigStore;
+    logger: Logger & { level: string };
+    discovery: DiscoveryOptions;
+    found: ReturnType<typeof discoverPlugins>;
+  } {
     const root = options.projectRoot ?? defaultProjectRoot();
     // A first pass only for `plugins.dirs`; its problems are reported by the second, with those of plugin sections.
-    const base = loadConfig({ file: options.file, env: options.env, cli: options.cli, ignoreUnknownPluginSections: true, keepIssues: true });
+    const base = loadConfig({
+      file: options.file,
+      env: options.env,
+      cli: options.cli,
+      ignoreUnknownPluginSections: true,
+      keepIssues: true,
+    });
     const listed: unknown = base.config.plugins?.dirs;
-    const dirs = (Array.isArray(listed) ? listed.filter((d): d is string => typeof d === 'string') : []).map((d) => (isAbsolute(d) ? d : resolve(d)));
+    const dirs = (Array.isArray(listed) ? listed.filter((d): d is string => typeof d === 'string') : []).map((d) =>
+      isAbsolute(d) ? d : resolve(d),
+    );
     const discovery: DiscoveryOptions = {
       pluginFolders: options.pluginFolders ?? [join(root, 'plugins')],
       nodeModules: options.nodeModules ?? [join(root, 'node_modules')],

@@ -10,30 +10,47 @@ export type LogLevel = Level | 'silent';
 export type LogFormat = 'auto' | 'json' | 'pretty';
 
 /** The format `auto` stands for on `stream`: pretty when it is a terminal, JSON when piped or redirected. */
-export function resolveLogFormat(format: LogFormat | undefined, stream: { isTTY?: boolean } = process.stdout): 'json' | 'pretty' {
+export function resolveLogFormat(
+  format: LogFormat | undefined,
+  stream: { isTTY?: boolean } = process.stdout,
+): 'json' | 'pretty' {
   if (format === 'json' || format === 'pretty') return format;
   return stream.isTTY === true ? 'pretty' : 'json';
 }
 
 // One line per event: time, level, message, then the fields as JSON on the same line (`component` only says which
 // part of the server wrote it: noise on a terminal, useful to a log query).
-const PRETTY_OPTIONS = { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service,component', singleLine: true } as const;
+const PRETTY_OPTIONS = {
+  translateTime: 'SYS:HH:MM:ss.l',
+  ignore: 'pid,hostname,service,component',
+  singleLine: true,
+} as const;
 
 /**
  * Creates the kernel's logger: one JSON object per line (for log shippers), or one readable line per event for a
  * terminal (`auto`: pretty when stdout is a terminal). Pretty lines written to stdout are formatted on a worker thread (a pino transport), so a request that
  * logs pays for JSON serialisation only. `destination` (tests, library use) gets the same lines, formatted in place.
  */
-export function createLogger(options: { level?: LogLevel; format?: LogFormat; destination?: DestinationStream } = {}): Logger & { level: string } {
+export function createLogger(
+  options: { level?: LogLevel; format?: LogFormat; destination?: DestinationStream } = {},
+): Logger & { level: string } {
   // A destination that is not stdout is never a terminal; no format at all means JSON, as before `auto` existed.
-  const format = options.destination === undefined ? resolveLogFormat(options.format ?? 'json') : options.format === 'pretty' ? 'pretty' : 'json';
+  const format =
+    options.destination === undefined
+      ? resolveLogFormat(options.format ?? 'json')
+      : options.format === 'pretty'
+        ? 'pretty'
+        : 'json';
   let destination: DestinationStream | undefined = options.destination;
   if (format === 'pretty') {
     const colorize = options.destination === undefined && process.stdout.isTTY === true;
     destination =
       options.destination !== undefined
         ? PinoPretty({ ...PRETTY_OPTIONS, colorize: false, destination: asStream(options.destination), sync: true })
-        : (pino.transport({ target: 'pino-pretty', options: { ...PRETTY_OPTIONS, colorize, destination: 1, sync: true } }) as DestinationStream);
+        : (pino.transport({
+            target: 'pino-pretty',
+            options: { ...PRETTY_OPTIONS, colorize, destination: 1, sync: true },
+          }) as DestinationStream);
   }
   return pino(
     {
@@ -56,7 +73,8 @@ export function flushLogger(logger: Logger): Promise<void> {
 
 // pino takes any object with `write`; pino-pretty pipes into a real stream.
 function asStream(destination: DestinationStream): NodeJS.WritableStream {
-  if (typeof (destination as Partial<NodeJS.WritableStream>).on === 'function') return destination as unknown as NodeJS.WritableStream;
+  if (typeof (destination as Partial<NodeJS.WritableStream>).on === 'function')
+    return destination as unknown as NodeJS.WritableStream;
   return new Writable({
     write(chunk: Buffer | string, _encoding, callback) {
       destination.write(chunk.toString());

@@ -58,7 +58,10 @@ export class PluginActivation {
         const unnamed = [...names].filter((k) => k.startsWith(`${point.id}/`)).length;
         const name = options.name ?? (typeof ownName === 'string' ? ownName : `${manifest.id}:${point.id}:${unnamed}`);
         const key = `${point.id}/${name}`;
-        if (names.has(key)) throw new Error(`plugin ${manifest.id} contributed "${name}" to ${point.id} twice; give each a distinct name`);
+        if (names.has(key))
+          throw new Error(
+            `plugin ${manifest.id} contributed "${name}" to ${point.id} twice; give each a distinct name`,
+          );
         names.add(key);
         const contribution: Contribution<T> = Object.freeze({
           value,

@@ -50,7 +50,13 @@ export function inspectPluginDir(dir: string, source: PluginSource): DiscoveredP
   try {
     pkg = readPackage(dir);
   } catch (err) {
-    return { id: dir, dir, source, packageName: dir, error: `cannot read ${join(dir, 'package.json')}: ${(err as Error).message}` };
+    return {
+      id: dir,
+      dir,
+      source,
+      packageName: dir,
+      error: `cannot read ${join(dir, 'package.json')}: ${(err as Error).message}`,
+    };
   }
   if (!pkg) return { id: dir, dir, source, packageName: dir, error: `no package.json in ${dir}` };
   const packageName = typeof pkg.name === 'string' ? pkg.name : dir;

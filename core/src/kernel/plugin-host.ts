@@ -102,7 +102,10 @@ export class PluginHost {
       if (disabled.has(r.id) || r.found.manifest!.enabledByDefault === false) this.setState(r, 'inactive');
     }
     const enabled = candidates.filter((r) => r.state === 'discovered');
-    const { order, problems } = resolvePlugins(enabled.map((r) => r.found.manifest!), KERNEL_API_VERSION);
+    const { order, problems } = resolvePlugins(
+      enabled.map((r) => r.found.manifest!),
+      KERNEL_API_VERSION,
+    );
     for (const [id, reason] of problems) this.setState(this.record(id), 'failed', reason);
     for (const id of order) this.setState(this.record(id), 'resolved');
     return order;
@@ -142,7 +145,11 @@ export class PluginHost {
       const r = this.record(id);
       const dependents = dependentsOf(id, this.activeManifests(), this.activeIds());
       if (dependents.length) {
-        throw new NucleusError(409, 'plugin_has_dependents', `cannot disable "${id}": active plugins require it (${dependents.join(', ')}); disable them first`);
+        throw new NucleusError(
+          409,
+          'plugin_has_dependents',
+          `cannot disable "${id}": active plugins require it (${dependents.join(', ')}); disable them first`,
+        );
       }
       if (r.state === 'active') await this.deactivateRecord(r, 'inactive');
       else if (r.state !== 'inactive') this.setState(r, 'inactive');
@@ -189,7 +196,10 @@ export class PluginHost {
     try {
       const found = inspectPluginDir(r.found.dir, r.found.source);
       if (!found.manifest) throw new Error(found.error);
-      if (found.manifest.id !== r.id) throw new Error(`the manifest id changed from "${r.id}" to "${found.manifest.id}"; a reload cannot rename a plugin`);
+      if (found.manifest.id !== r.id)
+        throw new Error(
+          `the manifest id changed from "${r.id}" to "${found.manifest.id}"; a reload cannot rename a plugin`,
+        );
       this.checkRanges(found.manifest);
       const next = await this.instantiate(found);
       try {
@@ -204,14 +214,31 @@ export class PluginHost {
       r.reloads++;
       const durationMs = performance.now() - started;
       r.lastReload = { at: new Date().toISOString(), ok: true, durationMs };
-      this.options.events.emit('plugin.reloaded', { id: r.id, fromVersion: old.manifest.version, toVersion: found.manifest.version, durationMs });
-      this.log.info({ id: r.id, from: old.manifest.version, to: found.manifest.version, durationMs: Math.round(durationMs) }, 'plugin reloaded');
+      this.options.events.emit('plugin.reloaded', {
+        id: r.id,
+        fromVersion: old.manifest.version,
+        toVersion: found.manifest.version,
+        durationMs,
+      });
+      this.log.info(
+        { id: r.id, from: old.manifest.version, to: found.manifest.version, durationMs: Math.round(durationMs) },
+        'plugin reloaded',
+      );
     } catch (err) {
       const message = (err as Error).message ?? String(err);
-      r.lastReload = { at: new Date().toISOString(), ok: false, durationMs: performance.now() - started, error: message };
+      r.lastReload = {
+        at: new Date().toISOString(),
+        ok: false,
+        durationMs: performance.now() - started,
+        error: message,
+      };
       this.options.events.emit('plugin.reloadFailed', { id: r.id, version: old.manifest.version, error: message });
       this.log.warn({ id: r.id, error: message }, 'plugin reload failed; the running version stays');
-      throw new NucleusError(422, 'plugin_reload_failed', `reloading "${r.id}" failed, version ${old.manifest.version} keeps running: ${message}`);
+      throw new NucleusError(
+        422,
+        'plugin_reload_failed',
+        `reloading "${r.id}" failed, version ${old.manifest.version} keeps running: ${message}`,
+      );
     }
     // Disposal of the old instance happens off the critical path: new requests already use the new one.
     void this.disposeQuietly(r.id, old);
@@ -219,7 +246,11 @@ export class PluginHost {
 
   private async disposeQuietly(id: string, activation: PluginActivation): Promise<void> {
     const { drained, errors } = await activation.dispose(this.options.drainTimeoutMs);
-    if (!drained) this.log.warn({ id, version: activation.manifest.version }, 'old plugin instance did not drain in time; disposed anyway');
+    if (!drained)
+      this.log.warn(
+        { id, version: activation.manifest.version },
+        'old plugin instance did not drain in time; disposed anyway',
+      );
     for (const error of errors) this.log.warn({ id, error }, 'plugin disposer threw');
   }
 
@@ -229,7 +260,10 @@ export class PluginHost {
       this.checkRanges(manifest);
       for (const dep of Object.keys(manifest.requires ?? {})) {
         const d = this.records.get(dep);
-        if (d?.state !== 'active') throw new Error(`requires plugin "${dep}", which is ${d ? d.state : 'not installed'}${d?.error ? `: ${d.error}` : ''}`);
+        if (d?.state !== 'active')
+          throw new Error(
+            `requires plugin "${dep}", which is ${d ? d.state : 'not installed'}${d?.error ? `: ${d.error}` : ''}`,
+          );
       }
       this.setState(r, 'activating');
       const activation = await this.instantiate(r.found);
@@ -260,11 +294,14 @@ export class PluginHost {
   private async instantiate(found: DiscoveredPlugin): Promise<PluginActivation> {
     const manifest = found.manifest!;
     const entry = resolvePath(found.dir, manifest.entry);
-    if (!existsSync(entry)) throw new Error(`entry ${manifest.entry} not found in ${found.dir}: build the plugin first (npm run build)`);
+    if (!existsSync(entry))
+      throw new Error(`entry ${manifest.entry} not found in ${found.dir}: build the plugin first (npm run build)`);
     const mod = await importFresh(entry);
     const definition = mod.default;
     if (!isPluginDefinition(definition)) {
-      throw new Error(`entry ${manifest.entry} must default-export definePlugin({ activate(ctx) { … } }) from @nucleus/sdk`);
+      throw new Error(
+        `entry ${manifest.entry} must default-export definePlugin({ activate(ctx) { … } }) from @nucleus/sdk`,
+      );
     }
     const config = this.options.config.pluginConfig(manifest.id, manifest.configSchema);
     return new PluginActivation(manifest, definition, config, this.options);
@@ -284,7 +321,9 @@ export class PluginHost {
     for (const other of this.activeManifests()) {
       const range = other.requires?.[manifest.id];
       if (range && !semver.satisfies(manifest.version, range, { includePrerelease: true })) {
-        throw new Error(`version ${manifest.version} does not satisfy "${other.id}", which requires ${manifest.id} ${range}`);
+        throw new Error(
+          `version ${manifest.version} does not satisfy "${other.id}", which requires ${manifest.id} ${range}`,
+        );
       }
     }
   }
@@ -298,7 +337,10 @@ export class PluginHost {
     const id = found.id;
     const existing = this.records.get(id);
     if (existing) {
-      this.log.warn({ id, kept: existing.found.dir, ignored: found.dir }, 'two plugins share an id; the first found is used');
+      this.log.warn(
+        { id, kept: existing.found.dir, ignored: found.dir },
+        'two plugins share an id; the first found is used',
+      );
       return undefined;
     }
     const r: PluginRecord = { id, found, state: 'discovered', reloads: 0 };
@@ -313,7 +355,13 @@ export class PluginHost {
     r.error = state === 'failed' ? error : undefined;
     if (state === 'failed') this.log.error({ id: r.id, error }, 'plugin failed');
     const version = r.found.manifest?.version ?? '0.0.0';
-    this.options.events.emit('plugin.state', { id: r.id, version, state, previous, ...(error && state === 'failed' ? { error } : {}) });
+    this.options.events.emit('plugin.state', {
+      id: r.id,
+      version,
+      state,
+      previous,
+      ...(error && state === 'failed' ? { error } : {}),
+    });
   }
 
   private record(id: string): PluginRecord {

@@ -18,7 +18,11 @@ export const PLUGIN_MANIFEST_SCHEMA = {
       description: 'Unique plugin id: lowercase letters and digits, words joined by dashes.',
     },
     version: { type: 'string', format: 'semver', description: 'The plugin version (semver).' },
-    kernelApi: { type: 'string', format: 'semver-range', description: 'Semver range of the kernel API the plugin supports.' },
+    kernelApi: {
+      type: 'string',
+      format: 'semver-range',
+      description: 'Semver range of the kernel API the plugin supports.',
+    },
     description: { type: 'string', description: 'One line saying what the plugin does.' },
     entry: { type: 'string', minLength: 1, description: 'Entry module, relative to the package folder.' },
     provides: {
@@ -73,7 +77,10 @@ export function validateManifest(packageJson: unknown, where: string): PluginMan
     throw new ManifestError(where, ['package.json has no "nucleus" section']);
   }
   if (!validate(pkg.nucleus)) {
-    throw new ManifestError(where, (validate.errors ?? []).map((e) => describeAjvError(e, 'nucleus')));
+    throw new ManifestError(
+      where,
+      (validate.errors ?? []).map((e) => describeAjvError(e, 'nucleus')),
+    );
   }
   const manifest = pkg.nucleus as PluginManifest;
   if (manifest.configSchema) {

@@ -28,7 +28,8 @@ export async function validatePluginDir(dir: string): Promise<PluginValidation> 
   } else {
     try {
       const mod = await importFresh(entry);
-      if (!isPluginDefinition(mod.default)) problems.push(`nucleus.entry: ${manifest.entry} must default-export definePlugin({ activate(ctx) { … } })`);
+      if (!isPluginDefinition(mod.default))
+        problems.push(`nucleus.entry: ${manifest.entry} must default-export definePlugin({ activate(ctx) { … } })`);
     } catch (err) {
       problems.push(`nucleus.entry: importing ${manifest.entry} failed: ${(err as Error).message}`);
     }

@@ -40,7 +40,9 @@ export class ProgressReporter {
 
   /** A fresh {@link Progress} for one operation. */
   create(): Progress {
-    return this.stream.isTTY === true ? new TerminalProgress(this.options, this.now, lineOf(this.stream)) : new LoggedProgress(this.options, this.now);
+    return this.stream.isTTY === true
+      ? new TerminalProgress(this.options, this.now, lineOf(this.stream))
+      : new LoggedProgress(this.options, this.now);
   }
 }
 
@@ -61,7 +63,15 @@ abstract class Operation implements Progress {
   ) {}
 
   start(total: number, label: string, unit: ProgressUnit = 'items'): void {
-    Object.assign(this, { total: Math.max(0, total), label, unit, completed: 0, startedAt: this.now(), shown: false, ended: false });
+    Object.assign(this, {
+      total: Math.max(0, total),
+      label,
+      unit,
+      completed: 0,
+      startedAt: this.now(),
+      shown: false,
+      ended: false,
+    });
   }
 
   advance(units: number): void {
@@ -77,7 +87,10 @@ abstract class Operation implements Progress {
     this.finish();
     if (this.shown) {
       const durationMs = Math.round(this.now() - this.startedAt);
-      this.options.logger.info({ operation: this.label, durationMs }, `${this.label}: done in ${(durationMs / 1000).toFixed(1)} s`);
+      this.options.logger.info(
+        { operation: this.label, durationMs },
+        `${this.label}: done in ${(durationMs / 1000).toFixed(1)} s`,
+      );
     }
   }
 
@@ -108,7 +121,14 @@ class LoggedProgress extends Operation {
     this.shown = true;
     const percent = this.total > 0 ? Math.min(100, Math.floor((this.completed / this.total) * 100)) : undefined;
     this.options.logger.info(
-      { operation: this.label, completed: this.completed, total: this.total, unit: this.unit, ...(percent !== undefined && { percent }), elapsedMs: Math.round(at - this.startedAt) },
+      {
+        operation: this.label,
+        completed: this.completed,
+        total: this.total,
+        unit: this.unit,
+        ...(percent !== undefined && { percent }),
+        elapsedMs: Math.round(at - this.startedAt),
+      },
       `${this.label}: ${this.describe()}`,
     );
   }
@@ -138,7 +158,10 @@ class TerminalProgress extends Operation {
   /** `label [#####-----] 45% (…) 3 s`. */
   render(at: number): string {
     const width = 20;
-    const bar = this.total > 0 ? `[${'#'.repeat(Math.round((Math.min(this.completed, this.total) / this.total) * width)).padEnd(width, '-')}] ` : '';
+    const bar =
+      this.total > 0
+        ? `[${'#'.repeat(Math.round((Math.min(this.completed, this.total) / this.total) * width)).padEnd(width, '-')}] `
+        : '';
     return `${this.label} ${bar}${this.describe()} ${Math.round((at - this.startedAt) / 1000)} s`;
   }
 }

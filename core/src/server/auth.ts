@@ -32,19 +32,35 @@ export class Authenticator {
     const hasAdmin = keys.some((k) => k.role === 'admin');
     if (access === 'user' && keys.length === 0) return;
     if (access === 'admin' && !hasAdmin) {
-      throw new NucleusError(403, 'admin_disabled', 'admin API is disabled: no admin key is configured; set NUCLEUS_ADMIN_KEY or add an auth.keys entry with role "admin"');
+      throw new NucleusError(
+        403,
+        'admin_disabled',
+        'admin API is disabled: no admin key is configured; set NUCLEUS_ADMIN_KEY or add an auth.keys entry with role "admin"',
+      );
     }
     const header = ctx.get('authorization');
     const match = /^Bearer\s+(.+)$/i.exec(header);
     if (!match) {
-      throw new NucleusError(401, 'missing_api_key', 'this route needs an API key: send "Authorization: Bearer <key>"', {
-        headers: { 'www-authenticate': 'Bearer' },
-      });
+      throw new NucleusError(
+        401,
+        'missing_api_key',
+        'this route needs an API key: send "Authorization: Bearer <key>"',
+        {
+          headers: { 'www-authenticate': 'Bearer' },
+        },
+      );
     }
     const key = keys.find((k) => sameKey(k.key, match[1]!.trim()));
-    if (!key) throw new NucleusError(401, 'invalid_api_key', 'the API key is not valid', { headers: { 'www-authenticate': 'Bearer' } });
+    if (!key)
+      throw new NucleusError(401, 'invalid_api_key', 'the API key is not valid', {
+        headers: { 'www-authenticate': 'Bearer' },
+      });
     if (access === 'admin' && key.role !== 'admin') {
-      throw new NucleusError(403, 'forbidden', `the key "${key.name ?? 'unnamed'}" has role "${key.role}"; this route needs an admin key`);
+      throw new NucleusError(
+        403,
+        'forbidden',
+        `the key "${key.name ?? 'unnamed'}" has role "${key.role}"; this route needs an admin key`,
+      );
     }
     ctx.state.apiKey = key.name ?? key.role;
   }

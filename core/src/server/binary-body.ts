@@ -15,12 +15,23 @@ const inflateAsync = promisify(inflate);
 export async function decodeContent(bytes: Uint8Array, encoding: string, limit: number): Promise<Uint8Array> {
   const name = encoding.trim().toLowerCase();
   if (!name || name === 'identity') return bytes;
-  const inflateWith = name === 'gzip' || name === 'x-gzip' ? gunzipAsync : name === 'deflate' ? inflateAsync : undefined;
-  if (!inflateWith) throw new NucleusError(415, 'unsupported_media_type', `request body has Content-Encoding '${encoding}'; this server reads identity, gzip and deflate`);
+  const inflateWith =
+    name === 'gzip' || name === 'x-gzip' ? gunzipAsync : name === 'deflate' ? inflateAsync : undefined;
+  if (!inflateWith)
+    throw new NucleusError(
+      415,
+      'unsupported_media_type',
+      `request body has Content-Encoding '${encoding}'; this server reads identity, gzip and deflate`,
+    );
   try {
     return await inflateWith(bytes, { maxOutputLength: limit });
   } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw new NucleusError(413, 'payload_too_large', `request body inflates to more than server.bodyLimitBytes (${limit} bytes)`);
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE')
+      throw new NucleusError(
+        413,
+        'payload_too_large',
+        `request body inflates to more than server.bodyLimitBytes (${limit} bytes)`,
+      );
     throw badRequest('invalid_body', `request body is not valid ${name} data: ${(err as Error).message}`);
   }
 }
@@ -33,7 +44,10 @@ export function splitInferenceBody(body: Uint8Array, declared: string): { header
   const value = declared.trim();
   const length = /^\d{1,15}$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(length)) {
-    throw badRequest('invalid_binary_header', `the Inference-Header-Content-Length header is '${declared}', which is not a byte count`);
+    throw badRequest(
+      'invalid_binary_header',
+      `the Inference-Header-Content-Length header is '${declared}', which is not a byte count`,
+    );
   }
   if (length > body.byteLength) {
     throw badRequest(
@@ -52,10 +66,16 @@ export function parseInferenceHeader(header: Uint8Array): Record<string, unknown
   try {
     value = JSON.parse(decoder.decode(header));
   } catch (err) {
-    throw badRequest('invalid_json', `the JSON inference header (the first Inference-Header-Content-Length bytes of the body) is not valid JSON: ${(err as Error).message}`);
+    throw badRequest(
+      'invalid_json',
+      `the JSON inference header (the first Inference-Header-Content-Length bytes of the body) is not valid JSON: ${(err as Error).message}`,
+    );
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw badRequest('invalid_json', 'the JSON inference header (the first Inference-Header-Content-Length bytes of the body) must be a JSON object');
+    throw badRequest(
+      'invalid_json',
+      'the JSON inference header (the first Inference-Header-Content-Length bytes of the body) must be a JSON object',
+    );
   }
   return value as Record<string, unknown>;
 }

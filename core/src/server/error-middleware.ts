@@ -21,24 +21,46 @@ export function errorMiddleware(logger: Logger) {
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) {
-        throw new NucleusError(404, 'route_not_found', `no route for ${ctx.method} ${ctx.path}; GET /v2 or /admin/plugins list what this server offers`);
+        throw new NucleusError(
+          404,
+          'route_not_found',
+          `no route for ${ctx.method} ${ctx.path}; GET /v2 or /admin/plugins list what this server offers`,
+        );
       }
       if (ctx.status === 405 && ctx.body === undefined) {
         const allow = ctx.response.get('allow');
-        throw new NucleusError(405, 'method_not_allowed', `${ctx.method} is not allowed on ${ctx.path}; it takes ${allow.split(', ').join(' or ')}`, { headers: { allow } });
+        throw new NucleusError(
+          405,
+          'method_not_allowed',
+          `${ctx.method} is not allowed on ${ctx.path}; it takes ${allow.split(', ').join(' or ')}`,
+          { headers: { allow } },
+        );
       }
       if (ctx.status === 501 && ctx.body === undefined) {
-        throw new NucleusError(501, 'method_not_implemented', `this server does not implement the ${ctx.method} method`);
+        throw new NucleusError(
+          501,
+          'method_not_implemented',
+          `this server does not implement the ${ctx.method} method`,
+        );
       }
     } catch (err) {
       const error = fromHttpError(err) ?? toNucleusError(err);
-      if (error.status >= 500) ((ctx.state.log as Logger | undefined) ?? logger).error({ err, requestId: ctx.state.requestId, path: ctx.path }, 'request failed');
+      if (error.status >= 500)
+        ((ctx.state.log as Logger | undefined) ?? logger).error(
+          { err, requestId: ctx.state.requestId, path: ctx.path },
+          'request failed',
+        );
       if (ctx.headerSent || !ctx.writable) return;
       ctx.status = error.status;
       ctx.set(error.headers);
-      ctx.body = error.status >= 500 && error.code === 'internal_error'
-        ? new NucleusError(500, 'internal_error', `internal error (request ${ctx.state.requestId}): ${error.message}`).toBody()
-        : error.toBody();
+      ctx.body =
+        error.status >= 500 && error.code === 'internal_error'
+          ? new NucleusError(
+              500,
+              'internal_error',
+              `internal error (request ${ctx.state.requestId}): ${error.message}`,
+            ).toBody()
+          : error.toBody();
     }
   };
 }

@@ -78,7 +78,10 @@ export class HttpServer {
       await next();
     });
     const tooLarge = () =>
-      Object.assign(new Error(`request body is larger than server.bodyLimitBytes (${config.get('server.bodyLimitBytes')} bytes)`), { status: 413, expose: true });
+      Object.assign(
+        new Error(`request body is larger than server.bodyLimitBytes (${config.get('server.bodyLimitBytes')} bytes)`),
+        { status: 413, expose: true },
+      );
     const read = async (ctx: Context, length: number | undefined, alignAt?: number): Promise<Uint8Array> => {
       try {
         return await readBody(ctx.req, length, config.get('server.bodyLimitBytes') as number, alignAt);
@@ -100,7 +103,11 @@ export class HttpServer {
       const contentLength = ctx.get('content-length');
       // The tensor bytes after the header land 8-byte aligned, so the route views them without a copy.
       const headerLength = Number(declared);
-      const raw = await read(ctx, contentLength ? Number(contentLength) : undefined, Number.isSafeInteger(headerLength) ? headerLength : 0);
+      const raw = await read(
+        ctx,
+        contentLength ? Number(contentLength) : undefined,
+        Number.isSafeInteger(headerLength) ? headerLength : 0,
+      );
       const body = await decodeContent(raw, ctx.get('content-encoding'), config.get('server.bodyLimitBytes') as number);
       const { header, binary } = splitInferenceBody(body, declared);
       const threshold = config.get('server.offloadJsonBytes') as number;
@@ -110,7 +117,8 @@ export class HttpServer {
           // A copy of the header alone: posting a view would clone the whole body with it.
           ctx.request.body = await this.parsers.parse(header.slice(), v2Infer(ctx));
         } catch (err) {
-          if (err instanceof JsonSyntaxError) throw badRequest('invalid_json', `the JSON inference header is not valid JSON: ${err.message}`);
+          if (err instanceof JsonSyntaxError)
+            throw badRequest('invalid_json', `the JSON inference header is not valid JSON: ${err.message}`);
           throw err;
         }
       } else {
@@ -125,7 +133,14 @@ export class HttpServer {
       const threshold = config.get('server.offloadJsonBytes') as number;
       const length = Number(ctx.get('content-length'));
       const encoding = ctx.get('content-encoding').toLowerCase();
-      if (ctx.request.body !== undefined || !threshold || !(length > threshold) || (encoding && encoding !== 'identity') || !ctx.is('json') || (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH')) {
+      if (
+        ctx.request.body !== undefined ||
+        !threshold ||
+        !(length > threshold) ||
+        (encoding && encoding !== 'identity') ||
+        !ctx.is('json') ||
+        (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH')
+      ) {
         return next();
       }
       const bytes = await read(ctx, length);
@@ -134,7 +149,8 @@ export class HttpServer {
         // Only v2 inference bodies get their `inputs[i].data` as typed arrays.
         ctx.request.body = await this.parsers.parse(bytes, v2Infer(ctx));
       } catch (err) {
-        if (err instanceof JsonSyntaxError) throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
+        if (err instanceof JsonSyntaxError)
+          throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
         throw err;
       }
       await next();
@@ -176,13 +192,21 @@ export class HttpServer {
       void handle(req, res);
     });
     server.requestTimeout = this.kernel.config.get('server.requestTimeoutMs') as number;
-    this.ws = new WsHub(this.kernel.events, this.kernel.logger, (req) => {
-      const keys = this.apiKeys();
-      if (!keys.length) return undefined;
-      const header = req.headers.authorization ?? '';
-      const token = /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? new URL(req.url ?? '/', 'http://x').searchParams.get('token');
-      return keys.some((k) => k.key === token) ? undefined : 'this socket needs an API key: send "Authorization: Bearer <key>" or ?token=<key>';
-    }, this.kernel.extensions.point(ExtensionPoints.wsTopics));
+    this.ws = new WsHub(
+      this.kernel.events,
+      this.kernel.logger,
+      (req) => {
+        const keys = this.apiKeys();
+        if (!keys.length) return undefined;
+        const header = req.headers.authorization ?? '';
+        const token =
+          /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? new URL(req.url ?? '/', 'http://x').searchParams.get('token');
+        return keys.some((k) => k.key === token)
+          ? undefined
+          : 'this socket needs an API key: send "Authorization: Bearer <key>" or ?token=<key>';
+      },
+      this.kernel.extensions.point(ExtensionPoints.wsTopics),
+    );
     this.ws.attach(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) => reject(toListenError(err, host, port)));
@@ -224,7 +248,8 @@ export class HttpServer {
       server.close(() => resolve(true));
       server.closeIdleConnections();
       if (!drained) resolve(false);
-      else if (Number.isFinite(graceMs)) timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()));
+      else if (Number.isFinite(graceMs))
+        timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()));
     });
     clearTimeout(timer);
     if (!finished) server.closeAllConnections();

@@ -40,7 +40,10 @@ export class JsonParserPool {
       this.pending.set(id, { resolve, reject, worker });
       this.load.set(worker, (this.load.get(worker) ?? 0) + 1);
       const job: ParseJob = { id, bytes, tensors };
-      const owns = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer);
+      const owns =
+        bytes.byteOffset === 0 &&
+        bytes.byteLength === bytes.buffer.byteLength &&
+        !(bytes.buffer instanceof SharedArrayBuffer);
       worker.postMessage(job, owns ? [bytes.buffer as ArrayBuffer] : []);
     });
   }
@@ -97,7 +100,12 @@ export class BodyTooLargeError extends Error {}
  * `alignAt`, the body is placed in its buffer so that byte `alignAt` of it sits on an 8-byte boundary: tensor bytes
  * starting there can be viewed as any typed array without a copy.
  */
-export function readBody(req: IncomingMessage, length: number | undefined, limit: number, alignAt = 0): Promise<Uint8Array> {
+export function readBody(
+  req: IncomingMessage,
+  length: number | undefined,
+  limit: number,
+  alignAt = 0,
+): Promise<Uint8Array> {
   const allocate = (n: number): Uint8Array => {
     const pad = (8 - (alignAt % 8)) % 8;
     return pad === 0 ? new Uint8Array(n) : new Uint8Array(new ArrayBuffer(n + pad), pad, n);
@@ -125,7 +133,9 @@ export function readBody(req: IncomingMessage, length: number | undefined, limit
     const onData = (chunk: Buffer): void => {
       if (out) {
         if (filled + chunk.length > out.length) {
-          fail(Object.assign(new Error('request body is longer than its Content-Length'), { status: 400, expose: true }));
+          fail(
+            Object.assign(new Error('request body is longer than its Content-Length'), { status: 400, expose: true }),
+          );
           return;
         }
         out.set(chunk, filled);
@@ -150,7 +160,10 @@ export function readBody(req: IncomingMessage, length: number | undefined, limit
         resolve(joined);
         return;
       }
-      if (filled !== out.length) reject(Object.assign(new Error('request body is shorter than its Content-Length'), { status: 400, expose: true }));
+      if (filled !== out.length)
+        reject(
+          Object.assign(new Error('request body is shorter than its Content-Length'), { status: 400, expose: true }),
+        );
       else resolve(out);
     };
     const onError = (err: Error): void => {
@@ -160,7 +173,12 @@ export function readBody(req: IncomingMessage, length: number | undefined, limit
     const onClose = (): void => {
       if (out && filled === out.length) return;
       cleanup();
-      reject(Object.assign(new Error('the client closed the connection before sending the body'), { status: 400, expose: true }));
+      reject(
+        Object.assign(new Error('the client closed the connection before sending the body'), {
+          status: 400,
+          expose: true,
+        }),
+      );
     };
     req.on('data', onData);
     req.on('end', onEnd);

@@ -28,15 +28,39 @@ export function kernelRoutes(kernel: Kernel): RouteContribution[] {
     },
     { method: 'GET', path: '/admin/plugins', access: 'admin', handler: () => ({ plugins: plugins.list() }) },
     { method: 'GET', path: '/admin/plugins/:id', access: 'admin', handler: (ctx) => plugins.get(ctx.params.id!) },
-    { method: 'POST', path: '/admin/plugins/:id/enable', access: 'admin', handler: (ctx) => plugins.enable(ctx.params.id!) },
-    { method: 'POST', path: '/admin/plugins/:id/disable', access: 'admin', handler: (ctx) => plugins.disable(ctx.params.id!) },
-    { method: 'POST', path: '/admin/plugins/:id/reload', access: 'admin', handler: (ctx) => plugins.reload(ctx.params.id!) },
-    { method: 'GET', path: '/admin/extensions', access: 'admin', handler: () => ({ extensionPoints: kernel.extensions.describe() }) },
+    {
+      method: 'POST',
+      path: '/admin/plugins/:id/enable',
+      access: 'admin',
+      handler: (ctx) => plugins.enable(ctx.params.id!),
+    },
+    {
+      method: 'POST',
+      path: '/admin/plugins/:id/disable',
+      access: 'admin',
+      handler: (ctx) => plugins.disable(ctx.params.id!),
+    },
+    {
+      method: 'POST',
+      path: '/admin/plugins/:id/reload',
+      access: 'admin',
+      handler: (ctx) => plugins.reload(ctx.params.id!),
+    },
+    {
+      method: 'GET',
+      path: '/admin/extensions',
+      access: 'admin',
+      handler: () => ({ extensionPoints: kernel.extensions.describe() }),
+    },
     {
       method: 'GET',
       path: '/admin/config',
       access: 'admin',
-      handler: () => ({ config: config.redacted(), sources: Object.fromEntries(config.sources()), runtimeKeys: config.runtimeKeys() }),
+      handler: () => ({
+        config: config.redacted(),
+        sources: Object.fromEntries(config.sources()),
+        runtimeKeys: config.runtimeKeys(),
+      }),
     },
     {
       method: 'PATCH',
@@ -45,7 +69,10 @@ export function kernelRoutes(kernel: Kernel): RouteContribution[] {
       handler: (ctx) => {
         const body = (ctx.request as { body?: unknown }).body;
         if (!body || typeof body !== 'object' || Array.isArray(body)) {
-          throw badRequest('invalid_body', 'send a JSON object of changes, e.g. {"queue.highWatermark": 200} or {"queue": {"highWatermark": 200}}');
+          throw badRequest(
+            'invalid_body',
+            'send a JSON object of changes, e.g. {"queue.highWatermark": 200} or {"queue": {"highWatermark": 200}}',
+          );
         }
         const changed = config.patch(body as Record<string, unknown>, { kind: 'runtime', name: 'PATCH /admin/config' });
         return { changed, config: config.redacted() };

@@ -23,7 +23,12 @@ export function toListenError(err: unknown, host: string, port: number): unknown
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'EADDRINUSE':
-      return new ListenError(`port ${port} is in use by another process; pass --port or set server.port (0 picks a free port)`, code, host, port);
+      return new ListenError(
+        `port ${port} is in use by another process; pass --port or set server.port (0 picks a free port)`,
+        code,
+        host,
+        port,
+      );
     case 'EACCES':
       return new ListenError(
         `port ${port} on ${host} needs privileges this process does not have; pass --port with a port above 1023 or set server.port`,
@@ -40,7 +45,12 @@ export function toListenError(err: unknown, host: string, port: number): unknown
       );
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return new ListenError(`host name ${host} does not resolve; pass --host or set server.host to an address, e.g. 127.0.0.1`, code, host, port);
+      return new ListenError(
+        `host name ${host} does not resolve; pass --host or set server.host to an address, e.g. 127.0.0.1`,
+        code,
+        host,
+        port,
+      );
     default:
       return err;
   }

@@ -24,13 +24,24 @@ export class NucleusServer {
     const missing = kernel.requiredModelsMissing();
     if (missing.length > 0) {
       await kernel.stop();
-      throw new Error(`${missing.join('; ')} (set models[].optional: true or startup.requireModels: false to start without ${missing.length === 1 ? 'it' : 'them'})`);
+      throw new Error(
+        `${missing.join('; ')} (set models[].optional: true or startup.requireModels: false to start without ${missing.length === 1 ? 'it' : 'them'})`,
+      );
     }
     const http = new HttpServer(kernel);
     try {
       const { url } = await http.listen(host, port);
       // At debug: `nucleus serve` announces the URL itself, in its start-up banner.
-      kernel.logger.debug({ url, plugins: kernel.plugins.list().filter((p) => p.state === 'active').map((p) => `${p.id}@${p.version}`) }, 'nucleus listening');
+      kernel.logger.debug(
+        {
+          url,
+          plugins: kernel.plugins
+            .list()
+            .filter((p) => p.state === 'active')
+            .map((p) => `${p.id}@${p.version}`),
+        },
+        'nucleus listening',
+      );
       return new NucleusServer(kernel, http, url);
     } catch (err) {
       await kernel.stop();
@@ -58,7 +69,10 @@ async function flushExporters(kernel: Kernel): Promise<void> {
   await Promise.all(
     exporters.map(async (c) => {
       try {
-        await Promise.race([c.value.flush?.(), new Promise((_, reject) => setTimeout(() => reject(new Error('flush timed out after 5 s')), 5000).unref())]);
+        await Promise.race([
+          c.value.flush?.(),
+          new Promise((_, reject) => setTimeout(() => reject(new Error('flush timed out after 5 s')), 5000).unref()),
+        ]);
       } catch (err) {
         kernel.logger.warn({ exporter: c.name, plugin: c.pluginId, err }, 'exporter flush failed');
       }

@@ -37,13 +37,19 @@ export function traceIdOf(traceparent: string | undefined): string | undefined {
  * debug level when it ends.
  */
 export function requestLoggerMiddleware(logger: Logger, logPayloads: () => boolean) {
-  const redacted = (logger as unknown as PinoLogger).child({}, {
-    redact: { paths: PAYLOAD_FIELDS.flatMap((f) => [f, `*.${f}`]), censor: '[redacted]' },
-  }) as unknown as Logger;
+  const redacted = (logger as unknown as PinoLogger).child(
+    {},
+    {
+      redact: { paths: PAYLOAD_FIELDS.flatMap((f) => [f, `*.${f}`]), censor: '[redacted]' },
+    },
+  ) as unknown as Logger;
   return async (ctx: Context, next: Next): Promise<void> => {
     const payloads = logPayloads();
     const traceId = traceIdOf(ctx.get('traceparent') || undefined);
-    ctx.state.log = (payloads ? logger : redacted).child({ requestId: ctx.state.requestId, ...(traceId ? { traceId } : {}) });
+    ctx.state.log = (payloads ? logger : redacted).child({
+      requestId: ctx.state.requestId,
+      ...(traceId ? { traceId } : {}),
+    });
     if (traceId) ctx.state.traceId = traceId;
     const started = performance.now();
     try {
@@ -56,7 +62,9 @@ export function requestLoggerMiddleware(logger: Logger, logPayloads: () => boole
           route: ctx.state.route ?? 'unmatched',
           status: ctx.status,
           durationMs: Math.round((performance.now() - started) * 1000) / 1000,
-          ...(payloads && (ctx.request as { body?: unknown }).body !== undefined ? { body: (ctx.request as { body?: unknown }).body } : {}),
+          ...(payloads && (ctx.request as { body?: unknown }).body !== undefined
+            ? { body: (ctx.request as { body?: unknown }).body }
+            : {}),
         },
         'request completed',
       );

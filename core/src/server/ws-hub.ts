@@ -5,7 +5,15 @@ import { WebSocketServer, type WebSocket } from 'ws';
 /** The topics a WebSocket client can subscribe to, and the kernel events each carries. */
 export const WS_TOPICS: Record<string, readonly EventType[]> = {
   plugins: ['plugin.state', 'plugin.reloaded', 'plugin.reloadFailed', 'extension.changed'],
-  models: ['model.loading', 'model.loaded', 'model.unloaded', 'model.failed', 'model.swapped', 'model.swapFailed', 'backend.fallback'],
+  models: [
+    'model.loading',
+    'model.loaded',
+    'model.unloaded',
+    'model.failed',
+    'model.swapped',
+    'model.swapFailed',
+    'backend.fallback',
+  ],
   requests: ['request.start', 'request.end'],
   config: ['config.changed'],
 };
@@ -44,7 +52,8 @@ export class WsHub {
   topics(): Record<string, readonly EventType[]> {
     if (this.topicCache) return this.topicCache;
     const topics: Record<string, readonly EventType[]> = { ...WS_TOPICS };
-    for (const c of this.pluginTopics?.list() ?? []) if (!(c.value.name in topics)) topics[c.value.name] = c.value.events;
+    for (const c of this.pluginTopics?.list() ?? [])
+      if (!(c.value.name in topics)) topics[c.value.name] = c.value.events;
     return (this.topicCache = topics);
   }
 
@@ -55,7 +64,9 @@ export class WsHub {
       if (path !== '/ws') return void socket.destroy();
       const denied = this.authorize(req);
       if (denied) {
-        socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n\r\n${JSON.stringify({ error: { message: denied, type: 'authentication_error', code: 'invalid_api_key' } })}`);
+        socket.end(
+          `HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n\r\n${JSON.stringify({ error: { message: denied, type: 'authentication_error', code: 'invalid_api_key' } })}`,
+        );
         return;
       }
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
@@ -95,13 +106,21 @@ export class WsHub {
     }
     if (msg.type === 'ping') return this.send(client, { type: 'pong' });
     if (msg.type !== 'subscribe' && msg.type !== 'unsubscribe') {
-      return this.sendError(client, 'unknown_type', `unknown message type ${JSON.stringify(msg.type)}; use "subscribe", "unsubscribe" or "ping"`);
+      return this.sendError(
+        client,
+        'unknown_type',
+        `unknown message type ${JSON.stringify(msg.type)}; use "subscribe", "unsubscribe" or "ping"`,
+      );
     }
     const topics = Array.isArray(msg.topics) ? msg.topics : [];
     const known = this.topics();
     const unknown = topics.filter((t) => typeof t !== 'string' || !(t in known));
     if (!topics.length || unknown.length) {
-      return this.sendError(client, 'invalid_topics', `topics must be a non-empty list of ${Object.keys(known).join(', ')}`);
+      return this.sendError(
+        client,
+        'invalid_topics',
+        `topics must be a non-empty list of ${Object.keys(known).join(', ')}`,
+      );
     }
     for (const t of topics as string[]) msg.type === 'subscribe' ? client.topics.add(t) : client.topics.delete(t);
     this.send(client, { type: msg.type === 'subscribe' ? 'subscribed' : 'unsubscribed', topics: [...client.topics] });

@@ -82,7 +82,14 @@ export class AlertEngine {
     private readonly events: EventBus,
     private readonly options: AlertEngineOptions,
   ) {
-    this.states = rules.map((rule) => ({ rule, state: 'no_data', value: null, samples: 0, lastNotified: 0, lastResolved: -Infinity }));
+    this.states = rules.map((rule) => ({
+      rule,
+      state: 'no_data',
+      value: null,
+      samples: 0,
+      lastNotified: 0,
+      lastResolved: -Infinity,
+    }));
   }
 
   /** Evaluates every rule once and sends what changed. */
@@ -90,7 +97,15 @@ export class AlertEngine {
     const batch: Notification[] = [];
     for (const s of this.states) {
       const { rule } = s;
-      const m = this.signals.measure({ metric: rule.metric, windowS: rule.windowS, ...(rule.model ? { model: rule.model } : {}), ...(rule.endpoint ? { endpoint: rule.endpoint } : {}) }, now);
+      const m = this.signals.measure(
+        {
+          metric: rule.metric,
+          windowS: rule.windowS,
+          ...(rule.model ? { model: rule.model } : {}),
+          ...(rule.endpoint ? { endpoint: rule.endpoint } : {}),
+        },
+        now,
+      );
       const judged = m !== undefined && m.samples >= rule.minSamples;
       s.value = m && m.samples > 0 ? round(m.value) : null;
       s.samples = m ? (Number.isFinite(m.samples) ? m.samples : 1) : 0;
@@ -100,7 +115,11 @@ export class AlertEngine {
           s.state = 'pending';
           s.pendingSince = now;
         }
-        if (s.state === 'pending' && now - s.pendingSince! >= rule.forS * 1000 && now - s.lastResolved >= this.options.cooldownS * 1000) {
+        if (
+          s.state === 'pending' &&
+          now - s.pendingSince! >= rule.forS * 1000 &&
+          now - s.lastResolved >= this.options.cooldownS * 1000
+        ) {
           s.state = 'firing';
           s.firing = this.notice(rule, m.value, now);
           s.lastNotified = now;
@@ -114,7 +133,11 @@ export class AlertEngine {
         continue;
       }
       if (s.state === 'firing') {
-        const resolved: AlertNotice = { ...s.firing!, endsAt: new Date(now).toISOString(), ...(s.value === null ? {} : { value: s.value }) };
+        const resolved: AlertNotice = {
+          ...s.firing!,
+          endsAt: new Date(now).toISOString(),
+          ...(s.value === null ? {} : { value: s.value }),
+        };
         s.lastResolved = now;
         this.events.emit('alert.resolved', resolved);
         if (this.options.sendResolved) batch.push({ status: 'resolved', alert: resolved });
@@ -137,7 +160,11 @@ export class AlertEngine {
       state: s.state,
       value: s.value,
       samples: s.samples,
-      ...(s.state === 'firing' && s.firing ? { since: s.firing.startsAt } : s.state === 'pending' && s.pendingSince ? { since: new Date(s.pendingSince).toISOString() } : {}),
+      ...(s.state === 'firing' && s.firing
+        ? { since: s.firing.startsAt }
+        : s.state === 'pending' && s.pendingSince
+          ? { since: new Date(s.pendingSince).toISOString() }
+          : {}),
     }));
   }
 
@@ -152,7 +179,9 @@ export class AlertEngine {
     return {
       name: rule.name,
       severity: rule.severity,
-      summary: rule.summary ?? `${rule.metric}${scope} is ${round(value)}${unit} over the last ${rule.windowS}s (threshold ${rule.op} ${rule.threshold}${unit})`,
+      summary:
+        rule.summary ??
+        `${rule.metric}${scope} is ${round(value)}${unit} over the last ${rule.windowS}s (threshold ${rule.op} ${rule.threshold}${unit})`,
       value: round(value),
       threshold: rule.threshold,
       labels: {

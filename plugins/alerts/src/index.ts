@@ -26,12 +26,19 @@ export default definePlugin<AlertsConfig>({
     const rules = config.rules;
     const names = new Set<string>();
     for (const r of rules) {
-      if (names.has(r.name)) throw new Error(`plugin.alerts.rules: two rules are named "${r.name}"; give each a distinct name`);
+      if (names.has(r.name))
+        throw new Error(`plugin.alerts.rules: two rules are named "${r.name}"; give each a distinct name`);
       names.add(r.name);
     }
     const signals = new SignalWindows(Math.max(60, ...rules.map((r) => r.windowS)));
     const notifier = new Notifier(
-      { log: config.log, webhooks: config.webhooks, alertmanagers: config.alertmanagers, maxPerMinute: config.maxNotificationsPerMinute, timeoutMs: config.timeoutMs },
+      {
+        log: config.log,
+        webhooks: config.webhooks,
+        alertmanagers: config.alertmanagers,
+        maxPerMinute: config.maxNotificationsPerMinute,
+        timeoutMs: config.timeoutMs,
+      },
       ctx.logger,
     );
     const engine = new AlertEngine(rules, signals, notifier, ctx.events, {
@@ -55,11 +62,19 @@ export default definePlugin<AlertsConfig>({
     });
 
     ctx.contribute(ExtensionPoints.exporter, { name: 'alerts', flush: () => notifier.flush() });
-    ctx.contribute(ExtensionPoints.wsTopics, { name: 'alerts', events: ['alert.fired', 'alert.resolved'], description: 'alerts as they fire and resolve' });
+    ctx.contribute(ExtensionPoints.wsTopics, {
+      name: 'alerts',
+      events: ['alert.fired', 'alert.resolved'],
+      description: 'alerts as they fire and resolve',
+    });
     ctx.contribute(ExtensionPoints.routes, {
       method: 'GET',
       path: '/server/alerts',
-      handler: () => ({ rules: engine.status(), firing: engine.firing(), suppressedNotifications: notifier.suppressed }),
+      handler: () => ({
+        rules: engine.status(),
+        firing: engine.firing(),
+        suppressedNotifications: notifier.suppressed,
+      }),
     });
   },
 });

@@ -58,7 +58,13 @@ export class Notifier {
 
     if (this.options.log) {
       for (const n of allowed) {
-        const fields = { alert: n.alert.name, severity: n.alert.severity, value: n.alert.value, threshold: n.alert.threshold, labels: n.alert.labels };
+        const fields = {
+          alert: n.alert.name,
+          severity: n.alert.severity,
+          value: n.alert.value,
+          threshold: n.alert.threshold,
+          labels: n.alert.labels,
+        };
         if (n.status === 'firing') this.logger.warn(fields, `alert firing: ${n.alert.summary}`);
         else this.logger.info(fields, `alert resolved: ${n.alert.name}`);
       }
@@ -80,7 +86,11 @@ export class Notifier {
       signal: AbortSignal.timeout(this.options.timeoutMs),
     })
       .then(async (res) => {
-        if (!res.ok) this.logger.warn({ url, status: res.status, body: (await res.text()).slice(0, 200) }, 'alert destination refused the notification');
+        if (!res.ok)
+          this.logger.warn(
+            { url, status: res.status, body: (await res.text()).slice(0, 200) },
+            'alert destination refused the notification',
+          );
         else await res.arrayBuffer();
       })
       .catch((err: unknown) => this.logger.warn({ url, err }, 'alert notification could not be delivered'))
@@ -92,7 +102,10 @@ export class Notifier {
     this.suppressedTotal += count;
     this.suppressedSinceWarn += count;
     if (now - this.lastWarn < WARN_EVERY_MS) return;
-    this.logger.warn({ suppressed: this.suppressedSinceWarn, maxPerMinute: this.options.maxPerMinute }, 'alert notifications over the rate limit were dropped');
+    this.logger.warn(
+      { suppressed: this.suppressedSinceWarn, maxPerMinute: this.options.maxPerMinute },
+      'alert notifications over the rate limit were dropped',
+    );
     this.lastWarn = now;
     this.suppressedSinceWarn = 0;
   }

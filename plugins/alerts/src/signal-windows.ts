@@ -82,7 +82,8 @@ export class SignalWindows {
       events.on('generation.tokens', (e) => {
         this.tokens.add(e.tokens);
         this.model(e.model).tokens.add(e.tokens);
-        if (!this.counted.has(e.requestId) && this.counted.size >= MAX_OPEN_GENERATIONS) this.counted.delete(this.counted.keys().next().value!);
+        if (!this.counted.has(e.requestId) && this.counted.size >= MAX_OPEN_GENERATIONS)
+          this.counted.delete(this.counted.keys().next().value!);
         this.counted.set(e.requestId, (this.counted.get(e.requestId) ?? 0) + e.tokens);
       }),
       events.on('generation.end', (e) => {
@@ -108,7 +109,12 @@ export class SignalWindows {
   measure(scope: SignalScope, now = Date.now()): Measurement | undefined {
     const windowS = Math.min(scope.windowS, this.retentionS);
     const windowMs = windowS * 1000;
-    const traffic = scope.model !== undefined ? this.models.get(scope.model) : scope.endpoint !== undefined ? this.endpoints.get(scope.endpoint) : this.http;
+    const traffic =
+      scope.model !== undefined
+        ? this.models.get(scope.model)
+        : scope.endpoint !== undefined
+          ? this.endpoints.get(scope.endpoint)
+          : this.http;
     switch (scope.metric) {
       case 'latency_p50':
       case 'latency_p95':
@@ -119,7 +125,10 @@ export class SignalWindows {
         return { value: quantile(values, q) ?? 0, samples: values.length };
       }
       case 'ttft_p95': {
-        const windows = scope.model !== undefined ? [this.models.get(scope.model)?.ttft] : [...this.models.values()].map((m) => m.ttft);
+        const windows =
+          scope.model !== undefined
+            ? [this.models.get(scope.model)?.ttft]
+            : [...this.models.values()].map((m) => m.ttft);
         const values = windows.flatMap((w) => w?.values(windowMs, now) ?? []).sort((a, b) => a - b);
         return { value: quantile(values, 0.95) ?? 0, samples: values.length };
       }
@@ -149,7 +158,8 @@ export class SignalWindows {
         return { value: process.memoryUsage().heapUsed, samples: Infinity };
       case 'queue_depth': {
         let depth = 0;
-        for (const [key, d] of this.queues) if (scope.model === undefined || key.startsWith(`${scope.model}\u0000`)) depth += d;
+        for (const [key, d] of this.queues)
+          if (scope.model === undefined || key.startsWith(`${scope.model}\u0000`)) depth += d;
         return { value: depth, samples: Infinity };
       }
     }
@@ -172,7 +182,11 @@ export class SignalWindows {
   private model(name: string): ModelTraffic {
     let m = this.models.get(name);
     if (!m) {
-      m = { ...this.traffic(), ttft: new SlidingWindow(this.retentionS * 1000, this.maxSamples), tokens: new WindowedCounter(this.retentionS) };
+      m = {
+        ...this.traffic(),
+        ttft: new SlidingWindow(this.retentionS * 1000, this.maxSamples),
+        tokens: new WindowedCounter(this.retentionS),
+      };
       this.models.set(name, m);
     }
     return m;

@@ -1,4 +1,11 @@
-import { allocateTensorData, badRequest, elementCount, type Tensor, type TensorData, type TensorDataType } from '@nucleus/sdk';
+import {
+  allocateTensorData,
+  badRequest,
+  elementCount,
+  type Tensor,
+  type TensorData,
+  type TensorDataType,
+} from '@nucleus/sdk';
 import { SUPPORTED_DATATYPES, tensorDataType } from './kserve-datatypes.js';
 
 /**
@@ -37,7 +44,9 @@ interface RawInput {
 /** The `binary_data_size` an input or output declares, or undefined when it has none. */
 function declaredSize(entry: { parameters?: unknown }): unknown {
   const parameters = entry.parameters;
-  return parameters !== null && typeof parameters === 'object' ? (parameters as Record<string, unknown>).binary_data_size : undefined;
+  return parameters !== null && typeof parameters === 'object'
+    ? (parameters as Record<string, unknown>).binary_data_size
+    : undefined;
 }
 
 /** Whether a request input carries its data as binary. */
@@ -47,7 +56,10 @@ export function isBinaryInput(input: { parameters?: unknown }): boolean {
 
 /** `count` elements of a fixed-size datatype viewed over `bytes` without a copy when aligned, else copied once. */
 function typedView(bytes: Uint8Array, dtype: TensorDataType, count: number): TensorData {
-  const Ctor = allocateTensorData(dtype, 0).constructor as { new (buffer: ArrayBufferLike, offset: number, length: number): TensorData; BYTES_PER_ELEMENT: number };
+  const Ctor = allocateTensorData(dtype, 0).constructor as {
+    new (buffer: ArrayBufferLike, offset: number, length: number): TensorData;
+    BYTES_PER_ELEMENT: number;
+  };
   if (bytes.byteOffset % Ctor.BYTES_PER_ELEMENT === 0) return new Ctor(bytes.buffer, bytes.byteOffset, count);
   const copy = bytes.slice();
   return new Ctor(copy.buffer, 0, count);
@@ -60,17 +72,29 @@ function bytesElements(bytes: Uint8Array, count: number, name: string): Uint8Arr
   let at = 0;
   while (at < bytes.byteLength) {
     if (at + 4 > bytes.byteLength) {
-      throw badRequest('invalid_binary_data', `input '${name}': BYTES element ${out.length} starts at byte ${at} of its ${bytes.byteLength}, too close to the end for its 4-byte length`, name);
+      throw badRequest(
+        'invalid_binary_data',
+        `input '${name}': BYTES element ${out.length} starts at byte ${at} of its ${bytes.byteLength}, too close to the end for its 4-byte length`,
+        name,
+      );
     }
     const length = view.getUint32(at, true);
     if (at + 4 + length > bytes.byteLength) {
-      throw badRequest('invalid_binary_data', `input '${name}': BYTES element ${out.length} is ${length} bytes long, but only ${bytes.byteLength - at - 4} of its binary_data_size are left`, name);
+      throw badRequest(
+        'invalid_binary_data',
+        `input '${name}': BYTES element ${out.length} is ${length} bytes long, but only ${bytes.byteLength - at - 4} of its binary_data_size are left`,
+        name,
+      );
     }
     out.push(bytes.subarray(at + 4, at + 4 + length));
     at += 4 + length;
   }
   if (out.length !== count) {
-    throw badRequest('invalid_binary_data', `input '${name}' has shape of ${count} elements, but its BYTES data holds ${out.length}`, name);
+    throw badRequest(
+      'invalid_binary_data',
+      `input '${name}' has shape of ${count} elements, but its BYTES data holds ${out.length}`,
+      name,
+    );
   }
   return out;
 }
@@ -93,7 +117,11 @@ export function attachBinaryInputs(body: Record<string, unknown>, binary: Uint8A
     const name = typeof input.name === 'string' ? input.name : `inputs[${i}]`;
     last = name;
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
-      throw badRequest('invalid_binary_data', `input '${name}': parameters.binary_data_size must be a byte count, got ${JSON.stringify(size)}`, name);
+      throw badRequest(
+        'invalid_binary_data',
+        `input '${name}': parameters.binary_data_size must be a byte count, got ${JSON.stringify(size)}`,
+        name,
+      );
     }
     if (!binary) {
       throw badRequest(
@@ -102,7 +130,12 @@ export function attachBinaryInputs(body: Record<string, unknown>, binary: Uint8A
         name,
       );
     }
-    if (input.data !== undefined) throw badRequest('invalid_binary_data', `input '${name}' has both data and parameters.binary_data_size; give one`, name);
+    if (input.data !== undefined)
+      throw badRequest(
+        'invalid_binary_data',
+        `input '${name}' has both data and parameters.binary_data_size; give one`,
+        name,
+      );
     if (offset + size > binary.byteLength) {
       throw badRequest(
         'invalid_binary_data',
@@ -125,7 +158,11 @@ export function attachBinaryInputs(body: Record<string, unknown>, binary: Uint8A
     const width = typeof datatype === 'string' ? ELEMENT_BYTES[datatype] : undefined;
     const dtype = typeof datatype === 'string' ? tensorDataType(datatype) : undefined;
     if (width === undefined || dtype === undefined) {
-      throw badRequest('invalid_datatype', `input '${name}' has datatype '${String(datatype)}', which this server does not serve (it serves ${SUPPORTED_DATATYPES.join(', ')})`, name);
+      throw badRequest(
+        'invalid_datatype',
+        `input '${name}' has datatype '${String(datatype)}', which this server does not serve (it serves ${SUPPORTED_DATATYPES.join(', ')})`,
+        name,
+      );
     }
     if (size !== count * width) {
       throw badRequest(
@@ -137,8 +174,13 @@ export function attachBinaryInputs(body: Record<string, unknown>, binary: Uint8A
     input.data = typedView(bytes, dtype, count);
   }
   if (binary && offset !== binary.byteLength) {
-    const after = last === undefined ? 'no input declares binary_data_size' : `the inputs' binary_data_size add up to ${offset}`;
-    throw badRequest('invalid_binary_data', `the request has ${binary.byteLength} bytes of binary data after its JSON inference header, but ${after}`, last);
+    const after =
+      last === undefined ? 'no input declares binary_data_size' : `the inputs' binary_data_size add up to ${offset}`;
+    throw badRequest(
+      'invalid_binary_data',
+      `the request has ${binary.byteLength} bytes of binary data after its JSON inference header, but ${after}`,
+      last,
+    );
   }
 }
 
@@ -146,21 +188,37 @@ export function attachBinaryInputs(body: Record<string, unknown>, binary: Uint8A
  * A binary input's typed array as tensor data: as it is (already the dtype's array kind, FP16 as raw bits); BOOL
  * bytes must be 0 or 1. 400 naming the input otherwise.
  */
-export function binaryTensorData(data: ArrayBufferView, dtype: TensorDataType, name: string, typeName: string): TensorData {
+export function binaryTensorData(
+  data: ArrayBufferView,
+  dtype: TensorDataType,
+  name: string,
+  typeName: string,
+): TensorData {
   if (data.constructor !== allocateTensorData(dtype, 0).constructor) {
     throw badRequest('invalid_tensor_data', `input '${name}': its binary data is not ${typeName}`, name);
   }
   if (dtype === 'bool') {
     const bytes = data as Uint8Array;
     for (let i = 0; i < bytes.length; i++) {
-      if (bytes[i]! > 1) throw badRequest('invalid_tensor_data', `input '${name}': BOOL element ${i} is byte ${bytes[i]}, but BOOL needs 0 or 1`, name);
+      if (bytes[i]! > 1)
+        throw badRequest(
+          'invalid_tensor_data',
+          `input '${name}': BOOL element ${i} is byte ${bytes[i]}, but BOOL needs 0 or 1`,
+          name,
+        );
     }
   }
   return data as TensorData;
 }
 
 /** Whether output `name` goes back as binary: its own `binary_data` parameter, else the request's `binary_data_output`. */
-export function wantsBinary(body: { parameters?: Record<string, unknown>; outputs?: Array<{ name: string; parameters?: Record<string, unknown> }> }, name: string): boolean {
+export function wantsBinary(
+  body: {
+    parameters?: Record<string, unknown>;
+    outputs?: Array<{ name: string; parameters?: Record<string, unknown> }>;
+  },
+  name: string,
+): boolean {
   const own = body.outputs?.find((o) => o.name === name)?.parameters?.binary_data;
   if (typeof own === 'boolean') return own;
   return body.parameters?.binary_data_output === true;

@@ -39,11 +39,18 @@ export function llmMetadata(info: GenerationModelInfo): Record<string, unknown> 
 }
 
 /** The generation model `name` addressed at `version` (only `1` exists); 404 when there is none. */
-export function generationModel(generation: GenerationService | undefined, name: string, version: string | undefined): GenerationModelInfo {
+export function generationModel(
+  generation: GenerationService | undefined,
+  name: string,
+  version: string | undefined,
+): GenerationModelInfo {
   if (!generation) throw notFound('model_not_found', `no model named '${name}'`);
   const info = generation.get(name);
   if (version !== undefined && version !== GENERATION_VERSION) {
-    throw notFound('version_not_found', `model '${name}' has no version '${version}' (versions: ${GENERATION_VERSION})`);
+    throw notFound(
+      'version_not_found',
+      `model '${name}' has no version '${version}' (versions: ${GENERATION_VERSION})`,
+    );
   }
   return info;
 }
@@ -51,22 +58,29 @@ export function generationModel(generation: GenerationService | undefined, name:
 type Checker = (value: unknown, field: string) => unknown;
 
 const number: Checker = (value, field) => {
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw badRequest('invalid_parameter', `${field} must be a number, got ${JSON.stringify(value)}`, field);
+  if (typeof value !== 'number' || !Number.isFinite(value))
+    throw badRequest('invalid_parameter', `${field} must be a number, got ${JSON.stringify(value)}`, field);
   return value;
 };
 const integer: Checker = (value, field) => {
-  if (!Number.isInteger(value)) throw badRequest('invalid_parameter', `${field} must be an integer, got ${JSON.stringify(value)}`, field);
+  if (!Number.isInteger(value))
+    throw badRequest('invalid_parameter', `${field} must be an integer, got ${JSON.stringify(value)}`, field);
   return value;
 };
 const boolean: Checker = (value, field) => {
-  if (typeof value !== 'boolean') throw badRequest('invalid_parameter', `${field} must be true or false, got ${JSON.stringify(value)}`, field);
+  if (typeof value !== 'boolean')
+    throw badRequest('invalid_parameter', `${field} must be true or false, got ${JSON.stringify(value)}`, field);
   return value;
 };
 const strings: Checker = (value, field) => {
   // TensorRT-LLM's `stop_words` is one string; vLLM's `stop` is a string or a list of them.
   if (typeof value === 'string') return value === '' ? [] : [value];
   if (Array.isArray(value) && value.every((s) => typeof s === 'string')) return value;
-  throw badRequest('invalid_parameter', `${field} must be a string or a list of strings, got ${JSON.stringify(value)}`, field);
+  throw badRequest(
+    'invalid_parameter',
+    `${field} must be a string or a list of strings, got ${JSON.stringify(value)}`,
+    field,
+  );
 };
 
 /** The sampling parameters a generate request may give (in `parameters`, or at the top level as TensorRT-LLM's ensemble takes them), by name. */
@@ -95,22 +109,35 @@ export interface GenerateBody {
 
 /** Checks a generate extension body, naming the field that is wrong (400). */
 export function parseGenerateBody(model: string, raw: unknown): GenerateBody {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw badRequest('invalid_body', 'generate request: the body must be a JSON object');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw badRequest('invalid_body', 'generate request: the body must be a JSON object');
   const body = raw as Record<string, unknown>;
   const prompt = body.text_input;
-  if (prompt === undefined) throw badRequest('missing_text_input', 'generate request: text_input is required', 'text_input');
-  if (typeof prompt !== 'string') throw badRequest('invalid_text_input', `text_input must be a string, got ${JSON.stringify(prompt)}`, 'text_input');
+  if (prompt === undefined)
+    throw badRequest('missing_text_input', 'generate request: text_input is required', 'text_input');
+  if (typeof prompt !== 'string')
+    throw badRequest('invalid_text_input', `text_input must be a string, got ${JSON.stringify(prompt)}`, 'text_input');
   const parameters = body.parameters ?? {};
   if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) {
-    throw badRequest('invalid_parameter', `parameters must be an object, got ${JSON.stringify(parameters)}`, 'parameters');
+    throw badRequest(
+      'invalid_parameter',
+      `parameters must be an object, got ${JSON.stringify(parameters)}`,
+      'parameters',
+    );
   }
   const values: Record<string, unknown> = {};
   const take = (name: string, value: unknown, field: string) => {
     const known = PARAMETERS[name];
-    if (!known) throw badRequest('unknown_parameter', `${field} is not a generate parameter (known: ${Object.keys(PARAMETERS).join(', ')})`, field);
+    if (!known)
+      throw badRequest(
+        'unknown_parameter',
+        `${field} is not a generate parameter (known: ${Object.keys(PARAMETERS).join(', ')})`,
+        field,
+      );
     values[known.key] = known.check(value, field);
   };
-  for (const [name, value] of Object.entries(body)) if (!['text_input', 'parameters', 'sampling_parameters'].includes(name)) take(name, value, name);
+  for (const [name, value] of Object.entries(body))
+    if (!['text_input', 'parameters', 'sampling_parameters'].includes(name)) take(name, value, name);
   // vLLM's `sampling_parameters` input: the parameters as JSON text.
   if (body.sampling_parameters !== undefined) {
     let sampling: unknown;
@@ -120,13 +147,20 @@ export function parseGenerateBody(model: string, raw: unknown): GenerateBody {
       sampling = undefined;
     }
     if (typeof sampling !== 'object' || sampling === null || Array.isArray(sampling)) {
-      throw badRequest('invalid_parameter', `sampling_parameters must be a JSON object as text, got ${JSON.stringify(body.sampling_parameters)}`, 'sampling_parameters');
+      throw badRequest(
+        'invalid_parameter',
+        `sampling_parameters must be a JSON object as text, got ${JSON.stringify(body.sampling_parameters)}`,
+        'sampling_parameters',
+      );
     }
     for (const [name, value] of Object.entries(sampling)) take(name, value, `sampling_parameters.${name}`);
   }
   for (const [name, value] of Object.entries(parameters)) take(name, value, `parameters.${name}`);
   const { stream: _stream, excludeInput, ...sampling } = values;
-  return { request: { ...(sampling as Partial<GenerateRequest>), model, prompt }, includeInput: excludeInput === false };
+  return {
+    request: { ...(sampling as Partial<GenerateRequest>), model, prompt },
+    includeInput: excludeInput === false,
+  };
 }
 
 /** The text of a one-choice generation as it comes: each token's text and the finish's. */
@@ -143,7 +177,10 @@ async function* texts(stream: GenerationStream): AsyncGenerator<string> {
  * event of that shape per piece of text as it is generated.
  */
 export function generateRoutes(generation: () => GenerationService | undefined): RouteContribution[] {
-  const start = async (ctx: RouteContext, signal: AbortSignal): Promise<{ stream: GenerationStream; includeInput: boolean; prompt: string }> => {
+  const start = async (
+    ctx: RouteContext,
+    signal: AbortSignal,
+  ): Promise<{ stream: GenerationStream; includeInput: boolean; prompt: string }> => {
     const name = ctx.params.model!;
     const service = generation();
     generationModel(service, name, ctx.params.version);
@@ -166,7 +203,11 @@ export function generateRoutes(generation: () => GenerationService | undefined):
     const { stream, includeInput, prompt } = await start(ctx, controller.signal);
     const sse = SseStream.open(ctx);
     sse.signal.addEventListener('abort', () => controller.abort(), { once: true });
-    const chunk = (text: string) => ({ model_name: stream.model, model_version: GENERATION_VERSION, text_output: text });
+    const chunk = (text: string) => ({
+      model_name: stream.model,
+      model_version: GENERATION_VERSION,
+      text_output: text,
+    });
     try {
       if (includeInput && prompt !== '') await sse.send(chunk(prompt));
       for await (const piece of texts(stream)) await sse.send(chunk(piece));
@@ -179,7 +220,10 @@ export function generateRoutes(generation: () => GenerationService | undefined):
 
   const routes: RouteContribution[] = [];
   for (const base of ['/v2/models/:model', '/v2/models/:model/versions/:version']) {
-    routes.push({ method: 'POST', path: `${base}/generate`, handler: generate }, { method: 'POST', path: `${base}/generate_stream`, handler: generateStream });
+    routes.push(
+      { method: 'POST', path: `${base}/generate`, handler: generate },
+      { method: 'POST', path: `${base}/generate_stream`, handler: generateStream },
+    );
   }
   return routes;
 }

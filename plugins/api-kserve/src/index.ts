@@ -1,13 +1,33 @@
-import { definePlugin, ExtensionPoints, Services, type GenerationService, type InferenceService, type ModelRegistry } from '@nucleus/sdk';
+import {
+  definePlugin,
+  ExtensionPoints,
+  Services,
+  type GenerationService,
+  type InferenceService,
+  type ModelRegistry,
+} from '@nucleus/sdk';
 import { InferencePipeline } from './inference-pipeline.js';
 import { generateRoutes } from './generate-routes.js';
 import { kserveRoutes, noEngine } from './kserve-routes.js';
 import { monitorRoutes } from './monitor-routes.js';
 import { nativeRoutes } from './native-routes.js';
 
-export { attachBinaryInputs, BINARY_EXTENSION, binaryResponse, binaryTensorData, wantsBinary } from './binary-tensors.js';
+export {
+  attachBinaryInputs,
+  BINARY_EXTENSION,
+  binaryResponse,
+  binaryTensorData,
+  wantsBinary,
+} from './binary-tensors.js';
 export { InferencePipeline, type RoutedRequest } from './inference-pipeline.js';
-export { generateRoutes, generationModel, llmMetadata, LLM_PLATFORM, parseGenerateBody, type GenerateBody } from './generate-routes.js';
+export {
+  generateRoutes,
+  generationModel,
+  llmMetadata,
+  LLM_PLATFORM,
+  parseGenerateBody,
+  type GenerateBody,
+} from './generate-routes.js';
 export { decodeInputs, kserveRoutes, PLATFORM, type ServerIdentity } from './kserve-routes.js';
 export { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType, type KServeDatatype } from './kserve-datatypes.js';
 export { monitorRoutes, probeGpuBackends, type GpuBackendReport } from './monitor-routes.js';
@@ -27,11 +47,21 @@ export default definePlugin<ApiKServeConfig>({
       return ctx.container.resolve<InferenceService>(Services.inference);
     };
     const generation = (): GenerationService | undefined =>
-      ctx.container.isRegistered(Services.generation, true) ? ctx.container.resolve<GenerationService>(Services.generation) : undefined;
-    const models = (): ModelRegistry | undefined => (ctx.container.isRegistered(Services.models, true) ? ctx.container.resolve<ModelRegistry>(Services.models) : undefined);
+      ctx.container.isRegistered(Services.generation, true)
+        ? ctx.container.resolve<GenerationService>(Services.generation)
+        : undefined;
+    const models = (): ModelRegistry | undefined =>
+      ctx.container.isRegistered(Services.models, true)
+        ? ctx.container.resolve<ModelRegistry>(Services.models)
+        : undefined;
     const identity = { name: ctx.config.serverName, version: ctx.version };
     const pipeline = new InferencePipeline(ctx);
-    for (const route of [...kserveRoutes(service, identity, pipeline, generation, models), ...generateRoutes(generation), ...nativeRoutes(service, pipeline, generation), ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation)]) {
+    for (const route of [
+      ...kserveRoutes(service, identity, pipeline, generation, models),
+      ...generateRoutes(generation),
+      ...nativeRoutes(service, pipeline, generation),
+      ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation),
+    ]) {
       ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
     }
   },

@@ -36,13 +36,23 @@ export class InferencePipeline {
       if (c.value.preInference) input = await this.#hooks.use(c, (h) => h.preInference!(input));
     }
     for (const c of this.#routers.list()) {
-      const choice = await this.#routers.use(c, (r) => r.route({ model: input.model, ...(input.version !== undefined && { version: input.version }), headers: http.headers }));
+      const choice = await this.#routers.use(c, (r) =>
+        r.route({
+          model: input.model,
+          ...(input.version !== undefined && { version: input.version }),
+          headers: http.headers,
+        }),
+      );
       if (choice) {
         input = { ...input, model: choice.model, version: choice.version };
         break;
       }
     }
-    let output = { model: input.model, ...(input.version !== undefined && { version: input.version }), body: await handle(input) };
+    let output = {
+      model: input.model,
+      ...(input.version !== undefined && { version: input.version }),
+      body: await handle(input),
+    };
     for (const c of this.#hooks.list()) {
       if (c.value.postInference) output = await this.#hooks.use(c, (h) => h.postInference!(output));
     }

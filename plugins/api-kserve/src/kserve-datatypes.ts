@@ -1,7 +1,20 @@
 import type { TensorDataType } from '@nucleus/sdk';
 
 /** A tensor datatype as the Open Inference Protocol names it. */
-export type KServeDatatype = 'BOOL' | 'UINT8' | 'UINT16' | 'UINT32' | 'UINT64' | 'INT8' | 'INT16' | 'INT32' | 'INT64' | 'FP16' | 'FP32' | 'FP64' | 'BYTES';
+export type KServeDatatype =
+  | 'BOOL'
+  | 'UINT8'
+  | 'UINT16'
+  | 'UINT32'
+  | 'UINT64'
+  | 'INT8'
+  | 'INT16'
+  | 'INT32'
+  | 'INT64'
+  | 'FP16'
+  | 'FP32'
+  | 'FP64'
+  | 'BYTES';
 
 const TO_KSERVE: Record<TensorDataType, KServeDatatype> = {
   bool: 'BOOL',
@@ -18,7 +31,9 @@ const TO_KSERVE: Record<TensorDataType, KServeDatatype> = {
   float64: 'FP64',
 };
 
-const FROM_KSERVE = new Map<string, TensorDataType>(Object.entries(TO_KSERVE).map(([k, v]) => [v, k as TensorDataType]));
+const FROM_KSERVE = new Map<string, TensorDataType>(
+  Object.entries(TO_KSERVE).map(([k, v]) => [v, k as TensorDataType]),
+);
 
 /** The protocol's name for an engine dtype (`float32` → `FP32`). */
 export function kserveDatatype(dtype: TensorDataType): KServeDatatype {

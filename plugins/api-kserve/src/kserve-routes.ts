@@ -12,7 +12,15 @@ import {
   type Tensor,
   type TensorMetadata,
 } from '@nucleus/sdk';
-import { attachBinaryInputs, BINARY_EXTENSION, binaryResponse, binaryTensorData, isBinaryInput, tensorBytes, wantsBinary } from './binary-tensors.js';
+import {
+  attachBinaryInputs,
+  BINARY_EXTENSION,
+  binaryResponse,
+  binaryTensorData,
+  isBinaryInput,
+  tensorBytes,
+  wantsBinary,
+} from './binary-tensors.js';
 import { GENERATION_VERSION, generationModel, llmMetadata } from './generate-routes.js';
 import { binaryData, clientSignal, requestBody, requestId } from './http-helpers.js';
 import type { InferencePipeline } from './inference-pipeline.js';
@@ -45,19 +53,35 @@ export function decodeInputs(body: KServeInferBody, info: ModelVersionInfo): Rec
     if (inputs[input.name]) throw badRequest('duplicate_input', `input '${input.name}' is given twice`, input.name);
     const meta = info.inputs.find((t) => t.name === input.name);
     if (!meta && info.inputs.length > 0) {
-      throw badRequest('unknown_input', `${label} has no input named '${input.name}'; its inputs are ${describeInputs(info)}`, input.name);
+      throw badRequest(
+        'unknown_input',
+        `${label} has no input named '${input.name}'; its inputs are ${describeInputs(info)}`,
+        input.name,
+      );
     }
     const dtype = tensorDataType(input.datatype);
     if (dtype === undefined) {
-      throw badRequest('invalid_datatype', `input '${input.name}' has datatype '${input.datatype}', which this server does not serve (it serves ${SUPPORTED_DATATYPES.join(', ')})`, input.name);
+      throw badRequest(
+        'invalid_datatype',
+        `input '${input.name}' has datatype '${input.datatype}', which this server does not serve (it serves ${SUPPORTED_DATATYPES.join(', ')})`,
+        input.name,
+      );
     }
     if (meta && meta.dtype !== dtype) {
-      throw badRequest('invalid_datatype', `input '${input.name}' has datatype ${input.datatype}, but ${label} expects ${kserveDatatype(meta.dtype)}`, input.name);
+      throw badRequest(
+        'invalid_datatype',
+        `input '${input.name}' has datatype ${input.datatype}, but ${label} expects ${kserveDatatype(meta.dtype)}`,
+        input.name,
+      );
     }
     const count = elementCount(input.shape);
     if (isBinaryInput(input) && ArrayBuffer.isView(input.data)) {
       // Sizes were checked against the shape when the bytes were taken from the body.
-      inputs[input.name] = { dtype, shape: input.shape, data: binaryTensorData(input.data, dtype, input.name, input.datatype) };
+      inputs[input.name] = {
+        dtype,
+        shape: input.shape,
+        data: binaryTensorData(input.data, dtype, input.name, input.datatype),
+      };
       continue;
     }
     const values = tensorValues(input.data);
@@ -109,7 +133,13 @@ export function kserveRoutes(
             .model(name)
             .versions.filter((v) => v.state === 'ready')
             .map((v) => v.version);
-    return { name, versions, platform: PLATFORM, inputs: info.inputs.map(tensorMetadata), outputs: info.outputs.map(tensorMetadata) };
+    return {
+      name,
+      versions,
+      platform: PLATFORM,
+      inputs: info.inputs.map(tensorMetadata),
+      outputs: info.outputs.map(tensorMetadata),
+    };
   };
 
   const modelReady = (ctx: RouteContext) => {
@@ -123,7 +153,11 @@ export function kserveRoutes(
       ...(versionOf(ctx) !== undefined && { version: 'version' in info ? info.version : GENERATION_VERSION }),
       ready,
       ...(!ready && {
-        error: { message: `model '${name}' version '${'version' in info ? info.version : GENERATION_VERSION}' is ${info.state}${info.reason ? `: ${info.reason}` : ''}`, type: 'unavailable_error', code: 'model_not_ready' },
+        error: {
+          message: `model '${name}' version '${'version' in info ? info.version : GENERATION_VERSION}' is ${info.state}${info.reason ? `: ${info.reason}` : ''}`,
+          type: 'unavailable_error',
+          code: 'model_not_ready',
+        },
       }),
     };
   };
@@ -135,7 +169,9 @@ export function kserveRoutes(
     attachBinaryInputs(raw, binaryData(ctx));
     const addressed = versionOf(ctx);
     const request = { model: ctx.params.model!, ...(addressed !== undefined && { version: addressed }), body: raw };
-    const response = await pipeline.run(ctx, request, ({ model, version, body }) => runInfer(ctx, model, version, body));
+    const response = await pipeline.run(ctx, request, ({ model, version, body }) =>
+      runInfer(ctx, model, version, body),
+    );
     const binary = binaryResponse(response);
     if (!binary) return response;
     ctx.set('Inference-Header-Content-Length', String(binary.headerLength));
@@ -146,7 +182,11 @@ export function kserveRoutes(
 
   const runInfer = async (ctx: RouteContext, name: string, version: string | undefined, hooked: unknown) => {
     if (generationOnly(name, version)) {
-      throw badRequest('model_cannot_infer', `model '${name}' is served by the generation engine; send its text to POST /v2/models/${name}/generate or /generate_stream`, 'model');
+      throw badRequest(
+        'model_cannot_infer',
+        `model '${name}' is served by the generation engine; send its text to POST /v2/models/${name}/generate or /generate_stream`,
+        'model',
+      );
     }
     const body = checkBody(validators.kserveInfer, hooked, 'inference request');
     const engine = service();
@@ -172,14 +212,17 @@ export function kserveRoutes(
           const t = result.outputs[n]!;
           const head = { name: n, datatype: kserveDatatype(t.dtype), shape: t.shape };
           // A binary output keeps its typed array until the response is written, where its bytes go behind the JSON.
-          if (wantsBinary(body, n)) return { ...head, parameters: { binary_data_size: tensorBytes(t).byteLength }, data: t.data };
+          if (wantsBinary(body, n))
+            return { ...head, parameters: { binary_data_size: tensorBytes(t).byteLength }, data: t.data };
           return { ...head, data: fromTensorData(t) };
         }),
     };
   };
 
   const serverReady = (ctx: RouteContext) => {
-    const versions = service().list().flatMap((m) => m.versions);
+    const versions = service()
+      .list()
+      .flatMap((m) => m.versions);
     const blocking = versions.filter((v) => v.state === 'loading' || v.state === 'failed');
     const ready = blocking.length === 0;
     ctx.status = ready ? 200 : 503;
@@ -200,19 +243,38 @@ export function kserveRoutes(
     const rows = await service().index();
     const tensor = rows
       .filter((r) => body.ready !== true || r.state === 'ready')
-      .map((r) => ({ name: r.name, version: r.version, state: r.state.toUpperCase(), ...(r.reason !== undefined && { reason: r.reason }) }));
+      .map((r) => ({
+        name: r.name,
+        version: r.version,
+        state: r.state.toUpperCase(),
+        ...(r.reason !== undefined && { reason: r.reason }),
+      }));
     // The generation engine's models too, under names no tensor model has; an idle built-in takes requests (READY).
     const names = new Set(rows.map((r) => r.name));
     const llms = (generation()?.list() ?? [])
       .filter((m) => !names.has(m.name))
-      .map((m) => ({ name: m.name, version: GENERATION_VERSION, state: repositoryState(m.state), ...(m.reason !== undefined && { reason: m.reason }) }))
+      .map((m) => ({
+        name: m.name,
+        version: GENERATION_VERSION,
+        state: repositoryState(m.state),
+        ...(m.reason !== undefined && { reason: m.reason }),
+      }))
       .filter((r) => body.ready !== true || r.state === 'READY');
     // A stable sort by name keeps each tensor model's versions in the engine's order.
     return [...tensor, ...llms].sort((a, b) => a.name.localeCompare(b.name));
   };
 
   const routes: RouteContribution[] = [
-    { method: 'GET', path: '/v2', access: 'public', handler: () => ({ name: identity.name, version: identity.version, extensions: ['model_repository', BINARY_EXTENSION] }) },
+    {
+      method: 'GET',
+      path: '/v2',
+      access: 'public',
+      handler: () => ({
+        name: identity.name,
+        version: identity.version,
+        extensions: ['model_repository', BINARY_EXTENSION],
+      }),
+    },
     { method: 'GET', path: '/v2/health/live', access: 'public', handler: () => ({ live: true }) },
     { method: 'GET', path: '/v2/health/ready', access: 'public', handler: serverReady },
     { method: 'POST', path: '/v2/repository/index', access: 'admin', handler: repositoryIndex },

@@ -38,7 +38,9 @@ export async function probeGpuBackends(backends: ExtensionPointView<Backend>): P
     gpus.map(async (c): Promise<GpuBackendReport> => {
       const base = { backend: c.value.name, pluginId: c.pluginId };
       try {
-        const probe = await backends.use(c, (b) => withTimeout(b.probe(), PROBE_TIMEOUT_MS, `the ${c.value.name} probe`));
+        const probe = await backends.use(c, (b) =>
+          withTimeout(b.probe(), PROBE_TIMEOUT_MS, `the ${c.value.name} probe`),
+        );
         return {
           ...base,
           usable: probe.usable,
@@ -51,7 +53,8 @@ export async function probeGpuBackends(backends: ExtensionPointView<Backend>): P
               vendor: d.vendor,
               ...(d.memoryTotalBytes !== undefined && { memoryTotalBytes: d.memoryTotalBytes }),
               ...(d.memoryFreeBytes !== undefined && { memoryFreeBytes: d.memoryFreeBytes }),
-              ...(d.memoryTotalBytes !== undefined && d.memoryFreeBytes !== undefined && { memoryUsedBytes: d.memoryTotalBytes - d.memoryFreeBytes }),
+              ...(d.memoryTotalBytes !== undefined &&
+                d.memoryFreeBytes !== undefined && { memoryUsedBytes: d.memoryTotalBytes - d.memoryFreeBytes }),
               ...(d.utilizationPercent !== undefined && { utilizationPercent: d.utilizationPercent }),
               ...(d.driverVersion !== undefined && { driverVersion: d.driverVersion }),
             })),
@@ -79,7 +82,11 @@ async function fileBytes(path: string): Promise<number | undefined> {
  * measured, or an estimate from the model file for worker threads; per started LLM, the memory its worker processes
  * measured).
  */
-export function monitorRoutes(service: () => InferenceService, backends: ExtensionPointView<Backend>, generation?: () => GenerationService | undefined): RouteContribution[] {
+export function monitorRoutes(
+  service: () => InferenceService,
+  backends: ExtensionPointView<Backend>,
+  generation?: () => GenerationService | undefined,
+): RouteContribution[] {
   return [
     {
       method: 'GET',
@@ -104,7 +111,12 @@ export function monitorRoutes(service: () => InferenceService, backends: Extensi
         const models = await Promise.all(
           versions.map(async (v) => {
             const workers = v.status?.workers ?? 1;
-            const common = { name: v.name, version: v.version, ...(v.status && { backend: v.status.backend }), workers };
+            const common = {
+              name: v.name,
+              version: v.version,
+              ...(v.status && { backend: v.status.backend }),
+              workers,
+            };
             // Worker processes measure their own resident memory; threads share this process's, so for them the
             // estimate is the model file, which ORT holds once per worker.
             const replicas = v.status?.replicas ?? [];
@@ -113,11 +125,18 @@ export function monitorRoutes(service: () => InferenceService, backends: Extensi
                 ...common,
                 isolation: v.status?.isolation,
                 measuredBytes: replicas.reduce((n, r) => n + r.rssBytes!, 0),
-                replicas: replicas.map((r) => ({ id: r.id, ...(r.pid !== undefined && { pid: r.pid }), rssBytes: r.rssBytes! })),
+                replicas: replicas.map((r) => ({
+                  id: r.id,
+                  ...(r.pid !== undefined && { pid: r.pid }),
+                  rssBytes: r.rssBytes!,
+                })),
               };
             }
             const bytes = await fileBytes(v.path);
-            return { ...common, ...(bytes !== undefined && { modelFileBytes: bytes, estimatedBytes: bytes * workers }) };
+            return {
+              ...common,
+              ...(bytes !== undefined && { modelFileBytes: bytes, estimatedBytes: bytes * workers }),
+            };
           }),
         );
         // The generation engine's models with workers: a process each replica measures itself; threads are part of
@@ -126,17 +145,33 @@ export function monitorRoutes(service: () => InferenceService, backends: Extensi
           .filter((m) => m.workers !== undefined && m.workers.length > 0)
           .map((m) => {
             const replicas = m.workers!;
-            const common = { name: m.name, kind: m.kind, ...(m.worker && { isolation: m.worker.isolation }), workers: replicas.length };
+            const common = {
+              name: m.name,
+              kind: m.kind,
+              ...(m.worker && { isolation: m.worker.isolation }),
+              workers: replicas.length,
+            };
             if (!replicas.every((r) => r.rssBytes !== undefined)) return common;
             return {
               ...common,
               measuredBytes: replicas.reduce((n, r) => n + r.rssBytes!, 0),
-              replicas: replicas.map((r) => ({ id: r.id, ...(r.pid !== undefined && { pid: r.pid }), rssBytes: r.rssBytes!, ...(r.retiring && { retiring: true }) })),
+              replicas: replicas.map((r) => ({
+                id: r.id,
+                ...(r.pid !== undefined && { pid: r.pid }),
+                rssBytes: r.rssBytes!,
+                ...(r.retiring && { retiring: true }),
+              })),
             };
           });
         return {
           host: { totalBytes: totalmem(), freeBytes: freemem() },
-          process: { rssBytes: mem.rss, heapTotalBytes: mem.heapTotal, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, arrayBuffersBytes: mem.arrayBuffers },
+          process: {
+            rssBytes: mem.rss,
+            heapTotalBytes: mem.heapTotal,
+            heapUsedBytes: mem.heapUsed,
+            externalBytes: mem.external,
+            arrayBuffersBytes: mem.arrayBuffers,
+          },
           models,
           llms,
         };

@@ -36,15 +36,27 @@ export function decodeNativeInputs(inputs: Record<string, unknown>, info: ModelV
     if (isFlatForm(value)) {
       const { data, shape: given, dtype } = value;
       if (!Array.isArray(given) || !given.every((d) => Number.isInteger(d) && d >= 0)) {
-        throw badRequest('invalid_shape', `input '${name}': shape must be a list of non-negative integers, got ${JSON.stringify(given)}`, name);
+        throw badRequest(
+          'invalid_shape',
+          `input '${name}': shape must be a list of non-negative integers, got ${JSON.stringify(given)}`,
+          name,
+        );
       }
       if (dtype !== undefined && (!isTensorDataType(dtype) || dtype !== meta.dtype)) {
-        throw badRequest('invalid_datatype', `input '${name}' is ${String(dtype)}, but ${label} expects ${meta.dtype}`, name);
+        throw badRequest(
+          'invalid_datatype',
+          `input '${name}' is ${String(dtype)}, but ${label} expects ${meta.dtype}`,
+          name,
+        );
       }
       shape = given as number[];
       values = flatten(data);
       if (values.length !== elementCount(shape)) {
-        throw badRequest('invalid_tensor_data', `input '${name}' has shape [${shape.join(',')}], which holds ${elementCount(shape)} values, but its data holds ${values.length}`, name);
+        throw badRequest(
+          'invalid_tensor_data',
+          `input '${name}' has shape [${shape.join(',')}], which holds ${elementCount(shape)} values, but its data holds ${values.length}`,
+          name,
+        );
       }
     } else {
       shape = shapeOfNested(value, name);
@@ -55,7 +67,13 @@ export function decodeNativeInputs(inputs: Record<string, unknown>, info: ModelV
   return out;
 }
 
-function encodeResult(result: InferResult): { model: string; version: string; outputs: Record<string, unknown>; shapes: Record<string, number[]>; dtypes: Record<string, string> } {
+function encodeResult(result: InferResult): {
+  model: string;
+  version: string;
+  outputs: Record<string, unknown>;
+  shapes: Record<string, number[]>;
+  dtypes: Record<string, string>;
+} {
   const outputs: Record<string, unknown> = {};
   const shapes: Record<string, number[]> = {};
   const dtypes: Record<string, string> = {};
@@ -72,7 +90,11 @@ function encodeResult(result: InferResult): { model: string; version: string; ou
  * `POST /stream_infer` (each item sent as an SSE event as soon as it finishes), `GET /models` (tensor models, LLMs and
  * embedding models, each with its `kind`) and `GET /status`.
  */
-export function nativeRoutes(service: () => InferenceService, pipeline: InferencePipeline, generation?: () => GenerationService | undefined): RouteContribution[] {
+export function nativeRoutes(
+  service: () => InferenceService,
+  pipeline: InferencePipeline,
+  generation?: () => GenerationService | undefined,
+): RouteContribution[] {
   const runOne = async (raw: unknown, ctx: RouteContext, signal: AbortSignal) => {
     // Only the address is checked before the hooks: a hook may build `inputs`; runRouted checks the rest.
     const checked = checkBody(validators.nativeAddress, raw, 'inference request');
@@ -84,7 +106,13 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
     return pipeline.run(ctx, request, (routed) => runRouted(routed.model, routed.version, routed.body, ctx, signal));
   };
 
-  const runRouted = async (model: string, routedVersion: string | undefined, hooked: unknown, ctx: RouteContext, signal: AbortSignal) => {
+  const runRouted = async (
+    model: string,
+    routedVersion: string | undefined,
+    hooked: unknown,
+    ctx: RouteContext,
+    signal: AbortSignal,
+  ) => {
     const body: NativeInferBody = { ...checkBody(validators.nativeInfer, hooked, 'inference request'), model };
     const engine = service();
     const version = routedVersion;
@@ -108,7 +136,11 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
       path: '/batch_infer',
       handler: async (ctx) => {
         const raw = requestBody(ctx);
-        const body = checkBody(validators.batchInfer, Array.isArray(raw) ? { requests: raw } : (raw ?? {}), 'batch request');
+        const body = checkBody(
+          validators.batchInfer,
+          Array.isArray(raw) ? { requests: raw } : (raw ?? {}),
+          'batch request',
+        );
         const signal = clientSignal(ctx);
         // Items run concurrently, so the batcher can put them in one batch; each fails on its own.
         const settled = await Promise.allSettled(body.requests.map((item) => runOne(item, ctx, signal)));
@@ -126,7 +158,11 @@ export function nativeRoutes(service: () => InferenceService, pipeline: Inferenc
       path: '/stream_infer',
       handler: async (ctx) => {
         const raw = requestBody(ctx);
-        const body = checkBody(validators.batchInfer, Array.isArray(raw) ? { requests: raw } : (raw ?? {}), 'stream request');
+        const body = checkBody(
+          validators.batchInfer,
+          Array.isArray(raw) ? { requests: raw } : (raw ?? {}),
+          'stream request',
+        );
         const sse = SseStream.open(ctx);
         // Items run concurrently (so they batch together) and each is sent as soon as it settles, failing alone.
         let failed = 0;

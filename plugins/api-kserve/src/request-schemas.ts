@@ -58,7 +58,11 @@ export const KSERVE_INFER_SCHEMA = {
     },
     outputs: {
       type: 'array',
-      items: { type: 'object', required: ['name'], properties: { name: { type: 'string', minLength: 1 }, parameters: params } },
+      items: {
+        type: 'object',
+        required: ['name'],
+        properties: { name: { type: 'string', minLength: 1 }, parameters: params },
+      },
     },
   },
 } as const;

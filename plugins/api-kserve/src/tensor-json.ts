@@ -25,7 +25,12 @@ export function shapeOfNested(value: JsonTensorData, input: string): number[] {
   // A walk over every list checks that each one has the length its depth promises.
   const check = (node: unknown, depth: number, path: string): void => {
     if (depth === shape.length) {
-      if (Array.isArray(node)) throw badRequest('invalid_tensor_data', `input '${input}' is not rectangular: ${path} is a list where a value was expected`, input);
+      if (Array.isArray(node))
+        throw badRequest(
+          'invalid_tensor_data',
+          `input '${input}' is not rectangular: ${path} is a list where a value was expected`,
+          input,
+        );
       return;
     }
     if (!Array.isArray(node) || node.length !== shape[depth]) {
@@ -65,13 +70,27 @@ function describe(v: unknown): string {
  * JSON elements as a typed array of `dtype`; 400 naming `input` and the first element that does not fit. A typed
  * array that already is `dtype`'s kind is returned as it is, without a copy.
  */
-export function toTensorData(values: ArrayLike<unknown>, dtype: TensorDataType, input: string, typeName: string = dtype): TensorData {
-  if (dtype !== 'bool' && dtype !== 'float16' && ArrayBuffer.isView(values) && values.constructor === allocateTensorData(dtype, 0).constructor) {
+export function toTensorData(
+  values: ArrayLike<unknown>,
+  dtype: TensorDataType,
+  input: string,
+  typeName: string = dtype,
+): TensorData {
+  if (
+    dtype !== 'bool' &&
+    dtype !== 'float16' &&
+    ArrayBuffer.isView(values) &&
+    values.constructor === allocateTensorData(dtype, 0).constructor
+  ) {
     return values as unknown as TensorData;
   }
   const data = allocateTensorData(dtype, values.length);
   const bad = (i: number, want: string): never => {
-    throw badRequest('invalid_tensor_data', `input '${input}': element ${i} is ${describe(values[i])}, but ${typeName} needs ${want}`, input);
+    throw badRequest(
+      'invalid_tensor_data',
+      `input '${input}': element ${i} is ${describe(values[i])}, but ${typeName} needs ${want}`,
+      input,
+    );
   };
   if (dtype === 'bool') {
     const out = data as Uint8Array;

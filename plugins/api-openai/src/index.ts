@@ -21,6 +21,7 @@ export default definePlugin({
       events: ctx.events,
       maxPromptsPerRequest: MAX_PROMPTS_PER_REQUEST,
     };
-    for (const route of [...openAiRoutes(deps), ...nativeRoutes(deps)]) ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
+    for (const route of [...openAiRoutes(deps), ...nativeRoutes(deps)])
+      ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
   },
 });

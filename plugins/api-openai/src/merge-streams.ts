@@ -13,7 +13,11 @@ export interface SourcedEvent {
 export async function* mergeStreams(streams: readonly GenerationStream[]): AsyncGenerator<SourcedEvent> {
   const iterators = streams.map((s) => s[Symbol.asyncIterator]());
   const pending = new Map<number, Promise<{ source: number; result: IteratorResult<GenerationEvent> }>>();
-  const pull = (source: number) => pending.set(source, iterators[source]!.next().then((result) => ({ source, result })));
+  const pull = (source: number) =>
+    pending.set(
+      source,
+      iterators[source]!.next().then((result) => ({ source, result })),
+    );
   iterators.forEach((_, i) => pull(i));
   try {
     while (pending.size > 0) {

@@ -1,6 +1,19 @@
 import type { GenerateRequest, RouteContext, RouteContribution } from '@nucleus/sdk';
 import type { RouteDeps } from './openai-routes.js';
-import { bodyOf, chatMessagesOf, collect, deliveryReport, disconnectSignal, refuseUnsupported, responseId, samplingOf, unixNow, usageBody, type BodyMessage, type SamplingBody } from './request-mapping.js';
+import {
+  bodyOf,
+  chatMessagesOf,
+  collect,
+  deliveryReport,
+  disconnectSignal,
+  refuseUnsupported,
+  responseId,
+  samplingOf,
+  unixNow,
+  usageBody,
+  type BodyMessage,
+  type SamplingBody,
+} from './request-mapping.js';
 import { CHAT_SCHEMA, EMBEDDING_SCHEMA, GENERATE_SCHEMA, validator } from './schemas.js';
 import { SseStream } from '@nucleus/sdk';
 import type { EmbeddingBody } from './openai-routes.js';
@@ -61,7 +74,12 @@ export function nativeRoutes(deps: RouteDeps): RouteContribution[] {
   ];
 }
 
-async function generate(ctx: RouteContext, deps: RouteDeps, body: SamplingBody, input: Pick<GenerateRequest, 'prompt' | 'messages' | 'addGenerationPrompt'>): Promise<unknown> {
+async function generate(
+  ctx: RouteContext,
+  deps: RouteDeps,
+  body: SamplingBody,
+  input: Pick<GenerateRequest, 'prompt' | 'messages' | 'addGenerationPrompt'>,
+): Promise<unknown> {
   refuseUnsupported(body);
   const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
   const request: GenerateRequest = { model: body.model, ...input, ...samplingOf(body), requestId };
@@ -96,7 +114,10 @@ async function generate(ctx: RouteContext, deps: RouteDeps, body: SamplingBody, 
     for await (const event of stream) {
       if (sse.closed) break;
       if (event.type === 'token') {
-        await sse.sendToken(`${tokenHead}${event.index},"token":{"id":${event.tokenId},"text":${JSON.stringify(event.text)}},"finish_reason":null}`, event.sampledAt);
+        await sse.sendToken(
+          `${tokenHead}${event.index},"token":{"id":${event.tokenId},"text":${JSON.stringify(event.text)}},"finish_reason":null}`,
+          event.sampledAt,
+        );
       } else if (event.type === 'finish') {
         await sse.send({
           id,

@@ -1,4 +1,13 @@
-import { badRequest, type EventBus, type GenerateRequest, type GenerationService, type GenerationStream, type GenerationUsage, type RouteContext, type RouteContribution } from '@nucleus/sdk';
+import {
+  badRequest,
+  type EventBus,
+  type GenerateRequest,
+  type GenerationService,
+  type GenerationStream,
+  type GenerationUsage,
+  type RouteContext,
+  type RouteContribution,
+} from '@nucleus/sdk';
 import { mergeStreams } from './merge-streams.js';
 import {
   bodyOf,
@@ -53,8 +62,16 @@ export interface RouteDeps {
 /** The OpenAI-compatible routes: models, completions, chat completions and embeddings, streamed as the official clients expect. */
 export function openAiRoutes(deps: RouteDeps): RouteContribution[] {
   return [
-    { method: 'GET', path: '/v1/models', handler: (ctx) => ({ object: 'list', data: deps.generation(ctx).list().map(modelObject) }) },
-    { method: 'GET', path: '/v1/models/:model', handler: (ctx) => modelObject(deps.generation(ctx).get(ctx.params.model!)) },
+    {
+      method: 'GET',
+      path: '/v1/models',
+      handler: (ctx) => ({ object: 'list', data: deps.generation(ctx).list().map(modelObject) }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/models/:model',
+      handler: (ctx) => modelObject(deps.generation(ctx).get(ctx.params.model!)),
+    },
     { method: 'POST', path: '/v1/chat/completions', handler: (ctx) => chatCompletions(ctx, deps) },
     { method: 'POST', path: '/v1/completions', handler: (ctx) => completions(ctx, deps) },
     { method: 'POST', path: '/v1/embeddings', handler: (ctx) => embeddings(ctx, deps) },
@@ -69,7 +86,12 @@ function deadlineOf(ctx: RouteContext): { deadlineMs?: number } {
   const raw = ctx.get('x-request-timeout-ms');
   if (raw === '') return {};
   const ms = Number(raw);
-  if (!Number.isFinite(ms) || ms <= 0) throw badRequest('invalid_timeout', 'the X-Request-Timeout-Ms header must be a positive number of milliseconds', 'x-request-timeout-ms');
+  if (!Number.isFinite(ms) || ms <= 0)
+    throw badRequest(
+      'invalid_timeout',
+      'the X-Request-Timeout-Ms header must be a positive number of milliseconds',
+      'x-request-timeout-ms',
+    );
   return { deadlineMs: ms };
 }
 
@@ -136,7 +158,11 @@ async function chatCompletions(ctx: RouteContext, deps: RouteDeps): Promise<unkn
     for await (const event of stream) {
       if (sse.closed) break;
       if (event.type === 'token') {
-        if (event.text) await sse.sendToken(`${contentHead}${event.index},"delta":{"content":${JSON.stringify(event.text)}}${contentTail}`, event.sampledAt);
+        if (event.text)
+          await sse.sendToken(
+            `${contentHead}${event.index},"delta":{"content":${JSON.stringify(event.text)}}${contentTail}`,
+            event.sampledAt,
+          );
       } else if (event.type === 'finish') {
         if (event.text) await sse.send(chunk([delta(event.index, { content: event.text })]));
         await sse.send(chunk([delta(event.index, {}, openAiFinishReason(event.finishReason), event.stopSequence)]));
@@ -158,9 +184,14 @@ async function completions(ctx: RouteContext, deps: RouteDeps): Promise<unknown>
   refuseUnsupported(body);
   const prompts = promptList(body.prompt);
   if (prompts.length > deps.maxPromptsPerRequest) {
-    throw badRequest('too_many_prompts', `at most ${deps.maxPromptsPerRequest} prompts per request (got ${prompts.length})`, 'prompt');
+    throw badRequest(
+      'too_many_prompts',
+      `at most ${deps.maxPromptsPerRequest} prompts per request (got ${prompts.length})`,
+      'prompt',
+    );
   }
-  if (body.echo && prompts.some((p) => typeof p !== 'string')) throw badRequest('unsupported_field', "'echo' needs text prompts, not token ids", 'echo');
+  if (body.echo && prompts.some((p) => typeof p !== 'string'))
+    throw badRequest('unsupported_field', "'echo' needs text prompts, not token ids", 'echo');
   const signal = disconnectSignal(ctx);
   const controller = new AbortController();
   signal.addEventListener('abort', () => controller.abort(), { once: true });
@@ -171,7 +202,13 @@ async function completions(ctx: RouteContext, deps: RouteDeps): Promise<unknown>
   const service = deps.generation(ctx);
   const deadline = deadlineOf(ctx);
   let streams: GenerationStream[];
-  const requests: GenerateRequest[] = prompts.map((prompt) => ({ model: body.model, prompt, ...sampling, requestId, ...deadline }));
+  const requests: GenerateRequest[] = prompts.map((prompt) => ({
+    model: body.model,
+    prompt,
+    ...sampling,
+    requestId,
+    ...deadline,
+  }));
   try {
     // Several prompts are admitted as one unit (one queue entry, a running slot per prompt), so they never hold
     // part of the slots while waiting for the rest; an engine without that admits them one by one.
@@ -191,7 +228,11 @@ async function completions(ctx: RouteContext, deps: RouteDeps): Promise<unknown>
     try {
       const results = await Promise.all(streams.map((s) => collect(s, n)));
       const usage = results.reduce(
-        (u, r) => ({ promptTokens: u.promptTokens + r.usage.promptTokens, completionTokens: u.completionTokens + r.usage.completionTokens, totalTokens: u.totalTokens + r.usage.totalTokens }),
+        (u, r) => ({
+          promptTokens: u.promptTokens + r.usage.promptTokens,
+          completionTokens: u.completionTokens + r.usage.completionTokens,
+          totalTokens: u.totalTokens + r.usage.totalTokens,
+        }),
         { promptTokens: 0, completionTokens: 0, totalTokens: 0 },
       );
       return {
@@ -234,13 +275,19 @@ async function completions(ctx: RouteContext, deps: RouteDeps): Promise<unknown>
   const sse = SseStream.open(ctx, deliveryReport(deps.events, first.model, requestId));
   const total = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
   try {
-    if (body.echo) for (let p = 0; p < prompts.length; p++) for (let i = 0; i < n; i++) await sse.send(chunk([choice(p * n + i, echo(p))]));
+    if (body.echo)
+      for (let p = 0; p < prompts.length; p++)
+        for (let i = 0; i < n; i++) await sse.send(chunk([choice(p * n + i, echo(p))]));
     for await (const { source, event } of mergeStreams(streams)) {
       if (sse.closed) break;
       if (event.type === 'token') {
         if (event.text) await sse.sendToken(chunk([choice(source * n + event.index, event.text)]), event.sampledAt);
       } else if (event.type === 'finish') {
-        await sse.send(chunk([choice(source * n + event.index, event.text, openAiFinishReason(event.finishReason), event.stopSequence)]));
+        await sse.send(
+          chunk([
+            choice(source * n + event.index, event.text, openAiFinishReason(event.finishReason), event.stopSequence),
+          ]),
+        );
       } else {
         total.promptTokens += event.usage.promptTokens;
         total.completionTokens += event.usage.completionTokens;

@@ -57,7 +57,8 @@ const UNSUPPORTED: Record<string, (v: unknown) => boolean> = {
 /** Throws 400 for a field the server would otherwise silently ignore although it changes the output. */
 export function refuseUnsupported(body: Record<string, unknown>): void {
   for (const [field, isUsed] of Object.entries(UNSUPPORTED)) {
-    if (body[field] !== undefined && isUsed(body[field])) throw badRequest('unsupported_field', `'${field}' is not supported by this server`, field);
+    if (body[field] !== undefined && isUsed(body[field]))
+      throw badRequest('unsupported_field', `'${field}' is not supported by this server`, field);
   }
 }
 
@@ -97,7 +98,12 @@ export function chatMessagesOf(messages: BodyMessage[]): ChatMessage[] {
     else if (m.content == null) content = '';
     else {
       const other = m.content.find((p) => p.type !== 'text');
-      if (other) throw badRequest('unsupported_content', `messages[${i}] has a '${other.type}' part; only text parts are supported`, 'messages');
+      if (other)
+        throw badRequest(
+          'unsupported_content',
+          `messages[${i}] has a '${other.type}' part; only text parts are supported`,
+          'messages',
+        );
       content = m.content.map((p) => p.text ?? '').join('');
     }
     return { role: m.role, content, ...(m.name !== undefined && { name: m.name }) };
@@ -120,7 +126,12 @@ export function unixNow(): number {
 }
 
 /** Usage in the APIs' snake case; `prompt_tokens_details.cached_tokens` as OpenAI reports prefix-cache hits. */
-export function usageBody(u: GenerationUsage): { prompt_tokens: number; completion_tokens: number; total_tokens: number; prompt_tokens_details?: { cached_tokens: number } } {
+export function usageBody(u: GenerationUsage): {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details?: { cached_tokens: number };
+} {
   return {
     prompt_tokens: u.promptTokens,
     completion_tokens: u.completionTokens,
@@ -136,11 +147,18 @@ export function usageBody(u: GenerationUsage): { prompt_tokens: number; completi
 export function bodyOf(ctx: RouteContext): unknown {
   const length = ctx.request.length as number | undefined;
   if (length === 0 || (length === undefined && !ctx.get('transfer-encoding'))) {
-    throw badRequest('invalid_request', 'the request has no body: send a JSON object with Content-Type: application/json');
+    throw badRequest(
+      'invalid_request',
+      'the request has no body: send a JSON object with Content-Type: application/json',
+    );
   }
   if (!ctx.is('json')) {
     const type = ctx.get('content-type');
-    throw new NucleusError(415, 'unsupported_media_type', `the request body must be JSON, sent with Content-Type: application/json (${type ? `got ${type}` : 'no Content-Type was sent'})`);
+    throw new NucleusError(
+      415,
+      'unsupported_media_type',
+      `the request body must be JSON, sent with Content-Type: application/json (${type ? `got ${type}` : 'no Content-Type was sent'})`,
+    );
   }
   return (ctx.request as { body?: unknown }).body;
 }
@@ -171,8 +189,17 @@ export interface Collected {
 
 /** Reads a stream to its end. */
 export async function collect(stream: GenerationStream, choices: number): Promise<Collected> {
-  const out: CollectedChoice[] = Array.from({ length: choices }, (_, index) => ({ index, text: '', tokenIds: [], finishReason: 'stop' as FinishReason }));
-  let usage: GenerationUsage = { promptTokens: stream.promptTokens, completionTokens: 0, totalTokens: stream.promptTokens };
+  const out: CollectedChoice[] = Array.from({ length: choices }, (_, index) => ({
+    index,
+    text: '',
+    tokenIds: [],
+    finishReason: 'stop' as FinishReason,
+  }));
+  let usage: GenerationUsage = {
+    promptTokens: stream.promptTokens,
+    completionTokens: 0,
+    totalTokens: stream.promptTokens,
+  };
   for await (const event of stream) {
     if (event.type === 'token') {
       out[event.index]!.text += event.text;

@@ -7,7 +7,10 @@ import { badRequest } from '@nucleus/sdk';
 const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
 const int = (minimum?: number) => nullable({ type: 'integer', ...(minimum !== undefined && { minimum }) });
 const num = () => nullable({ type: 'number' });
-const stop = nullable({ description: 'a string or a list of strings', anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] });
+const stop = nullable({
+  description: 'a string or a list of strings',
+  anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }],
+});
 const tokenIds = { type: 'array', items: { type: 'integer', minimum: 0 } };
 const priority = nullable({ anyOf: [{ enum: ['high', 'normal', 'low'] }, { type: 'integer' }] });
 
@@ -46,7 +49,11 @@ export const CHAT_ROLES = ['system', 'developer', 'user', 'assistant', 'tool'];
 const messages = {
   type: 'array',
   minItems: 1,
-  items: { type: 'object', required: ['role'], properties: { role: { enum: CHAT_ROLES }, content, name: { type: 'string' } } },
+  items: {
+    type: 'object',
+    required: ['role'],
+    properties: { role: { enum: CHAT_ROLES }, content, name: { type: 'string' } },
+  },
 };
 
 /** `POST /v1/chat/completions`. */
@@ -63,8 +70,14 @@ export const COMPLETION_SCHEMA = {
   properties: {
     model: { type: 'string', minLength: 1 },
     prompt: {
-      description: 'a string, a non-empty list of strings, a non-empty list of token ids (integers) or a non-empty list of such lists',
-      anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' }, minItems: 1 }, { ...tokenIds, minItems: 1 }, { type: 'array', items: tokenIds, minItems: 1 }],
+      description:
+        'a string, a non-empty list of strings, a non-empty list of token ids (integers) or a non-empty list of such lists',
+      anyOf: [
+        { type: 'string' },
+        { type: 'array', items: { type: 'string' }, minItems: 1 },
+        { ...tokenIds, minItems: 1 },
+        { type: 'array', items: tokenIds, minItems: 1 },
+      ],
     },
     echo: nullable({ type: 'boolean' }),
     ...sampling,
@@ -79,7 +92,8 @@ export const EMBEDDING_SCHEMA = {
     model: { type: 'string', minLength: 1 },
     // As OpenAI: no empty input, and no empty string in a list.
     input: {
-      description: 'a non-empty string, a non-empty list of non-empty strings, a non-empty list of token ids (integers) or a non-empty list of such lists',
+      description:
+        'a non-empty string, a non-empty list of non-empty strings, a non-empty list of token ids (integers) or a non-empty list of such lists',
       anyOf: [
         { type: 'string', minLength: 1 },
         { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
@@ -100,7 +114,10 @@ export const GENERATE_SCHEMA = {
   required: ['model', 'prompt'],
   properties: {
     model: { type: 'string', minLength: 1 },
-    prompt: { description: 'a string or a non-empty list of token ids (integers)', anyOf: [{ type: 'string' }, { ...tokenIds, minItems: 1 }] },
+    prompt: {
+      description: 'a string or a non-empty list of token ids (integers)',
+      anyOf: [{ type: 'string' }, { ...tokenIds, minItems: 1 }],
+    },
     ...sampling,
   },
 };
@@ -109,7 +126,12 @@ export const GENERATE_SCHEMA = {
 export const CHAT_SCHEMA = {
   type: 'object',
   required: ['model', 'messages'],
-  properties: { model: { type: 'string', minLength: 1 }, messages, add_generation_prompt: nullable({ type: 'boolean' }), ...sampling },
+  properties: {
+    model: { type: 'string', minLength: 1 },
+    messages,
+    add_generation_prompt: nullable({ type: 'boolean' }),
+    ...sampling,
+  },
 };
 
 // verbose: each error carries its schema, whose `description` says what a field with alternatives may be.
@@ -120,7 +142,10 @@ export function validator<T>(schema: Record<string, unknown>): (body: unknown) =
   const validate: ValidateFunction = ajv.compile(schema);
   return (body) => {
     if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
-      throw badRequest('invalid_request', 'the request body must be a JSON object (send Content-Type: application/json)');
+      throw badRequest(
+        'invalid_request',
+        'the request body must be a JSON object (send Content-Type: application/json)',
+      );
     }
     if (!validate(body)) throw schemaError(validate.errors ?? []);
     return body as T;
@@ -140,7 +165,10 @@ function schemaError(errors: ErrorObject[]): Error {
   const field = path || 'body';
   const param = path.split('.')[0] || undefined;
   // anyOf failures report every branch; name the field and what it may be instead.
-  const message = error.keyword === 'anyOf' || error.keyword === 'type' || error.keyword === 'enum' ? describe(error) : error.message ?? 'is invalid';
+  const message =
+    error.keyword === 'anyOf' || error.keyword === 'type' || error.keyword === 'enum'
+      ? describe(error)
+      : (error.message ?? 'is invalid');
   return badRequest('invalid_field', `'${field}' ${message}`, param);
 }
 
@@ -152,7 +180,8 @@ function describedAs(error: ErrorObject): string | undefined {
 function describe(error: ErrorObject): string {
   const description = describedAs(error);
   if (error.keyword === 'anyOf' && description !== undefined) return `must be ${description}`;
-  if (error.keyword === 'enum') return `must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
+  if (error.keyword === 'enum')
+    return `must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
   if (error.keyword === 'type') return `must be ${(error.params as { type: string }).type}`;
   return 'has the wrong type';
 }

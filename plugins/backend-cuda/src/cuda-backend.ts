@@ -15,7 +15,10 @@ const OPTION_KINDS: { readonly [K in keyof CudaBackendConfig]: OptionKind } = {
 };
 
 /** ORT's provider options for a config, by ORT's own option names; `deviceId` is the one every binding reads. */
-export function cudaProviderOptions(c: CudaBackendConfig): { cuda: Record<string, unknown>; tensorrt: Record<string, unknown> } {
+export function cudaProviderOptions(c: CudaBackendConfig): {
+  cuda: Record<string, unknown>;
+  tensorrt: Record<string, unknown>;
+} {
   return {
     cuda: { name: 'cuda', deviceId: c.deviceId, cudnn_conv_algo_search: c.cudnnConvAlgoSearch },
     tensorrt: {
@@ -46,7 +49,11 @@ export class CudaBackend implements Backend {
   #tensorrtAvailable: boolean | undefined;
 
   constructor(config: Partial<CudaBackendConfig> = {}, inputs: CudaProbeInputs = {}) {
-    this.config = Object.freeze({ ...CUDA_DEFAULTS, ...config, tensorrt: { ...CUDA_DEFAULTS.tensorrt, ...config.tensorrt } });
+    this.config = Object.freeze({
+      ...CUDA_DEFAULTS,
+      ...config,
+      tensorrt: { ...CUDA_DEFAULTS.tensorrt, ...config.tensorrt },
+    });
     this.#inputs = inputs;
   }
 
@@ -83,7 +90,11 @@ export class CudaBackend implements Backend {
     const providers = cudaProviderOptions(c);
     // An unloadable TensorRT provider makes ORT reject the whole session, so leave it out once a probe found it missing.
     const withTensorRt = c.tensorrt.enabled && this.#tensorrtAvailable !== false;
-    const executionProviders = [...(withTensorRt ? [providers.tensorrt] : []), providers.cuda, 'cpu'] as SessionOptions['executionProviders'];
+    const executionProviders = [
+      ...(withTensorRt ? [providers.tensorrt] : []),
+      providers.cuda,
+      'cpu',
+    ] as SessionOptions['executionProviders'];
     return {
       executionProviders,
       graphOptimizationLevel: 'all',

@@ -1,6 +1,12 @@
 import { join } from 'node:path';
 import type { BackendProbe, DeviceInfo } from '@nucleus/sdk';
-import { execFileRunner, listOrtBackends, resolveOrtPackageDir, type MachineInputs, type OrtBackendInfo } from '@nucleus/sdk/backend-kit';
+import {
+  execFileRunner,
+  listOrtBackends,
+  resolveOrtPackageDir,
+  type MachineInputs,
+  type OrtBackendInfo,
+} from '@nucleus/sdk/backend-kit';
 import { bindingMentions, findSharedLibraries, locateOrtInstall, presentFiles } from '@nucleus/sdk/backend-kit';
 import { queryNvidiaSmi, readProcDriverNvidia, type NvidiaProcGpu, type NvidiaSmiGpu } from './nvidia.js';
 
@@ -77,7 +83,10 @@ interface VisibleGpu extends NvidiaSmiGpu {
 }
 
 /** GPUs CUDA numbers under a `CUDA_VISIBLE_DEVICES` value, in CUDA order; like CUDA, stops at the first entry it cannot match. */
-export function applyCudaVisibleDevices<G extends { index: number; uuid: string }>(gpus: readonly G[], value: string | undefined): G[] {
+export function applyCudaVisibleDevices<G extends { index: number; uuid: string }>(
+  gpus: readonly G[],
+  value: string | undefined,
+): G[] {
   if (value === undefined) return [...gpus];
   const chosen: G[] = [];
   for (const raw of value.split(',')) {
@@ -131,7 +140,10 @@ function toDevice(gpu: VisibleGpu, id: number, driverVersion: string | undefined
 }
 
 /** Looks for NVIDIA GPUs and a CUDA-capable onnxruntime-node; never throws, says why not instead. */
-export async function detectCuda(inputs: CudaProbeInputs = {}, options: CudaProbeOptions = { deviceId: 0, tensorrt: false }): Promise<CudaProbe> {
+export async function detectCuda(
+  inputs: CudaProbeInputs = {},
+  options: CudaProbeOptions = { deviceId: 0, tensorrt: false },
+): Promise<CudaProbe> {
   const root = inputs.root ?? '/';
   const run = inputs.run ?? execFileRunner();
   const env = inputs.env ?? process.env;
@@ -151,10 +163,13 @@ export async function detectCuda(inputs: CudaProbeInputs = {}, options: CudaProb
         : `no NVIDIA driver: /proc/driver/nvidia is absent and nvidia-smi failed: ${smi.message}`,
     );
   } else if (smi.status === 'failed') {
-    problems.push(`the NVIDIA driver${proc.driverVersion ? ` ${proc.driverVersion}` : ''} is loaded but nvidia-smi failed: ${smi.message}`);
+    problems.push(
+      `the NVIDIA driver${proc.driverVersion ? ` ${proc.driverVersion}` : ''} is loaded but nvidia-smi failed: ${smi.message}`,
+    );
   } else {
     gpus = mergeGpus(smi.status === 'ok' ? smi.gpus : undefined, proc.gpus);
-    if (smi.status === 'missing') warnings.push('nvidia-smi was not found: GPUs were read from /proc/driver/nvidia, without memory or utilization');
+    if (smi.status === 'missing')
+      warnings.push('nvidia-smi was not found: GPUs were read from /proc/driver/nvidia, without memory or utilization');
     for (const p of proc.gpus.filter((g) => g.excluded)) warnings.push(`the driver has excluded the GPU at ${p.busId}`);
   }
   const driverVersion = proc.driverVersion ?? gpus.find((g) => g.driverVersion !== undefined)?.driverVersion;
@@ -162,7 +177,9 @@ export async function detectCuda(inputs: CudaProbeInputs = {}, options: CudaProb
     problems.push(`the NVIDIA driver${driverVersion ? ` ${driverVersion}` : ''} is loaded but lists no GPUs`);
   }
   if (problems.length === 0 && driverVersion !== undefined && !versionAtLeast(driverVersion, MIN_DRIVER_VERSION)) {
-    problems.push(`NVIDIA driver ${driverVersion} is too old for the CUDA 12 build of onnxruntime-node (needs ${MIN_DRIVER_VERSION} or newer)`);
+    problems.push(
+      `NVIDIA driver ${driverVersion} is too old for the CUDA 12 build of onnxruntime-node (needs ${MIN_DRIVER_VERSION} or newer)`,
+    );
   }
   const visibleSetting = env.CUDA_VISIBLE_DEVICES;
   const visible = applyCudaVisibleDevices(gpus, visibleSetting);
@@ -179,13 +196,18 @@ export async function detectCuda(inputs: CudaProbeInputs = {}, options: CudaProb
   const onnxruntime: CudaProbeDetails['onnxruntime'] = { providers: [], missingLibraries: [] };
   const tensorrt: CudaProbeDetails['tensorrt'] = { enabled: options.tensorrt, available: false };
   let cudaRuntime: CudaProbeDetails['cudaRuntime'];
-  const packageDir = inputs.ortPackageDir === undefined ? resolveOrtPackageDir(import.meta.url) : (inputs.ortPackageDir ?? undefined);
+  const packageDir =
+    inputs.ortPackageDir === undefined ? resolveOrtPackageDir(import.meta.url) : (inputs.ortPackageDir ?? undefined);
   if (packageDir === undefined) {
     problems.push('onnxruntime-node is not installed where the backend-cuda plugin can load it: run npm install');
   } else {
     const install = await locateOrtInstall(packageDir, platform, arch);
     const ortName = `onnxruntime-node${install.version ? ` ${install.version}` : ''}`;
-    Object.assign(onnxruntime, { packageDir, ...(install.version && { version: install.version }), ...(install.binaryDir && { binaryDir: install.binaryDir }) });
+    Object.assign(onnxruntime, {
+      packageDir,
+      ...(install.version && { version: install.version }),
+      ...(install.binaryDir && { binaryDir: install.binaryDir }),
+    });
     let providers: readonly OrtBackendInfo[] = [];
     try {
       providers = inputs.ortBackends ? inputs.ortBackends() : listOrtBackends(import.meta.url);
@@ -196,7 +218,9 @@ export async function detectCuda(inputs: CudaProbeInputs = {}, options: CudaProb
     if (install.binaryDir === undefined) {
       problems.push(`${ortName} has no native binary for ${platform}/${arch}`);
     } else if (providers.length > 0 && !onnxruntime.providers.includes('cuda')) {
-      problems.push(`${ortName} for ${platform}/${arch} is built without the CUDA execution provider (the npm package has it for linux/x64 only)`);
+      problems.push(
+        `${ortName} for ${platform}/${arch} is built without the CUDA execution provider (the npm package has it for linux/x64 only)`,
+      );
     } else if (providers.length > 0) {
       const libs = await presentFiles(install.binaryDir, ORT_CUDA_LIBRARIES);
       onnxruntime.missingLibraries = libs.missing;
@@ -223,11 +247,17 @@ export async function detectCuda(inputs: CudaProbeInputs = {}, options: CudaProb
         }
         if (options.tensorrt) {
           const trtLib = await presentFiles(install.binaryDir, [ORT_TENSORRT_LIBRARY]);
-          if (!onnxruntime.providers.includes('tensorrt')) tensorrt.reason = `${ortName} is built without the TensorRT execution provider`;
-          else if (trtLib.missing.length > 0) tensorrt.reason = `${ORT_TENSORRT_LIBRARY} is missing from ${install.binaryDir}`;
-          else if (search.found[TENSORRT_RUNTIME_LIBRARY] === undefined) tensorrt.reason = `the loader cannot find ${TENSORRT_RUNTIME_LIBRARY} (TensorRT 10)`;
+          if (!onnxruntime.providers.includes('tensorrt'))
+            tensorrt.reason = `${ortName} is built without the TensorRT execution provider`;
+          else if (trtLib.missing.length > 0)
+            tensorrt.reason = `${ORT_TENSORRT_LIBRARY} is missing from ${install.binaryDir}`;
+          else if (search.found[TENSORRT_RUNTIME_LIBRARY] === undefined)
+            tensorrt.reason = `the loader cannot find ${TENSORRT_RUNTIME_LIBRARY} (TensorRT 10)`;
           else tensorrt.available = true;
-          if (!tensorrt.available) warnings.push(`TensorRT is enabled but unavailable (${tensorrt.reason}): sessions use the CUDA provider alone`);
+          if (!tensorrt.available)
+            warnings.push(
+              `TensorRT is enabled but unavailable (${tensorrt.reason}): sessions use the CUDA provider alone`,
+            );
         }
       }
       const keys = options.providerOptionKeys ?? [];
@@ -235,7 +265,9 @@ export async function detectCuda(inputs: CudaProbeInputs = {}, options: CudaProb
         const known = await bindingMentions(join(install.binaryDir, 'onnxruntime_binding.node'), keys);
         const ignored = keys.filter((k) => !known.has(k));
         if (ignored.length > 0) {
-          warnings.push(`${ortName}'s binding passes only deviceId to the CUDA and TensorRT providers: ${ignored.join(', ')} will not take effect`);
+          warnings.push(
+            `${ortName}'s binding passes only deviceId to the CUDA and TensorRT providers: ${ignored.join(', ')} will not take effect`,
+          );
         }
       }
     }

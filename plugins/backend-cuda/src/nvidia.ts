@@ -98,7 +98,10 @@ export function parseNvidiaGpuInformation(busId: string, text: string): NvidiaPr
     if (colon > 0) values.set(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
   }
   const minor = values.get('Device Minor');
-  const gpu: NvidiaProcGpu = { busId: values.get('Bus Location') ?? busId, excluded: values.get('GPU Excluded') === 'Yes' };
+  const gpu: NvidiaProcGpu = {
+    busId: values.get('Bus Location') ?? busId,
+    excluded: values.get('GPU Excluded') === 'Yes',
+  };
   const model = values.get('Model');
   const uuid = values.get('GPU UUID');
   if (model) gpu.model = model;
@@ -128,7 +131,10 @@ export async function readProcDriverNvidia(root: string): Promise<NvidiaProcDriv
 }
 
 /** What nvidia-smi answered: GPUs, a failure in its own words, or that it is not installed. */
-export type NvidiaSmiResult = { status: 'ok'; gpus: NvidiaSmiGpu[] } | { status: 'missing' } | { status: 'failed'; message: string };
+export type NvidiaSmiResult =
+  | { status: 'ok'; gpus: NvidiaSmiGpu[] }
+  | { status: 'missing' }
+  | { status: 'failed'; message: string };
 
 /** Runs nvidia-smi; drivers older than R510 do not know `compute_cap`, so it retries without that column. */
 export async function queryNvidiaSmi(run: CommandRunner): Promise<NvidiaSmiResult> {

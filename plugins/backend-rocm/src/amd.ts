@@ -71,7 +71,9 @@ export async function readKfdTopology(root: string): Promise<{ nodes: number; gp
     if (minor !== undefined) gpu.drmRenderMinor = minor;
     let memory = 0;
     for (const bank of await list(root, `${base}/${name}/mem_banks`)) {
-      const bankProps = parseKfdProperties((await readText(root, `${base}/${name}/mem_banks/${bank}/properties`)) ?? '');
+      const bankProps = parseKfdProperties(
+        (await readText(root, `${base}/${name}/mem_banks/${bank}/properties`)) ?? '',
+      );
       // Heap types 1 and 2 are the GPU's own framebuffer (public and private); 0 is system memory.
       const heap = int(bankProps, 'heap_type');
       if (heap === 1 || heap === 2) memory += int(bankProps, 'size_in_bytes') ?? 0;
@@ -132,7 +134,9 @@ export function parseRocmSmiJson(text: string): RocmSmiCard[] {
   for (const [card, value] of Object.entries(data as Record<string, unknown>)) {
     if (!/^card\d+$/.test(card) || typeof value !== 'object' || value === null) continue;
     // Key spelling has changed between ROCm releases ("Card Series" / "Card series").
-    const fields = new Map(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k.toLowerCase(), String(v)]));
+    const fields = new Map(
+      Object.entries(value as Record<string, unknown>).map(([k, v]) => [k.toLowerCase(), String(v)]),
+    );
     const entry: RocmSmiCard = { card };
     const name = fields.get('card series') ?? fields.get('card model');
     if (name !== undefined && name !== '' && !/^0x[0-9a-f]+$/i.test(name)) entry.productName = name;
@@ -150,7 +154,10 @@ export function parseRocmSmiJson(text: string): RocmSmiCard[] {
 }
 
 /** What rocm-smi answered: cards, a failure in its own words, or that it is not installed. */
-export type RocmSmiResult = { status: 'ok'; cards: RocmSmiCard[] } | { status: 'missing' } | { status: 'failed'; message: string };
+export type RocmSmiResult =
+  | { status: 'ok'; cards: RocmSmiCard[] }
+  | { status: 'missing' }
+  | { status: 'failed'; message: string };
 
 /** Runs rocm-smi for product names and VRAM. */
 export async function queryRocmSmi(run: CommandRunner): Promise<RocmSmiResult> {

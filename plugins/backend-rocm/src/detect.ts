@@ -1,7 +1,14 @@
 import type { BackendProbe, DeviceInfo } from '@nucleus/sdk';
 import { readDrmDevice, readKfdTopology, queryRocmSmi, AMD_VENDOR_ID, type KfdGpu, type RocmSmiCard } from './amd.js';
 import type { RocmProvider } from './config.js';
-import { exists, execFileRunner, listOrtBackends, resolveOrtPackageDir, type MachineInputs, type OrtBackendInfo } from '@nucleus/sdk/backend-kit';
+import {
+  exists,
+  execFileRunner,
+  listOrtBackends,
+  resolveOrtPackageDir,
+  type MachineInputs,
+  type OrtBackendInfo,
+} from '@nucleus/sdk/backend-kit';
 import { locateOrtInstall, presentFiles } from '@nucleus/sdk/backend-kit';
 
 /** What ROCm detection reads (`env`: HIP_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES). */
@@ -53,7 +60,8 @@ export function applyVisibleDevices<G>(gpus: readonly G[], value: string | undef
 
 async function toDevice(root: string, gpu: KfdGpu, id: number, cards: readonly RocmSmiCard[]): Promise<DeviceInfo> {
   // Older rocm-smi prints no Node ID; its cards are then in KFD order.
-  const card = cards.find((c) => c.node === gpu.node) ?? (cards.every((c) => c.node === undefined) ? cards[id] : undefined);
+  const card =
+    cards.find((c) => c.node === gpu.node) ?? (cards.every((c) => c.node === undefined) ? cards[id] : undefined);
   const drm = gpu.drmRenderMinor === undefined ? {} : await readDrmDevice(root, gpu.drmRenderMinor);
   const hexId = `0x${gpu.deviceId.toString(16).padStart(4, '0')}`;
   const device: DeviceInfo = {
@@ -78,7 +86,10 @@ async function toDevice(root: string, gpu: KfdGpu, id: number, cards: readonly R
 }
 
 /** Looks for AMD GPUs and an onnxruntime-node with a ROCm or MIGraphX provider; never throws, says why not instead. */
-export async function detectRocm(inputs: RocmProbeInputs = {}, options: RocmProbeOptions = { deviceId: 0, provider: 'auto' }): Promise<RocmProbe> {
+export async function detectRocm(
+  inputs: RocmProbeInputs = {},
+  options: RocmProbeOptions = { deviceId: 0, provider: 'auto' },
+): Promise<RocmProbe> {
   const root = inputs.root ?? '/';
   const run = inputs.run ?? execFileRunner();
   const env = inputs.env ?? process.env;
@@ -100,7 +111,8 @@ export async function detectRocm(inputs: RocmProbeInputs = {}, options: RocmProb
   } else {
     const topology = await readKfdTopology(root);
     gpus = topology.gpus.filter((g) => g.vendorId === AMD_VENDOR_ID);
-    if (topology.nodes === 0) problems.push('/dev/kfd is present but /sys/class/kfd/kfd/topology lists no nodes: is /sys mounted?');
+    if (topology.nodes === 0)
+      problems.push('/dev/kfd is present but /sys/class/kfd/kfd/topology lists no nodes: is /sys mounted?');
     else if (gpus.length === 0) problems.push('the amdgpu driver is loaded but its KFD topology lists no AMD GPU');
     if (smi.status === 'failed') warnings.push(`rocm-smi failed: ${smi.message}; names and memory come from sysfs`);
   }
@@ -114,19 +126,26 @@ export async function detectRocm(inputs: RocmProbeInputs = {}, options: RocmProb
     problems.push(`HIP_VISIBLE_DEVICES / ROCR_VISIBLE_DEVICES (${JSON.stringify(visibleSetting)}) hide every GPU`);
   }
   if (problems.length === 0 && options.deviceId >= devices.length) {
-    problems.push(`deviceId ${options.deviceId} is configured but HIP sees ${devices.length === 1 ? '1 GPU (id 0)' : `${devices.length} GPUs (ids 0-${devices.length - 1})`}`);
+    problems.push(
+      `deviceId ${options.deviceId} is configured but HIP sees ${devices.length === 1 ? '1 GPU (id 0)' : `${devices.length} GPUs (ids 0-${devices.length - 1})`}`,
+    );
   }
 
   // onnxruntime-node's AMD providers.
   const onnxruntime: RocmProbeDetails['onnxruntime'] = { providers: [] };
   let provider: 'migraphx' | 'rocm' | undefined;
-  const packageDir = inputs.ortPackageDir === undefined ? resolveOrtPackageDir(import.meta.url) : (inputs.ortPackageDir ?? undefined);
+  const packageDir =
+    inputs.ortPackageDir === undefined ? resolveOrtPackageDir(import.meta.url) : (inputs.ortPackageDir ?? undefined);
   if (packageDir === undefined) {
     problems.push('onnxruntime-node is not installed where the backend-rocm plugin can load it: run npm install');
   } else {
     const install = await locateOrtInstall(packageDir, platform, arch);
     const ortName = `onnxruntime-node${install.version ? ` ${install.version}` : ''}`;
-    Object.assign(onnxruntime, { packageDir, ...(install.version && { version: install.version }), ...(install.binaryDir && { binaryDir: install.binaryDir }) });
+    Object.assign(onnxruntime, {
+      packageDir,
+      ...(install.version && { version: install.version }),
+      ...(install.binaryDir && { binaryDir: install.binaryDir }),
+    });
     let offered: readonly OrtBackendInfo[] | undefined;
     try {
       offered = inputs.ortBackends ? inputs.ortBackends() : listOrtBackends(import.meta.url);
@@ -135,7 +154,8 @@ export async function detectRocm(inputs: RocmProbeInputs = {}, options: RocmProb
     }
     if (offered !== undefined) {
       onnxruntime.providers = offered.map((p) => p.name);
-      const wanted: Array<'migraphx' | 'rocm'> = options.provider === 'auto' ? ['migraphx', 'rocm'] : [options.provider];
+      const wanted: Array<'migraphx' | 'rocm'> =
+        options.provider === 'auto' ? ['migraphx', 'rocm'] : [options.provider];
       const candidate = wanted.find((p) => onnxruntime.providers.includes(p));
       if (candidate === undefined) {
         const what = options.provider === 'auto' ? 'ROCm or MIGraphX' : PROVIDER_LABEL[options.provider];
@@ -150,7 +170,9 @@ export async function detectRocm(inputs: RocmProbeInputs = {}, options: RocmProb
         const lib = ORT_AMD_LIBRARIES[candidate];
         // A bundled provider is linked into the main library; otherwise its own library must sit next to the binding.
         if (!bundled && (await presentFiles(install.binaryDir, [lib])).missing.length > 0) {
-          problems.push(`${ortName} lists the ${PROVIDER_LABEL[candidate]} provider but ${lib} is missing from ${install.binaryDir}`);
+          problems.push(
+            `${ortName} lists the ${PROVIDER_LABEL[candidate]} provider but ${lib} is missing from ${install.binaryDir}`,
+          );
         } else {
           provider = candidate;
         }

@@ -17,7 +17,15 @@ export {
   type RocmSmiResult,
 } from './amd.js';
 export { ROCM_DEFAULTS, type RocmBackendConfig, type RocmProvider } from './config.js';
-export { applyVisibleDevices, detectRocm, ORT_AMD_LIBRARIES, type RocmProbe, type RocmProbeDetails, type RocmProbeInputs, type RocmProbeOptions } from './detect.js';
+export {
+  applyVisibleDevices,
+  detectRocm,
+  ORT_AMD_LIBRARIES,
+  type RocmProbe,
+  type RocmProbeDetails,
+  type RocmProbeInputs,
+  type RocmProbeOptions,
+} from './detect.js';
 export { execFileRunner, type CommandResult, type CommandRunner, type OrtBackendInfo } from '@nucleus/sdk/backend-kit';
 export { RocmBackend } from './rocm-backend.js';
 

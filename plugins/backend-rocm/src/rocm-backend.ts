@@ -45,7 +45,10 @@ export class RocmBackend implements Backend {
     const c = applyOverrides(this.config, overrides, OPTION_KINDS, this.name);
     const name = c.provider === 'auto' ? (this.#provider ?? 'migraphx') : c.provider;
     // ORT's own provider option names; bindings that read only deviceId ignore the rest.
-    const ep: Record<string, unknown> = name === 'migraphx' ? { name, deviceId: c.deviceId, migraphx_fp16_enable: c.fp16 } : { name, deviceId: c.deviceId };
+    const ep: Record<string, unknown> =
+      name === 'migraphx'
+        ? { name, deviceId: c.deviceId, migraphx_fp16_enable: c.fp16 }
+        : { name, deviceId: c.deviceId };
     return {
       executionProviders: [ep, 'cpu'] as SessionOptions['executionProviders'],
       graphOptimizationLevel: 'all',

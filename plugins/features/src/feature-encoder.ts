@@ -51,7 +51,8 @@ export class FeatureEncoder {
     const data: number[] = [];
     records.forEach((record, r) => {
       const where = records.length > 1 ? ` (record ${r})` : '';
-      if (!isRecord(record)) throw badRequest('invalid_features', `features${where} must be an object of name: value`, 'features');
+      if (!isRecord(record))
+        throw badRequest('invalid_features', `features${where} must be an object of name: value`, 'features');
       const unknown = Object.keys(record).filter((k) => !known.has(k));
       if (unknown.length > 0) {
         throw badRequest(
@@ -67,17 +68,31 @@ export class FeatureEncoder {
 
   #encodeOne(f: FeatureDeclaration, given: unknown, where: string, out: number[]): void {
     const value = given === undefined || given === null ? f.default : given;
-    if (value === undefined) throw badRequest('missing_feature', `feature '${f.name}'${where} is missing and ${this.label} declares no default for it`, f.name);
+    if (value === undefined)
+      throw badRequest(
+        'missing_feature',
+        `feature '${f.name}'${where} is missing and ${this.label} declares no default for it`,
+        f.name,
+      );
     if (f.vocabulary) {
       const slot = f.vocabulary.indexOf(value as string | number | boolean);
       if (slot < 0) {
-        throw badRequest('invalid_feature', `feature '${f.name}'${where} is ${JSON.stringify(value)}, which is not one of ${f.vocabulary.map((v) => JSON.stringify(v)).join(', ')}`, f.name);
+        throw badRequest(
+          'invalid_feature',
+          `feature '${f.name}'${where} is ${JSON.stringify(value)}, which is not one of ${f.vocabulary.map((v) => JSON.stringify(v)).join(', ')}`,
+          f.name,
+        );
       }
       for (let i = 0; i < f.vocabulary.length; i++) out.push(i === slot ? 1 : 0);
       return;
     }
     const x = typeof value === 'boolean' ? Number(value) : value;
-    if (typeof x !== 'number' || !Number.isFinite(x)) throw badRequest('invalid_feature', `feature '${f.name}'${where} is ${JSON.stringify(value)}, but it needs a number`, f.name);
+    if (typeof x !== 'number' || !Number.isFinite(x))
+      throw badRequest(
+        'invalid_feature',
+        `feature '${f.name}'${where} is ${JSON.stringify(value)}, but it needs a number`,
+        f.name,
+      );
     out.push(f.mean !== undefined && f.std !== undefined && f.std !== 0 ? (x - f.mean) / f.std : x);
   }
 }

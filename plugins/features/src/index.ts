@@ -1,7 +1,21 @@
-import { badRequest, definePlugin, ExtensionPoints, NucleusError, Services, type InferenceHookInput, type InferenceService, type TensorDataType } from '@nucleus/sdk';
+import {
+  badRequest,
+  definePlugin,
+  ExtensionPoints,
+  NucleusError,
+  Services,
+  type InferenceHookInput,
+  type InferenceService,
+  type TensorDataType,
+} from '@nucleus/sdk';
 import { FeatureEncoder, readPreprocessing } from './feature-encoder.js';
 
-export { FeatureEncoder, readPreprocessing, type FeatureDeclaration, type FeaturePreprocessing } from './feature-encoder.js';
+export {
+  FeatureEncoder,
+  readPreprocessing,
+  type FeatureDeclaration,
+  type FeaturePreprocessing,
+} from './feature-encoder.js';
 
 const KSERVE_DATATYPES: Partial<Record<TensorDataType, string>> = { float32: 'FP32', float64: 'FP64', float16: 'FP16' };
 
@@ -13,19 +27,33 @@ const KSERVE_DATATYPES: Partial<Record<TensorDataType, string>> = { float32: 'FP
 export function encodeFeatures(input: InferenceHookInput, service: InferenceService): InferenceHookInput {
   const { features, records, ...rest } = input.body;
   if (features === undefined && records === undefined) return input;
-  if (features !== undefined && records !== undefined) throw badRequest('invalid_body', 'give either features (one record) or records (a list), not both', 'features');
-  if (rest.inputs !== undefined) throw badRequest('invalid_body', 'give either inputs or features/records, not both', 'features');
+  if (features !== undefined && records !== undefined)
+    throw badRequest('invalid_body', 'give either features (one record) or records (a list), not both', 'features');
+  if (rest.inputs !== undefined)
+    throw badRequest('invalid_body', 'give either inputs or features/records, not both', 'features');
   const list = records !== undefined ? records : [features];
-  if (!Array.isArray(list) || list.length === 0) throw badRequest('invalid_body', 'records must be a non-empty list of feature objects', 'records');
+  if (!Array.isArray(list) || list.length === 0)
+    throw badRequest('invalid_body', 'records must be a non-empty list of feature objects', 'records');
   const info = service.get(input.model, input.version);
   const label = `model '${info.name}' version '${info.version}'`;
   const preprocessing = readPreprocessing(info.metadata);
-  if (!preprocessing) throw badRequest('no_preprocessing', `${label} declares no feature preprocessing in its model.json; send inputs instead of features`, 'features');
+  if (!preprocessing)
+    throw badRequest(
+      'no_preprocessing',
+      `${label} declares no feature preprocessing in its model.json; send inputs instead of features`,
+      'features',
+    );
   const { data, shape } = new FeatureEncoder(preprocessing, label).encode(list);
   const dtype = info.inputs.find((t) => t.name === preprocessing.input)?.dtype ?? 'float32';
-  if (typeof rest.model === 'string') return { ...input, body: { ...rest, inputs: { [preprocessing.input]: { data, shape } } } };
+  if (typeof rest.model === 'string')
+    return { ...input, body: { ...rest, inputs: { [preprocessing.input]: { data, shape } } } };
   const datatype = KSERVE_DATATYPES[dtype];
-  if (!datatype) throw badRequest('no_preprocessing', `${label} takes ${dtype} for '${preprocessing.input}', which feature preprocessing cannot fill`, 'features');
+  if (!datatype)
+    throw badRequest(
+      'no_preprocessing',
+      `${label} takes ${dtype} for '${preprocessing.input}', which feature preprocessing cannot fill`,
+      'features',
+    );
   return { ...input, body: { ...rest, inputs: [{ name: preprocessing.input, shape, datatype, data }] } };
 }
 
@@ -33,9 +61,14 @@ export function encodeFeatures(input: InferenceHookInput, service: InferenceServ
 export default definePlugin({
   activate(ctx) {
     const service = (): InferenceService => {
-      if (!ctx.container.isRegistered(Services.inference, true)) throw new NucleusError(503, 'engine_unavailable', 'the inference engine is not running in this server');
+      if (!ctx.container.isRegistered(Services.inference, true))
+        throw new NucleusError(503, 'engine_unavailable', 'the inference engine is not running in this server');
       return ctx.container.resolve<InferenceService>(Services.inference);
     };
-    ctx.contribute(ExtensionPoints.hooks, { preInference: (input: InferenceHookInput) => encodeFeatures(input, service()) }, { name: 'features' });
+    ctx.contribute(
+      ExtensionPoints.hooks,
+      { preInference: (input: InferenceHookInput) => encodeFeatures(input, service()) },
+      { name: 'features' },
+    );
   },
 });

@@ -26,7 +26,13 @@ export const ggufFormat: ModelFormat = {
     if (readHead(source.path, 4).toString('latin1') === MAGIC) {
       return { confidence: 1, reason: 'starts with the GGUF magic', kind: 'llm', buildsGraph: true };
     }
-    return named ? { confidence: 0, reason: 'is named .gguf but does not start with the GGUF magic bytes (a truncated or renamed file?)', kind: 'llm' } : undefined;
+    return named
+      ? {
+          confidence: 0,
+          reason: 'is named .gguf but does not start with the GGUF magic bytes (a truncated or renamed file?)',
+          kind: 'llm',
+        }
+      : undefined;
   },
   loadLlm(source: ModelSource, context: FormatLoadContext): Promise<LoadedLlm> {
     return loadGguf(source.path, {

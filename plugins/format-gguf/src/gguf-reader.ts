@@ -22,10 +22,38 @@ export type GgufValue = number | bigint | boolean | string | GgufValue[];
 
 /** ggml tensor types by number (ggml.h `enum ggml_type`), for reading and for naming unsupported ones. */
 export const GGML_TYPE_NAMES: Readonly<Record<number, string>> = {
-  0: 'F32', 1: 'F16', 2: 'Q4_0', 3: 'Q4_1', 6: 'Q5_0', 7: 'Q5_1', 8: 'Q8_0', 9: 'Q8_1', 10: 'Q2_K', 11: 'Q3_K', 12: 'Q4_K',
-  13: 'Q5_K', 14: 'Q6_K', 15: 'Q8_K', 16: 'IQ2_XXS', 17: 'IQ2_XS', 18: 'IQ3_XXS', 19: 'IQ1_S', 20: 'IQ4_NL', 21: 'IQ3_S',
-  22: 'IQ2_S', 23: 'IQ4_XS', 24: 'I8', 25: 'I16', 26: 'I32', 27: 'I64', 28: 'F64', 29: 'IQ1_M', 30: 'BF16', 34: 'TQ1_0',
-  35: 'TQ2_0', 39: 'MXFP4',
+  0: 'F32',
+  1: 'F16',
+  2: 'Q4_0',
+  3: 'Q4_1',
+  6: 'Q5_0',
+  7: 'Q5_1',
+  8: 'Q8_0',
+  9: 'Q8_1',
+  10: 'Q2_K',
+  11: 'Q3_K',
+  12: 'Q4_K',
+  13: 'Q5_K',
+  14: 'Q6_K',
+  15: 'Q8_K',
+  16: 'IQ2_XXS',
+  17: 'IQ2_XS',
+  18: 'IQ3_XXS',
+  19: 'IQ1_S',
+  20: 'IQ4_NL',
+  21: 'IQ3_S',
+  22: 'IQ2_S',
+  23: 'IQ4_XS',
+  24: 'I8',
+  25: 'I16',
+  26: 'I32',
+  27: 'I64',
+  28: 'F64',
+  29: 'IQ1_M',
+  30: 'BF16',
+  34: 'TQ1_0',
+  35: 'TQ2_0',
+  39: 'MXFP4',
 };
 
 /** Bytes per block and elements per block of the tensor types this reader can dequantize. */
@@ -85,7 +113,8 @@ class HeaderCursor {
   ) {}
 
   private need(n: number): number {
-    if (this.pos + n > this.size) throw new GgufFormatError(this.path, `truncated: needs ${this.pos + n} bytes, file has ${this.size}`);
+    if (this.pos + n > this.size)
+      throw new GgufFormatError(this.path, `truncated: needs ${this.pos + n} bytes, file has ${this.size}`);
     const end = this.bufStart + this.buf.length;
     if (this.pos < this.bufStart || this.pos + n > end) {
       const len = Math.min(Math.max(n, CHUNK), this.size - this.pos);
@@ -148,7 +177,8 @@ class HeaderCursor {
   }
   str(): string {
     const n = this.count('string length');
-    if (n > this.size) throw new GgufFormatError(this.path, `string of ${n} bytes at ${this.pos - 8} runs past the end`);
+    if (n > this.size)
+      throw new GgufFormatError(this.path, `string of ${n} bytes at ${this.pos - 8} runs past the end`);
     const at = this.need(n);
     return this.buf.toString('utf8', at, at + n);
   }
@@ -247,10 +277,13 @@ export function readTensorF32(file: GgufFile, tensor: GgufTensorInfo): Float32Ar
   const layout = READABLE[tensor.type];
   if (!layout) throw new Error(`tensor ${tensor.name} is ${ggmlTypeName(tensor.type)}, which cannot be read`);
   if (tensor.elements % layout.blockElems !== 0) {
-    throw new Error(`tensor ${tensor.name}: ${tensor.elements} values do not fill ${ggmlTypeName(tensor.type)} blocks of ${layout.blockElems}`);
+    throw new Error(
+      `tensor ${tensor.name}: ${tensor.elements} values do not fill ${ggmlTypeName(tensor.type)} blocks of ${layout.blockElems}`,
+    );
   }
   const bytes = (tensor.elements / layout.blockElems) * layout.blockBytes;
-  if (tensor.offset + bytes > file.fileSize) throw new GgufFormatError(file.path, `tensor ${tensor.name} runs past the end of the file`);
+  if (tensor.offset + bytes > file.fileSize)
+    throw new GgufFormatError(file.path, `tensor ${tensor.name} runs past the end of the file`);
   const raw = Buffer.alloc(bytes);
   const fd = openSync(file.path, 'r');
   try {

@@ -14,7 +14,15 @@ import {
   type LoadedLlm,
   type TokenizerSpec,
 } from '@nucleus/sdk/llm';
-import { GGML_READABLE_TYPES, ggmlTypeName, readGguf, readTensorF32, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf-reader.js';
+import {
+  GGML_READABLE_TYPES,
+  ggmlTypeName,
+  readGguf,
+  readTensorF32,
+  type GgufFile,
+  type GgufTensorInfo,
+  type GgufValue,
+} from './gguf-reader.js';
 
 /** Options for `loadGguf`. */
 export interface LoadGgufOptions {
@@ -25,7 +33,17 @@ export interface LoadGgufOptions {
   graphStyle?: 'generic' | 'contrib';
 }
 
-const LAYER_TENSORS = ['attn_norm', 'attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_norm', 'ffn_gate', 'ffn_down', 'ffn_up'] as const;
+const LAYER_TENSORS = [
+  'attn_norm',
+  'attn_q',
+  'attn_k',
+  'attn_v',
+  'attn_output',
+  'ffn_norm',
+  'ffn_gate',
+  'ffn_down',
+  'ffn_up',
+] as const;
 
 /** What a GGUF file says about a Llama model, after every compatibility check passed. */
 export interface GgufLlama {
@@ -48,18 +66,31 @@ export async function loadGguf(path: string, options: LoadGgufOptions): Promise<
   const style = options.graphStyle ?? 'generic';
   const { cacheDir } = options;
   const sha = await sha256FileCached(path, cacheDir);
-  const { path: onnxPath } = await ensureGeneratedGraph(cacheDir, 'gguf', `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`, () =>
-    buildLlamaGraph(readGgufWeights(model.file, model.arch), model.arch, {
-      // llama.cpp's `llama` architecture rotates adjacent pairs; its converter permutes HF's Wq/Wk to match.
-      ropeLayout: 'interleaved',
-      style,
-      name: 'gguf_llama',
-      metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
-    }),
+  const { path: onnxPath } = await ensureGeneratedGraph(
+    cacheDir,
+    'gguf',
+    `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`,
+    () =>
+      buildLlamaGraph(readGgufWeights(model.file, model.arch), model.arch, {
+        // llama.cpp's `llama` architecture rotates adjacent pairs; its converter permutes HF's Wq/Wk to match.
+        ropeLayout: 'interleaved',
+        style,
+        name: 'gguf_llama',
+        metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
+      }),
   );
-  const config = builtDecoderConfig(model.arch, style, { eosTokenIds: model.eosTokenIds, ...(options.maxContext !== undefined && { maxContext: options.maxContext }) });
+  const config = builtDecoderConfig(model.arch, style, {
+    eosTokenIds: model.eosTokenIds,
+    ...(options.maxContext !== undefined && { maxContext: options.maxContext }),
+  });
   if (model.bosTokenId !== undefined) config.bosTokenId = model.bosTokenId;
-  const loaded: LoadedLlm = { name: options.name ?? model.name, source: 'gguf', config, onnxPath, tokenizer: model.tokenizer };
+  const loaded: LoadedLlm = {
+    name: options.name ?? model.name,
+    source: 'gguf',
+    config,
+    onnxPath,
+    tokenizer: model.tokenizer,
+  };
   if (model.chatTemplate !== undefined) loaded.chatTemplate = model.chatTemplate;
   return loaded;
 }
@@ -98,11 +129,18 @@ export function inspectGguf(path: string): GgufLlama {
   const numHeads = int('attention.head_count');
   const numKvHeads = int('attention.head_count_kv', numHeads);
   const contextLength = int('context_length');
-  const headDim = md.has(`${prefix}.attention.key_length`) ? int('attention.key_length') : numHeads > 0 ? hiddenSize / numHeads : 0;
+  const headDim = md.has(`${prefix}.attention.key_length`)
+    ? int('attention.key_length')
+    : numHeads > 0
+      ? hiddenSize / numHeads
+      : 0;
   if (md.has(`${prefix}.attention.value_length`) && int('attention.value_length') !== headDim) {
-    problems.push(`attention.value_length ${String(md.get(`${prefix}.attention.value_length`))} differs from key_length ${headDim}`);
+    problems.push(
+      `attention.value_length ${String(md.get(`${prefix}.attention.value_length`))} differs from key_length ${headDim}`,
+    );
   }
-  if (numHeads > 0 && numKvHeads > 0 && numHeads % numKvHeads !== 0) problems.push(`${numHeads} heads do not split into ${numKvHeads} kv heads`);
+  if (numHeads > 0 && numKvHeads > 0 && numHeads % numKvHeads !== 0)
+    problems.push(`${numHeads} heads do not split into ${numKvHeads} kv heads`);
   const ropeDims = int('rope.dimension_count', headDim);
   if (ropeDims !== headDim) problems.push(`partial RoPE (rope.dimension_count ${ropeDims} of head dim ${headDim})`);
   const scalingType = md.get(`${prefix}.rope.scaling.type`);
@@ -118,7 +156,9 @@ export function inspectGguf(path: string): GgufLlama {
   // Tensors: exactly the Llama set, in types this reader dequantizes.
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
   const expected = new Map<string, number[]>();
-  const vocabFromTokens = Array.isArray(md.get('tokenizer.ggml.tokens')) ? (md.get('tokenizer.ggml.tokens') as GgufValue[]).length : 0;
+  const vocabFromTokens = Array.isArray(md.get('tokenizer.ggml.tokens'))
+    ? (md.get('tokenizer.ggml.tokens') as GgufValue[]).length
+    : 0;
   const embd = byName.get('token_embd.weight');
   const vocabSize = embd?.dims[1] ?? vocabFromTokens;
   const q = numHeads * headDim;
@@ -141,7 +181,8 @@ export function inspectGguf(path: string): GgufLlama {
   const missing = [...expected.keys()].filter((n) => !byName.has(n));
   if (missing.length > 0) problems.push(`missing tensors: ${summarize(missing)}`);
   const extra = file.tensors.map((t) => t.name).filter((n) => !expected.has(n));
-  if (extra.length > 0) problems.push(`tensors outside the Llama graph (biases, rope factors, experts …): ${summarize(extra)}`);
+  if (extra.length > 0)
+    problems.push(`tensors outside the Llama graph (biases, rope factors, experts …): ${summarize(extra)}`);
   const badTypes = new Map<string, string[]>();
   for (const t of file.tensors) {
     if (!GGML_READABLE_TYPES.includes(t.type)) {
@@ -151,7 +192,9 @@ export function inspectGguf(path: string): GgufLlama {
     }
   }
   for (const [type, names] of badTypes) {
-    problems.push(`tensor type ${type} (${names.length} tensor${names.length > 1 ? 's' : ''}, e.g. ${names[0]}; supported: F32, F16, Q8_0)`);
+    problems.push(
+      `tensor type ${type} (${names.length} tensor${names.length > 1 ? 's' : ''}, e.g. ${names[0]}; supported: F32, F16, Q8_0)`,
+    );
   }
   for (const [name, dims] of expected) {
     const t = byName.get(name);
@@ -180,7 +223,10 @@ export function inspectGguf(path: string): GgufLlama {
     arch: archFacts,
     tokenizer: tokenizer.spec,
     eosTokenIds: tokenizer.eosTokenIds,
-    name: typeof md.get('general.name') === 'string' ? (md.get('general.name') as string) : basename(path).replace(/\.gguf$/i, ''),
+    name:
+      typeof md.get('general.name') === 'string'
+        ? (md.get('general.name') as string)
+        : basename(path).replace(/\.gguf$/i, ''),
   };
   if (tokenizer.bosTokenId !== undefined) out.bosTokenId = tokenizer.bosTokenId;
   const template = md.get('tokenizer.chat_template');
@@ -207,7 +253,11 @@ export function readGgufWeights(file: GgufFile, a: LlamaArchitecture): LlamaWeig
       down: read(`${p}.ffn_down.weight`),
     });
   }
-  const weights: LlamaWeights = { tokenEmbedding: read('token_embd.weight'), layers, finalNorm: read('output_norm.weight') };
+  const weights: LlamaWeights = {
+    tokenEmbedding: read('token_embd.weight'),
+    layers,
+    finalNorm: read('output_norm.weight'),
+  };
   if (byName.has('output.weight')) weights.lmHead = read('output.weight');
   return weights;
 }
@@ -219,13 +269,25 @@ function ggufTokenizer(
 ): { spec: TokenizerSpec; bosTokenId?: number; eosTokenIds: number[] } {
   const kind = md.get('tokenizer.ggml.model');
   const tokens = md.get('tokenizer.ggml.tokens');
-  const empty = { spec: { kind: 'sentencepiece', pieces: [], scores: [], types: [], eosTokenIds: [], addDummyPrefix: false, byteFallback: false } as TokenizerSpec, eosTokenIds: [] };
+  const empty = {
+    spec: {
+      kind: 'sentencepiece',
+      pieces: [],
+      scores: [],
+      types: [],
+      eosTokenIds: [],
+      addDummyPrefix: false,
+      byteFallback: false,
+    } as TokenizerSpec,
+    eosTokenIds: [],
+  };
   if (!Array.isArray(tokens) || tokens.some((t) => typeof t !== 'string')) {
     problems.push('tokenizer.ggml.tokens is missing');
     return empty;
   }
   const pieces = tokens as string[];
-  if (vocabSize > 0 && pieces.length !== vocabSize) problems.push(`${pieces.length} tokens in the vocabulary, token_embd has ${vocabSize} rows`);
+  if (vocabSize > 0 && pieces.length !== vocabSize)
+    problems.push(`${pieces.length} tokens in the vocabulary, token_embd has ${vocabSize} rows`);
   const numbers = (key: string): number[] | undefined => {
     const v = md.get(key);
     return Array.isArray(v) ? v.map((x) => Number(x)) : undefined;
@@ -239,7 +301,13 @@ function ggufTokenizer(
   };
   const bosTokenId = id('tokenizer.ggml.bos_token_id');
   // llama.cpp stops on EOS and also on end-of-turn / end-of-message tokens.
-  const eosTokenIds = [...new Set(['eos_token_id', 'eot_token_id', 'eom_token_id'].map((k) => id(`tokenizer.ggml.${k}`)).filter((v): v is number => v !== undefined))];
+  const eosTokenIds = [
+    ...new Set(
+      ['eos_token_id', 'eot_token_id', 'eom_token_id']
+        .map((k) => id(`tokenizer.ggml.${k}`))
+        .filter((v): v is number => v !== undefined),
+    ),
+  ];
   const flag = (key: string): boolean | undefined => {
     const v = md.get(key);
     return typeof v === 'boolean' ? v : undefined;
@@ -265,7 +333,8 @@ function ggufTokenizer(
     const merges = md.get('tokenizer.ggml.merges');
     if (!Array.isArray(merges)) problems.push('tokenizer.ggml.merges is missing (needed by the "gpt2" tokenizer)');
     const pre = typeof md.get('tokenizer.ggml.pre') === 'string' ? (md.get('tokenizer.ggml.pre') as string) : 'default';
-    if (!BPE_PRE_TOKENIZERS[pre]) problems.push(`BPE pre-tokenizer "${pre}" (supported: ${Object.keys(BPE_PRE_TOKENIZERS).join(', ')})`);
+    if (!BPE_PRE_TOKENIZERS[pre])
+      problems.push(`BPE pre-tokenizer "${pre}" (supported: ${Object.keys(BPE_PRE_TOKENIZERS).join(', ')})`);
     const spec: TokenizerSpec = {
       kind: 'gpt2-bpe',
       ...base,

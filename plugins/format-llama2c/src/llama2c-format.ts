@@ -17,7 +17,12 @@ function inspect(path: string): { vocabSize: number; sizeMatches: boolean } | un
     const head = Buffer.alloc(28);
     if (readSync(fd, head, 0, 28, 0) < 28) return undefined;
     const h = readLlama2cHeader(head);
-    if ([h.dim, h.hiddenDim, h.nLayers, h.nHeads, h.nKvHeads, h.vocabSize, h.seqLen].some((n) => !Number.isInteger(n) || n <= 0 || n > 1 << 24)) return undefined;
+    if (
+      [h.dim, h.hiddenDim, h.nLayers, h.nHeads, h.nKvHeads, h.vocabSize, h.seqLen].some(
+        (n) => !Number.isInteger(n) || n <= 0 || n > 1 << 24,
+      )
+    )
+      return undefined;
     return { vocabSize: h.vocabSize, sizeMatches: fstatSync(fd).size === 28 + 4 * floatCount(h) };
   } finally {
     closeSync(fd);
@@ -30,13 +35,20 @@ function inspect(path: string): { vocabSize: number; sizeMatches: boolean } | un
  */
 export const llama2cFormat: ModelFormat = {
   name: 'llama2c',
-  accepts: 'a llama2.c .bin checkpoint, with its tokenizer file (models[].tokenizer, or tok<vocab>.bin / tokenizer.bin beside it)',
+  accepts:
+    'a llama2.c .bin checkpoint, with its tokenizer file (models[].tokenizer, or tok<vocab>.bin / tokenizer.bin beside it)',
   detect(source: ModelSource): FormatMatch | undefined {
     if (source.type !== 'file' || !/\.bin$/i.test(source.path)) return undefined;
     const found = inspect(source.path);
     if (!found) return { confidence: 0, reason: 'is a .bin file without a llama2.c header', kind: 'llm' };
-    if (!found.sizeMatches) return { confidence: 0, reason: 'is a .bin file whose length does not match its llama2.c header', kind: 'llm' };
-    return { confidence: 0.9, reason: 'a .bin file exactly as long as its llama2.c header implies', kind: 'llm', buildsGraph: true };
+    if (!found.sizeMatches)
+      return { confidence: 0, reason: 'is a .bin file whose length does not match its llama2.c header', kind: 'llm' };
+    return {
+      confidence: 0.9,
+      reason: 'a .bin file exactly as long as its llama2.c header implies',
+      kind: 'llm',
+      buildsGraph: true,
+    };
   },
   async loadLlm(source: ModelSource, context: FormatLoadContext): Promise<LoadedLlm> {
     const configured = context.options.tokenizer;

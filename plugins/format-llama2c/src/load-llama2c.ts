@@ -47,7 +47,16 @@ export function readLlama2cHeader(bytes: Uint8Array): Llama2cHeader {
   const v = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
   const at = (i: number): number => v.getInt32(i * 4, true);
   const vocab = at(5);
-  return { dim: at(0), hiddenDim: at(1), nLayers: at(2), nHeads: at(3), nKvHeads: at(4), vocabSize: Math.abs(vocab), seqLen: at(6), sharedClassifier: vocab > 0 };
+  return {
+    dim: at(0),
+    hiddenDim: at(1),
+    nLayers: at(2),
+    nHeads: at(3),
+    nKvHeads: at(4),
+    vocabSize: Math.abs(vocab),
+    seqLen: at(6),
+    sharedClassifier: vocab > 0,
+  };
 }
 
 /**
@@ -72,7 +81,8 @@ export async function loadLlama2c(path: string, options: LoadLlama2cOptions): Pr
     if (h.dim % h.nHeads !== 0) problems.push(`dim ${h.dim} is not a multiple of n_heads ${h.nHeads}`);
     if (h.nHeads % h.nKvHeads !== 0) problems.push(`n_heads ${h.nHeads} is not a multiple of n_kv_heads ${h.nKvHeads}`);
     const expected = HEADER_BYTES + 4 * floatCount(h);
-    if (bytes.byteLength !== expected) problems.push(`file has ${bytes.byteLength} bytes, the header implies ${expected}`);
+    if (bytes.byteLength !== expected)
+      problems.push(`file has ${bytes.byteLength} bytes, the header implies ${expected}`);
   }
   if (problems.length > 0) throw new UnsupportedModelError(`llama2.c checkpoint ${path}`, problems);
 
@@ -93,13 +103,17 @@ export async function loadLlama2c(path: string, options: LoadLlama2cOptions): Pr
   const style = options.graphStyle ?? 'generic';
   const { cacheDir } = options;
   const sha = await sha256FileCached(path, cacheDir);
-  const { path: onnxPath } = await ensureGeneratedGraph(cacheDir, 'llama2c', `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`, () =>
-    buildLlamaGraph(llama2cWeights(bytes, h), arch, {
-      ropeLayout: 'interleaved',
-      style,
-      name: 'llama2c',
-      metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
-    }),
+  const { path: onnxPath } = await ensureGeneratedGraph(
+    cacheDir,
+    'llama2c',
+    `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`,
+    () =>
+      buildLlamaGraph(llama2cWeights(bytes, h), arch, {
+        ropeLayout: 'interleaved',
+        style,
+        name: 'llama2c',
+        metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
+      }),
   );
   const config = builtDecoderConfig(arch, style, {
     bosTokenId: 1,
@@ -118,11 +132,13 @@ export async function readLlama2cTokenizer(path: string, vocabSize: number): Pro
   const scores: number[] = [];
   let at = 4;
   for (let i = 0; i < vocabSize; i++) {
-    if (at + 8 > bytes.byteLength) throw new UnsupportedModelError(`llama2.c tokenizer ${path}`, [`ends after ${i} of ${vocabSize} tokens`]);
+    if (at + 8 > bytes.byteLength)
+      throw new UnsupportedModelError(`llama2.c tokenizer ${path}`, [`ends after ${i} of ${vocabSize} tokens`]);
     scores.push(v.getFloat32(at, true));
     const n = v.getInt32(at + 4, true);
     at += 8;
-    if (n < 0 || at + n > bytes.byteLength) throw new UnsupportedModelError(`llama2.c tokenizer ${path}`, [`token ${i} has a bad length ${n}`]);
+    if (n < 0 || at + n > bytes.byteLength)
+      throw new UnsupportedModelError(`llama2.c tokenizer ${path}`, [`token ${i} has a bad length ${n}`]);
     pieces.push(utf8.decode(bytes.subarray(at, at + n)));
     at += n;
   }
@@ -131,7 +147,13 @@ export async function readLlama2cTokenizer(path: string, vocabSize: number): Pro
   const eosTokenIds = [2, 1];
   // tok512.bin has no types: bytes are the `<0xNN>` pieces, ids 0..2 unknown/BOS/EOS, the rest text.
   const types = pieces.map((p, id) =>
-    id === 0 ? TokenType.unknown : id === bosTokenId || eosTokenIds.includes(id) ? TokenType.control : byteOfPiece(p) !== undefined ? TokenType.byte : TokenType.normal,
+    id === 0
+      ? TokenType.unknown
+      : id === bosTokenId || eosTokenIds.includes(id)
+        ? TokenType.control
+        : byteOfPiece(p) !== undefined
+          ? TokenType.byte
+          : TokenType.normal,
   );
   return {
     kind: 'sentencepiece',
@@ -154,12 +176,20 @@ export function floatCount(h: Llama2cHeader): number {
   const kv = (h.nKvHeads * h.dim) / h.nHeads;
   const headDim = h.dim / h.nHeads;
   const perLayer = 2 * h.dim + h.dim * h.dim * 2 + kv * h.dim * 2 + 3 * h.hiddenDim * h.dim;
-  return h.vocabSize * h.dim + h.nLayers * perLayer + h.dim + h.seqLen * headDim + (h.sharedClassifier ? 0 : h.vocabSize * h.dim);
+  return (
+    h.vocabSize * h.dim +
+    h.nLayers * perLayer +
+    h.dim +
+    h.seqLen * headDim +
+    (h.sharedClassifier ? 0 : h.vocabSize * h.dim)
+  );
 }
 
 /** Slices the checkpoint's float32 arrays into per-layer weights (the order of run.c's `memory_map_weights`). */
 export function llama2cWeights(bytes: Uint8Array, h: Llama2cHeader): LlamaWeights {
-  const floats = new Float32Array(bytes.buffer.slice(bytes.byteOffset + HEADER_BYTES, bytes.byteOffset + bytes.byteLength));
+  const floats = new Float32Array(
+    bytes.buffer.slice(bytes.byteOffset + HEADER_BYTES, bytes.byteOffset + bytes.byteLength),
+  );
   let at = 0;
   const take = (n: number): Float32Array => floats.subarray(at, (at += n));
   const L = h.nLayers;

@@ -23,14 +23,22 @@ interface HfLlamaConfig {
 }
 
 /** Where the ONNX decoder of an export folder may be, in the order looked at (Optimum, then transformers.js). */
-const DECODER_FILES = ['model.onnx', 'decoder_model.onnx', join('onnx', 'model.onnx'), join('onnx', 'decoder_model.onnx')];
+const DECODER_FILES = [
+  'model.onnx',
+  'decoder_model.onnx',
+  join('onnx', 'model.onnx'),
+  join('onnx', 'decoder_model.onnx'),
+];
 
 /**
  * Loads a Hugging Face / Optimum export folder (`config.json`, `tokenizer.json`, `tokenizer_config.json`, a decoder
  * ONNX in the generic layout). Checks the graph's inputs and outputs against the layout and refuses, listing every
  * mismatch, rather than failing later inside a session run.
  */
-export async function loadOnnxFolder(dir: string, options: { name?: string; maxContext?: number } = {}): Promise<LoadedLlm> {
+export async function loadOnnxFolder(
+  dir: string,
+  options: { name?: string; maxContext?: number } = {},
+): Promise<LoadedLlm> {
   const problems: string[] = [];
   const readJson = async (file: string, required: boolean): Promise<Record<string, unknown> | undefined> => {
     const path = join(dir, file);
@@ -56,7 +64,9 @@ export async function loadOnnxFolder(dir: string, options: { name?: string; maxC
   const numeric = (key: keyof HfLlamaConfig): number => {
     const v = config[key];
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-      problems.push(`config.json: ${key} is ${v === undefined ? 'missing' : `not a positive integer (${JSON.stringify(v)})`}`);
+      problems.push(
+        `config.json: ${key} is ${v === undefined ? 'missing' : `not a positive integer (${JSON.stringify(v)})`}`,
+      );
       return 0;
     }
     return v;
@@ -75,7 +85,9 @@ export async function loadOnnxFolder(dir: string, options: { name?: string; maxC
     const found = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.onnx'));
     problems.push(
       `no decoder ONNX file (looked for ${DECODER_FILES.join(', ')})` +
-        (found.length ? `; found ${found.join(', ')}, whose layout (e.g. Optimum's merged decoder with use_cache_branch) is not supported` : ''),
+        (found.length
+          ? `; found ${found.join(', ')}, whose layout (e.g. Optimum's merged decoder with use_cache_branch) is not supported`
+          : ''),
     );
   } else {
     const model = await loadModel(join(dir, onnxRel), { externalData: false });
@@ -154,11 +166,22 @@ interface LayoutFacts {
 }
 
 /** Compares a decoder's I/O to the generic layout; pushes every mismatch; returns the KV element type. */
-export function checkGenericLayout(inputs: ValueInfo[], outputs: ValueInfo[], f: LayoutFacts, problems: string[]): DecoderConfig['kvDtype'] {
+export function checkGenericLayout(
+  inputs: ValueInfo[],
+  outputs: ValueInfo[],
+  f: LayoutFacts,
+  problems: string[],
+): DecoderConfig['kvDtype'] {
   const byName = (list: ValueInfo[]): Map<string, ValueInfo> => new Map(list.map((v) => [v.name, v]));
   const ins = byName(inputs);
   const outs = byName(outputs);
-  const expectTensor = (where: 'input' | 'output', v: ValueInfo | undefined, name: string, dtypes: string[], rank: number): string | undefined => {
+  const expectTensor = (
+    where: 'input' | 'output',
+    v: ValueInfo | undefined,
+    name: string,
+    dtypes: string[],
+    rank: number,
+  ): string | undefined => {
     if (!v) {
       problems.push(`${where} ${name} is missing`);
       return undefined;
@@ -167,19 +190,29 @@ export function checkGenericLayout(inputs: ValueInfo[], outputs: ValueInfo[], f:
       problems.push(`${where} ${name} is not a tensor`);
       return undefined;
     }
-    if (!dtypes.includes(v.type.dtype)) problems.push(`${where} ${name} is ${v.type.dtype}, expected ${dtypes.join(' or ')}`);
-    if (v.type.shape && v.type.shape.length !== rank) problems.push(`${where} ${name} has rank ${v.type.shape.length}, expected ${rank}`);
+    if (!dtypes.includes(v.type.dtype))
+      problems.push(`${where} ${name} is ${v.type.dtype}, expected ${dtypes.join(' or ')}`);
+    if (v.type.shape && v.type.shape.length !== rank)
+      problems.push(`${where} ${name} has rank ${v.type.shape.length}, expected ${rank}`);
     return v.type.dtype;
   };
   const expectDim = (what: string, dim: Dim | undefined, want: number, label: string): void => {
-    if (typeof dim === 'number' && want > 0 && dim !== want) problems.push(`${what}: ${label} is ${dim}, config.json says ${want}`);
+    if (typeof dim === 'number' && want > 0 && dim !== want)
+      problems.push(`${what}: ${label} is ${dim}, config.json says ${want}`);
   };
 
   expectTensor('input', ins.get('input_ids'), 'input_ids', ['int64'], 2);
   expectTensor('input', ins.get('attention_mask'), 'attention_mask', ['int64'], 2);
   expectTensor('input', ins.get('position_ids'), 'position_ids', ['int64'], 2);
   expectTensor('output', outs.get('logits'), 'logits', ['float32'], 3);
-  expectDim('output logits', outs.get('logits')?.type?.kind === 'tensor' ? (outs.get('logits')!.type as { shape?: Dim[] }).shape?.[2] : undefined, f.vocabSize, 'vocab dim');
+  expectDim(
+    'output logits',
+    outs.get('logits')?.type?.kind === 'tensor'
+      ? (outs.get('logits')!.type as { shape?: Dim[] }).shape?.[2]
+      : undefined,
+    f.vocabSize,
+    'vocab dim',
+  );
 
   let kvDtype: DecoderConfig['kvDtype'] = 'float32';
   const pastLayers = [...ins.keys()].filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
@@ -203,4 +236,3 @@ export function checkGenericLayout(inputs: ValueInfo[], outputs: ValueInfo[], f:
   for (const n of extra) problems.push(`input ${n} is not part of the generic decoder layout`);
   return kvDtype;
 }
-

@@ -8,13 +8,18 @@ const PYTORCH = /\.(pt|pth|ckpt)$/i;
 
 /** True for a folder a Hugging Face / Optimum decoder export leaves: `config.json` beside a tokenizer. */
 export function isExportFolder(dir: string): boolean {
-  return existsSync(join(dir, 'config.json')) && (existsSync(join(dir, 'tokenizer.json')) || existsSync(join(dir, 'tokenizer_config.json')));
+  return (
+    existsSync(join(dir, 'config.json')) &&
+    (existsSync(join(dir, 'tokenizer.json')) || existsSync(join(dir, 'tokenizer_config.json')))
+  );
 }
 
 // A model.onnx, or version folders (1/, 2/ …) holding one, as Triton lays out a model repository.
 function isTensorFolder(dir: string): boolean {
   if (existsSync(join(dir, 'model.onnx'))) return true;
-  return readdirSync(dir, { withFileTypes: true }).some((d) => d.isDirectory() && existsSync(join(dir, d.name, 'model.onnx')));
+  return readdirSync(dir, { withFileTypes: true }).some(
+    (d) => d.isDirectory() && existsSync(join(dir, d.name, 'model.onnx')),
+  );
 }
 
 /**
@@ -24,11 +29,19 @@ function isTensorFolder(dir: string): boolean {
  */
 export const onnxFormat: ModelFormat = {
   name: 'onnx',
-  accepts: 'an .onnx file or a folder of version folders (tensor models), or a Hugging Face/Optimum ONNX export folder (config.json, tokenizer.json, model.onnx) of a Llama decoder',
+  accepts:
+    'an .onnx file or a folder of version folders (tensor models), or a Hugging Face/Optimum ONNX export folder (config.json, tokenizer.json, model.onnx) of a Llama decoder',
   detect(source: ModelSource): FormatMatch | undefined {
     if (source.type === 'directory') {
-      if (isExportFolder(source.path)) return { confidence: 0.9, reason: 'a folder with config.json and a tokenizer, as a Hugging Face export has', kind: 'llm', buildsGraph: false };
-      if (isTensorFolder(source.path)) return { confidence: 0.8, reason: 'a folder holding model.onnx or version folders with one', kind: 'tensor' };
+      if (isExportFolder(source.path))
+        return {
+          confidence: 0.9,
+          reason: 'a folder with config.json and a tokenizer, as a Hugging Face export has',
+          kind: 'llm',
+          buildsGraph: false,
+        };
+      if (isTensorFolder(source.path))
+        return { confidence: 0.8, reason: 'a folder holding model.onnx or version folders with one', kind: 'tensor' };
       return undefined;
     }
     if (/\.onnx$/i.test(source.path)) return { confidence: 0.8, reason: 'an .onnx file', kind: 'tensor' };
@@ -45,6 +58,9 @@ export const onnxFormat: ModelFormat = {
     return undefined;
   },
   loadLlm(source: ModelSource, context: FormatLoadContext): Promise<LoadedLlm> {
-    return loadOnnxFolder(source.path, { name: context.name, ...(context.maxContext !== undefined && { maxContext: context.maxContext }) });
+    return loadOnnxFolder(source.path, {
+      name: context.name,
+      ...(context.maxContext !== undefined && { maxContext: context.maxContext }),
+    });
   },
 };

@@ -50,7 +50,13 @@ export class BucketHistogram<L extends string> {
   }
 
   /** What a registry renders, in prom-client's shape. */
-  async get(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: { metricName: string; labels: Record<string, string | number>; value: number }[] }> {
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: 'histogram';
+    aggregator: 'sum';
+    values: { metricName: string; labels: Record<string, string | number>; value: number }[];
+  }> {
     const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
     for (const s of this.#series.values()) {
       let cumulative = 0;

@@ -37,7 +37,9 @@ export class DeviceMonitor {
   }
 
   private async probeAll(): Promise<void> {
-    const gpus = this.backends.list().filter((c) => c.value.name !== 'cpu' && !this.unusable.has(`${c.pluginId}/${c.name}`));
+    const gpus = this.backends
+      .list()
+      .filter((c) => c.value.name !== 'cpu' && !this.unusable.has(`${c.pluginId}/${c.name}`));
     await Promise.all(
       gpus.map(async (c) => {
         try {

@@ -18,7 +18,8 @@ function processRegistry(): Registry {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     // Gauges named like counters; their labelled twins (nodejs_active_handles …) carry the same numbers.
-    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'])
+      registry.removeSingleMetric(name);
     holder[PROCESS_REGISTRY] = registry;
   }
   return holder[PROCESS_REGISTRY];
@@ -59,7 +60,8 @@ export default definePlugin<MetricsConfig>({
       devices.close();
     });
     // Plugins activated before this one announced their states already: read them once.
-    if (ctx.container.isRegistered(Services.plugins, true)) metrics.setPlugins(ctx.container.resolve<PluginDirectory>(Services.plugins).list());
+    if (ctx.container.isRegistered(Services.plugins, true))
+      metrics.setPlugins(ctx.container.resolve<PluginDirectory>(Services.plugins).list());
 
     ctx.contribute(ExtensionPoints.exporter, { name: 'prometheus' });
     ctx.contribute(ExtensionPoints.routes, {

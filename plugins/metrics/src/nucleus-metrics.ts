@@ -9,9 +9,13 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** vLLM's time-to-first-token buckets, with finer steps below 10 ms for small models. */
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
 /** vLLM's inter-token latency buckets, with finer steps below 10 ms for small models. */
-const ITL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+const ITL_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+];
 /** From a token being sampled to its write to the client's socket: sub-millisecond steps up to the 10 ms target, then coarser. */
-const DELIVERY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+const DELIVERY_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+];
 const TOKEN_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 const RATIO_BUCKETS = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
@@ -68,13 +72,21 @@ export class NucleusMetrics {
     // `vllm` serves vLLM's exact names (colon after the namespace, as its dashboards expect); any other
     // namespace gets promtool-clean names: an underscore, and spelled-out units.
     const name = (n: string) => (this.ns === 'vllm' ? `vllm:${n}` : `${this.ns}_${LINT_CLEAN_NAMES[n] ?? n}`);
-    const counter = <L extends string>(n: string, help: string, labelNames: readonly L[]) => new Counter<L>({ name: name(n), help, labelNames, registers });
-    const gauge = <L extends string>(n: string, help: string, labelNames: readonly L[]) => new Gauge<L>({ name: name(n), help, labelNames, registers });
+    const counter = <L extends string>(n: string, help: string, labelNames: readonly L[]) =>
+      new Counter<L>({ name: name(n), help, labelNames, registers });
+    const gauge = <L extends string>(n: string, help: string, labelNames: readonly L[]) =>
+      new Gauge<L>({ name: name(n), help, labelNames, registers });
     const histogram = <L extends string>(n: string, help: string, labelNames: readonly L[], buckets: number[]) =>
       new Histogram<L>({ name: name(n), help, labelNames, buckets, registers });
     const refresh = options.refreshDevices;
     const gpuGauge = (n: string, help: string) =>
-      new Gauge({ name: name(n), help, labelNames: ['backend', 'gpu', 'gpu_name'], registers, ...(refresh ? { collect: () => refresh() } : {}) });
+      new Gauge({
+        name: name(n),
+        help,
+        labelNames: ['backend', 'gpu', 'gpu_name'],
+        registers,
+        ...(refresh ? { collect: () => refresh() } : {}),
+      });
     const throughput = (map: Map<string, WindowedCounter>) =>
       function (this: Gauge<ModelLabel>) {
         for (const [key, window] of map) {
@@ -85,24 +97,77 @@ export class NucleusMetrics {
 
     this.m = {
       // HTTP front.
-      httpDuration: histogram('http_request_duration_seconds', 'HTTP request latency by method, route template and status.', ['method', 'route', 'status'], LATENCY_BUCKETS),
+      httpDuration: histogram(
+        'http_request_duration_seconds',
+        'HTTP request latency by method, route template and status.',
+        ['method', 'route', 'status'],
+        LATENCY_BUCKETS,
+      ),
       httpInFlight: gauge('http_requests_in_flight', 'HTTP requests started and not yet answered.', []),
-      httpErrors: counter('http_request_errors_total', 'HTTP error responses by route template and error code.', ['route', 'code']),
+      httpErrors: counter('http_request_errors_total', 'HTTP error responses by route template and error code.', [
+        'route',
+        'code',
+      ]),
       // Requests to models (tensor inference and generation).
-      success: counter('request_success_total', 'Model requests that finished, by finish reason (tensor requests count as "stop").', [...MODEL, 'finished_reason']),
+      success: counter(
+        'request_success_total',
+        'Model requests that finished, by finish reason (tensor requests count as "stop").',
+        [...MODEL, 'finished_reason'],
+      ),
       errors: counter('request_errors_total', 'Model requests that failed, by error code.', [...MODEL, 'code']),
-      e2e: histogram('e2e_request_latency_seconds', 'Model request latency from admission to the last output.', MODEL, LATENCY_BUCKETS),
-      queueTime: histogram('request_queue_time_seconds', 'Time a model request waited before it ran.', MODEL, LATENCY_BUCKETS),
-      inferenceTime: histogram('request_inference_time_seconds', 'Time a model request spent running (tensor: batch compute; generation: prefill plus decode).', MODEL, LATENCY_BUCKETS),
-      prefillTime: histogram('request_prefill_time_seconds', 'Time from the start of running to the first token.', MODEL, LATENCY_BUCKETS),
-      decodeTime: histogram('request_decode_time_seconds', 'Time from the first token to the last.', MODEL, LATENCY_BUCKETS),
+      e2e: histogram(
+        'e2e_request_latency_seconds',
+        'Model request latency from admission to the last output.',
+        MODEL,
+        LATENCY_BUCKETS,
+      ),
+      queueTime: histogram(
+        'request_queue_time_seconds',
+        'Time a model request waited before it ran.',
+        MODEL,
+        LATENCY_BUCKETS,
+      ),
+      inferenceTime: histogram(
+        'request_inference_time_seconds',
+        'Time a model request spent running (tensor: batch compute; generation: prefill plus decode).',
+        MODEL,
+        LATENCY_BUCKETS,
+      ),
+      prefillTime: histogram(
+        'request_prefill_time_seconds',
+        'Time from the start of running to the first token.',
+        MODEL,
+        LATENCY_BUCKETS,
+      ),
+      decodeTime: histogram(
+        'request_decode_time_seconds',
+        'Time from the first token to the last.',
+        MODEL,
+        LATENCY_BUCKETS,
+      ),
       ttft: histogram('time_to_first_token_seconds', 'Time to first token, from admission.', MODEL, TTFT_BUCKETS),
       itl: histogram('inter_token_latency_seconds', 'Gap between consecutive output tokens.', MODEL, ITL_BUCKETS),
-      tokenDelivery: new BucketHistogram(name('token_delivery_seconds'), "Time from a token being sampled in the engine to its write to the client's stream socket.", MODEL, DELIVERY_BUCKETS, registers),
+      tokenDelivery: new BucketHistogram(
+        name('token_delivery_seconds'),
+        "Time from a token being sampled in the engine to its write to the client's stream socket.",
+        MODEL,
+        DELIVERY_BUCKETS,
+        registers,
+      ),
       promptTokensTotal: counter('prompt_tokens_total', 'Prompt tokens processed.', MODEL),
       generationTokensTotal: counter('generation_tokens_total', 'Tokens generated.', MODEL),
-      requestPromptTokens: histogram('request_prompt_tokens', 'Prompt tokens per generation request.', MODEL, TOKEN_BUCKETS),
-      requestGenerationTokens: histogram('request_generation_tokens', 'Generated tokens per generation request.', MODEL, TOKEN_BUCKETS),
+      requestPromptTokens: histogram(
+        'request_prompt_tokens',
+        'Prompt tokens per generation request.',
+        MODEL,
+        TOKEN_BUCKETS,
+      ),
+      requestGenerationTokens: histogram(
+        'request_generation_tokens',
+        'Generated tokens per generation request.',
+        MODEL,
+        TOKEN_BUCKETS,
+      ),
       promptThroughput: new Gauge<ModelLabel>({
         name: name('avg_prompt_throughput_toks_per_s'),
         help: `Prompt tokens per second over the last ${options.throughputWindowS} s.`,
@@ -128,39 +193,89 @@ export class NucleusMetrics {
         'Recoveries from LLM engine steps that could not allocate memory, by action: the prefix cache emptied (cache_flush), the batch split (split), a sequence failed in a step of its own (failed_alone).',
         [...MODEL, 'action'],
       ),
-      queueDepth: gauge('queue_depth', 'Requests waiting in a queue, by model ("*" for the server-wide queue) and priority.', ['model_name', 'priority']),
+      queueDepth: gauge(
+        'queue_depth',
+        'Requests waiting in a queue, by model ("*" for the server-wide queue) and priority.',
+        ['model_name', 'priority'],
+      ),
       batchSize: histogram('batch_size', 'Requests per executed batch.', MODEL, BATCH_BUCKETS),
-      batchPadding: histogram('batch_padding_ratio', 'Fraction of an executed batch that is padding.', MODEL, RATIO_BUCKETS),
+      batchPadding: histogram(
+        'batch_padding_ratio',
+        'Fraction of an executed batch that is padding.',
+        MODEL,
+        RATIO_BUCKETS,
+      ),
       batchDuration: histogram('batch_duration_seconds', 'Time a batch spent in its worker.', MODEL, LATENCY_BUCKETS),
       batchesInFlight: gauge('batches_in_flight', 'Batches dispatched to workers and not yet back.', MODEL),
-      iterationTokens: histogram('iteration_tokens_total', 'Tokens per engine step (mean over each reported group of steps).', [...MODEL, 'phase'], TOKEN_BUCKETS),
-      stepDuration: histogram('engine_step_duration_seconds', 'Duration of one engine step (mean over each reported group of steps).', [...MODEL, 'phase'], LATENCY_BUCKETS),
+      iterationTokens: histogram(
+        'iteration_tokens_total',
+        'Tokens per engine step (mean over each reported group of steps).',
+        [...MODEL, 'phase'],
+        TOKEN_BUCKETS,
+      ),
+      stepDuration: histogram(
+        'engine_step_duration_seconds',
+        'Duration of one engine step (mean over each reported group of steps).',
+        [...MODEL, 'phase'],
+        LATENCY_BUCKETS,
+      ),
       // Caches.
       prefixQueries: counter('prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', MODEL),
       prefixHits: counter('prefix_cache_hits_total', 'Prompt tokens served from the prefix cache.', MODEL),
       cacheHits: counter('cache_hits_total', 'Cache lookups that hit, by cache.', ['cache', 'model_name']),
       cacheMisses: counter('cache_misses_total', 'Cache lookups that missed, by cache.', ['cache', 'model_name']),
       cacheEvictions: counter('cache_evictions_total', 'Cache entries evicted, by cache.', ['cache', 'model_name']),
-      cacheHitRate: gauge('cache_hit_rate', 'Hits over lookups since the cache was created, 0 to 1.', ['cache', 'model_name']),
+      cacheHitRate: gauge('cache_hit_rate', 'Hits over lookups since the cache was created, 0 to 1.', [
+        'cache',
+        'model_name',
+      ]),
       cacheBytes: gauge('cache_usage_bytes', 'Bytes held by a cache.', ['cache', 'model_name']),
       cacheCapacity: gauge('cache_capacity_bytes', 'Bytes a cache may hold.', ['cache', 'model_name']),
       cacheUsage: gauge('cache_usage_perc', 'Fraction of a cache in use, 0 to 1.', ['cache', 'model_name']),
       // Speculative decoding.
-      specDrafts: counter('spec_decode_num_drafts_total', 'Speculative drafts verified (one per sequence and step that had one).', [...MODEL, 'method']),
+      specDrafts: counter(
+        'spec_decode_num_drafts_total',
+        'Speculative drafts verified (one per sequence and step that had one).',
+        [...MODEL, 'method'],
+      ),
       specDraftTokens: counter('spec_decode_num_draft_tokens_total', 'Draft tokens proposed.', [...MODEL, 'method']),
       specAccepted: counter('spec_decode_num_accepted_tokens_total', 'Draft tokens accepted.', [...MODEL, 'method']),
-      specAcceptance: gauge('spec_decode_draft_acceptance_rate', 'Accepted over drafted tokens since the server started, 0 to 1.', [...MODEL, 'method']),
+      specAcceptance: gauge(
+        'spec_decode_draft_acceptance_rate',
+        'Accepted over drafted tokens since the server started, 0 to 1.',
+        [...MODEL, 'method'],
+      ),
       // Models, workers, devices, plugins.
-      modelLoadTime: histogram('model_load_time_seconds', 'Time to load a model version.', [...MODEL, 'backend'], LOAD_BUCKETS),
-      modelLoaded: gauge('model_loaded', '1 while a model version is loaded, 0 after it was unloaded or failed.', MODEL),
-      modelEvents: counter('model_events_total', 'Model lifecycle events (loading, loaded, unloaded, failed).', [...MODEL, 'event']),
-      backendFallbacks: counter('backend_fallbacks_total', 'Times a requested backend was unusable and another was used.', ['requested', 'chosen']),
+      modelLoadTime: histogram(
+        'model_load_time_seconds',
+        'Time to load a model version.',
+        [...MODEL, 'backend'],
+        LOAD_BUCKETS,
+      ),
+      modelLoaded: gauge(
+        'model_loaded',
+        '1 while a model version is loaded, 0 after it was unloaded or failed.',
+        MODEL,
+      ),
+      modelEvents: counter('model_events_total', 'Model lifecycle events (loading, loaded, unloaded, failed).', [
+        ...MODEL,
+        'event',
+      ]),
+      backendFallbacks: counter(
+        'backend_fallbacks_total',
+        'Times a requested backend was unusable and another was used.',
+        ['requested', 'chosen'],
+      ),
       workerHealthy: gauge('worker_healthy', '1 while a worker is healthy, 0 while it is not.', [...MODEL, 'worker']),
       workerRestarts: counter('worker_restarts_total', 'Worker restarts.', [...MODEL, 'worker']),
       gpuMemoryUsed: gpuGauge('gpu_memory_used_bytes', 'Memory in use on a GPU.'),
       gpuMemoryTotal: gpuGauge('gpu_memory_total_bytes', 'Memory of a GPU.'),
       gpuUtilization: gpuGauge('gpu_utilization_perc', 'GPU busy fraction, 0 to 1.'),
-      pluginState: gauge('plugin_state', '1 for the state each plugin is in, 0 for the others.', ['plugin', 'version', 'state']),
+      pluginState: gauge('plugin_state', '1 for the state each plugin is in, 0 for the others.', [
+        'plugin',
+        'version',
+        'state',
+      ]),
       pluginReloads: counter('plugin_reloads_total', 'Plugin hot reloads by outcome.', ['plugin', 'outcome']),
     };
     this.cumulative = {
@@ -376,4 +491,3 @@ export class NucleusMetrics {
 function model(e: { model: string; version?: string }): Record<ModelLabel, string> {
   return { model_name: e.model, model_version: e.version ?? '' };
 }
-

@@ -10,10 +10,12 @@ export { LOAD_SCHEMA, SWAP_SCHEMA } from './request-schemas.js';
 export default definePlugin<LifecyclePolicy>({
   activate(ctx) {
     const registry = (): ModelRegistry => {
-      if (!ctx.container.isRegistered(Services.models, true)) throw new NucleusError(503, 'engine_unavailable', 'no model registry is running in this server');
+      if (!ctx.container.isRegistered(Services.models, true))
+        throw new NucleusError(503, 'engine_unavailable', 'no model registry is running in this server');
       return ctx.container.resolve<ModelRegistry>(Services.models);
     };
     const lifecycle = new ModelLifecycle(registry, ctx.config, ctx.events, ctx.logger);
-    for (const route of modelRoutes(lifecycle)) ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
+    for (const route of modelRoutes(lifecycle))
+      ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
   },
 });

@@ -41,16 +41,37 @@ export class ModelLifecycle {
     const before = registry.get(name);
     const started = performance.now();
     try {
-      const after = await registry.swap(name, { ...request, drainTimeoutMs: request.drainTimeoutMs ?? this.policy.drainTimeoutMs });
+      const after = await registry.swap(name, {
+        ...request,
+        drainTimeoutMs: request.drainTimeoutMs ?? this.policy.drainTimeoutMs,
+      });
       const durationMs = performance.now() - started;
-      this.events.emit('model.swapped', { model: name, fromVersion: before.defaultVersion ?? '', toVersion: after.defaultVersion ?? '', source: request.source, durationMs });
-      this.logger.info({ model: name, from: before.defaultVersion, to: after.defaultVersion, source: request.source, durationMs: Math.round(durationMs) }, 'model swapped');
+      this.events.emit('model.swapped', {
+        model: name,
+        fromVersion: before.defaultVersion ?? '',
+        toVersion: after.defaultVersion ?? '',
+        source: request.source,
+        durationMs,
+      });
+      this.logger.info(
+        {
+          model: name,
+          from: before.defaultVersion,
+          to: after.defaultVersion,
+          source: request.source,
+          durationMs: Math.round(durationMs),
+        },
+        'model swapped',
+      );
       return after;
     } catch (err) {
       const error = toNucleusError(err);
       const rolledBack = this.#stillServes(name, before);
       this.events.emit('model.swapFailed', { model: name, source: request.source, error: error.message, rolledBack });
-      this.logger[rolledBack ? 'warn' : 'error']({ model: name, source: request.source, err: error.message, rolledBack }, 'model swap failed');
+      this.logger[rolledBack ? 'warn' : 'error'](
+        { model: name, source: request.source, err: error.message, rolledBack },
+        'model swap failed',
+      );
       throw error;
     }
   }

@@ -8,7 +8,7 @@ function body(ctx: RouteContext): unknown {
 
 // `?drainTimeoutMs=` of a DELETE, checked as the swap body's field is.
 function drainTimeout(ctx: RouteContext): number | undefined {
-  const raw = ctx.query['drainTimeoutMs'];
+  const raw = ctx.query.drainTimeoutMs;
   if (raw === undefined) return undefined;
   const value = Number(raw);
   if (typeof raw !== 'string' || !/^\d+$/.test(raw) || !Number.isSafeInteger(value)) {

@@ -45,7 +45,9 @@ const ajv = new Ajv({ allErrors: false, strict: false });
 
 /** Compiled validators of the admin model request bodies. */
 export const validators = {
-  load: ajv.compile(LOAD_SCHEMA) as ValidateFunction<Required<Pick<ModelLoadRequest, 'name' | 'source'>> & ModelLoadRequest>,
+  load: ajv.compile(LOAD_SCHEMA) as ValidateFunction<
+    Required<Pick<ModelLoadRequest, 'name' | 'source'>> & ModelLoadRequest
+  >,
   swap: ajv.compile(SWAP_SCHEMA) as ValidateFunction<ModelSwapRequest>,
 };
 
@@ -54,7 +56,15 @@ export function checkBody<T>(validate: ValidateFunction<T>, body: unknown, what:
   if (validate(body)) return body;
   const e = validate.errors?.[0];
   const where = e?.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : 'body';
-  const extra = e?.keyword === 'additionalProperties' ? ` (${String((e.params as { additionalProperty?: string }).additionalProperty)})` : '';
-  const allowed = e?.keyword === 'enum' ? `: ${(e.params as { allowedValues?: unknown[] }).allowedValues?.join(', ')}` : '';
-  throw badRequest('invalid_body', `${what}: ${where} ${e?.message ?? 'is invalid'}${extra}${allowed}`, e?.instancePath ? where : undefined);
+  const extra =
+    e?.keyword === 'additionalProperties'
+      ? ` (${String((e.params as { additionalProperty?: string }).additionalProperty)})`
+      : '';
+  const allowed =
+    e?.keyword === 'enum' ? `: ${(e.params as { allowedValues?: unknown[] }).allowedValues?.join(', ')}` : '';
+  throw badRequest(
+    'invalid_body',
+    `${what}: ${where} ${e?.message ?? 'is invalid'}${extra}${allowed}`,
+    e?.instancePath ? where : undefined,
+  );
 }

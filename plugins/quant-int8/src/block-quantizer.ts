@@ -21,12 +21,21 @@ export interface Int8Blocks {
 export type WeightLayout = 'kn' | 'nk';
 
 /** Quantizes a `K × N` weight (MatMul's B) to symmetric 8-bit blocks along K. */
-export function quantizeBlocks(weights: ArrayLike<number>, K: number, N: number, blockSize: number, layout: WeightLayout = 'kn'): Int8Blocks {
+export function quantizeBlocks(
+  weights: ArrayLike<number>,
+  K: number,
+  N: number,
+  blockSize: number,
+  layout: WeightLayout = 'kn',
+): Int8Blocks {
   if (weights.length !== K * N) throw new Error(`weight has ${weights.length} values, expected ${K} × ${N}`);
   const blocksPerColumn = Math.ceil(K / blockSize);
   const data = new Uint8Array(N * blocksPerColumn * blockSize).fill(128);
   const scales = new Float32Array(N * blocksPerColumn);
-  const at = layout === 'kn' ? (k: number, n: number): number => weights[k * N + n]! : (k: number, n: number): number => weights[n * K + k]!;
+  const at =
+    layout === 'kn'
+      ? (k: number, n: number): number => weights[k * N + n]!
+      : (k: number, n: number): number => weights[n * K + k]!;
   let maxError = 0;
   for (let n = 0; n < N; n++) {
     for (let b = 0; b < blocksPerColumn; b++) {
@@ -60,7 +69,8 @@ export function dequantizeBlocks(blocks: Int8Blocks, K: number, N: number): Floa
   for (let n = 0; n < N; n++) {
     for (let k = 0; k < K; k++) {
       const b = Math.floor(k / blockSize);
-      out[k * N + n] = (data[(n * blocksPerColumn + b) * blockSize + (k % blockSize)]! - 128) * scales[n * blocksPerColumn + b]!;
+      out[k * N + n] =
+        (data[(n * blocksPerColumn + b) * blockSize + (k % blockSize)]! - 128) * scales[n * blocksPerColumn + b]!;
     }
   }
   return out;

@@ -1,5 +1,19 @@
-import { noProgress, type ModelTransform, type ModelTransformContext, type ModelTransformResult, type Progress } from '@nucleus/sdk';
-import { attr, createTensor, tensorByteLength, type AttributeValue, type OnnxModel, type OnnxNode, type OnnxTensor } from '@nucleus/sdk/onnx';
+import {
+  noProgress,
+  type ModelTransform,
+  type ModelTransformContext,
+  type ModelTransformResult,
+  type Progress,
+} from '@nucleus/sdk';
+import {
+  attr,
+  createTensor,
+  tensorByteLength,
+  type AttributeValue,
+  type OnnxModel,
+  type OnnxNode,
+  type OnnxTensor,
+} from '@nucleus/sdk/onnx';
 import { blockSizeFor, quantizeBlocks, type Int8Blocks, type WeightLayout } from './block-quantizer.js';
 
 /** Settings of the `int8` transform (the plugin's config section). */
@@ -44,7 +58,11 @@ export const DEFAULT_INT8_OPTIONS: Int8Options = { accuracyLevel: 4, blockSize: 
  * constant float32 matrix) a GatherBlockQuantized node over the same blocks along each row. Inputs, outputs and every
  * other node stay as they are.
  */
-export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_INT8_OPTIONS, progress: Progress = noProgress): Int8Report {
+export function quantizeInt8(
+  model: OnnxModel,
+  options: Int8Options = DEFAULT_INT8_OPTIONS,
+  progress: Progress = noProgress,
+): Int8Report {
   const graph = model.graph;
   const initializers = new Map(graph.initializers.map((t) => [t.name, t]));
   const graphInputs = new Set(graph.inputs.map((i) => i.name));
@@ -53,7 +71,16 @@ export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_IN
   for (const node of graph.nodes) for (const input of node.inputs) uses.set(input, (uses.get(input) ?? 0) + 1);
   for (const name of graphOutputs) uses.set(name, (uses.get(name) ?? 0) + 1);
 
-  const report: Int8Report = { nodes: 0, embeddings: 0, weights: 0, lossless: 0, floatBytes: 0, int8Bytes: 0, skipped: [], maxError: 0 };
+  const report: Int8Report = {
+    nodes: 0,
+    embeddings: 0,
+    weights: 0,
+    lossless: 0,
+    floatBytes: 0,
+    int8Bytes: 0,
+    skipped: [],
+    maxError: 0,
+  };
   const quantized = new Map<string, { blocks: Int8Blocks; data: string; scales: string; K: number; N: number }>();
   const replaced = new Map<string, number>();
   const names = new Set([...initializers.keys(), ...graph.nodes.flatMap((n) => [...n.outputs, n.name])]);
@@ -122,11 +149,18 @@ export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_IN
         // Row r's blocks are column r's of a transposed [width, rows] weight: the layout MatMulNBits reads.
         const blocks = quantizeBlocks(tensor.data as Float32Array, width, rows, blockSize, 'nk');
         const perRow = blocks.blocksPerColumn;
-        e = { data: fresh(`${tensor.name}.q8`), scales: fresh(`${tensor.name}.scales`), zeroPoints: fresh(`${tensor.name}.zero_points`), blockSize };
+        e = {
+          data: fresh(`${tensor.name}.q8`),
+          scales: fresh(`${tensor.name}.scales`),
+          zeroPoints: fresh(`${tensor.name}.zero_points`),
+          blockSize,
+        };
         graph.initializers.push(createTensor(e.data, blocks.data, [rows, width], 'uint8'));
         graph.initializers.push(createTensor(e.scales, blocks.scales, [rows, perRow]));
         // The bytes are q + 128, as MatMulNBits stores them; GatherBlockQuantized is told so by its zero points.
-        graph.initializers.push(createTensor(e.zeroPoints, new Uint8Array(rows * perRow).fill(128), [rows, perRow], 'uint8'));
+        graph.initializers.push(
+          createTensor(e.zeroPoints, new Uint8Array(rows * perRow).fill(128), [rows, perRow], 'uint8'),
+        );
         embeddings.set(tensor.name, e);
         tally(tensor, blocks, rows * perRow);
       }
@@ -137,7 +171,12 @@ export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_IN
         domain: MS_DOMAIN,
         inputs: [e.data, node.inputs[1]!, e.scales, e.zeroPoints],
         outputs: node.outputs,
-        attributes: { block_size: attr.int(e.blockSize), gather_axis: attr.int(0), quantize_axis: attr.int(1), bits: attr.int(8) },
+        attributes: {
+          block_size: attr.int(e.blockSize),
+          gather_axis: attr.int(0),
+          quantize_axis: attr.int(1),
+          bits: attr.int(8),
+        },
       });
       report.embeddings++;
       continue;
@@ -190,14 +229,28 @@ export function quantizeInt8(model: OnnxModel, options: Int8Options = DEFAULT_IN
         accuracy_level: attr.int(options.accuracyLevel),
       },
     });
-    if (bias) nodes.push({ name: fresh(`${node.name}.bias`), opType: 'Add', domain: '', inputs: [product, bias], outputs: [output], attributes: {} });
+    if (bias)
+      nodes.push({
+        name: fresh(`${node.name}.bias`),
+        opType: 'Add',
+        domain: '',
+        inputs: [product, bias],
+        outputs: [output],
+        attributes: {},
+      });
     report.nodes++;
   }
   graph.nodes = nodes;
   // A float weight goes once nothing reads it any more (a weight also read by, say, a Transpose stays).
-  graph.initializers = graph.initializers.filter((t) => !replaced.has(t.name) || (uses.get(t.name) ?? 0) > replaced.get(t.name)!);
+  graph.initializers = graph.initializers.filter(
+    (t) => !replaced.has(t.name) || (uses.get(t.name) ?? 0) > replaced.get(t.name)!,
+  );
   for (const [name, count] of replaced) {
-    if ((uses.get(name) ?? 0) > count) report.skipped.push({ name, reason: 'also read by a node that is not a MatMul or Gather: kept float32 beside its 8-bit copy' });
+    if ((uses.get(name) ?? 0) > count)
+      report.skipped.push({
+        name,
+        reason: 'also read by a node that is not a MatMul or Gather: kept float32 beside its 8-bit copy',
+      });
   }
   if (report.nodes + report.embeddings > 0) model.opsets[MS_DOMAIN] = Math.max(model.opsets[MS_DOMAIN] ?? 1, 1);
   return report;
@@ -214,7 +267,8 @@ function attrs(node: OnnxNode): Record<string, number> {
 
 /** One line for the load log. */
 export function describeInt8(report: Int8Report): string {
-  if (report.nodes + report.embeddings === 0) return `no MatMul or embedding with a constant float32 weight; graph unchanged (${report.skipped.length} skipped)`;
+  if (report.nodes + report.embeddings === 0)
+    return `no MatMul or embedding with a constant float32 weight; graph unchanged (${report.skipped.length} skipped)`;
   const ratio = report.int8Bytes > 0 ? report.floatBytes / report.int8Bytes : 0;
   const embeddings = report.embeddings > 0 ? ` and ${report.embeddings} Gather → GatherBlockQuantized,` : '';
   return (
@@ -227,7 +281,8 @@ export function describeInt8(report: Int8Report): string {
 /** The `int8` model transform the plugin contributes. */
 export class Int8WeightTransform implements ModelTransform {
   readonly name = 'int8';
-  readonly description = 'weight-only int8: MatMul weights and embeddings as 8-bit blocks with per-block scales (ORT MatMulNBits, GatherBlockQuantized)';
+  readonly description =
+    'weight-only int8: MatMul weights and embeddings as 8-bit blocks with per-block scales (ORT MatMulNBits, GatherBlockQuantized)';
   readonly fingerprint: string;
 
   constructor(readonly options: Int8Options = DEFAULT_INT8_OPTIONS) {

@@ -8,7 +8,14 @@ export { leastLoaded, memoryAware, prefixAffinity, roundRobin } from './routing-
 /** Contributes the built-in queue and routing strategies; the engine picks one by name from config. */
 export default definePlugin<{ agingMs: number }>({
   activate(ctx) {
-    for (const strategy of [fifo, priorityWithAging(ctx.config.agingMs), roundRobin(), leastLoaded, memoryAware, prefixAffinity]) {
+    for (const strategy of [
+      fifo,
+      priorityWithAging(ctx.config.agingMs),
+      roundRobin(),
+      leastLoaded,
+      memoryAware,
+      prefixAffinity,
+    ]) {
       ctx.contribute(ExtensionPoints.schedulerStrategy, strategy);
     }
   },

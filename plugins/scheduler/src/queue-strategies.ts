@@ -5,7 +5,11 @@ const RANK = { high: 2, normal: 1, low: 0 } as const;
 /** First come, first served. */
 export const fifo: SchedulerStrategy = {
   name: 'fifo',
-  order: (waiting) => waiting.map((w, i) => [w.enqueuedAt, i] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([, i]) => i),
+  order: (waiting) =>
+    waiting
+      .map((w, i) => [w.enqueuedAt, i] as const)
+      .sort((a, b) => a[0] - b[0] || a[1] - b[1])
+      .map(([, i]) => i),
 };
 
 /**

@@ -25,7 +25,8 @@ export const leastLoaded: SchedulerStrategy = {
     for (const i of healthyIndices(workers)) {
       const w = workers[i]!;
       const b = best < 0 ? undefined : workers[best]!;
-      if (!b || w.activeBatches < b.activeBatches || (w.activeBatches === b.activeBatches && w.inflight < b.inflight)) best = i;
+      if (!b || w.activeBatches < b.activeBatches || (w.activeBatches === b.activeBatches && w.inflight < b.inflight))
+        best = i;
     }
     return best;
   },
@@ -38,7 +39,10 @@ export const leastLoaded: SchedulerStrategy = {
 export const memoryAware: SchedulerStrategy = {
   name: 'memory-aware',
   pickWorker(workers, request) {
-    const fits = workers.map((w) => ({ ...w, healthy: w.healthy && (w.freeMemoryBytes ?? Infinity) >= request.estimatedBytes }));
+    const fits = workers.map((w) => ({
+      ...w,
+      healthy: w.healthy && (w.freeMemoryBytes ?? Infinity) >= request.estimatedBytes,
+    }));
     return leastLoaded.pickWorker!(fits, request);
   },
 };
@@ -56,7 +60,10 @@ const AFFINITY_SLACK = 4;
 export const prefixAffinity: SchedulerStrategy = {
   name: 'prefix-affinity',
   pickWorker(workers, request) {
-    const fits = workers.map((w) => ({ ...w, healthy: w.healthy && (w.freeMemoryBytes ?? Infinity) >= request.estimatedBytes }));
+    const fits = workers.map((w) => ({
+      ...w,
+      healthy: w.healthy && (w.freeMemoryBytes ?? Infinity) >= request.estimatedBytes,
+    }));
     const least = leastLoaded.pickWorker!(fits, request);
     if (least < 0 || request.affinityKey === undefined) return least;
     let best = -1;

@@ -22,8 +22,10 @@ export class NgramProposer implements DraftProposer {
 
   constructor(options: Partial<NgramOptions> = {}) {
     const { promptLookupMin: min, promptLookupMax: max } = { ...DEFAULT_NGRAM_OPTIONS, ...options };
-    if (!Number.isInteger(min) || min < 1) throw new Error(`promptLookupMin must be a whole number of at least 1, got ${min}`);
-    if (!Number.isInteger(max) || max < min) throw new Error(`promptLookupMax must be a whole number of at least promptLookupMin (${min}), got ${max}`);
+    if (!Number.isInteger(min) || min < 1)
+      throw new Error(`promptLookupMin must be a whole number of at least 1, got ${min}`);
+    if (!Number.isInteger(max) || max < min)
+      throw new Error(`promptLookupMax must be a whole number of at least promptLookupMin (${min}), got ${max}`);
     this.#min = min;
     this.#max = max;
   }

@@ -18,7 +18,11 @@ export interface StatsConfig {
 export default definePlugin<StatsConfig>({
   activate(ctx) {
     const config = ctx.config;
-    const collector = new StatsCollector({ windowS: config.windowS, retentionS: config.retentionS, maxSamples: config.maxSamples });
+    const collector = new StatsCollector({
+      windowS: config.windowS,
+      retentionS: config.retentionS,
+      maxSamples: config.maxSamples,
+    });
     const sampler = new ProcessSampler(Math.min(config.snapshotIntervalMs || 5000, 5000));
     const detach = collector.attach(ctx.events);
     ctx.onDispose(() => {
@@ -26,7 +30,10 @@ export default definePlugin<StatsConfig>({
       sampler.close();
     });
     if (config.snapshotIntervalMs > 0) {
-      const timer = setInterval(() => ctx.events.emit('stats.snapshot', collector.snapshot(sampler.sample())), config.snapshotIntervalMs).unref();
+      const timer = setInterval(
+        () => ctx.events.emit('stats.snapshot', collector.snapshot(sampler.sample())),
+        config.snapshotIntervalMs,
+      ).unref();
       ctx.onDispose(() => clearInterval(timer));
     }
 
@@ -53,11 +60,16 @@ export default definePlugin<StatsConfig>({
         const window = one('window');
         const windowS = window === undefined ? config.windowS : Number(window);
         if (!Number.isInteger(windowS) || windowS < 1 || windowS > collector.retentionS) {
-          throw badRequest('invalid_window', `window must be a whole number of seconds from 1 to ${collector.retentionS} (plugin.stats.retentionS); got ${JSON.stringify(window)}`, 'window');
+          throw badRequest(
+            'invalid_window',
+            `window must be a whole number of seconds from 1 to ${collector.retentionS} (plugin.stats.retentionS); got ${JSON.stringify(window)}`,
+            'window',
+          );
         }
         const model = one('model');
         const endpoint = one('endpoint');
-        if (model !== undefined && endpoint !== undefined) throw badRequest('invalid_query', 'ask for a model or an endpoint, not both', 'endpoint');
+        if (model !== undefined && endpoint !== undefined)
+          throw badRequest('invalid_query', 'ask for a model or an endpoint, not both', 'endpoint');
         const version = one('version');
         const method = one('method');
         const result = collector.latency({
@@ -70,8 +82,14 @@ export default definePlugin<StatsConfig>({
         if (result === undefined) {
           const known = collector.known();
           throw model !== undefined
-            ? notFound('unknown_model', `no request to model "${model}"${version ? ` version "${version}"` : ''} has been seen; known: ${known.models.join(', ') || 'none yet'}`)
-            : notFound('unknown_endpoint', `no request to endpoint "${endpoint}"${method ? ` with method ${method}` : ''} has been seen; endpoints are route templates, known: ${known.endpoints.join(', ') || 'none yet'}`);
+            ? notFound(
+                'unknown_model',
+                `no request to model "${model}"${version ? ` version "${version}"` : ''} has been seen; known: ${known.models.join(', ') || 'none yet'}`,
+              )
+            : notFound(
+                'unknown_endpoint',
+                `no request to endpoint "${endpoint}"${method ? ` with method ${method}` : ''} has been seen; endpoints are route templates, known: ${known.endpoints.join(', ') || 'none yet'}`,
+              );
         }
         return result;
       },

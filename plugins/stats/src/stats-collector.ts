@@ -1,4 +1,11 @@
-import type { EventBus, LatencySummary, ModelStats, NucleusEvents, StatsSnapshot, TelemetryPriority } from '@nucleus/sdk';
+import type {
+  EventBus,
+  LatencySummary,
+  ModelStats,
+  NucleusEvents,
+  StatsSnapshot,
+  TelemetryPriority,
+} from '@nucleus/sdk';
 import { SlidingWindow, summarize, WindowedCounter } from '@nucleus/sdk';
 import type { ProcessSample } from './process-sampler.js';
 
@@ -40,7 +47,13 @@ export interface LatencyOverview {
   windowS: number;
   overall: LatencySummary;
   endpoints: Array<{ method: string; endpoint: string; latency: LatencySummary }>;
-  models: Array<{ model: string; version: string; latency: LatencySummary; ttft: LatencySummary; queue: LatencySummary }>;
+  models: Array<{
+    model: string;
+    version: string;
+    latency: LatencySummary;
+    ttft: LatencySummary;
+    queue: LatencySummary;
+  }>;
 }
 
 /** A model version's running state and windows. */
@@ -191,7 +204,8 @@ export class StatsCollector {
       events.on('memory.pressure', (e) => (this.memoryPressure = e)),
       events.on('model.unloaded', (e) => {
         this.models.delete(`${e.model}\u0000${e.version}`);
-        for (const [key, w] of this.workers) if (w.model === e.model && (w.version ?? e.version) === e.version) this.workers.delete(key);
+        for (const [key, w] of this.workers)
+          if (w.model === e.model && (w.version ?? e.version) === e.version) this.workers.delete(key);
       }),
     ];
     return () => offs.forEach((off) => off());
@@ -218,10 +232,17 @@ export class StatsCollector {
       requests: {
         inFlight: this.inFlight,
         total: this.total,
-        window: { count, errors, clientErrors: this.clientErrors.sum(windowS, now), errorRate: count ? round(errors / count) : 0 },
+        window: {
+          count,
+          errors,
+          clientErrors: this.clientErrors.sum(windowS, now),
+          errorRate: count ? round(errors / count) : 0,
+        },
         latency: this.overall.summary(windowMs, now),
       },
-      queues: [...this.queues.values()].sort((a, b) => a.model.localeCompare(b.model) || a.priority.localeCompare(b.priority)),
+      queues: [...this.queues.values()].sort(
+        (a, b) => a.model.localeCompare(b.model) || a.priority.localeCompare(b.priority),
+      ),
       batches: {
         active: [...this.models.values()].reduce((n, m) => n + m.activeBatches, 0),
         total: this.batchesTotal,
@@ -229,22 +250,28 @@ export class StatsCollector {
       },
       models: [...this.models.values()]
         .sort((a, b) => a.model.localeCompare(b.model) || a.version.localeCompare(b.version))
-        .map((m): ModelStats => ({
-          model: m.model,
-          ...(m.version ? { version: m.version } : {}),
-          requests: m.requests.sum(windowS, now),
-          errors: m.errors.sum(windowS, now),
-          running: m.running,
-          waiting: m.waiting,
-          ...(m.kvCacheUsage === undefined ? {} : { kvCacheUsage: m.kvCacheUsage }),
-          activeBatches: m.activeBatches,
-          latency: m.latency.summary(windowMs, now),
-          ttft: m.ttft.summary(windowMs, now),
-          tokenDelivery: m.tokenDelivery.summary(windowMs, now),
-          ...(m.speculation && {
-            speculation: [...m.speculation].map(([method, t]) => ({ method, ...t, acceptanceRate: t.draftTokens > 0 ? round(t.acceptedTokens / t.draftTokens) : null })),
+        .map(
+          (m): ModelStats => ({
+            model: m.model,
+            ...(m.version ? { version: m.version } : {}),
+            requests: m.requests.sum(windowS, now),
+            errors: m.errors.sum(windowS, now),
+            running: m.running,
+            waiting: m.waiting,
+            ...(m.kvCacheUsage === undefined ? {} : { kvCacheUsage: m.kvCacheUsage }),
+            activeBatches: m.activeBatches,
+            latency: m.latency.summary(windowMs, now),
+            ttft: m.ttft.summary(windowMs, now),
+            tokenDelivery: m.tokenDelivery.summary(windowMs, now),
+            ...(m.speculation && {
+              speculation: [...m.speculation].map(([method, t]) => ({
+                method,
+                ...t,
+                acceptanceRate: t.draftTokens > 0 ? round(t.acceptedTokens / t.draftTokens) : null,
+              })),
+            }),
           }),
-        })),
+        ),
       workers: [...this.workers.values()],
       caches: [...this.caches.values()].map((c) => ({
         ...c,
@@ -264,9 +291,12 @@ export class StatsCollector {
   latency(query: LatencyQuery, now = Date.now()): SeriesLatency | LatencyOverview | undefined {
     const windowMs = query.windowS * 1000;
     if (query.model !== undefined) {
-      const records = [...this.models.values()].filter((m) => m.model === query.model && (query.version === undefined || m.version === query.version));
+      const records = [...this.models.values()].filter(
+        (m) => m.model === query.model && (query.version === undefined || m.version === query.version),
+      );
       if (!records.length) return undefined;
-      const merged = (pick: (m: ModelRecord) => SlidingWindow) => summarize(records.flatMap((m) => pick(m).values(windowMs, now)));
+      const merged = (pick: (m: ModelRecord) => SlidingWindow) =>
+        summarize(records.flatMap((m) => pick(m).values(windowMs, now)));
       return {
         windowS: query.windowS,
         model: query.model,
@@ -278,7 +308,9 @@ export class StatsCollector {
     }
     if (query.endpoint !== undefined) {
       const method = query.method?.toUpperCase();
-      const series = [...this.endpoints.values()].filter((s) => s.endpoint === query.endpoint && (method === undefined || s.method === method));
+      const series = [...this.endpoints.values()].filter(
+        (s) => s.endpoint === query.endpoint && (method === undefined || s.method === method),
+      );
       if (!series.length) return undefined;
       return {
         windowS: query.windowS,
@@ -295,7 +327,13 @@ export class StatsCollector {
         .map((s) => ({ method: s.method, endpoint: s.endpoint, latency: s.window.summary(windowMs, now) })),
       models: [...this.models.values()]
         .sort((a, b) => a.model.localeCompare(b.model) || a.version.localeCompare(b.version))
-        .map((m) => ({ model: m.model, version: m.version, latency: m.latency.summary(windowMs, now), ttft: m.ttft.summary(windowMs, now), queue: m.queue.summary(windowMs, now) })),
+        .map((m) => ({
+          model: m.model,
+          version: m.version,
+          latency: m.latency.summary(windowMs, now),
+          ttft: m.ttft.summary(windowMs, now),
+          queue: m.queue.summary(windowMs, now),
+        })),
     };
   }
 
@@ -323,7 +361,19 @@ export class StatsCollector {
     let m = this.models.get(key);
     if (!m) {
       const counter = () => new WindowedCounter(this.retentionS);
-      m = { model, version: version ?? '', running: 0, waiting: 0, activeBatches: 0, latency: this.window(), ttft: this.window(), queue: this.window(), tokenDelivery: this.window(), requests: counter(), errors: counter() };
+      m = {
+        model,
+        version: version ?? '',
+        running: 0,
+        waiting: 0,
+        activeBatches: 0,
+        latency: this.window(),
+        ttft: this.window(),
+        queue: this.window(),
+        tokenDelivery: this.window(),
+        requests: counter(),
+        errors: counter(),
+      };
       this.models.set(key, m);
     }
     return m;

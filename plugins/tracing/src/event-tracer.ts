@@ -79,11 +79,17 @@ export class EventTracer {
           parent,
         );
         const sc = span.spanContext();
-        this.remember(this.requests, requestId, { span, context: trace.setSpan(parent, span), startedAt: open?.startedAt ?? now() }, (r) => r.span?.end());
+        this.remember(
+          this.requests,
+          requestId,
+          { span, context: trace.setSpan(parent, span), startedAt: open?.startedAt ?? now() },
+          (r) => r.span?.end(),
+        );
         const sameTrace = state.traceId === sc.traceId;
         state.traceId = sc.traceId;
         state.spanId = sc.spanId;
-        if (state.log) state.log = state.log.child(sameTrace ? { spanId: sc.spanId } : { traceId: sc.traceId, spanId: sc.spanId });
+        if (state.log)
+          state.log = state.log.child(sameTrace ? { spanId: sc.spanId } : { traceId: sc.traceId, spanId: sc.spanId });
         ctx.set('traceparent', `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & 1}`);
         await next();
       },
@@ -105,16 +111,38 @@ export class EventTracer {
       events.on(
         'request.start',
         guard<'request.start'>((e) => {
-          if (!this.ignored.has(e.path)) this.remember(this.requests, e.requestId, { startedAt: now() }, (r) => r.span?.end());
+          if (!this.ignored.has(e.path))
+            this.remember(this.requests, e.requestId, { startedAt: now() }, (r) => r.span?.end());
         }),
       ),
-      events.on('request.end', guard<'request.end'>((e) => this.requestEnd(e))),
-      events.on('inference.end', guard<'inference.end'>((e) => this.inferenceEnd(e))),
-      events.on('batch.executed', guard<'batch.executed'>((e) => this.batchExecuted(e))),
-      events.on('generation.start', guard<'generation.start'>((e) => this.generationStart(e))),
-      events.on('generation.tokens', guard<'generation.tokens'>((e) => this.generationTokens(e))),
-      events.on('generation.end', guard<'generation.end'>((e) => this.generationEnd(e))),
-      events.on('engine.steps', guard<'engine.steps'>((e) => this.engineSteps(e))),
+      events.on(
+        'request.end',
+        guard<'request.end'>((e) => this.requestEnd(e)),
+      ),
+      events.on(
+        'inference.end',
+        guard<'inference.end'>((e) => this.inferenceEnd(e)),
+      ),
+      events.on(
+        'batch.executed',
+        guard<'batch.executed'>((e) => this.batchExecuted(e)),
+      ),
+      events.on(
+        'generation.start',
+        guard<'generation.start'>((e) => this.generationStart(e)),
+      ),
+      events.on(
+        'generation.tokens',
+        guard<'generation.tokens'>((e) => this.generationTokens(e)),
+      ),
+      events.on(
+        'generation.end',
+        guard<'generation.end'>((e) => this.generationEnd(e)),
+      ),
+      events.on(
+        'engine.steps',
+        guard<'engine.steps'>((e) => this.engineSteps(e)),
+      ),
     ];
     return () => {
       offs.forEach((off) => off());
@@ -152,13 +180,21 @@ export class EventTracer {
     const end = now();
     const start = end - e.queueMs - e.computeMs;
     const parent = this.parentOf(e.requestId);
-    const attributes: Attributes = { 'nucleus.model': e.model, 'nucleus.model_version': e.version, 'nucleus.batch_size': e.batchSize };
+    const attributes: Attributes = {
+      'nucleus.model': e.model,
+      'nucleus.model_version': e.version,
+      'nucleus.batch_size': e.batchSize,
+    };
     const span = this.tracer.startSpan(`inference ${e.model}`, { startTime: hr(start), attributes }, parent);
     if (!e.ok) span.setStatus({ code: SpanStatusCode.ERROR, message: e.errorCode ?? 'failed' });
     if (e.errorCode) span.setAttribute('error.type', e.errorCode);
     const inner = trace.setSpan(parent, span);
     this.child(inner, 'queue', start, start + e.queueMs, { 'nucleus.model': e.model });
-    if (e.batchSize > 0) this.child(inner, 'compute', start + e.queueMs, end, { 'nucleus.model': e.model, 'nucleus.batch_size': e.batchSize });
+    if (e.batchSize > 0)
+      this.child(inner, 'compute', start + e.queueMs, end, {
+        'nucleus.model': e.model,
+        'nucleus.batch_size': e.batchSize,
+      });
     span.end(hr(end));
   }
 
@@ -198,14 +234,22 @@ export class EventTracer {
       },
       parent,
     );
-    this.remember(this.generations, e.requestId, { span, context: trace.setSpan(parent, span), startedAt, groups: 0 }, (g) => g.span.end());
+    this.remember(
+      this.generations,
+      e.requestId,
+      { span, context: trace.setSpan(parent, span), startedAt, groups: 0 },
+      (g) => g.span.end(),
+    );
   }
 
   private generationTokens(e: NucleusEvents['generation.tokens']): void {
     const g = this.generations.get(e.requestId);
     if (!g) return;
     g.groups++;
-    g.span.addEvent(g.groups === 1 ? 'first_tokens' : 'tokens', { 'nucleus.tokens': e.tokens, 'nucleus.total_tokens': e.totalTokens });
+    g.span.addEvent(g.groups === 1 ? 'first_tokens' : 'tokens', {
+      'nucleus.tokens': e.tokens,
+      'nucleus.total_tokens': e.totalTokens,
+    });
   }
 
   private generationEnd(e: NucleusEvents['generation.end']): void {
@@ -215,7 +259,11 @@ export class EventTracer {
     if (!g) {
       const parent = this.parentOf(e.requestId);
       const startedAt = end - e.durationMs;
-      const span = this.tracer.startSpan(`generate ${e.model}`, { startTime: hr(startedAt), attributes: { 'gen_ai.request.model': e.model } }, parent);
+      const span = this.tracer.startSpan(
+        `generate ${e.model}`,
+        { startTime: hr(startedAt), attributes: { 'gen_ai.request.model': e.model } },
+        parent,
+      );
       g = { span, context: trace.setSpan(parent, span), startedAt, groups: 0 };
     }
     const start = g.startedAt;
@@ -224,7 +272,10 @@ export class EventTracer {
     if (e.queueMs !== undefined) this.child(g.context, 'queue', start, prefillFrom, attrs);
     if (e.ttftMs !== undefined) {
       const firstToken = start + e.ttftMs;
-      this.child(g.context, 'prefill', prefillFrom, firstToken, { ...attrs, 'gen_ai.usage.input_tokens': e.promptTokens });
+      this.child(g.context, 'prefill', prefillFrom, firstToken, {
+        ...attrs,
+        'gen_ai.usage.input_tokens': e.promptTokens,
+      });
       // The streaming part: from the first token to the last.
       this.child(g.context, 'decode', firstToken, end, {
         ...attrs,

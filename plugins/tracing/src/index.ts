@@ -1,7 +1,13 @@
 import { definePlugin, ExtensionPoints } from '@nucleus/sdk';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
 import { EventTracer } from './event-tracer.js';
 import { LoggingExporter } from './logging-exporter.js';
 
@@ -27,7 +33,11 @@ export default definePlugin<TracingConfig>({
     const config = ctx.config;
     const processors: SpanProcessor[] = [];
     if (config.endpoint !== null) {
-      const exporter = new OTLPTraceExporter({ url: config.endpoint, headers: config.headers, timeoutMillis: config.exportTimeoutMs });
+      const exporter = new OTLPTraceExporter({
+        url: config.endpoint,
+        headers: config.headers,
+        timeoutMillis: config.exportTimeoutMs,
+      });
       processors.push(
         new BatchSpanProcessor(new LoggingExporter(exporter, ctx.logger, config.endpoint), {
           scheduledDelayMillis: config.exportIntervalMs,
@@ -42,12 +52,18 @@ export default definePlugin<TracingConfig>({
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
       spanProcessors: processors,
     });
-    const tracer = new EventTracer(provider.getTracer('nucleus', ctx.version), { stepSpans: config.stepSpans, ignorePaths: config.ignorePaths });
+    const tracer = new EventTracer(provider.getTracer('nucleus', ctx.version), {
+      stepSpans: config.stepSpans,
+      ignorePaths: config.ignorePaths,
+    });
     const detach = tracer.attach(ctx.events, ctx.logger);
     // Spans that could not be sent are logged by LoggingExporter; flushing and stopping never throw, and never
     // wait much longer than one export, so a collector that is away cannot hold up a shutdown.
     const settle = (work: Promise<void>) =>
-      Promise.race([work.catch(() => {}), new Promise<void>((resolve) => setTimeout(resolve, config.exportTimeoutMs + 500).unref())]);
+      Promise.race([
+        work.catch(() => {}),
+        new Promise<void>((resolve) => setTimeout(resolve, config.exportTimeoutMs + 500).unref()),
+      ]);
     ctx.onDispose(async () => {
       detach();
       await settle(provider.shutdown());
@@ -55,6 +71,7 @@ export default definePlugin<TracingConfig>({
     // First among hooks, so other hooks' log lines already carry the trace id.
     ctx.contribute(ExtensionPoints.hooks, tracer.hooks(), { name: 'traceparent', priority: 1000 });
     ctx.contribute(ExtensionPoints.exporter, { name: 'otlp-traces', flush: () => settle(provider.forceFlush()) });
-    if (config.endpoint === null) ctx.logger.debug('no plugin.tracing.endpoint: spans are made for trace ids but not exported');
+    if (config.endpoint === null)
+      ctx.logger.debug('no plugin.tracing.endpoint: spans are made for trace ids but not exported');
   },
 });

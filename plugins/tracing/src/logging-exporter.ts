@@ -35,7 +35,10 @@ export class LoggingExporter implements SpanExporter {
     this.failedSinceWarn += count;
     const at = Date.now();
     if (at - this.lastWarn < WARN_EVERY_MS) return;
-    this.logger.warn({ endpoint: this.endpoint, spans: this.failedSinceWarn, err: error }, 'exporting spans failed; they were dropped');
+    this.logger.warn(
+      { endpoint: this.endpoint, spans: this.failedSinceWarn, err: error },
+      'exporting spans failed; they were dropped',
+    );
     this.lastWarn = at;
     this.failedSinceWarn = 0;
   }

@@ -36,8 +36,16 @@ function merge(
     if (value === undefined) continue;
     const path = `${prefix}${key}`;
     const problem = check(value, kind);
-    if (problem !== undefined) throw badRequest('invalid_backend_option', `${backend} backend option '${path}' ${problem}`, path);
-    if (kind.type === 'object') out[key] = merge(base[key] as Record<string, unknown>, value as Record<string, unknown>, kind.fields, backend, `${path}.`);
+    if (problem !== undefined)
+      throw badRequest('invalid_backend_option', `${backend} backend option '${path}' ${problem}`, path);
+    if (kind.type === 'object')
+      out[key] = merge(
+        base[key] as Record<string, unknown>,
+        value as Record<string, unknown>,
+        kind.fields,
+        backend,
+        `${path}.`,
+      );
     else if (kind.type === 'stringMap') out[key] = { ...(base[key] as object), ...(value as object) };
     else out[key] = value;
   }
@@ -48,7 +56,9 @@ function check(value: unknown, kind: OptionKind): string | undefined {
   const got = `got ${JSON.stringify(value)}`;
   switch (kind.type) {
     case 'integer':
-      return Number.isInteger(value) && (value as number) >= kind.min ? undefined : `must be an integer >= ${kind.min}, ${got}`;
+      return Number.isInteger(value) && (value as number) >= kind.min
+        ? undefined
+        : `must be an integer >= ${kind.min}, ${got}`;
     case 'boolean':
       return typeof value === 'boolean' ? undefined : `must be true or false, ${got}`;
     case 'enum':
@@ -56,7 +66,9 @@ function check(value: unknown, kind: OptionKind): string | undefined {
     case 'string':
       return typeof value === 'string' ? undefined : `must be a string, ${got}`;
     case 'stringMap':
-      return isObject(value) && Object.values(value).every((v) => typeof v === 'string') ? undefined : 'must be an object of string values';
+      return isObject(value) && Object.values(value).every((v) => typeof v === 'string')
+        ? undefined
+        : 'must be an object of string values';
     case 'object':
       return isObject(value) ? undefined : `must be an object, ${got}`;
   }

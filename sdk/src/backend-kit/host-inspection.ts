@@ -20,7 +20,11 @@ export function execFileRunner(timeoutMs = 5000): CommandRunner {
         const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: string | number };
         if (e.code === 'ENOENT') return resolve({ ok: false, missing: true });
         const output = `${stdout}${stderr}`.trim();
-        const error = e.killed ? `timed out after ${timeoutMs} ms` : typeof e.code === 'number' ? `exited with code ${e.code}` : e.message;
+        const error = e.killed
+          ? `timed out after ${timeoutMs} ms`
+          : typeof e.code === 'number'
+            ? `exited with code ${e.code}`
+            : e.message;
         resolve({ ok: false, missing: false, ...(typeof e.code === 'number' && { exitCode: e.code }), output, error });
       });
     });
@@ -28,7 +32,10 @@ export function execFileRunner(timeoutMs = 5000): CommandRunner {
 
 /** The first line of a failed tool's output, or its error, for a reason string. */
 export function describeFailure(result: Extract<CommandResult, { missing: false }>): string {
-  const line = result.output.split('\n').map((l) => l.trim()).find((l) => l !== '');
+  const line = result.output
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l !== '');
   return line === undefined ? result.error : `${line} (${result.error})`;
 }
 

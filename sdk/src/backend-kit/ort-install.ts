@@ -33,7 +33,10 @@ export async function locateOrtInstall(packageDir: string, platform: string, arc
 }
 
 /** Which of `names` are present in `dir`. */
-export async function presentFiles(dir: string, names: readonly string[]): Promise<{ present: string[]; missing: string[] }> {
+export async function presentFiles(
+  dir: string,
+  names: readonly string[],
+): Promise<{ present: string[]; missing: string[] }> {
   const present: string[] = [];
   const missing: string[] = [];
   for (const name of names) ((await exists('/', join(dir, name))) ? present : missing).push(name);
@@ -59,7 +62,13 @@ export interface LibrarySearch {
 }
 
 // Searched when ldconfig is unavailable (minimal containers): where CUDA, cuDNN and TensorRT packages install.
-const FALLBACK_DIRS = ['/usr/local/cuda/lib64', '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib'];
+const FALLBACK_DIRS = [
+  '/usr/local/cuda/lib64',
+  '/usr/lib/x86_64-linux-gnu',
+  '/usr/lib/aarch64-linux-gnu',
+  '/usr/lib64',
+  '/usr/lib',
+];
 
 /** Looks for shared libraries the way the loader would: `LD_LIBRARY_PATH`, then the ldconfig cache (or common folders without one). */
 export async function findSharedLibraries(

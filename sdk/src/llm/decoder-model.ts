@@ -66,7 +66,13 @@ export interface ContribIo {
  * {@link TokenizerFactory}, called with `options` inside the worker.
  */
 export type TokenizerSpec =
-  | { kind: 'hf'; tokenizerJson: unknown; tokenizerConfig: unknown; /** From config.json / generation_config.json, which win over tokenizer_config.json. */ bosTokenId?: number; eosTokenIds?: number[] }
+  | {
+      kind: 'hf';
+      tokenizerJson: unknown;
+      tokenizerConfig: unknown /** From config.json / generation_config.json, which win over tokenizer_config.json. */;
+      bosTokenId?: number;
+      eosTokenIds?: number[];
+    }
   | {
       kind: 'sentencepiece';
       pieces: string[];
@@ -84,8 +90,21 @@ export type TokenizerSpec =
       /** Whether special tokens' text in a prompt becomes their ids; default true. */
       parseSpecial?: boolean;
     }
-  | { kind: 'gpt2-bpe'; pieces: string[]; merges: string[]; types: number[]; bosTokenId?: number; eosTokenIds: number[]; /** Pre-tokenizer (GGUF tokenizer.ggml.pre); default GPT-2's. */ pre?: string; /** Whether BOS goes first; default true. */ addBos?: boolean }
-  | { kind: 'module'; /** URL of an ES module whose default export is a {@link TokenizerFactory}. */ module: string; options: unknown };
+  | {
+      kind: 'gpt2-bpe';
+      pieces: string[];
+      merges: string[];
+      types: number[];
+      bosTokenId?: number;
+      eosTokenIds: number[] /** Pre-tokenizer (GGUF tokenizer.ggml.pre); default GPT-2's. */;
+      pre?: string /** Whether BOS goes first; default true. */;
+      addBos?: boolean;
+    }
+  | {
+      kind: 'module' /** URL of an ES module whose default export is a {@link TokenizerFactory}. */;
+      module: string;
+      options: unknown;
+    };
 
 /** Builds a tokenizer from a {@link TokenizerSpec}'s `options`; the default export of a `module` tokenizer. */
 export type TokenizerFactory = (options: unknown) => LlmTokenizer;
@@ -104,7 +123,10 @@ export interface LlmTokenizer {
    * one (the prompt), so text continues correctly (a SentencePiece leading space is dropped only at the very start);
    * `keepSpecial`: emit special tokens' text too.
    */
-  createStreamDecoder(options?: { prefix?: readonly number[]; keepSpecial?: boolean }): { push(id: number): string; flush(): string };
+  createStreamDecoder(options?: { prefix?: readonly number[]; keepSpecial?: boolean }): {
+    push(id: number): string;
+    flush(): string;
+  };
 }
 
 /** A loaded decoder model, ready to be opened by a generation worker. */

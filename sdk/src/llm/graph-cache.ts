@@ -61,11 +61,18 @@ export async function ensureGeneratedGraph(
   };
   if (await isComplete()) return { path, created: false };
   const model = await build();
-  const weightBytes = model.graph.initializers.reduce((n, t) => n + ((t.data as { byteLength?: number }).byteLength ?? 0), 0);
+  const weightBytes = model.graph.initializers.reduce(
+    (n, t) => n + ((t.data as { byteLength?: number }).byteLength ?? 0),
+    0,
+  );
   const tmp = `${dir}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   try {
     await mkdir(tmp, { recursive: true });
-    await saveModel(join(tmp, 'model.onnx'), model, weightBytes > EXTERNAL_DATA_ABOVE_BYTES ? { externalDataThresholdBytes: 1024 } : {});
+    await saveModel(
+      join(tmp, 'model.onnx'),
+      model,
+      weightBytes > EXTERNAL_DATA_ABOVE_BYTES ? { externalDataThresholdBytes: 1024 } : {},
+    );
     await writeFile(join(tmp, 'complete.json'), `${JSON.stringify({ key, createdAt: new Date().toISOString() })}\n`);
     try {
       await rename(tmp, dir);

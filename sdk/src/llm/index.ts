@@ -1,15 +1,40 @@
 // What a model format needs to hand a decoder LLM to the generation engine: the contract, a Llama graph builder,
 // a cache for the graphs it generates, and the tokenizers formats share.
-export type { ContribIo, DecoderConfig, LlmTokenizer, LoadedLlm, TokenizerFactory, TokenizerSpec } from './decoder-model.js';
+export type {
+  ContribIo,
+  DecoderConfig,
+  LlmTokenizer,
+  LoadedLlm,
+  TokenizerFactory,
+  TokenizerSpec,
+} from './decoder-model.js';
 export { UnsupportedModelError } from './unsupported-model-error.js';
 export { ensureGeneratedGraph, sha256File, sha256FileCached } from './graph-cache.js';
-export { buildLlamaGraph, builtDecoderConfig, CONTRIB_IO, LLAMA_GRAPH_OPSET, LLAMA_GRAPH_REVISION, transposeMatrix, type LlamaGraphOptions } from './llama-graph.js';
-export { checkLlamaWeights, type LlamaArchitecture, type LlamaLayerWeights, type LlamaWeights } from './llama-weights.js';
+export {
+  buildLlamaGraph,
+  builtDecoderConfig,
+  CONTRIB_IO,
+  LLAMA_GRAPH_OPSET,
+  LLAMA_GRAPH_REVISION,
+  transposeMatrix,
+  type LlamaGraphOptions,
+} from './llama-graph.js';
+export {
+  checkLlamaWeights,
+  type LlamaArchitecture,
+  type LlamaLayerWeights,
+  type LlamaWeights,
+} from './llama-weights.js';
 export { ropeTables, type RopeLayout } from './rope.js';
 export { createTokenizer, loadTokenizer } from './tokenizers/create-tokenizer.js';
 export { HfTokenizer } from './tokenizers/hf-tokenizer.js';
 export { SentencePieceTokenizer, type SentencePieceOptions } from './tokenizers/sentencepiece-tokenizer.js';
 export { Gpt2BpeTokenizer, BPE_PRE_TOKENIZERS, type Gpt2BpeOptions } from './tokenizers/gpt2-bpe-tokenizer.js';
-export { ByteStreamDecoder, WindowStreamDecoder, type StreamDecoder, type StreamDecoderOptions } from './tokenizers/stream-decoder.js';
+export {
+  ByteStreamDecoder,
+  WindowStreamDecoder,
+  type StreamDecoder,
+  type StreamDecoderOptions,
+} from './tokenizers/stream-decoder.js';
 export { BYTE_TO_CHAR, fromByteLevel, GPT2_SPLIT, toByteLevel } from './tokenizers/byte-level.js';
 export { byteOfPiece, TokenType } from './tokenizers/token-types.js';

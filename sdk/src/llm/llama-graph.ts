@@ -78,7 +78,8 @@ export const LLAMA_GRAPH_REVISION = 2;
 export function buildLlamaGraph(weights: LlamaWeights, arch: LlamaArchitecture, options: LlamaGraphOptions): OnnxModel {
   checkLlamaWeights(weights, arch);
   if (arch.headDim % 2 !== 0) throw new Error(`head dim ${arch.headDim} is odd; RoPE needs pairs`);
-  if (arch.numHeads % arch.numKvHeads !== 0) throw new Error(`${arch.numHeads} heads do not split into ${arch.numKvHeads} kv groups`);
+  if (arch.numHeads % arch.numKvHeads !== 0)
+    throw new Error(`${arch.numHeads} heads do not split into ${arch.numKvHeads} kv groups`);
   const g = new GraphBuilder(options.name ?? 'llama_decoder', { opset: LLAMA_GRAPH_OPSET });
   if (options.style === 'contrib') {
     const fused = options.rotary === 'fused';
@@ -93,7 +94,11 @@ export function buildLlamaGraph(weights: LlamaWeights, arch: LlamaArchitecture, 
     opsets: options.style === 'contrib' ? { [MS_DOMAIN]: 1 } : {},
     producer: 'nucleus',
     docString: `Llama decoder (${options.style} style, ${options.ropeLayout} RoPE).`,
-    metadata: { 'nucleus.graph_style': options.style, 'nucleus.rope_layout': options.ropeLayout, ...(options.metadata ?? {}) },
+    metadata: {
+      'nucleus.graph_style': options.style,
+      'nucleus.rope_layout': options.ropeLayout,
+      ...(options.metadata ?? {}),
+    },
   });
 }
 
@@ -166,7 +171,9 @@ function buildGeneric(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
     const k = rope(o.reshape(linear(n, `${p}.self_attn.k_proj`, lw.k, a.numKvHeads * D, H), [0, 0, a.numKvHeads, D]));
     const v = o.reshape(linear(n, `${p}.self_attn.v_proj`, lw.v, a.numKvHeads * D, H), [0, 0, a.numKvHeads, D]);
     const presentKey = o.concat([pasts[l]!.key, o.transpose(k, [0, 2, 1, 3])], 2, { outputs: [`present.${l}.key`] });
-    const presentValue = o.concat([pasts[l]!.value, o.transpose(v, [0, 2, 1, 3])], 2, { outputs: [`present.${l}.value`] });
+    const presentValue = o.concat([pasts[l]!.value, o.transpose(v, [0, 2, 1, 3])], 2, {
+      outputs: [`present.${l}.value`],
+    });
     g.output(presentKey, 'float32', ['batch_size', a.numKvHeads, 'total_sequence_length', D]);
     g.output(presentValue, 'float32', ['batch_size', a.numKvHeads, 'total_sequence_length', D]);
 
@@ -176,7 +183,11 @@ function buildGeneric(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
     const scores = o.div(o.matMul(qGrouped, kT), scale); // [B,kv,g,S,T]
     const probs = o.softmax(o.where(visible, scores, masked), -1);
     const context = o.matMul(probs, o.unsqueeze(presentValue, [2])); // [B,kv,g,S,D]
-    const merged = o.reshape(o.transpose(o.reshape(context, [0, a.numHeads, -1, D]), [0, 2, 1, 3]), [0, 0, a.numHeads * D]);
+    const merged = o.reshape(o.transpose(o.reshape(context, [0, a.numHeads, -1, D]), [0, 2, 1, 3]), [
+      0,
+      0,
+      a.numHeads * D,
+    ]);
     x = o.add(x, linear(merged, `${p}.self_attn.o_proj`, lw.o, H, a.numHeads * D));
 
     const m = rmsNorm(x, `${p}.post_attention_layernorm`, lw.ffnNorm);
@@ -186,13 +197,23 @@ function buildGeneric(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
     x = o.add(x, linear(act, `${p}.mlp.down_proj`, lw.down, H, a.intermediateSize));
   }
   const final = rmsNorm(x, 'model.norm', w.finalNorm);
-  const logits = o.matMul(final, g.initializer('lm_head.weight', transposeMatrix(w.lmHead ?? w.tokenEmbedding, a.vocabSize, H), [H, a.vocabSize]), {
-    outputs: ['logits'],
-  });
+  const logits = o.matMul(
+    final,
+    g.initializer('lm_head.weight', transposeMatrix(w.lmHead ?? w.tokenEmbedding, a.vocabSize, H), [H, a.vocabSize]),
+    {
+      outputs: ['logits'],
+    },
+  );
   g.output(logits, 'float32', ['batch_size', 'sequence_length', a.vocabSize]);
 }
 
-function buildContrib(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ropeLayout: RopeLayout, fusedRotary: boolean): void {
+function buildContrib(
+  g: GraphBuilder,
+  w: LlamaWeights,
+  a: LlamaArchitecture,
+  ropeLayout: RopeLayout,
+  fusedRotary: boolean,
+): void {
   const o = g.ops;
   const H = a.hiddenSize;
   const D = a.headDim;
@@ -225,19 +246,29 @@ function buildContrib(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
   let skipNorms = 0;
   const skipNorm = (x: Value, skip: Value, gamma: Value): { normed: Value; sum: Value } => {
     const n = skipNorms++;
-    const [normed, , , sum] = g.nodeMulti('SkipSimplifiedLayerNormalization', [x, skip, gamma], 4, { epsilon: eps }, {
-      ...ms,
-      outputs: [`skip_norm_${n}.normed`, '', '', `skip_norm_${n}.residual`],
-    });
+    const [normed, , , sum] = g.nodeMulti(
+      'SkipSimplifiedLayerNormalization',
+      [x, skip, gamma],
+      4,
+      { epsilon: eps },
+      {
+        ...ms,
+        outputs: [`skip_norm_${n}.normed`, '', '', `skip_norm_${n}.residual`],
+      },
+    );
     return { normed: normed!, sum: sum! };
   };
 
   let residual = o.gather(g.initializer('model.embed_tokens.weight', w.tokenEmbedding, [a.vocabSize, H]), inputIds, 0);
   // ORT registers SimplifiedLayerNormalization (RMSNorm) in the default domain.
-  let normed = g.node('SimplifiedLayerNormalization', [residual, norm('model.layers.0.input_layernorm', w.layers[0]!.attnNorm)], {
-    axis: -1,
-    epsilon: eps,
-  });
+  let normed = g.node(
+    'SimplifiedLayerNormalization',
+    [residual, norm('model.layers.0.input_layernorm', w.layers[0]!.attnNorm)],
+    {
+      axis: -1,
+      epsilon: eps,
+    },
+  );
   for (let l = 0; l < a.numLayers; l++) {
     const lw = w.layers[l]!;
     const p = `model.layers.${l}`;
@@ -251,8 +282,20 @@ function buildContrib(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
     if (fusedRotary) {
       attnInputs = [qkv, null, null];
     } else {
-      const [q, k, v] = g.nodeMulti('Split', [qkv, g.int64s([qDim, kvDim, kvDim])], 3, { axis: 2 }, { outputs: [`${p}.q`, `${p}.k`, `new.${l}.value`] }) as [Value, Value, Value];
-      const rotate = (x: Value, outputs?: string[]): Value => g.node('RotaryEmbedding', [x, positionIds, cosCache, sinCache], { interleaved }, { ...ms, ...(outputs && { outputs }) });
+      const [q, k, v] = g.nodeMulti(
+        'Split',
+        [qkv, g.int64s([qDim, kvDim, kvDim])],
+        3,
+        { axis: 2 },
+        { outputs: [`${p}.q`, `${p}.k`, `new.${l}.value`] },
+      ) as [Value, Value, Value];
+      const rotate = (x: Value, outputs?: string[]): Value =>
+        g.node(
+          'RotaryEmbedding',
+          [x, positionIds, cosCache, sinCache],
+          { interleaved },
+          { ...ms, ...(outputs && { outputs }) },
+        );
       const rotatedK = rotate(k, [`new.${l}.key`]);
       // The step's own K (rotated) and V: a runner that keeps the cache itself appends these and fetches no present.
       g.output(rotatedK, 'float32', ['batch_size', 'sequence_length', kvDim]);
@@ -261,7 +304,14 @@ function buildContrib(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
     }
     const [attn, presentKey, presentValue] = g.nodeMulti(
       'GroupQueryAttention',
-      [...attnInputs, pasts[l]!.key, pasts[l]!.value, seqlensK, totalLength, ...(fusedRotary ? [cosCache, sinCache] : [])],
+      [
+        ...attnInputs,
+        pasts[l]!.key,
+        pasts[l]!.value,
+        seqlensK,
+        totalLength,
+        ...(fusedRotary ? [cosCache, sinCache] : []),
+      ],
       3,
       {
         num_heads: a.numHeads,
@@ -281,18 +331,36 @@ function buildContrib(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
     const gateUp = new Float32Array(2 * a.intermediateSize * H);
     gateUp.set(lw.gate, 0);
     gateUp.set(lw.up, a.intermediateSize * H);
-    const [gate, up] = g.nodeMulti('Split', [o.matMul(post.normed, matrix(`${p}.mlp.gate_up_proj`, gateUp, 2 * a.intermediateSize, H)), g.int64s([a.intermediateSize, a.intermediateSize])], 2, {
-      axis: 2,
-    }) as [Value, Value];
-    const ffnOut = o.matMul(o.mul(o.mul(gate, o.sigmoid(gate)), up), matrix(`${p}.mlp.down_proj`, lw.down, H, a.intermediateSize));
-    const nextNorm = l + 1 < a.numLayers ? norm(`model.layers.${l + 1}.input_layernorm`, w.layers[l + 1]!.attnNorm) : norm('model.norm', w.finalNorm);
+    const [gate, up] = g.nodeMulti(
+      'Split',
+      [
+        o.matMul(post.normed, matrix(`${p}.mlp.gate_up_proj`, gateUp, 2 * a.intermediateSize, H)),
+        g.int64s([a.intermediateSize, a.intermediateSize]),
+      ],
+      2,
+      {
+        axis: 2,
+      },
+    ) as [Value, Value];
+    const ffnOut = o.matMul(
+      o.mul(o.mul(gate, o.sigmoid(gate)), up),
+      matrix(`${p}.mlp.down_proj`, lw.down, H, a.intermediateSize),
+    );
+    const nextNorm =
+      l + 1 < a.numLayers
+        ? norm(`model.layers.${l + 1}.input_layernorm`, w.layers[l + 1]!.attnNorm)
+        : norm('model.norm', w.finalNorm);
     const next = skipNorm(ffnOut, residual, nextNorm);
     residual = next.sum;
     normed = next.normed;
   }
-  const logits = o.matMul(normed, g.initializer('lm_head.weight', transposeMatrix(w.lmHead ?? w.tokenEmbedding, a.vocabSize, H), [H, a.vocabSize]), {
-    outputs: ['logits'],
-  });
+  const logits = o.matMul(
+    normed,
+    g.initializer('lm_head.weight', transposeMatrix(w.lmHead ?? w.tokenEmbedding, a.vocabSize, H), [H, a.vocabSize]),
+    {
+      outputs: ['logits'],
+    },
+  );
   g.output(logits, 'float32', ['batch_size', 'sequence_length', a.vocabSize]);
 }
 

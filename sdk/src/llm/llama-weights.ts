@@ -51,7 +51,8 @@ export function checkLlamaWeights(weights: LlamaWeights, a: LlamaArchitecture): 
   expect('token embedding', weights.tokenEmbedding, a.vocabSize * a.hiddenSize);
   expect('final norm', weights.finalNorm, a.hiddenSize);
   if (weights.lmHead) expect('lm head', weights.lmHead, a.vocabSize * a.hiddenSize);
-  if (weights.layers.length !== a.numLayers) throw new Error(`${weights.layers.length} layers of weights, expected ${a.numLayers}`);
+  if (weights.layers.length !== a.numLayers)
+    throw new Error(`${weights.layers.length} layers of weights, expected ${a.numLayers}`);
   weights.layers.forEach((l, i) => {
     expect(`layer ${i} attn norm`, l.attnNorm, a.hiddenSize);
     expect(`layer ${i} q`, l.q, q * a.hiddenSize);

@@ -6,12 +6,16 @@ export type RopeLayout = 'interleaved' | 'half';
  * (`freq = 1/powf(theta, 2i/d)`, `val = pos·freq`, `cosf(val)`), so greedy outputs match its reference bit for bit
  * wherever the math allows.
  */
-export function ropeTables(positions: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(
+  positions: number,
+  headDim: number,
+  theta: number,
+): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
   const freqs = new Float32Array(half);
   for (let i = 0; i < half; i++) {
     const exponent = Math.fround((2 * i) / headDim);
-    freqs[i] = Math.fround(1 / Math.fround(Math.pow(Math.fround(theta), exponent)));
+    freqs[i] = Math.fround(1 / Math.fround(Math.fround(theta) ** exponent));
   }
   const cos = new Float32Array(positions * half);
   const sin = new Float32Array(positions * half);

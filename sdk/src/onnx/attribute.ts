@@ -66,8 +66,20 @@ function emptyValue(type: AttributeType): unknown {
 }
 
 const ATTRIBUTE_TYPES = new Set<string>([
-  'float', 'int', 'string', 'tensor', 'sparseTensor', 'graph', 'typeProto',
-  'floats', 'ints', 'strings', 'tensors', 'sparseTensors', 'graphs', 'typeProtos',
+  'float',
+  'int',
+  'string',
+  'tensor',
+  'sparseTensor',
+  'graph',
+  'typeProto',
+  'floats',
+  'ints',
+  'strings',
+  'tensors',
+  'sparseTensors',
+  'graphs',
+  'typeProtos',
 ]);
 
 function isAttributeValue(value: object): value is AttributeValue {
@@ -83,7 +95,8 @@ export function toAttribute(name: string, input: AttributeInput): AttributeValue
   if (typeof input === 'string') return attr.string(input);
   if (Array.isArray(input)) {
     const list = input as readonly unknown[];
-    if (list.every((v) => typeof v === 'string')) return list.length === 0 ? attr.ints([]) : attr.strings(list as string[]);
+    if (list.every((v) => typeof v === 'string'))
+      return list.length === 0 ? attr.ints([]) : attr.strings(list as string[]);
     if (list.every((v) => typeof v === 'bigint' || (typeof v === 'number' && Number.isInteger(v)))) {
       return attr.ints(list as Int64[]);
     }

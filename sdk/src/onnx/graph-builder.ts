@@ -1,6 +1,16 @@
 import { toAttribute, type AttributeInput } from './attribute.js';
 import type { DType } from './dtype.js';
-import { emptyGraph, tensorType, type AttributeValue, type Dim, type OnnxFunction, type OnnxGraph, type OnnxNode, type OpsetImports, type ValueInfo } from './graph-types.js';
+import {
+  emptyGraph,
+  tensorType,
+  type AttributeValue,
+  type Dim,
+  type OnnxFunction,
+  type OnnxGraph,
+  type OnnxNode,
+  type OpsetImports,
+  type ValueInfo,
+} from './graph-types.js';
 import { DEFAULT_OPSET, OnnxModel } from './onnx-model.js';
 import { OpHelpers } from './op-helpers.js';
 import type { InputRef, NodeEmitter, NodeOptions, Value, ValueRef } from './node-emitter.js';
@@ -92,7 +102,12 @@ export class GraphBuilder implements NodeEmitter {
   }
 
   /** Adds a named constant weight (initializer). The dtype follows the typed array unless `dtype` says otherwise. */
-  initializer(name: string, values: TensorInput, dims: readonly number[], options: { dtype?: DType; docString?: string } = {}): Value {
+  initializer(
+    name: string,
+    values: TensorInput,
+    dims: readonly number[],
+    options: { dtype?: DType; docString?: string } = {},
+  ): Value {
     const tensor = createTensor(name, values, dims, options.dtype);
     if (options.docString) tensor.docString = options.docString;
     return this.addInitializer(tensor);
@@ -125,11 +140,20 @@ export class GraphBuilder implements NodeEmitter {
 
   /** A 1-D int64 constant, as Reshape/Unsqueeze/Slice inputs want. */
   int64s(values: readonly number[], prefix = 'ints'): Value {
-    return this.constant(BigInt64Array.from(values, (v) => BigInt(v)), [values.length], { prefix });
+    return this.constant(
+      BigInt64Array.from(values, (v) => BigInt(v)),
+      [values.length],
+      { prefix },
+    );
   }
 
   /** Adds a node with one output and returns that output. */
-  node(opType: string, inputs: readonly InputRef[], attrs: Record<string, AttributeInput | undefined> = {}, options: NodeOptions = {}): Value {
+  node(
+    opType: string,
+    inputs: readonly InputRef[],
+    attrs: Record<string, AttributeInput | undefined> = {},
+    options: NodeOptions = {},
+  ): Value {
     return this.addNode(opType, inputs, 1, attrs, options)[0]!;
   }
 
@@ -148,7 +172,12 @@ export class GraphBuilder implements NodeEmitter {
    * Marks `value` as a graph output with its type. With `name`, the output is called that: the value is
    * renamed when a node of this graph makes it (earlier references to the old name still work), else an Identity is added.
    */
-  output(value: ValueRef, dtype: DType, shape: readonly Dim[], options: { name?: string; docString?: string } = {}): Value {
+  output(
+    value: ValueRef,
+    dtype: DType,
+    shape: readonly Dim[],
+    options: { name?: string; docString?: string } = {},
+  ): Value {
     let name = this.resolve(value);
     if (options.name !== undefined && options.name !== name) {
       const producer = this.producers.get(name);
@@ -160,7 +189,8 @@ export class GraphBuilder implements NodeEmitter {
       }
       name = options.name;
     }
-    if (this.graph.outputs.some((o) => o.name === name)) throw new Error(`graph ${this.name}: ${name} is already an output`);
+    if (this.graph.outputs.some((o) => o.name === name))
+      throw new Error(`graph ${this.name}: ${name} is already an output`);
     const info: ValueInfo = { name, type: tensorType(dtype, shape) };
     if (options.docString) info.docString = options.docString;
     this.graph.outputs.push(info);
@@ -181,12 +211,17 @@ export class GraphBuilder implements NodeEmitter {
 
   /** The graph built so far, checked: every node input is defined before use and every output is produced. */
   toGraph(): OnnxGraph {
-    const defined = new Set<string>([...this.graph.inputs.map((i) => i.name), ...this.graph.initializers.map((t) => t.name)]);
+    const defined = new Set<string>([
+      ...this.graph.inputs.map((i) => i.name),
+      ...this.graph.initializers.map((t) => t.name),
+    ]);
     const visible = (n: string): boolean => defined.has(n) || (this.outer?.defines(n) ?? false);
     for (const node of this.graph.nodes) {
       for (const input of node.inputs) {
         if (input !== '' && !visible(input)) {
-          throw new Error(`graph ${this.name}: node ${node.name} (${node.opType}) reads ${input}, which is not defined before it`);
+          throw new Error(
+            `graph ${this.name}: node ${node.name} (${node.opType}) reads ${input}, which is not defined before it`,
+          );
         }
       }
       for (const output of node.outputs) if (output !== '') defined.add(output);
@@ -207,13 +242,17 @@ export class GraphBuilder implements NodeEmitter {
     for (const f of options.functions ?? []) missing.delete(f.domain);
     for (const d of Object.keys(opsets)) missing.delete(d);
     if (missing.size > 0) {
-      throw new Error(`graph ${this.name} uses domain(s) ${[...missing].map((d) => `'${d}'`).join(', ')} without an opset import; add them to opsets`);
+      throw new Error(
+        `graph ${this.name} uses domain(s) ${[...missing].map((d) => `'${d}'`).join(', ')} without an opset import; add them to opsets`,
+      );
     }
     for (const r of this.requirements) {
       const v = opsets[r.domain];
       if (v === undefined || v < r.min || (r.max !== undefined && v >= r.max)) {
         const range = r.max === undefined ? `>= ${r.min}` : `in [${r.min}, ${r.max})`;
-        throw new Error(`graph ${this.name}: ${r.why} needs opset '${r.domain}' ${range}, model imports ${v ?? 'none'}`);
+        throw new Error(
+          `graph ${this.name}: ${r.why} needs opset '${r.domain}' ${range}, model imports ${v ?? 'none'}`,
+        );
       }
     }
     const init: ConstructorParameters<typeof OnnxModel>[0] = { graph, opsets };
@@ -269,7 +308,9 @@ export class GraphBuilder implements NodeEmitter {
       for (const o of options.outputs) if (o !== '') this.claim(o);
       outputs = [...options.outputs];
     } else {
-      outputs = Array.from({ length: outputCount }, (_, i) => this.uniqueName(outputCount === 1 ? `${name}_out` : `${name}_out${i}`));
+      outputs = Array.from({ length: outputCount }, (_, i) =>
+        this.uniqueName(outputCount === 1 ? `${name}_out` : `${name}_out${i}`),
+      );
     }
     const attributes: Record<string, AttributeValue> = {};
     for (const [k, v] of Object.entries(attrs)) if (v !== undefined) attributes[k] = toAttribute(k, v);
@@ -324,7 +365,12 @@ function collectDomains(graph: OnnxGraph, into: Set<string>): void {
 function structuredCloneGraph(g: OnnxGraph): OnnxGraph {
   const out: OnnxGraph = {
     ...g,
-    nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attributes: { ...n.attributes } })),
+    nodes: g.nodes.map((n) => ({
+      ...n,
+      inputs: [...n.inputs],
+      outputs: [...n.outputs],
+      attributes: { ...n.attributes },
+    })),
     inputs: g.inputs.map((v) => ({ ...v })),
     outputs: g.outputs.map((v) => ({ ...v })),
     initializers: g.initializers.map((t) => ({ ...t, dims: [...t.dims] })),

@@ -34,7 +34,7 @@ export type Dim = number | string | null;
 
 /** The type of a graph value: a tensor (the usual case) or one of ONNX's container types. */
 export type ValueType =
-  | { kind: 'tensor'; dtype: DType; /** Omitted: rank unknown. */ shape?: Dim[]; denotation?: string }
+  | { kind: 'tensor'; dtype: DType /** Omitted: rank unknown. */; shape?: Dim[]; denotation?: string }
   | { kind: 'sparseTensor'; dtype: DType; shape?: Dim[]; denotation?: string }
   | { kind: 'sequence'; elem: ValueType; denotation?: string }
   | { kind: 'map'; keyType: DType; value: ValueType; denotation?: string }

@@ -53,7 +53,8 @@ const fromUtf8 = new TextDecoder();
 // ---------- int64 helpers ----------
 
 function int64Out(v: Int64): number | string {
-  if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
+  if (typeof v === 'bigint')
+    return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
   if (!Number.isInteger(v)) throw new Error(`${v} is not an integer`);
   return v;
 }
@@ -384,11 +385,17 @@ function decodeType(m: Msg): ValueType {
     if (shape) t.shape = shape;
     return withDenotation(t);
   }
-  if (m.sequence_type) return withDenotation({ kind: 'sequence', elem: decodeType((m.sequence_type as Msg).elem_type as Msg) });
-  if (m.optional_type) return withDenotation({ kind: 'optional', elem: decodeType((m.optional_type as Msg).elem_type as Msg) });
+  if (m.sequence_type)
+    return withDenotation({ kind: 'sequence', elem: decodeType((m.sequence_type as Msg).elem_type as Msg) });
+  if (m.optional_type)
+    return withDenotation({ kind: 'optional', elem: decodeType((m.optional_type as Msg).elem_type as Msg) });
   if (m.map_type) {
     const mt = m.map_type as Msg;
-    return withDenotation({ kind: 'map', keyType: dtypeFromCode(mt.key_type as number), value: decodeType(mt.value_type as Msg) });
+    return withDenotation({
+      kind: 'map',
+      keyType: dtypeFromCode(mt.key_type as number),
+      value: decodeType(mt.value_type as Msg),
+    });
   }
   if (m.opaque_type) {
     const ot = m.opaque_type as Msg;

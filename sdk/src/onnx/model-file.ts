@@ -61,7 +61,12 @@ export async function saveModel(path: string, model: OnnxModel, options: SaveMod
   const bytes = written.encode();
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, bytes);
-  const result: SavedModel = { modelPath: path, modelBytes: bytes.byteLength, externalDataBytes: offset, externalTensors: moved };
+  const result: SavedModel = {
+    modelPath: path,
+    modelBytes: bytes.byteLength,
+    externalDataBytes: offset,
+    externalTensors: moved,
+  };
   if (moved.length > 0) {
     const externalDataPath = join(dirname(path), dataFile);
     await writeFile(externalDataPath, Buffer.concat(chunks));
@@ -91,7 +96,9 @@ export async function loadExternalData(model: OnnxModel, baseDir: string): Promi
     }
     const buffer = await file;
     if (ref.offset + ref.length > buffer.byteLength) {
-      throw new Error(`tensor ${t.name}: ${ref.location} has ${buffer.byteLength} bytes, needs ${ref.offset + ref.length}`);
+      throw new Error(
+        `tensor ${t.name}: ${ref.location} has ${buffer.byteLength} bytes, needs ${ref.offset + ref.length}`,
+      );
     }
     t.data = fromRawBytes(t.dtype, buffer.subarray(ref.offset, ref.offset + ref.length), elementCount(t.dims));
     delete t.external;

@@ -35,7 +35,12 @@ export interface NodeEmitter {
   /** The ai.onnx opset the helpers emit for. */
   readonly opset: number;
   /** Adds a node with one output and returns that output. */
-  node(opType: string, inputs: readonly InputRef[], attrs?: Record<string, AttributeInput | undefined>, options?: NodeOptions): Value;
+  node(
+    opType: string,
+    inputs: readonly InputRef[],
+    attrs?: Record<string, AttributeInput | undefined>,
+    options?: NodeOptions,
+  ): Value;
   /** A scalar constant, shared by every use of the same value and type. */
   scalar(value: number | bigint, dtype?: DType): Value;
   /** A 1-D int64 constant, as Reshape/Unsqueeze/Slice inputs want. */

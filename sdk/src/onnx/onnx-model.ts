@@ -23,7 +23,16 @@ export const DEFAULT_OPSET = 17;
 
 // ONNX opset → the IR version that introduced it (onnx/helper.py's VERSION_TABLE).
 const irForOpset: [opset: number, ir: number][] = [
-  [23, 11], [21, 10], [19, 9], [15, 8], [12, 7], [11, 6], [10, 5], [9, 4], [7, 3], [1, 3],
+  [23, 11],
+  [21, 10],
+  [19, 9],
+  [15, 8],
+  [12, 7],
+  [11, 6],
+  [10, 5],
+  [9, 4],
+  [7, 3],
+  [1, 3],
 ];
 
 /** The IR version a model importing `opset` of the default domain should declare. */

@@ -155,7 +155,10 @@ const root = protobuf.Root.fromJSON({
         ModelProto: { fields: model },
         TensorAnnotation: { fields: tensorAnnotation },
         GraphProto: { fields: graph },
-        TensorProto: { fields: tensor, nested: { Segment: { fields: { begin: one(1, 'int64'), end: one(2, 'int64') } } } },
+        TensorProto: {
+          fields: tensor,
+          nested: { Segment: { fields: { begin: one(1, 'int64'), end: one(2, 'int64') } } },
+        },
         SparseTensorProto: { fields: sparseTensor },
         TensorShapeProto: {
           fields: tensorShape,
@@ -164,7 +167,9 @@ const root = protobuf.Root.fromJSON({
         TypeProto: {
           fields: typeProto,
           oneofs: {
-            value: { oneof: ['tensor_type', 'sequence_type', 'map_type', 'optional_type', 'sparse_tensor_type', 'opaque_type'] },
+            value: {
+              oneof: ['tensor_type', 'sequence_type', 'map_type', 'optional_type', 'sparse_tensor_type', 'opaque_type'],
+            },
           },
           nested: {
             TensorTypeProto: { fields: { elem_type: one(1, 'int32'), shape: one(2, 'TensorShapeProto') } },

@@ -162,7 +162,13 @@ export class OpHelpers {
   }
 
   /** N-D convolution; `b` is the optional per-output-channel bias. */
-  conv(x: ValueRef, w: ValueRef, b?: ValueRef, o: WindowOptions & { group?: number } = {}, options?: NodeOptions): Value {
+  conv(
+    x: ValueRef,
+    w: ValueRef,
+    b?: ValueRef,
+    o: WindowOptions & { group?: number } = {},
+    options?: NodeOptions,
+  ): Value {
     return this.g.node('Conv', b === undefined ? [x, w] : [x, w, b], { ...windowAttrs(o), group: o.group }, options);
   }
 
@@ -172,8 +178,17 @@ export class OpHelpers {
   }
 
   /** Average pooling (padding excluded from the count unless `countIncludePad`). */
-  averagePool(x: ValueRef, o: WindowOptions & { kernelShape: readonly number[]; countIncludePad?: boolean }, options?: NodeOptions): Value {
-    return this.g.node('AveragePool', [x], { ...windowAttrs(o), count_include_pad: o.countIncludePad ? 1 : undefined }, options);
+  averagePool(
+    x: ValueRef,
+    o: WindowOptions & { kernelShape: readonly number[]; countIncludePad?: boolean },
+    options?: NodeOptions,
+  ): Value {
+    return this.g.node(
+      'AveragePool',
+      [x],
+      { ...windowAttrs(o), count_include_pad: o.countIncludePad ? 1 : undefined },
+      options,
+    );
   }
 
   /** Mean over all spatial dims, keeping them as size 1. */
@@ -282,7 +297,14 @@ export class OpHelpers {
     return this.reduce('ReduceMax', 18, x, axes, keepdims, options);
   }
 
-  private reduce(op: string, inputFrom: number, x: ValueRef, axes: readonly number[], keepdims: boolean, options?: NodeOptions): Value {
+  private reduce(
+    op: string,
+    inputFrom: number,
+    x: ValueRef,
+    axes: readonly number[],
+    keepdims: boolean,
+    options?: NodeOptions,
+  ): Value {
     const kd = keepdims ? 1 : 0;
     if (this.g.opset >= inputFrom) {
       this.g.requireOpset('', inputFrom, undefined, `${op} with axes as an input`);

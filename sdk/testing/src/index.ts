@@ -47,7 +47,10 @@ export interface TestKernel {
   kernel: Nucleus;
   url: string;
   /** Sends a request to the server; a plain object body is sent as JSON. */
-  request(path: string, init?: { method?: string; body?: unknown; headers?: Record<string, string> }): Promise<TestResponse>;
+  request(
+    path: string,
+    init?: { method?: string; body?: unknown; headers?: Record<string, string> },
+  ): Promise<TestResponse>;
   /** Stops the server and deactivates every plugin. */
   stop(): Promise<void>;
 }
@@ -63,7 +66,10 @@ export async function startTestKernel(options: TestKernelOptions = {}): Promise<
       'server.port': 0,
       'plugins.watch': false,
       'logging.level': 'silent',
-      'plugins.dirs': [...(!options.builtinPlugins && options.formats !== false ? formatPluginDirs() : []), ...(options.plugins ?? [])],
+      'plugins.dirs': [
+        ...(!options.builtinPlugins && options.formats !== false ? formatPluginDirs() : []),
+        ...(options.plugins ?? []),
+      ],
       ...options.config,
     },
   });
@@ -74,7 +80,10 @@ export async function startTestKernel(options: TestKernelOptions = {}): Promise<
       const hasBody = init.body !== undefined;
       const res = await fetch(new URL(path, server.url), {
         method: init.method ?? (hasBody ? 'POST' : 'GET'),
-        headers: { ...(hasBody && typeof init.body !== 'string' ? { 'content-type': 'application/json' } : {}), ...init.headers },
+        headers: {
+          ...(hasBody && typeof init.body !== 'string' ? { 'content-type': 'application/json' } : {}),
+          ...init.headers,
+        },
         ...(hasBody ? { body: typeof init.body === 'string' ? init.body : JSON.stringify(init.body) } : {}),
       });
       const text = await res.text();

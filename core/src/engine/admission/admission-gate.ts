@@ -6,7 +6,11 @@ const RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
 /** The order used when `scheduler.strategy` names `fifo`: arrival only. */
 export const BUILTIN_FIFO: SchedulerStrategy = {
   name: 'fifo',
-  order: (waiting) => waiting.map((w, i) => [w.enqueuedAt, i] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([, i]) => i),
+  order: (waiting) =>
+    waiting
+      .map((w, i) => [w.enqueuedAt, i] as const)
+      .sort((a, b) => a[0] - b[0] || a[1] - b[1])
+      .map(([, i]) => i),
 };
 
 /** The order used when no plugin contributes the configured strategy: high before normal before low, then arrival. */
@@ -20,7 +24,10 @@ export const BUILTIN_PRIORITY: SchedulerStrategy = {
 };
 
 /** Finds the queue strategy `name` among contributions, falling back to the built-in fifo or priority order. */
-export function resolveStrategy(name: string | undefined, strategies: ExtensionPointView<SchedulerStrategy> | undefined): SchedulerStrategy {
+export function resolveStrategy(
+  name: string | undefined,
+  strategies: ExtensionPointView<SchedulerStrategy> | undefined,
+): SchedulerStrategy {
   const contributed = name === undefined ? undefined : strategies?.find(name)?.value;
   if (contributed?.order) return contributed;
   return name === 'fifo' ? BUILTIN_FIFO : BUILTIN_PRIORITY;
@@ -73,7 +80,8 @@ export class AdmissionGate {
       highWatermark: () => get('queue.highWatermark', 1000),
       lowWatermark: () => get('queue.lowWatermark', 500),
       timeoutMs: () => get('queue.timeoutMs', 30_000),
-      strategy: () => resolveStrategy(options.config.get('scheduler.strategy') as string | undefined, options.strategies),
+      strategy: () =>
+        resolveStrategy(options.config.get('scheduler.strategy') as string | undefined, options.strategies),
       ...(options.onDepth && { onDepth: options.onDepth }),
     });
     // A raised limit lets waiting requests in at once, not at the next release.
@@ -104,9 +112,13 @@ export class AdmissionGate {
   async acquire(options: AcquireOptions = {}): Promise<AdmissionSlot> {
     const cost = options.cost ?? 1;
     const capacity = this.#capacity();
-    if (!Number.isInteger(cost) || cost < 1) throw new RangeError(`an admission cost is a positive integer, not ${cost}`);
+    if (!Number.isInteger(cost) || cost < 1)
+      throw new RangeError(`an admission cost is a positive integer, not ${cost}`);
     if (cost > capacity) {
-      throw badRequest('exceeds_capacity', `the request needs ${cost} running slots at once, but at most ${capacity} run at once (scheduler.maxRunning)`);
+      throw badRequest(
+        'exceeds_capacity',
+        `the request needs ${cost} running slots at once, but at most ${capacity} run at once (scheduler.maxRunning)`,
+      );
     }
     if (this.queue.depth === 0 && this.#running + cost <= capacity) return this.#grant(cost);
     let granted!: () => void;

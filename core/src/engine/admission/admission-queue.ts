@@ -81,18 +81,34 @@ export class AdmissionQueue<T> {
    * Admits a request or throws 503 (with Retry-After) while shedding load. `deadlineMs` is the
    * request's own deadline in milliseconds from now, honoured when shorter than `queue.timeoutMs`.
    */
-  admit(payload: T, options: { priority?: Priority; cost?: number; deadlineMs?: number; signal?: AbortSignal } = {}): Ticket<T> {
+  admit(
+    payload: T,
+    options: { priority?: Priority; cost?: number; deadlineMs?: number; signal?: AbortSignal } = {},
+  ): Ticket<T> {
     this.updateShedding();
     if (this.shedding) {
-      throw new NucleusError(503, 'server_overloaded', `the server is at capacity (${this.queuedCost} generations queued, limit ${this.settings.highWatermark()}); retry shortly`, {
-        headers: { 'retry-after': '1' },
-      });
+      throw new NucleusError(
+        503,
+        'server_overloaded',
+        `the server is at capacity (${this.queuedCost} generations queued, limit ${this.settings.highWatermark()}); retry shortly`,
+        {
+          headers: { 'retry-after': '1' },
+        },
+      );
     }
-    if (options.signal?.aborted) throw new NucleusError(499, 'client_closed_request', 'the client went away before the request was queued');
+    if (options.signal?.aborted)
+      throw new NucleusError(499, 'client_closed_request', 'the client went away before the request was queued');
     const now = this.now();
     let reject!: (err: NucleusError) => void;
     const rejected = new Promise<NucleusError>((resolve) => (reject = resolve));
-    const ticket: Ticket<T> = { id: `q${++nextId}`, payload, priority: options.priority ?? 'normal', enqueuedAt: now, cost: options.cost ?? 1, rejected };
+    const ticket: Ticket<T> = {
+      id: `q${++nextId}`,
+      payload,
+      priority: options.priority ?? 'normal',
+      enqueuedAt: now,
+      cost: options.cost ?? 1,
+      rejected,
+    };
     const queueTimeout = this.settings.timeoutMs();
     const ownDeadline = options.deadlineMs !== undefined && options.deadlineMs < queueTimeout;
     const waitMs = ownDeadline ? options.deadlineMs! : queueTimeout;
@@ -103,9 +119,18 @@ export class AdmissionQueue<T> {
       this.drop(entry, new NucleusError(408, 'queue_timeout', message));
     }, waitMs);
     timer.unref?.();
-    const onAbort = () => this.drop(entry, new NucleusError(499, 'client_closed_request', 'the client went away while the request was queued'));
+    const onAbort = () =>
+      this.drop(
+        entry,
+        new NucleusError(499, 'client_closed_request', 'the client went away while the request was queued'),
+      );
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    const entry: Entry<T> = { ticket, reject, timer, cleanup: () => options.signal?.removeEventListener('abort', onAbort) };
+    const entry: Entry<T> = {
+      ticket,
+      reject,
+      timer,
+      cleanup: () => options.signal?.removeEventListener('abort', onAbort),
+    };
     this.entries.push(entry);
     this.changed();
     for (const listener of this.listeners) listener();

@@ -1,4 +1,12 @@
-import { allocateTensorData, elementCount, NucleusError, type Tensor, type TensorData, type TensorDataType, type TensorMetadata } from '@nucleus/sdk';
+import {
+  allocateTensorData,
+  elementCount,
+  NucleusError,
+  type Tensor,
+  type TensorData,
+  type TensorDataType,
+  type TensorMetadata,
+} from '@nucleus/sdk';
 
 /** Where each request's rows and lengths sit inside an assembled batch. */
 export interface BatchLayout {
@@ -44,7 +52,10 @@ function sameTail(a: readonly number[], b: readonly number[]): boolean {
  * it can be transferred: for a batch that every request fills completely, zeroing would be wasted work.
  */
 function uninitialized(dtype: TensorDataType, length: number): TensorData {
-  const Ctor = allocateTensorData(dtype, 0).constructor as { new (buffer: ArrayBufferLike, offset: number, length: number): TensorData; BYTES_PER_ELEMENT: number };
+  const Ctor = allocateTensorData(dtype, 0).constructor as {
+    new (buffer: ArrayBufferLike, offset: number, length: number): TensorData;
+    BYTES_PER_ELEMENT: number;
+  };
   const bytes = Buffer.allocUnsafeSlow(length * Ctor.BYTES_PER_ELEMENT);
   return new Ctor(bytes.buffer, bytes.byteOffset, length);
 }
@@ -72,7 +83,8 @@ function copyInto(src: TensorData, from: readonly number[], dst: TensorData, to:
 function copyOut(src: TensorData, from: readonly number[], to: readonly number[], row: number): TensorData {
   const srcStrides = strides(from);
   const start = row * (srcStrides[0] ?? 1);
-  if (from.length <= 1 || sameTail(from, to)) return (src as Float32Array).slice(start, start + elementCount(to)) as TensorData;
+  if (from.length <= 1 || sameTail(from, to))
+    return (src as Float32Array).slice(start, start + elementCount(to)) as TensorData;
   const out = (src as Float32Array).constructor as new (n: number) => Float32Array;
   const dst = new out(elementCount(to));
   const dstStrides = strides(to);
@@ -151,7 +163,8 @@ export class BatchAssembler {
     }
     const dimSizes = items.map((item) => {
       const sizes = new Map<string, number>();
-      for (const meta of this.inputs) meta.dimNames.forEach((name, i) => i > 0 && name && sizes.set(name, item[meta.name]!.shape[i]!));
+      for (const meta of this.inputs)
+        meta.dimNames.forEach((name, i) => i > 0 && name && sizes.set(name, item[meta.name]!.shape[i]!));
       return sizes;
     });
     let real = 0;
@@ -161,7 +174,9 @@ export class BatchAssembler {
       const shapes = items.map((item) => item[meta.name]!.shape);
       const target = shapes[0]!.map((_d, i) => (i === 0 ? totalRows : Math.max(...shapes.map((s) => s[i]!))));
       const filled = shapes.every((shape) => sameTail(shape, target));
-      const data = filled ? uninitialized(meta.dtype, elementCount(target)) : allocateTensorData(meta.dtype, elementCount(target));
+      const data = filled
+        ? uninitialized(meta.dtype, elementCount(target))
+        : allocateTensorData(meta.dtype, elementCount(target));
       for (const [k, item] of items.entries()) {
         const src = item[meta.name]!.data;
         copyInto(src, shapes[k]!, data, target, offsets[k]!);
@@ -176,7 +191,12 @@ export class BatchAssembler {
       requests: items.length,
       rows: totalRows,
       ...(lengthDim > 0 && {
-        averageLength: items.reduce((n, item) => n + item[this.inputs[0]!.name]!.shape[lengthDim]! * (item[this.inputs[0]!.name]!.shape[0] ?? 1), 0) / Math.max(1, totalRows),
+        averageLength:
+          items.reduce(
+            (n, item) =>
+              n + item[this.inputs[0]!.name]!.shape[lengthDim]! * (item[this.inputs[0]!.name]!.shape[0] ?? 1),
+            0,
+          ) / Math.max(1, totalRows),
       }),
       paddingOverhead: padded === 0 ? 0 : 1 - real / padded,
     };

@@ -108,10 +108,24 @@ export class DynamicBatcher {
     if (this.#queue.length >= settings.maxQueued) this.#shedding = true;
     else if (this.#queue.length < reopenBelow) this.#shedding = false;
     if (this.#shedding) {
-      return Promise.reject(unavailable('queue_full', `${this.options.label} has ${this.#queue.length} requests queued (queue.highWatermark); retry later`, 1));
+      return Promise.reject(
+        unavailable(
+          'queue_full',
+          `${this.options.label} has ${this.#queue.length} requests queued (queue.highWatermark); retry later`,
+          1,
+        ),
+      );
     }
     return new Promise((resolve, reject) => {
-      const item: Item = { inputs, rows, enqueuedAt: performance.now(), resolve, reject, detach: () => undefined, ...(requestId !== undefined && { requestId }) };
+      const item: Item = {
+        inputs,
+        rows,
+        enqueuedAt: performance.now(),
+        resolve,
+        reject,
+        detach: () => undefined,
+        ...(requestId !== undefined && { requestId }),
+      };
       if (signal) {
         const onAbort = (): void => {
           const at = this.#queue.indexOf(item);
@@ -132,7 +146,12 @@ export class DynamicBatcher {
 
   /** Queue and batch counters. */
   stats(): BatcherStats {
-    return { queued: this.#queue.length, inFlight: this.#inFlight, batches: this.#batches, batchedRequests: this.#batchedRequests };
+    return {
+      queued: this.#queue.length,
+      inFlight: this.#inFlight,
+      batches: this.#batches,
+      batchedRequests: this.#batchedRequests,
+    };
   }
 
   /** Stops taking requests, sends what is queued without waiting for the delay, and waits (up to `timeoutMs`) until all have run. */
@@ -202,7 +221,8 @@ export class DynamicBatcher {
   #compatibleQueued(items: Item[]): number {
     if (items.length === this.#queue.length) return items.length;
     let n = 0;
-    for (const item of this.#queue) if (item === items[0] || this.options.assembler.canJoin(items[0]!.inputs, item.inputs)) n++;
+    for (const item of this.#queue)
+      if (item === items[0] || this.options.assembler.canJoin(items[0]!.inputs, item.inputs)) n++;
     return n;
   }
 
@@ -225,7 +245,13 @@ export class DynamicBatcher {
       this.#queue.splice(i, 1);
       this.options.onDepth?.(this.#queue.length);
       item.detach();
-      item.reject(new NucleusError(408, 'queue_timeout', `the request waited more than ${settings.queueTimeoutMs} ms (queue.timeoutMs) for ${this.options.label}; retry later`));
+      item.reject(
+        new NucleusError(
+          408,
+          'queue_timeout',
+          `the request waited more than ${settings.queueTimeoutMs} ms (queue.timeoutMs) for ${this.options.label}; retry later`,
+        ),
+      );
     }
   }
 
@@ -234,10 +260,13 @@ export class DynamicBatcher {
     if (this.#timer && this.#timerAt <= at) return;
     clearTimeout(this.#timer);
     this.#timerAt = at;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#pump();
-    }, Math.max(0, delayMs));
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#pump();
+      },
+      Math.max(0, delayMs),
+    );
   }
 
   #dispatch(items: Item[]): void {
@@ -275,7 +304,12 @@ export class DynamicBatcher {
         requestIds: items.flatMap((i) => (i.requestId === undefined ? [] : [i.requestId])),
       });
       items.forEach((item, k) =>
-        item.resolve({ outputs: parts[k]!, batchSize: items.length, queueMs: dispatched - item.enqueuedAt, computeMs: done - dispatched }),
+        item.resolve({
+          outputs: parts[k]!,
+          batchSize: items.length,
+          queueMs: dispatched - item.enqueuedAt,
+          computeMs: done - dispatched,
+        }),
       );
     } catch (err) {
       // One bad request (say, a sequence longer than the model takes) must not fail the others it was batched
@@ -290,7 +324,12 @@ export class DynamicBatcher {
       const dispatched = performance.now();
       try {
         const { outputs } = await this.options.run(this.options.assembler.assemble([item.inputs]).inputs);
-        item.resolve({ outputs, batchSize: 1, queueMs: dispatched - item.enqueuedAt, computeMs: performance.now() - dispatched });
+        item.resolve({
+          outputs,
+          batchSize: 1,
+          queueMs: dispatched - item.enqueuedAt,
+          computeMs: performance.now() - dispatched,
+        });
       } catch (err) {
         item.reject(err as Error);
       }

@@ -28,13 +28,29 @@ export function buildBertTiny(): BuiltinModel {
   const o = g.ops;
 
   const weight = (name: string, dims: number[], std = 0.1): Value =>
-    g.initializer(name, rng.normals(dims.reduce((a, b) => a * b, 1), std), dims);
+    g.initializer(
+      name,
+      rng.normals(
+        dims.reduce((a, b) => a * b, 1),
+        std,
+      ),
+      dims,
+    );
   const ones = (name: string, n: number): Value => g.initializer(name, new Float32Array(n).fill(1), [n]);
   const zeros = (name: string, n: number): Value => g.initializer(name, new Float32Array(n), [n]);
   const linear = (x: Value, name: string, inDim: number, outDim: number): Value =>
-    o.add(o.matMul(x, weight(`${name}.weight`, [inDim, outDim], Math.sqrt(1 / inDim))), weight(`${name}.bias`, [outDim], 0.02));
+    o.add(
+      o.matMul(x, weight(`${name}.weight`, [inDim, outDim], Math.sqrt(1 / inDim))),
+      weight(`${name}.bias`, [outDim], 0.02),
+    );
   const layerNorm = (x: Value, name: string, options?: { outputs: string[] }): Value =>
-    o.layerNormalization(x, ones(`${name}.weight`, c.hidden), zeros(`${name}.bias`, c.hidden), { axis: -1, epsilon: c.layerNormEpsilon }, options);
+    o.layerNormalization(
+      x,
+      ones(`${name}.weight`, c.hidden),
+      zeros(`${name}.bias`, c.hidden),
+      { axis: -1, epsilon: c.layerNormEpsilon },
+      options,
+    );
 
   const inputIds = g.input('input_ids', 'int64', ['batch', 'sequence']);
   const attentionMask = g.input('attention_mask', 'int64', ['batch', 'sequence']);
@@ -43,7 +59,11 @@ export function buildBertTiny(): BuiltinModel {
   const words = o.gather(weight('embeddings.word_embeddings.weight', [c.vocabSize, c.hidden]), inputIds, 0);
   const seqLen = o.squeeze(o.shape(inputIds, { start: 1, end: 2 }), [0]);
   const positionIds = o.range(g.scalar(0, 'int64'), seqLen, g.scalar(1, 'int64'));
-  const positions = o.gather(weight('embeddings.position_embeddings.weight', [c.maxPositions, c.hidden]), positionIds, 0);
+  const positions = o.gather(
+    weight('embeddings.position_embeddings.weight', [c.maxPositions, c.hidden]),
+    positionIds,
+    0,
+  );
   let hidden = layerNorm(o.add(words, positions), 'embeddings.LayerNorm');
 
   // [batch, seq] mask of 1/0 → [batch, 1, 1, seq] bias of 0/−1e9, broadcast over heads and query positions.
@@ -63,9 +83,18 @@ export function buildBertTiny(): BuiltinModel {
     const attended = linear(merged, `${p}.attention.output.dense`, c.hidden, c.hidden);
     hidden = layerNorm(o.add(attended, hidden), `${p}.attention.output.LayerNorm`);
 
-    const ffn = linear(o.gelu(linear(hidden, `${p}.intermediate.dense`, c.hidden, c.intermediate)), `${p}.output.dense`, c.intermediate, c.hidden);
+    const ffn = linear(
+      o.gelu(linear(hidden, `${p}.intermediate.dense`, c.hidden, c.intermediate)),
+      `${p}.output.dense`,
+      c.intermediate,
+      c.hidden,
+    );
     const last = l === c.layers - 1;
-    hidden = layerNorm(o.add(ffn, hidden), `${p}.output.LayerNorm`, last ? { outputs: ['last_hidden_state'] } : undefined);
+    hidden = layerNorm(
+      o.add(ffn, hidden),
+      `${p}.output.LayerNorm`,
+      last ? { outputs: ['last_hidden_state'] } : undefined,
+    );
   }
   g.output(hidden, 'float32', ['batch', 'sequence', c.hidden]);
 
@@ -77,8 +106,18 @@ export function buildBertTiny(): BuiltinModel {
       description: `Tiny BERT-style encoder (${c.layers} layers, hidden ${c.hidden}, ${c.heads} heads, vocab ${c.vocabSize}) with random weights, for embedding tests.`,
       task: 'embedding',
       inputs: [
-        { name: 'input_ids', dtype: 'int64', shape: ['batch', 'sequence'], description: `Token ids, 0 to ${c.vocabSize - 1}; sequence ≤ ${c.maxPositions}.` },
-        { name: 'attention_mask', dtype: 'int64', shape: ['batch', 'sequence'], description: '1 for real tokens, 0 for padding.' },
+        {
+          name: 'input_ids',
+          dtype: 'int64',
+          shape: ['batch', 'sequence'],
+          description: `Token ids, 0 to ${c.vocabSize - 1}; sequence ≤ ${c.maxPositions}.`,
+        },
+        {
+          name: 'attention_mask',
+          dtype: 'int64',
+          shape: ['batch', 'sequence'],
+          description: '1 for real tokens, 0 for padding.',
+        },
       ],
       outputs: [
         {

@@ -11,7 +11,13 @@ import { resnetTiny } from './resnet-tiny.js';
 import { tabularClassifier } from './tabular-classifier.js';
 
 /** Every built-in model generator, by name. */
-export const BUILTIN_MODELS: readonly BuiltinModelGenerator[] = [mlpClassifier, multiIoModel, resnetTiny, tabularClassifier, bertTiny];
+export const BUILTIN_MODELS: readonly BuiltinModelGenerator[] = [
+  mlpClassifier,
+  multiIoModel,
+  resnetTiny,
+  tabularClassifier,
+  bertTiny,
+];
 
 /** The model.json written next to each built-in model.onnx. */
 export interface BuiltinModelManifest extends BuiltinModelMetadata {

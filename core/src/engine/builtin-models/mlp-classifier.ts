@@ -32,9 +32,16 @@ export function buildMlpClassifier(): BuiltinModel {
       version: 1,
       description: 'Tiny MLP classifier (4 features, 3 classes) with random weights, for tests and demos.',
       task: 'classification',
-      inputs: [{ name: 'input', dtype: 'float32', shape: ['batch', FEATURES], description: 'Four numeric features per row.' }],
+      inputs: [
+        { name: 'input', dtype: 'float32', shape: ['batch', FEATURES], description: 'Four numeric features per row.' },
+      ],
       outputs: [
-        { name: 'probabilities', dtype: 'float32', shape: ['batch', CLASSES], description: 'Softmax class probabilities.' },
+        {
+          name: 'probabilities',
+          dtype: 'float32',
+          shape: ['batch', CLASSES],
+          description: 'Softmax class probabilities.',
+        },
         { name: 'label', dtype: 'int64', shape: ['batch'], description: 'Index of the most probable class.' },
       ],
       labels: Array.from({ length: CLASSES }, (_, i) => `class_${i}`),

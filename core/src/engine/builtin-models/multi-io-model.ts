@@ -17,7 +17,10 @@ export function buildMultiIoModel(): BuiltinModel {
   const features = g.input('features', 'float32', ['batch', FEATURES]);
   const category = g.input('category', 'int64', ['batch']);
   const table = g.initializer('category_embedding', rng.normals(CATEGORIES * FEATURES, 0.5), [CATEGORIES, FEATURES]);
-  const w = g.initializer('proj.weight', rng.normals(FEATURES * EMBEDDING, Math.sqrt(1 / FEATURES)), [FEATURES, EMBEDDING]);
+  const w = g.initializer('proj.weight', rng.normals(FEATURES * EMBEDDING, Math.sqrt(1 / FEATURES)), [
+    FEATURES,
+    EMBEDDING,
+  ]);
   const b = g.initializer('proj.bias', rng.normals(EMBEDDING, 0.1), [EMBEDDING]);
 
   const mixed = g.ops.add(features, g.ops.gather(table, category, 0));
@@ -31,14 +34,30 @@ export function buildMultiIoModel(): BuiltinModel {
     metadata: {
       name: NAME,
       version: 1,
-      description: 'Two inputs (float features, int64 category) and two outputs (float embedding, int64 bucket); random weights.',
+      description:
+        'Two inputs (float features, int64 category) and two outputs (float embedding, int64 bucket); random weights.',
       task: 'embedding',
       inputs: [
-        { name: 'features', dtype: 'float32', shape: ['batch', FEATURES], description: 'Six numeric features per row.' },
-        { name: 'category', dtype: 'int64', shape: ['batch'], description: `Category index per row, 0 to ${CATEGORIES - 1}.` },
+        {
+          name: 'features',
+          dtype: 'float32',
+          shape: ['batch', FEATURES],
+          description: 'Six numeric features per row.',
+        },
+        {
+          name: 'category',
+          dtype: 'int64',
+          shape: ['batch'],
+          description: `Category index per row, 0 to ${CATEGORIES - 1}.`,
+        },
       ],
       outputs: [
-        { name: 'embedding', dtype: 'float32', shape: ['batch', EMBEDDING], description: 'tanh(W·(features + category embedding) + b).' },
+        {
+          name: 'embedding',
+          dtype: 'float32',
+          shape: ['batch', EMBEDDING],
+          description: 'tanh(W·(features + category embedding) + b).',
+        },
         { name: 'bucket', dtype: 'int64', shape: ['batch'], description: 'Index of the largest embedding component.' },
       ],
       config: { features: FEATURES, categories: CATEGORIES, embedding: EMBEDDING },

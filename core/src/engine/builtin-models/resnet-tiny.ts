@@ -16,7 +16,12 @@ export function buildResnetTiny(): BuiltinModel {
   const g = new GraphBuilder('resnet_tiny');
 
   const conv = (x: Value, name: string, cin: number, cout: number, k: number, stride: number): Value => {
-    const w = g.initializer(`${name}.weight`, rng.normals(cout * cin * k * k, Math.sqrt(2 / (cin * k * k))), [cout, cin, k, k]);
+    const w = g.initializer(`${name}.weight`, rng.normals(cout * cin * k * k, Math.sqrt(2 / (cin * k * k))), [
+      cout,
+      cin,
+      k,
+      k,
+    ]);
     const b = g.initializer(`${name}.bias`, rng.normals(cout, 0.01), [cout]);
     const p = (k - 1) / 2;
     return g.ops.conv(x, w, b, { kernelShape: [k, k], strides: [stride, stride], pads: [p, p, p, p] }, { name });
@@ -46,9 +51,16 @@ export function buildResnetTiny(): BuiltinModel {
       description: 'Tiny ResNet-style CNN over 3×224×224 images, 10 classes, random weights.',
       task: 'classification',
       inputs: [
-        { name: 'input', dtype: 'float32', shape: ['batch', 3, SIZE, SIZE], description: 'Images, NCHW, normalised RGB.' },
+        {
+          name: 'input',
+          dtype: 'float32',
+          shape: ['batch', 3, SIZE, SIZE],
+          description: 'Images, NCHW, normalised RGB.',
+        },
       ],
-      outputs: [{ name: 'logits', dtype: 'float32', shape: ['batch', CLASSES], description: 'Unnormalised class scores.' }],
+      outputs: [
+        { name: 'logits', dtype: 'float32', shape: ['batch', CLASSES], description: 'Unnormalised class scores.' },
+      ],
       labels: Array.from({ length: CLASSES }, (_, i) => `class_${i}`),
       config: { imageSize: SIZE, channels: 3, classes: CLASSES },
     },

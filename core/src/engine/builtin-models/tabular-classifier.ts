@@ -38,7 +38,12 @@ export function buildTabularClassifier(): BuiltinModel {
     trueIds: [] as number[],
     falseIds: [] as number[],
   };
-  const leaves = { treeIds: [] as number[], nodeIds: [] as number[], classIds: [] as number[], weights: [] as number[] };
+  const leaves = {
+    treeIds: [] as number[],
+    nodeIds: [] as number[],
+    classIds: [] as number[],
+    weights: [] as number[],
+  };
   for (let t = 0; t < TREES; t++) {
     // Heap layout: node i branches to 2i+1 (x ≤ threshold) and 2i+2; ids ≥ `internal` are leaves.
     for (let i = 0; i < perTree; i++) {
@@ -94,12 +99,17 @@ export function buildTabularClassifier(): BuiltinModel {
 
   return {
     bytes: g
-      .toModel({ producer: 'nucleus', opsets: { 'ai.onnx.ml': 3 }, docString: 'Built-in tree ensemble tabular fixture.' })
+      .toModel({
+        producer: 'nucleus',
+        opsets: { 'ai.onnx.ml': 3 },
+        docString: 'Built-in tree ensemble tabular fixture.',
+      })
       .encode(),
     metadata: {
       name: NAME,
       version: 1,
-      description: 'Tree-ensemble credit-risk classifier over 8 named numeric features (standardise them first); random trees.',
+      description:
+        'Tree-ensemble credit-risk classifier over 8 named numeric features (standardise them first); random trees.',
       task: 'classification',
       inputs: [
         {
@@ -111,7 +121,12 @@ export function buildTabularClassifier(): BuiltinModel {
       ],
       outputs: [
         { name: 'label', dtype: 'int64', shape: ['batch'], description: 'Index of the predicted risk class.' },
-        { name: 'probabilities', dtype: 'float32', shape: ['batch', LABELS.length], description: 'Softmax over summed leaf scores.' },
+        {
+          name: 'probabilities',
+          dtype: 'float32',
+          shape: ['batch', LABELS.length],
+          description: 'Softmax over summed leaf scores.',
+        },
       ],
       labels: [...LABELS],
       preprocessing: { type: 'standardize', input: 'features', features: TABULAR_FEATURES.map((f) => ({ ...f })) },

@@ -25,7 +25,11 @@ export const DEFAULT_CHAT_TEMPLATE =
 const compiled = new Map<string, Template>();
 
 /** Renders a Hugging Face (jinja) chat template over `messages`; `raise_exception` and `strftime_now` are there as in transformers. */
-export function renderChatTemplate(template: string | undefined, messages: readonly ChatTemplateMessage[], options: ChatTemplateOptions = {}): string {
+export function renderChatTemplate(
+  template: string | undefined,
+  messages: readonly ChatTemplateMessage[],
+  options: ChatTemplateOptions = {},
+): string {
   const source = template ?? DEFAULT_CHAT_TEMPLATE;
   let t = compiled.get(source);
   if (!t) {

@@ -16,9 +16,16 @@ export interface GraphStyleChoice {
  * On any other backend it is `generic`: ORT registers GroupQueryAttention on CUDA for float16/bfloat16 only, so a
  * float32 contrib graph would run its attention on the CPU. An ONNX export folder is the graph it ships: `generic`.
  */
-export function chooseGraphStyle(model: { configured?: GraphStyle; builtByNucleus: boolean; backend: string }): GraphStyleChoice {
+export function chooseGraphStyle(model: {
+  configured?: GraphStyle;
+  builtByNucleus: boolean;
+  backend: string;
+}): GraphStyleChoice {
   if (!model.builtByNucleus) return { style: 'generic', reason: 'an ONNX export runs the graph it ships' };
   if (model.configured) return { style: model.configured, reason: 'models[].graphStyle' };
   if (model.backend === CPU_BACKEND) return { style: 'contrib', reason: 'a graph Nucleus builds, on the CPU backend' };
-  return { style: 'generic', reason: `a graph Nucleus builds, on the ${model.backend} backend (its float32 GroupQueryAttention would run on the CPU)` };
+  return {
+    style: 'generic',
+    reason: `a graph Nucleus builds, on the ${model.backend} backend (its float32 GroupQueryAttention would run on the CPU)`,
+  };
 }

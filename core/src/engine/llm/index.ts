@@ -1,6 +1,11 @@
 // Decoder LLMs, the engine's side: graph-style choice, chat templates, and the built-in tiny Llama.
 export { chooseGraphStyle, type GraphStyle, type GraphStyleChoice } from './graph-style.js';
-export { renderChatTemplate, DEFAULT_CHAT_TEMPLATE, type ChatTemplateMessage, type ChatTemplateOptions } from './chat-template.js';
+export {
+  renderChatTemplate,
+  DEFAULT_CHAT_TEMPLATE,
+  type ChatTemplateMessage,
+  type ChatTemplateOptions,
+} from './chat-template.js';
 export {
   buildTinyLlamaFiles,
   ensureTinyLlama,

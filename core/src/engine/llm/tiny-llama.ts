@@ -3,7 +3,18 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defaultModelCacheDir } from '../builtin-models/ensure-builtin-models.js';
 import { SeededRandom } from '../builtin-models/seeded-random.js';
-import { BYTE_TO_CHAR, buildLlamaGraph, CONTRIB_IO, ensureGeneratedGraph, GPT2_SPLIT, LLAMA_GRAPH_REVISION, toByteLevel, type LlamaArchitecture, type LlamaWeights, type LoadedLlm } from '@nucleus/sdk/llm';
+import {
+  BYTE_TO_CHAR,
+  buildLlamaGraph,
+  CONTRIB_IO,
+  ensureGeneratedGraph,
+  GPT2_SPLIT,
+  LLAMA_GRAPH_REVISION,
+  toByteLevel,
+  type LlamaArchitecture,
+  type LlamaWeights,
+  type LoadedLlm,
+} from '@nucleus/sdk/llm';
 
 /** The folder name of the tiny-random Llama under the model cache. */
 export const TINY_LLAMA_NAME = 'tiny-llama';
@@ -12,7 +23,12 @@ export const TINY_LLAMA_NAME = 'tiny-llama';
 export const TINY_LLAMA_REVISION = 1;
 
 /** Special tokens of the tiny Llama's vocabulary, after the 256 bytes and the merges. */
-export const TINY_LLAMA_SPECIAL_TOKENS = ['<|begin_of_text|>', '<|end_of_text|>', '<|im_start|>', '<|im_end|>'] as const;
+export const TINY_LLAMA_SPECIAL_TOKENS = [
+  '<|begin_of_text|>',
+  '<|end_of_text|>',
+  '<|im_start|>',
+  '<|im_end|>',
+] as const;
 
 const MERGES = 40;
 
@@ -70,13 +86,17 @@ export function tinyLlamaWeights(seed = 7): LlamaWeights {
 }
 
 /** A byte-level BPE tokenizer.json (GPT-2 bytes, merges learned from a fixed text) and its tokenizer_config.json. */
-export function tinyLlamaTokenizer(): { tokenizerJson: Record<string, unknown>; tokenizerConfig: Record<string, unknown> } {
+export function tinyLlamaTokenizer(): {
+  tokenizerJson: Record<string, unknown>;
+  tokenizerConfig: Record<string, unknown>;
+} {
   const merges = learnMerges(CORPUS, MERGES);
   const vocab: Record<string, number> = {};
   BYTE_TO_CHAR.forEach((c, i) => (vocab[c] = i));
   merges.forEach(([l, r], i) => (vocab[l + r] = 256 + i));
   // The ids in TINY_LLAMA_ARCH assume every merge made a new piece.
-  if (Object.keys(vocab).length !== 256 + MERGES) throw new Error('tiny Llama tokenizer: merges did not give distinct pieces');
+  if (Object.keys(vocab).length !== 256 + MERGES)
+    throw new Error('tiny Llama tokenizer: merges did not give distinct pieces');
   const specialBase = 256 + merges.length;
   const added = TINY_LLAMA_SPECIAL_TOKENS.map((content, i) => ({
     id: specialBase + i,
@@ -103,7 +123,9 @@ export function tinyLlamaTokenizer(): { tokenizerJson: Record<string, unknown>; 
         { SpecialToken: { id: '<|begin_of_text|>', type_id: 1 } },
         { Sequence: { id: 'B', type_id: 1 } },
       ],
-      special_tokens: { '<|begin_of_text|>': { id: '<|begin_of_text|>', ids: [specialBase], tokens: ['<|begin_of_text|>'] } },
+      special_tokens: {
+        '<|begin_of_text|>': { id: '<|begin_of_text|>', ids: [specialBase], tokens: ['<|begin_of_text|>'] },
+      },
     },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: {
@@ -176,10 +198,20 @@ export function buildTinyLlamaFiles(): Map<string, Uint8Array | string> {
   const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
   return new Map<string, Uint8Array | string>([
     ['config.json', json(config)],
-    ['generation_config.json', json({ bos_token_id: config.bos_token_id, eos_token_id: config.eos_token_id, pad_token_id: config.pad_token_id })],
+    [
+      'generation_config.json',
+      json({ bos_token_id: config.bos_token_id, eos_token_id: config.eos_token_id, pad_token_id: config.pad_token_id }),
+    ],
     ['tokenizer.json', json(tokenizerJson)],
     ['tokenizer_config.json', json(tokenizerConfig)],
-    ['special_tokens_map.json', json({ bos_token: tokenizerConfig.bos_token, eos_token: tokenizerConfig.eos_token, pad_token: tokenizerConfig.pad_token })],
+    [
+      'special_tokens_map.json',
+      json({
+        bos_token: tokenizerConfig.bos_token,
+        eos_token: tokenizerConfig.eos_token,
+        pad_token: tokenizerConfig.pad_token,
+      }),
+    ],
     ['model.onnx', model.encode()],
   ]);
 }
@@ -196,7 +228,10 @@ export async function ensureTinyLlama(cacheDir: string = defaultModelCacheDir())
   const tmp = `${dir}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   await mkdir(tmp, { recursive: true });
   for (const [name, content] of files) await writeFile(join(tmp, name), content);
-  await writeFile(join(tmp, MARKER), json({ revision: TINY_LLAMA_REVISION, sha256: sha256(files.get('model.onnx') as Uint8Array) }));
+  await writeFile(
+    join(tmp, MARKER),
+    json({ revision: TINY_LLAMA_REVISION, sha256: sha256(files.get('model.onnx') as Uint8Array) }),
+  );
   try {
     await rename(tmp, dir);
   } catch {
@@ -277,8 +312,20 @@ function learnMerges(text: string, count: number): [string, string][] {
  * Optimum export would ship), built with ORT's contrib ops into the model cache. `loaded` is the folder, loaded.
  */
 export async function tinyLlamaContrib(loaded: LoadedLlm, cacheDir: string): Promise<LoadedLlm> {
-  const { path } = await ensureGeneratedGraph(cacheDir, 'builtin', `tiny-llama-r${TINY_LLAMA_REVISION}-contrib-r${LLAMA_GRAPH_REVISION}`, () =>
-    buildLlamaGraph(tinyLlamaWeights(), TINY_LLAMA_ARCH, { ropeLayout: 'half', style: 'contrib', name: 'tiny_llama' }),
+  const { path } = await ensureGeneratedGraph(
+    cacheDir,
+    'builtin',
+    `tiny-llama-r${TINY_LLAMA_REVISION}-contrib-r${LLAMA_GRAPH_REVISION}`,
+    () =>
+      buildLlamaGraph(tinyLlamaWeights(), TINY_LLAMA_ARCH, {
+        ropeLayout: 'half',
+        style: 'contrib',
+        name: 'tiny_llama',
+      }),
   );
-  return { ...loaded, onnxPath: path, config: { ...loaded.config, graphStyle: 'contrib', contribIo: { ...CONTRIB_IO } } };
+  return {
+    ...loaded,
+    onnxPath: path,
+    config: { ...loaded.config, graphStyle: 'contrib', contribIo: { ...CONTRIB_IO } },
+  };
 }

@@ -41,7 +41,9 @@ process.once('message', (message: ProcessInit) => {
   lowerPriority(message.niceness);
   setProcessWorkerData(message.data);
   import(message.entry).catch((err: unknown) => {
-    process.stderr.write(`worker process: could not load ${message.entry}: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.stderr.write(
+      `worker process: could not load ${message.entry}: ${err instanceof Error ? err.stack : String(err)}\n`,
+    );
     process.exit(1);
   });
 });

@@ -33,7 +33,11 @@ function optionsBackend(name: string, options: SessionOptions): Backend {
 }
 
 function metadataOf(values: readonly ort.InferenceSession.ValueMetadata[]): WireValueMetadata[] {
-  return values.map((v) => (v.isTensor ? { name: v.name, isTensor: true, type: v.type, shape: [...v.shape] } : { name: v.name, isTensor: false }));
+  return values.map((v) =>
+    v.isTensor
+      ? { name: v.name, isTensor: true, type: v.type, shape: [...v.shape] }
+      : { name: v.name, isTensor: false },
+  );
 }
 
 function errorCode(err: unknown): string {
@@ -96,7 +100,12 @@ async function main(): Promise<void> {
   });
 }
 
-async function run(session: ort.InferenceSession, outputNames: readonly string[], id: number, inputs: WireTensor[]): Promise<void> {
+async function run(
+  session: ort.InferenceSession,
+  outputNames: readonly string[],
+  id: number,
+  inputs: WireTensor[],
+): Promise<void> {
   try {
     const feeds: Record<string, ort.Tensor> = {};
     for (const t of inputs) feeds[t.name] = new ort.Tensor(t.dtype, t.data as never, t.shape);

@@ -1,7 +1,14 @@
 import { NucleusError, unavailable, type Logger, type Tensor, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { openFailure } from '../allocation-failure.js';
 import { WorkerHandle, type WorkerIsolation } from './worker-handle.js';
-import { packTensors, unpackTensors, type FromWorker, type SessionWorkerSpec, type ToWorker, type WireValueMetadata } from './worker-messages.js';
+import {
+  packTensors,
+  unpackTensors,
+  type FromWorker,
+  type SessionWorkerSpec,
+  type ToWorker,
+  type WireValueMetadata,
+} from './worker-messages.js';
 
 /** What a worker reports once its session is open. */
 export interface SessionReady {
@@ -132,7 +139,11 @@ export class SessionWorker {
     const ready = this.#ready ?? this.start();
     await ready;
     const worker = this.#worker;
-    if (!worker || this.#closing) throw unavailable('worker_unavailable', `the worker for ${this.spec.label} is not running${this.#lastExit ? ` (${this.#lastExit})` : ''}`);
+    if (!worker || this.#closing)
+      throw unavailable(
+        'worker_unavailable',
+        `the worker for ${this.spec.label} is not running${this.#lastExit ? ` (${this.#lastExit})` : ''}`,
+      );
     const id = this.#nextId++;
     const { wire, transfer } = packTensors(inputs);
     const timeoutMs = this.#runTimeoutMs?.() ?? 0;
@@ -167,8 +178,17 @@ export class SessionWorker {
       worker.unref();
     }
     this.#lastExit = `the worker hung (${why})`;
-    this.#log?.error({ model: this.spec.label, timeoutMs, pid: worker.pid }, worker.killableMidRun ? 'session worker hung; killed it' : 'session worker hung; replacing it');
-    this.#rejectAll(new NucleusError(503, 'worker_hung', `the worker running ${this.spec.label} hung: ${why}; it was replaced and the request was not completed, retry it`));
+    this.#log?.error(
+      { model: this.spec.label, timeoutMs, pid: worker.pid },
+      worker.killableMidRun ? 'session worker hung; killed it' : 'session worker hung; replacing it',
+    );
+    this.#rejectAll(
+      new NucleusError(
+        503,
+        'worker_hung',
+        `the worker running ${this.spec.label} hung: ${why}; it was replaced and the request was not completed, retry it`,
+      ),
+    );
     this.#died(why);
   }
 
@@ -255,10 +275,16 @@ export class SessionWorker {
     const message: ToWorker = { type: 'close' };
     worker.postMessage(message);
     let timer: NodeJS.Timeout | undefined;
-    const gaveUp = await Promise.race([exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(5000, drainMs))))]);
+    const gaveUp = await Promise.race([
+      exited.then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(5000, drainMs)))),
+    ]);
     clearTimeout(timer);
     if (gaveUp && worker.killableMidRun) {
-      this.#log?.warn({ model: this.spec.label, pid: worker.pid }, 'session worker process did not end after close; killed it');
+      this.#log?.warn(
+        { model: this.spec.label, pid: worker.pid },
+        'session worker process did not end after close; killed it',
+      );
       await worker.terminate('it did not end after close; killed it');
     } else if (gaveUp) {
       worker.unref();
@@ -270,12 +296,16 @@ export class SessionWorker {
     return new Promise<SessionReady>((resolve, reject) => {
       // A thread reads its kill flag from shared memory; a process is simply killed, so it needs none.
       const control = this.isolation === 'thread' ? new SharedArrayBuffer(4) : undefined;
-      const worker = WorkerHandle.spawn(THREAD_ENTRY, { ...this.spec, ...(control && { control }) }, {
-        isolation: this.isolation,
-        name: `session ${this.spec.label}`,
-        ...(this.#heartbeatTimeoutMs && { heartbeatTimeoutMs: this.#heartbeatTimeoutMs() }),
-        ...(this.#niceness && { niceness: this.#niceness() }),
-      });
+      const worker = WorkerHandle.spawn(
+        THREAD_ENTRY,
+        { ...this.spec, ...(control && { control }) },
+        {
+          isolation: this.isolation,
+          name: `session ${this.spec.label}`,
+          ...(this.#heartbeatTimeoutMs && { heartbeatTimeoutMs: this.#heartbeatTimeoutMs() }),
+          ...(this.#niceness && { niceness: this.#niceness() }),
+        },
+      );
       const exited = worker.exited;
       let opened = false;
       worker.on('message', (message: FromWorker) => {
@@ -296,7 +326,10 @@ export class SessionWorker {
             const { type: _type, ...info } = message;
             this.#info = info;
             if (this.#restarts > 0) {
-              this.#log?.info({ model: this.spec.label, restarts: this.#restarts, pid: worker.pid }, 'session worker is serving again');
+              this.#log?.info(
+                { model: this.spec.label, restarts: this.#restarts, pid: worker.pid },
+                'session worker is serving again',
+              );
               this.#onHealth?.({ healthy: true, restarts: this.#restarts });
             }
             resolve(info);
@@ -324,14 +357,24 @@ export class SessionWorker {
       });
       worker.on('exit', (_code: number, why: string) => {
         if (!opened) {
-          reject(new NucleusError(500, 'worker_exited', `the worker for ${this.spec.label} exited before its session opened (${why})`));
+          reject(
+            new NucleusError(
+              500,
+              'worker_exited',
+              `the worker for ${this.spec.label} exited before its session opened (${why})`,
+            ),
+          );
           return;
         }
         if (this.#worker !== worker) return;
         this.#worker = undefined;
         this.#lastExit = `the worker exited (${why})`;
         this.#rejectAll(
-          new NucleusError(503, 'worker_exited', `the worker running ${this.spec.label} stopped (${why}) before answering; the request was not completed, retry it`),
+          new NucleusError(
+            503,
+            'worker_exited',
+            `the worker running ${this.spec.label} stopped (${why}) before answering; the request was not completed, retry it`,
+          ),
         );
         if (this.#closing) return;
         this.#died(why);
@@ -346,15 +389,26 @@ export class SessionWorker {
     this.#consecutive++;
     if (this.#consecutive > this.#maxConsecutive()) {
       this.#state = 'failed';
-      this.#log?.error({ model: this.spec.label, restarts: this.#restarts, reason: why }, 'session worker keeps dying; giving up');
-      this.#ready = Promise.reject(unavailable('worker_unavailable', `the worker for ${this.spec.label} died ${this.#consecutive} times in a row (last: ${why}); reload the model`));
+      this.#log?.error(
+        { model: this.spec.label, restarts: this.#restarts, reason: why },
+        'session worker keeps dying; giving up',
+      );
+      this.#ready = Promise.reject(
+        unavailable(
+          'worker_unavailable',
+          `the worker for ${this.spec.label} died ${this.#consecutive} times in a row (last: ${why}); reload the model`,
+        ),
+      );
       this.#ready.catch(() => undefined);
       this.#onHealth?.({ healthy: false, reason: this.#lastExit ?? why, restarts: this.#restarts, gaveUp: true });
       return;
     }
     this.#state = 'restarting';
     const backoffMs = this.#consecutive <= 1 ? 0 : Math.min(5000, 100 * 2 ** (this.#consecutive - 2));
-    this.#log?.warn({ model: this.spec.label, reason: why, restarts: this.#restarts, backoffMs }, 'session worker died; starting a new one');
+    this.#log?.warn(
+      { model: this.spec.label, reason: why, restarts: this.#restarts, backoffMs },
+      'session worker died; starting a new one',
+    );
     this.#onHealth?.({ healthy: false, reason: this.#lastExit ?? why, restarts: this.#restarts, backoffMs });
     const ready = new Promise<void>((r) => setTimeout(r, backoffMs)).then(() => this.#spawn());
     ready.catch((err: unknown) => {

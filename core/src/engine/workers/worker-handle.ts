@@ -167,7 +167,14 @@ export class WorkerHandle extends EventEmitter {
     // 'close', not 'exit': it comes once the IPC channel is drained too, so no message of the process arrives after it.
     child.on('close', (code, signal) => this.#ended(code ?? 128, this.#processExitReason(code, signal)));
     const intervalMs = heartbeatTimeoutMs > 0 ? Math.max(20, Math.floor(heartbeatTimeoutMs / 5)) : 1000;
-    const init = { type: 'process-init', entry: entry.href, data, niceness, heartbeatIntervalMs: intervalMs, heartbeatFd: HEARTBEAT_FD };
+    const init = {
+      type: 'process-init',
+      entry: entry.href,
+      data,
+      niceness,
+      heartbeatIntervalMs: intervalMs,
+      heartbeatFd: HEARTBEAT_FD,
+    };
     child.send(init as never, undefined, {}, () => undefined);
     if (heartbeatTimeoutMs > 0) this.#watchHeartbeat(heartbeatTimeoutMs);
   }

@@ -56,7 +56,8 @@ export type FromWorker =
 
 /** A copy of `data` that owns its whole buffer, so the buffer can be transferred without detaching anything else. */
 export function ownedData(data: TensorData): TensorData {
-  if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer) return data;
+  if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer)
+    return data;
   return (data as Float32Array).slice() as TensorData;
 }
 

@@ -1,5 +1,12 @@
 import { freemem } from 'node:os';
-import { NucleusError, type Logger, type SchedulerStrategy, type Tensor, type WorkerLoad, type WorkerReplicaStatus } from '@nucleus/sdk';
+import {
+  NucleusError,
+  type Logger,
+  type SchedulerStrategy,
+  type Tensor,
+  type WorkerLoad,
+  type WorkerReplicaStatus,
+} from '@nucleus/sdk';
 import { CachedReading } from './cached-reading.js';
 import { ReplicaSet } from './replica-set.js';
 import { SessionWorker, type RunResult, type SessionReady, type WorkerHealth } from './session-worker.js';
@@ -85,13 +92,21 @@ export class WorkerPool {
         close: (w) => w.close(0),
       },
       {
-        onOpenFailed: (_w, err) => this.options.logger?.error({ model: this.spec.label, err: (err as Error).message }, 'a new replica could not open'),
+        onOpenFailed: (_w, err) =>
+          this.options.logger?.error(
+            { model: this.spec.label, err: (err as Error).message },
+            'a new replica could not open',
+          ),
         onRemoved: (w) => this.#forget(w),
         onAdded: () => {
           this.options.logger?.info({ model: this.spec.label, replicas: this.workers.length }, 'replicas added');
           this.#wake();
         },
-        onRetiring: (retired) => this.options.logger?.info({ model: this.spec.label, replicas: this.workers.length, retiring: retired.length }, 'replicas retiring after their runs'),
+        onRetiring: (retired) =>
+          this.options.logger?.info(
+            { model: this.spec.label, replicas: this.workers.length, retiring: retired.length },
+            'replicas retiring after their runs',
+          ),
         onClose: () => this.#wake(),
       },
     );
@@ -131,7 +146,10 @@ export class WorkerPool {
     } catch (err) {
       if (!(err instanceof NucleusError) || !RETRYABLE.includes(err.code)) throw err;
       const other = this.#leastBusy(first);
-      this.options.logger?.warn({ err: err.message }, 'a replica died or hung before answering; running the batch once more on another replica');
+      this.options.logger?.warn(
+        { err: err.message },
+        'a replica died or hung before answering; running the batch once more on another replica',
+      );
       this.options.onRetry?.(err);
       this.#reserve(other, estimatedBytes);
       return this.#runOn(other, spare, estimatedBytes);
@@ -177,7 +195,10 @@ export class WorkerPool {
         // Waiting only helps while some run can finish and give its memory back; with nothing running the figure
         // will not change, and refusing for ever would hang the request.
         if (!chosen && this.#routed === 0) {
-          this.options.logger?.warn({ model: this.spec.label, estimatedBytes, strategy: strategy.name }, 'no replica reports room for the batch and none is busy; running it on the least busy one');
+          this.options.logger?.warn(
+            { model: this.spec.label, estimatedBytes, strategy: strategy.name },
+            'no replica reports room for the batch and none is busy; running it on the least busy one',
+          );
           chosen = this.#leastBusy();
         }
       }
@@ -294,6 +315,7 @@ function estimateBytes(inputs: Record<string, Tensor>): number {
 
 function copyTensors(inputs: Record<string, Tensor>): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
-  for (const [name, t] of Object.entries(inputs)) out[name] = { dtype: t.dtype, shape: [...t.shape], data: t.data.slice() as Tensor['data'] };
+  for (const [name, t] of Object.entries(inputs))
+    out[name] = { dtype: t.dtype, shape: [...t.shape], data: t.data.slice() as Tensor['data'] };
   return out;
 }

@@ -48,7 +48,8 @@ export function workerPort(): WorkerPort {
         void port.on('message', (first: T) => {
           handler(first);
           // A thread's queued messages otherwise come one event-loop turn apart.
-          for (let next = receiveMessageOnPort(port); next; next = receiveMessageOnPort(port)) handler(next.message as T);
+          for (let next = receiveMessageOnPort(port); next; next = receiveMessageOnPort(port))
+            handler(next.message as T);
         }),
     };
   }

@@ -36,7 +36,9 @@ export function describeSource(source: ConfigSource): string {
     case 'default':
       return 'default';
     case 'file':
-      return source.name === undefined ? 'file' : `file ${source.name}${source.line === undefined ? '' : `:${source.line}`}`;
+      return source.name === undefined
+        ? 'file'
+        : `file ${source.name}${source.line === undefined ? '' : `:${source.line}`}`;
     case 'env':
       return `env ${source.name ?? ''}`.trim();
     case 'cli':
@@ -48,5 +50,7 @@ export function describeSource(source: ConfigSource): string {
 
 function formatIssues(issues: readonly ConfigIssue[]): string {
   if (issues.length === 1) return `Invalid configuration: ${issues[0]!.message}`;
-  return [`Invalid configuration (${issues.length} problems):`, ...issues.map((issue) => `  - ${issue.message}`)].join('\n');
+  return [`Invalid configuration (${issues.length} problems):`, ...issues.map((issue) => `  - ${issue.message}`)].join(
+    '\n',
+  );
 }

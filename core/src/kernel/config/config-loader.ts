@@ -2,7 +2,13 @@ import { readFileSync } from 'node:fs';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import { ConfigError, describeSource, type ConfigIssue, type ConfigSource } from './config-error.js';
-import { configKeys, configSchemaWithPlugins, type ConfigKey, type JsonSchema, type NucleusConfig } from './config-schema.js';
+import {
+  configKeys,
+  configSchemaWithPlugins,
+  type ConfigKey,
+  type JsonSchema,
+  type NucleusConfig,
+} from './config-schema.js';
 import { childSchema, coercionMessage, ConfigValidator, pluginSchemaIssue } from './config-validator.js';
 import { CONFIG_FILE_ENV, coerceString, ENV_PREFIX, envNamesOf, envNameTable } from './env-names.js';
 
@@ -87,7 +93,14 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     ignoreUnknownPluginSections: options.ignoreUnknownPluginSections === true,
     keepIssues: options.keepIssues === true,
   });
-  return { config: built.config, sources: built.sources, warnings: built.warnings, layers, pluginSchemas, issues: built.issues };
+  return {
+    config: built.config,
+    sources: built.sources,
+    warnings: built.warnings,
+    layers,
+    pluginSchemas,
+    issues: built.issues,
+  };
 }
 
 /** The result of layering inputs over one schema; the store keeps the validator for patches. */
@@ -117,7 +130,8 @@ export function buildConfig(
   const layering = new Layering(schema, keys, options.ignoreUnknownPluginSections === true);
 
   for (const key of keys) {
-    if (key.schema.default !== undefined) layering.setKey(key, structuredClone(key.schema.default), { kind: 'default' }, layers.cwd);
+    if (key.schema.default !== undefined)
+      layering.setKey(key, structuredClone(key.schema.default), { kind: 'default' }, layers.cwd);
   }
   if (layers.file !== undefined) {
     const fileDir = dirname(layers.file.path);
@@ -135,7 +149,10 @@ export function buildConfig(
   }
 
   const validator = new ConfigValidator(schema);
-  const issues = [...layering.issues, ...validator.validate(layering.config, (segments) => originOf(layering.sources, layers.file, segments))];
+  const issues = [
+    ...layering.issues,
+    ...validator.validate(layering.config, (segments) => originOf(layering.sources, layers.file, segments)),
+  ];
   if (issues.length > 0 && options.keepIssues !== true) throw new ConfigError(issues);
   return {
     config: layering.config as unknown as NucleusConfig,
@@ -149,7 +166,11 @@ export function buildConfig(
 }
 
 /** Where the value at a path came from: its own entry or the nearest ancestor's, with the file line of the exact path. */
-export function originOf(sources: ReadonlyMap<string, ConfigSource>, file: ConfigFile | undefined, segments: readonly string[]): ConfigSource {
+export function originOf(
+  sources: ReadonlyMap<string, ConfigSource>,
+  file: ConfigFile | undefined,
+  segments: readonly string[],
+): ConfigSource {
   for (let n = segments.length; n >= 0; n--) {
     const source = sources.get(segments.slice(0, n).join('.'));
     if (source === undefined) continue;
@@ -166,7 +187,13 @@ export function originOf(sources: ReadonlyMap<string, ConfigSource>, file: Confi
 export function readConfigFile(path: string, namedBy: ConfigSource | undefined): ConfigFile {
   const via = namedBy === undefined ? '' : ` (named by ${describeSource(namedBy)})`;
   const fail = (message: string, line?: number): never => {
-    throw new ConfigError([{ path: '', message, source: line === undefined ? { kind: 'file', name: path } : { kind: 'file', name: path, line } }]);
+    throw new ConfigError([
+      {
+        path: '',
+        message,
+        source: line === undefined ? { kind: 'file', name: path } : { kind: 'file', name: path, line },
+      },
+    ]);
   };
   let text = '';
   try {
@@ -201,11 +228,15 @@ export function readConfigFile(path: string, namedBy: ConfigSource | undefined):
       const position = /at position (\d+)/.exec(message);
       if (position === null) fail(`config file ${path} is not valid JSON: ${message}`);
       const { line, col } = lineCounter.linePos(Number(position![1]));
-      fail(`config file ${path} is not valid JSON at line ${line}, column ${col}: ${message.replace(/ in JSON at position \d+.*$/, '')}`, line);
+      fail(
+        `config file ${path} is not valid JSON at line ${line}, column ${col}: ${message.replace(/ in JSON at position \d+.*$/, '')}`,
+        line,
+      );
     }
   }
   if (data === null || data === undefined) data = {};
-  if (typeof data !== 'object' || Array.isArray(data)) fail(`config file ${path} must hold a mapping of keys at the top level`);
+  if (typeof data !== 'object' || Array.isArray(data))
+    fail(`config file ${path} must hold a mapping of keys at the top level`);
   const usableDoc = doc.errors.length === 0;
   return {
     path,
@@ -263,7 +294,13 @@ class Layering {
    * Places a value from the file or the command line: a key takes it whole; a folder takes an object key by key;
    * anything else is kept as it is so validation reports it, with its source.
    */
-  merge(segments: string[], value: unknown, sourceOf: (segments: readonly string[]) => ConfigSource, base: string, layer: 'file' | 'cli'): void {
+  merge(
+    segments: string[],
+    value: unknown,
+    sourceOf: (segments: readonly string[]) => ConfigSource,
+    base: string,
+    layer: 'file' | 'cli',
+  ): void {
     const path = segments.join('.');
     const key = this.keyByPath.get(path);
     if (key !== undefined) {
@@ -281,18 +318,30 @@ class Layering {
       // An empty section (`plugin:` with everything under it commented out) is YAML null; treat it as absent.
       if (value === null) return;
       if (isPlainObject(value)) {
-        for (const [name, child] of Object.entries(value)) this.merge([...segments, name], child, sourceOf, base, layer);
+        for (const [name, child] of Object.entries(value))
+          this.merge([...segments, name], child, sourceOf, base, layer);
         return;
       }
     }
     const insideKey = this.keys.find((k) => path.startsWith(`${k.path}.`));
     if (insideKey !== undefined) {
       const source = sourceOf(segments);
-      this.issues.push({ path, message: `${path} is inside the key ${insideKey.path}; set ${insideKey.path} as a whole (from ${describeSource(source)})`, source });
+      this.issues.push({
+        path,
+        message: `${path} is inside the key ${insideKey.path}; set ${insideKey.path} as a whole (from ${describeSource(source)})`,
+        source,
+      });
       return;
     }
-    if (segments[0] === 'plugin' && segments.length >= 2 && !this.quietAboutUnknownPlugins && !this.knowsPlugin(segments[1]!)) {
-      this.warnings.push(`${path} is set (${describeSource(sourceOf(segments))}) but no plugin "${segments[1]}" is known; it is checked when that plugin is`);
+    if (
+      segments[0] === 'plugin' &&
+      segments.length >= 2 &&
+      !this.quietAboutUnknownPlugins &&
+      !this.knowsPlugin(segments[1]!)
+    ) {
+      this.warnings.push(
+        `${path} is set (${describeSource(sourceOf(segments))}) but no plugin "${segments[1]}" is known; it is checked when that plugin is`,
+      );
     }
     if (this.setRaw(segments, structuredClone(value))) this.sources.set(path, sourceOf(segments));
   }
@@ -316,7 +365,11 @@ class Layering {
       const claimants = table.ambiguous.get(name);
       if (claimants !== undefined) {
         const source: ConfigSource = { kind: 'env', name };
-        this.issues.push({ path: claimants[0]!, message: `${name} could mean any of ${claimants.join(', ')}; set them in the config file instead`, source });
+        this.issues.push({
+          path: claimants[0]!,
+          message: `${name} could mean any of ${claimants.join(', ')}; set them in the config file instead`,
+          source,
+        });
         continue;
       }
       if (this.quietAboutUnknownPlugins && name.startsWith(`${ENV_PREFIX}PLUGIN_`)) continue;
@@ -358,8 +411,10 @@ class Layering {
 
 // A relative path in the file means "next to the file", not "wherever the server was started".
 function resolvePaths(value: unknown, schema: JsonSchema, base: string): unknown {
-  if (schema['x-path'] === true && typeof value === 'string' && value !== '' && !isAbsolute(value)) return resolve(base, value);
-  if (Array.isArray(value) && schema.items !== undefined) return value.map((item) => resolvePaths(item, schema.items!, base));
+  if (schema['x-path'] === true && typeof value === 'string' && value !== '' && !isAbsolute(value))
+    return resolve(base, value);
+  if (Array.isArray(value) && schema.items !== undefined)
+    return value.map((item) => resolvePaths(item, schema.items!, base));
   if (isPlainObject(value) && (schema.properties !== undefined || typeof schema.additionalProperties === 'object')) {
     for (const [name, child] of Object.entries(value)) {
       const childNode = childSchema(schema, name);

@@ -3,12 +3,11 @@ import { envNamesOf, schemaTypes } from './env-names.js';
 
 /** The Markdown reference of every config key, generated from the schema so the README cannot drift from it. */
 export function renderConfigReference(schema: JsonSchema): string {
-  const lines = [
-    '| Key | Env var | Type | Default | Runtime | Description |',
-    '| --- | --- | --- | --- | --- | --- |',
-  ];
+  const lines = ['| Key | Env var | Type | Default | Runtime | Description |', '| --- | --- | --- | --- | --- | --- |'];
   for (const key of configKeys(schema)) {
-    const env = envNamesOf(key).map((name) => `\`${name}\``).join('<br>');
+    const env = envNamesOf(key)
+      .map((name) => `\`${name}\``)
+      .join('<br>');
     lines.push(row(key.path, env, key.schema, key.runtime));
     // Fields of list items (a model, an API key) have no env var of their own but are just as much a part of the config.
     const itemFields = key.schema.items?.properties;
@@ -21,7 +20,7 @@ export function renderConfigReference(schema: JsonSchema): string {
     '',
     'Precedence: command line > environment > config file > default. The env var of a key is `NUCLEUS_` and its path in',
     'upper snake case; lists and objects are written as JSON (a list of strings may also be comma-separated).',
-    'A plugin\'s settings live under `plugin.<plugin id>` and are checked against the schema the plugin declares:',
+    "A plugin's settings live under `plugin.<plugin id>` and are checked against the schema the plugin declares:",
     '`plugin.backend-cpu.intraOpNumThreads` is set by `NUCLEUS_PLUGIN_BACKEND_CPU_INTRA_OP_NUM_THREADS`.',
     'Keys marked runtime can be changed without a restart through the admin API.',
   );
@@ -29,7 +28,8 @@ export function renderConfigReference(schema: JsonSchema): string {
 }
 
 function row(path: string, env: string, schema: JsonSchema, runtime: boolean, prefix = ''): string {
-  const description = prefix + (schema.description ?? '') + (schema['x-secret'] === true ? ' Secret: shown as `***`.' : '');
+  const description =
+    prefix + (schema.description ?? '') + (schema['x-secret'] === true ? ' Secret: shown as `***`.' : '');
   const defaultCell = schema.default === undefined ? '' : `\`${JSON.stringify(schema.default)}\``;
   return `| \`${path}\` | ${env} | ${cell(typeName(schema))} | ${cell(defaultCell)} | ${runtime ? 'yes' : ''} | ${cell(description.trim())} |`;
 }

@@ -98,14 +98,20 @@ export const CORE_CONFIG_SCHEMA = {
       properties: {
         keys: {
           type: 'array',
-          description: 'API keys clients send as `Authorization: Bearer <key>`; `admin` keys may also call the admin API.',
+          description:
+            'API keys clients send as `Authorization: Bearer <key>`; `admin` keys may also call the admin API.',
           default: [],
           items: {
             type: 'object',
             additionalProperties: false,
             required: ['key', 'role'],
             properties: {
-              key: { type: 'string', minLength: 1, description: 'The secret itself; use a long random string.', 'x-secret': true },
+              key: {
+                type: 'string',
+                minLength: 1,
+                description: 'The secret itself; use a long random string.',
+                'x-secret': true,
+              },
               role: { type: 'string', enum: ['admin', 'user'], description: 'What the key may call.' },
               name: { type: 'string', description: 'A label for logs and metrics, so the key itself is never logged.' },
             },
@@ -155,7 +161,8 @@ export const CORE_CONFIG_SCHEMA = {
     backend: {
       type: 'string',
       minLength: 1,
-      description: 'Backend for models that do not name one: `auto` picks the best available; plugins add names (`cpu`, `cuda` …). A name no installed backend has stops the server at startup (exit 2); an installed one that is unusable here falls back to `cpu` and leaves /ready degraded.',
+      description:
+        'Backend for models that do not name one: `auto` picks the best available; plugins add names (`cpu`, `cuda` …). A name no installed backend has stops the server at startup (exit 2); an installed one that is unusable here falls back to `cpu` and leaves /ready degraded.',
       default: 'auto',
     },
     models: {
@@ -167,34 +174,59 @@ export const CORE_CONFIG_SCHEMA = {
         additionalProperties: false,
         required: ['name', 'path'],
         properties: {
-          name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', description: 'Name the API serves the model under.' },
+          name: {
+            type: 'string',
+            pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+            description: 'Name the API serves the model under.',
+          },
           path: { type: 'string', minLength: 1, description: 'The .onnx file or model folder.', 'x-path': true },
-          version: { type: 'string', minLength: 1, description: 'Version label; several versions of one name may be loaded.' },
-          backend: { type: 'string', minLength: 1, description: 'Overrides the top-level `backend` for this model; a name no installed backend has fails its load.' },
+          version: {
+            type: 'string',
+            minLength: 1,
+            description: 'Version label; several versions of one name may be loaded.',
+          },
+          backend: {
+            type: 'string',
+            minLength: 1,
+            description:
+              'Overrides the top-level `backend` for this model; a name no installed backend has fails its load.',
+          },
           graphStyle: {
             type: 'string',
             enum: ['generic', 'contrib'],
             description:
               'LLMs whose format builds their graph from weights: `contrib` uses ORT contrib ops (GroupQueryAttention over a KV buffer per layer that the worker keeps, sized to the longest running sequence; a step reads it in place and returns only the new keys and values) instead of the generic layout (left-padded KV concatenated every step). Unset: `contrib` when the model runs on the CPU backend, `generic` on any other (ORT runs GroupQueryAttention on CUDA for float16/bfloat16 only). ONNX export folders are always `generic`.',
           },
-          maxBatchSize: { type: 'integer', minimum: 1, description: 'Overrides `batching.maxBatchSize` for this model.' },
-          maxQueueDelayMs: { type: 'number', minimum: 0, description: 'Overrides `batching.maxQueueDelayMs` for this model.' },
+          maxBatchSize: {
+            type: 'integer',
+            minimum: 1,
+            description: 'Overrides `batching.maxBatchSize` for this model.',
+          },
+          maxQueueDelayMs: {
+            type: 'number',
+            minimum: 0,
+            description: 'Overrides `batching.maxQueueDelayMs` for this model.',
+          },
           preferredBatchSizes: {
             type: 'array',
             items: { type: 'integer', minimum: 1 },
             description:
               "Batch sizes the dynamic batcher sends at once when the queue can form one (the largest it can); otherwise a batch waits up to `maxQueueDelayMs` and goes whole. Overrides model.json's `batching.preferredBatchSizes`.",
           },
-          batching: { type: 'boolean', description: 'Whether requests to this model are batched; off for models without a batch dimension.' },
+          batching: {
+            type: 'boolean',
+            description: 'Whether requests to this model are batched; off for models without a batch dimension.',
+          },
           optional: {
             type: 'boolean',
-            description: 'Serve without this model when it fails to load at start (/ready degraded) instead of exiting; see `startup.requireModels`.',
+            description:
+              'Serve without this model when it fails to load at start (/ready degraded) instead of exiting; see `startup.requireModels`.',
           },
           fallback: {
             type: 'string',
             minLength: 1,
             description:
-              'Another model that answers this one\'s requests while its circuit breaker is open or it has no ready version, when its inputs match (for an LLM: another LLM served here); the response names the model that answered.',
+              "Another model that answers this one's requests while its circuit breaker is open or it has no ready version, when its inputs match (for an LLM: another LLM served here); the response names the model that answered.",
           },
           quantize: {
             type: 'string',
@@ -221,7 +253,8 @@ export const CORE_CONFIG_SCHEMA = {
           workers: {
             type: 'integer',
             minimum: 1,
-            description: 'Overrides `workers.perModel` for this model: its replicas (for an LLM, each with its own session, scheduler and prefix cache).',
+            description:
+              'Overrides `workers.perModel` for this model: its replicas (for an LLM, each with its own session, scheduler and prefix cache).',
           },
         },
       },
@@ -256,7 +289,8 @@ export const CORE_CONFIG_SCHEMA = {
         timeoutMs: {
           type: 'integer',
           minimum: 1,
-          description: 'A request waiting in the queue longer than this fails with 408 (a request may ask for less with the X-Request-Timeout-Ms header).',
+          description:
+            'A request waiting in the queue longer than this fails with 408 (a request may ask for less with the X-Request-Timeout-Ms header).',
           default: 30_000,
           'x-runtime': true,
         },
@@ -363,7 +397,7 @@ export const CORE_CONFIG_SCHEMA = {
         routing: {
           type: 'string',
           description:
-            'The `schedulerStrategy` contribution (`round-robin`, `least-loaded`, `memory-aware`, or a plugin\'s) whose `pickWorker` chooses the replica for each batch; when none by that name is installed, the least busy replica.',
+            "The `schedulerStrategy` contribution (`round-robin`, `least-loaded`, `memory-aware`, or a plugin's) whose `pickWorker` chooses the replica for each batch; when none by that name is installed, the least busy replica.",
           default: 'least-loaded',
           'x-runtime': true,
         },
@@ -418,21 +452,24 @@ export const CORE_CONFIG_SCHEMA = {
     },
     breaker: {
       type: 'object',
-      description: 'Circuit breaker of each tensor model version and each LLM: one that keeps failing answers 503 `circuit_open` at once instead of running.',
+      description:
+        'Circuit breaker of each tensor model version and each LLM: one that keeps failing answers 503 `circuit_open` at once instead of running.',
       default: {},
       additionalProperties: false,
       properties: {
         failureThreshold: {
           type: 'integer',
           minimum: 1,
-          description: 'Server-side failures in a row (run errors, failed generation steps, crashed or hung workers; not 4xx) that open the breaker.',
+          description:
+            'Server-side failures in a row (run errors, failed generation steps, crashed or hung workers; not 4xx) that open the breaker.',
           default: 5,
           'x-runtime': true,
         },
         cooldownMs: {
           type: 'integer',
           minimum: 0,
-          description: 'How long an open breaker refuses requests (with Retry-After) before letting one trial request through.',
+          description:
+            'How long an open breaker refuses requests (with Retry-After) before letting one trial request through.',
           default: 10_000,
           'x-runtime': true,
         },
@@ -440,7 +477,8 @@ export const CORE_CONFIG_SCHEMA = {
     },
     memory: {
       type: 'object',
-      description: 'Memory pressure: when free memory runs low the engines take less at once, and recover when it is free again.',
+      description:
+        'Memory pressure: when free memory runs low the engines take less at once, and recover when it is free again.',
       default: {},
       additionalProperties: false,
       properties: {
@@ -491,19 +529,22 @@ export const CORE_CONFIG_SCHEMA = {
         },
         prefix: {
           type: 'object',
-          description: 'The LLM prefix cache: prompts that start alike reuse the KV of their shared start instead of computing it again.',
+          description:
+            'The LLM prefix cache: prompts that start alike reuse the KV of their shared start instead of computing it again.',
           default: {},
           additionalProperties: false,
           properties: {
             enabled: {
               type: 'boolean',
-              description: 'Keep the KV of prompts (and of finished outputs) in blocks for later prompts that start with the same tokens.',
+              description:
+                'Keep the KV of prompts (and of finished outputs) in blocks for later prompts that start with the same tokens.',
               default: true,
             },
             maxBytes: {
               type: ['integer', 'null'],
               minimum: 0,
-              description: 'Most bytes of KV each LLM replica keeps; beyond it the cache policy evicts. null: 80% of the memory free when a replica starts, shared by the LLMs served and their replicas.',
+              description:
+                'Most bytes of KV each LLM replica keeps; beyond it the cache policy evicts. null: 80% of the memory free when a replica starts, shared by the LLMs served and their replicas.',
               default: null,
               'x-runtime': true,
             },
@@ -516,7 +557,8 @@ export const CORE_CONFIG_SCHEMA = {
             policy: {
               type: 'string',
               pattern: '^[a-z][a-z0-9-]*$',
-              description: 'Eviction policy by name, from the `cachePolicy` contributions of plugins (`lru` from cache-lru).',
+              description:
+                'Eviction policy by name, from the `cachePolicy` contributions of plugins (`lru` from cache-lru).',
               default: 'lru',
             },
           },
@@ -586,7 +628,9 @@ export type NucleusConfig = FromSchema<typeof CORE_CONFIG_SCHEMA>;
 
 /** The core schema with each plugin's schema placed at `plugin.<id>`; the result is a fresh, mutable object. */
 export function configSchemaWithPlugins(pluginSchemas: Readonly<Record<string, JsonSchema>> = {}): JsonSchema {
-  const schema = structuredClone(CORE_CONFIG_SCHEMA) as unknown as { properties: { plugin: { properties: Record<string, unknown> } } };
+  const schema = structuredClone(CORE_CONFIG_SCHEMA) as unknown as {
+    properties: { plugin: { properties: Record<string, unknown> } };
+  };
   for (const [id, pluginSchema] of Object.entries(pluginSchemas)) {
     // A plugin section is always an object; its schema may leave `default` out, which would leave the section missing.
     schema.properties.plugin.properties[id] = { type: 'object', default: {}, ...structuredClone(pluginSchema) };
@@ -615,7 +659,13 @@ export function configKeys(schema: JsonSchema): ConfigKey[] {
       if (child.properties !== undefined) {
         walk(child, path);
       } else {
-        keys.push({ path: path.join('.'), segments: path, schema: child, runtime: child['x-runtime'] === true, secret: containsSecret(child) });
+        keys.push({
+          path: path.join('.'),
+          segments: path,
+          schema: child,
+          runtime: child['x-runtime'] === true,
+          secret: containsSecret(child),
+        });
       }
     }
   };
@@ -635,18 +685,24 @@ export function containsSecret(schema: JsonSchema): boolean {
  * Rules that span keys, which draft-07 cannot say. Kept beside the schema so a patch and a load see
  * the same rules.
  */
-export function configInvariantIssues(config: Readonly<Record<string, unknown>>): { path: string; message: string; related?: string[] }[] {
+export function configInvariantIssues(
+  config: Readonly<Record<string, unknown>>,
+): { path: string; message: string; related?: string[] }[] {
   // Runs on a config that may also break the schema (so every problem is reported at once): read values defensively.
   const issues: { path: string; message: string; related?: string[] }[] = [];
-  const queue = config['queue'] as { highWatermark?: unknown; lowWatermark?: unknown } | undefined;
-  if (typeof queue?.highWatermark === 'number' && typeof queue.lowWatermark === 'number' && queue.lowWatermark >= queue.highWatermark) {
+  const queue = config.queue as { highWatermark?: unknown; lowWatermark?: unknown } | undefined;
+  if (
+    typeof queue?.highWatermark === 'number' &&
+    typeof queue.lowWatermark === 'number' &&
+    queue.lowWatermark >= queue.highWatermark
+  ) {
     issues.push({
       path: 'queue.lowWatermark',
       message: `queue.lowWatermark (${queue.lowWatermark}) must be below queue.highWatermark (${queue.highWatermark})`,
       related: ['queue.highWatermark'],
     });
   }
-  const models = Array.isArray(config['models']) ? (config['models'] as unknown[]) : [];
+  const models = Array.isArray(config.models) ? (config.models as unknown[]) : [];
   const seen = new Set<string>();
   for (const [i, model] of models.entries()) {
     if (typeof model !== 'object' || model === null || typeof (model as { name?: unknown }).name !== 'string') continue;

@@ -1,7 +1,17 @@
 import { isDeepStrictEqual } from 'node:util';
 import { badRequest } from '@nucleus/sdk';
 import { ConfigError, type ConfigSource } from './config-error.js';
-import { buildConfig, isPlainObject, loadConfig, originOf, type BuiltConfig, type ConfigLayers, type LoadConfigOptions, type LoadedConfig, type RuntimeValue } from './config-loader.js';
+import {
+  buildConfig,
+  isPlainObject,
+  loadConfig,
+  originOf,
+  type BuiltConfig,
+  type ConfigLayers,
+  type LoadConfigOptions,
+  type LoadedConfig,
+  type RuntimeValue,
+} from './config-loader.js';
 import type { ConfigKey, JsonSchema, NucleusConfig } from './config-schema.js';
 import { childSchema, pluginSchemaIssue } from './config-validator.js';
 import { envName } from './env-names.js';
@@ -54,7 +64,10 @@ export class ConfigStore {
     this.pluginSchemas = loaded.pluginSchemas;
     this.onListenerError =
       options.onListenerError ??
-      ((error, path) => process.emitWarning(`config change listener for ${path} threw: ${error instanceof Error ? error.message : String(error)}`));
+      ((error, path) =>
+        process.emitWarning(
+          `config change listener for ${path} threw: ${error instanceof Error ? error.message : String(error)}`,
+        ));
     // Rebuilt rather than trusted, so the store also holds the validator and key table for later patches.
     this.built = buildConfig(this.layers, this.pluginSchemas, this.runtimeValues);
     this.current = deepFreeze(structuredClone(this.built.config));
@@ -104,7 +117,10 @@ export class ConfigStore {
     for (const [path, source] of this.currentSources) {
       const key = this.keyByPath.get(path);
       const value = redact(structuredClone(this.get(path)), key?.schema ?? {});
-      const row: ConfigEntry = key === undefined ? { path, value, source, runtime: false } : { path, env: envName(path), value, source, runtime: key.runtime };
+      const row: ConfigEntry =
+        key === undefined
+          ? { path, value, source, runtime: false }
+          : { path, env: envName(path), value, source, runtime: key.runtime };
       rows.push(row);
     }
     return rows;
@@ -130,16 +146,24 @@ export class ConfigStore {
    * Changes runtime-adjustable keys, all or nothing. `changes` is flat (`{"queue.highWatermark": 2000}`),
    * nested (`{queue: {highWatermark: 2000}}`) or a mix; `source` is who asks (a name means `{kind: 'runtime', name}`). Throws a 400 NucleusError naming every key it refuses.
    */
-  patch(changes: Readonly<Record<string, unknown>>, source: ConfigSource | string = { kind: 'runtime' }): ConfigChange[] {
+  patch(
+    changes: Readonly<Record<string, unknown>>,
+    source: ConfigSource | string = { kind: 'runtime' },
+  ): ConfigChange[] {
     const origin: ConfigSource = typeof source === 'string' ? { kind: 'runtime', name: source } : source;
     const { values, unknown } = this.flatten(changes);
     const fixed = [...values.keys()].filter((path) => this.keyByPath.get(path)?.runtime !== true);
     if (unknown.length > 0 || fixed.length > 0) {
       const parts: string[] = [];
       if (unknown.length > 0) parts.push(`not config keys: ${unknown.join(', ')}`);
-      if (fixed.length > 0) parts.push(`not adjustable at runtime (change them in the config and restart): ${fixed.join(', ')}`);
+      if (fixed.length > 0)
+        parts.push(`not adjustable at runtime (change them in the config and restart): ${fixed.join(', ')}`);
       const code = unknown.length > 0 ? 'config_unknown_key' : 'config_not_runtime_adjustable';
-      throw badRequest(code, `Config patch refused; ${parts.join('; ')}. Adjustable keys: ${this.runtimeKeys().join(', ')}`, unknown[0] ?? fixed[0]);
+      throw badRequest(
+        code,
+        `Config patch refused; ${parts.join('; ')}. Adjustable keys: ${this.runtimeKeys().join(', ')}`,
+        unknown[0] ?? fixed[0],
+      );
     }
     if (values.size === 0) return [];
 
@@ -149,9 +173,15 @@ export class ConfigStore {
       setPath(candidate, path.split('.'), structuredClone(value));
       candidateSources.set(path, origin);
     }
-    const issues = this.built.validator.validate(candidate, (segments) => originOf(candidateSources, this.layers.file, segments));
+    const issues = this.built.validator.validate(candidate, (segments) =>
+      originOf(candidateSources, this.layers.file, segments),
+    );
     if (issues.length > 0) {
-      throw badRequest('config_invalid', `Config patch refused: ${issues.map((issue) => issue.message).join('; ')}`, issues[0]!.path);
+      throw badRequest(
+        'config_invalid',
+        `Config patch refused: ${issues.map((issue) => issue.message).join('; ')}`,
+        issues[0]!.path,
+      );
     }
 
     const changed: ConfigChange[] = [];
@@ -231,7 +261,8 @@ function setPath(target: Record<string, unknown>, segments: readonly string[], v
 
 function redact(value: unknown, schema: JsonSchema): unknown {
   if (schema['x-secret'] === true && value !== null && value !== undefined) return REDACTED;
-  if (Array.isArray(value)) return schema.items === undefined ? value : value.map((item) => redact(item, schema.items!));
+  if (Array.isArray(value))
+    return schema.items === undefined ? value : value.map((item) => redact(item, schema.items!));
   if (isPlainObject(value)) {
     for (const [name, child] of Object.entries(value)) {
       const childNode = childSchema(schema, name);

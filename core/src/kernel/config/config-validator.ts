@@ -38,7 +38,11 @@ export function pluginSchemaIssue(id: string, schema: JsonSchema): ConfigIssue |
     };
   }
   if (schema.type !== undefined && schema.type !== 'object') {
-    return { path: `plugin.${id}`, message: `plugin "${id}" declares a config schema whose type is not "object"`, source: { kind: 'default' } };
+    return {
+      path: `plugin.${id}`,
+      message: `plugin "${id}" declares a config schema whose type is not "object"`,
+      source: { kind: 'default' },
+    };
   }
   return undefined;
 }
@@ -73,7 +77,10 @@ export class ConfigValidator {
     const invariants = (): ConfigIssue[] =>
       configInvariantIssues(config).map(({ path, message, related = [] }) => {
         const source = originOf(path.split('.'));
-        const origins = related.length === 0 ? `from ${describeSource(source)}` : [path, ...related].map((p) => `${p} from ${describeSource(originOf(p.split('.')))}`).join(', ');
+        const origins =
+          related.length === 0
+            ? `from ${describeSource(source)}`
+            : [path, ...related].map((p) => `${p} from ${describeSource(originOf(p.split('.')))}`).join(', ');
         return { path, message: `${message} (${origins})`, source };
       });
     if (this.validateFn(config)) return invariants();
@@ -83,7 +90,10 @@ export class ConfigValidator {
       const issue = this.toIssue(error, originOf);
       if (issue === undefined) continue;
       // One message per value: it already describes every constraint the value broke.
-      const key = error.keyword === 'additionalProperties' || error.keyword === 'required' ? `${error.keyword}:${issue.path}` : `value:${issue.path}`;
+      const key =
+        error.keyword === 'additionalProperties' || error.keyword === 'required'
+          ? `${error.keyword}:${issue.path}`
+          : `value:${issue.path}`;
       if (seen.has(key)) continue;
       seen.add(key);
       issues.push(issue);
@@ -101,13 +111,21 @@ export class ConfigValidator {
       const known = Object.keys((error.parentSchema as JsonSchema | undefined)?.properties ?? {});
       const guess = closest(extra, known);
       const hint = guess === undefined ? '' : ` (did you mean "${[...segments, guess].join('.')}"?)`;
-      return { path: path.join('.'), message: `${path.join('.')} is not a config key${hint}; found in ${describeSource(source)}`, source };
+      return {
+        path: path.join('.'),
+        message: `${path.join('.')} is not a config key${hint}; found in ${describeSource(source)}`,
+        source,
+      };
     }
     if (error.keyword === 'required') {
       const missing = String((error.params as { missingProperty: string }).missingProperty);
       const path = [...segments, missing];
       const source = originOf(segments);
-      return { path: path.join('.'), message: `${path.join('.')} is required; missing in ${describeSource(source)}`, source };
+      return {
+        path: path.join('.'),
+        message: `${path.join('.')} is required; missing in ${describeSource(source)}`,
+        source,
+      };
     }
     if (['anyOf', 'oneOf', 'if', 'not'].includes(error.keyword) && this.hasOtherErrorsUnder(error)) return undefined;
     const path = segments.join('.');
@@ -115,12 +133,18 @@ export class ConfigValidator {
     const expected = describeExpected((error.parentSchema ?? {}) as JsonSchema) ?? error.message ?? 'valid';
     const must = expected.startsWith('must ') ? expected : `must be ${expected}`;
     const shown = this.isSecret(segments) ? '***' : showValue(error.data);
-    return { path, message: `${path === '' ? 'the config' : path} ${must}; got ${shown} from ${describeSource(source)}`, source };
+    return {
+      path,
+      message: `${path === '' ? 'the config' : path} ${must}; got ${shown} from ${describeSource(source)}`,
+      source,
+    };
   }
 
   // ajv reports a failed anyOf as well as each branch's failure; the branches say more.
   private hasOtherErrorsUnder(error: ErrorObject): boolean {
-    return (this.validateFn.errors ?? []).some((other) => other !== error && other.instancePath === error.instancePath && other.keyword !== error.keyword);
+    return (this.validateFn.errors ?? []).some(
+      (other) => other !== error && other.instancePath === error.instancePath && other.keyword !== error.keyword,
+    );
   }
 
   private isSecret(segments: readonly string[]): boolean {
@@ -135,7 +159,12 @@ export class ConfigValidator {
 }
 
 /** The message for a string from env or the command line that cannot be read as its key's type. */
-export function coercionMessage(key: ConfigKey, raw: string, result: Coerced & { ok: false }, source: ConfigSource): string {
+export function coercionMessage(
+  key: ConfigKey,
+  raw: string,
+  result: Coerced & { ok: false },
+  source: ConfigSource,
+): string {
   const shown = key.secret ? '***' : showValue(raw);
   const types = schemaTypes(key.schema);
   const structured = types.includes('array') || types.includes('object') ? ' written as JSON' : '';
@@ -167,7 +196,12 @@ function describeType(type: string, schema: JsonSchema): string {
     case 'number':
       return (type === 'integer' ? 'an integer' : 'a number') + describeBounds(schema);
     case 'string': {
-      let text = schema.minLength === 1 ? 'a non-empty string' : schema.minLength !== undefined ? `a string of at least ${schema.minLength} characters` : 'a string';
+      let text =
+        schema.minLength === 1
+          ? 'a non-empty string'
+          : schema.minLength !== undefined
+            ? `a string of at least ${schema.minLength} characters`
+            : 'a string';
       if (schema.pattern !== undefined) text += ` matching /${schema.pattern}/`;
       if (typeof schema.format === 'string') text += ` in ${schema.format} format`;
       return text;
@@ -188,7 +222,8 @@ function describeType(type: string, schema: JsonSchema): string {
 function describeBounds(schema: JsonSchema): string {
   const low = schema.minimum ?? schema.exclusiveMinimum;
   const high = schema.maximum ?? schema.exclusiveMaximum;
-  if (schema.minimum !== undefined && schema.maximum !== undefined) return ` from ${schema.minimum} to ${schema.maximum}`;
+  if (schema.minimum !== undefined && schema.maximum !== undefined)
+    return ` from ${schema.minimum} to ${schema.maximum}`;
   const parts: string[] = [];
   if (low !== undefined) parts.push(schema.minimum !== undefined ? `at least ${low}` : `greater than ${low}`);
   if (high !== undefined) parts.push(schema.maximum !== undefined ? `at most ${high}` : `less than ${high}`);
@@ -196,7 +231,7 @@ function describeBounds(schema: JsonSchema): string {
 }
 
 function showValue(value: unknown): string {
-  const text = value === undefined ? 'nothing' : JSON.stringify(value) ?? String(value);
+  const text = value === undefined ? 'nothing' : (JSON.stringify(value) ?? String(value));
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 

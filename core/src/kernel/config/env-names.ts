@@ -47,7 +47,11 @@ export function envNameTable(keys: readonly ConfigKey[]): EnvNameTable {
   const ambiguous = new Map<string, string[]>();
   for (const [name, list] of claimants) {
     if (list.length === 1) byName.set(name, list[0]!);
-    else ambiguous.set(name, list.map((k) => k.path));
+    else
+      ambiguous.set(
+        name,
+        list.map((k) => k.path),
+      );
   }
   return { byName, ambiguous };
 }
@@ -72,7 +76,8 @@ export function coerceString(raw: string, schema: JsonSchema): Coerced {
     }
     return parseJson(raw) ?? { ok: true, value: raw };
   }
-  if (types.includes('boolean') && /^(true|false)$/i.test(text)) return { ok: true, value: text.toLowerCase() === 'true' };
+  if (types.includes('boolean') && /^(true|false)$/i.test(text))
+    return { ok: true, value: text.toLowerCase() === 'true' };
   if ((types.includes('integer') || types.includes('number')) && NUMBER.test(text)) {
     const value = Number(text);
     if (types.includes('number') || Number.isInteger(value)) return { ok: true, value };

@@ -1,5 +1,19 @@
-export { ConfigError, describeSource, type ConfigIssue, type ConfigSource, type ConfigSourceKind } from './config-error.js';
-export { loadConfig, readConfigFile, type ConfigFile, type ConfigLayers, type LoadConfigOptions, type LoadedConfig, type RuntimeValue } from './config-loader.js';
+export {
+  ConfigError,
+  describeSource,
+  type ConfigIssue,
+  type ConfigSource,
+  type ConfigSourceKind,
+} from './config-error.js';
+export {
+  loadConfig,
+  readConfigFile,
+  type ConfigFile,
+  type ConfigLayers,
+  type LoadConfigOptions,
+  type LoadedConfig,
+  type RuntimeValue,
+} from './config-loader.js';
 export { renderConfigReference } from './config-reference.js';
 export {
   CORE_CONFIG_SCHEMA,
@@ -11,5 +25,21 @@ export {
   type JsonType,
   type NucleusConfig,
 } from './config-schema.js';
-export { ConfigStore, REDACTED, type ConfigChange, type ConfigChangeListener, type ConfigEntry, type ConfigStoreOptions } from './config-store.js';
-export { CONFIG_FILE_ENV, coerceString, ENV_PREFIX, envName, envNamesOf, envNameTable, type Coerced, type EnvNameTable } from './env-names.js';
+export {
+  ConfigStore,
+  REDACTED,
+  type ConfigChange,
+  type ConfigChangeListener,
+  type ConfigEntry,
+  type ConfigStoreOptions,
+} from './config-store.js';
+export {
+  CONFIG_FILE_ENV,
+  coerceString,
+  ENV_PREFIX,
+  envName,
+  envNamesOf,
+  envNameTable,
+  type Coerced,
+  type EnvNameTable,
+} from './env-names.js';

@@ -48,6 +48,7 @@ export function createTokenizer(spec: TokenizerSpec): LlmTokenizer {
 export async function loadTokenizer(spec: TokenizerSpec): Promise<LlmTokenizer> {
   if (spec.kind !== 'module') return createTokenizer(spec);
   const imported = (await import(spec.module)) as { default?: unknown };
-  if (typeof imported.default !== 'function') throw new Error(`${spec.module} has no default export that creates a tokenizer`);
+  if (typeof imported.default !== 'function')
+    throw new Error(`${spec.module} has no default export that creates a tokenizer`);
   return (imported.default as TokenizerFactory)(spec.options);
 }

@@ -12,9 +12,18 @@ export const BPE_PRE_TOKENIZERS: Readonly<Record<string, RegExp>> = {
   default: GPT2_SPLIT,
   gpt2: GPT2_SPLIT,
   'gpt-2': GPT2_SPLIT,
-  'llama-bpe': new RegExp(`(?:${CONTRACTIONS})|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`, 'gu'),
-  llama3: new RegExp(`(?:${CONTRACTIONS})|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`, 'gu'),
-  qwen2: new RegExp(`(?:${CONTRACTIONS})|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`, 'gu'),
+  'llama-bpe': new RegExp(
+    `(?:${CONTRACTIONS})|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`,
+    'gu',
+  ),
+  llama3: new RegExp(
+    `(?:${CONTRACTIONS})|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`,
+    'gu',
+  ),
+  qwen2: new RegExp(
+    `(?:${CONTRACTIONS})|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`,
+    'gu',
+  ),
 };
 
 /** Everything a GPT-2 style byte-level BPE vocabulary needs. */
@@ -132,11 +141,12 @@ export class Gpt2BpeTokenizer implements LlmTokenizer {
     for (const p of parts) {
       const id = this.pieceToId.get(p);
       if (id !== undefined) ids.push(id);
-      else for (const ch of p) {
-        const single = this.pieceToId.get(ch);
-        if (single === undefined) throw new Error(`byte-level piece ${JSON.stringify(ch)} is not in the vocabulary`);
-        ids.push(single);
-      }
+      else
+        for (const ch of p) {
+          const single = this.pieceToId.get(ch);
+          if (single === undefined) throw new Error(`byte-level piece ${JSON.stringify(ch)} is not in the vocabulary`);
+          ids.push(single);
+        }
     }
     if (this.cache.size < 50_000) this.cache.set(word, ids);
     return ids;

@@ -49,13 +49,17 @@ export class HfTokenizer implements LlmTokenizer {
     // transformers adds BOS when add_bos_token says so, or when the post-processor's template puts it in.
     this.addsBos =
       bos !== undefined &&
-      (config.add_bos_token ?? JSON.stringify(json.post_processor ?? null).includes(JSON.stringify(this.tokenizer.id_to_token(bos) ?? '\u0000')));
+      (config.add_bos_token ??
+        JSON.stringify(json.post_processor ?? null).includes(
+          JSON.stringify(this.tokenizer.id_to_token(bos) ?? '\u0000'),
+        ));
   }
 
   encode(text: string, options: { addBos?: boolean } = {}): number[] {
     const ids = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
     // A chat template that already wrote the BOS text must not get a second one.
-    if (options.addBos && this.addsBos && this.bosTokenId !== undefined && ids[0] !== this.bosTokenId) ids.unshift(this.bosTokenId);
+    if (options.addBos && this.addsBos && this.bosTokenId !== undefined && ids[0] !== this.bosTokenId)
+      ids.unshift(this.bosTokenId);
     return ids;
   }
 

@@ -108,13 +108,10 @@ export class SentencePieceTokenizer implements LlmTokenizer {
 
   createStreamDecoder(options: StreamDecoderOptions = {}): StreamDecoder {
     const atStart = !(options.prefix ?? []).some((id) => this.isText(id));
-    return new ByteStreamDecoder(
-      (id, start) => {
-        const bytes = this.tokenBytes(id, start, options.keepSpecial ?? false);
-        return { bytes, text: bytes.length > 0 };
-      },
-      atStart,
-    );
+    return new ByteStreamDecoder((id, start) => {
+      const bytes = this.tokenBytes(id, start, options.keepSpecial ?? false);
+      return { bytes, text: bytes.length > 0 };
+    }, atStart);
   }
 
   /** The piece of `id` as its vocabulary spells it. */

@@ -27,10 +27,12 @@ export function fallbackChatPrompt(messages: readonly ChatMessage[], options: Ch
  * fails is a 400: the messages do not fit the model's chat format.
  */
 export function chatRenderer(template: string | undefined, tokenizer: LlmTokenizer): ChatRenderer {
-  const special = (id: number | undefined): string => (id === undefined ? '' : tokenizer.decode([id], { keepSpecial: true }));
+  const special = (id: number | undefined): string =>
+    id === undefined ? '' : tokenizer.decode([id], { keepSpecial: true });
   const bosToken = special(tokenizer.bosTokenId);
   const eosToken = special(tokenizer.eosTokenIds[0]);
-  if (template === undefined) return (messages, addGenerationPrompt) => fallbackChatPrompt(messages, { addGenerationPrompt, bosToken, eosToken });
+  if (template === undefined)
+    return (messages, addGenerationPrompt) => fallbackChatPrompt(messages, { addGenerationPrompt, bosToken, eosToken });
   const compiled = new Template(template);
   return (messages, addGenerationPrompt) => {
     try {
@@ -41,7 +43,11 @@ export function chatRenderer(template: string | undefined, tokenizer: LlmTokeniz
         eos_token: eosToken,
       });
     } catch (err) {
-      throw badRequest('invalid_messages', `the model's chat template rejected the messages: ${err instanceof Error ? err.message : String(err)}`, 'messages');
+      throw badRequest(
+        'invalid_messages',
+        `the model's chat template rejected the messages: ${err instanceof Error ? err.message : String(err)}`,
+        'messages',
+      );
     }
   };
 }

@@ -19,7 +19,10 @@ export interface ResidentKvRunner {
    * Prefills prompts into new rows after the running ones; the last position's logits of each. With `prefixes`, a
    * prompt whose entry is set starts from that cached KV (its prompt is then only the tokens after the prefix).
    */
-  admit(prompts: readonly (readonly number[])[], prefixes?: readonly (CachedPrefix | undefined)[]): Promise<LogitsRow[]>;
+  admit(
+    prompts: readonly (readonly number[])[],
+    prefixes?: readonly (CachedPrefix | undefined)[],
+  ): Promise<LogitsRow[]>;
   /**
    * Appends one token to every row, or with `first` to rows `first .. first + tokens.length − 1` only (the others
    * keep their length). A step that fails leaves every row as it was, so it can be tried again, also over fewer rows.
@@ -87,7 +90,8 @@ export class ContribDecoderSession implements ResidentKvRunner {
   #lengths: number[] = [];
 
   constructor(session: ort.InferenceSession, config: DecoderConfig, options: { initialRows?: number } = {}) {
-    if (config.graphStyle !== 'contrib' || !config.contribIo) throw new Error('ContribDecoderSession needs a contrib-style decoder (contribIo)');
+    if (config.graphStyle !== 'contrib' || !config.contribIo)
+      throw new Error('ContribDecoderSession needs a contrib-style decoder (contribIo)');
     this.#session = session;
     this.#io = config.contribIo;
     this.layout = kvLayoutOf(config);
@@ -95,9 +99,13 @@ export class ContribDecoderSession implements ResidentKvRunner {
     this.#padId = config.padTokenId ?? config.eosTokenIds[0] ?? 0;
     const inputs = new Set(session.inputNames);
     for (const name of ['input_ids', this.#io.positionIds, this.#io.seqlensK, this.#io.totalSequenceLength]) {
-      if (!inputs.has(name)) throw new Error(`the contrib decoder has no '${name}' input (inputs: ${session.inputNames.join(', ')})`);
+      if (!inputs.has(name))
+        throw new Error(`the contrib decoder has no '${name}' input (inputs: ${session.inputNames.join(', ')})`);
     }
-    this.#appends = this.#io.newKey !== undefined && this.#io.newValue !== undefined && session.outputNames.includes(name(this.#io.newKey, 0));
+    this.#appends =
+      this.#io.newKey !== undefined &&
+      this.#io.newValue !== undefined &&
+      session.outputNames.includes(name(this.#io.newKey, 0));
     this.#reshape(Math.max(1, options.initialRows ?? 1), this.#spanFor(1));
   }
 
@@ -120,11 +128,17 @@ export class ContribDecoderSession implements ResidentKvRunner {
     return this.#span;
   }
 
-  async admit(prompts: readonly (readonly number[])[], prefixes: readonly (CachedPrefix | undefined)[] = []): Promise<LogitsRow[]> {
+  async admit(
+    prompts: readonly (readonly number[])[],
+    prefixes: readonly (CachedPrefix | undefined)[] = [],
+  ): Promise<LogitsRow[]> {
     const cached = prompts.map((_, i) => (prefixes[i] ? prefixes[i].blocks.length * prefixes[i].blockTokens : 0));
     prompts.forEach((p, i) => {
       if (p.length === 0) throw new Error('an empty prompt cannot be prefilled');
-      if (cached[i]! + p.length > this.#maxContext) throw new Error(`a prompt of ${cached[i]! + p.length} tokens does not fit the ${this.#maxContext}-token context`);
+      if (cached[i]! + p.length > this.#maxContext)
+        throw new Error(
+          `a prompt of ${cached[i]! + p.length} tokens does not fit the ${this.#maxContext}-token context`,
+        );
     });
     const first = this.#lengths.length;
     const out: LogitsRow[] = [];
@@ -156,13 +170,23 @@ export class ContribDecoderSession implements ResidentKvRunner {
     }
     if (rows === 0) return [];
     const lengths = this.#lengths.slice(start, start + rows);
-    for (const n of lengths) if (n >= this.#maxContext) throw new Error(`a row is full: ${n} of ${this.#maxContext} tokens`);
+    for (const n of lengths)
+      if (n >= this.#maxContext) throw new Error(`a row is full: ${n} of ${this.#maxContext} tokens`);
     const totals = lengths.map((n) => n + 1);
     const total = Math.max(...totals);
     this.#fit(this.#lengths.length, total);
     const ids = BigInt64Array.from(tokens, (t) => BigInt(t));
     const positions = BigInt64Array.from(lengths, (n) => BigInt(n));
-    const logits = await this.#run(start, rows, ids, positions, 1, totals, total, totals.map(() => 1));
+    const logits = await this.#run(
+      start,
+      rows,
+      ids,
+      positions,
+      1,
+      totals,
+      total,
+      totals.map(() => 1),
+    );
     for (let r = start; r < start + rows; r++) this.#lengths[r]!++;
     return logits;
   }
@@ -174,7 +198,10 @@ export class ContribDecoderSession implements ResidentKvRunner {
     if (len === undefined) throw new Error(`row ${row} is not running`);
     if (tokens.length === 0) throw new Error('a verify step needs at least one token');
     const total = len + tokens.length;
-    if (total > this.#maxContext) throw new Error(`a verify step of ${tokens.length} tokens does not fit row ${row} (${len} of ${this.#maxContext} tokens)`);
+    if (total > this.#maxContext)
+      throw new Error(
+        `a verify step of ${tokens.length} tokens does not fit row ${row} (${len} of ${this.#maxContext} tokens)`,
+      );
     this.#fit(this.#lengths.length, total);
     const ids = BigInt64Array.from(tokens, (t) => BigInt(t));
     const positions = BigInt64Array.from(tokens, (_, i) => BigInt(len + i));
@@ -185,7 +212,8 @@ export class ContribDecoderSession implements ResidentKvRunner {
 
   truncate(row: number, length: number): void {
     const len = this.#lengths[row];
-    if (len === undefined || length < 0 || length > len) throw new Error(`cannot cut row ${row} (${len ?? 0} tokens) to ${length}`);
+    if (len === undefined || length < 0 || length > len)
+      throw new Error(`cannot cut row ${row} (${len ?? 0} tokens) to ${length}`);
     this.#lengths[row] = length;
   }
 
@@ -193,7 +221,8 @@ export class ContribDecoderSession implements ResidentKvRunner {
     const { numKvHeads: H, headDim: D } = this.layout;
     const S = this.#span;
     rows.forEach((from, to) => {
-      if (from < to || from >= this.#lengths.length || (to > 0 && from <= rows[to - 1]!)) throw new Error(`keepRows needs ascending rows, got ${rows.join(', ')}`);
+      if (from < to || from >= this.#lengths.length || (to > 0 && from <= rows[to - 1]!))
+        throw new Error(`keepRows needs ascending rows, got ${rows.join(', ')}`);
       if (from === to) return;
       const used = this.#lengths[from]! * D;
       for (const buffers of [this.#keys, this.#values]) {
@@ -214,7 +243,8 @@ export class ContribDecoderSession implements ResidentKvRunner {
   blockAt(row: number, first: number, blockTokens: number): KvArray {
     const { numKvHeads: H, headDim: D } = this.layout;
     const len = this.#lengths[row];
-    if (len === undefined || first < 0 || first + blockTokens > len) throw new Error(`tokens ${first}..${first + blockTokens} are outside row ${row}, which holds ${len ?? 0}`);
+    if (len === undefined || first < 0 || first + blockTokens > len)
+      throw new Error(`tokens ${first}..${first + blockTokens} are outside row ${row}, which holds ${len ?? 0}`);
     const block = allocateBlock(this.layout, blockTokens);
     const S = this.#span;
     for (let l = 0; l < this.layout.numLayers; l++) {
@@ -298,7 +328,11 @@ export class ContribDecoderSession implements ResidentKvRunner {
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, [rows, width]),
       [io.positionIds]: new ort.Tensor('int64', positions, [rows, width]),
-      [io.seqlensK]: new ort.Tensor('int32', Int32Array.from(totals, (t) => t - 1), [rows]),
+      [io.seqlensK]: new ort.Tensor(
+        'int32',
+        Int32Array.from(totals, (t) => t - 1),
+        [rows],
+      ),
       [io.totalSequenceLength]: new ort.Tensor('int32', Int32Array.of(total), []),
     };
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
@@ -328,7 +362,11 @@ export class ContribDecoderSession implements ResidentKvRunner {
     for (let r = 0; r < rows; r++) {
       for (let p = everyPosition ? 0 : newTokens[r]! - 1; p < newTokens[r]!; p++) {
         const at = (r * seq! + p) * vocab!;
-        out.push(logits.type === 'float16' ? { float16: (logits.data as Uint16Array).subarray(at, at + vocab!) } : (logits.data as Float32Array).subarray(at, at + vocab!));
+        out.push(
+          logits.type === 'float16'
+            ? { float16: (logits.data as Uint16Array).subarray(at, at + vocab!) }
+            : (logits.data as Float32Array).subarray(at, at + vocab!),
+        );
       }
     }
     return out;
@@ -336,11 +374,21 @@ export class ContribDecoderSession implements ResidentKvRunner {
 
   // Row r's new tokens, the first newTokens[r] of the step's `width`, go after its past: positions totals[r] −
   // newTokens[r] onward. The outputs are [rows, width, kvHeads × headDim]; the buffers [rows, kvHeads, span, headDim].
-  #append(result: ort.InferenceSession.OnnxValueMapType, first: number, rows: number, width: number, totals: readonly number[], newTokens: readonly number[]): void {
+  #append(
+    result: ort.InferenceSession.OnnxValueMapType,
+    first: number,
+    rows: number,
+    width: number,
+    totals: readonly number[],
+    newTokens: readonly number[],
+  ): void {
     const { numKvHeads: H, headDim: D, numLayers } = this.layout;
     const S = this.#span;
     for (let l = 0; l < numLayers; l++) {
-      for (const [pattern, buffer] of [[this.#io.newKey!, this.#keys[l]!], [this.#io.newValue!, this.#values[l]!]] as const) {
+      for (const [pattern, buffer] of [
+        [this.#io.newKey!, this.#keys[l]!],
+        [this.#io.newValue!, this.#values[l]!],
+      ] as const) {
         const fresh = result[name(pattern, l)]!.data as KvArray;
         for (let r = 0; r < rows; r++) {
           const n = newTokens[r]!;

@@ -58,12 +58,17 @@ export class DecoderSession implements DecoderRunner {
     this.#padId = config.padTokenId ?? config.eosTokenIds[0] ?? 0;
     const inputs = new Set(session.inputNames);
     for (const name of ['input_ids', 'attention_mask']) {
-      if (!inputs.has(name)) throw new Error(`the decoder has no '${name}' input (inputs: ${session.inputNames.join(', ')})`);
+      if (!inputs.has(name))
+        throw new Error(`the decoder has no '${name}' input (inputs: ${session.inputNames.join(', ')})`);
     }
     for (let l = 0; l < config.numLayers; l++) {
       for (const kind of ['key', 'value']) {
-        if (!inputs.has(`past_key_values.${l}.${kind}`)) throw new Error(`the decoder has no 'past_key_values.${l}.${kind}' input; only the generic KV-cache layout is supported`);
-        if (!session.outputNames.includes(`present.${l}.${kind}`)) throw new Error(`the decoder has no 'present.${l}.${kind}' output`);
+        if (!inputs.has(`past_key_values.${l}.${kind}`))
+          throw new Error(
+            `the decoder has no 'past_key_values.${l}.${kind}' input; only the generic KV-cache layout is supported`,
+          );
+        if (!session.outputNames.includes(`present.${l}.${kind}`))
+          throw new Error(`the decoder has no 'present.${l}.${kind}' output`);
       }
     }
     if (!session.outputNames.includes('logits')) throw new Error(`the decoder has no 'logits' output`);
@@ -100,7 +105,9 @@ export class DecoderSession implements DecoderRunner {
     const out = await this.#run(base, ids, width, mask, positions);
     const lengths = prompts.map((p, r) => base.lengths[r]! + p.length);
     const gapless = prompts.every((p, r) => p.length === width || base.lengths[r] === 0);
-    const kv = gapless ? KvBatch.fromTensors(this.layout, lengths, total, out.presents) : closeGaps(this.layout, out.presents, base, prompts, width);
+    const kv = gapless
+      ? KvBatch.fromTensors(this.layout, lengths, total, out.presents)
+      : closeGaps(this.layout, out.presents, base, prompts, width);
     return { logits: out.logits, kv };
   }
 
@@ -112,7 +119,8 @@ export class DecoderSession implements DecoderRunner {
 
   async verify(kv: KvBatch, tokens: readonly (readonly number[])[]): Promise<VerifyResult> {
     const width = tokens[0]?.length ?? 0;
-    if (tokens.length !== kv.rows || width === 0 || tokens.some((t) => t.length !== width)) throw new Error(`a verify step needs ${kv.rows} rows of one non-zero width`);
+    if (tokens.length !== kv.rows || width === 0 || tokens.some((t) => t.length !== width))
+      throw new Error(`a verify step needs ${kv.rows} rows of one non-zero width`);
     const positions = new BigInt64Array(kv.rows * width);
     kv.lengths.forEach((n, r) => {
       for (let i = 0; i < width; i++) positions[r * width + i] = BigInt(n + i);
@@ -137,11 +145,16 @@ export class DecoderSession implements DecoderRunner {
       input_ids:
         this.#idsType === 'int32'
           ? new ort.Tensor('int32', Int32Array.from(ids), [rows, width])
-          : new ort.Tensor('int64', BigInt64Array.from(ids, (v) => BigInt(v)), [rows, width]),
+          : new ort.Tensor(
+              'int64',
+              BigInt64Array.from(ids, (v) => BigInt(v)),
+              [rows, width],
+            ),
       attention_mask: new ort.Tensor('int64', mask, [rows, mask.length / rows]),
     };
     if (this.#hasPositions) feeds.position_ids = new ort.Tensor('int64', positions, [rows, width]);
-    if (this.#hasCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([past.pastLength > 0 ? 1 : 0]), [1]);
+    if (this.#hasCacheBranch)
+      feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([past.pastLength > 0 ? 1 : 0]), [1]);
     const shape = past.shape;
     past.layers.forEach((layer, l) => {
       feeds[`past_key_values.${l}.key`] = new ort.Tensor(this.layout.dtype, layer.key, shape);
@@ -163,7 +176,10 @@ export class DecoderSession implements DecoderRunner {
     }
     const presents: KvLayer[] = [];
     for (let l = 0; l < this.layout.numLayers; l++) {
-      presents.push({ key: result[`present.${l}.key`]!.data as KvArray, value: result[`present.${l}.value`]!.data as KvArray });
+      presents.push({
+        key: result[`present.${l}.key`]!.data as KvArray,
+        value: result[`present.${l}.value`]!.data as KvArray,
+      });
     }
     return { logits: logitRows, presents };
   }
@@ -171,14 +187,23 @@ export class DecoderSession implements DecoderRunner {
 
 // The present of a prefill from a past where some rows have padding between their cached tokens and their new ones:
 // each row's two runs of real tokens are copied together, left-padded as KvBatch expects.
-function closeGaps(layout: KvLayout, presents: readonly KvLayer[], past: KvBatch, prompts: readonly (readonly number[])[], width: number): KvBatch {
+function closeGaps(
+  layout: KvLayout,
+  presents: readonly KvLayer[],
+  past: KvBatch,
+  prompts: readonly (readonly number[])[],
+  width: number,
+): KvBatch {
   const { numKvHeads: H, headDim: D } = layout;
   const P = past.pastLength;
   const from = P + width;
   const lengths = prompts.map((p, r) => past.lengths[r]! + p.length);
   const to = Math.max(...lengths);
   const layers = presents.map((layer) => {
-    const out = { key: allocate(layout, prompts.length * H * to * D), value: allocate(layout, prompts.length * H * to * D) };
+    const out = {
+      key: allocate(layout, prompts.length * H * to * D),
+      value: allocate(layout, prompts.length * H * to * D),
+    };
     prompts.forEach((p, r) => {
       const cached = past.lengths[r]!;
       for (let h = 0; h < H; h++) {

@@ -33,7 +33,9 @@ export async function realAllocationFailure(): Promise<Error> {
     const g = new GraphBuilder('oversized');
     const shape = g.input('shape', 'int64', [1]);
     g.output(g.node('ConstantOfShape', [shape]), 'float32', ['n']);
-    return ort.InferenceSession.create(g.toModel({ producer: 'nucleus-fault-injection' }).encode(), { logSeverityLevel: 4 });
+    return ort.InferenceSession.create(g.toModel({ producer: 'nucleus-fault-injection' }).encode(), {
+      logSeverityLevel: 4,
+    });
   })();
   const session = await oversized;
   try {
@@ -52,8 +54,14 @@ export async function releaseAllocationFailureSession(): Promise<void> {
 }
 
 /** `runner`, failing runs as `faults` says (a {@link ResidentKvRunner} stays one). */
-export function withFaultInjection(runner: DecoderRunner | ResidentKvRunner, faults: GenerationFaultInjection, heldBytes: () => number): DecoderRunner | ResidentKvRunner {
-  return isResidentKvRunner(runner) ? new FaultInjectingResidentRunner(runner, faults, heldBytes) : new FaultInjectingRunner(runner, faults, heldBytes);
+export function withFaultInjection(
+  runner: DecoderRunner | ResidentKvRunner,
+  faults: GenerationFaultInjection,
+  heldBytes: () => number,
+): DecoderRunner | ResidentKvRunner {
+  return isResidentKvRunner(runner)
+    ? new FaultInjectingResidentRunner(runner, faults, heldBytes)
+    : new FaultInjectingRunner(runner, faults, heldBytes);
 }
 
 /** Fails a step as {@link GenerationFaultInjection} says: a run over `rows` rows of `positions` positions each. */
@@ -130,8 +138,13 @@ export class FaultInjectingResidentRunner implements ResidentKvRunner {
     return this.inner.lengths;
   }
 
-  async admit(prompts: readonly (readonly number[])[], prefixes: readonly (CachedPrefix | undefined)[] = []): Promise<LogitsRow[]> {
-    const positions = prompts.map((p, i) => p.length + (prefixes[i] ? prefixes[i].blocks.length * prefixes[i].blockTokens : 0));
+  async admit(
+    prompts: readonly (readonly number[])[],
+    prefixes: readonly (CachedPrefix | undefined)[] = [],
+  ): Promise<LogitsRow[]> {
+    const positions = prompts.map(
+      (p, i) => p.length + (prefixes[i] ? prefixes[i].blocks.length * prefixes[i].blockTokens : 0),
+    );
     await this.#faults.check(prompts.length, Math.max(...positions));
     return this.inner.admit(prompts, prefixes);
   }

@@ -36,7 +36,12 @@ import { chooseGraphStyle, type GraphStyle } from '../graph-style.js';
 import type { ModelFormats } from '../../model-formats.js';
 import { ensureTinyLlama, tinyLlamaContrib, TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
-import type { GenerationThreadSpec, PrefixCacheSpec, SpeculativeSpec, WireGenerateRequest } from './generation-messages.js';
+import type {
+  GenerationThreadSpec,
+  PrefixCacheSpec,
+  SpeculativeSpec,
+  WireGenerateRequest,
+} from './generation-messages.js';
 import { GenerationWorker, type EventChannel, type GenerationThreadReady } from './generation-worker.js';
 import { GenerationReplicas } from './generation-replicas.js';
 import { drain, LifecycleQueue, warmUp } from './generation-lifecycle.js';
@@ -94,7 +99,10 @@ export interface GenerationEngineOptions {
 type ModelSpec = Pick<GenerationThreadSpec, 'onnxPath' | 'role' | 'decoder' | 'encoder'>;
 
 /** An LLM to open while serving, as a `models[]` config entry gives it. */
-export type LlmModelSpec = Pick<ConfiguredModel, 'name' | 'path' | 'backend' | 'quantize' | 'graphStyle' | 'speculative' | 'workers' | 'isolation'>;
+export type LlmModelSpec = Pick<
+  ConfiguredModel,
+  'name' | 'path' | 'backend' | 'quantize' | 'graphStyle' | 'speculative' | 'workers' | 'isolation'
+>;
 
 interface ServedModel {
   name: string;
@@ -189,13 +197,17 @@ export class GenerationEngine implements GenerationService {
 
   constructor(private readonly options: GenerationEngineOptions) {
     this.#log = options.logger.child({ component: 'generation' });
-    this.#selector = new BackendSelector(withDefaultCpu(options.backends), { events: options.events, logger: this.#log });
+    this.#selector = new BackendSelector(withDefaultCpu(options.backends), {
+      events: options.events,
+      logger: this.#log,
+    });
     this.#cacheDir = options.cacheDir ?? defaultModelCacheDir();
     this.#gate = new AdmissionGate({
       config: options.config,
       strategies: options.strategies,
       onDepth: (depth) => {
-        for (const priority of ['high', 'normal', 'low'] as const) options.events.emit('queue.depth', { priority, depth: depth[priority] });
+        for (const priority of ['high', 'normal', 'low'] as const)
+          options.events.emit('queue.depth', { priority, depth: depth[priority] });
       },
     });
   }
@@ -232,7 +244,11 @@ export class GenerationEngine implements GenerationService {
       if (path === 'workers.perModel' || path === 'workers' || path === 'models') {
         for (const m of this.#models.values()) {
           if (m.kind !== 'llm' || !m.replicas) continue;
-          m.replicas.resize(this.#replicaCount(m)).catch((err: unknown) => this.#log.error({ model: m.name, err: (err as Error).message }, 'replicas could not be resized'));
+          m.replicas
+            .resize(this.#replicaCount(m))
+            .catch((err: unknown) =>
+              this.#log.error({ model: m.name, err: (err as Error).message }, 'replicas could not be resized'),
+            );
         }
       }
     });
@@ -252,7 +268,10 @@ export class GenerationEngine implements GenerationService {
   async #llmsAmong(configured: readonly ConfiguredLlm[]): Promise<Set<string>> {
     const names = new Set<string>();
     for (const m of configured) {
-      const kind = await this.options.formats.resolve(m.path).then((r) => r.match.kind, () => undefined);
+      const kind = await this.options.formats.resolve(m.path).then(
+        (r) => r.match.kind,
+        () => undefined,
+      );
       if (kind === 'llm') names.add(m.name);
     }
     return names;
@@ -264,7 +283,10 @@ export class GenerationEngine implements GenerationService {
     this.#offConfig?.();
     this.#offMemory?.();
     this.#gate.queue.rejectAll(unavailable('server_stopping', 'the server is shutting down'));
-    const pools = [...[...this.#models.values()].map((m) => m.replicas).filter((p) => p !== undefined), ...this.#draining];
+    const pools = [
+      ...[...this.#models.values()].map((m) => m.replicas).filter((p) => p !== undefined),
+      ...this.#draining,
+    ];
     for (const name of this.#models.keys()) {
       this.options.health?.clear(`breaker:${name}`);
       this.options.health?.clear(backendKey(name));
@@ -291,9 +313,11 @@ export class GenerationEngine implements GenerationService {
   }
 
   async generateBatch(requests: readonly GenerateRequest[], signal?: AbortSignal): Promise<GenerationStream[]> {
-    if (!Array.isArray(requests) || requests.length === 0) throw badRequest('missing_prompt', 'the request needs at least one prompt', 'prompt');
+    if (!Array.isArray(requests) || requests.length === 0)
+      throw badRequest('missing_prompt', 'the request needs at least one prompt', 'prompt');
     const model = requests[0]!.model;
-    if (requests.some((r) => r.model !== model)) throw badRequest('invalid_model', 'the generations of one request must all use one model', 'model');
+    if (requests.some((r) => r.model !== model))
+      throw badRequest('invalid_model', 'the generations of one request must all use one model', 'model');
     const capacity = this.#gate.capacity;
     if (requests.length > capacity) {
       throw badRequest(
@@ -309,7 +333,12 @@ export class GenerationEngine implements GenerationService {
   // when one is refused, those already submitted are cancelled and every slot is given back.
   async #admit(requests: readonly GenerateRequest[], signal?: AbortSignal): Promise<GenerationStream[]> {
     const requested = this.#find(requests[0]!.model);
-    if (requested.kind !== 'llm') throw badRequest('model_cannot_generate', `model '${requested.name}' is an embedding model; it cannot generate text`, 'model');
+    if (requested.kind !== 'llm')
+      throw badRequest(
+        'model_cannot_generate',
+        `model '${requested.name}' is an embedding model; it cannot generate text`,
+        'model',
+      );
     const wires = requests.map(toWire);
     const first = requests[0]!;
     const model = this.#pass(requested, first.requestId);
@@ -376,7 +405,9 @@ export class GenerationEngine implements GenerationService {
           completionTokens: summary.completionTokens,
           ...(summary.firstTokenAt !== undefined && { ttftMs: summary.firstTokenAt - admittedAt }),
           ...(summary.completionTokens > 1 &&
-            summary.firstTokenAt !== undefined && { meanItlMs: (summary.endedAt - summary.firstTokenAt) / (summary.completionTokens - 1) }),
+            summary.firstTokenAt !== undefined && {
+              meanItlMs: (summary.endedAt - summary.firstTokenAt) / (summary.completionTokens - 1),
+            }),
           durationMs: summary.endedAt - admittedAt,
           finishReason: summary.finishReason,
           priority,
@@ -393,7 +424,11 @@ export class GenerationEngine implements GenerationService {
       throw badRequest('invalid_dimensions', 'dimensions must be a positive integer', 'dimensions');
     }
     if (request.pooling !== undefined && !['mean', 'cls', 'last'].includes(request.pooling)) {
-      throw badRequest('invalid_pooling', `pooling must be mean, cls or last, not ${JSON.stringify(request.pooling)}`, 'pooling');
+      throw badRequest(
+        'invalid_pooling',
+        `pooling must be mean, cls or last, not ${JSON.stringify(request.pooling)}`,
+        'pooling',
+      );
     }
     const replicas = await this.#worker(this.#serving(model));
     const { vectors, promptTokens } = await replicas.embed(
@@ -409,7 +444,8 @@ export class GenerationEngine implements GenerationService {
   }
 
   async releaseConversation(conversationId: string, model?: string): Promise<number> {
-    if (typeof conversationId !== 'string' || conversationId.length === 0) throw badRequest('invalid_conversation_id', 'conversation_id must be a non-empty string', 'conversation_id');
+    if (typeof conversationId !== 'string' || conversationId.length === 0)
+      throw badRequest('invalid_conversation_id', 'conversation_id must be a non-empty string', 'conversation_id');
     const models = model === undefined ? [...this.#models.values()] : [this.#find(model)];
     const freed = await Promise.all(models.map((m) => m.replicas?.releaseConversation(conversationId) ?? 0));
     return freed.reduce((a, b) => a + b, 0);
@@ -422,7 +458,11 @@ export class GenerationEngine implements GenerationService {
   async killWorker(name: string, replica?: number): Promise<void> {
     const workers = this.#find(name).replicas?.workers ?? [];
     const worker = replica === undefined ? workers[0] : workers.find((w) => w.id === replica);
-    if (replica !== undefined && !worker) throw notFound('replica_not_found', `model '${name}' has no replica ${replica} (replicas: ${workers.map((w) => w.id).join(', ') || 'none'})`);
+    if (replica !== undefined && !worker)
+      throw notFound(
+        'replica_not_found',
+        `model '${name}' has no replica ${replica} (replicas: ${workers.map((w) => w.id).join(', ') || 'none'})`,
+      );
     await worker?.kill();
   }
 
@@ -432,7 +472,12 @@ export class GenerationEngine implements GenerationService {
    */
   load(spec: LlmModelSpec): Promise<GenerationModelInfo> {
     return this.#lifecycle.run(spec.name, async () => {
-      if (this.#models.has(spec.name)) throw new NucleusError(409, 'model_exists', `a model named '${spec.name}' is already served; swap it (POST /admin/models/${spec.name}/swap) or unload it first`);
+      if (this.#models.has(spec.name))
+        throw new NucleusError(
+          409,
+          'model_exists',
+          `a model named '${spec.name}' is already served; swap it (POST /admin/models/${spec.name}/swap) or unload it first`,
+        );
       const model = await this.#openBeside(spec, '1');
       this.#models.set(spec.name, model);
       this.#log.info({ model: spec.name, path: spec.path }, 'generation model loaded at run time');
@@ -446,7 +491,11 @@ export class GenerationEngine implements GenerationService {
    * generations already running finish on the old replicas (up to `drainTimeoutMs`), which then close. A load or
    * warm-up that fails leaves the old model serving and throws 400 saying why.
    */
-  swap(name: string, spec: Omit<LlmModelSpec, 'name'>, options: { drainTimeoutMs?: number } = {}): Promise<GenerationModelInfo> {
+  swap(
+    name: string,
+    spec: Omit<LlmModelSpec, 'name'>,
+    options: { drainTimeoutMs?: number } = {},
+  ): Promise<GenerationModelInfo> {
     return this.#lifecycle.run(name, async () => {
       const old = this.#find(name);
       const model = await this.#openBeside({ ...spec, name }, String(Number(old.version) + 1 || 2), old);
@@ -454,7 +503,10 @@ export class GenerationEngine implements GenerationService {
       this.#models.set(name, model);
       // The old breaker's state belonged to the old files.
       this.options.health?.clear(`breaker:${name}`);
-      this.#log.info({ model: name, from: old.version, to: model.version, path: spec.path }, 'generation model swapped; the old version drains');
+      this.#log.info(
+        { model: name, from: old.version, to: model.version, path: spec.path },
+        'generation model swapped; the old version drains',
+      );
       await this.#retire(old, options.drainTimeoutMs);
       return this.#info(model);
     });
@@ -479,10 +531,13 @@ export class GenerationEngine implements GenerationService {
   async #openBeside(spec: LlmModelSpec, version: string, replacing?: ServedModel): Promise<ServedModel> {
     const { name } = spec;
     // In place: its `prepare` writes to the object `#configuredModel` made.
-    const model = this.#complete(Object.assign(this.#configuredModel(spec), { origin: 'runtime' as const, version, spec }));
+    const model = this.#complete(
+      Object.assign(this.#configuredModel(spec), { origin: 'runtime' as const, version, spec }),
+    );
     try {
       const replicas = await this.#worker(model);
-      if (model.kind === 'llm') await warmUp(replicas.workers, toWire({ model: name, prompt: 'Hello', maxTokens: 1, temperature: 0 }));
+      if (model.kind === 'llm')
+        await warmUp(replicas.workers, toWire({ model: name, prompt: 'Hello', maxTokens: 1, temperature: 0 }));
       return model;
     } catch (err) {
       await model.replicas?.close();
@@ -493,17 +548,28 @@ export class GenerationEngine implements GenerationService {
       const reason = opened ? `its warm-up generation failed: ${error.message}` : (model.reason ?? error.message);
       if (opened) this.options.events.emit('model.failed', { model: name, version, error: reason });
       const kept = replacing ? `; version ${replacing.version} keeps serving` : '';
-      throw badRequest('model_load_failed', `model '${name}' could not be loaded from ${spec.path}: ${reason}${kept}`, 'source');
+      throw badRequest(
+        'model_load_failed',
+        `model '${name}' could not be loaded from ${spec.path}: ${reason}${kept}`,
+        'source',
+      );
     }
   }
 
   // Lets a swapped-out or unloaded model finish what it runs, then closes its workers.
-  async #retire(model: ServedModel, drainTimeoutMs = (this.options.config.get('plugins.drainTimeoutMs') as number | undefined) ?? 10_000): Promise<void> {
+  async #retire(
+    model: ServedModel,
+    drainTimeoutMs = (this.options.config.get('plugins.drainTimeoutMs') as number | undefined) ?? 10_000,
+  ): Promise<void> {
     const replicas = model.replicas ?? (await model.starting?.catch(() => undefined));
     if (replicas) {
       this.#draining.add(replicas);
       const drained = await drain(() => replicas.all, drainTimeoutMs);
-      if (!drained) this.#log.warn({ model: model.name, version: model.version, drainTimeoutMs }, 'drain timeout ran out; generations still running end with model_unloading');
+      if (!drained)
+        this.#log.warn(
+          { model: model.name, version: model.version, drainTimeoutMs },
+          'drain timeout ran out; generations still running end with model_unloading',
+        );
       await replicas.close();
       this.#draining.delete(replicas);
     }
@@ -537,7 +603,11 @@ export class GenerationEngine implements GenerationService {
     });
     // In place: a configured model's `prepare` writes to this very object.
     Object.assign(model, { breaker });
-    Object.assign(model, { cacheStats: new Map(), cacheBase: { hits: 0, misses: 0, evictions: 0 }, recovery: new ReplicaCounters(RECOVERY_COUNTERS) });
+    Object.assign(model, {
+      cacheStats: new Map(),
+      cacheBase: { hits: 0, misses: 0, evictions: 0 },
+      recovery: new ReplicaCounters(RECOVERY_COUNTERS),
+    });
     return model as ServedModel;
   }
 
@@ -558,7 +628,12 @@ export class GenerationEngine implements GenerationService {
   #breakerChanged(name: string, state: BreakerState, reason: string): void {
     const key = `breaker:${name}`;
     if (state === 'closed') this.options.health?.clear(key);
-    else this.options.health?.set({ key, severity: 'degraded', reason: `model '${name}': circuit breaker ${state}: ${reason}` });
+    else
+      this.options.health?.set({
+        key,
+        severity: 'degraded',
+        reason: `model '${name}': circuit breaker ${state}: ${reason}`,
+      });
     this.options.events.emit('breaker.state', { model: name, version: '1', state, reason });
     this.#log[state === 'closed' ? 'info' : 'warn']({ model: name, state, reason }, 'circuit breaker');
   }
@@ -582,8 +657,16 @@ export class GenerationEngine implements GenerationService {
         throw err;
       }
       const reason = `${(err as NucleusError).code}: ${(err as NucleusError).message}`;
-      this.options.events.emit('model.fallback', { model: model.name, fallback: fallback.name, reason, ...(requestId !== undefined && { requestId }) });
-      this.#log.warn({ model: model.name, fallback: fallback.name, reason }, 'serving the request with the fallback model');
+      this.options.events.emit('model.fallback', {
+        model: model.name,
+        fallback: fallback.name,
+        reason,
+        ...(requestId !== undefined && { requestId }),
+      });
+      this.#log.warn(
+        { model: model.name, fallback: fallback.name, reason },
+        'serving the request with the fallback model',
+      );
       return fallback;
     }
   }
@@ -591,7 +674,8 @@ export class GenerationEngine implements GenerationService {
   #worker(model: ServedModel): Promise<GenerationReplicas> {
     if (this.#stopped) return Promise.reject(unavailable('server_stopping', 'the server is shutting down'));
     // A retired model is never opened again: its replicas only finish what they hold.
-    if (model.retired && !model.replicas) return Promise.reject(unavailable('model_unloading', `model '${model.name}' was unloaded`));
+    if (model.retired && !model.replicas)
+      return Promise.reject(unavailable('model_unloading', `model '${model.name}' was unloaded`));
     if (model.replicas && model.state === 'ready') return Promise.resolve(model.replicas);
     model.starting ??= this.#open(model).finally(() => (model.starting = undefined));
     return model.starting;
@@ -610,7 +694,10 @@ export class GenerationEngine implements GenerationService {
       const size = spec.role === 'decoder' ? this.#replicaCount(model) : 1;
       const decoder = spec.decoder?.config;
       // Each replica gets a spec of its own: runtime changes (scheduler, cache size) are written into it.
-      const create = (id: number, reroute: (from: GenerationWorker) => GenerationWorker | undefined): GenerationWorker =>
+      const create = (
+        id: number,
+        reroute: (from: GenerationWorker) => GenerationWorker | undefined,
+      ): GenerationWorker =>
         new GenerationWorker(
           {
             label: model.name,
@@ -621,7 +708,10 @@ export class GenerationEngine implements GenerationService {
               options: selection.backend.sessionOptions(),
               ...(selection.fallbackReason !== undefined && { fallbackReason: selection.fallbackReason }),
             },
-            ...(cpu && selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
+            ...(cpu &&
+              selection.backend.name !== CPU_BACKEND && {
+                fallback: { name: cpu.name, options: cpu.sessionOptions() },
+              }),
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 1,
             ...(spec.role === 'decoder' && this.#prefixCacheSpec(model)),
@@ -633,9 +723,12 @@ export class GenerationEngine implements GenerationService {
             reroute,
             logger: this.#log.child({ model: model.name, replica: id }),
             isolation: model.spec?.isolation ?? isolationFor(this.options.config, model.name),
-            heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
-            niceness: () => (this.options.config.get('workers.niceness') as number | undefined) ?? DEFAULT_WORKER_NICENESS,
-            maxConsecutiveRestarts: () => (this.options.config.get('workers.maxRestarts') as number | undefined) ?? DEFAULT_MAX_RESTARTS,
+            heartbeatTimeoutMs: () =>
+              (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
+            niceness: () =>
+              (this.options.config.get('workers.niceness') as number | undefined) ?? DEFAULT_WORKER_NICENESS,
+            maxConsecutiveRestarts: () =>
+              (this.options.config.get('workers.maxRestarts') as number | undefined) ?? DEFAULT_MAX_RESTARTS,
             onHealth: (health) => {
               this.options.events.emit('worker.health', { model: model.name, worker: id, ...health });
               if (health.healthy) model.replicas?.healthChanged();
@@ -655,9 +748,17 @@ export class GenerationEngine implements GenerationService {
                 if (cache) {
                   const last = model.cacheStats.get(id);
                   // A restarted replica counts from zero again: what it had counted stays in the totals.
-                  if (last && (cache.hits < last.hits || cache.misses < last.misses || cache.evictions < last.evictions)) this.#keepCounters(model, last);
+                  if (
+                    last &&
+                    (cache.hits < last.hits || cache.misses < last.misses || cache.evictions < last.evictions)
+                  )
+                    this.#keepCounters(model, last);
                   model.cacheStats.set(id, cache);
-                  this.options.events.emit('cache.stats', { name: 'prefix', model: model.name, ...this.#cacheTotals(model) });
+                  this.options.events.emit('cache.stats', {
+                    name: 'prefix',
+                    model: model.name,
+                    ...this.#cacheTotals(model),
+                  });
                 }
                 for (const s of steps) {
                   this.options.events.emit('engine.steps', {
@@ -680,7 +781,11 @@ export class GenerationEngine implements GenerationService {
           logger: this.#log.child({ model: model.name }),
           routing: () => this.#routing(),
           freeMemoryBytes: () => (selection.backend.name === CPU_BACKEND ? this.#hostFree.read() : undefined),
-          ...(decoder && { kvBytesPerToken: 2 * decoder.numLayers * decoder.numKvHeads * decoder.headDim * (decoder.kvDtype === 'float16' ? 2 : 4), maxContext: decoder.maxContext }),
+          ...(decoder && {
+            kvBytesPerToken:
+              2 * decoder.numLayers * decoder.numKvHeads * decoder.headDim * (decoder.kvDtype === 'float16' ? 2 : 4),
+            maxContext: decoder.maxContext,
+          }),
         });
       model.replicas = replicas;
       const ready = await replicas.start();
@@ -688,7 +793,11 @@ export class GenerationEngine implements GenerationService {
         await replicas.close();
         throw unavailable('server_stopping', 'the server is shutting down');
       }
-      if (ready.prefixCacheError !== undefined) this.#log.warn({ model: model.name, reason: ready.prefixCacheError }, 'prefix cache off: its cache policy could not be loaded in the worker');
+      if (ready.prefixCacheError !== undefined)
+        this.#log.warn(
+          { model: model.name, reason: ready.prefixCacheError },
+          'prefix cache off: its cache policy could not be loaded in the worker',
+        );
       model.maxContext = ready.maxContext;
       this.#backendChosen(model, requested, selection.backend.name, ready);
       if (ready.dimensions !== undefined) model.dimensions = ready.dimensions;
@@ -696,11 +805,23 @@ export class GenerationEngine implements GenerationService {
       delete model.reason;
       // The size may have changed while the model was loading.
       if (spec.role === 'decoder' && replicas.workers.length !== this.#replicaCount(model)) {
-        replicas.resize(this.#replicaCount(model)).catch((err: unknown) => this.#log.error({ model: model.name, err: (err as Error).message }, 'replicas could not be resized'));
+        replicas
+          .resize(this.#replicaCount(model))
+          .catch((err: unknown) =>
+            this.#log.error({ model: model.name, err: (err as Error).message }, 'replicas could not be resized'),
+          );
       }
       const durationMs = performance.now() - started;
-      this.options.events.emit('model.loaded', { model: model.name, version: model.version, durationMs, backend: ready.backend });
-      this.#log.info({ model: model.name, backend: ready.backend, replicas: size, durationMs: Math.round(durationMs) }, 'generation model ready');
+      this.options.events.emit('model.loaded', {
+        model: model.name,
+        version: model.version,
+        durationMs,
+        backend: ready.backend,
+      });
+      this.#log.info(
+        { model: model.name, backend: ready.backend, replicas: size, durationMs: Math.round(durationMs) },
+        'generation model ready',
+      );
       return replicas;
     } catch (err) {
       const error = toNucleusError(err);
@@ -720,9 +841,15 @@ export class GenerationEngine implements GenerationService {
   #backendChosen(model: ServedModel, requested: string, selected: string, ready: GenerationThreadReady): void {
     const fallbackReason = ready.fallbackReason;
     model.running = { backend: ready.backend, requested, ...(fallbackReason !== undefined && { fallbackReason }) };
-    if (ready.backend !== selected && fallbackReason !== undefined) this.#selector.reportFallback(requested, fallbackReason);
+    if (ready.backend !== selected && fallbackReason !== undefined)
+      this.#selector.reportFallback(requested, fallbackReason);
     const key = backendKey(model.name);
-    if (fallbackReason !== undefined) this.options.health?.set({ key, severity: 'degraded', reason: `model '${model.name}' version '1': ${fallbackReason}` });
+    if (fallbackReason !== undefined)
+      this.options.health?.set({
+        key,
+        severity: 'degraded',
+        reason: `model '${model.name}' version '1': ${fallbackReason}`,
+      });
     else this.options.health?.clear(key);
   }
 
@@ -769,17 +896,27 @@ export class GenerationEngine implements GenerationService {
     const name = (get('cache.prefix.policy') as string | undefined) ?? 'lru';
     const policy = this.options.cachePolicies?.find(name)?.value;
     if (!policy?.module) {
-      const why = policy ? `the '${name}' cache policy has no module a worker thread can load` : `no plugin contributes a cache policy named '${name}' (cache-lru provides 'lru')`;
+      const why = policy
+        ? `the '${name}' cache policy has no module a worker thread can load`
+        : `no plugin contributes a cache policy named '${name}' (cache-lru provides 'lru')`;
       this.#log.warn({ model, reason: why }, 'prefix cache off');
       return undefined;
     }
     served.cacheBytes = this.#prefixCacheBytes(served);
-    return { prefixCache: { maxBytes: this.#shrink(served.cacheBytes), blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16, policy: name, policyModule: policy.module } };
+    return {
+      prefixCache: {
+        maxBytes: this.#shrink(served.cacheBytes),
+        blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16,
+        policy: name,
+        policyModule: policy.module,
+      },
+    };
   }
 
   // Speculative decoding of a new decoder thread, as `models[].speculative` names it; a name no plugin offers fails the load.
   #speculativeSpec(model: string, loaded?: LlmModelSpec): { speculative: SpeculativeSpec } | undefined {
-    const configured = (this.options.config.get('models') as { name: string; speculative?: string }[] | undefined) ?? [];
+    const configured =
+      (this.options.config.get('models') as { name: string; speculative?: string }[] | undefined) ?? [];
     // A model loaded at run time has its own settings; the config's entry of that name is not its.
     const method = loaded ? loaded.speculative : configured.find((m) => m.name === model)?.speculative;
     if (method === undefined) return undefined;
@@ -798,12 +935,19 @@ export class GenerationEngine implements GenerationService {
   }
 
   // A replica's speculation totals as `spec.acceptance` events of what changed; a new worker starts from zero.
-  #speculationStats(model: string, replica: number, totals: { drafts: number; draftTokens: number; acceptedTokens: number }): void {
+  #speculationStats(
+    model: string,
+    replica: number,
+    totals: { drafts: number; draftTokens: number; acceptedTokens: number },
+  ): void {
     const key = `${model}\u0000${replica}`;
     const last = this.#specTotals.get(key);
     const since = last && totals.drafts >= last.drafts ? last : { drafts: 0, draftTokens: 0, acceptedTokens: 0 };
     this.#specTotals.set(key, totals);
-    const method = (this.options.config.get('models') as { name: string; speculative?: string }[] | undefined)?.find((m) => m.name === model)?.speculative ?? 'unknown';
+    const method =
+      (this.options.config.get('models') as { name: string; speculative?: string }[] | undefined)?.find(
+        (m) => m.name === model,
+      )?.speculative ?? 'unknown';
     this.options.events.emit('spec.acceptance', {
       model,
       method,
@@ -880,9 +1024,22 @@ export class GenerationEngine implements GenerationService {
       prepare: async (backend) => {
         const graphStyle = this.#graphStyle(model, { builtByNucleus: true, backend });
         const dir = await ensureTinyLlama(this.#cacheDir);
-        const folder = await this.options.formats.loadLlm(dir, { name: BUILTIN_CHAT_MODEL, cacheDir: this.#cacheDir, options: {}, logger: this.#log });
+        const folder = await this.options.formats.loadLlm(dir, {
+          name: BUILTIN_CHAT_MODEL,
+          cacheDir: this.#cacheDir,
+          options: {},
+          logger: this.#log,
+        });
         const llm = graphStyle === 'contrib' ? await tinyLlamaContrib(folder, this.#cacheDir) : folder;
-        return { role: 'decoder', onnxPath: llm.onnxPath, decoder: { config: llm.config, tokenizer: llm.tokenizer, ...(llm.chatTemplate !== undefined && { chatTemplate: llm.chatTemplate }) } };
+        return {
+          role: 'decoder',
+          onnxPath: llm.onnxPath,
+          decoder: {
+            config: llm.config,
+            tokenizer: llm.tokenizer,
+            ...(llm.chatTemplate !== undefined && { chatTemplate: llm.chatTemplate }),
+          },
+        };
       },
     };
     return model;
@@ -904,14 +1061,22 @@ export class GenerationEngine implements GenerationService {
         return {
           role: 'encoder',
           onnxPath: bert!.modelPath,
-          encoder: { hiddenSize: BERT_TINY_CONFIG.hidden, maxPositions: BERT_TINY_CONFIG.maxPositions, vocabSize: BERT_TINY_CONFIG.vocabSize, pooling: 'mean' },
+          encoder: {
+            hiddenSize: BERT_TINY_CONFIG.hidden,
+            maxPositions: BERT_TINY_CONFIG.maxPositions,
+            vocabSize: BERT_TINY_CONFIG.vocabSize,
+            pooling: 'mean',
+          },
         };
       },
     };
   }
 
   // The graph style a model opens with (see `chooseGraphStyle`), recorded for its info and logged.
-  #graphStyle(model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'>, of: Parameters<typeof chooseGraphStyle>[0]): GraphStyle {
+  #graphStyle(
+    model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'>,
+    of: Parameters<typeof chooseGraphStyle>[0],
+  ): GraphStyle {
     const { style, reason } = chooseGraphStyle(of);
     model.graphStyle = style;
     this.#log.info({ model: model.name, graphStyle: style, backend: of.backend, reason }, 'graph style');
@@ -934,16 +1099,42 @@ export class GenerationEngine implements GenerationService {
       prepare: async (selected) => {
         // A format that builds its graph from weights builds the style the backend runs best; an export brings its own.
         const { match } = await this.options.formats.resolve(path);
-        const style = this.#graphStyle(model, { ...(graphStyle && { configured: graphStyle }), builtByNucleus: match.buildsGraph === true, backend: selected });
-        const llm = await this.options.formats.loadLlm(path, { name, cacheDir: this.#cacheDir, graphStyle: style, options: entry, logger: this.#log });
+        const style = this.#graphStyle(model, {
+          ...(graphStyle && { configured: graphStyle }),
+          builtByNucleus: match.buildsGraph === true,
+          backend: selected,
+        });
+        const llm = await this.options.formats.loadLlm(path, {
+          name,
+          cacheDir: this.#cacheDir,
+          graphStyle: style,
+          options: entry,
+          logger: this.#log,
+        });
         model.maxContext = llm.config.maxContext;
         model.dimensions = llm.config.hiddenSize;
         model.chatTemplate = llm.chatTemplate !== undefined;
         const onnxPath =
           quantize === undefined
             ? llm.onnxPath
-            : await applyModelTransform({ model: name, kind: 'llm', path: llm.onnxPath, transform: quantize, transforms: this.options.transforms, cacheDir: this.#cacheDir, logger: this.#log });
-        return { role: 'decoder', onnxPath, decoder: { config: llm.config, tokenizer: llm.tokenizer, ...(llm.chatTemplate !== undefined && { chatTemplate: llm.chatTemplate }) } };
+            : await applyModelTransform({
+                model: name,
+                kind: 'llm',
+                path: llm.onnxPath,
+                transform: quantize,
+                transforms: this.options.transforms,
+                cacheDir: this.#cacheDir,
+                logger: this.#log,
+              });
+        return {
+          role: 'decoder',
+          onnxPath,
+          decoder: {
+            config: llm.config,
+            tokenizer: llm.tokenizer,
+            ...(llm.chatTemplate !== undefined && { chatTemplate: llm.chatTemplate }),
+          },
+        };
       },
     };
     return model;
@@ -954,38 +1145,68 @@ export class GenerationEngine implements GenerationService {
 function toWire(r: GenerateRequest): WireGenerateRequest {
   const hasPrompt = r.prompt !== undefined;
   const hasMessages = r.messages !== undefined;
-  if (hasPrompt === hasMessages) throw badRequest('missing_prompt', hasPrompt ? 'send either prompt or messages, not both' : 'the request needs a prompt or messages', hasPrompt ? 'messages' : 'prompt');
+  if (hasPrompt === hasMessages)
+    throw badRequest(
+      'missing_prompt',
+      hasPrompt ? 'send either prompt or messages, not both' : 'the request needs a prompt or messages',
+      hasPrompt ? 'messages' : 'prompt',
+    );
   if (hasMessages) {
-    if (!Array.isArray(r.messages) || r.messages.length === 0) throw badRequest('invalid_messages', 'messages must be a non-empty list', 'messages');
+    if (!Array.isArray(r.messages) || r.messages.length === 0)
+      throw badRequest('invalid_messages', 'messages must be a non-empty list', 'messages');
     for (const [i, m] of r.messages.entries()) {
-      if (typeof m?.role !== 'string' || typeof m.content !== 'string') throw badRequest('invalid_messages', `messages[${i}] needs a string role and a string content`, 'messages');
+      if (typeof m?.role !== 'string' || typeof m.content !== 'string')
+        throw badRequest('invalid_messages', `messages[${i}] needs a string role and a string content`, 'messages');
     }
   }
   const n = r.n ?? 1;
   intIn(n, 1, LIMITS.maxN, 'n');
   if (r.temperature !== undefined) numIn(r.temperature, 0, Infinity, 'temperature');
-  if (r.topP !== undefined && !(r.topP > 0 && r.topP <= 1)) throw badRequest('invalid_top_p', 'top_p must be in (0, 1]', 'top_p');
+  if (r.topP !== undefined && !(r.topP > 0 && r.topP <= 1))
+    throw badRequest('invalid_top_p', 'top_p must be in (0, 1]', 'top_p');
   // -1 is how vLLM spells "off".
   const topK = r.topK === -1 ? 0 : r.topK;
   if (topK !== undefined) intIn(topK, 0, Number.MAX_SAFE_INTEGER, 'top_k');
-  if (r.repetitionPenalty !== undefined && !(r.repetitionPenalty > 0)) throw badRequest('invalid_repetition_penalty', 'repetition_penalty must be greater than 0', 'repetition_penalty');
+  if (r.repetitionPenalty !== undefined && !(r.repetitionPenalty > 0))
+    throw badRequest('invalid_repetition_penalty', 'repetition_penalty must be greater than 0', 'repetition_penalty');
   if (r.frequencyPenalty !== undefined) numIn(r.frequencyPenalty, -2, 2, 'frequency_penalty');
   if (r.presencePenalty !== undefined) numIn(r.presencePenalty, -2, 2, 'presence_penalty');
   if (r.maxTokens !== undefined) intIn(r.maxTokens, 1, Number.MAX_SAFE_INTEGER, 'max_tokens');
-  if (r.seed !== undefined && !Number.isSafeInteger(r.seed)) throw badRequest('invalid_seed', 'seed must be an integer', 'seed');
+  if (r.seed !== undefined && !Number.isSafeInteger(r.seed))
+    throw badRequest('invalid_seed', 'seed must be an integer', 'seed');
   const stop = r.stop ?? [];
-  if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string')) throw badRequest('invalid_stop', 'stop must be a string or a list of strings', 'stop');
-  if (stop.length > LIMITS.maxStop) throw badRequest('invalid_stop', `at most ${LIMITS.maxStop} stop sequences`, 'stop');
-  if (r.priority !== undefined && !['high', 'normal', 'low'].includes(r.priority)) throw badRequest('invalid_priority', 'priority must be high, normal or low', 'priority');
-  if (r.conversationId !== undefined && (typeof r.conversationId !== 'string' || r.conversationId.length === 0 || r.conversationId.length > 256)) {
-    throw badRequest('invalid_conversation_id', 'conversation_id must be a string of 1 to 256 characters', 'conversation_id');
+  if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string'))
+    throw badRequest('invalid_stop', 'stop must be a string or a list of strings', 'stop');
+  if (stop.length > LIMITS.maxStop)
+    throw badRequest('invalid_stop', `at most ${LIMITS.maxStop} stop sequences`, 'stop');
+  if (r.priority !== undefined && !['high', 'normal', 'low'].includes(r.priority))
+    throw badRequest('invalid_priority', 'priority must be high, normal or low', 'priority');
+  if (
+    r.conversationId !== undefined &&
+    (typeof r.conversationId !== 'string' || r.conversationId.length === 0 || r.conversationId.length > 256)
+  ) {
+    throw badRequest(
+      'invalid_conversation_id',
+      'conversation_id must be a string of 1 to 256 characters',
+      'conversation_id',
+    );
   }
-  if (r.prompt !== undefined && typeof r.prompt !== 'string' && !(Array.isArray(r.prompt) && r.prompt.every((t) => typeof t === 'number'))) {
+  if (
+    r.prompt !== undefined &&
+    typeof r.prompt !== 'string' &&
+    !(Array.isArray(r.prompt) && r.prompt.every((t) => typeof t === 'number'))
+  ) {
     throw badRequest('invalid_prompt', 'prompt must be a string or a list of token ids', 'prompt');
   }
   return {
     ...(r.prompt !== undefined && { prompt: r.prompt }),
-    ...(r.messages !== undefined && { messages: r.messages.map((m) => ({ role: m.role, content: m.content, ...(m.name !== undefined && { name: m.name }) })) }),
+    ...(r.messages !== undefined && {
+      messages: r.messages.map((m) => ({
+        role: m.role,
+        content: m.content,
+        ...(m.name !== undefined && { name: m.name }),
+      })),
+    }),
     addGenerationPrompt: r.addGenerationPrompt ?? true,
     n,
     priority: r.priority ?? 'normal',
@@ -1006,22 +1227,36 @@ function toWire(r: GenerateRequest): WireGenerateRequest {
 
 function intIn(v: unknown, min: number, max: number, param: string): void {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw badRequest(`invalid_${param}`, `${param} must be an integer${max === Number.MAX_SAFE_INTEGER ? ` of at least ${min}` : ` from ${min} to ${max}`}`, param);
+    throw badRequest(
+      `invalid_${param}`,
+      `${param} must be an integer${max === Number.MAX_SAFE_INTEGER ? ` of at least ${min}` : ` from ${min} to ${max}`}`,
+      param,
+    );
   }
 }
 
 function numIn(v: unknown, min: number, max: number, param: string): void {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
-    throw badRequest(`invalid_${param}`, `${param} must be a number${max === Infinity ? ` of at least ${min}` : ` from ${min} to ${max}`}`, param);
+    throw badRequest(
+      `invalid_${param}`,
+      `${param} must be a number${max === Infinity ? ` of at least ${min}` : ` from ${min} to ${max}`}`,
+      param,
+    );
   }
 }
 
 function normalizeInputs(input: EmbedRequest['input']): (string | number[])[] {
-  const bad = () => badRequest('invalid_input', 'input must be a string, a list of strings, a list of token ids, or a list of such lists', 'input');
+  const bad = () =>
+    badRequest(
+      'invalid_input',
+      'input must be a string, a list of strings, a list of token ids, or a list of such lists',
+      'input',
+    );
   if (typeof input === 'string') return [input];
   if (!Array.isArray(input) || input.length === 0) throw bad();
   if (input.every((x) => typeof x === 'number')) return [input as number[]];
-  if (input.every((x) => typeof x === 'string' || (Array.isArray(x) && x.every((t) => typeof t === 'number')))) return input as (string | number[])[];
+  if (input.every((x) => typeof x === 'string' || (Array.isArray(x) && x.every((t) => typeof t === 'number'))))
+    return input as (string | number[])[];
   throw bad();
 }
 
@@ -1071,8 +1306,10 @@ class AdmittedGeneration implements GenerationStream {
     try {
       for await (const event of this.channel) {
         // A buffered request's events come at its end: its first token is when the channel received it.
-        if (event.type === 'token' && firstTokenAt === undefined) firstTokenAt = this.channel.firstTokenAt ?? performance.now();
-        if (event.type === 'finish') reason = event.finishReason === 'cancelled' ? 'abort' : event.finishReason === 'length' ? 'length' : 'stop';
+        if (event.type === 'token' && firstTokenAt === undefined)
+          firstTokenAt = this.channel.firstTokenAt ?? performance.now();
+        if (event.type === 'finish')
+          reason = event.finishReason === 'cancelled' ? 'abort' : event.finishReason === 'length' ? 'length' : 'stop';
         if (event.type === 'done') completionTokens = event.usage.completionTokens;
         yield event;
       }

@@ -201,7 +201,10 @@ export class GenerationLoop {
     this.#now = options.now ?? (() => performance.now());
     if (options.speculation) {
       const supported = this.#resident ? this.#resident.verify && this.#resident.truncate : this.#runner.verify;
-      if (!supported) throw new Error('this model runner cannot verify draft tokens; speculative decoding needs a runner with verify steps');
+      if (!supported)
+        throw new Error(
+          'this model runner cannot verify draft tokens; speculative decoding needs a runner with verify steps',
+        );
       this.#speculation = options.speculation;
     }
   }
@@ -271,7 +274,8 @@ export class GenerationLoop {
       this.#rowCap = undefined;
       this.#stepsAtCap = 0;
     }
-    if (steps.length === 0) return { idle: true, ...(plan.wakeInMs !== undefined && { wakeInMs: plan.wakeInMs }), steps };
+    if (steps.length === 0)
+      return { idle: true, ...(plan.wakeInMs !== undefined && { wakeInMs: plan.wakeInMs }), steps };
     return { idle: false, steps };
   }
 
@@ -291,23 +295,40 @@ export class GenerationLoop {
       } else cold.push(seq);
     }
     // Copied out now: prefilling the cold group may evict the blocks the warm one starts from.
-    const past = warm.length > 0 ? pastFromBlocks(this.#runner.layout, cachedBlocks, this.#cache!.blockTokens) : undefined;
+    const past =
+      warm.length > 0 ? pastFromBlocks(this.#runner.layout, cachedBlocks, this.#cache!.blockTokens) : undefined;
     const steps: StepReport[] = [];
     const survivors: RowSource[] = [];
     const joined: Sequence[] = [];
     const prefilled: KvBatch[] = [];
-    for (const [group, from] of [[cold, undefined], [warm, past]] as const) {
+    for (const [group, from] of [
+      [cold, undefined],
+      [warm, past],
+    ] as const) {
       if (group.length === 0) continue;
       const started = this.#now();
       const tokens = group.reduce((n, s) => n + s.init.promptIds.length - s.cachedTokens, 0);
       const cachedTokens = group.reduce((n, s) => n + s.cachedTokens, 0);
-      steps.push({ phase: 'prefill', sequences: group.length, tokens, ...(cachedTokens > 0 && { cachedTokens }), durationMs: 0 });
+      steps.push({
+        phase: 'prefill',
+        sequences: group.length,
+        tokens,
+        ...(cachedTokens > 0 && { cachedTokens }),
+        durationMs: 0,
+      });
       const parts = await this.#runSplit(
         group.map((_, row) => row),
         (rows) =>
           this.#runner.prefill(
-            rows.map((r) => group[r]!).map((seq) => (seq.cachedTokens > 0 ? seq.init.promptIds.slice(seq.cachedTokens) : seq.init.promptIds)),
-            from && rows.length < group.length ? KvBatch.gather(this.#runner.layout, rows.map((row) => ({ batch: from, row }))) : from,
+            rows
+              .map((r) => group[r]!)
+              .map((seq) => (seq.cachedTokens > 0 ? seq.init.promptIds.slice(seq.cachedTokens) : seq.init.promptIds)),
+            from && rows.length < group.length
+              ? KvBatch.gather(
+                  this.#runner.layout,
+                  rows.map((row) => ({ batch: from, row })),
+                )
+              : from,
           ),
       );
       for (const part of parts) if (part.ok) prefilled.push(part.result.kv);
@@ -357,7 +378,9 @@ export class GenerationLoop {
       joining.map((_, i) => i),
       (rows) =>
         runner.admit(
-          rows.map((i) => joining[i]!).map((s) => (s.cachedTokens > 0 ? s.init.promptIds.slice(s.cachedTokens) : s.init.promptIds)),
+          rows
+            .map((i) => joining[i]!)
+            .map((s) => (s.cachedTokens > 0 ? s.init.promptIds.slice(s.cachedTokens) : s.init.promptIds)),
           rows.map((i) => prefixes[i]),
         ),
     );
@@ -412,7 +435,9 @@ export class GenerationLoop {
     const length = kv.lengths[row]!;
     if (length < cache.blockTokens) return;
     const ids = seq.generatedIds.length === 0 ? seq.init.promptIds : [...seq.init.promptIds, ...seq.generatedIds];
-    const blockAt = isResidentKvRunner(kv) ? (first: number) => kv.blockAt(row, first, cache.blockTokens) : (first: number) => blockFromRow(kv, row, first, cache.blockTokens);
+    const blockAt = isResidentKvRunner(kv)
+      ? (first: number) => kv.blockAt(row, first, cache.blockTokens)
+      : (first: number) => blockFromRow(kv, row, first, cache.blockTokens);
     cache.insert(ids, length, blockAt, seq.init.conversationId);
   }
 
@@ -424,7 +449,12 @@ export class GenerationLoop {
       running.map((_, row) => row),
       (rows) =>
         this.#runner.decode(
-          rows.length === running.length ? kv : KvBatch.gather(this.#runner.layout, rows.map((row) => ({ batch: kv, row }))),
+          rows.length === running.length
+            ? kv
+            : KvBatch.gather(
+                this.#runner.layout,
+                rows.map((row) => ({ batch: kv, row })),
+              ),
           rows.map((r) => running[r]!.lastToken),
         ),
     );
@@ -465,7 +495,11 @@ export class GenerationLoop {
 
   // The outcome of a split step: the sequences of the parts that failed fail with their part's error; `each` gets every
   // sequence of the parts that ran, with its part's result, its row in that result and its index in `sequences`.
-  #settle<R>(parts: readonly StepPart<R>[], sequences: readonly Sequence[], each: (seq: Sequence, result: R, row: number, index: number) => void): void {
+  #settle<R>(
+    parts: readonly StepPart<R>[],
+    sequences: readonly Sequence[],
+    each: (seq: Sequence, result: R, row: number, index: number) => void,
+  ): void {
     for (const part of parts) {
       if (!part.ok) {
         this.#sink.fail(
@@ -489,7 +523,12 @@ export class GenerationLoop {
     const parts: StepPart<R>[] = [];
     for (let i = 0; i < rows.length; i += cap) parts.push(...(await this.#tryPart(rows.slice(i, i + cap), run)));
     // Memory may have come back: after a run of steps that went through at the cap, try twice as many rows.
-    if (this.#rowCap !== undefined && this.#rowCap === cap && parts.every((p) => p.ok) && ++this.#stepsAtCap >= CAP_PROBE_STEPS) {
+    if (
+      this.#rowCap !== undefined &&
+      this.#rowCap === cap &&
+      parts.every((p) => p.ok) &&
+      ++this.#stepsAtCap >= CAP_PROBE_STEPS
+    ) {
       this.#stepsAtCap = 0;
       this.#rowCap = cap * 2 >= this.#scheduler.capacity ? undefined : cap * 2;
     }
@@ -554,8 +593,16 @@ export class GenerationLoop {
     try {
       for (const [row, seq] of running.entries()) {
         // Room for the drafts and the token after them: within max_tokens and the context window.
-        const room = Math.min(spec.numSpeculativeTokens, seq.init.maxTokens - seq.generated - 1, this.#maxContext - lengths[row]! - 1);
-        drafts.push(room <= 0 || seq.cancelled ? [] : (await spec.proposer.propose([...seq.init.promptIds, ...seq.generatedIds], room)).slice(0, room));
+        const room = Math.min(
+          spec.numSpeculativeTokens,
+          seq.init.maxTokens - seq.generated - 1,
+          this.#maxContext - lengths[row]! - 1,
+        );
+        drafts.push(
+          room <= 0 || seq.cancelled
+            ? []
+            : (await spec.proposer.propose([...seq.init.promptIds, ...seq.generatedIds], room)).slice(0, room),
+        );
       }
     } catch {
       // A proposer that fails costs its speedup, never a generation.
@@ -569,7 +616,8 @@ export class GenerationLoop {
       if (this.#resident) {
         const runner = this.#resident;
         logits = [];
-        for (const [row, seq] of running.entries()) logits.push(await runner.verify!(row, [seq.lastToken, ...drafts[row]!]));
+        for (const [row, seq] of running.entries())
+          logits.push(await runner.verify!(row, [seq.lastToken, ...drafts[row]!]));
       } else {
         // One width for all rows: shorter drafts are padded with their last token, whose logits are never read.
         const width = 1 + Math.max(...drafts.map((d) => d.length));
@@ -581,7 +629,10 @@ export class GenerationLoop {
         ({ logits, kv: stepKv } = await this.#runner.verify!(this.#kv!, tokens));
       }
     } catch {
-      if (this.#resident) running.forEach((_, row) => this.#resident!.truncate!(row, Math.min(before[row]!, this.#resident!.lengths[row]!)));
+      if (this.#resident)
+        running.forEach((_, row) =>
+          this.#resident!.truncate!(row, Math.min(before[row]!, this.#resident!.lengths[row]!)),
+        );
       return undefined;
     }
     const keep: number[] = [];
@@ -603,7 +654,8 @@ export class GenerationLoop {
       // The tokens to append: drafts while the model agrees, then the model's own token.
       const out: number[] = [];
       for (let i = 0; i <= draft.length; i++) {
-        const token = i < draft.length ? seq.sampler.verify(logits[row]![i]!, draft[i]!) : seq.sampler.sample(logits[row]![i]!);
+        const token =
+          i < draft.length ? seq.sampler.verify(logits[row]![i]!, draft[i]!) : seq.sampler.sample(logits[row]![i]!);
         seq.sampler.accept(token);
         out.push(token);
         if (i < draft.length && token !== draft[i]) break;
@@ -625,7 +677,12 @@ export class GenerationLoop {
     if (this.#resident) running.forEach((_, row) => this.#resident!.truncate!(row, kept[row]!));
     else if (kept.every((n, row) => n === stepKv!.lengths[row])) this.#replaceKv(stepKv);
     else {
-      this.#replaceKv(KvBatch.gather(this.#runner.layout, running.map((_, row) => ({ batch: stepKv!, row, length: kept[row]! }))));
+      this.#replaceKv(
+        KvBatch.gather(
+          this.#runner.layout,
+          running.map((_, row) => ({ batch: stepKv!, row, length: kept[row]! })),
+        ),
+      );
       this.#free(stepKv!);
     }
     for (const row of ended) this.#retain(running[row]!, this.#resident ?? this.#kv!, row);
@@ -694,7 +751,14 @@ export class GenerationLoop {
     }
     const kv = this.#kv!;
     this.#running = rows.map((r) => this.#running[r]!);
-    this.#replaceKv(rows.length === 0 ? undefined : KvBatch.gather(this.#runner.layout, rows.map((row) => ({ batch: kv, row }))));
+    this.#replaceKv(
+      rows.length === 0
+        ? undefined
+        : KvBatch.gather(
+            this.#runner.layout,
+            rows.map((row) => ({ batch: kv, row })),
+          ),
+    );
   }
 
   // The running batch becomes `next`; the one it replaces is freed.

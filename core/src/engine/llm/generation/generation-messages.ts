@@ -1,4 +1,11 @@
-import type { ChatMessage, EmbeddingPooling, FinishReason, GenerationPriority, SamplingOptions, SessionOptions } from '@nucleus/sdk';
+import type {
+  ChatMessage,
+  EmbeddingPooling,
+  FinishReason,
+  GenerationPriority,
+  SamplingOptions,
+  SessionOptions,
+} from '@nucleus/sdk';
 import type { DecoderConfig, TokenizerSpec } from '@nucleus/sdk/llm';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
@@ -105,8 +112,24 @@ export type WireGenerationEvent =
       /** When it was sampled, on the clock comparable across threads (`performance.timeOrigin + performance.now()`). */
       sampledAt: number;
     }
-  | { kind: 'finish'; id: number; index: number; reason: FinishReason; text: string; completionTokens: number; stop?: string; /** Prompt tokens this choice took from the prefix cache. */ cachedTokens?: number }
-  | { kind: 'fail'; id: number; status: number; code: string; message: string; /** Shared by the requests one failed step ended, so it counts once. */ failure?: string };
+  | {
+      kind: 'finish';
+      id: number;
+      index: number;
+      reason: FinishReason;
+      text: string;
+      completionTokens: number;
+      stop?: string /** Prompt tokens this choice took from the prefix cache. */;
+      cachedTokens?: number;
+    }
+  | {
+      kind: 'fail';
+      id: number;
+      status: number;
+      code: string;
+      message: string /** Shared by the requests one failed step ended, so it counts once. */;
+      failure?: string;
+    };
 
 /** Telemetry of the steps since the last report. */
 export interface WireStepStats {
@@ -131,7 +154,13 @@ export type FromGenerationThread =
       prefixCacheError?: string;
     }
   | { type: 'init-error'; message: string; code: string }
-  | { type: 'admitted'; id: number; promptTokens: number; maxTokens: number; /** Prompt tokens the prefix cache held at admission. */ cachedTokens?: number }
+  | {
+      type: 'admitted';
+      id: number;
+      promptTokens: number;
+      maxTokens: number /** Prompt tokens the prefix cache held at admission. */;
+      cachedTokens?: number;
+    }
   | { type: 'rejected'; id: number; status: number; code: string; message: string; param?: string }
   /** A group of events, with the loop's state and the steps run since the previous group. */
   | {

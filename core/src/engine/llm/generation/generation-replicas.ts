@@ -1,4 +1,10 @@
-import { unavailable, type Logger, type SchedulerStrategy, type WorkerLoad, type WorkerReplicaStatus } from '@nucleus/sdk';
+import {
+  unavailable,
+  type Logger,
+  type SchedulerStrategy,
+  type WorkerLoad,
+  type WorkerReplicaStatus,
+} from '@nucleus/sdk';
 import { ReplicaSet } from '../../workers/replica-set.js';
 import type { Admission, EventChannel, GenerationThreadReady, GenerationWorker } from './generation-worker.js';
 import type { WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
@@ -58,12 +64,20 @@ export class GenerationReplicas {
         close: (w) => w.close(),
       },
       {
-        onOpenFailed: (w, err) => this.options.logger?.error({ replica: w.id, err: (err as Error).message }, 'a new generation replica could not open'),
+        onOpenFailed: (w, err) =>
+          this.options.logger?.error(
+            { replica: w.id, err: (err as Error).message },
+            'a new generation replica could not open',
+          ),
         onAdded: () => {
           this.options.logger?.info({ replicas: this.workers.length }, 'generation replicas added');
           this.#wake();
         },
-        onRetiring: (retired) => this.options.logger?.info({ replicas: this.workers.length, retiring: retired.length }, 'generation replicas retiring after their generations'),
+        onRetiring: (retired) =>
+          this.options.logger?.info(
+            { replicas: this.workers.length, retiring: retired.length },
+            'generation replicas retiring after their generations',
+          ),
         onClose: () => this.#wake(),
       },
     );
@@ -93,7 +107,10 @@ export class GenerationReplicas {
   }
 
   /** Routes a request to a replica and submits it there; see {@link GenerationWorker.generate}. */
-  async generate(request: WireGenerateRequest, signal?: AbortSignal): Promise<{ admission: Admission; events: EventChannel }> {
+  async generate(
+    request: WireGenerateRequest,
+    signal?: AbortSignal,
+  ): Promise<{ admission: Admission; events: EventChannel }> {
     const estimatedBytes = this.#estimate(request);
     const key = affinityKey(request);
     const worker = this.#choose(estimatedBytes, key) ?? (await this.#pick(estimatedBytes, key));
@@ -133,7 +150,10 @@ export class GenerationReplicas {
 
   /** Each replica (retiring ones included, marked), as `/status` shows it. */
   replicas(): WorkerReplicaStatus[] {
-    return [...this.workers.map((w) => w.status()), ...[...this.#replicas.retiring].map((w) => ({ ...w.status(), retiring: true }))];
+    return [
+      ...this.workers.map((w) => w.status()),
+      ...[...this.#replicas.retiring].map((w) => ({ ...w.status(), retiring: true })),
+    ];
   }
 
   /** The load of each replica taking requests, as a routing strategy sees it. */
@@ -189,7 +209,10 @@ export class GenerationReplicas {
     // No replica serves (all restarting): the least busy one runs the request once it serves again.
     if (!this.serving) return this.#leastBusy();
     if (this.#routed === 0) {
-      this.options.logger?.warn({ estimatedBytes, strategy: strategy.name }, 'no replica reports room for the generation and none is busy; running it on the least busy one');
+      this.options.logger?.warn(
+        { estimatedBytes, strategy: strategy.name },
+        'no replica reports room for the generation and none is busy; running it on the least busy one',
+      );
       return this.#leastBusy();
     }
     return undefined;
@@ -217,7 +240,10 @@ export class GenerationReplicas {
     const perToken = this.options.kvBytesPerToken ?? 0;
     if (perToken === 0) return 0;
     const maxContext = this.options.maxContext ?? 0;
-    const chars = typeof request.prompt === 'string' ? request.prompt.length : (request.messages ?? []).reduce((n, m) => n + m.content.length, 0);
+    const chars =
+      typeof request.prompt === 'string'
+        ? request.prompt.length
+        : (request.messages ?? []).reduce((n, m) => n + m.content.length, 0);
     const prompt = Array.isArray(request.prompt) ? request.prompt.length : Math.ceil(chars / 4);
     const tokens = prompt + (request.maxTokens ?? maxContext);
     return perToken * (maxContext > 0 ? Math.min(maxContext, tokens) : tokens) * request.n;
@@ -241,7 +267,11 @@ export class GenerationReplicas {
  */
 export function affinityKey(request: WireGenerateRequest): string | undefined {
   if (request.conversationId !== undefined) return `conversation:${request.conversationId}`;
-  if (Array.isArray(request.prompt)) return request.prompt.length === 0 ? undefined : `tokens:${request.prompt.slice(0, AFFINITY_TOKENS).join(',')}`;
-  const text = typeof request.prompt === 'string' ? request.prompt : (request.messages ?? []).map((m) => `${m.role}\u0000${m.content}`).join('\u0001');
+  if (Array.isArray(request.prompt))
+    return request.prompt.length === 0 ? undefined : `tokens:${request.prompt.slice(0, AFFINITY_TOKENS).join(',')}`;
+  const text =
+    typeof request.prompt === 'string'
+      ? request.prompt
+      : (request.messages ?? []).map((m) => `${m.role}\u0000${m.content}`).join('\u0001');
   return text.length === 0 ? undefined : `text:${text.slice(0, AFFINITY_CHARS)}`;
 }

@@ -4,7 +4,15 @@
 // token groups this worker posts.
 import { randomInt, randomUUID } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
-import { NucleusError, toNucleusError, type Backend, type CachePolicy, type CachePolicyFactory, type DraftProposerFactory, type SessionOptions } from '@nucleus/sdk';
+import {
+  NucleusError,
+  toNucleusError,
+  type Backend,
+  type CachePolicy,
+  type CachePolicyFactory,
+  type DraftProposerFactory,
+  type SessionOptions,
+} from '@nucleus/sdk';
 import { createBackendSession } from '../../backend-session.js';
 import { loadTokenizer, type LlmTokenizer } from '@nucleus/sdk/llm';
 import { PrefixCache, type PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
@@ -14,7 +22,15 @@ import { ContribDecoderSession } from './contrib-session.js';
 import { DecoderSession, kvLayoutOf } from './decoder-session.js';
 import { Embedder } from './embedding/embedder.js';
 import { releaseAllocationFailureSession, withFaultInjection } from './fault-injecting-runner.js';
-import type { FromGenerationThread, GenerationThreadSpec, PrefixCacheSpec, SpeculativeSpec, ToGenerationThread, WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
+import type {
+  FromGenerationThread,
+  GenerationThreadSpec,
+  PrefixCacheSpec,
+  SpeculativeSpec,
+  ToGenerationThread,
+  WireEmbedRequest,
+  WireGenerateRequest,
+} from './generation-messages.js';
 import { GenerationLoop, type LoopSink, type Speculation, type StepRecovery } from './generation-loop.js';
 import { Outbox } from './outbox.js';
 import { type BuiltPrompt, buildPrompt, type ChatRenderer } from './prompt-builder.js';
@@ -33,10 +49,17 @@ function post(message: FromGenerationThread, transfer: ArrayBuffer[] = []): void
 
 // The backends live in plugins on the main thread; here they are only their session options.
 function optionsBackend(name: string, options: SessionOptions): Backend {
-  return { name, rank: 0, probe: async () => ({ usable: true, devices: [], executionProviders: [] }), sessionOptions: () => options };
+  return {
+    name,
+    rank: 0,
+    probe: async () => ({ usable: true, devices: [], executionProviders: [] }),
+    sessionOptions: () => options,
+  };
 }
 
-async function openSession(model: string | Uint8Array): Promise<{ session: ort.InferenceSession; backend: string; fallbackReason?: string }> {
+async function openSession(
+  model: string | Uint8Array,
+): Promise<{ session: ort.InferenceSession; backend: string; fallbackReason?: string }> {
   const created = await createBackendSession(
     model,
     {
@@ -47,7 +70,11 @@ async function openSession(model: string | Uint8Array): Promise<{ session: ort.I
     },
     spec.fallback ? { fallback: optionsBackend(spec.fallback.name, spec.fallback.options) } : {},
   );
-  return { session: created.session, backend: created.backend.name, ...(created.fallbackReason !== undefined && { fallbackReason: created.fallbackReason }) };
+  return {
+    session: created.session,
+    backend: created.backend.name,
+    ...(created.fallbackReason !== undefined && { fallbackReason: created.fallbackReason }),
+  };
 }
 
 /**
@@ -58,20 +85,29 @@ async function openSession(model: string | Uint8Array): Promise<{ session: ort.I
  */
 async function openPrefixCache(cacheSpec: PrefixCacheSpec): Promise<PrefixCache> {
   const imported = (await import(cacheSpec.policyModule)) as { default?: unknown };
-  if (typeof imported.default !== 'function') throw new Error(`${cacheSpec.policyModule} has no default export that creates a cache policy`);
+  if (typeof imported.default !== 'function')
+    throw new Error(`${cacheSpec.policyModule} has no default export that creates a cache policy`);
   const policy = (imported.default as CachePolicyFactory)() as Partial<CachePolicy> | undefined;
   for (const method of ['onInsert', 'onAccess', 'onRemove', 'victim'] as const) {
-    if (typeof policy?.[method] !== 'function') throw new Error(`the '${cacheSpec.policy}' cache policy from ${cacheSpec.policyModule} has no ${method}()`);
+    if (typeof policy?.[method] !== 'function')
+      throw new Error(`the '${cacheSpec.policy}' cache policy from ${cacheSpec.policyModule} has no ${method}()`);
   }
-  return new PrefixCache({ layout: kvLayoutOf(spec.decoder!.config), blockTokens: cacheSpec.blockTokens, maxBytes: cacheSpec.maxBytes, policy: policy as CachePolicy });
+  return new PrefixCache({
+    layout: kvLayoutOf(spec.decoder!.config),
+    blockTokens: cacheSpec.blockTokens,
+    maxBytes: cacheSpec.maxBytes,
+    policy: policy as CachePolicy,
+  });
 }
 
 /** Speculative decoding's proposer, from the module the method names, like the cache policy above. */
 async function openSpeculation(s: SpeculativeSpec): Promise<Speculation> {
   const imported = (await import(s.module)) as { default?: unknown };
-  if (typeof imported.default !== 'function') throw new Error(`${s.module} has no default export that creates a draft proposer`);
+  if (typeof imported.default !== 'function')
+    throw new Error(`${s.module} has no default export that creates a draft proposer`);
   const proposer = (imported.default as DraftProposerFactory)(s.options);
-  if (typeof proposer?.propose !== 'function') throw new Error(`the '${s.method}' speculative method from ${s.module} gave no propose()`);
+  if (typeof proposer?.propose !== 'function')
+    throw new Error(`the '${s.method}' speculative method from ${s.module} gave no propose()`);
   return { method: s.method, proposer, numSpeculativeTokens: s.numSpeculativeTokens, maxBatch: s.maxBatch };
 }
 
@@ -134,7 +170,17 @@ class DecoderEngine {
         const c = this.#choices.get(seq)!;
         const first = !this.#streaming.has(seq);
         if (first) this.#streaming.add(seq);
-        this.outbox.push({ kind: 'token', id: c.request, index: c.index, tokenId, text, sampledAt: performance.timeOrigin + performance.now() }, first);
+        this.outbox.push(
+          {
+            kind: 'token',
+            id: c.request,
+            index: c.index,
+            tokenId,
+            text,
+            sampledAt: performance.timeOrigin + performance.now(),
+          },
+          first,
+        );
       },
       finish: (seq, reason, text, completionTokens, stop) => {
         this.#streaming.delete(seq);
@@ -168,15 +214,31 @@ class DecoderEngine {
         }
         // Out of memory even alone, with the prefix cache emptied: the server is short of memory now, the model is fine.
         const error = isAllocationFailure(err)
-          ? new NucleusError(503, 'insufficient_memory', `the model ran out of memory for this request, even in a step of its own with the prefix cache emptied; retry later or with a shorter prompt: ${e.message}`)
+          ? new NucleusError(
+              503,
+              'insufficient_memory',
+              `the model ran out of memory for this request, even in a step of its own with the prefix cache emptied; retry later or with a shorter prompt: ${e.message}`,
+            )
           : new NucleusError(500, 'generation_failed', `the model failed to run: ${e.message}`);
         for (const request of failed) this.#failRequest(request, error, this.#iteration);
       },
     };
     // A contrib graph runs over KV buffers its runner keeps, sized for the scheduler's batch (they grow if it rises).
-    const real = d.config.graphStyle === 'contrib' ? new ContribDecoderSession(session, d.config, { initialRows: scheduler.capacity }) : new DecoderSession(session, d.config);
-    const runner = spec.faultInjection ? withFaultInjection(real, spec.faultInjection, () => prefixCache?.stats.bytes ?? 0) : real;
-    this.loop = new GenerationLoop({ runner, scheduler, sink, maxContext: this.#maxContext, ...(prefixCache && { prefixCache }), ...(speculation && { speculation }) });
+    const real =
+      d.config.graphStyle === 'contrib'
+        ? new ContribDecoderSession(session, d.config, { initialRows: scheduler.capacity })
+        : new DecoderSession(session, d.config);
+    const runner = spec.faultInjection
+      ? withFaultInjection(real, spec.faultInjection, () => prefixCache?.stats.bytes ?? 0)
+      : real;
+    this.loop = new GenerationLoop({
+      runner,
+      scheduler,
+      sink,
+      maxContext: this.#maxContext,
+      ...(prefixCache && { prefixCache }),
+      ...(speculation && { speculation }),
+    });
   }
 
   get maxContext(): number {
@@ -195,7 +257,14 @@ class DecoderEngine {
       prompt = buildPrompt(request, this.#tokenizer, this.#renderChat, this.#maxContext);
     } catch (err) {
       const e = toNucleusError(err);
-      post({ type: 'rejected', id, status: e.status, code: e.code, message: e.message, ...(e.param !== undefined && { param: e.param }) });
+      post({
+        type: 'rejected',
+        id,
+        status: e.status,
+        code: e.code,
+        message: e.message,
+        ...(e.param !== undefined && { param: e.param }),
+      });
       return;
     }
     const params: SamplingParams = {
@@ -209,7 +278,13 @@ class DecoderEngine {
     const admitted: Admitted = { seqIds: [] };
     this.#requests.set(id, admitted);
     const cachedTokens = this.prefixCache?.peek(prompt.ids, prompt.ids.length - 1);
-    post({ type: 'admitted', id, promptTokens: prompt.ids.length, maxTokens: prompt.maxTokens, ...(cachedTokens !== undefined && { cachedTokens }) });
+    post({
+      type: 'admitted',
+      id,
+      promptTokens: prompt.ids.length,
+      maxTokens: prompt.maxTokens,
+      ...(cachedTokens !== undefined && { cachedTokens }),
+    });
     for (let index = 0; index < request.n; index++) {
       const seq = this.#nextSeq++;
       admitted.seqIds.push(seq);
@@ -291,7 +366,14 @@ class DecoderEngine {
       this.loop.cancel(seq);
     }
     this.#requests.delete(request);
-    this.outbox.push({ kind: 'fail', id: request, status: err.status, code: err.code, message: err.message, ...(failure !== undefined && { failure }) });
+    this.outbox.push({
+      kind: 'fail',
+      id: request,
+      status: err.status,
+      code: err.code,
+      message: err.message,
+      ...(failure !== undefined && { failure }),
+    });
   }
 }
 
@@ -328,7 +410,11 @@ async function main(): Promise<void> {
     opened = await openSession(spec.onnxPath);
   } catch (err) {
     const e = toNucleusError(err);
-    post({ type: 'init-error', message: e.message, code: e.code === 'internal_error' ? 'session_create_failed' : e.code });
+    post({
+      type: 'init-error',
+      message: e.message,
+      code: e.code === 'internal_error' ? 'session_create_failed' : e.code,
+    });
     return;
   }
   const scheduler = new GenerationScheduler(spec.scheduler);
@@ -372,7 +458,14 @@ async function main(): Promise<void> {
     switch (message.type) {
       case 'submit':
         if (engine) engine.submit(message.id, message.request);
-        else post({ type: 'rejected', id: message.id, status: 400, code: 'model_cannot_generate', message: `${spec.label} is an embedding model; it cannot generate text` });
+        else
+          post({
+            type: 'rejected',
+            id: message.id,
+            status: 400,
+            code: 'model_cannot_generate',
+            message: `${spec.label} is an embedding model; it cannot generate text`,
+          });
         break;
       case 'cancel':
         engine?.cancel(message.id);
@@ -415,10 +508,20 @@ async function main(): Promise<void> {
       const job = embeds.shift()!;
       try {
         const { vectors, promptTokens } = await embedder.embed(job.request);
-        post({ type: 'embedded', id: job.id, vectors, promptTokens }, vectors.map((v) => v.buffer as ArrayBuffer));
+        post(
+          { type: 'embedded', id: job.id, vectors, promptTokens },
+          vectors.map((v) => v.buffer as ArrayBuffer),
+        );
       } catch (err) {
         const e = toNucleusError(err);
-        post({ type: 'embed-error', id: job.id, status: e.status, code: e.code, message: e.message, ...(e.param !== undefined && { param: e.param }) });
+        post({
+          type: 'embed-error',
+          id: job.id,
+          status: e.status,
+          code: e.code,
+          message: e.message,
+          ...(e.param !== undefined && { param: e.param }),
+        });
       }
     }
     if (!engine) {

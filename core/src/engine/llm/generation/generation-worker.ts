@@ -118,10 +118,24 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
   push(event: WireGenerationEvent): void {
     if (this.#ended) return;
     this.#pushed++;
-    if (event.kind === 'fail') return this.fail(new NucleusError(event.status, event.code, event.message, event.failure === undefined ? {} : { cause: { failure: event.failure } }));
+    if (event.kind === 'fail')
+      return this.fail(
+        new NucleusError(
+          event.status,
+          event.code,
+          event.message,
+          event.failure === undefined ? {} : { cause: { failure: event.failure } },
+        ),
+      );
     if (event.kind === 'token') {
       this.#firstTokenAt ??= performance.now();
-      this.#queue.push({ type: 'token', index: event.index, tokenId: event.tokenId, text: event.text, sampledAt: event.sampledAt });
+      this.#queue.push({
+        type: 'token',
+        index: event.index,
+        tokenId: event.tokenId,
+        text: event.text,
+        sampledAt: event.sampledAt,
+      });
     } else {
       this.#finished++;
       this.#completionTokens += event.completionTokens;
@@ -366,7 +380,10 @@ export class GenerationWorker {
    * Submits a request; resolves once the thread has tokenized and admitted it (or rejects with its 400), with
    * the channel its events arrive on. Aborting `signal` cancels it wherever it is.
    */
-  async generate(request: WireGenerateRequest, signal?: AbortSignal): Promise<{ admission: Admission; events: EventChannel }> {
+  async generate(
+    request: WireGenerateRequest,
+    signal?: AbortSignal,
+  ): Promise<{ admission: Admission; events: EventChannel }> {
     // A worker that serves takes the request in this very tick, so `sequences` counts it before anything else is routed.
     const worker = this.#worker && !this.#closing ? this.#worker : await this.#live();
     if (signal?.aborted) throw abortError();
@@ -394,7 +411,10 @@ export class GenerationWorker {
   }
 
   /** Embeds a batch of inputs in the thread. */
-  async embed(request: WireEmbedRequest, signal?: AbortSignal): Promise<{ vectors: Float32Array[]; promptTokens: number }> {
+  async embed(
+    request: WireEmbedRequest,
+    signal?: AbortSignal,
+  ): Promise<{ vectors: Float32Array[]; promptTokens: number }> {
     const worker = await this.#live();
     if (signal?.aborted) throw abortError();
     const id = this.#nextId++;
@@ -450,7 +470,10 @@ export class GenerationWorker {
   // Asks the worker to release its sessions and end after the current step; terminates it only if it does not.
   #exit(worker: WorkerHandle, code: number, timeoutMs = 10_000): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => void worker.terminate('it did not end when asked; killed it').then(() => resolve()), timeoutMs);
+      const timer = setTimeout(
+        () => void worker.terminate('it did not end when asked; killed it').then(() => resolve()),
+        timeoutMs,
+      );
       void worker.exited.then(() => {
         clearTimeout(timer);
         resolve();
@@ -526,14 +549,23 @@ export class GenerationWorker {
             channel.cancel = (readerGone) => this.#cancel(id, readerGone);
             pending.channel = channel;
             this.#channels.set(message.id, channel);
-            pending.resolve({ promptTokens: message.promptTokens, maxTokens: message.maxTokens, ...(message.cachedTokens !== undefined && { cachedTokens: message.cachedTokens }) });
+            pending.resolve({
+              promptTokens: message.promptTokens,
+              maxTokens: message.maxTokens,
+              ...(message.cachedTokens !== undefined && { cachedTokens: message.cachedTokens }),
+            });
             break;
           }
           case 'rejected': {
             const pending = this.#admissions.get(message.id);
             this.#admissions.delete(message.id);
             this.#resubmittable.delete(message.id);
-            const err = new NucleusError(message.status, message.code, message.message, message.param === undefined ? {} : { param: message.param });
+            const err = new NucleusError(
+              message.status,
+              message.code,
+              message.message,
+              message.param === undefined ? {} : { param: message.param },
+            );
             pending?.reject(err);
             const channel = this.#channels.get(message.id);
             if (!pending && channel) {
@@ -583,14 +615,27 @@ export class GenerationWorker {
           case 'embed-error': {
             const pending = this.#embeds.get(message.id);
             this.#embeds.delete(message.id);
-            pending?.reject(new NucleusError(message.status, message.code, message.message, message.param === undefined ? {} : { param: message.param }));
+            pending?.reject(
+              new NucleusError(
+                message.status,
+                message.code,
+                message.message,
+                message.param === undefined ? {} : { param: message.param },
+              ),
+            );
             break;
           }
         }
       });
       worker.on('exit', (_code: number, why: string) => {
         if (!opened) {
-          reject(new NucleusError(500, 'worker_exited', `the worker for ${this.spec.label} exited before its session opened (${why})`));
+          reject(
+            new NucleusError(
+              500,
+              'worker_exited',
+              `the worker for ${this.spec.label} exited before its session opened (${why})`,
+            ),
+          );
           this.#ready = undefined;
           return;
         }
@@ -601,7 +646,11 @@ export class GenerationWorker {
         this.#waiting = 0;
         this.#lastExit = `the worker exited (${why})`;
         this.#state = 'restarting';
-        const exited = new NucleusError(503, 'worker_exited', `the worker running ${this.spec.label} stopped (${why}); the request was not completed, retry it`);
+        const exited = new NucleusError(
+          503,
+          'worker_exited',
+          `the worker running ${this.spec.label} stopped (${why}); the request was not completed, retry it`,
+        );
         if (this.#closing) return this.#failAll(exited);
         this.#failStarted(exited);
         this.#handOff();
@@ -651,7 +700,11 @@ export class GenerationWorker {
       other.#adopt(again, channel, pending);
       moved++;
     }
-    if (moved > 0) this.options.logger?.warn({ model: this.spec.label, replica: this.id, moved }, 'requests of a dead replica sent to the replicas that serve');
+    if (moved > 0)
+      this.options.logger?.warn(
+        { model: this.spec.label, replica: this.id, moved },
+        'requests of a dead replica sent to the replicas that serve',
+      );
   }
 
   // Takes over a request another replica held and had not started (or a buffered one, its partial output dropped): it
@@ -678,23 +731,47 @@ export class GenerationWorker {
     const log = this.options.logger;
     const maxRestarts = this.options.maxConsecutiveRestarts?.() ?? DEFAULT_MAX_RESTARTS;
     if (this.#consecutive > maxRestarts) {
-      log?.error({ model: this.spec.label, restarts: this.#restarts, reason: why }, 'generation worker keeps dying; not restarting it until the next request');
+      log?.error(
+        { model: this.spec.label, restarts: this.#restarts, reason: why },
+        'generation worker keeps dying; not restarting it until the next request',
+      );
       const deaths = this.#consecutive;
       this.#consecutive = 0;
-      this.#failAll(unavailable('worker_unavailable', `the worker for ${this.spec.label} died ${deaths} times in a row (last: ${why}); retry later`));
+      this.#failAll(
+        unavailable(
+          'worker_unavailable',
+          `the worker for ${this.spec.label} died ${deaths} times in a row (last: ${why}); retry later`,
+        ),
+      );
       this.#state = 'failed';
-      this.options.onHealth?.({ healthy: false, reason: `the worker exited (${why})`, restarts: this.#restarts, gaveUp: true });
+      this.options.onHealth?.({
+        healthy: false,
+        reason: `the worker exited (${why})`,
+        restarts: this.#restarts,
+        gaveUp: true,
+      });
       return;
     }
     const backoffMs = this.#consecutive <= 1 ? 0 : Math.min(5000, 100 * 2 ** (this.#consecutive - 2));
     const requeued = this.#channels.size + this.#admissions.size + this.#embeds.size;
-    log?.warn({ model: this.spec.label, reason: why, restarts: this.#restarts, backoffMs, requeued }, 'generation worker died; starting a new one');
-    this.options.onHealth?.({ healthy: false, reason: `the worker exited (${why})`, restarts: this.#restarts, backoffMs });
+    log?.warn(
+      { model: this.spec.label, reason: why, restarts: this.#restarts, backoffMs, requeued },
+      'generation worker died; starting a new one',
+    );
+    this.options.onHealth?.({
+      healthy: false,
+      reason: `the worker exited (${why})`,
+      restarts: this.#restarts,
+      backoffMs,
+    });
     const ready = new Promise<void>((r) => setTimeout(r, backoffMs)).then(() => this.#spawn());
     this.#ready = ready;
     ready.then(
       () => {
-        log?.info({ model: this.spec.label, restarts: this.#restarts, pid: this.pid, requeued }, 'generation worker is serving again');
+        log?.info(
+          { model: this.spec.label, restarts: this.#restarts, pid: this.pid, requeued },
+          'generation worker is serving again',
+        );
         this.options.onHealth?.({ healthy: true, restarts: this.#restarts });
         this.#resubmit();
       },
@@ -702,7 +779,13 @@ export class GenerationWorker {
         log?.error({ model: this.spec.label, err }, 'generation worker could not be restarted');
         this.#state = 'failed';
         if (this.#ready === ready) this.#ready = undefined;
-        this.#failAll(new NucleusError(503, 'worker_unavailable', `${exited.message}; a new worker could not start: ${(err as Error).message}`));
+        this.#failAll(
+          new NucleusError(
+            503,
+            'worker_unavailable',
+            `${exited.message}; a new worker could not start: ${(err as Error).message}`,
+          ),
+        );
       },
     );
   }

@@ -42,20 +42,31 @@ export class KvBatch {
   ) {}
 
   /** A batch from tensors a session returned; `lengths[r]` real tokens sit at the end of row r. */
-  static fromTensors(layout: KvLayout, lengths: readonly number[], pastLength: number, layers: readonly KvLayer[]): KvBatch {
+  static fromTensors(
+    layout: KvLayout,
+    lengths: readonly number[],
+    pastLength: number,
+    layers: readonly KvLayer[],
+  ): KvBatch {
     const expected = lengths.length * layout.numKvHeads * pastLength * layout.headDim;
     for (const [i, l] of layers.entries()) {
       if (l.key.length !== expected || l.value.length !== expected) {
-        throw new Error(`layer ${i}: KV tensors hold ${l.key.length}/${l.value.length} values, expected ${expected} for ${lengths.length} rows × ${pastLength} positions`);
+        throw new Error(
+          `layer ${i}: KV tensors hold ${l.key.length}/${l.value.length} values, expected ${expected} for ${lengths.length} rows × ${pastLength} positions`,
+        );
       }
     }
-    for (const n of lengths) if (n > pastLength) throw new Error(`a row holds ${n} tokens but the cache is ${pastLength} long`);
+    for (const n of lengths)
+      if (n > pastLength) throw new Error(`a row holds ${n} tokens but the cache is ${pastLength} long`);
     return new KvBatch(layout, [...lengths], pastLength, layers);
   }
 
   /** A cache with no positions for `rows` rows (the past of a prefill). */
   static empty(layout: KvLayout, rows: number): KvBatch {
-    const layers = Array.from({ length: layout.numLayers }, () => ({ key: allocate(layout, 0), value: allocate(layout, 0) }));
+    const layers = Array.from({ length: layout.numLayers }, () => ({
+      key: allocate(layout, 0),
+      value: allocate(layout, 0),
+    }));
     return new KvBatch(layout, new Array<number>(rows).fill(0), 0, layers);
   }
 
@@ -67,7 +78,8 @@ export class KvBatch {
   static gather(layout: KvLayout, sources: readonly RowSource[]): KvBatch {
     const lengths = sources.map((s) => {
       const held = s.batch.lengths[s.row]!;
-      if (s.length !== undefined && (s.length < 0 || s.length > held)) throw new Error(`cannot keep ${s.length} tokens of a row that holds ${held}`);
+      if (s.length !== undefined && (s.length < 0 || s.length > held))
+        throw new Error(`cannot keep ${s.length} tokens of a row that holds ${held}`);
       return s.length ?? held;
     });
     const past = Math.max(0, ...lengths);

@@ -16,7 +16,12 @@ export interface BuiltPrompt {
  * Turns a request's prompt or messages into token ids and checks them against the context window, so that a
  * request that cannot fit is answered 400 with the limit before anything is generated.
  */
-export function buildPrompt(request: WireGenerateRequest, tokenizer: LlmTokenizer, renderChat: ChatRenderer, maxContext: number): BuiltPrompt {
+export function buildPrompt(
+  request: WireGenerateRequest,
+  tokenizer: LlmTokenizer,
+  renderChat: ChatRenderer,
+  maxContext: number,
+): BuiltPrompt {
   let ids: number[];
   let where = 'prompt';
   if (request.messages !== undefined) {
@@ -28,7 +33,12 @@ export function buildPrompt(request: WireGenerateRequest, tokenizer: LlmTokenize
   } else if (Array.isArray(request.prompt)) {
     ids = request.prompt;
     const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= tokenizer.vocabSize);
-    if (bad !== undefined) throw badRequest('invalid_token_id', `prompt token id ${bad} is outside the vocabulary (0 to ${tokenizer.vocabSize - 1})`, 'prompt');
+    if (bad !== undefined)
+      throw badRequest(
+        'invalid_token_id',
+        `prompt token id ${bad} is outside the vocabulary (0 to ${tokenizer.vocabSize - 1})`,
+        'prompt',
+      );
   } else {
     throw badRequest('missing_prompt', 'the request needs a prompt or messages', 'prompt');
   }

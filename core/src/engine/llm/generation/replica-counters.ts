@@ -15,7 +15,8 @@ export class ReplicaCounters<K extends string> {
   report(replica: number, incarnation: number, totals: Readonly<Record<K, number>>): void {
     const last = this.#last.get(replica);
     // Counters that went down without a new incarnation seen: a restart all the same.
-    if (last && (last.incarnation !== incarnation || this.keys.some((k) => totals[k] < last.totals[k]))) this.#keep(last.totals);
+    if (last && (last.incarnation !== incarnation || this.keys.some((k) => totals[k] < last.totals[k])))
+      this.#keep(last.totals);
     const copy = zeros(this.keys);
     for (const k of this.keys) copy[k] = totals[k];
     this.#last.set(replica, { incarnation, totals: copy });

@@ -26,7 +26,8 @@ export function allocateBlock(layout: KvLayout, blockTokens: number): KvArray {
 export function blockFromRow(kv: KvBatch, row: number, first: number, blockTokens: number): KvArray {
   const { numKvHeads: H, headDim: D } = kv.layout;
   const len = kv.lengths[row]!;
-  if (first < 0 || first + blockTokens > len) throw new Error(`tokens ${first}..${first + blockTokens} are outside row ${row}, which holds ${len}`);
+  if (first < 0 || first + blockTokens > len)
+    throw new Error(`tokens ${first}..${first + blockTokens} are outside row ${row}, which holds ${len}`);
   const block = allocateBlock(kv.layout, blockTokens);
   const P = kv.pastLength;
   const span = blockTokens * D;
@@ -34,7 +35,7 @@ export function blockFromRow(kv: KvBatch, row: number, first: number, blockToken
     [layer.key, layer.value].forEach((src, kind) => {
       for (let h = 0; h < H; h++) {
         const from = ((row * H + h) * P + (P - len + first)) * D;
-        block.set(src.subarray(from, from + span), (((l * 2 + kind) * H + h) * blockTokens) * D);
+        block.set(src.subarray(from, from + span), ((l * 2 + kind) * H + h) * blockTokens * D);
       }
     });
   });
@@ -60,7 +61,7 @@ export function pastFromBlocks(layout: KvLayout, rows: readonly (readonly KvArra
       blocks.forEach((block, b) => {
         [key, value].forEach((dst, kind) => {
           for (let h = 0; h < H; h++) {
-            const from = (((l * 2 + kind) * H + h) * blockTokens) * D;
+            const from = ((l * 2 + kind) * H + h) * blockTokens * D;
             dst.set(block.subarray(from, from + span), ((r * H + h) * P + pad + b * blockTokens) * D);
           }
         });

@@ -80,7 +80,8 @@ export class PrefixCache {
   #released = 0;
 
   constructor(options: PrefixCacheOptions) {
-    if (!Number.isInteger(options.blockTokens) || options.blockTokens < 1) throw new Error(`blockTokens must be a positive integer, not ${options.blockTokens}`);
+    if (!Number.isInteger(options.blockTokens) || options.blockTokens < 1)
+      throw new Error(`blockTokens must be a positive integer, not ${options.blockTokens}`);
     this.layout = { ...options.layout };
     this.blockTokens = options.blockTokens;
     this.#policy = options.policy;
@@ -148,8 +149,17 @@ export class PrefixCache {
       if (!this.#makeRoom(this.#blockBytes, pinned)) break;
       const key = blockKey(parent, ids, i * B, B);
       const data = blockAt(i * B);
-      if (data.length !== this.#blockElements) throw new Error(`a block of ${B} tokens holds ${this.#blockElements} values, not ${data.length}`);
-      const block = this.#add({ key, parent, tokens: Int32Array.from(ids.slice(i * B, (i + 1) * B)), data, tick: 0, anonymous: false, owners: [] });
+      if (data.length !== this.#blockElements)
+        throw new Error(`a block of ${B} tokens holds ${this.#blockElements} values, not ${data.length}`);
+      const block = this.#add({
+        key,
+        parent,
+        tokens: Int32Array.from(ids.slice(i * B, (i + 1) * B)),
+        data,
+        tick: 0,
+        anonymous: false,
+        owners: [],
+      });
       chain.push(block);
       pinned.add(key);
       parent = key;
@@ -165,7 +175,8 @@ export class PrefixCache {
     const before = this.#bytes;
     for (const block of [...this.#blocks.values()]) {
       if (!block.owners.delete(conversationId)) continue;
-      if (block.owners.size === 0 && !block.anonymous && this.#blocks.has(block.key)) this.#released += this.#remove(block);
+      if (block.owners.size === 0 && !block.anonymous && this.#blocks.has(block.key))
+        this.#released += this.#remove(block);
     }
     return before - this.#bytes;
   }
@@ -178,7 +189,8 @@ export class PrefixCache {
 
   /** Drops every block (not counted as evictions). */
   clear(): void {
-    for (const block of [...this.#blocks.values()]) if (block.parent === undefined && this.#blocks.has(block.key)) this.#remove(block);
+    for (const block of [...this.#blocks.values()])
+      if (block.parent === undefined && this.#blocks.has(block.key)) this.#remove(block);
   }
 
   /**
@@ -219,13 +231,34 @@ export class PrefixCache {
     const r = new ByteReader(bytes);
     if (r.u32() !== MAGIC) throw new Error('not a serialized prefix cache (bad magic)');
     const version = r.u32();
-    if (version !== VERSION) throw new Error(`prefix cache format version ${version} is not supported (expected ${VERSION})`);
-    const stored: KvLayout = { numLayers: r.u32(), numKvHeads: r.u32(), headDim: r.u32(), dtype: r.u8() === 1 ? 'float16' : 'float32' };
-    if (layout && (layout.numLayers !== stored.numLayers || layout.numKvHeads !== stored.numKvHeads || layout.headDim !== stored.headDim || layout.dtype !== stored.dtype)) {
-      throw new Error(`the serialized cache is for another KV layout (${JSON.stringify(stored)}, this model has ${JSON.stringify(layout)})`);
+    if (version !== VERSION)
+      throw new Error(`prefix cache format version ${version} is not supported (expected ${VERSION})`);
+    const stored: KvLayout = {
+      numLayers: r.u32(),
+      numKvHeads: r.u32(),
+      headDim: r.u32(),
+      dtype: r.u8() === 1 ? 'float16' : 'float32',
+    };
+    if (
+      layout &&
+      (layout.numLayers !== stored.numLayers ||
+        layout.numKvHeads !== stored.numKvHeads ||
+        layout.headDim !== stored.headDim ||
+        layout.dtype !== stored.dtype)
+    ) {
+      throw new Error(
+        `the serialized cache is for another KV layout (${JSON.stringify(stored)}, this model has ${JSON.stringify(layout)})`,
+      );
     }
     const blockTokens = r.u32();
-    const [maxBytes, tick, hits, misses, evictions, released] = [r.f64(), r.f64(), r.f64(), r.f64(), r.f64(), r.f64()] as [number, number, number, number, number, number];
+    const [maxBytes, tick, hits, misses, evictions, released] = [
+      r.f64(),
+      r.f64(),
+      r.f64(),
+      r.f64(),
+      r.f64(),
+      r.f64(),
+    ] as [number, number, number, number, number, number];
     const cache = new PrefixCache({ layout: stored, blockTokens, maxBytes, policy });
     const elements = blockElements(stored, blockTokens);
     const count = r.u32();
@@ -243,7 +276,10 @@ export class PrefixCache {
     for (const b of cache.#blocks.values()) {
       if (b.parent === undefined) continue;
       const p = cache.#blocks.get(b.parent);
-      if (!p) throw new Error(`serialized prefix cache is inconsistent: block ${b.key} extends ${b.parent}, which is missing`);
+      if (!p)
+        throw new Error(
+          `serialized prefix cache is inconsistent: block ${b.key} extends ${b.parent}, which is missing`,
+        );
       p.children.add(b.key);
     }
     if (!r.done) throw new Error('serialized prefix cache has trailing bytes');
@@ -271,8 +307,25 @@ export class PrefixCache {
     return found;
   }
 
-  #add(b: { key: string; parent: string | undefined; tokens: Int32Array; data: KvArray; tick: number; anonymous: boolean; owners: readonly string[] }): Block {
-    const block: Block = { key: b.key, parent: b.parent, tokens: b.tokens, data: b.data, children: new Set(), owners: new Set(b.owners), anonymous: b.anonymous, tick: b.tick };
+  #add(b: {
+    key: string;
+    parent: string | undefined;
+    tokens: Int32Array;
+    data: KvArray;
+    tick: number;
+    anonymous: boolean;
+    owners: readonly string[];
+  }): Block {
+    const block: Block = {
+      key: b.key,
+      parent: b.parent,
+      tokens: b.tokens,
+      data: b.data,
+      children: new Set(),
+      owners: new Set(b.owners),
+      anonymous: b.anonymous,
+      tick: b.tick,
+    };
     this.#blocks.set(block.key, block);
     if (block.parent !== undefined) this.#blocks.get(block.parent)?.children.add(block.key);
     this.#bytes += this.#blockBytes;

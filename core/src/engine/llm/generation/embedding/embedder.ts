@@ -40,11 +40,15 @@ export class Embedder {
   /** An encoder session with the byte tokenizer and the output `last_hidden_state` (or its first output). */
   static forEncoder(spec: GenerationThreadSpec, session: ort.InferenceSession): Embedder {
     const enc = spec.encoder!;
-    if (enc.vocabSize < ByteTokenizer.minVocabSize) throw new Error(`an encoder needs at least ${ByteTokenizer.minVocabSize} token ids for the byte tokenizer; it has ${enc.vocabSize}`);
+    if (enc.vocabSize < ByteTokenizer.minVocabSize)
+      throw new Error(
+        `an encoder needs at least ${ByteTokenizer.minVocabSize} token ids for the byte tokenizer; it has ${enc.vocabSize}`,
+      );
     const tokenizer = new ByteTokenizer();
     const output = session.outputNames.includes('last_hidden_state') ? 'last_hidden_state' : session.outputNames[0]!;
     const backbone: Backbone = {
-      tokenize: (input, index) => (typeof input === 'string' ? tokenizer.encode(input) : checkIds(input, enc.vocabSize, index)),
+      tokenize: (input, index) =>
+        typeof input === 'string' ? tokenizer.encode(input) : checkIds(input, enc.vocabSize, index),
       maxTokens: enc.maxPositions,
       defaultPooling: enc.pooling,
       dimensions: enc.hiddenSize,
@@ -56,7 +60,8 @@ export class Embedder {
           input_ids: new ort.Tensor('int64', ids, [rows.length, width]),
           attention_mask: new ort.Tensor('int64', mask, [rows.length, width]),
         };
-        if (session.inputNames.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(rows.length * width), [rows.length, width]);
+        if (session.inputNames.includes('token_type_ids'))
+          feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(rows.length * width), [rows.length, width]);
         const out = await session.run(feeds, [output]);
         return out[output]!.data as Float32Array;
       },
@@ -68,7 +73,11 @@ export class Embedder {
    * A decoder: its graph is opened a second time with the hidden states exposed (on first use only), and inputs
    * are run from an empty KV cache.
    */
-  static forDecoder(spec: GenerationThreadSpec, tokenizer: LlmTokenizer, open: (model: string | Uint8Array) => Promise<ort.InferenceSession>): Embedder {
+  static forDecoder(
+    spec: GenerationThreadSpec,
+    tokenizer: LlmTokenizer,
+    open: (model: string | Uint8Array) => Promise<ort.InferenceSession>,
+  ): Embedder {
     const { config } = spec.decoder!;
     let ready: Promise<Backbone> | undefined;
     let opened: ort.InferenceSession | undefined;
@@ -78,7 +87,10 @@ export class Embedder {
       opened = session;
       const padId = config.padTokenId ?? config.eosTokenIds[0] ?? 0;
       return {
-        tokenize: (input, index) => (typeof input === 'string' ? tokenizer.encode(input, { addBos: true }) : checkIds(input, config.vocabSize, index)),
+        tokenize: (input, index) =>
+          typeof input === 'string'
+            ? tokenizer.encode(input, { addBos: true })
+            : checkIds(input, config.vocabSize, index),
         maxTokens: config.maxContext,
         defaultPooling: 'last',
         dimensions: config.hiddenSize,
@@ -94,13 +106,23 @@ export class Embedder {
               positions[i * width + t] = BigInt(t);
             }),
           );
-          const empty = () => new ort.Tensor(config.kvDtype, config.kvDtype === 'float16' ? new Uint16Array(0) : new Float32Array(0), [n, config.numKvHeads, 0, config.headDim]);
+          const empty = () =>
+            new ort.Tensor(config.kvDtype, config.kvDtype === 'float16' ? new Uint16Array(0) : new Float32Array(0), [
+              n,
+              config.numKvHeads,
+              0,
+              config.headDim,
+            ]);
           const io = config.graphStyle === 'contrib' ? config.contribIo : undefined;
           const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', ids, [n, width]) };
           if (io) {
             // GroupQueryAttention takes right-padded rows by their lengths instead of a mask.
             feeds[io.positionIds] = new ort.Tensor('int64', positions, [n, width]);
-            feeds[io.seqlensK] = new ort.Tensor('int32', Int32Array.from(rows, (r) => r.length - 1), [n]);
+            feeds[io.seqlensK] = new ort.Tensor(
+              'int32',
+              Int32Array.from(rows, (r) => r.length - 1),
+              [n],
+            );
             feeds[io.totalSequenceLength] = new ort.Tensor('int32', Int32Array.of(width), []);
             for (let l = 0; l < config.numLayers; l++) {
               feeds[io.pastKey.replace('%d', String(l))] = empty();
@@ -108,7 +130,8 @@ export class Embedder {
             }
           } else {
             feeds.attention_mask = new ort.Tensor('int64', mask, [n, width]);
-            if (session.inputNames.includes('position_ids')) feeds.position_ids = new ort.Tensor('int64', positions, [n, width]);
+            if (session.inputNames.includes('position_ids'))
+              feeds.position_ids = new ort.Tensor('int64', positions, [n, width]);
             for (let l = 0; l < config.numLayers; l++) {
               for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = empty();
             }
@@ -119,7 +142,11 @@ export class Embedder {
         },
       };
     };
-    return new Embedder(() => (ready ??= start()), config.hiddenSize, () => opened);
+    return new Embedder(
+      () => (ready ??= start()),
+      config.hiddenSize,
+      () => opened,
+    );
   }
 
   /** One vector per input, in order, and the tokens they held. */
@@ -131,7 +158,11 @@ export class Embedder {
       const ids = b.tokenize(input, i);
       if (ids.length === 0) throw badRequest('empty_input', `input ${i} encodes to no tokens`, 'input');
       if (ids.length > b.maxTokens) {
-        throw badRequest('context_length_exceeded', `input ${i} has ${ids.length} tokens; this model's maximum input length is ${b.maxTokens} tokens`, 'input');
+        throw badRequest(
+          'context_length_exceeded',
+          `input ${i} has ${ids.length} tokens; this model's maximum input length is ${b.maxTokens} tokens`,
+          'input',
+        );
       }
       return ids;
     });
@@ -140,8 +171,19 @@ export class Embedder {
       const rows = tokenized.slice(from, from + MAX_ROWS_PER_RUN);
       const width = Math.max(...rows.map((r) => r.length));
       const hidden = await b.run(rows, width);
-      const pooled = poolHiddenStates(hidden, [rows.length, width, b.dimensions], rows.map((r) => ({ firstReal: 0, length: r.length })), pooling);
-      for (const v of pooled) vectors.push(finishEmbedding(v, { normalize: request.normalize, ...(request.dimensions !== undefined && { dimensions: request.dimensions }) }));
+      const pooled = poolHiddenStates(
+        hidden,
+        [rows.length, width, b.dimensions],
+        rows.map((r) => ({ firstReal: 0, length: r.length })),
+        pooling,
+      );
+      for (const v of pooled)
+        vectors.push(
+          finishEmbedding(v, {
+            normalize: request.normalize,
+            ...(request.dimensions !== undefined && { dimensions: request.dimensions }),
+          }),
+        );
     }
     return { vectors, promptTokens: tokenized.reduce((n, r) => n + r.length, 0) };
   }
@@ -149,6 +191,11 @@ export class Embedder {
 
 function checkIds(ids: number[], vocabSize: number, index: number): number[] {
   const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize);
-  if (bad !== undefined) throw badRequest('invalid_token_id', `input ${index} holds token id ${bad}, outside the vocabulary (0 to ${vocabSize - 1})`, 'input');
+  if (bad !== undefined)
+    throw badRequest(
+      'invalid_token_id',
+      `input ${index} holds token id ${bad}, outside the vocabulary (0 to ${vocabSize - 1})`,
+      'input',
+    );
   return ids;
 }

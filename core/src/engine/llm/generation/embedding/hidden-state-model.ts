@@ -16,11 +16,17 @@ const PROJECTIONS = new Set(['MatMul', 'Gemm', 'MatMulNBits']);
  * hidden]`) added as a graph output, for last-token embeddings. Throws when `logits` does not come straight from
  * a projection. A model with external data is written beside the original so its data files still resolve.
  */
-export async function hiddenStateModel(onnxPath: string, hiddenSize: number, dtype: 'float32' | 'float16' = 'float32'): Promise<HiddenStateModel> {
+export async function hiddenStateModel(
+  onnxPath: string,
+  hiddenSize: number,
+  dtype: 'float32' | 'float16' = 'float32',
+): Promise<HiddenStateModel> {
   const model = decodeModel(await readFile(onnxPath));
   const head = model.graph.nodes.find((n) => n.outputs.includes('logits'));
   if (!head || !PROJECTIONS.has(head.opType) || !head.inputs[0]) {
-    throw new Error(`logits do not come from a projection of the hidden states (${head ? head.opType : 'no node'} makes them)`);
+    throw new Error(
+      `logits do not come from a projection of the hidden states (${head ? head.opType : 'no node'} makes them)`,
+    );
   }
   const output = head.inputs[0];
   if (!model.graph.outputs.some((o) => o.name === output)) {

@@ -16,7 +16,8 @@ export function poolHiddenStates(
     const out = new Float32Array(width);
     const at = (t: number) => (r * seq + t) * width;
     if (pooling === 'cls') out.set(hidden.subarray(at(firstReal), at(firstReal) + width));
-    else if (pooling === 'last') out.set(hidden.subarray(at(firstReal + length - 1), at(firstReal + length - 1) + width));
+    else if (pooling === 'last')
+      out.set(hidden.subarray(at(firstReal + length - 1), at(firstReal + length - 1) + width));
     else {
       for (let t = firstReal; t < firstReal + length; t++) {
         const base = at(t);
@@ -29,8 +30,14 @@ export function poolHiddenStates(
 }
 
 /** Keeps the first `dimensions` values (when given) and, with `normalize`, scales to unit length. */
-export function finishEmbedding(vector: Float32Array, options: { normalize: boolean; dimensions?: number }): Float32Array {
-  const v = options.dimensions !== undefined && options.dimensions < vector.length ? vector.slice(0, options.dimensions) : vector;
+export function finishEmbedding(
+  vector: Float32Array,
+  options: { normalize: boolean; dimensions?: number },
+): Float32Array {
+  const v =
+    options.dimensions !== undefined && options.dimensions < vector.length
+      ? vector.slice(0, options.dimensions)
+      : vector;
   if (!options.normalize) return v;
   let norm = 0;
   for (let i = 0; i < v.length; i++) norm += v[i]! * v[i]!;
