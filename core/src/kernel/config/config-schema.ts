@@ -523,7 +523,7 @@ export const CORE_CONFIG_SCHEMA = {
           type: ['string', 'null'],
           minLength: 1,
           description:
-            'Folder for the models Nucleus generates or rewrites: the built-in models, graphs built from GGUF and llama2.c files, quantized graphs and the file-hash index. null: `.cache/models` in the project root. `nucleus doctor` reports the free disk space there.',
+            'Folder for the models Nucleus generates or rewrites: the built-in models, graphs that formats build from weight files, quantized graphs and the file-hash index. null: `.cache/models` in the project root. `nucleus doctor` reports the free disk space there.',
           default: null,
           'x-path': true,
         },
