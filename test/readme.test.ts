@@ -22,7 +22,7 @@ describe('README', () => {
   it('points library users to core/README.md and lists ten troubles with their fixes', () => {
     const library = readme.slice(readme.indexOf('## Library use'), readme.indexOf('## Troubleshooting'));
     assert.match(library, /\(core\/README\.md\)/);
-    assert.match(library, /Kernel\.create\(/);
+    assert.match(library, /Nucleus\.create\(/);
     const troubles = readme.slice(readme.indexOf('## Troubleshooting'));
     const rows = troubles
       .split('\n## ')[0]!
