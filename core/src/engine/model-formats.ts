@@ -37,11 +37,6 @@ export class ModelFormats {
     this.#log = logger;
   }
 
-  /** Names of the active formats. */
-  names(): string[] {
-    return this.#formats().map((f) => f.name);
-  }
-
   /** The format that loads `source` (a path, relative to the working directory); throws a 400 `NucleusError` when none does. */
   async resolve(source: string): Promise<ResolvedSource> {
     const model = await describe(source);
@@ -89,22 +84,21 @@ export class ModelFormats {
     );
   }
 
-  /** Resolves `source` and loads it as a decoder LLM with the format that claims it. */
+  /** Loads a source (resolved already, or resolved now) as a decoder LLM with the format that claims it. */
   async loadLlm(
-    source: string,
+    source: string | ResolvedSource,
     context: Omit<FormatLoadContext, 'graphStyle'> & { graphStyle?: FormatLoadContext['graphStyle'] },
-  ): Promise<LoadedLlm & { buildsGraph: boolean }> {
-    const resolved = await this.resolve(source);
+  ): Promise<LoadedLlm> {
+    const resolved = typeof source === 'string' ? await this.resolve(source) : source;
     const { format, match } = resolved;
     if (!format?.loadLlm || match.kind !== 'llm') {
       throw new NucleusError(
         400,
         'unsupported_model_format',
-        `${source} is ${match.reason}, which is served as a tensor model, not a language model`,
+        `${resolved.source.source} is ${match.reason}, which is served as a tensor model, not a language model`,
       );
     }
-    const loaded = await format.loadLlm(resolved.source, { ...context, graphStyle: context.graphStyle ?? 'generic' });
-    return { ...loaded, buildsGraph: match.buildsGraph === true };
+    return format.loadLlm(resolved.source, { ...context, graphStyle: context.graphStyle ?? 'generic' });
   }
 }
 

@@ -1,11 +1,8 @@
 import { basename } from 'node:path';
 import {
   BPE_PRE_TOKENIZERS,
-  buildLlamaGraph,
   builtDecoderConfig,
-  ensureGeneratedGraph,
-  LLAMA_GRAPH_REVISION,
-  sha256FileCached,
+  ensureLlamaGraphOf,
   TokenType,
   UnsupportedModelError,
   type LlamaArchitecture,
@@ -64,21 +61,16 @@ export interface GgufLlama {
 export async function loadGguf(path: string, options: LoadGgufOptions): Promise<LoadedLlm> {
   const model = inspectGguf(path);
   const style = options.graphStyle ?? 'generic';
-  const { cacheDir } = options;
-  const sha = await sha256FileCached(path, cacheDir);
-  const { path: onnxPath } = await ensureGeneratedGraph(
-    cacheDir,
-    'gguf',
-    `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`,
-    () =>
-      buildLlamaGraph(readGgufWeights(model.file, model.arch), model.arch, {
-        // llama.cpp's `llama` architecture rotates adjacent pairs; its converter permutes HF's Wq/Wk to match.
-        ropeLayout: 'interleaved',
-        style,
-        name: 'gguf_llama',
-        metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
-      }),
-  );
+  const onnxPath = await ensureLlamaGraphOf(path, {
+    cacheDir: options.cacheDir,
+    kind: 'gguf',
+    style,
+    arch: model.arch,
+    weights: () => readGgufWeights(model.file, model.arch),
+    // llama.cpp's `llama` architecture rotates adjacent pairs; its converter permutes HF's Wq/Wk to match.
+    ropeLayout: 'interleaved',
+    name: 'gguf_llama',
+  });
   const config = builtDecoderConfig(model.arch, style, {
     eosTokenIds: model.eosTokenIds,
     ...(options.maxContext !== undefined && { maxContext: options.maxContext }),

@@ -1,12 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import {
-  buildLlamaGraph,
   builtDecoderConfig,
   byteOfPiece,
-  ensureGeneratedGraph,
-  LLAMA_GRAPH_REVISION,
-  sha256FileCached,
+  ensureLlamaGraphOf,
   TokenType,
   UnsupportedModelError,
   type LlamaArchitecture,
@@ -101,30 +98,28 @@ export async function loadLlama2c(path: string, options: LoadLlama2cOptions): Pr
   };
   const tokenizer = await readLlama2cTokenizer(options.tokenizerPath, h.vocabSize);
   const style = options.graphStyle ?? 'generic';
-  const { cacheDir } = options;
-  const sha = await sha256FileCached(path, cacheDir);
-  const { path: onnxPath } = await ensureGeneratedGraph(
-    cacheDir,
-    'llama2c',
-    `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`,
-    () =>
-      buildLlamaGraph(llama2cWeights(bytes, h), arch, {
-        ropeLayout: 'interleaved',
-        style,
-        name: 'llama2c',
-        metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
-      }),
-  );
+  const onnxPath = await ensureLlamaGraphOf(path, {
+    cacheDir: options.cacheDir,
+    kind: 'llama2c',
+    style,
+    arch,
+    weights: () => llama2cWeights(bytes, h),
+    ropeLayout: 'interleaved',
+    name: 'llama2c',
+  });
   const config = builtDecoderConfig(arch, style, {
     bosTokenId: 1,
-    eosTokenIds: tokenizer.kind === 'sentencepiece' ? tokenizer.eosTokenIds : [2],
+    eosTokenIds: tokenizer.eosTokenIds,
     ...(options.maxContext !== undefined && { maxContext: options.maxContext }),
   });
   return { name: options.name ?? basename(path).replace(/\.bin$/, ''), source: 'llama2c', config, onnxPath, tokenizer };
 }
 
 /** Reads a llama2.c tokenizer file: max token length, then per token a float32 score, an int32 length and the bytes. */
-export async function readLlama2cTokenizer(path: string, vocabSize: number): Promise<TokenizerSpec> {
+export async function readLlama2cTokenizer(
+  path: string,
+  vocabSize: number,
+): Promise<Extract<TokenizerSpec, { kind: 'sentencepiece' }>> {
   const bytes = await readFile(path);
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const utf8 = new TextDecoder('utf-8', { fatal: true });

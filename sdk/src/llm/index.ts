@@ -19,6 +19,7 @@ export {
   transposeMatrix,
   type LlamaGraphOptions,
 } from './llama-graph.js';
+export { ensureLlamaGraphOf, type LlamaGraphOfFileOptions } from './llama-graph-of-file.js';
 export {
   checkLlamaWeights,
   type LlamaArchitecture,

@@ -1098,13 +1098,13 @@ export class GenerationEngine implements GenerationService {
       ...(backend !== undefined && { backend }),
       prepare: async (selected) => {
         // A format that builds its graph from weights builds the style the backend runs best; an export brings its own.
-        const { match } = await this.options.formats.resolve(path);
+        const resolved = await this.options.formats.resolve(path);
         const style = this.#graphStyle(model, {
           ...(graphStyle && { configured: graphStyle }),
-          builtByNucleus: match.buildsGraph === true,
+          builtByNucleus: resolved.match.buildsGraph === true,
           backend: selected,
         });
-        const llm = await this.options.formats.loadLlm(path, {
+        const llm = await this.options.formats.loadLlm(resolved, {
           name,
           cacheDir: this.#cacheDir,
           graphStyle: style,

@@ -1,0 +1,38 @@
+import { basename } from 'node:path';
+import { ensureGeneratedGraph, sha256FileCached } from './graph-cache.js';
+import { buildLlamaGraph, LLAMA_GRAPH_REVISION, type LlamaGraphOptions } from './llama-graph.js';
+import type { LlamaArchitecture, LlamaWeights } from './llama-weights.js';
+
+/** What {@link ensureLlamaGraphOf} builds, and where it caches it. */
+export interface LlamaGraphOfFileOptions extends Pick<LlamaGraphOptions, 'ropeLayout' | 'style' | 'name'> {
+  /** The model cache; the graph goes to `<cacheDir>/<kind>/<sha256>-<style>-r<revision>/`. */
+  cacheDir: string;
+  /** The cache folder of the format (`gguf`, `llama2c` …). */
+  kind: string;
+  arch: LlamaArchitecture;
+  /** Reads the weights; called only when the graph is not cached yet. */
+  weights: () => LlamaWeights;
+}
+
+/**
+ * The ONNX Llama graph of a weight file, built once into the model cache and reused after: keyed by the file's
+ * SHA-256 (remembered by path, size and mtime), the graph style and the builder's revision, and stamped with the
+ * source's hash and name.
+ */
+export async function ensureLlamaGraphOf(path: string, options: LlamaGraphOfFileOptions): Promise<string> {
+  const { cacheDir, kind, style, arch } = options;
+  const sha = await sha256FileCached(path, cacheDir);
+  const { path: onnxPath } = await ensureGeneratedGraph(
+    cacheDir,
+    kind,
+    `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`,
+    () =>
+      buildLlamaGraph(options.weights(), arch, {
+        ropeLayout: options.ropeLayout,
+        style,
+        ...(options.name !== undefined && { name: options.name }),
+        metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
+      }),
+  );
+  return onnxPath;
+}
