@@ -1,23 +1,15 @@
 // LLM sources loaded the way the engine loads them: through the format plugins that claim them.
 import { fileURLToPath } from 'node:url';
 import { ModelFormats } from '@nucleus/core';
+import { createLogger } from '@nucleus/core/internal/kernel/logger';
 import { ensureTinyLlama, tinyLlamaContrib } from '@nucleus/core/internal/engine/llm/index';
-import type { Logger } from '@nucleus/sdk';
 import type { LoadedLlm } from '@nucleus/sdk/llm';
 import { ggufFormat } from '@nucleus/plugin-format-gguf';
 import { onnxFormat } from '@nucleus/plugin-format-onnx';
 
 const CACHE_DIR = fileURLToPath(new URL('../../.cache/models', import.meta.url));
 const formats = new ModelFormats([ggufFormat, onnxFormat]);
-const quiet = {
-  trace() {},
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  fatal() {},
-  child: () => quiet,
-} as unknown as Logger;
+const quiet = createLogger({ level: 'silent' });
 
 /** A GGUF file or an export folder, loaded by the format that claims it. */
 export function loadLlm(

@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import type { LoadedLlm } from '@nucleus/sdk/llm';
 import { ModelFormats } from '@nucleus/core';
+import { createLogger } from '@nucleus/core/internal/kernel/logger';
 import { ggufFormat } from '@nucleus/plugin-format-gguf';
 import { llama2cFormat } from '@nucleus/plugin-format-llama2c';
 import { onnxFormat } from '@nucleus/plugin-format-onnx';
@@ -21,15 +22,7 @@ export const TEST_MODEL_CACHE = join(REPO_ROOT, '.cache', 'models');
 /** The first-party formats, resolved as the engine resolves them. */
 export const testFormats = new ModelFormats([ggufFormat, onnxFormat, llama2cFormat]);
 
-const silent = {
-  trace() {},
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  fatal() {},
-  child: () => silent,
-} as unknown as import('@nucleus/sdk').Logger;
+const silent = createLogger({ level: 'silent' });
 
 /** Options of {@link loadLlm}. */
 export interface LoadLlmOptions {
