@@ -47,7 +47,6 @@ export function serveCommand(): Command {
     .option('--log-format <format>', 'auto (pretty on a terminal, JSON otherwise), json or pretty (logging.format)')
     .action(async (opts: ServeOptions) => {
       const server = await NucleusServer.start({ file: opts.config, cli: serveOverrides(opts) });
-      await announce(server);
       let stopping = false;
       const shutdown = (signal: string) => {
         if (stopping) return;
@@ -61,8 +60,10 @@ export function serveCommand(): Command {
           },
         );
       };
+      // Before the server says it is up: whoever reacts to that line may stop it at once.
       process.once('SIGTERM', () => shutdown('SIGTERM'));
       process.once('SIGINT', () => shutdown('SIGINT'));
+      await announce(server);
     });
 }
 
