@@ -2,12 +2,13 @@
 import { fileURLToPath } from 'node:url';
 import { ModelFormats } from '@nucleus/core';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
-import { ensureTinyLlama, tinyLlamaContrib } from '@nucleus/core/internal/engine/llm/index';
+import { ensureTinyLlama, tinyLlamaContrib } from '@nucleus/plugin-builtin-models';
 import type { LoadedLlm } from '@nucleus/sdk/llm';
 import { ggufFormat } from '@nucleus/plugin-format-gguf';
 import { onnxFormat } from '@nucleus/plugin-format-onnx';
 
-const CACHE_DIR = fileURLToPath(new URL('../../.cache/models', import.meta.url));
+/** The model cache the benches load from (the project's `.cache/models`). */
+export const MODEL_CACHE = fileURLToPath(new URL('../../.cache/models', import.meta.url));
 const formats = new ModelFormats([ggufFormat, onnxFormat]);
 const quiet = createLogger({ level: 'silent' });
 
@@ -25,7 +26,7 @@ export function loadLlm(
       .replace(/\.gguf$/i, '');
   return formats.loadLlm(path, {
     name,
-    cacheDir: CACHE_DIR,
+    cacheDir: MODEL_CACHE,
     options: {},
     logger: quiet,
     ...(options.graphStyle && { graphStyle: options.graphStyle }),
@@ -34,6 +35,6 @@ export function loadLlm(
 
 /** The built-in tiny-random Llama, generic or contrib. */
 export async function loadTinyLlama(options: { graphStyle?: 'generic' | 'contrib' } = {}): Promise<LoadedLlm> {
-  const folder = await loadLlm(await ensureTinyLlama(CACHE_DIR), { name: 'tiny-llama' });
-  return options.graphStyle === 'contrib' ? tinyLlamaContrib(folder, CACHE_DIR) : folder;
+  const folder = await loadLlm(await ensureTinyLlama(MODEL_CACHE), { name: 'tiny-llama' });
+  return options.graphStyle === 'contrib' ? tinyLlamaContrib(folder, MODEL_CACHE) : folder;
 }

@@ -6,9 +6,9 @@ import { fileURLToPath } from 'node:url';
 import type { GenerationService } from '@nucleus/sdk';
 import { NucleusServer } from '@nucleus/core';
 import * as ort from 'onnxruntime-node';
-import { ensureTinyLlama } from '@nucleus/core/internal/engine/llm/index';
+import { ensureTinyLlama } from '@nucleus/plugin-builtin-models';
 import { createTokenizer, type LlmTokenizer, type LoadedLlm } from '@nucleus/sdk/llm';
-import { loadLlm, loadTinyLlama } from './llm-models.js';
+import { loadLlm, loadTinyLlama, MODEL_CACHE } from './llm-models.js';
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import { DEFAULT_WORKER_NICENESS } from '@nucleus/core/internal/engine/workers/worker-handle';
@@ -727,7 +727,7 @@ export async function llmSuite(): Promise<string> {
   const tables: ResultTable[] = [];
   const notes: string[] = [];
   const cases: { c: ModelCase; path: string; folder: () => Promise<string> }[] = [];
-  const tinyDir = await ensureTinyLlama();
+  const tinyDir = await ensureTinyLlama(MODEL_CACHE);
   const tiny = await loadLlm(tinyDir, { name: 'tiny-llama' });
   const tinyCase: ModelCase = {
     name: 'tiny-llama',

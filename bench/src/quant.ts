@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { loadModel, OnnxModel } from '@nucleus/sdk/onnx';
-import { SeededRandom } from '@nucleus/core/internal/engine/builtin-models/index';
+import { SeededRandom } from '@nucleus/sdk';
 import {
   buildLlamaGraph,
   builtDecoderConfig,

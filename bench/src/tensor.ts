@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
-import { ensureBuiltinModels } from '@nucleus/core/internal/engine/builtin-models/index';
+import { ensureBuiltinModels } from '@nucleus/plugin-builtin-models';
+import { MODEL_CACHE } from './llm-models.js';
 import { machineInfo } from './machine.js';
 import { startServerProcess } from './server-process.js';
 import { record, type ResultRow, type ResultTable } from './report.js';
@@ -125,7 +126,7 @@ function p99(values: readonly number[]): number {
 
 /** The tensor-model suite: raw ORT batch 1 and 32 against the server under 1, 16 and 64 clients. */
 export async function tensorSuite(): Promise<string> {
-  const models = await ensureBuiltinModels();
+  const models = await ensureBuiltinModels(MODEL_CACHE);
   const pathOf = (name: string) => models.find((m) => m.name === name)!.modelPath;
   const server = await startServerProcess();
   const tables: ResultTable[] = [];

@@ -1,5 +1,6 @@
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { EventBus } from './events.js';
+import type { EmbeddingPooling } from './generation.js';
 import type { LoadedLlm } from './llm/decoder-model.js';
 import type { Logger } from './logger.js';
 import type { OnnxModel } from './onnx/onnx-model.js';
@@ -195,6 +196,35 @@ export interface ModelFormat {
   detect(source: ModelSource): FormatMatch | undefined | Promise<FormatMatch | undefined>;
   /** Loads a source it matched with kind `llm` into a decoder the generation engine opens. */
   loadLlm?(source: ModelSource, context: FormatLoadContext): Promise<LoadedLlm>;
+}
+
+/**
+ * A model served when no model is configured: the demo models a fresh install answers with. Its files are written
+ * into the model cache on first use (or shipped with the plugin), then loaded like any configured source.
+ */
+export interface BuiltinModel {
+  readonly name: string;
+  /** `llm` and `embedding` models are served by the generation engine, `tensor` models by the tensor engine. */
+  readonly kind: 'llm' | 'embedding' | 'tensor';
+  /** One line for listings: what it is and whether its weights mean anything. */
+  readonly description: string;
+  /** Known before the model is opened (listings show it): longest prompt plus completion, in tokens. */
+  readonly maxContext?: number;
+  /** Width of its hidden states (an embedding's dimensions). */
+  readonly dimensions?: number;
+  /** A chat template that replaces the model's own (a story model has none worth using). */
+  readonly chatTemplate?: string;
+  /**
+   * For `embedding`: the facts of an encoder graph that has no tokenizer of its own (bytes are its tokens);
+   * the embedding thread reads them instead of asking a format.
+   */
+  readonly encoder?: { hiddenSize: number; maxPositions: number; vocabSize: number; pooling: EmbeddingPooling };
+  /**
+   * Makes sure the model's files are in `cacheDir` (writing what is missing or stale) and returns its source: a
+   * file or folder the active formats load (`llm`), a version folder holding model.onnx (`tensor`), or the encoder
+   * graph's model.onnx (`embedding`).
+   */
+  prepare(cacheDir: string): Promise<string>;
 }
 
 /** Chooses which model and version serve a request (A/B, canary, aliases). */

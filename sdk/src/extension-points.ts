@@ -1,5 +1,6 @@
 import type { Backend } from './backend.js';
 import type {
+  BuiltinModel,
   CachePolicy,
   DraftProposerSpec,
   Exporter,
@@ -34,6 +35,8 @@ export const ExtensionPoints = {
   hooks: extensionPoint<Hooks>('hooks'),
   exporter: extensionPoint<Exporter>('exporter'),
   modelFormat: extensionPoint<ModelFormat>('modelFormat'),
+  /** Models served when none is configured (`builtinModels`). */
+  builtinModel: extensionPoint<BuiltinModel>('builtinModel'),
   routes: extensionPoint<RouteContribution>('routes'),
   router: extensionPoint<ModelRouter>('router'),
   /** Graph rewrites a model can ask for at load (`models[].quantize`). */

@@ -14,3 +14,4 @@ export * from './progress.js';
 export * from './services.js';
 export * from './sse-stream.js';
 export * from './token-delivery.js';
+export { SeededRandom } from './seeded-random.js';

@@ -12,6 +12,10 @@ export interface ModelServingOptions {
   quantize?: string;
   /** LLMs: the speculative decoding method a plugin contributes (`ngram`). */
   speculative?: string;
+  /** LLMs whose source holds no tokenizer (a llama2.c checkpoint): the tokenizer file (see `models[].tokenizer`). */
+  tokenizer?: string;
+  /** LLMs: a Jinja chat template replacing the model's own. */
+  chatTemplate?: string;
   /** Replicas (worker threads or processes), each with its own session. */
   workers?: number;
   isolation?: 'thread' | 'process';

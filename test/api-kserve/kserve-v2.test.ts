@@ -193,6 +193,7 @@ describe('KServe v2 REST over loopback', () => {
         'mlp-classifier/1/READY',
         'multi-io/1/READY',
         'resnet-tiny/1/READY',
+        'stories260K/1/READY',
         'tabular-classifier/1/READY',
         'tiny-llama/1/READY',
       ],
@@ -219,7 +220,7 @@ describe('KServe v2 REST over loopback', () => {
       ),
     );
     const readyOnly = await call(kit, '/v2/repository/index', { method: 'POST', body: { ready: true } });
-    assert.equal((readyOnly.body as unknown[]).length, 5);
+    assert.equal((readyOnly.body as unknown[]).length, 6);
 
     const load = await call(kit, '/v2/repository/models/tabular-classifier/load', { method: 'POST' });
     assert.deepEqual([load.status, load.body], [200, {}]);

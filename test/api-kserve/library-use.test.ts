@@ -2,6 +2,8 @@ import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
 import { inferCallback, InferenceEmitter, Nucleus } from '@nucleus/core';
 import type { InferResult, NucleusError } from '@nucleus/sdk';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../helpers/paths.js';
 
 const input = (x: number) => ({
   input: { dtype: 'float32' as const, shape: [1, 4], data: new Float32Array([x, 0.2, 0.3, 0.4]) },
@@ -14,7 +16,11 @@ describe('the engine as a library, without HTTP', () => {
       env: {},
       pluginFolders: [],
       nodeModules: [],
-      cli: { 'plugins.watch': false, 'logging.level': 'silent' },
+      cli: {
+        'plugins.watch': false,
+        'logging.level': 'silent',
+        'plugins.dirs': [join(REPO_ROOT, 'plugins', 'builtin-models')],
+      },
     });
     await kernel.start();
   });

@@ -143,6 +143,7 @@ describe('native inference endpoints', () => {
         'multi-io:tensor',
         'resnet-tiny:tensor',
         'tabular-classifier:tensor',
+        'stories260K:llm',
         'tiny-llama:llm',
         'bert-tiny:embedding',
       ],

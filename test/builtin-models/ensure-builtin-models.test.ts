@@ -1,3 +1,4 @@
+import { defaultModelCacheDir } from '@nucleus/core/internal/engine/model-cache-dir';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -87,7 +88,7 @@ describe('ensureBuiltinModels', () => {
     try {
       process.env.NUCLEUS_CACHE_DIR = '/tmp/somewhere';
       const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-      assert.equal(builtin.defaultModelCacheDir(), join(repoRoot, '.cache', 'models'));
+      assert.equal(defaultModelCacheDir(), join(repoRoot, '.cache', 'models'));
     } finally {
       if (saved === undefined) delete process.env.NUCLEUS_CACHE_DIR;
       else process.env.NUCLEUS_CACHE_DIR = saved;

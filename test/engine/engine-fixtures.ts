@@ -4,8 +4,9 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Nucleus } from '@nucleus/core';
-import type { EnsuredModel } from '@nucleus/core/internal/engine/builtin-models/index';
-import { ensureBuiltinModels } from '@nucleus/core/internal/engine/builtin-models/index';
+import { ensureBuiltinModels, type EnsuredModel } from '@nucleus/plugin-builtin-models';
+import { TEST_MODEL_CACHE } from '../helpers/llm.js';
+import { REPO_ROOT } from '../helpers/paths.js';
 import type { Tensor } from '@nucleus/sdk';
 import { GraphBuilder } from '@nucleus/sdk/onnx';
 import * as ort from 'onnxruntime-node';
@@ -14,7 +15,7 @@ ort.env.logLevel = 'fatal';
 
 /** A built-in model, generated once into the shared cache. */
 export async function builtinModel(name: string): Promise<EnsuredModel> {
-  const [model] = await ensureBuiltinModels(undefined, { names: [name] });
+  const [model] = await ensureBuiltinModels(TEST_MODEL_CACHE, { names: [name] });
   return model!;
 }
 
@@ -62,7 +63,13 @@ export async function startKernel(
     nodeModules: [],
     builtinModels: options.builtinModels ?? false,
     ...(lines && { logDestination: { write: (line: string) => void lines.push(line) } }),
-    cli: { 'plugins.watch': false, 'logging.level': lines ? 'debug' : 'silent', ...config },
+    cli: {
+      'plugins.watch': false,
+      'logging.level': lines ? 'debug' : 'silent',
+      // The built-in models come from their plugin.
+      ...(options.builtinModels && { 'plugins.dirs': [join(REPO_ROOT, 'plugins', 'builtin-models')] }),
+      ...config,
+    },
   });
   options.before?.(kernel);
   await kernel.start();

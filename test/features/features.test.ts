@@ -8,7 +8,7 @@ import { API_KSERVE, errorOf } from '../api-kserve/kserve-fixtures.js';
 
 const FEATURES = join(REPO_ROOT, 'plugins/features');
 
-/** The tabular model's declared statistics (core/src/engine/builtin-models/tabular-classifier.ts), by hand. */
+/** The tabular model's declared statistics (plugins/builtin-models/src/tabular-classifier.ts), by hand. */
 const STATS: Array<[string, number, number]> = [
   ['age', 41.5, 12.3],
   ['annual_income', 52000, 21000],

@@ -3,11 +3,18 @@
 import { join } from 'node:path';
 import type { LoadedLlm } from '@nucleus/sdk/llm';
 import { ModelFormats } from '@nucleus/core';
+import type { BuiltinModel } from '@nucleus/sdk';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
 import { ggufFormat } from '@nucleus/plugin-format-gguf';
 import { llama2cFormat } from '@nucleus/plugin-format-llama2c';
 import { onnxFormat } from '@nucleus/plugin-format-onnx';
-import { ensureTinyLlama, tinyLlamaContrib } from '@nucleus/core/internal/engine/llm/index';
+import {
+  builtinFormat,
+  builtinModels,
+  ensureTinyLlama as ensureTinyLlamaIn,
+  tinyLlamaContrib,
+} from '@nucleus/plugin-builtin-models';
+import { pointOf } from './extension-point.js';
 import { REPO_ROOT } from './paths.js';
 
 export * from '@nucleus/sdk/llm';
@@ -15,6 +22,7 @@ export * from '@nucleus/plugin-format-gguf';
 export * from '@nucleus/plugin-format-llama2c';
 export * from '@nucleus/plugin-format-onnx';
 export * from '@nucleus/core/internal/engine/llm/index';
+export * from '@nucleus/plugin-builtin-models';
 
 /** Where tests cache generated graphs unless they pass their own folder. */
 export const TEST_MODEL_CACHE = join(REPO_ROOT, '.cache', 'models');
@@ -22,7 +30,23 @@ export const TEST_MODEL_CACHE = join(REPO_ROOT, '.cache', 'models');
 /** The first-party formats, resolved as the engine resolves them. */
 export const testFormats = new ModelFormats([ggufFormat, onnxFormat, llama2cFormat]);
 
+/** The first-party formats and the built-in models' own: what a server with every model plugin resolves with. */
+export const testFormatsWithBuiltin = new ModelFormats([ggufFormat, onnxFormat, llama2cFormat, builtinFormat]);
+
+/** The `builtinModel` point as the builtin-models plugin fills it. */
+export const testBuiltins = pointOf<BuiltinModel>(
+  'builtinModel',
+  'builtin-models',
+  builtinModels,
+  (m) => `${m.kind}:${m.name}`,
+);
+
 const silent = createLogger({ level: 'silent' });
+
+/** The built-in tiny Llama's folder, written into the test cache (or `cacheDir`) on first use. */
+export function ensureTinyLlama(cacheDir: string = TEST_MODEL_CACHE): Promise<string> {
+  return ensureTinyLlamaIn(cacheDir);
+}
 
 /** Options of {@link loadLlm}. */
 export interface LoadLlmOptions {
@@ -57,7 +81,7 @@ export async function loadTinyLlama(
   options: Pick<LoadLlmOptions, 'cacheDir' | 'maxContext' | 'graphStyle'> = {},
 ): Promise<LoadedLlm> {
   const cacheDir = options.cacheDir ?? TEST_MODEL_CACHE;
-  const folder = await loadLlm(await ensureTinyLlama(cacheDir), {
+  const folder = await loadLlm(await ensureTinyLlamaIn(cacheDir), {
     name: 'tiny-llama',
     cacheDir,
     ...(options.maxContext !== undefined && { maxContext: options.maxContext }),

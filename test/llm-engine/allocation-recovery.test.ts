@@ -1,4 +1,4 @@
-import { testFormats } from '../helpers/llm.js';
+import { ensureTinyLlama, testBuiltins, testFormats, testFormatsWithBuiltin } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
 import type { CachePolicy, Contribution, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
 import { NucleusError } from '@nucleus/sdk';
@@ -9,7 +9,6 @@ import {
   type GenerationFaultInjection,
 } from '@nucleus/core/internal/engine/llm/generation/fault-injecting-runner';
 import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
-import { ensureTinyLlama } from '@nucleus/core/internal/engine/llm/tiny-llama';
 import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
 import { generateAll, ofType, type Generated } from './engine-helpers.js';
@@ -58,7 +57,8 @@ async function engineWith(
     ...config,
   };
   const engine = new GenerationEngine({
-    formats: testFormats,
+    formats: model.models === undefined ? testFormatsWithBuiltin : testFormats,
+    builtins: testBuiltins,
     config: { get: (path) => values[path] },
     events,
     logger,

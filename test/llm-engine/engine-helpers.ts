@@ -1,5 +1,5 @@
 // A generation engine as the kernel builds it, without the rest of the kernel: real workers, real ORT.
-import { testFormats } from '../helpers/llm.js';
+import { testBuiltins, testFormats, testFormatsWithBuiltin } from '../helpers/llm.js';
 import type {
   Backend,
   Contribution,
@@ -54,7 +54,9 @@ export function testEngine(
     events,
     logger,
     backends: NO_BACKENDS,
-    formats: testFormats,
+    // Built-ins serve when nothing is configured, through the format of their own folder as on a server.
+    formats: config.models === undefined ? testFormatsWithBuiltin : testFormats,
+    builtins: testBuiltins,
     ...options,
   });
   const setConfig = (path: string, value: unknown) => {

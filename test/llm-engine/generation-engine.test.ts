@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { NucleusError } from '@nucleus/sdk';
 import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
-import { ensureTinyLlama } from '@nucleus/core/internal/engine/llm/tiny-llama';
+import { ensureTinyLlama } from '../helpers/llm.js';
 import { generateAll, ofType, testEngine, type Generated } from './engine-helpers.js';
 import { until } from './helpers.js';
 
@@ -42,7 +42,7 @@ describe('GenerationEngine (worker threads, real ORT, tiny Llama)', () => {
 
   it('serves the built-in chat and embedding models, each starting on its first request', async () => {
     const names = engine.list().map((m) => `${m.name}:${m.kind}:${m.state}`);
-    assert.deepEqual(names.sort(), ['bert-tiny:embedding:idle', 'tiny-llama:llm:idle']);
+    assert.deepEqual(names.sort(), ['bert-tiny:embedding:idle', 'stories260K:llm:idle', 'tiny-llama:llm:idle']);
     const out = await generateAll(engine, {
       model: 'tiny-llama',
       prompt: 'Hello',

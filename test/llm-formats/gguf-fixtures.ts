@@ -1,7 +1,7 @@
 // A tiny Llama written as GGUF by the test itself: mixed F32/F16/Q8_0 tensors, a SentencePiece vocabulary with byte
 // fallback and a chat template, with the float32 weights the file's bytes stand for.
 import type { LlamaArchitecture, LlamaWeights } from '../helpers/llm.js';
-import { SeededRandom } from '@nucleus/core/internal/engine/builtin-models/seeded-random';
+import { SeededRandom } from '@nucleus/sdk';
 import { f16Bytes, f32Bytes, m, q8Bytes, writeGguf, type Meta, type RawTensor } from './gguf-writer.js';
 
 /** ggml type numbers used here. */

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ModelFormats } from '@nucleus/core';
 import type { Logger, ModelFormat, NucleusError } from '@nucleus/sdk';
+import { startTestKernel } from '@nucleus/sdk/testing';
 import { ggufFormat, llama2cFormat, loadLlm, onnxFormat, testFormats } from '../helpers/llm.js';
 import { tempDir } from '../helpers/paths.js';
 import { requireStories, STORIES_DIR } from './llm-module.js';
@@ -87,6 +88,33 @@ describe('model formats: which format loads a source', () => {
     copyFileSync(join(STORIES_DIR, 'tok512.bin'), join(alone, 'tok512.bin'));
     const beside = await loadLlm(bin, { cacheDir: join(dir, 'cache') });
     assert.deepEqual(beside.tokenizer, configured.tokenizer);
+  });
+
+  it('a configured llama2.c checkpoint takes its tokenizer from models[].tokenizer', async function () {
+    requireStories(this);
+    this.timeout(60_000);
+    const alone = join(dir, 'configured');
+    mkdirSync(alone, { recursive: true });
+    const bin = join(alone, 'stories260K.bin');
+    copyFileSync(join(STORIES_DIR, 'stories260K.bin'), bin);
+    const kit = await startTestKernel({
+      config: { models: [{ name: 'story', path: bin, tokenizer: join(STORIES_DIR, 'tok512.bin') }] },
+    });
+    try {
+      let text = '';
+      for await (const e of await kit.kernel.generation.generate({
+        model: 'story',
+        prompt: 'Once upon a time',
+        maxTokens: 12,
+        temperature: 0,
+      }))
+        if (e.type !== 'done') text += e.text;
+      const reference = readFileSync(join(STORIES_DIR, 'reference-prompt-64.txt'), 'utf8');
+      assert.ok(text.length > 20, text);
+      assert.ok(reference.startsWith(`Once upon a time${text}`), text);
+    } finally {
+      await kit.stop();
+    }
   });
 
   it('when two formats claim a source, the more confident loads it and the choice is logged', async function () {

@@ -1,4 +1,4 @@
-import { testFormats } from '../helpers/llm.js';
+import { testBuiltins, testFormats, testFormatsWithBuiltin } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,7 +41,8 @@ function cachedEngine(config: Record<string, unknown> = {}, cachePolicies = poli
     ...config,
   };
   const engine = new GenerationEngine({
-    formats: testFormats,
+    formats: config.models === undefined ? testFormatsWithBuiltin : testFormats,
+    builtins: testBuiltins,
     config: { get: (path) => values[path] },
     events,
     logger,

@@ -1,15 +1,15 @@
-import { ensureTinyLlama, TEST_MODEL_CACHE, testFormats } from '../helpers/llm.js';
+import { pointOf } from '../helpers/extension-point.js';
+import {
+  ensureTinyLlama,
+  TEST_MODEL_CACHE,
+  testBuiltins,
+  testFormats,
+  testFormatsWithBuiltin,
+} from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type {
-  CachePolicy,
-  Contribution,
-  DraftProposerSpec,
-  EventType,
-  ExtensionPointView,
-  GenerateRequest,
-} from '@nucleus/sdk';
+import type { CachePolicy, DraftProposerSpec, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import { LruPolicy } from '@nucleus/plugin-cache-lru';
 import { ngramMethod } from '@nucleus/plugin-spec-decode';
@@ -27,21 +27,7 @@ const STORY = 'Lily and Ben went to the park. Lily saw a big red ball. Ben saw a
 
 /** An extension point as the kernel shows it, holding these contributions. */
 function point<T extends { name: string }>(id: string, pluginId: string, ...values: T[]): ExtensionPointView<T> {
-  const list: Contribution<T>[] = values.map((value) => ({
-    value,
-    name: value.name,
-    priority: 0,
-    pluginId,
-    pluginVersion: '0.1.0',
-  }));
-  return {
-    id,
-    list: () => list,
-    first: () => list[0],
-    find: (name) => list.find((c) => c.name === name),
-    use: (c, fn) => Promise.resolve(fn(c.value)),
-    onChange: () => () => undefined,
-  };
+  return pointOf(id, pluginId, values);
 }
 
 /** A generation engine as the kernel builds it, with these speculative methods (and the LRU prefix cache). */
@@ -56,7 +42,8 @@ function engineWith(config: Record<string, unknown>, draftProposers?: ExtensionP
     ...config,
   };
   const engine = new GenerationEngine({
-    formats: testFormats,
+    formats: config.models === undefined ? testFormatsWithBuiltin : testFormats,
+    builtins: testBuiltins,
     config: { get: (path) => values[path] },
     events,
     logger,

@@ -4,7 +4,7 @@ import { freemem, totalmem } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { GraphBuilder } from '@nucleus/sdk/onnx';
 import semver from 'semver';
-import { defaultModelCacheDir } from '../engine/builtin-models/index.js';
+import { defaultModelCacheDir } from '../engine/model-cache-dir.js';
 import { ConfigError, describeSource, type ConfigStore } from '../kernel/config/index.js';
 import { Kernel, type KernelOptions } from '../kernel/kernel.js';
 import { validatePluginDir } from '../kernel/plugin-validation.js';

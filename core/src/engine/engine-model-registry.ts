@@ -167,6 +167,8 @@ function llmSpec(name: string, path: string, o: ModelServingOptions): LlmModelSp
     ...(o.graphStyle !== undefined && { graphStyle: o.graphStyle }),
     ...(o.quantize !== undefined && { quantize: o.quantize }),
     ...(o.speculative !== undefined && { speculative: o.speculative }),
+    ...(o.tokenizer !== undefined && { tokenizer: o.tokenizer }),
+    ...(o.chatTemplate !== undefined && { chatTemplate: o.chatTemplate }),
     ...(o.workers !== undefined && { workers: o.workers }),
     ...(o.isolation !== undefined && { isolation: o.isolation }),
   };

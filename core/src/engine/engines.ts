@@ -37,8 +37,8 @@ export class Engines implements KernelModule {
   readonly #log: Logger;
   /** Configured models a format loads as LLMs. */
   readonly #llms = new Set<string>();
-  /** Configured models no format could load, with why. */
-  readonly #unresolved = new Map<string, string>();
+  /** Configured models no format could load. */
+  readonly #unresolved = new Set<string>();
 
   constructor(kernel: Kernel, options: { builtinModels?: boolean } = {}) {
     const { config, events, logger, health, extensions } = kernel;
@@ -62,6 +62,7 @@ export class Engines implements KernelModule {
       backends: extensions.point(ExtensionPoints.backend),
       strategies: extensions.point(ExtensionPoints.schedulerStrategy),
       transforms: extensions.point(ExtensionPoints.modelTransform),
+      builtins: extensions.point(ExtensionPoints.builtinModel),
       ...cacheDirOf(config),
       // Built-ins stand in for "nothing configured"; an LLM in `models` counts as configured.
       builtinModels: builtinModels && this.#configured().length === 0,
@@ -79,6 +80,7 @@ export class Engines implements KernelModule {
       strategies: extensions.point(ExtensionPoints.schedulerStrategy),
       transforms: extensions.point(ExtensionPoints.modelTransform),
       draftProposers: extensions.point(ExtensionPoints.draftProposer),
+      builtins: extensions.point(ExtensionPoints.builtinModel),
       ...cacheDirOf(config),
       builtinModels,
     });
@@ -115,11 +117,12 @@ export class Engines implements KernelModule {
     if (this.#kernel.config.get('startup.requireModels') === false) return [];
     const missing: string[] = [];
     for (const m of this.#configured().filter((c) => c.optional !== true)) {
-      let reason = this.#unresolved.get(m.name);
-      if (reason === undefined && this.#llms.has(m.name)) {
+      let reason: string | undefined;
+      if (this.#llms.has(m.name)) {
         const info = this.generation.get(m.name);
         if (info.state === 'failed') reason = info.reason ?? 'unknown error';
-      } else if (reason === undefined) {
+      } else {
+        // Tensor models, and sources no format loads (listed failed with the tensor models, see #route).
         try {
           const versions = this.inference.model(m.name).versions;
           if (!versions.some((v) => v.state === 'ready')) reason = versions.map((v) => v.reason ?? v.state).join('; ');
@@ -150,7 +153,7 @@ export class Engines implements KernelModule {
         );
       } catch (err) {
         const reason = (err as Error).message;
-        this.#unresolved.set(m.name, reason);
+        this.#unresolved.add(m.name);
         // Listed with the tensor models (their list is where a failed source shows), with the formats' reason.
         this.inference.reportUnloadable(m.name, m.path, reason);
       }

@@ -6,6 +6,7 @@ import {
   toNucleusError,
   unavailable,
   type Backend,
+  type BuiltinModel,
   type BackendReport,
   type EventBus,
   type ExtensionPointView,
@@ -29,7 +30,7 @@ import { withDefaultCpu } from './default-cpu-backend.js';
 import type { BreakerState } from './circuit-breaker.js';
 import { LoadedModel } from './loaded-model.js';
 import { readModelManifest, verifyChecksums, type ModelManifest } from './model-manifest.js';
-import { defaultModelCacheDir } from './builtin-models/index.js';
+import { defaultModelCacheDir } from './model-cache-dir.js';
 import { applyModelTransform } from './model-transforms.js';
 import {
   compareVersions,
@@ -57,6 +58,8 @@ export interface InferenceEngineOptions {
   /** Graph rewrites plugins contribute; `models[].quantize` names one. */
   transforms?: ExtensionPointView<ModelTransform>;
   /** Serve the generated built-in models when no model is configured. Default true. */
+  /** The built-in models plugins contribute; the tensor ones serve when `builtinModels` is on. */
+  builtins?: ExtensionPointView<BuiltinModel>;
   builtinModels?: boolean;
   /** Where the built-in models are generated (`cache.dir`); default `<repo>/.cache/models`. */
   cacheDir?: string;
@@ -122,6 +125,7 @@ export class InferenceEngine implements InferenceService {
       models: () => (options.config.get('models') as ConfiguredModel[] | undefined) ?? [],
       repository: typeof repository === 'string' ? repository : null,
       builtinModels: options.builtinModels ?? true,
+      builtins: () => options.builtins?.list().map((c) => c.value) ?? [],
       ...(options.cacheDir !== undefined && { cacheDir: options.cacheDir }),
       logger: this.#log,
     });

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { Logger } from '@nucleus/sdk';
-import { defaultModelCacheDir, ensureBuiltinModels } from './builtin-models/index.js';
+import type { BuiltinModel, Logger } from '@nucleus/sdk';
+import { defaultModelCacheDir } from './model-cache-dir.js';
 
 /** A `models:` entry of the config. */
 export interface ConfiguredModel {
@@ -25,6 +25,10 @@ export interface ConfiguredModel {
   fallback?: string;
   /** A `modelTransform` applied at load (`int8`). */
   quantize?: string;
+  /** LLMs: a tokenizer file for sources that hold none (handed to the format). */
+  tokenizer?: string;
+  /** LLMs: a chat template replacing the model's own. */
+  chatTemplate?: string;
   /** LLMs Nucleus builds a graph for: the attention layout. */
   graphStyle?: 'generic' | 'contrib';
   /** LLMs: the speculative decoding method (`draftProposer`) by name. */
@@ -63,8 +67,10 @@ export interface ModelRepositoryOptions {
   models: () => readonly ConfiguredModel[];
   /** A folder of `<name>/<version>/model.onnx`, or null. */
   repository: string | null;
-  /** Serve the generated built-in models when nothing else is configured. */
+  /** Serve the built-in models when nothing else is configured. */
   builtinModels: boolean;
+  /** The built-in models plugins contribute; the tensor ones are served when the built-ins are. */
+  builtins?: () => readonly BuiltinModel[];
   /** Where built-in models are generated; default `defaultModelCacheDir()`. */
   cacheDir?: string;
   logger?: Logger;
@@ -126,14 +132,18 @@ export class ModelRepository {
     for (const entry of this.options.models()) await this.#configured(entry, add, problems);
     if (this.options.repository !== null) await this.#repository(this.options.repository, add, problems);
     if (this.servesBuiltins) {
-      for (const m of await ensureBuiltinModels(this.options.cacheDir ?? defaultModelCacheDir())) {
+      const cacheDir = this.options.cacheDir ?? defaultModelCacheDir();
+      for (const builtin of this.options.builtins?.() ?? []) {
+        if (builtin.kind !== 'tensor') continue;
+        const dir = await builtin.prepare(cacheDir);
+        const modelPath = join(dir, MODEL_FILE);
         add({
-          name: m.name,
-          version: String(m.version),
+          name: builtin.name,
+          version: basename(dir),
           origin: 'builtin',
-          dir: m.dir,
-          modelPath: m.modelPath,
-          manifestPath: m.manifestPath,
+          dir,
+          modelPath,
+          ...this.#manifest(modelPath),
           options: {},
         });
       }

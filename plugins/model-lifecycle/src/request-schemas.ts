@@ -8,6 +8,8 @@ const SERVING_PROPERTIES = {
   graphStyle: { type: 'string', enum: ['generic', 'contrib'] },
   quantize: { type: 'string', minLength: 1 },
   speculative: { type: 'string', minLength: 1 },
+  tokenizer: { type: 'string', minLength: 1 },
+  chatTemplate: { type: 'string', minLength: 1 },
   workers: { type: 'integer', minimum: 1 },
   isolation: { type: 'string', enum: ['thread', 'process'] },
   warmup: { type: ['boolean', 'integer'], minimum: 0 },

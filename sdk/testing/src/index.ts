@@ -3,13 +3,18 @@ import { dirname } from 'node:path';
 import { NucleusServer } from '@nucleus/core';
 import type { Nucleus } from '@nucleus/core';
 
-/** The first-party model format plugins, where installed beside the SDK. */
-const FORMAT_PLUGINS = ['@nucleus/plugin-format-gguf', '@nucleus/plugin-format-onnx', '@nucleus/plugin-format-llama2c'];
+/** The first-party plugins models come through (formats, built-in models), where installed beside the SDK. */
+const MODEL_PLUGINS = [
+  '@nucleus/plugin-format-gguf',
+  '@nucleus/plugin-format-onnx',
+  '@nucleus/plugin-format-llama2c',
+  '@nucleus/plugin-builtin-models',
+];
 
 // Folders of the format plugins that resolve from here; a project without them gets none.
-function formatPluginDirs(): string[] {
+function modelPluginDirs(): string[] {
   const require = createRequire(import.meta.url);
-  return FORMAT_PLUGINS.flatMap((name) => {
+  return MODEL_PLUGINS.flatMap((name) => {
     try {
       return [dirname(require.resolve(`${name}/package.json`))];
     } catch {
@@ -24,8 +29,11 @@ export interface TestKernelOptions {
   plugins?: string[];
   /** Also load the plugins shipped in the project's `plugins/` folder. */
   builtinPlugins?: boolean;
-  /** Load the first-party model format plugins (GGUF, ONNX, llama2.c) even without `builtinPlugins`. Default true. */
-  formats?: boolean;
+  /**
+   * Load the first-party plugins models come through (the formats and the built-in models) even without
+   * `builtinPlugins`. Default true.
+   */
+  modelPlugins?: boolean;
   /** Config overrides as dotted path → value, e.g. `{ 'plugin.my-hooks.greeting': 'hi' }`. */
   config?: Record<string, unknown>;
   /** Serve the generated built-in models when no model is configured (default true, as `nucleus serve` does). */
@@ -67,7 +75,7 @@ export async function startTestKernel(options: TestKernelOptions = {}): Promise<
       'plugins.watch': false,
       'logging.level': 'silent',
       'plugins.dirs': [
-        ...(!options.builtinPlugins && options.formats !== false ? formatPluginDirs() : []),
+        ...(!options.builtinPlugins && options.modelPlugins !== false ? modelPluginDirs() : []),
         ...(options.plugins ?? []),
       ],
       ...options.config,

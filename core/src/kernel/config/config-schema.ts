@@ -179,7 +179,24 @@ export const CORE_CONFIG_SCHEMA = {
             pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
             description: 'Name the API serves the model under.',
           },
-          path: { type: 'string', minLength: 1, description: 'The .onnx file or model folder.', 'x-path': true },
+          path: {
+            type: 'string',
+            minLength: 1,
+            description: 'The model file or folder; the active model format that claims it loads it.',
+            'x-path': true,
+          },
+          tokenizer: {
+            type: 'string',
+            minLength: 1,
+            description:
+              'A tokenizer file, for sources that keep it apart from the weights; the format that loads the model reads it.',
+            'x-path': true,
+          },
+          chatTemplate: {
+            type: 'string',
+            minLength: 1,
+            description: "A Jinja chat template that replaces the model's own (LLMs).",
+          },
           version: {
             type: 'string',
             minLength: 1,

@@ -7,6 +7,7 @@ import {
   toNucleusError,
   unavailable,
   type Backend,
+  type BuiltinModel,
   type CachePolicy,
   type DraftProposerSpec,
   type EmbedRequest,
@@ -27,14 +28,12 @@ import { AdmissionGate } from '../../admission/admission-gate.js';
 import { BackendSelector, CPU_BACKEND } from '../../backend-selector.js';
 import { CircuitBreaker, type BreakerState } from '../../circuit-breaker.js';
 import type { MemoryPressure } from '../../memory-pressure.js';
-import { BERT_TINY_CONFIG } from '../../builtin-models/bert-tiny.js';
-import { defaultModelCacheDir, ensureBuiltinModels } from '../../builtin-models/ensure-builtin-models.js';
+import { defaultModelCacheDir } from '../../model-cache-dir.js';
 import { withDefaultCpu } from '../../default-cpu-backend.js';
 import { applyModelTransform } from '../../model-transforms.js';
 import type { ConfiguredModel } from '../../model-repository.js';
 import { chooseGraphStyle, type GraphStyle } from '../graph-style.js';
 import type { ModelFormats } from '../../model-formats.js';
-import { ensureTinyLlama, tinyLlamaContrib, TINY_LLAMA_ARCH, TINY_LLAMA_NAME } from '../tiny-llama.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type {
   GenerationThreadSpec,
@@ -81,7 +80,9 @@ export interface GenerationEngineOptions {
    * engine asks the formats itself at start.
    */
   llmModels?: () => ReadonlySet<string>;
-  /** Serve the built-in tiny chat model and tiny embedding model when no model is configured. Default true. */
+  /** The built-in models plugins contribute; their LLMs and embedding models serve when no model is configured. */
+  builtins?: ExtensionPointView<BuiltinModel>;
+  /** Serve the built-in LLMs and embedding models when no model is configured. Default true. */
   builtinModels?: boolean;
   /** Where built-in and generated models live; default `$NUCLEUS_CACHE_DIR` or `<repo>/.cache/models`. */
   cacheDir?: string;
@@ -101,7 +102,16 @@ type ModelSpec = Pick<GenerationThreadSpec, 'onnxPath' | 'role' | 'decoder' | 'e
 /** An LLM to open while serving, as a `models[]` config entry gives it. */
 export type LlmModelSpec = Pick<
   ConfiguredModel,
-  'name' | 'path' | 'backend' | 'quantize' | 'graphStyle' | 'speculative' | 'workers' | 'isolation'
+  | 'name'
+  | 'path'
+  | 'backend'
+  | 'quantize'
+  | 'graphStyle'
+  | 'speculative'
+  | 'workers'
+  | 'isolation'
+  | 'tokenizer'
+  | 'chatTemplate'
 >;
 
 interface ServedModel {
@@ -150,12 +160,6 @@ function backendKey(name: string): string {
   return `backend:${name}@1`;
 }
 
-/** The name the built-in tiny embedding model is served under. */
-export const BUILTIN_EMBEDDING_MODEL = 'bert-tiny';
-
-/** The name the built-in tiny chat model is served under. */
-export const BUILTIN_CHAT_MODEL = TINY_LLAMA_NAME;
-
 /** A `models[]` entry the generation engine serves. */
 interface ConfiguredLlm {
   name: string;
@@ -163,6 +167,8 @@ interface ConfiguredLlm {
   backend?: string;
   graphStyle?: GraphStyle;
   quantize?: string;
+  /** Replaces the model's own chat template. */
+  chatTemplate?: string;
   /** Format-specific keys (`tokenizer` …), handed to the format. */
   [key: string]: unknown;
 }
@@ -228,8 +234,10 @@ export class GenerationEngine implements GenerationService {
     const llms = configured.filter((m) => llmNames.has(m.name));
     for (const m of llms) this.#add(this.#configuredModel(m));
     if ((this.options.builtinModels ?? true) && configured.length === 0) {
-      this.#add(this.#builtinChat());
-      this.#add(this.#builtinEmbedding());
+      for (const { value: builtin } of this.options.builtins?.list() ?? []) {
+        if (builtin.kind === 'llm') this.#add(this.#builtinLlm(builtin));
+        else if (builtin.kind === 'embedding') this.#add(this.#builtinEmbedding(builtin));
+      }
     }
     this.#offConfig = this.options.config.onChange?.((path) => {
       if (path.startsWith('scheduler.')) for (const w of this.#allWorkers()) w.configure(this.#schedulerSettings());
@@ -1010,65 +1018,39 @@ export class GenerationEngine implements GenerationService {
     };
   }
 
-  #builtinChat(): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> {
-    const model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> = {
-      name: BUILTIN_CHAT_MODEL,
-      kind: 'llm',
-      origin: 'builtin',
-      version: '1',
-      created: nowS(),
-      state: 'idle',
-      maxContext: TINY_LLAMA_ARCH.maxPositions,
-      dimensions: TINY_LLAMA_ARCH.hiddenSize,
+  // A built-in LLM: its plugin puts its files in the cache on first use, then it loads as a configured model would.
+  #builtinLlm(builtin: BuiltinModel): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> {
+    const model = this.#configuredModel(
+      { name: builtin.name, path: '' },
+      () => builtin.prepare(this.#cacheDir),
+      builtin.chatTemplate,
+    );
+    // Its files are known once written; the info shows no path until then.
+    delete model.path;
+    return Object.assign(model, {
+      origin: 'builtin' as const,
+      state: 'idle' as const,
+      maxContext: builtin.maxContext ?? 0,
       chatTemplate: true,
-      prepare: async (backend) => {
-        const graphStyle = this.#graphStyle(model, { builtByNucleus: true, backend });
-        const dir = await ensureTinyLlama(this.#cacheDir);
-        const folder = await this.options.formats.loadLlm(dir, {
-          name: BUILTIN_CHAT_MODEL,
-          cacheDir: this.#cacheDir,
-          options: {},
-          logger: this.#log,
-        });
-        const llm = graphStyle === 'contrib' ? await tinyLlamaContrib(folder, this.#cacheDir) : folder;
-        return {
-          role: 'decoder',
-          onnxPath: llm.onnxPath,
-          decoder: {
-            config: llm.config,
-            tokenizer: llm.tokenizer,
-            ...(llm.chatTemplate !== undefined && { chatTemplate: llm.chatTemplate }),
-          },
-        };
-      },
-    };
-    return model;
+      ...(builtin.dimensions !== undefined && { dimensions: builtin.dimensions }),
+    });
   }
 
-  #builtinEmbedding(): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> {
+  // A built-in encoder: a graph without a tokenizer of its own, whose facts its plugin gives.
+  #builtinEmbedding(builtin: BuiltinModel): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> {
+    const encoder = builtin.encoder;
+    if (!encoder) throw new Error(`built-in embedding model '${builtin.name}' gives no encoder facts`);
     return {
-      name: BUILTIN_EMBEDDING_MODEL,
+      name: builtin.name,
       kind: 'embedding',
       origin: 'builtin',
       version: '1',
       created: nowS(),
       state: 'idle',
-      maxContext: BERT_TINY_CONFIG.maxPositions,
-      dimensions: BERT_TINY_CONFIG.hidden,
+      maxContext: encoder.maxPositions,
+      dimensions: encoder.hiddenSize,
       chatTemplate: false,
-      prepare: async () => {
-        const [bert] = await ensureBuiltinModels(this.#cacheDir, { names: [BUILTIN_EMBEDDING_MODEL] });
-        return {
-          role: 'encoder',
-          onnxPath: bert!.modelPath,
-          encoder: {
-            hiddenSize: BERT_TINY_CONFIG.hidden,
-            maxPositions: BERT_TINY_CONFIG.maxPositions,
-            vocabSize: BERT_TINY_CONFIG.vocabSize,
-            pooling: 'mean',
-          },
-        };
-      },
+      prepare: async () => ({ role: 'encoder', onnxPath: await builtin.prepare(this.#cacheDir), encoder }),
     };
   }
 
@@ -1083,7 +1065,13 @@ export class GenerationEngine implements GenerationService {
     return style;
   }
 
-  #configuredModel(entry: ConfiguredLlm): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> {
+  // `source` gives the path to load when it is known only at open (a built-in's files are written then); a chat
+  // template given here replaces the model's own.
+  #configuredModel(
+    entry: ConfiguredLlm,
+    source: () => Promise<string> = async () => entry.path,
+    chatTemplate?: string,
+  ): Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> {
     const { name, path, backend, graphStyle, quantize } = entry;
     const model: Omit<ServedModel, 'breaker' | 'cacheStats' | 'cacheBase' | 'recovery'> = {
       name,
@@ -1098,19 +1086,21 @@ export class GenerationEngine implements GenerationService {
       ...(backend !== undefined && { backend }),
       prepare: async (selected) => {
         // A format that builds its graph from weights builds the style the backend runs best; an export brings its own.
-        const resolved = await this.options.formats.resolve(path);
+        const resolved = await this.options.formats.resolve(await source());
         const style = this.#graphStyle(model, {
           ...(graphStyle && { configured: graphStyle }),
           builtByNucleus: resolved.match.buildsGraph === true,
           backend: selected,
         });
-        const llm = await this.options.formats.loadLlm(resolved, {
+        const loaded = await this.options.formats.loadLlm(resolved, {
           name,
           cacheDir: this.#cacheDir,
           graphStyle: style,
           options: entry,
           logger: this.#log,
         });
+        const template = chatTemplate ?? entry.chatTemplate;
+        const llm = template === undefined ? loaded : { ...loaded, chatTemplate: template };
         model.maxContext = llm.config.maxContext;
         model.dimensions = llm.config.hiddenSize;
         model.chatTemplate = llm.chatTemplate !== undefined;

@@ -1,5 +1,5 @@
 import { float16FromBits } from '@nucleus/sdk/onnx';
-import { SeededRandom } from '../../builtin-models/seeded-random.js';
+import { SeededRandom } from '@nucleus/sdk';
 
 /** Sampling settings with every default filled in. */
 export interface SamplingParams {

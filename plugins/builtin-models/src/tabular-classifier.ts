@@ -1,6 +1,6 @@
 import { GraphBuilder, attr } from '@nucleus/sdk/onnx';
-import type { BuiltinModel, BuiltinModelGenerator, FeatureSpec } from './builtin-model.js';
-import { SeededRandom } from './seeded-random.js';
+import type { GeneratedModel, BuiltinModelGenerator, FeatureSpec } from './builtin-model.js';
+import { SeededRandom } from '@nucleus/sdk';
 
 const NAME = 'tabular-classifier';
 const TREES = 6;
@@ -23,7 +23,7 @@ export const TABULAR_FEATURES: readonly FeatureSpec[] = [
  * A gradient-boosting-style forest (ai.onnx.ml TreeEnsembleClassifier, ml opset 3) over 8 standardised
  * credit features: 6 full trees of depth 3, softmax over 3 risk classes. Random splits and leaf weights, seed 4.
  */
-export function buildTabularClassifier(): BuiltinModel {
+export function buildTabularClassifier(): GeneratedModel {
   const rng = new SeededRandom(4);
   const F = TABULAR_FEATURES.length;
   const internal = 2 ** DEPTH - 1;

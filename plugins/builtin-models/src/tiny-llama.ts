@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { defaultModelCacheDir } from '../builtin-models/ensure-builtin-models.js';
-import { SeededRandom } from '../builtin-models/seeded-random.js';
+import { SeededRandom } from '@nucleus/sdk';
 import {
   BYTE_TO_CHAR,
   buildLlamaGraph,
@@ -221,7 +220,7 @@ export function buildTinyLlamaFiles(): Map<string, Uint8Array | string> {
  * complete copy of this revision is already there; returns the folder. The folder appears by rename, so concurrent
  * callers never see half of it.
  */
-export async function ensureTinyLlama(cacheDir: string = defaultModelCacheDir()): Promise<string> {
+export async function ensureTinyLlama(cacheDir: string): Promise<string> {
   const dir = join(cacheDir, TINY_LLAMA_NAME, String(TINY_LLAMA_REVISION));
   if (await isComplete(dir)) return dir;
   const files = buildTinyLlamaFiles();
@@ -229,7 +228,7 @@ export async function ensureTinyLlama(cacheDir: string = defaultModelCacheDir())
   await mkdir(tmp, { recursive: true });
   for (const [name, content] of files) await writeFile(join(tmp, name), content);
   await writeFile(
-    join(tmp, MARKER),
+    join(tmp, TINY_LLAMA_MARKER),
     json({ revision: TINY_LLAMA_REVISION, sha256: sha256(files.get('model.onnx') as Uint8Array) }),
   );
   try {
@@ -246,11 +245,15 @@ export async function ensureTinyLlama(cacheDir: string = defaultModelCacheDir())
   return dir;
 }
 
-const MARKER = 'nucleus-builtin.json';
+/** The file that marks a complete tiny Llama folder (and tells the `builtin` format it is one). */
+export const TINY_LLAMA_MARKER = 'nucleus-builtin.json';
 
 async function isComplete(dir: string): Promise<boolean> {
   try {
-    const marker = JSON.parse(await readFile(join(dir, MARKER), 'utf8')) as { revision?: number; sha256?: string };
+    const marker = JSON.parse(await readFile(join(dir, TINY_LLAMA_MARKER), 'utf8')) as {
+      revision?: number;
+      sha256?: string;
+    };
     return marker.revision === TINY_LLAMA_REVISION && marker.sha256 === sha256(await readFile(join(dir, 'model.onnx')));
   } catch {
     return false;

@@ -1,6 +1,6 @@
 import { GraphBuilder } from '@nucleus/sdk/onnx';
-import type { BuiltinModel, BuiltinModelGenerator } from './builtin-model.js';
-import { SeededRandom } from './seeded-random.js';
+import type { GeneratedModel, BuiltinModelGenerator } from './builtin-model.js';
+import { SeededRandom } from '@nucleus/sdk';
 
 const NAME = 'multi-io';
 const FEATURES = 6;
@@ -11,7 +11,7 @@ const EMBEDDING = 4;
  * Two inputs of different shapes and dtypes (`features` float32 [batch, 6], `category` int64 [batch]) and two
  * outputs of different dtypes (`embedding` float32 [batch, 4], `bucket` int64 [batch]); random weights, seed 2.
  */
-export function buildMultiIoModel(): BuiltinModel {
+export function buildMultiIoModel(): GeneratedModel {
   const rng = new SeededRandom(2);
   const g = new GraphBuilder('multi_io');
   const features = g.input('features', 'float32', ['batch', FEATURES]);

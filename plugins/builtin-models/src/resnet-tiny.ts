@@ -1,6 +1,6 @@
 import { GraphBuilder, type Value } from '@nucleus/sdk/onnx';
-import type { BuiltinModel, BuiltinModelGenerator } from './builtin-model.js';
-import { SeededRandom } from './seeded-random.js';
+import type { GeneratedModel, BuiltinModelGenerator } from './builtin-model.js';
+import { SeededRandom } from '@nucleus/sdk';
 
 const NAME = 'resnet-tiny';
 const CLASSES = 10;
@@ -11,7 +11,7 @@ const SIZE = 224;
  * stem conv/2 + maxpool/2, one identity residual block (8 ch), one downsampling block (16 ch, 1×1 projection
  * shortcut), global average pool, Gemm to 10 logits. Random He-initialised weights, seed 3.
  */
-export function buildResnetTiny(): BuiltinModel {
+export function buildResnetTiny(): GeneratedModel {
   const rng = new SeededRandom(3);
   const g = new GraphBuilder('resnet_tiny');
 

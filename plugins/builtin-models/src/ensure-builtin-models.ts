@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { bertTiny } from './bert-tiny.js';
 import type { BuiltinModelGenerator, BuiltinModelMetadata } from './builtin-model.js';
 import { mlpClassifier } from './mlp-classifier.js';
@@ -41,36 +39,13 @@ export interface EnsuredModel {
   manifest: BuiltinModelManifest;
 }
 
-/** `<repo root>/.cache/models`: where models are generated when the config's `cache.dir` (env NUCLEUS_CACHE_DIR) is unset. */
-export function defaultModelCacheDir(): string {
-  return join(findRepoRoot(), '.cache', 'models');
-}
-
-// The workspace root is the nearest package.json above this file that declares workspaces.
-function findRepoRoot(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  for (let dir = here; ; ) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg)) {
-      try {
-        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { workspaces?: unknown }).workspaces) return dir;
-      } catch {
-        // An unreadable package.json is not the root; keep climbing.
-      }
-    }
-    const parent = dirname(dir);
-    if (parent === dir) return join(here, '..', '..', '..', '..');
-    dir = parent;
-  }
-}
-
 /**
  * Writes each built-in model as `<cacheDir>/<name>/<version>/model.onnx` + `model.json`, generating only those
  * that are missing, stale (older generator revision) or corrupt (hash mismatch). Safe to call from several
  * processes at once: files appear by rename, and every writer writes identical bytes.
  */
 export async function ensureBuiltinModels(
-  cacheDir: string = defaultModelCacheDir(),
+  cacheDir: string,
   options: { names?: readonly string[] } = {},
 ): Promise<EnsuredModel[]> {
   const wanted = options.names ? BUILTIN_MODELS.filter((m) => options.names!.includes(m.name)) : BUILTIN_MODELS;

@@ -1,6 +1,6 @@
 import { GraphBuilder } from '@nucleus/sdk/onnx';
-import type { BuiltinModel, BuiltinModelGenerator } from './builtin-model.js';
-import { SeededRandom } from './seeded-random.js';
+import type { GeneratedModel, BuiltinModelGenerator } from './builtin-model.js';
+import { SeededRandom } from '@nucleus/sdk';
 
 const NAME = 'mlp-classifier';
 const FEATURES = 4;
@@ -8,7 +8,7 @@ const HIDDEN = 16;
 const CLASSES = 3;
 
 /** A 4 → 16 → 3 MLP with softmax probabilities and an argmax label (random weights, seed 1). */
-export function buildMlpClassifier(): BuiltinModel {
+export function buildMlpClassifier(): GeneratedModel {
   const rng = new SeededRandom(1);
   const g = new GraphBuilder('mlp_classifier');
   const x = g.input('input', 'float32', ['batch', FEATURES]);

@@ -1,6 +1,6 @@
 import { GraphBuilder, type Value } from '@nucleus/sdk/onnx';
-import type { BuiltinModel, BuiltinModelGenerator } from './builtin-model.js';
-import { SeededRandom } from './seeded-random.js';
+import type { GeneratedModel, BuiltinModelGenerator } from './builtin-model.js';
+import { SeededRandom } from '@nucleus/sdk';
 
 const NAME = 'bert-tiny';
 
@@ -20,7 +20,7 @@ export const BERT_TINY_CONFIG = {
  * multi-head self-attention (the attention mask added as a large negative bias on padded keys), residual +
  * LayerNorm, erf-GELU FFN, residual + LayerNorm. Random weights, seed 5.
  */
-export function buildBertTiny(): BuiltinModel {
+export function buildBertTiny(): GeneratedModel {
   const c = BERT_TINY_CONFIG;
   const headSize = c.hidden / c.heads;
   const rng = new SeededRandom(5);

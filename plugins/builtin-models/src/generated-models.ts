@@ -1,7 +1,7 @@
 // Tiny deterministic ONNX models the project generates for itself (no model hub is reachable).
 export { bertTiny, buildBertTiny, BERT_TINY_CONFIG } from './bert-tiny.js';
 export type {
-  BuiltinModel,
+  GeneratedModel,
   BuiltinModelGenerator,
   BuiltinModelMetadata,
   FeatureSpec,
@@ -10,7 +10,6 @@ export type {
 } from './builtin-model.js';
 export {
   BUILTIN_MODELS,
-  defaultModelCacheDir,
   ensureBuiltinModels,
   type BuiltinModelManifest,
   type EnsuredModel,
@@ -18,5 +17,4 @@ export {
 export { buildMlpClassifier, mlpClassifier } from './mlp-classifier.js';
 export { buildMultiIoModel, multiIoModel } from './multi-io-model.js';
 export { buildResnetTiny, resnetTiny } from './resnet-tiny.js';
-export { SeededRandom } from './seeded-random.js';
 export { buildTabularClassifier, tabularClassifier, TABULAR_FEATURES } from './tabular-classifier.js';

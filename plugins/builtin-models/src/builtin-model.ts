@@ -41,7 +41,7 @@ export interface BuiltinModelMetadata {
 }
 
 /** A generated model: its ONNX bytes and its description. */
-export interface BuiltinModel {
+export interface GeneratedModel {
   bytes: Uint8Array;
   metadata: BuiltinModelMetadata;
 }
@@ -51,5 +51,5 @@ export interface BuiltinModelGenerator {
   name: string;
   /** Bumped whenever the generator's output changes, so cached copies are rebuilt. */
   revision: number;
-  build(): BuiltinModel;
+  build(): GeneratedModel;
 }
