@@ -182,6 +182,8 @@ export interface FormatLoadContext {
   /** Format-specific settings from the model's config entry (`models[].tokenizer` …). */
   readonly options: Readonly<Record<string, unknown>>;
   readonly logger: Logger;
+  /** A new {@link Progress} for each long step of the load (hashing the file, building the graph …). */
+  readonly progress: () => Progress;
 }
 
 /**

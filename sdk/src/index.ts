@@ -14,4 +14,5 @@ export * from './progress.js';
 export * from './services.js';
 export * from './sse-stream.js';
 export * from './token-delivery.js';
+export { sha256File } from './file-hash.js';
 export { SeededRandom } from './seeded-random.js';

@@ -15,7 +15,6 @@ export { LoadedModel, type LoadedBackend, type LoadedModelOptions } from './load
 export {
   MODEL_MANIFEST_SCHEMA,
   readModelManifest,
-  sha256File,
   verifyChecksums,
   type ManifestBatching,
   type ManifestTensor,

@@ -11,6 +11,7 @@ import {
   type ModelSource,
 } from '@nucleus/sdk';
 import type { LoadedLlm } from '@nucleus/sdk/llm';
+import { ProgressReporter } from '../kernel/progress-reporter.js';
 
 /** What resolving a source found: the format that loads it (none for a plain graph), and which engine serves it. */
 export interface ResolvedSource {
@@ -87,7 +88,8 @@ export class ModelFormats {
   /** Loads a source (resolved already, or resolved now) as a decoder LLM with the format that claims it. */
   async loadLlm(
     source: string | ResolvedSource,
-    context: Omit<FormatLoadContext, 'graphStyle'> & { graphStyle?: FormatLoadContext['graphStyle'] },
+    context: Omit<FormatLoadContext, 'graphStyle' | 'progress'> &
+      Partial<Pick<FormatLoadContext, 'graphStyle' | 'progress'>>,
   ): Promise<LoadedLlm> {
     const resolved = typeof source === 'string' ? await this.resolve(source) : source;
     const { format, match } = resolved;
@@ -98,7 +100,13 @@ export class ModelFormats {
         `${resolved.source.source} is ${match.reason}, which is served as a tensor model, not a language model`,
       );
     }
-    return format.loadLlm(resolved.source, { ...context, graphStyle: context.graphStyle ?? 'generic' });
+    // Long steps (hashing a multi-GB file, building its graph) show a terminal line or periodic log lines.
+    const reporter = new ProgressReporter({ logger: context.logger });
+    return format.loadLlm(resolved.source, {
+      ...context,
+      graphStyle: context.graphStyle ?? 'generic',
+      progress: context.progress ?? (() => reporter.create()),
+    });
   }
 }
 

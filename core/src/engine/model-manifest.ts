@@ -1,8 +1,6 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { NucleusError, noProgress, type Progress } from '@nucleus/sdk';
+import { NucleusError, noProgress, sha256File, type Progress } from '@nucleus/sdk';
 import { Ajv, type ErrorObject } from 'ajv';
 
 /** One input or output as model.json describes it. */
@@ -109,21 +107,6 @@ export async function readModelManifest(path: string): Promise<ModelManifest> {
       `${path} is not a valid model.json: ${describe(validate.errors)}`,
     );
   return parsed as ModelManifest;
-}
-
-/** Hex SHA-256 of a file, read as a stream so a large model does not block the event loop; `progress` counts its bytes. */
-export async function sha256File(path: string, progress: Progress = noProgress): Promise<string> {
-  const hash = createHash('sha256');
-  progress.start((await stat(path)).size, `hashing ${basename(path)}`, 'bytes');
-  try {
-    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) {
-      hash.update(chunk as Buffer);
-      progress.advance((chunk as Buffer).byteLength);
-    }
-  } finally {
-    progress.done();
-  }
-  return hash.digest('hex');
 }
 
 /** Refuses a model whose files do not hash to what model.json says (422 `checksum_mismatch`); `progress` gets one operation per file. */

@@ -39,6 +39,7 @@ export const ggufFormat: ModelFormat = {
       name: context.name,
       cacheDir: context.cacheDir,
       graphStyle: context.graphStyle,
+      progress: context.progress,
       ...(context.maxContext !== undefined && { maxContext: context.maxContext }),
     });
   },

@@ -11,6 +11,7 @@ import {
   type LoadedLlm,
   type TokenizerSpec,
 } from '@nucleus/sdk/llm';
+import type { Progress } from '@nucleus/sdk';
 import {
   GGML_READABLE_TYPES,
   ggmlTypeName,
@@ -28,6 +29,8 @@ export interface LoadGgufOptions {
   /** Where the generated graph is cached (`<cacheDir>/gguf/<sha256>-<style>-r<revision>/`). */
   cacheDir: string;
   graphStyle?: 'generic' | 'contrib';
+  /** A new progress for each long step (hashing, building the graph). */
+  progress?: () => Progress;
 }
 
 const LAYER_TENSORS = [
@@ -63,6 +66,7 @@ export async function loadGguf(path: string, options: LoadGgufOptions): Promise<
   const style = options.graphStyle ?? 'generic';
   const onnxPath = await ensureLlamaGraphOf(path, {
     cacheDir: options.cacheDir,
+    ...(options.progress && { progress: options.progress }),
     kind: 'gguf',
     style,
     arch: model.arch,

@@ -67,6 +67,7 @@ export const llama2cFormat: ModelFormat = {
       tokenizerPath,
       cacheDir: context.cacheDir,
       graphStyle: context.graphStyle,
+      progress: context.progress,
       ...(context.maxContext !== undefined && { maxContext: context.maxContext }),
     });
   },

@@ -11,6 +11,7 @@ import {
   type LoadedLlm,
   type TokenizerSpec,
 } from '@nucleus/sdk/llm';
+import type { Progress } from '@nucleus/sdk';
 
 /** Options for `loadLlama2c`. */
 export interface LoadLlama2cOptions {
@@ -21,6 +22,8 @@ export interface LoadLlama2cOptions {
   /** Where the generated graph is cached (`<cacheDir>/llama2c/<sha256>-<style>-r<revision>/`). */
   cacheDir: string;
   graphStyle?: 'generic' | 'contrib';
+  /** A new progress for each long step (hashing, building the graph). */
+  progress?: () => Progress;
 }
 
 const HEADER_BYTES = 28;
@@ -100,6 +103,7 @@ export async function loadLlama2c(path: string, options: LoadLlama2cOptions): Pr
   const style = options.graphStyle ?? 'generic';
   const onnxPath = await ensureLlamaGraphOf(path, {
     cacheDir: options.cacheDir,
+    ...(options.progress && { progress: options.progress }),
     kind: 'llama2c',
     style,
     arch,

@@ -1,21 +1,18 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sha256File } from '../file-hash.js';
 import { saveModel, type OnnxModel } from '../onnx/index.js';
-
-/** Hex SHA-256 of a file, streamed (model files can be gigabytes). */
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
+import { noProgress, type Progress } from '../progress.js';
 
 /**
  * `sha256File`, remembered in `<cacheDir>/sha256-index.json` by real path, size and mtime, so a large model is hashed
- * once rather than on every load.
+ * once rather than on every load; `progress` counts the bytes of a hash that is not remembered.
  */
-export async function sha256FileCached(path: string, cacheDir: string): Promise<string> {
+export async function sha256FileCached(
+  path: string,
+  cacheDir: string,
+  progress: Progress = noProgress,
+): Promise<string> {
   const indexPath = join(cacheDir, 'sha256-index.json');
   const real = await realpath(path);
   const info = await stat(real);
@@ -28,7 +25,7 @@ export async function sha256FileCached(path: string, cacheDir: string): Promise<
   }
   const hit = index[real];
   if (hit?.stamp === stamp) return hit.sha256;
-  const sha256 = await sha256File(real);
+  const sha256 = await sha256File(real, progress);
   index[real] = { stamp, sha256 };
   await mkdir(cacheDir, { recursive: true });
   const tmp = `${indexPath}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;

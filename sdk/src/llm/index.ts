@@ -9,7 +9,8 @@ export type {
   TokenizerSpec,
 } from './decoder-model.js';
 export { UnsupportedModelError } from './unsupported-model-error.js';
-export { ensureGeneratedGraph, sha256File, sha256FileCached } from './graph-cache.js';
+export { sha256File } from '../file-hash.js';
+export { ensureGeneratedGraph, sha256FileCached } from './graph-cache.js';
 export {
   buildLlamaGraph,
   builtDecoderConfig,

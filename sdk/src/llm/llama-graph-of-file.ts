@@ -2,6 +2,7 @@ import { basename } from 'node:path';
 import { ensureGeneratedGraph, sha256FileCached } from './graph-cache.js';
 import { buildLlamaGraph, LLAMA_GRAPH_REVISION, type LlamaGraphOptions } from './llama-graph.js';
 import type { LlamaArchitecture, LlamaWeights } from './llama-weights.js';
+import { noProgress, type Progress } from '../progress.js';
 
 /** What {@link ensureLlamaGraphOf} builds, and where it caches it. */
 export interface LlamaGraphOfFileOptions extends Pick<LlamaGraphOptions, 'ropeLayout' | 'style' | 'name'> {
@@ -12,6 +13,8 @@ export interface LlamaGraphOfFileOptions extends Pick<LlamaGraphOptions, 'ropeLa
   arch: LlamaArchitecture;
   /** Reads the weights; called only when the graph is not cached yet. */
   weights: () => LlamaWeights;
+  /** A new progress for each long step: hashing the file, then reading its weights and building the graph. */
+  progress?: () => Progress;
 }
 
 /**
@@ -21,18 +24,27 @@ export interface LlamaGraphOfFileOptions extends Pick<LlamaGraphOptions, 'ropeLa
  */
 export async function ensureLlamaGraphOf(path: string, options: LlamaGraphOfFileOptions): Promise<string> {
   const { cacheDir, kind, style, arch } = options;
-  const sha = await sha256FileCached(path, cacheDir);
-  const { path: onnxPath } = await ensureGeneratedGraph(
-    cacheDir,
-    kind,
-    `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`,
-    () =>
-      buildLlamaGraph(options.weights(), arch, {
+  const progress = options.progress ?? (() => noProgress);
+  const sha = await sha256FileCached(path, cacheDir, progress());
+  const key = `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`;
+  const { path: onnxPath } = await ensureGeneratedGraph(cacheDir, kind, key, () => {
+    // Two steps the caller sees: the weights read (and dequantized), then the graph built; writing it follows.
+    const steps = progress();
+    steps.start(2, `building the ${style} graph of ${basename(path)}`, 'items');
+    try {
+      const weights = options.weights();
+      steps.advance(1);
+      const graph = buildLlamaGraph(weights, arch, {
         ropeLayout: options.ropeLayout,
         style,
         ...(options.name !== undefined && { name: options.name }),
         metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
-      }),
-  );
+      });
+      steps.advance(1);
+      return graph;
+    } finally {
+      steps.done();
+    }
+  });
   return onnxPath;
 }
