@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ModelFormats } from '@nucleus/core';
+import { createLogger } from '@nucleus/core/internal/kernel/logger';
 import type { Logger, ModelFormat, NucleusError } from '@nucleus/sdk';
 import { startTestKernel } from '@nucleus/sdk/testing';
 import { ggufFormat, llama2cFormat, loadLlm, onnxFormat, testFormats } from '../helpers/llm.js';
@@ -115,6 +116,38 @@ describe('model formats: which format loads a source', () => {
     } finally {
       await kit.stop();
     }
+  });
+
+  it('reports hashing the file and building its graph as progress, and neither when the graph is cached', async function () {
+    requireStories(this);
+    const seen: string[] = [];
+    const progress = () => {
+      let label = '';
+      let done = 0;
+      let total = 0;
+      return {
+        start: (t: number, l: string) => {
+          total = t;
+          label = l;
+        },
+        advance: (n: number) => {
+          done += n;
+        },
+        done: () => seen.push(`${label}: ${done}/${total}`),
+      };
+    };
+    const cacheDir = join(dir, 'progress-cache');
+    const gguf = join(STORIES_DIR, 'stories260K.gguf');
+    const context = { name: 'stories', cacheDir, options: {}, logger: createLogger({ level: 'silent' }), progress };
+    await testFormats.loadLlm(gguf, context);
+    const size = statSync(gguf).size;
+    assert.deepEqual(seen, [
+      `hashing stories260K.gguf: ${size}/${size}`,
+      'building the generic graph of stories260K.gguf: 2/2',
+    ]);
+    seen.length = 0;
+    await testFormats.loadLlm(gguf, context);
+    assert.deepEqual(seen, []);
   });
 
   it('when two formats claim a source, the more confident loads it and the choice is logged', async function () {
