@@ -56,13 +56,14 @@ export default definePlugin<ApiKServeConfig>({
         : undefined;
     const identity = { name: ctx.config.serverName, version: ctx.version };
     const pipeline = new InferencePipeline(ctx);
-    for (const route of [
-      ...kserveRoutes(service, identity, pipeline, generation, models),
-      ...generateRoutes(generation),
-      ...nativeRoutes(service, pipeline, generation),
-      ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation),
-    ]) {
-      ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
-    }
+    // Named by surface, as the manifest's `provides` declares them (`routes:kserve-v2` …).
+    const surfaces = {
+      'kserve-v2': [...kserveRoutes(service, identity, pipeline, generation, models), ...generateRoutes(generation)],
+      'native-inference': nativeRoutes(service, pipeline, generation),
+      monitor: monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation),
+    };
+    for (const [surface, routes] of Object.entries(surfaces))
+      for (const route of routes)
+        ctx.contribute(ExtensionPoints.routes, route, { name: `${surface}/${route.method} ${route.path}` });
   },
 });

@@ -21,7 +21,10 @@ export default definePlugin({
       events: ctx.events,
       maxPromptsPerRequest: MAX_PROMPTS_PER_REQUEST,
     };
-    for (const route of [...openAiRoutes(deps), ...nativeRoutes(deps)])
-      ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
+    // Named by surface, as the manifest's `provides` declares them (`routes:openai-v1`, `routes:native-generation`).
+    const surfaces = { 'openai-v1': openAiRoutes(deps), 'native-generation': nativeRoutes(deps) };
+    for (const [surface, routes] of Object.entries(surfaces))
+      for (const route of routes)
+        ctx.contribute(ExtensionPoints.routes, route, { name: `${surface}/${route.method} ${route.path}` });
   },
 });
