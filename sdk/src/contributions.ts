@@ -21,9 +21,12 @@ export interface RouteContribution {
 export interface Hooks {
   /** Runs first for every request, before routing. */
   onRequest?: Middleware;
-  /** Transforms an inference input before it reaches the model. */
+  /**
+   * Transforms an inference input before the routers and the model see it, on every API plugin's inference routes
+   * (they run it through `InferenceHooks`); return a new body rather than changing the one given.
+   */
   preInference?(input: InferenceHookInput): Promise<InferenceHookInput> | InferenceHookInput;
-  /** Transforms an inference output before it is sent. */
+  /** Transforms a complete inference response before it is sent; a streamed (SSE) answer does not come here. */
   postInference?(output: InferenceHookOutput): Promise<InferenceHookOutput> | InferenceHookOutput;
 }
 

@@ -5,6 +5,7 @@ export * from './events.js';
 export * from './extension-points.js';
 export * from './generation.js';
 export * from './inference.js';
+export * from './inference-hooks.js';
 export * from './logger.js';
 export * from './model-registry.js';
 export * from './observability.js';
