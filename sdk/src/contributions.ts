@@ -92,24 +92,33 @@ export interface SchedulerStrategy {
   pickWorker?(workers: readonly WorkerLoad[], request: { estimatedBytes: number; affinityKey?: string }): number;
 }
 
-/** Policy for what a bounded cache evicts. */
+/** What a bounded cache evicts: one instance per cache, told of every insert, use and removal. */
 export interface CachePolicy {
-  readonly name: string;
   onInsert(key: string, bytes: number): void;
   onAccess(key: string): void;
   onRemove(key: string): void;
   /** The next key to evict, or undefined when nothing may be evicted. */
   victim(): string | undefined;
-  /**
-   * URL of an ES module whose default export is a {@link CachePolicyFactory} for this policy. Caches that live in
-   * worker threads (the LLM prefix cache) cannot call a main-thread object synchronously, so they import this module
-   * and keep their own instance; a policy without it serves main-thread caches only.
-   */
-  readonly module?: string;
 }
 
-/** Makes a fresh, empty instance of a cache policy (one per cache); the default export of {@link CachePolicy.module}. */
-export type CachePolicyFactory = () => CachePolicy;
+/**
+ * A cache eviction policy as a plugin contributes it (`cachePolicy` point): a name and the module that makes
+ * instances, not an instance. Caches that live in worker threads (the LLM prefix cache) decide evictions inside a
+ * step and cannot call a main-thread object, so each imports {@link CachePolicySpec.module} and calls its default
+ * export (a {@link CachePolicyFactory}) with {@link CachePolicySpec.options} for an instance of its own; a cache on
+ * the main thread does the same through `loadCachePolicy`.
+ */
+export interface CachePolicySpec {
+  /** The policy's name, as `cache.prefix.policy` gives it (`lru` …). */
+  readonly name: string;
+  /** URL of an ES module whose default export is a {@link CachePolicyFactory}. */
+  readonly module: string;
+  /** Plain data (it crosses into the worker) handed to the factory. */
+  readonly options?: Readonly<Record<string, unknown>>;
+}
+
+/** Makes a fresh, empty policy (one per cache) from {@link CachePolicySpec.options}; the default export of its module. */
+export type CachePolicyFactory = (options?: Readonly<Record<string, unknown>>) => CachePolicy;
 
 /**
  * A way to guess the next tokens of a sequence cheaply (speculative decoding): the generation loop runs the model once

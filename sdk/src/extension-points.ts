@@ -1,6 +1,6 @@
 import type { Backend } from './backend.js';
 import type {
-  CachePolicy,
+  CachePolicySpec,
   DraftProposerSpec,
   Exporter,
   Hooks,
@@ -28,7 +28,8 @@ export function extensionPoint<T>(id: string): ExtensionPointRef<T> {
 export const ExtensionPoints = {
   backend: extensionPoint<Backend>('backend'),
   schedulerStrategy: extensionPoint<SchedulerStrategy>('schedulerStrategy'),
-  cachePolicy: extensionPoint<CachePolicy>('cachePolicy'),
+  /** Cache eviction policies, as specs a cache in any thread makes its own instance from (`cache.prefix.policy`). */
+  cachePolicy: extensionPoint<CachePolicySpec>('cachePolicy'),
   /** Speculative decoding methods a model can ask for (`models[].speculative`). */
   draftProposer: extensionPoint<DraftProposerSpec>('draftProposer'),
   hooks: extensionPoint<Hooks>('hooks'),

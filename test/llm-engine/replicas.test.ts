@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import type { GenerateRequest, NucleusError, SchedulerStrategy, WorkerReplicaStatus } from '@nucleus/sdk';
-import { LruPolicy } from '@nucleus/plugin-cache-lru';
+import { LRU_POLICY } from '@nucleus/plugin-cache-lru';
 import { leastLoaded, prefixAffinity } from '@nucleus/plugin-scheduler';
 import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { within } from '../engine/engine-fixtures.js';
@@ -242,7 +242,7 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
       { 'workers.perModel': 2, 'cache.prefix.maxBytes': 16 * 1024 * 1024 },
       {
         strategies: strategies(prefixAffinity, leastLoaded),
-        cachePolicies: viewOf('cachePolicy', 'cache-lru', new LruPolicy()),
+        cachePolicies: viewOf('cachePolicy', 'cache-lru', LRU_POLICY),
       },
     );
     const served = (before: WorkerReplicaStatus[]): number => {

@@ -7,7 +7,7 @@ import {
   toNucleusError,
   unavailable,
   type Backend,
-  type CachePolicy,
+  type CachePolicySpec,
   type DraftProposerSpec,
   type EmbedRequest,
   type EmbedResult,
@@ -67,7 +67,7 @@ export interface GenerationEngineOptions {
   memory?: MemoryPressure;
   backends: ExtensionPointView<Backend>;
   /** Cache policies plugins contribute; the prefix cache uses the one `cache.prefix.policy` names. Without it, no prefix cache. */
-  cachePolicies?: ExtensionPointView<CachePolicy>;
+  cachePolicies?: ExtensionPointView<CachePolicySpec>;
   /** Queue strategies plugins contribute; `scheduler.strategy` names the one that orders requests waiting for a slot. */
   strategies?: ExtensionPointView<SchedulerStrategy>;
   /** Graph rewrites plugins contribute; `models[].quantize` names one. */
@@ -895,10 +895,8 @@ export class GenerationEngine implements GenerationService {
     if (get('cache.prefix.enabled') === false) return undefined;
     const name = (get('cache.prefix.policy') as string | undefined) ?? 'lru';
     const policy = this.options.cachePolicies?.find(name)?.value;
-    if (!policy?.module) {
-      const why = policy
-        ? `the '${name}' cache policy has no module a worker thread can load`
-        : `no plugin contributes a cache policy named '${name}' (cache-lru provides 'lru')`;
+    if (!policy) {
+      const why = `no plugin contributes a cache policy named '${name}' (cache-lru provides 'lru')`;
       this.#log.warn({ model, reason: why }, 'prefix cache off');
       return undefined;
     }
@@ -909,6 +907,7 @@ export class GenerationEngine implements GenerationService {
         blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16,
         policy: name,
         policyModule: policy.module,
+        policyOptions: { ...policy.options },
       },
     };
   }
