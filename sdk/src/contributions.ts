@@ -76,20 +76,27 @@ export interface WorkerLoad {
 }
 
 /**
- * Scheduling policy, apart from the mechanism that runs it. A strategy orders the waiting queue
- * (`order`), routes work to one of several workers (`pickWorker`), or both; the engine uses the
- * strategy named in config (`scheduler.strategy`, `workers.routing`).
+ * Queue order, apart from the mechanism that admits requests: which waiting request goes first. The engines use the
+ * strategy `scheduler.strategy` names.
  */
 export interface SchedulerStrategy {
   readonly name: string;
   /** Indices into `waiting`, in the order they should be taken. */
-  order?(waiting: readonly Schedulable[], now: number): number[];
+  order(waiting: readonly Schedulable[], now: number): number[];
+}
+
+/**
+ * Replica routing: which of a model's workers takes a request. The tensor engine uses the router `workers.routing`
+ * names, the generation engine the one `workers.llmRouting` names; without one, the least busy replica.
+ */
+export interface ReplicaRouter {
+  readonly name: string;
   /**
    * Index into `workers` of the one to send a request of `estimatedBytes` to, or -1 when none fits. A generation
    * request also carries `affinityKey` (its conversation id, or a digest of how its prompt begins): requests with
-   * one key share prefix-cache entries, so a strategy may keep them on one worker.
+   * one key share prefix-cache entries, so a router may keep them on one worker.
    */
-  pickWorker?(workers: readonly WorkerLoad[], request: { estimatedBytes: number; affinityKey?: string }): number;
+  pickWorker(workers: readonly WorkerLoad[], request: { estimatedBytes: number; affinityKey?: string }): number;
 }
 
 /** What a bounded cache evicts: one instance per cache, told of every insert, use and removal. */

@@ -7,6 +7,7 @@ import type {
   ModelFormat,
   ModelRouter,
   ModelTransform,
+  ReplicaRouter,
   RouteContribution,
   SchedulerStrategy,
 } from './contributions.js';
@@ -27,7 +28,10 @@ export function extensionPoint<T>(id: string): ExtensionPointRef<T> {
 /** The extension points the kernel defines. */
 export const ExtensionPoints = {
   backend: extensionPoint<Backend>('backend'),
+  /** Queue order (`scheduler.strategy`). */
   schedulerStrategy: extensionPoint<SchedulerStrategy>('schedulerStrategy'),
+  /** Which replica of a model takes a request (`workers.routing`, `workers.llmRouting`). */
+  replicaRouter: extensionPoint<ReplicaRouter>('replicaRouter'),
   /** Cache eviction policies, as specs a cache in any thread makes its own instance from (`cache.prefix.policy`). */
   cachePolicy: extensionPoint<CachePolicySpec>('cachePolicy'),
   /** Speculative decoding methods a model can ask for (`models[].speculative`). */

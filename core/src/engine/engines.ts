@@ -60,7 +60,7 @@ export class Engines implements KernelModule {
       logger,
       health,
       backends: extensions.point(ExtensionPoints.backend),
-      strategies: extensions.point(ExtensionPoints.schedulerStrategy),
+      replicaRouters: extensions.point(ExtensionPoints.replicaRouter),
       transforms: extensions.point(ExtensionPoints.modelTransform),
       ...cacheDirOf(config),
       // Built-ins stand in for "nothing configured"; an LLM in `models` counts as configured.
@@ -77,6 +77,7 @@ export class Engines implements KernelModule {
       backends: extensions.point(ExtensionPoints.backend),
       cachePolicies: extensions.point(ExtensionPoints.cachePolicy),
       strategies: extensions.point(ExtensionPoints.schedulerStrategy),
+      replicaRouters: extensions.point(ExtensionPoints.replicaRouter),
       transforms: extensions.point(ExtensionPoints.modelTransform),
       draftProposers: extensions.point(ExtensionPoints.draftProposer),
       ...cacheDirOf(config),

@@ -20,6 +20,7 @@ import {
   type GenerationStream,
   type Logger,
   type ModelTransform,
+  type ReplicaRouter,
   type SchedulerStrategy,
 } from '@nucleus/sdk';
 import type { HealthState } from '../../../kernel/health.js';
@@ -70,6 +71,8 @@ export interface GenerationEngineOptions {
   cachePolicies?: ExtensionPointView<CachePolicySpec>;
   /** Queue strategies plugins contribute; `scheduler.strategy` names the one that orders requests waiting for a slot. */
   strategies?: ExtensionPointView<SchedulerStrategy>;
+  /** Replica routers plugins contribute; `workers.llmRouting` names the one that picks a replica per request. */
+  replicaRouters?: ExtensionPointView<ReplicaRouter>;
   /** Graph rewrites plugins contribute; `models[].quantize` names one. */
   transforms?: ExtensionPointView<ModelTransform>;
   /** Speculative decoding methods plugins contribute; `models[].speculative` names one. */
@@ -853,12 +856,11 @@ export class GenerationEngine implements GenerationService {
     else this.options.health?.clear(key);
   }
 
-  // The routing strategy `workers.llmRouting` names when a plugin contributes one with `pickWorker`; otherwise the
-  // replicas' own least-busy choice.
-  #routing(): SchedulerStrategy | undefined {
+  // The replica router `workers.llmRouting` names when a plugin contributes it; otherwise the replicas' own
+  // least-busy choice.
+  #routing(): ReplicaRouter | undefined {
     const name = (this.options.config.get('workers.llmRouting') as string | undefined) ?? 'prefix-affinity';
-    const strategy = this.options.strategies?.find(name)?.value;
-    return strategy?.pickWorker ? strategy : undefined;
+    return this.options.replicaRouters?.find(name)?.value;
   }
 
   // The prefix caches of a model's replicas taken together: sizes of those running now, counters since the model
