@@ -1,5 +1,6 @@
 export { Kernel, type KernelOptions } from './kernel/kernel.js';
 export type { PluginInfo } from './kernel/plugin-host.js';
+export { ContractError, RouteConflictError } from './kernel/plugin-contract.js';
 export { validatePluginDir, type PluginValidation } from './kernel/plugin-validation.js';
 export { NucleusServer } from './server/nucleus-server.js';
 export { HttpServer } from './server/http-server.js';

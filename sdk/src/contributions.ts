@@ -22,9 +22,12 @@ export interface RouteContribution {
 export interface Hooks {
   /** Runs first for every request, before routing. */
   onRequest?: Middleware;
-  /** Transforms an inference input before it reaches the model. */
+  /**
+   * Transforms an inference input before the routers and the model see it, on every API plugin's inference routes
+   * (they run it through `InferenceHooks`); return a new body rather than changing the one given.
+   */
   preInference?(input: InferenceHookInput): Promise<InferenceHookInput> | InferenceHookInput;
-  /** Transforms an inference output before it is sent. */
+  /** Transforms a complete inference response before it is sent; a streamed (SSE) answer does not come here. */
   postInference?(output: InferenceHookOutput): Promise<InferenceHookOutput> | InferenceHookOutput;
 }
 
@@ -74,40 +77,56 @@ export interface WorkerLoad {
 }
 
 /**
- * Scheduling policy, apart from the mechanism that runs it. A strategy orders the waiting queue
- * (`order`), routes work to one of several workers (`pickWorker`), or both; the engine uses the
- * strategy named in config (`scheduler.strategy`, `workers.routing`).
+ * Queue order, apart from the mechanism that admits requests: which waiting request goes first. The engines use the
+ * strategy `scheduler.strategy` names.
  */
 export interface SchedulerStrategy {
   readonly name: string;
   /** Indices into `waiting`, in the order they should be taken. */
-  order?(waiting: readonly Schedulable[], now: number): number[];
+  order(waiting: readonly Schedulable[], now: number): number[];
+}
+
+/**
+ * Replica routing: which of a model's workers takes a request. The tensor engine uses the router `workers.routing`
+ * names, the generation engine the one `workers.llmRouting` names; without one, the least busy replica.
+ */
+export interface ReplicaRouter {
+  readonly name: string;
   /**
    * Index into `workers` of the one to send a request of `estimatedBytes` to, or -1 when none fits. A generation
    * request also carries `affinityKey` (its conversation id, or a digest of how its prompt begins): requests with
-   * one key share prefix-cache entries, so a strategy may keep them on one worker.
+   * one key share prefix-cache entries, so a router may keep them on one worker.
    */
-  pickWorker?(workers: readonly WorkerLoad[], request: { estimatedBytes: number; affinityKey?: string }): number;
+  pickWorker(workers: readonly WorkerLoad[], request: { estimatedBytes: number; affinityKey?: string }): number;
 }
 
-/** Policy for what a bounded cache evicts. */
+/** What a bounded cache evicts: one instance per cache, told of every insert, use and removal. */
 export interface CachePolicy {
-  readonly name: string;
   onInsert(key: string, bytes: number): void;
   onAccess(key: string): void;
   onRemove(key: string): void;
   /** The next key to evict, or undefined when nothing may be evicted. */
   victim(): string | undefined;
-  /**
-   * URL of an ES module whose default export is a {@link CachePolicyFactory} for this policy. Caches that live in
-   * worker threads (the LLM prefix cache) cannot call a main-thread object synchronously, so they import this module
-   * and keep their own instance; a policy without it serves main-thread caches only.
-   */
-  readonly module?: string;
 }
 
-/** Makes a fresh, empty instance of a cache policy (one per cache); the default export of {@link CachePolicy.module}. */
-export type CachePolicyFactory = () => CachePolicy;
+/**
+ * A cache eviction policy as a plugin contributes it (`cachePolicy` point): a name and the module that makes
+ * instances, not an instance. Caches that live in worker threads (the LLM prefix cache) decide evictions inside a
+ * step and cannot call a main-thread object, so each imports {@link CachePolicySpec.module} and calls its default
+ * export (a {@link CachePolicyFactory}) with {@link CachePolicySpec.options} for an instance of its own; a cache on
+ * the main thread does the same through `loadCachePolicy`.
+ */
+export interface CachePolicySpec {
+  /** The policy's name, as `cache.prefix.policy` gives it (`lru` …). */
+  readonly name: string;
+  /** URL of an ES module whose default export is a {@link CachePolicyFactory}. */
+  readonly module: string;
+  /** Plain data (it crosses into the worker) handed to the factory. */
+  readonly options?: Readonly<Record<string, unknown>>;
+}
+
+/** Makes a fresh, empty policy (one per cache) from {@link CachePolicySpec.options}; the default export of its module. */
+export type CachePolicyFactory = (options?: Readonly<Record<string, unknown>>) => CachePolicy;
 
 /**
  * A way to guess the next tokens of a sequence cheaply (speculative decoding): the generation loop runs the model once

@@ -1,13 +1,14 @@
 import type { Backend } from './backend.js';
 import type {
   BuiltinModel,
-  CachePolicy,
+  CachePolicySpec,
   DraftProposerSpec,
   Exporter,
   Hooks,
   ModelFormat,
   ModelRouter,
   ModelTransform,
+  ReplicaRouter,
   RouteContribution,
   SchedulerStrategy,
 } from './contributions.js';
@@ -28,8 +29,12 @@ export function extensionPoint<T>(id: string): ExtensionPointRef<T> {
 /** The extension points the kernel defines. */
 export const ExtensionPoints = {
   backend: extensionPoint<Backend>('backend'),
+  /** Queue order (`scheduler.strategy`). */
   schedulerStrategy: extensionPoint<SchedulerStrategy>('schedulerStrategy'),
-  cachePolicy: extensionPoint<CachePolicy>('cachePolicy'),
+  /** Which replica of a model takes a request (`workers.routing`, `workers.llmRouting`). */
+  replicaRouter: extensionPoint<ReplicaRouter>('replicaRouter'),
+  /** Cache eviction policies, as specs a cache in any thread makes its own instance from (`cache.prefix.policy`). */
+  cachePolicy: extensionPoint<CachePolicySpec>('cachePolicy'),
   /** Speculative decoding methods a model can ask for (`models[].speculative`). */
   draftProposer: extensionPoint<DraftProposerSpec>('draftProposer'),
   hooks: extensionPoint<Hooks>('hooks'),

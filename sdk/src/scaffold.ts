@@ -69,12 +69,17 @@ export interface ${camel(name)}Config {
 /** Adds GET /${name}/hello. Edit, rebuild, and a running server reloads it in place. */
 export default definePlugin<${camel(name)}Config>({
   activate(ctx) {
-    ctx.contribute(ExtensionPoints.routes, {
-      method: 'GET',
-      path: '/${name}/hello',
-      access: 'public',
-      handler: () => ({ plugin: ctx.id, version: ctx.version, message: ctx.config.greeting }),
-    });
+    // The name puts the route in the group the manifest declares (\`provides: ["routes:${name}"]\`).
+    ctx.contribute(
+      ExtensionPoints.routes,
+      {
+        method: 'GET',
+        path: '/${name}/hello',
+        access: 'public',
+        handler: () => ({ plugin: ctx.id, version: ctx.version, message: ctx.config.greeting }),
+      },
+      { name: '${name}/hello' },
+    );
     ctx.logger.info('${name} activated');
   },
 });

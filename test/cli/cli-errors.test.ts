@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { writePlugin } from '../helpers/plugin-fixtures.js';
 
 /** Runs the CLI with only the variables given (plus PATH), so the caller's NUCLEUS_* cannot leak in. */
 function nucleus(args: string[], env: Record<string, string> = {}) {
@@ -83,6 +84,27 @@ describe('nucleus CLI: errors that say what to do', function () {
         res.err,
         /queue\.lowWatermark \(500\) must be below queue\.highWatermark \(10\) \(queue\.lowWatermark from default, queue\.highWatermark from file .*:4\)/,
       );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('serve with two plugins contributing one route exits 2 naming both', () => {
+    const dir = tempDir('cli-route-conflict');
+    try {
+      writePlugin(join(dir, 'plugins'), {
+        id: 'my-models',
+        activate: "ctx.contribute(ExtensionPoints.routes, { method: 'GET', path: '/v1/models', handler: () => [] });",
+      });
+      const file = join(dir, 'nucleus.yaml');
+      writeFileSync(file, `plugins:\n  dirs: [${JSON.stringify(join(dir, 'plugins'))}]\n`);
+      const res = nucleus(['serve', '--config', file, '--port', '0', '--no-watch', '--log-format', 'json']);
+      assert.equal(res.code, 2, res.err);
+      assert.match(
+        res.err,
+        /^nucleus: plugins contribute the same route: .*route GET \/v1\/models is contributed by both plugin "(api-openai|my-models)" \([^)]+\) and plugin "(api-openai|my-models)"/,
+      );
+      assert.ok(res.err.includes('"api-openai"') && res.err.includes('"my-models"'), res.err);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -38,7 +38,7 @@ export const testBuiltins = pointOf<BuiltinModel>(
   'builtinModel',
   'builtin-models',
   builtinModels,
-  (m) => `${m.kind}:${m.name}`,
+  (m) => `models/${m.kind}:${m.name}`,
 );
 
 const silent = createLogger({ level: 'silent' });

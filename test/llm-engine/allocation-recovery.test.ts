@@ -1,8 +1,8 @@
 import { ensureTinyLlama, testBuiltins, testFormats, testFormatsWithBuiltin } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
-import type { CachePolicy, Contribution, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
+import type { CachePolicySpec, Contribution, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
 import { NucleusError } from '@nucleus/sdk';
-import { LruPolicy } from '@nucleus/plugin-cache-lru';
+import { LRU_POLICY } from '@nucleus/plugin-cache-lru';
 import { isAllocationFailure } from '@nucleus/core/internal/engine/allocation-failure';
 import {
   realAllocationFailure,
@@ -16,15 +16,15 @@ import { generateAll, ofType, type Generated } from './engine-helpers.js';
 // The tiny Llama's KV per token: 2 layers × key and value × 2 heads × 16 dims × 4 bytes.
 const KV_BYTES_PER_TOKEN = 2 * 2 * 2 * 16 * 4;
 
-function policies(): ExtensionPointView<CachePolicy> {
-  const list: Contribution<CachePolicy>[] = [
+function policies(): ExtensionPointView<CachePolicySpec> {
+  const list: Contribution<CachePolicySpec>[] = [
     {
-      value: new LruPolicy(),
+      value: LRU_POLICY,
       name: 'lru',
       priority: 0,
       pluginId: 'cache-lru',
       pluginVersion: '0.1.0',
-    } as Contribution<CachePolicy>,
+    } as Contribution<CachePolicySpec>,
   ];
   return {
     id: 'cachePolicy',

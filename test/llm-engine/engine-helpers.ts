@@ -32,7 +32,9 @@ const NO_BACKENDS: ExtensionPointView<Backend> = {
  */
 export function testEngine(
   config: Record<string, unknown> = {},
-  options: Partial<Pick<GenerationEngineOptions, 'faultInjection' | 'health' | 'strategies' | 'cachePolicies'>> = {},
+  options: Partial<
+    Pick<GenerationEngineOptions, 'faultInjection' | 'health' | 'strategies' | 'replicaRouters' | 'cachePolicies'>
+  > = {},
 ): {
   engine: GenerationEngine;
   events: TypedEventBus;

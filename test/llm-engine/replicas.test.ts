@@ -1,12 +1,12 @@
 import { strict as assert } from 'node:assert';
-import type { GenerateRequest, NucleusError, SchedulerStrategy, WorkerReplicaStatus } from '@nucleus/sdk';
-import { LruPolicy } from '@nucleus/plugin-cache-lru';
+import type { GenerateRequest, NucleusError, ReplicaRouter, WorkerReplicaStatus } from '@nucleus/sdk';
+import { LRU_POLICY } from '@nucleus/plugin-cache-lru';
 import { leastLoaded, prefixAffinity } from '@nucleus/plugin-scheduler';
 import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { within } from '../engine/engine-fixtures.js';
 import { generateAll, ofType, testEngine, viewOf, type Generated } from './engine-helpers.js';
 
-const strategies = (...values: SchedulerStrategy[]) => viewOf('schedulerStrategy', 'scheduler', ...values);
+const routers = (...values: ReplicaRouter[]) => viewOf('replicaRouter', 'scheduler', ...values);
 
 const PROMPTS = [
   'Once upon a time',
@@ -65,7 +65,7 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
   it('two replicas serve concurrent greedy requests: each output equals the prompt alone, and both replicas serve', async () => {
     const { engine, emitted } = await started(
       { 'workers.perModel': 2, 'workers.llmRouting': 'least-loaded' },
-      { strategies: strategies(leastLoaded) },
+      { replicaRouters: routers(leastLoaded) },
     );
     // The built-in model opens on its first request: these twelve arrive while it loads, and are routed together.
     const outputs = await within(
@@ -106,7 +106,7 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
     this.timeout(120_000);
     const { engine, setConfig } = await started(
       { 'workers.perModel': 1, 'workers.llmRouting': 'least-loaded' },
-      { strategies: strategies(leastLoaded) },
+      { replicaRouters: routers(leastLoaded) },
     );
     let stop = false;
     const results: { prompt: string; out?: Generated; error?: unknown }[] = [];
@@ -164,7 +164,7 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
       // affinity sends the four requests (one prompt, no conversation) to one replica, within its load bound.
       const { engine } = await started(
         { 'workers.perModel': 2, 'workers.isolation': isolation, 'scheduler.maxBatchSize': 1 },
-        { strategies: strategies(prefixAffinity) },
+        { replicaRouters: routers(prefixAffinity) },
       );
       const prompt = PROMPTS[0]!;
       let firstToken!: () => void;
@@ -241,8 +241,8 @@ describe('LLM replicas (tiny Llama, real ORT)', () => {
     const { engine, emitted, setConfig } = await started(
       { 'workers.perModel': 2, 'cache.prefix.maxBytes': 16 * 1024 * 1024 },
       {
-        strategies: strategies(prefixAffinity, leastLoaded),
-        cachePolicies: viewOf('cachePolicy', 'cache-lru', new LruPolicy()),
+        replicaRouters: routers(prefixAffinity, leastLoaded),
+        cachePolicies: viewOf('cachePolicy', 'cache-lru', LRU_POLICY),
       },
     );
     const served = (before: WorkerReplicaStatus[]): number => {

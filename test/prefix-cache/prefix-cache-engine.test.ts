@@ -1,18 +1,20 @@
 import { testBuiltins, testFormats, testFormatsWithBuiltin } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CachePolicy, Contribution, EventType, ExtensionPointView } from '@nucleus/sdk';
-import { LruPolicy } from '@nucleus/plugin-cache-lru';
+import { pathToFileURL } from 'node:url';
+import type { CachePolicySpec, Contribution, EventType, ExtensionPointView } from '@nucleus/sdk';
+import { LRU_POLICY } from '@nucleus/plugin-cache-lru';
 import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
 import { parseIds, requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
 import { generateAll, ofType } from '../llm-engine/engine-helpers.js';
+import { tempDir } from '../helpers/paths.js';
 
 /** The `cachePolicy` extension point as the kernel shows it, with the cache-lru plugin's contribution. */
-function policies(...values: CachePolicy[]): ExtensionPointView<CachePolicy> {
-  const list: Contribution<CachePolicy>[] = values.map((value) => ({
+function policies(...values: CachePolicySpec[]): ExtensionPointView<CachePolicySpec> {
+  const list: Contribution<CachePolicySpec>[] = values.map((value) => ({
     value,
     name: value.name,
     priority: 0,
@@ -30,7 +32,7 @@ function policies(...values: CachePolicy[]): ExtensionPointView<CachePolicy> {
 }
 
 /** A generation engine with the prefix cache on, as the kernel builds it. */
-function cachedEngine(config: Record<string, unknown> = {}, cachePolicies = policies(new LruPolicy())) {
+function cachedEngine(config: Record<string, unknown> = {}, cachePolicies = policies(LRU_POLICY)) {
   const logger = createLogger({ level: 'silent' });
   const events = new TypedEventBus(logger);
   const emitted: { type: EventType; payload: unknown }[] = [];
@@ -166,6 +168,37 @@ describe('prefix cache limit in the generation engine', () => {
       assert.ok(stats.at(-1)!.evictions > 0 && stats.at(-1)!.entries! <= 5);
     } finally {
       await engine.stop();
+    }
+  });
+
+  it('makes the worker its own policy from the spec a plugin contributes: its module, called with its options', async () => {
+    const dir = tempDir('policy-spec');
+    const module = join(dir, 'oldest-first.mjs');
+    // The factory refuses to make a policy unless the spec's options reached it in the worker.
+    writeFileSync(
+      module,
+      `export default (options) => {
+        if (options?.order !== 'oldest-first') throw new Error('options missing: ' + JSON.stringify(options));
+        const keys = [];
+        return { onInsert: (k) => void keys.push(k), onAccess() {}, victim: () => keys[0],
+          onRemove: (k) => { const i = keys.indexOf(k); if (i >= 0) keys.splice(i, 1); } };
+      };`,
+    );
+    const spec: CachePolicySpec = {
+      name: 'oldest-first',
+      module: pathToFileURL(module).href,
+      options: { order: 'oldest-first' },
+    };
+    const { engine } = cachedEngine({ 'cache.prefix.policy': 'oldest-first' }, policies(LRU_POLICY, spec));
+    try {
+      await engine.start();
+      const request = { model: 'tiny-llama', prompt: SYSTEM, maxTokens: 2, temperature: 0 };
+      await generateAll(engine, request);
+      const again = await generateAll(engine, request);
+      assert.ok(again.usage!.cachedPromptTokens! > 0, 'the second request was served from the cache');
+    } finally {
+      await engine.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

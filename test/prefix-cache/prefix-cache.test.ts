@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import type { CachePolicy } from '@nucleus/sdk';
-import { createLruPolicy, LruPolicy } from '@nucleus/plugin-cache-lru';
+import { loadCachePolicy } from '@nucleus/sdk';
+import { createLruPolicy, LRU_POLICY, LruPolicy } from '@nucleus/plugin-cache-lru';
 import type { KvLayout } from '@nucleus/core/internal/engine/llm/generation/kv-batch';
 import { blockElements } from '@nucleus/core/internal/engine/llm/prefix-cache/kv-blocks';
 import { PrefixCache } from '@nucleus/core/internal/engine/llm/prefix-cache/prefix-cache';
@@ -65,7 +66,6 @@ describe('PrefixCache', () => {
     // A policy that always names the oldest insert, whatever was used since.
     const order: string[] = [];
     const fifo: CachePolicy = {
-      name: 'fifo',
       onInsert: (key) => void order.push(key),
       onAccess: () => undefined,
       onRemove: (key) => void order.splice(order.indexOf(key) >>> 0, order.includes(key) ? 1 : 0),
@@ -147,5 +147,23 @@ describe('PrefixCache', () => {
       /another KV layout/,
     );
     assert.throws(() => PrefixCache.deserialize(new Uint8Array(16), createLruPolicy()), /bad magic/);
+  });
+});
+
+describe('cache policy specs on the main thread', () => {
+  it('makes a fresh instance of a contributed policy from its spec, as a worker does', async () => {
+    const [one, two] = await Promise.all([loadCachePolicy(LRU_POLICY), loadCachePolicy(LRU_POLICY)]);
+    one.onInsert('a', 1);
+    one.onInsert('b', 1);
+    one.onAccess('a');
+    assert.equal(one.victim(), 'b');
+    assert.equal(two.victim(), undefined, 'each cache gets its own instance');
+  });
+
+  it('names the policy whose module makes none', async () => {
+    await assert.rejects(
+      loadCachePolicy({ name: 'broken', module: 'data:text/javascript,export default () => ({ victim() {} })' }),
+      /the 'broken' cache policy from data:text\/javascript.* has no onInsert\(\)/,
+    );
   });
 });

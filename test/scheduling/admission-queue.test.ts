@@ -162,29 +162,29 @@ describe('routing strategies', () => {
     const rr = roundRobin();
     const workers = [w('a', 0, 0), w('b', 0, 0, false), w('c', 0, 0)];
     assert.deepEqual(
-      [0, 1, 2, 3].map(() => rr.pickWorker!(workers, { estimatedBytes: 0 })),
+      [0, 1, 2, 3].map(() => rr.pickWorker(workers, { estimatedBytes: 0 })),
       [0, 2, 0, 2],
     );
-    assert.equal(rr.pickWorker!([w('x', 0, 0, false)], { estimatedBytes: 0 }), -1);
+    assert.equal(rr.pickWorker([w('x', 0, 0, false)], { estimatedBytes: 0 }), -1);
   });
 
   it('least-loaded picks the fewest active batches, then the fewest in flight', () => {
     assert.equal(
-      leastLoaded.pickWorker!([w('a', 2, 1), w('b', 1, 9), w('c', 1, 3), w('d', 0, 0, false)], { estimatedBytes: 0 }),
+      leastLoaded.pickWorker([w('a', 2, 1), w('b', 1, 9), w('c', 1, 3), w('d', 0, 0, false)], { estimatedBytes: 0 }),
       2,
     );
   });
 
   it('memory-aware skips workers without room for the batch, and says when none has any', () => {
     const workers = [w('a', 0, 0, true, 100), w('b', 3, 3, true, 5000), w('c', 1, 1, true, 4000)];
-    assert.equal(memoryAware.pickWorker!(workers, { estimatedBytes: 1000 }), 2);
-    assert.equal(memoryAware.pickWorker!(workers, { estimatedBytes: 50 }), 0);
-    assert.equal(memoryAware.pickWorker!(workers, { estimatedBytes: 10_000 }), -1);
+    assert.equal(memoryAware.pickWorker(workers, { estimatedBytes: 1000 }), 2);
+    assert.equal(memoryAware.pickWorker(workers, { estimatedBytes: 50 }), 0);
+    assert.equal(memoryAware.pickWorker(workers, { estimatedBytes: 10_000 }), -1);
   });
 
   it('prefix-affinity keeps a key on one worker, spreads keys, moves only the keys of a worker that leaves, and passes over a much busier one', () => {
     const pick = (workers: ReturnType<typeof w>[], affinityKey?: string, estimatedBytes = 0) =>
-      prefixAffinity.pickWorker!(workers, { estimatedBytes, ...(affinityKey !== undefined && { affinityKey }) });
+      prefixAffinity.pickWorker(workers, { estimatedBytes, ...(affinityKey !== undefined && { affinityKey }) });
     const three = [w('0', 0, 0), w('1', 0, 0), w('2', 0, 0)];
     const keys = Array.from({ length: 60 }, (_, i) => `conversation:talk-${i}`);
     const chosen = keys.map((k) => pick(three, k));
@@ -217,15 +217,23 @@ describe('routing strategies', () => {
     assert.equal(pick([w('a', 0, 0, true, 100), w('b', 0, 0, true, 100)], key, 1000), -1);
   });
 
-  it('are contributed by the scheduler plugin', async () => {
+  it('are contributed by the scheduler plugin: queue orders and replica routers at points of their own', async () => {
     const kit = await startTestKernel({ plugins: [join(REPO_ROOT, 'plugins/scheduler')] });
     try {
-      const names = kit.kernel.extensions
-        .point(ExtensionPoints.schedulerStrategy)
-        .list()
-        .map((c) => c.name)
-        .sort();
-      assert.deepEqual(names, ['fifo', 'least-loaded', 'memory-aware', 'prefix-affinity', 'priority', 'round-robin']);
+      const names = (point: { id: string }) =>
+        kit.kernel.extensions
+          .point(point)
+          .list()
+          .map((c) => c.name)
+          .sort();
+      assert.equal(kit.kernel.plugins.get('scheduler').state, 'active');
+      assert.deepEqual(names(ExtensionPoints.schedulerStrategy), ['fifo', 'priority']);
+      assert.deepEqual(names(ExtensionPoints.replicaRouter), [
+        'least-loaded',
+        'memory-aware',
+        'prefix-affinity',
+        'round-robin',
+      ]);
     } finally {
       await kit.stop();
     }

@@ -9,9 +9,9 @@ import {
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CachePolicy, DraftProposerSpec, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
+import type { CachePolicySpec, DraftProposerSpec, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
-import { LruPolicy } from '@nucleus/plugin-cache-lru';
+import { LRU_POLICY } from '@nucleus/plugin-cache-lru';
 import { ngramMethod } from '@nucleus/plugin-spec-decode';
 import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
@@ -48,7 +48,7 @@ function engineWith(config: Record<string, unknown>, draftProposers?: ExtensionP
     events,
     logger,
     backends: point('backend', 'none'),
-    cachePolicies: point<CachePolicy>('cachePolicy', 'cache-lru', new LruPolicy()),
+    cachePolicies: point<CachePolicySpec>('cachePolicy', 'cache-lru', LRU_POLICY),
     ...(draftProposers && { draftProposers }),
   });
   return { engine, emitted };

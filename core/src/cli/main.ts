@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../kernel/config/index.js';
+import { RouteConflictError } from '../kernel/plugin-contract.js';
 import { ListenError } from '../server/listen-error.js';
 import { configCommand } from './config-command.js';
 import { doctorCommand } from './doctor-command.js';
@@ -41,7 +42,12 @@ try {
 } catch (err) {
   if (err instanceof CommanderError) {
     process.exitCode = err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
-  } else if (err instanceof ConfigError || err instanceof UsageError || err instanceof ListenError) {
+  } else if (
+    err instanceof ConfigError ||
+    err instanceof UsageError ||
+    err instanceof ListenError ||
+    err instanceof RouteConflictError
+  ) {
     process.stderr.write(`nucleus: ${err.message}\n`);
     process.exitCode = ExitCode.usage;
   } else {

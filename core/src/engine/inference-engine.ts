@@ -20,7 +20,7 @@ import {
   type ModelTransform,
   type Progress,
   type RepositoryEntry,
-  type SchedulerStrategy,
+  type ReplicaRouter,
 } from '@nucleus/sdk';
 import type { HealthState } from '../kernel/health.js';
 import { ProgressReporter } from '../kernel/progress-reporter.js';
@@ -51,8 +51,8 @@ export interface InferenceEngineOptions {
   logger: Logger;
   health: HealthState;
   backends: ExtensionPointView<Backend>;
-  /** `schedulerStrategy` contributions; `workers.routing` names the one that picks a replica for each batch. */
-  strategies?: ExtensionPointView<SchedulerStrategy>;
+  /** `replicaRouter` contributions; `workers.routing` names the one that picks a replica for each batch. */
+  replicaRouters?: ExtensionPointView<ReplicaRouter>;
   /** Under memory pressure batches are smaller. */
   memory?: MemoryPressure;
   /** Graph rewrites plugins contribute; `models[].quantize` names one. */
@@ -152,11 +152,10 @@ export class InferenceEngine implements InferenceService {
     return replicasFor(this.options.config, name);
   }
 
-  // The named strategy when a plugin contributes one with `pickWorker`; otherwise the pool's own least-busy choice.
-  #routing(): SchedulerStrategy | undefined {
+  // The named router when a plugin contributes it; otherwise the pool's own least-busy choice.
+  #routing(): ReplicaRouter | undefined {
     const name = (this.options.config.get('workers.routing') as string | undefined) ?? 'least-loaded';
-    const strategy = this.options.strategies?.find(name)?.value;
-    return strategy?.pickWorker ? strategy : undefined;
+    return this.options.replicaRouters?.find(name)?.value;
   }
 
   /** Loads every model version the sources hold; one that fails is reported (`model.failed`, /ready degraded) and the rest load. */

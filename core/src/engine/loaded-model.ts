@@ -10,7 +10,7 @@ import {
   type Logger,
   type ModelVersionInfo,
   type ModelVersionState,
-  type SchedulerStrategy,
+  type ReplicaRouter,
   type SessionOptions,
   type Tensor,
 } from '@nucleus/sdk';
@@ -63,7 +63,7 @@ export interface LoadedModelOptions {
   /** A run taking longer than this marks its worker hung: it is replaced and the run fails (or is retried). 0: never. */
   runTimeoutMs?: () => number;
   /** The strategy that picks a replica for each batch (read per batch); none means the least busy. */
-  routing?: () => SchedulerStrategy | undefined;
+  routing?: () => ReplicaRouter | undefined;
 }
 
 /** What the session reported about where it runs. */

@@ -12,6 +12,7 @@ import type { KernelModule } from './kernel-module.js';
 import { createLogger, type LogFormat, type LogLevel } from './logger.js';
 import type { DiscoveryOptions } from './plugin-discovery.js';
 import { discoverPlugins } from './plugin-discovery.js';
+import { RouteConflictError } from './plugin-contract.js';
 import { PluginHost } from './plugin-host.js';
 import { PluginWatcher } from './plugin-watcher.js';
 import { defaultProjectRoot } from './project-root.js';
@@ -131,6 +132,12 @@ export class Kernel {
   /** Activates the discovered plugins, starts the modules (the engines load their models), then watches plugin folders when `plugins.watch` is on. */
   async start(): Promise<void> {
     await this.plugins.start();
+    // Two plugins serving one route is a set-up mistake: serving whichever activated first would hide it.
+    const conflicts = this.plugins.routeConflicts();
+    if (conflicts.length > 0) {
+      await this.plugins.stop();
+      throw new RouteConflictError(conflicts);
+    }
     try {
       for (const module of this.#modules) await module.start();
     } catch (err) {

@@ -2,10 +2,11 @@ import { existsSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger, PluginManifest, PluginState } from '@nucleus/sdk';
-import { isPluginDefinition, KERNEL_API_VERSION, NucleusError, notFound } from '@nucleus/sdk';
+import { ExtensionPoints, isPluginDefinition, KERNEL_API_VERSION, NucleusError, notFound } from '@nucleus/sdk';
 import semver from 'semver';
 import type { ActivationDeps } from './plugin-activation.js';
 import { PluginActivation } from './plugin-activation.js';
+import { checkProvides, checkRoutes, ContractError } from './plugin-contract.js';
 import type { DiscoveredPlugin, DiscoveryOptions, PluginSource } from './plugin-discovery.js';
 import { discoverPlugins, inspectPluginDir } from './plugin-discovery.js';
 import { dependentsOf, resolvePlugins } from './plugin-resolver.js';
@@ -47,6 +48,8 @@ interface PluginRecord {
   found: DiscoveredPlugin;
   state: PluginState;
   error?: string;
+  /** Its last activation failed because a route it contributes is another plugin's. */
+  routeConflict?: boolean;
   activation?: PluginActivation;
   reloads: number;
   lastReload?: PluginInfo['lastReload'];
@@ -202,12 +205,7 @@ export class PluginHost {
         );
       this.checkRanges(found.manifest);
       const next = await this.instantiate(found);
-      try {
-        await next.activate();
-      } catch (err) {
-        await next.dispose(0);
-        throw err;
-      }
+      await this.activateChecked(next);
       this.options.registry.commit(old.lease, next.lease, next.staged);
       r.found = found;
       r.activation = next;
@@ -267,18 +265,43 @@ export class PluginHost {
       }
       this.setState(r, 'activating');
       const activation = await this.instantiate(r.found);
-      try {
-        await activation.activate();
-      } catch (err) {
-        await activation.dispose(0);
-        throw err;
-      }
+      await this.activateChecked(activation);
       this.options.registry.commit(undefined, activation.lease, activation.staged);
       r.activation = activation;
+      r.routeConflict = undefined;
       this.setState(r, 'active');
     } catch (err) {
+      r.routeConflict = err instanceof ContractError && err.kind === 'route-conflict';
       this.setState(r, 'failed', (err as Error).message ?? String(err));
     }
+  }
+
+  /**
+   * Runs `activate` and holds what it contributed to the manifest and to the routes other plugins serve; on any
+   * failure the activation is disposed before its contributions were ever published.
+   */
+  private async activateChecked(activation: PluginActivation): Promise<void> {
+    try {
+      await activation.activate();
+      const undeclared = checkProvides(activation.manifest, activation.staged);
+      checkRoutes(activation.manifest, activation.staged, this.options.registry.point(ExtensionPoints.routes).list());
+      if (undeclared.length > 0)
+        this.log.warn(
+          { id: activation.manifest.id, undeclared },
+          'plugin contributes to kernel extension points its manifest does not declare; list them in "provides" ' +
+            '(point:name, where a name also covers the group of contributions named name/…)',
+        );
+    } catch (err) {
+      await activation.dispose(0);
+      throw err;
+    }
+  }
+
+  /** Why each plugin that failed at activation over a route another plugin serves failed (start-up refuses these). */
+  routeConflicts(): string[] {
+    return [...this.records.values()]
+      .filter((r) => r.routeConflict && r.state === 'failed')
+      .map((r) => `${r.id}: ${r.error}`);
   }
 
   private async deactivateRecord(r: PluginRecord, to: PluginState): Promise<void> {

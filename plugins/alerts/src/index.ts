@@ -67,14 +67,18 @@ export default definePlugin<AlertsConfig>({
       events: ['alert.fired', 'alert.resolved'],
       description: 'alerts as they fire and resolve',
     });
-    ctx.contribute(ExtensionPoints.routes, {
-      method: 'GET',
-      path: '/server/alerts',
-      handler: () => ({
-        rules: engine.status(),
-        firing: engine.firing(),
-        suppressedNotifications: notifier.suppressed,
-      }),
-    });
+    ctx.contribute(
+      ExtensionPoints.routes,
+      {
+        method: 'GET',
+        path: '/server/alerts',
+        handler: () => ({
+          rules: engine.status(),
+          firing: engine.firing(),
+          suppressedNotifications: notifier.suppressed,
+        }),
+      },
+      { name: 'alerts' },
+    );
   },
 });

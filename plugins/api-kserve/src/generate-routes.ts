@@ -7,6 +7,8 @@ import {
   type GenerationModelInfo,
   type GenerationService,
   type GenerationStream,
+  type InferenceHookInput,
+  type InferenceHooks,
   type RouteContext,
   type RouteContribution,
 } from '@nucleus/sdk';
@@ -176,31 +178,51 @@ async function* texts(stream: GenerationStream): AsyncGenerator<string> {
  * `{model_name, model_version, text_output}` once the text is complete; `…/generate_stream` sends one SSE `data:`
  * event of that shape per piece of text as it is generated.
  */
-export function generateRoutes(generation: () => GenerationService | undefined): RouteContribution[] {
+export function generateRoutes(
+  generation: () => GenerationService | undefined,
+  hooks: InferenceHooks,
+): RouteContribution[] {
+  // What the hooks see: the model and version the path addresses and the body, once it is a JSON object at all.
+  const addressed = (ctx: RouteContext): InferenceHookInput => {
+    const body = requestBody(ctx) ?? {};
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) parseGenerateBody(ctx.params.model!, body);
+    const version = ctx.params.version;
+    return {
+      model: ctx.params.model!,
+      ...(version !== undefined && { version }),
+      body: body as Record<string, unknown>,
+    };
+  };
+
   const start = async (
     ctx: RouteContext,
+    routed: InferenceHookInput,
     signal: AbortSignal,
   ): Promise<{ stream: GenerationStream; includeInput: boolean; prompt: string }> => {
-    const name = ctx.params.model!;
     const service = generation();
-    generationModel(service, name, ctx.params.version);
-    const { request, includeInput } = parseGenerateBody(name, requestBody(ctx) ?? {});
+    generationModel(service, routed.model, routed.version);
+    const { request, includeInput } = parseGenerateBody(routed.model, routed.body);
     const id = requestId(ctx);
     const stream = await service!.generate({ ...request, ...(id !== undefined && { requestId: id }) }, signal);
     return { stream, includeInput, prompt: request.prompt as string };
   };
 
-  const generate = async (ctx: RouteContext) => {
-    const { stream, includeInput, prompt } = await start(ctx, clientSignal(ctx));
-    let text = includeInput ? prompt : '';
-    for await (const piece of texts(stream)) text += piece;
-    return { model_name: stream.model, model_version: GENERATION_VERSION, text_output: text };
-  };
+  const generate = (ctx: RouteContext) =>
+    hooks.run(addressed(ctx), ctx.headers, async (routed) => {
+      const { stream, includeInput, prompt } = await start(ctx, routed, clientSignal(ctx));
+      let text = includeInput ? prompt : '';
+      for await (const piece of texts(stream)) text += piece;
+      return { model_name: stream.model, model_version: GENERATION_VERSION, text_output: text };
+    });
 
-  const generateStream = async (ctx: RouteContext) => {
+  // Routed and hooked on the way in; a stream has no complete body for `postInference`.
+  const generateStream = (ctx: RouteContext) =>
+    hooks.run(addressed(ctx), ctx.headers, (routed) => streamGeneration(ctx, routed));
+
+  const streamGeneration = async (ctx: RouteContext, routed: InferenceHookInput): Promise<undefined> => {
     const controller = new AbortController();
     // Admission and the checks answer with an HTTP status; once the stream is open, failures are events.
-    const { stream, includeInput, prompt } = await start(ctx, controller.signal);
+    const { stream, includeInput, prompt } = await start(ctx, routed, controller.signal);
     const sse = SseStream.open(ctx);
     sse.signal.addEventListener('abort', () => controller.abort(), { once: true });
     const chunk = (text: string) => ({
@@ -216,6 +238,7 @@ export function generateRoutes(generation: () => GenerationService | undefined):
     } finally {
       sse.end();
     }
+    return undefined;
   };
 
   const routes: RouteContribution[] = [];

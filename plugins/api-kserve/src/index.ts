@@ -1,12 +1,12 @@
 import {
   definePlugin,
   ExtensionPoints,
+  InferenceHooks,
   Services,
   type GenerationService,
   type InferenceService,
   type ModelRegistry,
 } from '@nucleus/sdk';
-import { InferencePipeline } from './inference-pipeline.js';
 import { generateRoutes } from './generate-routes.js';
 import { kserveRoutes, noEngine } from './kserve-routes.js';
 import { monitorRoutes } from './monitor-routes.js';
@@ -19,7 +19,6 @@ export {
   binaryTensorData,
   wantsBinary,
 } from './binary-tensors.js';
-export { InferencePipeline, type RoutedRequest } from './inference-pipeline.js';
 export {
   generateRoutes,
   generationModel,
@@ -55,14 +54,18 @@ export default definePlugin<ApiKServeConfig>({
         ? ctx.container.resolve<ModelRegistry>(Services.models)
         : undefined;
     const identity = { name: ctx.config.serverName, version: ctx.version };
-    const pipeline = new InferencePipeline(ctx);
-    for (const route of [
-      ...kserveRoutes(service, identity, pipeline, generation, models),
-      ...generateRoutes(generation),
-      ...nativeRoutes(service, pipeline, generation),
-      ...monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation),
-    ]) {
-      ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
-    }
+    const hooks = new InferenceHooks(ctx);
+    // Named by surface, as the manifest's `provides` declares them (`routes:kserve-v2` …).
+    const surfaces = {
+      'kserve-v2': [
+        ...kserveRoutes(service, identity, hooks, generation, models),
+        ...generateRoutes(generation, hooks),
+      ],
+      'native-inference': nativeRoutes(service, hooks, generation),
+      monitor: monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation),
+    };
+    for (const [surface, routes] of Object.entries(surfaces))
+      for (const route of routes)
+        ctx.contribute(ExtensionPoints.routes, route, { name: `${surface}/${route.method} ${route.path}` });
   },
 });

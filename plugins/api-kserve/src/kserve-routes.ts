@@ -4,6 +4,7 @@ import {
   NucleusError,
   type GenerationModelInfo,
   type GenerationService,
+  type InferenceHooks,
   type InferenceService,
   type ModelRegistry,
   type ModelVersionInfo,
@@ -23,7 +24,6 @@ import {
 } from './binary-tensors.js';
 import { GENERATION_VERSION, generationModel, llmMetadata } from './generate-routes.js';
 import { binaryData, clientSignal, requestBody, requestId } from './http-helpers.js';
-import type { InferencePipeline } from './inference-pipeline.js';
 import { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType } from './kserve-datatypes.js';
 import { checkBody, validators, type KServeInferBody } from './request-schemas.js';
 import { fromTensorData, tensorValues, toTensorData } from './tensor-json.js';
@@ -104,7 +104,7 @@ export function decodeInputs(body: KServeInferBody, info: ModelVersionInfo): Rec
 export function kserveRoutes(
   service: () => InferenceService,
   identity: ServerIdentity,
-  pipeline: InferencePipeline,
+  hooks: InferenceHooks,
   generation: () => GenerationService | undefined = () => undefined,
   models: () => ModelRegistry | undefined = () => undefined,
 ): RouteContribution[] {
@@ -169,7 +169,7 @@ export function kserveRoutes(
     attachBinaryInputs(raw, binaryData(ctx));
     const addressed = versionOf(ctx);
     const request = { model: ctx.params.model!, ...(addressed !== undefined && { version: addressed }), body: raw };
-    const response = await pipeline.run(ctx, request, ({ model, version, body }) =>
+    const response = await hooks.run(request, ctx.headers, ({ model, version, body }) =>
       runInfer(ctx, model, version, body),
     );
     const binary = binaryResponse(response);

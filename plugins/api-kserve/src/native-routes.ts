@@ -4,6 +4,7 @@ import {
   isTensorDataType,
   toNucleusError,
   type GenerationService,
+  type InferenceHooks,
   type InferenceService,
   type InferResult,
   type ModelVersionInfo,
@@ -12,7 +13,6 @@ import {
   type Tensor,
 } from '@nucleus/sdk';
 import { clientSignal, requestBody, requestId } from './http-helpers.js';
-import type { InferencePipeline } from './inference-pipeline.js';
 import { checkBody, validators, type NativeInferBody } from './request-schemas.js';
 import { SseStream } from '@nucleus/sdk';
 import { flatten, fromTensorData, nest, shapeOfNested, toTensorData } from './tensor-json.js';
@@ -92,7 +92,7 @@ function encodeResult(result: InferResult): {
  */
 export function nativeRoutes(
   service: () => InferenceService,
-  pipeline: InferencePipeline,
+  hooks: InferenceHooks,
   generation?: () => GenerationService | undefined,
 ): RouteContribution[] {
   const runOne = async (raw: unknown, ctx: RouteContext, signal: AbortSignal) => {
@@ -103,7 +103,9 @@ export function nativeRoutes(
       ...(checked.version !== undefined && { version: String(checked.version) }),
       body: checked as Record<string, unknown>,
     };
-    return pipeline.run(ctx, request, (routed) => runRouted(routed.model, routed.version, routed.body, ctx, signal));
+    return hooks.run(request, ctx.headers, (routed) =>
+      runRouted(routed.model, routed.version, routed.body, ctx, signal),
+    );
   };
 
   const runRouted = async (

@@ -1,4 +1,11 @@
-import { definePlugin, ExtensionPoints, Services, unavailable, type GenerationService } from '@nucleus/sdk';
+import {
+  definePlugin,
+  ExtensionPoints,
+  InferenceHooks,
+  Services,
+  unavailable,
+  type GenerationService,
+} from '@nucleus/sdk';
 import { nativeRoutes } from './native-routes.js';
 import { openAiRoutes, type RouteDeps } from './openai-routes.js';
 
@@ -20,8 +27,12 @@ export default definePlugin({
       },
       events: ctx.events,
       maxPromptsPerRequest: MAX_PROMPTS_PER_REQUEST,
+      hooks: new InferenceHooks(ctx),
     };
-    for (const route of [...openAiRoutes(deps), ...nativeRoutes(deps)])
-      ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
+    // Named by surface, as the manifest's `provides` declares them (`routes:openai-v1`, `routes:native-generation`).
+    const surfaces = { 'openai-v1': openAiRoutes(deps), 'native-generation': nativeRoutes(deps) };
+    for (const [surface, routes] of Object.entries(surfaces))
+      for (const route of routes)
+        ctx.contribute(ExtensionPoints.routes, route, { name: `${surface}/${route.method} ${route.path}` });
   },
 });

@@ -1,17 +1,18 @@
 import type { GenerateRequest, RouteContext, RouteContribution } from '@nucleus/sdk';
 import type { RouteDeps } from './openai-routes.js';
 import {
-  bodyOf,
   chatMessagesOf,
   collect,
   deliveryReport,
   disconnectSignal,
+  hooked,
   refuseUnsupported,
   responseId,
   samplingOf,
   unixNow,
   usageBody,
   type BodyMessage,
+  type RouteAnswer,
   type SamplingBody,
 } from './request-mapping.js';
 import { CHAT_SCHEMA, EMBEDDING_SCHEMA, GENERATE_SCHEMA, validator } from './schemas.js';
@@ -43,23 +44,25 @@ export function nativeRoutes(deps: RouteDeps): RouteContribution[] {
     {
       method: 'POST',
       path: '/generate',
-      handler: (ctx) => {
-        const body = checkGenerate(bodyOf(ctx));
-        return generate(ctx, deps, body, { prompt: body.prompt });
-      },
+      handler: (ctx) =>
+        hooked(ctx, deps.hooks, checkGenerate, (body) => generate(ctx, deps, body, { prompt: body.prompt })),
     },
     {
       method: 'POST',
       path: '/chat',
-      handler: (ctx) => {
-        const body = checkChat(bodyOf(ctx));
-        return generate(ctx, deps, body, {
-          messages: chatMessagesOf(body.messages),
-          ...(body.add_generation_prompt != null && { addGenerationPrompt: body.add_generation_prompt }),
-        });
-      },
+      handler: (ctx) =>
+        hooked(ctx, deps.hooks, checkChat, (body) =>
+          generate(ctx, deps, body, {
+            messages: chatMessagesOf(body.messages),
+            ...(body.add_generation_prompt != null && { addGenerationPrompt: body.add_generation_prompt }),
+          }),
+        ),
     },
-    { method: 'POST', path: '/embeddings', handler: (ctx) => embeddings(ctx, deps) },
+    {
+      method: 'POST',
+      path: '/embeddings',
+      handler: (ctx) => hooked(ctx, deps.hooks, checkEmbedding, (body) => embeddings(ctx, deps, body)),
+    },
     {
       // A conversation ended: its prefix-cache entries that nothing else uses are freed (optionally `?model=`).
       method: 'DELETE',
@@ -79,7 +82,7 @@ async function generate(
   deps: RouteDeps,
   body: SamplingBody,
   input: Pick<GenerateRequest, 'prompt' | 'messages' | 'addGenerationPrompt'>,
-): Promise<unknown> {
+): Promise<RouteAnswer> {
   refuseUnsupported(body);
   const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
   const request: GenerateRequest = { model: body.model, ...input, ...samplingOf(body), requestId };
@@ -141,8 +144,7 @@ async function generate(
   return undefined;
 }
 
-async function embeddings(ctx: RouteContext, deps: RouteDeps): Promise<unknown> {
-  const body = checkEmbedding(bodyOf(ctx));
+async function embeddings(ctx: RouteContext, deps: RouteDeps, body: EmbeddingBody): Promise<RouteAnswer> {
   const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
   const result = await deps.generation(ctx).embed(
     {

@@ -5,22 +5,24 @@ import {
   type GenerationService,
   type GenerationStream,
   type GenerationUsage,
+  type InferenceHooks,
   type RouteContext,
   type RouteContribution,
 } from '@nucleus/sdk';
 import { mergeStreams } from './merge-streams.js';
 import {
-  bodyOf,
   chatMessagesOf,
   collect,
   deliveryReport,
   disconnectSignal,
+  hooked,
   openAiFinishReason,
   refuseUnsupported,
   responseId,
   samplingOf,
   usageBody,
   type BodyMessage,
+  type RouteAnswer,
   type SamplingBody,
 } from './request-mapping.js';
 import { CHAT_COMPLETION_SCHEMA, COMPLETION_SCHEMA, EMBEDDING_SCHEMA, validator } from './schemas.js';
@@ -57,6 +59,8 @@ export interface RouteDeps {
   /** Where token delivery delays are reported (`generation.delivery`). */
   events: EventBus;
   maxPromptsPerRequest: number;
+  /** The `preInference`/`postInference` hooks and the routers every inference request runs through. */
+  hooks: InferenceHooks;
 }
 
 /** The OpenAI-compatible routes: models, completions, chat completions and embeddings, streamed as the official clients expect. */
@@ -72,9 +76,21 @@ export function openAiRoutes(deps: RouteDeps): RouteContribution[] {
       path: '/v1/models/:model',
       handler: (ctx) => modelObject(deps.generation(ctx).get(ctx.params.model!)),
     },
-    { method: 'POST', path: '/v1/chat/completions', handler: (ctx) => chatCompletions(ctx, deps) },
-    { method: 'POST', path: '/v1/completions', handler: (ctx) => completions(ctx, deps) },
-    { method: 'POST', path: '/v1/embeddings', handler: (ctx) => embeddings(ctx, deps) },
+    {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      handler: (ctx) => hooked(ctx, deps.hooks, checkChat, (body) => chatCompletions(ctx, deps, body)),
+    },
+    {
+      method: 'POST',
+      path: '/v1/completions',
+      handler: (ctx) => hooked(ctx, deps.hooks, checkCompletion, (body) => completions(ctx, deps, body)),
+    },
+    {
+      method: 'POST',
+      path: '/v1/embeddings',
+      handler: (ctx) => hooked(ctx, deps.hooks, checkEmbedding, (body) => embeddings(ctx, deps, body)),
+    },
   ];
 }
 
@@ -99,8 +115,7 @@ function modelObject(m: { name: string; created: number; maxContext: number; kin
   return { id: m.name, object: 'model', created: m.created, owned_by: 'nucleus', max_model_len: m.maxContext };
 }
 
-async function chatCompletions(ctx: RouteContext, deps: RouteDeps): Promise<unknown> {
-  const body = checkChat(bodyOf(ctx));
+async function chatCompletions(ctx: RouteContext, deps: RouteDeps, body: ChatCompletionBody): Promise<RouteAnswer> {
   refuseUnsupported(body);
   const signal = disconnectSignal(ctx);
   const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
@@ -179,8 +194,7 @@ async function chatCompletions(ctx: RouteContext, deps: RouteDeps): Promise<unkn
   return undefined;
 }
 
-async function completions(ctx: RouteContext, deps: RouteDeps): Promise<unknown> {
-  const body = checkCompletion(bodyOf(ctx));
+async function completions(ctx: RouteContext, deps: RouteDeps, body: CompletionBody): Promise<RouteAnswer> {
   refuseUnsupported(body);
   const prompts = promptList(body.prompt);
   if (prompts.length > deps.maxPromptsPerRequest) {
@@ -311,8 +325,7 @@ function promptList(prompt: CompletionBody['prompt']): (string | number[])[] {
   return prompt as (string | number[])[];
 }
 
-async function embeddings(ctx: RouteContext, deps: RouteDeps): Promise<unknown> {
-  const body = checkEmbedding(bodyOf(ctx));
+async function embeddings(ctx: RouteContext, deps: RouteDeps, body: EmbeddingBody): Promise<RouteAnswer> {
   const result = await deps.generation(ctx).embed(
     {
       model: body.model,

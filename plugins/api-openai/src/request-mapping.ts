@@ -8,6 +8,8 @@ import {
   type GenerationPriority,
   type GenerationStream,
   type GenerationUsage,
+  type InferenceHookInput,
+  type InferenceHooks,
   NucleusError,
   type RouteContext,
   type SseStreamOptions,
@@ -217,4 +219,25 @@ export async function collect(stream: GenerationStream, choices: number): Promis
 /** SSE options that report a stream's token delivery delays as `generation.delivery` events. */
 export function deliveryReport(events: EventBus, model: string, requestId: string): SseStreamOptions {
   return { onTokenDelivery: (delaysMs) => events.emit('generation.delivery', { model, requestId, delaysMs }) };
+}
+
+/** What a route answers: a complete body, or undefined once it has streamed its answer itself. */
+export type RouteAnswer = Record<string, unknown> | undefined;
+
+/**
+ * Runs an inference route through the hooks and routers: they see the checked body, and what they hand back (with
+ * the model a router chose) is checked again before `handle` runs it, so a hook cannot slip an invalid field past
+ * the schema. A request no hook or router touched is not checked twice.
+ */
+export function hooked<T extends { model: string }>(
+  ctx: RouteContext,
+  hooks: InferenceHooks,
+  check: (body: unknown) => T,
+  handle: (body: T) => Promise<RouteAnswer>,
+): Promise<RouteAnswer> {
+  const checked = check(bodyOf(ctx));
+  const input: InferenceHookInput = { model: checked.model, body: checked as unknown as Record<string, unknown> };
+  return hooks.run(input, ctx.headers, (routed) =>
+    handle(routed === input ? checked : check({ ...routed.body, model: routed.model })),
+  );
 }

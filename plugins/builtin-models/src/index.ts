@@ -11,7 +11,7 @@ export * from './tiny-llama.js';
 export default definePlugin({
   activate(ctx) {
     for (const model of builtinModels)
-      ctx.contribute(ExtensionPoints.builtinModel, model, { name: `${model.kind}:${model.name}` });
+      ctx.contribute(ExtensionPoints.builtinModel, model, { name: `models/${model.kind}:${model.name}` });
     ctx.contribute(ExtensionPoints.modelFormat, builtinFormat);
   },
 });

@@ -1,11 +1,11 @@
 import { definePlugin, ExtensionPoints } from '@nucleus/sdk';
-import { LruPolicy } from './lru-policy.js';
+import { LRU_POLICY } from './lru-policy.js';
 
-export { LruPolicy, default as createLruPolicy } from './lru-policy.js';
+export { LRU_POLICY, LruPolicy, default as createLruPolicy } from './lru-policy.js';
 
 /** Contributes the `lru` cache policy; caches choose a policy by name (`cache.prefix.policy`). */
 export default definePlugin({
   activate(ctx) {
-    ctx.contribute(ExtensionPoints.cachePolicy, new LruPolicy());
+    ctx.contribute(ExtensionPoints.cachePolicy, LRU_POLICY);
   },
 });

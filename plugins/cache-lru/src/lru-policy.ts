@@ -1,13 +1,10 @@
-import type { CachePolicy, CachePolicyFactory } from '@nucleus/sdk';
+import type { CachePolicy, CachePolicyFactory, CachePolicySpec } from '@nucleus/sdk';
 
 /**
  * Least recently used first. A Map keeps its keys in insertion order, so moving a key to the end on every use keeps
  * the least recently used one first: every operation is O(1).
  */
 export class LruPolicy implements CachePolicy {
-  readonly name = 'lru';
-  /** This file: caches in worker threads import it and call its default export for their own instance. */
-  readonly module = import.meta.url;
   readonly #order = new Map<string, number>();
 
   onInsert(key: string, bytes: number): void {
@@ -36,6 +33,9 @@ export class LruPolicy implements CachePolicy {
   }
 }
 
-/** A fresh LRU policy: what a cache in another thread gets when it imports {@link LruPolicy.module}. */
+/** A fresh LRU policy: what a cache gets when it imports this file (it takes no options). */
 const createLruPolicy: CachePolicyFactory = () => new LruPolicy();
 export default createLruPolicy;
+
+/** The `lru` policy as the plugin contributes it: caches in any thread import this file for their own instance. */
+export const LRU_POLICY: CachePolicySpec = Object.freeze({ name: 'lru', module: import.meta.url });

@@ -64,15 +64,19 @@ export default definePlugin<MetricsConfig>({
       metrics.setPlugins(ctx.container.resolve<PluginDirectory>(Services.plugins).list());
 
     ctx.contribute(ExtensionPoints.exporter, { name: 'prometheus' });
-    ctx.contribute(ExtensionPoints.routes, {
-      method: 'GET',
-      path: config.path,
-      access: 'public',
-      handler: async (http) => {
-        http.type = registry.contentType;
-        http.body = await registry.metrics();
+    ctx.contribute(
+      ExtensionPoints.routes,
+      {
+        method: 'GET',
+        path: config.path,
+        access: 'public',
+        handler: async (http) => {
+          http.type = registry.contentType;
+          http.body = await registry.metrics();
+        },
       },
-    });
+      { name: 'metrics' },
+    );
     if (config.port !== null) {
       const listener = await MetricsListener.start(registry, config.host, config.port, config.path);
       ctx.logger.info({ url: listener.url }, 'metrics listening on their own port');

@@ -16,6 +16,6 @@ export default definePlugin<LifecyclePolicy>({
     };
     const lifecycle = new ModelLifecycle(registry, ctx.config, ctx.events, ctx.logger);
     for (const route of modelRoutes(lifecycle))
-      ctx.contribute(ExtensionPoints.routes, route, { name: `${route.method} ${route.path}` });
+      ctx.contribute(ExtensionPoints.routes, route, { name: `admin-models/${route.method} ${route.path}` });
   },
 });

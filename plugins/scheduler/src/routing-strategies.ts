@@ -1,11 +1,11 @@
-import type { SchedulerStrategy, WorkerLoad } from '@nucleus/sdk';
+import type { ReplicaRouter, WorkerLoad } from '@nucleus/sdk';
 
 function healthyIndices(workers: readonly WorkerLoad[]): number[] {
   return workers.flatMap((w, i) => (w.healthy ? [i] : []));
 }
 
 /** Each healthy worker in turn. */
-export function roundRobin(): SchedulerStrategy {
+export function roundRobin(): ReplicaRouter {
   let next = 0;
   return {
     name: 'round-robin',
@@ -18,7 +18,7 @@ export function roundRobin(): SchedulerStrategy {
 }
 
 /** The healthy worker with the fewest active batches, then the fewest requests in flight. */
-export const leastLoaded: SchedulerStrategy = {
+export const leastLoaded: ReplicaRouter = {
   name: 'least-loaded',
   pickWorker(workers) {
     let best = -1;
@@ -36,14 +36,14 @@ export const leastLoaded: SchedulerStrategy = {
  * Among healthy workers whose free memory holds the request's estimated batch memory, the least
  * loaded; -1 when none has room, so the caller waits or sheds instead of running out of memory.
  */
-export const memoryAware: SchedulerStrategy = {
+export const memoryAware: ReplicaRouter = {
   name: 'memory-aware',
   pickWorker(workers, request) {
     const fits = workers.map((w) => ({
       ...w,
       healthy: w.healthy && (w.freeMemoryBytes ?? Infinity) >= request.estimatedBytes,
     }));
-    return leastLoaded.pickWorker!(fits, request);
+    return leastLoaded.pickWorker(fits, request);
   },
 };
 
@@ -57,14 +57,14 @@ const AFFINITY_SLACK = 4;
  * the keys of a worker that leaves or joins. A worker much busier than the least loaded one is passed over; a
  * request without a key goes to the least loaded.
  */
-export const prefixAffinity: SchedulerStrategy = {
+export const prefixAffinity: ReplicaRouter = {
   name: 'prefix-affinity',
   pickWorker(workers, request) {
     const fits = workers.map((w) => ({
       ...w,
       healthy: w.healthy && (w.freeMemoryBytes ?? Infinity) >= request.estimatedBytes,
     }));
-    const least = leastLoaded.pickWorker!(fits, request);
+    const least = leastLoaded.pickWorker(fits, request);
     if (least < 0 || request.affinityKey === undefined) return least;
     let best = -1;
     let bestScore = -1;

@@ -42,57 +42,61 @@ export default definePlugin<StatsConfig>({
       events: ['stats.snapshot'],
       description: `a stats snapshot every ${config.snapshotIntervalMs} ms`,
     });
-    ctx.contribute(ExtensionPoints.routes, {
-      method: 'GET',
-      path: '/server/stats',
-      handler: () => collector.snapshot(sampler.sample()),
-    });
-    ctx.contribute(ExtensionPoints.routes, {
-      method: 'GET',
-      path: '/server/stats/latency',
-      handler: (http) => {
-        const q = http.query as Record<string, string | string[] | undefined>;
-        const one = (name: string): string | undefined => {
-          const v = q[name];
-          if (Array.isArray(v)) throw badRequest('invalid_query', `give ${name} once`, name);
-          return v === undefined || v === '' ? undefined : v;
-        };
-        const window = one('window');
-        const windowS = window === undefined ? config.windowS : Number(window);
-        if (!Number.isInteger(windowS) || windowS < 1 || windowS > collector.retentionS) {
-          throw badRequest(
-            'invalid_window',
-            `window must be a whole number of seconds from 1 to ${collector.retentionS} (plugin.stats.retentionS); got ${JSON.stringify(window)}`,
-            'window',
-          );
-        }
-        const model = one('model');
-        const endpoint = one('endpoint');
-        if (model !== undefined && endpoint !== undefined)
-          throw badRequest('invalid_query', 'ask for a model or an endpoint, not both', 'endpoint');
-        const version = one('version');
-        const method = one('method');
-        const result = collector.latency({
-          windowS,
-          ...(model === undefined ? {} : { model }),
-          ...(version === undefined ? {} : { version }),
-          ...(endpoint === undefined ? {} : { endpoint }),
-          ...(method === undefined ? {} : { method }),
-        });
-        if (result === undefined) {
-          const known = collector.known();
-          throw model !== undefined
-            ? notFound(
-                'unknown_model',
-                `no request to model "${model}"${version ? ` version "${version}"` : ''} has been seen; known: ${known.models.join(', ') || 'none yet'}`,
-              )
-            : notFound(
-                'unknown_endpoint',
-                `no request to endpoint "${endpoint}"${method ? ` with method ${method}` : ''} has been seen; endpoints are route templates, known: ${known.endpoints.join(', ') || 'none yet'}`,
-              );
-        }
-        return result;
+    ctx.contribute(
+      ExtensionPoints.routes,
+      { method: 'GET', path: '/server/stats', handler: () => collector.snapshot(sampler.sample()) },
+      { name: 'stats/GET /server/stats' },
+    );
+    ctx.contribute(
+      ExtensionPoints.routes,
+      {
+        method: 'GET',
+        path: '/server/stats/latency',
+        handler: (http) => {
+          const q = http.query as Record<string, string | string[] | undefined>;
+          const one = (name: string): string | undefined => {
+            const v = q[name];
+            if (Array.isArray(v)) throw badRequest('invalid_query', `give ${name} once`, name);
+            return v === undefined || v === '' ? undefined : v;
+          };
+          const window = one('window');
+          const windowS = window === undefined ? config.windowS : Number(window);
+          if (!Number.isInteger(windowS) || windowS < 1 || windowS > collector.retentionS) {
+            throw badRequest(
+              'invalid_window',
+              `window must be a whole number of seconds from 1 to ${collector.retentionS} (plugin.stats.retentionS); got ${JSON.stringify(window)}`,
+              'window',
+            );
+          }
+          const model = one('model');
+          const endpoint = one('endpoint');
+          if (model !== undefined && endpoint !== undefined)
+            throw badRequest('invalid_query', 'ask for a model or an endpoint, not both', 'endpoint');
+          const version = one('version');
+          const method = one('method');
+          const result = collector.latency({
+            windowS,
+            ...(model === undefined ? {} : { model }),
+            ...(version === undefined ? {} : { version }),
+            ...(endpoint === undefined ? {} : { endpoint }),
+            ...(method === undefined ? {} : { method }),
+          });
+          if (result === undefined) {
+            const known = collector.known();
+            throw model !== undefined
+              ? notFound(
+                  'unknown_model',
+                  `no request to model "${model}"${version ? ` version "${version}"` : ''} has been seen; known: ${known.models.join(', ') || 'none yet'}`,
+                )
+              : notFound(
+                  'unknown_endpoint',
+                  `no request to endpoint "${endpoint}"${method ? ` with method ${method}` : ''} has been seen; endpoints are route templates, known: ${known.endpoints.join(', ') || 'none yet'}`,
+                );
+          }
+          return result;
+        },
       },
-    });
+      { name: 'stats/GET /server/stats/latency' },
+    );
   },
 });

@@ -2,7 +2,7 @@ import { freemem } from 'node:os';
 import {
   NucleusError,
   type Logger,
-  type SchedulerStrategy,
+  type ReplicaRouter,
   type Tensor,
   type WorkerLoad,
   type WorkerReplicaStatus,
@@ -29,8 +29,8 @@ export interface WorkerPoolOptions {
   maxConsecutiveRestarts?: () => number;
   /** Told when a run is retried on another replica. */
   onRetry?(error: NucleusError): void;
-  /** The strategy that picks a replica (read per run); none, or one without `pickWorker`, means the least busy. */
-  routing?: () => SchedulerStrategy | undefined;
+  /** The router that picks a replica (read per run); none means the least busy. */
+  routing?: () => ReplicaRouter | undefined;
   /**
    * Memory the host or device may still allocate, read per run; undefined when unknown. Default: host free memory
    * for replicas on the CPU backend, unknown for the rest.
@@ -186,7 +186,7 @@ export class WorkerPool {
     for (;;) {
       const strategy = this.options.routing?.();
       let chosen: SessionWorker | undefined;
-      if (!strategy?.pickWorker || this.#replicas.closed) chosen = this.#leastBusy();
+      if (!strategy || this.#replicas.closed) chosen = this.#leastBusy();
       else {
         // A batch that waited for room sees the memory given back since, not a reading from before.
         if (waited) this.#hostFree.read(true);

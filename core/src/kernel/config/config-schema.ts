@@ -414,14 +414,14 @@ export const CORE_CONFIG_SCHEMA = {
         routing: {
           type: 'string',
           description:
-            "The `schedulerStrategy` contribution (`round-robin`, `least-loaded`, `memory-aware`, or a plugin's) whose `pickWorker` chooses the replica for each batch; when none by that name is installed, the least busy replica.",
+            "The `replicaRouter` contribution (`round-robin`, `least-loaded`, `memory-aware`, or a plugin's) that chooses the replica for each batch; when none by that name is installed, the least busy replica.",
           default: 'least-loaded',
           'x-runtime': true,
         },
         llmRouting: {
           type: 'string',
           description:
-            'The `schedulerStrategy` whose `pickWorker` chooses the replica of an LLM for each generation (loads: sequences running and waiting, estimated KV bytes against free memory). `prefix-affinity` keeps a conversation (`conversation_id`), or prompts that begin alike, on one replica so its prefix cache serves them, unless that replica is much busier than the least loaded; any `workers.routing` name works too. When none by that name is installed, the least busy replica.',
+            'The `replicaRouter` contribution that chooses the replica of an LLM for each generation (loads: sequences running and waiting, estimated KV bytes against free memory). `prefix-affinity` keeps a conversation (`conversation_id`), or prompts that begin alike, on one replica so its prefix cache serves them, unless that replica is much busier than the least loaded; any `workers.routing` name works too. When none by that name is installed, the least busy replica.',
           default: 'prefix-affinity',
           'x-runtime': true,
         },

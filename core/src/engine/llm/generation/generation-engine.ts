@@ -8,7 +8,7 @@ import {
   unavailable,
   type Backend,
   type BuiltinModel,
-  type CachePolicy,
+  type CachePolicySpec,
   type DraftProposerSpec,
   type EmbedRequest,
   type EmbedResult,
@@ -21,6 +21,7 @@ import {
   type GenerationStream,
   type Logger,
   type ModelTransform,
+  type ReplicaRouter,
   type SchedulerStrategy,
 } from '@nucleus/sdk';
 import type { HealthState } from '../../../kernel/health.js';
@@ -66,9 +67,11 @@ export interface GenerationEngineOptions {
   memory?: MemoryPressure;
   backends: ExtensionPointView<Backend>;
   /** Cache policies plugins contribute; the prefix cache uses the one `cache.prefix.policy` names. Without it, no prefix cache. */
-  cachePolicies?: ExtensionPointView<CachePolicy>;
+  cachePolicies?: ExtensionPointView<CachePolicySpec>;
   /** Queue strategies plugins contribute; `scheduler.strategy` names the one that orders requests waiting for a slot. */
   strategies?: ExtensionPointView<SchedulerStrategy>;
+  /** Replica routers plugins contribute; `workers.llmRouting` names the one that picks a replica per request. */
+  replicaRouters?: ExtensionPointView<ReplicaRouter>;
   /** Graph rewrites plugins contribute; `models[].quantize` names one. */
   transforms?: ExtensionPointView<ModelTransform>;
   /** Speculative decoding methods plugins contribute; `models[].speculative` names one. */
@@ -861,12 +864,11 @@ export class GenerationEngine implements GenerationService {
     else this.options.health?.clear(key);
   }
 
-  // The routing strategy `workers.llmRouting` names when a plugin contributes one with `pickWorker`; otherwise the
-  // replicas' own least-busy choice.
-  #routing(): SchedulerStrategy | undefined {
+  // The replica router `workers.llmRouting` names when a plugin contributes it; otherwise the replicas' own
+  // least-busy choice.
+  #routing(): ReplicaRouter | undefined {
     const name = (this.options.config.get('workers.llmRouting') as string | undefined) ?? 'prefix-affinity';
-    const strategy = this.options.strategies?.find(name)?.value;
-    return strategy?.pickWorker ? strategy : undefined;
+    return this.options.replicaRouters?.find(name)?.value;
   }
 
   // The prefix caches of a model's replicas taken together: sizes of those running now, counters since the model
@@ -903,10 +905,8 @@ export class GenerationEngine implements GenerationService {
     if (get('cache.prefix.enabled') === false) return undefined;
     const name = (get('cache.prefix.policy') as string | undefined) ?? 'lru';
     const policy = this.options.cachePolicies?.find(name)?.value;
-    if (!policy?.module) {
-      const why = policy
-        ? `the '${name}' cache policy has no module a worker thread can load`
-        : `no plugin contributes a cache policy named '${name}' (cache-lru provides 'lru')`;
+    if (!policy) {
+      const why = `no plugin contributes a cache policy named '${name}' (cache-lru provides 'lru')`;
       this.#log.warn({ model, reason: why }, 'prefix cache off');
       return undefined;
     }
@@ -917,6 +917,7 @@ export class GenerationEngine implements GenerationService {
         blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16,
         policy: name,
         policyModule: policy.module,
+        policyOptions: { ...policy.options },
       },
     };
   }

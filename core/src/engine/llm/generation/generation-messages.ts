@@ -56,6 +56,8 @@ export interface PrefixCacheSpec {
   policy: string;
   /** The module the thread imports for its own instance of the policy (a main-thread object cannot be called from here). */
   policyModule: string;
+  /** The spec's options, handed to the module's factory. */
+  policyOptions: Record<string, unknown>;
 }
 
 /** How a decoder thread speculates: the method plugins contributed, as plain data (see `DraftProposerSpec`). */

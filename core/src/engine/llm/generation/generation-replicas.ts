@@ -1,10 +1,4 @@
-import {
-  unavailable,
-  type Logger,
-  type SchedulerStrategy,
-  type WorkerLoad,
-  type WorkerReplicaStatus,
-} from '@nucleus/sdk';
+import { unavailable, type Logger, type ReplicaRouter, type WorkerLoad, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { ReplicaSet } from '../../workers/replica-set.js';
 import type { Admission, EventChannel, GenerationThreadReady, GenerationWorker } from './generation-worker.js';
 import type { WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
@@ -14,8 +8,8 @@ export interface GenerationReplicasOptions {
   /** Makes the replica with index `id`; it must pass `reroute` on to its {@link GenerationWorker}. */
   create(id: number, reroute: (from: GenerationWorker) => GenerationWorker | undefined): GenerationWorker;
   logger?: Logger;
-  /** The strategy whose `pickWorker` routes each request (read per request); none means the least busy replica. */
-  routing?: () => SchedulerStrategy | undefined;
+  /** The router that picks the replica of each request (read per request); none means the least busy replica. */
+  routing?: () => ReplicaRouter | undefined;
   /** Memory the host or device may still allocate, read per request; undefined when unknown. */
   freeMemoryBytes?: () => number | undefined;
   /** KV-cache bytes one token of one sequence takes, for a request's estimated memory; 0 when unknown. */
@@ -202,7 +196,7 @@ export class GenerationReplicas {
   #choose(estimatedBytes: number, key: string | undefined): GenerationWorker | undefined {
     if (this.#replicas.closed) throw unavailable('model_unloading', 'the model is stopping');
     const strategy = this.options.routing?.();
-    if (!strategy?.pickWorker) return this.#leastBusy();
+    if (!strategy) return this.#leastBusy();
     const index = strategy.pickWorker(this.loads(), { estimatedBytes, ...(key !== undefined && { affinityKey: key }) });
     const chosen = index >= 0 ? this.workers[index] : undefined;
     if (chosen) return chosen;

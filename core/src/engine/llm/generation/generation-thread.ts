@@ -80,14 +80,14 @@ async function openSession(
 /**
  * The prefix cache lives here, beside the KV it holds, and decides evictions synchronously inside a step; the cache
  * policy plugins contribute lives on the main thread and cannot be called from here. So the main thread sends the
- * module the chosen policy names (`CachePolicy.module`) and this thread imports it for an instance of its own: the
+ * module the chosen policy's spec names (`CachePolicySpec.module`) and this thread imports it for an instance of its own: the
  * same code, one instance per cache, no message per eviction.
  */
 async function openPrefixCache(cacheSpec: PrefixCacheSpec): Promise<PrefixCache> {
   const imported = (await import(cacheSpec.policyModule)) as { default?: unknown };
   if (typeof imported.default !== 'function')
     throw new Error(`${cacheSpec.policyModule} has no default export that creates a cache policy`);
-  const policy = (imported.default as CachePolicyFactory)() as Partial<CachePolicy> | undefined;
+  const policy = (imported.default as CachePolicyFactory)(cacheSpec.policyOptions) as Partial<CachePolicy> | undefined;
   for (const method of ['onInsert', 'onAccess', 'onRemove', 'victim'] as const) {
     if (typeof policy?.[method] !== 'function')
       throw new Error(`the '${cacheSpec.policy}' cache policy from ${cacheSpec.policyModule} has no ${method}()`);
