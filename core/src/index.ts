@@ -8,7 +8,7 @@ export { InferenceEngine, type InferenceEngineOptions } from './engine/inference
 export { GenerationEngine, type GenerationEngineOptions } from './engine/llm/generation/generation-engine.js';
 export { ModelFormats, type ResolvedSource } from './engine/model-formats.js';
 export { Nucleus, type NucleusOptions } from './nucleus.js';
-export type { KernelModule } from './kernel/kernel-module.js';
+export { RequiredModelsError, type KernelModule, type MissingModel } from './kernel/kernel-module.js';
 export {
   inferCallback,
   InferenceEmitter,

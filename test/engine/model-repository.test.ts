@@ -257,7 +257,11 @@ describe('configured models', () => {
         assert.equal(failed.reason, "backend 'cdua' is not installed; the backends installed are auto, nogpu, cpu");
         assert.equal(kernel.inference.model('ok').versions[0]!.state, 'ready');
         assert.deepEqual(kernel.requiredModelsMissing(), [
-          "model 'mlp' failed to load: backend 'cdua' is not installed; the backends installed are auto, nogpu, cpu",
+          {
+            model: 'mlp',
+            reason: "backend 'cdua' is not installed; the backends installed are auto, nogpu, cpu",
+            badSource: false,
+          },
         ]);
       } finally {
         await kernel.stop();

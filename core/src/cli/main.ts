@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../kernel/config/index.js';
 import { RouteConflictError } from '../kernel/plugin-contract.js';
+import { RequiredModelsError } from '../kernel/kernel-module.js';
 import { ListenError } from '../server/listen-error.js';
 import { configCommand } from './config-command.js';
 import { doctorCommand } from './doctor-command.js';
@@ -46,7 +47,8 @@ try {
     err instanceof ConfigError ||
     err instanceof UsageError ||
     err instanceof ListenError ||
-    err instanceof RouteConflictError
+    err instanceof RouteConflictError ||
+    (err instanceof RequiredModelsError && err.badConfig)
   ) {
     process.stderr.write(`nucleus: ${err.message}\n`);
     process.exitCode = ExitCode.usage;

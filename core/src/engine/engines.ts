@@ -2,7 +2,7 @@ import type { Logger } from '@nucleus/sdk';
 import { ExtensionPoints, Services } from '@nucleus/sdk';
 import { ConfigError, describeSource } from '../kernel/config/index.js';
 import type { Kernel } from '../kernel/kernel.js';
-import type { KernelModule } from '../kernel/kernel-module.js';
+import type { KernelModule, MissingModel } from '../kernel/kernel-module.js';
 import { BackendSelector } from './backend-selector.js';
 import { withDefaultCpu } from './default-cpu-backend.js';
 import { InferenceEngine } from './inference-engine.js';
@@ -114,9 +114,9 @@ export class Engines implements KernelModule {
     this.memory.stop();
   }
 
-  requiredModelsMissing(): string[] {
+  requiredModelsMissing(): MissingModel[] {
     if (this.#kernel.config.get('startup.requireModels') === false) return [];
-    const missing: string[] = [];
+    const missing: MissingModel[] = [];
     for (const m of this.#configured().filter((c) => c.optional !== true)) {
       let reason: string | undefined;
       if (this.#llms.has(m.name)) {
@@ -131,7 +131,7 @@ export class Engines implements KernelModule {
           reason = (err as Error).message;
         }
       }
-      if (reason !== undefined) missing.push(`model '${m.name}' failed to load: ${reason}`);
+      if (reason !== undefined) missing.push({ model: m.name, reason, badSource: this.#unresolved.has(m.name) });
     }
     return missing;
   }

@@ -8,7 +8,7 @@ import { ConfigStore, loadConfig, type LoadConfigOptions } from './config/index.
 import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
 import { HealthState } from './health.js';
-import type { KernelModule } from './kernel-module.js';
+import type { KernelModule, MissingModel } from './kernel-module.js';
 import { createLogger, type LogFormat, type LogLevel } from './logger.js';
 import type { DiscoveryOptions } from './plugin-discovery.js';
 import { discoverPlugins } from './plugin-discovery.js';
@@ -156,7 +156,7 @@ export class Kernel {
   }
 
   /** Configured models that must serve (`startup.requireModels`, `models[].optional`) and do not, each with why; built-ins never count. */
-  requiredModelsMissing(): string[] {
+  requiredModelsMissing(): MissingModel[] {
     return this.#modules.flatMap((m) => m.requiredModelsMissing?.() ?? []);
   }
 

@@ -1,5 +1,6 @@
 import { ExtensionPoints } from '@nucleus/sdk';
 import type { Kernel } from '../kernel/kernel.js';
+import { RequiredModelsError } from '../kernel/kernel-module.js';
 import { Nucleus, type NucleusOptions } from '../nucleus.js';
 import { HttpServer } from './http-server.js';
 import { probeListen } from './listen-error.js';
@@ -24,9 +25,7 @@ export class NucleusServer {
     const missing = kernel.requiredModelsMissing();
     if (missing.length > 0) {
       await kernel.stop();
-      throw new Error(
-        `${missing.join('; ')} (set models[].optional: true or startup.requireModels: false to start without ${missing.length === 1 ? 'it' : 'them'})`,
-      );
+      throw new RequiredModelsError(missing);
     }
     const http = new HttpServer(kernel);
     try {
