@@ -2,6 +2,7 @@ import type { DependencyContainer } from 'tsyringe';
 import type { EventBus } from './events.js';
 import type { Contribution, ExtensionPointRef, ExtensionPointView } from './extension-points.js';
 import type { Logger } from './logger.js';
+import type { ResolvedDeps, ServiceRef } from './services.js';
 
 /** The version of the kernel API this SDK describes; manifests name a semver range of it in `kernelApi`. */
 export const KERNEL_API_VERSION = '1.0.0';
@@ -59,9 +60,17 @@ export interface PluginContext<C = Record<string, unknown>> {
 }
 
 /** What a plugin's entry module exports as default. */
-export interface PluginDefinition<C = Record<string, unknown>> {
+export interface PluginDefinition<
+  C = Record<string, unknown>,
+  D extends Record<string, ServiceRef<unknown>> = Record<string, never>,
+> {
+  /**
+   * The kernel services the plugin uses, by the name `activate` receives them under (`{ models: ServiceRefs.models }`).
+   * A required service the runtime does not offer fails the activation, saying which.
+   */
+  deps?: D;
   /** Wires the plugin: contribute to extension points, subscribe to events. Throwing marks the plugin failed. */
-  activate(ctx: PluginContext<C>): void | Promise<void>;
+  activate(ctx: PluginContext<C>, deps: ResolvedDeps<D>): void | Promise<void>;
   /** Optional extra teardown before the disposers registered with `onDispose` run. */
   deactivate?(ctx: PluginContext<C>): void | Promise<void>;
 }
@@ -69,8 +78,11 @@ export interface PluginDefinition<C = Record<string, unknown>> {
 const PLUGIN_BRAND = Symbol.for('nucleus.plugin');
 
 /** Declares a plugin; export the result as the entry module's default export. */
-export function definePlugin<C = Record<string, unknown>>(definition: PluginDefinition<C>): PluginDefinition<C> {
-  return Object.assign(Object.create(null), definition, { [PLUGIN_BRAND]: true }) as PluginDefinition<C>;
+export function definePlugin<
+  C = Record<string, unknown>,
+  D extends Record<string, ServiceRef<unknown>> = Record<string, never>,
+>(definition: PluginDefinition<C, D>): PluginDefinition<C, D> {
+  return Object.assign(Object.create(null), definition, { [PLUGIN_BRAND]: true }) as PluginDefinition<C, D>;
 }
 
 /** True when a value was made by {@link definePlugin}. */

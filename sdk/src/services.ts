@@ -1,3 +1,10 @@
+import type { EventBus } from './events.js';
+import type { GenerationService } from './generation.js';
+import type { InferenceService } from './inference.js';
+import type { Logger } from './logger.js';
+import type { ModelRegistry } from './model-registry.js';
+import type { PluginDirectory } from './observability.js';
+
 /** Tokens under which the kernel registers its services in every plugin's container (`ctx.container.resolve(Services.events)`). */
 export const Services = {
   /** The {@link EventBus}. */
@@ -15,3 +22,40 @@ export const Services = {
   /** The {@link ModelRegistry}: load, swap and unload tensor models and LLMs at run time. */
   models: 'nucleus.models',
 } as const;
+
+/**
+ * A typed handle on a kernel service, for a plugin's `deps`: the plugin declares what it needs and `activate` receives
+ * it, typed, instead of looking a string up in the container.
+ */
+export interface ServiceRef<T> {
+  readonly id: string;
+  /** An optional dependency is `undefined` where the runtime offers no such service (a bare kernel has no engines). */
+  readonly optional: boolean;
+  /** Phantom field carrying the service type; never set. */
+  readonly __type?: T;
+}
+
+/** Declares a service ref. */
+export function serviceRef<T>(id: string): ServiceRef<T> {
+  return Object.freeze({ id, optional: false });
+}
+
+/** The same service, as a dependency the plugin can do without: `undefined` where it is not offered. */
+export function optionalService<T>(ref: ServiceRef<T>): ServiceRef<T | undefined> {
+  return Object.freeze({ id: ref.id, optional: true });
+}
+
+/** The kernel's services as typed refs (the ids of {@link Services}). */
+export const ServiceRefs = {
+  events: serviceRef<EventBus>(Services.events),
+  logger: serviceRef<Logger>(Services.logger),
+  plugins: serviceRef<PluginDirectory>(Services.plugins),
+  inference: serviceRef<InferenceService>(Services.inference),
+  generation: serviceRef<GenerationService>(Services.generation),
+  models: serviceRef<ModelRegistry>(Services.models),
+} as const;
+
+/** What `activate` receives for a plugin's `deps`: each ref's service. */
+export type ResolvedDeps<D extends Record<string, ServiceRef<unknown>>> = {
+  readonly [K in keyof D]: D[K] extends ServiceRef<infer T> ? T : never;
+};

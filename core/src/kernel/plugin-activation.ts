@@ -7,6 +7,8 @@ import type {
   PluginContext,
   PluginDefinition,
   PluginManifest,
+  ResolvedDeps,
+  ServiceRef,
 } from '@nucleus/sdk';
 import { Services } from '@nucleus/sdk';
 import type { DependencyContainer } from 'tsyringe';
@@ -37,7 +39,7 @@ export class PluginActivation {
 
   constructor(
     readonly manifest: PluginManifest,
-    private readonly definition: PluginDefinition,
+    private readonly definition: PluginDefinition<Record<string, unknown>, Record<string, ServiceRef<unknown>>>,
     config: Record<string, unknown>,
     deps: ActivationDeps,
   ) {
@@ -80,9 +82,24 @@ export class PluginActivation {
     this.container.register(Services.context, { useValue: this.context });
   }
 
-  /** Runs the plugin's `activate`; its contributions stay staged until the host commits them. */
+  /** Runs the plugin's `activate` with the services it declared; its contributions stay staged until the host commits them. */
   async activate(): Promise<void> {
-    await this.definition.activate(this.context);
+    await this.definition.activate(this.context, this.#resolveDeps());
+  }
+
+  // Each declared service from the container; a required one the runtime does not offer fails the activation.
+  #resolveDeps(): ResolvedDeps<Record<string, ServiceRef<unknown>>> {
+    const deps: Record<string, unknown> = {};
+    for (const [key, ref] of Object.entries(this.definition.deps ?? {})) {
+      if (this.container.isRegistered(ref.id, true)) deps[key] = this.container.resolve(ref.id);
+      else if (ref.optional) deps[key] = undefined;
+      else {
+        throw new Error(
+          `needs the service '${ref.id}' (deps.${key}), which this runtime does not offer; a kernel without the engines offers no model services`,
+        );
+      }
+    }
+    return Object.freeze(deps) as ResolvedDeps<Record<string, ServiceRef<unknown>>>;
   }
 
   /**

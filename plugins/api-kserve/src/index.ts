@@ -2,7 +2,9 @@ import {
   definePlugin,
   ExtensionPoints,
   InferenceHooks,
-  Services,
+  optionalService,
+  ServiceRefs,
+  type PluginContext,
   type GenerationService,
   type InferenceService,
   type ModelRegistry,
@@ -39,20 +41,19 @@ export interface ApiKServeConfig {
 }
 
 /** KServe v2 REST, the native tensor endpoints and the GPU and memory monitors, served by the kernel's inference engine. */
-export default definePlugin<ApiKServeConfig>({
-  activate(ctx) {
+export default definePlugin({
+  deps: {
+    inference: optionalService(ServiceRefs.inference),
+    generationService: optionalService(ServiceRefs.generation),
+    registry: optionalService(ServiceRefs.models),
+  },
+  activate(ctx: PluginContext<ApiKServeConfig>, { inference, generationService, registry }) {
     const service = (): InferenceService => {
-      if (!ctx.container.isRegistered(Services.inference, true)) throw noEngine();
-      return ctx.container.resolve<InferenceService>(Services.inference);
+      if (!inference) throw noEngine();
+      return inference;
     };
-    const generation = (): GenerationService | undefined =>
-      ctx.container.isRegistered(Services.generation, true)
-        ? ctx.container.resolve<GenerationService>(Services.generation)
-        : undefined;
-    const models = (): ModelRegistry | undefined =>
-      ctx.container.isRegistered(Services.models, true)
-        ? ctx.container.resolve<ModelRegistry>(Services.models)
-        : undefined;
+    const generation = (): GenerationService | undefined => generationService;
+    const models = (): ModelRegistry | undefined => registry;
     const identity = { name: ctx.config.serverName, version: ctx.version };
     const hooks = new InferenceHooks(ctx);
     // Named by surface, as the manifest's `provides` declares them (`routes:kserve-v2` …).

@@ -1,11 +1,4 @@
-import {
-  definePlugin,
-  ExtensionPoints,
-  InferenceHooks,
-  Services,
-  unavailable,
-  type GenerationService,
-} from '@nucleus/sdk';
+import { definePlugin, ExtensionPoints, InferenceHooks, optionalService, ServiceRefs, unavailable } from '@nucleus/sdk';
 import { nativeRoutes } from './native-routes.js';
 import { openAiRoutes, type RouteDeps } from './openai-routes.js';
 
@@ -14,16 +7,15 @@ const MAX_PROMPTS_PER_REQUEST = 16;
 
 /**
  * The OpenAI-compatible `/v1` API and the native `/generate`, `/chat` and `/embeddings` endpoints. They reach the
- * engine only through `Services.generation`, looked up per request.
+ * engine only through the generation service they declare (a server without one answers 503).
  */
 export default definePlugin({
-  activate(ctx) {
+  deps: { generation: optionalService(ServiceRefs.generation) },
+  activate(ctx, { generation }) {
     const deps: RouteDeps = {
       generation: () => {
-        if (!ctx.container.isRegistered(Services.generation, true)) {
-          throw unavailable('generation_unavailable', 'this server runs no text-generation engine');
-        }
-        return ctx.container.resolve<GenerationService>(Services.generation);
+        if (!generation) throw unavailable('generation_unavailable', 'this server runs no text-generation engine');
+        return generation;
       },
       events: ctx.events,
       maxPromptsPerRequest: MAX_PROMPTS_PER_REQUEST,

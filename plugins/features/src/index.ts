@@ -3,7 +3,8 @@ import {
   definePlugin,
   ExtensionPoints,
   NucleusError,
-  Services,
+  optionalService,
+  ServiceRefs,
   type InferenceHookInput,
   type InferenceService,
   type TensorDataType,
@@ -59,11 +60,12 @@ export function encodeFeatures(input: InferenceHookInput, service: InferenceServ
 
 /** The features plugin: a `preInference` hook that encodes named features for models that declare preprocessing. */
 export default definePlugin({
-  activate(ctx) {
+  deps: { inference: optionalService(ServiceRefs.inference) },
+  activate(ctx, { inference }) {
     const service = (): InferenceService => {
-      if (!ctx.container.isRegistered(Services.inference, true))
+      if (!inference)
         throw new NucleusError(503, 'engine_unavailable', 'the inference engine is not running in this server');
-      return ctx.container.resolve<InferenceService>(Services.inference);
+      return inference;
     };
     ctx.contribute(
       ExtensionPoints.hooks,

@@ -1,5 +1,4 @@
-import type { PluginDirectory } from '@nucleus/sdk';
-import { definePlugin, ExtensionPoints, Services } from '@nucleus/sdk';
+import { definePlugin, ExtensionPoints, optionalService, ServiceRefs, type PluginContext } from '@nucleus/sdk';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { DeviceMonitor } from './device-monitor.js';
 import { MetricsListener } from './metrics-listener.js';
@@ -37,8 +36,9 @@ export interface MetricsConfig {
 }
 
 /** Prometheus metrics on GET /metrics (and optionally a port of their own), fed only by the kernel's event bus. */
-export default definePlugin<MetricsConfig>({
-  async activate(ctx) {
+export default definePlugin({
+  deps: { plugins: optionalService(ServiceRefs.plugins) },
+  async activate(ctx: PluginContext<MetricsConfig>, { plugins }) {
     const config = ctx.config;
     // One registry per activation: a hot reload starts clean instead of registering twice.
     const own = new Registry();
@@ -60,8 +60,7 @@ export default definePlugin<MetricsConfig>({
       devices.close();
     });
     // Plugins activated before this one announced their states already: read them once.
-    if (ctx.container.isRegistered(Services.plugins, true))
-      metrics.setPlugins(ctx.container.resolve<PluginDirectory>(Services.plugins).list());
+    if (plugins) metrics.setPlugins(plugins.list());
 
     ctx.contribute(ExtensionPoints.exporter, { name: 'prometheus' });
     ctx.contribute(
