@@ -1,7 +1,7 @@
 import { definePlugin, ExtensionPoints } from '@nucleus/sdk';
 import { llama2cFormat } from './llama2c-format.js';
 
-export { llama2cFormat } from './llama2c-format.js';
+export { llama2cFormat, tokenizerCandidates } from './llama2c-format.js';
 export {
   loadLlama2c,
   llama2cWeights,
