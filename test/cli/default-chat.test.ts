@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { CLI, REPO_ROOT } from '../helpers/paths.js';
-import { followServer } from '../helpers/server-child.js';
+import { followServer, stopServer } from '../helpers/server-child.js';
 
 // llama2.c's run.c, greedy, continues "Once upon a time" with this (stories260K's published reference output).
 const RUN_C_CONTINUATION =
@@ -12,15 +12,6 @@ function serveDefault(): ChildProcess {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '' },
   });
-}
-
-async function stop(child: ChildProcess): Promise<number | null> {
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const code = await exited;
-  clearTimeout(timer);
-  return code;
 }
 
 describe('the default server writes real text out of the box', function () {
@@ -51,7 +42,7 @@ describe('the default server writes real text out of the box', function () {
       assert.equal(text, ', there was a little girl named Lily. She loved to play outside in the park.');
       assert.ok(RUN_C_CONTINUATION.startsWith(text));
       assert.equal(body.choices[0]!.finish_reason, 'length');
-      assert.equal(await stop(child), 0);
+      assert.equal(await stopServer(child), 0);
     } finally {
       child.kill('SIGKILL');
     }

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { CLI, REPO_ROOT } from '../helpers/paths.js';
-import { followServer } from '../helpers/server-child.js';
+import { followServer, stopServer } from '../helpers/server-child.js';
 
 const ENV = { PATH: process.env.PATH ?? '', NUCLEUS_ADMIN_KEY: 'admin-secret' };
 
@@ -11,15 +11,6 @@ function serve(args: string[]): ChildProcess {
     cwd: REPO_ROOT,
     env: ENV,
   });
-}
-
-async function stop(child: ChildProcess): Promise<number | null> {
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const code = await exited;
-  clearTimeout(timer);
-  return code;
 }
 
 describe('nucleus serve: what it prints', function () {
@@ -59,7 +50,7 @@ describe('nucleus serve: what it prints', function () {
       assert.deepEqual((banner.config as { cli: string[] }).cli, ['server.host', 'server.port', 'plugins.watch']);
       assert.deepEqual((banner.config as { env: string[] }).env, ['NUCLEUS_ADMIN_KEY']);
       assert.equal(banner.stop, 'send SIGINT or SIGTERM');
-      assert.equal(await stop(child), 0);
+      assert.equal(await stopServer(child), 0);
     } finally {
       child.kill('SIGKILL');
     }
@@ -84,7 +75,7 @@ describe('nucleus serve: what it prints', function () {
         /\n {3}config {3}defaults \+ env NUCLEUS_ADMIN_KEY \+ command line \(server\.host, server\.port, plugins\.watch, logging\.format\)/,
       );
       assert.match(out, /\n {3}stop {5}send SIGINT or SIGTERM/);
-      assert.equal(await stop(child), 0);
+      assert.equal(await stopServer(child), 0);
     } finally {
       child.kill('SIGKILL');
     }
@@ -143,7 +134,7 @@ describe('nucleus serve: what it prints', function () {
       const listed = run(['--key', 'admin-secret']);
       assert.equal(listed.code, 0, listed.err);
       assert.match(listed.out, /backend-cpu\s+\d+\.\d+\.\d+\s+active/);
-      assert.equal(await stop(child), 0);
+      assert.equal(await stopServer(child), 0);
     } finally {
       child.kill('SIGKILL');
     }

@@ -35,3 +35,13 @@ export function followServer(child: ChildProcess, timeoutMs = 60_000): ServerChi
   });
   return { url, output: () => output };
 }
+
+/** Sends SIGTERM and waits for the exit code (null when a signal ended it); SIGKILL after 30 s. */
+export async function stopServer(child: ChildProcess): Promise<number | null> {
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const code = await exited;
+  clearTimeout(timer);
+  return code;
+}

@@ -1,8 +1,8 @@
 // A generation engine as the kernel builds it, without the rest of the kernel: real workers, real ORT.
+import { pointOf } from '../helpers/extension-point.js';
 import { testBuiltins, testFormats, testFormatsWithBuiltin } from '../helpers/llm.js';
 import type {
   Backend,
-  Contribution,
   EventType,
   ExtensionPointView,
   GenerateRequest,
@@ -74,21 +74,7 @@ export function viewOf<T extends { name: string }>(
   pluginId: string,
   ...values: T[]
 ): ExtensionPointView<T> {
-  const list: Contribution<T>[] = values.map((value) => ({
-    value,
-    name: value.name,
-    priority: 0,
-    pluginId,
-    pluginVersion: '0.1.0',
-  }));
-  return {
-    id,
-    list: () => list,
-    first: () => list[0],
-    find: (name) => list.find((c) => c.name === name),
-    use: (c, fn) => Promise.resolve(fn(c.value)),
-    onChange: () => () => undefined,
-  };
+  return pointOf(id, pluginId, values);
 }
 
 /** What a generation produced, per choice. */
