@@ -4,12 +4,12 @@ import type { Logger, PluginDirectory } from '@nucleus/sdk';
 import { Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
-import { ConfigStore, loadConfig, type LoadConfigOptions } from './config/index.js';
+import { type ConfigPath, ConfigStore, loadConfig, type LoadConfigOptions } from './config/index.js';
 import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
 import { HealthState } from './health.js';
 import type { KernelModule } from './kernel-module.js';
-import { createLogger, type LogFormat, type LogLevel } from './logger.js';
+import { createLogger } from './logger.js';
 import type { DiscoveryOptions } from './plugin-discovery.js';
 import { discoverPlugins } from './plugin-discovery.js';
 import { PluginHost } from './plugin-host.js';
@@ -58,11 +58,12 @@ export class Kernel {
       registry: this.extensions,
       events: this.events,
       logger,
-      configValue: (path) => config.get(path),
+      // A plugin may ask for any path; one the config does not have reads undefined.
+      configValue: (path) => config.get(path as ConfigPath),
       config: { pluginConfig: (id) => (config.get(`plugin.${id}`) as Record<string, unknown> | undefined) ?? {} },
       discovery,
-      disabled: config.get('plugins.disabled') as string[],
-      drainTimeoutMs: config.get('plugins.drainTimeoutMs') as number,
+      disabled: config.get('plugins.disabled'),
+      drainTimeoutMs: config.get('plugins.drainTimeoutMs'),
     });
     const directory: PluginDirectory = { list: () => this.plugins.list() };
     this.container.register(Services.plugins, { useValue: directory });
@@ -115,8 +116,8 @@ export class Kernel {
     const loaded = loadConfig({ file: options.file, env: options.env, cli: options.cli, pluginSchemas });
     const config = new ConfigStore(loaded);
     const logger = createLogger({
-      level: config.get('logging.level') as LogLevel,
-      format: config.get('logging.format') as LogFormat,
+      level: config.get('logging.level'),
+      format: config.get('logging.format'),
       destination: options.logDestination,
     });
     for (const warning of loaded.warnings) logger.warn(warning);
