@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { type ConfigPath, ConfigStore, type ConfigValue } from '@nucleus/core/kernel/config';
 import { REPO_ROOT } from '../helpers/paths.js';
+import { CPU_SCHEMA } from './config-fixtures.js';
 
 // Compile-time equality: `Same<A, B>` is `true` only when A and B are the same type.
 type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -44,6 +45,25 @@ describe('typed config', () => {
       [9090, null, 'info', undefined, 1000, 'least-loaded'],
       'every core key with a default reads its value, with no `?? default` at the call',
     );
+  });
+
+  it("reads a plugin's section with its schema's defaults once the schema is set", () => {
+    const store = ConfigStore.load({ env: {}, cli: { 'plugin.backend-cpu.allowSpinning': 'false' } });
+    assert.deepEqual(store.pluginSection('backend-cpu'), { allowSpinning: 'false' }, 'as given, until the schema');
+    assert.deepEqual(store.pluginSection('absent'), {});
+    store.setPluginSchema('backend-cpu', CPU_SCHEMA);
+    const section = store.pluginSection('backend-cpu');
+    assert.deepEqual(section, { intraOpNumThreads: 0, graphOptimizationLevel: 'all', allowSpinning: false });
+    assert.equal(store.get('plugin.backend-cpu'), section);
+  });
+
+  it('keeps runtime values when a plugin brings the schema the store already holds', () => {
+    const store = ConfigStore.load({ env: {}, pluginSchemas: { 'backend-cpu': CPU_SCHEMA } });
+    store.patch({ 'plugin.backend-cpu.allowSpinning': true });
+    store.setPluginSchema('backend-cpu', structuredClone(CPU_SCHEMA));
+    assert.equal(store.get('plugin.backend-cpu.allowSpinning'), true, 'an equal schema changes nothing');
+    store.setPluginSchema('backend-cpu', { ...CPU_SCHEMA, description: 'a later version' });
+    assert.equal(store.get('plugin.backend-cpu.allowSpinning'), false, 'another schema starts from the layers');
   });
 
   it('leaves no cast and no restated default at a config.get call in core (the generation engine aside)', () => {

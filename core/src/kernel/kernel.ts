@@ -4,7 +4,7 @@ import type { Logger, PluginDirectory } from '@nucleus/sdk';
 import { Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
-import { type ConfigPath, ConfigStore, loadConfig, type LoadConfigOptions } from './config/index.js';
+import { type ConfigPath, ConfigStore, type JsonSchema, loadConfig, type LoadConfigOptions } from './config/index.js';
 import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
 import { HealthState } from './health.js';
@@ -60,7 +60,14 @@ export class Kernel {
       logger,
       // A plugin may ask for any path; one the config does not have reads undefined.
       configValue: (path) => config.get(path as ConfigPath),
-      config: { pluginConfig: (id) => (config.get(`plugin.${id}`) as Record<string, unknown> | undefined) ?? {} },
+      config: {
+        // Every activation passes here, so a plugin found after start (the watcher, `plugins.dirs`) or enabled or
+        // reloaded later has its section checked against the schema it brings now and its defaults filled.
+        pluginConfig: (id, schema) => {
+          if (schema !== undefined) config.setPluginSchema(id, schema as JsonSchema);
+          return config.pluginSection(id);
+        },
+      },
       discovery,
       disabled: config.get('plugins.disabled'),
       drainTimeoutMs: config.get('plugins.drainTimeoutMs'),

@@ -44,6 +44,8 @@ export interface ConfigStoreOptions {
   onListenerError?: (error: unknown, path: string) => void;
 }
 
+const NO_SECTION: Readonly<Record<string, unknown>> = Object.freeze({});
+
 /** The mask secrets are shown as. */
 export const REDACTED = '***';
 
@@ -89,6 +91,11 @@ export class ConfigStore {
    */
   get<P extends ConfigPath>(path: P): ConfigValue<P> {
     return this.valueAt(path) as ConfigValue<P>;
+  }
+
+  /** A plugin's section, frozen, with the defaults of its schema filled once that is set; `{}` when there is none. */
+  pluginSection(id: string): Readonly<Record<string, unknown>> {
+    return this.current.plugin[id] ?? NO_SECTION;
   }
 
   /** The whole effective config, deep-frozen; a later patch replaces it rather than changing it. */
@@ -201,8 +208,10 @@ export class ConfigStore {
   /**
    * Adds or replaces a plugin's schema and rebuilds that plugin's section from the file, env and command line.
    * No change events: a plugin reads its section when it activates. Throws {@link ConfigError} and changes nothing when the section is invalid.
+   * The schema the store already holds for the plugin changes nothing either, runtime values included.
    */
   setPluginSchema(id: string, schema: JsonSchema): void {
+    if (isDeepStrictEqual(this.pluginSchemas[id], schema)) return;
     const issue = pluginSchemaIssue(id, schema);
     if (issue !== undefined) throw new ConfigError([issue]);
     // Runtime values of an earlier version of the plugin may not fit the new schema; the new version starts from the layers.
