@@ -83,7 +83,7 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<CheckResul
       fix: 'change the keys named, where the message says they were set; `nucleus config schema --markdown` lists every key',
     });
   }
-  const cacheDir = (kernel?.config.get('cache.dir') as string | null | undefined) ?? defaultModelCacheDir();
+  const cacheDir = kernel?.config.get('cache.dir') ?? defaultModelCacheDir();
   results.push(await checkDisk(cacheDir, options.failDiskBytes ?? 512 * MiB, options.warnDiskBytes ?? 5 * GiB));
   if (kernel === undefined) {
     const skipped = 'not checked: the config is invalid';
@@ -194,8 +194,8 @@ export async function checkDisk(dir: string, failBelow: number, warnBelow: numbe
 
 /** `server.host`:`server.port` can be listened on now. */
 export async function checkPort(config: ConfigStore): Promise<CheckResult> {
-  const host = config.get('server.host') as string;
-  const port = config.get('server.port') as number;
+  const host = config.get('server.host');
+  const port = config.get('server.port');
   try {
     await probeListen(host, port);
     return {
@@ -229,7 +229,7 @@ export async function checkPlugins(kernel: Kernel): Promise<CheckResult> {
     const validation = await validatePluginDir(p.dir);
     for (const problem of validation.problems) problems.push(`${p.id}: ${problem}`);
   }
-  const backend = kernel.config.get('backend') as string;
+  const backend = kernel.config.get('backend');
   const installed = [
     'auto',
     'cpu',
@@ -257,7 +257,7 @@ export async function checkPlugins(kernel: Kernel): Promise<CheckResult> {
 
 /** Each configured model's path exists. */
 export function checkModels(config: ConfigStore): CheckResult {
-  const models = (config.get('models') as { name: string; path: string; optional?: boolean }[] | undefined) ?? [];
+  const models = config.get('models');
   if (models.length === 0)
     return { name: 'models', status: 'ok', message: 'none configured: the built-in models will be served' };
   const missing = models.filter((m) => !existsSync(m.path));

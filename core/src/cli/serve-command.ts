@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { flushLogger, resolveLogFormat, type LogFormat } from '../kernel/logger.js';
+import { flushLogger, resolveLogFormat } from '../kernel/logger.js';
 import { NucleusServer } from '../server/nucleus-server.js';
 import { collect, setOverrides, splitPair, withConfigOptions, type ConfigOptions } from './cli-options.js';
 import { NUCLEUS_VERSION } from './nucleus-version.js';
@@ -72,7 +72,7 @@ export function serveCommand(): Command {
  * one JSON line in the log's own shape otherwise. Both carry `nucleus listening on <url>`.
  */
 async function announce(server: NucleusServer): Promise<void> {
-  const pretty = resolveLogFormat(server.kernel.config.get('logging.format') as LogFormat) === 'pretty';
+  const pretty = resolveLogFormat(server.kernel.config.get('logging.format')) === 'pretty';
   const terminal = process.stdout.isTTY === true;
   const summary = startupSummary(server, NUCLEUS_VERSION, process.uptime() * 1000, terminal);
   // Pretty lines are written from the logger's own thread: let the start-up lines out first.

@@ -12,6 +12,7 @@ import {
   type RegisteredModel,
   type RegisteredModelState,
 } from '@nucleus/sdk';
+import type { ConfigStore } from '../kernel/config/index.js';
 import type { InferenceEngine } from './inference-engine.js';
 import type { ConfiguredModel } from './model-repository.js';
 import type { GenerationEngine, LlmModelSpec } from './llm/generation/generation-engine.js';
@@ -22,7 +23,7 @@ export interface EngineModelRegistryOptions {
   inference: InferenceEngine;
   generation: GenerationEngine;
   /** The effective config: configured LLMs are loaded again from their `models[]` entry. */
-  config: { get(path: string): unknown };
+  config: Pick<ConfigStore, 'get'>;
   /** The active formats: the one that claims a source says which engine serves it. */
   formats: ModelFormats;
 }
@@ -138,8 +139,7 @@ export class EngineModelRegistry implements ModelRegistry {
   }
 
   async #configuredLlm(name: string): Promise<LlmModelSpec | undefined> {
-    const models = (this.options.config.get('models') as ConfiguredModel[] | undefined) ?? [];
-    const entry = models.find((m) => m.name === name);
+    const entry = this.options.config.get('models').find((m) => m.name === name);
     return entry && (await this.#isLlmSource(entry.path)) ? entry : undefined;
   }
 

@@ -1,6 +1,6 @@
 import type { Logger } from '@nucleus/sdk';
 import { ExtensionPoints, Services } from '@nucleus/sdk';
-import { ConfigError, describeSource } from '../kernel/config/index.js';
+import { ConfigError, describeSource, type ConfigStore } from '../kernel/config/index.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { KernelModule, MissingModel } from '../kernel/kernel-module.js';
 import { BackendSelector } from './backend-selector.js';
@@ -9,14 +9,8 @@ import { InferenceEngine } from './inference-engine.js';
 import { GenerationEngine } from './llm/generation/generation-engine.js';
 import { MemoryPressure } from './memory-pressure.js';
 import { EngineModelRegistry } from './engine-model-registry.js';
+import type { ConfiguredModel } from './model-repository.js';
 import { ModelFormats } from './model-formats.js';
-
-/** A `models[]` entry, as far as routing it to an engine goes. */
-interface ConfiguredModel {
-  name: string;
-  path: string;
-  optional?: boolean;
-}
 
 /**
  * The engines as one kernel module: the tensor engine, the generation engine and the memory watch they share, built
@@ -52,10 +46,8 @@ export class Engines implements KernelModule {
     const builtinModels = options.builtinModels ?? true;
     this.inference = new InferenceEngine({
       memory: this.memory,
-      config: {
-        onChange: (listener) => config.onChange(listener),
-        get: (path) => (path === 'models' ? this.#tensorModels() : config.get(path)),
-      },
+      config,
+      models: () => this.#tensorModels(),
       events,
       logger,
       health,
@@ -115,7 +107,7 @@ export class Engines implements KernelModule {
   }
 
   requiredModelsMissing(): MissingModel[] {
-    if (this.#kernel.config.get('startup.requireModels') === false) return [];
+    if (!this.#kernel.config.get('startup.requireModels')) return [];
     const missing: MissingModel[] = [];
     for (const m of this.#configured().filter((c) => c.optional !== true)) {
       let reason: string | undefined;
@@ -136,8 +128,8 @@ export class Engines implements KernelModule {
     return missing;
   }
 
-  #configured(): ConfiguredModel[] {
-    return (this.#kernel.config.get('models') as ConfiguredModel[] | undefined) ?? [];
+  #configured(): readonly ConfiguredModel[] {
+    return this.#kernel.config.get('models');
   }
 
   // Asks the formats which engine serves each configured model; one no format loads serves nowhere, with why.
@@ -168,8 +160,7 @@ export class Engines implements KernelModule {
   // `backend` naming no installed backend, as a config error naming those that are.
   #unknownBackend(): ConfigError | undefined {
     const { config, extensions } = this.#kernel;
-    const requested = config.get('backend') as string | undefined;
-    if (requested === undefined) return undefined;
+    const requested = config.get('backend');
     const selector = new BackendSelector(withDefaultCpu(extensions.point(ExtensionPoints.backend)));
     if (requested === 'auto' || selector.find(requested) !== undefined) return undefined;
     const source = config.sources().get('backend') ?? { kind: 'default' as const };
@@ -184,7 +175,7 @@ export class Engines implements KernelModule {
 }
 
 // `cache.dir` when set; otherwise the engines' own default (`.cache/models` in the project root).
-function cacheDirOf(config: { get(path: string): unknown }): { cacheDir?: string } {
-  const dir = config.get('cache.dir') as string | null | undefined;
-  return typeof dir === 'string' ? { cacheDir: dir } : {};
+function cacheDirOf(config: Pick<ConfigStore, 'get'>): { cacheDir?: string } {
+  const dir = config.get('cache.dir');
+  return dir === null ? {} : { cacheDir: dir };
 }

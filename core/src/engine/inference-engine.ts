@@ -22,6 +22,7 @@ import {
   type RepositoryEntry,
   type ReplicaRouter,
 } from '@nucleus/sdk';
+import type { ConfigStore } from '../kernel/config/index.js';
 import type { HealthState } from '../kernel/health.js';
 import { ProgressReporter } from '../kernel/progress-reporter.js';
 import type { MemoryPressure } from './memory-pressure.js';
@@ -40,13 +41,13 @@ import {
   type SourceProblem,
 } from './model-repository.js';
 import { isolationFor, replicasFor } from './workers/isolation-for.js';
-import { DEFAULT_MAX_RESTARTS } from './workers/session-worker.js';
-import { DEFAULT_WORKER_NICENESS } from './workers/worker-handle.js';
 
 /** What the engine needs from the kernel. */
 export interface InferenceEngineOptions {
   /** Reads the effective config at a dotted path (`batching.maxBatchSize`); runtime changes apply to the next batch. */
-  config: { get(path: string): unknown; onChange?(listener: (path: string, value: unknown) => void): () => void };
+  config: Pick<ConfigStore, 'get'> & Partial<Pick<ConfigStore, 'onChange'>>;
+  /** The entries of `models` this engine serves (those no format loads as an LLM); default all. */
+  models?: () => readonly ConfiguredModel[];
   events: EventBus;
   logger: Logger;
   health: HealthState;
@@ -120,10 +121,9 @@ export class InferenceEngine implements InferenceService {
       events: options.events,
       logger: this.#log,
     });
-    const repository = options.config.get('modelRepository');
     this.#repository = new ModelRepository({
-      models: () => (options.config.get('models') as ConfiguredModel[] | undefined) ?? [],
-      repository: typeof repository === 'string' ? repository : null,
+      models: () => this.#configured(),
+      repository: options.config.get('modelRepository'),
       builtinModels: options.builtinModels ?? true,
       builtins: () => options.builtins?.list().map((c) => c.value) ?? [],
       ...(options.cacheDir !== undefined && { cacheDir: options.cacheDir }),
@@ -147,6 +147,10 @@ export class InferenceEngine implements InferenceService {
     });
   }
 
+  #configured(): readonly ConfiguredModel[] {
+    return this.options.models?.() ?? this.options.config.get('models');
+  }
+
   // `models[].workers` for a model that sets it, else `workers.perModel`.
   #perModel(name: string): number {
     return replicasFor(this.options.config, name);
@@ -154,8 +158,7 @@ export class InferenceEngine implements InferenceService {
 
   // The named router when a plugin contributes it; otherwise the pool's own least-busy choice.
   #routing(): ReplicaRouter | undefined {
-    const name = (this.options.config.get('workers.routing') as string | undefined) ?? 'least-loaded';
-    return this.options.replicaRouters?.find(name)?.value;
+    return this.options.replicaRouters?.find(this.options.config.get('workers.routing'))?.value;
   }
 
   /** Loads every model version the sources hold; one that fails is reported (`model.failed`, /ready degraded) and the rest load. */
@@ -230,8 +233,7 @@ export class InferenceEngine implements InferenceService {
   // ready and takes the same inputs; undefined otherwise, so the caller sees the first error.
   #fallbackFor(request: InferRequest, err: unknown): string | undefined {
     if (!(err instanceof NucleusError) || !['circuit_open', 'model_not_ready'].includes(err.code)) return undefined;
-    const models = (this.options.config.get('models') as ConfiguredModel[] | undefined) ?? [];
-    const fallback = models.find((m) => m.name === request.model)?.fallback;
+    const fallback = this.#configured().find((m) => m.name === request.model)?.fallback;
     if (fallback === undefined || fallback === request.model) return undefined;
     let target: LoadedModel;
     try {
@@ -466,7 +468,7 @@ export class InferenceEngine implements InferenceService {
         });
         source = { ...source, modelPath };
       }
-      const requested = source.options.backend ?? (this.options.config.get('backend') as string | undefined) ?? 'auto';
+      const requested = source.options.backend ?? this.options.config.get('backend');
       const selection = await this.#selector.select(requested);
       const cpu = this.#selector.find(CPU_BACKEND);
       const model = await LoadedModel.open({
@@ -483,28 +485,27 @@ export class InferenceEngine implements InferenceService {
         workers: this.#perModel(name),
         routing: () => this.#routing(),
         defaults: () => ({
-          maxBatchSize: (this.options.config.get('batching.maxBatchSize') as number | undefined) ?? 32,
-          maxQueueDelayMs: (this.options.config.get('batching.maxQueueDelayMs') as number | undefined) ?? 2,
-          maxQueued: (this.options.config.get('queue.highWatermark') as number | undefined) ?? 1000,
-          reopenBelow: (this.options.config.get('queue.lowWatermark') as number | undefined) ?? 500,
-          queueTimeoutMs: (this.options.config.get('queue.timeoutMs') as number | undefined) ?? 30_000,
+          maxBatchSize: this.options.config.get('batching.maxBatchSize'),
+          maxQueueDelayMs: this.options.config.get('batching.maxQueueDelayMs'),
+          maxQueued: this.options.config.get('queue.highWatermark'),
+          reopenBelow: this.options.config.get('queue.lowWatermark'),
+          queueTimeoutMs: this.options.config.get('queue.timeoutMs'),
           ...(this.options.memory && { shrinkBatchSize: (size: number) => this.options.memory!.shrink(size) }),
         }),
         logger: this.#log.child({ model: name, version }),
         events: this.options.events,
         breaker: {
           settings: () => ({
-            failureThreshold: (this.options.config.get('breaker.failureThreshold') as number | undefined) ?? 5,
-            cooldownMs: (this.options.config.get('breaker.cooldownMs') as number | undefined) ?? 10_000,
+            failureThreshold: this.options.config.get('breaker.failureThreshold'),
+            cooldownMs: this.options.config.get('breaker.cooldownMs'),
           }),
           onChange: (state, reason) => this.#breakerChanged(name, version, state, reason),
         },
-        runTimeoutMs: () => (this.options.config.get('workers.runTimeoutMs') as number | undefined) ?? 0,
+        runTimeoutMs: () => this.options.config.get('workers.runTimeoutMs'),
         isolation: source.options.isolation ?? isolationFor(this.options.config, name),
-        heartbeatTimeoutMs: () => (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
-        niceness: () => (this.options.config.get('workers.niceness') as number | undefined) ?? DEFAULT_WORKER_NICENESS,
-        maxConsecutiveRestarts: () =>
-          (this.options.config.get('workers.maxRestarts') as number | undefined) ?? DEFAULT_MAX_RESTARTS,
+        heartbeatTimeoutMs: () => this.options.config.get('workers.heartbeatTimeoutMs'),
+        niceness: () => this.options.config.get('workers.niceness'),
+        maxConsecutiveRestarts: () => this.options.config.get('workers.maxRestarts'),
       });
       // The size may have changed while the model was loading.
       if (model.pool.workers.length !== this.#perModel(name)) void model.pool.resize(this.#perModel(name));
@@ -699,7 +700,7 @@ export class InferenceEngine implements InferenceService {
   }
 
   #drainMs(): number {
-    return (this.options.config.get('plugins.drainTimeoutMs') as number | undefined) ?? 10_000;
+    return this.options.config.get('plugins.drainTimeoutMs');
   }
 
   #serial<T>(op: () => Promise<T>): Promise<T> {

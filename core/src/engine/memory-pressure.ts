@@ -1,5 +1,6 @@
 import { freemem } from 'node:os';
 import type { EventBus, Logger } from '@nucleus/sdk';
+import type { ConfigStore } from '../kernel/config/index.js';
 
 /** What `/server/stats` and the `memory.pressure` event say about memory pressure. */
 export interface MemoryPressureStatus {
@@ -12,7 +13,7 @@ export interface MemoryPressureStatus {
 
 /** Options of a {@link MemoryPressure} monitor. */
 export interface MemoryPressureOptions {
-  config: { get(path: string): unknown; onChange?(listener: (path: string, value: unknown) => void): () => void };
+  config: Pick<ConfigStore, 'get'> & Partial<Pick<ConfigStore, 'onChange'>>;
   events: EventBus;
   logger: Logger;
   /** Memory free now; `os.freemem()` (the kernel's MemAvailable on Linux) unless given. */
@@ -84,7 +85,7 @@ export class MemoryPressure {
 
   /** Measures free memory and enters or leaves pressure. */
   check(): MemoryPressureStatus {
-    const threshold = this.#number('memory.pressureFreeBytes', 0);
+    const threshold = this.options.config.get('memory.pressureFreeBytes');
     const free = this.#free();
     const was = this.#status.underPressure;
     const under = threshold > 0 && (was ? free < threshold * RELEASE_MARGIN : free < threshold);
@@ -108,12 +109,7 @@ export class MemoryPressure {
 
   #schedule(): void {
     if (this.#timer) clearInterval(this.#timer);
-    this.#timer = setInterval(() => this.check(), Math.max(10, this.#number('memory.checkIntervalMs', 1000)));
+    this.#timer = setInterval(() => this.check(), Math.max(10, this.options.config.get('memory.checkIntervalMs')));
     this.#timer.unref();
-  }
-
-  #number(path: string, fallback: number): number {
-    const v = this.options.config.get(path);
-    return typeof v === 'number' ? v : fallback;
   }
 }

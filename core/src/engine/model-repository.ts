@@ -2,40 +2,11 @@ import { existsSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { BuiltinModel, Logger } from '@nucleus/sdk';
+import type { NucleusConfig } from '../kernel/config/index.js';
 import { defaultModelCacheDir } from './model-cache-dir.js';
 
-/** A `models:` entry of the config. */
-export interface ConfiguredModel {
-  name: string;
-  /** A model.onnx file, a version folder holding one, or a model folder of version folders. */
-  path: string;
-  version?: string;
-  backend?: string;
-  maxBatchSize?: number;
-  maxQueueDelayMs?: number;
-  /** Overrides model.json's `batching.preferredBatchSizes`. */
-  preferredBatchSizes?: number[];
-  batching?: boolean;
-  warmup?: boolean | number;
-  /** Overrides `workers.isolation` for this model. */
-  isolation?: 'thread' | 'process';
-  /** Serve without it when it fails to load at start. */
-  optional?: boolean;
-  /** Another model that serves this one's requests while this one cannot (breaker open, not ready). */
-  fallback?: string;
-  /** A `modelTransform` applied at load (`int8`). */
-  quantize?: string;
-  /** LLMs: a tokenizer file for sources that hold none (handed to the format). */
-  tokenizer?: string;
-  /** LLMs: a chat template replacing the model's own. */
-  chatTemplate?: string;
-  /** LLMs Nucleus builds a graph for: the attention layout. */
-  graphStyle?: 'generic' | 'contrib';
-  /** LLMs: the speculative decoding method (`draftProposer`) by name. */
-  speculative?: string;
-  /** Overrides `workers.perModel` for this model. */
-  workers?: number;
-}
+/** A `models:` entry of the config, typed from its schema. */
+export type ConfiguredModel = NucleusConfig['models'][number];
 
 /** Per-model serving options from the config. */
 export type ModelOptions = Omit<ConfiguredModel, 'name' | 'path' | 'version' | 'optional' | 'fallback'>;

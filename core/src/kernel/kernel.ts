@@ -4,12 +4,12 @@ import type { Logger, PluginDirectory } from '@nucleus/sdk';
 import { Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
-import { ConfigStore, loadConfig, type LoadConfigOptions } from './config/index.js';
+import { type ConfigPath, ConfigStore, type JsonSchema, loadConfig, type LoadConfigOptions } from './config/index.js';
 import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
 import { HealthState } from './health.js';
 import type { KernelModule, MissingModel } from './kernel-module.js';
-import { createLogger, type LogFormat, type LogLevel } from './logger.js';
+import { createLogger } from './logger.js';
 import type { DiscoveryOptions } from './plugin-discovery.js';
 import { discoverPlugins } from './plugin-discovery.js';
 import { RouteConflictError } from './plugin-contract.js';
@@ -59,11 +59,19 @@ export class Kernel {
       registry: this.extensions,
       events: this.events,
       logger,
-      configValue: (path) => config.get(path),
-      config: { pluginConfig: (id) => (config.get(`plugin.${id}`) as Record<string, unknown> | undefined) ?? {} },
+      // A plugin may ask for any path; one the config does not have reads undefined.
+      configValue: (path) => config.get(path as ConfigPath),
+      config: {
+        // Every activation passes here, so a plugin found after start (the watcher, `plugins.dirs`) or enabled or
+        // reloaded later has its section checked against the schema it brings now and its defaults filled.
+        pluginConfig: (id, schema) => {
+          if (schema !== undefined) config.setPluginSchema(id, schema as JsonSchema);
+          return config.pluginSection(id);
+        },
+      },
       discovery,
-      disabled: config.get('plugins.disabled') as string[],
-      drainTimeoutMs: config.get('plugins.drainTimeoutMs') as number,
+      disabled: config.get('plugins.disabled'),
+      drainTimeoutMs: config.get('plugins.drainTimeoutMs'),
     });
     const directory: PluginDirectory = { list: () => this.plugins.list() };
     this.container.register(Services.plugins, { useValue: directory });
@@ -116,8 +124,8 @@ export class Kernel {
     const loaded = loadConfig({ file: options.file, env: options.env, cli: options.cli, pluginSchemas });
     const config = new ConfigStore(loaded);
     const logger = createLogger({
-      level: config.get('logging.level') as LogLevel,
-      format: config.get('logging.format') as LogFormat,
+      level: config.get('logging.level'),
+      format: config.get('logging.format'),
       destination: options.logDestination,
     });
     for (const warning of loaded.warnings) logger.warn(warning);

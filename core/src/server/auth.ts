@@ -1,16 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import { NucleusError } from '@nucleus/sdk';
 import type { Context } from 'koa';
+import type { NucleusConfig } from '../kernel/config/index.js';
 
 /** Who may call a route. */
 export type Access = 'public' | 'user' | 'admin';
 
-/** An API key from config. */
-export interface ApiKey {
-  key: string;
-  role: 'admin' | 'user';
-  name?: string;
-}
+/** An API key from config (`auth.keys[]`). */
+export type ApiKey = NucleusConfig['auth']['keys'][number];
 
 function sameKey(a: string, b: string): boolean {
   const x = Buffer.from(a);

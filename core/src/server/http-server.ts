@@ -46,7 +46,7 @@ export class HttpServer {
       else logger.warn({ err }, 'response stream error');
     });
     this.app.use(requestIdMiddleware);
-    this.app.use(requestLoggerMiddleware(logger, () => config.get('logging.logPayloads') === true));
+    this.app.use(requestLoggerMiddleware(logger, () => config.get('logging.logPayloads')));
     this.app.use(async (ctx: Context, next: Next) => {
       const started = performance.now();
       const { requestId } = ctx.state as { requestId: string };
@@ -84,7 +84,7 @@ export class HttpServer {
       );
     const read = async (ctx: Context, length: number | undefined, alignAt?: number): Promise<Uint8Array> => {
       try {
-        return await readBody(ctx.req, length, config.get('server.bodyLimitBytes') as number, alignAt);
+        return await readBody(ctx.req, length, config.get('server.bodyLimitBytes'), alignAt);
       } catch (err) {
         if (err instanceof BodyTooLargeError) {
           ctx.set('connection', 'close');
@@ -108,9 +108,9 @@ export class HttpServer {
         contentLength ? Number(contentLength) : undefined,
         Number.isSafeInteger(headerLength) ? headerLength : 0,
       );
-      const body = await decodeContent(raw, ctx.get('content-encoding'), config.get('server.bodyLimitBytes') as number);
+      const body = await decodeContent(raw, ctx.get('content-encoding'), config.get('server.bodyLimitBytes'));
       const { header, binary } = splitInferenceBody(body, declared);
-      const threshold = config.get('server.offloadJsonBytes') as number;
+      const threshold = config.get('server.offloadJsonBytes');
       if (threshold && header.byteLength > threshold) {
         this.parsers ??= new JsonParserPool();
         try {
@@ -130,7 +130,7 @@ export class HttpServer {
     // Large JSON bodies (a tensor as a list of numbers) are parsed on a worker thread: JSON.parse of a few MB would
     // hold the event loop for tens of ms per request. Bodies without a Content-Length or compressed take the usual path.
     this.app.use(async (ctx: Context, next: Next) => {
-      const threshold = config.get('server.offloadJsonBytes') as number;
+      const threshold = config.get('server.offloadJsonBytes');
       const length = Number(ctx.get('content-length'));
       const encoding = ctx.get('content-encoding').toLowerCase();
       if (
@@ -158,7 +158,7 @@ export class HttpServer {
     this.app.use(
       bodyParser({
         enableTypes: ['json'],
-        jsonLimit: config.get('server.bodyLimitBytes') as number,
+        jsonLimit: config.get('server.bodyLimitBytes'),
         onError: (err: Error) => {
           if ((err as { status?: number }).status === 413) throw tooLarge();
           throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
@@ -191,7 +191,7 @@ export class HttpServer {
       }
       void handle(req, res);
     });
-    server.requestTimeout = this.kernel.config.get('server.requestTimeoutMs') as number;
+    server.requestTimeout = this.kernel.config.get('server.requestTimeoutMs');
     this.ws = new WsHub(
       this.kernel.events,
       this.kernel.logger,
@@ -264,8 +264,8 @@ export class HttpServer {
   }
 
   private apiKeys(): ApiKey[] {
-    const keys = [...((this.kernel.config.get('auth.keys') as ApiKey[] | undefined) ?? [])];
-    const adminKey = this.kernel.config.get('auth.adminKey') as string | undefined;
+    const keys = [...this.kernel.config.get('auth.keys')];
+    const adminKey = this.kernel.config.get('auth.adminKey');
     if (adminKey) keys.push({ key: adminKey, role: 'admin', name: 'admin' });
     return keys;
   }

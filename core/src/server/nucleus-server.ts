@@ -16,8 +16,8 @@ export class NucleusServer {
   /** Builds the kernel, activates plugins and listens on `server.host`:`server.port` from the config; rejects when a required model failed to load. */
   static async start(options: NucleusOptions = {}): Promise<NucleusServer> {
     const kernel = Nucleus.create(options);
-    const host = kernel.config.get('server.host') as string;
-    const port = kernel.config.get('server.port') as number;
+    const host = kernel.config.get('server.host');
+    const port = kernel.config.get('server.port');
     // Loading models can take minutes; a port someone else holds should not be found out only after that.
     await probeListen(host, port);
     await kernel.start();
@@ -55,7 +55,7 @@ export class NucleusServer {
   async stop(): Promise<void> {
     const { kernel } = this;
     kernel.health.setPhase('stopping');
-    const finished = await this.http.close(kernel.config.get('server.shutdownTimeoutMs') as number);
+    const finished = await this.http.close(kernel.config.get('server.shutdownTimeoutMs'));
     if (!finished) kernel.logger.warn('shutdown deadline passed; closed the connections still open');
     await flushExporters(kernel);
     await kernel.stop();

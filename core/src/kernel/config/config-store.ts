@@ -12,6 +12,7 @@ import {
   type LoadedConfig,
   type RuntimeValue,
 } from './config-loader.js';
+import type { ConfigPath, ConfigValue } from './config-path.js';
 import type { ConfigKey, JsonSchema, NucleusConfig } from './config-schema.js';
 import { childSchema, pluginSchemaIssue } from './config-validator.js';
 import { envName } from './env-names.js';
@@ -42,6 +43,8 @@ export interface ConfigStoreOptions {
   /** Gets what a change listener throws; by default it becomes a process warning, so one bad listener neither stops the others nor fails the patch. */
   onListenerError?: (error: unknown, path: string) => void;
 }
+
+const NO_SECTION: Readonly<Record<string, unknown>> = Object.freeze({});
 
 /** The mask secrets are shown as. */
 export const REDACTED = '***';
@@ -81,14 +84,18 @@ export class ConfigStore {
     return new ConfigStore(loadConfig(options), storeOptions);
   }
 
-  /** The value at a dotted path (`queue.highWatermark`, `plugin.backend-cpu`), frozen; undefined when unset. */
-  get(path: string): unknown {
-    let node: unknown = this.current;
-    for (const segment of path.split('.')) {
-      if (!isPlainObject(node) && !Array.isArray(node)) return undefined;
-      node = (node as Record<string, unknown>)[segment];
-    }
-    return node;
+  /**
+   * The value at a dotted path (`queue.highWatermark`, `plugin.backend-cpu`), frozen, typed by the schema: the loader
+   * filled every default, so a key with one is never undefined. Under `plugin.<id>` it is `unknown` (undefined when
+   * unset), since a plugin's schema arrives with the plugin.
+   */
+  get<P extends ConfigPath>(path: P): ConfigValue<P> {
+    return this.valueAt(path) as ConfigValue<P>;
+  }
+
+  /** A plugin's section, frozen, with the defaults of its schema filled once that is set; `{}` when there is none. */
+  pluginSection(id: string): Readonly<Record<string, unknown>> {
+    return this.current.plugin[id] ?? NO_SECTION;
   }
 
   /** The whole effective config, deep-frozen; a later patch replaces it rather than changing it. */
@@ -116,7 +123,7 @@ export class ConfigStore {
     const rows: ConfigEntry[] = [];
     for (const [path, source] of this.currentSources) {
       const key = this.keyByPath.get(path);
-      const value = redact(structuredClone(this.get(path)), key?.schema ?? {});
+      const value = redact(structuredClone(this.valueAt(path)), key?.schema ?? {});
       const row: ConfigEntry =
         key === undefined
           ? { path, value, source, runtime: false }
@@ -186,7 +193,7 @@ export class ConfigStore {
 
     const changed: ConfigChange[] = [];
     for (const [path, value] of values) {
-      const previous = this.get(path);
+      const previous = this.valueAt(path);
       if (isDeepStrictEqual(previous, value)) continue;
       changed.push({ path, value: deepFreeze(structuredClone(value)), previous });
       this.runtimeValues.set(path, { value: structuredClone(value), source: origin });
@@ -201,8 +208,10 @@ export class ConfigStore {
   /**
    * Adds or replaces a plugin's schema and rebuilds that plugin's section from the file, env and command line.
    * No change events: a plugin reads its section when it activates. Throws {@link ConfigError} and changes nothing when the section is invalid.
+   * The schema the store already holds for the plugin changes nothing either, runtime values included.
    */
   setPluginSchema(id: string, schema: JsonSchema): void {
+    if (isDeepStrictEqual(this.pluginSchemas[id], schema)) return;
     const issue = pluginSchemaIssue(id, schema);
     if (issue !== undefined) throw new ConfigError([issue]);
     // Runtime values of an earlier version of the plugin may not fit the new schema; the new version starts from the layers.
@@ -217,6 +226,16 @@ export class ConfigStore {
     this.currentSources = new Map(built.sources);
     this.keyByPath = new Map(built.keys.map((key) => [key.path, key]));
     this.currentWarnings = Object.freeze([...built.warnings]);
+  }
+
+  // Untyped, for the key table's paths, which include those of plugin sections.
+  private valueAt(path: string): unknown {
+    let node: unknown = this.current;
+    for (const segment of path.split('.')) {
+      if (!isPlainObject(node) && !Array.isArray(node)) return undefined;
+      node = (node as Record<string, unknown>)[segment];
+    }
+    return node;
   }
 
   private emit(change: ConfigChange): void {
