@@ -41,7 +41,7 @@ import type {
   SpeculativeSpec,
   WireGenerateRequest,
 } from './generation-messages.js';
-import { GenerationWorker, type EventChannel, type GenerationThreadReady } from './generation-worker.js';
+import { GenerationWorkerClient, type EventChannel, type GenerationThreadReady } from './generation-worker-client.js';
 import { GenerationReplicas } from './generation-replicas.js';
 import { drain, LifecycleQueue, warmUp } from './generation-lifecycle.js';
 import type { StepRecovery } from './generation-loop.js';
@@ -49,7 +49,7 @@ import { ReplicaCounters } from './replica-counters.js';
 import { CachedReading } from '../../workers/cached-reading.js';
 import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
 import { FREE_MEMORY_MAX_AGE_MS } from '../../workers/worker-pool.js';
-import { DEFAULT_MAX_RESTARTS } from '../../workers/session-worker.js';
+import { DEFAULT_MAX_RESTARTS } from '../../workers/session-worker-client.js';
 import { DEFAULT_WORKER_NICENESS } from '../../workers/worker-handle.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { SchedulerSettings } from './scheduler.js';
@@ -303,7 +303,7 @@ export class GenerationEngine implements GenerationService {
     await Promise.all(pools.map((p) => p.close()));
   }
 
-  #allWorkers(): GenerationWorker[] {
+  #allWorkers(): GenerationWorkerClient[] {
     return [...this.#models.values()].flatMap((m) => m.replicas?.all ?? []);
   }
 
@@ -365,7 +365,7 @@ export class GenerationEngine implements GenerationService {
       throw err;
     }
     const admittedAt = performance.now();
-    let admitted: Awaited<ReturnType<GenerationWorker['generate']>>[];
+    let admitted: Awaited<ReturnType<GenerationWorkerClient['generate']>>[];
     try {
       const replicas = await this.#worker(this.#serving(model));
       const settled = await Promise.allSettled(wires.map((wire) => replicas.generate(wire, signal)));
@@ -704,9 +704,9 @@ export class GenerationEngine implements GenerationService {
       // Each replica gets a spec of its own: runtime changes (scheduler, cache size) are written into it.
       const create = (
         id: number,
-        reroute: (from: GenerationWorker) => GenerationWorker | undefined,
-      ): GenerationWorker =>
-        new GenerationWorker(
+        reroute: (from: GenerationWorkerClient) => GenerationWorkerClient | undefined,
+      ): GenerationWorkerClient =>
+        new GenerationWorkerClient(
           {
             label: model.name,
             ...spec,

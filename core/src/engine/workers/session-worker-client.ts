@@ -27,8 +27,8 @@ export interface RunResult {
   runMs: number;
 }
 
-/** Options of a {@link SessionWorker}. */
-export interface SessionWorkerOptions {
+/** Options of a {@link SessionWorkerClient}. */
+export interface SessionWorkerClientOptions {
   logger?: Logger;
   /**
    * Restarts in a row (deaths without a run finished in between) after which the next death gives the worker up
@@ -50,7 +50,7 @@ export interface SessionWorkerOptions {
   runTimeoutMs?: () => number;
 }
 
-/** A change in a worker's health, as {@link SessionWorkerOptions.onHealth} hears it. */
+/** A change in a worker's health, as {@link SessionWorkerClientOptions.onHealth} hears it. */
 export interface WorkerHealth {
   healthy: boolean;
   reason?: string;
@@ -78,7 +78,7 @@ export const DEFAULT_MAX_RESTARTS = 5;
  * run it was holding is rejected at once (503 `worker_exited`) and a fresh worker is started after a backoff; runs
  * sent meanwhile wait for it.
  */
-export class SessionWorker {
+export class SessionWorkerClient {
   #worker: WorkerHandle | undefined;
   #state: WorkerReplicaStatus['state'] = 'starting';
   #control: Int32Array | undefined;
@@ -95,16 +95,16 @@ export class SessionWorker {
   #lastExit: string | undefined;
   readonly #maxConsecutive: () => number;
   readonly #log: Logger | undefined;
-  readonly #onHealth: SessionWorkerOptions['onHealth'];
-  readonly #runTimeoutMs: SessionWorkerOptions['runTimeoutMs'];
-  readonly #heartbeatTimeoutMs: SessionWorkerOptions['heartbeatTimeoutMs'];
-  readonly #niceness: SessionWorkerOptions['niceness'];
+  readonly #onHealth: SessionWorkerClientOptions['onHealth'];
+  readonly #runTimeoutMs: SessionWorkerClientOptions['runTimeoutMs'];
+  readonly #heartbeatTimeoutMs: SessionWorkerClientOptions['heartbeatTimeoutMs'];
+  readonly #niceness: SessionWorkerClientOptions['niceness'];
   /** Where this worker runs. */
   readonly isolation: WorkerIsolation;
 
   constructor(
     readonly spec: SessionWorkerSpec,
-    options: SessionWorkerOptions = {},
+    options: SessionWorkerClientOptions = {},
   ) {
     this.#log = options.logger;
     this.#maxConsecutive = options.maxConsecutiveRestarts ?? (() => DEFAULT_MAX_RESTARTS);

@@ -1,6 +1,6 @@
 import { NucleusError, unavailable, type GenerationEvent, type Logger, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { openFailure } from '../../allocation-failure.js';
-import { DEFAULT_MAX_RESTARTS, type WorkerHealth } from '../../workers/session-worker.js';
+import { DEFAULT_MAX_RESTARTS, type WorkerHealth } from '../../workers/session-worker-client.js';
 import { WorkerHandle, type WorkerIsolation } from '../../workers/worker-handle.js';
 import type {
   FromGenerationThread,
@@ -33,8 +33,8 @@ export interface Admission {
   cachedTokens?: number;
 }
 
-/** Hooks a {@link GenerationWorker} calls with what the thread reports, for telemetry. */
-export interface GenerationWorkerObserver {
+/** Hooks a {@link GenerationWorkerClient} calls with what the thread reports, for telemetry. */
+export interface GenerationWorkerClientObserver {
   /** A group of events arrived, with the loop's state and the steps since the last group. */
   onGroup?(state: {
     running: number;
@@ -225,17 +225,17 @@ interface Resubmittable {
   attempts: number;
 }
 
-/** Options of a {@link GenerationWorker}. */
-export interface GenerationWorkerOptions {
+/** Options of a {@link GenerationWorkerClient}. */
+export interface GenerationWorkerClientOptions {
   /** The replica's index within its model's pool, as `status()` and `worker.health` events show it. Default 0. */
   id?: number;
   /**
    * Another replica that serves now, for the requests this one held without a token when it died: they run there at
    * once instead of waiting for this one's restart. Without it (or when it returns nothing) they wait for the restart.
    */
-  reroute?: (from: GenerationWorker) => GenerationWorker | undefined;
+  reroute?: (from: GenerationWorkerClient) => GenerationWorkerClient | undefined;
   logger?: Logger;
-  observer?: GenerationWorkerObserver;
+  observer?: GenerationWorkerClientObserver;
   /** A thread of this process (default) or a child process of its own. */
   isolation?: WorkerIsolation;
   /** Process isolation: see `WorkerHandleOptions.heartbeatTimeoutMs` (read at each start). */
@@ -264,7 +264,7 @@ const MAX_ATTEMPTS = 3;
  * another replica or the new worker, and those already streaming fail with 503 `worker_exited`, since their client
  * has seen part of an answer that cannot be continued.
  */
-export class GenerationWorker {
+export class GenerationWorkerClient {
   #worker: WorkerHandle | undefined;
   #ready: Promise<GenerationThreadReady> | undefined;
   #info: GenerationThreadReady | undefined;
@@ -285,7 +285,7 @@ export class GenerationWorker {
 
   constructor(
     readonly spec: GenerationThreadSpec,
-    private readonly options: GenerationWorkerOptions = {},
+    private readonly options: GenerationWorkerClientOptions = {},
   ) {}
 
   /** Where the worker runs. */
