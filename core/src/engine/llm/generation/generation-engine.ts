@@ -41,7 +41,8 @@ import type {
   SpeculativeSpec,
   WireGenerateRequest,
 } from './generation-messages.js';
-import { GenerationWorkerClient, type EventChannel, type GenerationThreadReady } from './generation-worker-client.js';
+import type { EventChannel } from './event-channel.js';
+import { GenerationWorkerClient, type GenerationThreadReady } from './generation-worker-client.js';
 import { GenerationReplicas } from './generation-replicas.js';
 import { drain, LifecycleQueue, warmUp } from './generation-lifecycle.js';
 import type { StepRecovery } from './generation-loop.js';

@@ -6,12 +6,8 @@ import {
   type WorkerReplicaStatus,
 } from '@nucleus/sdk';
 import { ReplicaSet } from '../../workers/replica-set.js';
-import type {
-  Admission,
-  EventChannel,
-  GenerationThreadReady,
-  GenerationWorkerClient,
-} from './generation-worker-client.js';
+import type { EventChannel } from './event-channel.js';
+import type { Admission, GenerationThreadReady, GenerationWorkerClient } from './generation-worker-client.js';
 import type { WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
 
 /** Options of a {@link GenerationReplicas}. */
