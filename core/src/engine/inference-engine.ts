@@ -40,7 +40,7 @@ import {
   type SourceProblem,
 } from './model-repository.js';
 import { isolationFor, replicasFor } from './workers/isolation-for.js';
-import { DEFAULT_MAX_RESTARTS } from './workers/session-worker-client.js';
+import { DEFAULT_MAX_RESTARTS } from './workers/worker-supervisor.js';
 import { DEFAULT_WORKER_NICENESS } from './workers/worker-handle.js';
 
 /** What the engine needs from the kernel. */

@@ -9,7 +9,8 @@ import {
 } from '@nucleus/sdk';
 import { CachedReading } from './cached-reading.js';
 import { ReplicaSet } from './replica-set.js';
-import { SessionWorkerClient, type RunResult, type SessionReady, type WorkerHealth } from './session-worker-client.js';
+import { SessionWorkerClient, type RunResult, type SessionReady } from './session-worker-client.js';
+import type { WorkerHealth } from './worker-supervisor.js';
 import type { WorkerIsolation } from './worker-handle.js';
 import type { SessionWorkerSpec } from './worker-messages.js';
 

@@ -50,7 +50,7 @@ import { ReplicaCounters } from './replica-counters.js';
 import { CachedReading } from '../../workers/cached-reading.js';
 import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
 import { FREE_MEMORY_MAX_AGE_MS } from '../../workers/worker-pool.js';
-import { DEFAULT_MAX_RESTARTS } from '../../workers/session-worker-client.js';
+import { DEFAULT_MAX_RESTARTS } from '../../workers/worker-supervisor.js';
 import { DEFAULT_WORKER_NICENESS } from '../../workers/worker-handle.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { SchedulerSettings } from './scheduler.js';

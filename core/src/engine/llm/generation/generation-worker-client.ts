@@ -1,7 +1,7 @@
-import { NucleusError, unavailable, type Logger, type WorkerReplicaStatus } from '@nucleus/sdk';
+import { NucleusError, unavailable, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { openFailure } from '../../allocation-failure.js';
-import { DEFAULT_MAX_RESTARTS, type WorkerHealth } from '../../workers/session-worker-client.js';
-import { WorkerHandle, type WorkerIsolation } from '../../workers/worker-handle.js';
+import type { WorkerHandle, WorkerIsolation } from '../../workers/worker-handle.js';
+import { WorkerSupervisor, type WorkerSupervisorOptions } from '../../workers/worker-supervisor.js';
 import type {
   FromGenerationThread,
   GenerationThreadSpec,
@@ -73,8 +73,8 @@ interface Resubmittable {
   attempts: number;
 }
 
-/** Options of a {@link GenerationWorkerClient}. */
-export interface GenerationWorkerClientOptions {
+/** Options of a {@link GenerationWorkerClient}: its place among its model's replicas, and how its worker is supervised. */
+export interface GenerationWorkerClientOptions extends Omit<WorkerSupervisorOptions, 'kind' | 'label'> {
   /** The replica's index within its model's pool, as `status()` and `worker.health` events show it. Default 0. */
   id?: number;
   /**
@@ -82,21 +82,7 @@ export interface GenerationWorkerClientOptions {
    * once instead of waiting for this one's restart. Without it (or when it returns nothing) they wait for the restart.
    */
   reroute?: (from: GenerationWorkerClient) => GenerationWorkerClient | undefined;
-  logger?: Logger;
   observer?: GenerationWorkerClientObserver;
-  /** A thread of this process (default) or a child process of its own. */
-  isolation?: WorkerIsolation;
-  /** Process isolation: see `WorkerHandleOptions.heartbeatTimeoutMs` (read at each start). */
-  heartbeatTimeoutMs?: () => number;
-  /** See `WorkerHandleOptions.niceness` (read at each start). */
-  niceness?: () => number;
-  /**
-   * Restarts in a row (deaths with no step in between) after which the next death stops restarting until the next
-   * request (`workers.maxRestarts`; read at each death). Default 5.
-   */
-  maxConsecutiveRestarts?: () => number;
-  /** Told when the worker dies (with the backoff before its restart, or `gaveUp`) and when it serves again. */
-  onHealth?(health: WorkerHealth): void;
 }
 
 const THREAD_ENTRY = new URL('./generation-thread.js', import.meta.url);
@@ -125,20 +111,23 @@ export class GenerationWorkerClient {
   #closing = false;
   #running = 0;
   #waiting = 0;
-  #restarts = 0;
-  #consecutive = 0;
   #state: WorkerReplicaStatus['state'] = 'starting';
   #finished = 0;
   #lastExit: string | undefined;
 
+  readonly #supervisor: WorkerSupervisor;
+
   constructor(
     readonly spec: GenerationThreadSpec,
     private readonly options: GenerationWorkerClientOptions = {},
-  ) {}
+  ) {
+    const { id: _id, reroute: _reroute, observer: _observer, ...supervision } = options;
+    this.#supervisor = new WorkerSupervisor({ kind: 'generation', label: spec.label, ...supervision });
+  }
 
   /** Where the worker runs. */
   get isolation(): WorkerIsolation {
-    return this.options.isolation ?? 'thread';
+    return this.#supervisor.isolation;
   }
 
   /** The worker's process id (process isolation, while it runs). */
@@ -153,7 +142,7 @@ export class GenerationWorkerClient {
 
   /** Times the worker died and was started again. */
   get restarts(): number {
-    return this.#restarts;
+    return this.#supervisor.restarts;
   }
 
   /** The replica's index within its model's pool. */
@@ -189,7 +178,7 @@ export class GenerationWorkerClient {
       state: this.#state,
       ...(pid !== undefined && { pid }),
       ...(rssBytes !== undefined && { rssBytes }),
-      restarts: this.#restarts,
+      restarts: this.restarts,
       runs: this.#finished,
       pending: this.pending,
       running: this.#running,
@@ -357,12 +346,7 @@ export class GenerationWorkerClient {
 
   #spawn(): Promise<GenerationThreadReady> {
     return new Promise<GenerationThreadReady>((resolve, reject) => {
-      const worker = WorkerHandle.spawn(THREAD_ENTRY, this.spec, {
-        isolation: this.isolation,
-        name: `generation ${this.spec.label}`,
-        ...(this.options.heartbeatTimeoutMs && { heartbeatTimeoutMs: this.options.heartbeatTimeoutMs() }),
-        ...(this.options.niceness && { niceness: this.options.niceness() }),
-      });
+      const worker = this.#supervisor.spawn(THREAD_ENTRY, this.spec);
       let opened = false;
       worker.on('message', (message: FromGenerationThread) => {
         // A worker that has been replaced may still have messages on the way; its requests are someone else's now.
@@ -426,7 +410,7 @@ export class GenerationWorkerClient {
             this.#running = message.running;
             this.#waiting = message.waiting;
             // The worker is stepping: the deaths before it no longer count as in a row.
-            this.#consecutive = 0;
+            this.#supervisor.progressed();
             for (const event of message.events) {
               // A buffered request can be run again until it ends: nobody has seen its events.
               if (!this.#resubmittable.get(event.id)?.request.buffered) this.#resubmittable.delete(event.id);
@@ -445,7 +429,7 @@ export class GenerationWorkerClient {
               ...(message.cache && { cache: message.cache }),
               ...(message.speculation && { speculation: message.speculation }),
               ...(message.recovery && { recovery: message.recovery }),
-              incarnation: this.#restarts,
+              incarnation: this.restarts,
             });
             break;
           case 'released': {
@@ -571,60 +555,31 @@ export class GenerationWorkerClient {
     }
   }
 
-  // Starts a new worker after a backoff that doubles with each death in a row (the first restart is immediate) and
-  // sends it what the dead one had not started; after too many deaths in a row it gives up until the next request.
+  // Has the supervisor start a new worker and sends it what the dead one had not started; after too many deaths in a
+  // row the worker is given up until the next request.
   #restart(why: string, exited: NucleusError): void {
-    this.#restarts++;
-    this.#consecutive++;
-    const log = this.options.logger;
-    const maxRestarts = this.options.maxConsecutiveRestarts?.() ?? DEFAULT_MAX_RESTARTS;
-    if (this.#consecutive > maxRestarts) {
-      log?.error(
-        { model: this.spec.label, restarts: this.#restarts, reason: why },
-        'generation worker keeps dying; not restarting it until the next request',
-      );
-      const deaths = this.#consecutive;
-      this.#consecutive = 0;
-      this.#failAll(
-        unavailable(
-          'worker_unavailable',
-          `the worker for ${this.spec.label} died ${deaths} times in a row (last: ${why}); retry later`,
-        ),
-      );
-      this.#state = 'failed';
-      this.options.onHealth?.({
-        healthy: false,
-        reason: `the worker exited (${why})`,
-        restarts: this.#restarts,
-        gaveUp: true,
-      });
-      return;
-    }
-    const backoffMs = this.#consecutive <= 1 ? 0 : Math.min(5000, 100 * 2 ** (this.#consecutive - 2));
     const requeued = this.#channels.size + this.#admissions.size + this.#embeds.size;
-    log?.warn(
-      { model: this.spec.label, reason: why, restarts: this.#restarts, backoffMs, requeued },
-      'generation worker died; starting a new one',
-    );
-    this.options.onHealth?.({
-      healthy: false,
-      reason: `the worker exited (${why})`,
-      restarts: this.#restarts,
-      backoffMs,
+    const ready = this.#supervisor.died(why, `the worker exited (${why})`, {
+      restart: () => this.#spawn(),
+      gaveUp: (deaths) => {
+        this.#failAll(
+          unavailable(
+            'worker_unavailable',
+            `the worker for ${this.spec.label} died ${deaths} times in a row (last: ${why}); retry later`,
+          ),
+        );
+        this.#state = 'failed';
+      },
+      context: { requeued },
     });
-    const ready = new Promise<void>((r) => setTimeout(r, backoffMs)).then(() => this.#spawn());
+    if (!ready) return;
     this.#ready = ready;
     ready.then(
       () => {
-        log?.info(
-          { model: this.spec.label, restarts: this.#restarts, pid: this.pid, requeued },
-          'generation worker is serving again',
-        );
-        this.options.onHealth?.({ healthy: true, restarts: this.#restarts });
+        this.#supervisor.recovered({ pid: this.pid, requeued });
         this.#resubmit();
       },
       (err: unknown) => {
-        log?.error({ model: this.spec.label, err }, 'generation worker could not be restarted');
         this.#state = 'failed';
         if (this.#ready === ready) this.#ready = undefined;
         this.#failAll(
