@@ -14,7 +14,8 @@ import {
 } from '@nucleus/sdk';
 import type { InferenceEngine } from './inference-engine.js';
 import type { ConfiguredModel } from './model-repository.js';
-import type { GenerationEngine, LlmModelSpec } from './llm/generation/generation-engine.js';
+import type { GenerationEngine } from './llm/generation/generation-engine.js';
+import type { LlmModelSpec } from './llm/generation/served-model.js';
 import type { ModelFormats } from './model-formats.js';
 
 /** What the registry is built over. */
