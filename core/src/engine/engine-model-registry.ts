@@ -15,7 +15,8 @@ import {
 import type { ConfigStore } from '../kernel/config/index.js';
 import type { InferenceEngine } from './inference-engine.js';
 import type { ConfiguredModel } from './model-repository.js';
-import type { GenerationEngine, LlmModelSpec } from './llm/generation/generation-engine.js';
+import type { GenerationEngine } from './llm/generation/generation-engine.js';
+import type { LlmModelSpec } from './llm/generation/served-model.js';
 import type { ModelFormats } from './model-formats.js';
 
 /** What the registry is built over. */

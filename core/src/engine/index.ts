@@ -31,10 +31,10 @@ export {
 } from './model-repository.js';
 export { formatShape, ModelSignature, type Verdict } from './model-signature.js';
 export {
-  SessionWorker,
+  SessionWorkerClient,
   type RunResult,
   type SessionReady,
-  type SessionWorkerOptions,
-} from './workers/session-worker.js';
+  type SessionWorkerClientOptions,
+} from './workers/session-worker-client.js';
 export { WorkerPool } from './workers/worker-pool.js';
 export type { SessionWorkerSpec, WireTensor, WireValueMetadata } from './workers/worker-messages.js';

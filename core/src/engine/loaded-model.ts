@@ -21,7 +21,7 @@ import { DynamicBatcher, type BatchSettings, type SubmitOptions } from './batchi
 import type { ModelManifest } from './model-manifest.js';
 import type { ModelSource } from './model-repository.js';
 import { ModelSignature } from './model-signature.js';
-import type { WorkerHealth } from './workers/session-worker.js';
+import type { WorkerHealth } from './workers/worker-supervisor.js';
 import type { WorkerIsolation } from './workers/worker-handle.js';
 import { WorkerPool } from './workers/worker-pool.js';
 

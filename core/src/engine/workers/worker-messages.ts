@@ -9,7 +9,7 @@ export interface SessionWorkerSpec {
   backend: { name: string; requested: string; options: SessionOptions; fallbackReason?: string };
   /** Where to retry when ORT rejects the backend's provider (the CPU backend's options). */
   fallback?: { name: string; options: SessionOptions };
-  /** One Int32 the main thread sets to 1 to make the thread exit before its next run (see `SessionWorker.kill`). */
+  /** One Int32 the main thread sets to 1 to make the thread exit before its next run (see `SessionWorkerClient.kill`). */
   control?: SharedArrayBuffer;
 }
 

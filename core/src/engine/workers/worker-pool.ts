@@ -9,7 +9,8 @@ import {
 } from '@nucleus/sdk';
 import { CachedReading } from './cached-reading.js';
 import { ReplicaSet } from './replica-set.js';
-import { SessionWorker, type RunResult, type SessionReady, type WorkerHealth } from './session-worker.js';
+import { SessionWorkerClient, type RunResult, type SessionReady } from './session-worker-client.js';
+import type { WorkerHealth } from './worker-supervisor.js';
 import type { WorkerIsolation } from './worker-handle.js';
 import type { SessionWorkerSpec } from './worker-messages.js';
 
@@ -17,15 +18,15 @@ import type { SessionWorkerSpec } from './worker-messages.js';
 export interface WorkerPoolOptions {
   logger?: Logger;
   onHealth?(worker: number, health: WorkerHealth): void;
-  /** Passed to each replica: see `SessionWorkerOptions.runTimeoutMs`. */
+  /** Passed to each replica: see `SessionWorkerClientOptions.runTimeoutMs`. */
   runTimeoutMs?: () => number;
   /** Each replica a thread (default) or a child process. */
   isolation?: WorkerIsolation;
-  /** Passed to each replica: see `SessionWorkerOptions.heartbeatTimeoutMs`. */
+  /** Passed to each replica: see `SessionWorkerClientOptions.heartbeatTimeoutMs`. */
   heartbeatTimeoutMs?: () => number;
-  /** Passed to each replica: see `SessionWorkerOptions.niceness`. */
+  /** Passed to each replica: see `SessionWorkerClientOptions.niceness`. */
   niceness?: () => number;
-  /** Passed to each replica: see `SessionWorkerOptions.maxConsecutiveRestarts`. */
+  /** Passed to each replica: see `SessionWorkerClientOptions.maxConsecutiveRestarts`. */
   maxConsecutiveRestarts?: () => number;
   /** Told when a run is retried on another replica. */
   onRetry?(error: NucleusError): void;
@@ -35,7 +36,7 @@ export interface WorkerPoolOptions {
    * Memory the host or device may still allocate, read per run; undefined when unknown. Default: host free memory
    * for replicas on the CPU backend, unknown for the rest.
    */
-  freeMemoryBytes?: (worker: SessionWorker) => number | undefined;
+  freeMemoryBytes?: (worker: SessionWorkerClient) => number | undefined;
   /** A batch's estimated peak memory is its input bytes times this (outputs and intermediates). Default 3. */
   memoryFactor?: number;
   /**
@@ -60,14 +61,14 @@ const RETRYABLE = ['worker_exited', 'worker_unavailable', 'worker_hung'];
  * and replicas can be added and retired while serving ({@link resize}).
  */
 export class WorkerPool {
-  readonly #replicas: ReplicaSet<SessionWorker, SessionReady>;
-  readonly #healthy = new Map<SessionWorker, boolean>();
-  readonly #ids = new Map<SessionWorker, number>();
+  readonly #replicas: ReplicaSet<SessionWorkerClient, SessionReady>;
+  readonly #healthy = new Map<SessionWorkerClient, boolean>();
+  readonly #ids = new Map<SessionWorkerClient, number>();
   // Estimated bytes of the batches each replica is running, taken off the free-memory figure: the host does not
   // show an allocation until the run makes it.
-  readonly #reserved = new Map<SessionWorker, number>();
+  readonly #reserved = new Map<SessionWorkerClient, number>();
   // Batches routed to each replica and not yet answered; counted from the choice, not from the post to the thread.
-  readonly #active = new Map<SessionWorker, number>();
+  readonly #active = new Map<SessionWorkerClient, number>();
   readonly #waiters = new Set<() => void>();
   #nextId = 0;
   readonly #hostFree: CachedReading<number>;
@@ -113,7 +114,7 @@ export class WorkerPool {
   }
 
   /** The replicas taking new runs (not those being retired). */
-  get workers(): readonly SessionWorker[] {
+  get workers(): readonly SessionWorkerClient[] {
     return this.#replicas.active;
   }
 
@@ -181,11 +182,11 @@ export class WorkerPool {
   }
 
   // Chooses a replica and reserves the batch's memory on it in the same tick, so runs routed together see each other.
-  async #pick(estimatedBytes: number): Promise<SessionWorker> {
+  async #pick(estimatedBytes: number): Promise<SessionWorkerClient> {
     let waited = false;
     for (;;) {
       const strategy = this.options.routing?.();
-      let chosen: SessionWorker | undefined;
+      let chosen: SessionWorkerClient | undefined;
       if (!strategy || this.#replicas.closed) chosen = this.#leastBusy();
       else {
         // A batch that waited for room sees the memory given back since, not a reading from before.
@@ -211,14 +212,18 @@ export class WorkerPool {
     }
   }
 
-  #reserve(worker: SessionWorker, estimatedBytes: number): void {
+  #reserve(worker: SessionWorkerClient, estimatedBytes: number): void {
     this.#routed++;
     this.#active.set(worker, this.#activeOn(worker) + 1);
     this.#reserved.set(worker, (this.#reserved.get(worker) ?? 0) + estimatedBytes);
   }
 
   // Runs a batch already reserved on `worker`, and gives the reservation back when it is answered.
-  async #runOn(worker: SessionWorker, inputs: Record<string, Tensor>, estimatedBytes: number): Promise<RunResult> {
+  async #runOn(
+    worker: SessionWorkerClient,
+    inputs: Record<string, Tensor>,
+    estimatedBytes: number,
+  ): Promise<RunResult> {
     try {
       return await worker.run(inputs);
     } finally {
@@ -229,7 +234,7 @@ export class WorkerPool {
     }
   }
 
-  #activeOn(worker: SessionWorker): number {
+  #activeOn(worker: SessionWorkerClient): number {
     return this.#active.get(worker) ?? 0;
   }
 
@@ -239,7 +244,7 @@ export class WorkerPool {
     for (const w of waiters) w();
   }
 
-  #freeMemory(worker: SessionWorker): number | undefined {
+  #freeMemory(worker: SessionWorkerClient): number | undefined {
     if (this.options.freeMemoryBytes) return this.options.freeMemoryBytes(worker);
     return (worker.info?.backend ?? this.spec.backend.name) === 'cpu' ? this.#hostFree.read() : undefined;
   }
@@ -251,20 +256,20 @@ export class WorkerPool {
   }
 
   // The least busy healthy replica (other than `except`); an unhealthy one only when no other is left.
-  #leastBusy(except?: SessionWorker): SessionWorker {
+  #leastBusy(except?: SessionWorkerClient): SessionWorkerClient {
     const others = this.workers.filter((w) => w !== except);
     const healthy = others.filter((w) => this.#healthy.get(w) !== false);
     const candidates = healthy.length > 0 ? healthy : others;
     let best = candidates[0] ?? this.workers[0]!;
-    const busy = (w: SessionWorker): number => Math.max(this.#activeOn(w), w.pending);
+    const busy = (w: SessionWorkerClient): number => Math.max(this.#activeOn(w), w.pending);
     for (const w of candidates) if (busy(w) < busy(best)) best = w;
     return best;
   }
 
-  #create(): SessionWorker {
+  #create(): SessionWorkerClient {
     const id = this.#nextId++;
     const options = this.options;
-    const worker: SessionWorker = new SessionWorker(this.spec, {
+    const worker: SessionWorkerClient = new SessionWorkerClient(this.spec, {
       ...(options.logger && { logger: options.logger }),
       onHealth: (health) => {
         this.#healthy.set(worker, health.healthy);
@@ -282,7 +287,7 @@ export class WorkerPool {
     return worker;
   }
 
-  #forget(worker: SessionWorker): void {
+  #forget(worker: SessionWorkerClient): void {
     this.#healthy.delete(worker);
     this.#ids.delete(worker);
     this.#reserved.delete(worker);

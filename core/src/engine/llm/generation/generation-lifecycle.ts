@@ -1,4 +1,4 @@
-import type { GenerationWorker } from './generation-worker.js';
+import type { GenerationWorkerClient } from './generation-worker-client.js';
 import type { WireGenerateRequest } from './generation-messages.js';
 
 /** How often a drain looks at what the old replicas still hold. */
@@ -8,7 +8,7 @@ const DRAIN_POLL_MS = 10;
  * Runs one real generation on each replica before it takes traffic, so that a model that opens but cannot generate
  * (a graph that fails at its first step, a tokenizer that cannot encode) fails its swap instead of its first users.
  */
-export async function warmUp(workers: readonly GenerationWorker[], request: WireGenerateRequest): Promise<void> {
+export async function warmUp(workers: readonly GenerationWorkerClient[], request: WireGenerateRequest): Promise<void> {
   await Promise.all(
     workers.map(async (worker) => {
       const { events } = await worker.generate(request);
@@ -23,7 +23,7 @@ export async function warmUp(workers: readonly GenerationWorker[], request: Wire
  * It waits one turn of the event loop first, so that a request routed to the old replicas just before the switch
  * has reached them and is counted.
  */
-export async function drain(workers: () => readonly GenerationWorker[], timeoutMs: number): Promise<boolean> {
+export async function drain(workers: () => readonly GenerationWorkerClient[], timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   await new Promise((resolve) => setImmediate(resolve));
   for (;;) {

@@ -1,12 +1,16 @@
 import { unavailable, type Logger, type ReplicaRouter, type WorkerLoad, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { ReplicaSet } from '../../workers/replica-set.js';
-import type { Admission, EventChannel, GenerationThreadReady, GenerationWorker } from './generation-worker.js';
+import type { EventChannel } from './event-channel.js';
+import type { Admission, GenerationThreadReady, GenerationWorkerClient } from './generation-worker-client.js';
 import type { WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
 
 /** Options of a {@link GenerationReplicas}. */
 export interface GenerationReplicasOptions {
-  /** Makes the replica with index `id`; it must pass `reroute` on to its {@link GenerationWorker}. */
-  create(id: number, reroute: (from: GenerationWorker) => GenerationWorker | undefined): GenerationWorker;
+  /** Makes the replica with index `id`; it must pass `reroute` on to its {@link GenerationWorkerClient}. */
+  create(
+    id: number,
+    reroute: (from: GenerationWorkerClient) => GenerationWorkerClient | undefined,
+  ): GenerationWorkerClient;
   logger?: Logger;
   /** The router that picks the replica of each request (read per request); none means the least busy replica. */
   routing?: () => ReplicaRouter | undefined;
@@ -25,7 +29,7 @@ const AFFINITY_CHARS = 32;
 const AFFINITY_TOKENS = 16;
 
 /**
- * The replicas of one LLM, each a {@link GenerationWorker} with its own session, scheduler and prefix cache. A
+ * The replicas of one LLM, each a {@link GenerationWorkerClient} with its own session, scheduler and prefix cache. A
  * request goes to the replica the routing strategy picks from their loads (sequences in each, estimated KV bytes
  * against free memory, and the request's affinity key); a replica that is not serving is out of the choice until it
  * serves again. A replica that dies hands the requests it held without a token, or buffered ones whose output nobody
@@ -33,7 +37,7 @@ const AFFINITY_TOKENS = 16;
  * ones take requests once open, retired ones take none and end after the generations they hold.
  */
 export class GenerationReplicas {
-  readonly #replicas: ReplicaSet<GenerationWorker, GenerationThreadReady>;
+  readonly #replicas: ReplicaSet<GenerationWorkerClient, GenerationThreadReady>;
   readonly #waiters = new Set<() => void>();
   #nextId = 0;
   // Estimated KV bytes of the requests routed and not yet ended, taken off the free-memory figure: the host does not
@@ -78,12 +82,12 @@ export class GenerationReplicas {
   }
 
   /** The replicas taking new requests (not those being retired). */
-  get workers(): readonly GenerationWorker[] {
+  get workers(): readonly GenerationWorkerClient[] {
     return this.#replicas.active;
   }
 
   /** Every replica, those being retired included. */
-  get all(): GenerationWorker[] {
+  get all(): GenerationWorkerClient[] {
     return this.#replicas.all;
   }
 
@@ -100,7 +104,7 @@ export class GenerationReplicas {
     return this.#replicas.resize(size);
   }
 
-  /** Routes a request to a replica and submits it there; see {@link GenerationWorker.generate}. */
+  /** Routes a request to a replica and submits it there; see {@link GenerationWorkerClient.generate}. */
   async generate(
     request: WireGenerateRequest,
     signal?: AbortSignal,
@@ -108,7 +112,7 @@ export class GenerationReplicas {
     const estimatedBytes = this.#estimate(request);
     const key = affinityKey(request);
     const worker = this.#choose(estimatedBytes, key) ?? (await this.#pick(estimatedBytes, key));
-    // Submitted in the tick it was chosen in: the replica counts its sequences at once (see GenerationWorker.generate).
+    // Submitted in the tick it was chosen in: the replica counts its sequences at once (see GenerationWorkerClient.generate).
     const submitted = worker.generate(request, signal);
     this.#routed++;
     this.#reserved += estimatedBytes;
@@ -185,7 +189,7 @@ export class GenerationReplicas {
   // The replica a request goes to, chosen and submitted to in one tick so that requests routed together see each
   // other's load. When the strategy answers -1 (none has room) the request waits for one to end; with nothing routed
   // the figures will not change, and refusing for ever would hang it, so it takes the least busy.
-  async #pick(estimatedBytes: number, key: string | undefined): Promise<GenerationWorker> {
+  async #pick(estimatedBytes: number, key: string | undefined): Promise<GenerationWorkerClient> {
     for (;;) {
       const chosen = this.#choose(estimatedBytes, key);
       if (chosen) return chosen;
@@ -193,7 +197,7 @@ export class GenerationReplicas {
     }
   }
 
-  #choose(estimatedBytes: number, key: string | undefined): GenerationWorker | undefined {
+  #choose(estimatedBytes: number, key: string | undefined): GenerationWorkerClient | undefined {
     if (this.#replicas.closed) throw unavailable('model_unloading', 'the model is stopping');
     const strategy = this.options.routing?.();
     if (!strategy) return this.#leastBusy();
@@ -213,7 +217,7 @@ export class GenerationReplicas {
   }
 
   // The least busy replica that serves (other than `except`); one that does not only when none serves.
-  #leastBusy(except?: GenerationWorker): GenerationWorker {
+  #leastBusy(except?: GenerationWorkerClient): GenerationWorkerClient {
     const others = this.workers.filter((w) => w !== except);
     const serving = others.filter((w) => w.serving);
     const candidates = serving.length > 0 ? serving : others;
@@ -223,7 +227,7 @@ export class GenerationReplicas {
   }
 
   // Where a dying replica's requests without a token go: the least busy other replica that serves now.
-  #reroute(from: GenerationWorker): GenerationWorker | undefined {
+  #reroute(from: GenerationWorkerClient): GenerationWorkerClient | undefined {
     if (this.#replicas.closed) return undefined;
     const other = this.#leastBusy(from);
     return other !== from && other.serving ? other : undefined;

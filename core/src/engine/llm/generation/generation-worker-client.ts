@@ -1,16 +1,16 @@
-import { NucleusError, unavailable, type GenerationEvent, type Logger, type WorkerReplicaStatus } from '@nucleus/sdk';
+import { NucleusError, unavailable, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { openFailure } from '../../allocation-failure.js';
-import { DEFAULT_MAX_RESTARTS, type WorkerHealth } from '../../workers/session-worker.js';
-import { WorkerHandle, type WorkerIsolation } from '../../workers/worker-handle.js';
+import type { WorkerHandle, WorkerIsolation } from '../../workers/worker-handle.js';
+import { WorkerSupervisor, type WorkerSupervisorOptions } from '../../workers/worker-supervisor.js';
 import type {
   FromGenerationThread,
   GenerationThreadSpec,
   ToGenerationThread,
   WireEmbedRequest,
   WireGenerateRequest,
-  WireGenerationEvent,
   WireStepStats,
 } from './generation-messages.js';
+import { EventChannel } from './event-channel.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { SpeculationStats, StepRecovery } from './generation-loop.js';
 import type { SchedulerSettings } from './scheduler.js';
@@ -33,8 +33,8 @@ export interface Admission {
   cachedTokens?: number;
 }
 
-/** Hooks a {@link GenerationWorker} calls with what the thread reports, for telemetry. */
-export interface GenerationWorkerObserver {
+/** Hooks a {@link GenerationWorkerClient} calls with what the thread reports, for telemetry. */
+export interface GenerationWorkerClientObserver {
   /** A group of events arrived, with the loop's state and the steps since the last group. */
   onGroup?(state: {
     running: number;
@@ -47,158 +47,6 @@ export interface GenerationWorkerObserver {
     /** Which thread or process of the replica reported (its restarts so far): counters start again in a new one. */
     incarnation: number;
   }): void;
-}
-
-/** The events of one admitted request as they arrive, consumed by one reader. */
-export class EventChannel implements AsyncIterable<GenerationEvent> {
-  #queue: GenerationEvent[] = [];
-  #error: Error | undefined;
-  #ended = false;
-  #waiter: (() => void) | undefined;
-  #finished = 0;
-  #pushed = 0;
-  #completionTokens = 0;
-  #cachedTokens: number | undefined;
-  #firstTokenAt: number | undefined;
-  readonly #endListeners: (() => void)[] = [];
-
-  /**
-   * Cancels the request in the worker that holds it now (`readerGone`: nobody reads the channel any more). The
-   * worker sets it, and sets it again when the request moves to another replica.
-   */
-  cancel: (readerGone: boolean) => void = () => undefined;
-
-  /**
-   * `buffered`: the reader gets the events only once the request has ended (see `GenerateRequest.buffered`), so a
-   * run cut short by a dying worker can be dropped ({@link restart}) and made again unseen.
-   */
-  constructor(
-    readonly choices: number,
-    readonly promptTokens: number,
-    readonly buffered = false,
-  ) {}
-
-  /** Calls `listener` once, when the request has ended and left its worker. */
-  onEnd(listener: () => void): void {
-    this.#endListeners.push(listener);
-  }
-
-  /** Called by the worker when the request has left it for good. */
-  notifyEnd(): void {
-    for (const listener of this.#endListeners.splice(0)) listener();
-  }
-
-  /** Whether the request has ended (done, failed, or given up by its reader). */
-  get ended(): boolean {
-    return this.#ended;
-  }
-
-  /** Whether any event has arrived: until then the request can be run again from the start elsewhere. */
-  get started(): boolean {
-    return this.#pushed > 0;
-  }
-
-  /** When (`performance.now()`) the first token of the current run arrived, whenever its reader reads it. */
-  get firstTokenAt(): number | undefined {
-    return this.#firstTokenAt;
-  }
-
-  /** Drops what a buffered request's run has produced so far, which nobody has read, to run it again from the start. */
-  restart(): void {
-    if (!this.buffered || this.#ended) return;
-    this.#queue = [];
-    this.#pushed = 0;
-    this.#finished = 0;
-    this.#completionTokens = 0;
-    this.#cachedTokens = undefined;
-    this.#firstTokenAt = undefined;
-  }
-
-  /** Adds an event from the thread; the last choice's finish adds the `done` event with usage. */
-  push(event: WireGenerationEvent): void {
-    if (this.#ended) return;
-    this.#pushed++;
-    if (event.kind === 'fail')
-      return this.fail(
-        new NucleusError(
-          event.status,
-          event.code,
-          event.message,
-          event.failure === undefined ? {} : { cause: { failure: event.failure } },
-        ),
-      );
-    if (event.kind === 'token') {
-      this.#firstTokenAt ??= performance.now();
-      this.#queue.push({
-        type: 'token',
-        index: event.index,
-        tokenId: event.tokenId,
-        text: event.text,
-        sampledAt: event.sampledAt,
-      });
-    } else {
-      this.#finished++;
-      this.#completionTokens += event.completionTokens;
-      if (event.cachedTokens !== undefined) this.#cachedTokens = Math.max(this.#cachedTokens ?? 0, event.cachedTokens);
-      this.#queue.push({
-        type: 'finish',
-        index: event.index,
-        finishReason: event.reason,
-        text: event.text,
-        completionTokens: event.completionTokens,
-        ...(event.stop !== undefined && { stopSequence: event.stop }),
-      });
-      if (this.#finished === this.choices) {
-        const usage = {
-          promptTokens: this.promptTokens,
-          completionTokens: this.#completionTokens,
-          totalTokens: this.promptTokens + this.#completionTokens,
-          ...(this.#cachedTokens !== undefined && { cachedPromptTokens: this.#cachedTokens }),
-        };
-        this.#queue.push({ type: 'done', usage });
-        this.#ended = true;
-      }
-    }
-    if (!this.buffered || this.#ended) this.#wake();
-  }
-
-  /** Ends the request with an error; the reader gets it after the events already queued. */
-  fail(err: Error): void {
-    if (this.#ended) return;
-    this.#error = err;
-    this.#ended = true;
-    this.#wake();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<GenerationEvent> {
-    return {
-      next: async () => {
-        for (;;) {
-          // A buffered request's events are read once it has ended: until then they may still be dropped.
-          const event = this.buffered && !this.#ended ? undefined : this.#queue.shift();
-          if (event) return { value: event, done: false };
-          if (this.#error) throw this.#error;
-          if (this.#ended) return { value: undefined, done: true };
-          await new Promise<void>((resolve) => (this.#waiter = resolve));
-        }
-      },
-      return: async () => {
-        // The reader left early (a client that went away): the thread must drop the sequences.
-        if (!this.#ended) {
-          this.#ended = true;
-          this.cancel(true);
-        }
-        this.#queue = [];
-        return { value: undefined, done: true };
-      },
-    };
-  }
-
-  #wake(): void {
-    const w = this.#waiter;
-    this.#waiter = undefined;
-    w?.();
-  }
 }
 
 interface PendingAdmission {
@@ -225,30 +73,16 @@ interface Resubmittable {
   attempts: number;
 }
 
-/** Options of a {@link GenerationWorker}. */
-export interface GenerationWorkerOptions {
+/** Options of a {@link GenerationWorkerClient}: its place among its model's replicas, and how its worker is supervised. */
+export interface GenerationWorkerClientOptions extends Omit<WorkerSupervisorOptions, 'kind' | 'label'> {
   /** The replica's index within its model's pool, as `status()` and `worker.health` events show it. Default 0. */
   id?: number;
   /**
    * Another replica that serves now, for the requests this one held without a token when it died: they run there at
    * once instead of waiting for this one's restart. Without it (or when it returns nothing) they wait for the restart.
    */
-  reroute?: (from: GenerationWorker) => GenerationWorker | undefined;
-  logger?: Logger;
-  observer?: GenerationWorkerObserver;
-  /** A thread of this process (default) or a child process of its own. */
-  isolation?: WorkerIsolation;
-  /** Process isolation: see `WorkerHandleOptions.heartbeatTimeoutMs` (read at each start). */
-  heartbeatTimeoutMs?: () => number;
-  /** See `WorkerHandleOptions.niceness` (read at each start). */
-  niceness?: () => number;
-  /**
-   * Restarts in a row (deaths with no step in between) after which the next death stops restarting until the next
-   * request (`workers.maxRestarts`; read at each death). Default 5.
-   */
-  maxConsecutiveRestarts?: () => number;
-  /** Told when the worker dies (with the backoff before its restart, or `gaveUp`) and when it serves again. */
-  onHealth?(health: WorkerHealth): void;
+  reroute?: (from: GenerationWorkerClient) => GenerationWorkerClient | undefined;
+  observer?: GenerationWorkerClientObserver;
 }
 
 const THREAD_ENTRY = new URL('./generation-thread.js', import.meta.url);
@@ -264,7 +98,7 @@ const MAX_ATTEMPTS = 3;
  * another replica or the new worker, and those already streaming fail with 503 `worker_exited`, since their client
  * has seen part of an answer that cannot be continued.
  */
-export class GenerationWorker {
+export class GenerationWorkerClient {
   #worker: WorkerHandle | undefined;
   #ready: Promise<GenerationThreadReady> | undefined;
   #info: GenerationThreadReady | undefined;
@@ -277,20 +111,23 @@ export class GenerationWorker {
   #closing = false;
   #running = 0;
   #waiting = 0;
-  #restarts = 0;
-  #consecutive = 0;
   #state: WorkerReplicaStatus['state'] = 'starting';
   #finished = 0;
   #lastExit: string | undefined;
 
+  readonly #supervisor: WorkerSupervisor;
+
   constructor(
     readonly spec: GenerationThreadSpec,
-    private readonly options: GenerationWorkerOptions = {},
-  ) {}
+    private readonly options: GenerationWorkerClientOptions = {},
+  ) {
+    const { id: _id, reroute: _reroute, observer: _observer, ...supervision } = options;
+    this.#supervisor = new WorkerSupervisor({ kind: 'generation', label: spec.label, ...supervision });
+  }
 
   /** Where the worker runs. */
   get isolation(): WorkerIsolation {
-    return this.options.isolation ?? 'thread';
+    return this.#supervisor.isolation;
   }
 
   /** The worker's process id (process isolation, while it runs). */
@@ -305,7 +142,7 @@ export class GenerationWorker {
 
   /** Times the worker died and was started again. */
   get restarts(): number {
-    return this.#restarts;
+    return this.#supervisor.restarts;
   }
 
   /** The replica's index within its model's pool. */
@@ -341,7 +178,7 @@ export class GenerationWorker {
       state: this.#state,
       ...(pid !== undefined && { pid }),
       ...(rssBytes !== undefined && { rssBytes }),
-      restarts: this.#restarts,
+      restarts: this.restarts,
       runs: this.#finished,
       pending: this.pending,
       running: this.#running,
@@ -509,12 +346,7 @@ export class GenerationWorker {
 
   #spawn(): Promise<GenerationThreadReady> {
     return new Promise<GenerationThreadReady>((resolve, reject) => {
-      const worker = WorkerHandle.spawn(THREAD_ENTRY, this.spec, {
-        isolation: this.isolation,
-        name: `generation ${this.spec.label}`,
-        ...(this.options.heartbeatTimeoutMs && { heartbeatTimeoutMs: this.options.heartbeatTimeoutMs() }),
-        ...(this.options.niceness && { niceness: this.options.niceness() }),
-      });
+      const worker = this.#supervisor.spawn(THREAD_ENTRY, this.spec);
       let opened = false;
       worker.on('message', (message: FromGenerationThread) => {
         // A worker that has been replaced may still have messages on the way; its requests are someone else's now.
@@ -578,7 +410,7 @@ export class GenerationWorker {
             this.#running = message.running;
             this.#waiting = message.waiting;
             // The worker is stepping: the deaths before it no longer count as in a row.
-            this.#consecutive = 0;
+            this.#supervisor.progressed();
             for (const event of message.events) {
               // A buffered request can be run again until it ends: nobody has seen its events.
               if (!this.#resubmittable.get(event.id)?.request.buffered) this.#resubmittable.delete(event.id);
@@ -597,7 +429,7 @@ export class GenerationWorker {
               ...(message.cache && { cache: message.cache }),
               ...(message.speculation && { speculation: message.speculation }),
               ...(message.recovery && { recovery: message.recovery }),
-              incarnation: this.#restarts,
+              incarnation: this.restarts,
             });
             break;
           case 'released': {
@@ -723,60 +555,31 @@ export class GenerationWorker {
     }
   }
 
-  // Starts a new worker after a backoff that doubles with each death in a row (the first restart is immediate) and
-  // sends it what the dead one had not started; after too many deaths in a row it gives up until the next request.
+  // Has the supervisor start a new worker and sends it what the dead one had not started; after too many deaths in a
+  // row the worker is given up until the next request.
   #restart(why: string, exited: NucleusError): void {
-    this.#restarts++;
-    this.#consecutive++;
-    const log = this.options.logger;
-    const maxRestarts = this.options.maxConsecutiveRestarts?.() ?? DEFAULT_MAX_RESTARTS;
-    if (this.#consecutive > maxRestarts) {
-      log?.error(
-        { model: this.spec.label, restarts: this.#restarts, reason: why },
-        'generation worker keeps dying; not restarting it until the next request',
-      );
-      const deaths = this.#consecutive;
-      this.#consecutive = 0;
-      this.#failAll(
-        unavailable(
-          'worker_unavailable',
-          `the worker for ${this.spec.label} died ${deaths} times in a row (last: ${why}); retry later`,
-        ),
-      );
-      this.#state = 'failed';
-      this.options.onHealth?.({
-        healthy: false,
-        reason: `the worker exited (${why})`,
-        restarts: this.#restarts,
-        gaveUp: true,
-      });
-      return;
-    }
-    const backoffMs = this.#consecutive <= 1 ? 0 : Math.min(5000, 100 * 2 ** (this.#consecutive - 2));
     const requeued = this.#channels.size + this.#admissions.size + this.#embeds.size;
-    log?.warn(
-      { model: this.spec.label, reason: why, restarts: this.#restarts, backoffMs, requeued },
-      'generation worker died; starting a new one',
-    );
-    this.options.onHealth?.({
-      healthy: false,
-      reason: `the worker exited (${why})`,
-      restarts: this.#restarts,
-      backoffMs,
+    const ready = this.#supervisor.died(why, `the worker exited (${why})`, {
+      restart: () => this.#spawn(),
+      gaveUp: (deaths) => {
+        this.#failAll(
+          unavailable(
+            'worker_unavailable',
+            `the worker for ${this.spec.label} died ${deaths} times in a row (last: ${why}); retry later`,
+          ),
+        );
+        this.#state = 'failed';
+      },
+      context: { requeued },
     });
-    const ready = new Promise<void>((r) => setTimeout(r, backoffMs)).then(() => this.#spawn());
+    if (!ready) return;
     this.#ready = ready;
     ready.then(
       () => {
-        log?.info(
-          { model: this.spec.label, restarts: this.#restarts, pid: this.pid, requeued },
-          'generation worker is serving again',
-        );
-        this.options.onHealth?.({ healthy: true, restarts: this.#restarts });
+        this.#supervisor.recovered({ pid: this.pid, requeued });
         this.#resubmit();
       },
       (err: unknown) => {
-        log?.error({ model: this.spec.label, err }, 'generation worker could not be restarted');
         this.#state = 'failed';
         if (this.#ready === ready) this.#ready = undefined;
         this.#failAll(

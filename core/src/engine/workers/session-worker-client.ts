@@ -1,6 +1,7 @@
 import { NucleusError, unavailable, type Logger, type Tensor, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { openFailure } from '../allocation-failure.js';
-import { WorkerHandle, type WorkerIsolation } from './worker-handle.js';
+import type { WorkerHandle, WorkerIsolation } from './worker-handle.js';
+import { WorkerSupervisor, type WorkerSupervisorOptions } from './worker-supervisor.js';
 import {
   packTensors,
   unpackTensors,
@@ -27,39 +28,10 @@ export interface RunResult {
   runMs: number;
 }
 
-/** Options of a {@link SessionWorker}. */
-export interface SessionWorkerOptions {
-  logger?: Logger;
-  /**
-   * Restarts in a row (deaths without a run finished in between) after which the next death gives the worker up
-   * (`workers.maxRestarts`; read at each death). Default 5.
-   */
-  maxConsecutiveRestarts?: () => number;
-  /**
-   * Told when the worker dies (healthy: false, with the delay before the restart, or `gaveUp`) and when a restarted
-   * one is serving again (healthy: true).
-   */
-  onHealth?(health: WorkerHealth): void;
-  /** A thread of this process (default) or a child process of its own. */
-  isolation?: WorkerIsolation;
-  /** Process isolation: see `WorkerHandleOptions.heartbeatTimeoutMs` (read at each start). */
-  heartbeatTimeoutMs?: () => number;
-  /** See `WorkerHandleOptions.niceness` (read at each start). */
-  niceness?: () => number;
+/** Options of a {@link SessionWorkerClient}: how its worker is supervised, and how long a run may take. */
+export interface SessionWorkerClientOptions extends Omit<WorkerSupervisorOptions, 'kind' | 'label'> {
   /** A run unanswered after this long (ms, read per run; 0 = never) marks the thread hung: it is replaced and its runs fail with 503 `worker_hung`. */
   runTimeoutMs?: () => number;
-}
-
-/** A change in a worker's health, as {@link SessionWorkerOptions.onHealth} hears it. */
-export interface WorkerHealth {
-  healthy: boolean;
-  reason?: string;
-  /** Restarts of this worker so far. */
-  restarts: number;
-  /** Unhealthy: how long until the restart is tried (exponential backoff over the deaths in a row). */
-  backoffMs?: number;
-  /** Unhealthy: the worker died too often in a row and is not restarted any more. */
-  gaveUp?: boolean;
 }
 
 interface Pending {
@@ -69,16 +41,13 @@ interface Pending {
 
 const THREAD_ENTRY = new URL('./session-thread.js', import.meta.url);
 
-/** Restarts in a row after which a worker that dies again is given up, unless `workers.maxRestarts` says otherwise. */
-export const DEFAULT_MAX_RESTARTS = 5;
-
 /**
  * One worker — a thread, or a child process with process isolation — owning one ORT session. Runs cross as
  * messages (transferred buffers to a thread, advanced-serialized copies to a process). When the worker dies, every
- * run it was holding is rejected at once (503 `worker_exited`) and a fresh worker is started after a backoff; runs
- * sent meanwhile wait for it.
+ * run it was holding is rejected at once (503 `worker_exited`) and its {@link WorkerSupervisor} starts a fresh one
+ * after a backoff; runs sent meanwhile wait for it.
  */
-export class SessionWorker {
+export class SessionWorkerClient {
   #worker: WorkerHandle | undefined;
   #state: WorkerReplicaStatus['state'] = 'starting';
   #control: Int32Array | undefined;
@@ -90,29 +59,24 @@ export class SessionWorker {
   #assigned = 0;
   #runs = 0;
   #closing = false;
-  #restarts = 0;
-  #consecutive = 0;
   #lastExit: string | undefined;
-  readonly #maxConsecutive: () => number;
   readonly #log: Logger | undefined;
-  readonly #onHealth: SessionWorkerOptions['onHealth'];
-  readonly #runTimeoutMs: SessionWorkerOptions['runTimeoutMs'];
-  readonly #heartbeatTimeoutMs: SessionWorkerOptions['heartbeatTimeoutMs'];
-  readonly #niceness: SessionWorkerOptions['niceness'];
-  /** Where this worker runs. */
-  readonly isolation: WorkerIsolation;
+  readonly #runTimeoutMs: SessionWorkerClientOptions['runTimeoutMs'];
+  readonly #supervisor: WorkerSupervisor;
 
   constructor(
     readonly spec: SessionWorkerSpec,
-    options: SessionWorkerOptions = {},
+    options: SessionWorkerClientOptions = {},
   ) {
+    const { runTimeoutMs, ...supervision } = options;
     this.#log = options.logger;
-    this.#maxConsecutive = options.maxConsecutiveRestarts ?? (() => DEFAULT_MAX_RESTARTS);
-    this.#onHealth = options.onHealth;
-    this.#runTimeoutMs = options.runTimeoutMs;
-    this.#heartbeatTimeoutMs = options.heartbeatTimeoutMs;
-    this.#niceness = options.niceness;
-    this.isolation = options.isolation ?? 'thread';
+    this.#runTimeoutMs = runTimeoutMs;
+    this.#supervisor = new WorkerSupervisor({ kind: 'session', label: spec.label, ...supervision });
+  }
+
+  /** Where this worker runs. */
+  get isolation(): WorkerIsolation {
+    return this.#supervisor.isolation;
   }
 
   /** Starts the thread and opens the session; rejects with the session error when it cannot be opened. */
@@ -204,7 +168,7 @@ export class SessionWorker {
 
   /** Times the worker died and was started again. */
   get restarts(): number {
-    return this.#restarts;
+    return this.#supervisor.restarts;
   }
 
   /** The worker's process id (process isolation, while it runs). */
@@ -227,7 +191,7 @@ export class SessionWorker {
       state: this.#state,
       ...(pid !== undefined && { pid }),
       ...(rssBytes !== undefined && { rssBytes }),
-      restarts: this.#restarts,
+      restarts: this.restarts,
       runs: this.#runs,
       pending: this.#assigned,
       ...(this.#state !== 'serving' && this.#lastExit !== undefined && { lastExit: this.#lastExit }),
@@ -296,16 +260,7 @@ export class SessionWorker {
     return new Promise<SessionReady>((resolve, reject) => {
       // A thread reads its kill flag from shared memory; a process is simply killed, so it needs none.
       const control = this.isolation === 'thread' ? new SharedArrayBuffer(4) : undefined;
-      const worker = WorkerHandle.spawn(
-        THREAD_ENTRY,
-        { ...this.spec, ...(control && { control }) },
-        {
-          isolation: this.isolation,
-          name: `session ${this.spec.label}`,
-          ...(this.#heartbeatTimeoutMs && { heartbeatTimeoutMs: this.#heartbeatTimeoutMs() }),
-          ...(this.#niceness && { niceness: this.#niceness() }),
-        },
-      );
+      const worker = this.#supervisor.spawn(THREAD_ENTRY, { ...this.spec, ...(control && { control }) });
       const exited = worker.exited;
       let opened = false;
       worker.on('message', (message: FromWorker) => {
@@ -325,13 +280,7 @@ export class SessionWorker {
             this.#state = 'serving';
             const { type: _type, ...info } = message;
             this.#info = info;
-            if (this.#restarts > 0) {
-              this.#log?.info(
-                { model: this.spec.label, restarts: this.#restarts, pid: worker.pid },
-                'session worker is serving again',
-              );
-              this.#onHealth?.({ healthy: true, restarts: this.#restarts });
-            }
+            if (this.restarts > 0) this.#supervisor.recovered({ pid: worker.pid });
             resolve(info);
             break;
           }
@@ -340,14 +289,14 @@ export class SessionWorker {
             void worker.terminate();
             break;
           case 'result': {
-            this.#consecutive = 0;
+            this.#supervisor.progressed();
             const p = this.#pending.get(message.id);
             this.#pending.delete(message.id);
             p?.resolve({ outputs: unpackTensors(message.outputs), runMs: message.runMs });
             break;
           }
           case 'error': {
-            this.#consecutive = 0;
+            this.#supervisor.progressed();
             const p = this.#pending.get(message.id);
             this.#pending.delete(message.id);
             p?.reject(new NucleusError(500, message.code, `${this.spec.label} failed to run: ${message.message}`));
@@ -382,38 +331,25 @@ export class SessionWorker {
     });
   }
 
-  // Restarts the worker after a backoff that doubles with each death in a row (the first restart is immediate),
-  // or gives up once it has died too often in a row; either way the pool and the events hear of it.
+  // Has the supervisor start a new worker, or give up once the worker has died too often in a row.
   #died(why: string): void {
-    this.#restarts++;
-    this.#consecutive++;
-    if (this.#consecutive > this.#maxConsecutive()) {
-      this.#state = 'failed';
-      this.#log?.error(
-        { model: this.spec.label, restarts: this.#restarts, reason: why },
-        'session worker keeps dying; giving up',
-      );
-      this.#ready = Promise.reject(
-        unavailable(
-          'worker_unavailable',
-          `the worker for ${this.spec.label} died ${this.#consecutive} times in a row (last: ${why}); reload the model`,
-        ),
-      );
-      this.#ready.catch(() => undefined);
-      this.#onHealth?.({ healthy: false, reason: this.#lastExit ?? why, restarts: this.#restarts, gaveUp: true });
-      return;
-    }
     this.#state = 'restarting';
-    const backoffMs = this.#consecutive <= 1 ? 0 : Math.min(5000, 100 * 2 ** (this.#consecutive - 2));
-    this.#log?.warn(
-      { model: this.spec.label, reason: why, restarts: this.#restarts, backoffMs },
-      'session worker died; starting a new one',
-    );
-    this.#onHealth?.({ healthy: false, reason: this.#lastExit ?? why, restarts: this.#restarts, backoffMs });
-    const ready = new Promise<void>((r) => setTimeout(r, backoffMs)).then(() => this.#spawn());
-    ready.catch((err: unknown) => {
+    const ready = this.#supervisor.died(why, this.#lastExit ?? why, {
+      restart: () => this.#spawn(),
+      gaveUp: (deaths) => {
+        this.#state = 'failed';
+        this.#ready = Promise.reject(
+          unavailable(
+            'worker_unavailable',
+            `the worker for ${this.spec.label} died ${deaths} times in a row (last: ${why}); reload the model`,
+          ),
+        );
+        this.#ready.catch(() => undefined);
+      },
+    });
+    if (!ready) return;
+    ready.catch(() => {
       this.#state = 'failed';
-      this.#log?.error({ model: this.spec.label, err }, 'session worker could not be restarted');
     });
     this.#ready = ready;
   }

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SessionWorker } from '@nucleus/core/internal/engine/index';
+import { SessionWorkerClient } from '@nucleus/core/internal/engine/index';
 import type { SessionWorkerSpec } from '@nucleus/core/internal/engine/index';
 import { NucleusError } from '@nucleus/sdk';
 import { tempDir } from '../helpers/paths.js';
@@ -24,7 +24,7 @@ describe('session worker', () => {
   });
 
   it('runs the session in a worker thread, same numbers as a direct run, while the event loop keeps ticking', async () => {
-    const worker = new SessionWorker(spec(resnet));
+    const worker = new SessionWorkerClient(spec(resnet));
     try {
       const ready = await worker.start();
       assert.equal(ready.backend, 'cpu');
@@ -70,7 +70,7 @@ describe('session worker', () => {
   });
 
   it('rejects the pending runs of a killed worker at once, restarts it, and the next run succeeds', async () => {
-    const worker = new SessionWorker(spec(resnet));
+    const worker = new SessionWorkerClient(spec(resnet));
     try {
       await worker.start();
       const image = f32(floats(16 * IMAGE, 5), [16, 3, 224, 224]);
@@ -104,7 +104,7 @@ describe('session worker', () => {
     const dir = tempDir('bad-model');
     const path = join(dir, 'model.onnx');
     writeFileSync(path, 'not an onnx model');
-    const worker = new SessionWorker(spec(path));
+    const worker = new SessionWorkerClient(spec(path));
     await assert.rejects(worker.start(), (err: NucleusError) => {
       assert.match(err.message, /could not open test@1/);
       return true;

@@ -1,0 +1,299 @@
+import { freemem } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { NucleusError, toNucleusError, unavailable, type Logger, type ReplicaRouter } from '@nucleus/sdk';
+import { BackendSelector, CPU_BACKEND } from '../../backend-selector.js';
+import { withDefaultCpu } from '../../default-cpu-backend.js';
+import { CachedReading } from '../../workers/cached-reading.js';
+import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
+import { DEFAULT_WORKER_NICENESS } from '../../workers/worker-handle.js';
+import { FREE_MEMORY_MAX_AGE_MS } from '../../workers/worker-pool.js';
+import { DEFAULT_MAX_RESTARTS } from '../../workers/worker-supervisor.js';
+import type { GenerationEngineOptions } from './generation-engine-options.js';
+import type { PrefixCacheSpec, SpeculativeSpec } from './generation-messages.js';
+import { GenerationReplicas } from './generation-replicas.js';
+import { GenerationWorkerClient, type GenerationThreadReady } from './generation-worker-client.js';
+import type { SchedulerSettings } from './scheduler.js';
+import { backendKey, type LlmModelSpec, type ServedModel } from './served-model.js';
+
+/**
+ * Opens the replicas of served models: picks the backend, has the model's format prepare its graph, and starts one
+ * worker per replica with the scheduler, prefix-cache and speculation settings the config gives; then keeps the
+ * running replicas in step with the config and with memory pressure.
+ */
+export class ReplicaLauncher {
+  readonly #selector: BackendSelector;
+  readonly #log: Logger;
+  /** The host's free memory for routing, read at most every {@link FREE_MEMORY_MAX_AGE_MS} (a request is routed per read). */
+  readonly #hostFree = new CachedReading(freemem, FREE_MEMORY_MAX_AGE_MS);
+
+  /** `models`: the models served now; `stopped`: whether the engine is stopping (a replica that opens then closes). */
+  constructor(
+    private readonly options: GenerationEngineOptions,
+    logger: Logger,
+    private readonly models: () => Iterable<ServedModel>,
+    private readonly stopped: () => boolean,
+  ) {
+    this.#log = logger;
+    this.#selector = new BackendSelector(withDefaultCpu(options.backends), { events: options.events, logger });
+  }
+
+  /** Follows the config's and memory pressure's changes in the running replicas until the returned function is called. */
+  watch(): () => void {
+    const offConfig = this.options.config.onChange?.((path) => {
+      if (path.startsWith('scheduler.')) for (const w of this.#workers()) w.configure(this.#schedulerSettings());
+      if (path === 'cache.prefix.maxBytes') {
+        for (const m of this.models()) {
+          if (m.cacheBytes === undefined) continue;
+          m.cacheBytes = this.#prefixCacheBytes(m);
+          for (const w of m.replicas?.all ?? []) w.configurePrefixCache(this.#shrink(m.cacheBytes));
+        }
+      }
+      // Replicas follow `workers.perModel` while serving: added ones open first, retired ones finish their generations.
+      if (path === 'workers.perModel' || path === 'workers' || path === 'models') {
+        for (const m of this.models()) {
+          if (m.kind !== 'llm' || !m.replicas) continue;
+          m.replicas
+            .resize(this.replicaCount(m))
+            .catch((err: unknown) =>
+              this.#log.error({ model: m.name, err: (err as Error).message }, 'replicas could not be resized'),
+            );
+        }
+      }
+    });
+    // Pressure starting or ending reaches running workers at once: fewer sequences per step, a smaller cache.
+    const offMemory = this.options.memory?.onChange(() => {
+      for (const m of this.models()) {
+        for (const w of m.replicas?.all ?? []) {
+          w.configure(this.#schedulerSettings());
+          if (m.cacheBytes !== undefined) w.configurePrefixCache(this.#shrink(m.cacheBytes));
+        }
+      }
+    });
+    return () => {
+      offConfig?.();
+      offMemory?.();
+    };
+  }
+
+  /** Opens a model's replicas (its state, events and `/ready` follow); 503 `model_unavailable` saying why it failed. */
+  async open(model: ServedModel): Promise<GenerationReplicas> {
+    model.state = 'loading';
+    this.options.events.emit('model.loading', { model: model.name, version: model.version });
+    const started = performance.now();
+    try {
+      const speculative = this.#speculativeSpec(model.name, model.spec);
+      const requested = model.backend ?? (this.options.config.get('backend') as string | undefined) ?? 'auto';
+      const selection = await this.#selector.select(requested);
+      const spec = await model.prepare(selection.backend.name);
+      const cpu = this.#selector.find(CPU_BACKEND);
+      const size = spec.role === 'decoder' ? this.replicaCount(model) : 1;
+      const decoder = spec.decoder?.config;
+      // Each replica gets a spec of its own: runtime changes (scheduler, cache size) are written into it.
+      const create = (
+        id: number,
+        reroute: (from: GenerationWorkerClient) => GenerationWorkerClient | undefined,
+      ): GenerationWorkerClient =>
+        new GenerationWorkerClient(
+          {
+            label: model.name,
+            ...spec,
+            backend: {
+              name: selection.backend.name,
+              requested,
+              options: selection.backend.sessionOptions(),
+              ...(selection.fallbackReason !== undefined && { fallbackReason: selection.fallbackReason }),
+            },
+            ...(cpu &&
+              selection.backend.name !== CPU_BACKEND && {
+                fallback: { name: cpu.name, options: cpu.sessionOptions() },
+              }),
+            scheduler: this.#schedulerSettings(),
+            flushIntervalMs: this.options.flushIntervalMs ?? 1,
+            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model)),
+            ...(spec.role === 'decoder' && speculative),
+            ...(this.options.faultInjection && { faultInjection: this.options.faultInjection }),
+          },
+          {
+            id,
+            reroute,
+            logger: this.#log.child({ model: model.name, replica: id }),
+            isolation: model.spec?.isolation ?? isolationFor(this.options.config, model.name),
+            heartbeatTimeoutMs: () =>
+              (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
+            niceness: () =>
+              (this.options.config.get('workers.niceness') as number | undefined) ?? DEFAULT_WORKER_NICENESS,
+            maxConsecutiveRestarts: () =>
+              (this.options.config.get('workers.maxRestarts') as number | undefined) ?? DEFAULT_MAX_RESTARTS,
+            onHealth: (health) => {
+              this.options.events.emit('worker.health', { model: model.name, worker: id, ...health });
+              if (health.healthy) model.replicas?.healthChanged();
+            },
+            observer: model.telemetry.observer(id),
+          },
+        );
+      const replicas =
+        model.replicas ??
+        new GenerationReplicas(size, {
+          create,
+          logger: this.#log.child({ model: model.name }),
+          routing: () => this.#routing(),
+          freeMemoryBytes: () => (selection.backend.name === CPU_BACKEND ? this.#hostFree.read() : undefined),
+          ...(decoder && {
+            kvBytesPerToken:
+              2 * decoder.numLayers * decoder.numKvHeads * decoder.headDim * (decoder.kvDtype === 'float16' ? 2 : 4),
+            maxContext: decoder.maxContext,
+          }),
+        });
+      model.replicas = replicas;
+      const ready = await replicas.start();
+      if (this.stopped()) {
+        await replicas.close();
+        throw unavailable('server_stopping', 'the server is shutting down');
+      }
+      if (ready.prefixCacheError !== undefined)
+        this.#log.warn(
+          { model: model.name, reason: ready.prefixCacheError },
+          'prefix cache off: its cache policy could not be loaded in the worker',
+        );
+      model.maxContext = ready.maxContext;
+      this.#backendChosen(model, requested, selection.backend.name, ready);
+      if (ready.dimensions !== undefined) model.dimensions = ready.dimensions;
+      model.state = 'ready';
+      delete model.reason;
+      // The size may have changed while the model was loading.
+      if (spec.role === 'decoder' && replicas.workers.length !== this.replicaCount(model)) {
+        replicas
+          .resize(this.replicaCount(model))
+          .catch((err: unknown) =>
+            this.#log.error({ model: model.name, err: (err as Error).message }, 'replicas could not be resized'),
+          );
+      }
+      const durationMs = performance.now() - started;
+      this.options.events.emit('model.loaded', {
+        model: model.name,
+        version: model.version,
+        durationMs,
+        backend: ready.backend,
+      });
+      this.#log.info(
+        { model: model.name, backend: ready.backend, replicas: size, durationMs: Math.round(durationMs) },
+        'generation model ready',
+      );
+      return replicas;
+    } catch (err) {
+      const error = toNucleusError(err);
+      model.state = 'failed';
+      model.reason = error.message;
+      model.replicas = undefined;
+      delete model.running;
+      this.options.health?.clear(backendKey(model.name));
+      this.options.events.emit('model.failed', { model: model.name, version: model.version, error: error.message });
+      this.#log.error({ model: model.name, err: error.message }, 'generation model failed to load');
+      throw new NucleusError(503, 'model_unavailable', `model '${model.name}' could not be loaded: ${error.message}`);
+    }
+  }
+
+  // The replica router `workers.llmRouting` names when a plugin contributes it; otherwise the replicas' own
+  // least-busy choice.
+  #routing(): ReplicaRouter | undefined {
+    const name = (this.options.config.get('workers.llmRouting') as string | undefined) ?? 'prefix-affinity';
+    return this.options.replicaRouters?.find(name)?.value;
+  }
+
+  // The prefix cache of a new decoder thread, or nothing when it is off or no usable policy is contributed.
+  #prefixCacheSpec(served: ServedModel): { prefixCache: PrefixCacheSpec } | undefined {
+    const model = served.name;
+    const get = (path: string) => this.options.config.get(path);
+    if (get('cache.prefix.enabled') === false) return undefined;
+    const name = (get('cache.prefix.policy') as string | undefined) ?? 'lru';
+    const policy = this.options.cachePolicies?.find(name)?.value;
+    if (!policy) {
+      const why = `no plugin contributes a cache policy named '${name}' (cache-lru provides 'lru')`;
+      this.#log.warn({ model, reason: why }, 'prefix cache off');
+      return undefined;
+    }
+    served.cacheBytes = this.#prefixCacheBytes(served);
+    return {
+      prefixCache: {
+        maxBytes: this.#shrink(served.cacheBytes),
+        blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16,
+        policy: name,
+        policyModule: policy.module,
+        policyOptions: { ...policy.options },
+      },
+    };
+  }
+
+  // Speculative decoding of a new decoder thread, as `models[].speculative` names it; a name no plugin offers fails the load.
+  #speculativeSpec(model: string, loaded?: LlmModelSpec): { speculative: SpeculativeSpec } | undefined {
+    const configured =
+      (this.options.config.get('models') as { name: string; speculative?: string }[] | undefined) ?? [];
+    // A model loaded at run time has its own settings; the config's entry of that name is not its.
+    const method = loaded ? loaded.speculative : configured.find((m) => m.name === model)?.speculative;
+    if (method === undefined) return undefined;
+    const found = this.options.draftProposers?.find(method)?.value;
+    if (!found) {
+      const available = [...new Set((this.options.draftProposers?.list() ?? []).map((c) => c.name))].sort();
+      throw new NucleusError(
+        422,
+        'speculative_method_unavailable',
+        `model '${model}' asks for speculative "${method}", but no active plugin provides a speculative decoding method by that name ` +
+          `(available: ${available.length > 0 ? available.join(', ') : 'none; the spec-decode plugin provides ngram'})`,
+      );
+    }
+    const { module, options, numSpeculativeTokens, maxBatch } = found;
+    return { speculative: { method, module, options: { ...options }, numSpeculativeTokens, maxBatch } };
+  }
+
+  // `cache.prefix.maxBytes` for each replica, or by default 80% of the memory free now, shared by the LLMs served
+  // and by this model's replicas.
+  #prefixCacheBytes(model: ServedModel): number {
+    const configured = this.options.config.get('cache.prefix.maxBytes');
+    if (typeof configured === 'number') return configured;
+    const llms = [...this.models()].filter((m) => m.kind === 'llm').length;
+    return Math.floor((freemem() * 0.8) / Math.max(1, llms) / this.replicaCount(model));
+  }
+
+  // A size as it applies now: halved under memory pressure.
+  #shrink(size: number): number {
+    return this.options.memory?.shrink(size) ?? size;
+  }
+
+  #schedulerSettings(): SchedulerSettings {
+    const get = (path: string) => this.options.config.get(path);
+    const strategy = get('scheduler.strategy');
+    return {
+      maxRunning: this.#shrink((get('scheduler.maxRunning') as number | undefined) ?? 32),
+      maxBatchSize: this.#shrink((get('scheduler.maxBatchSize') as number | undefined) ?? 32),
+      batchWindowMs: (get('scheduler.batchWindowMs') as number | undefined) ?? 50,
+      // Strategies from plugins run on the main thread; inside the worker only these two exist.
+      strategy: strategy === 'fifo' ? 'fifo' : 'priority',
+    };
+  }
+
+  /** Its replicas: the run-time spec's `workers`, else `models[].workers` or `workers.perModel`. */
+  replicaCount(model: ServedModel): number {
+    return model.spec?.workers ?? replicasFor(this.options.config, model.name);
+  }
+
+  // Where the model's sessions run: like a tensor model's, a fallback from the backend asked for (by the selector, or
+  // by ORT rejecting its provider) leaves /ready degraded with the reason under `backend:<model>@1`.
+  #backendChosen(model: ServedModel, requested: string, selected: string, ready: GenerationThreadReady): void {
+    const fallbackReason = ready.fallbackReason;
+    model.running = { backend: ready.backend, requested, ...(fallbackReason !== undefined && { fallbackReason }) };
+    if (ready.backend !== selected && fallbackReason !== undefined)
+      this.#selector.reportFallback(requested, fallbackReason);
+    const key = backendKey(model.name);
+    if (fallbackReason !== undefined)
+      this.options.health?.set({
+        key,
+        severity: 'degraded',
+        reason: `model '${model.name}' version '1': ${fallbackReason}`,
+      });
+    else this.options.health?.clear(key);
+  }
+
+  #workers(): GenerationWorkerClient[] {
+    return [...this.models()].flatMap((m) => m.replicas?.all ?? []);
+  }
+}
