@@ -142,6 +142,8 @@ export interface GenerationModelInfo {
   state: 'idle' | 'loading' | 'ready' | 'failed';
   /** Why it failed. */
   reason?: string;
+  /** The error code of that failure (`unsupported_model`, `model_source_not_found` …), for a program to act on. */
+  errorCode?: string;
   /** Longest prompt plus completion, in tokens. */
   maxContext: number;
   /** Width of the vectors `embed` returns. */

@@ -59,7 +59,7 @@ describe('model sources that cannot serve say what to do, on the command line an
     const bin = join(dir, 'stories260K.bin');
     copyFileSync(join(STORIES_DIR, 'stories260K.bin'), bin);
     const run = serveModel(`c=${bin}`);
-    assert.notEqual(run.code, 0);
+    assert.equal(run.code, 2, run.err);
     assert.match(run.err, /no tokenizer: set the model's "tokenizer" config key/);
     const kit = await startLifecycleKernel();
     try {

@@ -12,6 +12,9 @@ import { EngineModelRegistry } from './engine-model-registry.js';
 import type { ConfiguredModel } from './model-repository.js';
 import { ModelFormats } from './model-formats.js';
 
+/** Error codes that say a configured source cannot be served as configured: the config must change. */
+const SOURCE_ERRORS = new Set(['model_source_not_found', 'unsupported_model_format', 'unsupported_model']);
+
 /**
  * The engines as one kernel module: the tensor engine, the generation engine and the memory watch they share, built
  * over the kernel's extension points and registered as `Services.inference` and `Services.generation`. At start, once
@@ -111,9 +114,12 @@ export class Engines implements KernelModule {
     const missing: MissingModel[] = [];
     for (const m of this.#configured().filter((c) => c.optional !== true)) {
       let reason: string | undefined;
+      let badSource = this.#unresolved.has(m.name);
       if (this.#llms.has(m.name)) {
         const info = this.generation.get(m.name);
         if (info.state === 'failed') reason = info.reason ?? 'unknown error';
+        // The format refused what the source holds (a checkpoint without its tokenizer, an unsupported architecture).
+        badSource = info.errorCode !== undefined && SOURCE_ERRORS.has(info.errorCode);
       } else {
         // Tensor models, and sources no format loads (listed failed with the tensor models, see #route).
         try {
@@ -123,7 +129,7 @@ export class Engines implements KernelModule {
           reason = (err as Error).message;
         }
       }
-      if (reason !== undefined) missing.push({ model: m.name, reason, badSource: this.#unresolved.has(m.name) });
+      if (reason !== undefined) missing.push({ model: m.name, reason, badSource });
     }
     return missing;
   }

@@ -295,6 +295,7 @@ export class ModelCatalog {
       ...(m.path !== undefined && { path: m.path }),
       state: m.state,
       ...(m.reason !== undefined && { reason: m.reason }),
+      ...(m.errorCode !== undefined && { errorCode: m.errorCode }),
       maxContext: m.maxContext,
       ...(m.dimensions !== undefined && { dimensions: m.dimensions }),
       chatTemplate: m.chatTemplate,

@@ -184,6 +184,7 @@ export class ReplicaLauncher {
       const error = toNucleusError(err);
       model.state = 'failed';
       model.reason = error.message;
+      model.errorCode = error.code;
       model.replicas = undefined;
       delete model.running;
       this.options.health?.clear(backendKey(model.name));

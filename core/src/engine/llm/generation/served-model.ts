@@ -39,6 +39,8 @@ export interface ServedModel {
   created: number;
   state: GenerationModelInfo['state'];
   reason?: string;
+  /** The code of the error that failed it. */
+  errorCode?: string;
   /** Known before the model is open (built-ins); the worker's report replaces it. */
   maxContext: number;
   dimensions?: number;
