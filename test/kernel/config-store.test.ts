@@ -25,6 +25,7 @@ describe('config store', () => {
 
   it('lists the runtime-adjustable keys', () => {
     assert.deepEqual(store.runtimeKeys(), [
+      'models',
       'queue.highWatermark',
       'queue.lowWatermark',
       'queue.timeoutMs',

@@ -7,9 +7,11 @@ import {
   type ModelRegistry,
   type PluginContext,
 } from '@nucleus/sdk';
+import { ConfigModels, type ConfiguredEntry } from './config-models.js';
 import { ModelLifecycle, type LifecyclePolicy } from './model-lifecycle.js';
 import { modelRoutes } from './model-routes.js';
 
+export { ConfigModels, diffModels, type ConfiguredEntry, type ModelsChange } from './config-models.js';
 export { ModelLifecycle, type LifecyclePolicy } from './model-lifecycle.js';
 export { modelRoutes } from './model-routes.js';
 export { LOAD_SCHEMA, SWAP_SCHEMA } from './request-schemas.js';
@@ -25,5 +27,12 @@ export default definePlugin({
     const lifecycle = new ModelLifecycle(registry, ctx.config, ctx.events, ctx.logger);
     for (const route of modelRoutes(lifecycle))
       ctx.contribute(ExtensionPoints.routes, route, { name: `admin-models/${route.method} ${route.path}` });
+    // `models` changed at run time (PATCH /admin/config): load, swap and unload to match, with this plugin's policy.
+    const configModels = new ConfigModels(lifecycle, ctx.logger);
+    const off = ctx.events.on('config.changed', ({ path, value, previous }) => {
+      if (path !== 'models') return;
+      void configModels.apply((previous ?? []) as ConfiguredEntry[], (value ?? []) as ConfiguredEntry[]);
+    });
+    ctx.onDispose(off);
   },
 });

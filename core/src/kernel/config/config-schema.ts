@@ -167,8 +167,10 @@ export const CORE_CONFIG_SCHEMA = {
     },
     models: {
       type: 'array',
-      description: 'Models to load at start.',
+      description:
+        'Models to serve: loaded at start; changed while serving (PATCH /admin/config), the model-lifecycle plugin loads, swaps and unloads to match.',
       default: [],
+      'x-runtime': true,
       items: {
         type: 'object',
         additionalProperties: false,
