@@ -2,8 +2,8 @@ import { strict as assert } from 'node:assert';
 import type { InferenceSession } from 'onnxruntime-node';
 import { createTokenizer, type LlmTokenizer, type LoadedLlm } from '../helpers/llm.js';
 import type { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
+import { FREE_NOW_MIN_BYTES } from '@nucleus/core/internal/engine/llm/generation/concatenated-kv-rows';
 import {
-  FREE_NOW_MIN_BYTES,
   GenerationLoop,
   type LoopSink,
   type SequenceInit,

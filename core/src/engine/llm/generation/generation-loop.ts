@@ -1,10 +1,11 @@
 import type { DraftProposer, FinishReason, GenerationPriority } from '@nucleus/sdk';
-import { blockFromRow, pastFromBlocks } from '../prefix-cache/kv-blocks.js';
 import type { PrefixCache } from '../prefix-cache/prefix-cache.js';
 import { isAllocationFailure } from '../../allocation-failure.js';
-import { isResidentKvRunner, type CachedPrefix, type ResidentKvRunner } from './contrib-session.js';
+import { ConcatenatedKvRows } from './concatenated-kv-rows.js';
+import { isResidentKvRunner, type ResidentKvRunner } from './contrib-session.js';
 import type { DecoderRunner } from './decoder-session.js';
-import { KvBatch, type KvArray, type RowSource } from './kv-batch.js';
+import type { KvRows, Newcomer } from './kv-rows.js';
+import { ResidentKvRows } from './resident-kv-rows.js';
 import { Sampler, type LogitsRow, type SamplingParams } from './sampler.js';
 import type { GenerationScheduler, WaitingSequence } from './scheduler.js';
 import { StopMatcher } from './stop-matcher.js';
@@ -141,18 +142,14 @@ class Sequence implements WaitingSequence {
   }
 }
 
-/** See the loop's `freeNowMinBytes` option. */
-export const FREE_NOW_MIN_BYTES = 256 * 1024;
-
 /**
  * The engine loop, one readable place: schedule (who joins), run one step for every running sequence, sample,
  * check stops, emit. Sequences join and leave the running batch between any two decode steps; the scheduler
- * decides who joins, the runner knows how a step runs, the sampler and stop matcher what a token means.
+ * decides who joins, the KV rows know how a step runs over them, the sampler and stop matcher what a token means.
  */
 export class GenerationLoop {
-  readonly #runner: DecoderRunner;
-  /** Set when the runner keeps the KV cache itself (contrib graphs); `#kv` then stays unset. */
-  readonly #resident: ResidentKvRunner | undefined;
+  /** The running sequences' KV, row r for `#running[r]`. */
+  readonly #kv: KvRows;
   readonly #scheduler: GenerationScheduler;
   readonly #sink: LoopSink;
   readonly #maxContext: number;
@@ -161,7 +158,6 @@ export class GenerationLoop {
   #waiting: Sequence[] = [];
   /** Running sequences, in the row order of `#kv`. */
   #running: Sequence[] = [];
-  #kv: KvBatch | undefined;
   #arrivals = 0;
   /**
    * Most rows one step runs since an allocation failure split a step: doubled after every {@link CAP_PROBE_STEPS}
@@ -174,7 +170,6 @@ export class GenerationLoop {
   readonly #recovery: StepRecovery = { cacheFlushes: 0, splits: 0, failedAlone: 0 };
   readonly #speculation: Speculation | undefined;
   readonly #specStats: SpeculationStats = { drafts: 0, draftTokens: 0, acceptedTokens: 0 };
-  readonly #freeNowMinBytes: number;
 
   constructor(options: {
     runner: DecoderRunner | ResidentKvRunner;
@@ -184,24 +179,20 @@ export class GenerationLoop {
     now?: () => number;
     prefixCache?: PrefixCache;
     speculation?: Speculation;
-    /**
-     * KV caches this large or larger are freed as soon as the loop replaces them (see `KvBatch.release`); smaller
-     * ones, whose memory hardly brings a collection sooner, are left to the garbage collector, which costs less than
-     * freeing them at every step. Default {@link FREE_NOW_MIN_BYTES}.
-     */
+    /** For a runner that passes the KV as tensors: see the option of {@link ConcatenatedKvRows}. */
     freeNowMinBytes?: number;
   }) {
-    if (isResidentKvRunner(options.runner)) this.#resident = options.runner;
-    this.#runner = options.runner as DecoderRunner;
+    const { runner, freeNowMinBytes } = options;
+    this.#kv = isResidentKvRunner(runner)
+      ? new ResidentKvRows(runner)
+      : new ConcatenatedKvRows(runner, { ...(freeNowMinBytes !== undefined && { freeNowMinBytes }) });
     this.#cache = options.prefixCache;
     this.#scheduler = options.scheduler;
     this.#sink = options.sink;
     this.#maxContext = options.maxContext;
-    this.#freeNowMinBytes = options.freeNowMinBytes ?? FREE_NOW_MIN_BYTES;
     this.#now = options.now ?? (() => performance.now());
     if (options.speculation) {
-      const supported = this.#resident ? this.#resident.verify && this.#resident.truncate : this.#runner.verify;
-      if (!supported)
+      if (!this.#kv.canVerify)
         throw new Error(
           'this model runner cannot verify draft tokens; speculative decoding needs a runner with verify steps',
         );
@@ -262,13 +253,13 @@ export class GenerationLoop {
       const joining = this.#waiting.filter((s) => admitted.has(s.id));
       this.#waiting = this.#waiting.filter((s) => !admitted.has(s.id));
       const ordered = plan.admit.map((w) => joining.find((s) => s.id === w.id)!);
-      steps.push(...(await (this.#resident ? this.#prefillResident(this.#resident, ordered) : this.#prefill(ordered))));
+      steps.push(...(await this.#prefill(ordered)));
       this.#sink.prefillDone?.();
     }
     if (this.#running.length > 0) {
       const speculative = await this.#speculate();
       if (speculative) steps.push(speculative);
-      else steps.push(await (this.#resident ? this.#decodeResident(this.#resident) : this.#decode()));
+      else steps.push(await this.#decode());
     }
     if (this.#running.length === 0) {
       this.#rowCap = undefined;
@@ -279,218 +270,84 @@ export class GenerationLoop {
     return { idle: false, steps };
   }
 
-  // Newcomers whose prompts start with cached blocks are prefilled from that KV, apart from those starting from
-  // nothing, so neither group pays for the other's padding.
+  // The newcomers' rows go after the running ones, in the steps the KV rows group them into; those that end at their
+  // first token leave again at the end. A part of a step that fails adds no rows, so after an allocation failure the
+  // newcomers are admitted in parts; those that fail alone fail, the running rows are not touched.
   async #prefill(joining: Sequence[]): Promise<StepReport[]> {
-    const cold: Sequence[] = [];
-    const warm: Sequence[] = [];
-    const cachedBlocks: KvArray[][] = [];
-    for (const seq of joining) {
+    const newcomers = joining.map((seq): Newcomer => {
       // At least one prompt token is computed: its logits give the first generated token.
       const match = this.#cache?.match(seq.init.promptIds, seq.init.promptIds.length - 1, seq.init.conversationId);
-      if (match && match.tokens > 0) {
-        seq.cachedTokens = match.tokens;
-        warm.push(seq);
-        cachedBlocks.push(match.blocks);
-      } else cold.push(seq);
-    }
-    // Copied out now: prefilling the cold group may evict the blocks the warm one starts from.
-    const past =
-      warm.length > 0 ? pastFromBlocks(this.#runner.layout, cachedBlocks, this.#cache!.blockTokens) : undefined;
+      if (!match || match.tokens === 0) return { prompt: seq.init.promptIds };
+      seq.cachedTokens = match.tokens;
+      return {
+        prompt: seq.init.promptIds.slice(match.tokens),
+        prefix: { blocks: match.blocks, blockTokens: this.#cache!.blockTokens },
+      };
+    });
     const steps: StepReport[] = [];
-    const survivors: RowSource[] = [];
-    const joined: Sequence[] = [];
-    const prefilled: KvBatch[] = [];
-    for (const [group, from] of [
-      [cold, undefined],
-      [warm, past],
-    ] as const) {
-      if (group.length === 0) continue;
+    const rows = [...this.#running];
+    const keep = rows.map((_, row) => row);
+    for (const step of this.#kv.prefillSteps(newcomers)) {
       const started = this.#now();
-      const tokens = group.reduce((n, s) => n + s.init.promptIds.length - s.cachedTokens, 0);
+      const group = step.members.map((i) => joining[i]!);
       const cachedTokens = group.reduce((n, s) => n + s.cachedTokens, 0);
       steps.push({
         phase: 'prefill',
         sequences: group.length,
-        tokens,
+        tokens: group.reduce((n, s) => n + s.init.promptIds.length - s.cachedTokens, 0),
         ...(cachedTokens > 0 && { cachedTokens }),
         durationMs: 0,
       });
       const parts = await this.#runSplit(
-        group.map((_, row) => row),
-        (rows) =>
-          this.#runner.prefill(
-            rows
-              .map((r) => group[r]!)
-              .map((seq) => (seq.cachedTokens > 0 ? seq.init.promptIds.slice(seq.cachedTokens) : seq.init.promptIds)),
-            from && rows.length < group.length
-              ? KvBatch.gather(
-                  this.#runner.layout,
-                  rows.map((row) => ({ batch: from, row })),
-                )
-              : from,
-          ),
+        group.map((_, i) => i),
+        (members) => step.run(members),
       );
-      for (const part of parts) if (part.ok) prefilled.push(part.result.kv);
-      this.#settle(parts, group, (seq, result, row) => {
+      this.#settle(parts, group, (seq, logits, k) => {
+        const row = rows.push(seq) - 1;
         this.#sink.prefilled?.(seq.id, seq.cachedTokens);
-        this.#retain(seq, result.kv, row);
-        if (this.#accept(seq, result.logits[row]!, result.kv.lengths[row]!)) {
-          survivors.push({ batch: result.kv, row });
-          joined.push(seq);
-        }
+        this.#retain(seq, row);
+        if (this.#accept(seq, logits[k]!, this.#kv.lengths[row]!)) keep.push(row);
       });
       steps.at(-1)!.durationMs = this.#now() - started;
     }
-    const kept: RowSource[] = this.#kv ? this.#running.map((_, row) => ({ batch: this.#kv!, row })) : [];
-    if (joined.length > 0) {
-      this.#running = [...this.#running, ...joined];
-      this.#replaceKv(KvBatch.gather(this.#runner.layout, [...kept, ...survivors]));
-    }
-    // The prefill outputs were copied into the running batch, or their rows ended at the first token.
-    for (const part of prefilled) this.#free(part);
-    if (past) this.#free(past);
+    this.#running = rows;
+    this.#keepRows(keep);
     return steps;
   }
 
-  // The newcomers go into rows after the running ones, those without cached blocks from an empty cache in one step, the
-  // others each after its cached prefix; those that end at their first token leave again at once. A failed admission
-  // adds no rows, so after an allocation failure the newcomers are admitted in parts as the generic prefill is split,
-  // each part's rows after the last part's; newcomers that fail alone fail, the running rows are not touched.
-  async #prefillResident(runner: ResidentKvRunner, joining: Sequence[]): Promise<StepReport[]> {
-    const started = this.#now();
-    const prefixes = joining.map((seq): CachedPrefix | undefined => {
-      const match = this.#cache?.match(seq.init.promptIds, seq.init.promptIds.length - 1, seq.init.conversationId);
-      if (!match || match.tokens === 0) return undefined;
-      seq.cachedTokens = match.tokens;
-      // The blocks stay with the prefix even when an allocation failure empties the cache.
-      return { blocks: match.blocks, blockTokens: this.#cache!.blockTokens };
-    });
-    const cachedTokens = joining.reduce((n, s) => n + s.cachedTokens, 0);
-    const step: StepReport = {
-      phase: 'prefill',
-      sequences: joining.length,
-      tokens: joining.reduce((n, s) => n + s.init.promptIds.length - s.cachedTokens, 0),
-      ...(cachedTokens > 0 && { cachedTokens }),
-      durationMs: 0,
-    };
-    const parts = await this.#runSplit(
-      joining.map((_, i) => i),
-      (rows) =>
-        runner.admit(
-          rows
-            .map((i) => joining[i]!)
-            .map((s) => (s.cachedTokens > 0 ? s.init.promptIds.slice(s.cachedTokens) : s.init.promptIds)),
-          rows.map((i) => prefixes[i]),
-        ),
-    );
-    const joined: Sequence[] = [];
-    const logits: LogitsRow[] = [];
-    this.#settle(parts, joining, (seq, result, k) => {
-      joined.push(seq);
-      logits.push(result[k]!);
-    });
-    const first = this.#running.length;
-    const keep = this.#running.map((_, row) => row);
-    joined.forEach((seq, k) => {
-      this.#sink.prefilled?.(seq.id, seq.cachedTokens);
-      this.#retain(seq, runner, first + k);
-      if (this.#accept(seq, logits[k]!, runner.lengths[first + k]!)) keep.push(first + k);
-    });
-    this.#running = [...this.#running, ...joined];
-    this.#keepRows(keep);
-    step.durationMs = this.#now() - started;
-    return [step];
-  }
-
-  // One decode step over the runner's rows; split as the generic one is, each part a run of adjacent rows (the runner
-  // decodes a range of rows in place). Rows that fail alone are dropped, the others have their token.
-  async #decodeResident(runner: ResidentKvRunner): Promise<StepReport> {
+  // One decode step over the running rows, split after an allocation failure into parts of adjacent rows. Rows that
+  // fail alone are dropped, the others have their token.
+  async #decode(): Promise<StepReport> {
     const started = this.#now();
     const running = this.#running;
     const parts = await this.#runSplit(
       running.map((_, row) => row),
       (rows) =>
-        runner.decode(
+        this.#kv.decode(
+          rows,
           rows.map((r) => running[r]!.lastToken),
-          rows[0],
         ),
     );
     const keep: number[] = [];
     let ran = 0;
-    this.#settle(parts, running, (seq, result, k, row) => {
+    this.#settle(parts, running, (seq, logits, k, row) => {
       ran++;
-      if (this.#accept(seq, result[k]!, runner.lengths[row]!)) keep.push(row);
-      else this.#retain(seq, runner, row);
+      if (this.#accept(seq, logits[k]!, this.#kv.lengths[row]!)) keep.push(row);
+      else this.#retain(seq, row);
     });
     this.#keepRows(keep);
     return { phase: 'decode', sequences: running.length, tokens: ran, durationMs: this.#now() - started };
   }
 
-  // Keeps the whole blocks of a sequence's KV (row `row` of `kv`) in the prefix cache: its prompt after the prefill,
-  // its prompt and output when it ends, so a later prompt that repeats them (the next turn of a chat) starts there.
-  #retain(seq: Sequence, kv: KvBatch | ResidentKvRunner, row: number): void {
+  // Keeps the whole blocks of a sequence's KV (row `row`) in the prefix cache: its prompt after the prefill, its
+  // prompt and output when it ends, so a later prompt that repeats them (the next turn of a chat) starts there.
+  #retain(seq: Sequence, row: number): void {
     const cache = this.#cache;
     if (!cache) return;
-    const length = kv.lengths[row]!;
+    const length = this.#kv.lengths[row]!;
     if (length < cache.blockTokens) return;
     const ids = seq.generatedIds.length === 0 ? seq.init.promptIds : [...seq.init.promptIds, ...seq.generatedIds];
-    const blockAt = isResidentKvRunner(kv)
-      ? (first: number) => kv.blockAt(row, first, cache.blockTokens)
-      : (first: number) => blockFromRow(kv, row, first, cache.blockTokens);
-    cache.insert(ids, length, blockAt, seq.init.conversationId);
-  }
-
-  async #decode(): Promise<StepReport> {
-    const started = this.#now();
-    const running = this.#running;
-    const kv = this.#kv!;
-    const parts = await this.#runSplit(
-      running.map((_, row) => row),
-      (rows) =>
-        this.#runner.decode(
-          rows.length === running.length
-            ? kv
-            : KvBatch.gather(
-                this.#runner.layout,
-                rows.map((row) => ({ batch: kv, row })),
-              ),
-          rows.map((r) => running[r]!.lastToken),
-        ),
-    );
-    let stepKv: KvBatch;
-    let logits: LogitsRow[];
-    const only = parts.length === 1 ? parts[0]! : undefined;
-    if (only?.ok) {
-      stepKv = only.result.kv;
-      logits = only.result.logits;
-    } else {
-      // Split or partly failed: the rows that ran go on, gathered back into one batch in their order.
-      const sources: RowSource[] = [];
-      const kept: Sequence[] = [];
-      logits = [];
-      this.#settle(parts, running, (seq, result, i) => {
-        sources.push({ batch: result.kv, row: i });
-        logits.push(result.logits[i]!);
-        kept.push(seq);
-      });
-      this.#running = kept;
-      if (kept.length === 0) {
-        this.#replaceKv(undefined);
-        return { phase: 'decode', sequences: running.length, tokens: 0, durationMs: this.#now() - started };
-      }
-      stepKv = KvBatch.gather(this.#runner.layout, sources);
-      for (const part of parts) if (part.ok) this.#free(part.result.kv);
-    }
-    const keep: number[] = [];
-    this.#running.forEach((seq, row) => {
-      if (this.#accept(seq, logits[row]!, stepKv.lengths[row]!)) keep.push(row);
-      else this.#retain(seq, stepKv, row);
-    });
-    this.#replaceKv(stepKv);
-    const ran = this.#running.length;
-    this.#keepRows(keep);
-    return { phase: 'decode', sequences: running.length, tokens: ran, durationMs: this.#now() - started };
+    cache.insert(ids, length, (first) => this.#kv.blockAt(row, first, cache.blockTokens), seq.init.conversationId);
   }
 
   // The outcome of a split step: the sequences of the parts that failed fail with their part's error; `each` gets every
@@ -516,7 +373,7 @@ export class GenerationLoop {
    * Runs a step over `rows` (in chunks of the row cap while one holds). A part that fails is tried again: after an
    * allocation failure with the prefix cache emptied (once per iteration), then in two halves, down to single rows;
    * a row that fails alone is reported failed, so one bad or oversized sequence fails alone and the others go on.
-   * Every part is a run of adjacent entries of `rows`, run in order (a resident runner's parts depend on both).
+   * Every part is a run of adjacent entries of `rows`, run in order (the KV rows may depend on both).
    */
   async #runSplit<R>(rows: number[], run: (rows: number[]) => Promise<R>): Promise<StepPart<R>[]> {
     const cap = this.#rowCap ?? rows.length;
@@ -588,7 +445,7 @@ export class GenerationLoop {
     const running = this.#running;
     if (!spec || running.length > spec.maxBatch || this.#rowCap !== undefined) return undefined;
     const started = this.#now();
-    const lengths = this.#resident ? this.#resident.lengths : this.#kv!.lengths;
+    const lengths = this.#kv.lengths;
     const drafts: number[][] = [];
     try {
       for (const [row, seq] of running.entries()) {
@@ -611,28 +468,9 @@ export class GenerationLoop {
     if (drafts.every((d) => d.length === 0)) return undefined;
     const before = [...lengths];
     let logits: LogitsRow[][];
-    let stepKv: KvBatch | undefined;
     try {
-      if (this.#resident) {
-        const runner = this.#resident;
-        logits = [];
-        for (const [row, seq] of running.entries())
-          logits.push(await runner.verify!(row, [seq.lastToken, ...drafts[row]!]));
-      } else {
-        // One width for all rows: shorter drafts are padded with their last token, whose logits are never read.
-        const width = 1 + Math.max(...drafts.map((d) => d.length));
-        const tokens = running.map((seq, row) => {
-          const t = [seq.lastToken, ...drafts[row]!];
-          while (t.length < width) t.push(t[t.length - 1]!);
-          return t;
-        });
-        ({ logits, kv: stepKv } = await this.#runner.verify!(this.#kv!, tokens));
-      }
+      logits = await this.#kv.verify(running.map((seq, row) => [seq.lastToken, ...drafts[row]!]));
     } catch {
-      if (this.#resident)
-        running.forEach((_, row) =>
-          this.#resident!.truncate!(row, Math.min(before[row]!, this.#resident!.lengths[row]!)),
-        );
       return undefined;
     }
     const keep: number[] = [];
@@ -674,18 +512,8 @@ export class GenerationLoop {
       if (goesOn) keep.push(row);
       else ended.push(row);
     });
-    if (this.#resident) running.forEach((_, row) => this.#resident!.truncate!(row, kept[row]!));
-    else if (kept.every((n, row) => n === stepKv!.lengths[row])) this.#replaceKv(stepKv);
-    else {
-      this.#replaceKv(
-        KvBatch.gather(
-          this.#runner.layout,
-          running.map((_, row) => ({ batch: stepKv!, row, length: kept[row]! })),
-        ),
-      );
-      this.#free(stepKv!);
-    }
-    for (const row of ended) this.#retain(running[row]!, this.#resident ?? this.#kv!, row);
+    this.#kv.truncate(kept);
+    for (const row of ended) this.#retain(running[row]!, row);
     this.#keepRows(keep);
     return { phase: 'decode', sequences: running.length, tokens, durationMs: this.#now() - started };
   }
@@ -734,42 +562,16 @@ export class GenerationLoop {
     const keep: number[] = [];
     this.#running.forEach((seq, row) => {
       if (seq.cancelled) {
-        this.#retain(seq, this.#resident ?? this.#kv!, row);
+        this.#retain(seq, row);
         this.#sink.finish(seq.id, 'cancelled', '', seq.generated);
       } else keep.push(row);
     });
     this.#keepRows(keep);
   }
 
-  // Re-packs the cache when rows left; the rows that stay keep their order.
+  // Ends a step: these rows stay, in their order; the others' KV is dropped.
   #keepRows(rows: number[]): void {
-    if (rows.length === this.#running.length) return;
-    if (this.#resident) {
-      this.#resident.keepRows(rows);
-      this.#running = rows.map((r) => this.#running[r]!);
-      return;
-    }
-    const kv = this.#kv!;
-    this.#running = rows.map((r) => this.#running[r]!);
-    this.#replaceKv(
-      rows.length === 0
-        ? undefined
-        : KvBatch.gather(
-            this.#runner.layout,
-            rows.map((row) => ({ batch: kv, row })),
-          ),
-    );
-  }
-
-  // The running batch becomes `next`; the one it replaces is freed.
-  #replaceKv(next: KvBatch | undefined): void {
-    const old = this.#kv;
-    this.#kv = next;
-    if (old && old !== next) this.#free(old);
-  }
-
-  // A cache nothing uses any more: large ones go back at once (see the `freeNowMinBytes` option).
-  #free(kv: KvBatch): void {
-    if (kv.bytes >= this.#freeNowMinBytes) kv.release();
+    this.#kv.keepRows(rows);
+    if (rows.length !== this.#running.length) this.#running = rows.map((r) => this.#running[r]!);
   }
 }

@@ -1,7 +1,8 @@
 import { unavailable, type Logger, type ReplicaRouter, type WorkerLoad, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { ReplicaSet } from '../../workers/replica-set.js';
 import type { EventChannel } from './event-channel.js';
-import type { Admission, GenerationThreadReady, GenerationWorkerClient } from './generation-worker-client.js';
+import type { Admission } from './generation-requests.js';
+import type { GenerationThreadReady, GenerationWorkerClient } from './generation-worker-client.js';
 import type { WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
 
 /** Options of a {@link GenerationReplicas}. */

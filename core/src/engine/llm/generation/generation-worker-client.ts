@@ -10,7 +10,8 @@ import type {
   WireGenerateRequest,
   WireStepStats,
 } from './generation-messages.js';
-import { EventChannel } from './event-channel.js';
+import type { EventChannel } from './event-channel.js';
+import { GenerationRequests, requestAborted, type Admission } from './generation-requests.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { SpeculationStats, StepRecovery } from './generation-loop.js';
 import type { SchedulerSettings } from './scheduler.js';
@@ -23,14 +24,6 @@ export interface GenerationThreadReady {
   dimensions?: number;
   /** Why the configured prefix cache is off in this thread. */
   prefixCacheError?: string;
-}
-
-/** What the thread said about a submitted request. */
-export interface Admission {
-  promptTokens: number;
-  maxTokens: number;
-  /** Prompt tokens the prefix cache held at admission (absent without a cache). */
-  cachedTokens?: number;
 }
 
 /** Hooks a {@link GenerationWorkerClient} calls with what the thread reports, for telemetry. */
@@ -49,30 +42,6 @@ export interface GenerationWorkerClientObserver {
   }): void;
 }
 
-interface PendingAdmission {
-  resolve(admission: Admission): void;
-  reject(err: Error): void;
-  channel?: EventChannel;
-  n: number;
-  buffered: boolean;
-}
-
-interface PendingEmbed {
-  resolve(result: { vectors: Float32Array[]; promptTokens: number }): void;
-  reject(err: Error): void;
-  request: WireEmbedRequest;
-}
-
-/**
- * A submitted request that has produced nothing yet, or nothing anyone has read (buffered), so another or a restarted
- * worker can run it from the start.
- */
-interface Resubmittable {
-  request: WireGenerateRequest;
-  /** Workers it was sent to. */
-  attempts: number;
-}
-
 /** Options of a {@link GenerationWorkerClient}: its place among its model's replicas, and how its worker is supervised. */
 export interface GenerationWorkerClientOptions extends Omit<WorkerSupervisorOptions, 'kind' | 'label'> {
   /** The replica's index within its model's pool, as `status()` and `worker.health` events show it. Default 0. */
@@ -86,9 +55,6 @@ export interface GenerationWorkerClientOptions extends Omit<WorkerSupervisorOpti
 }
 
 const THREAD_ENTRY = new URL('./generation-thread.js', import.meta.url);
-// Workers a request that has produced nothing is sent to before it fails: a request that kills each one is not
-// sent to the next for ever.
-const MAX_ATTEMPTS = 3;
 
 /**
  * The main thread's handle on one generation worker (a thread, or a child process with process isolation): submits
@@ -102,17 +68,15 @@ export class GenerationWorkerClient {
   #worker: WorkerHandle | undefined;
   #ready: Promise<GenerationThreadReady> | undefined;
   #info: GenerationThreadReady | undefined;
-  readonly #admissions = new Map<number, PendingAdmission>();
-  readonly #channels = new Map<number, EventChannel>();
-  readonly #embeds = new Map<number, PendingEmbed>();
-  readonly #releases = new Map<number, { resolve(bytes: number): void; reject(err: Error): void }>();
-  readonly #resubmittable = new Map<number, Resubmittable>();
-  #nextId = 1;
+  readonly #requests = new GenerationRequests((message) => {
+    if (!this.#worker) return false;
+    this.#send(this.#worker, message);
+    return true;
+  });
   #closing = false;
   #running = 0;
   #waiting = 0;
   #state: WorkerReplicaStatus['state'] = 'starting';
-  #finished = 0;
   #lastExit: string | undefined;
 
   readonly #supervisor: WorkerSupervisor;
@@ -157,15 +121,12 @@ export class GenerationWorkerClient {
 
   /** Requests sent to it and not yet ended. */
   get pending(): number {
-    return this.#channels.size + this.#admissions.size;
+    return this.#requests.pending;
   }
 
   /** Sequences (choices) of the requests sent to it and not yet ended, counted on this side: no report lags. */
   get sequences(): number {
-    let n = 0;
-    for (const p of this.#admissions.values()) n += p.n;
-    for (const c of this.#channels.values()) n += c.choices;
-    return n;
+    return this.#requests.sequences;
   }
 
   /** The worker as `/status`-style reports show it (`runs`: requests finished; `pending`: requests in it now). */
@@ -179,7 +140,7 @@ export class GenerationWorkerClient {
       ...(pid !== undefined && { pid }),
       ...(rssBytes !== undefined && { rssBytes }),
       restarts: this.restarts,
-      runs: this.#finished,
+      runs: this.#requests.finished,
       pending: this.pending,
       running: this.#running,
       waiting: this.#waiting,
@@ -210,7 +171,7 @@ export class GenerationWorkerClient {
 
   /** Requests admitted and not yet ended. */
   get active(): number {
-    return this.#channels.size;
+    return this.#requests.active;
   }
 
   /**
@@ -222,19 +183,11 @@ export class GenerationWorkerClient {
     signal?: AbortSignal,
   ): Promise<{ admission: Admission; events: EventChannel }> {
     // A worker that serves takes the request in this very tick, so `sequences` counts it before anything else is routed.
-    const worker = this.#worker && !this.#closing ? this.#worker : await this.#live();
-    if (signal?.aborted) throw abortError();
-    const id = this.#nextId++;
-    let pending!: PendingAdmission;
-    const admission = await new Promise<Admission>((resolve, reject) => {
-      pending = { resolve, reject, n: request.n, buffered: request.buffered === true };
-      this.#admissions.set(id, pending);
-      this.#resubmittable.set(id, { request, attempts: 1 });
-      this.#send(worker, { type: 'submit', id, request });
-    });
-    // Taken from the admission, not from the map: a short request may have ended (and left the map) before this
+    if (!this.#worker || this.#closing) await this.#live();
+    if (signal?.aborted) throw requestAborted();
+    // The channel comes with the admission: a short request may have ended (and left the requests) before this
     // continuation runs, when its admission and its events came in one read from a worker process.
-    const channel = pending.channel!;
+    const { admission, channel } = await this.#requests.submit(request);
     if (signal && !channel.ended) {
       // Through the channel: the request may have moved to another replica by then.
       const onAbort = () => channel.cancel(false);
@@ -252,24 +205,15 @@ export class GenerationWorkerClient {
     request: WireEmbedRequest,
     signal?: AbortSignal,
   ): Promise<{ vectors: Float32Array[]; promptTokens: number }> {
-    const worker = await this.#live();
-    if (signal?.aborted) throw abortError();
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#embeds.set(id, { resolve, reject, request });
-      this.#send(worker, { type: 'embed', id, request });
-    });
+    await this.#live();
+    if (signal?.aborted) throw requestAborted();
+    return this.#requests.embed(request);
   }
 
   /** Drops a conversation's prefix-cache blocks in the thread; resolves to the bytes freed (0 when no thread runs). */
   releaseConversation(conversationId: string): Promise<number> {
-    const worker = this.#worker;
-    if (!worker) return Promise.resolve(0);
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#releases.set(id, { resolve, reject });
-      this.#send(worker, { type: 'release', id, conversationId });
-    });
+    if (!this.#worker) return Promise.resolve(0);
+    return this.#requests.release(conversationId);
   }
 
   /** Changes the prefix cache's limit in the running thread (and in threads started later). */
@@ -300,7 +244,9 @@ export class GenerationWorkerClient {
     this.#closing = true;
     const worker = this.#worker;
     this.#worker = undefined;
-    this.#failAll(unavailable('model_unloading', `${this.spec.label} was stopped before the request finished`));
+    this.#requests.failAll(
+      unavailable('model_unloading', `${this.spec.label} was stopped before the request finished`),
+    );
     if (worker) await this.#exit(worker, 0);
   }
 
@@ -331,19 +277,6 @@ export class GenerationWorkerClient {
     worker.postMessage(message);
   }
 
-  // `readerGone`: nobody reads the channel any more, so it is dropped at once; otherwise its reader still gets
-  // the `cancelled` finishes the thread sends back — or, while no worker runs (a restart), a cancellation at once.
-  #cancel(id: number, readerGone: boolean): void {
-    const channel = this.#channels.get(id);
-    if (!channel) return;
-    if (readerGone) this.#end(id, channel);
-    if (this.#worker) this.#send(this.#worker, { type: 'cancel', id });
-    else if (!readerGone) {
-      channel.fail(abortError());
-      this.#end(id, channel);
-    }
-  }
-
   #spawn(): Promise<GenerationThreadReady> {
     return new Promise<GenerationThreadReady>((resolve, reject) => {
       const worker = this.#supervisor.spawn(THREAD_ENTRY, this.spec);
@@ -371,57 +304,12 @@ export class GenerationWorkerClient {
             reject(openFailure(this.spec.label, message.code, message.message));
             void worker.terminate();
             break;
-          case 'admitted': {
-            const pending = this.#admissions.get(message.id);
-            this.#admissions.delete(message.id);
-            // No admission waits for a request sent again after a restart: its channel already exists.
-            if (!pending) break;
-            const channel = new EventChannel(pending.n, message.promptTokens, pending.buffered);
-            const id = message.id;
-            channel.cancel = (readerGone) => this.#cancel(id, readerGone);
-            pending.channel = channel;
-            this.#channels.set(message.id, channel);
-            pending.resolve({
-              promptTokens: message.promptTokens,
-              maxTokens: message.maxTokens,
-              ...(message.cachedTokens !== undefined && { cachedTokens: message.cachedTokens }),
-            });
-            break;
-          }
-          case 'rejected': {
-            const pending = this.#admissions.get(message.id);
-            this.#admissions.delete(message.id);
-            this.#resubmittable.delete(message.id);
-            const err = new NucleusError(
-              message.status,
-              message.code,
-              message.message,
-              message.param === undefined ? {} : { param: message.param },
-            );
-            pending?.reject(err);
-            const channel = this.#channels.get(message.id);
-            if (!pending && channel) {
-              channel.fail(err);
-              this.#end(message.id, channel);
-            }
-            break;
-          }
           case 'events':
             this.#running = message.running;
             this.#waiting = message.waiting;
             // The worker is stepping: the deaths before it no longer count as in a row.
             this.#supervisor.progressed();
-            for (const event of message.events) {
-              // A buffered request can be run again until it ends: nobody has seen its events.
-              if (!this.#resubmittable.get(event.id)?.request.buffered) this.#resubmittable.delete(event.id);
-              const channel = this.#channels.get(event.id);
-              if (!channel) continue;
-              channel.push(event);
-              if (channel.ended) {
-                this.#finished++;
-                this.#end(event.id, channel);
-              }
-            }
+            this.#requests.deliver(message.events);
             this.options.observer?.onGroup?.({
               running: message.running,
               waiting: message.waiting,
@@ -432,31 +320,8 @@ export class GenerationWorkerClient {
               incarnation: this.restarts,
             });
             break;
-          case 'released': {
-            const pending = this.#releases.get(message.id);
-            this.#releases.delete(message.id);
-            pending?.resolve(message.bytes);
-            break;
-          }
-          case 'embedded': {
-            const pending = this.#embeds.get(message.id);
-            this.#embeds.delete(message.id);
-            pending?.resolve({ vectors: message.vectors, promptTokens: message.promptTokens });
-            break;
-          }
-          case 'embed-error': {
-            const pending = this.#embeds.get(message.id);
-            this.#embeds.delete(message.id);
-            pending?.reject(
-              new NucleusError(
-                message.status,
-                message.code,
-                message.message,
-                message.param === undefined ? {} : { param: message.param },
-              ),
-            );
-            break;
-          }
+          default:
+            this.#requests.reply(message);
         }
       });
       worker.on('exit', (_code: number, why: string) => {
@@ -483,35 +348,12 @@ export class GenerationWorkerClient {
           'worker_exited',
           `the worker running ${this.spec.label} stopped (${why}); the request was not completed, retry it`,
         );
-        if (this.#closing) return this.#failAll(exited);
-        this.#failStarted(exited);
+        if (this.#closing) return this.#requests.failAll(exited);
+        this.#requests.failStarted(exited);
         this.#handOff();
         this.#restart(why, exited);
       });
     });
-  }
-
-  // Fails what cannot be run again: requests whose client has seen part of an answer, and those sent to too many
-  // workers already. The rest stay, to be sent to the next worker; a buffered one drops what it had produced.
-  #failStarted(err: NucleusError): void {
-    for (const [id, channel] of this.#channels) {
-      const again = this.#resubmittable.get(id);
-      if (again && again.attempts < MAX_ATTEMPTS && (!channel.started || channel.buffered)) {
-        channel.restart();
-        continue;
-      }
-      channel.fail(err);
-      this.#end(id, channel);
-    }
-    for (const [id, pending] of this.#admissions) {
-      if ((this.#resubmittable.get(id)?.attempts ?? MAX_ATTEMPTS) < MAX_ATTEMPTS) continue;
-      this.#admissions.delete(id);
-      this.#resubmittable.delete(id);
-      pending.reject(err);
-    }
-    // A worker that ended took its cache with it: nothing is left to release.
-    for (const p of this.#releases.values()) p.resolve(0);
-    this.#releases.clear();
   }
 
   // Sends the requests that can run again (no token yet, or buffered) to other replicas that serve now, one by one as
@@ -519,19 +361,10 @@ export class GenerationWorkerClient {
   #handOff(): void {
     const reroute = this.options.reroute;
     if (!reroute) return;
-    let moved = 0;
-    for (const [id, again] of this.#resubmittable) {
-      const channel = this.#channels.get(id);
-      const pending = this.#admissions.get(id);
-      if (!channel && !pending) continue;
+    const moved = this.#requests.handOff(() => {
       const other = reroute(this);
-      if (!other || other === this) break;
-      this.#resubmittable.delete(id);
-      this.#channels.delete(id);
-      this.#admissions.delete(id);
-      other.#adopt(again, channel, pending);
-      moved++;
-    }
+      return other ? other.#requests : undefined;
+    });
     if (moved > 0)
       this.options.logger?.warn(
         { model: this.spec.label, replica: this.id, moved },
@@ -539,30 +372,14 @@ export class GenerationWorkerClient {
       );
   }
 
-  // Takes over a request another replica held and had not started (or a buffered one, its partial output dropped): it
-  // keeps its channel (or its waiting admission), which now hears from this replica.
-  #adopt(again: Resubmittable, channel: EventChannel | undefined, pending: PendingAdmission | undefined): void {
-    const id = this.#nextId++;
-    this.#resubmittable.set(id, again);
-    if (channel) {
-      channel.cancel = (readerGone) => this.#cancel(id, readerGone);
-      this.#channels.set(id, channel);
-    } else if (pending) this.#admissions.set(id, pending);
-    // A replica that is not running now sends it when it serves again (#resubmit counts the attempt then).
-    if (this.#worker) {
-      again.attempts++;
-      this.#send(this.#worker, { type: 'submit', id, request: again.request });
-    }
-  }
-
   // Has the supervisor start a new worker and sends it what the dead one had not started; after too many deaths in a
   // row the worker is given up until the next request.
   #restart(why: string, exited: NucleusError): void {
-    const requeued = this.#channels.size + this.#admissions.size + this.#embeds.size;
+    const requeued = this.#requests.requeued;
     const ready = this.#supervisor.died(why, `the worker exited (${why})`, {
       restart: () => this.#spawn(),
       gaveUp: (deaths) => {
-        this.#failAll(
+        this.#requests.failAll(
           unavailable(
             'worker_unavailable',
             `the worker for ${this.spec.label} died ${deaths} times in a row (last: ${why}); retry later`,
@@ -577,12 +394,12 @@ export class GenerationWorkerClient {
     ready.then(
       () => {
         this.#supervisor.recovered({ pid: this.pid, requeued });
-        this.#resubmit();
+        if (this.#worker) this.#requests.resubmit();
       },
       (err: unknown) => {
         this.#state = 'failed';
         if (this.#ready === ready) this.#ready = undefined;
-        this.#failAll(
+        this.#requests.failAll(
           new NucleusError(
             503,
             'worker_unavailable',
@@ -592,45 +409,4 @@ export class GenerationWorkerClient {
       },
     );
   }
-
-  // Sends the new worker the requests the dead one held and had not started (or buffered ones, from the start).
-  #resubmit(): void {
-    const worker = this.#worker;
-    if (!worker) return;
-    for (const [id, again] of this.#resubmittable) {
-      if (!this.#channels.has(id) && !this.#admissions.has(id)) {
-        this.#resubmittable.delete(id);
-        continue;
-      }
-      again.attempts++;
-      this.#send(worker, { type: 'submit', id, request: again.request });
-    }
-    for (const [id, pending] of this.#embeds) this.#send(worker, { type: 'embed', id, request: pending.request });
-  }
-
-  #end(id: number, channel: EventChannel): void {
-    this.#channels.delete(id);
-    this.#resubmittable.delete(id);
-    channel.notifyEnd();
-  }
-
-  #failAll(err: NucleusError): void {
-    this.#resubmittable.clear();
-    for (const p of this.#admissions.values()) p.reject(err);
-    for (const p of this.#embeds.values()) p.reject(err);
-    // A thread that ended took its cache with it: nothing is left to release.
-    for (const p of this.#releases.values()) p.resolve(0);
-    this.#releases.clear();
-    for (const c of this.#channels.values()) {
-      c.fail(err);
-      c.notifyEnd();
-    }
-    this.#admissions.clear();
-    this.#embeds.clear();
-    this.#channels.clear();
-  }
-}
-
-function abortError(): NucleusError {
-  return new NucleusError(499, 'request_aborted', 'the client closed the request');
 }
