@@ -45,6 +45,14 @@ describe('quant-int8: block quantization', () => {
     assert.ok(blocks.data.slice(3).every((b) => b === 128));
   });
 
+  it('rounds a value half a step from the grid away from zero, as llama.cpp does', () => {
+    const scale = Math.fround(1 / 127);
+    // -1 sets the scale; ±scale/2 and 1.5 × scale lie exactly halfway between two steps.
+    const blocks = quantizeBlocks([-1, -scale / 2, scale / 2, 1.5 * scale], 4, 1, 16);
+    assert.equal(blocks.scales[0], scale);
+    assert.deepEqual([...blocks.data.slice(0, 4)], [128 - 127, 128 - 1, 128 + 1, 128 + 2]);
+  });
+
   it('is exact on weights already on an 8-bit grid, as dequantized GGUF Q8_0 blocks are', () => {
     const scale = Math.fround(0.01);
     const q = [-127, -3, 0, 5, 127, 64, -64, 1];
