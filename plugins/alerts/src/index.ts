@@ -3,6 +3,10 @@ import { AlertEngine, type AlertRule } from './alert-engine.js';
 import { Notifier, type HttpDestination } from './notifier.js';
 import { SignalWindows } from './signal-windows.js';
 
+export { AlertEngine, type AlertEngineOptions, type AlertRule, type RuleStatus } from './alert-engine.js';
+export { Notifier, postableAlert, webhookBody, type Notification, type NotifierOptions } from './notifier.js';
+export { SignalWindows, type AlertMetric, type Measurement, type SignalScope } from './signal-windows.js';
+
 /** The alerts plugin's config section (`plugin.alerts`), as its schema in package.json defines it. */
 export interface AlertsConfig {
   rules: AlertRule[];

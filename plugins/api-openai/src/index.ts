@@ -2,6 +2,26 @@ import { definePlugin, ExtensionPoints, InferenceHooks, optionalService, Service
 import { nativeRoutes } from './native-routes.js';
 import { openAiRoutes, type RouteDeps } from './openai-routes.js';
 
+export {
+  type BodyMessage,
+  chatMessagesOf,
+  openAiFinishReason,
+  refuseUnsupported,
+  responseId,
+  type SamplingBody,
+  samplingOf,
+  usageBody,
+} from './request-mapping.js';
+export {
+  CHAT_COMPLETION_SCHEMA,
+  CHAT_ROLES,
+  CHAT_SCHEMA,
+  COMPLETION_SCHEMA,
+  EMBEDDING_SCHEMA,
+  GENERATE_SCHEMA,
+  validator,
+} from './schemas.js';
+
 /** Most prompts one `/v1/completions` request may carry as a list. */
 const MAX_PROMPTS_PER_REQUEST = 16;
 

@@ -4,6 +4,10 @@ import { DeviceMonitor } from './device-monitor.js';
 import { MetricsListener } from './metrics-listener.js';
 import { NucleusMetrics } from './nucleus-metrics.js';
 
+export { BucketHistogram } from './bucket-histogram.js';
+export { CumulativeCounter } from './cumulative-counter.js';
+export { LINT_CLEAN_NAMES, NucleusMetrics, type NucleusMetricsOptions } from './nucleus-metrics.js';
+
 const PROCESS_REGISTRY = Symbol.for('nucleus.metrics.processRegistry');
 
 /**

@@ -14,7 +14,7 @@ import { modelRoutes } from './model-routes.js';
 export { ConfigModels, diffModels, type ConfiguredEntry, type ModelsChange } from './config-models.js';
 export { ModelLifecycle, type LifecyclePolicy } from './model-lifecycle.js';
 export { modelRoutes } from './model-routes.js';
-export { LOAD_SCHEMA, SWAP_SCHEMA } from './request-schemas.js';
+export { checkBody, LOAD_SCHEMA, SWAP_SCHEMA, validators } from './request-schemas.js';
 
 /** Load, swap and unload models at run time through `/admin/models`, over the kernel's model registry. */
 export default definePlugin({

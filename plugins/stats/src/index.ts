@@ -2,6 +2,15 @@ import { badRequest, definePlugin, ExtensionPoints, notFound } from '@nucleus/sd
 import { ProcessSampler } from './process-sampler.js';
 import { StatsCollector } from './stats-collector.js';
 
+export type { ProcessSample } from './process-sampler.js';
+export {
+  type LatencyOverview,
+  type LatencyQuery,
+  type SeriesLatency,
+  StatsCollector,
+  type StatsCollectorOptions,
+} from './stats-collector.js';
+
 /** The stats plugin's config section (`plugin.stats`), as its schema in package.json defines it. */
 export interface StatsConfig {
   windowS: number;

@@ -11,6 +11,8 @@ import {
 import { EventTracer } from './event-tracer.js';
 import { LoggingExporter } from './logging-exporter.js';
 
+export { EventTracer, type EventTracerOptions } from './event-tracer.js';
+
 /** The tracing plugin's config section (`plugin.tracing`), as its schema in package.json defines it. */
 export interface TracingConfig {
   endpoint: string | null;
