@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { AlertEngine, type AlertRule, Notifier, SignalWindows, webhookBody } from '@nucleus/plugin-alerts';
 import type { AlertNotice, EventBus } from '@nucleus/sdk';
-import { eventBus } from './event-bus.js';
-import { type LogLine, recordingLogger } from './recording-logger.js';
+import { eventBus } from '@nucleus/sdk/testing';
+import { type LogLine, recordingLogger } from '@nucleus/sdk/testing';
 
 const rule = (over: Partial<AlertRule> = {}): AlertRule => ({
   name: 'SlowRequests',

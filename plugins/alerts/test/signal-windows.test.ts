@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { SignalWindows } from '@nucleus/plugin-alerts';
-import { eventBus } from './event-bus.js';
+import { eventBus } from '@nucleus/sdk/testing';
 
 const requestEnd = (route: string, status: number, durationMs: number) => ({
   requestId: `r-${Math.random()}`,

@@ -14,7 +14,7 @@ import {
 } from '@nucleus/plugin-builtin-models';
 import { noProgress } from '@nucleus/sdk';
 import * as ort from 'onnxruntime-node';
-import { recordingLogger } from './recording-logger.js';
+import { recordingLogger } from '@nucleus/sdk/testing';
 
 /** The stories260K file as shipped, by the hash the plugin's README gives. */
 const STORIES_SHA256 = '47e6f459b2798df359505189672e11200f47997954743c59e30c921276c18998';

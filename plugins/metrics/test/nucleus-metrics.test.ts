@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { BucketHistogram, CumulativeCounter, NucleusMetrics } from '@nucleus/plugin-metrics';
 import type { EventBus } from '@nucleus/sdk';
 import { Counter, Registry } from 'prom-client';
-import { eventBus } from './event-bus.js';
+import { eventBus } from '@nucleus/sdk/testing';
 
 interface Rig {
   bus: EventBus;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { ModelLifecycle, modelRoutes } from '@nucleus/plugin-model-lifecycle';
 import { type NucleusEvents, NucleusError, type RouteContext } from '@nucleus/sdk';
-import { eventBus } from './event-bus.js';
+import { eventBus } from '@nucleus/sdk/testing';
 import { MemoryRegistry } from './memory-registry.js';
-import { recordingLogger } from './recording-logger.js';
+import { recordingLogger } from '@nucleus/sdk/testing';
 
 function rig(drainTimeoutMs = 5000) {
   const registry = new MemoryRegistry();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type LatencyOverview, type ProcessSample, type SeriesLatency, StatsCollector } from '@nucleus/plugin-stats';
 import type { EventBus } from '@nucleus/sdk';
-import { eventBus } from './event-bus.js';
+import { eventBus } from '@nucleus/sdk/testing';
 
 const PROCESS: ProcessSample = { rssBytes: 1, heapUsedBytes: 2, cpuPercent: 3, eventLoopLagMs: 4 };
 

@@ -9,8 +9,8 @@ import {
   type ReadableSpan,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
-import { eventBus } from './event-bus.js';
-import { recordingLogger } from './recording-logger.js';
+import { eventBus } from '@nucleus/sdk/testing';
+import { recordingLogger } from '@nucleus/sdk/testing';
 
 interface Rig {
   bus: EventBus;

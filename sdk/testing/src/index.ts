@@ -106,3 +106,5 @@ export async function startTestKernel(options: TestKernelOptions = {}): Promise<
     stop: () => server.stop(),
   };
 }
+export { eventBus } from './event-bus.js';
+export { recordingLogger, type LogLine } from './recording-logger.js';

@@ -5,7 +5,7 @@ const ANY = Symbol('any');
 
 /**
  * The bus contract of the SDK in a few lines (listeners per type and for every type, called synchronously), so the
- * plugin's classes are fed events exactly as the kernel delivers them, without booting a kernel.
+ * plugin's classes are fed events exactly as the kernel delivers them, without booting a kernel (for unit tests of plugin classes).
  */
 export function eventBus(): EventBus {
   const emitter = new EventEmitter();
