@@ -381,7 +381,8 @@ describe('metrics plugin GPU gauges', () => {
     });
     kit = await startTestKernel({
       plugins: [folder, pluginDir('metrics')],
-      config: { 'plugin.metrics.deviceProbeIntervalS': 0.05 },
+      // Long enough that two scrapes in a row fall inside it even on a loaded machine.
+      config: { 'plugin.metrics.deviceProbeIntervalS': 0.5 },
     });
     probes.fakeGpuProbes = 0;
     probes.noGpuProbes = 0;
@@ -399,7 +400,7 @@ describe('metrics plugin GPU gauges', () => {
     assert.equal(first.value('nucleus_gpu_utilization_perc', gpu), 0.4);
     await kit.request('/metrics');
     assert.equal(probes.fakeGpuProbes, 1, 'a second scrape within the interval does not probe again');
-    await new Promise((r) => setTimeout(r, 80));
+    await new Promise((r) => setTimeout(r, 600));
     await kit.request('/metrics');
     assert.equal(probes.fakeGpuProbes, 2);
     assert.equal(probes.noGpuProbes, 1, 'an unusable backend is probed once');
