@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { join, relative } from 'node:path';
 import { type ConfigPath, ConfigStore, type ConfigValue } from '@nucleus/core/kernel/config';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { CPU_SCHEMA } from './config-fixtures.js';
@@ -66,22 +66,13 @@ describe('typed config', () => {
     assert.equal(store.get('plugin.backend-cpu.allowSpinning'), false, 'another schema starts from the layers');
   });
 
-  it('leaves no cast and no restated default at a config.get call in core (the generation engine aside)', () => {
-    // The generation engine and the helpers it shares still take an untyped view of the config; they move to the
-    // typed one when that engine is split.
-    const untyped = [
-      join('core', 'src', 'engine', 'llm', 'generation', sep),
-      join('core', 'src', 'engine', 'workers', 'isolation-for.ts'),
-      join('core', 'src', 'engine', 'admission', 'admission-gate.ts'),
-    ];
+  it('leaves no cast and no restated default at a config.get call in core', () => {
     const cast = /config\.get\([^)]*\)( as [^)]*\))?\s*(as\b|\?\?\s*(\d|'|"|true\b|false\b|\[\]|\{\}))/;
-    const found = sources(join(REPO_ROOT, 'core', 'src'))
-      .filter((file) => !untyped.some((prefix) => relative(REPO_ROOT, file).startsWith(prefix)))
-      .flatMap((file) =>
-        readFileSync(file, 'utf8')
-          .split('\n')
-          .flatMap((line, i) => (cast.test(line) ? [`${relative(REPO_ROOT, file)}:${i + 1}: ${line.trim()}`] : [])),
-      );
+    const found = sources(join(REPO_ROOT, 'core', 'src')).flatMap((file) =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .flatMap((line, i) => (cast.test(line) ? [`${relative(REPO_ROOT, file)}:${i + 1}: ${line.trim()}`] : [])),
+    );
     assert.deepEqual(found, []);
     // The pattern finds what it looks for.
     assert.ok(cast.test("(this.options.config.get('batching.maxBatchSize') as number | undefined) ?? 32"));

@@ -1,3 +1,4 @@
+import { configOf } from '../helpers/config.js';
 import { ensureTinyLlama, testBuiltins, testFormats, testFormatsWithBuiltin } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
 import type { CachePolicySpec, Contribution, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
@@ -59,7 +60,7 @@ async function engineWith(
   const engine = new GenerationEngine({
     formats: model.models === undefined ? testFormatsWithBuiltin : testFormats,
     builtins: testBuiltins,
-    config: { get: (path) => values[path] },
+    config: configOf(values),
     events,
     logger,
     backends: {

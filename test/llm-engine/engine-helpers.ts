@@ -1,3 +1,4 @@
+import { configOf } from '../helpers/config.js';
 // A generation engine as the kernel builds it, without the rest of the kernel: real workers, real ORT.
 import { pointOf } from '../helpers/extension-point.js';
 import { testBuiltins, testFormats, testFormatsWithBuiltin } from '../helpers/llm.js';
@@ -45,14 +46,9 @@ export function testEngine(
   const events = new TypedEventBus(logger);
   const emitted: { type: EventType; payload: unknown }[] = [];
   events.onAny((type, payload) => emitted.push({ type, payload }));
-  const values: Record<string, unknown> = { 'scheduler.batchWindowMs': 5, ...config };
-  const listeners = new Set<(path: string, value: unknown) => void>();
-  const onChange = (listener: (path: string, value: unknown) => void) => {
-    listeners.add(listener);
-    return () => listeners.delete(listener);
-  };
+  const store = configOf({ 'scheduler.batchWindowMs': 5, ...config });
   const engine = new GenerationEngine({
-    config: { get: (path) => values[path], onChange },
+    config: store,
     events,
     logger,
     backends: NO_BACKENDS,
@@ -61,10 +57,7 @@ export function testEngine(
     builtins: testBuiltins,
     ...options,
   });
-  const setConfig = (path: string, value: unknown) => {
-    values[path] = value;
-    for (const listener of listeners) listener(path, value);
-  };
+  const setConfig = (path: string, value: unknown) => store.set(path, value);
   return { engine, events, emitted, setConfig };
 }
 

@@ -1,3 +1,4 @@
+import { configOf } from '../helpers/config.js';
 import { testFormats } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
@@ -57,7 +58,7 @@ describe('GenerationEngine picks the graph style by the backend the model runs o
     const logger = createLogger({ level: 'silent' });
     const values: Record<string, unknown> = { models, 'scheduler.batchWindowMs': 5, ...(backend && { backend }) };
     const engine = new GenerationEngine({
-      config: { get: (path) => values[path] },
+      config: configOf(values),
       events: new TypedEventBus(logger),
       logger,
       backends: backends([ACCELERATOR]),

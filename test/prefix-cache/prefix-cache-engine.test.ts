@@ -1,3 +1,4 @@
+import { configOf } from '../helpers/config.js';
 import { testBuiltins, testFormats, testFormatsWithBuiltin } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -45,7 +46,7 @@ function cachedEngine(config: Record<string, unknown> = {}, cachePolicies = poli
   const engine = new GenerationEngine({
     formats: config.models === undefined ? testFormatsWithBuiltin : testFormats,
     builtins: testBuiltins,
-    config: { get: (path) => values[path] },
+    config: configOf(values),
     events,
     logger,
     backends: {

@@ -1,21 +1,11 @@
 import { strict as assert } from 'node:assert';
 import type { Contribution, ExtensionPointView, SchedulerStrategy } from '@nucleus/sdk';
 import { AdmissionGate, resolveStrategy } from '@nucleus/core/internal/engine/admission/admission-gate';
+import { configOf } from '../helpers/config.js';
 
 /** A config whose values tests change, telling listeners like the real store does. */
 function liveConfig(values: Record<string, unknown>) {
-  const listeners = new Set<(path: string, value: unknown) => void>();
-  return {
-    get: (path: string) => values[path],
-    set(path: string, value: unknown) {
-      values[path] = value;
-      for (const l of listeners) l(path, value);
-    },
-    onChange(l: (path: string, value: unknown) => void) {
-      listeners.add(l);
-      return () => void listeners.delete(l);
-    },
-  };
+  return configOf(values);
 }
 
 function strategies(...list: SchedulerStrategy[]): ExtensionPointView<SchedulerStrategy> {

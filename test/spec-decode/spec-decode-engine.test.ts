@@ -1,3 +1,4 @@
+import { configOf } from '../helpers/config.js';
 import { pointOf } from '../helpers/extension-point.js';
 import {
   ensureTinyLlama,
@@ -44,7 +45,7 @@ function engineWith(config: Record<string, unknown>, draftProposers?: ExtensionP
   const engine = new GenerationEngine({
     formats: config.models === undefined ? testFormatsWithBuiltin : testFormats,
     builtins: testBuiltins,
-    config: { get: (path) => values[path] },
+    config: configOf(values),
     events,
     logger,
     backends: point('backend', 'none'),

@@ -1,3 +1,4 @@
+import type { ConfigReader } from '../../kernel/config/index.js';
 import { badRequest, type ExtensionPointView, type SchedulerStrategy } from '@nucleus/sdk';
 import { AdmissionQueue, type Priority } from './admission-queue.js';
 
@@ -35,7 +36,7 @@ export function resolveStrategy(
 
 /** What an {@link AdmissionGate} reads from the kernel; every value is read at each use, so runtime changes apply. */
 export interface AdmissionGateOptions {
-  config: { get(path: string): unknown; onChange?(listener: (path: string, value: unknown) => void): () => void };
+  config: ConfigReader;
   /** `schedulerStrategy` contributions; `scheduler.strategy` names one. */
   strategies?: ExtensionPointView<SchedulerStrategy> | undefined;
   /** Requests that may run at once; default `scheduler.maxRunning`. */
@@ -72,16 +73,12 @@ export class AdmissionGate {
   readonly #offConfig: (() => void) | undefined;
 
   constructor(private readonly options: AdmissionGateOptions) {
-    const get = (path: string, fallback: number) => {
-      const v = options.config.get(path);
-      return typeof v === 'number' ? v : fallback;
-    };
+    const { config } = options;
     this.queue = new AdmissionQueue({
-      highWatermark: () => get('queue.highWatermark', 1000),
-      lowWatermark: () => get('queue.lowWatermark', 500),
-      timeoutMs: () => get('queue.timeoutMs', 30_000),
-      strategy: () =>
-        resolveStrategy(options.config.get('scheduler.strategy') as string | undefined, options.strategies),
+      highWatermark: () => config.get('queue.highWatermark'),
+      lowWatermark: () => config.get('queue.lowWatermark'),
+      timeoutMs: () => config.get('queue.timeoutMs'),
+      strategy: () => resolveStrategy(config.get('scheduler.strategy'), options.strategies),
       ...(options.onDepth && { onDepth: options.onDepth }),
     });
     // A raised limit lets waiting requests in at once, not at the next release.
@@ -173,7 +170,6 @@ export class AdmissionGate {
   #capacity(): number {
     const fromOption = this.options.capacity?.();
     if (fromOption !== undefined) return Math.max(1, fromOption);
-    const v = this.options.config.get('scheduler.maxRunning');
-    return Math.max(1, typeof v === 'number' ? v : 32);
+    return Math.max(1, this.options.config.get('scheduler.maxRunning'));
   }
 }

@@ -31,3 +31,12 @@ type ValueAt<T, P extends string> = P extends `${infer Head}.${infer Rest}`
  * `unknown`: a plugin's schema arrives with the plugin, so only the plugin knows the shape of its section.
  */
 export type ConfigValue<P extends ConfigPath> = P extends PluginPath ? unknown : ValueAt<NucleusConfig, P>;
+
+/**
+ * What an engine part reads the config through: `get` typed by path (defaults filled), and `onChange` for the
+ * runtime-adjustable keys. A `ConfigStore` is one.
+ */
+export interface ConfigReader {
+  get<P extends ConfigPath>(path: P): ConfigValue<P>;
+  onChange?(listener: (path: string, value: unknown) => void): () => void;
+}

@@ -14,7 +14,7 @@ export {
   type LoadedConfig,
   type RuntimeValue,
 } from './config-loader.js';
-export type { ConfigPath, ConfigValue, PluginPath } from './config-path.js';
+export type { ConfigPath, ConfigReader, ConfigValue, PluginPath } from './config-path.js';
 export { renderConfigReference } from './config-reference.js';
 export {
   CORE_CONFIG_SCHEMA,

@@ -1,3 +1,4 @@
+import type { ConfigReader } from '../../../kernel/config/index.js';
 import { performance } from 'node:perf_hooks';
 import {
   badRequest,
@@ -19,7 +20,7 @@ import type { ServedModel } from './served-model.js';
 
 /** What {@link GenerationAdmission} needs. */
 export interface GenerationAdmissionOptions {
-  config: { get(path: string): unknown };
+  config: ConfigReader;
   events: EventBus;
   logger: Logger;
   health?: HealthState;
@@ -77,8 +78,8 @@ export class GenerationAdmission {
     return new CircuitBreaker({
       label: `model '${name}'`,
       settings: () => ({
-        failureThreshold: (this.options.config.get('breaker.failureThreshold') as number | undefined) ?? 5,
-        cooldownMs: (this.options.config.get('breaker.cooldownMs') as number | undefined) ?? 10_000,
+        failureThreshold: this.options.config.get('breaker.failureThreshold'),
+        cooldownMs: this.options.config.get('breaker.cooldownMs'),
       }),
       onChange: (state, reason) => this.#breakerChanged(name, state, reason),
     });
@@ -200,7 +201,7 @@ export class GenerationAdmission {
       model.breaker.admit();
       return model;
     } catch (err) {
-      const configured = (this.options.config.get('models') as { name: string; fallback?: string }[] | undefined) ?? [];
+      const configured = this.options.config.get('models');
       const name = configured.find((m) => m.name === model.name)?.fallback;
       const fallback = name === undefined || name === model.name ? undefined : models.served(name);
       if (fallback?.kind !== 'llm' || fallback.state === 'failed') throw err;

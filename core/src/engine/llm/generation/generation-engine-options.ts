@@ -1,3 +1,4 @@
+import type { ConfigReader } from '../../../kernel/config/index.js';
 import type {
   Backend,
   BuiltinModel,
@@ -18,7 +19,7 @@ import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 /** What the engine needs from the kernel. */
 export interface GenerationEngineOptions {
   /** Reads the effective config at a dotted path; `onChange` lets runtime scheduler changes reach running workers. */
-  config: { get(path: string): unknown; onChange?(listener: (path: string, value: unknown) => void): () => void };
+  config: ConfigReader;
   events: EventBus;
   logger: Logger;
   /** Where an open circuit breaker marks the server degraded (`/ready`). */

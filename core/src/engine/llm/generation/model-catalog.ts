@@ -68,7 +68,7 @@ export class ModelCatalog {
    */
   async start(): Promise<void> {
     this.#stopped = false;
-    const configured = (this.options.config.get('models') as ConfiguredLlm[] | undefined) ?? [];
+    const configured: readonly ConfiguredLlm[] = this.options.config.get('models');
     const llmNames = this.options.llmModels?.() ?? (await this.#llmsAmong(configured));
     const llms = configured.filter((m) => llmNames.has(m.name));
     for (const m of llms) this.#add(this.#sources.configured(m));
@@ -212,10 +212,7 @@ export class ModelCatalog {
   }
 
   // Lets a swapped-out or unloaded model finish what it runs, then closes its workers.
-  async #retire(
-    model: ServedModel,
-    drainTimeoutMs = (this.options.config.get('plugins.drainTimeoutMs') as number | undefined) ?? 10_000,
-  ): Promise<void> {
+  async #retire(model: ServedModel, drainTimeoutMs = this.options.config.get('plugins.drainTimeoutMs')): Promise<void> {
     const replicas = model.replicas ?? (await model.starting?.catch(() => undefined));
     if (replicas) {
       this.#draining.add(replicas);
@@ -257,10 +254,7 @@ export class ModelCatalog {
         name,
         this.options.events,
         () => model.replicas,
-        () =>
-          (this.options.config.get('models') as { name: string; speculative?: string }[] | undefined)?.find(
-            (m) => m.name === name,
-          )?.speculative ?? 'unknown',
+        () => this.options.config.get('models').find((m) => m.name === name)?.speculative ?? 'unknown',
       ),
     });
     return model;

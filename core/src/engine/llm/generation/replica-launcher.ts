@@ -5,9 +5,7 @@ import { BackendSelector, CPU_BACKEND } from '../../backend-selector.js';
 import { withDefaultCpu } from '../../default-cpu-backend.js';
 import { CachedReading } from '../../workers/cached-reading.js';
 import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
-import { DEFAULT_WORKER_NICENESS } from '../../workers/worker-handle.js';
 import { FREE_MEMORY_MAX_AGE_MS } from '../../workers/worker-pool.js';
-import { DEFAULT_MAX_RESTARTS } from '../../workers/worker-supervisor.js';
 import type { GenerationEngineOptions } from './generation-engine-options.js';
 import type { PrefixCacheSpec, SpeculativeSpec } from './generation-messages.js';
 import { GenerationReplicas } from './generation-replicas.js';
@@ -82,7 +80,7 @@ export class ReplicaLauncher {
     const started = performance.now();
     try {
       const speculative = this.#speculativeSpec(model.name, model.spec);
-      const requested = model.backend ?? (this.options.config.get('backend') as string | undefined) ?? 'auto';
+      const requested = model.backend ?? this.options.config.get('backend');
       const selection = await this.#selector.select(requested);
       const spec = await model.prepare(selection.backend.name);
       const cpu = this.#selector.find(CPU_BACKEND);
@@ -118,12 +116,9 @@ export class ReplicaLauncher {
             reroute,
             logger: this.#log.child({ model: model.name, replica: id }),
             isolation: model.spec?.isolation ?? isolationFor(this.options.config, model.name),
-            heartbeatTimeoutMs: () =>
-              (this.options.config.get('workers.heartbeatTimeoutMs') as number | undefined) ?? 3000,
-            niceness: () =>
-              (this.options.config.get('workers.niceness') as number | undefined) ?? DEFAULT_WORKER_NICENESS,
-            maxConsecutiveRestarts: () =>
-              (this.options.config.get('workers.maxRestarts') as number | undefined) ?? DEFAULT_MAX_RESTARTS,
+            heartbeatTimeoutMs: () => this.options.config.get('workers.heartbeatTimeoutMs'),
+            niceness: () => this.options.config.get('workers.niceness'),
+            maxConsecutiveRestarts: () => this.options.config.get('workers.maxRestarts'),
             onHealth: (health) => {
               this.options.events.emit('worker.health', { model: model.name, worker: id, ...health });
               if (health.healthy) model.replicas?.healthChanged();
@@ -197,16 +192,16 @@ export class ReplicaLauncher {
   // The replica router `workers.llmRouting` names when a plugin contributes it; otherwise the replicas' own
   // least-busy choice.
   #routing(): ReplicaRouter | undefined {
-    const name = (this.options.config.get('workers.llmRouting') as string | undefined) ?? 'prefix-affinity';
+    const name = this.options.config.get('workers.llmRouting');
     return this.options.replicaRouters?.find(name)?.value;
   }
 
   // The prefix cache of a new decoder thread, or nothing when it is off or no usable policy is contributed.
   #prefixCacheSpec(served: ServedModel): { prefixCache: PrefixCacheSpec } | undefined {
     const model = served.name;
-    const get = (path: string) => this.options.config.get(path);
-    if (get('cache.prefix.enabled') === false) return undefined;
-    const name = (get('cache.prefix.policy') as string | undefined) ?? 'lru';
+    const { config } = this.options;
+    if (!config.get('cache.prefix.enabled')) return undefined;
+    const name = config.get('cache.prefix.policy');
     const policy = this.options.cachePolicies?.find(name)?.value;
     if (!policy) {
       const why = `no plugin contributes a cache policy named '${name}' (cache-lru provides 'lru')`;
@@ -217,7 +212,7 @@ export class ReplicaLauncher {
     return {
       prefixCache: {
         maxBytes: this.#shrink(served.cacheBytes),
-        blockTokens: (get('cache.prefix.blockTokens') as number | undefined) ?? 16,
+        blockTokens: config.get('cache.prefix.blockTokens'),
         policy: name,
         policyModule: policy.module,
         policyOptions: { ...policy.options },
@@ -227,8 +222,7 @@ export class ReplicaLauncher {
 
   // Speculative decoding of a new decoder thread, as `models[].speculative` names it; a name no plugin offers fails the load.
   #speculativeSpec(model: string, loaded?: LlmModelSpec): { speculative: SpeculativeSpec } | undefined {
-    const configured =
-      (this.options.config.get('models') as { name: string; speculative?: string }[] | undefined) ?? [];
+    const configured = this.options.config.get('models');
     // A model loaded at run time has its own settings; the config's entry of that name is not its.
     const method = loaded ? loaded.speculative : configured.find((m) => m.name === model)?.speculative;
     if (method === undefined) return undefined;
@@ -261,12 +255,12 @@ export class ReplicaLauncher {
   }
 
   #schedulerSettings(): SchedulerSettings {
-    const get = (path: string) => this.options.config.get(path);
-    const strategy = get('scheduler.strategy');
+    const { config } = this.options;
+    const strategy = config.get('scheduler.strategy');
     return {
-      maxRunning: this.#shrink((get('scheduler.maxRunning') as number | undefined) ?? 32),
-      maxBatchSize: this.#shrink((get('scheduler.maxBatchSize') as number | undefined) ?? 32),
-      batchWindowMs: (get('scheduler.batchWindowMs') as number | undefined) ?? 50,
+      maxRunning: this.#shrink(config.get('scheduler.maxRunning')),
+      maxBatchSize: this.#shrink(config.get('scheduler.maxBatchSize')),
+      batchWindowMs: config.get('scheduler.batchWindowMs'),
       // Strategies from plugins run on the main thread; inside the worker only these two exist.
       strategy: strategy === 'fifo' ? 'fifo' : 'priority',
     };
