@@ -1,3 +1,4 @@
+import { refusalOf } from '@nucleus/sdk/testing';
 import assert from 'node:assert/strict';
 import {
   attachBinaryInputs,
@@ -13,19 +14,7 @@ import {
   toTensorData,
   wantsBinary,
 } from '@nucleus/plugin-api-kserve';
-import type { ModelVersionInfo, NucleusError, TensorDataType } from '@nucleus/sdk';
-
-/** The 400 a request gets: its code, message and the field it names. */
-function refusal(run: () => unknown): { code: string; message: string; param: string | undefined } {
-  try {
-    run();
-  } catch (err) {
-    const e = err as NucleusError;
-    assert.equal(e.status, 400, String(err));
-    return { code: e.code, message: e.message, param: e.param };
-  }
-  assert.fail('the request was accepted');
-}
+import type { ModelVersionInfo, TensorDataType } from '@nucleus/sdk';
 
 const MODEL: ModelVersionInfo = {
   name: 'mlp',
@@ -77,7 +66,7 @@ describe('api-kserve: tensor JSON', () => {
     assert.deepEqual(shapeOfNested(7, 'x'), []);
     assert.deepEqual(shapeOfNested([], 'x'), [0]);
     assert.deepEqual(
-      refusal(() => shapeOfNested([[1, 2], [3]], 'x')),
+      refusalOf(() => shapeOfNested([[1, 2], [3]], 'x')),
       {
         code: 'invalid_tensor_data',
         message: "input 'x' is not rectangular: data[1] has 1 entries, expected 2",
@@ -85,7 +74,7 @@ describe('api-kserve: tensor JSON', () => {
       },
     );
     assert.match(
-      refusal(() => shapeOfNested([[1], [[2]]], 'x')).message,
+      refusalOf(() => shapeOfNested([[1], [[2]]], 'x')).message,
       /data\[1\]\[0\] is a list where a value was expected/,
     );
   });
@@ -124,7 +113,7 @@ describe('api-kserve: tensor JSON', () => {
 
   it('names the first element that does not fit the datatype', () => {
     assert.deepEqual(
-      refusal(() => toTensorData([1, 'two'], 'float32', 'x', 'FP32')),
+      refusalOf(() => toTensorData([1, 'two'], 'float32', 'x', 'FP32')),
       {
         code: 'invalid_tensor_data',
         message: `input 'x': element 1 is "two", but FP32 needs a number`,
@@ -132,15 +121,15 @@ describe('api-kserve: tensor JSON', () => {
       },
     );
     assert.match(
-      refusal(() => toTensorData([1.5], 'int32', 'x', 'INT32')).message,
+      refusalOf(() => toTensorData([1.5], 'int32', 'x', 'INT32')).message,
       /element 0 is 1\.5, but INT32 needs an integer/,
     );
     assert.match(
-      refusal(() => toTensorData([300], 'uint8', 'x', 'UINT8')).message,
+      refusalOf(() => toTensorData([300], 'uint8', 'x', 'UINT8')).message,
       /element 0 is 300, but UINT8 needs a value in the range of UINT8/,
     );
-    assert.match(refusal(() => toTensorData([-1], 'uint64', 'x', 'UINT64')).message, /a non-negative integer/);
-    assert.match(refusal(() => toTensorData([2], 'bool', 'x', 'BOOL')).message, /BOOL needs true or false/);
+    assert.match(refusalOf(() => toTensorData([-1], 'uint64', 'x', 'UINT64')).message, /a non-negative integer/);
+    assert.match(refusalOf(() => toTensorData([2], 'bool', 'x', 'BOOL')).message, /BOOL needs true or false/);
   });
 });
 
@@ -153,7 +142,7 @@ describe('api-kserve: v2 inputs', () => {
     assert.deepEqual(tensors.x!.shape, [2, 2]);
     assert.deepEqual([...tensors.x!.data], [1, 2, 3, 4]);
     assert.deepEqual(
-      refusal(() => decodeInputs({ inputs: [{ name: 'z', shape: [1], datatype: 'FP32', data: [1] }] }, MODEL)),
+      refusalOf(() => decodeInputs({ inputs: [{ name: 'z', shape: [1], datatype: 'FP32', data: [1] }] }, MODEL)),
       {
         code: 'unknown_input',
         message: "model 'mlp' version '1' has no input named 'z'; its inputs are x (FP32 [-1,2])",
@@ -161,17 +150,17 @@ describe('api-kserve: v2 inputs', () => {
       },
     );
     assert.equal(
-      refusal(() => decodeInputs({ inputs: [{ name: 'x', shape: [2], datatype: 'INT32', data: [1, 2] }] }, MODEL))
+      refusalOf(() => decodeInputs({ inputs: [{ name: 'x', shape: [2], datatype: 'INT32', data: [1, 2] }] }, MODEL))
         .message,
       "input 'x' has datatype INT32, but model 'mlp' version '1' expects FP32",
     );
     assert.equal(
-      refusal(() => decodeInputs({ inputs: [{ name: 'x', shape: [3], datatype: 'FP32', data: [1, 2] }] }, MODEL))
+      refusalOf(() => decodeInputs({ inputs: [{ name: 'x', shape: [3], datatype: 'FP32', data: [1, 2] }] }, MODEL))
         .message,
       "input 'x' has shape [3], which holds 3 values, but its data holds 2",
     );
     const twice = { name: 'x', shape: [1], datatype: 'FP32', data: [1] };
-    assert.equal(refusal(() => decodeInputs({ inputs: [twice, twice] }, MODEL)).code, 'duplicate_input');
+    assert.equal(refusalOf(() => decodeInputs({ inputs: [twice, twice] }, MODEL)).code, 'duplicate_input');
   });
 
   it('takes binary inputs from the bytes after the JSON header, in input order', () => {
@@ -209,14 +198,14 @@ describe('api-kserve: v2 inputs', () => {
     );
     const short = { inputs: [{ name: 'x', shape: [2], datatype: 'FP32', parameters: { binary_data_size: 4 } }] };
     assert.equal(
-      refusal(() => attachBinaryInputs(short, new Uint8Array(4))).message,
+      refusalOf(() => attachBinaryInputs(short, new Uint8Array(4))).message,
       "input 'x' has binary_data_size 4, but shape [2] of FP32 is 2 × 4 = 8 bytes",
     );
     const none = { inputs: [{ name: 'x', shape: [1], datatype: 'FP32', parameters: { binary_data_size: 4 } }] };
-    assert.match(refusal(() => attachBinaryInputs(none, undefined)).message, /Inference-Header-Content-Length/);
+    assert.match(refusalOf(() => attachBinaryInputs(none, undefined)).message, /Inference-Header-Content-Length/);
     const leftover = { inputs: [{ name: 'x', shape: [1], datatype: 'FP32', parameters: { binary_data_size: 4 } }] };
     assert.match(
-      refusal(() => attachBinaryInputs(leftover, new Uint8Array(6))).message,
+      refusalOf(() => attachBinaryInputs(leftover, new Uint8Array(6))).message,
       /6 bytes of binary data after its JSON inference header, but the inputs' binary_data_size add up to 4/,
     );
   });

@@ -1,3 +1,4 @@
+import { refusalOf } from '@nucleus/sdk/testing';
 import assert from 'node:assert/strict';
 import {
   CHAT_COMPLETION_SCHEMA,
@@ -12,19 +13,6 @@ import {
   usageBody,
   validator,
 } from '@nucleus/plugin-api-openai';
-import type { NucleusError } from '@nucleus/sdk';
-
-/** The 400 a body gets: its code, message and the field it names. */
-function refusal(run: () => unknown): { code: string; message: string; param: string | undefined } {
-  try {
-    run();
-  } catch (err) {
-    const e = err as NucleusError;
-    assert.equal(e.status, 400, String(err));
-    return { code: e.code, message: e.message, param: e.param };
-  }
-  assert.fail('the body was accepted');
-}
 
 describe('api-openai: request mapping', () => {
   it('maps OpenAI and vLLM sampling fields to the engine’s, null meaning not given', () => {
@@ -94,7 +82,7 @@ describe('api-openai: request mapping', () => {
       ],
     );
     assert.deepEqual(
-      refusal(() =>
+      refusalOf(() =>
         chatMessagesOf([
           { role: 'user', content: 'hi' },
           { role: 'user', content: [{ type: 'image_url' }] },
@@ -118,7 +106,7 @@ describe('api-openai: request mapping', () => {
       ['response_format', { type: 'json_object' }],
     ] as const) {
       assert.deepEqual(
-        refusal(() => refuseUnsupported({ [field]: value })),
+        refusalOf(() => refuseUnsupported({ [field]: value })),
         {
           code: 'unsupported_field',
           message: `'${field}' is not supported by this server`,
@@ -178,7 +166,7 @@ describe('api-openai: request schemas', () => {
   it('a body that is not a JSON object is told to send one', () => {
     for (const body of [undefined, null, 'text', [1]])
       assert.deepEqual(
-        refusal(() => chat(body)),
+        refusalOf(() => chat(body)),
         {
           code: 'invalid_request',
           message: 'the request body must be a JSON object (send Content-Type: application/json)',
@@ -189,7 +177,7 @@ describe('api-openai: request schemas', () => {
 
   it('names a missing field, and a field with alternatives by what it may be', () => {
     assert.deepEqual(
-      refusal(() => chat({ model: 'm' })),
+      refusalOf(() => chat({ model: 'm' })),
       {
         code: 'missing_field',
         message: "'messages' is a required property",
@@ -197,7 +185,7 @@ describe('api-openai: request schemas', () => {
       },
     );
     assert.deepEqual(
-      refusal(() => completion({ model: 'm', prompt: [] })),
+      refusalOf(() => completion({ model: 'm', prompt: [] })),
       {
         code: 'invalid_field',
         message:
@@ -205,11 +193,11 @@ describe('api-openai: request schemas', () => {
         param: 'prompt',
       },
     );
-    assert.equal(refusal(() => embedding({ model: 'm', input: ['ok', ''] })).param, 'input');
+    assert.equal(refusalOf(() => embedding({ model: 'm', input: ['ok', ''] })).param, 'input');
   });
 
   it('names the nested field that is wrong, and lists an enum’s values', () => {
-    const role = refusal(() => chat({ model: 'm', messages: [{ role: 'robot', content: 'x' }] }));
+    const role = refusalOf(() => chat({ model: 'm', messages: [{ role: 'robot', content: 'x' }] }));
     assert.equal(role.code, 'invalid_field');
     assert.equal(role.param, 'messages');
     assert.match(
@@ -217,7 +205,7 @@ describe('api-openai: request schemas', () => {
       /^'messages\.0\.role' must be one of "system", "developer", "user", "assistant", "tool"$/,
     );
     assert.equal(
-      refusal(() => embedding({ model: 'm', input: 'x', encoding_format: 'hex' })).message,
+      refusalOf(() => embedding({ model: 'm', input: 'x', encoding_format: 'hex' })).message,
       `'encoding_format' must be one of "float", "base64"`,
     );
   });

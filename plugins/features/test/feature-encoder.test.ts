@@ -1,6 +1,7 @@
+import { refusalOf } from '@nucleus/sdk/testing';
 import assert from 'node:assert/strict';
 import { encodeFeatures, FeatureEncoder, type FeaturePreprocessing, readPreprocessing } from '@nucleus/plugin-features';
-import type { InferenceService, NucleusError } from '@nucleus/sdk';
+import type { InferenceService } from '@nucleus/sdk';
 
 const PREPROCESSING: FeaturePreprocessing = {
   input: 'x',
@@ -11,18 +12,6 @@ const PREPROCESSING: FeaturePreprocessing = {
     { name: 'score', default: 0.5 },
   ],
 };
-
-/** The 400 an encoding gets: its code, message and the field it names. */
-function refusal(run: () => unknown): { code: string; message: string; param: string | undefined } {
-  try {
-    run();
-  } catch (err) {
-    const e = err as NucleusError;
-    assert.equal(e.status, 400, String(err));
-    return { code: e.code, message: e.message, param: e.param };
-  }
-  assert.fail('the request was accepted');
-}
 
 const encoder = () => new FeatureEncoder(PREPROCESSING, "model 'churn' version '1'");
 
@@ -58,7 +47,7 @@ describe('features: feature encoding', () => {
 
   it('names what is wrong: an unknown feature, a missing one, a bad category, a non-number', () => {
     assert.deepEqual(
-      refusal(() => encoder().encode([{ age: 1, active: 1, colour: 'red' }])),
+      refusalOf(() => encoder().encode([{ age: 1, active: 1, colour: 'red' }])),
       {
         code: 'unknown_feature',
         message: "model 'churn' version '1' has no feature named 'colour'; its features are age, plan, active, score",
@@ -66,7 +55,7 @@ describe('features: feature encoding', () => {
       },
     );
     assert.deepEqual(
-      refusal(() => encoder().encode([{ age: 1 }, { active: 1 }])),
+      refusalOf(() => encoder().encode([{ age: 1 }, { active: 1 }])),
       {
         code: 'missing_feature',
         message: "feature 'active' (record 0) is missing and model 'churn' version '1' declares no default for it",
@@ -74,7 +63,7 @@ describe('features: feature encoding', () => {
       },
     );
     assert.deepEqual(
-      refusal(() => encoder().encode([{ age: 1, active: 1, plan: 'gold' }])),
+      refusalOf(() => encoder().encode([{ age: 1, active: 1, plan: 'gold' }])),
       {
         code: 'invalid_feature',
         message: 'feature \'plan\' is "gold", which is not one of "free", "pro", "team"',
@@ -82,10 +71,10 @@ describe('features: feature encoding', () => {
       },
     );
     assert.equal(
-      refusal(() => encoder().encode([{ age: '41', active: 1 }])).message,
+      refusalOf(() => encoder().encode([{ age: '41', active: 1 }])).message,
       'feature \'age\' is "41", but it needs a number',
     );
-    assert.equal(refusal(() => encoder().encode([[1, 2]])).code, 'invalid_features');
+    assert.equal(refusalOf(() => encoder().encode([[1, 2]])).code, 'invalid_features');
   });
 
   it('reads a preprocessing section only when it declares an input and named features', () => {
@@ -123,16 +112,16 @@ describe('features: the preInference rewrite', () => {
   it('refuses ambiguous bodies, empty records, models without preprocessing and inputs it cannot fill', () => {
     const s = service(metadata);
     assert.match(
-      refusal(() => encodeFeatures({ model: 'm', body: { features: {}, records: [] } }, s)).message,
+      refusalOf(() => encodeFeatures({ model: 'm', body: { features: {}, records: [] } }, s)).message,
       /not both/,
     );
     assert.match(
-      refusal(() => encodeFeatures({ model: 'm', body: { features: {}, inputs: [] } }, s)).message,
+      refusalOf(() => encodeFeatures({ model: 'm', body: { features: {}, inputs: [] } }, s)).message,
       /not both/,
     );
-    assert.equal(refusal(() => encodeFeatures({ model: 'm', body: { records: [] } }, s)).param, 'records');
+    assert.equal(refusalOf(() => encodeFeatures({ model: 'm', body: { records: [] } }, s)).param, 'records');
     assert.deepEqual(
-      refusal(() => encodeFeatures({ model: 'm', body: { features: { a: 1 } } }, service({}))),
+      refusalOf(() => encodeFeatures({ model: 'm', body: { features: { a: 1 } } }, service({}))),
       {
         code: 'no_preprocessing',
         message:
@@ -141,7 +130,7 @@ describe('features: the preInference rewrite', () => {
       },
     );
     assert.equal(
-      refusal(() =>
+      refusalOf(() =>
         encodeFeatures({ model: 'm', body: { features: { age: 1, active: 1 } } }, service(metadata, 'int64')),
       ).message,
       "model 'm' version '1' takes int64 for 'x', which feature preprocessing cannot fill",

@@ -108,3 +108,4 @@ export async function startTestKernel(options: TestKernelOptions = {}): Promise<
 }
 export { eventBus } from './event-bus.js';
 export { recordingLogger, type LogLine } from './recording-logger.js';
+export { refusalOf } from './refusal.js';
