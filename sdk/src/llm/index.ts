@@ -27,6 +27,15 @@ export {
   type LlamaLayerWeights,
   type LlamaWeights,
 } from './llama-weights.js';
+export {
+  blocksPerRow,
+  checkBlockQuantized,
+  dequantizeMatrix,
+  quantAt,
+  sliceRows,
+  type BlockQuantizedMatrix,
+  type WeightMatrix,
+} from './block-quantized.js';
 export { ropeTables, type RopeLayout } from './rope.js';
 export { createTokenizer, loadTokenizer } from './tokenizers/create-tokenizer.js';
 export { HfTokenizer } from './tokenizers/hf-tokenizer.js';

@@ -1,0 +1,102 @@
+/**
+ * A weight matrix `[rows, cols]` (rows = output features, cols = input features) kept block-quantized the way ONNX
+ * Runtime's `MatMulNBits` and `GatherBlockQuantized` read it: each row is cut into blocks of `blockSize` values along
+ * `cols`, and value `j` of block `b` of row `r` is
+ *
+ *     (q[r, b, j] - zeroPoints[r·blocks + b]) · scales[r·blocks + b] + (offsets?.[r·blocks + b] ?? 0)
+ *
+ * computed in float32 in that order. GGUF's quant types map onto this without changing a value: a type with a
+ * zero point (Q4_0, Q3_K, Q6_K …) uses `zeroPoints`; a type with a per-block minimum (Q4_1, Q4_K, Q2_K …) uses
+ * `offsets`; 5- and 6-bit types are stored in 8 bits, 2- and 3-bit ones in 4.
+ */
+export interface BlockQuantizedMatrix {
+  readonly kind: 'block-quantized';
+  readonly rows: number;
+  readonly cols: number;
+  /** Bits per stored value. */
+  readonly bits: 4 | 8;
+  /** Values per block; `cols` is a multiple of it. */
+  readonly blockSize: 16 | 32;
+  /**
+   * `[rows, cols / blockSize, blockSize · bits / 8]` bytes: 8-bit values one per byte; 4-bit values two per byte,
+   * the even-indexed value in the low nibble.
+   */
+  readonly data: Uint8Array;
+  /** `[rows · blocks]`. */
+  readonly scales: Float32Array;
+  /** `[rows · blocks]`, one unpacked byte per block. */
+  readonly zeroPoints: Uint8Array;
+  /** `[rows · blocks]`, added after scaling; absent when every block's offset is zero. */
+  readonly offsets?: Float32Array;
+  /** The storage type it was read from (`Q4_K`, `Q8_0` …), for graph metadata and messages. */
+  readonly sourceType: string;
+}
+
+/** A weight matrix: float32 row-major `[rows, cols]`, or block-quantized. */
+export type WeightMatrix = Float32Array | BlockQuantizedMatrix;
+
+/** Blocks per row. */
+export function blocksPerRow(m: Pick<BlockQuantizedMatrix, 'cols' | 'blockSize'>): number {
+  return m.cols / m.blockSize;
+}
+
+/** The stored (unsigned) value `index` of row `row`, before the zero point. */
+export function quantAt(m: BlockQuantizedMatrix, row: number, index: number): number {
+  const rowBytes = (m.cols * m.bits) / 8;
+  if (m.bits === 8) return m.data[row * rowBytes + index]!;
+  const byte = m.data[row * rowBytes + (index >> 1)]!;
+  return index & 1 ? byte >> 4 : byte & 0x0f;
+}
+
+/** The float32 values of a block-quantized matrix, row-major `[rows, cols]`, by the formula above. */
+export function dequantizeMatrix(m: BlockQuantizedMatrix): Float32Array {
+  const out = new Float32Array(m.rows * m.cols);
+  const blocks = blocksPerRow(m);
+  for (let r = 0; r < m.rows; r++) {
+    for (let b = 0; b < blocks; b++) {
+      const at = r * blocks + b;
+      const scale = m.scales[at]!;
+      const zero = m.zeroPoints[at]!;
+      const offset = m.offsets?.[at] ?? 0;
+      for (let j = 0; j < m.blockSize; j++) {
+        const c = b * m.blockSize + j;
+        const scaled = Math.fround((quantAt(m, r, c) - zero) * scale);
+        out[r * m.cols + c] = offset === 0 ? scaled : Math.fround(scaled + offset);
+      }
+    }
+  }
+  return out;
+}
+
+/** Throws unless the arrays of `m` have the lengths its shape needs, naming `what`. */
+export function checkBlockQuantized(m: BlockQuantizedMatrix, what: string): void {
+  if (m.cols % m.blockSize !== 0) throw new Error(`${what}: ${m.cols} columns do not fill blocks of ${m.blockSize}`);
+  const blocks = m.rows * blocksPerRow(m);
+  const expect = (name: string, actual: number, wanted: number): void => {
+    if (actual !== wanted) throw new Error(`${what}: ${name} has ${actual} entries, expected ${wanted}`);
+  };
+  expect('data', m.data.length, (m.rows * m.cols * m.bits) / 8);
+  expect('scales', m.scales.length, blocks);
+  expect('zeroPoints', m.zeroPoints.length, blocks);
+  if (m.offsets) expect('offsets', m.offsets.length, blocks);
+}
+
+/** Rows `[start, end)` of a matrix, for splitting a fused tensor (Phi-3's qkv) without dequantizing it. */
+export function sliceRows(m: WeightMatrix, cols: number, start: number, end: number): WeightMatrix {
+  if (m instanceof Float32Array) return m.slice(start * cols, end * cols);
+  const blocks = blocksPerRow(m);
+  const rowBytes = (m.cols * m.bits) / 8;
+  const sliced: BlockQuantizedMatrix = {
+    kind: 'block-quantized',
+    rows: end - start,
+    cols: m.cols,
+    bits: m.bits,
+    blockSize: m.blockSize,
+    data: m.data.slice(start * rowBytes, end * rowBytes),
+    scales: m.scales.slice(start * blocks, end * blocks),
+    zeroPoints: m.zeroPoints.slice(start * blocks, end * blocks),
+    ...(m.offsets && { offsets: m.offsets.slice(start * blocks, end * blocks) }),
+    sourceType: m.sourceType,
+  };
+  return sliced;
+}
