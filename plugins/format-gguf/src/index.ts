@@ -4,18 +4,14 @@ import { ggufFormat } from './gguf-format.js';
 export { ggufFormat } from './gguf-format.js';
 export { inspectGguf, loadGguf, readGgufWeights, type GgufLlama, type LoadGgufOptions } from './load-gguf.js';
 export {
-  GGML_READABLE_TYPES,
-  GGML_TYPE_NAMES,
   GgufFormatError,
   GgufValueType,
-  ggmlTypeName,
-  halfToFloat,
   readGguf,
-  readTensorF32,
   type GgufFile,
   type GgufTensorInfo,
   type GgufValue,
 } from './gguf-reader.js';
+export { GGML_READABLE_TYPES, GGML_TYPE_NAMES, ggmlTypeName, halfToFloat, readTensorF32 } from './gguf-tensors.js';
 
 /** Contributes the `gguf` model format. */
 export default definePlugin({

@@ -11,15 +11,8 @@ import {
   type TokenizerSpec,
 } from '@nucleus/sdk/llm';
 import type { Progress } from '@nucleus/sdk';
-import {
-  GGML_READABLE_TYPES,
-  ggmlTypeName,
-  readGguf,
-  readTensorF32,
-  type GgufFile,
-  type GgufTensorInfo,
-  type GgufValue,
-} from './gguf-reader.js';
+import { readGguf, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf-reader.js';
+import { GGML_READABLE_TYPES, ggmlTypeName, readTensorF32 } from './gguf-tensors.js';
 
 /** Options for `loadGguf`. */
 export interface LoadGgufOptions {
