@@ -3,7 +3,6 @@ import { Worker } from 'node:worker_threads';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { GenerationService } from '@nucleus/sdk';
 import { NucleusServer } from '@nucleus/core';
 import * as ort from 'onnxruntime-node';
 import { ensureTinyLlama } from '@nucleus/plugin-builtin-models';
@@ -14,7 +13,7 @@ import { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/dec
 import { DEFAULT_WORKER_NICENESS } from '@nucleus/core/internal/engine/workers/worker-handle';
 import { machineInfo } from './machine.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
-import { concurrentStreams, streamGenerate, streamsFromThread, type Streamed, type StreamsResult } from './streams.js';
+import { concurrentStreams, engineGenerate, streamGenerate, streamsFromThread, type StreamsResult } from './streams.js';
 import { record, type ResultRow, type ResultTable } from './report.js';
 import { quantile, summarise, type RunStats } from './stats.js';
 
@@ -32,31 +31,6 @@ interface ModelCase {
   decodeTokens: number;
   /** Length of the shared prefix in the prefix-cache runs, and of the prompt in the prefill runs. */
   longPrompt: number;
-}
-
-/** One generation through the engine API in this process (no HTTP, no SSE), timed as {@link streamGenerate} is. */
-async function engineGenerate(
-  generation: GenerationService,
-  body: { model: string; prompt: number[]; max_tokens: number },
-): Promise<Streamed> {
-  const started = performance.now();
-  const stream = await generation.generate({
-    model: body.model,
-    prompt: body.prompt,
-    maxTokens: body.max_tokens,
-    temperature: 0,
-    ignoreEos: true,
-  });
-  let ttftMs = NaN;
-  let tokens = 0;
-  let cachedTokens = 0;
-  for await (const e of stream) {
-    if (e.type === 'token') {
-      if (tokens === 0) ttftMs = performance.now() - started;
-      tokens++;
-    } else if (e.type === 'done') cachedTokens = e.usage.cachedPromptTokens ?? 0;
-  }
-  return { ttftMs, totalMs: performance.now() - started, tokens, cachedTokens };
 }
 
 /** Deterministic token ids in `[3, vocab)`, different for every `seed`. */

@@ -2,6 +2,7 @@
 // its own can run them at a lower priority (`streamsFromThread`), standing in for clients on other machines.
 import { setPriority } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import type { GenerationService } from '@nucleus/sdk';
 import { quantile, type RunStats } from './stats.js';
 
 /** One streamed generation as the client saw it. */
@@ -47,6 +48,31 @@ export async function streamGenerate(base: string, body: Record<string, unknown>
       }
       if (event.done) cachedTokens = event.usage?.prompt_tokens_details?.cached_tokens ?? 0;
     }
+  }
+  return { ttftMs, totalMs: performance.now() - started, tokens, cachedTokens };
+}
+
+/** One generation through the engine API in this process (no HTTP, no SSE), timed as {@link streamGenerate} is. */
+export async function engineGenerate(
+  generation: GenerationService,
+  body: { model: string; prompt: number[]; max_tokens: number },
+): Promise<Streamed> {
+  const started = performance.now();
+  const stream = await generation.generate({
+    model: body.model,
+    prompt: body.prompt,
+    maxTokens: body.max_tokens,
+    temperature: 0,
+    ignoreEos: true,
+  });
+  let ttftMs = NaN;
+  let tokens = 0;
+  let cachedTokens = 0;
+  for await (const e of stream) {
+    if (e.type === 'token') {
+      if (tokens === 0) ttftMs = performance.now() - started;
+      tokens++;
+    } else if (e.type === 'done') cachedTokens = e.usage.cachedPromptTokens ?? 0;
   }
   return { ttftMs, totalMs: performance.now() - started, tokens, cachedTokens };
 }
