@@ -63,9 +63,13 @@ export function record(
   tables: readonly ResultTable[],
   notes: readonly string[],
 ): string {
+  return recordDocument(suite, renderMarkdown(suite, machine, tables, notes), { suite, machine, tables, notes });
+}
+
+/** Writes a suite's own Markdown and JSON as `<name>.md` and `<name>.json` under bench/results/; returns the Markdown. */
+export function recordDocument(name: string, markdown: string, data: unknown): string {
   mkdirSync(RESULTS, { recursive: true });
-  const markdown = renderMarkdown(suite, machine, tables, notes);
-  writeFileSync(`${RESULTS}${suite}.md`, markdown);
-  writeFileSync(`${RESULTS}${suite}.json`, `${JSON.stringify({ suite, machine, tables, notes }, null, 2)}\n`);
+  writeFileSync(`${RESULTS}${name}.md`, markdown);
+  writeFileSync(`${RESULTS}${name}.json`, `${JSON.stringify(data, null, 2)}\n`);
   return markdown;
 }
