@@ -1,3 +1,4 @@
+import { ggufSuite } from './gguf-quants.js';
 import { llmSuite } from './llm.js';
 import { quantSuite } from './quant.js';
 import { soakSuite } from './soak.js';
@@ -11,4 +12,5 @@ export const suites: Record<string, () => Promise<string>> = {
   soak: soakSuite,
   quant: quantSuite,
   spec: specSuite,
+  gguf: ggufSuite,
 };
