@@ -17,9 +17,9 @@ export {
   CONTRIB_IO,
   LLAMA_GRAPH_OPSET,
   LLAMA_GRAPH_REVISION,
-  transposeMatrix,
   type LlamaGraphOptions,
 } from './llama-graph.js';
+export { transposeMatrix, WeightNodes, type FusedPart, type WeightNodeOptions } from './llama-graph-weights.js';
 export { ensureLlamaGraphOf, type LlamaGraphOfFileOptions } from './llama-graph-of-file.js';
 export {
   checkLlamaWeights,
