@@ -1,13 +1,25 @@
+import { basename } from 'node:path';
+import { noProgress, type Progress } from '@nucleus/sdk';
 import type { LlamaLayerWeights, LlamaWeights, WeightMatrix } from '@nucleus/sdk/llm';
 import type { GgufLlama } from './gguf-architecture.js';
 import type { GgufTensorInfo } from './gguf-reader.js';
 import { readTensorF32 } from './gguf-tensors.js';
 
-/** Reads the weights of a checked GGUF model, one tensor at a time: matrices `[out, in]`, norms and biases float32. */
-export function readGgufWeights(model: GgufLlama): LlamaWeights {
+/**
+ * Reads the weights of a checked GGUF model, one tensor at a time (never the whole file at once): matrices `[out, in]`
+ * as stored, norms and biases float32. `progress` counts the tensor bytes read.
+ */
+export function readGgufWeights(model: GgufLlama, progress: Progress = noProgress): LlamaWeights {
   const { file, arch: a } = model;
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
-  const tensor = (name: string): GgufTensorInfo => byName.get(name) as GgufTensorInfo;
+  const dataBytes = file.fileSize - file.dataOffset;
+  progress.start(dataBytes, `reading ${file.tensors.length} tensors of ${basename(file.path)}`, 'bytes');
+  const spans = tensorSpans(file.tensors, file.fileSize);
+  const tensor = (name: string): GgufTensorInfo => {
+    const t = byName.get(name) as GgufTensorInfo;
+    progress.advance(spans.get(name) ?? 0);
+    return t;
+  };
   const vector = (name: string): Float32Array => readTensorF32(file, tensor(name));
   const optionalVector = (name: string): Float32Array | undefined => (byName.has(name) ? vector(name) : undefined);
   const matrix = (name: string): WeightMatrix => readTensorF32(file, tensor(name));
@@ -41,7 +53,14 @@ export function readGgufWeights(model: GgufLlama): LlamaWeights {
   if (byName.has('output.weight')) weights.lmHead = matrix('output.weight');
   const factors = ropeFreqFactors(optionalVector('rope_freqs.weight'), model.ropeScale, a.headDim / 2);
   if (factors) weights.ropeFreqFactors = factors;
+  progress.done();
   return weights;
+}
+
+// Bytes from each tensor's offset to the next one's (padding included), so the spans add up to the data section.
+function tensorSpans(tensors: readonly GgufTensorInfo[], fileSize: number): Map<string, number> {
+  const sorted = [...tensors].sort((x, y) => x.offset - y.offset);
+  return new Map(sorted.map((t, i) => [t.name, (sorted[i + 1]?.offset ?? fileSize) - t.offset]));
 }
 
 // llama.cpp divides each frequency by `rope_freqs[i]` and multiplies by 1/factor of linear scaling.

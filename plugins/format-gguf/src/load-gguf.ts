@@ -28,7 +28,7 @@ export async function loadGguf(path: string, options: LoadGgufOptions): Promise<
     kind: 'gguf',
     style,
     arch: model.arch,
-    weights: () => readGgufWeights(model),
+    weights: (progress) => readGgufWeights(model, progress),
     // llama.cpp's rope type: `llama` rotates adjacent pairs (its converter permutes HF's Wq/Wk to match), `qwen2`
     // the two halves of each head.
     ropeLayout: model.ropeLayout,
