@@ -10,6 +10,11 @@ export interface LoadGgufOptions {
   /** Where the generated graph is cached (`<cacheDir>/gguf/<sha256>-<style>-r<revision>/`). */
   cacheDir: string;
   graphStyle?: 'generic' | 'contrib';
+  /**
+   * How block-quantized weights multiply: `float32` on their dequantized values (default), or `int8` activations
+   * per block as llama.cpp computes (MatMulNBits accuracy level 4).
+   */
+  quantizedMatmul?: 'float32' | 'int8';
   /** A new progress for each long step (hashing, building the graph). */
   progress?: () => Progress;
 }
@@ -29,6 +34,7 @@ export async function loadGguf(path: string, options: LoadGgufOptions): Promise<
     style,
     arch: model.arch,
     weights: (progress) => readGgufWeights(model, progress),
+    ...(options.quantizedMatmul === 'int8' && { accuracyLevel: 4 as const }),
     // llama.cpp's rope type: `llama` rotates adjacent pairs (its converter permutes HF's Wq/Wk to match), `qwen2`
     // the two halves of each head.
     ropeLayout: model.ropeLayout,

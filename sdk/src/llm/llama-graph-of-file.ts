@@ -5,7 +5,8 @@ import type { LlamaArchitecture, LlamaWeights } from './llama-weights.js';
 import { noProgress, type Progress } from '../progress.js';
 
 /** What {@link ensureLlamaGraphOf} builds, and where it caches it. */
-export interface LlamaGraphOfFileOptions extends Pick<LlamaGraphOptions, 'ropeLayout' | 'style' | 'name'> {
+export interface LlamaGraphOfFileOptions
+  extends Pick<LlamaGraphOptions, 'ropeLayout' | 'style' | 'name' | 'accuracyLevel'> {
   /** The model cache; the graph goes to `<cacheDir>/<kind>/<sha256>-<style>-r<revision>/`. */
   cacheDir: string;
   /** The cache folder of the format (`gguf`, `llama2c` …). */
@@ -26,7 +27,8 @@ export async function ensureLlamaGraphOf(path: string, options: LlamaGraphOfFile
   const { cacheDir, kind, style, arch } = options;
   const progress = options.progress ?? (() => noProgress);
   const sha = await sha256FileCached(path, cacheDir, progress());
-  const key = `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`;
+  const accuracy = options.accuracyLevel ? `-a${options.accuracyLevel}` : '';
+  const key = `${sha}-${style}${accuracy}-r${LLAMA_GRAPH_REVISION}`;
   const { path: onnxPath } = await ensureGeneratedGraph(cacheDir, kind, key, () => {
     // Two steps the caller sees: the weights read (the reader counts its bytes), then the graph built.
     const reading = progress();
@@ -42,6 +44,7 @@ export async function ensureLlamaGraphOf(path: string, options: LlamaGraphOfFile
       const graph = buildLlamaGraph(weights, arch, {
         ropeLayout: options.ropeLayout,
         style,
+        ...(options.accuracyLevel !== undefined && { accuracyLevel: options.accuracyLevel }),
         ...(options.name !== undefined && { name: options.name }),
         metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
       });
