@@ -1,5 +1,5 @@
-import { builtDecoderConfig, ensureLlamaGraphOf, type LoadedLlm } from '@nucleus/sdk/llm';
-import type { Progress } from '@nucleus/sdk';
+import { noProgress, type Progress } from '@nucleus/sdk';
+import { builtDecoderConfig, ensureLlamaGraphOf, runBuildWorker, type LoadedLlm } from '@nucleus/sdk/llm';
 import { inspectGguf } from './gguf-architecture.js';
 import { readGgufWeights } from './gguf-weights.js';
 
@@ -21,25 +21,24 @@ export interface LoadGgufOptions {
 
 /**
  * Loads a GGUF Llama: checks everything it would need first (architecture, tensor types, RoPE scaling, tokenizer)
- * and refuses with the full list; builds the ONNX graph (dequantized to float32) into the model cache keyed by the
- * file's SHA-256, reusing it on later loads; takes the tokenizer and chat template from the metadata.
+ * and refuses with the full list; builds the ONNX graph (weights kept as the file stores them) into the model cache
+ * keyed by the file's SHA-256, reusing it on later loads; takes the tokenizer and chat template from the metadata.
  */
 export async function loadGguf(path: string, options: LoadGgufOptions): Promise<LoadedLlm> {
   const model = inspectGguf(path);
   const style = options.graphStyle ?? 'generic';
-  const onnxPath = await ensureLlamaGraphOf(path, {
+  const job: GgufGraphJob = {
+    path,
     cacheDir: options.cacheDir,
-    ...(options.progress && { progress: options.progress }),
-    kind: 'gguf',
     style,
-    arch: model.arch,
-    weights: (progress) => readGgufWeights(model, progress),
-    ...(options.quantizedMatmul === 'int8' && { accuracyLevel: 4 as const }),
-    // llama.cpp's rope type: `llama` rotates adjacent pairs (its converter permutes HF's Wq/Wk to match), `qwen2`
-    // the two halves of each head.
-    ropeLayout: model.ropeLayout,
-    name: `gguf_${model.architecture}`,
-  });
+    ...(options.quantizedMatmul && { quantizedMatmul: options.quantizedMatmul }),
+  };
+  // Reading the weights and building the graph take seconds to minutes on real checkpoints: a worker thread does it.
+  const onnxPath = await runBuildWorker<string>(
+    new URL('./gguf-graph-worker.js', import.meta.url),
+    job,
+    options.progress ?? (() => noProgress),
+  );
   const config = builtDecoderConfig(model.arch, style, {
     eosTokenIds: model.eosTokenIds,
     ...(options.maxContext !== undefined && { maxContext: options.maxContext }),
@@ -54,4 +53,30 @@ export async function loadGguf(path: string, options: LoadGgufOptions): Promise<
   };
   if (model.chatTemplate !== undefined) loaded.chatTemplate = model.chatTemplate;
   return loaded;
+}
+
+/** What the graph worker builds: plain data, posted to the thread. */
+export interface GgufGraphJob {
+  path: string;
+  cacheDir: string;
+  style: 'generic' | 'contrib';
+  quantizedMatmul?: 'float32' | 'int8';
+}
+
+/** The cached graph of a GGUF file, built when missing (in the calling thread; `loadGguf` calls it in a worker). */
+export async function ensureGgufGraph(job: GgufGraphJob, progress: () => Progress): Promise<string> {
+  const model = inspectGguf(job.path);
+  return ensureLlamaGraphOf(job.path, {
+    cacheDir: job.cacheDir,
+    progress,
+    kind: 'gguf',
+    style: job.style,
+    arch: model.arch,
+    weights: (reading) => readGgufWeights(model, reading),
+    ...(job.quantizedMatmul === 'int8' && { accuracyLevel: 4 as const }),
+    // llama.cpp's rope type: `llama` rotates adjacent pairs (its converter permutes HF's Wq/Wk to match), `qwen2`
+    // the two halves of each head.
+    ropeLayout: model.ropeLayout,
+    name: `gguf_${model.architecture}`,
+  });
 }

@@ -9,6 +9,7 @@ export type {
   TokenizerSpec,
 } from './decoder-model.js';
 export { UnsupportedModelError } from './unsupported-model-error.js';
+export { runBuildWorker, serveBuildWorker } from './build-worker.js';
 export { sha256File } from '../file-hash.js';
 export { ensureGeneratedGraph, sha256FileCached } from './graph-cache.js';
 export {
