@@ -43,6 +43,13 @@ export { SentencePieceTokenizer, type SentencePieceOptions } from './tokenizers/
 export { Gpt2BpeTokenizer, type Gpt2BpeOptions } from './tokenizers/gpt2-bpe-tokenizer.js';
 export { BPE_PRE_TOKENIZERS, splitWords, type BpePreTokenizer } from './tokenizers/bpe-pre-tokenizers.js';
 export {
+  SpecialSplitter,
+  specialTokensOf,
+  type Fragment,
+  type SpecialToken,
+  type StripIds,
+} from './tokenizers/special-splitter.js';
+export {
   ByteStreamDecoder,
   WindowStreamDecoder,
   type StreamDecoder,
