@@ -11,7 +11,24 @@ export {
   type GgufTensorInfo,
   type GgufValue,
 } from './gguf-reader.js';
-export { GGML_READABLE_TYPES, GGML_TYPE_NAMES, ggmlTypeName, halfToFloat, readTensorF32 } from './gguf-tensors.js';
+export {
+  GGML_READABLE_TYPES,
+  GGML_TYPE_NAMES,
+  ggmlTypeName,
+  halfToFloat,
+  readTensorBytes,
+  readTensorF32,
+  toBlockQuantized,
+} from './gguf-tensors.js';
+export {
+  BLOCK_QUANTIZED_GGML_TYPES,
+  GgmlType,
+  SUPPORTED_GGML_TYPE_NAMES,
+  SUPPORTED_GGML_TYPES,
+  UnsupportedTensorTypeError,
+  type GgmlTypeName,
+} from './ggml-types.js';
+export { bfloat16ToFloat } from './ggml-half.js';
 
 /** Contributes the `gguf` model format. */
 export default definePlugin({
