@@ -43,8 +43,8 @@ export function packBlocks(u: UnpackedBlocks, rows: number, cols: number, source
     data = new Uint8Array(u.q.length / 2);
     for (let i = 0; i < data.length; i++) data[i] = u.q[2 * i]! | (u.q[2 * i + 1]! << 4);
   }
-  // Without any non-zero offset the graph needs no offset path at all.
-  const offsets = u.offsets?.some((o) => o !== 0) ? u.offsets : undefined;
+  // Offsets that are all −0 change no value (x + −0 is x, also for x = −0), so the graph needs no offset path.
+  const offsets = u.offsets?.every((o) => Object.is(o, -0)) ? undefined : u.offsets;
   return {
     kind: 'block-quantized',
     rows,
