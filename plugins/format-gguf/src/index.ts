@@ -29,6 +29,7 @@ export {
   type GgmlTypeName,
 } from './ggml-types.js';
 export { bfloat16ToFloat } from './ggml-half.js';
+export { dequantizeGgml } from './ggml-dequant.js';
 
 /** Contributes the `gguf` model format. */
 export default definePlugin({
