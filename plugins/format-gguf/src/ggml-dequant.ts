@@ -164,7 +164,8 @@ export function dequantizeGgml(type: number, raw: Uint8Array, values: number, te
   return y;
 }
 
-// ggml unpacks Q3_K's 12 scale bytes as three little-endian words with masks 0x03030303 and 0x0f0f0f0f.
+// ggml unpacks Q3_K's 12 scale bytes as three little-endian words with masks 0x03030303 and 0x0f0f0f0f, then
+// reads the four words back as 16 bytes (like ggml, this assumes a little-endian machine).
 function q3kScales(raw: Uint8Array, at: number): Int8Array {
   const word = (k: number): number =>
     (raw[at + 4 * k]! | (raw[at + 4 * k + 1]! << 8) | (raw[at + 4 * k + 2]! << 16) | (raw[at + 4 * k + 3]! << 24)) >>>

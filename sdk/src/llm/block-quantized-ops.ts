@@ -32,7 +32,8 @@ function dataInitializer(g: GraphBuilder, name: string, m: BlockQuantizedMatrix)
  *   rounding of zp', about 2⁻²⁴ of |offset| per weight); a block with scale 0 is rewritten to q = 1, scale = offset;
  * - 8 bits (ORT has no float zero points there): MatMulNBits without them, plus the exact correction
  *   `blockSums(x) · offsetsᵀ`, where blockSums sums x over each block of `blockSize` inputs.
- * `accuracyLevel` is MatMulNBits' `accuracy_level` (0: float activations; 4: int8 activations per block).
+ * `accuracyLevel` is MatMulNBits' `accuracy_level` (0: float activations; 4: int8 activations per block; with
+ * float zero points onnxruntime 1.30's CPU kernel computes in float32 even at 4).
  */
 export function quantizedLinear(
   g: GraphBuilder,
