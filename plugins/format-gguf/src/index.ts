@@ -14,7 +14,24 @@ export {
   type GgufValue,
 } from './gguf-reader.js';
 export { ggufTokenizer, type GgufTokenizer } from './gguf-tokenizer.js';
-export { GGML_READABLE_TYPES, GGML_TYPE_NAMES, ggmlTypeName, halfToFloat, readTensorF32 } from './gguf-tensors.js';
+export {
+  GGML_TYPE_NAMES,
+  ggmlTypeName,
+  halfToFloat,
+  readTensorBytes,
+  readTensorF32,
+  toBlockQuantized,
+} from './gguf-tensors.js';
+export {
+  BLOCK_QUANTIZED_GGML_TYPES,
+  GgmlType,
+  SUPPORTED_GGML_TYPE_NAMES,
+  SUPPORTED_GGML_TYPES,
+  UnsupportedTensorTypeError,
+  type GgmlTypeName,
+} from './ggml-types.js';
+export { bfloat16ToFloat } from './ggml-half.js';
+export { dequantizeGgml } from './ggml-dequant.js';
 
 /** Contributes the `gguf` model format. */
 export default definePlugin({
