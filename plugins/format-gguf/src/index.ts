@@ -13,6 +13,8 @@ export {
   type GgufTensorInfo,
   type GgufValue,
 } from './gguf-reader.js';
+export { GGML_BLOCK_LAYOUTS, type GgmlBlockLayout } from './ggml-block-layouts.js';
+export { checkGgufLimits } from './gguf-limits.js';
 export { GGML_READABLE_TYPES, GGML_TYPE_NAMES, ggmlTypeName, halfToFloat, readTensorF32 } from './gguf-tensors.js';
 
 /** Contributes the `gguf` model format. */
