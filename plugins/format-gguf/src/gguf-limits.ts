@@ -42,7 +42,10 @@ export function checkGgufLimits(file: GgufFile): void {
 
   const blocks = value('block_count');
   if (blocks !== undefined && blocks > layers.size) {
-    const present = layers.size === 0 ? 'no layer (blk.N) tensors' : `tensors for only ${layers.size} layers (blk.N)`;
+    const present =
+      layers.size === 0
+        ? 'no layer (blk.N) tensors'
+        : `tensors for only ${layers.size} layer${layers.size === 1 ? '' : 's'} (blk.N)`;
     problems.push(`${arch}.block_count is ${show(md, `${arch}.block_count`)}, but the file holds ${present}`);
   }
 
