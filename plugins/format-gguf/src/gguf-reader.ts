@@ -242,14 +242,16 @@ function readMetadata(c: HeaderCursor, kvCount: number): Map<string, GgufValue> 
   for (let i = 0; i < kvCount; i++) {
     c.context = `metadata entry ${i + 1} of ${kvCount}`;
     const key = c.str(`the key of metadata entry ${i + 1}`);
-    if (metadata.has(key)) throw c.fail(`metadata ${key} appears twice`);
-    c.context = `metadata ${key}`;
+    const shown = printable(key);
+    if (metadata.has(key)) throw c.fail(`metadata ${shown} appears twice`);
+    c.context = `metadata ${shown}`;
     const type = c.u32();
-    metadata.set(key, readValue(c, type, key, 0));
+    metadata.set(key, readValue(c, type, shown, 0));
   }
   return metadata;
 }
 
+// `key` is the key as messages show it.
 function readValue(c: HeaderCursor, type: number, key: string, depth: number): GgufValue {
   switch (type) {
     case GgufValueType.uint8:
@@ -317,29 +319,30 @@ function readTensorInfos(
   for (let i = 0; i < tensorCount; i++) {
     c.context = `tensor info ${i + 1} of ${tensorCount}`;
     const name = c.str(`the name of tensor ${i + 1}`);
-    if (names.has(name)) throw c.fail(`tensor ${name} appears twice`);
+    const shown = printable(name);
+    if (names.has(name)) throw c.fail(`tensor ${shown} appears twice`);
     names.add(name);
-    c.context = `tensor ${name}`;
+    c.context = `tensor ${shown}`;
     const nDims = c.u32();
-    if (nDims > MAX_DIMS) throw c.fail(`tensor ${name} has ${nDims} dimensions (GGUF allows at most ${MAX_DIMS})`);
+    if (nDims > MAX_DIMS) throw c.fail(`tensor ${shown} has ${nDims} dimensions (GGUF allows at most ${MAX_DIMS})`);
     const declared: bigint[] = [];
     for (let d = 0; d < nDims; d++) declared.push(c.u64());
     const elements = declared.reduce((n, d) => n * Number(d), 1);
     if (declared.some((d) => d > BigInt(Number.MAX_SAFE_INTEGER)) || !(elements <= Number.MAX_SAFE_INTEGER)) {
-      throw c.fail(`tensor ${name} declares dimensions [${declared.join(', ')}], more than 2^53 values`);
+      throw c.fail(`tensor ${shown} declares dimensions [${declared.join(', ')}], more than 2^53 values`);
     }
     const dims = declared.map(Number);
     const type = c.u32();
     const layout = GGML_BLOCK_LAYOUTS[type];
-    if (!layout) throw c.fail(`tensor ${name} has unknown ggml type ${type}`);
+    if (!layout) throw c.fail(`tensor ${shown} has unknown ggml type ${type}`);
     if (elements % layout.blockElems !== 0) {
       throw c.fail(
-        `tensor ${name}: [${dims.join(', ')}] is ${elements} values, which do not fill ${layout.name} blocks of ${layout.blockElems}`,
+        `tensor ${shown}: [${dims.join(', ')}] is ${elements} values, which do not fill ${layout.name} blocks of ${layout.blockElems}`,
       );
     }
     const rel = c.u64();
     if (rel % BigInt(alignment) !== 0n)
-      throw c.fail(`tensor ${name}: data offset ${rel} is not a multiple of the alignment ${alignment}`);
+      throw c.fail(`tensor ${shown}: data offset ${rel} is not a multiple of the alignment ${alignment}`);
     infos.push({ name, dims, type, elements, rel, bytes: (elements / layout.blockElems) * layout.blockBytes });
   }
   const dataOffset = Math.ceil(c.pos / alignment) * alignment;
@@ -349,7 +352,7 @@ function readTensorInfos(
     const end = BigInt(dataOffset) + rel + BigInt(bytes);
     if (end > BigInt(c.size)) {
       throw c.fail(
-        `tensor ${t.name} (${GGML_BLOCK_LAYOUTS[t.type]!.name} [${t.dims.join(', ')}], ${bytes} bytes) ends at byte ${end}, ` +
+        `tensor ${printable(t.name)} (${GGML_BLOCK_LAYOUTS[t.type]!.name} [${t.dims.join(', ')}], ${bytes} bytes) ends at byte ${end}, ` +
           `past the end of the file (${c.size} bytes): the file is truncated or its header is wrong`,
       );
     }
@@ -361,9 +364,16 @@ function readTensorInfos(
     const [a, b] = [spans[i - 1]!, spans[i]!];
     if (b.start < a.end) {
       throw c.fail(
-        `tensors ${a.name} (bytes ${a.start} to ${a.end}) and ${b.name} (bytes ${b.start} to ${b.end}) overlap`,
+        `tensors ${printable(a.name)} (bytes ${a.start} to ${a.end}) and ${printable(b.name)} (bytes ${b.start} to ${b.end}) overlap`,
       );
     }
   }
   return { tensors, dataOffset };
+}
+
+// A key or tensor name as a message shows it: quoted (and cut short) when it is empty, long, or holds control
+// characters or spaces, so that a corrupt name cannot garble the message or the terminal it is printed to.
+function printable(name: string): string {
+  if (name.length <= 80 && /^[^\p{C}\s]+$/u.test(name)) return name;
+  return JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name);
 }

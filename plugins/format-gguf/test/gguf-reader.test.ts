@@ -139,6 +139,25 @@ describe('format-gguf: the header reader refuses what the file cannot hold, nami
       ggufHeader({ metadata: [arch(), ['general.architecture', v.str('qwen2')]] }),
       /metadata general\.architecture appears twice/,
     );
+    // A corrupt name is quoted, so that its bytes cannot garble the message.
+    refusal(
+      ggufHeader({
+        tensors: [
+          { name: 'a\u0000\n', dims: [8], type: F32, offset: 0 },
+          { name: 'a\u0000\n', dims: [8], type: F32, offset: 32 },
+        ],
+      }),
+      /tensor "a\\u0000\\n" appears twice/,
+    );
+    refusal(
+      ggufHeader({
+        metadata: [
+          ['', v.u32(1)],
+          ['', v.u32(2)],
+        ],
+      }),
+      /metadata "" appears twice/,
+    );
   });
 
   it('tensor data that is misaligned, past the end of the file or overlapping another tensor', () => {
