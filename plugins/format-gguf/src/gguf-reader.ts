@@ -47,11 +47,13 @@ export interface GgufFile {
 
 /**
  * A GGUF file that cannot be parsed or does not hold together (truncated, wrong magic, an unknown value or tensor
- * type, counts and sizes the file cannot hold …): a 400 whose message names the problem.
+ * type, counts and sizes the file cannot hold …): the message names the problem. Its code is that of every model
+ * source Nucleus cannot load as it is (`unsupported_model`, 422), so that `nucleus serve` exits 2 on it like on any
+ * other bad source.
  */
 export class GgufFormatError extends NucleusError {
   constructor(path: string, message: string) {
-    super(400, 'invalid_gguf', `${path}: ${message}`);
+    super(422, 'unsupported_model', `${path}: ${message}`);
     this.name = 'GgufFormatError';
   }
 }
