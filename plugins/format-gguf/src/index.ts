@@ -32,6 +32,8 @@ export {
 } from './ggml-types.js';
 export { bfloat16ToFloat } from './ggml-half.js';
 export { dequantizeGgml } from './ggml-dequant.js';
+export { GGML_BLOCK_LAYOUTS } from './ggml-block-layouts.js';
+export { checkGgufLimits } from './gguf-limits.js';
 
 /** Contributes the `gguf` model format. */
 export default definePlugin({
