@@ -1,7 +1,8 @@
 import { basename } from 'node:path';
 import { UnsupportedModelError, type LlamaArchitecture, type RopeLayout, type TokenizerSpec } from '@nucleus/sdk/llm';
 import { readGguf, type GgufFile, type GgufValue } from './gguf-reader.js';
-import { GGML_READABLE_TYPES, GGML_TYPE_NAMES, ggmlTypeName } from './gguf-tensors.js';
+import { ggmlTypeName, SUPPORTED_GGML_TYPE_NAMES, SUPPORTED_GGML_TYPES } from './ggml-types.js';
+import { checkGgufLimits } from './gguf-limits.js';
 import { ggufTokenizer } from './gguf-tokenizer.js';
 
 /** How a `general.architecture` lays out the Llama graph. */
@@ -62,6 +63,8 @@ export interface GgufLlama {
  */
 export function inspectGguf(path: string): GgufLlama {
   const file = readGguf(path);
+  // Sizes the file's own tensors cannot back (3 million layers in a few hundred bytes) are refused before any loop.
+  checkGgufLimits(file);
   const md = file.metadata;
   const problems: string[] = [];
 
@@ -163,13 +166,13 @@ export function inspectGguf(path: string): GgufLlama {
     problems.push(`tensors outside the ${prefix} graph (other biases, experts …): ${summarize(extra)}`);
   const badTypes = new Map<string, string[]>();
   for (const t of file.tensors) {
-    if (!GGML_READABLE_TYPES.includes(t.type)) {
+    if (!SUPPORTED_GGML_TYPES.includes(t.type)) {
       const list = badTypes.get(ggmlTypeName(t.type)) ?? [];
       list.push(t.name);
       badTypes.set(ggmlTypeName(t.type), list);
     }
   }
-  const supportedTypes = GGML_READABLE_TYPES.map((t) => GGML_TYPE_NAMES[t]).join(', ');
+  const supportedTypes = SUPPORTED_GGML_TYPE_NAMES.join(', ');
   for (const [type, names] of badTypes) {
     problems.push(
       `tensor type ${type} (${names.length} tensor${names.length > 1 ? 's' : ''}, e.g. ${names[0]}; supported: ${supportedTypes})`,

@@ -53,7 +53,7 @@ export interface GgufFile {
  */
 export class GgufFormatError extends NucleusError {
   constructor(path: string, message: string) {
-    super(422, 'unsupported_model', `${path}: ${message}`);
+    super(400, 'unsupported_model', `${path}: ${message}`);
     this.name = 'GgufFormatError';
   }
 }

@@ -3,7 +3,8 @@ import { noProgress, type Progress } from '@nucleus/sdk';
 import type { LlamaLayerWeights, LlamaWeights, WeightMatrix } from '@nucleus/sdk/llm';
 import type { GgufLlama } from './gguf-architecture.js';
 import type { GgufTensorInfo } from './gguf-reader.js';
-import { readTensorF32 } from './gguf-tensors.js';
+import { BLOCK_QUANTIZED_GGML_TYPES } from './ggml-types.js';
+import { readTensorBytes, readTensorF32, toBlockQuantized } from './gguf-tensors.js';
 
 /**
  * Reads the weights of a checked GGUF model, one tensor at a time (never the whole file at once): matrices `[out, in]`
@@ -22,7 +23,12 @@ export function readGgufWeights(model: GgufLlama, progress: Progress = noProgres
   };
   const vector = (name: string): Float32Array => readTensorF32(file, tensor(name));
   const optionalVector = (name: string): Float32Array | undefined => (byName.has(name) ? vector(name) : undefined);
-  const matrix = (name: string): WeightMatrix => readTensorF32(file, tensor(name));
+  // Quantized matrices stay as stored (MatMulNBits reads them); float ones are read as float32.
+  const matrix = (name: string): WeightMatrix => {
+    const t = tensor(name);
+    if (!BLOCK_QUANTIZED_GGML_TYPES.includes(t.type)) return readTensorF32(file, t);
+    return toBlockQuantized(name, t.type, readTensorBytes(file, t), t.dims[1]!, t.dims[0]!);
+  };
   const layers: LlamaLayerWeights[] = [];
   for (let l = 0; l < a.numLayers; l++) {
     const p = `blk.${l}`;

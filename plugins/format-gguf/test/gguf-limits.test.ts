@@ -42,7 +42,7 @@ function limitsRefuse(file: GgufFile, why: RegExp): string {
   } catch (err) {
     assert.ok(err instanceof GgufFormatError, String(err));
     assert.match(err.message, why);
-    assert.deepEqual([err.status, err.code], [422, 'unsupported_model']);
+    assert.deepEqual([err.status, err.code], [400, 'unsupported_model']);
     return err.message;
   }
   assert.fail('checkGgufLimits passed');

@@ -14,7 +14,7 @@ function write(b: GgufBytes | Buffer): string {
   return path;
 }
 
-/** Reads a file the reader must refuse: a 422 GgufFormatError whose message matches `why`. */
+/** Reads a file the reader must refuse: a 400 GgufFormatError whose message matches `why`. */
 function refusal(b: GgufBytes | Buffer, why: RegExp): GgufFormatError {
   const path = write(b);
   let read: GgufFile | undefined;
@@ -24,7 +24,7 @@ function refusal(b: GgufBytes | Buffer, why: RegExp): GgufFormatError {
     assert.ok(err instanceof GgufFormatError, `not a GgufFormatError: ${String(err)}`);
     assert.match(err.message, why);
     assert.ok(err.message.startsWith(`${path}: `), err.message);
-    assert.deepEqual([err.status, err.code], [422, 'unsupported_model']);
+    assert.deepEqual([err.status, err.code], [400, 'unsupported_model']);
     return err;
   }
   assert.fail(`read ${read.tensors.length} tensors and ${read.metadata.size} metadata entries`);

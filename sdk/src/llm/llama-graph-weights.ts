@@ -1,5 +1,6 @@
 import type { GraphBuilder, Value } from '../onnx/index.js';
-import { dequantizeMatrix, type BlockQuantizedMatrix, type WeightMatrix } from './block-quantized.js';
+import type { BlockQuantizedMatrix, WeightMatrix } from './block-quantized.js';
+import { quantizedGather, quantizedLinear } from './block-quantized-ops.js';
 
 /** One of the matrices a fused projection stacks (q, k, v; gate, up). */
 export interface FusedPart {
@@ -47,12 +48,18 @@ export class WeightNodes {
     outputs?: string[],
   ): Value {
     const o = this.g.ops;
-    const dense = this.dense(m);
-    const product = o.matMul(
-      x,
-      this.g.initializer(`${name}.weight`, transposeMatrix(dense, outDim, inDim), [inDim, outDim]),
-      bias || !outputs ? {} : { outputs },
-    );
+    let product: Value;
+    if (m instanceof Float32Array) {
+      product = o.matMul(
+        x,
+        this.g.initializer(`${name}.weight`, transposeMatrix(m, outDim, inDim), [inDim, outDim]),
+        bias || !outputs ? {} : { outputs },
+      );
+    } else {
+      this.contribOps = true;
+      product = quantizedLinear(this.g, x, name, m, this.accuracyLevel);
+      if (!bias && outputs) return o.identity(product, { outputs });
+    }
     if (!bias) return product;
     return o.add(product, this.g.initializer(`${name}.bias`, bias, [outDim]), outputs ? { outputs } : {});
   }
@@ -72,16 +79,11 @@ export class WeightNodes {
     );
   }
 
-  /** The classifier tied to the embedding `m` (`[vocab, hidden]`): logits = x · mᵀ. */
-  tiedLinear(
-    x: Value,
-    embeddingName: string,
-    m: WeightMatrix,
-    vocab: number,
-    hidden: number,
-    outputs?: string[],
-  ): Value {
-    void embeddingName;
+  /**
+   * The classifier tied to the embedding `m` (`[vocab, hidden]`): logits = x · mᵀ. A block-quantized embedding is
+   * stored once and read by both the lookup and this matmul; a float one is copied transposed for MatMul.
+   */
+  tiedLinear(x: Value, m: WeightMatrix, vocab: number, hidden: number, outputs?: string[]): Value {
     return this.linear(x, 'lm_head', m, vocab, hidden, undefined, outputs);
   }
 
@@ -92,7 +94,11 @@ export class WeightNodes {
 
   /** Rows of the `[vocab, hidden]` embedding for `ids`. */
   embed(ids: Value, name: string, m: WeightMatrix, vocab: number, hidden: number): Value {
-    return this.g.ops.gather(this.g.initializer(`${name}.weight`, this.dense(m), [vocab, hidden]), ids, 0);
+    if (!(m instanceof Float32Array)) {
+      this.contribOps = true;
+      return quantizedGather(this.g, ids, name, m);
+    }
+    return this.g.ops.gather(this.g.initializer(`${name}.weight`, m, [vocab, hidden]), ids, 0);
   }
 
   /** Whether `m` keeps its weights block-quantized in the graph. */
@@ -103,10 +109,6 @@ export class WeightNodes {
   /** The accuracy level block-quantized matmuls use. */
   get accuracyLevel(): 0 | 1 | 4 {
     return this.options.accuracyLevel ?? 0;
-  }
-
-  private dense(m: WeightMatrix): Float32Array {
-    return m instanceof Float32Array ? m : dequantizeMatrix(m);
   }
 }
 

@@ -358,7 +358,7 @@ function buildContrib(
 function lmHead(nodes: WeightNodes, x: Value, w: LlamaWeights, a: LlamaArchitecture): Value {
   return w.lmHead
     ? nodes.linear(x, 'lm_head', w.lmHead, a.vocabSize, a.hiddenSize, undefined, ['logits'])
-    : nodes.tiedLinear(x, 'model.embed_tokens', w.tokenEmbedding, a.vocabSize, a.hiddenSize, ['logits']);
+    : nodes.tiedLinear(x, w.tokenEmbedding, a.vocabSize, a.hiddenSize, ['logits']);
 }
 
 // x [B,S,heads,D]; cos/sin [B,S,1,D/2,1]. Pairs (2i, 2i+1) rotate by angle i.
