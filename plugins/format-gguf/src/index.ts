@@ -2,7 +2,9 @@ import { definePlugin, ExtensionPoints } from '@nucleus/sdk';
 import { ggufFormat } from './gguf-format.js';
 
 export { ggufFormat } from './gguf-format.js';
-export { inspectGguf, loadGguf, readGgufWeights, type GgufLlama, type LoadGgufOptions } from './load-gguf.js';
+export { inspectGguf, SUPPORTED_ARCHITECTURES, type GgufLlama } from './gguf-architecture.js';
+export { readGgufWeights } from './gguf-weights.js';
+export { loadGguf, type LoadGgufOptions } from './load-gguf.js';
 export {
   GgufFormatError,
   GgufValueType,

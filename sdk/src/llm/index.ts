@@ -9,6 +9,7 @@ export type {
   TokenizerSpec,
 } from './decoder-model.js';
 export { UnsupportedModelError } from './unsupported-model-error.js';
+export { runBuildWorker, serveBuildWorker } from './build-worker.js';
 export { sha256File } from '../file-hash.js';
 export { ensureGeneratedGraph, sha256FileCached } from './graph-cache.js';
 export {
@@ -17,9 +18,9 @@ export {
   CONTRIB_IO,
   LLAMA_GRAPH_OPSET,
   LLAMA_GRAPH_REVISION,
-  transposeMatrix,
   type LlamaGraphOptions,
 } from './llama-graph.js';
+export { transposeMatrix, WeightNodes, type FusedPart, type WeightNodeOptions } from './llama-graph-weights.js';
 export { ensureLlamaGraphOf, type LlamaGraphOfFileOptions } from './llama-graph-of-file.js';
 export {
   checkLlamaWeights,
