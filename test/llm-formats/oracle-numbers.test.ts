@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadGguf, type LoadGgufOptions, type LoadedLlm } from '../helpers/llm.js';
 import { tempDir } from '../helpers/paths.js';
-import { DecoderRunner, type StepResult } from './decoder-runner.js';
+import { DecoderRunner, maxAbsDiff, type StepResult } from './decoder-runner.js';
 import { ORACLE_DIR, requireOracle } from './llm-module.js';
 import {
   EXACT_TOLERANCE,
@@ -31,8 +31,8 @@ type Mode = 'float32' | 'int8';
 /** What the loader is asked for in each mode. */
 const MODE_OPTIONS: Record<Mode, Partial<LoadGgufOptions>> = {
   float32: {},
-  // The loader's option for int8 activations in its block-quantized matmuls.
-  int8: { accuracyLevel: 4 } as Partial<LoadGgufOptions>,
+  // int8 activations in the block-quantized matmuls (MatMulNBits accuracy level 4), as llama.cpp computes.
+  int8: { quantizedMatmul: 'int8' },
 };
 
 interface Model {
@@ -46,6 +46,8 @@ interface Deviation {
   vsLlamaCpp?: number;
   /** How many greedy ids equal the exact reference's. */
   greedyAsExact?: number;
+  /** int8 only: the largest logit difference to float32. */
+  vsFloat32?: number;
 }
 
 describe('oracle GGUFs compute what the exact and llama.cpp references compute (README "How to compare")', function () {
@@ -120,7 +122,8 @@ describe('oracle GGUFs compute what the exact and llama.cpp references compute (
           for (const [prompt, d] of deviations) {
             console.log(
               `      ${mode} ${stem} ${prompt}: max |Δ(logit − top1)| vs exact ${show(d.vsExact, 5)}, ` +
-                `vs llama.cpp ${show(d.vsLlamaCpp, 3)} (tolerance ${tol}); greedy ids as exact ${show(d.greedyAsExact, 0)}/${GENERATED}`,
+                `vs llama.cpp ${show(d.vsLlamaCpp, 3)} (tolerance ${tol}); greedy ids as exact ${show(d.greedyAsExact, 0)}/${GENERATED}` +
+                (d.vsFloat32 === undefined ? '' : `; max |logit − float32's| ${show(d.vsFloat32, 4)}`),
             );
           }
         });
@@ -156,6 +159,22 @@ describe('oracle GGUFs compute what the exact and llama.cpp references compute (
         const describeFailure = (c: StepComparison, what: string): string =>
           `${what}: max |Δ| ${c.maxDiff.toFixed(6)} at step ${c.worst.step} token ${c.worst.token} ` +
           `(${c.worst.got.toFixed(6)} vs ${c.worst.want.toFixed(6)}); argmax misses ${JSON.stringify(c.argmaxMisses)}`;
+
+        if (mode === 'int8' && stem !== 'quant-zoo-F32') {
+          it('int8 activations move the logits off the float32 ones (the setting reaches its quantized matmuls)', async () => {
+            const e = exact.prompts.find((p) => p.name === 'short')!;
+            const sequence = [...e.prompt_ids, ...e.generated_ids];
+            const logits = async (m: Mode): Promise<Float32Array> => {
+              const { runner } = await model(stem, m);
+              const ones = [sequence.map(() => 1)];
+              const positions = [sequence.map((_, i) => i)];
+              return (await runner.stepGeneric([sequence], ones, positions, runner.emptyCache(1))).logits;
+            };
+            const d = maxAbsDiff(await logits('float32'), await logits('int8'));
+            measured('short').vsFloat32 = d;
+            assert.ok(d > 1e-3, `the int8 logits are within ${d} of the float32 ones`);
+          });
+        }
 
         for (const promptName of ['short', 'paragraph']) {
           const exactPrompt = (): RefPrompt => exact.prompts.find((p) => p.name === promptName)!;
