@@ -13,6 +13,7 @@ export {
   type GgufTensorInfo,
   type GgufValue,
 } from './gguf-reader.js';
+export { ggufTokenizer, type GgufTokenizer } from './gguf-tokenizer.js';
 export { GGML_READABLE_TYPES, GGML_TYPE_NAMES, ggmlTypeName, halfToFloat, readTensorF32 } from './gguf-tensors.js';
 
 /** Contributes the `gguf` model format. */

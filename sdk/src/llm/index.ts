@@ -41,7 +41,15 @@ export { ropeTables, type RopeLayout } from './rope.js';
 export { createTokenizer, loadTokenizer } from './tokenizers/create-tokenizer.js';
 export { HfTokenizer } from './tokenizers/hf-tokenizer.js';
 export { SentencePieceTokenizer, type SentencePieceOptions } from './tokenizers/sentencepiece-tokenizer.js';
-export { Gpt2BpeTokenizer, BPE_PRE_TOKENIZERS, type Gpt2BpeOptions } from './tokenizers/gpt2-bpe-tokenizer.js';
+export { Gpt2BpeTokenizer, type Gpt2BpeOptions } from './tokenizers/gpt2-bpe-tokenizer.js';
+export { BPE_PRE_TOKENIZERS, splitWords, type BpePreTokenizer } from './tokenizers/bpe-pre-tokenizers.js';
+export {
+  SpecialSplitter,
+  specialTokensOf,
+  type Fragment,
+  type SpecialToken,
+  type StripIds,
+} from './tokenizers/special-splitter.js';
 export {
   ByteStreamDecoder,
   WindowStreamDecoder,
