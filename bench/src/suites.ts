@@ -4,6 +4,7 @@ import { quantSuite } from './quant.js';
 import { soakSuite } from './soak.js';
 import { specSuite } from './spec.js';
 import { tensorSuite } from './tensor.js';
+import { tokenizersSuite } from './tokenizers.js';
 
 /** Every benchmark suite by name; each records its results and returns them as Markdown. */
 export const suites: Record<string, () => Promise<string>> = {
@@ -12,5 +13,6 @@ export const suites: Record<string, () => Promise<string>> = {
   soak: soakSuite,
   quant: quantSuite,
   spec: specSuite,
+  tokenizers: tokenizersSuite,
   gguf: ggufSuite,
 };

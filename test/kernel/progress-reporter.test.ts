@@ -65,8 +65,8 @@ describe('progress', () => {
       assert.deepEqual(
         lines.map((l) => l.msg),
         [
-          'hashing big.gguf: 37% (1.50 GiB / 4.00 GiB)',
-          'hashing big.gguf: 75% (3.00 GiB / 4.00 GiB)',
+          'hashing big.gguf: 37% (1.50 GiB / 4.00 GiB, 805 MB/s)',
+          'hashing big.gguf: 75% (3.00 GiB / 4.00 GiB, 786 MB/s)',
           'hashing big.gguf: done in 5.5 s',
         ],
       );

@@ -5,7 +5,7 @@ import { SeededRandom } from '@nucleus/sdk';
 import { f16Bytes, f32Bytes, m, q8Bytes, writeGguf, type Meta, type RawTensor } from './gguf-writer.js';
 
 /** ggml type numbers used here. */
-export const GGML = { F32: 0, F16: 1, Q8_0: 8, Q4_K: 12 } as const;
+export const GGML = { F32: 0, F16: 1, Q8_0: 8, Q4_K: 12, IQ2_XXS: 16 } as const;
 
 /** Text pieces of the test vocabulary after `<unk>`, `<s>`, `</s>`, `<|user|>` and the 256 byte tokens; later = lower score. */
 export const TEXT_PIECES = [

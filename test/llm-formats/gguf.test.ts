@@ -227,17 +227,17 @@ describe('GGUF', () => {
         },
         tensors: (ts) =>
           ts.map((t) =>
-            t.name === 'blk.0.attn_q.weight' ? { ...t, type: GGML.Q4_K, data: new Uint8Array(144 * 4) } : t,
+            t.name === 'blk.0.attn_q.weight' ? { ...t, type: GGML.IQ2_XXS, data: new Uint8Array(66 * 4) } : t,
           ),
       });
       const err = await refusal(path);
       const text = err.message;
-      assert.match(text, /architecture "gemma" \(only "llama" is supported\)/);
-      assert.match(text, /tensor type Q4_K \(1 tensor, e\.g\. blk\.0\.attn_q\.weight; supported: F32, F16, Q8_0\)/);
+      assert.match(text, /architecture "gemma" \(supported: llama, mistral, qwen2\)/);
+      assert.match(text, /tensor type IQ2_XXS \(1 tensor, e\.g\. blk\.0\.attn_q\.weight; supported: F32, F16, .*Q8_0/);
       assert.match(text, /RoPE scaling "yarn"/);
       assert.match(text, /tokenizer model "bert"/);
       assert.ok(err.problems.length >= 4);
-      assert.equal(err.status, 422);
+      assert.equal(err.status, 400);
     });
 
     it('missing and extra tensors, mixture of experts, wrong shapes', async () => {
@@ -248,12 +248,12 @@ describe('GGUF', () => {
           ...ts
             .filter((t) => t.name !== 'blk.1.ffn_up.weight')
             .map((t) => (t.name === 'output_norm.weight' ? { ...t, dims: [16, 2] } : t)),
-          { name: 'blk.0.attn_q.bias', dims: [32], type: GGML.F32, data: new Uint8Array(128) },
+          { name: 'blk.0.attn_output.bias', dims: [32], type: GGML.F32, data: new Uint8Array(128) },
         ],
       });
       const text = (await refusal(path)).message;
       assert.match(text, /missing tensors: blk\.1\.ffn_up\.weight/);
-      assert.match(text, /tensors outside the Llama graph .*blk\.0\.attn_q\.bias/);
+      assert.match(text, /tensors outside the llama graph .*blk\.0\.attn_output\.bias/);
       assert.match(text, /mixture of experts \(8 experts\)/);
       assert.match(text, /tensor output_norm\.weight is \[16, 2\], expected \[32\]/);
     });

@@ -5,9 +5,9 @@ import { ModelFormats } from '@nucleus/core';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
 import type { Logger, ModelFormat, NucleusError } from '@nucleus/sdk';
 import { startTestKernel } from '@nucleus/sdk/testing';
-import { ggufFormat, llama2cFormat, loadLlm, onnxFormat, testFormats } from '../helpers/llm.js';
+import { ggufFormat, llama2cFormat, loadLlm, onnxFormat, readGguf, testFormats } from '../helpers/llm.js';
 import { tempDir } from '../helpers/paths.js';
-import { requireStories, STORIES_DIR } from './llm-module.js';
+import { ORACLE_DIR, requireOracle, requireStories, STORIES_DIR } from './llm-module.js';
 
 async function refusal(promise: Promise<unknown>): Promise<NucleusError> {
   return promise.then(
@@ -141,13 +141,40 @@ describe('model formats: which format loads a source', () => {
     const context = { name: 'stories', cacheDir, options: {}, logger: createLogger({ level: 'silent' }), progress };
     await testFormats.loadLlm(gguf, context);
     const size = statSync(gguf).size;
+    const header = readGguf(gguf);
+    const data = size - header.dataOffset;
     assert.deepEqual(seen, [
       `hashing stories260K.gguf: ${size}/${size}`,
-      'building the generic graph of stories260K.gguf: 2/2',
+      `reading ${header.tensors.length} tensors of stories260K.gguf: ${data}/${data}`,
+      'building the generic graph of stories260K.gguf: 1/1',
     ]);
     seen.length = 0;
     await testFormats.loadLlm(gguf, context);
     assert.deepEqual(seen, []);
+  });
+
+  it('builds a GGUF graph in a worker thread: the event loop keeps turning while it reads and builds', async function () {
+    requireOracle(this);
+    const cacheDir = join(dir, 'worker-build-cache');
+    let turns = 0;
+    const timer = setInterval(() => turns++, 20);
+    let building = 0;
+    const progress = () => ({
+      start: (_total: number, label: string) => {
+        if (label.startsWith('building')) building = turns;
+      },
+      advance() {},
+      done() {},
+    });
+    const context = { name: 'l3', cacheDir, options: {}, logger: createLogger({ level: 'silent' }), progress };
+    try {
+      const loaded = await testFormats.loadLlm(join(ORACLE_DIR, 'llama3-tiny-F16.gguf'), context);
+      assert.equal(loaded.config.vocabSize, 128256);
+    } finally {
+      clearInterval(timer);
+    }
+    // Reading 45 MB and building a 128k-vocabulary graph takes seconds; on the main thread no timer would fire.
+    assert.ok(turns - building >= 3, `the event loop turned ${turns - building} times while the graph was built`);
   });
 
   it('when two formats claim a source, the more confident loads it and the choice is logged', async function () {

@@ -1,14 +1,18 @@
 // A plain float64 Llama forward pass, written from the model's definition (RMSNorm, RoPE, GQA, SwiGLU), to check
 // the ONNX graphs against something that shares no code with them.
+import { dequantizeMatrix, type WeightMatrix } from '@nucleus/sdk/llm';
 import type { LlamaArchitecture, LlamaWeights } from '../helpers/llm.js';
 
-/** y = W·x with W row-major [out, in]. */
-function linear(w: Float32Array, x: Float64Array, out: number, inDim: number): Float64Array {
+const dense = (m: WeightMatrix): Float32Array => (m instanceof Float32Array ? m : dequantizeMatrix(m));
+
+/** y = W·x (+ bias) with W row-major [out, in]. */
+function linear(m: WeightMatrix, x: Float64Array, out: number, inDim: number, bias?: Float32Array): Float64Array {
+  const w = dense(m);
   const y = new Float64Array(out);
   for (let i = 0; i < out; i++) {
     let s = 0;
     for (let j = 0; j < inDim; j++) s += w[i * inDim + j]! * x[j]!;
-    y[i] = s;
+    y[i] = s + (bias?.[i] ?? 0);
   }
   return y;
 }
@@ -28,10 +32,11 @@ function rope(
   pos: number,
   theta: number,
   layout: 'interleaved' | 'half',
+  factors?: Float32Array,
 ): void {
   for (let h = 0; h < heads; h++) {
     for (let i = 0; i < d / 2; i++) {
-      const angle = pos * theta ** ((-2 * i) / d);
+      const angle = (pos * theta ** ((-2 * i) / d)) / (factors?.[i] ?? 1);
       const [a, b] = layout === 'interleaved' ? [h * d + 2 * i, h * d + 2 * i + 1] : [h * d + i, h * d + i + d / 2];
       const x0 = v[a]!;
       const x1 = v[b]!;
@@ -54,16 +59,17 @@ export function referenceLogits(
   const keys: Float64Array[][] = Array.from({ length: a.numLayers }, () => []);
   const values: Float64Array[][] = Array.from({ length: a.numLayers }, () => []);
   const out: Float64Array[] = [];
+  const embedding = dense(w.tokenEmbedding);
   tokens.forEach((token, pos) => {
-    let x = Float64Array.from(w.tokenEmbedding.subarray(token * H, (token + 1) * H));
+    let x = Float64Array.from(embedding.subarray(token * H, (token + 1) * H));
     for (let l = 0; l < a.numLayers; l++) {
       const lw = w.layers[l]!;
       const n = rmsNorm(x, lw.attnNorm, a.rmsNormEps);
-      const q = linear(lw.q, n, a.numHeads * D, H);
-      const k = linear(lw.k, n, a.numKvHeads * D, H);
-      const v = linear(lw.v, n, a.numKvHeads * D, H);
-      rope(q, a.numHeads, D, pos, a.ropeTheta, layout);
-      rope(k, a.numKvHeads, D, pos, a.ropeTheta, layout);
+      const q = linear(lw.q, n, a.numHeads * D, H, lw.qBias);
+      const k = linear(lw.k, n, a.numKvHeads * D, H, lw.kBias);
+      const v = linear(lw.v, n, a.numKvHeads * D, H, lw.vBias);
+      rope(q, a.numHeads, D, pos, a.ropeTheta, layout, w.ropeFreqFactors);
+      rope(k, a.numKvHeads, D, pos, a.ropeTheta, layout, w.ropeFreqFactors);
       keys[l]!.push(k);
       values[l]!.push(v);
       const context = new Float64Array(a.numHeads * D);

@@ -94,11 +94,13 @@ abstract class Operation implements Progress {
     }
   }
 
-  /** `45% (1.2 / 4.0 GiB)`, or just the amount when the total is unknown. */
-  describe(): string {
+  /** `45% (1.2 / 4.0 GiB, 310 MB/s)`, or just the amount when the total is unknown; the rate once a second passed. */
+  describe(at = this.now()): string {
     const amount = (n: number) => (this.unit === 'bytes' ? formatBytes(n) : String(n));
-    if (this.total === 0) return amount(this.completed);
-    return `${Math.min(100, Math.floor((this.completed / this.total) * 100))}% (${amount(this.completed)} / ${amount(this.total)})`;
+    const seconds = (at - this.startedAt) / 1000;
+    const rate = this.unit === 'bytes' && seconds >= 1 ? `, ${(this.completed / seconds / 1e6).toFixed(0)} MB/s` : '';
+    if (this.total === 0) return `${amount(this.completed)}${rate}`;
+    return `${Math.min(100, Math.floor((this.completed / this.total) * 100))}% (${amount(this.completed)} / ${amount(this.total)}${rate})`;
   }
 
   protected abstract update(at: number): void;
@@ -129,7 +131,7 @@ class LoggedProgress extends Operation {
         ...(percent !== undefined && { percent }),
         elapsedMs: Math.round(at - this.startedAt),
       },
-      `${this.label}: ${this.describe()}`,
+      `${this.label}: ${this.describe(at)}`,
     );
   }
 
@@ -162,7 +164,7 @@ class TerminalProgress extends Operation {
       this.total > 0
         ? `[${'#'.repeat(Math.round((Math.min(this.completed, this.total) / this.total) * width)).padEnd(width, '-')}] `
         : '';
-    return `${this.label} ${bar}${this.describe()} ${Math.round((at - this.startedAt) / 1000)} s`;
+    return `${this.label} ${bar}${this.describe(at)} ${Math.round((at - this.startedAt) / 1000)} s`;
   }
 }
 

@@ -1,72 +1,66 @@
 import { closeSync, openSync, readSync } from 'node:fs';
+import type { BlockQuantizedMatrix } from '@nucleus/sdk/llm';
+import { dequantizeGgml } from './ggml-dequant.js';
+import { unpackQ2_K, unpackQ3_K, unpackQ4_K, unpackQ5_K, unpackQ6_K } from './ggml-k-quants.js';
+import {
+  packBlocks,
+  unpackQ4_0,
+  unpackQ4_1,
+  unpackQ5_0,
+  unpackQ5_1,
+  unpackQ8_0,
+  type UnpackedBlocks,
+} from './ggml-quants.js';
+import { GgmlType, ggmlLayout, ggmlTypeName, UnsupportedTensorTypeError } from './ggml-types.js';
 import { GgufFormatError, type GgufFile, type GgufTensorInfo } from './gguf-reader.js';
 
-/** ggml tensor types by number (ggml.h `enum ggml_type`), for reading and for naming unsupported ones. */
-export const GGML_TYPE_NAMES: Readonly<Record<number, string>> = {
-  0: 'F32',
-  1: 'F16',
-  2: 'Q4_0',
-  3: 'Q4_1',
-  6: 'Q5_0',
-  7: 'Q5_1',
-  8: 'Q8_0',
-  9: 'Q8_1',
-  10: 'Q2_K',
-  11: 'Q3_K',
-  12: 'Q4_K',
-  13: 'Q5_K',
-  14: 'Q6_K',
-  15: 'Q8_K',
-  16: 'IQ2_XXS',
-  17: 'IQ2_XS',
-  18: 'IQ3_XXS',
-  19: 'IQ1_S',
-  20: 'IQ4_NL',
-  21: 'IQ3_S',
-  22: 'IQ2_S',
-  23: 'IQ4_XS',
-  24: 'I8',
-  25: 'I16',
-  26: 'I32',
-  27: 'I64',
-  28: 'F64',
-  29: 'IQ1_M',
-  30: 'BF16',
-  34: 'TQ1_0',
-  35: 'TQ2_0',
-  39: 'MXFP4',
+export { GGML_TYPE_NAMES, ggmlTypeName } from './ggml-types.js';
+export { halfToFloat } from './ggml-half.js';
+
+/**
+ * The types the Llama loader takes today (float weights, Q8_0): it widens every weight to float32. Every type in
+ * `SUPPORTED_GGML_TYPES` can be read; this list stays until the loader keeps quantized weights quantized.
+ */
+export const GGML_READABLE_TYPES: readonly number[] = [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0];
+
+const UNPACK: Readonly<Record<number, (raw: Uint8Array, blocks: number) => UnpackedBlocks>> = {
+  [GgmlType.Q4_0]: unpackQ4_0,
+  [GgmlType.Q4_1]: unpackQ4_1,
+  [GgmlType.Q5_0]: unpackQ5_0,
+  [GgmlType.Q5_1]: unpackQ5_1,
+  [GgmlType.Q8_0]: unpackQ8_0,
+  [GgmlType.Q2_K]: unpackQ2_K,
+  [GgmlType.Q3_K]: unpackQ3_K,
+  [GgmlType.Q4_K]: unpackQ4_K,
+  [GgmlType.Q5_K]: unpackQ5_K,
+  [GgmlType.Q6_K]: unpackQ6_K,
 };
 
-/** Bytes per block and elements per block of the tensor types this reader can dequantize. */
-const READABLE: Readonly<Record<number, { blockBytes: number; blockElems: number }>> = {
-  0: { blockBytes: 4, blockElems: 1 }, // F32
-  1: { blockBytes: 2, blockElems: 1 }, // F16
-  8: { blockBytes: 34, blockElems: 32 }, // Q8_0: float16 scale + 32 int8
-};
-
-/** The ggml type numbers `readTensorF32` handles. */
-export const GGML_READABLE_TYPES: readonly number[] = Object.keys(READABLE).map(Number);
-
-/** The name of a ggml tensor type, for messages. */
-export function ggmlTypeName(type: number): string {
-  return GGML_TYPE_NAMES[type] ?? `type ${type}`;
-}
-
-/** Reads one tensor and returns its values as float32 (F16 widened, Q8_0 dequantized: d · q per block of 32). */
-export function readTensorF32(file: GgufFile, tensor: GgufTensorInfo): Float32Array {
-  const layout = READABLE[tensor.type];
-  if (!layout) throw new Error(`tensor ${tensor.name} is ${ggmlTypeName(tensor.type)}, which cannot be read`);
-  if (tensor.elements % layout.blockElems !== 0) {
-    throw new Error(
-      `tensor ${tensor.name}: ${tensor.elements} values do not fill ${ggmlTypeName(tensor.type)} blocks of ${layout.blockElems}`,
+/**
+ * The stored bytes of one tensor, in one positioned read. Throws `UnsupportedTensorTypeError` for a type this
+ * plugin cannot read, and `GgufFormatError` when its rows do not fill whole blocks or it lies outside the file.
+ */
+export function readTensorBytes(file: GgufFile, tensor: GgufTensorInfo): Uint8Array {
+  const { blockBytes, blockElems } = ggmlLayout(tensor.name, tensor.type);
+  const rowLength = tensor.dims[0] ?? 1;
+  if (rowLength % blockElems !== 0 || tensor.elements % blockElems !== 0) {
+    throw new GgufFormatError(
+      file.path,
+      `tensor ${tensor.name}: rows of ${rowLength} values do not fill ${ggmlTypeName(tensor.type)} blocks of ${blockElems}`,
     );
   }
-  const bytes = (tensor.elements / layout.blockElems) * layout.blockBytes;
-  if (tensor.offset + bytes > file.fileSize)
-    throw new GgufFormatError(file.path, `tensor ${tensor.name} runs past the end of the file`);
+  const bytes = (tensor.elements / blockElems) * blockBytes;
+  if (tensor.offset < file.dataOffset || tensor.offset + bytes > file.fileSize) {
+    throw new GgufFormatError(
+      file.path,
+      `tensor ${tensor.name} (${bytes} bytes at ${tensor.offset}) lies outside the data section ` +
+        `[${file.dataOffset}, ${file.fileSize})`,
+    );
+  }
   const raw = Buffer.alloc(bytes);
   const fd = openSync(file.path, 'r');
   try {
+    // One read; the loop only continues a read the OS cut short (over 2 GiB at once).
     for (let done = 0; done < bytes; ) {
       const n = readSync(fd, raw, done, Math.min(bytes - done, 1 << 30), tensor.offset + done);
       if (n <= 0) throw new GgufFormatError(file.path, `short read in tensor ${tensor.name}`);
@@ -75,31 +69,44 @@ export function readTensorF32(file: GgufFile, tensor: GgufTensorInfo): Float32Ar
   } finally {
     closeSync(fd);
   }
-  const out = new Float32Array(tensor.elements);
-  switch (tensor.type) {
-    case 0:
-      for (let i = 0; i < out.length; i++) out[i] = raw.readFloatLE(i * 4);
-      break;
-    case 1:
-      for (let i = 0; i < out.length; i++) out[i] = halfToFloat(raw.readUInt16LE(i * 2));
-      break;
-    case 8:
-      for (let b = 0; b < out.length / 32; b++) {
-        const base = b * 34;
-        const d = halfToFloat(raw.readUInt16LE(base));
-        for (let j = 0; j < 32; j++) out[b * 32 + j] = d * raw.readInt8(base + 2 + j);
-      }
-      break;
-  }
-  return out;
+  return raw;
 }
 
-/** IEEE half → number (exact). */
-export function halfToFloat(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >> 10) & 0x1f;
-  const frac = bits & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+/** Reads one tensor of any supported type and returns its values as float32, exactly as ggml dequantizes them. */
+export function readTensorF32(file: GgufFile, tensor: GgufTensorInfo): Float32Array {
+  return dequantizeGgml(tensor.type, readTensorBytes(file, tensor), tensor.elements, tensor.name);
+}
+
+/**
+ * A quantized tensor's bytes (`raw`, `rows · cols` values, ggml order: row after row of `cols`) as a
+ * `BlockQuantizedMatrix`, without changing a value: `dequantizeMatrix` of the result equals ggml's dequantization
+ * bit for bit. Q4_0 → 4 bits/32, zero point 8; Q4_1 → 4/32 with offset m; Q5_0 → 8/32, zero point 16;
+ * Q5_1 → 8/32 with offset m; Q8_0 → 8/32, zero point 128 (stored q + 128); Q2_K → 4/16, scale d·sc, offset
+ * −dmin·m; Q3_K → 4/16, scale d·(sc − 32), zero point 4; Q4_K → 4/32 and Q5_K → 8/32, scale d·sc, offset
+ * −dmin·m; Q6_K → 8/16, scale d·sc, zero point 32. Float types throw `UnsupportedTensorTypeError` (read them
+ * with `readTensorF32`).
+ */
+export function toBlockQuantized(
+  name: string,
+  type: number,
+  raw: Uint8Array,
+  rows: number,
+  cols: number,
+): BlockQuantizedMatrix {
+  const unpack = UNPACK[type];
+  if (!unpack) {
+    ggmlLayout(name, type); // an unknown type says so first
+    throw new UnsupportedTensorTypeError(name, type, 'kept block-quantized (it is not a quantized type)');
+  }
+  const { blockBytes, blockElems } = ggmlLayout(name, type);
+  if (cols % blockElems !== 0) {
+    throw new Error(`tensor ${name}: rows of ${cols} values do not fill ${ggmlTypeName(type)} blocks of ${blockElems}`);
+  }
+  const blocks = (rows * cols) / blockElems;
+  if (raw.length < blocks * blockBytes) {
+    throw new Error(
+      `tensor ${name}: ${rows}×${cols} ${ggmlTypeName(type)} needs ${blocks * blockBytes} bytes, got ${raw.length}`,
+    );
+  }
+  return packBlocks(unpack(raw, blocks), rows, cols, ggmlTypeName(type));
 }

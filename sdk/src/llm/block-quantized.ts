@@ -61,7 +61,8 @@ export function dequantizeMatrix(m: BlockQuantizedMatrix): Float32Array {
       for (let j = 0; j < m.blockSize; j++) {
         const c = b * m.blockSize + j;
         const scaled = Math.fround((quantAt(m, r, c) - zero) * scale);
-        out[r * m.cols + c] = offset === 0 ? scaled : Math.fround(scaled + offset);
+        // Added whenever offsets exist, as ggml adds its minimum: −0 + 0 is +0, so skipping a zero offset is not exact.
+        out[r * m.cols + c] = m.offsets ? Math.fround(scaled + offset) : scaled;
       }
     }
   }

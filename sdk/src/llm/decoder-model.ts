@@ -89,6 +89,11 @@ export type TokenizerSpec =
       spaceChar?: string;
       /** Whether special tokens' text in a prompt becomes their ids; default true. */
       parseSpecial?: boolean;
+      /** Whether EOS goes last (GGUF add_eos_token); default false. */
+      addEos?: boolean;
+      /** Ids whose surrounding whitespace is dropped when they are cut out of the text (llama.cpp's per-model attributes). */
+      lstrip?: number[];
+      rstrip?: number[];
     }
   | {
       kind: 'gpt2-bpe';
@@ -96,9 +101,14 @@ export type TokenizerSpec =
       merges: string[];
       types: number[];
       bosTokenId?: number;
-      eosTokenIds: number[] /** Pre-tokenizer (GGUF tokenizer.ggml.pre); default GPT-2's. */;
+      eosTokenIds: number[] /** Pre-tokenizer (GGUF tokenizer.ggml.pre, a key of BPE_PRE_TOKENIZERS); default GPT-2's. */;
       pre?: string /** Whether BOS goes first; default true. */;
       addBos?: boolean;
+      /** Whether EOS goes last (GGUF add_eos_token); default false. */
+      addEos?: boolean;
+      /** Ids whose surrounding whitespace is dropped when they are cut out of the text. */
+      lstrip?: number[];
+      rstrip?: number[];
     }
   | {
       kind: 'module' /** URL of an ES module whose default export is a {@link TokenizerFactory}. */;
@@ -114,8 +124,11 @@ export interface LlmTokenizer {
   readonly vocabSize: number;
   readonly bosTokenId?: number;
   readonly eosTokenIds: readonly number[];
-  /** Token ids of `text`; `addBos` prepends BOS where the model uses one. */
-  encode(text: string, options?: { addBos?: boolean }): number[];
+  /**
+   * Token ids of `text`. `addBos` adds the model's special tokens (BOS first, EOS last where the model says so);
+   * `parseSpecial` (default true) turns the written form of control tokens into those tokens.
+   */
+  encode(text: string, options?: { addBos?: boolean; parseSpecial?: boolean }): number[];
   /** Text of `ids`; special tokens (BOS, EOS …) are left out unless `keepSpecial`. */
   decode(ids: readonly number[], options?: { keepSpecial?: boolean }): string;
   /**

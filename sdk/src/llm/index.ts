@@ -9,6 +9,7 @@ export type {
   TokenizerSpec,
 } from './decoder-model.js';
 export { UnsupportedModelError } from './unsupported-model-error.js';
+export { runBuildWorker, serveBuildWorker } from './build-worker.js';
 export { sha256File } from '../file-hash.js';
 export { ensureGeneratedGraph, sha256FileCached } from './graph-cache.js';
 export {
@@ -17,9 +18,9 @@ export {
   CONTRIB_IO,
   LLAMA_GRAPH_OPSET,
   LLAMA_GRAPH_REVISION,
-  transposeMatrix,
   type LlamaGraphOptions,
 } from './llama-graph.js';
+export { transposeMatrix, WeightNodes, type FusedPart, type WeightNodeOptions } from './llama-graph-weights.js';
 export { ensureLlamaGraphOf, type LlamaGraphOfFileOptions } from './llama-graph-of-file.js';
 export {
   checkLlamaWeights,
@@ -36,11 +37,20 @@ export {
   type BlockQuantizedMatrix,
   type WeightMatrix,
 } from './block-quantized.js';
+export { floatZeroPoints, MS_DOMAIN, quantizedGather, quantizedLinear } from './block-quantized-ops.js';
 export { ropeTables, type RopeLayout } from './rope.js';
 export { createTokenizer, loadTokenizer } from './tokenizers/create-tokenizer.js';
 export { HfTokenizer } from './tokenizers/hf-tokenizer.js';
 export { SentencePieceTokenizer, type SentencePieceOptions } from './tokenizers/sentencepiece-tokenizer.js';
-export { Gpt2BpeTokenizer, BPE_PRE_TOKENIZERS, type Gpt2BpeOptions } from './tokenizers/gpt2-bpe-tokenizer.js';
+export { Gpt2BpeTokenizer, type Gpt2BpeOptions } from './tokenizers/gpt2-bpe-tokenizer.js';
+export { BPE_PRE_TOKENIZERS, splitWords, type BpePreTokenizer } from './tokenizers/bpe-pre-tokenizers.js';
+export {
+  SpecialSplitter,
+  specialTokensOf,
+  type Fragment,
+  type SpecialToken,
+  type StripIds,
+} from './tokenizers/special-splitter.js';
 export {
   ByteStreamDecoder,
   WindowStreamDecoder,

@@ -5,14 +5,15 @@ import type { LlamaArchitecture, LlamaWeights } from './llama-weights.js';
 import { noProgress, type Progress } from '../progress.js';
 
 /** What {@link ensureLlamaGraphOf} builds, and where it caches it. */
-export interface LlamaGraphOfFileOptions extends Pick<LlamaGraphOptions, 'ropeLayout' | 'style' | 'name'> {
+export interface LlamaGraphOfFileOptions
+  extends Pick<LlamaGraphOptions, 'ropeLayout' | 'style' | 'name' | 'accuracyLevel'> {
   /** The model cache; the graph goes to `<cacheDir>/<kind>/<sha256>-<style>-r<revision>/`. */
   cacheDir: string;
   /** The cache folder of the format (`gguf`, `llama2c` …). */
   kind: string;
   arch: LlamaArchitecture;
-  /** Reads the weights; called only when the graph is not cached yet. */
-  weights: () => LlamaWeights;
+  /** Reads the weights, counting what it reads on `progress`; called only when the graph is not cached yet. */
+  weights: (progress: Progress) => LlamaWeights;
   /** A new progress for each long step: hashing the file, then reading its weights and building the graph. */
   progress?: () => Progress;
 }
@@ -26,17 +27,24 @@ export async function ensureLlamaGraphOf(path: string, options: LlamaGraphOfFile
   const { cacheDir, kind, style, arch } = options;
   const progress = options.progress ?? (() => noProgress);
   const sha = await sha256FileCached(path, cacheDir, progress());
-  const key = `${sha}-${style}-r${LLAMA_GRAPH_REVISION}`;
+  const accuracy = options.accuracyLevel ? `-a${options.accuracyLevel}` : '';
+  const key = `${sha}-${style}${accuracy}-r${LLAMA_GRAPH_REVISION}`;
   const { path: onnxPath } = await ensureGeneratedGraph(cacheDir, kind, key, () => {
-    // Two steps the caller sees: the weights read (and dequantized), then the graph built; writing it follows.
-    const steps = progress();
-    steps.start(2, `building the ${style} graph of ${basename(path)}`, 'items');
+    // Two steps the caller sees: the weights read (the reader counts its bytes), then the graph built.
+    const reading = progress();
+    let weights: LlamaWeights;
     try {
-      const weights = options.weights();
-      steps.advance(1);
+      weights = options.weights(reading);
+    } finally {
+      reading.done();
+    }
+    const steps = progress();
+    steps.start(1, `building the ${style} graph of ${basename(path)}`, 'items');
+    try {
       const graph = buildLlamaGraph(weights, arch, {
         ropeLayout: options.ropeLayout,
         style,
+        ...(options.accuracyLevel !== undefined && { accuracyLevel: options.accuracyLevel }),
         ...(options.name !== undefined && { name: options.name }),
         metadata: { 'nucleus.source_sha256': sha, 'nucleus.source': basename(path) },
       });

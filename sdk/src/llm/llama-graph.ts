@@ -2,6 +2,7 @@ import { attr, GraphBuilder, type OnnxModel, type Value } from '../onnx/index.js
 import type { ContribIo, DecoderConfig } from './decoder-model.js';
 import { ropeTables, type RopeLayout } from './rope.js';
 import { checkLlamaWeights, type LlamaArchitecture, type LlamaWeights } from './llama-weights.js';
+import { WeightNodes, type WeightNodeOptions } from './llama-graph-weights.js';
 
 /** Which decoder graph `buildLlamaGraph` writes. */
 export interface LlamaGraphOptions {
@@ -15,6 +16,8 @@ export interface LlamaGraphOptions {
    * (`CONTRIB_IO.newKey`), since fused RoPE rotates K where no output can reach it.
    */
   rotary?: 'fused' | 'separate';
+  /** `MatMulNBits` accuracy level of block-quantized weights (see `WeightNodeOptions`); default 0 (float32). */
+  accuracyLevel?: WeightNodeOptions['accuracyLevel'];
   /** Graph name. */
   name?: string;
   /** Written into the model's metadata_props. */
@@ -69,7 +72,7 @@ export function builtDecoderConfig(
 const MS_DOMAIN = 'com.microsoft';
 
 /** Bumped whenever the graphs built from the same weights change, so cached ones are rebuilt. */
-export const LLAMA_GRAPH_REVISION = 2;
+export const LLAMA_GRAPH_REVISION = 3;
 
 /**
  * Builds a Llama decoder (RMSNorm, GQA attention with RoPE, SwiGLU FFN) as an ONNX model. Both styles take the
@@ -81,17 +84,18 @@ export function buildLlamaGraph(weights: LlamaWeights, arch: LlamaArchitecture, 
   if (arch.numHeads % arch.numKvHeads !== 0)
     throw new Error(`${arch.numHeads} heads do not split into ${arch.numKvHeads} kv groups`);
   const g = new GraphBuilder(options.name ?? 'llama_decoder', { opset: LLAMA_GRAPH_OPSET });
+  const nodes = new WeightNodes(g, { accuracyLevel: options.accuracyLevel ?? 0 });
   if (options.style === 'contrib') {
     const fused = options.rotary === 'fused';
     if (fused && arch.headDim % 16 !== 0) {
       throw new Error(`GroupQueryAttention's own RoPE needs head size % 16 = 0, this model's is ${arch.headDim}`);
     }
-    buildContrib(g, weights, arch, options.ropeLayout, fused);
+    buildContrib(g, nodes, weights, arch, options.ropeLayout, fused);
   } else {
-    buildGeneric(g, weights, arch, options.ropeLayout);
+    buildGeneric(g, nodes, weights, arch, options.ropeLayout);
   }
   return g.toModel({
-    opsets: options.style === 'contrib' ? { [MS_DOMAIN]: 1 } : {},
+    opsets: options.style === 'contrib' || nodes.usesContribOps ? { [MS_DOMAIN]: 1 } : {},
     producer: 'nucleus',
     docString: `Llama decoder (${options.style} style, ${options.ropeLayout} RoPE).`,
     metadata: {
@@ -102,17 +106,13 @@ export function buildLlamaGraph(weights: LlamaWeights, arch: LlamaArchitecture, 
   });
 }
 
-/** `[rows, cols]` row-major → `[cols, rows]`, because MatMul wants `x · Wᵀ` with Wᵀ stored `[in, out]`. */
-export function transposeMatrix(w: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(w.length);
-  for (let r = 0; r < rows; r++) {
-    const base = r * cols;
-    for (let c = 0; c < cols; c++) out[c * rows + r] = w[base + c]!;
-  }
-  return out;
-}
-
-function buildGeneric(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ropeLayout: RopeLayout): void {
+function buildGeneric(
+  g: GraphBuilder,
+  nodes: WeightNodes,
+  w: LlamaWeights,
+  a: LlamaArchitecture,
+  ropeLayout: RopeLayout,
+): void {
   const o = g.ops;
   const H = a.hiddenSize;
   const D = a.headDim;
@@ -130,8 +130,6 @@ function buildGeneric(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
     });
   }
 
-  const linear = (x: Value, name: string, matrix: Float32Array, outDim: number, inDim: number): Value =>
-    o.matMul(x, g.initializer(`${name}.weight`, transposeMatrix(matrix, outDim, inDim), [inDim, outDim]));
   // llama2.c's order: weight · (x · 1/sqrt(mean(x²) + eps)).
   const rmsNorm = (x: Value, name: string, weight: Float32Array): Value => {
     const meanSquare = o.reduceMean(o.mul(x, x), [-1]);
@@ -140,7 +138,7 @@ function buildGeneric(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
   };
 
   // RoPE: cos/sin rows picked by position id, shaped to broadcast over the head axis.
-  const tables = ropeTables(a.maxPositions, D, a.ropeTheta);
+  const tables = ropeTables(a.maxPositions, D, a.ropeTheta, w.ropeFreqFactors);
   const cosTable = g.initializer('rope.cos', tables.cos, [a.maxPositions, D / 2]);
   const sinTable = g.initializer('rope.sin', tables.sin, [a.maxPositions, D / 2]);
   const cos = o.gather(cosTable, positionIds, 0); // [B,S,D/2]
@@ -162,14 +160,16 @@ function buildGeneric(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
   const masked = g.scalar(-1e9);
   const scale = g.scalar(Math.sqrt(D));
 
-  let x = o.gather(g.initializer('model.embed_tokens.weight', w.tokenEmbedding, [a.vocabSize, H]), inputIds, 0);
+  let x = nodes.embed(inputIds, 'model.embed_tokens', w.tokenEmbedding, a.vocabSize, H);
   for (let l = 0; l < a.numLayers; l++) {
     const lw = w.layers[l]!;
     const p = `model.layers.${l}`;
     const n = rmsNorm(x, `${p}.input_layernorm`, lw.attnNorm);
-    const q = rope(o.reshape(linear(n, `${p}.self_attn.q_proj`, lw.q, a.numHeads * D, H), [0, 0, a.numHeads, D]));
-    const k = rope(o.reshape(linear(n, `${p}.self_attn.k_proj`, lw.k, a.numKvHeads * D, H), [0, 0, a.numKvHeads, D]));
-    const v = o.reshape(linear(n, `${p}.self_attn.v_proj`, lw.v, a.numKvHeads * D, H), [0, 0, a.numKvHeads, D]);
+    const project = (name: string, m: typeof lw.q, heads: number, bias?: Float32Array): Value =>
+      o.reshape(nodes.linear(n, `${p}.self_attn.${name}`, m, heads * D, H, bias), [0, 0, heads, D]);
+    const q = rope(project('q_proj', lw.q, a.numHeads, lw.qBias));
+    const k = rope(project('k_proj', lw.k, a.numKvHeads, lw.kBias));
+    const v = project('v_proj', lw.v, a.numKvHeads, lw.vBias);
     const presentKey = o.concat([pasts[l]!.key, o.transpose(k, [0, 2, 1, 3])], 2, { outputs: [`present.${l}.key`] });
     const presentValue = o.concat([pasts[l]!.value, o.transpose(v, [0, 2, 1, 3])], 2, {
       outputs: [`present.${l}.value`],
@@ -188,27 +188,22 @@ function buildGeneric(g: GraphBuilder, w: LlamaWeights, a: LlamaArchitecture, ro
       0,
       a.numHeads * D,
     ]);
-    x = o.add(x, linear(merged, `${p}.self_attn.o_proj`, lw.o, H, a.numHeads * D));
+    x = o.add(x, nodes.linear(merged, `${p}.self_attn.o_proj`, lw.o, H, a.numHeads * D));
 
     const m = rmsNorm(x, `${p}.post_attention_layernorm`, lw.ffnNorm);
-    const gate = linear(m, `${p}.mlp.gate_proj`, lw.gate, a.intermediateSize, H);
-    const up = linear(m, `${p}.mlp.up_proj`, lw.up, a.intermediateSize, H);
+    const gate = nodes.linear(m, `${p}.mlp.gate_proj`, lw.gate, a.intermediateSize, H);
+    const up = nodes.linear(m, `${p}.mlp.up_proj`, lw.up, a.intermediateSize, H);
     const act = o.mul(o.mul(gate, o.sigmoid(gate)), up);
-    x = o.add(x, linear(act, `${p}.mlp.down_proj`, lw.down, H, a.intermediateSize));
+    x = o.add(x, nodes.linear(act, `${p}.mlp.down_proj`, lw.down, H, a.intermediateSize));
   }
   const final = rmsNorm(x, 'model.norm', w.finalNorm);
-  const logits = o.matMul(
-    final,
-    g.initializer('lm_head.weight', transposeMatrix(w.lmHead ?? w.tokenEmbedding, a.vocabSize, H), [H, a.vocabSize]),
-    {
-      outputs: ['logits'],
-    },
-  );
+  const logits = lmHead(nodes, final, w, a);
   g.output(logits, 'float32', ['batch_size', 'sequence_length', a.vocabSize]);
 }
 
 function buildContrib(
   g: GraphBuilder,
+  nodes: WeightNodes,
   w: LlamaWeights,
   a: LlamaArchitecture,
   ropeLayout: RopeLayout,
@@ -234,14 +229,12 @@ function buildContrib(
     });
   }
 
-  const tables = ropeTables(a.maxPositions, D, a.ropeTheta);
+  const tables = ropeTables(a.maxPositions, D, a.ropeTheta, w.ropeFreqFactors);
   const cosCache = g.initializer('rope.cos', tables.cos, [a.maxPositions, D / 2]);
   const sinCache = g.initializer('rope.sin', tables.sin, [a.maxPositions, D / 2]);
   const interleaved = ropeLayout === 'interleaved' ? 1 : 0;
   const eps = attr.float(a.rmsNormEps);
   const norm = (name: string, weight: Float32Array): Value => g.initializer(`${name}.weight`, weight, [H]);
-  const matrix = (name: string, m: Float32Array, outDim: number, inDim: number): Value =>
-    g.initializer(`${name}.weight`, transposeMatrix(m, outDim, inDim), [inDim, outDim]);
   // x + skip, then RMSNorm of the sum: outputs (normalized, mean, inv_std_var, sum); mean and inv_std are unused.
   let skipNorms = 0;
   const skipNorm = (x: Value, skip: Value, gamma: Value): { normed: Value; sum: Value } => {
@@ -259,7 +252,7 @@ function buildContrib(
     return { normed: normed!, sum: sum! };
   };
 
-  let residual = o.gather(g.initializer('model.embed_tokens.weight', w.tokenEmbedding, [a.vocabSize, H]), inputIds, 0);
+  let residual = nodes.embed(inputIds, 'model.embed_tokens', w.tokenEmbedding, a.vocabSize, H);
   // ORT registers SimplifiedLayerNormalization (RMSNorm) in the default domain.
   let normed = g.node(
     'SimplifiedLayerNormalization',
@@ -272,12 +265,12 @@ function buildContrib(
   for (let l = 0; l < a.numLayers; l++) {
     const lw = w.layers[l]!;
     const p = `model.layers.${l}`;
-    // One GEMM for q, k and v.
-    const qkvWeight = new Float32Array((qDim + 2 * kvDim) * H);
-    qkvWeight.set(lw.q, 0);
-    qkvWeight.set(lw.k, qDim * H);
-    qkvWeight.set(lw.v, (qDim + kvDim) * H);
-    const qkv = o.matMul(normed, matrix(`${p}.self_attn.qkv_proj`, qkvWeight, qDim + 2 * kvDim, H));
+    // One GEMM for q, k and v where their storage allows.
+    const qkv = nodes.fusedLinear(normed, `${p}.self_attn.qkv_proj`, H, [
+      { m: lw.q, outDim: qDim, ...(lw.qBias && { bias: lw.qBias }) },
+      { m: lw.k, outDim: kvDim, ...(lw.kBias && { bias: lw.kBias }) },
+      { m: lw.v, outDim: kvDim, ...(lw.vBias && { bias: lw.vBias }) },
+    ]);
     let attnInputs: (Value | null)[];
     if (fusedRotary) {
       attnInputs = [qkv, null, null];
@@ -325,16 +318,16 @@ function buildContrib(
     g.output(presentKey, 'float32', ['batch_size', a.numKvHeads, 'present_sequence_length', D]);
     g.output(presentValue, 'float32', ['batch_size', a.numKvHeads, 'present_sequence_length', D]);
 
-    const attnOut = o.matMul(attn, matrix(`${p}.self_attn.o_proj`, lw.o, H, qDim));
+    const attnOut = nodes.linear(attn, `${p}.self_attn.o_proj`, lw.o, H, qDim);
     const post = skipNorm(attnOut, residual, norm(`${p}.post_attention_layernorm`, lw.ffnNorm));
     residual = post.sum;
-    const gateUp = new Float32Array(2 * a.intermediateSize * H);
-    gateUp.set(lw.gate, 0);
-    gateUp.set(lw.up, a.intermediateSize * H);
     const [gate, up] = g.nodeMulti(
       'Split',
       [
-        o.matMul(post.normed, matrix(`${p}.mlp.gate_up_proj`, gateUp, 2 * a.intermediateSize, H)),
+        nodes.fusedLinear(post.normed, `${p}.mlp.gate_up_proj`, H, [
+          { m: lw.gate, outDim: a.intermediateSize },
+          { m: lw.up, outDim: a.intermediateSize },
+        ]),
         g.int64s([a.intermediateSize, a.intermediateSize]),
       ],
       2,
@@ -342,9 +335,12 @@ function buildContrib(
         axis: 2,
       },
     ) as [Value, Value];
-    const ffnOut = o.matMul(
+    const ffnOut = nodes.linear(
       o.mul(o.mul(gate, o.sigmoid(gate)), up),
-      matrix(`${p}.mlp.down_proj`, lw.down, H, a.intermediateSize),
+      `${p}.mlp.down_proj`,
+      lw.down,
+      H,
+      a.intermediateSize,
     );
     const nextNorm =
       l + 1 < a.numLayers
@@ -354,14 +350,15 @@ function buildContrib(
     residual = next.sum;
     normed = next.normed;
   }
-  const logits = o.matMul(
-    normed,
-    g.initializer('lm_head.weight', transposeMatrix(w.lmHead ?? w.tokenEmbedding, a.vocabSize, H), [H, a.vocabSize]),
-    {
-      outputs: ['logits'],
-    },
-  );
+  const logits = lmHead(nodes, normed, w, a);
   g.output(logits, 'float32', ['batch_size', 'sequence_length', a.vocabSize]);
+}
+
+// The classifier: its own matrix, or the token embedding's (tied), shared rather than copied where the storage allows.
+function lmHead(nodes: WeightNodes, x: Value, w: LlamaWeights, a: LlamaArchitecture): Value {
+  return w.lmHead
+    ? nodes.linear(x, 'lm_head', w.lmHead, a.vocabSize, a.hiddenSize, undefined, ['logits'])
+    : nodes.tiedLinear(x, w.tokenEmbedding, a.vocabSize, a.hiddenSize, ['logits']);
 }
 
 // x [B,S,heads,D]; cos/sin [B,S,1,D/2,1]. Pairs (2i, 2i+1) rotate by angle i.

@@ -4,18 +4,21 @@ export type RopeLayout = 'interleaved' | 'half';
 /**
  * cos/sin tables `[positions, headDim/2]` with the float32 rounding of llama2.c's `run.c`
  * (`freq = 1/powf(theta, 2i/d)`, `val = pos·freq`, `cosf(val)`), so greedy outputs match its reference bit for bit
- * wherever the math allows.
+ * wherever the math allows. `freqFactors` divide each pair's frequency (Llama 3.1+ scaling, GGUF `rope_freqs`, or a
+ * linear scaling factor for every pair), as llama.cpp applies them.
  */
 export function ropeTables(
   positions: number,
   headDim: number,
   theta: number,
+  freqFactors?: Float32Array,
 ): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
   const freqs = new Float32Array(half);
   for (let i = 0; i < half; i++) {
     const exponent = Math.fround((2 * i) / headDim);
-    freqs[i] = Math.fround(1 / Math.fround(Math.fround(theta) ** exponent));
+    const freq = Math.fround(1 / Math.fround(Math.fround(theta) ** exponent));
+    freqs[i] = freqFactors ? Math.fround(freq / freqFactors[i]!) : freq;
   }
   const cos = new Float32Array(positions * half);
   const sin = new Float32Array(positions * half);

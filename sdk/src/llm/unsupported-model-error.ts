@@ -6,7 +6,7 @@ export class UnsupportedModelError extends NucleusError {
   readonly problems: readonly string[];
 
   constructor(source: string, problems: readonly string[]) {
-    super(422, 'unsupported_model', `${source} is not supported:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    super(400, 'unsupported_model', `${source} is not supported:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.name = 'UnsupportedModelError';
     this.problems = problems;
   }

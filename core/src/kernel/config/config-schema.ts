@@ -194,6 +194,12 @@ export const CORE_CONFIG_SCHEMA = {
               'A tokenizer file, for sources that keep it apart from the weights; the format that loads the model reads it.',
             'x-path': true,
           },
+          quantizedMatmul: {
+            type: 'string',
+            enum: ['float32', 'int8'],
+            description:
+              "LLMs built from block-quantized weights (Q4_K, Q8_0 …): `float32` multiplies the dequantized weights in float32 (matches exact arithmetic on the file's values); `int8` quantizes the activations to int8 per block first, as llama.cpp does (faster, numbers within llama.cpp's own error). Unset: `float32`.",
+          },
           chatTemplate: {
             type: 'string',
             minLength: 1,

@@ -30,6 +30,8 @@ export function createTokenizer(spec: TokenizerSpec): LlmTokenizer {
         spaceChar: spec.spaceChar ?? '\u2581',
         parseSpecial: spec.parseSpecial ?? true,
         addsBos: spec.addBos ?? true,
+        addsEos: spec.addEos ?? false,
+        strip: { lstrip: spec.lstrip ?? [], rstrip: spec.rstrip ?? [] },
       });
     case 'gpt2-bpe':
       return new Gpt2BpeTokenizer({
@@ -40,6 +42,8 @@ export function createTokenizer(spec: TokenizerSpec): LlmTokenizer {
         eosTokenIds: spec.eosTokenIds,
         ...(spec.pre !== undefined ? { pre: spec.pre } : {}),
         addsBos: spec.addBos ?? true,
+        addsEos: spec.addEos ?? false,
+        strip: { lstrip: spec.lstrip ?? [], rstrip: spec.rstrip ?? [] },
       });
   }
 }

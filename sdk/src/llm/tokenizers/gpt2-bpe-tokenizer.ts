@@ -1,30 +1,9 @@
 import type { LlmTokenizer } from '../decoder-model.js';
-import { fromByteLevel, GPT2_SPLIT, toByteLevel } from './byte-level.js';
-import { SpecialSplitter } from './special-splitter.js';
+import { BPE_PRE_TOKENIZERS, type BpePreTokenizer, splitWords } from './bpe-pre-tokenizers.js';
+import { fromByteLevel, toByteLevel } from './byte-level.js';
+import { SpecialSplitter, specialTokensOf, type StripIds } from './special-splitter.js';
 import { ByteStreamDecoder, type StreamDecoder, type StreamDecoderOptions } from './stream-decoder.js';
-import { concatBytes, TokenType, utf8Bytes } from './token-types.js';
-
-// Contractions spelled out case-insensitively: Node 20's RegExp has no `(?i:…)` groups.
-const CONTRACTIONS = "'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]";
-
-/** Pre-tokenizer patterns by GGUF `tokenizer.ggml.pre` name (as llama.cpp's llama-vocab.cpp has them). */
-export const BPE_PRE_TOKENIZERS: Readonly<Record<string, RegExp>> = {
-  default: GPT2_SPLIT,
-  gpt2: GPT2_SPLIT,
-  'gpt-2': GPT2_SPLIT,
-  'llama-bpe': new RegExp(
-    `(?:${CONTRACTIONS})|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`,
-    'gu',
-  ),
-  llama3: new RegExp(
-    `(?:${CONTRACTIONS})|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`,
-    'gu',
-  ),
-  qwen2: new RegExp(
-    `(?:${CONTRACTIONS})|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`,
-    'gu',
-  ),
-};
+import { byteOfPiece, concatBytes, TokenType, utf8Bytes } from './token-types.js';
 
 /** Everything a GPT-2 style byte-level BPE vocabulary needs. */
 export interface Gpt2BpeOptions {
@@ -35,9 +14,13 @@ export interface Gpt2BpeOptions {
   types: readonly number[];
   bosTokenId?: number;
   eosTokenIds: readonly number[];
-  /** Key of `BPE_PRE_TOKENIZERS`; default `default`. */
+  /** Key of `BPE_PRE_TOKENIZERS`; default `gpt-2` (a GGUF without `tokenizer.ggml.pre` means `default`). */
   pre?: string;
   addsBos: boolean;
+  /** Whether EOS goes last when special tokens are added (GGUF `add_eos_token`). */
+  addsEos?: boolean;
+  /** Ids that drop the whitespace around them when cut out of the text. */
+  strip?: StripIds;
 }
 
 /** Byte-level BPE as GPT-2, Llama 3 and Qwen use it: regex pre-tokenization, then merges by rank. */
@@ -48,9 +31,8 @@ export class Gpt2BpeTokenizer implements LlmTokenizer {
   private readonly pieceToId = new Map<string, number>();
   private readonly ranks = new Map<string, number>();
   private readonly splitter: SpecialSplitter;
-  private readonly pattern: RegExp;
+  private readonly pre: BpePreTokenizer;
   private readonly cache = new Map<string, number[]>();
-  private readonly ignoreMerges: boolean;
 
   constructor(private readonly o: Gpt2BpeOptions) {
     this.vocabSize = o.pieces.length;
@@ -59,61 +41,75 @@ export class Gpt2BpeTokenizer implements LlmTokenizer {
     o.pieces.forEach((p, id) => {
       if (!this.pieceToId.has(p)) this.pieceToId.set(p, id);
     });
-    o.merges.forEach((m, rank) => this.ranks.set(m, rank));
-    const pattern = BPE_PRE_TOKENIZERS[o.pre ?? 'default'];
-    if (!pattern) throw new Error(`unknown BPE pre-tokenizer ${o.pre}`);
-    this.pattern = pattern;
-    this.ignoreMerges = o.pre === 'llama3' || o.pre === 'llama-bpe';
-    const specials: { text: string; id: number }[] = [];
-    o.types.forEach((t, id) => {
-      if (t === TokenType.control || t === TokenType.userDefined) specials.push({ text: o.pieces[id]!, id });
+    // The first of equal merges wins, as in llama.cpp.
+    o.merges.forEach((m, rank) => {
+      if (!this.ranks.has(m)) this.ranks.set(m, rank);
     });
-    this.splitter = new SpecialSplitter(specials);
+    const pre = BPE_PRE_TOKENIZERS[o.pre ?? 'gpt-2'];
+    if (!pre)
+      throw new Error(
+        `unknown BPE pre-tokenizer "${o.pre}" (supported: ${Object.keys(BPE_PRE_TOKENIZERS).join(', ')})`,
+      );
+    this.pre = pre;
+    this.splitter = new SpecialSplitter(specialTokensOf(o.pieces, o.types, o.strip));
   }
 
-  encode(text: string, options: { addBos?: boolean } = {}): number[] {
+  encode(text: string, options: { addBos?: boolean; parseSpecial?: boolean } = {}): number[] {
     const out: number[] = [];
-    const fragments = this.splitter.split(text);
+    const fragments = this.splitter.split(text, options.parseSpecial ?? true);
     const bos = this.o.bosTokenId;
     if (options.addBos && this.o.addsBos && bos !== undefined) {
       const first = fragments[0];
       if (!(first && 'id' in first && first.id === bos)) out.push(bos);
     }
     for (const f of fragments) {
-      if ('id' in f) {
-        out.push(f.id);
-        continue;
-      }
-      for (const m of f.text.matchAll(this.pattern)) out.push(...this.encodeWord(toByteLevel(m[0])));
+      if ('id' in f) out.push(f.id);
+      else for (const word of splitWords(f.text, this.pre.regexes)) out.push(...this.encodeWord(toByteLevel(word)));
     }
+    const eos = this.o.eosTokenIds[0];
+    if (options.addBos && this.o.addsEos && eos !== undefined) out.push(eos);
     return out;
   }
 
   decode(ids: readonly number[], options: { keepSpecial?: boolean } = {}): string {
-    return new TextDecoder().decode(concatBytes(ids.map((id) => this.tokenBytes(id, options.keepSpecial ?? false))));
+    return new TextDecoder().decode(concatBytes(ids.map((id) => this.pieceBytes(id, options.keepSpecial ?? false))));
   }
 
   createStreamDecoder(options: StreamDecoderOptions = {}): StreamDecoder {
     const keepSpecial = options.keepSpecial ?? false;
-    return new ByteStreamDecoder((id) => ({ bytes: this.tokenBytes(id, keepSpecial), text: true }));
+    return new ByteStreamDecoder((id) => ({ bytes: this.pieceBytes(id, keepSpecial), text: true }));
   }
 
-  private tokenBytes(id: number, keepSpecial: boolean): Uint8Array {
+  /**
+   * The bytes of one token as llama.cpp's `llama_token_to_piece` gives them: control and unknown tokens only with
+   * `special`, user-defined ones as written, the rest byte-level decoded. A piece can be part of a UTF-8 character.
+   */
+  pieceBytes(id: number, special = false): Uint8Array {
     const piece = this.o.pieces[id];
     if (piece === undefined) return new Uint8Array(0);
     const type = this.o.types[id] ?? TokenType.normal;
-    if (type === TokenType.control || type === TokenType.unknown || type === TokenType.unused) {
-      return keepSpecial ? utf8Bytes(piece) : new Uint8Array(0);
+    switch (type) {
+      case TokenType.control:
+      case TokenType.unknown:
+        return special ? utf8Bytes(piece) : new Uint8Array(0);
+      case TokenType.userDefined:
+        return utf8Bytes(piece);
+      case TokenType.normal:
+        return fromByteLevel(piece);
+      case TokenType.byte: {
+        const b = byteOfPiece(piece);
+        return b === undefined ? new Uint8Array(0) : Uint8Array.of(b);
+      }
+      default:
+        return new Uint8Array(0);
     }
-    // User-defined tokens are stored as plain text, the rest byte-level spelled.
-    return type === TokenType.userDefined ? utf8Bytes(piece) : fromByteLevel(piece);
   }
 
   private encodeWord(word: string): number[] {
     const cached = this.cache.get(word);
     if (cached) return cached;
     // Llama 3's tokenizer takes a word that is itself a piece as is, before any merge (`ignore_merges`).
-    const whole = this.ignoreMerges ? this.pieceToId.get(word) : undefined;
+    const whole = this.pre.ignoreMerges ? this.pieceToId.get(word) : undefined;
     if (whole !== undefined) return [whole];
     let parts = [...word];
     for (;;) {

@@ -55,7 +55,8 @@ export class HfTokenizer implements LlmTokenizer {
         ));
   }
 
-  encode(text: string, options: { addBos?: boolean } = {}): number[] {
+  /** tokenizer.json's added tokens are always parsed (`parseSpecial` is not honoured), as transformers does. */
+  encode(text: string, options: { addBos?: boolean; parseSpecial?: boolean } = {}): number[] {
     const ids = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
     // A chat template that already wrote the BOS text must not get a second one.
     if (options.addBos && this.addsBos && this.bosTokenId !== undefined && ids[0] !== this.bosTokenId)

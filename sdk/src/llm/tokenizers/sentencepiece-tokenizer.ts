@@ -1,5 +1,5 @@
 import type { LlmTokenizer } from '../decoder-model.js';
-import { SpecialSplitter } from './special-splitter.js';
+import { SpecialSplitter, specialTokensOf, type StripIds } from './special-splitter.js';
 import { ByteStreamDecoder, type StreamDecoder, type StreamDecoderOptions } from './stream-decoder.js';
 import { byteOfPiece, concatBytes, TokenType, utf8Bytes } from './token-types.js';
 
@@ -22,6 +22,10 @@ export interface SentencePieceOptions {
   parseSpecial: boolean;
   /** Whether the model expects BOS first (GGUF `add_bos_token`). */
   addsBos: boolean;
+  /** Whether EOS goes last when special tokens are added (GGUF `add_eos_token`). */
+  addsEos?: boolean;
+  /** Ids that drop the whitespace around them when cut out of the text. */
+  strip?: StripIds;
 }
 
 interface Symbol {
@@ -63,18 +67,16 @@ export class SentencePieceTokenizer implements LlmTokenizer {
         this.idToByte.set(id, b);
       }
     });
-    if (o.parseSpecial) {
-      const specials: { text: string; id: number }[] = [];
-      o.types.forEach((t, id) => {
-        if (t === TokenType.control || t === TokenType.userDefined) specials.push({ text: o.pieces[id]!, id });
-      });
-      this.splitter = new SpecialSplitter(specials);
-    }
+    if (o.parseSpecial) this.splitter = new SpecialSplitter(specialTokensOf(o.pieces, o.types, o.strip));
   }
 
-  encode(text: string, options: { addBos?: boolean } = {}): number[] {
+  encode(text: string, options: { addBos?: boolean; parseSpecial?: boolean } = {}): number[] {
     const out: number[] = [];
-    const fragments = this.splitter ? this.splitter.split(text) : text.length > 0 ? [{ text }] : [];
+    const fragments = this.splitter
+      ? this.splitter.split(text, options.parseSpecial ?? true)
+      : text.length > 0
+        ? [{ text }]
+        : [];
     const bos = this.o.bosTokenId;
     if (options.addBos && this.o.addsBos && bos !== undefined) {
       const first = fragments[0];
@@ -91,6 +93,8 @@ export class SentencePieceTokenizer implements LlmTokenizer {
       this.encodeRaw(this.o.spaceChar === ' ' ? withPrefix : withPrefix.replaceAll(' ', this.o.spaceChar), out);
       afterSpecial = false;
     }
+    const eos = this.o.eosTokenIds[0];
+    if (options.addBos && this.o.addsEos && eos !== undefined) out.push(eos);
     return out;
   }
 
@@ -114,6 +118,14 @@ export class SentencePieceTokenizer implements LlmTokenizer {
     }, atStart);
   }
 
+  /**
+   * The bytes of one token as llama.cpp's `llama_token_to_piece` gives them: the dummy prefix's space kept, control
+   * and unknown tokens only with `special`. A byte token is a single byte, possibly part of a UTF-8 character.
+   */
+  pieceBytes(id: number, special = false): Uint8Array {
+    return this.tokenBytes(id, false, special);
+  }
+
   /** The piece of `id` as its vocabulary spells it. */
   piece(id: number): string | undefined {
     return this.o.pieces[id];
@@ -130,9 +142,11 @@ export class SentencePieceTokenizer implements LlmTokenizer {
     const byte = this.idToByte.get(id);
     if (byte !== undefined) return Uint8Array.of(byte);
     const type = this.o.types[id] ?? TokenType.normal;
-    if (type === TokenType.control || type === TokenType.unknown || type === TokenType.unused) {
+    if (type === TokenType.control || type === TokenType.unknown)
       return keepSpecial ? utf8Bytes(piece) : new Uint8Array(0);
-    }
+    // As llama.cpp: user-defined tokens print as written; unused (and untyped) ones print nothing.
+    if (type === TokenType.userDefined) return utf8Bytes(piece);
+    if (type !== TokenType.normal) return new Uint8Array(0);
     let text = this.o.spaceChar === ' ' ? piece : piece.replaceAll(this.o.spaceChar, ' ');
     // The dummy prefix added on encoding is taken off again at the start of the text (run.c: right after BOS).
     if (atStart && this.o.addDummyPrefix && text.startsWith(' ')) text = text.slice(1);
