@@ -40,8 +40,8 @@ type Outcome = ProbeResult | { failed: string };
 
 interface Row {
   subject: Subject;
-  /** Decode runs (and the greedy ids) of each runtime. */
-  speed: Record<ProbeRuntime, Outcome>;
+  /** Decode runs (and the greedy ids) of each runtime at THREADS threads, and of node-llama-cpp at 1. */
+  speed: Record<ProbeRuntime | 'node-llama-cpp, 1 thread', Outcome>;
   /** Memory of each runtime, and of ONNX Runtime alone on Nucleus's graph. */
   memory: Record<ProbeKind, Outcome>;
 }
@@ -123,9 +123,11 @@ async function measure(subject: Subject): Promise<Row> {
     };
   }
   const peer = await probe(spec('node-llama-cpp', STREAMS));
+  // llama.cpp's threads wait for each other by spinning; on a 2-core machine 2 threads can be many times slower than 1.
+  const peerAlone = await probe({ ...spec('node-llama-cpp', STREAMS), threads: 1 });
   return {
     subject,
-    speed: { nucleus, 'node-llama-cpp': peer },
+    speed: { nucleus, 'node-llama-cpp': peer, 'node-llama-cpp, 1 thread': peerAlone },
     memory: { ...memory, 'node-llama-cpp': problem(peer) ? peer : await probe(spec('node-llama-cpp', [])) },
   };
 }
@@ -148,6 +150,13 @@ function memory(o: Outcome, bytes: number): string {
 const rate = (o: Outcome, streams: number): number | undefined =>
   problem(o) ? undefined : (o as ProbeResult).tokensPerSecond[streams];
 
+/** Tokens/s at 1 and 16 streams, as "a / b". */
+const rates = (o: Outcome): string => STREAMS.map((n) => fmt(rate(o, n))).join(' / ');
+
+/** Ours over theirs at 1 and 16 streams, as "a / b". */
+const ratios = (ours: Outcome, theirs: Outcome): string =>
+  STREAMS.map((n) => fmt((rate(ours, n) ?? NaN) / (rate(theirs, n) ?? NaN), 2)).join(' / ');
+
 /** Leading ids of `ids` equal to `reference`, as "k/n". */
 function agreement(ids: number[] | undefined, reference: number[] | undefined): string {
   if (!ids || !reference) return '–';
@@ -158,30 +167,19 @@ function agreement(ids: number[] | undefined, reference: number[] | undefined): 
 
 function tableLines(rows: Row[]): string[] {
   const lines = [
-    '| file | matrices | file MB | Nucleus RSS MB (× file) | of which the ORT session | node-llama-cpp RSS MB (× file) | Nucleus tok/s, 1 stream | Nucleus tok/s, 16 streams | node-llama-cpp tok/s, 1 stream | node-llama-cpp tok/s, 16 streams | ratio, 1 stream | ratio, 16 streams | greedy = llama.cpp (Nucleus / node-llama-cpp) |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    `| file | matrices | file MB | Nucleus RSS MB (× file) | of which the ORT session | node-llama-cpp RSS MB (× file) | Nucleus tok/s, 1 / 16 streams | node-llama-cpp, ${THREADS} threads | node-llama-cpp, 1 thread | ratio to ${THREADS} threads | ratio to 1 thread | greedy = llama.cpp (Nucleus / node-llama-cpp) |`,
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ];
   for (const { subject: s, speed, memory: held } of rows) {
     const ours = speed.nucleus;
     const peer = speed['node-llama-cpp'];
+    const alone = speed['node-llama-cpp, 1 thread'];
     const oursProblem = problem(ours);
+    const peerMemory = problem(peer) ?? memory(held['node-llama-cpp'], s.bytes);
     const cells = [s.name, s.types, fmt(s.bytes / MB, 2)];
-    if (oursProblem) cells.push(oursProblem, '–', memory(held['node-llama-cpp'], s.bytes), '–', '–');
-    else
-      cells.push(
-        memory(held.nucleus, s.bytes),
-        memory(held.onnxruntime, s.bytes),
-        memory(held['node-llama-cpp'], s.bytes),
-        fmt(rate(ours, 1)),
-        fmt(rate(ours, 16)),
-      );
-    const peerProblem = problem(peer);
-    if (peerProblem && !oursProblem) cells[5] = peerProblem;
-    cells.push(fmt(rate(peer, 1)), fmt(rate(peer, 16)));
-    cells.push(
-      fmt((rate(ours, 1) ?? NaN) / (rate(peer, 1) ?? NaN), 2),
-      fmt((rate(ours, 16) ?? NaN) / (rate(peer, 16) ?? NaN), 2),
-    );
+    if (oursProblem) cells.push(oursProblem, '–', peerMemory, '–');
+    else cells.push(memory(held.nucleus, s.bytes), memory(held.onnxruntime, s.bytes), peerMemory, rates(ours));
+    cells.push(rates(peer), rates(alone), ratios(ours, peer), ratios(ours, alone));
     // Without a llama.cpp reference (stories260K), Nucleus is compared with node-llama-cpp.
     const ids = (o: Outcome) => (problem(o) ? undefined : (o as ProbeResult).greedy);
     cells.push(
@@ -232,7 +230,7 @@ export async function ggufSuite(): Promise<string> {
     '',
     `- Each file is loaded by each runtime in a process of its own, ${THREADS} threads each (Nucleus: \`plugin.backend-cpu.intraOpNumThreads\` ${THREADS}, one inference worker; node-llama-cpp: \`maxThreads\` and context \`threads\` ${THREADS}, \`gpu: false\`). Both run in process, no HTTP: Nucleus through its generation engine (\`kernel.generation\`, scheduler.batchWindowMs 2), node-llama-cpp through \`LlamaContextSequence.evaluate\`.`,
     `- RSS: growth of the process's resident set from the runtime started with nothing loaded to after loading the file and one greedy generation of ${NEW_TOKENS} tokens (so that everything a generation needs is resident, mmapped weights included), each read after a full GC, in the same process (separate idle processes differ by several MB from run to run), in a process of its own run with a 1 MB V8 young generation (whose resizing otherwise moves RSS by up to 10 MB). Nucleus: a server started with no model, the file then loaded through \`POST /admin/models\`; the growth counts the model's inference worker thread and its ONNX Runtime session, with the graph already in the model cache (a first load builds it from the GGUF first). node-llama-cpp: \`getLlama\` with its backend loaded, then \`loadModel\` and a context of one sequence. Of which the ORT session: the same growth in a process that opens only the ONNX Runtime session of the graph Nucleus built (contrib, on the CPU) and runs it as the engine does (one row, the prompt, ${NEW_TOKENS} decode steps), from a baseline that holds a one-node session: the weights, the KV cache and ORT's buffers, the rest of Nucleus's being the engine, its worker thread and their heaps. The issue's target: at most 1.5× the file size for quantized files.`,
-    `- Decode: tokens/s over all streams, each a closed loop of greedy requests of ${NEW_TOKENS} new tokens (end of sequence ignored) for ${SECONDS} s, prompts as long as the oracle's first prompt for the file ('Once upon a time': 4 or 5 tokens), whose first token is kept and the rest vary per request; TTFT included. node-llama-cpp at 16 streams: one context with 16 sequences, whose steps llama.cpp batches together. Ratio: Nucleus over node-llama-cpp.`,
+    `- Decode: tokens/s over all streams, each a closed loop of greedy requests of ${NEW_TOKENS} new tokens (end of sequence ignored) for ${SECONDS} s, prompts as long as the oracle's first prompt for the file ('Once upon a time': 4 or 5 tokens), whose first token is kept and the rest vary per request; TTFT included. node-llama-cpp at 16 streams: one context with 16 sequences, whose steps llama.cpp batches together. Speed cells: tokens/s at 1 / 16 streams. Ratio: Nucleus over node-llama-cpp, at 1 / 16 streams. node-llama-cpp also runs with 1 thread, since llama.cpp's threads wait for each other by spinning and on this 2-core machine its 2 threads ran many times slower than 1 on these small models, even with the machine otherwise idle.`,
     `- Greedy: how many of the first ${NEW_TOKENS} greedy ids, from the oracle's prompt, equal llama.cpp's (\`refs/<file>.json\`); these random-weight models have small logit gaps, so a quantized runtime computing in another order may leave the reference early without being wrong (see the oracle README's tolerances).`,
     '- A file the Nucleus loader refuses shows its message instead of numbers.',
     '',
