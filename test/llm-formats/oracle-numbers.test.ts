@@ -225,7 +225,9 @@ describe('oracle GGUFs compute what the exact and llama.cpp references compute (
           }
 
           it(`${promptName}: llama.cpp's teacher-forced logits within ${tol}, its argmax where the gap exceeds that, its greedy ids ${
-            stem.startsWith('quant-zoo-') && stem !== 'quant-zoo-F32' ? 'up to its first gap below 1.5' : `for all ${GENERATED} steps`
+            stem.startsWith('quant-zoo-') && stem !== 'quant-zoo-F32'
+              ? 'up to its first gap below 1.5'
+              : `for all ${GENERATED} steps`
           }`, async () => {
             const r = cppPrompt();
             const c = compareSteps(r.steps, await teacherForced(r), tol);
