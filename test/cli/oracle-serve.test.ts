@@ -1,8 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { CLI, REPO_ROOT } from '../helpers/paths.js';
+import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { followServer, stopServer } from '../helpers/server-child.js';
 import { ORACLE_DIR, requireOracle } from '../llm-formats/llm-module.js';
 import { ORACLE_STEMS, exactRef, llamaCppRef, type RefPrompt } from '../llm-formats/oracle-refs.js';
@@ -52,29 +53,32 @@ interface NativeAnswer {
 describe('nucleus serve on the oracle GGUFs answers as llama.cpp does, through the official openai client', function () {
   this.timeout(300_000);
   let child: ChildProcess | undefined;
+  let cacheDir: string | undefined;
   let url: string;
   let client: OpenAI;
 
   before(async function () {
     requireOracle(this);
+    cacheDir = tempDir('oracle-serve');
     const models = Object.entries(SERVED).flatMap(([name, stem]) => [
       '--model',
       `${name}=${join(ORACLE_DIR, `${stem}.gguf`)}`,
     ]);
     child = spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--no-watch', ...models], {
       cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', NUCLEUS_ADMIN_KEY: ADMIN },
+      // A cache of its own: the graphs are built from the files by the code under test, not taken from earlier runs.
+      env: { PATH: process.env.PATH ?? '', NUCLEUS_ADMIN_KEY: ADMIN, NUCLEUS_CACHE_DIR: cacheDir },
     });
     url = await followServer(child, 240_000).url;
     client = new OpenAI({ baseURL: `${url}/v1`, apiKey: ADMIN, maxRetries: 0 });
   });
   after(async () => {
-    // A server that failed to start has exited already.
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     try {
-      assert.equal(await stopServer(child), 0);
+      // A server that failed to start has exited already.
+      if (child && child.exitCode === null && child.signalCode === null) assert.equal(await stopServer(child), 0);
     } finally {
-      child.kill('SIGKILL');
+      child?.kill('SIGKILL');
+      if (cacheDir) rmSync(cacheDir, { recursive: true, force: true });
     }
   });
 
@@ -99,7 +103,10 @@ describe('nucleus serve on the oracle GGUFs answers as llama.cpp does, through t
     return { status: res.status, body: await res.json() };
   }
 
-  /** A temperature-0 completion of the short prompt: llama.cpp's text as far as exact arithmetic follows it, and the exact reference's 64 ids. */
+  /**
+   * A temperature-0 completion of the short prompt: llama.cpp's text as far as exact arithmetic follows it; where
+   * that is not all 64 steps, the exact reference's 64 ids, also from the prompt given as ids.
+   */
   async function answersAsTheReferences(model: string, stem: string): Promise<void> {
     const cpp = prompt(llamaCppRef(stem), 'short');
     const exact = prompt(exactRef(stem), 'short');
@@ -115,6 +122,8 @@ describe('nucleus serve on the oracle GGUFs answers as llama.cpp does, through t
     assert.equal(completion.usage!.prompt_tokens, cpp.prompt_ids.length, 'the prompt tokenized as llama.cpp does');
     assert.equal(completion.usage!.completion_tokens, expected.tokens);
 
+    if (expected.tokens >= GENERATED - 1) return; // the text covered (nearly) every step already
+    // Where exact arithmetic leaves llama.cpp's path, the server (float32 by default) stays on the exact one.
     const native = await generate({ model, prompt: cpp.prompt!, max_tokens: GENERATED });
     const ids = native.choices[0]!.token_ids;
     assert.deepEqual(ids.slice(0, expected.tokens), expected.ids, `${model}: llama.cpp's ids`);

@@ -1,6 +1,6 @@
 // Writes GGUF files for tests: every metadata type, any tensor type number, chosen alignment and version.
 import { writeFileSync } from 'node:fs';
-import { float16Bits } from '@nucleus/sdk/onnx';
+import { float16Bits, float16FromBits } from '@nucleus/sdk/onnx';
 
 /** A typed metadata value as GGUF stores it. */
 export type Meta =
@@ -172,7 +172,7 @@ export function f16Bytes(values: Float32Array): { bytes: Uint8Array; values: Flo
   const bits = Uint16Array.from(values, (v) => float16Bits(v));
   const b = Buffer.alloc(bits.length * 2);
   bits.forEach((x, i) => b.writeUInt16LE(x, i * 2));
-  return { bytes: new Uint8Array(b), values: Float32Array.from(bits, (x) => halfValue(x)) };
+  return { bytes: new Uint8Array(b), values: Float32Array.from(bits, (x) => float16FromBits(x)) };
 }
 
 /** Q8_0 tensor bytes (blocks of 32: float16 scale d = max|x|/127, then round(x/d) as int8), and the values d·q. */
@@ -185,7 +185,7 @@ export function q8Bytes(values: Float32Array): { bytes: Uint8Array; values: Floa
     let amax = 0;
     for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(values[k * 32 + j]!));
     const dBits = float16Bits(amax / 127);
-    const d = halfValue(dBits);
+    const d = float16FromBits(dBits);
     b.writeUInt16LE(dBits, k * 34);
     for (let j = 0; j < 32; j++) {
       const q = d === 0 ? 0 : Math.max(-127, Math.min(127, Math.round(values[k * 32 + j]! / d)));
@@ -194,13 +194,4 @@ export function q8Bytes(values: Float32Array): { bytes: Uint8Array; values: Floa
     }
   }
   return { bytes: new Uint8Array(b), values: out };
-}
-
-function halfValue(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >> 10) & 0x1f;
-  const frac = bits & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }

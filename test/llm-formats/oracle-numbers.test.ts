@@ -15,6 +15,7 @@ import {
   llamaCppRef,
   llamaCppTolerance,
   stepsBeforeGapBelow,
+  tensorTypes,
   type OracleRef,
   type RefPrompt,
   type StepComparison,
@@ -22,7 +23,9 @@ import {
 
 // The oracle README's comparison protocol ("How to compare"), on the graph the GGUF loader builds with its default
 // settings (float32 arithmetic on the dequantized weights, generic graph style), and again with int8 activations
-// (MatMulNBits accuracy level 4) against the looser llama.cpp tolerances.
+// (MatMulNBits accuracy level 4, the opt-in `quantizedMatmul: int8`): held to llama.cpp's tolerances against the exact
+// reference, and measured against llama.cpp itself — two different 8-bit roundings of the activations, whose
+// differences add (printed per file; asserted only where llama.cpp's choice is clear by twice its tolerance).
 
 const GENERATED = 64;
 
@@ -34,6 +37,12 @@ const MODE_OPTIONS: Record<Mode, Partial<LoadGgufOptions>> = {
   // int8 activations in the block-quantized matmuls (MatMulNBits accuracy level 4), as llama.cpp computes.
   int8: { quantizedMatmul: 'int8' },
 };
+
+/** Whether any matrix of the file is block-quantized, so its matmuls take int8 activations in that mode. */
+function hasInt8Matmul(stem: string): boolean {
+  if (!existsSync(join(ORACLE_DIR, 'MANIFEST.json'))) return false;
+  return [...tensorTypes(stem).values()].some((t) => !['F32', 'F16'].includes(t));
+}
 
 interface Model {
   llm: LoadedLlm;
@@ -160,7 +169,7 @@ describe('oracle GGUFs compute what the exact and llama.cpp references compute (
           `${what}: max |Δ| ${c.maxDiff.toFixed(6)} at step ${c.worst.step} token ${c.worst.token} ` +
           `(${c.worst.got.toFixed(6)} vs ${c.worst.want.toFixed(6)}); argmax misses ${JSON.stringify(c.argmaxMisses)}`;
 
-        if (mode === 'int8' && stem !== 'quant-zoo-F32') {
+        if (mode === 'int8' && hasInt8Matmul(stem)) {
           it('int8 activations move the logits off the float32 ones (the setting reaches its quantized matmuls)', async () => {
             const e = exact.prompts.find((p) => p.name === 'short')!;
             const sequence = [...e.prompt_ids, ...e.generated_ids];
@@ -213,18 +222,29 @@ describe('oracle GGUFs compute what the exact and llama.cpp references compute (
             });
           }
 
-          it(`${promptName}: llama.cpp's teacher-forced logits within ${tol}, its argmax where the gap exceeds that, its greedy ids ${
-            stem.startsWith('quant-zoo-') && stem !== 'quant-zoo-F32' ? 'up to its first gap below 1.5' : `for all ${GENERATED} steps`
-          }`, async () => {
-            const r = cppPrompt();
-            const c = compareSteps(r.steps, await teacherForced(r), tol);
-            const ids = await greedyIds(r);
-            measured(promptName).vsLlamaCpp = c.maxDiff;
-            assert.ok(c.maxDiff <= tol, describeFailure(c, 'logit differences'));
-            assert.deepEqual(c.argmaxMisses, []);
-            const comparable = tol === 1.5 ? stepsBeforeGapBelow(r.steps, 1.5) : GENERATED;
-            assert.deepEqual(ids.slice(0, comparable), r.generated_ids.slice(0, comparable));
-          });
+          if (mode === 'float32') {
+            it(`${promptName}: llama.cpp's teacher-forced logits within ${tol}, its argmax where the gap exceeds that, its greedy ids ${
+              stem.startsWith('quant-zoo-') && stem !== 'quant-zoo-F32'
+                ? 'up to its first gap below 1.5'
+                : `for all ${GENERATED} steps`
+            }`, async () => {
+              const r = cppPrompt();
+              const c = compareSteps(r.steps, await teacherForced(r), tol);
+              const ids = await greedyIds(r);
+              measured(promptName).vsLlamaCpp = c.maxDiff;
+              assert.ok(c.maxDiff <= tol, describeFailure(c, 'logit differences'));
+              assert.deepEqual(c.argmaxMisses, []);
+              const comparable = tol === 1.5 ? stepsBeforeGapBelow(r.steps, 1.5) : GENERATED;
+              assert.deepEqual(ids.slice(0, comparable), r.generated_ids.slice(0, comparable));
+            });
+          } else {
+            it(`${promptName}: against llama.cpp, measured; its argmax wherever its gap exceeds ${2 * tol}`, async () => {
+              const r = cppPrompt();
+              const c = compareSteps(r.steps, await teacherForced(r), 2 * tol);
+              measured(promptName).vsLlamaCpp = c.maxDiff;
+              assert.deepEqual(c.argmaxMisses, []);
+            });
+          }
         }
       });
     }

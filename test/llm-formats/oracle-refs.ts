@@ -71,6 +71,16 @@ export function llamaCppTolerance(stem: string): number {
   return 1.5;
 }
 
+/** The ggml type of every tensor of an oracle GGUF, by tensor name (`MANIFEST.json`). */
+export function tensorTypes(stem: string): Map<string, string> {
+  const manifest = JSON.parse(readFileSync(join(ORACLE_DIR, 'MANIFEST.json'), 'utf8')) as {
+    gguf: { file: string; tensor_types: Record<string, string> }[];
+  };
+  const entry = manifest.gguf.find((g) => g.file === `${stem}.gguf`);
+  if (!entry) throw new Error(`MANIFEST.json lists no ${stem}.gguf`);
+  return new Map(Object.entries(entry.tensor_types));
+}
+
 /** Tolerance of a float32 runtime against the exact reference. */
 export const EXACT_TOLERANCE = 1e-3;
 

@@ -6,8 +6,17 @@ import * as ort from 'onnxruntime-node';
 import { SeededRandom } from '@nucleus/sdk';
 import { ensureBuiltinModels } from '@nucleus/plugin-builtin-models';
 import { halfToFloat } from '../helpers/llm.js';
-import { loadLlm, readGguf } from '../helpers/llm.js';
-import { GraphBuilder, loadModel, type OnnxModel } from '@nucleus/sdk/onnx';
+import {
+  buildLlamaGraph,
+  builtDecoderConfig,
+  dequantizeMatrix,
+  inspectGguf,
+  readGguf,
+  readGgufWeights,
+  type LlamaWeights,
+  type WeightMatrix,
+} from '../helpers/llm.js';
+import { GraphBuilder, loadModel, saveModel, type OnnxModel } from '@nucleus/sdk/onnx';
 import { blockSizeFor, dequantizeBlocks, quantizeBlocks, quantizeInt8 } from '@nucleus/plugin-quant-int8';
 import { tempDir } from '../helpers/paths.js';
 import { DecoderRunner } from '../llm-formats/decoder-runner.js';
@@ -231,11 +240,17 @@ describe('quant-int8 on stories260K-q8_0.gguf', () => {
   ];
   let cacheDir: string;
   let onnxPath: string;
-  let config: Awaited<ReturnType<typeof loadLlm>>['config'];
+  let config: ReturnType<typeof builtDecoderConfig>;
   before(async function () {
     requireStories(this);
     cacheDir = tempDir('quant-stories');
-    ({ onnxPath, config } = await loadLlm(join(STORIES_DIR, 'stories260K-q8_0.gguf'), { cacheDir }));
+    // The GGUF loader keeps Q8_0 blocks quantized itself; the transform's subject is the float graph of the same
+    // weights, dequantized, as any float export of this model would be.
+    const gguf = inspectGguf(join(STORIES_DIR, 'stories260K-q8_0.gguf'));
+    const weights = densify(readGgufWeights(gguf));
+    onnxPath = join(cacheDir, 'stories260K-q8_0-float.onnx');
+    await saveModel(onnxPath, buildLlamaGraph(weights, gguf.arch, { ropeLayout: gguf.ropeLayout, style: 'generic' }));
+    config = builtDecoderConfig(gguf.arch, 'generic', { eosTokenIds: gguf.eosTokenIds });
   });
   after(async () => {
     if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
@@ -303,3 +318,23 @@ describe('quant-int8 on stories260K-q8_0.gguf', () => {
     assert.ok(fast.prefix >= 114, `only the first ${fast.prefix} ids agree`);
   });
 });
+
+// Every matrix as float32: what the graph of a float export holds.
+function densify(w: LlamaWeights): LlamaWeights {
+  const dense = (m: WeightMatrix): Float32Array => (m instanceof Float32Array ? m : dequantizeMatrix(m));
+  return {
+    ...w,
+    tokenEmbedding: dense(w.tokenEmbedding),
+    ...(w.lmHead && { lmHead: dense(w.lmHead) }),
+    layers: w.layers.map((l) => ({
+      ...l,
+      q: dense(l.q),
+      k: dense(l.k),
+      v: dense(l.v),
+      o: dense(l.o),
+      gate: dense(l.gate),
+      up: dense(l.up),
+      down: dense(l.down),
+    })),
+  };
+}

@@ -159,10 +159,8 @@ describe('models[].quantize: int8 on stories260K-q8_0.gguf through the generatio
     assert.ok(
       graphs[0]!.ops.has('MatMulNBits') && graphs[0]!.ops.has('GroupQueryAttention') && !graphs[0]!.ops.has('MatMul'),
     );
-    assert.match(
-      graphs[0]!.note,
-      /21 MatMul\/Gemm nodes → MatMulNBits and 1 Gather → GatherBlockQuantized, 8-bit over 22 weights \(17 exactly on an 8-bit grid\)/,
-    );
+    // The GGUF loader keeps the file's Q8_0 blocks itself; the transform quantizes what the file stores as F32.
+    assert.match(graphs[0]!.note, /5 MatMul\/Gemm nodes → MatMulNBits 8-bit over 5 weights/);
     const expected = parseIds(readFileSync(join(STORIES_DIR, 'reference-q8_0-greedy-200.ids.txt'), 'utf8'));
     const out = await generateAll(kit!.kernel.generation, {
       model: 'stories-int8',

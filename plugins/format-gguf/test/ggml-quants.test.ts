@@ -15,21 +15,14 @@ import {
   type GgufFile,
   type GgufTensorInfo,
 } from '@nucleus/plugin-format-gguf';
+import { SeededRandom } from '@nucleus/sdk';
 import { dequantizeMatrix, quantAt } from '@nucleus/sdk/llm';
 import { float16FromBits } from '@nucleus/sdk/onnx';
 
 // Hand-made blocks: each type's bytes written here from its ggml-common.h layout, from chosen stored values and
 // sub-block scales, then read back. What toBlockQuantized must return is said independently of how it unpacks.
 
-class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  int(n: number): number {
-    this.s = (Math.imul(this.s, 1664525) + 1013904223) >>> 0;
-    return Math.floor((this.s / 2 ** 32) * n);
-  }
+class Rng extends SeededRandom {
   /** A normal half (magnitude 2⁻⁸ … 2), either sign. */
   half(): number {
     return (this.int(2) << 15) | ((7 + this.int(9)) << 10) | this.int(1024);

@@ -37,7 +37,7 @@ export {
   type BlockQuantizedMatrix,
   type WeightMatrix,
 } from './block-quantized.js';
-export { floatZeroPoints, MS_DOMAIN, quantizedGather, quantizedLinear } from './block-quantized-ops.js';
+export { centreOffsets, MS_DOMAIN, quantizedGather, quantizedLinear } from './block-quantized-ops.js';
 export { ropeTables, type RopeLayout } from './rope.js';
 export { createTokenizer, loadTokenizer } from './tokenizers/create-tokenizer.js';
 export { HfTokenizer } from './tokenizers/hf-tokenizer.js';

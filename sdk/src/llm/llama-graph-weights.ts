@@ -96,7 +96,7 @@ export class WeightNodes {
   embed(ids: Value, name: string, m: WeightMatrix, vocab: number, hidden: number): Value {
     if (!(m instanceof Float32Array)) {
       this.contribOps = true;
-      return quantizedGather(this.g, ids, name, m);
+      return quantizedGather(this.g, ids, name, m, this.accuracyLevel);
     }
     return this.g.ops.gather(this.g.initializer(`${name}.weight`, m, [vocab, hidden]), ids, 0);
   }
