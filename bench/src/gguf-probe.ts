@@ -21,6 +21,8 @@ export interface ProbeSpec {
   path?: string;
   /** For onnxruntime: the decoder config of the graph. */
   config?: DecoderConfig;
+  /** For nucleus: `models[].quantizedMatmul` (then the model is configured at start-up instead of loaded later). */
+  quantizedMatmul?: 'float32' | 'int8';
   /** The greedy run's prompt; each timed request keeps its first token (BOS) and varies the rest. */
   promptIds: number[];
   newTokens: number;
@@ -91,29 +93,40 @@ function rssAfterGc(): number {
 async function probeNucleus(spec: ProbeSpec): Promise<ProbeResult> {
   const { NucleusServer } = await import('@nucleus/core');
   const adminKey = randomUUID();
-  const server = await NucleusServer.start({
-    env: {},
-    builtinModels: false,
-    cli: {
-      'server.port': 0,
-      'plugins.watch': false,
-      'logging.level': 'silent',
-      'plugins.disabled': ['tracing', 'alerts'],
-      'scheduler.batchWindowMs': 2,
-      'plugin.backend-cpu.intraOpNumThreads': spec.threads,
-      'auth.adminKey': adminKey,
-    },
-  });
+  // POST /admin/models takes no quantizedMatmul: such a model is configured at start-up.
+  const atStart =
+    spec.path && spec.quantizedMatmul ? [{ name: 'm', path: spec.path, quantizedMatmul: spec.quantizedMatmul }] : [];
+  let server: Awaited<ReturnType<typeof NucleusServer.start>>;
+  try {
+    server = await NucleusServer.start({
+      env: {},
+      builtinModels: false,
+      cli: {
+        'server.port': 0,
+        'plugins.watch': false,
+        'logging.level': 'silent',
+        'plugins.disabled': ['tracing', 'alerts'],
+        'scheduler.batchWindowMs': 2,
+        'plugin.backend-cpu.intraOpNumThreads': spec.threads,
+        'auth.adminKey': adminKey,
+        models: atStart,
+      },
+    });
+  } catch (err) {
+    return { rssBefore: NaN, rss: NaN, refused: err instanceof Error ? err.message : String(err), tokensPerSecond: {} };
+  }
   try {
     const rssBefore = rssAfterGc();
     if (!spec.path) return { rssBefore, rss: rssBefore, tokensPerSecond: {} };
     // Loaded as a user loads one at run time, so that the baseline is the same process's.
-    const res = await fetch(`${server.url}/admin/models`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${adminKey}` },
-      body: JSON.stringify({ name: 'm', source: spec.path }),
-    });
-    if (!res.ok) {
+    const res = atStart.length
+      ? undefined
+      : await fetch(`${server.url}/admin/models`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${adminKey}` },
+          body: JSON.stringify({ name: 'm', source: spec.path }),
+        });
+    if (res && !res.ok) {
       const body = (await res.json().catch(() => ({}))) as { error?: { message?: string } };
       return {
         rssBefore,

@@ -38,10 +38,12 @@ interface Subject {
 
 type Outcome = ProbeResult | { failed: string };
 
+type Speed = ProbeRuntime | 'nucleus, int8 matmuls' | 'node-llama-cpp, 1 thread';
+
 interface Row {
   subject: Subject;
-  /** Decode runs (and the greedy ids) of each runtime at THREADS threads, and of node-llama-cpp at 1. */
-  speed: Record<ProbeRuntime | 'node-llama-cpp, 1 thread', Outcome>;
+  /** Decode runs (and the greedy ids): each runtime at THREADS threads, Nucleus also with int8 matmuls, node-llama-cpp at 1. */
+  speed: Record<Speed, Outcome>;
   /** Memory of each runtime, and of ONNX Runtime alone on Nucleus's graph. */
   memory: Record<ProbeKind, Outcome>;
 }
@@ -122,12 +124,13 @@ async function measure(subject: Subject): Promise<Row> {
       onnxruntime: await probe({ ...spec('onnxruntime', []), path: llm.onnxPath, config: llm.config }),
     };
   }
+  const int8 = problem(nucleus) ? nucleus : await probe({ ...spec('nucleus', STREAMS), quantizedMatmul: 'int8' });
   const peer = await probe(spec('node-llama-cpp', STREAMS));
   // llama.cpp's threads wait for each other by spinning; on a 2-core machine 2 threads can be many times slower than 1.
   const peerAlone = await probe({ ...spec('node-llama-cpp', STREAMS), threads: 1 });
   return {
     subject,
-    speed: { nucleus, 'node-llama-cpp': peer, 'node-llama-cpp, 1 thread': peerAlone },
+    speed: { nucleus, 'nucleus, int8 matmuls': int8, 'node-llama-cpp': peer, 'node-llama-cpp, 1 thread': peerAlone },
     memory: { ...memory, 'node-llama-cpp': problem(peer) ? peer : await probe(spec('node-llama-cpp', [])) },
   };
 }
@@ -153,9 +156,9 @@ const rate = (o: Outcome, streams: number): number | undefined =>
 /** Tokens/s at 1 and 16 streams, as "a / b". */
 const rates = (o: Outcome): string => STREAMS.map((n) => fmt(rate(o, n))).join(' / ');
 
-/** Ours over theirs at 1 and 16 streams, as "a / b". */
-const ratios = (ours: Outcome, theirs: Outcome): string =>
-  STREAMS.map((n) => fmt((rate(ours, n) ?? NaN) / (rate(theirs, n) ?? NaN), 2)).join(' / ');
+/** Ours over the faster of theirs at 1 and 16 streams, as "a / b". */
+const ratios = (ours: Outcome, theirs: Outcome[]): string =>
+  STREAMS.map((n) => fmt((rate(ours, n) ?? NaN) / Math.max(...theirs.map((t) => rate(t, n) ?? NaN)), 2)).join(' / ');
 
 /** Leading ids of `ids` equal to `reference`, as "k/n". */
 function agreement(ids: number[] | undefined, reference: number[] | undefined): string {
@@ -165,28 +168,49 @@ function agreement(ids: number[] | undefined, reference: number[] | undefined): 
   return `${k}/${reference.length}`;
 }
 
-function tableLines(rows: Row[]): string[] {
+/** Resident memory against the file size. */
+function memoryLines(rows: Row[]): string[] {
   const lines = [
-    `| file | matrices | file MB | Nucleus RSS MB (× file) | of which the ORT session | node-llama-cpp RSS MB (× file) | Nucleus tok/s, 1 / 16 streams | node-llama-cpp, ${THREADS} threads | node-llama-cpp, 1 thread | ratio to ${THREADS} threads | ratio to 1 thread | greedy = llama.cpp (Nucleus / node-llama-cpp) |`,
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| file | matrices | file MB | Nucleus RSS MB (× file) | of which the ORT session | node-llama-cpp RSS MB (× file) |',
+    '| --- | --- | ---: | ---: | ---: | ---: |',
   ];
-  for (const { subject: s, speed, memory: held } of rows) {
-    const ours = speed.nucleus;
-    const peer = speed['node-llama-cpp'];
-    const alone = speed['node-llama-cpp, 1 thread'];
-    const oursProblem = problem(ours);
-    const peerMemory = problem(peer) ?? memory(held['node-llama-cpp'], s.bytes);
-    const cells = [s.name, s.types, fmt(s.bytes / MB, 2)];
-    if (oursProblem) cells.push(oursProblem, '–', peerMemory, '–');
-    else cells.push(memory(held.nucleus, s.bytes), memory(held.onnxruntime, s.bytes), peerMemory, rates(ours));
-    cells.push(rates(peer), rates(alone), ratios(ours, peer), ratios(ours, alone));
+  for (const { subject: s, memory: held } of rows) {
+    const ours = problem(held.nucleus);
+    lines.push(
+      `| ${[
+        s.name,
+        s.types,
+        fmt(s.bytes / MB, 2),
+        ours ?? memory(held.nucleus, s.bytes),
+        ours ? '–' : memory(held.onnxruntime, s.bytes),
+        problem(held['node-llama-cpp']) ?? memory(held['node-llama-cpp'], s.bytes),
+      ].join(' | ')} |`,
+    );
+  }
+  return lines;
+}
+
+/** Decode tokens/s at 1 / 16 streams, ratios to node-llama-cpp's faster thread count, and greedy agreement. */
+function speedLines(rows: Row[]): string[] {
+  const lines = [
+    `| file | Nucleus | Nucleus, int8 matmuls | node-llama-cpp, ${THREADS} threads | node-llama-cpp, 1 thread | ratio | ratio, int8 matmuls | greedy = llama.cpp (Nucleus / int8 / node-llama-cpp) |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  ];
+  for (const { subject: s, speed } of rows) {
+    const peers = [speed['node-llama-cpp'], speed['node-llama-cpp, 1 thread']];
+    const int8 = speed['nucleus, int8 matmuls'];
     // Without a llama.cpp reference (stories260K), Nucleus is compared with node-llama-cpp.
     const ids = (o: Outcome) => (problem(o) ? undefined : (o as ProbeResult).greedy);
-    cells.push(
-      s.reference
-        ? `${agreement(ids(ours), s.reference)} / ${agreement(ids(peer), s.reference)}`
-        : `${agreement(ids(ours), ids(peer))} (Nucleus = node-llama-cpp)`,
-    );
+    const reference = s.reference ?? ids(speed['node-llama-cpp']);
+    const greedy = [speed.nucleus, int8, ...(s.reference ? [speed['node-llama-cpp']] : [])]
+      .map((o) => agreement(ids(o), reference))
+      .join(' / ');
+    const cells = [s.name];
+    const ours = problem(speed.nucleus);
+    if (ours) cells.push(ours, '–');
+    else cells.push(rates(speed.nucleus), problem(int8) ?? rates(int8));
+    cells.push(...peers.map((p) => problem(p) ?? rates(p)), ratios(speed.nucleus, peers), ratios(int8, peers));
+    cells.push(s.reference ? greedy : `${greedy} (against node-llama-cpp)`);
     lines.push(`| ${cells.join(' | ')} |`);
   }
   return lines;
@@ -224,14 +248,20 @@ export async function ggufSuite(): Promise<string> {
     '',
     `Measured: ${commitMeasured()}.`,
     '',
-    ...tableLines(rows),
+    '## Memory',
+    '',
+    ...memoryLines(rows),
+    '',
+    `## Decode, tokens/s at ${STREAMS.join(' / ')} streams`,
+    '',
+    ...speedLines(rows),
     '',
     '## How',
     '',
     `- Each file is loaded by each runtime in a process of its own, ${THREADS} threads each (Nucleus: \`plugin.backend-cpu.intraOpNumThreads\` ${THREADS}, one inference worker; node-llama-cpp: \`maxThreads\` and context \`threads\` ${THREADS}, \`gpu: false\`). Both run in process, no HTTP: Nucleus through its generation engine (\`kernel.generation\`, scheduler.batchWindowMs 2), node-llama-cpp through \`LlamaContextSequence.evaluate\`.`,
     `- RSS: growth of the process's resident set from the runtime started with nothing loaded to after loading the file and one greedy generation of ${NEW_TOKENS} tokens (so that everything a generation needs is resident, mmapped weights included), each read after a full GC, in the same process (separate idle processes differ by several MB from run to run), in a process of its own run with a 1 MB V8 young generation (whose resizing otherwise moves RSS by up to 10 MB). Nucleus: a server started with no model, the file then loaded through \`POST /admin/models\`; the growth counts the model's inference worker thread and its ONNX Runtime session, with the graph already in the model cache (a first load builds it from the GGUF first). node-llama-cpp: \`getLlama\` with its backend loaded, then \`loadModel\` and a context of one sequence. Of which the ORT session: the same growth in a process that opens only the ONNX Runtime session of the graph Nucleus built (contrib, on the CPU) and runs it as the engine does (one row, the prompt, ${NEW_TOKENS} decode steps), from a baseline that holds a one-node session: the weights, the KV cache and ORT's buffers, the rest of Nucleus's being the engine, its worker thread and their heaps. The issue's target: at most 1.5× the file size for quantized files.`,
-    `- Decode: tokens/s over all streams, each a closed loop of greedy requests of ${NEW_TOKENS} new tokens (end of sequence ignored) for ${SECONDS} s, prompts as long as the oracle's first prompt for the file ('Once upon a time': 4 or 5 tokens), whose first token is kept and the rest vary per request; TTFT included. node-llama-cpp at 16 streams: one context with 16 sequences, whose steps llama.cpp batches together. Speed cells: tokens/s at 1 / 16 streams. Ratio: Nucleus over node-llama-cpp, at 1 / 16 streams. node-llama-cpp also runs with 1 thread, since llama.cpp's threads wait for each other by spinning and on this 2-core machine its 2 threads ran many times slower than 1 on these small models, even with the machine otherwise idle.`,
-    `- Greedy: how many of the first ${NEW_TOKENS} greedy ids, from the oracle's prompt, equal llama.cpp's (\`refs/<file>.json\`); these random-weight models have small logit gaps, so a quantized runtime computing in another order may leave the reference early without being wrong (see the oracle README's tolerances).`,
+    `- Decode: tokens/s over all streams, each a closed loop of greedy requests of ${NEW_TOKENS} new tokens (end of sequence ignored) for ${SECONDS} s, prompts as long as the oracle's first prompt for the file ('Once upon a time': 4 or 5 tokens), whose first token is kept and the rest vary per request; TTFT included. node-llama-cpp at 16 streams: one context with 16 sequences, whose steps llama.cpp batches together. Nucleus runs each file twice: as configured by default (\`models[].quantizedMatmul\` unset: quantized weights multiplied in float32, MatMulNBits accuracy level 0) and with \`quantizedMatmul: int8\` (activations quantized per block, as llama.cpp does); the second is configured at start-up, \`POST /admin/models\` taking no such field. node-llama-cpp also runs with 1 thread, since llama.cpp's threads wait for each other by spinning and on this 2-core machine its 2 threads ran many times slower than 1 on these small models, even with the machine otherwise idle. Ratio: Nucleus over the faster of node-llama-cpp's two thread counts, at 1 / 16 streams.`,
+    `- Greedy: how many of the first ${NEW_TOKENS} greedy ids, from the oracle's prompt, equal llama.cpp's (\`refs/<file>.json\`; for stories260K, node-llama-cpp's); these random-weight models have small logit gaps, so a quantized runtime computing in another order may leave the reference early without being wrong (see the oracle README's tolerances).`,
     '- A file the Nucleus loader refuses shows its message instead of numbers.',
     '',
   ].join('\n');
