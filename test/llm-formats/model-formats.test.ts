@@ -153,7 +153,7 @@ describe('model formats: which format loads a source', () => {
     assert.deepEqual(seen, []);
   });
 
-  it('builds a GGUF graph in a worker thread: the event loop keeps turning while it reads and builds', async function () {
+  it('builds a GGUF graph in a child process: the event loop keeps turning while it reads and builds', async function () {
     requireOracle(this);
     const cacheDir = join(dir, 'worker-build-cache');
     let turns = 0;

@@ -1,4 +1,4 @@
-// The worker thread `loadGguf` builds a graph in.
+// The process `loadGguf` builds a graph in (forked by runBuildWorker).
 import { serveBuildWorker } from '@nucleus/sdk/llm';
 import { ensureGgufGraph, type GgufGraphJob } from './load-gguf.js';
 

@@ -34,6 +34,7 @@ export { bfloat16ToFloat } from './ggml-half.js';
 export { dequantizeGgml } from './ggml-dequant.js';
 export { GGML_BLOCK_LAYOUTS } from './ggml-block-layouts.js';
 export { checkGgufLimits } from './gguf-limits.js';
+export { ggufMeta, writeGguf, type Meta, type RawTensor } from './gguf-writer.js';
 
 /** Contributes the `gguf` model format. */
 export default definePlugin({

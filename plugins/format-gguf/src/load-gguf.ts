@@ -33,7 +33,7 @@ export async function loadGguf(path: string, options: LoadGgufOptions): Promise<
     style,
     ...(options.quantizedMatmul && { quantizedMatmul: options.quantizedMatmul }),
   };
-  // Reading the weights and building the graph take seconds to minutes on real checkpoints: a worker thread does it.
+  // Reading the weights and building the graph take seconds to minutes on real checkpoints: a child process does it, and gives all its memory back when it ends.
   const onnxPath = await runBuildWorker<string>(
     new URL('./gguf-graph-worker.js', import.meta.url),
     job,
