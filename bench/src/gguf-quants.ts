@@ -1,7 +1,7 @@
 // The gguf suite: every quant type of the oracle's Llama-3-style model (and the real-vocabulary masters), loaded by
 // Nucleus and by node-llama-cpp from the same file: resident memory against the file size, and decode tokens/s.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import { runProbe, type ProbeKind, type ProbeResult, type ProbeRuntime, type Pro
 import { loadLlm } from './llm-models.js';
 import { machineInfo } from './machine.js';
 import { recordDocument } from './report.js';
+import { ensureSyntheticGguf } from './synthetic-gguf.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 /** Comma-separated parts of file names: only the files that contain one (for a quick run). */
@@ -82,6 +83,13 @@ function subjects(): Subject[] {
     paths.push(join(ORACLE, 'llama3-tiny-F16.gguf'), join(ORACLE, 'qwen2-tiny-F16.gguf'));
   }
   paths.push(join(STORIES, 'stories260K.gguf'), join(STORIES, 'stories260K-q8_0.gguf'));
+  // A 460 MB file, where weights rather than fixed costs decide memory: written on first use, asked for by name.
+  if (ONLY?.some((part) => 'synthetic'.includes(part)) && existsSync(ORACLE)) {
+    mkdirSync(join(REPO, '.cache', 'bench'), { recursive: true });
+    paths.push(
+      ensureSyntheticGguf(join(REPO, '.cache', 'bench', 'synthetic-q4_k_m.gguf'), join(ORACLE, 'quant-zoo-F32.gguf')),
+    );
+  }
   return paths.filter((p) => existsSync(p) && (!ONLY || ONLY.some((part) => basename(p).includes(part)))).map(describe);
 }
 
@@ -267,5 +275,7 @@ export async function ggufSuite(): Promise<string> {
   ].join('\n');
   // The record names files, not where this machine keeps them.
   const recorded = rows.map(({ subject: { path: _, ...subject }, ...measured }) => ({ subject, ...measured }));
-  return recordDocument('gguf-quants', markdown, { suite: 'gguf', machine, loadBefore, rows: recorded });
+  // A run limited to some files is recorded apart, so the full table stays whole.
+  const record = ONLY ? `gguf-quants-${ONLY.join('-')}` : 'gguf-quants';
+  return recordDocument(record, markdown, { suite: 'gguf', machine, loadBefore, rows: recorded });
 }
