@@ -10,6 +10,8 @@ export interface ModelServingOptions {
   graphStyle?: 'generic' | 'contrib';
   /** A `modelTransform` applied at load (`int8`). */
   quantize?: string;
+  /** LLMs built from block-quantized weights: `float32` or `int8` activations (see `models[].quantizedMatmul`). */
+  quantizedMatmul?: 'float32' | 'int8';
   /** LLMs: the speculative decoding method a plugin contributes (`ngram`). */
   speculative?: string;
   /** LLMs whose source holds no tokenizer (a llama2.c checkpoint): the tokenizer file (see `models[].tokenizer`). */

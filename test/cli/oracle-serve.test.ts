@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -175,4 +175,35 @@ describe('nucleus serve on the oracle GGUFs answers as llama.cpp does, through t
       }
     });
   }
+
+  it('a run-time load may ask for int8 matmuls (its own cached graph); an unknown setting is a 400', async () => {
+    const loaded = await adminCall('POST', '/admin/models', {
+      name: 'zoo-int8',
+      source: join(ORACLE_DIR, 'quant-zoo-Q4_0.gguf'),
+      quantizedMatmul: 'int8',
+    });
+    assert.equal(loaded.status, 201, JSON.stringify(loaded.body));
+    try {
+      // Graphs are cached per setting: the int8 one beside the float32 one the earlier load built.
+      const graphs = readdirSync(join(cacheDir!, 'gguf')).filter((d) => !d.includes('.tmp-'));
+      assert.ok(
+        graphs.some((d) => /-a4-r\d+$/.test(d)),
+        `an int8 graph among ${graphs.join(', ')}`,
+      );
+      const res = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
+        body: JSON.stringify({ model: 'zoo-int8', prompt: 'Once upon a time', max_tokens: 4, temperature: 0 }),
+      });
+      assert.equal(res.status, 200);
+    } finally {
+      await adminCall('DELETE', '/admin/models/zoo-int8');
+    }
+    const refused = await adminCall('POST', '/admin/models', {
+      name: 'zoo-bad',
+      source: join(ORACLE_DIR, 'quant-zoo-Q4_0.gguf'),
+      quantizedMatmul: 'int4',
+    });
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+  });
 });

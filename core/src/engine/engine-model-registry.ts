@@ -167,6 +167,7 @@ function llmSpec(name: string, path: string, o: ModelServingOptions): LlmModelSp
     ...(o.backend !== undefined && { backend: o.backend }),
     ...(o.graphStyle !== undefined && { graphStyle: o.graphStyle }),
     ...(o.quantize !== undefined && { quantize: o.quantize }),
+    ...(o.quantizedMatmul !== undefined && { quantizedMatmul: o.quantizedMatmul }),
     ...(o.speculative !== undefined && { speculative: o.speculative }),
     ...(o.tokenizer !== undefined && { tokenizer: o.tokenizer }),
     ...(o.chatTemplate !== undefined && { chatTemplate: o.chatTemplate }),
@@ -177,7 +178,7 @@ function llmSpec(name: string, path: string, o: ModelServingOptions): LlmModelSp
 
 // The settings a tensor model takes (an LLM's graph style and speculation mean nothing to it).
 function tensorSettings(o: ModelServingOptions): Omit<ConfiguredModel, 'name' | 'path'> {
-  const { graphStyle: _graphStyle, speculative: _speculative, ...rest } = o;
+  const { graphStyle: _graphStyle, speculative: _speculative, quantizedMatmul: _quantizedMatmul, ...rest } = o;
   return rest;
 }
 

@@ -7,6 +7,7 @@ const SERVING_PROPERTIES = {
   backend: { type: 'string', minLength: 1 },
   graphStyle: { type: 'string', enum: ['generic', 'contrib'] },
   quantize: { type: 'string', minLength: 1 },
+  quantizedMatmul: { type: 'string', enum: ['float32', 'int8'] },
   speculative: { type: 'string', minLength: 1 },
   tokenizer: { type: 'string', minLength: 1 },
   chatTemplate: { type: 'string', minLength: 1 },
