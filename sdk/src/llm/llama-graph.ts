@@ -72,7 +72,7 @@ export function builtDecoderConfig(
 const MS_DOMAIN = 'com.microsoft';
 
 /** Bumped whenever the graphs built from the same weights change, so cached ones are rebuilt. */
-export const LLAMA_GRAPH_REVISION = 4;
+export const LLAMA_GRAPH_REVISION = 5;
 
 /**
  * Builds a Llama decoder (RMSNorm, GQA attention with RoPE, SwiGLU FFN) as an ONNX model. Both styles take the
