@@ -81,23 +81,3 @@ export function checkBlockQuantized(m: BlockQuantizedMatrix, what: string): void
   expect('zeroPoints', m.zeroPoints.length, blocks);
   if (m.offsets) expect('offsets', m.offsets.length, blocks);
 }
-
-/** Rows `[start, end)` of a matrix, for splitting a fused tensor (Phi-3's qkv) without dequantizing it. */
-export function sliceRows(m: WeightMatrix, cols: number, start: number, end: number): WeightMatrix {
-  if (m instanceof Float32Array) return m.slice(start * cols, end * cols);
-  const blocks = blocksPerRow(m);
-  const rowBytes = (m.cols * m.bits) / 8;
-  const sliced: BlockQuantizedMatrix = {
-    kind: 'block-quantized',
-    rows: end - start,
-    cols: m.cols,
-    bits: m.bits,
-    blockSize: m.blockSize,
-    data: m.data.slice(start * rowBytes, end * rowBytes),
-    scales: m.scales.slice(start * blocks, end * blocks),
-    zeroPoints: m.zeroPoints.slice(start * blocks, end * blocks),
-    ...(m.offsets && { offsets: m.offsets.slice(start * blocks, end * blocks) }),
-    sourceType: m.sourceType,
-  };
-  return sliced;
-}

@@ -33,7 +33,6 @@ export {
   checkBlockQuantized,
   dequantizeMatrix,
   quantAt,
-  sliceRows,
   type BlockQuantizedMatrix,
   type WeightMatrix,
 } from './block-quantized.js';

@@ -30,8 +30,6 @@ export interface WeightNodeOptions {
  * through ONNX Runtime's block-quantized operators, so the graph holds the weights as the file stored them.
  */
 export class WeightNodes {
-  private contribOps = false;
-
   constructor(
     private readonly g: GraphBuilder,
     private readonly options: WeightNodeOptions = {},
@@ -56,7 +54,6 @@ export class WeightNodes {
         bias || !outputs ? {} : { outputs },
       );
     } else {
-      this.contribOps = true;
       product = quantizedLinear(this.g, x, name, m, this.accuracyLevel);
       if (!bias && outputs) return o.identity(product, { outputs });
     }
@@ -87,23 +84,12 @@ export class WeightNodes {
     return this.linear(x, 'lm_head', m, vocab, hidden, undefined, outputs);
   }
 
-  /** Whether any node emitted so far is in the `com.microsoft` domain. */
-  get usesContribOps(): boolean {
-    return this.contribOps;
-  }
-
   /** Rows of the `[vocab, hidden]` embedding for `ids`. */
   embed(ids: Value, name: string, m: WeightMatrix, vocab: number, hidden: number): Value {
     if (!(m instanceof Float32Array)) {
-      this.contribOps = true;
       return quantizedGather(this.g, ids, name, m, this.accuracyLevel);
     }
     return this.g.ops.gather(this.g.initializer(`${name}.weight`, m, [vocab, hidden]), ids, 0);
-  }
-
-  /** Whether `m` keeps its weights block-quantized in the graph. */
-  isQuantized(m: WeightMatrix): boolean {
-    return !(m instanceof Float32Array);
   }
 
   /** The accuracy level block-quantized matmuls use. */

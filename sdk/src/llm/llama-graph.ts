@@ -3,6 +3,7 @@ import type { ContribIo, DecoderConfig } from './decoder-model.js';
 import { ropeTables, type RopeLayout } from './rope.js';
 import { checkLlamaWeights, type LlamaArchitecture, type LlamaWeights } from './llama-weights.js';
 import { WeightNodes, type WeightNodeOptions } from './llama-graph-weights.js';
+import { MS_DOMAIN } from './block-quantized-ops.js';
 
 /** Which decoder graph `buildLlamaGraph` writes. */
 export interface LlamaGraphOptions {
@@ -69,8 +70,6 @@ export function builtDecoderConfig(
   };
 }
 
-const MS_DOMAIN = 'com.microsoft';
-
 /** Bumped whenever the graphs built from the same weights change, so cached ones are rebuilt. */
 export const LLAMA_GRAPH_REVISION = 5;
 
@@ -95,7 +94,8 @@ export function buildLlamaGraph(weights: LlamaWeights, arch: LlamaArchitecture, 
     buildGeneric(g, nodes, weights, arch, options.ropeLayout);
   }
   return g.toModel({
-    opsets: options.style === 'contrib' || nodes.usesContribOps ? { [MS_DOMAIN]: 1 } : {},
+    // Contrib attention and block-quantized weights both use com.microsoft ops; an unused import costs nothing.
+    opsets: { [MS_DOMAIN]: 1 },
     producer: 'nucleus',
     docString: `Llama decoder (${options.style} style, ${options.ropeLayout} RoPE).`,
     metadata: {
