@@ -1,3 +1,5 @@
+import { MODEL_ENTRY_SCHEMA } from './model-entry-schema.js';
+
 /**
  * The JSON Schema of the kernel's config. Everything else here — env names, coercion, validation,
  * defaults, the `NucleusConfig` type and the README's reference table — is derived from it, so a key
@@ -171,118 +173,7 @@ export const CORE_CONFIG_SCHEMA = {
         'Models to serve: loaded at start; changed while serving (PATCH /admin/config), the model-lifecycle plugin loads, swaps and unloads to match.',
       default: [],
       'x-runtime': true,
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['name', 'path'],
-        properties: {
-          name: {
-            type: 'string',
-            pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
-            description: 'Name the API serves the model under.',
-          },
-          path: {
-            type: 'string',
-            minLength: 1,
-            description: 'The model file or folder; the active model format that claims it loads it.',
-            'x-path': true,
-          },
-          tokenizer: {
-            type: 'string',
-            minLength: 1,
-            description:
-              'A tokenizer file, for sources that keep it apart from the weights; the format that loads the model reads it.',
-            'x-path': true,
-          },
-          quantizedMatmul: {
-            type: 'string',
-            enum: ['float32', 'int8'],
-            description:
-              "LLMs built from block-quantized weights (Q4_K, Q8_0 …): `float32` multiplies the dequantized weights in float32 (matches exact arithmetic on the file's values); `int8` quantizes the activations to int8 per block first, as llama.cpp does (faster, numbers within llama.cpp's own error). Unset: `float32`.",
-          },
-          chatTemplate: {
-            type: 'string',
-            minLength: 1,
-            description: "A Jinja chat template that replaces the model's own (LLMs).",
-          },
-          version: {
-            type: 'string',
-            minLength: 1,
-            description: 'Version label; several versions of one name may be loaded.',
-          },
-          backend: {
-            type: 'string',
-            minLength: 1,
-            description:
-              'Overrides the top-level `backend` for this model; a name no installed backend has fails its load.',
-          },
-          graphStyle: {
-            type: 'string',
-            enum: ['generic', 'contrib'],
-            description:
-              'LLMs whose format builds their graph from weights: `contrib` uses ORT contrib ops (GroupQueryAttention over a KV buffer per layer that the worker keeps, sized to the longest running sequence; a step reads it in place and returns only the new keys and values) instead of the generic layout (left-padded KV concatenated every step). Unset: `contrib` when the model runs on the CPU backend, `generic` on any other (ORT runs GroupQueryAttention on CUDA for float16/bfloat16 only). ONNX export folders are always `generic`.',
-          },
-          maxBatchSize: {
-            type: 'integer',
-            minimum: 1,
-            description: 'Overrides `batching.maxBatchSize` for this model.',
-          },
-          maxQueueDelayMs: {
-            type: 'number',
-            minimum: 0,
-            description: 'Overrides `batching.maxQueueDelayMs` for this model.',
-          },
-          preferredBatchSizes: {
-            type: 'array',
-            items: { type: 'integer', minimum: 1 },
-            description:
-              "Batch sizes the dynamic batcher sends at once when the queue can form one (the largest it can); otherwise a batch waits up to `maxQueueDelayMs` and goes whole. Overrides model.json's `batching.preferredBatchSizes`.",
-          },
-          batching: {
-            type: 'boolean',
-            description: 'Whether requests to this model are batched; off for models without a batch dimension.',
-          },
-          optional: {
-            type: 'boolean',
-            description:
-              'Serve without this model when it fails to load at start (/ready degraded) instead of exiting; see `startup.requireModels`.',
-          },
-          fallback: {
-            type: 'string',
-            minLength: 1,
-            description:
-              "Another model that answers this one's requests while its circuit breaker is open or it has no ready version, when its inputs match (for an LLM: another LLM served here); the response names the model that answered.",
-          },
-          quantize: {
-            type: 'string',
-            minLength: 1,
-            description:
-              'A graph rewrite applied when the model loads, named by the plugin that contributes it (`modelTransform`): `int8` (plugin quant-int8) stores MatMul weights as 8-bit blocks. The rewritten graph is cached; a name no active plugin offers fails the load with the list of those offered.',
-          },
-          speculative: {
-            type: 'string',
-            minLength: 1,
-            description:
-              'Speculative decoding for this LLM, by the method a plugin contributes (`draftProposer`): `ngram` (plugin spec-decode) drafts tokens by prompt lookup and the model verifies them in one step, with the output unchanged (exact under greedy sampling). A name no active plugin offers fails the load with the list of those offered.',
-          },
-          warmup: {
-            type: ['boolean', 'integer'],
-            minimum: 0,
-            description: 'Dummy runs after load (true = 1) so the first request does not pay for lazy initialisation.',
-          },
-          isolation: {
-            type: 'string',
-            enum: ['thread', 'process'],
-            description: 'Overrides `workers.isolation` for this model.',
-          },
-          workers: {
-            type: 'integer',
-            minimum: 1,
-            description:
-              'Overrides `workers.perModel` for this model: its replicas (for an LLM, each with its own session, scheduler and prefix cache).',
-          },
-        },
-      },
+      items: MODEL_ENTRY_SCHEMA,
     },
     modelRepository: {
       type: ['string', 'null'],
