@@ -12,6 +12,7 @@ import type {
   RouteContribution,
   SchedulerStrategy,
 } from './contributions.js';
+import type { ModelSourceProvider } from './model-source-provider.js';
 import type { WsTopic } from './observability.js';
 
 /** A typed handle naming an extension point; the type parameter is what contributors provide. */
@@ -40,6 +41,8 @@ export const ExtensionPoints = {
   hooks: extensionPoint<Hooks>('hooks'),
   exporter: extensionPoint<Exporter>('exporter'),
   modelFormat: extensionPoint<ModelFormat>('modelFormat'),
+  /** Where models with a URI scheme come from (`hf://`, `https://`): fetched into a local cache, then read by a format. */
+  modelSource: extensionPoint<ModelSourceProvider>('modelSource'),
   /** Models served when none is configured (`builtinModels`). */
   builtinModel: extensionPoint<BuiltinModel>('builtinModel'),
   routes: extensionPoint<RouteContribution>('routes'),

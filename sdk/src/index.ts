@@ -9,6 +9,7 @@ export * from './inference.js';
 export * from './inference-hooks.js';
 export * from './logger.js';
 export * from './model-registry.js';
+export * from './model-source-provider.js';
 export * from './observability.js';
 export * from './plugin.js';
 export * from './plugin-state.js';

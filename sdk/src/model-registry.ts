@@ -18,6 +18,8 @@ export interface ModelServingOptions {
   tokenizer?: string;
   /** LLMs: a Jinja chat template replacing the model's own. */
   chatTemplate?: string;
+  /** Hex SHA-256 a single-file source must have; a file that differs is refused (see `models[].sha256`). */
+  sha256?: string;
   /** Replicas (worker threads or processes), each with its own session. */
   workers?: number;
   isolation?: 'thread' | 'process';
@@ -34,7 +36,7 @@ export interface ModelLoadRequest extends ModelServingOptions {
   name: string;
   /**
    * A `.onnx` file or model folder (tensor model); a `.gguf` file, a llama2.c `.bin` checkpoint or an ONNX export
-   * folder (LLM). Omitted: the model is loaded again from where the server found it (config, model repository).
+   * folder (LLM); or a URI a `modelSource` plugin fetches (`hf://ORG/REPO/file.gguf`). Omitted: the model is loaded again from where the server found it (config, model repository).
    */
   source?: string;
 }

@@ -61,13 +61,17 @@ export class EngineModelRegistry implements ModelRegistry {
         `a model named '${name}' is already loaded; swap it (POST /admin/models/${name}/swap) or unload it first`,
       );
     }
-    if (await this.#isLlmSource(source)) {
+    // A source with a scheme is fetched here, once; the tensor engine reads the local copy.
+    const resolved = await this.options.formats.resolve(source, pin(settings));
+    if (resolved.match.kind === 'llm') {
       const spec = llmSpec(name, source, settings);
       const info = await this.options.generation.load(spec);
       this.#llmSpecs.set(name, spec);
       return generationModel(info);
     }
-    return tensorModel(await this.options.inference.loadSource({ ...tensorSettings(settings), name, path: source }));
+    return tensorModel(
+      await this.options.inference.loadSource({ ...tensorSettings(settings), name, path: resolved.source.path }),
+    );
   }
 
   async swap(name: string, request: ModelSwapRequest): Promise<RegisteredModel> {
@@ -79,7 +83,8 @@ export class EngineModelRegistry implements ModelRegistry {
         'model_not_found',
         `no model named '${name}' is loaded (loaded: ${this.#names()}); load it with POST /admin/models`,
       );
-    const isLlm = await this.#isLlmSource(source);
+    const resolved = await this.options.formats.resolve(source, pin(settings));
+    const isLlm = resolved.match.kind === 'llm';
     if (llm && !isLlm)
       throw badRequest(
         'invalid_source',
@@ -98,7 +103,9 @@ export class EngineModelRegistry implements ModelRegistry {
       this.#llmSpecs.set(name, spec);
       return generationModel(info);
     }
-    return tensorModel(await this.options.inference.swap(name, { ...tensorSettings(settings), path: source }, drain));
+    return tensorModel(
+      await this.options.inference.swap(name, { ...tensorSettings(settings), path: resolved.source.path }, drain),
+    );
   }
 
   async unload(name: string, options: ModelUnloadOptions = {}): Promise<void> {
@@ -141,12 +148,9 @@ export class EngineModelRegistry implements ModelRegistry {
 
   async #configuredLlm(name: string): Promise<LlmModelSpec | undefined> {
     const entry = this.options.config.get('models').find((m) => m.name === name);
-    return entry && (await this.#isLlmSource(entry.path)) ? entry : undefined;
-  }
-
-  // Whether the format that claims `source` loads it as an LLM; a source no format claims (or missing) is a 400.
-  async #isLlmSource(source: string): Promise<boolean> {
-    return (await this.options.formats.resolve(source)).match.kind === 'llm';
+    return entry && (await this.options.formats.resolve(entry.path, pin(entry))).match.kind === 'llm'
+      ? entry
+      : undefined;
   }
 
   #names(): string {
@@ -160,6 +164,11 @@ export class EngineModelRegistry implements ModelRegistry {
 
 // Which engine a source goes to. The one place this registry decides it, so that a change of how formats are
 // recognised is made here once.
+// The sha256 pin, as the formats take it.
+function pin(o: { sha256?: string | undefined }): { sha256?: string } {
+  return o.sha256 === undefined ? {} : { sha256: o.sha256 };
+}
+
 function llmSpec(name: string, path: string, o: ModelServingOptions): LlmModelSpec {
   return {
     name,
@@ -171,6 +180,7 @@ function llmSpec(name: string, path: string, o: ModelServingOptions): LlmModelSp
     ...(o.speculative !== undefined && { speculative: o.speculative }),
     ...(o.tokenizer !== undefined && { tokenizer: o.tokenizer }),
     ...(o.chatTemplate !== undefined && { chatTemplate: o.chatTemplate }),
+    ...(o.sha256 !== undefined && { sha256: o.sha256 }),
     ...(o.workers !== undefined && { workers: o.workers }),
     ...(o.isolation !== undefined && { isolation: o.isolation }),
   };

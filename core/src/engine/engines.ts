@@ -11,9 +11,16 @@ import { MemoryPressure } from './memory-pressure.js';
 import { EngineModelRegistry } from './engine-model-registry.js';
 import type { ConfiguredModel } from './model-repository.js';
 import { ModelFormats } from './model-formats.js';
+import { ModelLocator } from './model-locator.js';
 
 /** Error codes that say a configured source cannot be served as configured: the config must change. */
-const SOURCE_ERRORS = new Set(['model_source_not_found', 'unsupported_model_format', 'unsupported_model']);
+const SOURCE_ERRORS = new Set([
+  'model_source_not_found',
+  'unsupported_model_format',
+  'unsupported_model',
+  'unsupported_model_source',
+  'model_sha256_mismatch',
+]);
 
 /**
  * The engines as one kernel module: the tensor engine, the generation engine and the memory watch they share, built
@@ -36,6 +43,8 @@ export class Engines implements KernelModule {
   readonly #llms = new Set<string>();
   /** Configured models no format could load. */
   readonly #unresolved = new Set<string>();
+  /** Where configured tensor models with a fetched source (`hf://…`) lie on disk. */
+  readonly #localPaths = new Map<string, string>();
 
   constructor(kernel: Kernel, options: { builtinModels?: boolean } = {}) {
     const { config, events, logger, health, extensions } = kernel;
@@ -44,6 +53,7 @@ export class Engines implements KernelModule {
     this.formats = new ModelFormats(
       extensions.point(ExtensionPoints.modelFormat),
       logger.child({ component: 'formats' }),
+      new ModelLocator(extensions.point(ExtensionPoints.modelSource), logger.child({ component: 'sources' })),
     );
     this.memory = new MemoryPressure({ config, events, logger });
     const builtinModels = options.builtinModels ?? true;
@@ -142,10 +152,13 @@ export class Engines implements KernelModule {
   async #route(): Promise<void> {
     this.#llms.clear();
     this.#unresolved.clear();
+    this.#localPaths.clear();
     for (const m of this.#configured()) {
       try {
-        const { match, format } = await this.formats.resolve(m.path);
+        const { match, format, source } = await this.formats.resolve(m.path, m.sha256 ? { sha256: m.sha256 } : {});
         if (match.kind === 'llm') this.#llms.add(m.name);
+        else if (source.path !== source.source && ModelLocator.schemeOf(m.path) !== undefined)
+          this.#localPaths.set(m.name, source.path);
         this.#log.debug(
           { model: m.name, format: format?.name ?? 'onnx graph', kind: match.kind, reason: match.reason },
           'model format',
@@ -160,7 +173,12 @@ export class Engines implements KernelModule {
   }
 
   #tensorModels(): ConfiguredModel[] {
-    return this.#configured().filter((m) => !this.#llms.has(m.name) && !this.#unresolved.has(m.name));
+    return this.#configured()
+      .filter((m) => !this.#llms.has(m.name) && !this.#unresolved.has(m.name))
+      .map((m) => {
+        const local = this.#localPaths.get(m.name);
+        return local === undefined ? m : { ...m, path: local };
+      });
   }
 
   // `backend` naming no installed backend, as a config error naming those that are.

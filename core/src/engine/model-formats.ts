@@ -12,6 +12,7 @@ import {
 } from '@nucleus/sdk';
 import type { LoadedLlm } from '@nucleus/sdk/llm';
 import { ProgressReporter } from '../kernel/progress-reporter.js';
+import { ModelLocator, type LocateOptions } from './model-locator.js';
 
 /** What resolving a source found: the format that loads it (none for a plain graph), and which engine serves it. */
 export interface ResolvedSource {
@@ -30,17 +31,27 @@ export interface ResolvedSource {
 export class ModelFormats {
   readonly #formats: () => readonly ModelFormat[];
   readonly #log: Logger | undefined;
+  readonly #locator: ModelLocator | undefined;
 
-  constructor(formats: ExtensionPointView<ModelFormat> | readonly ModelFormat[], logger?: Logger) {
+  /** `locator` fetches sources with a URI scheme (`hf://…`); without one, only local paths resolve. */
+  constructor(
+    formats: ExtensionPointView<ModelFormat> | readonly ModelFormat[],
+    logger?: Logger,
+    locator?: ModelLocator,
+  ) {
     this.#formats = Array.isArray(formats)
       ? () => formats as readonly ModelFormat[]
       : () => (formats as ExtensionPointView<ModelFormat>).list().map((c) => c.value);
     this.#log = logger;
+    this.#locator = locator;
   }
 
-  /** The format that loads `source` (a path, relative to the working directory); throws a 400 `NucleusError` when none does. */
-  async resolve(source: string): Promise<ResolvedSource> {
-    const model = await describe(source);
+  /**
+   * The format that loads `source` (a path, relative to the working directory, or a URI a `modelSource` plugin
+   * fetches first); throws a 400 `NucleusError` when none does.
+   */
+  async resolve(source: string, options: LocateOptions = {}): Promise<ResolvedSource> {
+    const model = await describe(source, await this.#locate(source, options));
     const formats = this.#formats();
     const answers: { format: ModelFormat; match: FormatMatch }[] = [];
     for (const format of formats) {
@@ -85,6 +96,19 @@ export class ModelFormats {
     );
   }
 
+  // A source with a scheme needs a plugin that fetches it; a local path is used where it is.
+  async #locate(source: string, options: LocateOptions): Promise<string> {
+    if (this.#locator) return this.#locator.locate(source, options);
+    const scheme = ModelLocator.schemeOf(source);
+    if (scheme !== undefined)
+      throw new NucleusError(
+        400,
+        'unsupported_model_source',
+        `no model source plugin fetches ${scheme}:// sources such as ${source}`,
+      );
+    return resolve(source);
+  }
+
   /** Loads a source (resolved already, or resolved now) as a decoder LLM with the format that claims it. */
   async loadLlm(
     source: string | ResolvedSource,
@@ -110,9 +134,11 @@ export class ModelFormats {
   }
 }
 
-/** Stats a source: where it is and whether it is a file or a folder; a missing one is a 400 saying so. */
-export async function describe(source: string): Promise<ModelSource> {
-  const path = resolve(source);
+/**
+ * Stats a source: where it is (`path`, the local file a fetched source was written to) and whether it is a file or a
+ * folder; a missing one is a 400 saying so.
+ */
+export async function describe(source: string, path = resolve(source)): Promise<ModelSource> {
   const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
     const why =
       err.code === 'ENOENT'

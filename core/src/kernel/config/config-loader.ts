@@ -411,7 +411,14 @@ class Layering {
 
 // A relative path in the file means "next to the file", not "wherever the server was started".
 function resolvePaths(value: unknown, schema: JsonSchema, base: string): unknown {
-  if (schema['x-path'] === true && typeof value === 'string' && value !== '' && !isAbsolute(value))
+  // A URI (`hf://org/repo`, `https://…`) is not a path: a `modelSource` plugin fetches it.
+  if (
+    schema['x-path'] === true &&
+    typeof value === 'string' &&
+    value !== '' &&
+    !isAbsolute(value) &&
+    !/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value)
+  )
     return resolve(base, value);
   if (Array.isArray(value) && schema.items !== undefined)
     return value.map((item) => resolvePaths(item, schema.items!, base));

@@ -12,8 +12,15 @@ export const MODEL_ENTRY_SCHEMA = {
     path: {
       type: 'string',
       minLength: 1,
-      description: 'The model file or folder; the active model format that claims it loads it.',
+      description:
+        'The model file or folder; the active model format that claims it loads it. A source with a scheme is fetched first by the plugin that handles it (`modelSource`): `hf://ORG/REPO[@REVISION][/FILE]` from the Hugging Face Hub, `https://…/model.gguf` (plugin source-hub), into a local cache.',
       'x-path': true,
+    },
+    sha256: {
+      type: 'string',
+      pattern: '^[0-9a-fA-F]{64}$',
+      description:
+        'Hex SHA-256 the model file must have (a single-file source, local or fetched); a file that differs is refused.',
     },
     tokenizer: {
       type: 'string',

@@ -22,6 +22,7 @@ export type LlmModelSpec = Pick<
   | 'isolation'
   | 'tokenizer'
   | 'chatTemplate'
+  | 'sha256'
 >;
 
 export interface ServedModel {
