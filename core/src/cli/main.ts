@@ -5,6 +5,7 @@ import { RequiredModelsError } from '../kernel/kernel-module.js';
 import { ListenError } from '../server/listen-error.js';
 import { configCommand } from './config-command.js';
 import { doctorCommand } from './doctor-command.js';
+import { modelsCommand, pullCommand } from './models-command.js';
 import { NUCLEUS_VERSION } from './nucleus-version.js';
 import { pluginNewCommand, pluginsCommand } from './plugins-command.js';
 import { serveCommand } from './serve-command.js';
@@ -27,6 +28,8 @@ program.addCommand(pluginsCommand());
 program.addCommand(pluginNewCommand());
 program.addCommand(configCommand());
 program.addCommand(doctorCommand());
+program.addCommand(pullCommand());
+program.addCommand(modelsCommand());
 // Subcommands do not inherit these settings: without them commander exits 1 by itself on a usage error.
 const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];
 for (const c of everyCommand(program)) c.exitOverride().showHelpAfterError('(run with --help for usage)');

@@ -83,12 +83,14 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
       : fileEnv !== undefined && fileEnv !== ''
         ? readConfigFile(resolve(cwd, fileEnv), { kind: 'env', name: CONFIG_FILE_ENV })
         : undefined;
+  const pluginSchemas = { ...(options.pluginSchemas ?? {}) };
+  // Besides NUCLEUS_*, the names keys declare with `x-env` (a plugin's HF_ENDPOINT, HF_TOKEN …).
+  const aliases = new Set(configKeys(configSchemaWithPlugins(pluginSchemas)).flatMap((k) => envNamesOf(k).slice(1)));
   const nucleusEnv: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
-    if (name.startsWith(ENV_PREFIX) && value !== undefined) nucleusEnv[name] = value;
+    if ((name.startsWith(ENV_PREFIX) || aliases.has(name)) && value !== undefined) nucleusEnv[name] = value;
   }
   const layers: ConfigLayers = { file, env: nucleusEnv, cli: { ...(options.cli ?? {}) }, cwd };
-  const pluginSchemas = { ...(options.pluginSchemas ?? {}) };
   const built = buildConfig(layers, pluginSchemas, new Map(), {
     ignoreUnknownPluginSections: options.ignoreUnknownPluginSections === true,
     keepIssues: options.keepIssues === true,
