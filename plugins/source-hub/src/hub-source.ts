@@ -188,7 +188,9 @@ export class HubSource implements ModelSourceProvider {
       const found = await this.#api(uri, () =>
         pathsInfo({ repo: uri.repo, paths: [uri.path!], revision: commit, expand: false, ...this.#hub() }),
       );
-      return found.filter((f) => f.type === 'file') as ListFileEntry[];
+      const files = found.filter((f) => f.type === 'file') as ListFileEntry[];
+      // Not there: the whole listing, so that the error can say what there is.
+      if (files.length > 0) return files;
     }
     return this.#api(uri, async () => {
       const all: ListFileEntry[] = [];
