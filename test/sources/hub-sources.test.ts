@@ -212,6 +212,22 @@ describe('source-hub: hf:// sources through a Hub-shaped server', function () {
     assert.ok(hub.requests.some((r) => r.authorization === `Bearer ${TOKEN}`));
   });
 
+  it('fetches one file by URL (http to this machine), checks its pin, and refuses an HTML page', async () => {
+    const kit = await start();
+    const data = readFileSync(oracle('quant-zoo-Q5_0'));
+    const url = `${endpoint}/cdn/org/zoo/${sha256(data)}/zoo-Q5_0.gguf`;
+    const resolved = await resolve(kit, url, sha256(data));
+    assert.equal(resolved.format?.name, 'gguf');
+    assert.ok(resolved.source.path.startsWith(join(cache, 'urls')));
+    assert.ok(readFileSync(resolved.source.path).equals(data));
+    const pinned = await rejection(resolve(await start(), url, '1'.repeat(64)));
+    assert.equal(pinned.code, 'model_sha256_mismatch');
+    hub.fault('org/page/page.gguf', { kind: 'html' });
+    const page = readFileSync(oracle('quant-zoo-Q5_1'));
+    const html = await rejection(resolve(kit, `${endpoint}/cdn/org/page/${sha256(page)}/page.gguf`));
+    assert.deepEqual([html.status, html.code], [400, 'model_source_not_a_file']);
+  });
+
   it('refuses what the allow-lists leave out, and plain http to another machine', async () => {
     const kit = await startTestKernel({
       plugins: [join(REPO_ROOT, 'plugins', 'source-hub')],
