@@ -2,6 +2,7 @@ import { constants, existsSync } from 'node:fs';
 import { access, statfs } from 'node:fs/promises';
 import { freemem, totalmem } from 'node:os';
 import { dirname, resolve } from 'node:path';
+import { ModelLocator } from '../engine/model-locator.js';
 import { GraphBuilder } from '@nucleus/sdk/onnx';
 import semver from 'semver';
 import { defaultModelCacheDir } from '../engine/model-cache-dir.js';
@@ -260,9 +261,17 @@ export function checkModels(config: ConfigStore): CheckResult {
   const models = config.get('models');
   if (models.length === 0)
     return { name: 'models', status: 'ok', message: 'none configured: the built-in models will be served' };
-  const missing = models.filter((m) => !existsSync(m.path));
-  if (missing.length === 0)
-    return { name: 'models', status: 'ok', message: `${models.length} configured, every path exists` };
+  // A source with a scheme (`hf://…`) is fetched at start by the plugin that handles it; only local paths are checked.
+  const local = models.filter((m) => ModelLocator.schemeOf(m.path) === undefined);
+  const missing = local.filter((m) => !existsSync(m.path));
+  if (missing.length === 0) {
+    const fetched = models.length - local.length;
+    return {
+      name: 'models',
+      status: 'ok',
+      message: `${models.length} configured, every local path exists${fetched ? ` (${fetched} fetched at start)` : ''}`,
+    };
+  }
   const required = missing.some((m) => m.optional !== true);
   return {
     name: 'models',

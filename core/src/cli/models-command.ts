@@ -52,14 +52,12 @@ function formatBytes(n: number): string {
 /** `nucleus pull SOURCE`: fetch a model into the cache ahead of serving it. */
 export function pullCommand(): Command {
   return withConfigOptions(new Command('pull'))
-    .argument('<source>', 'a model source a plugin fetches, e.g. hf://ORG/REPO/file.gguf or https://host/model.gguf')
+    .argument('<source>', 'a model source a plugin fetches, e.g. hf://ORG/REPO/FILE or https://HOST/PATH/FILE')
     .description('download a model into the local cache (hf://…, https://…) so that serving it needs no network')
     .option('--sha256 <hex>', 'refuse the file unless it has this SHA-256 (one file only)')
     .action(async (source: string, opts: PullOptions) => {
       if (ModelLocator.schemeOf(source) === undefined) {
-        throw new UsageError(
-          `${source} is a local path; pull takes a source with a scheme, e.g. hf://ORG/REPO/file.gguf`,
-        );
+        throw new UsageError(`${source} is a local path; pull takes a source with a scheme, e.g. hf://ORG/REPO/FILE`);
       }
       const path = await withSources(opts, (locator) =>
         locator.locate(source, opts.sha256 ? { sha256: opts.sha256 } : {}).catch(asExit),

@@ -13,7 +13,7 @@ export const MODEL_ENTRY_SCHEMA = {
       type: 'string',
       minLength: 1,
       description:
-        'The model file or folder; the active model format that claims it loads it. A source with a scheme is fetched first by the plugin that handles it (`modelSource`): `hf://ORG/REPO[@REVISION][/FILE]` from the Hugging Face Hub, `https://…/model.gguf` (plugin source-hub), into a local cache.',
+        'The model file or folder; the active model format that claims it loads it. A source with a scheme is fetched first by the plugin that handles it (`modelSource`): `hf://ORG/REPO[@REVISION][/FILE]` from the Hugging Face Hub, `https://HOST/PATH/FILE` (plugin source-hub), into a local cache.',
       'x-path': true,
     },
     sha256: {
