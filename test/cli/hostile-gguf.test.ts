@@ -130,7 +130,7 @@ describe('hostile GGUF files are refused, naming the problem, and the server kee
         const res = await admin(kit, '/admin/models', { method: 'POST', body: { name: `bad-${i}`, source: paths[i] } });
         assert.deepEqual(
           [res.status, errorOf(res).code],
-          [400, 'model_load_failed'],
+          [422, 'model_load_failed'],
           `${h.label}: ${JSON.stringify(res.body)}`,
         );
         assert.match(errorOf(res).message, h.says, h.label);

@@ -173,6 +173,7 @@ function llmSpec(name: string, path: string, o: ModelServingOptions): LlmModelSp
     ...(o.chatTemplate !== undefined && { chatTemplate: o.chatTemplate }),
     ...(o.workers !== undefined && { workers: o.workers }),
     ...(o.isolation !== undefined && { isolation: o.isolation }),
+    ...(o.warmup !== undefined && { warmup: o.warmup }),
   };
 }
 

@@ -6,10 +6,14 @@ import type { Kernel } from '../kernel/kernel.js';
 export function kernelRoutes(kernel: Kernel): RouteContribution[] {
   const { plugins, health, config } = kernel;
   return [
-    { method: 'GET', path: '/health', access: 'public', handler: () => ({ status: 'ok' }) },
-    {
+    // Liveness: the process answers. `/livez` is the name Kubernetes users expect.
+    ...['/health', '/livez'].map(
+      (path): RouteContribution => ({ method: 'GET', path, access: 'public', handler: () => ({ status: 'ok' }) }),
+    ),
+    // Readiness: 200 while every configured model can be served (degraded included), 503 otherwise. `/readyz` as well.
+    ...['/ready', '/readyz'].map((path): RouteContribution => ({
       method: 'GET',
-      path: '/ready',
+      path,
       access: 'public',
       handler: (ctx) => {
         const report = health.report();
@@ -25,7 +29,7 @@ export function kernelRoutes(kernel: Kernel): RouteContribution[] {
               },
             };
       },
-    },
+    })),
     { method: 'GET', path: '/admin/plugins', access: 'admin', handler: () => ({ plugins: plugins.list() }) },
     { method: 'GET', path: '/admin/plugins/:id', access: 'admin', handler: (ctx) => plugins.get(ctx.params.id!) },
     {

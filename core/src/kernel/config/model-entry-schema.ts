@@ -95,7 +95,8 @@ export const MODEL_ENTRY_SCHEMA = {
     warmup: {
       type: ['boolean', 'integer'],
       minimum: 0,
-      description: 'Dummy runs after load (true = 1) so the first request does not pay for lazy initialisation.',
+      description:
+        'Warm-up runs after load (true = 1, the default) so the first request does not pay for lazy initialisation: a tensor model runs one row of dummy inputs, an LLM a greedy generation of 4 tokens on each replica. At a load or swap while serving, a warm-up that fails fails the load and the old version keeps serving.',
     },
     isolation: {
       type: 'string',

@@ -1,5 +1,4 @@
 import {
-  badRequest,
   NucleusError,
   notFound,
   toNucleusError,
@@ -10,14 +9,14 @@ import {
 import { defaultModelCacheDir } from '../../model-cache-dir.js';
 import type { GenerationAdmission } from './generation-admission.js';
 import type { GenerationEngineOptions } from './generation-engine-options.js';
-import { drain, LifecycleQueue, warmUp } from './generation-lifecycle.js';
+import { drain, LifecycleQueue } from './generation-lifecycle.js';
 import type { GenerationReplicas } from './generation-replicas.js';
 import { ModelSources } from './model-sources.js';
 import { ReplicaLauncher } from './replica-launcher.js';
 import { ReplicaTelemetry } from './replica-telemetry.js';
-import { toWireGenerate } from './request-schema.js';
 import {
   backendKey,
+  modelKey,
   type ConfiguredLlm,
   type LlmModelSpec,
   type ModelDraft,
@@ -27,7 +26,7 @@ import {
 /**
  * The models the generation engine serves, by name, and their lifecycle: configured LLMs and the built-ins plugins
  * contribute are registered at start; models are loaded, swapped (opened beside, warmed up, switched at once, the old
- * version drained) and unloaded at run time, one operation at a time per name. Replicas open on first use.
+ * version drained) and unloaded at run time, one operation at a time per name. Replicas open at start.
  */
 export class ModelCatalog {
   readonly #models = new Map<string, ServedModel>();
@@ -63,8 +62,8 @@ export class ModelCatalog {
   }
 
   /**
-   * Registers the models: configured LLMs are opened now (a failure marks that model failed and the rest go on);
-   * built-ins start on their first request, so a server that never generates never pays for them.
+   * Registers the models and opens them, configured LLMs and built-ins alike, each warmed up (`warmup`); a failure
+   * marks that model failed and the rest go on.
    */
   async start(): Promise<void> {
     this.#stopped = false;
@@ -79,7 +78,9 @@ export class ModelCatalog {
       }
     }
     this.#unwatch = this.#launcher.watch();
-    await Promise.all(llms.map((m) => this.replicasOf(this.#models.get(m.name)!).catch(() => undefined)));
+    // Every model, built-ins too, opens and warms up now, while /ready says the server is starting, so that no
+    // request pays for a model's initialisation.
+    await Promise.all([...this.#models.values()].map((m) => this.replicasOf(m).catch(() => undefined)));
   }
 
   // The configured models whose format loads them as LLMs, for an engine used without the kernel's routing.
@@ -106,6 +107,7 @@ export class ModelCatalog {
     for (const name of this.#models.keys()) {
       this.options.health?.clear(`breaker:${name}`);
       this.options.health?.clear(backendKey(name));
+      this.options.health?.clear(modelKey(name));
     }
     this.#models.clear();
     await Promise.all(pools.map((p) => p.close()));
@@ -178,6 +180,7 @@ export class ModelCatalog {
       this.#models.delete(name);
       this.options.health?.clear(`breaker:${name}`);
       this.options.health?.clear(backendKey(name));
+      this.options.health?.clear(modelKey(name));
       await this.#retire(model, options.drainTimeoutMs);
     });
   }
@@ -190,23 +193,21 @@ export class ModelCatalog {
       Object.assign(this.#sources.configured(spec), { origin: 'runtime' as const, version, spec }),
     );
     try {
-      const replicas = await this.replicasOf(model);
-      if (model.kind === 'llm')
-        await warmUp(replicas.workers, toWireGenerate({ model: name, prompt: 'Hello', maxTokens: 1, temperature: 0 }));
+      // Opening warms the model up (`warmup`), so a model that cannot generate fails here, beside the old one.
+      await this.replicasOf(model);
       return model;
     } catch (err) {
       await model.replicas?.close();
       model.replicas = undefined;
-      const error = toNucleusError(err);
-      // A failed open has been reported (`model.failed`) and kept its reason; a failed warm-up is reported here.
-      const opened = model.state !== 'failed';
-      const reason = opened ? `its warm-up generation failed: ${error.message}` : (model.reason ?? error.message);
-      if (opened) this.options.events.emit('model.failed', { model: name, version, error: reason });
+      // A failed open has been reported (`model.failed`) and kept its reason.
+      const reason = model.reason ?? toNucleusError(err).message;
       const kept = replacing ? `; version ${replacing.version} keeps serving` : '';
-      throw badRequest(
+      // 422: the request was well formed, the files it names cannot be served.
+      throw new NucleusError(
+        422,
         'model_load_failed',
         `model '${name}' could not be loaded from ${spec.path}: ${reason}${kept}`,
-        'source',
+        { param: 'source' },
       );
     }
   }

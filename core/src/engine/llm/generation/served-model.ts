@@ -22,6 +22,7 @@ export type LlmModelSpec = Pick<
   | 'isolation'
   | 'tokenizer'
   | 'chatTemplate'
+  | 'warmup'
 >;
 
 export interface ServedModel {
@@ -82,6 +83,11 @@ export interface ConfiguredLlm {
 /** The health condition a model's backend fallback is reported under, as for a tensor model's version. */
 export function backendKey(name: string): string {
   return `backend:${name}@1`;
+}
+
+/** The health condition a configured model that failed to load is reported under, as for a tensor model's version. */
+export function modelKey(name: string): string {
+  return `model:${name}@1`;
 }
 
 /** Now, in seconds, as `created` gives it. */
