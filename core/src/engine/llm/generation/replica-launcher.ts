@@ -156,7 +156,8 @@ export class ReplicaLauncher {
           { model: model.name, reason: ready.prefixCacheError },
           'prefix cache off: its cache policy could not be loaded in the worker',
         );
-      if (spec.role === 'decoder') await this.#warmUp(model, replicas);
+      // Injected faults are meant for the requests under test, not for the warm-up.
+      if (spec.role === 'decoder' && !this.options.faultInjection) await this.#warmUp(model, replicas);
       model.maxContext = ready.maxContext;
       this.#backendChosen(model, requested, selection.backend.name, ready);
       if (ready.dimensions !== undefined) model.dimensions = ready.dimensions;
