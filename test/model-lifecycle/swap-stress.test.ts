@@ -1,10 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { copyFileSync, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NucleusEvents, RegisteredModel } from '@nucleus/sdk';
 import type { TestKernel } from '@nucleus/sdk/testing';
 import { tempDir } from '../helpers/paths.js';
 import { writeTestLlamaGguf } from '../llm-formats/gguf-fixtures.js';
+import { requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
 import { admin, errorOf, startLifecycleKernel, streamCompletion, until } from './lifecycle-fixtures.js';
 
 const SWAPS = 10;
@@ -36,27 +37,31 @@ interface Outcome {
   detail?: string;
 }
 
-describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor model are each swapped 10 times', () => {
+describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor model are each swapped 10 times, and once to a broken file', () => {
   let kit: TestKernel | undefined;
   let dir: string;
   const unloaded: NucleusEvents['model.unloaded'][] = [];
   const swapped: NucleusEvents['model.swapped'][] = [];
+  const swapFailed: NucleusEvents['model.swapFailed'][] = [];
 
   before(async function () {
     if (typeof global.gc !== 'function') this.skip();
     dir = tempDir('swap-stress');
     writeTestLlamaGguf(join(dir, 'llm-a.gguf'));
     writeTestLlamaGguf(join(dir, 'llm-b.gguf'));
+    writeFileSync(join(dir, 'broken.gguf'), 'GGUF but not really a GGUF file');
+    writeFileSync(join(dir, 'broken.onnx'), Uint8Array.from({ length: 512 }, (_, i) => (i * 37) & 0xff));
     kit = await startLifecycleKernel({ 'plugin.model-lifecycle.drainTimeoutMs': 20_000 });
     kit.kernel.events.on('model.unloaded', (e) => unloaded.push(e));
     kit.kernel.events.on('model.swapped', (e) => swapped.push(e));
+    kit.kernel.events.on('model.swapFailed', (e) => swapFailed.push(e));
   });
   after(async () => {
     await kit?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('fails no request, disposes of each old version and its workers, and comes back to the memory it started from', async function () {
+  it('fails no request, answers 422 to the broken swaps, disposes of each old version and its workers, and comes back to the memory it started from', async function () {
     this.timeout(240_000);
     const k = kit!;
     const list = ((await admin(k, '/admin/models')).body as { models: RegisteredModel[] }).models;
@@ -99,7 +104,7 @@ describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor
       const res = await admin(k, `/admin/models/${name}/swap`, { body: { source } });
       assert.equal(res.status, 200, `swap of ${name}: ${JSON.stringify(res.body)}`);
       // Some requests ran against each version.
-      await until(() => outcomes.length >= before + 16, 'requests after a swap', 60_000);
+      await until(() => outcomes.length >= before + 8, 'requests after a swap', 60_000);
     };
 
     // A first round: each model swapped once under load, so that what a swap allocates once (caches, allocator arenas,
@@ -116,6 +121,19 @@ describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor
     for (let i = 0; i < SWAPS; i++) {
       await swap('story', llmSources[i % 2]!);
       await swap('clf', tensorSources[i % 2]!);
+      if (i === SWAPS / 2) {
+        // A swap to a broken file in the middle: 422 with the reason, and the old version keeps serving.
+        for (const [name, source] of [
+          ['story', join(dir, 'broken.gguf')],
+          ['clf', join(dir, 'broken.onnx')],
+        ] as const) {
+          const before = outcomes.length;
+          const res = await admin(k, `/admin/models/${name}/swap`, { body: { source } });
+          assert.deepEqual([res.status, errorOf(res).code], [422, 'model_load_failed'], JSON.stringify(res.body));
+          assert.match(errorOf(res).message, /broken\.(gguf|onnx).*keeps serving/);
+          await until(() => outcomes.length >= before + 16, 'requests after a failed swap', 60_000);
+        }
+      }
     }
     running = false;
     await Promise.all(round);
@@ -149,10 +167,37 @@ describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor
       `resident memory ${mb(endRss)} within 10% of ${mb(baseRss)} after ${SWAPS} swaps of each model`,
     );
 
+    assert.deepEqual(
+      swapFailed.map((e) => [e.model, e.rolledBack]),
+      [
+        ['story', true],
+        ['clf', true],
+      ],
+    );
+
     // Both still answer.
     assert.equal((await tensor()).status, 200);
     assert.ok((await stream()).ok);
     const gone = await admin(k, `/v2/models/clf/versions/${swapped.find((e) => e.model === 'clf')!.fromVersion}`);
     assert.equal(gone.status, 404, errorOf(gone).message);
+  });
+
+  it('ends a stream longer than the drain timeout of a swap with a model_unloading error event, not a hang', async function () {
+    requireStories(this);
+    const k = kit!;
+    // stories260K (512 tokens of context) streams long enough for the new version to open beside it.
+    const source = join(STORIES_DIR, 'stories260K.gguf');
+    assert.equal((await admin(k, '/admin/models', { body: { name: 'long', source } })).status, 201);
+    let swapping: Promise<{ status: number; body: unknown }> | undefined;
+    const stream = await streamCompletion(k, { model: 'long', prompt: PROMPT, max_tokens: 480, ignore_eos: true }, () => {
+      swapping = admin(k, '/admin/models/long/swap', { body: { source: join(dir, 'llm-a.gguf'), drainTimeoutMs: 0 } });
+    });
+    const res = await swapping!;
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual([stream.status, stream.complete], [200, false], JSON.stringify(stream));
+    assert.equal(stream.error?.code, 'model_unloading', JSON.stringify(stream));
+    assert.match(stream.error!.message, /long/);
+    // New requests go to the new version.
+    assert.ok((await streamCompletion(k, { model: 'long', prompt: PROMPT, max_tokens: 4 })).complete);
   });
 });
