@@ -50,7 +50,10 @@ describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor
     writeTestLlamaGguf(join(dir, 'llm-a.gguf'));
     writeTestLlamaGguf(join(dir, 'llm-b.gguf'));
     writeFileSync(join(dir, 'broken.gguf'), 'GGUF but not really a GGUF file');
-    writeFileSync(join(dir, 'broken.onnx'), Uint8Array.from({ length: 512 }, (_, i) => (i * 37) & 0xff));
+    writeFileSync(
+      join(dir, 'broken.onnx'),
+      Uint8Array.from({ length: 512 }, (_, i) => (i * 37) & 0xff),
+    );
     kit = await startLifecycleKernel({ 'plugin.model-lifecycle.drainTimeoutMs': 20_000 });
     kit.kernel.events.on('model.unloaded', (e) => unloaded.push(e));
     kit.kernel.events.on('model.swapped', (e) => swapped.push(e));
@@ -160,7 +163,10 @@ describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor
     const endRss = await settledRss();
     const endThreads = threads();
     if (baseThreads !== undefined && endThreads !== undefined)
-      assert.ok(endThreads <= baseThreads + 2, `threads back to ${baseThreads} (now ${endThreads}): old workers exited`);
+      assert.ok(
+        endThreads <= baseThreads + 2,
+        `threads back to ${baseThreads} (now ${endThreads}): old workers exited`,
+      );
     const mb = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MB`;
     assert.ok(
       Math.abs(endRss - baseRss) <= baseRss * 0.1,
@@ -189,9 +195,15 @@ describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor
     const source = join(STORIES_DIR, 'stories260K.gguf');
     assert.equal((await admin(k, '/admin/models', { body: { name: 'long', source } })).status, 201);
     let swapping: Promise<{ status: number; body: unknown }> | undefined;
-    const stream = await streamCompletion(k, { model: 'long', prompt: PROMPT, max_tokens: 480, ignore_eos: true }, () => {
-      swapping = admin(k, '/admin/models/long/swap', { body: { source: join(dir, 'llm-a.gguf'), drainTimeoutMs: 0 } });
-    });
+    const stream = await streamCompletion(
+      k,
+      { model: 'long', prompt: PROMPT, max_tokens: 480, ignore_eos: true },
+      () => {
+        swapping = admin(k, '/admin/models/long/swap', {
+          body: { source: join(dir, 'llm-a.gguf'), drainTimeoutMs: 0 },
+        });
+      },
+    );
     const res = await swapping!;
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.deepEqual([stream.status, stream.complete], [200, false], JSON.stringify(stream));

@@ -63,7 +63,10 @@ describe('HTTP server', () => {
         assert.match(body.error.message, /model:resnet@1: model resnet failed to load/);
         assert.match(body.error.message, /backend: cuda requested but unusable/);
       }
-      assert.deepEqual([(await kit.request('/livez')).status, (await kit.request('/livez')).body], [200, { status: 'ok' }]);
+      assert.deepEqual(
+        [(await kit.request('/livez')).status, (await kit.request('/livez')).body],
+        [200, { status: 'ok' }],
+      );
     } finally {
       kit.kernel.health.clear('backend');
       kit.kernel.health.clear('model:resnet@1');

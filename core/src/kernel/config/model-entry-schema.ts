@@ -72,7 +72,7 @@ export const MODEL_ENTRY_SCHEMA = {
     optional: {
       type: 'boolean',
       description:
-        'Serve without this model when it fails to load at start (/ready degraded) instead of exiting; see `startup.requireModels`.',
+        'Serve without this model when it fails to load at start (/ready stays 200, degraded, naming it) instead of exiting; see `startup.requireModels`.',
     },
     fallback: {
       type: 'string',

@@ -212,7 +212,9 @@ export class ReplicaLauncher {
   // the first user does not pay for ORT's lazy initialisation, and a model that opens but cannot generate (a graph that
   // fails at its first step, a tokenizer that cannot encode) fails here, with its replicas closed.
   async #warmUp(model: ServedModel, replicas: GenerationReplicas): Promise<void> {
-    const configured = model.spec ? model.spec.warmup : this.options.config.get('models').find((m) => m.name === model.name)?.warmup;
+    const configured = model.spec
+      ? model.spec.warmup
+      : this.options.config.get('models').find((m) => m.name === model.name)?.warmup;
     const runs = warmupRuns(configured);
     const request = toWireGenerate({ model: model.name, prompt: 'Hello', maxTokens: WARMUP_TOKENS, temperature: 0 });
     try {
