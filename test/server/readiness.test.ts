@@ -12,7 +12,7 @@ async function freePort(): Promise<number> {
 }
 
 describe('readiness while the server starts, serves and stops', () => {
-  it('answers /livez 200 and /ready, /readyz 503 starting while models load; 200 once they are warm; 503 stopping', async () => {
+  it('answers /livez 200 and /ready, /readyz 503 starting while models load; 200 once started; 503 stopping', async () => {
     const port = await freePort();
     const starting = NucleusServer.start({
       env: {},
@@ -49,8 +49,6 @@ describe('readiness while the server starts, serves and stops', () => {
     try {
       assert.ok(seen.length > 0, 'the probes answered while the server was starting');
       for (const s of seen) assert.deepEqual(s, { live: 200, ready: 503, readyz: 503, other: 503, status: 'starting' });
-      // Every LLM was opened and warmed up during the start.
-      for (const m of server.kernel.generation.list()) assert.equal(m.state, 'ready', m.name);
       const ready = await fetch(`${url}/readyz`);
       assert.deepEqual([ready.status, ((await ready.json()) as { status: string }).status], [200, 'ready']);
     } finally {

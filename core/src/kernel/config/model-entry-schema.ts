@@ -96,7 +96,7 @@ export const MODEL_ENTRY_SCHEMA = {
       type: ['boolean', 'integer'],
       minimum: 0,
       description:
-        'Warm-up runs after load (true = 1, the default) so the first request does not pay for lazy initialisation: a tensor model runs one row of dummy inputs, an LLM a greedy generation of 4 tokens on each replica. At a load or swap while serving, a warm-up that fails fails the load and the old version keeps serving.',
+        'Warm-up runs after load (true = 1) so the first request does not pay for lazy initialisation: a tensor model runs one row of dummy inputs (default 1), an LLM a greedy generation of 4 tokens on each replica (default 1 for loads and swaps at run time, 0 for a configured LLM at start). At a load or swap while serving, a warm-up that fails fails the load and the old version keeps serving.',
     },
     isolation: {
       type: 'string',

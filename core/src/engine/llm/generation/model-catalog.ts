@@ -26,7 +26,7 @@ import {
 /**
  * The models the generation engine serves, by name, and their lifecycle: configured LLMs and the built-ins plugins
  * contribute are registered at start; models are loaded, swapped (opened beside, warmed up, switched at once, the old
- * version drained) and unloaded at run time, one operation at a time per name. Replicas open at start.
+ * version drained) and unloaded at run time, one operation at a time per name. Replicas open on first use.
  */
 export class ModelCatalog {
   readonly #models = new Map<string, ServedModel>();
@@ -62,8 +62,8 @@ export class ModelCatalog {
   }
 
   /**
-   * Registers the models and opens them, configured LLMs and built-ins alike, each warmed up (`warmup`); a failure
-   * marks that model failed and the rest go on.
+   * Registers the models: configured LLMs are opened now (a failure marks that model failed and the rest go on);
+   * built-ins start on their first request.
    */
   async start(): Promise<void> {
     this.#stopped = false;
@@ -78,9 +78,7 @@ export class ModelCatalog {
       }
     }
     this.#unwatch = this.#launcher.watch();
-    // Every model, built-ins too, opens and warms up now, while /ready says the server is starting, so that no
-    // request pays for a model's initialisation.
-    await Promise.all([...this.#models.values()].map((m) => this.replicasOf(m).catch(() => undefined)));
+    await Promise.all(llms.map((m) => this.replicasOf(this.#models.get(m.name)!).catch(() => undefined)));
   }
 
   // The configured models whose format loads them as LLMs, for an engine used without the kernel's routing.

@@ -208,14 +208,15 @@ export class ReplicaLauncher {
     }
   }
 
-  // A few greedy tokens on each replica before the model takes traffic, as `warmup` asks (one run by default), so that
+  // A few greedy tokens on each replica before the model takes traffic, as `warmup` asks, so that
   // the first user does not pay for ORT's lazy initialisation, and a model that opens but cannot generate (a graph that
   // fails at its first step, a tokenizer that cannot encode) fails here, with its replicas closed.
   async #warmUp(model: ServedModel, replicas: GenerationReplicas): Promise<void> {
+    // Loads and swaps at run time warm up unless told not to; a configured model when its entry asks (`warmup`).
     const configured = model.spec
-      ? model.spec.warmup
-      : this.options.config.get('models').find((m) => m.name === model.name)?.warmup;
-    const runs = warmupRuns(configured);
+      ? warmupRuns(model.spec.warmup)
+      : (this.options.config.get('models').find((m) => m.name === model.name)?.warmup ?? 0);
+    const runs = typeof configured === 'number' ? configured : warmupRuns(configured);
     const request = toWireGenerate({ model: model.name, prompt: 'Hello', maxTokens: WARMUP_TOKENS, temperature: 0 });
     try {
       for (let i = 0; i < runs; i++) await warmUp(replicas.workers, request);
