@@ -23,7 +23,7 @@ export interface ModelServingOptions {
   /** Replicas (worker threads or processes), each with its own session. */
   workers?: number;
   isolation?: 'thread' | 'process';
-  /** Tensor models: dummy runs after load (true = 1). */
+  /** Warm-up runs after load (true = 1): dummy inputs for a tensor model, a short greedy generation for an LLM. */
   warmup?: boolean | number;
   maxBatchSize?: number;
   maxQueueDelayMs?: number;

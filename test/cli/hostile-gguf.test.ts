@@ -115,7 +115,7 @@ describe('hostile GGUF files are refused, naming the problem, and the server kee
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('a run-time load answers 400 with the problem; the model already loaded keeps answering', async () => {
+  it('a run-time load answers 422 with the problem; the model already loaded keeps answering', async () => {
     let kit: TestKernel | undefined;
     try {
       kit = await startLifecycleKernel();
@@ -130,7 +130,7 @@ describe('hostile GGUF files are refused, naming the problem, and the server kee
         const res = await admin(kit, '/admin/models', { method: 'POST', body: { name: `bad-${i}`, source: paths[i] } });
         assert.deepEqual(
           [res.status, errorOf(res).code],
-          [400, 'model_load_failed'],
+          [422, 'model_load_failed'],
           `${h.label}: ${JSON.stringify(res.body)}`,
         );
         assert.match(errorOf(res).message, h.says, h.label);
@@ -139,7 +139,7 @@ describe('hostile GGUF files are refused, naming the problem, and the server kee
       }
       // A swap onto a hostile file is refused the same way and leaves the old version serving.
       const swap = await admin(kit, '/admin/models/good/swap', { method: 'POST', body: { source: paths[3] } });
-      assert.equal(swap.status, 400);
+      assert.equal(swap.status, 422);
       assert.match(errorOf(swap).message, /llama\.block_count (is )?3000000.*version 1 keeps serving/s);
       const models = (await admin(kit, '/admin/models')).body as { models: { name: string; state: string }[] };
       assert.deepEqual(

@@ -54,7 +54,7 @@ describe('model sources that cannot serve say what to do, on the command line an
     }
   });
 
-  it('a llama2.c checkpoint without its tokenizer: the start-up error and the 400 say how to give one', async function () {
+  it('a llama2.c checkpoint without its tokenizer: the start-up error and the 422 say how to give one', async function () {
     requireStories(this);
     const bin = join(dir, 'stories260K.bin');
     copyFileSync(join(STORIES_DIR, 'stories260K.bin'), bin);
@@ -64,7 +64,7 @@ describe('model sources that cannot serve say what to do, on the command line an
     const kit = await startLifecycleKernel();
     try {
       const refused = await admin(kit, '/admin/models', { method: 'POST', body: { name: 'c', source: bin } });
-      assert.equal(refused.status, 400);
+      assert.equal(refused.status, 422);
       assert.match(errorOf(refused).message, /no tokenizer: set the model's "tokenizer" config key/);
       const tokenizer = join(STORIES_DIR, 'tok512.bin');
       const loaded = await admin(kit, '/admin/models', { method: 'POST', body: { name: 'c', source: bin, tokenizer } });

@@ -60,7 +60,7 @@ describe('fault injection: per-model circuit breaker', () => {
       return true;
     });
     const health = k.health.report();
-    assert.equal(health.status, 'degraded');
+    assert.equal(health.status, 'unavailable');
     assert.ok(
       health.conditions.some((c) => c.key === 'breaker:lookup@1' && /circuit breaker open/.test(c.reason)),
       JSON.stringify(health),

@@ -83,7 +83,7 @@ describe('fault injection: circuit breaker of an LLM', () => {
     const ready = await fetch(new URL('/ready', kit.url));
     const report = (await ready.json()) as { status: string; conditions: { key: string; reason: string }[] };
     assert.equal(ready.status, 503);
-    assert.equal(report.status, 'degraded');
+    assert.equal(report.status, 'unavailable');
     assert.ok(
       report.conditions.some((c) => c.key === 'breaker:tiny-llama' && /circuit breaker open/.test(c.reason)),
       JSON.stringify(report),

@@ -48,7 +48,7 @@ describe('the model-lifecycle plugin: /admin/models over the model registry', ()
     assert.equal(byName.get('bert-tiny')!.kind, 'embedding');
   });
 
-  it('loads an LLM from a file, refuses the name twice (409), and refuses bad bodies and sources with 400 saying why', async () => {
+  it('loads an LLM from a file, refuses the name twice (409), and refuses bad bodies and sources with 400 (422 for a file that cannot load) saying why', async () => {
     const loaded = await admin(kit, '/admin/models', { body: { name: 'tl', source: gguf, workers: 1 } });
     assert.equal(loaded.status, 201, JSON.stringify(loaded.body));
     const model = (loaded.body as { model: RegisteredModel }).model;
@@ -74,15 +74,15 @@ describe('the model-lifecycle plugin: /admin/models over the model registry', ()
     assert.deepEqual([missing.status, errorOf(missing).code], [400, 'model_source_not_found']);
     assert.match(errorOf(missing).message, /nowhere\.gguf does not exist/);
     const broken = await admin(kit, '/admin/models', { body: { name: 'x', source: join(dir, 'broken.gguf') } });
-    assert.deepEqual([broken.status, errorOf(broken).code], [400, 'model_load_failed']);
+    assert.deepEqual([broken.status, errorOf(broken).code], [422, 'model_load_failed']);
     assert.match(errorOf(broken).message, /broken\.gguf/);
     assert.ok(!(await models()).some((m) => m.name === 'x'), 'a failed load leaves nothing behind');
   });
 
-  it('keeps the old version serving when a swap cannot load the new source (400), and says it rolled back', async () => {
+  it('keeps the old version serving when a swap cannot load the new source (422), and says it rolled back', async () => {
     const before = await streamCompletion(kit, { model: 'tl', prompt: PROMPT, max_tokens: 8 });
     const broken = await admin(kit, '/admin/models/tl/swap', { body: { source: join(dir, 'broken.gguf') } });
-    assert.deepEqual([broken.status, errorOf(broken).code], [400, 'model_load_failed']);
+    assert.deepEqual([broken.status, errorOf(broken).code], [422, 'model_load_failed']);
     assert.match(errorOf(broken).message, /broken\.gguf.*version 1 keeps serving/);
     const missing = await admin(kit, '/admin/models/tl/swap', { body: { source: join(dir, 'nowhere.gguf') } });
     assert.deepEqual([missing.status, errorOf(missing).code], [400, 'model_source_not_found']);

@@ -39,21 +39,37 @@ describe('HTTP server', () => {
     assert.equal((ready.body as { status: string }).status, 'ready');
   });
 
-  it('goes 503 on /ready with the reason while degraded', async () => {
+  it('stays 200 on /ready and /readyz while degraded, saying why; goes 503 while a condition makes it unready', async () => {
     kit.kernel.health.set({
       key: 'backend',
       severity: 'degraded',
       reason: 'cuda requested but unusable: no NVIDIA driver; running on cpu',
     });
     try {
-      const res = await kit.request('/ready');
-      assert.equal(res.status, 503);
-      const body = res.body as { status: string; error: { message: string; code: string } };
-      assert.equal(body.status, 'degraded');
-      assert.equal(body.error.code, 'server_degraded');
-      assert.match(body.error.message, /backend: cuda requested but unusable/);
+      for (const path of ['/ready', '/readyz']) {
+        const res = await kit.request(path);
+        assert.equal(res.status, 200, path);
+        const body = res.body as { status: string; conditions: { key: string; reason: string }[] };
+        assert.equal(body.status, 'degraded');
+        assert.match(body.conditions[0]!.reason, /cuda requested but unusable/);
+      }
+      kit.kernel.health.set({ key: 'model:resnet@1', severity: 'unready', reason: 'model resnet failed to load' });
+      for (const path of ['/ready', '/readyz']) {
+        const res = await kit.request(path);
+        assert.equal(res.status, 503, path);
+        const body = res.body as { status: string; error: { message: string; code: string } };
+        assert.equal(body.status, 'unavailable');
+        assert.equal(body.error.code, 'server_unavailable');
+        assert.match(body.error.message, /model:resnet@1: model resnet failed to load/);
+        assert.match(body.error.message, /backend: cuda requested but unusable/);
+      }
+      assert.deepEqual(
+        [(await kit.request('/livez')).status, (await kit.request('/livez')).body],
+        [200, { status: 'ok' }],
+      );
     } finally {
       kit.kernel.health.clear('backend');
+      kit.kernel.health.clear('model:resnet@1');
     }
   });
 

@@ -183,6 +183,7 @@ function llmSpec(name: string, path: string, o: ModelServingOptions): LlmModelSp
     ...(o.sha256 !== undefined && { sha256: o.sha256 }),
     ...(o.workers !== undefined && { workers: o.workers }),
     ...(o.isolation !== undefined && { isolation: o.isolation }),
+    ...(o.warmup !== undefined && { warmup: o.warmup }),
   };
 }
 

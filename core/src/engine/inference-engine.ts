@@ -347,10 +347,11 @@ export class InferenceEngine implements InferenceService {
           if (entry?.model) await this.#unloadEntry(entry);
           if (entry) this.#forget(entry);
         }
-        throw badRequest(
+        throw new NucleusError(
+          422,
           'model_load_failed',
           `model '${spec.name}' could not be loaded from ${spec.path}: ${toNucleusError(err).message}`,
-          'source',
+          { param: 'source' },
         );
       }
       this.#runtime.set(spec.name, spec);
@@ -396,10 +397,11 @@ export class InferenceEngine implements InferenceService {
         const entry = versions.get(version);
         if (entry) this.#forget(entry);
         const kept = old.map((e) => e.version).join(', ');
-        throw badRequest(
+        throw new NucleusError(
+          422,
           'model_load_failed',
           `model '${name}' could not be loaded from ${spec.path}: ${toNucleusError(err).message}; version ${kept} keeps serving`,
-          'source',
+          { param: 'source' },
         );
       }
       for (const entry of old) {
@@ -502,6 +504,7 @@ export class InferenceEngine implements InferenceService {
           onChange: (state, reason) => this.#breakerChanged(name, version, state, reason),
         },
         runTimeoutMs: () => this.options.config.get('workers.runTimeoutMs'),
+        strictWarmup: source.origin === 'runtime',
         isolation: source.options.isolation ?? isolationFor(this.options.config, name),
         heartbeatTimeoutMs: () => this.options.config.get('workers.heartbeatTimeoutMs'),
         niceness: () => this.options.config.get('workers.niceness'),
@@ -547,7 +550,7 @@ export class InferenceEngine implements InferenceService {
         entry.reason = error.message;
         this.options.health.set({
           key: `model:${name}@${version}`,
-          severity: 'degraded',
+          severity: this.#missingSeverity(name),
           reason: `${label(name, version)} failed to load: ${error.message}`,
         });
       }
@@ -579,7 +582,8 @@ export class InferenceEngine implements InferenceService {
     else
       this.options.health.set({
         key,
-        severity: 'degraded',
+        // Its requests fail fast: this instance cannot serve the model now.
+        severity: 'unready',
         reason: `${label(name, version)}: circuit breaker ${state}: ${reason}`,
       });
     this.options.events.emit('breaker.state', { model: name, version, state, reason });
@@ -640,11 +644,18 @@ export class InferenceEngine implements InferenceService {
       });
     this.options.health.set({
       key: `model:${problem.name}@${problem.version}`,
-      severity: 'degraded',
+      severity: this.#missingSeverity(problem.name),
       reason: problem.reason,
     });
     this.options.events.emit('model.failed', { model: problem.name, version: problem.version, error: problem.reason });
     this.#log.error({ model: problem.name, version: problem.version, error: problem.reason }, 'model cannot be loaded');
+  }
+
+  // A configured model that cannot serve makes the server unready; one marked `optional` (or not configured) only
+  // degraded.
+  #missingSeverity(name: string): 'unready' | 'degraded' {
+    const entry = this.options.config.get('models').find((m) => m.name === name);
+    return entry && entry.optional !== true ? 'unready' : 'degraded';
   }
 
   #versions(name: string): Map<string, VersionEntry> {

@@ -23,6 +23,7 @@ import type { ModelSource } from './model-repository.js';
 import { ModelSignature } from './model-signature.js';
 import type { WorkerHealth } from './workers/worker-supervisor.js';
 import type { WorkerIsolation } from './workers/worker-handle.js';
+import { warmupRuns } from './warmup-runs.js';
 import { WorkerPool } from './workers/worker-pool.js';
 
 /** The settings a loaded model is opened with. */
@@ -64,6 +65,11 @@ export interface LoadedModelOptions {
   runTimeoutMs?: () => number;
   /** The strategy that picks a replica for each batch (read per batch); none means the least busy. */
   routing?: () => ReplicaRouter | undefined;
+  /**
+   * A warm-up run that fails fails the open (a load or swap at run time, where the old version keeps serving and the
+   * caller hears why); otherwise it is logged and the model serves, as a model found at start does.
+   */
+  strictWarmup?: boolean;
 }
 
 /** What the session reported about where it runs. */
@@ -337,16 +343,17 @@ export class LoadedModel {
           `${this.label} ran out of memory in its warm-up run (one row of dummy inputs), so it cannot serve: ${message}; free memory (unload other models) or serve a smaller or quantized model (models[].quantize)`,
         );
       }
+      if (this.options.strictWarmup) {
+        throw new NucleusError(
+          422,
+          'warmup_failed',
+          `${this.label} failed its warm-up run (one row of dummy inputs): ${message}; fix the model, or load it with warmup: false to skip the warm-up`,
+        );
+      }
       this.options.logger.warn(
         { model: this.options.source.name, version: this.options.source.version, err: message },
         'warm-up run failed',
       );
     }
   }
-}
-
-function warmupRuns(warmup: boolean | number | undefined): number {
-  if (warmup === undefined || warmup === true) return 1;
-  if (warmup === false) return 0;
-  return warmup;
 }

@@ -2,12 +2,16 @@
 export interface Condition {
   /** Who set it: `backend`, `model:resnet`, … */
   key: string;
-  /** `degraded` keeps serving but answers /ready 503; `unready` means not serving yet. */
+  /**
+   * `degraded`: serving, less well than asked (a CPU fallback); /ready stays 200 and says so, for a load balancer has
+   * no better instance to send the traffic to. `unready`: something configured cannot be served (a model that failed
+   * to load, an open circuit breaker); /ready answers 503.
+   */
   severity: 'degraded' | 'unready';
   reason: string;
 }
 
-/** What `/ready` reports: ready unless starting, stopping, or some component set a condition. */
+/** What `/ready` reports: ready (perhaps degraded) unless starting, stopping, or a component set an `unready` condition. */
 export class HealthState {
   private readonly conditions = new Map<string, Condition>();
   private phase: 'starting' | 'running' | 'stopping' = 'starting';
@@ -28,10 +32,14 @@ export class HealthState {
   }
 
   /** The readiness report. */
-  report(): { ready: boolean; status: 'ready' | 'degraded' | 'starting' | 'stopping'; conditions: Condition[] } {
+  report(): {
+    ready: boolean;
+    status: 'ready' | 'degraded' | 'unavailable' | 'starting' | 'stopping';
+    conditions: Condition[];
+  } {
     const conditions = [...this.conditions.values()];
     if (this.phase !== 'running') return { ready: false, status: this.phase, conditions };
-    const degraded = conditions.length > 0;
-    return { ready: !degraded, status: degraded ? 'degraded' : 'ready', conditions };
+    if (conditions.some((c) => c.severity === 'unready')) return { ready: false, status: 'unavailable', conditions };
+    return { ready: true, status: conditions.length > 0 ? 'degraded' : 'ready', conditions };
   }
 }

@@ -17,6 +17,9 @@ import { RouteTable } from './route-table.js';
 import { WsHub } from './ws-hub.js';
 import { toListenError } from './listen-error.js';
 
+/** The liveness and readiness routes, which answer while the server starts and while it drains. */
+const PROBES = new Set(['/health', '/livez', '/ready', '/readyz']);
+
 /**
  * The HTTP and WebSocket front of a kernel: request ids, the error body, JSON parsing, `onRequest`
  * hooks, then the route table (kernel routes and plugin routes).
@@ -72,9 +75,13 @@ export class HttpServer {
       // their connection is closed after the answer. /health and /ready answer as ever (/ready with 503: stopping).
       if (this.draining || kernel.health.report().status === 'stopping') {
         ctx.set('connection', 'close');
-        if (ctx.path === '/health' || ctx.path === '/ready') return next();
+        if (PROBES.has(ctx.path)) return next();
         throw unavailable('server_shutting_down', 'the server is shutting down; retry against another instance', 1);
       }
+      // While starting (plugins activating, models loading and warming up) only the probes answer, so that a load
+      // balancer or Kubernetes sees a live process that is not ready yet.
+      if (kernel.health.report().status === 'starting' && !PROBES.has(ctx.path))
+        throw unavailable('server_starting', 'the server is starting: its models are loading; retry shortly', 1);
       await next();
     });
     const tooLarge = () =>

@@ -6,26 +6,32 @@ import type { Kernel } from '../kernel/kernel.js';
 export function kernelRoutes(kernel: Kernel): RouteContribution[] {
   const { plugins, health, config } = kernel;
   return [
-    { method: 'GET', path: '/health', access: 'public', handler: () => ({ status: 'ok' }) },
-    {
-      method: 'GET',
-      path: '/ready',
-      access: 'public',
-      handler: (ctx) => {
-        const report = health.report();
-        ctx.status = report.ready ? 200 : 503;
-        ctx.body = report.ready
-          ? report
-          : {
-              ...report,
-              error: {
-                message: `not ready (${report.status})${report.conditions.length ? `: ${report.conditions.map((c) => `${c.key}: ${c.reason}`).join('; ')}` : ''}`,
-                type: 'unavailable_error',
-                code: `server_${report.status}`,
-              },
-            };
-      },
-    },
+    // Liveness: the process answers. `/livez` is the name Kubernetes users expect.
+    ...['/health', '/livez'].map(
+      (path): RouteContribution => ({ method: 'GET', path, access: 'public', handler: () => ({ status: 'ok' }) }),
+    ),
+    // Readiness: 200 while every configured model can be served (degraded included), 503 otherwise. `/readyz` as well.
+    ...['/ready', '/readyz'].map(
+      (path): RouteContribution => ({
+        method: 'GET',
+        path,
+        access: 'public',
+        handler: (ctx) => {
+          const report = health.report();
+          ctx.status = report.ready ? 200 : 503;
+          ctx.body = report.ready
+            ? report
+            : {
+                ...report,
+                error: {
+                  message: `not ready (${report.status})${report.conditions.length ? `: ${report.conditions.map((c) => `${c.key}: ${c.reason}`).join('; ')}` : ''}`,
+                  type: 'unavailable_error',
+                  code: `server_${report.status}`,
+                },
+              };
+        },
+      }),
+    ),
     { method: 'GET', path: '/admin/plugins', access: 'admin', handler: () => ({ plugins: plugins.list() }) },
     { method: 'GET', path: '/admin/plugins/:id', access: 'admin', handler: (ctx) => plugins.get(ctx.params.id!) },
     {

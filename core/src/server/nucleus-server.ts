@@ -3,7 +3,6 @@ import type { Kernel } from '../kernel/kernel.js';
 import { RequiredModelsError } from '../kernel/kernel-module.js';
 import { Nucleus, type NucleusOptions } from '../nucleus.js';
 import { HttpServer } from './http-server.js';
-import { probeListen } from './listen-error.js';
 
 /** A running Nucleus: its kernel, its HTTP server and the URL it answers on. */
 export class NucleusServer {
@@ -18,18 +17,25 @@ export class NucleusServer {
     const kernel = Nucleus.create(options);
     const host = kernel.config.get('server.host');
     const port = kernel.config.get('server.port');
-    // Loading models can take minutes; a port someone else holds should not be found out only after that.
-    await probeListen(host, port);
-    await kernel.start();
+    // Listening from the start: while plugins activate and models load and warm up (minutes, for large ones) the
+    // probes answer (`/livez` 200, `/ready` 503 starting) and everything else 503 server_starting; a port someone
+    // else holds is found out at once.
+    const http = new HttpServer(kernel);
+    const { url } = await http.listen(host, port);
+    try {
+      await kernel.start();
+    } catch (err) {
+      await http.close(0);
+      throw err;
+    }
     // A server missing a model it was told to serve would look healthy to a supervisor; refuse to start instead.
     const missing = kernel.requiredModelsMissing();
     if (missing.length > 0) {
+      await http.close(0);
       await kernel.stop();
       throw new RequiredModelsError(missing);
     }
-    const http = new HttpServer(kernel);
     try {
-      const { url } = await http.listen(host, port);
       // At debug: `nucleus serve` announces the URL itself, in its start-up banner.
       kernel.logger.debug(
         {

@@ -261,6 +261,10 @@ export class NucleusMetrics {
         ...MODEL,
         'event',
       ]),
+      modelSwaps: counter('model_swaps_total', 'Model swaps at run time, by outcome (swapped, failed).', [
+        'model_name',
+        'outcome',
+      ]),
       backendFallbacks: counter(
         'backend_fallbacks_total',
         'Times a requested backend was unusable and another was used.',
@@ -414,6 +418,8 @@ export class NucleusMetrics {
         m.modelEvents.inc({ ...model(e), event: 'failed' });
         m.modelLoaded.set(model(e), 0);
       }),
+      events.on('model.swapped', (e) => m.modelSwaps.inc({ model_name: e.model, outcome: 'swapped' })),
+      events.on('model.swapFailed', (e) => m.modelSwaps.inc({ model_name: e.model, outcome: 'failed' })),
       events.on('backend.fallback', (e) => m.backendFallbacks.inc({ requested: e.requested, chosen: e.chosen })),
       events.on('plugin.state', (e) => this.setPluginState(e.id, e.version, e.state)),
       events.on('plugin.reloaded', (e) => m.pluginReloads.inc({ plugin: e.id, outcome: 'ok' })),

@@ -202,6 +202,11 @@ describe('metrics: nucleus metrics from kernel events', () => {
     r.bus.emit('model.unloaded', { model: 'm', version: '1' });
     assert.equal(await r.value('nucleus_model_loaded', v1), 0);
     assert.equal(await r.value('nucleus_model_events_total', { ...v1, event: 'unloaded' }), 1);
+    r.bus.emit('model.swapped', { model: 'm', fromVersion: '1', toVersion: '2', source: '/m.onnx', durationMs: 9 });
+    r.bus.emit('model.swapFailed', { model: 'm', source: '/bad.onnx', error: 'no', rolledBack: true });
+    r.bus.emit('model.swapFailed', { model: 'm', source: '/bad.onnx', error: 'no', rolledBack: true });
+    assert.equal(await r.value('nucleus_model_swaps_total', { model_name: 'm', outcome: 'swapped' }), 1);
+    assert.equal(await r.value('nucleus_model_swaps_total', { model_name: 'm', outcome: 'failed' }), 2);
     r.bus.emit('worker.health', { model: 'm', version: '1', worker: 2, healthy: false, restarts: 3 });
     assert.equal(await r.value('nucleus_worker_healthy', { ...v1, worker: '2' }), 0);
     assert.equal(await r.value('nucleus_worker_restarts_total', { ...v1, worker: '2' }), 3);

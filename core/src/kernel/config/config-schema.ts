@@ -164,7 +164,7 @@ export const CORE_CONFIG_SCHEMA = {
       type: 'string',
       minLength: 1,
       description:
-        'Backend for models that do not name one: `auto` picks the best available; plugins add names (`cpu`, `cuda` …). A name no installed backend has stops the server at startup (exit 2); an installed one that is unusable here falls back to `cpu` and leaves /ready degraded.',
+        'Backend for models that do not name one: `auto` picks the best available; plugins add names (`cpu`, `cuda` …). A name no installed backend has stops the server at startup (exit 2); an installed one that is unusable here falls back to `cpu` and leaves /ready 200 but degraded, with the reason.',
       default: 'auto',
     },
     models: {
@@ -424,7 +424,7 @@ export const CORE_CONFIG_SCHEMA = {
         requireModels: {
           type: 'boolean',
           description:
-            'When true, `nucleus serve` exits 1 if a configured model fails to load at start (unless its `models[].optional` is true); when false it serves without it, /ready degraded. Built-in models never stop a start.',
+            'When true, `nucleus serve` exits 1 if a configured model fails to load at start (unless its `models[].optional` is true); when false it serves without it, /ready 503 (unavailable) naming it. Built-in models never stop a start.',
           default: true,
         },
       },

@@ -79,7 +79,7 @@ export const MODEL_ENTRY_SCHEMA = {
     optional: {
       type: 'boolean',
       description:
-        'Serve without this model when it fails to load at start (/ready degraded) instead of exiting; see `startup.requireModels`.',
+        'Serve without this model when it fails to load at start (/ready stays 200, degraded, naming it) instead of exiting; see `startup.requireModels`.',
     },
     fallback: {
       type: 'string',
@@ -102,7 +102,8 @@ export const MODEL_ENTRY_SCHEMA = {
     warmup: {
       type: ['boolean', 'integer'],
       minimum: 0,
-      description: 'Dummy runs after load (true = 1) so the first request does not pay for lazy initialisation.',
+      description:
+        'Warm-up runs after load (true = 1) so the first request does not pay for lazy initialisation: a tensor model runs one row of dummy inputs (default 1), an LLM a greedy generation of 4 tokens on each replica (default 1 for loads and swaps at run time, 0 for a configured LLM at start). At a load or swap while serving, a warm-up that fails fails the load and the old version keeps serving.',
     },
     isolation: {
       type: 'string',

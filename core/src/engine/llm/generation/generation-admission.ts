@@ -186,7 +186,8 @@ export class GenerationAdmission {
     else
       this.options.health?.set({
         key,
-        severity: 'degraded',
+        // Its requests fail fast: this instance cannot serve the model now.
+        severity: 'unready',
         reason: `model '${name}': circuit breaker ${state}: ${reason}`,
       });
     this.options.events.emit('breaker.state', { model: name, version: '1', state, reason });

@@ -1,5 +1,4 @@
 import {
-  badRequest,
   NucleusError,
   notFound,
   toNucleusError,
@@ -10,14 +9,14 @@ import {
 import { defaultModelCacheDir } from '../../model-cache-dir.js';
 import type { GenerationAdmission } from './generation-admission.js';
 import type { GenerationEngineOptions } from './generation-engine-options.js';
-import { drain, LifecycleQueue, warmUp } from './generation-lifecycle.js';
+import { drain, LifecycleQueue } from './generation-lifecycle.js';
 import type { GenerationReplicas } from './generation-replicas.js';
 import { ModelSources } from './model-sources.js';
 import { ReplicaLauncher } from './replica-launcher.js';
 import { ReplicaTelemetry } from './replica-telemetry.js';
-import { toWireGenerate } from './request-schema.js';
 import {
   backendKey,
+  modelKey,
   type ConfiguredLlm,
   type LlmModelSpec,
   type ModelDraft,
@@ -64,7 +63,7 @@ export class ModelCatalog {
 
   /**
    * Registers the models: configured LLMs are opened now (a failure marks that model failed and the rest go on);
-   * built-ins start on their first request, so a server that never generates never pays for them.
+   * built-ins start on their first request.
    */
   async start(): Promise<void> {
     this.#stopped = false;
@@ -106,6 +105,7 @@ export class ModelCatalog {
     for (const name of this.#models.keys()) {
       this.options.health?.clear(`breaker:${name}`);
       this.options.health?.clear(backendKey(name));
+      this.options.health?.clear(modelKey(name));
     }
     this.#models.clear();
     await Promise.all(pools.map((p) => p.close()));
@@ -178,6 +178,7 @@ export class ModelCatalog {
       this.#models.delete(name);
       this.options.health?.clear(`breaker:${name}`);
       this.options.health?.clear(backendKey(name));
+      this.options.health?.clear(modelKey(name));
       await this.#retire(model, options.drainTimeoutMs);
     });
   }
@@ -190,23 +191,21 @@ export class ModelCatalog {
       Object.assign(this.#sources.configured(spec), { origin: 'runtime' as const, version, spec }),
     );
     try {
-      const replicas = await this.replicasOf(model);
-      if (model.kind === 'llm')
-        await warmUp(replicas.workers, toWireGenerate({ model: name, prompt: 'Hello', maxTokens: 1, temperature: 0 }));
+      // Opening warms the model up (`warmup`), so a model that cannot generate fails here, beside the old one.
+      await this.replicasOf(model);
       return model;
     } catch (err) {
       await model.replicas?.close();
       model.replicas = undefined;
-      const error = toNucleusError(err);
-      // A failed open has been reported (`model.failed`) and kept its reason; a failed warm-up is reported here.
-      const opened = model.state !== 'failed';
-      const reason = opened ? `its warm-up generation failed: ${error.message}` : (model.reason ?? error.message);
-      if (opened) this.options.events.emit('model.failed', { model: name, version, error: reason });
+      // A failed open has been reported (`model.failed`) and kept its reason.
+      const reason = model.reason ?? toNucleusError(err).message;
       const kept = replacing ? `; version ${replacing.version} keeps serving` : '';
-      throw badRequest(
+      // 422: the request was well formed, the files it names cannot be served.
+      throw new NucleusError(
+        422,
         'model_load_failed',
         `model '${name}' could not be loaded from ${spec.path}: ${reason}${kept}`,
-        'source',
+        { param: 'source' },
       );
     }
   }

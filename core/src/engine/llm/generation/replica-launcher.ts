@@ -8,10 +8,16 @@ import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
 import { FREE_MEMORY_MAX_AGE_MS } from '../../workers/worker-pool.js';
 import type { GenerationEngineOptions } from './generation-engine-options.js';
 import type { PrefixCacheSpec, SpeculativeSpec } from './generation-messages.js';
+import { warmupRuns } from '../../warmup-runs.js';
+import { warmUp } from './generation-lifecycle.js';
 import { GenerationReplicas } from './generation-replicas.js';
 import { GenerationWorkerClient, type GenerationThreadReady } from './generation-worker-client.js';
+import { toWireGenerate } from './request-schema.js';
 import type { SchedulerSettings } from './scheduler.js';
-import { backendKey, type LlmModelSpec, type ServedModel } from './served-model.js';
+import { backendKey, modelKey, type LlmModelSpec, type ServedModel } from './served-model.js';
+
+/** Tokens of the greedy generation an LLM warms up with: enough to run a prefill and decode steps. */
+const WARMUP_TOKENS = 4;
 
 /**
  * Opens the replicas of served models: picks the backend, has the model's format prepare its graph, and starts one
@@ -150,11 +156,14 @@ export class ReplicaLauncher {
           { model: model.name, reason: ready.prefixCacheError },
           'prefix cache off: its cache policy could not be loaded in the worker',
         );
+      // Injected faults are meant for the requests under test, not for the warm-up.
+      if (spec.role === 'decoder' && !this.options.faultInjection) await this.#warmUp(model, replicas);
       model.maxContext = ready.maxContext;
       this.#backendChosen(model, requested, selection.backend.name, ready);
       if (ready.dimensions !== undefined) model.dimensions = ready.dimensions;
       model.state = 'ready';
       delete model.reason;
+      this.options.health?.clear(modelKey(model.name));
       // The size may have changed while the model was loading.
       if (spec.role === 'decoder' && replicas.workers.length !== this.replicaCount(model)) {
         replicas
@@ -183,9 +192,37 @@ export class ReplicaLauncher {
       model.replicas = undefined;
       delete model.running;
       this.options.health?.clear(backendKey(model.name));
+      // A configured model that cannot serve makes the server unready (only degraded when `optional`); a version
+      // opened beside a serving one (a swap) changes nothing: the old one serves.
+      if (model.origin === 'config') {
+        const optional = this.options.config.get('models').find((m) => m.name === model.name)?.optional === true;
+        this.options.health?.set({
+          key: modelKey(model.name),
+          severity: optional ? 'degraded' : 'unready',
+          reason: `model '${model.name}' failed to load: ${error.message}`,
+        });
+      }
       this.options.events.emit('model.failed', { model: model.name, version: model.version, error: error.message });
       this.#log.error({ model: model.name, err: error.message }, 'generation model failed to load');
       throw new NucleusError(503, 'model_unavailable', `model '${model.name}' could not be loaded: ${error.message}`);
+    }
+  }
+
+  // A few greedy tokens on each replica before the model takes traffic, as `warmup` asks, so that
+  // the first user does not pay for ORT's lazy initialisation, and a model that opens but cannot generate (a graph that
+  // fails at its first step, a tokenizer that cannot encode) fails here, with its replicas closed.
+  async #warmUp(model: ServedModel, replicas: GenerationReplicas): Promise<void> {
+    // Loads and swaps at run time warm up unless told not to; a configured model when its entry asks (`warmup`).
+    const configured = model.spec
+      ? warmupRuns(model.spec.warmup)
+      : (this.options.config.get('models').find((m) => m.name === model.name)?.warmup ?? 0);
+    const runs = typeof configured === 'number' ? configured : warmupRuns(configured);
+    const request = toWireGenerate({ model: model.name, prompt: 'Hello', maxTokens: WARMUP_TOKENS, temperature: 0 });
+    try {
+      for (let i = 0; i < runs; i++) await warmUp(replicas.workers, request);
+    } catch (err) {
+      await replicas.close();
+      throw new NucleusError(422, 'warmup_failed', `its warm-up generation failed: ${toNucleusError(err).message}`);
     }
   }
 

@@ -23,6 +23,7 @@ export type LlmModelSpec = Pick<
   | 'tokenizer'
   | 'chatTemplate'
   | 'sha256'
+  | 'warmup'
 >;
 
 export interface ServedModel {
@@ -83,6 +84,11 @@ export interface ConfiguredLlm {
 /** The health condition a model's backend fallback is reported under, as for a tensor model's version. */
 export function backendKey(name: string): string {
   return `backend:${name}@1`;
+}
+
+/** The health condition a configured model that failed to load is reported under, as for a tensor model's version. */
+export function modelKey(name: string): string {
+  return `model:${name}@1`;
 }
 
 /** Now, in seconds, as `created` gives it. */
