@@ -1,3 +1,4 @@
+import { cacheSuite } from './cache.js';
 import { ggufSuite } from './gguf-quants.js';
 import { llmSuite } from './llm.js';
 import { quantSuite } from './quant.js';
@@ -15,4 +16,5 @@ export const suites: Record<string, () => Promise<string>> = {
   spec: specSuite,
   tokenizers: tokenizersSuite,
   gguf: ggufSuite,
+  cache: cacheSuite,
 };

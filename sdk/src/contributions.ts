@@ -29,6 +29,25 @@ export interface Hooks {
   preInference?(input: InferenceHookInput): Promise<InferenceHookInput> | InferenceHookInput;
   /** Transforms a complete inference response before it is sent; a streamed (SSE) answer does not come here. */
   postInference?(output: InferenceHookOutput): Promise<InferenceHookOutput> | InferenceHookOutput;
+  /**
+   * Wraps the run of an inference request, after `preInference` and the routers and before `postInference`: `next()`
+   * runs the route (or the next wrapper) and gives its response body, or undefined when the route streamed its answer
+   * itself. A wrapper may answer without calling `next` (a cache does); wrappers nest in priority order, the first
+   * outermost.
+   */
+  aroundInference?(call: InferenceCall, next: () => Promise<InferenceAnswer>): Promise<InferenceAnswer>;
+}
+
+/** A route's complete response body, or undefined when it streamed its answer itself (SSE). */
+export type InferenceAnswer = Record<string, unknown> | undefined;
+
+/** What `aroundInference` sees: the hooked and routed request, where it came in, and a way to add response headers. */
+export interface InferenceCall extends InferenceHookInput {
+  /** The request's path (`/v2/models/m/infer`, `/v1/chat/completions` …): which API's body `body` is. */
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** Sets a header of the response. */
+  setHeader(name: string, value: string): void;
 }
 
 /** What `preInference` sees: the model addressed and its request body. */

@@ -1,10 +1,23 @@
-import type { Hooks, InferenceHookInput, InferenceHookOutput, ModelRouter } from './contributions.js';
+import type {
+  Hooks,
+  InferenceAnswer,
+  InferenceCall,
+  InferenceHookInput,
+  InferenceHookOutput,
+  ModelRouter,
+} from './contributions.js';
 import type { ExtensionPointView } from './extension-points.js';
 import { ExtensionPoints } from './extension-points.js';
 import type { PluginContext } from './plugin.js';
 
 /** Request headers as a router sees them. */
 export type RequestHeaders = Record<string, string | string[] | undefined>;
+
+/** The HTTP side of an inference request that `aroundInference` hooks see: its path, and response headers to set. */
+export interface InferenceExchange {
+  readonly path: string;
+  set(name: string, value: string): void;
+}
 
 /**
  * The steps every inference route runs around the engine, whichever API it speaks (KServe v2, OpenAI, the native
@@ -48,17 +61,20 @@ export class InferenceHooks {
   }
 
   /**
-   * Runs `handle` on the hooked and routed request and returns its response body after the `postInference` hooks.
-   * A route that streams its answer itself (SSE) returns undefined from `handle`: it was routed and hooked on the way
-   * in, and there is no complete body for `postInference` to see, so that is returned as is.
+   * Runs `handle` on the hooked and routed request, inside the `aroundInference` wrappers, and returns its response
+   * body after the `postInference` hooks. A route that streams its answer itself (SSE) returns undefined from
+   * `handle`: it was routed and hooked on the way in, and there is no complete body for `postInference` to see, so that
+   * is returned as is. `exchange` (a Koa context will do) gives wrappers the request path and response headers;
+   * without it they see an empty path and set nothing.
    */
   async run<R extends Record<string, unknown> | undefined>(
     request: InferenceHookInput,
     headers: RequestHeaders,
     handle: (request: InferenceHookInput) => Promise<R>,
+    exchange?: InferenceExchange,
   ): Promise<R> {
     const input = await this.before(request, headers);
-    const body = await handle(input);
+    const body = (await this.#around(input, headers, exchange, handle)) as R;
     if (body === undefined) return body;
     const output = await this.after({
       model: input.model,
@@ -66,5 +82,28 @@ export class InferenceHooks {
       body,
     });
     return output.body as R;
+  }
+
+  // The `aroundInference` wrappers in priority order, the first outermost, around `handle`.
+  #around(
+    input: InferenceHookInput,
+    headers: RequestHeaders,
+    exchange: InferenceExchange | undefined,
+    handle: (request: InferenceHookInput) => Promise<InferenceAnswer>,
+  ): Promise<InferenceAnswer> {
+    const wrappers = this.#hooks.list().filter((c) => c.value.aroundInference);
+    if (wrappers.length === 0) return handle(input);
+    const call: InferenceCall = {
+      ...input,
+      path: exchange?.path ?? '',
+      headers,
+      setHeader: (name, value) => exchange?.set(name, value),
+    };
+    const step = (i: number): Promise<InferenceAnswer> => {
+      const c = wrappers[i];
+      if (!c) return handle(input);
+      return this.#hooks.use(c, (h) => h.aroundInference!(call, () => step(i + 1)));
+    };
+    return step(0);
   }
 }

@@ -103,8 +103,11 @@ export function nativeRoutes(
       ...(checked.version !== undefined && { version: String(checked.version) }),
       body: checked as Record<string, unknown>,
     };
-    return hooks.run(request, ctx.headers, (routed) =>
-      runRouted(routed.model, routed.version, routed.body, ctx, signal),
+    return hooks.run(
+      request,
+      ctx.headers,
+      (routed) => runRouted(routed.model, routed.version, routed.body, ctx, signal),
+      ctx,
     );
   };
 

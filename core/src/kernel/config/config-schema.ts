@@ -477,6 +477,19 @@ export const CORE_CONFIG_SCHEMA = {
                 'Eviction policy by name, from the `cachePolicy` contributions of plugins (`lru` from cache-lru).',
               default: 'lru',
             },
+            persist: {
+              type: 'boolean',
+              description:
+                "Write each LLM replica's prefix cache to `<cache.dir>/prefix-cache/` (named by the model's sha256 and graph style) at graceful shutdown and every `persistIntervalMs`, and restore it when the same model loads again, so prompts seen before a restart start warm. A file that is corrupt or was written for another model, graph or block size is ignored with a log line.",
+              default: false,
+            },
+            persistIntervalMs: {
+              type: 'integer',
+              minimum: 0,
+              description:
+                'With `persist`: how often the prefix caches are also written while serving (a crash then loses at most this much); 0 writes them only at shutdown.',
+              default: 300_000,
+            },
           },
         },
       },

@@ -8,6 +8,7 @@ import type {
 } from '@nucleus/sdk';
 import type { DecoderConfig, TokenizerSpec } from '@nucleus/sdk/llm';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
+import type { PrefixCacheFileIdentity } from '../prefix-cache/prefix-cache-file.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
 import type { SpeculationStats, StepRecovery } from './generation-loop.js';
 import type { SchedulerSettings } from './scheduler.js';
@@ -58,6 +59,8 @@ export interface PrefixCacheSpec {
   policyModule: string;
   /** The spec's options, handed to the module's factory. */
   policyOptions: Record<string, unknown>;
+  /** Where the cache is kept on disk between runs (`cache.prefix.persist`), and what it must have been written for. */
+  persist?: { path: string } & PrefixCacheFileIdentity;
 }
 
 /** How a decoder thread speculates: the method plugins contributed, as plain data (see `DraftProposerSpec`). */
@@ -98,6 +101,8 @@ export type ToGenerationThread =
   | { type: 'cancel'; id: number }
   | { type: 'embed'; id: number; request: WireEmbedRequest }
   | { type: 'configure'; scheduler?: Partial<SchedulerSettings>; prefixCacheMaxBytes?: number }
+  /** Write the prefix cache to its file (`persist` in its spec); answered with `persisted`. */
+  | { type: 'persist'; id: number }
   /** Drop the prefix-cache blocks of a conversation; answered with `released`. */
   | { type: 'release'; id: number; conversationId: string }
   /** Finish the current step, release the sessions and end the thread with `code`. */
@@ -154,6 +159,10 @@ export type FromGenerationThread =
       dimensions?: number;
       /** Why the configured prefix cache could not be set up (the thread runs without one). */
       prefixCacheError?: string;
+      /** The prefix cache was restored from its file: its blocks and bytes. */
+      prefixCacheRestored?: { blocks: number; bytes: number };
+      /** Why the prefix cache's file was not restored (corrupt, or written for another model); the cache starts empty. */
+      prefixCacheIgnored?: string;
     }
   | { type: 'init-error'; message: string; code: string }
   | {
@@ -179,5 +188,7 @@ export type FromGenerationThread =
       recovery?: StepRecovery;
     }
   | { type: 'released'; id: number; bytes: number }
+  /** The prefix cache was written (`blocks`, `bytes` of its file), or not, with `error` saying why. */
+  | { type: 'persisted'; id: number; blocks: number; bytes: number; error?: string }
   | { type: 'embedded'; id: number; vectors: Float32Array[]; promptTokens: number }
   | { type: 'embed-error'; id: number; status: number; code: string; message: string; param?: string };

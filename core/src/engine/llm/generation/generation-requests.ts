@@ -17,7 +17,7 @@ export interface Admission {
 }
 
 /** A thread's reply to one request: everything it sends but its start-up and its event groups. */
-export type RequestReply = Exclude<FromGenerationThread, { type: 'ready' | 'init-error' | 'events' }>;
+export type RequestReply = Exclude<FromGenerationThread, { type: 'ready' | 'init-error' | 'events' | 'persisted' }>;
 
 interface PendingAdmission {
   resolve(admitted: { admission: Admission; channel: EventChannel }): void;

@@ -15,7 +15,8 @@ import {
 } from '@nucleus/sdk';
 import { createBackendSession } from '../../backend-session.js';
 import { loadTokenizer, type LlmTokenizer } from '@nucleus/sdk/llm';
-import { PrefixCache, type PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
+import { type OpenedPrefixCache, openPrefixCache, persistPrefixCache } from '../prefix-cache/persisted-prefix-cache.js';
+import type { PrefixCache, PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import { isAllocationFailure } from '../../allocation-failure.js';
 import { chatRenderer } from './chat-prompt.js';
 import { ContribDecoderSession } from './contrib-session.js';
@@ -83,21 +84,42 @@ async function openSession(
  * module the chosen policy's spec names (`CachePolicySpec.module`) and this thread imports it for an instance of its own: the
  * same code, one instance per cache, no message per eviction.
  */
-async function openPrefixCache(cacheSpec: PrefixCacheSpec): Promise<PrefixCache> {
+async function openCache(cacheSpec: PrefixCacheSpec): Promise<OpenedPrefixCache> {
   const imported = (await import(cacheSpec.policyModule)) as { default?: unknown };
   if (typeof imported.default !== 'function')
     throw new Error(`${cacheSpec.policyModule} has no default export that creates a cache policy`);
-  const policy = (imported.default as CachePolicyFactory)(cacheSpec.policyOptions) as Partial<CachePolicy> | undefined;
-  for (const method of ['onInsert', 'onAccess', 'onRemove', 'victim'] as const) {
-    if (typeof policy?.[method] !== 'function')
-      throw new Error(`the '${cacheSpec.policy}' cache policy from ${cacheSpec.policyModule} has no ${method}()`);
-  }
-  return new PrefixCache({
+  const makePolicy = (): CachePolicy => {
+    const policy = (imported.default as CachePolicyFactory)(cacheSpec.policyOptions) as
+      | Partial<CachePolicy>
+      | undefined;
+    for (const method of ['onInsert', 'onAccess', 'onRemove', 'victim'] as const) {
+      if (typeof policy?.[method] !== 'function')
+        throw new Error(`the '${cacheSpec.policy}' cache policy from ${cacheSpec.policyModule} has no ${method}()`);
+    }
+    return policy as CachePolicy;
+  };
+  // A cache written at the last shutdown is restored when it was written for this very model, graph and block size.
+  return openPrefixCache({
     layout: kvLayoutOf(spec.decoder!.config),
     blockTokens: cacheSpec.blockTokens,
     maxBytes: cacheSpec.maxBytes,
-    policy: policy as CachePolicy,
+    policy: makePolicy,
+    ...(cacheSpec.persist && { persistence: cacheSpec.persist }),
   });
+}
+
+// Writes the prefix cache to its file for the `persist` message; the answer says what was written, or why not.
+async function persist(id: number, cache: PrefixCache | undefined): Promise<void> {
+  const persistence = spec.prefixCache?.persist;
+  if (!cache || !persistence) {
+    post({ type: 'persisted', id, blocks: 0, bytes: 0, error: 'this worker keeps no prefix cache on disk' });
+    return;
+  }
+  try {
+    post({ type: 'persisted', id, ...(await persistPrefixCache(cache, persistence)) });
+  } catch (err) {
+    post({ type: 'persisted', id, blocks: 0, bytes: 0, error: (err as Error).message });
+  }
 }
 
 /** Speculative decoding's proposer, from the module the method names, like the cache policy above. */
@@ -422,9 +444,11 @@ async function main(): Promise<void> {
   let embedder: Embedder;
   let prefixCache: PrefixCache | undefined;
   let prefixCacheError: string | undefined;
+  let restore: OpenedPrefixCache | undefined;
   if (spec.role === 'decoder' && spec.prefixCache) {
     try {
-      prefixCache = await openPrefixCache(spec.prefixCache);
+      restore = await openCache(spec.prefixCache);
+      prefixCache = restore.cache;
     } catch (err) {
       prefixCacheError = err instanceof Error ? err.message : String(err);
     }
@@ -450,6 +474,8 @@ async function main(): Promise<void> {
     maxContext: engine?.maxContext ?? spec.encoder!.maxPositions,
     ...(embedder.dimensions !== undefined && { dimensions: embedder.dimensions }),
     ...(prefixCacheError !== undefined && { prefixCacheError }),
+    ...(restore?.restored && { prefixCacheRestored: restore.restored }),
+    ...(restore?.ignored !== undefined && { prefixCacheIgnored: restore.ignored }),
   });
 
   const embeds: { id: number; request: WireEmbedRequest }[] = [];
@@ -479,6 +505,9 @@ async function main(): Promise<void> {
           engine.prefixCache.resize(message.prefixCacheMaxBytes);
           engine.outbox.flush(true);
         }
+        break;
+      case 'persist':
+        void persist(message.id, engine?.prefixCache);
         break;
       case 'release': {
         const bytes = engine?.releaseConversation(message.conversationId) ?? 0;

@@ -24,7 +24,14 @@ export interface GenerationThreadReady {
   dimensions?: number;
   /** Why the configured prefix cache is off in this thread. */
   prefixCacheError?: string;
+  /** The prefix cache was restored from its file. */
+  prefixCacheRestored?: { blocks: number; bytes: number };
+  /** Why the prefix cache's file was not restored. */
+  prefixCacheIgnored?: string;
 }
+
+/** What writing a replica's prefix cache to disk gave: blocks and bytes written, or why nothing was. */
+export type PrefixCachePersisted = { blocks: number; bytes: number } | { error: string };
 
 /** Hooks a {@link GenerationWorkerClient} calls with what the thread reports, for telemetry. */
 export interface GenerationWorkerClientObserver {
@@ -77,6 +84,9 @@ export class GenerationWorkerClient {
   #running = 0;
   #waiting = 0;
   #state: WorkerReplicaStatus['state'] = 'starting';
+  /** `persist` requests waiting for the thread's answer. */
+  readonly #persisting = new Map<number, (result: PrefixCachePersisted) => void>();
+  #nextPersist = 1;
   #lastExit: string | undefined;
 
   readonly #supervisor: WorkerSupervisor;
@@ -216,6 +226,21 @@ export class GenerationWorkerClient {
     return this.#requests.release(conversationId);
   }
 
+  /**
+   * Has the thread write its prefix cache to the file its spec names (`cache.prefix.persist`); resolves with what was
+   * written, or why nothing was (no file configured, no thread running, a write error, the thread ended first).
+   */
+  persistPrefixCache(): Promise<PrefixCachePersisted> {
+    const worker = this.#worker;
+    if (!this.spec.prefixCache?.persist) return Promise.resolve({ error: 'prefix cache persistence is off' });
+    if (!worker) return Promise.resolve({ error: 'no worker runs' });
+    const id = this.#nextPersist++;
+    return new Promise((resolve) => {
+      this.#persisting.set(id, resolve);
+      this.#send(worker, { type: 'persist', id });
+    });
+  }
+
   /** Changes the prefix cache's limit in the running thread (and in threads started later). */
   configurePrefixCache(maxBytes: number): void {
     if (this.spec.prefixCache) this.spec.prefixCache.maxBytes = maxBytes;
@@ -320,6 +345,14 @@ export class GenerationWorkerClient {
               incarnation: this.restarts,
             });
             break;
+          case 'persisted': {
+            const resolve = this.#persisting.get(message.id);
+            this.#persisting.delete(message.id);
+            resolve?.(
+              message.error !== undefined ? { error: message.error } : { blocks: message.blocks, bytes: message.bytes },
+            );
+            break;
+          }
           default:
             this.#requests.reply(message);
         }
@@ -337,6 +370,8 @@ export class GenerationWorkerClient {
           return;
         }
         if (this.#worker !== worker) return;
+        for (const resolve of this.#persisting.values()) resolve({ error: `the worker exited (${why})` });
+        this.#persisting.clear();
         this.#worker = undefined;
         this.#ready = undefined;
         this.#running = 0;

@@ -39,6 +39,8 @@ export class ModelCatalog {
   readonly #draining = new Set<GenerationReplicas>();
   #unwatch: (() => void) | undefined;
   #stopped = false;
+  #persistTimer: NodeJS.Timeout | undefined;
+  #persisting: Promise<void> | undefined;
 
   /** `admission` gives each model its breaker. */
   constructor(
@@ -78,6 +80,7 @@ export class ModelCatalog {
       }
     }
     this.#unwatch = this.#launcher.watch();
+    this.#persistEvery(this.options.config.get('cache.prefix.persistIntervalMs'));
     await Promise.all(llms.map((m) => this.replicasOf(this.#models.get(m.name)!).catch(() => undefined)));
   }
 
@@ -98,6 +101,9 @@ export class ModelCatalog {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#unwatch?.();
+    clearInterval(this.#persistTimer);
+    // A graceful stop keeps what the prefix caches learnt for the next start (`cache.prefix.persist`).
+    await this.persistPrefixCaches('shutdown');
     const pools = [
       ...[...this.#models.values()].map((m) => m.replicas).filter((p) => p !== undefined),
       ...this.#draining,
@@ -109,6 +115,43 @@ export class ModelCatalog {
     }
     this.#models.clear();
     await Promise.all(pools.map((p) => p.close()));
+  }
+
+  /**
+   * Writes the prefix cache of every replica of the models served to its file, when `cache.prefix.persist` is on;
+   * failures are logged, never thrown. A call while a write runs waits for that one.
+   */
+  persistPrefixCaches(why: 'shutdown' | 'interval'): Promise<void> {
+    if (!this.options.config.get('cache.prefix.persist')) return Promise.resolve();
+    this.#persisting ??= this.#persistAll(why).finally(() => (this.#persisting = undefined));
+    return this.#persisting;
+  }
+
+  async #persistAll(why: 'shutdown' | 'interval'): Promise<void> {
+    const started = Date.now();
+    const workers = [...this.#models.values()].flatMap((m) => (m.replicas?.all ?? []).map((w) => ({ m, w })));
+    await Promise.all(
+      workers.map(async ({ m, w }) => {
+        const result = await w.persistPrefixCache();
+        if ('error' in result) {
+          if (w.spec.prefixCache?.persist && w.serving)
+            this.#log.warn({ model: m.name, replica: w.id, err: result.error }, 'prefix cache not written');
+          return;
+        }
+        this.#log.info(
+          { model: m.name, replica: w.id, ...result, why, durationMs: Date.now() - started },
+          'prefix cache written',
+        );
+      }),
+    );
+  }
+
+  // Writes the prefix caches every `ms` while serving (0: only at shutdown).
+  #persistEvery(ms: number): void {
+    clearInterval(this.#persistTimer);
+    if (ms <= 0 || !this.options.config.get('cache.prefix.persist')) return;
+    this.#persistTimer = setInterval(() => void this.persistPrefixCaches('interval'), ms);
+    this.#persistTimer.unref();
   }
 
   /** The model served under `name`, if any. */

@@ -1,8 +1,12 @@
+import { stat } from 'node:fs/promises';
 import { freemem } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { NucleusError, toNucleusError, unavailable, type Logger, type ReplicaRouter } from '@nucleus/sdk';
+import { sha256FileCached } from '@nucleus/sdk/llm';
 import { BackendSelector, CPU_BACKEND } from '../../backend-selector.js';
 import { withDefaultCpu } from '../../default-cpu-backend.js';
+import { defaultModelCacheDir } from '../../model-cache-dir.js';
 import { CachedReading } from '../../workers/cached-reading.js';
 import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
 import { FREE_MEMORY_MAX_AGE_MS } from '../../workers/worker-pool.js';
@@ -14,7 +18,7 @@ import { GenerationReplicas } from './generation-replicas.js';
 import { GenerationWorkerClient, type GenerationThreadReady } from './generation-worker-client.js';
 import { toWireGenerate } from './request-schema.js';
 import type { SchedulerSettings } from './scheduler.js';
-import { backendKey, modelKey, type LlmModelSpec, type ServedModel } from './served-model.js';
+import { backendKey, modelKey, type LlmModelSpec, type ModelSpec, type ServedModel } from './served-model.js';
 
 /** Tokens of the greedy generation an LLM warms up with: enough to run a prefill and decode steps. */
 const WARMUP_TOKENS = 4;
@@ -89,6 +93,7 @@ export class ReplicaLauncher {
       const requested = model.backend ?? this.options.config.get('backend');
       const selection = await this.#selector.select(requested);
       const spec = await model.prepare(selection.backend.name);
+      const persistence = spec.role === 'decoder' ? await this.#persistence(model, spec) : undefined;
       const cpu = this.#selector.find(CPU_BACKEND);
       const size = spec.role === 'decoder' ? this.replicaCount(model) : 1;
       const decoder = spec.decoder?.config;
@@ -113,7 +118,7 @@ export class ReplicaLauncher {
               }),
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 1,
-            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model)),
+            ...(spec.role === 'decoder' && this.#prefixCacheSpec(model, persistence?.(id))),
             ...(spec.role === 'decoder' && speculative),
             ...(this.options.faultInjection && { faultInjection: this.options.faultInjection }),
           },
@@ -156,6 +161,7 @@ export class ReplicaLauncher {
           { model: model.name, reason: ready.prefixCacheError },
           'prefix cache off: its cache policy could not be loaded in the worker',
         );
+      this.#restored(model, replicas);
       // Injected faults are meant for the requests under test, not for the warm-up.
       if (spec.role === 'decoder' && !this.options.faultInjection) await this.#warmUp(model, replicas);
       model.maxContext = ready.maxContext;
@@ -234,7 +240,10 @@ export class ReplicaLauncher {
   }
 
   // The prefix cache of a new decoder thread, or nothing when it is off or no usable policy is contributed.
-  #prefixCacheSpec(served: ServedModel): { prefixCache: PrefixCacheSpec } | undefined {
+  #prefixCacheSpec(
+    served: ServedModel,
+    persist: PrefixCacheSpec['persist'],
+  ): { prefixCache: PrefixCacheSpec } | undefined {
     const model = served.name;
     const { config } = this.options;
     if (!config.get('cache.prefix.enabled')) return undefined;
@@ -253,8 +262,52 @@ export class ReplicaLauncher {
         policy: name,
         policyModule: policy.module,
         policyOptions: { ...policy.options },
+        ...(persist && { persist }),
       },
     };
+  }
+
+  // With `cache.prefix.persist`: each replica's prefix-cache file, named by the model's sha256 and graph style (and the
+  // replica), with what the file must have been written for. The source file's sha256 names the model (its graph's
+  // when the source is a folder); the graph's sha256 also counts, since a rebuilt or rewritten graph computes other KV.
+  async #persistence(
+    model: ServedModel,
+    spec: ModelSpec,
+  ): Promise<((replica: number) => PrefixCacheSpec['persist']) | undefined> {
+    const { config } = this.options;
+    if (!config.get('cache.prefix.enabled') || !config.get('cache.prefix.persist') || !spec.decoder) return undefined;
+    const cacheDir = this.options.cacheDir ?? defaultModelCacheDir();
+    const graphSha256 = await sha256FileCached(spec.onnxPath, cacheDir);
+    const source = model.path !== undefined && (await isFile(model.path)) ? model.path : undefined;
+    const modelSha256 = source ? await sha256FileCached(source, cacheDir) : graphSha256;
+    const graphStyle = spec.decoder.config.graphStyle;
+    const blockTokens = config.get('cache.prefix.blockTokens');
+    return (replica) => ({
+      path: prefixCacheFile(cacheDir, modelSha256, graphStyle, replica),
+      modelSha256,
+      graphSha256,
+      graphStyle,
+      blockTokens,
+    });
+  }
+
+  // What each replica made of its prefix-cache file, in the log.
+  #restored(model: ServedModel, replicas: GenerationReplicas): void {
+    for (const w of replicas.all) {
+      const info = w.info;
+      if (info?.prefixCacheRestored)
+        this.#log.info({ model: model.name, replica: w.id, ...info.prefixCacheRestored }, 'prefix cache restored');
+      if (info?.prefixCacheIgnored !== undefined)
+        this.#log.warn(
+          {
+            model: model.name,
+            replica: w.id,
+            file: w.spec.prefixCache?.persist?.path,
+            reason: info.prefixCacheIgnored,
+          },
+          'prefix cache file ignored; the cache starts empty',
+        );
+    }
   }
 
   // Speculative decoding of a new decoder thread, as `models[].speculative` names it; a name no plugin offers fails the load.
@@ -328,4 +381,16 @@ export class ReplicaLauncher {
   #workers(): GenerationWorkerClient[] {
     return [...this.models()].flatMap((m) => m.replicas?.all ?? []);
   }
+}
+
+/** The file a replica's prefix cache is kept in between runs: `<cacheDir>/prefix-cache/<sha256>-<style>-r<replica>.nxpc`. */
+export function prefixCacheFile(cacheDir: string, modelSha256: string, graphStyle: string, replica: number): string {
+  return join(cacheDir, 'prefix-cache', `${modelSha256}-${graphStyle}-r${replica}.nxpc`);
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }

@@ -482,7 +482,8 @@ class ByteReader {
   /** The next `n` bytes, copied into their own (aligned) buffer. */
   copy(n: number): Uint8Array {
     this.#need(n);
-    const out = this.data.slice(this.#at, this.#at + n);
+    // Not `slice`: on a Node Buffer it is a view into the same memory, not a copy.
+    const out = Uint8Array.prototype.slice.call(this.data, this.#at, this.#at + n);
     this.#at += n;
     return out;
   }
