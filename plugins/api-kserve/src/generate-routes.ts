@@ -208,16 +208,21 @@ export function generateRoutes(
   };
 
   const generate = (ctx: RouteContext) =>
-    hooks.run(addressed(ctx), ctx.headers, async (routed) => {
-      const { stream, includeInput, prompt } = await start(ctx, routed, clientSignal(ctx));
-      let text = includeInput ? prompt : '';
-      for await (const piece of texts(stream)) text += piece;
-      return { model_name: stream.model, model_version: GENERATION_VERSION, text_output: text };
-    });
+    hooks.run(
+      addressed(ctx),
+      ctx.headers,
+      async (routed) => {
+        const { stream, includeInput, prompt } = await start(ctx, routed, clientSignal(ctx));
+        let text = includeInput ? prompt : '';
+        for await (const piece of texts(stream)) text += piece;
+        return { model_name: stream.model, model_version: GENERATION_VERSION, text_output: text };
+      },
+      ctx,
+    );
 
   // Routed and hooked on the way in; a stream has no complete body for `postInference`.
   const generateStream = (ctx: RouteContext) =>
-    hooks.run(addressed(ctx), ctx.headers, (routed) => streamGeneration(ctx, routed));
+    hooks.run(addressed(ctx), ctx.headers, (routed) => streamGeneration(ctx, routed), ctx);
 
   const streamGeneration = async (ctx: RouteContext, routed: InferenceHookInput): Promise<undefined> => {
     const controller = new AbortController();

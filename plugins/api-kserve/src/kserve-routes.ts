@@ -169,8 +169,11 @@ export function kserveRoutes(
     attachBinaryInputs(raw, binaryData(ctx));
     const addressed = versionOf(ctx);
     const request = { model: ctx.params.model!, ...(addressed !== undefined && { version: addressed }), body: raw };
-    const response = await hooks.run(request, ctx.headers, ({ model, version, body }) =>
-      runInfer(ctx, model, version, body),
+    const response = await hooks.run(
+      request,
+      ctx.headers,
+      ({ model, version, body }) => runInfer(ctx, model, version, body),
+      ctx,
     );
     const binary = binaryResponse(response);
     if (!binary) return response;

@@ -103,8 +103,11 @@ export function nativeRoutes(
       ...(checked.version !== undefined && { version: String(checked.version) }),
       body: checked as Record<string, unknown>,
     };
-    return hooks.run(request, ctx.headers, (routed) =>
-      runRouted(routed.model, routed.version, routed.body, ctx, signal),
+    return hooks.run(
+      request,
+      ctx.headers,
+      (routed) => runRouted(routed.model, routed.version, routed.body, ctx, signal),
+      ctx,
     );
   };
 
@@ -265,7 +268,15 @@ export function nativeRoutes(
         }));
         const llms = served.filter((m) => m.kind === 'llm').map((m) => m.entry);
         const embeddings = served.filter((m) => m.kind === 'embedding').map((m) => m.entry);
-        return { models, llms, embeddings, backends: await engine.backends() };
+        // Traffic policies (A/B splits, canaries, shadows) as the routers that apply them see them now.
+        const traffic = hooks.status();
+        return {
+          models,
+          llms,
+          embeddings,
+          backends: await engine.backends(),
+          ...(Object.keys(traffic).length > 0 && { traffic }),
+        };
       },
     },
   ];

@@ -237,7 +237,10 @@ export function hooked<T extends { model: string }>(
 ): Promise<RouteAnswer> {
   const checked = check(bodyOf(ctx));
   const input: InferenceHookInput = { model: checked.model, body: checked as unknown as Record<string, unknown> };
-  return hooks.run(input, ctx.headers, (routed) =>
-    handle(routed === input ? checked : check({ ...routed.body, model: routed.model })),
+  return hooks.run(
+    input,
+    ctx.headers,
+    (routed) => handle(routed === input ? checked : check({ ...routed.body, model: routed.model })),
+    ctx,
   );
 }
