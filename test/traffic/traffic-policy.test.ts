@@ -12,6 +12,7 @@ import { API_KSERVE } from '../api-kserve/kserve-fixtures.js';
 
 const TRAFFIC = join(REPO_ROOT, 'plugins/traffic-policy');
 const ALERTS = join(REPO_ROOT, 'plugins/alerts');
+const METRICS = join(REPO_ROOT, 'plugins/metrics');
 const ADMIN_KEY = 'traffic-admin-key-0123456789';
 
 // `row = table[idx + offset]` over a 4-row table: with an offset past the table every run fails inside ORT, a real
@@ -76,7 +77,7 @@ describe('traffic policies: versions side by side under one model name', () => {
     writeVersion(`${dir}/models`, 'lookup', '2', lookupModel(100));
     hook = await webhook();
     kit = await startTestKernel({
-      plugins: [API_KSERVE, TRAFFIC, ALERTS],
+      plugins: [API_KSERVE, TRAFFIC, ALERTS, METRICS],
       env: { NUCLEUS_ADMIN_KEY: ADMIN_KEY },
       builtinModels: false,
       config: {
@@ -176,6 +177,14 @@ describe('traffic policies: versions side by side under one model name', () => {
     const stickyOn2 = Array.from({ length: 40 }, (_, i) => versions[i * 37]).filter((v) => v === '2').length;
     assert.equal(counted['1']! + counted['2']!, 2000 + 240);
     assert.equal(counted['2'], versions.filter((v) => v === '2').length + 6 * stickyOn2);
+    // The request metrics count the same split under their `model_version` label.
+    const metrics = String((await send('/metrics')).body);
+    for (const v of ['1', '2']) {
+      const line = new RegExp(`request_success_total\\{model_name="scale",model_version="${v}"[^}]*\\} (\\d+)`).exec(
+        metrics,
+      );
+      assert.equal(Number(line?.[1]), counted[v], `metrics for version ${v}`);
+    }
 
     // A request that names its version gets it, whatever the policy.
     const pinned = await send('/v2/models/scale/versions/2/infer', {
