@@ -302,8 +302,8 @@ export interface ModelRouter {
   observe?(outcome: RoutedOutcome): void;
   /** Told the answer of each shadow copy it asked for, beside the answer the client got. */
   compareShadow?(outcome: ShadowOutcome): void;
-  /** Its live state for `GET /status` (splits, counts per version, canary step, shadow agreement). */
-  status?(): Record<string, unknown>;
+  /** Its live state for `GET /status` (splits, counts per version, canary step, shadow agreement); undefined when idle. */
+  status?(): Record<string, unknown> | undefined;
 }
 
 /** What a {@link ModelTransform} is told about the model it rewrites. */

@@ -98,7 +98,13 @@ export class TrafficRouter implements ModelRouter {
     this.#models.get(outcome.addressed)?.compare(outcome);
   }
 
-  status(): Record<string, unknown> {
+  /** For `/status`: the policies' state, or undefined while there is none. */
+  status(): Record<string, unknown> | undefined {
+    return this.#models.size > 0 ? this.snapshot() : undefined;
+  }
+
+  /** Every policy's live state (none: an empty `models`). */
+  snapshot(): Record<string, unknown> {
     const now = this.#now();
     return {
       stickyHeader: this.options.stickyHeader,

@@ -39,7 +39,7 @@ export function trafficRoutes(router: TrafficRouter, registry: () => ModelRegist
       method: 'GET',
       path: '/admin/traffic',
       access: 'admin',
-      handler: () => ({ ...router.status(), policies: router.policies() }),
+      handler: () => ({ ...router.snapshot(), policies: router.policies() }),
     },
     {
       method: 'PUT',

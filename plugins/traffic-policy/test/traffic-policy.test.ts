@@ -100,6 +100,7 @@ describe('traffic-policy: sticky buckets, agreement and policy checks', () => {
   it('routes by the sticky header, then the OpenAI user field, and leaves requests naming a version alone', () => {
     const events = eventBus();
     const router = new TrafficRouter({ stickyHeader: 'X-User-Id', events, logger: recordingLogger() });
+    assert.equal(router.status(), undefined, 'nothing for /status while no policy is set');
     router.set('m', {
       type: 'weights',
       variants: [
