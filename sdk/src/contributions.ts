@@ -267,15 +267,62 @@ export interface BuiltinModel {
   prepare(cacheDir: string): Promise<string>;
 }
 
-/** Chooses which model and version serve a request (A/B, canary, aliases). */
+/** What a {@link ModelRouter} is asked: the model a request addresses, its headers and its (checked) body. */
+export interface RouteRequest {
+  model: string;
+  /** The version the request names itself (a KServe `/versions/:v` path, a native `version` field). */
+  version?: string;
+  headers: Record<string, string | string[] | undefined>;
+  /** The request body after the `preInference` hooks (an OpenAI request's `user` field, …); read only. */
+  body?: Readonly<Record<string, unknown>>;
+}
+
+/** Where a router sends a request: a model (another name for a variant served under its own) and version. */
+export interface RouteChoice {
+  model: string;
+  version?: string;
+  /**
+   * A copy of the request to run after the client has its answer; the copy's answer is never returned, only handed
+   * to the router's `compareShadow`. Streamed requests are not copied.
+   */
+  shadow?: { model: string; version?: string };
+}
+
+/** How a request a router chose for went, as that router hears it. */
+export interface RoutedOutcome {
+  /** The model name the request addressed, before routing. */
+  addressed: string;
+  model: string;
+  version?: string;
+  /** The HTTP status it ended with: 5xx is the server's (the version's) failure, 4xx the client's. */
+  status: number;
+  /** From handing it to the route to its complete answer (a streamed answer's last token). */
+  durationMs: number;
+}
+
+/** A shadow copy's answer beside the answer the client got. */
+export interface ShadowOutcome {
+  /** The model name the request addressed, before routing. */
+  addressed: string;
+  primary: { model: string; version?: string; body: Record<string, unknown> };
+  /** The copy's response body, or why it failed. */
+  shadow: { model: string; version?: string; body?: Record<string, unknown>; error?: string; durationMs: number };
+}
+
+/**
+ * Chooses which model and version serve a request (A/B, canary, shadow, aliases). Every API plugin's inference
+ * routes consult the routers through `InferenceHooks`; a router that chose is told how the request went.
+ */
 export interface ModelRouter {
   readonly name: string;
   /** The model and version to use, or undefined to leave the choice to the next router. */
-  route(request: {
-    model: string;
-    version?: string;
-    headers: Record<string, string | string[] | undefined>;
-  }): { model: string; version?: string } | undefined;
+  route(request: RouteRequest): RouteChoice | undefined;
+  /** Told how each request it routed went (ok or not, and how long it took). */
+  observe?(outcome: RoutedOutcome): void;
+  /** Told the answer of each shadow copy it asked for, beside the answer the client got. */
+  compareShadow?(outcome: ShadowOutcome): void;
+  /** Its live state for `GET /status` (splits, counts per version, canary step, shadow agreement); undefined when idle. */
+  status?(): Record<string, unknown> | undefined;
 }
 
 /** What a {@link ModelTransform} is told about the model it rewrites. */

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type {
   Hooks,
   InferenceAnswer,
@@ -5,18 +6,36 @@ import type {
   InferenceHookInput,
   InferenceHookOutput,
   ModelRouter,
+  RouteChoice,
 } from './contributions.js';
-import type { ExtensionPointView } from './extension-points.js';
+import { toNucleusError } from './errors.js';
+import type { Contribution, ExtensionPointView } from './extension-points.js';
 import { ExtensionPoints } from './extension-points.js';
 import type { PluginContext } from './plugin.js';
 
 /** Request headers as a router sees them. */
 export type RequestHeaders = Record<string, string | string[] | undefined>;
 
+/** Where a route lets the hooks set response headers (a Koa context is one). */
+export interface ResponseHeaders {
+  set(field: string, value: string): void;
+}
+
 /** The HTTP side of an inference request that `aroundInference` hooks see: its path, and response headers to set. */
-export interface InferenceExchange {
+export interface InferenceExchange extends ResponseHeaders {
   readonly path: string;
-  set(name: string, value: string): void;
+}
+
+/** The response header naming the model that answered, when a router sent the request to another name. */
+export const MODEL_HEADER = 'x-model-name';
+/** The response header naming the version that answered, where the request or a router chose one. */
+export const VERSION_HEADER = 'x-model-version';
+
+/** A request after the hooks and routers, and the router that chose for it (if one did). */
+interface Routed {
+  input: InferenceHookInput;
+  router?: Contribution<ModelRouter>;
+  choice?: RouteChoice;
 }
 
 /**
@@ -24,6 +43,9 @@ export interface InferenceExchange {
  * endpoints): `preInference` hooks may rewrite the request, routers may choose another model or version (the first
  * that answers wins), the route runs, then `postInference` hooks may rewrite the response body. Contributions are
  * looked up per request, so hot-reloaded hooks and routers apply at once, and each runs under its plugin's lease.
+ *
+ * The router that chose is told how the request went (status, duration) and, when it asked for a shadow copy, the
+ * copy's answer beside the client's: traffic policies (A/B, canary, shadow) need nothing else from the API plugins.
  *
  * An API plugin makes one with its context and runs each inference request through {@link InferenceHooks.run}.
  */
@@ -38,17 +60,29 @@ export class InferenceHooks {
 
   /** The `preInference` hooks in priority order, then the routers; what the route should run. */
   async before(request: InferenceHookInput, headers: RequestHeaders): Promise<InferenceHookInput> {
+    return (await this.#route(request, headers)).input;
+  }
+
+  async #route(request: InferenceHookInput, headers: RequestHeaders): Promise<Routed> {
     let input = request;
     for (const c of this.#hooks.list()) {
       if (c.value.preInference) input = await this.#hooks.use(c, (h) => h.preInference!(input));
     }
     for (const c of this.#routers.list()) {
       const choice = await this.#routers.use(c, (r) =>
-        r.route({ model: input.model, ...(input.version !== undefined && { version: input.version }), headers }),
+        r.route({
+          model: input.model,
+          ...(input.version !== undefined && { version: input.version }),
+          headers,
+          body: input.body,
+        }),
       );
-      if (choice) return { ...input, model: choice.model, version: choice.version };
+      if (choice) {
+        const { shadow: _shadow, ...chosen } = choice;
+        return { input: { ...input, ...chosen }, router: c, choice };
+      }
     }
-    return input;
+    return { input };
   }
 
   /** The `postInference` hooks in priority order, over a complete response. */
@@ -61,21 +95,32 @@ export class InferenceHooks {
   }
 
   /**
-   * Runs `handle` on the hooked and routed request, inside the `aroundInference` wrappers, and returns its response
-   * body after the `postInference` hooks. A route that streams its answer itself (SSE) returns undefined from
-   * `handle`: it was routed and hooked on the way in, and there is no complete body for `postInference` to see, so that
-   * is returned as is. `exchange` (a Koa context will do) gives wrappers the request path and response headers;
-   * without it they see an empty path and set nothing.
+   * Runs `handle` on the hooked and routed request and returns its response body after the `postInference` hooks.
+   * A route that streams its answer itself (SSE) returns undefined from `handle`: it was routed and hooked on the way
+   * in, and there is no complete body for `postInference` to see, so that is returned as is. `handle` runs inside the
+   * `aroundInference` wrappers. With `response` (a Koa context will do), the answer names the model (when a router
+   * chose another) and version that answered in its headers, and wrappers see the request path and may set headers.
    */
   async run<R extends Record<string, unknown> | undefined>(
     request: InferenceHookInput,
     headers: RequestHeaders,
     handle: (request: InferenceHookInput) => Promise<R>,
-    exchange?: InferenceExchange,
+    response?: ResponseHeaders | InferenceExchange,
   ): Promise<R> {
-    const input = await this.before(request, headers);
-    const body = (await this.#around(input, headers, exchange, handle)) as R;
+    const { input, router, choice } = await this.#route(request, headers);
+    if (input.model !== request.model) response?.set(MODEL_HEADER, input.model);
+    if (input.version !== undefined) response?.set(VERSION_HEADER, input.version);
+    const started = performance.now();
+    let body: R;
+    try {
+      body = (await this.#around(input, headers, response, handle)) as R;
+    } catch (err) {
+      if (router) this.#observe(router, request.model, input, toNucleusError(err).status, started);
+      throw err;
+    }
+    if (router) this.#observe(router, request.model, input, 200, started);
     if (body === undefined) return body;
+    if (router && choice?.shadow) this.#shadow(router, request.model, input, body, choice.shadow, handle);
     const output = await this.after({
       model: input.model,
       ...(input.version !== undefined && { version: input.version }),
@@ -88,14 +133,14 @@ export class InferenceHooks {
   #around(
     input: InferenceHookInput,
     headers: RequestHeaders,
-    exchange: InferenceExchange | undefined,
+    exchange: ResponseHeaders | InferenceExchange | undefined,
     handle: (request: InferenceHookInput) => Promise<InferenceAnswer>,
   ): Promise<InferenceAnswer> {
     const wrappers = this.#hooks.list().filter((c) => c.value.aroundInference);
     if (wrappers.length === 0) return handle(input);
     const call: InferenceCall = {
       ...input,
-      path: exchange?.path ?? '',
+      path: exchange && 'path' in exchange ? exchange.path : '',
       headers,
       setHeader: (name, value) => exchange?.set(name, value),
     };
@@ -105,5 +150,73 @@ export class InferenceHooks {
       return this.#hooks.use(c, (h) => h.aroundInference!(call, () => step(i + 1)));
     };
     return step(0);
+  }
+
+  /** Each router's live state, by router name, for `GET /status`; routers without one are left out. */
+  status(): Record<string, Record<string, unknown>> {
+    const out: Record<string, Record<string, unknown>> = {};
+    for (const c of this.#routers.list()) {
+      const state = c.value.status?.();
+      if (state) out[c.value.name] = state;
+    }
+    return out;
+  }
+
+  #observe(
+    router: Contribution<ModelRouter>,
+    addressed: string,
+    input: InferenceHookInput,
+    status: number,
+    started: number,
+  ): void {
+    const observe = router.value.observe;
+    if (!observe) return;
+    const outcome = {
+      addressed,
+      model: input.model,
+      ...(input.version !== undefined && { version: input.version }),
+      status,
+      durationMs: performance.now() - started,
+    };
+    // A router that throws must not turn a served request into a failed one.
+    void this.#routers.use(router, (r) => r.observe?.(outcome)).catch(() => undefined);
+  }
+
+  // The copy runs once the client's answer is on its way, and whatever it answers or throws stays here.
+  #shadow<R extends Record<string, unknown> | undefined>(
+    router: Contribution<ModelRouter>,
+    addressed: string,
+    input: InferenceHookInput,
+    primary: Record<string, unknown>,
+    target: { model: string; version?: string },
+    handle: (request: InferenceHookInput) => Promise<R>,
+  ): void {
+    const { version: _addressed, ...rest } = input;
+    const copy: InferenceHookInput = {
+      ...rest,
+      model: target.model,
+      ...(target.version !== undefined && { version: target.version }),
+    };
+    const report = (shadow: { body?: Record<string, unknown>; error?: string }, started: number) =>
+      this.#routers.use(router, (r) =>
+        r.compareShadow?.({
+          addressed,
+          primary: {
+            model: input.model,
+            ...(input.version !== undefined && { version: input.version }),
+            body: primary,
+          },
+          shadow: { ...target, ...shadow, durationMs: performance.now() - started },
+        }),
+      );
+    setImmediate(() => {
+      const started = performance.now();
+      handle(copy)
+        .then(
+          (body) => report(body === undefined ? { error: 'the copy streamed its answer' } : { body }, started),
+          (err: unknown) => report({ error: toNucleusError(err).message }, started),
+        )
+        .catch(() => undefined);
+    });
   }
 }

@@ -52,6 +52,10 @@ export default definePlugin<AlertsConfig>({
       sendResolved: config.sendResolved,
     });
     const detach = signals.attach(ctx.events);
+    // Alerts other plugins raise on the bus (a canary rolled back) go out the same way as the rules' own.
+    const offForeign = ctx.events.on('alert.fired', (alert) => {
+      if (!names.has(alert.name)) notifier.send([{ status: 'firing', alert }]);
+    });
     const timer = setInterval(() => {
       try {
         engine.evaluate();
@@ -62,6 +66,7 @@ export default definePlugin<AlertsConfig>({
     ctx.onDispose(async () => {
       clearInterval(timer);
       detach();
+      offForeign();
       await notifier.flush();
     });
 

@@ -268,7 +268,15 @@ export function nativeRoutes(
         }));
         const llms = served.filter((m) => m.kind === 'llm').map((m) => m.entry);
         const embeddings = served.filter((m) => m.kind === 'embedding').map((m) => m.entry);
-        return { models, llms, embeddings, backends: await engine.backends() };
+        // Traffic policies (A/B splits, canaries, shadows) as the routers that apply them see them now.
+        const traffic = hooks.status();
+        return {
+          models,
+          llms,
+          embeddings,
+          backends: await engine.backends(),
+          ...(Object.keys(traffic).length > 0 && { traffic }),
+        };
       },
     },
   ];
