@@ -197,6 +197,7 @@ describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor
     // Bounded: a stream may end before its swap switches over (the new version opens beside it); up to 4 tries.
     const sources = [join(dir, 'llm-a.gguf'), source];
     let cut: Awaited<ReturnType<typeof streamCompletion>> | undefined;
+    const refused: Awaited<ReturnType<typeof streamCompletion>>[] = [];
     for (let attempt = 0; attempt < 4 && !cut; attempt++) {
       let swapping: Promise<{ status: number; body: unknown }> | undefined;
       const stream = await streamCompletion(
@@ -206,12 +207,17 @@ describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor
           swapping = admin(k, '/admin/models/long/swap', { body: { source: sources[attempt % 2], drainTimeoutMs: 0 } });
         },
       );
-      const res = await swapping!;
+      // A stream refused before its first chunk (the machine too busy to admit it) leaves nothing to swap under.
+      if (!swapping) {
+        refused.push(stream);
+        continue;
+      }
+      const res = await swapping;
       assert.equal(res.status, 200, JSON.stringify(res.body));
       assert.equal(stream.status, 200);
       if (!stream.complete) cut = stream;
     }
-    assert.ok(cut, 'a stream was still running when its swap switched over');
+    assert.ok(cut, `a stream was still running when its swap switched over (refused: ${JSON.stringify(refused)})`);
     assert.equal(cut.error?.code, 'model_unloading', JSON.stringify(cut));
     assert.match(cut.error!.message, /long/);
     // New requests go to the new version.
