@@ -74,6 +74,8 @@ export async function startTestKernel(options: TestKernelOptions = {}): Promise<
       'server.port': 0,
       'plugins.watch': false,
       'logging.level': 'silent',
+      // Tests open models when they use them, and count only the generations they ask for.
+      'startup.warmUp': false,
       'plugins.dirs': [
         ...(!options.builtinPlugins && options.modelPlugins !== false ? modelPluginDirs() : []),
         ...(options.plugins ?? []),

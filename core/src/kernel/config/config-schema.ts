@@ -427,6 +427,12 @@ export const CORE_CONFIG_SCHEMA = {
             'When true, `nucleus serve` exits 1 if a configured model fails to load at start (unless its `models[].optional` is true); when false it serves without it, /ready 503 (unavailable) naming it. Built-in models never stop a start.',
           default: true,
         },
+        warmUp: {
+          type: 'boolean',
+          description:
+            'When true, every LLM — built-ins included — is opened at start and warmed up with a short greedy generation (configured models as many times as their `warmup` says, at least once) before /ready answers 200, so no first request pays for loading. When false, built-in LLMs open on their first request and configured ones warm up only when their `warmup` asks.',
+          default: true,
+        },
       },
     },
     cache: {

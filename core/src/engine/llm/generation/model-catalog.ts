@@ -65,7 +65,7 @@ export class ModelCatalog {
 
   /**
    * Registers the models: configured LLMs are opened now (a failure marks that model failed and the rest go on);
-   * built-ins start on their first request.
+   * built-ins too when `startup.warmUp` is on, otherwise on their first request.
    */
   async start(): Promise<void> {
     this.#stopped = false;
@@ -81,7 +81,10 @@ export class ModelCatalog {
     }
     this.#unwatch = this.#launcher.watch();
     this.#persistEvery(this.options.config.get('cache.prefix.persistIntervalMs'));
-    await Promise.all(llms.map((m) => this.replicasOf(this.#models.get(m.name)!).catch(() => undefined)));
+    const opened = this.options.config.get('startup.warmUp')
+      ? [...this.#models.values()]
+      : llms.map((m) => this.#models.get(m.name)!);
+    await Promise.all(opened.map((m) => this.replicasOf(m).catch(() => undefined)));
   }
 
   // The configured models whose format loads them as LLMs, for an engine used without the kernel's routing.

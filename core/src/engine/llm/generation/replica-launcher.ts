@@ -218,10 +218,12 @@ export class ReplicaLauncher {
   // the first user does not pay for ORT's lazy initialisation, and a model that opens but cannot generate (a graph that
   // fails at its first step, a tokenizer that cannot encode) fails here, with its replicas closed.
   async #warmUp(model: ServedModel, replicas: GenerationReplicas): Promise<void> {
-    // Loads and swaps at run time warm up unless told not to; a configured model when its entry asks (`warmup`).
+    // Loads and swaps at run time warm up unless told not to; at start, every model when `startup.warmUp` is on,
+    // otherwise a configured model when its entry asks (`warmup`).
+    const atStart = this.options.config.get('startup.warmUp') ? 1 : 0;
     const configured = model.spec
       ? warmupRuns(model.spec.warmup)
-      : (this.options.config.get('models').find((m) => m.name === model.name)?.warmup ?? 0);
+      : (this.options.config.get('models').find((m) => m.name === model.name)?.warmup ?? atStart);
     const runs = typeof configured === 'number' ? configured : warmupRuns(configured);
     const request = toWireGenerate({ model: model.name, prompt: 'Hello', maxTokens: WARMUP_TOKENS, temperature: 0 });
     try {
