@@ -202,6 +202,12 @@ export class StatsCollector {
       events.on('cache.stats', (e) => this.caches.set(`${e.name}\u0000${e.model ?? ''}`, e)),
       events.on('device.stats', (e) => this.devices.set(`${e.backend}\u0000${e.device}`, e)),
       events.on('memory.pressure', (e) => (this.memoryPressure = e)),
+      // A swapped model starts its statistics afresh: records of earlier versions go, and so does the record of
+      // events that name no version (an LLM's generations), which belonged to the old one.
+      events.on('model.swapped', (e) => {
+        for (const [key, m] of this.models)
+          if (m.model === e.model && m.version !== e.toVersion) this.models.delete(key);
+      }),
       events.on('model.unloaded', (e) => {
         this.models.delete(`${e.model}\u0000${e.version}`);
         for (const [key, w] of this.workers)

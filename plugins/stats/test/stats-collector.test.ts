@@ -165,6 +165,22 @@ describe('stats: stats collector', () => {
     assert.equal(stats.snapshot(PROCESS).requests.total, 0);
   });
 
+  it('starts a swapped model afresh: earlier versions and its unversioned (LLM) record go, other models stay', () => {
+    const { bus, stats } = attached();
+    bus.emit('inference.end', { model: 'm', version: '1', batchSize: 1, queueMs: 0, computeMs: 1, ok: true });
+    bus.emit('inference.end', { model: 'other', version: '1', batchSize: 1, queueMs: 0, computeMs: 1, ok: true });
+    bus.emit('engine.stats', { model: 'm', running: 1, waiting: 0 });
+    bus.emit('model.swapped', { model: 'm', fromVersion: '1', toVersion: '2', source: 'x', durationMs: 1 });
+    bus.emit('inference.end', { model: 'm', version: '2', batchSize: 1, queueMs: 0, computeMs: 1, ok: true });
+    assert.deepEqual(
+      stats
+        .snapshot(PROCESS)
+        .models.map((m) => `${m.model}@${m.version}`)
+        .sort(),
+      ['m@2', 'other@1'],
+    );
+  });
+
   it('a latency query may look back the retention, longer than the snapshot window', () => {
     const { bus, stats } = attached();
     request(bus, 'GET', '/x', 200, 7);
