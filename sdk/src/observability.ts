@@ -28,6 +28,26 @@ export interface PluginDirectory {
   list(): readonly PluginSummary[];
 }
 
+/** One reason the server is not fully ready: `degraded` serves (a CPU fallback), `unready` cannot (/ready 503). */
+export interface ReadinessCondition {
+  /** Who set it: `backend`, `model:resnet`, … */
+  key: string;
+  severity: 'degraded' | 'unready';
+  reason: string;
+}
+
+/** What `/ready` answers: whether the server can serve every configured model, and why not or why only degraded. */
+export interface ReadinessReport {
+  ready: boolean;
+  status: 'ready' | 'degraded' | 'unavailable' | 'starting' | 'stopping';
+  conditions: ReadinessCondition[];
+}
+
+/** Read-only view of the server's readiness (registered under `Services.readiness`), for status pages. */
+export interface Readiness {
+  report(): ReadinessReport;
+}
+
 /** What the server puts on `ctx.state` of every request before plugin hooks and routes run. */
 export interface RequestState {
   /** The request id, echoed as `x-request-id`. */

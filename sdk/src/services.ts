@@ -3,7 +3,7 @@ import type { GenerationService } from './generation.js';
 import type { InferenceService } from './inference.js';
 import type { Logger } from './logger.js';
 import type { ModelRegistry } from './model-registry.js';
-import type { PluginDirectory } from './observability.js';
+import type { PluginDirectory, Readiness } from './observability.js';
 
 /** Tokens under which the kernel registers its services in every plugin's container (`ctx.container.resolve(Services.events)`). */
 export const Services = {
@@ -21,6 +21,8 @@ export const Services = {
   generation: 'nucleus.generation',
   /** The {@link ModelRegistry}: load, swap and unload tensor models and LLMs at run time. */
   models: 'nucleus.models',
+  /** The server's {@link Readiness}, as `/ready` reports it. */
+  readiness: 'nucleus.readiness',
 } as const;
 
 /**
@@ -53,6 +55,7 @@ export const ServiceRefs = {
   inference: serviceRef<InferenceService>(Services.inference),
   generation: serviceRef<GenerationService>(Services.generation),
   models: serviceRef<ModelRegistry>(Services.models),
+  readiness: serviceRef<Readiness>(Services.readiness),
 } as const;
 
 /** What `activate` receives for a plugin's `deps`: each ref's service. */

@@ -15,6 +15,7 @@ interface Condition {
 interface StatusBody {
   llms: Array<{ name: string; backend?: string; requestedBackend?: string; fallbackReason?: string }>;
   embeddings: Array<{ name: string; backend?: string; requestedBackend?: string; fallbackReason?: string }>;
+  readiness?: { status: string; conditions: Condition[] };
 }
 
 const FALLBACK = "backend 'nogpu' is unusable: no driver; running on cpu instead";
@@ -59,6 +60,11 @@ describe('LLMs and embedding models report a backend fallback as tensor models d
       // The tensor built-ins report the same way.
       assert.ok(conditions.some((c) => c.key === 'backend:mlp-classifier@1'));
       const status = (await call(kit, '/status')).body as StatusBody;
+      // /status says the same as /ready: serving, degraded, and why.
+      assert.deepEqual(
+        [status.readiness?.status, status.readiness?.conditions.length],
+        ['degraded', conditions.length],
+      );
       const llm = status.llms.find((m) => m.name === 'tiny-llama');
       assert.deepEqual([llm?.backend, llm?.requestedBackend, llm?.fallbackReason], ['cpu', 'nogpu', FALLBACK]);
       const embedding = status.embeddings.find((m) => m.name === 'bert-tiny');
@@ -87,6 +93,7 @@ describe('LLMs and embedding models report a backend fallback as tensor models d
       const ready = await kit.request('/ready');
       assert.equal(ready.status, 200, JSON.stringify(ready.body));
       const status = (await call(kit, '/status')).body as StatusBody;
+      assert.deepEqual([status.readiness?.status, status.readiness?.conditions], ['ready', []]);
       const llm = status.llms.find((m) => m.name === 'tiny-llama');
       assert.deepEqual([llm?.backend, llm?.requestedBackend, llm?.fallbackReason], ['cpu', 'cpu', undefined]);
     } finally {

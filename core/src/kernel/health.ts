@@ -1,3 +1,5 @@
+import type { Readiness } from '@nucleus/sdk';
+
 /** One reason the server is not fully ready, e.g. a backend that fell back to CPU. */
 export interface Condition {
   /** Who set it: `backend`, `model:resnet`, … */
@@ -12,7 +14,7 @@ export interface Condition {
 }
 
 /** What `/ready` reports: ready (perhaps degraded) unless starting, stopping, or a component set an `unready` condition. */
-export class HealthState {
+export class HealthState implements Readiness {
   private readonly conditions = new Map<string, Condition>();
   private phase: 'starting' | 'running' | 'stopping' = 'starting';
 

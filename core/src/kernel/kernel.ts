@@ -75,6 +75,7 @@ export class Kernel {
     });
     const directory: PluginDirectory = { list: () => this.plugins.list() };
     this.container.register(Services.plugins, { useValue: directory });
+    this.container.register(Services.readiness, { useValue: this.health });
     config.onChange((path, value, previous) => {
       this.events.emit('config.changed', { path, value, previous });
       if (path === 'logging.level') logger.level = value as string;

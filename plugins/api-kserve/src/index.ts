@@ -46,8 +46,9 @@ export default definePlugin({
     inference: optionalService(ServiceRefs.inference),
     generationService: optionalService(ServiceRefs.generation),
     registry: optionalService(ServiceRefs.models),
+    readiness: optionalService(ServiceRefs.readiness),
   },
-  activate(ctx: PluginContext<ApiKServeConfig>, { inference, generationService, registry }) {
+  activate(ctx: PluginContext<ApiKServeConfig>, { inference, generationService, registry, readiness }) {
     const service = (): InferenceService => {
       if (!inference) throw noEngine();
       return inference;
@@ -62,7 +63,7 @@ export default definePlugin({
         ...kserveRoutes(service, identity, hooks, generation, models),
         ...generateRoutes(generation, hooks),
       ],
-      'native-inference': nativeRoutes(service, hooks, generation),
+      'native-inference': nativeRoutes(service, hooks, generation, readiness),
       monitor: monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation),
     };
     for (const [surface, routes] of Object.entries(surfaces))

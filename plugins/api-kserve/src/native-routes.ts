@@ -8,6 +8,7 @@ import {
   type InferenceService,
   type InferResult,
   type ModelVersionInfo,
+  type Readiness,
   type RouteContext,
   type RouteContribution,
   type Tensor,
@@ -94,6 +95,7 @@ export function nativeRoutes(
   service: () => InferenceService,
   hooks: InferenceHooks,
   generation?: () => GenerationService | undefined,
+  readiness?: Readiness,
 ): RouteContribution[] {
   const runOne = async (raw: unknown, ctx: RouteContext, signal: AbortSignal) => {
     // Only the address is checked before the hooks: a hook may build `inputs`; runRouted checks the rest.
@@ -275,6 +277,7 @@ export function nativeRoutes(
           llms,
           embeddings,
           backends: await engine.backends(),
+          ...(readiness && { readiness: readiness.report() }),
           ...(Object.keys(traffic).length > 0 && { traffic }),
         };
       },
