@@ -37,11 +37,11 @@ export function readCheckpointWeights(
   };
   const optionalVector = (name: string): Float32Array | undefined =>
     checkpoint.tensors.has(name) ? vector(name) : undefined;
-  const matrix = (name: string): WeightMatrix => {
+  const matrix = (name: string, bits: 4 | 8 = quantize === 'int4' ? 4 : 8): WeightMatrix => {
     const values = vector(name);
     const [rows, cols] = checkpoint.tensors.get(name)!.tensor.shape as [number, number];
     if (!quantize || cols % QUANTIZE_BLOCK_SIZE !== 0) return values;
-    return quantizeMatrix(values, rows, cols, quantize === 'int8' ? 8 : 4);
+    return quantizeMatrix(values, rows, cols, bits);
   };
   const layers: LlamaLayerWeights[] = [];
   for (let l = 0; l < a.numLayers; l++) {
@@ -66,11 +66,12 @@ export function readCheckpointWeights(
     layers.push(layer);
   }
   const weights: LlamaWeights = {
-    tokenEmbedding: matrix('model.embed_tokens.weight'),
+    // The classifier decides every token: 8 bits even for int4, as llama.cpp's Q4 mixes keep output.weight at 6.
+    tokenEmbedding: matrix('model.embed_tokens.weight', 8),
     layers,
     finalNorm: vector('model.norm.weight'),
   };
-  if (!model.tied) weights.lmHead = matrix('lm_head.weight');
+  if (!model.tied) weights.lmHead = matrix('lm_head.weight', 8);
   if (model.ropeFreqFactors) weights.ropeFreqFactors = model.ropeFreqFactors;
   progress.done();
   return weights;
