@@ -84,7 +84,7 @@ export const MODEL_ENTRY_SCHEMA = {
       type: 'string',
       minLength: 1,
       description:
-        'A graph rewrite applied when the model loads, named by the plugin that contributes it (`modelTransform`): `int8` (plugin quant-int8) stores MatMul weights as 8-bit blocks. The rewritten graph is cached; a name no active plugin offers fails the load with the list of those offered. LLMs whose format builds the graph from float weights (safetensors checkpoints) are quantized by the format itself as it reads them: `int8` or `int4` (symmetric blocks of 32, as GGUF Q8_0 and Q4_0, run by the same MatMulNBits nodes as GGUF quant types).',
+        'A graph rewrite applied when the model loads, named by the plugin that contributes it (`modelTransform`): `int8` (plugin quant-int8) stores MatMul weights as 8-bit blocks. The rewritten graph is cached; a name no active plugin offers fails the load with the list of those offered. LLMs whose format builds the graph from float weights (safetensors checkpoints) are quantized by the format itself as it reads them: `int8` or `int4` (symmetric blocks of 32, run by the same MatMulNBits nodes as block-quantized checkpoints).',
     },
     speculative: {
       type: 'string',
