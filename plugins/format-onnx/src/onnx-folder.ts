@@ -2,7 +2,13 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { loadModel, type Dim, type ValueInfo } from '@nucleus/sdk/onnx';
-import { UnsupportedModelError, type DecoderConfig, type LoadedLlm } from '@nucleus/sdk/llm';
+import {
+  hfChatTemplate,
+  hfTokenIds,
+  UnsupportedModelError,
+  type DecoderConfig,
+  type LoadedLlm,
+} from '@nucleus/sdk/llm';
 
 /** The config.json fields of a Hugging Face Llama that the loader reads. */
 interface HfLlamaConfig {
@@ -97,8 +103,8 @@ export async function loadOnnxFolder(
   }
   if (problems.length > 0) throw new UnsupportedModelError(`ONNX model folder ${dir}`, problems);
 
-  const generationEos = idList(generationConfig.eos_token_id);
-  const eosTokenIds = generationEos.length > 0 ? generationEos : idList(config.eos_token_id);
+  const generationEos = hfTokenIds(generationConfig.eos_token_id);
+  const eosTokenIds = generationEos.length > 0 ? generationEos : hfTokenIds(config.eos_token_id);
   const bosTokenId = typeof config.bos_token_id === 'number' ? config.bos_token_id : undefined;
   const decoder: DecoderConfig = {
     architecture: 'llama',
@@ -129,33 +135,9 @@ export async function loadOnnxFolder(
       ...(eosTokenIds.length > 0 ? { eosTokenIds } : {}),
     },
   };
-  const template = await chatTemplateOf(dir, tokenizerConfig);
+  const template = await hfChatTemplate(dir, tokenizerConfig);
   if (template !== undefined) loaded.chatTemplate = template;
   return loaded;
-}
-
-function idList(v: unknown): number[] {
-  if (typeof v === 'number') return [v];
-  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number');
-  return [];
-}
-
-// transformers keeps the template in tokenizer_config.json (a string, or a list of named ones) or, newer, chat_template.jinja.
-async function chatTemplateOf(dir: string, tokenizerConfig: Record<string, unknown>): Promise<string | undefined> {
-  const t = tokenizerConfig.chat_template;
-  if (typeof t === 'string') return t;
-  if (Array.isArray(t)) {
-    const named = t as { name?: string; template?: string }[];
-    return (named.find((x) => x.name === 'default') ?? named[0])?.template;
-  }
-  const jinja = join(dir, 'chat_template.jinja');
-  if (existsSync(jinja)) return readFile(jinja, 'utf8');
-  const jsonFile = join(dir, 'chat_template.json');
-  if (existsSync(jsonFile)) {
-    const parsed = JSON.parse(await readFile(jsonFile, 'utf8')) as { chat_template?: unknown };
-    if (typeof parsed.chat_template === 'string') return parsed.chat_template;
-  }
-  return undefined;
 }
 
 interface LayoutFacts {

@@ -153,4 +153,9 @@ export interface LoadedLlm {
   tokenizer: TokenizerSpec;
   /** Jinja chat template, when the model has one. */
   chatTemplate?: string;
+  /**
+   * The `models[].quantize` the format applied itself while building the graph from float weights (`int8`, `int4`):
+   * the engine then applies no `modelTransform` of that name on top.
+   */
+  quantized?: string;
 }

@@ -36,6 +36,8 @@ export {
   type BlockQuantizedMatrix,
   type WeightMatrix,
 } from './block-quantized.js';
+export { quantizeMatrix, QUANTIZE_BLOCK_SIZE } from './quantize-matrix.js';
+export { hfChatTemplate, hfTokenIds } from './hf-chat-template.js';
 export { centreOffsets, MS_DOMAIN, quantizedGather, quantizedLinear } from './block-quantized-ops.js';
 export { ropeTables, type RopeLayout } from './rope.js';
 export { createTokenizer, loadTokenizer } from './tokenizers/create-tokenizer.js';

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import { ensureGeneratedGraph, sha256FileCached } from './graph-cache.js';
 import { buildLlamaGraph, LLAMA_GRAPH_REVISION, type LlamaGraphOptions } from './llama-graph.js';
@@ -11,6 +12,13 @@ export interface LlamaGraphOfFileOptions
   cacheDir: string;
   /** The cache folder of the format (`gguf`, `llama2c` …). */
   kind: string;
+  /**
+   * The files the weights come from when `path` is a folder (a checkpoint's config and shards): the key hashes each
+   * one's SHA-256 instead of `path`'s.
+   */
+  inputs?: readonly string[];
+  /** What else makes the graph differ for the same files (a quantization applied at load), added to the key. */
+  variant?: string;
   arch: LlamaArchitecture;
   /** Reads the weights, counting what it reads on `progress`; called only when the graph is not cached yet. */
   weights: (progress: Progress) => LlamaWeights;
@@ -26,9 +34,12 @@ export interface LlamaGraphOfFileOptions
 export async function ensureLlamaGraphOf(path: string, options: LlamaGraphOfFileOptions): Promise<string> {
   const { cacheDir, kind, style, arch } = options;
   const progress = options.progress ?? (() => noProgress);
-  const sha = await sha256FileCached(path, cacheDir, progress());
+  const sha = options.inputs
+    ? await sha256OfFiles(options.inputs, cacheDir, progress)
+    : await sha256FileCached(path, cacheDir, progress());
   const accuracy = options.accuracyLevel ? `-a${options.accuracyLevel}` : '';
-  const key = `${sha}-${style}${accuracy}-r${LLAMA_GRAPH_REVISION}`;
+  const variant = options.variant ? `-${options.variant}` : '';
+  const key = `${sha}-${style}${variant}${accuracy}-r${LLAMA_GRAPH_REVISION}`;
   const { path: onnxPath } = await ensureGeneratedGraph(cacheDir, kind, key, () => {
     // Two steps the caller sees: the weights read (the reader counts its bytes), then the graph built.
     const reading = progress();
@@ -55,4 +66,12 @@ export async function ensureLlamaGraphOf(path: string, options: LlamaGraphOfFile
     }
   });
   return onnxPath;
+}
+
+// One hash for several files: the SHA-256 of their names and hashes, in the order given.
+async function sha256OfFiles(files: readonly string[], cacheDir: string, progress: () => Progress): Promise<string> {
+  const hash = createHash('sha256');
+  for (const file of files)
+    hash.update(`${basename(file)}\u0000${await sha256FileCached(file, cacheDir, progress())}\n`);
+  return hash.digest('hex');
 }

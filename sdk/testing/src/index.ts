@@ -7,6 +7,7 @@ import type { Nucleus } from '@nucleus/core';
 const MODEL_PLUGINS = [
   '@nucleus/plugin-format-gguf',
   '@nucleus/plugin-format-onnx',
+  '@nucleus/plugin-format-safetensors',
   '@nucleus/plugin-format-llama2c',
   '@nucleus/plugin-builtin-models',
 ];

@@ -91,7 +91,7 @@ export const MODEL_ENTRY_SCHEMA = {
       type: 'string',
       minLength: 1,
       description:
-        'A graph rewrite applied when the model loads, named by the plugin that contributes it (`modelTransform`): `int8` (plugin quant-int8) stores MatMul weights as 8-bit blocks. The rewritten graph is cached; a name no active plugin offers fails the load with the list of those offered.',
+        'A graph rewrite applied when the model loads, named by the plugin that contributes it (`modelTransform`): `int8` (plugin quant-int8) stores MatMul weights as 8-bit blocks. The rewritten graph is cached; a name no active plugin offers fails the load with the list of those offered. LLMs whose format builds the graph from float weights (safetensors checkpoints) are quantized by the format itself as it reads them: `int8` or `int4` (symmetric blocks of 32, run by the same MatMulNBits nodes as block-quantized checkpoints).',
     },
     speculative: {
       type: 'string',
@@ -103,7 +103,7 @@ export const MODEL_ENTRY_SCHEMA = {
       type: ['boolean', 'integer'],
       minimum: 0,
       description:
-        'Warm-up runs after load (true = 1) so the first request does not pay for lazy initialisation: a tensor model runs one row of dummy inputs (default 1), an LLM a greedy generation of 4 tokens on each replica (default 1 for loads and swaps at run time, 0 for a configured LLM at start). At a load or swap while serving, a warm-up that fails fails the load and the old version keeps serving.',
+        'Warm-up runs after load (true = 1) so the first request does not pay for lazy initialisation: a tensor model runs one row of dummy inputs (default 1), an LLM a greedy generation of 4 tokens on each replica (default 1 for loads and swaps at run time, and for a configured LLM at start while `startup.warmUp` is on, 0 when it is off). At a load or swap while serving, a warm-up that fails fails the load and the old version keeps serving.',
     },
     isolation: {
       type: 'string',

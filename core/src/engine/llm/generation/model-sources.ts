@@ -107,8 +107,9 @@ export class ModelSources {
         model.maxContext = llm.config.maxContext;
         model.dimensions = llm.config.hiddenSize;
         model.chatTemplate = llm.chatTemplate !== undefined;
+        // A format that builds the graph from float weights may quantize them itself (safetensors `int8`/`int4`).
         const onnxPath =
-          quantize === undefined
+          quantize === undefined || llm.quantized === quantize
             ? llm.onnxPath
             : await applyModelTransform({
                 model: name,
