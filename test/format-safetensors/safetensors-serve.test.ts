@@ -110,7 +110,7 @@ describe('safetensors checkpoint folders: detection, the tiny Llama, bad files t
     return folder;
   });
 
-  it('a run-time load of a bad folder answers 400 naming the problem; the loaded models keep answering', async () => {
+  it('a run-time load of a bad folder answers 422 naming the problem; the loaded models keep answering', async () => {
     let kit: TestKernel | undefined;
     try {
       kit = await startLifecycleKernel();
@@ -138,7 +138,7 @@ describe('safetensors checkpoint folders: detection, the tiny Llama, bad files t
         const res = await admin(kit, '/admin/models', { method: 'POST', body: { name: `bad-${i}`, source: bad[i] } });
         assert.deepEqual(
           [res.status, errorOf(res).code],
-          [400, 'model_load_failed'],
+          [422, 'model_load_failed'],
           `${h.label}: ${JSON.stringify(res.body)}`,
         );
         assert.match(errorOf(res).message, h.says, h.label);

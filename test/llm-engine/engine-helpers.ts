@@ -46,7 +46,8 @@ export function testEngine(
   const events = new TypedEventBus(logger);
   const emitted: { type: EventType; payload: unknown }[] = [];
   events.onAny((type, payload) => emitted.push({ type, payload }));
-  const store = configOf({ 'scheduler.batchWindowMs': 5, ...config });
+  // As the test kit does: models open when a test uses them, and count only the generations it asks for.
+  const store = configOf({ 'scheduler.batchWindowMs': 5, 'startup.warmUp': false, ...config });
   const engine = new GenerationEngine({
     config: store,
     events,

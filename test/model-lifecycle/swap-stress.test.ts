@@ -195,7 +195,10 @@ describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor
     const source = join(STORIES_DIR, 'stories260K.gguf');
     assert.equal((await admin(k, '/admin/models', { body: { name: 'long', source } })).status, 201);
     // Bounded: a stream may end before its swap switches over (the new version opens beside it); up to 4 tries.
-    const sources = [join(dir, 'llm-a.gguf'), source];
+    // Both sides hold stories260K (512 tokens of context), so every try can ask for a long stream.
+    const copy = join(dir, 'stories-copy.gguf');
+    copyFileSync(source, copy);
+    const sources = [copy, source];
     let cut: Awaited<ReturnType<typeof streamCompletion>> | undefined;
     const refused: Awaited<ReturnType<typeof streamCompletion>>[] = [];
     for (let attempt = 0; attempt < 4 && !cut; attempt++) {
