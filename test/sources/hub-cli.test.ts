@@ -1,6 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { HubServer, hubFile } from '../helpers/hub-server.js';
 import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -83,6 +86,36 @@ describe('the nucleus CLI with hf:// models', function () {
     const again = await run(['models', 'rm', 'org/big'], env);
     assert.equal(again.code, 2);
     assert.match(again.err, /not in the cache/);
+  });
+
+  it('`nucleus pull https://…` fetches over TLS from a host the system trusts, and refuses one it does not', async () => {
+    const tls = join(REPO_ROOT, 'test', 'fixtures', 'tls');
+    const body = readFileSync(oracle('quant-zoo-Q4_0'));
+    const server = createServer(
+      { cert: readFileSync(join(tls, 'loopback-cert.pem')), key: readFileSync(join(tls, 'loopback-key.pem')) },
+      (req, res) => {
+        if (!req.url?.endsWith('.gguf')) return void res.writeHead(404).end('not found');
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length }).end(body);
+      },
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/models/zoo-Q4_0.gguf`;
+      const sha = createHash('sha256').update(body).digest('hex');
+      // The test's certificate is trusted the way an operator trusts a private CA: NODE_EXTRA_CA_CERTS.
+      const trusted = await run(['pull', url, '--sha256', sha], {
+        ...env,
+        NODE_EXTRA_CA_CERTS: join(tls, 'loopback-cert.pem'),
+      });
+      assert.equal(trusted.code, 0, trusted.err);
+      const path = /-> (.+)/.exec(trusted.out)![1]!;
+      assert.ok(readFileSync(path).equals(body));
+      const untrusted = await run(['pull', url.replace('zoo-Q4_0', 'other')], env);
+      assert.notEqual(untrusted.code, 0, untrusted.out);
+      assert.match(untrusted.err, /TLS certificate of 127\.0\.0\.1:\d+ is not trusted .*NODE_EXTRA_CA_CERTS/);
+    } finally {
+      server.close();
+    }
   });
 
   it('`nucleus pull` exits 2 with a clear message for an unknown scheme, a missing file and offline misses', async () => {

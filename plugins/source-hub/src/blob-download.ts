@@ -188,13 +188,31 @@ export function httpError(name: string, url: string, status: number): NucleusErr
   return new NucleusError(502, 'model_source_unavailable', `${url} answered ${status} for ${name}; try again later`);
 }
 
+// Node's codes for a certificate chain the host's trust store does not accept.
+const TLS_TRUST_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 /** The network failing under a request, as an error that says so. */
 export function unreachable(name: string, url: string, err: unknown): NucleusError {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const host = new URL(url).host;
+  if (cause?.code !== undefined && TLS_TRUST_ERRORS.has(cause.code)) {
+    return new NucleusError(
+      502,
+      'model_source_untrusted',
+      `the TLS certificate of ${host} is not trusted (${cause.code}) for ${name}; if it is signed by a private certificate authority, give that authority's certificate to the server with NODE_EXTRA_CA_CERTS`,
+    );
+  }
   return new NucleusError(
     502,
     'model_source_unavailable',
-    `cannot reach ${new URL(url).host} for ${name} (${cause?.code ?? cause?.message ?? (err as Error).message}); check the network, or run offline from the cache (HF_HUB_OFFLINE=1)`,
+    `cannot reach ${host} for ${name} (${cause?.code ?? cause?.message ?? (err as Error).message}); check the network, or run offline from the cache (HF_HUB_OFFLINE=1)`,
   );
 }
 
