@@ -5,7 +5,7 @@ import type { NucleusEvents, RegisteredModel } from '@nucleus/sdk';
 import type { TestKernel } from '@nucleus/sdk/testing';
 import { tempDir } from '../helpers/paths.js';
 import { writeTestLlamaGguf } from '../llm-formats/gguf-fixtures.js';
-import { requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
+import { ORACLE_DIR, requireOracle } from '../llm-formats/llm-module.js';
 import { admin, errorOf, startLifecycleKernel, streamCompletion, until } from './lifecycle-fixtures.js';
 
 const SWAPS = 10;
@@ -189,14 +189,14 @@ describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor
   });
 
   it('ends a stream longer than the drain timeout of a swap with a model_unloading error event, not a hang', async function () {
-    requireStories(this);
+    requireOracle(this);
     const k = kit!;
-    // stories260K (512 tokens of context) streams long enough for the new version to open beside it.
-    const source = join(STORIES_DIR, 'stories260K.gguf');
+    // llama3-tiny (2048 tokens of context, a 128k vocabulary) streams 1,500 tokens for seconds: long enough for
+    // the new version, its graph already built, to open beside it and switch over while the stream runs.
+    const source = join(ORACLE_DIR, 'llama3-tiny-F16.gguf');
     assert.equal((await admin(k, '/admin/models', { body: { name: 'long', source } })).status, 201);
-    // Bounded: a stream may end before its swap switches over (the new version opens beside it); up to 4 tries.
-    // Both sides hold stories260K (512 tokens of context), so every try can ask for a long stream.
-    const copy = join(dir, 'stories-copy.gguf');
+    // Bounded: a stream may still end before its swap switches over on a fast machine; up to 4 tries.
+    const copy = join(dir, 'llama3-copy.gguf');
     copyFileSync(source, copy);
     const sources = [copy, source];
     let cut: Awaited<ReturnType<typeof streamCompletion>> | undefined;
@@ -205,7 +205,7 @@ describe('16 clients (LLM streams and tensor requests) while an LLM and a tensor
       let swapping: Promise<{ status: number; body: unknown }> | undefined;
       const stream = await streamCompletion(
         k,
-        { model: 'long', prompt: PROMPT, max_tokens: 480, ignore_eos: true },
+        { model: 'long', prompt: PROMPT, max_tokens: 1500, ignore_eos: true },
         () => {
           swapping = admin(k, '/admin/models/long/swap', { body: { source: sources[attempt % 2], drainTimeoutMs: 0 } });
         },
