@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { writePlugin } from '../helpers/plugin-fixtures.js';
+import { runCli } from '../helpers/run-cli.js';
 
 /** Runs the CLI with only the variables given (plus PATH), so the caller's NUCLEUS_* cannot leak in. */
 function nucleus(args: string[], env: Record<string, string> = {}) {
@@ -17,23 +18,6 @@ function nucleus(args: string[], env: Record<string, string> = {}) {
     timeout: 60_000,
   });
   return { code: res.status, out: res.stdout, err: res.stderr };
-}
-
-/** The same, asynchronously: for a command that talks to a server living in this process. */
-function nucleusAsync(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env },
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  return new Promise((resolve) => child.on('exit', (code) => (clearTimeout(timer), resolve({ code, out, err }))));
 }
 
 async function holdPort(): Promise<{ server: Server; port: number }> {
@@ -48,7 +32,7 @@ describe('nucleus CLI: errors that say what to do', function () {
   it('serve on a port another process holds exits 2 before loading any model, saying which flag or key to change', async () => {
     const { server, port } = await holdPort();
     try {
-      const res = await nucleusAsync(['serve', '--host', '127.0.0.1', '--port', String(port), '--no-watch']);
+      const res = await runCli(['serve', '--host', '127.0.0.1', '--port', String(port), '--no-watch']);
       assert.equal(res.code, 2, res.err);
       assert.equal(
         res.err,
@@ -134,7 +118,7 @@ describe('nucleus CLI: errors that say what to do', function () {
     await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
     try {
       const url = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
-      const res = await nucleusAsync(['plugins', 'list', '--url', url]);
+      const res = await runCli(['plugins', 'list', '--url', url]);
       assert.equal(res.code, 1, res.err);
       assert.match(
         res.err,

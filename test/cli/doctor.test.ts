@@ -1,27 +1,15 @@
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { formatChecks } from '@nucleus/core/internal/cli/doctor-command';
 import { checkDisk, checkMemory, checkNode, type CheckResult } from '@nucleus/core/internal/cli/doctor-checks';
-import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { tempDir } from '../helpers/paths.js';
 import { writePlugin } from '../helpers/plugin-fixtures.js';
+import { runCli, type CliRun } from '../helpers/run-cli.js';
 
-function doctor(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, [CLI, 'doctor', ...args], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env },
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  return new Promise((resolve) => child.on('exit', (code) => (clearTimeout(timer), resolve({ code, out, err }))));
+function doctor(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runCli(['doctor', ...args], env);
 }
 
 const GiB = 1024 ** 3;

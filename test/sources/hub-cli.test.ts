@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { HubServer, hubFile } from '../helpers/hub-server.js';
 import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { runCli } from '../helpers/run-cli.js';
 import { followServer, stopServer } from '../helpers/server-child.js';
 import { ORACLE_DIR, requireOracle } from '../llm-formats/llm-module.js';
 
@@ -16,24 +17,8 @@ import { ORACLE_DIR, requireOracle } from '../llm-formats/llm-module.js';
 const ADMIN = 'admin-key-hub-0123456789';
 const oracle = (stem: string) => join(ORACLE_DIR, `${stem}.gguf`);
 
-/** Runs the CLI to its end; its exit code and output. */
-function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', ...env },
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
-}
+// Pulls of multi-megabyte files on a busy machine may take a while.
+const run = (args: string[], env: Record<string, string>) => runCli(args, env, 120_000);
 
 describe('the nucleus CLI with hf:// models', function () {
   this.timeout(300_000);
