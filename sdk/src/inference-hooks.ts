@@ -9,6 +9,7 @@ import type {
   RouteChoice,
 } from './contributions.js';
 import { toNucleusError } from './errors.js';
+import { streamFailure } from './sse-stream.js';
 import type { Contribution, ExtensionPointView } from './extension-points.js';
 import { ExtensionPoints } from './extension-points.js';
 import type { PluginContext } from './plugin.js';
@@ -19,6 +20,8 @@ export type RequestHeaders = Record<string, string | string[] | undefined>;
 /** Where a route lets the hooks set response headers (a Koa context is one). */
 export interface ResponseHeaders {
   set(field: string, value: string): void;
+  /** The request's state, where a streamed answer that failed after its headers leaves its status. */
+  readonly state?: unknown;
 }
 
 /** The HTTP side of an inference request that `aroundInference` hooks see: its path, and response headers to set. */
@@ -118,7 +121,9 @@ export class InferenceHooks {
       if (router) this.#observe(router, request.model, input, toNucleusError(err).status, started);
       throw err;
     }
-    if (router) this.#observe(router, request.model, input, 200, started);
+    // A streamed answer is 200 once its headers are out; one that ended with an error event counts as that error.
+    const status = body === undefined ? (streamFailure(response?.state) ?? 200) : 200;
+    if (router) this.#observe(router, request.model, input, status, started);
     if (body === undefined) return body;
     if (router && choice?.shadow) this.#shadow(router, request.model, input, body, choice.shadow, handle);
     const output = await this.after({

@@ -12,6 +12,15 @@ export interface SseStreamOptions {
   onTokenDelivery?: (delaysMs: number[]) => void;
 }
 
+// Where a stream that ended with an error event leaves its status on the request's state, for the routers that
+// judge how requests went (a canary): the HTTP status of a stream is 200 whatever happens after its headers.
+const STREAM_FAILURE = Symbol('nucleus.streamFailure');
+
+/** The status of the error a stream on this request ended with (see {@link SseStream.error}); undefined if none. */
+export function streamFailure(state: unknown): number | undefined {
+  return (state as { [STREAM_FAILURE]?: number } | undefined)?.[STREAM_FAILURE];
+}
+
 /**
  * A Server-Sent Events response written straight to the socket (Koa stays out of the way once it is open).
  * `signal` aborts when the client goes away, so the work behind the stream (a generation, a batch of requests) can be dropped; writes wait
@@ -19,6 +28,7 @@ export interface SseStreamOptions {
  */
 export class SseStream {
   readonly #res: ServerResponse;
+  readonly #state: Record<PropertyKey, unknown>;
   readonly #abort = new AbortController();
   readonly #delivery: TokenDeliveryTimer | undefined;
   /** Sample times of the tokens written since the response was corked. */
@@ -28,6 +38,7 @@ export class SseStream {
 
   private constructor(ctx: RouteContext, options: SseStreamOptions) {
     this.#res = ctx.res;
+    this.#state = ctx.state as Record<PropertyKey, unknown>;
     if (options.onTokenDelivery) this.#delivery = new TokenDeliveryTimer(options.onTokenDelivery);
     // Koa's own status is what the request log and the request events report.
     ctx.status = 200;
@@ -98,9 +109,14 @@ export class SseStream {
     this.#pending.length = 0;
   }
 
-  /** Sends the error as an `error` event carrying `{"error":{message,type,code}}`. */
-  async error(err: unknown): Promise<void> {
-    await this.send(toNucleusError(err).toBody(), 'error');
+  /**
+   * Sends the error as an `error` event carrying `{"error":{message,type,code}}` (`event: null`: as a plain data
+   * event, as protocols without named events send it), and records that the stream failed.
+   */
+  async error(err: unknown, event: string | null = 'error'): Promise<void> {
+    const error = toNucleusError(err);
+    this.#state[STREAM_FAILURE] = error.status;
+    await this.send(error.toBody(), event ?? undefined);
   }
 
   /** Ends the response. */

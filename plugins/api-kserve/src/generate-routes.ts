@@ -2,7 +2,6 @@ import {
   badRequest,
   notFound,
   SseStream,
-  toNucleusError,
   type GenerateRequest,
   type GenerationModelInfo,
   type GenerationService,
@@ -239,7 +238,8 @@ export function generateRoutes(
       if (includeInput && prompt !== '') await sse.send(chunk(prompt));
       for await (const piece of texts(stream)) await sse.send(chunk(piece));
     } catch (err) {
-      await sse.send(toNucleusError(err).toBody());
+      // KServe's generate_stream carries errors as plain data events.
+      await sse.error(err, null);
     } finally {
       sse.end();
     }
