@@ -314,3 +314,44 @@ describe('traffic policies: versions side by side under one model name', () => {
     assert.equal(none.status, 404);
   });
 });
+
+describe('traffic policies set through the admin API, with a state file', () => {
+  it('survive a restart of the server', async () => {
+    const dir = tempDir('traffic-state');
+    writeVersion(`${dir}/models`, 'scale', '1', scaleModel(1));
+    writeVersion(`${dir}/models`, 'scale', '2', scaleModel(2));
+    const start = () =>
+      startTestKernel({
+        plugins: [API_KSERVE, TRAFFIC],
+        env: { NUCLEUS_ADMIN_KEY: ADMIN_KEY },
+        builtinModels: false,
+        config: { modelRepository: `${dir}/models`, 'plugin.traffic-policy.stateFile': `${dir}/traffic.json` },
+      });
+    const admin = (kit: TestKernel, path: string, init: { method?: string; body?: unknown } = {}) =>
+      kit.request(path, { ...init, headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    const policy = {
+      type: 'weights',
+      variants: [
+        { version: '1', weight: 30 },
+        { version: '2', weight: 70 },
+      ],
+    };
+    try {
+      const first = await start();
+      try {
+        assert.equal((await admin(first, '/admin/traffic/scale', { method: 'PUT', body: policy })).status, 200);
+      } finally {
+        await first.stop();
+      }
+      const second = await start();
+      try {
+        const listed = (await admin(second, '/admin/traffic')).body as { policies: Record<string, unknown> };
+        assert.deepEqual(listed.policies.scale, policy);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,4 +1,5 @@
 import { badRequest, type ModelRegistry, notFound, type RouteContribution } from '@nucleus/sdk';
+import type { PolicyStore } from './policy-store.js';
 import type { TrafficRouter } from './traffic-router.js';
 import { checkPolicy, type Target, type TrafficPolicy } from './traffic-policy.js';
 
@@ -32,8 +33,15 @@ function checkTargets(model: string, policy: TrafficPolicy, registry: ModelRegis
   }
 }
 
-/** `GET /admin/traffic` (every policy and its live state) and `PUT`/`DELETE /admin/traffic/{model}`, for admins. */
-export function trafficRoutes(router: TrafficRouter, registry: () => ModelRegistry | undefined): RouteContribution[] {
+/**
+ * `GET /admin/traffic` (every policy and its live state) and `PUT`/`DELETE /admin/traffic/{model}`, for admins; with a
+ * `store`, each change is also written to the state file.
+ */
+export function trafficRoutes(
+  router: TrafficRouter,
+  registry: () => ModelRegistry | undefined,
+  store?: PolicyStore,
+): RouteContribution[] {
   return [
     {
       method: 'GET',
@@ -51,6 +59,7 @@ export function trafficRoutes(router: TrafficRouter, registry: () => ModelRegist
         const models = registry();
         if (models) checkTargets(model, policy, models);
         router.set(model, policy);
+        store?.set(model, policy);
         return { model, policy, status: router.modelStatus(model) };
       },
     },
@@ -65,6 +74,7 @@ export function trafficRoutes(router: TrafficRouter, registry: () => ModelRegist
             'policy_not_found',
             `model '${model}' has no traffic policy (policies: ${Object.keys(router.policies()).join(', ') || 'none'})`,
           );
+        store?.remove(model);
         return { removed: model };
       },
     },

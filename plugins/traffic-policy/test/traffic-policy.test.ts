@@ -1,15 +1,19 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   agreement,
   CANARY_DEFAULTS,
   CanaryController,
   checkPolicy,
+  PolicyStore,
   stickyBucket,
   tokenAgreement,
   TrafficRouter,
 } from '@nucleus/plugin-traffic-policy';
 import { type AlertNotice, NucleusError } from '@nucleus/sdk';
-import { eventBus, recordingLogger } from '@nucleus/sdk/testing';
+import { eventBus, type LogLine, recordingLogger } from '@nucleus/sdk/testing';
 
 describe('traffic-policy: canary rules on a test clock', () => {
   const settings = {
@@ -139,5 +143,42 @@ describe('traffic-policy: sticky buckets, agreement and policy checks', () => {
       ['CanaryRolledBack', 'critical', 'm@2'],
     );
     assert.ok(logger.lines.some((l) => l.level === 'warn' && /rolled back/.test(String(l.msg))));
+  });
+});
+
+describe('traffic-policy: admin changes kept in the state file', () => {
+  const weights = (version: string) => checkPolicy({ type: 'weights', variants: [{ version, weight: 1 }] });
+  const dir = mkdtempSync(join(tmpdir(), 'traffic-state-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('restores what was set and removed over the config, across a new store on the same file', () => {
+    const file = join(dir, 'state', 'traffic.json');
+    const config = { a: weights('1'), b: weights('2') };
+    const first = new PolicyStore(file, recordingLogger());
+    assert.deepEqual(first.restore(config), config, 'no file yet: the config');
+    first.set('c', weights('3'));
+    first.set('b', weights('4'));
+    first.remove('a');
+    const again = new PolicyStore(file, recordingLogger());
+    assert.deepEqual(again.restore(config), { b: weights('4'), c: weights('3') });
+    // Set again after a removal: it comes back.
+    again.set('a', weights('5'));
+    assert.deepEqual(new PolicyStore(file, recordingLogger()).restore(config).a, weights('5'));
+  });
+
+  it('a corrupt file or a bad stored policy is logged and skipped, never a failed start', () => {
+    const file = join(dir, 'corrupt.json');
+    writeFileSync(file, '{ not json');
+    const lines: LogLine[] = [];
+    const config = { a: weights('1') };
+    assert.deepEqual(new PolicyStore(file, recordingLogger(lines)).restore(config), config);
+    assert.ok(lines.some((l) => l.level === 'warn' && /corrupt/.test(l.msg ?? '')));
+    writeFileSync(file, JSON.stringify({ set: { b: { type: 'nonsense' }, c: weights('2') }, removed: [] }));
+    const skipped: LogLine[] = [];
+    assert.deepEqual(new PolicyStore(file, recordingLogger(skipped)).restore(config), {
+      a: weights('1'),
+      c: weights('2'),
+    });
+    assert.ok(skipped.some((l) => l.level === 'warn' && /skipped/.test(l.msg ?? '')));
   });
 });
