@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ModelLocator } from '@nucleus/core';
 import type { ModelSourceProvider } from '@nucleus/sdk';
 import { recordingLogger } from '@nucleus/sdk/testing';
@@ -47,6 +47,13 @@ describe('ModelLocator: sources with a scheme go to the plugin that fetches them
     const wrong = await locator.locate(file, { sha256: '0'.repeat(64) }).catch((e: Error) => e);
     assert.equal((wrong as { code?: string }).code, 'model_sha256_mismatch');
     assert.match((wrong as Error).message, new RegExp(`has sha256 ${digest}, not the pinned 0{64}`));
+    // A file replaced after a load that passed its pin is refused at the next load, by the same locator.
+    const replaced = join(dirname(file), 'replaced.bin');
+    writeFileSync(replaced, 'weights');
+    assert.equal(await locator.locate(replaced, { sha256: digest }), replaced);
+    writeFileSync(replaced, 'other weights');
+    const swapped = await locator.locate(replaced, { sha256: digest }).catch((e: Error) => e);
+    assert.equal((swapped as { code?: string }).code, 'model_sha256_mismatch');
     const seen: (string | undefined)[] = [];
     const provider: ModelSourceProvider = {
       schemes: ['hf'],

@@ -29,7 +29,8 @@ export class ModelLocator {
   readonly #providers: () => readonly Contribution<ModelSourceProvider>[];
   readonly #view: ExtensionPointView<ModelSourceProvider> | undefined;
   readonly #log: Logger;
-  // One fetch per source at a time, and a source fetched once is not fetched again by this process.
+  // One fetch (or pin check) per source at a time. Nothing is kept once it settles: a later load asks again, so a
+  // branch that moved is seen and a pinned file that was replaced is hashed again (a cached file costs no request).
   readonly #located = new Map<string, Promise<string>>();
 
   constructor(providers: ExtensionPointView<ModelSourceProvider> | readonly ModelSourceProvider[], logger: Logger) {
@@ -85,10 +86,13 @@ export class ModelLocator {
   #once(key: string, fetch: () => Promise<string>): Promise<string> {
     let pending = this.#located.get(key);
     if (!pending) {
-      pending = fetch();
-      this.#located.set(key, pending);
-      // A failed fetch is tried again next time (the network may be back, the file pulled).
-      pending.catch(() => this.#located.delete(key));
+      const started = fetch();
+      pending = started;
+      this.#located.set(key, started);
+      const settled = () => {
+        if (this.#located.get(key) === started) this.#located.delete(key);
+      };
+      started.then(settled, settled);
     }
     return pending;
   }
@@ -110,7 +114,7 @@ export class ModelLocator {
   }
 }
 
-// A pinned local file: hashed once per process; a folder cannot be pinned.
+// A pinned local file, hashed at each load; a folder cannot be pinned.
 async function checkPin(source: string, path: string, sha256: string): Promise<string> {
   const info = await stat(path).catch(() => undefined);
   if (info?.isFile() !== true) {
