@@ -431,7 +431,7 @@ export const CORE_CONFIG_SCHEMA = {
         warmUp: {
           type: 'boolean',
           description:
-            'When true, every LLM — built-ins included — is opened at start and warmed up with a short greedy generation (configured models as many times as their `warmup` says, at least once) before /ready answers 200, so no first request pays for loading. When false, built-in LLMs open on their first request and configured ones warm up only when their `warmup` asks.',
+            'When true, every LLM — built-ins included — is opened at start and warmed up with a short greedy generation (a configured model as many times as its `warmup` says, once when that is unset) before /ready answers 200, so no first request pays for loading. When false, built-in LLMs open on their first request and configured ones warm up only when their `warmup` asks.',
           default: true,
         },
       },
