@@ -20,7 +20,12 @@ export interface RouteContribution {
 
 /** Middleware a plugin inserts around every request, named for the moment it runs. */
 export interface Hooks {
-  /** Runs first for every request, before routing. */
+  /**
+   * Runs for a request to a known route once its key is checked (`callerOf(ctx)`), before its body is read: a
+   * request refused here (a rate limit) costs the server no body read or parse.
+   */
+  preParsing?: Middleware;
+  /** Runs for every request once its body is parsed, before routing. */
   onRequest?: Middleware;
   /**
    * Transforms an inference input before the routers and the model see it, on every API plugin's inference routes

@@ -1,5 +1,5 @@
-import { timingSafeEqual } from 'node:crypto';
-import { NucleusError } from '@nucleus/sdk';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { type Caller, NucleusError } from '@nucleus/sdk';
 import type { Context } from 'koa';
 import type { NucleusConfig } from '../kernel/config/index.js';
 
@@ -8,6 +8,11 @@ export type Access = 'public' | 'user' | 'admin';
 
 /** An API key from config (`auth.keys[]`). */
 export type ApiKey = NucleusConfig['auth']['keys'][number];
+
+// What a key without a name is called in metrics and limits: a short fingerprint, which does not reveal the key.
+function nameOf(key: ApiKey): string {
+  return key.name ?? `unnamed-${createHash('sha256').update(key.key).digest('hex').slice(0, 8)}`;
+}
 
 function sameKey(a: string, b: string): boolean {
   const x = Buffer.from(a);
@@ -60,5 +65,7 @@ export class Authenticator {
       );
     }
     ctx.state.apiKey = key.name ?? key.role;
+    const caller: Caller = { name: nameOf(key), role: key.role, ...(key.limits ? { limits: key.limits } : {}) };
+    ctx.state.caller = caller;
   }
 }

@@ -1,7 +1,7 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { Hooks } from '@nucleus/sdk';
+import type { ExtensionPointView, Hooks } from '@nucleus/sdk';
 import { badRequest, ExtensionPoints, unavailable } from '@nucleus/sdk';
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
@@ -9,6 +9,7 @@ import type { Kernel } from '../kernel/kernel.js';
 import { Authenticator, type ApiKey } from './auth.js';
 import { errorMiddleware } from './error-middleware.js';
 import { decodeContent, INFERENCE_HEADER_LENGTH, parseInferenceHeader, splitInferenceBody } from './binary-body.js';
+import { jsonNestsDeeperThan, jsonTooDeep } from './json-depth.js';
 import { BodyTooLargeError, JsonParserPool, JsonSyntaxError, readBody } from './json-offload.js';
 import { kernelRoutes } from './kernel-routes.js';
 import { requestIdMiddleware } from './request-id.js';
@@ -20,9 +21,23 @@ import { toListenError } from './listen-error.js';
 /** The liveness and readiness routes, which answer while the server starts and while it drains. */
 const PROBES = new Set(['/health', '/livez', '/ready', '/readyz']);
 
+/** Runs the hooks contributed for one moment of a request, highest priority outermost, then `next`. */
+function hookChain(point: ExtensionPointView<Hooks>, moment: 'preParsing' | 'onRequest') {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    const chain = point.list().filter((c) => c.value[moment]);
+    let i = 0;
+    const step = async (): Promise<void> => {
+      const c = chain[i++];
+      if (!c) return next();
+      await point.use(c, (h: Hooks) => h[moment]!(ctx, step));
+    };
+    await step();
+  };
+}
+
 /**
- * The HTTP and WebSocket front of a kernel: request ids, the error body, JSON parsing, `onRequest`
- * hooks, then the route table (kernel routes and plugin routes).
+ * The HTTP and WebSocket front of a kernel: request ids, the error body, the key check and `preParsing` hooks, JSON
+ * parsing, `onRequest` hooks, then the route table (kernel routes and plugin routes).
  */
 export class HttpServer {
   readonly app = new Koa();
@@ -84,6 +99,22 @@ export class HttpServer {
         throw unavailable('server_starting', 'the server is starting: its models are loading; retry shortly', 1);
       await next();
     });
+    // The key is checked, and the `preParsing` hooks (rate limits) run, before the body is read: a refused request
+    // costs no read or parse of a body nobody will use. A request no route takes leaves its body unread as well (its
+    // 404 or 405 needs none); an answer given before the body arrived closes the connection instead of draining it.
+    const unrouted = new WeakSet<Context>();
+    const preParsing = hookChain(hooks, 'preParsing');
+    this.app.use(async (ctx: Context, next: Next) => {
+      try {
+        if (this.routes.authenticate(ctx)) await preParsing(ctx, next);
+        else {
+          unrouted.add(ctx);
+          await next();
+        }
+      } finally {
+        if (!ctx.req.complete && !ctx.headerSent) ctx.set('connection', 'close');
+      }
+    });
     const tooLarge = () =>
       Object.assign(
         new Error(`request body is larger than server.bodyLimitBytes (${config.get('server.bodyLimitBytes')} bytes)`),
@@ -106,7 +137,8 @@ export class HttpServer {
     // to view its tensors over.
     this.app.use(async (ctx: Context, next: Next) => {
       const declared = ctx.get(INFERENCE_HEADER_LENGTH);
-      if (!declared || (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH')) return next();
+      if (!declared || unrouted.has(ctx) || (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH'))
+        return next();
       const contentLength = ctx.get('content-length');
       // The tensor bytes after the header land 8-byte aligned, so the route views them without a copy.
       const headerLength = Number(declared);
@@ -122,13 +154,15 @@ export class HttpServer {
         this.parsers ??= new JsonParserPool();
         try {
           // A copy of the header alone: posting a view would clone the whole body with it.
-          ctx.request.body = await this.parsers.parse(header.slice(), v2Infer(ctx));
+          ctx.request.body = await this.parsers.parse(header.slice(), v2Infer(ctx), config.get('server.jsonMaxDepth'));
         } catch (err) {
           if (err instanceof JsonSyntaxError)
             throw badRequest('invalid_json', `the JSON inference header is not valid JSON: ${err.message}`);
           throw err;
         }
       } else {
+        const maxDepth = config.get('server.jsonMaxDepth');
+        if (jsonNestsDeeperThan(header, maxDepth)) throw jsonTooDeep(maxDepth, 'JSON inference header');
         ctx.request.body = parseInferenceHeader(header);
       }
       (ctx.request as { binaryData?: Uint8Array }).binaryData = binary;
@@ -142,6 +176,7 @@ export class HttpServer {
       const encoding = ctx.get('content-encoding').toLowerCase();
       if (
         ctx.request.body !== undefined ||
+        unrouted.has(ctx) ||
         !threshold ||
         !(length > threshold) ||
         (encoding && encoding !== 'identity') ||
@@ -154,7 +189,7 @@ export class HttpServer {
       this.parsers ??= new JsonParserPool();
       try {
         // Only v2 inference bodies get their `inputs[i].data` as typed arrays.
-        ctx.request.body = await this.parsers.parse(bytes, v2Infer(ctx));
+        ctx.request.body = await this.parsers.parse(bytes, v2Infer(ctx), config.get('server.jsonMaxDepth'));
       } catch (err) {
         if (err instanceof JsonSyntaxError)
           throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
@@ -162,26 +197,25 @@ export class HttpServer {
       }
       await next();
     });
-    this.app.use(
-      bodyParser({
-        enableTypes: ['json'],
-        jsonLimit: config.get('server.bodyLimitBytes'),
-        onError: (err: Error) => {
-          if ((err as { status?: number }).status === 413) throw tooLarge();
-          throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
-        },
-      }),
-    );
-    this.app.use(async (ctx: Context, next: Next) => {
-      const chain = hooks.list().filter((c) => c.value.onRequest);
-      let i = 0;
-      const step = async (): Promise<void> => {
-        const c = chain[i++];
-        if (!c) return next();
-        await hooks.use(c, (h: Hooks) => h.onRequest!(ctx, step));
-      };
-      await step();
+    const parseJson = bodyParser({
+      enableTypes: ['json'],
+      jsonLimit: config.get('server.bodyLimitBytes'),
+      onError: (err: Error) => {
+        if ((err as { status?: number }).status === 413) throw tooLarge();
+        throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
+      },
     });
+    this.app.use((ctx: Context, next: Next) => {
+      if (unrouted.has(ctx) || ctx.request.body !== undefined) return next();
+      return parseJson(ctx, async () => {
+        // V8 parses any depth; what walks the value afterwards (schema checks) would overflow the stack.
+        const raw = (ctx.request as { rawBody?: string }).rawBody;
+        const maxDepth = config.get('server.jsonMaxDepth');
+        if (raw && jsonNestsDeeperThan(raw, maxDepth)) throw jsonTooDeep(maxDepth);
+        await next();
+      });
+    });
+    this.app.use(hookChain(hooks, 'onRequest'));
     this.app.use(this.routes.middleware());
   }
 

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { jsonTooDeep } from './json-depth.js';
 import type { ParseJob, ParseResult } from './json-parse-thread.js';
 
 const THREAD = new URL('./json-parse-thread.js', import.meta.url);
@@ -12,6 +13,7 @@ interface Pending {
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
   worker: Worker;
+  maxDepth: number;
 }
 
 /**
@@ -31,15 +33,18 @@ export class JsonParserPool {
     this.size = Math.max(1, Math.min(2, size));
   }
 
-  /** Parses `bytes` (transferred: the caller must not use them again); `tensors` types v2 tensor data. */
-  parse(bytes: Uint8Array, tensors: boolean): Promise<unknown> {
+  /**
+   * Parses `bytes` (transferred: the caller must not use them again); `tensors` types v2 tensor data. A body nested
+   * deeper than `maxDepth` fails with the 400 `json_too_deep`, invalid JSON with a {@link JsonSyntaxError}.
+   */
+  parse(bytes: Uint8Array, tensors: boolean, maxDepth: number): Promise<unknown> {
     if (this.closed) return Promise.reject(new Error('the JSON parser pool is closed'));
     const worker = this.pick();
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, worker });
+      this.pending.set(id, { resolve, reject, worker, maxDepth });
       this.load.set(worker, (this.load.get(worker) ?? 0) + 1);
-      const job: ParseJob = { id, bytes, tensors };
+      const job: ParseJob = { id, bytes, tensors, maxDepth };
       const owns =
         bytes.byteOffset === 0 &&
         bytes.byteLength === bytes.buffer.byteLength &&
@@ -73,6 +78,7 @@ export class JsonParserPool {
       this.pending.delete(result.id);
       this.load.set(worker, Math.max(0, (this.load.get(worker) ?? 1) - 1));
       if (result.ok) job.resolve(result.value);
+      else if (result.tooDeep) job.reject(jsonTooDeep(job.maxDepth));
       else job.reject(new JsonSyntaxError(result.message));
     });
     const fail = (err: Error): void => {

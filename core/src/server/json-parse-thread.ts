@@ -1,14 +1,19 @@
 import { parentPort } from 'node:worker_threads';
+import { jsonNestsDeeperThan } from './json-depth.js';
 
 /** A job for the JSON parser thread: the raw body (transferred) and whether v2 tensor data may become typed arrays. */
 export interface ParseJob {
   id: number;
   bytes: Uint8Array;
   tensors: boolean;
+  /** Deepest nesting accepted; a deeper body is refused before it is parsed (its hand-back would overflow the stack). */
+  maxDepth: number;
 }
 
 /** The answer to a {@link ParseJob}. */
-export type ParseResult = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string };
+export type ParseResult =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; message: string; tooDeep?: true };
 
 type Typed = Float32Array | Float64Array | Int8Array | Int16Array | Int32Array | Uint8Array | Uint16Array | Uint32Array;
 
@@ -72,6 +77,8 @@ const decoder = new TextDecoder();
 
 /** Parses like the body parser does (strict: an object or an array at the top). */
 export function parseJob(job: ParseJob): { result: ParseResult; transfer: ArrayBuffer[] } {
+  if (jsonNestsDeeperThan(job.bytes, job.maxDepth))
+    return { result: { id: job.id, ok: false, message: 'nested too deep', tooDeep: true }, transfer: [] };
   try {
     const text = decoder.decode(job.bytes);
     const trimmed = text.trimStart();

@@ -78,6 +78,15 @@ export const CORE_CONFIG_SCHEMA = {
             'JSON bodies larger than this (by Content-Length) are parsed on a worker thread, keeping the event loop free; KServe v2 tensor data comes back as typed arrays. 0 parses every body on the main thread.',
           default: 256 * 1024,
         },
+        jsonMaxDepth: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 10_000,
+          description:
+            'Deepest nesting of objects and arrays a JSON body (or KServe v2 inference header) may have; deeper ones get 400 `json_too_deep` before anything walks them.',
+          default: 64,
+          'x-runtime': true,
+        },
         requestTimeoutMs: {
           type: 'integer',
           minimum: 0,
@@ -117,6 +126,30 @@ export const CORE_CONFIG_SCHEMA = {
               },
               role: { type: 'string', enum: ['admin', 'user'], description: 'What the key may call.' },
               name: { type: 'string', description: 'A label for logs and metrics, so the key itself is never logged.' },
+              limits: {
+                type: 'object',
+                additionalProperties: false,
+                description:
+                  "This key's own rate limits, enforced by the rate-limit plugin; a field left out takes `plugin.rate-limit.default`, null lifts that limit for this key.",
+                properties: {
+                  requestsPerMinute: {
+                    type: ['integer', 'null'],
+                    minimum: 1,
+                    description: 'Requests per minute (a token bucket: bursts up to this many, refilled evenly).',
+                  },
+                  tokensPerMinute: {
+                    type: ['integer', 'null'],
+                    minimum: 1,
+                    description:
+                      'LLM prompt plus generated tokens per minute, charged when a generation ends; requests are refused while the bucket is empty.',
+                  },
+                  concurrentStreams: {
+                    type: ['integer', 'null'],
+                    minimum: 1,
+                    description: 'Streamed (`"stream": true`) requests open at once.',
+                  },
+                },
+              },
             },
           },
         },
