@@ -98,6 +98,18 @@ export interface NucleusEvents {
     requestId: string;
     delaysMs: number[];
   };
+  /**
+   * A request under rate limits was let through or refused (the rate-limit plugin). `key` is the key's name, absent
+   * for a request without one; `limit` and `scope` say what refused it.
+   */
+  'ratelimit.decision': {
+    key?: string;
+    allowed: boolean;
+    limit?: 'requests' | 'tokens' | 'streams';
+    scope?: 'key' | 'address';
+  };
+  /** LLM tokens (prompt plus generated) charged to a request's rate limits when its generation ended. */
+  'ratelimit.tokens': { key?: string; tokens: number };
   /** A generation (LLM) request finished, for whatever reason. */
   'generation.end': {
     model: string;

@@ -281,6 +281,17 @@ export class NucleusMetrics {
         'state',
       ]),
       pluginReloads: counter('plugin_reloads_total', 'Plugin hot reloads by outcome.', ['plugin', 'outcome']),
+      // Rate limits, per API key by its name ("" for requests without a key); never per client address.
+      rateLimitRequests: counter(
+        'rate_limit_requests_total',
+        'Requests under rate limits by API key name and outcome (allowed, or the limit that refused them).',
+        ['key', 'outcome'],
+      ),
+      rateLimitTokens: counter(
+        'rate_limit_tokens_total',
+        'LLM tokens (prompt plus generated) charged to rate limits, by API key name.',
+        ['key'],
+      ),
     };
     this.cumulative = {
       cacheHits: new CumulativeCounter(this.m.cacheHits),
@@ -424,6 +435,10 @@ export class NucleusMetrics {
       events.on('plugin.state', (e) => this.setPluginState(e.id, e.version, e.state)),
       events.on('plugin.reloaded', (e) => m.pluginReloads.inc({ plugin: e.id, outcome: 'ok' })),
       events.on('plugin.reloadFailed', (e) => m.pluginReloads.inc({ plugin: e.id, outcome: 'failed' })),
+      events.on('ratelimit.decision', (e) =>
+        m.rateLimitRequests.inc({ key: e.key ?? '', outcome: e.allowed ? 'allowed' : `refused_${e.limit ?? 'other'}` }),
+      ),
+      events.on('ratelimit.tokens', (e) => m.rateLimitTokens.inc({ key: e.key ?? '' }, e.tokens)),
     ];
     return () => offs.forEach((off) => off());
   }
