@@ -16,7 +16,7 @@ describe('config schema and reference', () => {
     const keys = configKeys(CORE_CONFIG_SCHEMA);
     assert.equal(
       keys.length,
-      48,
+      49,
       'the documented keys (server, auth, plugins, backend, models, queue, scheduler, batching, cache.dir, cache.prefix, breaker, memory, startup, workers, logging) and no more',
     );
     for (const key of keys) {

@@ -25,6 +25,7 @@ describe('config store', () => {
 
   it('lists the runtime-adjustable keys', () => {
     assert.deepEqual(store.runtimeKeys(), [
+      'server.jsonMaxDepth',
       'models',
       'queue.highWatermark',
       'queue.lowWatermark',
