@@ -55,21 +55,21 @@ export function modelRoutes(lifecycle: ModelLifecycle): RouteContribution[] {
     },
     {
       method: 'DELETE',
+      path: '/admin/models/:name',
+      access: 'admin',
+      handler: async (ctx) => {
+        await lifecycle.unload(ctx.params.name!, drainTimeout(ctx));
+        return { unloaded: ctx.params.name };
+      },
+    },
+    {
+      method: 'DELETE',
       path: '/admin/models/:name/versions/:version',
       access: 'admin',
       handler: async (ctx) => {
         const { name, version } = ctx.params as { name: string; version: string };
         await lifecycle.unload(name, drainTimeout(ctx), version);
         return { unloaded: name, version };
-      },
-    },
-    {
-      method: 'DELETE',
-      path: '/admin/models/:name',
-      access: 'admin',
-      handler: async (ctx) => {
-        await lifecycle.unload(ctx.params.name!, drainTimeout(ctx));
-        return { unloaded: ctx.params.name };
       },
     },
   ];
