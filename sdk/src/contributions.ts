@@ -310,8 +310,18 @@ export interface ShadowOutcome {
   /** The model name the request addressed, before routing. */
   addressed: string;
   primary: { model: string; version?: string; body: Record<string, unknown> };
-  /** The copy's response body, or why it failed. */
-  shadow: { model: string; version?: string; body?: Record<string, unknown>; error?: string; durationMs: number };
+  /**
+   * The copy's response body, or why it failed; `dropped`: it never ran, because too many copies were already running
+   * (a slow shadow holds nothing up: copies beyond the bound are dropped, not queued).
+   */
+  shadow: {
+    model: string;
+    version?: string;
+    body?: Record<string, unknown>;
+    error?: string;
+    dropped?: boolean;
+    durationMs: number;
+  };
 }
 
 /**

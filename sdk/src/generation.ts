@@ -43,6 +43,8 @@ export interface SamplingOptions {
 /** One generation call: a plain prompt (text or token ids) or chat messages, plus sampling options. */
 export interface GenerateRequest extends SamplingOptions {
   model: string;
+  /** One of the versions served under `model`; default: its default version (the highest). */
+  version?: string;
   /** Text, or token ids fed as they are. Exactly one of `prompt` and `messages`. */
   prompt?: string | number[];
   /** Chat turns, rendered with the model's chat template. */
@@ -119,6 +121,8 @@ export interface GenerationStream extends AsyncIterable<GenerationEvent> {
   readonly id: string;
   /** The model that serves it. */
   readonly model: string;
+  /** The version of `model` that serves it, where the engine has versions. */
+  readonly version?: string;
   /** Tokens of the (rendered) prompt. */
   readonly promptTokens: number;
   /** The completion limit per choice that applies (the request's, or what the context window leaves). */
@@ -134,7 +138,7 @@ export interface GenerationModelInfo {
   kind: 'llm' | 'embedding';
   /** Where the model came from: a built-in generator, a path in config, or a load at run time (`ModelRegistry`). */
   origin: 'builtin' | 'config' | 'runtime';
-  /** Its version: 1 when first loaded, one more at each swap. */
+  /** Its version: the label it was loaded with, or 1 when first loaded and one more at each swap. */
   version?: string;
   /** The file or folder it was loaded from (absent for built-ins). */
   path?: string;
@@ -197,6 +201,8 @@ export type EmbeddingPooling = 'mean' | 'cls' | 'last';
 /** One embedding call: each input (text or token ids) becomes one vector. */
 export interface EmbedRequest {
   model: string;
+  /** One of the versions served under `model`; default: its default version. */
+  version?: string;
   input: string | string[] | number[] | number[][];
   /** Default: `mean` for encoders, `last` for decoders. */
   pooling?: EmbeddingPooling;
@@ -221,10 +227,15 @@ export interface EmbedResult {
  * take (a prompt that does not fit the context window says the limit), 503 when the engine cannot run it.
  */
 export interface GenerationService {
-  /** Every model the engine serves. */
+  /** Every model the engine serves: each name once, as its default version (the highest) shows it. */
   list(): GenerationModelInfo[];
-  /** One model; 404 when unknown. */
-  get(name: string): GenerationModelInfo;
+  /**
+   * Every version of every model, where a name may hold several side by side (A/B, canary, shadow); an engine
+   * without versions leaves it out and `list()` says it all.
+   */
+  listVersions?(): GenerationModelInfo[];
+  /** One model (its default version, or `version`); 404 when unknown. */
+  get(name: string, version?: string): GenerationModelInfo;
   /** Validates and admits a generation; the stream then yields its tokens. `signal` aborting cancels it. */
   generate(request: GenerateRequest, signal?: AbortSignal): Promise<GenerationStream>;
   /**

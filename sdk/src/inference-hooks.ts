@@ -9,7 +9,7 @@ import type {
   RouteChoice,
 } from './contributions.js';
 import { toNucleusError } from './errors.js';
-import { streamFailure } from './sse-stream.js';
+import { streamedAnswer, streamFailure } from './sse-stream.js';
 import type { Contribution, ExtensionPointView } from './extension-points.js';
 import { ExtensionPoints } from './extension-points.js';
 import type { PluginContext } from './plugin.js';
@@ -34,6 +34,22 @@ export const MODEL_HEADER = 'x-model-name';
 /** The response header naming the version that answered, where the request or a router chose one. */
 export const VERSION_HEADER = 'x-model-version';
 
+/** How {@link InferenceHooks.run} runs one route. */
+export interface InferenceRunOptions {
+  /**
+   * Answers a shadow copy of a request the route streams, as one complete body (the copy of a stream is run
+   * unstreamed); without it streamed requests are not copied. The route records its streamed answer with
+   * `recordStreamedAnswer` so that the two can be compared once both have ended.
+   */
+  unstreamed?: (request: InferenceHookInput) => Promise<Record<string, unknown> | undefined>;
+}
+
+/**
+ * Shadow copies running at once, at most, per API plugin: copies beyond it are dropped (and reported so), so a slow
+ * shadow never builds a queue of copies, and never holds up the answers clients get.
+ */
+export const MAX_SHADOW_COPIES = 8;
+
 /** A request after the hooks and routers, and the router that chose for it (if one did). */
 interface Routed {
   input: InferenceHookInput;
@@ -55,6 +71,7 @@ interface Routed {
 export class InferenceHooks {
   readonly #hooks: ExtensionPointView<Hooks>;
   readonly #routers: ExtensionPointView<ModelRouter>;
+  #shadowsRunning = 0;
 
   constructor(ctx: Pick<PluginContext, 'extensionPoint'>) {
     this.#hooks = ctx.extensionPoint(ExtensionPoints.hooks);
@@ -103,12 +120,15 @@ export class InferenceHooks {
    * in, and there is no complete body for `postInference` to see, so that is returned as is. `handle` runs inside the
    * `aroundInference` wrappers. With `response` (a Koa context will do), the answer names the model (when a router
    * chose another) and version that answered in its headers, and wrappers see the request path and may set headers.
+   * A shadow copy runs once the client's answer is complete (for a stream: once its last event is written), never
+   * before, so it holds nothing up; a streamed request is copied only where `options.unstreamed` says how.
    */
   async run<R extends Record<string, unknown> | undefined>(
     request: InferenceHookInput,
     headers: RequestHeaders,
     handle: (request: InferenceHookInput) => Promise<R>,
     response?: ResponseHeaders | InferenceExchange,
+    options: InferenceRunOptions = {},
   ): Promise<R> {
     const { input, router, choice } = await this.#route(request, headers);
     if (input.model !== request.model) response?.set(MODEL_HEADER, input.model);
@@ -124,7 +144,12 @@ export class InferenceHooks {
     // A streamed answer is 200 once its headers are out; one that ended with an error event counts as that error.
     const status = body === undefined ? (streamFailure(response?.state) ?? 200) : 200;
     if (router) this.#observe(router, request.model, input, status, started);
-    if (body === undefined) return body;
+    if (body === undefined) {
+      const streamed = status < 400 ? streamedAnswer(response?.state) : undefined;
+      if (router && choice?.shadow && options.unstreamed && streamed)
+        this.#shadow(router, request.model, input, streamed, choice.shadow, options.unstreamed);
+      return body;
+    }
     if (router && choice?.shadow) this.#shadow(router, request.model, input, body, choice.shadow, handle);
     const output = await this.after({
       model: input.model,
@@ -187,7 +212,8 @@ export class InferenceHooks {
     void this.#routers.use(router, (r) => r.observe?.(outcome)).catch(() => undefined);
   }
 
-  // The copy runs once the client's answer is on its way, and whatever it answers or throws stays here.
+  // The copy runs once the client's answer is on its way, and whatever it answers or throws stays here; beyond
+  // MAX_SHADOW_COPIES running, it is dropped.
   #shadow<R extends Record<string, unknown> | undefined>(
     router: Contribution<ModelRouter>,
     addressed: string,
@@ -202,7 +228,7 @@ export class InferenceHooks {
       model: target.model,
       ...(target.version !== undefined && { version: target.version }),
     };
-    const report = (shadow: { body?: Record<string, unknown>; error?: string }, started: number) =>
+    const report = (shadow: { body?: Record<string, unknown>; error?: string; dropped?: boolean }, started: number) =>
       this.#routers.use(router, (r) =>
         r.compareShadow?.({
           addressed,
@@ -214,6 +240,12 @@ export class InferenceHooks {
           shadow: { ...target, ...shadow, durationMs: performance.now() - started },
         }),
       );
+    if (this.#shadowsRunning >= MAX_SHADOW_COPIES) {
+      const error = `dropped: ${MAX_SHADOW_COPIES} shadow copies were running already`;
+      void report({ error, dropped: true }, performance.now()).catch(() => undefined);
+      return;
+    }
+    this.#shadowsRunning++;
     setImmediate(() => {
       const started = performance.now();
       handle(copy)
@@ -221,7 +253,8 @@ export class InferenceHooks {
           (body) => report(body === undefined ? { error: 'the copy streamed its answer' } : { body }, started),
           (err: unknown) => report({ error: toNucleusError(err).message }, started),
         )
-        .catch(() => undefined);
+        .catch(() => undefined)
+        .finally(() => this.#shadowsRunning--);
     });
   }
 }

@@ -46,12 +46,19 @@ export interface ModelSwapRequest extends ModelServingOptions {
   source: string;
   /** How long generations and batches already running on the old version may take to finish before it closes. */
   drainTimeoutMs?: number;
+  /**
+   * Only this version is replaced (it keeps its label unless `version` names another) and the name's other versions
+   * serve on; without it the new version replaces every version of the name. LLMs only.
+   */
+  replaces?: string;
 }
 
 /** How a model is unloaded. */
 export interface ModelUnloadOptions {
   /** How long work already running may take to finish before it ends with a 503 `model_unloading` error. */
   drainTimeoutMs?: number;
+  /** Only this version is unloaded; the name's other versions serve on. */
+  version?: string;
 }
 
 /** The state of a model or one of its versions in the registry. */

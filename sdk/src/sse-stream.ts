@@ -21,6 +21,23 @@ export function streamFailure(state: unknown): number | undefined {
   return (state as { [STREAM_FAILURE]?: number } | undefined)?.[STREAM_FAILURE];
 }
 
+// Where a route that streamed its answer leaves what it said in full, for a shadow copy's comparison.
+const STREAMED_ANSWER = Symbol('nucleus.streamedAnswer');
+
+/**
+ * Records on the request's state what a streamed answer said in full, once it has ended, in the shape of a complete
+ * answer of its API (OpenAI `choices[].text`, KServe `text_output`): a traffic policy's shadow compares it with the
+ * copy's answer. A route that streams calls it after its last event; nothing is recorded for a stream that failed.
+ */
+export function recordStreamedAnswer(state: unknown, body: Record<string, unknown>): void {
+  if (state && typeof state === 'object') (state as Record<PropertyKey, unknown>)[STREAMED_ANSWER] = body;
+}
+
+/** What {@link recordStreamedAnswer} recorded on this request's state; undefined if nothing was. */
+export function streamedAnswer(state: unknown): Record<string, unknown> | undefined {
+  return (state as { [STREAMED_ANSWER]?: Record<string, unknown> } | undefined)?.[STREAMED_ANSWER];
+}
+
 /**
  * A Server-Sent Events response written straight to the socket (Koa stays out of the way once it is open).
  * `signal` aborts when the client goes away, so the work behind the stream (a generation, a batch of requests) can be dropped; writes wait

@@ -36,9 +36,29 @@ describe('models changed in the config while serving go through the lifecycle', 
         load: [{ name: 'c', path: '/c.gguf' }],
         swap: [{ name: 'a', path: '/a2.gguf' }],
         unload: ['b'],
+        unloadVersions: [],
       },
     );
-    assert.deepEqual(diffModels([a], [a]), { load: [], swap: [], unload: [] });
+    assert.deepEqual(diffModels([a], [a]), { load: [], swap: [], unload: [], unloadVersions: [] });
+  });
+
+  it('tells entries of one name apart by version: a new version loads beside, a version gone unloads alone', () => {
+    const v1 = { name: 'w', path: '/w1.gguf', version: '1' };
+    const v2 = { name: 'w', path: '/w2.gguf', version: '2' };
+    assert.deepEqual(diffModels([v1], [v1, v2]), { load: [v2], swap: [], unload: [], unloadVersions: [] });
+    assert.deepEqual(diffModels([v1, v2], [v1]), {
+      load: [],
+      swap: [],
+      unload: [],
+      unloadVersions: [{ name: 'w', version: '2' }],
+    });
+    assert.deepEqual(diffModels([v1, v2], [v1, { ...v2, path: '/w3.gguf' }]), {
+      load: [],
+      swap: [{ ...v2, path: '/w3.gguf' }],
+      unload: [],
+      unloadVersions: [],
+    });
+    assert.deepEqual(diffModels([v1, v2], []), { load: [], swap: [], unload: ['w'], unloadVersions: [] });
   });
 
   it('PATCH /admin/config models loads a new entry, swaps a changed one and unloads a removed one', async function () {

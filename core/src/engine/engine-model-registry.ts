@@ -14,7 +14,7 @@ import {
 } from '@nucleus/sdk';
 import type { ConfigStore } from '../kernel/config/index.js';
 import type { InferenceEngine } from './inference-engine.js';
-import type { ConfiguredModel } from './model-repository.js';
+import { compareVersions, type ConfiguredModel } from './model-repository.js';
 import type { GenerationEngine } from './llm/generation/generation-engine.js';
 import type { LlmModelSpec } from './llm/generation/served-model.js';
 import type { ModelFormats } from './model-formats.js';
@@ -41,20 +41,22 @@ export class EngineModelRegistry implements ModelRegistry {
 
   list(): RegisteredModel[] {
     const tensors = this.options.inference.list().map(tensorModel);
-    const llms = this.options.generation.list().map(generationModel);
+    const llms = this.options.generation.list().map((m) => generationModel(m, this.#llmVersions(m.name)));
     return [...tensors, ...llms].sort((a, b) => a.name.localeCompare(b.name));
   }
 
   get(name: string): RegisteredModel {
     const llm = this.#llm(name);
-    if (llm) return generationModel(llm);
+    if (llm) return generationModel(llm, this.#llmVersions(name));
     return tensorModel(this.options.inference.model(name));
   }
 
   async load(request: ModelLoadRequest): Promise<RegisteredModel> {
     const { name, source, ...settings } = request;
     if (source === undefined) return this.#reload(name);
-    if (this.#llm(name) || this.#tensorLoaded(name)) {
+    // A new version of a served LLM loads beside the versions it has (the generation engine refuses one it has).
+    const beside = this.#llm(name) !== undefined && settings.version !== undefined;
+    if (!beside && (this.#llm(name) || this.#tensorLoaded(name))) {
       throw new NucleusError(
         409,
         'model_exists',
@@ -65,17 +67,23 @@ export class EngineModelRegistry implements ModelRegistry {
     const resolved = await this.options.formats.resolve(source, pin(settings));
     if (resolved.match.kind === 'llm') {
       const spec = llmSpec(name, source, settings);
-      const info = await this.options.generation.load(spec);
-      this.#llmSpecs.set(name, spec);
-      return generationModel(info);
+      await this.options.generation.load(spec);
+      if (!beside) this.#llmSpecs.set(name, spec);
+      return this.get(name);
     }
+    if (beside)
+      throw badRequest(
+        'invalid_source',
+        `model '${name}' is an LLM, but ${source} is served as a tensor model; a version of an LLM must be an LLM`,
+        'source',
+      );
     return tensorModel(
       await this.options.inference.loadSource({ ...tensorSettings(settings), name, path: resolved.source.path }),
     );
   }
 
   async swap(name: string, request: ModelSwapRequest): Promise<RegisteredModel> {
-    const { source, drainTimeoutMs, ...settings } = request;
+    const { source, drainTimeoutMs, replaces, ...settings } = request;
     const drain = drainTimeoutMs === undefined ? {} : { drainTimeoutMs };
     const llm = this.#llm(name);
     if (!llm && !this.#tensorLoaded(name))
@@ -99,10 +107,16 @@ export class EngineModelRegistry implements ModelRegistry {
       );
     if (llm) {
       const spec = llmSpec(name, source, settings);
-      const info = await this.options.generation.swap(name, spec, drain);
-      this.#llmSpecs.set(name, spec);
-      return generationModel(info);
+      await this.options.generation.swap(name, spec, { ...drain, ...(replaces !== undefined && { replaces }) });
+      if (replaces === undefined) this.#llmSpecs.set(name, spec);
+      return this.get(name);
     }
+    if (replaces !== undefined)
+      throw badRequest(
+        'unsupported_swap',
+        `model '${name}' is a tensor model: a swap replaces all its versions (POST /admin/models/${name}/swap); load a new version beside them from the model repository instead`,
+        'version',
+      );
     return tensorModel(
       await this.options.inference.swap(name, { ...tensorSettings(settings), path: resolved.source.path }, drain),
     );
@@ -110,11 +124,12 @@ export class EngineModelRegistry implements ModelRegistry {
 
   async unload(name: string, options: ModelUnloadOptions = {}): Promise<void> {
     const drain = options.drainTimeoutMs === undefined ? {} : { drainTimeoutMs: options.drainTimeoutMs };
+    const { version } = options;
     const llm = this.#llm(name);
-    if (llm) return this.options.generation.unload(name, drain);
+    if (llm) return this.options.generation.unload(name, { ...drain, ...(version !== undefined && { version }) });
     if (!this.options.inference.list().some((m) => m.name === name))
       throw notFound('model_not_found', `no model named '${name}' is loaded (loaded: ${this.#names()})`);
-    return this.options.inference.unload(name, undefined, drain);
+    return this.options.inference.unload(name, version, drain);
   }
 
   // A load by name alone: an LLM from its config entry or the files it was last loaded from (again, when it still
@@ -122,10 +137,9 @@ export class EngineModelRegistry implements ModelRegistry {
   async #reload(name: string): Promise<RegisteredModel> {
     const spec = (await this.#configuredLlm(name)) ?? this.#llmSpecs.get(name);
     if (spec) {
-      const info = this.#llm(name)
-        ? await this.options.generation.swap(name, spec)
-        : await this.options.generation.load(spec);
-      return generationModel(info);
+      if (this.#llm(name)) await this.options.generation.swap(name, spec);
+      else await this.options.generation.load(spec);
+      return this.get(name);
     }
     if (this.#llm(name))
       throw badRequest(
@@ -138,6 +152,12 @@ export class EngineModelRegistry implements ModelRegistry {
 
   #llm(name: string): GenerationModelInfo | undefined {
     return this.options.generation.list().find((m) => m.name === name);
+  }
+
+  // Every version served under an LLM's name, lowest label first.
+  #llmVersions(name: string): GenerationModelInfo[] {
+    const all = this.options.generation.listVersions?.() ?? this.options.generation.list();
+    return all.filter((m) => m.name === name).sort((a, b) => compareVersions(a.version ?? '1', b.version ?? '1'));
   }
 
   #tensorLoaded(name: string): boolean {
@@ -184,6 +204,7 @@ function llmSpec(name: string, path: string, o: ModelServingOptions): LlmModelSp
     ...(o.workers !== undefined && { workers: o.workers }),
     ...(o.isolation !== undefined && { isolation: o.isolation }),
     ...(o.warmup !== undefined && { warmup: o.warmup }),
+    ...(o.version !== undefined && { version: o.version }),
   };
 }
 
@@ -215,27 +236,24 @@ function tensorModel(m: ModelInfo): RegisteredModel {
   };
 }
 
-function generationModel(m: GenerationModelInfo): RegisteredModel {
-  const version = m.version ?? '1';
+// An LLM name as the registry lists it: its default version `m` in front, and every version it serves.
+function generationModel(m: GenerationModelInfo, versions: GenerationModelInfo[]): RegisteredModel {
   const state: RegisteredModelState = m.state;
-  const replicas = m.workers?.length ?? 0;
   return {
     name: m.name,
     kind: m.kind,
     origin: m.origin,
     state,
-    defaultVersion: version,
+    defaultVersion: m.version ?? '1',
     ...(m.backend !== undefined && { backend: m.backend }),
-    replicas,
-    versions: [
-      {
-        version,
-        state,
-        ...(m.reason !== undefined && { reason: m.reason }),
-        ...(m.path !== undefined && { source: m.path }),
-        ...(m.backend !== undefined && { backend: m.backend }),
-        replicas,
-      },
-    ],
+    replicas: m.workers?.length ?? 0,
+    versions: (versions.length > 0 ? versions : [m]).map((v) => ({
+      version: v.version ?? '1',
+      state: v.state,
+      ...(v.reason !== undefined && { reason: v.reason }),
+      ...(v.path !== undefined && { source: v.path }),
+      ...(v.backend !== undefined && { backend: v.backend }),
+      replicas: v.workers?.length ?? 0,
+    })),
   };
 }

@@ -1,6 +1,7 @@
 import {
   badRequest,
   notFound,
+  recordStreamedAnswer,
   SseStream,
   type GenerateRequest,
   type GenerationModelInfo,
@@ -13,7 +14,7 @@ import {
 } from '@nucleus/sdk';
 import { clientSignal, requestBody, requestId } from './http-helpers.js';
 
-/** The version every generation model is served under. */
+/** The version a generation model is served under when it was given no label of its own. */
 export const GENERATION_VERSION = '1';
 
 /** The platform string v2 model metadata reports for a model the generation engine serves. */
@@ -24,10 +25,10 @@ export const LLM_PLATFORM = 'nucleus_llm';
  * the string tensor `text_input`, the text comes out as `text_output`; `stream`, `sampling_parameters` and
  * `exclude_input_in_output` are the optional inputs of the vLLM backend.
  */
-export function llmMetadata(info: GenerationModelInfo): Record<string, unknown> {
+export function llmMetadata(info: GenerationModelInfo, versions?: readonly string[]): Record<string, unknown> {
   return {
     name: info.name,
-    versions: [GENERATION_VERSION],
+    versions: versions && versions.length > 0 ? [...versions] : [info.version ?? GENERATION_VERSION],
     platform: LLM_PLATFORM,
     inputs: [
       { name: 'text_input', datatype: 'BYTES', shape: [1] },
@@ -39,18 +40,19 @@ export function llmMetadata(info: GenerationModelInfo): Record<string, unknown> 
   };
 }
 
-/** The generation model `name` addressed at `version` (only `1` exists); 404 when there is none. */
+/** The generation model `name` addressed at `version` (default: its default version); 404 when there is none. */
 export function generationModel(
   generation: GenerationService | undefined,
   name: string,
   version: string | undefined,
 ): GenerationModelInfo {
   if (!generation) throw notFound('model_not_found', `no model named '${name}'`);
-  const info = generation.get(name);
-  if (version !== undefined && version !== GENERATION_VERSION) {
+  const info = generation.get(name, version);
+  // An engine without versions serves each model as version 1 only.
+  if (version !== undefined && (info.version ?? GENERATION_VERSION) !== version) {
     throw notFound(
       'version_not_found',
-      `model '${name}' has no version '${version}' (versions: ${GENERATION_VERSION})`,
+      `model '${name}' has no version '${version}' (versions: ${info.version ?? GENERATION_VERSION})`,
     );
   }
   return info;
@@ -202,26 +204,33 @@ export function generateRoutes(
     generationModel(service, routed.model, routed.version);
     const { request, includeInput } = parseGenerateBody(routed.model, routed.body);
     const id = requestId(ctx);
-    const stream = await service!.generate({ ...request, ...(id !== undefined && { requestId: id }) }, signal);
+    const stream = await service!.generate(
+      {
+        ...request,
+        ...(routed.version !== undefined && { version: routed.version }),
+        ...(id !== undefined && { requestId: id }),
+      },
+      signal,
+    );
     return { stream, includeInput, prompt: request.prompt as string };
   };
 
-  const generate = (ctx: RouteContext) =>
-    hooks.run(
-      addressed(ctx),
-      ctx.headers,
-      async (routed) => {
-        const { stream, includeInput, prompt } = await start(ctx, routed, clientSignal(ctx));
-        let text = includeInput ? prompt : '';
-        for await (const piece of texts(stream)) text += piece;
-        return { model_name: stream.model, model_version: GENERATION_VERSION, text_output: text };
-      },
-      ctx,
-    );
+  // The whole text as one body: `generate`, and the shadow copy of a `generate_stream`.
+  const whole =
+    (ctx: RouteContext) =>
+    async (routed: InferenceHookInput): Promise<Record<string, unknown>> => {
+      const { stream, includeInput, prompt } = await start(ctx, routed, clientSignal(ctx));
+      let text = includeInput ? prompt : '';
+      for await (const piece of texts(stream)) text += piece;
+      return { model_name: stream.model, model_version: stream.version ?? GENERATION_VERSION, text_output: text };
+    };
 
-  // Routed and hooked on the way in; a stream has no complete body for `postInference`.
+  const generate = (ctx: RouteContext) => hooks.run(addressed(ctx), ctx.headers, whole(ctx), ctx);
+
+  // Routed and hooked on the way in; a stream has no complete body for `postInference`. Its shadow copy runs as a
+  // `generate` once the stream has ended.
   const generateStream = (ctx: RouteContext) =>
-    hooks.run(addressed(ctx), ctx.headers, (routed) => streamGeneration(ctx, routed), ctx);
+    hooks.run(addressed(ctx), ctx.headers, (routed) => streamGeneration(ctx, routed), ctx, { unstreamed: whole(ctx) });
 
   const streamGeneration = async (ctx: RouteContext, routed: InferenceHookInput): Promise<undefined> => {
     const controller = new AbortController();
@@ -231,12 +240,17 @@ export function generateRoutes(
     sse.signal.addEventListener('abort', () => controller.abort(), { once: true });
     const chunk = (text: string) => ({
       model_name: stream.model,
-      model_version: GENERATION_VERSION,
+      model_version: stream.version ?? GENERATION_VERSION,
       text_output: text,
     });
+    let said = includeInput ? prompt : '';
     try {
       if (includeInput && prompt !== '') await sse.send(chunk(prompt));
-      for await (const piece of texts(stream)) await sse.send(chunk(piece));
+      for await (const piece of texts(stream)) {
+        said += piece;
+        await sse.send(chunk(piece));
+      }
+      if (!sse.closed) recordStreamedAnswer(ctx.state, { text_output: said });
     } catch (err) {
       // KServe's generate_stream carries errors as plain data events.
       await sse.error(err, null);

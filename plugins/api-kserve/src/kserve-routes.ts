@@ -123,7 +123,11 @@ export function kserveRoutes(
     const name = ctx.params.model!;
     const version = versionOf(ctx);
     const llm = generationOnly(name, version);
-    if (llm) return llmMetadata(llm);
+    if (llm) {
+      const all = generation()?.listVersions?.() ?? [];
+      const versions = all.filter((m) => m.name === name).map((m) => m.version ?? GENERATION_VERSION);
+      return llmMetadata(llm, version === undefined ? versions : [version]);
+    }
     const engine = service();
     const info = engine.get(name, version);
     const versions =
@@ -254,11 +258,12 @@ export function kserveRoutes(
       }));
     // The generation engine's models too, under names no tensor model has; an idle built-in takes requests (READY).
     const names = new Set(rows.map((r) => r.name));
-    const llms = (generation()?.list() ?? [])
+    const llmEngine = generation();
+    const llms = (llmEngine?.listVersions?.() ?? llmEngine?.list() ?? [])
       .filter((m) => !names.has(m.name))
       .map((m) => ({
         name: m.name,
-        version: GENERATION_VERSION,
+        version: m.version ?? GENERATION_VERSION,
         state: repositoryState(m.state),
         ...(m.reason !== undefined && { reason: m.reason }),
       }))

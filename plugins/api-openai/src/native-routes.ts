@@ -16,7 +16,7 @@ import {
   type SamplingBody,
 } from './request-mapping.js';
 import { CHAT_SCHEMA, EMBEDDING_SCHEMA, GENERATE_SCHEMA, validator } from './schemas.js';
-import { SseStream } from '@nucleus/sdk';
+import { recordStreamedAnswer, SseStream } from '@nucleus/sdk';
 import type { EmbeddingBody } from './openai-routes.js';
 
 /** `POST /generate` body. */
@@ -45,23 +45,47 @@ export function nativeRoutes(deps: RouteDeps): RouteContribution[] {
       method: 'POST',
       path: '/generate',
       handler: (ctx) =>
-        hooked(ctx, deps.hooks, checkGenerate, (body) => generate(ctx, deps, body, { prompt: body.prompt })),
+        hooked(
+          ctx,
+          deps.hooks,
+          checkGenerate,
+          (body, version) => generate(ctx, deps, body, { prompt: body.prompt }, version),
+          () => deps.generation(ctx),
+        ),
     },
     {
       method: 'POST',
       path: '/chat',
       handler: (ctx) =>
-        hooked(ctx, deps.hooks, checkChat, (body) =>
-          generate(ctx, deps, body, {
-            messages: chatMessagesOf(body.messages),
-            ...(body.add_generation_prompt != null && { addGenerationPrompt: body.add_generation_prompt }),
-          }),
+        hooked(
+          ctx,
+          deps.hooks,
+          checkChat,
+          (body, version) =>
+            generate(
+              ctx,
+              deps,
+              body,
+              {
+                messages: chatMessagesOf(body.messages),
+                ...(body.add_generation_prompt != null && { addGenerationPrompt: body.add_generation_prompt }),
+              },
+              version,
+            ),
+          () => deps.generation(ctx),
         ),
     },
     {
       method: 'POST',
       path: '/embeddings',
-      handler: (ctx) => hooked(ctx, deps.hooks, checkEmbedding, (body) => embeddings(ctx, deps, body)),
+      handler: (ctx) =>
+        hooked(
+          ctx,
+          deps.hooks,
+          checkEmbedding,
+          (body, version) => embeddings(ctx, deps, body, version),
+          () => deps.generation(ctx),
+        ),
     },
     {
       // A conversation ended: its prefix-cache entries that nothing else uses are freed (optionally `?model=`).
@@ -82,10 +106,17 @@ async function generate(
   deps: RouteDeps,
   body: SamplingBody,
   input: Pick<GenerateRequest, 'prompt' | 'messages' | 'addGenerationPrompt'>,
+  version: string | undefined,
 ): Promise<RouteAnswer> {
   refuseUnsupported(body);
   const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
-  const request: GenerateRequest = { model: body.model, ...input, ...samplingOf(body), requestId };
+  const request: GenerateRequest = {
+    model: body.model,
+    ...(version !== undefined && { version }),
+    ...input,
+    ...samplingOf(body),
+    requestId,
+  };
   const n = request.n ?? 1;
   const stream = await deps.generation(ctx).generate(request, disconnectSignal(ctx));
   const id = responseId('gen');
@@ -113,9 +144,12 @@ async function generate(
   // A token event is JSON.stringify of {id, request_id, index, token: {id, text}, finish_reason: null}, written out
   // by hand: only the index, the token and its text change from one to the next.
   const tokenHead = `{"id":${JSON.stringify(id)},"request_id":${JSON.stringify(requestId)},"index":`;
+  // What each choice said in full, for a shadow copy's comparison once the stream has ended.
+  const said = Array.from({ length: n }, () => '');
   try {
     for await (const event of stream) {
       if (sse.closed) break;
+      if (event.type !== 'done') said[event.index] += event.text;
       if (event.type === 'token') {
         await sse.sendToken(
           `${tokenHead}${event.index},"token":{"id":${event.tokenId},"text":${JSON.stringify(event.text)}},"finish_reason":null}`,
@@ -136,6 +170,7 @@ async function generate(
         await sse.send({ id, request_id: requestId, done: true, usage: usageBody(event.usage) }, 'done');
       }
     }
+    if (!sse.closed) recordStreamedAnswer(ctx.state, { choices: said.map((text) => ({ text })) });
   } catch (err) {
     await sse.error(err);
   } finally {
@@ -144,11 +179,17 @@ async function generate(
   return undefined;
 }
 
-async function embeddings(ctx: RouteContext, deps: RouteDeps, body: EmbeddingBody): Promise<RouteAnswer> {
+async function embeddings(
+  ctx: RouteContext,
+  deps: RouteDeps,
+  body: EmbeddingBody,
+  version: string | undefined,
+): Promise<RouteAnswer> {
   const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
   const result = await deps.generation(ctx).embed(
     {
       model: body.model,
+      ...(version !== undefined && { version }),
       input: body.input,
       ...(body.dimensions != null && { dimensions: body.dimensions }),
       ...(body.pooling != null && { pooling: body.pooling }),

@@ -11,6 +11,7 @@ import {
 } from '@nucleus/sdk';
 import { mergeStreams } from './merge-streams.js';
 import {
+  addressOf,
   chatMessagesOf,
   collect,
   deliveryReport,
@@ -26,7 +27,7 @@ import {
   type SamplingBody,
 } from './request-mapping.js';
 import { CHAT_COMPLETION_SCHEMA, COMPLETION_SCHEMA, EMBEDDING_SCHEMA, validator } from './schemas.js';
-import { SseStream } from '@nucleus/sdk';
+import { recordStreamedAnswer, SseStream } from '@nucleus/sdk';
 
 /** `POST /v1/chat/completions` body. */
 export interface ChatCompletionBody extends SamplingBody {
@@ -69,27 +70,35 @@ export function openAiRoutes(deps: RouteDeps): RouteContribution[] {
     {
       method: 'GET',
       path: '/v1/models',
-      handler: (ctx) => ({ object: 'list', data: deps.generation(ctx).list().map(modelObject) }),
+      handler: (ctx) => ({ object: 'list', data: listedModels(deps.generation(ctx)) }),
     },
     {
       method: 'GET',
       path: '/v1/models/:model',
-      handler: (ctx) => modelObject(deps.generation(ctx).get(ctx.params.model!)),
+      handler: (ctx) => {
+        const service = deps.generation(ctx);
+        const { model, version } = addressOf(service, ctx.params.model!);
+        const info = service.get(model, version);
+        return modelObject(info, version === undefined ? undefined : `${info.name}:${version}`);
+      },
     },
     {
       method: 'POST',
       path: '/v1/chat/completions',
-      handler: (ctx) => hooked(ctx, deps.hooks, checkChat, (body) => chatCompletions(ctx, deps, body)),
+      handler: (ctx) =>
+        hooked(ctx, deps.hooks, checkChat, (body, v) => chatCompletions(ctx, deps, body, v), engineOf(ctx, deps)),
     },
     {
       method: 'POST',
       path: '/v1/completions',
-      handler: (ctx) => hooked(ctx, deps.hooks, checkCompletion, (body) => completions(ctx, deps, body)),
+      handler: (ctx) =>
+        hooked(ctx, deps.hooks, checkCompletion, (body, v) => completions(ctx, deps, body, v), engineOf(ctx, deps)),
     },
     {
       method: 'POST',
       path: '/v1/embeddings',
-      handler: (ctx) => hooked(ctx, deps.hooks, checkEmbedding, (body) => embeddings(ctx, deps, body)),
+      handler: (ctx) =>
+        hooked(ctx, deps.hooks, checkEmbedding, (body, v) => embeddings(ctx, deps, body, v), engineOf(ctx, deps)),
     },
   ];
 }
@@ -111,16 +120,40 @@ function deadlineOf(ctx: RouteContext): { deadlineMs?: number } {
   return { deadlineMs: ms };
 }
 
-function modelObject(m: { name: string; created: number; maxContext: number; kind: string }) {
-  return { id: m.name, object: 'model', created: m.created, owned_by: 'nucleus', max_model_len: m.maxContext };
+/** The engine, for resolving `name:version`, looked up when the request runs. */
+function engineOf(ctx: RouteContext, deps: RouteDeps): () => GenerationService {
+  return () => deps.generation(ctx);
 }
 
-async function chatCompletions(ctx: RouteContext, deps: RouteDeps, body: ChatCompletionBody): Promise<RouteAnswer> {
+function modelObject(m: { name: string; created: number; maxContext: number; kind: string }, id = m.name) {
+  return { id, object: 'model', created: m.created, owned_by: 'nucleus', max_model_len: m.maxContext };
+}
+
+/**
+ * `/v1/models`: each name once (the id OpenAI clients send; routers split it between its versions), and for a name
+ * served in several versions each version as `name:version` too, to address one version past the routers.
+ */
+function listedModels(service: GenerationService): ReturnType<typeof modelObject>[] {
+  const all = service.listVersions?.() ?? [];
+  return service.list().flatMap((m) => {
+    const versions = all.filter((v) => v.name === m.name);
+    const pinned = versions.length > 1 ? versions.map((v) => modelObject(v, `${v.name}:${v.version ?? '1'}`)) : [];
+    return [modelObject(m), ...pinned];
+  });
+}
+
+async function chatCompletions(
+  ctx: RouteContext,
+  deps: RouteDeps,
+  body: ChatCompletionBody,
+  version: string | undefined,
+): Promise<RouteAnswer> {
   refuseUnsupported(body);
   const signal = disconnectSignal(ctx);
   const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
   const request: GenerateRequest = {
     model: body.model,
+    ...(version !== undefined && { version }),
     messages: chatMessagesOf(body.messages),
     ...samplingOf(body),
     requestId,
@@ -168,10 +201,13 @@ async function chatCompletions(ctx: RouteContext, deps: RouteDeps, body: ChatCom
   // index and its text change from one to the next.
   const contentHead = `{"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${stream.created},"model":${JSON.stringify(stream.model)},"choices":[{"index":`;
   const contentTail = `,"logprobs":null,"finish_reason":null}]${includeUsage ? ',"usage":null' : ''}}`;
+  // What each choice said in full, for a shadow copy's comparison once the stream has ended.
+  const said = Array.from({ length: n }, () => '');
   try {
     for (let i = 0; i < n; i++) await sse.send(chunk([delta(i, { role: 'assistant', content: '' })]));
     for await (const event of stream) {
       if (sse.closed) break;
+      if (event.type !== 'done') said[event.index] += event.text;
       if (event.type === 'token') {
         if (event.text)
           await sse.sendToken(
@@ -186,6 +222,7 @@ async function chatCompletions(ctx: RouteContext, deps: RouteDeps, body: ChatCom
       }
     }
     await sse.send('[DONE]');
+    if (!sse.closed) recordStreamedAnswer(ctx.state, { choices: said.map((text) => ({ text })) });
   } catch (err) {
     await sse.error(err);
   } finally {
@@ -194,7 +231,12 @@ async function chatCompletions(ctx: RouteContext, deps: RouteDeps, body: ChatCom
   return undefined;
 }
 
-async function completions(ctx: RouteContext, deps: RouteDeps, body: CompletionBody): Promise<RouteAnswer> {
+async function completions(
+  ctx: RouteContext,
+  deps: RouteDeps,
+  body: CompletionBody,
+  version: string | undefined,
+): Promise<RouteAnswer> {
   refuseUnsupported(body);
   const prompts = promptList(body.prompt);
   if (prompts.length > deps.maxPromptsPerRequest) {
@@ -218,6 +260,7 @@ async function completions(ctx: RouteContext, deps: RouteDeps, body: CompletionB
   let streams: GenerationStream[];
   const requests: GenerateRequest[] = prompts.map((prompt) => ({
     model: body.model,
+    ...(version !== undefined && { version }),
     prompt,
     ...sampling,
     requestId,
@@ -288,12 +331,15 @@ async function completions(ctx: RouteContext, deps: RouteDeps, body: CompletionB
   });
   const sse = SseStream.open(ctx, deliveryReport(deps.events, first.model, requestId));
   const total = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
+  // What each choice said in full (as a complete answer gives it), for a shadow copy's comparison.
+  const said = Array.from({ length: prompts.length * n }, (_, i) => echo(Math.floor(i / n)));
   try {
     if (body.echo)
       for (let p = 0; p < prompts.length; p++)
         for (let i = 0; i < n; i++) await sse.send(chunk([choice(p * n + i, echo(p))]));
     for await (const { source, event } of mergeStreams(streams)) {
       if (sse.closed) break;
+      if (event.type !== 'done') said[source * n + event.index] += event.text;
       if (event.type === 'token') {
         if (event.text) await sse.sendToken(chunk([choice(source * n + event.index, event.text)]), event.sampledAt);
       } else if (event.type === 'finish') {
@@ -310,6 +356,7 @@ async function completions(ctx: RouteContext, deps: RouteDeps, body: CompletionB
     }
     if (includeUsage && !sse.closed) await sse.send(chunk([], total));
     await sse.send('[DONE]');
+    if (!sse.closed) recordStreamedAnswer(ctx.state, { choices: said.map((text) => ({ text })) });
   } catch (err) {
     controller.abort();
     await sse.error(err);
@@ -325,10 +372,16 @@ function promptList(prompt: CompletionBody['prompt']): (string | number[])[] {
   return prompt as (string | number[])[];
 }
 
-async function embeddings(ctx: RouteContext, deps: RouteDeps, body: EmbeddingBody): Promise<RouteAnswer> {
+async function embeddings(
+  ctx: RouteContext,
+  deps: RouteDeps,
+  body: EmbeddingBody,
+  version: string | undefined,
+): Promise<RouteAnswer> {
   const result = await deps.generation(ctx).embed(
     {
       model: body.model,
+      ...(version !== undefined && { version }),
       input: body.input,
       ...(body.dimensions != null && { dimensions: body.dimensions }),
       ...(body.pooling != null && { pooling: body.pooling }),

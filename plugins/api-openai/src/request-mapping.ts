@@ -6,6 +6,7 @@ import {
   type FinishReason,
   type GenerateRequest,
   type GenerationPriority,
+  type GenerationService,
   type GenerationStream,
   type GenerationUsage,
   type InferenceHookInput,
@@ -224,23 +225,58 @@ export function deliveryReport(events: EventBus, model: string, requestId: strin
 /** What a route answers: a complete body, or undefined once it has streamed its answer itself. */
 export type RouteAnswer = Record<string, unknown> | undefined;
 
+/** The model (and version) a request's `model` field addresses. */
+export interface Addressed {
+  model: string;
+  version?: string;
+}
+
+/**
+ * What `model` addresses: a name served as it is, or `name:version` (the form Ollama users write) for one version of
+ * a name served with versions side by side, which no router then moves. A name that contains `:` itself wins.
+ */
+export function addressOf(service: GenerationService | undefined, model: string): Addressed {
+  const at = model.lastIndexOf(':');
+  if (at <= 0 || at === model.length - 1 || !service?.listVersions) return { model };
+  const all = service.listVersions();
+  const name = model.slice(0, at);
+  if (all.some((m) => m.name === model) || !all.some((m) => m.name === name)) return { model };
+  return { model: name, version: model.slice(at + 1) };
+}
+
 /**
  * Runs an inference route through the hooks and routers: they see the checked body, and what they hand back (with
- * the model a router chose) is checked again before `handle` runs it, so a hook cannot slip an invalid field past
- * the schema. A request no hook or router touched is not checked twice.
+ * the model and version a router chose) is checked again before `handle` runs it, so a hook cannot slip an invalid
+ * field past the schema. A request no hook or router touched is not checked twice. `service` resolves `name:version`
+ * (see {@link addressOf}). A streamed request's shadow copy runs unstreamed (`stream: false`) once the stream ends.
  */
 export function hooked<T extends { model: string }>(
   ctx: RouteContext,
   hooks: InferenceHooks,
   check: (body: unknown) => T,
-  handle: (body: T) => Promise<RouteAnswer>,
+  handle: (body: T, version: string | undefined) => Promise<RouteAnswer>,
+  service?: () => GenerationService | undefined,
 ): Promise<RouteAnswer> {
-  const checked = check(bodyOf(ctx));
-  const input: InferenceHookInput = { model: checked.model, body: checked as unknown as Record<string, unknown> };
-  return hooks.run(
-    input,
-    ctx.headers,
-    (routed) => handle(routed === input ? checked : check({ ...routed.body, model: routed.model })),
-    ctx,
-  );
+  let checked = check(bodyOf(ctx));
+  const address = service ? addressOf(safely(service), checked.model) : { model: checked.model };
+  if (address.model !== checked.model) checked = { ...checked, model: address.model };
+  const input: InferenceHookInput = {
+    model: address.model,
+    ...(address.version !== undefined && { version: address.version }),
+    body: checked as unknown as Record<string, unknown>,
+  };
+  const run = (routed: InferenceHookInput, body: Record<string, unknown>) =>
+    handle(routed === input ? checked : check({ ...body, model: routed.model }), routed.version);
+  return hooks.run(input, ctx.headers, (routed) => run(routed, routed.body), ctx, {
+    unstreamed: (routed) => run({ ...routed }, { ...routed.body, stream: false }),
+  });
+}
+
+// The engine where there is one: a server without one answers 503 later, where the route needs it.
+function safely(service: () => GenerationService | undefined): GenerationService | undefined {
+  try {
+    return service();
+  } catch {
+    return undefined;
+  }
 }

@@ -8,24 +8,38 @@ export interface ConfiguredEntry {
   [setting: string]: unknown;
 }
 
-/** What changing `models` from `previous` to `next` asks for, by model name. */
+/** What changing `models` from `previous` to `next` asks for, by model name and version. */
 export interface ModelsChange {
   load: ConfiguredEntry[];
   swap: ConfiguredEntry[];
+  /** Names with no entry left. */
   unload: string[];
+  /** Versions whose entry is gone while the name keeps others. */
+  unloadVersions: Array<{ name: string; version: string }>;
+}
+
+// Entries are told apart by name and version: several versions of one name are served side by side.
+function key(m: ConfiguredEntry): string {
+  return `${m.name}\u0000${typeof m.version === 'string' ? m.version : ''}`;
 }
 
 /**
- * The loads, swaps and unloads that turn the served set of `previous` into `next`: a new name is loaded, a name
- * gone is unloaded, a name whose entry changed (its file or a setting) is swapped to the new entry.
+ * The loads, swaps and unloads that turn the served set of `previous` into `next`: a new name (or a new version of a
+ * name) is loaded, a name gone is unloaded (a version gone, while its name keeps others, only that version), an entry
+ * that changed (its file or a setting) is swapped to the new entry.
  */
 export function diffModels(previous: readonly ConfiguredEntry[], next: readonly ConfiguredEntry[]): ModelsChange {
-  const before = new Map(previous.map((m) => [m.name, m]));
-  const after = new Map(next.map((m) => [m.name, m]));
+  const before = new Map(previous.map((m) => [key(m), m]));
+  const after = new Map(next.map((m) => [key(m), m]));
+  const names = new Set(next.map((m) => m.name));
+  const gone = previous.filter((m) => !after.has(key(m)));
   return {
-    load: next.filter((m) => !before.has(m.name)),
-    swap: next.filter((m) => before.has(m.name) && JSON.stringify(before.get(m.name)) !== JSON.stringify(m)),
-    unload: previous.filter((m) => !after.has(m.name)).map((m) => m.name),
+    load: next.filter((m) => !before.has(key(m))),
+    swap: next.filter((m) => before.has(key(m)) && JSON.stringify(before.get(key(m))) !== JSON.stringify(m)),
+    unload: [...new Set(gone.filter((m) => !names.has(m.name)).map((m) => m.name))],
+    unloadVersions: gone
+      .filter((m) => names.has(m.name) && typeof m.version === 'string')
+      .map((m) => ({ name: m.name, version: m.version as string })),
   };
 }
 
@@ -44,21 +58,36 @@ export class ConfigModels {
   /** Queues the change from `previous` to `next`; the promise settles when it has been applied. */
   apply(previous: readonly ConfiguredEntry[], next: readonly ConfiguredEntry[]): Promise<void> {
     const change = diffModels(previous, next);
-    this.#queue = this.#queue.then(() => this.#run(change));
+    // A name with several versions swaps the one whose entry changed; a name of one entry swaps as a whole.
+    const several = new Set(
+      [previous, next]
+        .flatMap((list) => list.filter((m) => list.some((o) => o !== m && o.name === m.name)))
+        .map((m) => m.name),
+    );
+    this.#queue = this.#queue.then(() => this.#run(change, several));
     return this.#queue;
   }
 
-  async #run(change: ModelsChange): Promise<void> {
+  async #run(change: ModelsChange, several: ReadonlySet<string>): Promise<void> {
     const steps: [string, string, () => Promise<unknown>][] = [
       ...change.unload.map((name): [string, string, () => Promise<unknown>] => [
         'unload',
         name,
         () => this.lifecycle.unload(name),
       ]),
+      ...change.unloadVersions.map(({ name, version }): [string, string, () => Promise<unknown>] => [
+        'unload',
+        `${name}@${version}`,
+        () => this.lifecycle.unload(name, undefined, version),
+      ]),
       ...change.swap.map((m): [string, string, () => Promise<unknown>] => [
         'swap',
         m.name,
-        () => this.lifecycle.swap(m.name, toRequest(m)),
+        () =>
+          this.lifecycle.swap(m.name, {
+            ...toRequest(m),
+            ...(several.has(m.name) && typeof m.version === 'string' && { replaces: m.version }),
+          }),
       ]),
       ...change.load.map((m): [string, string, () => Promise<unknown>] => [
         'load',

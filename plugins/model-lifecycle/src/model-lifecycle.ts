@@ -46,18 +46,22 @@ export class ModelLifecycle {
         drainTimeoutMs: request.drainTimeoutMs ?? this.policy.drainTimeoutMs,
       });
       const durationMs = performance.now() - started;
+      // A swap of one version names that version and its successor; otherwise the default versions.
+      const fromVersion = request.replaces ?? before.defaultVersion ?? '';
+      const toVersion =
+        request.replaces === undefined ? (after.defaultVersion ?? '') : (request.version ?? request.replaces);
       this.events.emit('model.swapped', {
         model: name,
-        fromVersion: before.defaultVersion ?? '',
-        toVersion: after.defaultVersion ?? '',
+        fromVersion,
+        toVersion,
         source: request.source,
         durationMs,
       });
       this.logger.info(
         {
           model: name,
-          from: before.defaultVersion,
-          to: after.defaultVersion,
+          from: fromVersion,
+          to: toVersion,
           source: request.source,
           durationMs: Math.round(durationMs),
         },
@@ -66,7 +70,7 @@ export class ModelLifecycle {
       return after;
     } catch (err) {
       const error = toNucleusError(err);
-      const rolledBack = this.#stillServes(name, before);
+      const rolledBack = this.#stillServes(name, before, request.replaces);
       this.events.emit('model.swapFailed', { model: name, source: request.source, error: error.message, rolledBack });
       this.logger[rolledBack ? 'warn' : 'error'](
         { model: name, source: request.source, err: error.message, rolledBack },
@@ -76,14 +80,23 @@ export class ModelLifecycle {
     }
   }
 
-  unload(name: string, drainTimeoutMs?: number): Promise<void> {
-    return this.registry().unload(name, { drainTimeoutMs: drainTimeoutMs ?? this.policy.drainTimeoutMs });
+  /** Unloads a model, or only its `version` (the others serve on). */
+  async unload(name: string, drainTimeoutMs?: number, version?: string): Promise<void> {
+    await this.registry().unload(name, {
+      drainTimeoutMs: drainTimeoutMs ?? this.policy.drainTimeoutMs,
+      ...(version !== undefined && { version }),
+    });
+    this.logger.info({ model: name, ...(version !== undefined && { version }) }, 'model unloaded');
   }
 
-  // After a failed swap the version that served before must serve still.
-  #stillServes(name: string, before: RegisteredModel): boolean {
+  // After a failed swap the version that served before (the one swapped, or the default) must serve still.
+  #stillServes(name: string, before: RegisteredModel, replaced?: string): boolean {
     try {
       const now = this.registry().get(name);
+      if (replaced !== undefined) {
+        const v = now.versions.find((x) => x.version === replaced);
+        return v !== undefined && (v.state === 'ready' || v.state === 'idle');
+      }
       return now.defaultVersion === before.defaultVersion && (now.state === 'ready' || now.state === 'idle');
     } catch {
       return false;

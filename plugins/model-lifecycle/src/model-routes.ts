@@ -17,7 +17,10 @@ function drainTimeout(ctx: RouteContext): number | undefined {
   return value;
 }
 
-/** The admin model routes: list, load, swap and unload, for admins only. */
+/**
+ * The admin model routes, for admins only: list, load (a new `version` of a served LLM loads beside its versions),
+ * swap and unload a model, or one version of it (`/admin/models/{name}/versions/{version}`).
+ */
 export function modelRoutes(lifecycle: ModelLifecycle): RouteContribution[] {
   return [
     { method: 'GET', path: '/admin/models', access: 'admin', handler: () => ({ models: lifecycle.list() }) },
@@ -42,12 +45,31 @@ export function modelRoutes(lifecycle: ModelLifecycle): RouteContribution[] {
       },
     },
     {
+      method: 'POST',
+      path: '/admin/models/:name/versions/:version/swap',
+      access: 'admin',
+      handler: async (ctx) => {
+        const request = checkBody(validators.swap, body(ctx), 'swap request');
+        return { model: await lifecycle.swap(ctx.params.name!, { ...request, replaces: ctx.params.version! }) };
+      },
+    },
+    {
       method: 'DELETE',
       path: '/admin/models/:name',
       access: 'admin',
       handler: async (ctx) => {
         await lifecycle.unload(ctx.params.name!, drainTimeout(ctx));
         return { unloaded: ctx.params.name };
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/admin/models/:name/versions/:version',
+      access: 'admin',
+      handler: async (ctx) => {
+        const { name, version } = ctx.params as { name: string; version: string };
+        await lifecycle.unload(name, drainTimeout(ctx), version);
+        return { unloaded: name, version };
       },
     },
   ];

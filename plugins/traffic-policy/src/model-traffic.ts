@@ -30,6 +30,8 @@ interface Variant {
 interface ShadowTally {
   copies: number;
   failed: number;
+  /** Copies never run: too many were running already. */
+  dropped: number;
   compared: number;
   /** Copies whose answers have no shape to compare (an embedding, a body of another form). */
   incomparable: number;
@@ -41,7 +43,14 @@ interface ShadowTally {
 export class ModelTraffic {
   readonly variants: Variant[];
   readonly canary: CanaryController | undefined;
-  readonly #shadow: ShadowTally = { copies: 0, failed: 0, compared: 0, incomparable: 0, agreementSum: 0 };
+  readonly #shadow: ShadowTally = {
+    copies: 0,
+    failed: 0,
+    dropped: 0,
+    compared: 0,
+    incomparable: 0,
+    agreementSum: 0,
+  };
   readonly #since: string;
 
   constructor(
@@ -120,6 +129,11 @@ export class ModelTraffic {
   compare(outcome: ShadowOutcome): void {
     const t = this.#shadow;
     const v = this.variants.find((x) => x.role === 'shadow');
+    // A copy that never ran says nothing about the shadow.
+    if (outcome.shadow.dropped) {
+      t.dropped++;
+      return;
+    }
     t.copies++;
     if (v) v.requests++;
     if (outcome.shadow.body === undefined) {
@@ -176,6 +190,7 @@ export class ModelTraffic {
           copies: t.copies,
           compared: t.compared,
           failed: t.failed,
+          dropped: t.dropped,
           incomparable: t.incomparable,
           agreement: t.compared > 0 ? round(t.agreementSum / t.compared) : null,
           ...(t.kind && { agreementKind: t.kind }),

@@ -27,6 +27,7 @@ export class AdmittedGeneration implements GenerationStream {
   constructor(
     readonly id: string,
     readonly model: string,
+    readonly version: string,
     readonly promptTokens: number,
     readonly maxTokens: number,
     private readonly channel: EventChannel,

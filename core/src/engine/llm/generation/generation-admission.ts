@@ -16,7 +16,7 @@ import { CircuitBreaker, type BreakerState } from '../../circuit-breaker.js';
 import { AdmittedGeneration, failureKeyOf } from './admitted-generation.js';
 import type { GenerationReplicas } from './generation-replicas.js';
 import { toWireGenerate } from './request-schema.js';
-import type { ServedModel } from './served-model.js';
+import { breakerKey, type ServedModel } from './served-model.js';
 
 /** What {@link GenerationAdmission} needs. */
 export interface GenerationAdmissionOptions {
@@ -73,15 +73,18 @@ export class GenerationAdmission {
     this.#gate.queue.rejectAll(err);
   }
 
-  /** A breaker for the model `name` that fails its generations fast (503 `circuit_open`) while it keeps failing. */
-  breaker(name: string): CircuitBreaker {
+  /**
+   * A breaker for version `version` of the model `name` that fails its generations fast (503 `circuit_open`) while it
+   * keeps failing; each version has its own, so a failing canary does not stop its stable version.
+   */
+  breaker(name: string, version = '1'): CircuitBreaker {
     return new CircuitBreaker({
-      label: `model '${name}'`,
+      label: version === '1' ? `model '${name}'` : `model '${name}' version ${version}`,
       settings: () => ({
         failureThreshold: this.options.config.get('breaker.failureThreshold'),
         cooldownMs: this.options.config.get('breaker.cooldownMs'),
       }),
-      onChange: (state, reason) => this.#breakerChanged(name, state, reason),
+      onChange: (state, reason) => this.#breakerChanged(name, version, state, reason),
     });
   }
 
@@ -149,49 +152,62 @@ export class GenerationAdmission {
       const priority = request.priority ?? 'normal';
       this.options.events.emit('generation.start', {
         model: model.name,
+        version: model.version,
         requestId: request.requestId ?? id,
         promptTokens: admission.promptTokens,
         ...(admission.cachedTokens !== undefined && { cachedPromptTokens: admission.cachedTokens }),
         maxTokens: admission.maxTokens,
         priority,
       });
-      return new AdmittedGeneration(id, model.name, admission.promptTokens, admission.maxTokens, events, (summary) => {
-        slot.release(1);
-        if (summary.error !== undefined) breaker.failed(summary.error, failureKeyOf(summary.error));
-        else if (summary.finishReason === 'abort') breaker.ignored();
-        else breaker.succeeded();
-        this.options.events.emit('generation.end', {
-          model: model.name,
-          requestId: request.requestId ?? id,
-          promptTokens: admission.promptTokens,
-          completionTokens: summary.completionTokens,
-          ...(summary.firstTokenAt !== undefined && { ttftMs: summary.firstTokenAt - admittedAt }),
-          ...(summary.completionTokens > 1 &&
-            summary.firstTokenAt !== undefined && {
-              meanItlMs: (summary.endedAt - summary.firstTokenAt) / (summary.completionTokens - 1),
-            }),
-          durationMs: summary.endedAt - admittedAt,
-          finishReason: summary.finishReason,
-          priority,
-          ...(summary.errorCode !== undefined && { errorCode: summary.errorCode }),
-        });
-      });
+      return new AdmittedGeneration(
+        id,
+        model.name,
+        model.version,
+        admission.promptTokens,
+        admission.maxTokens,
+        events,
+        (summary) => {
+          slot.release(1);
+          if (summary.error !== undefined) breaker.failed(summary.error, failureKeyOf(summary.error));
+          else if (summary.finishReason === 'abort') breaker.ignored();
+          else breaker.succeeded();
+          this.options.events.emit('generation.end', {
+            model: model.name,
+            version: model.version,
+            requestId: request.requestId ?? id,
+            promptTokens: admission.promptTokens,
+            completionTokens: summary.completionTokens,
+            ...(summary.firstTokenAt !== undefined && { ttftMs: summary.firstTokenAt - admittedAt }),
+            ...(summary.completionTokens > 1 &&
+              summary.firstTokenAt !== undefined && {
+                meanItlMs: (summary.endedAt - summary.firstTokenAt) / (summary.completionTokens - 1),
+              }),
+            durationMs: summary.endedAt - admittedAt,
+            finishReason: summary.finishReason,
+            priority,
+            ...(summary.errorCode !== undefined && { errorCode: summary.errorCode }),
+          });
+        },
+      );
     });
   }
 
   // As the tensor engine does: an open breaker makes /ready degraded with why, and the event lets dashboards follow.
-  #breakerChanged(name: string, state: BreakerState, reason: string): void {
-    const key = `breaker:${name}`;
+  #breakerChanged(name: string, version: string, state: BreakerState, reason: string): void {
+    const key = breakerKey(name, version);
     if (state === 'closed') this.options.health?.clear(key);
     else
       this.options.health?.set({
         key,
         // Its requests fail fast: this instance cannot serve the model now.
         severity: 'unready',
-        reason: `model '${name}': circuit breaker ${state}: ${reason}`,
+        reason: `model '${name}'${version === '1' ? '' : ` version ${version}`}: circuit breaker ${state}: ${reason}`,
       });
-    this.options.events.emit('breaker.state', { model: name, version: '1', state, reason });
-    this.options.logger[state === 'closed' ? 'info' : 'warn']({ model: name, state, reason }, 'circuit breaker');
+    this.options.events.emit('breaker.state', { model: name, version, state, reason });
+    this.options.logger[state === 'closed' ? 'info' : 'warn'](
+      { model: name, version, state, reason },
+      'circuit breaker',
+    );
   }
 
   // The model that takes a request for `model`: itself when its breaker lets the request through, otherwise its

@@ -60,11 +60,15 @@ export class GenerationEngine implements GenerationService {
   }
 
   list(): GenerationModelInfo[] {
+    return this.#catalog.defaults().map((m) => this.#catalog.info(m));
+  }
+
+  listVersions(): GenerationModelInfo[] {
     return this.#catalog.all().map((m) => this.#catalog.info(m));
   }
 
-  get(name: string): GenerationModelInfo {
-    return this.#catalog.info(this.#catalog.find(name));
+  get(name: string, version?: string): GenerationModelInfo {
+    return this.#catalog.info(this.#catalog.find(name, version));
   }
 
   async generate(request: GenerateRequest, signal?: AbortSignal): Promise<GenerationStream> {
@@ -75,8 +79,8 @@ export class GenerationEngine implements GenerationService {
   async generateBatch(requests: readonly GenerateRequest[], signal?: AbortSignal): Promise<GenerationStream[]> {
     if (!Array.isArray(requests) || requests.length === 0)
       throw badRequest('missing_prompt', 'the request needs at least one prompt', 'prompt');
-    const model = requests[0]!.model;
-    if (requests.some((r) => r.model !== model))
+    const { model, version } = requests[0]!;
+    if (requests.some((r) => r.model !== model || r.version !== version))
       throw badRequest('invalid_model', 'the generations of one request must all use one model', 'model');
     const capacity = this.#admission.capacity;
     if (requests.length > capacity) {
@@ -90,11 +94,12 @@ export class GenerationEngine implements GenerationService {
   }
 
   #admit(requests: readonly GenerateRequest[], signal?: AbortSignal): Promise<GenerationStream[]> {
-    return this.#admission.admit(this.#catalog.find(requests[0]!.model), requests, signal, this.#catalog);
+    const { model, version } = requests[0]!;
+    return this.#admission.admit(this.#catalog.find(model, version), requests, signal, this.#catalog);
   }
 
   async embed(request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult> {
-    const model = this.#catalog.find(request.model);
+    const model = this.#catalog.find(request.model, request.version);
     const wire = toWireEmbed(request);
     const replicas = await this.#catalog.replicasOf(this.#catalog.serving(model));
     const { vectors, promptTokens } = await replicas.embed(wire, signal);
@@ -104,7 +109,7 @@ export class GenerationEngine implements GenerationService {
   async releaseConversation(conversationId: string, model?: string): Promise<number> {
     if (typeof conversationId !== 'string' || conversationId.length === 0)
       throw badRequest('invalid_conversation_id', 'conversation_id must be a non-empty string', 'conversation_id');
-    const models = model === undefined ? this.#catalog.all() : [this.#catalog.find(model)];
+    const models = model === undefined ? this.#catalog.all() : this.#catalog.versionsOf(this.#catalog.find(model).name);
     const freed = await Promise.all(models.map((m) => m.replicas?.releaseConversation(conversationId) ?? 0));
     return freed.reduce((a, b) => a + b, 0);
   }
@@ -126,7 +131,8 @@ export class GenerationEngine implements GenerationService {
 
   /**
    * Opens an LLM while serving, from a spec shaped like a `models[]` entry, and serves it once its replicas are open
-   * and warmed up. 409 when the name is taken; 400 saying why when it cannot be loaded.
+   * and warmed up; a spec naming a new `version` of a served name is served beside its versions. 409 when the name
+   * (or name and version) is taken; 422 saying why when it cannot be loaded.
    */
   load(spec: LlmModelSpec): Promise<GenerationModelInfo> {
     return this.#catalog.load(spec);
@@ -135,22 +141,23 @@ export class GenerationEngine implements GenerationService {
   /**
    * Replaces a served model with the one `spec` names: its replicas open beside the old ones and are warmed up with a
    * one-token generation; then new requests (and those waiting for a slot) go to it from one instant on, while the
-   * generations already running finish on the old replicas (up to `drainTimeoutMs`), which then close. A load or
-   * warm-up that fails leaves the old model serving and throws 400 saying why.
+   * generations already running finish on the old replicas (up to `drainTimeoutMs`), which then close. With
+   * `replaces`, only that version is swapped and the name's other versions serve on. A load or warm-up that fails
+   * leaves the old model serving and throws 422 saying why.
    */
   swap(
     name: string,
     spec: Omit<LlmModelSpec, 'name'>,
-    options: { drainTimeoutMs?: number } = {},
+    options: { drainTimeoutMs?: number; replaces?: string } = {},
   ): Promise<GenerationModelInfo> {
     return this.#catalog.swap(name, spec, options);
   }
 
   /**
-   * Stops serving a model: new requests get 404 at once, generations already running finish (up to
-   * `drainTimeoutMs`, after which they end with a 503 `model_unloading` error), then its workers close.
+   * Stops serving a model (or only its `version`): new requests get 404 at once, generations already running finish
+   * (up to `drainTimeoutMs`, after which they end with a 503 `model_unloading` error), then its workers close.
    */
-  unload(name: string, options: { drainTimeoutMs?: number } = {}): Promise<void> {
+  unload(name: string, options: { drainTimeoutMs?: number; version?: string } = {}): Promise<void> {
     return this.#catalog.unload(name, options);
   }
 }

@@ -1,4 +1,5 @@
 import {
+  badRequest,
   NucleusError,
   notFound,
   toNucleusError,
@@ -7,6 +8,7 @@ import {
   type Logger,
 } from '@nucleus/sdk';
 import { defaultModelCacheDir } from '../../model-cache-dir.js';
+import { compareVersions } from '../../model-repository.js';
 import type { GenerationAdmission } from './generation-admission.js';
 import type { GenerationEngineOptions } from './generation-engine-options.js';
 import { drain, LifecycleQueue } from './generation-lifecycle.js';
@@ -16,6 +18,7 @@ import { ReplicaLauncher } from './replica-launcher.js';
 import { ReplicaTelemetry } from './replica-telemetry.js';
 import {
   backendKey,
+  breakerKey,
   modelKey,
   type ConfiguredLlm,
   type LlmModelSpec,
@@ -23,13 +26,24 @@ import {
   type ServedModel,
 } from './served-model.js';
 
+/** What a swap replaces and how long the old version may drain. */
+export interface CatalogSwapOptions {
+  drainTimeoutMs?: number;
+  /** Only this version is replaced (the others keep serving); without it every version of the name is. */
+  replaces?: string;
+}
+
 /**
- * The models the generation engine serves, by name, and their lifecycle: configured LLMs and the built-ins plugins
- * contribute are registered at start; models are loaded, swapped (opened beside, warmed up, switched at once, the old
- * version drained) and unloaded at run time, one operation at a time per name. Replicas open on first use.
+ * The models the generation engine serves, by name and version, and their lifecycle: configured LLMs and the
+ * built-ins plugins contribute are registered at start; models are loaded, swapped (opened beside, warmed up,
+ * switched at once, the old version drained) and unloaded at run time, one operation at a time per name. A name may
+ * hold several versions side by side (config entries of one name, loads that name a new version); a request that
+ * names no version goes to the name's default, the highest version, and routers choose among them. Replicas open on
+ * first use.
  */
 export class ModelCatalog {
-  readonly #models = new Map<string, ServedModel>();
+  /** name → version → model. */
+  readonly #models = new Map<string, Map<string, ServedModel>>();
   readonly #log: Logger;
   readonly #sources: ModelSources;
   readonly #launcher: ReplicaLauncher;
@@ -58,7 +72,7 @@ export class ModelCatalog {
     this.#launcher = new ReplicaLauncher(
       options,
       logger,
-      () => this.#models.values(),
+      () => this.all(),
       () => this.#stopped,
     );
   }
@@ -72,7 +86,7 @@ export class ModelCatalog {
     const configured: readonly ConfiguredLlm[] = this.options.config.get('models');
     const llmNames = this.options.llmModels?.() ?? (await this.#llmsAmong(configured));
     const llms = configured.filter((m) => llmNames.has(m.name));
-    for (const m of llms) this.#add(this.#sources.configured(m));
+    for (const m of llms) this.#add(withVersion(this.#sources.configured(m), m.version));
     if ((this.options.builtinModels ?? true) && configured.length === 0) {
       for (const { value: builtin } of this.options.builtins?.list() ?? []) {
         if (builtin.kind === 'llm') this.#add(this.#sources.builtinLlm(builtin));
@@ -82,8 +96,8 @@ export class ModelCatalog {
     this.#unwatch = this.#launcher.watch();
     this.#persistEvery(this.options.config.get('cache.prefix.persistIntervalMs'));
     const opened = this.options.config.get('startup.warmUp')
-      ? [...this.#models.values()]
-      : llms.map((m) => this.#models.get(m.name)!);
+      ? this.all()
+      : llms.map((m) => this.served(m.name, typeof m.version === 'string' ? m.version : '1')!);
     await Promise.all(opened.map((m) => this.replicasOf(m).catch(() => undefined)));
   }
 
@@ -108,14 +122,12 @@ export class ModelCatalog {
     // A graceful stop keeps what the prefix caches learnt for the next start (`cache.prefix.persist`).
     await this.persistPrefixCaches('shutdown');
     const pools = [
-      ...[...this.#models.values()].map((m) => m.replicas).filter((p) => p !== undefined),
+      ...this.all()
+        .map((m) => m.replicas)
+        .filter((p) => p !== undefined),
       ...this.#draining,
     ];
-    for (const name of this.#models.keys()) {
-      this.options.health?.clear(`breaker:${name}`);
-      this.options.health?.clear(backendKey(name));
-      this.options.health?.clear(modelKey(name));
-    }
+    for (const m of this.all()) this.#clearHealth(m);
     this.#models.clear();
     await Promise.all(pools.map((p) => p.close()));
   }
@@ -132,7 +144,7 @@ export class ModelCatalog {
 
   async #persistAll(why: 'shutdown' | 'interval'): Promise<void> {
     const started = Date.now();
-    const workers = [...this.#models.values()].flatMap((m) => (m.replicas?.all ?? []).map((w) => ({ m, w })));
+    const workers = this.all().flatMap((m) => (m.replicas?.all ?? []).map((w) => ({ m, w })));
     await Promise.all(
       workers.map(async ({ m, w }) => {
         const result = await w.persistPrefixCache();
@@ -157,31 +169,50 @@ export class ModelCatalog {
     this.#persistTimer.unref();
   }
 
-  /** The model served under `name`, if any. */
-  served(name: string): ServedModel | undefined {
-    return this.#models.get(name);
+  /** The model served under `name` at `version` (default: the name's default version), if any. */
+  served(name: string, version?: string): ServedModel | undefined {
+    const versions = this.#models.get(name);
+    if (!versions) return undefined;
+    if (version !== undefined) return versions.get(version);
+    return [...versions.values()].sort((a, b) => compareVersions(b.version, a.version))[0];
   }
 
-  /** The models served now. */
+  /** Every version of every model served now. */
   all(): ServedModel[] {
-    return [...this.#models.values()];
+    return [...this.#models.values()].flatMap((versions) => [...versions.values()]);
+  }
+
+  /** The default version of each name served now. */
+  defaults(): ServedModel[] {
+    return [...this.#models.keys()].map((name) => this.served(name)!);
+  }
+
+  /** The versions served under `name`, oldest label first. */
+  versionsOf(name: string): ServedModel[] {
+    return [...(this.#models.get(name)?.values() ?? [])].sort((a, b) => compareVersions(a.version, b.version));
   }
 
   /**
    * Opens an LLM while serving, from a spec shaped like a `models[]` entry, and serves it once its replicas are open
-   * and warmed up. 409 when the name is taken; 400 saying why when it cannot be loaded.
+   * and warmed up. A spec that names a new `version` of a served name is served beside the versions there; 409 when
+   * the name (without a version) or the name and version are taken; 422 saying why when it cannot be loaded.
    */
   load(spec: LlmModelSpec): Promise<GenerationModelInfo> {
     return this.#lifecycle.run(spec.name, async () => {
-      if (this.#models.has(spec.name))
+      const { name } = spec;
+      const served = this.versionsOf(name);
+      if (served.length > 0 && (spec.version === undefined || this.served(name, spec.version)))
         throw new NucleusError(
           409,
           'model_exists',
-          `a model named '${spec.name}' is already served; swap it (POST /admin/models/${spec.name}/swap) or unload it first`,
+          spec.version === undefined
+            ? `a model named '${name}' is already served (versions: ${labels(served)}); swap it (POST /admin/models/${name}/swap), unload it first, or load a new version beside it (version)`
+            : `model '${name}' already has a version '${spec.version}'; swap it (POST /admin/models/${name}/versions/${spec.version}/swap) or name a new version`,
+          { param: spec.version === undefined ? 'name' : 'version' },
         );
-      const model = await this.#openBeside(spec, '1');
-      this.#models.set(spec.name, model);
-      this.#log.info({ model: spec.name, path: spec.path }, 'generation model loaded at run time');
+      const model = await this.#openBeside(spec, spec.version ?? '1');
+      this.#put(model);
+      this.#log.info({ model: name, version: model.version, path: spec.path }, 'generation model loaded at run time');
       return this.info(model);
     });
   }
@@ -189,52 +220,87 @@ export class ModelCatalog {
   /**
    * Replaces a served model with the one `spec` names: its replicas open beside the old ones and are warmed up with a
    * one-token generation; then new requests (and those waiting for a slot) go to it from one instant on, while the
-   * generations already running finish on the old replicas (up to `drainTimeoutMs`), which then close. A load or
-   * warm-up that fails leaves the old model serving and throws 400 saying why.
+   * generations already running finish on the old replicas (up to `drainTimeoutMs`), which then close. With
+   * `replaces`, only that version is replaced (the new one keeps its label unless `spec.version` names another) and
+   * the name's other versions serve on; otherwise every version is. A load or warm-up that fails leaves the old
+   * versions serving and throws 422 saying why.
    */
-  swap(
-    name: string,
-    spec: Omit<LlmModelSpec, 'name'>,
-    options: { drainTimeoutMs?: number } = {},
-  ): Promise<GenerationModelInfo> {
+  swap(name: string, spec: Omit<LlmModelSpec, 'name'>, options: CatalogSwapOptions = {}): Promise<GenerationModelInfo> {
     return this.#lifecycle.run(name, async () => {
-      const old = this.find(name);
-      const model = await this.#openBeside({ ...spec, name }, String(Number(old.version) + 1 || 2), old);
-      old.retired = true;
-      this.#models.set(name, model);
-      // The old breaker's state belonged to the old files.
-      this.options.health?.clear(`breaker:${name}`);
+      const old = options.replaces === undefined ? this.versionsOf(name) : [this.find(name, options.replaces)];
+      if (old.length === 0) this.find(name);
+      const top = this.versionsOf(name).at(-1)!;
+      const version = spec.version ?? options.replaces ?? String(Number(top.version) + 1 || 2);
+      const taken = this.served(name, version);
+      if (taken && !old.includes(taken))
+        throw badRequest(
+          'version_exists',
+          `model '${name}' already has a version '${version}'; name a new one or leave version out`,
+          'version',
+        );
+      const model = await this.#openBeside({ ...spec, name }, version, old);
+      for (const m of old) {
+        m.retired = true;
+        this.#remove(m);
+      }
+      this.#put(model);
+      // The old breakers' state belonged to the old files.
+      for (const m of old) this.options.health?.clear(breakerKey(name, m.version));
       this.#log.info(
-        { model: name, from: old.version, to: model.version, path: spec.path },
+        { model: name, from: labels(old), to: model.version, path: spec.path },
         'generation model swapped; the old version drains',
       );
-      await this.#retire(old, options.drainTimeoutMs);
+      await Promise.all(old.map((m) => this.#retire(m, options.drainTimeoutMs)));
       return this.info(model);
     });
   }
 
   /**
-   * Stops serving a model: new requests get 404 at once, generations already running finish (up to
-   * `drainTimeoutMs`, after which they end with a 503 `model_unloading` error), then its workers close.
+   * Stops serving a model (or only its `version`, the others serving on): new requests get 404 at once, generations
+   * already running finish (up to `drainTimeoutMs`, after which they end with a 503 `model_unloading` error), then
+   * its workers close.
    */
-  unload(name: string, options: { drainTimeoutMs?: number } = {}): Promise<void> {
+  unload(name: string, options: { drainTimeoutMs?: number; version?: string } = {}): Promise<void> {
     return this.#lifecycle.run(name, async () => {
-      const model = this.find(name);
-      model.retired = true;
-      this.#models.delete(name);
-      this.options.health?.clear(`breaker:${name}`);
-      this.options.health?.clear(backendKey(name));
-      this.options.health?.clear(modelKey(name));
-      await this.#retire(model, options.drainTimeoutMs);
+      const models = options.version === undefined ? this.versionsOf(name) : [this.find(name, options.version)];
+      if (models.length === 0) this.find(name);
+      for (const model of models) {
+        model.retired = true;
+        this.#remove(model);
+        this.#clearHealth(model);
+      }
+      await Promise.all(models.map((m) => this.#retire(m, options.drainTimeoutMs)));
     });
   }
 
+  #put(model: ServedModel): void {
+    let versions = this.#models.get(model.name);
+    if (!versions) this.#models.set(model.name, (versions = new Map()));
+    versions.set(model.version, model);
+  }
+
+  #remove(model: ServedModel): void {
+    const versions = this.#models.get(model.name);
+    if (versions?.get(model.version) === model) versions.delete(model.version);
+    if (versions?.size === 0) this.#models.delete(model.name);
+  }
+
+  #clearHealth(m: ServedModel): void {
+    this.options.health?.clear(breakerKey(m.name, m.version));
+    this.options.health?.clear(backendKey(m.name, m.version));
+    this.options.health?.clear(modelKey(m.name, m.version));
+  }
+
   // Opens a model from a spec beside whatever serves under its name, and warms up each replica.
-  async #openBeside(spec: LlmModelSpec, version: string, replacing?: ServedModel): Promise<ServedModel> {
+  async #openBeside(spec: LlmModelSpec, version: string, replacing: ServedModel[] = []): Promise<ServedModel> {
     const { name } = spec;
     // In place: its `prepare` writes to the object `#configuredModel` made.
     const model = this.#complete(
-      Object.assign(this.#sources.configured(spec), { origin: 'runtime' as const, version, spec }),
+      Object.assign(this.#sources.configured(spec), {
+        origin: 'runtime' as const,
+        version,
+        spec: { ...spec, version },
+      }),
     );
     try {
       // Opening warms the model up (`warmup`), so a model that cannot generate fails here, beside the old one.
@@ -245,7 +311,7 @@ export class ModelCatalog {
       model.replicas = undefined;
       // A failed open has been reported (`model.failed`) and kept its reason.
       const reason = model.reason ?? toNucleusError(err).message;
-      const kept = replacing ? `; version ${replacing.version} keeps serving` : '';
+      const kept = replacing.length > 0 ? `; version ${labels(replacing)} keeps serving` : '';
       // 422: the request was well formed, the files it names cannot be served.
       throw new NucleusError(
         422,
@@ -274,18 +340,24 @@ export class ModelCatalog {
     this.options.events.emit('model.unloaded', { model: model.name, version: model.version });
   }
 
-  /** The model served under `name`; 404 `model_not_found` naming those served. */
-  find(name: string): ServedModel {
-    const model = this.#models.get(name);
-    if (!model) {
-      const known = [...this.#models.keys()].join(', ') || 'none';
-      throw notFound('model_not_found', `The model '${name}' does not exist (served here: ${known})`);
-    }
-    return model;
+  /**
+   * The model served under `name` (at `version`, or its default version); 404 `model_not_found` naming those served,
+   * or `version_not_found` naming the name's versions.
+   */
+  find(name: string, version?: string): ServedModel {
+    const model = this.served(name, version);
+    if (model) return model;
+    if (version !== undefined && this.#models.has(name))
+      throw notFound(
+        'version_not_found',
+        `model '${name}' has no version '${version}' (versions: ${labels(this.versionsOf(name))})`,
+      );
+    const known = [...this.#models.keys()].join(', ') || 'none';
+    throw notFound('model_not_found', `The model '${name}' does not exist (served here: ${known})`);
   }
 
   #add(model: ModelDraft): void {
-    this.#models.set(model.name, this.#complete(model));
+    this.#put(this.#complete(model));
   }
 
   // A model with its breaker and telemetry, not yet served under its name.
@@ -294,7 +366,7 @@ export class ModelCatalog {
     const model = draft as ServedModel;
     // In place: a configured model's `prepare` writes to this very object.
     Object.assign(model, {
-      breaker: this.admission.breaker(name),
+      breaker: this.admission.breaker(name, draft.version),
       telemetry: new ReplicaTelemetry(
         name,
         this.options.events,
@@ -305,10 +377,13 @@ export class ModelCatalog {
     return model;
   }
 
-  /** The model that serves what was admitted for `model`: itself, or once it is retired the one that replaced it. */
+  /**
+   * The model that serves what was admitted for `model`: itself, or once it is retired the version that replaced it
+   * (or, when that version was unloaded, the name's default version).
+   */
   serving(model: ServedModel): ServedModel {
     if (!model.retired) return model;
-    const next = this.#models.get(model.name);
+    const next = this.served(model.name, model.version) ?? this.served(model.name);
     if (next) return next;
     throw notFound('model_not_found', `The model '${model.name}' was unloaded`);
   }
@@ -352,4 +427,15 @@ export class ModelCatalog {
       ...(m.replicas && { workers: m.replicas.replicas() }),
     };
   }
+}
+
+// `2, 3` for messages.
+function labels(models: readonly ServedModel[]): string {
+  return models.map((m) => m.version).join(', ');
+}
+
+// A configured entry's own version label, where it gives one.
+function withVersion(draft: ModelDraft, version: unknown): ModelDraft {
+  if (typeof version === 'string') draft.version = version;
+  return draft;
 }

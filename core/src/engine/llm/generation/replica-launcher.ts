@@ -169,7 +169,7 @@ export class ReplicaLauncher {
       if (ready.dimensions !== undefined) model.dimensions = ready.dimensions;
       model.state = 'ready';
       delete model.reason;
-      this.options.health?.clear(modelKey(model.name));
+      this.options.health?.clear(modelKey(model.name, model.version));
       // The size may have changed while the model was loading.
       if (spec.role === 'decoder' && replicas.workers.length !== this.replicaCount(model)) {
         replicas
@@ -197,13 +197,13 @@ export class ReplicaLauncher {
       model.errorCode = error.code;
       model.replicas = undefined;
       delete model.running;
-      this.options.health?.clear(backendKey(model.name));
+      this.options.health?.clear(backendKey(model.name, model.version));
       // A configured model that cannot serve makes the server unready (only degraded when `optional`); a version
       // opened beside a serving one (a swap) changes nothing: the old one serves.
       if (model.origin === 'config') {
         const optional = this.options.config.get('models').find((m) => m.name === model.name)?.optional === true;
         this.options.health?.set({
-          key: modelKey(model.name),
+          key: modelKey(model.name, model.version),
           severity: optional ? 'degraded' : 'unready',
           reason: `model '${model.name}' failed to load: ${error.message}`,
         });
@@ -370,7 +370,7 @@ export class ReplicaLauncher {
     model.running = { backend: ready.backend, requested, ...(fallbackReason !== undefined && { fallbackReason }) };
     if (ready.backend !== selected && fallbackReason !== undefined)
       this.#selector.reportFallback(requested, fallbackReason);
-    const key = backendKey(model.name);
+    const key = backendKey(model.name, model.version);
     if (fallbackReason !== undefined)
       this.options.health?.set({
         key,

@@ -24,13 +24,14 @@ export type LlmModelSpec = Pick<
   | 'chatTemplate'
   | 'sha256'
   | 'warmup'
+  | 'version'
 >;
 
 export interface ServedModel {
   name: string;
   kind: 'llm' | 'embedding';
   origin: 'builtin' | 'config' | 'runtime';
-  /** '1' when first opened, one more at each swap. */
+  /** The config entry's or load's label; otherwise '1' when first opened, one more at each swap. */
   version: string;
   /** The file or folder it loads from (configured and run-time models). */
   path?: string;
@@ -82,13 +83,18 @@ export interface ConfiguredLlm {
 }
 
 /** The health condition a model's backend fallback is reported under, as for a tensor model's version. */
-export function backendKey(name: string): string {
-  return `backend:${name}@1`;
+export function backendKey(name: string, version = '1'): string {
+  return `backend:${name}@${version}`;
 }
 
 /** The health condition a configured model that failed to load is reported under, as for a tensor model's version. */
-export function modelKey(name: string): string {
-  return `model:${name}@1`;
+export function modelKey(name: string, version = '1'): string {
+  return `model:${name}@${version}`;
+}
+
+/** The health condition of an open circuit breaker: version 1 keeps the key a model of one version always had. */
+export function breakerKey(name: string, version = '1'): string {
+  return version === '1' ? `breaker:${name}` : `breaker:${name}@${version}`;
 }
 
 /** Now, in seconds, as `created` gives it. */
