@@ -2,6 +2,7 @@ import {
   badRequest,
   notFound,
   SseStream,
+  tenancyOf,
   type GenerateRequest,
   type GenerationModelInfo,
   type GenerationService,
@@ -202,7 +203,10 @@ export function generateRoutes(
     generationModel(service, routed.model, routed.version);
     const { request, includeInput } = parseGenerateBody(routed.model, routed.body);
     const id = requestId(ctx);
-    const stream = await service!.generate({ ...request, ...(id !== undefined && { requestId: id }) }, signal);
+    const stream = await service!.generate(
+      { ...request, ...tenancyOf(ctx), ...(id !== undefined && { requestId: id }) },
+      signal,
+    );
     return { stream, includeInput, prompt: request.prompt as string };
   };
 

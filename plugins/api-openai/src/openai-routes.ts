@@ -26,7 +26,7 @@ import {
   type SamplingBody,
 } from './request-mapping.js';
 import { CHAT_COMPLETION_SCHEMA, COMPLETION_SCHEMA, EMBEDDING_SCHEMA, validator } from './schemas.js';
-import { SseStream } from '@nucleus/sdk';
+import { SseStream, tenancyOf } from '@nucleus/sdk';
 
 /** `POST /v1/chat/completions` body. */
 export interface ChatCompletionBody extends SamplingBody {
@@ -123,6 +123,7 @@ async function chatCompletions(ctx: RouteContext, deps: RouteDeps, body: ChatCom
     model: body.model,
     messages: chatMessagesOf(body.messages),
     ...samplingOf(body),
+    ...tenancyOf(ctx),
     requestId,
     ...deadlineOf(ctx),
   };
@@ -220,6 +221,7 @@ async function completions(ctx: RouteContext, deps: RouteDeps, body: CompletionB
     model: body.model,
     prompt,
     ...sampling,
+    ...tenancyOf(ctx),
     requestId,
     ...deadline,
   }));
