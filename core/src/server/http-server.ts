@@ -2,7 +2,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Hooks } from '@nucleus/sdk';
-import { badRequest, ExtensionPoints, unavailable } from '@nucleus/sdk';
+import { badRequest, ExtensionPoints, NucleusError, unavailable } from '@nucleus/sdk';
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
@@ -173,8 +173,15 @@ export class HttpServer {
       bodyParser({
         enableTypes: ['json'],
         jsonLimit: config.get('server.bodyLimitBytes'),
-        onError: (err: Error) => {
+        onError: (err: Error, ctx: Context) => {
           if ((err as { status?: number }).status === 413) throw tooLarge();
+          // An encoding the body parser cannot undo (`br`, or `gzip, gzip`, a chain) is the client's media type.
+          if ((err as { status?: number }).status === 415)
+            throw new NucleusError(
+              415,
+              'unsupported_media_type',
+              `request body has Content-Encoding '${ctx.get('content-encoding')}'; this server reads identity, gzip or deflate, applied once`,
+            );
           throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
         },
       }),
