@@ -25,6 +25,10 @@ describe('config store', () => {
 
   it('lists the runtime-adjustable keys', () => {
     assert.deepEqual(store.runtimeKeys(), [
+      'ws.maxConnections',
+      'ws.maxConnectionsPerKey',
+      'ws.maxBufferedBytes',
+      'ws.maxDroppedMessages',
       'models',
       'queue.highWatermark',
       'queue.lowWatermark',
@@ -47,6 +51,7 @@ describe('config store', () => {
       'memory.pressureFreeBytes',
       'memory.checkIntervalMs',
       'cache.prefix.maxBytes',
+      'cache.prefix.shareAcrossKeys',
       'plugin.backend-cpu.allowSpinning',
     ]);
   });
