@@ -7,9 +7,11 @@ export interface NucleusEvents {
   'plugin.reloadFailed': { id: string; version: string; error: string };
   'extension.changed': { point: string; change: 'added' | 'removed'; pluginId: string; name: string };
   'config.changed': { path: string; value: unknown; previous: unknown };
-  'request.start': { requestId: string; method: string; path: string };
+  /** `tenant`: the API key's tenant (see `Tenancy`) when the request carried a valid key. */
+  'request.start': { requestId: string; method: string; path: string; tenant?: string };
   'request.end': {
     requestId: string;
+    tenant?: string;
     method: string;
     path: string;
     route: string;
@@ -17,6 +19,11 @@ export interface NucleusEvents {
     durationMs: number;
     errorCode?: string;
   };
+  /**
+   * Messages for a `/ws` socket were dropped because it read too slowly (`ws.maxBufferedBytes`): reported when it
+   * caught up, or when it was closed for it (`closed`). `key`: the socket's key name (or role).
+   */
+  'ws.dropped': { key: string; messages: number; closed: boolean };
   'model.loading': { model: string; version: string };
   'model.loaded': { model: string; version: string; durationMs: number; backend: string };
   'model.unloaded': { model: string; version: string };

@@ -64,6 +64,10 @@ export interface GenerateRequest extends SamplingOptions {
    * {@link GenerationService.releaseConversation} drops those no other conversation uses.
    */
   conversationId?: string;
+  /** The API key's tenant (`Tenancy`): `conversationId` is this tenant's, apart from other keys' same ids. */
+  tenant?: string;
+  /** The prefix-cache namespace (`Tenancy`): the prompt reuses and leaves cached KV only within it. */
+  cacheNamespace?: string;
   /**
    * The caller gathers the whole answer before anyone sees any of it (a non-streamed response): its events are held
    * until it ends, and when the worker running it dies it is run again from the start (a bounded number of times)
@@ -247,8 +251,9 @@ export interface GenerationService {
   /** Embeds the inputs as one batch. */
   embed(request: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult>;
   /**
-   * Ends a conversation for caching: drops the prefix-cache entries tagged with `conversationId` that no other
-   * conversation (or untagged request) uses, in `model` or in every model. Resolves to the bytes freed.
+   * Ends a conversation for caching: drops the prefix-cache entries tagged with `conversationId` (of `tenant`) that
+   * no other conversation (or untagged request) uses, in `model` or in every model. Resolves to the bytes freed, or
+   * undefined when no cached entry belongs to that conversation.
    */
-  releaseConversation?(conversationId: string, model?: string): Promise<number>;
+  releaseConversation?(conversationId: string, model?: string, tenant?: string): Promise<number | undefined>;
 }

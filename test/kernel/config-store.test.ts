@@ -26,6 +26,10 @@ describe('config store', () => {
   it('lists the runtime-adjustable keys', () => {
     assert.deepEqual(store.runtimeKeys(), [
       'server.jsonMaxDepth',
+      'ws.maxConnections',
+      'ws.maxConnectionsPerKey',
+      'ws.maxBufferedBytes',
+      'ws.maxDroppedMessages',
       'models',
       'queue.highWatermark',
       'queue.lowWatermark',
@@ -48,6 +52,7 @@ describe('config store', () => {
       'memory.pressureFreeBytes',
       'memory.checkIntervalMs',
       'cache.prefix.maxBytes',
+      'cache.prefix.shareAcrossKeys',
       'plugin.backend-cpu.allowSpinning',
     ]);
   });

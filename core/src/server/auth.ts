@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { type Caller, NucleusError } from '@nucleus/sdk';
+import { type Caller, NucleusError, type Tenancy } from '@nucleus/sdk';
 import type { Context } from 'koa';
 import type { NucleusConfig } from '../kernel/config/index.js';
 
@@ -14,10 +14,43 @@ function nameOf(key: ApiKey): string {
   return key.name ?? `unnamed-${createHash('sha256').update(key.key).digest('hex').slice(0, 8)}`;
 }
 
-function sameKey(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+/** The key a request or socket came with, as the server knows it from then on: never the secret itself. */
+export interface KeyHolder {
+  key: ApiKey;
+  /** The key's name, or its role when unnamed: what logs show. */
+  label: string;
+  /** Who its conversations, cache entries and events belong to. */
+  tenancy: Tenancy;
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/**
+ * The configured key a token is, compared in constant time: both sides are hashed to 32 bytes first, so neither the
+ * time taken nor an early length check tells how long a key is, and every key is compared.
+ */
+export function findKey(keys: readonly ApiKey[], token: string | undefined | null): ApiKey | undefined {
+  if (!token) return undefined;
+  const given = digest(token);
+  let found: ApiKey | undefined;
+  for (const k of keys) if (timingSafeEqual(digest(k.key), given) && !found) found = k;
+  return found;
+}
+
+/**
+ * The tenant of a key: a short digest of the secret, stable across restarts and the same for a key however it is
+ * named, yet not the key. `shareCache` puts user keys in the common prefix-cache namespace; admin keys are always
+ * there.
+ */
+export function holderOf(key: ApiKey, shareCache: boolean): KeyHolder {
+  const tenant = createHash('sha256').update('nucleus-tenant\0').update(key.key).digest('hex').slice(0, 16);
+  return {
+    key,
+    label: key.name ?? key.role,
+    tenancy: { tenant, ...(key.role === 'user' && !shareCache && { cacheNamespace: tenant }) },
+  };
 }
 
 /**
@@ -25,7 +58,26 @@ function sameKey(a: string, b: string): boolean {
  * key is configured at all; admin routes always need an admin key.
  */
 export class Authenticator {
-  constructor(private readonly keys: () => readonly ApiKey[]) {}
+  constructor(
+    private readonly keys: () => readonly ApiKey[],
+    private readonly shareCache: () => boolean = () => false,
+  ) {}
+
+  /**
+   * The caller a request's `Authorization` header names, or undefined (no header, an unknown key, or no keys at all).
+   * Remembered on the request, so the route's check does not compare again.
+   */
+  identify(ctx: Context): KeyHolder | undefined {
+    const state = ctx.state as { keyHolder?: KeyHolder | null };
+    if (state.keyHolder !== undefined) return state.keyHolder ?? undefined;
+    const keys = this.keys();
+    const token = keys.length ? /^Bearer\s+(.+)$/i.exec(ctx.get('authorization'))?.[1]?.trim() : undefined;
+    const key = findKey(keys, token);
+    const holder = key ? holderOf(key, this.shareCache()) : undefined;
+    state.keyHolder = holder ?? null;
+    if (holder) (ctx.state as { tenancy?: Tenancy }).tenancy = holder.tenancy;
+    return holder;
+  }
 
   /** Throws 401 or 403 unless the request may use a route with this access level. */
   check(ctx: Context, access: Access): void {
@@ -40,9 +92,7 @@ export class Authenticator {
         'admin API is disabled: no admin key is configured; set NUCLEUS_ADMIN_KEY or add an auth.keys entry with role "admin"',
       );
     }
-    const header = ctx.get('authorization');
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match) {
+    if (!/^Bearer\s+(.+)$/i.test(ctx.get('authorization'))) {
       throw new NucleusError(
         401,
         'missing_api_key',
@@ -52,19 +102,20 @@ export class Authenticator {
         },
       );
     }
-    const key = keys.find((k) => sameKey(k.key, match[1]!.trim()));
-    if (!key)
+    const holder = this.identify(ctx);
+    if (!holder)
       throw new NucleusError(401, 'invalid_api_key', 'the API key is not valid', {
         headers: { 'www-authenticate': 'Bearer' },
       });
-    if (access === 'admin' && key.role !== 'admin') {
+    if (access === 'admin' && holder.key.role !== 'admin') {
       throw new NucleusError(
         403,
         'forbidden',
-        `the key "${key.name ?? 'unnamed'}" has role "${key.role}"; this route needs an admin key`,
+        `the key "${holder.label}" has role "${holder.key.role}"; this route needs an admin key`,
       );
     }
-    ctx.state.apiKey = key.name ?? key.role;
+    const { key } = holder;
+    ctx.state.apiKey = holder.label;
     const caller: Caller = { name: nameOf(key), role: key.role, ...(key.limits ? { limits: key.limits } : {}) };
     ctx.state.caller = caller;
   }

@@ -2,11 +2,11 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ExtensionPointView, Hooks } from '@nucleus/sdk';
-import { badRequest, ExtensionPoints, unavailable } from '@nucleus/sdk';
+import { badRequest, ExtensionPoints, NucleusError, unavailable } from '@nucleus/sdk';
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
-import { Authenticator, type ApiKey } from './auth.js';
+import { Authenticator, findKey, holderOf, type ApiKey } from './auth.js';
 import { errorMiddleware } from './error-middleware.js';
 import { decodeContent, INFERENCE_HEADER_LENGTH, parseInferenceHeader, splitInferenceBody } from './binary-body.js';
 import { jsonNestsDeeperThan, jsonTooDeep } from './json-depth.js';
@@ -52,7 +52,10 @@ export class HttpServer {
 
   constructor(private readonly kernel: Kernel) {
     const { events, logger, config } = kernel;
-    const auth = new Authenticator(() => this.apiKeys());
+    const auth = new Authenticator(
+      () => this.apiKeys(),
+      () => config.get('cache.prefix.shareAcrossKeys'),
+    );
     this.routes = new RouteTable(kernel.extensions.point(ExtensionPoints.routes), kernelRoutes(kernel), auth);
     const hooks = kernel.extensions.point(ExtensionPoints.hooks);
 
@@ -68,13 +71,17 @@ export class HttpServer {
     this.app.use(async (ctx: Context, next: Next) => {
       const started = performance.now();
       const { requestId } = ctx.state as { requestId: string };
-      events.emit('request.start', { requestId, method: ctx.method, path: ctx.path });
+      // The key is looked up here, not only at the route, so the request's events say whose they are (/ws shows a
+      // user key its own requests only).
+      const tenant = auth.identify(ctx)?.tenancy.tenant;
+      events.emit('request.start', { requestId, method: ctx.method, path: ctx.path, ...(tenant && { tenant }) });
       try {
         await next();
       } finally {
         const body = ctx.body as { error?: { code?: string } } | undefined;
         events.emit('request.end', {
           requestId,
+          ...(tenant && { tenant }),
           method: ctx.method,
           path: ctx.path,
           route: (ctx.state.route as string | undefined) ?? 'unmatched',
@@ -200,8 +207,15 @@ export class HttpServer {
     const parseJson = bodyParser({
       enableTypes: ['json'],
       jsonLimit: config.get('server.bodyLimitBytes'),
-      onError: (err: Error) => {
+      onError: (err: Error, ctx: Context) => {
         if ((err as { status?: number }).status === 413) throw tooLarge();
+        // An encoding the body parser cannot undo (`br`, or `gzip, gzip`, a chain) is the client's media type.
+        if ((err as { status?: number }).status === 415)
+          throw new NucleusError(
+            415,
+            'unsupported_media_type',
+            `request body has Content-Encoding '${ctx.get('content-encoding')}'; this server reads identity, gzip or deflate, applied once`,
+          );
         throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
       },
     });
@@ -238,15 +252,17 @@ export class HttpServer {
       this.kernel.logger,
       (req) => {
         const keys = this.apiKeys();
-        if (!keys.length) return undefined;
+        if (!keys.length) return { label: 'anonymous', admin: true };
         const header = req.headers.authorization ?? '';
         const token =
-          /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? new URL(req.url ?? '/', 'http://x').searchParams.get('token');
-        return keys.some((k) => k.key === token)
-          ? undefined
-          : 'this socket needs an API key: send "Authorization: Bearer <key>" or ?token=<key>';
+          /^Bearer\s+(.+)$/i.exec(header)?.[1]?.trim() ?? new URL(req.url ?? '/', 'http://x').searchParams.get('token');
+        const key = findKey(keys, token);
+        if (!key) return 'this socket needs an API key: send "Authorization: Bearer <key>" or ?token=<key>';
+        const caller = holderOf(key, this.kernel.config.get('cache.prefix.shareAcrossKeys'));
+        return { label: caller.label, admin: key.role === 'admin', tenant: caller.tenancy.tenant! };
       },
       this.kernel.extensions.point(ExtensionPoints.wsTopics),
+      () => this.kernel.config.get('ws'),
     );
     this.ws.attach(server);
     await new Promise<void>((resolve, reject) => {

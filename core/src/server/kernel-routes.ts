@@ -1,6 +1,7 @@
 import type { RouteContribution } from '@nucleus/sdk';
 import { badRequest } from '@nucleus/sdk';
 import type { Kernel } from '../kernel/kernel.js';
+import { withoutPaths } from './without-paths.js';
 
 /** The kernel's own routes: liveness, readiness and the admin API. */
 export function kernelRoutes(kernel: Kernel): RouteContribution[] {
@@ -17,7 +18,12 @@ export function kernelRoutes(kernel: Kernel): RouteContribution[] {
         path,
         access: 'public',
         handler: (ctx) => {
-          const report = health.report();
+          // Public: a reason says what failed, not where the files are (the log has the whole reason).
+          const full = health.report();
+          const report = {
+            ...full,
+            conditions: full.conditions.map((c) => ({ ...c, reason: withoutPaths(c.reason) })),
+          };
           ctx.status = report.ready ? 200 : 503;
           ctx.body = report.ready
             ? report

@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { EventBus, EventType, ExtensionPointView, Logger, NucleusEvents, WsTopic } from '@nucleus/sdk';
 import { WebSocketServer, type WebSocket } from 'ws';
 
@@ -18,30 +19,72 @@ export const WS_TOPICS: Record<string, readonly EventType[]> = {
   config: ['config.changed'],
 };
 
+/** Who a socket belongs to, as the upgrade's key check found it. */
+export interface WsIdentity {
+  /** The key's name (or role): what logs show. */
+  label: string;
+  /** Admin keys, and every socket while no key is configured, see every event as it is. */
+  admin: boolean;
+  /** The key's tenant: a user socket sees the request events of this tenant only. Absent while no key is configured. */
+  tenant?: string;
+}
+
+/** The hub's bounds (`ws.*` in the config), read at each use so that they change at run time. */
+export interface WsLimits {
+  maxConnections: number;
+  maxConnectionsPerKey: number;
+  maxBufferedBytes: number;
+  maxDroppedMessages: number;
+}
+
+const DEFAULT_LIMITS: WsLimits = {
+  maxConnections: 1000,
+  maxConnectionsPerKey: 16,
+  maxBufferedBytes: 1 << 20,
+  maxDroppedMessages: 1000,
+};
+
+/** Close code for a socket that fell too far behind: 1013, "try again later". */
+export const WS_CLOSE_SLOW_READER = 1013;
+
 interface Client {
   socket: WebSocket;
+  identity: WsIdentity;
   topics: Set<string>;
   alive: boolean;
+  /** Messages dropped since the last one sent. */
+  dropped: number;
 }
 
 /**
  * The WebSocket hub on `/ws`: clients send `{"type":"subscribe","topics":[…]}` and receive kernel
  * events as `{"type":"event","topic","event","data"}`. Bad messages get an error frame, never a close.
  * Besides {@link WS_TOPICS}, plugins add topics at the `wsTopics` extension point.
+ *
+ * Each socket is its key's: a user key sees the request events of its own requests only, and config changes without
+ * their values; admin keys see everything. Sockets are capped in all and per key. A socket whose unsent messages
+ * pass `maxBufferedBytes` has further messages dropped (it is told how many once it catches up), and after
+ * `maxDroppedMessages` in a row it is closed with 1013: a client that never reads costs a bounded amount of memory.
  */
 export class WsHub {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
   private readonly clients = new Set<Client>();
+  private readonly perKey = new Map<string, number>();
+  /** The tenants of the requests running now, to place the engine events that name them (request ids). */
+  private readonly requestOwners = new Map<string, string>();
   private readonly unsubscribe: () => void;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly offTopics: () => void;
   private topicCache: Record<string, readonly EventType[]> | undefined;
+  private droppedTotal = 0;
 
   constructor(
-    events: EventBus,
+    private readonly events: EventBus,
     private readonly logger: Logger,
-    private readonly authorize: (req: IncomingMessage) => string | undefined,
+    /** The socket's identity, or a message saying why it is refused (401). */
+    private readonly authorize: (req: IncomingMessage) => WsIdentity | string,
     private readonly pluginTopics?: ExtensionPointView<WsTopic>,
+    private readonly limits: () => WsLimits = () => DEFAULT_LIMITS,
   ) {
     this.unsubscribe = events.onAny((type, data) => this.broadcast(type, data));
     this.heartbeat = setInterval(() => this.ping(), 30_000).unref();
@@ -62,20 +105,39 @@ export class WsHub {
     server.on('upgrade', (req, socket, head) => {
       const path = new URL(req.url ?? '/', 'http://localhost').pathname;
       if (path !== '/ws') return void socket.destroy();
-      const denied = this.authorize(req);
-      if (denied) {
-        socket.end(
-          `HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n\r\n${JSON.stringify({ error: { message: denied, type: 'authentication_error', code: 'invalid_api_key' } })}`,
+      const identity = this.authorize(req);
+      if (typeof identity === 'string')
+        return refuse(socket, '401 Unauthorized', 'authentication_error', 'invalid_api_key', identity);
+      const limits = this.limits();
+      if (this.clients.size >= limits.maxConnections)
+        return refuse(
+          socket,
+          '429 Too Many Requests',
+          'rate_limit_error',
+          'too_many_connections',
+          `the server has ${this.clients.size} WebSocket connections open, its limit (ws.maxConnections); retry later`,
         );
-        return;
-      }
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
+      const mine = identity.tenant === undefined ? 0 : (this.perKey.get(identity.tenant) ?? 0);
+      if (mine >= limits.maxConnectionsPerKey)
+        return refuse(
+          socket,
+          '429 Too Many Requests',
+          'rate_limit_error',
+          'too_many_connections',
+          `the key "${identity.label}" has ${mine} WebSocket connections open, its limit (ws.maxConnectionsPerKey); close one first`,
+        );
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
     });
   }
 
   /** Number of connected clients. */
   get size(): number {
     return this.clients.size;
+  }
+
+  /** Messages dropped for slow sockets since the hub started. */
+  get dropped(): number {
+    return this.droppedTotal;
   }
 
   /** Closes every socket. */
@@ -87,14 +149,26 @@ export class WsHub {
     this.wss.close();
   }
 
-  private accept(socket: WebSocket): void {
-    const client: Client = { socket, topics: new Set(), alive: true };
+  private accept(socket: WebSocket, identity: WsIdentity): void {
+    const client: Client = { socket, identity, topics: new Set(), alive: true, dropped: 0 };
     this.clients.add(client);
+    if (identity.tenant !== undefined) this.perKey.set(identity.tenant, (this.perKey.get(identity.tenant) ?? 0) + 1);
     socket.on('pong', () => (client.alive = true));
-    socket.on('close', () => this.clients.delete(client));
+    socket.on('close', () => this.forget(client));
     socket.on('error', (err) => this.logger.debug({ err }, 'websocket error'));
     socket.on('message', (raw) => this.onMessage(client, raw.toString()));
     this.send(client, { type: 'welcome', topics: Object.keys(this.topics()) });
+  }
+
+  private forget(client: Client): void {
+    if (!this.clients.delete(client)) return;
+    // Request events are not followed while no socket listens: the requests it knew of are forgotten with it.
+    if (this.clients.size === 0) this.requestOwners.clear();
+    const tenant = client.identity.tenant;
+    if (tenant === undefined) return;
+    const left = (this.perKey.get(tenant) ?? 1) - 1;
+    if (left > 0) this.perKey.set(tenant, left);
+    else this.perKey.delete(tenant);
   }
 
   private onMessage(client: Client, raw: string): void {
@@ -128,18 +202,78 @@ export class WsHub {
 
   private broadcast<K extends EventType>(type: K, data: NucleusEvents[K]): void {
     if (!this.clients.size) return;
+    const owner = this.ownerOf(type, data);
     for (const [topic, types] of Object.entries(this.topics())) {
       if (!types.includes(type)) continue;
-      for (const c of this.clients) if (c.topics.has(topic)) this.send(c, { type: 'event', topic, event: type, data });
+      let full: string | undefined;
+      let shown: string | undefined;
+      for (const c of this.clients) {
+        if (!c.topics.has(topic)) continue;
+        if (c.identity.admin) {
+          this.send(c, (full ??= JSON.stringify({ type: 'event', topic, event: type, data })));
+        } else if (owner === undefined || owner === c.identity.tenant) {
+          this.send(c, (shown ??= JSON.stringify({ type: 'event', topic, event: type, data: forUsers(type, data) })));
+        }
+      }
     }
+    if (type === 'request.end') this.requestOwners.delete((data as NucleusEvents['request.end']).requestId);
+  }
+
+  /**
+   * Whose an event is: its `tenant`, or the tenant of the request it names; `null` when it names a request the hub
+   * cannot place (user sockets do not see it); undefined when it is nobody's (models, plugins, queues: everyone's).
+   */
+  private ownerOf<K extends EventType>(type: K, data: NucleusEvents[K]): string | null | undefined {
+    const { tenant, requestId, requestIds } = data as { tenant?: string; requestId?: string; requestIds?: unknown };
+    if (type === 'request.start' && tenant !== undefined && requestId !== undefined)
+      this.requestOwners.set(requestId, tenant);
+    if (tenant !== undefined) return tenant;
+    if (typeof requestId === 'string') return this.requestOwners.get(requestId) ?? null;
+    if (requestIds !== undefined) return null;
+    return undefined;
   }
 
   private sendError(client: Client, code: string, message: string): void {
     this.send(client, { type: 'error', error: { message, type: 'invalid_request_error', code } });
   }
 
+  // Unsent bytes past the bound drop the message: the socket's buffer stays bounded whatever the client does.
   private send(client: Client, message: unknown): void {
-    if (client.socket.readyState === client.socket.OPEN) client.socket.send(JSON.stringify(message));
+    const { socket } = client;
+    if (socket.readyState !== socket.OPEN) return;
+    const limits = this.limits();
+    if (socket.bufferedAmount >= limits.maxBufferedBytes) {
+      this.droppedTotal++;
+      if (++client.dropped === 1)
+        this.logger.warn(
+          { key: client.identity.label, bufferedBytes: socket.bufferedAmount },
+          'websocket client reads too slowly: dropping messages for it',
+        );
+      if (client.dropped >= limits.maxDroppedMessages) this.disconnect(client);
+      return;
+    }
+    if (client.dropped > 0) {
+      const dropped = client.dropped;
+      client.dropped = 0;
+      this.logger.info({ key: client.identity.label, dropped }, 'websocket client caught up after dropped messages');
+      this.events.emit('ws.dropped', { key: client.identity.label, messages: dropped, closed: false });
+      socket.send(JSON.stringify({ type: 'dropped', count: dropped }));
+    }
+    socket.send(typeof message === 'string' ? message : JSON.stringify(message));
+  }
+
+  private disconnect(client: Client): void {
+    const { dropped } = client;
+    this.forget(client);
+    this.logger.warn(
+      { key: client.identity.label, dropped },
+      'websocket client closed: it read too slowly and messages were dropped',
+    );
+    this.events.emit('ws.dropped', { key: client.identity.label, messages: dropped, closed: true });
+    client.socket.close(
+      WS_CLOSE_SLOW_READER,
+      `${dropped} messages dropped: the client reads too slowly (ws.maxDroppedMessages)`,
+    );
   }
 
   private ping(): void {
@@ -152,4 +286,20 @@ export class WsHub {
       c.socket.ping();
     }
   }
+}
+
+// What a user key's socket sees of an event that passed the tenant check: config changes without their values (an
+// admin's change may hold anything, from a model path to a limit set for someone else).
+function forUsers<K extends EventType>(type: K, data: NucleusEvents[K]): unknown {
+  if (type !== 'config.changed') return data;
+  return { path: (data as NucleusEvents['config.changed']).path };
+}
+
+// Answers an upgrade that will not become a WebSocket with an HTTP status and the usual JSON error body.
+function refuse(socket: Duplex, status: string, type: string, code: string, message: string): void {
+  const body = JSON.stringify({ error: { message, type, code } });
+  const retry = status.startsWith('429') ? 'retry-after: 5\r\n' : '';
+  socket.end(
+    `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${retry}connection: close\r\n\r\n${body}`,
+  );
 }

@@ -3,6 +3,7 @@ import {
   notFound,
   recordStreamedAnswer,
   SseStream,
+  tenancyOf,
   type GenerateRequest,
   type GenerationModelInfo,
   type GenerationService,
@@ -208,6 +209,7 @@ export function generateRoutes(
       {
         ...request,
         ...(routed.version !== undefined && { version: routed.version }),
+        ...tenancyOf(ctx),
         ...(id !== undefined && { requestId: id }),
       },
       signal,

@@ -1,4 +1,4 @@
-import type { GenerateRequest, RouteContext, RouteContribution } from '@nucleus/sdk';
+import { NucleusError, tenancyOf, type GenerateRequest, type RouteContext, type RouteContribution } from '@nucleus/sdk';
 import type { RouteDeps } from './openai-routes.js';
 import {
   chatMessagesOf,
@@ -88,13 +88,20 @@ export function nativeRoutes(deps: RouteDeps): RouteContribution[] {
         ),
     },
     {
-      // A conversation ended: its prefix-cache entries that nothing else uses are freed (optionally `?model=`).
+      // A conversation ended: its prefix-cache entries that nothing else uses are freed (optionally `?model=`). A
+      // conversation is its key's: another key's, like one with nothing cached, is not found, whatever it holds.
       method: 'DELETE',
       path: '/conversations/:id',
       handler: async (ctx) => {
         const model = typeof ctx.query.model === 'string' ? ctx.query.model : undefined;
         const service = deps.generation(ctx);
-        const bytes = service.releaseConversation ? await service.releaseConversation(ctx.params.id!, model) : 0;
+        const bytes = await service.releaseConversation?.(ctx.params.id!, model, tenancyOf(ctx).tenant);
+        if (bytes === undefined)
+          throw new NucleusError(
+            404,
+            'conversation_not_found',
+            `no cached entries of conversation "${ctx.params.id}" for this API key${model ? ` in model "${model}"` : ''}`,
+          );
         return { id: ctx.params.id, object: 'conversation.released', released_bytes: bytes };
       },
     },
@@ -115,6 +122,7 @@ async function generate(
     ...(version !== undefined && { version }),
     ...input,
     ...samplingOf(body),
+    ...tenancyOf(ctx),
     requestId,
   };
   const n = request.n ?? 1;

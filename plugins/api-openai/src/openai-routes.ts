@@ -27,7 +27,7 @@ import {
   type SamplingBody,
 } from './request-mapping.js';
 import { CHAT_COMPLETION_SCHEMA, COMPLETION_SCHEMA, EMBEDDING_SCHEMA, validator } from './schemas.js';
-import { recordStreamedAnswer, SseStream } from '@nucleus/sdk';
+import { recordStreamedAnswer, SseStream, tenancyOf } from '@nucleus/sdk';
 
 /** `POST /v1/chat/completions` body. */
 export interface ChatCompletionBody extends SamplingBody {
@@ -156,6 +156,7 @@ async function chatCompletions(
     ...(version !== undefined && { version }),
     messages: chatMessagesOf(body.messages),
     ...samplingOf(body),
+    ...tenancyOf(ctx),
     requestId,
     ...deadlineOf(ctx),
   };
@@ -263,6 +264,7 @@ async function completions(
     ...(version !== undefined && { version }),
     prompt,
     ...sampling,
+    ...tenancyOf(ctx),
     requestId,
     ...deadline,
   }));

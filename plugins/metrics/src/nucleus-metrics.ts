@@ -108,6 +108,12 @@ export class NucleusMetrics {
         'route',
         'code',
       ]),
+      wsDropped: counter(
+        'ws_dropped_messages_total',
+        '/ws messages dropped for sockets that read too slowly, by key.',
+        ['key'],
+      ),
+      wsSlowClosed: counter('ws_slow_disconnects_total', '/ws sockets closed for reading too slowly, by key.', ['key']),
       // Requests to models (tensor inference and generation).
       success: counter(
         'request_success_total',
@@ -432,6 +438,10 @@ export class NucleusMetrics {
       events.on('model.swapped', (e) => m.modelSwaps.inc({ model_name: e.model, outcome: 'swapped' })),
       events.on('model.swapFailed', (e) => m.modelSwaps.inc({ model_name: e.model, outcome: 'failed' })),
       events.on('backend.fallback', (e) => m.backendFallbacks.inc({ requested: e.requested, chosen: e.chosen })),
+      events.on('ws.dropped', (e) => {
+        m.wsDropped.inc({ key: e.key }, e.messages);
+        if (e.closed) m.wsSlowClosed.inc({ key: e.key });
+      }),
       events.on('plugin.state', (e) => this.setPluginState(e.id, e.version, e.state)),
       events.on('plugin.reloaded', (e) => m.pluginReloads.inc({ plugin: e.id, outcome: 'ok' })),
       events.on('plugin.reloadFailed', (e) => m.pluginReloads.inc({ plugin: e.id, outcome: 'failed' })),

@@ -47,6 +47,13 @@ export const CACHE_SCHEMA = {
             'Eviction policy by name, from the `cachePolicy` contributions of plugins (`lru` from cache-lru).',
           default: 'lru',
         },
+        shareAcrossKeys: {
+          type: 'boolean',
+          description:
+            "Whether user API keys share one prefix cache. false: each user key's prompts are cached apart, so a key's `cached_tokens` (or its latency) never tells whether another key sent the same text; admin keys, and every request while no key is configured, use the common cache. true: one cache for all, more hits when keys send the same prompts (one tenant behind several keys).",
+          default: false,
+          'x-runtime': true,
+        },
         persist: {
           type: 'boolean',
           description:

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import { apiKeyChecks } from './api-key-checks.js';
 import { ConfigError, describeSource, type ConfigIssue, type ConfigSource } from './config-error.js';
 import {
   configKeys,
@@ -151,10 +152,13 @@ export function buildConfig(
   }
 
   const validator = new ConfigValidator(schema);
-  const issues = [
-    ...layering.issues,
-    ...validator.validate(layering.config, (segments) => originOf(layering.sources, layers.file, segments)),
-  ];
+  const sourceOf = (segments: readonly string[]) => originOf(layering.sources, layers.file, segments);
+  const schemaErrors = validator.validate(layering.config, sourceOf);
+  const keyChecks = schemaErrors.length
+    ? { issues: [], warnings: [] }
+    : apiKeyChecks(layering.config as unknown as NucleusConfig, sourceOf);
+  layering.warnings.push(...keyChecks.warnings);
+  const issues = [...layering.issues, ...schemaErrors, ...keyChecks.issues];
   if (issues.length > 0 && options.keepIssues !== true) throw new ConfigError(issues);
   return {
     config: layering.config as unknown as NucleusConfig,

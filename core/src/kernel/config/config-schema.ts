@@ -194,6 +194,46 @@ export const CORE_CONFIG_SCHEMA = {
         },
       },
     },
+    ws: {
+      type: 'object',
+      description:
+        'The WebSocket hub on `/ws`: how many sockets it takes, and how far a socket that reads slowly may fall behind.',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        maxConnections: {
+          type: 'integer',
+          minimum: 1,
+          description: 'Most sockets open at once; an upgrade past it is refused with 429 (and Retry-After).',
+          default: 1000,
+          'x-runtime': true,
+        },
+        maxConnectionsPerKey: {
+          type: 'integer',
+          minimum: 1,
+          description:
+            'Most sockets one API key may have open at once; an upgrade past it is refused with 429. Applies while keys are configured.',
+          default: 16,
+          'x-runtime': true,
+        },
+        maxBufferedBytes: {
+          type: 'integer',
+          minimum: 1024,
+          description:
+            "Bytes a socket may have waiting to be sent: while more wait (the client reads too slowly), messages for it are dropped, counted and logged instead of piling up in the server's memory.",
+          default: 1024 * 1024,
+          'x-runtime': true,
+        },
+        maxDroppedMessages: {
+          type: 'integer',
+          minimum: 1,
+          description:
+            'Messages dropped in a row for one slow socket before it is closed with code 1013 (try again later) and a reason saying so.',
+          default: 1000,
+          'x-runtime': true,
+        },
+      },
+    },
     backend: {
       type: 'string',
       minLength: 1,

@@ -12,7 +12,7 @@ import {
 import { GenerationAdmission } from './generation-admission.js';
 import type { GenerationEngineOptions } from './generation-engine-options.js';
 import { ModelCatalog } from './model-catalog.js';
-import { toWireEmbed } from './request-schema.js';
+import { qualifiedConversation, toWireEmbed } from './request-schema.js';
 import type { LlmModelSpec } from './served-model.js';
 
 export type { GenerationEngineOptions } from './generation-engine-options.js';
@@ -106,12 +106,15 @@ export class GenerationEngine implements GenerationService {
     return { model: model.name, embeddings: vectors, promptTokens };
   }
 
-  async releaseConversation(conversationId: string, model?: string): Promise<number> {
+  async releaseConversation(conversationId: string, model?: string, tenant?: string): Promise<number | undefined> {
     if (typeof conversationId !== 'string' || conversationId.length === 0)
       throw badRequest('invalid_conversation_id', 'conversation_id must be a non-empty string', 'conversation_id');
     const models = model === undefined ? this.#catalog.all() : this.#catalog.versionsOf(this.#catalog.find(model).name);
-    const freed = await Promise.all(models.map((m) => m.replicas?.releaseConversation(conversationId) ?? 0));
-    return freed.reduce((a, b) => a + b, 0);
+    const id = qualifiedConversation(conversationId, tenant);
+    const freed = await Promise.all(
+      models.map((m) => m.replicas?.releaseConversation(id) ?? { bytes: 0, found: false }),
+    );
+    return freed.some((r) => r.found) ? freed.reduce((a, b) => a + b.bytes, 0) : undefined;
   }
 
   /**

@@ -32,6 +32,8 @@ export interface SequenceInit {
   decoder: TextStreamDecoder;
   /** The conversation the sequence belongs to; its prefix-cache blocks are tagged with it. */
   conversationId?: string;
+  /** The prefix-cache namespace the sequence reads and leaves its blocks in (the common one when absent). */
+  cacheNamespace?: string;
 }
 
 /** Where the loop sends what sequences produce. */
@@ -276,7 +278,12 @@ export class GenerationLoop {
   async #prefill(joining: Sequence[]): Promise<StepReport[]> {
     const newcomers = joining.map((seq): Newcomer => {
       // At least one prompt token is computed: its logits give the first generated token.
-      const match = this.#cache?.match(seq.init.promptIds, seq.init.promptIds.length - 1, seq.init.conversationId);
+      const match = this.#cache?.match(
+        seq.init.promptIds,
+        seq.init.promptIds.length - 1,
+        seq.init.conversationId,
+        seq.init.cacheNamespace,
+      );
       if (!match || match.tokens === 0) return { prompt: seq.init.promptIds };
       seq.cachedTokens = match.tokens;
       return {
@@ -347,7 +354,13 @@ export class GenerationLoop {
     const length = this.#kv.lengths[row]!;
     if (length < cache.blockTokens) return;
     const ids = seq.generatedIds.length === 0 ? seq.init.promptIds : [...seq.init.promptIds, ...seq.generatedIds];
-    cache.insert(ids, length, (first) => this.#kv.blockAt(row, first, cache.blockTokens), seq.init.conversationId);
+    cache.insert(
+      ids,
+      length,
+      (first) => this.#kv.blockAt(row, first, cache.blockTokens),
+      seq.init.conversationId,
+      seq.init.cacheNamespace,
+    );
   }
 
   // The outcome of a split step: the sequences of the parts that failed fail with their part's error; `each` gets every

@@ -82,7 +82,10 @@ export interface WireGenerateRequest extends Omit<SamplingOptions, 'stop' | 'ign
   priority: GenerationPriority;
   stop: string[];
   ignoreEos: boolean;
+  /** The conversation, qualified by its tenant: `<tenant>:<id>` (see `toWireGenerate`). */
   conversationId?: string;
+  /** See `GenerateRequest.cacheNamespace`. */
+  cacheNamespace?: string;
   /** See `GenerateRequest.buffered`. */
   buffered?: boolean;
 }
@@ -187,7 +190,8 @@ export type FromGenerationThread =
       /** The loop's step-recovery counters (allocation failures), when they changed since the last group. */
       recovery?: StepRecovery;
     }
-  | { type: 'released'; id: number; bytes: number }
+  /** `found`: the cache held blocks of the conversation (it may have freed none, when others still use them). */
+  | { type: 'released'; id: number; bytes: number; found: boolean }
   /** The prefix cache was written (`blocks`, `bytes` of its file), or not, with `error` saying why. */
   | { type: 'persisted'; id: number; blocks: number; bytes: number; error?: string }
   | { type: 'embedded'; id: number; vectors: Float32Array[]; promptTokens: number }

@@ -1,7 +1,7 @@
 import { unavailable, type Logger, type ReplicaRouter, type WorkerLoad, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { ReplicaSet } from '../../workers/replica-set.js';
 import type { EventChannel } from './event-channel.js';
-import type { Admission } from './generation-requests.js';
+import type { Admission, Released } from './generation-requests.js';
 import type { GenerationThreadReady, GenerationWorkerClient } from './generation-worker-client.js';
 import type { WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
 
@@ -141,10 +141,10 @@ export class GenerationReplicas {
     return this.#leastBusy().embed(request, signal);
   }
 
-  /** Drops a conversation's prefix-cache blocks in every replica; resolves to the bytes freed. */
-  async releaseConversation(conversationId: string): Promise<number> {
+  /** Drops a conversation's prefix-cache blocks in every replica; resolves to the bytes freed and whether any had some. */
+  async releaseConversation(conversationId: string): Promise<Released> {
     const freed = await Promise.all(this.all.map((w) => w.releaseConversation(conversationId)));
-    return freed.reduce((a, b) => a + b, 0);
+    return { bytes: freed.reduce((a, b) => a + b.bytes, 0), found: freed.some((r) => r.found) };
   }
 
   /** Each replica (retiring ones included, marked), as `/status` shows it. */

@@ -46,6 +46,12 @@ interface Resubmittable {
 // sent to the next for ever.
 const MAX_ATTEMPTS = 3;
 
+/** What a worker answered to a release: the bytes freed, and whether its cache held blocks of the conversation. */
+export interface Released {
+  bytes: number;
+  found: boolean;
+}
+
 /**
  * The requests one generation worker holds, from the main thread's side: those waiting for their admission, the
  * admitted ones with the channel their events go to, embeddings and cache releases waiting for their reply, and which
@@ -56,7 +62,7 @@ export class GenerationRequests {
   readonly #admissions = new Map<number, PendingAdmission>();
   readonly #channels = new Map<number, EventChannel>();
   readonly #embeds = new Map<number, PendingEmbed>();
-  readonly #releases = new Map<number, { resolve(bytes: number): void; reject(err: Error): void }>();
+  readonly #releases = new Map<number, { resolve(released: Released): void; reject(err: Error): void }>();
   readonly #resubmittable = new Map<number, Resubmittable>();
   /** Sends to the worker that runs now; false when none does. */
   readonly #send: (message: ToGenerationThread) => boolean;
@@ -114,8 +120,8 @@ export class GenerationRequests {
     });
   }
 
-  /** Asks the worker to drop a conversation's prefix-cache blocks; resolves to the bytes freed. */
-  release(conversationId: string): Promise<number> {
+  /** Asks the worker to drop a conversation's prefix-cache blocks; resolves to the bytes freed and whether it had any. */
+  release(conversationId: string): Promise<Released> {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#releases.set(id, { resolve, reject });
@@ -176,7 +182,7 @@ export class GenerationRequests {
       case 'released': {
         const pending = this.#releases.get(message.id);
         this.#releases.delete(message.id);
-        pending?.resolve(message.bytes);
+        pending?.resolve({ bytes: message.bytes, found: message.found });
         break;
       }
       case 'embedded': {
@@ -216,7 +222,7 @@ export class GenerationRequests {
       pending.reject(err);
     }
     // A worker that ended took its cache with it: nothing is left to release.
-    for (const p of this.#releases.values()) p.resolve(0);
+    for (const p of this.#releases.values()) p.resolve({ bytes: 0, found: false });
     this.#releases.clear();
   }
 
@@ -260,7 +266,7 @@ export class GenerationRequests {
     for (const p of this.#admissions.values()) p.reject(err);
     for (const p of this.#embeds.values()) p.reject(err);
     // A thread that ended took its cache with it: nothing is left to release.
-    for (const p of this.#releases.values()) p.resolve(0);
+    for (const p of this.#releases.values()) p.resolve({ bytes: 0, found: false });
     this.#releases.clear();
     for (const c of this.#channels.values()) {
       c.fail(err);

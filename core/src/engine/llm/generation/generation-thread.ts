@@ -299,7 +299,7 @@ class DecoderEngine {
     };
     const admitted: Admitted = { seqIds: [] };
     this.#requests.set(id, admitted);
-    const cachedTokens = this.prefixCache?.peek(prompt.ids, prompt.ids.length - 1);
+    const cachedTokens = this.prefixCache?.peek(prompt.ids, prompt.ids.length - 1, request.cacheNamespace);
     post({
       type: 'admitted',
       id,
@@ -325,6 +325,7 @@ class DecoderEngine {
         // Decoding continues the prompt, so text at the seam (a leading space, a split character) comes out right.
         decoder: this.#tokenizer.createStreamDecoder({ prefix: prompt.ids }),
         ...(request.conversationId !== undefined && { conversationId: request.conversationId }),
+        ...(request.cacheNamespace !== undefined && { cacheNamespace: request.cacheNamespace }),
       });
     }
   }
@@ -335,9 +336,11 @@ class DecoderEngine {
     for (const seq of admitted.seqIds) this.loop.cancel(seq);
   }
 
-  /** Drops a conversation's prefix-cache blocks; the bytes freed. */
-  releaseConversation(conversationId: string): number {
-    return this.prefixCache?.releaseConversation(conversationId) ?? 0;
+  /** Drops a conversation's prefix-cache blocks: the bytes freed, and whether the cache had any of its blocks. */
+  releaseConversation(conversationId: string): { bytes: number; found: boolean } {
+    const cache = this.prefixCache;
+    if (!cache?.hasConversation(conversationId)) return { bytes: 0, found: false };
+    return { bytes: cache.releaseConversation(conversationId), found: true };
   }
 
   // The cache's stats when they differ from the last ones posted.
@@ -510,10 +513,10 @@ async function main(): Promise<void> {
         void persist(message.id, engine?.prefixCache);
         break;
       case 'release': {
-        const bytes = engine?.releaseConversation(message.conversationId) ?? 0;
+        const { bytes, found } = engine?.releaseConversation(message.conversationId) ?? { bytes: 0, found: false };
         // The stats changed with nothing else to post: say so now, before the answer.
         engine?.outbox.flush(true);
-        post({ type: 'released', id: message.id, bytes });
+        post({ type: 'released', id: message.id, bytes, found });
         break;
       }
       case 'exit':

@@ -11,7 +11,7 @@ import type {
   WireStepStats,
 } from './generation-messages.js';
 import type { EventChannel } from './event-channel.js';
-import { GenerationRequests, requestAborted, type Admission } from './generation-requests.js';
+import { GenerationRequests, requestAborted, type Admission, type Released } from './generation-requests.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { SpeculationStats, StepRecovery } from './generation-loop.js';
 import type { SchedulerSettings } from './scheduler.js';
@@ -220,9 +220,9 @@ export class GenerationWorkerClient {
     return this.#requests.embed(request);
   }
 
-  /** Drops a conversation's prefix-cache blocks in the thread; resolves to the bytes freed (0 when no thread runs). */
-  releaseConversation(conversationId: string): Promise<number> {
-    if (!this.#worker) return Promise.resolve(0);
+  /** Drops a conversation's prefix-cache blocks in the thread; resolves to the bytes freed and whether it had any. */
+  releaseConversation(conversationId: string): Promise<Released> {
+    if (!this.#worker) return Promise.resolve({ bytes: 0, found: false });
     return this.#requests.release(conversationId);
   }
 

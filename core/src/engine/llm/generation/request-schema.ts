@@ -125,6 +125,23 @@ export const GENERATE_REQUEST_SCHEMA: RequestSchema = {
         messages: { '*': 'conversation_id must be a string of 1 to 256 characters' },
       },
     },
+    // Set by the API plugins from the server's authentication (`tenancyOf`), not by clients.
+    tenant: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 64,
+      pattern: '^[^:]*$',
+      'x-error': { param: 'tenant', messages: { '*': 'tenant must be a string of 1 to 64 characters without ":"' } },
+    },
+    cacheNamespace: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 64,
+      'x-error': {
+        param: 'cache_namespace',
+        messages: { '*': 'cacheNamespace must be a string of 1 to 64 characters' },
+      },
+    },
     prompt: {
       anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'number' } }],
       'x-error': { param: 'prompt', messages: { '*': 'prompt must be a string or a list of token ids' } },
@@ -203,9 +220,18 @@ export function toWireGenerate(r: GenerateRequest): WireGenerateRequest {
     ...(r.maxTokens !== undefined && { maxTokens: r.maxTokens }),
     stop: (r.stop ?? []).filter((s) => s.length > 0),
     ignoreEos: r.ignoreEos ?? false,
-    ...(r.conversationId !== undefined && { conversationId: r.conversationId }),
+    ...(r.conversationId !== undefined && { conversationId: qualifiedConversation(r.conversationId, r.tenant) }),
+    ...(r.cacheNamespace !== undefined && { cacheNamespace: r.cacheNamespace }),
     ...(r.buffered === true && { buffered: true }),
   };
+}
+
+/**
+ * A conversation id as the prefix caches tag blocks with it: one tenant's `talk-1` is not another's. A tenant has no
+ * `:`, so the pair reads back one way only.
+ */
+export function qualifiedConversation(conversationId: string, tenant: string | undefined): string {
+  return tenant === undefined ? conversationId : `${tenant}:${conversationId}`;
 }
 
 /** Checks an embedding request against {@link EMBED_REQUEST_SCHEMA} and turns it into plain data for the worker. */

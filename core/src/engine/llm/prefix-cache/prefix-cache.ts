@@ -114,17 +114,18 @@ export class PrefixCache {
   }
 
   /** Tokens of `ids` the cache could serve now, at most `maxTokens`; changes nothing (no stats, no recency). */
-  peek(ids: readonly number[], maxTokens = ids.length): number {
-    return this.#walk(ids, maxTokens).length * this.blockTokens;
+  peek(ids: readonly number[], maxTokens = ids.length, namespace?: string): number {
+    return this.#walk(ids, maxTokens, namespace).length * this.blockTokens;
   }
 
   /**
    * The longest cached start of `ids`, at most `maxTokens` tokens (leave one prompt token uncached so the prefill
    * has a position to give logits for). Counts hits and misses, marks the blocks used, and tags them with
-   * `conversationId`. The returned arrays are the cache's own: copy them before the cache changes.
+   * `conversationId`. Only blocks inserted under the same `namespace` match. The returned arrays are the cache's own:
+   * copy them before the cache changes.
    */
-  match(ids: readonly number[], maxTokens = ids.length, conversationId?: string): PrefixMatch {
-    const found = this.#walk(ids, maxTokens);
+  match(ids: readonly number[], maxTokens = ids.length, conversationId?: string, namespace?: string): PrefixMatch {
+    const found = this.#walk(ids, maxTokens, namespace);
     const wanted = Math.floor(Math.min(ids.length, maxTokens) / this.blockTokens);
     this.#hits += found.length;
     this.#misses += wanted - found.length;
@@ -137,17 +138,23 @@ export class PrefixCache {
    * Keeps the KV of the whole blocks among the first `count` tokens of `ids`; `blockAt(first)` copies the KV of
    * tokens `first .. first + blockTokens` and is called only for blocks not cached yet. Evicts what the policy names
    * to make room; blocks that do not fit (the policy names none, or names one this insert relies on) are left out.
-   * Returns how many blocks were added.
+   * Returns how many blocks were added. A `namespace` keeps them apart: only lookups in the same one find them.
    */
-  insert(ids: readonly number[], count: number, blockAt: (first: number) => KvArray, conversationId?: string): number {
+  insert(
+    ids: readonly number[],
+    count: number,
+    blockAt: (first: number) => KvArray,
+    conversationId?: string,
+    namespace?: string,
+  ): number {
     const B = this.blockTokens;
-    const chain = this.#walk(ids, count);
+    const chain = this.#walk(ids, count, namespace);
     const pinned = new Set(chain.map((b) => b.key));
     let parent = chain.at(-1)?.key;
     let added = 0;
     for (let i = chain.length; (i + 1) * B <= count; i++) {
       if (!this.#makeRoom(this.#blockBytes, pinned)) break;
-      const key = blockKey(parent, ids, i * B, B);
+      const key = blockKey(parent ?? rootOf(namespace), ids, i * B, B);
       const data = blockAt(i * B);
       if (data.length !== this.#blockElements)
         throw new Error(`a block of ${B} tokens holds ${this.#blockElements} values, not ${data.length}`);
@@ -168,6 +175,12 @@ export class PrefixCache {
     this.#own(chain, conversationId);
     this.#touch(chain);
     return added;
+  }
+
+  /** Whether any block is tagged with the conversation. */
+  hasConversation(conversationId: string): boolean {
+    for (const block of this.#blocks.values()) if (block.owners.has(conversationId)) return true;
+    return false;
   }
 
   /** Drops the blocks of a conversation that nothing else uses; returns the bytes freed. */
@@ -292,13 +305,13 @@ export class PrefixCache {
   }
 
   // The cached blocks that start `ids`, within `maxTokens`, verified token by token.
-  #walk(ids: readonly number[], maxTokens: number): Block[] {
+  #walk(ids: readonly number[], maxTokens: number, namespace: string | undefined): Block[] {
     const B = this.blockTokens;
     const limit = Math.min(ids.length, maxTokens);
     const found: Block[] = [];
     let parent: string | undefined;
     for (let i = 0; (i + 1) * B <= limit; i++) {
-      const key = blockKey(parent, ids, i * B, B);
+      const key = blockKey(parent ?? rootOf(namespace), ids, i * B, B);
       const block = this.#blocks.get(key);
       if (!block || block.parent !== parent || !sameTokens(block.tokens, ids, i * B)) break;
       found.push(block);
@@ -382,6 +395,12 @@ export class PrefixCache {
       this.#policy.onAccess(b.key);
     }
   }
+}
+
+// What the first block of a namespace's chains hashes in as its parent: the same tokens under two namespaces have
+// different keys, so a lookup in one never finds (or times) the other's blocks. A block key (hex) never looks like it.
+function rootOf(namespace: string | undefined): string | undefined {
+  return namespace === undefined ? undefined : `root:${namespace}`;
 }
 
 /** The key of the block of `ids[from .. from + count]` that follows the block keyed `parent`. */
