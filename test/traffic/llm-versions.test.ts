@@ -261,8 +261,9 @@ describe('several versions of one LLM name side by side, split by traffic polici
   });
 
   it('rolls a canary version back when its requests fail, with an alert, and serves every user from stable', async () => {
-    // The canary's requests fail for real: version 3 is swapped with no drain time while its streams run, so each
-    // stream in flight ends with a model_unloading error (a botched roll-out of the canary's files).
+    // The canary's requests fail for real: version 3 is unloaded with no drain time while its streams run, so each
+    // stream in flight ends with a model_unloading error (a botched roll-out pulled from under its clients). Unloading
+    // is immediate, where a swap would first load its replacement while the streams run to their end.
     await policy({
       type: 'canary',
       stable: { version: '1' },
@@ -308,8 +309,8 @@ describe('several versions of one LLM name side by side, split by traffic polici
       return { first, done };
     });
     await Promise.all(streams.map((s) => s.first));
-    const swap = await send('/admin/models/writer/versions/3/swap', { body: { source: stories, drainTimeoutMs: 0 } });
-    assert.equal(swap.status, 200, JSON.stringify(swap.body));
+    const unload = await send('/admin/models/writer/versions/3?drainTimeoutMs=0', { method: 'DELETE' });
+    assert.equal(unload.status, 200, JSON.stringify(unload.body));
     const outcomes = await Promise.all(streams.map((s) => s.done));
     for (const o of outcomes) {
       assert.equal(o.complete, false);
