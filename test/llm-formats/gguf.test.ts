@@ -222,7 +222,7 @@ describe('GGUF', () => {
       writeTestLlamaGguf(path, {
         metadata: {
           'general.architecture': m.str('gemma'),
-          'gemma.rope.scaling.type': m.str('yarn'),
+          'gemma.rope.scaling.type': m.str('dynamic'),
           'tokenizer.ggml.model': m.str('bert'),
         },
         tensors: (ts) =>
@@ -232,9 +232,9 @@ describe('GGUF', () => {
       });
       const err = await refusal(path);
       const text = err.message;
-      assert.match(text, /architecture "gemma" \(supported: llama, mistral, qwen2\)/);
+      assert.match(text, /architecture "gemma" \(supported: llama, mistral, qwen2, phi3\)/);
       assert.match(text, /tensor type IQ2_XXS \(1 tensor, e\.g\. blk\.0\.attn_q\.weight; supported: F32, F16, .*Q8_0/);
-      assert.match(text, /RoPE scaling "yarn"/);
+      assert.match(text, /RoPE scaling "dynamic" \(supported: none, linear, yarn, longrope/);
       assert.match(text, /tokenizer model "bert"/);
       assert.ok(err.problems.length >= 4);
       assert.equal(err.status, 400);

@@ -1,5 +1,11 @@
 import { basename } from 'node:path';
-import { UnsupportedModelError, type LlamaArchitecture, type RopeLayout, type TokenizerSpec } from '@nucleus/sdk/llm';
+import {
+  UnsupportedModelError,
+  type GgmlRopeScaling,
+  type LlamaArchitecture,
+  type RopeLayout,
+  type TokenizerSpec,
+} from '@nucleus/sdk/llm';
 import { readGguf, type GgufFile, type GgufValue } from './gguf-reader.js';
 import { ggmlTypeName, SUPPORTED_GGML_TYPE_NAMES, SUPPORTED_GGML_TYPES } from './ggml-types.js';
 import { checkGgufLimits } from './gguf-limits.js';
@@ -9,6 +15,12 @@ import { ggufTokenizer } from './gguf-tokenizer.js';
 interface ArchitectureFamily {
   /** llama.cpp's rope type: NORM rotates adjacent pairs, NEOX the two halves of a head. */
   ropeLayout: RopeLayout;
+  /**
+   * Phi-3's layout: q, k and v may come stacked in one `attn_qkv` matrix, gate and up always in one `ffn_up`
+   * (gate rows first), `attention.sliding_window` is part of the graph, and `rope_factors_long/short` hold
+   * LongRoPE's frequency divisors.
+   */
+  phi3?: true;
 }
 
 /**
@@ -19,6 +31,7 @@ const FAMILIES: Readonly<Record<string, ArchitectureFamily>> = {
   llama: { ropeLayout: 'interleaved' },
   mistral: { ropeLayout: 'interleaved' },
   qwen2: { ropeLayout: 'half' },
+  phi3: { ropeLayout: 'half', phi3: true },
 };
 
 /** The `general.architecture` values this format loads. */
@@ -48,8 +61,14 @@ export interface GgufLlama {
   /**
    * Divisors of each RoPE pair's frequency as a constant, when the file scales RoPE linearly
    * (`rope.scaling.type = linear`); `rope_freqs.weight` divisors are read with the weights and multiplied in.
+   * 1 when the scaling is ggml's (`arch.ropeScaling`), which carries the factor itself.
    */
   ropeScale: number;
+  /**
+   * Phi-3 LongRoPE: the context past which llama.cpp divides the frequencies by `rope_factors_long` instead of
+   * `rope_factors_short` (`rope.scaling.original_context_length`); absent when the file has no such factors.
+   */
+  longRopeAbove?: number;
   tokenizer: TokenizerSpec;
   bosTokenId?: number;
   eosTokenIds: number[];
@@ -116,12 +135,16 @@ export function inspectGguf(path: string): GgufLlama {
     problems.push(`${numHeads} heads do not split into ${numKvHeads} kv heads`);
   const ropeDims = int('rope.dimension_count', headDim);
   if (ropeDims !== headDim) problems.push(`partial RoPE (rope.dimension_count ${ropeDims} of head dim ${headDim})`);
-  const ropeScale = ropeScaling(md, prefix, problems);
+  const rope = ropeScaling(md, prefix, contextLength, problems);
   const experts = md.get(`${prefix}.expert_count`);
   if (experts !== undefined && Number(experts) > 0) problems.push(`mixture of experts (${String(experts)} experts)`);
   for (const key of ['attention.sliding_window', 'attn_logit_softcapping', 'final_logit_softcapping']) {
+    if (key === 'attention.sliding_window' && family?.phi3) continue;
     if (md.has(`${prefix}.${key}`)) problems.push(`${prefix}.${key} (not part of the Llama graph)`);
   }
+  // 0 (or absent) means no window, as in llama.cpp.
+  const window = family?.phi3 ? md.get(`${prefix}.attention.sliding_window`) : undefined;
+  const slidingWindow = typeof window === 'number' && Number.isInteger(window) && window > 0 ? window : 0;
 
   // A layer count the file cannot hold tensors for is refused before anything is built per layer.
   const layersHeld = numLayers <= file.tensors.length;
@@ -143,6 +166,10 @@ export function inspectGguf(path: string): GgufLlama {
     ['output.weight', [hiddenSize, vocabSize]],
     ['rope_freqs.weight', [headDim / 2]],
   ]);
+  if (family?.phi3) {
+    optional.set('rope_factors_long.weight', [headDim / 2]);
+    optional.set('rope_factors_short.weight', [headDim / 2]);
+  }
   const layerDims: Record<(typeof LAYER_TENSORS)[number], number[]> = {
     attn_norm: [hiddenSize],
     attn_q: [hiddenSize, q],
@@ -158,6 +185,15 @@ export function inspectGguf(path: string): GgufLlama {
   for (let l = 0; layersHeld && l < numLayers; l++) {
     for (const t of LAYER_TENSORS) expected.set(`blk.${l}.${t}.weight`, layerDims[t]);
     for (const t of OPTIONAL_LAYER_BIASES) optional.set(`blk.${l}.${t}.bias`, biasDims[t]);
+    if (family?.phi3) {
+      // llama.cpp's phi3 graph: SwiGLU over one `ffn_up` of 2 × feed_forward_length rows, q/k/v stacked or apart.
+      expected.delete(`blk.${l}.ffn_gate.weight`);
+      expected.set(`blk.${l}.ffn_up.weight`, [hiddenSize, 2 * intermediateSize]);
+      if (byName.has(`blk.${l}.attn_qkv.weight`)) {
+        for (const t of ['attn_q', 'attn_k', 'attn_v']) expected.delete(`blk.${l}.${t}.weight`);
+        expected.set(`blk.${l}.attn_qkv.weight`, [hiddenSize, q + 2 * kv]);
+      }
+    }
   }
   const missing = [...expected.keys()].filter((n) => !byName.has(n));
   if (layersHeld && missing.length > 0) problems.push(`missing tensors: ${summarize(missing)}`);
@@ -187,6 +223,10 @@ export function inspectGguf(path: string): GgufLlama {
   }
 
   const tokenizer = ggufTokenizer(md, vocabSize, problems);
+  const longRope = byName.has('rope_factors_long.weight');
+  if (longRope !== byName.has('rope_factors_short.weight'))
+    problems.push('LongRoPE needs both rope_factors_long.weight and rope_factors_short.weight');
+  if (longRope && byName.has('rope_freqs.weight')) problems.push('both rope_freqs.weight and LongRoPE factors');
   if (problems.length > 0 || !family) throw new UnsupportedModelError(`GGUF file ${path}`, problems);
 
   const arch: LlamaArchitecture = {
@@ -200,6 +240,8 @@ export function inspectGguf(path: string): GgufLlama {
     rmsNormEps: float('attention.layer_norm_rms_epsilon', 1e-5),
     ropeTheta: float('rope.freq_base', 10000),
     maxPositions: contextLength,
+    ...(rope.ggml && { ropeScaling: rope.ggml }),
+    ...(slidingWindow > 0 && slidingWindow < contextLength && { slidingWindow }),
   };
   const name = md.get('general.name');
   const out: GgufLlama = {
@@ -207,7 +249,8 @@ export function inspectGguf(path: string): GgufLlama {
     architecture: prefix,
     arch,
     ropeLayout: family.ropeLayout,
-    ropeScale,
+    ropeScale: rope.scale,
+    ...(longRope && { longRopeAbove: rope.originalContext }),
     tokenizer: tokenizer.spec,
     eosTokenIds: tokenizer.eosTokenIds,
     name: typeof name === 'string' ? name : basename(path).replace(/\.gguf$/i, ''),
@@ -218,23 +261,74 @@ export function inspectGguf(path: string): GgufLlama {
   return out;
 }
 
-// The constant divisor of every RoPE frequency: 1, or the factor of linear scaling. Other schemes are refused.
-function ropeScaling(md: Map<string, GgufValue>, prefix: string, problems: string[]): number {
-  const type = md.get(`${prefix}.rope.scaling.type`);
-  const factor = md.get(`${prefix}.rope.scaling.factor`);
+/** How a file scales RoPE: a constant divisor of every frequency (llama2.c tables), or ggml's parameters. */
+interface RopeScalingOfFile {
+  scale: number;
+  ggml?: GgmlRopeScaling;
+  /** `rope.scaling.original_context_length`, or the context length. */
+  originalContext: number;
+}
+
+/**
+ * RoPE scaling as llama.cpp resolves it from the file (`llama_context`'s cparams, llama.cpp's own defaults for what
+ * the file leaves out): none or linear keep llama2.c's tables with a constant divisor; YaRN, or an attention factor
+ * (`rope.scaling.attn_factor`, Phi-3's LongRoPE), take ggml's.
+ */
+function ropeScaling(
+  md: Map<string, GgufValue>,
+  prefix: string,
+  contextLength: number,
+  problems: string[],
+): RopeScalingOfFile {
+  const value = (key: string): GgufValue | undefined => md.get(`${prefix}.rope.scaling.${key}`);
+  const positive = (key: string): number | undefined => {
+    const v = value(key);
+    if (v === undefined) return undefined;
+    if (typeof v === 'number' && v > 0) return v;
+    problems.push(`${prefix}.rope.scaling.${key} ${String(v)} is not a positive number`);
+    return undefined;
+  };
+  // llama.cpp writes a negative YaRN parameter for "not set".
+  const set = (key: string): number | undefined => {
+    const v = value(key);
+    return typeof v === 'number' && v >= 0 ? v : undefined;
+  };
+  const type = value('type');
   const legacy = md.get(`${prefix}.rope.scale_linear`);
-  if (type === undefined || type === 'none') {
-    if (typeof legacy === 'number' && legacy > 0) return legacy;
-    return 1;
+  const orig = value('original_context_length');
+  const originalContext =
+    typeof orig === 'number' && orig > 0 ? orig : typeof orig === 'bigint' ? Number(orig) : contextLength;
+  if (type !== undefined && !['none', 'linear', 'yarn', 'longrope'].includes(String(type))) {
+    problems.push(`RoPE scaling "${String(type)}" (supported: none, linear, yarn, longrope, and Llama 3 rope_freqs)`);
+    return { scale: 1, originalContext };
   }
-  if (type === 'linear') {
-    if (typeof factor === 'number' && factor > 0) return factor;
-    if (factor === undefined) return 1;
-    problems.push(`${prefix}.rope.scaling.factor ${String(factor)} is not a positive number`);
-    return 1;
+  let factor = positive('factor') ?? 1;
+  if (type === undefined || type === 'none') factor = typeof legacy === 'number' && legacy > 0 ? legacy : 1;
+  const attnFactor = positive('attn_factor') ?? 1;
+  if (type !== 'yarn' && attnFactor === 1) return { scale: factor, originalContext };
+  const logMul = value('yarn_log_multiplier');
+  if (typeof logMul === 'number' && logMul !== 0)
+    problems.push(`${prefix}.rope.scaling.yarn_log_multiplier ${logMul} (DeepSeek's YaRN variant)`);
+  const extFactor = set('yarn_ext_factor') ?? (type === 'yarn' ? 1 : 0);
+  let attn = set('yarn_attn_factor') ?? 1;
+  if (extFactor !== 0) {
+    // llama.cpp sets YaRN's magnitude (1 + 0.1·ln factor) and divides out the one ggml multiplies in again.
+    const f = Math.fround;
+    const mscale = factor <= 1 ? 1 : f(1 + f(0.1 * f(Math.log(factor))));
+    attn = f(mscale * f(1 / f(1 + f(0.1 * f(Math.log(factor))))));
   }
-  problems.push(`RoPE scaling "${String(type)}" (supported: none, linear, and Llama 3 rope_freqs)`);
-  return 1;
+  return {
+    scale: 1,
+    originalContext,
+    ggml: {
+      freqScale: Math.fround(1 / factor),
+      extFactor,
+      attnFactor: Math.fround(attn * attnFactor),
+      betaFast: set('yarn_beta_fast') ?? 32,
+      betaSlow: set('yarn_beta_slow') ?? 1,
+      originalContext,
+    },
+  };
 }
 
 function summarize(names: string[]): string {

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { noProgress, type Progress } from '@nucleus/sdk';
-import type { LlamaLayerWeights, LlamaWeights, WeightMatrix } from '@nucleus/sdk/llm';
+import { sliceRows, type LlamaLayerWeights, type LlamaWeights, type WeightMatrix } from '@nucleus/sdk/llm';
 import type { GgufLlama } from './gguf-architecture.js';
 import type { GgufTensorInfo } from './gguf-reader.js';
 import { BLOCK_QUANTIZED_GGML_TYPES } from './ggml-types.js';
@@ -8,9 +8,14 @@ import { readTensorBytes, readTensorF32, toBlockQuantized } from './gguf-tensors
 
 /**
  * Reads the weights of a checked GGUF model, one tensor at a time (never the whole file at once): matrices `[out, in]`
- * as stored, norms and biases float32. `progress` counts the tensor bytes read.
+ * as stored, norms and biases float32; Phi-3's stacked q/k/v and gate/up rows split apart. `progress` counts the
+ * tensor bytes read. `context` is the context the model serves, which picks Phi-3's LongRoPE factors.
  */
-export function readGgufWeights(model: GgufLlama, progress: Progress = noProgress): LlamaWeights {
+export function readGgufWeights(
+  model: GgufLlama,
+  progress: Progress = noProgress,
+  context = model.arch.maxPositions,
+): LlamaWeights {
   const { file, arch: a } = model;
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
   const dataBytes = file.fileSize - file.dataOffset;
@@ -32,15 +37,39 @@ export function readGgufWeights(model: GgufLlama, progress: Progress = noProgres
   const layers: LlamaLayerWeights[] = [];
   for (let l = 0; l < a.numLayers; l++) {
     const p = `blk.${l}`;
+    const H = a.hiddenSize;
+    const qkv = byName.has(`${p}.attn_qkv.weight`) ? matrix(`${p}.attn_qkv.weight`) : undefined;
+    const qRows = a.numHeads * a.headDim;
+    const kvRows = a.numKvHeads * a.headDim;
+    // Stacked as llama.cpp views them: q rows, then k, then v.
+    const attention = qkv
+      ? {
+          q: sliceRows(qkv, H, 0, qRows),
+          k: sliceRows(qkv, H, qRows, kvRows),
+          v: sliceRows(qkv, H, qRows + kvRows, kvRows),
+        }
+      : { q: matrix(`${p}.attn_q.weight`), k: matrix(`${p}.attn_k.weight`), v: matrix(`${p}.attn_v.weight`) };
+    const attnNorm = vector(`${p}.attn_norm.weight`);
+    const o = matrix(`${p}.attn_output.weight`);
+    const ffnNorm = vector(`${p}.ffn_norm.weight`);
+    let gate: WeightMatrix;
+    let up: WeightMatrix;
+    if (byName.has(`${p}.ffn_gate.weight`)) {
+      gate = matrix(`${p}.ffn_gate.weight`);
+      up = matrix(`${p}.ffn_up.weight`);
+    } else {
+      // ggml's SwiGLU of one matrix: silu of the first half of its rows times the second half.
+      const gateUp = matrix(`${p}.ffn_up.weight`);
+      gate = sliceRows(gateUp, H, 0, a.intermediateSize);
+      up = sliceRows(gateUp, H, a.intermediateSize, a.intermediateSize);
+    }
     const layer: LlamaLayerWeights = {
-      attnNorm: vector(`${p}.attn_norm.weight`),
-      q: matrix(`${p}.attn_q.weight`),
-      k: matrix(`${p}.attn_k.weight`),
-      v: matrix(`${p}.attn_v.weight`),
-      o: matrix(`${p}.attn_output.weight`),
-      ffnNorm: vector(`${p}.ffn_norm.weight`),
-      gate: matrix(`${p}.ffn_gate.weight`),
-      up: matrix(`${p}.ffn_up.weight`),
+      attnNorm,
+      ...attention,
+      o,
+      ffnNorm,
+      gate,
+      up,
       down: matrix(`${p}.ffn_down.weight`),
     };
     const qBias = optionalVector(`${p}.attn_q.bias`);
@@ -57,7 +86,14 @@ export function readGgufWeights(model: GgufLlama, progress: Progress = noProgres
     finalNorm: vector('output_norm.weight'),
   };
   if (byName.has('output.weight')) weights.lmHead = matrix('output.weight');
-  const factors = ropeFreqFactors(optionalVector('rope_freqs.weight'), model.ropeScale, a.headDim / 2);
+  // LongRoPE: llama.cpp takes the long factors when the context it serves exceeds the original one.
+  const longRope =
+    model.longRopeAbove === undefined
+      ? undefined
+      : context > model.longRopeAbove
+        ? 'rope_factors_long.weight'
+        : 'rope_factors_short.weight';
+  const factors = ropeFreqFactors(optionalVector(longRope ?? 'rope_freqs.weight'), model.ropeScale, a.headDim / 2);
   if (factors) weights.ropeFreqFactors = factors;
   progress.done();
   return weights;

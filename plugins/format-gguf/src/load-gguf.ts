@@ -32,6 +32,7 @@ export async function loadGguf(path: string, options: LoadGgufOptions): Promise<
     cacheDir: options.cacheDir,
     style,
     ...(options.quantizedMatmul && { quantizedMatmul: options.quantizedMatmul }),
+    ...(options.maxContext !== undefined && { maxContext: options.maxContext }),
   };
   // Reading the weights and building the graph take seconds to minutes on real checkpoints: a child process does it, and gives all its memory back when it ends.
   const onnxPath = await runBuildWorker<string>(
@@ -61,18 +62,23 @@ export interface GgufGraphJob {
   cacheDir: string;
   style: 'generic' | 'contrib';
   quantizedMatmul?: 'float32' | 'int8';
+  /** The context the model serves (it picks Phi-3's LongRoPE factors); default the file's. */
+  maxContext?: number;
 }
 
 /** The cached graph of a GGUF file, built when missing (in the calling thread; `loadGguf` calls it in a worker). */
 export async function ensureGgufGraph(job: GgufGraphJob, progress: () => Progress): Promise<string> {
   const model = inspectGguf(job.path);
+  const context = Math.min(model.arch.maxPositions, job.maxContext ?? Infinity);
+  const longRope = model.longRopeAbove === undefined ? undefined : context > model.longRopeAbove ? 'long' : 'short';
   return ensureLlamaGraphOf(job.path, {
     cacheDir: job.cacheDir,
     progress,
     kind: 'gguf',
     style: job.style,
     arch: model.arch,
-    weights: (reading) => readGgufWeights(model, reading),
+    weights: (reading) => readGgufWeights(model, reading, context),
+    ...(longRope && { variant: `rope-${longRope}` }),
     ...(job.quantizedMatmul === 'int8' && { accuracyLevel: 4 as const }),
     // llama.cpp's rope type: `llama` rotates adjacent pairs (its converter permutes HF's Wq/Wk to match), `qwen2`
     // the two halves of each head.

@@ -81,3 +81,23 @@ export function checkBlockQuantized(m: BlockQuantizedMatrix, what: string): void
   expect('zeroPoints', m.zeroPoints.length, blocks);
   if (m.offsets) expect('offsets', m.offsets.length, blocks);
 }
+
+/**
+ * Rows `[start, start + count)` of a matrix, stored as it is: a block-quantized row holds its own blocks, so the
+ * rows of a fused matrix (q/k/v, gate/up) come apart without dequantizing.
+ */
+export function sliceRows(m: WeightMatrix, cols: number, start: number, count: number): WeightMatrix {
+  if (m instanceof Float32Array) return m.slice(start * cols, (start + count) * cols);
+  const blocks = blocksPerRow(m);
+  const rowBytes = (m.cols * m.bits) / 8;
+  const span = <T extends Uint8Array | Float32Array>(a: T, per: number): T =>
+    a.slice(start * per, (start + count) * per) as T;
+  return {
+    ...m,
+    rows: count,
+    data: span(m.data, rowBytes),
+    scales: span(m.scales, blocks),
+    zeroPoints: span(m.zeroPoints, blocks),
+    ...(m.offsets && { offsets: span(m.offsets, blocks) }),
+  };
+}

@@ -33,13 +33,14 @@ export {
   checkBlockQuantized,
   dequantizeMatrix,
   quantAt,
+  sliceRows,
   type BlockQuantizedMatrix,
   type WeightMatrix,
 } from './block-quantized.js';
 export { quantizeMatrix, QUANTIZE_BLOCK_SIZE } from './quantize-matrix.js';
 export { hfChatTemplate, hfTokenIds } from './hf-chat-template.js';
 export { centreOffsets, MS_DOMAIN, quantizedGather, quantizedLinear } from './block-quantized-ops.js';
-export { ropeTables, type RopeLayout } from './rope.js';
+export { ggmlRopeTables, ropeTables, yarnCorrectionDims, type GgmlRopeScaling, type RopeLayout } from './rope.js';
 export { createTokenizer, loadTokenizer } from './tokenizers/create-tokenizer.js';
 export { HfTokenizer } from './tokenizers/hf-tokenizer.js';
 export { SentencePieceTokenizer, type SentencePieceOptions } from './tokenizers/sentencepiece-tokenizer.js';

@@ -138,7 +138,7 @@ function buildGeneric(
   };
 
   // RoPE: cos/sin rows picked by position id, shaped to broadcast over the head axis.
-  const tables = ropeTables(a.maxPositions, D, a.ropeTheta, w.ropeFreqFactors);
+  const tables = ropeTables(a.maxPositions, D, a.ropeTheta, w.ropeFreqFactors, a.ropeScaling);
   const cosTable = g.initializer('rope.cos', tables.cos, [a.maxPositions, D / 2]);
   const sinTable = g.initializer('rope.sin', tables.sin, [a.maxPositions, D / 2]);
   const cos = o.gather(cosTable, positionIds, 0); // [B,S,D/2]
@@ -154,7 +154,12 @@ function buildGeneric(
   const one = g.scalar(1, 'int64');
   const keyIndex = o.range(g.scalar(0, 'int64'), o.squeeze(totalLen, [0]), one);
   const queryIndex = o.range(o.squeeze(o.sub(totalLen, seqLen), [0]), o.squeeze(totalLen, [0]), one);
-  const causal = g.node('Not', [o.greater(o.unsqueeze(keyIndex, [0]), o.unsqueeze(queryIndex, [1]))]); // [S,T]
+  let causal = g.node('Not', [o.greater(o.unsqueeze(keyIndex, [0]), o.unsqueeze(queryIndex, [1]))]); // [S,T]
+  if (a.slidingWindow !== undefined) {
+    // A sliding window also hides key j from query i once i − j ≥ window.
+    const earliest = o.sub(o.unsqueeze(queryIndex, [1]), g.scalar(a.slidingWindow, 'int64'));
+    causal = g.node('And', [causal, o.greater(o.unsqueeze(keyIndex, [0]), earliest)]);
+  }
   const padVisible = o.unsqueeze(o.cast(attentionMask, 'bool'), [1, 2, 3]); // [B,1,1,1,T]
   const visible = g.node('And', [causal, padVisible]);
   const masked = g.scalar(-1e9);
@@ -229,7 +234,7 @@ function buildContrib(
     });
   }
 
-  const tables = ropeTables(a.maxPositions, D, a.ropeTheta, w.ropeFreqFactors);
+  const tables = ropeTables(a.maxPositions, D, a.ropeTheta, w.ropeFreqFactors, a.ropeScaling);
   const cosCache = g.initializer('rope.cos', tables.cos, [a.maxPositions, D / 2]);
   const sinCache = g.initializer('rope.sin', tables.sin, [a.maxPositions, D / 2]);
   const interleaved = ropeLayout === 'interleaved' ? 1 : 0;
@@ -312,6 +317,8 @@ function buildContrib(
         scale: attr.float(1 / Math.sqrt(D)),
         do_rotary: fusedRotary ? 1 : 0,
         rotary_interleaved: fusedRotary ? interleaved : undefined,
+        // ORT's CPU kernel counts the query's own key in its window, as `slidingWindow` does.
+        local_window_size: a.slidingWindow,
       },
       { ...ms, outputs: [`${p}.attn_out`, `present.${l}.key`, `present.${l}.value`] },
     ) as [Value, Value, Value];

@@ -1,4 +1,5 @@
 import { checkBlockQuantized, type WeightMatrix } from './block-quantized.js';
+import type { GgmlRopeScaling } from './rope.js';
 
 /** The shape facts of a Llama-family decoder that its weights and graph are built from. */
 export interface LlamaArchitecture {
@@ -14,6 +15,10 @@ export interface LlamaArchitecture {
   ropeTheta: number;
   /** Positions the RoPE tables cover; positions past it are out of range. */
   maxPositions: number;
+  /** RoPE as ggml scales it (YaRN, an attention factor); absent: llama2.c's tables (see `ropeTables`). */
+  ropeScaling?: GgmlRopeScaling;
+  /** Keys a query attends to, itself included (Mistral / Phi-3 sliding window); absent: all earlier ones. */
+  slidingWindow?: number;
 }
 
 /**
