@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import { apiKeyChecks } from './api-key-checks.js';
+import { securityChecks } from './security-checks.js';
 import { ConfigError, describeSource, type ConfigIssue, type ConfigSource } from './config-error.js';
 import {
   configKeys,
@@ -158,7 +159,8 @@ export function buildConfig(
     ? { issues: [], warnings: [] }
     : apiKeyChecks(layering.config as unknown as NucleusConfig, sourceOf);
   layering.warnings.push(...keyChecks.warnings);
-  const issues = [...layering.issues, ...schemaErrors, ...keyChecks.issues];
+  const security = schemaErrors.length ? [] : securityChecks(layering.config as unknown as NucleusConfig, sourceOf);
+  const issues = [...layering.issues, ...schemaErrors, ...keyChecks.issues, ...security];
   if (issues.length > 0 && options.keepIssues !== true) throw new ConfigError(issues);
   return {
     config: layering.config as unknown as NucleusConfig,

@@ -87,11 +87,71 @@ export const CORE_CONFIG_SCHEMA = {
           default: 64,
           'x-runtime': true,
         },
+        headersTimeoutMs: {
+          type: 'integer',
+          minimum: 1,
+          description:
+            'How long a client may take to send a request line and headers; past it the server answers 408 and closes the connection. Capped at `server.requestTimeoutMs`.',
+          default: 20_000,
+        },
         requestTimeoutMs: {
           type: 'integer',
           minimum: 0,
-          description: 'A request still running after this long is aborted with 408; 0 never times out.',
-          default: 300_000,
+          description:
+            'How long a client may take to send a whole request, headers and body; past it the server answers 408 and closes the connection (the time the answer takes is not counted). 0 never times out.',
+          default: 60_000,
+        },
+        bodyIdleTimeoutMs: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'How long a request body may pause between two chunks; past it the server answers 408 and closes the connection. 0 waits as long as `server.requestTimeoutMs`.',
+          default: 15_000,
+        },
+        maxConnections: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'Most TCP connections open at once (HTTP, HTTPS and WebSocket together); a connection past it is closed as soon as it is accepted. 0 means no cap.',
+          default: 4096,
+        },
+        tls: {
+          type: 'object',
+          description:
+            'HTTPS (and WSS): set `cert` and `key` to serve TLS 1.2 or later on `server.port` instead of plain HTTP. The files are watched and reloaded when they change, without a restart.',
+          default: {},
+          additionalProperties: false,
+          properties: {
+            cert: {
+              type: ['string', 'null'],
+              minLength: 1,
+              description: 'PEM file of the server certificate (with its intermediates); null serves plain HTTP.',
+              default: null,
+              'x-path': true,
+            },
+            key: {
+              type: ['string', 'null'],
+              minLength: 1,
+              description: "PEM file of the certificate's private key; needed with `cert`.",
+              default: null,
+              'x-path': true,
+            },
+            ca: {
+              type: ['string', 'null'],
+              minLength: 1,
+              description:
+                'PEM file of the certificate authorities that sign client certificates; needed when `clientAuth` is not `none`.',
+              default: null,
+              'x-path': true,
+            },
+            clientAuth: {
+              type: 'string',
+              enum: ['none', 'optional', 'require'],
+              description:
+                'Client certificates (mutual TLS): `none` asks for none; `optional` asks, and a certificate signed by `ca` whose CN is listed in `auth.clientCertificates` authenticates its request; `require` refuses the TLS handshake of a client without a certificate signed by `ca`.',
+              default: 'none',
+            },
+          },
         },
         shutdownTimeoutMs: {
           type: 'integer',
@@ -150,6 +210,105 @@ export const CORE_CONFIG_SCHEMA = {
                   },
                 },
               },
+            },
+          },
+        },
+        clientCertificates: {
+          type: 'array',
+          description:
+            'Client certificates that stand for a key (with `server.tls.clientAuth`): a request over a connection whose certificate is signed by `server.tls.ca` and has this common name (CN) gets this role, as if it sent a key. A bearer key or token sent as well takes precedence.',
+          default: [],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['commonName', 'role'],
+            properties: {
+              commonName: { type: 'string', minLength: 1, description: "The certificate subject's CN." },
+              role: { type: 'string', enum: ['admin', 'user'], description: 'What the certificate may call.' },
+              name: { type: 'string', description: 'A label for logs and metrics; the CN by default.' },
+            },
+          },
+        },
+        jwt: {
+          type: 'object',
+          description:
+            'Signed tokens (JWT) from an OpenID Connect provider, accepted as `Authorization: Bearer <token>` beside API keys. Set `issuer`, `audience` and `jwksUrl` to turn it on.',
+          default: {},
+          additionalProperties: false,
+          properties: {
+            issuer: {
+              type: ['string', 'null'],
+              minLength: 1,
+              description: "The `iss` a token must carry (the provider's issuer URL); null turns signed tokens off.",
+              default: null,
+            },
+            audience: {
+              type: ['string', 'null'],
+              minLength: 1,
+              description: 'The `aud` a token must carry (the client id the provider issues tokens for).',
+              default: null,
+            },
+            jwksUrl: {
+              type: ['string', 'null'],
+              minLength: 1,
+              description:
+                "URL of the provider's JSON Web Key Set (`jwks_uri` in its `/.well-known/openid-configuration`).",
+              default: null,
+            },
+            algorithms: {
+              type: 'array',
+              description: 'Signature algorithms accepted; `none` and HMAC never are.',
+              default: ['RS256', 'PS256', 'ES256', 'EdDSA'],
+              items: {
+                type: 'string',
+                enum: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'],
+              },
+            },
+            roleClaim: {
+              type: 'string',
+              minLength: 1,
+              description:
+                "The claim holding the caller's roles (a string, space-separated, or an array); a dotted path reaches into objects (`realm_access.roles`).",
+              default: 'roles',
+            },
+            adminRoles: {
+              type: 'array',
+              description: 'A token whose role claim holds one of these is an admin caller.',
+              default: ['admin'],
+              items: { type: 'string', minLength: 1 },
+            },
+            userRoles: {
+              type: 'array',
+              description:
+                'A token must hold one of these (or an admin role) to call user routes; empty lets every valid token in as a user.',
+              default: [],
+              items: { type: 'string', minLength: 1 },
+            },
+            nameClaim: {
+              type: 'string',
+              minLength: 1,
+              description:
+                'The claim that names the caller in logs, metrics and rate limits (`sub`, `preferred_username`, `azp` …); the tenant is always `iss` plus `sub`.',
+              default: 'sub',
+            },
+            clockToleranceSeconds: {
+              type: 'integer',
+              minimum: 0,
+              description: 'Clock skew allowed when checking `exp` and `nbf`.',
+              default: 30,
+            },
+            jwksCacheMs: {
+              type: 'integer',
+              minimum: 1000,
+              description: 'How long fetched keys are used before the key set is fetched again.',
+              default: 600_000,
+            },
+            jwksCooldownMs: {
+              type: 'integer',
+              minimum: 0,
+              description:
+                'A token signed by a key not in the cached set fetches the set again (key rotation), at most once per this long.',
+              default: 30_000,
             },
           },
         },
