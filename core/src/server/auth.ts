@@ -1,7 +1,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { type Caller, NucleusError, type Tenancy } from '@nucleus/sdk';
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { type Caller, NucleusError, type Tenancy, toNucleusError } from '@nucleus/sdk';
 import type { Context } from 'koa';
 import type { NucleusConfig } from '../kernel/config/index.js';
+import { JwtVerifier, type TokenIdentity } from './jwt-verifier.js';
 
 /** Who may call a route. */
 export type Access = 'public' | 'user' | 'admin';
@@ -53,38 +56,115 @@ export function holderOf(key: ApiKey, shareCache: boolean): KeyHolder {
   };
 }
 
+/** A client certificate that stands for a key (`auth.clientCertificates[]`). */
+export type ClientCertificate = NucleusConfig['auth']['clientCertificates'][number];
+
+/** Where a request or an upgrade came from: the header it sent and the connection it came on. */
+type Incoming = Pick<IncomingMessage, 'headers' | 'socket'>;
+
+function bearerOf(req: Incoming): string | undefined {
+  return /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim() || undefined;
+}
+
+// Identities that are not keys still need an `ApiKey` for the tenant digest and the names downstream. Their `key` holds
+// no secret, and starts with a NUL no configured key could sensibly have.
+function tokenKey(identity: TokenIdentity): ApiKey {
+  return { key: `\0jwt\0${identity.issuer}\0${identity.subject}`, role: identity.role, name: identity.name };
+}
+
+function certificateKey(certificate: ClientCertificate): ApiKey {
+  return {
+    key: `\0cert\0${certificate.commonName}`,
+    role: certificate.role,
+    name: certificate.name ?? certificate.commonName,
+  };
+}
+
+/** How a caller may prove who it is besides API keys. */
+export interface AuthenticatorOptions {
+  /** Signed tokens (`auth.jwt`), when configured. */
+  jwt?: JwtVerifier;
+  /** Client certificates that stand for a key (`auth.clientCertificates`). */
+  certificates?: () => readonly ClientCertificate[];
+}
+
 /**
- * Checks `Authorization: Bearer <key>` against the configured keys. User routes are open while no
- * key is configured at all; admin routes always need an admin key.
+ * Checks `Authorization: Bearer <key>` against the configured keys, a bearer JWT against the identity provider
+ * (`auth.jwt`), or the TLS client certificate against `auth.clientCertificates`; a bearer credential takes precedence
+ * over the certificate. User routes are open while none of these is configured; admin routes always need an admin.
  */
 export class Authenticator {
+  // The configured certificate a TLS connection's verified client certificate is, found once per connection.
+  private readonly bySocket = new WeakMap<object, ApiKey | null>();
+
   constructor(
     private readonly keys: () => readonly ApiKey[],
     private readonly shareCache: () => boolean = () => false,
+    private readonly options: AuthenticatorOptions = {},
   ) {}
 
+  /** True when some way to authenticate is configured; while none is, user routes and `/ws` are open. */
+  configured(): boolean {
+    return this.keys().length > 0 || this.options.jwt !== undefined || (this.options.certificates?.().length ?? 0) > 0;
+  }
+
   /**
-   * The caller a request's `Authorization` header names, or undefined (no header, an unknown key, or no keys at all).
-   * Remembered on the request, so the route's check does not compare again.
+   * Verifies a bearer JWT before anything asks who the caller is (verification may fetch the provider's keys, so it
+   * cannot happen inside {@link identify}). Never throws: a token that fails is remembered, and {@link check}
+   * answers with the reason. Does nothing for requests without a JWT.
+   */
+  async verifyToken(ctx: Context): Promise<void> {
+    const state = ctx.state as { keyHolder?: KeyHolder | null; authError?: NucleusError };
+    const jwt = this.options.jwt;
+    if (!jwt || state.keyHolder !== undefined) return;
+    const token = bearerOf(ctx.req);
+    if (!token || !JwtVerifier.looksLikeJwt(token) || findKey(this.keys(), token)) return;
+    try {
+      this.remember(ctx, holderOf(tokenKey(await jwt.verify(token)), this.shareCache()));
+    } catch (err) {
+      state.keyHolder = null;
+      state.authError = toNucleusError(err);
+    }
+  }
+
+  /**
+   * The caller a request's `Authorization` header (or client certificate) names, or undefined (no credential, an
+   * unknown key, or nothing configured). Remembered on the request, so the route's check does not compare again.
    */
   identify(ctx: Context): KeyHolder | undefined {
     const state = ctx.state as { keyHolder?: KeyHolder | null };
     if (state.keyHolder !== undefined) return state.keyHolder ?? undefined;
-    const keys = this.keys();
-    const token = keys.length ? /^Bearer\s+(.+)$/i.exec(ctx.get('authorization'))?.[1]?.trim() : undefined;
-    const key = findKey(keys, token);
-    const holder = key ? holderOf(key, this.shareCache()) : undefined;
-    state.keyHolder = holder ?? null;
-    if (holder) (ctx.state as { tenancy?: Tenancy }).tenancy = holder.tenancy;
-    return holder;
+    const key = this.keyOf(ctx.req);
+    return this.remember(ctx, key ? holderOf(key, this.shareCache()) : undefined);
+  }
+
+  /**
+   * Who a WebSocket upgrade is: its key (header or `?token=`), its JWT or its client certificate; or a message saying
+   * why it is refused. Everyone is an admin while no way to authenticate is configured.
+   */
+  async identifySocket(req: IncomingMessage): Promise<KeyHolder | 'open' | string> {
+    if (!this.configured()) return 'open';
+    const token = bearerOf(req) ?? new URL(req.url ?? '/', 'http://x').searchParams.get('token') ?? undefined;
+    const key = token ? findKey(this.keys(), token) : this.certificateOf(req);
+    if (key) return holderOf(key, this.shareCache());
+    if (token && this.options.jwt && JwtVerifier.looksLikeJwt(token)) {
+      try {
+        return holderOf(tokenKey(await this.options.jwt.verify(token)), this.shareCache());
+      } catch (err) {
+        return toNucleusError(err).message;
+      }
+    }
+    return 'this socket needs an API key: send "Authorization: Bearer <key>" or ?token=<key>';
   }
 
   /** Throws 401 or 403 unless the request may use a route with this access level. */
   check(ctx: Context, access: Access): void {
     if (access === 'public') return;
-    const keys = this.keys();
-    const hasAdmin = keys.some((k) => k.role === 'admin');
-    if (access === 'user' && keys.length === 0) return;
+    if (access === 'user' && !this.configured()) return;
+    const hasAdmin =
+      this.keys().some((k) => k.role === 'admin') ||
+      (this.options.jwt?.grantsAdmin() ?? false) ||
+      (this.options.certificates?.() ?? []).some((c) => c.role === 'admin');
     if (access === 'admin' && !hasAdmin) {
       throw new NucleusError(
         403,
@@ -92,21 +172,23 @@ export class Authenticator {
         'admin API is disabled: no admin key is configured; set NUCLEUS_ADMIN_KEY or add an auth.keys entry with role "admin"',
       );
     }
-    if (!/^Bearer\s+(.+)$/i.test(ctx.get('authorization'))) {
-      throw new NucleusError(
-        401,
-        'missing_api_key',
-        'this route needs an API key: send "Authorization: Bearer <key>"',
-        {
-          headers: { 'www-authenticate': 'Bearer' },
-        },
-      );
-    }
     const holder = this.identify(ctx);
-    if (!holder)
+    if (!holder) {
+      const refused = (ctx.state as { authError?: NucleusError }).authError;
+      if (refused) throw refused;
+      if (!bearerOf(ctx.req))
+        throw new NucleusError(
+          401,
+          'missing_api_key',
+          'this route needs an API key: send "Authorization: Bearer <key>"',
+          {
+            headers: { 'www-authenticate': 'Bearer' },
+          },
+        );
       throw new NucleusError(401, 'invalid_api_key', 'the API key is not valid', {
         headers: { 'www-authenticate': 'Bearer' },
       });
+    }
     if (access === 'admin' && holder.key.role !== 'admin') {
       throw new NucleusError(
         403,
@@ -118,5 +200,33 @@ export class Authenticator {
     ctx.state.apiKey = holder.label;
     const caller: Caller = { name: nameOf(key), role: key.role, ...(key.limits ? { limits: key.limits } : {}) };
     ctx.state.caller = caller;
+  }
+
+  private remember(ctx: Context, holder: KeyHolder | undefined): KeyHolder | undefined {
+    (ctx.state as { keyHolder?: KeyHolder | null }).keyHolder = holder ?? null;
+    if (holder) (ctx.state as { tenancy?: Tenancy }).tenancy = holder.tenancy;
+    return holder;
+  }
+
+  // A bearer credential wins: a request that sends a wrong key is refused even on a connection with a good certificate.
+  private keyOf(req: Incoming): ApiKey | undefined {
+    const token = bearerOf(req);
+    if (token) return findKey(this.keys(), token);
+    return this.certificateOf(req);
+  }
+
+  /** The configured certificate whose CN the connection's client certificate has, if the CA verified it. */
+  private certificateOf(req: Incoming): ApiKey | undefined {
+    const socket = req.socket as Partial<TLSSocket>;
+    const certificates = this.options.certificates?.() ?? [];
+    if (!socket.encrypted || !socket.authorized || certificates.length === 0) return undefined;
+    let found = this.bySocket.get(socket);
+    if (found === undefined) {
+      const cn = socket.getPeerCertificate?.().subject?.CN;
+      const match = typeof cn === 'string' ? certificates.find((c) => c.commonName === cn) : undefined;
+      found = match ? certificateKey(match) : null;
+      this.bySocket.set(socket, found);
+    }
+    return found ?? undefined;
   }
 }

@@ -82,7 +82,7 @@ export class WsHub {
     private readonly events: EventBus,
     private readonly logger: Logger,
     /** The socket's identity, or a message saying why it is refused (401). */
-    private readonly authorize: (req: IncomingMessage) => WsIdentity | string,
+    private readonly authorize: (req: IncomingMessage) => WsIdentity | string | Promise<WsIdentity | string>,
     private readonly pluginTopics?: ExtensionPointView<WsTopic>,
     private readonly limits: () => WsLimits = () => DEFAULT_LIMITS,
   ) {
@@ -105,29 +105,39 @@ export class WsHub {
     server.on('upgrade', (req, socket, head) => {
       const path = new URL(req.url ?? '/', 'http://localhost').pathname;
       if (path !== '/ws') return void socket.destroy();
-      const identity = this.authorize(req);
-      if (typeof identity === 'string')
-        return refuse(socket, '401 Unauthorized', 'authentication_error', 'invalid_api_key', identity);
-      const limits = this.limits();
-      if (this.clients.size >= limits.maxConnections)
-        return refuse(
-          socket,
-          '429 Too Many Requests',
-          'rate_limit_error',
-          'too_many_connections',
-          `the server has ${this.clients.size} WebSocket connections open, its limit (ws.maxConnections); retry later`,
+      const found = this.authorize(req);
+      // A signed token may need the identity provider's keys fetched first; a key or a certificate answers at once.
+      if (found instanceof Promise)
+        found.then(
+          (identity) => !socket.destroyed && this.upgrade(req, socket, head, identity),
+          () => socket.destroy(),
         );
-      const mine = identity.tenant === undefined ? 0 : (this.perKey.get(identity.tenant) ?? 0);
-      if (mine >= limits.maxConnectionsPerKey)
-        return refuse(
-          socket,
-          '429 Too Many Requests',
-          'rate_limit_error',
-          'too_many_connections',
-          `the key "${identity.label}" has ${mine} WebSocket connections open, its limit (ws.maxConnectionsPerKey); close one first`,
-        );
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
+      else this.upgrade(req, socket, head, found);
     });
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, identity: WsIdentity | string): void {
+    if (typeof identity === 'string')
+      return refuse(socket, '401 Unauthorized', 'authentication_error', 'invalid_api_key', identity);
+    const limits = this.limits();
+    if (this.clients.size >= limits.maxConnections)
+      return refuse(
+        socket,
+        '429 Too Many Requests',
+        'rate_limit_error',
+        'too_many_connections',
+        `the server has ${this.clients.size} WebSocket connections open, its limit (ws.maxConnections); retry later`,
+      );
+    const mine = identity.tenant === undefined ? 0 : (this.perKey.get(identity.tenant) ?? 0);
+    if (mine >= limits.maxConnectionsPerKey)
+      return refuse(
+        socket,
+        '429 Too Many Requests',
+        'rate_limit_error',
+        'too_many_connections',
+        `the key "${identity.label}" has ${mine} WebSocket connections open, its limit (ws.maxConnectionsPerKey); close one first`,
+      );
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
   }
 
   /** Number of connected clients. */
