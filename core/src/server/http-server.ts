@@ -1,4 +1,5 @@
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ExtensionPointView, Hooks } from '@nucleus/sdk';
@@ -6,7 +7,7 @@ import { badRequest, ExtensionPoints, NucleusError, unavailable } from '@nucleus
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
-import { Authenticator, findKey, holderOf, type ApiKey } from './auth.js';
+import { Authenticator, type ApiKey } from './auth.js';
 import { errorMiddleware } from './error-middleware.js';
 import { decodeContent, INFERENCE_HEADER_LENGTH, parseInferenceHeader, splitInferenceBody } from './binary-body.js';
 import { jsonNestsDeeperThan, jsonTooDeep } from './json-depth.js';
@@ -16,10 +17,17 @@ import { requestIdMiddleware } from './request-id.js';
 import { requestLoggerMiddleware } from './request-logger.js';
 import { RouteTable } from './route-table.js';
 import { WsHub } from './ws-hub.js';
-import { toListenError } from './listen-error.js';
+import { JwtVerifier } from './jwt-verifier.js';
+import { ListenError, toListenError } from './listen-error.js';
+import { TlsCertificates, TlsConfigError } from './tls-certificates.js';
 
 /** The liveness and readiness routes, which answer while the server starts and while it drains. */
 const PROBES = new Set(['/health', '/livez', '/ready', '/readyz']);
+
+/** At shutdown the listener closes once no connection has come for this long (a client in the middle of connecting)… */
+const QUIET_MS = 50;
+/** …or after this long at most, once the requests in flight are done. */
+const LINGER_MAX_MS = 1000;
 
 /** Runs the hooks contributed for one moment of a request, highest priority outermost, then `next`. */
 function hookChain(point: ExtensionPointView<Hooks>, moment: 'preParsing' | 'onRequest') {
@@ -49,13 +57,19 @@ export class HttpServer {
   private draining = false;
   private readonly inFlight = new Set<ServerResponse>();
   private onDrained?: () => void;
+  private lastAcceptedAt = -Infinity;
+  private tls?: TlsCertificates;
+  private readonly auth: Authenticator;
 
   constructor(private readonly kernel: Kernel) {
     const { events, logger, config } = kernel;
+    const jwt = JwtVerifier.fromConfig(config.get('auth.jwt'));
     const auth = new Authenticator(
       () => this.apiKeys(),
       () => config.get('cache.prefix.shareAcrossKeys'),
+      { ...(jwt && { jwt }), certificates: () => config.get('auth.clientCertificates') },
     );
+    this.auth = auth;
     this.routes = new RouteTable(kernel.extensions.point(ExtensionPoints.routes), kernelRoutes(kernel), auth);
     const hooks = kernel.extensions.point(ExtensionPoints.hooks);
 
@@ -71,6 +85,7 @@ export class HttpServer {
     this.app.use(async (ctx: Context, next: Next) => {
       const started = performance.now();
       const { requestId } = ctx.state as { requestId: string };
+      if (jwt) await auth.verifyToken(ctx);
       // The key is looked up here, not only at the route, so the request's events say whose they are (/ws shows a
       // user key its own requests only).
       const tenant = auth.identify(ctx)?.tenancy.tenant;
@@ -233,10 +248,11 @@ export class HttpServer {
     this.app.use(this.routes.middleware());
   }
 
-  /** Starts listening; port 0 picks a free port. */
+  /** Starts listening, over HTTPS when `server.tls` names a certificate; port 0 picks a free port. */
   async listen(host: string, port: number): Promise<{ host: string; port: number; url: string }> {
+    const { config, logger } = this.kernel;
     const handle = this.app.callback();
-    const server = createServer((req, res) => {
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       if (!this.draining) {
         this.inFlight.add(res);
         res.once('close', () => {
@@ -244,22 +260,46 @@ export class HttpServer {
           if (this.inFlight.size === 0) this.onDrained?.();
         });
       }
+      this.watchBody(req, res);
       void handle(req, res);
+    };
+    const requestTimeout = config.get('server.requestTimeoutMs');
+    const headersTimeout = Math.min(config.get('server.headersTimeoutMs'), requestTimeout || Infinity);
+    const options: ServerOptions = {
+      requestTimeout,
+      headersTimeout,
+      // How often node looks for requests past those limits: every 30 s by default, too coarse for short ones.
+      connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.round(headersTimeout / 4))),
+    };
+    let server: Server;
+    try {
+      this.tls = TlsCertificates.fromConfig(config.get('server.tls'), logger);
+      server = this.tls
+        ? (createHttpsServer({ ...options, ...this.tls.serverOptions() }, onRequest) as unknown as Server)
+        : createServer(options, onRequest);
+    } catch (err) {
+      // A certificate that cannot be read or used is a config mistake: the CLI exits 2 with the message.
+      if (err instanceof TlsConfigError) throw new ListenError(err.message, 'ERR_TLS_CONFIG', host, port);
+      throw err;
+    }
+    const maxConnections = config.get('server.maxConnections');
+    if (maxConnections > 0) server.maxConnections = maxConnections;
+    server.on(this.tls ? 'secureConnection' : 'connection', () => (this.lastAcceptedAt = performance.now()));
+    let warnedAt = -Infinity;
+    server.on('drop', () => {
+      // At most one line a minute: a flood past the cap must not flood the log as well.
+      if (performance.now() - warnedAt < 60_000) return;
+      warnedAt = performance.now();
+      logger.warn({ maxConnections }, 'connection refused: server.maxConnections connections are open');
     });
-    server.requestTimeout = this.kernel.config.get('server.requestTimeoutMs');
     this.ws = new WsHub(
       this.kernel.events,
       this.kernel.logger,
-      (req) => {
-        const keys = this.apiKeys();
-        if (!keys.length) return { label: 'anonymous', admin: true };
-        const header = req.headers.authorization ?? '';
-        const token =
-          /^Bearer\s+(.+)$/i.exec(header)?.[1]?.trim() ?? new URL(req.url ?? '/', 'http://x').searchParams.get('token');
-        const key = findKey(keys, token);
-        if (!key) return 'this socket needs an API key: send "Authorization: Bearer <key>" or ?token=<key>';
-        const caller = holderOf(key, this.kernel.config.get('cache.prefix.shareAcrossKeys'));
-        return { label: caller.label, admin: key.role === 'admin', tenant: caller.tenancy.tenant! };
+      async (req) => {
+        const found = await this.auth.identifySocket(req);
+        if (found === 'open') return { label: 'anonymous', admin: true };
+        if (typeof found === 'string') return found;
+        return { label: found.label, admin: found.key.role === 'admin', tenant: found.tenancy.tenant! };
       },
       this.kernel.extensions.point(ExtensionPoints.wsTopics),
       () => this.kernel.config.get('ws'),
@@ -270,9 +310,42 @@ export class HttpServer {
       server.listen(port, host, () => resolve());
     });
     this.server = server;
+    await this.tls?.watch(server as unknown as HttpsServer);
     const address = server.address() as AddressInfo;
     const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    return { host: address.address, port: address.port, url: `http://${shown}:${address.port}` };
+    const scheme = this.tls ? 'https' : 'http';
+    return { host: address.address, port: address.port, url: `${scheme}://${shown}:${address.port}` };
+  }
+
+  /**
+   * A request body that stops arriving for `server.bodyIdleTimeoutMs` is answered 408 and its connection closed
+   * (node's own `requestTimeout` bounds the whole request, but a body trickled a byte at a time would hold its
+   * connection that long).
+   */
+  private watchBody(req: IncomingMessage, res: ServerResponse): void {
+    const idle = this.kernel.config.get('server.bodyIdleTimeoutMs');
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
+    if (!idle || !hasBody || req.complete) return;
+    const socket = req.socket;
+    const stop = () => socket.setTimeout(0);
+    socket.setTimeout(idle);
+    req.once('end', stop);
+    res.once('close', stop);
+    // Node emits `timeout` on the response of an idle socket (and destroys the socket when no one listens).
+    res.on('timeout', () => {
+      if (req.complete) return stop();
+      this.kernel.logger.debug({ idleMs: idle }, 'request body stalled; answered 408');
+      if (res.headersSent) return void socket.destroy();
+      const body = JSON.stringify(
+        new NucleusError(
+          408,
+          'request_timeout',
+          `the request body stopped arriving for ${idle} ms (server.bodyIdleTimeoutMs); send it without pauses`,
+        ).toBody(),
+      );
+      res.writeHead(408, { 'content-type': 'application/json', connection: 'close' });
+      res.end(body, () => socket.destroy());
+    });
   }
 
   /**
@@ -287,6 +360,7 @@ export class HttpServer {
     this.ws?.close();
     const server = this.server;
     if (!server) {
+      await this.tls?.close();
       await this.closeParsers();
       return true;
     }
@@ -301,17 +375,35 @@ export class HttpServer {
     });
     clearTimeout(timer);
     this.onDrained = undefined;
+    // Connections the system completed but node has not accepted yet are reset when the listener closes, under a
+    // client that has sent its request and cannot tell whether to retry. So the listener stays open until no
+    // connection has come for a moment (up to a bound: a balancer that keeps sending must not hold the shutdown), and
+    // those that came are answered 503 like any other; node's idle-connection close spares a connection that has not
+    // begun its first request.
+    if (drained) await this.quiet(Math.min(deadline, performance.now() + LINGER_MAX_MS));
+    await new Promise((resolve) => setImmediate(resolve));
+    const closed = new Promise<true>((resolve) => server.close(() => resolve(true)));
+    server.closeIdleConnections();
     const finished = await new Promise<boolean>((resolve) => {
-      server.close(() => resolve(true));
-      server.closeIdleConnections();
+      void closed.then(resolve);
       if (!drained) resolve(false);
       else if (Number.isFinite(graceMs))
         timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()));
     });
     clearTimeout(timer);
     if (!finished) server.closeAllConnections();
+    await this.tls?.close();
     await this.closeParsers();
     return finished;
+  }
+
+  /** Resolves once no connection has been accepted for {@link QUIET_MS}, or at `until`. */
+  private async quiet(until: number): Promise<void> {
+    for (;;) {
+      const wait = Math.min(this.lastAcceptedAt + QUIET_MS, until) - performance.now();
+      if (wait <= 0) return;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
   }
 
   private async closeParsers(): Promise<void> {
