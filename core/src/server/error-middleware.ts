@@ -2,6 +2,9 @@ import type { Logger } from '@nucleus/sdk';
 import { NucleusError, toNucleusError } from '@nucleus/sdk';
 import type { Context, Next } from 'koa';
 
+/** Refusals every start and every shutdown produce; anything else refused with 503 (overload) is worth a warning. */
+const EXPECTED_REFUSALS = new Set(['server_starting', 'server_shutting_down']);
+
 /** Koa and its middleware throw `http-errors` objects; keep their status and message when they are meant for the client. */
 function fromHttpError(err: unknown): NucleusError | undefined {
   const e = err as { status?: number; statusCode?: number; expose?: boolean; message?: string; type?: string };
@@ -45,11 +48,15 @@ export function errorMiddleware(logger: Logger) {
       }
     } catch (err) {
       const error = fromHttpError(err) ?? toNucleusError(err);
-      if (error.status >= 500)
-        ((ctx.state.log as Logger | undefined) ?? logger).error(
-          { err, requestId: ctx.state.requestId, path: ctx.path },
-          'request failed',
+      const log = (ctx.state.log as Logger | undefined) ?? logger;
+      // A 503 thrown on purpose (starting, draining, overloaded) is the server working as meant: no stack, not an error.
+      if (error.status === 503 && err instanceof NucleusError)
+        log[EXPECTED_REFUSALS.has(error.code) ? 'info' : 'warn'](
+          { requestId: ctx.state.requestId, path: ctx.path, code: error.code },
+          `request refused: ${error.message}`,
         );
+      else if (error.status >= 500)
+        log.error({ err, requestId: ctx.state.requestId, path: ctx.path }, 'request failed');
       if (ctx.headerSent || !ctx.writable) return;
       ctx.status = error.status;
       ctx.set(error.headers);
