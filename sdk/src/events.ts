@@ -20,6 +20,38 @@ export interface NucleusEvents {
     errorCode?: string;
   };
   /**
+   * A request to an admin route passed its key check and was answered, ok or not: emitted by the server at the route
+   * edge for every admin route, whichever plugin serves it. `key`: the key's name (or role), never the key;
+   * `action`: the route said as `resource.verb` (`plugins.enable`, `models.swap`, `config.update`); `target`: what it
+   * acted on (the route's parameters, the model a load names, the config keys a change set).
+   */
+  'admin.action': {
+    requestId: string;
+    key?: string;
+    /** The client's address, as the server's socket sees it. */
+    address: string;
+    action: string;
+    method: string;
+    /** The route's template (`/admin/models/:name/swap`), or the path when no route took the request. */
+    route: string;
+    target?: string;
+    status: number;
+    outcome: 'ok' | 'failed';
+    /** The NucleusError code when `outcome` is `failed`. */
+    errorCode?: string;
+    durationMs: number;
+  };
+  /** A request was refused by the key check (401 or 403), on any route. `key`: the name of a valid key that lacked the role. */
+  'auth.refused': {
+    requestId: string;
+    key?: string;
+    address: string;
+    method: string;
+    path: string;
+    status: number;
+    errorCode?: string;
+  };
+  /**
    * Messages for a `/ws` socket were dropped because it read too slowly (`ws.maxBufferedBytes`): reported when it
    * caught up, or when it was closed for it (`closed`). `key`: the socket's key name (or role).
    */

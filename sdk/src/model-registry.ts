@@ -1,3 +1,6 @@
+/** A model's SHA-256 pin: the hex digest of a single file, or of each named file of a folder (paths inside it). */
+export type Sha256Pin = string | Readonly<Record<string, string>>;
+
 /**
  * How a model is served, as a `models[]` config entry says it, without its name and path. Settings that only one
  * engine reads are ignored by the other (`graphStyle`, `speculative` for LLMs; batching for tensor models).
@@ -18,8 +21,8 @@ export interface ModelServingOptions {
   tokenizer?: string;
   /** LLMs: a Jinja chat template replacing the model's own. */
   chatTemplate?: string;
-  /** Hex SHA-256 a single-file source must have; a file that differs is refused (see `models[].sha256`). */
-  sha256?: string;
+  /** Hex SHA-256 a single-file source must have, or a folder's pins by file (see `models[].sha256`). */
+  sha256?: Sha256Pin;
   /** Replicas (worker threads or processes), each with its own session. */
   workers?: number;
   isolation?: 'thread' | 'process';

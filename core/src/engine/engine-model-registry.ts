@@ -11,6 +11,7 @@ import {
   type ModelUnloadOptions,
   type RegisteredModel,
   type RegisteredModelState,
+  type Sha256Pin,
 } from '@nucleus/sdk';
 import type { ConfigStore } from '../kernel/config/index.js';
 import type { InferenceEngine } from './inference-engine.js';
@@ -18,6 +19,7 @@ import { compareVersions, type ConfiguredModel } from './model-repository.js';
 import type { GenerationEngine } from './llm/generation/generation-engine.js';
 import type { LlmModelSpec } from './llm/generation/served-model.js';
 import type { ModelFormats } from './model-formats.js';
+import { ModelRoots } from './model-roots.js';
 
 /** What the registry is built over. */
 export interface EngineModelRegistryOptions {
@@ -36,8 +38,12 @@ export interface EngineModelRegistryOptions {
 export class EngineModelRegistry implements ModelRegistry {
   /** LLMs loaded at run time and since unloaded, so that a load by name alone (KServe's) finds their files again. */
   readonly #llmSpecs = new Map<string, LlmModelSpec>();
+  // Run-time loads read only from under `allowedModelRoots` (when set).
+  readonly #roots: ModelRoots;
 
-  constructor(private readonly options: EngineModelRegistryOptions) {}
+  constructor(private readonly options: EngineModelRegistryOptions) {
+    this.#roots = new ModelRoots(() => options.config.get('allowedModelRoots'));
+  }
 
   list(): RegisteredModel[] {
     const tensors = this.options.inference.list().map(tensorModel);
@@ -63,6 +69,7 @@ export class EngineModelRegistry implements ModelRegistry {
         `a model named '${name}' is already loaded; swap it (POST /admin/models/${name}/swap) or unload it first`,
       );
     }
+    await this.#roots.check(source, settings.tokenizer === undefined ? [] : [settings.tokenizer]);
     // A source with a scheme is fetched here, once; the tensor engine reads the local copy.
     const resolved = await this.options.formats.resolve(source, pin(settings));
     if (resolved.match.kind === 'llm') {
@@ -91,6 +98,7 @@ export class EngineModelRegistry implements ModelRegistry {
         'model_not_found',
         `no model named '${name}' is loaded (loaded: ${this.#names()}); load it with POST /admin/models`,
       );
+    await this.#roots.check(source, settings.tokenizer === undefined ? [] : [settings.tokenizer]);
     const resolved = await this.options.formats.resolve(source, pin(settings));
     const isLlm = resolved.match.kind === 'llm';
     if (llm && !isLlm)
@@ -137,6 +145,7 @@ export class EngineModelRegistry implements ModelRegistry {
   async #reload(name: string): Promise<RegisteredModel> {
     const spec = (await this.#configuredLlm(name)) ?? this.#llmSpecs.get(name);
     if (spec) {
+      await this.#roots.check(spec.path, typeof spec.tokenizer === 'string' ? [spec.tokenizer] : []);
       if (this.#llm(name)) await this.options.generation.swap(name, spec);
       else await this.options.generation.load(spec);
       return this.get(name);
@@ -185,7 +194,7 @@ export class EngineModelRegistry implements ModelRegistry {
 // Which engine a source goes to. The one place this registry decides it, so that a change of how formats are
 // recognised is made here once.
 // The sha256 pin, as the formats take it.
-function pin(o: { sha256?: string | undefined }): { sha256?: string } {
+function pin(o: { sha256?: Sha256Pin | undefined }): { sha256?: Sha256Pin } {
   return o.sha256 === undefined ? {} : { sha256: o.sha256 };
 }
 

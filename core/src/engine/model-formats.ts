@@ -149,7 +149,8 @@ export async function describe(source: string, path = resolve(source)): Promise<
     throw new NucleusError(
       400,
       'model_source_not_found',
-      `model source ${source} ${why}${source === path ? '' : ` (resolved to ${path})`}; check the path`,
+      // Only what the caller gave: a resolved path would tell an API client where the server runs.
+      `model source ${source} ${why}; check the path`,
     );
   });
   return { source, path, type: info.isDirectory() ? 'directory' : 'file' };

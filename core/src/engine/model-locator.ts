@@ -1,5 +1,5 @@
-import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { realpath, stat } from 'node:fs/promises';
+import { basename, isAbsolute, join, relative, resolve } from 'node:path';
 import {
   NucleusError,
   sha256File,
@@ -7,13 +7,14 @@ import {
   type ExtensionPointView,
   type Logger,
   type ModelSourceProvider,
+  type Sha256Pin,
 } from '@nucleus/sdk';
 import { ProgressReporter } from '../kernel/progress-reporter.js';
 
 /** What a source is located with. */
 export interface LocateOptions {
-  /** Hex SHA-256 a single-file source must have (`models[].sha256`). */
-  sha256?: string;
+  /** Hex SHA-256 a single-file source must have, or a folder's pins by file (`models[].sha256`). */
+  sha256?: Sha256Pin;
   signal?: AbortSignal;
 }
 
@@ -57,15 +58,18 @@ export class ModelLocator {
 
   /** The local, absolute path `source` names once fetched; a 400 `NucleusError` when no active plugin handles its scheme. */
   async locate(source: string, options: LocateOptions = {}): Promise<string> {
-    const sha256 = options.sha256?.toLowerCase();
+    const pins = options.sha256 === undefined ? undefined : normalisePin(options.sha256);
+    const sha256 = typeof pins === 'string' ? pins : undefined;
     const scheme = ModelLocator.schemeOf(source);
     if (scheme === undefined) {
       const path = resolve(source);
-      return sha256 === undefined ? path : this.#once(`${path}\0${sha256}`, () => checkPin(source, path, sha256));
+      return pins === undefined
+        ? path
+        : this.#once(`${path}\0${JSON.stringify(pins)}`, () => checkPins(source, path, pins));
     }
     const provider = this.#providers().find((c) => c.value.schemes.includes(scheme));
     if (!provider) throw this.#unsupported(source, scheme);
-    return this.#once(`${source}\0${sha256 ?? ''}`, async () => {
+    return this.#once(`${source}\0${JSON.stringify(pins ?? '')}`, async () => {
       const reporter = new ProgressReporter({ logger: this.#log });
       const fetch = (p: ModelSourceProvider) =>
         p.fetch(source, {
@@ -74,7 +78,9 @@ export class ModelLocator {
           progress: () => reporter.create(),
           logger: this.#log,
         });
-      return resolve(await (this.#view ? this.#view.use(provider, fetch) : fetch(provider.value)));
+      const path = resolve(await (this.#view ? this.#view.use(provider, fetch) : fetch(provider.value)));
+      // A provider checks a single file's pin as it fetches; a folder's pins by file are checked here, on its copy.
+      return pins !== undefined && typeof pins !== 'string' ? checkPins(source, path, pins) : path;
     });
   }
 
@@ -114,23 +120,64 @@ export class ModelLocator {
   }
 }
 
-// A pinned local file, hashed at each load; a folder cannot be pinned.
-async function checkPin(source: string, path: string, sha256: string): Promise<string> {
+// Digests compared in lowercase, whichever case the config spelt them in.
+function normalisePin(pin: Sha256Pin): string | Record<string, string> {
+  if (typeof pin === 'string') return pin.toLowerCase();
+  return Object.fromEntries(Object.entries(pin).map(([file, hex]) => [file, hex.toLowerCase()]));
+}
+
+const mismatch = (message: string) => new NucleusError(400, 'model_sha256_mismatch', message);
+
+/**
+ * A pinned source, hashed at each load: a file against its digest, a folder file by file against its map (a file
+ * against a map with its own name in it). Paths in a map are inside the folder: one that leads out of it, itself or
+ * through a symlink, is refused. Messages name the source and the pinned names only, as the caller gave them.
+ */
+async function checkPins(source: string, path: string, pins: string | Record<string, string>): Promise<string> {
   const info = await stat(path).catch(() => undefined);
-  if (info?.isFile() !== true) {
-    throw new NucleusError(
-      400,
-      'model_sha256_mismatch',
-      `model source ${source} has a sha256 pin but is ${info ? 'a folder' : 'missing'}; a pin applies to a single file`,
-    );
+  if (!info) throw mismatch(`model source ${source} has a sha256 pin but is missing`);
+  if (typeof pins === 'string') {
+    if (!info.isFile())
+      throw mismatch(
+        `model source ${source} is a folder; pin its files by name instead of with one digest, e.g. sha256: {"model.safetensors": "<hex>"}`,
+      );
+    await checkFile(path, pins, `model source ${source}`);
+    return path;
   }
-  const actual = await sha256File(path);
-  if (actual !== sha256) {
-    throw new NucleusError(
-      400,
-      'model_sha256_mismatch',
-      `model source ${source} has sha256 ${actual}, not the pinned ${sha256}; refusing to load it (check the file, or the pin in models[].sha256)`,
-    );
+  if (info.isFile()) {
+    const own = pins[basename(path)];
+    const others = Object.keys(pins).filter((name) => name !== basename(path));
+    if (own === undefined || others.length > 0)
+      throw mismatch(
+        `model source ${source} is a single file; its pin is one digest (or a map naming only ${basename(path)})`,
+      );
+    await checkFile(path, own, `model source ${source}`);
+    return path;
+  }
+  const root = await realpath(path);
+  for (const [name, hex] of Object.entries(pins)) {
+    const file = join(path, name);
+    const real = await realpath(file).catch(() => undefined);
+    const inside = (p: string) => {
+      const rel = relative(root, p);
+      return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+    };
+    if (isAbsolute(name) || !inside(resolve(root, name)))
+      throw mismatch(`model source ${source} pins ${name}, which is not a path inside the folder`);
+    if (real === undefined) throw mismatch(`model source ${source} has no file ${name}, which its sha256 pins`);
+    if (!inside(real))
+      throw mismatch(`${name} in model source ${source} leads outside the folder; refusing to load it`);
+    if (!(await stat(real)).isFile()) throw mismatch(`${name} in model source ${source} is not a file`);
+    await checkFile(real, hex, `${name} in model source ${source}`);
   }
   return path;
+}
+
+async function checkFile(path: string, sha256: string, what: string): Promise<void> {
+  const actual = await sha256File(path);
+  if (actual !== sha256) {
+    throw mismatch(
+      `${what} has sha256 ${actual}, not the pinned ${sha256}; refusing to load it (check the file, or the pin in models[].sha256)`,
+    );
+  }
 }

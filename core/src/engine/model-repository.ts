@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import type { Dirent } from 'node:fs';
+import { readdir, realpath, stat } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import type { BuiltinModel, Logger } from '@nucleus/sdk';
 import type { NucleusConfig } from '../kernel/config/index.js';
 import { defaultModelCacheDir } from './model-cache-dir.js';
@@ -156,8 +157,8 @@ export class ModelRepository {
       return;
     }
     // A model folder of version folders: serve each, or only the one named.
-    const versions = (await readdir(path, { withFileTypes: true })).filter(
-      (d) => d.isDirectory() && existsSync(join(path, d.name, MODEL_FILE)),
+    const versions = this.#folders(await readdir(path, { withFileTypes: true }), path).filter((d) =>
+      existsSync(join(path, d.name, MODEL_FILE)),
     );
     const chosen = version === undefined ? versions : versions.filter((d) => d.name === version);
     if (chosen.length === 0) {
@@ -186,13 +187,13 @@ export class ModelRepository {
       problems.push({ name: '*', version: '*', path: root, reason: `modelRepository ${root} is not a folder` });
       return;
     }
-    const models = (await readdir(root, { withFileTypes: true }))
-      .filter((d) => d.isDirectory() && NAME.test(d.name))
+    const realRoot = await realpath(root);
+    const models = this.#folders(await readdir(root, { withFileTypes: true }), root)
+      .filter((d) => NAME.test(d.name))
       .sort((a, b) => a.name.localeCompare(b.name));
     for (const model of models) {
       const dir = join(root, model.name);
-      const versions = (await readdir(dir, { withFileTypes: true }))
-        .filter((d) => d.isDirectory())
+      const versions = this.#folders(await readdir(dir, { withFileTypes: true }), dir)
         .map((d) => d.name)
         .sort(compareVersions);
       for (const version of versions) {
@@ -203,6 +204,17 @@ export class ModelRepository {
             version,
             path: join(dir, version),
             reason: `${join(dir, version)} has no ${MODEL_FILE}`,
+          });
+          continue;
+        }
+        // A model.onnx linked from outside the repository is not the repository's to serve.
+        const rel = relative(realRoot, await realpath(modelPath));
+        if (rel.startsWith('..') || isAbsolute(rel)) {
+          problems.push({
+            name: model.name,
+            version,
+            path: join(model.name, version, MODEL_FILE),
+            reason: `${join(model.name, version, MODEL_FILE)} in the model repository is a symlink that leads outside it; refusing to load it`,
           });
           continue;
         }
@@ -217,6 +229,16 @@ export class ModelRepository {
         });
       }
     }
+  }
+
+  // The folders of a listing; symlinked ones are not followed (one could lead anywhere), and each is logged as skipped.
+  #folders(entries: Dirent[], parent: string): Dirent[] {
+    for (const d of entries.filter((e) => e.isSymbolicLink()))
+      this.options.logger?.warn(
+        { folder: join(parent, d.name) },
+        'a symlink in a model folder is not followed; skipped (copy or move the model there instead)',
+      );
+    return entries.filter((d) => d.isDirectory());
   }
 
   #manifest(modelPath: string): { manifestPath?: string } {

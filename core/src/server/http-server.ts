@@ -7,6 +7,7 @@ import { badRequest, ExtensionPoints, NucleusError, unavailable } from '@nucleus
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
+import { emitAuditEvents } from './admin-audit.js';
 import { Authenticator, type ApiKey } from './auth.js';
 import { errorMiddleware } from './error-middleware.js';
 import { decodeContent, INFERENCE_HEADER_LENGTH, parseInferenceHeader, splitInferenceBody } from './binary-body.js';
@@ -88,12 +89,14 @@ export class HttpServer {
       if (jwt) await auth.verifyToken(ctx);
       // The key is looked up here, not only at the route, so the request's events say whose they are (/ws shows a
       // user key its own requests only).
-      const tenant = auth.identify(ctx)?.tenancy.tenant;
+      const holder = auth.identify(ctx);
+      const tenant = holder?.tenancy.tenant;
       events.emit('request.start', { requestId, method: ctx.method, path: ctx.path, ...(tenant && { tenant }) });
       try {
         await next();
       } finally {
         const body = ctx.body as { error?: { code?: string } } | undefined;
+        const durationMs = performance.now() - started;
         events.emit('request.end', {
           requestId,
           ...(tenant && { tenant }),
@@ -101,9 +104,11 @@ export class HttpServer {
           path: ctx.path,
           route: (ctx.state.route as string | undefined) ?? 'unmatched',
           status: ctx.status,
-          durationMs: performance.now() - started,
+          durationMs,
           ...(ctx.status >= 400 && body?.error?.code ? { errorCode: body.error.code } : {}),
         });
+        // Admin actions and refused keys, for the audit trail: at the edge, so no route can forget to report one.
+        emitAuditEvents(ctx, events, holder?.label, durationMs);
       }
     });
     this.app.use(errorMiddleware(logger));

@@ -86,7 +86,10 @@ export function kernelRoutes(kernel: Kernel): RouteContribution[] {
             'send a JSON object of changes, e.g. {"queue.highWatermark": 200} or {"queue": {"highWatermark": 200}}',
           );
         }
+        // The audit trail names the keys a change sets (those asked for, when it is refused), never their values.
+        ctx.state.auditTarget = Object.keys(body).join(',');
         const changed = config.patch(body as Record<string, unknown>, { kind: 'runtime', name: 'PATCH /admin/config' });
+        if (changed.length > 0) ctx.state.auditTarget = changed.map((c) => c.path).join(',');
         return { changed, config: config.redacted() };
       },
     },

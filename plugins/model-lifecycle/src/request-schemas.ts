@@ -11,7 +11,12 @@ const SERVING_PROPERTIES = {
   speculative: { type: 'string', minLength: 1 },
   tokenizer: { type: 'string', minLength: 1 },
   chatTemplate: { type: 'string', minLength: 1 },
-  sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
+  sha256: {
+    type: ['string', 'object'],
+    pattern: '^[0-9a-fA-F]{64}$',
+    minProperties: 1,
+    additionalProperties: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
+  },
   workers: { type: 'integer', minimum: 1 },
   isolation: { type: 'string', enum: ['thread', 'process'] },
   warmup: { type: ['boolean', 'integer'], minimum: 0 },

@@ -415,6 +415,13 @@ export const CORE_CONFIG_SCHEMA = {
       default: null,
       'x-path': true,
     },
+    allowedModelRoots: {
+      type: ['array', 'null'],
+      items: { type: 'string', minLength: 1, 'x-path': true },
+      description:
+        "Folders that models loaded at run time (POST /admin/models, swaps, KServe repository loads, `models` changed with PATCH /admin/config) must lie under, symlinks resolved; a local source elsewhere is refused with 403 `model_source_not_allowed`. Sources with a scheme (`hf://`, `https://`) are fetched into their plugin's cache and not checked. null: no restriction. Not changeable at run time, so a stolen admin key cannot widen it.",
+      default: null,
+    },
     queue: {
       type: 'object',
       description: 'Admission control in front of the scheduler.',

@@ -17,10 +17,12 @@ export const MODEL_ENTRY_SCHEMA = {
       'x-path': true,
     },
     sha256: {
-      type: 'string',
+      type: ['string', 'object'],
       pattern: '^[0-9a-fA-F]{64}$',
+      minProperties: 1,
+      additionalProperties: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
       description:
-        'Hex SHA-256 the model file must have (a single-file source, local or fetched); a file that differs is refused.',
+        'Hex SHA-256 the model file must have (a single-file source of any format, local or fetched), or for a folder (safetensors checkpoint, ONNX export, version folders) a pin per file by its path in the folder: `{"model.safetensors": "…", "1/model.onnx": "…"}`. A file that differs, or a pinned file that is missing, is refused; files the map does not name are not checked.',
     },
     tokenizer: {
       type: 'string',

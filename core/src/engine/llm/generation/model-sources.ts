@@ -88,7 +88,7 @@ export class ModelSources {
       ...(backend !== undefined && { backend }),
       prepare: async (selected) => {
         // A format that builds its graph from weights builds the style the backend runs best; an export brings its own.
-        const pin = typeof entry.sha256 === 'string' ? { sha256: entry.sha256 } : {};
+        const pin = entry.sha256 === undefined ? {} : { sha256: entry.sha256 };
         const resolved = await this.options.formats.resolve(await source(), pin);
         const style = this.#graphStyle(model, {
           ...(graphStyle && { configured: graphStyle }),

@@ -1,4 +1,4 @@
-import type { GenerationModelInfo } from '@nucleus/sdk';
+import type { GenerationModelInfo, Sha256Pin } from '@nucleus/sdk';
 import type { CircuitBreaker } from '../../circuit-breaker.js';
 import type { ConfiguredModel } from '../../model-repository.js';
 import type { GraphStyle } from '../graph-style.js';
@@ -78,6 +78,8 @@ export interface ConfiguredLlm {
   quantize?: string;
   /** Replaces the model's own chat template. */
   chatTemplate?: string;
+  /** The source's SHA-256 pin: one digest, or a folder's by file (`models[].sha256`). */
+  sha256?: Sha256Pin;
   /** Format-specific keys (`tokenizer` …), handed to the format. */
   [key: string]: unknown;
 }
