@@ -33,6 +33,7 @@ export {
   checkBlockQuantized,
   dequantizeMatrix,
   quantAt,
+  type BlockMinima,
   type BlockQuantizedMatrix,
   type WeightMatrix,
 } from './block-quantized.js';
