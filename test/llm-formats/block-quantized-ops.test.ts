@@ -6,12 +6,14 @@ import { join } from 'node:path';
 import { GraphBuilder } from '@nucleus/sdk/onnx';
 import {
   blocksPerRow,
+  checkBlockQuantized,
   dequantizeMatrix,
   quantizedGather,
   quantizedLinear,
   readGguf,
   readTensorBytes,
   readTensorF32,
+  sliceRows,
   toBlockQuantized,
   type BlockQuantizedMatrix,
 } from '../helpers/llm.js';
@@ -206,6 +208,45 @@ describe('block-quantized ops in ONNX Runtime on real GGUF quant types', () => {
     for (let i = 0; i < bound.length; i++)
       assert.ok(Math.abs(float.out.linear![i]! - float.out.linear_f32![i]!) <= bound[i]!);
     assert.equal((await runBoth(m, x, 4)).dataInitializers, 1);
+  });
+
+  // What ONNX Runtime keeps of a matrix is what the graph stores (MatMulNBits prepacks its data and releases the
+  // original): pinned per 256 weights, against the file's own bytes (Q4_K 144, Q5_K 176, Q6_K 210, Q2_K 84).
+  it('K-quant minimums take 4-bit steps and split 8-bit halves share their scales with no zero points', () => {
+    const expected: Record<string, { file: string; perSuperBlock: number }> = {
+      // data 128 + float scales 8 × 4 + 4-bit zero points 8 × 0.5 + minimum steps 16 × 0.5 and their scale 4.
+      Q4_K: { file: 'quant-zoo-Q4_K-pure.gguf', perSuperBlock: 128 + 32 + 4 + 12 },
+      // two 4-bit halves 256 + scales 32 + minimums 12; 5-bit values rebased to 136 need no zero points.
+      Q5_K: { file: 'quant-zoo-Q5_K-pure.gguf', perSuperBlock: 256 + 32 + 12 },
+      // two 4-bit halves 256 + float scales 16 × 4, once for both halves.
+      Q6_K: { file: 'quant-zoo-Q6_K.gguf', perSuperBlock: 256 + 64 },
+      // 2-bit values in 4 bits 128 + float scales 16 × 4 + zero points 8 + minimum steps 32 × 0.5 and their scale 4.
+      Q2_K: { file: 'quant-zoo-Q2_K-pure.gguf', perSuperBlock: 128 + 64 + 8 + 20 },
+    };
+    for (const [type, { file, perSuperBlock }] of Object.entries(expected)) {
+      const gguf = readGguf(join(ORACLE_DIR, file));
+      const tensor = gguf.tensors.find((t) => t.name === 'blk.0.attn_q.weight')!;
+      const [cols, rows] = tensor.dims as [number, number];
+      const m = toBlockQuantized(tensor.name, tensor.type, readTensorBytes(gguf, tensor), rows, cols);
+      assert.equal(m.sourceType, type);
+      if (m.minima) {
+        const { scales, steps, blocksPerScale } = m.minima;
+        m.offsets!.forEach((o, i) => assert.ok(Object.is(o, -(scales[Math.floor(i / blocksPerScale)]! * steps[i]!))));
+        // Rows sliced off (as a fused Phi-3 matrix is split) keep their minima, and stay well formed.
+        const part = sliceRows(m, cols, 3, 5) as BlockQuantizedMatrix;
+        checkBlockQuantized(part, `${type} rows 3..8`);
+        assert.deepEqual(dequantizeMatrix(part), dequantizeMatrix(m).slice(3 * cols, 8 * cols));
+      }
+      const g = new GraphBuilder('layout', { opset: 21 });
+      const x = g.input('x', 'float32', [1, TOKENS, cols]);
+      g.output(quantizedLinear(g, x, 'w', m), 'float32', [1, TOKENS, rows], { name: 'y' });
+      const initializers = g.toModel({ opsets: { 'com.microsoft': 1 } }).graph.initializers;
+      const bytes = initializers.reduce((n, t) => n + (t.data as ArrayBufferView).byteLength, 0);
+      assert.ok(!initializers.some((t) => /residuals/.test(t.name)), `${type}: no float residuals`);
+      // A few bytes of shape constants besides.
+      assert.ok(bytes - (rows * cols * perSuperBlock) / 256 < 256, `${type}: ${bytes} bytes stored`);
+      assert.ok(bytes >= (rows * cols * perSuperBlock) / 256, `${type}: ${bytes} bytes stored`);
+    }
   });
 });
 

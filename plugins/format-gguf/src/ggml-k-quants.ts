@@ -11,7 +11,7 @@ const QK_K = 256;
 // four times, two bits further each time; sub-block s of 16 values has scale d · (scales[s] & 15) and minimum
 // dmin · (scales[s] >> 4): value = q · scale − minimum.
 export function unpackQ2_K(raw: Uint8Array, blocks: number): UnpackedBlocks {
-  const u = allocBlocks(blocks * QK_K, 4, 16, 0, true);
+  const u = allocBlocks(blocks * QK_K, 4, 16, 0, true, 16);
   for (let b = 0; b < blocks; b++) {
     const at = b * 84;
     const d = readHalf(raw, at + 80);
@@ -20,7 +20,9 @@ export function unpackQ2_K(raw: Uint8Array, blocks: number): UnpackedBlocks {
       const sc = raw[at + s]!;
       u.scales[b * 16 + s] = d * (sc & 0x0f);
       u.offsets![b * 16 + s] = -(dmin * (sc >> 4));
+      u.minima!.steps[b * 16 + s] = sc >> 4;
     }
+    u.minima!.scales[b] = dmin;
     for (let e = 0; e < QK_K; e++) {
       const half = e >> 7;
       const shift = 2 * ((e >> 5) & 3);
@@ -59,7 +61,7 @@ export function unpackQ3_K(raw: Uint8Array, blocks: number): UnpackedBlocks {
 // block_q4_K { half d; half dmin; uint8 scales[12]; uint8 qs[128] }: eight sub-blocks of 32; each 64 values
 // read 32 bytes of qs, low nibbles then high ones. value = q · (d · sc) − dmin · m.
 export function unpackQ4_K(raw: Uint8Array, blocks: number): UnpackedBlocks {
-  const u = allocBlocks(blocks * QK_K, 4, 32, 0, true);
+  const u = allocBlocks(blocks * QK_K, 4, 32, 0, true, 8);
   for (let b = 0; b < blocks; b++) {
     const at = b * 144;
     scalesAndMins(raw, at, u, b);
@@ -74,7 +76,7 @@ export function unpackQ4_K(raw: Uint8Array, blocks: number): UnpackedBlocks {
 // block_q5_K { half d; half dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128] }: Q4_K's nibbles plus a fifth
 // bit, bit s (the sub-block) of qh[e & 31]. Five bits are kept in 8.
 export function unpackQ5_K(raw: Uint8Array, blocks: number): UnpackedBlocks {
-  const u = allocBlocks(blocks * QK_K, 8, 32, 0, true);
+  const u = allocBlocks(blocks * QK_K, 8, 32, 0, true, 8);
   for (let b = 0; b < blocks; b++) {
     const at = b * 176;
     scalesAndMins(raw, at, u, b);
@@ -119,5 +121,7 @@ function scalesAndMins(raw: Uint8Array, at: number, u: UnpackedBlocks, b: number
     const m = j < 4 ? raw[s12 + j + 4]! & 63 : (raw[s12 + j + 4]! >> 4) | ((raw[s12 + j]! >> 6) << 4);
     u.scales[b * 8 + j] = d * sc;
     u.offsets![b * 8 + j] = -(dmin * m);
+    u.minima!.steps[b * 8 + j] = m;
   }
+  u.minima!.scales[b] = dmin;
 }

@@ -1,6 +1,6 @@
 // ggml's legacy quant types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: one scale per block of 32) unpacked onto the
 // block-quantized layout ONNX Runtime reads, value for value; and the packing every quant type shares.
-import type { BlockQuantizedMatrix } from '@nucleus/sdk/llm';
+import type { BlockMinima, BlockQuantizedMatrix } from '@nucleus/sdk/llm';
 import { readHalf } from './ggml-half.js';
 
 /**
@@ -15,6 +15,8 @@ export interface UnpackedBlocks {
   readonly scales: Float32Array;
   readonly zeroPoints: Uint8Array;
   readonly offsets?: Float32Array;
+  /** For the K-quants: how the offsets were made, `−dmin · m` per sub-block (see `BlockMinima`). */
+  readonly minima?: BlockMinima;
 }
 
 /** Room for `values` values in blocks of `blockSize`, every zero point `zeroPoint`. */
@@ -24,6 +26,7 @@ export function allocBlocks(
   blockSize: 16 | 32,
   zeroPoint: number,
   withOffsets: boolean,
+  blocksPerMinScale?: number,
 ): UnpackedBlocks {
   const blocks = values / blockSize;
   return {
@@ -33,6 +36,13 @@ export function allocBlocks(
     scales: new Float32Array(blocks),
     zeroPoints: new Uint8Array(blocks).fill(zeroPoint),
     ...(withOffsets && { offsets: new Float32Array(blocks) }),
+    ...(blocksPerMinScale && {
+      minima: {
+        blocksPerScale: blocksPerMinScale,
+        scales: new Float32Array(blocks / blocksPerMinScale),
+        steps: new Uint8Array(blocks),
+      },
+    }),
   };
 }
 
@@ -55,6 +65,7 @@ export function packBlocks(u: UnpackedBlocks, rows: number, cols: number, source
     scales: u.scales,
     zeroPoints: u.zeroPoints,
     ...(offsets && { offsets }),
+    ...(offsets && u.minima && { minima: u.minima }),
     sourceType,
   };
 }

@@ -28,8 +28,25 @@ export interface BlockQuantizedMatrix {
   readonly zeroPoints: Uint8Array;
   /** `[rows · blocks]`, added after scaling; absent when every block's offset is zero. */
   readonly offsets?: Float32Array;
+  /** How `offsets` were made, where a run of blocks shares one minimum's scale (see {@link BlockMinima}). */
+  readonly minima?: BlockMinima;
   /** The storage type it was read from (`Q4_K`, `Q8_0` …), for graph metadata and messages. */
   readonly sourceType: string;
+}
+
+/**
+ * Offsets that are whole steps of a scale shared by `blocksPerScale` consecutive blocks of a row, as the K-quants
+ * keep their minimums (`−dmin · m`, a 4- or 6-bit `m` per sub-block and one `dmin` per super-block):
+ * `offsets[i] = −(scales[⌊i / blocksPerScale⌋] · steps[i])` exactly, in float32. The graph then stores a few bits
+ * per block instead of a float.
+ */
+export interface BlockMinima {
+  /** Blocks per scale, dividing the blocks of a row. */
+  readonly blocksPerScale: number;
+  /** `[rows · blocks / blocksPerScale]`. */
+  readonly scales: Float32Array;
+  /** `[rows · blocks]`, whole steps of the block's scale. */
+  readonly steps: Uint8Array;
 }
 
 /** A weight matrix: float32 row-major `[rows, cols]`, or block-quantized. */
@@ -80,6 +97,13 @@ export function checkBlockQuantized(m: BlockQuantizedMatrix, what: string): void
   expect('scales', m.scales.length, blocks);
   expect('zeroPoints', m.zeroPoints.length, blocks);
   if (m.offsets) expect('offsets', m.offsets.length, blocks);
+  if (m.minima) {
+    if (!m.offsets) throw new Error(`${what}: minima without the offsets they make`);
+    if (blocksPerRow(m) % m.minima.blocksPerScale !== 0)
+      throw new Error(`${what}: ${blocksPerRow(m)} blocks a row do not fill runs of ${m.minima.blocksPerScale}`);
+    expect('minima.steps', m.minima.steps.length, blocks);
+    expect('minima.scales', m.minima.scales.length, blocks / m.minima.blocksPerScale);
+  }
 }
 
 /**
@@ -99,5 +123,12 @@ export function sliceRows(m: WeightMatrix, cols: number, start: number, count: n
     scales: span(m.scales, blocks),
     zeroPoints: span(m.zeroPoints, blocks),
     ...(m.offsets && { offsets: span(m.offsets, blocks) }),
+    ...(m.minima && {
+      minima: {
+        blocksPerScale: m.minima.blocksPerScale,
+        scales: span(m.minima.scales, blocks / m.minima.blocksPerScale),
+        steps: span(m.minima.steps, blocks),
+      },
+    }),
   };
 }

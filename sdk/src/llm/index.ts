@@ -34,6 +34,7 @@ export {
   dequantizeMatrix,
   quantAt,
   sliceRows,
+  type BlockMinima,
   type BlockQuantizedMatrix,
   type WeightMatrix,
 } from './block-quantized.js';

@@ -160,6 +160,21 @@ function stackRows(parts: WeightMatrix[]): WeightMatrix | undefined {
         (n) => new Float32Array(n),
       ),
     }),
+    // Kept only where every part has them alike; the offsets alone stay exact.
+    ...(quantized.every((m) => m.minima?.blocksPerScale === first.minima?.blocksPerScale) &&
+      first.minima && {
+        minima: {
+          blocksPerScale: first.minima.blocksPerScale,
+          scales: concat(
+            quantized.map((m) => m.minima!.scales),
+            (n) => new Float32Array(n),
+          ),
+          steps: concat(
+            quantized.map((m) => m.minima!.steps),
+            (n) => new Uint8Array(n),
+          ),
+        },
+      }),
     sourceType: [...new Set(quantized.map((m) => m.sourceType))].join('+'),
   };
 }

@@ -71,7 +71,7 @@ export function builtDecoderConfig(
 }
 
 /** Bumped whenever the graphs built from the same weights change, so cached ones are rebuilt. */
-export const LLAMA_GRAPH_REVISION = 5;
+export const LLAMA_GRAPH_REVISION = 6;
 
 /**
  * Builds a Llama decoder (RMSNorm, GQA attention with RoPE, SwiGLU FFN) as an ONNX model. Both styles take the
