@@ -112,7 +112,7 @@ export class Sampler {
     if (this.#rng.next() * (qDraft > 0 ? qDraft : 1) < pDraft) return draft;
     // Rejected: draw from max(0, p − q), in place of the weights.
     let rest = 0;
-    const ids = candidates ?? undefined;
+    const ids = candidates;
     if (ids === undefined) {
       for (let i = 0; i < weights.length; i++) {
         const r = Math.max(0, weights[i]! * inv - (qDraft > 0 ? q[i]! : i === draft ? 1 : 0));
