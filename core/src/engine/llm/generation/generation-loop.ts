@@ -151,6 +151,8 @@ class Sequence implements WaitingSequence {
   readonly verified: [number, number][] = [];
   /** Auto-off: steps left before the sequence drafts again. */
   coolDown = 0;
+  /** Auto-off: pauses since a window of drafts last met the threshold; each one doubles the next cool-down. */
+  pausesInARow = 0;
 
   constructor(
     readonly init: SequenceInit,
@@ -595,7 +597,9 @@ export class GenerationLoop {
   }
 
   // Auto-off: the running acceptance rate over the latest `window` draft tokens; below the threshold, drafting pauses
-  // for the cool-down and the rate is measured afresh after it.
+  // for the cool-down and the rate is measured afresh after it. A request whose drafts keep failing pays for a probe
+  // window after every cool-down, so each pause in a row doubles the cool-down (up to 64 times), keeping that cost
+  // small against the plain steps between probes.
   #recordVerify(seq: Sequence, drafted: number, accepted: number): void {
     const autoOff = this.#speculation?.autoOff;
     if (!autoOff) return;
@@ -604,9 +608,12 @@ export class GenerationLoop {
     while (seq.verified.length > 1 && total - seq.verified[0]![0] >= autoOff.window) total -= seq.verified.shift()![0];
     if (total < autoOff.window) return;
     const acceptedTotal = seq.verified.reduce((n, [, a]) => n + a, 0);
-    if (acceptedTotal >= autoOff.minAcceptance * total) return;
+    if (acceptedTotal >= autoOff.minAcceptance * total) {
+      seq.pausesInARow = 0;
+      return;
+    }
     seq.verified.length = 0;
-    seq.coolDown = autoOff.coolDownSteps;
+    seq.coolDown = autoOff.coolDownSteps * 2 ** Math.min(6, seq.pausesInARow++);
     this.#specStats.pauses++;
   }
 
