@@ -146,7 +146,9 @@ export async function specSuite(): Promise<string> {
     const drafts: { label: string; path: string; layers?: number; k: number }[] = [
       { label: 'draft: first 1 of 5 layers', path: join(STORIES, 'stories260K.gguf'), layers: 1, k: 3 },
       { label: 'draft: first 3 of 5 layers', path: join(STORIES, 'stories260K.gguf'), layers: 3, k: 4 },
-      ...(existsSync(ZOO) ? [{ label: 'draft: quant-zoo Q8_0 (random weights, same vocabulary)', path: ZOO, k: 2 }] : []),
+      ...(existsSync(ZOO)
+        ? [{ label: 'draft: quant-zoo Q8_0 (random weights, same vocabulary)', path: ZOO, k: 2 }]
+        : []),
     ];
     const draftSessions: ort.InferenceSession[] = [];
     const draftRunners: DraftModelRunner[] = [];
@@ -167,7 +169,8 @@ export async function specSuite(): Promise<string> {
         rows.push({ label: `${name}: plain decoding`, stats: base.stats });
         const measure = async (label: string, speculation: Speculation): Promise<void> => {
           const { stats, spec, output } = await decodeRate(llm, tokenizer, session, prompt, speculation);
-          if (output.join() !== base.output.join()) throw new Error(`${label}: greedy output differs from plain decoding`);
+          if (output.join() !== base.output.join())
+            throw new Error(`${label}: greedy output differs from plain decoding`);
           const rate = spec && spec.draftTokens > 0 ? spec.acceptedTokens / spec.draftTokens : 0;
           rows.push({
             label: `${name}: ${label}`,
