@@ -2,8 +2,16 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { createNgramProposer, ngramMethod } from '@nucleus/plugin-spec-decode';
+import {
+  createNgramProposer,
+  DEFAULT_SPEC_DECODE_SETTINGS,
+  DraftModelProposer,
+  ngramMethod,
+} from '@nucleus/plugin-spec-decode';
+import type { SpeculationAutoOff } from '@nucleus/sdk';
 import { createTokenizer, type LlmTokenizer, type LoadedLlm } from '@nucleus/sdk/llm';
+import { loadGguf } from '@nucleus/plugin-format-gguf';
+import { DraftModelRunner } from '@nucleus/core/internal/engine/llm/generation/draft-model-runner';
 import { loadLlm } from './llm-models.js';
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
@@ -21,6 +29,12 @@ import { summarise, type RunStats } from './stats.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const STORIES = join(REPO, '..', 'shared', 'models', 'stories260K');
+const ZOO = join(REPO, '..', 'shared', 'models', 'llm-oracle', 'quant-zoo-Q8_0.gguf');
+const AUTO_OFF: SpeculationAutoOff = {
+  minAcceptance: DEFAULT_SPEC_DECODE_SETTINGS.autoOffMinAcceptance,
+  window: DEFAULT_SPEC_DECODE_SETTINGS.autoOffWindow,
+  coolDownSteps: DEFAULT_SPEC_DECODE_SETTINGS.autoOffCoolDownSteps,
+};
 const TOKENS = Number(process.env.BENCH_SPEC_TOKENS ?? 200);
 const RUNS = Number(process.env.BENCH_SPEC_RUNS ?? 10);
 
@@ -40,11 +54,13 @@ async function decodeRate(
   session: ort.InferenceSession,
   prompt: string,
   speculation: Speculation | undefined,
-): Promise<{ stats: RunStats; spec?: SpeculationStats }> {
+): Promise<{ stats: RunStats; spec?: SpeculationStats; output: number[] }> {
   const latencies: number[] = [];
   let seconds = 0;
   let spec: SpeculationStats | undefined;
+  let output: number[] = [];
   for (let run = 0; run < RUNS + 1; run++) {
+    const tokens: number[] = [];
     const runner =
       llm.config.graphStyle === 'contrib'
         ? new ContribDecoderSession(session, llm.config)
@@ -52,7 +68,10 @@ async function decodeRate(
     let done = false;
     let produced = 0;
     const sink: LoopSink = {
-      token: () => void produced++,
+      token: (_id, t) => {
+        produced++;
+        tokens.push(t);
+      },
       finish: () => void (done = true),
       fail: (_ids, err) => {
         throw err;
@@ -83,13 +102,16 @@ async function decodeRate(
     const started = performance.now();
     while (!done) await loop.iterate();
     const ms = performance.now() - started;
+    // Drafts keep a cache per sequence: each run starts afresh.
+    speculation?.proposer.release?.(1);
+    output = tokens;
     // The first run warms the session up.
     if (run === 0) continue;
     latencies.push(ms / (produced - 1));
     seconds += ms / 1000;
     spec = loop.speculation && { ...loop.speculation };
   }
-  return { stats: summarise(latencies, seconds, RUNS * (TOKENS - 1)), ...(spec && { spec }) };
+  return { stats: summarise(latencies, seconds, RUNS * (TOKENS - 1)), ...(spec && { spec }), output };
 }
 
 /** Speculative decoding (spec-decode, ngram) against plain decoding: one stream's decode tokens/s on stories260K. */
@@ -114,30 +136,74 @@ export async function specSuite(): Promise<string> {
   for (const graphStyle of ['generic', 'contrib'] as const) {
     const llm = await loadLlm(join(STORIES, 'stories260K.gguf'), { graphStyle });
     const tokenizer = createTokenizer(llm.tokenizer);
-    const session = await ort.InferenceSession.create(llm.onnxPath, {
+    const options: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: 1,
       extra: { session: { intra_op: { allow_spinning: '0' } } },
-    });
+    };
+    const session = await ort.InferenceSession.create(llm.onnxPath, options);
+    // Draft models: the model's own first layers (self-speculation, early exit) and a model with the same vocabulary.
+    const cacheDir = join(REPO, '.cache', 'models');
+    const drafts: { label: string; path: string; layers?: number; k: number }[] = [
+      { label: 'draft: first 1 of 5 layers', path: join(STORIES, 'stories260K.gguf'), layers: 1, k: 3 },
+      { label: 'draft: first 3 of 5 layers', path: join(STORIES, 'stories260K.gguf'), layers: 3, k: 4 },
+      ...(existsSync(ZOO)
+        ? [{ label: 'draft: quant-zoo Q8_0 (random weights, same vocabulary)', path: ZOO, k: 2 }]
+        : []),
+    ];
+    const draftSessions: ort.InferenceSession[] = [];
+    const draftRunners: DraftModelRunner[] = [];
+    for (const d of drafts) {
+      const loaded = await loadGguf(d.path, {
+        cacheDir,
+        graphStyle,
+        ...(d.layers !== undefined && { layers: d.layers }),
+      });
+      const s = await ort.InferenceSession.create(loaded.onnxPath, options);
+      draftSessions.push(s);
+      draftRunners.push(new DraftModelRunner(s, loaded.config));
+    }
     try {
       const rows: ResultRow[] = [];
       for (const [name, prompt] of PROMPTS) {
         const base = await decodeRate(llm, tokenizer, session, prompt, undefined);
         rows.push({ label: `${name}: plain decoding`, stats: base.stats });
+        const measure = async (label: string, speculation: Speculation): Promise<void> => {
+          const { stats, spec, output } = await decodeRate(llm, tokenizer, session, prompt, speculation);
+          if (output.join() !== base.output.join())
+            throw new Error(`${label}: greedy output differs from plain decoding`);
+          const rate = spec && spec.draftTokens > 0 ? spec.acceptedTokens / spec.draftTokens : 0;
+          rows.push({
+            label: `${name}: ${label}`,
+            stats,
+            ratio: stats.throughput / base.stats.throughput,
+            note: `acceptance ${(rate * 100).toFixed(0)}% (${spec?.acceptedTokens ?? 0} of ${spec?.draftTokens ?? 0} draft tokens, ${spec?.drafts ?? 0} drafts${spec?.pauses ? `, ${spec.pauses} auto-off pauses` : ''}, last run); ${((TOKENS - 1) / Math.max(1, TOKENS - 1 - (spec?.acceptedTokens ?? 0))).toFixed(2)} tokens per step`,
+          });
+        };
         for (const s of settings) {
-          const speculation: Speculation = {
+          await measure(s.label, {
             method: 'ngram',
             proposer: createNgramProposer(s.method.options ?? {}),
             numSpeculativeTokens: s.k,
             maxBatch: 1,
-          };
-          const { stats, spec } = await decodeRate(llm, tokenizer, session, prompt, speculation);
-          const rate = spec && spec.draftTokens > 0 ? spec.acceptedTokens / spec.draftTokens : 0;
-          rows.push({
-            label: `${name}: ${s.label}`,
-            stats,
-            ratio: stats.throughput / base.stats.throughput,
-            note: `acceptance ${(rate * 100).toFixed(0)}% (${spec?.acceptedTokens ?? 0} of ${spec?.draftTokens ?? 0} draft tokens, ${spec?.drafts ?? 0} drafts, last run); ${((TOKENS - 1) / Math.max(1, TOKENS - 1 - (spec?.acceptedTokens ?? 0))).toFixed(2)} tokens per step`,
           });
+        }
+        await measure(`${settings[0]!.label} + auto-off`, {
+          method: 'ngram',
+          proposer: createNgramProposer(settings[0]!.method.options ?? {}),
+          numSpeculativeTokens: settings[0]!.k,
+          maxBatch: 1,
+          autoOff: AUTO_OFF,
+        });
+        for (const [i, d] of drafts.entries()) {
+          for (const autoOff of [undefined, AUTO_OFF]) {
+            await measure(`${d.label}, k=${d.k}${autoOff ? ' + auto-off' : ''}`, {
+              method: 'draft',
+              proposer: new DraftModelProposer(draftRunners[i]!),
+              numSpeculativeTokens: d.k,
+              maxBatch: 1,
+              ...(autoOff && { autoOff }),
+            });
+          }
         }
       }
       tables.push({
@@ -147,11 +213,13 @@ export async function specSuite(): Promise<string> {
       });
     } finally {
       await session.release();
+      for (const s of draftSessions) await s.release();
     }
   }
   notes.push(
     'Ratio: decode tokens/s with speculation over plain decoding, same prompt, same session (1 intra-op thread); p50/p99 are ms per token of each run.',
-    `${RUNS} measured runs after one warm-up run; acceptance is accepted over drafted tokens. Greedy output is identical with and without speculation.`,
+    `${RUNS} measured runs after one warm-up run; acceptance is accepted over drafted tokens. Greedy output is identical with and without speculation (the bench checks every row's tokens against plain decoding).`,
+    `Auto-off: the plugin's defaults (pause below ${AUTO_OFF.minAcceptance * 100}% acceptance over the latest ${AUTO_OFF.window} draft tokens, for ${AUTO_OFF.coolDownSteps} steps). Draft models run in the same thread with the same runners (1 intra-op thread each).`,
   );
   return record('spec', machineInfo(), tables, notes);
 }

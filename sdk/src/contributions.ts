@@ -163,7 +163,7 @@ export type CachePolicyFactory = (options?: Readonly<Record<string, unknown>>) =
  * {@link DraftProposerSpec.options} for a proposer of its own.
  */
 export interface DraftProposerSpec {
-  /** The method's name, as `models[].speculative` gives it (`ngram` …). */
+  /** The method's name, as `models[].speculative` gives it (`ngram`, `draft` …). */
   readonly name: string;
   /** URL of an ES module whose default export is a {@link DraftProposerFactory}. */
   readonly module: string;
@@ -173,6 +173,44 @@ export interface DraftProposerSpec {
   readonly numSpeculativeTokens: number;
   /** Speculate only while at most this many sequences run: on a full batch verifying costs more than it saves. */
   readonly maxBatch: number;
+  /** The method runs a draft model, which the model's config names (`models[].speculation.draft`). */
+  readonly needsDraftModel?: boolean;
+  /** Per-request auto-off; absent: speculation is never paused. */
+  readonly autoOff?: SpeculationAutoOff;
+}
+
+/**
+ * When a request stops speculating (seed 004 R12.5): once `window` draft tokens were verified and fewer than
+ * `minAcceptance` of them were accepted, the request decodes plainly for `coolDownSteps` steps, then drafts again.
+ */
+export interface SpeculationAutoOff {
+  /** Accepted over drafted tokens below which drafting pauses (0 to 1). */
+  readonly minAcceptance: number;
+  /** Draft tokens the running rate is measured over (the latest ones). */
+  readonly window: number;
+  /** Plain decode steps before the request drafts again. */
+  readonly coolDownSteps: number;
+}
+
+/** What the loop tells a proposer about the sequence it drafts for. */
+export interface DraftRequest {
+  /** The sequence's id in the loop: a proposer that keeps state per sequence (a draft model's cache) keys it by this. */
+  readonly sequence: number;
+  /** The request samples greedily: draft the most likely tokens. */
+  readonly greedy: boolean;
+  /** The request's sampling temperature (> 0 unless greedy). */
+  readonly temperature: number;
+  /** A uniform draw in [0, 1) from the sequence's own seeded generator, so seeded requests stay reproducible. */
+  random(): number;
+}
+
+/**
+ * Drafts with the probability the proposer gave each (q of rejection sampling, over the whole vocabulary, summing to
+ * 1), for drafts that were sampled; without them each draft counts as a certain guess (q one-hot).
+ */
+export interface DraftProposal {
+  readonly tokens: readonly number[];
+  readonly probabilities?: readonly Float32Array[];
 }
 
 /** Proposes draft tokens for one sequence at a time, inside the generation worker. */
@@ -182,11 +220,41 @@ export interface DraftProposer {
    * no guess; a wrong guess costs a little compute and never changes the output. A proposer that runs a model of its
    * own (a draft model) answers with a promise.
    */
-  propose(tokens: readonly number[], max: number): readonly number[] | Promise<readonly number[]>;
+  propose(
+    tokens: readonly number[],
+    max: number,
+    request?: DraftRequest,
+  ): readonly number[] | DraftProposal | Promise<readonly number[] | DraftProposal>;
+  /** The loop is done with this sequence: drop what was kept for it. */
+  release?(sequence: number): void;
+}
+
+/**
+ * A draft model the generation worker opened for a proposer: a decoder with the served model's vocabulary, run with
+ * the same runner code as the model itself, one KV cache per sequence.
+ */
+export interface DraftModel {
+  readonly vocabSize: number;
+  /**
+   * Brings the sequence's cache to `tokens` (keeping the longest prefix it already holds, computing the rest) and gives
+   * the logits of the token after them.
+   */
+  next(sequence: number, tokens: readonly number[]): Promise<Float32Array>;
+  /** Drops a sequence's cache. */
+  release(sequence: number): void;
+}
+
+/** What the worker gives a {@link DraftProposerFactory} besides the method's options. */
+export interface DraftProposerContext {
+  /** Set for a method with {@link DraftProposerSpec.needsDraftModel}. */
+  readonly draftModel?: DraftModel;
 }
 
 /** Makes a proposer from {@link DraftProposerSpec.options}; the default export of {@link DraftProposerSpec.module}. */
-export type DraftProposerFactory = (options: Readonly<Record<string, unknown>>) => DraftProposer;
+export type DraftProposerFactory = (
+  options: Readonly<Record<string, unknown>>,
+  context?: DraftProposerContext,
+) => DraftProposer;
 
 /** A model source as formats see it. */
 export interface ModelSource {
@@ -222,6 +290,11 @@ export interface FormatLoadContext {
   readonly graphStyle: 'generic' | 'contrib';
   /** Cap on prompt + completion tokens; the model's own limit applies when lower. */
   readonly maxContext?: number;
+  /**
+   * Build only the model's first this many layers, then its final norm and head (an early-exit graph, the draft of
+   * self-speculation); formats that build graphs from weights honour it, the engine refuses a load that ignored it.
+   */
+  readonly layers?: number;
   /** Format-specific settings from the model's config entry (`models[].tokenizer` …). */
   readonly options: Readonly<Record<string, unknown>>;
   readonly logger: Logger;

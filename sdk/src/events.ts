@@ -242,6 +242,13 @@ export interface NucleusEvents {
     acceptedTokens: number;
     /** Drafts verified (one per sequence and step that had one); absent means one. */
     drafts?: number;
+    /** Times auto-off paused drafting for a request (acceptance below the threshold) since the previous event. */
+    pauses?: number;
+    /**
+     * Speed-up factor of the replica since it started (seed 004 R12.4): decode tokens per ms of speculative steps over
+     * those of plain steps at batch sizes where speculation applies; absent until both kinds of step ran.
+     */
+    speedup?: number;
   };
   /** Free memory fell below `memory.pressureFreeBytes` (batch sizes shrink, caches evict more) or rose above it again. */
   'memory.pressure': { underPressure: boolean; freeBytes: number; thresholdBytes: number };

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { CachePolicySpec, DraftProposerSpec, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import { LRU_POLICY } from '@nucleus/plugin-cache-lru';
-import { ngramMethod } from '@nucleus/plugin-spec-decode';
+import { draftMethod, ngramMethod } from '@nucleus/plugin-spec-decode';
 import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
 import { createLogger } from '@nucleus/core/internal/kernel/logger';
@@ -156,6 +156,82 @@ for (const graphStyle of ['generic', 'contrib'] as const)
     });
   });
 
+// models[].speculation end to end: the draft (the model's own first 2 layers) is built by the GGUF format at load,
+// opened in the worker and run by the proposer the plugin's module makes there; the output is llama2.c's reference.
+describe('self-speculation from models[].speculation.draftLayers in the generation engine (stories260K)', () => {
+  let fast: ReturnType<typeof engineWith> | undefined;
+  before(async function () {
+    requireStories(this);
+    fast = engineWith(
+      { models: [{ name: 'stories', path: STORIES, graphStyle: 'contrib', speculation: { draftLayers: 2 } }] },
+      point('draftProposer', 'spec-decode', ngramMethod(), draftMethod({ autoOffMinAcceptance: 0 })),
+    );
+    await fast.engine.start();
+  });
+  after(async () => {
+    await fast?.engine.stop();
+  });
+
+  it('gives the greedy reference token for token, with drafts from the draft model, and samples reproducibly', async () => {
+    const fromBos = parseIds(read('reference-greedy-200.ids.txt'));
+    const a = await generateAll(fast!.engine, {
+      model: 'stories',
+      prompt: fromBos.prompt,
+      maxTokens: fromBos.next.length,
+      temperature: 0,
+      ignoreEos: true,
+    });
+    assert.deepEqual(a.tokens[0], fromBos.next);
+    const sampled: GenerateRequest = {
+      model: 'stories',
+      prompt: STORY,
+      maxTokens: 40,
+      temperature: 0.9,
+      seed: 5,
+      ignoreEos: true,
+    };
+    const [x, y] = [await generateAll(fast!.engine, sampled), await generateAll(fast!.engine, sampled)];
+    assert.deepEqual(x.tokens, y.tokens);
+    const reports = ofType(fast!.emitted, 'spec.acceptance');
+    assert.ok(reports.length > 0 && reports.every((r) => r.method === 'draft'));
+    assert.ok(reports.reduce((n, r) => n + r.proposedTokens, 0) > 0, 'the draft model drafted');
+  });
+
+  it('refuses a draft method without a draft model, and a draft with another vocabulary', async () => {
+    const missing = engineWith(
+      { models: [{ name: 'stories', path: STORIES, speculative: 'draft' }] },
+      point('draftProposer', 'spec-decode', draftMethod()),
+    );
+    const other = engineWith(
+      {
+        models: [
+          {
+            name: 'stories',
+            path: STORIES,
+            speculation: { draft: join(STORIES_DIR, '..', 'llm-oracle', 'llama3-tiny-F16.gguf') },
+          },
+        ],
+      },
+      point('draftProposer', 'spec-decode', draftMethod()),
+    );
+    try {
+      await missing.engine.start().catch(() => undefined);
+      await assert.rejects(
+        missing.engine.generate({ model: 'stories', prompt: 'x', maxTokens: 1 }),
+        /draft_model_missing|runs a draft model/,
+      );
+      await other.engine.start().catch(() => undefined);
+      await assert.rejects(
+        other.engine.generate({ model: 'stories', prompt: 'x', maxTokens: 1 }),
+        /vocabulary of 128256 tokens/,
+      );
+    } finally {
+      await missing.engine.stop();
+      await other.engine.stop();
+    }
+  });
+});
+
 describe('models[].speculative names a method no plugin offers', () => {
   for (const [what, proposers, message] of [
     [
@@ -189,7 +265,7 @@ describe('a server with the spec-decode plugin', () => {
       plugins: ['spec-decode', 'api-openai', 'metrics'].map((id) => join(REPO_ROOT, 'plugins', id)),
       config: {
         models: [{ name: 'stories', path: STORIES, speculative: 'ngram' }],
-        'plugin.spec-decode': { numSpeculativeTokens: 3, promptLookupMin: 1 },
+        'plugin.spec-decode': { numSpeculativeTokens: 3, promptLookupMin: 1, autoOffMinAcceptance: 0 },
       },
     });
   });

@@ -41,6 +41,7 @@ export const ggufFormat: ModelFormat = {
       graphStyle: context.graphStyle,
       progress: context.progress,
       ...(context.maxContext !== undefined && { maxContext: context.maxContext }),
+      ...(context.layers !== undefined && { layers: context.layers }),
       ...(context.options.quantizedMatmul === 'int8' && { quantizedMatmul: 'int8' }),
     });
   },

@@ -1,5 +1,5 @@
 import { noProgress, type Progress } from '@nucleus/sdk';
-import { builtDecoderConfig, ensureLlamaGraphOf, runBuildWorker, type LoadedLlm } from '@nucleus/sdk/llm';
+import { builtDecoderConfig, earlyExit, ensureLlamaGraphOf, runBuildWorker, type LoadedLlm } from '@nucleus/sdk/llm';
 import { inspectGguf } from './gguf-architecture.js';
 import { readGgufWeights } from './gguf-weights.js';
 
@@ -17,6 +17,8 @@ export interface LoadGgufOptions {
   quantizedMatmul?: 'float32' | 'int8';
   /** A new progress for each long step (hashing, building the graph). */
   progress?: () => Progress;
+  /** Only the first this many layers, then the norm and head (an early-exit draft); default all. */
+  layers?: number;
 }
 
 /**
@@ -33,6 +35,7 @@ export async function loadGguf(path: string, options: LoadGgufOptions): Promise<
     style,
     ...(options.quantizedMatmul && { quantizedMatmul: options.quantizedMatmul }),
     ...(options.maxContext !== undefined && { maxContext: options.maxContext }),
+    ...(options.layers !== undefined && { layers: options.layers }),
   };
   // Reading the weights and building the graph take seconds to minutes on real checkpoints: a child process does it, and gives all its memory back when it ends.
   const onnxPath = await runBuildWorker<string>(
@@ -40,7 +43,7 @@ export async function loadGguf(path: string, options: LoadGgufOptions): Promise<
     job,
     options.progress ?? (() => noProgress),
   );
-  const config = builtDecoderConfig(model.arch, style, {
+  const config = builtDecoderConfig(earlyExit(model.arch, options.layers), style, {
     eosTokenIds: model.eosTokenIds,
     ...(options.maxContext !== undefined && { maxContext: options.maxContext }),
   });
@@ -64,6 +67,8 @@ export interface GgufGraphJob {
   quantizedMatmul?: 'float32' | 'int8';
   /** The context the model serves (it picks Phi-3's LongRoPE factors); default the file's. */
   maxContext?: number;
+  /** Only the first this many layers (an early-exit draft); default all. */
+  layers?: number;
 }
 
 /** The cached graph of a GGUF file, built when missing (in the calling thread; `loadGguf` calls it in a worker). */
@@ -79,6 +84,7 @@ export async function ensureGgufGraph(job: GgufGraphJob, progress: () => Progres
     arch: model.arch,
     weights: (reading) => readGgufWeights(model, reading, context),
     ...(longRope && { variant: `rope-${longRope}` }),
+    ...(job.layers !== undefined && { layers: job.layers }),
     ...(job.quantizedMatmul === 'int8' && { accuracyLevel: 4 as const }),
     // llama.cpp's rope type: `llama` rotates adjacent pairs (its converter permutes HF's Wq/Wk to match), `qwen2`
     // the two halves of each head.

@@ -251,6 +251,16 @@ export class NucleusMetrics {
         'Accepted over drafted tokens since the server started, 0 to 1.',
         [...MODEL, 'method'],
       ),
+      specSpeedup: gauge(
+        'spec_decode_speedup_factor',
+        'Decode tokens per second of speculative steps over plain ones (at batch sizes where speculation applies), as the latest replica to report measured it.',
+        [...MODEL, 'method'],
+      ),
+      specPauses: counter(
+        'spec_decode_auto_off_pauses_total',
+        'Times auto-off paused drafting for a request whose acceptance rate fell below the threshold.',
+        [...MODEL, 'method'],
+      ),
       // Models, workers, devices, plugins.
       modelLoadTime: histogram(
         'model_load_time_seconds',
@@ -414,6 +424,8 @@ export class NucleusMetrics {
         total.accepted += e.acceptedTokens;
         this.specTotals.set(key, total);
         if (total.drafted > 0) m.specAcceptance.set(labels, total.accepted / total.drafted);
+        if (e.speedup !== undefined) m.specSpeedup.set(labels, e.speedup);
+        if (e.pauses !== undefined) m.specPauses.inc(labels, e.pauses);
       }),
       events.on('worker.health', (e) => {
         const labels = { ...model(e), worker: String(e.worker) };

@@ -1,4 +1,4 @@
-import { definePlugin, ExtensionPoints, type DraftProposerSpec } from '@nucleus/sdk';
+import { definePlugin, ExtensionPoints, type DraftProposerSpec, type SpeculationAutoOff } from '@nucleus/sdk';
 import { DEFAULT_NGRAM_OPTIONS, type NgramOptions } from './ngram-proposer.js';
 
 export {
@@ -7,18 +7,34 @@ export {
   default as createNgramProposer,
   type NgramOptions,
 } from './ngram-proposer.js';
+export { DraftModelProposer, default as createDraftModelProposer } from './draft-model-proposer.js';
 
 /** The plugin's settings (`plugin.spec-decode.*`), defaults filled in. */
 export interface SpecDecodeSettings extends NgramOptions {
   numSpeculativeTokens: number;
   maxBatch: number;
+  /** Auto-off threshold: accepted over drafted tokens below which a request stops drafting for a while; 0 is off. */
+  autoOffMinAcceptance: number;
+  /** Draft tokens the running acceptance rate is measured over. */
+  autoOffWindow: number;
+  /** Plain decode steps a paused request runs before it drafts again. */
+  autoOffCoolDownSteps: number;
 }
 
 export const DEFAULT_SPEC_DECODE_SETTINGS: SpecDecodeSettings = {
   numSpeculativeTokens: 4,
   maxBatch: 4,
+  autoOffMinAcceptance: 0.5,
+  autoOffWindow: 16,
+  autoOffCoolDownSteps: 32,
   ...DEFAULT_NGRAM_OPTIONS,
 };
+
+// The auto-off of these settings; undefined when the threshold is 0.
+function autoOff(s: SpecDecodeSettings): SpeculationAutoOff | undefined {
+  if (s.autoOffMinAcceptance <= 0) return undefined;
+  return { minAcceptance: s.autoOffMinAcceptance, window: s.autoOffWindow, coolDownSteps: s.autoOffCoolDownSteps };
+}
 
 /** The `ngram` method as the `draftProposer` extension point takes it, for these settings. */
 export function ngramMethod(settings: Partial<SpecDecodeSettings> = {}): DraftProposerSpec {
@@ -27,26 +43,50 @@ export function ngramMethod(settings: Partial<SpecDecodeSettings> = {}): DraftPr
     throw new Error(
       `plugin.spec-decode.promptLookupMax (${s.promptLookupMax}) is below promptLookupMin (${s.promptLookupMin})`,
     );
+  const off = autoOff(s);
   return {
     name: 'ngram',
     module: new URL('./ngram-proposer.js', import.meta.url).href,
     options: { promptLookupMin: s.promptLookupMin, promptLookupMax: s.promptLookupMax },
     numSpeculativeTokens: s.numSpeculativeTokens,
     maxBatch: s.maxBatch,
+    ...(off && { autoOff: off }),
+  };
+}
+
+/** The `draft` method (a draft model the model's config names, or its own first layers), for these settings. */
+export function draftMethod(settings: Partial<SpecDecodeSettings> = {}): DraftProposerSpec {
+  const s = { ...DEFAULT_SPEC_DECODE_SETTINGS, ...settings };
+  const off = autoOff(s);
+  return {
+    name: 'draft',
+    module: new URL('./draft-model-proposer.js', import.meta.url).href,
+    numSpeculativeTokens: s.numSpeculativeTokens,
+    maxBatch: s.maxBatch,
+    needsDraftModel: true,
+    ...(off && { autoOff: off }),
   };
 }
 
 /**
- * Speculative decoding: contributes the `ngram` (prompt lookup) method; a model uses it with
- * `models[].speculative: "ngram"`. The proposer runs in the model's generation worker, the loop verifies its drafts.
+ * Speculative decoding: contributes the `ngram` (prompt lookup) and `draft` (draft model, self-speculation) methods; a
+ * model uses one with `models[].speculative` or `models[].speculation`. The proposer runs in the model's generation
+ * worker, the loop verifies its drafts.
  */
 export default definePlugin({
   activate(ctx) {
-    const method = ngramMethod(ctx.config as Partial<SpecDecodeSettings>);
-    ctx.contribute(ExtensionPoints.draftProposer, method, { name: method.name });
-    ctx.logger.info(
-      { method: method.name, numSpeculativeTokens: method.numSpeculativeTokens, maxBatch: method.maxBatch },
-      'speculative decoding method available',
-    );
+    const settings = ctx.config as Partial<SpecDecodeSettings>;
+    for (const method of [ngramMethod(settings), draftMethod(settings)]) {
+      ctx.contribute(ExtensionPoints.draftProposer, method, { name: method.name });
+      ctx.logger.info(
+        {
+          method: method.name,
+          numSpeculativeTokens: method.numSpeculativeTokens,
+          maxBatch: method.maxBatch,
+          autoOff: method.autoOff ?? false,
+        },
+        'speculative decoding method available',
+      );
+    }
   },
 });

@@ -21,7 +21,7 @@ export {
   type LlamaGraphOptions,
 } from './llama-graph.js';
 export { transposeMatrix, WeightNodes, type FusedPart, type WeightNodeOptions } from './llama-graph-weights.js';
-export { ensureLlamaGraphOf, type LlamaGraphOfFileOptions } from './llama-graph-of-file.js';
+export { earlyExit, ensureLlamaGraphOf, type LlamaGraphOfFileOptions } from './llama-graph-of-file.js';
 export {
   checkLlamaWeights,
   type LlamaArchitecture,

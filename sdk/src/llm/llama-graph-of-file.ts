@@ -19,6 +19,11 @@ export interface LlamaGraphOfFileOptions
   inputs?: readonly string[];
   /** What else makes the graph differ for the same files (a quantization applied at load), added to the key. */
   variant?: string;
+  /**
+   * Build only the first this many layers, then the final norm and the head (an early-exit graph: a self-speculation
+   * draft of the same model); default all.
+   */
+  layers?: number;
   arch: LlamaArchitecture;
   /** Reads the weights, counting what it reads on `progress`; called only when the graph is not cached yet. */
   weights: (progress: Progress) => LlamaWeights;
@@ -32,20 +37,24 @@ export interface LlamaGraphOfFileOptions
  * source's hash and name.
  */
 export async function ensureLlamaGraphOf(path: string, options: LlamaGraphOfFileOptions): Promise<string> {
-  const { cacheDir, kind, style, arch } = options;
+  const { cacheDir, kind, style } = options;
+  const arch = earlyExit(options.arch, options.layers);
   const progress = options.progress ?? (() => noProgress);
   const sha = options.inputs
     ? await sha256OfFiles(options.inputs, cacheDir, progress)
     : await sha256FileCached(path, cacheDir, progress());
   const accuracy = options.accuracyLevel ? `-a${options.accuracyLevel}` : '';
   const variant = options.variant ? `-${options.variant}` : '';
-  const key = `${sha}-${style}${variant}${accuracy}-r${LLAMA_GRAPH_REVISION}`;
+  const layers = arch.numLayers < options.arch.numLayers ? `-l${arch.numLayers}` : '';
+  const key = `${sha}-${style}${variant}${layers}${accuracy}-r${LLAMA_GRAPH_REVISION}`;
   const { path: onnxPath } = await ensureGeneratedGraph(cacheDir, kind, key, () => {
     // Two steps the caller sees: the weights read (the reader counts its bytes), then the graph built.
     const reading = progress();
     let weights: LlamaWeights;
     try {
       weights = options.weights(reading);
+      if (weights.layers.length > arch.numLayers)
+        weights = { ...weights, layers: weights.layers.slice(0, arch.numLayers) };
     } finally {
       reading.done();
     }
@@ -74,4 +83,12 @@ async function sha256OfFiles(files: readonly string[], cacheDir: string, progres
   for (const file of files)
     hash.update(`${basename(file)}\u0000${await sha256FileCached(file, cacheDir, progress())}\n`);
   return hash.digest('hex');
+}
+
+/** The architecture of a graph of the first `layers` layers (all when undefined or not fewer). */
+export function earlyExit(arch: LlamaArchitecture, layers: number | undefined): LlamaArchitecture {
+  if (layers === undefined || layers >= arch.numLayers) return arch;
+  if (!Number.isInteger(layers) || layers < 1)
+    throw new Error(`an early-exit graph needs a whole number of layers of at least 1, got ${layers}`);
+  return { ...arch, numLayers: layers };
 }

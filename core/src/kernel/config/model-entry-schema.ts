@@ -101,6 +101,39 @@ export const MODEL_ENTRY_SCHEMA = {
       description:
         'Speculative decoding for this LLM, by the method a plugin contributes (`draftProposer`): `ngram` (plugin spec-decode) drafts tokens by prompt lookup and the model verifies them in one step, with the output unchanged (exact under greedy sampling). A name no active plugin offers fails the load with the list of those offered.',
     },
+    speculation: {
+      type: 'object',
+      additionalProperties: false,
+      description:
+        "Speculative decoding with its settings (instead of `speculative`). With `draft` or `draftLayers` the method defaults to `draft` (plugin spec-decode): a smaller model with the same vocabulary proposes tokens and this model verifies them in one step; greedy output is unchanged and sampled output keeps this model's distribution.",
+      properties: {
+        method: {
+          type: 'string',
+          minLength: 1,
+          description: 'The method a plugin contributes (`ngram`, `draft`); default `draft` when a draft is given.',
+        },
+        draft: {
+          type: 'string',
+          minLength: 1,
+          description:
+            "The draft model: a file or folder an active format loads (it must share this model's vocabulary). Default: this model itself, cut to `draftLayers` (self-speculation).",
+          'x-path': true,
+        },
+        draftLayers: {
+          type: 'integer',
+          minimum: 1,
+          description:
+            'Build the draft from only the first this many layers of its source, then its final norm and head (LayerSkip-style early exit); with no `draft`, of this model itself. Formats that build graphs from weights (GGUF) support it.',
+        },
+        numSpeculativeTokens: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 16,
+          description:
+            "Most draft tokens per step (k) for this model; default the method's (`plugin.spec-decode.numSpeculativeTokens`).",
+        },
+      },
+    },
     warmup: {
       type: ['boolean', 'integer'],
       minimum: 0,

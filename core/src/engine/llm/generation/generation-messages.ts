@@ -1,4 +1,5 @@
 import type {
+  SpeculationAutoOff,
   ChatMessage,
   EmbeddingPooling,
   FinishReason,
@@ -71,6 +72,10 @@ export interface SpeculativeSpec {
   options: Record<string, unknown>;
   numSpeculativeTokens: number;
   maxBatch: number;
+  /** Per-request auto-off; absent: never paused. */
+  autoOff?: SpeculationAutoOff;
+  /** The draft model the thread opens for the proposer (`models[].speculation.draft`), loaded by a format. */
+  draft?: { onnxPath: string; config: DecoderConfig };
 }
 
 /** A generation request as it crosses into the thread (the signal stays on the main thread). */

@@ -21,6 +21,7 @@ import { isAllocationFailure } from '../../allocation-failure.js';
 import { chatRenderer } from './chat-prompt.js';
 import { ContribDecoderSession } from './contrib-session.js';
 import { DecoderSession, kvLayoutOf } from './decoder-session.js';
+import { DraftModelRunner } from './draft-model-runner.js';
 import { Embedder } from './embedding/embedder.js';
 import { releaseAllocationFailureSession, withFaultInjection } from './fault-injecting-runner.js';
 import type {
@@ -32,7 +33,13 @@ import type {
   WireEmbedRequest,
   WireGenerateRequest,
 } from './generation-messages.js';
-import { GenerationLoop, type LoopSink, type Speculation, type StepRecovery } from './generation-loop.js';
+import {
+  GenerationLoop,
+  type LoopSink,
+  type Speculation,
+  type SpeculationStats,
+  type StepRecovery,
+} from './generation-loop.js';
 import { Outbox } from './outbox.js';
 import { type BuiltPrompt, buildPrompt, type ChatRenderer } from './prompt-builder.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
@@ -122,15 +129,29 @@ async function persist(id: number, cache: PrefixCache | undefined): Promise<void
   }
 }
 
-/** Speculative decoding's proposer, from the module the method names, like the cache policy above. */
+/** The draft model's session, released with the model's own. */
+let draftSession: ort.InferenceSession | undefined;
+
+/**
+ * Speculative decoding's proposer, from the module the method names, like the cache policy above; a method that runs a
+ * draft model gets it opened here, on the model's backend, with the same runners as the model.
+ */
 async function openSpeculation(s: SpeculativeSpec): Promise<Speculation> {
   const imported = (await import(s.module)) as { default?: unknown };
   if (typeof imported.default !== 'function')
     throw new Error(`${s.module} has no default export that creates a draft proposer`);
-  const proposer = (imported.default as DraftProposerFactory)(s.options);
+  if (s.draft) draftSession = (await openSession(s.draft.onnxPath)).session;
+  const draftModel = s.draft && draftSession ? new DraftModelRunner(draftSession, s.draft.config) : undefined;
+  const proposer = (imported.default as DraftProposerFactory)(s.options, draftModel ? { draftModel } : {});
   if (typeof proposer?.propose !== 'function')
     throw new Error(`the '${s.method}' speculative method from ${s.module} gave no propose()`);
-  return { method: s.method, proposer, numSpeculativeTokens: s.numSpeculativeTokens, maxBatch: s.maxBatch };
+  return {
+    method: s.method,
+    proposer,
+    numSpeculativeTokens: s.numSpeculativeTokens,
+    maxBatch: s.maxBatch,
+    ...(s.autoOff && { autoOff: s.autoOff }),
+  };
 }
 
 /** One admitted request: which loop sequences are its choices. */
@@ -354,10 +375,12 @@ class DecoderEngine {
   }
 
   // Speculation's totals when drafts were verified since the last ones posted.
-  #speculationIfChanged(): { drafts: number; draftTokens: number; acceptedTokens: number } | undefined {
+  #speculationIfChanged(): SpeculationStats | undefined {
     const stats = this.loop.speculation;
-    if (!stats || stats.drafts === this.#lastSpeculation) return undefined;
-    this.#lastSpeculation = stats.drafts;
+    // Steps without drafts (auto-off's cool-down) change the speed-up too.
+    const key = stats ? stats.drafts + stats.plainTokens : 0;
+    if (!stats || key === this.#lastSpeculation) return undefined;
+    this.#lastSpeculation = key;
     return { ...stats };
   }
 
@@ -534,6 +557,7 @@ async function main(): Promise<void> {
       await embedder.release();
       await releaseAllocationFailureSession();
       await opened.session.release();
+      await draftSession?.release();
       process.exit(exitCode);
     }
     while (embeds.length > 0) {

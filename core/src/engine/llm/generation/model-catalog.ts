@@ -371,7 +371,16 @@ export class ModelCatalog {
         name,
         this.options.events,
         () => model.replicas,
-        () => this.options.config.get('models').find((m) => m.name === name)?.speculative ?? 'unknown',
+        () => {
+          const entry = this.options.config.get('models').find((m) => m.name === name);
+          const s = entry?.speculation;
+          return (
+            s?.method ??
+            (s?.draft !== undefined || s?.draftLayers !== undefined ? 'draft' : undefined) ??
+            entry?.speculative ??
+            'unknown'
+          );
+        },
       ),
     });
     return model;

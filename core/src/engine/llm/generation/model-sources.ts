@@ -1,4 +1,11 @@
-import type { BuiltinModel, ExtensionPointView, Logger, ModelTransform } from '@nucleus/sdk';
+import {
+  NucleusError,
+  type BuiltinModel,
+  type ExtensionPointView,
+  type Logger,
+  type ModelTransform,
+} from '@nucleus/sdk';
+import type { LoadedLlm } from '@nucleus/sdk/llm';
 import type { ModelFormats } from '../../model-formats.js';
 import { applyModelTransform } from '../../model-transforms.js';
 import { chooseGraphStyle, type GraphStyle } from '../graph-style.js';
@@ -89,7 +96,8 @@ export class ModelSources {
       prepare: async (selected) => {
         // A format that builds its graph from weights builds the style the backend runs best; an export brings its own.
         const pin = entry.sha256 === undefined ? {} : { sha256: entry.sha256 };
-        const resolved = await this.options.formats.resolve(await source(), pin);
+        const sourcePath = await source();
+        const resolved = await this.options.formats.resolve(sourcePath, pin);
         const style = this.#graphStyle(model, {
           ...(graphStyle && { configured: graphStyle }),
           builtByNucleus: resolved.match.buildsGraph === true,
@@ -120,9 +128,11 @@ export class ModelSources {
                 cacheDir: this.options.cacheDir,
                 logger: this.options.logger,
               });
+        const draft = await this.#draft(entry, sourcePath, style, llm);
         return {
           role: 'decoder',
           onnxPath,
+          ...(draft && { draft }),
           decoder: {
             config: llm.config,
             tokenizer: llm.tokenizer,
@@ -132,5 +142,46 @@ export class ModelSources {
       },
     };
     return model;
+  }
+
+  /**
+   * The draft model of `models[].speculation`: its `draft` source, or the model's own (`sourcePath`), cut to
+   * `draftLayers` when given, built in the model's graph style. It must share the model's vocabulary, and a format
+   * that cannot cut layers fails the load rather than serve a full-size draft.
+   */
+  async #draft(
+    entry: ConfiguredLlm,
+    sourcePath: string,
+    style: GraphStyle,
+    target: LoadedLlm,
+  ): Promise<{ onnxPath: string; config: LoadedLlm['config'] } | undefined> {
+    const s = entry.speculation as { draft?: string; draftLayers?: number } | undefined;
+    if (!s || (s.draft === undefined && s.draftLayers === undefined)) return undefined;
+    const resolved = await this.options.formats.resolve(s.draft ?? sourcePath, {});
+    const draft = await this.options.formats.loadLlm(resolved, {
+      name: `${entry.name}-draft`,
+      cacheDir: this.options.cacheDir,
+      graphStyle: style,
+      options: {},
+      logger: this.options.logger,
+      ...(s.draftLayers !== undefined && { layers: s.draftLayers }),
+    });
+    if (draft.config.vocabSize !== target.config.vocabSize)
+      throw new NucleusError(
+        422,
+        'draft_model_mismatch',
+        `model '${entry.name}': the draft model ${s.draft ?? sourcePath} has a vocabulary of ${draft.config.vocabSize} tokens, the model ${target.config.vocabSize}; a draft must share the model's tokenizer`,
+      );
+    if (s.draftLayers !== undefined && draft.config.numLayers > s.draftLayers)
+      throw new NucleusError(
+        422,
+        'draft_layers_unsupported',
+        `model '${entry.name}': speculation.draftLayers is ${s.draftLayers}, but the ${resolved.format?.name ?? 'model'} format built all ${draft.config.numLayers} layers; early-exit drafts need a format that builds its graph from weights (GGUF)`,
+      );
+    this.options.logger.info(
+      { model: entry.name, draft: s.draft ?? sourcePath, layers: draft.config.numLayers, graphStyle: style },
+      'draft model loaded',
+    );
+    return { onnxPath: draft.onnxPath, config: draft.config };
   }
 }

@@ -92,7 +92,14 @@ export class ReplicaLauncher {
       const speculative = this.#speculativeSpec(model.name, model.spec);
       const requested = model.backend ?? this.options.config.get('backend');
       const selection = await this.#selector.select(requested);
-      const spec = await model.prepare(selection.backend.name);
+      const { draft, ...spec } = await model.prepare(selection.backend.name);
+      if (speculative && draft) speculative.speculative.draft = draft;
+      if (speculative?.needsDraftModel && !speculative.speculative.draft)
+        throw new NucleusError(
+          422,
+          'draft_model_missing',
+          `model '${model.name}' speculates with "${speculative.speculative.method}", which runs a draft model; name one with models[].speculation.draft, or models[].speculation.draftLayers for the model's own first layers`,
+        );
       const persistence = spec.role === 'decoder' ? await this.#persistence(model, spec) : undefined;
       const cpu = this.#selector.find(CPU_BACKEND);
       const size = spec.role === 'decoder' ? this.replicaCount(model) : 1;
@@ -119,7 +126,7 @@ export class ReplicaLauncher {
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 1,
             ...(spec.role === 'decoder' && this.#prefixCacheSpec(model, persistence?.(id))),
-            ...(spec.role === 'decoder' && speculative),
+            ...(spec.role === 'decoder' && speculative && { speculative: speculative.speculative }),
             ...(this.options.faultInjection && { faultInjection: this.options.faultInjection }),
           },
           {
@@ -313,10 +320,18 @@ export class ReplicaLauncher {
   }
 
   // Speculative decoding of a new decoder thread, as `models[].speculative` names it; a name no plugin offers fails the load.
-  #speculativeSpec(model: string, loaded?: LlmModelSpec): { speculative: SpeculativeSpec } | undefined {
+  #speculativeSpec(
+    model: string,
+    loaded?: LlmModelSpec,
+  ): { speculative: SpeculativeSpec; needsDraftModel: boolean } | undefined {
     const configured = this.options.config.get('models');
     // A model loaded at run time has its own settings; the config's entry of that name is not its.
-    const method = loaded ? loaded.speculative : configured.find((m) => m.name === model)?.speculative;
+    const entry = loaded ? undefined : configured.find((m) => m.name === model);
+    const speculation = entry?.speculation;
+    const method =
+      speculation?.method ??
+      (speculation?.draft !== undefined || speculation?.draftLayers !== undefined ? 'draft' : undefined) ??
+      (loaded ? loaded.speculative : entry?.speculative);
     if (method === undefined) return undefined;
     const found = this.options.draftProposers?.find(method)?.value;
     if (!found) {
@@ -328,8 +343,19 @@ export class ReplicaLauncher {
           `(available: ${available.length > 0 ? available.join(', ') : 'none; the spec-decode plugin provides ngram'})`,
       );
     }
-    const { module, options, numSpeculativeTokens, maxBatch } = found;
-    return { speculative: { method, module, options: { ...options }, numSpeculativeTokens, maxBatch } };
+    const { module, options, maxBatch, autoOff } = found;
+    const numSpeculativeTokens = speculation?.numSpeculativeTokens ?? found.numSpeculativeTokens;
+    return {
+      speculative: {
+        method,
+        module,
+        options: { ...options },
+        numSpeculativeTokens,
+        maxBatch,
+        ...(autoOff && { autoOff: { ...autoOff } }),
+      },
+      needsDraftModel: found.needsDraftModel === true,
+    };
   }
 
   // `cache.prefix.maxBytes` for each replica, or by default 80% of the memory free now, shared by the LLMs served

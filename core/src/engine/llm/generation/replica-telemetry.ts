@@ -2,7 +2,7 @@ import type { EventBus } from '@nucleus/sdk';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { GenerationReplicas } from './generation-replicas.js';
 import type { GenerationWorkerClientObserver } from './generation-worker-client.js';
-import type { SpeculationStats, StepRecovery } from './generation-loop.js';
+import { speedupFactor, type SpeculationStats, type StepRecovery } from './generation-loop.js';
 import { ReplicaCounters } from './replica-counters.js';
 
 const RECOVERY_COUNTERS = ['cacheFlushes', 'splits', 'failedAlone'] as const satisfies readonly (keyof StepRecovery)[];
@@ -104,7 +104,9 @@ export class ReplicaTelemetry {
   // A replica's speculation totals as `spec.acceptance` events of what changed; a new worker starts from zero.
   #speculation(replica: number, totals: SpeculationStats): void {
     const last = this.#specTotals.get(replica);
-    const since = last && totals.drafts >= last.drafts ? last : { drafts: 0, draftTokens: 0, acceptedTokens: 0 };
+    const since =
+      last && totals.drafts >= last.drafts ? last : { drafts: 0, draftTokens: 0, acceptedTokens: 0, pauses: 0 };
+    const speedup = speedupFactor(totals);
     this.#specTotals.set(replica, totals);
     this.events.emit('spec.acceptance', {
       model: this.model,
@@ -112,6 +114,8 @@ export class ReplicaTelemetry {
       drafts: totals.drafts - since.drafts,
       proposedTokens: totals.draftTokens - since.draftTokens,
       acceptedTokens: totals.acceptedTokens - since.acceptedTokens,
+      ...(totals.pauses > since.pauses && { pauses: totals.pauses - since.pauses }),
+      ...(speedup !== undefined && { speedup }),
     });
   }
 }

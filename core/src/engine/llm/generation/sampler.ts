@@ -72,18 +72,21 @@ export class Sampler {
 
   /**
    * Verifies a draft token against these logits (speculative decoding) and gives the token to append: the draft when
-   * accepted, else a token drawn in its place. The draft is a guess with no probabilities of its own (one token for
-   * sure), so standard rejection sampling accepts it with the probability p(draft) the settings give it and otherwise
-   * draws from p with the draft taken out: the token appended is distributed exactly as {@link sample} would draw it.
-   * Greedy settings accept the draft only when it is the most likely token.
+   * accepted, else a token drawn in its place — standard rejection sampling (Leviathan et al., Chen et al.). With p
+   * the distribution the settings give and q the one the draft was drawn from, the draft is accepted with probability
+   * min(1, p(draft) / q(draft)); on a rejection a token is drawn from the residual max(0, p − q), normalised. The
+   * token appended is then distributed exactly as {@link sample} would draw it. Without `q` the draft is a guess with
+   * no probabilities of its own (one token for sure, q one-hot): accepted with probability p(draft), else drawn from p
+   * with the draft taken out. Greedy settings accept the draft only when it is the most likely token.
    */
-  verify(row: LogitsRow, draft: number): number {
+  verify(row: LogitsRow, draft: number, q?: Float32Array): number {
     const logits = this.#prepare(row);
     if (isGreedy(this.#params)) return argmax(logits);
     const { candidates, total } = this.#weigh(logits);
     const inSet = draft >= 0 && draft < logits.length && (candidates === undefined || candidates.includes(draft));
     const mass = candidates === undefined ? total : candidates.reduce((m, id) => m + logits[id]!, 0);
     const pDraft = inSet ? logits[draft]! : 0;
+    if (q !== undefined && q.length === logits.length) return this.#verifyAgainst(logits, candidates, mass, draft, q);
     if (this.#rng.next() * mass < pDraft) return draft;
     if (pDraft >= mass) return draft;
     // Rejected: the residual max(p − q, 0) of a one-token guess is p without the draft.
@@ -91,6 +94,50 @@ export class Sampler {
     const rest = mass - pDraft;
     if (candidates === undefined) return drawFrom(logits, rest, this.#rng.next());
     return pick(logits, candidates, rest, this.#rng.next());
+  }
+
+  // Rejection sampling against a draft distribution q: `weights` are p unnormalised (`mass` in all, over `candidates`).
+  #verifyAgainst(
+    weights: Float32Array,
+    candidates: readonly number[] | undefined,
+    mass: number,
+    draft: number,
+    q: Float32Array,
+  ): number {
+    const inv = 1 / mass;
+    const inSet = draft >= 0 && draft < weights.length && (candidates === undefined || candidates.includes(draft));
+    const pDraft = inSet ? weights[draft]! * inv : 0;
+    const qDraft = draft >= 0 && draft < q.length ? q[draft]! : 0;
+    // q(draft) = 0 cannot happen for a draft drawn from q; such a draft is then treated as a certain guess.
+    if (this.#rng.next() * (qDraft > 0 ? qDraft : 1) < pDraft) return draft;
+    // Rejected: draw from max(0, p − q), in place of the weights.
+    let rest = 0;
+    const ids = candidates;
+    if (ids === undefined) {
+      for (let i = 0; i < weights.length; i++) {
+        const r = Math.max(0, weights[i]! * inv - (qDraft > 0 ? q[i]! : i === draft ? 1 : 0));
+        weights[i] = r;
+        rest += r;
+      }
+    } else {
+      for (const i of ids) {
+        const r = Math.max(0, weights[i]! * inv - (qDraft > 0 ? q[i]! : i === draft ? 1 : 0));
+        weights[i] = r;
+        rest += r;
+      }
+    }
+    // p = q (to rounding): nothing is left over, and any draw from p is right.
+    if (!(rest > 1e-12)) {
+      if (qDraft > 0) return draft;
+      rest = 0;
+    }
+    if (ids === undefined) return drawFrom(weights, rest, this.#rng.next());
+    return pick(weights, ids, rest, this.#rng.next());
+  }
+
+  /** A uniform draw in [0, 1) from the sequence's generator (a proposer's draws, so seeded requests stay reproducible). */
+  random(): number {
+    return this.#rng.next();
   }
 
   // Copies the row into scratch space and applies the penalties there.

@@ -7,7 +7,10 @@ import type { GenerationReplicas } from './generation-replicas.js';
 import type { ReplicaTelemetry } from './replica-telemetry.js';
 
 /** The model-specific part of a thread spec; backend and scheduler are added when the worker starts. */
-export type ModelSpec = Pick<GenerationThreadSpec, 'onnxPath' | 'role' | 'decoder' | 'encoder'>;
+export type ModelSpec = Pick<GenerationThreadSpec, 'onnxPath' | 'role' | 'decoder' | 'encoder'> & {
+  /** The draft model of draft-model speculation (`models[].speculation`), loaded beside the model. */
+  draft?: NonNullable<GenerationThreadSpec['speculative']>['draft'];
+};
 
 /** An LLM to open while serving, as a `models[]` config entry gives it. */
 export type LlmModelSpec = Pick<
