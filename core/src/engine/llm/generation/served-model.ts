@@ -1,4 +1,4 @@
-import type { GenerationModelInfo } from '@nucleus/sdk';
+import type { GenerationModelInfo, QuantizeSetting } from '@nucleus/sdk';
 import type { CircuitBreaker } from '../../circuit-breaker.js';
 import type { ConfiguredModel } from '../../model-repository.js';
 import type { GraphStyle } from '../graph-style.js';
@@ -75,7 +75,7 @@ export interface ConfiguredLlm {
   path: string;
   backend?: string;
   graphStyle?: GraphStyle;
-  quantize?: string;
+  quantize?: QuantizeSetting;
   /** Replaces the model's own chat template. */
   chatTemplate?: string;
   /** Format-specific keys (`tokenizer` …), handed to the format. */
