@@ -195,7 +195,6 @@ export function quantizeWeights(
         tally(tensor, blocks, bits === 8 || blocks.zeroPoints ? rows * perRow : 0);
         e.quantizeAxis = bits === 8 ? 1 : 2;
         embeddings.set(tensor.name, e);
-        tally(tensor, blocks, rows * perRow);
       }
       replaced.set(tensor.name, (replaced.get(tensor.name) ?? 0) + 1);
       nodes.push({
