@@ -56,7 +56,7 @@ async function timedRuns(
 }
 
 /**
- * Feeds for a tensor model: each JSON line of `path` (input name → nested array), or, without a file, 64 seeded
+ * Feeds for a tensor model: each JSON line of `path` (input name → nested array or `{ dims, data }`), or, without a file, 64 seeded
  * random rows (normal, σ 1) for a model whose inputs are all float with a batch axis.
  */
 export function tensorFeeds(
@@ -78,12 +78,15 @@ export function tensorFeeds(
         const f: Feeds = {};
         for (const input of session.inputs) {
           const value = record[input.name];
-          if (!Array.isArray(value))
-            throw new UsageError(`--eval ${path}:${i + 1}: no array for input "${input.name}"`);
-          const dims: number[] = [];
-          for (let v: unknown = value; Array.isArray(v); v = v[0]) dims.push(v.length);
+          let dims: number[] = [];
+          let flat: number[];
+          if (Array.isArray(value)) {
+            for (let v: unknown = value; Array.isArray(v); v = v[0]) dims.push(v.length);
+            flat = (value as unknown[]).flat(Infinity) as number[];
+          } else if (value && typeof value === 'object' && 'dims' in value && 'data' in value) {
+            ({ dims, data: flat } = value as { dims: number[]; data: number[] });
+          } else throw new UsageError(`--eval ${path}:${i + 1}: no array or { dims, data } for input "${input.name}"`);
           if (dims.length === input.dims.length - 1) dims.unshift(1);
-          const flat = (value as unknown[]).flat(Infinity) as number[];
           f[input.name] =
             input.type === 'int64'
               ? new ort.Tensor(
