@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
@@ -13,7 +13,20 @@ import {
 } from '@nucleus/sdk/llm';
 import { loadLlm } from './llm-models.js';
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
-import { quantizeInt8, type Int8Options } from '@nucleus/plugin-quant-int8';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { ensureBuiltinModels } from '@nucleus/plugin-builtin-models';
+import {
+  parseQuantizeOptions,
+  quantizeDynamic,
+  quantizeFp16,
+  quantizeStatic,
+  quantizeWeights,
+  type StaticOptions,
+  type WeightOnlyOptions,
+} from '@nucleus/plugin-quant-int8';
+import { compareLlms, compareTensorModels } from '@nucleus/core/internal/cli/quantize-evaluation';
+import { createTokenizer } from '@nucleus/sdk/llm';
 import { machineInfo } from './machine.js';
 import { record, type ResultRow, type ResultTable } from './report.js';
 import { summarise, type RunStats } from './stats.js';
@@ -98,29 +111,114 @@ async function caseRows(
   notes: string[],
 ): Promise<void> {
   const floatBytes = float.encode();
-  const variants: [string, Int8Options][] = [
-    ['int8 weights, int8 compute (accuracy_level 4, default)', { accuracyLevel: 4, blockSize: 32 }],
-    ['int8 weights, float compute (accuracy_level 0)', { accuracyLevel: 0, blockSize: 32 }],
+  const variants: [string, (m: OnnxModel) => void][] = [
+    ['int8 weights, int8 compute (accuracy_level 4, default)', (m) => weightOnly(m, { bits: 8 })],
+    ['int8 weights, float compute (accuracy_level 0)', (m) => weightOnly(m, { bits: 8, accuracyLevel: 0 })],
+    ['int4 weights, block 32, symmetric (accuracy_level 4)', (m) => weightOnly(m, { bits: 4 })],
+    [
+      'int4 weights, block 128, zero points (accuracy_level 4)',
+      (m) => weightOnly(m, { bits: 4, blockSize: 128, symmetric: false }),
+    ],
+    ['fp16 weights', (m) => quantizeFp16(m, { include: [], exclude: [] })],
   ];
   for (const streams of [1, 16]) {
     const base = await decodeRate(floatBytes, config, streams);
     const label = (what: string): string => `${name}, ${streams} stream${streams > 1 ? 's' : ''}: ${what}`;
     rows.push({ label: label('float32'), stats: base, note: `model ${(floatBytes.byteLength / 1024).toFixed(0)} KiB` });
-    for (const [what, options] of variants) {
+    for (const [what, rewrite] of variants) {
       const model = cloneModel(float);
-      const report = quantizeInt8(model, options);
+      rewrite(model);
       const bytes = model.encode();
       rows.push({
         label: label(what),
         stats: await decodeRate(bytes, config, streams),
-        note: `model ${(bytes.byteLength / 1024).toFixed(0)} KiB (${(floatBytes.byteLength / bytes.byteLength).toFixed(2)}× smaller; the weights it quantized ${(report.floatBytes / report.int8Bytes).toFixed(2)}×)`,
+        note: `model ${(bytes.byteLength / 1024).toFixed(0)} KiB (${(floatBytes.byteLength / bytes.byteLength).toFixed(2)}× smaller)`,
       });
       rows[rows.length - 1]!.ratio = rows[rows.length - 1]!.stats.throughput / base.throughput;
     }
   }
   notes.push(
-    `${name}: ratio is decode tokens/s of the int8 graph over the float32 graph, same session options (1 intra-op thread).`,
+    `${name}: ratio is decode tokens/s of the quantized graph over the float32 graph, same session options (1 intra-op thread).`,
   );
+}
+
+function weightOnly(model: OnnxModel, o: Partial<WeightOnlyOptions>): void {
+  quantizeWeights(model, { accuracyLevel: 4, blockSize: 32, symmetric: true, ...o });
+}
+
+// Held-out accuracy of each method on the built-in tensor models: calibration and held-out rows are seeded random
+// inputs (the models' weights are random too, so there is no real data distribution to draw from).
+async function tensorAccuracy(notes: string[]): Promise<void> {
+  const dir = join(tmpdir(), `nucleus-bench-quant-${process.pid}`);
+  const models = await ensureBuiltinModels(join(dir, 'models'), { names: ['mlp-classifier', 'resnet-tiny'] });
+  for (const m of models) {
+    const float = await loadModel(m.modelPath);
+    const input = float.graph.inputs[0]!;
+    const dims = (input.type as { shape: (number | string)[] }).shape.slice(1) as number[];
+    const width = dims.reduce((a, b) => a * b, 1);
+    const rows = (seed: number, n: number): string =>
+      Array.from({ length: n }, (_, i) =>
+        JSON.stringify({
+          input: { dims: [1, ...dims], data: Array.from(new SeededRandom(seed + i).normals(width, 1.5)) },
+        }),
+      ).join('\n');
+    const big = width > 1000;
+    const calibration = join(dir, `${m.name}-calibration.jsonl`);
+    writeFileSync(calibration, rows(1, big ? 16 : 128));
+    const held = join(dir, `${m.name}-held-out.jsonl`);
+    writeFileSync(held, rows(10_000, big ? 16 : 512));
+    const methods: [string, (q: OnnxModel) => Promise<unknown> | unknown][] = [
+      ...(['minmax', 'percentile', 'entropy'] as const).map(
+        (calibrator) =>
+          [
+            `static ${calibrator}`,
+            (q: OnnxModel) =>
+              quantizeStatic(q, parseQuantizeOptions<StaticOptions>('static', { calibration, calibrator })),
+          ] as [string, (q: OnnxModel) => Promise<unknown>],
+      ),
+      ['dynamic', (q) => quantizeDynamic(q, { perChannel: true, include: [], exclude: [] })],
+      ['int8 (weight-only)', (q) => weightOnly(q, { bits: 8 })],
+      ['fp16', (q) => quantizeFp16(q, { include: [], exclude: [] })],
+    ];
+    const floatBytes = float.encode();
+    for (const [method, rewrite] of methods) {
+      const q = cloneModel(float);
+      await rewrite(q);
+      const bytes = q.encode();
+      const a = await compareTensorModels(floatBytes, bytes, held);
+      const out = Object.entries(a.outputs)[0]!;
+      notes.push(
+        `${m.name}, ${method}: file ${(floatBytes.byteLength / 1024).toFixed(1)} → ${(bytes.byteLength / 1024).toFixed(1)} KiB (${(floatBytes.byteLength / bytes.byteLength).toFixed(2)}×), ` +
+          `top-1 agreement ${((a.top1Agreement ?? 0) * 100).toFixed(1)} % over ${a.samples} held-out rows, ${out[0]} max |Δ| ${out[1].maxAbsDiff.toPrecision(3)} mean |Δ| ${out[1].meanAbsDiff.toPrecision(3)}, ` +
+          `speed ${(a.floatSeconds / a.quantizedSeconds).toFixed(2)}× float32`,
+      );
+    }
+  }
+}
+
+// Perplexity and greedy next-token agreement of stories260K (generic graph) on its reference text, per method.
+async function llmAccuracy(notes: string[]): Promise<void> {
+  const llm = await loadLlm(join(STORIES, 'stories260K.gguf'), { graphStyle: 'generic' });
+  const float = await loadModel(llm.onnxPath);
+  const floatBytes = float.encode();
+  const text = readFileSync(join(STORIES, 'reference-greedy-200.txt'), 'utf8');
+  const methods: [string, (m: OnnxModel) => void][] = [
+    ['int8', (m) => weightOnly(m, { bits: 8 })],
+    ['int4 block 32 symmetric', (m) => weightOnly(m, { bits: 4 })],
+    ['int4 block 128 zero points', (m) => weightOnly(m, { bits: 4, blockSize: 128, symmetric: false })],
+    ['fp16', (m) => quantizeFp16(m, { include: [], exclude: [] })],
+  ];
+  for (const [method, rewrite] of methods) {
+    const q = cloneModel(float);
+    rewrite(q);
+    const bytes = q.encode();
+    const a = await compareLlms(floatBytes, bytes, llm.config, createTokenizer(llm.tokenizer), text);
+    notes.push(
+      `stories260K (generic graph), ${method}: ${(floatBytes.byteLength / bytes.byteLength).toFixed(2)}× smaller than float32; ` +
+        `on reference-greedy-200.txt (${a.tokens} tokens) perplexity ${a.perplexity.float.toFixed(3)} → ${a.perplexity.quantized.toFixed(3)}, ` +
+        `greedy next-token agreement ${(a.greedyAgreement * 100).toFixed(1)} %, max |Δlogit| ${a.maxAbsLogitDiff.toFixed(3)}`,
+    );
+  }
 }
 
 // The transform rewrites in place; each variant starts from its own copy.
@@ -128,7 +226,7 @@ function cloneModel(model: OnnxModel): OnnxModel {
   return OnnxModel.decode(model.encode());
 }
 
-/** Float32 against int8 (quant-int8) decoder graphs: decode tokens/s and model size. */
+/** Float32 against quantized (quant-int8) graphs: decode tokens/s and size of LLMs, accuracy of every method. */
 export async function quantSuite(): Promise<string> {
   const rows: ResultRow[] = [];
   const notes: string[] = [];
@@ -150,8 +248,13 @@ export async function quantSuite(): Promise<string> {
     rows,
     notes,
   );
+  notes.push(
+    'Speed ratios come from one run on the recording machine, which other jobs may share (see p99): sizes and accuracies are exact, speeds indicative.',
+  );
+  await tensorAccuracy(notes);
+  if (existsSync(join(STORIES, 'stories260K.gguf'))) await llmAccuracy(notes);
   const tables: ResultTable[] = [
-    { title: 'Decode, contrib graph: float32 against int8 weights', unit: 'tokens', rows },
+    { title: 'Decode, contrib graph: float32 against quantized weights', unit: 'tokens', rows },
   ];
   return record('quant', machineInfo(), tables, notes);
 }

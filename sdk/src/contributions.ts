@@ -423,6 +423,11 @@ export interface ModelTransformContext {
   readonly path: string;
   /** Report how far the rewrite has got; a transform that runs for seconds on a large model should. */
   readonly progress?: Progress;
+  /**
+   * The model's own settings when `models[].quantize` is an object (`{ method: static, calibration: … }`), less
+   * `method` (paths in it are relative to the working directory, as `models[].path` is).
+   */
+  readonly options?: Readonly<Record<string, unknown>>;
 }
 
 /** What a transform reports about one rewrite, for the load log and the model's metadata. */
@@ -446,6 +451,11 @@ export interface ModelTransform {
    * result made under other settings is not reused.
    */
   readonly fingerprint: string;
+  /**
+   * What, besides `fingerprint`, makes a rewrite with these per-model options differ (e.g. the hash of a calibration
+   * file); without it the options' JSON is used. Throws a `NucleusError` for options it cannot take.
+   */
+  optionsFingerprint?(options: Readonly<Record<string, unknown>>): string | Promise<string>;
   /** Rewrites `model` (it may change it in place and return it). */
   transform(model: OnnxModel, context: ModelTransformContext): ModelTransformResult | Promise<ModelTransformResult>;
 }

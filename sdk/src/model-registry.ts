@@ -1,6 +1,19 @@
 /** A model's SHA-256 pin: the hex digest of a single file, or of each named file of a folder (paths inside it). */
 export type Sha256Pin = string | Readonly<Record<string, string>>;
 
+/** `models[].quantize`: the name of a `modelTransform`, or an object naming it by `method` with its own settings. */
+export type QuantizeSetting = string | { readonly method: string; readonly [key: string]: unknown };
+
+/** The transform a `quantize` setting names, and its per-model settings (absent for the plain name). */
+export function parseQuantizeSetting(setting: QuantizeSetting): {
+  method: string;
+  options?: Readonly<Record<string, unknown>>;
+} {
+  if (typeof setting === 'string') return { method: setting };
+  const { method, ...options } = setting;
+  return { method, options };
+}
+
 /**
  * How a model is served, as a `models[]` config entry says it, without its name and path. Settings that only one
  * engine reads are ignored by the other (`graphStyle`, `speculative` for LLMs; batching for tensor models).
@@ -11,8 +24,8 @@ export interface ModelServingOptions {
   backend?: string;
   /** LLMs Nucleus builds a graph for: `contrib` or `generic` attention (see the config's `models[].graphStyle`). */
   graphStyle?: 'generic' | 'contrib';
-  /** A `modelTransform` applied at load (`int8`). */
-  quantize?: string;
+  /** A `modelTransform` applied at load (`int8`), or one with per-model settings (`{ method: static, … }`). */
+  quantize?: QuantizeSetting;
   /** LLMs built from block-quantized weights: `float32` or `int8` activations (see `models[].quantizedMatmul`). */
   quantizedMatmul?: 'float32' | 'int8';
   /** LLMs: the speculative decoding method a plugin contributes (`ngram`). */

@@ -8,6 +8,7 @@ import { doctorCommand } from './doctor-command.js';
 import { modelsCommand, pullCommand } from './models-command.js';
 import { NUCLEUS_VERSION } from './nucleus-version.js';
 import { pluginNewCommand, pluginsCommand } from './plugins-command.js';
+import { quantizeCommand } from './quantize-command.js';
 import { serveCommand } from './serve-command.js';
 import { ExitCode, UsageError } from './exit-codes.js';
 
@@ -30,6 +31,7 @@ program.addCommand(configCommand());
 program.addCommand(doctorCommand());
 program.addCommand(pullCommand());
 program.addCommand(modelsCommand());
+program.addCommand(quantizeCommand());
 // Subcommands do not inherit these settings: without them commander exits 1 by itself on a usage error.
 const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];
 for (const c of everyCommand(program)) c.exitOverride().showHelpAfterError('(run with --help for usage)');

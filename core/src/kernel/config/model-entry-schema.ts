@@ -90,10 +90,15 @@ export const MODEL_ENTRY_SCHEMA = {
         "Another model that answers this one's requests while its circuit breaker is open or it has no ready version, when its inputs match (for an LLM: another LLM served here); the response names the model that answered.",
     },
     quantize: {
-      type: 'string',
-      minLength: 1,
       description:
-        'A graph rewrite applied when the model loads, named by the plugin that contributes it (`modelTransform`): `int8` (plugin quant-int8) stores MatMul weights as 8-bit blocks. The rewritten graph is cached; a name no active plugin offers fails the load with the list of those offered. LLMs whose format builds the graph from float weights (safetensors checkpoints) are quantized by the format itself as it reads them: `int8` or `int4` (symmetric blocks of 32, run by the same MatMulNBits nodes as block-quantized checkpoints).',
+        "A graph rewrite applied when the model loads, named by the plugin that contributes it (`modelTransform`), alone or as `method` of an object with that method's settings. Plugin quant-int8: `int8` and `int4` store MatMul weights and embeddings as 8- or 4-bit blocks (`{ method: int4, blockSize: 128, symmetric: false }`); `fp16` stores float weights as float16; `dynamic` quantizes MatMul activations at run time (DynamicQuantizeLinear + MatMulInteger); `static` calibrates int8 activations on sample inputs (`{ method: static, calibration: samples.jsonl, calibrator: minmax | percentile | entropy }`, see the plugin README). The rewritten graph is cached; a name no active plugin offers fails the load with the list of those offered. LLMs whose format builds the graph from float weights (safetensors checkpoints) are quantized by the format itself as it reads them: `int8` or `int4` (symmetric blocks of 32, run by the same MatMulNBits nodes as block-quantized checkpoints).",
+      // A string (the transform's name) or an object naming it by `method`; the transform checks its own settings.
+      type: ['string', 'object'],
+      minLength: 1,
+      required: ['method'],
+      properties: {
+        method: { type: 'string', minLength: 1, description: 'The transform, as in the plain-name form.' },
+      },
     },
     speculative: {
       type: 'string',

@@ -1,4 +1,4 @@
-import type { GenerationModelInfo, Sha256Pin } from '@nucleus/sdk';
+import type { GenerationModelInfo, QuantizeSetting, Sha256Pin } from '@nucleus/sdk';
 import type { CircuitBreaker } from '../../circuit-breaker.js';
 import type { ConfiguredModel } from '../../model-repository.js';
 import type { GraphStyle } from '../graph-style.js';
@@ -78,7 +78,7 @@ export interface ConfiguredLlm {
   path: string;
   backend?: string;
   graphStyle?: GraphStyle;
-  quantize?: string;
+  quantize?: QuantizeSetting;
   /** Replaces the model's own chat template. */
   chatTemplate?: string;
   /** The source's SHA-256 pin: one digest, or a folder's by file (`models[].sha256`). */

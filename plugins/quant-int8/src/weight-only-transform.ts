@@ -14,10 +14,17 @@ import {
   type OnnxNode,
   type OnnxTensor,
 } from '@nucleus/sdk/onnx';
-import { blockSizeFor, quantizeBlocks, type Int8Blocks, type WeightLayout } from './block-quantizer.js';
+import {
+  blockSizeFor,
+  packZeroPoints4,
+  quantizeBlocks,
+  type QuantizedBlocks,
+  type WeightLayout,
+} from './block-quantizer.js';
+import { parseQuantizeOptions } from './quantize-options.js';
 
-/** Settings of the `int8` transform (the plugin's config section). */
-export interface Int8Options {
+/** Settings of the weight-only transforms (`int8`, `int4`; the plugin's config section). */
+export interface WeightOnlyOptions {
   /**
    * MatMulNBits `accuracy_level`: 4 computes with int8 activations quantized per block (ORT's fast CPU kernel, as
    * llama.cpp does for Q8_0); 0 dequantizes the weights and computes in float32 (exact on the 8-bit weights, slower).
@@ -25,10 +32,19 @@ export interface Int8Options {
   accuracyLevel: 0 | 1 | 2 | 3 | 4;
   /** Weights per block along the input axis (a power of two ≥ 16); 32 is GGUF Q8_0's. */
   blockSize: number;
+  /** Bits per weight: 8 (default) or 4. */
+  bits?: 4 | 8;
+  /** Blocks without zero points (default), or with one per block spanning the block's own range. */
+  symmetric?: boolean;
 }
 
+/** The settings of the `int8` transform. */
+export type Int8Options = WeightOnlyOptions;
+
 /** What one rewrite did. */
-export interface Int8Report {
+export interface WeightOnlyReport {
+  /** Bits per stored weight. */
+  bits?: 4 | 8;
   /** MatMul / Gemm nodes now running MatMulNBits. */
   nodes: number;
   /** Gather nodes (embedding lookups) now running GatherBlockQuantized. */
@@ -37,7 +53,7 @@ export interface Int8Report {
   weights: number;
   /** Of those, how many came back exactly on dequantization (already 8-bit, e.g. GGUF Q8_0 blocks). */
   lossless: number;
-  /** Bytes of the float weights replaced, and of their 8-bit blocks plus scales. */
+  /** Bytes of the float weights replaced, and of their blocks plus scales and zero points. */
   floatBytes: number;
   int8Bytes: number;
   /** Weights left float, with why (`B is float16` …). */
@@ -46,6 +62,9 @@ export interface Int8Report {
   maxError: number;
 }
 
+/** What an `int8` rewrite did. */
+export type Int8Report = WeightOnlyReport;
+
 const MS_DOMAIN = 'com.microsoft';
 const NOT_CONSTANT = 'B is not a constant';
 
@@ -53,16 +72,19 @@ const NOT_CONSTANT = 'B is not a constant';
 export const DEFAULT_INT8_OPTIONS: Int8Options = { accuracyLevel: 4, blockSize: 32 };
 
 /**
- * Weight-only int8: every MatMul (and plain Gemm) whose B is a constant float32 matrix becomes a com.microsoft
- * MatMulNBits node with 8-bit blocks and one float scale per block, and every embedding lookup (a Gather of rows of a
- * constant float32 matrix) a GatherBlockQuantized node over the same blocks along each row. Inputs, outputs and every
- * other node stay as they are.
+ * Weight-only int8 or int4: every MatMul (and plain Gemm) whose B is a constant float32 matrix becomes a com.microsoft
+ * MatMulNBits node with blocks of `bits`-bit weights and one float scale (and, asymmetric, one zero point) per block,
+ * and every embedding lookup (a Gather of rows of a constant float32 matrix) a GatherBlockQuantized node over the same
+ * blocks along each row. Inputs, outputs and every other node stay as they are.
  */
-export function quantizeInt8(
+export function quantizeWeights(
   model: OnnxModel,
-  options: Int8Options = DEFAULT_INT8_OPTIONS,
+  options: WeightOnlyOptions = DEFAULT_INT8_OPTIONS,
   progress: Progress = noProgress,
-): Int8Report {
+): WeightOnlyReport {
+  const bits = options.bits ?? 8;
+  const scheme = { bits, symmetric: options.symmetric ?? true };
+  const suffix = `q${bits}`;
   const graph = model.graph;
   const initializers = new Map(graph.initializers.map((t) => [t.name, t]));
   const graphInputs = new Set(graph.inputs.map((i) => i.name));
@@ -71,7 +93,8 @@ export function quantizeInt8(
   for (const node of graph.nodes) for (const input of node.inputs) uses.set(input, (uses.get(input) ?? 0) + 1);
   for (const name of graphOutputs) uses.set(name, (uses.get(name) ?? 0) + 1);
 
-  const report: Int8Report = {
+  const report: WeightOnlyReport = {
+    bits,
     nodes: 0,
     embeddings: 0,
     weights: 0,
@@ -81,7 +104,10 @@ export function quantizeInt8(
     skipped: [],
     maxError: 0,
   };
-  const quantized = new Map<string, { blocks: Int8Blocks; data: string; scales: string; K: number; N: number }>();
+  const quantized = new Map<
+    string,
+    { blocks: QuantizedBlocks; data: string; scales: string; zeroPoints?: string; K: number; N: number }
+  >();
   const replaced = new Map<string, number>();
   const names = new Set([...initializers.keys(), ...graph.nodes.flatMap((n) => [...n.outputs, n.name])]);
   const fresh = (base: string): string => {
@@ -91,7 +117,7 @@ export function quantizeInt8(
     return name;
   };
 
-  const tally = (tensor: OnnxTensor, blocks: Int8Blocks, extraBytes = 0): void => {
+  const tally = (tensor: OnnxTensor, blocks: QuantizedBlocks, extraBytes = 0): void => {
     report.weights++;
     if (blocks.lossless) report.lossless++;
     report.maxError = Math.max(report.maxError, blocks.maxError);
@@ -100,7 +126,10 @@ export function quantizeInt8(
   };
 
   // An embedding: rows of a constant [rows, width] float32 matrix picked by index, blocks along each row.
-  const embeddings = new Map<string, { data: string; scales: string; zeroPoints: string; blockSize: number }>();
+  const embeddings = new Map<
+    string,
+    { data: string; scales: string; zeroPoints: string; blockSize: number; quantizeAxis?: number }
+  >();
   const embeddingOf = (node: OnnxNode): { tensor: OnnxTensor; blockSize: number } | string => {
     const name = node.inputs[0] ?? '';
     const tensor = initializers.get(name);
@@ -147,22 +176,25 @@ export function quantizeInt8(
       let e = embeddings.get(tensor.name);
       if (!e) {
         // Row r's blocks are column r's of a transposed [width, rows] weight: the layout MatMulNBits reads.
-        const blocks = quantizeBlocks(tensor.data as Float32Array, width, rows, blockSize, 'nk');
+        const blocks = quantizeBlocks(tensor.data as Float32Array, width, rows, blockSize, 'nk', scheme);
         const perRow = blocks.blocksPerColumn;
         e = {
-          data: fresh(`${tensor.name}.q8`),
+          data: fresh(`${tensor.name}.${suffix}`),
           scales: fresh(`${tensor.name}.scales`),
           zeroPoints: fresh(`${tensor.name}.zero_points`),
           blockSize,
         };
-        graph.initializers.push(createTensor(e.data, blocks.data, [rows, width], 'uint8'));
-        graph.initializers.push(createTensor(e.scales, blocks.scales, [rows, perRow]));
-        // The bytes are q + 128, as MatMulNBits stores them; GatherBlockQuantized is told so by its zero points.
-        graph.initializers.push(
-          createTensor(e.zeroPoints, new Uint8Array(rows * perRow).fill(128), [rows, perRow], 'uint8'),
-        );
+        // 4-bit rows are [blocks, blockSize / 2] bytes, quantized along their last axis, one zero point a byte.
+        const dataDims = bits === 8 ? [rows, width] : [rows, perRow, blockSize / 2];
+        const paramDims = bits === 8 ? [rows, perRow] : [rows, perRow, 1];
+        graph.initializers.push(createTensor(e.data, blocks.data, dataDims, 'uint8'));
+        graph.initializers.push(createTensor(e.scales, blocks.scales, paramDims));
+        // Symmetric bytes are q + 2^(bits−1), as MatMulNBits stores them; GatherBlockQuantized is told so by its zero points.
+        const zeroPoints = blocks.zeroPoints ?? new Uint8Array(rows * perRow).fill(1 << (bits - 1));
+        graph.initializers.push(createTensor(e.zeroPoints, zeroPoints, paramDims, 'uint8'));
+        tally(tensor, blocks, bits === 8 || blocks.zeroPoints ? rows * perRow : 0);
+        e.quantizeAxis = bits === 8 ? 1 : 2;
         embeddings.set(tensor.name, e);
-        tally(tensor, blocks, rows * perRow);
       }
       replaced.set(tensor.name, (replaced.get(tensor.name) ?? 0) + 1);
       nodes.push({
@@ -170,14 +202,16 @@ export function quantizeInt8(
         opType: 'GatherBlockQuantized',
         domain: MS_DOMAIN,
         inputs: [e.data, node.inputs[1]!, e.scales, e.zeroPoints],
-        outputs: node.outputs,
+        outputs: bits === 8 ? node.outputs : [fresh(`${node.outputs[0]!}.blocks`)],
         attributes: {
           block_size: attr.int(e.blockSize),
           gather_axis: attr.int(0),
-          quantize_axis: attr.int(1),
-          bits: attr.int(8),
+          quantize_axis: attr.int(e.quantizeAxis ?? 1),
+          bits: attr.int(bits),
         },
       });
+      // 4-bit rows come out as [ids…, blocks, blockSize]: joined back into [ids…, width].
+      if (bits === 4) nodes.push(...joinBlocks(nodes.at(-1)!.outputs[0]!, node, tensor.dims[1]!, fresh));
       report.embeddings++;
       continue;
     }
@@ -202,14 +236,23 @@ export function quantizeInt8(
     const key = `${tensor.name}\u0000${layout}`;
     let q = quantized.get(key);
     if (!q) {
-      const blocks = quantizeBlocks(tensor.data as Float32Array, K, N, blockSizeFor(K, options.blockSize), layout);
-      const data = fresh(`${tensor.name}.q8`);
+      const blockSize = blockSizeFor(K, options.blockSize);
+      const blocks = quantizeBlocks(tensor.data as Float32Array, K, N, blockSize, layout, scheme);
+      const data = fresh(`${tensor.name}.${suffix}`);
       const scales = fresh(`${tensor.name}.scales`);
-      graph.initializers.push(createTensor(data, blocks.data, [N, blocks.blocksPerColumn, blocks.blockSize], 'uint8'));
+      const dims = [N, blocks.blocksPerColumn, (blockSize * bits) / 8];
+      graph.initializers.push(createTensor(data, blocks.data, dims, 'uint8'));
       graph.initializers.push(createTensor(scales, blocks.scales, [N * blocks.blocksPerColumn]));
       q = { blocks, data, scales, K, N };
+      let zeroBytes = 0;
+      if (blocks.zeroPoints) {
+        const packed = bits === 8 ? blocks.zeroPoints : packZeroPoints4(blocks.zeroPoints, N, blocks.blocksPerColumn);
+        q.zeroPoints = fresh(`${tensor.name}.zero_points`);
+        graph.initializers.push(createTensor(q.zeroPoints, packed, [packed.length], 'uint8'));
+        zeroBytes = packed.length;
+      }
       quantized.set(key, q);
-      tally(tensor, blocks);
+      tally(tensor, blocks, zeroBytes);
     }
     replaced.set(tensor.name, (replaced.get(tensor.name) ?? 0) + 1);
     const bias = isGemm ? node.inputs[2] : undefined;
@@ -219,12 +262,12 @@ export function quantizeInt8(
       name: node.name,
       opType: 'MatMulNBits',
       domain: MS_DOMAIN,
-      inputs: [node.inputs[0]!, q.data, q.scales],
+      inputs: q.zeroPoints ? [node.inputs[0]!, q.data, q.scales, q.zeroPoints] : [node.inputs[0]!, q.data, q.scales],
       outputs: [product],
       attributes: {
         K: attr.int(q.K),
         N: attr.int(q.N),
-        bits: attr.int(8),
+        bits: attr.int(bits),
         block_size: attr.int(q.blocks.blockSize),
         accuracy_level: attr.int(options.accuracyLevel),
       },
@@ -249,11 +292,32 @@ export function quantizeInt8(
     if ((uses.get(name) ?? 0) > count)
       report.skipped.push({
         name,
-        reason: 'also read by a node that is not a MatMul or Gather: kept float32 beside its 8-bit copy',
+        reason: `also read by a node that is not a MatMul or Gather: kept float32 beside its ${bits}-bit copy`,
       });
   }
   if (report.nodes + report.embeddings > 0) model.opsets[MS_DOMAIN] = Math.max(model.opsets[MS_DOMAIN] ?? 1, 1);
   return report;
+}
+
+// Reshape(rows, Concat(Shape(ids), [width])): the nodes that give a 4-bit GatherBlockQuantized's output its width back.
+function joinBlocks(rows: string, gather: OnnxNode, width: number, fresh: (base: string) => string): OnnxNode[] {
+  const base = gather.outputs[0]!;
+  const [idsShape, widthName, shape] = [fresh(`${base}.ids_shape`), fresh(`${base}.width`), fresh(`${base}.shape`)];
+  const constant = createTensor(widthName, BigInt64Array.from([BigInt(width)]), [1]);
+  const plain = (opType: string, inputs: string[], outputs: string[], attributes = {}): OnnxNode => ({
+    name: fresh(`${base}.${opType}`),
+    opType,
+    domain: '',
+    inputs,
+    outputs,
+    attributes,
+  });
+  return [
+    plain('Shape', [gather.inputs[1]!], [idsShape]),
+    plain('Constant', [], [widthName], { value: { type: 'tensor', value: constant } }),
+    plain('Concat', [idsShape, widthName], [shape], { axis: attr.int(0) }),
+    plain('Reshape', [rows, shape], gather.outputs),
+  ];
 }
 
 function attrs(node: OnnxNode): Record<string, number> {
@@ -265,38 +329,77 @@ function attrs(node: OnnxNode): Record<string, number> {
   return out;
 }
 
+/** Weight-only int8 with `options` (8-bit whatever `options.bits` says): the first version's entry point. */
+export function quantizeInt8(
+  model: OnnxModel,
+  options: Int8Options = DEFAULT_INT8_OPTIONS,
+  progress: Progress = noProgress,
+): Int8Report {
+  return quantizeWeights(model, { ...options, bits: 8 }, progress);
+}
+
 /** One line for the load log. */
-export function describeInt8(report: Int8Report): string {
+export function describeWeightOnly(report: WeightOnlyReport): string {
+  const bits = report.bits ?? 8;
   if (report.nodes + report.embeddings === 0)
     return `no MatMul or embedding with a constant float32 weight; graph unchanged (${report.skipped.length} skipped)`;
   const ratio = report.int8Bytes > 0 ? report.floatBytes / report.int8Bytes : 0;
   const embeddings = report.embeddings > 0 ? ` and ${report.embeddings} Gather → GatherBlockQuantized,` : '';
   return (
-    `${report.nodes} MatMul/Gemm nodes → MatMulNBits${embeddings} 8-bit over ${report.weights} weights (${report.lossless} exactly on an 8-bit grid), ` +
+    `${report.nodes} MatMul/Gemm nodes → MatMulNBits${embeddings} ${bits}-bit over ${report.weights} weights (${report.lossless} exactly on an ${bits}-bit grid), ` +
     `${(report.floatBytes / 1024).toFixed(1)} KiB → ${(report.int8Bytes / 1024).toFixed(1)} KiB (${ratio.toFixed(2)}× smaller)` +
     (report.skipped.length > 0 ? `; ${report.skipped.length} left float32` : '')
   );
 }
 
-/** The `int8` model transform the plugin contributes. */
-export class Int8WeightTransform implements ModelTransform {
-  readonly name = 'int8';
-  readonly description =
-    'weight-only int8: MatMul weights and embeddings as 8-bit blocks with per-block scales (ORT MatMulNBits, GatherBlockQuantized)';
-  readonly fingerprint: string;
+/** One line for the load log of an `int8` rewrite. */
+export const describeInt8 = describeWeightOnly;
 
-  constructor(readonly options: Int8Options = DEFAULT_INT8_OPTIONS) {
-    // Bumped when the rewrite itself changes.
-    this.fingerprint = `int8-r2;block=${options.blockSize};accuracy=${options.accuracyLevel}`;
+/** Per-model settings a `models[].quantize` object may give a weight-only transform, checked. */
+export function weightOnlyOverrides(
+  options: Readonly<Record<string, unknown>> | undefined,
+  method = 'int8',
+): Partial<WeightOnlyOptions> {
+  return parseQuantizeOptions<Partial<WeightOnlyOptions>>('weightOnly', options, method);
+}
+
+/**
+ * The `int8` and `int4` model transforms the plugin contributes: weight-only blocks run by MatMulNBits and
+ * GatherBlockQuantized. `int4` defaults to symmetric blocks of 32 (GGUF Q4_0's rule).
+ */
+export class WeightOnlyTransform implements ModelTransform {
+  readonly name: 'int8' | 'int4';
+  readonly description: string;
+  readonly fingerprint: string;
+  readonly options: WeightOnlyOptions;
+
+  constructor(options: WeightOnlyOptions = DEFAULT_INT8_OPTIONS, name: 'int8' | 'int4' = 'int8') {
+    this.name = name;
+    const bits = name === 'int8' ? 8 : 4;
+    this.options = { ...options, bits, symmetric: options.symmetric ?? true };
+    this.description = `weight-only ${name}: MatMul weights and embeddings as ${bits}-bit blocks with per-block scales (ORT MatMulNBits, GatherBlockQuantized)`;
+    // Bumped when the rewrite itself changes; int8 keeps its first fingerprint so graphs cached before stay valid.
+    this.fingerprint =
+      name === 'int8' && this.options.symmetric
+        ? `int8-r2;block=${options.blockSize};accuracy=${options.accuracyLevel}`
+        : `${name}-r1;block=${options.blockSize};accuracy=${options.accuracyLevel};symmetric=${this.options.symmetric}`;
   }
 
   transform(model: OnnxModel, context: ModelTransformContext): ModelTransformResult {
     const progress = context.progress ?? noProgress;
-    progress.start(model.graph.nodes.length, `quantizing ${context.model} to int8`);
+    const options = { ...this.options, ...weightOnlyOverrides(context.options, this.name) };
+    progress.start(model.graph.nodes.length, `quantizing ${context.model} to ${this.name}`);
     try {
-      return { model, summary: describeInt8(quantizeInt8(model, this.options, progress)) };
+      return { model, summary: describeWeightOnly(quantizeWeights(model, options, progress)) };
     } finally {
       progress.done();
     }
+  }
+}
+
+/** The `int8` transform (the first version's class). */
+export class Int8WeightTransform extends WeightOnlyTransform {
+  constructor(options: Int8Options = DEFAULT_INT8_OPTIONS) {
+    super(options, 'int8');
   }
 }
