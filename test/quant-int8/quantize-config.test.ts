@@ -112,6 +112,43 @@ describe('models[].quantize on a tensor model', () => {
   });
 });
 
+describe('a run-time load (POST /admin/models) with quantize as an object', () => {
+  const ADMIN_KEY = 'admin-key-0123456789';
+  let cache: ReturnType<typeof isolatedCache>;
+  let kit: TestKernel | undefined;
+  before(async () => {
+    cache = isolatedCache('quant-admin');
+    kit = await startTestKernel({
+      plugins: [PLUGIN, join(REPO_ROOT, 'plugins', 'model-lifecycle')],
+      env: { NUCLEUS_ADMIN_KEY: ADMIN_KEY },
+      builtinModels: false,
+      config: { 'cache.dir': cache.dir },
+    });
+  });
+  after(async () => {
+    await kit?.stop();
+    await cache?.restore();
+  });
+
+  it('loads with the method and its settings, and refuses settings the method does not take', async () => {
+    const [mlp] = await ensureBuiltinModels(join(cache.dir, 'sources'), { names: ['mlp-classifier'] });
+    const load = (quantize: unknown, name: string) =>
+      kit!.request('/admin/models', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN_KEY}` },
+        body: { name, source: mlp!.modelPath, quantize },
+      });
+    const ok = await load({ method: 'int4', blockSize: 16 }, 'mlp-int4');
+    assert.equal(ok.status, 201, JSON.stringify(ok.body));
+    assert.equal(kit!.kernel.inference.get('mlp-int4').state, 'ready');
+    const noMethod = await load({ blockSize: 16 }, 'mlp-none');
+    assert.equal(noMethod.status, 400, JSON.stringify(noMethod.body));
+    const unknown = await load({ method: 'int4', colour: 'blue' }, 'mlp-colour');
+    assert.ok([400, 422].includes(unknown.status), JSON.stringify(unknown.body));
+    assert.match(JSON.stringify(unknown.body), /colour/);
+  });
+});
+
 describe('models[].quantize without the quant-int8 plugin', () => {
   let cache: ReturnType<typeof isolatedCache>;
   before(() => {

@@ -6,7 +6,13 @@ const SERVING_PROPERTIES = {
   version: { type: 'string', minLength: 1 },
   backend: { type: 'string', minLength: 1 },
   graphStyle: { type: 'string', enum: ['generic', 'contrib'] },
-  quantize: { type: 'string', minLength: 1 },
+  // A transform's name, or an object naming it by `method` with its settings (the transform checks those).
+  quantize: {
+    type: ['string', 'object'],
+    minLength: 1,
+    required: ['method'],
+    properties: { method: { type: 'string', minLength: 1 } },
+  },
   quantizedMatmul: { type: 'string', enum: ['float32', 'int8'] },
   speculative: { type: 'string', minLength: 1 },
   tokenizer: { type: 'string', minLength: 1 },
