@@ -1,0 +1,99 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monotonicMicros, type ProfileSummary, summariseProfile } from './cpu-profile.js';
+import { startNucleus } from './http-targets.js';
+import { machineInfo } from './machine.js';
+import { recordDocument } from './report.js';
+import { ensureWrk, runWrk, type WrkRequest } from './wrk.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const BASE = process.env.BENCH_HTTP_BASE;
+
+const INFER_BODY = JSON.stringify({
+  inputs: [{ name: 'features', shape: [1, 8], datatype: 'FP32', data: [0.12, -0.5, 1.3, 0, -1.1, 0.7, 0.25, -0.3] }],
+});
+
+const LOADS: Array<{ title: string; request: (url: string) => WrkRequest }> = [
+  { title: 'GET /health', request: (url) => ({ url: `${url}/health` }) },
+  {
+    title: 'one-row KServe v2 infer (tabular-classifier)',
+    request: (url) => ({ url: `${url}/v2/models/tabular-classifier/infer`, jsonBody: INFER_BODY }),
+  },
+];
+
+/** Profiles the main thread of `nucleus serve` (node --cpu-prof) under one wrk load and summarises it. */
+async function profile(label: string, load: (typeof LOADS)[number], checkout?: string): Promise<ProfileSummary> {
+  const dir = mkdtempSync(join(tmpdir(), 'nucleus-prof-'));
+  try {
+    // Only the main thread: the inference workers are threads with profiles of their own, which are left out.
+    const server = await startNucleus(label, checkout, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+    let from = 0;
+    let to = 0;
+    try {
+      // A first second warms the JIT up, unmeasured.
+      await runWrk(load.request(server.url), { seconds: 1, connections: 64 });
+      from = monotonicMicros();
+      await runWrk(load.request(server.url), { seconds: SECONDS, connections: 64 });
+      to = monotonicMicros();
+    } finally {
+      await server.stop();
+    }
+    const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+    // The main thread is the one that was busy while the load ran.
+    const summaries = files.map((f) => summariseProfile(join(dir, f), from, to));
+    return summaries.sort((a, b) => b.busySamples - a.busySamples)[0]!;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const pct = (share: number) => `${(share * 100).toFixed(1)} %`;
+
+function render(label: string, s: ProfileSummary): string[] {
+  return [
+    `### ${label}`,
+    '',
+    '| where (self time) | share |',
+    '| --- | ---: |',
+    ...s.areas.map((a) => `| ${a.name} | ${pct(a.share)} |`),
+    '',
+    '| function (self time) | share |',
+    '| --- | ---: |',
+    ...s.functions.map((a) => `| ${a.name.replace(/\|/g, '\\|')} | ${pct(a.share)} |`),
+    '',
+  ];
+}
+
+/** Where the main thread's time goes under the HTTP suite's loads, with BENCH_HTTP_BASE before and after. */
+export async function httpProfileSuite(): Promise<string> {
+  const missing = ensureWrk();
+  if (missing) {
+    const text = `http-profile suite skipped: ${missing}`;
+    process.stdout.write(`${text}\n`);
+    return text;
+  }
+  const machine = machineInfo();
+  const lines = [
+    '# http-profile benchmark',
+    '',
+    `Recorded ${machine.date} on ${machine.cpu}, ${machine.cores} cores; Node ${machine.node}. The main thread of \`nucleus serve\` (built-in models, default config) under \`node --cpu-prof\` while \`wrk -t1 -c64 -d${SECONDS}s\` runs; self time as a share of the samples in which the thread was not idle.`,
+    '',
+  ];
+  const data: Record<string, ProfileSummary> = {};
+  for (const load of LOADS) {
+    lines.push(`## ${load.title}`, '');
+    const runs: Array<[string, string | undefined]> = BASE
+      ? [
+          ['before (base commit)', BASE],
+          ['after', undefined],
+        ]
+      : [['this checkout', undefined]];
+    for (const [label, checkout] of runs) {
+      const summary = await profile(label, load, checkout);
+      data[`${load.title} ${label}`] = summary;
+      lines.push(...render(label, summary));
+    }
+  }
+  return recordDocument('http-profile', lines.join('\n'), { suite: 'http-profile', machine, profiles: data });
+}

@@ -1,0 +1,149 @@
+import { type HttpTarget, cpuSeconds, rssMiB, startNucleus, startPeer } from './http-targets.js';
+import { machineInfo } from './machine.js';
+import { recordDocument } from './report.js';
+import { ensureWrk, runWrk, type WrkRequest, type WrkResult } from './wrk.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const REPEATS = Number(process.env.BENCH_HTTP_REPEATS ?? 3);
+const CONNECTIONS = 64;
+/** A built checkout of the commit to compare with (`npm ci` run in it): its rows are the "before" ones. */
+const BASE = process.env.BENCH_HTTP_BASE;
+
+/** One row of the tabular model's features, already standardised, as a KServe v2 request. */
+const INFER_BODY = JSON.stringify({
+  inputs: [{ name: 'features', shape: [1, 8], datatype: 'FP32', data: [0.12, -0.5, 1.3, 0.0, -1.1, 0.7, 0.25, -0.3] }],
+});
+
+const ENDPOINTS: Array<{ title: string; request: (url: string) => WrkRequest; peerNote: string }> = [
+  {
+    title: 'GET /health',
+    request: (url) => ({ url: `${url}/health` }),
+    peerNote: 'answers `{"status":"ok"}`',
+  },
+  {
+    title: 'POST /v2/models/tabular-classifier/infer, one row as JSON',
+    request: (url) => ({ url: `${url}/v2/models/tabular-classifier/infer`, jsonBody: INFER_BODY }),
+    peerNote: 'parses the JSON body and sends it back',
+  },
+];
+
+interface Measured {
+  target: string;
+  runs: WrkResult[];
+  median: WrkResult;
+}
+
+function median(runs: WrkResult[]): WrkResult {
+  const sorted = [...runs].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
+
+function table(title: string, rows: Measured[]): string[] {
+  const ref = (label: string) => rows.find((r) => r.target === label)?.median.requestsPerSecond;
+  const koa = ref('bare Koa');
+  const node = ref('bare node:http');
+  return [
+    `## ${title}`,
+    '',
+    `| run | req/s (median of ${REPEATS}) | × bare Koa | × bare node:http | p50 ms | p99 ms | errors | every run, req/s |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...rows.map(
+      ({ target, runs, median: m }) =>
+        `| ${target} | ${f(m.requestsPerSecond)} | ${koa ? f(m.requestsPerSecond / koa, 2) : '–'} | ${node ? f(m.requestsPerSecond / node, 2) : '–'} | ${f(m.p50Ms, 2)} | ${f(m.p99Ms, 2)} | ${runs.reduce((s, r) => s + r.errors, 0)} | ${runs.map((r) => f(r.requestsPerSecond)).join(', ')} |`,
+    ),
+    '',
+  ];
+}
+
+/** Idle memory and CPU of a fresh `nucleus serve`: RSS once ready, then CPU over 10 s starting 2 s after a burst. */
+async function idle(label: string, checkout?: string): Promise<string> {
+  const server = await startNucleus(label, checkout);
+  try {
+    await new Promise((r) => setTimeout(r, 5000));
+    const rss = rssMiB(server.pid);
+    await runWrk({ url: `${server.url}/health` }, { seconds: 3, connections: CONNECTIONS });
+    const rssAfter = rssMiB(server.pid);
+    await new Promise((r) => setTimeout(r, 2000));
+    const before = cpuSeconds(server.pid);
+    await new Promise((r) => setTimeout(r, 10_000));
+    const after = cpuSeconds(server.pid);
+    const cpu = before === undefined || after === undefined ? undefined : ((after - before) / 10) * 100;
+    return `| ${label} | ${f(rss)} | ${f(rssAfter)} | ${f(cpu, 2)} |`;
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * The HTTP path against a bare node:http server and a bare Koa app answering the same JSON, measured with wrk in one
+ * run; with BENCH_HTTP_BASE, the same rows for a base checkout ("before"). Then idle memory and CPU.
+ */
+export async function httpSuite(): Promise<string> {
+  const missing = ensureWrk();
+  if (missing) {
+    const text = `http suite skipped: ${missing}`;
+    process.stdout.write(`${text}\n`);
+    return text;
+  }
+  const machine = machineInfo();
+  const targets: HttpTarget[] = [];
+  const results = new Map<string, Map<string, WrkResult[]>>();
+  try {
+    targets.push(await startPeer('node'), await startPeer('koa'));
+    if (BASE) targets.push(await startNucleus('Nucleus before (base commit)', BASE));
+    targets.push(await startNucleus(BASE ? 'Nucleus after' : 'Nucleus'));
+    for (const endpoint of ENDPOINTS) {
+      const byTarget = new Map<string, WrkResult[]>();
+      results.set(endpoint.title, byTarget);
+      // JIT warm-up, unmeasured.
+      for (const t of targets) await runWrk(endpoint.request(t.url), { seconds: 1, connections: CONNECTIONS });
+      // Rounds alternate the targets, so a slow spell of the shared machine falls on all of them alike.
+      for (let round = 0; round < REPEATS; round++) {
+        for (const t of targets) {
+          const result = await runWrk(endpoint.request(t.url), { seconds: SECONDS, connections: CONNECTIONS });
+          process.stdout.write(`${endpoint.title} ${t.label}: ${result.requestsPerSecond.toFixed(0)} req/s\n`);
+          byTarget.set(t.label, [...(byTarget.get(t.label) ?? []), result]);
+        }
+      }
+    }
+  } finally {
+    for (const t of targets) await t.stop();
+  }
+
+  const lines = [
+    '# http benchmark',
+    '',
+    `Recorded ${machine.date} on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB (${machine.os}); Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}.`,
+    '',
+    `\`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s\` on the same machine as the server (the load generator and the server share the cores). Every server runs in a process of its own; the rounds alternate between them and the row shows the median run. The bare servers ${ENDPOINTS.map((e) => `${e.peerNote} (${e.title.split(',')[0]})`).join('; ')}. Nucleus runs \`nucleus serve\` with its built-in models and default config: request ids, request logging, events, tracing spans, metrics and the body parser all on.`,
+    '',
+  ];
+  for (const endpoint of ENDPOINTS) {
+    const byTarget = results.get(endpoint.title)!;
+    lines.push(
+      ...table(
+        endpoint.title,
+        [...byTarget].map(([target, runs]) => ({ target, runs, median: median(runs) })),
+      ),
+    );
+  }
+
+  lines.push(
+    '## Idle',
+    '',
+    'A fresh `nucleus serve` with its built-in models: resident memory 5 s after it is ready and after a 3 s burst of `/health`, then CPU over 10 s starting 2 s after the burst.',
+    '',
+    '| run | RSS when ready, MiB | RSS after a burst, MiB | idle CPU after the burst, % of a core |',
+    '| --- | ---: | ---: | ---: |',
+  );
+  if (BASE) lines.push(await idle('Nucleus before (base commit)', BASE));
+  lines.push(await idle(BASE ? 'Nucleus after' : 'Nucleus'), '');
+  const markdown = lines.join('\n');
+  return recordDocument('http', markdown, {
+    suite: 'http',
+    machine,
+    results: Object.fromEntries([...results].map(([k, v]) => [k, Object.fromEntries(v)])),
+  });
+}
