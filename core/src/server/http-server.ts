@@ -1,7 +1,7 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { Hooks } from '@nucleus/sdk';
+import type { Contribution, Hooks } from '@nucleus/sdk';
 import { badRequest, ExtensionPoints, unavailable } from '@nucleus/sdk';
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
@@ -73,14 +73,15 @@ export class HttpServer {
     this.app.use(async (ctx: Context, next: Next) => {
       // While draining for shutdown, requests arriving on new or kept-alive connections are refused, not queued, and
       // their connection is closed after the answer. /health and /ready answer as ever (/ready with 503: stopping).
-      if (this.draining || kernel.health.report().status === 'stopping') {
+      const status = kernel.health.report().status;
+      if (this.draining || status === 'stopping') {
         ctx.set('connection', 'close');
         if (PROBES.has(ctx.path)) return next();
         throw unavailable('server_shutting_down', 'the server is shutting down; retry against another instance', 1);
       }
       // While starting (plugins activating, models loading and warming up) only the probes answer, so that a load
       // balancer or Kubernetes sees a live process that is not ready yet.
-      if (kernel.health.report().status === 'starting' && !PROBES.has(ctx.path))
+      if (status === 'starting' && !PROBES.has(ctx.path))
         throw unavailable('server_starting', 'the server is starting: its models are loading; retry shortly', 1);
       await next();
     });
@@ -172,8 +173,12 @@ export class HttpServer {
         },
       }),
     );
+    // The hooks that take part, worked out again only when a hook comes or goes rather than for every request.
+    let onRequest: Contribution<Hooks>[] | undefined;
+    hooks.onChange(() => (onRequest = undefined));
     this.app.use(async (ctx: Context, next: Next) => {
-      const chain = hooks.list().filter((c) => c.value.onRequest);
+      const chain = (onRequest ??= hooks.list().filter((c) => c.value.onRequest));
+      if (chain.length === 0) return next();
       let i = 0;
       const step = async (): Promise<void> => {
         const c = chain[i++];
@@ -188,13 +193,19 @@ export class HttpServer {
   /** Starts listening; port 0 picks a free port. */
   async listen(host: string, port: number): Promise<{ host: string; port: number; url: string }> {
     const handle = this.app.callback();
+    const inFlight = this.inFlight;
+    // One listener function for every response (`this` is the response), not a closure made per request.
+    const settle = (res: ServerResponse) => {
+      inFlight.delete(res);
+      if (inFlight.size === 0) this.onDrained?.();
+    };
+    function onClose(this: ServerResponse) {
+      settle(this);
+    }
     const server = createServer((req, res) => {
       if (!this.draining) {
-        this.inFlight.add(res);
-        res.once('close', () => {
-          this.inFlight.delete(res);
-          if (this.inFlight.size === 0) this.onDrained?.();
-        });
+        inFlight.add(res);
+        res.on('close', onClose);
       }
       void handle(req, res);
     });
