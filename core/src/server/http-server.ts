@@ -34,6 +34,7 @@ export class HttpServer {
   private draining = false;
   private readonly inFlight = new Set<ServerResponse>();
   private onDrained?: () => void;
+  private keys?: { config: object; keys: readonly ApiKey[] };
 
   constructor(private readonly kernel: Kernel) {
     const { events, logger, config } = kernel;
@@ -281,10 +282,14 @@ export class HttpServer {
     await parsers?.close();
   }
 
-  private apiKeys(): ApiKey[] {
-    const keys = [...this.kernel.config.get('auth.keys')];
-    const adminKey = this.kernel.config.get('auth.adminKey');
+  private apiKeys(): readonly ApiKey[] {
+    // Worked out again only when the config changes (a patch replaces the snapshot), not for every request.
+    const config = this.kernel.config.snapshot();
+    if (this.keys?.config === config) return this.keys.keys;
+    const keys = [...config.auth.keys];
+    const adminKey = config.auth.adminKey;
     if (adminKey) keys.push({ key: adminKey, role: 'admin', name: 'admin' });
+    this.keys = { config, keys };
     return keys;
   }
 }
