@@ -1,7 +1,7 @@
 import { type HttpTarget, cpuSeconds, rssMiB, startNucleus, startPeer } from './http-targets.js';
 import { machineInfo } from './machine.js';
 import { recordDocument } from './report.js';
-import { ensureWrk, runWrk, type WrkRequest, type WrkResult } from './wrk.js';
+import { COUNTER, ensureWrk, runWrk, type WrkRequest, type WrkResult } from './wrk.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const REPEATS = Number(process.env.BENCH_HTTP_REPEATS ?? 3);
@@ -11,19 +11,24 @@ const BASE = process.env.BENCH_HTTP_BASE;
 
 /** One row of the tabular model's features, already standardised, as a KServe v2 request. */
 const INFER_BODY = JSON.stringify({
-  inputs: [{ name: 'features', shape: [1, 8], datatype: 'FP32', data: [0.12, -0.5, 1.3, 0.0, -1.1, 0.7, 0.25, -0.3] }],
+  inputs: [{ name: 'features', shape: [1, 8], datatype: 'FP32', data: [0.12, -0.5, 1.3, 0, -1.1, 0.7, 0.25, -0.3] }],
 });
+/** The same with a feature that differs from request to request, so the prediction cache cannot answer. */
+const VARIED_BODY = INFER_BODY.replace('-0.3]', `-0.${COUNTER}]`);
+const INFER_PATH = '/v2/models/tabular-classifier/infer';
 
-const ENDPOINTS: Array<{ title: string; request: (url: string) => WrkRequest; peerNote: string }> = [
+const ENDPOINTS: Array<{ title: string; request: (url: string) => WrkRequest }> = [
   {
     title: 'GET /health',
     request: (url) => ({ url: `${url}/health` }),
-    peerNote: 'answers `{"status":"ok"}`',
   },
   {
-    title: 'POST /v2/models/tabular-classifier/infer, one row as JSON',
-    request: (url) => ({ url: `${url}/v2/models/tabular-classifier/infer`, jsonBody: INFER_BODY }),
-    peerNote: 'parses the JSON body and sends it back',
+    title: `POST ${INFER_PATH}, one row as JSON, a different row each time (the model runs)`,
+    request: (url) => ({ url: `${url}${INFER_PATH}`, jsonBody: VARIED_BODY }),
+  },
+  {
+    title: `POST ${INFER_PATH}, one row as JSON, the same row each time (the prediction cache answers)`,
+    request: (url) => ({ url: `${url}${INFER_PATH}`, jsonBody: INFER_BODY }),
   },
 ];
 
@@ -117,7 +122,7 @@ export async function httpSuite(): Promise<string> {
     '',
     `Recorded ${machine.date} on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB (${machine.os}); Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}.`,
     '',
-    `\`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s\` on the same machine as the server (the load generator and the server share the cores). Every server runs in a process of its own; the rounds alternate between them and the row shows the median run. The bare servers ${ENDPOINTS.map((e) => `${e.peerNote} (${e.title.split(',')[0]})`).join('; ')}. Nucleus runs \`nucleus serve\` with its built-in models and default config: request ids, request logging, events, tracing spans, metrics and the body parser all on.`,
+    `\`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s\` on the same machine as the server (the load generator and the server share the cores). Every server runs in a process of its own; the rounds alternate between them and the row shows the median run. The bare servers answer \`{"status":"ok"}\` on \`GET /health\` and, to any POST, parse the JSON body and send it back. Nucleus runs \`nucleus serve\` with its built-in models and default config: request ids, request logging, events, tracing spans, metrics and the body parser all on.`,
     '',
   ];
   for (const endpoint of ENDPOINTS) {

@@ -15,7 +15,33 @@ export interface WrkResult {
 /** What wrk sends: a GET, or a POST with a JSON body. */
 export interface WrkRequest {
   url: string;
+  /** A POST body; where it holds {@link COUNTER}, each request puts its own number there, so no two are the same. */
   jsonBody?: string;
+}
+
+/** The place in a body where each request puts its number (a JSON number: 1, 2, 3…). */
+export const COUNTER = '__N__';
+
+function luaString(text: string): string {
+  return `[==[${text}]==]`;
+}
+
+/** The Lua script that makes wrk POST `body`, numbered per request where it holds {@link COUNTER}. */
+function postScript(body: string): string {
+  const lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"'];
+  const at = body.indexOf(COUNTER);
+  if (at < 0) return [...lines, `wrk.body = ${luaString(body)}`, ''].join('\n');
+  const head = luaString(body.slice(0, at));
+  const tail = luaString(body.slice(at + COUNTER.length));
+  return [
+    ...lines,
+    'local n = 0',
+    'request = function()',
+    '  n = n + 1',
+    `  return wrk.format(nil, nil, nil, ${head} .. n .. ${tail})`,
+    'end',
+    '',
+  ].join('\n');
 }
 
 /**
@@ -70,10 +96,7 @@ export async function runWrk(
   if (request.jsonBody !== undefined) {
     dir = mkdtempSync(join(tmpdir(), 'nucleus-wrk-'));
     const script = join(dir, 'post.lua');
-    writeFileSync(
-      script,
-      `wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[${request.jsonBody}]==]\n`,
-    );
+    writeFileSync(script, postScript(request.jsonBody));
     args.push('-s', script);
   }
   args.push(request.url);
