@@ -12,6 +12,8 @@ interface CpuProfile {
 export interface ProfileSummary {
   /** Samples while the thread ran JavaScript, native code or the GC (not idle). */
   busySamples: number;
+  /** The time those samples stand for, in ms. */
+  busyMs: number;
   /** Share of busy samples by where the code lives: a package, a file of this repository, Node's own modules. */
   areas: Array<{ name: string; share: number }>;
   /** Share of busy samples by function. */
@@ -41,10 +43,15 @@ export function monotonicMicros(): number {
 export function summariseProfile(file: string, from = -Infinity, to = Infinity, top = 12): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const hitsOf = new Map<number, number>();
+  const idle = new Set(profile.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id));
   let t = profile.startTime;
+  let busyMicros = 0;
   profile.samples.forEach((id, i) => {
-    t += profile.timeDeltas[i] ?? 0;
-    if (t >= from && t <= to) hitsOf.set(id, (hitsOf.get(id) ?? 0) + 1);
+    const delta = profile.timeDeltas[i] ?? 0;
+    t += delta;
+    if (t < from || t > to) return;
+    hitsOf.set(id, (hitsOf.get(id) ?? 0) + 1);
+    if (!idle.has(id)) busyMicros += delta;
   });
   const areas = new Map<string, number>();
   const functions = new Map<string, number>();
@@ -64,5 +71,5 @@ export function summariseProfile(file: string, from = -Infinity, to = Infinity, 
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
       .map(([name, hits]) => ({ name, share: busy ? hits / busy : 0 }));
-  return { busySamples: busy, areas: ranked(areas), functions: ranked(functions) };
+  return { busySamples: busy, busyMs: busyMicros / 1000, areas: ranked(areas), functions: ranked(functions) };
 }

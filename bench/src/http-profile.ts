@@ -24,26 +24,32 @@ const LOADS: Array<{ title: string; request: (url: string) => WrkRequest }> = [
 ];
 
 /** Profiles the main thread of `nucleus serve` (node --cpu-prof) under one wrk load and summarises it. */
-async function profile(label: string, load: (typeof LOADS)[number], checkout?: string): Promise<ProfileSummary> {
+async function profile(
+  label: string,
+  load: (typeof LOADS)[number],
+  checkout?: string,
+): Promise<ProfileSummary & { requests: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'nucleus-prof-'));
   try {
     // Only the main thread: the inference workers are threads with profiles of their own, which are left out.
     const server = await startNucleus(label, checkout, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
     let from = 0;
     let to = 0;
+    let requests = 0;
     try {
       // A first second warms the JIT up, unmeasured.
       await runWrk(load.request(server.url), { seconds: 1, connections: 64 });
       from = monotonicMicros();
-      await runWrk(load.request(server.url), { seconds: SECONDS, connections: 64 });
+      requests = (await runWrk(load.request(server.url), { seconds: SECONDS, connections: 64 })).requestsPerSecond;
       to = monotonicMicros();
+      requests *= (to - from) / 1e6;
     } finally {
       await server.stop();
     }
     const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
     // The main thread is the one that was busy while the load ran.
     const summaries = files.map((f) => summariseProfile(join(dir, f), from, to));
-    return summaries.sort((a, b) => b.busySamples - a.busySamples)[0]!;
+    return { ...summaries.sort((a, b) => b.busySamples - a.busySamples)[0]!, requests };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -51,9 +57,11 @@ async function profile(label: string, load: (typeof LOADS)[number], checkout?: s
 
 const pct = (share: number) => `${(share * 100).toFixed(1)} %`;
 
-function render(label: string, s: ProfileSummary): string[] {
+function render(label: string, s: ProfileSummary & { requests: number }): string[] {
   return [
     `### ${label}`,
+    '',
+    `${Math.round(s.requests)} requests; the main thread was busy ${(s.busyMs / 1000).toFixed(2)} s of the run, ${((s.busyMs * 1000) / s.requests).toFixed(0)} µs per request (sampled, and inflated where other processes compete for the cores).`,
     '',
     '| where (self time) | share |',
     '| --- | ---: |',
@@ -81,7 +89,7 @@ export async function httpProfileSuite(): Promise<string> {
     `Recorded ${machine.date} on ${machine.cpu}, ${machine.cores} cores; Node ${machine.node}. The main thread of \`nucleus serve\` (built-in models, default config) under \`node --cpu-prof\` while \`wrk -t1 -c64 -d${SECONDS}s\` runs; self time as a share of the samples in which the thread was not idle.`,
     '',
   ];
-  const data: Record<string, ProfileSummary> = {};
+  const data: Record<string, ProfileSummary & { requests: number }> = {};
   for (const load of LOADS) {
     lines.push(`## ${load.title}`, '');
     const runs: Array<[string, string | undefined]> = BASE

@@ -32,31 +32,55 @@ const ENDPOINTS: Array<{ title: string; request: (url: string) => WrkRequest }> 
   },
 ];
 
-interface Measured {
-  target: string;
-  runs: WrkResult[];
-  median: WrkResult;
+/** A wrk run and the CPU time the server spent on it (all its threads), per request. */
+interface Run extends WrkResult {
+  cpuMicrosPerRequest: number;
 }
 
-function median(runs: WrkResult[]): WrkResult {
+interface Measured {
+  target: string;
+  runs: Run[];
+  median: Run;
+  medianCpu: number;
+}
+
+function median(runs: Run[]): Run {
   const sorted = [...runs].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+function medianOf(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)] ?? NaN;
+}
+
+/** One measured wrk run, with the server's CPU seconds read before and after it. */
+async function measure(t: HttpTarget, request: WrkRequest): Promise<Run> {
+  const before = cpuSeconds(t.pid);
+  const result = await runWrk(request, { seconds: SECONDS, connections: CONNECTIONS });
+  const after = cpuSeconds(t.pid);
+  const cpu = before === undefined || after === undefined ? NaN : ((after - before) * 1e6) / result.requests;
+  return { ...result, cpuMicrosPerRequest: cpu };
 }
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
 
 function table(title: string, rows: Measured[]): string[] {
-  const ref = (label: string) => rows.find((r) => r.target === label)?.median.requestsPerSecond;
+  const ref = (label: string) => rows.find((r) => r.target === label);
   const koa = ref('bare Koa');
   const node = ref('bare node:http');
+  const ratio = (m: Measured, to: Measured | undefined) =>
+    to
+      ? `${f(m.median.requestsPerSecond / to.median.requestsPerSecond, 2)} (${f(to.medianCpu / m.medianCpu, 2)})`
+      : '–';
   return [
     `## ${title}`,
     '',
-    `| run | req/s (median of ${REPEATS}) | × bare Koa | × bare node:http | p50 ms | p99 ms | errors | every run, req/s |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    `| run | req/s (median of ${REPEATS}) | × bare Koa (by CPU) | × bare node:http (by CPU) | server CPU µs/request | p50 ms | p99 ms | errors | every run, req/s |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
     ...rows.map(
-      ({ target, runs, median: m }) =>
-        `| ${target} | ${f(m.requestsPerSecond)} | ${koa ? f(m.requestsPerSecond / koa, 2) : '–'} | ${node ? f(m.requestsPerSecond / node, 2) : '–'} | ${f(m.p50Ms, 2)} | ${f(m.p99Ms, 2)} | ${runs.reduce((s, r) => s + r.errors, 0)} | ${runs.map((r) => f(r.requestsPerSecond)).join(', ')} |`,
+      (m) =>
+        `| ${m.target} | ${f(m.median.requestsPerSecond)} | ${ratio(m, koa)} | ${ratio(m, node)} | ${f(m.medianCpu)} | ${f(m.median.p50Ms, 2)} | ${f(m.median.p99Ms, 2)} | ${m.runs.reduce((s, r) => s + r.errors, 0)} | ${m.runs.map((r) => f(r.requestsPerSecond)).join(', ')} |`,
     ),
     '',
   ];
@@ -94,20 +118,20 @@ export async function httpSuite(): Promise<string> {
   }
   const machine = machineInfo();
   const targets: HttpTarget[] = [];
-  const results = new Map<string, Map<string, WrkResult[]>>();
+  const results = new Map<string, Map<string, Run[]>>();
   try {
     targets.push(await startPeer('node'), await startPeer('koa'));
     if (BASE) targets.push(await startNucleus('Nucleus before (base commit)', BASE));
     targets.push(await startNucleus(BASE ? 'Nucleus after' : 'Nucleus'));
     for (const endpoint of ENDPOINTS) {
-      const byTarget = new Map<string, WrkResult[]>();
+      const byTarget = new Map<string, Run[]>();
       results.set(endpoint.title, byTarget);
       // JIT warm-up, unmeasured.
       for (const t of targets) await runWrk(endpoint.request(t.url), { seconds: 1, connections: CONNECTIONS });
       // Rounds alternate the targets, so a slow spell of the shared machine falls on all of them alike.
       for (let round = 0; round < REPEATS; round++) {
         for (const t of targets) {
-          const result = await runWrk(endpoint.request(t.url), { seconds: SECONDS, connections: CONNECTIONS });
+          const result = await measure(t, endpoint.request(t.url));
           process.stdout.write(`${endpoint.title} ${t.label}: ${result.requestsPerSecond.toFixed(0)} req/s\n`);
           byTarget.set(t.label, [...(byTarget.get(t.label) ?? []), result]);
         }
@@ -122,7 +146,7 @@ export async function httpSuite(): Promise<string> {
     '',
     `Recorded ${machine.date} on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB (${machine.os}); Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}.`,
     '',
-    `\`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s\` on the same machine as the server (the load generator and the server share the cores). Every server runs in a process of its own; the rounds alternate between them and the row shows the median run. The bare servers answer \`{"status":"ok"}\` on \`GET /health\` and, to any POST, parse the JSON body and send it back. Nucleus runs \`nucleus serve\` with its built-in models and default config: request ids, request logging, events, tracing spans, metrics and the body parser all on.`,
+    `\`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s\` on the same machine as the server (the load generator and the server share the cores). Every server runs in a process of its own; the rounds alternate between them and the row shows the median run. The bare servers answer \`{"status":"ok"}\` on \`GET /health\` and, to any POST, parse the JSON body and send it back. The ratios compare throughput; in brackets, the inverse ratio of the CPU time the server processes spent per request (all their threads, from /proc), which other work on a shared machine disturbs less. Nucleus runs \`nucleus serve\` with its built-in models and default config: request ids, request logging, events, tracing spans, metrics and the body parser all on.`,
     '',
   ];
   for (const endpoint of ENDPOINTS) {
@@ -130,7 +154,12 @@ export async function httpSuite(): Promise<string> {
     lines.push(
       ...table(
         endpoint.title,
-        [...byTarget].map(([target, runs]) => ({ target, runs, median: median(runs) })),
+        [...byTarget].map(([target, runs]) => ({
+          target,
+          runs,
+          median: median(runs),
+          medianCpu: medianOf(runs.map((r) => r.cpuMicrosPerRequest)),
+        })),
       ),
     );
   }

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 /** One wrk run: requests per second and its latency percentiles. */
 export interface WrkResult {
   requestsPerSecond: number;
+  /** Requests completed in the run. */
+  requests: number;
   p50Ms: number;
   p99Ms: number;
   /** Non-2xx/3xx answers plus socket errors. */
@@ -80,6 +82,7 @@ export function parseWrk(out: string): WrkResult {
   const socketErrors = socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0;
   return {
     requestsPerSecond: Number(rps[1]),
+    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN),
     p50Ms: durationMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1]),
     p99Ms: durationMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1]),
     errors: non2xx + socketErrors,
