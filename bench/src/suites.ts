@@ -1,5 +1,7 @@
 import { cacheSuite } from './cache.js';
 import { ggufSuite } from './gguf-quants.js';
+import { httpSuite } from './http.js';
+import { httpProfileSuite } from './http-profile.js';
 import { llmSuite } from './llm.js';
 import { quantSuite } from './quant.js';
 import { soakSuite } from './soak.js';
@@ -17,4 +19,6 @@ export const suites: Record<string, () => Promise<string>> = {
   tokenizers: tokenizersSuite,
   gguf: ggufSuite,
   cache: cacheSuite,
+  http: httpSuite,
+  'http-profile': httpProfileSuite,
 };

@@ -17,11 +17,14 @@ export class ExtensionPoint<T> implements ExtensionPointView<T> {
   /** Kept past removal: a contribution swapped out a moment ago is still held by its old instance's lease. */
   private readonly leases = new WeakMap<Contribution<T>, ActivationLease>();
   private seq = 0;
+  private listed?: readonly Contribution<T>[];
 
   constructor(readonly id: string) {}
 
   list(): readonly Contribution<T>[] {
-    return this.entries.map((e) => e.contribution);
+    // Read for every request (hooks, routers): made again only when the contributions change.
+    this.listed ??= Object.freeze(this.entries.map((e) => e.contribution));
+    return this.listed;
   }
 
   first(): Contribution<T> | undefined {
@@ -59,6 +62,7 @@ export class ExtensionPoint<T> implements ExtensionPointView<T> {
     const kept = remove ? this.entries.filter((e) => e.lease !== remove) : this.entries;
     const added = add.map((a) => ({ ...a, seq: this.seq++ }));
     for (const a of added) this.leases.set(a.contribution, a.lease);
+    this.listed = undefined;
     this.entries = [...kept, ...added].sort(
       (a, b) => b.contribution.priority - a.contribution.priority || a.seq - b.seq,
     );

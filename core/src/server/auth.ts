@@ -30,6 +30,14 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
 }
 
+// Each configured key's digest, made once per key object (a config change brings new ones), not per request.
+const keyDigests = new WeakMap<ApiKey, Buffer>();
+function digestOf(key: ApiKey): Buffer {
+  let d = keyDigests.get(key);
+  if (!d) keyDigests.set(key, (d = digest(key.key)));
+  return d;
+}
+
 /**
  * The configured key a token is, compared in constant time: both sides are hashed to 32 bytes first, so neither the
  * time taken nor an early length check tells how long a key is, and every key is compared.
@@ -38,7 +46,7 @@ export function findKey(keys: readonly ApiKey[], token: string | undefined | nul
   if (!token) return undefined;
   const given = digest(token);
   let found: ApiKey | undefined;
-  for (const k of keys) if (timingSafeEqual(digest(k.key), given) && !found) found = k;
+  for (const k of keys) if (timingSafeEqual(digestOf(k), given) && !found) found = k;
   return found;
 }
 

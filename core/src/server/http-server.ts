@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerOptions, ty
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { ExtensionPointView, Hooks } from '@nucleus/sdk';
+import type { Contribution, ExtensionPointView, Hooks } from '@nucleus/sdk';
 import { badRequest, ExtensionPoints, NucleusError, unavailable } from '@nucleus/sdk';
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
@@ -32,8 +32,12 @@ const LINGER_MAX_MS = 1000;
 
 /** Runs the hooks contributed for one moment of a request, highest priority outermost, then `next`. */
 function hookChain(point: ExtensionPointView<Hooks>, moment: 'preParsing' | 'onRequest') {
+  // The hooks that take part, worked out again only when a hook comes or goes rather than for every request.
+  let taking: Contribution<Hooks>[] | undefined;
+  point.onChange(() => (taking = undefined));
   return async (ctx: Context, next: Next): Promise<void> => {
-    const chain = point.list().filter((c) => c.value[moment]);
+    const chain = (taking ??= point.list().filter((c) => c.value[moment]));
+    if (chain.length === 0) return next();
     let i = 0;
     const step = async (): Promise<void> => {
       const c = chain[i++];
@@ -61,6 +65,7 @@ export class HttpServer {
   private lastAcceptedAt = -Infinity;
   private tls?: TlsCertificates;
   private readonly auth: Authenticator;
+  private keys?: { config: object; keys: readonly ApiKey[] };
 
   constructor(private readonly kernel: Kernel) {
     const { events, logger, config } = kernel;
@@ -115,14 +120,15 @@ export class HttpServer {
     this.app.use(async (ctx: Context, next: Next) => {
       // While draining for shutdown, requests arriving on new or kept-alive connections are refused, not queued, and
       // their connection is closed after the answer. /health and /ready answer as ever (/ready with 503: stopping).
-      if (this.draining || kernel.health.report().status === 'stopping') {
+      const status = kernel.health.report().status;
+      if (this.draining || status === 'stopping') {
         ctx.set('connection', 'close');
         if (PROBES.has(ctx.path)) return next();
         throw unavailable('server_shutting_down', 'the server is shutting down; retry against another instance', 1);
       }
       // While starting (plugins activating, models loading and warming up) only the probes answer, so that a load
       // balancer or Kubernetes sees a live process that is not ready yet.
-      if (kernel.health.report().status === 'starting' && !PROBES.has(ctx.path))
+      if (status === 'starting' && !PROBES.has(ctx.path))
         throw unavailable('server_starting', 'the server is starting: its models are loading; retry shortly', 1);
       await next();
     });
@@ -257,13 +263,19 @@ export class HttpServer {
   async listen(host: string, port: number): Promise<{ host: string; port: number; url: string }> {
     const { config, logger } = this.kernel;
     const handle = this.app.callback();
+    const inFlight = this.inFlight;
+    // One listener function for every response (`this` is the response), not a closure made per request.
+    const settle = (res: ServerResponse) => {
+      inFlight.delete(res);
+      if (inFlight.size === 0) this.onDrained?.();
+    };
+    function onClose(this: ServerResponse) {
+      settle(this);
+    }
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       if (!this.draining) {
-        this.inFlight.add(res);
-        res.once('close', () => {
-          this.inFlight.delete(res);
-          if (this.inFlight.size === 0) this.onDrained?.();
-        });
+        inFlight.add(res);
+        res.on('close', onClose);
       }
       this.watchBody(req, res);
       void handle(req, res);
@@ -417,10 +429,14 @@ export class HttpServer {
     await parsers?.close();
   }
 
-  private apiKeys(): ApiKey[] {
-    const keys = [...this.kernel.config.get('auth.keys')];
-    const adminKey = this.kernel.config.get('auth.adminKey');
+  private apiKeys(): readonly ApiKey[] {
+    // Worked out again only when the config changes (a patch replaces the snapshot), not for every request.
+    const config = this.kernel.config.snapshot();
+    if (this.keys?.config === config) return this.keys.keys;
+    const keys = [...config.auth.keys];
+    const adminKey = config.auth.adminKey;
     if (adminKey) keys.push({ key: adminKey, role: 'admin', name: 'admin' });
+    this.keys = { config, keys };
     return keys;
   }
 }

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '@nucleus/sdk';
 import type { Context, Next } from 'koa';
 import type { Logger as PinoLogger } from 'pino';
+import { LazyLogger } from './lazy-logger.js';
 
 /** Log fields that may hold user data (prompts, inputs, outputs); censored, at the top level and one level down, unless `logging.logPayloads` is on. */
 export const PAYLOAD_FIELDS = [
@@ -46,11 +47,14 @@ export function requestLoggerMiddleware(logger: Logger, logPayloads: () => boole
   return async (ctx: Context, next: Next): Promise<void> => {
     const payloads = logPayloads();
     const traceId = traceIdOf(ctx.get('traceparent') || undefined);
-    ctx.state.log = (payloads ? logger : redacted).child({
+    const log = new LazyLogger(payloads ? logger : redacted, {
       requestId: ctx.state.requestId,
       ...(traceId ? { traceId } : {}),
     });
+    ctx.state.log = log;
     if (traceId) ctx.state.traceId = traceId;
+    // Nothing to time or to build when the line would not be written.
+    if (!log.isLevelEnabled('debug')) return next();
     const started = performance.now();
     try {
       await next();

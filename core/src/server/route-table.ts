@@ -1,7 +1,26 @@
 import type { Contribution, ExtensionPointView, RouteContribution } from '@nucleus/sdk';
-import Router from '@koa/router';
+import Router, { type Layer } from '@koa/router';
 import type { Context, Middleware, Next } from 'koa';
 import type { Authenticator } from './auth.js';
+
+/** A registered route and what runs it. */
+interface Served {
+  route: RouteContribution;
+  handle: (ctx: Context) => Promise<void>;
+}
+
+/** Requests remembered by method and path, at most; a server seeing more distinct paths starts over. */
+const MAX_REMEMBERED = 1024;
+
+/** The routes as built from the current contributions, and the requests already matched against them. */
+interface Dispatch {
+  /** The router, for what the remembered matches do not answer: 404, 405 with `Allow`, `OPTIONS`. */
+  miss: Middleware;
+  router: Router;
+  served: Map<Layer, Served>;
+  /** `METHOD path` → the route that answers it, found once by the router (it walks every route's pattern). */
+  matched: Map<string, Layer>;
+}
 
 /**
  * The server's routes: the kernel's own plus every `routes` contribution. The router is rebuilt
@@ -9,10 +28,7 @@ import type { Authenticator } from './auth.js';
  * each plugin handler runs under its activation's lease so a reload waits for it.
  */
 export class RouteTable {
-  private dispatch: Middleware | undefined;
-  private router: Router | undefined;
-  // The route each registered layer serves, so a request's route is known before its body is read.
-  private readonly layers = new Map<unknown, RouteContribution>();
+  private dispatch: Dispatch | undefined;
   // The route whose access a request has already passed, so its handler does not check the key again.
   private readonly checked = new WeakMap<Context, RouteContribution>();
 
@@ -21,10 +37,7 @@ export class RouteTable {
     private readonly kernelRoutes: readonly RouteContribution[],
     private readonly auth: Authenticator,
   ) {
-    point.onChange(() => {
-      this.dispatch = undefined;
-      this.router = undefined;
-    });
+    point.onChange(() => (this.dispatch = undefined));
   }
 
   /**
@@ -32,9 +45,10 @@ export class RouteTable {
    * false when no route takes it, so the 404 or 405 that follows needs no body either.
    */
   authenticate(ctx: Context): boolean {
-    const match = this.current().match(ctx.path, ctx.method);
-    const route = match.route ? this.layers.get(match.pathAndMethod.find((l) => this.layers.has(l))) : undefined;
-    if (!route) return false;
+    const d = this.current();
+    const layer = this.find(d, ctx);
+    if (!layer) return false;
+    const { route } = d.served.get(layer)!;
     ctx.state.access = route.access ?? 'user';
     this.auth.check(ctx, route.access ?? 'user');
     this.checked.set(ctx, route);
@@ -47,13 +61,12 @@ export class RouteTable {
    */
   middleware(): Middleware {
     return (ctx: Context, next: Next) => {
-      if (!this.dispatch) {
-        const router = this.current();
-        const routes = router.routes() as unknown as Middleware;
-        const allowed = router.allowedMethods() as unknown as Middleware;
-        this.dispatch = (c, n) => routes(c, () => allowed(c, n));
-      }
-      return this.dispatch(ctx, next);
+      const d = this.current();
+      const layer = this.find(d, ctx);
+      if (!layer) return d.miss(ctx, next);
+      const path = ctx.path;
+      ctx.params = layer.paramNames.length ? layer.params(path, layer.captures(path)) : {};
+      return d.served.get(layer)!.handle(ctx);
     };
   }
 
@@ -65,22 +78,39 @@ export class RouteTable {
     ];
   }
 
-  private current(): Router {
-    if (!this.router) {
-      this.layers.clear();
-      this.router = this.build();
+  private current(): Dispatch {
+    return (this.dispatch ??= this.build());
+  }
+
+  // The route the router itself would run: the first one registered whose pattern and methods match.
+  private find(d: Dispatch, ctx: Context): Layer | undefined {
+    const key = `${ctx.method} ${ctx.path}`;
+    let layer = d.matched.get(key);
+    if (!layer) {
+      layer = d.router.match(ctx.path, ctx.method).pathAndMethod.find((l) => l.methods.length > 0);
+      if (!layer) return undefined;
+      if (d.matched.size >= MAX_REMEMBERED) d.matched.clear();
+      d.matched.set(key, layer);
     }
-    return this.router;
+    return layer;
   }
 
-  private build(): Router {
+  private build(): Dispatch {
     const router = new Router();
-    for (const route of this.kernelRoutes) this.add(router, route);
-    for (const contribution of this.point.list()) this.add(router, contribution.value, contribution);
-    return router;
+    const served = new Map<Layer, Served>();
+    for (const route of this.kernelRoutes) this.add(router, served, route);
+    for (const contribution of this.point.list()) this.add(router, served, contribution.value, contribution);
+    const routes = router.routes() as unknown as Middleware;
+    const allowed = router.allowedMethods() as unknown as Middleware;
+    return { router, served, matched: new Map(), miss: (c, n) => routes(c, () => allowed(c, n)) };
   }
 
-  private add(router: Router, route: RouteContribution, contribution?: Contribution<RouteContribution>): void {
+  private add(
+    router: Router,
+    served: Map<Layer, Served>,
+    route: RouteContribution,
+    contribution?: Contribution<RouteContribution>,
+  ): void {
     const handle = async (ctx: Context) => {
       ctx.state.route = route.path;
       if (this.checked.get(ctx) !== route) this.auth.check(ctx, route.access ?? 'user');
@@ -88,6 +118,6 @@ export class RouteTable {
       const result = contribution ? await this.point.use(contribution, run) : await run();
       if (result !== undefined && ctx.body === undefined) ctx.body = result;
     };
-    this.layers.set(router.register(route.path, [route.method], handle as never), route);
+    served.set(router.register(route.path, [route.method], handle as never) as Layer, { route, handle });
   }
 }

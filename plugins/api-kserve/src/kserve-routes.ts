@@ -188,7 +188,10 @@ export function kserveRoutes(
   };
 
   const runInfer = async (ctx: RouteContext, name: string, version: string | undefined, hooked: unknown) => {
-    if (generationOnly(name, version)) {
+    const engine = service();
+    // The tensor model is looked up first: finding it is cheaper than listing every model to learn it is no LLM.
+    const found = tensorVersion(engine, name, version);
+    if (!found && generationOnly(name, version)) {
       throw badRequest(
         'model_cannot_infer',
         `model '${name}' is served by the generation engine; send its text to POST /v2/models/${name}/generate or /generate_stream`,
@@ -196,8 +199,8 @@ export function kserveRoutes(
       );
     }
     const body = checkBody(validators.kserveInfer, hooked, 'inference request');
-    const engine = service();
-    const info = engine.get(name, version);
+    // An unknown model or version answers 404 here, after a body that is not valid has had its 400.
+    const info = found ?? engine.get(name, version);
     const inputs = decodeInputs(body, info);
     const wanted = body.outputs?.map((o) => o.name);
     const result = await engine.infer({
@@ -328,6 +331,16 @@ function repositoryState(state: GenerationModelInfo['state']): string {
 }
 
 /** The error a route answers when the engine is not there (the kernel registered no inference service). */
+/** A tensor model's version as `get` finds it, or undefined where `get` answers 404. */
+function tensorVersion(engine: InferenceService, name: string, version: string | undefined) {
+  try {
+    return engine.get(name, version);
+  } catch (err) {
+    if ((err as { status?: unknown } | undefined)?.status === 404) return undefined;
+    throw err;
+  }
+}
+
 export function noEngine(): NucleusError {
   return new NucleusError(503, 'engine_unavailable', 'the inference engine is not running in this server');
 }

@@ -10,9 +10,9 @@ interface Series {
 }
 
 /**
- * A Prometheus histogram for values that arrive in groups, one per streamed token: {@link BucketHistogram.observeAll}
- * counts a whole group into plain arrays with no allocation per value (prom-client's `Histogram.observe` builds and
- * validates a label set for every call). It registers in a prom-client registry like any metric, and its exposition
+ * A Prometheus histogram for values that arrive often, in groups (one per streamed token) or one by one (one per HTTP
+ * request): {@link BucketHistogram.observeAll} counts a whole group into plain arrays with no allocation per value
+ * (prom-client's `Histogram.observe` builds and validates a label set for every call). It registers in a prom-client registry like any metric, and its exposition
  * is a histogram's: cumulative `_bucket` series with `le`, then `_sum` and `_count`.
  */
 export class BucketHistogram<L extends string> {
@@ -32,21 +32,32 @@ export class BucketHistogram<L extends string> {
 
   /** Counts every value of `values`, multiplied by `scale` (to turn milliseconds into seconds). */
   observeAll(labels: Record<L, string>, values: readonly number[], scale = 1): void {
+    const series = this.series(labels);
+    for (const raw of values) this.count(series, raw * scale);
+  }
+
+  /** Counts one value. */
+  observe(labels: Record<L, string>, value: number): void {
+    this.count(this.series(labels), value);
+  }
+
+  private series(labels: Record<L, string>): Series {
     const key = this.labelNames.map((n) => labels[n]).join('\u0000');
     let series = this.#series.get(key);
     if (!series) {
       series = { labels: { ...labels }, buckets: new Float64Array(this.upperBounds.length + 1), sum: 0, count: 0 };
       this.#series.set(key, series);
     }
+    return series;
+  }
+
+  private count(series: Series, v: number): void {
     const bounds = this.upperBounds;
-    for (const raw of values) {
-      const v = raw * scale;
-      let i = 0;
-      while (i < bounds.length && v > bounds[i]!) i++;
-      series.buckets[i]!++;
-      series.sum += v;
-      series.count++;
-    }
+    let i = 0;
+    while (i < bounds.length && v > bounds[i]!) i++;
+    series.buckets[i]!++;
+    series.sum += v;
+    series.count++;
   }
 
   /** What a registry renders, in prom-client's shape. */

@@ -1,18 +1,22 @@
 import { performance } from 'node:perf_hooks';
 import type { EventBus, Hooks, Logger, NucleusEvents, RequestState } from '@nucleus/sdk';
 import {
+  isSpanContextValid,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   trace,
   type Attributes,
   type Context,
   type HrTime,
   type Link,
   type Span,
+  type SpanContext,
   type Tracer,
 } from '@opentelemetry/api';
 import { millisToHrTime, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { RandomIdGenerator, type Sampler, SamplingDecision } from '@opentelemetry/sdk-trace-base';
 
 /** Open spans kept at most this many per kind, so lost end events cannot grow memory; the oldest is ended. */
 const MAX_OPEN = 10_000;
@@ -36,6 +40,11 @@ export interface EventTracerOptions {
   stepSpans: boolean;
   /** Request paths that get no span (health checks, scrapes). */
   ignorePaths: readonly string[];
+  /**
+   * Set where spans would go nowhere (no exporter): then no span is made, for requests or for events, and a request
+   * only gets its ids, sampled by this sampler as its span would have been, for its `traceparent` and its log lines.
+   */
+  idsOnly?: Sampler;
 }
 
 /**
@@ -49,6 +58,7 @@ export class EventTracer {
   private readonly requests = new Map<string, OpenRequest>();
   private readonly generations = new Map<string, OpenGeneration>();
   private readonly ignored: ReadonlySet<string>;
+  private readonly ids = new RandomIdGenerator();
 
   constructor(
     private readonly tracer: Tracer,
@@ -68,23 +78,9 @@ export class EventTracer {
           keys: (carrier) => Object.keys(carrier),
           get: (carrier, key) => carrier[key],
         });
-        const open = this.requests.get(requestId);
-        const span = this.tracer.startSpan(
-          ctx.method,
-          {
-            kind: SpanKind.SERVER,
-            startTime: hr(open?.startedAt ?? now()),
-            attributes: { 'http.request.method': ctx.method, 'url.path': ctx.path, 'nucleus.request_id': requestId },
-          },
-          parent,
-        );
-        const sc = span.spanContext();
-        this.remember(
-          this.requests,
-          requestId,
-          { span, context: trace.setSpan(parent, span), startedAt: open?.startedAt ?? now() },
-          (r) => r.span?.end(),
-        );
+        const sc = this.options.idsOnly
+          ? this.idsFor(ctx.method, parent, this.options.idsOnly)
+          : this.startRequest(ctx.method, ctx.path, requestId, parent);
         const sameTrace = state.traceId === sc.traceId;
         state.traceId = sc.traceId;
         state.spanId = sc.spanId;
@@ -96,8 +92,40 @@ export class EventTracer {
     };
   }
 
+  /** The request's span, started now or when `request.start` was heard; returns its ids. */
+  private startRequest(method: string, path: string, requestId: string, parent: Context): SpanContext {
+    const open = this.requests.get(requestId);
+    const span = this.tracer.startSpan(
+      method,
+      {
+        kind: SpanKind.SERVER,
+        startTime: hr(open?.startedAt ?? now()),
+        attributes: { 'http.request.method': method, 'url.path': path, 'nucleus.request_id': requestId },
+      },
+      parent,
+    );
+    this.remember(
+      this.requests,
+      requestId,
+      { span, context: trace.setSpan(parent, span), startedAt: open?.startedAt ?? now() },
+      (r) => r.span?.end(),
+    );
+    return span.spanContext();
+  }
+
+  /** The ids a request span would get, as the SDK's tracer picks them: the caller's trace or a new one, and a new span id. */
+  private idsFor(method: string, parent: Context, sampler: Sampler): SpanContext {
+    const caller = trace.getSpanContext(parent);
+    const traceId = caller && isSpanContextValid(caller) ? caller.traceId : this.ids.generateTraceId();
+    const { decision } = sampler.shouldSample(parent, traceId, method, SpanKind.SERVER, {}, []);
+    const sampled = decision === SamplingDecision.RECORD_AND_SAMPLED;
+    return { traceId, spanId: this.ids.generateSpanId(), traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE };
+  }
+
   /** Subscribes to the kernel events; returns the function that unsubscribes and ends every open span. */
   attach(events: EventBus, logger: Logger): () => void {
+    // Without an exporter there is nobody to make spans for: no listener runs for any event.
+    if (this.options.idsOnly) return () => {};
     const guard =
       <K extends keyof NucleusEvents>(fn: (e: NucleusEvents[K]) => void) =>
       (e: NucleusEvents[K]) => {

@@ -49,14 +49,17 @@ export default definePlugin<TracingConfig>({
         }),
       );
     }
+    const sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) });
     const provider = new BasicTracerProvider({
       resource: resourceFromAttributes({ 'service.name': config.serviceName, 'service.version': ctx.version }),
-      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
+      sampler,
       spanProcessors: processors,
     });
     const tracer = new EventTracer(provider.getTracer('nucleus', ctx.version), {
       stepSpans: config.stepSpans,
       ignorePaths: config.ignorePaths,
+      // Spans with no processor are made and dropped at once: only the ids are of use then.
+      ...(processors.length === 0 ? { idsOnly: sampler } : {}),
     });
     const detach = tracer.attach(ctx.events, ctx.logger);
     // Spans that could not be sent are logged by LoggingExporter; flushing and stopping never throw, and never
@@ -74,6 +77,6 @@ export default definePlugin<TracingConfig>({
     ctx.contribute(ExtensionPoints.hooks, tracer.hooks(), { name: 'traceparent', priority: 1000 });
     ctx.contribute(ExtensionPoints.exporter, { name: 'otlp-traces', flush: () => settle(provider.forceFlush()) });
     if (config.endpoint === null)
-      ctx.logger.debug('no plugin.tracing.endpoint: spans are made for trace ids but not exported');
+      ctx.logger.debug('no plugin.tracing.endpoint: requests get trace ids, but no spans are made or exported');
   },
 });

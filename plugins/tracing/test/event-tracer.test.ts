@@ -4,8 +4,11 @@ import type { EventBus, Hooks } from '@nucleus/sdk';
 import { SpanStatusCode } from '@opentelemetry/api';
 import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
   BasicTracerProvider,
   InMemorySpanExporter,
+  ParentBasedSampler,
   type ReadableSpan,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
@@ -246,5 +249,51 @@ describe('tracing: spans from kernel events', () => {
     );
     r.bus.emit('batch.executed', { model: 'mlp', version: '1', size: 1, paddingRatio: 0, durationMs: 1 });
     assert.equal(r.spans().length, 1);
+  });
+
+  it('with no exporter, makes no span and hears no event, yet gives each request its ids, sampled as a span would be', async () => {
+    const idsOnly = new ParentBasedSampler({ root: new AlwaysOnSampler() });
+    const r = rig({ idsOnly });
+    const caller = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    r.bus.emit('request.start', { requestId: 'r1', method: 'POST', path: '/v2/models/mlp/infer' });
+    const continued = await throughHook(r.hooks, 'r1', '/v2/models/mlp/infer', { traceparent: caller });
+    assert.ok(continued.ranNext);
+    const [, traceId, spanId, flags] = continued.sent.traceparent!.split('-');
+    assert.equal(traceId, '0af7651916cd43dd8448eb211c80319c', 'the caller’s trace goes on');
+    assert.match(spanId!, /^[0-9a-f]{16}$/);
+    assert.notEqual(spanId, 'b7ad6b7169203331');
+    assert.equal(flags, '01');
+    assert.deepEqual([continued.state.traceId, continued.state.spanId], [traceId, spanId]);
+    r.bus.emit('inference.end', {
+      model: 'mlp',
+      version: '1',
+      requestId: 'r1',
+      ok: true,
+      queueMs: 1,
+      computeMs: 1,
+      batchSize: 1,
+    });
+    r.bus.emit('request.end', {
+      requestId: 'r1',
+      method: 'POST',
+      path: '/v2/models/mlp/infer',
+      route: '/v2/models/:name/infer',
+      status: 200,
+      durationMs: 3,
+    });
+    assert.deepEqual(r.spans(), [], 'no span made');
+
+    const unsampledCaller = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
+    const off = await throughHook(r.hooks, 'r2', '/x', { traceparent: unsampledCaller });
+    assert.match(
+      off.sent.traceparent!,
+      /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-00$/,
+      'the caller’s decision',
+    );
+    const fresh = await throughHook(r.hooks, 'r3', '/x');
+    assert.match(fresh.sent.traceparent!, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, 'a new trace, sampled by the root');
+    assert.notEqual(fresh.sent.traceparent!.split('-')[1], '0af7651916cd43dd8448eb211c80319c');
+    const never = rig({ idsOnly: new ParentBasedSampler({ root: new AlwaysOffSampler() }) });
+    assert.match((await throughHook(never.hooks, 'r4', '/x')).sent.traceparent!, /-00$/);
   });
 });
