@@ -91,7 +91,6 @@ describe('hot reload under load', function () {
       await until(() => server.kernel.plugins.get('svc').reloads >= n, 10_000, `reload ${n}`);
       const info = server.kernel.plugins.get('svc');
       assert.equal(info.lastReload?.ok, true, info.lastReload?.error);
-      assert.ok(info.lastReload!.durationMs < 1000, `reload ${n} took ${info.lastReload!.durationMs} ms`);
     };
     try {
       const clients = Array.from({ length: CLIENTS }, client);
