@@ -5,6 +5,7 @@ import { quantSuite } from './quant.js';
 import { soakSuite } from './soak.js';
 import { specSuite } from './spec.js';
 import { tensorSuite } from './tensor.js';
+import { tokensSuite } from './tokens.js';
 import { tokenizersSuite } from './tokenizers.js';
 
 /** Every benchmark suite by name; each records its results and returns them as Markdown. */
@@ -17,4 +18,5 @@ export const suites: Record<string, () => Promise<string>> = {
   tokenizers: tokenizersSuite,
   gguf: ggufSuite,
   cache: cacheSuite,
+  tokens: tokensSuite,
 };
