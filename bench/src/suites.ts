@@ -7,6 +7,7 @@ import { quantSuite } from './quant.js';
 import { soakSuite } from './soak.js';
 import { specSuite } from './spec.js';
 import { tensorSuite } from './tensor.js';
+import { tokensSuite } from './tokens.js';
 import { tokenizersSuite } from './tokenizers.js';
 
 /** Every benchmark suite by name; each records its results and returns them as Markdown. */
@@ -21,4 +22,5 @@ export const suites: Record<string, () => Promise<string>> = {
   cache: cacheSuite,
   http: httpSuite,
   'http-profile': httpProfileSuite,
+  tokens: tokensSuite,
 };

@@ -55,6 +55,9 @@ export function isResidentKvRunner(runner: object): runner is ResidentKvRunner {
 /** Positions per row in the KV buffers grow and shrink in steps of this many (see {@link ContribDecoderSession}). */
 export const CONTRIB_SPAN_STEP = 32;
 
+/** KV buffers up to this size stay allocated while no row runs (the next request reuses them); larger ones go. */
+const IDLE_KV_BYTES = 16 * 2 ** 20;
+
 /**
  * Runs a contrib-style graph (GroupQueryAttention over right-padded rows, see `ContribIo`) with one pre-allocated
  * buffer per layer and part, `[rows, kvHeads, span, headDim]`. The running rows' slice of it is fed as the past, which
@@ -85,8 +88,12 @@ export class ContribDecoderSession implements ResidentKvRunner {
   readonly #appends: boolean;
   #capacity = 0;
   #span = 0;
+  /** The running rows' buffers: views of the stores below, laid out for `#capacity` rows × `#span` positions. */
   #keys: KvArray[] = [];
   #values: KvArray[] = [];
+  /** The memory under `#keys` and `#values`, per layer; it may hold more than they use. */
+  #keyStore: KvArray[] = [];
+  #valueStore: KvArray[] = [];
   #lengths: number[] = [];
 
   constructor(session: ort.InferenceSession, config: DecoderConfig, options: { initialRows?: number } = {}) {
@@ -238,6 +245,7 @@ export class ContribDecoderSession implements ResidentKvRunner {
     // The longest row left: when the next step needs half the span or less, the rows are re-laid tighter.
     const wanted = this.#spanFor(Math.max(1, ...this.#lengths.map((n) => n + 1)));
     if (wanted * 2 <= this.#span) this.#reshape(this.#capacity, wanted);
+    this.#releaseIfIdle();
   }
 
   blockAt(row: number, first: number, blockTokens: number): KvArray {
@@ -260,8 +268,9 @@ export class ContribDecoderSession implements ResidentKvRunner {
 
   /** Bytes the KV buffers hold. */
   get bytes(): number {
-    const per = this.layout.dtype === 'float16' ? 2 : 4;
-    return this.layout.numLayers * 2 * this.#capacity * this.layout.numKvHeads * this.#span * this.layout.headDim * per;
+    let bytes = 0;
+    for (const store of [...this.#keyStore, ...this.#valueStore]) bytes += store.byteLength;
+    return bytes;
   }
 
   // Prompts from an empty cache, right-padded into one step: row r's tokens at 0..len−1; the padding writes KV past
@@ -416,37 +425,80 @@ export class ContribDecoderSession implements ResidentKvRunner {
     this.#reshape(rows <= this.#capacity ? this.#capacity : Math.max(rows, this.#capacity * 2), span);
   }
 
-  // New buffers of `capacity` rows × `span` positions when either changes; the tokens of the rows in use move over.
+  // Lays the buffers out for `capacity` rows × `span` positions when either changes; the tokens of the rows in use
+  // move over. The memory under the buffers is kept and laid out again in place while it is large enough: a span that
+  // grows every CONTRIB_SPAN_STEP tokens would otherwise allocate (and zero) the whole batch's KV again each time, for
+  // one row as for all of them, and leave it all to the garbage collector. New memory, when needed, is allocated for
+  // the next power-of-two multiple of the step, so a growing row causes few allocations.
   #reshape(capacity: number, span: number): void {
     if (capacity === this.#capacity && span === this.#span) return;
     const { numKvHeads: H, headDim: D } = this.layout;
     const size = capacity * H * span * D;
     const old = this.#span;
-    const move = (from: KvArray | undefined): KvArray => {
-      const next = this.layout.dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size);
-      if (!from) return next;
-      if (old === span) {
-        next.set(from.subarray(0, this.#lengths.length * H * span * D));
-        return next;
-      }
-      this.#lengths.forEach((n, r) => {
-        for (let h = 0; h < H; h++) {
-          const src = (r * H + h) * old * D;
-          next.set(from.subarray(src, src + n * D), (r * H + h) * span * D);
+    const rows = this.#lengths;
+    if (this.#keyStore.length === 0 || this.#keyStore[0]!.length < size) {
+      const room = capacity * H * Math.max(span, this.#roomySpan(span)) * D;
+      const allocate = (): KvArray =>
+        this.layout.dtype === 'float16' ? new Uint16Array(room) : new Float32Array(room);
+      // All allocated before any is swapped in: a failed allocation leaves the rows as they were.
+      const keys = Array.from({ length: this.layout.numLayers }, allocate);
+      const values = Array.from({ length: this.layout.numLayers }, allocate);
+      const move = (from: KvArray | undefined, next: KvArray): void => {
+        if (!from) return;
+        if (old === span) return next.set(from.subarray(0, rows.length * H * span * D));
+        rows.forEach((n, r) => {
+          for (let h = 0; h < H; h++) {
+            const src = (r * H + h) * old * D;
+            next.set(from.subarray(src, src + n * D), (r * H + h) * span * D);
+          }
+        });
+      };
+      keys.forEach((k, l) => move(this.#keys[l], k));
+      values.forEach((v, l) => move(this.#values[l], v));
+      this.#keyStore = keys;
+      this.#valueStore = values;
+    } else if (old !== span) {
+      // In place: a growing span moves the last (row, head) first, a shrinking one the first, so no part is
+      // overwritten before it has moved.
+      const blocks = rows.length * H;
+      for (const store of [...this.#keyStore, ...this.#valueStore]) {
+        for (let i = 0; i < blocks; i++) {
+          const b = span > old ? blocks - 1 - i : i;
+          const src = b * old * D;
+          store.copyWithin(b * span * D, src, src + rows[Math.floor(b / H)]! * D);
         }
-      });
-      return next;
-    };
-    // All allocated before any is swapped in: a failed allocation leaves the rows as they were.
-    const keys = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#keys[l]));
-    const values = Array.from({ length: this.layout.numLayers }, (_, l) => move(this.#values[l]));
-    this.#keys = keys;
-    this.#values = values;
+      }
+    }
+    this.#keys = this.#keyStore.map((store) => store.subarray(0, size));
+    this.#values = this.#valueStore.map((store) => store.subarray(0, size));
     this.#capacity = capacity;
     this.#span = span;
   }
+
+  // The span new memory is allocated for: the next power-of-two multiple of the step, within the context.
+  #roomySpan(span: number): number {
+    let room = CONTRIB_SPAN_STEP;
+    while (room < span) room *= 2;
+    return Math.min(this.#maxContext, room);
+  }
+
+  // Lets the memory under the buffers go when nothing runs and it holds more than IDLE_KV_BYTES: the next rows start
+  // in buffers of their own size.
+  #releaseIfIdle(): void {
+    if (this.#lengths.length > 0 || this.bytes <= IDLE_KV_BYTES) return;
+    this.#keyStore = [];
+    this.#valueStore = [];
+    const capacity = this.#capacity;
+    this.#capacity = 0;
+    this.#reshape(capacity, this.#spanFor(1));
+  }
 }
 
+// Input and output names by pattern and layer, built once: a step looks up four per layer.
+const names = new Map<string, string[]>();
+
 function name(pattern: string, layer: number): string {
-  return pattern.replace('%d', String(layer));
+  let byLayer = names.get(pattern);
+  if (!byLayer) names.set(pattern, (byLayer = []));
+  return (byLayer[layer] ??= pattern.replace('%d', String(layer)));
 }
