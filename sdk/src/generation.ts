@@ -152,6 +152,11 @@ export interface GenerationModelInfo {
   reason?: string;
   /** The error code of that failure (`unsupported_model`, `model_source_not_found` …), for a program to act on. */
   errorCode?: string;
+  /**
+   * While it failed to load: failed attempts in a row, the last one's reason, and when a request may start the next
+   * (`breaker.loadBackoffMs`); requests before then get 503 `model_unavailable` with Retry-After.
+   */
+  loadRetry?: { failures: number; reason: string; retryAt: string; retryAfterMs: number };
   /** Longest prompt plus completion, in tokens. */
   maxContext: number;
   /** Width of the vectors `embed` returns. */

@@ -49,6 +49,8 @@ describe('config store', () => {
       'workers.maxRestarts',
       'breaker.failureThreshold',
       'breaker.cooldownMs',
+      'breaker.loadBackoffMs',
+      'breaker.loadBackoffMaxMs',
       'memory.pressureFreeBytes',
       'memory.checkIntervalMs',
       'cache.prefix.maxBytes',

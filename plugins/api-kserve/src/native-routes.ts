@@ -257,6 +257,8 @@ export function nativeRoutes(
             name: m.name,
             state: m.state,
             ...(m.reason !== undefined && { reason: m.reason }),
+            // A model that failed to load: when a request may try it again.
+            ...(m.loadRetry && { loadRetry: m.loadRetry }),
             ...(m.backend !== undefined && { backend: m.backend }),
             ...(m.requestedBackend !== undefined && { requestedBackend: m.requestedBackend }),
             ...(m.fallbackReason !== undefined && { fallbackReason: m.fallbackReason }),

@@ -38,5 +38,5 @@ export type ConfigValue<P extends ConfigPath> = P extends PluginPath ? unknown :
  */
 export interface ConfigReader {
   get<P extends ConfigPath>(path: P): ConfigValue<P>;
-  onChange?(listener: (path: string, value: unknown) => void): () => void;
+  onChange?(listener: (path: string, value: unknown, previous: unknown) => void): () => void;
 }

@@ -609,7 +609,7 @@ export const CORE_CONFIG_SCHEMA = {
     breaker: {
       type: 'object',
       description:
-        'Circuit breaker of each tensor model version and each LLM: one that keeps failing answers 503 `circuit_open` at once instead of running.',
+        'Circuit breaker of each tensor model version and each LLM: one that keeps failing answers 503 `circuit_open` at once instead of running; and the back-off of a model that failed to load.',
       default: {},
       additionalProperties: false,
       properties: {
@@ -627,6 +627,21 @@ export const CORE_CONFIG_SCHEMA = {
           description:
             'How long an open breaker refuses requests (with Retry-After) before letting one trial request through.',
           default: 10_000,
+          'x-runtime': true,
+        },
+        loadBackoffMs: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'After an LLM or embedding model fails to load (a configured model, a built-in, one opened on its first request), how long requests naming it are refused with 503 `model_unavailable` and Retry-After before one may try the load again; the wait doubles after each failure in a row, up to `breaker.loadBackoffMaxMs`. A successful load, an admin load or swap, or a change of its `models[]` entry starts over. 0: every request tries again.',
+          default: 1000,
+          'x-runtime': true,
+        },
+        loadBackoffMaxMs: {
+          type: 'integer',
+          minimum: 0,
+          description: 'The longest wait between load attempts of a model that keeps failing to load.',
+          default: 300_000,
           'x-runtime': true,
         },
       },

@@ -7,6 +7,7 @@ import {
   type GenerationModelInfo,
   type Logger,
 } from '@nucleus/sdk';
+import { LoadBackoff } from '../../load-backoff.js';
 import { defaultModelCacheDir } from '../../model-cache-dir.js';
 import { compareVersions } from '../../model-repository.js';
 import type { GenerationAdmission } from './generation-admission.js';
@@ -367,6 +368,10 @@ export class ModelCatalog {
     // In place: a configured model's `prepare` writes to this very object.
     Object.assign(model, {
       breaker: this.admission.breaker(name, draft.version),
+      loadBackoff: new LoadBackoff(() => ({
+        initialMs: this.options.config.get('breaker.loadBackoffMs'),
+        maxMs: this.options.config.get('breaker.loadBackoffMaxMs'),
+      })),
       telemetry: new ReplicaTelemetry(
         name,
         this.options.events,
@@ -397,13 +402,20 @@ export class ModelCatalog {
     throw notFound('model_not_found', `The model '${model.name}' was unloaded`);
   }
 
-  /** A model's replicas, opened on first use (and again after a failed open). */
+  /**
+   * A model's replicas, opened on first use, and again after a failed open once its back-off allows (503
+   * `model_unavailable` with Retry-After until then).
+   */
   replicasOf(model: ServedModel): Promise<GenerationReplicas> {
     if (this.#stopped) return Promise.reject(unavailable('server_stopping', 'the server is shutting down'));
     // A retired model is never opened again: its replicas only finish what they hold.
     if (model.retired && !model.replicas)
       return Promise.reject(unavailable('model_unloading', `model '${model.name}' was unloaded`));
     if (model.replicas && model.state === 'ready') return Promise.resolve(model.replicas);
+    if (!model.starting) {
+      const refusal = model.loadBackoff.refusal(model.name);
+      if (refusal) return Promise.reject(refusal);
+    }
     model.starting ??= this.#launcher.open(model).finally(() => (model.starting = undefined));
     return model.starting;
   }
@@ -419,6 +431,7 @@ export class ModelCatalog {
       state: m.state,
       ...(m.reason !== undefined && { reason: m.reason }),
       ...(m.errorCode !== undefined && { errorCode: m.errorCode }),
+      ...(m.state === 'failed' && m.loadBackoff.status() && { loadRetry: m.loadBackoff.status() }),
       maxContext: m.maxContext,
       ...(m.dimensions !== undefined && { dimensions: m.dimensions }),
       chatTemplate: m.chatTemplate,

@@ -8,6 +8,7 @@ import { BackendSelector, CPU_BACKEND } from '../../backend-selector.js';
 import { withDefaultCpu } from '../../default-cpu-backend.js';
 import { defaultModelCacheDir } from '../../model-cache-dir.js';
 import { CachedReading } from '../../workers/cached-reading.js';
+import { withoutPaths } from '../../../server/without-paths.js';
 import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
 import { FREE_MEMORY_MAX_AGE_MS } from '../../workers/worker-pool.js';
 import type { GenerationEngineOptions } from './generation-engine-options.js';
@@ -18,7 +19,14 @@ import { GenerationReplicas } from './generation-replicas.js';
 import { GenerationWorkerClient, type GenerationThreadReady } from './generation-worker-client.js';
 import { toWireGenerate } from './request-schema.js';
 import type { SchedulerSettings } from './scheduler.js';
-import { backendKey, modelKey, type LlmModelSpec, type ModelSpec, type ServedModel } from './served-model.js';
+import {
+  backendKey,
+  modelKey,
+  type ConfiguredLlm,
+  type LlmModelSpec,
+  type ModelSpec,
+  type ServedModel,
+} from './served-model.js';
 
 /** Tokens of the greedy generation an LLM warms up with: enough to run a prefill and decode steps. */
 const WARMUP_TOKENS = 4;
@@ -47,7 +55,8 @@ export class ReplicaLauncher {
 
   /** Follows the config's and memory pressure's changes in the running replicas until the returned function is called. */
   watch(): () => void {
-    const offConfig = this.options.config.onChange?.((path) => {
+    const offConfig = this.options.config.onChange?.((path, value, previous) => {
+      if (path === 'models') this.#entriesChanged(previous, value);
       if (path.startsWith('scheduler.')) for (const w of this.#workers()) w.configure(this.#schedulerSettings());
       if (path === 'cache.prefix.maxBytes') {
         for (const m of this.models()) {
@@ -83,7 +92,28 @@ export class ReplicaLauncher {
     };
   }
 
-  /** Opens a model's replicas (its state, events and `/ready` follow); 503 `model_unavailable` saying why it failed. */
+  // A model whose `models[]` entry changed is tried again on its next request, whatever its back-off said: the change
+  // may be the fix (the lifecycle plugin, when active, swaps it to the new entry at once anyway).
+  #entriesChanged(previous: unknown, next: unknown): void {
+    const entry = (list: unknown, m: ServedModel): string | undefined => {
+      const found = (Array.isArray(list) ? (list as ConfiguredLlm[]) : []).find(
+        (e) => e.name === m.name && (e.version ?? '1') === m.version,
+      );
+      return found && JSON.stringify(found);
+    };
+    for (const m of this.models()) {
+      if (m.origin !== 'config' || m.loadBackoff.failures === 0) continue;
+      if (entry(previous, m) !== entry(next, m)) {
+        m.loadBackoff.reset();
+        this.#log.info({ model: m.name }, 'its config entry changed: the next request tries the load again');
+      }
+    }
+  }
+
+  /**
+   * Opens a model's replicas (its state, events and `/ready` follow); 503 `model_unavailable` saying why it failed and
+   * when a request may try again (its back-off).
+   */
   async open(model: ServedModel): Promise<GenerationReplicas> {
     model.state = 'loading';
     this.options.events.emit('model.loading', { model: model.name, version: model.version });
@@ -176,6 +206,7 @@ export class ReplicaLauncher {
       if (ready.dimensions !== undefined) model.dimensions = ready.dimensions;
       model.state = 'ready';
       delete model.reason;
+      model.loadBackoff.reset();
       this.options.health?.clear(modelKey(model.name, model.version));
       // The size may have changed while the model was loading.
       if (spec.role === 'decoder' && replicas.workers.length !== this.replicaCount(model)) {
@@ -205,6 +236,10 @@ export class ReplicaLauncher {
       model.replicas = undefined;
       delete model.running;
       this.options.health?.clear(backendKey(model.name, model.version));
+      // Requests start loads: the next one waits (and its requests are refused) so that a broken or hostile file
+      // costs one load per back-off, not one per request. Requests are told no path beyond the configured one.
+      const retryInMs = model.loadBackoff.failed(withoutPaths(error.message, model.path));
+      const retryAt = new Date(model.loadBackoff.retryAt).toISOString();
       // A configured model that cannot serve makes the server unready (only degraded when `optional`); a version
       // opened beside a serving one (a swap) changes nothing: the old one serves.
       if (model.origin === 'config') {
@@ -212,12 +247,15 @@ export class ReplicaLauncher {
         this.options.health?.set({
           key: modelKey(model.name, model.version),
           severity: optional ? 'degraded' : 'unready',
-          reason: `model '${model.name}' failed to load: ${error.message}`,
+          reason: `model '${model.name}' failed to load: ${error.message}; tried again on a request after ${retryAt}`,
         });
       }
       this.options.events.emit('model.failed', { model: model.name, version: model.version, error: error.message });
-      this.#log.error({ model: model.name, err: error.message }, 'generation model failed to load');
-      throw new NucleusError(503, 'model_unavailable', `model '${model.name}' could not be loaded: ${error.message}`);
+      this.#log.error(
+        { model: model.name, err: error.message, failures: model.loadBackoff.failures, retryInMs, retryAt },
+        'generation model failed to load',
+      );
+      throw model.loadBackoff.error(model.name, retryInMs);
     }
   }
 

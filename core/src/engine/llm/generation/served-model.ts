@@ -1,5 +1,6 @@
 import type { GenerationModelInfo, QuantizeSetting, Sha256Pin } from '@nucleus/sdk';
 import type { CircuitBreaker } from '../../circuit-breaker.js';
+import type { LoadBackoff } from '../../load-backoff.js';
 import type { ConfiguredModel } from '../../model-repository.js';
 import type { GraphStyle } from '../graph-style.js';
 import type { GenerationThreadSpec } from './generation-messages.js';
@@ -62,6 +63,8 @@ export interface ServedModel {
   cacheBytes?: number;
   /** Fails generations fast (503 `circuit_open`) while the model keeps failing. */
   breaker: CircuitBreaker;
+  /** After a failed load, when requests may start the next attempt (`breaker.loadBackoffMs`). */
+  loadBackoff: LoadBackoff;
   /** Its workers once started: one per replica (`workers.perModel`, `models[].workers`). */
   replicas?: GenerationReplicas;
   starting?: Promise<GenerationReplicas>;
@@ -69,8 +72,8 @@ export interface ServedModel {
   telemetry: ReplicaTelemetry;
 }
 
-/** A served model before the engine gives it its breaker and telemetry. */
-export type ModelDraft = Omit<ServedModel, 'breaker' | 'telemetry'>;
+/** A served model before the engine gives it its breaker, load back-off and telemetry. */
+export type ModelDraft = Omit<ServedModel, 'breaker' | 'loadBackoff' | 'telemetry'>;
 
 /** A `models[]` entry the generation engine serves. */
 export interface ConfiguredLlm {
