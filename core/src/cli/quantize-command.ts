@@ -1,10 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import { Command } from 'commander';
 import { ExtensionPoints, NucleusError, type ModelTransformContext } from '@nucleus/sdk';
 import { loadModel, OnnxModel, saveModel } from '@nucleus/sdk/onnx';
-import { createTokenizer } from '@nucleus/sdk/llm';
+import { loadTokenizer } from '@nucleus/sdk/llm';
 import { defaultModelCacheDir } from '../engine/model-cache-dir.js';
 import { ModelFormats } from '../engine/model-formats.js';
 import { findTransform } from '../engine/model-transforms.js';
@@ -52,7 +52,7 @@ function parseOption(pair: string): [string, unknown] {
 /** `nucleus quantize MODEL --method M --out DIR`: writes the quantized ONNX, a model.json and an accuracy report. */
 export function quantizeCommand(): Command {
   return withConfigOptions(new Command('quantize'))
-    .argument('<model>', 'an ONNX file or folder, or any model a format plugin loads (GGUF, llama2.c, safetensors …)')
+    .argument('<model>', 'an ONNX file or folder, or any model a format plugin loads')
     .description(
       'quantize a model with a modelTransform (plugin quant-int8) and report its accuracy against the float model',
     )
@@ -82,12 +82,12 @@ export function quantizeCommand(): Command {
 
 async function quantize(kernel: Kernel, source: string, opts: QuantizeOptions): Promise<QuantizeReportFile> {
   const transforms = kernel.extensions.point(ExtensionPoints.modelTransform);
-  const name = basename(source).replace(/\.(onnx|gguf|bin)$/i, '');
+  const name = basename(source, extname(source));
   const contribution = findTransform(transforms, opts.method, name);
   const options: Record<string, unknown> = Object.fromEntries(opts.option.map(parseOption));
   if (opts.calibration !== undefined) options.calibration = opts.calibration;
   if (opts.calibrator !== undefined) options.calibrator = opts.calibrator;
-  const cacheDir = (kernel.config.get('cache.dir') as string | null | undefined) ?? defaultModelCacheDir();
+  const cacheDir = kernel.config.get('cache.dir') ?? defaultModelCacheDir();
   const formats = new ModelFormats(kernel.extensions.point(ExtensionPoints.modelFormat), kernel.logger);
   const resolved = await formats.resolve(source);
   const reporter = new ProgressReporter({ logger: kernel.logger });
@@ -128,7 +128,7 @@ async function quantize(kernel: Kernel, source: string, opts: QuantizeOptions): 
         floatBytes,
         quantizedBytes,
         llm.config,
-        createTokenizer(llm.tokenizer),
+        await loadTokenizer(llm.tokenizer),
         readFileSync(opts.text!, 'utf8'),
       )
     : await compareTensorModels(floatBytes, quantizedBytes, opts.eval);

@@ -128,7 +128,7 @@ export const MODEL_ENTRY_SCHEMA = {
           type: 'integer',
           minimum: 1,
           description:
-            'Build the draft from only the first this many layers of its source, then its final norm and head (LayerSkip-style early exit); with no `draft`, of this model itself. Formats that build graphs from weights (GGUF) support it.',
+            'Build the draft from only the first this many layers of its source, then its final norm and head (LayerSkip-style early exit); with no `draft`, of this model itself. Formats that build their graphs from weights support it.',
         },
         numSpeculativeTokens: {
           type: 'integer',

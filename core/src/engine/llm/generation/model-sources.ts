@@ -176,7 +176,7 @@ export class ModelSources {
       throw new NucleusError(
         422,
         'draft_layers_unsupported',
-        `model '${entry.name}': speculation.draftLayers is ${s.draftLayers}, but the ${resolved.format?.name ?? 'model'} format built all ${draft.config.numLayers} layers; early-exit drafts need a format that builds its graph from weights (GGUF)`,
+        `model '${entry.name}': speculation.draftLayers is ${s.draftLayers}, but the ${resolved.format?.name ?? 'model'} format built all ${draft.config.numLayers} layers; early-exit drafts need a format that builds its graph from weights`,
       );
     this.options.logger.info(
       { model: entry.name, draft: s.draft ?? sourcePath, layers: draft.config.numLayers, graphStyle: style },
