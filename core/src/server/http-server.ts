@@ -7,6 +7,7 @@ import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
 import { Authenticator, findKey, holderOf, type ApiKey } from './auth.js';
+import { answerClientError, answerConnect } from './client-error.js';
 import { errorMiddleware } from './error-middleware.js';
 import { decodeContent, INFERENCE_HEADER_LENGTH, parseInferenceHeader, splitInferenceBody } from './binary-body.js';
 import { jsonNestsDeeperThan, jsonTooDeep } from './json-depth.js';
@@ -92,6 +93,12 @@ export class HttpServer {
       }
     });
     this.app.use(errorMiddleware(logger));
+    // HTTP/1.1 requires a Host header. Node's own check (turned off in listen()) answers a bare 400 with no body.
+    this.app.use((ctx: Context, next: Next) => {
+      if (ctx.req.httpVersion === '1.1' && !ctx.req.headers.host)
+        throw badRequest('missing_host', 'an HTTP/1.1 request needs a Host header');
+      return next();
+    });
     this.app.use(async (ctx: Context, next: Next) => {
       // While draining for shutdown, requests arriving on new or kept-alive connections are refused, not queued, and
       // their connection is closed after the answer. /health and /ready answer as ever (/ready with 503: stopping).
@@ -236,7 +243,7 @@ export class HttpServer {
   /** Starts listening; port 0 picks a free port. */
   async listen(host: string, port: number): Promise<{ host: string; port: number; url: string }> {
     const handle = this.app.callback();
-    const server = createServer((req, res) => {
+    const server = createServer({ requireHostHeader: false }, (req, res) => {
       if (!this.draining) {
         this.inFlight.add(res);
         res.once('close', () => {
@@ -247,6 +254,8 @@ export class HttpServer {
       void handle(req, res);
     });
     server.requestTimeout = this.kernel.config.get('server.requestTimeoutMs');
+    server.on('clientError', answerClientError);
+    server.on('connect', answerConnect);
     this.ws = new WsHub(
       this.kernel.events,
       this.kernel.logger,
