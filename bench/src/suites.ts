@@ -1,4 +1,5 @@
 import { cacheSuite } from './cache.js';
+import { fuzzSuite } from './fuzz.js';
 import { ggufSuite } from './gguf-quants.js';
 import { llmSuite } from './llm.js';
 import { quantSuite } from './quant.js';
@@ -17,4 +18,5 @@ export const suites: Record<string, () => Promise<string>> = {
   tokenizers: tokenizersSuite,
   gguf: ggufSuite,
   cache: cacheSuite,
+  fuzz: fuzzSuite,
 };
