@@ -3,6 +3,7 @@ import { fuzzSuite } from './fuzz.js';
 import { ggufSuite } from './gguf-quants.js';
 import { llmSuite } from './llm.js';
 import { quantSuite } from './quant.js';
+import { reloadSuite } from './reload.js';
 import { soakSuite } from './soak.js';
 import { specSuite } from './spec.js';
 import { tensorSuite } from './tensor.js';
@@ -19,4 +20,5 @@ export const suites: Record<string, () => Promise<string>> = {
   gguf: ggufSuite,
   cache: cacheSuite,
   fuzz: fuzzSuite,
+  reload: reloadSuite,
 };
