@@ -14,7 +14,7 @@ function errorOf(answer: RawAnswer): { status: number; type: string; code: strin
 }
 
 // Each of these was found by the fuzzer (test/server/fuzz.test.ts): Node answered a bare status with no body, dropped
-// the connection, or a route answered 500.
+// the connection, or a route answered 500 or held its worker for minutes.
 describe('requests Node or a route refused without an error body now get a JSON error', function () {
   this.timeout(60_000);
   let kit: TestKernel;
@@ -63,6 +63,38 @@ describe('requests Node or a route refused without an error body now get a JSON 
   it('CONNECT gets 405 instead of a dropped connection', async () => {
     const error = errorOf(await send('CONNECT /v1/models HTTP/1.1\r\nhost: x\r\n\r\n'));
     assert.deepEqual([error.status, error.code], [405, 'method_not_allowed']);
+  });
+
+  it('an embeddings request with more than 2048 inputs gets 400, not minutes of work that others wait behind', async () => {
+    const auth = { authorization: `Bearer ${USER}` };
+    for (const path of ['/v1/embeddings', '/embeddings']) {
+      const over = await kit.request(path, {
+        headers: auth,
+        body: { model: 'bert-tiny', input: Array(2049).fill('x') },
+      });
+      assert.equal(over.status, 400, JSON.stringify(over.body).slice(0, 300));
+      assert.match((over.body as { error: { message: string } }).error.message, /1 to 2048/);
+      const ids = await kit.request(path, {
+        headers: auth,
+        body: { model: 'bert-tiny', input: Array(2049).fill([1]) },
+      });
+      assert.equal(ids.status, 400, path);
+    }
+    const most = await kit.request('/v1/embeddings', {
+      headers: auth,
+      body: { model: 'bert-tiny', input: Array(2048).fill('x') },
+    });
+    assert.equal(most.status, 200);
+    assert.equal((most.body as { data: unknown[] }).data.length, 2048);
+  });
+
+  it('a refused text_input is quoted in a few characters, not echoed whole', async () => {
+    const res = await kit.request('/v2/models/tiny-llama/generate', {
+      headers: { authorization: `Bearer ${USER}` },
+      body: { text_input: Array(100_000).fill(0) },
+    });
+    assert.equal(res.status, 400);
+    assert.ok(JSON.stringify(res.body).length < 400, JSON.stringify(res.body).slice(0, 400));
   });
 
   it('a version no header can carry gets 404, not 500', async () => {
