@@ -3,7 +3,12 @@ import { connect } from 'node:net';
 /** What came back for one raw request. */
 export type RawAnswer =
   | { kind: 'answer'; status: number; headers: Record<string, string>; body: Buffer }
-  | { kind: 'no answer' | 'hang'; detail: string };
+  | { kind: 'no answer' | 'hang'; detail: string }
+  /**
+   * The server closed the connection while the body was still being written, and the reset took the answer with
+   * it: what a server that answers early (401, 413) and closes may do to a client that keeps writing.
+   */
+  | { kind: 'reset while sending'; detail: string };
 
 /** One raw HTTP/1.1 exchange: the head as written, then the body in pieces, each after an optional pause. */
 export interface RawRequest {
@@ -26,6 +31,7 @@ export function sendRaw(port: number, request: RawRequest, timeoutMs: number): P
     const socket = connect({ host: '127.0.0.1', port });
     const chunks: Buffer[] = [];
     let settled = false;
+    let sending = false;
     const finish = (answer: RawAnswer) => {
       if (settled) return;
       settled = true;
@@ -46,6 +52,8 @@ export function sendRaw(port: number, request: RawRequest, timeoutMs: number): P
     socket.on('error', (err: NodeJS.ErrnoException) => {
       const answer = parsed();
       if (answer) finish(answer.answer);
+      else if (sending && (err.code === 'EPIPE' || err.code === 'ECONNRESET'))
+        finish({ kind: 'reset while sending', detail: err.code });
       else finish({ kind: 'no answer', detail: err.code ?? err.message });
     });
     socket.on('close', () => {
@@ -59,6 +67,7 @@ export function sendRaw(port: number, request: RawRequest, timeoutMs: number): P
       const end = request.abandonAfter ?? body.length;
       const pieces = Math.max(1, request.pieces ?? 1);
       const size = Math.ceil(end / pieces) || 1;
+      sending = end > 0;
       for (let at = 0; at < end && !settled && chunks.length === 0; at += size) {
         if (request.pauseMs) await new Promise((r) => setTimeout(r, request.pauseMs));
         if (settled || chunks.length > 0 || socket.destroyed) return;
@@ -68,6 +77,7 @@ export function sendRaw(port: number, request: RawRequest, timeoutMs: number): P
             socket.once('close', r);
           });
       }
+      sending = false;
       if (request.abandonAfter !== undefined) finish({ kind: 'no answer', detail: 'abandoned by the client' });
     });
   });

@@ -454,6 +454,7 @@ function judge(b: Built, answer: RawAnswer): FuzzOutcome {
   const base = { mutation: b.mutation, method: b.method, path: b.path.slice(0, 120), caller: b.caller };
   if (answer.kind !== 'answer') {
     if (b.abandoned && answer.kind === 'no answer') return { ...base, result: 'abandoned' };
+    if (answer.kind === 'reset while sending') return { ...base, result: answer.kind };
     return { ...base, result: answer.kind, failure: answer.detail };
   }
   const { status, body } = answer;
