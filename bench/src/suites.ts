@@ -1,9 +1,11 @@
 import { cacheSuite } from './cache.js';
+import { fuzzSuite } from './fuzz.js';
 import { ggufSuite } from './gguf-quants.js';
 import { httpSuite } from './http.js';
 import { httpProfileSuite } from './http-profile.js';
 import { llmSuite } from './llm.js';
 import { quantSuite } from './quant.js';
+import { reloadSuite } from './reload.js';
 import { soakSuite } from './soak.js';
 import { specSuite } from './spec.js';
 import { tensorSuite } from './tensor.js';
@@ -23,4 +25,6 @@ export const suites: Record<string, () => Promise<string>> = {
   http: httpSuite,
   'http-profile': httpProfileSuite,
   tokens: tokensSuite,
+  fuzz: fuzzSuite,
+  reload: reloadSuite,
 };

@@ -22,6 +22,7 @@ const TYPE_BY_STATUS: Record<number, ErrorType> = {
   415: 'invalid_request_error',
   422: 'invalid_request_error',
   429: 'rate_limit_error',
+  431: 'invalid_request_error',
   503: 'unavailable_error',
 };
 

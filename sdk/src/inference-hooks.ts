@@ -34,6 +34,8 @@ export const MODEL_HEADER = 'x-model-name';
 /** The response header naming the version that answered, where the request or a router chose one. */
 export const VERSION_HEADER = 'x-model-version';
 
+const isHeaderValue = (value: string) => /^[\t\x20-\x7e]*$/.test(value);
+
 /** How {@link InferenceHooks.run} runs one route. */
 export interface InferenceRunOptions {
   /**
@@ -131,8 +133,10 @@ export class InferenceHooks {
     options: InferenceRunOptions = {},
   ): Promise<R> {
     const { input, router, choice } = await this.#route(request, headers);
-    if (input.model !== request.model) response?.set(MODEL_HEADER, input.model);
-    if (input.version !== undefined) response?.set(VERSION_HEADER, input.version);
+    // A name from the request path may hold characters a header cannot (`/versions/%F0%9F%98%80`): such a model or
+    // version does not exist, and the route's 404 says so; setting the header would throw first.
+    if (input.model !== request.model && isHeaderValue(input.model)) response?.set(MODEL_HEADER, input.model);
+    if (input.version !== undefined && isHeaderValue(input.version)) response?.set(VERSION_HEADER, input.version);
     const started = performance.now();
     let body: R;
     try {

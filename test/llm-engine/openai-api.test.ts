@@ -239,7 +239,7 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     };
     const json = { 'content-type': 'application/json' };
     const inputs =
-      /^'input' must be a non-empty string, a non-empty list of non-empty strings, a non-empty list of token ids \(integers\) or a non-empty list of such lists$/;
+      /^'input' must be a non-empty string, a list of 1 to 2048 non-empty strings, a non-empty list of token ids \(integers\) or a list of 1 to 2048 such lists$/;
     for (const input of [[], '', [''], [[]], {}]) {
       await refused(
         '/v1/embeddings',

@@ -319,7 +319,7 @@ export class PluginHost {
     const entry = resolvePath(found.dir, manifest.entry);
     if (!existsSync(entry))
       throw new Error(`entry ${manifest.entry} not found in ${found.dir}: build the plugin first (npm run build)`);
-    const mod = await importFresh(entry);
+    const mod = await importFresh(entry, found.dir);
     const definition = mod.default;
     if (!isPluginDefinition(definition)) {
       throw new Error(

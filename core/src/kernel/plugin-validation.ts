@@ -27,7 +27,7 @@ export async function validatePluginDir(dir: string): Promise<PluginValidation> 
     problems.push(`nucleus.entry: ${manifest.entry} does not exist; build the plugin first (npm run build)`);
   } else {
     try {
-      const mod = await importFresh(entry);
+      const mod = await importFresh(entry, found.dir);
       if (!isPluginDefinition(mod.default))
         problems.push(`nucleus.entry: ${manifest.entry} must default-export definePlugin({ activate(ctx) { … } })`);
     } catch (err) {

@@ -12,7 +12,7 @@ interface ResolveResult {
 }
 type NextResolve = (specifier: string, context: ResolveContext) => Promise<ResolveResult>;
 
-const GEN = /[?&]nucleus-gen=(\d+)/;
+const GEN = /[?&]nucleus-gen=(\w+)/;
 
 /** Node's resolve hook. */
 export async function resolve(specifier: string, context: ResolveContext, next: NextResolve): Promise<ResolveResult> {

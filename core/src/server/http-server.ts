@@ -9,6 +9,7 @@ import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
 import { emitAuditEvents } from './admin-audit.js';
 import { Authenticator, type ApiKey } from './auth.js';
+import { answerClientError, answerConnect } from './client-error.js';
 import { errorMiddleware } from './error-middleware.js';
 import { decodeContent, INFERENCE_HEADER_LENGTH, parseInferenceHeader, splitInferenceBody } from './binary-body.js';
 import { jsonNestsDeeperThan, jsonTooDeep } from './json-depth.js';
@@ -117,6 +118,12 @@ export class HttpServer {
       }
     });
     this.app.use(errorMiddleware(logger));
+    // HTTP/1.1 requires a Host header. Node's own check (turned off in listen()) answers a bare 400 with no body.
+    this.app.use((ctx: Context, next: Next) => {
+      if (ctx.req.httpVersion === '1.1' && !ctx.req.headers.host)
+        throw badRequest('missing_host', 'an HTTP/1.1 request needs a Host header');
+      return next();
+    });
     this.app.use(async (ctx: Context, next: Next) => {
       // While draining for shutdown, requests arriving on new or kept-alive connections are refused, not queued, and
       // their connection is closed after the answer. /health and /ready answer as ever (/ready with 503: stopping).
@@ -285,6 +292,8 @@ export class HttpServer {
     const options: ServerOptions = {
       requestTimeout,
       headersTimeout,
+      // A request without Host gets the JSON 400 a step of the app gives it, not Node's bare one.
+      requireHostHeader: false,
       // How often node looks for requests past those limits: every 30 s by default, too coarse for short ones.
       connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.round(headersTimeout / 4))),
     };
@@ -309,6 +318,8 @@ export class HttpServer {
       warnedAt = performance.now();
       logger.warn({ maxConnections }, 'connection refused: server.maxConnections connections are open');
     });
+    server.on('clientError', answerClientError);
+    server.on('connect', answerConnect);
     this.ws = new WsHub(
       this.kernel.events,
       this.kernel.logger,

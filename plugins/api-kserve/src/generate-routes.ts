@@ -120,7 +120,11 @@ export function parseGenerateBody(model: string, raw: unknown): GenerateBody {
   if (prompt === undefined)
     throw badRequest('missing_text_input', 'generate request: text_input is required', 'text_input');
   if (typeof prompt !== 'string')
-    throw badRequest('invalid_text_input', `text_input must be a string, got ${JSON.stringify(prompt)}`, 'text_input');
+    throw badRequest(
+      'invalid_text_input',
+      `text_input must be a string, got ${(JSON.stringify(prompt) ?? String(prompt)).slice(0, 80)}`,
+      'text_input',
+    );
   const parameters = body.parameters ?? {};
   if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) {
     throw badRequest(

@@ -84,21 +84,24 @@ export const COMPLETION_SCHEMA = {
   },
 };
 
+/** Most inputs one embeddings request may carry, as OpenAI's API allows. */
+export const MAX_EMBEDDING_INPUTS = 2048;
+
 /** `POST /v1/embeddings` and `POST /embeddings`. */
 export const EMBEDDING_SCHEMA = {
   type: 'object',
   required: ['model', 'input'],
   properties: {
     model: { type: 'string', minLength: 1 },
-    // As OpenAI: no empty input, and no empty string in a list.
+    // As OpenAI: no empty input, no empty string in a list, and at most 2048 inputs (a million one-word inputs
+    // would hold the embedding model's worker for minutes, and every request behind it).
     input: {
-      description:
-        'a non-empty string, a non-empty list of non-empty strings, a non-empty list of token ids (integers) or a non-empty list of such lists',
+      description: `a non-empty string, a list of 1 to ${MAX_EMBEDDING_INPUTS} non-empty strings, a non-empty list of token ids (integers) or a list of 1 to ${MAX_EMBEDDING_INPUTS} such lists`,
       anyOf: [
         { type: 'string', minLength: 1 },
-        { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
+        { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1, maxItems: MAX_EMBEDDING_INPUTS },
         { ...tokenIds, minItems: 1 },
-        { type: 'array', items: { ...tokenIds, minItems: 1 }, minItems: 1 },
+        { type: 'array', items: { ...tokenIds, minItems: 1 }, minItems: 1, maxItems: MAX_EMBEDDING_INPUTS },
       ],
     },
     encoding_format: nullable({ enum: ['float', 'base64'] }),
