@@ -62,12 +62,13 @@ export function runProbe(spec: ProbeSpec): Promise<ProbeResult> {
       (err, stdout, stderr) => {
         const last = stdout.trim().split('\n').pop() ?? '';
         if (last.startsWith('{')) resolve(JSON.parse(last) as ProbeResult);
-        else
-          reject(
-            new Error(
-              `${spec.runtime} probe of ${spec.path ?? '(idle)'} failed: ${err?.message ?? ''} ${stderr.slice(-2000)}`,
-            ),
-          );
+        else {
+          // Why, without the command line (it names where the bench was run from): a time-out, or the exit and stderr.
+          const why = err?.killed
+            ? `no answer within ${spec.seconds * spec.streams.length + 300} s`
+            : `exit ${err?.code ?? '?'}${err?.signal ? ` (${err.signal})` : ''}`;
+          reject(new Error(`${spec.runtime} probe of ${spec.path ?? '(idle)'} failed: ${why} ${stderr.slice(-2000)}`));
+        }
       },
     );
   });
