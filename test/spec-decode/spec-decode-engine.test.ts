@@ -265,7 +265,7 @@ describe('a server with the spec-decode plugin', () => {
       plugins: ['spec-decode', 'api-openai', 'metrics'].map((id) => join(REPO_ROOT, 'plugins', id)),
       config: {
         models: [{ name: 'stories', path: STORIES, speculative: 'ngram' }],
-        'plugin.spec-decode': { numSpeculativeTokens: 3, promptLookupMin: 1, autoOffMinAcceptance: 0 },
+        'plugin.spec-decode': { numSpeculativeTokens: 3, promptLookupMin: 1 },
       },
     });
   });

@@ -15,6 +15,8 @@ export interface SpecDecodeSettings extends NgramOptions {
   maxBatch: number;
   /** Auto-off threshold: accepted over drafted tokens below which a request stops drafting for a while; 0 is off. */
   autoOffMinAcceptance: number;
+  /** The same for the ngram method: off by default, since its drafts run no model. */
+  ngramAutoOffMinAcceptance: number;
   /** Draft tokens the running acceptance rate is measured over. */
   autoOffWindow: number;
   /** Plain decode steps a paused request runs before it drafts again. */
@@ -25,6 +27,7 @@ export const DEFAULT_SPEC_DECODE_SETTINGS: SpecDecodeSettings = {
   numSpeculativeTokens: 4,
   maxBatch: 4,
   autoOffMinAcceptance: 0.5,
+  ngramAutoOffMinAcceptance: 0,
   autoOffWindow: 16,
   autoOffCoolDownSteps: 32,
   ...DEFAULT_NGRAM_OPTIONS,
@@ -43,7 +46,7 @@ export function ngramMethod(settings: Partial<SpecDecodeSettings> = {}): DraftPr
     throw new Error(
       `plugin.spec-decode.promptLookupMax (${s.promptLookupMax}) is below promptLookupMin (${s.promptLookupMin})`,
     );
-  const off = autoOff(s);
+  const off = autoOff({ ...s, autoOffMinAcceptance: s.ngramAutoOffMinAcceptance });
   return {
     name: 'ngram',
     module: new URL('./ngram-proposer.js', import.meta.url).href,
