@@ -1,30 +1,12 @@
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestKernel } from '@nucleus/sdk/testing';
 import { GGML, writeTestLlamaGguf } from '../llm-formats/gguf-fixtures.js';
 import { f32Bytes, m, writeGguf } from '../llm-formats/gguf-writer.js';
-import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { tempDir } from '../helpers/paths.js';
 import { admin, errorOf, startLifecycleKernel, streamCompletion } from '../model-lifecycle/lifecycle-fixtures.js';
-
-/** `nucleus serve` on one model and a free port: it must exit at start, since the model cannot load. */
-function serveModel(spec: string): Promise<{ code: number | null; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--no-watch', '--model', spec], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-      timeout: 60_000,
-    });
-    let err = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, err }));
-  });
-}
+import { serveFailure } from '../helpers/server-child.js';
 
 /** A hostile GGUF and the fragment of the error that names its problem. */
 interface Hostile {
@@ -153,7 +135,7 @@ describe('hostile GGUF files are refused, naming the problem, and the server kee
 
   it('`nucleus serve --model x=FILE` exits with code 2 and the problem', async () => {
     for (const [i, h] of HOSTILE.entries()) {
-      const run = await serveModel(`x=${paths[i]}`);
+      const run = await serveFailure(`x=${paths[i]}`);
       assert.equal(run.code, 2, `${h.label}: ${run.err}`);
       assert.match(run.err, /model 'x' failed to load/, h.label);
       assert.match(run.err, h.says, `${h.label}: ${run.err}`);

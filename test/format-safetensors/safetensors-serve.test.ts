@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestKernel } from '@nucleus/sdk/testing';
@@ -9,8 +8,8 @@ import { llama2cFormat } from '@nucleus/plugin-format-llama2c';
 import { onnxFormat } from '@nucleus/plugin-format-onnx';
 import { loadSafetensors, safetensorsFormat } from '@nucleus/plugin-format-safetensors';
 import { ensureTinyLlama, loadOnnxFolder } from '../helpers/llm.js';
-import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
-import { followServer, stopServer } from '../helpers/server-child.js';
+import { tempDir } from '../helpers/paths.js';
+import { chatOnce, followServer, serveFailure, spawnServe, stopServer } from '../helpers/server-child.js';
 import { DecoderRunner, maxAbsDiff } from '../llm-formats/decoder-runner.js';
 import { writeTestLlamaGguf } from '../llm-formats/gguf-fixtures.js';
 import { admin, errorOf, startLifecycleKernel, streamCompletion } from '../model-lifecycle/lifecycle-fixtures.js';
@@ -158,50 +157,17 @@ describe('safetensors checkpoint folders: detection, the tiny Llama, bad files t
   });
 
   it('`nucleus serve --model NAME=FOLDER` serves chat completions from the checkpoint; a bad folder exits with code 2', async () => {
-    const child = spawn(
-      process.execPath,
-      [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--no-watch', '--model', `tiny=${tiny}`],
-      {
-        cwd: REPO_ROOT,
-        env: { PATH: process.env.PATH ?? '', NUCLEUS_CACHE_DIR: join(dir, 'serve-cache') },
-      },
-    );
+    const child = spawnServe(`tiny=${tiny}`, { NUCLEUS_CACHE_DIR: join(dir, 'serve-cache') });
     try {
       const url = await followServer(child, 120_000).url;
-      const res = await fetch(`${url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          model: 'tiny',
-          messages: [{ role: 'user', content: 'Tell me a story.' }],
-          max_tokens: 8,
-          temperature: 0,
-        }),
-      });
-      const body = (await res.json()) as {
-        choices?: { message: { role: string; content: string } }[];
-        usage?: { completion_tokens: number };
-      };
-      assert.equal(res.status, 200, JSON.stringify(body));
+      const { status, body } = await chatOnce(url, 'tiny', 'Tell me a story.', 8);
+      assert.equal(status, 200, JSON.stringify(body));
       assert.equal(body.choices?.[0]?.message.role, 'assistant');
       assert.ok((body.usage?.completion_tokens ?? 0) > 0, JSON.stringify(body));
     } finally {
       if (child.exitCode === null && child.signalCode === null) assert.equal(await stopServer(child), 0);
     }
-    const failed = await new Promise<{ code: number | null; err: string }>((resolve, reject) => {
-      const c = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--no-watch', '--model', `x=${bad[2]}`], {
-        cwd: REPO_ROOT,
-        env: { PATH: process.env.PATH ?? '', NUCLEUS_CACHE_DIR: join(dir, 'serve-cache') },
-        stdio: ['ignore', 'ignore', 'pipe'],
-        timeout: 60_000,
-      });
-      let err = '';
-      c.stderr.setEncoding('utf8').on('data', (d: string) => {
-        err += d;
-      });
-      c.on('error', reject);
-      c.on('close', (code) => resolve({ code, err }));
-    });
+    const failed = await serveFailure(`x=${bad[2]}`, { NUCLEUS_CACHE_DIR: join(dir, 'serve-cache') });
     assert.equal(failed.code, 2, failed.err);
     assert.match(failed.err, hostile[2]!.says);
   });

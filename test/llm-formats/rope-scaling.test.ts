@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SeededRandom } from '@nucleus/sdk';
 import { createTokenizer, dequantizeMatrix, ggmlRopeTables, sliceRows, yarnCorrectionDims } from '@nucleus/sdk/llm';
 import { inspectGguf, readGguf, readGgufWeights, readTensorF32, toBlockQuantized } from '@nucleus/plugin-format-gguf';
 import { loadGguf } from '../helpers/llm.js';
-import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
-import { followServer, stopServer } from '../helpers/server-child.js';
+import { tempDir } from '../helpers/paths.js';
+import { chatOnce, followServer, spawnServe, stopServer } from '../helpers/server-child.js';
 import { DecoderRunner, maxAbsDiff } from './decoder-runner.js';
 import { q8Bytes, m } from './gguf-writer.js';
 import { ORACLE_DIR, requireOracle } from './llm-module.js';
@@ -217,31 +216,11 @@ describe('RoPE scaling against llama.cpp: YaRN on Llama and Qwen2, Phi-3 with Lo
   it('`nucleus serve --model` serves the Phi-3 file, chatting through its own template', async function () {
     requireOracle(this);
     const path = fixture('phi3-longrope');
-    const child = spawn(
-      process.execPath,
-      [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--no-watch', '--model', `phi=${path}`],
-      {
-        cwd: REPO_ROOT,
-        env: { PATH: process.env.PATH ?? '', NUCLEUS_CACHE_DIR: join(dir, 'serve-cache') },
-      },
-    );
+    const child = spawnServe(`phi=${path}`, { NUCLEUS_CACHE_DIR: join(dir, 'serve-cache') });
     try {
       const url = await followServer(child, 120_000).url;
-      const res = await fetch(`${url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          model: 'phi',
-          messages: [{ role: 'user', content: 'Hi' }],
-          max_tokens: 6,
-          temperature: 0,
-        }),
-      });
-      const body = (await res.json()) as {
-        choices?: { message: { content: string } }[];
-        usage?: { prompt_tokens: number; completion_tokens: number };
-      };
-      assert.equal(res.status, 200, JSON.stringify(body));
+      const { status, body } = await chatOnce(url, 'phi', 'Hi', 6);
+      assert.equal(status, 200, JSON.stringify(body));
       assert.equal(body.usage?.completion_tokens, 6);
       assert.equal(typeof body.choices?.[0]?.message.content, 'string');
       // The file's Phi-3 template renders BOS, <|user|>, the message, <|end|> and <|assistant|>: what the prompt counts.
