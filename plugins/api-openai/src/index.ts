@@ -41,8 +41,9 @@ export default definePlugin({
       maxPromptsPerRequest: MAX_PROMPTS_PER_REQUEST,
       hooks: new InferenceHooks(ctx),
     };
+    const defaultModel = () => (ctx.configValue('server.defaultModel') as string | undefined) || undefined;
     // Named by surface, as the manifest's `provides` declares them (`routes:openai-v1`, `routes:native-generation`).
-    const surfaces = { 'openai-v1': openAiRoutes(deps), 'native-generation': nativeRoutes(deps) };
+    const surfaces = { 'openai-v1': openAiRoutes(deps), 'native-generation': nativeRoutes(deps, defaultModel) };
     for (const [surface, routes] of Object.entries(surfaces))
       for (const route of routes)
         ctx.contribute(ExtensionPoints.routes, route, { name: `${surface}/${route.method} ${route.path}` });

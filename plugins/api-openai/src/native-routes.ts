@@ -1,4 +1,11 @@
-import { NucleusError, tenancyOf, type GenerateRequest, type RouteContext, type RouteContribution } from '@nucleus/sdk';
+import {
+  defaultModelOf,
+  NucleusError,
+  tenancyOf,
+  type GenerateRequest,
+  type RouteContext,
+  type RouteContribution,
+} from '@nucleus/sdk';
 import type { RouteDeps } from './openai-routes.js';
 import {
   chatMessagesOf,
@@ -30,16 +37,31 @@ export interface NativeChatBody extends SamplingBody {
   add_generation_prompt?: boolean | null;
 }
 
-const checkGenerate = validator<GenerateBody>(GENERATE_SCHEMA);
-const checkChat = validator<NativeChatBody>(CHAT_SCHEMA);
+// `model` may be left out of the native generation routes: the request goes to the default LLM (see withDefaultModel).
+const modelOptional = (schema: { required: string[] }) => ({
+  ...schema,
+  required: schema.required.filter((f) => f !== 'model'),
+});
+const checkGenerate = validator<GenerateBody>(modelOptional(GENERATE_SCHEMA));
+const checkChat = validator<NativeChatBody>(modelOptional(CHAT_SCHEMA));
 const checkEmbedding = validator<EmbeddingBody>(EMBEDDING_SCHEMA);
 
 /**
- * Nucleus's own generation API: `/generate` (prompt), `/chat` (messages) and `/embeddings`. Answers carry the
+ * Nucleus's own generation API: `/generate` (prompt), `/chat` (messages) and `/embeddings`; `/generate` and `/chat`
+ * take the default LLM when the body names no `model`. Answers carry the
  * server's request id, every choice's text, token ids, finish reason (`stop`, `length` or `stop_sequence`) and
  * usage; streams are SSE events of `{id, request_id, index, token: {id, text}, finish_reason}`.
  */
-export function nativeRoutes(deps: RouteDeps): RouteContribution[] {
+export function nativeRoutes(deps: RouteDeps, defaultModel: () => string | undefined): RouteContribution[] {
+  // A body that names no model goes to `server.defaultModel`, or to the one LLM served (400 when that is ambiguous).
+  const withDefaultModel =
+    <T extends { model: string }>(check: (body: unknown) => T, ctx: RouteContext) =>
+    (body: unknown): T => {
+      const checked = check(body);
+      return checked.model === undefined
+        ? { ...checked, model: defaultModelOf(deps.generation(ctx), defaultModel()) }
+        : checked;
+    };
   return [
     {
       method: 'POST',
@@ -48,7 +70,7 @@ export function nativeRoutes(deps: RouteDeps): RouteContribution[] {
         hooked(
           ctx,
           deps.hooks,
-          checkGenerate,
+          withDefaultModel(checkGenerate, ctx),
           (body, version) => generate(ctx, deps, body, { prompt: body.prompt }, version),
           () => deps.generation(ctx),
         ),
@@ -60,7 +82,7 @@ export function nativeRoutes(deps: RouteDeps): RouteContribution[] {
         hooked(
           ctx,
           deps.hooks,
-          checkChat,
+          withDefaultModel(checkChat, ctx),
           (body, version) =>
             generate(
               ctx,

@@ -42,6 +42,13 @@ export const SERVER_SCHEMA = {
       default: 64,
       'x-runtime': true,
     },
+    defaultModel: {
+      type: 'string',
+      description:
+        'The LLM that native generation requests (`/generate`, `/chat`, `/infer` with a prompt) go to when they name no `model`; empty: the one LLM served, if there is exactly one (otherwise such a request gets 400 naming the models).',
+      default: '',
+      'x-runtime': true,
+    },
     headersTimeoutMs: {
       type: 'integer',
       minimum: 1,
