@@ -32,6 +32,7 @@ export {
 export { decodeInputs, kserveRoutes, PLATFORM, type ServerIdentity } from './kserve-routes.js';
 export { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType, type KServeDatatype } from './kserve-datatypes.js';
 export { monitorRoutes, probeGpuBackends, type GpuBackendReport } from './monitor-routes.js';
+export { inferGeneration, isGenerationRequest, type InferGenerationAnswer } from './infer-generation.js';
 export { decodeNativeInputs, nativeRoutes } from './native-routes.js';
 export { flatten, fromTensorData, nest, shapeOfNested, tensorValues, toTensorData } from './tensor-json.js';
 
@@ -63,7 +64,13 @@ export default definePlugin({
         ...kserveRoutes(service, identity, hooks, generation, models),
         ...generateRoutes(generation, hooks),
       ],
-      'native-inference': nativeRoutes(service, hooks, generation, readiness),
+      'native-inference': nativeRoutes(
+        service,
+        hooks,
+        generation,
+        readiness,
+        () => (ctx.configValue('server.defaultModel') as string | undefined) || undefined,
+      ),
       monitor: monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation),
     };
     for (const [surface, routes] of Object.entries(surfaces))

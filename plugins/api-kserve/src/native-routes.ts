@@ -14,6 +14,7 @@ import {
   type Tensor,
 } from '@nucleus/sdk';
 import { clientSignal, requestBody, requestId } from './http-helpers.js';
+import { inferGeneration, isGenerationRequest } from './infer-generation.js';
 import { checkBody, validators, type NativeInferBody } from './request-schemas.js';
 import { SseStream } from '@nucleus/sdk';
 import { flatten, fromTensorData, nest, shapeOfNested, toTensorData } from './tensor-json.js';
@@ -89,15 +90,19 @@ function encodeResult(result: InferResult): {
 /**
  * The native endpoints: `POST /infer` with nested lists, `POST /batch_infer` (each item answered on its own),
  * `POST /stream_infer` (each item sent as an SSE event as soon as it finishes), `GET /models` (tensor models, LLMs and
- * embedding models, each with its `kind`) and `GET /status`.
+ * embedding models, each with its `kind`) and `GET /status`. An item with a `prompt` (or naming an LLM) is generated
+ * by the LLM engine (see {@link inferGeneration}).
  */
 export function nativeRoutes(
   service: () => InferenceService,
   hooks: InferenceHooks,
   generation?: () => GenerationService | undefined,
   readiness?: Readiness,
+  defaultModel: () => string | undefined = () => undefined,
 ): RouteContribution[] {
-  const runOne = async (raw: unknown, ctx: RouteContext, signal: AbortSignal) => {
+  const llm = generation ? inferGeneration(generation, hooks, defaultModel) : undefined;
+  const runOne = async (raw: unknown, ctx: RouteContext, signal: AbortSignal): Promise<Record<string, unknown>> => {
+    if (llm && generation && isGenerationRequest(raw, service, generation)) return llm(raw, ctx, signal);
     // Only the address is checked before the hooks: a hook may build `inputs`; runRouted checks the rest.
     const checked = checkBody(validators.nativeAddress, raw, 'inference request');
     const request = {

@@ -1,6 +1,6 @@
 /**
  * Which inference requests have one right answer, so a stored answer may stand in for running the model again:
- * tensor models always (KServe v2 `infer`, native `/infer`), embeddings always, and text generation when it is greedy
+ * tensor models always (KServe v2 `infer`, native `/infer` with tensors), embeddings always, and text generation when it is greedy
  * (`temperature` 0) or seeded, and not streamed. Each API is told apart by its path.
  */
 export type Cacheability =
@@ -19,9 +19,10 @@ const EMBEDDING = new Set(['/v1/embeddings', '/embeddings']);
 export function cacheability(path: string, body: Record<string, unknown>): Cacheability | undefined {
   // A v2 request's own `id` is echoed in the answer, nothing more: it is patched into a stored answer.
   if (KSERVE_INFER.test(path)) return { cacheable: true, kind: 'tensor', ignore: ['id'] };
-  if (path === '/infer') return { cacheable: true, kind: 'tensor', ignore: [] };
+  // Native `/infer` takes LLM requests too (a `prompt`): those are generations like any other.
+  if (path === '/infer' && !('prompt' in body)) return { cacheable: true, kind: 'tensor', ignore: [] };
   if (EMBEDDING.has(path)) return { cacheable: true, kind: 'embedding', ignore: [] };
-  if (GENERATION.has(path) || KSERVE_GENERATE.test(path)) {
+  if (GENERATION.has(path) || KSERVE_GENERATE.test(path) || path === '/infer') {
     if (body.stream === true) return { cacheable: false, reason: 'streamed' };
     const parameters = (typeof body.parameters === 'object' && body.parameters) || {};
     const sampling = { ...(parameters as Record<string, unknown>), ...body };
