@@ -464,7 +464,15 @@ function judge(b: Built, answer: RawAnswer): FuzzOutcome {
     return { ...outcome, failure: `server error: ${text.slice(0, 300)}` };
   if (status < 400 || b.method === 'HEAD') return outcome;
   try {
-    const error = (JSON.parse(text) as { error?: { type?: unknown; code?: unknown } }).error;
+    const parsed = JSON.parse(text) as { error?: { type?: unknown; code?: unknown }; code?: unknown };
+    // The Ollama API answers in Ollama's shape: the message as `error`, the code beside it.
+    if (
+      typeof parsed.error === 'string' &&
+      typeof parsed.code === 'string' &&
+      /^(https?:\/\/[^/]+)?\/api\//.test(b.path)
+    )
+      return outcome;
+    const error = parsed.error;
     if (typeof error?.type !== 'string' || typeof error.code !== 'string')
       return { ...outcome, failure: `error body without type and code: ${text.slice(0, 300)}` };
   } catch {
