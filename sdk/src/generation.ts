@@ -14,6 +14,23 @@ export interface ChatMessage {
   role: string;
   content: string;
   name?: string;
+  /** An assistant turn's tool calls, rendered by the chat template. */
+  toolCalls?: ToolCall[];
+  /** A `tool` turn: the call whose result `content` is. */
+  toolCallId?: string;
+}
+
+/** A function the model may call, as OpenAI's `tools` list and Hugging Face chat templates spell it. */
+export interface ToolDefinition {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: Record<string, unknown> };
+}
+
+/** A tool call the model made: `arguments` is JSON text. */
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: string;
 }
 
 /** How tokens are picked; every field is optional and has the engine's default. */
@@ -49,6 +66,13 @@ export interface GenerateRequest extends SamplingOptions {
   prompt?: string | number[];
   /** Chat turns, rendered with the model's chat template. */
   messages?: ChatMessage[];
+  /** Functions the chat template renders into the prompt (a template that cannot render them refuses the request). */
+  tools?: ToolDefinition[];
+  /**
+   * The output must be JSON valid against this schema: the engine masks every token that could not continue such a
+   * value (constrained decoding) and ends the choice when the value is complete.
+   */
+  jsonSchema?: Record<string, unknown>;
   /** Whether the rendered chat ends with the assistant's turn opened; default true. */
   addGenerationPrompt?: boolean;
   /** Independent choices generated for the prompt; default 1. */

@@ -203,7 +203,8 @@ describe('OpenAI-compatible and native generation API over loopback', () => {
     await bad(
       '/v1/chat/completions',
       { model: MODEL, messages, tools: [{ type: 'function', function: { name: 'f' } }] },
-      'unsupported_field',
+      'tools_unsupported',
+      /chat template cannot render tools/,
     );
     await bad('/v1/completions', { model: MODEL, prompt: 'x'.repeat(400) }, 'context_length_exceeded', /256/);
     await bad('/generate', { model: MODEL }, 'missing_field');

@@ -28,9 +28,11 @@ import {
 } from './request-mapping.js';
 import { CHAT_COMPLETION_SCHEMA, COMPLETION_SCHEMA, EMBEDDING_SCHEMA, validator } from './schemas.js';
 import { recordStreamedAnswer, SseStream, tenancyOf } from '@nucleus/sdk';
+import { ToolCallStream, type ToolStreamDelta } from '@nucleus/sdk/llm';
+import { answerOf, chatOutputOf, toolCallId, type ChatOutput, type OutputFields } from './structured-output.js';
 
 /** `POST /v1/chat/completions` body. */
-export interface ChatCompletionBody extends SamplingBody {
+export interface ChatCompletionBody extends SamplingBody, OutputFields {
   messages: BodyMessage[];
 }
 
@@ -148,13 +150,16 @@ async function chatCompletions(
   body: ChatCompletionBody,
   version: string | undefined,
 ): Promise<RouteAnswer> {
-  refuseUnsupported(body);
+  refuseUnsupported(body, ['tools', 'response_format']);
+  const output = chatOutputOf(body);
   const signal = disconnectSignal(ctx);
   const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
   const request: GenerateRequest = {
     model: body.model,
     ...(version !== undefined && { version }),
     messages: chatMessagesOf(body.messages),
+    ...(output.tools && { tools: output.tools }),
+    ...(output.jsonSchema && { jsonSchema: output.jsonSchema }),
     ...samplingOf(body),
     ...tenancyOf(ctx),
     requestId,
@@ -171,13 +176,25 @@ async function chatCompletions(
       object: 'chat.completion',
       created: stream.created,
       model: stream.model,
-      choices: result.choices.map((c) => ({
-        index: c.index,
-        message: { role: 'assistant', content: c.text },
-        logprobs: null,
-        finish_reason: openAiFinishReason(c.finishReason),
-        stop_reason: c.stopSequence ?? null,
-      })),
+      choices: result.choices.map((c) => {
+        const answer = answerOf(output, c.text, c.finishReason === 'stop');
+        const calls = answer.calls.map((call) => ({
+          id: toolCallId(),
+          type: 'function',
+          function: { name: call.name, arguments: call.arguments },
+        }));
+        return {
+          index: c.index,
+          message: {
+            role: 'assistant',
+            content: calls.length > 0 && answer.content === '' ? null : answer.content,
+            ...(calls.length > 0 && { tool_calls: calls }),
+          },
+          logprobs: null,
+          finish_reason: calls.length > 0 ? 'tool_calls' : openAiFinishReason(c.finishReason),
+          stop_reason: c.stopSequence ?? null,
+        };
+      }),
       usage: usageBody(result.usage),
     };
   }
@@ -204,12 +221,26 @@ async function chatCompletions(
   const contentTail = `,"logprobs":null,"finish_reason":null}]${includeUsage ? ',"usage":null' : ''}}`;
   // What each choice said in full, for a shadow copy's comparison once the stream has ended.
   const said = Array.from({ length: n }, () => '');
+  const tools = output.choice === 'none' ? undefined : new ToolDeltas(output, n);
   try {
     for (let i = 0; i < n; i++) await sse.send(chunk([delta(i, { role: 'assistant', content: '' })]));
     for await (const event of stream) {
       if (sse.closed) break;
       if (event.type !== 'done') said[event.index] += event.text;
-      if (event.type === 'token') {
+      // A complete constrained output is checked before its end is sent.
+      if (event.type === 'finish' && event.finishReason === 'stop' && output.validate)
+        answerOf(output, said[event.index]!, true);
+      if (tools && event.type !== 'done') {
+        const deltas = tools.push(event.index, event.text);
+        if (event.type === 'finish') deltas.push(...tools.end(event.index));
+        for (const d of deltas) await sse.send(chunk([delta(event.index, d)]));
+        if (event.type === 'finish') {
+          const reason = tools.called(event.index) && event.finishReason === 'stop' ? 'tool_calls' : undefined;
+          await sse.send(
+            chunk([delta(event.index, {}, reason ?? openAiFinishReason(event.finishReason), event.stopSequence)]),
+          );
+        }
+      } else if (event.type === 'token') {
         if (event.text)
           await sse.sendToken(
             `${contentHead}${event.index},"delta":{"content":${JSON.stringify(event.text)}}${contentTail}`,
@@ -404,4 +435,49 @@ async function embeddings(
     model: result.model,
     usage: { prompt_tokens: result.promptTokens, total_tokens: result.promptTokens },
   };
+}
+
+/** Per choice of a streamed chat completion with tools: its text turned into OpenAI's content and tool_calls deltas. */
+class ToolDeltas {
+  readonly #streams: ToolCallStream[];
+  readonly #ids: string[][];
+
+  constructor(output: ChatOutput, n: number) {
+    this.#streams = Array.from({ length: n }, () => new ToolCallStream(output.choice));
+    this.#ids = Array.from({ length: n }, () => []);
+  }
+
+  /** The deltas `text` of choice `index` completes. */
+  push(index: number, text: string): Record<string, unknown>[] {
+    return text ? this.#stream(index, this.#streams[index]!.push(text)) : [];
+  }
+
+  /** The deltas left at the end of choice `index`. */
+  end(index: number): Record<string, unknown>[] {
+    return this.#stream(index, this.#streams[index]!.end());
+  }
+
+  /** Whether choice `index` called a tool. */
+  called(index: number): boolean {
+    return this.#ids[index]!.length > 0;
+  }
+
+  // A call's first delta carries its id, type and name; later ones only its index and more arguments.
+  #stream(index: number, deltas: ToolStreamDelta[]): Record<string, unknown>[] {
+    const ids = this.#ids[index]!;
+    return deltas.map((d) => {
+      if (d.type === 'content') return { content: d.text };
+      const first = d.name !== undefined;
+      if (first) ids[d.index] = toolCallId();
+      return {
+        tool_calls: [
+          {
+            index: d.index,
+            ...(first && { id: ids[d.index], type: 'function' }),
+            function: { ...(first && { name: d.name }), arguments: d.arguments },
+          },
+        ],
+      };
+    });
+  }
 }

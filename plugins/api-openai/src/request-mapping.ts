@@ -44,6 +44,10 @@ export interface BodyMessage {
   role: string;
   content?: string | { type: string; text?: string }[] | null;
   name?: string;
+  /** An assistant turn's calls, sent back with the tool results. */
+  tool_calls?: { id: string; type?: 'function'; function: { name: string; arguments: string } }[] | null;
+  /** A `tool` turn: the call it answers. */
+  tool_call_id?: string;
 }
 
 /** Fields OpenAI defines that change what is generated and that this server does not do: refused, not ignored. */
@@ -57,9 +61,13 @@ const UNSUPPORTED: Record<string, (v: unknown) => boolean> = {
   response_format: (v) => v !== null && typeof v === 'object' && (v as { type?: unknown }).type !== 'text',
 };
 
-/** Throws 400 for a field the server would otherwise silently ignore although it changes the output. */
-export function refuseUnsupported(body: Record<string, unknown>): void {
+/**
+ * Throws 400 for a field the server would otherwise silently ignore although it changes the output; `handled` are
+ * the fields the route itself does (chat completions: `tools`, `response_format`).
+ */
+export function refuseUnsupported(body: Record<string, unknown>, handled: readonly string[] = []): void {
   for (const [field, isUsed] of Object.entries(UNSUPPORTED)) {
+    if (handled.includes(field)) continue;
     if (body[field] !== undefined && isUsed(body[field]))
       throw badRequest('unsupported_field', `'${field}' is not supported by this server`, field);
   }
@@ -109,7 +117,16 @@ export function chatMessagesOf(messages: BodyMessage[]): ChatMessage[] {
         );
       content = m.content.map((p) => p.text ?? '').join('');
     }
-    return { role: m.role, content, ...(m.name !== undefined && { name: m.name }) };
+    return {
+      role: m.role,
+      content,
+      ...(m.name !== undefined && { name: m.name }),
+      ...(m.tool_calls != null &&
+        m.tool_calls.length > 0 && {
+          toolCalls: m.tool_calls.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments })),
+        }),
+      ...(m.tool_call_id !== undefined && { toolCallId: m.tool_call_id }),
+    };
   });
 }
 

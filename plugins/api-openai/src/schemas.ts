@@ -52,15 +52,105 @@ const messages = {
   items: {
     type: 'object',
     required: ['role'],
-    properties: { role: { enum: CHAT_ROLES }, content, name: { type: 'string' } },
+    properties: {
+      role: { enum: CHAT_ROLES },
+      content,
+      name: { type: 'string' },
+      tool_call_id: { type: 'string' },
+      tool_calls: nullable({
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['id', 'function'],
+          properties: {
+            id: { type: 'string' },
+            type: { const: 'function' },
+            function: {
+              type: 'object',
+              required: ['name', 'arguments'],
+              properties: { name: { type: 'string' }, arguments: { type: 'string' } },
+            },
+          },
+        },
+      }),
+    },
   },
 };
+
+const tools = nullable({
+  type: 'array',
+  items: {
+    type: 'object',
+    required: ['type', 'function'],
+    properties: {
+      type: { const: 'function' },
+      function: {
+        type: 'object',
+        required: ['name'],
+        properties: {
+          name: { type: 'string', pattern: '^[a-zA-Z0-9_-]{1,64}$' },
+          description: { type: 'string' },
+          parameters: { type: 'object' },
+          strict: nullable({ type: 'boolean' }),
+        },
+      },
+    },
+  },
+});
+
+const toolChoice = nullable({
+  description: "'none', 'auto', 'required' or {type: 'function', function: {name}}",
+  anyOf: [
+    { enum: ['none', 'auto', 'required'] },
+    {
+      type: 'object',
+      required: ['type', 'function'],
+      properties: {
+        type: { const: 'function' },
+        function: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } },
+      },
+    },
+  ],
+});
+
+const responseFormat = nullable({
+  description: "{type: 'text'}, {type: 'json_object'} or {type: 'json_schema', json_schema: {name, schema, strict}}",
+  anyOf: [
+    { type: 'object', required: ['type'], properties: { type: { enum: ['text', 'json_object'] } } },
+    {
+      type: 'object',
+      required: ['type', 'json_schema'],
+      properties: {
+        type: { const: 'json_schema' },
+        json_schema: {
+          type: 'object',
+          required: ['name'],
+          properties: {
+            name: { type: 'string', pattern: '^[a-zA-Z0-9_-]{1,64}$' },
+            description: { type: 'string' },
+            schema: { type: ['object', 'boolean'] },
+            strict: nullable({ type: 'boolean' }),
+          },
+        },
+      },
+    },
+  ],
+});
 
 /** `POST /v1/chat/completions`. */
 export const CHAT_COMPLETION_SCHEMA = {
   type: 'object',
   required: ['model', 'messages'],
-  properties: { model: { type: 'string', minLength: 1 }, messages, ...sampling, max_completion_tokens: int(1) },
+  properties: {
+    model: { type: 'string', minLength: 1 },
+    messages,
+    ...sampling,
+    max_completion_tokens: int(1),
+    tools,
+    tool_choice: toolChoice,
+    parallel_tool_calls: nullable({ type: 'boolean' }),
+    response_format: responseFormat,
+  },
 };
 
 /** `POST /v1/completions`. */

@@ -123,6 +123,11 @@ describe('api-openai: request mapping', () => {
       response_format: { type: 'text' },
       user: 'u',
     });
+    // Chat completions do tools and response_format themselves.
+    refuseUnsupported({ tools: [{ type: 'function' }], response_format: { type: 'json_object' } }, [
+      'tools',
+      'response_format',
+    ]);
   });
 
   it('answers in OpenAI’s words: finish reasons, usage with cached tokens, prefixed ids', () => {

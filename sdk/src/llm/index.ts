@@ -62,3 +62,15 @@ export {
 } from './tokenizers/stream-decoder.js';
 export { BYTE_TO_CHAR, fromByteLevel, GPT2_SPLIT, toByteLevel } from './tokenizers/byte-level.js';
 export { byteOfPiece, TokenType } from './tokenizers/token-types.js';
+export { compileJsonSchema, JsonMatcher, type JsonNode, type JsonProperty } from './json-grammar.js';
+export {
+  parseToolCalls,
+  templateRendersTools,
+  templateToolCalls,
+  ToolCallStream,
+  toolCallSchema,
+  type ParsedAnswer,
+  type ParsedToolCall,
+  type ToolChoice,
+  type ToolStreamDelta,
+} from './tool-calls.js';

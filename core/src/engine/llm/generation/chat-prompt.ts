@@ -1,6 +1,6 @@
 import { Template } from '@huggingface/jinja';
 import { badRequest, type ChatMessage } from '@nucleus/sdk';
-import type { LlmTokenizer } from '@nucleus/sdk/llm';
+import { templateRendersTools, templateToolCalls, type LlmTokenizer } from '@nucleus/sdk/llm';
 import type { ChatRenderer } from './prompt-builder.js';
 
 /** What a chat template is rendered with besides the messages. */
@@ -31,16 +31,31 @@ export function chatRenderer(template: string | undefined, tokenizer: LlmTokeniz
     id === undefined ? '' : tokenizer.decode([id], { keepSpecial: true });
   const bosToken = special(tokenizer.bosTokenId);
   const eosToken = special(tokenizer.eosTokenIds[0]);
+  const rendersTools = templateRendersTools(template);
+  const refuseTools = () =>
+    badRequest(
+      'tools_unsupported',
+      "this model's chat template cannot render tools (it never reads a 'tools' list); send the request without tools, " +
+        "with tool_choice 'none', or serve the model with a chat template that supports tools (models[].chatTemplate)",
+      'tools',
+    );
+  const usesTools = (messages: readonly ChatMessage[]) =>
+    messages.some((m) => m.toolCalls !== undefined || m.toolCallId !== undefined);
   if (template === undefined)
-    return (messages, addGenerationPrompt) => fallbackChatPrompt(messages, { addGenerationPrompt, bosToken, eosToken });
+    return (messages, addGenerationPrompt, tools) => {
+      if (tools !== undefined || usesTools(messages)) throw refuseTools();
+      return fallbackChatPrompt(messages, { addGenerationPrompt, bosToken, eosToken });
+    };
   const compiled = new Template(template);
-  return (messages, addGenerationPrompt) => {
+  return (messages, addGenerationPrompt, tools) => {
+    if (tools !== undefined && !rendersTools) throw refuseTools();
     try {
       return compiled.render({
-        messages,
+        messages: messages.map(templateMessage),
         add_generation_prompt: addGenerationPrompt,
         bos_token: bosToken,
         eos_token: eosToken,
+        ...(tools !== undefined && { tools }),
       });
     } catch (err) {
       throw badRequest(
@@ -49,5 +64,16 @@ export function chatRenderer(template: string | undefined, tokenizer: LlmTokeniz
         'messages',
       );
     }
+  };
+}
+
+// A message as Hugging Face templates read it: `tool_calls` with object arguments, `tool_call_id` on tool results.
+function templateMessage(m: ChatMessage): Record<string, unknown> {
+  return {
+    role: m.role,
+    content: m.content,
+    ...(m.name !== undefined && { name: m.name }),
+    ...(m.toolCalls !== undefined && { tool_calls: templateToolCalls(m.toolCalls) }),
+    ...(m.toolCallId !== undefined && { tool_call_id: m.toolCallId }),
   };
 }

@@ -9,6 +9,7 @@ import { ResidentKvRows } from './resident-kv-rows.js';
 import { isGreedy, Sampler, type LogitsRow, type SamplingParams } from './sampler.js';
 import type { GenerationScheduler, WaitingSequence } from './scheduler.js';
 import { StopMatcher } from './stop-matcher.js';
+import type { TokenConstraint } from './token-constraint.js';
 
 /** Turns token ids into text as they come, never splitting a UTF-8 character. */
 export interface TextStreamDecoder {
@@ -34,6 +35,8 @@ export interface SequenceInit {
   conversationId?: string;
   /** The prefix-cache namespace the sequence reads and leaves its blocks in (the common one when absent). */
   cacheNamespace?: string;
+  /** What the output must be (a JSON schema's values): the sampler masks other tokens, the sequence ends when complete. */
+  constraint?: TokenConstraint;
 }
 
 /** Where the loop sends what sequences produce. */
@@ -163,7 +166,7 @@ class Sequence implements WaitingSequence {
     this.priority = init.priority;
     this.arrivedAt = now;
     this.order = order;
-    this.sampler = new Sampler(init.params, init.seed, init.promptIds);
+    this.sampler = new Sampler(init.params, init.seed, init.promptIds, init.constraint);
     this.stop = new StopMatcher(init.stop);
     this.eos = new Set(init.ignoreEos ? [] : init.eosTokenIds);
   }
@@ -511,7 +514,8 @@ export class GenerationLoop {
           seq.init.maxTokens - seq.generated - 1,
           this.#maxContext - lengths[row]! - 1,
         );
-        if (room <= 0 || seq.cancelled || this.#pausedByAutoOff(seq)) {
+        // A constrained sequence does not speculate: its drafts would need the mask at every drafted position.
+        if (room <= 0 || seq.cancelled || seq.sampler.constrained || this.#pausedByAutoOff(seq)) {
           drafts.push([]);
           probabilities.push(undefined);
           continue;
@@ -640,6 +644,8 @@ export class GenerationLoop {
       this.#sink.finish(seq.id, 'stop_sequence', '', seq.generated, check.stop);
       return false;
     }
+    // A constrained value that is complete and can take nothing more ends as the end-of-sequence token would end it.
+    if (seq.sampler.constraintFinished) return this.#end(seq, 'stop');
     // The next step would put this token at position `cached`; the context window must hold it.
     if (seq.generated >= seq.init.maxTokens || cached + 1 > this.#maxContext) return this.#end(seq, 'length');
     return true;

@@ -6,6 +6,7 @@ import type {
   GenerationPriority,
   SamplingOptions,
   SessionOptions,
+  ToolDefinition,
 } from '@nucleus/sdk';
 import type { DecoderConfig, TokenizerSpec } from '@nucleus/sdk/llm';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
@@ -93,6 +94,10 @@ export interface WireGenerateRequest extends Omit<SamplingOptions, 'stop' | 'ign
   cacheNamespace?: string;
   /** See `GenerateRequest.buffered`. */
   buffered?: boolean;
+  /** See `GenerateRequest.tools`. */
+  tools?: ToolDefinition[];
+  /** See `GenerateRequest.jsonSchema`. */
+  jsonSchema?: Record<string, unknown>;
 }
 
 /** An embedding request as it crosses into the thread. */

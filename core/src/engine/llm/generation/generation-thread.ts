@@ -14,7 +14,7 @@ import {
   type SessionOptions,
 } from '@nucleus/sdk';
 import { createBackendSession } from '../../backend-session.js';
-import { loadTokenizer, type LlmTokenizer } from '@nucleus/sdk/llm';
+import { compileJsonSchema, loadTokenizer, type JsonNode, type LlmTokenizer } from '@nucleus/sdk/llm';
 import { type OpenedPrefixCache, openPrefixCache, persistPrefixCache } from '../prefix-cache/persisted-prefix-cache.js';
 import type { PrefixCache, PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import { isAllocationFailure } from '../../allocation-failure.js';
@@ -44,6 +44,7 @@ import { Outbox } from './outbox.js';
 import { type BuiltPrompt, buildPrompt, type ChatRenderer } from './prompt-builder.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
 import { GenerationScheduler } from './scheduler.js';
+import { TokenConstraint, TokenVocabulary } from './token-constraint.js';
 import { workerPort } from '../../workers/worker-port.js';
 
 ort.env.logLevel = 'fatal';
@@ -175,6 +176,8 @@ class DecoderEngine {
   /** Loop sequence id → prompt tokens it took from the prefix cache. */
   readonly #cached = new Map<number, number>();
   #nextSeq = 1;
+  /** The vocabulary as text, for constrained output: built on the first request that needs it. */
+  #vocabulary: TokenVocabulary | undefined;
   #lastStats: string | undefined;
   #lastSpeculation = 0;
   #lastRecovery = '';
@@ -296,8 +299,10 @@ class DecoderEngine {
 
   submit(id: number, request: WireGenerateRequest): void {
     let prompt: BuiltPrompt;
+    let grammar: JsonNode | undefined;
     try {
       prompt = buildPrompt(request, this.#tokenizer, this.#renderChat, this.#maxContext);
+      if (request.jsonSchema !== undefined) grammar = compileJsonSchema(request.jsonSchema);
     } catch (err) {
       const e = toNucleusError(err);
       post({
@@ -318,6 +323,9 @@ class DecoderEngine {
       frequencyPenalty: request.frequencyPenalty ?? DEFAULT_SAMPLING.frequencyPenalty,
       presencePenalty: request.presencePenalty ?? DEFAULT_SAMPLING.presencePenalty,
     };
+    // The sequence ends when the value is complete; end-of-sequence tokens are allowed only then.
+    const eos = new Set(request.ignoreEos ? [] : this.#eos);
+    if (grammar) this.#vocabulary ??= new TokenVocabulary(this.#tokenizer);
     const admitted: Admitted = { seqIds: [] };
     this.#requests.set(id, admitted);
     const cachedTokens = this.prefixCache?.peek(prompt.ids, prompt.ids.length - 1, request.cacheNamespace);
@@ -347,6 +355,7 @@ class DecoderEngine {
         decoder: this.#tokenizer.createStreamDecoder({ prefix: prompt.ids }),
         ...(request.conversationId !== undefined && { conversationId: request.conversationId }),
         ...(request.cacheNamespace !== undefined && { cacheNamespace: request.cacheNamespace }),
+        ...(grammar && { constraint: new TokenConstraint(this.#vocabulary!, grammar, eos) }),
       });
     }
   }

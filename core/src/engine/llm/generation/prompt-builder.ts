@@ -1,9 +1,13 @@
-import { badRequest, type ChatMessage } from '@nucleus/sdk';
+import { badRequest, type ChatMessage, type ToolDefinition } from '@nucleus/sdk';
 import type { LlmTokenizer } from '@nucleus/sdk/llm';
 import type { WireGenerateRequest } from './generation-messages.js';
 
 /** Renders chat messages into prompt text (the model's template, or a fallback format). */
-export type ChatRenderer = (messages: readonly ChatMessage[], addGenerationPrompt: boolean) => string;
+export type ChatRenderer = (
+  messages: readonly ChatMessage[],
+  addGenerationPrompt: boolean,
+  tools?: readonly ToolDefinition[],
+) => string;
 
 /** A prompt ready for prefill and the completion budget it leaves. */
 export interface BuiltPrompt {
@@ -27,7 +31,7 @@ export function buildPrompt(
   if (request.messages !== undefined) {
     where = 'messages';
     // A rendered template spells out its own special tokens (BOS included); encoding must not add another.
-    ids = tokenizer.encode(renderChat(request.messages, request.addGenerationPrompt), { addBos: false });
+    ids = tokenizer.encode(renderChat(request.messages, request.addGenerationPrompt, request.tools), { addBos: false });
   } else if (typeof request.prompt === 'string') {
     ids = tokenizer.encode(request.prompt, { addBos: true });
   } else if (Array.isArray(request.prompt)) {

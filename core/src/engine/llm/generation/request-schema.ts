@@ -142,6 +142,25 @@ export const GENERATE_REQUEST_SCHEMA: RequestSchema = {
         messages: { '*': 'cacheNamespace must be a string of 1 to 64 characters' },
       },
     },
+    tools: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['type', 'function'],
+        properties: {
+          type: { const: 'function' },
+          function: { type: 'object', required: ['name'], properties: { name: { type: 'string', minLength: 1 } } },
+        },
+      },
+      'x-error': {
+        param: 'tools',
+        messages: { '*': "tools must be a list of {type: 'function', function: {name, description?, parameters?}}" },
+      },
+    },
+    jsonSchema: {
+      type: 'object',
+      'x-error': { param: 'response_format', messages: { '*': 'jsonSchema must be a JSON Schema object' } },
+    },
     prompt: {
       anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'number' } }],
       'x-error': { param: 'prompt', messages: { '*': 'prompt must be a string or a list of token ids' } },
@@ -205,6 +224,8 @@ export function toWireGenerate(r: GenerateRequest): WireGenerateRequest {
         role: m.role,
         content: m.content,
         ...(m.name !== undefined && { name: m.name }),
+        ...(m.toolCalls !== undefined && { toolCalls: m.toolCalls.map((c) => ({ ...c })) }),
+        ...(m.toolCallId !== undefined && { toolCallId: m.toolCallId }),
       })),
     }),
     addGenerationPrompt: r.addGenerationPrompt ?? true,
@@ -223,6 +244,8 @@ export function toWireGenerate(r: GenerateRequest): WireGenerateRequest {
     ...(r.conversationId !== undefined && { conversationId: qualifiedConversation(r.conversationId, r.tenant) }),
     ...(r.cacheNamespace !== undefined && { cacheNamespace: r.cacheNamespace }),
     ...(r.buffered === true && { buffered: true }),
+    ...(r.tools !== undefined && { tools: r.tools }),
+    ...(r.jsonSchema !== undefined && { jsonSchema: r.jsonSchema }),
   };
 }
 

@@ -1,5 +1,6 @@
 import { float16FromBits } from '@nucleus/sdk/onnx';
 import { SeededRandom } from '@nucleus/sdk';
+import type { TokenConstraint } from './token-constraint.js';
 
 /** Sampling settings with every default filled in. */
 export interface SamplingParams {
@@ -49,25 +50,62 @@ export class Sampler {
   readonly #seen = new Set<number>();
   #scratch = new Float32Array(0);
   #buckets = new Uint8Array(0);
+  /** The constrained output (JSON schema) the tokens must continue, if any. */
+  readonly #constraint: TokenConstraint | undefined;
+  #unmasked = new Float32Array(0);
 
-  constructor(params: SamplingParams, seed: number, promptIds: readonly number[] = []) {
+  constructor(params: SamplingParams, seed: number, promptIds: readonly number[] = [], constraint?: TokenConstraint) {
     this.#params = params;
     this.#rng = new SeededRandom(seed);
+    this.#constraint = constraint;
     if (params.repetitionPenalty !== 1) for (const id of promptIds) this.#seen.add(id);
+  }
+
+  /** Whether a constraint decides which tokens may come (such a sequence does not speculate). */
+  get constrained(): boolean {
+    return this.#constraint !== undefined;
+  }
+
+  /** The constrained output is complete and nothing may follow it. */
+  get constraintFinished(): boolean {
+    return this.#constraint?.finished ?? false;
   }
 
   /** Records a generated token for the penalties (the loop calls this for every token it appends). */
   accept(tokenId: number): void {
     this.#outputCounts.set(tokenId, (this.#outputCounts.get(tokenId) ?? 0) + 1);
     if (this.#params.repetitionPenalty !== 1) this.#seen.add(tokenId);
+    this.#constraint?.accept(tokenId);
   }
 
   /** The next token id for these logits (one vocabulary row). */
   sample(row: LogitsRow): number {
     const logits = this.#prepare(row);
-    const p = this.#params;
-    if (isGreedy(p)) return argmax(logits);
+    if (this.#constraint) return this.#sampleConstrained(logits, this.#constraint);
+    return this.#pick(logits);
+  }
+
+  #pick(logits: Float32Array): number {
+    if (isGreedy(this.#params)) return argmax(logits);
     return this.#draw(logits);
+  }
+
+  /**
+   * The mask, applied before sampling and lazily, as llama.cpp's grammar sampler does: the token drawn without it is
+   * kept when the constraint allows it (a rejection sampler, so the draw is still from the masked distribution; top-k
+   * and top-p then cut the unmasked one), and only otherwise is every token the constraint refuses masked and the
+   * draw made again. Most tokens inside a string pass at once; masking walks the vocabulary only at the few places
+   * where the schema allows little.
+   */
+  #sampleConstrained(logits: Float32Array, constraint: TokenConstraint): number {
+    if (this.#unmasked.length !== logits.length) this.#unmasked = new Float32Array(logits.length);
+    this.#unmasked.set(logits);
+    const first = this.#pick(logits);
+    if (constraint.allows(first)) return first;
+    logits.set(this.#unmasked);
+    if (constraint.mask(logits) === 0)
+      throw new Error('no token of the vocabulary can continue the constrained output');
+    return this.#pick(logits);
   }
 
   /**
