@@ -1,4 +1,5 @@
 import { cacheSuite } from './cache.js';
+import { coldstartSuite } from './coldstart.js';
 import { fuzzSuite } from './fuzz.js';
 import { ggufSuite } from './gguf-quants.js';
 import { httpSuite } from './http.js';
@@ -27,4 +28,5 @@ export const suites: Record<string, () => Promise<string>> = {
   tokens: tokensSuite,
   fuzz: fuzzSuite,
   reload: reloadSuite,
+  coldstart: coldstartSuite,
 };
