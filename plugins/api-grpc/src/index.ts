@@ -19,9 +19,12 @@ export { SERVICE } from './rpc-gate.js';
 /** The protocol file the server speaks, shipped with the plugin. */
 export const PROTO_FILE = fileURLToPath(new URL('../proto/grpc_predict_v2.proto', import.meta.url));
 
+/** The port Triton serves gRPC on, and so the one clients expect. */
+export const DEFAULT_PORT = 8001;
+
 /** The api-grpc plugin's config section (`plugin.api-grpc`). */
 export interface ApiGrpcConfig {
-  port: number;
+  port?: number;
   host?: string;
   serverName: string;
   shutdownGraceMs: number;
@@ -72,9 +75,11 @@ export default definePlugin({
     );
     const host = ctx.config.host ?? String(ctx.configValue('server.host') ?? '127.0.0.1');
     const tls = ctx.configValue('server.tls') as TlsSettings | undefined;
+    // A server on any free HTTP port (tests, several servers on one host) takes any free gRPC port as well.
+    const port = ctx.config.port ?? (ctx.configValue('server.port') === 0 ? 0 : DEFAULT_PORT);
     const listener = await GrpcListener.listen(serviceDefinition(), implementation, {
       host,
-      port: ctx.config.port,
+      port,
       credentials: credentialsFor(tls),
       credentialsKey: JSON.stringify(tls ?? {}),
       maxMessageBytes: ctx.config.maxMessageBytes,

@@ -154,7 +154,11 @@ export const PROTOCOL = {
 export type InferenceClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
 /** The official grpc-js client over the independent description, on a loopback address. */
-export function inferenceClient(port: number, credentials = grpc.credentials.createInsecure()): InferenceClient {
+export function inferenceClient(
+  port: number,
+  credentials = grpc.credentials.createInsecure(),
+  options: grpc.ChannelOptions = {},
+): InferenceClient {
   const definition = fromJSON(PROTOCOL as Parameters<typeof fromJSON>[0], {
     keepCase: true,
     longs: String,
@@ -163,9 +167,15 @@ export function inferenceClient(port: number, credentials = grpc.credentials.cre
     oneofs: true,
   });
   const pkg = grpc.loadPackageDefinition(definition) as unknown as {
-    inference: { GRPCInferenceService: new (address: string, credentials: grpc.ChannelCredentials) => InferenceClient };
+    inference: {
+      GRPCInferenceService: new (
+        address: string,
+        credentials: grpc.ChannelCredentials,
+        options: grpc.ChannelOptions,
+      ) => InferenceClient;
+    };
   };
-  return new pkg.inference.GRPCInferenceService(`127.0.0.1:${port}`, credentials);
+  return new pkg.inference.GRPCInferenceService(`127.0.0.1:${port}`, credentials, options);
 }
 
 /** Metadata with a bearer key (and anything else given). */

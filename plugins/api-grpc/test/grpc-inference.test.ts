@@ -1,8 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { existsSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Metadata, status, type ClientDuplexStream } from '@grpc/grpc-js';
+import { Metadata, status, type ClientDuplexStream } from '@grpc/grpc-js';
 import type { NucleusEvents } from '@nucleus/sdk';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import { failure, inferenceClient, rawCall, unary, withKey, type InferenceClient } from './grpc-client.js';
@@ -411,5 +412,57 @@ describe('gRPC ModelStreamInfer streams stories260K generation', function () {
     // The engine is free again: a new stream runs to its end.
     const responses = await streamed([{ ...generate('Hi'), parameters: { max_tokens: { int64_param: 3 } } }]);
     assert.ok(responses.length >= 1 && responses.every((r) => r.error_message === ''));
+  });
+});
+
+/** A loopback port nobody holds right now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('gRPC across hot reload and deactivation', function () {
+  this.timeout(120_000);
+  let kit: TestKernel;
+  let port: number;
+  let client: InferenceClient;
+  const admin = (path: string) => kit.request(path, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } });
+  before(async () => {
+    ({ kit, port } = await start({ 'plugin.api-grpc.port': await freePort() }));
+    client = inferenceClient(port);
+  });
+  after(async () => {
+    client?.close();
+    await kit?.stop();
+  });
+
+  it('keeps serving on the same port after a reload, and closes the port when disabled', async () => {
+    assert.deepEqual(await unary(client, 'ServerLive', {}), { live: true });
+    const reload = await admin('/admin/plugins/api-grpc/reload');
+    assert.equal(reload.status, 200, JSON.stringify(reload.body));
+    const after = await unary<InferResponse>(client, 'ModelInfer', tabularRequest([ROW]), withKey(USER));
+    assert.equal(after.model_name, 'tabular-classifier');
+    const disable = await admin('/admin/plugins/api-grpc/disable');
+    assert.equal(disable.status, 200, JSON.stringify(disable.body));
+    const gone = await failure(unary(client, 'ServerLive', {}, new Metadata(), { deadline: Date.now() + 2000 }));
+    assert.ok(
+      gone.code === status.UNAVAILABLE || gone.code === status.DEADLINE_EXCEEDED,
+      `${gone.code} ${gone.details}`,
+    );
+    // Enabled again, it binds the port afresh.
+    const enable = await admin('/admin/plugins/api-grpc/enable');
+    assert.equal(enable.status, 200);
+    assert.equal((enable.body as { state: string }).state, 'active', JSON.stringify(enable.body));
+    const fresh = inferenceClient(port, undefined, { 'grpc.use_local_subchannel_pool': 1 });
+    try {
+      // The channel backs off after the refused connection; waitForReady retries until the port answers.
+      const options = { waitForReady: true, deadline: Date.now() + 20_000 };
+      assert.deepEqual(await unary(fresh, 'ServerLive', {}, new Metadata(), options), { live: true });
+    } finally {
+      fresh.close();
+    }
   });
 });
