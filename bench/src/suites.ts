@@ -1,6 +1,7 @@
 import { cacheSuite } from './cache.js';
 import { fuzzSuite } from './fuzz.js';
 import { ggufSuite } from './gguf-quants.js';
+import { grpcSuite } from './grpc.js';
 import { httpSuite } from './http.js';
 import { httpProfileSuite } from './http-profile.js';
 import { llmSuite } from './llm.js';
@@ -27,4 +28,5 @@ export const suites: Record<string, () => Promise<string>> = {
   tokens: tokensSuite,
   fuzz: fuzzSuite,
   reload: reloadSuite,
+  grpc: grpcSuite,
 };
