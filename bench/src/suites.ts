@@ -2,6 +2,7 @@ import { cacheSuite } from './cache.js';
 import { coldstartSuite } from './coldstart.js';
 import { fuzzSuite } from './fuzz.js';
 import { ggufSuite } from './gguf-quants.js';
+import { grpcSuite } from './grpc.js';
 import { httpSuite } from './http.js';
 import { httpProfileSuite } from './http-profile.js';
 import { llmSuite } from './llm.js';
@@ -29,4 +30,5 @@ export const suites: Record<string, () => Promise<string>> = {
   fuzz: fuzzSuite,
   reload: reloadSuite,
   coldstart: coldstartSuite,
+  grpc: grpcSuite,
 };

@@ -7,8 +7,11 @@ export interface NucleusEvents {
   'plugin.reloadFailed': { id: string; version: string; error: string };
   'extension.changed': { point: string; change: 'added' | 'removed'; pluginId: string; name: string };
   'config.changed': { path: string; value: unknown; previous: unknown };
-  /** `tenant`: the API key's tenant (see `Tenancy`) when the request carried a valid key. */
-  'request.start': { requestId: string; method: string; path: string; tenant?: string };
+  /**
+   * `tenant`: the API key's tenant (see `Tenancy`) when the request carried a valid key. `traceparent`: the caller's
+   * W3C trace context, from a protocol whose requests pass no HTTP hooks (gRPC metadata); tracing continues it.
+   */
+  'request.start': { requestId: string; method: string; path: string; tenant?: string; traceparent?: string };
   'request.end': {
     requestId: string;
     tenant?: string;

@@ -4,6 +4,7 @@ import type { InferenceService } from './inference.js';
 import type { Logger } from './logger.js';
 import type { ModelRegistry } from './model-registry.js';
 import type { PluginDirectory, Readiness } from './observability.js';
+import type { RequestAuthenticator } from './request-authenticator.js';
 
 /** Tokens under which the kernel registers its services in every plugin's container (`ctx.container.resolve(Services.events)`). */
 export const Services = {
@@ -23,6 +24,8 @@ export const Services = {
   models: 'nucleus.models',
   /** The server's {@link Readiness}, as `/ready` reports it. */
   readiness: 'nucleus.readiness',
+  /** The server's {@link RequestAuthenticator}: the HTTP key check, for protocols served outside HTTP (gRPC). */
+  auth: 'nucleus.auth',
 } as const;
 
 /**
@@ -56,6 +59,7 @@ export const ServiceRefs = {
   generation: serviceRef<GenerationService>(Services.generation),
   models: serviceRef<ModelRegistry>(Services.models),
   readiness: serviceRef<Readiness>(Services.readiness),
+  auth: serviceRef<RequestAuthenticator>(Services.auth),
 } as const;
 
 /** What `activate` receives for a plugin's `deps`: each ref's service. */

@@ -1,7 +1,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { type Caller, NucleusError, type Tenancy, toNucleusError } from '@nucleus/sdk';
+import {
+  type AuthenticatedCaller,
+  type Caller,
+  NucleusError,
+  type RequestAuthenticator,
+  type Tenancy,
+  toNucleusError,
+} from '@nucleus/sdk';
 import type { Context } from 'koa';
 import type { NucleusConfig } from '../kernel/config/index.js';
 import { JwtVerifier, type TokenIdentity } from './jwt-verifier.js';
@@ -208,6 +215,30 @@ export class Authenticator {
     ctx.state.apiKey = holder.label;
     const caller: Caller = { name: nameOf(key), role: key.role, ...(key.limits ? { limits: key.limits } : {}) };
     ctx.state.caller = caller;
+  }
+
+  /**
+   * The same check for a call that did not come through HTTP (gRPC): only its `authorization` value counts (such a
+   * call has no TLS socket of ours to read a client certificate from).
+   */
+  forCalls(): RequestAuthenticator {
+    return {
+      authenticate: async (authorization, access): Promise<AuthenticatedCaller> => {
+        const state: Record<string, unknown> = {};
+        const ctx = {
+          state,
+          req: { headers: authorization === undefined ? {} : { authorization }, socket: {} },
+        } as unknown as Context;
+        await this.verifyToken(ctx);
+        this.check(ctx, access);
+        const holder = state.keyHolder as KeyHolder | null | undefined;
+        return {
+          ...(state.caller !== undefined && { caller: state.caller as Caller }),
+          tenancy: holder?.tenancy ?? {},
+          ...(holder && { label: holder.label }),
+        };
+      },
+    };
   }
 
   private remember(ctx: Context, holder: KeyHolder | undefined): KeyHolder | undefined {

@@ -3,7 +3,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Contribution, ExtensionPointView, Hooks } from '@nucleus/sdk';
-import { badRequest, ExtensionPoints, NucleusError, unavailable } from '@nucleus/sdk';
+import { badRequest, ExtensionPoints, NucleusError, Services, unavailable } from '@nucleus/sdk';
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
@@ -77,6 +77,8 @@ export class HttpServer {
       { ...(jwt && { jwt }), certificates: () => config.get('auth.clientCertificates') },
     );
     this.auth = auth;
+    // Protocols served beside HTTP (gRPC) check their calls' keys exactly as the routes do.
+    kernel.container.register(Services.auth, { useValue: auth.forCalls() });
     this.routes = new RouteTable(kernel.extensions.point(ExtensionPoints.routes), kernelRoutes(kernel), auth);
     const hooks = kernel.extensions.point(ExtensionPoints.hooks);
 

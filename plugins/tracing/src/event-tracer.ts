@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { EventBus, Hooks, Logger, NucleusEvents, RequestState } from '@nucleus/sdk';
 import {
+  defaultTextMapGetter,
   isSpanContextValid,
   ROOT_CONTEXT,
   SpanKind,
@@ -139,8 +140,13 @@ export class EventTracer {
       events.on(
         'request.start',
         guard<'request.start'>((e) => {
-          if (!this.ignored.has(e.path))
-            this.remember(this.requests, e.requestId, { startedAt: now() }, (r) => r.span?.end());
+          if (this.ignored.has(e.path)) return;
+          this.remember(this.requests, e.requestId, { startedAt: now() }, (r) => r.span?.end());
+          // A call that passes no HTTP hook (gRPC) brings its caller's trace context with the event instead.
+          if (e.traceparent !== undefined) {
+            const parent = this.propagator.extract(ROOT_CONTEXT, { traceparent: e.traceparent }, defaultTextMapGetter);
+            this.startRequest(e.method, e.path, e.requestId, parent);
+          }
         }),
       ),
       events.on(
