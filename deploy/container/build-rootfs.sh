@@ -77,7 +77,6 @@ const config = {
     'NODE_ENV=production',
     'HOME=/var/cache/nucleus',
     'NUCLEUS_SERVER_HOST=0.0.0.0',
-    'NUCLEUS_SERVER_PORT=8080',
     'NUCLEUS_PLUGINS_WATCH=false',
     'NUCLEUS_CACHE_DIR=/var/cache/nucleus',
     'HF_HOME=/var/cache/huggingface',

@@ -20,9 +20,15 @@ describe('nucleus version', function () {
     };
     assert.equal(report.nucleus, readJson(join(REPO_ROOT, 'core/package.json')).version);
     assert.equal(report.node, process.versions.node);
-    assert.equal(report.onnxruntimeNode, readJson(join(REPO_ROOT, 'node_modules/onnxruntime-node/package.json')).version);
+    assert.equal(
+      report.onnxruntimeNode,
+      readJson(join(REPO_ROOT, 'node_modules/onnxruntime-node/package.json')).version,
+    );
     const folders = readdirSync(join(REPO_ROOT, 'plugins')).map((dir) => {
-      const manifest = readJson(join(REPO_ROOT, 'plugins', dir, 'package.json')).nucleus as { id: string; version: string };
+      const manifest = readJson(join(REPO_ROOT, 'plugins', dir, 'package.json')).nucleus as {
+        id: string;
+        version: string;
+      };
       return { id: manifest.id, version: manifest.version };
     });
     assert.ok(folders.length >= 10);

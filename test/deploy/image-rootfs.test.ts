@@ -26,7 +26,8 @@ function missing(): string | null {
   if (process.platform !== 'linux') return 'the root filesystem image is built on Linux only';
   if (process.getuid?.() !== 0) return 'building and running the image needs root (mounts, namespaces, chroot)';
   for (const tool of ['tini-static', 'unshare', 'chroot', 'ldd'])
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (apt-get install tini)`;
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+      return `${tool} is not installed (apt-get install tini)`;
   return null;
 }
 
@@ -91,7 +92,8 @@ describe('container image as a root filesystem (build-rootfs.sh)', function () {
       assert.ok(statSync(join(ROOTFS, file)).isFile(), file);
     assert.ok(statSync(join(ROOTFS, 'usr/local/bin/node')).mode & 0o111);
     const modules = join(ROOTFS, 'opt/nucleus/node_modules');
-    for (const dep of ['koa', 'ws', 'ajv', 'prom-client', 'onnxruntime-node']) assert.ok(existsSync(join(modules, dep)), dep);
+    for (const dep of ['koa', 'ws', 'ajv', 'prom-client', 'onnxruntime-node'])
+      assert.ok(existsSync(join(modules, dep)), dep);
     for (const dev of ['mocha', 'typescript', '@biomejs', 'node-llama-cpp', '@huggingface/transformers'])
       assert.ok(!existsSync(join(modules, dev)), `${dev} is a development dependency`);
     const ort = join(modules, 'onnxruntime-node/bin/napi-v6');
@@ -131,7 +133,9 @@ describe('container image as a root filesystem (build-rootfs.sh)', function () {
       const infer = await fetch(`${url}/v2/models/mlp-classifier/infer`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [0.1, 0.2, 0.3, 0.4] }] }),
+        body: JSON.stringify({
+          inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [0.1, 0.2, 0.3, 0.4] }],
+        }),
       });
       assert.equal(infer.status, 200, await infer.clone().text());
       const result = (await infer.json()) as { outputs: { name: string; data: number[] }[] };
