@@ -10,6 +10,7 @@ import { NUCLEUS_VERSION } from './nucleus-version.js';
 import { pluginNewCommand, pluginsCommand } from './plugins-command.js';
 import { quantizeCommand } from './quantize-command.js';
 import { serveCommand } from './serve-command.js';
+import { versionCommand } from './version-command.js';
 import { ExitCode, UsageError } from './exit-codes.js';
 
 // Output piped into `head` and closed early is not an error.
@@ -32,6 +33,7 @@ program.addCommand(doctorCommand());
 program.addCommand(pullCommand());
 program.addCommand(modelsCommand());
 program.addCommand(quantizeCommand());
+program.addCommand(versionCommand());
 // Subcommands do not inherit these settings: without them commander exits 1 by itself on a usage error.
 const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];
 for (const c of everyCommand(program)) c.exitOverride().showHelpAfterError('(run with --help for usage)');
