@@ -9,6 +9,7 @@ import { ResidentKvRows } from './resident-kv-rows.js';
 import { isGreedy, Sampler, type LogitsRow, type SamplingParams } from './sampler.js';
 import type { GenerationScheduler, WaitingSequence } from './scheduler.js';
 import { StopMatcher } from './stop-matcher.js';
+import { tokenLogprobs, type RawTokenLogprobs } from './token-logprobs.js';
 
 /** Turns token ids into text as they come, never splitting a UTF-8 character. */
 export interface TextStreamDecoder {
@@ -34,12 +35,14 @@ export interface SequenceInit {
   conversationId?: string;
   /** The prefix-cache namespace the sequence reads and leaves its blocks in (the common one when absent). */
   cacheNamespace?: string;
+  /** Log-probs of each token with this many alternatives; absent: none computed. */
+  logprobs?: number;
 }
 
 /** Where the loop sends what sequences produce. */
 export interface LoopSink {
-  /** A token was generated; `text` is the output it released (may be empty). */
-  token(id: number, tokenId: number, text: string): void;
+  /** A token was generated; `text` is the output it released (may be empty); `logprobs` where the sequence asked. */
+  token(id: number, tokenId: number, text: string, logprobs?: RawTokenLogprobs): void;
   /** A sequence ended; `text` is held-back output released at the end. */
   finish(id: number, reason: FinishReason, text: string, completionTokens: number, stop?: string): void;
   /**
@@ -573,7 +576,7 @@ export class GenerationLoop {
         emitted++;
         tokens++;
         // Token `emitted` puts the KV at the old length, the last token and the drafts before it.
-        goesOn = this.#emit(seq, token, before[row]! + emitted);
+        goesOn = this.#emit(seq, token, before[row]! + emitted, logits[row]![emitted - 1]!);
         if (!goesOn) break;
       }
       kept.push(before[row]! + emitted);
@@ -625,17 +628,21 @@ export class GenerationLoop {
     }
     const token = seq.sampler.sample(logits);
     seq.sampler.accept(token);
-    return this.#emit(seq, token, cached);
+    return this.#emit(seq, token, cached, logits);
   }
 
-  /** Appends a sampled token (the sampler has accepted it) and applies the stop rules; true while the sequence goes on. */
-  #emit(seq: Sequence, token: number, cached: number): boolean {
+  /**
+   * Appends a sampled token (the sampler has accepted it) and applies the stop rules; true while the sequence goes on.
+   * `row`: the logits it was sampled from, for the log-probs a sequence asks for.
+   */
+  #emit(seq: Sequence, token: number, cached: number, row: LogitsRow): boolean {
     seq.generated++;
     seq.lastToken = token;
     seq.generatedIds.push(token);
     if (seq.eos.has(token)) return this.#end(seq, 'stop');
     const check = seq.stop.push(seq.init.decoder.push(token));
-    this.#sink.token(seq.id, token, check.text);
+    const logprobs = seq.init.logprobs === undefined ? undefined : tokenLogprobs(row, token, seq.init.logprobs);
+    this.#sink.token(seq.id, token, check.text, logprobs);
     if (check.stop !== undefined) {
       this.#sink.finish(seq.id, 'stop_sequence', '', seq.generated, check.stop);
       return false;

@@ -6,6 +6,7 @@ import type {
   GenerationPriority,
   SamplingOptions,
   SessionOptions,
+  TokenLogprobs,
 } from '@nucleus/sdk';
 import type { DecoderConfig, TokenizerSpec } from '@nucleus/sdk/llm';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
@@ -93,6 +94,8 @@ export interface WireGenerateRequest extends Omit<SamplingOptions, 'stop' | 'ign
   cacheNamespace?: string;
   /** See `GenerateRequest.buffered`. */
   buffered?: boolean;
+  /** See `GenerateRequest.logprobs`. */
+  logprobs?: number;
 }
 
 /** An embedding request as it crosses into the thread. */
@@ -126,6 +129,7 @@ export type WireGenerationEvent =
       text: string;
       /** When it was sampled, on the clock comparable across threads (`performance.timeOrigin + performance.now()`). */
       sampledAt: number;
+      logprobs?: TokenLogprobs;
     }
   | {
       kind: 'finish';

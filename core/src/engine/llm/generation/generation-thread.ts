@@ -12,6 +12,8 @@ import {
   type CachePolicyFactory,
   type DraftProposerFactory,
   type SessionOptions,
+  type TokenLogprob,
+  type TokenLogprobs,
 } from '@nucleus/sdk';
 import { createBackendSession } from '../../backend-session.js';
 import { loadTokenizer, type LlmTokenizer } from '@nucleus/sdk/llm';
@@ -41,6 +43,7 @@ import {
   type StepRecovery,
 } from './generation-loop.js';
 import { Outbox } from './outbox.js';
+import type { RawTokenLogprobs } from './token-logprobs.js';
 import { type BuiltPrompt, buildPrompt, type ChatRenderer } from './prompt-builder.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
 import { GenerationScheduler } from './scheduler.js';
@@ -170,6 +173,8 @@ class DecoderEngine {
   readonly #requests = new Map<number, Admitted>();
   /** Loop sequence id → request id and choice index. */
   readonly #choices = new Map<number, { request: number; index: number }>();
+  /** Token texts for log-probs, filled as requests ask for them (a vocabulary's worth at most). */
+  readonly #tokenTexts = new Map<number, string>();
   /** Loop sequences that have emitted a token: the first one of each is posted at once. */
   readonly #streaming = new Set<number>();
   /** Loop sequence id → prompt tokens it took from the prefix cache. */
@@ -209,7 +214,7 @@ class DecoderEngine {
       });
     }, spec.flushIntervalMs);
     const sink: LoopSink = {
-      token: (seq, tokenId, text) => {
+      token: (seq, tokenId, text, logprobs) => {
         const c = this.#choices.get(seq)!;
         const first = !this.#streaming.has(seq);
         if (first) this.#streaming.add(seq);
@@ -221,6 +226,7 @@ class DecoderEngine {
             tokenId,
             text,
             sampledAt: performance.timeOrigin + performance.now(),
+            ...(logprobs !== undefined && { logprobs: this.#namedLogprobs(tokenId, logprobs) }),
           },
           first,
         );
@@ -347,6 +353,7 @@ class DecoderEngine {
         decoder: this.#tokenizer.createStreamDecoder({ prefix: prompt.ids }),
         ...(request.conversationId !== undefined && { conversationId: request.conversationId }),
         ...(request.cacheNamespace !== undefined && { cacheNamespace: request.cacheNamespace }),
+        ...(request.logprobs !== undefined && { logprobs: request.logprobs }),
       });
     }
   }
@@ -391,6 +398,16 @@ class DecoderEngine {
     if (key === this.#lastRecovery || (this.#lastRecovery === '' && key === '0,0,0')) return undefined;
     this.#lastRecovery = key;
     return { ...recovery };
+  }
+
+  // Log-probs with each token's text, as the APIs show them.
+  #namedLogprobs(tokenId: number, raw: RawTokenLogprobs): TokenLogprobs {
+    const named = (id: number, logprob: number): TokenLogprob => {
+      let token = this.#tokenTexts.get(id);
+      if (token === undefined) this.#tokenTexts.set(id, (token = this.#tokenizer.decode([id], { keepSpecial: true })));
+      return { tokenId: id, token, logprob };
+    };
+    return { ...named(tokenId, raw.logprob), top: raw.top.map(([id, lp]) => named(id, lp)) };
   }
 
   #release(seq: number): { request: number; index: number } | undefined {

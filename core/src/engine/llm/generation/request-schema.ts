@@ -1,6 +1,7 @@
 import { badRequest, type EmbedRequest, type GenerateRequest, type NucleusError } from '@nucleus/sdk';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
+import { MAX_TOP_LOGPROBS } from './token-logprobs.js';
 
 /**
  * What a field's errors say: the parameter as the APIs spell it (the error's `param`, and `invalid_<param>` its code)
@@ -142,6 +143,15 @@ export const GENERATE_REQUEST_SCHEMA: RequestSchema = {
         messages: { '*': 'cacheNamespace must be a string of 1 to 64 characters' },
       },
     },
+    logprobs: {
+      ...INTEGER,
+      minimum: 0,
+      maximum: MAX_TOP_LOGPROBS,
+      'x-error': {
+        param: 'top_logprobs',
+        messages: { '*': `top_logprobs must be an integer from 0 to ${MAX_TOP_LOGPROBS}` },
+      },
+    },
     prompt: {
       anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'number' } }],
       'x-error': { param: 'prompt', messages: { '*': 'prompt must be a string or a list of token ids' } },
@@ -223,6 +233,7 @@ export function toWireGenerate(r: GenerateRequest): WireGenerateRequest {
     ...(r.conversationId !== undefined && { conversationId: qualifiedConversation(r.conversationId, r.tenant) }),
     ...(r.cacheNamespace !== undefined && { cacheNamespace: r.cacheNamespace }),
     ...(r.buffered === true && { buffered: true }),
+    ...(r.logprobs !== undefined && { logprobs: r.logprobs }),
   };
 }
 
