@@ -86,6 +86,8 @@ export interface TokenLogprob {
   tokenId: number;
   /** The token's own text (special tokens as written); a piece of a UTF-8 character reads as U+FFFD. */
   token: string;
+  /** The token's own bytes (a byte token's single byte, where `token` cannot show it). */
+  bytes: number[];
   logprob: number;
 }
 

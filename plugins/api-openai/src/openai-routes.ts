@@ -9,7 +9,9 @@ import {
   type RouteContext,
   type RouteContribution,
 } from '@nucleus/sdk';
+import { chatLogprobs, chatLogprobsOf, countOf, legacyLogprobs } from './logprobs-mapping.js';
 import { mergeStreams } from './merge-streams.js';
+import type { TokenLogprobs } from '@nucleus/sdk';
 import {
   addressOf,
   chatMessagesOf,
@@ -156,11 +158,13 @@ async function chatCompletions(
     ...(version !== undefined && { version }),
     messages: chatMessagesOf(body.messages),
     ...samplingOf(body),
+    ...chatLogprobsOf(body),
     ...tenancyOf(ctx),
     requestId,
     ...deadlineOf(ctx),
   };
   const n = request.n ?? 1;
+  const withLogprobs = request.logprobs !== undefined;
   // Admission happens before anything is written: a bad request still gets its own status code.
   const stream = await deps.generation(ctx).generate(request, signal);
   const id = responseId('chatcmpl');
@@ -174,7 +178,7 @@ async function chatCompletions(
       choices: result.choices.map((c) => ({
         index: c.index,
         message: { role: 'assistant', content: c.text },
-        logprobs: null,
+        logprobs: withLogprobs ? chatLogprobs(c.logprobs ?? []) : null,
         finish_reason: openAiFinishReason(c.finishReason),
         stop_reason: c.stopSequence ?? null,
       })),
@@ -190,10 +194,16 @@ async function chatCompletions(
     choices,
     ...(includeUsage && { usage: usage ? usageBody(usage) : null }),
   });
-  const delta = (index: number, d: Record<string, unknown>, finish: string | null = null, stop?: string) => ({
+  const delta = (
+    index: number,
+    d: Record<string, unknown>,
+    finish: string | null = null,
+    stop?: string,
+    lps?: TokenLogprobs[],
+  ) => ({
     index,
     delta: d,
-    logprobs: null,
+    logprobs: lps ? chatLogprobs(lps) : null,
     finish_reason: finish,
     ...(finish !== null && { stop_reason: stop ?? null }),
   });
@@ -204,19 +214,35 @@ async function chatCompletions(
   const contentTail = `,"logprobs":null,"finish_reason":null}]${includeUsage ? ',"usage":null' : ''}}`;
   // What each choice said in full, for a shadow copy's comparison once the stream has ended.
   const said = Array.from({ length: n }, () => '');
+  // Log-probs of tokens that released no text yet, per choice: they go with the next chunk that has text.
+  const pending = Array.from({ length: n }, (): TokenLogprobs[] => []);
   try {
     for (let i = 0; i < n; i++) await sse.send(chunk([delta(i, { role: 'assistant', content: '' })]));
     for await (const event of stream) {
       if (sse.closed) break;
       if (event.type !== 'done') said[event.index] += event.text;
-      if (event.type === 'token') {
+      if (event.type === 'token' && event.logprobs) {
+        const lps = pending[event.index]!;
+        lps.push(event.logprobs);
+        if (event.text) {
+          pending[event.index] = [];
+          await sse.sendToken(
+            chunk([delta(event.index, { content: event.text }, null, undefined, lps)]),
+            event.sampledAt,
+          );
+        }
+      } else if (event.type === 'token') {
         if (event.text)
           await sse.sendToken(
             `${contentHead}${event.index},"delta":{"content":${JSON.stringify(event.text)}}${contentTail}`,
             event.sampledAt,
           );
       } else if (event.type === 'finish') {
-        if (event.text) await sse.send(chunk([delta(event.index, { content: event.text })]));
+        const lps = pending[event.index]!;
+        if (event.text || lps.length > 0)
+          await sse.send(
+            chunk([delta(event.index, { content: event.text }, null, undefined, withLogprobs ? lps : undefined)]),
+          );
         await sse.send(chunk([delta(event.index, {}, openAiFinishReason(event.finishReason), event.stopSequence)]));
       } else if (includeUsage) {
         await sse.send(chunk([], event.usage));
@@ -253,7 +279,8 @@ async function completions(
   const controller = new AbortController();
   signal.addEventListener('abort', () => controller.abort(), { once: true });
   // The legacy completions API defaults to 16 tokens (as OpenAI and vLLM do); chat uses what the context leaves.
-  const sampling = { maxTokens: 16, ...samplingOf(body) };
+  const sampling = { maxTokens: 16, ...samplingOf(body), ...countOf(body.logprobs) };
+  const withLogprobs = sampling.logprobs !== undefined;
   const n = sampling.n ?? 1;
   const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
   const service = deps.generation(ctx);
@@ -303,7 +330,7 @@ async function completions(
           r.choices.map((c) => ({
             index: p * n + c.index,
             text: echo(p) + c.text,
-            logprobs: null,
+            logprobs: withLogprobs ? legacyLogprobs(c.logprobs ?? [], echo(p).length) : null,
             finish_reason: openAiFinishReason(c.finishReason),
             stop_reason: c.stopSequence ?? null,
           })),
@@ -324,10 +351,10 @@ async function completions(
     choices,
     ...(includeUsage && { usage: usage ? usageBody(usage) : null }),
   });
-  const choice = (index: number, text: string, finish: string | null = null, stop?: string) => ({
+  const choice = (index: number, text: string, finish: string | null = null, stop?: string, lps?: unknown) => ({
     index,
     text,
-    logprobs: null,
+    logprobs: lps ?? null,
     finish_reason: finish,
     ...(finish !== null && { stop_reason: stop ?? null }),
   });
@@ -335,6 +362,8 @@ async function completions(
   const total = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
   // What each choice said in full (as a complete answer gives it), for a shadow copy's comparison.
   const said = Array.from({ length: prompts.length * n }, (_, i) => echo(Math.floor(i / n)));
+  // Where each choice's next token starts in its text, for `text_offset`.
+  const offsets = said.map((s) => s.length);
   try {
     if (body.echo)
       for (let p = 0; p < prompts.length; p++)
@@ -342,7 +371,12 @@ async function completions(
     for await (const { source, event } of mergeStreams(streams)) {
       if (sse.closed) break;
       if (event.type !== 'done') said[source * n + event.index] += event.text;
-      if (event.type === 'token') {
+      if (event.type === 'token' && event.logprobs) {
+        const at = source * n + event.index;
+        const lps = legacyLogprobs([event.logprobs], offsets[at]!);
+        offsets[at]! += event.logprobs.token.length;
+        await sse.sendToken(chunk([choice(at, event.text, null, undefined, lps)]), event.sampledAt);
+      } else if (event.type === 'token') {
         if (event.text) await sse.sendToken(chunk([choice(source * n + event.index, event.text)]), event.sampledAt);
       } else if (event.type === 'finish') {
         await sse.send(

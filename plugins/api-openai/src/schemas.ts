@@ -12,6 +12,8 @@ const stop = nullable({
   anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }],
 });
 const tokenIds = { type: 'array', items: { type: 'integer', minimum: 0 } };
+// Alternatives per token (the engine's bound, OpenAI's for `top_logprobs`).
+const topCount = nullable({ type: 'integer', minimum: 0, maximum: 20 });
 const priority = nullable({ anyOf: [{ enum: ['high', 'normal', 'low'] }, { type: 'integer' }] });
 
 /** Sampling fields shared by every generation endpoint, OpenAI names plus the vLLM extras. */
@@ -60,7 +62,14 @@ const messages = {
 export const CHAT_COMPLETION_SCHEMA = {
   type: 'object',
   required: ['model', 'messages'],
-  properties: { model: { type: 'string', minLength: 1 }, messages, ...sampling, max_completion_tokens: int(1) },
+  properties: {
+    model: { type: 'string', minLength: 1 },
+    messages,
+    ...sampling,
+    max_completion_tokens: int(1),
+    logprobs: nullable({ type: 'boolean' }),
+    top_logprobs: topCount,
+  },
 };
 
 /** `POST /v1/completions`. */
@@ -81,6 +90,7 @@ export const COMPLETION_SCHEMA = {
     },
     echo: nullable({ type: 'boolean' }),
     ...sampling,
+    logprobs: topCount,
   },
 };
 
@@ -122,6 +132,7 @@ export const GENERATE_SCHEMA = {
       anyOf: [{ type: 'string' }, { ...tokenIds, minItems: 1 }],
     },
     ...sampling,
+    n_probs: topCount,
   },
 };
 
@@ -134,6 +145,7 @@ export const CHAT_SCHEMA = {
     messages,
     add_generation_prompt: nullable({ type: 'boolean' }),
     ...sampling,
+    n_probs: topCount,
   },
 };
 

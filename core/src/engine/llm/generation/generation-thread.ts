@@ -174,7 +174,7 @@ class DecoderEngine {
   /** Loop sequence id → request id and choice index. */
   readonly #choices = new Map<number, { request: number; index: number }>();
   /** Token texts for log-probs, filled as requests ask for them (a vocabulary's worth at most). */
-  readonly #tokenTexts = new Map<number, string>();
+  readonly #tokenTexts = new Map<number, { token: string; bytes: number[] }>();
   /** Loop sequences that have emitted a token: the first one of each is posted at once. */
   readonly #streaming = new Set<number>();
   /** Loop sequence id → prompt tokens it took from the prefix cache. */
@@ -403,9 +403,14 @@ class DecoderEngine {
   // Log-probs with each token's text, as the APIs show them.
   #namedLogprobs(tokenId: number, raw: RawTokenLogprobs): TokenLogprobs {
     const named = (id: number, logprob: number): TokenLogprob => {
-      let token = this.#tokenTexts.get(id);
-      if (token === undefined) this.#tokenTexts.set(id, (token = this.#tokenizer.decode([id], { keepSpecial: true })));
-      return { tokenId: id, token, logprob };
+      let text = this.#tokenTexts.get(id);
+      if (text === undefined) {
+        const t = this.#tokenizer;
+        const bytes = t.pieceBytes?.(id, true) ?? Buffer.from(t.decode([id], { keepSpecial: true }));
+        text = { token: Buffer.from(bytes).toString('utf8'), bytes: [...bytes] };
+        this.#tokenTexts.set(id, text);
+      }
+      return { tokenId: id, ...text, logprob };
     };
     return { ...named(tokenId, raw.logprob), top: raw.top.map(([id, lp]) => named(id, lp)) };
   }
