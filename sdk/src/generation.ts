@@ -93,11 +93,31 @@ export interface GenerateRequest extends SamplingOptions {
   /** The prefix-cache namespace (`Tenancy`): the prompt reuses and leaves cached KV only within it. */
   cacheNamespace?: string;
   /**
+   * Log-probs of every generated token, with this many most likely alternatives (0–20): log-softmax of the model's
+   * raw logits (before penalties and temperature). Absent: none are computed.
+   */
+  logprobs?: number;
+  /**
    * The caller gathers the whole answer before anyone sees any of it (a non-streamed response): its events are held
    * until it ends, and when the worker running it dies it is run again from the start (a bounded number of times)
    * instead of failing, since no part of it has been seen. Default false: events come as they are made.
    */
   buffered?: boolean;
+}
+
+/** One token and its log-probability (natural log). */
+export interface TokenLogprob {
+  tokenId: number;
+  /** The token's own text (special tokens as written); a piece of a UTF-8 character reads as U+FFFD. */
+  token: string;
+  /** The token's own bytes (a byte token's single byte, where `token` cannot show it). */
+  bytes: number[];
+  logprob: number;
+}
+
+/** A generated token's log-probability and the most likely tokens at its step, best first. */
+export interface TokenLogprobs extends TokenLogprob {
+  top: TokenLogprob[];
 }
 
 /** Something a generation stream yields, in order: tokens and finishes per choice, then one `done`. */
@@ -117,6 +137,8 @@ export type GenerationEvent =
        * (`performance.timeOrigin + performance.now()`, as `tokenClock()` reads it), where the engine stamps tokens.
        */
       sampledAt?: number;
+      /** Where the request asked for `logprobs`. */
+      logprobs?: TokenLogprobs;
     }
   | {
       type: 'finish';

@@ -21,6 +21,7 @@ export * from './request-authenticator.js';
 export * from './services.js';
 export * from './sse-stream.js';
 export * from './tenancy.js';
+export * from './ws-requests.js';
 export * from './token-delivery.js';
 export { sha256File } from './file-hash.js';
 export { SeededRandom } from './seeded-random.js';

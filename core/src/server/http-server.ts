@@ -329,10 +329,16 @@ export class HttpServer {
         const found = await this.auth.identifySocket(req);
         if (found === 'open') return { label: 'anonymous', admin: true };
         if (typeof found === 'string') return found;
-        return { label: found.label, admin: found.key.role === 'admin', tenant: found.tenancy.tenant! };
+        return {
+          label: found.label,
+          admin: found.key.role === 'admin',
+          tenant: found.tenancy.tenant!,
+          tenancy: found.tenancy,
+        };
       },
       this.kernel.extensions.point(ExtensionPoints.wsTopics),
       () => this.kernel.config.get('ws'),
+      this.kernel.extensions.point(ExtensionPoints.wsHandlers),
     );
     this.ws.attach(server);
     await new Promise<void>((resolve, reject) => {

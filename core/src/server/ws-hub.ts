@@ -1,7 +1,17 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { EventBus, EventType, ExtensionPointView, Logger, NucleusEvents, WsTopic } from '@nucleus/sdk';
+import type {
+  EventBus,
+  EventType,
+  ExtensionPointView,
+  Logger,
+  NucleusEvents,
+  Tenancy,
+  WsRequestHandler,
+  WsTopic,
+} from '@nucleus/sdk';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { WsRequests } from './ws-requests.js';
 
 /** The topics a WebSocket client can subscribe to, and the kernel events each carries. */
 export const WS_TOPICS: Record<string, readonly EventType[]> = {
@@ -27,6 +37,8 @@ export interface WsIdentity {
   admin: boolean;
   /** The key's tenant: a user socket sees the request events of this tenant only. Absent while no key is configured. */
   tenant?: string;
+  /** What the socket's requests carry into the engine, as HTTP requests with the same key do. */
+  tenancy?: Tenancy;
 }
 
 /** The hub's bounds (`ws.*` in the config), read at each use so that they change at run time. */
@@ -54,6 +66,8 @@ interface Client {
   alive: boolean;
   /** Messages dropped since the last one sent. */
   dropped: number;
+  /** Its inference requests in flight. */
+  requests: WsRequests;
 }
 
 /**
@@ -85,6 +99,8 @@ export class WsHub {
     private readonly authorize: (req: IncomingMessage) => WsIdentity | string | Promise<WsIdentity | string>,
     private readonly pluginTopics?: ExtensionPointView<WsTopic>,
     private readonly limits: () => WsLimits = () => DEFAULT_LIMITS,
+    /** Request types plugins serve (`generate`, `chat`, `infer`): see {@link WsRequests}. */
+    private readonly handlers?: ExtensionPointView<WsRequestHandler>,
   ) {
     this.unsubscribe = events.onAny((type, data) => this.broadcast(type, data));
     this.heartbeat = setInterval(() => this.ping(), 30_000).unref();
@@ -160,7 +176,14 @@ export class WsHub {
   }
 
   private accept(socket: WebSocket, identity: WsIdentity): void {
-    const client: Client = { socket, identity, topics: new Set(), alive: true, dropped: 0 };
+    const requests = new WsRequests(
+      socket,
+      { label: identity.label, tenancy: identity.tenancy ?? {} },
+      this.handlers,
+      () => this.limits().maxBufferedBytes,
+      this.logger,
+    );
+    const client: Client = { socket, identity, topics: new Set(), alive: true, dropped: 0, requests };
     this.clients.add(client);
     if (identity.tenant !== undefined) this.perKey.set(identity.tenant, (this.perKey.get(identity.tenant) ?? 0) + 1);
     socket.on('pong', () => (client.alive = true));
@@ -171,6 +194,7 @@ export class WsHub {
   }
 
   private forget(client: Client): void {
+    client.requests.closeAll();
     if (!this.clients.delete(client)) return;
     // Request events are not followed while no socket listens: the requests it knew of are forgotten with it.
     if (this.clients.size === 0) this.requestOwners.clear();
@@ -182,18 +206,24 @@ export class WsHub {
   }
 
   private onMessage(client: Client, raw: string): void {
-    let msg: { type?: unknown; topics?: unknown };
+    let msg: { type?: unknown; topics?: unknown; id?: unknown };
     try {
       msg = JSON.parse(raw) as typeof msg;
     } catch {
       return this.sendError(client, 'invalid_json', 'message is not valid JSON');
     }
+    if (msg === null || typeof msg !== 'object' || Array.isArray(msg))
+      return this.sendError(client, 'invalid_message', 'a message is a JSON object with a "type"');
     if (msg.type === 'ping') return this.send(client, { type: 'pong' });
+    if (msg.type === 'cancel') return client.requests.cancel(msg.id);
+    const handler = typeof msg.type === 'string' ? client.requests.handlerOf(msg.type) : undefined;
+    if (handler) return client.requests.start(msg.type as string, msg as Record<string, unknown>, handler);
     if (msg.type !== 'subscribe' && msg.type !== 'unsubscribe') {
+      const served = client.requests.types().map((t) => `"${t}"`);
       return this.sendError(
         client,
         'unknown_type',
-        `unknown message type ${JSON.stringify(msg.type)}; use "subscribe", "unsubscribe" or "ping"`,
+        `unknown message type ${JSON.stringify(msg.type)}; use ${['"subscribe"', '"unsubscribe"', '"ping"', ...served, ...(served.length ? ['"cancel"'] : [])].join(', ')}`,
       );
     }
     const topics = Array.isArray(msg.topics) ? msg.topics : [];

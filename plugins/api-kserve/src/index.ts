@@ -13,6 +13,7 @@ import { generateRoutes } from './generate-routes.js';
 import { kserveRoutes, noEngine } from './kserve-routes.js';
 import { monitorRoutes } from './monitor-routes.js';
 import { nativeRoutes } from './native-routes.js';
+import { wsInfer } from './ws-infer.js';
 
 export {
   attachBinaryInputs,
@@ -76,5 +77,6 @@ export default definePlugin({
     for (const [surface, routes] of Object.entries(surfaces))
       for (const route of routes)
         ctx.contribute(ExtensionPoints.routes, route, { name: `${surface}/${route.method} ${route.path}` });
+    ctx.contribute(ExtensionPoints.wsHandlers, wsInfer(service), { name: 'ws-infer' });
   },
 });

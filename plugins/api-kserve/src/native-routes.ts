@@ -69,7 +69,8 @@ export function decodeNativeInputs(inputs: Record<string, unknown>, info: ModelV
   return out;
 }
 
-function encodeResult(result: InferResult): {
+/** A result as `/infer` answers it: nested lists with their shapes and dtypes. */
+export function encodeResult(result: InferResult): {
   model: string;
   version: string;
   outputs: Record<string, unknown>;

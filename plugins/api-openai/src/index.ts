@@ -1,6 +1,7 @@
 import { definePlugin, ExtensionPoints, InferenceHooks, optionalService, ServiceRefs, unavailable } from '@nucleus/sdk';
 import { nativeRoutes } from './native-routes.js';
 import { openAiRoutes, type RouteDeps } from './openai-routes.js';
+import { wsGeneration } from './ws-generation.js';
 
 export {
   type BodyMessage,
@@ -32,11 +33,12 @@ const MAX_PROMPTS_PER_REQUEST = 16;
 export default definePlugin({
   deps: { generation: optionalService(ServiceRefs.generation) },
   activate(ctx, { generation }) {
+    const engine = () => {
+      if (!generation) throw unavailable('generation_unavailable', 'this server runs no text-generation engine');
+      return generation;
+    };
     const deps: RouteDeps = {
-      generation: () => {
-        if (!generation) throw unavailable('generation_unavailable', 'this server runs no text-generation engine');
-        return generation;
-      },
+      generation: engine,
       events: ctx.events,
       maxPromptsPerRequest: MAX_PROMPTS_PER_REQUEST,
       hooks: new InferenceHooks(ctx),
@@ -47,5 +49,6 @@ export default definePlugin({
     for (const [surface, routes] of Object.entries(surfaces))
       for (const route of routes)
         ctx.contribute(ExtensionPoints.routes, route, { name: `${surface}/${route.method} ${route.path}` });
+    ctx.contribute(ExtensionPoints.wsHandlers, wsGeneration(engine), { name: 'ws-generation' });
   },
 });

@@ -23,12 +23,15 @@ import {
   type SamplingBody,
 } from './request-mapping.js';
 import { CHAT_SCHEMA, EMBEDDING_SCHEMA, GENERATE_SCHEMA, validator } from './schemas.js';
+import { countOf, nativeLogprobs } from './logprobs-mapping.js';
 import { recordStreamedAnswer, SseStream } from '@nucleus/sdk';
 import type { EmbeddingBody } from './openai-routes.js';
 
 /** `POST /generate` body. */
 export interface GenerateBody extends SamplingBody {
   prompt: string | number[];
+  /** Log-probs of each token with this many alternatives, as llama.cpp's `n_probs`. */
+  n_probs?: number | null;
 }
 
 /** `POST /chat` body. */
@@ -144,6 +147,7 @@ async function generate(
     ...(version !== undefined && { version }),
     ...input,
     ...samplingOf(body),
+    ...countOf(body.n_probs),
     ...tenancyOf(ctx),
     requestId,
   };
@@ -164,6 +168,7 @@ async function generate(
         text: c.text,
         ...(chat && { message: { role: 'assistant', content: c.text } }),
         token_ids: c.tokenIds,
+        ...(request.logprobs !== undefined && { logprobs: (c.logprobs ?? []).map(nativeLogprobs) }),
         finish_reason: c.finishReason,
         stop_sequence: c.stopSequence ?? null,
       })),
@@ -182,7 +187,7 @@ async function generate(
       if (event.type !== 'done') said[event.index] += event.text;
       if (event.type === 'token') {
         await sse.sendToken(
-          `${tokenHead}${event.index},"token":{"id":${event.tokenId},"text":${JSON.stringify(event.text)}},"finish_reason":null}`,
+          `${tokenHead}${event.index},"token":{"id":${event.tokenId},"text":${JSON.stringify(event.text)}},${event.logprobs ? `"logprobs":${JSON.stringify(nativeLogprobs(event.logprobs))},` : ''}"finish_reason":null}`,
           event.sampledAt,
         );
       } else if (event.type === 'finish') {

@@ -9,7 +9,9 @@ import {
   type RouteContext,
   type RouteContribution,
 } from '@nucleus/sdk';
+import { chatLogprobs, chatLogprobsOf, countOf, legacyLogprobs } from './logprobs-mapping.js';
 import { mergeStreams } from './merge-streams.js';
+import type { TokenLogprobs } from '@nucleus/sdk';
 import {
   addressOf,
   chatMessagesOf,
@@ -161,11 +163,13 @@ async function chatCompletions(
     ...(output.tools && { tools: output.tools }),
     ...(output.jsonSchema && { jsonSchema: output.jsonSchema }),
     ...samplingOf(body),
+    ...chatLogprobsOf(body),
     ...tenancyOf(ctx),
     requestId,
     ...deadlineOf(ctx),
   };
   const n = request.n ?? 1;
+  const withLogprobs = request.logprobs !== undefined;
   // Admission happens before anything is written: a bad request still gets its own status code.
   const stream = await deps.generation(ctx).generate(request, signal);
   const id = responseId('chatcmpl');
@@ -190,7 +194,7 @@ async function chatCompletions(
             content: calls.length > 0 && answer.content === '' ? null : answer.content,
             ...(calls.length > 0 && { tool_calls: calls }),
           },
-          logprobs: null,
+          logprobs: withLogprobs ? chatLogprobs(c.logprobs ?? []) : null,
           finish_reason: calls.length > 0 ? 'tool_calls' : openAiFinishReason(c.finishReason),
           stop_reason: c.stopSequence ?? null,
         };
@@ -207,10 +211,16 @@ async function chatCompletions(
     choices,
     ...(includeUsage && { usage: usage ? usageBody(usage) : null }),
   });
-  const delta = (index: number, d: Record<string, unknown>, finish: string | null = null, stop?: string) => ({
+  const delta = (
+    index: number,
+    d: Record<string, unknown>,
+    finish: string | null = null,
+    stop?: string,
+    lps?: TokenLogprobs[],
+  ) => ({
     index,
     delta: d,
-    logprobs: null,
+    logprobs: lps ? chatLogprobs(lps) : null,
     finish_reason: finish,
     ...(finish !== null && { stop_reason: stop ?? null }),
   });
@@ -222,6 +232,8 @@ async function chatCompletions(
   // What each choice said in full, for a shadow copy's comparison once the stream has ended.
   const said = Array.from({ length: n }, () => '');
   const tools = output.choice === 'none' ? undefined : new ToolDeltas(output, n);
+  // Log-probs of tokens that released no text yet, per choice: they go with the next chunk that has text.
+  const pending = Array.from({ length: n }, (): TokenLogprobs[] => []);
   try {
     for (let i = 0; i < n; i++) await sse.send(chunk([delta(i, { role: 'assistant', content: '' })]));
     for await (const event of stream) {
@@ -240,6 +252,16 @@ async function chatCompletions(
             chunk([delta(event.index, {}, reason ?? openAiFinishReason(event.finishReason), event.stopSequence)]),
           );
         }
+      } else if (event.type === 'token' && event.logprobs) {
+        const lps = pending[event.index]!;
+        lps.push(event.logprobs);
+        if (event.text) {
+          pending[event.index] = [];
+          await sse.sendToken(
+            chunk([delta(event.index, { content: event.text }, null, undefined, lps)]),
+            event.sampledAt,
+          );
+        }
       } else if (event.type === 'token') {
         if (event.text)
           await sse.sendToken(
@@ -247,7 +269,11 @@ async function chatCompletions(
             event.sampledAt,
           );
       } else if (event.type === 'finish') {
-        if (event.text) await sse.send(chunk([delta(event.index, { content: event.text })]));
+        const lps = pending[event.index]!;
+        if (event.text || lps.length > 0)
+          await sse.send(
+            chunk([delta(event.index, { content: event.text }, null, undefined, withLogprobs ? lps : undefined)]),
+          );
         await sse.send(chunk([delta(event.index, {}, openAiFinishReason(event.finishReason), event.stopSequence)]));
       } else if (includeUsage) {
         await sse.send(chunk([], event.usage));
@@ -284,7 +310,8 @@ async function completions(
   const controller = new AbortController();
   signal.addEventListener('abort', () => controller.abort(), { once: true });
   // The legacy completions API defaults to 16 tokens (as OpenAI and vLLM do); chat uses what the context leaves.
-  const sampling = { maxTokens: 16, ...samplingOf(body) };
+  const sampling = { maxTokens: 16, ...samplingOf(body), ...countOf(body.logprobs) };
+  const withLogprobs = sampling.logprobs !== undefined;
   const n = sampling.n ?? 1;
   const requestId = (ctx.state as { requestId?: string }).requestId ?? '';
   const service = deps.generation(ctx);
@@ -334,7 +361,7 @@ async function completions(
           r.choices.map((c) => ({
             index: p * n + c.index,
             text: echo(p) + c.text,
-            logprobs: null,
+            logprobs: withLogprobs ? legacyLogprobs(c.logprobs ?? [], echo(p).length) : null,
             finish_reason: openAiFinishReason(c.finishReason),
             stop_reason: c.stopSequence ?? null,
           })),
@@ -355,10 +382,10 @@ async function completions(
     choices,
     ...(includeUsage && { usage: usage ? usageBody(usage) : null }),
   });
-  const choice = (index: number, text: string, finish: string | null = null, stop?: string) => ({
+  const choice = (index: number, text: string, finish: string | null = null, stop?: string, lps?: unknown) => ({
     index,
     text,
-    logprobs: null,
+    logprobs: lps ?? null,
     finish_reason: finish,
     ...(finish !== null && { stop_reason: stop ?? null }),
   });
@@ -366,6 +393,8 @@ async function completions(
   const total = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
   // What each choice said in full (as a complete answer gives it), for a shadow copy's comparison.
   const said = Array.from({ length: prompts.length * n }, (_, i) => echo(Math.floor(i / n)));
+  // Where each choice's next token starts in its text, for `text_offset`.
+  const offsets = said.map((s) => s.length);
   try {
     if (body.echo)
       for (let p = 0; p < prompts.length; p++)
@@ -373,7 +402,12 @@ async function completions(
     for await (const { source, event } of mergeStreams(streams)) {
       if (sse.closed) break;
       if (event.type !== 'done') said[source * n + event.index] += event.text;
-      if (event.type === 'token') {
+      if (event.type === 'token' && event.logprobs) {
+        const at = source * n + event.index;
+        const lps = legacyLogprobs([event.logprobs], offsets[at]!);
+        offsets[at]! += event.logprobs.token.length;
+        await sse.sendToken(chunk([choice(at, event.text, null, undefined, lps)]), event.sampledAt);
+      } else if (event.type === 'token') {
         if (event.text) await sse.sendToken(chunk([choice(source * n + event.index, event.text)]), event.sampledAt);
       } else if (event.type === 'finish') {
         await sse.send(

@@ -14,6 +14,7 @@ import {
   NucleusError,
   type RouteContext,
   type SseStreamOptions,
+  type TokenLogprobs,
 } from '@nucleus/sdk';
 
 /** Sampling fields as the HTTP APIs spell them (OpenAI names, plus the vLLM extras). */
@@ -55,7 +56,6 @@ const UNSUPPORTED: Record<string, (v: unknown) => boolean> = {
   tools: (v) => Array.isArray(v) && v.length > 0,
   functions: (v) => Array.isArray(v) && v.length > 0,
   logit_bias: (v) => v !== null && typeof v === 'object' && Object.keys(v).length > 0,
-  logprobs: (v) => v === true || (typeof v === 'number' && v > 0),
   best_of: (v) => typeof v === 'number' && v > 1,
   suffix: (v) => typeof v === 'string' && v.length > 0,
   response_format: (v) => v !== null && typeof v === 'object' && (v as { type?: unknown }).type !== 'text',
@@ -199,6 +199,8 @@ export interface CollectedChoice {
   tokenIds: number[];
   finishReason: FinishReason;
   stopSequence?: string;
+  /** Where the request asked for log-probs: one per token. */
+  logprobs?: TokenLogprobs[];
 }
 
 /** A whole generation, gathered for a non-streaming answer. */
@@ -224,6 +226,7 @@ export async function collect(stream: GenerationStream, choices: number): Promis
     if (event.type === 'token') {
       out[event.index]!.text += event.text;
       out[event.index]!.tokenIds.push(event.tokenId);
+      if (event.logprobs) (out[event.index]!.logprobs ??= []).push(event.logprobs);
     } else if (event.type === 'finish') {
       const c = out[event.index]!;
       c.text += event.text;

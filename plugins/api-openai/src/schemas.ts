@@ -12,6 +12,8 @@ const stop = nullable({
   anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }],
 });
 const tokenIds = { type: 'array', items: { type: 'integer', minimum: 0 } };
+// Alternatives per token (the engine's bound, OpenAI's for `top_logprobs`).
+const topCount = nullable({ type: 'integer', minimum: 0, maximum: 20 });
 const priority = nullable({ anyOf: [{ enum: ['high', 'normal', 'low'] }, { type: 'integer' }] });
 
 /** Sampling fields shared by every generation endpoint, OpenAI names plus the vLLM extras. */
@@ -150,6 +152,8 @@ export const CHAT_COMPLETION_SCHEMA = {
     tool_choice: toolChoice,
     parallel_tool_calls: nullable({ type: 'boolean' }),
     response_format: responseFormat,
+    logprobs: nullable({ type: 'boolean' }),
+    top_logprobs: topCount,
   },
 };
 
@@ -171,6 +175,7 @@ export const COMPLETION_SCHEMA = {
     },
     echo: nullable({ type: 'boolean' }),
     ...sampling,
+    logprobs: topCount,
   },
 };
 
@@ -212,6 +217,7 @@ export const GENERATE_SCHEMA = {
       anyOf: [{ type: 'string' }, { ...tokenIds, minItems: 1 }],
     },
     ...sampling,
+    n_probs: topCount,
   },
 };
 
@@ -224,6 +230,7 @@ export const CHAT_SCHEMA = {
     messages,
     add_generation_prompt: nullable({ type: 'boolean' }),
     ...sampling,
+    n_probs: topCount,
   },
 };
 

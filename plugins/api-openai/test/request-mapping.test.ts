@@ -100,7 +100,6 @@ describe('api-openai: request mapping', () => {
     for (const [field, value] of [
       ['tools', [{ type: 'function' }]],
       ['logit_bias', { 50256: -100 }],
-      ['logprobs', true],
       ['best_of', 3],
       ['suffix', 'end'],
       ['response_format', { type: 'json_object' }],
@@ -117,7 +116,6 @@ describe('api-openai: request mapping', () => {
     refuseUnsupported({
       tools: [],
       logit_bias: {},
-      logprobs: false,
       best_of: 1,
       suffix: '',
       response_format: { type: 'text' },

@@ -140,6 +140,8 @@ export interface LlmTokenizer {
     push(id: number): string;
     flush(): string;
   };
+  /** The bytes of one token as llama.cpp's `llama_token_to_piece` gives them (a leading space kept), where known. */
+  pieceBytes?(id: number, special?: boolean): Uint8Array;
 }
 
 /** A loaded decoder model, ready to be opened by a generation worker. */

@@ -87,6 +87,7 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
         tokenId: event.tokenId,
         text: event.text,
         sampledAt: event.sampledAt,
+        ...(event.logprobs !== undefined && { logprobs: event.logprobs }),
       });
     } else {
       this.#finished++;

@@ -10,6 +10,7 @@ import { isGreedy, Sampler, type LogitsRow, type SamplingParams } from './sample
 import type { GenerationScheduler, WaitingSequence } from './scheduler.js';
 import { StopMatcher } from './stop-matcher.js';
 import type { TokenConstraint } from './token-constraint.js';
+import { tokenLogprobs, type RawTokenLogprobs } from './token-logprobs.js';
 
 /** Turns token ids into text as they come, never splitting a UTF-8 character. */
 export interface TextStreamDecoder {
@@ -37,12 +38,14 @@ export interface SequenceInit {
   cacheNamespace?: string;
   /** What the output must be (a JSON schema's values): the sampler masks other tokens, the sequence ends when complete. */
   constraint?: TokenConstraint;
+  /** Log-probs of each token with this many alternatives; absent: none computed. */
+  logprobs?: number;
 }
 
 /** Where the loop sends what sequences produce. */
 export interface LoopSink {
-  /** A token was generated; `text` is the output it released (may be empty). */
-  token(id: number, tokenId: number, text: string): void;
+  /** A token was generated; `text` is the output it released (may be empty); `logprobs` where the sequence asked. */
+  token(id: number, tokenId: number, text: string, logprobs?: RawTokenLogprobs): void;
   /** A sequence ended; `text` is held-back output released at the end. */
   finish(id: number, reason: FinishReason, text: string, completionTokens: number, stop?: string): void;
   /**
@@ -577,7 +580,7 @@ export class GenerationLoop {
         emitted++;
         tokens++;
         // Token `emitted` puts the KV at the old length, the last token and the drafts before it.
-        goesOn = this.#emit(seq, token, before[row]! + emitted);
+        goesOn = this.#emit(seq, token, before[row]! + emitted, logits[row]![emitted - 1]!);
         if (!goesOn) break;
       }
       kept.push(before[row]! + emitted);
@@ -629,17 +632,21 @@ export class GenerationLoop {
     }
     const token = seq.sampler.sample(logits);
     seq.sampler.accept(token);
-    return this.#emit(seq, token, cached);
+    return this.#emit(seq, token, cached, logits);
   }
 
-  /** Appends a sampled token (the sampler has accepted it) and applies the stop rules; true while the sequence goes on. */
-  #emit(seq: Sequence, token: number, cached: number): boolean {
+  /**
+   * Appends a sampled token (the sampler has accepted it) and applies the stop rules; true while the sequence goes on.
+   * `row`: the logits it was sampled from, for the log-probs a sequence asks for.
+   */
+  #emit(seq: Sequence, token: number, cached: number, row: LogitsRow): boolean {
     seq.generated++;
     seq.lastToken = token;
     seq.generatedIds.push(token);
     if (seq.eos.has(token)) return this.#end(seq, 'stop');
     const check = seq.stop.push(seq.init.decoder.push(token));
-    this.#sink.token(seq.id, token, check.text);
+    const logprobs = seq.init.logprobs === undefined ? undefined : tokenLogprobs(row, token, seq.init.logprobs);
+    this.#sink.token(seq.id, token, check.text, logprobs);
     if (check.stop !== undefined) {
       this.#sink.finish(seq.id, 'stop_sequence', '', seq.generated, check.stop);
       return false;

@@ -7,6 +7,7 @@ import type {
   SamplingOptions,
   SessionOptions,
   ToolDefinition,
+  TokenLogprobs,
 } from '@nucleus/sdk';
 import type { DecoderConfig, TokenizerSpec } from '@nucleus/sdk/llm';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
@@ -98,6 +99,8 @@ export interface WireGenerateRequest extends Omit<SamplingOptions, 'stop' | 'ign
   tools?: ToolDefinition[];
   /** See `GenerateRequest.jsonSchema`. */
   jsonSchema?: Record<string, unknown>;
+  /** See `GenerateRequest.logprobs`. */
+  logprobs?: number;
 }
 
 /** An embedding request as it crosses into the thread. */
@@ -131,6 +134,7 @@ export type WireGenerationEvent =
       text: string;
       /** When it was sampled, on the clock comparable across threads (`performance.timeOrigin + performance.now()`). */
       sampledAt: number;
+      logprobs?: TokenLogprobs;
     }
   | {
       kind: 'finish';

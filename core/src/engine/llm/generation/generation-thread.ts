@@ -12,6 +12,8 @@ import {
   type CachePolicyFactory,
   type DraftProposerFactory,
   type SessionOptions,
+  type TokenLogprob,
+  type TokenLogprobs,
 } from '@nucleus/sdk';
 import { createBackendSession } from '../../backend-session.js';
 import { compileJsonSchema, loadTokenizer, type JsonNode, type LlmTokenizer } from '@nucleus/sdk/llm';
@@ -41,6 +43,7 @@ import {
   type StepRecovery,
 } from './generation-loop.js';
 import { Outbox } from './outbox.js';
+import type { RawTokenLogprobs } from './token-logprobs.js';
 import { type BuiltPrompt, buildPrompt, type ChatRenderer } from './prompt-builder.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
 import { GenerationScheduler } from './scheduler.js';
@@ -171,6 +174,8 @@ class DecoderEngine {
   readonly #requests = new Map<number, Admitted>();
   /** Loop sequence id → request id and choice index. */
   readonly #choices = new Map<number, { request: number; index: number }>();
+  /** Token texts for log-probs, filled as requests ask for them (a vocabulary's worth at most). */
+  readonly #tokenTexts = new Map<number, { token: string; bytes: number[] }>();
   /** Loop sequences that have emitted a token: the first one of each is posted at once. */
   readonly #streaming = new Set<number>();
   /** Loop sequence id → prompt tokens it took from the prefix cache. */
@@ -212,7 +217,7 @@ class DecoderEngine {
       });
     }, spec.flushIntervalMs);
     const sink: LoopSink = {
-      token: (seq, tokenId, text) => {
+      token: (seq, tokenId, text, logprobs) => {
         const c = this.#choices.get(seq)!;
         const first = !this.#streaming.has(seq);
         if (first) this.#streaming.add(seq);
@@ -224,6 +229,7 @@ class DecoderEngine {
             tokenId,
             text,
             sampledAt: performance.timeOrigin + performance.now(),
+            ...(logprobs !== undefined && { logprobs: this.#namedLogprobs(tokenId, logprobs) }),
           },
           first,
         );
@@ -356,6 +362,7 @@ class DecoderEngine {
         ...(request.conversationId !== undefined && { conversationId: request.conversationId }),
         ...(request.cacheNamespace !== undefined && { cacheNamespace: request.cacheNamespace }),
         ...(grammar && { constraint: new TokenConstraint(this.#vocabulary!, grammar, eos) }),
+        ...(request.logprobs !== undefined && { logprobs: request.logprobs }),
       });
     }
   }
@@ -400,6 +407,21 @@ class DecoderEngine {
     if (key === this.#lastRecovery || (this.#lastRecovery === '' && key === '0,0,0')) return undefined;
     this.#lastRecovery = key;
     return { ...recovery };
+  }
+
+  // Log-probs with each token's text, as the APIs show them.
+  #namedLogprobs(tokenId: number, raw: RawTokenLogprobs): TokenLogprobs {
+    const named = (id: number, logprob: number): TokenLogprob => {
+      let text = this.#tokenTexts.get(id);
+      if (text === undefined) {
+        const t = this.#tokenizer;
+        const bytes = t.pieceBytes?.(id, true) ?? Buffer.from(t.decode([id], { keepSpecial: true }));
+        text = { token: Buffer.from(bytes).toString('utf8'), bytes: [...bytes] };
+        this.#tokenTexts.set(id, text);
+      }
+      return { tokenId: id, ...text, logprob };
+    };
+    return { ...named(tokenId, raw.logprob), top: raw.top.map(([id, lp]) => named(id, lp)) };
   }
 
   #release(seq: number): { request: number; index: number } | undefined {

@@ -1,6 +1,7 @@
 import { badRequest, type EmbedRequest, type GenerateRequest, type NucleusError } from '@nucleus/sdk';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { WireEmbedRequest, WireGenerateRequest } from './generation-messages.js';
+import { MAX_TOP_LOGPROBS } from './token-logprobs.js';
 
 /**
  * What a field's errors say: the parameter as the APIs spell it (the error's `param`, and `invalid_<param>` its code)
@@ -161,6 +162,15 @@ export const GENERATE_REQUEST_SCHEMA: RequestSchema = {
       type: 'object',
       'x-error': { param: 'response_format', messages: { '*': 'jsonSchema must be a JSON Schema object' } },
     },
+    logprobs: {
+      ...INTEGER,
+      minimum: 0,
+      maximum: MAX_TOP_LOGPROBS,
+      'x-error': {
+        param: 'top_logprobs',
+        messages: { '*': `top_logprobs must be an integer from 0 to ${MAX_TOP_LOGPROBS}` },
+      },
+    },
     prompt: {
       anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'number' } }],
       'x-error': { param: 'prompt', messages: { '*': 'prompt must be a string or a list of token ids' } },
@@ -246,6 +256,7 @@ export function toWireGenerate(r: GenerateRequest): WireGenerateRequest {
     ...(r.buffered === true && { buffered: true }),
     ...(r.tools !== undefined && { tools: r.tools }),
     ...(r.jsonSchema !== undefined && { jsonSchema: r.jsonSchema }),
+    ...(r.logprobs !== undefined && { logprobs: r.logprobs }),
   };
 }
 

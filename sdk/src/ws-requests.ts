@@ -1,0 +1,34 @@
+import type { Tenancy } from './tenancy.js';
+
+/** One request a client sent on `/ws` (`{"type","id",…}`), as a {@link WsRequestHandler} runs it. */
+export interface WsRequest {
+  /** The client's id for it (a string or a number), echoed on every message about it. */
+  readonly id: string | number;
+  /** The message type (`generate`, `chat`, `infer` …). */
+  readonly type: string;
+  /** The message as the client sent it: the same fields as the HTTP route's body, beside `type` and `id`. */
+  readonly body: Record<string, unknown>;
+  /** The socket's key, as HTTP requests carry it into engine requests. */
+  readonly tenancy: Tenancy;
+  /** The socket's key name (or role), for logs. */
+  readonly key: string;
+  /** Aborts when the client cancels the request, closes the socket, or reads too slowly to keep up with it. */
+  readonly signal: AbortSignal;
+  /**
+   * Sends a message about this request (its `id` is added). False once the request is over (cancelled, or cut off
+   * because the client read too slowly): the handler stops there.
+   */
+  send(message: Record<string, unknown>): boolean;
+}
+
+/**
+ * A kind of request clients send on `/ws`, contributed at the `wsHandlers` extension point. The server tracks each
+ * request by its id (several at once per socket), answers `cancel`, bounds what a slow reader makes it buffer, and
+ * turns what `handle` throws into `{"type":"error","id","error":{type,code,message}}`.
+ */
+export interface WsRequestHandler {
+  /** The message types it takes; the hub's own (`subscribe`, `cancel` …) cannot be taken. */
+  readonly types: readonly string[];
+  /** Runs one request to its end: resolves once its last message is sent. */
+  handle(request: WsRequest): Promise<void>;
+}
