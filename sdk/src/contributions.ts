@@ -1,6 +1,7 @@
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { EventBus } from './events.js';
 import type { EmbeddingPooling } from './generation.js';
+import type { NucleusError } from './errors.js';
 import type { LoadedLlm } from './llm/decoder-model.js';
 import type { Logger } from './logger.js';
 import type { OnnxModel } from './onnx/onnx-model.js';
@@ -16,6 +17,19 @@ export interface RouteContribution {
   handler: (ctx: RouteContext) => unknown | Promise<unknown>;
   /** Who may call it; `public` needs no key even when keys are configured. Default `user`. */
   access?: 'public' | 'user' | 'admin';
+}
+
+/**
+ * The error body of every answer under a path prefix, for an API whose clients read errors in a shape of their own:
+ * core's error handler uses it for every error there (a refused key, an unknown route, a failed check, an overload),
+ * with the error's status and headers as ever. The longest matching prefix wins; elsewhere the body is
+ * `NucleusError.toBody()`.
+ */
+export interface ErrorBodyFormat {
+  /** The path prefix it answers for (`/api/`). */
+  prefix: string;
+  /** The response body for an error. */
+  body(error: NucleusError): unknown;
 }
 
 /** Middleware a plugin inserts around every request, named for the moment it runs. */

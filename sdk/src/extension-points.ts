@@ -3,6 +3,7 @@ import type {
   BuiltinModel,
   CachePolicySpec,
   DraftProposerSpec,
+  ErrorBodyFormat,
   Exporter,
   Hooks,
   ModelFormat,
@@ -47,6 +48,8 @@ export const ExtensionPoints = {
   /** Models served when none is configured (`builtinModels`). */
   builtinModel: extensionPoint<BuiltinModel>('builtinModel'),
   routes: extensionPoint<RouteContribution>('routes'),
+  /** Error bodies in an API's own shape, by path prefix. */
+  errorBody: extensionPoint<ErrorBodyFormat>('errorBody'),
   router: extensionPoint<ModelRouter>('router'),
   /** Graph rewrites a model can ask for at load (`models[].quantize`). */
   modelTransform: extensionPoint<ModelTransform>('modelTransform'),

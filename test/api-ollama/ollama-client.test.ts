@@ -206,7 +206,8 @@ describe('api-ollama: the Ollama API through the official ollama client', functi
       ['/api/chat', { model: MODEL, messages: 'hello' }, 400, /messages/],
       ['/api/generate', { model: MODEL, prompt: 'x', options: { temperature: 'hot' } }, 400, /options\.temperature/],
       ['/api/generate', { prompt: 'x' }, 400, /model is required/],
-      ['/api/generate', { model: MODEL, prompt: 'x', format: 'json' }, 400, /format .* not supported/],
+      ['/api/generate', { model: MODEL, prompt: 'x', format: 'yaml' }, 400, /invalid format "yaml"/],
+      ['/api/nothing-here', {}, 404, /no route for POST \/api\/nothing-here/],
       ['/api/chat', { model: `${MODEL}:v9`, messages: [{ role: 'user', content: 'x' }] }, 404, /not found/],
       ['/api/show', { model: 'nope' }, 404, /not found/],
       ['/api/embed', { model: 'bert-tiny', input: 5 }, 400, /input/],
@@ -219,8 +220,24 @@ describe('api-ollama: the Ollama API through the official ollama client', functi
       assert.equal(typeof json.error, 'string', JSON.stringify(json));
       assert.match(json.error as string, message);
     }
-    // Keys are checked as on every other route (before the route's own error shape applies).
-    const anonymous = new Ollama({ host: kit.url });
-    await assert.rejects(anonymous.list(), (err: Error & { status_code?: number }) => err.status_code === 401);
+    // Keys are checked before the route runs, and refused in Ollama's shape too: the client shows the message.
+    const refused = async (client: Ollama, status: number, message: RegExp) =>
+      assert.rejects(client.list(), (err: Error & { status_code?: number }) => {
+        assert.equal(err.status_code, status);
+        assert.match(err.message, message);
+        assert.doesNotMatch(err.message, /\[object Object\]/);
+        return true;
+      });
+    await refused(new Ollama({ host: kit.url }), 401, /needs an API key/);
+    await refused(
+      new Ollama({ host: kit.url, headers: bearer('nk-wrong-key-0123456789abcdef') }),
+      401,
+      /API key is not valid/,
+    );
+    await assert.rejects(ollama.pull({ model: 'hf.co/org/stories:Q8_0' }), (err: Error & { status_code?: number }) => {
+      assert.equal(err.status_code, 403);
+      assert.match(err.message, /admin/);
+      return true;
+    });
   });
 });

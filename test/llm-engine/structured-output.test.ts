@@ -7,46 +7,15 @@ import type { ChatCompletionChunk, ChatCompletionTool } from 'openai/resources/c
 import { SeededRandom } from '@nucleus/sdk';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import { REPO_ROOT } from '../helpers/paths.js';
+import { QWEN2, startToolsKernel, TIME_TOOL, WEATHER_TOOL } from '../helpers/tools-template.js';
 
 const API_PLUGIN = join(REPO_ROOT, 'plugins', 'api-openai');
-const QWEN2 = join(REPO_ROOT, '..', 'shared', 'models', 'llm-oracle', 'qwen2-tiny-F16.gguf');
 const MODEL = 'tiny-llama';
 const messages = [{ role: 'user' as const, content: 'Describe Lily as JSON.' }];
 const ajv = new Ajv({ strict: false });
 
-/** A Qwen2.5-style chat template that renders tools, tool calls and tool results (Hermes `<tool_call>` tags). */
-const TOOLS_TEMPLATE =
-  "{%- if tools %}{{ '<|im_start|>system\\nYou may call functions. Signatures:\\n<tools>' }}" +
-  "{%- for tool in tools %}{{ '\\n' + (tool | tojson) }}{%- endfor %}" +
-  '{{ \'\\n</tools>\\nReturn each call as <tool_call>{"name": ..., "arguments": ...}</tool_call><|im_end|>\\n\' }}{%- endif %}' +
-  '{%- for message in messages %}' +
-  "{%- if message.role == 'tool' %}{{ '<|im_start|>user\\n<tool_response>\\n' + message.content + '\\n</tool_response><|im_end|>\\n' }}" +
-  "{%- else %}{{ '<|im_start|>' + message.role + '\\n' + (message.content or '') }}" +
-  '{%- if message.tool_calls %}{%- for call in message.tool_calls %}' +
-  '{{ \'<tool_call>\\n{"name": "\' + call.function.name + \'", "arguments": \' + (call.function.arguments | tojson) + \'}\\n</tool_call>\' }}' +
-  "{%- endfor %}{%- endif %}{{ '<|im_end|>\\n' }}{%- endif %}{%- endfor %}" +
-  "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}";
-
-const weather: ChatCompletionTool = {
-  type: 'function',
-  function: {
-    name: 'get_weather',
-    description: 'The weather in a city',
-    parameters: {
-      type: 'object',
-      properties: { city: { type: 'string', maxLength: 12 }, unit: { enum: ['c', 'f'] } },
-      required: ['city', 'unit'],
-      additionalProperties: false,
-    },
-  },
-};
-const time: ChatCompletionTool = {
-  type: 'function',
-  function: {
-    name: 'get_time',
-    parameters: { type: 'object', properties: { zone: { type: 'integer' } }, required: ['zone'] },
-  },
-};
+const weather: ChatCompletionTool = WEATHER_TOOL;
+const time: ChatCompletionTool = TIME_TOOL;
 
 /** A small random schema: an object of scalars, enums, short arrays and one level of nested objects. */
 function randomSchema(rng: SeededRandom, depth = 0): Record<string, unknown> {
@@ -223,11 +192,7 @@ describe('structured output and tool calling on /v1/chat/completions (official o
     before(async function () {
       if (!existsSync(QWEN2)) this.skip();
       this.timeout(600_000);
-      qwen = await startTestKernel({
-        plugins: [API_PLUGIN],
-        builtinModels: false,
-        config: { models: [{ name: 'qwen', path: QWEN2, chatTemplate: TOOLS_TEMPLATE }] },
-      });
+      qwen = await startToolsKernel(API_PLUGIN);
       qc = new OpenAI({ baseURL: `${qwen.url}/v1`, apiKey: 'dummy-key', maxRetries: 0 });
     });
     after(async () => {

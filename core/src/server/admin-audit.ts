@@ -45,7 +45,8 @@ export function emitAuditEvents(ctx: Context, events: EventBus, key: string | un
   const state = ctx.state as { requestId: string; access?: string; caller?: unknown; route?: string };
   const address = ctx.request.socket?.remoteAddress ?? ctx.ip;
   const body = ctx.body as { error?: { code?: string } } | undefined;
-  const errorCode = ctx.status >= 400 ? body?.error?.code : undefined;
+  // The error handler's code, whatever shape an API gave the body.
+  const errorCode = ctx.status >= 400 ? ((ctx.state.errorCode as string | undefined) ?? body?.error?.code) : undefined;
   const named = key === undefined ? {} : { key };
   if ((ctx.status === 401 || ctx.status === 403) && state.caller === undefined) {
     events.emit('auth.refused', {

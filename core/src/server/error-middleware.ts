@@ -1,4 +1,4 @@
-import type { Logger } from '@nucleus/sdk';
+import type { ErrorBodyFormat, ExtensionPointView, Logger } from '@nucleus/sdk';
 import { NucleusError, toNucleusError } from '@nucleus/sdk';
 import type { Context, Next } from 'koa';
 
@@ -14,12 +14,30 @@ function fromHttpError(err: unknown): NucleusError | undefined {
   return new NucleusError(status, code, e.message ?? 'bad request');
 }
 
+// An API's error body, or the server's own where it has none or its formatter fails.
+function bodyOf(format: ErrorBodyFormat | undefined, error: NucleusError, log: Logger): unknown {
+  if (format)
+    try {
+      return format.body(error);
+    } catch (err) {
+      log.error({ err, prefix: format.prefix }, 'error body format failed');
+    }
+  return error.toBody();
+}
+
 /**
- * The one place where errors become responses: every error, thrown anywhere below, leaves as
- * `{"error":{"message","type","code"}}` with its status and headers. Server faults are logged with
- * their stack and answered without it.
+ * The one place where errors become responses: every error, thrown anywhere below, leaves with its status and
+ * headers, as `{"error":{"message","type","code"}}` or, under a prefix an API declared (`errorBody`), in that API's
+ * shape. Server faults are logged with their stack and answered without it.
  */
-export function errorMiddleware(logger: Logger) {
+export function errorMiddleware(logger: Logger, formats?: ExtensionPointView<ErrorBodyFormat>) {
+  // The API whose clients read errors under this path: the longest declared prefix.
+  const formatOf = (path: string): ErrorBodyFormat | undefined => {
+    let found: ErrorBodyFormat | undefined;
+    for (const { value } of formats?.list() ?? [])
+      if (path.startsWith(value.prefix) && value.prefix.length > (found?.prefix.length ?? -1)) found = value;
+    return found;
+  };
   return async (ctx: Context, next: Next): Promise<void> => {
     try {
       await next();
@@ -57,17 +75,15 @@ export function errorMiddleware(logger: Logger) {
         );
       else if (error.status >= 500)
         log.error({ err, requestId: ctx.state.requestId, path: ctx.path }, 'request failed');
+      ctx.state.errorCode = error.code;
       if (ctx.headerSent || !ctx.writable) return;
       ctx.status = error.status;
       ctx.set(error.headers);
-      ctx.body =
+      const answered =
         error.status >= 500 && error.code === 'internal_error'
-          ? new NucleusError(
-              500,
-              'internal_error',
-              `internal error (request ${ctx.state.requestId}): ${error.message}`,
-            ).toBody()
-          : error.toBody();
+          ? new NucleusError(500, 'internal_error', `internal error (request ${ctx.state.requestId}): ${error.message}`)
+          : error;
+      ctx.body = bodyOf(formatOf(ctx.path), answered, log);
     }
   };
 }

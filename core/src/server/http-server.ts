@@ -104,6 +104,8 @@ export class HttpServer {
         await next();
       } finally {
         const body = ctx.body as { error?: { code?: string } } | undefined;
+        // Set by the error handler, whatever shape the body has; a route that answers an error itself leaves it here.
+        const errorCode = (ctx.state.errorCode as string | undefined) ?? body?.error?.code;
         const durationMs = performance.now() - started;
         events.emit('request.end', {
           requestId,
@@ -113,13 +115,13 @@ export class HttpServer {
           route: (ctx.state.route as string | undefined) ?? 'unmatched',
           status: ctx.status,
           durationMs,
-          ...(ctx.status >= 400 && body?.error?.code ? { errorCode: body.error.code } : {}),
+          ...(ctx.status >= 400 && errorCode ? { errorCode } : {}),
         });
         // Admin actions and refused keys, for the audit trail: at the edge, so no route can forget to report one.
         emitAuditEvents(ctx, events, holder?.label, durationMs);
       }
     });
-    this.app.use(errorMiddleware(logger));
+    this.app.use(errorMiddleware(logger, kernel.extensions.point(ExtensionPoints.errorBody)));
     // HTTP/1.1 requires a Host header. Node's own check (turned off in listen()) answers a bare 400 with no body.
     this.app.use((ctx: Context, next: Next) => {
       if (ctx.req.httpVersion === '1.1' && !ctx.req.headers.host)

@@ -11,9 +11,11 @@ import {
   type RouteContext,
   type RouteContribution,
 } from '@nucleus/sdk';
+import { answerOf } from '@nucleus/sdk/llm';
 import { disconnectSignal } from './disconnect-signal.js';
 import { addressOf } from './model-names.js';
 import { NdjsonStream } from './ndjson-stream.js';
+import { ollamaOutputOf, ollamaToolCall, ToolCallLines, type OllamaOutputFields } from './ollama-output.js';
 import { CHAT_SCHEMA, GENERATE_SCHEMA, validator } from './ollama-schemas.js';
 
 /** `options` of a generation request, as Ollama names them. */
@@ -30,10 +32,9 @@ export interface OllamaOptions {
   [loadTime: string]: unknown;
 }
 
-interface GenerationBody {
+interface GenerationBody extends OllamaOutputFields {
   model: string;
   stream?: boolean;
-  format?: string | Record<string, unknown>;
   options?: OllamaOptions;
   keep_alive?: string | number;
   [field: string]: unknown;
@@ -50,10 +51,18 @@ export interface OllamaGenerateBody extends GenerationBody {
   images?: string[];
 }
 
+/** A chat turn as Ollama sends it: an assistant turn's calls, a tool turn's function name. */
+export interface OllamaMessage {
+  role: string;
+  content?: string;
+  images?: string[];
+  tool_calls?: { function: { name: string; arguments?: Record<string, unknown> } }[];
+  tool_name?: string;
+}
+
 /** `POST /api/chat` body. */
 export interface OllamaChatBody extends GenerationBody {
-  messages?: { role: string; content?: string; images?: string[] }[];
-  tools?: unknown[];
+  messages?: OllamaMessage[];
 }
 
 /** What the routes need: the engine (looked up per request: a server without one answers 503) and the hooks. */
@@ -71,14 +80,8 @@ function doneReason(reason: FinishReason): 'stop' | 'length' {
 }
 
 /** Fields Ollama takes that change what is generated and that Nucleus does not do: refused with 400, not ignored. */
-function refuseUnsupported(body: OllamaGenerateBody & OllamaChatBody): void {
+function refuseUnsupported(body: OllamaGenerateBody & OllamaChatBody, chat: boolean): void {
   const used = (v: unknown) => (Array.isArray(v) ? v.length > 0 : v !== undefined && v !== '' && v !== null);
-  if (used(body.format))
-    throw badRequest(
-      'unsupported_field',
-      'format (JSON mode or a JSON schema) is not supported by this server: it needs constrained decoding, which it does not have',
-      'format',
-    );
   if (used(body.template))
     throw badRequest(
       'unsupported_field',
@@ -93,7 +96,8 @@ function refuseUnsupported(body: OllamaGenerateBody & OllamaChatBody): void {
       'context (token ids of an earlier answer) is not supported: send the conversation to /api/chat instead',
       'context',
     );
-  if (used(body.tools)) throw badRequest('unsupported_field', 'tools are not supported by this server', 'tools');
+  if (!chat && (used(body.tools) || used(body.tool_choice)))
+    throw badRequest('unsupported_field', 'tools are taken on /api/chat, not on /api/generate', 'tools');
   if (used(body.images) || body.messages?.some((m) => used(m.images)))
     throw badRequest('unsupported_field', 'images are not supported: the models served here take text only', 'images');
 }
@@ -128,7 +132,7 @@ export function generateRoutes(deps: OllamaDeps): RouteContribution[] {
     return async (ctx) => {
       const started = process.hrtime.bigint();
       const body = check((ctx.request as { body?: unknown }).body);
-      refuseUnsupported(body);
+      refuseUnsupported(body, chat);
       const service = deps.generation();
       const address = addressOf(service, body.model);
       const input: InferenceHookInput = {
@@ -162,6 +166,7 @@ async function answer(
   const createdAt = () => new Date().toISOString();
   const said = (text: string) => (chat ? { message: { role: 'assistant', content: text } } : { response: text });
   const input = inputOf(body, chat, info.chatTemplate);
+  const output = ollamaOutputOf(body);
   if (!input) {
     return { model: body.model, created_at: createdAt(), ...said(''), done: true, done_reason: 'load' };
   }
@@ -172,6 +177,8 @@ async function answer(
     model: routed.model,
     ...(routed.version !== undefined && { version: routed.version }),
     ...input,
+    ...(output.tools && { tools: output.tools }),
+    ...(output.jsonSchema && { jsonSchema: output.jsonSchema }),
     ...samplingOf(body.options),
     ...tenancyOf(ctx),
     requestId,
@@ -207,7 +214,12 @@ async function answer(
         finish = { reason: event.finishReason, tokens: event.completionTokens };
       }
     }
-    return { model: body.model, created_at: createdAt(), ...said(text), ...stats(finish.reason, finish.tokens) };
+    const parsed = answerOf(output, text, finish.reason === 'stop');
+    const calls = parsed.calls.map(ollamaToolCall);
+    const reply = chat
+      ? { message: { role: 'assistant', content: parsed.content, ...(calls.length > 0 && { tool_calls: calls }) } }
+      : { response: parsed.content };
+    return { model: body.model, created_at: createdAt(), ...reply, ...stats(finish.reason, finish.tokens) };
   }
   const out = NdjsonStream.open(ctx);
   out.signal.addEventListener('abort', () => controller.abort(), { once: true });
@@ -217,6 +229,21 @@ async function answer(
     ? (text: string) =>
         `${head}${createdAt()}","message":{"role":"assistant","content":${JSON.stringify(text)}},"done":false}`
     : (text: string) => `${head}${createdAt()}","response":${JSON.stringify(text)},"done":false}`;
+  const calls = output.choice === 'none' ? undefined : new ToolCallLines(output.choice);
+  const send = async (text: string, final = false) => {
+    if (!calls) return text ? out.send(line(text)) : undefined;
+    for (const piece of [...calls.push(text), ...(final ? calls.end() : [])])
+      await out.send(
+        'content' in piece
+          ? line(piece.content)
+          : {
+              model: body.model,
+              created_at: createdAt(),
+              message: { role: 'assistant', content: '', tool_calls: piece.calls },
+              done: false,
+            },
+      );
+  };
   let all = '';
   try {
     for await (const event of stream) {
@@ -224,10 +251,12 @@ async function answer(
       if (event.type === 'token') {
         firstToken ??= process.hrtime.bigint();
         all += event.text;
-        if (event.text) await out.send(line(event.text));
+        await send(event.text);
       } else if (event.type === 'finish') {
         all += event.text;
-        if (event.text) await out.send(line(event.text));
+        // A complete constrained output is checked before its end is sent.
+        if (event.finishReason === 'stop' && output.validate) answerOf(output, all, true);
+        await send(event.text, true);
         await out.send({
           model: body.model,
           created_at: createdAt(),
@@ -257,8 +286,7 @@ function inputOf(
 ): Pick<GenerateRequest, 'prompt' | 'messages'> | undefined {
   if (chat) {
     if (!body.messages || body.messages.length === 0) return undefined;
-    const messages: ChatMessage[] = body.messages.map((m) => ({ role: m.role, content: m.content ?? '' }));
-    return { messages };
+    return { messages: body.messages.map(chatMessageOf) };
   }
   if (!body.prompt) return undefined;
   if (body.raw || !hasTemplate) return { prompt: body.system ? `${body.system}\n${body.prompt}` : body.prompt };
@@ -267,5 +295,22 @@ function inputOf(
       ...(body.system ? [{ role: 'system', content: body.system }] : []),
       { role: 'user', content: body.prompt },
     ],
+  };
+}
+
+// Ollama's calls carry no id; the template sees each with one, and a tool turn's function name as its name.
+function chatMessageOf(m: OllamaMessage, turn: number): ChatMessage {
+  return {
+    role: m.role,
+    content: m.content ?? '',
+    ...(m.tool_calls !== undefined &&
+      m.tool_calls.length > 0 && {
+        toolCalls: m.tool_calls.map((c, i) => ({
+          id: `call_${turn}_${i}`,
+          name: c.function.name,
+          arguments: JSON.stringify(c.function.arguments ?? {}),
+        })),
+      }),
+    ...(m.tool_name !== undefined && { name: m.tool_name }),
   };
 }

@@ -10,7 +10,7 @@ import {
 } from '@nucleus/sdk';
 import { generateRoutes } from './generate-routes.js';
 import { modelRoutes } from './model-routes.js';
-import { ollamaErrorShape } from './ollama-errors.js';
+import { ollamaErrors } from './ollama-errors.js';
 import { pullRoute } from './pull-route.js';
 
 export { addressOf, ollamaName } from './model-names.js';
@@ -46,7 +46,6 @@ export default definePlugin({
     ];
     for (const route of routes)
       ctx.contribute(ExtensionPoints.routes, route, { name: `ollama/${route.method} ${route.path}` });
-    // Outermost of the hooks, so that a rate limit's refusal on an Ollama route is in Ollama's shape too.
-    ctx.contribute(ExtensionPoints.hooks, ollamaErrorShape(), { name: 'ollama/error-shape', priority: 1000 });
+    ctx.contribute(ExtensionPoints.errorBody, ollamaErrors, { name: 'ollama/errors' });
   },
 });

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { toNucleusError, type RouteContext } from '@nucleus/sdk';
+import { ollamaErrorBody } from './ollama-errors.js';
 
 /**
  * A newline-delimited JSON response (`application/x-ndjson`), as Ollama streams: one JSON object per line, written
@@ -55,8 +56,7 @@ export class NdjsonStream {
 
   /** Sends a failure after the status went out, as Ollama does: a last line `{"error": "..."}`. */
   async error(err: unknown): Promise<void> {
-    const error = toNucleusError(err);
-    await this.send({ error: error.message, code: error.code });
+    await this.send(ollamaErrorBody(toNucleusError(err)));
   }
 
   /** Ends the response. */

@@ -24,6 +24,52 @@ const options = {
   },
 };
 
+/** A function the model may call, as Ollama (and OpenAI) spell it. */
+const tool = {
+  type: 'object',
+  required: ['function'],
+  properties: {
+    type: { const: 'function' },
+    function: {
+      type: 'object',
+      required: ['name'],
+      properties: {
+        name: { type: 'string', minLength: 1 },
+        description: { type: 'string' },
+        parameters: { type: 'object' },
+      },
+    },
+  },
+};
+
+/** A call an assistant turn made, sent back with its result: Ollama's arguments are an object. */
+const toolCall = {
+  type: 'object',
+  required: ['function'],
+  properties: {
+    function: {
+      type: 'object',
+      required: ['name'],
+      properties: { name: { type: 'string', minLength: 1 }, arguments: { type: 'object' } },
+    },
+  },
+};
+
+/** Not Ollama's (its models always choose freely): Nucleus's extension, with OpenAI's values, to force a call. */
+const toolChoice = {
+  anyOf: [
+    { enum: ['none', 'auto', 'required'] },
+    {
+      type: 'object',
+      required: ['function'],
+      properties: {
+        type: { const: 'function' },
+        function: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } },
+      },
+    },
+  ],
+};
+
 /** Fields every generation request may carry. */
 const generation = { stream: { type: 'boolean' }, format, options, keep_alive: keepAlive, think: {} };
 const model = { type: 'string', minLength: 1 };
@@ -60,10 +106,13 @@ export const CHAT_SCHEMA = {
           role: { enum: ['system', 'user', 'assistant', 'tool'] },
           content: { type: 'string' },
           images: { type: 'array', items: { type: 'string' } },
+          tool_calls: { type: 'array', items: toolCall },
+          tool_name: { type: 'string' },
         },
       },
     },
-    tools: { type: 'array' },
+    tools: { type: 'array', items: tool },
+    tool_choice: toolChoice,
     ...generation,
   },
 };
@@ -119,7 +168,12 @@ function schemaError(error: ErrorObject | undefined): Error {
   if (!error) return badRequest('invalid_request', 'the request body is invalid');
   if (error.keyword === 'required') {
     const field = (error.params as { missingProperty: string }).missingProperty;
-    return badRequest('missing_field', `${field} is required`, field);
+    const within = error.instancePath.replace(/^\//, '').replaceAll('/', '.');
+    return badRequest(
+      'missing_field',
+      `${within ? `${within}.` : ''}${field} is required`,
+      within.split('.')[0] || field,
+    );
   }
   if (error.keyword === 'anyOf' && error.instancePath === '')
     return badRequest('missing_field', 'model is required', 'model');

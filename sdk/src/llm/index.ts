@@ -62,6 +62,15 @@ export {
 } from './tokenizers/stream-decoder.js';
 export { BYTE_TO_CHAR, fromByteLevel, GPT2_SPLIT, toByteLevel } from './tokenizers/byte-level.js';
 export { byteOfPiece, TokenType } from './tokenizers/token-types.js';
+export {
+  answerOf,
+  chatOutputOf,
+  checkOutputSchema,
+  toolChoiceOf,
+  type ChatOutput,
+  type ChatOutputRequest,
+  type ToolChoiceField,
+} from './chat-output.js';
 export { compileJsonSchema, JsonMatcher, type JsonNode, type JsonProperty } from './json-grammar.js';
 export {
   parseToolCalls,

@@ -14,7 +14,7 @@ export class TokenVocabulary {
 
   constructor(tokenizer: LlmTokenizer) {
     this.texts = new Array<string | undefined>(tokenizer.vocabSize);
-    // A token's text is what it adds after another token: a SentencePiece leading space is kept that way.
+    // A token's text is what it adds after another token: a leading-space marker stays part of the piece.
     const anchor = tokenizer.encode('a', { addBos: false, parseSpecial: false })[0];
     const anchorText = anchor === undefined ? '' : tokenizer.decode([anchor]);
     for (let id = 0; id < tokenizer.vocabSize; id++) {
