@@ -12,6 +12,7 @@ import type {
   RouteContribution,
   SchedulerStrategy,
 } from './contributions.js';
+import type { CredentialSource } from './credential-source.js';
 import type { ModelSourceProvider } from './model-source-provider.js';
 import type { WsTopic } from './observability.js';
 
@@ -51,6 +52,8 @@ export const ExtensionPoints = {
   modelTransform: extensionPoint<ModelTransform>('modelTransform'),
   /** WebSocket topics plugins add to `/ws`. */
   wsTopics: extensionPoint<WsTopic>('wsTopics'),
+  /** Where a request's credential comes from besides `Authorization` (a session cookie): asked in priority order. */
+  credentials: extensionPoint<CredentialSource>('credentials'),
 } as const;
 
 /** One contribution at an extension point, with who made it. */
