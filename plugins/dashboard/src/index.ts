@@ -1,4 +1,11 @@
-import { definePlugin, ExtensionPoints, optionalService, type RouteContribution, ServiceRefs } from '@nucleus/sdk';
+import {
+  callerOf,
+  definePlugin,
+  ExtensionPoints,
+  optionalService,
+  type RouteContribution,
+  ServiceRefs,
+} from '@nucleus/sdk';
 import { OverviewHistory, type OverviewSample } from './overview-history.js';
 import { sessionCredentials, sessionRoutes } from './session-routes.js';
 import { SessionStore } from './session-store.js';
@@ -81,7 +88,14 @@ export default definePlugin({
       {
         method: 'GET',
         path: '/dashboard/api/models',
-        handler: () => ({ models: models?.list() ?? [] }),
+        // Where a model's files are is for admins (as /ready keeps paths from the public).
+        handler: (http) => {
+          const list = models?.list() ?? [];
+          if (callerOf(http)?.role !== 'user') return { models: list };
+          return {
+            models: list.map((m) => ({ ...m, versions: m.versions.map(({ source: _source, ...v }) => v) })),
+          };
+        },
       },
       {
         method: 'GET',

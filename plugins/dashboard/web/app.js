@@ -149,4 +149,7 @@ function App() {
   return html`<${Dashboard} session=${session} onSignOut=${signOut} theme=${theme} setTheme=${setTheme} />`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+// The shell's "Loading" line goes: render() adds to what the container holds rather than replacing it.
+const root = document.getElementById('app');
+root.textContent = '';
+render(html`<${App} />`, root);

@@ -97,7 +97,7 @@ export function ModelsView({ admin, changed }) {
         </thead>
         <tbody>
           ${(models ?? []).map(
-            (m) => html`<tr key=${m.name} data-model=${m.name}>
+            (m) => html`<tr key=${`${m.name}/${m.kind}`} data-model=${m.name} data-kind=${m.kind}>
               <th scope="row">${m.name}</th>
               <td>${m.kind}</td>
               <td><span class=${`state state-${m.state}`}>${m.state}</span></td>
