@@ -13,6 +13,7 @@ import type {
   RouteContribution,
   SchedulerStrategy,
 } from './contributions.js';
+import type { CredentialSource } from './credential-source.js';
 import type { ModelSourceProvider } from './model-source-provider.js';
 import type { WsTopic } from './observability.js';
 import type { WsRequestHandler } from './ws-requests.js';
@@ -57,6 +58,8 @@ export const ExtensionPoints = {
   wsTopics: extensionPoint<WsTopic>('wsTopics'),
   /** Request types plugins serve on `/ws` (inference: `generate`, `chat`, `infer`). */
   wsHandlers: extensionPoint<WsRequestHandler>('wsHandlers'),
+  /** Where a request's credential comes from besides `Authorization` (a session cookie): asked in priority order. */
+  credentials: extensionPoint<CredentialSource>('credentials'),
 } as const;
 
 /** One contribution at an extension point, with who made it. */

@@ -2,6 +2,7 @@ export * from './backend.js';
 export * from './caller.js';
 export * from './cache-policy-loader.js';
 export * from './contributions.js';
+export * from './credential-source.js';
 export * from './default-model.js';
 export * from './errors.js';
 export * from './events.js';

@@ -5,6 +5,8 @@ import {
   type AuthenticatedCaller,
   type Caller,
   NucleusError,
+  type CredentialResolution,
+  type CredentialSource,
   type RequestAuthenticator,
   type Tenancy,
   toNucleusError,
@@ -101,6 +103,8 @@ export interface AuthenticatorOptions {
   jwt?: JwtVerifier;
   /** Client certificates that stand for a key (`auth.clientCertificates`). */
   certificates?: () => readonly ClientCertificate[];
+  /** Where a request without a bearer credential may carry one otherwise (the `credentials` point: session cookies). */
+  credentials?: () => readonly CredentialSource[];
 }
 
 /**
@@ -149,7 +153,22 @@ export class Authenticator {
   identify(ctx: Context): KeyHolder | undefined {
     const state = ctx.state as { keyHolder?: KeyHolder | null };
     if (state.keyHolder !== undefined) return state.keyHolder ?? undefined;
-    const key = this.keyOf(ctx.req);
+    const sourced = bearerOf(ctx.req) ? undefined : this.sourced(ctx.req, false);
+    if (sourced && 'refused' in sourced) {
+      (ctx.state as { authError?: NucleusError }).authError = new NucleusError(
+        403,
+        'credential_refused',
+        sourced.refused,
+      );
+      return this.remember(ctx, undefined);
+    }
+    const key = sourced ? findKey(this.keys(), sourced.token) : this.keyOf(ctx.req);
+    if (sourced && !key)
+      (ctx.state as { authError?: NucleusError }).authError = new NucleusError(
+        401,
+        'invalid_api_key',
+        'the key this session signed in with is no longer configured; sign in again',
+      );
     return this.remember(ctx, key ? holderOf(key, this.shareCache()) : undefined);
   }
 
@@ -159,7 +178,12 @@ export class Authenticator {
    */
   async identifySocket(req: IncomingMessage): Promise<KeyHolder | 'open' | string> {
     if (!this.configured()) return 'open';
-    const token = bearerOf(req) ?? new URL(req.url ?? '/', 'http://x').searchParams.get('token') ?? undefined;
+    let token = bearerOf(req) ?? new URL(req.url ?? '/', 'http://x').searchParams.get('token') ?? undefined;
+    if (!token) {
+      const sourced = this.sourced(req, true);
+      if (sourced && 'refused' in sourced) return sourced.refused;
+      token = sourced?.token;
+    }
     const key = token ? findKey(this.keys(), token) : this.certificateOf(req);
     if (key) return holderOf(key, this.shareCache());
     if (token && this.options.jwt && JwtVerifier.looksLikeJwt(token)) {
@@ -239,6 +263,23 @@ export class Authenticator {
         };
       },
     };
+  }
+
+  /** What the `credentials` sources make of a request that sent no bearer credential; the first answer wins. */
+  private sourced(req: Incoming & { method?: string }, upgrade: boolean): CredentialResolution | undefined {
+    const sources = this.options.credentials?.() ?? [];
+    if (sources.length === 0) return undefined;
+    const request = {
+      method: req.method ?? 'GET',
+      headers: req.headers,
+      encrypted: (req.socket as Partial<TLSSocket>).encrypted === true,
+      upgrade,
+    };
+    for (const source of sources) {
+      const found = source.resolve(request);
+      if (found) return found;
+    }
+    return undefined;
   }
 
   private remember(ctx: Context, holder: KeyHolder | undefined): KeyHolder | undefined {

@@ -71,10 +71,15 @@ export class HttpServer {
   constructor(private readonly kernel: Kernel) {
     const { events, logger, config } = kernel;
     const jwt = JwtVerifier.fromConfig(config.get('auth.jwt'));
+    const credentials = kernel.extensions.point(ExtensionPoints.credentials);
     const auth = new Authenticator(
       () => this.apiKeys(),
       () => config.get('cache.prefix.shareAcrossKeys'),
-      { ...(jwt && { jwt }), certificates: () => config.get('auth.clientCertificates') },
+      {
+        ...(jwt && { jwt }),
+        certificates: () => config.get('auth.clientCertificates'),
+        credentials: () => credentials.list().map((c) => c.value),
+      },
     );
     this.auth = auth;
     // Protocols served beside HTTP (gRPC) check their calls' keys exactly as the routes do.

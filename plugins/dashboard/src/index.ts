@@ -1,0 +1,126 @@
+import {
+  callerOf,
+  definePlugin,
+  ExtensionPoints,
+  optionalService,
+  type RouteContribution,
+  ServiceRefs,
+} from '@nucleus/sdk';
+import { OverviewHistory, type OverviewSample } from './overview-history.js';
+import { sessionCredentials, sessionRoutes } from './session-routes.js';
+import { SessionStore } from './session-store.js';
+import { StaticAssets } from './static-assets.js';
+
+export { OverviewHistory, type OverviewSample } from './overview-history.js';
+export { SessionStore } from './session-store.js';
+
+declare module '@nucleus/sdk' {
+  interface NucleusEvents {
+    /** One overview sample of the dashboard (its `dashboard` topic on /ws). */
+    'dashboard.sample': OverviewSample;
+  }
+}
+
+/** The dashboard plugin's config section (`plugin.dashboard`), as its schema in package.json defines it. */
+export interface DashboardConfig {
+  historyS: number;
+  sessionIdleS: number;
+  maxSessions: number;
+}
+
+/**
+ * The web dashboard: the page at `/` and `/dashboard` with its modules and vendored libraries, sign-in with an API key
+ * for a session cookie (a `credentials` source, so the cookie authenticates the page's API calls and its `/ws`), an
+ * overview sample per stats snapshot pushed on the `dashboard` topic and kept for a fresh page, and read-only model
+ * and plugin listings for user keys (admins act through the admin API).
+ */
+export default definePlugin({
+  deps: { models: optionalService(ServiceRefs.models), plugins: ServiceRefs.plugins },
+  async activate(ctx, { models, plugins }) {
+    const config = ctx.config as unknown as DashboardConfig;
+    const assets = await StaticAssets.load();
+    const sessions = new SessionStore({ idleMs: config.sessionIdleS * 1000, max: config.maxSessions });
+    const history = new OverviewHistory(config.historyS);
+    const offEnd = ctx.events.on('request.end', (end) => history.onRequestEnd(end));
+    const offSnapshot = ctx.events.on('stats.snapshot', (snapshot) =>
+      ctx.events.emit('dashboard.sample', history.add(snapshot)),
+    );
+    ctx.onDispose(() => {
+      offEnd();
+      offSnapshot();
+    });
+
+    ctx.contribute(ExtensionPoints.credentials, sessionCredentials(sessions));
+    ctx.contribute(ExtensionPoints.wsTopics, {
+      name: 'dashboard',
+      events: ['dashboard.sample'],
+      description: 'an overview sample per stats snapshot (plugin.stats.snapshotIntervalMs)',
+    });
+
+    const page = (path: string): RouteContribution => ({
+      method: 'GET',
+      path,
+      access: 'public',
+      handler: (http) => {
+        serve(http, assets, '/dashboard');
+        http.set('content-security-policy', assets.contentSecurityPolicy);
+        http.set('x-content-type-options', 'nosniff');
+        http.set('referrer-policy', 'no-referrer');
+      },
+    });
+    const routes: RouteContribution[] = [
+      page('/'),
+      page('/dashboard'),
+      ...assets.paths().map(
+        (path): RouteContribution => ({
+          method: 'GET',
+          path,
+          access: 'public',
+          handler: (http) => serve(http, assets, path),
+        }),
+      ),
+      ...sessionRoutes(sessions),
+      {
+        method: 'GET',
+        path: '/dashboard/api/history',
+        handler: () => ({ historyS: config.historyS, samples: history.list() }),
+      },
+      {
+        method: 'GET',
+        path: '/dashboard/api/models',
+        // Where a model's files are is for admins (as /ready keeps paths from the public).
+        handler: (http) => {
+          const list = models?.list() ?? [];
+          if (callerOf(http)?.role !== 'user') return { models: list };
+          return {
+            models: list.map((m) => ({ ...m, versions: m.versions.map(({ source: _source, ...v }) => v) })),
+          };
+        },
+      },
+      {
+        method: 'GET',
+        path: '/dashboard/api/plugins',
+        handler: () => ({ plugins: plugins.list() }),
+      },
+    ];
+    for (const route of routes)
+      ctx.contribute(ExtensionPoints.routes, route, { name: `dashboard/${route.method} ${route.path}` });
+  },
+});
+
+// Compressed when the browser takes gzip; revalidated by ETag, since a reload of the plugin may change any file.
+function serve(http: Parameters<RouteContribution['handler']>[0], assets: StaticAssets, path: string): void {
+  const asset = assets.get(path)!;
+  http.set('etag', asset.etag);
+  http.set('cache-control', 'no-cache');
+  http.set('vary', 'accept-encoding');
+  http.type = asset.type;
+  if (http.get('if-none-match') === asset.etag) {
+    http.status = 304;
+    return;
+  }
+  if (http.acceptsEncodings('gzip', 'identity') === 'gzip') {
+    http.set('content-encoding', 'gzip');
+    http.body = asset.gzip;
+  } else http.body = asset.body;
+}
