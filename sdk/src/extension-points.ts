@@ -14,6 +14,7 @@ import type {
 } from './contributions.js';
 import type { ModelSourceProvider } from './model-source-provider.js';
 import type { WsTopic } from './observability.js';
+import type { RequestGate } from './request-gate.js';
 
 /** A typed handle naming an extension point; the type parameter is what contributors provide. */
 export interface ExtensionPointRef<T> {
@@ -51,6 +52,8 @@ export const ExtensionPoints = {
   modelTransform: extensionPoint<ModelTransform>('modelTransform'),
   /** WebSocket topics plugins add to `/ws`. */
   wsTopics: extensionPoint<WsTopic>('wsTopics'),
+  /** Rate limits and quotas every protocol asks before it runs a user request (`admitRequest`). */
+  requestGate: extensionPoint<RequestGate>('requestGate'),
 } as const;
 
 /** One contribution at an extension point, with who made it. */

@@ -15,6 +15,7 @@ export * from './observability.js';
 export * from './plugin.js';
 export * from './plugin-state.js';
 export * from './progress.js';
+export * from './request-gate.js';
 export * from './services.js';
 export * from './sse-stream.js';
 export * from './tenancy.js';

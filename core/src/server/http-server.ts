@@ -8,7 +8,7 @@ import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
 import { emitAuditEvents } from './admin-audit.js';
-import { Authenticator, type ApiKey } from './auth.js';
+import { Authenticator, callerFor, type ApiKey } from './auth.js';
 import { answerClientError, answerConnect } from './client-error.js';
 import { errorMiddleware } from './error-middleware.js';
 import { decodeContent, INFERENCE_HEADER_LENGTH, parseInferenceHeader, splitInferenceBody } from './binary-body.js';
@@ -327,10 +327,16 @@ export class HttpServer {
         const found = await this.auth.identifySocket(req);
         if (found === 'open') return { label: 'anonymous', admin: true };
         if (typeof found === 'string') return found;
-        return { label: found.label, admin: found.key.role === 'admin', tenant: found.tenancy.tenant! };
+        return {
+          label: found.label,
+          admin: found.key.role === 'admin',
+          tenant: found.tenancy.tenant!,
+          caller: callerFor(found.key),
+        };
       },
       this.kernel.extensions.point(ExtensionPoints.wsTopics),
       () => this.kernel.config.get('ws'),
+      this.kernel.extensions.point(ExtensionPoints.requestGate),
     );
     this.ws.attach(server);
     await new Promise<void>((resolve, reject) => {
