@@ -158,7 +158,7 @@ export class Kernel {
         ...this.discovery.pluginFolders.map((dir) => ({ dir, source: 'folder' as const })),
         ...this.discovery.configDirs.map((dir) => ({ dir, source: 'config' as const })),
       ];
-      this.#watcher = new PluginWatcher(this.plugins, folders, this.logger);
+      this.#watcher = new PluginWatcher(this.plugins, folders, this.logger, undefined, this.events);
       await this.#watcher.start();
     }
     this.health.setPhase('running');
