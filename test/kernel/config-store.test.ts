@@ -26,6 +26,7 @@ describe('config store', () => {
   it('lists the runtime-adjustable keys', () => {
     assert.deepEqual(store.runtimeKeys(), [
       'server.jsonMaxDepth',
+      'auth.keys',
       'ws.maxConnections',
       'ws.maxConnectionsPerKey',
       'ws.maxBufferedBytes',

@@ -77,7 +77,12 @@ export class Kernel {
     this.container.register(Services.plugins, { useValue: directory });
     this.container.register(Services.readiness, { useValue: this.health });
     config.onChange((path, value, previous) => {
-      this.events.emit('config.changed', { path, value, previous });
+      // Events reach exporters, logs and admin sockets: a secret changed at run time (an API key) is not shown there.
+      this.events.emit('config.changed', {
+        path,
+        value: config.redactedValue(path, value),
+        previous: config.redactedValue(path, previous),
+      });
       if (path === 'logging.level') logger.level = value as string;
     });
   }
