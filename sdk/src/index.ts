@@ -1,3 +1,4 @@
+export * from './admit-request.js';
 export * from './backend.js';
 export * from './caller.js';
 export * from './cache-policy-loader.js';
