@@ -31,6 +31,8 @@ export interface NucleusEvents {
   'admin.action': {
     requestId: string;
     key?: string;
+    /** Who acted when no key did: `watcher` for a plugin reload the file watcher started. */
+    actor?: string;
     /** The client's address, as the server's socket sees it. */
     address: string;
     action: string;

@@ -17,6 +17,7 @@ import type { CredentialSource } from './credential-source.js';
 import type { ModelSourceProvider } from './model-source-provider.js';
 import type { WsTopic } from './observability.js';
 import type { WsRequestHandler } from './ws-requests.js';
+import type { RequestGate } from './request-gate.js';
 
 /** A typed handle naming an extension point; the type parameter is what contributors provide. */
 export interface ExtensionPointRef<T> {
@@ -60,6 +61,8 @@ export const ExtensionPoints = {
   wsHandlers: extensionPoint<WsRequestHandler>('wsHandlers'),
   /** Where a request's credential comes from besides `Authorization` (a session cookie): asked in priority order. */
   credentials: extensionPoint<CredentialSource>('credentials'),
+  /** Rate limits and quotas every protocol asks before it runs a user request (`admitRequest`). */
+  requestGate: extensionPoint<RequestGate>('requestGate'),
 } as const;
 
 /** One contribution at an extension point, with who made it. */

@@ -1,3 +1,4 @@
+export * from './admit-request.js';
 export * from './backend.js';
 export * from './caller.js';
 export * from './cache-policy-loader.js';
@@ -19,6 +20,7 @@ export * from './plugin.js';
 export * from './plugin-state.js';
 export * from './progress.js';
 export * from './request-authenticator.js';
+export * from './request-gate.js';
 export * from './services.js';
 export * from './sse-stream.js';
 export * from './tenancy.js';

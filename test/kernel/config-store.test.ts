@@ -27,6 +27,7 @@ describe('config store', () => {
     assert.deepEqual(store.runtimeKeys(), [
       'server.jsonMaxDepth',
       'server.defaultModel',
+      'auth.keys',
       'ws.maxConnections',
       'ws.maxConnectionsPerKey',
       'ws.maxBufferedBytes',

@@ -19,6 +19,7 @@ import { compareVersions, type ConfiguredModel } from './model-repository.js';
 import type { GenerationEngine } from './llm/generation/generation-engine.js';
 import type { LlmModelSpec } from './llm/generation/served-model.js';
 import type { ModelFormats } from './model-formats.js';
+import { ModelLocator } from './model-locator.js';
 import { ModelRoots } from './model-roots.js';
 
 /** What the registry is built over. */
@@ -72,6 +73,7 @@ export class EngineModelRegistry implements ModelRegistry {
     await this.#roots.check(source, settings.tokenizer === undefined ? [] : [settings.tokenizer]);
     // A source with a scheme is fetched here, once; the tensor engine reads the local copy.
     const resolved = await this.options.formats.resolve(source, pin(settings));
+    if (ModelLocator.schemeOf(source) !== undefined) await this.#roots.checkCopy(source, resolved.source.path);
     if (resolved.match.kind === 'llm') {
       const spec = llmSpec(name, source, settings);
       await this.options.generation.load(spec);
@@ -100,6 +102,7 @@ export class EngineModelRegistry implements ModelRegistry {
       );
     await this.#roots.check(source, settings.tokenizer === undefined ? [] : [settings.tokenizer]);
     const resolved = await this.options.formats.resolve(source, pin(settings));
+    if (ModelLocator.schemeOf(source) !== undefined) await this.#roots.checkCopy(source, resolved.source.path);
     const isLlm = resolved.match.kind === 'llm';
     if (llm && !isLlm)
       throw badRequest(

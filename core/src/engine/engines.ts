@@ -1,6 +1,6 @@
 import type { Logger } from '@nucleus/sdk';
 import { ExtensionPoints, Services } from '@nucleus/sdk';
-import { ConfigError, describeSource, type ConfigStore } from '../kernel/config/index.js';
+import { ConfigError, type ConfigIssue, describeSource, type ConfigStore } from '../kernel/config/index.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { KernelModule, MissingModel } from '../kernel/kernel-module.js';
 import { BackendSelector } from './backend-selector.js';
@@ -12,6 +12,7 @@ import { EngineModelRegistry } from './engine-model-registry.js';
 import type { ConfiguredModel } from './model-repository.js';
 import { ModelFormats } from './model-formats.js';
 import { ModelLocator } from './model-locator.js';
+import { ModelRoots } from './model-roots.js';
 
 /** Error codes that say a configured source cannot be served as configured: the config must change. */
 const SOURCE_ERRORS = new Set([
@@ -45,10 +46,12 @@ export class Engines implements KernelModule {
   readonly #unresolved = new Set<string>();
   /** Where configured tensor models with a fetched source (`hf://…`) lie on disk. */
   readonly #localPaths = new Map<string, string>();
+  readonly #roots: ModelRoots;
 
   constructor(kernel: Kernel, options: { builtinModels?: boolean } = {}) {
     const { config, events, logger, health, extensions } = kernel;
     this.#kernel = kernel;
+    this.#roots = new ModelRoots(() => kernel.config.get('allowedModelRoots'));
     this.#log = logger;
     this.formats = new ModelFormats(
       extensions.point(ExtensionPoints.modelFormat),
@@ -106,6 +109,7 @@ export class Engines implements KernelModule {
     // Backends come from plugins, so only now can `backend` be checked against the names they give.
     const unknown = this.#unknownBackend();
     if (unknown) throw unknown;
+    await this.#checkRoots();
     await this.#route();
     // After the plugins, so that a stats plugin hears pressure that is there from the start; before the models,
     // so that they open with the sizes that apply.
@@ -148,14 +152,49 @@ export class Engines implements KernelModule {
     return this.#kernel.config.get('models');
   }
 
-  // Asks the formats which engine serves each configured model; one no format loads serves nowhere, with why.
+  // Models configured at start lie under `allowedModelRoots` as run-time loads must: a config that names one
+  // elsewhere is refused (exit code 2), every such model named, rather than served.
+  async #checkRoots(): Promise<void> {
+    const issues: ConfigIssue[] = [];
+    for (const [i, m] of this.#configured().entries()) {
+      try {
+        await this.#roots.check(m.path, m.tokenizer === undefined ? [] : [m.tokenizer]);
+      } catch (err) {
+        issues.push(this.#outside(i, err));
+      }
+    }
+    if (issues.length > 0) throw new ConfigError(issues);
+  }
+
+  #outside(index: number, err: unknown): ConfigIssue {
+    const m = this.#configured()[index]!;
+    return {
+      path: `models.${index}.path`,
+      message: `models[${index}] "${m.name}": ${(err as Error).message}`,
+      source: this.#kernel.config.sources().get('models') ?? { kind: 'default' },
+    };
+  }
+
+  // Asks the formats which engine serves each configured model; one no format loads serves nowhere, with why. A
+  // source with a scheme is fetched here: its copy must lie under `allowedModelRoots` too.
   async #route(): Promise<void> {
     this.#llms.clear();
     this.#unresolved.clear();
     this.#localPaths.clear();
-    for (const m of this.#configured()) {
+    const outside: ConfigIssue[] = [];
+    for (const [i, m] of this.#configured().entries()) {
       try {
         const { match, format, source } = await this.formats.resolve(m.path, m.sha256 ? { sha256: m.sha256 } : {});
+        if (ModelLocator.schemeOf(m.path) !== undefined) {
+          const refused = await this.#roots.checkCopy(m.path, source.path).then(
+            () => undefined,
+            (err: unknown) => this.#outside(i, err),
+          );
+          if (refused) {
+            outside.push(refused);
+            continue;
+          }
+        }
         if (match.kind === 'llm') this.#llms.add(m.name);
         else if (source.path !== source.source && ModelLocator.schemeOf(m.path) !== undefined)
           this.#localPaths.set(m.name, source.path);
@@ -170,6 +209,7 @@ export class Engines implements KernelModule {
         this.inference.reportUnloadable(m.name, m.path, reason);
       }
     }
+    if (outside.length > 0) throw new ConfigError(outside);
   }
 
   #tensorModels(): ConfiguredModel[] {

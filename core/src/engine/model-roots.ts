@@ -17,7 +17,7 @@ const within = (path: string, root: string): boolean => {
 const real = (path: string): Promise<string> => realpath(path).catch(() => resolve(path));
 
 /**
- * `allowedModelRoots`: the folders a model loaded at run time must lie under. Paths are compared once symlinks are
+ * `allowedModelRoots`: the folders every model must lie under, those configured at start included. Paths are compared once symlinks are
  * resolved, so a link inside a root that points elsewhere does not pass, and a model folder's own symlinks (a
  * `model.onnx` or a version folder linked from elsewhere) are followed too. Refusals name only what the caller sent.
  */
@@ -38,6 +38,33 @@ export class ModelRoots {
       const info = await stat(path).catch(() => undefined);
       if (info?.isDirectory()) await this.#walk(given, path, allowed);
     }
+  }
+
+  /**
+   * Throws 403 `model_source_not_allowed` unless the local copy a source with a scheme was fetched to lies under a
+   * root: with roots set, every model's bytes come from under them, so the fetching plugin's cache must be there too.
+   * The message names the source, not where its copy is.
+   */
+  async checkCopy(source: string, local: string): Promise<void> {
+    const roots = this.roots();
+    if (roots === null) return;
+    const realRoots = await Promise.all(roots.map((r) => real(resolve(r))));
+    const allowed = (path: string) => realRoots.some((root) => within(path, root));
+    const path = await real(local);
+    const info = await stat(path).catch(() => undefined);
+    const inside =
+      allowed(path) &&
+      (!info?.isDirectory() ||
+        (await this.#walk(source, path, allowed).then(
+          () => true,
+          () => false,
+        )));
+    if (!inside)
+      throw new NucleusError(
+        403,
+        'model_source_not_allowed',
+        `model source ${source} was fetched into a cache outside the folders models may be loaded from (allowedModelRoots); put the cache of the plugin that fetches it under one of them`,
+      );
   }
 
   // The symlinks of a model folder, to MAX_DEPTH: each must resolve under a root too.
@@ -67,7 +94,7 @@ function outside(source: string, inner?: string): NucleusError {
     403,
     'model_source_not_allowed',
     inner === undefined
-      ? `model source ${source} is outside the folders models may be loaded from at run time (allowedModelRoots), symlinks resolved; place it under one of them, or ask an operator to`
-      : `model source ${source} holds ${inner}, a symlink that leads outside the folders models may be loaded from at run time (allowedModelRoots); refusing to load it`,
+      ? `model source ${source} is outside the folders models may be loaded from (allowedModelRoots), symlinks resolved; place it under one of them, or ask an operator to`
+      : `model source ${source} holds ${inner}, a symlink that leads outside the folders models may be loaded from (allowedModelRoots); refusing to load it`,
   );
 }

@@ -77,7 +77,12 @@ export class Kernel {
     this.container.register(Services.plugins, { useValue: directory });
     this.container.register(Services.readiness, { useValue: this.health });
     config.onChange((path, value, previous) => {
-      this.events.emit('config.changed', { path, value, previous });
+      // Events reach exporters, logs and admin sockets: a secret changed at run time (an API key) is not shown there.
+      this.events.emit('config.changed', {
+        path,
+        value: config.redactedValue(path, value),
+        previous: config.redactedValue(path, previous),
+      });
       if (path === 'logging.level') logger.level = value as string;
     });
   }
@@ -158,7 +163,7 @@ export class Kernel {
         ...this.discovery.pluginFolders.map((dir) => ({ dir, source: 'folder' as const })),
         ...this.discovery.configDirs.map((dir) => ({ dir, source: 'config' as const })),
       ];
-      this.#watcher = new PluginWatcher(this.plugins, folders, this.logger);
+      this.#watcher = new PluginWatcher(this.plugins, folders, this.logger, undefined, this.events);
       await this.#watcher.start();
     }
     this.health.setPhase('running');

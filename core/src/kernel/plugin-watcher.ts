@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, relative, sep } from 'node:path';
-import type { Logger } from '@nucleus/sdk';
+import { performance } from 'node:perf_hooks';
+import { type EventBus, type Logger, toNucleusError } from '@nucleus/sdk';
 import { watch, type FSWatcher } from 'chokidar';
 import type { PluginSource } from './plugin-discovery.js';
 import type { PluginHost } from './plugin-host.js';
@@ -22,6 +24,8 @@ export class PluginWatcher {
     private readonly folders: ReadonlyArray<{ dir: string; source: PluginSource }>,
     private readonly logger: Logger,
     private readonly debounceMs = 150,
+    /** Where its reloads are reported as admin actions (actor `watcher`), for the audit trail. */
+    private readonly events?: EventBus,
   ) {}
 
   /** Starts watching; resolves once the initial scan is done. */
@@ -64,12 +68,33 @@ export class PluginWatcher {
   }
 
   private async reload(id: string): Promise<void> {
+    const started = performance.now();
     try {
       const info = await this.host.reload(id);
       this.logger.info({ id, version: info.version, state: info.state }, 'plugin changed on disk; reloaded');
+      this.audit(id, started);
     } catch (err) {
       this.logger.warn({ id, error: (err as Error).message }, 'plugin changed on disk; reload failed');
+      this.audit(id, started, err);
     }
+  }
+
+  // The same line an admin's reload leaves, with the watcher as its actor: no key, no client, no request.
+  private audit(id: string, started: number, err?: unknown): void {
+    const failure = err === undefined ? undefined : toNucleusError(err);
+    this.events?.emit('admin.action', {
+      requestId: randomUUID(),
+      actor: 'watcher',
+      address: 'local',
+      action: 'plugins.reload',
+      method: 'WATCH',
+      route: 'plugin folder changed',
+      target: id,
+      status: failure?.status ?? 200,
+      outcome: failure ? 'failed' : 'ok',
+      ...(failure && { errorCode: failure.code }),
+      durationMs: performance.now() - started,
+    });
   }
 
   private async add(dir: string, source: PluginSource): Promise<void> {

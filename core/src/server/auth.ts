@@ -26,6 +26,11 @@ function nameOf(key: ApiKey): string {
   return key.name ?? `unnamed-${createHash('sha256').update(key.key).digest('hex').slice(0, 8)}`;
 }
 
+/** What the rate limits and routes see of a key: its name, role and own limits; never the secret. */
+export function callerFor(key: ApiKey): Caller {
+  return { name: nameOf(key), role: key.role, ...(key.limits ? { limits: key.limits } : {}) };
+}
+
 /** The key a request or socket came with, as the server knows it from then on: never the secret itself. */
 export interface KeyHolder {
   key: ApiKey;
@@ -237,8 +242,7 @@ export class Authenticator {
     }
     const { key } = holder;
     ctx.state.apiKey = holder.label;
-    const caller: Caller = { name: nameOf(key), role: key.role, ...(key.limits ? { limits: key.limits } : {}) };
-    ctx.state.caller = caller;
+    ctx.state.caller = callerFor(key);
   }
 
   /**

@@ -8,7 +8,7 @@ import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
 import { emitAuditEvents } from './admin-audit.js';
-import { Authenticator, type ApiKey } from './auth.js';
+import { Authenticator, callerFor, type ApiKey } from './auth.js';
 import { answerClientError, answerConnect } from './client-error.js';
 import { errorMiddleware } from './error-middleware.js';
 import { decodeContent, INFERENCE_HEADER_LENGTH, parseInferenceHeader, splitInferenceBody } from './binary-body.js';
@@ -26,10 +26,11 @@ import { TlsCertificates, TlsConfigError } from './tls-certificates.js';
 /** The liveness and readiness routes, which answer while the server starts and while it drains. */
 const PROBES = new Set(['/health', '/livez', '/ready', '/readyz']);
 
-/** At shutdown the listener closes once no connection has come for this long (a client in the middle of connecting)… */
+/**
+ * At shutdown the listener closes once no connection has come for this long (a client in the middle of connecting),
+ * or at the shutdown deadline.
+ */
 const QUIET_MS = 50;
-/** …or after this long at most, once the requests in flight are done. */
-const LINGER_MAX_MS = 1000;
 
 /** Runs the hooks contributed for one moment of a request, highest priority outermost, then `next`. */
 function hookChain(point: ExtensionPointView<Hooks>, moment: 'preParsing' | 'onRequest') {
@@ -64,6 +65,8 @@ export class HttpServer {
   private readonly inFlight = new Set<ServerResponse>();
   private onDrained?: () => void;
   private lastAcceptedAt = -Infinity;
+  /** Connections accepted so far (TCP, before any TLS handshake). */
+  private accepted = 0;
   private tls?: TlsCertificates;
   private readonly auth: Authenticator;
   private keys?: { config: object; keys: readonly ApiKey[] };
@@ -319,6 +322,7 @@ export class HttpServer {
     }
     const maxConnections = config.get('server.maxConnections');
     if (maxConnections > 0) server.maxConnections = maxConnections;
+    server.on('connection', () => this.accepted++);
     server.on(this.tls ? 'secureConnection' : 'connection', () => (this.lastAcceptedAt = performance.now()));
     let warnedAt = -Infinity;
     server.on('drop', () => {
@@ -341,11 +345,13 @@ export class HttpServer {
           admin: found.key.role === 'admin',
           tenant: found.tenancy.tenant!,
           tenancy: found.tenancy,
+          caller: callerFor(found.key),
         };
       },
       this.kernel.extensions.point(ExtensionPoints.wsTopics),
       () => this.kernel.config.get('ws'),
       this.kernel.extensions.point(ExtensionPoints.wsHandlers),
+      this.kernel.extensions.point(ExtensionPoints.requestGate),
     );
     this.ws.attach(server);
     await new Promise<void>((resolve, reject) => {
@@ -420,11 +426,11 @@ export class HttpServer {
     this.onDrained = undefined;
     // Connections the system completed but node has not accepted yet are reset when the listener closes, under a
     // client that has sent its request and cannot tell whether to retry. So the listener stays open until no
-    // connection has come for a moment (up to a bound: a balancer that keeps sending must not hold the shutdown), and
-    // those that came are answered 503 like any other; node's idle-connection close spares a connection that has not
-    // begun its first request.
-    if (drained) await this.quiet(Math.min(deadline, performance.now() + LINGER_MAX_MS));
-    await new Promise((resolve) => setImmediate(resolve));
+    // connection has come for a moment, and those that came are answered 503 like any other; node's idle-connection
+    // close spares a connection that has not begun its first request. The bound is the shutdown deadline: a burst of
+    // connections can take longer than any fixed linger to be accepted (1,500 at once took over a second here), and
+    // closing before then resets the hundreds still queued; a balancer stops sending once /ready answers 503.
+    if (drained) await this.quiet(deadline);
     const closed = new Promise<true>((resolve) => server.close(() => resolve(true)));
     server.closeIdleConnections();
     const finished = await new Promise<boolean>((resolve) => {
@@ -440,12 +446,23 @@ export class HttpServer {
     return finished;
   }
 
-  /** Resolves once no connection has been accepted for {@link QUIET_MS}, or at `until`. */
+  /**
+   * Resolves once no connection has come for {@link QUIET_MS} and a turn of the event loop has found none waiting, or
+   * at `until`. Time alone does not tell: while the loop is busy (answering a burst) nothing is accepted, yet
+   * connections queue up in the system, and closing the listener then resets each of them. A poll phase accepts every
+   * connection queued by then: one that accepts none says the queue is empty.
+   */
   private async quiet(until: number): Promise<void> {
     for (;;) {
       const wait = Math.min(this.lastAcceptedAt + QUIET_MS, until) - performance.now();
-      if (wait <= 0) return;
-      await new Promise((resolve) => setTimeout(resolve, wait));
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      if (performance.now() >= until) return;
+      if (performance.now() - this.lastAcceptedAt < QUIET_MS) continue;
+      // From an immediate, the next one runs after a whole poll phase, whatever phase this began in.
+      await new Promise((resolve) => setImmediate(resolve));
+      const accepted = this.accepted;
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.accepted === accepted) return;
     }
   }
 

@@ -90,7 +90,12 @@ export function kernelRoutes(kernel: Kernel): RouteContribution[] {
         ctx.state.auditTarget = Object.keys(body).join(',');
         const changed = config.patch(body as Record<string, unknown>, { kind: 'runtime', name: 'PATCH /admin/config' });
         if (changed.length > 0) ctx.state.auditTarget = changed.map((c) => c.path).join(',');
-        return { changed, config: config.redacted() };
+        const shown = changed.map((c) => ({
+          ...c,
+          value: config.redactedValue(c.path, c.value),
+          previous: config.redactedValue(c.path, c.previous),
+        }));
+        return { changed: shown, config: config.redacted() };
       },
     },
   ];

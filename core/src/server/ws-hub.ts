@@ -1,14 +1,18 @@
-import type { IncomingMessage, Server } from 'node:http';
+import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type {
-  EventBus,
-  EventType,
-  ExtensionPointView,
-  Logger,
-  NucleusEvents,
-  Tenancy,
-  WsRequestHandler,
-  WsTopic,
+import {
+  admitRequest,
+  type Caller,
+  type EventBus,
+  type EventType,
+  type ExtensionPointView,
+  type Logger,
+  type NucleusEvents,
+  type RequestGate,
+  type Tenancy,
+  toNucleusError,
+  type WsRequestHandler,
+  type WsTopic,
 } from '@nucleus/sdk';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WsRequests } from './ws-requests.js';
@@ -39,6 +43,8 @@ export interface WsIdentity {
   tenant?: string;
   /** What the socket's requests carry into the engine, as HTTP requests with the same key do. */
   tenancy?: Tenancy;
+  /** The caller the request gates (rate limits) judge; absent while no key is configured. */
+  caller?: Caller;
 }
 
 /** The hub's bounds (`ws.*` in the config), read at each use so that they change at run time. */
@@ -91,6 +97,8 @@ export class WsHub {
   private readonly offTopics: () => void;
   private topicCache: Record<string, readonly EventType[]> | undefined;
   private droppedTotal = 0;
+  /** The `ratelimit-*` headers the gates gave each upgrade, for its 101 answer. */
+  private readonly upgradeHeaders = new WeakMap<IncomingMessage, Readonly<Record<string, string>>>();
 
   constructor(
     private readonly events: EventBus,
@@ -101,7 +109,12 @@ export class WsHub {
     private readonly limits: () => WsLimits = () => DEFAULT_LIMITS,
     /** Request types plugins serve (`generate`, `chat`, `infer`): see {@link WsRequests}. */
     private readonly handlers?: ExtensionPointView<WsRequestHandler>,
+    /** The rate limits: an upgrade is a request, judged like an HTTP one before it becomes a socket. */
+    private readonly gates?: ExtensionPointView<RequestGate>,
   ) {
+    this.wss.on('headers', (headers, req) => {
+      for (const [name, value] of Object.entries(this.upgradeHeaders.get(req) ?? {})) headers.push(`${name}: ${value}`);
+    });
     this.unsubscribe = events.onAny((type, data) => this.broadcast(type, data));
     this.heartbeat = setInterval(() => this.ping(), 30_000).unref();
     this.offTopics = pluginTopics?.onChange(() => (this.topicCache = undefined)) ?? (() => {});
@@ -153,7 +166,28 @@ export class WsHub {
         'too_many_connections',
         `the key "${identity.label}" has ${mine} WebSocket connections open, its limit (ws.maxConnectionsPerKey); close one first`,
       );
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
+    if (!this.gates) return this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
+    const gated = {
+      ...(identity.caller && { caller: identity.caller }),
+      address: req.socket.remoteAddress ?? '',
+      protocol: 'ws',
+      route: '/ws',
+    };
+    admitRequest(this.gates, gated).then(
+      (pass) => {
+        // The upgrade is the request; messages on the socket are judged one by one where they run.
+        pass.release();
+        if (socket.destroyed) return;
+        this.upgradeHeaders.set(req, pass.headers);
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
+      },
+      (err: unknown) => {
+        const refusal = toNucleusError(err);
+        if (refusal.status >= 500) this.logger.warn({ err }, 'request gate failed on a WebSocket upgrade');
+        const status = `${refusal.status} ${STATUS_CODES[refusal.status] ?? 'Error'}`;
+        refuse(socket, status, refusal.type, refusal.code, refusal.message, refusal.headers);
+      },
+    );
   }
 
   /** Number of connected clients. */
@@ -336,10 +370,19 @@ function forUsers<K extends EventType>(type: K, data: NucleusEvents[K]): unknown
 }
 
 // Answers an upgrade that will not become a WebSocket with an HTTP status and the usual JSON error body.
-function refuse(socket: Duplex, status: string, type: string, code: string, message: string): void {
+function refuse(
+  socket: Duplex,
+  status: string,
+  type: string,
+  code: string,
+  message: string,
+  headers: Readonly<Record<string, string>> = status.startsWith('429') ? { 'retry-after': '5' } : {},
+): void {
   const body = JSON.stringify({ error: { message, type, code } });
-  const retry = status.startsWith('429') ? 'retry-after: 5\r\n' : '';
+  const extra = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
   socket.end(
-    `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${retry}connection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}connection: close\r\n\r\n${body}`,
   );
 }

@@ -10,6 +10,8 @@ export interface AuditEntry {
   requestId: string;
   /** The key's name (or its role when unnamed); absent when the request carried no valid key. Never the key. */
   key?: string;
+  /** Who acted without a key: `watcher` for a plugin reload the file watcher started. */
+  actor?: string;
   /** The client's address, as the server's socket saw it. */
   address: string;
   /** `plugins.enable`, `config.update`, `models.swap` …, or `auth.refused`. */
@@ -38,6 +40,7 @@ export function actionEntry(e: NucleusEvents['admin.action'], now = new Date()):
     time: now.toISOString(),
     requestId: e.requestId,
     ...(e.key !== undefined && { key: e.key }),
+    ...(e.actor !== undefined && { actor: e.actor }),
     address: e.address,
     action: e.action,
     ...(e.target !== undefined && { target: e.target }),

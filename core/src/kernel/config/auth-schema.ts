@@ -7,8 +7,10 @@ export const AUTH_SCHEMA = {
   properties: {
     keys: {
       type: 'array',
-      description: 'API keys clients send as `Authorization: Bearer <key>`; `admin` keys may also call the admin API.',
+      description:
+        'API keys clients send as `Authorization: Bearer <key>`; `admin` keys may also call the admin API. Changeable at run time as a whole list (`PATCH /admin/config {"auth.keys": [...]}`): the next request is checked against the new list, sockets already open keep the key they came with.',
       default: [],
+      'x-runtime': true,
       items: {
         type: 'object',
         additionalProperties: false,

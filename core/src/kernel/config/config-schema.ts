@@ -106,7 +106,7 @@ export const CORE_CONFIG_SCHEMA = {
       type: ['array', 'null'],
       items: { type: 'string', minLength: 1, 'x-path': true },
       description:
-        "Folders that models loaded at run time (POST /admin/models, swaps, KServe repository loads, `models` changed with PATCH /admin/config) must lie under, symlinks resolved; a local source elsewhere is refused with 403 `model_source_not_allowed`. Sources with a scheme (`hf://`, `https://`) are fetched into their plugin's cache and not checked. null: no restriction. Not changeable at run time, so a stolen admin key cannot widen it.",
+        "Folders every model must lie under, symlinks resolved: those configured at start (one elsewhere stops the start, exit code 2) and those loaded at run time (POST /admin/models, swaps, KServe repository loads, `models` changed with PATCH /admin/config; one elsewhere is refused with 403 `model_source_not_allowed`). A source with a scheme (`hf://`, `https://`) is checked by the copy it is fetched to: put its plugin's cache under a root. null: no restriction. Not changeable at run time, so a stolen admin key cannot widen it.",
       default: null,
     },
     queue: {

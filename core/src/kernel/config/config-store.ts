@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { badRequest } from '@nucleus/sdk';
+import { apiKeyChecks } from './api-key-checks.js';
 import { ConfigError, type ConfigSource } from './config-error.js';
 import {
   buildConfig,
@@ -118,6 +119,11 @@ export class ConfigStore {
     return redact(structuredClone(this.current), this.built.schema) as NucleusConfig;
   }
 
+  /** `value` as the key at `path` may be shown: its `x-secret` parts replaced by `***`. */
+  redactedValue(path: string, value: unknown): unknown {
+    return redact(structuredClone(value), this.keyByPath.get(path)?.schema ?? {});
+  }
+
   /** Every key with a value, in schema order, redacted, with its env var and source: what `config print` shows. */
   entries(): ConfigEntry[] {
     const rows: ConfigEntry[] = [];
@@ -183,6 +189,13 @@ export class ConfigStore {
     const issues = this.built.validator.validate(candidate, (segments) =>
       originOf(candidateSources, this.layers.file, segments),
     );
+    // One secret under two roles is refused at run time as at start (which role it has would depend on key order).
+    if (issues.length === 0 && [...values.keys()].some((path) => path.startsWith('auth.')))
+      issues.push(
+        ...apiKeyChecks(candidate as unknown as NucleusConfig, (segments) =>
+          originOf(candidateSources, this.layers.file, segments),
+        ).issues,
+      );
     if (issues.length > 0) {
       throw badRequest(
         'config_invalid',
