@@ -9,12 +9,14 @@ import { reloadSuite } from './reload.js';
 import { soakSuite } from './soak.js';
 import { specSuite } from './spec.js';
 import { tensorSuite } from './tensor.js';
+import { tensorBodiesSuite } from './tensor-bodies.js';
 import { tokensSuite } from './tokens.js';
 import { tokenizersSuite } from './tokenizers.js';
 
 /** Every benchmark suite by name; each records its results and returns them as Markdown. */
 export const suites: Record<string, () => Promise<string>> = {
   tensor: tensorSuite,
+  'tensor-bodies': tensorBodiesSuite,
   llm: llmSuite,
   soak: soakSuite,
   quant: quantSuite,
