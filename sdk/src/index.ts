@@ -16,6 +16,7 @@ export * from './plugin.js';
 export * from './plugin-state.js';
 export * from './progress.js';
 export * from './services.js';
+export type { ProcessGroup } from './process-group.js';
 export * from './sse-stream.js';
 export * from './tenancy.js';
 export * from './token-delivery.js';

@@ -16,7 +16,7 @@ describe('config schema and reference', () => {
     const keys = configKeys(CORE_CONFIG_SCHEMA);
     assert.equal(
       keys.length,
-      76,
+      77,
       'the documented keys (server with tls, auth with jwt, plugins, ws, backend, models, allowedModelRoots, queue, scheduler, batching, cache.dir, cache.prefix, breaker with load back-off, memory, startup, workers, logging) and no more',
     );
     for (const key of keys) {
