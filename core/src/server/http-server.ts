@@ -77,7 +77,12 @@ export class HttpServer {
       { ...(jwt && { jwt }), certificates: () => config.get('auth.clientCertificates') },
     );
     this.auth = auth;
-    this.routes = new RouteTable(kernel.extensions.point(ExtensionPoints.routes), kernelRoutes(kernel), auth);
+    this.routes = new RouteTable(
+      kernel.extensions.point(ExtensionPoints.routes),
+      kernelRoutes(kernel),
+      auth,
+      kernel.processGroup.size,
+    );
     const hooks = kernel.extensions.point(ExtensionPoints.hooks);
 
     this.app.proxy = false;
