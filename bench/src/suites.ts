@@ -4,6 +4,7 @@ import { ggufSuite } from './gguf-quants.js';
 import { httpSuite } from './http.js';
 import { httpProfileSuite } from './http-profile.js';
 import { llmSuite } from './llm.js';
+import { processesSuite } from './processes.js';
 import { quantSuite } from './quant.js';
 import { reloadSuite } from './reload.js';
 import { soakSuite } from './soak.js';
@@ -29,4 +30,5 @@ export const suites: Record<string, () => Promise<string>> = {
   tokens: tokensSuite,
   fuzz: fuzzSuite,
   reload: reloadSuite,
+  processes: processesSuite,
 };
