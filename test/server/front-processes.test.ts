@@ -185,6 +185,25 @@ describe('server.processes: 2 (node:cluster front processes on one port)', funct
   });
 });
 
+describe('server.processes: 2 with a bad config', function () {
+  this.timeout(120_000);
+
+  it('exits 2 with the config error, as a single process does, instead of waiting', async () => {
+    const child = spawn(
+      process.execPath,
+      [CLI, 'serve', '--port', '0', '--no-watch', '--set', 'server.processes=2', '--set', 'queue.highWatermark=abc'],
+      { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '' } },
+    );
+    let err = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    clearTimeout(timer);
+    assert.equal(code, 2, err);
+    assert.match(err, /queue\.highWatermark must be an integer/);
+  });
+});
+
 describe('server.processes in the config', () => {
   it('takes a count or auto (the cores this process may use) and refuses anything else', () => {
     assert.equal(loadConfig({ cli: { 'server.processes': '3' } }).config.server.processes, 3);

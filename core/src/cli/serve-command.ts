@@ -51,7 +51,14 @@ export function serveCommand(): Command {
     .option('--log-format <format>', 'auto (pretty on a terminal, JSON otherwise), json or pretty (logging.format)')
     .action(async (opts: ServeOptions) => {
       if (cluster.isPrimary && (await servedByFrontProcesses(opts))) return;
-      const server = await NucleusServer.start({ file: opts.config, cli: serveOverrides(opts) });
+      let server: NucleusServer;
+      try {
+        server = await NucleusServer.start({ file: opts.config, cli: serveOverrides(opts) });
+      } catch (err) {
+        // A front process ends with its error as a lone server does; its channel to the primary would keep it alive.
+        if (cluster.isWorker) cluster.worker?.disconnect();
+        throw err;
+      }
       let stopping = false;
       const shutdown = (signal: string) => {
         if (stopping) return;
