@@ -6,17 +6,20 @@ import { grpcSuite } from './grpc.js';
 import { httpSuite } from './http.js';
 import { httpProfileSuite } from './http-profile.js';
 import { llmSuite } from './llm.js';
+import { processesSuite } from './processes.js';
 import { quantSuite } from './quant.js';
 import { reloadSuite } from './reload.js';
 import { soakSuite } from './soak.js';
 import { specSuite } from './spec.js';
 import { tensorSuite } from './tensor.js';
+import { tensorBodiesSuite } from './tensor-bodies.js';
 import { tokensSuite } from './tokens.js';
 import { tokenizersSuite } from './tokenizers.js';
 
 /** Every benchmark suite by name; each records its results and returns them as Markdown. */
 export const suites: Record<string, () => Promise<string>> = {
   tensor: tensorSuite,
+  'tensor-bodies': tensorBodiesSuite,
   llm: llmSuite,
   soak: soakSuite,
   quant: quantSuite,
@@ -31,4 +34,5 @@ export const suites: Record<string, () => Promise<string>> = {
   reload: reloadSuite,
   coldstart: coldstartSuite,
   grpc: grpcSuite,
+  processes: processesSuite,
 };

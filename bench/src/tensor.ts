@@ -9,7 +9,8 @@ import { closedLoop, timeLoop, type RunStats } from './stats.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 
-interface Case {
+/** A tensor model the suite measures and the shape of one item. */
+export interface Case {
   model: string;
   input: string;
   /** Shape of one item, without the batch dimension. */
@@ -21,13 +22,13 @@ const CASES: Case[] = [
   { model: 'resnet-tiny', input: 'input', item: [3, 224, 224] },
 ];
 
-function randomData(n: number): Float32Array {
+export function randomData(n: number): Float32Array {
   const data = new Float32Array(n);
   for (let i = 0; i < n; i++) data[i] = Math.sin(i * 12.9898) * 0.5;
   return data;
 }
 
-async function rawOrt(modelPath: string, c: Case, batch: number): Promise<RunStats> {
+export async function rawOrt(modelPath: string, c: Case, batch: number): Promise<RunStats> {
   const session = await ort.InferenceSession.create(modelPath, {
     graphOptimizationLevel: 'all',
     extra: { session: { intra_op: { allow_spinning: '0' } } },
@@ -49,17 +50,17 @@ function inferBody(c: Case): string {
 }
 
 /** A request body and its headers, encoded once and sent as they are by every client. */
-interface Encoded {
+export interface Encoded {
   body: Buffer;
   headers: Record<string, string>;
 }
 
-function jsonRequest(c: Case): Encoded {
+export function jsonRequest(c: Case): Encoded {
   return { body: Buffer.from(inferBody(c)), headers: { 'content-type': 'application/json' } };
 }
 
 /** The same request in the binary tensor data extension: a JSON header, then the tensor's little-endian bytes. */
-function binaryRequest(c: Case): Encoded {
+export function binaryRequest(c: Case): Encoded {
   const size = c.item.reduce((a, b) => a * b, 1);
   const data = randomData(size);
   const header = Buffer.from(
@@ -78,7 +79,7 @@ function binaryRequest(c: Case): Encoded {
   };
 }
 
-async function post(url: string, request: Encoded | string): Promise<boolean> {
+export async function post(url: string, request: Encoded | string): Promise<boolean> {
   const { body, headers } =
     typeof request === 'string' ? { body: request, headers: { 'content-type': 'application/json' } } : request;
   const res = await fetch(url, { method: 'POST', body, headers });
@@ -120,7 +121,7 @@ async function healthDuring<T>(base: string, load: Promise<T>): Promise<{ result
   }
 }
 
-function p99(values: readonly number[]): number {
+export function p99(values: readonly number[]): number {
   return [...values].sort((a, b) => a - b)[Math.max(0, Math.ceil(values.length * 0.99) - 1)] ?? NaN;
 }
 

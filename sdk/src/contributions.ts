@@ -17,6 +17,11 @@ export interface RouteContribution {
   handler: (ctx: RouteContext) => unknown | Promise<unknown>;
   /** Who may call it; `public` needs no key even when keys are configured. Default `user`. */
   access?: 'public' | 'user' | 'admin';
+  /**
+   * An admin route that only reads, whatever its method (KServe's `POST /v2/repository/index`): still answered when
+   * `server.processes` > 1, where admin routes that change a process's state are refused.
+   */
+  readOnly?: boolean;
 }
 
 /**

@@ -22,6 +22,7 @@ export * from './progress.js';
 export * from './request-authenticator.js';
 export * from './request-gate.js';
 export * from './services.js';
+export type { ProcessGroup } from './process-group.js';
 export * from './sse-stream.js';
 export * from './tenancy.js';
 export * from './ws-requests.js';

@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { PassThrough } from 'node:stream';
-import { BodyTooLargeError, readBody } from '@nucleus/core/internal/server/json-offload';
+import { BodyTooLargeError, JsonParserPool, readBody } from '@nucleus/core/internal/server/json-offload';
 
 // readBody on a stream standing in for the request: chunks arrive as the socket hands them over.
 function request(chunks: Uint8Array[]): IncomingMessage {
@@ -34,5 +35,29 @@ describe('request body reading', () => {
     await assert.rejects(readBody(request(chunks), undefined, 40), BodyTooLargeError);
     await assert.rejects(readBody(request(chunks), 45, 1000), /longer than its Content-Length/);
     await assert.rejects(readBody(request(chunks), 60, 1000), /shorter than its Content-Length/);
+  });
+});
+
+describe('the JSON parser threads', () => {
+  // Linux reports each thread's niceness (field 19 of /proc/self/task/<tid>/stat); elsewhere there is nothing to read.
+  const nicenessOfThreads = (): number[] =>
+    readdirSync('/proc/self/task').map((tid) => {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    });
+
+  it('parse at the niceness they are given, so the event loop wins the cores from them', async function () {
+    if (!existsSync('/proc/self/task')) this.skip();
+    const pool = new JsonParserPool(1, 13);
+    try {
+      const body = new TextEncoder().encode(
+        JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [3], data: [1, 2, 3] }] }),
+      );
+      const parsed = (await pool.parse(body, true, 64)) as { inputs: { data: Float32Array }[] };
+      assert.deepEqual([...parsed.inputs[0]!.data], [1, 2, 3]);
+      assert.ok(nicenessOfThreads().includes(13), `threads at ${nicenessOfThreads().join(', ')}`);
+    } finally {
+      await pool.close();
+    }
   });
 });

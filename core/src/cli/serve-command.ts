@@ -1,5 +1,9 @@
+import cluster from 'node:cluster';
 import { Command } from 'commander';
-import { flushLogger, resolveLogFormat } from '../kernel/logger.js';
+import { loadConfig } from '../kernel/config/index.js';
+import { createLogger, flushLogger, resolveLogFormat, type LogFormat, type LogLevel } from '../kernel/logger.js';
+import { frontProcessCount } from '../kernel/process-group.js';
+import { FrontProcesses } from '../server/front-processes.js';
 import { NucleusServer } from '../server/nucleus-server.js';
 import { collect, setOverrides, splitPair, withConfigOptions, type ConfigOptions } from './cli-options.js';
 import { NUCLEUS_VERSION } from './nucleus-version.js';
@@ -46,7 +50,15 @@ export function serveCommand(): Command {
     .option('--no-watch', 'do not hot-reload plugins when their files change (plugins.watch)')
     .option('--log-format <format>', 'auto (pretty on a terminal, JSON otherwise), json or pretty (logging.format)')
     .action(async (opts: ServeOptions) => {
-      const server = await NucleusServer.start({ file: opts.config, cli: serveOverrides(opts) });
+      if (cluster.isPrimary && (await servedByFrontProcesses(opts))) return;
+      let server: NucleusServer;
+      try {
+        server = await NucleusServer.start({ file: opts.config, cli: serveOverrides(opts) });
+      } catch (err) {
+        // A front process ends with its error as a lone server does; its channel to the primary would keep it alive.
+        if (cluster.isWorker) cluster.worker?.disconnect();
+        throw err;
+      }
       let stopping = false;
       const shutdown = (signal: string) => {
         if (stopping) return;
@@ -68,6 +80,29 @@ export function serveCommand(): Command {
 }
 
 /**
+ * With `server.processes` > 1 this process only forks the front processes and waits for them (true); otherwise it
+ * serves itself (false). Config problems are left to the processes, which report them as a single one would.
+ */
+async function servedByFrontProcesses(opts: ServeOptions): Promise<boolean> {
+  const { config } = loadConfig({
+    file: opts.config,
+    cli: serveOverrides(opts),
+    ignoreUnknownPluginSections: true,
+    keepIssues: true,
+  });
+  const count = frontProcessCount(config.server?.processes);
+  if (count <= 1) return false;
+  const logger = createLogger({
+    level: config.logging?.level as LogLevel | undefined,
+    format: config.logging?.format as LogFormat | undefined,
+  }).child({ pid: process.pid, role: 'primary' });
+  logger.info({ processes: count }, 'starting front processes');
+  process.exitCode = await new FrontProcesses(count, logger).run();
+  await flushLogger(logger);
+  return true;
+}
+
+/**
  * Says the server is up, whatever `logging.level` is (supervisors and scripts wait for it): a banner on a terminal,
  * one JSON line in the log's own shape otherwise. Both carry `nucleus listening on <url>`.
  */
@@ -77,5 +112,8 @@ async function announce(server: NucleusServer): Promise<void> {
   const summary = startupSummary(server, NUCLEUS_VERSION, process.uptime() * 1000, terminal);
   // Pretty lines are written from the logger's own thread: let the start-up lines out first.
   await flushLogger(server.kernel.logger);
-  process.stdout.write(pretty ? startupBanner(summary, terminal && !process.env.NO_COLOR) : startupLine(summary));
+  const text = pretty ? startupBanner(summary, terminal && !process.env.NO_COLOR) : startupLine(summary);
+  // One of several front processes: the primary says it once all of them serve.
+  if (server.kernel.processGroup.size > 1) server.kernel.processGroup.announceReady(server.url, text);
+  else process.stdout.write(text);
 }

@@ -15,6 +15,7 @@ import { discoverPlugins } from './plugin-discovery.js';
 import { RouteConflictError } from './plugin-contract.js';
 import { PluginHost } from './plugin-host.js';
 import { PluginWatcher } from './plugin-watcher.js';
+import { ProcessGroupMember } from './process-group.js';
 import { defaultProjectRoot } from './project-root.js';
 
 /** How to build a kernel. */
@@ -40,6 +41,8 @@ export class Kernel {
   readonly extensions: ExtensionRegistry;
   readonly health = new HealthState();
   readonly plugins: PluginHost;
+  /** The front processes serving the port with this one (`server.processes`); this process alone by default. */
+  readonly processGroup: ProcessGroupMember;
   readonly #modules: KernelModule[] = [];
   #watcher?: PluginWatcher;
 
@@ -76,6 +79,8 @@ export class Kernel {
     const directory: PluginDirectory = { list: () => this.plugins.list() };
     this.container.register(Services.plugins, { useValue: directory });
     this.container.register(Services.readiness, { useValue: this.health });
+    this.processGroup = new ProcessGroupMember(config.get('server.processes'));
+    this.container.register(Services.processGroup, { useValue: this.processGroup });
     config.onChange((path, value, previous) => {
       // Events reach exporters, logs and admin sockets: a secret changed at run time (an API key) is not shown there.
       this.events.emit('config.changed', {
@@ -180,5 +185,6 @@ export class Kernel {
     await this.#watcher?.stop();
     await Promise.all(this.#modules.map((m) => m.stop()));
     await this.plugins.stop();
+    this.processGroup.close();
   }
 }

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { Writable } from 'node:stream';
 import type { Logger } from '@nucleus/sdk';
 import { pino, type DestinationStream, type Level } from 'pino';
@@ -22,7 +23,7 @@ export function resolveLogFormat(
 // part of the server wrote it: noise on a terminal, useful to a log query).
 const PRETTY_OPTIONS = {
   translateTime: 'SYS:HH:MM:ss.l',
-  ignore: 'pid,hostname,service,component',
+  ignore: cluster.isWorker ? 'hostname,service,component' : 'pid,hostname,service,component',
   singleLine: true,
 } as const;
 
@@ -55,7 +56,8 @@ export function createLogger(
   return pino(
     {
       level: options.level ?? 'info',
-      base: { service: 'nucleus' },
+      // One of several front processes (`server.processes`) says which, so their lines can be told apart.
+      base: cluster.isWorker ? { service: 'nucleus', pid: process.pid } : { service: 'nucleus' },
       timestamp: pino.stdTimeFunctions.isoTime,
       // Pretty output shows labels; JSON keeps level names readable too, rather than numbers.
       formatters: format === 'pretty' ? {} : { level: (label) => ({ level: label }) },

@@ -87,7 +87,12 @@ export class HttpServer {
     this.auth = auth;
     // Protocols served beside HTTP (gRPC) check their calls' keys exactly as the routes do.
     kernel.container.register(Services.auth, { useValue: auth.forCalls() });
-    this.routes = new RouteTable(kernel.extensions.point(ExtensionPoints.routes), kernelRoutes(kernel), auth);
+    this.routes = new RouteTable(
+      kernel.extensions.point(ExtensionPoints.routes),
+      kernelRoutes(kernel),
+      auth,
+      kernel.processGroup.size,
+    );
     const hooks = kernel.extensions.point(ExtensionPoints.hooks);
 
     this.app.proxy = false;
@@ -203,7 +208,7 @@ export class HttpServer {
       const { header, binary } = splitInferenceBody(body, declared);
       const threshold = config.get('server.offloadJsonBytes');
       if (threshold && header.byteLength > threshold) {
-        this.parsers ??= new JsonParserPool();
+        this.parsers ??= new JsonParserPool(undefined, config.get('workers.niceness'));
         try {
           // A copy of the header alone: posting a view would clone the whole body with it.
           ctx.request.body = await this.parsers.parse(header.slice(), v2Infer(ctx), config.get('server.jsonMaxDepth'));
@@ -238,7 +243,7 @@ export class HttpServer {
         return next();
       }
       const bytes = await read(ctx, length);
-      this.parsers ??= new JsonParserPool();
+      this.parsers ??= new JsonParserPool(undefined, config.get('workers.niceness'));
       try {
         // Only v2 inference bodies get their `inputs[i].data` as typed arrays.
         ctx.request.body = await this.parsers.parse(bytes, v2Infer(ctx), config.get('server.jsonMaxDepth'));

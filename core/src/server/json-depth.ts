@@ -14,6 +14,7 @@ const CLOSE_ARRAY = 0x5d;
  * the stack on a body nested a hundred thousand levels deep, so such bodies are refused before that.
  */
 export function jsonNestsDeeperThan(text: Uint8Array | string, limit: number): boolean {
+  if (opensAtMost(text, limit)) return false;
   const bytes = typeof text !== 'string';
   const n = text.length;
   let depth = 0;
@@ -29,6 +30,23 @@ export function jsonNestsDeeperThan(text: Uint8Array | string, limit: number): b
     } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) depth--;
   }
   return false;
+}
+
+/**
+ * Whether `text` holds at most `limit` opening brackets (inside strings too, which only overcounts). Each level of
+ * nesting needs one, so such a text cannot nest deeper: a tensor body, megabytes of numbers in a few flat lists, is
+ * cleared by native searches instead of a walk over every byte (a fifth of a parser thread's time on 3 MB images).
+ */
+function opensAtMost(text: Uint8Array | string, limit: number): boolean {
+  // Buffer's indexOf is memchr; a plain Uint8Array's is a loop that is no faster than the walk.
+  const haystack = typeof text === 'string' ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength);
+  let count = 0;
+  for (const c of [OPEN_OBJECT, OPEN_ARRAY]) {
+    const find = (from: number) =>
+      typeof haystack === 'string' ? haystack.indexOf(String.fromCharCode(c), from) : haystack.indexOf(c, from);
+    for (let at = find(0); at >= 0; at = find(at + 1)) if (++count > limit) return false;
+  }
+  return true;
 }
 
 /** The 400 for a body nested deeper than `server.jsonMaxDepth`. */

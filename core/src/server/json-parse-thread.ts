@@ -1,4 +1,5 @@
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
+import { lowerThreads } from '../engine/workers/runtime-threads.js';
 import { jsonNestsDeeperThan } from './json-depth.js';
 
 /** A job for the JSON parser thread: the raw body (transferred) and whether v2 tensor data may become typed arrays. */
@@ -93,6 +94,8 @@ export function parseJob(job: ParseJob): { result: ParseResult; transfer: ArrayB
 
 if (parentPort) {
   const port = parentPort;
+  // 0 is the calling thread: on Linux niceness is per thread, so only this parser yields to the event loop.
+  lowerThreads([0], (workerData as { niceness?: number } | null)?.niceness ?? 0);
   port.on('message', (job: ParseJob) => {
     const { result, transfer } = parseJob(job);
     port.postMessage(result, transfer);

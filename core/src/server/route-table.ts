@@ -1,4 +1,4 @@
-import type { Contribution, ExtensionPointView, RouteContribution } from '@nucleus/sdk';
+import { type Contribution, type ExtensionPointView, NucleusError, type RouteContribution } from '@nucleus/sdk';
 import Router, { type Layer } from '@koa/router';
 import type { Context, Middleware, Next } from 'koa';
 import type { Authenticator } from './auth.js';
@@ -7,6 +7,19 @@ import type { Authenticator } from './auth.js';
 interface Served {
   route: RouteContribution;
   handle: (ctx: Context) => Promise<void>;
+}
+
+/** An admin route that changes what the process serves or how: it would reach only the process that took it. */
+function changesState(route: RouteContribution): boolean {
+  return route.access === 'admin' && route.method !== 'GET' && route.readOnly !== true;
+}
+
+function multiProcessAdmin(processes: number): NucleusError {
+  return new NucleusError(
+    409,
+    'multi_process_admin',
+    `this server runs ${processes} front processes (server.processes) and this admin operation would change only the one that took the request; change the config (models, plugins, settings) and restart, or run with server.processes: 1 to change them while serving`,
+  );
 }
 
 /** Requests remembered by method and path, at most; a server seeing more distinct paths starts over. */
@@ -36,6 +49,8 @@ export class RouteTable {
     private readonly point: ExtensionPointView<RouteContribution>,
     private readonly kernelRoutes: readonly RouteContribution[],
     private readonly auth: Authenticator,
+    /** Front processes serving the port (`server.processes`): above 1, admin routes that change state are refused. */
+    private readonly processes = 1,
   ) {
     point.onChange(() => (this.dispatch = undefined));
   }
@@ -114,6 +129,7 @@ export class RouteTable {
     const handle = async (ctx: Context) => {
       ctx.state.route = route.path;
       if (this.checked.get(ctx) !== route) this.auth.check(ctx, route.access ?? 'user');
+      if (this.processes > 1 && changesState(route)) throw multiProcessAdmin(this.processes);
       const run = () => route.handler(ctx as never);
       const result = contribution ? await this.point.use(contribution, run) : await run();
       if (result !== undefined && ctx.body === undefined) ctx.body = result;

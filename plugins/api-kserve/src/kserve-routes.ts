@@ -288,7 +288,7 @@ export function kserveRoutes(
     },
     { method: 'GET', path: '/v2/health/live', access: 'public', handler: () => ({ live: true }) },
     { method: 'GET', path: '/v2/health/ready', access: 'public', handler: serverReady },
-    { method: 'POST', path: '/v2/repository/index', access: 'admin', handler: repositoryIndex },
+    { method: 'POST', path: '/v2/repository/index', access: 'admin', readOnly: true, handler: repositoryIndex },
     {
       method: 'POST',
       path: '/v2/repository/models/:model/load',

@@ -30,7 +30,16 @@ export class CpuBackend implements Backend {
   readonly #inputs: CpuProbeInputs;
   #autoThreads: number | undefined;
 
-  constructor(config: Partial<CpuBackendConfig> = {}, inputs: CpuProbeInputs = {}) {
+  /**
+   * `processes` is how many front processes share the machine's cores (`server.processes`), each with sessions of its
+   * own: the automatic thread count is their share of the cores, so N processes do not run N× the threads there are
+   * cores for.
+   */
+  constructor(
+    config: Partial<CpuBackendConfig> = {},
+    inputs: CpuProbeInputs = {},
+    private readonly processes = 1,
+  ) {
     this.config = Object.freeze({ ...CPU_DEFAULTS, ...config });
     this.#inputs = inputs;
   }
@@ -38,7 +47,7 @@ export class CpuBackend implements Backend {
   /** Never throws: reads CPU and memory facts, cgroup limits applied. */
   async probe(): Promise<BackendProbe> {
     const facts = readCpuFacts(this.#inputs);
-    this.#autoThreads = defaultIntraOpThreads(facts);
+    this.#autoThreads = this.#share(defaultIntraOpThreads(facts));
     return cpuProbe(facts, this.#threads(this.config));
   }
 
@@ -67,7 +76,11 @@ export class CpuBackend implements Backend {
     // One thread: the order in which partial sums are combined no longer depends on scheduling.
     if (c.deterministic) return 1;
     if (c.intraOpNumThreads > 0) return c.intraOpNumThreads;
-    this.#autoThreads ??= defaultIntraOpThreads(readCpuFacts(this.#inputs));
+    this.#autoThreads ??= this.#share(defaultIntraOpThreads(readCpuFacts(this.#inputs)));
     return this.#autoThreads;
+  }
+
+  #share(threads: number): number {
+    return Math.max(1, Math.floor(threads / Math.max(1, this.processes)));
   }
 }

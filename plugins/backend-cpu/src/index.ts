@@ -1,4 +1,4 @@
-import { definePlugin, ExtensionPoints } from '@nucleus/sdk';
+import { definePlugin, ExtensionPoints, optionalService, ServiceRefs, type PluginContext } from '@nucleus/sdk';
 import type { CpuBackendConfig } from './config.js';
 import { CpuBackend } from './cpu-backend.js';
 
@@ -16,9 +16,10 @@ export {
 } from './detect.js';
 
 /** The backend-cpu plugin: contributes the `cpu` backend. */
-export default definePlugin<Partial<CpuBackendConfig>>({
-  activate(ctx) {
-    const backend = new CpuBackend(ctx.config);
+export default definePlugin({
+  deps: { processGroup: optionalService(ServiceRefs.processGroup) },
+  activate(ctx: PluginContext<Partial<CpuBackendConfig>>, { processGroup }) {
+    const backend = new CpuBackend(ctx.config, {}, processGroup?.size ?? 1);
     ctx.contribute(ExtensionPoints.backend, backend, { priority: backend.rank });
   },
 });

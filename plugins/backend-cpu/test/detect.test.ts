@@ -7,6 +7,7 @@ import {
   type CpuHost,
   cgroupCpuLimit,
   cgroupMemory,
+  CpuBackend,
   cpuProbe,
   defaultIntraOpThreads,
   readCpuFacts,
@@ -130,5 +131,17 @@ describe('backend-cpu: detection from cgroup files and host facts', () => {
     assert.deepEqual(probe.devices[0]!.extra, { arch: 'x64', cores: 64, availableParallelism: 64, cgroupCpuLimit: 1 });
     assert.equal(probe.devices[0]!.memoryTotalBytes, 256 * GiB);
     assert.deepEqual(probe.details, { intraOpNumThreads: 1, memory: { totalBytes: 256 * GiB, freeBytes: 200 * GiB } });
+  });
+
+  it('front processes sharing the cores split the automatic thread count; a configured count stands', () => {
+    const inputs = { root: root({}), host: HOST };
+    assert.equal(new CpuBackend({}, inputs).sessionOptions().intraOpNumThreads, 64);
+    assert.equal(new CpuBackend({}, inputs, 4).sessionOptions().intraOpNumThreads, 16);
+    assert.equal(
+      new CpuBackend({}, { ...inputs, host: { ...HOST, availableParallelism: () => 2 } }, 3).sessionOptions()
+        .intraOpNumThreads,
+      1,
+    );
+    assert.equal(new CpuBackend({ intraOpNumThreads: 6 }, inputs, 4).sessionOptions().intraOpNumThreads, 6);
   });
 });

@@ -1,5 +1,12 @@
-import { definePlugin, ExtensionPoints, optionalService, ServiceRefs, type PluginContext } from '@nucleus/sdk';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import {
+  definePlugin,
+  ExtensionPoints,
+  optionalService,
+  ServiceRefs,
+  type PluginContext,
+  type ProcessGroup,
+} from '@nucleus/sdk';
+import { AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
 import { DeviceMonitor } from './device-monitor.js';
 import { MetricsListener } from './metrics-listener.js';
 import { NucleusMetrics } from './nucleus-metrics.js';
@@ -28,6 +35,19 @@ function processRegistry(): Registry {
   return holder[PROCESS_REGISTRY];
 }
 
+const METRICS_TOPIC = 'metrics';
+
+/** What /metrics renders with several front processes: every process's metrics, aggregated at each scrape. */
+function clusterRegistry(local: Registry, group: ProcessGroup): Pick<Registry, 'contentType' | 'metrics'> {
+  return {
+    contentType: local.contentType,
+    async metrics() {
+      const parts = (await group.gather(METRICS_TOPIC)) as object[];
+      return AggregatorRegistry.aggregate(parts).metrics();
+    },
+  };
+}
+
 /** The metrics plugin's config section (`plugin.metrics`), as its schema in package.json defines it. */
 export interface MetricsConfig {
   namespace: string;
@@ -41,8 +61,11 @@ export interface MetricsConfig {
 
 /** Prometheus metrics on GET /metrics (and optionally a port of their own), fed only by the kernel's event bus. */
 export default definePlugin({
-  deps: { plugins: optionalService(ServiceRefs.plugins) },
-  async activate(ctx: PluginContext<MetricsConfig>, { plugins }) {
+  deps: {
+    plugins: optionalService(ServiceRefs.plugins),
+    processGroup: optionalService(ServiceRefs.processGroup),
+  },
+  async activate(ctx: PluginContext<MetricsConfig>, { plugins, processGroup }) {
     const config = ctx.config;
     // One registry per activation: a hot reload starts clean instead of registering twice.
     const own = new Registry();
@@ -57,11 +80,17 @@ export default definePlugin({
       throughputWindowS: config.throughputWindowS,
       refreshDevices: () => devices.refresh(),
     });
-    const registry = config.processMetrics ? Registry.merge([own, processRegistry()]) : own;
+    const local = config.processMetrics ? Registry.merge([own, processRegistry()]) : own;
+    // Several front processes share the port and a scrape reaches one of them: it answers for all, counters and
+    // histograms summed (prom-client's cluster aggregation, each metric by its own `aggregator`).
+    const group = processGroup !== undefined && processGroup.size > 1 ? processGroup : undefined;
+    const undoProvide = group?.provide(METRICS_TOPIC, () => local.getMetricsAsJSON());
+    const registry = group ? clusterRegistry(local, group) : local;
     const detach = metrics.attach(ctx.events);
     ctx.onDispose(() => {
       detach();
       devices.close();
+      undoProvide?.();
     });
     // Plugins activated before this one announced their states already: read them once.
     if (plugins) metrics.setPlugins(plugins.list());

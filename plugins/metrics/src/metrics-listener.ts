@@ -11,7 +11,12 @@ export class MetricsListener {
   ) {}
 
   /** Listens on `host`:`port` (0 picks a free port). */
-  static async start(registry: Registry, host: string, port: number, path: string): Promise<MetricsListener> {
+  static async start(
+    registry: Pick<Registry, 'contentType' | 'metrics'>,
+    host: string,
+    port: number,
+    path: string,
+  ): Promise<MetricsListener> {
     const server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (url.pathname !== path || (req.method !== 'GET' && req.method !== 'HEAD')) {

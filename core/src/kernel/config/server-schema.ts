@@ -20,6 +20,15 @@ export const SERVER_SCHEMA = {
       description: 'TCP port to listen on; 0 picks a free port.',
       default: 8080,
     },
+    processes: {
+      type: ['integer', 'string'],
+      minimum: 1,
+      maximum: 1024,
+      pattern: '^auto$',
+      description:
+        "HTTP front processes serving `server.port` together (node:cluster; the kernel hands each connection to one of them), each with its own plugins and model workers, so memory grows with each; `auto` starts one per core this process may use. Above 1, admin operations that change a process's state (model load, swap and unload, plugin enable, disable and reload, `PATCH /admin/config`) are refused with 409 `multi_process_admin`, since they would reach one process only: change the config and restart instead. /metrics sums the processes' metrics; log lines carry each process's `pid`; SIGTERM drains them all.",
+      default: 1,
+    },
     bodyLimitBytes: {
       type: 'integer',
       minimum: 1,
