@@ -5,6 +5,7 @@ import type { LoadedLlm } from './llm/decoder-model.js';
 import type { Logger } from './logger.js';
 import type { OnnxModel } from './onnx/onnx-model.js';
 import type { Progress } from './progress.js';
+import type { RouteDoc } from './route-catalog.js';
 
 /** The Koa context a route handler receives. */
 export type RouteContext = ParameterizedContext<Record<string, unknown>, { params: Record<string, string> }>;
@@ -16,6 +17,8 @@ export interface RouteContribution {
   handler: (ctx: RouteContext) => unknown | Promise<unknown>;
   /** Who may call it; `public` needs no key even when keys are configured. Default `user`. */
   access?: 'public' | 'user' | 'admin';
+  /** What the API document (`/openapi.json`) says of it: summary, body schema, query, answers. */
+  doc?: RouteDoc;
 }
 
 /** Middleware a plugin inserts around every request, named for the moment it runs. */

@@ -16,6 +16,7 @@ export * from './observability.js';
 export * from './plugin.js';
 export * from './plugin-state.js';
 export * from './progress.js';
+export * from './route-catalog.js';
 export * from './services.js';
 export * from './sse-stream.js';
 export * from './tenancy.js';

@@ -4,6 +4,7 @@ import type { InferenceService } from './inference.js';
 import type { Logger } from './logger.js';
 import type { ModelRegistry } from './model-registry.js';
 import type { PluginDirectory, Readiness } from './observability.js';
+import type { RouteCatalog } from './route-catalog.js';
 
 /** Tokens under which the kernel registers its services in every plugin's container (`ctx.container.resolve(Services.events)`). */
 export const Services = {
@@ -23,6 +24,8 @@ export const Services = {
   models: 'nucleus.models',
   /** The server's {@link Readiness}, as `/ready` reports it. */
   readiness: 'nucleus.readiness',
+  /** The {@link RouteCatalog}: every route the HTTP server answers now (only where a server runs). */
+  routes: 'nucleus.routes',
 } as const;
 
 /**
@@ -56,6 +59,7 @@ export const ServiceRefs = {
   generation: serviceRef<GenerationService>(Services.generation),
   models: serviceRef<ModelRegistry>(Services.models),
   readiness: serviceRef<Readiness>(Services.readiness),
+  routes: serviceRef<RouteCatalog>(Services.routes),
 } as const;
 
 /** What `activate` receives for a plugin's `deps`: each ref's service. */

@@ -3,7 +3,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Contribution, ExtensionPointView, Hooks } from '@nucleus/sdk';
-import { badRequest, ExtensionPoints, NucleusError, unavailable } from '@nucleus/sdk';
+import { badRequest, ExtensionPoints, NucleusError, Services, unavailable } from '@nucleus/sdk';
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
@@ -78,6 +78,8 @@ export class HttpServer {
     );
     this.auth = auth;
     this.routes = new RouteTable(kernel.extensions.point(ExtensionPoints.routes), kernelRoutes(kernel), auth);
+    // Registered before plugins activate (start() follows), so a plugin that documents the API finds it in `deps`.
+    kernel.container.register(Services.routes, { useValue: this.routes.catalog() });
     const hooks = kernel.extensions.point(ExtensionPoints.hooks);
 
     this.app.proxy = false;
