@@ -1,4 +1,11 @@
-import { definePlugin, ExtensionPoints, ServiceRefs, type PluginContext, type RouteContribution } from '@nucleus/sdk';
+import {
+  definePlugin,
+  ExtensionPoints,
+  optionalService,
+  ServiceRefs,
+  type PluginContext,
+  type RouteContribution,
+} from '@nucleus/sdk';
 import { type OpenApiDocument, openApiDocument } from './openapi-document.js';
 import { ViewerAssets } from './viewer-assets.js';
 
@@ -16,12 +23,13 @@ export interface ApiDocsConfig {
  * "Try it out" against this server.
  */
 export default definePlugin({
-  deps: { routes: ServiceRefs.routes },
+  // Optional: a kernel run without an HTTP server (`nucleus quantize`, library use) has no catalog, and no requests.
+  deps: { routes: optionalService(ServiceRefs.routes) },
   activate(ctx: PluginContext<ApiDocsConfig>, { routes }) {
     const access = ctx.config.public ? 'public' : 'user';
     // Built on first request after a change, not at each change: a reload changes routes one contribution at a time.
     let document: OpenApiDocument | undefined;
-    ctx.onDispose(routes.onChange(() => (document = undefined)));
+    if (routes) ctx.onDispose(routes.onChange(() => (document = undefined)));
     const assets = new ViewerAssets();
     const own: RouteContribution[] = [
       {
@@ -33,7 +41,7 @@ export default definePlugin({
           responses: { 200: { description: 'the document', schema: { type: 'object', required: ['openapi'] } } },
         },
         handler: (http) => {
-          document ??= openApiDocument(routes.list(), {
+          document ??= openApiDocument(routes?.list() ?? [], {
             title: ctx.config.title,
             version: ctx.version,
             description: `Every route of every active plugin, generated from the schemas the routes validate with. Try it in the explorer at /docs.`,
