@@ -6,6 +6,7 @@ import type { LoadedLlm } from './llm/decoder-model.js';
 import type { Logger } from './logger.js';
 import type { OnnxModel } from './onnx/onnx-model.js';
 import type { Progress } from './progress.js';
+import type { RouteDoc } from './route-catalog.js';
 
 /** The Koa context a route handler receives. */
 export type RouteContext = ParameterizedContext<Record<string, unknown>, { params: Record<string, string> }>;
@@ -22,6 +23,8 @@ export interface RouteContribution {
    * `server.processes` > 1, where admin routes that change a process's state are refused.
    */
   readOnly?: boolean;
+  /** What the API document (`/openapi.json`) says of it: summary, body schema, query, answers. */
+  doc?: RouteDoc;
 }
 
 /**

@@ -21,6 +21,7 @@ export * from './plugin-state.js';
 export * from './progress.js';
 export * from './request-authenticator.js';
 export * from './request-gate.js';
+export * from './route-catalog.js';
 export * from './services.js';
 export type { ProcessGroup } from './process-group.js';
 export * from './sse-stream.js';

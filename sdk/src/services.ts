@@ -6,6 +6,7 @@ import type { ModelRegistry } from './model-registry.js';
 import type { PluginDirectory, Readiness } from './observability.js';
 import type { RequestAuthenticator } from './request-authenticator.js';
 import type { ProcessGroup } from './process-group.js';
+import type { RouteCatalog } from './route-catalog.js';
 
 /** Tokens under which the kernel registers its services in every plugin's container (`ctx.container.resolve(Services.events)`). */
 export const Services = {
@@ -29,6 +30,8 @@ export const Services = {
   auth: 'nucleus.auth',
   /** The {@link ProcessGroup}: the front processes serving the port together. */
   processGroup: 'nucleus.processGroup',
+  /** The {@link RouteCatalog}: every route the HTTP server answers now (only where a server runs). */
+  routes: 'nucleus.routes',
 } as const;
 
 /**
@@ -64,6 +67,7 @@ export const ServiceRefs = {
   readiness: serviceRef<Readiness>(Services.readiness),
   auth: serviceRef<RequestAuthenticator>(Services.auth),
   processGroup: serviceRef<ProcessGroup>(Services.processGroup),
+  routes: serviceRef<RouteCatalog>(Services.routes),
 } as const;
 
 /** What `activate` receives for a plugin's `deps`: each ref's service. */

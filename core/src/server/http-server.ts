@@ -93,6 +93,8 @@ export class HttpServer {
       auth,
       kernel.processGroup.size,
     );
+    // Registered before plugins activate (start() follows), so a plugin that documents the API finds it in `deps`.
+    kernel.container.register(Services.routes, { useValue: this.routes.catalog() });
     const hooks = kernel.extensions.point(ExtensionPoints.hooks);
 
     this.app.proxy = false;

@@ -1,4 +1,11 @@
-import { type Contribution, type ExtensionPointView, NucleusError, type RouteContribution } from '@nucleus/sdk';
+import {
+  type CatalogRoute,
+  type Contribution,
+  type ExtensionPointView,
+  NucleusError,
+  type RouteCatalog,
+  type RouteContribution,
+} from '@nucleus/sdk';
 import Router, { type Layer } from '@koa/router';
 import type { Context, Middleware, Next } from 'koa';
 import type { Authenticator } from './auth.js';
@@ -82,6 +89,24 @@ export class RouteTable {
       const path = ctx.path;
       ctx.params = layer.paramNames.length ? layer.params(path, layer.captures(path)) : {};
       return d.served.get(layer)!.handle(ctx);
+    };
+  }
+
+  /** The read-only view plugins get as `Services.routes`: what is served now, with each route's doc. */
+  catalog(): RouteCatalog {
+    const entry = (route: RouteContribution, plugin: string): CatalogRoute => ({
+      method: route.method,
+      path: route.path,
+      access: route.access ?? 'user',
+      plugin,
+      ...(route.doc && { doc: route.doc }),
+    });
+    return {
+      list: () => [
+        ...this.kernelRoutes.map((r) => entry(r, 'kernel')),
+        ...this.point.list().map((c) => entry(c.value, c.pluginId)),
+      ],
+      onChange: (listener) => this.point.onChange(() => listener()),
     };
   }
 

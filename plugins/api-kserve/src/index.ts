@@ -35,6 +35,7 @@ export { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType, type KServeDatatyp
 export { monitorRoutes, probeGpuBackends, type GpuBackendReport } from './monitor-routes.js';
 export { inferGeneration, isGenerationRequest, type InferGenerationAnswer } from './infer-generation.js';
 export { decodeNativeInputs, nativeRoutes } from './native-routes.js';
+export { KSERVE_INFER_SCHEMA, NATIVE_INFER_SCHEMA } from './request-schemas.js';
 export { flatten, fromTensorData, nest, shapeOfNested, tensorValues, toTensorData } from './tensor-json.js';
 
 /** The api-kserve plugin's config section (`plugin.api-kserve`). */

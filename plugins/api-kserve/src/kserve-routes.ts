@@ -25,7 +25,7 @@ import {
 import { GENERATION_VERSION, generationModel, llmMetadata } from './generate-routes.js';
 import { binaryData, clientSignal, requestBody, requestId } from './http-helpers.js';
 import { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType } from './kserve-datatypes.js';
-import { checkBody, validators, type KServeInferBody } from './request-schemas.js';
+import { checkBody, KSERVE_INFER_SCHEMA, validators, type KServeInferBody } from './request-schemas.js';
 import { fromTensorData, tensorValues, toTensorData } from './tensor-json.js';
 
 /** The platform string the protocol reports for ONNX models. */
@@ -315,9 +315,30 @@ export function kserveRoutes(
   ];
   for (const base of ['/v2/models/:model', '/v2/models/:model/versions/:version']) {
     routes.push(
-      { method: 'GET', path: base, handler: metadata },
-      { method: 'GET', path: `${base}/ready`, handler: modelReady },
-      { method: 'POST', path: `${base}/infer`, handler: infer },
+      {
+        method: 'GET',
+        path: base,
+        doc: { summary: "A model's metadata: inputs, outputs, platform", tags: ['kserve-v2'] },
+        handler: metadata,
+      },
+      {
+        method: 'GET',
+        path: `${base}/ready`,
+        doc: { summary: 'Whether the model is ready', tags: ['kserve-v2'] },
+        handler: modelReady,
+      },
+      {
+        method: 'POST',
+        path: `${base}/infer`,
+        doc: {
+          summary:
+            'Inference (Open Inference Protocol v2); binary tensors with the Inference-Header-Content-Length header',
+          tags: ['kserve-v2'],
+          body: KSERVE_INFER_SCHEMA,
+          bodyContentTypes: ['application/octet-stream'],
+        },
+        handler: infer,
+      },
     );
   }
   return routes;

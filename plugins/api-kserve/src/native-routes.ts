@@ -15,7 +15,13 @@ import {
 } from '@nucleus/sdk';
 import { clientSignal, requestBody, requestId } from './http-helpers.js';
 import { inferGeneration, isGenerationRequest } from './infer-generation.js';
-import { checkBody, validators, type NativeInferBody } from './request-schemas.js';
+import {
+  BATCH_INFER_SCHEMA,
+  checkBody,
+  NATIVE_INFER_SCHEMA,
+  validators,
+  type NativeInferBody,
+} from './request-schemas.js';
 import { SseStream } from '@nucleus/sdk';
 import { flatten, fromTensorData, nest, shapeOfNested, toTensorData } from './tensor-json.js';
 
@@ -143,10 +149,24 @@ export function nativeRoutes(
   };
 
   return [
-    { method: 'POST', path: '/infer', handler: (ctx) => runOne(requestBody(ctx) ?? {}, ctx, clientSignal(ctx)) },
+    {
+      method: 'POST',
+      path: '/infer',
+      doc: {
+        summary: 'Run a tensor model: inputs by name, as nested lists or {data, shape, dtype}',
+        tags: ['native'],
+        body: NATIVE_INFER_SCHEMA,
+      },
+      handler: (ctx) => runOne(requestBody(ctx) ?? {}, ctx, clientSignal(ctx)),
+    },
     {
       method: 'POST',
       path: '/batch_infer',
+      doc: {
+        summary: 'Several /infer requests at once, each answered on its own',
+        tags: ['native'],
+        body: BATCH_INFER_SCHEMA,
+      },
       handler: async (ctx) => {
         const raw = requestBody(ctx);
         const body = checkBody(
@@ -169,6 +189,11 @@ export function nativeRoutes(
     {
       method: 'POST',
       path: '/stream_infer',
+      doc: {
+        summary: 'Several /infer requests, each answer sent as a server-sent event as soon as it is ready',
+        tags: ['native'],
+        body: BATCH_INFER_SCHEMA,
+      },
       handler: async (ctx) => {
         const raw = requestBody(ctx);
         const body = checkBody(

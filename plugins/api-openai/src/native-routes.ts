@@ -45,8 +45,10 @@ const modelOptional = (schema: { required: string[] }) => ({
   ...schema,
   required: schema.required.filter((f) => f !== 'model'),
 });
-const checkGenerate = validator<GenerateBody>(modelOptional(GENERATE_SCHEMA));
-const checkChat = validator<NativeChatBody>(modelOptional(CHAT_SCHEMA));
+const GENERATE_BODY = modelOptional(GENERATE_SCHEMA);
+const CHAT_BODY = modelOptional(CHAT_SCHEMA);
+const checkGenerate = validator<GenerateBody>(GENERATE_BODY);
+const checkChat = validator<NativeChatBody>(CHAT_BODY);
 const checkEmbedding = validator<EmbeddingBody>(EMBEDDING_SCHEMA);
 
 /**
@@ -69,6 +71,11 @@ export function nativeRoutes(deps: RouteDeps, defaultModel: () => string | undef
     {
       method: 'POST',
       path: '/generate',
+      doc: {
+        summary: 'Generate text from a prompt (the default LLM when `model` is left out); `stream: true` for SSE',
+        tags: ['native'],
+        body: GENERATE_BODY,
+      },
       handler: (ctx) =>
         hooked(
           ctx,
@@ -81,6 +88,12 @@ export function nativeRoutes(deps: RouteDeps, defaultModel: () => string | undef
     {
       method: 'POST',
       path: '/chat',
+      doc: {
+        summary:
+          'Chat with an LLM through its chat template (the default LLM when `model` is left out); `stream: true` for SSE',
+        tags: ['native'],
+        body: CHAT_BODY,
+      },
       handler: (ctx) =>
         hooked(
           ctx,
@@ -103,6 +116,7 @@ export function nativeRoutes(deps: RouteDeps, defaultModel: () => string | undef
     {
       method: 'POST',
       path: '/embeddings',
+      doc: { summary: 'Embeddings of one or more inputs', tags: ['native'], body: EMBEDDING_SCHEMA },
       handler: (ctx) =>
         hooked(
           ctx,

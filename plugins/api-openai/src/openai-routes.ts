@@ -55,6 +55,10 @@ export interface EmbeddingBody {
 }
 
 const checkChat = validator<ChatCompletionBody>(CHAT_COMPLETION_SCHEMA);
+// The API document's answers of a route that streams on request.
+const STREAMABLE = {
+  200: { description: 'the completion, or with `stream: true` a text/event-stream of chunks ending in `[DONE]`' },
+};
 const checkCompletion = validator<CompletionBody>(COMPLETION_SCHEMA);
 const checkEmbedding = validator<EmbeddingBody>(EMBEDDING_SCHEMA);
 
@@ -74,11 +78,13 @@ export function openAiRoutes(deps: RouteDeps): RouteContribution[] {
     {
       method: 'GET',
       path: '/v1/models',
+      doc: { summary: 'The LLMs and embedding models served (OpenAI model list)', tags: ['openai'] },
       handler: (ctx) => ({ object: 'list', data: listedModels(deps.generation(ctx)) }),
     },
     {
       method: 'GET',
       path: '/v1/models/:model',
+      doc: { summary: 'One model', tags: ['openai'], params: { model: 'a model name, or name:version' } },
       handler: (ctx) => {
         const service = deps.generation(ctx);
         const { model, version } = addressOf(service, ctx.params.model!);
@@ -89,18 +95,35 @@ export function openAiRoutes(deps: RouteDeps): RouteContribution[] {
     {
       method: 'POST',
       path: '/v1/chat/completions',
+      doc: {
+        summary: 'Chat completion (OpenAI-compatible); `stream: true` answers with server-sent events',
+        tags: ['openai'],
+        body: CHAT_COMPLETION_SCHEMA,
+        responses: STREAMABLE,
+      },
       handler: (ctx) =>
         hooked(ctx, deps.hooks, checkChat, (body, v) => chatCompletions(ctx, deps, body, v), engineOf(ctx, deps)),
     },
     {
       method: 'POST',
       path: '/v1/completions',
+      doc: {
+        summary: 'Text completion (OpenAI-compatible); `stream: true` answers with server-sent events',
+        tags: ['openai'],
+        body: COMPLETION_SCHEMA,
+        responses: STREAMABLE,
+      },
       handler: (ctx) =>
         hooked(ctx, deps.hooks, checkCompletion, (body, v) => completions(ctx, deps, body, v), engineOf(ctx, deps)),
     },
     {
       method: 'POST',
       path: '/v1/embeddings',
+      doc: {
+        summary: 'Embeddings of one or more inputs (OpenAI-compatible)',
+        tags: ['openai'],
+        body: EMBEDDING_SCHEMA,
+      },
       handler: (ctx) =>
         hooked(ctx, deps.hooks, checkEmbedding, (body, v) => embeddings(ctx, deps, body, v), engineOf(ctx, deps)),
     },

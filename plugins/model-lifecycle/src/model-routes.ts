@@ -1,6 +1,13 @@
 import { badRequest, type RouteContext, type RouteContribution } from '@nucleus/sdk';
 import type { ModelLifecycle } from './model-lifecycle.js';
-import { checkBody, validators } from './request-schemas.js';
+import { checkBody, LOAD_SCHEMA, SWAP_SCHEMA, validators } from './request-schemas.js';
+
+const DRAIN_QUERY = {
+  drainTimeoutMs: {
+    schema: { type: 'integer', minimum: 0 },
+    description: 'how long requests in flight may take to finish, in milliseconds',
+  },
+};
 
 function body(ctx: RouteContext): unknown {
   return (ctx.request as { body?: unknown }).body ?? {};
@@ -23,11 +30,23 @@ function drainTimeout(ctx: RouteContext): number | undefined {
  */
 export function modelRoutes(lifecycle: ModelLifecycle): RouteContribution[] {
   return [
-    { method: 'GET', path: '/admin/models', access: 'admin', handler: () => ({ models: lifecycle.list() }) },
+    {
+      method: 'GET',
+      path: '/admin/models',
+      access: 'admin',
+      doc: { summary: 'Every model and version: state, backend, replicas, traffic', tags: ['admin'] },
+      handler: () => ({ models: lifecycle.list() }),
+    },
     {
       method: 'POST',
       path: '/admin/models',
       access: 'admin',
+      doc: {
+        summary: 'Load a model (or a new version of a served one)',
+        tags: ['admin'],
+        body: LOAD_SCHEMA,
+        responses: { 201: { description: 'loaded' } },
+      },
       handler: async (ctx) => {
         const request = checkBody(validators.load, body(ctx), 'load request');
         const model = await lifecycle.load(request);
@@ -39,6 +58,7 @@ export function modelRoutes(lifecycle: ModelLifecycle): RouteContribution[] {
       method: 'POST',
       path: '/admin/models/:name/swap',
       access: 'admin',
+      doc: { summary: "Swap a model's weights with no downtime", tags: ['admin'], body: SWAP_SCHEMA },
       handler: async (ctx) => {
         const request = checkBody(validators.swap, body(ctx), 'swap request');
         return { model: await lifecycle.swap(ctx.params.name!, request) };
@@ -48,6 +68,7 @@ export function modelRoutes(lifecycle: ModelLifecycle): RouteContribution[] {
       method: 'POST',
       path: '/admin/models/:name/versions/:version/swap',
       access: 'admin',
+      doc: { summary: 'Swap one version of a model', tags: ['admin'], body: SWAP_SCHEMA },
       handler: async (ctx) => {
         const request = checkBody(validators.swap, body(ctx), 'swap request');
         return { model: await lifecycle.swap(ctx.params.name!, { ...request, replaces: ctx.params.version! }) };
@@ -57,6 +78,7 @@ export function modelRoutes(lifecycle: ModelLifecycle): RouteContribution[] {
       method: 'DELETE',
       path: '/admin/models/:name',
       access: 'admin',
+      doc: { summary: 'Drain and unload a model', tags: ['admin'], query: DRAIN_QUERY },
       handler: async (ctx) => {
         await lifecycle.unload(ctx.params.name!, drainTimeout(ctx));
         return { unloaded: ctx.params.name };
@@ -66,6 +88,7 @@ export function modelRoutes(lifecycle: ModelLifecycle): RouteContribution[] {
       method: 'DELETE',
       path: '/admin/models/:name/versions/:version',
       access: 'admin',
+      doc: { summary: 'Drain and unload one version of a model', tags: ['admin'], query: DRAIN_QUERY },
       handler: async (ctx) => {
         const { name, version } = ctx.params as { name: string; version: string };
         await lifecycle.unload(name, drainTimeout(ctx), version);
