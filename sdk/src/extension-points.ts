@@ -1,4 +1,5 @@
 import type { Backend } from './backend.js';
+import type { Explainer } from './explainer.js';
 import type {
   BuiltinModel,
   CachePolicySpec,
@@ -54,6 +55,8 @@ export const ExtensionPoints = {
   wsTopics: extensionPoint<WsTopic>('wsTopics'),
   /** Request types plugins serve on `/ws` (inference: `generate`, `chat`, `infer`). */
   wsHandlers: extensionPoint<WsRequestHandler>('wsHandlers'),
+  /** Per-feature explanations of tensor models' answers (`explain: true` on `/infer`). */
+  explainer: extensionPoint<Explainer>('explainer'),
 } as const;
 
 /** One contribution at an extension point, with who made it. */
