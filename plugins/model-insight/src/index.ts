@@ -62,14 +62,13 @@ export default definePlugin({
     for (const route of insightRoutes(service, llms, explainer, monitor, profiles, config.maxFeatures))
       ctx.contribute(ExtensionPoints.routes, route, { name: `model-insight/${route.method} ${route.path}` });
 
-    if (!config.drift.enabled) return;
     const TENSOR_PATHS = /^(?:\/infer|\/batch_infer|\/stream_infer|\/v2\/models\/[^/]+(?:\/versions\/[^/]+)?\/infer)$/;
     ctx.contribute(
       ExtensionPoints.hooks,
       {
         async aroundInference(call, next) {
           const answer = await next();
-          if (answer && inference && TENSOR_PATHS.test(call.path)) {
+          if (answer && inference && config.drift.enabled && TENSOR_PATHS.test(call.path)) {
             try {
               monitor.observe(call.model, call.version, call.body, answer);
             } catch (err) {
@@ -82,6 +81,8 @@ export default definePlugin({
       },
       { name: 'model-insight' },
     );
+    // The hook stays contributed (the manifest provides it) and does nothing while drift is off.
+    if (!config.drift.enabled) return;
     const timer = setInterval(() => {
       try {
         monitor.evaluate();
