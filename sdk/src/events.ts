@@ -1,3 +1,4 @@
+import type { DriftReport } from './drift-report.js';
 import type { PluginState } from './plugin-state.js';
 
 /** Every event the kernel emits, by type; exporters subscribe to these and never to the engine directly. */
@@ -269,6 +270,8 @@ export interface NucleusEvents {
   };
   /** The stats plugin's periodic snapshot (also the `metrics` WebSocket topic). */
   'stats.snapshot': StatsSnapshot;
+  /** A model's live inputs compared with its reference profile (drift and data quality), once per evaluation. */
+  'drift.report': DriftReport;
   /** An alert rule started firing. */
   'alert.fired': AlertNotice;
   /** A firing alert rule went back to normal. */
@@ -323,6 +326,8 @@ export interface StatsSnapshot {
   devices: Array<NucleusEvents['device.stats']>;
   /** The last change of memory pressure, once there was one. */
   memoryPressure?: NucleusEvents['memory.pressure'];
+  /** Each watched model's latest drift report (where a drift monitor runs). */
+  drift?: DriftReport[];
   process: { rssBytes: number; heapUsedBytes: number; cpuPercent: number; eventLoopLagMs: number };
 }
 

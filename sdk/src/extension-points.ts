@@ -1,4 +1,5 @@
 import type { Backend } from './backend.js';
+import type { Explainer } from './explainer.js';
 import type {
   BuiltinModel,
   CachePolicySpec,
@@ -63,6 +64,8 @@ export const ExtensionPoints = {
   credentials: extensionPoint<CredentialSource>('credentials'),
   /** Rate limits and quotas every protocol asks before it runs a user request (`admitRequest`). */
   requestGate: extensionPoint<RequestGate>('requestGate'),
+  /** Per-feature explanations of tensor models' answers (`explain: true` on `/infer`). */
+  explainer: extensionPoint<Explainer>('explainer'),
 } as const;
 
 /** One contribution at an extension point, with who made it. */

@@ -64,6 +64,9 @@ const UNITS: Record<AlertMetric, string> = {
   rss_bytes: ' bytes',
   heap_used_bytes: ' bytes',
   queue_depth: ' queued',
+  drift_psi: '',
+  drift_ks: '',
+  prediction_drift_psi: '',
 };
 
 /**

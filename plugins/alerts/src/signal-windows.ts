@@ -1,4 +1,4 @@
-import type { EventBus } from '@nucleus/sdk';
+import type { DriftReport, EventBus } from '@nucleus/sdk';
 import { quantile, SlidingWindow, WindowedCounter } from '@nucleus/sdk';
 
 /** What an alert rule may measure. */
@@ -13,7 +13,10 @@ export type AlertMetric =
   | 'token_rate'
   | 'rss_bytes'
   | 'heap_used_bytes'
-  | 'queue_depth';
+  | 'queue_depth'
+  | 'drift_psi'
+  | 'drift_ks'
+  | 'prediction_drift_psi';
 
 /** A measurement: the value and how many requests it rests on (Infinity for gauges read now). */
 export interface Measurement {
@@ -52,6 +55,8 @@ export class SignalWindows {
   private readonly tokens: WindowedCounter;
   private readonly queues = new Map<string, number>();
   private readonly counted = new Map<string, number>();
+  /** The latest drift report of each model and when it came. */
+  private readonly drift = new Map<string, { at: number; report: DriftReport }>();
 
   constructor(
     private readonly retentionS: number,
@@ -101,6 +106,7 @@ export class SignalWindows {
         if (e.ttftMs !== undefined) m.ttft.add(e.ttftMs);
       }),
       events.on('queue.depth', (e) => this.queues.set(`${e.model ?? '*'}\u0000${e.priority}`, e.depth)),
+      events.on('drift.report', (report) => this.drift.set(report.model, { at: Date.now(), report })),
     ];
     return () => offs.forEach((off) => off());
   }
@@ -161,6 +167,27 @@ export class SignalWindows {
         for (const [key, d] of this.queues)
           if (scope.model === undefined || key.startsWith(`${scope.model}\u0000`)) depth += d;
         return { value: depth, samples: Infinity };
+      }
+      case 'drift_psi':
+      case 'drift_ks':
+      case 'prediction_drift_psi': {
+        // The latest report of each model in the window; across models, the worst. Samples: the rows it rests on.
+        if (scope.model !== undefined && !this.drift.has(scope.model)) return undefined;
+        let value = 0;
+        let samples = 0;
+        for (const [model, { at, report }] of this.drift) {
+          if ((scope.model !== undefined && model !== scope.model) || at < now - windowMs || at > now) continue;
+          const v =
+            scope.metric === 'drift_psi'
+              ? report.maxPsi
+              : scope.metric === 'drift_ks'
+                ? report.maxKs
+                : report.predictionPsi;
+          if (v === undefined) continue;
+          value = Math.max(value, v);
+          samples = Math.max(samples, report.samples);
+        }
+        return { value, samples };
       }
     }
   }

@@ -2,6 +2,7 @@ import {
   definePlugin,
   ExtensionPoints,
   InferenceHooks,
+  NucleusError,
   optionalService,
   ServiceRefs,
   type PluginContext,
@@ -60,6 +61,7 @@ export default definePlugin({
     const models = (): ModelRegistry | undefined => registry;
     const identity = { name: ctx.config.serverName, version: ctx.version };
     const hooks = new InferenceHooks(ctx);
+    const explainers = ctx.extensionPoint(ExtensionPoints.explainer);
     // Named by surface, as the manifest's `provides` declares them (`routes:kserve-v2` …).
     const surfaces = {
       'kserve-v2': [
@@ -72,6 +74,16 @@ export default definePlugin({
         generation,
         readiness,
         () => (ctx.configValue('server.defaultModel') as string | undefined) || undefined,
+        (request) => {
+          const explainer = explainers.first();
+          if (!explainer)
+            throw new NucleusError(
+              501,
+              'explainer_unavailable',
+              'explain: true needs an explainer plugin (model-insight)',
+            );
+          return explainers.use(explainer, (e) => e.explain(request));
+        },
       ),
       monitor: monitorRoutes(service, ctx.extensionPoint(ExtensionPoints.backend), generation),
     };

@@ -2,7 +2,10 @@ import {
   badRequest,
   elementCount,
   isTensorDataType,
+  NucleusError,
   toNucleusError,
+  type ExplainRequest,
+  type Explanation,
   type GenerationService,
   type InferenceHooks,
   type InferenceService,
@@ -106,6 +109,7 @@ export function nativeRoutes(
   generation?: () => GenerationService | undefined,
   readiness?: Readiness,
   defaultModel: () => string | undefined = () => undefined,
+  explain?: (request: ExplainRequest) => Promise<Explanation>,
 ): RouteContribution[] {
   const llm = generation ? inferGeneration(generation, hooks, defaultModel) : undefined;
   const runOne = async (raw: unknown, ctx: RouteContext, signal: AbortSignal): Promise<Record<string, unknown>> => {
@@ -137,15 +141,21 @@ export function nativeRoutes(
     const version = routedVersion;
     const info = engine.get(body.model, version);
     const id = requestId(ctx);
+    const inputs = decodeNativeInputs(body.inputs, info);
     const result = await engine.infer({
       model: body.model,
       ...(version !== undefined && { version }),
-      inputs: decodeNativeInputs(body.inputs, info),
+      inputs,
       ...(body.outputs && { outputs: body.outputs }),
       signal,
       ...(id !== undefined && { requestId: id }),
     });
-    return encodeResult(result) as unknown as Record<string, unknown>;
+    const answer = encodeResult(result) as unknown as Record<string, unknown>;
+    if (body.explain !== true) return answer;
+    if (!explain)
+      throw new NucleusError(501, 'explainer_unavailable', 'explain: true needs an explainer plugin (model-insight)');
+    const explanation = await explain({ model: result.model, version: result.version, inputs, signal });
+    return { ...answer, explanation };
   };
 
   return [

@@ -25,6 +25,8 @@ export interface NativeInferBody {
   /** By input name: a nested list, or `{data, shape, dtype?}` with flat data. */
   inputs: Record<string, unknown>;
   outputs?: string[];
+  /** Also explain the answer (per-feature attributions), where an explainer plugin is active. */
+  explain?: boolean;
 }
 
 /** A `/batch_infer` (and `/stream_infer`) body. */
@@ -76,6 +78,7 @@ export const NATIVE_INFER_SCHEMA = {
     version: { type: ['string', 'integer'] },
     inputs: { type: 'object', minProperties: 1 },
     outputs: { type: 'array', items: { type: 'string', minLength: 1 } },
+    explain: { type: 'boolean' },
   },
 } as const;
 

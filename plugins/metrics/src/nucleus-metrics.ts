@@ -310,6 +310,25 @@ export class NucleusMetrics {
         'LLM tokens (prompt plus generated) charged to rate limits, by API key name.',
         ['key'],
       ),
+      // Drift and data quality of a model's live inputs, as its latest `drift.report` measured them.
+      featurePsi: gauge('feature_drift_psi', 'Population stability index of a feature over the live window.', [
+        'model_name',
+        'feature',
+      ]),
+      featureKs: gauge('feature_drift_ks', 'Kolmogorov-Smirnov statistic of a feature over the live window.', [
+        'model_name',
+        'feature',
+      ]),
+      predictionPsi: gauge(
+        'prediction_drift_psi',
+        'Population stability index of the predictions over the live window.',
+        ['model_name'],
+      ),
+      featureQuality: gauge(
+        'feature_quality_values',
+        'Missing, NaN and out-of-range values of a feature in the live window.',
+        ['model_name', 'feature', 'issue'],
+      ),
     };
     this.cumulative = {
       cacheHits: new CumulativeCounter(this.m.cacheHits),
@@ -463,6 +482,17 @@ export class NucleusMetrics {
         m.rateLimitRequests.inc({ key: e.key ?? '', outcome: e.allowed ? 'allowed' : `refused_${e.limit ?? 'other'}` }),
       ),
       events.on('ratelimit.tokens', (e) => m.rateLimitTokens.inc({ key: e.key ?? '' }, e.tokens)),
+      events.on('drift.report', (e) => {
+        for (const f of e.features) {
+          const labels = { model_name: e.model, feature: f.name };
+          m.featurePsi.set(labels, f.psi);
+          m.featureKs.set(labels, f.ks);
+          m.featureQuality.set({ ...labels, issue: 'missing' }, f.missing);
+          m.featureQuality.set({ ...labels, issue: 'nan' }, f.nan);
+          m.featureQuality.set({ ...labels, issue: 'out_of_range' }, f.outOfRange);
+        }
+        if (e.predictionPsi !== undefined) m.predictionPsi.set({ model_name: e.model }, e.predictionPsi);
+      }),
     ];
     return () => offs.forEach((off) => off());
   }

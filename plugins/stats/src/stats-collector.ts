@@ -1,4 +1,5 @@
 import type {
+  DriftReport,
   EventBus,
   LatencySummary,
   ModelStats,
@@ -103,6 +104,7 @@ export class StatsCollector {
   private readonly caches = new Map<string, NucleusEvents['cache.stats']>();
   private readonly devices = new Map<string, NucleusEvents['device.stats']>();
   private memoryPressure: NucleusEvents['memory.pressure'] | undefined;
+  private readonly drift = new Map<string, DriftReport>();
   private readonly countedTokens = new Map<string, number>();
 
   constructor(private readonly options: StatsCollectorOptions) {
@@ -202,6 +204,7 @@ export class StatsCollector {
       events.on('cache.stats', (e) => this.caches.set(`${e.name}\u0000${e.model ?? ''}`, e)),
       events.on('device.stats', (e) => this.devices.set(`${e.backend}\u0000${e.device}`, e)),
       events.on('memory.pressure', (e) => (this.memoryPressure = e)),
+      events.on('drift.report', (e) => void this.drift.set(e.model, e)),
       // A swapped model starts its statistics afresh: records of earlier versions go, and so does the record of
       // events that name no version (an LLM's generations), which belonged to the old one.
       events.on('model.swapped', (e) => {
@@ -286,6 +289,7 @@ export class StatsCollector {
       })),
       devices: [...this.devices.values()],
       ...(this.memoryPressure && { memoryPressure: this.memoryPressure }),
+      ...(this.drift.size > 0 && { drift: [...this.drift.values()] }),
       process,
     };
   }
