@@ -10,8 +10,16 @@ export interface NucleusEvents {
   /**
    * `tenant`: the API key's tenant (see `Tenancy`) when the request carried a valid key. `traceparent`: the caller's
    * W3C trace context, from a protocol whose requests pass no HTTP hooks (gRPC metadata); tracing continues it.
+   * `key`: the key's name (or role), never the key, for per-key accounting.
    */
-  'request.start': { requestId: string; method: string; path: string; tenant?: string; traceparent?: string };
+  'request.start': {
+    requestId: string;
+    method: string;
+    path: string;
+    tenant?: string;
+    key?: string;
+    traceparent?: string;
+  };
   'request.end': {
     requestId: string;
     tenant?: string;

@@ -18,6 +18,7 @@ export * from './plugin.js';
 export * from './plugin-state.js';
 export * from './progress.js';
 export * from './request-authenticator.js';
+export * from './runtime-config.js';
 export * from './services.js';
 export * from './sse-stream.js';
 export * from './tenancy.js';

@@ -5,6 +5,7 @@ import type { Logger } from './logger.js';
 import type { ModelRegistry } from './model-registry.js';
 import type { PluginDirectory, Readiness } from './observability.js';
 import type { RequestAuthenticator } from './request-authenticator.js';
+import type { RuntimeConfig } from './runtime-config.js';
 
 /** Tokens under which the kernel registers its services in every plugin's container (`ctx.container.resolve(Services.events)`). */
 export const Services = {
@@ -26,6 +27,8 @@ export const Services = {
   readiness: 'nucleus.readiness',
   /** The server's {@link RequestAuthenticator}: the HTTP key check, for protocols served outside HTTP (gRPC). */
   auth: 'nucleus.auth',
+  /** The {@link RuntimeConfig}: read the config and change its runtime-adjustable keys. */
+  config: 'nucleus.config',
 } as const;
 
 /**
@@ -60,6 +63,7 @@ export const ServiceRefs = {
   models: serviceRef<ModelRegistry>(Services.models),
   readiness: serviceRef<Readiness>(Services.readiness),
   auth: serviceRef<RequestAuthenticator>(Services.auth),
+  config: serviceRef<RuntimeConfig>(Services.config),
 } as const;
 
 /** What `activate` receives for a plugin's `deps`: each ref's service. */

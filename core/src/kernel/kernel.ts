@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { Logger, PluginDirectory } from '@nucleus/sdk';
+import type { Logger, PluginDirectory, RuntimeConfig } from '@nucleus/sdk';
 import { Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
@@ -76,6 +76,11 @@ export class Kernel {
     const directory: PluginDirectory = { list: () => this.plugins.list() };
     this.container.register(Services.plugins, { useValue: directory });
     this.container.register(Services.readiness, { useValue: this.health });
+    const runtimeConfig: RuntimeConfig = {
+      get: (path) => config.get(path as ConfigPath),
+      patch: (changes, source) => void config.patch(changes, source),
+    };
+    this.container.register(Services.config, { useValue: runtimeConfig });
     config.onChange((path, value, previous) => {
       this.events.emit('config.changed', { path, value, previous });
       if (path === 'logging.level') logger.level = value as string;
