@@ -273,12 +273,51 @@ export interface NucleusEvents {
     memoryTotalBytes: number;
     utilizationPercent?: number;
   };
+  /**
+   * What requests of one model and key cost since the previous event of that pair (the cost plugin): measured CPU,
+   * device and memory use, and their price. Deltas; `key` is the API key's name, absent for requests without one.
+   */
+  'cost.accrued': CostAccrual;
+  /** The tuner changed a model's serving knob (or `scheduler.maxRunning`, with `model` `*`), and why. */
+  'tuner.decision': TunerDecision;
   /** The stats plugin's periodic snapshot (also the `metrics` WebSocket topic). */
   'stats.snapshot': StatsSnapshot;
   /** An alert rule started firing. */
   'alert.fired': AlertNotice;
   /** A firing alert rule went back to normal. */
   'alert.resolved': AlertNotice;
+}
+
+/** The cost of a model's requests under one key over a short interval (see the `cost.accrued` event). */
+export interface CostAccrual {
+  model: string;
+  key?: string;
+  /** Requests finished in the interval. */
+  requests: number;
+  /** CPU seconds attributed to them. */
+  cpuSeconds: number;
+  /** Accelerator (GPU) seconds attributed to them; 0 on CPU backends. */
+  deviceSeconds: number;
+  /** Resident memory held while they ran, in GB-seconds. */
+  memoryGbSeconds: number;
+  /** The price of all three, in `currency`. */
+  cost: number;
+  currency: string;
+}
+
+/** One change the tuner made (see the `tuner.decision` event). */
+export interface TunerDecision {
+  /** The model tuned; `*` for a server-wide knob (`maxRunning`). */
+  model: string;
+  knob: 'maxBatchSize' | 'maxQueueDelayMs' | 'maxRunning';
+  previous: number;
+  value: number;
+  /** Why, in words: the measured p99 and throughput against the target. */
+  reason: string;
+  /** The measurements the decision was made from. */
+  p99Ms: number | null;
+  throughputPerS: number;
+  targetP99Ms: number;
 }
 
 /** Priority classes of queued work, as schedulers see them. */
@@ -330,6 +369,18 @@ export interface StatsSnapshot {
   /** The last change of memory pressure, once there was one. */
   memoryPressure?: NucleusEvents['memory.pressure'];
   process: { rssBytes: number; heapUsedBytes: number; cpuPercent: number; eventLoopLagMs: number };
+  /** Cost per model and key since start, once the cost plugin reported any. */
+  cost?: CostSummary;
+  /** The tuner's knobs as last set, once it changed any. */
+  tuning?: Array<Omit<TunerDecision, 'previous'> & { at: string }>;
+}
+
+/** Cumulative cost since the server started, by model and by key. */
+export interface CostSummary {
+  currency: string;
+  total: number;
+  byModel: Array<{ model: string; requests: number; cost: number; cpuSeconds: number; deviceSeconds: number }>;
+  byKey: Array<{ key: string; requests: number; cost: number }>;
 }
 
 /** One model version's share of a {@link StatsSnapshot}. */

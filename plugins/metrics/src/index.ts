@@ -1,5 +1,6 @@
 import { definePlugin, ExtensionPoints, optionalService, ServiceRefs, type PluginContext } from '@nucleus/sdk';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { CostTuningMetrics } from './cost-tuning-metrics.js';
 import { DeviceMonitor } from './device-monitor.js';
 import { MetricsListener } from './metrics-listener.js';
 import { NucleusMetrics } from './nucleus-metrics.js';
@@ -57,10 +58,14 @@ export default definePlugin({
       throughputWindowS: config.throughputWindowS,
       refreshDevices: () => devices.refresh(),
     });
+    // Before the merge below, which copies the metrics registered so far.
+    const costTuning = new CostTuningMetrics(own, config.namespace);
     const registry = config.processMetrics ? Registry.merge([own, processRegistry()]) : own;
     const detach = metrics.attach(ctx.events);
+    const detachCostTuning = costTuning.attach(ctx.events);
     ctx.onDispose(() => {
       detach();
+      detachCostTuning();
       devices.close();
     });
     // Plugins activated before this one announced their states already: read them once.
