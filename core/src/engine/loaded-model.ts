@@ -283,7 +283,10 @@ export class LoadedModel {
   /** Changes the batch size and queue delay while serving; the next batch formed uses them. */
   retune(update: BatchingUpdate): BatchingInfo {
     if (!this.#batching.enabled)
-      throw badRequest('model_not_batching', `${this.label} does not batch (${this.#batching.reason}); nothing to tune`);
+      throw badRequest(
+        'model_not_batching',
+        `${this.label} does not batch (${this.#batching.reason}); nothing to tune`,
+      );
     this.#tuned = { ...this.#tuned, ...update };
     return this.batching;
   }

@@ -7,7 +7,12 @@ import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 
 const PLUGINS = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const plugin = (id: string): string => join(PLUGINS, id);
-const KEYS = { alice: 'alice-key-cost-0001', bob: 'bob-key-cost-00002', carol: 'carol-key-cost-003', dave: 'dave-key-cost-0004' };
+const KEYS = {
+  alice: 'alice-key-cost-0001',
+  bob: 'bob-key-cost-00002',
+  carol: 'carol-key-cost-003',
+  dave: 'dave-key-cost-0004',
+};
 
 interface Row {
   model?: string;
@@ -27,7 +32,7 @@ interface CostReport {
 
 const image = (rows: number): number[] => Array.from({ length: rows * 3 * 224 * 224 }, (_, i) => ((i * 7) % 13) / 13);
 
-describe('cost plugin: cost per inference by model and key, from measured use, with budgets', function () {
+describe('cost plugin: cost per inference by model and key, from measured use, with budgets', () => {
   let kit: TestKernel;
   let hooks: Server;
   const alerts: Array<{ status: string; alerts: Array<{ labels: Record<string, string> }> }> = [];
@@ -116,8 +121,9 @@ describe('cost plugin: cost per inference by model and key, from measured use, w
 
   it('shows the cost in /server/stats and as counters in /metrics', async () => {
     await report();
-    const stats = (await kit.request('/server/stats', { headers: { authorization: `Bearer ${KEYS.alice}` } }))
-      .body as { cost?: { total: number; byModel: Row[]; byKey: Row[] } };
+    const stats = (await kit.request('/server/stats', { headers: { authorization: `Bearer ${KEYS.alice}` } })).body as {
+      cost?: { total: number; byModel: Row[]; byKey: Row[] };
+    };
     assert.ok(stats.cost, 'a cost section');
     assert.ok(stats.cost.total > 0);
     assert.ok(stats.cost.byModel.some((m) => m.model === 'resnet-tiny' && m.cost > 0));
@@ -125,8 +131,19 @@ describe('cost plugin: cost per inference by model and key, from measured use, w
     const text = (await kit.request('/metrics')).body as string;
     const line = text
       .split('\n')
-      .find((l) => l.startsWith('nucleus_inference_cost_total{') && l.includes('model_name="resnet-tiny"') && l.includes('key="bob"'));
-    assert.ok(line, `a cost counter for resnet-tiny and bob: ${text.split('\n').filter((l) => l.includes('cost')).join('\n')}`);
+      .find(
+        (l) =>
+          l.startsWith('nucleus_inference_cost_total{') &&
+          l.includes('model_name="resnet-tiny"') &&
+          l.includes('key="bob"'),
+      );
+    assert.ok(
+      line,
+      `a cost counter for resnet-tiny and bob: ${text
+        .split('\n')
+        .filter((l) => l.includes('cost'))
+        .join('\n')}`,
+    );
     assert.ok(Number(line.split(' ').at(-1)) > 0);
     assert.match(text, /nucleus_inference_cpu_seconds_total\{model_name="mlp-classifier",key="alice"\} [0-9.e-]+/);
   });

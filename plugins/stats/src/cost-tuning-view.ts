@@ -17,7 +17,13 @@ export class CostTuningView {
       events.on('cost.accrued', (e) => {
         this.#currency = e.currency;
         this.#total += e.cost;
-        const m = this.#byModel.get(e.model) ?? { model: e.model, requests: 0, cost: 0, cpuSeconds: 0, deviceSeconds: 0 };
+        const m = this.#byModel.get(e.model) ?? {
+          model: e.model,
+          requests: 0,
+          cost: 0,
+          cpuSeconds: 0,
+          deviceSeconds: 0,
+        };
         m.requests += e.requests;
         m.cost += e.cost;
         m.cpuSeconds += e.cpuSeconds;
