@@ -13,6 +13,7 @@ import { specSuite } from './spec.js';
 import { tensorSuite } from './tensor.js';
 import { tokensSuite } from './tokens.js';
 import { tokenizersSuite } from './tokenizers.js';
+import { tunerSuite } from './tuner.js';
 
 /** Every benchmark suite by name; each records its results and returns them as Markdown. */
 export const suites: Record<string, () => Promise<string>> = {
@@ -31,4 +32,5 @@ export const suites: Record<string, () => Promise<string>> = {
   reload: reloadSuite,
   coldstart: coldstartSuite,
   grpc: grpcSuite,
+  tuner: tunerSuite,
 };

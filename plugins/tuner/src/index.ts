@@ -83,6 +83,7 @@ export default definePlugin({
     const evaluate = (): void => {
       const { tensor, llm } = recorder.take();
       for (const [model, window] of tensor) {
+        ctx.logger.debug({ model, window }, 'tuner: measured window');
         if (!inference || (config.models.length > 0 && !config.models.includes(model))) continue;
         let batching: { enabled: boolean; maxBatchSize: number; maxQueueDelayMs: number } | undefined;
         try {
