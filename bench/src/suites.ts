@@ -15,6 +15,7 @@ import { tensorSuite } from './tensor.js';
 import { tensorBodiesSuite } from './tensor-bodies.js';
 import { tokensSuite } from './tokens.js';
 import { tokenizersSuite } from './tokenizers.js';
+import { tunerSuite } from './tuner.js';
 
 /** Every benchmark suite by name; each records its results and returns them as Markdown. */
 export const suites: Record<string, () => Promise<string>> = {
@@ -35,4 +36,5 @@ export const suites: Record<string, () => Promise<string>> = {
   coldstart: coldstartSuite,
   grpc: grpcSuite,
   processes: processesSuite,
+  tuner: tunerSuite,
 };

@@ -11,8 +11,16 @@ export interface NucleusEvents {
   /**
    * `tenant`: the API key's tenant (see `Tenancy`) when the request carried a valid key. `traceparent`: the caller's
    * W3C trace context, from a protocol whose requests pass no HTTP hooks (gRPC metadata); tracing continues it.
+   * `key`: the key's name (or role), never the key, for per-key accounting.
    */
-  'request.start': { requestId: string; method: string; path: string; tenant?: string; traceparent?: string };
+  'request.start': {
+    requestId: string;
+    method: string;
+    path: string;
+    tenant?: string;
+    key?: string;
+    traceparent?: string;
+  };
   'request.end': {
     requestId: string;
     tenant?: string;
@@ -268,6 +276,13 @@ export interface NucleusEvents {
     memoryTotalBytes: number;
     utilizationPercent?: number;
   };
+  /**
+   * What requests of one model and key cost since the previous event of that pair (the cost plugin): measured CPU,
+   * device and memory use, and their price. Deltas; `key` is the API key's name, absent for requests without one.
+   */
+  'cost.accrued': CostAccrual;
+  /** The tuner changed a model's serving knob (or `scheduler.maxRunning`, with `model` `*`), and why. */
+  'tuner.decision': TunerDecision;
   /** The stats plugin's periodic snapshot (also the `metrics` WebSocket topic). */
   'stats.snapshot': StatsSnapshot;
   /** A model's live inputs compared with its reference profile (drift and data quality), once per evaluation. */
@@ -276,6 +291,38 @@ export interface NucleusEvents {
   'alert.fired': AlertNotice;
   /** A firing alert rule went back to normal. */
   'alert.resolved': AlertNotice;
+}
+
+/** The cost of a model's requests under one key over a short interval (see the `cost.accrued` event). */
+export interface CostAccrual {
+  model: string;
+  key?: string;
+  /** Requests finished in the interval. */
+  requests: number;
+  /** CPU seconds attributed to them. */
+  cpuSeconds: number;
+  /** Accelerator (GPU) seconds attributed to them; 0 on CPU backends. */
+  deviceSeconds: number;
+  /** Resident memory held while they ran, in GB-seconds. */
+  memoryGbSeconds: number;
+  /** The price of all three, in `currency`. */
+  cost: number;
+  currency: string;
+}
+
+/** One change the tuner made (see the `tuner.decision` event). */
+export interface TunerDecision {
+  /** The model tuned; `*` for a server-wide knob (`maxRunning`). */
+  model: string;
+  knob: 'maxBatchSize' | 'maxQueueDelayMs' | 'maxRunning';
+  previous: number;
+  value: number;
+  /** Why, in words: the measured p99 and throughput against the target. */
+  reason: string;
+  /** The measurements the decision was made from. */
+  p99Ms: number | null;
+  throughputPerS: number;
+  targetP99Ms: number;
 }
 
 /** Priority classes of queued work, as schedulers see them. */
@@ -329,6 +376,18 @@ export interface StatsSnapshot {
   /** Each watched model's latest drift report (where a drift monitor runs). */
   drift?: DriftReport[];
   process: { rssBytes: number; heapUsedBytes: number; cpuPercent: number; eventLoopLagMs: number };
+  /** Cost per model and key since start, once the cost plugin reported any. */
+  cost?: CostSummary;
+  /** The tuner's knobs as last set, once it changed any. */
+  tuning?: Array<Omit<TunerDecision, 'previous'> & { at: string }>;
+}
+
+/** Cumulative cost since the server started, by model and by key. */
+export interface CostSummary {
+  currency: string;
+  total: number;
+  byModel: Array<{ model: string; requests: number; cost: number; cpuSeconds: number; deviceSeconds: number }>;
+  byKey: Array<{ key: string; requests: number; cost: number }>;
 }
 
 /** One model version's share of a {@link StatsSnapshot}. */

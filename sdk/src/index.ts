@@ -24,6 +24,7 @@ export * from './progress.js';
 export * from './request-authenticator.js';
 export * from './request-gate.js';
 export * from './route-catalog.js';
+export * from './runtime-config.js';
 export * from './services.js';
 export type { ProcessGroup } from './process-group.js';
 export * from './sse-stream.js';

@@ -58,6 +58,14 @@ export interface BatchingInfo {
   padding: boolean;
 }
 
+/** A change to how a loaded model batches, made at run time (an auto-tuner); an absent field keeps its value. */
+export interface BatchingUpdate {
+  /** Largest batch the batcher forms (still halved under memory pressure). */
+  maxBatchSize?: number;
+  /** How long a request may wait for others to fill its batch. */
+  maxQueueDelayMs?: number;
+}
+
 /** One worker (replica) of a model version: its state and, for a child process, its pid and measured memory. */
 export interface WorkerReplicaStatus {
   /** The worker's index within the model's pool (as in `worker.health` events). */
@@ -206,6 +214,12 @@ export interface InferenceService {
   index(): Promise<RepositoryEntry[]>;
   /** Every installed backend with its probe. */
   backends(): Promise<BackendReport[]>;
+  /**
+   * Changes how every ready version of `name` batches, until it is unloaded (a version loaded later starts from its
+   * configured settings); returns each version's batching now. 404 for an unknown model, 400 for a model that does
+   * not batch or a value out of range.
+   */
+  setBatching(name: string, update: BatchingUpdate): BatchingInfo[];
 }
 
 /** Typed-array constructors by dtype. */

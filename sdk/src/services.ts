@@ -7,6 +7,7 @@ import type { PluginDirectory, Readiness } from './observability.js';
 import type { RequestAuthenticator } from './request-authenticator.js';
 import type { ProcessGroup } from './process-group.js';
 import type { RouteCatalog } from './route-catalog.js';
+import type { RuntimeConfig } from './runtime-config.js';
 
 /** Tokens under which the kernel registers its services in every plugin's container (`ctx.container.resolve(Services.events)`). */
 export const Services = {
@@ -32,6 +33,8 @@ export const Services = {
   processGroup: 'nucleus.processGroup',
   /** The {@link RouteCatalog}: every route the HTTP server answers now (only where a server runs). */
   routes: 'nucleus.routes',
+  /** The {@link RuntimeConfig}: read the config and change its runtime-adjustable keys. */
+  config: 'nucleus.config',
 } as const;
 
 /**
@@ -68,6 +71,7 @@ export const ServiceRefs = {
   auth: serviceRef<RequestAuthenticator>(Services.auth),
   processGroup: serviceRef<ProcessGroup>(Services.processGroup),
   routes: serviceRef<RouteCatalog>(Services.routes),
+  config: serviceRef<RuntimeConfig>(Services.config),
 } as const;
 
 /** What `activate` receives for a plugin's `deps`: each ref's service. */

@@ -8,6 +8,8 @@ import {
   type Backend,
   type BuiltinModel,
   type BackendReport,
+  type BatchingInfo,
+  type BatchingUpdate,
   type EventBus,
   type ExtensionPointView,
   type InferenceService,
@@ -255,6 +257,17 @@ export class InferenceEngine implements InferenceService {
       ...(request.requestId !== undefined && { requestId: request.requestId }),
     });
     return { model: request.model, version: model.options.source.version, outputs };
+  }
+
+  setBatching(name: string, update: BatchingUpdate): BatchingInfo[] {
+    const { maxBatchSize, maxQueueDelayMs } = update;
+    if (maxBatchSize !== undefined && (!Number.isInteger(maxBatchSize) || maxBatchSize < 1))
+      throw badRequest('invalid_batching', `maxBatchSize must be a whole number of 1 or more; got ${maxBatchSize}`);
+    if (maxQueueDelayMs !== undefined && !(Number.isFinite(maxQueueDelayMs) && maxQueueDelayMs >= 0))
+      throw badRequest('invalid_batching', `maxQueueDelayMs must be 0 or more; got ${maxQueueDelayMs}`);
+    const ready = [...this.#versions(name).values()].filter((e) => e.model?.state === 'ready');
+    if (ready.length === 0) throw unavailable('model_not_ready', `model '${name}' has no ready version`);
+    return ready.map((e) => e.model!.retune(update));
   }
 
   /** The serving instance of a version (the default one when omitted): 404 when unknown, 503 when not ready. */

@@ -1,11 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import {
   allocateTensorData,
+  badRequest,
   elementCount,
   isBigIntDataType,
   NucleusError,
   unavailable,
   type BatchingInfo,
+  type BatchingUpdate,
   type EventBus,
   type Logger,
   type ModelVersionInfo,
@@ -97,6 +99,7 @@ export class LoadedModel {
   readonly #breaker: CircuitBreaker | undefined;
   #requests = 0;
   #failures = 0;
+  #tuned: BatchingUpdate = {};
 
   private constructor(
     readonly options: LoadedModelOptions,
@@ -114,13 +117,18 @@ export class LoadedModel {
     const padding = signature.paddable();
     const usePadding = batchable.ok && (manifest.batching?.padding ?? padding.ok) && padding.ok;
     const enabled = batchable.ok && configured !== false;
-    const fixed = {
+    const configuredFixed = {
       maxBatchSize: source.options.maxBatchSize ?? manifest.batching?.maxBatchSize,
       maxQueueDelayMs: source.options.maxQueueDelayMs ?? manifest.batching?.maxQueueDelayMs,
     };
     const preferredBatchSizes = source.options.preferredBatchSizes ?? manifest.batching?.preferredBatchSizes ?? [];
     const settings = (): BatchSettings => {
       const d = options.defaults();
+      // A run-time change (retune) wins over the model's configured settings, which win over the global ones.
+      const fixed = {
+        maxBatchSize: this.#tuned.maxBatchSize ?? configuredFixed.maxBatchSize,
+        maxQueueDelayMs: this.#tuned.maxQueueDelayMs ?? configuredFixed.maxQueueDelayMs,
+      };
       return {
         maxBatchSize: enabled
           ? (d.shrinkBatchSize?.(fixed.maxBatchSize ?? d.maxBatchSize) ?? fixed.maxBatchSize ?? d.maxBatchSize)
@@ -270,6 +278,17 @@ export class LoadedModel {
       maxQueueDelayMs: now.maxQueueDelayMs,
       preferredBatchSizes: [...now.preferredBatchSizes],
     };
+  }
+
+  /** Changes the batch size and queue delay while serving; the next batch formed uses them. */
+  retune(update: BatchingUpdate): BatchingInfo {
+    if (!this.#batching.enabled)
+      throw badRequest(
+        'model_not_batching',
+        `${this.label} does not batch (${this.#batching.reason}); nothing to tune`,
+      );
+    this.#tuned = { ...this.#tuned, ...update };
+    return this.batching;
   }
 
   /** The workers, for `/status` and for tests that kill one. */

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { Logger, PluginDirectory } from '@nucleus/sdk';
+import type { Logger, PluginDirectory, RuntimeConfig } from '@nucleus/sdk';
 import { Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
@@ -81,6 +81,11 @@ export class Kernel {
     this.container.register(Services.readiness, { useValue: this.health });
     this.processGroup = new ProcessGroupMember(config.get('server.processes'));
     this.container.register(Services.processGroup, { useValue: this.processGroup });
+    const runtimeConfig: RuntimeConfig = {
+      get: (path) => config.get(path as ConfigPath),
+      patch: (changes, source) => void config.patch(changes, source),
+    };
+    this.container.register(Services.config, { useValue: runtimeConfig });
     config.onChange((path, value, previous) => {
       // Events reach exporters, logs and admin sockets: a secret changed at run time (an API key) is not shown there.
       this.events.emit('config.changed', {

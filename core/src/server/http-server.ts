@@ -114,7 +114,13 @@ export class HttpServer {
       // user key its own requests only).
       const holder = auth.identify(ctx);
       const tenant = holder?.tenancy.tenant;
-      events.emit('request.start', { requestId, method: ctx.method, path: ctx.path, ...(tenant && { tenant }) });
+      events.emit('request.start', {
+        requestId,
+        method: ctx.method,
+        path: ctx.path,
+        ...(tenant && { tenant }),
+        ...(holder && { key: holder.label }),
+      });
       try {
         await next();
       } finally {

@@ -7,6 +7,7 @@ import {
   type ProcessGroup,
 } from '@nucleus/sdk';
 import { AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
+import { CostTuningMetrics } from './cost-tuning-metrics.js';
 import { DeviceMonitor } from './device-monitor.js';
 import { MetricsListener } from './metrics-listener.js';
 import { NucleusMetrics } from './nucleus-metrics.js';
@@ -80,6 +81,8 @@ export default definePlugin({
       throughputWindowS: config.throughputWindowS,
       refreshDevices: () => devices.refresh(),
     });
+    // Before the merge below, which copies the metrics registered so far.
+    const costTuning = new CostTuningMetrics(own, config.namespace);
     const local = config.processMetrics ? Registry.merge([own, processRegistry()]) : own;
     // Several front processes share the port and a scrape reaches one of them: it answers for all, counters and
     // histograms summed (prom-client's cluster aggregation, each metric by its own `aggregator`).
@@ -87,8 +90,10 @@ export default definePlugin({
     const undoProvide = group?.provide(METRICS_TOPIC, () => local.getMetricsAsJSON());
     const registry = group ? clusterRegistry(local, group) : local;
     const detach = metrics.attach(ctx.events);
+    const detachCostTuning = costTuning.attach(ctx.events);
     ctx.onDispose(() => {
       detach();
+      detachCostTuning();
       devices.close();
       undoProvide?.();
     });

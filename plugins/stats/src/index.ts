@@ -1,4 +1,5 @@
 import { badRequest, definePlugin, ExtensionPoints, notFound } from '@nucleus/sdk';
+import { CostTuningView } from './cost-tuning-view.js';
 import { ProcessSampler } from './process-sampler.js';
 import { StatsCollector } from './stats-collector.js';
 
@@ -34,8 +35,11 @@ export default definePlugin<StatsConfig>({
     });
     const sampler = new ProcessSampler(Math.min(config.snapshotIntervalMs || 5000, 5000));
     const detach = collector.attach(ctx.events);
+    const costTuning = new CostTuningView();
+    const detachCostTuning = costTuning.attach(ctx.events);
     ctx.onDispose(() => {
       detach();
+      detachCostTuning();
       sampler.close();
     });
     if (config.snapshotIntervalMs > 0) {
@@ -53,7 +57,11 @@ export default definePlugin<StatsConfig>({
     });
     ctx.contribute(
       ExtensionPoints.routes,
-      { method: 'GET', path: '/server/stats', handler: () => collector.snapshot(sampler.sample()) },
+      {
+        method: 'GET',
+        path: '/server/stats',
+        handler: () => ({ ...collector.snapshot(sampler.sample()), ...costTuning.sections() }),
+      },
       { name: 'stats/GET /server/stats' },
     );
     ctx.contribute(
