@@ -1,4 +1,5 @@
 import type { Backend } from './backend.js';
+import type { BatchRunner } from './batch-runner.js';
 import type {
   BuiltinModel,
   CachePolicySpec,
@@ -54,6 +55,8 @@ export const ExtensionPoints = {
   wsTopics: extensionPoint<WsTopic>('wsTopics'),
   /** Request types plugins serve on `/ws` (inference: `generate`, `chat`, `infer`). */
   wsHandlers: extensionPoint<WsRequestHandler>('wsHandlers'),
+  /** Offline batch jobs over files of rows (`nucleus batch run`). */
+  batchRunner: extensionPoint<BatchRunner>('batchRunner'),
 } as const;
 
 /** One contribution at an extension point, with who made it. */

@@ -1,4 +1,5 @@
 export * from './backend.js';
+export * from './batch-runner.js';
 export * from './caller.js';
 export * from './cache-policy-loader.js';
 export * from './contributions.js';
