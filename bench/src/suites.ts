@@ -1,3 +1,4 @@
+import { batchSuite } from './batch.js';
 import { cacheSuite } from './cache.js';
 import { coldstartSuite } from './coldstart.js';
 import { fuzzSuite } from './fuzz.js';
@@ -17,6 +18,7 @@ import { tokenizersSuite } from './tokenizers.js';
 /** Every benchmark suite by name; each records its results and returns them as Markdown. */
 export const suites: Record<string, () => Promise<string>> = {
   tensor: tensorSuite,
+  batch: batchSuite,
   llm: llmSuite,
   soak: soakSuite,
   quant: quantSuite,
