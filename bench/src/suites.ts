@@ -1,3 +1,4 @@
+import { batchSuite } from './batch.js';
 import { cacheSuite } from './cache.js';
 import { coldstartSuite } from './coldstart.js';
 import { fuzzSuite } from './fuzz.js';
@@ -21,6 +22,7 @@ import { tunerSuite } from './tuner.js';
 export const suites: Record<string, () => Promise<string>> = {
   tensor: tensorSuite,
   'tensor-bodies': tensorBodiesSuite,
+  batch: batchSuite,
   llm: llmSuite,
   soak: soakSuite,
   quant: quantSuite,

@@ -1,5 +1,6 @@
 import type { Backend } from './backend.js';
 import type { Explainer } from './explainer.js';
+import type { BatchRunner } from './batch-runner.js';
 import type {
   BuiltinModel,
   CachePolicySpec,
@@ -66,6 +67,8 @@ export const ExtensionPoints = {
   requestGate: extensionPoint<RequestGate>('requestGate'),
   /** Per-feature explanations of tensor models' answers (`explain: true` on `/infer`). */
   explainer: extensionPoint<Explainer>('explainer'),
+  /** Offline batch jobs over files of rows (`nucleus batch run`). */
+  batchRunner: extensionPoint<BatchRunner>('batchRunner'),
 } as const;
 
 /** One contribution at an extension point, with who made it. */

@@ -1,5 +1,6 @@
 export * from './admit-request.js';
 export * from './backend.js';
+export * from './batch-runner.js';
 export * from './caller.js';
 export * from './cache-policy-loader.js';
 export * from './contributions.js';

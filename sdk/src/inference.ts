@@ -165,6 +165,11 @@ export interface InferRequest {
   signal?: AbortSignal;
   /** The server's request id (`x-request-id`), carried into telemetry events. */
   requestId?: string;
+  /**
+   * `low` (offline batch jobs) waits behind every queued `normal` or `high` request of the model, so interactive
+   * traffic is not queued behind a job. Default `normal`.
+   */
+  priority?: 'high' | 'normal' | 'low';
 }
 
 /** The answer to an {@link InferRequest}. */

@@ -1,5 +1,8 @@
-/** What a {@link Progress} counts, so it can be shown as `1.2 / 4.0 GiB` or `12 / 40`. */
-export type ProgressUnit = 'bytes' | 'items';
+/**
+ * What a {@link Progress} counts, so it can be shown as `1.2 / 4.0 GiB` or `12 / 40`; `rows` (batch jobs) also shows
+ * the rate in rows/s and the time left.
+ */
+export type ProgressUnit = 'bytes' | 'items' | 'rows';
 
 /**
  * How far one long operation has got: hashing a model file, building a graph from GGUF, quantizing, downloading. The

@@ -33,6 +33,23 @@ function batcher(settings: Partial<BatchSettings>, gate?: Promise<void>) {
 }
 
 describe('dynamic batcher policy', () => {
+  it('runs a queued interactive request before low-priority ones (batch jobs) that came earlier', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const { b, sizes } = batcher({ maxBatchSize: 2, maxQueueDelayMs: 0 }, gate);
+    const rows = (n: number, v: number) => ({
+      x: { dtype: 'float32', shape: [n, 1], data: new Float32Array(n).fill(v) } as Tensor,
+    });
+    const order: number[] = [];
+    const low = [1, 2, 3].map((v) => b.submit(rows(2, v), 2, { low: true }).then(() => order.push(v)));
+    const interactive = b.submit(rows(1, 9), 1).then(() => order.push(9));
+    open();
+    await Promise.all([...low, interactive]);
+    // The first low batch was already dispatched; the interactive request goes next, ahead of the two queued low ones.
+    assert.deepEqual(order, [1, 9, 2, 3]);
+    assert.deepEqual(sizes, [2, 1, 2, 2]);
+  });
+
   it('sends a batch as soon as it is full, without waiting for the delay', async () => {
     const { sizes, submit } = batcher({ maxBatchSize: 4, maxQueueDelayMs: 60_000 });
     const results = await Promise.all([1, 2, 3, 4].map(submit));

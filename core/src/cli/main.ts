@@ -3,6 +3,7 @@ import { ConfigError } from '../kernel/config/index.js';
 import { RouteConflictError } from '../kernel/plugin-contract.js';
 import { RequiredModelsError } from '../kernel/kernel-module.js';
 import { ListenError } from '../server/listen-error.js';
+import { batchCommand } from './batch-command.js';
 import { configCommand } from './config-command.js';
 import { doctorCommand } from './doctor-command.js';
 import { modelsCommand, pullCommand } from './models-command.js';
@@ -33,6 +34,7 @@ program.addCommand(doctorCommand());
 program.addCommand(pullCommand());
 program.addCommand(modelsCommand());
 program.addCommand(quantizeCommand());
+program.addCommand(batchCommand());
 program.addCommand(versionCommand());
 // Subcommands do not inherit these settings: without them commander exits 1 by itself on a usage error.
 const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];

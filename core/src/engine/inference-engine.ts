@@ -255,6 +255,7 @@ export class InferenceEngine implements InferenceService {
     const outputs = await model.infer(request.inputs, request.outputs, {
       ...(request.signal !== undefined && { signal: request.signal }),
       ...(request.requestId !== undefined && { requestId: request.requestId }),
+      ...(request.priority === 'low' && { low: true }),
     });
     return { model: request.model, version: model.options.source.version, outputs };
   }

@@ -98,7 +98,13 @@ abstract class Operation implements Progress {
   describe(at = this.now()): string {
     const amount = (n: number) => (this.unit === 'bytes' ? formatBytes(n) : String(n));
     const seconds = (at - this.startedAt) / 1000;
-    const rate = this.unit === 'bytes' && seconds >= 1 ? `, ${(this.completed / seconds / 1e6).toFixed(0)} MB/s` : '';
+    let rate = this.unit === 'bytes' && seconds >= 1 ? `, ${(this.completed / seconds / 1e6).toFixed(0)} MB/s` : '';
+    if (this.unit === 'rows' && seconds >= 1) {
+      const perSecond = this.completed / seconds;
+      rate = `, ${Math.round(perSecond)} rows/s`;
+      if (this.total > this.completed && perSecond > 0)
+        rate += `, ETA ${formatDuration((this.total - this.completed) / perSecond)}`;
+    }
     if (this.total === 0) return `${amount(this.completed)}${rate}`;
     return `${Math.min(100, Math.floor((this.completed / this.total) * 100))}% (${amount(this.completed)} / ${amount(this.total)}${rate})`;
   }
@@ -202,6 +208,14 @@ function lineOf(stream: ProgressStream): TerminalLine {
   let line = lines.get(stream);
   if (line === undefined) lines.set(stream, (line = new TerminalLine(stream)));
   return line;
+}
+
+/** `42 s`, `3 min 20 s`, `1 h 05 min`. */
+function formatDuration(seconds: number): string {
+  const s = Math.ceil(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
 }
 
 function formatBytes(n: number): string {

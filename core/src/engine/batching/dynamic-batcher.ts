@@ -52,11 +52,14 @@ export interface BatchedResult {
 export interface SubmitOptions {
   signal?: AbortSignal;
   requestId?: string;
+  /** Queued behind every other request (offline batch jobs), so interactive ones never wait behind it in the queue. */
+  low?: boolean;
 }
 
 interface Item {
   inputs: Record<string, Tensor>;
   rows: number;
+  low: boolean;
   enqueuedAt: number;
   requestId?: string;
   resolve(result: BatchedResult): void;
@@ -99,7 +102,7 @@ export class DynamicBatcher {
 
   /** Queues a validated request of `rows` rows; resolves with its own outputs. */
   submit(inputs: Record<string, Tensor>, rows: number, options: SubmitOptions = {}): Promise<BatchedResult> {
-    const { signal, requestId } = options;
+    const { signal, requestId, low = false } = options;
     if (this.#closed) return Promise.reject(unavailable('model_unloading', `${this.options.label} is being unloaded`));
     if (signal?.aborted) return Promise.reject(cancelledError(this.options.label));
     const settings = this.options.settings();
@@ -120,6 +123,7 @@ export class DynamicBatcher {
       const item: Item = {
         inputs,
         rows,
+        low,
         enqueuedAt: performance.now(),
         resolve,
         reject,
@@ -138,7 +142,10 @@ export class DynamicBatcher {
         signal.addEventListener('abort', onAbort, { once: true });
         item.detach = () => signal.removeEventListener('abort', onAbort);
       }
-      this.#queue.push(item);
+      // Others go ahead of the low ones queued (the head is what the next batch is formed around).
+      const firstLow = low ? -1 : this.#queue.findIndex((q) => q.low);
+      if (firstLow < 0) this.#queue.push(item);
+      else this.#queue.splice(firstLow, 0, item);
       this.options.onDepth?.(this.#queue.length);
       this.#pump();
     });

@@ -1,0 +1,124 @@
+import { performance } from 'node:perf_hooks';
+import {
+  NucleusError,
+  noProgress,
+  type BatchRunner,
+  type BatchRunOptions,
+  type BatchRunSummary,
+  type GenerationService,
+  type InferenceService,
+} from '@nucleus/sdk';
+import { CheckpointedOutput } from './checkpointed-output.js';
+import { LlmRowExecutor, type BatchEndpoint } from './llm-rows.js';
+import type { RowExecutor } from './row-executor.js';
+import { countRows, inputFormat, readRows, type InputRow } from './row-source.js';
+import { TensorRowExecutor } from './tensor-rows.js';
+
+/** How a runner sizes its work. */
+export interface BatchJobSettings {
+  chunkRows: number;
+  inFlight: number;
+  llmInFlight: number;
+}
+
+/** What a server-side job adds to a run: the endpoint its rows must address, and a count of rows as they finish. */
+export interface JobRunOptions extends BatchRunOptions {
+  endpoint?: BatchEndpoint;
+  /** Takes the model from each row's body (OpenAI batch lines) instead of `model`. */
+  modelPerRow?: boolean;
+  onRows?(succeeded: number, failed: number): void;
+}
+
+/**
+ * Reads rows as a stream, runs them through the engines in chunks with a bounded number in flight, and writes one
+ * line per row in input order to the output, which is the checkpoint a resume continues from. Memory stays bounded
+ * by the window (in-flight chunks and the lines waiting for an earlier chunk), whatever the size of the file.
+ */
+export class BatchJobRunner implements BatchRunner {
+  readonly name = 'batch-jobs';
+
+  constructor(
+    private readonly engines: { inference?: InferenceService | undefined; generation?: GenerationService | undefined },
+    private readonly settings: () => BatchJobSettings,
+  ) {}
+
+  async run(options: JobRunOptions): Promise<BatchRunSummary> {
+    const started = performance.now();
+    const executor = this.#executor(options);
+    const format = inputFormat(options.input, options.format);
+    const total = await countRows(options.input, format);
+    const output = await CheckpointedOutput.open(options.output, options.resume ?? true);
+    const resumedFrom = output.resumedFrom;
+    const progress = options.progress ?? noProgress;
+    const signal = options.signal ?? new AbortController().signal;
+    const window = executor.chunkRows === 1 ? this.settings().llmInFlight : this.settings().inFlight;
+    let succeeded = 0;
+    let failed = 0;
+    const inFlight = new Set<Promise<void>>();
+    let fatal: unknown;
+    const launch = (chunk: InputRow[]): void => {
+      const task = executor.execute(chunk, signal).then(
+        (lines) => {
+          for (const line of lines) isErrorLine(line) ? failed++ : succeeded++;
+          output.put(chunk[0]!.row, lines);
+          progress.advance(lines.length);
+          options.onRows?.(succeeded, failed);
+        },
+        (err: unknown) => {
+          fatal ??= err;
+        },
+      );
+      inFlight.add(task);
+      void task.finally(() => inFlight.delete(task));
+    };
+    progress.start(Math.max(0, total - resumedFrom), `batch ${options.model}`, 'rows');
+    try {
+      let chunk: InputRow[] = [];
+      for await (const row of readRows(options.input, format, resumedFrom)) {
+        if (signal.aborted || fatal !== undefined) break;
+        chunk.push(row);
+        if (chunk.length < executor.chunkRows) continue;
+        launch(chunk);
+        chunk = [];
+        while (inFlight.size >= window) await Promise.race(inFlight);
+        await output.drained();
+      }
+      if (chunk.length > 0 && !signal.aborted && fatal === undefined) launch(chunk);
+      await Promise.all(inFlight);
+      if (fatal !== undefined) throw fatal;
+    } finally {
+      await Promise.allSettled(inFlight);
+      await output.close();
+      progress.done();
+    }
+    return {
+      rows: output.rows,
+      succeeded,
+      failed,
+      resumedFrom,
+      complete: output.rows >= total,
+      seconds: (performance.now() - started) / 1000,
+    };
+  }
+
+  #executor(options: JobRunOptions): RowExecutor {
+    const { inference, generation } = this.engines;
+    if (options.modelPerRow && generation) return new LlmRowExecutor(generation, undefined, options.endpoint);
+    const tensor = inference?.list().some((m) => m.name === options.model);
+    if (tensor && inference)
+      return new TensorRowExecutor(inference, options.model, options.version, this.settings().chunkRows);
+    const llm = generation?.list().some((m) => m.name === options.model);
+    if (llm && generation) return new LlmRowExecutor(generation, options.model, options.endpoint);
+    const known = [...(inference?.list() ?? []), ...(generation?.list() ?? [])].map((m) => m.name);
+    throw new NucleusError(
+      404,
+      'model_not_found',
+      `no model ${options.model} is served; known: ${[...new Set(known)].join(', ') || 'none'}`,
+    );
+  }
+}
+
+/** Whether an output line is an error row (`{"row": n, "error": …}`, the `error` key right after `row`). */
+export function isErrorLine(line: string): boolean {
+  return /^\{"row":\d+,"error":/.test(line);
+}

@@ -1,0 +1,54 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import {
+  definePlugin,
+  ExtensionPoints,
+  NucleusError,
+  optionalService,
+  ServiceRefs,
+  type PluginContext,
+} from '@nucleus/sdk';
+import { BatchJobRunner, type BatchJobSettings } from './batch-job-runner.js';
+import { BatchJobs } from './batch-jobs.js';
+import { kserveBatchRoutes, openAiBatchRoutes } from './batch-routes.js';
+import { BatchStore } from './batch-store.js';
+
+export { BatchJobRunner, isErrorLine, type BatchJobSettings, type JobRunOptions } from './batch-job-runner.js';
+export { CheckpointedOutput } from './checkpointed-output.js';
+export { countRows, inputFormat, readRows, type InputRow, type RowError } from './row-source.js';
+
+/** The batch-jobs plugin's config section (`plugin.batch-jobs`). */
+export interface BatchJobsConfig extends BatchJobSettings {
+  dir: string | null;
+  maxFileBytes: number;
+  concurrentJobs: number;
+}
+
+/** Offline batch jobs: the runner `nucleus batch run` uses, and the job API over HTTP. */
+export default definePlugin({
+  deps: {
+    inference: optionalService(ServiceRefs.inference),
+    generation: optionalService(ServiceRefs.generation),
+  },
+  async activate(ctx: PluginContext<BatchJobsConfig>, { inference, generation }) {
+    const runner = new BatchJobRunner({ inference, generation }, () => ctx.config);
+    ctx.contribute(ExtensionPoints.batchRunner, runner);
+    const cacheDir = ctx.configValue('cache.dir');
+    const dir =
+      ctx.config.dir ??
+      (typeof cacheDir === 'string' && cacheDir !== ''
+        ? join(cacheDir, 'batches')
+        : join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'nucleus', 'batches'));
+    const jobs = new BatchJobs(new BatchStore(dir), runner, () => ctx.config.concurrentJobs, ctx.logger);
+    await jobs.start();
+    ctx.onDispose(() => jobs.stop());
+    for (const route of openAiBatchRoutes(jobs, () => ctx.config.maxFileBytes))
+      ctx.contribute(ExtensionPoints.routes, route, { name: `openai-batches/${route.method} ${route.path}` });
+    const tensor = () => {
+      if (!inference) throw new NucleusError(503, 'no_engine', 'this server runs no tensor models');
+      return inference;
+    };
+    for (const route of kserveBatchRoutes(jobs, tensor))
+      ctx.contribute(ExtensionPoints.routes, route, { name: `kserve-batches/${route.method} ${route.path}` });
+  },
+});
