@@ -30,7 +30,13 @@ interface CostReport {
   budgets: Array<{ name: string; spent: number; firing: boolean }>;
 }
 
-const image = (rows: number): number[] => Array.from({ length: rows * 3 * 224 * 224 }, (_, i) => ((i * 7) % 13) / 13);
+// Each image differs from the last (its first value counts up), so every request runs the model: a prediction-cache
+// hit would cost next to nothing and blur the comparison.
+let drawn = 0;
+const image = (rows: number): number[] => {
+  drawn++;
+  return Array.from({ length: rows * 3 * 224 * 224 }, (_, i) => (i === 0 ? drawn / 1e4 : ((i * 7) % 13) / 13));
+};
 
 describe('cost plugin: cost per inference by model and key, from measured use, with budgets', () => {
   let kit: TestKernel;
