@@ -176,7 +176,7 @@ export async function specSuite(): Promise<string> {
             label: `${name}: ${label}`,
             stats,
             ratio: stats.throughput / base.stats.throughput,
-            note: `acceptance ${(rate * 100).toFixed(0)}% (${spec?.acceptedTokens ?? 0} of ${spec?.draftTokens ?? 0} draft tokens, ${spec?.drafts ?? 0} drafts${spec?.pauses ? `, ${spec.pauses} auto-off pauses` : ''}, last run); ${((TOKENS - 1) / Math.max(1, TOKENS - 1 - (spec?.acceptedTokens ?? 0))).toFixed(2)} tokens per step`,
+            note: `acceptance ${(rate * 100).toFixed(0)}% (${spec?.acceptedTokens ?? 0} of ${spec?.draftTokens ?? 0} draft tokens, ${spec?.drafts ?? 0} drafts${spec?.pauses ? `, ${spec.pauses} auto-off pauses` : ''}, ${spec?.verifyRows ?? 0} verify and ${spec?.plainRows ?? 0} plain steps, drafting ${(spec?.draftMs ?? 0).toFixed(1)} ms, last run); ${((TOKENS - 1) / Math.max(1, TOKENS - 1 - (spec?.acceptedTokens ?? 0))).toFixed(2)} tokens per step`,
           });
         };
         for (const s of settings) {
@@ -219,7 +219,7 @@ export async function specSuite(): Promise<string> {
   notes.push(
     'Ratio: decode tokens/s with speculation over plain decoding, same prompt, same session (1 intra-op thread); p50/p99 are ms per token of each run.',
     `${RUNS} measured runs after one warm-up run; acceptance is accepted over drafted tokens. Greedy output is identical with and without speculation (the bench checks every row's tokens against plain decoding).`,
-    `Auto-off: the plugin's defaults (pause below ${AUTO_OFF.minAcceptance * 100}% acceptance over the latest ${AUTO_OFF.window} draft tokens, for ${AUTO_OFF.coolDownSteps} steps). Draft models run in the same thread with the same runners (1 intra-op thread each).`,
+    `Auto-off: the plugin's defaults (pause below ${AUTO_OFF.minAcceptance * 100}% acceptance over the latest ${AUTO_OFF.window} draft tokens, or when the measured step costs say the drafts cannot pay, for ${AUTO_OFF.coolDownSteps} steps, doubled at each pause in a row). The pause comes as soon as the window can no longer reach the threshold; a draft model that costs more than it can save pauses for 64 cool-downs at once. Draft models run in the same thread with the same runners (1 intra-op thread each).`,
   );
   return record('spec', machineInfo(), tables, notes);
 }

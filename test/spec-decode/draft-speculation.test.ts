@@ -147,4 +147,34 @@ for (const style of ['generic', 'contrib'] as const)
       assert.ok(paused.stats!.draftTokens <= 8, `${paused.stats!.draftTokens} draft tokens after the pause`);
       assert.ok(paused.stats!.plainTokens > 60, 'the rest was plain decoding');
     });
+
+    it('auto-off: while a request is paused its draft model runs no step, and the output is plain decoding’s', async function () {
+      if (!existsSync(ZOO)) this.skip();
+      const { runner } = await draftOf(ZOO);
+      const [one] = sequences(80);
+      const plain = await drive([one!]);
+      const [again] = sequences(80);
+      const before = runner.runs;
+      const paused = await drive([again!], {
+        method: 'draft',
+        proposer: new DraftModelProposer(runner),
+        numSpeculativeTokens: 3,
+        maxBatch: 4,
+        autoOff: { minAcceptance: 0.5, window: 12, coolDownSteps: 1000 },
+      });
+      const stats = paused.stats!;
+      assert.deepEqual(paused.tokens, plain.tokens);
+      assert.equal(stats.pauses, 1, 'paused once, for longer than the request');
+      // Every draft model run belongs to a proposal made before the pause: k runs each at most (its first step
+      // includes the prompt's prefill), none after it.
+      assert.ok(stats.proposals > 0 && stats.proposals <= 4, `${stats.proposals} proposals before the pause`);
+      assert.ok(runner.runs - before <= 3 * stats.proposals, `${runner.runs - before} draft runs`);
+      // The random draft is wrong nearly always: the window of 12 cannot reach 50 % once 7 of its tokens failed, so
+      // the pause comes before it is full.
+      assert.ok(stats.draftTokens < 12, `${stats.draftTokens} draft tokens before the pause`);
+      // One row per step: the verify steps and the plain steps add up to the steps after the first token.
+      assert.equal(stats.verifyRows, stats.drafts);
+      assert.equal(stats.verifyRows + stats.plainRows, 80 - 1 - stats.acceptedTokens);
+      assert.equal(runner.sequences, 0, 'the draft cache went with the request');
+    });
   });

@@ -24,6 +24,7 @@ export class DraftModelRunner implements DraftModel {
   readonly #session: ort.InferenceSession;
   readonly #config: DecoderConfig;
   readonly #caches = new Map<number, DraftCache>();
+  #runs = 0;
 
   constructor(session: ort.InferenceSession, config: DecoderConfig) {
     this.#session = session;
@@ -37,6 +38,11 @@ export class DraftModelRunner implements DraftModel {
   /** Sequences with a cache now. */
   get sequences(): number {
     return this.#caches.size;
+  }
+
+  /** Model runs so far (prefills, catch-ups and draft steps), for telemetry and to see what auto-off saves. */
+  get runs(): number {
+    return this.#runs;
   }
 
   async next(sequence: number, tokens: readonly number[]): Promise<Float32Array> {
@@ -53,6 +59,7 @@ export class DraftModelRunner implements DraftModel {
     if (!cache) {
       const kv = this.#rows();
       const [step] = kv.prefillSteps([{ prompt: tokens }]);
+      this.#runs++;
       const logits = await step!.run([0]);
       kv.keepRows([0]);
       this.#caches.set(sequence, { kv, ids: [...tokens] });
@@ -65,6 +72,7 @@ export class DraftModelRunner implements DraftModel {
     }
     const added = tokens.slice(common);
     let last: LogitsRow;
+    this.#runs++;
     try {
       if (added.length === 1) last = (await cache.kv.decode([0], added))[0]!;
       else last = (await cache.kv.verify([added]))[0]!.at(-1)!;

@@ -7,6 +7,7 @@ import type { DecoderRunner } from './decoder-session.js';
 import type { KvRows, Newcomer } from './kv-rows.js';
 import { ResidentKvRows } from './resident-kv-rows.js';
 import { isGreedy, Sampler, type LogitsRow, type SamplingParams } from './sampler.js';
+import { SpeculationAutoOffPolicy, type AutoOffState } from './speculation-auto-off.js';
 import type { GenerationScheduler, WaitingSequence } from './scheduler.js';
 import { StopMatcher } from './stop-matcher.js';
 import type { TokenConstraint } from './token-constraint.js';
@@ -112,6 +113,12 @@ export interface SpeculationStats {
   /** Tokens produced and ms spent by plain decode steps the loop ran while it could have speculated (few enough rows). */
   plainTokens: number;
   plainMs: number;
+  /** Calls of the proposer, and the ms they took (a draft model's steps, its catch-up after a pause included). */
+  proposals: number;
+  draftMs: number;
+  /** Rows of verify steps (with a draft or not), and rows of plain decode steps while it could have speculated. */
+  verifyRows: number;
+  plainRows: number;
 }
 
 /**
@@ -138,7 +145,7 @@ export interface IterationResult {
 /** Steps that go through at a row cap before twice as many rows are tried again. */
 const CAP_PROBE_STEPS = 32;
 
-class Sequence implements WaitingSequence {
+class Sequence implements WaitingSequence, AutoOffState {
   readonly id: number;
   readonly priority: GenerationPriority;
   readonly arrivedAt: number;
@@ -153,11 +160,9 @@ class Sequence implements WaitingSequence {
   readonly generatedIds: number[] = [];
   /** Prompt tokens served from the prefix cache. */
   cachedTokens = 0;
-  /** Auto-off: [drafted, accepted] per verify since drafting last (re)started, the latest last. */
+  /** Auto-off (see {@link AutoOffState}). */
   readonly verified: [number, number][] = [];
-  /** Auto-off: steps left before the sequence drafts again. */
   coolDown = 0;
-  /** Auto-off: pauses since a window of drafts last met the threshold; each one doubles the next cool-down. */
   pausesInARow = 0;
 
   constructor(
@@ -211,7 +216,12 @@ export class GenerationLoop {
     specMs: 0,
     plainTokens: 0,
     plainMs: 0,
+    proposals: 0,
+    draftMs: 0,
+    verifyRows: 0,
+    plainRows: 0,
   };
+  readonly #autoOff: SpeculationAutoOffPolicy | undefined;
 
   constructor(options: {
     runner: DecoderRunner | ResidentKvRunner;
@@ -239,6 +249,8 @@ export class GenerationLoop {
           'this model runner cannot verify draft tokens; speculative decoding needs a runner with verify steps',
         );
       this.#speculation = options.speculation;
+      const { autoOff, numSpeculativeTokens } = options.speculation;
+      if (autoOff) this.#autoOff = new SpeculationAutoOffPolicy(autoOff, numSpeculativeTokens);
     }
   }
 
@@ -308,6 +320,8 @@ export class GenerationLoop {
         if (spec && step.sequences <= spec.maxBatch) {
           this.#specStats.plainTokens += step.tokens;
           this.#specStats.plainMs += step.durationMs;
+          this.#specStats.plainRows += step.sequences;
+          this.#autoOff?.observePlain(step.durationMs, step.sequences);
         }
       }
     }
@@ -509,6 +523,7 @@ export class GenerationLoop {
     const lengths = this.#kv.lengths;
     const drafts: number[][] = [];
     const probabilities: (readonly Float32Array[] | undefined)[] = [];
+    let draftMs = 0;
     try {
       for (const [row, seq] of running.entries()) {
         // Room for the drafts and the token after them: within max_tokens and the context window.
@@ -518,17 +533,20 @@ export class GenerationLoop {
           this.#maxContext - lengths[row]! - 1,
         );
         // A constrained sequence does not speculate: its drafts would need the mask at every drafted position.
-        if (room <= 0 || seq.cancelled || seq.sampler.constrained || this.#pausedByAutoOff(seq)) {
+        if (room <= 0 || seq.cancelled || seq.sampler.constrained || this.#autoOff?.paused(seq)) {
           drafts.push([]);
           probabilities.push(undefined);
           continue;
         }
+        const proposing = this.#now();
         const proposed = await spec.proposer.propose([...seq.init.promptIds, ...seq.generatedIds], room, {
           sequence: seq.id,
           greedy: isGreedy(seq.init.params),
           temperature: seq.init.params.temperature,
           random: () => seq.sampler.random(),
         });
+        draftMs += this.#now() - proposing;
+        this.#specStats.proposals++;
         const proposal: DraftProposal = isProposal(proposed) ? proposed : { tokens: proposed };
         drafts.push(proposal.tokens.slice(0, room));
         probabilities.push(proposal.probabilities);
@@ -536,15 +554,25 @@ export class GenerationLoop {
     } catch {
       // A proposer that fails costs its speedup, never a generation.
       return undefined;
+    } finally {
+      this.#specStats.draftMs += draftMs;
     }
     if (drafts.every((d) => d.length === 0)) return undefined;
     const before = [...lengths];
     let logits: LogitsRow[][];
+    const verifying = this.#now();
     try {
       logits = await this.#kv.verify(running.map((seq, row) => [seq.lastToken, ...drafts[row]!]));
     } catch {
       return undefined;
     }
+    this.#specStats.verifyRows += running.length;
+    this.#autoOff?.observeSpeculative(
+      this.#now() - verifying,
+      running.length,
+      draftMs,
+      drafts.reduce((n, d) => n + d.length, 0),
+    );
     const keep: number[] = [];
     const ended: number[] = [];
     const kept: number[] = [];
@@ -573,7 +601,7 @@ export class GenerationLoop {
         if (i < draft.length && token !== draft[i]) break;
       }
       this.#specStats.acceptedTokens += out.length - 1;
-      if (draft.length > 0) this.#recordVerify(seq, draft.length, out.length - 1);
+      if (draft.length > 0 && this.#autoOff?.record(seq, draft.length, out.length - 1)) this.#specStats.pauses++;
       let emitted = 0;
       let goesOn = true;
       for (const token of out) {
@@ -594,34 +622,6 @@ export class GenerationLoop {
     this.#specStats.specTokens += tokens;
     this.#specStats.specMs += durationMs;
     return { phase: 'decode', sequences: running.length, tokens, durationMs };
-  }
-
-  // Auto-off: true while the sequence sits out its cool-down (each step it runs counts one off).
-  #pausedByAutoOff(seq: Sequence): boolean {
-    if (seq.coolDown <= 0) return false;
-    seq.coolDown--;
-    return true;
-  }
-
-  // Auto-off: the running acceptance rate over the latest `window` draft tokens; below the threshold, drafting pauses
-  // for the cool-down and the rate is measured afresh after it. A request whose drafts keep failing pays for a probe
-  // window after every cool-down, so each pause in a row doubles the cool-down (up to 64 times), keeping that cost
-  // small against the plain steps between probes.
-  #recordVerify(seq: Sequence, drafted: number, accepted: number): void {
-    const autoOff = this.#speculation?.autoOff;
-    if (!autoOff) return;
-    seq.verified.push([drafted, accepted]);
-    let total = seq.verified.reduce((n, [d]) => n + d, 0);
-    while (seq.verified.length > 1 && total - seq.verified[0]![0] >= autoOff.window) total -= seq.verified.shift()![0];
-    if (total < autoOff.window) return;
-    const acceptedTotal = seq.verified.reduce((n, [, a]) => n + a, 0);
-    if (acceptedTotal >= autoOff.minAcceptance * total) {
-      seq.pausesInARow = 0;
-      return;
-    }
-    seq.verified.length = 0;
-    seq.coolDown = autoOff.coolDownSteps * 2 ** Math.min(6, seq.pausesInARow++);
-    this.#specStats.pauses++;
   }
 
   /** Samples a sequence's next token and applies the stop rules; true while the sequence goes on. */

@@ -1,0 +1,92 @@
+import type { SpeculationAutoOff } from '@nucleus/sdk';
+
+/** What auto-off keeps per sequence. */
+export interface AutoOffState {
+  /** [drafted, accepted] per verify since drafting last (re)started, the latest last. */
+  readonly verified: [number, number][];
+  /** Steps left before the sequence drafts again. */
+  coolDown: number;
+  /** Pauses since a window of drafts last paid; each one doubles the next cool-down. */
+  pausesInARow: number;
+}
+
+/** Most doublings of the cool-down: a request whose drafts never pay probes once every 64 cool-downs. */
+const MAX_DOUBLINGS = 6;
+/** Weight of the latest step in the running step costs. */
+const EWMA = 0.25;
+
+/**
+ * Auto-off (seed 004 R12): per request, drafting pauses when it does not pay, and is tried again after a cool-down.
+ * "Pays" is judged on acceptance and on cost: the loop tells it what plain steps, verify steps and drafting cost per
+ * row (running averages), so a draft model whose own steps cost more than its accepted tokens save is paused even at
+ * an acceptance rate above the threshold. The decision is taken as soon as the window of draft tokens can no longer
+ * pay, not only when it is full: on a short request every losing draft counts.
+ */
+export class SpeculationAutoOffPolicy {
+  readonly settings: SpeculationAutoOff;
+  readonly #k: number;
+  #plainMsPerRow: number | undefined;
+  #verifyMsPerRow: number | undefined;
+  #draftMsPerToken: number | undefined;
+
+  constructor(settings: SpeculationAutoOff, numSpeculativeTokens: number) {
+    this.settings = settings;
+    this.#k = numSpeculativeTokens;
+  }
+
+  /** A plain decode step over `rows` sequences took `ms`. */
+  observePlain(ms: number, rows: number): void {
+    if (rows > 0) this.#plainMsPerRow = ewma(this.#plainMsPerRow, ms / rows);
+  }
+
+  /** A verify step over `rows` sequences took `verifyMs`; drafting its `draftTokens` tokens took `draftMs`. */
+  observeSpeculative(verifyMs: number, rows: number, draftMs: number, draftTokens: number): void {
+    if (rows > 0) this.#verifyMsPerRow = ewma(this.#verifyMsPerRow, verifyMs / rows);
+    if (draftTokens > 0) this.#draftMsPerToken = ewma(this.#draftMsPerToken, draftMs / draftTokens);
+  }
+
+  /**
+   * Speculation's expected speed-up per row at this acceptance rate (accepted over drafted tokens), from the running
+   * step costs; undefined before a verify step ran. A verify step stands in for the plain one until one ran: it costs
+   * at least as much, so the estimate errs towards speculating.
+   */
+  expectedSpeedup(rate: number): number | undefined {
+    const verify = this.#verifyMsPerRow;
+    if (verify === undefined) return undefined;
+    const plain = this.#plainMsPerRow ?? verify;
+    const cost = verify + this.#k * (this.#draftMsPerToken ?? 0);
+    return cost > 0 ? ((1 + rate * this.#k) * plain) / cost : undefined;
+  }
+
+  /** True while the sequence sits out its cool-down (each step it runs counts one off). */
+  paused(state: AutoOffState): boolean {
+    if (state.coolDown <= 0) return false;
+    state.coolDown--;
+    return true;
+  }
+
+  /** Records a verify of the sequence's draft; true when drafting pauses for it now. */
+  record(state: AutoOffState, drafted: number, accepted: number): boolean {
+    const { window, minAcceptance, coolDownSteps } = this.settings;
+    state.verified.push([drafted, accepted]);
+    let total = state.verified.reduce((n, [d]) => n + d, 0);
+    while (state.verified.length > 1 && total - state.verified[0]![0] >= window) total -= state.verified.shift()![0];
+    const acceptedTotal = state.verified.reduce((n, [, a]) => n + a, 0);
+    // Before the window is full, the best rate it can still reach: every draft token still to come accepted.
+    const rate = total >= window ? acceptedTotal / total : (acceptedTotal + window - total) / window;
+    const speedup = this.expectedSpeedup(rate);
+    if (rate >= minAcceptance && (speedup === undefined || speedup >= 1)) {
+      if (total >= window) state.pausesInARow = 0;
+      return false;
+    }
+    // Drafts that could not pay even if all were accepted: the draft model costs more than it can save.
+    if ((this.expectedSpeedup(1) ?? 1) < 1) state.pausesInARow = MAX_DOUBLINGS;
+    state.verified.length = 0;
+    state.coolDown = coolDownSteps * 2 ** Math.min(MAX_DOUBLINGS, state.pausesInARow++);
+    return true;
+  }
+}
+
+function ewma(average: number | undefined, value: number): number {
+  return average === undefined ? value : average + EWMA * (value - average);
+}
