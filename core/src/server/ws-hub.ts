@@ -109,7 +109,10 @@ export class WsHub {
     private readonly limits: () => WsLimits = () => DEFAULT_LIMITS,
     /** Request types plugins serve (`generate`, `chat`, `infer`): see {@link WsRequests}. */
     private readonly handlers?: ExtensionPointView<WsRequestHandler>,
-    /** The rate limits: an upgrade is a request, judged like an HTTP one before it becomes a socket. */
+    /**
+     * The rate limits: an upgrade is a request, judged like an HTTP one before it becomes a socket, and so is each
+     * inference request on the socket.
+     */
     private readonly gates?: ExtensionPointView<RequestGate>,
   ) {
     this.wss.on('headers', (headers, req) => {
@@ -166,7 +169,7 @@ export class WsHub {
         'too_many_connections',
         `the key "${identity.label}" has ${mine} WebSocket connections open, its limit (ws.maxConnectionsPerKey); close one first`,
       );
-    if (!this.gates) return this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
+    if (!this.gates) return this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity, req));
     const gated = {
       ...(identity.caller && { caller: identity.caller }),
       address: req.socket.remoteAddress ?? '',
@@ -175,11 +178,11 @@ export class WsHub {
     };
     admitRequest(this.gates, gated).then(
       (pass) => {
-        // The upgrade is the request; messages on the socket are judged one by one where they run.
+        // The upgrade is one request; the inference requests on the socket are judged one by one (WsRequests).
         pass.release();
         if (socket.destroyed) return;
         this.upgradeHeaders.set(req, pass.headers);
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity));
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, identity, req));
       },
       (err: unknown) => {
         const refusal = toNucleusError(err);
@@ -209,13 +212,23 @@ export class WsHub {
     this.wss.close();
   }
 
-  private accept(socket: WebSocket, identity: WsIdentity): void {
+  private accept(socket: WebSocket, identity: WsIdentity, req: IncomingMessage): void {
     const requests = new WsRequests(
       socket,
-      { label: identity.label, tenancy: identity.tenancy ?? {} },
-      this.handlers,
-      () => this.limits().maxBufferedBytes,
-      this.logger,
+      {
+        label: identity.label,
+        tenancy: identity.tenancy ?? {},
+        ...(identity.caller && { caller: identity.caller }),
+        address: req.socket.remoteAddress ?? '',
+        headers: req.headers,
+      },
+      {
+        events: this.events,
+        logger: this.logger,
+        handlers: this.handlers,
+        gates: this.gates,
+        maxBufferedBytes: () => this.limits().maxBufferedBytes,
+      },
     );
     const client: Client = { socket, identity, topics: new Set(), alive: true, dropped: 0, requests };
     this.clients.add(client);

@@ -56,7 +56,14 @@ export default definePlugin({
   },
   async activate(ctx: PluginContext<ApiGrpcConfig>, { inference, generation, registry, readiness, auth }) {
     const shutdown = new AbortController();
-    const gate = new RpcGate({ events: ctx.events, logger: ctx.logger, auth, readiness, shutdown: shutdown.signal });
+    const gate = new RpcGate({
+      events: ctx.events,
+      logger: ctx.logger,
+      auth,
+      readiness,
+      shutdown: shutdown.signal,
+      gates: ctx.extensionPoint(ExtensionPoints.requestGate),
+    });
     const engines = {
       inference: () => {
         if (!inference)

@@ -60,7 +60,8 @@ async function writeTo(
   message: unknown,
   signal: AbortSignal,
 ): Promise<void> {
-  if (stream.write(message)) return;
+  // A call already cancelled never drains, and its signal will not fire again: waiting would hold the call forever.
+  if (stream.write(message) || signal.aborted) return;
   await new Promise<void>((resolve) => {
     const done = () => {
       stream.off('drain', done);

@@ -9,14 +9,18 @@ import {
   type handleUnaryCall,
 } from '@grpc/grpc-js';
 import {
+  admitRequest,
   NucleusError,
   toNucleusError,
   unavailable,
   type AuthenticatedCaller,
   type EventBus,
+  type ExtensionPointView,
+  type GatePass,
   type Logger,
   type Readiness,
   type RequestAuthenticator,
+  type RequestGate,
   type RequestHeaders,
 } from '@nucleus/sdk';
 import { httpStatusOf, toStatus } from './grpc-errors.js';
@@ -71,11 +75,22 @@ export interface RpcGateOptions {
   readiness: Readiness | undefined;
   /** Aborted when the plugin deactivates: calls still running are cancelled. */
   shutdown: AbortSignal;
+  /** The request gates (rate limits) every user call passes, as HTTP requests and WebSocket messages do. */
+  gates?: ExtensionPointView<RequestGate>;
+}
+
+/** The client's address from a call's peer (`host:port`, an IPv6 host unbracketed), as HTTP's socket gives it. */
+export function peerAddress(peer: string): string {
+  const at = peer.lastIndexOf(':');
+  return at > 0 && /^\d+$/.test(peer.slice(at + 1)) ? peer.slice(0, at).replace(/^\[(.*)\]$/, '$1') : peer;
 }
 
 /**
  * The one way into every RPC: request id, the key check (the same keys and roles as HTTP), admission (refused while
- * the server starts or drains), the call's cancellation and deadline as one AbortSignal, then the handler; its
+ * the server starts or drains), the request gates for user calls (rate limits: a refusal is RESOURCE_EXHAUSTED with
+ * `retry-after`; a streaming call holds one of the caller's concurrent streams until it ends; generations run under
+ * the call's request id, so their tokens are charged), the call's cancellation and deadline as one AbortSignal, then
+ * the handler; its
  * result or its error (a NucleusError mapped to a gRPC status) goes back, and `request.start` / `request.end` (with
  * the caller's `traceparent`) report it as HTTP requests are reported, so metrics and traces count both protocols.
  */
@@ -105,12 +120,11 @@ export class RpcGate {
   ): handleUnaryCall<Req, Res> {
     return (surface: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       const trailer = new Metadata();
-      void this.enter(rpc, access, surface as ServerSurfaceCall, trailer, (call) => handle(surface.request, call)).then(
-        (result) => {
-          if (result.ok) callback(null, result.value, trailer);
-          else if (result.status) callback({ ...result.status, name: 'Error', message: result.status.details }, null);
-        },
-      );
+      const run = (call: RpcCall) => handle(surface.request, call);
+      void this.enter(rpc, access, false, surface as ServerSurfaceCall, trailer, run).then((result) => {
+        if (result.ok) callback(null, result.value, trailer);
+        else if (result.status) callback({ ...result.status, name: 'Error', message: result.status.details }, null);
+      });
     };
   }
 
@@ -122,7 +136,7 @@ export class RpcGate {
   ): handleBidiStreamingCall<Req, Res> {
     return (stream: ServerDuplexStream<Req, Res>) => {
       const trailer = new Metadata();
-      void this.enter(rpc, access, stream as ServerSurfaceCall, trailer, (call) => handle(stream, call)).then(
+      void this.enter(rpc, access, true, stream as ServerSurfaceCall, trailer, (call) => handle(stream, call)).then(
         (result) => {
           if (result.ok) stream.end(trailer);
           else if (result.status)
@@ -136,6 +150,7 @@ export class RpcGate {
   private async enter<T>(
     rpc: string,
     access: RpcAccess,
+    streaming: boolean,
     surface: ServerSurfaceCall,
     trailer: Metadata,
     run: (call: RpcCall) => Promise<T> | T,
@@ -163,6 +178,7 @@ export class RpcGate {
     let status = 200;
     let errorCode: string | undefined;
     let tenantKnown = false;
+    let pass: GatePass | undefined;
     trailer.set('x-request-id', requestId);
     try {
       if (access !== 'public') {
@@ -193,8 +209,19 @@ export class RpcGate {
         ...(traceparent !== undefined && { traceparent }),
       });
       if (access !== 'public') this.admit();
-      // The protocol-neutral rate-limit gate joins here, after the key check and before any work, as `preParsing`
-      // hooks do for HTTP.
+      // After the key check and before any work, as `preParsing` hooks judge HTTP requests; admin calls are not
+      // limited, as admin routes are not.
+      if (access === 'user' && this.options.gates) {
+        pass = await admitRequest(this.options.gates, {
+          ...(caller.caller && { caller: caller.caller }),
+          address: peerAddress(surface.getPeer()),
+          protocol: 'grpc',
+          route: rpc,
+          requestId,
+          stream: streaming,
+        });
+        for (const [name, value] of Object.entries(pass.headers)) trailer.set(name, value);
+      }
       if (controller.signal.aborted) throw controller.signal.reason;
       const call: RpcCall = {
         rpc,
@@ -220,6 +247,7 @@ export class RpcGate {
       if (surface.cancelled && status === 499) return { ok: false };
       return { ok: false, status: toStatus(reason, requestId) };
     } finally {
+      pass?.release();
       if (--this.inFlight === 0) this.idle?.();
       clearTimeout(timer);
       surface.removeListener('cancelled', onCancel);

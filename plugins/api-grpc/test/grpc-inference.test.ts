@@ -399,7 +399,16 @@ describe('gRPC ModelStreamInfer streams stories260K generation', function () {
   });
 
   it('cancels the generation when the client cancels the stream', async () => {
-    const call = (client.ModelStreamInfer as (m: Metadata) => ClientDuplexStream<unknown, unknown>)(withKey(USER));
+    const requestId = 'grpc-cancel-1';
+    const aborted = new Promise<NucleusEvents['generation.end']>((resolve) =>
+      kit!.kernel.events.on('generation.end', (e) => e.requestId === requestId && resolve(e)),
+    );
+    const callEnded = new Promise<NucleusEvents['request.end']>((resolve) =>
+      kit!.kernel.events.on('request.end', (e) => e.requestId === requestId && resolve(e)),
+    );
+    const call = (client.ModelStreamInfer as (m: Metadata) => ClientDuplexStream<unknown, unknown>)(
+      withKey(USER, { 'x-request-id': requestId }),
+    );
     const ended = new Promise<number>((resolve) => call.on('error', (e: { code: number }) => resolve(e.code)));
     const first = new Promise<void>((resolve) => call.once('data', () => resolve()));
     call.write({
@@ -409,6 +418,11 @@ describe('gRPC ModelStreamInfer streams stories260K generation', function () {
     await first;
     call.cancel();
     assert.equal(await ended, status.CANCELLED);
+    // The engine stopped the generation well before its 200 tokens, and the call ended on the server as cancelled.
+    const generation = await aborted;
+    assert.equal(generation.finishReason, 'abort');
+    assert.ok(generation.completionTokens < 200, `${generation.completionTokens} tokens`);
+    assert.equal((await callEnded).status, 499);
     // The engine is free again: a new stream runs to its end.
     const responses = await streamed([{ ...generate('Hi'), parameters: { max_tokens: { int64_param: 3 } } }]);
     assert.ok(responses.length >= 1 && responses.every((r) => r.error_message === ''));

@@ -90,6 +90,6 @@ export default definePlugin({
     for (const [surface, routes] of Object.entries(surfaces))
       for (const route of routes)
         ctx.contribute(ExtensionPoints.routes, route, { name: `${surface}/${route.method} ${route.path}` });
-    ctx.contribute(ExtensionPoints.wsHandlers, wsInfer(service), { name: 'ws-infer' });
+    ctx.contribute(ExtensionPoints.wsHandlers, wsInfer(service, hooks), { name: 'ws-infer' });
   },
 });

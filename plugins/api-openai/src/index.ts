@@ -49,6 +49,6 @@ export default definePlugin({
     for (const [surface, routes] of Object.entries(surfaces))
       for (const route of routes)
         ctx.contribute(ExtensionPoints.routes, route, { name: `${surface}/${route.method} ${route.path}` });
-    ctx.contribute(ExtensionPoints.wsHandlers, wsGeneration(engine), { name: 'ws-generation' });
+    ctx.contribute(ExtensionPoints.wsHandlers, wsGeneration(engine, deps.hooks), { name: 'ws-generation' });
   },
 });

@@ -9,9 +9,12 @@ import {
   type GenerationService,
   type GenerationStream,
   type GenerationUsage,
+  type InferenceExchange,
   type InferenceHookInput,
   type InferenceHooks,
   NucleusError,
+  type RequestHeaders,
+  type ResponseHeaders,
   type RouteContext,
   type SseStreamOptions,
   type TokenLogprobs,
@@ -277,7 +280,28 @@ export function hooked<T extends { model: string }>(
   handle: (body: T, version: string | undefined) => Promise<RouteAnswer>,
   service?: () => GenerationService | undefined,
 ): Promise<RouteAnswer> {
-  let checked = check(bodyOf(ctx));
+  return hookedRequest({ body: bodyOf(ctx), headers: ctx.headers, exchange: ctx }, hooks, check, handle, service);
+}
+
+/** The request {@link hookedRequest} runs: its body as sent, its headers, and where hooks set response headers. */
+export interface HookedExchange {
+  body: unknown;
+  headers: RequestHeaders;
+  exchange: ResponseHeaders | InferenceExchange;
+}
+
+/**
+ * {@link hooked} for a request that did not come as an HTTP request (a WebSocket message): the same checks, hooks,
+ * routers and shadow copies, with its headers and exchange given.
+ */
+export function hookedRequest<T extends { model: string }, R extends RouteAnswer>(
+  request: HookedExchange,
+  hooks: InferenceHooks,
+  check: (body: unknown) => T,
+  handle: (body: T, version: string | undefined) => Promise<R>,
+  service?: () => GenerationService | undefined,
+): Promise<R> {
+  let checked = check(request.body);
   const address = service ? addressOf(safely(service), checked.model) : { model: checked.model };
   if (address.model !== checked.model) checked = { ...checked, model: address.model };
   const input: InferenceHookInput = {
@@ -287,7 +311,7 @@ export function hooked<T extends { model: string }>(
   };
   const run = (routed: InferenceHookInput, body: Record<string, unknown>) =>
     handle(routed === input ? checked : check({ ...body, model: routed.model }), routed.version);
-  return hooks.run(input, ctx.headers, (routed) => run(routed, routed.body), ctx, {
+  return hooks.run(input, request.headers, (routed) => run(routed, routed.body), request.exchange, {
     unstreamed: (routed) => run({ ...routed }, { ...routed.body, stream: false }),
   });
 }

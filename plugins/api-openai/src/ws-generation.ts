@@ -1,10 +1,10 @@
-import type { GenerateRequest, GenerationService, WsRequest, WsRequestHandler } from '@nucleus/sdk';
+import type { GenerateRequest, GenerationService, InferenceHooks, WsRequest, WsRequestHandler } from '@nucleus/sdk';
 import { chatLogprobs, chatLogprobsOf, countOf, nativeLogprobs } from './logprobs-mapping.js';
 import type { GenerateBody, NativeChatBody } from './native-routes.js';
 import type { ChatCompletionBody } from './openai-routes.js';
 import {
-  addressOf,
   chatMessagesOf,
+  hookedRequest,
   openAiFinishReason,
   refuseUnsupported,
   samplingOf,
@@ -14,27 +14,52 @@ import { CHAT_COMPLETION_SCHEMA, GENERATE_SCHEMA, validator } from './schemas.js
 
 const checkGenerate = validator<GenerateBody>(GENERATE_SCHEMA);
 const checkChat = validator<ChatCompletionBody & NativeChatBody>(CHAT_COMPLETION_SCHEMA);
+type WsBody = GenerateBody | (ChatCompletionBody & NativeChatBody);
 
 /**
  * Generation over `/ws`: `{"type":"generate","id",…}` with `/generate`'s fields streams `{"type":"token","id",index,
  * token:{id,text}}` messages, `{"type":"chat","id",…}` with `/v1/chat/completions`' fields streams `{"type":"delta",
  * "id",index,content}`; both end with `{"type":"done","id",usage,finish_reason,choices}`. Several run at once on one
- * socket; the server's WS mechanism handles ids, cancellation and slow readers.
+ * socket; the server's WS mechanism handles ids, cancellation, rate limits and slow readers. Each runs through the
+ * hooks and routers as its HTTP route does (A/B, canary: a router's choice of version applies; a stream is not copied
+ * to a shadow), under the server's request id, so its tokens are charged to the socket's key.
  */
-export function wsGeneration(engine: () => GenerationService): WsRequestHandler {
+export function wsGeneration(engine: () => GenerationService, hooks: InferenceHooks): WsRequestHandler {
   return {
     types: ['generate', 'chat'],
-    handle: (request) => run(engine, request),
+    streams: ['generate', 'chat'],
+    handle: async (ws) => {
+      const check = ws.type === 'chat' ? checkChat : checkGenerate;
+      await hookedRequest<WsBody, undefined>(
+        ws,
+        hooks,
+        (body) => check(body),
+        (body, version) => run(engine, ws, body, version),
+        // The engine is looked up per request: a server without one answers 503 as an error message.
+        () => safely(engine),
+      );
+    },
   };
 }
 
-async function run(engine: () => GenerationService, ws: WsRequest): Promise<void> {
+function safely(engine: () => GenerationService): GenerationService | undefined {
+  try {
+    return engine();
+  } catch {
+    return undefined;
+  }
+}
+
+async function run(
+  engine: () => GenerationService,
+  ws: WsRequest,
+  body: WsBody,
+  version: string | undefined,
+): Promise<undefined> {
   const chat = ws.type === 'chat';
-  const body = chat ? checkChat(ws.body) : checkGenerate(ws.body);
   refuseUnsupported(body);
-  // The engine is looked up per request: a server without one answers 503 as an error message.
   const service = engine();
-  const { model, version } = addressOf(service, body.model);
+  const { model } = body;
   const sampling = samplingOf({ ...body, stream: true });
   const request: GenerateRequest = {
     model,
@@ -45,12 +70,12 @@ async function run(engine: () => GenerationService, ws: WsRequest): Promise<void
     ...sampling,
     ...(chat ? chatLogprobsOf(body) : countOf((body as GenerateBody).n_probs)),
     ...ws.tenancy,
-    requestId: `ws-${ws.key}-${String(ws.id)}`,
+    requestId: ws.requestId,
   };
   const stream = await service.generate(request, ws.signal);
   const finishes: Record<string, unknown>[] = [];
   for await (const event of stream) {
-    if (ws.signal.aborted) return;
+    if (ws.signal.aborted) return undefined;
     let sent = true;
     if (event.type === 'token') {
       if (chat) {
@@ -90,6 +115,7 @@ async function run(engine: () => GenerationService, ws: WsRequest): Promise<void
       });
     }
     // The client cancelled, closed, or read too slowly: leaving the loop cancels the generation.
-    if (!sent) return;
+    if (!sent) return undefined;
   }
+  return undefined;
 }
