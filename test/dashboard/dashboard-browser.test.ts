@@ -3,7 +3,7 @@ import AxeBuilder from '@axe-core/playwright';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { pluginDir } from '../observability/helpers.js';
-import { browserMissing, launchChromium } from './browser.js';
+import { browserMissing, launchChromium } from '../helpers/browser.js';
 
 const ADMIN = 'admin-key-dashboard-browser-0123';
 const USER = 'user-key-dashboard-browser-01234';

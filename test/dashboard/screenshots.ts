@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { startTestKernel } from '@nucleus/sdk/testing';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { pluginDir } from '../observability/helpers.js';
-import { browserMissing, launchChromium } from './browser.js';
+import { browserMissing, launchChromium } from '../helpers/browser.js';
 
 const KEY = 'screenshot-admin-key-0123456789';
 const OUT = join(REPO_ROOT, 'plugins', 'dashboard', 'screenshots');
