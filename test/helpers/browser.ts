@@ -4,8 +4,10 @@ import { type Browser, type BrowserContext, chromium } from 'playwright-core';
 /** Debian's chromium: playwright-core drives it and never downloads a browser of its own. */
 export const CHROMIUM = '/usr/bin/chromium';
 
-// Headless, and quiet on the network: no update checks, sync or QUIC probes leave the machine.
+// Headless, and quiet on the network: no update checks, sync or QUIC probes leave the machine. `--headless` picks
+// chromium's own headless mode, in which the page has focus (the first Tab reaches it) and renders live updates.
 const FLAGS = [
+  '--headless',
   '--no-sandbox',
   '--disable-gpu',
   '--disable-quic',
