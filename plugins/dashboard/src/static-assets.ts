@@ -32,6 +32,8 @@ const APP_FILES = [
   'models-view.js',
   'plugins-view.js',
   'requests-view.js',
+  'playground-view.js',
+  'tensor-form.js',
   'sign-in-view.js',
   'style.css',
 ];

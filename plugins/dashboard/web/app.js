@@ -3,6 +3,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, api, connectLive, setCsrfToken } from './api.js';
 import { ModelsView } from './models-view.js';
 import { OverviewView } from './overview-view.js';
+import { PlaygroundView } from './playground-view.js';
 import { PluginsView } from './plugins-view.js';
 import { RequestsView } from './requests-view.js';
 import { SignInView } from './sign-in-view.js';
@@ -12,6 +13,7 @@ const VIEWS = [
   { id: 'models', label: 'Models' },
   { id: 'plugins', label: 'Plugins' },
   { id: 'requests', label: 'Requests and alerts' },
+  { id: 'playground', label: 'Playground' },
 ];
 const MAX_REQUESTS = 100;
 
@@ -113,6 +115,7 @@ function Dashboard({ session, onSignOut, theme, setTheme }) {
       ${view === 'models' && html`<${ModelsView} admin=${admin} changed=${modelsChanged} />`}
       ${view === 'plugins' && html`<${PluginsView} admin=${admin} changed=${pluginsChanged} />`}
       ${view === 'requests' && html`<${RequestsView} requests=${requests} alerts=${alerts} />`}
+      ${view === 'playground' && html`<${PlaygroundView} changed=${modelsChanged} />`}
     </main>
   </div>`;
 }
