@@ -30,6 +30,7 @@ const APP_FILES = [
   'format.js',
   'overview-view.js',
   'models-view.js',
+  'traffic-split.js',
   'plugins-view.js',
   'requests-view.js',
   'playground-view.js',
