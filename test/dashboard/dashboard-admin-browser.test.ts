@@ -44,7 +44,7 @@ describe('dashboard admin controls in a real browser', () => {
     writeVersion(`${dir}/models`, 'scale', '1', scaleModel(1));
     writeVersion(`${dir}/models`, 'scale', '2', scaleModel(2));
     kit = await startTestKernel({
-      plugins: ['dashboard', 'model-lifecycle', 'traffic-policy', 'api-kserve'].map(pluginDir),
+      plugins: ['dashboard', 'model-lifecycle', 'traffic-policy', 'api-kserve', 'rate-limit'].map(pluginDir),
       env: { NUCLEUS_ADMIN_KEY: ADMIN },
       builtinModels: false,
       config: {
@@ -117,5 +117,43 @@ describe('dashboard admin controls in a real browser', () => {
     await user.getByRole('link', { name: 'Models' }).click();
     await user.locator('tr[data-model="scale"]').waitFor();
     assert.equal(await user.getByRole('form', { name: /Traffic split/ }).count(), 0);
+  });
+
+  it('an admin edits a plugin config through a form made from its schema, checked before it is sent', async () => {
+    const p = await page();
+    await signIn(p, ADMIN);
+    await p.getByRole('link', { name: 'Plugins' }).click();
+    await p.getByRole('button', { name: 'Configure rate-limit' }).click();
+    const form = p.getByRole('form', { name: 'Config of rate-limit' });
+    const field = form.getByLabel('default.requestsPerMinute');
+    await field.waitFor();
+    await field.fill('0');
+    await form.getByRole('button', { name: 'Save config' }).click();
+    await form.getByRole('alert').filter({ hasText: 'default.requestsPerMinute must be at least 1' }).waitFor();
+    const config = async () =>
+      (
+        (await admin('/admin/config')).body as {
+          config: { plugin: Record<string, { default: Record<string, unknown> }> };
+        }
+      ).config.plugin['rate-limit']!.default;
+    assert.equal((await config()).requestsPerMinute, null, 'the page sent nothing');
+    await noSeriousViolations(p, 'plugin config form');
+
+    await field.fill('6000');
+    await form.getByRole('button', { name: 'Save config' }).click();
+    await p.getByRole('status').filter({ hasText: 'Done.' }).waitFor();
+    assert.equal((await config()).requestsPerMinute, 6000, 'the server applied it');
+    assert.equal(await field.inputValue(), '6000');
+
+    const user = await page();
+    await signIn(user, USER);
+    const refused = await user.evaluate<number>(
+      "fetch('/dashboard/api/plugins/rate-limit/config').then((r) => r.status)",
+    );
+    assert.equal(refused, 403, 'a user key cannot read plugin config');
+    const listed = await user.evaluate<Array<Record<string, unknown>>>(
+      "fetch('/dashboard/api/plugins').then(async (r) => (await r.json()).plugins)",
+    );
+    assert.ok(listed.length > 0 && listed.every((pl) => pl.dir === undefined), 'no plugin folders for a user key');
   });
 });

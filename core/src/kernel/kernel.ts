@@ -76,7 +76,22 @@ export class Kernel {
       disabled: config.get('plugins.disabled'),
       drainTimeoutMs: config.get('plugins.drainTimeoutMs'),
     });
-    const directory: PluginDirectory = { list: () => this.plugins.list() };
+    const directory: PluginDirectory = {
+      list: () => this.plugins.list(),
+      config: (id) => {
+        const schema = config.pluginSchema(id);
+        if (!schema) return undefined;
+        const prefix = `plugin.${id}.`;
+        return {
+          schema,
+          values: (config.redacted().plugin as Record<string, Record<string, unknown>>)[id] ?? {},
+          runtimeKeys: config
+            .runtimeKeys()
+            .filter((k) => k.startsWith(prefix))
+            .map((k) => k.slice(prefix.length)),
+        };
+      },
+    };
     this.container.register(Services.plugins, { useValue: directory });
     this.container.register(Services.readiness, { useValue: this.health });
     this.processGroup = new ProcessGroupMember(config.get('server.processes'));

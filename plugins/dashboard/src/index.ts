@@ -2,7 +2,9 @@ import {
   callerOf,
   definePlugin,
   ExtensionPoints,
+  notFound,
   optionalService,
+  type PluginSummary,
   type RouteContribution,
   ServiceRefs,
 } from '@nucleus/sdk';
@@ -100,7 +102,29 @@ export default definePlugin({
       {
         method: 'GET',
         path: '/dashboard/api/plugins',
-        handler: () => ({ plugins: plugins.list() }),
+        // Where a plugin's files are is for admins, as with models.
+        handler: (http) => {
+          const list = plugins.list();
+          if (callerOf(http)?.role !== 'user') return { plugins: list };
+          return { plugins: list.map(({ dir: _dir, ...p }: PluginSummary & { dir?: string }) => p) };
+        },
+      },
+      {
+        method: 'GET',
+        path: '/dashboard/api/plugins/:id/config',
+        access: 'admin',
+        handler: (http) => {
+          const id = http.params.id!;
+          if (!plugins.list().some((p) => p.id === id))
+            throw notFound(
+              'plugin_not_found',
+              `no plugin '${id}' (plugins: ${plugins
+                .list()
+                .map((p) => p.id)
+                .join(', ')})`,
+            );
+          return plugins.config?.(id) ?? { schema: { type: 'object', properties: {} }, values: {}, runtimeKeys: [] };
+        },
       },
     ];
     for (const route of routes)

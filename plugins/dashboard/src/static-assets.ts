@@ -32,6 +32,7 @@ const APP_FILES = [
   'models-view.js',
   'traffic-split.js',
   'plugins-view.js',
+  'config-form.js',
   'requests-view.js',
   'playground-view.js',
   'tensor-form.js',
