@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { rmSync } from 'node:fs';
 import AxeBuilder from '@axe-core/playwright';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
+import { STORIES_GGUF } from '@nucleus/plugin-builtin-models';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { scaleModel, writeVersion } from '../engine/engine-fixtures.js';
 import { browserMissing, launchChromium } from '../helpers/browser.js';
@@ -33,6 +34,7 @@ describe('dashboard admin controls in a real browser', () => {
   let browser: Browser;
   let close: () => Promise<void>;
   const contexts: BrowserContext[] = [];
+  const logged: string[] = [];
 
   before(async function () {
     const missing = browserMissing();
@@ -44,11 +46,16 @@ describe('dashboard admin controls in a real browser', () => {
     writeVersion(`${dir}/models`, 'scale', '1', scaleModel(1));
     writeVersion(`${dir}/models`, 'scale', '2', scaleModel(2));
     kit = await startTestKernel({
-      plugins: ['dashboard', 'model-lifecycle', 'traffic-policy', 'api-kserve', 'rate-limit'].map(pluginDir),
+      plugins: ['dashboard', 'model-lifecycle', 'traffic-policy', 'api-kserve', 'api-openai', 'rate-limit'].map(
+        pluginDir,
+      ),
       env: { NUCLEUS_ADMIN_KEY: ADMIN },
       builtinModels: false,
+      logDestination: { write: (line) => void logged.push(line) },
       config: {
         modelRepository: `${dir}/models`,
+        models: [{ name: 'story', path: STORIES_GGUF }],
+        'logging.level': 'info',
         'auth.keys': [{ key: USER, role: 'user', name: 'viewer' }],
       },
     });
@@ -155,5 +162,69 @@ describe('dashboard admin controls in a real browser', () => {
       "fetch('/dashboard/api/plugins').then(async (r) => (await r.json()).plugins)",
     );
     assert.ok(listed.length > 0 && listed.every((pl) => pl.dir === undefined), 'no plugin folders for a user key');
+  });
+
+  it('shows prompt text only once an admin turns it on, and tails the log with a level filter', async () => {
+    const p = await page();
+    await signIn(p, ADMIN);
+    await p.getByRole('link', { name: 'Requests and alerts' }).click();
+    const toggle = p.getByLabel('Show prompt text of new requests');
+    assert.equal(await toggle.isChecked(), false, 'off by default');
+    const complete = async (prompt: string) => {
+      const res = await admin('/v1/completions', { body: { model: 'story', prompt, max_tokens: 4 } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.headers.get('x-request-id')!;
+    };
+    const hidden = await complete('Lily kept a hidden red kite');
+    await p.locator(`tr[data-request="${hidden}"]`).waitFor();
+    assert.equal(await p.getByText('hidden red kite').count(), 0, 'no prompt text while it is off');
+
+    const turnedOn = p.waitForResponse((r) => r.url().endsWith('/admin/config') && r.request().method() === 'PATCH');
+    await toggle.check();
+    await turnedOn;
+    const config = (await admin('/admin/config')).body as {
+      config: { plugin: { dashboard: { showPrompts: boolean } } };
+    };
+    assert.equal(config.config.plugin.dashboard.showPrompts, true);
+    const shown = await complete('Tom found a shiny blue shell');
+    await p.locator(`tr[data-request="${shown}"] td.prompt`, { hasText: 'Tom found a shiny blue shell' }).waitFor();
+    assert.equal(await p.locator(`tr[data-request="${hidden}"] td.prompt`).textContent(), '');
+    await noSeriousViolations(p, 'requests view with prompts and the log tail');
+
+    // The log tail: a line logged now arrives live, and the level filter hides it above its level.
+    const line = p.locator('.log-tail li[data-level="info"]', { hasText: 'traffic policy set' });
+    const before = await line.count();
+    await admin('/admin/traffic/scale', {
+      method: 'PUT',
+      body: { type: 'weights', variants: [{ version: '2', weight: 1 }] },
+    });
+    await p.locator('.log-tail li[data-level="info"]', { hasText: 'traffic policy set' }).nth(before).waitFor();
+    await p.getByLabel('Lowest level shown').selectOption('warn');
+    assert.equal(await line.count(), 0, 'info lines are hidden at warn');
+    const levels = await p.locator('.log-tail li').evaluateAll((els) => els.map((e) => e.getAttribute('data-level')));
+    assert.ok(
+      levels.every((l) => l === 'warn' || l === 'error' || l === 'fatal'),
+      levels.join(','),
+    );
+    await p.getByLabel('Lowest level shown').selectOption('info');
+    await line.first().waitFor();
+    const tail = (await admin('/dashboard/api/logs')).body as { lines: Array<Record<string, unknown>> };
+    assert.ok(tail.lines.some((l) => l.msg === 'traffic policy set' && l.model === 'scale'));
+    assert.ok(
+      tail.lines.every((l) => !JSON.stringify(l).includes('shiny blue shell')),
+      'no prompt text in the log lines',
+    );
+
+    const turnedOff = p.waitForResponse((r) => r.url().endsWith('/admin/config') && r.request().method() === 'PATCH');
+    await toggle.uncheck();
+    await turnedOff;
+    assert.ok(
+      logged.some((l) => l.includes('traffic policy set')),
+      'the server logged the line the tail showed',
+    );
+    const user = await page();
+    await signIn(user, USER);
+    const refused = await user.evaluate<number>("fetch('/dashboard/api/logs').then((r) => r.status)");
+    assert.equal(refused, 403, "a user key gets no server's log history");
   });
 });

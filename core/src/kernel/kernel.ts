@@ -9,7 +9,8 @@ import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
 import { HealthState } from './health.js';
 import type { KernelModule, MissingModel } from './kernel-module.js';
-import { createLogger } from './logger.js';
+import { parseLogLine } from './log-line.js';
+import { createLogger, onLogLine } from './logger.js';
 import type { DiscoveryOptions } from './plugin-discovery.js';
 import { discoverPlugins } from './plugin-discovery.js';
 import { RouteConflictError } from './plugin-contract.js';
@@ -52,6 +53,19 @@ export class Kernel {
     private readonly discovery: DiscoveryOptions,
   ) {
     this.events = new TypedEventBus(logger);
+    // A line logged while a line is relayed (a listener that fails, a socket that reads too slowly) is not relayed
+    // again: one line never becomes a loop.
+    let relaying = false;
+    onLogLine(logger, (line) => {
+      if (relaying) return;
+      relaying = true;
+      try {
+        const parsed = parseLogLine(line);
+        if (parsed) this.events.emit('log.line', parsed);
+      } finally {
+        relaying = false;
+      }
+    });
     this.extensions = new ExtensionRegistry(this.events);
     // A child of tsyringe's global container, so two kernels in one process (tests) never share state.
     this.container = rootContainer.createChildContainer();
