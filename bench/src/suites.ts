@@ -1,5 +1,6 @@
 import { cacheSuite } from './cache.js';
 import { coldstartSuite } from './coldstart.js';
+import { dashboardSuite } from './dashboard.js';
 import { fuzzSuite } from './fuzz.js';
 import { ggufSuite } from './gguf-quants.js';
 import { grpcSuite } from './grpc.js';
@@ -35,4 +36,5 @@ export const suites: Record<string, () => Promise<string>> = {
   coldstart: coldstartSuite,
   grpc: grpcSuite,
   processes: processesSuite,
+  dashboard: dashboardSuite,
 };
