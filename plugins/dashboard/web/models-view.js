@@ -119,7 +119,7 @@ export function ModelsView({ admin, changed }) {
               <td>${m.replicas}</td>
               ${
                 traffic &&
-                html`<td class="actions">
+                html`<td class="traffic-cell">
                   <${TrafficSplit}
                     key=${JSON.stringify(traffic.policies[m.name] ?? null)}
                     model=${m}

@@ -10,10 +10,12 @@ function PromptSwitch({ showPrompts, setShowPrompts }) {
   const [error, setError] = useState(null);
   const change = async (on) => {
     setError(null);
+    // The box shows the choice at once and goes back if the server refuses it.
+    setShowPrompts(on);
     try {
       await api('/admin/config', { method: 'PATCH', body: { 'plugin.dashboard.showPrompts': on } });
-      setShowPrompts(on);
     } catch (err) {
+      setShowPrompts(!on);
       setError(err.message);
     }
   };
@@ -47,6 +49,7 @@ function LogTailView({ logs }) {
                 <span class="log-time">${time(Date.parse(l.time))}</span>
                 <span class="log-level">${l.level}</span>
                 ${l.component && html`<span class="log-component">${l.component}</span>`}
+                ${l.model && html`<span class="log-component">${l.model}</span>`}
                 <span class="log-msg">${l.msg}${l.error ? `: ${l.error}` : ''}</span>
                 ${l.requestId && html`<code>${l.requestId}</code>`}
               </li>`,
