@@ -1,6 +1,7 @@
 import { batchSuite } from './batch.js';
 import { cacheSuite } from './cache.js';
 import { coldstartSuite } from './coldstart.js';
+import { dashboardSuite } from './dashboard.js';
 import { fuzzSuite } from './fuzz.js';
 import { ggufSuite } from './gguf-quants.js';
 import { grpcSuite } from './grpc.js';
@@ -39,4 +40,5 @@ export const suites: Record<string, () => Promise<string>> = {
   grpc: grpcSuite,
   processes: processesSuite,
   tuner: tunerSuite,
+  dashboard: dashboardSuite,
 };

@@ -291,6 +291,24 @@ export interface NucleusEvents {
   'alert.fired': AlertNotice;
   /** A firing alert rule went back to normal. */
   'alert.resolved': AlertNotice;
+  /** A line the server logged, reduced to what a log tail shows (never a payload field). */
+  'log.line': LogLine;
+}
+
+/**
+ * A log line as the `log.line` event carries it: its time, level and message, and which part of the server and which
+ * request it is about. The line's other fields (payloads among them) are left out.
+ */
+export interface LogLine {
+  /** ISO 8601. */
+  time: string;
+  level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  msg: string;
+  component?: string;
+  requestId?: string;
+  model?: string;
+  /** The message of the error the line reports. */
+  error?: string;
 }
 
 /** The cost of a model's requests under one key over a short interval (see the `cost.accrued` event). */

@@ -22,10 +22,22 @@ export interface PluginSummary {
   readonly provides: readonly string[];
 }
 
+/** A plugin's config section as an admin may edit it. */
+export interface PluginConfigView {
+  /** The JSON schema of its section (from its manifest). */
+  readonly schema: Readonly<Record<string, unknown>>;
+  /** The section in force, defaults filled and `x-secret` values redacted. */
+  readonly values: Readonly<Record<string, unknown>>;
+  /** Dotted keys inside the section that `PATCH /admin/config` changes without a restart (`default.requestsPerMinute`). */
+  readonly runtimeKeys: readonly string[];
+}
+
 /** Read-only view of every known plugin and its state (registered under `Services.plugins`). */
 export interface PluginDirectory {
   /** Every known plugin, in id order. */
   list(): readonly PluginSummary[];
+  /** A plugin's config section with its schema; undefined for a plugin with no config schema. */
+  config?(id: string): PluginConfigView | undefined;
 }
 
 /** One reason the server is not fully ready: `degraded` serves (a CPU fallback), `unready` cannot (/ready 503). */

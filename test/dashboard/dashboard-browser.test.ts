@@ -3,11 +3,11 @@ import AxeBuilder from '@axe-core/playwright';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { pluginDir } from '../observability/helpers.js';
-import { browserMissing, launchChromium } from './browser.js';
+import { browserMissing, launchChromium } from '../helpers/browser.js';
 
 const ADMIN = 'admin-key-dashboard-browser-0123';
 const USER = 'user-key-dashboard-browser-01234';
-const VIEWS = ['overview', 'models', 'plugins', 'requests'] as const;
+const VIEWS = ['overview', 'models', 'plugins', 'requests', 'playground'] as const;
 
 // The tile's number, as the page shows it ("1.25" → 1.25; "–" → NaN).
 async function tileValue(page: Page, stat: string): Promise<number> {
@@ -33,7 +33,7 @@ describe('dashboard in a real browser', () => {
       this.skip();
     }
     kit = await startTestKernel({
-      plugins: ['dashboard', 'stats', 'model-lifecycle'].map(pluginDir),
+      plugins: ['dashboard', 'stats', 'model-lifecycle', 'api-openai', 'api-kserve'].map(pluginDir),
       env: { NUCLEUS_ADMIN_KEY: ADMIN },
       config: {
         'auth.keys': [{ key: USER, role: 'user', name: 'viewer' }],
@@ -88,9 +88,13 @@ describe('dashboard in a real browser', () => {
     await signIn(user, USER);
     const points = async (p: Page) => Number(await p.locator('figure.chart').first().getAttribute('data-points'));
     const before = await points(admin);
-    // A short bounded load: 300 requests, 4 at a time.
-    for (let i = 0; i < 75; i++)
-      await Promise.all([0, 1, 2, 3].map(() => fetch(`${kit.url}/health`).then((r) => r.arrayBuffer())));
+    // A bounded load, 4 requests at a time, that goes on while the pages are watched (at most 1200 requests), so
+    // a busy machine that renders late still sees requests in the window the tile shows.
+    let loading = true;
+    const load = (async () => {
+      for (let i = 0; i < 300 && loading; i++)
+        await Promise.all([0, 1, 2, 3].map(() => fetch(`${kit.url}/health`).then((r) => r.arrayBuffer())));
+    })();
     const moving = `Number(document.querySelector('[data-stat="requestsPerS"] dd')?.textContent) > 0`;
     // Polled with evaluate (which the page's CSP allows) rather than waitForFunction (which needs eval in the page).
     const waitUntil = async (p: Page, expression: string): Promise<void> => {
@@ -100,10 +104,15 @@ describe('dashboard in a real browser', () => {
       }
       assert.fail(`still false after 10 s: ${expression}`);
     };
-    await waitUntil(admin, moving);
-    await waitUntil(user, moving);
-    assert.ok((await points(admin)) > before, 'the chart has new points');
-    assert.ok((await tileValue(admin, 'requestsPerS')) > 0);
+    try {
+      await waitUntil(admin, moving);
+      await waitUntil(user, moving);
+      assert.ok((await points(admin)) > before, 'the chart has new points');
+      assert.ok((await tileValue(admin, 'requestsPerS')) > 0);
+    } finally {
+      loading = false;
+      await load;
+    }
     // The same sample on both pages: the latest sample time both charts hold.
     const last = (p: Page) =>
       p.evaluate<number>(`fetch('/dashboard/api/history').then(async (r) => (await r.json()).samples.at(-1).t)`);
@@ -149,6 +158,93 @@ describe('dashboard in a real browser', () => {
     await row.locator('.state', { hasText: 'unavailable' }).waitFor({ timeout: 15_000 });
   });
 
+  it('chats in the playground with streamed tokens, embeds a text, and runs a tensor model from its form', async () => {
+    const p = await page();
+    await signIn(p, USER);
+    await p.getByRole('link', { name: 'Playground' }).click();
+    const model = p.getByLabel('Model', { exact: true });
+    await model.locator('option[value="llm:stories260K"]').waitFor({ state: 'attached' });
+    await model.selectOption('llm:stories260K');
+    // Every text the reply shows on its way, as the page's own DOM changes (not as the test's requests see them).
+    await p.evaluate(`(() => {
+      window.replyTexts = [];
+      const log = document.getElementById('chat-log');
+      new MutationObserver(() => {
+        const reply = log.querySelector('li.chat-assistant:last-child p');
+        if (reply) window.replyTexts.push(reply.textContent);
+      }).observe(log, { subtree: true, childList: true, characterData: true });
+    })()`);
+    await p.getByLabel('Message').fill('Once upon a time');
+    await p.getByLabel('Max tokens').fill('48');
+    await p.getByLabel('Temperature').fill('0');
+    await p.getByRole('button', { name: 'Send' }).click();
+    await p.getByRole('status').filter({ hasText: 'Done.' }).waitFor();
+    const shown = [...new Set(await p.evaluate<string[]>('window.replyTexts'))].filter((t) => t.length > 0);
+    const reply = (await p.locator('li.chat-assistant p').textContent()) ?? '';
+    assert.ok(
+      shown.length > 1,
+      `the reply grew in ${shown.length} update(s) before it was done: ${JSON.stringify(shown)}`,
+    );
+    assert.equal(shown.at(-1), reply);
+    for (let i = 1; i < shown.length; i++)
+      assert.ok(shown[i]!.startsWith(shown[i - 1]!), 'each update extends the text');
+    const direct = await kit.request('/v1/chat/completions', {
+      headers: { authorization: `Bearer ${USER}` },
+      body: {
+        model: 'stories260K',
+        messages: [{ role: 'user', content: 'Once upon a time' }],
+        max_tokens: 48,
+        temperature: 0,
+      },
+    });
+    const answer = direct.body as { choices: { message: { content: string } }[] };
+    assert.equal(reply, answer.choices[0]!.message.content, 'the same greedy reply the API gives');
+
+    await model.selectOption('embedding:bert-tiny');
+    await p.getByLabel('Text').fill('a short text');
+    await p.getByRole('button', { name: 'Embed' }).click();
+    const embedded = await kit.request('/v1/embeddings', {
+      headers: { authorization: `Bearer ${USER}` },
+      body: { model: 'bert-tiny', input: 'a short text' },
+    });
+    const vector = (embedded.body as { data: { embedding: number[] }[] }).data[0]!.embedding;
+    const line = (await p.locator('#embed-result').textContent()) ?? '';
+    assert.match(line, new RegExp(`^\\s*${vector.length} dimensions`));
+    assert.ok(line.includes(vector[0]!.toFixed(4)), `${line} starts with ${vector[0]}`);
+
+    await model.selectOption('tensor:multi-io');
+    // The form has a field per value of each input, made from the model's v2 metadata.
+    const features = p.getByRole('group', { name: /^features \(FP32/ });
+    await features.waitFor();
+    const fields = features.getByRole('spinbutton');
+    const count = await fields.count();
+    for (let i = 0; i < count; i++) await fields.nth(i).fill(String(i / 4));
+    await p
+      .getByRole('group', { name: /^category \(INT64/ })
+      .getByRole('spinbutton')
+      .fill('2');
+    await p.getByRole('button', { name: 'Run' }).click();
+    await p.locator('tr[data-output="embedding"]').waitFor();
+    const expected = await kit.request('/v2/models/multi-io/infer', {
+      headers: { authorization: `Bearer ${USER}` },
+      body: {
+        inputs: [
+          {
+            name: 'features',
+            datatype: 'FP32',
+            shape: [1, count],
+            data: Array.from({ length: count }, (_, i) => i / 4),
+          },
+          { name: 'category', datatype: 'INT64', shape: [1], data: [2] },
+        ],
+      },
+    });
+    const outputs = (expected.body as { outputs: { name: string; data: number[] }[] }).outputs;
+    const bucket = outputs.find((o) => o.name === 'bucket')!;
+    const cell = await p.locator('tr[data-output="bucket"] td code').textContent();
+    assert.deepEqual(JSON.parse(cell ?? ''), bucket.data, 'the form answers as the API does');
+  });
+
   it('has no serious or critical axe violations on any view, light or dark, and fits 360 px', async () => {
     for (const colorScheme of ['light', 'dark'] as const) {
       const p = await page({ colorScheme });
@@ -156,13 +252,23 @@ describe('dashboard in a real browser', () => {
       for (const view of VIEWS) {
         await p.goto(`${kit.url}/#${view}`);
         await p.locator(`#${view}-title`).waitFor();
-        const result = await new AxeBuilder({ page: p }).analyze();
-        const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-        assert.deepEqual(
-          bad.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`),
-          [],
-          `${view} in ${colorScheme}`,
-        );
+        // The playground is checked with each of its forms open.
+        const forms = view === 'playground' ? ['llm:stories260K', 'embedding:bert-tiny', 'tensor:multi-io'] : [''];
+        for (const form of forms) {
+          if (form) {
+            const select = p.getByLabel('Model', { exact: true });
+            await select.locator(`option[value="${form}"]`).waitFor({ state: 'attached' });
+            await select.selectOption(form);
+            await p.locator('form.playground-form button[type="submit"]').waitFor();
+          }
+          const result = await new AxeBuilder({ page: p }).analyze();
+          const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+          assert.deepEqual(
+            bad.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`),
+            [],
+            `${view} ${form} in ${colorScheme}`,
+          );
+        }
       }
     }
     const narrow = await page({ width: 360 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { startTestKernel } from '@nucleus/sdk/testing';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { pluginDir } from '../observability/helpers.js';
-import { browserMissing, launchChromium } from './browser.js';
+import { browserMissing, launchChromium } from '../helpers/browser.js';
 
 const KEY = 'screenshot-admin-key-0123456789';
 const OUT = join(REPO_ROOT, 'plugins', 'dashboard', 'screenshots');
@@ -17,9 +17,11 @@ if (missing) {
 }
 mkdirSync(OUT, { recursive: true });
 const kit = await startTestKernel({
-  plugins: ['dashboard', 'stats', 'model-lifecycle'].map(pluginDir),
+  plugins: ['dashboard', 'stats', 'model-lifecycle', 'api-openai', 'api-kserve', 'traffic-policy'].map(pluginDir),
   env: { NUCLEUS_ADMIN_KEY: KEY },
-  config: { 'plugin.stats.snapshotIntervalMs': 250, 'plugin.stats.windowS': 2 },
+  config: { 'plugin.stats.snapshotIntervalMs': 250, 'plugin.stats.windowS': 2, 'logging.level': 'info' },
+  // The log tail shows these lines; the terminal does not.
+  logDestination: { write: () => {} },
 });
 const { browser, close } = await launchChromium();
 try {
@@ -33,9 +35,17 @@ try {
     await page.goto(kit.url);
     await page.getByLabel('API key').fill(KEY);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    for (const view of ['overview', 'models', 'plugins', 'requests']) {
+    for (const view of ['overview', 'models', 'plugins', 'requests', 'playground']) {
       await page.goto(`${kit.url}/#${view}`);
       await page.locator(`#${view}-title`).waitFor();
+      if (view === 'playground') {
+        const model = page.getByLabel('Model', { exact: true });
+        await model.locator('option[value="llm:stories260K"]').waitFor({ state: 'attached' });
+        await model.selectOption('llm:stories260K');
+        await page.getByLabel('Message').fill('Once upon a time');
+        await page.getByRole('button', { name: 'Send' }).click();
+        await page.getByRole('status').filter({ hasText: 'Done.' }).waitFor();
+      }
       await page.waitForTimeout(300);
       const file = join(OUT, `${view}-${colorScheme}.png`);
       await page.screenshot({ path: file, fullPage: false });

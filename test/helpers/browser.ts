@@ -1,13 +1,13 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type BrowserContext, chromium } from 'playwright-core';
+import { existsSync } from 'node:fs';
+import { type Browser, type BrowserContext, chromium } from 'playwright-core';
 
 /** Debian's chromium: playwright-core drives it and never downloads a browser of its own. */
 export const CHROMIUM = '/usr/bin/chromium';
 
-// Headless, and quiet on the network: no update checks, sync or QUIC probes leave the machine.
+// Headless, and quiet on the network: no update checks, sync or QUIC probes leave the machine. `--headless` picks
+// chromium's own headless mode, in which the page has focus (the first Tab reaches it) and renders live updates.
 const FLAGS = [
+  '--headless',
   '--no-sandbox',
   '--disable-gpu',
   '--disable-quic',
@@ -24,20 +24,22 @@ export function browserMissing(): string | undefined {
     : `${CHROMIUM} is missing (apt-get install -y chromium); skipping the browser tests`;
 }
 
-/** A headless chromium with a fresh profile, removed again by `close`. */
-export async function openBrowser(): Promise<{ context: BrowserContext; close(): Promise<void> }> {
-  const profile = mkdtempSync(join(tmpdir(), 'nucleus-browser-'));
-  // A persistent context is how playwright takes a user-data-dir; a fresh folder makes it a clean profile.
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: FLAGS,
-  });
+/**
+ * A headless chromium, for tests that open several contexts (an admin and a user side by side). Playwright gives
+ * each launch a fresh temporary profile of its own (it refuses `--user-data-dir` in `args`) and removes it on close.
+ */
+export async function launchChromium(): Promise<{ browser: Browser; close(): Promise<void> }> {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
   return {
-    context,
+    browser,
     async close() {
-      await context.close();
-      rmSync(profile, { recursive: true, force: true });
+      await browser.close();
     },
   };
+}
+
+/** A headless chromium with one fresh context, for tests that need a single page's worth of browser. */
+export async function openBrowser(): Promise<{ context: BrowserContext; close(): Promise<void> }> {
+  const { browser, close } = await launchChromium();
+  return { context: await browser.newContext(), close };
 }

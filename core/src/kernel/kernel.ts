@@ -9,7 +9,8 @@ import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
 import { HealthState } from './health.js';
 import type { KernelModule, MissingModel } from './kernel-module.js';
-import { createLogger } from './logger.js';
+import { parseLogLine } from './log-line.js';
+import { createLogger, onLogLine } from './logger.js';
 import type { DiscoveryOptions } from './plugin-discovery.js';
 import { discoverPlugins } from './plugin-discovery.js';
 import { RouteConflictError } from './plugin-contract.js';
@@ -52,6 +53,19 @@ export class Kernel {
     private readonly discovery: DiscoveryOptions,
   ) {
     this.events = new TypedEventBus(logger);
+    // A line logged while a line is relayed (a listener that fails, a socket that reads too slowly) is not relayed
+    // again: one line never becomes a loop.
+    let relaying = false;
+    onLogLine(logger, (line) => {
+      if (relaying) return;
+      relaying = true;
+      try {
+        const parsed = parseLogLine(line);
+        if (parsed) this.events.emit('log.line', parsed);
+      } finally {
+        relaying = false;
+      }
+    });
     this.extensions = new ExtensionRegistry(this.events);
     // A child of tsyringe's global container, so two kernels in one process (tests) never share state.
     this.container = rootContainer.createChildContainer();
@@ -76,7 +90,22 @@ export class Kernel {
       disabled: config.get('plugins.disabled'),
       drainTimeoutMs: config.get('plugins.drainTimeoutMs'),
     });
-    const directory: PluginDirectory = { list: () => this.plugins.list() };
+    const directory: PluginDirectory = {
+      list: () => this.plugins.list(),
+      config: (id) => {
+        const schema = config.pluginSchema(id);
+        if (!schema) return undefined;
+        const prefix = `plugin.${id}.`;
+        return {
+          schema,
+          values: (config.redacted().plugin as Record<string, Record<string, unknown>>)[id] ?? {},
+          runtimeKeys: config
+            .runtimeKeys()
+            .filter((k) => k.startsWith(prefix))
+            .map((k) => k.slice(prefix.length)),
+        };
+      },
+    };
     this.container.register(Services.plugins, { useValue: directory });
     this.container.register(Services.readiness, { useValue: this.health });
     this.processGroup = new ProcessGroupMember(config.get('server.processes'));

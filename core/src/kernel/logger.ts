@@ -53,9 +53,16 @@ export function createLogger(
             options: { ...PRETTY_OPTIONS, colorize, destination: 1, sync: true },
           }) as DestinationStream);
   }
-  return pino(
+  const listeners = new Set<(line: string) => void>();
+  const logger = pino(
     {
       level: options.level ?? 'info',
+      hooks: {
+        streamWrite(line) {
+          for (const listener of listeners) listener(line);
+          return line;
+        },
+      },
       // One of several front processes (`server.processes`) says which, so their lines can be told apart.
       base: cluster.isWorker ? { service: 'nucleus', pid: process.pid } : { service: 'nucleus' },
       timestamp: pino.stdTimeFunctions.isoTime,
@@ -64,6 +71,20 @@ export function createLogger(
     },
     destination,
   ) as unknown as Logger & { level: string };
+  lineListeners.set(logger, listeners);
+  return logger;
+}
+
+const lineListeners = new WeakMap<object, Set<(line: string) => void>>();
+
+/**
+ * Calls `listener` with each line a logger made by {@link createLogger} (or a child of it) writes, as pino serialised
+ * it; returns the function that stops it. A logger made elsewhere has no lines to give: nothing is called.
+ */
+export function onLogLine(logger: Logger, listener: (line: string) => void): () => void {
+  const listeners = lineListeners.get(logger);
+  listeners?.add(listener);
+  return () => listeners?.delete(listener);
 }
 
 /** Waits until what `logger` was given has been written (a transport writes from its own thread). */

@@ -2,22 +2,29 @@ import {
   callerOf,
   definePlugin,
   ExtensionPoints,
+  notFound,
   optionalService,
+  type PluginSummary,
   type RouteContribution,
   ServiceRefs,
 } from '@nucleus/sdk';
+import { LogTail } from './log-tail.js';
 import { OverviewHistory, type OverviewSample } from './overview-history.js';
+import { promptText } from './prompt-text.js';
 import { sessionCredentials, sessionRoutes } from './session-routes.js';
 import { SessionStore } from './session-store.js';
 import { StaticAssets } from './static-assets.js';
 
 export { OverviewHistory, type OverviewSample } from './overview-history.js';
+export { MAX_PROMPT_CHARS, promptText } from './prompt-text.js';
 export { SessionStore } from './session-store.js';
 
 declare module '@nucleus/sdk' {
   interface NucleusEvents {
     /** One overview sample of the dashboard (its `dashboard` topic on /ws). */
     'dashboard.sample': OverviewSample;
+    /** A request's prompt text, while an admin has `plugin.dashboard.showPrompts` on (its `dashboard-prompts` topic). */
+    'dashboard.prompt': { requestId: string; prompt: string };
   }
 }
 
@@ -26,6 +33,8 @@ export interface DashboardConfig {
   historyS: number;
   sessionIdleS: number;
   maxSessions: number;
+  logLines: number;
+  showPrompts: boolean;
 }
 
 /**
@@ -41,20 +50,52 @@ export default definePlugin({
     const assets = await StaticAssets.load();
     const sessions = new SessionStore({ idleMs: config.sessionIdleS * 1000, max: config.maxSessions });
     const history = new OverviewHistory(config.historyS);
+    const logs = new LogTail(config.logLines);
     const offEnd = ctx.events.on('request.end', (end) => history.onRequestEnd(end));
     const offSnapshot = ctx.events.on('stats.snapshot', (snapshot) =>
       ctx.events.emit('dashboard.sample', history.add(snapshot)),
     );
+    const offLog = ctx.events.on('log.line', (line) => logs.add(line));
     ctx.onDispose(() => {
       offEnd();
       offSnapshot();
+      offLog();
     });
+
+    // Prompt text is shown only while an admin has turned it on (read per request, so the switch applies at once);
+    // /ws shows a user key the prompts of its own requests only, as with every event that names a request.
+    const showPrompts = () => (ctx.configValue(`plugin.${ctx.id}.showPrompts`) as boolean | undefined) === true;
+    ctx.contribute(
+      ExtensionPoints.hooks,
+      {
+        async onRequest(http, next) {
+          if (showPrompts()) {
+            const prompt = promptText((http.request as { body?: unknown }).body);
+            const requestId = (http.state as { requestId?: string }).requestId;
+            if (prompt !== undefined && requestId !== undefined)
+              ctx.events.emit('dashboard.prompt', { requestId, prompt });
+          }
+          await next();
+        },
+      },
+      { name: 'dashboard/prompts' },
+    );
 
     ctx.contribute(ExtensionPoints.credentials, sessionCredentials(sessions));
     ctx.contribute(ExtensionPoints.wsTopics, {
       name: 'dashboard',
       events: ['dashboard.sample'],
       description: 'an overview sample per stats snapshot (plugin.stats.snapshotIntervalMs)',
+    });
+    ctx.contribute(ExtensionPoints.wsTopics, {
+      name: 'logs',
+      events: ['log.line'],
+      description: 'each line the server logs at logging.level or above: time, level, message, component, request',
+    });
+    ctx.contribute(ExtensionPoints.wsTopics, {
+      name: 'dashboard-prompts',
+      events: ['dashboard.prompt'],
+      description: "requests' prompt text, while plugin.dashboard.showPrompts is on",
     });
 
     const page = (path: string): RouteContribution => ({
@@ -87,6 +128,12 @@ export default definePlugin({
       },
       {
         method: 'GET',
+        path: '/dashboard/api/logs',
+        access: 'admin',
+        handler: () => ({ lines: logs.list(), showPrompts: showPrompts() }),
+      },
+      {
+        method: 'GET',
         path: '/dashboard/api/models',
         // Where a model's files are is for admins (as /ready keeps paths from the public).
         handler: (http) => {
@@ -100,7 +147,29 @@ export default definePlugin({
       {
         method: 'GET',
         path: '/dashboard/api/plugins',
-        handler: () => ({ plugins: plugins.list() }),
+        // Where a plugin's files are is for admins, as with models.
+        handler: (http) => {
+          const list = plugins.list();
+          if (callerOf(http)?.role !== 'user') return { plugins: list };
+          return { plugins: list.map(({ dir: _dir, ...p }: PluginSummary & { dir?: string }) => p) };
+        },
+      },
+      {
+        method: 'GET',
+        path: '/dashboard/api/plugins/:id/config',
+        access: 'admin',
+        handler: (http) => {
+          const id = http.params.id!;
+          if (!plugins.list().some((p) => p.id === id))
+            throw notFound(
+              'plugin_not_found',
+              `no plugin '${id}' (plugins: ${plugins
+                .list()
+                .map((p) => p.id)
+                .join(', ')})`,
+            );
+          return plugins.config?.(id) ?? { schema: { type: 'object', properties: {} }, values: {}, runtimeKeys: [] };
+        },
       },
     ];
     for (const route of routes)

@@ -30,8 +30,12 @@ const APP_FILES = [
   'format.js',
   'overview-view.js',
   'models-view.js',
+  'traffic-split.js',
   'plugins-view.js',
+  'config-form.js',
   'requests-view.js',
+  'playground-view.js',
+  'tensor-form.js',
   'sign-in-view.js',
   'style.css',
 ];

@@ -16,17 +16,20 @@ export class ApiError extends Error {
   }
 }
 
-/** Calls a JSON route; resolves with the parsed body, rejects with an ApiError carrying the server's message. */
-export async function api(path, { method = 'GET', body, headers = {} } = {}) {
+function send(path, { method = 'GET', body, headers = {}, signal }) {
   const sent = { ...headers };
   if (body !== undefined) sent['content-type'] = 'application/json';
   if (method !== 'GET' && csrfToken) sent['x-csrf-token'] = csrfToken;
-  const res = await fetch(path, {
+  return fetch(path, {
     method,
     headers: sent,
     credentials: 'same-origin',
+    signal,
     ...(body !== undefined && { body: JSON.stringify(body) }),
   });
+}
+
+async function failure(res) {
   const text = await res.text();
   let data = text;
   try {
@@ -34,9 +37,48 @@ export async function api(path, { method = 'GET', body, headers = {} } = {}) {
   } catch {
     // Not JSON: keep the text.
   }
-  if (!res.ok) {
-    const error = data && typeof data === 'object' ? data.error : undefined;
-    throw new ApiError(res.status, error?.code, error?.message ?? `${res.status} ${res.statusText}`);
+  const error = data && typeof data === 'object' ? data.error : undefined;
+  return new ApiError(res.status, error?.code, error?.message ?? `${res.status} ${res.statusText}`);
+}
+
+/**
+ * POSTs `body` to a route that answers with server-sent events and hands each event's parsed `data` to `onData` as
+ * it arrives; resolves when the stream ends (`data: [DONE]` or the end of the body). `signal` stops it.
+ */
+export async function postStream(path, body, onData, signal) {
+  const res = await send(path, { method: 'POST', body, headers: { accept: 'text/event-stream' }, signal });
+  if (!res.ok) throw await failure(res);
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffered += value;
+    // Events end with a blank line; a partial one waits for the next chunk.
+    const events = buffered.split(/\r?\n\r?\n/);
+    buffered = events.pop();
+    for (const event of events) {
+      const data = event
+        .split(/\r?\n/)
+        .filter((line) => line.startsWith('data:'))
+        .map((line) => line.slice(5).trimStart())
+        .join('\n');
+      if (data === '[DONE]') return;
+      if (data) onData(JSON.parse(data));
+    }
+  }
+}
+
+/** Calls a JSON route; resolves with the parsed body, rejects with an ApiError carrying the server's message. */
+export async function api(path, { method = 'GET', body, headers = {} } = {}) {
+  const res = await send(path, { method, body, headers });
+  if (!res.ok) throw await failure(res);
+  const text = await res.text();
+  let data = text;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    // Not JSON: keep the text.
   }
   return data;
 }

@@ -3,6 +3,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, api, connectLive, setCsrfToken } from './api.js';
 import { ModelsView } from './models-view.js';
 import { OverviewView } from './overview-view.js';
+import { PlaygroundView } from './playground-view.js';
 import { PluginsView } from './plugins-view.js';
 import { RequestsView } from './requests-view.js';
 import { SignInView } from './sign-in-view.js';
@@ -12,8 +13,10 @@ const VIEWS = [
   { id: 'models', label: 'Models' },
   { id: 'plugins', label: 'Plugins' },
   { id: 'requests', label: 'Requests and alerts' },
+  { id: 'playground', label: 'Playground' },
 ];
 const MAX_REQUESTS = 100;
+const MAX_LOG_LINES = 200;
 
 function viewFromHash() {
   const id = location.hash.replace('#', '');
@@ -45,6 +48,9 @@ function Dashboard({ session, onSignOut, theme, setTheme }) {
   const [pluginsChanged, setPluginsChanged] = useState(0);
   const [requests, setRequests] = useState([]);
   const [alerts, setAlerts] = useState([]);
+  const [logs, setLogs] = useState([]);
+  const [prompts, setPrompts] = useState({});
+  const [showPrompts, setShowPrompts] = useState(false);
   const admin = session.role === 'admin' && session.mode === 'signed-in';
 
   useEffect(() => {
@@ -62,7 +68,16 @@ function Dashboard({ session, onSignOut, theme, setTheme }) {
       },
       () => {},
     );
-    const topics = ['dashboard', 'models', 'plugins', 'requests', 'alerts'];
+    // The log tail's recent past is for admins; every page gets new lines live (a user's only of its own requests).
+    if (admin)
+      api('/dashboard/api/logs').then(
+        (r) => {
+          setLogs((now) => [...now, ...r.lines.reverse()].slice(0, MAX_LOG_LINES));
+          setShowPrompts(r.showPrompts);
+        },
+        () => {},
+      );
+    const topics = ['dashboard', 'models', 'plugins', 'requests', 'alerts', 'logs', 'dashboard-prompts'];
     return connectLive(
       topics,
       (topic, event, data) => {
@@ -72,6 +87,11 @@ function Dashboard({ session, onSignOut, theme, setTheme }) {
         else if (topic === 'plugins') setPluginsChanged((n) => n + 1);
         else if (topic === 'requests' && event === 'request.end')
           setRequests((now) => [{ ...data, at: Date.now() }, ...now].slice(0, MAX_REQUESTS));
+        else if (topic === 'logs') setLogs((now) => [data, ...now].slice(0, MAX_LOG_LINES));
+        else if (topic === 'dashboard-prompts')
+          setPrompts((now) =>
+            Object.fromEntries([...Object.entries(now).slice(-MAX_REQUESTS), [data.requestId, data.prompt]]),
+          );
         else if (topic === 'alerts')
           setAlerts((now) =>
             event === 'alert.fired'
@@ -112,7 +132,19 @@ function Dashboard({ session, onSignOut, theme, setTheme }) {
       ${view === 'overview' && html`<${OverviewView} samples=${samples} theme=${theme} />`}
       ${view === 'models' && html`<${ModelsView} admin=${admin} changed=${modelsChanged} />`}
       ${view === 'plugins' && html`<${PluginsView} admin=${admin} changed=${pluginsChanged} />`}
-      ${view === 'requests' && html`<${RequestsView} requests=${requests} alerts=${alerts} />`}
+      ${
+        view === 'requests' &&
+        html`<${RequestsView}
+          requests=${requests}
+          alerts=${alerts}
+          logs=${logs}
+          prompts=${prompts}
+          admin=${admin}
+          showPrompts=${showPrompts}
+          setShowPrompts=${setShowPrompts}
+        />`
+      }
+      ${view === 'playground' && html`<${PlaygroundView} changed=${modelsChanged} />`}
     </main>
   </div>`;
 }

@@ -1,6 +1,7 @@
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.js';
+import { TrafficSplit } from './traffic-split.js';
 
 /** Runs an admin call after the user confirms it; the server's own message is shown on failure, word for word. */
 export function useAdminAction(onDone) {
@@ -68,11 +69,15 @@ function LoadForm({ run }) {
 export function ModelsView({ admin, changed }) {
   const [models, setModels] = useState(null);
   const [error, setError] = useState(null);
-  const refresh = () =>
+  // Traffic policies are the traffic-policy plugin's, for admins; without that plugin the column is left out.
+  const [traffic, setTraffic] = useState(null);
+  const refresh = () => {
     api('/dashboard/api/models').then(
       (r) => setModels(r.models),
       (err) => setError(err.message),
     );
+    if (admin) api('/admin/traffic').then(setTraffic, () => setTraffic(null));
+  };
   const [status, run] = useAdminAction(refresh);
   useEffect(() => {
     refresh();
@@ -92,6 +97,7 @@ export function ModelsView({ admin, changed }) {
             <th scope="col">Versions</th>
             <th scope="col">Backend</th>
             <th scope="col">Replicas</th>
+            ${traffic && html`<th scope="col">Traffic</th>`}
             ${admin && html`<th scope="col">Actions</th>`}
           </tr>
         </thead>
@@ -111,6 +117,18 @@ export function ModelsView({ admin, changed }) {
               </td>
               <td>${m.backend ?? '–'}</td>
               <td>${m.replicas}</td>
+              ${
+                traffic &&
+                html`<td class="traffic-cell">
+                  <${TrafficSplit}
+                    key=${JSON.stringify(traffic.policies[m.name] ?? null)}
+                    model=${m}
+                    policy=${traffic.policies[m.name]}
+                    status=${traffic.models[m.name]}
+                    run=${run}
+                  />
+                </td>`
+              }
               ${
                 admin &&
                 html`<td class="actions">

@@ -1,6 +1,7 @@
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.js';
+import { ConfigForm } from './config-form.js';
 import { ActionStatus, useAdminAction } from './models-view.js';
 
 /** Every plugin and its state; an admin can enable, disable and reload. Listed again when a `plugins` event comes. */
@@ -13,6 +14,7 @@ export function PluginsView({ admin, changed }) {
       (err) => setError(err.message),
     );
   const [status, run] = useAdminAction(refresh);
+  const [configuring, setConfiguring] = useState(null);
   useEffect(() => {
     refresh();
   }, [changed]);
@@ -59,6 +61,9 @@ export function PluginsView({ admin, changed }) {
                           <button type="button" class="danger" onClick=${() => act(p, 'disable')}>Disable ${p.id}</button>`
                       : html`<button type="button" onClick=${() => act(p, 'enable')}>Enable ${p.id}</button>`
                   }
+                  <button type="button" aria-expanded=${configuring === p.id} onClick=${() => setConfiguring(p.id)}>
+                    Configure ${p.id}
+                  </button>
                 </td>`
               }
             </tr>`,
@@ -66,5 +71,6 @@ export function PluginsView({ admin, changed }) {
         </tbody>
       </table>
     </div>
+    ${admin && configuring && html`<${ConfigForm} key=${configuring} id=${configuring} run=${run} onClose=${() => setConfiguring(null)} />`}
   </section>`;
 }

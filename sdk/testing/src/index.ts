@@ -41,6 +41,8 @@ export interface TestKernelOptions {
   builtinModels?: boolean;
   /** Environment variables to read `NUCLEUS_*` from; none by default, so the caller's shell cannot leak in. */
   env?: Record<string, string>;
+  /** Where log lines go (with `logging.level` set in `config`) instead of stdout. */
+  logDestination?: { write(line: string): void };
 }
 
 /** A parsed response from {@link TestKernel.request}. */
@@ -69,6 +71,7 @@ export async function startTestKernel(options: TestKernelOptions = {}): Promise<
   const server = await NucleusServer.start({
     env: options.env ?? {},
     builtinModels: options.builtinModels ?? true,
+    ...(options.logDestination && { logDestination: options.logDestination }),
     ...(options.builtinPlugins ? {} : { pluginFolders: [], nodeModules: [] }),
     cli: {
       'server.host': '127.0.0.1',

@@ -94,6 +94,11 @@ export class ConfigStore {
     return this.valueAt(path) as ConfigValue<P>;
   }
 
+  /** The schema a plugin set for its section, or undefined. */
+  pluginSchema(id: string): JsonSchema | undefined {
+    return this.pluginSchemas[id];
+  }
+
   /** A plugin's section, frozen, with the defaults of its schema filled once that is set; `{}` when there is none. */
   pluginSection(id: string): Readonly<Record<string, unknown>> {
     return this.current.plugin[id] ?? NO_SECTION;
