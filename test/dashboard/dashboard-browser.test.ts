@@ -63,6 +63,8 @@ describe('dashboard in a real browser', () => {
 
   it('signs in with the keyboard alone and reaches every view', async () => {
     const p = await page();
+    // The page draws its sign-in form once its modules load: a Tab before that has nothing to reach.
+    await p.locator('#api-key').waitFor();
     await p.keyboard.press('Tab');
     assert.equal(await p.evaluate('document.activeElement?.id'), 'api-key', 'the key field takes focus first');
     await p.keyboard.type(ADMIN);
@@ -175,7 +177,8 @@ describe('dashboard in a real browser', () => {
       }).observe(log, { subtree: true, childList: true, characterData: true });
     })()`);
     await p.getByLabel('Message').fill('Once upon a time');
-    await p.getByLabel('Max tokens').fill('48');
+    // Long enough (240 tokens) that the reply reaches the page in several reads even on a busy machine.
+    await p.getByLabel('Max tokens').fill('240');
     await p.getByLabel('Temperature').fill('0');
     await p.getByRole('button', { name: 'Send' }).click();
     await p.getByRole('status').filter({ hasText: 'Done.' }).waitFor();
@@ -193,7 +196,7 @@ describe('dashboard in a real browser', () => {
       body: {
         model: 'stories260K',
         messages: [{ role: 'user', content: 'Once upon a time' }],
-        max_tokens: 48,
+        max_tokens: 240,
         temperature: 0,
       },
     });
