@@ -153,6 +153,22 @@ describe('GenerationLoop on the tiny Llama (real ORT in this thread)', () => {
     assert.deepEqual(outcomes.get(1)!.tokens, reference.get(1)!.tokens);
   });
 
+  it('reports its KV use as the positions running sequences hold over what its slots hold', async () => {
+    const seen: number[] = [];
+    const prompts = [sequence(0, PROMPTS[0]!), sequence(1, PROMPTS[1]!)];
+    const held = prompts[0]!.promptIds.length + prompts[1]!.promptIds.length;
+    await drive([prompts], {
+      settings: { maxRunning: 4, maxBatchSize: 4 },
+      onIteration: (_i, loop) => seen.push(loop.kvUsage),
+    });
+    assert.equal(seen[0], 0, 'nothing is held before the first step');
+    // After the first step both sequences hold their prompts (and a generated token each, at most).
+    const capacity = 4 * llm.config.maxContext;
+    assert.ok(seen[1]! >= held / capacity && seen[1]! <= (held + 2) / capacity, `use after the first step: ${seen[1]}`);
+    assert.ok(Math.max(...seen) > seen[1]!, 'it grows as they decode');
+    assert.ok(Math.max(...seen) < 1);
+  });
+
   it('finishes with stop at an end-of-sequence token, which is counted but not emitted', async () => {
     const plain = (await drive([[sequence(0, PROMPTS[3]!, { maxTokens: 20 })]])).outcomes.get(0)!;
     // Declare the 6th generated token an end-of-sequence token: the output must end right before it.

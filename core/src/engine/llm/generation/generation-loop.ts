@@ -264,6 +264,17 @@ export class GenerationLoop {
     return this.#waiting.length;
   }
 
+  /**
+   * The KV cache in use, 0 to 1: the positions the running sequences hold over what the loop's slots can hold (each
+   * slot a full context). vLLM's `kv_cache_usage_perc`, which load balancers read as a replica's fullness.
+   */
+  get kvUsage(): number {
+    const capacity = this.#scheduler.capacity * this.#maxContext;
+    let held = 0;
+    for (const length of this.#kv.lengths) held += length;
+    return capacity > 0 ? Math.min(1, held / capacity) : 0;
+  }
+
   /** How failed steps were got through so far. */
   get recovery(): Readonly<StepRecovery> {
     return this.#recovery;

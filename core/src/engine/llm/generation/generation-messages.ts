@@ -196,6 +196,8 @@ export type FromGenerationThread =
       events: WireGenerationEvent[];
       running: number;
       waiting: number;
+      /** The KV cache in use, 0 to 1 (`GenerationLoop.kvUsage`). */
+      kvUsage: number;
       steps: WireStepStats[];
       /** The prefix cache, when it changed since the last group. */
       cache?: PrefixCacheStats;

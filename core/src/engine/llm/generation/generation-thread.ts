@@ -210,6 +210,7 @@ class DecoderEngine {
         events,
         running: this.loop.running,
         waiting: this.loop.waiting,
+        kvUsage: this.loop.kvUsage,
         steps,
         ...(cache && { cache }),
         ...(speculation && { speculation }),

@@ -39,6 +39,8 @@ export interface GenerationWorkerClientObserver {
   onGroup?(state: {
     running: number;
     waiting: number;
+    /** The KV cache in use, 0 to 1. */
+    kvUsage: number;
     steps: WireStepStats[];
     cache?: PrefixCacheStats;
     speculation?: SpeculationStats;
@@ -338,6 +340,7 @@ export class GenerationWorkerClient {
             this.options.observer?.onGroup?.({
               running: message.running,
               waiting: message.waiting,
+              kvUsage: message.kvUsage,
               steps: message.steps,
               ...(message.cache && { cache: message.cache }),
               ...(message.speculation && { speculation: message.speculation }),

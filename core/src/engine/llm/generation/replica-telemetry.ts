@@ -20,6 +20,8 @@ export class ReplicaTelemetry {
   readonly #cacheBase = { hits: 0, misses: 0, evictions: 0 };
   /** How the replicas got through steps that failed (allocation failures). */
   readonly #recovery = new ReplicaCounters(RECOVERY_COUNTERS);
+  /** Each replica's KV cache use as it last reported, by replica id. */
+  readonly #kvUsage = new Map<number, number>();
   /** Speculation totals last reported per replica, so events carry what changed. */
   readonly #specTotals = new Map<number, SpeculationStats>();
 
@@ -35,7 +37,8 @@ export class ReplicaTelemetry {
   observer(id: number): GenerationWorkerClientObserver {
     const model = this.model;
     return {
-      onGroup: ({ steps, cache, speculation, recovery, incarnation }) => {
+      onGroup: ({ steps, cache, speculation, recovery, incarnation, kvUsage }) => {
+        this.#kvUsage.set(id, kvUsage);
         if (speculation) this.#speculation(id, speculation);
         if (recovery) this.#recovery.report(id, incarnation, recovery);
         const replicas = this.replicas();
@@ -44,6 +47,7 @@ export class ReplicaTelemetry {
           model,
           running: replicas?.running ?? 0,
           waiting: replicas?.waiting ?? 0,
+          kvCacheUsage: this.#meanKvUsage(),
           ...(RECOVERY_COUNTERS.some((k) => stepRecovery[k] > 0) && { stepRecovery }),
         });
         if (cache) {
@@ -89,6 +93,17 @@ export class ReplicaTelemetry {
   /** The step-recovery counters of the replicas taken together, since the model started. */
   recoveryTotals(): StepRecovery {
     return this.#recovery.totals(this.#live());
+  }
+
+  // The model's replicas are alike, so its use is theirs on average (retired replicas forgotten).
+  #meanKvUsage(): number {
+    const live = this.#live();
+    let sum = 0;
+    for (const id of this.#kvUsage.keys()) {
+      if (live.has(id)) sum += this.#kvUsage.get(id)!;
+      else this.#kvUsage.delete(id);
+    }
+    return this.#kvUsage.size > 0 ? sum / this.#kvUsage.size : 0;
   }
 
   #live(): Set<number> {
