@@ -10,6 +10,8 @@ export interface WsTopic {
   readonly events: readonly EventType[];
   /** One line for listings. */
   readonly description?: string;
+  /** `admin`: only admin keys may subscribe (server-wide data, such as log lines); others are not offered it. */
+  readonly access?: 'admin';
 }
 
 /** A plugin as the read-only plugin directory shows it. */

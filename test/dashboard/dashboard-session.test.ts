@@ -162,6 +162,37 @@ describe('dashboard plugin: page, sign-in and session cookie', () => {
       'the pushed sample is in the history a fresh page loads',
     );
   });
+
+  it('offers the log topic to admin keys only, and refuses a user key that asks for it', async () => {
+    type Reply = { type: string; topics?: string[]; error?: { code: string } };
+    const replies = (key: string, subscribe: string[]) =>
+      new Promise<Reply[]>((resolve, reject) => {
+        const seen: Reply[] = [];
+        // Listening from the start: the welcome comes as soon as the socket opens.
+        const ws = new WebSocket(`${kit.url.replace('http', 'ws')}/ws`, {
+          headers: { authorization: `Bearer ${key}` },
+        });
+        const timer = setTimeout(() => reject(new Error(`no answer in 10 s: ${JSON.stringify(seen)}`)), 10_000);
+        ws.on('message', (raw) => {
+          const msg = JSON.parse(raw.toString()) as Reply;
+          seen.push(msg);
+          if (msg.type === 'welcome') ws.send(JSON.stringify({ type: 'subscribe', topics: subscribe }));
+          else if (msg.type === 'subscribed' || msg.type === 'error') {
+            clearTimeout(timer);
+            ws.close();
+            resolve(seen);
+          }
+        });
+        ws.on('error', reject);
+      });
+    const admin = await replies(ADMIN, ['logs']);
+    assert.ok(admin[0]!.topics!.includes('logs'), 'an admin is offered the log topic');
+    assert.deepEqual(admin.at(-1), { type: 'subscribed', topics: ['logs'] });
+    const user = await replies(USER, ['logs']);
+    assert.ok(!user[0]!.topics!.includes('logs'), 'a user key is not offered it');
+    assert.ok(user[0]!.topics!.includes('dashboard'));
+    assert.equal(user.at(-1)!.error?.code, 'forbidden_topic');
+  });
 });
 
 describe('dashboard plugin without keys', () => {

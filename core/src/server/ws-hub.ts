@@ -96,6 +96,8 @@ export class WsHub {
   private readonly heartbeat: NodeJS.Timeout;
   private readonly offTopics: () => void;
   private topicCache: Record<string, readonly EventType[]> | undefined;
+  /** The topics only admin sockets may subscribe to (plugin topics contributed with `access: 'admin'`). */
+  private adminTopicCache = new Set<string>();
   private droppedTotal = 0;
   /** The `ratelimit-*` headers the gates gave each upgrade, for its 101 answer. */
   private readonly upgradeHeaders = new WeakMap<IncomingMessage, Readonly<Record<string, string>>>();
@@ -127,9 +129,19 @@ export class WsHub {
   topics(): Record<string, readonly EventType[]> {
     if (this.topicCache) return this.topicCache;
     const topics: Record<string, readonly EventType[]> = { ...WS_TOPICS };
-    for (const c of this.pluginTopics?.list() ?? [])
-      if (!(c.value.name in topics)) topics[c.value.name] = c.value.events;
+    this.adminTopicCache = new Set();
+    for (const c of this.pluginTopics?.list() ?? []) {
+      if (c.value.name in topics) continue;
+      topics[c.value.name] = c.value.events;
+      if (c.value.access === 'admin') this.adminTopicCache.add(c.value.name);
+    }
     return (this.topicCache = topics);
+  }
+
+  /** The topics a socket may subscribe to: all of them for an admin, the others without the admin-only ones. */
+  private topicsFor(identity: WsIdentity): string[] {
+    const names = Object.keys(this.topics());
+    return identity.admin ? names : names.filter((t) => !this.adminTopicCache.has(t));
   }
 
   /** Takes over HTTP upgrades to `/ws` on this server. */
@@ -237,7 +249,7 @@ export class WsHub {
     socket.on('close', () => this.forget(client));
     socket.on('error', (err) => this.logger.debug({ err }, 'websocket error'));
     socket.on('message', (raw) => this.onMessage(client, raw.toString()));
-    this.send(client, { type: 'welcome', topics: Object.keys(this.topics()) });
+    this.send(client, { type: 'welcome', topics: this.topicsFor(identity) });
   }
 
   private forget(client: Client): void {
@@ -275,14 +287,14 @@ export class WsHub {
     }
     const topics = Array.isArray(msg.topics) ? msg.topics : [];
     const known = this.topics();
+    const allowed = this.topicsFor(client.identity);
     const unknown = topics.filter((t) => typeof t !== 'string' || !(t in known));
     if (!topics.length || unknown.length) {
-      return this.sendError(
-        client,
-        'invalid_topics',
-        `topics must be a non-empty list of ${Object.keys(known).join(', ')}`,
-      );
+      return this.sendError(client, 'invalid_topics', `topics must be a non-empty list of ${allowed.join(', ')}`);
     }
+    const refused = topics.filter((t) => !allowed.includes(t as string));
+    if (msg.type === 'subscribe' && refused.length)
+      return this.sendError(client, 'forbidden_topic', `${refused.join(', ')}: only admin keys may subscribe`);
     for (const t of topics as string[]) msg.type === 'subscribe' ? client.topics.add(t) : client.topics.delete(t);
     this.send(client, { type: msg.type === 'subscribe' ? 'subscribed' : 'unsubscribed', topics: [...client.topics] });
   }
@@ -296,6 +308,8 @@ export class WsHub {
       let shown: string | undefined;
       for (const c of this.clients) {
         if (!c.topics.has(topic)) continue;
+        // A topic that became admin-only (a plugin reload) stops reaching the user sockets still subscribed.
+        if (!c.identity.admin && this.adminTopicCache.has(topic)) continue;
         if (c.identity.admin) {
           this.send(c, (full ??= JSON.stringify({ type: 'event', topic, event: type, data })));
         } else if (owner === undefined || owner === c.identity.tenant) {

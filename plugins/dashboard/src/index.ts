@@ -90,6 +90,8 @@ export default definePlugin({
     ctx.contribute(ExtensionPoints.wsTopics, {
       name: 'logs',
       events: ['log.line'],
+      // Server-wide lines (models loaded, errors) are the operator's, not a tenant's.
+      access: 'admin',
       description: 'each line the server logs at logging.level or above: time, level, message, component, request',
     });
     ctx.contribute(ExtensionPoints.wsTopics, {
