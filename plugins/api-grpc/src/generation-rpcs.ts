@@ -1,10 +1,4 @@
-import {
-  notFound,
-  type GenerateRequest,
-  type GenerationModelInfo,
-  type GenerationService,
-  type GenerationStream,
-} from '@nucleus/sdk';
+import { GENERATION_VERSION, type GenerateRequest, type GenerationService, type GenerationStream } from '@nucleus/sdk';
 import { invalidArgument } from './grpc-errors.js';
 import {
   parameterValue,
@@ -15,9 +9,6 @@ import {
 } from './messages.js';
 import type { RpcCall } from './rpc-gate.js';
 import { bytesElements, rawText, shapeOf } from './tensor-contents.js';
-
-/** The version a generation model is served under when it was given no label of its own (as KServe REST says). */
-export const GENERATION_VERSION = '1';
 
 /** Sampling parameters a generation request may give (request `parameters`, or `sampling_parameters` JSON text). */
 const PARAMETERS: Record<
@@ -176,22 +167,6 @@ export function parseGeneration(
     includeInput: excludeInput === false,
     finalResponse,
   };
-}
-
-/** The generation model `name` at `version` (default its default one), or 404. */
-export function generationModel(
-  generation: GenerationService | undefined,
-  name: string,
-  version: string | undefined,
-): GenerationModelInfo {
-  if (!generation) throw notFound('model_not_found', `no model named '${name}'`);
-  const info = generation.get(name, version);
-  if (version !== undefined && (info.version ?? GENERATION_VERSION) !== version)
-    throw notFound(
-      'version_not_found',
-      `model '${name}' has no version '${version}' (versions: ${info.version ?? GENERATION_VERSION})`,
-    );
-  return info;
 }
 
 /** Starts a generation for the call: its tenancy, request id, cancellation and the time left before its deadline. */

@@ -1,6 +1,8 @@
 import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import {
-  kserveDatatype,
+  GENERATION_VERSION,
+  generationOnly as generationOnlyOf,
+  kserveModelMetadata,
   toNucleusError,
   type GenerationModelInfo,
   type GenerationService,
@@ -8,24 +10,12 @@ import {
   type InferenceService,
   type ModelRegistry,
   type Readiness,
-  type TensorMetadata,
 } from '@nucleus/sdk';
-import {
-  GENERATION_VERSION,
-  generationModel,
-  parseGeneration,
-  startGeneration,
-  textResponse,
-  texts,
-} from './generation-rpcs.js';
+import { parseGeneration, startGeneration, textResponse, texts } from './generation-rpcs.js';
 import { invalidArgument } from './grpc-errors.js';
 import type { ModelInferRequest, ModelInferResponse } from './messages.js';
 import { SERVICE, type RpcCall, type RpcGate } from './rpc-gate.js';
 import { decodeInputs, encodeOutputs } from './tensor-contents.js';
-
-/** The platform ModelMetadata reports for ONNX models, and for models the generation engine serves (as REST does). */
-const PLATFORM = 'onnxruntime_onnx';
-const LLM_PLATFORM = 'nucleus_llm';
 
 /** What the RPCs run on: the kernel's engines, each possibly absent in a bare kernel. */
 export interface Engines {
@@ -45,8 +35,6 @@ interface NamedRequest {
   name: string;
   version: string;
 }
-
-const tensorMetadata = (t: TensorMetadata) => ({ name: t.name, datatype: kserveDatatype(t.dtype), shape: t.shape });
 
 /** A model's name from a request, or 400 when it is empty (proto3 cannot tell "absent" from ""). */
 function modelName(name: string, field: string): string {
@@ -81,18 +69,8 @@ export function inferenceRpcs(
   hooks: InferenceHooks,
 ): UntypedServiceImplementation {
   // The generation model under a name no tensor model has (a tensor model of that name comes first), as REST finds it.
-  const generationOnly = (name: string, version: string | undefined): GenerationModelInfo | undefined => {
-    if (
-      engines
-        .inference()
-        .list()
-        .some((m) => m.name === name)
-    )
-      return undefined;
-    const llms = engines.generation();
-    if (!llms?.list().some((m) => m.name === name)) return undefined;
-    return generationModel(llms, name, version);
-  };
+  const generationOnly = (name: string, version: string | undefined): GenerationModelInfo | undefined =>
+    generationOnlyOf(engines, name, version);
 
   const serverReady = (): boolean => {
     const phase = engines.readiness?.report().status;
@@ -106,41 +84,7 @@ export function inferenceRpcs(
 
   const metadata = ({ name, version: asked }: NamedRequest) => {
     modelName(name, 'name');
-    const version = asked || undefined;
-    const llm = generationOnly(name, version);
-    if (llm) {
-      const all = engines.generation()?.listVersions?.() ?? [];
-      const versions = all.filter((m) => m.name === name).map((m) => m.version ?? GENERATION_VERSION);
-      return {
-        name,
-        versions:
-          version !== undefined ? [version] : versions.length > 0 ? versions : [llm.version ?? GENERATION_VERSION],
-        platform: LLM_PLATFORM,
-        inputs: [
-          { name: 'text_input', datatype: 'BYTES', shape: [1] },
-          { name: 'stream', datatype: 'BOOL', shape: [1] },
-          { name: 'sampling_parameters', datatype: 'BYTES', shape: [1] },
-          { name: 'exclude_input_in_output', datatype: 'BOOL', shape: [1] },
-        ],
-        outputs: [{ name: 'text_output', datatype: 'BYTES', shape: [-1] }],
-      };
-    }
-    const engine = engines.inference();
-    const info = engine.get(name, version);
-    const versions =
-      version !== undefined
-        ? [info.version]
-        : engine
-            .model(name)
-            .versions.filter((v) => v.state === 'ready')
-            .map((v) => v.version);
-    return {
-      name,
-      versions,
-      platform: PLATFORM,
-      inputs: info.inputs.map(tensorMetadata),
-      outputs: info.outputs.map(tensorMetadata),
-    };
+    return kserveModelMetadata(engines, name, asked || undefined);
   };
 
   const modelReady = ({ name, version: asked }: NamedRequest) => {

@@ -1,11 +1,11 @@
 import {
   badRequest,
-  notFound,
+  GENERATION_VERSION,
+  generationModel,
   recordStreamedAnswer,
   SseStream,
   tenancyOf,
   type GenerateRequest,
-  type GenerationModelInfo,
   type GenerationService,
   type GenerationStream,
   type InferenceHookInput,
@@ -15,49 +15,7 @@ import {
 } from '@nucleus/sdk';
 import { clientSignal, requestBody, requestId } from './http-helpers.js';
 
-/** The version a generation model is served under when it was given no label of its own. */
-export const GENERATION_VERSION = '1';
-
-/** The platform string v2 model metadata reports for a model the generation engine serves. */
-export const LLM_PLATFORM = 'nucleus_llm';
-
-/**
- * v2 model metadata of an LLM, in the shape Triton's LLM backends (vLLM, TensorRT-LLM) give: the prompt goes in as
- * the string tensor `text_input`, the text comes out as `text_output`; `stream`, `sampling_parameters` and
- * `exclude_input_in_output` are the optional inputs of the vLLM backend.
- */
-export function llmMetadata(info: GenerationModelInfo, versions?: readonly string[]): Record<string, unknown> {
-  return {
-    name: info.name,
-    versions: versions && versions.length > 0 ? [...versions] : [info.version ?? GENERATION_VERSION],
-    platform: LLM_PLATFORM,
-    inputs: [
-      { name: 'text_input', datatype: 'BYTES', shape: [1] },
-      { name: 'stream', datatype: 'BOOL', shape: [1] },
-      { name: 'sampling_parameters', datatype: 'BYTES', shape: [1] },
-      { name: 'exclude_input_in_output', datatype: 'BOOL', shape: [1] },
-    ],
-    outputs: [{ name: 'text_output', datatype: 'BYTES', shape: [-1] }],
-  };
-}
-
-/** The generation model `name` addressed at `version` (default: its default version); 404 when there is none. */
-export function generationModel(
-  generation: GenerationService | undefined,
-  name: string,
-  version: string | undefined,
-): GenerationModelInfo {
-  if (!generation) throw notFound('model_not_found', `no model named '${name}'`);
-  const info = generation.get(name, version);
-  // An engine without versions serves each model as version 1 only.
-  if (version !== undefined && (info.version ?? GENERATION_VERSION) !== version) {
-    throw notFound(
-      'version_not_found',
-      `model '${name}' has no version '${version}' (versions: ${info.version ?? GENERATION_VERSION})`,
-    );
-  }
-  return info;
-}
+export { GENERATION_VERSION, generationModel, LLM_PLATFORM, llmMetadata } from '@nucleus/sdk';
 
 type Checker = (value: unknown, field: string) => unknown;
 

@@ -11,7 +11,10 @@ import {
   type RouteContext,
   type RouteContribution,
   type Tensor,
-  type TensorMetadata,
+  generationOnly as generationOnlyOf,
+  type KServeEngines,
+  kserveModelMetadata,
+  TENSOR_PLATFORM,
 } from '@nucleus/sdk';
 import {
   attachBinaryInputs,
@@ -22,23 +25,19 @@ import {
   tensorBytes,
   wantsBinary,
 } from './binary-tensors.js';
-import { GENERATION_VERSION, generationModel, llmMetadata } from './generate-routes.js';
+import { GENERATION_VERSION } from './generate-routes.js';
 import { binaryData, clientSignal, requestBody, requestId } from './http-helpers.js';
 import { kserveDatatype, SUPPORTED_DATATYPES, tensorDataType } from './kserve-datatypes.js';
 import { checkBody, KSERVE_INFER_SCHEMA, validators, type KServeInferBody } from './request-schemas.js';
 import { fromTensorData, tensorValues, toTensorData } from './tensor-json.js';
 
 /** The platform string the protocol reports for ONNX models. */
-export const PLATFORM = 'onnxruntime_onnx';
+export const PLATFORM = TENSOR_PLATFORM;
 
 /** What GET /v2 reports. */
 export interface ServerIdentity {
   name: string;
   version: string;
-}
-
-function tensorMetadata(t: TensorMetadata): { name: string; datatype: string; shape: number[] } {
-  return { name: t.name, datatype: kserveDatatype(t.dtype), shape: t.shape };
 }
 
 function describeInputs(info: ModelVersionInfo): string {
@@ -110,41 +109,12 @@ export function kserveRoutes(
 ): RouteContribution[] {
   const versionOf = (ctx: RouteContext): string | undefined => ctx.params.version;
 
+  const engines: KServeEngines = { inference: service, generation };
   // The LLM or embedding model under a name no tensor model has (a tensor model of that name comes first).
-  const generationOnly = (name: string, version: string | undefined): GenerationModelInfo | undefined => {
-    const engine = service();
-    if (engine.list().some((m) => m.name === name)) return undefined;
-    const llms = generation();
-    if (!llms?.list().some((m) => m.name === name)) return undefined;
-    return generationModel(llms, name, version);
-  };
+  const generationOnly = (name: string, version: string | undefined): GenerationModelInfo | undefined =>
+    generationOnlyOf(engines, name, version);
 
-  const metadata = (ctx: RouteContext) => {
-    const name = ctx.params.model!;
-    const version = versionOf(ctx);
-    const llm = generationOnly(name, version);
-    if (llm) {
-      const all = generation()?.listVersions?.() ?? [];
-      const versions = all.filter((m) => m.name === name).map((m) => m.version ?? GENERATION_VERSION);
-      return llmMetadata(llm, version === undefined ? versions : [version]);
-    }
-    const engine = service();
-    const info = engine.get(name, version);
-    const versions =
-      version !== undefined
-        ? [info.version]
-        : engine
-            .model(name)
-            .versions.filter((v) => v.state === 'ready')
-            .map((v) => v.version);
-    return {
-      name,
-      versions,
-      platform: PLATFORM,
-      inputs: info.inputs.map(tensorMetadata),
-      outputs: info.outputs.map(tensorMetadata),
-    };
-  };
+  const metadata = (ctx: RouteContext) => kserveModelMetadata(engines, ctx.params.model!, versionOf(ctx));
 
   const modelReady = (ctx: RouteContext) => {
     const name = ctx.params.model!;
