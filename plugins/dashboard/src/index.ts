@@ -62,20 +62,29 @@ export default definePlugin({
       offLog();
     });
 
-    // Prompt text is shown only while an admin has turned it on (read per request, so the switch applies at once);
+    // Prompt text is shown only while an admin has turned it on; the switch is kept here and refreshed on each
+    // config change that touches it (so it applies at once), since reading the config on every request is not free.
     // /ws shows a user key the prompts of its own requests only, as with every event that names a request.
-    const showPrompts = () => (ctx.configValue(`plugin.${ctx.id}.showPrompts`) as boolean | undefined) === true;
+    const switchPath = `plugin.${ctx.id}.showPrompts`;
+    const readShowPrompts = () => (ctx.configValue(switchPath) as boolean | undefined) === true;
+    let promptsOn = readShowPrompts();
+    const offConfig = ctx.events.on('config.changed', ({ path }) => {
+      if (switchPath === path || switchPath.startsWith(`${path}.`) || path.startsWith(`${switchPath}.`))
+        promptsOn = readShowPrompts();
+    });
+    ctx.onDispose(offConfig);
+    const showPrompts = () => promptsOn;
     ctx.contribute(
       ExtensionPoints.hooks,
       {
-        async onRequest(http, next) {
-          if (showPrompts()) {
-            const prompt = promptText((http.request as { body?: unknown }).body);
-            const requestId = (http.state as { requestId?: string }).requestId;
-            if (prompt !== undefined && requestId !== undefined)
-              ctx.events.emit('dashboard.prompt', { requestId, prompt });
-          }
-          await next();
+        // While prompts are off (the default) a request passes straight through, without a frame of its own.
+        onRequest(http, next) {
+          if (!promptsOn) return next();
+          const prompt = promptText((http.request as { body?: unknown }).body);
+          const requestId = (http.state as { requestId?: string }).requestId;
+          if (prompt !== undefined && requestId !== undefined)
+            ctx.events.emit('dashboard.prompt', { requestId, prompt });
+          return next();
         },
       },
       { name: 'dashboard/prompts' },
