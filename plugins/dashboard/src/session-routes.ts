@@ -25,6 +25,8 @@ export function sessionCredentials(sessions: SessionStore): CredentialSource {
     name: 'dashboard-session',
     resolve(request) {
       const cookie = request.headers.cookie;
+      // Most requests (API clients with a bearer key, or none) send no cookie: nothing to look up.
+      if (cookie === undefined || cookie.length === 0) return undefined;
       const session = sessions.get(cookieValue(Array.isArray(cookie) ? cookie.join(';') : cookie, SESSION_COOKIE));
       if (!session) return undefined;
       if (request.upgrade) {
