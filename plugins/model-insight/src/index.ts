@@ -5,6 +5,8 @@ import {
   optionalService,
   ServiceRefs,
   type GenerationService,
+  type InferenceAnswer,
+  type InferenceCall,
   type InferenceService,
   type PluginContext,
 } from '@nucleus/sdk';
@@ -66,21 +68,27 @@ export default definePlugin({
     ctx.contribute(
       ExtensionPoints.hooks,
       {
-        async aroundInference(call, next) {
-          const answer = await next();
-          if (answer && inference && config.drift.enabled && TENSOR_PATHS.test(call.path)) {
-            try {
-              monitor.observe(call.model, call.version, call.body, answer);
-            } catch (err) {
-              // Watching traffic must never fail the request it watches.
-              ctx.logger.debug({ err, model: call.model }, 'drift: request not observed');
-            }
-          }
-          return answer;
+        // Calls drift does not watch (drift off, generations, explanations) pass straight through, without a frame
+        // of their own.
+        aroundInference(call, next) {
+          if (!inference || !config.drift.enabled || !TENSOR_PATHS.test(call.path)) return next();
+          return observed(call, next);
         },
       },
       { name: 'model-insight' },
     );
+    const observed = async (call: InferenceCall, next: () => Promise<InferenceAnswer>): Promise<InferenceAnswer> => {
+      const answer = await next();
+      if (answer) {
+        try {
+          monitor.observe(call.model, call.version, call.body, answer);
+        } catch (err) {
+          // Watching traffic must never fail the request it watches.
+          ctx.logger.debug({ err, model: call.model }, 'drift: request not observed');
+        }
+      }
+      return answer;
+    };
     // The hook stays contributed (the manifest provides it) and does nothing while drift is off.
     if (!config.drift.enabled) return;
     const timer = setInterval(() => {
