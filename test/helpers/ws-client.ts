@@ -28,8 +28,9 @@ export class WsClient {
     return client;
   }
 
+  /** Sends `message` as JSON; a string goes as it is (for tests of what is not JSON). */
   send(message: unknown): void {
-    this.ws.send(JSON.stringify(message));
+    this.ws.send(typeof message === 'string' ? message : JSON.stringify(message));
   }
 
   /** The first message (from index `from` on) that matches, waiting up to `timeoutMs` for it. */
@@ -47,6 +48,18 @@ export class WsClient {
         });
       });
     }
+  }
+
+  /** Every message about request `id`. */
+  of(id: string | number): WsMessage[] {
+    return this.received.filter((m) => m.id === id);
+  }
+
+  /** Still usable: a ping is answered. */
+  async pong(): Promise<void> {
+    const from = this.received.length;
+    this.send({ type: 'ping' });
+    await this.next((m) => m.type === 'pong', from);
   }
 
   /** Sends a request and waits for how it ends: its `done`, `result` or `error` message. */

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
-import WebSocket from 'ws';
+import { WsClient } from '../helpers/ws-client.js';
 import { requireStories } from '../llm-formats/llm-module.js';
 import { pluginDir, until } from '../observability/helpers.js';
 
@@ -9,74 +9,14 @@ const MODEL = 'stories260K';
 const ALICE = 'alice-key-ws-inference-0123456789';
 const BOB = 'bob-key-ws-inference-0123456789';
 
-type Message = Record<string, unknown> & { type: string; id?: string | number };
-
-/** A socket that keeps every message it receives, and waits for the ones a test expects. */
-class Client {
-  readonly received: Message[] = [];
-  #waiters: (() => void)[] = [];
-
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (raw) => {
-      this.received.push(JSON.parse(raw.toString()) as Message);
-      for (const w of this.#waiters.splice(0)) w();
-    });
-  }
-
-  static async open(url: string, key?: string): Promise<Client> {
-    const ws = new WebSocket(
-      `${url.replace('http', 'ws')}/ws`,
-      key ? { headers: { authorization: `Bearer ${key}` } } : {},
-    );
-    // Listening from the start: the welcome message may come in the same read as the upgrade's answer.
-    const client = new Client(ws);
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
-    await client.next((m) => m.type === 'welcome');
-    return client;
-  }
-
-  send(message: unknown): void {
-    this.ws.send(typeof message === 'string' ? message : JSON.stringify(message));
-  }
-
-  /** The first message (from `from` on) that matches, waiting up to 60 s for it. */
-  async next(match: (m: Message) => boolean, from = 0): Promise<Message> {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const found = this.received.slice(from).find(match);
-      if (found) return found;
-      if (Date.now() > deadline) throw new Error(`no such message; got ${JSON.stringify(this.received.slice(-5))}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 1000);
-        this.#waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-
-  of(id: string | number): Message[] {
-    return this.received.filter((m) => m.id === id);
-  }
-
-  /** Still usable: a ping is answered. */
-  async pong(): Promise<void> {
-    const from = this.received.length;
-    this.send({ type: 'ping' });
-    await this.next((m) => m.type === 'pong', from);
-  }
-}
+const bearer = (key?: string): Record<string, string> => (key ? { authorization: `Bearer ${key}` } : {});
 
 describe('inference over /ws: generate, chat and infer, multiplexed, cancellable, with HTTP auth and admission', function () {
   this.timeout(120_000);
   let kit: TestKernel;
-  const clients: Client[] = [];
+  const clients: WsClient[] = [];
   const open = async (key = ALICE) => {
-    const c = await Client.open(kit.url, key);
+    const c = await WsClient.open(kit.url, bearer(key));
     clients.push(c);
     return c;
   };
@@ -262,7 +202,7 @@ describe('admission over /ws: a queue past its high watermark answers an error w
         'scheduler.maxRunning': 1,
       },
     });
-    const c = await Client.open(kit.url);
+    const c = await WsClient.open(kit.url);
     try {
       for (let i = 0; i < 8; i++)
         c.send({ type: 'generate', id: i, model: MODEL, prompt: 'Once', max_tokens: 64, ignore_eos: true });
