@@ -15,6 +15,7 @@ export * from './generation.js';
 export * from './inference.js';
 export * from './inference-hooks.js';
 export * from './kserve-datatypes.js';
+export * from './generate-parameters.js';
 export * from './kserve-models.js';
 export * from './logger.js';
 export * from './model-registry.js';

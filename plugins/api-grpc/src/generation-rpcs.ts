@@ -1,4 +1,12 @@
-import { GENERATION_VERSION, type GenerateRequest, type GenerationService, type GenerationStream } from '@nucleus/sdk';
+import {
+  GENERATE_PARAMETERS,
+  GENERATION_VERSION,
+  generateParameter,
+  samplingParameters,
+  type GenerateRequest,
+  type GenerationService,
+  type GenerationStream,
+} from '@nucleus/sdk';
 import { invalidArgument } from './grpc-errors.js';
 import {
   parameterValue,
@@ -10,26 +18,6 @@ import {
 import type { RpcCall } from './rpc-gate.js';
 import { bytesElements, rawText, shapeOf } from './tensor-contents.js';
 
-/** Sampling parameters a generation request may give (request `parameters`, or `sampling_parameters` JSON text). */
-const PARAMETERS: Record<
-  string,
-  { key: keyof GenerateRequest | 'excludeInput'; kind: 'integer' | 'number' | 'boolean' | 'strings' }
-> = {
-  max_tokens: { key: 'maxTokens', kind: 'integer' },
-  temperature: { key: 'temperature', kind: 'number' },
-  top_p: { key: 'topP', kind: 'number' },
-  top_k: { key: 'topK', kind: 'integer' },
-  seed: { key: 'seed', kind: 'integer' },
-  random_seed: { key: 'seed', kind: 'integer' },
-  stop: { key: 'stop', kind: 'strings' },
-  stop_words: { key: 'stop', kind: 'strings' },
-  repetition_penalty: { key: 'repetitionPenalty', kind: 'number' },
-  frequency_penalty: { key: 'frequencyPenalty', kind: 'number' },
-  presence_penalty: { key: 'presencePenalty', kind: 'number' },
-  ignore_eos: { key: 'ignoreEos', kind: 'boolean' },
-  exclude_input_in_output: { key: 'excludeInput', kind: 'boolean' },
-};
-
 /** Request parameters that steer the protocol rather than sampling (Triton's), accepted and not passed on. */
 const PROTOCOL_PARAMETERS = new Set([
   'triton_enable_empty_final_response',
@@ -38,25 +26,6 @@ const PROTOCOL_PARAMETERS = new Set([
   'priority',
   'timeout',
 ]);
-
-function checked(value: unknown, kind: (typeof PARAMETERS)[string]['kind'], field: string): unknown {
-  const ok =
-    kind === 'integer'
-      ? Number.isSafeInteger(value)
-      : kind === 'number'
-        ? typeof value === 'number' && Number.isFinite(value)
-        : kind === 'boolean'
-          ? typeof value === 'boolean'
-          : typeof value === 'string' || (Array.isArray(value) && value.every((s) => typeof s === 'string'));
-  if (!ok)
-    throw invalidArgument(
-      'invalid_parameter',
-      `${field} must be ${kind === 'strings' ? 'a string or a list of strings' : `a ${kind}`}, got ${JSON.stringify(value)}`,
-      field,
-    );
-  if (kind === 'strings' && typeof value === 'string') return value === '' ? [] : [value];
-  return value;
-}
 
 /** The one element of a BYTES or BOOL input of a generation request, from its contents or its raw bytes. */
 function scalarInput(request: ModelInferRequest, index: number): string | boolean {
@@ -111,16 +80,16 @@ export function parseGeneration(
   const values: Record<string, unknown> = {};
   let prompt: string | undefined;
   const take = (name: string, value: unknown, field: string) => {
-    const known = PARAMETERS[name];
+    const known = generateParameter(name, value, field);
     if (!known) {
       if (PROTOCOL_PARAMETERS.has(name)) return;
       throw invalidArgument(
         'unknown_parameter',
-        `${field} is not a generation parameter (known: ${Object.keys(PARAMETERS).join(', ')})`,
+        `${field} is not a generation parameter (known: ${Object.keys(GENERATE_PARAMETERS).join(', ')})`,
         field,
       );
     }
-    values[known.key] = checked(value, known.kind, field);
+    values[known.key] = known.value;
   };
   request.inputs.forEach((input, i) => {
     const value = scalarInput(request, i);
@@ -128,19 +97,7 @@ export function parseGeneration(
     else if (input.name === 'stream' && typeof value === 'boolean') return;
     else if (input.name === 'exclude_input_in_output' && typeof value === 'boolean') values.excludeInput = value;
     else if (input.name === 'sampling_parameters' && typeof value === 'string') {
-      let sampling: unknown;
-      try {
-        sampling = JSON.parse(value);
-      } catch {
-        sampling = undefined;
-      }
-      if (typeof sampling !== 'object' || sampling === null || Array.isArray(sampling))
-        throw invalidArgument(
-          'invalid_parameter',
-          `sampling_parameters must be a JSON object as text, got ${JSON.stringify(value.slice(0, 80))}`,
-          'sampling_parameters',
-        );
-      for (const [name, v] of Object.entries(sampling)) take(name, v, `sampling_parameters.${name}`);
+      for (const [name, v] of Object.entries(samplingParameters(value))) take(name, v, `sampling_parameters.${name}`);
     } else
       throw invalidArgument(
         'unknown_input',

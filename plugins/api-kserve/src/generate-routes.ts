@@ -1,8 +1,11 @@
 import {
   badRequest,
   GENERATION_VERSION,
+  GENERATE_PARAMETERS,
+  generateParameter,
   generationModel,
   recordStreamedAnswer,
+  samplingParameters,
   SseStream,
   tenancyOf,
   type GenerateRequest,
@@ -16,52 +19,6 @@ import {
 import { clientSignal, requestBody, requestId } from './http-helpers.js';
 
 export { GENERATION_VERSION, generationModel, LLM_PLATFORM, llmMetadata } from '@nucleus/sdk';
-
-type Checker = (value: unknown, field: string) => unknown;
-
-const number: Checker = (value, field) => {
-  if (typeof value !== 'number' || !Number.isFinite(value))
-    throw badRequest('invalid_parameter', `${field} must be a number, got ${JSON.stringify(value)}`, field);
-  return value;
-};
-const integer: Checker = (value, field) => {
-  if (!Number.isInteger(value))
-    throw badRequest('invalid_parameter', `${field} must be an integer, got ${JSON.stringify(value)}`, field);
-  return value;
-};
-const boolean: Checker = (value, field) => {
-  if (typeof value !== 'boolean')
-    throw badRequest('invalid_parameter', `${field} must be true or false, got ${JSON.stringify(value)}`, field);
-  return value;
-};
-const strings: Checker = (value, field) => {
-  // TensorRT-LLM's `stop_words` is one string; vLLM's `stop` is a string or a list of them.
-  if (typeof value === 'string') return value === '' ? [] : [value];
-  if (Array.isArray(value) && value.every((s) => typeof s === 'string')) return value;
-  throw badRequest(
-    'invalid_parameter',
-    `${field} must be a string or a list of strings, got ${JSON.stringify(value)}`,
-    field,
-  );
-};
-
-/** The sampling parameters a generate request may give (in `parameters`, or at the top level as TensorRT-LLM's ensemble takes them), by name. */
-const PARAMETERS: Record<string, { key: keyof GenerateRequest | 'stream' | 'excludeInput'; check: Checker }> = {
-  max_tokens: { key: 'maxTokens', check: integer },
-  temperature: { key: 'temperature', check: number },
-  top_p: { key: 'topP', check: number },
-  top_k: { key: 'topK', check: integer },
-  seed: { key: 'seed', check: integer },
-  random_seed: { key: 'seed', check: integer },
-  stop: { key: 'stop', check: strings },
-  stop_words: { key: 'stop', check: strings },
-  repetition_penalty: { key: 'repetitionPenalty', check: number },
-  frequency_penalty: { key: 'frequencyPenalty', check: number },
-  presence_penalty: { key: 'presencePenalty', check: number },
-  ignore_eos: { key: 'ignoreEos', check: boolean },
-  stream: { key: 'stream', check: boolean },
-  exclude_input_in_output: { key: 'excludeInput', check: boolean },
-};
 
 /** A generate request as the engine takes it, and whether `text_output` starts with the prompt. */
 export interface GenerateBody {
@@ -93,36 +50,28 @@ export function parseGenerateBody(model: string, raw: unknown): GenerateBody {
   }
   const values: Record<string, unknown> = {};
   const take = (name: string, value: unknown, field: string) => {
-    const known = PARAMETERS[name];
+    if (name === 'stream') {
+      if (typeof value !== 'boolean')
+        throw badRequest('invalid_parameter', `${field} must be true or false, got ${JSON.stringify(value)}`, field);
+      return;
+    }
+    const known = generateParameter(name, value, field);
     if (!known)
       throw badRequest(
         'unknown_parameter',
-        `${field} is not a generate parameter (known: ${Object.keys(PARAMETERS).join(', ')})`,
+        `${field} is not a generate parameter (known: ${[...Object.keys(GENERATE_PARAMETERS), 'stream'].join(', ')})`,
         field,
       );
-    values[known.key] = known.check(value, field);
+    values[known.key] = known.value;
   };
   for (const [name, value] of Object.entries(body))
     if (!['text_input', 'parameters', 'sampling_parameters'].includes(name)) take(name, value, name);
   // vLLM's `sampling_parameters` input: the parameters as JSON text.
-  if (body.sampling_parameters !== undefined) {
-    let sampling: unknown;
-    try {
-      sampling = typeof body.sampling_parameters === 'string' ? JSON.parse(body.sampling_parameters) : undefined;
-    } catch {
-      sampling = undefined;
-    }
-    if (typeof sampling !== 'object' || sampling === null || Array.isArray(sampling)) {
-      throw badRequest(
-        'invalid_parameter',
-        `sampling_parameters must be a JSON object as text, got ${JSON.stringify(body.sampling_parameters)}`,
-        'sampling_parameters',
-      );
-    }
-    for (const [name, value] of Object.entries(sampling)) take(name, value, `sampling_parameters.${name}`);
-  }
+  if (body.sampling_parameters !== undefined)
+    for (const [name, value] of Object.entries(samplingParameters(body.sampling_parameters)))
+      take(name, value, `sampling_parameters.${name}`);
   for (const [name, value] of Object.entries(parameters)) take(name, value, `parameters.${name}`);
-  const { stream: _stream, excludeInput, ...sampling } = values;
+  const { excludeInput, ...sampling } = values;
   return {
     request: { ...(sampling as Partial<GenerateRequest>), model, prompt },
     includeInput: excludeInput === false,
