@@ -1,7 +1,7 @@
-import { configOf } from '../helpers/config.js';
-import { ensureTinyLlama, testBuiltins, testFormats, testFormatsWithBuiltin } from '../helpers/llm.js';
+import { ensureTinyLlama } from '../helpers/llm.js';
+import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { strict as assert } from 'node:assert';
-import type { CachePolicySpec, Contribution, EventType, ExtensionPointView, GenerateRequest } from '@nucleus/sdk';
+import type { EventType, GenerateRequest } from '@nucleus/sdk';
 import { NucleusError } from '@nucleus/sdk';
 import { LRU_POLICY } from '@nucleus/plugin-cache-lru';
 import { isAllocationFailure } from '@nucleus/core/internal/engine/allocation-failure';
@@ -9,33 +9,10 @@ import {
   realAllocationFailure,
   type GenerationFaultInjection,
 } from '@nucleus/core/internal/engine/llm/generation/fault-injecting-runner';
-import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
-import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
-import { createLogger } from '@nucleus/core/internal/kernel/logger';
-import { generateAll, ofType, type Generated } from './engine-helpers.js';
+import { generateAll, ofType, testEngine, viewOf, type Generated } from './engine-helpers.js';
 
 // The tiny Llama's KV per token: 2 layers × key and value × 2 heads × 16 dims × 4 bytes.
 const KV_BYTES_PER_TOKEN = 2 * 2 * 2 * 16 * 4;
-
-function policies(): ExtensionPointView<CachePolicySpec> {
-  const list: Contribution<CachePolicySpec>[] = [
-    {
-      value: LRU_POLICY,
-      name: 'lru',
-      priority: 0,
-      pluginId: 'cache-lru',
-      pluginVersion: '0.1.0',
-    } as Contribution<CachePolicySpec>,
-  ];
-  return {
-    id: 'cachePolicy',
-    list: () => list,
-    first: () => list[0],
-    find: (n) => list.find((c) => c.name === n),
-    use: (c, fn) => Promise.resolve(fn(c.value)),
-    onChange: () => () => undefined,
-  };
-}
 
 /**
  * An engine on the tiny Llama whose runs fail as `faults` says (none: the reference): the built-in model, which on
@@ -46,35 +23,17 @@ async function engineWith(
   faults: GenerationFaultInjection | undefined,
   config: Record<string, unknown> = {},
 ) {
-  const logger = createLogger({ level: 'silent' });
-  const events = new TypedEventBus(logger);
-  const emitted: { type: EventType; payload: unknown }[] = [];
-  events.onAny((type, payload) => emitted.push({ type, payload }));
   const model = style === 'generic' ? { models: [{ name: 'tiny-llama', path: await ensureTinyLlama() }] } : {};
-  const values: Record<string, unknown> = {
-    'scheduler.batchWindowMs': 300,
-    'cache.prefix.maxBytes': 32 * 1024 * 1024,
-    ...model,
-    ...config,
-  };
-  const engine = new GenerationEngine({
-    formats: model.models === undefined ? testFormatsWithBuiltin : testFormats,
-    builtins: testBuiltins,
-    config: configOf(values),
-    events,
-    logger,
-    backends: {
-      id: 'backend',
-      list: () => [],
-      first: () => undefined,
-      find: () => undefined,
-      use: (c, fn) => Promise.resolve(fn(c.value)),
-      onChange: () => () => undefined,
+  return testEngine(
+    {
+      'startup.warmUp': true,
+      'scheduler.batchWindowMs': 300,
+      'cache.prefix.maxBytes': 32 * 1024 * 1024,
+      ...model,
+      ...config,
     },
-    cachePolicies: policies(),
-    ...(faults && { faultInjection: faults }),
-  });
-  return { engine, emitted };
+    { cachePolicies: viewOf('cachePolicy', 'cache-lru', LRU_POLICY), ...(faults && { faultInjection: faults }) },
+  );
 }
 
 /** A prompt of `length` token ids, different for each `seed`. */

@@ -1,65 +1,20 @@
-import { configOf } from '../helpers/config.js';
-import { testBuiltins, testFormats, testFormatsWithBuiltin } from '../helpers/llm.js';
 import { strict as assert } from 'node:assert';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { CachePolicySpec, Contribution, EventType, ExtensionPointView } from '@nucleus/sdk';
+import type { CachePolicySpec, EventType } from '@nucleus/sdk';
 import { LRU_POLICY } from '@nucleus/plugin-cache-lru';
-import { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
-import { TypedEventBus } from '@nucleus/core/internal/kernel/event-bus';
-import { createLogger } from '@nucleus/core/internal/kernel/logger';
+import type { GenerationEngine } from '@nucleus/core/internal/engine/llm/generation/generation-engine';
 import { parseIds, requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';
-import { generateAll, ofType } from '../llm-engine/engine-helpers.js';
+import { generateAll, ofType, testEngine, viewOf } from '../llm-engine/engine-helpers.js';
 import { tempDir } from '../helpers/paths.js';
 
-/** The `cachePolicy` extension point as the kernel shows it, with the cache-lru plugin's contribution. */
-function policies(...values: CachePolicySpec[]): ExtensionPointView<CachePolicySpec> {
-  const list: Contribution<CachePolicySpec>[] = values.map((value) => ({
-    value,
-    name: value.name,
-    priority: 0,
-    pluginId: 'cache-lru',
-    pluginVersion: '0.1.0',
-  }));
-  return {
-    id: 'cachePolicy',
-    list: () => list,
-    first: () => list[0],
-    find: (name) => list.find((c) => c.name === name),
-    use: (c, fn) => Promise.resolve(fn(c.value)),
-    onChange: () => () => undefined,
-  };
-}
-
-/** A generation engine with the prefix cache on, as the kernel builds it. */
-function cachedEngine(config: Record<string, unknown> = {}, cachePolicies = policies(LRU_POLICY)) {
-  const logger = createLogger({ level: 'silent' });
-  const events = new TypedEventBus(logger);
-  const emitted: { type: EventType; payload: unknown }[] = [];
-  events.onAny((type, payload) => emitted.push({ type, payload }));
-  const values: Record<string, unknown> = {
-    'scheduler.batchWindowMs': 5,
-    'cache.prefix.maxBytes': 32 * 1024 * 1024,
-    ...config,
-  };
-  const engine = new GenerationEngine({
-    formats: config.models === undefined ? testFormatsWithBuiltin : testFormats,
-    builtins: testBuiltins,
-    config: configOf(values),
-    events,
-    logger,
-    backends: {
-      id: 'backend',
-      list: () => [],
-      first: () => undefined,
-      find: () => undefined,
-      use: (c, fn) => Promise.resolve(fn(c.value)),
-      onChange: () => () => undefined,
-    },
-    cachePolicies,
-  });
-  return { engine, emitted };
+/** A generation engine with the prefix cache on (the cache-lru plugin's policies), as the kernel builds it. */
+function cachedEngine(config: Record<string, unknown> = {}, ...cachePolicies: CachePolicySpec[]) {
+  return testEngine(
+    { 'startup.warmUp': true, 'cache.prefix.maxBytes': 32 * 1024 * 1024, ...config },
+    { cachePolicies: viewOf('cachePolicy', 'cache-lru', ...(cachePolicies.length ? cachePolicies : [LRU_POLICY])) },
+  );
 }
 
 const prefillTokens = (emitted: { type: EventType; payload: unknown }[]) =>
@@ -190,7 +145,7 @@ describe('prefix cache limit in the generation engine', () => {
       module: pathToFileURL(module).href,
       options: { order: 'oldest-first' },
     };
-    const { engine } = cachedEngine({ 'cache.prefix.policy': 'oldest-first' }, policies(LRU_POLICY, spec));
+    const { engine } = cachedEngine({ 'cache.prefix.policy': 'oldest-first' }, LRU_POLICY, spec);
     try {
       await engine.start();
       const request = { model: 'tiny-llama', prompt: SYSTEM, maxTokens: 2, temperature: 0 };
