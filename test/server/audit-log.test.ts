@@ -5,32 +5,11 @@ import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import { tempDir } from '../helpers/paths.js';
 import { writePlugin } from '../helpers/plugin-fixtures.js';
 import { pluginDir, until } from '../observability/helpers.js';
+import { auditLines } from './audit-lines.js';
 
 const ADMIN = 'admin-key-audit-0123456789';
 const ALICE = 'alice-key-audit-0123456789';
 const auth = (key: string) => ({ authorization: `Bearer ${key}` });
-
-interface Line {
-  time: string;
-  requestId: string;
-  key?: string;
-  address: string;
-  action: string;
-  target?: string;
-  outcome: string;
-  status: number;
-  errorCode?: string;
-  method: string;
-  route: string;
-}
-
-function linesOf(file: string): Line[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Line);
-}
 
 describe('audit-log plugin: admin actions and refused keys over HTTP', function () {
   this.timeout(120_000);
@@ -64,8 +43,8 @@ describe('audit-log plugin: admin actions and refused keys over HTTP', function 
   const audited = async (path: string, init: { method?: string; body?: unknown; headers?: Record<string, string> }) => {
     const res = await kit.request(path, init);
     const id = res.headers.get('x-request-id')!;
-    await until(() => linesOf(file).some((l) => l.requestId === id), `the audit line of ${init.method} ${path}`);
-    return { res, line: linesOf(file).find((l) => l.requestId === id)! };
+    await until(() => auditLines(file).some((l) => l.requestId === id), `the audit line of ${init.method} ${path}`);
+    return { res, line: auditLines(file).find((l) => l.requestId === id)! };
   };
 
   it('records a config change with the keys it set, the key name, the address and the request id', async () => {
@@ -130,7 +109,7 @@ describe('audit-log plugin: admin actions and refused keys over HTTP', function 
     // The plugin was not disabled, and a user's ordinary request is not an admin action.
     const ping = await kit.request('/svc/ping', { headers: auth(ALICE) });
     assert.equal(ping.status, 200);
-    assert.ok(!linesOf(file).some((l) => l.requestId === ping.headers.get('x-request-id')));
+    assert.ok(!auditLines(file).some((l) => l.requestId === ping.headers.get('x-request-id')));
   });
 
   it('leaves reads out unless includeReads is set at run time, and never writes a key', async () => {
@@ -148,7 +127,7 @@ describe('audit-log plugin: admin actions and refused keys over HTTP', function 
     );
     const { line } = await audited('/admin/plugins', { headers: auth(ADMIN) });
     assert.deepEqual([line.action, line.outcome], ['plugins.read', 'ok']);
-    assert.ok(!linesOf(file).some((l) => l.requestId === read.headers.get('x-request-id')));
+    assert.ok(!auditLines(file).some((l) => l.requestId === read.headers.get('x-request-id')));
     const text = readFileSync(file, 'utf8');
     assert.ok(!text.includes(ADMIN) && !text.includes(ALICE), 'a key was written to the audit log');
   });
@@ -161,7 +140,7 @@ describe('audit-log plugin: admin actions and refused keys over HTTP', function 
     assert.equal(last.line.errorCode, 'missing_api_key');
     assert.ok(!existsSync(`${file}.3`), 'more rotated files than maxFiles');
     for (const f of [file, `${file}.1`, `${file}.2`]) {
-      const lines = linesOf(f);
+      const lines = auditLines(f);
       assert.ok(lines.length > 0, `${f} is empty`);
       assert.ok(readFileSync(f).byteLength <= 4096 + 512, `${f} grew past maxBytes`);
     }

@@ -1,29 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import { tempDir } from '../helpers/paths.js';
 import { writePlugin } from '../helpers/plugin-fixtures.js';
 import { pluginDir, until } from '../observability/helpers.js';
-
-interface Line {
-  key?: string;
-  actor?: string;
-  address: string;
-  action: string;
-  target?: string;
-  outcome: string;
-  status: number;
-  errorCode?: string;
-}
-
-function linesOf(file: string): Line[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Line);
-}
+import { auditLines } from './audit-lines.js';
 
 describe('audit-log plugin: reloads the file watcher starts', function () {
   this.timeout(120_000);
@@ -47,7 +29,7 @@ describe('audit-log plugin: reloads the file watcher starts', function () {
   });
 
   it('records a reload after a change on disk with actor "watcher" and no key, and a failed one with its code', async () => {
-    const watched = () => linesOf(file).filter((l) => l.actor === 'watcher');
+    const watched = () => auditLines(file).filter((l) => l.actor === 'watcher');
     writePlugin(folder, { id: 'svc', version: '1.0.1' });
     // A build writes several files; the watcher may reload more than once, each reported.
     await until(() => watched().length > 0, 'the audit line of the reload', 10_000);
