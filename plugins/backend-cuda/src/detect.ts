@@ -1,13 +1,14 @@
 import { join } from 'node:path';
 import type { BackendProbe, DeviceInfo } from '@nucleus/sdk';
 import {
+  bindingMentions,
   execFileRunner,
-  listOrtBackends,
-  resolveOrtPackageDir,
+  findSharedLibraries,
+  ortInstallDetails,
+  presentFiles,
+  probeOrt,
   type MachineInputs,
-  type OrtBackendInfo,
 } from '@nucleus/sdk/backend-kit';
-import { bindingMentions, findSharedLibraries, locateOrtInstall, presentFiles } from '@nucleus/sdk/backend-kit';
 import { queryNvidiaSmi, readProcDriverNvidia, type NvidiaProcGpu, type NvidiaSmiGpu } from './nvidia.js';
 
 /** What CUDA detection reads (`env`: CUDA_VISIBLE_DEVICES, LD_LIBRARY_PATH). */
@@ -196,24 +197,11 @@ export async function detectCuda(
   const onnxruntime: CudaProbeDetails['onnxruntime'] = { providers: [], missingLibraries: [] };
   const tensorrt: CudaProbeDetails['tensorrt'] = { enabled: options.tensorrt, available: false };
   let cudaRuntime: CudaProbeDetails['cudaRuntime'];
-  const packageDir =
-    inputs.ortPackageDir === undefined ? resolveOrtPackageDir(import.meta.url) : (inputs.ortPackageDir ?? undefined);
-  if (packageDir === undefined) {
-    problems.push('onnxruntime-node is not installed where the backend-cuda plugin can load it: run npm install');
-  } else {
-    const install = await locateOrtInstall(packageDir, platform, arch);
-    const ortName = `onnxruntime-node${install.version ? ` ${install.version}` : ''}`;
-    Object.assign(onnxruntime, {
-      packageDir,
-      ...(install.version && { version: install.version }),
-      ...(install.binaryDir && { binaryDir: install.binaryDir }),
-    });
-    let providers: readonly OrtBackendInfo[] = [];
-    try {
-      providers = inputs.ortBackends ? inputs.ortBackends() : listOrtBackends(import.meta.url);
-    } catch (err) {
-      problems.push(`${ortName} could not be loaded: ${err instanceof Error ? err.message : String(err)}`);
-    }
+  const ort = await probeOrt(import.meta.url, 'backend-cuda', inputs, platform, arch, problems);
+  const { packageDir, install, name: ortName } = ort;
+  if (packageDir !== undefined && install !== undefined) {
+    Object.assign(onnxruntime, ortInstallDetails(install));
+    const providers = ort.backends ?? [];
     onnxruntime.providers = providers.map((p) => p.name);
     if (install.binaryDir === undefined) {
       problems.push(`${ortName} has no native binary for ${platform}/${arch}`);

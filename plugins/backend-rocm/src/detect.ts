@@ -4,12 +4,11 @@ import type { RocmProvider } from './config.js';
 import {
   exists,
   execFileRunner,
-  listOrtBackends,
-  resolveOrtPackageDir,
+  ortInstallDetails,
+  presentFiles,
+  probeOrt,
   type MachineInputs,
-  type OrtBackendInfo,
 } from '@nucleus/sdk/backend-kit';
-import { locateOrtInstall, presentFiles } from '@nucleus/sdk/backend-kit';
 
 /** What ROCm detection reads (`env`: HIP_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES). */
 export type RocmProbeInputs = MachineInputs;
@@ -134,24 +133,10 @@ export async function detectRocm(
   // onnxruntime-node's AMD providers.
   const onnxruntime: RocmProbeDetails['onnxruntime'] = { providers: [] };
   let provider: 'migraphx' | 'rocm' | undefined;
-  const packageDir =
-    inputs.ortPackageDir === undefined ? resolveOrtPackageDir(import.meta.url) : (inputs.ortPackageDir ?? undefined);
-  if (packageDir === undefined) {
-    problems.push('onnxruntime-node is not installed where the backend-rocm plugin can load it: run npm install');
-  } else {
-    const install = await locateOrtInstall(packageDir, platform, arch);
-    const ortName = `onnxruntime-node${install.version ? ` ${install.version}` : ''}`;
-    Object.assign(onnxruntime, {
-      packageDir,
-      ...(install.version && { version: install.version }),
-      ...(install.binaryDir && { binaryDir: install.binaryDir }),
-    });
-    let offered: readonly OrtBackendInfo[] | undefined;
-    try {
-      offered = inputs.ortBackends ? inputs.ortBackends() : listOrtBackends(import.meta.url);
-    } catch (err) {
-      problems.push(`${ortName} could not be loaded: ${err instanceof Error ? err.message : String(err)}`);
-    }
+  const ort = await probeOrt(import.meta.url, 'backend-rocm', inputs, platform, arch, problems);
+  const { install, name: ortName, backends: offered } = ort;
+  if (install !== undefined) {
+    Object.assign(onnxruntime, ortInstallDetails(install));
     if (offered !== undefined) {
       onnxruntime.providers = offered.map((p) => p.name);
       const wanted: Array<'migraphx' | 'rocm'> =

@@ -137,3 +137,52 @@ export interface MachineInputs {
   /** Environment read for visible-device and library-path variables; default `process.env`. */
   env?: Readonly<Record<string, string | undefined>>;
 }
+
+/** What a GPU backend's probe learns about the onnxruntime-node it would load. */
+export interface OrtProbe {
+  /** The package folder; undefined when onnxruntime-node is not installed. */
+  packageDir?: string;
+  install?: OrtInstall;
+  /** `onnxruntime-node 1.x.y`, as problems name it. */
+  name: string;
+  /** The providers its binding was built with; undefined when it could not be loaded. */
+  backends?: readonly OrtBackendInfo[];
+}
+
+/**
+ * Finds and loads the onnxruntime-node a plugin module at `from` would use (or the one `inputs` name), pushing what
+ * makes it unusable onto `problems` in the operator's words: not installed, or failing to load.
+ */
+export async function probeOrt(
+  from: string,
+  plugin: string,
+  inputs: Pick<MachineInputs, 'ortPackageDir' | 'ortBackends'>,
+  platform: string,
+  arch: string,
+  problems: string[],
+): Promise<OrtProbe> {
+  const packageDir =
+    inputs.ortPackageDir === undefined ? resolveOrtPackageDir(from) : (inputs.ortPackageDir ?? undefined);
+  if (packageDir === undefined) {
+    problems.push(`onnxruntime-node is not installed where the ${plugin} plugin can load it: run npm install`);
+    return { name: 'onnxruntime-node' };
+  }
+  const install = await locateOrtInstall(packageDir, platform, arch);
+  const name = `onnxruntime-node${install.version ? ` ${install.version}` : ''}`;
+  try {
+    const backends = inputs.ortBackends ? inputs.ortBackends() : listOrtBackends(from);
+    return { packageDir, install, name, backends };
+  } catch (err) {
+    problems.push(`${name} could not be loaded: ${err instanceof Error ? err.message : String(err)}`);
+    return { packageDir, install, name };
+  }
+}
+
+/** The install facts a probe reports: package folder, version and native folder where known. */
+export function ortInstallDetails(install: OrtInstall): { packageDir: string; version?: string; binaryDir?: string } {
+  return {
+    packageDir: install.packageDir,
+    ...(install.version && { version: install.version }),
+    ...(install.binaryDir && { binaryDir: install.binaryDir }),
+  };
+}
