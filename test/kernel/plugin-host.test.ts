@@ -108,9 +108,8 @@ describe('plugin host', () => {
     const v1 = routes.find('svc:routes:0')!;
     assert.equal(v1.pluginVersion, '1.0.0');
     writePlugin(folder, routePlugin('svc', '1.1.0', { deactivate: 'globalThis.__disposed.push(ctx.version);' }));
-    const started = performance.now();
+    // How long a reload takes is measured by `npm run bench -- reload`, not here.
     const info = await kernel.plugins.reload('svc');
-    assert.ok(performance.now() - started < 1000, 'reload takes under a second');
     assert.equal(info.version, '1.1.0');
     assert.equal(info.reloads, 1);
     const v2 = routes.find('svc:routes:0')!;
