@@ -15,13 +15,13 @@ const BASE = ['--set', 'plugins.disabled=tracing,alerts,prediction-cache'];
 const TUNED = [
   ...BASE,
   '--set',
-  'plugin.tuner.enabled=true',
+  'tuning.enabled=true',
   '--set',
-  `plugin.tuner.targetP99Ms=${TARGET_P99_MS}`,
+  `tuning.targetP99Ms=${TARGET_P99_MS}`,
   '--set',
-  `plugin.tuner.intervalMs=${Math.max(250, Math.round((SECONDS * 1000) / 5))}`,
+  `tuning.intervalMs=${Math.max(250, Math.round((SECONDS * 1000) / 5))}`,
   '--set',
-  'plugin.tuner.minSamples=20',
+  'tuning.minSamples=20',
 ];
 
 const BODY = JSON.stringify({

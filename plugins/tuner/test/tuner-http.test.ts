@@ -8,13 +8,15 @@ const PLUGINS = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const plugin = (id: string): string => join(PLUGINS, id);
 const MODEL = 'mlp-classifier';
 
-function start(tuner: Record<string, unknown>): Promise<TestKernel> {
+/** A kernel with the tuner and the model; `tuning` is the server config's `tuning` section. */
+function start(tuning: Record<string, unknown>, env: Record<string, string> = {}): Promise<TestKernel> {
   return startTestKernel({
     plugins: ['api-kserve', 'metrics', 'stats', 'tuner'].map(plugin),
+    env,
     config: {
       'batching.maxBatchSize': 32,
       'batching.maxQueueDelayMs': 2,
-      ...Object.fromEntries(Object.entries(tuner).map(([k, v]) => [`plugin.tuner.${k}`, v])),
+      ...Object.fromEntries(Object.entries(tuning).map(([k, v]) => [`tuning.${k}`, v])),
     },
   });
 }
@@ -89,6 +91,49 @@ describe('tuner plugin: applies decisions to a running model', () => {
       const metrics = (await kit.request('/metrics')).body as string;
       assert.match(metrics, new RegExp(`nucleus_tuner_knob\\{model_name="${MODEL}",knob="maxBatchSize"\\} 8\\n`));
       assert.match(metrics, /nucleus_tuner_decisions_total\{[^}]*knob="maxQueueDelayMs",direction="down"\} [1-9]/);
+    });
+  });
+
+  describe('switched on by the environment', () => {
+    let kit: TestKernel;
+    after(() => kit?.stop());
+
+    it('NUCLEUS_TUNING_ENABLED=true turns it on like tuning.enabled', async () => {
+      kit = await start(
+        { intervalMs: 100, targetP99Ms: 0.001, patience: 1, minSamples: 4 },
+        {
+          NUCLEUS_TUNING_ENABLED: 'true',
+        },
+      );
+      const decisions: TunerDecision[] = [];
+      kit.kernel.events.on('tuner.decision', (d) => decisions.push(d));
+      await load(kit, 2000, () => decisions.length > 0);
+      assert.equal(decisions[0]?.knob, 'maxQueueDelayMs');
+      assert.equal(((await kit.request('/server/tuning')).body as { enabled: boolean }).enabled, true);
+    });
+  });
+
+  describe('refused settings', () => {
+    const refusal = async (config: Record<string, unknown>): Promise<string> => {
+      const err = await startTestKernel({ plugins: [plugin('tuner')], builtinModels: false, config }).then(
+        async (kit) => {
+          await kit.stop();
+          assert.fail('the server started');
+        },
+        (e: unknown) => e as Error,
+      );
+      return err.message;
+    };
+
+    it('a knob whose min is above its max stops the start, naming both keys', async () => {
+      assert.match(
+        await refusal({ 'tuning.bounds.maxRunning.min': 8, 'tuning.bounds.maxRunning.max': 4 }),
+        /tuning\.bounds\.maxRunning\.min \(8\) is above tuning\.bounds\.maxRunning\.max \(4\); swap them/,
+      );
+    });
+
+    it('the tuner has no plugin section: plugin.tuner.enabled is not a key', async () => {
+      assert.match(await refusal({ 'plugin.tuner.enabled': true }), /plugin\.tuner\.enabled is not a config key/);
     });
   });
 
