@@ -10,16 +10,26 @@ interface TensorSamples {
 /** Most samples kept per model and window; beyond it the oldest are overwritten (p99 of the newest). */
 const MAX_SAMPLES = 20_000;
 
+/** Generations remembered as having reported tokens as they went, until they end. */
+const MAX_STREAMED = 10_000;
+
 /**
  * What each model did since the previous evaluation, from the bus: tensor requests' end-to-end latency (queue plus
  * compute) and batch sizes, LLM inter-token gaps, generated tokens and waiting generations. {@link take} hands over a
  * window and starts the next one, so a window after a change measures only the new setting.
+ *
+ * Inter-token gaps come from `generation.tokens` where an engine reports them; otherwise from `generation.end`, whose
+ * mean gap stands for each of the generation's gaps (as the metrics plugin's histogram counts it). Generations wait for
+ * a running slot in the server-wide admission queue (`queue.depth` without a model) or in a replica (`engine.stats`).
  */
 export class WindowRecorder {
   #tensor = new Map<string, TensorSamples>();
   #itl: number[] = [];
   #tokens = 0;
   readonly #waiting = new Map<string, number>();
+  readonly #admissionQueue = new Map<string, number>();
+  /** Generations that reported tokens as they went, and whether their gaps came with them. */
+  readonly #streamed = new Map<string, boolean>();
   #since: number;
 
   constructor(private readonly now: () => number = () => performance.now()) {
@@ -42,9 +52,22 @@ export class WindowRecorder {
       }),
       events.on('generation.tokens', (e) => {
         this.#tokens += e.tokens;
-        for (const gap of e.itlMs ?? []) if (this.#itl.length < MAX_SAMPLES) this.#itl.push(gap);
+        const gaps = e.itlMs ?? [];
+        if (this.#streamed.has(e.requestId) || this.#streamed.size < MAX_STREAMED)
+          this.#streamed.set(e.requestId, this.#streamed.get(e.requestId) === true || gaps.length > 0);
+        for (const gap of gaps) this.#gap(gap);
+      }),
+      events.on('generation.end', (e) => {
+        const streamed = this.#streamed.get(e.requestId);
+        this.#streamed.delete(e.requestId);
+        if (streamed === undefined) this.#tokens += e.completionTokens;
+        if (streamed === true || e.meanItlMs === undefined) return;
+        for (let i = 1; i < e.completionTokens; i++) this.#gap(e.meanItlMs);
       }),
       events.on('engine.stats', (e) => this.#waiting.set(`${e.model}\u0000${e.version ?? ''}`, e.waiting)),
+      events.on('queue.depth', (e) => {
+        if (e.model === undefined) this.#admissionQueue.set(e.priority, e.depth);
+      }),
       events.on('model.unloaded', (e) => this.#tensor.delete(e.model)),
     ];
     return () => {
@@ -71,13 +94,17 @@ export class WindowRecorder {
       samples: itl.length,
       itlP99Ms: quantile(itl, 0.99),
       tokensPerS: this.#tokens / seconds,
-      waiting: [...this.#waiting.values()].reduce((a, b) => a + b, 0),
+      waiting: [...this.#waiting.values(), ...this.#admissionQueue.values()].reduce((a, b) => a + b, 0),
     };
     this.#tensor = new Map();
     this.#itl = [];
     this.#tokens = 0;
     this.#since = at;
     return { tensor, llm };
+  }
+
+  #gap(ms: number): void {
+    if (this.#itl.length < MAX_SAMPLES) this.#itl.push(ms);
   }
 
   #samples(model: string): TensorSamples {
