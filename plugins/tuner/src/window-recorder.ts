@@ -5,6 +5,8 @@ interface TensorSamples {
   latencies: number[];
   batches: number;
   batchedRequests: number;
+  /** Run time of each batch in the window, ms. */
+  batchMs: number[];
 }
 
 /** Most samples kept per model and window; beyond it the oldest are overwritten (p99 of the newest). */
@@ -15,7 +17,7 @@ const MAX_STREAMED = 10_000;
 
 /**
  * What each model did since the previous evaluation, from the bus: tensor requests' end-to-end latency (queue plus
- * compute) and batch sizes, LLM inter-token gaps, generated tokens and waiting generations. {@link take} hands over a
+ * compute), batch sizes and batch run times, LLM inter-token gaps, generated tokens and waiting generations. {@link take} hands over a
  * window and starts the next one, so a window after a change measures only the new setting.
  *
  * Inter-token gaps come from `generation.tokens` where an engine reports them; otherwise from `generation.end`, whose
@@ -49,6 +51,7 @@ export class WindowRecorder {
         const s = this.#samples(e.model);
         s.batches++;
         s.batchedRequests += e.size;
+        if (s.batchMs.length < MAX_SAMPLES) s.batchMs.push(e.durationMs);
       }),
       events.on('generation.tokens', (e) => {
         this.#tokens += e.tokens;
@@ -87,6 +90,7 @@ export class WindowRecorder {
         p99Ms: quantile(Array.from(sorted), 0.99),
         throughputPerS: s.latencies.length / seconds,
         meanBatchSize: s.batches > 0 ? s.batchedRequests / s.batches : null,
+        batchP99Ms: quantile(Array.from(Float64Array.from(s.batchMs).sort()), 0.99),
       });
     }
     const itl = Array.from(Float64Array.from(this.#itl).sort());
@@ -110,7 +114,7 @@ export class WindowRecorder {
   #samples(model: string): TensorSamples {
     let s = this.#tensor.get(model);
     if (!s) {
-      s = { latencies: [], batches: 0, batchedRequests: 0 };
+      s = { latencies: [], batches: 0, batchedRequests: 0, batchMs: [] };
       this.#tensor.set(model, s);
     }
     return s;
