@@ -31,6 +31,8 @@ export interface TensorWindow {
   throughputPerS: number;
   /** Mean requests per batch in the window. */
   meanBatchSize: number | null;
+  /** Requests in the window's largest batch. */
+  largestBatch: number | null;
   /** p99 of one batch's run time in the window (no queueing), ms; null when no batch reported it. */
   batchP99Ms: number | null;
 }
@@ -69,8 +71,9 @@ const round = (v: number): number => Math.round(v * 100) / 100;
  * headroom, a knob that limits throughput grows by one step (the batch cap when batches fill it, else the queue delay
  * so that batches can fill); once p99 passes the target, the queue delay halves first (it is pure waiting), then the
  * batch cap, but only while one batch's own run takes more than half the target (a request waits for at most the
- * batch ahead of it and its own): when batches are quick and p99 is queueing under a load the server cannot keep up
- * with, smaller batches would only lower throughput, so it holds. An increase is a trial: when the window after it does
+ * batch ahead of it and its own) and batches reach more than half the cap: when batches are quick and p99 is queueing
+ * under a load the server cannot keep up with, smaller batches would only lower throughput, and a cap no batch reaches
+ * changes nothing now but would hold back a heavier load later, so it holds. An increase is a trial: when the window after it does
  * not show more throughput (batches that cannot fill, however long they wait), or p99 passes the target, it is taken
  * back and that knob rests for a while. Hysteresis keeps it from flapping: growth needs p99 below the target by a
  * margin, every move needs the condition to hold for `patience` windows with enough samples, and each window after a
@@ -119,6 +122,8 @@ export class TuningController {
       }
       // Quick batches: the p99 is queueing behind a full server, which smaller batches would only make worse.
       if (w.batchP99Ms !== null && w.batchP99Ms <= target / 2) return [];
+      // No batch reached half the cap: halving it would change no batch now, and only hold back a heavier load later.
+      if (w.largestBatch !== null && w.largestBatch <= now.maxBatchSize / 2) return [];
       const size = this.#clamp(Math.floor(now.maxBatchSize / 2), s.maxBatchSize);
       if (size < now.maxBatchSize) {
         this.#moved(model);

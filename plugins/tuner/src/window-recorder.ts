@@ -5,6 +5,7 @@ interface TensorSamples {
   latencies: number[];
   batches: number;
   batchedRequests: number;
+  largestBatch: number;
   /** Run time of each batch in the window, ms. */
   batchMs: number[];
 }
@@ -51,6 +52,7 @@ export class WindowRecorder {
         const s = this.#samples(e.model);
         s.batches++;
         s.batchedRequests += e.size;
+        s.largestBatch = Math.max(s.largestBatch, e.size);
         if (s.batchMs.length < MAX_SAMPLES) s.batchMs.push(e.durationMs);
       }),
       events.on('generation.tokens', (e) => {
@@ -90,6 +92,7 @@ export class WindowRecorder {
         p99Ms: quantile(Array.from(sorted), 0.99),
         throughputPerS: s.latencies.length / seconds,
         meanBatchSize: s.batches > 0 ? s.batchedRequests / s.batches : null,
+        largestBatch: s.batches > 0 ? s.largestBatch : null,
         batchP99Ms: quantile(Array.from(Float64Array.from(s.batchMs).sort()), 0.99),
       });
     }
@@ -114,7 +117,7 @@ export class WindowRecorder {
   #samples(model: string): TensorSamples {
     let s = this.#tensor.get(model);
     if (!s) {
-      s = { latencies: [], batches: 0, batchedRequests: 0, batchMs: [] };
+      s = { latencies: [], batches: 0, batchedRequests: 0, largestBatch: 0, batchMs: [] };
       this.#tensor.set(model, s);
     }
     return s;

@@ -18,7 +18,14 @@ const window = (
   samples = 100,
   throughputPerS = 200,
   batchP99Ms: number | null = null,
-): TensorWindow => ({ samples, p99Ms, throughputPerS, meanBatchSize, batchP99Ms });
+): TensorWindow => ({
+  samples,
+  p99Ms,
+  throughputPerS,
+  meanBatchSize,
+  largestBatch: Math.ceil(meanBatchSize),
+  batchP99Ms,
+});
 
 describe('TuningController: AIMD toward the p99 target, within bounds, with hysteresis', () => {
   it('halves the queue delay first, then the batch size, when p99 stays over the target', () => {
@@ -75,6 +82,15 @@ describe('TuningController: AIMD toward the p99 target, within bounds, with hyst
     const [shrink] = c.tensor('m', window(300, 16, 100, 200, 70), knobs);
     assert.deepEqual([shrink!.knob, shrink!.value], ['maxBatchSize', 8]);
     assert.match(shrink!.reason, /a batch alone takes up to 70 ms: halving the batch size/);
+  });
+
+  it('does not shrink a batch cap that no batch reaches half of', () => {
+    const c = new TuningController(settings);
+    const knobs = { maxBatchSize: 16, maxQueueDelayMs: 0 };
+    for (let i = 0; i < 4; i++)
+      assert.deepEqual(c.tensor('m', window(300, 2, 100, 200, 70), knobs), [], 'batches of 2');
+    const [shrink] = c.tensor('m', window(300, 9, 100, 200, 70), knobs);
+    assert.deepEqual([shrink!.knob, shrink!.value], ['maxBatchSize', 8], 'a batch of 9 would be split by a cap of 8');
   });
 
   it('respects the bounds: never above max, never below min', () => {
