@@ -12,7 +12,7 @@ export {
 } from './tuning-controller.js';
 export { WindowRecorder } from './window-recorder.js';
 
-/** The tuner plugin's config section (`plugin.tuner`), as its schema in package.json defines it. */
+/** The server config's `tuning` section, as the core config schema defines it (the plugin has no section of its own). */
 export interface TunerConfig {
   enabled: boolean;
   intervalMs: number;
@@ -33,12 +33,12 @@ const HISTORY = 100;
  * Tunes each tensor model's batch size and queue delay, and `scheduler.maxRunning` for the LLMs, from measured p99
  * latency and throughput toward a p99 target (see {@link TuningController}); every change is logged, announced as
  * `tuner.decision` (a gauge per knob in the metrics plugin) and listed on `GET /server/tuning`. Off unless
- * `plugin.tuner.enabled` is true.
+ * `tuning.enabled` is true.
  */
 export default definePlugin({
   deps: { inference: optionalService(ServiceRefs.inference), config: ServiceRefs.config },
   activate(ctx, { inference, config: serverConfig }) {
-    const config = ctx.config as unknown as TunerConfig;
+    const config = ctx.configValue('tuning') as TunerConfig;
     const history: Array<TunerDecision & { at: string }> = [];
     const controller = new TuningController({
       targetP99Ms: config.targetP99Ms,
@@ -61,13 +61,9 @@ export default definePlugin({
       { name: 'tuner/GET /server/tuning' },
     );
     if (!config.enabled) {
-      ctx.logger.debug('the tuner is off (plugin.tuner.enabled)');
+      ctx.logger.debug('the tuner is off (tuning.enabled)');
       return;
     }
-    for (const [knob, b] of Object.entries(config.bounds))
-      if (b.min > b.max)
-        throw new Error(`plugin.tuner.bounds.${knob}: min (${b.min}) is above max (${b.max}); swap them`);
-
     const recorder = new WindowRecorder();
     const detach = recorder.attach(ctx.events);
     const decided = (model: string, change: KnobChange): void => {

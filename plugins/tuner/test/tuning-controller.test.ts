@@ -12,11 +12,19 @@ const settings: TunerSettings = {
   maxRunning: { min: 2, max: 8, step: 2 },
 };
 
-const window = (p99Ms: number, meanBatchSize: number, samples = 100): TensorWindow => ({
+const window = (
+  p99Ms: number,
+  meanBatchSize: number,
+  samples = 100,
+  throughputPerS = 200,
+  batchP99Ms: number | null = null,
+): TensorWindow => ({
   samples,
   p99Ms,
-  throughputPerS: 200,
+  throughputPerS,
   meanBatchSize,
+  largestBatch: Math.ceil(meanBatchSize),
+  batchP99Ms,
 });
 
 describe('TuningController: AIMD toward the p99 target, within bounds, with hysteresis', () => {
@@ -41,9 +49,48 @@ describe('TuningController: AIMD toward the p99 target, within bounds, with hyst
     c.tensor('m', window(40, 7.5), { maxBatchSize: 8, maxQueueDelayMs: 1 });
     const [grow] = c.tensor('m', window(40, 7.5), { maxBatchSize: 8, maxQueueDelayMs: 1 });
     assert.deepEqual([grow!.knob, grow!.value], ['maxBatchSize', 12]);
-    c.tensor('m', window(40, 2), { maxBatchSize: 12, maxQueueDelayMs: 1 });
+    // More throughput in the window after: the increase stays.
+    c.tensor('m', window(40, 2, 100, 300), { maxBatchSize: 12, maxQueueDelayMs: 1 });
     const [wait] = c.tensor('m', window(40, 2), { maxBatchSize: 12, maxQueueDelayMs: 1 });
     assert.deepEqual([wait!.knob, wait!.value], ['maxQueueDelayMs', 2]);
+  });
+
+  it('takes back an increase that did not raise throughput, or pushed p99 over, and rests that knob', () => {
+    const c = new TuningController(settings);
+    let knobs = { maxBatchSize: 16, maxQueueDelayMs: 0 };
+    c.tensor('m', window(10, 2), knobs);
+    const [wait] = c.tensor('m', window(10, 2), knobs);
+    assert.deepEqual([wait!.knob, wait!.value], ['maxQueueDelayMs', 1]);
+    knobs = { maxBatchSize: 16, maxQueueDelayMs: 1 };
+    const [back] = c.tensor('m', window(12, 2, 100, 150), knobs);
+    assert.deepEqual([back!.knob, back!.previous, back!.value], ['maxQueueDelayMs', 1, 0]);
+    assert.match(back!.reason, /raising maxQueueDelayMs to 1 did not raise throughput \(200 → 150 req\/s\): back to 0/);
+    knobs = { maxBatchSize: 16, maxQueueDelayMs: 0 };
+    for (let i = 0; i < 8; i++) assert.deepEqual(c.tensor('m', window(10, 2), knobs), [], 'resting');
+    c.tensor('m', window(10, 2), knobs);
+    assert.equal(c.tensor('m', window(10, 2), knobs)[0]?.knob, 'maxQueueDelayMs', 'tried again after the rest');
+    const [over] = c.tensor('m', window(130, 2, 100, 400), { maxBatchSize: 16, maxQueueDelayMs: 1 });
+    assert.match(over!.reason, /raising maxQueueDelayMs to 1 pushed p99 to 130 ms, over the 100 ms target: back to 0/);
+  });
+
+  it('does not shrink quick batches when p99 is queueing behind a full server', () => {
+    const c = new TuningController(settings);
+    const knobs = { maxBatchSize: 16, maxQueueDelayMs: 0 };
+    for (let i = 0; i < 4; i++)
+      assert.deepEqual(c.tensor('m', window(300, 16, 100, 200, 20), knobs), [], 'batches take 20 ms of 100');
+    // p99 has been over for windows already: the first window with slow batches moves it.
+    const [shrink] = c.tensor('m', window(300, 16, 100, 200, 70), knobs);
+    assert.deepEqual([shrink!.knob, shrink!.value], ['maxBatchSize', 8]);
+    assert.match(shrink!.reason, /a batch alone takes up to 70 ms: halving the batch size/);
+  });
+
+  it('does not shrink a batch cap that no batch reaches half of', () => {
+    const c = new TuningController(settings);
+    const knobs = { maxBatchSize: 16, maxQueueDelayMs: 0 };
+    for (let i = 0; i < 4; i++)
+      assert.deepEqual(c.tensor('m', window(300, 2, 100, 200, 70), knobs), [], 'batches of 2');
+    const [shrink] = c.tensor('m', window(300, 9, 100, 200, 70), knobs);
+    assert.deepEqual([shrink!.knob, shrink!.value], ['maxBatchSize', 8], 'a batch of 9 would be split by a cap of 8');
   });
 
   it('respects the bounds: never above max, never below min', () => {
@@ -52,7 +99,8 @@ describe('TuningController: AIMD toward the p99 target, within bounds, with hyst
     c.tensor('m', window(10, 14), high);
     assert.equal(c.tensor('m', window(10, 14), high)[0]!.value, 16, 'capped at max, not 18');
     const top = { maxBatchSize: 16, maxQueueDelayMs: 5 };
-    for (let i = 0; i < 4; i++) assert.deepEqual(c.tensor('m', window(10, 16), top), [], 'at max: nothing to do');
+    for (let i = 0; i < 4; i++)
+      assert.deepEqual(c.tensor('m', window(10, 16, 100, 300 + i), top), [], 'at max: nothing to do');
     const low = { maxBatchSize: 3, maxQueueDelayMs: 0 };
     c.tensor('m', window(500, 3), low);
     assert.equal(c.tensor('m', window(500, 3), low)[0]!.value, 2, 'floored at min, not 1');

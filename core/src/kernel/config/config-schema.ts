@@ -2,6 +2,7 @@ import { AUTH_SCHEMA } from './auth-schema.js';
 import { CACHE_SCHEMA } from './cache-schema.js';
 import { MODEL_ENTRY_SCHEMA } from './model-entry-schema.js';
 import { SERVER_SCHEMA, WS_SCHEMA } from './server-schema.js';
+import { TUNING_SCHEMA } from './tuning-schema.js';
 
 /**
  * The JSON Schema of the kernel's config. Everything else here — env names, coercion, validation,
@@ -378,6 +379,7 @@ export const CORE_CONFIG_SCHEMA = {
       },
     },
     cache: CACHE_SCHEMA,
+    tuning: TUNING_SCHEMA,
     plugin: {
       type: 'object',
       description: "Each plugin's own section, by plugin id, validated against that plugin's schema.",
@@ -514,6 +516,16 @@ export function configInvariantIssues(
       message: `queue.lowWatermark (${queue.lowWatermark}) must be below queue.highWatermark (${queue.highWatermark})`,
       related: ['queue.highWatermark'],
     });
+  }
+  const bounds = (config.tuning as { bounds?: Record<string, { min?: unknown; max?: unknown }> } | undefined)?.bounds;
+  for (const [knob, b] of Object.entries(bounds ?? {})) {
+    if (typeof b?.min === 'number' && typeof b.max === 'number' && b.min > b.max) {
+      issues.push({
+        path: `tuning.bounds.${knob}.min`,
+        message: `tuning.bounds.${knob}.min (${b.min}) is above tuning.bounds.${knob}.max (${b.max}); swap them`,
+        related: [`tuning.bounds.${knob}.max`],
+      });
+    }
   }
   const models = Array.isArray(config.models) ? (config.models as unknown[]) : [];
   const seen = new Set<string>();
