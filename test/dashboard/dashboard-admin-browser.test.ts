@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import AxeBuilder from '@axe-core/playwright';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import { STORIES_GGUF } from '@nucleus/plugin-builtin-models';
@@ -228,7 +228,7 @@ describe('dashboard admin controls in a real browser', () => {
     assert.equal(refused, 403, "a user key gets no server's log history");
   });
 
-  it('an admin swaps a model to new weights and both pages show the new version, live', async () => {
+  it('an admin swaps a model to new weights and both pages show the new version and its size, live', async () => {
     // Two plain files (no repository entry): a load at run time and a swap, as an operator would do them.
     const files = [2, 5].map((factor) => {
       const file = `${dir}/spare/x${factor}/model.onnx`;
@@ -253,6 +253,8 @@ describe('dashboard admin controls in a real browser', () => {
     await user.getByRole('link', { name: 'Models' }).click();
     const watched = user.locator('tr[data-model="spare"]');
     await watched.locator('.version', { hasText: '1 (default): ready' }).waitFor();
+    const weights = watched.locator('td.weights');
+    assert.equal(await weights.getAttribute('data-bytes'), String(statSync(files[0]!).size), 'the file the user sees');
 
     const p = await page();
     await signIn(p, ADMIN);
@@ -269,6 +271,17 @@ describe('dashboard admin controls in a real browser', () => {
       'the old version is gone from the watching page',
     );
     assert.equal(await watched.locator('.state').textContent(), 'ready');
+    assert.equal(await weights.getAttribute('data-bytes'), String(statSync(files[1]!).size), 'and the new one');
+    assert.match((await weights.textContent()) ?? '', /^\d+(\.\d)? (B|KB)$/);
+    const listed = await user.evaluate<
+      Array<{ name: string; fileBytes?: number; versions: Array<{ source?: string }> }>
+    >("fetch('/dashboard/api/models').then(async (r) => (await r.json()).models)");
+    const spare = listed.find((m) => m.name === 'spare')!;
+    assert.equal(spare.fileBytes, statSync(files[1]!).size);
+    assert.ok(
+      listed.every((m) => m.versions.every((v) => v.source === undefined)),
+      'a user key sees sizes, not paths',
+    );
     assert.deepEqual(await infer(), [5, 5, 5, 5], 'requests go to the new weights');
     await noSeriousViolations(p, 'models view after a swap');
     await noSeriousViolations(user, 'models view after a swap, dark, user');

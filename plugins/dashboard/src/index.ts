@@ -9,6 +9,7 @@ import {
   ServiceRefs,
 } from '@nucleus/sdk';
 import { LogTail } from './log-tail.js';
+import { ModelFiles } from './model-files.js';
 import { OverviewHistory, type OverviewSample } from './overview-history.js';
 import { promptText } from './prompt-text.js';
 import { type RequestBatch, RequestFeed } from './request-feed.js';
@@ -17,6 +18,7 @@ import { SessionStore } from './session-store.js';
 import { StaticAssets } from './static-assets.js';
 
 export { OverviewHistory, type OverviewSample } from './overview-history.js';
+export { ModelFiles } from './model-files.js';
 export { MAX_PROMPT_CHARS, promptText } from './prompt-text.js';
 export { type RequestBatch, RequestFeed, type RequestSummary } from './request-feed.js';
 export { SessionStore } from './session-store.js';
@@ -59,6 +61,7 @@ export default definePlugin({
     const sessions = new SessionStore({ idleMs: config.sessionIdleS * 1000, max: config.maxSessions });
     const history = new OverviewHistory(config.historyS);
     const logs = new LogTail(config.logLines);
+    const files = new ModelFiles();
     // The recent-requests list goes out in batches: one message per request and open page would cost the server
     // more than the requests themselves under load.
     const feed = new RequestFeed({
@@ -173,13 +176,27 @@ export default definePlugin({
       {
         method: 'GET',
         path: '/dashboard/api/models',
-        // Where a model's files are is for admins (as /ready keeps paths from the public).
-        handler: (http) => {
-          const list = models?.list() ?? [];
-          if (callerOf(http)?.role !== 'user') return { models: list };
-          return {
-            models: list.map((m) => ({ ...m, versions: m.versions.map(({ source: _source, ...v }) => v) })),
-          };
+        // Where a model's files are is for admins (as /ready keeps paths from the public); how much they weigh is
+        // everyone's.
+        handler: async (http) => {
+          const admin = callerOf(http)?.role !== 'user';
+          const list = await Promise.all(
+            (models?.list() ?? []).map(async (m) => {
+              const versions = await Promise.all(
+                m.versions.map(async ({ source, ...v }) => {
+                  const fileBytes = await files.bytes(source);
+                  return {
+                    ...v,
+                    ...(admin && source !== undefined && { source }),
+                    ...(fileBytes !== undefined && { fileBytes }),
+                  };
+                }),
+              );
+              const serving = versions.find((v) => v.version === m.defaultVersion) ?? versions.at(-1);
+              return { ...m, versions, ...(serving?.fileBytes !== undefined && { fileBytes: serving.fileBytes }) };
+            }),
+          );
+          return { models: list };
         },
       },
       {
