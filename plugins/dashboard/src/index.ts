@@ -14,7 +14,7 @@ import { OverviewHistory, type OverviewSample } from './overview-history.js';
 import { promptText } from './prompt-text.js';
 import { type RequestBatch, RequestFeed } from './request-feed.js';
 import { sessionCredentials, sessionRoutes } from './session-routes.js';
-import { SessionStore } from './session-store.js';
+import { type Session, SessionStore } from './session-store.js';
 import { StaticAssets } from './static-assets.js';
 
 export { OverviewHistory, type OverviewSample } from './overview-history.js';
@@ -58,7 +58,11 @@ export default definePlugin({
   async activate(ctx, { models, plugins }) {
     const config = ctx.config as unknown as DashboardConfig;
     const assets = await StaticAssets.load();
-    const sessions = new SessionStore({ idleMs: config.sessionIdleS * 1000, max: config.maxSessions });
+    // Sessions outlive a reload of the plugin (a new version, a config change): nobody is signed out by one.
+    const sessions = new SessionStore(
+      { idleMs: config.sessionIdleS * 1000, max: config.maxSessions },
+      ctx.keep('sessions-v1', () => new Map<string, Session>()),
+    );
     const history = new OverviewHistory(config.historyS);
     const logs = new LogTail(config.logLines);
     const files = new ModelFiles();
