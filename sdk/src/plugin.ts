@@ -5,7 +5,7 @@ import type { Logger } from './logger.js';
 import type { ResolvedDeps, ServiceRef } from './services.js';
 
 /** The version of the kernel API this SDK describes; manifests name a semver range of it in `kernelApi`. */
-export const KERNEL_API_VERSION = '1.0.0';
+export const KERNEL_API_VERSION = '1.1.0';
 
 /** The `nucleus` section of a plugin's package.json. */
 export interface PluginManifest {
@@ -57,6 +57,12 @@ export interface PluginContext<C = Record<string, unknown>> {
   configValue(path: string): unknown;
   /** Runs when this activation is disposed, after its in-flight uses have drained; last registered runs first. */
   onDispose(fn: () => void | Promise<void>): void;
+  /**
+   * A value kept in memory across this plugin's reloads, by name: the first activation creates it, later ones (a
+   * reload, a new version) get the same object. Dropped when the plugin is disabled or the server stops. Every version
+   * that reads it must understand it: name it anew when its shape changes. Kernel API 1.1.
+   */
+  keep<T>(name: string, create: () => T): T;
 }
 
 /** What a plugin's entry module exports as default. */

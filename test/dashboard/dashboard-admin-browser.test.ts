@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import AxeBuilder from '@axe-core/playwright';
 import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import { STORIES_GGUF } from '@nucleus/plugin-builtin-models';
@@ -226,5 +226,64 @@ describe('dashboard admin controls in a real browser', () => {
     await signIn(user, USER);
     const refused = await user.evaluate<number>("fetch('/dashboard/api/logs').then((r) => r.status)");
     assert.equal(refused, 403, "a user key gets no server's log history");
+  });
+
+  it('an admin swaps a model to new weights and both pages show the new version and its size, live', async () => {
+    // Two plain files (no repository entry): a load at run time and a swap, as an operator would do them.
+    const files = [2, 5].map((factor) => {
+      const file = `${dir}/spare/x${factor}/model.onnx`;
+      mkdirSync(`${dir}/spare/x${factor}`, { recursive: true });
+      writeFileSync(file, scaleModel(factor));
+      return file;
+    });
+    const loaded = await admin('/admin/models', { body: { name: 'spare', source: files[0] } });
+    assert.equal(loaded.status, 201, JSON.stringify(loaded.body));
+    const infer = async () => {
+      const res = await admin('/v2/models/spare/infer', {
+        body: { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 1, 1, 1] }] },
+      });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return (res.body as { outputs: Array<{ data: number[] }> }).outputs[0]!.data;
+    };
+    assert.deepEqual(await infer(), [2, 2, 2, 2]);
+
+    // A user watches the Models view; it is not reloaded and takes no action, so what changes there came over /ws.
+    const user = await page('dark');
+    await signIn(user, USER);
+    await user.getByRole('link', { name: 'Models' }).click();
+    const watched = user.locator('tr[data-model="spare"]');
+    await watched.locator('.version', { hasText: '1 (default): ready' }).waitFor();
+    const weights = watched.locator('td.weights');
+    assert.equal(await weights.getAttribute('data-bytes'), String(statSync(files[0]!).size), 'the file the user sees');
+
+    const p = await page();
+    await signIn(p, ADMIN);
+    await p.getByRole('link', { name: 'Models' }).click();
+    const row = p.locator('tr[data-model="spare"]');
+    await row.getByLabel('New source for spare').fill(files[1]!);
+    await row.getByRole('button', { name: 'Swap' }).click();
+    await p.getByRole('status').filter({ hasText: 'Done.' }).waitFor();
+    await row.locator('.version', { hasText: '2 (default): ready' }).waitFor();
+    await watched.locator('.version', { hasText: '2 (default): ready' }).waitFor();
+    assert.deepEqual(
+      await watched.locator('.version').allTextContents(),
+      ['2 (default): ready'],
+      'the old version is gone from the watching page',
+    );
+    assert.equal(await watched.locator('.state').textContent(), 'ready');
+    assert.equal(await weights.getAttribute('data-bytes'), String(statSync(files[1]!).size), 'and the new one');
+    assert.match((await weights.textContent()) ?? '', /^\d+(\.\d)? (B|KB)$/);
+    const listed = await user.evaluate<
+      Array<{ name: string; fileBytes?: number; versions: Array<{ source?: string }> }>
+    >("fetch('/dashboard/api/models').then(async (r) => (await r.json()).models)");
+    const spare = listed.find((m) => m.name === 'spare')!;
+    assert.equal(spare.fileBytes, statSync(files[1]!).size);
+    assert.ok(
+      listed.every((m) => m.versions.every((v) => v.source === undefined)),
+      'a user key sees sizes, not paths',
+    );
+    assert.deepEqual(await infer(), [5, 5, 5, 5], 'requests go to the new weights');
+    await noSeriousViolations(p, 'models view after a swap');
+    await noSeriousViolations(user, 'models view after a swap, dark, user');
   });
 });

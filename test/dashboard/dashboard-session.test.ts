@@ -163,6 +163,36 @@ describe('dashboard plugin: page, sign-in and session cookie', () => {
     );
   });
 
+  it('a session outlives a reload of the plugin, and ends when the plugin is disabled', async () => {
+    const admin = await signIn(kit, ADMIN);
+    const user = await signIn(kit, USER);
+    const me = (s: { cookie: string }) => kit.request('/dashboard/api/session', { headers: { cookie: s.cookie } });
+    const reload = await kit.request('/admin/plugins/dashboard/reload', {
+      method: 'POST',
+      headers: { cookie: admin.cookie, 'x-csrf-token': admin.csrf },
+    });
+    assert.equal(reload.status, 200, JSON.stringify(reload.body));
+    assert.equal((reload.body as { reloads: number }).reloads, 1);
+    const after = await me(user);
+    assert.equal(after.status, 200, JSON.stringify(after.body));
+    assert.deepEqual(
+      [(after.body as { role: string }).role, (after.body as { csrfToken: string }).csrfToken],
+      ['user', user.csrf],
+      'the same session, with its CSRF token',
+    );
+    // A write with the session after the reload: its CSRF token still counts.
+    const write = await kit.request('/admin/plugins/stats/reload', {
+      method: 'POST',
+      headers: { cookie: admin.cookie, 'x-csrf-token': admin.csrf },
+    });
+    assert.equal(write.status, 200, JSON.stringify(write.body));
+
+    // Through the kernel: a disable over HTTP waits for its own request to leave the plugin's request hook.
+    await kit.kernel.plugins.disable('dashboard');
+    await kit.kernel.plugins.enable('dashboard');
+    assert.equal((await me(user)).status, 401, 'disabling the dashboard ended its sessions');
+  });
+
   it('offers the log topic to admin keys only, and refuses a user key that asks for it', async () => {
     type Reply = { type: string; topics?: string[]; error?: { code: string } };
     const replies = (key: string, subscribe: string[]) =>

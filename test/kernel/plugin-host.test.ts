@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { rmSync } from 'node:fs';
-import { ExtensionPoints } from '@nucleus/sdk';
+import { ExtensionPoints, KERNEL_API_VERSION } from '@nucleus/sdk';
 import { Nucleus } from '@nucleus/core';
 import { tempDir } from '../helpers/paths.js';
 import { routePlugin, writePlugin } from '../helpers/plugin-fixtures.js';
@@ -77,7 +77,10 @@ describe('plugin host', () => {
       'old-dep': 'failed',
     });
     assert.match(kernel.plugins.get('bad').error!, /nucleus\.version: must be a valid semver/);
-    assert.equal(kernel.plugins.get('future').error, 'needs kernel API ^2.0.0, but this kernel provides 1.0.0');
+    assert.equal(
+      kernel.plugins.get('future').error,
+      `needs kernel API ^2.0.0, but this kernel provides ${KERNEL_API_VERSION}`,
+    );
     assert.equal(kernel.plugins.get('old-dep').error, 'requires plugin "base" ^3.0.0, but version 1.4.0 is installed');
   });
 
@@ -177,5 +180,31 @@ describe('plugin host', () => {
       'solo:active->deactivating',
       'solo:deactivating->inactive',
     ]);
+  });
+
+  it('hands what a plugin keeps to its next activation, and drops it when the plugin is disabled', async () => {
+    // Each activation counts itself in the kept object and shows the count and the object's birth version.
+    const counting = (version: string) => ({
+      id: 'keeper',
+      version,
+      activate: `const kept = ctx.keep('count', () => ({ n: 0, born: ctx.version })); kept.n++;
+        ctx.contribute(ExtensionPoints.routes, { method: 'GET', path: '/keeper', access: 'public',
+          handler: () => ({ n: kept.n, born: kept.born, version: ctx.version }) });`,
+    });
+    writePlugin(folder, counting('1.0.0'));
+    kernel = kernelOn(folder);
+    await kernel.start();
+    const routes = kernel.extensions.point(ExtensionPoints.routes);
+    const ask = () => {
+      const route = routes.list().find((c) => c.value.path === '/keeper')!;
+      return routes.use(route, (r) => r.handler({} as never));
+    };
+    assert.deepEqual(await ask(), { n: 1, born: '1.0.0', version: '1.0.0' });
+    writePlugin(folder, counting('1.1.0'));
+    await kernel.plugins.reload('keeper');
+    assert.deepEqual(await ask(), { n: 2, born: '1.0.0', version: '1.1.0' }, 'a new version gets the same object');
+    await kernel.plugins.disable('keeper');
+    await kernel.plugins.enable('keeper');
+    assert.deepEqual(await ask(), { n: 1, born: '1.1.0', version: '1.1.0' }, 'a disable dropped it');
   });
 });

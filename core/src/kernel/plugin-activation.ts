@@ -42,6 +42,8 @@ export class PluginActivation {
     private readonly definition: PluginDefinition<Record<string, unknown>, Record<string, ServiceRef<unknown>>>,
     config: Record<string, unknown>,
     deps: ActivationDeps,
+    /** What the plugin keeps across its reloads (`keep`): the host holds it per plugin id. */
+    kept: Map<string, unknown> = new Map(),
   ) {
     this.container = deps.container.createChildContainer();
     const logger = deps.logger.child({ plugin: manifest.id, pluginVersion: manifest.version });
@@ -78,6 +80,10 @@ export class PluginActivation {
       extensionPoint: <T>(point: ExtensionPointRef<T>) => deps.registry.point(point),
       configValue: (path: string) => deps.configValue(path),
       onDispose: (fn: () => void | Promise<void>) => void this.disposers.push(fn),
+      keep<T>(name: string, create: () => T): T {
+        if (!kept.has(name)) kept.set(name, create());
+        return kept.get(name) as T;
+      },
     });
     this.container.register(Services.context, { useValue: this.context });
   }

@@ -61,6 +61,8 @@ interface PluginRecord {
  */
 export class PluginHost {
   private readonly records = new Map<string, PluginRecord>();
+  /** What each plugin keeps across its reloads (`PluginContext.keep`), by plugin id; a disable drops it. */
+  private readonly kept = new Map<string, Map<string, unknown>>();
   private queue: Promise<unknown> = Promise.resolve();
   private readonly log: Logger;
 
@@ -156,6 +158,7 @@ export class PluginHost {
       }
       if (r.state === 'active') await this.deactivateRecord(r, 'inactive');
       else if (r.state !== 'inactive') this.setState(r, 'inactive');
+      this.kept.delete(id);
       return this.info(r);
     });
   }
@@ -327,7 +330,9 @@ export class PluginHost {
       );
     }
     const config = this.options.config.pluginConfig(manifest.id, manifest.configSchema);
-    return new PluginActivation(manifest, definition, config, this.options);
+    let kept = this.kept.get(manifest.id);
+    if (!kept) this.kept.set(manifest.id, (kept = new Map()));
+    return new PluginActivation(manifest, definition, config, this.options, kept);
   }
 
   /** Checks the kernel range, this plugin's requirements and its active dependents' ranges on it. */

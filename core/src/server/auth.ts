@@ -141,13 +141,24 @@ export class Authenticator {
     const state = ctx.state as { keyHolder?: KeyHolder | null; authError?: NucleusError };
     const jwt = this.options.jwt;
     if (!jwt || state.keyHolder !== undefined) return;
-    const token = bearerOf(ctx.req);
+    let token = bearerOf(ctx.req);
+    // A session signed in with a token stands for that token: it is verified again on each request, so the session
+    // ends when the token expires or its key leaves the provider's key set.
+    const sourced = token === undefined ? this.sourced(ctx.req, false) : undefined;
+    if (sourced && 'token' in sourced) token = sourced.token;
     if (!token || !JwtVerifier.looksLikeJwt(token) || findKey(this.keys(), token)) return;
     try {
       this.remember(ctx, holderOf(tokenKey(await jwt.verify(token)), this.shareCache()));
     } catch (err) {
       state.keyHolder = null;
-      state.authError = toNucleusError(err);
+      const refused = toNucleusError(err);
+      state.authError = sourced
+        ? new NucleusError(
+            refused.status,
+            refused.code,
+            `the token this session signed in with is refused now: ${refused.message}; sign in again`,
+          )
+        : refused;
     }
   }
 

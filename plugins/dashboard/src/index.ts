@@ -9,14 +9,18 @@ import {
   ServiceRefs,
 } from '@nucleus/sdk';
 import { LogTail } from './log-tail.js';
+import { ModelFiles } from './model-files.js';
 import { OverviewHistory, type OverviewSample } from './overview-history.js';
 import { promptText } from './prompt-text.js';
+import { type RequestBatch, RequestFeed } from './request-feed.js';
 import { sessionCredentials, sessionRoutes } from './session-routes.js';
-import { SessionStore } from './session-store.js';
+import { type Session, SessionStore } from './session-store.js';
 import { StaticAssets } from './static-assets.js';
 
 export { OverviewHistory, type OverviewSample } from './overview-history.js';
+export { ModelFiles } from './model-files.js';
 export { MAX_PROMPT_CHARS, promptText } from './prompt-text.js';
+export { type RequestBatch, RequestFeed, type RequestSummary } from './request-feed.js';
 export { SessionStore } from './session-store.js';
 
 declare module '@nucleus/sdk' {
@@ -25,8 +29,13 @@ declare module '@nucleus/sdk' {
     'dashboard.sample': OverviewSample;
     /** A request's prompt text, while an admin has `plugin.dashboard.showPrompts` on (its `dashboard-prompts` topic). */
     'dashboard.prompt': { requestId: string; prompt: string };
+    /** Requests answered lately, one tenant's, a few batches a second at most (its `dashboard-requests` topic). */
+    'dashboard.requests': RequestBatch;
   }
 }
+
+// The page lists this many; a batch never needs to carry more.
+const MAX_RECENT_REQUESTS = 100;
 
 /** The dashboard plugin's config section (`plugin.dashboard`), as its schema in package.json defines it. */
 export interface DashboardConfig {
@@ -34,6 +43,7 @@ export interface DashboardConfig {
   sessionIdleS: number;
   maxSessions: number;
   logLines: number;
+  requestsIntervalMs: number;
   showPrompts: boolean;
 }
 
@@ -48,10 +58,25 @@ export default definePlugin({
   async activate(ctx, { models, plugins }) {
     const config = ctx.config as unknown as DashboardConfig;
     const assets = await StaticAssets.load();
-    const sessions = new SessionStore({ idleMs: config.sessionIdleS * 1000, max: config.maxSessions });
+    // Sessions outlive a reload of the plugin (a new version, a config change): nobody is signed out by one.
+    const sessions = new SessionStore(
+      { idleMs: config.sessionIdleS * 1000, max: config.maxSessions },
+      ctx.keep('sessions-v1', () => new Map<string, Session>()),
+    );
     const history = new OverviewHistory(config.historyS);
     const logs = new LogTail(config.logLines);
-    const offEnd = ctx.events.on('request.end', (end) => history.onRequestEnd(end));
+    const files = new ModelFiles();
+    // The recent-requests list goes out in batches: one message per request and open page would cost the server
+    // more than the requests themselves under load.
+    const feed = new RequestFeed({
+      intervalMs: config.requestsIntervalMs,
+      max: MAX_RECENT_REQUESTS,
+      emit: (batch) => ctx.events.emit('dashboard.requests', batch),
+    });
+    const offEnd = ctx.events.on('request.end', (end) => {
+      history.onRequestEnd(end);
+      feed.add(end);
+    });
     const offSnapshot = ctx.events.on('stats.snapshot', (snapshot) =>
       ctx.events.emit('dashboard.sample', history.add(snapshot)),
     );
@@ -60,6 +85,7 @@ export default definePlugin({
       offEnd();
       offSnapshot();
       offLog();
+      feed.dispose();
     });
 
     // Prompt text is shown only while an admin has turned it on; the switch is kept here and refreshed on each
@@ -82,8 +108,10 @@ export default definePlugin({
           if (!promptsOn) return next();
           const prompt = promptText((http.request as { body?: unknown }).body);
           const requestId = (http.state as { requestId?: string }).requestId;
-          if (prompt !== undefined && requestId !== undefined)
+          if (prompt !== undefined && requestId !== undefined) {
             ctx.events.emit('dashboard.prompt', { requestId, prompt });
+            feed.prompt(requestId, prompt);
+          }
           return next();
         },
       },
@@ -95,6 +123,12 @@ export default definePlugin({
       name: 'dashboard',
       events: ['dashboard.sample'],
       description: 'an overview sample per stats snapshot (plugin.stats.snapshotIntervalMs)',
+    });
+    ctx.contribute(ExtensionPoints.wsTopics, {
+      name: 'dashboard-requests',
+      events: ['dashboard.requests'],
+      description:
+        'requests answered lately, in batches of one tenant at most every plugin.dashboard.requestsIntervalMs, with their prompt text while plugin.dashboard.showPrompts is on',
     });
     ctx.contribute(ExtensionPoints.wsTopics, {
       name: 'logs',
@@ -146,13 +180,27 @@ export default definePlugin({
       {
         method: 'GET',
         path: '/dashboard/api/models',
-        // Where a model's files are is for admins (as /ready keeps paths from the public).
-        handler: (http) => {
-          const list = models?.list() ?? [];
-          if (callerOf(http)?.role !== 'user') return { models: list };
-          return {
-            models: list.map((m) => ({ ...m, versions: m.versions.map(({ source: _source, ...v }) => v) })),
-          };
+        // Where a model's files are is for admins (as /ready keeps paths from the public); how much they weigh is
+        // everyone's.
+        handler: async (http) => {
+          const admin = callerOf(http)?.role !== 'user';
+          const list = await Promise.all(
+            (models?.list() ?? []).map(async (m) => {
+              const versions = await Promise.all(
+                m.versions.map(async ({ source, ...v }) => {
+                  const fileBytes = await files.bytes(source);
+                  return {
+                    ...v,
+                    ...(admin && source !== undefined && { source }),
+                    ...(fileBytes !== undefined && { fileBytes }),
+                  };
+                }),
+              );
+              const serving = versions.find((v) => v.version === m.defaultVersion) ?? versions.at(-1);
+              return { ...m, versions, ...(serving?.fileBytes !== undefined && { fileBytes: serving.fileBytes }) };
+            }),
+          );
+          return { models: list };
         },
       },
       {

@@ -70,7 +70,10 @@ function setCookie(ctx: RouteContext, value: string | null): void {
   });
 }
 
-/** Sign in (a key in `Authorization: Bearer` for a session cookie), who am I, and sign out. */
+/**
+ * Sign in (a key or a token in `Authorization: Bearer` for a session cookie: whatever the server's key check accepts,
+ * with the role it gives), who am I, and sign out.
+ */
 export function sessionRoutes(sessions: SessionStore): RouteContribution[] {
   return [
     {
@@ -95,7 +98,11 @@ export function sessionRoutes(sessions: SessionStore): RouteContribution[] {
         const caller = callerOf(ctx);
         if (!caller) throw new NucleusError(409, 'auth_not_configured', ENABLE_ADMIN);
         const key = bearerOf(ctx);
-        if (!key) throw badRequest('missing_api_key', 'sign in with the API key in "Authorization: Bearer <key>"');
+        if (!key)
+          throw badRequest(
+            'missing_api_key',
+            'sign in with an API key or a token (JWT) in "Authorization: Bearer <key>"',
+          );
         const session = sessions.create(key, caller.name, caller.role);
         setCookie(ctx, session.id);
         ctx.set('cache-control', 'no-store');

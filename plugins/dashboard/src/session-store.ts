@@ -30,19 +30,28 @@ export function sameToken(a: string, b: string): boolean {
 
 /**
  * Dashboard sessions, in memory: opaque random ids mapped to the key that signed in. An idle session ends after
- * `idleMs`; past `max` sessions the least recently used one ends. A restart (or a reload of the plugin) ends them all.
+ * `idleMs`; past `max` sessions the least recently used one ends. The map may be handed in, so that sessions outlive
+ * the store (a reload of the plugin keeps them); a restart ends them all.
  */
 export class SessionStore {
-  // A Map keeps insertion order; a session used is moved to the end, so the first is the least recently used.
-  private readonly sessions = new Map<string, Session>();
-
-  constructor(private readonly options: SessionStoreOptions) {}
+  constructor(
+    private readonly options: SessionStoreOptions,
+    // A Map keeps insertion order; a session used is moved to the end, so the first is the least recently used.
+    private readonly sessions = new Map<string, Session>(),
+  ) {
+    this.trim();
+  }
 
   create(key: string, name: string, role: 'admin' | 'user', now = Date.now()): Session {
     const session: Session = { id: token(), csrf: token(), key, name, role, lastUsed: now };
     this.sessions.set(session.id, session);
-    while (this.sessions.size > this.options.max) this.sessions.delete(this.sessions.keys().next().value!);
+    this.trim();
     return session;
+  }
+
+  // A reload may bring a lower `max` than the sessions it was handed.
+  private trim(): void {
+    while (this.sessions.size > this.options.max) this.sessions.delete(this.sessions.keys().next().value!);
   }
 
   /** The live session with this id, marked used; undefined when unknown or idle too long. */

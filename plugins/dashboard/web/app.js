@@ -17,6 +17,26 @@ const VIEWS = [
 ];
 const MAX_REQUESTS = 100;
 const MAX_LOG_LINES = 200;
+// Live log lines are applied in groups at most this often: a busy server's lines would otherwise re-render the page
+// once each. Recent requests come grouped by the server already (the `dashboard-requests` topic).
+const LOG_GROUP_MS = 250;
+
+/** A function that takes items one by one and hands them to `apply` in arrival order, at most once every `ms`. */
+function grouped(apply, ms) {
+  let items = [];
+  let timer;
+  const push = (item) => {
+    items.push(item);
+    timer ??= setTimeout(() => {
+      timer = undefined;
+      const taken = items;
+      items = [];
+      apply(taken);
+    }, ms);
+  };
+  push.cancel = () => clearTimeout(timer);
+  return push;
+}
 
 function viewFromHash() {
   const id = location.hash.replace('#', '');
@@ -49,7 +69,6 @@ function Dashboard({ session, onSignOut, theme, setTheme }) {
   const [requests, setRequests] = useState([]);
   const [alerts, setAlerts] = useState([]);
   const [logs, setLogs] = useState([]);
-  const [prompts, setPrompts] = useState({});
   const [showPrompts, setShowPrompts] = useState(false);
   const admin = session.role === 'admin' && session.mode === 'signed-in';
 
@@ -77,21 +96,21 @@ function Dashboard({ session, onSignOut, theme, setTheme }) {
         },
         () => {},
       );
-    const topics = ['dashboard', 'models', 'plugins', 'requests', 'alerts', 'logs', 'dashboard-prompts'];
-    return connectLive(
+    const topics = ['dashboard', 'models', 'plugins', 'dashboard-requests', 'alerts', 'logs'];
+    const addLogs = grouped(
+      (lines) => setLogs((now) => [...lines.reverse(), ...now].slice(0, MAX_LOG_LINES)),
+      LOG_GROUP_MS,
+    );
+    const disconnect = connectLive(
       topics,
       (topic, event, data) => {
         if (topic === 'dashboard')
           setSamples((now) => [...now.filter((s) => s.t >= data.t - (cutoff || 900_000)), data]);
         else if (topic === 'models') setModelsChanged((n) => n + 1);
         else if (topic === 'plugins') setPluginsChanged((n) => n + 1);
-        else if (topic === 'requests' && event === 'request.end')
-          setRequests((now) => [{ ...data, at: Date.now() }, ...now].slice(0, MAX_REQUESTS));
-        else if (topic === 'logs') setLogs((now) => [data, ...now].slice(0, MAX_LOG_LINES));
-        else if (topic === 'dashboard-prompts')
-          setPrompts((now) =>
-            Object.fromEntries([...Object.entries(now).slice(-MAX_REQUESTS), [data.requestId, data.prompt]]),
-          );
+        else if (topic === 'dashboard-requests')
+          setRequests((now) => [...data.requests.slice().reverse(), ...now].slice(0, MAX_REQUESTS));
+        else if (topic === 'logs') addLogs(data);
         else if (topic === 'alerts')
           setAlerts((now) =>
             event === 'alert.fired'
@@ -101,6 +120,10 @@ function Dashboard({ session, onSignOut, theme, setTheme }) {
       },
       setLive,
     );
+    return () => {
+      addLogs.cancel();
+      disconnect();
+    };
   }, []);
 
   return html`<div class="layout">
@@ -138,7 +161,6 @@ function Dashboard({ session, onSignOut, theme, setTheme }) {
           requests=${requests}
           alerts=${alerts}
           logs=${logs}
-          prompts=${prompts}
           admin=${admin}
           showPrompts=${showPrompts}
           setShowPrompts=${setShowPrompts}

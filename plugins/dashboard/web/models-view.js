@@ -1,6 +1,7 @@
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.js';
+import { bytes } from './format.js';
 import { TrafficSplit } from './traffic-split.js';
 
 /** Runs an admin call after the user confirms it; the server's own message is shown on failure, word for word. */
@@ -65,7 +66,10 @@ function LoadForm({ run }) {
   </form>`;
 }
 
-/** Every model with its versions; an admin can load, swap and unload. Listed again when a `models` event comes. */
+/**
+ * Every model with its versions and the size of its files; an admin can load, swap and unload. Listed again when a
+ * `models` event comes.
+ */
 export function ModelsView({ admin, changed }) {
   const [models, setModels] = useState(null);
   const [error, setError] = useState(null);
@@ -97,6 +101,7 @@ export function ModelsView({ admin, changed }) {
             <th scope="col">Versions</th>
             <th scope="col">Backend</th>
             <th scope="col">Replicas</th>
+            <th scope="col">Weights on disk</th>
             ${traffic && html`<th scope="col">Traffic</th>`}
             ${admin && html`<th scope="col">Actions</th>`}
           </tr>
@@ -117,6 +122,9 @@ export function ModelsView({ admin, changed }) {
               </td>
               <td>${m.backend ?? '–'}</td>
               <td>${m.replicas}</td>
+              <td class="weights" data-bytes=${m.fileBytes ?? ''}>
+                ${bytes(m.fileBytes)}${m.fileBytes !== undefined && m.replicas > 1 ? ` × ${m.replicas} replicas` : ''}
+              </td>
               ${
                 traffic &&
                 html`<td class="traffic-cell">
@@ -155,6 +163,10 @@ export function ModelsView({ admin, changed }) {
       </table>
     </div>
     ${models && models.length === 0 && html`<p class="note">No model is loaded.</p>`}
+    <p class="note">
+      Weights on disk: the size of the serving version's files (graph and weights), which each replica loads once. The
+      process's memory is on the overview.
+    </p>
     ${admin && html`<${LoadForm} run=${run} />`}
   </section>`;
 }

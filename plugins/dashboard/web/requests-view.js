@@ -63,8 +63,8 @@ function LogTailView({ logs }) {
  * The latest answered requests this key may see (an admin sees all), as `/ws` brings them, the firing alerts and the
  * log tail. Prompt text appears only while an admin has turned it on.
  */
-export function RequestsView({ requests, alerts, logs, prompts, admin, showPrompts, setShowPrompts }) {
-  const withPrompts = requests.some((r) => prompts[r.requestId] !== undefined);
+export function RequestsView({ requests, alerts, logs, admin, showPrompts, setShowPrompts }) {
+  const withPrompts = requests.some((r) => r.prompt !== undefined);
   return html`<section aria-labelledby="requests-title">
     <h2 id="requests-title">Requests and alerts</h2>
     <h3>Alerts</h3>
@@ -98,7 +98,7 @@ export function RequestsView({ requests, alerts, logs, prompts, admin, showPromp
               <td>${r.method} ${r.route}</td>
               <td class=${r.status >= 400 ? 'bad' : ''}>${r.status}</td>
               <td>${ms(r.durationMs)}</td>
-              ${withPrompts && html`<td class="prompt">${prompts[r.requestId] ?? ''}</td>`}
+              ${withPrompts && html`<td class="prompt">${r.prompt ?? ''}</td>`}
             </tr>`,
           )}
         </tbody>

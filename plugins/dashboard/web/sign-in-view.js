@@ -2,7 +2,7 @@ import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { api } from './api.js';
 
-/** The API key goes to the server once, in a header; what comes back is a session cookie the page cannot read. */
+/** The API key (or token) goes to the server once, in a header; what comes back is a session cookie the page cannot read. */
 export function SignInView({ onSignedIn }) {
   const [key, setKey] = useState('');
   const [error, setError] = useState(null);
@@ -28,7 +28,10 @@ export function SignInView({ onSignedIn }) {
     <h1>Nucleus</h1>
     <form onSubmit=${submit} aria-labelledby="sign-in-title">
       <h2 id="sign-in-title">Sign in</h2>
-      <p>Use an API key of this server. A user key shows the live views; an admin key also shows the controls.</p>
+      <p>
+        Use an API key of this server, or a token (JWT) from its identity provider. A user key shows the live views; an
+        admin key also shows the controls.
+      </p>
       <label for="api-key">API key</label>
       <input
         id="api-key"
