@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { SeededRandom } from '@nucleus/sdk';
@@ -12,6 +13,7 @@ import {
   type WeightDqOptions,
 } from '@nucleus/plugin-quant-int8';
 import { tempDir } from '../helpers/paths.js';
+import { runCli } from '../helpers/run-cli.js';
 
 ort.env.logLevel = 'fatal';
 
@@ -152,4 +154,42 @@ describe('quant-int8: int8-dq (int8 weights behind DequantizeLinear, float compu
         err.status === 400 && /int8-dq: unknown setting "blockSize"/.test(err.message),
     );
   });
+
+  it('nucleus quantize -m int8-dq: the report gives size, top-1 agreement and the tolerance the written model keeps', async function () {
+    this.timeout(180_000);
+    const source = join(dir, 'tabular-mlp.onnx');
+    await writeFile(source, tabularMlp().encode());
+    const out = join(dir, 'tabular-dq');
+    const held = join(dir, 'held-out.jsonl');
+    const rng = new SeededRandom(77);
+    await writeFile(
+      held,
+      Array.from({ length: 512 }, () => JSON.stringify({ input: Array.from(rng.normals(64, 1)) })).join('\n'),
+    );
+    const run = await runCli(['quantize', source, '-m', 'int8-dq', '-o', out, '--eval', held]);
+    assert.equal(run.code, 0, run.err);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as {
+      method: string;
+      sizeBytes: { ratio: number };
+      accuracy: { top1Agreement: number; outputs: Record<string, { maxAbsDiff: number }> };
+    };
+    assert.equal(report.method, 'int8-dq');
+    assert.ok(report.sizeBytes.ratio >= 3.5, `ratio ${report.sizeBytes.ratio}`);
+    assert.ok(report.accuracy.top1Agreement >= 0.99, `agreement ${report.accuracy.top1Agreement}`);
+    // 64 other rows stay within twice the tolerance measured on the 512 held-out ones.
+    const feeds = { input: new ort.Tensor('float32', new SeededRandom(5).normals(64 * 64, 1), [64, 64]) };
+    const [f, q] = await Promise.all([run1(source, feeds), run1(join(out, 'model.onnx'), feeds)]);
+    const c = compare(f, q, 10);
+    const reported = report.accuracy.outputs.logits!.maxAbsDiff;
+    assert.ok(c.max > 0 && c.max < 2 * reported, `max ${c.max}, reported ${reported}`);
+  });
 });
+
+async function run1(path: string, feeds: Record<string, ort.Tensor>): Promise<Float32Array> {
+  const session = await ort.InferenceSession.create(path, { intraOpNumThreads: 1 });
+  try {
+    return (await session.run(feeds)).logits!.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
