@@ -38,6 +38,7 @@ export {
   StaticInt8Transform,
   type QuantizeReport,
 } from './static-int8-transform.js';
+export { computeRopeTables, type RopeTablesReport } from './rope-tables.js';
 export { describeWeightDq, quantizeWeightsDq, WeightDqTransform } from './weight-dq-transform.js';
 export {
   DEFAULT_INT8_OPTIONS,

@@ -108,6 +108,7 @@ const SCHEMAS = {
       blockSize: { enum: [16, 32, 64, 128, 256] },
       symmetric: { type: 'boolean' },
       accuracyLevel: { enum: [0, 1, 2, 3, 4] },
+      ropeTables: { enum: ['computed', 'stored'] },
     },
   },
 } as const;
