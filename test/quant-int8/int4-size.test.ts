@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { buildLlamaGraph, builtDecoderConfig, inspectGguf, readGgufWeights } from '../helpers/llm.js';
+import { SeededRandom } from '@nucleus/sdk';
 import { OnnxModel } from '@nucleus/sdk/onnx';
 import { computeRopeTables, quantizeWeights, WeightOnlyTransform } from '@nucleus/plugin-quant-int8';
 import { DecoderRunner } from '../llm-formats/decoder-runner.js';
@@ -55,6 +56,55 @@ describe('quant-int4 on stories260K: what the file holds besides the weights', (
     cos[4 * 100 + 1]! += 1e-3;
     assert.equal(computeRopeTables(model).pairs, 0);
     assert.ok(model.initializer('rope.cos'));
+  });
+
+  it('RoPE tables wide enough for blocks are never block-quantized: computed, or kept float32 with the reason', () => {
+    // headDim 64: tables of [positions, 32], which split into blocks like an embedding would.
+    const arch = {
+      vocabSize: 64,
+      hiddenSize: 64,
+      intermediateSize: 128,
+      numLayers: 1,
+      numHeads: 1,
+      numKvHeads: 1,
+      headDim: 64,
+      rmsNormEps: 1e-5,
+      ropeTheta: 10000,
+      maxPositions: 32,
+    };
+    const rng = new SeededRandom(3);
+    const m = (rows: number, cols: number): Float32Array => rng.normals(rows * cols, 0.1);
+    const weights = {
+      tokenEmbedding: m(64, 64),
+      finalNorm: new Float32Array(64).fill(1),
+      layers: [
+        {
+          attnNorm: new Float32Array(64).fill(1),
+          q: m(64, 64),
+          k: m(64, 64),
+          v: m(64, 64),
+          o: m(64, 64),
+          ffnNorm: new Float32Array(64).fill(1),
+          gate: m(128, 64),
+          up: m(128, 64),
+          down: m(64, 128),
+        },
+      ],
+    };
+    const graph = (): OnnxModel => buildLlamaGraph(weights, arch, { ropeLayout: 'interleaved', style: 'generic' });
+    const stored = graph();
+    const kept = quantizeWeights(stored, { accuracyLevel: 4, blockSize: 32, bits: 4, ropeTables: 'stored' });
+    assert.equal(kept.embeddings, 1, 'only the token embedding');
+    assert.deepEqual(
+      kept.skipped.map((s) => s.reason),
+      ['a RoPE table (cos/sin of positions): kept float32', 'a RoPE table (cos/sin of positions): kept float32'],
+    );
+    assert.equal(stored.initializer('rope.cos')?.dtype, 'float32');
+    const computed = graph();
+    const report = quantizeWeights(computed, { accuracyLevel: 4, blockSize: 32, bits: 4, ropeTables: 'computed' });
+    assert.equal(report.rope?.pairs, 1);
+    assert.equal(report.embeddings, 1);
+    assert.equal(computed.initializer('rope.cos'), undefined);
   });
 
   it('int4 shares the tied classifier with the embedding and computes RoPE: the whole file ≥ 5.8× (block 32), ≥ 6× (block 64) smaller', async () => {

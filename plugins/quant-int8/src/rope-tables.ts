@@ -46,19 +46,20 @@ function frequencyOf(cos: Float32Array, sin: Float32Array, rows: number, half: n
   return best;
 }
 
+/** A constant cos/sin pair that is plain RoPE: the frequencies that give it back, and how closely. */
+export interface RopeTablePair {
+  cos: OnnxTensor;
+  sin: OnnxTensor;
+  freqs: Float32Array;
+  maxError: number;
+}
+
 /**
- * RoPE tables computed by the graph instead of stored: each pair of constant `[positions, half]` float32 tables that
- * are exactly cos and sin of `p · freq_i` (row 0 all 1 and all 0, every entry within float32 rounding of the
- * recomputation) is replaced by `Cos` / `Sin` of `Range(0, positions) ⊗ freq`, values of the same names, so every
- * reader (a Gather by position, GroupQueryAttention's caches) is unchanged. Only the `half` frequencies are stored;
- * ORT folds the nodes back into the tables when it opens the session, so running costs nothing. Tables that are not
- * plain RoPE (YaRN's scaled ones) do not match and stay stored.
+ * Constant `[positions, half]` float32 pairs that are exactly cos and sin of `p · freq_i` (row 0 all 1 and all 0,
+ * every entry within float32 rounding of the recomputation): RoPE tables, whatever their names.
  */
-export function computeRopeTables(model: OnnxModel): RopeTablesReport {
+export function findRopeTables(model: OnnxModel): RopeTablePair[] {
   const g = new GraphEditor(model);
-  const report: RopeTablesReport = { pairs: 0, removedBytes: 0, addedBytes: 0, maxError: 0 };
-  // Unsqueeze with its axes as an input (13+).
-  if (g.opset < 13) return report;
   const candidates = model.graph.initializers.filter(
     (t) =>
       t.dtype === 'float32' &&
@@ -71,8 +72,7 @@ export function computeRopeTables(model: OnnxModel): RopeTablesReport {
   const row0 = (t: OnnxTensor, value: number): boolean =>
     (t.data as Float32Array).subarray(0, t.dims[1]!).every((v) => v === value);
   const used = new Set<OnnxTensor>();
-  const removed = new Set<string>();
-  const nodes = [];
+  const pairs: RopeTablePair[] = [];
   for (const cos of candidates.filter((t) => row0(t, 1))) {
     const sin = candidates.find(
       (t) => !used.has(t) && t.dims[0] === cos.dims[0] && t.dims[1] === cos.dims[1] && row0(t, 0),
@@ -92,6 +92,27 @@ export function computeRopeTables(model: OnnxModel): RopeTablesReport {
     }
     if (!ok) continue;
     used.add(sin);
+    pairs.push({ cos, sin, freqs, maxError });
+  }
+  return pairs;
+}
+
+/**
+ * RoPE tables computed by the graph instead of stored: each pair `findRopeTables` finds is replaced by `Cos` / `Sin`
+ * of `Range(0, positions) ⊗ freq`, values of the same names, so every reader (a Gather by position,
+ * GroupQueryAttention's caches) is unchanged. Only the `half` frequencies are stored; ORT folds the nodes back into
+ * the tables when it opens the session, so running costs nothing. Tables that are not plain RoPE (YaRN's scaled ones)
+ * do not match and stay stored.
+ */
+export function computeRopeTables(model: OnnxModel): RopeTablesReport {
+  const g = new GraphEditor(model);
+  const report: RopeTablesReport = { pairs: 0, removedBytes: 0, addedBytes: 0, maxError: 0 };
+  // Unsqueeze with its axes as an input (13+).
+  if (g.opset < 13) return report;
+  const removed = new Set<string>();
+  const nodes = [];
+  for (const { cos, sin, freqs, maxError } of findRopeTables(model)) {
+    const [rows, half] = cos.dims as [number, number];
     const base = `${cos.name}.computed`;
     const [start, limit, delta, freqName] = ['start', 'limit', 'delta', 'freqs'].map((n) =>
       g.fresh(`${base}.${n}`),

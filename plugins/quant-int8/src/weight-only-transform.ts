@@ -22,7 +22,7 @@ import {
   type WeightLayout,
 } from './block-quantizer.js';
 import { parseQuantizeOptions } from './quantize-options.js';
-import { computeRopeTables, type RopeTablesReport } from './rope-tables.js';
+import { computeRopeTables, findRopeTables, type RopeTablesReport } from './rope-tables.js';
 
 /** Settings of the weight-only transforms (`int8`, `int4`; the plugin's config section). */
 export interface WeightOnlyOptions {
@@ -89,6 +89,11 @@ export function quantizeWeights(
   options: WeightOnlyOptions = DEFAULT_INT8_OPTIONS,
   progress: Progress = noProgress,
 ): WeightOnlyReport {
+  // RoPE tables are read by a Gather of positions like an embedding, but 4- or 8-bit blocks would move every angle:
+  // computed first (nothing left to quantize) or kept float32.
+  const sourceNodes = model.graph.nodes.length;
+  const rope = options.ropeTables === 'computed' ? computeRopeTables(model) : undefined;
+  const ropeTables = new Set(findRopeTables(model).flatMap((p) => [p.cos.name, p.sin.name]));
   const bits = options.bits ?? 8;
   const scheme = { bits, symmetric: options.symmetric ?? true };
   const suffix = `q${bits}`;
@@ -111,6 +116,7 @@ export function quantizeWeights(
     int8Bytes: 0,
     skipped: [],
     maxError: 0,
+    ...(rope && { rope }),
   };
   const quantized = new Map<
     string,
@@ -148,6 +154,7 @@ export function quantizeWeights(
     const tensor = initializers.get(name);
     if (!tensor) return NOT_CONSTANT;
     if (graphInputs.has(name)) return 'the table is also a graph input (callers may override it)';
+    if (ropeTables.has(name)) return 'a RoPE table (cos/sin of positions): kept float32';
     if (tensor.dtype !== 'float32') return `the table is ${tensor.dtype}`;
     if (tensor.dims.length !== 2) return `the table has rank ${tensor.dims.length}`;
     if (tensor.external) return 'the table is external and not loaded';
@@ -228,9 +235,10 @@ export function quantizeWeights(
   };
 
   const nodes: OnnxNode[] = [];
-  for (const node of graph.nodes) {
-    // One unit per node of the source graph: the caller started the operation with their count.
-    progress.advance(1);
+  const ropeNodes = graph.nodes.length - sourceNodes;
+  for (const [i, node] of graph.nodes.entries()) {
+    // One unit per node of the source graph (not the RoPE nodes added before it): the caller started with their count.
+    if (i >= ropeNodes) progress.advance(1);
     if (node.opType === 'Gather' && (node.domain === '' || node.domain === 'ai.onnx')) {
       const found = embeddingOf(node);
       if (typeof found === 'string') {
@@ -360,7 +368,6 @@ export function quantizeWeights(
         reason: `also read by a node that is not a MatMul or Gather: kept float32 beside its ${bits}-bit copy`,
       });
   }
-  if (options.ropeTables === 'computed') report.rope = computeRopeTables(model);
   if (report.nodes + report.embeddings > 0) model.opsets[MS_DOMAIN] = Math.max(model.opsets[MS_DOMAIN] ?? 1, 1);
   return report;
 }
