@@ -119,7 +119,7 @@ describe('nucleus quantize', function () {
   it('bad usage exits 2 with what to fix: an unknown method, static without calibration', async () => {
     const unknown = await runCli(['quantize', mlp, '-m', 'int3', '-o', join(dir, 'x')]);
     assert.equal(unknown.code, 2);
-    assert.match(unknown.err, /asks for quantize "int3".*available: dynamic, fp16, int4, int8, static/);
+    assert.match(unknown.err, /asks for quantize "int3".*available: dynamic, fp16, int4, int8, int8-dq, static/);
     const noData = await runCli(['quantize', mlp, '-m', 'static', '-o', join(dir, 'y')]);
     assert.equal(noData.code, 2);
     assert.match(

@@ -91,7 +91,7 @@ describe('models[].quantize on a tensor model', () => {
     assert.equal(info.state, 'failed');
     assert.match(
       info.reason!,
-      /model 'mlp-int3' asks for quantize "int3", but no active plugin provides a model transform by that name \(available: dynamic, fp16, int4, int8, static\)/,
+      /model 'mlp-int3' asks for quantize "int3", but no active plugin provides a model transform by that name \(available: dynamic, fp16, int4, int8, int8-dq, static\)/,
     );
   });
 

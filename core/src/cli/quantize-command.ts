@@ -56,7 +56,10 @@ export function quantizeCommand(): Command {
     .description(
       'quantize a model with a modelTransform (plugin quant-int8) and report its accuracy against the float model',
     )
-    .requiredOption('-m, --method <name>', 'int8, int4, fp16, dynamic or static (the transforms active plugins offer)')
+    .requiredOption(
+      '-m, --method <name>',
+      'int8, int4, int8-dq, fp16, dynamic or static (the transforms active plugins offer)',
+    )
     .requiredOption('-o, --out <dir>', 'folder for model.onnx, model.json and report.json')
     .option('--calibration <path>', 'static: sample inputs (JSONL, or a folder of .json/.npy) to calibrate on')
     .option('--calibrator <kind>', 'static: minmax, percentile or entropy')

@@ -2,6 +2,7 @@ import { definePlugin, ExtensionPoints } from '@nucleus/sdk';
 import { DynamicInt8Transform } from './dynamic-int8-transform.js';
 import { Fp16WeightTransform } from './fp16-weight-transform.js';
 import { StaticInt8Transform } from './static-int8-transform.js';
+import { WeightDqTransform } from './weight-dq-transform.js';
 import { DEFAULT_INT8_OPTIONS, WeightOnlyTransform, type WeightOnlyOptions } from './weight-only-transform.js';
 
 export {
@@ -27,6 +28,7 @@ export {
   type DynamicOptions,
   type Fp16Options,
   type StaticOptions,
+  type WeightDqOptions,
 } from './quantize-options.js';
 export {
   describeQuantize,
@@ -36,6 +38,8 @@ export {
   StaticInt8Transform,
   type QuantizeReport,
 } from './static-int8-transform.js';
+export { computeRopeTables, type RopeTablesReport } from './rope-tables.js';
+export { describeWeightDq, quantizeWeightsDq, WeightDqTransform } from './weight-dq-transform.js';
 export {
   DEFAULT_INT8_OPTIONS,
   describeInt8,
@@ -51,7 +55,7 @@ export {
 } from './weight-only-transform.js';
 
 /**
- * Contributes the model transforms `int8` and `int4` (weight-only blocks), `fp16` (float16 weights), `dynamic` (int8
+ * Contributes the model transforms `int8` and `int4` (weight-only blocks), `int8-dq` (int8 weights behind DequantizeLinear, float compute), `fp16` (float16 weights), `dynamic` (int8
  * activations quantized at run time) and `static` (int8 activations calibrated on samples); a model asks for one with
  * `models[].quantize`.
  */
@@ -63,5 +67,6 @@ export default definePlugin<Partial<WeightOnlyOptions>>({
     ctx.contribute(ExtensionPoints.modelTransform, new Fp16WeightTransform());
     ctx.contribute(ExtensionPoints.modelTransform, new DynamicInt8Transform());
     ctx.contribute(ExtensionPoints.modelTransform, new StaticInt8Transform());
+    ctx.contribute(ExtensionPoints.modelTransform, new WeightDqTransform());
   },
 });

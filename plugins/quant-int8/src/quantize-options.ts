@@ -29,6 +29,16 @@ export interface DynamicOptions {
   exclude: string[];
 }
 
+/** Settings of the `int8-dq` transform (int8 weights behind DequantizeLinear, float compute). */
+export interface WeightDqOptions {
+  /** One scale per output channel (default) or one per tensor. */
+  perChannel: boolean;
+  /** Weights with fewer values stay float32 (their scales and the extra node would cost more than they save). */
+  minElements: number;
+  include: string[];
+  exclude: string[];
+}
+
 /** Settings of the `fp16` transform. */
 export interface Fp16Options {
   include: string[];
@@ -73,6 +83,16 @@ const SCHEMAS = {
       exclude: { ...filterProperties.exclude, default: [] },
     },
   },
+  weightDq: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      perChannel: { type: 'boolean', default: true },
+      minElements: { type: 'integer', minimum: 0, default: 0 },
+      include: { ...filterProperties.include, default: [] },
+      exclude: { ...filterProperties.exclude, default: [] },
+    },
+  },
   fp16: {
     type: 'object',
     additionalProperties: false,
@@ -88,6 +108,7 @@ const SCHEMAS = {
       blockSize: { enum: [16, 32, 64, 128, 256] },
       symmetric: { type: 'boolean' },
       accuracyLevel: { enum: [0, 1, 2, 3, 4] },
+      ropeTables: { enum: ['computed', 'stored'] },
     },
   },
 } as const;
@@ -113,7 +134,7 @@ function message(errors: ErrorObject[] | null | undefined): string {
  * them, so a typo in a config fails the load instead of being ignored.
  */
 export function parseQuantizeOptions<T>(
-  method: 'static' | 'dynamic' | 'fp16' | 'weightOnly',
+  method: 'static' | 'dynamic' | 'fp16' | 'weightOnly' | 'weightDq',
   options: Readonly<Record<string, unknown>> | undefined,
   label: string = method,
 ): T {

@@ -22,6 +22,7 @@ import {
   type WeightLayout,
 } from './block-quantizer.js';
 import { parseQuantizeOptions } from './quantize-options.js';
+import { computeRopeTables, findRopeTables, type RopeTablesReport } from './rope-tables.js';
 
 /** Settings of the weight-only transforms (`int8`, `int4`; the plugin's config section). */
 export interface WeightOnlyOptions {
@@ -36,6 +37,8 @@ export interface WeightOnlyOptions {
   bits?: 4 | 8;
   /** Blocks without zero points (default), or with one per block spanning the block's own range. */
   symmetric?: boolean;
+  /** RoPE cos/sin tables computed by the graph from their frequencies (`computed`, int4's default) or kept stored. */
+  ropeTables?: 'computed' | 'stored';
 }
 
 /** The settings of the `int8` transform. */
@@ -51,6 +54,8 @@ export interface WeightOnlyReport {
   embeddings: number;
   /** Distinct weight matrices stored 8-bit. */
   weights: number;
+  /** MatMul weights equal to an embedding's transpose (a tied classifier), reading the embedding's blocks. */
+  tied?: number;
   /** Of those, how many came back exactly on dequantization (already 8-bit, e.g. GGUF Q8_0 blocks). */
   lossless: number;
   /** Bytes of the float weights replaced, and of their blocks plus scales and zero points. */
@@ -60,6 +65,8 @@ export interface WeightOnlyReport {
   skipped: { name: string; reason: string }[];
   /** Largest |w − scale·q| over every quantized weight. */
   maxError: number;
+  /** RoPE tables now computed by the graph (`ropeTables: computed`). */
+  rope?: RopeTablesReport;
 }
 
 /** What an `int8` rewrite did. */
@@ -82,6 +89,11 @@ export function quantizeWeights(
   options: WeightOnlyOptions = DEFAULT_INT8_OPTIONS,
   progress: Progress = noProgress,
 ): WeightOnlyReport {
+  // RoPE tables are read by a Gather of positions like an embedding, but 4- or 8-bit blocks would move every angle:
+  // computed first (nothing left to quantize) or kept float32.
+  const sourceNodes = model.graph.nodes.length;
+  const rope = options.ropeTables === 'computed' ? computeRopeTables(model) : undefined;
+  const ropeTables = new Set(findRopeTables(model).flatMap((p) => [p.cos.name, p.sin.name]));
   const bits = options.bits ?? 8;
   const scheme = { bits, symmetric: options.symmetric ?? true };
   const suffix = `q${bits}`;
@@ -97,12 +109,14 @@ export function quantizeWeights(
     bits,
     nodes: 0,
     embeddings: 0,
+    tied: 0,
     weights: 0,
     lossless: 0,
     floatBytes: 0,
     int8Bytes: 0,
     skipped: [],
     maxError: 0,
+    ...(rope && { rope }),
   };
   const quantized = new Map<
     string,
@@ -126,15 +140,21 @@ export function quantizeWeights(
   };
 
   // An embedding: rows of a constant [rows, width] float32 matrix picked by index, blocks along each row.
-  const embeddings = new Map<
-    string,
-    { data: string; scales: string; zeroPoints: string; blockSize: number; quantizeAxis?: number }
-  >();
+  interface Embedding {
+    blocks: QuantizedBlocks;
+    data: string;
+    scales: string;
+    zeroPoints?: string;
+    blockSize: number;
+    quantizeAxis: number;
+  }
+  const embeddings = new Map<string, Embedding>();
   const embeddingOf = (node: OnnxNode): { tensor: OnnxTensor; blockSize: number } | string => {
     const name = node.inputs[0] ?? '';
     const tensor = initializers.get(name);
     if (!tensor) return NOT_CONSTANT;
     if (graphInputs.has(name)) return 'the table is also a graph input (callers may override it)';
+    if (ropeTables.has(name)) return 'a RoPE table (cos/sin of positions): kept float32';
     if (tensor.dtype !== 'float32') return `the table is ${tensor.dtype}`;
     if (tensor.dims.length !== 2) return `the table has rank ${tensor.dims.length}`;
     if (tensor.external) return 'the table is external and not loaded';
@@ -143,6 +163,60 @@ export function quantizeWeights(
     const blockSize = blockSizeFor(width, options.blockSize);
     if (width % blockSize !== 0) return `rows of ${width} do not split into blocks of ${blockSize}`;
     return { tensor, blockSize };
+  };
+  const embed = (tensor: OnnxTensor, blockSize: number): Embedding => {
+    const known = embeddings.get(tensor.name);
+    if (known) return known;
+    const [rows, width] = tensor.dims as [number, number];
+    // Row r's blocks are column r's of a transposed [width, rows] weight: the layout MatMulNBits reads.
+    const blocks = quantizeBlocks(tensor.data as Float32Array, width, rows, blockSize, 'nk', scheme);
+    const perRow = blocks.blocksPerColumn;
+    const e: Embedding = {
+      blocks,
+      data: fresh(`${tensor.name}.${suffix}`),
+      scales: fresh(`${tensor.name}.scales`),
+      blockSize,
+      quantizeAxis: bits === 8 ? 1 : 2,
+    };
+    // 4-bit rows are [blocks, blockSize / 2] bytes, quantized along their last axis, one zero point a byte.
+    const dataDims = bits === 8 ? [rows, width] : [rows, perRow, blockSize / 2];
+    const paramDims = bits === 8 ? [rows, perRow] : [rows, perRow, 1];
+    graph.initializers.push(createTensor(e.data, blocks.data, dataDims, 'uint8'));
+    graph.initializers.push(createTensor(e.scales, blocks.scales, paramDims));
+    // Symmetric bytes are q + 2^(bits−1), GatherBlockQuantized's default zero point for uint8: none stored.
+    if (blocks.zeroPoints) {
+      e.zeroPoints = fresh(`${tensor.name}.zero_points`);
+      graph.initializers.push(createTensor(e.zeroPoints, blocks.zeroPoints, paramDims, 'uint8'));
+    }
+    tally(tensor, blocks, blocks.zeroPoints ? rows * perRow : 0);
+    embeddings.set(tensor.name, e);
+    return e;
+  };
+  // Tables some Gather picks rows of: a MatMul weight equal to one's transpose (a tied classifier) reads its blocks.
+  const tables = graph.nodes
+    .filter((n) => n.opType === 'Gather' && (n.domain === '' || n.domain === 'ai.onnx'))
+    .map((n) => embeddingOf(n))
+    .filter((f): f is { tensor: OnnxTensor; blockSize: number } => typeof f !== 'string');
+  const tiedTable = (
+    tensor: OnnxTensor,
+    layout: WeightLayout,
+  ): { tensor: OnnxTensor; blockSize: number } | undefined => {
+    const [K, N] = layout === 'kn' ? [tensor.dims[0]!, tensor.dims[1]!] : [tensor.dims[1]!, tensor.dims[0]!];
+    const w = tensor.data as Float32Array;
+    return tables.find(({ tensor: t, blockSize }) => {
+      if (t.dims[0] !== N || t.dims[1] !== K || blockSize !== blockSizeFor(K, options.blockSize)) return false;
+      if (t === tensor) return layout === 'nk';
+      const e = t.data as Float32Array;
+      for (let n = 0; n < N; n++)
+        for (let k = 0; k < K; k++) if (e[n * K + k] !== (layout === 'kn' ? w[k * N + n] : w[n * K + k])) return false;
+      return true;
+    });
+  };
+  // An initializer of int64 `values`, for the Reshapes that let a MatMulNBits read an embedding's blocks.
+  const shapeConstant = (base: string, values: number[]): string => {
+    const name = fresh(base);
+    graph.initializers.push(createTensor(name, BigInt64Array.from(values.map(BigInt)), [values.length]));
+    return name;
   };
 
   const weightOf = (node: OnnxNode): { tensor: OnnxTensor; layout: WeightLayout } | string => {
@@ -161,9 +235,10 @@ export function quantizeWeights(
   };
 
   const nodes: OnnxNode[] = [];
-  for (const node of graph.nodes) {
-    // One unit per node of the source graph: the caller started the operation with their count.
-    progress.advance(1);
+  const ropeNodes = graph.nodes.length - sourceNodes;
+  for (const [i, node] of graph.nodes.entries()) {
+    // One unit per node of the source graph (not the RoPE nodes added before it): the caller started with their count.
+    if (i >= ropeNodes) progress.advance(1);
     if (node.opType === 'Gather' && (node.domain === '' || node.domain === 'ai.onnx')) {
       const found = embeddingOf(node);
       if (typeof found === 'string') {
@@ -172,41 +247,18 @@ export function quantizeWeights(
         continue;
       }
       const { tensor, blockSize } = found;
-      const [rows, width] = tensor.dims as [number, number];
-      let e = embeddings.get(tensor.name);
-      if (!e) {
-        // Row r's blocks are column r's of a transposed [width, rows] weight: the layout MatMulNBits reads.
-        const blocks = quantizeBlocks(tensor.data as Float32Array, width, rows, blockSize, 'nk', scheme);
-        const perRow = blocks.blocksPerColumn;
-        e = {
-          data: fresh(`${tensor.name}.${suffix}`),
-          scales: fresh(`${tensor.name}.scales`),
-          zeroPoints: fresh(`${tensor.name}.zero_points`),
-          blockSize,
-        };
-        // 4-bit rows are [blocks, blockSize / 2] bytes, quantized along their last axis, one zero point a byte.
-        const dataDims = bits === 8 ? [rows, width] : [rows, perRow, blockSize / 2];
-        const paramDims = bits === 8 ? [rows, perRow] : [rows, perRow, 1];
-        graph.initializers.push(createTensor(e.data, blocks.data, dataDims, 'uint8'));
-        graph.initializers.push(createTensor(e.scales, blocks.scales, paramDims));
-        // Symmetric bytes are q + 2^(bits−1), as MatMulNBits stores them; GatherBlockQuantized is told so by its zero points.
-        const zeroPoints = blocks.zeroPoints ?? new Uint8Array(rows * perRow).fill(1 << (bits - 1));
-        graph.initializers.push(createTensor(e.zeroPoints, zeroPoints, paramDims, 'uint8'));
-        tally(tensor, blocks, bits === 8 || blocks.zeroPoints ? rows * perRow : 0);
-        e.quantizeAxis = bits === 8 ? 1 : 2;
-        embeddings.set(tensor.name, e);
-      }
+      const e = embed(tensor, blockSize);
       replaced.set(tensor.name, (replaced.get(tensor.name) ?? 0) + 1);
       nodes.push({
         name: node.name,
         opType: 'GatherBlockQuantized',
         domain: MS_DOMAIN,
-        inputs: [e.data, node.inputs[1]!, e.scales, e.zeroPoints],
+        inputs: e.zeroPoints ? [e.data, node.inputs[1]!, e.scales, e.zeroPoints] : [e.data, node.inputs[1]!, e.scales],
         outputs: bits === 8 ? node.outputs : [fresh(`${node.outputs[0]!}.blocks`)],
         attributes: {
           block_size: attr.int(e.blockSize),
           gather_axis: attr.int(0),
-          quantize_axis: attr.int(e.quantizeAxis ?? 1),
+          quantize_axis: attr.int(e.quantizeAxis),
           bits: attr.int(bits),
         },
       });
@@ -235,6 +287,27 @@ export function quantizeWeights(
     const [K, N] = layout === 'kn' ? [tensor.dims[0]!, tensor.dims[1]!] : [tensor.dims[1]!, tensor.dims[0]!];
     const key = `${tensor.name}\u0000${layout}`;
     let q = quantized.get(key);
+    const tied = q ? undefined : tiedTable(tensor, layout);
+    if (tied) {
+      // The classifier tied to an embedding: the same blocks, stored once; Reshapes (folded by ORT when it opens the
+      // session) give them the shapes MatMulNBits reads.
+      const e = embed(tied.tensor, tied.blockSize);
+      const perColumn = e.blocks.blocksPerColumn;
+      const data = bits === 8 ? fresh(`${tensor.name}.${suffix}`) : e.data;
+      const scales = fresh(`${tensor.name}.scales`);
+      if (bits === 8)
+        nodes.push(reshape(e.data, shapeConstant(`${data}.shape`, [N, perColumn, e.blockSize]), data, fresh));
+      nodes.push(reshape(e.scales, shapeConstant(`${scales}.shape`, [N, perColumn]), scales, fresh));
+      q = { blocks: e.blocks, data, scales, K, N };
+      if (e.blocks.zeroPoints) {
+        const packed = bits === 8 ? e.blocks.zeroPoints : packZeroPoints4(e.blocks.zeroPoints, N, perColumn);
+        q.zeroPoints = fresh(`${tensor.name}.zero_points`);
+        graph.initializers.push(createTensor(q.zeroPoints, packed, [packed.length], 'uint8'));
+        report.int8Bytes += packed.length;
+      }
+      quantized.set(key, q);
+      report.tied = (report.tied ?? 0) + 1;
+    }
     if (!q) {
       const blockSize = blockSizeFor(K, options.blockSize);
       const blocks = quantizeBlocks(tensor.data as Float32Array, K, N, blockSize, layout, scheme);
@@ -299,6 +372,17 @@ export function quantizeWeights(
   return report;
 }
 
+function reshape(input: string, shape: string, output: string, fresh: (base: string) => string): OnnxNode {
+  return {
+    name: fresh(`${output}.Reshape`),
+    opType: 'Reshape',
+    domain: '',
+    inputs: [input, shape],
+    outputs: [output],
+    attributes: {},
+  };
+}
+
 // Reshape(rows, Concat(Shape(ids), [width])): the nodes that give a 4-bit GatherBlockQuantized's output its width back.
 function joinBlocks(rows: string, gather: OnnxNode, width: number, fresh: (base: string) => string): OnnxNode[] {
   const base = gather.outputs[0]!;
@@ -348,6 +432,10 @@ export function describeWeightOnly(report: WeightOnlyReport): string {
   return (
     `${report.nodes} MatMul/Gemm nodes → MatMulNBits${embeddings} ${bits}-bit over ${report.weights} weights (${report.lossless} exactly on an ${bits}-bit grid), ` +
     `${(report.floatBytes / 1024).toFixed(1)} KiB → ${(report.int8Bytes / 1024).toFixed(1)} KiB (${ratio.toFixed(2)}× smaller)` +
+    (report.tied ? `; the tied classifier reads the embedding's blocks` : '') +
+    (report.rope?.pairs
+      ? `; RoPE tables computed in the graph (${(report.rope.removedBytes / 1024).toFixed(1)} KiB not stored)`
+      : '') +
     (report.skipped.length > 0 ? `; ${report.skipped.length} left float32` : '')
   );
 }
@@ -376,13 +464,19 @@ export class WeightOnlyTransform implements ModelTransform {
   constructor(options: WeightOnlyOptions = DEFAULT_INT8_OPTIONS, name: 'int8' | 'int4' = 'int8') {
     this.name = name;
     const bits = name === 'int8' ? 8 : 4;
-    this.options = { ...options, bits, symmetric: options.symmetric ?? true };
+    this.options = {
+      ...options,
+      bits,
+      symmetric: options.symmetric ?? true,
+      ropeTables: options.ropeTables ?? (bits === 4 ? 'computed' : 'stored'),
+    };
     this.description = `weight-only ${name}: MatMul weights and embeddings as ${bits}-bit blocks with per-block scales (ORT MatMulNBits, GatherBlockQuantized)`;
-    // Bumped when the rewrite itself changes; int8 keeps its first fingerprint so graphs cached before stay valid.
+    // Bumped when the rewrite itself changes (r3/r2: tied classifiers share the embedding's blocks, no zero points
+    // stored for symmetric embeddings).
     this.fingerprint =
       name === 'int8' && this.options.symmetric
-        ? `int8-r2;block=${options.blockSize};accuracy=${options.accuracyLevel}`
-        : `${name}-r1;block=${options.blockSize};accuracy=${options.accuracyLevel};symmetric=${this.options.symmetric}`;
+        ? `int8-r3;block=${options.blockSize};accuracy=${options.accuracyLevel};rope=${this.options.ropeTables}`
+        : `${name}-r2;block=${options.blockSize};accuracy=${options.accuracyLevel};symmetric=${this.options.symmetric};rope=${this.options.ropeTables}`;
   }
 
   transform(model: OnnxModel, context: ModelTransformContext): ModelTransformResult {

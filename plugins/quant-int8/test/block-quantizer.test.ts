@@ -121,7 +121,7 @@ describe('quant-int8: report and transform', () => {
   it('the transform is named int8, and its fingerprint changes with its options', () => {
     const a = new Int8WeightTransform();
     assert.equal(a.name, 'int8');
-    assert.deepEqual(a.options, { ...DEFAULT_INT8_OPTIONS, bits: 8, symmetric: true });
+    assert.deepEqual(a.options, { ...DEFAULT_INT8_OPTIONS, bits: 8, symmetric: true, ropeTables: 'stored' });
     assert.equal(new Int8WeightTransform({ ...DEFAULT_INT8_OPTIONS }).fingerprint, a.fingerprint);
     assert.notEqual(new Int8WeightTransform({ accuracyLevel: 0, blockSize: 32 }).fingerprint, a.fingerprint);
     assert.notEqual(new Int8WeightTransform({ accuracyLevel: 4, blockSize: 64 }).fingerprint, a.fingerprint);
