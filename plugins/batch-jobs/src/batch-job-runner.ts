@@ -11,6 +11,7 @@ import {
 import { CheckpointedOutput } from './checkpointed-output.js';
 import { LlmRowExecutor, type BatchEndpoint } from './llm-rows.js';
 import type { RowExecutor } from './row-executor.js';
+import type { InteractiveTraffic } from './interactive-traffic.js';
 import { countRows, inputFormat, readRows, type InputRow } from './row-source.js';
 import { TensorRowExecutor } from './tensor-rows.js';
 
@@ -19,6 +20,10 @@ export interface BatchJobSettings {
   chunkRows: number;
   inFlight: number;
   llmInFlight: number;
+  /** Whether a job yields to interactive requests (see {@link InteractiveTraffic}). */
+  yieldToInteractive: boolean;
+  /** The longest a job waits for interactive traffic to pause before it runs its next chunk anyway. */
+  yieldMaxWaitMs: number;
 }
 
 /** What a server-side job adds to a run: the endpoint its rows must address, and a count of rows as they finish. */
@@ -33,6 +38,9 @@ export interface JobRunOptions extends BatchRunOptions {
  * Reads rows as a stream, runs them through the engines in chunks with a bounded number in flight, and writes one
  * line per row in input order to the output, which is the checkpoint a resume continues from. Memory stays bounded
  * by the window (in-flight chunks and the lines waiting for an earlier chunk), whatever the size of the file.
+ *
+ * While interactive requests are in flight on the server (`traffic`), a job keeps one chunk in flight and reads its
+ * next only once they pause (or `yieldMaxWaitMs` has passed): it runs in the gaps interactive traffic leaves.
  */
 export class BatchJobRunner implements BatchRunner {
   readonly name = 'batch-jobs';
@@ -40,6 +48,7 @@ export class BatchJobRunner implements BatchRunner {
   constructor(
     private readonly engines: { inference?: InferenceService | undefined; generation?: GenerationService | undefined },
     private readonly settings: () => BatchJobSettings,
+    private readonly traffic?: InteractiveTraffic,
   ) {}
 
   async run(options: JobRunOptions): Promise<BatchRunSummary> {
@@ -51,7 +60,10 @@ export class BatchJobRunner implements BatchRunner {
     const resumedFrom = output.resumedFrom;
     const progress = options.progress ?? noProgress;
     const signal = options.signal ?? new AbortController().signal;
-    const window = executor.chunkRows === 1 ? this.settings().llmInFlight : this.settings().inFlight;
+    const traffic = this.traffic;
+    const yielding = (): boolean => traffic !== undefined && traffic.inFlight > 0 && this.settings().yieldToInteractive;
+    const full = executor.chunkRows === 1 ? this.settings().llmInFlight : this.settings().inFlight;
+    const window = (): number => (yielding() ? 1 : full);
     let succeeded = 0;
     let failed = 0;
     const inFlight = new Set<Promise<void>>();
@@ -80,8 +92,9 @@ export class BatchJobRunner implements BatchRunner {
         if (chunk.length < executor.chunkRows) continue;
         launch(chunk);
         chunk = [];
-        while (inFlight.size >= window) await Promise.race(inFlight);
+        while (inFlight.size >= window()) await Promise.race(inFlight);
         await output.drained();
+        if (yielding()) await traffic!.pause(this.settings().yieldMaxWaitMs, signal);
       }
       if (chunk.length > 0 && !signal.aborted && fatal === undefined) launch(chunk);
       await Promise.all(inFlight);

@@ -12,6 +12,7 @@ import { BatchJobRunner, type BatchJobSettings } from './batch-job-runner.js';
 import { BatchJobs } from './batch-jobs.js';
 import { kserveBatchRoutes, openAiBatchRoutes } from './batch-routes.js';
 import { BatchStore } from './batch-store.js';
+import { InteractiveTraffic } from './interactive-traffic.js';
 
 export { BatchJobRunner, isErrorLine, type BatchJobSettings, type JobRunOptions } from './batch-job-runner.js';
 export { CheckpointedOutput } from './checkpointed-output.js';
@@ -31,7 +32,16 @@ export default definePlugin({
     generation: optionalService(ServiceRefs.generation),
   },
   async activate(ctx: PluginContext<BatchJobsConfig>, { inference, generation }) {
-    const runner = new BatchJobRunner({ inference, generation }, () => ctx.config);
+    const traffic = new InteractiveTraffic(ctx.events);
+    ctx.onDispose(() => traffic.close());
+    // The yield keys change at run time: read per chunk.
+    const runtime = (key: string) => ctx.configValue(`plugin.${ctx.id}.${key}`);
+    const settings = (): BatchJobSettings => ({
+      ...ctx.config,
+      yieldToInteractive: (runtime('yieldToInteractive') ?? ctx.config.yieldToInteractive) as boolean,
+      yieldMaxWaitMs: (runtime('yieldMaxWaitMs') ?? ctx.config.yieldMaxWaitMs) as number,
+    });
+    const runner = new BatchJobRunner({ inference, generation }, settings, traffic);
     ctx.contribute(ExtensionPoints.batchRunner, runner);
     const cacheDir = ctx.configValue('cache.dir');
     const dir =
