@@ -18,6 +18,9 @@ export { BatchJobRunner, isErrorLine, type BatchJobSettings, type JobRunOptions 
 export { CheckpointedOutput } from './checkpointed-output.js';
 export { countRows, inputFormat, readRows, type InputRow, type RowError } from './row-source.js';
 
+/** How often a job resumed at start-up looks whether the server has finished starting. */
+const STARTED_POLL_MS = 100;
+
 /** The batch-jobs plugin's config section (`plugin.batch-jobs`). */
 export interface BatchJobsConfig extends BatchJobSettings {
   dir: string | null;
@@ -30,8 +33,11 @@ export default definePlugin({
   deps: {
     inference: optionalService(ServiceRefs.inference),
     generation: optionalService(ServiceRefs.generation),
+    readiness: optionalService(ServiceRefs.readiness),
+    // Present only where an HTTP server serves routes: `nucleus batch run` has none, and runs no server's jobs.
+    routes: optionalService(ServiceRefs.routes),
   },
-  async activate(ctx: PluginContext<BatchJobsConfig>, { inference, generation }) {
+  async activate(ctx: PluginContext<BatchJobsConfig>, { inference, generation, readiness, routes }) {
     const traffic = new InteractiveTraffic(ctx.events);
     ctx.onDispose(() => traffic.close());
     // The yield keys change at run time: read per chunk.
@@ -49,8 +55,12 @@ export default definePlugin({
       (typeof cacheDir === 'string' && cacheDir !== ''
         ? join(cacheDir, 'batches')
         : join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'nucleus', 'batches'));
-    const jobs = new BatchJobs(new BatchStore(dir), runner, () => ctx.config.concurrentJobs, ctx.logger);
-    await jobs.start();
+    const started = async (signal: AbortSignal): Promise<void> => {
+      while (readiness?.report().status === 'starting' && !signal.aborted)
+        await new Promise((r) => setTimeout(r, STARTED_POLL_MS));
+    };
+    const jobs = new BatchJobs(new BatchStore(dir), runner, () => ctx.config.concurrentJobs, ctx.logger, started);
+    if (routes) await jobs.start();
     ctx.onDispose(() => jobs.stop());
     for (const route of openAiBatchRoutes(jobs, () => ctx.config.maxFileBytes))
       ctx.contribute(ExtensionPoints.routes, route, { name: `openai-batches/${route.method} ${route.path}` });
