@@ -15,6 +15,9 @@ import type { InteractiveTraffic } from './interactive-traffic.js';
 import { countRows, inputFormat, readRows, type InputRow } from './row-source.js';
 import { TensorRowExecutor } from './tensor-rows.js';
 
+/** Rows in a chunk while the job yields to interactive requests. */
+const YIELD_CHUNK_ROWS = 64;
+
 /** How a runner sizes its work. */
 export interface BatchJobSettings {
   chunkRows: number;
@@ -39,8 +42,8 @@ export interface JobRunOptions extends BatchRunOptions {
  * line per row in input order to the output, which is the checkpoint a resume continues from. Memory stays bounded
  * by the window (in-flight chunks and the lines waiting for an earlier chunk), whatever the size of the file.
  *
- * While interactive requests are in flight on the server (`traffic`), a job keeps one chunk in flight and reads its
- * next only once they pause (or `yieldMaxWaitMs` has passed): it runs in the gaps interactive traffic leaves.
+ * While interactive requests are in flight on the server (`traffic`), a job keeps one small chunk in flight and reads
+ * its next only once they pause (or `yieldMaxWaitMs` has passed): it runs in the gaps interactive traffic leaves.
  */
 export class BatchJobRunner implements BatchRunner {
   readonly name = 'batch-jobs';
@@ -86,10 +89,14 @@ export class BatchJobRunner implements BatchRunner {
     progress.start(Math.max(0, total - resumedFrom), `batch ${options.model}`, 'rows');
     try {
       let chunk: InputRow[] = [];
+      let size = executor.chunkRows;
       for await (const row of readRows(options.input, format, resumedFrom)) {
         if (signal.aborted || fatal !== undefined) break;
+        // Smaller chunks while yielding: a chunk's parsing and result lines are a slice of event-loop time that an
+        // interactive request arriving meanwhile waits behind.
+        if (chunk.length === 0) size = yielding() ? Math.min(executor.chunkRows, YIELD_CHUNK_ROWS) : executor.chunkRows;
         chunk.push(row);
-        if (chunk.length < executor.chunkRows) continue;
+        if (chunk.length < size) continue;
         launch(chunk);
         chunk = [];
         while (inFlight.size >= window()) await Promise.race(inFlight);
