@@ -17,6 +17,8 @@ import { TensorRowExecutor } from './tensor-rows.js';
 
 /** Rows in a chunk while the job yields to interactive requests. */
 const YIELD_CHUNK_ROWS = 64;
+/** Interactive traffic counts as gone once no request has been in flight for this long. */
+const QUIET_MS = 250;
 
 /** How a runner sizes its work. */
 export interface BatchJobSettings {
@@ -42,8 +44,9 @@ export interface JobRunOptions extends BatchRunOptions {
  * line per row in input order to the output, which is the checkpoint a resume continues from. Memory stays bounded
  * by the window (in-flight chunks and the lines waiting for an earlier chunk), whatever the size of the file.
  *
- * While interactive requests are in flight on the server (`traffic`), a job keeps one small chunk in flight and reads
- * its next only once they pause (or `yieldMaxWaitMs` has passed): it runs in the gaps interactive traffic leaves.
+ * While interactive traffic goes on (`traffic`: a request in flight, or one that ended moments ago), a job keeps one
+ * small chunk in flight and starts its next only when no interactive request is in flight (or `yieldMaxWaitMs` has
+ * passed): it runs a chunk at a time in the gaps interactive traffic leaves.
  */
 export class BatchJobRunner implements BatchRunner {
   readonly name = 'batch-jobs';
@@ -64,7 +67,7 @@ export class BatchJobRunner implements BatchRunner {
     const progress = options.progress ?? noProgress;
     const signal = options.signal ?? new AbortController().signal;
     const traffic = this.traffic;
-    const yielding = (): boolean => traffic !== undefined && traffic.inFlight > 0 && this.settings().yieldToInteractive;
+    const yielding = (): boolean => traffic?.active(QUIET_MS) === true && this.settings().yieldToInteractive;
     const full = executor.chunkRows === 1 ? this.settings().llmInFlight : this.settings().inFlight;
     const window = (): number => (yielding() ? 1 : full);
     let succeeded = 0;

@@ -18,6 +18,7 @@ export class InteractiveTraffic {
   readonly #inFlight = new Set<string>();
   readonly #waiters = new Set<() => void>();
   readonly #off: () => void;
+  #lastEnd = Number.NEGATIVE_INFINITY;
 
   constructor(events: EventBus) {
     const offStart = events.on('request.start', (e) => {
@@ -26,7 +27,9 @@ export class InteractiveTraffic {
       this.#inFlight.add(e.requestId);
     });
     const offEnd = events.on('request.end', (e) => {
-      if (!this.#inFlight.delete(e.requestId) || this.#inFlight.size > 0) return;
+      if (!this.#inFlight.delete(e.requestId)) return;
+      this.#lastEnd = performance.now();
+      if (this.#inFlight.size > 0) return;
       for (const wake of [...this.#waiters]) wake();
     });
     this.#off = () => {
@@ -38,6 +41,14 @@ export class InteractiveTraffic {
   /** Interactive requests in flight now. */
   get inFlight(): number {
     return this.#inFlight.size;
+  }
+
+  /**
+   * Whether interactive traffic is going on: a request in flight, or one that ended less than `quietMs` ago. Clients
+   * send their next request moments after an answer, so a gap between two requests is not the end of the traffic.
+   */
+  active(quietMs: number): boolean {
+    return this.#inFlight.size > 0 || performance.now() - this.#lastEnd < quietMs;
   }
 
   /**
