@@ -31,6 +31,8 @@ export class BatchJobs {
     private readonly runner: BatchJobRunner,
     private readonly concurrentJobs: () => number,
     private readonly logger: Logger,
+    /** Resolves once the server has started (its models loaded), or when `signal` aborts. */
+    private readonly started: (signal: AbortSignal) => Promise<void> = async () => {},
   ) {}
 
   /** Picks up where the last server left off: unfinished jobs run again from their checkpoints. */
@@ -135,8 +137,14 @@ export class BatchJobs {
   }
 
   async #run(id: string, signal: AbortSignal): Promise<void> {
+    // Jobs resumed at start-up are queued while the plugins activate, before the engines have loaded their models.
+    await this.started(signal);
     const batch = (await this.store.batches()).find((b) => b.id === id);
     if (!batch) return;
+    if (signal.aborted) {
+      if (!this.#stopped) await this.#finish(batch, 'cancelled');
+      return;
+    }
     batch.status = 'in_progress';
     batch.in_progress_at ??= now();
     await this.store.saveBatch(batch);
@@ -220,14 +228,22 @@ export class BatchJobs {
   }
 }
 
-/** Answered and failed rows in a results file (none when there is no file yet). */
+/**
+ * Answered and failed rows in a results file (none when there is no file yet). A last line without its newline (a
+ * write the last server did not finish) is not a row: the resumed run cuts it and runs that row again.
+ */
 async function countResults(path: string): Promise<{ completed: number; failed: number }> {
   let completed = 0;
   let failed = 0;
+  let partial = '';
   try {
-    for await (const line of createInterface({ input: createReadStream(path), crlfDelay: Infinity })) {
-      if (line === '') continue;
-      isErrorLine(line) ? failed++ : completed++;
+    for await (const chunk of createReadStream(path, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+      const lines = (partial + (chunk as string)).split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) {
+        if (line === '') continue;
+        isErrorLine(line) ? failed++ : completed++;
+      }
     }
   } catch {
     // Not started yet.
