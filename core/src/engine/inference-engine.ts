@@ -212,6 +212,12 @@ export class InferenceEngine implements InferenceService {
     return this.#info(chosen);
   }
 
+  /** The ready version a request naming none goes to (`model(name).defaultVersion`), without describing the model. */
+  defaultVersion(name: string): string | undefined {
+    const versions = this.#entries.get(name);
+    return versions && this.#defaultEntry(versions)?.version;
+  }
+
   async infer(request: InferRequest): Promise<InferResult> {
     try {
       return await this.#inferOn(request);
@@ -691,9 +697,11 @@ export class InferenceEngine implements InferenceService {
   }
 
   #defaultEntry(versions: Map<string, VersionEntry>): VersionEntry | undefined {
-    return [...versions.values()]
-      .filter((e) => e.model?.state === 'ready')
-      .sort((a, b) => compareVersions(b.version, a.version))[0];
+    // The highest ready label; a loop, as every request without a version comes here.
+    let best: VersionEntry | undefined;
+    for (const e of versions.values())
+      if (e.model?.state === 'ready' && (!best || compareVersions(e.version, best.version) > 0)) best = e;
+    return best;
   }
 
   #info(entry: VersionEntry): ModelVersionInfo {
