@@ -100,6 +100,7 @@ export class LoadedModel {
   #requests = 0;
   #failures = 0;
   #tuned: BatchingUpdate = {};
+  #metadata: ModelVersionInfo['metadata'] | undefined;
 
   private constructor(
     readonly options: LoadedModelOptions,
@@ -300,7 +301,12 @@ export class LoadedModel {
   info(): ModelVersionInfo {
     const { source, manifest } = this.options;
     const stats = this.#batcher.stats();
-    const { inputs: _i, outputs: _o, batching: _b, ...metadata } = manifest;
+    // The manifest is this version's for its life (a swap opens a new LoadedModel); routes ask for info per request.
+    if (!this.#metadata) {
+      const { inputs: _i, outputs: _o, batching: _b, ...metadata } = manifest;
+      this.#metadata = metadata;
+    }
+    const metadata = this.#metadata;
     return {
       name: source.name,
       version: source.version,
