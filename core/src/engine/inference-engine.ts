@@ -205,11 +205,26 @@ export class InferenceEngine implements InferenceService {
   }
 
   get(name: string, version?: string): ModelVersionInfo {
+    return this.#info(this.#chosen(name, version));
+  }
+
+  describe(name: string, version?: string): ModelVersionInfo {
+    const entry = this.#chosen(name, version);
+    if (!entry.model) return this.#info(entry);
+    return {
+      ...entry.model.described,
+      state: entry.state,
+      ...(entry.reason !== undefined && { reason: entry.reason }),
+    };
+  }
+
+  // The version `get` describes: the one named, else the default, else the highest label; 404 when unknown.
+  #chosen(name: string, version: string | undefined): VersionEntry {
     const versions = this.#versions(name);
-    if (version !== undefined) return this.#info(this.#version(name, versions, version));
-    const chosen =
-      this.#defaultEntry(versions) ?? [...versions.values()].sort((a, b) => compareVersions(b.version, a.version))[0]!;
-    return this.#info(chosen);
+    if (version !== undefined) return this.#version(name, versions, version);
+    return (
+      this.#defaultEntry(versions) ?? [...versions.values()].sort((a, b) => compareVersions(b.version, a.version))[0]!
+    );
   }
 
   /** The ready version a request naming none goes to (`model(name).defaultVersion`), without describing the model. */

@@ -63,7 +63,8 @@ export class DriftMonitor {
     answer: Record<string, unknown>,
   ): void {
     const engine = this.service();
-    const info = engine.get(model, version);
+    // The version's name, signature and metadata are all it reads: not the live counters `get` builds.
+    const info = engine.describe?.(model, version) ?? engine.get(model, version);
     const key = `${info.name}\u0000${info.version}`;
     if (!this.inputs.has(key)) {
       try {
