@@ -388,6 +388,14 @@ export class HttpServer {
     const idle = this.kernel.config.get('server.bodyIdleTimeoutMs');
     const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
     if (!idle || !hasBody || req.complete) return;
+    // A body that came in the same packets as its headers is complete once the parser is through them (by the next
+    // turn of the loop): only one still arriving then is watched (a socket timer and three listeners per request).
+    setImmediate(() => {
+      if (!req.complete && !res.writableEnded) this.watchIdleBody(req, res, idle);
+    });
+  }
+
+  private watchIdleBody(req: IncomingMessage, res: ServerResponse, idle: number): void {
     const socket = req.socket;
     const stop = () => socket.setTimeout(0);
     socket.setTimeout(idle);
