@@ -74,6 +74,9 @@ export class InferenceHooks {
   readonly #hooks: ExtensionPointView<Hooks>;
   readonly #routers: ExtensionPointView<ModelRouter>;
   #shadowsRunning = 0;
+  // The hooks that wrap inference, filtered again only when the contributions change (list() is then a new array).
+  #listed: readonly Contribution<Hooks>[] | undefined;
+  #wrappers: readonly Contribution<Hooks>[] = [];
 
   constructor(ctx: Pick<PluginContext, 'extensionPoint'>) {
     this.#hooks = ctx.extensionPoint(ExtensionPoints.hooks);
@@ -170,7 +173,12 @@ export class InferenceHooks {
     exchange: ResponseHeaders | InferenceExchange | undefined,
     handle: (request: InferenceHookInput) => Promise<InferenceAnswer>,
   ): Promise<InferenceAnswer> {
-    const wrappers = this.#hooks.list().filter((c) => c.value.aroundInference);
+    const listed = this.#hooks.list();
+    if (listed !== this.#listed) {
+      this.#listed = listed;
+      this.#wrappers = listed.filter((c) => c.value.aroundInference);
+    }
+    const wrappers = this.#wrappers;
     if (wrappers.length === 0) return handle(input);
     const call: InferenceCall = {
       ...input,

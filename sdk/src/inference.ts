@@ -209,6 +209,11 @@ export interface InferenceService {
   model(name: string): ModelInfo;
   /** One version (the default one when `version` is omitted); 404 when unknown. */
   get(name: string, version?: string): ModelVersionInfo;
+  /**
+   * As {@link get}, without the live `batching` and `status`, which are built afresh on each call: what a route or a
+   * hook that reads a version's signature and metadata on every request asks for.
+   */
+  describe?(name: string, version?: string): ModelVersionInfo;
   /** Checks the inputs against the model, batches the request with others and runs it off the event loop. */
   infer(request: InferRequest): Promise<InferResult>;
   /** Loads (or reloads) every version of `name` the sources hold; 404 when no source has it. */

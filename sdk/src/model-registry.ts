@@ -123,6 +123,11 @@ export interface ModelRegistry {
   list(): RegisteredModel[];
   /** One model; 404 when unknown. */
   get(name: string): RegisteredModel;
+  /**
+   * The version a request that names none goes to, as `get(name).defaultVersion` says, without describing the model;
+   * undefined when the name is unknown or nothing serves it. Hooks read it per request.
+   */
+  defaultVersion?(name: string): string | undefined;
   /** Loads a model from `source` (409 when the name is taken), or again from where the server found it. */
   load(request: ModelLoadRequest): Promise<RegisteredModel>;
   /** Replaces a loaded model with the one at `source`, without dropping a request. */

@@ -153,4 +153,42 @@ describe('dynamic batcher policy', () => {
     assert.deepEqual(sizes, [2]);
     await assert.rejects(submit(3), (err: NucleusError) => err.code === 'model_unloading');
   });
+
+  it('tells the queue depth when it changes, and cancels only a request still waiting in the queue', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const depths: number[] = [];
+    const b = new DynamicBatcher({
+      label: 'double',
+      settings: () => ({
+        maxBatchSize: 1,
+        maxQueueDelayMs: 0,
+        preferredBatchSizes: [],
+        maxQueued: 100,
+        queueTimeoutMs: 30_000,
+      }),
+      assembler: new BatchAssembler([X], [X], false),
+      concurrency: () => 1,
+      run: async (inputs) => {
+        await gate;
+        return { outputs: inputs, runMs: 0 };
+      },
+      onDepth: (depth) => depths.push(depth),
+    });
+    const one = (v: number, signal: AbortSignal) =>
+      b.submit({ x: { dtype: 'float32', shape: [1, 1], data: Float32Array.of(v) } as Tensor }, 1, { signal });
+    // Dispatched at once (the worker is free): it never waited in the queue, so its cancel has nothing to take out.
+    const first = new AbortController();
+    const running = one(1, first.signal);
+    first.abort();
+    const waiting = one(2, new AbortController().signal);
+    const cancelled = new AbortController();
+    const dropped = one(3, cancelled.signal);
+    cancelled.abort();
+    await assert.rejects(dropped, (err: NucleusError) => err.status === 499 && err.code === 'request_cancelled');
+    open();
+    await Promise.all([running, waiting]);
+    // 0 once (the first request queued and left in one go), then 1 and 2 waiting, 1 after the cancel, 0 as it runs.
+    assert.deepEqual(depths, [0, 1, 2, 1, 0]);
+  });
 });

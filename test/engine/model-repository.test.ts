@@ -84,6 +84,19 @@ describe('model repository and lifecycle', () => {
     assert.equal(v1.origin, 'repository');
   });
 
+  it('describes a version as get() does, without the live batching and status, for the default version too', () => {
+    for (const version of ['1', undefined]) {
+      const { batching, status, ...rest } = kernel.inference.get('scale', version);
+      assert.ok(batching && status, 'get() has the live parts');
+      assert.deepEqual(kernel.inference.describe('scale', version), rest);
+    }
+    assert.equal(kernel.inference.describe('scale').version, '10');
+    assert.throws(
+      () => kernel.inference.describe('no-such-model'),
+      (err: { status?: number }) => err.status === 404,
+    );
+  });
+
   it('refuses a model whose sha256 does not match its model.json, with the reason, and keeps serving the rest', async () => {
     const failed = seen.find(([type, p]) => type === 'model.failed' && (p as { model: string }).model === 'tampered');
     assert.ok(failed, 'model.failed was emitted for the tampered model');

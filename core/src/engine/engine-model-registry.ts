@@ -58,6 +58,10 @@ export class EngineModelRegistry implements ModelRegistry {
     return tensorModel(this.options.inference.model(name));
   }
 
+  defaultVersion(name: string): string | undefined {
+    return this.options.generation.defaultVersion(name) ?? this.options.inference.defaultVersion(name);
+  }
+
   async load(request: ModelLoadRequest): Promise<RegisteredModel> {
     const { name, source, ...settings } = request;
     if (source === undefined) return this.#reload(name);

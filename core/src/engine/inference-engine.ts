@@ -205,11 +205,32 @@ export class InferenceEngine implements InferenceService {
   }
 
   get(name: string, version?: string): ModelVersionInfo {
+    return this.#info(this.#chosen(name, version));
+  }
+
+  describe(name: string, version?: string): ModelVersionInfo {
+    const entry = this.#chosen(name, version);
+    if (!entry.model) return this.#info(entry);
+    return {
+      ...entry.model.described,
+      state: entry.state,
+      ...(entry.reason !== undefined && { reason: entry.reason }),
+    };
+  }
+
+  // The version `get` describes: the one named, else the default, else the highest label; 404 when unknown.
+  #chosen(name: string, version: string | undefined): VersionEntry {
     const versions = this.#versions(name);
-    if (version !== undefined) return this.#info(this.#version(name, versions, version));
-    const chosen =
-      this.#defaultEntry(versions) ?? [...versions.values()].sort((a, b) => compareVersions(b.version, a.version))[0]!;
-    return this.#info(chosen);
+    if (version !== undefined) return this.#version(name, versions, version);
+    return (
+      this.#defaultEntry(versions) ?? [...versions.values()].sort((a, b) => compareVersions(b.version, a.version))[0]!
+    );
+  }
+
+  /** The ready version a request naming none goes to (`model(name).defaultVersion`), without describing the model. */
+  defaultVersion(name: string): string | undefined {
+    const versions = this.#entries.get(name);
+    return versions && this.#defaultEntry(versions)?.version;
   }
 
   async infer(request: InferRequest): Promise<InferResult> {
@@ -691,9 +712,11 @@ export class InferenceEngine implements InferenceService {
   }
 
   #defaultEntry(versions: Map<string, VersionEntry>): VersionEntry | undefined {
-    return [...versions.values()]
-      .filter((e) => e.model?.state === 'ready')
-      .sort((a, b) => compareVersions(b.version, a.version))[0];
+    // The highest ready label; a loop, as every request without a version comes here.
+    let best: VersionEntry | undefined;
+    for (const e of versions.values())
+      if (e.model?.state === 'ready' && (!best || compareVersions(e.version, best.version) > 0)) best = e;
+    return best;
   }
 
   #info(entry: VersionEntry): ModelVersionInfo {

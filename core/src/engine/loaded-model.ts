@@ -100,6 +100,7 @@ export class LoadedModel {
   #requests = 0;
   #failures = 0;
   #tuned: BatchingUpdate = {};
+  #described: Omit<ModelVersionInfo, 'state' | 'reason' | 'batching' | 'status'> | undefined;
 
   private constructor(
     readonly options: LoadedModelOptions,
@@ -298,17 +299,16 @@ export class LoadedModel {
 
   /** What the API shows about this version. */
   info(): ModelVersionInfo {
-    const { source, manifest } = this.options;
+    const { name, version, origin, path, inputs, outputs, metadata } = this.described;
     const stats = this.#batcher.stats();
-    const { inputs: _i, outputs: _o, batching: _b, ...metadata } = manifest;
     return {
-      name: source.name,
-      version: source.version,
+      name,
+      version,
       state: this.state,
-      origin: source.origin,
-      path: source.modelPath,
-      inputs: this.signature.inputs,
-      outputs: this.signature.outputs,
+      origin,
+      path,
+      inputs,
+      outputs,
       metadata,
       batching: this.batching,
       status: {
@@ -328,6 +328,26 @@ export class LoadedModel {
         ...(this.#breaker && { breaker: this.#breaker.status() }),
       },
     };
+  }
+
+  /**
+   * What `info()` says that stays the same for this version's life (a swap or a reload opens a new LoadedModel):
+   * built once, as routes and hooks read a version's signature on every request.
+   */
+  get described(): Omit<ModelVersionInfo, 'state' | 'reason' | 'batching' | 'status'> {
+    if (this.#described) return this.#described;
+    const { source, manifest } = this.options;
+    const { inputs: _i, outputs: _o, batching: _b, ...metadata } = manifest;
+    this.#described = {
+      name: source.name,
+      version: source.version,
+      origin: source.origin,
+      path: source.modelPath,
+      inputs: this.signature.inputs,
+      outputs: this.signature.outputs,
+      metadata,
+    };
+    return this.#described;
   }
 
   /** Stops taking requests, lets queued and running ones finish (up to `drainMs`), then ends the workers. */

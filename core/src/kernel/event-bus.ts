@@ -22,10 +22,24 @@ export class TypedEventBus implements EventBus {
   }
 
   emit<K extends EventType>(type: K, payload: NucleusEvents[K]): void {
-    for (const listener of this.listeners.get(type) ?? []) {
-      this.deliver(type, () => (listener as EventListener<K>)(payload));
+    // Several events per request reach several listeners each: no closure or iterator made per delivery.
+    const listeners = this.listeners.get(type);
+    if (listeners) {
+      for (const listener of listeners) {
+        try {
+          (listener as EventListener<K>)(payload);
+        } catch (err) {
+          this.threw(type, err);
+        }
+      }
     }
-    for (const listener of this.anyListeners) this.deliver(type, () => listener(type, payload));
+    for (const listener of this.anyListeners) {
+      try {
+        listener(type, payload);
+      } catch (err) {
+        this.threw(type, err);
+      }
+    }
   }
 
   /** Number of listeners, for leak checks. */
@@ -35,11 +49,7 @@ export class TypedEventBus implements EventBus {
     return n;
   }
 
-  private deliver(type: EventType, call: () => void): void {
-    try {
-      call();
-    } catch (err) {
-      this.logger?.warn({ err, event: type }, 'event listener threw; skipped');
-    }
+  private threw(type: EventType, err: unknown): void {
+    this.logger?.warn({ err, event: type }, 'event listener threw; skipped');
   }
 }

@@ -26,6 +26,9 @@ import { TlsCertificates, TlsConfigError } from './tls-certificates.js';
 /** The liveness and readiness routes, which answer while the server starts and while it drains. */
 const PROBES = new Set(['/health', '/livez', '/ready', '/readyz']);
 
+/** The methods whose bodies are read (as the body parser's own default). */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
 /**
  * At shutdown the listener closes once no connection has come for this long (a client in the middle of connecting),
  * or at the shutdown deadline.
@@ -143,13 +146,10 @@ export class HttpServer {
       }
     });
     this.app.use(errorMiddleware(logger, kernel.extensions.point(ExtensionPoints.errorBody)));
-    // HTTP/1.1 requires a Host header. Node's own check (turned off in listen()) answers a bare 400 with no body.
-    this.app.use((ctx: Context, next: Next) => {
+    this.app.use(async (ctx: Context, next: Next) => {
+      // HTTP/1.1 requires a Host header. Node's own check (turned off in listen()) answers a bare 400 with no body.
       if (ctx.req.httpVersion === '1.1' && !ctx.req.headers.host)
         throw badRequest('missing_host', 'an HTTP/1.1 request needs a Host header');
-      return next();
-    });
-    this.app.use(async (ctx: Context, next: Next) => {
       // While draining for shutdown, requests arriving on new or kept-alive connections are refused, not queued, and
       // their connection is closed after the answer. /health and /ready answer as ever (/ready with 503: stopping).
       const status = kernel.health.report().status;
@@ -200,10 +200,9 @@ export class HttpServer {
     // KServe v2 binary tensor data: a JSON inference header, then raw tensor bytes. The header is parsed (on a worker
     // thread when large); the bytes after it stay where they were received, as `ctx.request.binaryData`, for the route
     // to view its tensors over.
-    this.app.use(async (ctx: Context, next: Next) => {
+    const binaryBody = async (ctx: Context, next: Next): Promise<void> => {
       const declared = ctx.get(INFERENCE_HEADER_LENGTH);
-      if (!declared || unrouted.has(ctx) || (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH'))
-        return next();
+      if (!declared) return next();
       const contentLength = ctx.get('content-length');
       // The tensor bytes after the header land 8-byte aligned, so the route views them without a copy.
       const headerLength = Number(declared);
@@ -232,21 +231,19 @@ export class HttpServer {
       }
       (ctx.request as { binaryData?: Uint8Array }).binaryData = binary;
       await next();
-    });
+    };
     // Large JSON bodies (a tensor as a list of numbers) are parsed on a worker thread: JSON.parse of a few MB would
     // hold the event loop for tens of ms per request. Bodies without a Content-Length or compressed take the usual path.
-    this.app.use(async (ctx: Context, next: Next) => {
+    const offloadedJson = async (ctx: Context, next: Next): Promise<void> => {
       const threshold = config.get('server.offloadJsonBytes');
       const length = Number(ctx.get('content-length'));
       const encoding = ctx.get('content-encoding').toLowerCase();
       if (
         ctx.request.body !== undefined ||
-        unrouted.has(ctx) ||
         !threshold ||
         !(length > threshold) ||
         (encoding && encoding !== 'identity') ||
-        !ctx.is('json') ||
-        (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH')
+        !ctx.is('json')
       ) {
         return next();
       }
@@ -261,7 +258,7 @@ export class HttpServer {
         throw err;
       }
       await next();
-    });
+    };
     const parseJson = bodyParser({
       enableTypes: ['json'],
       jsonLimit: config.get('server.bodyLimitBytes'),
@@ -277,8 +274,8 @@ export class HttpServer {
         throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
       },
     });
-    this.app.use((ctx: Context, next: Next) => {
-      if (unrouted.has(ctx) || ctx.request.body !== undefined) return next();
+    const parsedJson = (ctx: Context, next: Next): Promise<void> => {
+      if (ctx.request.body !== undefined) return next();
       return parseJson(ctx, async () => {
         // V8 parses any depth; what walks the value afterwards (schema checks) would overflow the stack.
         const raw = (ctx.request as { rawBody?: string }).rawBody;
@@ -286,6 +283,12 @@ export class HttpServer {
         if (raw && jsonNestsDeeperThan(raw, maxDepth)) throw jsonTooDeep(maxDepth);
         await next();
       });
+    };
+    // The three ways a body is read, in order, as one step: a method without a body (GET, DELETE) and a request no
+    // route takes skip them all at once.
+    this.app.use((ctx: Context, next: Next) => {
+      if (unrouted.has(ctx) || !BODY_METHODS.has(ctx.method)) return next();
+      return binaryBody(ctx, () => offloadedJson(ctx, () => parsedJson(ctx, next)));
     });
     this.app.use(hookChain(hooks, 'onRequest'));
     this.app.use(this.routes.middleware());
@@ -388,6 +391,14 @@ export class HttpServer {
     const idle = this.kernel.config.get('server.bodyIdleTimeoutMs');
     const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
     if (!idle || !hasBody || req.complete) return;
+    // A body that came in the same packets as its headers is complete once the parser is through them (by the next
+    // turn of the loop): only one still arriving then is watched (a socket timer and three listeners per request).
+    setImmediate(() => {
+      if (!req.complete && !res.writableEnded) this.watchIdleBody(req, res, idle);
+    });
+  }
+
+  private watchIdleBody(req: IncomingMessage, res: ServerResponse, idle: number): void {
     const socket = req.socket;
     const stop = () => socket.setTimeout(0);
     socket.setTimeout(idle);

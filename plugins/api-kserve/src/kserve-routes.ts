@@ -325,7 +325,8 @@ function repositoryState(state: GenerationModelInfo['state']): string {
 /** A tensor model's version as `get` finds it, or undefined where `get` answers 404. */
 function tensorVersion(engine: InferenceService, name: string, version: string | undefined) {
   try {
-    return engine.get(name, version);
+    // Its signature is all the route reads: not the live counters `get` builds.
+    return engine.describe?.(name, version) ?? engine.get(name, version);
   } catch (err) {
     if ((err as { status?: unknown } | undefined)?.status === 404) return undefined;
     throw err;

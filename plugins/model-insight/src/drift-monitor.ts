@@ -63,7 +63,8 @@ export class DriftMonitor {
     answer: Record<string, unknown>,
   ): void {
     const engine = this.service();
-    const info = engine.get(model, version);
+    // The version's name, signature and metadata are all it reads: not the live counters `get` builds.
+    const info = engine.describe?.(model, version) ?? engine.get(model, version);
     const key = `${info.name}\u0000${info.version}`;
     if (!this.inputs.has(key)) {
       try {
@@ -85,19 +86,26 @@ export class DriftMonitor {
       w = { input, rows: [], predictions: [], fresh: 0, totals: { rows: 0, missing: 0, nan: 0, outOfRange: 0 } };
       this.windows.set(info.name, w);
     }
-    w.rows.push(...rows);
-    w.predictions.push(...predictions);
+    for (const row of rows) w.rows.push(row);
+    for (const p of predictions) w.predictions.push(p);
     w.fresh += rows.length;
     w.totals.rows += rows.length;
-    if (w.rows.length > this.options.windowSize) w.rows.splice(0, w.rows.length - this.options.windowSize);
-    if (w.predictions.length > this.options.windowSize)
-      w.predictions.splice(0, w.predictions.length - this.options.windowSize);
+    // Cut back to the window once it holds twice as many: a cut per request moved the whole window each time.
+    if (w.rows.length > 2 * this.options.windowSize || w.predictions.length > 2 * this.options.windowSize) this.trim(w);
+  }
+
+  // The window's last `windowSize` rows and predictions: what evaluate and status read.
+  private trim(w: ModelWindow): void {
+    const size = this.options.windowSize;
+    if (w.rows.length > size) w.rows.splice(0, w.rows.length - size);
+    if (w.predictions.length > size) w.predictions.splice(0, w.predictions.length - size);
   }
 
   /** Measures every window with new rows and enough of them; emits and returns the reports. */
   evaluate(now = Date.now()): DriftReport[] {
     const reports: DriftReport[] = [];
     for (const [model, w] of this.windows) {
+      this.trim(w);
       if (w.fresh === 0 || w.rows.length < this.options.minSamples) continue;
       let info: ModelVersionInfo;
       try {
@@ -162,6 +170,7 @@ export class DriftMonitor {
   status(model: string): { window: number; latest?: DriftReport; totals: QualityTotals } | undefined {
     const w = this.windows.get(model);
     if (!w) return undefined;
+    this.trim(w);
     return { window: w.rows.length, ...(w.latest && { latest: w.latest }), totals: { ...w.totals } };
   }
 

@@ -50,21 +50,28 @@ export class CacheHook implements Hooks {
     const version = call.version ?? this.deps.servingVersion(call.model) ?? '';
     const key = `${call.path}\u0000${call.model}\u0000${version}\u0000${requestHash(call.body, rule.ignore)}`;
     const epoch = cache.epoch(call.model);
+    // Counters are reported once per request, after the lookup and the store both (the report is an event per call).
+    let changed = false;
     if (directives.noCache) call.setHeader(CACHE_HEADER, 'BYPASS');
     else {
       const found = cache.get(call.model, key);
-      this.deps.changed(call.model);
       if (found.hit) {
+        this.deps.changed(call.model);
         call.setHeader(CACHE_HEADER, 'HIT');
         return rule.ignore.includes('id') ? withId(found.body, call.body.id) : found.body;
       }
+      changed = true;
       call.setHeader(CACHE_HEADER, 'MISS');
     }
-    const body = await next();
-    if (body !== undefined && !directives.noStore) {
-      if (cache.store(call.model, key, body, bodyBytes(body), ttlMs, epoch)) this.deps.changed(call.model);
+    try {
+      const body = await next();
+      if (body !== undefined && !directives.noStore) {
+        if (cache.store(call.model, key, body, bodyBytes(body), ttlMs, epoch)) changed = true;
+      }
+      return body;
+    } finally {
+      if (changed) this.deps.changed(call.model);
     }
-    return body;
   }
 }
 

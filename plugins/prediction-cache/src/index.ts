@@ -80,6 +80,7 @@ export default definePlugin({
       cache: () => cache,
       servingVersion: (model) => {
         try {
+          if (models?.defaultVersion) return models.defaultVersion(model);
           return models?.get(model).defaultVersion;
         } catch {
           // An unknown model: the route answers 404, and nothing is stored.

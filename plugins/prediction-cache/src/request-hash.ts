@@ -7,20 +7,47 @@ import { createHash, type Hash } from 'node:crypto';
  * `ignore` names top-level keys that do not change the answer (a request's own `id`).
  */
 export function requestHash(body: unknown, ignore: readonly string[] = []): string {
-  const hash = createHash('sha256');
+  const hash = new CanonicalHash();
   feed(hash, body, new Set(ignore));
-  return hash.digest('hex');
+  return hash.digest();
+}
+
+// The SHA-256 with its text gathered into one update per run of text (each update is a call into native code): the
+// same bytes reach the hash in the same order, so the digest is what one update per piece gives.
+class CanonicalHash {
+  readonly #hash: Hash = createHash('sha256');
+  #text = '';
+
+  update(text: string): void {
+    this.#text += text;
+  }
+
+  bytes(data: Uint8Array): void {
+    this.#flush();
+    this.#hash.update(data);
+  }
+
+  digest(): string {
+    this.#flush();
+    return this.#hash.digest('hex');
+  }
+
+  #flush(): void {
+    if (this.#text === '') return;
+    this.#hash.update(this.#text);
+    this.#text = '';
+  }
 }
 
 // Each value is framed by a type letter, so no two different values feed the same bytes.
-function feed(hash: Hash, value: unknown, ignore?: ReadonlySet<string>): void {
+function feed(hash: CanonicalHash, value: unknown, ignore?: ReadonlySet<string>): void {
   if (value === null || typeof value !== 'object') {
     hash.update(typeof value === 'string' ? `s${JSON.stringify(value)}` : `p${JSON.stringify(value) ?? 'null'}`);
     return;
   }
   if (ArrayBuffer.isView(value)) {
     hash.update(`t${value.constructor.name}:${value.byteLength}:`);
-    hash.update(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
+    hash.bytes(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
     return;
   }
   if (Array.isArray(value)) {

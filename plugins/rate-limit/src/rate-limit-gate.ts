@@ -113,6 +113,14 @@ export class RateLimitGate implements RequestGate {
     return pass;
   }
 
+  /**
+   * Whether no limit applies to `caller` (or to an anonymous request) from any address: its pass would be open, with
+   * no headers and no decision to report, so an HTTP request need not be admitted at all.
+   */
+  unlimited(caller: Caller | undefined): boolean {
+    return this.subjectsOf(caller, '').length === 0;
+  }
+
   /** A generation of a request began: its tokens are charged when it ends, even after the request is released. */
   generationStarted(requestId: string): void {
     const entry = this.tracked.get(requestId);

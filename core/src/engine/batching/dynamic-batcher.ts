@@ -64,7 +64,10 @@ interface Item {
   requestId?: string;
   resolve(result: BatchedResult): void;
   reject(err: Error): void;
+  /** Called as the item leaves the queue (dispatched, expired, drained). */
   detach(): void;
+  /** In the queue: not yet dispatched, expired, cancelled or drained. */
+  queued: boolean;
 }
 
 /** Counters for `/status`. */
@@ -96,6 +99,7 @@ export class DynamicBatcher {
   #batches = 0;
   #batchedRequests = 0;
   #shedding = false;
+  #toldDepth = -1;
   readonly #idle = new Set<() => void>();
 
   constructor(private readonly options: DynamicBatcherOptions) {}
@@ -127,27 +131,34 @@ export class DynamicBatcher {
         enqueuedAt: performance.now(),
         resolve,
         reject,
-        detach: () => undefined,
+        detach: () => void (item.queued = false),
+        queued: true,
         ...(requestId !== undefined && { requestId }),
       };
-      if (signal) {
-        const onAbort = (): void => {
-          const at = this.#queue.indexOf(item);
-          if (at < 0) return;
-          this.#queue.splice(at, 1);
-          this.options.onDepth?.(this.#queue.length);
-          reject(cancelledError(this.options.label));
-          this.#notifyIdle();
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        item.detach = () => signal.removeEventListener('abort', onAbort);
-      }
       // Others go ahead of the low ones queued (the head is what the next batch is formed around).
       const firstLow = low ? -1 : this.#queue.findIndex((q) => q.low);
       if (firstLow < 0) this.#queue.push(item);
       else this.#queue.splice(firstLow, 0, item);
-      this.options.onDepth?.(this.#queue.length);
       this.#pump();
+      // A request dispatched at once (a free worker, nothing to wait for) has nothing left to cancel in the queue:
+      // only one that waits listens to its signal, and the depth is told once, after the pump, as it is now.
+      if (signal && item.queued) {
+        const onAbort = (): void => {
+          const at = this.#queue.indexOf(item);
+          if (at < 0) return;
+          this.#queue.splice(at, 1);
+          item.queued = false;
+          this.#depthChanged();
+          reject(cancelledError(this.options.label));
+          this.#notifyIdle();
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        item.detach = () => {
+          item.queued = false;
+          signal.removeEventListener('abort', onAbort);
+        };
+      }
+      this.#depthChanged();
     });
   }
 
@@ -176,7 +187,7 @@ export class DynamicBatcher {
     });
     clearTimeout(this.#timer);
     const left = this.#queue.splice(0);
-    if (left.length > 0) this.options.onDepth?.(0);
+    this.#depthChanged();
     for (const item of left) {
       item.detach();
       item.reject(unavailable('model_unloading', `${this.options.label} was unloaded before the request ran`));
@@ -250,7 +261,7 @@ export class DynamicBatcher {
       const item = this.#queue[i]!;
       if (now - item.enqueuedAt <= settings.queueTimeoutMs) continue;
       this.#queue.splice(i, 1);
-      this.options.onDepth?.(this.#queue.length);
+      this.#depthChanged();
       item.detach();
       item.reject(
         new NucleusError(
@@ -260,6 +271,15 @@ export class DynamicBatcher {
         ),
       );
     }
+  }
+
+  // Tells the queue's depth when it differs from the one told last (the first time always), so a request queued and
+  // dispatched in one go tells nothing.
+  #depthChanged(): void {
+    const depth = this.#queue.length;
+    if (depth === this.#toldDepth) return;
+    this.#toldDepth = depth;
+    this.options.onDepth?.(depth);
   }
 
   #arm(delayMs: number): void {
@@ -281,7 +301,7 @@ export class DynamicBatcher {
       this.#queue.splice(this.#queue.indexOf(item), 1);
       item.detach();
     }
-    this.options.onDepth?.(this.#queue.length);
+    this.#depthChanged();
     this.#inFlight++;
     this.#batches++;
     this.#batchedRequests += items.length;

@@ -37,6 +37,10 @@ export interface SessionWorkerClientOptions extends Omit<WorkerSupervisorOptions
 interface Pending {
   resolve(result: RunResult): void;
   reject(err: Error): void;
+  /** The worker it was posted to, and when (`performance.now()`) it counts as hung: Infinity without a limit. */
+  worker: WorkerHandle;
+  deadline: number;
+  timeoutMs: number;
 }
 
 const THREAD_ENTRY = new URL('./session-thread.js', import.meta.url);
@@ -55,6 +59,9 @@ export class SessionWorkerClient {
   #ready: Promise<SessionReady> | undefined;
   #info: SessionReady | undefined;
   readonly #pending = new Map<number, Pending>();
+  // One timer for the earliest deadline of the runs posted, rather than a timer set and cleared per run.
+  #watchdog: NodeJS.Timeout | undefined;
+  #watchAt = Infinity;
   #nextId = 1;
   #assigned = 0;
   #runs = 0;
@@ -112,15 +119,32 @@ export class SessionWorkerClient {
     const { wire, transfer } = packTensors(inputs);
     const timeoutMs = this.#runTimeoutMs?.() ?? 0;
     return new Promise<RunResult>((resolve, reject) => {
-      const timer = timeoutMs > 0 ? setTimeout(() => this.#hung(worker, timeoutMs), timeoutMs) : undefined;
-      timer?.unref();
-      this.#pending.set(id, {
-        resolve: (r) => (clearTimeout(timer), resolve(r)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
-      });
+      const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
+      this.#pending.set(id, { resolve, reject, worker, deadline, timeoutMs });
       const message: ToWorker = { type: 'run', id, inputs: wire };
       worker.postMessage(message, transfer);
+      if (deadline < this.#watchAt) this.#watch(deadline);
     });
+  }
+
+  #watch(at: number): void {
+    clearTimeout(this.#watchdog);
+    this.#watchAt = at;
+    this.#watchdog = setTimeout(() => this.#checkDeadlines(), Math.max(0, at - performance.now()));
+    this.#watchdog.unref();
+  }
+
+  // The first run past its deadline marks its worker hung; otherwise the watch moves to the next deadline.
+  #checkDeadlines(): void {
+    this.#watchdog = undefined;
+    this.#watchAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const p of this.#pending.values()) {
+      if (p.deadline > now) next = Math.min(next, p.deadline);
+      else if (p.worker === this.#worker && !this.#closing) return this.#hung(p.worker, p.timeoutMs);
+    }
+    if (next < Infinity) this.#watch(next);
   }
 
   /** Test support only: keeps the worker busy for `ms` without answering, as a run hung in native code would. */
@@ -357,6 +381,9 @@ export class SessionWorkerClient {
   #rejectAll(err: Error): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
+    clearTimeout(this.#watchdog);
+    this.#watchdog = undefined;
+    this.#watchAt = Infinity;
     for (const p of pending) p.reject(err);
   }
 }

@@ -62,6 +62,8 @@ export class ConfigStore {
   private currentSources: Map<string, ConfigSource>;
   private keyByPath: Map<string, ConfigKey>;
   private currentWarnings: readonly string[];
+  // Values by path, read per request on the hot paths; emptied whenever `current` is replaced.
+  private readonly memo = new Map<string, unknown>();
 
   constructor(loaded: LoadedConfig, options: ConfigStoreOptions = {}) {
     this.layers = loaded.layers;
@@ -219,6 +221,7 @@ export class ConfigStore {
     }
     if (changed.length === 0) return [];
     this.current = deepFreeze(candidate) as unknown as Readonly<NucleusConfig>;
+    this.memo.clear();
     for (const change of changed) this.emit(change);
     return changed;
   }
@@ -241,6 +244,7 @@ export class ConfigStore {
     for (const [path, value] of runtime) this.runtimeValues.set(path, value);
     this.built = built;
     this.current = deepFreeze(structuredClone(built.config));
+    this.memo.clear();
     this.currentSources = new Map(built.sources);
     this.keyByPath = new Map(built.keys.map((key) => [key.path, key]));
     this.currentWarnings = Object.freeze([...built.warnings]);
@@ -248,11 +252,13 @@ export class ConfigStore {
 
   // Untyped, for the key table's paths, which include those of plugin sections.
   private valueAt(path: string): unknown {
+    if (this.memo.has(path)) return this.memo.get(path);
     let node: unknown = this.current;
     for (const segment of path.split('.')) {
       if (!isPlainObject(node) && !Array.isArray(node)) return undefined;
       node = (node as Record<string, unknown>)[segment];
     }
+    this.memo.set(path, node);
     return node;
   }
 

@@ -67,6 +67,11 @@ export class GenerationEngine implements GenerationService {
     return this.#catalog.all().map((m) => this.#catalog.info(m));
   }
 
+  /** The version a request naming none goes to (`get(name).version`), or undefined for a name not served. */
+  defaultVersion(name: string): string | undefined {
+    return this.#catalog.served(name)?.version;
+  }
+
   get(name: string, version?: string): GenerationModelInfo {
     return this.#catalog.info(this.#catalog.find(name, version));
   }
