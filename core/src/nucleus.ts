@@ -7,8 +7,11 @@ import { Kernel, type KernelOptions } from './kernel/kernel.js';
 
 /** How to build a runtime: the kernel's options, and whether the built-in models serve when none is configured. */
 export interface NucleusOptions extends KernelOptions {
-  /** Serve the generated built-in models when no model is configured (default true). */
-  builtinModels?: boolean;
+  /**
+   * Serve the generated built-in models when no model is configured (default true); a list serves only the built-ins
+   * it names, so a one-model command opens no others.
+   */
+  builtinModels?: boolean | readonly string[];
 }
 
 /**

@@ -54,7 +54,7 @@ export function writeVersion(
 /** A started kernel without plugin discovery, quiet, serving what `config` names. */
 export async function startKernel(
   config: Record<string, unknown>,
-  options: { builtinModels?: boolean; before?: (k: Nucleus) => void; logLines?: string[] } = {},
+  options: { builtinModels?: boolean | readonly string[]; before?: (k: Nucleus) => void; logLines?: string[] } = {},
 ): Promise<Nucleus> {
   const lines = options.logLines;
   const kernel = Nucleus.create({

@@ -332,6 +332,19 @@ describe('configured models', () => {
     }
   });
 
+  it('serves only the built-ins a one-model runtime names, tensor and LLM alike', async () => {
+    const kernel = await startKernel({}, { builtinModels: ['mlp-classifier'] });
+    try {
+      assert.deepEqual(
+        kernel.inference.list().map((m) => m.name),
+        ['mlp-classifier'],
+      );
+      assert.deepEqual(kernel.generation.list(), []);
+    } finally {
+      await kernel.stop();
+    }
+  });
+
   it('loads a model with external data, checking the data file against model.json too', async () => {
     const root = tempDir('external-data');
     const weights = floats(64 * 8, 4);

@@ -45,7 +45,8 @@ export function batchCommand(): Command {
         cli.models = [{ name, path }];
         model = name;
       }
-      const kernel = Nucleus.create({ file: opts.config, cli });
+      // Only the model the job runs opens (when it is a built-in); the others would cost memory and start-up.
+      const kernel = Nucleus.create({ file: opts.config, cli, builtinModels: [model] });
       await kernel.start();
       const stop = new AbortController();
       const interrupt = (signal: string) => {

@@ -1,4 +1,4 @@
-import type { Logger } from '@nucleus/sdk';
+import type { BuiltinModel, Contribution, ExtensionPointView, Logger } from '@nucleus/sdk';
 import { ExtensionPoints, Services } from '@nucleus/sdk';
 import { ConfigError, type ConfigIssue, describeSource, type ConfigStore } from '../kernel/config/index.js';
 import type { Kernel } from '../kernel/kernel.js';
@@ -48,7 +48,7 @@ export class Engines implements KernelModule {
   readonly #localPaths = new Map<string, string>();
   readonly #roots: ModelRoots;
 
-  constructor(kernel: Kernel, options: { builtinModels?: boolean } = {}) {
+  constructor(kernel: Kernel, options: { builtinModels?: boolean | readonly string[] } = {}) {
     const { config, events, logger, health, extensions } = kernel;
     this.#kernel = kernel;
     this.#roots = new ModelRoots(() => kernel.config.get('allowedModelRoots'));
@@ -59,7 +59,11 @@ export class Engines implements KernelModule {
       new ModelLocator(extensions.point(ExtensionPoints.modelSource), logger.child({ component: 'sources' })),
     );
     this.memory = new MemoryPressure({ config, events, logger });
-    const builtinModels = options.builtinModels ?? true;
+    const builtinModels = options.builtinModels !== false;
+    const allBuiltins = extensions.point(ExtensionPoints.builtinModel);
+    const builtins = Array.isArray(options.builtinModels)
+      ? onlyNamed(allBuiltins, new Set(options.builtinModels))
+      : allBuiltins;
     this.inference = new InferenceEngine({
       memory: this.memory,
       config,
@@ -70,7 +74,7 @@ export class Engines implements KernelModule {
       backends: extensions.point(ExtensionPoints.backend),
       replicaRouters: extensions.point(ExtensionPoints.replicaRouter),
       transforms: extensions.point(ExtensionPoints.modelTransform),
-      builtins: extensions.point(ExtensionPoints.builtinModel),
+      builtins,
       ...cacheDirOf(config),
       // Built-ins stand in for "nothing configured"; an LLM in `models` counts as configured.
       builtinModels: builtinModels && this.#configured().length === 0,
@@ -89,7 +93,7 @@ export class Engines implements KernelModule {
       replicaRouters: extensions.point(ExtensionPoints.replicaRouter),
       transforms: extensions.point(ExtensionPoints.modelTransform),
       draftProposers: extensions.point(ExtensionPoints.draftProposer),
-      builtins: extensions.point(ExtensionPoints.builtinModel),
+      builtins,
       ...cacheDirOf(config),
       builtinModels,
     });
@@ -242,4 +246,23 @@ export class Engines implements KernelModule {
 function cacheDirOf(config: Pick<ConfigStore, 'get'>): { cacheDir?: string } {
   const dir = config.get('cache.dir');
   return dir === null ? {} : { cacheDir: dir };
+}
+
+/** The built-in models of `point` whose model names are in `names`, as a point of their own. */
+function onlyNamed(
+  point: ExtensionPointView<BuiltinModel>,
+  names: ReadonlySet<string>,
+): ExtensionPointView<BuiltinModel> {
+  const kept = (c: Contribution<BuiltinModel>) => names.has(c.value.name);
+  return {
+    id: point.id,
+    list: () => point.list().filter(kept),
+    first: () => point.list().find(kept),
+    find: (name) => {
+      const c = point.find(name);
+      return c && kept(c) ? c : undefined;
+    },
+    use: (c, fn) => point.use(c, fn),
+    onChange: (listener) => point.onChange((change, c) => kept(c) && listener(change, c)),
+  };
 }
