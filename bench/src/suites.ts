@@ -7,6 +7,7 @@ import { ggufSuite } from './gguf-quants.js';
 import { grpcSuite } from './grpc.js';
 import { httpSuite } from './http.js';
 import { httpProfileSuite } from './http-profile.js';
+import { idleMemorySuite } from './idle-memory.js';
 import { llmSuite } from './llm.js';
 import { processesSuite } from './processes.js';
 import { quantSuite } from './quant.js';
@@ -33,6 +34,7 @@ export const suites: Record<string, () => Promise<string>> = {
   cache: cacheSuite,
   http: httpSuite,
   'http-profile': httpProfileSuite,
+  'idle-memory': idleMemorySuite,
   tokens: tokensSuite,
   fuzz: fuzzSuite,
   reload: reloadSuite,

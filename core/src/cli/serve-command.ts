@@ -6,6 +6,7 @@ import { frontProcessCount } from '../kernel/process-group.js';
 import { FrontProcesses } from '../server/front-processes.js';
 import { NucleusServer } from '../server/nucleus-server.js';
 import { collect, setOverrides, splitPair, withConfigOptions, type ConfigOptions } from './cli-options.js';
+import { leanStartup } from './lean-startup.js';
 import { NUCLEUS_VERSION } from './nucleus-version.js';
 import { startupBanner, startupLine, startupSummary } from './startup-banner.js';
 
@@ -53,7 +54,7 @@ export function serveCommand(): Command {
       if (cluster.isPrimary && (await servedByFrontProcesses(opts))) return;
       let server: NucleusServer;
       try {
-        server = await NucleusServer.start({ file: opts.config, cli: serveOverrides(opts) });
+        server = await leanStartup(() => NucleusServer.start({ file: opts.config, cli: serveOverrides(opts) }));
       } catch (err) {
         // A front process ends with its error as a lone server does; its channel to the primary would keep it alive.
         if (cluster.isWorker) cluster.worker?.disconnect();

@@ -1,15 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
-import {
-  getRepoFolderName,
-  HubApiError,
-  listFiles,
-  modelInfo,
-  pathsInfo,
-  scanCacheDir,
-  type ListFileEntry,
-} from '@huggingface/hub';
+import type { ListFileEntry } from '@huggingface/hub';
 import {
   NucleusError,
   sha256File,
@@ -19,6 +11,11 @@ import {
 } from '@nucleus/sdk';
 import { downloadBlob, httpError, unreachable } from './blob-download.js';
 import { globToRegExp, isGlob, parseHubUri, type HubUri } from './hub-uri.js';
+
+// The Hub client is loaded at the first hf:// fetch or cache listing, not with the plugin: loading it costs a server
+// that never names the Hub ~10 MB of resident memory (its bundle, two WebAssembly modules and a 5 MiB buffer it
+// allocates up front).
+const hubClient = () => import('@huggingface/hub');
 import type { SourcePolicy } from './source-policy.js';
 
 /** Where and how the Hub is reached. */
@@ -61,6 +58,7 @@ export class HubSource implements ModelSourceProvider {
     const uri = parseHubUri(source);
     this.options.policy.checkOrg(uri.org, source);
     this.options.policy.checkUrl(this.options.endpoint, source);
+    const { getRepoFolderName } = await hubClient();
     const folder = join(this.options.cacheDir, getRepoFolderName({ type: 'model', name: uri.repo }));
     if (fetchOptions.sha256 !== undefined && (uri.path === undefined || isGlob(uri.path))) {
       throw new NucleusError(
@@ -135,6 +133,7 @@ export class HubSource implements ModelSourceProvider {
 
   async cached(): Promise<CachedModel[]> {
     if (!existsSync(this.options.cacheDir)) return [];
+    const { scanCacheDir } = await hubClient();
     const info = await scanCacheDir(this.options.cacheDir);
     return info.repos
       .filter((r) => r.id.type === 'model')
@@ -169,6 +168,7 @@ export class HubSource implements ModelSourceProvider {
   // The commit a revision names now (a commit names itself).
   async #commit(uri: HubUri): Promise<string> {
     if (COMMIT.test(uri.revision)) return uri.revision;
+    const { modelInfo } = await hubClient();
     const info = await this.#api(uri, () =>
       modelInfo({ name: uri.repo, revision: uri.revision, additionalFields: ['sha'], ...this.#hub() }),
     );
@@ -184,6 +184,7 @@ export class HubSource implements ModelSourceProvider {
   }
 
   async #files(uri: HubUri, commit: string): Promise<ListFileEntry[]> {
+    const { listFiles, pathsInfo } = await hubClient();
     if (uri.path !== undefined && !isGlob(uri.path)) {
       const found = await this.#api(uri, () =>
         pathsInfo({ repo: uri.repo, paths: [uri.path!], revision: commit, expand: false, ...this.#hub() }),
@@ -204,6 +205,7 @@ export class HubSource implements ModelSourceProvider {
   // A Hub API call, its failures as errors a user can act on.
   async #api<T>(uri: HubUri, call: () => Promise<T>): Promise<T> {
     const name = `hf://${uri.repo}@${uri.revision}`;
+    const { HubApiError } = await hubClient();
     try {
       return await call();
     } catch (err) {
