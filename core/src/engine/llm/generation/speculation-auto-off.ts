@@ -28,6 +28,14 @@ export class SpeculationAutoOffPolicy {
   #plainMsPerRow: number | undefined;
   #verifyMsPerRow: number | undefined;
   #draftMsPerToken: number | undefined;
+  /**
+   * The server-level prior (seed 004 R12: per server, off where it no longer pays): the pauses in a row and the
+   * cool-down steps left of the latest sequence that paused, which a new sequence starts from. Without it each request
+   * paid for its own probe (the draft model's prefill and a window of drafts), which on short requests with a draft
+   * that never pays costs more than auto-off saves. A window of drafts that pays clears it.
+   */
+  #priorPauses = 0;
+  #priorCoolDown = 0;
 
   constructor(settings: SpeculationAutoOff, numSpeculativeTokens: number) {
     this.settings = settings;
@@ -58,10 +66,20 @@ export class SpeculationAutoOffPolicy {
     return cost > 0 ? ((1 + rate * this.#k) * plain) / cost : undefined;
   }
 
-  /** True while the sequence sits out its cool-down (each step it runs counts one off). */
+  /**
+   * A sequence starts: it takes over the cool-down the model's latest paused sequence left, and its pauses in a row, so
+   * a pair whose drafts stopped paying stays off across requests until a probe finds they pay again.
+   */
+  begin(state: AutoOffState): void {
+    state.pausesInARow = this.#priorPauses;
+    state.coolDown = this.#priorCoolDown;
+  }
+
+  /** True while the sequence sits out its cool-down (each step it runs counts one off, the server's too). */
   paused(state: AutoOffState): boolean {
     if (state.coolDown <= 0) return false;
     state.coolDown--;
+    if (this.#priorCoolDown > 0) this.#priorCoolDown--;
     return true;
   }
 
@@ -76,13 +94,19 @@ export class SpeculationAutoOffPolicy {
     const rate = total >= window ? acceptedTotal / total : (acceptedTotal + window - total) / window;
     const speedup = this.expectedSpeedup(rate);
     if (rate >= minAcceptance && (speedup === undefined || speedup >= 1)) {
-      if (total >= window) state.pausesInARow = 0;
+      if (total >= window) {
+        state.pausesInARow = 0;
+        this.#priorPauses = 0;
+        this.#priorCoolDown = 0;
+      }
       return false;
     }
     // Drafts that could not pay even if all were accepted: the draft model costs more than it can save.
     if ((this.expectedSpeedup(1) ?? 1) < 1) state.pausesInARow = MAX_DOUBLINGS;
     state.verified.length = 0;
     state.coolDown = coolDownSteps * 2 ** Math.min(MAX_DOUBLINGS, state.pausesInARow++);
+    this.#priorPauses = state.pausesInARow;
+    this.#priorCoolDown = state.coolDown;
     return true;
   }
 }
