@@ -56,12 +56,18 @@ describe('SpeculationAutoOffPolicy across requests (the server-level prior)', ()
     assert.equal(second.pausesInARow, 0);
   });
 
+  // A plain step costs 1 ms, a verify 1.2 ms, a draft token 1 ms: even all 4 accepted (5 tokens for 5.2 ms) loses.
+  function losingCosts(policy: SpeculationAutoOffPolicy, steps: number): void {
+    for (let i = 0; i < steps; i++) {
+      policy.observePlain(1, 1);
+      policy.observeSpeculative(1.2, 1, 4, 4);
+    }
+    assert.ok(policy.expectedSpeedup(1)! < 1);
+  }
+
   it('a draft model that costs more than it can save keeps new requests off for the longest cool-down', () => {
     const policy = new SpeculationAutoOffPolicy(SETTINGS, 4);
-    // A plain step costs 1 ms, a verify 1.2 ms, a draft token 1 ms: even all 4 accepted (5 tokens for 5.2 ms) loses.
-    policy.observePlain(1, 1);
-    policy.observeSpeculative(1.2, 1, 4, 4);
-    assert.ok(policy.expectedSpeedup(1)! < 1);
+    losingCosts(policy, 8);
     const first = fresh();
     policy.begin(first);
     assert.equal(policy.record(first, 4, 4), true, 'paused on cost, whatever the acceptance');
@@ -69,5 +75,18 @@ describe('SpeculationAutoOffPolicy across requests (the server-level prior)', ()
     const second = fresh();
     policy.begin(second);
     assert.equal(pausedSteps(policy, second), 640);
+  });
+
+  it('a pause on costs from the first few steps (a warm-up, cold sessions) pauses that request only', () => {
+    const policy = new SpeculationAutoOffPolicy(SETTINGS, 4);
+    losingCosts(policy, 2);
+    const first = fresh();
+    policy.begin(first);
+    assert.equal(policy.record(first, 4, 4), true);
+    assert.equal(first.coolDown, 640);
+    const second = fresh();
+    policy.begin(second);
+    assert.equal(pausedSteps(policy, second), 0, 'the next request drafts');
+    assert.equal(second.pausesInARow, 0);
   });
 });

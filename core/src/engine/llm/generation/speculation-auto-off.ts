@@ -14,6 +14,11 @@ export interface AutoOffState {
 const MAX_DOUBLINGS = 6;
 /** Weight of the latest step in the running step costs. */
 const EWMA = 0.25;
+/**
+ * Plain and verify steps the running costs must rest on before a pause judged on cost alone is carried to new requests:
+ * the first steps (a warm-up's, the draft model's first prefill) are cold and would turn drafting off for the server.
+ */
+const SETTLED_STEPS = 8;
 
 /**
  * Auto-off (seed 004 R12): per request, drafting pauses when it does not pay, and is tried again after a cool-down.
@@ -28,6 +33,8 @@ export class SpeculationAutoOffPolicy {
   #plainMsPerRow: number | undefined;
   #verifyMsPerRow: number | undefined;
   #draftMsPerToken: number | undefined;
+  #plainSteps = 0;
+  #verifySteps = 0;
   /**
    * The server-level prior (seed 004 R12: per server, off where it no longer pays): the pauses in a row and the
    * cool-down steps left of the latest sequence that paused, which a new sequence starts from. Without it each request
@@ -44,12 +51,17 @@ export class SpeculationAutoOffPolicy {
 
   /** A plain decode step over `rows` sequences took `ms`. */
   observePlain(ms: number, rows: number): void {
-    if (rows > 0) this.#plainMsPerRow = ewma(this.#plainMsPerRow, ms / rows);
+    if (rows <= 0) return;
+    this.#plainMsPerRow = ewma(this.#plainMsPerRow, ms / rows);
+    this.#plainSteps++;
   }
 
   /** A verify step over `rows` sequences took `verifyMs`; drafting its `draftTokens` tokens took `draftMs`. */
   observeSpeculative(verifyMs: number, rows: number, draftMs: number, draftTokens: number): void {
-    if (rows > 0) this.#verifyMsPerRow = ewma(this.#verifyMsPerRow, verifyMs / rows);
+    if (rows > 0) {
+      this.#verifyMsPerRow = ewma(this.#verifyMsPerRow, verifyMs / rows);
+      this.#verifySteps++;
+    }
     if (draftTokens > 0) this.#draftMsPerToken = ewma(this.#draftMsPerToken, draftMs / draftTokens);
   }
 
@@ -105,8 +117,10 @@ export class SpeculationAutoOffPolicy {
     if ((this.expectedSpeedup(1) ?? 1) < 1) state.pausesInARow = MAX_DOUBLINGS;
     state.verified.length = 0;
     state.coolDown = coolDownSteps * 2 ** Math.min(MAX_DOUBLINGS, state.pausesInARow++);
-    this.#priorPauses = state.pausesInARow;
-    this.#priorCoolDown = state.coolDown;
+    if (rate < minAcceptance || (this.#plainSteps >= SETTLED_STEPS && this.#verifySteps >= SETTLED_STEPS)) {
+      this.#priorPauses = state.pausesInARow;
+      this.#priorCoolDown = state.coolDown;
+    }
     return true;
   }
 }
