@@ -346,8 +346,8 @@ export async function specSuite(): Promise<string> {
   }
   notes.push(
     'Ratio: decode tokens/s with speculation over plain decoding, same prompt, same session (1 intra-op thread); p50/p99 are ms per token of each run.',
-    `${RUNS} measured runs after one warm-up run; acceptance is accepted over drafted tokens. Greedy output is identical with and without speculation (the bench checks every row's tokens against plain decoding).`,
-    `Auto-off: the plugin's defaults (pause below ${AUTO_OFF.minAcceptance * 100}% acceptance over the latest ${AUTO_OFF.window} draft tokens, or when the measured step costs say the drafts cannot pay, for ${AUTO_OFF.coolDownSteps} steps, doubled at each pause in a row). The pause comes as soon as the window can no longer reach the threshold; a draft model that costs more than it can save pauses for 64 cool-downs at once. Draft models run in the same thread with the same runners (1 intra-op thread each).`,
+    `${RUNS} measured runs after one warm-up run, as requests one after the other to one generation loop per row (a served model's worker); acceptance is accepted over drafted tokens, counted over the last run. Greedy output is identical with and without speculation (the bench checks every row's tokens against plain decoding).`,
+    `Auto-off: the plugin's defaults (pause below ${AUTO_OFF.minAcceptance * 100}% acceptance over the latest ${AUTO_OFF.window} draft tokens, or when the measured step costs say the drafts cannot pay, for ${AUTO_OFF.coolDownSteps} steps, doubled at each pause in a row). The pause comes as soon as the window can no longer reach the threshold; a draft model that costs more than it can save pauses for 64 cool-downs at once. A new request starts from the cool-down and pauses in a row the latest paused request left (the server-level prior), so after the warm-up run a pair that does not pay stays off. Draft models run in the same thread with the same runners (1 intra-op thread each).`,
   );
   return record('spec', machineInfo(), tables, notes);
 }
