@@ -225,7 +225,7 @@ for (const style of ['generic', 'contrib'] as const)
           proposer: new DraftModelProposer(runner),
           numSpeculativeTokens: 4,
           maxBatch: 1,
-          autoOff: { minAcceptance: 0.5, window: 8, coolDownSteps: 1000 },
+          autoOff: { minAcceptance: 0.5, window: 8, coolDownSteps: 1000, acrossRequests: true },
         },
         () => runner.runs,
       );

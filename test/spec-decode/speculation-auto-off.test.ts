@@ -4,7 +4,7 @@ import {
   type AutoOffState,
 } from '@nucleus/core/internal/engine/llm/generation/speculation-auto-off';
 
-const SETTINGS = { minAcceptance: 0.5, window: 8, coolDownSteps: 10 };
+const SETTINGS = { minAcceptance: 0.5, window: 8, coolDownSteps: 10, acrossRequests: true };
 const fresh = (): AutoOffState => ({ verified: [], coolDown: 0, pausesInARow: 0 });
 
 // Steps a sequence sits out before it drafts again.
@@ -37,6 +37,18 @@ describe('SpeculationAutoOffPolicy across requests (the server-level prior)', ()
     policy.begin(third);
     assert.equal(third.pausesInARow, 2);
     assert.equal(pausedSteps(policy, third), 20);
+  });
+
+  it('without acrossRequests (prompt lookup: acceptance is each request’s text) every request judges afresh', () => {
+    const policy = new SpeculationAutoOffPolicy({ ...SETTINGS, acrossRequests: false }, 4);
+    const first = fresh();
+    policy.begin(first);
+    policy.record(first, 4, 0);
+    assert.equal(policy.record(first, 4, 0), true);
+    const second = fresh();
+    policy.begin(second);
+    assert.equal(pausedSteps(policy, second), 0);
+    assert.equal(second.pausesInARow, 0);
   });
 
   it('a window of drafts that pays clears it: the next request drafts at once', () => {

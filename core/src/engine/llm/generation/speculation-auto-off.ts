@@ -78,10 +78,11 @@ export class SpeculationAutoOffPolicy {
   }
 
   /**
-   * A sequence starts: it takes over the cool-down the model's latest paused sequence left, and its pauses in a row, so
-   * a pair whose drafts stopped paying stays off across requests until a probe finds they pay again.
+   * A sequence starts: with `acrossRequests`, it takes over the cool-down the model's latest paused sequence left, and
+   * its pauses in a row, so a pair whose drafts stopped paying stays off across requests until a probe finds they pay.
    */
   begin(state: AutoOffState): void {
+    if (!this.settings.acrossRequests) return;
     state.pausesInARow = this.#priorPauses;
     state.coolDown = this.#priorCoolDown;
   }
