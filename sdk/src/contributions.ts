@@ -212,6 +212,11 @@ export interface SpeculationAutoOff {
   readonly window: number;
   /** Plain decode steps before the request drafts again. */
   readonly coolDownSteps: number;
+  /**
+   * A pause carries over to the requests that arrive after it (per server, off where drafting no longer pays): right
+   * for a draft model, whose agreement is the pair's; not for prompt lookup, whose acceptance is each request's text.
+   */
+  readonly acrossRequests?: boolean;
 }
 
 /** What the loop tells a proposer about the sequence it drafts for. */

@@ -91,6 +91,41 @@ for (const style of ['generic', 'contrib'] as const)
       return { tokens, ...(loop.speculation && { stats: { ...loop.speculation } }) };
     }
 
+    // Requests one after the other to one loop, as a served model's worker takes them; the counters after each.
+    async function driveInTurn(
+      inits: SequenceInit[],
+      speculation: Speculation,
+      draftRuns: () => number,
+    ): Promise<{ tokens: number[]; stats: SpeculationStats; draftRuns: number }[]> {
+      const tokens = new Map<number, number[]>(inits.map((s) => [s.id, []]));
+      let finished = 0;
+      const loop = new GenerationLoop({
+        runner:
+          style === 'contrib'
+            ? new ContribDecoderSession(session, llm.config)
+            : new DecoderSession(session, llm.config),
+        scheduler: new GenerationScheduler({ maxRunning: 1, maxBatchSize: 1, batchWindowMs: 0, strategy: 'fifo' }),
+        sink: {
+          token: (id, t) => void tokens.get(id)!.push(t),
+          finish: () => void finished++,
+          fail: (_ids, err) => {
+            throw err;
+          },
+        },
+        maxContext: llm.config.maxContext,
+        speculation,
+      });
+      const out: { tokens: number[]; stats: SpeculationStats; draftRuns: number }[] = [];
+      for (const [i, init] of inits.entries()) {
+        const runs = draftRuns();
+        loop.add(init);
+        for (let n = 0; n < 2000 && finished <= i; n++) await loop.iterate();
+        assert.equal(finished, i + 1, 'the request finished');
+        out.push({ tokens: tokens.get(init.id)!, stats: { ...loop.speculation! }, draftRuns: draftRuns() - runs });
+      }
+      return out;
+    }
+
     const sequences = (maxTokens = 60): SequenceInit[] =>
       PROMPTS.map((p, i) => loopSequence(tokenizer, llm, i + 1, p, { maxTokens }));
 
@@ -176,5 +211,33 @@ for (const style of ['generic', 'contrib'] as const)
       assert.equal(stats.verifyRows, stats.drafts);
       assert.equal(stats.verifyRows + stats.plainRows, 80 - 1 - stats.acceptedTokens);
       assert.equal(runner.sequences, 0, 'the draft cache went with the request');
+    });
+
+    it('auto-off carries over to the next request: a pair whose drafts stopped paying stays off, the output unchanged', async function () {
+      if (!existsSync(ZOO)) this.skip();
+      const { runner } = await draftOf(ZOO);
+      const [a, b, c] = sequences(60);
+      const plain = await drive([a!, b!, c!]);
+      const turns = await driveInTurn(
+        [a!, b!, c!],
+        {
+          method: 'draft',
+          proposer: new DraftModelProposer(runner),
+          numSpeculativeTokens: 4,
+          maxBatch: 1,
+          autoOff: { minAcceptance: 0.5, window: 8, coolDownSteps: 1000, acrossRequests: true },
+        },
+        () => runner.runs,
+      );
+      for (const [i, turn] of turns.entries()) assert.deepEqual(turn.tokens, plain.tokens.get(i + 1));
+      // The first request probes the random draft and pauses; the cool-down it left outlasts the next two requests,
+      // which start paused: no draft, not even the draft model's prefill.
+      assert.equal(turns[0]!.stats.pauses, 1);
+      assert.ok(turns[0]!.draftRuns > 0 && turns[0]!.stats.draftTokens > 0);
+      for (const turn of turns.slice(1)) {
+        assert.equal(turn.draftRuns, 0, 'the draft model ran no step');
+        assert.equal(turn.stats.draftTokens, turns[0]!.stats.draftTokens, 'no draft token after the first request');
+      }
+      assert.equal(runner.sequences, 0);
     });
   });

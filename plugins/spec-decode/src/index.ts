@@ -67,7 +67,8 @@ export function draftMethod(settings: Partial<SpecDecodeSettings> = {}): DraftPr
     numSpeculativeTokens: s.numSpeculativeTokens,
     maxBatch: s.maxBatch,
     needsDraftModel: true,
-    ...(off && { autoOff: off }),
+    // A draft model's agreement is the pair's, not a request's: a pause carries over to the next requests.
+    ...(off && { autoOff: { ...off, acrossRequests: true } }),
   };
 }
 

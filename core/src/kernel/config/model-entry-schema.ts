@@ -110,7 +110,7 @@ export const MODEL_ENTRY_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       description:
-        "Speculative decoding with its settings (instead of `speculative`). With `draft` or `draftLayers` the method defaults to `draft` (plugin spec-decode): a smaller model with the same vocabulary proposes tokens and this model verifies them in one step; greedy output is unchanged and sampled output keeps this model's distribution.",
+        "Speculative decoding with its settings (instead of `speculative`). With `draft`, `draftLayers` or `draftQuantize` the method defaults to `draft` (plugin spec-decode): a smaller model with the same vocabulary proposes tokens and this model verifies them in one step; greedy output is unchanged and sampled output keeps this model's distribution.",
       properties: {
         method: {
           type: 'string',
@@ -121,7 +121,7 @@ export const MODEL_ENTRY_SCHEMA = {
           type: 'string',
           minLength: 1,
           description:
-            "The draft model: a file or folder an active format loads (it must share this model's vocabulary). Default: this model itself, cut to `draftLayers` (self-speculation).",
+            "The draft model: a file or folder an active format loads (it must share this model's vocabulary). Default: this model itself, cut to `draftLayers` and quantized by `draftQuantize` (self-speculation).",
           'x-path': true,
         },
         draftLayers: {
@@ -129,6 +129,17 @@ export const MODEL_ENTRY_SCHEMA = {
           minimum: 1,
           description:
             'Build the draft from only the first this many layers of its source, then its final norm and head (LayerSkip-style early exit); with no `draft`, of this model itself. Formats that build their graphs from weights support it.',
+        },
+        draftQuantize: {
+          description:
+            "A `quantize` transform (as `models[].quantize` names it, e.g. `int8`) applied to the draft's graph: with no `draft` and no `draftLayers`, the draft is this model itself with quantized weights, which agrees with it on most tokens at a fraction of its step cost where its weights, not per-step overhead, set that cost.",
+          // The same forms as `quantize`: the transform's name, or an object naming it by `method`.
+          type: ['string', 'object'],
+          minLength: 1,
+          required: ['method'],
+          properties: {
+            method: { type: 'string', minLength: 1, description: 'The transform, as in the plain-name form.' },
+          },
         },
         numSpeculativeTokens: {
           type: 'integer',

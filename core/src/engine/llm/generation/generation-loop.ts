@@ -292,7 +292,9 @@ export class GenerationLoop {
 
   /** Queues a sequence; it joins the running batch when the scheduler admits it. */
   add(init: SequenceInit): void {
-    this.#waiting.push(new Sequence(init, this.#now(), this.#arrivals++));
+    const seq = new Sequence(init, this.#now(), this.#arrivals++);
+    this.#autoOff?.begin(seq);
+    this.#waiting.push(seq);
   }
 
   /** Ends a sequence with `cancelled`: at once when waiting, before the next step when running. */

@@ -381,7 +381,9 @@ export class ModelCatalog {
           const s = entry?.speculation;
           return (
             s?.method ??
-            (s?.draft !== undefined || s?.draftLayers !== undefined ? 'draft' : undefined) ??
+            (s?.draft !== undefined || s?.draftLayers !== undefined || s?.draftQuantize !== undefined
+              ? 'draft'
+              : undefined) ??
             entry?.speculative ??
             'unknown'
           );

@@ -4,6 +4,7 @@ import {
   type ExtensionPointView,
   type Logger,
   type ModelTransform,
+  type QuantizeSetting,
 } from '@nucleus/sdk';
 import type { LoadedLlm } from '@nucleus/sdk/llm';
 import type { ModelFormats } from '../../model-formats.js';
@@ -146,7 +147,7 @@ export class ModelSources {
 
   /**
    * The draft model of `models[].speculation`: its `draft` source, or the model's own (`sourcePath`), cut to
-   * `draftLayers` when given, built in the model's graph style. It must share the model's vocabulary, and a format
+   * `draftLayers` when given and quantized by `draftQuantize`, built in the model's graph style. It must share the model's vocabulary, and a format
    * that cannot cut layers fails the load rather than serve a full-size draft.
    */
   async #draft(
@@ -155,8 +156,10 @@ export class ModelSources {
     style: GraphStyle,
     target: LoadedLlm,
   ): Promise<{ onnxPath: string; config: LoadedLlm['config'] } | undefined> {
-    const s = entry.speculation as { draft?: string; draftLayers?: number } | undefined;
-    if (!s || (s.draft === undefined && s.draftLayers === undefined)) return undefined;
+    const s = entry.speculation as
+      | { draft?: string; draftLayers?: number; draftQuantize?: QuantizeSetting }
+      | undefined;
+    if (!s || (s.draft === undefined && s.draftLayers === undefined && s.draftQuantize === undefined)) return undefined;
     const resolved = await this.options.formats.resolve(s.draft ?? sourcePath, {});
     const draft = await this.options.formats.loadLlm(resolved, {
       name: `${entry.name}-draft`,
@@ -178,10 +181,29 @@ export class ModelSources {
         'draft_layers_unsupported',
         `model '${entry.name}': speculation.draftLayers is ${s.draftLayers}, but the ${resolved.format?.name ?? 'model'} format built all ${draft.config.numLayers} layers; early-exit drafts need a format that builds its graph from weights`,
       );
+    // The same transform `models[].quantize` applies, on the draft's own graph (cached like the model's).
+    const onnxPath =
+      s.draftQuantize === undefined
+        ? draft.onnxPath
+        : await applyModelTransform({
+            model: `${entry.name}-draft`,
+            kind: 'llm',
+            path: draft.onnxPath,
+            transform: s.draftQuantize,
+            transforms: this.options.transforms,
+            cacheDir: this.options.cacheDir,
+            logger: this.options.logger,
+          });
     this.options.logger.info(
-      { model: entry.name, draft: s.draft ?? sourcePath, layers: draft.config.numLayers, graphStyle: style },
+      {
+        model: entry.name,
+        draft: s.draft ?? sourcePath,
+        layers: draft.config.numLayers,
+        graphStyle: style,
+        ...(s.draftQuantize !== undefined && { quantize: s.draftQuantize }),
+      },
       'draft model loaded',
     );
-    return { onnxPath: draft.onnxPath, config: draft.config };
+    return { onnxPath, config: draft.config };
   }
 }

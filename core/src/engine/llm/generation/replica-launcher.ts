@@ -128,7 +128,7 @@ export class ReplicaLauncher {
         throw new NucleusError(
           422,
           'draft_model_missing',
-          `model '${model.name}' speculates with "${speculative.speculative.method}", which runs a draft model; name one with models[].speculation.draft, or models[].speculation.draftLayers for the model's own first layers`,
+          `model '${model.name}' speculates with "${speculative.speculative.method}", which runs a draft model; name one with models[].speculation.draft, models[].speculation.draftLayers for the model's own first layers, or models[].speculation.draftQuantize for its own quantized weights`,
         );
       const persistence = spec.role === 'decoder' ? await this.#persistence(model, spec) : undefined;
       const cpu = this.#selector.find(CPU_BACKEND);
@@ -368,7 +368,11 @@ export class ReplicaLauncher {
     const speculation = entry?.speculation;
     const method =
       speculation?.method ??
-      (speculation?.draft !== undefined || speculation?.draftLayers !== undefined ? 'draft' : undefined) ??
+      (speculation?.draft !== undefined ||
+      speculation?.draftLayers !== undefined ||
+      speculation?.draftQuantize !== undefined
+        ? 'draft'
+        : undefined) ??
       (loaded ? loaded.speculative : entry?.speculative);
     if (method === undefined) return undefined;
     const found = this.options.draftProposers?.find(method)?.value;
