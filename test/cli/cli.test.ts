@@ -1,44 +1,44 @@
 import { strict as assert } from 'node:assert';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { mapLimit } from '../helpers/map-limit.js';
 import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { writePlugin } from '../helpers/plugin-fixtures.js';
+import { runCli, type CliRun } from '../helpers/run-cli.js';
 
 /** Runs the CLI with only the variables given (plus PATH), so the caller's NUCLEUS_* cannot leak in. */
-function nucleus(args: string[], env: Record<string, string> = {}) {
-  const res = spawnSync(process.execPath, [CLI, ...args], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env },
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-  return { code: res.status, out: res.stdout, err: res.stderr };
-}
+const nucleus = (args: string[], env: Record<string, string> = {}): Promise<CliRun> => runCli(args, env);
+
+/** Independent invocations, one per core: each is a process start, most of what these tests cost. */
+const nucleusAll = (runs: Array<[string[], Record<string, string>?]>): Promise<CliRun[]> =>
+  mapLimit(runs, ([args, env]) => nucleus(args, env));
 
 const SHIPPED = ['backend-cpu', 'backend-cuda', 'backend-rocm', 'metrics', 'quant-int8', 'spec-decode'];
 
 describe('nucleus CLI', function () {
-  this.timeout(60_000);
+  this.timeout(120_000);
 
-  it('prints help for every command', () => {
-    const top = nucleus(['--help']);
-    assert.equal(top.code, 0);
-    for (const cmd of ['serve', 'plugins', 'plugin', 'config']) assert.match(top.out, new RegExp(`\\b${cmd}\\b`));
-    const serve = nucleus(['serve', '--help']);
+  it('prints help for every command', async () => {
+    const [top, serve, list] = await nucleusAll([[['--help']], [['serve', '--help']], [['plugins', 'list', '--help']]]);
+    assert.equal(top!.code, 0);
+    for (const cmd of ['serve', 'plugins', 'plugin', 'config']) assert.match(top!.out, new RegExp(`\\b${cmd}\\b`));
     for (const flag of ['--host', '--port', '--config', '--model', '--backend'])
-      assert.match(serve.out, new RegExp(flag));
-    assert.equal(nucleus(['plugins', 'list', '--help']).code, 0);
+      assert.match(serve!.out, new RegExp(flag));
+    assert.equal(list!.code, 0);
   });
 
-  it('exits 2 on an unknown command or option', () => {
-    assert.equal(nucleus(['frobnicate']).code, 2);
-    assert.equal(nucleus(['serve', '--no-such-flag']).code, 2);
+  it('exits 2 on an unknown command or option', async () => {
+    const [command, option] = await nucleusAll([[['frobnicate']], [['serve', '--no-such-flag']]]);
+    assert.equal(command!.code, 2);
+    assert.equal(option!.code, 2);
   });
 
-  it('exits 2 when serve is asked for a backend no plugin installs, naming those installed', () => {
-    for (const name of ['tpu', 'cdua']) {
-      const res = nucleus(['serve', '--port', '0', '--backend', name]);
+  it('exits 2 when serve is asked for a backend no plugin installs, naming those installed', async () => {
+    const names = ['tpu', 'cdua'];
+    const runs = await nucleusAll(names.map((name) => [['serve', '--port', '0', '--backend', name]]));
+    for (const [i, name] of names.entries()) {
+      const res = runs[i]!;
       assert.equal(res.code, 2, res.err);
       assert.match(
         res.err,
@@ -50,28 +50,31 @@ describe('nucleus CLI', function () {
     }
   });
 
-  it('lists the shipped plugins with versions and states', () => {
-    const res = nucleus(['plugins', 'list', '--json']);
-    assert.equal(res.code, 0, res.err);
-    const plugins = JSON.parse(res.out) as Array<{ id: string; version: string; state: string }>;
+  it('lists the shipped plugins with versions and states', async () => {
+    const [res, listed] = await nucleusAll([[['plugins', 'list', '--json']], [['plugins', 'list']]]);
+    assert.equal(res!.code, 0, res!.err);
+    const plugins = JSON.parse(res!.out) as Array<{ id: string; version: string; state: string }>;
     for (const id of SHIPPED) {
       const p = plugins.find((x) => x.id === id);
       assert.ok(p, `${id} listed`);
       assert.match(p.version, /^\d+\.\d+\.\d+/);
       assert.equal(p.state, 'resolved');
     }
-    const table = nucleus(['plugins', 'list']).out;
+    const table = listed!.out;
     assert.match(table.split('\n')[0]!, /^ID\s+VERSION\s+STATE\s+PROVIDES/);
     assert.match(table, /backend-cpu\s+\d+\.\d+\.\d+\s+resolved\s+backend:cpu/);
   });
 
-  it('prints the effective config with each value’s source', () => {
-    const res = nucleus(['config', 'print', '--json', '--set', 'queue.timeoutMs=500'], {
-      NUCLEUS_SERVER_PORT: '9123',
-      NUCLEUS_ADMIN_KEY: 'secret-admin',
-    });
-    assert.equal(res.code, 0, res.err);
-    const { config, sources } = JSON.parse(res.out) as {
+  it('prints the effective config with each value’s source', async () => {
+    const [res, printed] = await nucleusAll([
+      [
+        ['config', 'print', '--json', '--set', 'queue.timeoutMs=500'],
+        { NUCLEUS_SERVER_PORT: '9123', NUCLEUS_ADMIN_KEY: 'secret-admin' },
+      ],
+      [['config', 'print'], { NUCLEUS_SERVER_PORT: '9123' }],
+    ]);
+    assert.equal(res!.code, 0, res!.err);
+    const { config, sources } = JSON.parse(res!.out) as {
       config: { server: { port: number }; auth: { adminKey: string } };
       sources: Record<string, string>;
     };
@@ -80,41 +83,48 @@ describe('nucleus CLI', function () {
     assert.equal(sources['queue.timeoutMs'], 'command line');
     assert.equal(sources['server.host'], 'default');
     assert.equal(config.auth.adminKey, '***');
-    const table = nucleus(['config', 'print'], { NUCLEUS_SERVER_PORT: '9123' }).out;
+    const table = printed!.out;
     assert.match(table, /server\.port\s+9123\s+env NUCLEUS_SERVER_PORT\s+NUCLEUS_SERVER_PORT/);
   });
 
-  it('refuses an invalid config with the key named and exit code 2', () => {
+  it('refuses an invalid config with the key named and exit code 2', async () => {
     const dir = tempDir('cli-config');
     try {
       const file = join(dir, 'nucleus.yaml');
       writeFileSync(file, 'server:\n  port: 99999\n');
-      const res = nucleus(['config', 'print', '--config', file]);
-      assert.equal(res.code, 2);
-      assert.match(res.err, /server\.port must be an integer from 0 to 65535; got 99999 from file .*nucleus\.yaml:2/);
-      const env = nucleus(['serve'], { NUCLEUS_QUEUE_HIGH_WATERMARK: 'lots' });
-      assert.equal(env.code, 2);
-      assert.match(env.err, /queue\.highWatermark .*NUCLEUS_QUEUE_HIGH_WATERMARK/);
+      const [res, env] = await nucleusAll([
+        [['config', 'print', '--config', file]],
+        [['serve'], { NUCLEUS_QUEUE_HIGH_WATERMARK: 'lots' }],
+      ]);
+      assert.equal(res!.code, 2);
+      assert.match(res!.err, /server\.port must be an integer from 0 to 65535; got 99999 from file .*nucleus\.yaml:2/);
+      assert.equal(env!.code, 2);
+      assert.match(env!.err, /queue\.highWatermark .*NUCLEUS_QUEUE_HIGH_WATERMARK/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it('validates a plugin folder, naming what is wrong', () => {
+  it('validates a plugin folder, naming what is wrong', async () => {
     const dir = tempDir('cli-validate');
     try {
-      const ok = nucleus(['plugins', 'validate', writePlugin(dir, { id: 'fine' })]);
-      assert.equal(ok.code, 0, ok.err);
-      assert.match(ok.out, /ok: fine@1\.0\.0/);
-      const bad = nucleus([
-        'plugins',
-        'validate',
-        writePlugin(dir, { id: 'wrong', kernelApi: '^9.0.0', manifest: { entry: './missing.js' } }),
+      const [ok, bad, shipped] = await nucleusAll([
+        [['plugins', 'validate', writePlugin(dir, { id: 'fine' })]],
+        [
+          [
+            'plugins',
+            'validate',
+            writePlugin(dir, { id: 'wrong', kernelApi: '^9.0.0', manifest: { entry: './missing.js' } }),
+          ],
+        ],
+        [['plugins', 'validate', join(REPO_ROOT, 'plugins/backend-cpu')]],
       ]);
-      assert.equal(bad.code, 1);
-      assert.match(bad.err, /nucleus\.kernelApi: \^9\.0\.0 does not include this kernel's API/);
-      assert.match(bad.err, /nucleus\.entry: \.\/missing\.js does not exist/);
-      assert.equal(nucleus(['plugins', 'validate', join(REPO_ROOT, 'plugins/backend-cpu')]).code, 0);
+      assert.equal(ok!.code, 0, ok!.err);
+      assert.match(ok!.out, /ok: fine@1\.0\.0/);
+      assert.equal(bad!.code, 1);
+      assert.match(bad!.err, /nucleus\.kernelApi: \^9\.0\.0 does not include this kernel's API/);
+      assert.match(bad!.err, /nucleus\.entry: \.\/missing\.js does not exist/);
+      assert.equal(shipped!.code, 0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -128,7 +138,7 @@ describe('nucleus CLI', function () {
     try {
       const url = await new Promise<string>((resolve, reject) => {
         let out = '';
-        const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 30_000);
+        const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 60_000);
         child.stdout.on('data', (d: Buffer) => {
           out += d.toString();
           const m = /nucleus listening on (http:\/\/[^\s"]+)/.exec(out);

@@ -6,6 +6,7 @@ import { GGML, writeTestLlamaGguf } from '../llm-formats/gguf-fixtures.js';
 import { f32Bytes, m, writeGguf } from '../llm-formats/gguf-writer.js';
 import { tempDir } from '../helpers/paths.js';
 import { admin, errorOf, startLifecycleKernel, streamCompletion } from '../model-lifecycle/lifecycle-fixtures.js';
+import { mapLimit } from '../helpers/map-limit.js';
 import { serveFailure } from '../helpers/server-child.js';
 
 /** A hostile GGUF and the fragment of the error that names its problem. */
@@ -134,8 +135,9 @@ describe('hostile GGUF files are refused, naming the problem, and the server kee
   });
 
   it('`nucleus serve --model x=FILE` exits with code 2 and the problem', async () => {
+    const runs = await mapLimit(paths, (path) => serveFailure(`x=${path}`));
     for (const [i, h] of HOSTILE.entries()) {
-      const run = await serveFailure(`x=${paths[i]}`);
+      const run = runs[i]!;
       assert.equal(run.code, 2, `${h.label}: ${run.err}`);
       assert.match(run.err, /model 'x' failed to load/, h.label);
       assert.match(run.err, h.says, `${h.label}: ${run.err}`);

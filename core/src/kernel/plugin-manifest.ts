@@ -1,6 +1,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import type { PluginManifest } from '@nucleus/sdk';
 import semver from 'semver';
+import { SchemaChecker } from './schema-checker.js';
 
 /** The published JSON Schema of the `nucleus` section of a plugin's package.json. */
 export const PLUGIN_MANIFEST_SCHEMA = {
@@ -46,6 +47,7 @@ const ajv = new Ajv({ allErrors: true, strict: false });
 ajv.addFormat('semver', (v: string) => semver.valid(v) !== null);
 ajv.addFormat('semver-range', (v: string) => semver.validRange(v) !== null);
 const validate = ajv.compile(PLUGIN_MANIFEST_SCHEMA);
+const configSchemas = new SchemaChecker(() => new Ajv({ strict: false }));
 
 /** A manifest that failed validation; the message names each bad field. */
 export class ManifestError extends Error {
@@ -84,10 +86,9 @@ export function validateManifest(packageJson: unknown, where: string): PluginMan
   }
   const manifest = pkg.nucleus as PluginManifest;
   if (manifest.configSchema) {
-    try {
-      new Ajv({ strict: false }).compile(manifest.configSchema);
-    } catch (err) {
-      throw new ManifestError(where, [`nucleus.configSchema: not a valid JSON Schema (${(err as Error).message})`]);
+    const error = configSchemas.errorOf(manifest.configSchema);
+    if (error !== undefined) {
+      throw new ManifestError(where, [`nucleus.configSchema: not a valid JSON Schema (${error})`]);
     }
   }
   return manifest;

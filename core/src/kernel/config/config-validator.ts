@@ -3,6 +3,7 @@ import addFormatsModule from 'ajv-formats';
 import { describeSource, type ConfigIssue, type ConfigSource } from './config-error.js';
 import { configInvariantIssues, containsSecret, type ConfigKey, type JsonSchema } from './config-schema.js';
 import { schemaTypes, type Coerced } from './env-names.js';
+import { SchemaChecker } from '../schema-checker.js';
 
 /** Finds where the value at a path came from, so a message can say so. */
 export type OriginOf = (segments: readonly string[]) => ConfigSource;
@@ -26,14 +27,15 @@ function newAjv(): Ajv {
   return ajv;
 }
 
+const pluginSchemas = new SchemaChecker(newAjv);
+
 /** Checks a plugin's own schema before it joins the effective one, so a broken schema is blamed on its plugin. */
 export function pluginSchemaIssue(id: string, schema: JsonSchema): ConfigIssue | undefined {
-  try {
-    newAjv().compile(schema as object);
-  } catch (err) {
+  const error = pluginSchemas.errorOf(schema as object);
+  if (error !== undefined) {
     return {
       path: `plugin.${id}`,
-      message: `plugin "${id}" declares an invalid config schema: ${(err as Error).message}`,
+      message: `plugin "${id}" declares an invalid config schema: ${error}`,
       source: { kind: 'default' },
     };
   }
