@@ -185,7 +185,7 @@ export async function batchSuite(): Promise<string> {
       });
       notes.push(
         rssSummary(samples, jobStart, jobEnd),
-        "What the RSS is made of: `nucleus batch run --model tabular-classifier` starts a kernel that serves every built-in model, and their worker threads (8, each with an ORT session) come up in the first seconds of the job, which is the climb from the start-up figure; after that the RSS saws between a floor and about 80 MiB above it as the main thread's heap fills with parsed rows and result lines and a major collection empties it (`--trace-gc`: about 37 MiB live after each, the same at the end of a 3 M-row run as at its start). A leak shows as a rising floor.",
+        "What the RSS is made of: `nucleus batch run --model tabular-classifier` starts a kernel that opens only that built-in model (one worker thread with its ORT session); after start-up the RSS saws between a floor and the main thread's heap growing with parsed rows and result lines until a major collection empties it. A leak shows as a rising floor (the lowest sample of each quarter above).",
         `At ${Math.round(perSecond)} rows/s, 10 M rows take ${(1e7 / perSecond / 60).toFixed(1)} min (goal: under 5 min on 2 cores).`,
       );
     }
