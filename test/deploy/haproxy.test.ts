@@ -142,6 +142,8 @@ describe('several instances behind HAProxy', function () {
           NUCLEUS_CACHE_DIR: join(dir, 'cache'),
           NUCLEUS_LOGGING_LEVEL: 'warn',
           NUCLEUS_SERVER_SHUTDOWN_TIMEOUT_MS: '20000',
+          // HAProxy checks every 500 ms and marks an instance down after 2 failures.
+          NUCLEUS_SERVER_DRAIN_DELAY_MS: '1500',
         },
       },
     );

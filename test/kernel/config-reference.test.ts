@@ -16,8 +16,8 @@ describe('config schema and reference', () => {
     const keys = configKeys(CORE_CONFIG_SCHEMA);
     assert.equal(
       keys.length,
-      96,
-      'the documented keys (server with tls, defaultModel and processes, auth with jwt, plugins, ws, backend, models, allowedModelRoots, queue, scheduler, batching, cache.dir, cache.prefix, breaker with load back-off, memory, startup, workers, logging, tuning with its bounds) and no more',
+      97,
+      'the documented keys (server with tls, defaultModel, processes and drainDelayMs, auth with jwt, plugins, ws, backend, models, allowedModelRoots, queue, scheduler, batching, cache.dir, cache.prefix, breaker with load back-off, memory, startup, workers, logging, tuning with its bounds) and no more',
     );
     for (const key of keys) {
       assert.ok(

@@ -21,6 +21,30 @@ function get(
 }
 
 describe('graceful shutdown', () => {
+  it('with server.drainDelayMs, keeps answering /ready 503 on a kept-alive connection before it closes', async () => {
+    const server = await NucleusServer.start({
+      env: {},
+      pluginFolders: [],
+      nodeModules: [],
+      builtinModels: false,
+      cli: { 'server.port': 0, 'server.drainDelayMs': 600, 'plugins.watch': false, 'logging.level': 'silent' },
+    });
+    const agent = new Agent({ keepAlive: true });
+    try {
+      assert.equal((await get(`${server.url}/ready`, agent)).status, 200);
+      const stopping = server.stop();
+      // Idle, the kept-alive connection stays open through the delay: a balancer's next check on it sees 503.
+      await new Promise((r) => setTimeout(r, 300));
+      const check = await get(`${server.url}/ready`, agent);
+      assert.equal(check.status, 503);
+      assert.equal(check.headers.connection, 'close');
+      await stopping;
+      await assert.rejects(get(`${server.url}/ready`, false), /ECONNREFUSED/);
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it('finishes requests in flight, refuses new ones with 503, flushes exporters, then deactivates plugins', async () => {
     const folder = tempDir('shutdown');
     const log: string[] = [];

@@ -426,9 +426,10 @@ export class HttpServer {
    * new or a kept-alive connection) is answered 503 with `Retry-After` and `Connection: close` — a client learns the
    * server is stopping instead of finding the port closed, and `/ready` reports it. Then the listener and the
    * connections close; after `graceMs` in all, the connections still open are closed. Resolves whether everything
-   * finished in time.
+   * finished in time. `delayMs`: the listener and idle connections stay open at least this long (a balancer's time to
+   * see /ready answer 503), within `graceMs`.
    */
-  async close(graceMs = Infinity): Promise<boolean> {
+  async close(graceMs = Infinity, delayMs = 0): Promise<boolean> {
     this.draining = true;
     this.ws?.close();
     const server = this.server;
@@ -438,6 +439,7 @@ export class HttpServer {
       return true;
     }
     const deadline = performance.now() + graceMs;
+    const lingerUntil = Math.min(performance.now() + delayMs, deadline);
     let timer: NodeJS.Timeout | undefined;
     // Answers still to come close their connection: a client must not send more on one that is about to close.
     for (const res of this.inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
@@ -454,6 +456,8 @@ export class HttpServer {
     // close spares a connection that has not begun its first request. The bound is the shutdown deadline: a burst of
     // connections can take longer than any fixed linger to be accepted (1,500 at once took over a second here), and
     // closing before then resets the hundreds still queued; a balancer stops sending once /ready answers 503.
+    const linger = lingerUntil - performance.now();
+    if (drained && linger > 0) await new Promise((resolve) => setTimeout(resolve, linger));
     if (drained) await this.quiet(deadline);
     const closed = new Promise<true>((resolve) => server.close(() => resolve(true)));
     server.closeIdleConnections();

@@ -61,7 +61,10 @@ export class NucleusServer {
   async stop(): Promise<void> {
     const { kernel } = this;
     kernel.health.setPhase('stopping');
-    const finished = await this.http.close(kernel.config.get('server.shutdownTimeoutMs'));
+    const finished = await this.http.close(
+      kernel.config.get('server.shutdownTimeoutMs'),
+      kernel.config.get('server.drainDelayMs'),
+    );
     if (!finished) kernel.logger.warn('shutdown deadline passed; closed the connections still open');
     await flushExporters(kernel);
     await kernel.stop();

@@ -124,6 +124,13 @@ export const SERVER_SCHEMA = {
         },
       },
     },
+    drainDelayMs: {
+      type: 'integer',
+      minimum: 0,
+      description:
+        'On SIGTERM or SIGINT, how long the server keeps its listener and connections open, answering /ready 503 and new requests 503 with `Connection: close`, before it closes them (within `shutdownTimeoutMs`): set it to the time a load balancer takes to mark an instance down (health-check interval × failures), so that it stops sending before a kept-alive connection closes under a request. Kubernetes does the same with a preStop sleep.',
+      default: 0,
+    },
     shutdownTimeoutMs: {
       type: 'integer',
       minimum: 0,
