@@ -4,14 +4,9 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { loadModel, OnnxModel, tensorByteLength } from '@nucleus/sdk/onnx';
 import { SeededRandom } from '@nucleus/sdk';
-import {
-  buildLlamaGraph,
-  builtDecoderConfig,
-  type DecoderConfig,
-  type LlamaArchitecture,
-  type LlamaWeights,
-} from '@nucleus/sdk/llm';
+import { buildLlamaGraph, builtDecoderConfig, type DecoderConfig, type LlamaArchitecture } from '@nucleus/sdk/llm';
 import { loadLlm } from './llm-models.js';
+import { randomLlama } from './random-llama.js';
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -54,29 +49,6 @@ const MID_ARCH: LlamaArchitecture = {
   ropeTheta: 10000,
   maxPositions: 512,
 };
-
-function randomLlama(a: LlamaArchitecture): LlamaWeights {
-  const rng = new SeededRandom(17);
-  const m = (rows: number, cols: number): Float32Array => rng.normals(rows * cols, 1 / Math.sqrt(cols));
-  const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
-  const q = a.numHeads * a.headDim;
-  const kv = a.numKvHeads * a.headDim;
-  return {
-    tokenEmbedding: m(a.vocabSize, a.hiddenSize),
-    finalNorm: ones(a.hiddenSize),
-    layers: Array.from({ length: a.numLayers }, () => ({
-      attnNorm: ones(a.hiddenSize),
-      q: m(q, a.hiddenSize),
-      k: m(kv, a.hiddenSize),
-      v: m(kv, a.hiddenSize),
-      o: m(a.hiddenSize, q),
-      ffnNorm: ones(a.hiddenSize),
-      gate: m(a.intermediateSize, a.hiddenSize),
-      up: m(a.intermediateSize, a.hiddenSize),
-      down: m(a.hiddenSize, a.intermediateSize),
-    })),
-  };
-}
 
 function prompt(seed: number, n: number, vocab: number): number[] {
   let x = (seed * 2654435761 + 12345) >>> 0;

@@ -8,13 +8,12 @@ import {
   DraftModelProposer,
   ngramMethod,
 } from '@nucleus/plugin-spec-decode';
-import { SeededRandom, type SpeculationAutoOff } from '@nucleus/sdk';
+import type { SpeculationAutoOff } from '@nucleus/sdk';
 import {
   buildLlamaGraph,
   builtDecoderConfig,
   createTokenizer,
   type LlamaArchitecture,
-  type LlamaWeights,
   type LlmTokenizer,
   type LoadedLlm,
 } from '@nucleus/sdk/llm';
@@ -22,6 +21,7 @@ import { WeightOnlyTransform } from '@nucleus/plugin-quant-int8';
 import { loadGguf } from '@nucleus/plugin-format-gguf';
 import { DraftModelRunner } from '@nucleus/core/internal/engine/llm/generation/draft-model-runner';
 import { loadLlm } from './llm-models.js';
+import { randomLlama } from './random-llama.js';
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
 import {
@@ -160,29 +160,6 @@ const WIDE_ARCH: LlamaArchitecture = {
   ropeTheta: 10000,
   maxPositions: 1024,
 };
-
-function randomLlama(a: LlamaArchitecture): LlamaWeights {
-  const rng = new SeededRandom(17);
-  const m = (rows: number, cols: number): Float32Array => rng.normals(rows * cols, 1 / Math.sqrt(cols));
-  const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
-  const q = a.numHeads * a.headDim;
-  const kv = a.numKvHeads * a.headDim;
-  return {
-    tokenEmbedding: m(a.vocabSize, a.hiddenSize),
-    finalNorm: ones(a.hiddenSize),
-    layers: Array.from({ length: a.numLayers }, () => ({
-      attnNorm: ones(a.hiddenSize),
-      q: m(q, a.hiddenSize),
-      k: m(kv, a.hiddenSize),
-      v: m(kv, a.hiddenSize),
-      o: m(a.hiddenSize, q),
-      ffnNorm: ones(a.hiddenSize),
-      gate: m(a.intermediateSize, a.hiddenSize),
-      up: m(a.intermediateSize, a.hiddenSize),
-      down: m(a.hiddenSize, a.intermediateSize),
-    })),
-  };
-}
 
 // The target against its own int8 self as the draft (what `models[].speculation.draftQuantize: int8` loads: quant-int8's
 // `int8` transform over the target's graph), and the ngram method for comparison.
