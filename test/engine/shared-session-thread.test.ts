@@ -200,7 +200,7 @@ describe('shared session thread: the rule the engine follows', () => {
       ended.push({ model: e.model, ok: e.ok, ...(e.errorCode && { errorCode: e.errorCode }) }),
     );
     // b's worker is the shared thread: blocked, a's run waits there, and a's next request waits in a's queue.
-    k.inference.loadedModel('b').pool.workers[0]!.testOnlyBlock(500);
+    k.inference.loadedModel('b').pool.workers[0]!.testOnlyBlock(1500);
     const first = k.inference.infer({ model: 'a', inputs: row(1) });
     await new Promise((r) => setTimeout(r, 50));
     const controller = new AbortController();
@@ -228,6 +228,56 @@ describe('shared session thread: the rule the engine follows', () => {
     );
     assert.equal(k.inference.get('a').status!.requests, 2);
     assert.equal(k.inference.get('b').status!.requests, 1);
+  });
+
+  it('a shared model swaps while both it and its neighbour serve, with no request failing; a broken swap leaves both serving', async () => {
+    kernel = await startKernel({
+      models: [
+        { name: 'a', path: paths.get(2) },
+        { name: 'b', path: paths.get(3) },
+      ],
+    });
+    const k = kernel;
+    const failures: string[] = [];
+    const seen = new Set<number>();
+    let running = true;
+    // Bounded: each client stops when told to, or after 2000 requests.
+    const client = async (model: string, check: (y: number[], v: number) => number | undefined): Promise<void> => {
+      for (let i = 0; i < 2000 && running; i++) {
+        try {
+          const r = await k.inference.infer({ model, inputs: row(i) });
+          const factor = check(Array.from(r.outputs.y!.data as Float32Array), i);
+          if (factor === undefined) failures.push(`${model}: wrong answer for ${i}`);
+          else if (model === 'a') seen.add(factor);
+        } catch (err) {
+          failures.push(`${model}: ${(err as Error).message}`);
+        }
+      }
+    };
+    const factorOf = (y: number[], v: number): number | undefined =>
+      [2, 5].find((f) => JSON.stringify(y) === JSON.stringify(answer(v, f)));
+    const clients = [
+      client('a', factorOf),
+      client('a', factorOf),
+      client('b', (y, v) => (JSON.stringify(y) === JSON.stringify(answer(v, 3)) ? 3 : undefined)),
+    ];
+    await new Promise((r) => setTimeout(r, 100));
+    const swapped = await k.inference.swap('a', { path: paths.get(5)! });
+    assert.equal(swapped.defaultVersion, '2');
+    const dir = tempDir('shared-broken');
+    writeFileSync(join(dir, 'model.onnx'), 'not an onnx model');
+    await assert.rejects(k.inference.swap('a', { path: join(dir, 'model.onnx') }), (e: NucleusError) => {
+      assert.equal(e.code, 'model_load_failed');
+      return true;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    running = false;
+    await within(Promise.all(clients), 30_000, 'the clients');
+    assert.deepEqual(failures, []);
+    assert.deepEqual([...seen].sort(), [2, 5], 'answers from the old version, then the new one');
+    assert.deepEqual(sharedOf(k, 'a'), [true]);
+    const after = await k.inference.infer({ model: 'a', inputs: row(1) });
+    assert.deepEqual(Array.from(after.outputs.y!.data as Float32Array), answer(1, 5));
   });
 
   it('0 (or a size below the model) gives every model a thread of its own; models[].worker: shared still shares', async () => {
