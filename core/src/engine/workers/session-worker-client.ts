@@ -53,10 +53,10 @@ const THREAD_ENTRY = new URL('./session-thread.js', import.meta.url);
 
 /**
  * One worker — a thread, a child process with process isolation, or a session in a thread shared with other small
- * models ({@link SharedSessionThread}) — owning one ORT session. Runs cross as
- * messages (transferred buffers to a thread, advanced-serialized copies to a process). When the worker dies, every
- * run it was holding is rejected at once (503 `worker_exited`) and its {@link WorkerSupervisor} starts a fresh one
- * after a backoff; runs sent meanwhile wait for it.
+ * models ({@link SharedSessionThread}) — owning one ORT session. Runs cross as messages (transferred buffers to a
+ * thread, advanced-serialized copies to a process). When the worker dies, every run it was holding is rejected at
+ * once (503 `worker_exited`) and its {@link WorkerSupervisor} starts a fresh one after a backoff; runs sent meanwhile
+ * wait for it.
  */
 export class SessionWorkerClient {
   #worker: SessionWorker | undefined;
