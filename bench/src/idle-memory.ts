@@ -1,7 +1,8 @@
 // Where the resident memory of an idle `nucleus serve` goes: the whole process (anonymous against file-backed pages,
 // the largest mappings, its threads), once ready and after a burst, and its CPU at rest. With BENCH_HTTP_BASE (a
-// built checkout of the base commit, as for the http suite), the same rows for it, alternating runs. Two more rows
-// split the total: the server with no model at all, and with two workers per model (twice the worker threads).
+// built checkout of the base commit, as for the http suite), the same rows for it, alternating runs. Three more rows
+// split the total: the server with no model at all, with a worker thread per tensor model (none shared), and with
+// two workers per model (twice the worker threads).
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { cpuSeconds, type HttpTarget } from './http-targets.js';
@@ -113,6 +114,10 @@ export async function idleMemorySuite(): Promise<string> {
     ...(BASE ? [{ label: 'Nucleus before (base commit)', checkout: BASE }, { label: 'Nucleus after' }] : []),
     ...(BASE ? [] : [{ label: 'Nucleus' }]),
     { label: 'no model (builtin-models plugin off)', args: ['--set', 'plugins.disabled=builtin-models'] },
+    {
+      label: 'a thread per tensor model (workers.shareBelowBytes=0)',
+      args: ['--set', 'workers.shareBelowBytes=0'],
+    },
     { label: 'two workers per model', args: ['--set', 'workers.perModel=2'] },
   ];
   const runs = new Map<string, IdleRun[]>(targets.map((t) => [t.label, []]));
@@ -149,7 +154,8 @@ export async function idleMemorySuite(): Promise<string> {
     '## Notes',
     '',
     '- `nucleus serve` starts up (plugins, models, warm-up) with V8 set to optimize for size and restores its defaults once ready (`core/src/cli/lean-startup.ts`): start-up allocates far more than the server keeps, and with the defaults every heap grows to that peak and stays there.',
-    '- Each model worker (a thread with its own V8 isolate and Node environment, plus its ORT session and compute thread) costs about 10 MiB: compare the row with two workers per model. An empty `worker_threads` Worker alone costs ~8.8 MiB on Node 20. With one worker per built-in model (5 tensor models and 3 LLM replicas, bert-tiny counted twice: as a tensor model and as the embedding model), the workers are most of the difference between the "no model" row and the default one.',
+    '- Each model worker (a thread with its own V8 isolate and Node environment, plus its ORT session and compute thread) costs about 10 MiB: compare the row with two workers per model. An empty `worker_threads` Worker alone costs ~8.8 MiB on Node 20. So the tensor models under `workers.shareBelowBytes` (default 8 MiB; all 5 built-in ones) share one worker thread: compare the row with a thread per tensor model. The 3 LLM workers (stories260K, tiny-llama, and bert-tiny as the embedding model) keep a thread each: the generation loop does not host several models yet.',
+    '- The server with no model holds ~40 MiB of JavaScript heap on its main thread (the plugins and their modules), the largest part of its anonymous memory.',
     '- File-backed pages (the `node` binary, libonnxruntime) are ~80 MiB of the RSS and shared with any other Node process on the host.',
     '- Tried without measurable effect here (within the ±10 MiB between starts): `MALLOC_ARENA_MAX=2`, `plugin.backend-cpu.enableCpuMemArena: false`, one intra-op thread, a forced full GC once ready, smaller young generations for the workers (`resourceLimits.maxYoungGenerationSizeMb`).',
     '',

@@ -71,6 +71,8 @@ export interface WorkerReplicaStatus {
   /** The worker's index within the model's pool (as in `worker.health` events). */
   id: number;
   isolation: 'thread' | 'process';
+  /** The thread is shared with other small models (`workers.shareBelowBytes`), which run in turn with this one. */
+  shared?: boolean;
   /** `restarting` after a death, during the backoff; `failed` once restarts were given up. */
   state: 'starting' | 'serving' | 'restarting' | 'failed';
   pid?: number;

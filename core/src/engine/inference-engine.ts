@@ -42,7 +42,8 @@ import {
   type ModelSource,
   type SourceProblem,
 } from './model-repository.js';
-import { isolationFor, replicasFor } from './workers/isolation-for.js';
+import { isolationFor, replicasFor, sharesThread } from './workers/isolation-for.js';
+import { SharedSessionThread } from './workers/shared-session-thread.js';
 
 /** What the engine needs from the kernel. */
 export interface InferenceEngineOptions {
@@ -114,9 +115,15 @@ export class InferenceEngine implements InferenceService {
   #queue: Promise<unknown> = Promise.resolve();
   /** Models loaded from a source at run time (`loadSource`, `swap`), by name: the sources beside the repository's. */
   readonly #runtime = new Map<string, ConfiguredModel>();
+  /** The worker thread small models share (`workers.shareBelowBytes`). */
+  readonly #shared: SharedSessionThread;
 
   constructor(private readonly options: InferenceEngineOptions) {
     this.#log = options.logger.child({ component: 'engine' });
+    this.#shared = new SharedSessionThread({
+      niceness: () => options.config.get('workers.niceness'),
+      logger: this.#log,
+    });
     const reporter = new ProgressReporter({ logger: this.#log });
     this.#progress = options.progress ?? (() => reporter.create());
     this.#selector = new BackendSelector(withDefaultCpu(options.backends), {
@@ -508,6 +515,13 @@ export class InferenceEngine implements InferenceService {
       const requested = source.options.backend ?? this.options.config.get('backend');
       const selection = await this.#selector.select(requested);
       const cpu = this.#selector.find(CPU_BACKEND);
+      const isolation = source.options.isolation ?? isolationFor(this.options.config, name);
+      const shared = sharesThread(this.options.config, {
+        name,
+        modelPath: source.modelPath,
+        isolation,
+        replicas: this.#perModel(name),
+      });
       const model = await LoadedModel.open({
         source,
         manifest,
@@ -540,7 +554,8 @@ export class InferenceEngine implements InferenceService {
         },
         runTimeoutMs: () => this.options.config.get('workers.runTimeoutMs'),
         strictWarmup: source.origin === 'runtime',
-        isolation: source.options.isolation ?? isolationFor(this.options.config, name),
+        isolation,
+        ...(shared && { shared: this.#shared }),
         heartbeatTimeoutMs: () => this.options.config.get('workers.heartbeatTimeoutMs'),
         niceness: () => this.options.config.get('workers.niceness'),
         maxConsecutiveRestarts: () => this.options.config.get('workers.maxRestarts'),

@@ -27,6 +27,7 @@ import type { WorkerHealth } from './workers/worker-supervisor.js';
 import type { WorkerIsolation } from './workers/worker-handle.js';
 import { warmupRuns } from './warmup-runs.js';
 import { WorkerPool } from './workers/worker-pool.js';
+import type { SharedSessionThread } from './workers/shared-session-thread.js';
 
 /** The settings a loaded model is opened with. */
 export interface LoadedModelOptions {
@@ -40,6 +41,8 @@ export interface LoadedModelOptions {
   workers: number;
   /** Each worker a thread of this process (default) or a child process of its own. */
   isolation?: WorkerIsolation;
+  /** A small model's one worker: open its session in this thread, shared with other small models. */
+  shared?: SharedSessionThread;
   /** Process isolation: a worker process silent this long (ms) is frozen and killed. Read at each worker start. */
   heartbeatTimeoutMs?: () => number;
   niceness?: () => number;
@@ -196,6 +199,7 @@ export class LoadedModel {
         ...(options.runTimeoutMs && { runTimeoutMs: options.runTimeoutMs }),
         ...(options.routing && { routing: options.routing }),
         ...(options.isolation && { isolation: options.isolation }),
+        ...(options.shared && { shared: options.shared }),
         ...(options.heartbeatTimeoutMs && { heartbeatTimeoutMs: options.heartbeatTimeoutMs }),
         ...(options.niceness && { niceness: options.niceness }),
         ...(options.maxConsecutiveRestarts && { maxConsecutiveRestarts: options.maxConsecutiveRestarts }),

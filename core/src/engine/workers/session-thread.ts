@@ -1,18 +1,27 @@
 // The body of a session worker, run as a thread or as a child process (see worker-port.ts): it owns one ORT session,
 // so `session.run` blocks this worker and never the server's event loop. Messages: `run` in, `result` or `error`
-// out; `ready` or `init-error` once at start.
+// out; `ready` or `init-error` once at start. A shared thread (see shared-session-thread.ts) starts with no session
+// and opens one per `open` message; its messages name the session, and its sessions run in turn.
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import type { Backend, SessionOptions, TensorData, TensorDataType } from '@nucleus/sdk';
 import { createBackendSession } from '../backend-session.js';
-import type { FromWorker, SessionWorkerSpec, ToWorker, WireTensor, WireValueMetadata } from './worker-messages.js';
+import type {
+  FromWorker,
+  SessionWorkerSpec,
+  SharedSessionThreadSpec,
+  ToWorker,
+  WireTensor,
+  WireValueMetadata,
+} from './worker-messages.js';
 import { workerPort } from './worker-port.js';
 
 ort.env.logLevel = 'fatal';
 
 const port = workerPort();
-const spec = port.data as SessionWorkerSpec;
-const control = spec.control ? new Int32Array(spec.control) : undefined;
+const boot = port.data as SessionWorkerSpec | SharedSessionThreadSpec;
+const shared = 'shared' in boot;
+const control = boot.control ? new Int32Array(boot.control) : undefined;
 
 function killed(): boolean {
   return control !== undefined && Atomics.load(control, 0) === 1;
@@ -45,7 +54,18 @@ function errorCode(err: unknown): string {
   return typeof code === 'string' ? code : 'session_create_failed';
 }
 
-async function main(): Promise<void> {
+interface OpenSession {
+  session: ort.InferenceSession;
+  outputNames: readonly string[];
+}
+
+/** The sessions this thread holds, by the id the main thread gave them (0 in a thread of one session's own). */
+const sessions = new Map<number, OpenSession>();
+
+// In a shared thread every message names its session; in a thread of its own none does.
+const tagged = (id: number): { session?: number } => (shared ? { session: id } : {});
+
+async function open(spec: SessionWorkerSpec, id: number): Promise<boolean> {
   let session: ort.InferenceSession;
   let backend: string;
   let fallbackReason: string | undefined;
@@ -67,10 +87,15 @@ async function main(): Promise<void> {
     fallbackReason = created.fallbackReason;
     rejected = created.backend !== primary;
   } catch (err) {
-    post({ type: 'init-error', message: err instanceof Error ? err.message : String(err), code: errorCode(err) });
-    return;
+    post({
+      type: 'init-error',
+      message: err instanceof Error ? err.message : String(err),
+      code: errorCode(err),
+      ...tagged(id),
+    });
+    return false;
   }
-  const outputNames = session.outputNames;
+  sessions.set(id, { session, outputNames: session.outputNames });
   post({
     type: 'ready',
     backend,
@@ -78,31 +103,62 @@ async function main(): Promise<void> {
     rejected,
     inputs: metadataOf(session.inputMetadata),
     outputs: metadataOf(session.outputMetadata),
+    ...tagged(id),
   });
+  return true;
+}
 
-  // One message at a time: a run never overlaps another, and `close` waits for the runs sent before it. Ending
-  // the thread while ORT is inside a run aborts the whole process, so the thread only ever ends between runs.
+async function main(): Promise<void> {
+  if (!shared && !(await open(boot, 0))) return;
+
+  // One message at a time: a run never overlaps another (in a shared thread, not even another session's), and
+  // `close` waits for the runs sent before it. Ending the thread while ORT is inside a run aborts the whole process,
+  // so the thread only ever ends between runs.
   let chain: Promise<void> = Promise.resolve();
   port.on((message: ToWorker) => {
     chain = chain.then(async () => {
       if (killed()) process.exit(70);
-      if (message.type === 'exit') process.exit(message.code);
-      if (message.type === 'close') {
-        await session.release();
-        process.exit(0);
+      switch (message.type) {
+        case 'exit':
+          process.exit(message.code);
+          break;
+        case 'open':
+          await open(message.spec, message.session);
+          break;
+        case 'close': {
+          const id = message.session ?? 0;
+          await sessions.get(id)?.session.release();
+          sessions.delete(id);
+          if (!shared) process.exit(0);
+          post({ type: 'closed', session: id });
+          break;
+        }
+        case 'test-block':
+          testBlock(message.ms);
+          if (killed()) process.exit(70);
+          break;
+        case 'run': {
+          const id = message.session ?? 0;
+          const open = sessions.get(id);
+          if (open) await run(open, id, message.id, message.inputs);
+          else
+            post({
+              type: 'error',
+              id: message.id,
+              message: 'its session is not open in this worker',
+              code: 'worker_unavailable',
+              ...tagged(id),
+            });
+          break;
+        }
       }
-      if (message.type === 'test-block') {
-        testBlock(message.ms);
-        if (killed()) process.exit(70);
-      }
-      if (message.type === 'run') await run(session, outputNames, message.id, message.inputs);
     });
   });
 }
 
 async function run(
-  session: ort.InferenceSession,
-  outputNames: readonly string[],
+  { session, outputNames }: OpenSession,
+  sessionId: number,
   id: number,
   inputs: WireTensor[],
 ): Promise<void> {
@@ -124,9 +180,15 @@ async function run(
       outputs.push({ name, dtype: value.type as TensorDataType, shape: [...value.dims], data });
       transfer.push(data.buffer as ArrayBuffer);
     }
-    post({ type: 'result', id, outputs, runMs }, transfer);
+    post({ type: 'result', id, outputs, runMs, ...tagged(sessionId) }, transfer);
   } catch (err) {
-    post({ type: 'error', id, message: err instanceof Error ? err.message : String(err), code: 'inference_failed' });
+    post({
+      type: 'error',
+      id,
+      message: err instanceof Error ? err.message : String(err),
+      code: 'inference_failed',
+      ...tagged(sessionId),
+    });
   }
 }
 

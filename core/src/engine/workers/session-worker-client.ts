@@ -1,6 +1,7 @@
 import { NucleusError, unavailable, type Logger, type Tensor, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { openFailure } from '../allocation-failure.js';
-import type { WorkerHandle, WorkerIsolation } from './worker-handle.js';
+import type { SessionWorker, SharedSessionThread } from './shared-session-thread.js';
+import type { WorkerIsolation } from './worker-handle.js';
 import { WorkerSupervisor, type WorkerSupervisorOptions } from './worker-supervisor.js';
 import {
   packTensors,
@@ -32,13 +33,18 @@ export interface RunResult {
 export interface SessionWorkerClientOptions extends Omit<WorkerSupervisorOptions, 'kind' | 'label'> {
   /** A run unanswered after this long (ms, read per run; 0 = never) marks the thread hung: it is replaced and its runs fail with 503 `worker_hung`. */
   runTimeoutMs?: () => number;
+  /**
+   * Open the session in this shared thread, beside other small models, rather than in a worker of its own (thread
+   * isolation only). Its runs take turns with theirs, and a crash or hang of the thread restarts them all.
+   */
+  shared?: SharedSessionThread;
 }
 
 interface Pending {
   resolve(result: RunResult): void;
   reject(err: Error): void;
   /** The worker it was posted to, and when (`performance.now()`) it counts as hung: Infinity without a limit. */
-  worker: WorkerHandle;
+  worker: SessionWorker;
   deadline: number;
   timeoutMs: number;
 }
@@ -46,13 +52,14 @@ interface Pending {
 const THREAD_ENTRY = new URL('./session-thread.js', import.meta.url);
 
 /**
- * One worker — a thread, or a child process with process isolation — owning one ORT session. Runs cross as
- * messages (transferred buffers to a thread, advanced-serialized copies to a process). When the worker dies, every
- * run it was holding is rejected at once (503 `worker_exited`) and its {@link WorkerSupervisor} starts a fresh one
- * after a backoff; runs sent meanwhile wait for it.
+ * One worker — a thread, a child process with process isolation, or a session in a thread shared with other small
+ * models ({@link SharedSessionThread}) — owning one ORT session. Runs cross as messages (transferred buffers to a
+ * thread, advanced-serialized copies to a process). When the worker dies, every run it was holding is rejected at
+ * once (503 `worker_exited`) and its {@link WorkerSupervisor} starts a fresh one after a backoff; runs sent meanwhile
+ * wait for it.
  */
 export class SessionWorkerClient {
-  #worker: WorkerHandle | undefined;
+  #worker: SessionWorker | undefined;
   #state: WorkerReplicaStatus['state'] = 'starting';
   #control: Int32Array | undefined;
   #exited: Promise<void> = Promise.resolve();
@@ -70,15 +77,22 @@ export class SessionWorkerClient {
   readonly #log: Logger | undefined;
   readonly #runTimeoutMs: SessionWorkerClientOptions['runTimeoutMs'];
   readonly #supervisor: WorkerSupervisor;
+  readonly #shared: SharedSessionThread | undefined;
 
   constructor(
     readonly spec: SessionWorkerSpec,
     options: SessionWorkerClientOptions = {},
   ) {
-    const { runTimeoutMs, ...supervision } = options;
+    const { runTimeoutMs, shared, ...supervision } = options;
     this.#log = options.logger;
     this.#runTimeoutMs = runTimeoutMs;
+    this.#shared = supervision.isolation === 'process' ? undefined : shared;
     this.#supervisor = new WorkerSupervisor({ kind: 'session', label: spec.label, ...supervision });
+  }
+
+  /** Whether the session runs in a thread shared with other small models. */
+  get shared(): boolean {
+    return this.#shared !== undefined;
   }
 
   /** Where this worker runs. */
@@ -156,7 +170,7 @@ export class SessionWorkerClient {
   // A hung process is killed (SIGKILL: nothing of it lives in this process). A thread cannot be ended while ORT is
   // inside a run (that aborts the whole process), so a hung one is cut loose: told to exit once its run returns, no
   // longer waited for. Either way a fresh worker replaces it.
-  #hung(worker: WorkerHandle, timeoutMs: number): void {
+  #hung(worker: SessionWorker, timeoutMs: number): void {
     if (this.#worker !== worker || this.#closing) return;
     this.#worker = undefined;
     const why = `a run did not finish within ${timeoutMs} ms (workers.runTimeoutMs)`;
@@ -212,6 +226,7 @@ export class SessionWorkerClient {
     return {
       id,
       isolation: this.isolation,
+      ...(this.#shared && { shared: true }),
       state: this.#state,
       ...(pid !== undefined && { pid }),
       ...(rssBytes !== undefined && { rssBytes }),
@@ -282,9 +297,12 @@ export class SessionWorkerClient {
 
   #spawn(): Promise<SessionReady> {
     return new Promise<SessionReady>((resolve, reject) => {
-      // A thread reads its kill flag from shared memory; a process is simply killed, so it needs none.
-      const control = this.isolation === 'thread' ? new SharedArrayBuffer(4) : undefined;
-      const worker = this.#supervisor.spawn(THREAD_ENTRY, { ...this.spec, ...(control && { control }) });
+      // A thread reads its kill flag from shared memory (a shared thread has one for all its sessions); a process is
+      // simply killed, so it needs none.
+      const shared = this.#shared?.attach(this.spec);
+      const control = !shared && this.isolation === 'thread' ? new SharedArrayBuffer(4) : undefined;
+      const worker: SessionWorker =
+        shared ?? this.#supervisor.spawn(THREAD_ENTRY, { ...this.spec, ...(control && { control }) });
       const exited = worker.exited;
       let opened = false;
       worker.on('message', (message: FromWorker) => {
@@ -299,10 +317,10 @@ export class SessionWorkerClient {
               break;
             }
             this.#worker = worker;
-            this.#control = control && new Int32Array(control);
+            this.#control = shared ? shared.control : control && new Int32Array(control);
             this.#exited = exited;
             this.#state = 'serving';
-            const { type: _type, ...info } = message;
+            const { type: _type, session: _session, ...info } = message;
             this.#info = info;
             if (this.restarts > 0) this.#supervisor.recovered({ pid: worker.pid });
             resolve(info);

@@ -13,6 +13,16 @@ export interface SessionWorkerSpec {
   control?: SharedArrayBuffer;
 }
 
+/**
+ * What a shared session worker starts with: no session of its own; it opens one per `open` message, for the small
+ * models that share the thread (see `SharedSessionThread`), and runs them in turn.
+ */
+export interface SharedSessionThreadSpec {
+  shared: true;
+  /** As {@link SessionWorkerSpec.control}: the kill flag of the whole thread. */
+  control: SharedArrayBuffer;
+}
+
 /** One input or output as ORT's session metadata reports it. */
 export interface WireValueMetadata {
   name: string;
@@ -29,18 +39,23 @@ export interface WireTensor {
   data: TensorData;
 }
 
-/** Messages the main thread sends a worker; the thread handles them one at a time, in order. */
+/**
+ * Messages the main thread sends a worker; the thread handles them one at a time, in order. In a shared thread
+ * `session` says which of its sessions a message is for (absent in a thread of one session's own).
+ */
 export type ToWorker =
-  | { type: 'run'; id: number; inputs: WireTensor[] }
-  /** Release the session and end the thread, after the runs sent before. */
-  | { type: 'close' }
+  | { type: 'run'; id: number; inputs: WireTensor[]; session?: number }
+  /** Release the session and end the thread (a shared thread: answer `closed` instead), after the runs sent before. */
+  | { type: 'close'; session?: number }
+  /** A shared thread: open a session for `spec`, answered by `ready` or `init-error` with the same `session`. */
+  | { type: 'open'; session: number; spec: SessionWorkerSpec }
   /** End the thread now, as a crash would (after the run in progress, if any). */
   | { type: 'exit'; code: number }
   /** Test support only: keep the thread busy for `ms` without answering, as a run stuck in native code would. */
   | { type: 'test-block'; ms: number };
 
-/** Messages a worker sends the main thread. */
-export type FromWorker =
+/** Messages a worker sends the main thread; from a shared thread, each names the `session` it is about. */
+export type FromWorker = (
   | {
       type: 'ready';
       backend: string;
@@ -52,7 +67,10 @@ export type FromWorker =
     }
   | { type: 'init-error'; message: string; code: string }
   | { type: 'result'; id: number; outputs: WireTensor[]; runMs: number }
-  | { type: 'error'; id: number; message: string; code: string };
+  | { type: 'error'; id: number; message: string; code: string }
+  /** A shared thread released the session a `close` named. */
+  | { type: 'closed' }
+) & { session?: number };
 
 /** A copy of `data` that owns its whole buffer, so the buffer can be transferred without detaching anything else. */
 export function ownedData(data: TensorData): TensorData {

@@ -10,6 +10,7 @@ import {
 import { CachedReading } from './cached-reading.js';
 import { ReplicaSet } from './replica-set.js';
 import { SessionWorkerClient, type RunResult, type SessionReady } from './session-worker-client.js';
+import type { SharedSessionThread } from './shared-session-thread.js';
 import type { WorkerHealth } from './worker-supervisor.js';
 import type { WorkerIsolation } from './worker-handle.js';
 import type { SessionWorkerSpec } from './worker-messages.js';
@@ -44,6 +45,11 @@ export interface WorkerPoolOptions {
    * {@link FREE_MEMORY_MAX_AGE_MS}, which under load saves a system call per batch.
    */
   hostFreeMemory?: CachedReading<number>;
+  /**
+   * The thread the first replica opens its session in, beside other small models (see `SessionWorkerClientOptions.shared`).
+   * Replicas added later get threads of their own: a second replica in the same thread would only take turns with the first.
+   */
+  shared?: SharedSessionThread;
 }
 
 /**
@@ -282,6 +288,7 @@ export class WorkerPool {
       ...(options.heartbeatTimeoutMs && { heartbeatTimeoutMs: options.heartbeatTimeoutMs }),
       ...(options.niceness && { niceness: options.niceness }),
       ...(options.maxConsecutiveRestarts && { maxConsecutiveRestarts: options.maxConsecutiveRestarts }),
+      ...(options.shared && id === 0 && { shared: options.shared }),
     });
     this.#ids.set(worker, id);
     return worker;

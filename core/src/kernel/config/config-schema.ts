@@ -267,6 +267,13 @@ export const CORE_CONFIG_SCHEMA = {
             'Where each worker runs: a thread of the server process, or a child process of its own, which survives a native crash (a crashed or frozen one is killed and restarted while the other replicas serve) and reports its measured memory. Applies to model versions loaded after the change.',
           default: 'thread',
         },
+        shareBelowBytes: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'Tensor models whose weights (the model file and the other files in its folder, `.json`, `.md` and `.txt` aside) are smaller than this share one worker thread and run in turn there, instead of a thread each: a worker thread costs about 10 MiB of memory whatever its model, and a small model runs in micro- to milliseconds. Only a model with one replica in thread isolation shares; `models[].worker` overrides the rule for a model; 0 gives every model a thread of its own. A crash or hang of the shared thread fails the runs in flight on it and restarts all its models. Applies to model versions loaded after the change.',
+          default: 8 * 1024 * 1024,
+        },
         heartbeatTimeoutMs: {
           type: 'integer',
           minimum: 0,

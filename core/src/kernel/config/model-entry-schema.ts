@@ -161,6 +161,12 @@ export const MODEL_ENTRY_SCHEMA = {
       enum: ['thread', 'process'],
       description: 'Overrides `workers.isolation` for this model.',
     },
+    worker: {
+      type: 'string',
+      enum: ['shared', 'own'],
+      description:
+        'Overrides `workers.shareBelowBytes` for this tensor model: `shared` runs it in the worker thread small models share (with one replica in thread isolation), `own` in a thread of its own.',
+    },
     workers: {
       type: 'integer',
       minimum: 1,
