@@ -41,7 +41,12 @@ class CanonicalHash {
     // Its own letter: a digest in place of the bytes is never read as bytes of another tensor.
     this.update(`h${type}:${data.byteLength}:`);
     this.#flush();
-    this.#parts.push(subtle.digest('SHA-256', data));
+    // WebCrypto takes no shared memory: such a tensor is digested here, to the same digest.
+    this.#parts.push(
+      data.buffer instanceof SharedArrayBuffer
+        ? createHash('sha256').update(data).digest()
+        : subtle.digest('SHA-256', data),
+    );
   }
 
   async digest(): Promise<string> {

@@ -51,6 +51,12 @@ describe('prediction-cache: keys, bounds and lifetimes', () => {
     const ab = await requestHash(body(image, other));
     assert.notEqual(ab, await requestHash(body(other, image)));
     assert.equal(ab, await requestHash(body(image.slice(), other.slice())));
+    // A tensor in shared memory (which WebCrypto does not take) hashes as the same bytes in a buffer of their own.
+    const shared = new Float32Array(new SharedArrayBuffer(image.byteLength));
+    shared.set(image);
+    assert.equal(await requestHash(body(shared)), key);
+    shared[7] = shared[7]! + 1;
+    assert.notEqual(await requestHash(body(shared)), key);
   });
 
   it('caches tensor requests always, generations only when greedy or seeded and not streamed', () => {
