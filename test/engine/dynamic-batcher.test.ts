@@ -64,6 +64,28 @@ describe('dynamic batcher policy', () => {
     );
   });
 
+  it('answers the requests of a batch one per turn of the event loop, so other work runs between the answers', async () => {
+    const { sizes, submit } = batcher({ maxBatchSize: 4, maxQueueDelayMs: 60_000 });
+    // Work queued as the first answer arrives (a socket read, a /health request) stands between the later answers.
+    let otherWorkRan = false;
+    const seen: Array<[number, boolean]> = [];
+    const answers = [1, 2, 3, 4].map((v) =>
+      submit(v).then((r) => {
+        seen.push([(r.outputs.x!.data as Float32Array)[0]!, otherWorkRan]);
+        if (v === 1) setImmediate(() => (otherWorkRan = true));
+      }),
+    );
+    await Promise.all(answers);
+    assert.deepEqual(sizes, [4]);
+    assert.deepEqual(
+      seen.map(([x]) => x),
+      [2, 4, 6, 8],
+      'in the order of the batch',
+    );
+    assert.equal(seen[0]![1], false);
+    assert.equal(seen[3]![1], true, 'the last answer came after the work queued at the first');
+  });
+
   it('sends a preferred size as soon as the queue can form one, without waiting for the delay', async () => {
     const { sizes, submit } = batcher({ maxBatchSize: 8, maxQueueDelayMs: 60_000, preferredBatchSizes: [2, 3] });
     // 1 waits; 1+2 form 2 and go; 3, 4, 5 queue while that batch runs and then go as 3, the largest they form.

@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { BodyTooLargeError, JsonParserPool, readBody } from '@nucleus/core/internal/server/json-offload';
+import { ReadBudget } from '@nucleus/core/internal/server/read-budget';
 
 // readBody on a stream standing in for the request: chunks arrive as the socket hands them over.
 function request(chunks: Uint8Array[]): IncomingMessage {
@@ -35,6 +36,40 @@ describe('request body reading', () => {
     await assert.rejects(readBody(request(chunks), undefined, 40), BodyTooLargeError);
     await assert.rejects(readBody(request(chunks), 45, 1000), /longer than its Content-Length/);
     await assert.rejects(readBody(request(chunks), 60, 1000), /shorter than its Content-Length/);
+  });
+});
+
+describe('request body reading, a share of bytes per turn of the event loop', () => {
+  const image = Uint8Array.from({ length: 512 * 1024 }, (_, i) => (i * 7) % 251);
+  const pieces = (bytes: Uint8Array, size: number) =>
+    Array.from({ length: Math.ceil(bytes.length / size) }, (_, i) => bytes.subarray(i * size, (i + 1) * size));
+
+  // Reads two bodies at once, as two sockets deliver them, and counts the turns of the event loop they took.
+  async function readTwo(budget: ReadBudget): Promise<{ bodies: Uint8Array[]; turns: number }> {
+    let turns = 0;
+    let reading = true;
+    const tick = (): void => {
+      if (!reading) return;
+      turns++;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    const bodies = await Promise.all([
+      readBody(request(pieces(image, 16 * 1024)), image.length, 1 << 20, 0, budget),
+      readBody(request(pieces(image, 16 * 1024)), undefined, 1 << 20, 5, budget),
+    ]);
+    reading = false;
+    return { bodies, turns };
+  }
+
+  it('reads bodies larger than a turn’s share over several turns, whole and in order', async () => {
+    const { bodies, turns } = await readTwo(new ReadBudget(64 * 1024));
+    for (const body of bodies) assert.deepEqual(Buffer.from(body), Buffer.from(image));
+    // 1 MiB at 64 KiB a turn: other work (other sockets, /health) ran in between at least 15 times.
+    assert.ok(turns >= 15, `read in ${turns} turns`);
+    // With a share larger than both bodies, the same reads take a turn or two: the count above is the budget's doing.
+    const { turns: unbounded } = await readTwo(new ReadBudget(4 << 20));
+    assert.ok(unbounded <= 3, `unbounded: ${unbounded} turns`);
   });
 });
 

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { jsonTooDeep } from './json-depth.js';
 import type { ParseJob, ParseResult } from './json-parse-thread.js';
+import { type ReadBudget, threadReadBudget } from './read-budget.js';
 
 const THREAD = new URL('./json-parse-thread.js', import.meta.url);
 
@@ -112,17 +113,20 @@ export class BodyTooLargeError extends Error {}
  * Reads a request body into one buffer it owns. With its Content-Length (`length`) the buffer is allocated once and
  * filled as chunks arrive; without one (chunked transfer) the chunks are kept and joined once at the end. With
  * `alignAt`, the body is placed in its buffer so that byte `alignAt` of it sits on an 8-byte boundary: tensor bytes
- * starting there can be viewed as any typed array without a copy.
+ * starting there can be viewed as any typed array without a copy. The bytes taken count against `budget` (this
+ * thread's by default): once a turn of the event loop has read its share, the body waits for the next turn.
  */
 export function readBody(
   req: IncomingMessage,
   length: number | undefined,
   limit: number,
   alignAt = 0,
+  budget: ReadBudget = threadReadBudget,
 ): Promise<Uint8Array> {
+  // Not zeroed: every byte is written before the body is used (a body shorter than its length is refused).
   const allocate = (n: number): Uint8Array => {
     const pad = (8 - (alignAt % 8)) % 8;
-    return pad === 0 ? new Uint8Array(n) : new Uint8Array(new ArrayBuffer(n + pad), pad, n);
+    return new Uint8Array(Buffer.allocUnsafeSlow(n + pad).buffer, pad, n);
   };
   return new Promise((resolve, reject) => {
     const known = length !== undefined && Number.isSafeInteger(length) && length >= 0;
@@ -161,6 +165,10 @@ export function readBody(
         chunks.push(chunk);
       }
       filled += chunk.length;
+      if (!budget.take(chunk.length)) {
+        req.pause();
+        budget.wait(() => req.resume());
+      }
     };
     const onEnd = (): void => {
       cleanup();

@@ -11,19 +11,52 @@ const LRU_MODULE = pathToFileURL(
 const lru = (): Promise<CachePolicy> => loadCachePolicy({ name: 'lru', module: LRU_MODULE });
 
 describe('prediction-cache: keys, bounds and lifetimes', () => {
-  it('hashes a body in canonical form: key order does not count, values and tensor bytes do', () => {
-    const a = requestHash({ inputs: [{ name: 'x', shape: [1, 2], data: [1, 2] }], outputs: [{ name: 'y' }] });
-    const b = requestHash({ outputs: [{ name: 'y' }], inputs: [{ data: [1, 2], shape: [1, 2], name: 'x' }] });
+  it('hashes a body in canonical form: key order does not count, values and tensor bytes do', async () => {
+    const a = await requestHash({ inputs: [{ name: 'x', shape: [1, 2], data: [1, 2] }], outputs: [{ name: 'y' }] });
+    const b = await requestHash({ outputs: [{ name: 'y' }], inputs: [{ data: [1, 2], shape: [1, 2], name: 'x' }] });
     assert.equal(a, b);
-    assert.notEqual(a, requestHash({ inputs: [{ name: 'x', shape: [1, 2], data: [2, 1] }], outputs: [{ name: 'y' }] }));
-    assert.equal(requestHash({ a: 1, b: undefined }), requestHash({ a: 1 }));
-    assert.notEqual(requestHash({ a: '1' }), requestHash({ a: 1 }));
+    assert.notEqual(
+      a,
+      await requestHash({ inputs: [{ name: 'x', shape: [1, 2], data: [2, 1] }], outputs: [{ name: 'y' }] }),
+    );
+    assert.equal(await requestHash({ a: 1, b: undefined }), await requestHash({ a: 1 }));
+    assert.notEqual(await requestHash({ a: '1' }), await requestHash({ a: 1 }));
     // Binary tensors count by type and bytes: the same numbers as float32 and as float64 are different inputs.
-    const f32 = requestHash({ data: new Float32Array([0.5, 1.5]) });
-    assert.equal(f32, requestHash({ data: new Float32Array([0.5, 1.5]) }));
-    assert.notEqual(f32, requestHash({ data: new Float64Array([0.5, 1.5]) }));
-    assert.notEqual(f32, requestHash({ data: new Float32Array([0.5, 2.5]) }));
-    assert.equal(requestHash({ id: 'r1', x: 1 }, ['id']), requestHash({ id: 'r2', x: 1 }, ['id']));
+    const f32 = await requestHash({ data: new Float32Array([0.5, 1.5]) });
+    assert.equal(f32, await requestHash({ data: new Float32Array([0.5, 1.5]) }));
+    assert.notEqual(f32, await requestHash({ data: new Float64Array([0.5, 1.5]) }));
+    assert.notEqual(f32, await requestHash({ data: new Float32Array([0.5, 2.5]) }));
+    assert.equal(await requestHash({ id: 'r1', x: 1 }, ['id']), await requestHash({ id: 'r2', x: 1 }, ['id']));
+  });
+
+  it('hashes image-sized tensors (digested off the event loop) by every byte, type and place', async () => {
+    const image = new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i));
+    const body = (data: ArrayBufferView, extra?: ArrayBufferView) => ({
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 3, 224, 224], data }, ...(extra ? [{ data: extra }] : [])],
+    });
+    const key = await requestHash(body(image));
+    // The same bytes in another buffer, at another offset (as a view over a received body is), hash alike.
+    const elsewhere = new Float32Array(new ArrayBuffer(image.byteLength + 8), 8, image.length);
+    elsewhere.set(image);
+    assert.equal(await requestHash(body(elsewhere)), key);
+    for (const at of [0, image.length >> 1, image.length - 1]) {
+      const changed = image.slice();
+      changed[at] = changed[at]! + 1;
+      assert.notEqual(await requestHash(body(changed)), key, `element ${at} changed`);
+    }
+    assert.notEqual(await requestHash(body(new Uint32Array(image.buffer))), key);
+    assert.notEqual(await requestHash(body(image.subarray(1))), key);
+    // Two large tensors: their order counts, and each one's digest lands where its bytes would.
+    const other = image.map((v) => -v);
+    const ab = await requestHash(body(image, other));
+    assert.notEqual(ab, await requestHash(body(other, image)));
+    assert.equal(ab, await requestHash(body(image.slice(), other.slice())));
+    // A tensor in shared memory (which WebCrypto does not take) hashes as the same bytes in a buffer of their own.
+    const shared = new Float32Array(new SharedArrayBuffer(image.byteLength));
+    shared.set(image);
+    assert.equal(await requestHash(body(shared)), key);
+    shared[7] = shared[7]! + 1;
+    assert.notEqual(await requestHash(body(shared)), key);
   });
 
   it('caches tensor requests always, generations only when greedy or seeded and not streamed', () => {

@@ -330,14 +330,17 @@ export class DynamicBatcher {
         durationMs: done - dispatched,
         requestIds: items.flatMap((i) => (i.requestId === undefined ? [] : [i.requestId])),
       });
-      items.forEach((item, k) =>
-        item.resolve({
+      const answer = (k: number): void =>
+        items[k]!.resolve({
           outputs: parts[k]!,
           batchSize: items.length,
-          queueMs: dispatched - item.enqueuedAt,
+          queueMs: dispatched - items[k]!.enqueuedAt,
           computeMs: done - dispatched,
-        }),
-      );
+        });
+      answer(0);
+      // The others are answered one per turn of the event loop, after this batch has freed its worker: resolved
+      // together, 32 requests' answers (hooks, serialising, writing) would run as one stretch, and /health waits.
+      if (items.length > 1) void answerInTurns(items.length, answer);
     } catch (err) {
       // One bad request (say, a sequence longer than the model takes) must not fail the others it was batched
       // with: run each alone. A dead worker is not a bad request; its error stands for all.
@@ -381,5 +384,13 @@ export class DynamicBatcher {
     if (this.#queue.length > 0 || this.#inFlight > 0) return;
     for (const done of [...this.#idle]) done();
     this.#idle.clear();
+  }
+}
+
+// Calls `answer(1)` … `answer(count - 1)`, each in a turn of the event loop of its own.
+async function answerInTurns(count: number, answer: (k: number) => void): Promise<void> {
+  for (let k = 1; k < count; k++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    answer(k);
   }
 }
