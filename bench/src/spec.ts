@@ -8,16 +8,18 @@ import {
   DraftModelProposer,
   ngramMethod,
 } from '@nucleus/plugin-spec-decode';
-import type { SpeculationAutoOff } from '@nucleus/sdk';
+import { parseQuantizeSetting, type ModelTransform, type QuantizeSetting, type SpeculationAutoOff } from '@nucleus/sdk';
 import {
   buildLlamaGraph,
   builtDecoderConfig,
   createTokenizer,
+  earlyExit,
   type LlamaArchitecture,
+  type LlamaWeights,
   type LlmTokenizer,
   type LoadedLlm,
 } from '@nucleus/sdk/llm';
-import { WeightOnlyTransform } from '@nucleus/plugin-quant-int8';
+import { DEFAULT_INT8_OPTIONS, DynamicInt8Transform, WeightOnlyTransform } from '@nucleus/plugin-quant-int8';
 import { loadGguf } from '@nucleus/plugin-format-gguf';
 import { DraftModelRunner } from '@nucleus/core/internal/engine/llm/generation/draft-model-runner';
 import { loadLlm } from './llm-models.js';
@@ -48,6 +50,10 @@ const AUTO_OFF: SpeculationAutoOff = {
 const DRAFT_AUTO_OFF: SpeculationAutoOff = { ...AUTO_OFF, acrossRequests: true };
 const TOKENS = Number(process.env.BENCH_SPEC_TOKENS ?? 200);
 const RUNS = Number(process.env.BENCH_SPEC_RUNS ?? 10);
+// Auto-off rows of drafts that do not pay run plain decoding at about 0.5 ms a token: more pairs pin their ratio down.
+const FLOOR_RUNS = Number(process.env.BENCH_SPEC_FLOOR_RUNS ?? 3 * RUNS);
+// The random Llama's runs take seconds each: fewer pairs, which the pairing makes enough.
+const WIDE_RUNS = Number(process.env.BENCH_SPEC_WIDE_RUNS ?? Math.min(RUNS, 6));
 
 const PROMPTS: [string, string][] = [
   [
@@ -57,93 +63,170 @@ const PROMPTS: [string, string][] = [
   ['non-repetitive prompt', 'Once upon a time'],
 ];
 
-// One stream in the generation loop, in this thread: the prompt's prefill, then TOKENS greedy tokens; decode tokens/s
-// over the time after the first token. The runs of a row are requests one after the other to one loop, as a served
-// model's worker takes them: what auto-off learnt from one request carries over to the next.
-async function decodeRate(
-  llm: Pick<LoadedLlm, 'config'>,
-  tokenizer: LlmTokenizer,
-  session: ort.InferenceSession,
-  prompt: string,
-  speculation: Speculation | undefined,
-): Promise<{ stats: RunStats; spec?: SpeculationStats; output: number[] }> {
-  const latencies: number[] = [];
-  let seconds = 0;
-  let spec: SpeculationStats | undefined;
-  let output: number[] = [];
-  let tokens: number[] = [];
-  let done = false;
-  const sink: LoopSink = {
-    token: (_id, t) => void tokens.push(t),
-    finish: () => void (done = true),
-    fail: (_ids, err) => {
-      throw err;
-    },
-  };
-  const runner =
-    llm.config.graphStyle === 'contrib'
-      ? new ContribDecoderSession(session, llm.config)
-      : new DecoderSession(session, llm.config);
-  const scheduler = new GenerationScheduler({ maxRunning: 1, maxBatchSize: 1, batchWindowMs: 0, strategy: 'fifo' });
-  const loop = new GenerationLoop({
-    runner,
-    scheduler,
-    sink,
-    maxContext: llm.config.maxContext,
-    ...(speculation && { speculation }),
-  });
-  const promptIds = tokenizer.encode(prompt, { addBos: true });
-  for (let run = 0; run < RUNS + 1; run++) {
-    tokens = [];
-    done = false;
-    const before = loop.speculation && { ...loop.speculation };
-    loop.add({
-      id: run + 1,
-      promptIds,
+// One request's decode time and tokens: the prompt's prefill, then TOKENS greedy tokens, timed after the first.
+interface Run {
+  ms: number;
+  tokens: number[];
+}
+
+/**
+ * A generation loop in this thread over one session, taking greedy requests one after the other as a served model's
+ * worker does: what auto-off learnt from one request carries over to the next.
+ */
+class Stream {
+  readonly loop: GenerationLoop;
+  readonly #promptIds: number[];
+  readonly #tokenizer: LlmTokenizer;
+  readonly #eos: number[];
+  #tokens: number[] = [];
+  #done = false;
+  #id = 0;
+
+  constructor(
+    llm: Pick<LoadedLlm, 'config'>,
+    tokenizer: LlmTokenizer,
+    session: ort.InferenceSession,
+    prompt: string,
+    speculation?: Speculation,
+  ) {
+    const sink: LoopSink = {
+      token: (_id, t) => void this.#tokens.push(t),
+      finish: () => void (this.#done = true),
+      fail: (_ids, err) => {
+        throw err;
+      },
+    };
+    const runner =
+      llm.config.graphStyle === 'contrib'
+        ? new ContribDecoderSession(session, llm.config)
+        : new DecoderSession(session, llm.config);
+    const scheduler = new GenerationScheduler({ maxRunning: 1, maxBatchSize: 1, batchWindowMs: 0, strategy: 'fifo' });
+    this.loop = new GenerationLoop({
+      runner,
+      scheduler,
+      sink,
+      maxContext: llm.config.maxContext,
+      ...(speculation && { speculation }),
+    });
+    this.#tokenizer = tokenizer;
+    this.#promptIds = tokenizer.encode(prompt, { addBos: true });
+    this.#eos = llm.config.eosTokenIds;
+  }
+
+  async request(): Promise<Run> {
+    this.#tokens = [];
+    this.#done = false;
+    this.loop.add({
+      id: ++this.#id,
+      promptIds: this.#promptIds,
       params: { ...DEFAULT_SAMPLING, temperature: 0 },
       seed: 1,
       maxTokens: TOKENS,
       stop: [],
-      eosTokenIds: llm.config.eosTokenIds,
+      eosTokenIds: this.#eos,
       ignoreEos: true,
       priority: 'normal',
-      decoder: tokenizer.createStreamDecoder({ prefix: promptIds }),
+      decoder: this.#tokenizer.createStreamDecoder({ prefix: this.#promptIds }),
     });
-    await loop.iterate();
+    await this.loop.iterate();
     const started = performance.now();
-    while (!done) await loop.iterate();
-    const ms = performance.now() - started;
-    output = tokens;
-    // The first run warms the session up.
-    if (run === 0) continue;
-    latencies.push(ms / (tokens.length - 1));
-    seconds += ms / 1000;
-    spec = loop.speculation && before && difference(loop.speculation, before);
+    while (!this.#done) await this.loop.iterate();
+    return { ms: performance.now() - started, tokens: this.#tokens };
   }
-  return { stats: summarise(latencies, seconds, RUNS * (TOKENS - 1)), ...(spec && { spec }), output };
 }
 
-// What a loop's speculation counted during one run.
+/** A prompt's plain decoding stream, whose runs every speculative row of the prompt is paired with. */
+class Baseline {
+  readonly stream: Stream;
+  readonly runs: Run[] = [];
+  output: number[] = [];
+
+  constructor(stream: Stream) {
+    this.stream = stream;
+  }
+
+  async warm(): Promise<void> {
+    this.output = (await this.stream.request()).tokens;
+  }
+
+  async run(): Promise<Run> {
+    const run = await this.stream.request();
+    if (run.tokens.join() !== this.output.join()) throw new Error('plain decoding changed its greedy output');
+    this.runs.push(run);
+    return run;
+  }
+
+  /** The prompt's plain decoding row, over every run paired with a speculative row. */
+  row(name: string): ResultRow {
+    return { label: `${name}: plain decoding`, stats: statsOf(this.runs) };
+  }
+}
+
+function statsOf(runs: readonly Run[]): RunStats {
+  const latencies = runs.map((r) => r.ms / (r.tokens.length - 1));
+  const seconds = runs.reduce((s, r) => s + r.ms, 0) / 1000;
+  return summarise(
+    latencies,
+    seconds,
+    runs.reduce((n, r) => n + r.tokens.length - 1, 0),
+  );
+}
+
+/**
+ * A speculative row, measured against plain decoding of the same prompt run by run: after a warm-up request each,
+ * the two streams take turns (plain first on even runs, speculative first on odd ones, so a drift in the machine's
+ * load falls on both alike), and the row's ratio is the median of the per-run ratios, with their spread. On a shared
+ * machine tokens/s moves between rows by more than a ±5% floor; a pair of runs next to each other moves much less.
+ * Every run's greedy output must be plain decoding's.
+ */
+async function pairedRow(label: string, base: Baseline, spec: Stream, runs = RUNS): Promise<ResultRow> {
+  await spec.request();
+  const before = { ...spec.loop.speculation! };
+  const own: Run[] = [];
+  const ratios: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    let plain: Run;
+    let run: Run;
+    if (i % 2 === 0) {
+      plain = await base.run();
+      run = await spec.request();
+    } else {
+      run = await spec.request();
+      plain = await base.run();
+    }
+    if (run.tokens.join() !== base.output.join())
+      throw new Error(`${label}: greedy output differs from plain decoding`);
+    own.push(run);
+    ratios.push(plain.ms / run.ms);
+  }
+  const s = difference(spec.loop.speculation!, before);
+  const rate = s.draftTokens > 0 ? s.acceptedTokens / s.draftTokens : 0;
+  const decoded = runs * (TOKENS - 1);
+  const sorted = [...ratios].sort((a, b) => a - b);
+  return {
+    label,
+    stats: statsOf(own),
+    ratio: median(ratios),
+    note:
+      `runs ×${sorted[0]!.toFixed(2)}–×${sorted.at(-1)!.toFixed(2)} (${runs} pairs); ` +
+      `acceptance ${(rate * 100).toFixed(0)}% (${s.acceptedTokens} of ${s.draftTokens} draft tokens, ${s.drafts} drafts` +
+      `${s.pauses ? `, ${s.pauses} auto-off pauses` : ''}, ${s.verifyRows} verify and ${s.plainRows} plain steps, ` +
+      `drafting ${s.draftMs.toFixed(1)} ms, over the ${runs} runs); ` +
+      `${(decoded / Math.max(1, decoded - s.acceptedTokens)).toFixed(2)} tokens per step`,
+  };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+// What a loop's speculation counted between two readings.
 function difference(after: SpeculationStats, before: SpeculationStats): SpeculationStats {
   const out = { ...after };
   for (const key of Object.keys(out) as (keyof SpeculationStats)[]) out[key] = after[key] - before[key];
   return out;
-}
-
-// A speculative run's row against plain decoding of the same prompt; its greedy output must be plain decoding's.
-function speculativeRow(
-  label: string,
-  base: { stats: RunStats; output: number[] },
-  { stats, spec, output }: { stats: RunStats; spec?: SpeculationStats; output: number[] },
-): ResultRow {
-  if (output.join() !== base.output.join()) throw new Error(`${label}: greedy output differs from plain decoding`);
-  const rate = spec && spec.draftTokens > 0 ? spec.acceptedTokens / spec.draftTokens : 0;
-  return {
-    label,
-    stats,
-    ratio: stats.throughput / base.stats.throughput,
-    note: `acceptance ${(rate * 100).toFixed(0)}% (${spec?.acceptedTokens ?? 0} of ${spec?.draftTokens ?? 0} draft tokens, ${spec?.drafts ?? 0} drafts${spec?.pauses ? `, ${spec.pauses} auto-off pauses` : ''}, ${spec?.verifyRows ?? 0} verify and ${spec?.plainRows ?? 0} plain steps, drafting ${(spec?.draftMs ?? 0).toFixed(1)} ms, last run); ${((TOKENS - 1) / Math.max(1, TOKENS - 1 - (spec?.acceptedTokens ?? 0))).toFixed(2)} tokens per step`,
-  };
 }
 
 // A random Llama whose step cost is its weights' (about 190 MB in float32), with stories260K's 512-token vocabulary so
@@ -161,43 +244,106 @@ const WIDE_ARCH: LlamaArchitecture = {
   maxPositions: 1024,
 };
 
-// The target against its own int8 self as the draft (what `models[].speculation.draftQuantize: int8` loads: quant-int8's
-// `int8` transform over the target's graph), and the ngram method for comparison.
+/** A self-draft of the random Llama as `models[].speculation` builds it: its first `layers`, then `draftQuantize`. */
+interface SelfDraft {
+  /** `draftQuantize`: a transform of plugin quant-int8 with its per-model settings. */
+  quantize: QuantizeSetting;
+  /** `draftLayers`: the early exit, all layers when absent. */
+  layers?: number;
+  k: number;
+  autoOff?: boolean;
+}
+
+// `int8` (MatMulNBits blocks, int8 activations per block of 32) is the draft that agrees best; `dynamic`
+// (DynamicQuantizeLinear + MatMulInteger, one activation scale per run) runs int8 weights through ORT's older int8 GEMM
+// kernels, which on a CPU without VNNI cost about 60% of MatMulNBits' 8-bit path. Its per-tensor activation scale moves
+// the logits more; the head (the graph's last MatMul, the only one whose error lands on the logits directly) stays
+// float32, at the cost of a 512 × 1024 float MatMul.
+const DYNAMIC_HEAD_FLOAT: QuantizeSetting = { method: 'dynamic', exclude: [`MatMul_${4 * WIDE_ARCH.numLayers}`] };
+const SELF_DRAFTS: SelfDraft[] = [
+  { quantize: 'int8', k: 4 },
+  { quantize: 'int8', k: 4, autoOff: true },
+  { quantize: DYNAMIC_HEAD_FLOAT, k: 4 },
+];
+
+// The quant-int8 transforms a self-draft can name, as the plugin contributes them.
+const TRANSFORMS: Record<string, ModelTransform> = {
+  int8: new WeightOnlyTransform(DEFAULT_INT8_OPTIONS, 'int8'),
+  int4: new WeightOnlyTransform(DEFAULT_INT8_OPTIONS, 'int4'),
+  dynamic: new DynamicInt8Transform(),
+};
+
+// The draft `models[].speculation` loads for these settings: the Llama graph builder over the first layers (what the
+// format plugins do for `draftLayers`), then the quant-int8 transform with its per-model settings (what
+// `applyModelTransform` does for `draftQuantize`).
+async function selfDraft(
+  weights: LlamaWeights,
+  draft: SelfDraft,
+  options: ort.InferenceSession.SessionOptions,
+): Promise<{ runner: DraftModelRunner; session: ort.InferenceSession; summary: string }> {
+  const arch = earlyExit(WIDE_ARCH, draft.layers);
+  const graph = buildLlamaGraph({ ...weights, layers: weights.layers.slice(0, arch.numLayers) }, arch, {
+    ropeLayout: 'interleaved',
+    style: 'contrib',
+    name: 'wide_llama_draft',
+  });
+  const { method, options: perModel } = parseQuantizeSetting(draft.quantize);
+  const transform = TRANSFORMS[method];
+  if (!transform) throw new Error(`no self-draft transform ${method} in this bench`);
+  const { model, summary } = await transform.transform(graph, {
+    model: 'wide-llama-draft',
+    kind: 'llm',
+    path: 'wide-llama.onnx',
+    ...(perModel && { options: perModel }),
+  });
+  const session = await ort.InferenceSession.create(model.encode(), options);
+  return {
+    runner: new DraftModelRunner(session, builtDecoderConfig(arch, 'contrib', { eosTokenIds: [2] })),
+    session,
+    summary,
+  };
+}
+
+// The target against its own quantized (and early-exit) selves as drafts, and the ngram method for comparison.
 async function quantizedDraftTable(tokenizer: LlmTokenizer, options: ort.InferenceSession.SessionOptions) {
-  const graph = buildLlamaGraph(randomLlama(WIDE_ARCH), WIDE_ARCH, {
+  const weights = randomLlama(WIDE_ARCH);
+  const graph = buildLlamaGraph(weights, WIDE_ARCH, {
     ropeLayout: 'interleaved',
     style: 'contrib',
     name: 'wide_llama',
   });
   const config = builtDecoderConfig(WIDE_ARCH, 'contrib', { eosTokenIds: [2] });
   const session = await ort.InferenceSession.create(graph.encode(), options);
-  const transform = new WeightOnlyTransform(undefined, 'int8');
-  const { model: int8, summary } = await transform.transform(graph, {
-    model: 'wide-llama-draft',
-    kind: 'llm',
-    path: 'wide-llama.onnx',
-  });
-  const draftSession = await ort.InferenceSession.create(int8.encode(), options);
+  const drafts = new Map<string, Awaited<ReturnType<typeof selfDraft>>>();
+  const summaries: string[] = [];
+  for (const d of SELF_DRAFTS) {
+    const key = JSON.stringify([d.quantize, d.layers]);
+    if (drafts.has(key)) continue;
+    const built = await selfDraft(weights, d, options);
+    drafts.set(key, built);
+    summaries.push(`${describeDraft(d)}: ${built.summary}`);
+  }
   const rows: ResultRow[] = [];
   try {
     const llm = { config };
     for (const [name, prompt] of PROMPTS) {
-      const base = await decodeRate(llm, tokenizer, session, prompt, undefined);
-      rows.push({ label: `${name}: plain decoding`, stats: base.stats });
+      const base = new Baseline(new Stream(llm, tokenizer, session, prompt));
+      await base.warm();
+      const at = rows.length;
       const measure = async (label: string, speculation: Speculation): Promise<void> => {
-        rows.push(
-          speculativeRow(`${name}: ${label}`, base, await decodeRate(llm, tokenizer, session, prompt, speculation)),
-        );
+        const spec = new Stream(llm, tokenizer, session, prompt, speculation);
+        rows.push(await pairedRow(`${name}: ${label}`, base, spec, WIDE_RUNS));
       };
-      for (const k of [3, 4, 6])
-        for (const autoOff of k === 4 ? [undefined, DRAFT_AUTO_OFF] : [undefined])
-          await measure(`draft: the model's int8 self, k=${k}${autoOff ? ' + auto-off' : ''}`, {
-            method: 'draft',
-            proposer: new DraftModelProposer(new DraftModelRunner(draftSession, config)),
-            numSpeculativeTokens: k,
-            maxBatch: 1,
-            ...(autoOff && { autoOff }),
-          });
+      for (const d of SELF_DRAFTS) {
+        const { runner } = drafts.get(JSON.stringify([d.quantize, d.layers]))!;
+        await measure(`draft: ${describeDraft(d)}, k=${d.k}${d.autoOff ? ' + auto-off' : ''}`, {
+          method: 'draft',
+          proposer: new DraftModelProposer(runner),
+          numSpeculativeTokens: d.k,
+          maxBatch: 1,
+          ...(d.autoOff && { autoOff: DRAFT_AUTO_OFF }),
+        });
+      }
       const ngram = ngramMethod();
       await measure(`ngram k=${ngram.numSpeculativeTokens} (defaults)`, {
         method: 'ngram',
@@ -205,19 +351,26 @@ async function quantizedDraftTable(tokenizer: LlmTokenizer, options: ort.Inferen
         numSpeculativeTokens: ngram.numSpeculativeTokens,
         maxBatch: 1,
       });
+      rows.splice(at, 0, base.row(name));
     }
   } finally {
     await session.release();
-    await draftSession.release();
+    for (const d of drafts.values()) await d.session.release();
   }
   return {
     table: {
-      title: `random Llama (dim 1024, 4 layers, vocab 512), contrib graph, 1 stream, ${TOKENS} greedy tokens`,
+      title: `random Llama (dim ${WIDE_ARCH.hiddenSize}, ${WIDE_ARCH.numLayers} layers, vocab ${WIDE_ARCH.vocabSize}), contrib graph, 1 stream, ${TOKENS} greedy tokens`,
       unit: 'tokens',
       rows,
     } satisfies ResultTable,
-    note: `Random Llama: float32 target, draft its own graph through quant-int8's int8 transform (${summary}). Its weights are random, so its greedy output soon repeats a few tokens whatever the prompt: these rows are the repetitive-text case, where ngram drafts well too. The int8 draft agrees because int8 weights barely move the logits, not because the text repeats.`,
+    note: `Random Llama: float32 target; each draft is its own graph as \`models[].speculation\` builds it (\`draftLayers\`: the first layers, then the norm and head; \`draftQuantize\`: quant-int8's transform): ${summaries.join('; ')}. Its weights are random, so its greedy output soon repeats a few tokens whatever the prompt; the quantized drafts agree because their weights barely move the logits, not because the text repeats.`,
   };
+}
+
+// A self-draft's settings as a config names them.
+function describeDraft(d: SelfDraft): string {
+  const q = typeof d.quantize === 'string' ? d.quantize : JSON.stringify(d.quantize).replaceAll('"', '');
+  return `${d.layers !== undefined ? `draftLayers: ${d.layers}, ` : ''}draftQuantize: ${q}`;
 }
 
 /** Speculative decoding (spec-decode, ngram) against plain decoding: one stream's decode tokens/s on stories260K. */
@@ -239,7 +392,9 @@ export async function specSuite(): Promise<string> {
     { method: ngramMethod({ promptLookupMin: 1, promptLookupMax: 3 }), k: 4, label: 'ngram k=4, n 1–3' },
     { method: ngramMethod({ promptLookupMin: 1, promptLookupMax: 3 }), k: 8, label: 'ngram k=8, n 1–3' },
   ];
-  for (const graphStyle of ['generic', 'contrib'] as const) {
+  // BENCH_SPEC_STORIES=0 leaves the stories260K tables out (BENCH_SPEC_WIDE=0 the random Llama's).
+  const styles = process.env.BENCH_SPEC_STORIES === '0' ? [] : (['generic', 'contrib'] as const);
+  for (const graphStyle of styles) {
     const llm = await loadLlm(join(STORIES, 'stories260K.gguf'), { graphStyle });
     const tokenizer = createTokenizer(llm.tokenizer);
     const options: ort.InferenceSession.SessionOptions = {
@@ -271,11 +426,12 @@ export async function specSuite(): Promise<string> {
     try {
       const rows: ResultRow[] = [];
       for (const [name, prompt] of PROMPTS) {
-        const base = await decodeRate(llm, tokenizer, session, prompt, undefined);
-        rows.push({ label: `${name}: plain decoding`, stats: base.stats });
-        const measure = async (label: string, speculation: Speculation): Promise<void> => {
-          const run = await decodeRate(llm, tokenizer, session, prompt, speculation);
-          rows.push(speculativeRow(`${name}: ${label}`, base, run));
+        const base = new Baseline(new Stream(llm, tokenizer, session, prompt));
+        await base.warm();
+        const at = rows.length;
+        const measure = async (label: string, speculation: Speculation, runs = RUNS): Promise<void> => {
+          const spec = new Stream(llm, tokenizer, session, prompt, speculation);
+          rows.push(await pairedRow(`${name}: ${label}`, base, spec, runs));
         };
         for (const s of settings) {
           await measure(s.label, {
@@ -285,24 +441,33 @@ export async function specSuite(): Promise<string> {
             maxBatch: 1,
           });
         }
-        await measure(`${settings[0]!.label} + auto-off`, {
-          method: 'ngram',
-          proposer: createNgramProposer(settings[0]!.method.options ?? {}),
-          numSpeculativeTokens: settings[0]!.k,
-          maxBatch: 1,
-          autoOff: AUTO_OFF,
-        });
+        await measure(
+          `${settings[0]!.label} + auto-off`,
+          {
+            method: 'ngram',
+            proposer: createNgramProposer(settings[0]!.method.options ?? {}),
+            numSpeculativeTokens: settings[0]!.k,
+            maxBatch: 1,
+            autoOff: AUTO_OFF,
+          },
+          FLOOR_RUNS,
+        );
         for (const [i, d] of drafts.entries()) {
           for (const autoOff of [undefined, DRAFT_AUTO_OFF]) {
-            await measure(`${d.label}, k=${d.k}${autoOff ? ' + auto-off' : ''}`, {
-              method: 'draft',
-              proposer: new DraftModelProposer(draftRunners[i]!),
-              numSpeculativeTokens: d.k,
-              maxBatch: 1,
-              ...(autoOff && { autoOff }),
-            });
+            await measure(
+              `${d.label}, k=${d.k}${autoOff ? ' + auto-off' : ''}`,
+              {
+                method: 'draft',
+                proposer: new DraftModelProposer(draftRunners[i]!),
+                numSpeculativeTokens: d.k,
+                maxBatch: 1,
+                ...(autoOff && { autoOff }),
+              },
+              autoOff ? FLOOR_RUNS : RUNS,
+            );
           }
         }
+        rows.splice(at, 0, base.row(name));
       }
       tables.push({
         title: `stories260K, ${graphStyle} graph, 1 stream, ${TOKENS} greedy tokens`,
@@ -324,8 +489,8 @@ export async function specSuite(): Promise<string> {
     notes.push(wide.note);
   }
   notes.push(
-    'Ratio: decode tokens/s with speculation over plain decoding, same prompt, same session (1 intra-op thread); p50/p99 are ms per token of each run.',
-    `${RUNS} measured runs after one warm-up run, as requests one after the other to one generation loop per row (a served model's worker); acceptance is accepted over drafted tokens, counted over the last run. Greedy output is identical with and without speculation (the bench checks every row's tokens against plain decoding).`,
+    "Ratio: the median over the row's runs of plain decoding's time over the speculative run's, each speculative run paired with a plain run of the same prompt on the same session (1 intra-op thread) next to it in time: plain first on even runs, speculative first on odd ones. \"runs ×a–×b\" is the spread of those per-run ratios. tokens/s and p50/p99 (ms per token of each run) are the row's own runs; a plain decoding row pools the plain runs of its prompt's rows.",
+    `${RUNS} pairs per row (${FLOOR_RUNS} for the auto-off rows of stories260K, whose ratio is the ±5% floor; ${WIDE_RUNS} for the random Llama, whose runs take seconds) after one warm-up request on each side, as requests one after the other to one generation loop per side (a served model's worker): what auto-off learnt carries over from one request to the next. Acceptance, drafts, pauses and drafting time are counted over all of a row's measured runs, so an auto-off row shows what its probes cost. Greedy output is identical with and without speculation (the bench checks every run's tokens against plain decoding).`,
     `Auto-off: the plugin's defaults (pause below ${AUTO_OFF.minAcceptance * 100}% acceptance over the latest ${AUTO_OFF.window} draft tokens, or when the measured step costs say the drafts cannot pay, for ${AUTO_OFF.coolDownSteps} steps, doubled at each pause in a row). The pause comes as soon as the window can no longer reach the threshold; a draft model that costs more than it can save pauses for 64 cool-downs at once. With a draft model a new request starts from the cool-down and pauses in a row the latest paused request left (the server-level prior), so after the warm-up run a pair that does not pay stays off; ngram requests each judge afresh. Draft models run in the same thread with the same runners (1 intra-op thread each).`,
   );
   return record('spec', machineInfo(), tables, notes);

@@ -36,12 +36,25 @@ describe('self-speculation from models[].speculation.draftQuantize (stories260K,
             graphStyle: 'contrib',
             speculation: { draftQuantize: 'int8', numSpeculativeTokens: 4 },
           },
+          // The object form with the transform's own settings: dynamic int8 with the head left float32.
+          {
+            name: 'stories-dynamic',
+            path: STORIES,
+            graphStyle: 'contrib',
+            speculation: { draftQuantize: { method: 'dynamic', exclude: ['MatMul_20'] }, numSpeculativeTokens: 4 },
+          },
           { name: 'stories-bad', path: STORIES, speculation: { draftQuantize: 'int3' }, optional: true },
         ],
       },
     });
     kit.kernel.events.on('spec.acceptance', (e) => acceptance.push(e));
   });
+  // The `nucleus.transform` line of each graph the transforms wrote to the cache.
+  async function transformedGraphs(): Promise<string[]> {
+    const root = join(cacheDir!, 'transformed');
+    const graphs = await Promise.all(readdirSync(root).map((key) => loadModel(join(root, key, 'model.onnx'))));
+    return graphs.map((g) => g.metadataProps['nucleus.transform'] ?? '');
+  }
   after(async () => {
     await kit?.stop();
     if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
@@ -58,19 +71,43 @@ describe('self-speculation from models[].speculation.draftQuantize (stories260K,
     });
     assert.deepEqual(out.tokens[0], expected.next);
     // The draft's graph is the transform's output: MatMul weights as 8-bit blocks.
-    const root = join(cacheDir!, 'transformed');
-    const graphs = await Promise.all(readdirSync(root).map((key) => loadModel(join(root, key, 'model.onnx'))));
-    assert.equal(graphs.length, 1);
-    assert.match(graphs[0]!.metadataProps['nucleus.transform'] ?? '', /^int8 .*→ MatMulNBits.*8-bit/);
+    const transforms = await transformedGraphs();
+    assert.equal(transforms.filter((t) => t.startsWith('int8 ')).length, 1);
+    assert.ok(
+      transforms.some((t) => /^int8 .*→ MatMulNBits.*8-bit/.test(t)),
+      transforms.join('\n'),
+    );
     // Telemetry arrives in groups after the tokens: wait (bounded) for the drafts to be reported.
     for (let i = 0; i < 100 && acceptance.reduce((n, e) => n + e.proposedTokens, 0) === 0; i++)
       await new Promise((r) => setTimeout(r, 20));
     const proposed = acceptance.reduce((n, e) => n + e.proposedTokens, 0);
     const accepted = acceptance.reduce((n, e) => n + e.acceptedTokens, 0);
-    assert.ok(acceptance.every((e) => e.model === 'stories' && e.method === 'draft'));
+    assert.ok(acceptance.every((e) => e.method === 'draft'));
     assert.ok(proposed > 0, 'the int8 draft drafted');
     // int8 weights agree with float32 on about 99 % of stories260K's greedy tokens (quant bench): most drafts hold.
     assert.ok(accepted / proposed >= 0.8, `acceptance ${accepted} of ${proposed}`);
+  });
+
+  it('takes draftQuantize with the transform’s settings (dynamic int8, head float32): greedy reference kept', async () => {
+    const expected = parseIds(readFileSync(join(STORIES_DIR, 'reference-greedy-200.ids.txt'), 'utf8'));
+    const out = await generateAll(kit!.kernel.generation, {
+      model: 'stories-dynamic',
+      prompt: expected.prompt,
+      maxTokens: expected.next.length,
+      temperature: 0,
+      ignoreEos: true,
+    });
+    assert.deepEqual(out.tokens[0], expected.next);
+    // The per-model settings reached the transform: every MatMul but the excluded head runs in int8.
+    const transforms = await transformedGraphs();
+    const dynamic = transforms.find((t) => t.startsWith('dynamic '));
+    assert.match(dynamic ?? '', /^dynamic .*: 20 nodes int8/, transforms.join('\n'));
+    for (let i = 0; i < 100 && !acceptance.some((e) => e.model === 'stories-dynamic' && e.proposedTokens > 0); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.ok(
+      acceptance.some((e) => e.model === 'stories-dynamic' && e.proposedTokens > 0),
+      'the dynamic draft drafted',
+    );
   });
 
   it('fails a model whose draftQuantize names a transform no plugin offers, with those offered', () => {
