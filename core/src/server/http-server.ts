@@ -39,16 +39,17 @@ function hookChain(point: ExtensionPointView<Hooks>, moment: 'preParsing' | 'onR
   // The hooks that take part, worked out again only when a hook comes or goes rather than for every request.
   let taking: Contribution<Hooks>[] | undefined;
   point.onChange(() => (taking = undefined));
-  return async (ctx: Context, next: Next): Promise<void> => {
+  // No async frame of its own per hook: each step returns the promise of the hook it runs.
+  return (ctx: Context, next: () => Promise<void>): Promise<void> => {
     const chain = (taking ??= point.list().filter((c) => c.value[moment]));
     if (chain.length === 0) return next();
     let i = 0;
-    const step = async (): Promise<void> => {
+    const step = (): Promise<void> => {
       const c = chain[i++];
       if (!c) return next();
-      await point.use(c, (h: Hooks) => h[moment]!(ctx, step));
+      return point.use(c, (h: Hooks) => h[moment]!(ctx, step)) as Promise<void>;
     };
-    await step();
+    return step();
   };
 }
 
@@ -116,22 +117,7 @@ export class HttpServer {
         admit: (ctx) => this.admit(ctx),
       }),
     );
-    // The key is checked, and the `preParsing` hooks (rate limits) run, before the body is read: a refused request
-    // costs no read or parse of a body nobody will use. A request no route takes leaves its body unread as well (its
-    // 404 or 405 needs none); an answer given before the body arrived closes the connection instead of draining it.
-    const unrouted = new WeakSet<Context>();
     const preParsing = hookChain(hooks, 'preParsing');
-    this.app.use(async (ctx: Context, next: Next) => {
-      try {
-        if (this.routes.authenticate(ctx)) await preParsing(ctx, next);
-        else {
-          unrouted.add(ctx);
-          await next();
-        }
-      } finally {
-        if (!ctx.req.complete && !ctx.headerSent) ctx.set('connection', 'close');
-      }
-    });
     const tooLarge = () =>
       Object.assign(
         new Error(`request body is larger than server.bodyLimitBytes (${config.get('server.bodyLimitBytes')} bytes)`),
@@ -236,14 +222,28 @@ export class HttpServer {
         await next();
       });
     };
-    // The three ways a body is read, in order, as one step: a method without a body (GET, DELETE) and a request no
-    // route takes skip them all at once.
-    this.app.use((ctx: Context, next: Next) => {
-      if (unrouted.has(ctx) || !BODY_METHODS.has(ctx.method)) return next();
-      return binaryBody(ctx, () => offloadedJson(ctx, () => parsedJson(ctx, next)));
+    const onRequest = hookChain(hooks, 'onRequest');
+    const route = this.routes.middleware();
+    const done = () => Promise.resolve();
+    // Once the key is checked: the body (the three ways it is read, in order; a method without a body and a request
+    // no route takes skip them all at once), the `onRequest` hooks, then the route.
+    const afterKeyCheck = (ctx: Context, routed: boolean): Promise<void> => {
+      const handle = () => onRequest(ctx, () => route(ctx, done) as Promise<void>);
+      if (!routed || !BODY_METHODS.has(ctx.method)) return handle();
+      return binaryBody(ctx, () => offloadedJson(ctx, () => parsedJson(ctx, handle)));
+    };
+    // The key is checked, and the `preParsing` hooks (rate limits) run, before the body is read: a refused request
+    // costs no read or parse of a body nobody will use. A request no route takes leaves its body unread as well (its
+    // 404 or 405 needs none); an answer given before the body arrived closes the connection instead of draining it.
+    // One step of Koa's chain for all of it, after the front's.
+    this.app.use(async (ctx: Context) => {
+      try {
+        if (this.routes.authenticate(ctx)) await preParsing(ctx, () => afterKeyCheck(ctx, true));
+        else await afterKeyCheck(ctx, false);
+      } finally {
+        if (!ctx.req.complete && !ctx.headerSent) ctx.res.setHeader('connection', 'close');
+      }
     });
-    this.app.use(hookChain(hooks, 'onRequest'));
-    this.app.use(this.routes.middleware());
   }
 
   /**
