@@ -35,14 +35,33 @@ export class ExtensionPoint<T> implements ExtensionPointView<T> {
     return this.entries.find((e) => e.contribution.name === name)?.contribution;
   }
 
-  async use<R>(contribution: Contribution<T>, fn: (value: T) => R | Promise<R>): Promise<R> {
+  use<R>(contribution: Contribution<T>, fn: (value: T) => R | Promise<R>): Promise<R> {
+    // Called for every hook and route of every request: no async frame of its own, the lease is released when what
+    // `fn` returned settles.
     const lease = this.leases.get(contribution);
     lease?.acquire();
+    let result: R | Promise<R>;
     try {
-      return await fn(contribution.value);
-    } finally {
+      result = fn(contribution.value);
+    } catch (err) {
       lease?.release();
+      return Promise.reject(err);
     }
+    if (!lease) return Promise.resolve(result);
+    if (typeof (result as { then?: unknown } | undefined)?.then !== 'function') {
+      lease.release();
+      return Promise.resolve(result);
+    }
+    return Promise.resolve(result).then(
+      (value) => {
+        lease.release();
+        return value;
+      },
+      (err: unknown) => {
+        lease.release();
+        throw err;
+      },
+    );
   }
 
   onChange(listener: ChangeListener<T>): () => void {

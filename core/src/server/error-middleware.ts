@@ -1,6 +1,6 @@
 import type { ErrorBodyFormat, ExtensionPointView, Logger } from '@nucleus/sdk';
 import { NucleusError, toNucleusError } from '@nucleus/sdk';
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 
 /** Refusals every start and every shutdown produce; anything else refused with 503 (overload) is worth a warning. */
 const EXPECTED_REFUSALS = new Set(['server_starting', 'server_shutting_down']);
@@ -25,12 +25,20 @@ function bodyOf(format: ErrorBodyFormat | undefined, error: NucleusError, log: L
   return error.toBody();
 }
 
+/** How the edge turns what happened below it into an answer: see {@link errorResponder}. */
+export interface ErrorResponder {
+  /** Throws the error for a request no route answered (404, 405 with `Allow`, 501), as its body should say it. */
+  unanswered(ctx: Context): void;
+  /** Answers `err` with its status, headers and body; a server fault is logged with its stack, answered without. */
+  answer(ctx: Context, err: unknown): void;
+}
+
 /**
  * The one place where errors become responses: every error, thrown anywhere below, leaves with its status and
  * headers, as `{"error":{"message","type","code"}}` or, under a prefix an API declared (`errorBody`), in that API's
  * shape. Server faults are logged with their stack and answered without it.
  */
-export function errorMiddleware(logger: Logger, formats?: ExtensionPointView<ErrorBodyFormat>) {
+export function errorResponder(logger: Logger, formats?: ExtensionPointView<ErrorBodyFormat>): ErrorResponder {
   // The API whose clients read errors under this path: the longest declared prefix.
   const formatOf = (path: string): ErrorBodyFormat | undefined => {
     let found: ErrorBodyFormat | undefined;
@@ -38,17 +46,17 @@ export function errorMiddleware(logger: Logger, formats?: ExtensionPointView<Err
       if (path.startsWith(value.prefix) && value.prefix.length > (found?.prefix.length ?? -1)) found = value;
     return found;
   };
-  return async (ctx: Context, next: Next): Promise<void> => {
-    try {
-      await next();
-      if (ctx.status === 404 && ctx.body === undefined) {
+  return {
+    unanswered(ctx: Context): void {
+      if (ctx.body !== undefined) return;
+      if (ctx.status === 404) {
         throw new NucleusError(
           404,
           'route_not_found',
           `no route for ${ctx.method} ${ctx.path}; GET /v2 or /admin/plugins list what this server offers`,
         );
       }
-      if (ctx.status === 405 && ctx.body === undefined) {
+      if (ctx.status === 405) {
         const allow = ctx.response.get('allow');
         throw new NucleusError(
           405,
@@ -57,14 +65,15 @@ export function errorMiddleware(logger: Logger, formats?: ExtensionPointView<Err
           { headers: { allow } },
         );
       }
-      if (ctx.status === 501 && ctx.body === undefined) {
+      if (ctx.status === 501) {
         throw new NucleusError(
           501,
           'method_not_implemented',
           `this server does not implement the ${ctx.method} method`,
         );
       }
-    } catch (err) {
+    },
+    answer(ctx: Context, err: unknown): void {
       const error = fromHttpError(err) ?? toNucleusError(err);
       const log = (ctx.state.log as Logger | undefined) ?? logger;
       // A 503 thrown on purpose (starting, draining, overloaded) is the server working as meant: no stack, not an error.
@@ -84,6 +93,6 @@ export function errorMiddleware(logger: Logger, formats?: ExtensionPointView<Err
           ? new NucleusError(500, 'internal_error', `internal error (request ${ctx.state.requestId}): ${error.message}`)
           : error;
       ctx.body = bodyOf(formatOf(ctx.path), answered, log);
-    }
+    },
   };
 }

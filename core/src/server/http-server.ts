@@ -7,16 +7,15 @@ import { badRequest, ExtensionPoints, NucleusError, Services, unavailable } from
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
 import type { Kernel } from '../kernel/kernel.js';
-import { emitAuditEvents } from './admin-audit.js';
 import { Authenticator, callerFor, type ApiKey } from './auth.js';
 import { answerClientError, answerConnect } from './client-error.js';
-import { errorMiddleware } from './error-middleware.js';
+import { errorResponder } from './error-middleware.js';
 import { decodeContent, INFERENCE_HEADER_LENGTH, parseInferenceHeader, splitInferenceBody } from './binary-body.js';
 import { jsonNestsDeeperThan, jsonTooDeep } from './json-depth.js';
 import { BodyTooLargeError, JsonParserPool, JsonSyntaxError, readBody } from './json-offload.js';
 import { kernelRoutes } from './kernel-routes.js';
-import { requestIdMiddleware } from './request-id.js';
-import { requestLoggerMiddleware } from './request-logger.js';
+import { requestFront } from './request-front.js';
+import { RequestLogger } from './request-logger.js';
 import { RouteTable } from './route-table.js';
 import { WsHub } from './ws-hub.js';
 import { JwtVerifier } from './jwt-verifier.js';
@@ -40,16 +39,17 @@ function hookChain(point: ExtensionPointView<Hooks>, moment: 'preParsing' | 'onR
   // The hooks that take part, worked out again only when a hook comes or goes rather than for every request.
   let taking: Contribution<Hooks>[] | undefined;
   point.onChange(() => (taking = undefined));
-  return async (ctx: Context, next: Next): Promise<void> => {
+  // No async frame of its own per hook: each step returns the promise of the hook it runs.
+  return (ctx: Context, next: () => Promise<void>): Promise<void> => {
     const chain = (taking ??= point.list().filter((c) => c.value[moment]));
     if (chain.length === 0) return next();
     let i = 0;
-    const step = async (): Promise<void> => {
+    const step = (): Promise<void> => {
       const c = chain[i++];
       if (!c) return next();
-      await point.use(c, (h: Hooks) => h[moment]!(ctx, step));
+      return point.use(c, (h: Hooks) => h[moment]!(ctx, step)) as Promise<void>;
     };
-    await step();
+    return step();
   };
 }
 
@@ -107,79 +107,17 @@ export class HttpServer {
       if (clientGone) logger.debug({ code: err.code }, 'client closed the connection mid-response');
       else logger.warn({ err }, 'response stream error');
     });
-    this.app.use(requestIdMiddleware);
-    this.app.use(requestLoggerMiddleware(logger, () => config.get('logging.logPayloads')));
-    this.app.use(async (ctx: Context, next: Next) => {
-      const started = performance.now();
-      const { requestId } = ctx.state as { requestId: string };
-      if (jwt) await auth.verifyToken(ctx);
-      // The key is looked up here, not only at the route, so the request's events say whose they are (/ws shows a
-      // user key its own requests only).
-      const holder = auth.identify(ctx);
-      const tenant = holder?.tenancy.tenant;
-      events.emit('request.start', {
-        requestId,
-        method: ctx.method,
-        path: ctx.path,
-        ...(tenant && { tenant }),
-        ...(holder && { key: holder.label }),
-      });
-      try {
-        await next();
-      } finally {
-        const body = ctx.body as { error?: { code?: string } } | undefined;
-        // Set by the error handler, whatever shape the body has; a route that answers an error itself leaves it here.
-        const errorCode = (ctx.state.errorCode as string | undefined) ?? body?.error?.code;
-        const durationMs = performance.now() - started;
-        events.emit('request.end', {
-          requestId,
-          ...(tenant && { tenant }),
-          method: ctx.method,
-          path: ctx.path,
-          route: (ctx.state.route as string | undefined) ?? 'unmatched',
-          status: ctx.status,
-          durationMs,
-          ...(ctx.status >= 400 && errorCode ? { errorCode } : {}),
-        });
-        // Admin actions and refused keys, for the audit trail: at the edge, so no route can forget to report one.
-        emitAuditEvents(ctx, events, holder?.label, durationMs);
-      }
-    });
-    this.app.use(errorMiddleware(logger, kernel.extensions.point(ExtensionPoints.errorBody)));
-    this.app.use(async (ctx: Context, next: Next) => {
-      // HTTP/1.1 requires a Host header. Node's own check (turned off in listen()) answers a bare 400 with no body.
-      if (ctx.req.httpVersion === '1.1' && !ctx.req.headers.host)
-        throw badRequest('missing_host', 'an HTTP/1.1 request needs a Host header');
-      // While draining for shutdown, requests arriving on new or kept-alive connections are refused, not queued, and
-      // their connection is closed after the answer. /health and /ready answer as ever (/ready with 503: stopping).
-      const status = kernel.health.report().status;
-      if (this.draining || status === 'stopping') {
-        ctx.set('connection', 'close');
-        if (PROBES.has(ctx.path)) return next();
-        throw unavailable('server_shutting_down', 'the server is shutting down; retry against another instance', 1);
-      }
-      // While starting (plugins activating, models loading and warming up) only the probes answer, so that a load
-      // balancer or Kubernetes sees a live process that is not ready yet.
-      if (status === 'starting' && !PROBES.has(ctx.path))
-        throw unavailable('server_starting', 'the server is starting: its models are loading; retry shortly', 1);
-      await next();
-    });
-    // The key is checked, and the `preParsing` hooks (rate limits) run, before the body is read: a refused request
-    // costs no read or parse of a body nobody will use. A request no route takes leaves its body unread as well (its
-    // 404 or 405 needs none); an answer given before the body arrived closes the connection instead of draining it.
-    const unrouted = new WeakSet<Context>();
+    this.app.use(
+      requestFront({
+        events,
+        logs: new RequestLogger(logger, () => config.get('logging.logPayloads')),
+        auth,
+        jwt: jwt !== undefined,
+        errors: errorResponder(logger, kernel.extensions.point(ExtensionPoints.errorBody)),
+        admit: (ctx) => this.admit(ctx),
+      }),
+    );
     const preParsing = hookChain(hooks, 'preParsing');
-    this.app.use(async (ctx: Context, next: Next) => {
-      try {
-        if (this.routes.authenticate(ctx)) await preParsing(ctx, next);
-        else {
-          unrouted.add(ctx);
-          await next();
-        }
-      } finally {
-        if (!ctx.req.complete && !ctx.headerSent) ctx.set('connection', 'close');
-      }
-    });
     const tooLarge = () =>
       Object.assign(
         new Error(`request body is larger than server.bodyLimitBytes (${config.get('server.bodyLimitBytes')} bytes)`),
@@ -284,14 +222,49 @@ export class HttpServer {
         await next();
       });
     };
-    // The three ways a body is read, in order, as one step: a method without a body (GET, DELETE) and a request no
-    // route takes skip them all at once.
-    this.app.use((ctx: Context, next: Next) => {
-      if (unrouted.has(ctx) || !BODY_METHODS.has(ctx.method)) return next();
-      return binaryBody(ctx, () => offloadedJson(ctx, () => parsedJson(ctx, next)));
+    const onRequest = hookChain(hooks, 'onRequest');
+    const route = this.routes.middleware();
+    const done = () => Promise.resolve();
+    // Once the key is checked: the body (the three ways it is read, in order; a method without a body and a request
+    // no route takes skip them all at once), the `onRequest` hooks, then the route.
+    const afterKeyCheck = (ctx: Context, routed: boolean): Promise<void> => {
+      const handle = () => onRequest(ctx, () => route(ctx, done) as Promise<void>);
+      if (!routed || !BODY_METHODS.has(ctx.method)) return handle();
+      return binaryBody(ctx, () => offloadedJson(ctx, () => parsedJson(ctx, handle)));
+    };
+    // The key is checked, and the `preParsing` hooks (rate limits) run, before the body is read: a refused request
+    // costs no read or parse of a body nobody will use. A request no route takes leaves its body unread as well (its
+    // 404 or 405 needs none); an answer given before the body arrived closes the connection instead of draining it.
+    // One step of Koa's chain for all of it, after the front's.
+    this.app.use(async (ctx: Context) => {
+      try {
+        if (this.routes.authenticate(ctx)) await preParsing(ctx, () => afterKeyCheck(ctx, true));
+        else await afterKeyCheck(ctx, false);
+      } finally {
+        if (!ctx.req.complete && !ctx.headerSent) ctx.res.setHeader('connection', 'close');
+      }
     });
-    this.app.use(hookChain(hooks, 'onRequest'));
-    this.app.use(this.routes.middleware());
+  }
+
+  /**
+   * Refuses what the server takes no part of now. HTTP/1.1 requires a Host header (node's own check, turned off in
+   * listen(), answers a bare 400 with no body). While draining for shutdown, requests arriving on new or kept-alive
+   * connections are refused, not queued, and their connection is closed after the answer; /health and /ready answer
+   * as ever (/ready with 503: stopping). While starting (plugins activating, models loading and warming up) only the
+   * probes answer, so that a load balancer or Kubernetes sees a live process that is not ready yet.
+   */
+  private admit(ctx: Context): void {
+    const req = ctx.req;
+    if (req.httpVersion === '1.1' && !req.headers.host)
+      throw badRequest('missing_host', 'an HTTP/1.1 request needs a Host header');
+    const status = this.kernel.health.report().status;
+    if (this.draining || status === 'stopping') {
+      ctx.res.setHeader('connection', 'close');
+      if (PROBES.has(ctx.path)) return;
+      throw unavailable('server_shutting_down', 'the server is shutting down; retry against another instance', 1);
+    }
+    if (status === 'starting' && !PROBES.has(ctx.path))
+      throw unavailable('server_starting', 'the server is starting: its models are loading; retry shortly', 1);
   }
 
   /** Starts listening, over HTTPS when `server.tls` names a certificate; port 0 picks a free port. */

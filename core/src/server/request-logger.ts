@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '@nucleus/sdk';
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import type { Logger as PinoLogger } from 'pino';
 import { LazyLogger } from './lazy-logger.js';
 
@@ -32,46 +32,52 @@ export function traceIdOf(traceparent: string | undefined): string | undefined {
 }
 
 /**
- * Puts a request-scoped logger on `ctx.state.log` whose lines carry the request id and, when the
- * client sent a `traceparent`, the trace id; a tracing hook may replace it with one that also carries
- * its span. Payload fields are censored unless `logging.logPayloads` is on. Logs each request at
- * debug level when it ends.
+ * Puts a request-scoped logger on `ctx.state.log` whose lines carry the request id and, when the client sent a
+ * `traceparent`, the trace id; a tracing hook may replace it with one that also carries its span. Payload fields are
+ * censored unless `logging.logPayloads` is on. Logs each request at debug level when it ends.
  */
-export function requestLoggerMiddleware(logger: Logger, logPayloads: () => boolean) {
-  const redacted = (logger as unknown as PinoLogger).child(
-    {},
-    {
-      redact: { paths: PAYLOAD_FIELDS.flatMap((f) => [f, `*.${f}`]), censor: '[redacted]' },
-    },
-  ) as unknown as Logger;
-  return async (ctx: Context, next: Next): Promise<void> => {
-    const payloads = logPayloads();
-    const traceId = traceIdOf(ctx.get('traceparent') || undefined);
-    const log = new LazyLogger(payloads ? logger : redacted, {
+export class RequestLogger {
+  private readonly redacted: Logger;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly logPayloads: () => boolean,
+  ) {
+    this.redacted = (logger as unknown as PinoLogger).child(
+      {},
+      { redact: { paths: PAYLOAD_FIELDS.flatMap((f) => [f, `*.${f}`]), censor: '[redacted]' } },
+    ) as unknown as Logger;
+  }
+
+  /** Gives the request its logger; true when its debug line will be written (then `end` writes it). */
+  begin(ctx: Context): boolean {
+    const traceparent = ctx.req.headers.traceparent;
+    const traceId = typeof traceparent === 'string' && traceparent ? traceIdOf(traceparent) : undefined;
+    const log = new LazyLogger(this.logPayloads() ? this.logger : this.redacted, {
       requestId: ctx.state.requestId,
       ...(traceId ? { traceId } : {}),
     });
     ctx.state.log = log;
     if (traceId) ctx.state.traceId = traceId;
     // Nothing to time or to build when the line would not be written.
-    if (!log.isLevelEnabled('debug')) return next();
-    const started = performance.now();
-    try {
-      await next();
-    } finally {
-      (ctx.state.log as Logger).debug(
-        {
-          method: ctx.method,
-          path: ctx.path,
-          route: ctx.state.route ?? 'unmatched',
-          status: ctx.status,
-          durationMs: Math.round((performance.now() - started) * 1000) / 1000,
-          ...(payloads && (ctx.request as { body?: unknown }).body !== undefined
-            ? { body: (ctx.request as { body?: unknown }).body }
-            : {}),
-        },
-        'request completed',
-      );
-    }
-  };
+    return log.isLevelEnabled('debug');
+  }
+
+  /** The request's debug line, once it has been answered. */
+  end(ctx: Context, started: number): void {
+    const payloads = this.logPayloads();
+    (ctx.state.log as Logger).debug(
+      {
+        method: ctx.method,
+        path: ctx.path,
+        route: ctx.state.route ?? 'unmatched',
+        status: ctx.status,
+        durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+        ...(payloads && (ctx.request as { body?: unknown }).body !== undefined
+          ? { body: (ctx.request as { body?: unknown }).body }
+          : {}),
+      },
+      'request completed',
+    );
+  }
 }

@@ -75,8 +75,12 @@ export class CacheHook implements Hooks {
   }
 }
 
+const NO_DIRECTIVES = Object.freeze({ noCache: false, noStore: false });
+
 // The request directives of a Cache-Control header that the cache obeys.
 function cacheControl(header: string | string[] | undefined): { noCache: boolean; noStore: boolean } {
+  // Most requests send none: no set or arrays to build for them.
+  if (header === undefined) return NO_DIRECTIVES;
   const directives = new Set(
     [header ?? []]
       .flat()
