@@ -246,8 +246,8 @@ const WIDE_ARCH: LlamaArchitecture = {
 
 /** A self-draft of the random Llama as `models[].speculation` builds it: its first `layers`, then `draftQuantize`. */
 interface SelfDraft {
-  /** `draftQuantize`: a transform of plugin quant-int8 with its per-model settings. */
-  quantize: QuantizeSetting;
+  /** `draftQuantize`: a transform of plugin quant-int8 with its per-model settings; float32 when absent. */
+  quantize?: QuantizeSetting;
   /** `draftLayers`: the early exit, all layers when absent. */
   layers?: number;
   k: number;
@@ -266,6 +266,43 @@ const SELF_DRAFTS: SelfDraft[] = [
   { quantize: DYNAMIC_HEAD_FLOAT, k: 4 },
 ];
 
+// A random Llama built like a model trained for early exit (LayerSkip): its last layers write into the residual
+// stream at 2 % of the scale of its first two, so those two and the head already predict most of its tokens. The
+// draft is that early exit, at about a quarter of a step's cost.
+const EXIT_ARCH: LlamaArchitecture = { ...WIDE_ARCH, numLayers: 8 };
+const QUIET = { from: 2, scale: Number(process.env.BENCH_SPEC_QUIET_SCALE ?? 0.02) };
+const EXIT_DRAFTS: SelfDraft[] = [
+  { layers: 2, k: 4 },
+  { layers: 2, k: 4, autoOff: true },
+];
+
+function describeArch(a: LlamaArchitecture): string {
+  return `dim ${a.hiddenSize}, ${a.numLayers} layers, vocab ${a.vocabSize}`;
+}
+
+// The random Llamas the self-draft tables measure (BENCH_SPEC_QUANTIZED=0 leaves the quantized drafts' one out,
+// BENCH_SPEC_EXIT=0 the early-exit one).
+function selfDraftTargets(): SelfDraftTarget[] {
+  const all: SelfDraftTarget[] = [
+    {
+      arch: WIDE_ARCH,
+      weights: randomLlama(WIDE_ARCH),
+      drafts: SELF_DRAFTS,
+      title: `random Llama (${describeArch(WIDE_ARCH)})`,
+      about:
+        'Random Llama: float32 target. Its weights are random, so its greedy output soon repeats a few tokens whatever the prompt; the quantized drafts agree because their weights barely move the logits, not because the text repeats.',
+    },
+    {
+      arch: EXIT_ARCH,
+      weights: randomLlama(EXIT_ARCH, QUIET),
+      drafts: EXIT_DRAFTS,
+      title: `random Llama (${describeArch(EXIT_ARCH)}) built for early exit`,
+      about: `Early-exit Llama: float32 target, random weights of the same seed, its layers ${QUIET.from + 1}–${EXIT_ARCH.numLayers} writing into the residual stream at ×${QUIET.scale} (attention output and down projections scaled), a stand-in for a model trained for early exit (LayerSkip), whose first layers already predict most tokens; the draft is its first ${QUIET.from} layers and head, as \`draftLayers\` builds it, with no training and no second model.`,
+    },
+  ];
+  return all.filter((_, i) => process.env[i === 0 ? 'BENCH_SPEC_QUANTIZED' : 'BENCH_SPEC_EXIT'] !== '0');
+}
+
 // The quant-int8 transforms a self-draft can name, as the plugin contributes them.
 const TRANSFORMS: Record<string, ModelTransform> = {
   int8: new WeightOnlyTransform(DEFAULT_INT8_OPTIONS, 'int8'),
@@ -277,16 +314,22 @@ const TRANSFORMS: Record<string, ModelTransform> = {
 // format plugins do for `draftLayers`), then the quant-int8 transform with its per-model settings (what
 // `applyModelTransform` does for `draftQuantize`).
 async function selfDraft(
-  weights: LlamaWeights,
+  target: SelfDraftTarget,
   draft: SelfDraft,
   options: ort.InferenceSession.SessionOptions,
 ): Promise<{ runner: DraftModelRunner; session: ort.InferenceSession; summary: string }> {
-  const arch = earlyExit(WIDE_ARCH, draft.layers);
+  const { weights } = target;
+  const arch = earlyExit(target.arch, draft.layers);
   const graph = buildLlamaGraph({ ...weights, layers: weights.layers.slice(0, arch.numLayers) }, arch, {
     ropeLayout: 'interleaved',
     style: 'contrib',
     name: 'wide_llama_draft',
   });
+  const config = builtDecoderConfig(arch, 'contrib', { eosTokenIds: [2] });
+  if (draft.quantize === undefined) {
+    const session = await ort.InferenceSession.create(graph.encode(), options);
+    return { runner: new DraftModelRunner(session, config), session, summary: `${arch.numLayers} layers, float32` };
+  }
   const { method, options: perModel } = parseQuantizeSetting(draft.quantize);
   const transform = TRANSFORMS[method];
   if (!transform) throw new Error(`no self-draft transform ${method} in this bench`);
@@ -297,29 +340,39 @@ async function selfDraft(
     ...(perModel && { options: perModel }),
   });
   const session = await ort.InferenceSession.create(model.encode(), options);
-  return {
-    runner: new DraftModelRunner(session, builtDecoderConfig(arch, 'contrib', { eosTokenIds: [2] })),
-    session,
-    summary,
-  };
+  return { runner: new DraftModelRunner(session, config), session, summary };
 }
 
-// The target against its own quantized (and early-exit) selves as drafts, and the ngram method for comparison.
-async function quantizedDraftTable(tokenizer: LlmTokenizer, options: ort.InferenceSession.SessionOptions) {
-  const weights = randomLlama(WIDE_ARCH);
-  const graph = buildLlamaGraph(weights, WIDE_ARCH, {
+/** A random Llama and the self-drafts of it a table measures. */
+interface SelfDraftTarget {
+  arch: LlamaArchitecture;
+  weights: LlamaWeights;
+  drafts: SelfDraft[];
+  title: string;
+  /** What the table's note says of the target, before the drafts' summaries. */
+  about: string;
+}
+
+// The target against its own quantized and early-exit selves as drafts, and the ngram method for comparison.
+async function selfDraftTable(
+  target: SelfDraftTarget,
+  tokenizer: LlmTokenizer,
+  options: ort.InferenceSession.SessionOptions,
+) {
+  const { arch, weights } = target;
+  const graph = buildLlamaGraph(weights, arch, {
     ropeLayout: 'interleaved',
     style: 'contrib',
     name: 'wide_llama',
   });
-  const config = builtDecoderConfig(WIDE_ARCH, 'contrib', { eosTokenIds: [2] });
+  const config = builtDecoderConfig(arch, 'contrib', { eosTokenIds: [2] });
   const session = await ort.InferenceSession.create(graph.encode(), options);
   const drafts = new Map<string, Awaited<ReturnType<typeof selfDraft>>>();
   const summaries: string[] = [];
-  for (const d of SELF_DRAFTS) {
+  for (const d of target.drafts) {
     const key = JSON.stringify([d.quantize, d.layers]);
     if (drafts.has(key)) continue;
-    const built = await selfDraft(weights, d, options);
+    const built = await selfDraft(target, d, options);
     drafts.set(key, built);
     summaries.push(`${describeDraft(d)}: ${built.summary}`);
   }
@@ -334,7 +387,7 @@ async function quantizedDraftTable(tokenizer: LlmTokenizer, options: ort.Inferen
         const spec = new Stream(llm, tokenizer, session, prompt, speculation);
         rows.push(await pairedRow(`${name}: ${label}`, base, spec, WIDE_RUNS));
       };
-      for (const d of SELF_DRAFTS) {
+      for (const d of target.drafts) {
         const { runner } = drafts.get(JSON.stringify([d.quantize, d.layers]))!;
         await measure(`draft: ${describeDraft(d)}, k=${d.k}${d.autoOff ? ' + auto-off' : ''}`, {
           method: 'draft',
@@ -359,18 +412,20 @@ async function quantizedDraftTable(tokenizer: LlmTokenizer, options: ort.Inferen
   }
   return {
     table: {
-      title: `random Llama (dim ${WIDE_ARCH.hiddenSize}, ${WIDE_ARCH.numLayers} layers, vocab ${WIDE_ARCH.vocabSize}), contrib graph, 1 stream, ${TOKENS} greedy tokens`,
+      title: `${target.title}, contrib graph, 1 stream, ${TOKENS} greedy tokens`,
       unit: 'tokens',
       rows,
     } satisfies ResultTable,
-    note: `Random Llama: float32 target; each draft is its own graph as \`models[].speculation\` builds it (\`draftLayers\`: the first layers, then the norm and head; \`draftQuantize\`: quant-int8's transform): ${summaries.join('; ')}. Its weights are random, so its greedy output soon repeats a few tokens whatever the prompt; the quantized drafts agree because their weights barely move the logits, not because the text repeats.`,
+    note: `${target.about} Each draft is its own graph as \`models[].speculation\` builds it (\`draftLayers\`: the first layers, then the norm and head; \`draftQuantize\`: quant-int8's transform): ${summaries.join('; ')}.`,
   };
 }
 
 // A self-draft's settings as a config names them.
 function describeDraft(d: SelfDraft): string {
+  const layers = d.layers !== undefined ? `draftLayers: ${d.layers}` : undefined;
+  if (d.quantize === undefined) return layers ?? 'the model itself';
   const q = typeof d.quantize === 'string' ? d.quantize : JSON.stringify(d.quantize).replaceAll('"', '');
-  return `${d.layers !== undefined ? `draftLayers: ${d.layers}, ` : ''}draftQuantize: ${q}`;
+  return `${layers ? `${layers}, ` : ''}draftQuantize: ${q}`;
 }
 
 /** Speculative decoding (spec-decode, ngram) against plain decoding: one stream's decode tokens/s on stories260K. */
@@ -481,12 +536,13 @@ export async function specSuite(): Promise<string> {
   }
   if (process.env.BENCH_SPEC_WIDE !== '0') {
     const stories = await loadLlm(join(STORIES, 'stories260K.gguf'), { graphStyle: 'contrib' });
-    const wide = await quantizedDraftTable(createTokenizer(stories.tokenizer), {
-      intraOpNumThreads: 1,
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
-    });
-    tables.push(wide.table);
-    notes.push(wide.note);
+    const tokenizer = createTokenizer(stories.tokenizer);
+    const options = { intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } };
+    for (const target of selfDraftTargets()) {
+      const wide = await selfDraftTable(target, tokenizer, options);
+      tables.push(wide.table);
+      notes.push(wide.note);
+    }
   }
   notes.push(
     "Ratio: the median over the row's runs of plain decoding's time over the speculative run's, each speculative run paired with a plain run of the same prompt on the same session (1 intra-op thread) next to it in time: plain first on even runs, speculative first on odd ones. \"runs ×a–×b\" is the spread of those per-run ratios. tokens/s and p50/p99 (ms per token of each run) are the row's own runs; a plain decoding row pools the plain runs of its prompt's rows.",
