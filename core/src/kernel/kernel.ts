@@ -145,13 +145,15 @@ export class Kernel {
     found: ReturnType<typeof discoverPlugins>;
   } {
     const root = options.projectRoot ?? defaultProjectRoot();
-    // A first pass only for `plugins.dirs`; its problems are reported by the second, with those of plugin sections.
+    // A first pass only for `plugins.dirs`, unchecked: its problems are reported by the second, with those of plugin
+    // sections, and the schema is compiled once, with every plugin's section in it.
     const base = loadConfig({
       file: options.file,
       env: options.env,
       cli: options.cli,
       ignoreUnknownPluginSections: true,
       keepIssues: true,
+      validate: false,
     });
     const listed: unknown = base.config.plugins?.dirs;
     const dirs = (Array.isArray(listed) ? listed.filter((d): d is string => typeof d === 'string') : []).map((d) =>

@@ -35,6 +35,12 @@ export interface LoadConfigOptions {
    * pass, so a bad core key does not hide the problems in plugin sections that only the second pass can check.
    */
   keepIssues?: boolean;
+  /**
+   * Layer the inputs without checking them against the schema (default true: check). Off for a first pass that only
+   * reads a key or two before plugins are found: the check compiles the schema, the slow part of a load, and the
+   * second pass checks everything again against the schema with the plugins' sections.
+   */
+  validate?: boolean;
 }
 
 /** A parsed config file. */
@@ -96,6 +102,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const built = buildConfig(layers, pluginSchemas, new Map(), {
     ignoreUnknownPluginSections: options.ignoreUnknownPluginSections === true,
     keepIssues: options.keepIssues === true,
+    validate: options.validate !== false,
   });
   return {
     config: built.config,
@@ -124,7 +131,7 @@ export function buildConfig(
   layers: ConfigLayers,
   pluginSchemas: Readonly<Record<string, JsonSchema>>,
   runtime: ReadonlyMap<string, RuntimeValue>,
-  options: { ignoreUnknownPluginSections?: boolean; keepIssues?: boolean } = {},
+  options: { ignoreUnknownPluginSections?: boolean; keepIssues?: boolean; validate?: boolean } = {},
 ): BuiltConfig {
   const schemaIssues = Object.entries(pluginSchemas).flatMap(([id, schema]) => pluginSchemaIssue(id, schema) ?? []);
   if (schemaIssues.length > 0) throw new ConfigError(schemaIssues);
@@ -154,12 +161,15 @@ export function buildConfig(
 
   const validator = new ConfigValidator(schema);
   const sourceOf = (segments: readonly string[]) => originOf(layering.sources, layers.file, segments);
-  const schemaErrors = validator.validate(layering.config, sourceOf);
-  const keyChecks = schemaErrors.length
-    ? { issues: [], warnings: [] }
-    : apiKeyChecks(layering.config as unknown as NucleusConfig, sourceOf);
+  const checked = options.validate !== false;
+  const schemaErrors = checked ? validator.validate(layering.config, sourceOf) : [];
+  // The checks across keys need values of the right types: after a schema check that found none wrong.
+  const typed = checked && schemaErrors.length === 0;
+  const keyChecks = typed
+    ? apiKeyChecks(layering.config as unknown as NucleusConfig, sourceOf)
+    : { issues: [], warnings: [] };
   layering.warnings.push(...keyChecks.warnings);
-  const security = schemaErrors.length ? [] : securityChecks(layering.config as unknown as NucleusConfig, sourceOf);
+  const security = typed ? securityChecks(layering.config as unknown as NucleusConfig, sourceOf) : [];
   const issues = [...layering.issues, ...schemaErrors, ...keyChecks.issues, ...security];
   if (issues.length > 0 && options.keepIssues !== true) throw new ConfigError(issues);
   return {

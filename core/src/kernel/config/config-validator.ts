@@ -66,11 +66,16 @@ function compileCached(schema: JsonSchema): ValidateFunction {
 /** Validates a whole config against one compiled schema and turns ajv's errors into sentences naming key and source. */
 export class ConfigValidator {
   readonly schema: JsonSchema;
-  private readonly validateFn: ValidateFunction;
+  // Compiled at the first check: a build that layers without checking (a first pass) never pays for it.
+  #validateFn: ValidateFunction | undefined;
 
   constructor(schema: JsonSchema) {
     this.schema = schema;
-    this.validateFn = compileCached(schema);
+  }
+
+  private get validateFn(): ValidateFunction {
+    this.#validateFn ??= compileCached(this.schema);
+    return this.#validateFn;
   }
 
   /** Validates in place (filling nested defaults) and returns every issue; empty means valid. */
