@@ -37,12 +37,7 @@ export class ExtensionPoint<T> implements ExtensionPointView<T> {
 
   async use<R>(contribution: Contribution<T>, fn: (value: T) => R | Promise<R>): Promise<R> {
     const lease = this.leases.get(contribution);
-    lease?.acquire();
-    try {
-      return await fn(contribution.value);
-    } finally {
-      lease?.release();
-    }
+    return lease === undefined ? await fn(contribution.value) : lease.hold(() => fn(contribution.value));
   }
 
   onChange(listener: ChangeListener<T>): () => void {

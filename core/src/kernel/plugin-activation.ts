@@ -109,12 +109,13 @@ export class PluginActivation {
   }
 
   /**
-   * Stops this activation: signals it, waits up to `drainTimeoutMs` for uses in flight, then runs
-   * `deactivate` and the disposers (last registered first). Returns whether in-flight work drained.
+   * Stops this activation: signals it, waits up to `drainTimeoutMs` for uses in flight (but the `own` ones the caller
+   * runs inside), then runs `deactivate` and the disposers (last registered first). Returns whether in-flight work
+   * drained.
    */
-  async dispose(drainTimeoutMs: number): Promise<{ drained: boolean; errors: string[] }> {
+  async dispose(drainTimeoutMs: number, own = 0): Promise<{ drained: boolean; errors: string[] }> {
     this.abort.abort();
-    const drained = await this.lease.drained(drainTimeoutMs);
+    const drained = await this.lease.drained(drainTimeoutMs, own);
     const errors: string[] = [];
     const steps = [() => this.definition.deactivate?.(this.context), ...this.disposers.reverse()];
     for (const step of steps) {

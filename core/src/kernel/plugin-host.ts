@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger, PluginManifest, PluginState } from '@nucleus/sdk';
 import { ExtensionPoints, isPluginDefinition, KERNEL_API_VERSION, NucleusError, notFound } from '@nucleus/sdk';
 import semver from 'semver';
+import { ActivationLease } from './activation-lease.js';
 import type { ActivationDeps } from './plugin-activation.js';
 import { PluginActivation } from './plugin-activation.js';
 import { checkProvides, checkRoutes, ContractError } from './plugin-contract.js';
@@ -144,8 +145,12 @@ export class PluginHost {
     });
   }
 
-  /** Deactivates a plugin after its in-flight work drains; refused while active plugins require it. */
+  /**
+   * Deactivates a plugin after its in-flight work drains, but for the uses the caller runs inside (a request that
+   * passed the plugin's hook), which cannot end before this does; refused while active plugins require it.
+   */
   disable(id: string): Promise<PluginInfo> {
+    const held = ActivationLease.heldHere();
     return this.serial(async () => {
       const r = this.record(id);
       const dependents = dependentsOf(id, this.activeManifests(), this.activeIds());
@@ -156,7 +161,7 @@ export class PluginHost {
           `cannot disable "${id}": active plugins require it (${dependents.join(', ')}); disable them first`,
         );
       }
-      if (r.state === 'active') await this.deactivateRecord(r, 'inactive');
+      if (r.state === 'active') await this.deactivateRecord(r, 'inactive', held);
       else if (r.state !== 'inactive') this.setState(r, 'inactive');
       this.kept.delete(id);
       return this.info(r);
@@ -245,8 +250,13 @@ export class PluginHost {
     void this.disposeQuietly(r.id, old);
   }
 
-  private async disposeQuietly(id: string, activation: PluginActivation): Promise<void> {
-    const { drained, errors } = await activation.dispose(this.options.drainTimeoutMs);
+  private async disposeQuietly(
+    id: string,
+    activation: PluginActivation,
+    held: readonly ActivationLease[] = [],
+  ): Promise<void> {
+    const own = held.filter((lease) => lease === activation.lease).length;
+    const { drained, errors } = await activation.dispose(this.options.drainTimeoutMs, own);
     if (!drained)
       this.log.warn(
         { id, version: activation.manifest.version },
@@ -307,13 +317,13 @@ export class PluginHost {
       .map((r) => `${r.id}: ${r.error}`);
   }
 
-  private async deactivateRecord(r: PluginRecord, to: PluginState): Promise<void> {
+  private async deactivateRecord(r: PluginRecord, to: PluginState, held?: readonly ActivationLease[]): Promise<void> {
     const activation = r.activation;
     if (!activation) return this.setState(r, to);
     this.setState(r, 'deactivating');
     this.options.registry.commit(activation.lease, undefined, []);
     r.activation = undefined;
-    await this.disposeQuietly(r.id, activation);
+    await this.disposeQuietly(r.id, activation, held);
     this.setState(r, to);
   }
 
