@@ -5,6 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { ModelLocator } from '../engine/model-locator.js';
 import { GraphBuilder } from '@nucleus/sdk/onnx';
 import semver from 'semver';
+import { declaredBackends, unknownBackendError } from '../engine/declared-backends.js';
 import { defaultModelCacheDir } from '../engine/model-cache-dir.js';
 import { ConfigError, describeSource, type ConfigStore } from '../kernel/config/index.js';
 import { Kernel, type KernelOptions } from '../kernel/kernel.js';
@@ -230,20 +231,9 @@ export async function checkPlugins(kernel: Kernel): Promise<CheckResult> {
     const validation = await validatePluginDir(p.dir);
     for (const problem of validation.problems) problems.push(`${p.id}: ${problem}`);
   }
-  const backend = kernel.config.get('backend');
-  const installed = [
-    'auto',
-    'cpu',
-    ...plugins
-      .filter((p) => p.state === 'resolved')
-      .flatMap((p) => p.provides.filter((c) => c.startsWith('backend:')).map((c) => c.slice(8))),
-  ];
-  if (!installed.includes(backend)) {
-    const source = describeSource(kernel.config.sources().get('backend') ?? { kind: 'default' });
-    problems.push(
-      `backend '${backend}' (from ${source}) is not installed; the backends installed are ${[...new Set(installed)].join(', ')}`,
-    );
-  }
+  const resolved = plugins.filter((p) => p.state === 'resolved');
+  const unknown = unknownBackendError(kernel.config, declaredBackends(resolved, []));
+  if (unknown) problems.push(...unknown.issues.map((issue) => issue.message));
   const active = plugins.filter((p) => p.state === 'resolved').length;
   const inactive = plugins.filter((p) => p.state === 'inactive').length;
   const summary = `${active} valid${inactive > 0 ? `, ${inactive} disabled` : ''}`;
