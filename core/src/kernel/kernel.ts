@@ -1,17 +1,26 @@
 import 'reflect-metadata';
 import { isAbsolute, join, resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger, PluginDirectory, RuntimeConfig } from '@nucleus/sdk';
 import { Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
-import { type ConfigPath, ConfigStore, type JsonSchema, loadConfig, type LoadConfigOptions } from './config/index.js';
+import {
+  type ConfigPath,
+  ConfigStore,
+  configKeys,
+  describeSource,
+  type JsonSchema,
+  loadConfig,
+  type LoadConfigOptions,
+} from './config/index.js';
 import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
 import { HealthState } from './health.js';
 import type { KernelModule, MissingModel } from './kernel-module.js';
 import { parseLogLine } from './log-line.js';
 import { createLogger, onLogLine } from './logger.js';
-import type { DiscoveryOptions } from './plugin-discovery.js';
+import type { DiscoveredPlugin, DiscoveryOptions } from './plugin-discovery.js';
 import { discoverPlugins } from './plugin-discovery.js';
 import { RouteConflictError } from './plugin-contract.js';
 import { PluginHost } from './plugin-host.js';
@@ -175,7 +184,7 @@ export class Kernel {
       format: config.get('logging.format'),
       destination: options.logDestination,
     });
-    for (const warning of loaded.warnings) logger.warn(warning);
+    for (const warning of [...loaded.warnings, ...keysNoPluginReads(config, found)]) logger.warn(warning);
     return { config, logger, discovery, found };
   }
 
@@ -223,4 +232,33 @@ export class Kernel {
     await this.plugins.stop();
     this.processGroup.close();
   }
+}
+
+/**
+ * Keys only a plugin reads (`x-plugin`) that are set away from their default while that plugin will not run: a start
+ * that ignores them silently (`tuning.enabled: true` with the tuner disabled) looks like a bug in the key.
+ */
+function keysNoPluginReads(config: ConfigStore, found: readonly DiscoveredPlugin[]): string[] {
+  const disabled = config.get('plugins.disabled');
+  const warnings: string[] = [];
+  for (const key of configKeys(config.schema())) {
+    const id = key.schema['x-plugin'];
+    const value: unknown = config.get(key.path as ConfigPath);
+    if (id === undefined || isDeepStrictEqual(value, key.schema.default)) continue;
+    const plugin = found.find((p) => p.id === id);
+    const why =
+      plugin === undefined
+        ? `no plugin "${id}" is installed`
+        : plugin.manifest === undefined
+          ? `plugin "${id}", which reads it, is invalid: ${plugin.error}`
+          : disabled.includes(id)
+            ? `plugin "${id}", which reads it, is disabled (plugins.disabled)`
+            : plugin.manifest.enabledByDefault === false
+              ? `plugin "${id}", which reads it, is off until enabled (POST /admin/plugins/${id}/enable)`
+              : undefined;
+    if (why === undefined) continue;
+    const source = describeSource(config.sources().get(key.path) ?? { kind: 'default' });
+    warnings.push(`${key.path} is ${JSON.stringify(value)} (from ${source}) but ${why}: it does nothing`);
+  }
+  return warnings;
 }

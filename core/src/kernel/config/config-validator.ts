@@ -8,7 +8,7 @@ import { SchemaChecker } from '../schema-checker.js';
 /** Finds where the value at a path came from, so a message can say so. */
 export type OriginOf = (segments: readonly string[]) => ConfigSource;
 
-const ANNOTATIONS = ['x-runtime', 'x-secret', 'x-env', 'x-path'];
+const ANNOTATIONS = ['x-runtime', 'x-secret', 'x-env', 'x-path', 'x-plugin'];
 
 function newAjv(): Ajv {
   const ajv = new Ajv({

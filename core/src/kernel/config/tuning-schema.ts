@@ -39,6 +39,7 @@ export const TUNING_SCHEMA = {
       type: 'boolean',
       description: 'Tune while serving; off, the tuner only answers GET /server/tuning.',
       default: false,
+      'x-plugin': 'tuner',
     },
     intervalMs: {
       type: 'integer',
