@@ -1,3 +1,16 @@
+/**
+ * A model transform (`quantize`, `speculation.draftQuantize`): its name, or an object naming it by `method` with that
+ * method's settings, which the transform checks itself.
+ */
+const TRANSFORM_NAMED = {
+  type: ['string', 'object'],
+  minLength: 1,
+  required: ['method'],
+  properties: {
+    method: { type: 'string', minLength: 1, description: 'The transform, as in the plain-name form.' },
+  },
+} as const;
+
 /** One `models[]` entry of the config: a model to serve and its serving settings (see `CORE_CONFIG_SCHEMA`). */
 export const MODEL_ENTRY_SCHEMA = {
   type: 'object',
@@ -92,13 +105,7 @@ export const MODEL_ENTRY_SCHEMA = {
     quantize: {
       description:
         "A graph rewrite applied when the model loads, named by the plugin that contributes it (`modelTransform`), alone or as `method` of an object with that method's settings. Plugin quant-int8: `int8` and `int4` store MatMul weights and embeddings as 8- or 4-bit blocks (`{ method: int4, blockSize: 128, symmetric: false }`); `int8-dq` stores Conv, Gemm and MatMul weights int8 per output channel behind DequantizeLinear (float compute); `fp16` stores float weights as float16; `dynamic` quantizes MatMul activations at run time (DynamicQuantizeLinear + MatMulInteger); `static` calibrates int8 activations on sample inputs (`{ method: static, calibration: samples.jsonl, calibrator: minmax | percentile | entropy }`, see the plugin README). The rewritten graph is cached; a name no active plugin offers fails the load with the list of those offered. LLMs whose format builds the graph from float weights (safetensors checkpoints) are quantized by the format itself as it reads them: `int8` or `int4` (symmetric blocks of 32, run by the same MatMulNBits nodes as block-quantized checkpoints).",
-      // A string (the transform's name) or an object naming it by `method`; the transform checks its own settings.
-      type: ['string', 'object'],
-      minLength: 1,
-      required: ['method'],
-      properties: {
-        method: { type: 'string', minLength: 1, description: 'The transform, as in the plain-name form.' },
-      },
+      ...TRANSFORM_NAMED,
     },
     speculative: {
       type: 'string',
@@ -133,13 +140,7 @@ export const MODEL_ENTRY_SCHEMA = {
         draftQuantize: {
           description:
             "A `quantize` transform (as `models[].quantize` names it, e.g. `int8`) applied to the draft's graph: with no `draft` and no `draftLayers`, the draft is this model itself with quantized weights, which agrees with it on most tokens at a fraction of its step cost where its weights, not per-step overhead, set that cost.",
-          // The same forms as `quantize`: the transform's name, or an object naming it by `method`.
-          type: ['string', 'object'],
-          minLength: 1,
-          required: ['method'],
-          properties: {
-            method: { type: 'string', minLength: 1, description: 'The transform, as in the plain-name form.' },
-          },
+          ...TRANSFORM_NAMED,
         },
         numSpeculativeTokens: {
           type: 'integer',
