@@ -82,7 +82,9 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<CheckResul
         err.issues.length === 1
           ? err.issues[0]!.message
           : `${err.issues.length} problems:\n${err.issues.map((i) => `- ${i.message}`).join('\n')}`,
-      fix: 'change the keys named, where the message says they were set; `nucleus config schema --markdown` lists every key',
+      fix:
+        'change the keys named, where the message says they were set; `nucleus config schema --markdown` lists ' +
+        'every key',
     });
   }
   const cacheDir = kernel?.config.get('cache.dir') ?? defaultModelCacheDir();
@@ -170,7 +172,9 @@ export function checkMemory(free: number, failBelow: number, warnBelow: number):
       name: 'memory',
       status: 'warn',
       message,
-      fix: 'large models may fail to load with 507 insufficient_memory; serve smaller or quantized ones (models[].quantize: int8)',
+      fix:
+        'large models may fail to load with 507 insufficient_memory; serve smaller or quantized ones ' +
+        '(models[].quantize: int8)',
     };
   return { name: 'memory', status: 'ok', message };
 }
@@ -242,7 +246,9 @@ export async function checkPlugins(kernel: Kernel): Promise<CheckResult> {
     name: 'plugins',
     status: 'fail',
     message: `${summary}; ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `- ${p}`).join('\n')}`,
-    fix: 'build a plugin that is not built (npm run build), or disable it with plugins.disabled; `nucleus plugins validate <dir>` checks one',
+    fix:
+      'build a plugin that is not built (npm run build), or disable it with plugins.disabled; ' +
+      '`nucleus plugins validate <dir>` checks one',
   };
 }
 
@@ -267,7 +273,9 @@ export function checkModels(config: ConfigStore): CheckResult {
     name: 'models',
     status: required ? 'fail' : 'warn',
     message: missing.map((m) => `model '${m.name}': ${m.path} does not exist`).join('\n'),
-    fix: "correct models[].path (relative paths in a config file are read from the file's folder), or mark the model optional: true",
+    fix:
+      "correct models[].path (relative paths in a config file are read from the file's folder), or mark the model " +
+      'optional: true',
   };
 }
 

@@ -28,7 +28,10 @@ export interface LoadConfigOptions {
   pluginSchemas?: Readonly<Record<string, JsonSchema>>;
   /** Folder that relative paths from env and the command line are resolved against; `process.cwd()` when absent. */
   cwd?: string;
-  /** No warnings about sections and env vars of plugins not in `pluginSchemas`: for a first pass made before plugins are discovered. */
+  /**
+   * No warnings about sections and env vars of plugins not in `pluginSchemas`: for a first pass made before plugins
+   * are discovered.
+   */
   ignoreUnknownPluginSections?: boolean;
   /**
    * Return the config as far as it could be built instead of throwing, with its problems in `issues`: for that first
@@ -80,7 +83,10 @@ export interface LoadedConfig {
   readonly issues: readonly ConfigIssue[];
 }
 
-/** Builds the effective config: defaults, then the file, then env, then CLI; throws {@link ConfigError} listing every problem. */
+/**
+ * Builds the effective config: defaults, then the file, then env, then CLI; throws {@link ConfigError} listing every
+ * problem.
+ */
 export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
@@ -126,7 +132,9 @@ export interface BuiltConfig {
   readonly issues: readonly ConfigIssue[];
 }
 
-/** Layers defaults, file, env, CLI and runtime values over the schema of core plus plugins, and validates the result. */
+/**
+ * Layers defaults, file, env, CLI and runtime values over the schema of core plus plugins, and validates the result.
+ */
 export function buildConfig(
   layers: ConfigLayers,
   pluginSchemas: Readonly<Record<string, JsonSchema>>,
@@ -183,7 +191,9 @@ export function buildConfig(
   };
 }
 
-/** Where the value at a path came from: its own entry or the nearest ancestor's, with the file line of the exact path. */
+/**
+ * Where the value at a path came from: its own entry or the nearest ancestor's, with the file line of the exact path.
+ */
 export function originOf(
   sources: ReadonlyMap<string, ConfigSource>,
   file: ConfigFile | undefined,
@@ -413,7 +423,8 @@ class Layering {
     return node;
   }
 
-  // Returns false when a value on the way is not an object (e.g. `server: 8080` in the file); that error stays for validation to report.
+  // Returns false when a value on the way is not an object (e.g. `server: 8080` in the file); that error stays for
+  // validation to report.
   private setRaw(segments: readonly string[], value: unknown): boolean {
     let node: Record<string, unknown> = this.config;
     for (const segment of segments.slice(0, -1)) {

@@ -31,7 +31,8 @@ function knobBounds(
 export const TUNING_SCHEMA = {
   type: 'object',
   description:
-    "Auto-tuning (the `tuner` plugin): each tensor model's batch size and queue delay, and `scheduler.maxRunning` for LLMs, moved from live measurements toward a p99 target.",
+    "Auto-tuning (the `tuner` plugin): each tensor model's batch size and queue delay, and " +
+    '`scheduler.maxRunning` for LLMs, moved from live measurements toward a p99 target.',
   default: {},
   additionalProperties: false,
   properties: {
