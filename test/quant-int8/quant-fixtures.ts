@@ -47,7 +47,10 @@ export function compare(
   return { maxDiff, mean: sum / a.length, agreement: same / rows };
 }
 
-/** The built-in MLP classifier (4 → 16 → 3) and ResNet-tiny, written to a fresh folder (`dir`, for the caller to remove). */
+/**
+ * The built-in MLP classifier (4 → 16 → 3) and ResNet-tiny, written to a fresh folder (`dir`, for the caller to
+ * remove).
+ */
 export async function builtinPair(prefix: string): Promise<{ dir: string; mlp: OnnxModel; resnet: OnnxModel }> {
   const dir = tempDir(prefix);
   const [m, r] = await ensureBuiltinModels(join(dir, 'models'), { names: ['mlp-classifier', 'resnet-tiny'] });

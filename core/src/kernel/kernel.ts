@@ -30,7 +30,10 @@ import { defaultProjectRoot } from './project-root.js';
 
 /** How to build a kernel. */
 export interface KernelOptions extends Pick<LoadConfigOptions, 'file' | 'env' | 'cli'> {
-  /** Folder whose `plugins/` and `node_modules/` are scanned; defaults to the Nucleus checkout or the current directory. */
+  /**
+   * Folder whose `plugins/` and `node_modules/` are scanned; defaults to the Nucleus checkout or the current
+   * directory.
+   */
   projectRoot?: string;
   /** Replaces the default plugin folders (`<root>/plugins`), e.g. for tests. */
   pluginFolders?: string[];
@@ -193,7 +196,10 @@ export class Kernel {
     this.#modules.push(module);
   }
 
-  /** Activates the discovered plugins, starts the modules (the engines load their models), then watches plugin folders when `plugins.watch` is on. */
+  /**
+   * Activates the discovered plugins, starts the modules (the engines load their models), then watches plugin folders
+   * when `plugins.watch` is on.
+   */
   async start(): Promise<void> {
     await this.plugins.start();
     // Two plugins serving one route is a set-up mistake: serving whichever activated first would hide it.
@@ -219,12 +225,18 @@ export class Kernel {
     this.health.setPhase('running');
   }
 
-  /** Configured models that must serve (`startup.requireModels`, `models[].optional`) and do not, each with why; built-ins never count. */
+  /**
+   * Configured models that must serve (`startup.requireModels`, `models[].optional`) and do not, each with why;
+   * built-ins never count.
+   */
   requiredModelsMissing(): MissingModel[] {
     return this.#modules.flatMap((m) => m.requiredModelsMissing?.() ?? []);
   }
 
-  /** Stops watching, stops the modules (the engines unload their models), then deactivates every plugin, dependents first. */
+  /**
+   * Stops watching, stops the modules (the engines unload their models), then deactivates every plugin, dependents
+   * first.
+   */
   async stop(): Promise<void> {
     this.health.setPhase('stopping');
     await this.#watcher?.stop();

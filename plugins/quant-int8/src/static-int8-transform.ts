@@ -193,7 +193,8 @@ function calibrationFiles(path: string): string[] {
 export class StaticInt8Transform implements ModelTransform {
   readonly name = 'static';
   readonly description =
-    'static int8 (QDQ): activations calibrated on sample inputs (min-max, percentile, entropy), int8 weights per channel, around MatMul, Gemm and Conv';
+    'static int8 (QDQ): activations calibrated on sample inputs (min-max, percentile, entropy), int8 weights per ' +
+    'channel, around MatMul, Gemm and Conv';
   readonly fingerprint = 'static-r1';
 
   optionsFingerprint(options: Readonly<Record<string, unknown>>): string {

@@ -75,7 +75,8 @@ export function describeWeightDq(report: QuantizeReport): string {
 export class WeightDqTransform implements ModelTransform {
   readonly name = 'int8-dq';
   readonly description =
-    'weight-only int8 (QDQ): MatMul, Gemm and Conv weights stored int8 per output channel behind DequantizeLinear; compute stays float32';
+    'weight-only int8 (QDQ): MatMul, Gemm and Conv weights stored int8 per output channel behind ' +
+    'DequantizeLinear; compute stays float32';
   readonly fingerprint = 'int8-dq-r1';
 
   transform(model: OnnxModel, context: ModelTransformContext): ModelTransformResult {

@@ -16,7 +16,8 @@ function newAjv(): Ajv {
     useDefaults: true,
     verbose: true,
     allowUnionTypes: true,
-    // Unknown keywords in a schema are almost always typos; the softer checks would reject plugin schemas that are fine.
+    // Unknown keywords in a schema are almost always typos; the softer checks would reject plugin schemas that are
+    // fine.
     strictSchema: true,
     strictTypes: false,
     strictTuples: false,
