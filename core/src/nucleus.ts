@@ -1,3 +1,4 @@
+import { declaredBackends, unknownBackendError } from './engine/declared-backends.js';
 import { Engines } from './engine/engines.js';
 import type { GenerationEngine } from './engine/llm/generation/generation-engine.js';
 import type { InferenceEngine } from './engine/inference-engine.js';
@@ -28,9 +29,19 @@ export class Nucleus extends Kernel {
     this.plugins.adopt(parts.found);
   }
 
-  /** Reads the config, discovers plugins and validates everything (see `Kernel.create`), then builds the engines. */
+  /**
+   * Reads the config, discovers plugins and validates everything (see `Kernel.create`), then builds the engines.
+   * Throws `ConfigError` when `backend` names a backend no enabled plugin declares: before any plugin starts.
+   */
   static override create(options: NucleusOptions = {}): Nucleus {
-    return new Nucleus(Kernel.prepare(options), options);
+    const parts = Kernel.prepare(options);
+    const manifests = parts.found.flatMap((p) => p.manifest ?? []);
+    const unknown = unknownBackendError(
+      parts.config,
+      declaredBackends(manifests, parts.config.get('plugins.disabled')),
+    );
+    if (unknown) throw unknown;
+    return new Nucleus(parts, options);
   }
 
   /** The tensor-model engine (`Services.inference`). */

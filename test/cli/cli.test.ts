@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mapLimit } from '../helpers/map-limit.js';
 import { CLI, REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -34,19 +34,36 @@ describe('nucleus CLI', function () {
     assert.equal(option!.code, 2);
   });
 
-  it('exits 2 when serve is asked for a backend no plugin installs, naming those installed', async () => {
+  it('exits 2 when serve is asked for a backend no plugin installs, naming those installed, before any plugin starts', async () => {
     const names = ['tpu', 'cdua'];
-    const runs = await nucleusAll(names.map((name) => [['serve', '--port', '0', '--backend', name]]));
-    for (const [i, name] of names.entries()) {
-      const res = runs[i]!;
-      assert.equal(res.code, 2, res.err);
-      assert.match(
-        res.err,
-        new RegExp(
-          `^nucleus: Invalid configuration: backend '${name}' \\(from command line\\) is not installed; the backends installed are auto, (\\w+, )*cpu\\n$`,
-        ),
+    const dir = tempDir('cli-backend');
+    const marker = join(dir, 'activated');
+    // Says whether plugins were started at all: the backend is checked against what the manifests declare first.
+    writePlugin(dir, {
+      id: 'marker',
+      activate: `(await import('node:fs')).writeFileSync(${JSON.stringify(marker)}, '');`,
+    });
+    try {
+      const runs = await nucleusAll(
+        names.map((name) => [
+          ['serve', '--port', '0', '--backend', name],
+          { NUCLEUS_PLUGINS_DIRS: JSON.stringify([dir]) },
+        ]),
       );
-      for (const installed of ['cuda', 'rocm']) assert.match(res.err, new RegExp(`, ${installed},`));
+      for (const [i, name] of names.entries()) {
+        const res = runs[i]!;
+        assert.equal(res.code, 2, res.err);
+        assert.match(
+          res.err,
+          new RegExp(
+            `^nucleus: Invalid configuration: backend '${name}' \\(from command line\\) is not installed; the backends installed are auto, (\\w+, )*cpu\\n$`,
+          ),
+        );
+        for (const installed of ['cuda', 'rocm']) assert.match(res.err, new RegExp(`, ${installed},`));
+      }
+      assert.equal(existsSync(marker), false, 'no plugin was started');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -5,7 +5,8 @@ import { followServer, stopServer } from '../helpers/server-child.js';
 
 // llama2.c's run.c, greedy, continues "Once upon a time" with this (stories260K's published reference output).
 const RUN_C_CONTINUATION =
-  ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.';
+  ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ' +
+  'ball. She wanted to play with it, but it was too high.';
 
 function serveDefault(): ChildProcess {
   return spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--no-watch'], {

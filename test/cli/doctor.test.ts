@@ -60,20 +60,25 @@ describe('nucleus doctor', function () {
     assert.match(res.out, /^1 failed, 3 warnings$/m);
   });
 
-  it('warns about env vars that set nothing, and fails on a plugin that cannot load and a model path that is not there', async () => {
+  it('warns about env vars and keys that set nothing, and fails on a plugin that cannot load and a model path that is not there', async () => {
     const dir = tempDir('doctor');
     try {
       writePlugin(dir, { id: 'unbuilt', manifest: { entry: './dist/index.js' } });
       const config = join(dir, 'nucleus.yaml');
       writeFileSync(
         config,
-        `plugins:\n  dirs: [${JSON.stringify(dir)}]\nmodels:\n  - { name: gone, path: ./nowhere/model.onnx }\n`,
+        `plugins:\n  dirs: [${JSON.stringify(dir)}]\n  disabled: [tuner]\ntuning:\n  enabled: true\n` +
+          'models:\n  - { name: gone, path: ./nowhere/model.onnx }\n',
       );
       const res = await doctor(['--config', config, '--port', '0', '--json'], { NUCLEUS_MODLES: '[]' });
       assert.equal(res.code, 1, res.err);
       const checks = new Map((JSON.parse(res.out) as { checks: CheckResult[] }).checks.map((c) => [c.name, c]));
       assert.equal(checks.get('config')?.status, 'warn');
       assert.match(checks.get('config')!.message, /NUCLEUS_MODLES is not the env var of any config key/);
+      assert.match(
+        checks.get('config')!.message,
+        /tuning\.enabled is true \(from file .*nucleus\.yaml:5\) but plugin "tuner", which reads it, is disabled/,
+      );
       assert.equal(checks.get('plugins')?.status, 'fail');
       assert.match(
         checks.get('plugins')!.message,

@@ -1,10 +1,10 @@
 import { strict as assert } from 'node:assert';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
+import type { TestKernel } from '@nucleus/sdk/testing';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import WebSocket from 'ws';
-import { pluginDir } from '../observability/helpers.js';
+import { startDashboard } from './dashboard-kernel.js';
 
 const ISSUER = 'http://127.0.0.1/dashboard-issuer';
 const AUDIENCE = 'nucleus-dashboard-test';
@@ -31,11 +31,9 @@ describe('dashboard plugin: signing in with a token (auth.jwt)', () => {
         .setIssuedAt()
         .setExpirationTime(expiresAt)
         .sign(privateKey);
-    kit = await startTestKernel({
-      plugins: ['dashboard', 'stats'].map(pluginDir),
-      builtinModels: false,
-      env: { NUCLEUS_ADMIN_KEY: ADMIN },
-      config: {
+    kit = await startDashboard(
+      { admin: ADMIN },
+      {
         'auth.jwt.issuer': ISSUER,
         'auth.jwt.audience': AUDIENCE,
         'auth.jwt.jwksUrl': `http://127.0.0.1:${(provider.address() as AddressInfo).port}/jwks.json`,
@@ -43,7 +41,7 @@ describe('dashboard plugin: signing in with a token (auth.jwt)', () => {
         'auth.jwt.adminRoles': ['nucleus-admin'],
         'auth.jwt.clockToleranceSeconds': 0,
       },
-    });
+    );
   });
   after(async () => {
     await kit?.stop();

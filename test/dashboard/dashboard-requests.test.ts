@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import type { RequestBatch } from '@nucleus/plugin-dashboard';
-import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
+import type { TestKernel } from '@nucleus/sdk/testing';
 import WebSocket from 'ws';
-import { pluginDir } from '../observability/helpers.js';
+import { startDashboard } from './dashboard-kernel.js';
 
 const ADMIN = 'admin-key-dashboard-feed-012345';
 const USER = 'user-key-dashboard-feed-0123456';
@@ -32,15 +32,7 @@ const ids = (batches: RequestBatch[]) => batches.flatMap((b) => b.requests.map((
 describe('dashboard plugin: recent requests over /ws', () => {
   let kit: TestKernel;
   before(async () => {
-    kit = await startTestKernel({
-      plugins: ['dashboard', 'stats'].map(pluginDir),
-      builtinModels: false,
-      env: { NUCLEUS_ADMIN_KEY: ADMIN },
-      config: {
-        'auth.keys': [{ key: USER, role: 'user', name: 'viewer' }],
-        'plugin.dashboard.requestsIntervalMs': 1000,
-      },
-    });
+    kit = await startDashboard({ admin: ADMIN, user: USER }, { 'plugin.dashboard.requestsIntervalMs': 1000 });
   });
   after(async () => {
     await kit.stop();

@@ -1,9 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { get } from 'node:http';
 import { gunzipSync } from 'node:zlib';
-import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
+import type { TestKernel } from '@nucleus/sdk/testing';
 import WebSocket from 'ws';
-import { pluginDir } from '../observability/helpers.js';
+import { startDashboard } from './dashboard-kernel.js';
 
 const ADMIN = 'admin-key-dashboard-0123456789';
 const USER = 'user-key-dashboard-01234567890';
@@ -31,15 +31,7 @@ function socket(url: string, headers: Record<string, string>): Promise<{ status?
 describe('dashboard plugin: page, sign-in and session cookie', () => {
   let kit: TestKernel;
   before(async () => {
-    kit = await startTestKernel({
-      plugins: ['dashboard', 'stats'].map(pluginDir),
-      builtinModels: false,
-      env: { NUCLEUS_ADMIN_KEY: ADMIN },
-      config: {
-        'auth.keys': [{ key: USER, role: 'user', name: 'viewer' }],
-        'plugin.stats.snapshotIntervalMs': 200,
-      },
-    });
+    kit = await startDashboard({ admin: ADMIN, user: USER }, { 'plugin.stats.snapshotIntervalMs': 200 });
   });
   after(async () => {
     await kit.stop();
@@ -228,7 +220,7 @@ describe('dashboard plugin: page, sign-in and session cookie', () => {
 describe('dashboard plugin without keys', () => {
   let kit: TestKernel;
   before(async () => {
-    kit = await startTestKernel({ plugins: ['dashboard', 'stats'].map(pluginDir), builtinModels: false });
+    kit = await startDashboard();
   });
   after(async () => {
     await kit.stop();

@@ -1,34 +1,17 @@
 import { strict as assert } from 'node:assert';
-import { BatchAssembler, DynamicBatcher, type BatchSettings } from '@nucleus/core/internal/engine/index';
-import type { NucleusError, Tensor, TensorMetadata } from '@nucleus/sdk';
+import type { BatchSettings } from '@nucleus/core/internal/engine/index';
+import type { NucleusError, Tensor } from '@nucleus/sdk';
+import { mainThreadBatcher, row } from '../helpers/main-thread-batcher.js';
 
 // The batching policy on its own: the "model" here doubles its input on the main thread, so the test sees exactly
 // which requests went together. The real-model behaviour is pinned in batching.test.ts.
-const X: TensorMetadata = { name: 'x', dtype: 'float32', shape: [-1, 1], dimNames: ['batch', null] };
-
 function batcher(settings: Partial<BatchSettings>, gate?: Promise<void>) {
   const sizes: number[] = [];
-  const b = new DynamicBatcher({
-    label: 'double',
-    settings: () => ({
-      maxBatchSize: 8,
-      maxQueueDelayMs: 1000,
-      preferredBatchSizes: [],
-      maxQueued: 100,
-      queueTimeoutMs: 30_000,
-      ...settings,
-    }),
-    assembler: new BatchAssembler([X], [X], false),
-    concurrency: () => 1,
-    run: async (inputs) => {
-      await gate;
-      const x = inputs.x!;
-      sizes.push(x.shape[0]!);
-      return { outputs: { x: { ...x, data: (x.data as Float32Array).map((v) => v * 2) } }, runMs: 0 };
-    },
+  const { b, submit } = mainThreadBatcher('double', settings, async (x) => {
+    await gate;
+    sizes.push(x.shape[0]!);
+    return { x: { ...x, data: (x.data as Float32Array).map((v) => v * 2) } };
   });
-  const submit = (v: number) =>
-    b.submit({ x: { dtype: 'float32', shape: [1, 1], data: Float32Array.of(v) } as Tensor }, 1);
   return { b, sizes, submit };
 }
 
@@ -180,25 +163,16 @@ describe('dynamic batcher policy', () => {
     let open!: () => void;
     const gate = new Promise<void>((r) => (open = r));
     const depths: number[] = [];
-    const b = new DynamicBatcher({
-      label: 'double',
-      settings: () => ({
-        maxBatchSize: 1,
-        maxQueueDelayMs: 0,
-        preferredBatchSizes: [],
-        maxQueued: 100,
-        queueTimeoutMs: 30_000,
-      }),
-      assembler: new BatchAssembler([X], [X], false),
-      concurrency: () => 1,
-      run: async (inputs) => {
+    const { b } = mainThreadBatcher(
+      'double',
+      { maxBatchSize: 1, maxQueueDelayMs: 0 },
+      async (x) => {
         await gate;
-        return { outputs: inputs, runMs: 0 };
+        return { x };
       },
-      onDepth: (depth) => depths.push(depth),
-    });
-    const one = (v: number, signal: AbortSignal) =>
-      b.submit({ x: { dtype: 'float32', shape: [1, 1], data: Float32Array.of(v) } as Tensor }, 1, { signal });
+      (depth) => depths.push(depth),
+    );
+    const one = (v: number, signal: AbortSignal) => b.submit(row(v), 1, { signal });
     // Dispatched at once (the worker is free): it never waited in the queue, so its cancel has nothing to take out.
     const first = new AbortController();
     const running = one(1, first.signal);

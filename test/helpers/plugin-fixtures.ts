@@ -72,6 +72,7 @@ export function routePlugin(id: string, version: string, extra: Partial<FixtureP
 export function writeUnusableBackend(parent: string, name: string, reason = 'no device found'): string {
   return writePlugin(parent, {
     id: `backend-${name}`,
+    manifest: { provides: [`backend:${name}`] },
     activate: `ctx.contribute(ExtensionPoints.backend, { name: ${JSON.stringify(name)}, rank: 50, sessionOptions: () => ({ executionProviders: ['cpu'] }),
       probe: async () => ({ usable: false, reason: ${JSON.stringify(reason)}, devices: [], executionProviders: [] }) });`,
   });

@@ -178,7 +178,8 @@ describe('config loader', () => {
     const err = configError({ env: { NUCLEUS_QUEUE_LOW_WATERMARK: '1000' } });
     assert.equal(
       err.issues[0]?.message,
-      'queue.lowWatermark (1000) must be below queue.highWatermark (1000) (queue.lowWatermark from env NUCLEUS_QUEUE_LOW_WATERMARK, queue.highWatermark from default)',
+      'queue.lowWatermark (1000) must be below queue.highWatermark (1000) (queue.lowWatermark from env ' +
+        'NUCLEUS_QUEUE_LOW_WATERMARK, queue.highWatermark from default)',
     );
     assert.deepEqual(err.issues[0]?.source, { kind: 'env', name: 'NUCLEUS_QUEUE_LOW_WATERMARK' });
     const twice = configError({
@@ -219,7 +220,8 @@ describe('config loader', () => {
     });
     assert.equal(
       err.issues[0]?.message,
-      'plugin.backend-cpu.graphOptimizationLevel must be one of "disabled", "basic", "extended", "layout", "all"; got "max" from env NUCLEUS_PLUGIN_BACKEND_CPU_GRAPH_OPTIMIZATION_LEVEL',
+      'plugin.backend-cpu.graphOptimizationLevel must be one of "disabled", "basic", "extended", "layout", ' +
+        '"all"; got "max" from env NUCLEUS_PLUGIN_BACKEND_CPU_GRAPH_OPTIMIZATION_LEVEL',
     );
   });
 

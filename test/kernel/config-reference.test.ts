@@ -17,7 +17,9 @@ describe('config schema and reference', () => {
     assert.equal(
       keys.length,
       98,
-      'the documented keys (server with tls, defaultModel, processes and drainDelayMs, auth with jwt, plugins, ws, backend, models, allowedModelRoots, queue, scheduler, batching, cache.dir, cache.prefix, breaker with load back-off, memory, startup, workers with shareBelowBytes, logging, tuning with its bounds) and no more',
+      'the documented keys (server with tls, defaultModel, processes and drainDelayMs, auth with jwt, plugins, ' +
+        'ws, backend, models, allowedModelRoots, queue, scheduler, batching, cache.dir, cache.prefix, breaker with ' +
+        'load back-off, memory, startup, workers with shareBelowBytes, logging, tuning with its bounds) and no more',
     );
     for (const key of keys) {
       assert.ok(

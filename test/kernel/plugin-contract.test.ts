@@ -6,7 +6,9 @@ import { startTestKernel, type TestKernel } from '@nucleus/sdk/testing';
 import { tempDir } from '../helpers/paths.js';
 import { writePlugin } from '../helpers/plugin-fixtures.js';
 
-/** A plugin contributing `GET <path>`, named `<group>/…` when a group is given, answering with its own id and version. */
+/**
+ * A plugin contributing `GET <path>`, named `<group>/…` when a group is given, answering with its own id and version.
+ */
 function route(path: string, group?: string): string {
   return `ctx.contribute(ExtensionPoints.routes, { method: 'GET', path: '${path}', access: 'public',
     handler: () => ({ plugin: ctx.id, version: ctx.version }) }${group ? `, { name: '${group}/GET ${path}' }` : ''});`;

@@ -71,8 +71,8 @@ describe('plugin reloads do not leak', function () {
     after(() => kit.stop());
 
     // Before reloads of unchanged files reused the module generation, each reload kept what a new generation holds
-    // (its source, module records, compiled schemas): about 160 to 190 KiB for api-openai, 34 KiB for the scheduler. The
-    // bounds sit well below that and well above the noise of a heap measured after GC.
+    // (its source, module records, compiled schemas): about 160 to 190 KiB for api-openai, 34 KiB for the scheduler.
+    // The bounds sit well below that and well above the noise of a heap measured after GC.
     const cases = [
       { id: 'api-openai', reloads: 60, boundKiB: 48 },
       { id: 'scheduler', reloads: 200, boundKiB: 16 },

@@ -4,8 +4,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { SeededRandom } from '@nucleus/sdk';
-import { ensureBuiltinModels } from '@nucleus/plugin-builtin-models';
-import { GraphBuilder, loadModel, OnnxModel } from '@nucleus/sdk/onnx';
+import { GraphBuilder, type OnnxModel } from '@nucleus/sdk/onnx';
 import {
   entropyThreshold,
   parseQuantizeOptions,
@@ -17,36 +16,7 @@ import {
   TensorStats,
   type StaticOptions,
 } from '@nucleus/plugin-quant-int8';
-import { tempDir } from '../helpers/paths.js';
-
-ort.env.logLevel = 'fatal';
-
-const clone = (m: OnnxModel): OnnxModel => OnnxModel.decode(m.encode());
-const ops = (m: OnnxModel): string[] => m.graph.nodes.map((n) => n.opType);
-
-async function run(model: OnnxModel, feeds: Record<string, ort.Tensor>, output: string): Promise<Float32Array> {
-  const session = await ort.InferenceSession.create(model.encode(), { intraOpNumThreads: 1 });
-  try {
-    return (await session.run(feeds))[output]!.data as Float32Array;
-  } finally {
-    await session.release();
-  }
-}
-
-// Rows of `width` values: the largest |a − b|, and how many rows pick the same largest entry.
-function compare(a: Float32Array, b: Float32Array, width: number): { maxDiff: number; agreement: number } {
-  let maxDiff = 0;
-  let same = 0;
-  const argmax = (x: Float32Array, r: number): number => {
-    let best = 0;
-    for (let j = 1; j < width; j++) if (x[r * width + j]! > x[r * width + best]!) best = j;
-    return best;
-  };
-  for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
-  const rows = a.length / width;
-  for (let r = 0; r < rows; r++) if (argmax(a, r) === argmax(b, r)) same++;
-  return { maxDiff, agreement: same / rows };
-}
+import { builtinPair, clone, compare, ops, run } from './quant-fixtures.js';
 
 const staticOptions = (calibration: string, more: Partial<StaticOptions> = {}): StaticOptions =>
   parseQuantizeOptions<StaticOptions>('static', { calibration, ...more });
@@ -58,10 +28,7 @@ describe('quant-int8: static int8 (QDQ) with calibration', () => {
   let calibration: string;
   let heldOut: Float32Array;
   before(async () => {
-    dir = tempDir('quant-static');
-    const [m, r] = await ensureBuiltinModels(join(dir, 'models'), { names: ['mlp-classifier', 'resnet-tiny'] });
-    mlp = await loadModel(m!.modelPath);
-    resnet = await loadModel(r!.modelPath);
+    ({ dir, mlp, resnet } = await builtinPair('quant-static'));
     const rng = new SeededRandom(5);
     const lines = Array.from({ length: 64 }, () => JSON.stringify({ input: Array.from(rng.normals(4, 1.5)) }));
     calibration = join(dir, 'calibration.jsonl');
@@ -190,10 +157,7 @@ describe('quant-int8: dynamic int8 and fp16 weights', () => {
   let mlp: OnnxModel;
   let resnet: OnnxModel;
   before(async () => {
-    dir = tempDir('quant-dynamic');
-    const [m, r] = await ensureBuiltinModels(join(dir, 'models'), { names: ['mlp-classifier', 'resnet-tiny'] });
-    mlp = await loadModel(m!.modelPath);
-    resnet = await loadModel(r!.modelPath);
+    ({ dir, mlp, resnet } = await builtinPair('quant-dynamic'));
   });
   after(async () => {
     await rm(dir, { recursive: true, force: true });

@@ -1,31 +1,15 @@
 import { strict as assert } from 'node:assert';
-import { BatchAssembler, DynamicBatcher, type BatchSettings } from '@nucleus/core/internal/engine/index';
-import type { NucleusError, Tensor, TensorMetadata } from '@nucleus/sdk';
-
-const X: TensorMetadata = { name: 'x', dtype: 'float32', shape: [-1, 1], dimNames: ['batch', null] };
+import type { NucleusError } from '@nucleus/sdk';
+import type { BatchSettings } from '@nucleus/core/internal/engine/index';
+import { mainThreadBatcher } from '../helpers/main-thread-batcher.js';
 
 /** A batcher over a main-thread "model" that runs one row at a time, held until `release` is called. */
 function heldBatcher(settings: Partial<BatchSettings>) {
   const holds: (() => void)[] = [];
-  const b = new DynamicBatcher({
-    label: 'held',
-    settings: () => ({
-      maxBatchSize: 1,
-      maxQueueDelayMs: 0,
-      preferredBatchSizes: [],
-      maxQueued: 100,
-      queueTimeoutMs: 30_000,
-      ...settings,
-    }),
-    assembler: new BatchAssembler([X], [X], false),
-    concurrency: () => 1,
-    run: async (inputs) => {
-      await new Promise<void>((r) => holds.push(r));
-      return { outputs: { x: inputs.x! }, runMs: 0 };
-    },
+  const { submit } = mainThreadBatcher('held', { maxBatchSize: 1, maxQueueDelayMs: 0, ...settings }, async (x) => {
+    await new Promise<void>((r) => holds.push(r));
+    return { x };
   });
-  const submit = (v: number) =>
-    b.submit({ x: { dtype: 'float32', shape: [1, 1], data: Float32Array.of(v) } as Tensor }, 1);
   const release = async () => {
     holds.shift()?.();
     await new Promise((r) => setTimeout(r, 5));

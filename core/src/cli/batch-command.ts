@@ -20,7 +20,8 @@ interface BatchRunCliOptions extends ConfigOptions {
 export function batchCommand(): Command {
   const run = withConfigOptions(new Command('run'))
     .description(
-      'run every row of a JSONL or CSV file through a model, in input order, into a JSONL file; rerun the same command to resume',
+      'run every row of a JSONL or CSV file through a model, in input order, into a JSONL file; rerun the same ' +
+        'command to resume',
     )
     .requiredOption(
       '-m, --model <name>',

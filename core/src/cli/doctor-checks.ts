@@ -5,6 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { ModelLocator } from '../engine/model-locator.js';
 import { GraphBuilder } from '@nucleus/sdk/onnx';
 import semver from 'semver';
+import { declaredBackends, unknownBackendError } from '../engine/declared-backends.js';
 import { defaultModelCacheDir } from '../engine/model-cache-dir.js';
 import { ConfigError, describeSource, type ConfigStore } from '../kernel/config/index.js';
 import { Kernel, type KernelOptions } from '../kernel/kernel.js';
@@ -81,7 +82,9 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<CheckResul
         err.issues.length === 1
           ? err.issues[0]!.message
           : `${err.issues.length} problems:\n${err.issues.map((i) => `- ${i.message}`).join('\n')}`,
-      fix: 'change the keys named, where the message says they were set; `nucleus config schema --markdown` lists every key',
+      fix:
+        'change the keys named, where the message says they were set; `nucleus config schema --markdown` lists ' +
+        'every key',
     });
   }
   const cacheDir = kernel?.config.get('cache.dir') ?? defaultModelCacheDir();
@@ -169,7 +172,9 @@ export function checkMemory(free: number, failBelow: number, warnBelow: number):
       name: 'memory',
       status: 'warn',
       message,
-      fix: 'large models may fail to load with 507 insufficient_memory; serve smaller or quantized ones (models[].quantize: int8)',
+      fix:
+        'large models may fail to load with 507 insufficient_memory; serve smaller or quantized ones ' +
+        '(models[].quantize: int8)',
     };
   return { name: 'memory', status: 'ok', message };
 }
@@ -230,20 +235,9 @@ export async function checkPlugins(kernel: Kernel): Promise<CheckResult> {
     const validation = await validatePluginDir(p.dir);
     for (const problem of validation.problems) problems.push(`${p.id}: ${problem}`);
   }
-  const backend = kernel.config.get('backend');
-  const installed = [
-    'auto',
-    'cpu',
-    ...plugins
-      .filter((p) => p.state === 'resolved')
-      .flatMap((p) => p.provides.filter((c) => c.startsWith('backend:')).map((c) => c.slice(8))),
-  ];
-  if (!installed.includes(backend)) {
-    const source = describeSource(kernel.config.sources().get('backend') ?? { kind: 'default' });
-    problems.push(
-      `backend '${backend}' (from ${source}) is not installed; the backends installed are ${[...new Set(installed)].join(', ')}`,
-    );
-  }
+  const resolved = plugins.filter((p) => p.state === 'resolved');
+  const unknown = unknownBackendError(kernel.config, declaredBackends(resolved, []));
+  if (unknown) problems.push(...unknown.issues.map((issue) => issue.message));
   const active = plugins.filter((p) => p.state === 'resolved').length;
   const inactive = plugins.filter((p) => p.state === 'inactive').length;
   const summary = `${active} valid${inactive > 0 ? `, ${inactive} disabled` : ''}`;
@@ -252,7 +246,9 @@ export async function checkPlugins(kernel: Kernel): Promise<CheckResult> {
     name: 'plugins',
     status: 'fail',
     message: `${summary}; ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `- ${p}`).join('\n')}`,
-    fix: 'build a plugin that is not built (npm run build), or disable it with plugins.disabled; `nucleus plugins validate <dir>` checks one',
+    fix:
+      'build a plugin that is not built (npm run build), or disable it with plugins.disabled; ' +
+      '`nucleus plugins validate <dir>` checks one',
   };
 }
 
@@ -277,7 +273,9 @@ export function checkModels(config: ConfigStore): CheckResult {
     name: 'models',
     status: required ? 'fail' : 'warn',
     message: missing.map((m) => `model '${m.name}': ${m.path} does not exist`).join('\n'),
-    fix: "correct models[].path (relative paths in a config file are read from the file's folder), or mark the model optional: true",
+    fix:
+      "correct models[].path (relative paths in a config file are read from the file's folder), or mark the model " +
+      'optional: true',
   };
 }
 

@@ -90,6 +90,7 @@ async function servedByFrontProcesses(opts: ServeOptions): Promise<boolean> {
     cli: serveOverrides(opts),
     ignoreUnknownPluginSections: true,
     keepIssues: true,
+    validate: false,
   });
   const count = frontProcessCount(config.server?.processes);
   if (count <= 1) return false;

@@ -1,9 +1,10 @@
 import type { BuiltinModel, Contribution, ExtensionPointView, Logger } from '@nucleus/sdk';
 import { ExtensionPoints, Services } from '@nucleus/sdk';
-import { ConfigError, type ConfigIssue, describeSource, type ConfigStore } from '../kernel/config/index.js';
+import { ConfigError, type ConfigIssue, type ConfigStore } from '../kernel/config/index.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { KernelModule, MissingModel } from '../kernel/kernel-module.js';
 import { BackendSelector } from './backend-selector.js';
+import { unknownBackendError } from './declared-backends.js';
 import { withDefaultCpu } from './default-cpu-backend.js';
 import { InferenceEngine } from './inference-engine.js';
 import { GenerationEngine } from './llm/generation/generation-engine.js';
@@ -110,7 +111,8 @@ export class Engines implements KernelModule {
   }
 
   async start(): Promise<void> {
-    // Backends come from plugins, so only now can `backend` be checked against the names they give.
+    // Backends come from plugins, so only now can `backend` be checked against the names they give (`Nucleus.create`
+    // checked it against those their manifests declare; a plugin may still have failed to activate since).
     const unknown = this.#unknownBackend();
     if (unknown) throw unknown;
     await this.#checkRoots();
@@ -228,17 +230,8 @@ export class Engines implements KernelModule {
   // `backend` naming no installed backend, as a config error naming those that are.
   #unknownBackend(): ConfigError | undefined {
     const { config, extensions } = this.#kernel;
-    const requested = config.get('backend');
     const selector = new BackendSelector(withDefaultCpu(extensions.point(ExtensionPoints.backend)));
-    if (requested === 'auto' || selector.find(requested) !== undefined) return undefined;
-    const source = config.sources().get('backend') ?? { kind: 'default' as const };
-    return new ConfigError([
-      {
-        path: 'backend',
-        message: `backend '${requested}' (from ${describeSource(source)}) is not installed; the backends installed are ${selector.names().join(', ')}`,
-        source,
-      },
-    ]);
+    return unknownBackendError(config, selector.names());
   }
 }
 

@@ -2,7 +2,10 @@ import type { EventBus, EventListener, EventType, Logger, NucleusEvents } from '
 
 type AnyListener = <K extends EventType>(type: K, payload: NucleusEvents[K]) => void;
 
-/** The kernel's typed event bus. Delivery is synchronous; a throwing listener is logged and skipped so telemetry never breaks a request. */
+/**
+ * The kernel's typed event bus. Delivery is synchronous; a throwing listener is logged and skipped so telemetry never
+ * breaks a request.
+ */
 export class TypedEventBus implements EventBus {
   private readonly listeners = new Map<EventType, Set<EventListener<EventType>>>();
   private readonly anyListeners = new Set<AnyListener>();

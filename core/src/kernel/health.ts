@@ -13,7 +13,10 @@ export interface Condition {
   reason: string;
 }
 
-/** What `/ready` reports: ready (perhaps degraded) unless starting, stopping, or a component set an `unready` condition. */
+/**
+ * What `/ready` reports: ready (perhaps degraded) unless starting, stopping, or a component set an `unready`
+ * condition.
+ */
 export class HealthState implements Readiness {
   private readonly conditions = new Map<string, Condition>();
   private phase: 'starting' | 'running' | 'stopping' = 'starting';

@@ -1,17 +1,26 @@
 import 'reflect-metadata';
 import { isAbsolute, join, resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger, PluginDirectory, RuntimeConfig } from '@nucleus/sdk';
 import { Services } from '@nucleus/sdk';
 import type { DestinationStream } from 'pino';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
-import { type ConfigPath, ConfigStore, type JsonSchema, loadConfig, type LoadConfigOptions } from './config/index.js';
+import {
+  type ConfigPath,
+  ConfigStore,
+  configKeys,
+  describeSource,
+  type JsonSchema,
+  loadConfig,
+  type LoadConfigOptions,
+} from './config/index.js';
 import { TypedEventBus } from './event-bus.js';
 import { ExtensionRegistry } from './extension-registry.js';
 import { HealthState } from './health.js';
 import type { KernelModule, MissingModel } from './kernel-module.js';
 import { parseLogLine } from './log-line.js';
 import { createLogger, onLogLine } from './logger.js';
-import type { DiscoveryOptions } from './plugin-discovery.js';
+import type { DiscoveredPlugin, DiscoveryOptions } from './plugin-discovery.js';
 import { discoverPlugins } from './plugin-discovery.js';
 import { RouteConflictError } from './plugin-contract.js';
 import { PluginHost } from './plugin-host.js';
@@ -21,7 +30,10 @@ import { defaultProjectRoot } from './project-root.js';
 
 /** How to build a kernel. */
 export interface KernelOptions extends Pick<LoadConfigOptions, 'file' | 'env' | 'cli'> {
-  /** Folder whose `plugins/` and `node_modules/` are scanned; defaults to the Nucleus checkout or the current directory. */
+  /**
+   * Folder whose `plugins/` and `node_modules/` are scanned; defaults to the Nucleus checkout or the current
+   * directory.
+   */
   projectRoot?: string;
   /** Replaces the default plugin folders (`<root>/plugins`), e.g. for tests. */
   pluginFolders?: string[];
@@ -145,13 +157,15 @@ export class Kernel {
     found: ReturnType<typeof discoverPlugins>;
   } {
     const root = options.projectRoot ?? defaultProjectRoot();
-    // A first pass only for `plugins.dirs`; its problems are reported by the second, with those of plugin sections.
+    // A first pass only for `plugins.dirs`, unchecked: its problems are reported by the second, with those of plugin
+    // sections, and the schema is compiled once, with every plugin's section in it.
     const base = loadConfig({
       file: options.file,
       env: options.env,
       cli: options.cli,
       ignoreUnknownPluginSections: true,
       keepIssues: true,
+      validate: false,
     });
     const listed: unknown = base.config.plugins?.dirs;
     const dirs = (Array.isArray(listed) ? listed.filter((d): d is string => typeof d === 'string') : []).map((d) =>
@@ -173,7 +187,7 @@ export class Kernel {
       format: config.get('logging.format'),
       destination: options.logDestination,
     });
-    for (const warning of loaded.warnings) logger.warn(warning);
+    for (const warning of [...loaded.warnings, ...keysNoPluginReads(config, found)]) logger.warn(warning);
     return { config, logger, discovery, found };
   }
 
@@ -182,7 +196,10 @@ export class Kernel {
     this.#modules.push(module);
   }
 
-  /** Activates the discovered plugins, starts the modules (the engines load their models), then watches plugin folders when `plugins.watch` is on. */
+  /**
+   * Activates the discovered plugins, starts the modules (the engines load their models), then watches plugin folders
+   * when `plugins.watch` is on.
+   */
   async start(): Promise<void> {
     await this.plugins.start();
     // Two plugins serving one route is a set-up mistake: serving whichever activated first would hide it.
@@ -208,12 +225,18 @@ export class Kernel {
     this.health.setPhase('running');
   }
 
-  /** Configured models that must serve (`startup.requireModels`, `models[].optional`) and do not, each with why; built-ins never count. */
+  /**
+   * Configured models that must serve (`startup.requireModels`, `models[].optional`) and do not, each with why;
+   * built-ins never count.
+   */
   requiredModelsMissing(): MissingModel[] {
     return this.#modules.flatMap((m) => m.requiredModelsMissing?.() ?? []);
   }
 
-  /** Stops watching, stops the modules (the engines unload their models), then deactivates every plugin, dependents first. */
+  /**
+   * Stops watching, stops the modules (the engines unload their models), then deactivates every plugin, dependents
+   * first.
+   */
   async stop(): Promise<void> {
     this.health.setPhase('stopping');
     await this.#watcher?.stop();
@@ -221,4 +244,33 @@ export class Kernel {
     await this.plugins.stop();
     this.processGroup.close();
   }
+}
+
+/**
+ * Keys only a plugin reads (`x-plugin`) that are set away from their default while that plugin will not run: a start
+ * that ignores them silently (`tuning.enabled: true` with the tuner disabled) looks like a bug in the key.
+ */
+function keysNoPluginReads(config: ConfigStore, found: readonly DiscoveredPlugin[]): string[] {
+  const disabled = config.get('plugins.disabled');
+  const warnings: string[] = [];
+  for (const key of configKeys(config.schema())) {
+    const id = key.schema['x-plugin'];
+    const value: unknown = config.get(key.path as ConfigPath);
+    if (id === undefined || isDeepStrictEqual(value, key.schema.default)) continue;
+    const plugin = found.find((p) => p.id === id);
+    const why =
+      plugin === undefined
+        ? `no plugin "${id}" is installed`
+        : plugin.manifest === undefined
+          ? `plugin "${id}", which reads it, is invalid: ${plugin.error}`
+          : disabled.includes(id)
+            ? `plugin "${id}", which reads it, is disabled (plugins.disabled)`
+            : plugin.manifest.enabledByDefault === false
+              ? `plugin "${id}", which reads it, is off until enabled (POST /admin/plugins/${id}/enable)`
+              : undefined;
+    if (why === undefined) continue;
+    const source = describeSource(config.sources().get(key.path) ?? { kind: 'default' });
+    warnings.push(`${key.path} is ${JSON.stringify(value)} (from ${source}) but ${why}: it does nothing`);
+  }
+  return warnings;
 }

@@ -88,7 +88,10 @@ export class PluginActivation {
     this.container.register(Services.context, { useValue: this.context });
   }
 
-  /** Runs the plugin's `activate` with the services it declared; its contributions stay staged until the host commits them. */
+  /**
+   * Runs the plugin's `activate` with the services it declared; its contributions stay staged until the host commits
+   * them.
+   */
   async activate(): Promise<void> {
     await this.definition.activate(this.context, this.#resolveDeps());
   }

@@ -116,7 +116,9 @@ export class PluginHost {
     return order;
   }
 
-  /** Resolves, then activates every enabled plugin in dependency order; one that throws is `failed` and the rest go on. */
+  /**
+   * Resolves, then activates every enabled plugin in dependency order; one that throws is `failed` and the rest go on.
+   */
   start(): Promise<PluginInfo[]> {
     return this.serial(async () => {
       for (const id of this.resolve()) await this.activateRecord(this.record(id));

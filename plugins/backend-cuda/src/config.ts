@@ -1,4 +1,7 @@
-/** How cuDNN picks convolution algorithms: EXHAUSTIVE benchmarks them all on first run, HEURISTIC asks cuDNN, DEFAULT takes the first. */
+/**
+ * How cuDNN picks convolution algorithms: EXHAUSTIVE benchmarks them all on first run, HEURISTIC asks cuDNN, DEFAULT
+ * takes the first.
+ */
 export type CudnnConvAlgoSearch = 'EXHAUSTIVE' | 'HEURISTIC' | 'DEFAULT';
 
 /** TensorRT settings; with `enabled`, TensorRT gets first pick of the graph and CUDA runs what it leaves. */

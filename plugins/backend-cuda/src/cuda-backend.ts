@@ -31,7 +31,10 @@ export function cudaProviderOptions(c: CudaBackendConfig): {
   };
 }
 
-/** Provider option keys whose configured value differs from ORT's default, i.e. the ones it matters whether the binding passes on. */
+/**
+ * Provider option keys whose configured value differs from ORT's default, i.e. the ones it matters whether the binding
+ * passes on.
+ */
 export function tunedProviderOptionKeys(c: CudaBackendConfig): string[] {
   const keys: string[] = [];
   if (c.cudnnConvAlgoSearch !== 'EXHAUSTIVE') keys.push('cudnn_conv_algo_search');
@@ -88,7 +91,8 @@ export class CudaBackend implements Backend {
   sessionOptions(overrides?: Record<string, unknown>): SessionOptions {
     const c = applyOverrides(this.config, overrides, OPTION_KINDS, this.name);
     const providers = cudaProviderOptions(c);
-    // An unloadable TensorRT provider makes ORT reject the whole session, so leave it out once a probe found it missing.
+    // An unloadable TensorRT provider makes ORT reject the whole session, so leave it out once a probe found it
+    // missing.
     const withTensorRt = c.tensorrt.enabled && this.#tensorrtAvailable !== false;
     const executionProviders = [
       ...(withTensorRt ? [providers.tensorrt] : []),

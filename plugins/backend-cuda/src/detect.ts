@@ -83,7 +83,10 @@ interface VisibleGpu extends NvidiaSmiGpu {
   busId?: string;
 }
 
-/** GPUs CUDA numbers under a `CUDA_VISIBLE_DEVICES` value, in CUDA order; like CUDA, stops at the first entry it cannot match. */
+/**
+ * GPUs CUDA numbers under a `CUDA_VISIBLE_DEVICES` value, in CUDA order; like CUDA, stops at the first entry it cannot
+ * match.
+ */
 export function applyCudaVisibleDevices<G extends { index: number; uuid: string }>(
   gpus: readonly G[],
   value: string | undefined,

@@ -45,7 +45,9 @@ function num(value: string | undefined): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
-/** Parses `nvidia-smi --query-gpu=<NVIDIA_SMI_FIELDS> --format=csv,noheader,nounits`; lines it cannot read are skipped. */
+/**
+ * Parses `nvidia-smi --query-gpu=<NVIDIA_SMI_FIELDS> --format=csv,noheader,nounits`; lines it cannot read are skipped.
+ */
 export function parseNvidiaSmiCsv(text: string, fields: readonly string[] = NVIDIA_SMI_FIELDS): NvidiaSmiGpu[] {
   const gpus: NvidiaSmiGpu[] = [];
   for (const line of text.split('\n')) {

@@ -13,7 +13,10 @@ export function parseKfdProperties(text: string): Map<string, string> {
   return props;
 }
 
-/** The LLVM target name for a KFD `gfx_target_version` (decimal major·10000 + minor·100 + stepping): 90402 → gfx942, 90010 → gfx90a. */
+/**
+ * The LLVM target name for a KFD `gfx_target_version` (decimal major·10000 + minor·100 + stepping): 90402 → gfx942,
+ * 90010 → gfx90a.
+ */
 export function gfxTargetName(version: number): string {
   const major = Math.floor(version / 10000);
   const minor = Math.floor(version / 100) % 100;

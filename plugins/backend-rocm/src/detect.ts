@@ -44,7 +44,10 @@ export const ORT_AMD_LIBRARIES = {
 
 const PROVIDER_LABEL = { migraphx: 'MIGraphX', rocm: 'ROCm' } as const;
 
-/** The GPUs a `*_VISIBLE_DEVICES` index list leaves, renumbered in list order; stops at the first entry it cannot match. */
+/**
+ * The GPUs a `*_VISIBLE_DEVICES` index list leaves, renumbered in list order; stops at the first entry it cannot
+ * match.
+ */
 export function applyVisibleDevices<G>(gpus: readonly G[], value: string | undefined): G[] {
   if (value === undefined) return [...gpus];
   const chosen: G[] = [];

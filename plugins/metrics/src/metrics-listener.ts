@@ -2,7 +2,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
-/** A plain HTTP listener of its own that answers only `GET <path>` with the exposition, for scraping on a separate port. */
+/**
+ * A plain HTTP listener of its own that answers only `GET <path>` with the exposition, for scraping on a separate
+ * port.
+ */
 export class MetricsListener {
   private constructor(
     private readonly server: Server,

@@ -12,7 +12,10 @@ const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5
 const ITL_BUCKETS = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
 ];
-/** From a token being sampled to its write to the client's socket: sub-millisecond steps up to the 10 ms target, then coarser. */
+/**
+ * From a token being sampled to its write to the client's socket: sub-millisecond steps up to the 10 ms target, then
+ * coarser.
+ */
 const DELIVERY_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 ];
@@ -21,7 +24,10 @@ const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 const RATIO_BUCKETS = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
 const LOAD_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
-/** Requests whose token counting is still open are kept at most this many, so a lost `generation.end` cannot grow memory. */
+/**
+ * Requests whose token counting is still open are kept at most this many, so a lost `generation.end` cannot grow
+ * memory.
+ */
 const MAX_OPEN_GENERATIONS = 10_000;
 /** A generation reporting only a mean inter-token latency is observed at most this many times. */
 const MAX_ITL_SAMPLES = 4096;
@@ -56,7 +62,10 @@ export class NucleusMetrics {
   private readonly cumulative;
   private readonly promptTokens = new Map<string, WindowedCounter>();
   private readonly generatedTokens = new Map<string, WindowedCounter>();
-  /** Completion tokens already counted from `generation.tokens`, by request id; and whether inter-token gaps came with them. */
+  /**
+   * Completion tokens already counted from `generation.tokens`, by request id; and whether inter-token gaps came with
+   * them.
+   */
   private readonly open = new Map<string, { counted: number; itl: boolean }>();
   private readonly pluginVersions = new Map<string, string>();
   private readonly inFlight = new Map<string, number>();
@@ -198,7 +207,8 @@ export class NucleusMetrics {
       preemptions: counter('num_preemptions_total', 'Sequences preempted since start.', MODEL),
       stepRecoveries: counter(
         'engine_step_recoveries_total',
-        'Recoveries from LLM engine steps that could not allocate memory, by action: the prefix cache emptied (cache_flush), the batch split (split), a sequence failed in a step of its own (failed_alone).',
+        'Recoveries from LLM engine steps that could not allocate memory, by action: the prefix cache emptied ' +
+          '(cache_flush), the batch split (split), a sequence failed in a step of its own (failed_alone).',
         [...MODEL, 'action'],
       ),
       queueDepth: gauge(
@@ -255,7 +265,8 @@ export class NucleusMetrics {
       ),
       specSpeedup: gauge(
         'spec_decode_speedup_factor',
-        'Decode tokens per second of speculative steps over plain ones (at batch sizes where speculation applies), as the latest replica to report measured it.',
+        'Decode tokens per second of speculative steps over plain ones (at batch sizes where speculation ' +
+          'applies), as the latest replica to report measured it.',
         [...MODEL, 'method'],
       ),
       specPauses: counter(

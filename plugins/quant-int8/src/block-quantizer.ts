@@ -152,7 +152,10 @@ export function packZeroPoints4(zeroPoints: Uint8Array, N: number, blocksPerColu
   return out;
 }
 
-/** The block size to use for an input width K: the configured one, or the smallest power of two ≥ 16 that holds K when K is smaller. */
+/**
+ * The block size to use for an input width K: the configured one, or the smallest power of two ≥ 16 that holds K when
+ * K is smaller.
+ */
 export function blockSizeFor(K: number, configured: number): number {
   let size = 16;
   while (size < K && size < configured) size *= 2;

@@ -194,7 +194,8 @@ function transpose(data: Float32Array, rows: number, cols: number): Float32Array
 export class DynamicInt8Transform implements ModelTransform {
   readonly name = 'dynamic';
   readonly description =
-    'dynamic int8: DynamicQuantizeLinear + MatMulInteger / ConvInteger for MatMul, Gemm and Conv, int8 weights per channel, no calibration';
+    'dynamic int8: DynamicQuantizeLinear + MatMulInteger / ConvInteger for MatMul, Gemm and Conv, int8 weights ' +
+    'per channel, no calibration';
   readonly fingerprint = 'dynamic-r1';
 
   transform(model: OnnxModel, context: ModelTransformContext): ModelTransformResult {

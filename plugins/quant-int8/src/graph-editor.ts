@@ -48,6 +48,15 @@ export class GraphEditor {
     return tensor;
   }
 
+  /**
+   * Puts the nodes `rewrite` gives in place of each node it answers for (the graph stays sorted when they come before
+   * the rewritten node), then drops the initializers in `replaced` that no node reads any more.
+   */
+  replaceNodes(rewrite: (n: OnnxNode) => OnnxNode[] | undefined, replaced: Map<string, number>): void {
+    this.model.graph.nodes = this.model.graph.nodes.flatMap((n) => rewrite(n) ?? [n]);
+    this.dropReplaced(replaced);
+  }
+
   /** Drops initializers in `replaced` that no node reads any more (`replaced` counts the reads that were rewritten). */
   dropReplaced(replaced: Map<string, number>): void {
     const graph = this.model.graph;

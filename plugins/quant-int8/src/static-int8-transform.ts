@@ -6,8 +6,9 @@ import { createTensor, type OnnxModel, type OnnxNode, type OnnxTensor } from '@n
 import { calibrateRanges } from './calibrate.js';
 import { readSamples } from './calibration-data.js';
 import type { TensorRange } from './calibrator.js';
-import { activationParams, quantizeChannels } from './channel-quantizer.js';
-import { GraphEditor, intAttr, node, numericAttributes } from './graph-editor.js';
+import { activationParams } from './channel-quantizer.js';
+import { GraphEditor, node, numericAttributes } from './graph-editor.js';
+import { dequantizedWeight } from './int8-weight.js';
 import { NodeFilter } from './node-filter.js';
 import { parseQuantizeOptions, type StaticOptions } from './quantize-options.js';
 
@@ -129,62 +130,46 @@ export function insertQdq(
       before.push(node('DequantizeLinear', [q, s, z], [x], g.fresh(`${t.activation}.DequantizeLinear`)));
       dequantized.set(t.activation, x);
     }
-    let w = weights.get(t.weight.name);
-    if (w === undefined) {
-      const c = quantizeChannels(t.weight.data as Float32Array, t.weight.dims, t.axis);
-      const qName = g.fresh(`${t.weight.name}.int8`);
-      const sName = g.fresh(`${t.weight.name}.scale`);
-      const zName = g.fresh(`${t.weight.name}.zero_point`);
-      const paramDims = t.axis === undefined ? [] : [c.scales.length];
-      model.graph.initializers.push(createTensor(qName, c.values, t.weight.dims, 'int8'));
-      model.graph.initializers.push(createTensor(sName, c.scales, paramDims));
-      model.graph.initializers.push(createTensor(zName, new Int8Array(c.scales.length), paramDims, 'int8'));
-      w = g.fresh(`${t.weight.name}.dequantized`);
-      before.push(
-        node(
-          'DequantizeLinear',
-          [qName, sName, zName],
-          [w],
-          g.fresh(`${t.weight.name}.DequantizeLinear`),
-          t.axis === undefined ? {} : { axis: intAttr(t.axis) },
-        ),
-      );
-      weights.set(t.weight.name, w);
-      report.weights++;
-      report.floatBytes += (t.weight.data as Float32Array).byteLength;
-      report.int8Bytes += c.values.byteLength + c.scales.byteLength * 2;
-      report.maxWeightError = Math.max(report.maxWeightError, c.maxError);
+    if (!weights.has(t.weight.name)) {
+      const w = dequantizedWeight(g, t, report, true);
+      before.push(w.node);
+      weights.set(t.weight.name, w.output);
     }
     replaced.set(t.weight.name, (replaced.get(t.weight.name) ?? 0) + 1);
     inserted.set(t.node, before);
     report.nodes++;
   }
-  const nodes: OnnxNode[] = [];
-  for (const n of model.graph.nodes) {
+  g.replaceNodes((n) => {
     const t = byNode.get(n);
-    if (!t) {
-      nodes.push(n);
-      continue;
-    }
-    nodes.push(...inserted.get(n)!);
+    if (!t) return undefined;
     const inputs = [...n.inputs];
     inputs[0] = dequantized.get(t.activation)!;
     inputs[1] = weights.get(t.weight.name)!;
-    nodes.push({ ...n, inputs });
-  }
-  model.graph.nodes = nodes;
-  g.dropReplaced(replaced);
+    return [...inserted.get(n)!, { ...n, inputs }];
+  }, replaced);
   return report;
 }
 
 /** One line for the load log: what changed, and which nodes stayed float and why. */
 export function describeQuantize(report: QuantizeReport): string {
+  return describeReport(
+    report,
+    `${report.method}: ${report.nodes} nodes int8 over ${report.weights} weights`,
+    `${report.method}: no node quantized; graph unchanged`,
+  );
+}
+
+/**
+ * One line for the load log: `changed` and the weights' size before and after (or `unchanged` when no node was), then
+ * the first nodes that stayed float, with why.
+ */
+export function describeReport(report: QuantizeReport, changed: string, unchanged: string): string {
   const ratio = report.int8Bytes > 0 ? report.floatBytes / report.int8Bytes : 0;
   const head =
     report.nodes === 0
-      ? `${report.method}: no node quantized; graph unchanged`
-      : `${report.method}: ${report.nodes} nodes int8 over ${report.weights} weights, ` +
-        `${(report.floatBytes / 1024).toFixed(1)} KiB → ${(report.int8Bytes / 1024).toFixed(1)} KiB (${ratio.toFixed(2)}× smaller)`;
+      ? unchanged
+      : `${changed}, ${(report.floatBytes / 1024).toFixed(1)} KiB → ${(report.int8Bytes / 1024).toFixed(1)} KiB ` +
+        `(${ratio.toFixed(2)}× smaller)`;
   if (report.skipped.length === 0) return head;
   const shown = report.skipped.slice(0, 6).map((s) => `${s.node} (${s.opType}): ${s.reason}`);
   const more = report.skipped.length > shown.length ? `; ${report.skipped.length - shown.length} more` : '';
@@ -208,7 +193,8 @@ function calibrationFiles(path: string): string[] {
 export class StaticInt8Transform implements ModelTransform {
   readonly name = 'static';
   readonly description =
-    'static int8 (QDQ): activations calibrated on sample inputs (min-max, percentile, entropy), int8 weights per channel, around MatMul, Gemm and Conv';
+    'static int8 (QDQ): activations calibrated on sample inputs (min-max, percentile, entropy), int8 weights per ' +
+    'channel, around MatMul, Gemm and Conv';
   readonly fingerprint = 'static-r1';
 
   optionsFingerprint(options: Readonly<Record<string, unknown>>): string {

@@ -1,10 +1,10 @@
 import type { ModelTransform, ModelTransformContext, ModelTransformResult } from '@nucleus/sdk';
-import { createTensor, type OnnxModel, type OnnxNode } from '@nucleus/sdk/onnx';
-import { quantizeChannels } from './channel-quantizer.js';
-import { GraphEditor, intAttr, node } from './graph-editor.js';
+import type { OnnxModel, OnnxNode } from '@nucleus/sdk/onnx';
+import { GraphEditor } from './graph-editor.js';
+import { dequantizedWeight } from './int8-weight.js';
 import { NodeFilter } from './node-filter.js';
 import { parseQuantizeOptions, type WeightDqOptions } from './quantize-options.js';
-import { planQdq, STATIC_OP_TYPES, type QuantizeReport } from './static-int8-transform.js';
+import { describeReport, planQdq, STATIC_OP_TYPES, type QuantizeReport } from './static-int8-transform.js';
 
 /**
  * Weight-only int8 in QDQ form: the constant weight of every MatMul, Gemm and Conv is stored int8 (symmetric, one
@@ -39,67 +39,33 @@ export function quantizeWeightsDq(model: OnnxModel, options: WeightDqOptions): Q
       byNode.delete(t.node);
       continue;
     }
-    if (!dequantized.has(t.weight.name)) {
-      const c = quantizeChannels(t.weight.data as Float32Array, t.weight.dims, t.axis);
-      const qName = g.fresh(`${t.weight.name}.int8`);
-      const sName = g.fresh(`${t.weight.name}.scale`);
-      model.graph.initializers.push(createTensor(qName, c.values, t.weight.dims, 'int8'));
-      model.graph.initializers.push(createTensor(sName, c.scales, t.axis === undefined ? [] : [c.scales.length]));
-      const output = g.fresh(`${t.weight.name}.dequantized`);
-      dequantized.set(t.weight.name, {
-        output,
-        node: node(
-          'DequantizeLinear',
-          [qName, sName],
-          [output],
-          g.fresh(`${t.weight.name}.DequantizeLinear`),
-          t.axis === undefined ? {} : { axis: intAttr(t.axis) },
-        ),
-      });
-      report.weights++;
-      report.floatBytes += (t.weight.data as Float32Array).byteLength;
-      report.int8Bytes += c.values.byteLength + c.scales.byteLength;
-      report.maxWeightError = Math.max(report.maxWeightError, c.maxError);
-    }
+    if (!dequantized.has(t.weight.name)) dequantized.set(t.weight.name, dequantizedWeight(g, t, report, false));
     replaced.set(t.weight.name, (replaced.get(t.weight.name) ?? 0) + 1);
     report.nodes++;
   }
   if (report.nodes === 0) return report;
   // Each DequantizeLinear goes once, right before the first node that reads its weight (the graph stays sorted).
   const placed = new Set<string>();
-  const nodes: OnnxNode[] = [];
-  for (const n of model.graph.nodes) {
+  g.replaceNodes((n) => {
     const t = byNode.get(n);
-    if (!t) {
-      nodes.push(n);
-      continue;
-    }
+    if (!t) return undefined;
     const dq = dequantized.get(t.weight.name)!;
-    if (!placed.has(t.weight.name)) {
-      nodes.push(dq.node);
-      placed.add(t.weight.name);
-    }
     const inputs = [...n.inputs];
     inputs[1] = dq.output;
-    nodes.push({ ...n, inputs });
-  }
-  model.graph.nodes = nodes;
-  g.dropReplaced(replaced);
+    if (placed.has(t.weight.name)) return [{ ...n, inputs }];
+    placed.add(t.weight.name);
+    return [dq.node, { ...n, inputs }];
+  }, replaced);
   return report;
 }
 
 /** One line for the load log. */
 export function describeWeightDq(report: QuantizeReport): string {
-  const ratio = report.int8Bytes > 0 ? report.floatBytes / report.int8Bytes : 0;
-  const head =
-    report.nodes === 0
-      ? 'int8-dq: no MatMul, Gemm or Conv with a constant float32 weight; graph unchanged'
-      : `int8-dq: ${report.nodes} nodes read int8 weights through DequantizeLinear (float compute), ${report.weights} weights ` +
-        `${(report.floatBytes / 1024).toFixed(1)} KiB → ${(report.int8Bytes / 1024).toFixed(1)} KiB (${ratio.toFixed(2)}× smaller)`;
-  if (report.skipped.length === 0) return head;
-  const shown = report.skipped.slice(0, 6).map((s) => `${s.node} (${s.opType}): ${s.reason}`);
-  const more = report.skipped.length > shown.length ? `; ${report.skipped.length - shown.length} more` : '';
-  return `${head}; ${report.skipped.length} left float: ${shown.join('; ')}${more}`;
+  return describeReport(
+    report,
+    `int8-dq: ${report.nodes} nodes read int8 weights through DequantizeLinear (float compute), ${report.weights} weights`,
+    'int8-dq: no MatMul, Gemm or Conv with a constant float32 weight; graph unchanged',
+  );
 }
 
 /**
@@ -109,7 +75,8 @@ export function describeWeightDq(report: QuantizeReport): string {
 export class WeightDqTransform implements ModelTransform {
   readonly name = 'int8-dq';
   readonly description =
-    'weight-only int8 (QDQ): MatMul, Gemm and Conv weights stored int8 per output channel behind DequantizeLinear; compute stays float32';
+    'weight-only int8 (QDQ): MatMul, Gemm and Conv weights stored int8 per output channel behind ' +
+    'DequantizeLinear; compute stays float32';
   readonly fingerprint = 'int8-dq-r1';
 
   transform(model: OnnxModel, context: ModelTransformContext): ModelTransformResult {

@@ -21,7 +21,10 @@ export interface SourceHubConfig {
   allowOrgs: string[];
 }
 
-/** The Hugging Face cache folder as huggingface_hub finds it: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub. */
+/**
+ * The Hugging Face cache folder as huggingface_hub finds it: HF_HUB_CACHE, else HF_HOME/hub, else
+ * ~/.cache/huggingface/hub.
+ */
 export function defaultHubCache(env: NodeJS.ProcessEnv = process.env): string {
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
   if (env.HUGGINGFACE_HUB_CACHE) return env.HUGGINGFACE_HUB_CACHE;

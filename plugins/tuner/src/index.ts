@@ -12,7 +12,9 @@ export {
 } from './tuning-controller.js';
 export { WindowRecorder } from './window-recorder.js';
 
-/** The server config's `tuning` section, as the core config schema defines it (the plugin has no section of its own). */
+/**
+ * The server config's `tuning` section, as the core config schema defines it (the plugin has no section of its own).
+ */
 export interface TunerConfig {
   enabled: boolean;
   intervalMs: number;

@@ -1,6 +1,8 @@
 import type { ConfigIssue, ConfigSource } from './config-error.js';
 
-/** Keys shorter than this are accepted with a warning: guessable, but short keys are common in local setups and tests. */
+/**
+ * Keys shorter than this are accepted with a warning: guessable, but short keys are common in local setups and tests.
+ */
 export const SHORT_KEY_LENGTH = 16;
 
 interface KeyConfig {

@@ -8,7 +8,9 @@ export const AUTH_SCHEMA = {
     keys: {
       type: 'array',
       description:
-        'API keys clients send as `Authorization: Bearer <key>`; `admin` keys may also call the admin API. Changeable at run time as a whole list (`PATCH /admin/config {"auth.keys": [...]}`): the next request is checked against the new list, sockets already open keep the key they came with.',
+        'API keys clients send as `Authorization: Bearer <key>`; `admin` keys may also call the admin API. ' +
+        'Changeable at run time as a whole list (`PATCH /admin/config {"auth.keys": [...]}`): the next request ' +
+        'is checked against the new list, sockets already open keep the key they came with.',
       default: [],
       'x-runtime': true,
       items: {
@@ -28,7 +30,8 @@ export const AUTH_SCHEMA = {
             type: 'object',
             additionalProperties: false,
             description:
-              "This key's own rate limits, enforced by the rate-limit plugin; a field left out takes `plugin.rate-limit.default`, null lifts that limit for this key.",
+              "This key's own rate limits, enforced by the rate-limit plugin; a field left out takes " +
+              '`plugin.rate-limit.default`, null lifts that limit for this key.',
             properties: {
               requestsPerMinute: {
                 type: ['integer', 'null'],
@@ -39,7 +42,8 @@ export const AUTH_SCHEMA = {
                 type: ['integer', 'null'],
                 minimum: 1,
                 description:
-                  'LLM prompt plus generated tokens per minute, charged when a generation ends; requests are refused while the bucket is empty.',
+                  'LLM prompt plus generated tokens per minute, charged when a generation ends; requests are ' +
+                  'refused while the bucket is empty.',
               },
               concurrentStreams: {
                 type: ['integer', 'null'],
@@ -54,7 +58,9 @@ export const AUTH_SCHEMA = {
     clientCertificates: {
       type: 'array',
       description:
-        'Client certificates that stand for a key (with `server.tls.clientAuth`): a request over a connection whose certificate is signed by `server.tls.ca` and has this common name (CN) gets this role, as if it sent a key. A bearer key or token sent as well takes precedence.',
+        'Client certificates that stand for a key (with `server.tls.clientAuth`): a request over a connection ' +
+        'whose certificate is signed by `server.tls.ca` and has this common name (CN) gets this role, as if it ' +
+        'sent a key. A bearer key or token sent as well takes precedence.',
       default: [],
       items: {
         type: 'object',
@@ -70,7 +76,8 @@ export const AUTH_SCHEMA = {
     jwt: {
       type: 'object',
       description:
-        'Signed tokens (JWT) from an OpenID Connect provider, accepted as `Authorization: Bearer <token>` beside API keys. Set `issuer`, `audience` and `jwksUrl` to turn it on.',
+        'Signed tokens (JWT) from an OpenID Connect provider, accepted as `Authorization: Bearer <token>` beside ' +
+        'API keys. Set `issuer`, `audience` and `jwksUrl` to turn it on.',
       default: {},
       additionalProperties: false,
       properties: {
@@ -106,7 +113,8 @@ export const AUTH_SCHEMA = {
           type: 'string',
           minLength: 1,
           description:
-            "The claim holding the caller's roles (a string, space-separated, or an array); a dotted path reaches into objects (`realm_access.roles`).",
+            "The claim holding the caller's roles (a string, space-separated, or an array); a dotted path " +
+            'reaches into objects (`realm_access.roles`).',
           default: 'roles',
         },
         adminRoles: {
@@ -118,7 +126,8 @@ export const AUTH_SCHEMA = {
         userRoles: {
           type: 'array',
           description:
-            'A token must hold one of these (or an admin role) to call user routes; empty lets every valid token in as a user.',
+            'A token must hold one of these (or an admin role) to call user routes; empty lets every valid token ' +
+            'in as a user.',
           default: [],
           items: { type: 'string', minLength: 1 },
         },
@@ -126,7 +135,8 @@ export const AUTH_SCHEMA = {
           type: 'string',
           minLength: 1,
           description:
-            'The claim that names the caller in logs, metrics and rate limits (`sub`, `preferred_username`, `azp` …); the tenant is always `iss` plus `sub`.',
+            'The claim that names the caller in logs, metrics and rate limits (`sub`, `preferred_username`, ' +
+            '`azp` …); the tenant is always `iss` plus `sub`.',
           default: 'sub',
         },
         clockToleranceSeconds: {
@@ -145,7 +155,8 @@ export const AUTH_SCHEMA = {
           type: 'integer',
           minimum: 0,
           description:
-            'A token signed by a key not in the cached set fetches the set again (key rotation), at most once per this long.',
+            'A token signed by a key not in the cached set fetches the set again (key rotation), at most once ' +
+            'per this long.',
           default: 30_000,
         },
       },

@@ -28,13 +28,22 @@ export interface LoadConfigOptions {
   pluginSchemas?: Readonly<Record<string, JsonSchema>>;
   /** Folder that relative paths from env and the command line are resolved against; `process.cwd()` when absent. */
   cwd?: string;
-  /** No warnings about sections and env vars of plugins not in `pluginSchemas`: for a first pass made before plugins are discovered. */
+  /**
+   * No warnings about sections and env vars of plugins not in `pluginSchemas`: for a first pass made before plugins
+   * are discovered.
+   */
   ignoreUnknownPluginSections?: boolean;
   /**
    * Return the config as far as it could be built instead of throwing, with its problems in `issues`: for that first
    * pass, so a bad core key does not hide the problems in plugin sections that only the second pass can check.
    */
   keepIssues?: boolean;
+  /**
+   * Layer the inputs without checking them against the schema (default true: check). Off for a first pass that only
+   * reads a key or two before plugins are found: the check compiles the schema, the slow part of a load, and the
+   * second pass checks everything again against the schema with the plugins' sections.
+   */
+  validate?: boolean;
 }
 
 /** A parsed config file. */
@@ -74,7 +83,10 @@ export interface LoadedConfig {
   readonly issues: readonly ConfigIssue[];
 }
 
-/** Builds the effective config: defaults, then the file, then env, then CLI; throws {@link ConfigError} listing every problem. */
+/**
+ * Builds the effective config: defaults, then the file, then env, then CLI; throws {@link ConfigError} listing every
+ * problem.
+ */
 export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
@@ -96,6 +108,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const built = buildConfig(layers, pluginSchemas, new Map(), {
     ignoreUnknownPluginSections: options.ignoreUnknownPluginSections === true,
     keepIssues: options.keepIssues === true,
+    validate: options.validate !== false,
   });
   return {
     config: built.config,
@@ -119,12 +132,14 @@ export interface BuiltConfig {
   readonly issues: readonly ConfigIssue[];
 }
 
-/** Layers defaults, file, env, CLI and runtime values over the schema of core plus plugins, and validates the result. */
+/**
+ * Layers defaults, file, env, CLI and runtime values over the schema of core plus plugins, and validates the result.
+ */
 export function buildConfig(
   layers: ConfigLayers,
   pluginSchemas: Readonly<Record<string, JsonSchema>>,
   runtime: ReadonlyMap<string, RuntimeValue>,
-  options: { ignoreUnknownPluginSections?: boolean; keepIssues?: boolean } = {},
+  options: { ignoreUnknownPluginSections?: boolean; keepIssues?: boolean; validate?: boolean } = {},
 ): BuiltConfig {
   const schemaIssues = Object.entries(pluginSchemas).flatMap(([id, schema]) => pluginSchemaIssue(id, schema) ?? []);
   if (schemaIssues.length > 0) throw new ConfigError(schemaIssues);
@@ -154,12 +169,15 @@ export function buildConfig(
 
   const validator = new ConfigValidator(schema);
   const sourceOf = (segments: readonly string[]) => originOf(layering.sources, layers.file, segments);
-  const schemaErrors = validator.validate(layering.config, sourceOf);
-  const keyChecks = schemaErrors.length
-    ? { issues: [], warnings: [] }
-    : apiKeyChecks(layering.config as unknown as NucleusConfig, sourceOf);
+  const checked = options.validate !== false;
+  const schemaErrors = checked ? validator.validate(layering.config, sourceOf) : [];
+  // The checks across keys need values of the right types: after a schema check that found none wrong.
+  const typed = checked && schemaErrors.length === 0;
+  const keyChecks = typed
+    ? apiKeyChecks(layering.config as unknown as NucleusConfig, sourceOf)
+    : { issues: [], warnings: [] };
   layering.warnings.push(...keyChecks.warnings);
-  const security = schemaErrors.length ? [] : securityChecks(layering.config as unknown as NucleusConfig, sourceOf);
+  const security = typed ? securityChecks(layering.config as unknown as NucleusConfig, sourceOf) : [];
   const issues = [...layering.issues, ...schemaErrors, ...keyChecks.issues, ...security];
   if (issues.length > 0 && options.keepIssues !== true) throw new ConfigError(issues);
   return {
@@ -173,7 +191,9 @@ export function buildConfig(
   };
 }
 
-/** Where the value at a path came from: its own entry or the nearest ancestor's, with the file line of the exact path. */
+/**
+ * Where the value at a path came from: its own entry or the nearest ancestor's, with the file line of the exact path.
+ */
 export function originOf(
   sources: ReadonlyMap<string, ConfigSource>,
   file: ConfigFile | undefined,
@@ -403,7 +423,8 @@ class Layering {
     return node;
   }
 
-  // Returns false when a value on the way is not an object (e.g. `server: 8080` in the file); that error stays for validation to report.
+  // Returns false when a value on the way is not an object (e.g. `server: 8080` in the file); that error stays for
+  // validation to report.
   private setRaw(segments: readonly string[], value: unknown): boolean {
     let node: Record<string, unknown> = this.config;
     for (const segment of segments.slice(0, -1)) {

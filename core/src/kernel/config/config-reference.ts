@@ -9,7 +9,8 @@ export function renderConfigReference(schema: JsonSchema): string {
       .map((name) => `\`${name}\``)
       .join('<br>');
     lines.push(row(key.path, env, key.schema, key.runtime));
-    // Fields of list items (a model, an API key) have no env var of their own but are just as much a part of the config.
+    // Fields of list items (a model, an API key) have no env var of their own but are just as much a part of the
+    // config.
     const itemFields = key.schema.items?.properties;
     for (const [name, field] of Object.entries(itemFields ?? {})) {
       const required = key.schema.items?.required?.includes(name) === true;
@@ -18,7 +19,8 @@ export function renderConfigReference(schema: JsonSchema): string {
   }
   lines.push(
     '',
-    'Precedence: command line > environment > config file > default. The env var of a key is `NUCLEUS_` and its path in',
+    'Precedence: command line > environment > config file > default. The env var of a key is `NUCLEUS_` and its ' +
+      'path in',
     'upper snake case; lists and objects are written as JSON (a list of strings may also be comma-separated).',
     "A plugin's settings live under `plugin.<plugin id>` and are checked against the schema the plugin declares:",
     '`plugin.backend-cpu.intraOpNumThreads` is set by `NUCLEUS_PLUGIN_BACKEND_CPU_INTRA_OP_NUM_THREADS`.',

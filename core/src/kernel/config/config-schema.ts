@@ -11,7 +11,8 @@ import { TUNING_SCHEMA } from './tuning-schema.js';
  *
  * Annotations beyond draft-07: `x-runtime` (may change without restart), `x-secret` (redacted in
  * print and in error messages), `x-env` (an extra env var name), `x-path` (a file-system path; a
- * relative one in the config file is resolved against the file's folder).
+ * relative one in the config file is resolved against the file's folder), `x-plugin` (the id of the
+ * plugin that reads the key; set while that plugin will not run, the key does nothing and start-up warns).
  */
 
 /** A JSON Schema (draft-07) with the config annotations; loose on purpose, since plugins bring their own. */
@@ -34,6 +35,7 @@ export interface JsonSchema {
   readonly 'x-secret'?: boolean;
   readonly 'x-env'?: string;
   readonly 'x-path'?: boolean;
+  readonly 'x-plugin'?: string;
   readonly [keyword: string]: unknown;
 }
 

@@ -41,7 +41,10 @@ export interface ConfigEntry {
 
 /** Options of a {@link ConfigStore}. */
 export interface ConfigStoreOptions {
-  /** Gets what a change listener throws; by default it becomes a process warning, so one bad listener neither stops the others nor fails the patch. */
+  /**
+   * Gets what a change listener throws; by default it becomes a process warning, so one bad listener neither stops the
+   * others nor fails the patch.
+   */
   onListenerError?: (error: unknown, path: string) => void;
 }
 
@@ -50,7 +53,10 @@ const NO_SECTION: Readonly<Record<string, unknown>> = Object.freeze({});
 /** The mask secrets are shown as. */
 export const REDACTED = '***';
 
-/** Holds the effective config for the life of the server; only runtime-adjustable keys change, and only through {@link ConfigStore.patch}. */
+/**
+ * Holds the effective config for the life of the server; only runtime-adjustable keys change, and only through
+ * {@link ConfigStore.patch}.
+ */
 export class ConfigStore {
   private readonly layers: ConfigLayers;
   private pluginSchemas: Readonly<Record<string, JsonSchema>>;
@@ -235,7 +241,8 @@ export class ConfigStore {
     if (isDeepStrictEqual(this.pluginSchemas[id], schema)) return;
     const issue = pluginSchemaIssue(id, schema);
     if (issue !== undefined) throw new ConfigError([issue]);
-    // Runtime values of an earlier version of the plugin may not fit the new schema; the new version starts from the layers.
+    // Runtime values of an earlier version of the plugin may not fit the new schema; the new version starts from the
+    // layers.
     const runtime = new Map([...this.runtimeValues].filter(([path]) => !path.startsWith(`plugin.${id}.`)));
     const pluginSchemas = { ...this.pluginSchemas, [id]: schema };
     const built = buildConfig(this.layers, pluginSchemas, runtime);

@@ -8,7 +8,7 @@ import { SchemaChecker } from '../schema-checker.js';
 /** Finds where the value at a path came from, so a message can say so. */
 export type OriginOf = (segments: readonly string[]) => ConfigSource;
 
-const ANNOTATIONS = ['x-runtime', 'x-secret', 'x-env', 'x-path'];
+const ANNOTATIONS = ['x-runtime', 'x-secret', 'x-env', 'x-path', 'x-plugin'];
 
 function newAjv(): Ajv {
   const ajv = new Ajv({
@@ -16,7 +16,8 @@ function newAjv(): Ajv {
     useDefaults: true,
     verbose: true,
     allowUnionTypes: true,
-    // Unknown keywords in a schema are almost always typos; the softer checks would reject plugin schemas that are fine.
+    // Unknown keywords in a schema are almost always typos; the softer checks would reject plugin schemas that are
+    // fine.
     strictSchema: true,
     strictTypes: false,
     strictTuples: false,
@@ -66,11 +67,16 @@ function compileCached(schema: JsonSchema): ValidateFunction {
 /** Validates a whole config against one compiled schema and turns ajv's errors into sentences naming key and source. */
 export class ConfigValidator {
   readonly schema: JsonSchema;
-  private readonly validateFn: ValidateFunction;
+  // Compiled at the first check: a build that layers without checking (a first pass) never pays for it.
+  #validateFn: ValidateFunction | undefined;
 
   constructor(schema: JsonSchema) {
     this.schema = schema;
-    this.validateFn = compileCached(schema);
+  }
+
+  private get validateFn(): ValidateFunction {
+    this.#validateFn ??= compileCached(this.schema);
+    return this.#validateFn;
   }
 
   /** Validates in place (filling nested defaults) and returns every issue; empty means valid. */

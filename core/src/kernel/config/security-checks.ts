@@ -34,7 +34,8 @@ export function securityChecks(
   if ((config.auth?.clientCertificates?.length ?? 0) > 0 && (tls?.clientAuth ?? 'none') === 'none')
     issue(
       ['auth', 'clientCertificates'],
-      'auth.clientCertificates has entries but server.tls.clientAuth is "none", so no client sends a certificate; set it to "optional" or "require"',
+      'auth.clientCertificates has entries but server.tls.clientAuth is "none", so no client sends a ' +
+        'certificate; set it to "optional" or "require"',
     );
   const jwt = config.auth?.jwt;
   if (jwt && (jwt.issuer || jwt.audience || jwt.jwksUrl)) {

@@ -31,7 +31,8 @@ function knobBounds(
 export const TUNING_SCHEMA = {
   type: 'object',
   description:
-    "Auto-tuning (the `tuner` plugin): each tensor model's batch size and queue delay, and `scheduler.maxRunning` for LLMs, moved from live measurements toward a p99 target.",
+    "Auto-tuning (the `tuner` plugin): each tensor model's batch size and queue delay, and " +
+    '`scheduler.maxRunning` for LLMs, moved from live measurements toward a p99 target.',
   default: {},
   additionalProperties: false,
   properties: {
@@ -39,6 +40,7 @@ export const TUNING_SCHEMA = {
       type: 'boolean',
       description: 'Tune while serving; off, the tuner only answers GET /server/tuning.',
       default: false,
+      'x-plugin': 'tuner',
     },
     intervalMs: {
       type: 'integer',
