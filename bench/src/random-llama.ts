@@ -13,8 +13,7 @@ export interface QuietLayers {
 /** Llama weights of this shape drawn from one seed (scaled normals, unit norms): the same model on every run. */
 export function randomLlama(a: LlamaArchitecture, quiet?: QuietLayers): LlamaWeights {
   const rng = new SeededRandom(17);
-  const m = (rows: number, cols: number, scale = 1): Float32Array =>
-    rng.normals(rows * cols, scale / Math.sqrt(cols));
+  const m = (rows: number, cols: number, scale = 1): Float32Array => rng.normals(rows * cols, scale / Math.sqrt(cols));
   const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
   const q = a.numHeads * a.headDim;
   const kv = a.numKvHeads * a.headDim;
