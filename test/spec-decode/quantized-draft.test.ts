@@ -55,21 +55,25 @@ describe('self-speculation from models[].speculation.draftQuantize (stories260K,
     const graphs = await Promise.all(readdirSync(root).map((key) => loadModel(join(root, key, 'model.onnx'))));
     return graphs.map((g) => g.metadataProps['nucleus.transform'] ?? '');
   }
-  after(async () => {
-    await kit?.stop();
-    if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
-  });
-
-  it('gives the greedy reference token for token, with most of the int8 draft’s tokens accepted', async () => {
+  // llama2.c's 200 greedy tokens for its prompt, token for token.
+  async function givesGreedyReference(model: string): Promise<void> {
     const expected = parseIds(readFileSync(join(STORIES_DIR, 'reference-greedy-200.ids.txt'), 'utf8'));
     const out = await generateAll(kit!.kernel.generation, {
-      model: 'stories',
+      model,
       prompt: expected.prompt,
       maxTokens: expected.next.length,
       temperature: 0,
       ignoreEos: true,
     });
     assert.deepEqual(out.tokens[0], expected.next);
+  }
+  after(async () => {
+    await kit?.stop();
+    if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
+  });
+
+  it('gives the greedy reference token for token, with most of the int8 draft’s tokens accepted', async () => {
+    await givesGreedyReference('stories');
     // The draft's graph is the transform's output: MatMul weights as 8-bit blocks.
     const transforms = await transformedGraphs();
     assert.equal(transforms.filter((t) => t.startsWith('int8 ')).length, 1);
@@ -89,15 +93,7 @@ describe('self-speculation from models[].speculation.draftQuantize (stories260K,
   });
 
   it('takes draftQuantize with the transform’s settings (dynamic int8, head float32): greedy reference kept', async () => {
-    const expected = parseIds(readFileSync(join(STORIES_DIR, 'reference-greedy-200.ids.txt'), 'utf8'));
-    const out = await generateAll(kit!.kernel.generation, {
-      model: 'stories-dynamic',
-      prompt: expected.prompt,
-      maxTokens: expected.next.length,
-      temperature: 0,
-      ignoreEos: true,
-    });
-    assert.deepEqual(out.tokens[0], expected.next);
+    await givesGreedyReference('stories-dynamic');
     // The per-model settings reached the transform: every MatMul but the excluded head runs in int8.
     const transforms = await transformedGraphs();
     const dynamic = transforms.find((t) => t.startsWith('dynamic '));
