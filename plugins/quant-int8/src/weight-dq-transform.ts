@@ -63,7 +63,8 @@ export function quantizeWeightsDq(model: OnnxModel, options: WeightDqOptions): Q
 export function describeWeightDq(report: QuantizeReport): string {
   return describeReport(
     report,
-    `int8-dq: ${report.nodes} nodes read int8 weights through DequantizeLinear (float compute), ${report.weights} weights`,
+    `int8-dq: ${report.nodes} nodes read int8 weights through DequantizeLinear (float compute), ` +
+      `${report.weights} weights`,
     'int8-dq: no MatMul, Gemm or Conv with a constant float32 weight; graph unchanged',
   );
 }

@@ -46,8 +46,9 @@ export interface WorkerPoolOptions {
    */
   hostFreeMemory?: CachedReading<number>;
   /**
-   * The thread the first replica opens its session in, beside other small models (see `SessionWorkerClientOptions.shared`).
-   * Replicas added later get threads of their own: a second replica in the same thread would only take turns with the first.
+   * The thread the first replica opens its session in, beside other small models (see
+   * `SessionWorkerClientOptions.shared`). Replicas added later get threads of their own: a second replica in the same
+   * thread would only take turns with the first.
    */
   shared?: SharedSessionThread;
 }
