@@ -92,9 +92,10 @@ export interface ExtensionPointView<T> {
   find(name: string): Contribution<T> | undefined;
   /**
    * Runs `fn` with a contribution while holding it: a plugin being reloaded or disabled waits for
-   * such uses to finish before it is disposed.
+   * such uses to finish before it is disposed. With `held`, the use is listed there while it lasts, so the work
+   * that holds it can tell the kernel not to wait for it (a request that disables a plugin whose hook wraps it).
    */
-  use<R>(contribution: Contribution<T>, fn: (value: T) => R | Promise<R>): Promise<R>;
+  use<R>(contribution: Contribution<T>, fn: (value: T) => R | Promise<R>, held?: unknown[]): Promise<R>;
   /** Called whenever a contribution comes or goes; returns the function that unsubscribes. */
   onChange(listener: (change: 'added' | 'removed', contribution: Contribution<T>) => void): () => void;
 }

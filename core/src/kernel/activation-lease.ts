@@ -4,7 +4,8 @@
  */
 export class ActivationLease {
   private inflight = 0;
-  private waiters: Array<() => void> = [];
+  /** Each waiter wakes once no more than `own` uses remain (the ones the waiting work holds itself). */
+  private waiters: Array<{ own: number; wake: () => void }> = [];
 
   /** Number of uses in progress. */
   get active(): number {
@@ -16,26 +17,33 @@ export class ActivationLease {
   }
 
   release(): void {
-    if (--this.inflight === 0) {
-      const waiters = this.waiters;
-      this.waiters = [];
-      for (const wake of waiters) wake();
-    }
+    const left = --this.inflight;
+    if (this.waiters.length === 0) return;
+    const ready = this.waiters.filter((w) => left <= w.own);
+    if (ready.length === 0) return;
+    this.waiters = this.waiters.filter((w) => left > w.own);
+    for (const w of ready) w.wake();
   }
 
-  /** Resolves true once no use is in progress, or false when `timeoutMs` passes first. */
-  drained(timeoutMs: number): Promise<boolean> {
-    if (this.inflight === 0) return Promise.resolve(true);
+  /**
+   * Resolves true once no use is in progress but the `own` ones the caller holds itself (a request that disables
+   * a plugin whose hook it passed through), or false when `timeoutMs` passes first.
+   */
+  drained(timeoutMs: number, own = 0): Promise<boolean> {
+    if (this.inflight <= own) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== wake);
+        this.waiters = this.waiters.filter((w) => w !== waiter);
         resolve(false);
       }, timeoutMs);
-      const wake = () => {
-        clearTimeout(timer);
-        resolve(true);
+      const waiter = {
+        own,
+        wake: () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
       };
-      this.waiters.push(wake);
+      this.waiters.push(waiter);
     });
   }
 }

@@ -35,30 +35,41 @@ export class ExtensionPoint<T> implements ExtensionPointView<T> {
     return this.entries.find((e) => e.contribution.name === name)?.contribution;
   }
 
-  use<R>(contribution: Contribution<T>, fn: (value: T) => R | Promise<R>): Promise<R> {
+  use<R>(contribution: Contribution<T>, fn: (value: T) => R | Promise<R>, held?: unknown[]): Promise<R> {
     // Called for every hook and route of every request: no async frame of its own, the lease is released when what
     // `fn` returned settles.
     const lease = this.leases.get(contribution);
-    lease?.acquire();
+    if (!lease) {
+      try {
+        return Promise.resolve(fn(contribution.value));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    lease.acquire();
+    held?.push(lease);
+    const release = () => {
+      if (held) held.splice(held.indexOf(lease), 1);
+      lease.release();
+    };
     let result: R | Promise<R>;
     try {
       result = fn(contribution.value);
     } catch (err) {
-      lease?.release();
+      release();
       return Promise.reject(err);
     }
-    if (!lease) return Promise.resolve(result);
     if (typeof (result as { then?: unknown } | undefined)?.then !== 'function') {
-      lease.release();
+      release();
       return Promise.resolve(result);
     }
     return Promise.resolve(result).then(
       (value) => {
-        lease.release();
+        release();
         return value;
       },
       (err: unknown) => {
-        lease.release();
+        release();
         throw err;
       },
     );

@@ -113,11 +113,16 @@ export class PluginActivation {
 
   /**
    * Stops this activation: signals it, waits up to `drainTimeoutMs` for uses in flight, then runs
-   * `deactivate` and the disposers (last registered first). Returns whether in-flight work drained.
+   * `deactivate` and the disposers (last registered first). Returns whether in-flight work drained. `held` lists the
+   * uses the caller holds itself, which it cannot wait for.
    */
-  async dispose(drainTimeoutMs: number): Promise<{ drained: boolean; errors: string[] }> {
+  async dispose(
+    drainTimeoutMs: number,
+    held: readonly unknown[] = [],
+  ): Promise<{ drained: boolean; errors: string[] }> {
     this.abort.abort();
-    const drained = await this.lease.drained(drainTimeoutMs);
+    const own = held.filter((use) => use === this.lease).length;
+    const drained = await this.lease.drained(drainTimeoutMs, own);
     const errors: string[] = [];
     const steps = [() => this.definition.deactivate?.(this.context), ...this.disposers.reverse()];
     for (const step of steps) {

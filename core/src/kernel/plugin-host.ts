@@ -146,8 +146,11 @@ export class PluginHost {
     });
   }
 
-  /** Deactivates a plugin after its in-flight work drains; refused while active plugins require it. */
-  disable(id: string): Promise<PluginInfo> {
+  /**
+   * Deactivates a plugin after its in-flight work drains; refused while active plugins require it. `held` lists the
+   * uses of plugins the caller is itself inside (see `ExtensionPointView.use`): the drain does not wait for those.
+   */
+  disable(id: string, held: readonly unknown[] = []): Promise<PluginInfo> {
     return this.serial(async () => {
       const r = this.record(id);
       const dependents = dependentsOf(id, this.activeManifests(), this.activeIds());
@@ -158,7 +161,7 @@ export class PluginHost {
           `cannot disable "${id}": active plugins require it (${dependents.join(', ')}); disable them first`,
         );
       }
-      if (r.state === 'active') await this.deactivateRecord(r, 'inactive');
+      if (r.state === 'active') await this.deactivateRecord(r, 'inactive', held);
       else if (r.state !== 'inactive') this.setState(r, 'inactive');
       this.kept.delete(id);
       return this.info(r);
@@ -247,8 +250,8 @@ export class PluginHost {
     void this.disposeQuietly(r.id, old);
   }
 
-  private async disposeQuietly(id: string, activation: PluginActivation): Promise<void> {
-    const { drained, errors } = await activation.dispose(this.options.drainTimeoutMs);
+  private async disposeQuietly(id: string, activation: PluginActivation, held?: readonly unknown[]): Promise<void> {
+    const { drained, errors } = await activation.dispose(this.options.drainTimeoutMs, held);
     if (!drained)
       this.log.warn(
         { id, version: activation.manifest.version },
@@ -309,13 +312,13 @@ export class PluginHost {
       .map((r) => `${r.id}: ${r.error}`);
   }
 
-  private async deactivateRecord(r: PluginRecord, to: PluginState): Promise<void> {
+  private async deactivateRecord(r: PluginRecord, to: PluginState, held?: readonly unknown[]): Promise<void> {
     const activation = r.activation;
     if (!activation) return this.setState(r, to);
     this.setState(r, 'deactivating');
     this.options.registry.commit(activation.lease, undefined, []);
     r.activation = undefined;
-    await this.disposeQuietly(r.id, activation);
+    await this.disposeQuietly(r.id, activation, held);
     this.setState(r, to);
   }
 

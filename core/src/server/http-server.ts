@@ -20,6 +20,7 @@ import { RouteTable } from './route-table.js';
 import { WsHub } from './ws-hub.js';
 import { JwtVerifier } from './jwt-verifier.js';
 import { ListenError, toListenError } from './listen-error.js';
+import { heldUses } from './held-uses.js';
 import { TlsCertificates, TlsConfigError } from './tls-certificates.js';
 
 /** The liveness and readiness routes, which answer while the server starts and while it drains. */
@@ -44,10 +45,11 @@ function hookChain(point: ExtensionPointView<Hooks>, moment: 'preParsing' | 'onR
     const chain = (taking ??= point.list().filter((c) => c.value[moment]));
     if (chain.length === 0) return next();
     let i = 0;
+    const held = heldUses(ctx);
     const step = (): Promise<void> => {
       const c = chain[i++];
       if (!c) return next();
-      return point.use(c, (h: Hooks) => h[moment]!(ctx, step)) as Promise<void>;
+      return point.use(c, (h: Hooks) => h[moment]!(ctx, step), held) as Promise<void>;
     };
     return step();
   };

@@ -2,6 +2,7 @@ import type { RouteContribution } from '@nucleus/sdk';
 import { badRequest } from '@nucleus/sdk';
 import type { Kernel } from '../kernel/kernel.js';
 import { withoutPaths } from './without-paths.js';
+import { heldUses } from './held-uses.js';
 
 const LIVE = {
   description: 'the process answers',
@@ -87,7 +88,8 @@ export function kernelRoutes(kernel: Kernel): RouteContribution[] {
       path: '/admin/plugins/:id/disable',
       access: 'admin',
       doc: { summary: 'Drain and deactivate a plugin; its routes go away', tags: ['admin'] },
-      handler: (ctx) => plugins.disable(ctx.params.id!),
+      // The hooks this request passed through stay held until it ends; the drain does not wait for those.
+      handler: (ctx) => plugins.disable(ctx.params.id!, heldUses(ctx)),
     },
     {
       method: 'POST',
