@@ -18,7 +18,6 @@ import {
   type Logger,
   type ModelInfo,
   type ModelVersionInfo,
-  type ModelVersionState,
   type ModelTransform,
   type Progress,
   type RepositoryEntry,
@@ -28,13 +27,10 @@ import type { ConfigStore } from '../kernel/config/index.js';
 import type { HealthState } from '../kernel/health.js';
 import { ProgressReporter } from '../kernel/progress-reporter.js';
 import type { MemoryPressure } from './memory-pressure.js';
-import { BackendSelector, CPU_BACKEND } from './backend-selector.js';
+import { BackendSelector } from './backend-selector.js';
 import { withDefaultCpu } from './default-cpu-backend.js';
 import type { BreakerState } from './circuit-breaker.js';
-import { LoadedModel } from './loaded-model.js';
-import { readModelManifest, verifyChecksums, type ModelManifest } from './model-manifest.js';
-import { defaultModelCacheDir } from './model-cache-dir.js';
-import { applyModelTransform } from './model-transforms.js';
+import type { LoadedModel } from './loaded-model.js';
 import {
   compareVersions,
   ModelRepository,
@@ -42,7 +38,10 @@ import {
   type ModelSource,
   type SourceProblem,
 } from './model-repository.js';
-import { isolationFor, replicasFor, sharesThread } from './workers/isolation-for.js';
+import { takesSameInputs } from './model-fallback.js';
+import { openVersion } from './open-version.js';
+import { label, VersionTable, type VersionEntry } from './version-table.js';
+import { replicasFor } from './workers/isolation-for.js';
 import { SharedSessionThread } from './workers/shared-session-thread.js';
 
 /** What the engine needs from the kernel. */
@@ -71,43 +70,13 @@ export interface InferenceEngineOptions {
   progress?: () => Progress;
 }
 
-interface VersionEntry {
-  name: string;
-  version: string;
-  source?: ModelSource;
-  model?: LoadedModel;
-  state: ModelVersionState;
-  reason?: string;
-}
-
-// Same input names and dtypes, and dimensions that agree wherever both are fixed.
-function sameInputs(
-  a: readonly { name: string; dtype: string; shape: readonly number[] }[],
-  b: readonly { name: string; dtype: string; shape: readonly number[] }[],
-): boolean {
-  if (a.length !== b.length) return false;
-  return a.every((x) => {
-    const y = b.find((t) => t.name === x.name);
-    return (
-      y !== undefined &&
-      y.dtype === x.dtype &&
-      y.shape.length === x.shape.length &&
-      x.shape.every((d, i) => d < 0 || y.shape[i]! < 0 || d === y.shape[i])
-    );
-  });
-}
-
-function label(name: string, version: string): string {
-  return `model '${name}' version '${version}'`;
-}
-
 /**
  * The tensor-model engine: finds model versions in the configured sources, loads each into worker threads with
  * its backend, batches and runs requests, and loads or unloads models on demand. It is the kernel's
  * {@link InferenceService}; API plugins reach it through `Services.inference`.
  */
 export class InferenceEngine implements InferenceService {
-  readonly #entries = new Map<string, Map<string, VersionEntry>>();
+  readonly #table = new VersionTable();
   readonly #selector: BackendSelector;
   readonly #repository: ModelRepository;
   readonly #log: Logger;
@@ -141,17 +110,15 @@ export class InferenceEngine implements InferenceService {
     // Replicas follow `workers.perModel` while serving: added ones open first, retired ones finish their runs.
     options.config.onChange?.((path) => {
       if (path !== 'workers.perModel' && path !== 'workers') return;
-      for (const versions of this.#entries.values()) {
-        for (const entry of versions.values()) {
-          entry.model?.pool
-            .resize(this.#perModel(entry.name))
-            .catch((err: unknown) =>
-              this.#log.error(
-                { model: entry.name, version: entry.version, err: (err as Error).message },
-                'replicas could not be resized',
-              ),
-            );
-        }
+      for (const entry of this.#table.all()) {
+        entry.model?.pool
+          .resize(this.#perModel(entry.name))
+          .catch((err: unknown) =>
+            this.#log.error(
+              { model: entry.name, version: entry.version, err: (err as Error).message },
+              'replicas could not be resized',
+            ),
+          );
       }
     });
   }
@@ -197,27 +164,27 @@ export class InferenceEngine implements InferenceService {
   /** Unloads everything, letting queued and running requests finish first. */
   stop(): Promise<void> {
     return this.#serial(async () => {
-      const loaded = [...this.#entries.values()].flatMap((m) => [...m.values()]).filter((e) => e.model);
+      const loaded = [...this.#table.all()].filter((e) => e.model);
       await Promise.all(loaded.map((e) => this.#unloadEntry(e)));
     });
   }
 
   list(): ModelInfo[] {
-    return [...this.#entries.keys()].sort().map((name) => this.#modelInfo(name));
+    return this.#table.names().map((name) => this.#table.modelInfo(name));
   }
 
   model(name: string): ModelInfo {
-    this.#versions(name);
-    return this.#modelInfo(name);
+    this.#table.versions(name);
+    return this.#table.modelInfo(name);
   }
 
   get(name: string, version?: string): ModelVersionInfo {
-    return this.#info(this.#chosen(name, version));
+    return this.#table.info(this.#table.chosen(name, version));
   }
 
   describe(name: string, version?: string): ModelVersionInfo {
-    const entry = this.#chosen(name, version);
-    if (!entry.model) return this.#info(entry);
+    const entry = this.#table.chosen(name, version);
+    if (!entry.model) return this.#table.info(entry);
     return {
       ...entry.model.described,
       state: entry.state,
@@ -225,19 +192,10 @@ export class InferenceEngine implements InferenceService {
     };
   }
 
-  // The version `get` describes: the one named, else the default, else the highest label; 404 when unknown.
-  #chosen(name: string, version: string | undefined): VersionEntry {
-    const versions = this.#versions(name);
-    if (version !== undefined) return this.#version(name, versions, version);
-    return (
-      this.#defaultEntry(versions) ?? [...versions.values()].sort((a, b) => compareVersions(b.version, a.version))[0]!
-    );
-  }
-
   /** The ready version a request naming none goes to (`model(name).defaultVersion`), without describing the model. */
   defaultVersion(name: string): string | undefined {
-    const versions = this.#entries.get(name);
-    return versions && this.#defaultEntry(versions)?.version;
+    const versions = this.#table.find(name);
+    return versions && this.#table.defaultEntry(versions)?.version;
   }
 
   async infer(request: InferRequest): Promise<InferResult> {
@@ -271,11 +229,8 @@ export class InferenceEngine implements InferenceService {
     } catch {
       return undefined;
     }
-    const mine = [...(this.#entries.get(request.model)?.values() ?? [])].find((e) => e.model)?.model;
-    const expected = mine
-      ? mine.signature.inputs
-      : Object.entries(request.inputs).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape.map(() => -1) }));
-    return sameInputs(expected, target.signature.inputs) ? fallback : undefined;
+    const mine = [...(this.#table.find(request.model)?.values() ?? [])].find((e) => e.model)?.model;
+    return takesSameInputs(request, mine, target) ? fallback : undefined;
   }
 
   async #inferOn(request: InferRequest): Promise<InferResult> {
@@ -294,23 +249,23 @@ export class InferenceEngine implements InferenceService {
       throw badRequest('invalid_batching', `maxBatchSize must be a whole number of 1 or more; got ${maxBatchSize}`);
     if (maxQueueDelayMs !== undefined && !(Number.isFinite(maxQueueDelayMs) && maxQueueDelayMs >= 0))
       throw badRequest('invalid_batching', `maxQueueDelayMs must be 0 or more; got ${maxQueueDelayMs}`);
-    const ready = [...this.#versions(name).values()].filter((e) => e.model?.state === 'ready');
+    const ready = [...this.#table.versions(name).values()].filter((e) => e.model?.state === 'ready');
     if (ready.length === 0) throw unavailable('model_not_ready', `model '${name}' has no ready version`);
     return ready.map((e) => e.model!.retune(update));
   }
 
   /** The serving instance of a version (the default one when omitted): 404 when unknown, 503 when not ready. */
   loadedModel(name: string, version?: string): LoadedModel {
-    const versions = this.#versions(name);
+    const versions = this.#table.versions(name);
     if (version !== undefined) {
-      const entry = this.#version(name, versions, version);
+      const entry = this.#table.version(name, versions, version);
       if (entry.model?.state === 'ready') return entry.model;
       throw unavailable(
         'model_not_ready',
         `${label(name, version)} is ${entry.state}${entry.reason ? `: ${entry.reason}` : ''}`,
       );
     }
-    const entry = this.#defaultEntry(versions);
+    const entry = this.#table.defaultEntry(versions);
     if (entry?.model) return entry.model;
     const states = [...versions.values()]
       .map((e) => `${e.version}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`)
@@ -335,14 +290,14 @@ export class InferenceEngine implements InferenceService {
       const errors: NucleusError[] = [];
       for (const source of mine) await this.#load(source).catch((err: unknown) => errors.push(toNucleusError(err)));
       // Versions that left the sources go too, the way a repository reload does.
-      for (const entry of [...(this.#entries.get(name)?.values() ?? [])]) {
+      for (const entry of [...(this.#table.find(name)?.values() ?? [])]) {
         if (entry.model && !mine.some((s) => s.version === entry.version)) await this.#unloadEntry(entry);
       }
       if (errors.length > 0) {
         const first = errors[0]!;
         throw new NucleusError(first.status, first.code, errors.map((e) => e.message).join('; '));
       }
-      return this.#modelInfo(name);
+      return this.#table.modelInfo(name);
     });
   }
 
@@ -353,8 +308,8 @@ export class InferenceEngine implements InferenceService {
    */
   unload(name: string, version?: string, options: { drainTimeoutMs?: number } = {}): Promise<void> {
     return this.#serial(async () => {
-      const versions = this.#versions(name);
-      const targets = version === undefined ? [...versions.values()] : [this.#version(name, versions, version)];
+      const versions = this.#table.versions(name);
+      const targets = version === undefined ? [...versions.values()] : [this.#table.version(name, versions, version)];
       const loaded = targets.filter((e) => e.model);
       if (loaded.length === 0)
         throw notFound(
@@ -373,7 +328,7 @@ export class InferenceEngine implements InferenceService {
    */
   loadSource(spec: ConfiguredModel): Promise<ModelInfo> {
     return this.#serial(async () => {
-      if ([...(this.#entries.get(spec.name)?.values() ?? [])].some((e) => e.model || e.state === 'loading')) {
+      if ([...(this.#table.find(spec.name)?.values() ?? [])].some((e) => e.model || e.state === 'loading')) {
         throw new NucleusError(
           409,
           'model_exists',
@@ -385,7 +340,7 @@ export class InferenceEngine implements InferenceService {
         for (const source of sources) await this.#load(source);
       } catch (err) {
         for (const source of sources) {
-          const entry = this.#entries.get(spec.name)?.get(source.version);
+          const entry = this.#table.find(spec.name)?.get(source.version);
           if (entry?.model) await this.#unloadEntry(entry);
           if (entry) this.#forget(entry);
         }
@@ -397,7 +352,7 @@ export class InferenceEngine implements InferenceService {
         );
       }
       this.#runtime.set(spec.name, spec);
-      return this.#modelInfo(spec.name);
+      return this.#table.modelInfo(spec.name);
     });
   }
 
@@ -412,7 +367,7 @@ export class InferenceEngine implements InferenceService {
     options: { drainTimeoutMs?: number } = {},
   ): Promise<ModelInfo> {
     return this.#serial(async () => {
-      const versions = this.#versions(name);
+      const versions = this.#table.versions(name);
       const old = [...versions.values()].filter((e) => e.model);
       if (old.length === 0)
         throw notFound('model_not_loaded', `model '${name}' is not loaded; load it instead of swapping it`);
@@ -451,7 +406,7 @@ export class InferenceEngine implements InferenceService {
         this.#forget(entry);
       }
       this.#runtime.set(name, { ...settings, name, version, path: source.modelPath });
-      return this.#modelInfo(name);
+      return this.#table.modelInfo(name);
     });
   }
 
@@ -463,15 +418,13 @@ export class InferenceEngine implements InferenceService {
       rows.set(key(s.name, s.version), { name: s.name, version: s.version, state: 'unavailable' });
     for (const p of problems)
       rows.set(key(p.name, p.version), { name: p.name, version: p.version, state: 'failed', reason: p.reason });
-    for (const versions of this.#entries.values()) {
-      for (const e of versions.values()) {
-        rows.set(key(e.name, e.version), {
-          name: e.name,
-          version: e.version,
-          state: e.state,
-          ...(e.reason !== undefined && { reason: e.reason }),
-        });
-      }
+    for (const e of this.#table.all()) {
+      rows.set(key(e.name, e.version), {
+        name: e.name,
+        version: e.version,
+        state: e.state,
+        ...(e.reason !== undefined && { reason: e.reason }),
+      });
     }
     return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name) || compareVersions(a.version, b.version));
   }
@@ -483,87 +436,30 @@ export class InferenceEngine implements InferenceService {
     );
   }
 
-  async #load(configured: ModelSource): Promise<void> {
-    // With `quantize`, the rewritten graph is what runs; the entry keeps the source as configured.
-    let source = configured;
+  async #load(source: ModelSource): Promise<void> {
     const { name, version } = source;
-    const versions = this.#entries.get(name) ?? new Map<string, VersionEntry>();
-    this.#entries.set(name, versions);
-    const entry: VersionEntry = versions.get(version) ?? { name, version, state: 'loading' };
-    versions.set(version, entry);
+    // With `quantize`, the rewritten graph is what runs; the entry keeps the source as configured.
+    const entry = this.#table.entry(name, version, 'loading');
     const previous = entry.model;
     entry.source = source;
     if (!previous) entry.state = 'loading';
     this.options.events.emit('model.loading', { model: name, version });
     const started = performance.now();
     try {
-      const manifest: ModelManifest = source.manifestPath ? await readModelManifest(source.manifestPath) : {};
-      if (source.manifestPath) await verifyChecksums(source.modelPath, manifest, source.manifestPath, this.#progress);
-      if (source.options.quantize !== undefined) {
-        const modelPath = await applyModelTransform({
-          model: name,
-          kind: 'tensor',
-          path: source.modelPath,
-          transform: source.options.quantize,
-          transforms: this.options.transforms,
-          cacheDir: this.options.cacheDir ?? defaultModelCacheDir(),
-          logger: this.#log,
-          progress: this.#progress(),
-        });
-        source = { ...source, modelPath };
-      }
-      const requested = source.options.backend ?? this.options.config.get('backend');
-      const selection = await this.#selector.select(requested);
-      const cpu = this.#selector.find(CPU_BACKEND);
-      const isolation = source.options.isolation ?? isolationFor(this.options.config, name);
-      const shared = sharesThread(this.options.config, {
-        name,
-        modelPath: source.modelPath,
-        isolation,
-        replicas: this.#perModel(name),
-      });
-      const model = await LoadedModel.open({
-        source,
-        manifest,
-        backend: {
-          name: selection.backend.name,
-          requested,
-          options: selection.backend.sessionOptions(),
-          ...(selection.fallbackReason !== undefined && { fallbackReason: selection.fallbackReason }),
-        },
-        ...(cpu &&
-          selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
-        workers: this.#perModel(name),
-        routing: () => this.#routing(),
-        defaults: () => ({
-          maxBatchSize: this.options.config.get('batching.maxBatchSize'),
-          maxQueueDelayMs: this.options.config.get('batching.maxQueueDelayMs'),
-          maxQueued: this.options.config.get('queue.highWatermark'),
-          reopenBelow: this.options.config.get('queue.lowWatermark'),
-          queueTimeoutMs: this.options.config.get('queue.timeoutMs'),
-          ...(this.options.memory && { shrinkBatchSize: (size: number) => this.options.memory!.shrink(size) }),
-        }),
-        logger: this.#log.child({ model: name, version }),
+      const model = await openVersion(source, {
+        config: this.options.config,
+        selector: this.#selector,
         events: this.options.events,
-        breaker: {
-          settings: () => ({
-            failureThreshold: this.options.config.get('breaker.failureThreshold'),
-            cooldownMs: this.options.config.get('breaker.cooldownMs'),
-          }),
-          onChange: (state, reason) => this.#breakerChanged(name, version, state, reason),
-        },
-        runTimeoutMs: () => this.options.config.get('workers.runTimeoutMs'),
-        strictWarmup: source.origin === 'runtime',
-        isolation,
-        ...(shared && { shared: this.#shared }),
-        heartbeatTimeoutMs: () => this.options.config.get('workers.heartbeatTimeoutMs'),
-        niceness: () => this.options.config.get('workers.niceness'),
-        maxConsecutiveRestarts: () => this.options.config.get('workers.maxRestarts'),
+        logger: this.#log,
+        progress: this.#progress,
+        ...(this.options.transforms && { transforms: this.options.transforms }),
+        ...(this.options.cacheDir !== undefined && { cacheDir: this.options.cacheDir }),
+        ...(this.options.memory && { memory: this.options.memory }),
+        routing: () => this.#routing(),
+        shared: this.#shared,
+        onBreaker: (n, v, state, reason) => this.#breakerChanged(n, v, state, reason),
       });
-      // The size may have changed while the model was loading.
-      if (model.pool.workers.length !== this.#perModel(name)) void model.pool.resize(this.#perModel(name));
       const fallback = model.backend.fallbackReason;
-      if (model.backend.rejected && fallback !== undefined) this.#selector.reportFallback(requested, fallback);
       const healthKey = `backend:${name}@${version}`;
       if (fallback !== undefined)
         this.options.health.set({
@@ -642,9 +538,7 @@ export class InferenceEngine implements InferenceService {
 
   // Drops a version that is not loaded from the list, with what /ready said about it; the name goes with its last version.
   #forget(entry: VersionEntry): void {
-    const versions = this.#entries.get(entry.name);
-    versions?.delete(entry.version);
-    if (versions?.size === 0) this.#entries.delete(entry.name);
+    this.#table.forget(entry);
     for (const key of ['model', 'backend', 'breaker'])
       this.options.health.clear(`${key}:${entry.name}@${entry.version}`);
   }
@@ -683,15 +577,8 @@ export class InferenceEngine implements InferenceService {
   }
 
   #reportProblem(problem: SourceProblem): void {
-    const versions = this.#entries.get(problem.name) ?? new Map<string, VersionEntry>();
-    if (problem.name !== '*') this.#entries.set(problem.name, versions);
-    if (!versions.get(problem.version)?.model)
-      versions.set(problem.version, {
-        name: problem.name,
-        version: problem.version,
-        state: 'failed',
-        reason: problem.reason,
-      });
+    if (problem.name !== '*' && !this.#table.find(problem.name)?.get(problem.version)?.model)
+      this.#table.replace({ name: problem.name, version: problem.version, state: 'failed', reason: problem.reason });
     this.options.health.set({
       key: `model:${problem.name}@${problem.version}`,
       severity: this.#missingSeverity(problem.name),
@@ -706,60 +593,6 @@ export class InferenceEngine implements InferenceService {
   #missingSeverity(name: string): 'unready' | 'degraded' {
     const entry = this.options.config.get('models').find((m) => m.name === name);
     return entry && entry.optional !== true ? 'unready' : 'degraded';
-  }
-
-  #versions(name: string): Map<string, VersionEntry> {
-    const versions = this.#entries.get(name);
-    if (!versions || versions.size === 0) {
-      const known = [...this.#entries.keys()].sort().join(', ') || 'none';
-      throw notFound('model_not_found', `no model named '${name}' (models: ${known})`);
-    }
-    return versions;
-  }
-
-  #version(name: string, versions: Map<string, VersionEntry>, version: string): VersionEntry {
-    const entry = versions.get(version);
-    if (!entry) {
-      const known = [...versions.keys()].sort(compareVersions).join(', ');
-      throw notFound('version_not_found', `model '${name}' has no version '${version}' (versions: ${known})`);
-    }
-    return entry;
-  }
-
-  #defaultEntry(versions: Map<string, VersionEntry>): VersionEntry | undefined {
-    // The highest ready label; a loop, as every request without a version comes here.
-    let best: VersionEntry | undefined;
-    for (const e of versions.values())
-      if (e.model?.state === 'ready' && (!best || compareVersions(e.version, best.version) > 0)) best = e;
-    return best;
-  }
-
-  #info(entry: VersionEntry): ModelVersionInfo {
-    if (entry.model) {
-      const info = entry.model.info();
-      return { ...info, state: entry.state, ...(entry.reason !== undefined && { reason: entry.reason }) };
-    }
-    return {
-      name: entry.name,
-      version: entry.version,
-      state: entry.state,
-      ...(entry.reason !== undefined && { reason: entry.reason }),
-      origin: entry.source?.origin ?? 'config',
-      path: entry.source?.modelPath ?? '',
-      inputs: [],
-      outputs: [],
-      metadata: {},
-    };
-  }
-
-  #modelInfo(name: string): ModelInfo {
-    const versions = this.#entries.get(name)!;
-    const chosen = this.#defaultEntry(versions);
-    return {
-      name,
-      ...(chosen && { defaultVersion: chosen.version }),
-      versions: [...versions.values()].sort((a, b) => compareVersions(a.version, b.version)).map((e) => this.#info(e)),
-    };
   }
 
   #drainMs(): number {
