@@ -47,13 +47,17 @@ describe('dynamic batcher policy', () => {
     );
   });
 
-  it('answers the requests of a batch one per turn of the event loop, so other work runs between the answers', async () => {
-    const { sizes, submit } = batcher({ maxBatchSize: 4, maxQueueDelayMs: 60_000 });
-    // Work queued as the first answer arrives (a socket read, a /health request) stands between the later answers.
+  it('answers a batch of large outputs a turn at a time, so other work runs between the answers', async () => {
+    const { b, sizes } = batcher({ maxBatchSize: 4, maxQueueDelayMs: 60_000 });
+    // 64 KiB out per request: one answer a turn. Work queued as the first answer arrives (a socket read, a /health
+    // request) stands between the later answers.
+    const wide = (v: number) => ({
+      x: { dtype: 'float32', shape: [1, 16384], data: new Float32Array(16384).fill(v) } as Tensor,
+    });
     let otherWorkRan = false;
     const seen: Array<[number, boolean]> = [];
     const answers = [1, 2, 3, 4].map((v) =>
-      submit(v).then((r) => {
+      b.submit(wide(v), 1).then((r) => {
         seen.push([(r.outputs.x!.data as Float32Array)[0]!, otherWorkRan]);
         if (v === 1) setImmediate(() => (otherWorkRan = true));
       }),
@@ -67,6 +71,21 @@ describe('dynamic batcher policy', () => {
     );
     assert.equal(seen[0]![1], false);
     assert.equal(seen[3]![1], true, 'the last answer came after the work queued at the first');
+  });
+
+  it('answers a batch of small outputs in one turn', async () => {
+    const { sizes, submit } = batcher({ maxBatchSize: 4, maxQueueDelayMs: 60_000 });
+    let otherWorkRan = false;
+    const seen: boolean[] = [];
+    const answers = [1, 2, 3, 4].map((v) =>
+      submit(v).then(() => {
+        seen.push(otherWorkRan);
+        if (v === 1) setImmediate(() => (otherWorkRan = true));
+      }),
+    );
+    await Promise.all(answers);
+    assert.deepEqual(sizes, [4]);
+    assert.deepEqual(seen, [false, false, false, false], 'no turn of the event loop between the answers');
   });
 
   it('sends a preferred size as soon as the queue can form one, without waiting for the delay', async () => {

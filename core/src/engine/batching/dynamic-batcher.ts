@@ -4,6 +4,14 @@ import type { BatchAssembler, BatchStats } from './batch-assembler.js';
 /** Bytes a batch assembly copies before it lets the event loop run other work. */
 const ASSEMBLY_SLICE_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Output bytes of a batch answered in one turn of the event loop before the rest waits for the next turn: answers
+ * of small outputs (a class, a score) go out together, large ones (images, embeddings of long batches) in turns.
+ */
+const ANSWER_TURN_BYTES = 64 * 1024;
+/** What an answer counts for against that budget however small its outputs: its hooks and its write (16 a turn). */
+const ANSWER_MIN_BYTES = 4 * 1024;
+
 /** The knobs of a batcher, read afresh for every batch so runtime config changes apply at once. */
 export interface BatchSettings {
   /** Most rows (first-dimension entries) in one batch; 1 turns batching off. */
@@ -337,10 +345,9 @@ export class DynamicBatcher {
           queueMs: dispatched - items[k]!.enqueuedAt,
           computeMs: done - dispatched,
         });
-      answer(0);
-      // The others are answered one per turn of the event loop, after this batch has freed its worker: resolved
+      // Answered after this batch has freed its worker, large outputs spread over turns of the event loop: resolved
       // together, 32 requests' answers (hooks, serialising, writing) would run as one stretch, and /health waits.
-      if (items.length > 1) void answerInTurns(items.length, answer);
+      void answerInTurns(parts, answer);
     } catch (err) {
       // One bad request (say, a sequence longer than the model takes) must not fail the others it was batched
       // with: run each alone. A dead worker is not a bad request; its error stands for all.
@@ -387,10 +394,23 @@ export class DynamicBatcher {
   }
 }
 
-// Calls `answer(1)` … `answer(count - 1)`, each in a turn of the event loop of its own.
-async function answerInTurns(count: number, answer: (k: number) => void): Promise<void> {
-  for (let k = 1; k < count; k++) {
-    await new Promise((resolve) => setImmediate(resolve));
+function outputBytes(outputs: Record<string, Tensor>): number {
+  let bytes = ANSWER_MIN_BYTES;
+  for (const t of Object.values(outputs))
+    bytes += ArrayBuffer.isView(t.data) ? t.data.byteLength : (t.data as unknown[]).length * 16;
+  return bytes;
+}
+
+// Calls `answer(k)` for each part in order, starting a new turn of the event loop once a turn has answered
+// ANSWER_TURN_BYTES of outputs; the first answer, and all of them when they are small, go at once.
+async function answerInTurns(parts: Record<string, Tensor>[], answer: (k: number) => void): Promise<void> {
+  let spent = 0;
+  for (let k = 0; k < parts.length; k++) {
+    if (spent >= ANSWER_TURN_BYTES) {
+      await new Promise((resolve) => setImmediate(resolve));
+      spent = 0;
+    }
+    spent += outputBytes(parts[k]!);
     answer(k);
   }
 }
