@@ -13,7 +13,8 @@ import type { DecoderConfig, TokenizerSpec } from '@nucleus/sdk/llm';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { PrefixCacheFileIdentity } from '../prefix-cache/prefix-cache-file.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
-import type { SpeculationStats, StepRecovery } from './generation-loop.js';
+import type { StepRecovery } from './generation-loop.js';
+import type { SpeculationStats } from './speculative-step.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** The encoder facts an embedding thread needs (for built-in encoders without a tokenizer of their own). */

@@ -13,7 +13,8 @@ import type {
 import type { EventChannel } from './event-channel.js';
 import { GenerationRequests, requestAborted, type Admission, type Released } from './generation-requests.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
-import type { SpeculationStats, StepRecovery } from './generation-loop.js';
+import type { StepRecovery } from './generation-loop.js';
+import type { SpeculationStats } from './speculative-step.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** What a generation thread reports once its session is open. */
