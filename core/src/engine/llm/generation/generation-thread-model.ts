@@ -38,6 +38,9 @@ function optionsBackend(name: string, options: SessionOptions): Backend {
   };
 }
 
+/** The messages about a model (the others, `open`, `close` and `exit`, are its thread's). */
+export type ModelMessage = Exclude<ToGenerationThread, { type: 'exit' | 'open' | 'close' }>;
+
 /** A session, and the backend it runs on. */
 interface OpenedSession {
   session: ort.InferenceSession;
@@ -116,6 +119,8 @@ export class GenerationThreadModel {
         this.#embedder = Embedder.forEncoder(spec, opened.session);
       }
     } catch (err) {
+      // In a thread shared with other models, what did open must not stay behind.
+      await this.release();
       this.post({
         type: 'init-error',
         message: err instanceof Error ? err.message : String(err),
@@ -136,8 +141,8 @@ export class GenerationThreadModel {
     return true;
   }
 
-  /** A message from the main thread for this model (`exit` is the thread's). */
-  receive(message: Exclude<ToGenerationThread, { type: 'exit' }>): void {
+  /** A message from the main thread for this model. */
+  receive(message: ModelMessage): void {
     const engine = this.#engine;
     switch (message.type) {
       case 'submit':
