@@ -2,16 +2,9 @@
 // embeds, with last-token pooling) or the embedder of an encoder. A thread creates one per model it serves, hands it
 // the main thread's messages for that model, and gives it turns: embeddings, then one iteration of its loop.
 import type * as ort from 'onnxruntime-node';
-import {
-  toNucleusError,
-  type Backend,
-  type CachePolicy,
-  type CachePolicyFactory,
-  type DraftProposerFactory,
-  type SessionOptions,
-} from '@nucleus/sdk';
+import { toNucleusError, type CachePolicy, type CachePolicyFactory, type DraftProposerFactory } from '@nucleus/sdk';
 import { loadTokenizer } from '@nucleus/sdk/llm';
-import { createBackendSession } from '../../backend-session.js';
+import { createWorkerSession } from '../../backend-session.js';
 import { type OpenedPrefixCache, openPrefixCache, persistPrefixCache } from '../prefix-cache/persisted-prefix-cache.js';
 import type { PrefixCache } from '../prefix-cache/prefix-cache.js';
 import { DecoderEngine, type PostToMain } from './decoder-engine.js';
@@ -27,16 +20,6 @@ import type {
 } from './generation-messages.js';
 import { GenerationScheduler } from './scheduler.js';
 import type { Speculation } from './speculative-step.js';
-
-// The backends live in plugins on the main thread; here they are only their session options.
-function optionsBackend(name: string, options: SessionOptions): Backend {
-  return {
-    name,
-    rank: 0,
-    probe: async () => ({ usable: true, devices: [], executionProviders: [] }),
-    sessionOptions: () => options,
-  };
-}
 
 /** The messages about a model (the others, `open`, `close` and `exit`, are its thread's). */
 export type ModelMessage = Exclude<ToGenerationThread, { type: 'exit' | 'open' | 'close' }>;
@@ -229,17 +212,7 @@ export class GenerationThreadModel {
 
   /** A session on the model's backend (its fallback when ORT rejects the backend's provider). */
   async #openSession(model: string | Uint8Array): Promise<OpenedSession> {
-    const spec = this.spec;
-    const created = await createBackendSession(
-      model,
-      {
-        backend: optionsBackend(spec.backend.name, spec.backend.options),
-        probe: { usable: true, devices: [], executionProviders: [] },
-        requested: spec.backend.requested,
-        ...(spec.backend.fallbackReason !== undefined && { fallbackReason: spec.backend.fallbackReason }),
-      },
-      spec.fallback ? { fallback: optionsBackend(spec.fallback.name, spec.fallback.options) } : {},
-    );
+    const created = await createWorkerSession(model, this.spec);
     return {
       session: created.session,
       backend: created.backend.name,
