@@ -18,17 +18,14 @@ export interface SessionWorker<From = FromWorker, To = ToWorker>
 }
 
 /**
- * The messages of a worker body that can serve several models in one thread (session-thread.js, generation-thread.js):
- * started with a {@link SharedSessionThreadSpec}, it opens a model per `open` and releases it per `close` (answering
- * `closed`), and every message to it or from it about a model names it in `session`.
+ * The thread's own messages to a worker body that can serve several models in one thread (session-thread.js,
+ * generation-thread.js). Started with a {@link SharedSessionThreadSpec}, such a body opens a model per `open` and
+ * releases it per `close` (answering `closed`), and every message to it or from it about a model names it in `session`.
  */
-export interface SharedThreadProtocol<Spec = SessionWorkerSpec> {
-  to:
-    | { type: 'open'; session: number; spec: Spec }
-    | { type: 'close'; session?: number }
-    | { type: 'exit'; code: number };
-  from: { type: string; session?: number };
-}
+type SharedThreadControl<Spec> =
+  | { type: 'open'; session: number; spec: Spec }
+  | { type: 'close'; session?: number }
+  | { type: 'exit'; code: number };
 
 /** Options of a {@link SharedSessionThread}. */
 export interface SharedSessionThreadOptions {
@@ -50,6 +47,10 @@ export interface SharedSessionThreadOptions {
  * a crash, a `kill`, or a run that hung and made it be given up — every channel on it ends with the reason, each
  * client fails only its own runs in flight and restarts, and the restarts open their sessions in one new thread.
  * The thread ends once its last session is closed; the next model to attach starts a fresh one.
+ *
+ * The worker body is the session worker's by default; generation models share one that runs the generation worker's
+ * (`sharedGenerationThread`), where each model's generation loop takes its turn. `Spec`, `From` and `To` are the
+ * body's spec and messages.
  */
 export class SharedSessionThread<
   Spec extends { label: string } = SessionWorkerSpec,
@@ -73,7 +74,7 @@ export class SharedSessionThread<
   }
 
   // The thread's own messages (open, close, exit), which every protocol it runs shares.
-  #post(thread: WorkerHandle, message: SharedThreadProtocol<Spec>['to']): void {
+  #post(thread: WorkerHandle, message: SharedThreadControl<Spec>): void {
     thread.postMessage(message);
   }
 
