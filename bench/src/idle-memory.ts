@@ -115,7 +115,7 @@ export async function idleMemorySuite(): Promise<string> {
     ...(BASE ? [] : [{ label: 'Nucleus' }]),
     { label: 'no model (builtin-models plugin off)', args: ['--set', 'plugins.disabled=builtin-models'] },
     {
-      label: 'a thread per tensor model (workers.shareBelowBytes=0)',
+      label: 'a thread per model (workers.shareBelowBytes=0)',
       args: ['--set', 'workers.shareBelowBytes=0'],
     },
     { label: 'two workers per model', args: ['--set', 'workers.perModel=2'] },
@@ -154,7 +154,7 @@ export async function idleMemorySuite(): Promise<string> {
     '## Notes',
     '',
     '- `nucleus serve` starts up (plugins, models, warm-up) with V8 set to optimize for size and restores its defaults once ready (`core/src/cli/lean-startup.ts`): start-up allocates far more than the server keeps, and with the defaults every heap grows to that peak and stays there.',
-    '- Each model worker (a thread with its own V8 isolate and Node environment, plus its ORT session and compute thread) costs about 10 MiB: compare the row with two workers per model. An empty `worker_threads` Worker alone costs ~8.8 MiB on Node 20. So the tensor models under `workers.shareBelowBytes` (default 8 MiB; all 5 built-in ones) share one worker thread: compare the row with a thread per tensor model. The 3 LLM workers (stories260K, tiny-llama, and bert-tiny as the embedding model) keep a thread each: the generation loop does not host several models yet.',
+    '- Each model worker (a thread with its own V8 isolate and Node environment, plus its ORT session and compute thread) costs about 10 MiB: compare the row with two workers per model. An empty `worker_threads` Worker alone costs ~8.8 MiB on Node 20. So the models under `workers.shareBelowBytes` (default 8 MiB; all the built-in ones) share a worker thread of their kind: the 5 tensor models one, the 3 generation models (stories260K, tiny-llama, and bert-tiny as the embedding model, each with its generation loop, run in turn) another: compare the row with a thread per model. bert-tiny still opens twice, as a tensor model and as the embedding model (a 220 KiB graph: about 1 MiB).',
     '- The server with no model holds ~40 MiB of JavaScript heap on its main thread (the plugins and their modules), the largest part of its anonymous memory. A heap snapshot of the default server once ready (39.5 MiB): strings 12.7 MiB (mostly the source text of the modules loaded, which V8 keeps; the largest single one is the 0.9 MiB of code Ajv generated for the config schema), compiled code and bytecode 9.8 MiB, arrays 4.5 MiB, array buffers 3.1 MiB; no single module or cache stands out.',
     '- File-backed pages (the `node` binary, libonnxruntime) are ~80 MiB of the RSS and shared with any other Node process on the host.',
     '- Tried without measurable effect here (within the ±10 MiB between starts): `MALLOC_ARENA_MAX=2`, `plugin.backend-cpu.enableCpuMemArena: false`, one intra-op thread, a forced full GC once ready, smaller young generations for the workers (`resourceLimits.maxYoungGenerationSizeMb`).',

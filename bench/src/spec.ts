@@ -26,12 +26,8 @@ import { loadLlm } from './llm-models.js';
 import { randomLlama } from './random-llama.js';
 import { ContribDecoderSession } from '@nucleus/core/internal/engine/llm/generation/contrib-session';
 import { DecoderSession } from '@nucleus/core/internal/engine/llm/generation/decoder-session';
-import {
-  GenerationLoop,
-  type LoopSink,
-  type Speculation,
-  type SpeculationStats,
-} from '@nucleus/core/internal/engine/llm/generation/generation-loop';
+import { GenerationLoop, type LoopSink } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
+import type { Speculation, SpeculationStats } from '@nucleus/core/internal/engine/llm/generation/speculative-step';
 import { DEFAULT_SAMPLING } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { GenerationScheduler } from '@nucleus/core/internal/engine/llm/generation/scheduler';
 import { machineInfo } from './machine.js';

@@ -12,9 +12,8 @@ import {
   GenerationLoop,
   type LoopSink,
   type SequenceInit,
-  type Speculation,
-  type SpeculationStats,
 } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
+import type { Speculation, SpeculationStats } from '@nucleus/core/internal/engine/llm/generation/speculative-step';
 import { GenerationScheduler } from '@nucleus/core/internal/engine/llm/generation/scheduler';
 import { loopSequence } from '../llm-engine/helpers.js';
 import { requireStories, STORIES_DIR } from '../llm-formats/llm-module.js';

@@ -15,9 +15,9 @@ import {
   GenerationLoop,
   type LoopSink,
   type SequenceInit,
-  type Speculation,
   type StepReport,
 } from '@nucleus/core/internal/engine/llm/generation/generation-loop';
+import type { Speculation } from '@nucleus/core/internal/engine/llm/generation/speculative-step';
 import { DEFAULT_SAMPLING } from '@nucleus/core/internal/engine/llm/generation/sampler';
 import { GenerationScheduler } from '@nucleus/core/internal/engine/llm/generation/scheduler';
 import { loopSequence, openTinyLlama } from '../llm-engine/helpers.js';

@@ -104,3 +104,42 @@ export async function createBackendSession(
   });
   return { session, backend: fallback, options: fallbackOptions, fallbackReason };
 }
+
+/** The backend a worker's session opens on, chosen on the main thread: its name and the session options it gave. */
+export interface WorkerBackendSpec {
+  backend: { name: string; requested: string; options: SessionOptions; fallbackReason?: string };
+  /** Where to retry when ORT rejects the backend's provider. */
+  fallback?: { name: string; options: SessionOptions };
+}
+
+// The backends live in plugins on the main thread; in a worker they are only their session options.
+function optionsBackend(name: string, options: SessionOptions): Backend {
+  return {
+    name,
+    rank: 0,
+    probe: async () => ({ usable: true, devices: [], executionProviders: [] }),
+    sessionOptions: () => options,
+  };
+}
+
+/**
+ * {@link createBackendSession} inside a worker, on the backend `spec` names; `rejected` when ORT rejected its
+ * provider and the session opened on the fallback.
+ */
+export async function createWorkerSession(
+  model: string | Uint8Array,
+  spec: WorkerBackendSpec,
+): Promise<BackendSession & { rejected: boolean }> {
+  const primary = optionsBackend(spec.backend.name, spec.backend.options);
+  const created = await createBackendSession(
+    model,
+    {
+      backend: primary,
+      probe: { usable: true, devices: [], executionProviders: [] },
+      requested: spec.backend.requested,
+      ...(spec.backend.fallbackReason !== undefined && { fallbackReason: spec.backend.fallbackReason }),
+    },
+    spec.fallback ? { fallback: optionsBackend(spec.fallback.name, spec.fallback.options) } : {},
+  );
+  return { ...created, rejected: created.backend !== primary };
+}

@@ -13,7 +13,7 @@ export function replicasFor(config: Pick<ConfigReader, 'get'>, modelName: string
   return config.get('models').find((m) => m.name === modelName)?.workers ?? config.get('workers.perModel');
 }
 
-/** A tensor model version about to open, as {@link sharesThread} judges it. */
+/** A model version about to open (a tensor model, or an LLM's or embedding model's graph), as {@link sharesThread} judges it. */
 export interface ThreadCandidate {
   name: string;
   modelPath: string;
@@ -22,9 +22,9 @@ export interface ThreadCandidate {
 }
 
 /**
- * Whether a tensor model version runs in the worker thread small models share: never with process isolation or
- * several replicas (they exist to run apart); else as its `models[].worker` says, else when its weights are under
- * `workers.shareBelowBytes`.
+ * Whether a model version runs in the worker thread small models of its kind share (tensor models one, LLMs and
+ * embedding models another): never with process isolation or several replicas (they exist to run apart); else as
+ * its `models[].worker` says, else when its weights are under `workers.shareBelowBytes`.
  */
 export function sharesThread(config: Pick<ConfigReader, 'get'>, model: ThreadCandidate): boolean {
   if (model.isolation !== 'thread' || model.replicas > 1) return false;

@@ -4,8 +4,8 @@
 // and opens one per `open` message; its messages name the session, and its sessions run in turn.
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
-import type { Backend, SessionOptions, TensorData, TensorDataType } from '@nucleus/sdk';
-import { createBackendSession } from '../backend-session.js';
+import type { TensorData, TensorDataType } from '@nucleus/sdk';
+import { createWorkerSession } from '../backend-session.js';
 import type {
   FromWorker,
   SessionWorkerSpec,
@@ -29,16 +29,6 @@ function killed(): boolean {
 
 function post(message: FromWorker, transfer: ArrayBuffer[] = []): void {
   port.post(message, transfer);
-}
-
-// The backends live in plugins on the main thread; here they are only their session options.
-function optionsBackend(name: string, options: SessionOptions): Backend {
-  return {
-    name,
-    rank: 0,
-    probe: async () => ({ usable: true, devices: [], executionProviders: [] }),
-    sessionOptions: () => options,
-  };
 }
 
 function metadataOf(values: readonly ort.InferenceSession.ValueMetadata[]): WireValueMetadata[] {
@@ -71,21 +61,11 @@ async function open(spec: SessionWorkerSpec, id: number): Promise<boolean> {
   let fallbackReason: string | undefined;
   let rejected = false;
   try {
-    const primary = optionsBackend(spec.backend.name, spec.backend.options);
-    const created = await createBackendSession(
-      spec.modelPath,
-      {
-        backend: primary,
-        probe: { usable: true, devices: [], executionProviders: [] },
-        requested: spec.backend.requested,
-        ...(spec.backend.fallbackReason !== undefined && { fallbackReason: spec.backend.fallbackReason }),
-      },
-      spec.fallback ? { fallback: optionsBackend(spec.fallback.name, spec.fallback.options) } : {},
-    );
+    const created = await createWorkerSession(spec.modelPath, spec);
     session = created.session;
     backend = created.backend.name;
     fallbackReason = created.fallbackReason;
-    rejected = created.backend !== primary;
+    rejected = created.rejected;
   } catch (err) {
     post({
       type: 'init-error',

@@ -273,7 +273,7 @@ export const CORE_CONFIG_SCHEMA = {
           type: 'integer',
           minimum: 0,
           description:
-            'Tensor models whose weights (the model file and the other files in its folder, `.json`, `.md` and `.txt` aside) are smaller than this share one worker thread and run in turn there, instead of a thread each: a worker thread costs about 10 MiB of memory whatever its model, and a small model runs in micro- to milliseconds. Only a model with one replica in thread isolation shares; `models[].worker` overrides the rule for a model; 0 gives every model a thread of its own. A crash or hang of the shared thread fails the runs in flight on it and restarts all its models. Applies to model versions loaded after the change.',
+            'Models whose weights (the model file and the other files in its folder, `.json`, `.md` and `.txt` aside; for an LLM or embedding model, its graph as prepared) are smaller than this share a worker thread and run in turn there, instead of a thread each: tensor models one, LLMs and embedding models another (each with its generation loop). A worker thread costs about 10 MiB of memory whatever its model, and a small model runs in micro- to milliseconds. Only a model with one replica in thread isolation shares; `models[].worker` overrides the rule for a model; 0 gives every model a thread of its own. A crash or hang of a shared thread fails the requests in flight on it and restarts all its models. Applies to model versions loaded after the change.',
           default: 8 * 1024 * 1024,
         },
         heartbeatTimeoutMs: {

@@ -212,7 +212,7 @@ export const MODEL_ENTRY_SCHEMA = {
       type: 'string',
       enum: ['shared', 'own'],
       description:
-        'Overrides `workers.shareBelowBytes` for this tensor model: `shared` runs it in the worker thread small models share (with one replica in thread isolation), `own` in a thread of its own.',
+        'Overrides `workers.shareBelowBytes` for this model: `shared` runs it in the worker thread small models of its kind share (with one replica in thread isolation), `own` in a thread of its own.',
     },
     workers: {
       type: 'integer',

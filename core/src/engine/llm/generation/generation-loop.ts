@@ -1,4 +1,4 @@
-import type { DraftProposal, DraftProposer, FinishReason, GenerationPriority, SpeculationAutoOff } from '@nucleus/sdk';
+import type { FinishReason, GenerationPriority } from '@nucleus/sdk';
 import type { PrefixCache } from '../prefix-cache/prefix-cache.js';
 import { isAllocationFailure } from '../../allocation-failure.js';
 import { ConcatenatedKvRows } from './concatenated-kv-rows.js';
@@ -6,8 +6,14 @@ import { isResidentKvRunner, type ResidentKvRunner } from './contrib-session.js'
 import type { DecoderRunner } from './decoder-session.js';
 import type { KvRows, Newcomer } from './kv-rows.js';
 import { ResidentKvRows } from './resident-kv-rows.js';
-import { isGreedy, Sampler, type LogitsRow, type SamplingParams } from './sampler.js';
-import { SpeculationAutoOffPolicy, type AutoOffState } from './speculation-auto-off.js';
+import { Sampler, type LogitsRow, type SamplingParams } from './sampler.js';
+import {
+  SpeculativeDecoding,
+  type SpeculatingSequence,
+  type Speculation,
+  type SpeculationStats,
+  type SpeculativeStep,
+} from './speculative-step.js';
 import type { GenerationScheduler, WaitingSequence } from './scheduler.js';
 import { StopMatcher } from './stop-matcher.js';
 import type { TokenConstraint } from './token-constraint.js';
@@ -84,52 +90,6 @@ export interface StepRecovery {
   failedAlone: number;
 }
 
-/** Speculative decoding in the loop: who proposes drafts, how many tokens at most, up to what batch. */
-export interface Speculation {
-  /** The method's name, for telemetry (`ngram` …). */
-  method: string;
-  proposer: DraftProposer;
-  /** Most draft tokens verified per sequence and step (k). */
-  numSpeculativeTokens: number;
-  /** Speculate only while at most this many sequences run. */
-  maxBatch: number;
-  /** Pauses drafting for a request whose drafts are mostly rejected; absent: never paused. */
-  autoOff?: SpeculationAutoOff;
-}
-
-/** What speculation did, counted since the loop started. */
-export interface SpeculationStats {
-  /** Drafts verified: one per sequence and step that had one. */
-  drafts: number;
-  /** Draft tokens verified. */
-  draftTokens: number;
-  /** Draft tokens the model agreed with (each one a token gained over plain decoding). */
-  acceptedTokens: number;
-  /** Times auto-off paused drafting for a request whose acceptance rate fell below the threshold. */
-  pauses: number;
-  /** Tokens produced and ms spent by speculative steps (drafting included). */
-  specTokens: number;
-  specMs: number;
-  /** Tokens produced and ms spent by plain decode steps the loop ran while it could have speculated (few enough rows). */
-  plainTokens: number;
-  plainMs: number;
-  /** Calls of the proposer, and the ms they took (a draft model's steps, its catch-up after a pause included). */
-  proposals: number;
-  draftMs: number;
-  /** Rows of verify steps (with a draft or not), and rows of plain decode steps while it could have speculated. */
-  verifyRows: number;
-  plainRows: number;
-}
-
-/**
- * The speed-up factor of speculation (seed 004 R12.4): tokens per ms of its steps over tokens per ms of plain decode
- * steps at batch sizes where it applies; undefined until both kinds of step ran.
- */
-export function speedupFactor(stats: Readonly<SpeculationStats>): number | undefined {
-  if (stats.specMs <= 0 || stats.plainMs <= 0 || stats.plainTokens <= 0) return undefined;
-  return stats.specTokens / stats.specMs / (stats.plainTokens / stats.plainMs);
-}
-
 /** One part of a step run over some rows: its result, or the error it failed with alone. */
 type StepPart<R> = { ok: true; rows: number[]; result: R } | { ok: false; rows: number[]; error: unknown };
 
@@ -145,7 +105,7 @@ export interface IterationResult {
 /** Steps that go through at a row cap before twice as many rows are tried again. */
 const CAP_PROBE_STEPS = 32;
 
-class Sequence implements WaitingSequence, AutoOffState {
+class Sequence implements WaitingSequence, SpeculatingSequence {
   readonly id: number;
   readonly priority: GenerationPriority;
   readonly arrivedAt: number;
@@ -206,22 +166,7 @@ export class GenerationLoop {
   /** The prefix cache was emptied in this iteration already. */
   #flushed = false;
   readonly #recovery: StepRecovery = { cacheFlushes: 0, splits: 0, failedAlone: 0 };
-  readonly #speculation: Speculation | undefined;
-  readonly #specStats: SpeculationStats = {
-    drafts: 0,
-    draftTokens: 0,
-    acceptedTokens: 0,
-    pauses: 0,
-    specTokens: 0,
-    specMs: 0,
-    plainTokens: 0,
-    plainMs: 0,
-    proposals: 0,
-    draftMs: 0,
-    verifyRows: 0,
-    plainRows: 0,
-  };
-  readonly #autoOff: SpeculationAutoOffPolicy | undefined;
+  readonly #speculation: SpeculativeDecoding | undefined;
 
   constructor(options: {
     runner: DecoderRunner | ResidentKvRunner;
@@ -248,9 +193,7 @@ export class GenerationLoop {
         throw new Error(
           'this model runner cannot verify draft tokens; speculative decoding needs a runner with verify steps',
         );
-      this.#speculation = options.speculation;
-      const { autoOff, numSpeculativeTokens } = options.speculation;
-      if (autoOff) this.#autoOff = new SpeculationAutoOffPolicy(autoOff, numSpeculativeTokens);
+      this.#speculation = new SpeculativeDecoding(options.speculation);
     }
   }
 
@@ -282,7 +225,7 @@ export class GenerationLoop {
 
   /** Drafted and accepted tokens so far; undefined without speculation. */
   get speculation(): Readonly<SpeculationStats> | undefined {
-    return this.#speculation ? this.#specStats : undefined;
+    return this.#speculation?.stats;
   }
 
   /** Most rows a step runs while an allocation failure keeps steps split; undefined when not split. */
@@ -293,7 +236,7 @@ export class GenerationLoop {
   /** Queues a sequence; it joins the running batch when the scheduler admits it. */
   add(init: SequenceInit): void {
     const seq = new Sequence(init, this.#now(), this.#arrivals++);
-    this.#autoOff?.begin(seq);
+    this.#speculation?.begin(seq);
     this.#waiting.push(seq);
   }
 
@@ -325,17 +268,11 @@ export class GenerationLoop {
     }
     if (this.#running.length > 0) {
       const speculative = await this.#speculate();
-      if (speculative) steps.push(speculative);
+      if (speculative) steps.push({ phase: 'decode', ...speculative });
       else {
         const step = await this.#decode();
         steps.push(step);
-        const spec = this.#speculation;
-        if (spec && step.sequences <= spec.maxBatch) {
-          this.#specStats.plainTokens += step.tokens;
-          this.#specStats.plainMs += step.durationMs;
-          this.#specStats.plainRows += step.sequences;
-          this.#autoOff?.observePlain(step.durationMs, step.sequences);
-        }
+        this.#speculation?.observePlain(step);
       }
     }
     if (this.#running.length === 0) {
@@ -521,120 +458,20 @@ export class GenerationLoop {
     return true;
   }
 
-  /**
-   * A speculative decode step, when speculation is on, few enough sequences run and some have drafts: one run over
-   * each sequence's last token and its drafts, then per sequence the longest prefix of drafts the model agrees with
-   * and the model's own token after it, emitted in order with the usual stop rules; the KV cache is cut back to the
-   * tokens kept. Undefined when it does not apply or its run failed (the plain decode step then runs, with its
-   * recovery); the cache is untouched then.
-   */
-  async #speculate(): Promise<StepReport | undefined> {
-    const spec = this.#speculation;
-    const running = this.#running;
-    if (!spec || running.length > spec.maxBatch || this.#rowCap !== undefined) return undefined;
-    const started = this.#now();
-    const lengths = this.#kv.lengths;
-    const drafts: number[][] = [];
-    const probabilities: (readonly Float32Array[] | undefined)[] = [];
-    let draftMs = 0;
-    try {
-      for (const [row, seq] of running.entries()) {
-        // Room for the drafts and the token after them: within max_tokens and the context window.
-        const room = Math.min(
-          spec.numSpeculativeTokens,
-          seq.init.maxTokens - seq.generated - 1,
-          this.#maxContext - lengths[row]! - 1,
-        );
-        // A constrained sequence does not speculate: its drafts would need the mask at every drafted position.
-        if (room <= 0 || seq.cancelled || seq.sampler.constrained || this.#autoOff?.paused(seq)) {
-          drafts.push([]);
-          probabilities.push(undefined);
-          continue;
-        }
-        const proposing = this.#now();
-        const proposed = await spec.proposer.propose([...seq.init.promptIds, ...seq.generatedIds], room, {
-          sequence: seq.id,
-          greedy: isGreedy(seq.init.params),
-          temperature: seq.init.params.temperature,
-          random: () => seq.sampler.random(),
-        });
-        draftMs += this.#now() - proposing;
-        this.#specStats.proposals++;
-        const proposal: DraftProposal = isProposal(proposed) ? proposed : { tokens: proposed };
-        drafts.push(proposal.tokens.slice(0, room));
-        probabilities.push(proposal.probabilities);
-      }
-    } catch {
-      // A proposer that fails costs its speedup, never a generation.
-      return undefined;
-    } finally {
-      this.#specStats.draftMs += draftMs;
-    }
-    if (drafts.every((d) => d.length === 0)) return undefined;
-    const before = [...lengths];
-    let logits: LogitsRow[][];
-    const verifying = this.#now();
-    try {
-      logits = await this.#kv.verify(running.map((seq, row) => [seq.lastToken, ...drafts[row]!]));
-    } catch {
-      return undefined;
-    }
-    this.#specStats.verifyRows += running.length;
-    this.#autoOff?.observeSpeculative(
-      this.#now() - verifying,
-      running.length,
-      draftMs,
-      drafts.reduce((n, d) => n + d.length, 0),
-    );
-    const keep: number[] = [];
-    const ended: number[] = [];
-    const kept: number[] = [];
-    let tokens = 0;
-    running.forEach((seq, row) => {
-      const draft = drafts[row]!;
-      if (draft.length > 0) {
-        this.#specStats.drafts++;
-        this.#specStats.draftTokens += draft.length;
-      }
-      if (seq.cancelled) {
-        this.#sink.finish(seq.id, 'cancelled', '', seq.generated);
-        kept.push(before[row]! + 1);
-        ended.push(row);
-        return;
-      }
-      // The tokens to append: drafts while the model agrees, then the model's own token.
-      const out: number[] = [];
-      for (let i = 0; i <= draft.length; i++) {
-        const token =
-          i < draft.length
-            ? seq.sampler.verify(logits[row]![i]!, draft[i]!, probabilities[row]?.[i])
-            : seq.sampler.sample(logits[row]![i]!);
-        seq.sampler.accept(token);
-        out.push(token);
-        if (i < draft.length && token !== draft[i]) break;
-      }
-      this.#specStats.acceptedTokens += out.length - 1;
-      if (draft.length > 0 && this.#autoOff?.record(seq, draft.length, out.length - 1)) this.#specStats.pauses++;
-      let emitted = 0;
-      let goesOn = true;
-      for (const token of out) {
-        emitted++;
-        tokens++;
-        // Token `emitted` puts the KV at the old length, the last token and the drafts before it.
-        goesOn = this.#emit(seq, token, before[row]! + emitted, logits[row]![emitted - 1]!);
-        if (!goesOn) break;
-      }
-      kept.push(before[row]! + emitted);
-      if (goesOn) keep.push(row);
-      else ended.push(row);
+  // A speculative decode step in place of the plain one, when speculation is on and applies (see
+  // SpeculativeDecoding.step); never while an allocation failure keeps steps split.
+  async #speculate(): Promise<SpeculativeStep | undefined> {
+    const speculation = this.#speculation;
+    if (!speculation || this.#rowCap !== undefined) return undefined;
+    return speculation.step(this.#running, {
+      kv: this.#kv,
+      maxContext: this.#maxContext,
+      now: this.#now,
+      cancelled: (seq) => this.#sink.finish(seq.id, 'cancelled', '', seq.generated),
+      emit: (seq, token, cached, row) => this.#emit(seq, token, cached, row),
+      retain: (seq, row) => this.#retain(seq, row),
+      keepRows: (rows) => this.#keepRows(rows),
     });
-    this.#kv.truncate(kept);
-    for (const row of ended) this.#retain(running[row]!, row);
-    this.#keepRows(keep);
-    const durationMs = this.#now() - started;
-    this.#specStats.specTokens += tokens;
-    this.#specStats.specMs += durationMs;
-    return { phase: 'decode', sequences: running.length, tokens, durationMs };
   }
 
   /** Samples a sequence's next token and applies the stop rules; true while the sequence goes on. */
@@ -697,17 +534,13 @@ export class GenerationLoop {
   // Ends a step: these rows stay, in their order; the others' KV is dropped (and what the proposer kept for them).
   #keepRows(rows: number[]): void {
     this.#kv.keepRows(rows);
-    const release = this.#speculation?.proposer.release;
-    if (release && rows.length !== this.#running.length) {
+    const speculation = this.#speculation;
+    if (speculation?.speculation.proposer.release && rows.length !== this.#running.length) {
       const staying = new Set(rows);
       this.#running.forEach((seq, row) => {
-        if (!staying.has(row)) release.call(this.#speculation!.proposer, seq.id);
+        if (!staying.has(row)) speculation.release(seq.id);
       });
     }
     if (rows.length !== this.#running.length) this.#running = rows.map((r) => this.#running[r]!);
   }
-}
-
-function isProposal(proposed: readonly number[] | DraftProposal): proposed is DraftProposal {
-  return !Array.isArray(proposed);
 }

@@ -13,7 +13,8 @@ import type { DecoderConfig, TokenizerSpec } from '@nucleus/sdk/llm';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { PrefixCacheFileIdentity } from '../prefix-cache/prefix-cache-file.js';
 import type { GenerationFaultInjection } from './fault-injecting-runner.js';
-import type { SpeculationStats, StepRecovery } from './generation-loop.js';
+import type { StepRecovery } from './generation-loop.js';
+import type { SpeculationStats } from './speculative-step.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** The encoder facts an embedding thread needs (for built-in encoders without a tokenizer of their own). */
@@ -111,8 +112,12 @@ export interface WireEmbedRequest {
   dimensions?: number;
 }
 
-/** Messages the main thread sends a generation thread. */
-export type ToGenerationThread =
+/**
+ * Messages the main thread sends a generation thread. A thread that several small models share (see
+ * `SharedSessionThread`) starts with none, opens one per `open` and releases it per `close`; every message about a
+ * model names it in `session`.
+ */
+export type ToGenerationThread = (
   | { type: 'submit'; id: number; request: WireGenerateRequest }
   | { type: 'cancel'; id: number }
   | { type: 'embed'; id: number; request: WireEmbedRequest }
@@ -122,7 +127,12 @@ export type ToGenerationThread =
   /** Drop the prefix-cache blocks of a conversation; answered with `released`. */
   | { type: 'release'; id: number; conversationId: string }
   /** Finish the current step, release the sessions and end the thread with `code`. */
-  | { type: 'exit'; code: number };
+  | { type: 'exit'; code: number }
+  /** A shared thread: open the model `spec` names, answered by `ready` or `init-error` with the same `session`. */
+  | { type: 'open'; session: number; spec: GenerationThreadSpec }
+  /** A shared thread: release the model after its current step, answered by `closed`. */
+  | { type: 'close'; session?: number }
+) & { session?: number };
 
 /** One thing that happened to one choice of one request, as posted in a group. */
 export type WireGenerationEvent =
@@ -165,8 +175,8 @@ export interface WireStepStats {
   durationMs: number;
 }
 
-/** Messages a generation thread sends the main thread. */
-export type FromGenerationThread =
+/** Messages a generation thread sends the main thread (a shared thread names the model in `session`). */
+export type FromGenerationThread = (
   | {
       type: 'ready';
       backend: string;
@@ -211,4 +221,7 @@ export type FromGenerationThread =
   /** The prefix cache was written (`blocks`, `bytes` of its file), or not, with `error` saying why. */
   | { type: 'persisted'; id: number; blocks: number; bytes: number; error?: string }
   | { type: 'embedded'; id: number; vectors: Float32Array[]; promptTokens: number }
-  | { type: 'embed-error'; id: number; status: number; code: string; message: string; param?: string };
+  | { type: 'embed-error'; id: number; status: number; code: string; message: string; param?: string }
+  /** A shared thread released the model a `close` named. */
+  | { type: 'closed' }
+) & { session?: number };

@@ -1,6 +1,11 @@
 import { NucleusError, unavailable, type WorkerReplicaStatus } from '@nucleus/sdk';
 import { openFailure } from '../../allocation-failure.js';
-import type { WorkerHandle, WorkerIsolation } from '../../workers/worker-handle.js';
+import type { WorkerIsolation } from '../../workers/worker-handle.js';
+import {
+  SharedSessionThread,
+  type SessionWorker,
+  type SharedSessionThreadOptions,
+} from '../../workers/shared-session-thread.js';
 import { WorkerSupervisor, type WorkerSupervisorOptions } from '../../workers/worker-supervisor.js';
 import type {
   FromGenerationThread,
@@ -13,7 +18,8 @@ import type {
 import type { EventChannel } from './event-channel.js';
 import { GenerationRequests, requestAborted, type Admission, type Released } from './generation-requests.js';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
-import type { SpeculationStats, StepRecovery } from './generation-loop.js';
+import type { StepRecovery } from './generation-loop.js';
+import type { SpeculationStats } from './speculative-step.js';
 import type { SchedulerSettings } from './scheduler.js';
 
 /** What a generation thread reports once its session is open. */
@@ -61,9 +67,35 @@ export interface GenerationWorkerClientOptions extends Omit<WorkerSupervisorOpti
    */
   reroute?: (from: GenerationWorkerClient) => GenerationWorkerClient | undefined;
   observer?: GenerationWorkerClientObserver;
+  /**
+   * Open the model in this shared thread, beside other small models, rather than in a worker of its own (thread
+   * isolation only; ignored with process isolation). See {@link sharedGenerationThread}.
+   */
+  shared?: SharedGenerationThread;
 }
 
 const THREAD_ENTRY = new URL('./generation-thread.js', import.meta.url);
+
+/** What a generation client talks to: a worker of its own, or its model's channel in a shared generation thread. */
+type GenerationWorker = SessionWorker<FromGenerationThread, ToGenerationThread>;
+
+/** The worker thread small LLM and embedding models share, each with its generation loop, run in turn. */
+export type SharedGenerationThread = SharedSessionThread<
+  GenerationThreadSpec,
+  FromGenerationThread,
+  ToGenerationThread
+>;
+
+/**
+ * A thread for small generation models to share (`workers.shareBelowBytes`), as tensor models share theirs: a worker
+ * thread costs about 10 MiB whatever its model. A crash of the thread fails the requests in flight on it, of each of
+ * its models, as the crash of a worker of their own would, and restarts them all in one new thread.
+ */
+export function sharedGenerationThread(
+  options: Omit<SharedSessionThreadOptions, 'entry' | 'name'> = {},
+): SharedGenerationThread {
+  return new SharedSessionThread({ ...options, entry: THREAD_ENTRY, name: 'generation (shared)' });
+}
 
 /**
  * The main thread's handle on one generation worker (a thread, or a child process with process isolation): submits
@@ -74,7 +106,7 @@ const THREAD_ENTRY = new URL('./generation-thread.js', import.meta.url);
  * has seen part of an answer that cannot be continued.
  */
 export class GenerationWorkerClient {
-  #worker: WorkerHandle | undefined;
+  #worker: GenerationWorker | undefined;
   #ready: Promise<GenerationThreadReady> | undefined;
   #info: GenerationThreadReady | undefined;
   readonly #requests = new GenerationRequests((message) => {
@@ -92,13 +124,20 @@ export class GenerationWorkerClient {
   #lastExit: string | undefined;
 
   readonly #supervisor: WorkerSupervisor;
+  readonly #shared: SharedGenerationThread | undefined;
 
   constructor(
     readonly spec: GenerationThreadSpec,
     private readonly options: GenerationWorkerClientOptions = {},
   ) {
-    const { id: _id, reroute: _reroute, observer: _observer, ...supervision } = options;
+    const { id: _id, reroute: _reroute, observer: _observer, shared, ...supervision } = options;
     this.#supervisor = new WorkerSupervisor({ kind: 'generation', label: spec.label, ...supervision });
+    this.#shared = supervision.isolation === 'process' ? undefined : shared;
+  }
+
+  /** Whether the model runs in a thread shared with other small models. */
+  get shared(): boolean {
+    return this.#shared !== undefined;
   }
 
   /** Where the worker runs. */
@@ -157,6 +196,7 @@ export class GenerationWorkerClient {
       running: this.#running,
       waiting: this.#waiting,
       ...(this.#state !== 'serving' && this.#lastExit !== undefined && { lastExit: this.#lastExit }),
+      ...(this.#shared && { shared: true }),
     };
   }
 
@@ -277,8 +317,10 @@ export class GenerationWorkerClient {
     if (worker) await this.#exit(worker, 0);
   }
 
-  // Asks the worker to release its sessions and end after the current step; terminates it only if it does not.
-  #exit(worker: WorkerHandle, code: number, timeoutMs = 10_000): Promise<void> {
+  // Asks the worker to release its sessions and end after the current step; terminates it only if it does not. In a
+  // shared thread, ending with 0 (a close) releases only this model; another code ends the thread, as a crash would.
+  #exit(worker: GenerationWorker, code: number, timeoutMs = 10_000): Promise<void> {
+    if (code === 0 && this.#shared) return worker.terminate();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(
         () => void worker.terminate('it did not end when asked; killed it').then(() => resolve()),
@@ -292,7 +334,7 @@ export class GenerationWorkerClient {
     });
   }
 
-  async #live(): Promise<WorkerHandle> {
+  async #live(): Promise<GenerationWorker> {
     if (this.#closing) throw unavailable('model_unloading', `${this.spec.label} is stopping`);
     await this.start();
     const worker = this.#worker;
@@ -300,13 +342,14 @@ export class GenerationWorkerClient {
     return worker;
   }
 
-  #send(worker: WorkerHandle, message: ToGenerationThread): void {
+  #send(worker: GenerationWorker, message: ToGenerationThread): void {
     worker.postMessage(message);
   }
 
   #spawn(): Promise<GenerationThreadReady> {
     return new Promise<GenerationThreadReady>((resolve, reject) => {
-      const worker = this.#supervisor.spawn(THREAD_ENTRY, this.spec);
+      const worker: GenerationWorker =
+        this.#shared?.attach(this.spec) ?? this.#supervisor.spawn(THREAD_ENTRY, this.spec);
       let opened = false;
       worker.on('message', (message: FromGenerationThread) => {
         // A worker that has been replaced may still have messages on the way; its requests are someone else's now.

@@ -9,14 +9,19 @@ import { withDefaultCpu } from '../../default-cpu-backend.js';
 import { defaultModelCacheDir } from '../../model-cache-dir.js';
 import { CachedReading } from '../../workers/cached-reading.js';
 import { withoutPaths } from '../../../server/without-paths.js';
-import { isolationFor, replicasFor } from '../../workers/isolation-for.js';
+import { isolationFor, replicasFor, sharesThread } from '../../workers/isolation-for.js';
 import { FREE_MEMORY_MAX_AGE_MS } from '../../workers/worker-pool.js';
 import type { GenerationEngineOptions } from './generation-engine-options.js';
 import type { PrefixCacheSpec, SpeculativeSpec } from './generation-messages.js';
 import { warmupRuns } from '../../warmup-runs.js';
 import { warmUp } from './generation-lifecycle.js';
 import { GenerationReplicas } from './generation-replicas.js';
-import { GenerationWorkerClient, type GenerationThreadReady } from './generation-worker-client.js';
+import {
+  GenerationWorkerClient,
+  sharedGenerationThread,
+  type GenerationThreadReady,
+  type SharedGenerationThread,
+} from './generation-worker-client.js';
 import { toWireGenerate } from './request-schema.js';
 import type { SchedulerSettings } from './scheduler.js';
 import {
@@ -41,6 +46,8 @@ export class ReplicaLauncher {
   readonly #log: Logger;
   /** The host's free memory for routing, read at most every {@link FREE_MEMORY_MAX_AGE_MS} (a request is routed per read). */
   readonly #hostFree = new CachedReading(freemem, FREE_MEMORY_MAX_AGE_MS);
+  /** The worker thread small models share (`workers.shareBelowBytes`). */
+  readonly #shared: SharedGenerationThread;
 
   /** `models`: the models served now; `stopped`: whether the engine is stopping (a replica that opens then closes). */
   constructor(
@@ -51,6 +58,7 @@ export class ReplicaLauncher {
   ) {
     this.#log = logger;
     this.#selector = new BackendSelector(withDefaultCpu(options.backends), { events: options.events, logger });
+    this.#shared = sharedGenerationThread({ niceness: () => options.config.get('workers.niceness'), logger });
   }
 
   /** Follows the config's and memory pressure's changes in the running replicas until the returned function is called. */
@@ -134,6 +142,14 @@ export class ReplicaLauncher {
       const cpu = this.#selector.find(CPU_BACKEND);
       const size = spec.role === 'decoder' ? this.replicaCount(model) : 1;
       const decoder = spec.decoder?.config;
+      const isolation = model.spec?.isolation ?? isolationFor(this.options.config, model.name);
+      // Its first replica shares the thread of small models, as a small tensor model does (added ones never do).
+      const shared = sharesThread(this.options.config, {
+        name: model.name,
+        modelPath: spec.onnxPath,
+        isolation,
+        replicas: size,
+      });
       // Each replica gets a spec of its own: runtime changes (scheduler, cache size) are written into it.
       const create = (
         id: number,
@@ -163,7 +179,8 @@ export class ReplicaLauncher {
             id,
             reroute,
             logger: this.#log.child({ model: model.name, replica: id }),
-            isolation: model.spec?.isolation ?? isolationFor(this.options.config, model.name),
+            isolation,
+            ...(shared && id === 0 && { shared: this.#shared }),
             heartbeatTimeoutMs: () => this.options.config.get('workers.heartbeatTimeoutMs'),
             niceness: () => this.options.config.get('workers.niceness'),
             maxConsecutiveRestarts: () => this.options.config.get('workers.maxRestarts'),

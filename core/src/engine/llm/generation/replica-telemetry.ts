@@ -2,7 +2,8 @@ import type { EventBus } from '@nucleus/sdk';
 import type { PrefixCacheStats } from '../prefix-cache/prefix-cache.js';
 import type { GenerationReplicas } from './generation-replicas.js';
 import type { GenerationWorkerClientObserver } from './generation-worker-client.js';
-import { speedupFactor, type SpeculationStats, type StepRecovery } from './generation-loop.js';
+import type { StepRecovery } from './generation-loop.js';
+import { speedupFactor, type SpeculationStats } from './speculative-step.js';
 import { ReplicaCounters } from './replica-counters.js';
 
 const RECOVERY_COUNTERS = ['cacheFlushes', 'splits', 'failedAlone'] as const satisfies readonly (keyof StepRecovery)[];
