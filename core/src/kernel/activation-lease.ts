@@ -16,6 +16,18 @@ export class ActivationLease {
     this.inflight++;
   }
 
+  /** Releases, then passes a use's value on: a `then` callback made once per lease rather than once per use. */
+  readonly settled = <R>(value: R): R => {
+    this.release();
+    return value;
+  };
+
+  /** Releases, then passes a use's error on. */
+  readonly failed = (err: unknown): never => {
+    this.release();
+    throw err;
+  };
+
   release(): void {
     const left = --this.inflight;
     if (this.waiters.length === 0) return;

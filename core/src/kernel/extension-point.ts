@@ -10,6 +10,12 @@ interface Entry<T> {
   seq: number;
 }
 
+/** Releases a use's lease, and takes it off the list of leases its caller holds, if any. */
+function releaseHeld(lease: ActivationLease, held: unknown[] | undefined): void {
+  if (held) held.splice(held.indexOf(lease), 1);
+  lease.release();
+}
+
 /** One extension point: its contributors, ordered by priority, and the change listeners. */
 export class ExtensionPoint<T> implements ExtensionPointView<T> {
   private entries: Entry<T>[] = [];
@@ -48,28 +54,26 @@ export class ExtensionPoint<T> implements ExtensionPointView<T> {
     }
     lease.acquire();
     held?.push(lease);
-    const release = () => {
-      if (held) held.splice(held.indexOf(lease), 1);
-      lease.release();
-    };
     let result: R | Promise<R>;
     try {
       result = fn(contribution.value);
     } catch (err) {
-      release();
+      releaseHeld(lease, held);
       return Promise.reject(err);
     }
     if (typeof (result as { then?: unknown } | undefined)?.then !== 'function') {
-      release();
+      releaseHeld(lease, held);
       return Promise.resolve(result);
     }
+    // Without `held` (the hooks and routes of every request), the lease's own callbacks: no closure made per use.
+    if (!held) return Promise.resolve(result).then(lease.settled, lease.failed);
     return Promise.resolve(result).then(
       (value) => {
-        release();
+        releaseHeld(lease, held);
         return value;
       },
       (err: unknown) => {
-        release();
+        releaseHeld(lease, held);
         throw err;
       },
     );
