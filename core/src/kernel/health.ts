@@ -36,15 +36,21 @@ export class HealthState implements Readiness {
     this.conditions.delete(key);
   }
 
+  /** The status {@link report} gives, without building the report: asked for every request. */
+  status(): 'ready' | 'degraded' | 'unavailable' | 'starting' | 'stopping' {
+    if (this.phase !== 'running') return this.phase;
+    if (this.conditions.size === 0) return 'ready';
+    for (const c of this.conditions.values()) if (c.severity === 'unready') return 'unavailable';
+    return 'degraded';
+  }
+
   /** The readiness report. */
   report(): {
     ready: boolean;
     status: 'ready' | 'degraded' | 'unavailable' | 'starting' | 'stopping';
     conditions: Condition[];
   } {
-    const conditions = [...this.conditions.values()];
-    if (this.phase !== 'running') return { ready: false, status: this.phase, conditions };
-    if (conditions.some((c) => c.severity === 'unready')) return { ready: false, status: 'unavailable', conditions };
-    return { ready: true, status: conditions.length > 0 ? 'degraded' : 'ready', conditions };
+    const status = this.status();
+    return { ready: status === 'ready' || status === 'degraded', status, conditions: [...this.conditions.values()] };
   }
 }

@@ -259,7 +259,7 @@ export class HttpServer {
     const req = ctx.req;
     if (req.httpVersion === '1.1' && !req.headers.host)
       throw badRequest('missing_host', 'an HTTP/1.1 request needs a Host header');
-    const status = this.kernel.health.report().status;
+    const status = this.kernel.health.status();
     if (this.draining || status === 'stopping') {
       ctx.res.setHeader('connection', 'close');
       if (PROBES.has(ctx.path)) return;
@@ -363,9 +363,10 @@ export class HttpServer {
    * connection that long).
    */
   private watchBody(req: IncomingMessage, res: ServerResponse): void {
-    const idle = this.kernel.config.get('server.bodyIdleTimeoutMs');
     const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
-    if (!idle || !hasBody || req.complete) return;
+    if (!hasBody || req.complete) return;
+    const idle = this.kernel.config.get('server.bodyIdleTimeoutMs');
+    if (!idle) return;
     // A body that came in the same packets as its headers is complete once the parser is through them (by the next
     // turn of the loop): only one still arriving then is watched (a socket timer and three listeners per request).
     setImmediate(() => {
