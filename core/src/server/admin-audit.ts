@@ -43,12 +43,15 @@ function targetOf(ctx: Context): string | undefined {
  */
 export function emitAuditEvents(ctx: Context, events: EventBus, key: string | undefined, durationMs: number): void {
   const state = ctx.state as { requestId: string; access?: string; caller?: unknown; route?: string };
+  const refused = (ctx.status === 401 || ctx.status === 403) && state.caller === undefined;
+  // Most requests are neither: nothing to work out for them.
+  if (!refused && (state.access !== 'admin' || state.caller === undefined)) return;
   const address = ctx.request.socket?.remoteAddress ?? ctx.ip;
   const body = ctx.body as { error?: { code?: string } } | undefined;
   // The error handler's code, whatever shape an API gave the body.
   const errorCode = ctx.status >= 400 ? ((ctx.state.errorCode as string | undefined) ?? body?.error?.code) : undefined;
   const named = key === undefined ? {} : { key };
-  if ((ctx.status === 401 || ctx.status === 403) && state.caller === undefined) {
+  if (refused) {
     events.emit('auth.refused', {
       requestId: state.requestId,
       ...named,
@@ -60,7 +63,6 @@ export function emitAuditEvents(ctx: Context, events: EventBus, key: string | un
     });
     return;
   }
-  if (state.access !== 'admin' || state.caller === undefined) return;
   const route = state.route ?? ctx.path;
   const target = targetOf(ctx);
   events.emit('admin.action', {
