@@ -151,13 +151,24 @@ export class RouteTable {
     route: RouteContribution,
     contribution?: Contribution<RouteContribution>,
   ): void {
-    const handle = async (ctx: Context) => {
-      ctx.state.route = route.path;
-      if (this.checked.get(ctx) !== route) this.auth.check(ctx, route.access ?? 'user');
-      if (this.processes > 1 && changesState(route)) throw multiProcessAdmin(this.processes);
-      const run = () => route.handler(ctx as never);
-      const result = contribution ? await this.point.use(contribution, run) : await run();
+    const answer = (ctx: Context, result: unknown) => {
       if (result !== undefined && ctx.body === undefined) ctx.body = result;
+    };
+    // No async frame of its own: a handler that answers at once (the probes) makes no promise but the one returned.
+    const handle = (ctx: Context): Promise<void> => {
+      try {
+        ctx.state.route = route.path;
+        if (this.checked.get(ctx) !== route) this.auth.check(ctx, route.access ?? 'user');
+        if (this.processes > 1 && changesState(route)) throw multiProcessAdmin(this.processes);
+        const run = () => route.handler(ctx as never);
+        const result: unknown = contribution ? this.point.use(contribution, run) : run();
+        if (typeof (result as { then?: unknown } | undefined)?.then === 'function')
+          return Promise.resolve(result).then((value) => answer(ctx, value));
+        answer(ctx, result);
+        return Promise.resolve();
+      } catch (err) {
+        return Promise.reject(err);
+      }
     };
     served.set(router.register(route.path, [route.method], handle as never) as Layer, { route, handle });
   }
