@@ -39,6 +39,7 @@ interface Tracked {
 export class RateLimitGate implements RequestGate {
   readonly limiter = new RateLimiter();
   private readonly tracked = new Map<string, Tracked>();
+  private perAddress?: { config: RateLimitConfig; limits: Limits; limited: boolean };
 
   constructor(
     private readonly events: EventBus,
@@ -118,7 +119,9 @@ export class RateLimitGate implements RequestGate {
    * no headers and no decision to report, so an HTTP request need not be admitted at all.
    */
   unlimited(caller: Caller | undefined): boolean {
-    return this.subjectsOf(caller, '').length === 0;
+    const config = this.settings();
+    if (caller && limited({ ...NONE, ...config.default, ...caller.limits })) return false;
+    return !this.addressLimits(config).limited;
   }
 
   /** A generation of a request began: its tokens are charged when it ends, even after the request is released. */
@@ -144,9 +147,18 @@ export class RateLimitGate implements RequestGate {
       const limits = { ...NONE, ...config.default, ...caller.limits };
       if (limited(limits)) subjects.push({ id: `key:${caller.name}`, scope: 'key', limits });
     }
-    const perAddress = { ...NONE, ...config.perAddress };
-    if (limited(perAddress)) subjects.push({ id: `address:${address}`, scope: 'address', limits: perAddress });
+    const perAddress = this.addressLimits(config);
+    if (perAddress.limited) subjects.push({ id: `address:${address}`, scope: 'address', limits: perAddress.limits });
     return subjects;
+  }
+
+  // The per-address limits, worked out again only when the settings change (a patch replaces them), not per request.
+  private addressLimits(config: RateLimitConfig): { limits: Limits; limited: boolean } {
+    if (this.perAddress?.config !== config) {
+      const limits = { ...NONE, ...config.perAddress };
+      this.perAddress = { config, limits, limited: limited(limits) };
+    }
+    return this.perAddress;
   }
 
   private forget(requestId: string, entry: Tracked): void {
