@@ -1,4 +1,4 @@
-import type { DriftReport, EventBus } from '@nucleus/sdk';
+import type { DriftReport, EventBus, NucleusEvents } from '@nucleus/sdk';
 import { quantile, SlidingWindow, WindowedCounter } from '@nucleus/sdk';
 
 /** What an alert rule may measure. */
@@ -71,11 +71,9 @@ export class SignalWindows {
   attach(events: EventBus): () => void {
     const offs = [
       events.on('request.end', (e) => {
-        for (const t of [this.http, this.endpoint(e.route)]) {
-          t.latency.add(e.durationMs);
-          t.requests.add();
-          if (e.status >= 500) t.errors.add();
-        }
+        const at = Date.now();
+        this.count(this.http, e, at);
+        this.count(this.endpoint(e.route), e, at);
       }),
       events.on('inference.end', (e) => {
         const m = this.model(e.model);
@@ -198,6 +196,12 @@ export class SignalWindows {
       requests: new WindowedCounter(this.retentionS),
       errors: new WindowedCounter(this.retentionS),
     };
+  }
+
+  private count(t: Traffic, e: NucleusEvents['request.end'], at: number): void {
+    t.latency.add(e.durationMs, at);
+    t.requests.add(1, at);
+    if (e.status >= 500) t.errors.add(1, at);
   }
 
   private endpoint(route: string): Traffic {
