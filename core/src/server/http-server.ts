@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerOptions, ty
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { Contribution, ExtensionPointView, Hooks } from '@nucleus/sdk';
+import type { Contribution, CredentialSource, ExtensionPointView, Hooks } from '@nucleus/sdk';
 import { badRequest, ExtensionPoints, NucleusError, Services, unavailable } from '@nucleus/sdk';
 import { bodyParser } from '@koa/bodyparser';
 import Koa, { type Context, type Next } from 'koa';
@@ -80,13 +80,20 @@ export class HttpServer {
     const { events, logger, config } = kernel;
     const jwt = JwtVerifier.fromConfig(config.get('auth.jwt'));
     const credentials = kernel.extensions.point(ExtensionPoints.credentials);
+    // Asked for every request without a bearer key: the sources are listed again only when they change.
+    let sources: { from: readonly Contribution<CredentialSource>[]; values: CredentialSource[] } | undefined;
+    const credentialSources = () => {
+      const listed = credentials.list();
+      if (sources?.from !== listed) sources = { from: listed, values: listed.map((c) => c.value) };
+      return sources.values;
+    };
     const auth = new Authenticator(
       () => this.apiKeys(),
       () => config.get('cache.prefix.shareAcrossKeys'),
       {
         ...(jwt && { jwt }),
         certificates: () => config.get('auth.clientCertificates'),
-        credentials: () => credentials.list().map((c) => c.value),
+        credentials: credentialSources,
       },
     );
     this.auth = auth;

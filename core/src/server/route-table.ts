@@ -29,6 +29,10 @@ function multiProcessAdmin(processes: number): NucleusError {
   );
 }
 
+/** Where a request keeps the route whose access it has passed, so the route's handler does not check the key again. */
+const CHECKED = Symbol('checked route');
+type Checked = Context & { [CHECKED]?: RouteContribution };
+
 /** Requests remembered by method and path, at most; a server seeing more distinct paths starts over. */
 const MAX_REMEMBERED = 1024;
 
@@ -49,8 +53,6 @@ interface Dispatch {
  */
 export class RouteTable {
   private dispatch: Dispatch | undefined;
-  // The route whose access a request has already passed, so its handler does not check the key again.
-  private readonly checked = new WeakMap<Context, RouteContribution>();
 
   constructor(
     private readonly point: ExtensionPointView<RouteContribution>,
@@ -73,7 +75,7 @@ export class RouteTable {
     const { route } = d.served.get(layer)!;
     ctx.state.access = route.access ?? 'user';
     this.auth.check(ctx, route.access ?? 'user');
-    this.checked.set(ctx, route);
+    (ctx as Checked)[CHECKED] = route;
     return true;
   }
 
@@ -158,7 +160,7 @@ export class RouteTable {
     const handle = (ctx: Context): Promise<void> => {
       try {
         ctx.state.route = route.path;
-        if (this.checked.get(ctx) !== route) this.auth.check(ctx, route.access ?? 'user');
+        if ((ctx as Checked)[CHECKED] !== route) this.auth.check(ctx, route.access ?? 'user');
         if (this.processes > 1 && changesState(route)) throw multiProcessAdmin(this.processes);
         const run = () => route.handler(ctx as never);
         const result: unknown = contribution ? this.point.use(contribution, run) : run();
