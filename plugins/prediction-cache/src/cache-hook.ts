@@ -48,7 +48,9 @@ export class CacheHook implements Hooks {
     }
     const directives = cacheControl(call.headers['cache-control']);
     const version = call.version ?? this.deps.servingVersion(call.model) ?? '';
-    const key = `${call.path}\u0000${call.model}\u0000${version}\u0000${await requestHash(call.body, rule.ignore)}`;
+    const digest = requestHash(call.body, rule.ignore);
+    const hash = typeof digest === 'string' ? digest : await digest;
+    const key = `${call.path}\u0000${call.model}\u0000${version}\u0000${hash}`;
     const epoch = cache.epoch(call.model);
     // Counters are reported once per request, after the lookup and the store both (the report is an event per call).
     let changed = false;
