@@ -2,6 +2,7 @@ import type { EventBus, NucleusEvents, PluginSummary } from '@nucleus/sdk';
 import { PLUGIN_STATES, WindowedCounter } from '@nucleus/sdk';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { BucketHistogram } from './bucket-histogram.js';
+import { CacheReports, type CacheLabel, CACHE } from './cache-reports.js';
 import { CumulativeCounter } from './cumulative-counter.js';
 
 /** Seconds buckets from sub-millisecond tensor runs to minutes-long generations. */
@@ -71,6 +72,8 @@ export class NucleusMetrics {
   private readonly inFlight = new Map<string, number>();
   /** Drafted and accepted tokens per model and method, for the acceptance rate. */
   private readonly specTotals = new Map<string, { drafted: number; accepted: number }>();
+  /** What the caches reported since the metrics were last read. */
+  private readonly caches = new CacheReports();
 
   constructor(
     registry: Registry,
@@ -83,8 +86,12 @@ export class NucleusMetrics {
     const name = (n: string) => (this.ns === 'vllm' ? `vllm:${n}` : `${this.ns}_${LINT_CLEAN_NAMES[n] ?? n}`);
     const counter = <L extends string>(n: string, help: string, labelNames: readonly L[]) =>
       new Counter<L>({ name: name(n), help, labelNames, registers });
-    const gauge = <L extends string>(n: string, help: string, labelNames: readonly L[]) =>
-      new Gauge<L>({ name: name(n), help, labelNames, registers });
+    const gauge = <L extends string>(n: string, help: string, labelNames: readonly L[], collect?: () => void) =>
+      new Gauge<L>({ name: name(n), help, labelNames, registers, ...(collect && { collect }) });
+    // The cache metrics are brought up to date when read: a cache reports its counters with every request.
+    const cacheCounter = (n: string, help: string) =>
+      new Counter<CacheLabel>({ name: name(n), help, labelNames: CACHE, registers, collect: () => this.flushCaches() });
+    const cacheGauge = (n: string, help: string) => gauge(n, help, CACHE, () => this.flushCaches());
     const histogram = <L extends string>(n: string, help: string, labelNames: readonly L[], buckets: number[]) =>
       new Histogram<L>({ name: name(n), help, labelNames, buckets, registers });
     const refresh = options.refreshDevices;
@@ -240,16 +247,13 @@ export class NucleusMetrics {
       // Caches.
       prefixQueries: counter('prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', MODEL),
       prefixHits: counter('prefix_cache_hits_total', 'Prompt tokens served from the prefix cache.', MODEL),
-      cacheHits: counter('cache_hits_total', 'Cache lookups that hit, by cache.', ['cache', 'model_name']),
-      cacheMisses: counter('cache_misses_total', 'Cache lookups that missed, by cache.', ['cache', 'model_name']),
-      cacheEvictions: counter('cache_evictions_total', 'Cache entries evicted, by cache.', ['cache', 'model_name']),
-      cacheHitRate: gauge('cache_hit_rate', 'Hits over lookups since the cache was created, 0 to 1.', [
-        'cache',
-        'model_name',
-      ]),
-      cacheBytes: gauge('cache_usage_bytes', 'Bytes held by a cache.', ['cache', 'model_name']),
-      cacheCapacity: gauge('cache_capacity_bytes', 'Bytes a cache may hold.', ['cache', 'model_name']),
-      cacheUsage: gauge('cache_usage_perc', 'Fraction of a cache in use, 0 to 1.', ['cache', 'model_name']),
+      cacheHits: cacheCounter('cache_hits_total', 'Cache lookups that hit, by cache.'),
+      cacheMisses: cacheCounter('cache_misses_total', 'Cache lookups that missed, by cache.'),
+      cacheEvictions: cacheCounter('cache_evictions_total', 'Cache entries evicted, by cache.'),
+      cacheHitRate: cacheGauge('cache_hit_rate', 'Hits over lookups since the cache was created, 0 to 1.'),
+      cacheBytes: cacheGauge('cache_usage_bytes', 'Bytes held by a cache.'),
+      cacheCapacity: cacheGauge('cache_capacity_bytes', 'Bytes a cache may hold.'),
+      cacheUsage: cacheGauge('cache_usage_perc', 'Fraction of a cache in use, 0 to 1.'),
       // Speculative decoding.
       specDrafts: counter(
         'spec_decode_num_drafts_total',
@@ -342,13 +346,25 @@ export class NucleusMetrics {
       ),
     };
     this.cumulative = {
-      cacheHits: new CumulativeCounter(this.m.cacheHits),
-      cacheMisses: new CumulativeCounter(this.m.cacheMisses),
-      cacheEvictions: new CumulativeCounter(this.m.cacheEvictions),
       preemptions: new CumulativeCounter(this.m.preemptions),
       stepRecoveries: new CumulativeCounter(this.m.stepRecoveries),
       workerRestarts: new CumulativeCounter(this.m.workerRestarts),
     };
+  }
+
+  // The cache counters and gauges as the latest reports leave them (called when any of them is read).
+  private flushCaches(): void {
+    const m = this.m;
+    this.caches.drain((labels, added, e) => {
+      if (added.hits > 0) m.cacheHits.inc(labels, added.hits);
+      if (added.misses > 0) m.cacheMisses.inc(labels, added.misses);
+      if (added.evictions > 0) m.cacheEvictions.inc(labels, added.evictions);
+      const lookups = e.hits + e.misses;
+      if (lookups > 0) m.cacheHitRate.set(labels, e.hits / lookups);
+      m.cacheBytes.set(labels, e.bytes);
+      m.cacheCapacity.set(labels, e.capacityBytes);
+      if (e.capacityBytes > 0) m.cacheUsage.set(labels, e.bytes / e.capacityBytes);
+    });
   }
 
   /** Sets the plugin-state gauges from a listing of every plugin (at activation, before events tell of changes). */
@@ -434,17 +450,7 @@ export class NucleusMetrics {
         m.batchDuration.observe(labels, e.durationMs / 1000);
         this.batchesInFlight(labels, -1);
       }),
-      events.on('cache.stats', (e) => {
-        const labels = { cache: e.name, model_name: e.model ?? '' };
-        this.cumulative.cacheHits.observe(labels, e.hits);
-        this.cumulative.cacheMisses.observe(labels, e.misses);
-        this.cumulative.cacheEvictions.observe(labels, e.evictions);
-        const lookups = e.hits + e.misses;
-        if (lookups > 0) m.cacheHitRate.set(labels, e.hits / lookups);
-        m.cacheBytes.set(labels, e.bytes);
-        m.cacheCapacity.set(labels, e.capacityBytes);
-        if (e.capacityBytes > 0) m.cacheUsage.set(labels, e.bytes / e.capacityBytes);
-      }),
+      events.on('cache.stats', (e) => this.caches.report(e)),
       events.on('spec.acceptance', (e) => {
         const labels = { ...model(e), method: e.method };
         m.specDrafts.inc(labels, e.drafts ?? 1);
