@@ -65,7 +65,7 @@ export class ExtensionPoint<T> implements ExtensionPointView<T> {
       releaseHeld(lease, held);
       return Promise.resolve(result);
     }
-    // Without `held` (the hooks and routes of every request), the lease's own callbacks: no closure made per use.
+    // Without `held` (the routes of every request), the lease's own callbacks: no closure made per use.
     if (!held) return Promise.resolve(result).then(lease.settled, lease.failed);
     return Promise.resolve(result).then(
       (value) => {
