@@ -1,8 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { CLI, REPO_ROOT } from '../helpers/paths.js';
-import { followServer, stopServer } from '../helpers/server-child.js';
+import { runCli } from '../helpers/run-cli.js';
+import { followServer, type ServerChild, stopServer } from '../helpers/server-child.js';
 
 const ENV = { PATH: process.env.PATH ?? '', NUCLEUS_ADMIN_KEY: 'admin-secret' };
 
@@ -16,11 +17,21 @@ function serve(args: string[]): ChildProcess {
 describe('nucleus serve: what it prints', function () {
   this.timeout(120_000);
 
-  it('piped, writes only JSON lines, the start-up line among them with URL, version, models and backends, plugins, config and how to stop', async () => {
-    const child = serve([]);
-    try {
-      const followed = followServer(child);
-      const url = await followed.url;
+  describe('piped, without options', () => {
+    // One server for the tests below: its start-up output, then commands against it, then its exit.
+    let child: ChildProcess;
+    let followed: ServerChild;
+    let url: string;
+    before(async () => {
+      child = serve([]);
+      followed = followServer(child);
+      url = await followed.url;
+    });
+    after(() => {
+      child?.kill('SIGKILL');
+    });
+
+    it('writes only JSON lines, the start-up line among them with URL, version, models and backends, plugins, config and how to stop', async () => {
       // The start-up line comes after the load lines; give a last line a moment to arrive whole.
       await new Promise((resolve) => setTimeout(resolve, 200));
       const lines = followed
@@ -50,10 +61,27 @@ describe('nucleus serve: what it prints', function () {
       assert.deepEqual((banner.config as { cli: string[] }).cli, ['server.host', 'server.port', 'plugins.watch']);
       assert.deepEqual((banner.config as { env: string[] }).env, ['NUCLEUS_ADMIN_KEY']);
       assert.equal(banner.stop, 'send SIGINT or SIGTERM');
-      assert.equal(await stopServer(child), 0);
-    } finally {
-      child.kill('SIGKILL');
-    }
+    });
+
+    it('plugins list --url without the admin key says to pass one; with it, lists the live plugins', async () => {
+      const [denied, listed] = await Promise.all([
+        runCli(['plugins', 'list', '--url', url]),
+        runCli(['plugins', 'list', '--url', url, '--key', 'admin-secret']),
+      ]);
+      assert.equal(denied.code, 1);
+      assert.match(
+        denied.err,
+        new RegExp(
+          `^nucleus: ${url.replace(/[.]/g, '\\.')} answered 401: .*\\(pass an admin key with --key or NUCLEUS_ADMIN_KEY\\)\\n$`,
+        ),
+      );
+      assert.equal(listed.code, 0, listed.err);
+      assert.match(listed.out, /backend-cpu\s+\d+\.\d+\.\d+\s+active/);
+    });
+
+    it('exits 0 on SIGTERM', async () => {
+      assert.equal(await stopServer(child), 0, followed.output());
+    });
   });
 
   it('with --log-format pretty, writes one readable line per event and the banner, without colours when piped', async () => {
@@ -105,36 +133,6 @@ describe('nucleus serve: what it prints', function () {
       assert.match(out, /press Ctrl\+C/);
       assert.match(out, /INFO.*model loaded/);
       assert.doesNotMatch(out, /^\{"level"/m);
-    } finally {
-      child.kill('SIGKILL');
-    }
-  });
-
-  it('plugins list --url without the admin key says to pass one; with it, lists the live plugins', async () => {
-    const child = serve([]);
-    try {
-      const url = await followServer(child).url;
-      const run = (args: string[], env: Record<string, string> = {}) => {
-        // spawnSync would block this process's event loop, but the server is a child of its own.
-        const res = spawnSync(process.execPath, [CLI, 'plugins', 'list', '--url', url, ...args], {
-          cwd: REPO_ROOT,
-          env: { PATH: ENV.PATH, ...env },
-          encoding: 'utf8',
-        });
-        return { code: res.status, out: res.stdout, err: res.stderr };
-      };
-      const denied = run([]);
-      assert.equal(denied.code, 1);
-      assert.match(
-        denied.err,
-        new RegExp(
-          `^nucleus: ${url.replace(/[.]/g, '\\.')} answered 401: .*\\(pass an admin key with --key or NUCLEUS_ADMIN_KEY\\)\\n$`,
-        ),
-      );
-      const listed = run(['--key', 'admin-secret']);
-      assert.equal(listed.code, 0, listed.err);
-      assert.match(listed.out, /backend-cpu\s+\d+\.\d+\.\d+\s+active/);
-      assert.equal(await stopServer(child), 0);
     } finally {
       child.kill('SIGKILL');
     }

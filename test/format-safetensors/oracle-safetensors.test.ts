@@ -76,6 +76,18 @@ describe('safetensors checkpoints of the oracle models compute what their GGUFs 
         }),
       );
     });
+  /** The GGUF's greedy ids for a reference prompt, run once: the tests that compare with them share them. */
+  const greedyMemo = new Map<string, Promise<number[]>>();
+  const ggufGreedy = (stem: string, prompt: readonly number[], steps: number): Promise<number[]> => {
+    const key = `${stem}/${prompt.join(',')}/${steps}`;
+    let p = greedyMemo.get(key);
+    if (!p) greedyMemo.set(key, (p = gguf(stem).then(({ runner }) => runner.greedy(prompt, steps))));
+    return p;
+  };
+  /** Starts building a stem's two graphs in child processes while this process runs others; its test awaits them. */
+  const buildAhead = (stem: string): void => {
+    Promise.all([gguf(stem), checkpoint(stem)]).catch(() => undefined);
+  };
   /** Logits of every position of `ids`, one generic run from an empty cache. */
   const forced = async ({ runner }: Loaded, ids: number[]): Promise<Float32Array> =>
     (await runner.stepGeneric([ids], [ids.map(() => 1)], [ids.map((_, i) => i)], runner.emptyCache(1))).logits;
@@ -87,7 +99,8 @@ describe('safetensors checkpoints of the oracle models compute what their GGUFs 
       });
 
       it('the folder gives the same 64 greedy tokens as the GGUF, and teacher-forced logits within 1e-3', async () => {
-        const [st, gg] = [await checkpoint(stem), await gguf(stem)];
+        // The GGUF's graph builds in a child process while this one writes the checkpoint.
+        const [gg, st] = await Promise.all([gguf(stem), checkpoint(stem)]);
         assert.equal(st.llm.source, 'safetensors');
         assert.deepEqual(
           { ...st.llm.config, maxContext: 0 },
@@ -97,7 +110,7 @@ describe('safetensors checkpoints of the oracle models compute what their GGUFs 
         for (const p of exactRef(stem).prompts) {
           const steps = p.prompt_ids.length - 1 + GENERATED;
           const ids = (await st.runner.greedy(p.prompt_ids, steps)).slice(p.prompt_ids.length - 1);
-          const expected = (await gg.runner.greedy(p.prompt_ids, steps)).slice(p.prompt_ids.length - 1);
+          const expected = (await ggufGreedy(stem, p.prompt_ids, steps)).slice(p.prompt_ids.length - 1);
           assert.deepEqual(ids, expected, `${p.name}: greedy ids`);
           // And both are the exact-arithmetic reference's, as the GGUF tests hold the GGUF path to.
           assert.deepEqual(ids, p.generated_ids, `${p.name}: the exact reference's greedy ids`);
@@ -150,13 +163,14 @@ describe('safetensors checkpoints of the oracle models compute what their GGUFs 
 
   it("llama3-tiny in the contrib graph style (RotaryEmbedding on halves) gives the GGUF's greedy tokens", async function () {
     requireOracle(this);
-    const st = await checkpoint('llama3-tiny-F16', { style: 'contrib' });
-    const gg = await gguf('llama3-tiny-F16');
-    for (const p of exactRef('llama3-tiny-F16').prompts) {
+    const stem = 'llama3-tiny-F16';
+    const [, st] = await Promise.all([gguf(stem), checkpoint(stem, { style: 'contrib' })]);
+    buildAhead('qwen2-tiny-F16');
+    for (const p of exactRef(stem).prompts) {
       const steps = p.prompt_ids.length - 1 + GENERATED;
       assert.deepEqual(
         await st.runner.greedy(p.prompt_ids, steps),
-        await gg.runner.greedy(p.prompt_ids, steps),
+        await ggufGreedy(stem, p.prompt_ids, steps),
         p.name,
       );
     }
@@ -165,7 +179,13 @@ describe('safetensors checkpoints of the oracle models compute what their GGUFs 
   it('quantize int8 and int4 at load: MatMulNBits blocks of 32, logits within a bound of float32 (int4 further off)', async function () {
     requireOracle(this);
     const stem = 'llama3-tiny-F16';
-    const float = await checkpoint(stem);
+    // The three graphs build in child processes side by side.
+    const [float, int8, int4] = await Promise.all([
+      checkpoint(stem),
+      checkpoint(stem, { quantize: 'int8' }),
+      checkpoint(stem, { quantize: 'int4' }),
+    ]);
+    const quantized = { int8, int4 };
     const p = exactRef(stem).prompts[0]!;
     const sequence = [...p.prompt_ids, ...p.generated_ids.slice(0, 16)];
     const reference = await forced(float, sequence);
@@ -175,7 +195,7 @@ describe('safetensors checkpoints of the oracle models compute what their GGUFs 
     const errors: Record<LoadQuantization, number> = { int8: 0, int4: 0 };
     const agreement: Record<LoadQuantization, number> = { int8: 0, int4: 0 };
     for (const quantize of ['int8', 'int4'] as const) {
-      const q = await checkpoint(stem, { quantize });
+      const q = quantized[quantize];
       assert.equal(q.llm.quantized, quantize);
       assert.ok(
         readFileSync(q.llm.onnxPath).includes('MatMulNBits'),

@@ -30,6 +30,7 @@ import {
 const GENERATED = 64;
 
 type Mode = 'float32' | 'int8';
+const MODES = ['float32', 'int8'] as const;
 
 /** What the loader is asked for in each mode. */
 const MODE_OPTIONS: Record<Mode, Partial<LoadGgufOptions>> = {
@@ -73,8 +74,13 @@ describe('oracle GGUFs compute what the exact and llama.cpp references compute (
     if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
   });
 
-  /** The file's graph, built once per mode (a load that fails fails every test that needs it). */
-  const model = (stem: string, mode: Mode): Promise<Model> => {
+  /** The graphs in the order the tests below first need them. */
+  const order = MODES.flatMap((mode) => ORACLE_STEMS.map((stem) => `${stem}/${mode}`));
+  /**
+   * The file's graph, built once per mode (a load that fails fails every test that needs it). The next file's graph
+   * starts building (in a child process) as this one is first asked for, so it is ready while these tests run.
+   */
+  const model = (stem: string, mode: Mode, ahead = true): Promise<Model> => {
     const key = `${stem}/${mode}`;
     let m = models.get(key);
     if (!m) {
@@ -87,6 +93,11 @@ describe('oracle GGUFs compute what the exact and llama.cpp references compute (
         return { llm, runner: await DecoderRunner.open(llm.onnxPath, llm.config) };
       })();
       models.set(key, m);
+    }
+    const next = order[order.indexOf(key) + 1];
+    if (ahead && next !== undefined && !models.has(next)) {
+      const [nextStem, nextMode] = next.split('/') as [string, Mode];
+      model(nextStem, nextMode, false).catch(() => undefined);
     }
     return m;
   };
@@ -103,7 +114,7 @@ describe('oracle GGUFs compute what the exact and llama.cpp references compute (
     }
   });
 
-  for (const mode of ['float32', 'int8'] as const) {
+  for (const mode of MODES) {
     for (const stem of ORACLE_STEMS) {
       describe(`${stem} (${mode === 'float32' ? 'float32, default settings' : 'int8 activations, accuracy level 4'})`, () => {
         const tol = llamaCppTolerance(stem);
