@@ -23,7 +23,7 @@ export class Nucleus extends Kernel {
   readonly #engines: Engines;
 
   private constructor(parts: ReturnType<typeof Kernel.prepare>, options: NucleusOptions) {
-    super(parts.config, parts.logger, parts.discovery);
+    super(parts.config, parts.logger, parts.discovery, options.serving);
     this.#engines = new Engines(this, { builtinModels: options.builtinModels ?? true });
     this.use(this.#engines);
     this.plugins.adopt(parts.found);

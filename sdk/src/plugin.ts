@@ -5,7 +5,7 @@ import type { Logger } from './logger.js';
 import type { ResolvedDeps, ServiceRef } from './services.js';
 
 /** The version of the kernel API this SDK describes; manifests name a semver range of it in `kernelApi`. */
-export const KERNEL_API_VERSION = '1.1.0';
+export const KERNEL_API_VERSION = '1.2.0';
 
 /** The `nucleus` section of a plugin's package.json. */
 export interface PluginManifest {
@@ -49,6 +49,11 @@ export interface PluginContext<C = Record<string, unknown>> {
   readonly container: DependencyContainer;
   /** Aborted when this activation starts to deactivate. */
   readonly signal: AbortSignal;
+  /**
+   * False when the kernel runs a one-shot command (`nucleus quantize`, `models ls`, `pull`, `batch`) rather than a
+   * server: a plugin that opens a listener of its own (a gRPC port) leaves it closed then. Kernel API 1.2.
+   */
+  readonly serving: boolean;
   /** Adds a contribution to an extension point. */
   contribute<T>(point: ExtensionPointRef<T>, value: T, options?: ContributeOptions): Contribution<T>;
   /** A live view of an extension point. */

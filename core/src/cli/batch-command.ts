@@ -47,7 +47,7 @@ export function batchCommand(): Command {
         model = name;
       }
       // Only the model the job runs opens (when it is a built-in); the others would cost memory and start-up.
-      const kernel = Nucleus.create({ file: opts.config, cli, builtinModels: [model] });
+      const kernel = Nucleus.create({ file: opts.config, cli, builtinModels: [model], serving: false });
       await kernel.start();
       const stop = new AbortController();
       const interrupt = (signal: string) => {

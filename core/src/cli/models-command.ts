@@ -20,7 +20,11 @@ async function withSources<T>(
   fn: (locator: ModelLocator, providers: readonly ModelSourceProvider[], kernel: Kernel) => Promise<T>,
 ): Promise<T> {
   // Plugins' start-up lines would bury the answer: only warnings, unless asked for more.
-  const kernel = Kernel.create({ file: opts.config, cli: { 'logging.level': 'warn', ...setOverrides(opts) } });
+  const kernel = Kernel.create({
+    file: opts.config,
+    cli: { 'logging.level': 'warn', ...setOverrides(opts) },
+    serving: false,
+  });
   await kernel.plugins.start();
   try {
     const point = kernel.extensions.point(ExtensionPoints.modelSource);

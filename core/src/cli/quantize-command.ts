@@ -68,7 +68,11 @@ export function quantizeCommand(): Command {
     .option('--text <file>', 'LLMs: a text for perplexity and greedy agreement')
     .option('--json', 'print the report as JSON')
     .action(async (source: string, opts: QuantizeOptions) => {
-      const kernel = Kernel.create({ file: opts.config, cli: { 'logging.level': 'warn', ...setOverrides(opts) } });
+      const kernel = Kernel.create({
+        file: opts.config,
+        cli: { 'logging.level': 'warn', ...setOverrides(opts) },
+        serving: false,
+      });
       await kernel.plugins.start();
       try {
         const report = await quantize(kernel, source, opts);

@@ -41,6 +41,11 @@ export interface KernelOptions extends Pick<LoadConfigOptions, 'file' | 'env' | 
   nodeModules?: string[];
   /** Where JSON log lines go; stdout by default. */
   logDestination?: DestinationStream;
+  /**
+   * False for a one-shot command that activates plugins without serving: they see `ctx.serving` false and open no
+   * listeners of their own. Default true.
+   */
+  serving?: boolean;
 }
 
 /**
@@ -63,6 +68,7 @@ export class Kernel {
     readonly config: ConfigStore,
     readonly logger: Logger & { level: string },
     private readonly discovery: DiscoveryOptions,
+    serving = true,
   ) {
     this.events = new TypedEventBus(logger);
     // A line logged while a line is relayed (a listener that fails, a socket that reads too slowly) is not relayed
@@ -90,6 +96,7 @@ export class Kernel {
       logger,
       // A plugin may ask for any path; one the config does not have reads undefined.
       configValue: (path) => config.get(path as ConfigPath),
+      serving,
       config: {
         // Every activation passes here, so a plugin found after start (the watcher, `plugins.dirs`) or enabled or
         // reloaded later has its section checked against the schema it brings now and its defaults filled.
@@ -144,7 +151,7 @@ export class Kernel {
    */
   static create(options: KernelOptions = {}): Kernel {
     const { config, logger, discovery, found } = Kernel.prepare(options);
-    const kernel = new Kernel(config, logger, discovery);
+    const kernel = new Kernel(config, logger, discovery, options.serving);
     kernel.plugins.adopt(found);
     return kernel;
   }

@@ -23,6 +23,8 @@ export interface ActivationDeps {
   logger: Logger;
   /** The effective server config at a dotted path. */
   configValue(path: string): unknown;
+  /** Whether the kernel serves requests, or runs a one-shot command (`PluginContext.serving`). */
+  serving: boolean;
 }
 
 /**
@@ -57,6 +59,7 @@ export class PluginActivation {
       events: deps.events,
       container: this.container,
       signal: this.abort.signal,
+      serving: deps.serving,
       contribute<T>(point: ExtensionPointRef<T>, value: T, options: ContributeOptions = {}): Contribution<T> {
         const ownName = (value as { name?: unknown } | null)?.name;
         const unnamed = [...names].filter((k) => k.startsWith(`${point.id}/`)).length;

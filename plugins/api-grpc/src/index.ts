@@ -55,6 +55,15 @@ export default definePlugin({
     auth: optionalService(ServiceRefs.auth),
   },
   async activate(ctx: PluginContext<ApiGrpcConfig>, { inference, generation, registry, readiness, auth }) {
+    // Where the gRPC server listens, for operators and for tests that asked for any free port.
+    const status = (where: Record<string, unknown>) =>
+      ctx.contribute(
+        ExtensionPoints.routes,
+        { method: 'GET', path: '/admin/grpc', access: 'admin', handler: () => ({ service: SERVICE, ...where }) },
+        { name: 'grpc-status/GET /admin/grpc' },
+      );
+    // A one-shot command (`nucleus quantize`, `models ls`) serves nobody: no port of its own to take.
+    if (ctx.serving === false) return void status({ listening: false });
     const shutdown = new AbortController();
     const gate = new RpcGate({
       events: ctx.events,
@@ -93,12 +102,7 @@ export default definePlugin({
     });
     const where = { host, port: listener.port, tls: Boolean(tls?.cert && tls.key) };
     ctx.logger.info(where, 'gRPC inference listening');
-    // Where the gRPC server listens, for operators and for tests that asked for any free port.
-    ctx.contribute(
-      ExtensionPoints.routes,
-      { method: 'GET', path: '/admin/grpc', access: 'admin', handler: () => ({ service: SERVICE, ...where }) },
-      { name: 'grpc-status/GET /admin/grpc' },
-    );
+    status(where);
     ctx.onDispose(async () => {
       // New calls are refused from here; those in flight get the grace period, then are cancelled.
       await listener.close(ctx.config.shutdownGraceMs);
