@@ -7,6 +7,7 @@ import {
   type EventBus,
   type ExtensionPointView,
   type Logger,
+  type SessionOptions,
 } from '@nucleus/sdk';
 
 /** What `select()` chose and why. */
@@ -17,6 +18,31 @@ export interface BackendSelection {
   requested: string;
   /** Set when the request could not be honoured and CPU was chosen instead; the server logs it and reports /ready as degraded. */
   fallbackReason?: string;
+}
+
+/** The backend a worker's session opens on, chosen on the main thread: its name and the session options it gave. */
+export interface WorkerBackendSpec {
+  backend: { name: string; requested: string; options: SessionOptions; fallbackReason?: string };
+  /** Where to retry when ORT rejects the backend's provider. */
+  fallback?: { name: string; options: SessionOptions };
+}
+
+/** The worker's spec of what `selection` chose for `requested`; CPU (`cpu`, when installed) is its fallback. */
+export function workerBackendSpec(
+  selection: BackendSelection,
+  requested: string,
+  cpu: Backend | undefined,
+): WorkerBackendSpec {
+  return {
+    backend: {
+      name: selection.backend.name,
+      requested,
+      options: selection.backend.sessionOptions(),
+      ...(selection.fallbackReason !== undefined && { fallbackReason: selection.fallbackReason }),
+    },
+    ...(cpu &&
+      selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
+  };
 }
 
 /** One installed backend and its latest probe, for `/status`. */

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { NucleusError, type Backend, type EventBus, type Logger, type SessionOptions } from '@nucleus/sdk';
-import { CPU_BACKEND, type BackendSelection } from './backend-selector.js';
+import { CPU_BACKEND, type BackendSelection, type WorkerBackendSpec } from './backend-selector.js';
 
 /** A session and the backend it really runs on. */
 export interface BackendSession {
@@ -103,13 +103,6 @@ export async function createBackendSession(
     reason: fallbackReason,
   });
   return { session, backend: fallback, options: fallbackOptions, fallbackReason };
-}
-
-/** The backend a worker's session opens on, chosen on the main thread: its name and the session options it gave. */
-export interface WorkerBackendSpec {
-  backend: { name: string; requested: string; options: SessionOptions; fallbackReason?: string };
-  /** Where to retry when ORT rejects the backend's provider. */
-  fallback?: { name: string; options: SessionOptions };
 }
 
 // The backends live in plugins on the main thread; in a worker they are only their session options.

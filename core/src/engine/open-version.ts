@@ -1,6 +1,6 @@
 import type { ExtensionPointView, EventBus, Logger, ModelTransform, Progress, ReplicaRouter } from '@nucleus/sdk';
 import type { ConfigStore } from '../kernel/config/index.js';
-import { type BackendSelector, CPU_BACKEND } from './backend-selector.js';
+import { type BackendSelector, CPU_BACKEND, workerBackendSpec } from './backend-selector.js';
 import type { BreakerState } from './circuit-breaker.js';
 import { LoadedModel } from './loaded-model.js';
 import type { MemoryPressure } from './memory-pressure.js';
@@ -56,21 +56,13 @@ export async function openVersion(configured: ModelSource, o: VersionOpenerOptio
   }
   const requested = source.options.backend ?? config.get('backend');
   const selection = await o.selector.select(requested);
-  const cpu = o.selector.find(CPU_BACKEND);
   const isolation = source.options.isolation ?? isolationFor(config, name);
   const replicas = replicasFor(config, name);
   const shared = sharesThread(config, { name, modelPath: source.modelPath, isolation, replicas });
   const model = await LoadedModel.open({
     source,
     manifest,
-    backend: {
-      name: selection.backend.name,
-      requested,
-      options: selection.backend.sessionOptions(),
-      ...(selection.fallbackReason !== undefined && { fallbackReason: selection.fallbackReason }),
-    },
-    ...(cpu &&
-      selection.backend.name !== CPU_BACKEND && { fallback: { name: cpu.name, options: cpu.sessionOptions() } }),
+    ...workerBackendSpec(selection, requested, o.selector.find(CPU_BACKEND)),
     workers: replicas,
     routing: o.routing,
     defaults: () => ({

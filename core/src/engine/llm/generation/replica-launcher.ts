@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { NucleusError, toNucleusError, unavailable, type Logger, type ReplicaRouter } from '@nucleus/sdk';
 import { sha256FileCached } from '@nucleus/sdk/llm';
-import { BackendSelector, CPU_BACKEND } from '../../backend-selector.js';
+import { BackendSelector, CPU_BACKEND, workerBackendSpec } from '../../backend-selector.js';
+
 import { withDefaultCpu } from '../../default-cpu-backend.js';
 import { defaultModelCacheDir } from '../../model-cache-dir.js';
 import { CachedReading } from '../../workers/cached-reading.js';
@@ -159,16 +160,7 @@ export class ReplicaLauncher {
           {
             label: model.name,
             ...spec,
-            backend: {
-              name: selection.backend.name,
-              requested,
-              options: selection.backend.sessionOptions(),
-              ...(selection.fallbackReason !== undefined && { fallbackReason: selection.fallbackReason }),
-            },
-            ...(cpu &&
-              selection.backend.name !== CPU_BACKEND && {
-                fallback: { name: cpu.name, options: cpu.sessionOptions() },
-              }),
+            ...workerBackendSpec(selection, requested, cpu),
             scheduler: this.#schedulerSettings(),
             flushIntervalMs: this.options.flushIntervalMs ?? 1,
             ...(spec.role === 'decoder' && this.#prefixCacheSpec(model, persistence?.(id))),
