@@ -45,6 +45,17 @@ function dockerfileRuntime(): Map<string, string[]> {
 }
 
 /** The host PID of the process the namespace's PID 1 is (tini), from the launcher's child list. */
+// A process's command line. Read while the kernel is busy with the process (it was seen once on a loaded machine)
+// the file can come back empty: read it again for up to 2 s before taking that as the answer.
+async function commandLine(pid: number): Promise<string> {
+  let line = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  for (let i = 0; i < 20 && line === ''; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    line = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  }
+  return line;
+}
+
 function pidOne(launcher: number): number {
   const children = readFileSync(`/proc/${launcher}/task/${launcher}/children`, 'utf8').trim().split(/\s+/);
   return Number(children[0]);
@@ -120,7 +131,7 @@ describe('container image as a root filesystem (build-rootfs.sh)', function () {
       assert.equal((await fetch(`${url}/readyz`)).status, 200);
 
       const tini = pidOne(child.pid!);
-      assert.match(readFileSync(`/proc/${tini}/cmdline`, 'utf8'), /^\/usr\/bin\/tini\0/);
+      assert.match(await commandLine(tini), /^\/usr\/bin\/tini\0/);
       const node = Number(readFileSync(`/proc/${tini}/task/${tini}/children`, 'utf8').trim());
       const uid = config.User.split(':')[0];
       assert.match(readFileSync(`/proc/${node}/status`, 'utf8'), new RegExp(`^Uid:\\s+${uid}\\s`, 'm'));
