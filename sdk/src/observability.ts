@@ -12,6 +12,11 @@ export interface WsTopic {
   readonly description?: string;
   /** `admin`: only admin keys may subscribe (server-wide data, such as log lines); others are not offered it. */
   readonly access?: 'admin';
+  /**
+   * Called with true when the first socket subscribes to the topic and with false when the last one leaves, so that a
+   * plugin can skip the work behind the topic's events while nobody watches them.
+   */
+  readonly watched?: (watched: boolean) => void;
 }
 
 /** A plugin as the read-only plugin directory shows it. */

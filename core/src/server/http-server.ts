@@ -14,6 +14,7 @@ import { decodeContent, INFERENCE_HEADER_LENGTH, parseInferenceHeader, splitInfe
 import { jsonNestsDeeperThan, jsonTooDeep } from './json-depth.js';
 import { BodyTooLargeError, JsonParserPool, JsonSyntaxError, readBody } from './json-offload.js';
 import { kernelRoutes } from './kernel-routes.js';
+import { bodyParserReadError, parseStrictJson, SMALL_JSON_BYTES, smallJsonLength } from './small-json.js';
 import { requestFront } from './request-front.js';
 import { RequestLogger } from './request-logger.js';
 import { RouteTable } from './route-table.js';
@@ -221,13 +222,37 @@ export class HttpServer {
         throw badRequest('invalid_json', `request body is not valid JSON: ${err.message}`);
       },
     });
+    // V8 parses any depth; what walks the value afterwards (schema checks) would overflow the stack.
+    const checkDepth = (raw: string | undefined): void => {
+      const maxDepth = config.get('server.jsonMaxDepth');
+      if (raw && jsonNestsDeeperThan(raw, maxDepth)) throw jsonTooDeep(maxDepth);
+    };
+    // A small plain JSON body (a one-row inference) is read and parsed here, as the body parser would parse it, and
+    // answered with the same errors; it is most requests, and the body parser's checks and streams cost more than the
+    // parse. Any other body (compressed, another media type, no Content-Length) takes the body parser.
+    const directJson = async (ctx: Context, length: number, next: Next): Promise<void> => {
+      let bytes: Uint8Array;
+      try {
+        bytes = await readBody(ctx.req, length, length);
+      } catch (err) {
+        throw badRequest('invalid_json', `request body is not valid JSON: ${bodyParserReadError(err)}`);
+      }
+      let text: string;
+      try {
+        ({ parsed: ctx.request.body, text } = parseStrictJson(bytes));
+      } catch (err) {
+        throw badRequest('invalid_json', `request body is not valid JSON: ${(err as Error).message}`);
+      }
+      (ctx.request as { rawBody?: string }).rawBody = text;
+      checkDepth(text);
+      await next();
+    };
     const parsedJson = (ctx: Context, next: Next): Promise<void> => {
       if (ctx.request.body !== undefined) return next();
+      const small = smallJsonLength(ctx.req, Math.min(SMALL_JSON_BYTES, config.get('server.bodyLimitBytes')));
+      if (small !== undefined) return directJson(ctx, small, next);
       return parseJson(ctx, async () => {
-        // V8 parses any depth; what walks the value afterwards (schema checks) would overflow the stack.
-        const raw = (ctx.request as { rawBody?: string }).rawBody;
-        const maxDepth = config.get('server.jsonMaxDepth');
-        if (raw && jsonNestsDeeperThan(raw, maxDepth)) throw jsonTooDeep(maxDepth);
+        checkDepth((ctx.request as { rawBody?: string }).rawBody);
         await next();
       });
     };

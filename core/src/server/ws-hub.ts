@@ -99,6 +99,8 @@ export class WsHub {
   /** The topics only admin sockets may subscribe to (plugin topics contributed with `access: 'admin'`). */
   private adminTopicCache = new Set<string>();
   private droppedTotal = 0;
+  /** How many sockets subscribe to each topic (those with none left out). */
+  private readonly watchers = new Map<string, number>();
   /** The `ratelimit-*` headers the gates gave each upgrade, for its 101 answer. */
   private readonly upgradeHeaders = new WeakMap<IncomingMessage, Readonly<Record<string, string>>>();
 
@@ -122,7 +124,12 @@ export class WsHub {
     });
     this.unsubscribe = events.onAny((type, data) => this.broadcast(type, data));
     this.heartbeat = setInterval(() => this.ping(), 30_000).unref();
-    this.offTopics = pluginTopics?.onChange(() => (this.topicCache = undefined)) ?? (() => {});
+    this.offTopics =
+      pluginTopics?.onChange(() => {
+        this.topicCache = undefined;
+        // A topic contributed again (its plugin reloaded) is watched by the sockets still subscribed to its name.
+        for (const topic of this.watchers.keys()) this.tellWatched(topic, true);
+      }) ?? (() => {});
   }
 
   /** Every topic a client may subscribe to now, with the events it carries: the built-in ones, then the plugins'. */
@@ -255,6 +262,7 @@ export class WsHub {
   private forget(client: Client): void {
     client.requests.closeAll();
     if (!this.clients.delete(client)) return;
+    for (const t of client.topics) this.watch(t, -1);
     // Request events are not followed while no socket listens: the requests it knew of are forgotten with it.
     if (this.clients.size === 0) this.requestOwners.clear();
     const tenant = client.identity.tenant;
@@ -295,8 +303,34 @@ export class WsHub {
     const refused = topics.filter((t) => !allowed.includes(t as string));
     if (msg.type === 'subscribe' && refused.length)
       return this.sendError(client, 'forbidden_topic', `${refused.join(', ')}: only admin keys may subscribe`);
-    for (const t of topics as string[]) msg.type === 'subscribe' ? client.topics.add(t) : client.topics.delete(t);
+    for (const t of topics as string[]) {
+      if (msg.type !== 'subscribe') {
+        if (client.topics.delete(t)) this.watch(t, -1);
+      } else if (!client.topics.has(t)) {
+        client.topics.add(t);
+        this.watch(t, 1);
+      }
+    }
     this.send(client, { type: msg.type === 'subscribe' ? 'subscribed' : 'unsubscribed', topics: [...client.topics] });
+  }
+
+  /** Counts a socket subscribing to `topic` (+1) or leaving it (-1); the topic hears of its first and its last. */
+  private watch(topic: string, delta: 1 | -1): void {
+    const n = (this.watchers.get(topic) ?? 0) + delta;
+    if (n > 0) this.watchers.set(topic, n);
+    else this.watchers.delete(topic);
+    if (n === (delta > 0 ? 1 : 0)) this.tellWatched(topic, n > 0);
+  }
+
+  private tellWatched(topic: string, watched: boolean): void {
+    for (const c of this.pluginTopics?.list() ?? []) {
+      if (c.value.name !== topic || !c.value.watched) continue;
+      try {
+        c.value.watched(watched);
+      } catch (err) {
+        this.logger.warn({ err, topic }, 'a WebSocket topic threw when told whether it is watched; ignored');
+      }
+    }
   }
 
   private broadcast<K extends EventType>(type: K, data: NucleusEvents[K]): void {

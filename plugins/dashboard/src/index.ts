@@ -73,9 +73,11 @@ export default definePlugin({
       max: MAX_RECENT_REQUESTS,
       emit: (batch) => ctx.events.emit('dashboard.requests', batch),
     });
+    // Kept only while a page (or any socket) subscribes to the topic: nobody is shown the others.
+    let requestsWatched = false;
     const offEnd = ctx.events.on('request.end', (end) => {
       history.onRequestEnd(end);
-      feed.add(end);
+      if (requestsWatched) feed.add(end);
     });
     const offSnapshot = ctx.events.on('stats.snapshot', (snapshot) =>
       ctx.events.emit('dashboard.sample', history.add(snapshot)),
@@ -110,7 +112,7 @@ export default definePlugin({
           const requestId = (http.state as { requestId?: string }).requestId;
           if (prompt !== undefined && requestId !== undefined) {
             ctx.events.emit('dashboard.prompt', { requestId, prompt });
-            feed.prompt(requestId, prompt);
+            if (requestsWatched) feed.prompt(requestId, prompt);
           }
           return next();
         },
@@ -127,6 +129,9 @@ export default definePlugin({
     ctx.contribute(ExtensionPoints.wsTopics, {
       name: 'dashboard-requests',
       events: ['dashboard.requests'],
+      watched: (watched) => {
+        requestsWatched = watched;
+      },
       description:
         'requests answered lately, in batches of one tenant at most every plugin.dashboard.requestsIntervalMs, with their prompt text while plugin.dashboard.showPrompts is on',
     });
