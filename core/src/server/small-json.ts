@@ -1,3 +1,4 @@
+import { parse as parseRefusingProto } from '@hapi/bourne';
 import type { IncomingMessage } from 'node:http';
 
 /**
@@ -13,10 +14,6 @@ const DIGITS = /^\d+$/;
 
 // Strict JSON, as the body parser takes it: an object or an array at the top, after RFC 8259 whitespace.
 const STRICT_START = /^[ \t\n\r]*[[{]/;
-
-// Text that may hold a `__proto__` key (escaped or not): only then is the parsed value scanned for one.
-const SUSPECT_PROTO =
-  /"(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])"\s*:/;
 
 /**
  * The Content-Length of a request whose body can be read and parsed directly, or undefined when it must take the body
@@ -45,24 +42,9 @@ export function parseStrictJson(bytes: Uint8Array): { parsed: unknown; text: str
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   if (!text) return { parsed: {}, text };
   if (!STRICT_START.test(text)) throw new SyntaxError('invalid JSON, only supports object and array');
-  const parsed: unknown = JSON.parse(text);
-  if (SUSPECT_PROTO.test(text)) refuseProtoKeys(parsed);
+  // The parse the body parser itself runs: JSON.parse, then a SyntaxError for any `__proto__` key.
+  const parsed: unknown = parseRefusingProto(text, { protoAction: 'error' });
   return { parsed, text };
-}
-
-function refuseProtoKeys(value: unknown): void {
-  let next = [value];
-  while (next.length) {
-    const nodes = next;
-    next = [];
-    for (const node of nodes as Record<string, unknown>[]) {
-      if (Object.hasOwn(node, '__proto__')) throw new SyntaxError('Object contains forbidden prototype property');
-      for (const key in node) {
-        const child = node[key];
-        if (child && typeof child === 'object') next.push(child);
-      }
-    }
-  }
 }
 
 /** The message the body parser gives for a body it could not read whole, for an error `readBody` raised. */
