@@ -125,12 +125,15 @@ describe('container image as a root filesystem (build-rootfs.sh)', function () {
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const server = followServer(child, 120_000);
+    // PID 1 of the container: killing it ends everything in its PID namespace, whatever the test got to.
+    let tini: number | undefined;
+    let exitedCleanly = false;
     try {
       const url = await server.url;
       assert.equal((await fetch(`${url}/livez`)).status, 200);
       assert.equal((await fetch(`${url}/readyz`)).status, 200);
 
-      const tini = pidOne(child.pid!);
+      tini = pidOne(child.pid!);
       assert.match(await commandLine(tini), /^\/usr\/bin\/tini\0/);
       const node = Number(readFileSync(`/proc/${tini}/task/${tini}/children`, 'utf8').trim());
       const uid = config.User.split(':')[0];
@@ -180,8 +183,19 @@ describe('container image as a root filesystem (build-rootfs.sh)', function () {
       assert.match(text, /"finish_reason":"(length|stop)"/);
       assert.match(text, /data: \[DONE\]/);
       assert.equal(await exited, 0, server.output());
+      exitedCleanly = true;
     } finally {
       child.kill('SIGKILL');
+      // The user switch inside drops the parent-death signal: the launcher's end alone would leave it running.
+      if (tini && !exitedCleanly) killQuietly(tini);
     }
   });
 });
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Already gone, as after a clean run.
+  }
+}
