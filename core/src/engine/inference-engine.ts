@@ -31,13 +31,7 @@ import { BackendSelector } from './backend-selector.js';
 import { withDefaultCpu } from './default-cpu-backend.js';
 import type { BreakerState } from './circuit-breaker.js';
 import type { LoadedModel } from './loaded-model.js';
-import {
-  compareVersions,
-  ModelRepository,
-  type ConfiguredModel,
-  type ModelSource,
-  type SourceProblem,
-} from './model-repository.js';
+import { ModelRepository, type ConfiguredModel, type ModelSource, type SourceProblem } from './model-repository.js';
 import { takesSameInputs } from './model-fallback.js';
 import { openVersion } from './open-version.js';
 import { label, VersionTable, type VersionEntry } from './version-table.js';
@@ -412,21 +406,7 @@ export class InferenceEngine implements InferenceService {
 
   async index(): Promise<RepositoryEntry[]> {
     const { sources, problems } = await this.#repository.scan();
-    const rows = new Map<string, RepositoryEntry>();
-    const key = (n: string, v: string): string => `${n}\u0000${v}`;
-    for (const s of sources)
-      rows.set(key(s.name, s.version), { name: s.name, version: s.version, state: 'unavailable' });
-    for (const p of problems)
-      rows.set(key(p.name, p.version), { name: p.name, version: p.version, state: 'failed', reason: p.reason });
-    for (const e of this.#table.all()) {
-      rows.set(key(e.name, e.version), {
-        name: e.name,
-        version: e.version,
-        state: e.state,
-        ...(e.reason !== undefined && { reason: e.reason }),
-      });
-    }
-    return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name) || compareVersions(a.version, b.version));
+    return this.#table.repositoryIndex(sources, problems);
   }
 
   /** Every installed backend with its probe. */

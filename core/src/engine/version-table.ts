@@ -1,6 +1,12 @@
-import { notFound, type ModelInfo, type ModelVersionInfo, type ModelVersionState } from '@nucleus/sdk';
+import {
+  notFound,
+  type ModelInfo,
+  type ModelVersionInfo,
+  type ModelVersionState,
+  type RepositoryEntry,
+} from '@nucleus/sdk';
 import type { LoadedModel } from './loaded-model.js';
-import { compareVersions, type ModelSource } from './model-repository.js';
+import { compareVersions, type ModelSource, type SourceProblem } from './model-repository.js';
 
 /** One version of a model the engine knows: found in a source, loading, serving, failed or unloaded. */
 export interface VersionEntry {
@@ -121,5 +127,27 @@ export class VersionTable {
       ...(chosen && { defaultVersion: chosen.version }),
       versions: [...versions.values()].sort((a, b) => compareVersions(a.version, b.version)).map((e) => this.info(e)),
     };
+  }
+
+  /**
+   * The repository index: every version the sources hold (`unavailable` until loaded) or could not read (`failed`),
+   * then what this table knows of each, sorted by name and version.
+   */
+  repositoryIndex(sources: readonly ModelSource[], problems: readonly SourceProblem[]): RepositoryEntry[] {
+    const rows = new Map<string, RepositoryEntry>();
+    const key = (n: string, v: string): string => `${n}\u0000${v}`;
+    for (const s of sources)
+      rows.set(key(s.name, s.version), { name: s.name, version: s.version, state: 'unavailable' });
+    for (const p of problems)
+      rows.set(key(p.name, p.version), { name: p.name, version: p.version, state: 'failed', reason: p.reason });
+    for (const e of this.all()) {
+      rows.set(key(e.name, e.version), {
+        name: e.name,
+        version: e.version,
+        state: e.state,
+        ...(e.reason !== undefined && { reason: e.reason }),
+      });
+    }
+    return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name) || compareVersions(a.version, b.version));
   }
 }
